@@ -1,0 +1,23 @@
+// cgrad.h: everything a training program needs, in one include.
+#ifndef CGRAD_H
+#define CGRAD_H
+
+#include "core/arena.h"
+#include "core/common.h"
+#include "core/csv_log.h"
+#include "core/device.h"
+#include "core/metrics.h"
+#include "core/ops.h"
+#include "core/optim.h"
+#include "core/params.h"
+#include "core/rng.h"
+#include "core/tape.h"
+#include "core/tensor.h"
+#include "datasets/loader.h"
+#include "datasets/synthetic.h"
+#include "layers/activation.h"
+#include "layers/linear.h"
+#include "layers/loss.h"
+#include "layers/sequential.h"
+
+#endif

@@ -1,0 +1,102 @@
+// device.c: device names, parsing, and raw memory on the CPU or a GPU.
+// The GPU half goes through device_backend.h so that this file includes no CUDA header.
+#define _POSIX_C_SOURCE 200112L
+#include "device.h"
+#include "device_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+cg_device cg_cpu(void) {
+    cg_device d = {CG_CPU, 0};
+    return d;
+}
+
+bool cg_device_equal(cg_device a, cg_device b) { return a.type == b.type && a.index == b.index; }
+
+const char *cg_device_str(cg_device d, char *buf, size_t size) {
+    if (d.type == CG_CPU)
+        snprintf(buf, size, "cpu");
+    else
+        snprintf(buf, size, "cuda:%d", d.index);
+    return buf;
+}
+
+bool cg_cuda_built(void) { return cg_backend_cuda_built(); }
+
+int cg_cuda_device_count(void) {
+    char reason[256];
+    return cg_backend_cuda_count(reason, sizeof reason);
+}
+
+cg_status cg_device_parse(const char *text, cg_device *out) {
+    if (strcmp(text, "cpu") == 0) {
+        *out = cg_cpu();
+        return cg_ok();
+    }
+    int index = 0;
+    if (strcmp(text, "cuda") != 0) {
+        char *end = NULL;
+        if (strncmp(text, "cuda:", 5) != 0 || text[5] == '\0')
+            return cg_error(CG_ERR_ARG, "unknown device '%s' (expected cpu, cuda or cuda:N)", text);
+        long v = strtol(text + 5, &end, 10);
+        if (*end != '\0' || v < 0 || v > 1023)
+            return cg_error(CG_ERR_ARG, "unknown device '%s' (expected cpu, cuda or cuda:N)", text);
+        index = (int)v;
+    }
+    if (!cg_backend_cuda_built())
+        return cg_error(CG_ERR_DEVICE, "device '%s': cgrad was built without CUDA", text);
+    char reason[256];
+    int count = cg_backend_cuda_count(reason, sizeof reason);
+    if (count == 0)
+        return cg_error(CG_ERR_DEVICE, "device '%s': no GPU found (%s)", text, reason);
+    if (index >= count)
+        return cg_error(CG_ERR_DEVICE, "device '%s': only %d GPU(s) found (cuda:0 to cuda:%d)", text, count,
+                        count - 1);
+    out->type = CG_CUDA;
+    out->index = index;
+    return cg_ok();
+}
+
+void *cg_device_alloc(cg_device d, size_t bytes) {
+    if (d.type == CG_CUDA) return cg_backend_cuda_alloc(d.index, bytes);
+    void *p = NULL;
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0)
+        CG_CHECK(0, "out of host memory asking for %zu bytes", bytes);
+    return p;
+}
+
+void cg_device_free(cg_device d, void *p) {
+    if (p == NULL) return;
+    if (d.type == CG_CUDA)
+        cg_backend_cuda_free(d.index, p);
+    else
+        free(p);
+}
+
+void cg_device_copy(cg_device dst_dev, void *dst, cg_device src_dev, const void *src, size_t bytes) {
+    if (bytes == 0) return;
+    if (dst_dev.type == CG_CPU && src_dev.type == CG_CPU) {
+        memmove(dst, src, bytes);
+    } else if (dst_dev.type == CG_CUDA && src_dev.type == CG_CPU) {
+        cg_backend_cuda_copy(dst_dev.index, dst, src, bytes, 0);
+    } else if (dst_dev.type == CG_CPU && src_dev.type == CG_CUDA) {
+        cg_backend_cuda_copy(src_dev.index, dst, src, bytes, 1);
+    } else {
+        cg_backend_cuda_copy(dst_dev.index, dst, src, bytes, 2);
+    }
+}
+
+void cg_device_zero(cg_device d, void *p, size_t bytes) {
+    if (bytes == 0) return;
+    if (d.type == CG_CUDA)
+        cg_backend_cuda_zero(d.index, p, bytes);
+    else
+        memset(p, 0, bytes);
+}
+
+void cg_device_synchronize(cg_device d) {
+    if (d.type == CG_CUDA) cg_backend_cuda_synchronize(d.index);
+}

@@ -1,0 +1,82 @@
+// kernels.h: the table of kernels one device provides. Kernels take raw pointers and sizes and
+// never see a tensor; core/ops.c is the one file that turns tensors into these calls.
+// kernels/cpu fills one table, kernels/cuda the other. A NULL entry is a kernel the device does
+// not have: ops.c reports it by name instead of falling back to another device.
+//
+// Conventions: pointers live on the table's device; gradient outputs come first and start with
+// d; backward kernels ACCUMULATE (+=) into their gradient outputs; scalars that change from
+// step to step (the loss gradient, the optimizer's step count) are read from device memory,
+// so that a captured CUDA Graph replays them correctly.
+#ifndef CG_KERNELS_H
+#define CG_KERNELS_H
+
+#include "device.h"
+
+typedef struct cg_kernels {
+    const char *device_name;
+
+    // x[i] = value, i < n
+    void (*fill)(float *x, float value, int64_t n);
+    // y[i] += alpha * x[i]
+    void (*axpy)(float *y, float alpha, const float *x, int64_t n);
+    // x[0] += value (a counter on the device, e.g. the optimizer's step count)
+    void (*add_scalar)(float *x, float value);
+    // y[i] = alpha * x[i]
+    void (*scale)(float *y, const float *x, float alpha, int64_t n);
+
+    // Row-major C(M,N) = alpha * op(A) op(B) + beta * C, with op(A) (M,K) and op(B) (K,N).
+    // A is stored (M,K), or (K,M) when trans_a; B is stored (K,N), or (N,K) when trans_b.
+    void (*gemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                 const float *B, float beta, float *C);
+
+    // y = a + b, all n elements
+    void (*add_forward)(float *y, const float *a, const float *b, int64_t n);
+    // y(rows, cols) = x(rows, cols) + bias(cols) broadcast over rows
+    void (*add_bias_forward)(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
+    // dbias(cols) += sum over rows of dy(rows, cols)
+    void (*add_bias_backward)(float *dbias, const float *dy, int64_t rows, int64_t cols);
+
+    // y = max(x, 0); dx += dy where y > 0
+    void (*relu_forward)(float *y, const float *x, int64_t n);
+    void (*relu_backward)(float *dx, const float *dy, const float *y, int64_t n);
+    // y = 1 / (1 + exp(-x)); dx += dy * y * (1 - y)
+    void (*sigmoid_forward)(float *y, const float *x, int64_t n);
+    void (*sigmoid_backward)(float *dx, const float *dy, const float *y, int64_t n);
+
+    // Binary cross-entropy, mean over n: loss[0] = -mean(t log p + (1 - t) log(1 - p)), each log
+    // clamped to >= -100 as PyTorch's BCELoss does. dp += dloss[0] * (p - t) / max(p (1 - p), 1e-12) / n.
+    void (*bce_forward)(float *loss, const float *p, const float *t, int64_t n);
+    void (*bce_backward)(float *dp, const float *dloss, const float *p, const float *t, int64_t n);
+
+    // Softmax cross-entropy over int labels, mean over N rows of K logits, log-sum-exp with the
+    // row maximum subtracted. dlogits += dloss[0] * (softmax(logits) - onehot(label)) / N.
+    void (*cross_entropy_forward)(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K);
+    void (*cross_entropy_backward)(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
+                                   int64_t N, int64_t K);
+
+    // y[0] = scale * sum(x); dx[i] += scale * dy[0]  (sum: scale 1; mean: scale 1/n)
+    void (*sum_forward)(float *y, const float *x, float scale, int64_t n);
+    void (*sum_backward)(float *dx, const float *dy, float scale, int64_t n);
+
+    // Metrics, accumulated on the device and read once an epoch.
+    // acc[0] += number of i with (p[i] > threshold) == (t[i] > 0.5)
+    void (*count_binary_correct)(float *acc, const float *p, const float *t, float threshold, int64_t n);
+    // acc[0] += number of rows whose arg-max equals the label
+    void (*count_argmax_correct)(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K);
+
+    // Optimizers over the flat parameter block (PyTorch's torch.optim formulas; see core/optim.h).
+    // state[0] is the step count, already incremented for this step (first step: 1).
+    void (*sgd_step)(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
+                     float dampening, float weight_decay, bool nesterov);
+    void (*adam_step)(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
+                      float beta2, float eps, float weight_decay, bool decoupled_weight_decay);
+} cg_kernels;
+
+// The table of a device. Aborts if the device's backend is not built.
+const cg_kernels *cg_kernels_for(cg_device device);
+
+// Filled in kernels/cpu/table.c; kernels/cuda provides cg_cuda_kernels() in a CUDA build.
+extern const cg_kernels cg_cpu_kernels;
+const cg_kernels *cg_cuda_kernels(void);
+
+#endif

@@ -1,0 +1,263 @@
+// ops.c: the op table. The one file that knows both tensors and kernels: each op checks its
+// inputs, makes its output on the tape, calls its device's kernel through cg_kernels_for, and
+// records itself; each backward calls the kernels that accumulate the input gradients.
+// No arithmetic here: that is in kernels/cpu and kernels/cuda.
+#include "ops.h"
+#include "kernels.h"
+
+#include <stdio.h>
+
+typedef void (*cg_forward_fn)(const cg_kernels *k, cg_node *n);
+typedef void (*cg_backward_fn)(const cg_kernels *k, cg_tape *t, cg_node *n);
+
+typedef struct {
+    const char *name;
+    cg_forward_fn forward;
+    cg_backward_fn backward;
+} cg_op_row;
+
+// A kernel the device lacks is a clear error, never a fallback to another device.
+static void missing_kernel(const char *name, const cg_kernels *k) {
+    CG_CHECK(0, "kernel %s is missing on %s", name, k->device_name);
+}
+#define KERNEL(k, fn) ((k)->fn ? (k)->fn : (missing_kernel(#fn, (k)), (k)->fn))
+
+static float *F(const cg_tensor *t) { return (float *)t->data; }
+
+// ---- matmul ---------------------------------------------------------------------------------
+// iattr[0] = trans_a, iattr[1] = trans_b; M, N, K from the output and the first input.
+
+static void mm_dims(const cg_node *n, int64_t *M, int64_t *N, int64_t *K) {
+    *M = n->out->shape[0];
+    *N = n->out->shape[1];
+    *K = n->iattr[0] ? n->in[0]->shape[0] : n->in[0]->shape[1];
+}
+
+static void matmul_forward(const cg_kernels *k, cg_node *n) {
+    int64_t M, N, K;
+    mm_dims(n, &M, &N, &K);
+    KERNEL(k, gemm)(n->iattr[0], n->iattr[1], M, N, K, 1.0f, F(n->in[0]), F(n->in[1]), 0.0f, F(n->out));
+}
+
+static void matmul_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    int64_t M, N, K;
+    mm_dims(n, &M, &N, &K);
+    bool ta = n->iattr[0], tb = n->iattr[1];
+    cg_tensor *a = n->in[0], *b = n->in[1];
+    const float *dc = F(n->out->grad);
+    // C = op(A) op(B)  =>  d op(A) = dC op(B)^T,  d op(B) = op(A)^T dC, written for the layout
+    // each input is stored in, so that no transposed copy is ever made.
+    if (a->requires_grad) {
+        float *da = F(cg_tape_grad(t, a));
+        if (!ta)
+            k->gemm(false, !tb, M, K, N, 1.0f, dc, F(b), 1.0f, da); // dA(M,K) = dC op(B)^T
+        else
+            k->gemm(tb, true, K, M, N, 1.0f, F(b), dc, 1.0f, da); // dA(K,M) = op(B) dC^T
+    }
+    if (b->requires_grad) {
+        float *db = F(cg_tape_grad(t, b));
+        if (!tb)
+            k->gemm(!ta, false, K, N, M, 1.0f, F(a), dc, 1.0f, db); // dB(K,N) = op(A)^T dC
+        else
+            k->gemm(true, ta, N, K, M, 1.0f, dc, F(a), 1.0f, db); // dB(N,K) = dC^T op(A)
+    }
+}
+
+// ---- add (same shape, or bias over rows) ----------------------------------------------------
+// iattr[0] = 1 when in[1] is a bias broadcast over the rows of in[0].
+
+static void add_forward(const cg_kernels *k, cg_node *n) {
+    cg_tensor *a = n->in[0], *b = n->in[1];
+    if (n->iattr[0])
+        KERNEL(k, add_bias_forward)(F(n->out), F(a), F(b), a->numel / b->numel, b->numel);
+    else
+        KERNEL(k, add_forward)(F(n->out), F(a), F(b), a->numel);
+}
+
+static void add_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    cg_tensor *a = n->in[0], *b = n->in[1];
+    const float *dy = F(n->out->grad);
+    if (a->requires_grad) k->axpy(F(cg_tape_grad(t, a)), 1.0f, dy, a->numel);
+    if (b->requires_grad) {
+        if (n->iattr[0])
+            KERNEL(k, add_bias_backward)(F(cg_tape_grad(t, b)), dy, a->numel / b->numel, b->numel);
+        else
+            k->axpy(F(cg_tape_grad(t, b)), 1.0f, dy, b->numel);
+    }
+}
+
+// ---- activations ----------------------------------------------------------------------------
+
+static void relu_forward(const cg_kernels *k, cg_node *n) {
+    KERNEL(k, relu_forward)(F(n->out), F(n->in[0]), n->out->numel);
+}
+static void relu_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    KERNEL(k, relu_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->out), n->out->numel);
+}
+static void sigmoid_forward(const cg_kernels *k, cg_node *n) {
+    KERNEL(k, sigmoid_forward)(F(n->out), F(n->in[0]), n->out->numel);
+}
+static void sigmoid_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    KERNEL(k, sigmoid_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->out), n->out->numel);
+}
+
+// ---- losses ---------------------------------------------------------------------------------
+
+static void bce_forward(const cg_kernels *k, cg_node *n) {
+    KERNEL(k, bce_forward)(F(n->out), F(n->in[0]), F(n->in[1]), n->in[0]->numel);
+}
+static void bce_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    CG_CHECK(!n->in[1]->requires_grad, "bce: no gradient with respect to the targets");
+    KERNEL(k, bce_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->in[0]), F(n->in[1]),
+                            n->in[0]->numel);
+}
+static void cross_entropy_forward(const cg_kernels *k, cg_node *n) {
+    cg_tensor *x = n->in[0];
+    KERNEL(k, cross_entropy_forward)(F(n->out), F(x), (const int32_t *)n->in[1]->data, x->shape[0], x->shape[1]);
+}
+static void cross_entropy_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    cg_tensor *x = n->in[0];
+    KERNEL(k, cross_entropy_backward)(F(cg_tape_grad(t, x)), F(n->out->grad), F(x), (const int32_t *)n->in[1]->data,
+                                      x->shape[0], x->shape[1]);
+}
+
+// ---- reductions and scale -------------------------------------------------------------------
+// fattr[0] = the factor: 1 for sum, 1/n for mean, s for scale.
+
+static void sum_forward(const cg_kernels *k, cg_node *n) {
+    KERNEL(k, sum_forward)(F(n->out), F(n->in[0]), n->fattr[0], n->in[0]->numel);
+}
+static void sum_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    KERNEL(k, sum_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), n->fattr[0], n->in[0]->numel);
+}
+static void scale_forward(const cg_kernels *k, cg_node *n) {
+    KERNEL(k, scale)(F(n->out), F(n->in[0]), n->fattr[0], n->out->numel);
+}
+static void scale_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    k->axpy(F(cg_tape_grad(t, n->in[0])), n->fattr[0], F(n->out->grad), n->out->numel);
+}
+
+static const cg_op_row cg_op_table[CG_NUM_OPS] = {
+    [CG_OP_MATMUL] = {"matmul", matmul_forward, matmul_backward},
+    [CG_OP_ADD] = {"add", add_forward, add_backward},
+    [CG_OP_RELU] = {"relu", relu_forward, relu_backward},
+    [CG_OP_SIGMOID] = {"sigmoid", sigmoid_forward, sigmoid_backward},
+    [CG_OP_BCE] = {"bce", bce_forward, bce_backward},
+    [CG_OP_CROSS_ENTROPY] = {"cross_entropy", cross_entropy_forward, cross_entropy_backward},
+    [CG_OP_SUM] = {"sum", sum_forward, sum_backward},
+    [CG_OP_SCALE] = {"scale", scale_forward, scale_backward},
+};
+
+const char *cg_op_name(int op) {
+    CG_CHECK(op >= 0 && op < CG_NUM_OPS, "unknown op %d", op);
+    return cg_op_table[op].name;
+}
+
+void cg_op_backward(cg_tape *t, cg_node *node) {
+    cg_op_table[node->op].backward(cg_kernels_for(t->device), t, node);
+}
+
+const cg_kernels *cg_kernels_for(cg_device device) {
+    if (device.type == CG_CPU) return &cg_cpu_kernels;
+    const cg_kernels *k = cg_cuda_kernels();
+    CG_CHECK(k != NULL, "no kernels for cuda:%d: cgrad was built without CUDA", device.index);
+    return k;
+}
+
+// ---- the shared path of every op ------------------------------------------------------------
+
+static void check_input(const cg_tape *t, const char *op, const cg_tensor *x, cg_dtype dtype) {
+    char a[16], b[16];
+    CG_CHECK(cg_device_equal(x->device, t->device), "%s: input on %s, tape on %s", op,
+             cg_device_str(x->device, a, sizeof a), cg_device_str(t->device, b, sizeof b));
+    CG_CHECK(x->dtype == dtype, "%s: input is %s, expected %s", op, cg_dtype_name(x->dtype), cg_dtype_name(dtype));
+}
+
+// Make the output, run the forward, and record the node if any input requires a gradient.
+static cg_tensor *apply(cg_tape *t, cg_op op, int ndim, const int64_t *shape, int n_in, cg_tensor **in,
+                        float fattr, int iattr0, int iattr1) {
+    cg_tensor *out = cg_arena_tensor(t->arena, CG_F32, ndim, shape);
+    cg_node local = {.op = op, .out = out, .n_in = n_in, .fattr = {fattr, 0}, .iattr = {iattr0, iattr1}};
+    for (int i = 0; i < n_in; i++) local.in[i] = in[i];
+    cg_op_table[op].forward(cg_kernels_for(t->device), &local);
+
+    bool needs_grad = false;
+    for (int i = 0; i < n_in; i++) needs_grad |= in[i]->requires_grad;
+    if (t->grad_enabled && needs_grad) {
+        cg_node *n = cg_tape_record(t, op, out, n_in, in);
+        n->fattr[0] = fattr;
+        n->iattr[0] = iattr0;
+        n->iattr[1] = iattr1;
+        out->requires_grad = true;
+    }
+    return out;
+}
+
+cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool trans_b) {
+    check_input(t, "matmul", a, CG_F32);
+    check_input(t, "matmul", b, CG_F32);
+    char sa[64], sb[64];
+    CG_CHECK(a->ndim == 2 && b->ndim == 2, "matmul: %s and %s must both be 2-D", cg_shape_str(a, sa, sizeof sa),
+             cg_shape_str(b, sb, sizeof sb));
+    int64_t M = trans_a ? a->shape[1] : a->shape[0];
+    int64_t Ka = trans_a ? a->shape[0] : a->shape[1];
+    int64_t Kb = trans_b ? b->shape[1] : b->shape[0];
+    int64_t N = trans_b ? b->shape[0] : b->shape[1];
+    CG_CHECK(Ka == Kb, "matmul: inner dimensions differ: %s%s x %s%s", cg_shape_str(a, sa, sizeof sa),
+             trans_a ? "^T" : "", cg_shape_str(b, sb, sizeof sb), trans_b ? "^T" : "");
+    int64_t shape[2] = {M, N};
+    cg_tensor *in[2] = {a, b};
+    return apply(t, CG_OP_MATMUL, 2, shape, 2, in, 0.0f, trans_a, trans_b);
+}
+
+cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {
+    check_input(t, "add", a, CG_F32);
+    check_input(t, "add", b, CG_F32);
+    bool bias = !cg_same_shape(a, b);
+    char sa[64], sb[64];
+    CG_CHECK(!bias || (b->ndim == 1 && a->ndim >= 1 && a->shape[a->ndim - 1] == b->shape[0]),
+             "add: %s + %s: shapes must match, or the second be a bias over the last dimension",
+             cg_shape_str(a, sa, sizeof sa), cg_shape_str(b, sb, sizeof sb));
+    cg_tensor *in[2] = {a, b};
+    return apply(t, CG_OP_ADD, a->ndim, a->shape, 2, in, 0.0f, bias, 0);
+}
+
+static cg_tensor *unary(cg_tape *t, cg_op op, cg_tensor *x, float fattr) {
+    check_input(t, cg_op_name(op), x, CG_F32);
+    return apply(t, op, x->ndim, x->shape, 1, &x, fattr, 0, 0);
+}
+
+cg_tensor *cg_relu(cg_tape *t, cg_tensor *x) { return unary(t, CG_OP_RELU, x, 0.0f); }
+cg_tensor *cg_sigmoid(cg_tape *t, cg_tensor *x) { return unary(t, CG_OP_SIGMOID, x, 0.0f); }
+cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s) { return unary(t, CG_OP_SCALE, x, s); }
+
+cg_tensor *cg_bce(cg_tape *t, cg_tensor *p, cg_tensor *targets) {
+    check_input(t, "bce", p, CG_F32);
+    check_input(t, "bce", targets, CG_F32);
+    char sa[64], sb[64];
+    CG_CHECK(p->numel == targets->numel, "bce: probabilities %s and targets %s differ in size",
+             cg_shape_str(p, sa, sizeof sa), cg_shape_str(targets, sb, sizeof sb));
+    cg_tensor *in[2] = {p, targets};
+    return apply(t, CG_OP_BCE, 0, NULL, 2, in, 0.0f, 0, 0);
+}
+
+cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels) {
+    check_input(t, "cross_entropy", logits, CG_F32);
+    check_input(t, "cross_entropy", labels, CG_I32);
+    char sa[64], sb[64];
+    CG_CHECK(logits->ndim == 2 && labels->numel == logits->shape[0],
+             "cross_entropy: logits %s must be (N, K) and labels %s (N,)", cg_shape_str(logits, sa, sizeof sa),
+             cg_shape_str(labels, sb, sizeof sb));
+    cg_tensor *in[2] = {logits, labels};
+    return apply(t, CG_OP_CROSS_ENTROPY, 0, NULL, 2, in, 0.0f, 0, 0);
+}
+
+cg_tensor *cg_sum(cg_tape *t, cg_tensor *x) {
+    check_input(t, "sum", x, CG_F32);
+    return apply(t, CG_OP_SUM, 0, NULL, 1, &x, 1.0f, 0, 0);
+}
+
+cg_tensor *cg_mean(cg_tape *t, cg_tensor *x) {
+    check_input(t, "mean", x, CG_F32);
+    return apply(t, CG_OP_SUM, 0, NULL, 1, &x, 1.0f / (float)x->numel, 0, 0);
+}

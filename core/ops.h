@@ -1,0 +1,49 @@
+// ops.h: the differentiable operations. Each takes a tape, computes its output at once in the
+// tape's arena on the tape's device, and records itself when an input requires a gradient.
+// Every input must be on the tape's device (a mismatch aborts, naming both devices).
+// Adding an op: an enum value here, a row in ops.c's table, the kernels (kernels.h), a row in
+// tests/test_grad.c and the CPU-vs-CUDA test, a paragraph in the lesson that uses it.
+#ifndef CG_OPS_H
+#define CG_OPS_H
+
+#include "tape.h"
+
+typedef enum {
+    CG_OP_MATMUL,
+    CG_OP_ADD,
+    CG_OP_RELU,
+    CG_OP_SIGMOID,
+    CG_OP_BCE,
+    CG_OP_CROSS_ENTROPY,
+    CG_OP_SUM,
+    CG_OP_SCALE,
+    CG_NUM_OPS
+} cg_op;
+
+const char *cg_op_name(int op);
+// Run node->op's backward (called by cg_tape_backward).
+void cg_op_backward(cg_tape *t, cg_node *node);
+
+// a: (M, K) f32, or (K, M) if trans_a; b: (K, N) f32, or (N, K) if trans_b -> (M, N) f32.
+// op(a) @ op(b); a Linear layer is matmul(x, W, false, true) with W (out, in) as in PyTorch.
+cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool trans_b);
+// a + b. b has a's shape, or b: (C,) f32 is added to every row of a: (R, C) (bias broadcast).
+cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b);
+// max(x, 0), elementwise. Any shape, f32.
+cg_tensor *cg_relu(cg_tape *t, cg_tensor *x);
+// 1 / (1 + exp(-x)), elementwise. Any shape, f32.
+cg_tensor *cg_sigmoid(cg_tape *t, cg_tensor *x);
+// Binary cross-entropy, mean over elements: probabilities p in [0, 1] and targets in {0, 1},
+// both f32 with the same number of elements (so p (N, 1) pairs with targets (N,)) -> () f32.
+// As torch.nn.BCELoss: each log is clamped to >= -100.
+cg_tensor *cg_bce(cg_tape *t, cg_tensor *p, cg_tensor *targets);
+// Softmax cross-entropy: logits (N, K) f32, labels (N,) i32 in [0, K) -> () f32, the mean over
+// rows of logsumexp(logits) - logits[label]. As torch.nn.functional.cross_entropy.
+cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels);
+// Sum and mean of all elements -> () f32.
+cg_tensor *cg_sum(cg_tape *t, cg_tensor *x);
+cg_tensor *cg_mean(cg_tape *t, cg_tensor *x);
+// s * x, elementwise.
+cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s);
+
+#endif

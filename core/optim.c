@@ -1,0 +1,73 @@
+// optim.c: the optimizer objects. The arithmetic is the sgd_step and adam_step kernels.
+#include "optim.h"
+#include "kernels.h"
+
+#include <stdlib.h>
+
+cg_optim_config cg_sgd_config(float lr) {
+    cg_optim_config c = {0};
+    c.kind = CG_OPTIM_SGD;
+    c.lr = lr;
+    return c;
+}
+
+cg_optim_config cg_adam_config(float lr) {
+    cg_optim_config c = {0};
+    c.kind = CG_OPTIM_ADAM;
+    c.lr = lr;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.eps = 1e-8f;
+    return c;
+}
+
+cg_optim_config cg_adamw_config(float lr) {
+    cg_optim_config c = cg_adam_config(lr);
+    c.kind = CG_OPTIM_ADAMW;
+    c.weight_decay = 1e-2f;
+    return c;
+}
+
+static float *zeroed(cg_device d, int64_t n) {
+    float *p = cg_device_alloc(d, (size_t)n * sizeof(float));
+    cg_device_zero(d, p, (size_t)n * sizeof(float));
+    return p;
+}
+
+cg_optimizer *cg_optimizer_new(cg_params *params, cg_optim_config config) {
+    if (config.kind == CG_OPTIM_SGD && config.nesterov)
+        CG_CHECK(config.momentum > 0 && config.dampening == 0, "nesterov needs momentum > 0 and dampening 0");
+    cg_optimizer *o = cg_xcalloc(1, sizeof *o);
+    o->config = config;
+    o->params = params;
+    o->numel = params->numel;
+    if (config.kind != CG_OPTIM_SGD || config.momentum != 0) o->state1 = zeroed(params->device, o->numel);
+    if (config.kind != CG_OPTIM_SGD) o->state2 = zeroed(params->device, o->numel);
+    o->counter = zeroed(params->device, 1);
+    return o;
+}
+
+void cg_optimizer_free(cg_optimizer *o) {
+    if (o == NULL) return;
+    cg_device_free(o->params->device, o->state1);
+    cg_device_free(o->params->device, o->state2);
+    cg_device_free(o->params->device, o->counter);
+    free(o);
+}
+
+void cg_optimizer_step(cg_optimizer *o) {
+    cg_params *p = o->params;
+    CG_CHECK(p->numel == o->numel, "parameters were added after the optimizer was made");
+    const cg_kernels *k = cg_kernels_for(p->device);
+    const cg_optim_config *c = &o->config;
+    k->add_scalar(o->counter, 1.0f);
+    o->steps++;
+    if (c->kind == CG_OPTIM_SGD)
+        k->sgd_step(p->values, p->grads, o->state1, o->counter, p->numel, c->lr, c->momentum, c->dampening,
+                    c->weight_decay, c->nesterov);
+    else
+        k->adam_step(p->values, p->grads, o->state1, o->state2, o->counter, p->numel, c->lr, c->beta1, c->beta2,
+                     c->eps, c->weight_decay, c->kind == CG_OPTIM_ADAMW);
+}
+
+void cg_optimizer_zero_grad(cg_optimizer *o) { cg_params_zero_grad(o->params); }

@@ -1,0 +1,51 @@
+// optim.h: SGD (momentum, Nesterov, weight decay) and Adam / AdamW over the flat parameter
+// block, with PyTorch's formulas and defaults (torch.optim.SGD, Adam, AdamW, PyTorch 2.x docs):
+//   SGD:   g = grad + wd * p;  b = g on the first step, else b = momentum * b + (1 - dampening) * g;
+//          g = g + momentum * b if nesterov, else g = b (when momentum != 0);  p -= lr * g
+//   Adam:  g = grad + wd * p (Adam) or p *= 1 - lr * wd (AdamW);  m = b1 m + (1 - b1) g;
+//          v = b2 v + (1 - b2) g^2;  p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// One kernel call per step over every parameter; the state (momentum or m, v) is allocated on
+// the parameters' device when the optimizer is made. Learning-rate schedules are not built yet.
+#ifndef CG_OPTIM_H
+#define CG_OPTIM_H
+
+#include "params.h"
+
+typedef enum { CG_OPTIM_SGD, CG_OPTIM_ADAM, CG_OPTIM_ADAMW } cg_optim_kind;
+
+typedef struct {
+    cg_optim_kind kind;
+    float lr;
+    float weight_decay;
+    // SGD
+    float momentum, dampening;
+    bool nesterov;
+    // Adam, AdamW
+    float beta1, beta2, eps;
+} cg_optim_config;
+
+// PyTorch's defaults: SGD(lr, momentum 0, dampening 0, weight_decay 0, nesterov false);
+// Adam(lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0); AdamW the same with weight_decay 1e-2.
+cg_optim_config cg_sgd_config(float lr);
+cg_optim_config cg_adam_config(float lr);
+cg_optim_config cg_adamw_config(float lr);
+
+typedef struct {
+    cg_optim_config config;
+    cg_params *params;
+    int64_t numel;   // floats of the block the state was made for
+    float *state1;   // SGD momentum buffer, or Adam's m
+    float *state2;   // Adam's v (NULL for SGD)
+    float *counter;  // one float on the device: the step count
+    int64_t steps;   // the same count, kept on the host for logs
+} cg_optimizer;
+
+// Errors (CG_CHECK): nesterov without momentum or with dampening, as PyTorch refuses them.
+cg_optimizer *cg_optimizer_new(cg_params *params, cg_optim_config config);
+void cg_optimizer_free(cg_optimizer *o);
+// One update of every parameter from its gradient.
+void cg_optimizer_step(cg_optimizer *o);
+// Set every gradient to zero.
+void cg_optimizer_zero_grad(cg_optimizer *o);
+
+#endif

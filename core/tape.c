@@ -1,0 +1,63 @@
+// tape.c: recording nodes and walking them backwards. What each op's backward does is in ops.c.
+#include "tape.h"
+#include "kernels.h"
+#include "ops.h"
+
+#include <stdlib.h>
+
+cg_tape *cg_tape_new(cg_device device, size_t arena_bytes) {
+    cg_tape *t = cg_xcalloc(1, sizeof *t);
+    t->device = device;
+    t->arena = cg_arena_new(device, arena_bytes);
+    t->grad_enabled = true;
+    return t;
+}
+
+void cg_tape_free(cg_tape *t) {
+    if (t == NULL) return;
+    cg_arena_free(t->arena);
+    free(t->nodes);
+    free(t);
+}
+
+cg_node *cg_tape_record(cg_tape *t, int op, cg_tensor *out, int n_in, cg_tensor *const *in) {
+    CG_CHECK(n_in >= 1 && n_in <= CG_NODE_MAX_INPUTS, "op %s with %d inputs", cg_op_name(op), n_in);
+    if (t->count == t->capacity) {
+        t->capacity = t->capacity ? 2 * t->capacity : 64;
+        t->nodes = realloc(t->nodes, (size_t)t->capacity * sizeof *t->nodes);
+        CG_CHECK(t->nodes != NULL, "out of host memory for %d tape nodes", t->capacity);
+    }
+    cg_node *n = &t->nodes[t->count++];
+    *n = (cg_node){0};
+    n->op = op;
+    n->out = out;
+    n->n_in = n_in;
+    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    return n;
+}
+
+cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {
+    CG_CHECK(x->requires_grad, "gradient asked for a tensor that does not require one");
+    if (x->grad == NULL) {
+        x->grad = cg_arena_tensor(t->arena, CG_F32, x->ndim, x->shape);
+        cg_device_zero(x->device, x->grad->data, cg_tensor_bytes(x->grad));
+    }
+    return x->grad;
+}
+
+void cg_tape_backward(cg_tape *t, cg_tensor *loss) {
+    CG_CHECK(loss->numel == 1 && loss->dtype == CG_F32, "backward needs a one-element f32 loss");
+    CG_CHECK(loss->requires_grad, "the loss does not depend on any parameter (was the tape recording?)");
+    cg_tensor *dloss = cg_tape_grad(t, loss);
+    cg_kernels_for(t->device)->fill((float *)dloss->data, 1.0f, 1);
+    for (int i = t->count - 1; i >= 0; i--) {
+        cg_node *n = &t->nodes[i];
+        if (n->out->grad == NULL) continue; // nothing flows back through this node
+        cg_op_backward(t, n);
+    }
+}
+
+void cg_tape_clear(cg_tape *t) {
+    t->count = 0;
+    cg_arena_reset(t->arena);
+}

@@ -1,0 +1,49 @@
+// tape.h: reverse-mode automatic differentiation by recording. Execution is eager: each op
+// computes its output at once (core/ops.c) and, when an input requires a gradient and the tape
+// records, appends a node. cg_tape_backward walks the nodes in reverse and calls each op's
+// backward, which ACCUMULATES into its inputs' gradients. The tape owns the step's arena:
+// outputs and intermediate gradients live there until cg_tape_clear.
+#ifndef CG_TAPE_H
+#define CG_TAPE_H
+
+#include "arena.h"
+#include "tensor.h"
+
+#define CG_NODE_MAX_INPUTS 3
+
+typedef struct cg_node {
+    int op;                               // a cg_op (ops.h)
+    cg_tensor *out;
+    cg_tensor *in[CG_NODE_MAX_INPUTS];
+    int n_in;
+    float fattr[2];                       // op-specific: scale factor, threshold
+    int iattr[2];                         // op-specific: transpose flags
+} cg_node;
+
+typedef struct cg_tape {
+    cg_device device;
+    cg_arena *arena;
+    cg_node *nodes;
+    int count, capacity;
+    bool grad_enabled; // false: ops compute but record nothing (evaluation, like torch.no_grad)
+} cg_tape;
+
+// A tape whose arena starts at arena_bytes on `device` (it grows if a step needs more).
+cg_tape *cg_tape_new(cg_device device, size_t arena_bytes);
+void cg_tape_free(cg_tape *t);
+
+// Append a node (called by ops.c). Returns it so the op can fill its attributes.
+cg_node *cg_tape_record(cg_tape *t, int op, cg_tensor *out, int n_in, cg_tensor *const *in);
+
+// Gradients of every recorded tensor with respect to `loss`, a one-element F32 tensor:
+// sets dloss = 1 and calls each node's backward in reverse order. Parameter gradients add up
+// across calls until cg_params_zero_grad.
+void cg_tape_backward(cg_tape *t, cg_tensor *loss);
+
+// Drop the nodes and reset the arena: every tensor made on this tape is gone.
+void cg_tape_clear(cg_tape *t);
+
+// x->grad, made (zeroed, from the arena) if x has none yet. x must require a gradient.
+cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x);
+
+#endif

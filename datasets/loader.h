@@ -1,0 +1,48 @@
+// loader.h: batches of a cg_dataset on a device, as torch.utils.data.DataLoader: the order is
+// shuffled at the start of every epoch (Philox stream CG_STREAM_SHUFFLE, so the CPU and the
+// GPU see the same batches), and the last batch keeps what is left (1000 samples in batches of
+// 32 give 31 batches of 32 and one of 8) unless drop_last is set.
+// Batches are gathered on the host and copied into tensors made once, so their addresses do
+// not change from step to step. Not yet: augmentation and a prefetch thread.
+#ifndef CG_LOADER_H
+#define CG_LOADER_H
+
+#include "../core/rng.h"
+#include "../core/tensor.h"
+#include "dataset.h"
+
+typedef struct {
+    cg_tensor *x;       // (B, sample_shape...) f32 on the loader's device
+    cg_tensor *labels;  // (B,) i32, for cross-entropy
+    cg_tensor *targets; // (B,) f32 0/1 copies of the labels, for binary cross-entropy
+    int64_t size;       // B: batch_size, or fewer for the last batch
+} cg_batch;
+
+typedef struct {
+    const cg_dataset *data;
+    cg_device device;
+    int64_t batch_size;
+    bool shuffle, drop_last;
+    cg_rng rng;
+    int32_t *order;      // this epoch's sample order
+    int64_t position;    // next index into order
+    float *host_x;       // staging buffers, one batch
+    int32_t *host_labels;
+    float *host_targets;
+    cg_tensor *x_full, *labels_full, *targets_full; // full-batch tensors on the device
+    cg_tensor *x_tail, *labels_tail, *targets_tail; // headers over the same data, last-batch shape
+} cg_loader;
+
+// A loader over d (which must outlive it). seed keys the shuffle stream.
+cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed,
+                         cg_device device);
+void cg_loader_free(cg_loader *l);
+// Batches per epoch.
+int64_t cg_loader_num_batches(const cg_loader *l);
+// Start an epoch: draws a new order when shuffling.
+void cg_loader_start_epoch(cg_loader *l);
+// The next batch of this epoch into *out; false when the epoch is over. The tensors stay valid
+// until the next call.
+bool cg_loader_next(cg_loader *l, cg_batch *out);
+
+#endif

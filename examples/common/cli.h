@@ -1,0 +1,27 @@
+// cli.h: what every example shares on its command line: strict number parsing that names the
+// flag at fault, and the one-line progress display. Not a flag parser: that is getopt_long.
+#ifndef CG_CLI_H
+#define CG_CLI_H
+
+#include "../../core/common.h"
+
+// Parse a whole decimal integer in [min, max]; "--epochs: 'abc' is not a whole number" otherwise.
+cg_status cg_cli_int(const char *flag, const char *text, long min, long max, long *out);
+// Parse a whole finite number in [min, max].
+cg_status cg_cli_float(const char *flag, const char *text, double min, double max, double *out);
+
+// Print "program: message" on stderr and return the exit status 2 (bad usage) or 1 (other).
+int cg_cli_fail(const char *program, cg_status s);
+
+// The progress line: redrawn in place on stderr when it is a terminal, at most 10 times a
+// second; nothing otherwise. cg_progress_done clears it.
+typedef struct {
+    bool enabled;
+    double last_draw;
+} cg_progress;
+
+void cg_progress_init(cg_progress *p, bool quiet);
+void cg_progress_draw(cg_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cg_progress_done(cg_progress *p);
+
+#endif

@@ -1,0 +1,38 @@
+// cpu.h: declarations shared by the CPU kernel files (private to kernels/cpu).
+// CG_OMP_MIN_WORK: below this many elements (or multiply-adds) a loop runs on one thread,
+// because starting an OpenMP team costs microseconds, more than a small loop itself.
+#ifndef CG_KERNELS_CPU_H
+#define CG_KERNELS_CPU_H
+
+#include "../../core/kernels.h"
+
+#define CG_OMP_MIN_WORK 32768
+
+void fill_cpu(float *x, float value, int64_t n);
+void axpy_cpu(float *y, float alpha, const float *x, int64_t n);
+void add_scalar_cpu(float *x, float value);
+void scale_cpu(float *y, const float *x, float alpha, int64_t n);
+void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              const float *B, float beta, float *C);
+void add_forward_cpu(float *y, const float *a, const float *b, int64_t n);
+void add_bias_forward_cpu(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
+void add_bias_backward_cpu(float *dbias, const float *dy, int64_t rows, int64_t cols);
+void relu_forward_cpu(float *y, const float *x, int64_t n);
+void relu_backward_cpu(float *dx, const float *dy, const float *y, int64_t n);
+void sigmoid_forward_cpu(float *y, const float *x, int64_t n);
+void sigmoid_backward_cpu(float *dx, const float *dy, const float *y, int64_t n);
+void bce_forward_cpu(float *loss, const float *p, const float *t, int64_t n);
+void bce_backward_cpu(float *dp, const float *dloss, const float *p, const float *t, int64_t n);
+void cross_entropy_forward_cpu(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K);
+void cross_entropy_backward_cpu(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
+                                int64_t N, int64_t K);
+void sum_forward_cpu(float *y, const float *x, float scale, int64_t n);
+void sum_backward_cpu(float *dx, const float *dy, float scale, int64_t n);
+void count_binary_correct_cpu(float *acc, const float *p, const float *t, float threshold, int64_t n);
+void count_argmax_correct_cpu(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K);
+void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
+                  float dampening, float weight_decay, bool nesterov);
+void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
+                   float beta2, float eps, float weight_decay, bool decoupled_weight_decay);
+
+#endif

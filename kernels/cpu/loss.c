@@ -1,0 +1,92 @@
+// loss.c: binary cross-entropy, softmax cross-entropy, sum / mean, and the accuracy counters.
+// Reductions accumulate in double so that the result does not depend on the thread count.
+#include "cpu.h"
+
+#include <math.h>
+
+// log clamped at -100, as torch.nn.BCELoss does, so that p = 0 or 1 gives a finite loss.
+static double clamped_log(double x) {
+    double l = log(x);
+    return l < -100.0 ? -100.0 : l;
+}
+
+void bce_forward_cpu(float *loss, const float *p, const float *t, int64_t n) {
+    double total = 0.0;
+    for (int64_t i = 0; i < n; i++) total += t[i] * clamped_log(p[i]) + (1.0 - t[i]) * clamped_log(1.0 - p[i]);
+    loss[0] = (float)(-total / (double)n);
+}
+
+void bce_backward_cpu(float *dp, const float *dloss, const float *p, const float *t, int64_t n) {
+    // d/dp of -(t log p + (1 - t) log(1 - p)) = (p - t) / (p (1 - p)); PyTorch bounds the
+    // denominator below by 1e-12.
+    float g = dloss[0] / (float)n;
+    for (int64_t i = 0; i < n; i++) {
+        float denom = p[i] * (1.0f - p[i]);
+        if (denom < 1e-12f) denom = 1e-12f;
+        dp[i] += g * (p[i] - t[i]) / denom;
+    }
+}
+
+void cross_entropy_forward_cpu(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+    double total = 0.0;
+#pragma omp parallel for reduction(+ : total) if (N * K > CG_OMP_MIN_WORK)
+    for (int64_t r = 0; r < N; r++) {
+        const float *row = logits + r * K;
+        float max = row[0];
+        for (int64_t c = 1; c < K; c++) max = row[c] > max ? row[c] : max;
+        double sum = 0.0;
+        for (int64_t c = 0; c < K; c++) sum += exp((double)row[c] - max);
+        // loss of a row = logsumexp(row) - row[label]
+        total += log(sum) + max - row[labels[r]];
+    }
+    loss[0] = (float)(total / (double)N);
+}
+
+void cross_entropy_backward_cpu(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
+                                int64_t N, int64_t K) {
+    float g = dloss[0] / (float)N;
+#pragma omp parallel for if (N * K > CG_OMP_MIN_WORK)
+    for (int64_t r = 0; r < N; r++) {
+        const float *row = logits + r * K;
+        float *drow = dlogits + r * K;
+        float max = row[0];
+        for (int64_t c = 1; c < K; c++) max = row[c] > max ? row[c] : max;
+        float sum = 0.0f;
+        for (int64_t c = 0; c < K; c++) sum += expf(row[c] - max);
+        for (int64_t c = 0; c < K; c++) {
+            float softmax = expf(row[c] - max) / sum;
+            drow[c] += g * (softmax - (c == labels[r] ? 1.0f : 0.0f));
+        }
+    }
+}
+
+void sum_forward_cpu(float *y, const float *x, float scale, int64_t n) {
+    double total = 0.0;
+#pragma omp parallel for reduction(+ : total) if (n > CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) total += x[i];
+    y[0] = (float)(scale * total);
+}
+
+void sum_backward_cpu(float *dx, const float *dy, float scale, int64_t n) {
+    float g = scale * dy[0];
+#pragma omp parallel for if (n > CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) dx[i] += g;
+}
+
+void count_binary_correct_cpu(float *acc, const float *p, const float *t, float threshold, int64_t n) {
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n; i++) correct += (p[i] > threshold) == (t[i] > 0.5f);
+    acc[0] += (float)correct;
+}
+
+void count_argmax_correct_cpu(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+    int64_t correct = 0;
+    for (int64_t r = 0; r < N; r++) {
+        const float *row = logits + r * K;
+        int64_t best = 0;
+        for (int64_t c = 1; c < K; c++)
+            if (row[c] > row[best]) best = c;
+        correct += best == labels[r];
+    }
+    acc[0] += (float)correct;
+}

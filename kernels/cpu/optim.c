@@ -1,0 +1,39 @@
+// optim.c: SGD and Adam / AdamW updates over the flat parameter block (formulas in core/optim.h).
+#include "cpu.h"
+
+#include <math.h>
+
+void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
+                  float dampening, float weight_decay, bool nesterov) {
+    bool first = state[0] <= 1.0f;
+#pragma omp parallel for if (n > CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] + weight_decay * p[i];
+        if (momentum != 0.0f) {
+            float b = first ? d : momentum * momentum_buf[i] + (1.0f - dampening) * d;
+            momentum_buf[i] = b;
+            d = nesterov ? d + momentum * b : b;
+        }
+        p[i] -= lr * d;
+    }
+}
+
+void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
+                   float beta2, float eps, float weight_decay, bool decoupled_weight_decay) {
+    float t = state[0];
+    float bias_correction1 = 1.0f - powf(beta1, t);
+    float bias_correction2_sqrt = sqrtf(1.0f - powf(beta2, t));
+    float step_size = lr / bias_correction1;
+#pragma omp parallel for if (n > CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i];
+        if (decoupled_weight_decay)
+            p[i] *= 1.0f - lr * weight_decay;
+        else
+            d += weight_decay * p[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * d;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * d * d;
+        float denom = sqrtf(v[i]) / bias_correction2_sqrt + eps;
+        p[i] -= step_size * m[i] / denom;
+    }
+}

@@ -1,0 +1,28 @@
+// threads.c: how many CPU threads OpenMP loops and the BLAS library use.
+#include "../../core/device.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifdef CG_HAVE_OPENBLAS
+void openblas_set_num_threads(int n);
+#endif
+
+void cg_set_num_threads(int n) {
+    CG_CHECK(n >= 1, "thread count %d", n);
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+#ifdef CG_HAVE_OPENBLAS
+    openblas_set_num_threads(n);
+#endif
+}
+
+int cg_get_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}

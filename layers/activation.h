@@ -1,0 +1,12 @@
+// activation.h: ReLU and Sigmoid as modules, for use in a Sequential. No parameters.
+#ifndef CG_ACTIVATION_H
+#define CG_ACTIVATION_H
+
+#include "module.h"
+
+// forward: any shape f32 -> same shape, max(x, 0).
+cg_module *cg_relu_new(void);
+// forward: any shape f32 -> same shape, 1 / (1 + exp(-x)).
+cg_module *cg_sigmoid_new(void);
+
+#endif

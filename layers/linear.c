@@ -1,0 +1,42 @@
+// linear.c: nn.Linear: two parameters, a matmul and a bias add.
+#include "linear.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void cg_init_uniform(cg_tensor *param, float bound, cg_rng *rng) {
+    float *host = cg_xmalloc((size_t)param->numel * sizeof(float));
+    cg_rng_uniform(rng, host, param->numel, -bound, bound);
+    cg_tensor_copy_from_host(param, host, param->numel);
+    free(host);
+}
+
+static cg_tensor *linear_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
+    cg_linear *l = (cg_linear *)m;
+    cg_tensor *y = cg_matmul(t, x, l->weight, false, true); // x (N, in) @ W^T (in, out)
+    return l->bias ? cg_add(t, y, l->bias) : y;
+}
+
+static void linear_free(cg_module *m) { free(m); }
+
+cg_module *cg_linear_new(cg_params *params, const char *name, int64_t in_features, int64_t out_features,
+                         bool bias, cg_rng *rng) {
+    cg_linear *l = cg_xcalloc(1, sizeof *l);
+    l->base = (cg_module){.kind = "Linear", .forward = linear_forward, .free = linear_free, .training = true};
+    l->in_features = in_features;
+    l->out_features = out_features;
+    char key[128];
+    snprintf(key, sizeof key, "%s.weight", name);
+    l->weight = cg_params_add(params, key, 2, (int64_t[]){out_features, in_features});
+    // kaiming_uniform(a = sqrt(5)): gain = sqrt(2 / (1 + a^2)) = sqrt(1/3), bound = gain *
+    // sqrt(3 / fan_in) = 1 / sqrt(fan_in).
+    float bound = 1.0f / sqrtf((float)in_features);
+    cg_init_uniform(l->weight, bound, rng);
+    if (bias) {
+        snprintf(key, sizeof key, "%s.bias", name);
+        l->bias = cg_params_add(params, key, 1, (int64_t[]){out_features});
+        cg_init_uniform(l->bias, bound, rng);
+    }
+    return &l->base;
+}
