@@ -1,12 +1,12 @@
 // cpu.h: declarations shared by the CPU kernel files (private to kernels/cpu).
-// CG_OMP_MIN_WORK: below this many elements (or multiply-adds) a loop runs on one thread,
+// CG_OMP_MIN_WORK: below this many elements (256 Ki) a loop runs on one thread,
 // because starting an OpenMP team costs microseconds, more than a small loop itself.
 #ifndef CG_KERNELS_CPU_H
 #define CG_KERNELS_CPU_H
 
 #include "../../core/kernels.h"
 
-#define CG_OMP_MIN_WORK 32768
+#define CG_OMP_MIN_WORK (1 << 18)
 
 void fill_cpu(float *x, float value, int64_t n);
 void axpy_cpu(float *y, float alpha, const float *x, int64_t n);

@@ -15,53 +15,113 @@
 
 // Products with fewer multiply-adds than this use the loops below even when CBLAS is there.
 #define CG_SMALL_GEMM_WORK (128 * 128 * 128)
-#define CG_BLOCK_K 256
-#define CG_BLOCK_N 512
 
-// C(M,N) += alpha * A(M,K) B(K,N), or A^T when trans_a: i-k-j order, the inner loop runs along
-// contiguous rows of B and C (vectorised), blocked over k and j to stay in cache.
-static void gemm_xn(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B,
-                    float *C) {
-#pragma omp parallel for if (M * N * K > 4 * CG_OMP_MIN_WORK * 64)
-    for (int64_t i = 0; i < M; i++) {
-        float *c = C + i * N;
-        for (int64_t k0 = 0; k0 < K; k0 += CG_BLOCK_K) {
-            int64_t k1 = k0 + CG_BLOCK_K < K ? k0 + CG_BLOCK_K : K;
-            for (int64_t j0 = 0; j0 < N; j0 += CG_BLOCK_N) {
-                int64_t j1 = j0 + CG_BLOCK_N < N ? j0 + CG_BLOCK_N : N;
-                for (int64_t k = k0; k < k1; k++) {
-                    float a = alpha * (trans_a ? A[k * M + i] : A[i * K + k]);
-                    const float *b = B + k * N;
-                    for (int64_t j = j0; j < j1; j++) c[j] += a * b[j];
-                }
-            }
+// The register tile: MR rows by NR columns of C are summed in local variables over the whole
+// of K and added to C once. 8 x 16 floats are 8 AVX-512 registers (16 with AVX2): enough
+// independent sums to keep both FMA units busy.
+#define MR 8
+#define NR 16
+
+// B is copied into rows of N rounded up to NR floats, zeros in the padding, so that every tile
+// is a full MR x NR tile with constant loop bounds: that is what lets the compiler keep it in
+// registers. The copy costs K x N floats against M x N x K multiply-adds. A is read in place.
+// One buffer per thread, kept between calls.
+static const float *pack_b(bool trans_b, const float *B, int64_t N, int64_t K, int64_t ldb) {
+    static _Thread_local float *buffer = NULL;
+    static _Thread_local int64_t capacity = 0;
+    if (capacity < K * ldb) {
+        free(buffer);
+        buffer = cg_xmalloc((size_t)(K * ldb) * sizeof(float));
+        capacity = K * ldb;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        float *row = buffer + k * ldb;
+        if (trans_b)
+            for (int64_t j = 0; j < N; j++) row[j] = B[j * K + k];
+        else
+            memcpy(row, B + k * N, (size_t)N * sizeof(float));
+        for (int64_t j = N; j < ldb; j++) row[j] = 0.0f;
+    }
+    return buffer;
+}
+
+// A row of NR floats as one value (the GCC / Clang vector extension): one AVX-512 register, or
+// two AVX2 ones. Arithmetic on it is elementwise; a float times a vector broadcasts the float.
+typedef float row16 __attribute__((vector_size(NR * sizeof(float))));
+
+// tile[r][0..NR) = sum over k of a(r, k) * b[k][0..NR), where a(r, k) = A[r * rs + k * ks]
+// (rs, ks: the strides of op(A)). Only rows r < mr exist; the others repeat the last row and
+// are discarded by the caller, so that the loop bounds stay constant.
+static void micro_kernel(int64_t K, const float *A, int64_t rs, int64_t ks, int mr, const float *b, int64_t ldb,
+                         float tile[MR][NR]) {
+    const float *rows[MR];
+    for (int r = 0; r < MR; r++) rows[r] = A + (r < mr ? r : mr - 1) * rs;
+    row16 acc[MR] = {0};
+    for (int64_t k = 0; k < K; k++) {
+        row16 brow;
+        memcpy(&brow, b + k * ldb, sizeof brow); // an unaligned vector load
+        for (int r = 0; r < MR; r++) acc[r] += rows[r][k * ks] * brow;
+    }
+    memcpy(tile, acc, sizeof acc);
+}
+
+// Rows i0 .. i0 + MR - 1 of C += alpha * op(A) (packed B).
+static void gemm_panel(int64_t i0, bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       const float *bp, int64_t ldb, float *C) {
+    int64_t rs = trans_a ? 1 : K, ks = trans_a ? M : 1;
+    int mr = (int)(M - i0 < MR ? M - i0 : MR);
+    float tile[MR][NR];
+    for (int64_t j0 = 0; j0 < N; j0 += NR) {
+        micro_kernel(K, A + i0 * rs, rs, ks, mr, bp + j0, ldb, tile);
+        int nr = (int)(N - j0 < NR ? N - j0 : NR);
+        for (int r = 0; r < mr; r++)
+            for (int c = 0; c < nr; c++) C[(i0 + r) * N + j0 + c] += alpha * tile[r][c];
+    }
+}
+
+// Matrix-vector products (N == 1 or M == 1) gain nothing from tiles, which would pad the
+// single row or column to a whole tile. Every layout of a vector is contiguous.
+// C(M,1) += alpha * op(A) b: one dot product per row (rows of A contiguous unless trans_a).
+static void gemv_column(bool trans_a, int64_t M, int64_t K, float alpha, const float *A, const float *b, float *C) {
+    if (!trans_a) {
+        for (int64_t i = 0; i < M; i++) {
+            float dot = 0.0f;
+            for (int64_t k = 0; k < K; k++) dot += A[i * K + k] * b[k];
+            C[i] += alpha * dot;
+        }
+    } else {
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t i = 0; i < M; i++) C[i] += alpha * b[k] * A[k * M + i];
+    }
+}
+
+// C(1,N) += alpha * a op(B): rows of B scaled and added (B stored (K,N)), or dot products
+// with the rows of B (stored (N,K)).
+static void gemv_row(bool trans_b, int64_t N, int64_t K, float alpha, const float *a, const float *B, float *C) {
+    if (!trans_b) {
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < N; j++) C[j] += alpha * a[k] * B[k * N + j];
+    } else {
+        for (int64_t j = 0; j < N; j++) {
+            float dot = 0.0f;
+            for (int64_t k = 0; k < K; k++) dot += a[k] * B[j * K + k];
+            C[j] += alpha * dot;
         }
     }
 }
 
-// C(M,N) += alpha * A(M,K) B^T with B stored (N,K): each element is a dot product of two
-// contiguous rows.
-static void gemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B, float *C) {
-#pragma omp parallel for if (M * N * K > 4 * CG_OMP_MIN_WORK * 64)
-    for (int64_t i = 0; i < M; i++) {
-        const float *a = A + i * K;
-        for (int64_t j = 0; j < N; j++) {
-            const float *b = B + j * K;
-            float dot = 0.0f;
-            for (int64_t k = 0; k < K; k++) dot += a[k] * b[k];
-            C[i * N + j] += alpha * dot;
-        }
+// C(M,N) += alpha * op(A) op(B); for large products threads share out the row panels
+// (OpenMP only then: see elementwise.c).
+static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       const float *B, float *C) {
+    int64_t ldb = (N + NR - 1) / NR * NR;
+    const float *bp = pack_b(trans_b, B, N, K, ldb);
+    if (M * N * K < 64 * CG_OMP_MIN_WORK) {
+        for (int64_t i0 = 0; i0 < M; i0 += MR) gemm_panel(i0, trans_a, M, N, K, alpha, A, bp, ldb, C);
+        return;
     }
-}
-
-// Both transposed (rare): element by element.
-static void gemm_tt(int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B, float *C) {
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            float dot = 0.0f;
-            for (int64_t k = 0; k < K; k++) dot += A[k * M + i] * B[j * K + k];
-            C[i * N + j] += alpha * dot;
-        }
+#pragma omp parallel for
+    for (int64_t i0 = 0; i0 < M; i0 += MR) gemm_panel(i0, trans_a, M, N, K, alpha, A, bp, ldb, C);
 }
 
 #ifdef CG_HAVE_OPENBLAS
@@ -104,10 +164,10 @@ void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
         memset(C, 0, (size_t)(M * N) * sizeof(float)); // not C *= 0: C may hold NaN garbage
     else if (beta != 1.0f)
         for (int64_t i = 0; i < M * N; i++) C[i] *= beta;
-    if (!trans_b)
-        gemm_xn(trans_a, M, N, K, alpha, A, B, C);
-    else if (!trans_a)
-        gemm_nt(M, N, K, alpha, A, B, C);
+    if (N == 1)
+        gemv_column(trans_a, M, K, alpha, A, B, C);
+    else if (M == 1)
+        gemv_row(trans_b, N, K, alpha, A, B, C);
     else
-        gemm_tt(M, N, K, alpha, A, B, C);
+        gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, B, C);
 }

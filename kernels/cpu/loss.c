@@ -1,18 +1,19 @@
 // loss.c: binary cross-entropy, softmax cross-entropy, sum / mean, and the accuracy counters.
-// Reductions accumulate in double so that the result does not depend on the thread count.
+// Reductions accumulate in double, so that the thread count barely changes the result.
+// Serial below CG_OMP_MIN_WORK elements, for the reason given in elementwise.c.
 #include "cpu.h"
 
 #include <math.h>
 
 // log clamped at -100, as torch.nn.BCELoss does, so that p = 0 or 1 gives a finite loss.
-static double clamped_log(double x) {
-    double l = log(x);
-    return l < -100.0 ? -100.0 : l;
+static float clamped_log(float x) {
+    float l = logf(x);
+    return l < -100.0f ? -100.0f : l;
 }
 
 void bce_forward_cpu(float *loss, const float *p, const float *t, int64_t n) {
     double total = 0.0;
-    for (int64_t i = 0; i < n; i++) total += t[i] * clamped_log(p[i]) + (1.0 - t[i]) * clamped_log(1.0 - p[i]);
+    for (int64_t i = 0; i < n; i++) total += t[i] * clamped_log(p[i]) + (1.0f - t[i]) * clamped_log(1.0f - p[i]);
     loss[0] = (float)(-total / (double)n);
 }
 
@@ -27,49 +28,64 @@ void bce_backward_cpu(float *dp, const float *dloss, const float *p, const float
     }
 }
 
+// logsumexp(row) - row[label], with the row maximum subtracted before exp.
+static double cross_entropy_row(const float *row, int32_t label, int64_t K) {
+    float max = row[0];
+    for (int64_t c = 1; c < K; c++) max = row[c] > max ? row[c] : max;
+    double sum = 0.0;
+    for (int64_t c = 0; c < K; c++) sum += exp((double)row[c] - max);
+    return log(sum) + max - row[label];
+}
+
 void cross_entropy_forward_cpu(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
     double total = 0.0;
-#pragma omp parallel for reduction(+ : total) if (N * K > CG_OMP_MIN_WORK)
-    for (int64_t r = 0; r < N; r++) {
-        const float *row = logits + r * K;
-        float max = row[0];
-        for (int64_t c = 1; c < K; c++) max = row[c] > max ? row[c] : max;
-        double sum = 0.0;
-        for (int64_t c = 0; c < K; c++) sum += exp((double)row[c] - max);
-        // loss of a row = logsumexp(row) - row[label]
-        total += log(sum) + max - row[labels[r]];
+    if (N * K < CG_OMP_MIN_WORK) {
+        for (int64_t r = 0; r < N; r++) total += cross_entropy_row(logits + r * K, labels[r], K);
+    } else {
+#pragma omp parallel for reduction(+ : total)
+        for (int64_t r = 0; r < N; r++) total += cross_entropy_row(logits + r * K, labels[r], K);
     }
     loss[0] = (float)(total / (double)N);
+}
+
+// drow += g * (softmax(row) - onehot(label))
+static void cross_entropy_row_backward(float *drow, const float *row, int32_t label, int64_t K, float g) {
+    float max = row[0];
+    for (int64_t c = 1; c < K; c++) max = row[c] > max ? row[c] : max;
+    float sum = 0.0f;
+    for (int64_t c = 0; c < K; c++) sum += expf(row[c] - max);
+    for (int64_t c = 0; c < K; c++) drow[c] += g * (expf(row[c] - max) / sum - (c == label ? 1.0f : 0.0f));
 }
 
 void cross_entropy_backward_cpu(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
                                 int64_t N, int64_t K) {
     float g = dloss[0] / (float)N;
-#pragma omp parallel for if (N * K > CG_OMP_MIN_WORK)
-    for (int64_t r = 0; r < N; r++) {
-        const float *row = logits + r * K;
-        float *drow = dlogits + r * K;
-        float max = row[0];
-        for (int64_t c = 1; c < K; c++) max = row[c] > max ? row[c] : max;
-        float sum = 0.0f;
-        for (int64_t c = 0; c < K; c++) sum += expf(row[c] - max);
-        for (int64_t c = 0; c < K; c++) {
-            float softmax = expf(row[c] - max) / sum;
-            drow[c] += g * (softmax - (c == labels[r] ? 1.0f : 0.0f));
-        }
+    if (N * K < CG_OMP_MIN_WORK) {
+        for (int64_t r = 0; r < N; r++) cross_entropy_row_backward(dlogits + r * K, logits + r * K, labels[r], K, g);
+        return;
     }
+#pragma omp parallel for
+    for (int64_t r = 0; r < N; r++) cross_entropy_row_backward(dlogits + r * K, logits + r * K, labels[r], K, g);
 }
 
 void sum_forward_cpu(float *y, const float *x, float scale, int64_t n) {
     double total = 0.0;
-#pragma omp parallel for reduction(+ : total) if (n > CG_OMP_MIN_WORK)
-    for (int64_t i = 0; i < n; i++) total += x[i];
+    if (n < CG_OMP_MIN_WORK) {
+        for (int64_t i = 0; i < n; i++) total += x[i];
+    } else {
+#pragma omp parallel for reduction(+ : total)
+        for (int64_t i = 0; i < n; i++) total += x[i];
+    }
     y[0] = (float)(scale * total);
 }
 
 void sum_backward_cpu(float *dx, const float *dy, float scale, int64_t n) {
     float g = scale * dy[0];
-#pragma omp parallel for if (n > CG_OMP_MIN_WORK)
+    if (n < CG_OMP_MIN_WORK) {
+        for (int64_t i = 0; i < n; i++) dx[i] += g;
+        return;
+    }
+#pragma omp parallel for
     for (int64_t i = 0; i < n; i++) dx[i] += g;
 }
 

@@ -3,11 +3,12 @@
 
 #include <math.h>
 
-void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
-                  float dampening, float weight_decay, bool nesterov) {
-    bool first = state[0] <= 1.0f;
-#pragma omp parallel for if (n > CG_OMP_MIN_WORK)
-    for (int64_t i = 0; i < n; i++) {
+// The updates of parameters [begin, end); the exported functions below run them on one thread
+// for small blocks, split over OpenMP threads for large ones (see elementwise.c for why).
+
+static void sgd_range(float *p, const float *g, float *momentum_buf, bool first, int64_t begin, int64_t end,
+                      float lr, float momentum, float dampening, float weight_decay, bool nesterov) {
+    for (int64_t i = begin; i < end; i++) {
         float d = g[i] + weight_decay * p[i];
         if (momentum != 0.0f) {
             float b = first ? d : momentum * momentum_buf[i] + (1.0f - dampening) * d;
@@ -18,14 +19,23 @@ void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, i
     }
 }
 
-void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
-                   float beta2, float eps, float weight_decay, bool decoupled_weight_decay) {
-    float t = state[0];
-    float bias_correction1 = 1.0f - powf(beta1, t);
-    float bias_correction2_sqrt = sqrtf(1.0f - powf(beta2, t));
-    float step_size = lr / bias_correction1;
-#pragma omp parallel for if (n > CG_OMP_MIN_WORK)
-    for (int64_t i = 0; i < n; i++) {
+void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
+                  float dampening, float weight_decay, bool nesterov) {
+    bool first = state[0] <= 1.0f;
+    if (n < CG_OMP_MIN_WORK) {
+        sgd_range(p, g, momentum_buf, first, 0, n, lr, momentum, dampening, weight_decay, nesterov);
+        return;
+    }
+#pragma omp parallel for
+    for (int64_t b = 0; b < n; b += CG_OMP_MIN_WORK)
+        sgd_range(p, g, momentum_buf, first, b, b + CG_OMP_MIN_WORK < n ? b + CG_OMP_MIN_WORK : n, lr, momentum,
+                  dampening, weight_decay, nesterov);
+}
+
+static void adam_range(float *p, const float *g, float *m, float *v, int64_t begin, int64_t end, float lr,
+                       float step_size, float bias_correction2_sqrt, float beta1, float beta2, float eps,
+                       float weight_decay, bool decoupled_weight_decay) {
+    for (int64_t i = begin; i < end; i++) {
         float d = g[i];
         if (decoupled_weight_decay)
             p[i] *= 1.0f - lr * weight_decay;
@@ -36,4 +46,21 @@ void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, i
         float denom = sqrtf(v[i]) / bias_correction2_sqrt + eps;
         p[i] -= step_size * m[i] / denom;
     }
+}
+
+void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
+                   float beta2, float eps, float weight_decay, bool decoupled_weight_decay) {
+    float t = state[0];
+    float bias_correction1 = 1.0f - powf(beta1, t);
+    float bias_correction2_sqrt = sqrtf(1.0f - powf(beta2, t));
+    float step_size = lr / bias_correction1;
+    if (n < CG_OMP_MIN_WORK) {
+        adam_range(p, g, m, v, 0, n, lr, step_size, bias_correction2_sqrt, beta1, beta2, eps, weight_decay,
+                   decoupled_weight_decay);
+        return;
+    }
+#pragma omp parallel for
+    for (int64_t b = 0; b < n; b += CG_OMP_MIN_WORK)
+        adam_range(p, g, m, v, b, b + CG_OMP_MIN_WORK < n ? b + CG_OMP_MIN_WORK : n, lr, step_size,
+                   bias_correction2_sqrt, beta1, beta2, eps, weight_decay, decoupled_weight_decay);
 }
