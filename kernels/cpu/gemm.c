@@ -22,6 +22,10 @@
 #define MR 8
 #define NR 16
 
+// A row of NR floats as one value (the GCC / Clang vector extension): one AVX-512 register, or
+// two AVX2 ones. Arithmetic on it is elementwise; a float times a vector broadcasts the float.
+typedef float row16 __attribute__((vector_size(NR * sizeof(float))));
+
 // B is copied into rows of N rounded up to NR floats, zeros in the padding, so that every tile
 // is a full MR x NR tile with constant loop bounds: that is what lets the compiler keep it in
 // registers. The copy costs K x N floats against M x N x K multiply-adds. A is read in place.
@@ -44,10 +48,6 @@ static const float *pack_b(bool trans_b, const float *B, int64_t N, int64_t K, i
     }
     return buffer;
 }
-
-// A row of NR floats as one value (the GCC / Clang vector extension): one AVX-512 register, or
-// two AVX2 ones. Arithmetic on it is elementwise; a float times a vector broadcasts the float.
-typedef float row16 __attribute__((vector_size(NR * sizeof(float))));
 
 // tile[r][0..NR) = sum over k of a(r, k) * b[k][0..NR), where a(r, k) = A[r * rs + k * ks]
 // (rs, ks: the strides of op(A)). Only rows r < mr exist; the others repeat the last row and
@@ -81,14 +81,27 @@ static void gemm_panel(int64_t i0, bool trans_a, int64_t M, int64_t N, int64_t K
 
 // Matrix-vector products (N == 1 or M == 1) gain nothing from tiles, which would pad the
 // single row or column to a whole tile. Every layout of a vector is contiguous.
+// sum of a[k] * b[k], NR products at a time in a vector (a plain loop would be summed in order,
+// one product at a time, since float addition is not associative).
+static float dot(const float *a, const float *b, int64_t n) {
+    row16 acc = {0};
+    int64_t k = 0;
+    for (; k + NR <= n; k += NR) {
+        row16 va, vb;
+        memcpy(&va, a + k, sizeof va);
+        memcpy(&vb, b + k, sizeof vb);
+        acc += va * vb;
+    }
+    float sum = 0.0f;
+    for (int c = 0; c < NR; c++) sum += acc[c];
+    for (; k < n; k++) sum += a[k] * b[k];
+    return sum;
+}
+
 // C(M,1) += alpha * op(A) b: one dot product per row (rows of A contiguous unless trans_a).
 static void gemv_column(bool trans_a, int64_t M, int64_t K, float alpha, const float *A, const float *b, float *C) {
     if (!trans_a) {
-        for (int64_t i = 0; i < M; i++) {
-            float dot = 0.0f;
-            for (int64_t k = 0; k < K; k++) dot += A[i * K + k] * b[k];
-            C[i] += alpha * dot;
-        }
+        for (int64_t i = 0; i < M; i++) C[i] += alpha * dot(A + i * K, b, K);
     } else {
         for (int64_t k = 0; k < K; k++)
             for (int64_t i = 0; i < M; i++) C[i] += alpha * b[k] * A[k * M + i];
@@ -102,11 +115,7 @@ static void gemv_row(bool trans_b, int64_t N, int64_t K, float alpha, const floa
         for (int64_t k = 0; k < K; k++)
             for (int64_t j = 0; j < N; j++) C[j] += alpha * a[k] * B[k * N + j];
     } else {
-        for (int64_t j = 0; j < N; j++) {
-            float dot = 0.0f;
-            for (int64_t k = 0; k < K; k++) dot += a[k] * B[j * K + k];
-            C[j] += alpha * dot;
-        }
+        for (int64_t j = 0; j < N; j++) C[j] += alpha * dot(a, B + j * K, K);
     }
 }
 
