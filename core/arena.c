@@ -9,8 +9,9 @@
 #define CG_MAX_BLOCKS 64
 
 typedef struct {
-    char *base;
-    size_t size;
+    void *raw;   // what cg_device_alloc returned (only 64-byte aligned on the CPU)
+    char *base;  // raw rounded up to CG_ARENA_ALIGN
+    size_t size; // usable bytes from base
 } cg_block;
 
 typedef struct cg_header_slab {
@@ -33,12 +34,21 @@ struct cg_arena {
 
 static size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
+// A block of `size` usable bytes whose base is CG_ARENA_ALIGN-aligned: the device allocator
+// promises less (64 bytes on the CPU), so ask for one alignment more and round the base up.
+static cg_block block_new(cg_device device, size_t size) {
+    cg_block b;
+    b.raw = cg_device_alloc(device, size + CG_ARENA_ALIGN);
+    b.base = (char *)b.raw + (CG_ARENA_ALIGN - (uintptr_t)b.raw % CG_ARENA_ALIGN) % CG_ARENA_ALIGN;
+    b.size = size;
+    return b;
+}
+
 cg_arena *cg_arena_new(cg_device device, size_t initial_bytes) {
     cg_arena *a = cg_xcalloc(1, sizeof *a);
     a->device = device;
     size_t size = align_up(initial_bytes < 4096 ? 4096 : initial_bytes, CG_ARENA_ALIGN);
-    a->blocks[0].base = cg_device_alloc(device, size);
-    a->blocks[0].size = size;
+    a->blocks[0] = block_new(device, size);
     a->block_count = 1;
     a->slabs = cg_xcalloc(1, sizeof *a->slabs);
     a->slab = a->slabs;
@@ -47,7 +57,7 @@ cg_arena *cg_arena_new(cg_device device, size_t initial_bytes) {
 
 void cg_arena_free(cg_arena *a) {
     if (a == NULL) return;
-    for (int i = 0; i < a->block_count; i++) cg_device_free(a->device, a->blocks[i].base);
+    for (int i = 0; i < a->block_count; i++) cg_device_free(a->device, a->blocks[i].raw);
     cg_header_slab *s = a->slabs;
     while (s) {
         cg_header_slab *next = s->next;
@@ -71,8 +81,7 @@ void *cg_arena_alloc(cg_arena *a, size_t bytes) {
         size_t size = a->blocks[a->current].size * 2;
         if (size < need) size = need;
         a->used += a->blocks[a->current].size - a->offset;
-        a->blocks[a->block_count].base = cg_device_alloc(a->device, size);
-        a->blocks[a->block_count].size = size;
+        a->blocks[a->block_count] = block_new(a->device, size);
         a->block_count++;
         a->current++;
         a->offset = 0;
@@ -104,9 +113,8 @@ void cg_arena_reset(cg_arena *a) {
         // Coalesce: one block that holds a whole step, so addresses repeat from now on.
         size_t total = 0;
         for (int i = 0; i < a->block_count; i++) total += a->blocks[i].size;
-        for (int i = 0; i < a->block_count; i++) cg_device_free(a->device, a->blocks[i].base);
-        a->blocks[0].base = cg_device_alloc(a->device, total);
-        a->blocks[0].size = total;
+        for (int i = 0; i < a->block_count; i++) cg_device_free(a->device, a->blocks[i].raw);
+        a->blocks[0] = block_new(a->device, total);
         a->block_count = 1;
     }
     a->current = 0;

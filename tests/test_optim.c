@@ -1,0 +1,300 @@
+// test_optim.c: SGD (momentum, dampening, Nesterov, weight decay) and Adam / AdamW over 3 steps,
+// against PyTorch's formulas written out here in double, plus numbers derived by hand. Expected
+// values never come from the engine's kernels; gradients are set by hand, not by backward.
+#include "../core/optim.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STEPS 3
+
+static int failures = 0;
+
+// Print "FAIL what: message" and count it; the test goes on to report every difference.
+static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(const char *what, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "FAIL %s: ", what);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    failures++;
+}
+
+// ---- the parameter block: two parameters of 5 and 3 floats (each padded to 16) -----------------
+
+enum { N_W = 5, N_B = 3, N_ALL = N_W + N_B };
+
+static const double initial_values[N_ALL] = {0.5, -1.25, 2.0, 0.0, -0.3, 0.75, -2.5, 1.0};
+
+// The gradient of element i at step t (1-based): mixed signs and magnitudes that change every
+// step, so that the first-step special cases (momentum buffer, bias correction) show.
+static double gradient_at(int i, int t) {
+    static const double base[N_ALL] = {0.1, -0.4, 1.5, -0.02, 0.7, -1.1, 0.3, 2.0};
+    return base[i] * (1.0 + 0.5 * t) + 0.05 * (t % 2 ? 1.0 : -1.0) * (i + 1);
+}
+
+typedef struct {
+    cg_params *params;
+    cg_tensor *w, *b;
+} block;
+
+static block make_block(void) {
+    block k;
+    k.params = cg_params_new(cg_cpu());
+    k.w = cg_params_add(k.params, "w", 1, (int64_t[]){N_W});
+    k.b = cg_params_add(k.params, "b", 1, (int64_t[]){N_B});
+    float values[N_ALL];
+    for (int i = 0; i < N_ALL; i++)
+        values[i] = (float)initial_values[i];
+    cg_tensor_copy_from_host(k.w, values, N_W);
+    cg_tensor_copy_from_host(k.b, values + N_W, N_B);
+    return k;
+}
+
+static void set_gradients(block *k, int t) {
+    float g[N_ALL];
+    for (int i = 0; i < N_ALL; i++)
+        g[i] = (float)gradient_at(i, t);
+    cg_tensor_copy_from_host(k->w->grad, g, N_W);
+    cg_tensor_copy_from_host(k->b->grad, g + N_W, N_B);
+}
+
+static void read_values(const block *k, float *out) {
+    cg_tensor_copy_to_host(out, k->w, N_W);
+    cg_tensor_copy_to_host(out + N_W, k->b, N_B);
+}
+
+// ---- the reference: PyTorch's formulas, one element at a time, in double ----------------------
+
+typedef struct {
+    double p[N_ALL];
+    double buf[N_ALL]; // SGD momentum buffer, or Adam's m
+    double v[N_ALL];   // Adam's v
+    int t;
+} reference_state;
+
+// torch.optim.SGD, one step:
+//   g = grad + wd p;  if momentum: b = g (t = 1) else momentum b + (1 - dampening) g;
+//   g = g + momentum b (nesterov) or b;  p = p - lr g
+static void reference_sgd(reference_state *s, const cg_optim_config *c) {
+    s->t++;
+    double lr = c->lr, mu = c->momentum, damp = c->dampening, wd = c->weight_decay;
+    for (int i = 0; i < N_ALL; i++) {
+        double g = gradient_at(i, s->t) + wd * s->p[i];
+        if (mu != 0.0) {
+            s->buf[i] = s->t == 1 ? g : mu * s->buf[i] + (1.0 - damp) * g;
+            g = c->nesterov ? g + mu * s->buf[i] : s->buf[i];
+        }
+        s->p[i] -= lr * g;
+    }
+}
+
+// torch.optim.Adam / AdamW, one step:
+//   Adam: g = grad + wd p;  AdamW: p = p (1 - lr wd);  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+//   p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+static void reference_adam(reference_state *s, const cg_optim_config *c) {
+    s->t++;
+    double lr = c->lr, b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
+    double bc1 = 1.0 - pow(b1, s->t), bc2 = 1.0 - pow(b2, s->t);
+    for (int i = 0; i < N_ALL; i++) {
+        double g = gradient_at(i, s->t);
+        if (c->kind == CG_OPTIM_ADAMW)
+            s->p[i] *= 1.0 - lr * wd;
+        else
+            g += wd * s->p[i];
+        s->buf[i] = b1 * s->buf[i] + (1.0 - b1) * g;
+        s->v[i] = b2 * s->v[i] + (1.0 - b2) * g * g;
+        s->p[i] -= lr / bc1 * s->buf[i] / (sqrt(s->v[i]) / sqrt(bc2) + eps);
+    }
+}
+
+// ---- the cases ----------------------------------------------------------------------------------
+
+typedef struct {
+    const char *name;
+    cg_optim_config config;
+} optim_case;
+
+static cg_optim_config sgd(float lr, float momentum, float dampening, float weight_decay, bool nesterov) {
+    cg_optim_config c = cg_sgd_config(lr);
+    c.momentum = momentum;
+    c.dampening = dampening;
+    c.weight_decay = weight_decay;
+    c.nesterov = nesterov;
+    return c;
+}
+
+static cg_optim_config adam(cg_optim_config c, float beta1, float beta2, float weight_decay) {
+    c.beta1 = beta1;
+    c.beta2 = beta2;
+    c.weight_decay = weight_decay;
+    return c;
+}
+
+// Run one case for STEPS steps and compare every parameter after every step.
+static void run_case(const optim_case *oc) {
+    block k = make_block();
+    cg_optimizer *o = cg_optimizer_new(k.params, oc->config);
+    reference_state ref;
+    memset(&ref, 0, sizeof ref);
+    for (int i = 0; i < N_ALL; i++)
+        ref.p[i] = initial_values[i];
+    double max_err = 0.0;
+    for (int t = 1; t <= STEPS; t++) {
+        set_gradients(&k, t);
+        cg_optimizer_step(o);
+        if (oc->config.kind == CG_OPTIM_SGD)
+            reference_sgd(&ref, &oc->config);
+        else
+            reference_adam(&ref, &oc->config);
+        float got[N_ALL];
+        read_values(&k, got);
+        for (int i = 0; i < N_ALL; i++) {
+            double err = fabs((double)got[i] - ref.p[i]);
+            max_err = err > max_err ? err : max_err;
+            // float arithmetic on values of order 1: a few ulps per step
+            if (err > 2e-6 + 2e-6 * fabs(ref.p[i]))
+                fail(oc->name, "step %d, parameter %d: expected %.9f, got %.9f (error %.3g)", t, i, ref.p[i],
+                     (double)got[i], err);
+        }
+    }
+    float steps = 0.0f; // the step count lives on the device
+    cg_device_copy(cg_cpu(), &steps, k.params->device, o->counter, sizeof steps);
+    if (steps != (float)STEPS) fail(oc->name, "steps: expected %d, got %g", STEPS, (double)steps);
+    // The padding between and after the parameters is not touched (zero values, zero gradients).
+    for (int64_t i = 0; i < k.params->numel; i++) {
+        bool in_w = i >= k.params->offsets[0] && i < k.params->offsets[0] + N_W;
+        bool in_b = i >= k.params->offsets[1] && i < k.params->offsets[1] + N_B;
+        if (!in_w && !in_b && k.params->values[i] != 0.0f)
+            fail(oc->name, "padding float %lld changed to %g", (long long)i, (double)k.params->values[i]);
+    }
+    printf("%-28s %d steps, max abs error %.3g\n", oc->name, STEPS, max_err);
+    cg_optimizer_free(o);
+    cg_params_free(k.params);
+}
+
+// ---- numbers derived by hand ---------------------------------------------------------------------
+
+static void expect_close(const char *what, double expected, double got, double tol) {
+    if (!(fabs(expected - got) <= tol))
+        fail(what, "expected %.9f, got %.9f (tolerance %.1g)", expected, got, tol);
+}
+
+static void hand_derived(void) {
+    // Adam, first step: m1 = (1 - b1) g and v1 = (1 - b2) g^2, so after bias correction
+    // m1 / (1 - b1) = g and sqrt(v1 / (1 - b2)) = |g|: the step is lr * g / (|g| + eps), that is
+    // lr * sign(g) up to eps / |g|, whatever the size of g. With lr 0.1, p = 1 and g = 0.5 or
+    // g = -3e-4: p = 0.9 and p = 1.1.
+    {
+        cg_params *params = cg_params_new(cg_cpu());
+        cg_tensor *p = cg_params_add(params, "p", 1, (int64_t[]){2});
+        cg_tensor_copy_from_host(p, (float[]){1.0f, 1.0f}, 2);
+        cg_tensor_copy_from_host(p->grad, (float[]){0.5f, -3e-4f}, 2);
+        cg_optimizer *o = cg_optimizer_new(params, cg_adam_config(0.1f));
+        cg_optimizer_step(o);
+        float got[2];
+        cg_tensor_copy_to_host(got, p, 2);
+        expect_close("adam first step, g = 0.5", 0.9, got[0], 1e-6);
+        expect_close("adam first step, g = -3e-4", 1.1, got[1], 1e-5);
+        cg_optimizer_free(o);
+        cg_params_free(params);
+    }
+    // SGD, momentum 0.9, lr 0.1, constant gradient 1, p0 = 0:
+    //   step 1: b = 1,                 p = -0.1
+    //   step 2: b = 0.9 * 1 + 1 = 1.9,   p = -0.1 - 0.19 = -0.29
+    //   step 3: b = 0.9 * 1.9 + 1 = 2.71, p = -0.29 - 0.271 = -0.561
+    // With Nesterov the step uses g + 0.9 b: 1.9, 2.71, 3.439, so p = -0.19, -0.461, -0.8049.
+    for (int nesterov = 0; nesterov <= 1; nesterov++) {
+        static const double expected[2][3] = {{-0.1, -0.29, -0.561}, {-0.19, -0.461, -0.8049}};
+        cg_params *params = cg_params_new(cg_cpu());
+        cg_tensor *p = cg_params_add(params, "p", 1, (int64_t[]){1});
+        cg_optimizer *o = cg_optimizer_new(params, sgd(0.1f, 0.9f, 0.0f, 0.0f, nesterov));
+        for (int t = 0; t < 3; t++) {
+            cg_tensor_fill(p->grad, 1.0f);
+            cg_optimizer_step(o);
+            char what[64];
+            snprintf(what, sizeof what, "sgd momentum%s by hand, step %d", nesterov ? " nesterov" : "", t + 1);
+            expect_close(what, expected[nesterov][t], cg_tensor_item(p), 1e-6);
+        }
+        cg_optimizer_free(o);
+        cg_params_free(params);
+    }
+    // AdamW with a zero gradient only decays: p = 2 (1 - lr wd) per step; lr 0.1, wd 0.5:
+    // 2 * 0.95 = 1.9, then 1.805 (m = v = 0, so the Adam part adds 0 / (0 + eps) = 0).
+    {
+        cg_params *params = cg_params_new(cg_cpu());
+        cg_tensor *p = cg_params_add(params, "p", 1, (int64_t[]){1});
+        cg_tensor_fill(p, 2.0f);
+        cg_optim_config c = cg_adamw_config(0.1f);
+        c.weight_decay = 0.5f;
+        cg_optimizer *o = cg_optimizer_new(params, c);
+        cg_optimizer_step(o);
+        expect_close("adamw zero gradient, step 1", 1.9, cg_tensor_item(p), 1e-6);
+        cg_optimizer_step(o);
+        expect_close("adamw zero gradient, step 2", 1.805, cg_tensor_item(p), 1e-6);
+        cg_optimizer_free(o);
+        cg_params_free(params);
+    }
+    printf("hand-derived: adam first step = lr sign(g); sgd momentum and nesterov; adamw decay\n");
+}
+
+// PyTorch's defaults (optim.h).
+static void defaults(void) {
+    cg_optim_config s = cg_sgd_config(0.5f), a = cg_adam_config(1e-3f), w = cg_adamw_config(1e-3f);
+    if (s.kind != CG_OPTIM_SGD || s.lr != 0.5f || s.momentum != 0 || s.dampening != 0 || s.weight_decay != 0 ||
+        s.nesterov)
+        fail("defaults", "sgd: lr %g momentum %g dampening %g weight_decay %g nesterov %d", (double)s.lr,
+             (double)s.momentum, (double)s.dampening, (double)s.weight_decay, s.nesterov);
+    if (a.kind != CG_OPTIM_ADAM || a.beta1 != 0.9f || a.beta2 != 0.999f || a.eps != 1e-8f || a.weight_decay != 0)
+        fail("defaults", "adam: betas (%g, %g) eps %g weight_decay %g", (double)a.beta1, (double)a.beta2, (double)a.eps,
+             (double)a.weight_decay);
+    if (w.kind != CG_OPTIM_ADAMW || w.beta1 != 0.9f || w.beta2 != 0.999f || w.eps != 1e-8f || w.weight_decay != 1e-2f)
+        fail("defaults", "adamw: betas (%g, %g) eps %g weight_decay %g", (double)w.beta1, (double)w.beta2,
+             (double)w.eps, (double)w.weight_decay);
+}
+
+// zero_grad clears every gradient of the block.
+static void zero_grad(void) {
+    block k = make_block();
+    set_gradients(&k, 1);
+    cg_optimizer *o = cg_optimizer_new(k.params, cg_sgd_config(0.1f));
+    cg_optimizer_zero_grad(o);
+    for (int64_t i = 0; i < k.params->numel; i++)
+        if (k.params->grads[i] != 0.0f)
+            fail("zero_grad", "gradient float %lld is %g", (long long)i, (double)k.params->grads[i]);
+    cg_optimizer_free(o);
+    cg_params_free(k.params);
+}
+
+int main(void) {
+    const optim_case cases[] = {
+        {"sgd", sgd(0.1f, 0.0f, 0.0f, 0.0f, false)},
+        {"sgd momentum", sgd(0.1f, 0.9f, 0.0f, 0.0f, false)},
+        {"sgd momentum dampening", sgd(0.05f, 0.8f, 0.3f, 0.0f, false)},
+        {"sgd nesterov", sgd(0.1f, 0.9f, 0.0f, 0.0f, true)},
+        {"sgd weight decay", sgd(0.1f, 0.0f, 0.0f, 0.1f, false)},
+        {"sgd momentum weight decay", sgd(0.1f, 0.9f, 0.0f, 0.1f, false)},
+        {"sgd nesterov weight decay", sgd(0.1f, 0.5f, 0.0f, 0.2f, true)},
+        {"adam", adam(cg_adam_config(0.01f), 0.9f, 0.999f, 0.0f)},
+        {"adam betas (0.8, 0.99)", adam(cg_adam_config(0.05f), 0.8f, 0.99f, 0.0f)},
+        {"adam weight decay (L2)", adam(cg_adam_config(0.01f), 0.9f, 0.999f, 0.1f)},
+        {"adamw", cg_adamw_config(0.01f)},
+        {"adamw weight decay 0.3", adam(cg_adamw_config(0.05f), 0.9f, 0.999f, 0.3f)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_case(&cases[i]);
+    hand_derived();
+    defaults();
+    zero_grad();
+    if (failures) {
+        fprintf(stderr, "test_optim: %d failure(s)\n", failures);
+        return 1;
+    }
+    printf("test_optim: all passed\n");
+    return 0;
+}
