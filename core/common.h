@@ -8,6 +8,10 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" { // these headers are also read by the CUDA (C++) files
+#endif
+
 // CG_CHECK(cond, fmt, ...): if cond is false, print "file:line: check failed: cond: message"
 // to stderr and abort. For bugs in the calling program, not for bad input files.
 #define CG_CHECK(cond, ...)                                                     \
@@ -37,5 +41,9 @@ void *cg_xcalloc(size_t count, size_t size);
 
 // Seconds from a monotonic clock, for timing and logs.
 double cg_seconds(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

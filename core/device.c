@@ -100,3 +100,102 @@ void cg_device_zero(cg_device d, void *p, size_t bytes) {
 void cg_device_synchronize(cg_device d) {
     if (d.type == CG_CUDA) cg_backend_cuda_synchronize(d.index);
 }
+
+void *cg_host_alloc(cg_device d, size_t bytes) {
+    if (d.type == CG_CUDA) return cg_backend_cuda_host_alloc(d.index, bytes);
+    return cg_device_alloc(d, bytes);
+}
+
+void cg_host_free(cg_device d, void *p) {
+    if (p == NULL) return;
+    if (d.type == CG_CUDA)
+        cg_backend_cuda_host_free(d.index, p);
+    else
+        cg_device_free(d, p);
+}
+
+// The CPU's model name from /proc/cpuinfo (Linux); "unknown CPU" elsewhere.
+static void cpu_model_name(char *out, size_t size) {
+    snprintf(out, size, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f == NULL) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *colon = strchr(line, ':');
+            if (colon) {
+                colon++;
+                while (*colon == ' ' || *colon == '\t') colon++;
+                colon[strcspn(colon, "\n")] = '\0';
+                snprintf(out, size, "%s", colon);
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+cg_status cg_device_get_info(cg_device d, cg_device_info *info) {
+    memset(info, 0, sizeof *info);
+    if (d.type == CG_CUDA) return cg_backend_cuda_info(d.index, info);
+    cpu_model_name(info->name, sizeof info->name);
+    info->multiprocessors = cg_get_num_threads();
+    return cg_ok();
+}
+
+cg_memory_stats cg_device_memory_stats(cg_device d) {
+    if (d.type == CG_CUDA) return cg_backend_cuda_memory_stats(d.index);
+    cg_memory_stats none = {0}; // host memory is not tracked
+    return none;
+}
+
+void cg_device_empty_cache(cg_device d) {
+    if (d.type == CG_CUDA) cg_backend_cuda_empty_cache(d.index);
+}
+
+// ---- CUDA Graphs: a few captured steps, looked up by key ----------------------------------
+
+#define CG_GRAPH_SLOTS 8
+
+struct cg_graph {
+    cg_device device;
+    int count;
+    int64_t keys[CG_GRAPH_SLOTS];
+    void *execs[CG_GRAPH_SLOTS];
+};
+
+cg_graph *cg_graph_new(cg_device d) {
+    cg_graph *g = cg_xcalloc(1, sizeof *g);
+    g->device = d;
+    return g;
+}
+
+void cg_graph_free(cg_graph *g) {
+    if (g == NULL) return;
+    for (int i = 0; i < g->count; i++) cg_backend_cuda_graph_destroy(g->execs[i]);
+    free(g);
+}
+
+bool cg_graph_replay(cg_graph *g, int64_t key) {
+    if (g->device.type != CG_CUDA) return false;
+    for (int i = 0; i < g->count; i++)
+        if (g->keys[i] == key) {
+            cg_backend_cuda_graph_launch(g->device.index, g->execs[i]);
+            return true;
+        }
+    return false;
+}
+
+void cg_graph_begin(cg_graph *g) {
+    if (g->device.type == CG_CUDA) cg_backend_cuda_capture_begin(g->device.index);
+}
+
+void cg_graph_end(cg_graph *g, int64_t key) {
+    if (g->device.type != CG_CUDA) return;
+    void *exec = cg_backend_cuda_capture_end(g->device.index);
+    CG_CHECK(g->count < CG_GRAPH_SLOTS, "more than %d captured graphs", CG_GRAPH_SLOTS);
+    g->keys[g->count] = key;
+    g->execs[g->count] = exec;
+    g->count++;
+    cg_backend_cuda_graph_launch(g->device.index, exec);
+}

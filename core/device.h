@@ -7,6 +7,10 @@
 
 #include "common.h"
 
+#ifdef __cplusplus
+extern "C" { // these headers are also read by the CUDA (C++) files
+#endif
+
 typedef enum { CG_CPU = 0, CG_CUDA = 1, CG_NUM_DEVICE_TYPES } cg_device_type;
 
 typedef struct {
@@ -40,8 +44,59 @@ void cg_device_zero(cg_device d, void *p, size_t bytes);
 // Wait until all work queued on d has finished (no-op on the CPU).
 void cg_device_synchronize(cg_device d);
 
+// Page-locked ("pinned") host memory for fast, asynchronous copies to `d`; plain host memory
+// when d is the CPU. Free with cg_host_free(d, p).
+void *cg_host_alloc(cg_device d, size_t bytes);
+void cg_host_free(cg_device d, void *p);
+
+// What a device is. For a GPU: the CUDA device properties; for the CPU: the model name and
+// thread count. Theoretical FP32 peak = FP32 cores x clock x 2 (one FMA is two operations),
+// as course chapter 1 computes it; cores per SM come from NVIDIA's table per architecture.
+typedef struct {
+    char name[256];
+    int compute_major, compute_minor; // 0 for the CPU
+    int multiprocessors;              // SMs; CPU: threads
+    int cores_per_multiprocessor;     // FP32 cores per SM
+    double clock_ghz;                 // GPU boost clock; 0 when unknown
+    size_t memory_total, memory_free; // bytes
+    int driver_version, runtime_version, cublas_version; // e.g. 13000 for CUDA 13.0
+    double peak_fp32_tflops;          // cores x clock x 2 / 1e12; 0 when unknown
+} cg_device_info;
+
+cg_status cg_device_get_info(cg_device d, cg_device_info *info);
+
+// The caching allocator's figures for a device, in bytes (as torch.cuda.memory_allocated,
+// memory_reserved, max_memory_allocated). allocated: handed out to tensors now; reserved:
+// held from the driver, allocated plus cached free blocks; peak: the most ever allocated.
+typedef struct {
+    size_t allocated, reserved, peak_allocated;
+    int64_t allocations, cache_hits; // calls to alloc, and those served from the cache
+} cg_memory_stats;
+
+cg_memory_stats cg_device_memory_stats(cg_device d);
+// Give every cached, unused block back to the driver (torch.cuda.empty_cache).
+void cg_device_empty_cache(cg_device d);
+
+// CUDA Graphs: record the kernels a training step enqueues once, then replay them with one call.
+// A step may be captured when it runs only device work on fixed addresses (the arena and the
+// loader guarantee that after the first step) and reads nothing back to the host. On the CPU
+// every call is a no-op and cg_graph_replay returns false, so the same loop runs everywhere.
+typedef struct cg_graph cg_graph;
+cg_graph *cg_graph_new(cg_device d);
+void cg_graph_free(cg_graph *g);
+// Replay the graph captured under `key` (e.g. the batch size); false if there is none.
+bool cg_graph_replay(cg_graph *g, int64_t key);
+// Start capturing; everything enqueued on the device until cg_graph_end is recorded, not run.
+void cg_graph_begin(cg_graph *g);
+// Stop capturing, keep the graph under `key`, and run it once (so the step happens).
+void cg_graph_end(cg_graph *g, int64_t key);
+
 // CPU threads for OpenMP loops and the BLAS library (n >= 1). Without a call, OpenMP's default.
 void cg_set_num_threads(int n);
 int cg_get_num_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -4,7 +4,7 @@
 #ifndef CG_DEVICE_BACKEND_H
 #define CG_DEVICE_BACKEND_H
 
-#include "common.h"
+#include "device.h"
 
 bool cg_backend_cuda_built(void);
 // Number of GPUs; 0 with the reason (e.g. the driver's error string) written to reason.
@@ -15,5 +15,17 @@ void cg_backend_cuda_free(int index, void *p);
 void cg_backend_cuda_copy(int index, void *dst, const void *src, size_t bytes, int direction);
 void cg_backend_cuda_zero(int index, void *p, size_t bytes);
 void cg_backend_cuda_synchronize(int index);
+
+void *cg_backend_cuda_host_alloc(int index, size_t bytes); // pinned host memory
+void cg_backend_cuda_host_free(int index, void *p);
+cg_status cg_backend_cuda_info(int index, cg_device_info *info);
+cg_memory_stats cg_backend_cuda_memory_stats(int index);
+void cg_backend_cuda_empty_cache(int index);
+
+// Stream capture into a CUDA Graph: begin, end (returns the instantiated graph), launch, destroy.
+void cg_backend_cuda_capture_begin(int index);
+void *cg_backend_cuda_capture_end(int index);
+void cg_backend_cuda_graph_launch(int index, void *exec);
+void cg_backend_cuda_graph_destroy(void *exec);
 
 #endif

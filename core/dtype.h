@@ -6,6 +6,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" { // these headers are also read by the CUDA (C++) files
+#endif
+
 typedef enum {
     CG_F32 = 0, // IEEE-754 binary32
     CG_F16,     // IEEE-754 binary16 (1 sign, 5 exponent, 10 mantissa bits)
@@ -20,5 +24,9 @@ typedef enum {
 size_t cg_dtype_size(cg_dtype t);
 // "f32", "f16", "bf16", "i32", "i8", "u8".
 const char *cg_dtype_name(cg_dtype t);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

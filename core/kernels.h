@@ -12,6 +12,10 @@
 
 #include "device.h"
 
+#ifdef __cplusplus
+extern "C" { // these headers are also read by the CUDA (C++) files
+#endif
+
 typedef struct cg_kernels {
     const char *device_name;
 
@@ -64,6 +68,18 @@ typedef struct cg_kernels {
     // acc[0] += number of rows whose arg-max equals the label
     void (*count_argmax_correct)(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K);
 
+    // Random numbers: out[0..n) from Philox blocks offset, offset + 1, ... of (seed, stream),
+    // four values per block, exactly as cg_rng_uniform / cg_rng_normal compute them on the host.
+    void (*rng_uniform)(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float lo, float hi);
+    void (*rng_normal)(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float mean,
+                       float std);
+
+    // Data loading: rows order[0..batch) of a data set already on the device, into a batch.
+    // x_out(batch, sample_numel) = x[order[i]]; labels_out[i] = labels[order[i]];
+    // targets_out[i] = (float)labels[order[i]] (0/1 targets for binary cross-entropy).
+    void (*gather_batch)(float *x_out, int32_t *labels_out, float *targets_out, const float *x,
+                         const int32_t *labels, const int32_t *order, int64_t batch, int64_t sample_numel);
+
     // Optimizers over the flat parameter block (PyTorch's torch.optim formulas; see core/optim.h).
     // state[0] is the step count, already incremented for this step (first step: 1).
     void (*sgd_step)(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
@@ -78,5 +94,9 @@ const cg_kernels *cg_kernels_for(cg_device device);
 // Filled in kernels/cpu/table.c; kernels/cuda provides cg_cuda_kernels() in a CUDA build.
 extern const cg_kernels cg_cpu_kernels;
 const cg_kernels *cg_cuda_kernels(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -19,15 +19,12 @@ void cg_metrics_free(cg_metrics *m) {
 
 void cg_metrics_reset(cg_metrics *m) {
     cg_tensor_fill(m->sums, 0.0f);
-    m->loss_samples = 0;
-    m->predictions = 0;
 }
 
 void cg_metrics_add_loss(cg_metrics *m, const cg_tensor *loss, int64_t batch_size) {
     CG_CHECK(loss->numel == 1 && loss->dtype == CG_F32, "metrics: the loss must be one f32 value");
     float *sums = m->sums->data;
     cg_kernels_for(m->sums->device)->axpy(sums, (float)batch_size, loss->data, 1);
-    m->loss_samples += batch_size;
 }
 
 void cg_metrics_add_binary_correct(cg_metrics *m, const cg_tensor *p, const cg_tensor *targets, float threshold) {
@@ -35,7 +32,6 @@ void cg_metrics_add_binary_correct(cg_metrics *m, const cg_tensor *p, const cg_t
              (long long)targets->numel);
     float *sums = m->sums->data;
     cg_kernels_for(m->sums->device)->count_binary_correct(sums + 1, p->data, targets->data, threshold, p->numel);
-    m->predictions += p->numel;
 }
 
 void cg_metrics_add_argmax_correct(cg_metrics *m, const cg_tensor *logits, const cg_tensor *labels) {
@@ -43,12 +39,11 @@ void cg_metrics_add_argmax_correct(cg_metrics *m, const cg_tensor *logits, const
     float *sums = m->sums->data;
     cg_kernels_for(m->sums->device)->count_argmax_correct(sums + 1, logits->data, labels->data, logits->shape[0],
                                                            logits->shape[1]);
-    m->predictions += logits->shape[0];
 }
 
-void cg_metrics_read(const cg_metrics *m, double *mean_loss, double *accuracy) {
+void cg_metrics_read(const cg_metrics *m, int64_t samples, double *mean_loss, double *accuracy) {
     float host[2];
     cg_tensor_copy_to_host(host, m->sums, 2);
-    *mean_loss = m->loss_samples > 0 ? host[0] / (double)m->loss_samples : 0.0;
-    *accuracy = m->predictions > 0 ? host[1] / (double)m->predictions : 0.0;
+    *mean_loss = samples > 0 ? host[0] / (double)samples : 0.0;
+    *accuracy = samples > 0 ? host[1] / (double)samples : 0.0;
 }

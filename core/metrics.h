@@ -5,10 +5,10 @@
 
 #include "tensor.h"
 
+// Nothing here is counted on the host, so the adds can be captured into a CUDA Graph and
+// replayed; the caller knows how many samples it fed and passes that to cg_metrics_read.
 typedef struct {
-    cg_tensor *sums;  // (2,) f32 on the device: [sum of loss * batch size, correct predictions]
-    int64_t loss_samples; // samples whose loss was added since the last reset (host side)
-    int64_t predictions;  // predictions counted since the last reset (host side)
+    cg_tensor *sums; // (2,) f32 on the device: [sum of loss * batch size, correct predictions]
 } cg_metrics;
 
 cg_metrics *cg_metrics_new(cg_device device);
@@ -20,8 +20,8 @@ void cg_metrics_add_loss(cg_metrics *m, const cg_tensor *loss, int64_t batch_siz
 void cg_metrics_add_binary_correct(cg_metrics *m, const cg_tensor *p, const cg_tensor *targets, float threshold);
 // logits (N, K) f32, labels (N,) i32; counts arg-max == label.
 void cg_metrics_add_argmax_correct(cg_metrics *m, const cg_tensor *logits, const cg_tensor *labels);
-// Mean loss per sample and accuracy (correct / predictions) since the last reset (0 where
-// nothing was added). Synchronises with the device.
-void cg_metrics_read(const cg_metrics *m, double *mean_loss, double *accuracy);
+// Mean loss per sample and accuracy (correct / samples) over the `samples` samples added since
+// the last reset. Synchronises with the device.
+void cg_metrics_read(const cg_metrics *m, int64_t samples, double *mean_loss, double *accuracy);
 
 #endif

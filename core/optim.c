@@ -61,7 +61,6 @@ void cg_optimizer_step(cg_optimizer *o) {
     const cg_kernels *k = cg_kernels_for(p->device);
     const cg_optim_config *c = &o->config;
     k->add_scalar(o->counter, 1.0f);
-    o->steps++;
     if (c->kind == CG_OPTIM_SGD)
         k->sgd_step(p->values, p->grads, o->state1, o->counter, p->numel, c->lr, c->momentum, c->dampening,
                     c->weight_decay, c->nesterov);

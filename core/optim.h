@@ -36,8 +36,7 @@ typedef struct {
     int64_t numel;   // floats of the block the state was made for
     float *state1;   // SGD momentum buffer, or Adam's m
     float *state2;   // Adam's v (NULL for SGD)
-    float *counter;  // one float on the device: the step count
-    int64_t steps;   // the same count, kept on the host for logs
+    float *counter;  // one float on the device: the step count (exact up to 2^24 steps)
 } cg_optimizer;
 
 // Errors (CG_CHECK): nesterov without momentum or with dampening, as PyTorch refuses them.

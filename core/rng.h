@@ -6,7 +6,7 @@
 #ifndef CG_RNG_H
 #define CG_RNG_H
 
-#include "common.h"
+#include "tensor.h"
 
 // The streams cgrad uses, so that drawing more of one never shifts another.
 enum { CG_STREAM_INIT = 0, CG_STREAM_DATA = 1, CG_STREAM_SHUFFLE = 2, CG_STREAM_DROPOUT = 3, CG_STREAM_AUGMENT = 4 };
@@ -27,6 +27,10 @@ void cg_rng_uniform(cg_rng *r, float *out, int64_t n, float lo, float hi);
 void cg_rng_normal(cg_rng *r, float *out, int64_t n, float mean, float std);
 // A random permutation of 0..n-1 (Fisher-Yates; index j = (word * (i + 1)) >> 32).
 void cg_rng_permutation(cg_rng *r, int32_t *out, int64_t n);
+// The same draws written straight into an f32 tensor on any device (a kernel on the GPU gives
+// the very numbers the host would); r moves on as if the host had drawn them.
+void cg_rng_fill_uniform(cg_rng *r, cg_tensor *t, float lo, float hi);
+void cg_rng_fill_normal(cg_rng *r, cg_tensor *t, float mean, float std);
 // n raw 32-bit words.
 void cg_rng_u32(cg_rng *r, uint32_t *out, int64_t n);
 

@@ -1,5 +1,6 @@
-// loader.c: shuffling, gathering a batch on the host, and copying it to the device.
+// loader.c: shuffling on the host, gathering batches on the device.
 #include "loader.h"
+#include "../core/kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,21 @@ cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, 
     for (int64_t i = 0; i < d->count; i++) l->order[i] = (int32_t)i;
     l->position = d->count; // no epoch started yet
 
+    size_t x_bytes = (size_t)(d->count * d->sample_numel) * sizeof(float);
+    size_t index_bytes = (size_t)d->count * sizeof(int32_t);
+    if (device.type == CG_CPU) {
+        l->x_device = d->x; // already in the CPU's memory
+        l->labels_device = d->labels;
+        l->order_device = l->order;
+    } else {
+        l->x_device = cg_device_alloc(device, x_bytes);
+        l->labels_device = cg_device_alloc(device, index_bytes);
+        l->order_device = cg_device_alloc(device, index_bytes);
+        cg_device_copy(device, l->x_device, cg_cpu(), d->x, x_bytes);
+        cg_device_copy(device, l->labels_device, cg_cpu(), d->labels, index_bytes);
+    }
+
     int64_t B = l->batch_size, shape[4];
-    l->host_x = cg_xmalloc((size_t)(B * d->sample_numel) * sizeof(float));
-    l->host_labels = cg_xmalloc((size_t)B * sizeof(int32_t));
-    l->host_targets = cg_xmalloc((size_t)B * sizeof(float));
     batch_shape(d, B, shape);
     l->x_full = cg_tensor_new(device, CG_F32, 1 + d->sample_ndim, shape);
     l->labels_full = cg_tensor_new(device, CG_I32, 1, &B);
@@ -43,10 +55,12 @@ cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, 
 
 void cg_loader_free(cg_loader *l) {
     if (l == NULL) return;
+    if (l->device.type != CG_CPU) {
+        cg_device_free(l->device, l->x_device);
+        cg_device_free(l->device, l->labels_device);
+        cg_device_free(l->device, l->order_device);
+    }
     free(l->order);
-    free(l->host_x);
-    free(l->host_labels);
-    free(l->host_targets);
     cg_tensor_free(l->x_full);
     cg_tensor_free(l->labels_full);
     cg_tensor_free(l->targets_full);
@@ -63,6 +77,8 @@ int64_t cg_loader_num_batches(const cg_loader *l) {
 
 void cg_loader_start_epoch(cg_loader *l) {
     if (l->shuffle) cg_rng_permutation(&l->rng, l->order, l->data->count);
+    if (l->order_device != l->order)
+        cg_device_copy(l->device, l->order_device, cg_cpu(), l->order, (size_t)l->data->count * sizeof(int32_t));
     l->position = 0;
 }
 
@@ -71,20 +87,13 @@ bool cg_loader_next(cg_loader *l, cg_batch *out) {
     int64_t left = d->count - l->position;
     if (left <= 0 || (l->drop_last && left < l->batch_size)) return false;
     int64_t B = left < l->batch_size ? left : l->batch_size;
-    for (int64_t i = 0; i < B; i++) {
-        int64_t s = l->order[l->position + i];
-        memcpy(l->host_x + i * d->sample_numel, d->x + s * d->sample_numel, (size_t)d->sample_numel * sizeof(float));
-        l->host_labels[i] = d->labels[s];
-        l->host_targets[i] = (float)d->labels[s];
-    }
-    l->position += B;
     bool full = B == l->batch_size;
     out->x = full ? l->x_full : l->x_tail;
     out->labels = full ? l->labels_full : l->labels_tail;
     out->targets = full ? l->targets_full : l->targets_tail;
     out->size = B;
-    cg_tensor_copy_from_host(out->x, l->host_x, B * d->sample_numel);
-    cg_tensor_copy_from_host(out->labels, l->host_labels, B);
-    cg_tensor_copy_from_host(out->targets, l->host_targets, B);
+    cg_kernels_for(l->device)->gather_batch(out->x->data, out->labels->data, out->targets->data, l->x_device,
+                                            l->labels_device, l->order_device + l->position, B, d->sample_numel);
+    l->position += B;
     return true;
 }

@@ -2,8 +2,10 @@
 // shuffled at the start of every epoch (Philox stream CG_STREAM_SHUFFLE, so the CPU and the
 // GPU see the same batches), and the last batch keeps what is left (1000 samples in batches of
 // 32 give 31 batches of 32 and one of 8) unless drop_last is set.
-// Batches are gathered on the host and copied into tensors made once, so their addresses do
-// not change from step to step. Not yet: augmentation and a prefetch thread.
+// The data set is copied to the device once and each batch is gathered there by a kernel, so a
+// step moves no data between host and device; batches land in tensors made once, at the same
+// addresses every step (what CUDA Graph replay needs). Not yet: augmentation, data sets larger
+// than device memory.
 #ifndef CG_LOADER_H
 #define CG_LOADER_H
 
@@ -24,11 +26,11 @@ typedef struct {
     int64_t batch_size;
     bool shuffle, drop_last;
     cg_rng rng;
-    int32_t *order;      // this epoch's sample order
-    int64_t position;    // next index into order
-    float *host_x;       // staging buffers, one batch
-    int32_t *host_labels;
-    float *host_targets;
+    int32_t *order;        // this epoch's sample order (host)
+    int64_t position;      // next index into order
+    float *x_device;       // the data set's samples on the device (the host array on the CPU)
+    int32_t *labels_device;
+    int32_t *order_device; // this epoch's order on the device
     cg_tensor *x_full, *labels_full, *targets_full; // full-batch tensors on the device
     cg_tensor *x_tail, *labels_tail, *targets_tail; // headers over the same data, last-batch shape
 } cg_loader;
@@ -39,10 +41,10 @@ cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, 
 void cg_loader_free(cg_loader *l);
 // Batches per epoch.
 int64_t cg_loader_num_batches(const cg_loader *l);
-// Start an epoch: draws a new order when shuffling.
+// Start an epoch: draws a new order when shuffling and copies it to the device.
 void cg_loader_start_epoch(cg_loader *l);
-// The next batch of this epoch into *out; false when the epoch is over. The tensors stay valid
-// until the next call.
+// The next batch of this epoch into *out (gathered on the device, asynchronously); false when
+// the epoch is over. The tensors stay valid until the next call.
 bool cg_loader_next(cg_loader *l, cg_batch *out);
 
 #endif

@@ -5,12 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void cg_init_uniform(cg_tensor *param, float bound, cg_rng *rng) {
-    float *host = cg_xmalloc((size_t)param->numel * sizeof(float));
-    cg_rng_uniform(rng, host, param->numel, -bound, bound);
-    cg_tensor_copy_from_host(param, host, param->numel);
-    free(host);
-}
+void cg_init_uniform(cg_tensor *param, float bound, cg_rng *rng) { cg_rng_fill_uniform(rng, param, -bound, bound); }
 
 static cg_tensor *linear_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_linear *l = (cg_linear *)m;

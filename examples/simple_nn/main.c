@@ -23,6 +23,7 @@ static void usage(FILE *f) {
             "  --seed N           seed of the data, the weights and the shuffle (default 0)\n"
             "  --threads N        CPU threads (default: OpenMP's choice)\n"
             "  --log PATH         write a CSV row per epoch: epoch,loss,accuracy,seconds,device\n"
+            "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
             "  --quiet            print only the final accuracy\n"
             "  --help             this text\n"
             "\n"
@@ -34,7 +35,7 @@ typedef struct {
     const char *device;
     long epochs, batch_size, seed, threads;
     double lr;
-    bool adam, quiet;
+    bool adam, quiet, no_graph;
     const char *log_path;
 } options;
 
@@ -47,6 +48,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"optimizer", required_argument, 0, 'o'}, {"seed", required_argument, 0, 's'},
         {"threads", required_argument, 0, 't'}, {"log", required_argument, 0, 'L'},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
+        {"no-graph", no_argument, 0, 'G'},
         {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -61,6 +63,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'L': o->log_path = optarg; break;
         case 'q': o->quiet = true; break;
+        case 'G': o->no_graph = true; break;
         case 'o':
             if (strcmp(optarg, "sgd") == 0)
                 o->adam = false;
@@ -79,6 +82,26 @@ static int parse_options(int argc, char **argv, options *o) {
     if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
     if (o->lr < 0) o->lr = o->adam ? 1e-3 : 1e-2;
     return -1;
+}
+
+typedef struct {
+    cg_module *model;
+    cg_tape *tape;
+    cg_optimizer *optimizer;
+    cg_metrics *metrics;
+} trainer;
+
+// One training step on a batch: everything it does is queued on the device, with nothing read
+// back, so on a GPU it can be captured once as a CUDA Graph and replayed.
+static void train_step(trainer *tr, const cg_batch *batch) {
+    cg_tensor *probs = cg_module_forward(tr->model, tr->tape, batch->x); // forward: (B, 1)
+    cg_tensor *loss = cg_bce(tr->tape, probs, batch->targets);          // loss: BCE, mean
+    cg_optimizer_zero_grad(tr->optimizer);                               // optimizer.zero_grad()
+    cg_tape_backward(tr->tape, loss);                                    // loss.backward()
+    cg_optimizer_step(tr->optimizer);                                    // optimizer.step()
+    cg_metrics_add_loss(tr->metrics, loss, batch->size);
+    cg_metrics_add_binary_correct(tr->metrics, probs, batch->targets, 0.5f);
+    cg_tape_clear(tr->tape);                                             // free the step's tensors
 }
 
 int main(int argc, char **argv) {
@@ -118,6 +141,10 @@ int main(int argc, char **argv) {
     cg_loader *loader = cg_loader_new(data, opt.batch_size, true, false, (uint64_t)opt.seed, dev);
     cg_tape *tape = cg_tape_new(dev, 1 << 20);
     cg_metrics *metrics = cg_metrics_new(dev);
+    trainer tr = {model, tape, optimizer, metrics};
+    // On a GPU the first epoch runs eagerly (it sizes the arena and warms cuBLAS); the second
+    // captures one step of each batch size as a CUDA Graph, replayed from then on.
+    cg_graph *graph = cg_graph_new(dev);
     cg_progress progress;
     cg_progress_init(&progress, opt.quiet);
 
@@ -126,17 +153,16 @@ int main(int argc, char **argv) {
         cg_loader_start_epoch(loader);
         cg_batch batch;
         while (cg_loader_next(loader, &batch)) {
-            cg_tensor *probs = cg_module_forward(model, tape, batch.x);       // forward: (B, 1)
-            cg_tensor *loss = cg_bce(tape, probs, batch.targets);            // loss: BCE, mean
-            cg_optimizer_zero_grad(optimizer);                                // optimizer.zero_grad()
-            cg_tape_backward(tape, loss);                                     // loss.backward()
-            cg_optimizer_step(optimizer);                                     // optimizer.step()
-            cg_metrics_add_loss(metrics, loss, batch.size);
-            cg_metrics_add_binary_correct(metrics, probs, batch.targets, 0.5f);
-            cg_tape_clear(tape);                                              // free the step's tensors
+            if (opt.no_graph || epoch == 1) {
+                train_step(&tr, &batch);
+            } else if (!cg_graph_replay(graph, batch.size)) {
+                cg_graph_begin(graph);
+                train_step(&tr, &batch);
+                cg_graph_end(graph, batch.size);
+            }
         }
         double loss, accuracy;
-        cg_metrics_read(metrics, &loss, &accuracy);
+        cg_metrics_read(metrics, data->count, &loss, &accuracy);
         double seconds = cg_seconds() - start;
         if (log) {
             s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%s", epoch, loss, accuracy, seconds, dev_name);
@@ -164,13 +190,14 @@ int main(int argc, char **argv) {
     cg_tensor *probs = cg_module_forward(model, tape, x_all);
     cg_metrics_add_binary_correct(metrics, probs, y_all, 0.5f);
     double unused, accuracy;
-    cg_metrics_read(metrics, &unused, &accuracy);
+    cg_metrics_read(metrics, data->count, &unused, &accuracy);
     printf("Accuracy on %s: %.4f\n", dev_name, accuracy);
 
     free(targets);
     cg_tensor_free(x_all);
     cg_tensor_free(y_all);
     cg_csv_log_close(log);
+    cg_graph_free(graph);
     cg_metrics_free(metrics);
     cg_tape_free(tape);
     cg_loader_free(loader);

@@ -30,6 +30,10 @@ void sum_forward_cpu(float *y, const float *x, float scale, int64_t n);
 void sum_backward_cpu(float *dx, const float *dy, float scale, int64_t n);
 void count_binary_correct_cpu(float *acc, const float *p, const float *t, float threshold, int64_t n);
 void count_argmax_correct_cpu(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K);
+void rng_uniform_cpu(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float lo, float hi);
+void rng_normal_cpu(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float mean, float std);
+void gather_batch_cpu(float *x_out, int32_t *labels_out, float *targets_out, const float *x, const int32_t *labels,
+                      const int32_t *order, int64_t batch, int64_t sample_numel);
 void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
                   float dampening, float weight_decay, bool nesterov);
 void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,

@@ -24,6 +24,9 @@ const cg_kernels cg_cpu_kernels = {
     .sum_backward = sum_backward_cpu,
     .count_binary_correct = count_binary_correct_cpu,
     .count_argmax_correct = count_argmax_correct_cpu,
+    .rng_uniform = rng_uniform_cpu,
+    .rng_normal = rng_normal_cpu,
+    .gather_batch = gather_batch_cpu,
     .sgd_step = sgd_step_cpu,
     .adam_step = adam_step_cpu,
 };

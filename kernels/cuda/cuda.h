@@ -1,0 +1,86 @@
+// cuda.h: declarations shared by the CUDA kernel files (private to kernels/cuda): the launch
+// shape of elementwise kernels, the launch-error check, and the host wrappers table.cu lists.
+// Every wrapper queues its kernel on cg_cuda_stream() and returns at once.
+#ifndef CG_KERNELS_CUDA_H
+#define CG_KERNELS_CUDA_H
+
+#include "../../core/device_cuda.h"
+#include "../../core/kernels.h"
+
+#define CG_THREADS 256 // threads per block of elementwise kernels
+
+// Blocks for n elements, one per thread, capped: kernels loop (grid-stride) past the cap.
+static inline unsigned cg_blocks(int64_t n) {
+    int64_t b = (n + CG_THREADS - 1) / CG_THREADS;
+    if (b < 1) b = 1;
+    return (unsigned)(b < 65536 ? b : 65536);
+}
+
+// After every launch: report a bad launch configuration at the line that made it.
+#define CG_LAUNCH_CHECK() CG_CUDA_CHECK(cudaGetLastError())
+
+// for (i = this thread's first element; i < n; i += all threads of the grid)
+#define GRID_STRIDE(i, n)                                                                     \
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+// Launch `kernel` with one thread per element of n on the GPU's stream, then check the launch.
+#define LAUNCH(kernel, n, ...)                                                                \
+    do {                                                                                      \
+        kernel<<<cg_blocks(n), CG_THREADS, 0, cg_cuda_stream()>>>(__VA_ARGS__);               \
+        CG_LAUNCH_CHECK();                                                                    \
+    } while (0)
+
+// Launch `kernel` as one block of CG_THREADS threads (reductions whose result is one number:
+// a single block sums in a fixed order, so the result is the same on every run).
+#define LAUNCH_ONE_BLOCK(kernel, ...)                                                         \
+    do {                                                                                      \
+        kernel<<<1, CG_THREADS, 0, cg_cuda_stream()>>>(__VA_ARGS__);                          \
+        CG_LAUNCH_CHECK();                                                                    \
+    } while (0)
+
+// The sum of v over the CG_THREADS threads of a block, valid in thread 0.
+static __device__ float block_sum(float v) {
+    __shared__ float partial[CG_THREADS];
+    partial[threadIdx.x] = v;
+    __syncthreads();
+    for (int stride = CG_THREADS / 2; stride > 0; stride /= 2) {
+        if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+        __syncthreads();
+    }
+    return partial[0];
+}
+
+extern "C" {
+void fill_cuda(float *x, float value, int64_t n);
+void axpy_cuda(float *y, float alpha, const float *x, int64_t n);
+void add_scalar_cuda(float *x, float value);
+void scale_cuda(float *y, const float *x, float alpha, int64_t n);
+void gemm_cuda(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+               const float *B, float beta, float *C);
+void add_forward_cuda(float *y, const float *a, const float *b, int64_t n);
+void add_bias_forward_cuda(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
+void add_bias_backward_cuda(float *dbias, const float *dy, int64_t rows, int64_t cols);
+void relu_forward_cuda(float *y, const float *x, int64_t n);
+void relu_backward_cuda(float *dx, const float *dy, const float *y, int64_t n);
+void sigmoid_forward_cuda(float *y, const float *x, int64_t n);
+void sigmoid_backward_cuda(float *dx, const float *dy, const float *y, int64_t n);
+void bce_forward_cuda(float *loss, const float *p, const float *t, int64_t n);
+void bce_backward_cuda(float *dp, const float *dloss, const float *p, const float *t, int64_t n);
+void cross_entropy_forward_cuda(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K);
+void cross_entropy_backward_cuda(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
+                                 int64_t N, int64_t K);
+void sum_forward_cuda(float *y, const float *x, float scale, int64_t n);
+void sum_backward_cuda(float *dx, const float *dy, float scale, int64_t n);
+void count_binary_correct_cuda(float *acc, const float *p, const float *t, float threshold, int64_t n);
+void count_argmax_correct_cuda(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K);
+void rng_uniform_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float lo, float hi);
+void rng_normal_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float mean, float std);
+void gather_batch_cuda(float *x_out, int32_t *labels_out, float *targets_out, const float *x,
+                       const int32_t *labels, const int32_t *order, int64_t batch, int64_t sample_numel);
+void sgd_step_cuda(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
+                   float dampening, float weight_decay, bool nesterov);
+void adam_step_cuda(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
+                    float beta2, float eps, float weight_decay, bool decoupled_weight_decay);
+}
+
+#endif

@@ -1,0 +1,63 @@
+// elementwise.cu: fill, axpy, scale, add, bias add, ReLU and sigmoid on the GPU: one thread
+// per element (grid-stride loops past 65536 blocks). The CPU twins are kernels/cpu/elementwise.c.
+#include "cuda.h"
+
+static __global__ void fill_kernel(float *x, float value, int64_t n) {
+    GRID_STRIDE(i, n) x[i] = value;
+}
+static __global__ void axpy_kernel(float *y, float alpha, const float *x, int64_t n) {
+    GRID_STRIDE(i, n) y[i] += alpha * x[i];
+}
+static __global__ void add_scalar_kernel(float *x, float value) { x[0] += value; }
+static __global__ void scale_kernel(float *y, const float *x, float alpha, int64_t n) {
+    GRID_STRIDE(i, n) y[i] = alpha * x[i];
+}
+static __global__ void add_kernel(float *y, const float *a, const float *b, int64_t n) {
+    GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+}
+static __global__ void add_bias_kernel(float *y, const float *x, const float *bias, int64_t n, int64_t cols) {
+    GRID_STRIDE(i, n) y[i] = x[i] + bias[i % cols];
+}
+// One thread per column sums its column down the rows; neighbouring threads read neighbouring
+// addresses, so every row is read in one coalesced sweep.
+static __global__ void add_bias_backward_kernel(float *dbias, const float *dy, int64_t rows, int64_t cols) {
+    GRID_STRIDE(c, cols) {
+        float sum = 0.0f;
+        for (int64_t r = 0; r < rows; r++) sum += dy[r * cols + c];
+        dbias[c] += sum;
+    }
+}
+static __global__ void relu_kernel(float *y, const float *x, int64_t n) {
+    GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+static __global__ void relu_backward_kernel(float *dx, const float *dy, const float *y, int64_t n) {
+    GRID_STRIDE(i, n) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+}
+static __global__ void sigmoid_kernel(float *y, const float *x, int64_t n) {
+    GRID_STRIDE(i, n) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+static __global__ void sigmoid_backward_kernel(float *dx, const float *dy, const float *y, int64_t n) {
+    GRID_STRIDE(i, n) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+extern "C" {
+void fill_cuda(float *x, float value, int64_t n) { LAUNCH(fill_kernel, n, x, value, n); }
+void axpy_cuda(float *y, float alpha, const float *x, int64_t n) { LAUNCH(axpy_kernel, n, y, alpha, x, n); }
+void add_scalar_cuda(float *x, float value) { LAUNCH(add_scalar_kernel, 1, x, value); }
+void scale_cuda(float *y, const float *x, float alpha, int64_t n) { LAUNCH(scale_kernel, n, y, x, alpha, n); }
+void add_forward_cuda(float *y, const float *a, const float *b, int64_t n) { LAUNCH(add_kernel, n, y, a, b, n); }
+void add_bias_forward_cuda(float *y, const float *x, const float *bias, int64_t rows, int64_t cols) {
+    LAUNCH(add_bias_kernel, rows * cols, y, x, bias, rows * cols, cols);
+}
+void add_bias_backward_cuda(float *dbias, const float *dy, int64_t rows, int64_t cols) {
+    LAUNCH(add_bias_backward_kernel, cols, dbias, dy, rows, cols);
+}
+void relu_forward_cuda(float *y, const float *x, int64_t n) { LAUNCH(relu_kernel, n, y, x, n); }
+void relu_backward_cuda(float *dx, const float *dy, const float *y, int64_t n) {
+    LAUNCH(relu_backward_kernel, n, dx, dy, y, n);
+}
+void sigmoid_forward_cuda(float *y, const float *x, int64_t n) { LAUNCH(sigmoid_kernel, n, y, x, n); }
+void sigmoid_backward_cuda(float *dx, const float *dy, const float *y, int64_t n) {
+    LAUNCH(sigmoid_backward_kernel, n, dx, dy, y, n);
+}
+}

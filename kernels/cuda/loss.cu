@@ -1,0 +1,113 @@
+// loss.cu: binary and softmax cross-entropy, sum / mean, and the accuracy counters on the GPU.
+// Results that are one number come from a single block (block_sum in cuda.h): deterministic,
+// and fast enough for the batch-sized inputs they see. CPU twins: kernels/cpu/loss.c.
+#include "cuda.h"
+
+static __device__ float clamped_log(float x) {
+    float l = logf(x);
+    return l < -100.0f ? -100.0f : l; // as torch.nn.BCELoss
+}
+
+static __global__ void bce_kernel(float *loss, const float *p, const float *t, int64_t n) {
+    float part = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        part += t[i] * clamped_log(p[i]) + (1.0f - t[i]) * clamped_log(1.0f - p[i]);
+    float total = block_sum(part);
+    if (threadIdx.x == 0) loss[0] = -total / (float)n;
+}
+
+static __global__ void bce_backward_kernel(float *dp, const float *dloss, const float *p, const float *t, int64_t n) {
+    float g = dloss[0] / (float)n;
+    GRID_STRIDE(i, n) {
+        float denom = fmaxf(p[i] * (1.0f - p[i]), 1e-12f);
+        dp[i] += g * (p[i] - t[i]) / denom;
+    }
+}
+
+static __global__ void cross_entropy_kernel(float *loss, const float *logits, const int32_t *labels, int64_t N,
+                                            int64_t K) {
+    float part = 0.0f;
+    for (int64_t r = threadIdx.x; r < N; r += blockDim.x) {
+        const float *row = logits + r * K;
+        float max = row[0];
+        for (int64_t c = 1; c < K; c++) max = fmaxf(max, row[c]);
+        float sum = 0.0f;
+        for (int64_t c = 0; c < K; c++) sum += expf(row[c] - max);
+        part += logf(sum) + max - row[labels[r]];
+    }
+    float total = block_sum(part);
+    if (threadIdx.x == 0) loss[0] = total / (float)N;
+}
+
+static __global__ void cross_entropy_backward_kernel(float *dlogits, const float *dloss, const float *logits,
+                                                     const int32_t *labels, int64_t N, int64_t K) {
+    float g = dloss[0] / (float)N;
+    GRID_STRIDE(r, N) {
+        const float *row = logits + r * K;
+        float max = row[0];
+        for (int64_t c = 1; c < K; c++) max = fmaxf(max, row[c]);
+        float sum = 0.0f;
+        for (int64_t c = 0; c < K; c++) sum += expf(row[c] - max);
+        for (int64_t c = 0; c < K; c++)
+            dlogits[r * K + c] += g * (expf(row[c] - max) / sum - (c == labels[r] ? 1.0f : 0.0f));
+    }
+}
+
+static __global__ void sum_kernel(float *y, const float *x, float scale, int64_t n) {
+    float part = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) part += x[i];
+    float total = block_sum(part);
+    if (threadIdx.x == 0) y[0] = scale * total;
+}
+
+static __global__ void sum_backward_kernel(float *dx, const float *dy, float scale, int64_t n) {
+    float g = scale * dy[0];
+    GRID_STRIDE(i, n) dx[i] += g;
+}
+
+static __global__ void count_binary_kernel(float *acc, const float *p, const float *t, float threshold, int64_t n) {
+    float part = 0.0f;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) part += (p[i] > threshold) == (t[i] > 0.5f);
+    float total = block_sum(part);
+    if (threadIdx.x == 0) acc[0] += total;
+}
+
+static __global__ void count_argmax_kernel(float *acc, const float *logits, const int32_t *labels, int64_t N,
+                                           int64_t K) {
+    float part = 0.0f;
+    for (int64_t r = threadIdx.x; r < N; r += blockDim.x) {
+        const float *row = logits + r * K;
+        int64_t best = 0;
+        for (int64_t c = 1; c < K; c++)
+            if (row[c] > row[best]) best = c;
+        part += best == labels[r];
+    }
+    float total = block_sum(part);
+    if (threadIdx.x == 0) acc[0] += total;
+}
+
+extern "C" {
+void bce_forward_cuda(float *loss, const float *p, const float *t, int64_t n) {
+    LAUNCH_ONE_BLOCK(bce_kernel, loss, p, t, n);
+}
+void bce_backward_cuda(float *dp, const float *dloss, const float *p, const float *t, int64_t n) {
+    LAUNCH(bce_backward_kernel, n, dp, dloss, p, t, n);
+}
+void cross_entropy_forward_cuda(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+    LAUNCH_ONE_BLOCK(cross_entropy_kernel, loss, logits, labels, N, K);
+}
+void cross_entropy_backward_cuda(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
+                                 int64_t N, int64_t K) {
+    LAUNCH(cross_entropy_backward_kernel, N, dlogits, dloss, logits, labels, N, K);
+}
+void sum_forward_cuda(float *y, const float *x, float scale, int64_t n) { LAUNCH_ONE_BLOCK(sum_kernel, y, x, scale, n); }
+void sum_backward_cuda(float *dx, const float *dy, float scale, int64_t n) {
+    LAUNCH(sum_backward_kernel, n, dx, dy, scale, n);
+}
+void count_binary_correct_cuda(float *acc, const float *p, const float *t, float threshold, int64_t n) {
+    LAUNCH_ONE_BLOCK(count_binary_kernel, acc, p, t, threshold, n);
+}
+void count_argmax_correct_cuda(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+    LAUNCH_ONE_BLOCK(count_argmax_kernel, acc, logits, labels, N, K);
+}
+}

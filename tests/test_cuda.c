@@ -1,0 +1,318 @@
+// test_cuda.c: every CUDA kernel against its CPU twin on the same random inputs, through the
+// two kernel tables of core/kernels.h, with a tolerance that grows with the magnitude of the
+// values (|gpu - cpu| <= atol + rtol * |cpu|). Then a whole SimpleNN training run on both
+// devices, whose per-epoch losses must agree. Without a GPU it reports itself skipped (77).
+#include "cgrad.h"
+#include "core/kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+static cg_device gpu;
+static const cg_kernels *K_CPU, *K_GPU;
+
+// ---- buffers that exist on both devices -----------------------------------------------------
+
+typedef struct {
+    int64_t n;
+    size_t elem;
+    void *host; // the CPU kernels work on this
+    void *dev;  // the CUDA kernels on this
+} twin;
+
+static twin twin_new(int64_t n, size_t elem) {
+    twin t = {n, elem, cg_xcalloc((size_t)n, elem), cg_device_alloc(gpu, (size_t)n * elem)};
+    cg_device_zero(gpu, t.dev, (size_t)n * elem);
+    return t;
+}
+static void twin_upload(twin *t) { cg_device_copy(gpu, t->dev, cg_cpu(), t->host, (size_t)t->n * t->elem); }
+static void twin_free(twin *t) {
+    free(t->host);
+    cg_device_free(gpu, t->dev);
+}
+
+// n floats in [lo, hi) on both devices.
+static twin twin_uniform(cg_rng *r, int64_t n, float lo, float hi) {
+    twin t = twin_new(n, sizeof(float));
+    cg_rng_uniform(r, t.host, n, lo, hi);
+    twin_upload(&t);
+    return t;
+}
+
+static twin twin_labels(cg_rng *r, int64_t n, int classes) {
+    twin t = twin_new(n, sizeof(int32_t));
+    uint32_t *w = cg_xmalloc((size_t)n * sizeof(uint32_t));
+    cg_rng_u32(r, w, n);
+    for (int64_t i = 0; i < n; i++) ((int32_t *)t.host)[i] = (int32_t)(w[i] % (uint32_t)classes);
+    free(w);
+    twin_upload(&t);
+    return t;
+}
+
+// Compare the GPU's result with the CPU's.
+static void expect_close(const char *kernel, twin *t, double atol, double rtol) {
+    float *got = cg_xmalloc((size_t)t->n * sizeof(float));
+    cg_device_copy(cg_cpu(), got, gpu, t->dev, (size_t)t->n * sizeof(float));
+    const float *want = t->host;
+    double worst = 0.0;
+    int64_t bad = -1;
+    for (int64_t i = 0; i < t->n; i++) {
+        double err = fabs((double)got[i] - want[i]);
+        double allowed = atol + rtol * fabs(want[i]);
+        if (!(err <= allowed) && bad < 0) bad = i;
+        if (err > worst) worst = err;
+    }
+    if (bad >= 0) {
+        printf("FAIL %-24s element %lld of %lld: cpu %.9g, cuda %.9g\n", kernel, (long long)bad, (long long)t->n,
+               (double)want[bad], (double)got[bad]);
+        failures++;
+    } else {
+        printf("ok   %-24s %8lld values, max |cuda - cpu| %.3g\n", kernel, (long long)t->n, worst);
+    }
+    free(got);
+}
+
+#define F(t) ((float *)(t).host)
+#define D(t) ((float *)(t).dev)
+#define FI(t) ((int32_t *)(t).host)
+#define DI(t) ((int32_t *)(t).dev)
+
+static void test_elementwise(cg_rng *r) {
+    const int64_t n = 100003; // not a multiple of any block size
+    twin a = twin_uniform(r, n, -2, 2), b = twin_uniform(r, n, -2, 2), y = twin_uniform(r, n, -1, 1);
+    twin dy = twin_uniform(r, n, -1, 1);
+
+    K_CPU->fill(F(y), 0.25f, n), K_GPU->fill(D(y), 0.25f, n);
+    expect_close("fill", &y, 0, 0);
+    K_CPU->axpy(F(y), -1.5f, F(a), n), K_GPU->axpy(D(y), -1.5f, D(a), n);
+    expect_close("axpy", &y, 1e-6, 1e-6);
+    K_CPU->add_scalar(F(y), 3.0f), K_GPU->add_scalar(D(y), 3.0f);
+    expect_close("add_scalar", &y, 1e-6, 1e-6);
+    K_CPU->scale(F(y), F(a), 0.3f, n), K_GPU->scale(D(y), D(a), 0.3f, n);
+    expect_close("scale", &y, 1e-7, 1e-6);
+    K_CPU->add_forward(F(y), F(a), F(b), n), K_GPU->add_forward(D(y), D(a), D(b), n);
+    expect_close("add_forward", &y, 1e-7, 1e-6);
+
+    int64_t rows = 1001, cols = 97;
+    twin x2 = twin_uniform(r, rows * cols, -1, 1), bias = twin_uniform(r, cols, -1, 1);
+    twin y2 = twin_new(rows * cols, sizeof(float)), dbias = twin_uniform(r, cols, -1, 1);
+    K_CPU->add_bias_forward(F(y2), F(x2), F(bias), rows, cols);
+    K_GPU->add_bias_forward(D(y2), D(x2), D(bias), rows, cols);
+    expect_close("add_bias_forward", &y2, 1e-7, 1e-6);
+    K_CPU->add_bias_backward(F(dbias), F(x2), rows, cols);
+    K_GPU->add_bias_backward(D(dbias), D(x2), rows, cols);
+    expect_close("add_bias_backward", &dbias, 1e-4, 1e-5); // sums of 1001 terms in another order
+
+    twin dx = twin_uniform(r, n, -1, 1);
+    K_CPU->relu_forward(F(y), F(a), n), K_GPU->relu_forward(D(y), D(a), n);
+    expect_close("relu_forward", &y, 0, 0);
+    K_CPU->relu_backward(F(dx), F(dy), F(y), n), K_GPU->relu_backward(D(dx), D(dy), D(y), n);
+    expect_close("relu_backward", &dx, 1e-7, 1e-6);
+    K_CPU->sigmoid_forward(F(y), F(a), n), K_GPU->sigmoid_forward(D(y), D(a), n);
+    expect_close("sigmoid_forward", &y, 1e-6, 1e-6);
+    K_CPU->sigmoid_backward(F(dx), F(dy), F(y), n), K_GPU->sigmoid_backward(D(dx), D(dy), D(y), n);
+    expect_close("sigmoid_backward", &dx, 1e-6, 1e-6);
+
+    twin *all[] = {&a, &b, &y, &dy, &x2, &bias, &y2, &dbias, &dx};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+}
+
+static void test_gemm(cg_rng *r) {
+    const int64_t M = 67, N = 45, K = 131; // odd sizes: no tile fits exactly
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            twin A = twin_uniform(r, M * K, -1, 1), B = twin_uniform(r, K * N, -1, 1), C = twin_uniform(r, M * N, -1, 1);
+            K_CPU->gemm(ta, tb, M, N, K, 0.5f, F(A), F(B), 1.0f, F(C));
+            K_GPU->gemm(ta, tb, M, N, K, 0.5f, D(A), D(B), 1.0f, D(C));
+            char name[32];
+            snprintf(name, sizeof name, "gemm %s%s", ta ? "T" : "N", tb ? "T" : "N");
+            expect_close(name, &C, 1e-5, 1e-5);
+            twin_free(&A), twin_free(&B), twin_free(&C);
+        }
+    // beta = 0 must ignore whatever C held, NaN included
+    twin A = twin_uniform(r, 4 * 3, -1, 1), B = twin_uniform(r, 3 * 5, -1, 1), C = twin_new(4 * 5, sizeof(float));
+    for (int i = 0; i < 20; i++) F(C)[i] = NAN;
+    twin_upload(&C);
+    K_CPU->gemm(false, false, 4, 5, 3, 1.0f, F(A), F(B), 0.0f, F(C));
+    K_GPU->gemm(false, false, 4, 5, 3, 1.0f, D(A), D(B), 0.0f, D(C));
+    expect_close("gemm beta=0 over NaN", &C, 1e-6, 1e-6);
+    twin_free(&A), twin_free(&B), twin_free(&C);
+}
+
+static void test_losses(cg_rng *r) {
+    const int64_t n = 777;
+    twin p = twin_uniform(r, n, 0.02f, 0.98f), t = twin_labels(r, n, 2);
+    twin tf = twin_new(n, sizeof(float));
+    for (int64_t i = 0; i < n; i++) F(tf)[i] = (float)FI(t)[i];
+    twin_upload(&tf);
+    twin loss = twin_new(1, sizeof(float)), dloss = twin_new(1, sizeof(float)), dp = twin_uniform(r, n, -1, 1);
+    F(dloss)[0] = 0.7f;
+    twin_upload(&dloss);
+    K_CPU->bce_forward(F(loss), F(p), F(tf), n), K_GPU->bce_forward(D(loss), D(p), D(tf), n);
+    expect_close("bce_forward", &loss, 1e-6, 1e-5);
+    K_CPU->bce_backward(F(dp), F(dloss), F(p), F(tf), n), K_GPU->bce_backward(D(dp), D(dloss), D(p), D(tf), n);
+    expect_close("bce_backward", &dp, 1e-6, 1e-5);
+
+    const int64_t N = 300, C = 10;
+    twin logits = twin_uniform(r, N * C, -5, 5), labels = twin_labels(r, N, (int)C);
+    twin dlogits = twin_uniform(r, N * C, -1, 1);
+    K_CPU->cross_entropy_forward(F(loss), F(logits), FI(labels), N, C);
+    K_GPU->cross_entropy_forward(D(loss), D(logits), DI(labels), N, C);
+    expect_close("cross_entropy_forward", &loss, 1e-5, 1e-5);
+    K_CPU->cross_entropy_backward(F(dlogits), F(dloss), F(logits), FI(labels), N, C);
+    K_GPU->cross_entropy_backward(D(dlogits), D(dloss), D(logits), DI(labels), N, C);
+    expect_close("cross_entropy_backward", &dlogits, 1e-6, 1e-5);
+
+    twin x = twin_uniform(r, 54321, -1, 1), dx = twin_uniform(r, 54321, -1, 1);
+    K_CPU->sum_forward(F(loss), F(x), 0.01f, 54321), K_GPU->sum_forward(D(loss), D(x), 0.01f, 54321);
+    expect_close("sum_forward", &loss, 1e-4, 1e-5);
+    K_CPU->sum_backward(F(dx), F(dloss), 0.01f, 54321), K_GPU->sum_backward(D(dx), D(dloss), 0.01f, 54321);
+    expect_close("sum_backward", &dx, 1e-7, 1e-6);
+
+    twin acc = twin_new(1, sizeof(float));
+    K_CPU->count_binary_correct(F(acc), F(p), F(tf), 0.5f, n);
+    K_GPU->count_binary_correct(D(acc), D(p), D(tf), 0.5f, n);
+    expect_close("count_binary_correct", &acc, 0, 0);
+    K_CPU->count_argmax_correct(F(acc), F(logits), FI(labels), N, C);
+    K_GPU->count_argmax_correct(D(acc), D(logits), DI(labels), N, C);
+    expect_close("count_argmax_correct", &acc, 0, 0);
+
+    twin *all[] = {&p, &t, &tf, &loss, &dloss, &dp, &logits, &labels, &dlogits, &x, &dx, &acc};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+}
+
+static void test_optimizers(cg_rng *r) {
+    const int64_t n = 70001;
+    for (int kind = 0; kind < 4; kind++) {
+        twin p = twin_uniform(r, n, -1, 1), g = twin_uniform(r, n, -1, 1);
+        twin m = twin_new(n, sizeof(float)), v = twin_new(n, sizeof(float)), state = twin_new(1, sizeof(float));
+        const char *names[] = {"sgd_step", "sgd_step nesterov", "adam_step", "adam_step adamw"};
+        for (int step = 1; step <= 3; step++) {
+            K_CPU->add_scalar(F(state), 1.0f), K_GPU->add_scalar(D(state), 1.0f);
+            if (kind == 0) {
+                K_CPU->sgd_step(F(p), F(g), NULL, F(state), n, 0.1f, 0.0f, 0.0f, 0.0f, false);
+                K_GPU->sgd_step(D(p), D(g), NULL, D(state), n, 0.1f, 0.0f, 0.0f, 0.0f, false);
+            } else if (kind == 1) {
+                K_CPU->sgd_step(F(p), F(g), F(m), F(state), n, 0.1f, 0.9f, 0.0f, 1e-2f, true);
+                K_GPU->sgd_step(D(p), D(g), D(m), D(state), n, 0.1f, 0.9f, 0.0f, 1e-2f, true);
+            } else {
+                K_CPU->adam_step(F(p), F(g), F(m), F(v), F(state), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3);
+                K_GPU->adam_step(D(p), D(g), D(m), D(v), D(state), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3);
+            }
+        }
+        expect_close(names[kind], &p, 1e-6, 1e-5);
+        twin_free(&p), twin_free(&g), twin_free(&m), twin_free(&v), twin_free(&state);
+    }
+}
+
+static void test_rng_and_gather(cg_rng *r) {
+    const int64_t n = 10002; // not a multiple of 4
+    twin u = twin_new(n, sizeof(float)), z = twin_new(n, sizeof(float));
+    K_CPU->rng_uniform(F(u), n, 1234, 7, 99, -3.0f, 5.0f), K_GPU->rng_uniform(D(u), n, 1234, 7, 99, -3.0f, 5.0f);
+    expect_close("rng_uniform (Philox)", &u, 0, 1e-7);
+    K_CPU->rng_normal(F(z), n, 1234, 7, 99, 1.0f, 2.0f), K_GPU->rng_normal(D(z), n, 1234, 7, 99, 1.0f, 2.0f);
+    expect_close("rng_normal (Philox)", &z, 1e-6, 1e-6);
+
+    const int64_t count = 50, numel = 13, B = 17;
+    twin x = twin_uniform(r, count * numel, -1, 1), labels = twin_labels(r, count, 2), order = twin_labels(r, B, count);
+    twin xo = twin_new(B * numel, sizeof(float)), lo = twin_new(B, sizeof(int32_t)), to = twin_new(B, sizeof(float));
+    K_CPU->gather_batch(F(xo), FI(lo), F(to), F(x), FI(labels), FI(order), B, numel);
+    K_GPU->gather_batch(D(xo), DI(lo), D(to), D(x), DI(labels), DI(order), B, numel);
+    expect_close("gather_batch x", &xo, 0, 0);
+    expect_close("gather_batch targets", &to, 0, 0);
+    twin *all[] = {&u, &z, &x, &labels, &order, &xo, &lo, &to};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+}
+
+// SimpleNN for a few epochs on each device from the same seed: same weights, same batches, so
+// the per-epoch losses must agree closely (only summation order differs).
+static void train_simple_nn(cg_device dev, int epochs, double *losses, bool use_graph) {
+    cg_dataset *data = cg_synthetic_binary(1000, 20, 3);
+    cg_params *params = cg_params_new(dev);
+    cg_rng init = cg_rng_new(3, CG_STREAM_INIT);
+    cg_module *model = cg_sequential_new();
+    cg_sequential_add(model, cg_linear_new(params, "fc1", 20, 50, true, &init));
+    cg_sequential_add(model, cg_relu_new());
+    cg_sequential_add(model, cg_linear_new(params, "fc2", 50, 1, true, &init));
+    cg_sequential_add(model, cg_sigmoid_new());
+    cg_optimizer *opt = cg_optimizer_new(params, cg_sgd_config(0.05f));
+    cg_loader *loader = cg_loader_new(data, 32, true, false, 3, dev);
+    cg_tape *tape = cg_tape_new(dev, 1 << 16);
+    cg_metrics *metrics = cg_metrics_new(dev);
+    cg_graph *graph = cg_graph_new(dev);
+    for (int e = 0; e < epochs; e++) {
+        cg_metrics_reset(metrics);
+        cg_loader_start_epoch(loader);
+        cg_batch batch;
+        while (cg_loader_next(loader, &batch)) {
+            if (use_graph && e > 0 && cg_graph_replay(graph, batch.size)) continue;
+            if (use_graph && e > 0) cg_graph_begin(graph);
+            cg_tensor *probs = cg_module_forward(model, tape, batch.x);
+            cg_tensor *loss = cg_bce(tape, probs, batch.targets);
+            cg_optimizer_zero_grad(opt);
+            cg_tape_backward(tape, loss);
+            cg_optimizer_step(opt);
+            cg_metrics_add_loss(metrics, loss, batch.size);
+            cg_tape_clear(tape);
+            if (use_graph && e > 0) cg_graph_end(graph, batch.size);
+        }
+        double acc;
+        cg_metrics_read(metrics, data->count, &losses[e], &acc);
+    }
+    cg_graph_free(graph);
+    cg_metrics_free(metrics);
+    cg_tape_free(tape);
+    cg_loader_free(loader);
+    cg_optimizer_free(opt);
+    cg_module_free(model);
+    cg_params_free(params);
+    cg_dataset_free(data);
+}
+
+static void test_training_agrees(void) {
+    enum { EPOCHS = 20 };
+    double cpu[EPOCHS], eager[EPOCHS], graphed[EPOCHS];
+    train_simple_nn(cg_cpu(), EPOCHS, cpu, false);
+    train_simple_nn(gpu, EPOCHS, eager, false);
+    train_simple_nn(gpu, EPOCHS, graphed, true);
+    double worst = 0.0;
+    for (int e = 0; e < EPOCHS; e++) {
+        double r1 = fabs(eager[e] - cpu[e]) / cpu[e], r2 = fabs(graphed[e] - cpu[e]) / cpu[e];
+        worst = fmax(worst, fmax(r1, r2));
+    }
+    if (worst > 1e-4) {
+        printf("FAIL simple_nn losses differ: worst relative difference %.3g (epoch 20: cpu %.7f, cuda %.7f, "
+               "cuda graph %.7f)\n", worst, cpu[EPOCHS - 1], eager[EPOCHS - 1], graphed[EPOCHS - 1]);
+        failures++;
+    } else {
+        printf("ok   simple_nn 20 epochs: worst relative loss difference cpu / cuda / cuda graph %.3g\n", worst);
+    }
+}
+
+int main(void) {
+    if (cg_device_parse("cuda", &gpu).code != CG_OK) {
+        printf("skipped: no usable GPU (%s)\n", cg_cuda_built() ? "no GPU found" : "built without CUDA");
+        return 77;
+    }
+    K_CPU = cg_kernels_for(cg_cpu());
+    K_GPU = cg_kernels_for(gpu);
+    cg_rng r = cg_rng_new(42, 0);
+    test_elementwise(&r);
+    test_gemm(&r);
+    test_losses(&r);
+    test_optimizers(&r);
+    test_rng_and_gather(&r);
+    test_training_agrees();
+    cg_memory_stats s = cg_device_memory_stats(gpu);
+    printf("allocator: %lld allocations, %lld from the cache, peak %.1f KiB\n", (long long)s.allocations,
+           (long long)s.cache_hits, s.peak_allocated / 1024.0);
+    if (failures) {
+        printf("%d CUDA kernel check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all CUDA kernels agree with the CPU\n");
+    return 0;
+}
