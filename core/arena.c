@@ -133,3 +133,16 @@ size_t cg_arena_capacity(const cg_arena *a) {
     for (int i = 0; i < a->block_count; i++) total += a->blocks[i].size;
     return total;
 }
+
+cg_arena_mark cg_arena_get_mark(const cg_arena *a) {
+    cg_arena_mark m = {a->current, a->offset};
+    return m;
+}
+
+void cg_arena_zero_since(cg_arena *a, cg_arena_mark mark) {
+    for (int b = mark.block; b <= a->current; b++) {
+        size_t from = b == mark.block ? mark.offset : 0;
+        size_t to = b == a->current ? a->offset : a->blocks[b].size;
+        if (to > from) cg_device_zero(a->device, a->blocks[b].base + from, to - from);
+    }
+}

@@ -19,6 +19,15 @@ void *cg_arena_alloc(cg_arena *a, size_t bytes);
 // A tensor whose header and data both come from the arena; requires_grad false, grad NULL.
 cg_tensor *cg_arena_tensor(cg_arena *a, cg_dtype dtype, int ndim, const int64_t *shape);
 
+// A position in the arena, and a way to zero everything allocated since one: how the tape
+// clears all of a step's gradient buffers with one memset per block (usually one in all).
+typedef struct {
+    int block;
+    size_t offset;
+} cg_arena_mark;
+cg_arena_mark cg_arena_get_mark(const cg_arena *a);
+void cg_arena_zero_since(cg_arena *a, cg_arena_mark mark);
+
 // Forget everything allocated since the last reset. If the step needed more than one block,
 // the blocks are replaced by a single block big enough for the whole step, so that from the
 // next step on every allocation lands at the same address.

@@ -33,6 +33,10 @@ typedef struct cg_kernels {
     void (*gemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  const float *B, float beta, float *C);
 
+    // y(M, N) = x(M, K) w(N, K)^T + bias(N) (bias may be NULL): a fully connected layer.
+    void (*linear_forward)(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
+                           int64_t K);
+
     // y = a + b, all n elements
     void (*add_forward)(float *y, const float *a, const float *b, int64_t n);
     // y(rows, cols) = x(rows, cols) + bias(cols) broadcast over rows

@@ -63,6 +63,25 @@ static void matmul_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     }
 }
 
+// ---- linear: y = x W^T + b ------------------------------------------------------------------
+// in[0] = x (M, K), in[1] = W (N, K), in[2] = b (N,) when n_in == 3.
+
+static void linear_forward(const cg_kernels *k, cg_node *n) {
+    cg_tensor *x = n->in[0], *w = n->in[1];
+    const float *b = n->n_in == 3 ? F(n->in[2]) : NULL;
+    KERNEL(k, linear_forward)(F(n->out), F(x), F(w), b, x->shape[0], w->shape[0], x->shape[1]);
+}
+
+static void linear_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    cg_tensor *x = n->in[0], *w = n->in[1];
+    int64_t M = x->shape[0], N = w->shape[0], K = x->shape[1];
+    const float *dy = F(n->out->grad);
+    if (x->requires_grad) k->gemm(false, false, M, K, N, 1.0f, dy, F(w), 1.0f, F(cg_tape_grad(t, x))); // dx = dy W
+    if (w->requires_grad) k->gemm(true, false, N, K, M, 1.0f, dy, F(x), 1.0f, F(cg_tape_grad(t, w))); // dW = dy^T x
+    if (n->n_in == 3 && n->in[2]->requires_grad)
+        KERNEL(k, add_bias_backward)(F(cg_tape_grad(t, n->in[2])), dy, M, N); // db = column sums of dy
+}
+
 // ---- add (same shape, or bias over rows) ----------------------------------------------------
 // iattr[0] = 1 when in[1] is a bias broadcast over the rows of in[0].
 
@@ -77,7 +96,9 @@ static void add_forward(const cg_kernels *k, cg_node *n) {
 static void add_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *a = n->in[0], *b = n->in[1];
     const float *dy = F(n->out->grad);
-    if (a->requires_grad) k->axpy(F(cg_tape_grad(t, a)), 1.0f, dy, a->numel);
+    // a's gradient may be the output's own buffer (see prepare_gradients in tape.c): then it
+    // already holds dy.
+    if (a->requires_grad && cg_tape_grad(t, a)->data != n->out->grad->data) k->axpy(F(a->grad), 1.0f, dy, a->numel);
     if (b->requires_grad) {
         if (n->iattr[0])
             KERNEL(k, add_bias_backward)(F(cg_tape_grad(t, b)), dy, a->numel / b->numel, b->numel);
@@ -139,6 +160,7 @@ static void scale_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 
 static const cg_op_row cg_op_table[CG_NUM_OPS] = {
     [CG_OP_MATMUL] = {"matmul", matmul_forward, matmul_backward},
+    [CG_OP_LINEAR] = {"linear", linear_forward, linear_backward},
     [CG_OP_ADD] = {"add", add_forward, add_backward},
     [CG_OP_RELU] = {"relu", relu_forward, relu_backward},
     [CG_OP_SIGMOID] = {"sigmoid", sigmoid_forward, sigmoid_backward},
@@ -208,6 +230,23 @@ cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool 
     int64_t shape[2] = {M, N};
     cg_tensor *in[2] = {a, b};
     return apply(t, CG_OP_MATMUL, 2, shape, 2, in, 0.0f, trans_a, trans_b);
+}
+
+cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias) {
+    check_input(t, "linear", x, CG_F32);
+    check_input(t, "linear", weight, CG_F32);
+    char sx[64], sw[64], sb[64];
+    CG_CHECK(x->ndim == 2 && weight->ndim == 2 && x->shape[1] == weight->shape[1],
+             "linear: x %s must be (N, in) and weight %s (out, in)", cg_shape_str(x, sx, sizeof sx),
+             cg_shape_str(weight, sw, sizeof sw));
+    if (bias) {
+        check_input(t, "linear", bias, CG_F32);
+        CG_CHECK(bias->ndim == 1 && bias->shape[0] == weight->shape[0], "linear: bias %s for weight %s",
+                 cg_shape_str(bias, sb, sizeof sb), cg_shape_str(weight, sw, sizeof sw));
+    }
+    int64_t shape[2] = {x->shape[0], weight->shape[0]};
+    cg_tensor *in[3] = {x, weight, bias};
+    return apply(t, CG_OP_LINEAR, 2, shape, bias ? 3 : 2, in, 0.0f, 0, 0);
 }
 
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {

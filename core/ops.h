@@ -10,6 +10,7 @@
 
 typedef enum {
     CG_OP_MATMUL,
+    CG_OP_LINEAR,
     CG_OP_ADD,
     CG_OP_RELU,
     CG_OP_SIGMOID,
@@ -27,6 +28,10 @@ void cg_op_backward(cg_tape *t, cg_node *node);
 // a: (M, K) f32, or (K, M) if trans_a; b: (K, N) f32, or (N, K) if trans_b -> (M, N) f32.
 // op(a) @ op(b); a Linear layer is matmul(x, W, false, true) with W (out, in) as in PyTorch.
 cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool trans_b);
+// x (N, in) f32, weight (out, in) f32, bias (out,) f32 or NULL -> (N, out) f32:
+// x weight^T + bias, as torch.nn.functional.linear. The same as matmul then add, in one op
+// (on a GPU, one kernel instead of two for small layers).
+cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias);
 // a + b. b has a's shape, or b: (C,) f32 is added to every row of a: (R, C) (bias broadcast).
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b);
 // max(x, 0), elementwise. Any shape, f32.

@@ -10,12 +10,15 @@ cg_tape *cg_tape_new(cg_device device, size_t arena_bytes) {
     t->device = device;
     t->arena = cg_arena_new(device, arena_bytes);
     t->grad_enabled = true;
+    t->one = cg_tensor_new(device, CG_F32, 0, NULL);
+    cg_tensor_fill(t->one, 1.0f);
     return t;
 }
 
 void cg_tape_free(cg_tape *t) {
     if (t == NULL) return;
     cg_arena_free(t->arena);
+    cg_tensor_free(t->one);
     free(t->nodes);
     free(t);
 }
@@ -45,11 +48,38 @@ cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {
     return x->grad;
 }
 
+// Before any backward kernel runs, give every tensor that will receive a gradient its buffer,
+// walking the nodes in the same reverse order as the backward pass. The buffers are carved out
+// of the arena one after another, so one memset zeroes them all (instead of one per tensor: on
+// a GPU each would be a separate operation). One shortcut: the first input of an add has
+// exactly its output's gradient, so when nothing else has given that input a gradient yet, it
+// shares the output's buffer, and add's backward skips it.
+static void prepare_gradients(cg_tape *t, cg_tensor *loss) {
+    cg_arena_mark start = cg_arena_get_mark(t->arena);
+    // d loss / d loss = 1. When the loss is the last thing recorded, no backward adds to its
+    // gradient, so it can be the tape's constant one; otherwise a buffer set to 1.
+    bool loss_is_last = t->count > 0 && t->nodes[t->count - 1].out == loss;
+    loss->grad = loss_is_last ? t->one : cg_arena_tensor(t->arena, CG_F32, loss->ndim, loss->shape);
+    for (int i = t->count - 1; i >= 0; i--) {
+        cg_node *n = &t->nodes[i];
+        if (n->out->grad == NULL) continue; // no gradient reaches this node
+        for (int j = 0; j < n->n_in; j++) {
+            cg_tensor *x = n->in[j];
+            if (!x->requires_grad || x->grad != NULL) continue;
+            if (n->op == CG_OP_ADD && j == 0 && n->out->grad != t->one) // the constant must stay 1
+                x->grad = n->out->grad; // same shape: add's first input is never broadcast
+            else
+                x->grad = cg_arena_tensor(t->arena, CG_F32, x->ndim, x->shape);
+        }
+    }
+    cg_arena_zero_since(t->arena, start);
+    if (!loss_is_last) cg_kernels_for(t->device)->fill((float *)loss->grad->data, 1.0f, 1);
+}
+
 void cg_tape_backward(cg_tape *t, cg_tensor *loss) {
     CG_CHECK(loss->numel == 1 && loss->dtype == CG_F32, "backward needs a one-element f32 loss");
     CG_CHECK(loss->requires_grad, "the loss does not depend on any parameter (was the tape recording?)");
-    cg_tensor *dloss = cg_tape_grad(t, loss);
-    cg_kernels_for(t->device)->fill((float *)dloss->data, 1.0f, 1);
+    prepare_gradients(t, loss);
     for (int i = t->count - 1; i >= 0; i--) {
         cg_node *n = &t->nodes[i];
         if (n->out->grad == NULL) continue; // nothing flows back through this node

@@ -26,6 +26,7 @@ typedef struct cg_tape {
     cg_node *nodes;
     int count, capacity;
     bool grad_enabled; // false: ops compute but record nothing (evaluation, like torch.no_grad)
+    cg_tensor *one;    // () f32 holding 1: d loss / d loss, made once so no step has to write it
 } cg_tape;
 
 // A tape whose arena starts at arena_bytes on `device` (it grows if a step needs more).

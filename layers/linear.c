@@ -8,16 +8,15 @@
 void cg_init_uniform(cg_tensor *param, float bound, cg_rng *rng) { cg_rng_fill_uniform(rng, param, -bound, bound); }
 
 static cg_tensor *linear_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
-    cg_linear *l = (cg_linear *)m;
-    cg_tensor *y = cg_matmul(t, x, l->weight, false, true); // x (N, in) @ W^T (in, out)
-    return l->bias ? cg_add(t, y, l->bias) : y;
+    cg_linear_layer *l = (cg_linear_layer *)m;
+    return cg_linear(t, x, l->weight, l->bias); // x (N, in) W^T (in, out) + b
 }
 
 static void linear_free(cg_module *m) { free(m); }
 
 cg_module *cg_linear_new(cg_params *params, const char *name, int64_t in_features, int64_t out_features,
                          bool bias, cg_rng *rng) {
-    cg_linear *l = cg_xcalloc(1, sizeof *l);
+    cg_linear_layer *l = cg_xcalloc(1, sizeof *l);
     l->base = (cg_module){.kind = "Linear", .forward = linear_forward, .free = linear_free, .training = true};
     l->in_features = in_features;
     l->out_features = out_features;

@@ -9,7 +9,7 @@ typedef struct {
     int64_t in_features, out_features;
     cg_tensor *weight; // (out_features, in_features), in the parameter block
     cg_tensor *bias;   // (out_features,), or NULL without bias
-} cg_linear;
+} cg_linear_layer;
 
 // Adds "NAME.weight" and "NAME.bias" to params and initialises them as PyTorch's
 // nn.Linear.reset_parameters does: weight ~ kaiming_uniform(a = sqrt(5)), which works out to

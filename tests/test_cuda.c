@@ -121,17 +121,32 @@ static void test_elementwise(cg_rng *r) {
 }
 
 static void test_gemm(cg_rng *r) {
-    const int64_t M = 67, N = 45, K = 131; // odd sizes: no tile fits exactly
+    // odd sizes (no tile fits exactly), large enough for cuBLAS, and small (the engine's kernel)
+    const int64_t sizes[2][3] = {{67, 45, 131}, {32, 50, 20}};
+    for (int s = 0; s < 2; s++)
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
+            int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
             twin A = twin_uniform(r, M * K, -1, 1), B = twin_uniform(r, K * N, -1, 1), C = twin_uniform(r, M * N, -1, 1);
             K_CPU->gemm(ta, tb, M, N, K, 0.5f, F(A), F(B), 1.0f, F(C));
             K_GPU->gemm(ta, tb, M, N, K, 0.5f, D(A), D(B), 1.0f, D(C));
             char name[32];
-            snprintf(name, sizeof name, "gemm %s%s", ta ? "T" : "N", tb ? "T" : "N");
+            snprintf(name, sizeof name, "gemm %s%s %lldx%lldx%lld", ta ? "T" : "N", tb ? "T" : "N", (long long)M,
+                     (long long)N, (long long)K);
             expect_close(name, &C, 1e-5, 1e-5);
             twin_free(&A), twin_free(&B), twin_free(&C);
         }
+    // linear_forward: x W^T + b, small (one fused kernel) and large (cuBLAS, then the bias)
+    const int64_t lsizes[2][3] = {{32, 50, 20}, {300, 200, 100}};
+    for (int s = 0; s < 2; s++) {
+        int64_t M = lsizes[s][0], N = lsizes[s][1], K = lsizes[s][2];
+        twin x = twin_uniform(r, M * K, -1, 1), w = twin_uniform(r, N * K, -1, 1), b = twin_uniform(r, N, -1, 1);
+        twin y = twin_new(M * N, sizeof(float));
+        K_CPU->linear_forward(F(y), F(x), F(w), F(b), M, N, K);
+        K_GPU->linear_forward(D(y), D(x), D(w), D(b), M, N, K);
+        expect_close(s == 0 ? "linear_forward small" : "linear_forward large", &y, 1e-5, 1e-5);
+        twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y);
+    }
     // beta = 0 must ignore whatever C held, NaN included
     twin A = twin_uniform(r, 4 * 3, -1, 1), B = twin_uniform(r, 3 * 5, -1, 1), C = twin_new(4 * 5, sizeof(float));
     for (int i = 0; i < 20; i++) F(C)[i] = NAN;

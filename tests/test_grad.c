@@ -52,6 +52,9 @@ static cg_tensor *build_cross_entropy(cg_tape *t, cg_tensor **in) { return cg_cr
 static cg_tensor *build_sum(cg_tape *t, cg_tensor **in) { return cg_sum(t, in[0]); }
 static cg_tensor *build_mean(cg_tape *t, cg_tensor **in) { return cg_mean(t, in[0]); }
 static cg_tensor *build_scale(cg_tape *t, cg_tensor **in) { return cg_scale(t, in[0], -0.7f); }
+// The fused layer op: x (N, in), W (out, in), b (out,).
+static cg_tensor *build_linear(cg_tape *t, cg_tensor **in) { return cg_linear(t, in[0], in[1], in[2]); }
+static cg_tensor *build_linear_no_bias(cg_tape *t, cg_tensor **in) { return cg_linear(t, in[0], in[1], NULL); }
 // An input used twice: gradients from both uses must add up (backward accumulates).
 static cg_tensor *build_add_self(cg_tape *t, cg_tensor **in) { return cg_add(t, in[0], in[0]); }
 // Two ops in a row, as a layer uses them: relu(x W^T + b).
@@ -74,6 +77,10 @@ static const grad_case cases[] = {
     {"matmul trans_a trans_b", 2, {IN2(4, 3, NORMAL, true), IN2(5, 4, NORMAL, true)},  build_matmul_tt, SMOOTH},
     {"matmul (b only)",        2, {IN2(3, 4, NORMAL, false), IN2(5, 4, NORMAL, true)}, build_matmul_nt, SMOOTH},
     {"matmul (a only)",        2, {IN2(4, 3, NORMAL, true), IN2(4, 5, NORMAL, false)}, build_matmul_tn, SMOOTH},
+    {"linear",                 3, {IN2(5, 4, NORMAL, true), IN2(3, 4, NORMAL, true), IN1(3, NORMAL, true)},
+                                  build_linear,    SMOOTH},
+    {"linear (no bias, W only)", 2, {IN2(5, 4, NORMAL, false), IN2(3, 4, NORMAL, true)},
+                                  build_linear_no_bias, SMOOTH},
     {"add",                    2, {IN2(3, 4, NORMAL, true), IN2(3, 4, NORMAL, true)},  build_add,       SMOOTH},
     {"add bias",               2, {IN2(6, 4, NORMAL, true), IN1(4, NORMAL, true)},     build_add,       SMOOTH},
     {"add bias (bias only)",   2, {IN2(6, 4, NORMAL, false), IN1(4, NORMAL, true)},    build_add,       SMOOTH},
@@ -256,7 +263,7 @@ static int check_coverage(void) {
     static const struct {
         cg_op op;
         const char *row;
-    } rows[] = {{CG_OP_MATMUL, "matmul"},   {CG_OP_ADD, "add"},    {CG_OP_RELU, "relu"},
+    } rows[] = {{CG_OP_MATMUL, "matmul"},   {CG_OP_LINEAR, "linear"}, {CG_OP_ADD, "add"},    {CG_OP_RELU, "relu"},
                 {CG_OP_SIGMOID, "sigmoid"}, {CG_OP_BCE, "bce"},    {CG_OP_CROSS_ENTROPY, "cross_entropy"},
                 {CG_OP_SUM, "sum"},         {CG_OP_SCALE, "scale"}};
     int n_rows = (int)(sizeof rows / sizeof rows[0]);

@@ -142,24 +142,22 @@ int main(int argc, char **argv) {
     cg_tape *tape = cg_tape_new(dev, 1 << 20);
     cg_metrics *metrics = cg_metrics_new(dev);
     trainer tr = {model, tape, optimizer, metrics};
-    // On a GPU the first epoch runs eagerly (it sizes the arena and warms cuBLAS); the second
-    // captures one step of each batch size as a CUDA Graph, replayed from then on.
+    // On a GPU the first epoch runs eagerly (it sizes the arena and warms cuBLAS); the second is
+    // captured whole as a CUDA Graph (every batch's gather and step, on fixed addresses), and
+    // each later epoch is one replay of it. On the CPU every epoch runs eagerly.
     cg_graph *graph = cg_graph_new(dev);
     cg_progress progress;
     cg_progress_init(&progress, opt.quiet);
 
     for (long epoch = 1; epoch <= opt.epochs; epoch++) {
-        cg_metrics_reset(metrics);
-        cg_loader_start_epoch(loader);
-        cg_batch batch;
-        while (cg_loader_next(loader, &batch)) {
-            if (opt.no_graph || epoch == 1) {
-                train_step(&tr, &batch);
-            } else if (!cg_graph_replay(graph, batch.size)) {
-                cg_graph_begin(graph);
-                train_step(&tr, &batch);
-                cg_graph_end(graph, batch.size);
-            }
+        cg_loader_start_epoch(loader); // the new order is copied to the device, outside the graph
+        bool capture = !opt.no_graph && epoch == 2;
+        if (opt.no_graph || epoch == 1 || !cg_graph_replay(graph, 0)) {
+            if (capture) cg_graph_begin(graph);
+            cg_metrics_reset(metrics);
+            cg_batch batch;
+            while (cg_loader_next(loader, &batch)) train_step(&tr, &batch);
+            if (capture) cg_graph_end(graph, 0);
         }
         double loss, accuracy;
         cg_metrics_read(metrics, data->count, &loss, &accuracy);

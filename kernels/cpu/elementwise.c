@@ -59,6 +59,12 @@ void add_bias_forward_cpu(float *y, const float *x, const float *bias, int64_t r
     for (int64_t r = 0; r < rows; r++) add_bias_rows(y, x, bias, r, r + 1, cols);
 }
 
+void linear_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
+                        int64_t K) {
+    gemm_cpu(false, true, M, N, K, 1.0f, x, w, 0.0f, y); // y = x W^T
+    if (bias) add_bias_forward_cpu(y, y, bias, M, N);
+}
+
 void add_bias_backward_cpu(float *dbias, const float *dy, int64_t rows, int64_t cols) {
     // Row by row, so that the inner loop runs over contiguous memory.
     for (int64_t r = 0; r < rows; r++)

@@ -9,6 +9,7 @@ const cg_kernels cg_cpu_kernels = {
     .add_scalar = add_scalar_cpu,
     .scale = scale_cpu,
     .gemm = gemm_cpu,
+    .linear_forward = linear_forward_cpu,
     .add_forward = add_forward_cpu,
     .add_bias_forward = add_bias_forward_cpu,
     .add_bias_backward = add_bias_backward_cpu,

@@ -57,6 +57,8 @@ void add_scalar_cuda(float *x, float value);
 void scale_cuda(float *y, const float *x, float alpha, int64_t n);
 void gemm_cuda(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                const float *B, float beta, float *C);
+void linear_forward_cuda(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
+                         int64_t K);
 void add_forward_cuda(float *y, const float *a, const float *b, int64_t n);
 void add_bias_forward_cuda(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
 void add_bias_backward_cuda(float *dbias, const float *dy, int64_t rows, int64_t cols);

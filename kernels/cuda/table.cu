@@ -10,6 +10,7 @@ extern "C" const cg_kernels *cg_cuda_kernels(void) {
         table.add_scalar = add_scalar_cuda;
         table.scale = scale_cuda;
         table.gemm = gemm_cuda;
+        table.linear_forward = linear_forward_cuda;
         table.add_forward = add_forward_cuda;
         table.add_bias_forward = add_bias_forward_cuda;
         table.add_bias_backward = add_bias_backward_cuda;
