@@ -38,6 +38,13 @@ static inline unsigned cg_blocks(int64_t n) {
         CG_LAUNCH_CHECK();                                                                    \
     } while (0)
 
+// The sum of v over the 32 threads of a warp, valid in lane 0 (each step adds the value held
+// `offset` lanes higher).
+static __device__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+    return v;
+}
+
 // The sum of v over the CG_THREADS threads of a block, valid in thread 0.
 static __device__ float block_sum(float v) {
     __shared__ float partial[CG_THREADS];

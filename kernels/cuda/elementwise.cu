@@ -18,13 +18,17 @@ static __global__ void add_kernel(float *y, const float *a, const float *b, int6
 static __global__ void add_bias_kernel(float *y, const float *x, const float *bias, int64_t n, int64_t cols) {
     GRID_STRIDE(i, n) y[i] = x[i] + bias[i % cols];
 }
-// One thread per column sums its column down the rows; neighbouring threads read neighbouring
-// addresses, so every row is read in one coalesced sweep.
+// One warp per column: the lanes share out the rows and add their partial sums with shuffles,
+// so 32 loads are in flight at once instead of one after another.
 static __global__ void add_bias_backward_kernel(float *dbias, const float *dy, int64_t rows, int64_t cols) {
-    GRID_STRIDE(c, cols) {
+    int lane = threadIdx.x % 32;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
+    int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
+    for (int64_t c = warp; c < cols; c += warps) {
         float sum = 0.0f;
-        for (int64_t r = 0; r < rows; r++) sum += dy[r * cols + c];
-        dbias[c] += sum;
+        for (int64_t r = lane; r < rows; r += 32) sum += dy[r * cols + c];
+        sum = warp_sum(sum);
+        if (lane == 0) dbias[c] += sum;
     }
 }
 static __global__ void relu_kernel(float *y, const float *x, int64_t n) {
@@ -50,7 +54,7 @@ void add_bias_forward_cuda(float *y, const float *x, const float *bias, int64_t 
     LAUNCH(add_bias_kernel, rows * cols, y, x, bias, rows * cols, cols);
 }
 void add_bias_backward_cuda(float *dbias, const float *dy, int64_t rows, int64_t cols) {
-    LAUNCH(add_bias_backward_kernel, cols, dbias, dy, rows, cols);
+    LAUNCH(add_bias_backward_kernel, 32 * cols, dbias, dy, rows, cols);
 }
 void relu_forward_cuda(float *y, const float *x, int64_t n) { LAUNCH(relu_kernel, n, y, x, n); }
 void relu_backward_cuda(float *dx, const float *dy, const float *y, int64_t n) {
