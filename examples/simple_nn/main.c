@@ -149,6 +149,7 @@ int main(int argc, char **argv) {
     cg_progress progress;
     cg_progress_init(&progress, opt.quiet);
 
+    double train_start = cg_seconds(); // after the set-up, as PyTorch's own timing of this loop
     for (long epoch = 1; epoch <= opt.epochs; epoch++) {
         cg_loader_start_epoch(loader); // the new order is copied to the device, outside the graph
         bool capture = !opt.no_graph && epoch == 2;
@@ -173,6 +174,8 @@ int main(int argc, char **argv) {
             printf("Epoch [%ld/%ld], Loss: %.4f\n", epoch, opt.epochs, loss);
         }
     }
+    cg_device_synchronize(dev);
+    double train_seconds = cg_seconds() - train_start;
     cg_progress_done(&progress);
 
     // Accuracy on the whole set, without recording (torch.no_grad()).
@@ -190,6 +193,10 @@ int main(int argc, char **argv) {
     double unused, accuracy;
     cg_metrics_read(metrics, data->count, &unused, &accuracy);
     printf("Accuracy on %s: %.4f\n", dev_name, accuracy);
+    int64_t steps = opt.epochs * cg_loader_num_batches(loader);
+    if (!opt.quiet)
+        printf("Training: %ld epochs, %lld steps in %.3f s (%.1f us per step)\n", opt.epochs, (long long)steps,
+               train_seconds, 1e6 * train_seconds / (double)steps);
 
     free(targets);
     cg_tensor_free(x_all);
