@@ -1,5 +1,5 @@
 // device.c: device names, parsing, and raw memory on the CPU or a GPU.
-// The GPU half goes through device_backend.h so that this file includes no CUDA header.
+// The GPU half goes through the plugin table of device_backend.h: no CUDA header here.
 #define _POSIX_C_SOURCE 200112L
 #include "device.h"
 #include "device_backend.h"
@@ -23,12 +23,28 @@ const char *cg_device_str(cg_device d, char *buf, size_t size) {
     return buf;
 }
 
-bool cg_cuda_built(void) { return cg_backend_cuda_built(); }
+bool cg_cuda_built(void) {
+#ifdef CG_CUDA_PLUGIN
+    return true;
+#else
+    return false;
+#endif
+}
+
+// The GPU count, loading the CUDA backend if needed; 0 with the reason when there is none.
+static int gpu_count(char *reason, size_t reason_size) {
+    const cg_cuda_backend *b = cg_cuda_backend_get(reason, reason_size);
+    return b ? b->count(reason, reason_size) : 0;
+}
 
 int cg_cuda_device_count(void) {
-    char reason[256];
-    return cg_backend_cuda_count(reason, sizeof reason);
+    char reason[512];
+    return gpu_count(reason, sizeof reason);
 }
+
+// The loaded backend (only reached with a CUDA device, which cg_device_parse hands out only
+// when the backend loaded and found the GPU).
+static const cg_cuda_backend *cuda(void) { return cg_cuda_backend_loaded(); }
 
 cg_status cg_device_parse(const char *text, cg_device *out) {
     if (strcmp(text, "cpu") == 0) {
@@ -45,10 +61,9 @@ cg_status cg_device_parse(const char *text, cg_device *out) {
             return cg_error(CG_ERR_ARG, "unknown device '%s' (expected cpu, cuda or cuda:N)", text);
         index = (int)v;
     }
-    if (!cg_backend_cuda_built())
-        return cg_error(CG_ERR_DEVICE, "device '%s': cgrad was built without CUDA", text);
-    char reason[256];
-    int count = cg_backend_cuda_count(reason, sizeof reason);
+    if (!cg_cuda_built()) return cg_error(CG_ERR_DEVICE, "device '%s': cgrad was built without CUDA", text);
+    char reason[512];
+    int count = gpu_count(reason, sizeof reason);
     if (count == 0)
         return cg_error(CG_ERR_DEVICE, "device '%s': no GPU found (%s)", text, reason);
     if (index >= count)
@@ -60,7 +75,7 @@ cg_status cg_device_parse(const char *text, cg_device *out) {
 }
 
 void *cg_device_alloc(cg_device d, size_t bytes) {
-    if (d.type == CG_CUDA) return cg_backend_cuda_alloc(d.index, bytes);
+    if (d.type == CG_CUDA) return cuda()->alloc(d.index, bytes);
     void *p = NULL;
     size_t rounded = (bytes + 63) / 64 * 64;
     if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0)
@@ -71,7 +86,7 @@ void *cg_device_alloc(cg_device d, size_t bytes) {
 void cg_device_free(cg_device d, void *p) {
     if (p == NULL) return;
     if (d.type == CG_CUDA)
-        cg_backend_cuda_free(d.index, p);
+        cuda()->free(d.index, p);
     else
         free(p);
 }
@@ -81,35 +96,35 @@ void cg_device_copy(cg_device dst_dev, void *dst, cg_device src_dev, const void 
     if (dst_dev.type == CG_CPU && src_dev.type == CG_CPU) {
         memmove(dst, src, bytes);
     } else if (dst_dev.type == CG_CUDA && src_dev.type == CG_CPU) {
-        cg_backend_cuda_copy(dst_dev.index, dst, src, bytes, 0);
+        cuda()->copy(dst_dev.index, dst, src, bytes, 0);
     } else if (dst_dev.type == CG_CPU && src_dev.type == CG_CUDA) {
-        cg_backend_cuda_copy(src_dev.index, dst, src, bytes, 1);
+        cuda()->copy(src_dev.index, dst, src, bytes, 1);
     } else {
-        cg_backend_cuda_copy(dst_dev.index, dst, src, bytes, 2);
+        cuda()->copy(dst_dev.index, dst, src, bytes, 2);
     }
 }
 
 void cg_device_zero(cg_device d, void *p, size_t bytes) {
     if (bytes == 0) return;
     if (d.type == CG_CUDA)
-        cg_backend_cuda_zero(d.index, p, bytes);
+        cuda()->zero(d.index, p, bytes);
     else
         memset(p, 0, bytes);
 }
 
 void cg_device_synchronize(cg_device d) {
-    if (d.type == CG_CUDA) cg_backend_cuda_synchronize(d.index);
+    if (d.type == CG_CUDA) cuda()->synchronize(d.index);
 }
 
 void *cg_host_alloc(cg_device d, size_t bytes) {
-    if (d.type == CG_CUDA) return cg_backend_cuda_host_alloc(d.index, bytes);
+    if (d.type == CG_CUDA) return cuda()->host_alloc(d.index, bytes);
     return cg_device_alloc(d, bytes);
 }
 
 void cg_host_free(cg_device d, void *p) {
     if (p == NULL) return;
     if (d.type == CG_CUDA)
-        cg_backend_cuda_host_free(d.index, p);
+        cuda()->host_free(d.index, p);
     else
         cg_device_free(d, p);
 }
@@ -137,20 +152,20 @@ static void cpu_model_name(char *out, size_t size) {
 
 cg_status cg_device_get_info(cg_device d, cg_device_info *info) {
     memset(info, 0, sizeof *info);
-    if (d.type == CG_CUDA) return cg_backend_cuda_info(d.index, info);
+    if (d.type == CG_CUDA) return cuda()->info(d.index, info);
     cpu_model_name(info->name, sizeof info->name);
     info->multiprocessors = cg_get_num_threads();
     return cg_ok();
 }
 
 cg_memory_stats cg_device_memory_stats(cg_device d) {
-    if (d.type == CG_CUDA) return cg_backend_cuda_memory_stats(d.index);
+    if (d.type == CG_CUDA) return cuda()->memory_stats(d.index);
     cg_memory_stats none = {0}; // host memory is not tracked
     return none;
 }
 
 void cg_device_empty_cache(cg_device d) {
-    if (d.type == CG_CUDA) cg_backend_cuda_empty_cache(d.index);
+    if (d.type == CG_CUDA) cuda()->empty_cache(d.index);
 }
 
 // ---- CUDA Graphs: a few captured steps, looked up by key ----------------------------------
@@ -172,7 +187,7 @@ cg_graph *cg_graph_new(cg_device d) {
 
 void cg_graph_free(cg_graph *g) {
     if (g == NULL) return;
-    for (int i = 0; i < g->count; i++) cg_backend_cuda_graph_destroy(g->execs[i]);
+    for (int i = 0; i < g->count; i++) cuda()->graph_destroy(g->execs[i]);
     free(g);
 }
 
@@ -180,22 +195,22 @@ bool cg_graph_replay(cg_graph *g, int64_t key) {
     if (g->device.type != CG_CUDA) return false;
     for (int i = 0; i < g->count; i++)
         if (g->keys[i] == key) {
-            cg_backend_cuda_graph_launch(g->device.index, g->execs[i]);
+            cuda()->graph_launch(g->device.index, g->execs[i]);
             return true;
         }
     return false;
 }
 
 void cg_graph_begin(cg_graph *g) {
-    if (g->device.type == CG_CUDA) cg_backend_cuda_capture_begin(g->device.index);
+    if (g->device.type == CG_CUDA) cuda()->capture_begin(g->device.index);
 }
 
 void cg_graph_end(cg_graph *g, int64_t key) {
     if (g->device.type != CG_CUDA) return;
-    void *exec = cg_backend_cuda_capture_end(g->device.index);
+    void *exec = cuda()->capture_end(g->device.index);
     CG_CHECK(g->count < CG_GRAPH_SLOTS, "more than %d captured graphs", CG_GRAPH_SLOTS);
     g->keys[g->count] = key;
     g->execs[g->count] = exec;
     g->count++;
-    cg_backend_cuda_graph_launch(g->device.index, exec);
+    cuda()->graph_launch(g->device.index, exec);
 }

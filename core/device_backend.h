@@ -1,31 +1,52 @@
 // device_backend.h: what core/device.c asks of the CUDA side (private to core/).
-// core/device_cuda.c implements it in a CUDA build; core/device_nocuda.c otherwise, where every
-// call says "built without CUDA". Pointers passed here are device pointers of GPU `index`.
+// The CUDA backend is a plugin, libcgrad_cuda.so (core/device_cuda.c and kernels/cuda/), loaded
+// with dlopen the first time a GPU is asked for (core/cuda_plugin.c). A CPU run never loads
+// the CUDA libraries (cuBLAS alone takes about 0.1 s to load), and a binary built with CUDA
+// still runs on a machine without them. Pointers passed here are device pointers of GPU `index`.
 #ifndef CG_DEVICE_BACKEND_H
 #define CG_DEVICE_BACKEND_H
 
 #include "device.h"
+#include "kernels.h"
 
-bool cg_backend_cuda_built(void);
-// Number of GPUs; 0 with the reason (e.g. the driver's error string) written to reason.
-int cg_backend_cuda_count(char *reason, size_t reason_size);
-void *cg_backend_cuda_alloc(int index, size_t bytes);
-void cg_backend_cuda_free(int index, void *p);
-// direction: 0 host->device, 1 device->host, 2 device->device.
-void cg_backend_cuda_copy(int index, void *dst, const void *src, size_t bytes, int direction);
-void cg_backend_cuda_zero(int index, void *p, size_t bytes);
-void cg_backend_cuda_synchronize(int index);
+#ifdef __cplusplus
+extern "C" {
+#endif
 
-void *cg_backend_cuda_host_alloc(int index, size_t bytes); // pinned host memory
-void cg_backend_cuda_host_free(int index, void *p);
-cg_status cg_backend_cuda_info(int index, cg_device_info *info);
-cg_memory_stats cg_backend_cuda_memory_stats(int index);
-void cg_backend_cuda_empty_cache(int index);
+typedef struct {
+    // Number of GPUs; 0 with the reason (e.g. the driver's error string) written to reason.
+    int (*count)(char *reason, size_t reason_size);
+    void *(*alloc)(int index, size_t bytes);
+    void (*free)(int index, void *p);
+    // direction: 0 host->device, 1 device->host, 2 device->device.
+    void (*copy)(int index, void *dst, const void *src, size_t bytes, int direction);
+    void (*zero)(int index, void *p, size_t bytes);
+    void (*synchronize)(int index);
+    void *(*host_alloc)(int index, size_t bytes); // pinned host memory
+    void (*host_free)(int index, void *p);
+    cg_status (*info)(int index, cg_device_info *info);
+    cg_memory_stats (*memory_stats)(int index);
+    void (*empty_cache)(int index);
+    // Stream capture into a CUDA Graph: begin, end (returns the instantiated graph), launch, destroy.
+    void (*capture_begin)(int index);
+    void *(*capture_end)(int index);
+    void (*graph_launch)(int index, void *exec);
+    void (*graph_destroy)(void *exec);
+    const cg_kernels *(*kernels)(void);
+} cg_cuda_backend;
 
-// Stream capture into a CUDA Graph: begin, end (returns the instantiated graph), launch, destroy.
-void cg_backend_cuda_capture_begin(int index);
-void *cg_backend_cuda_capture_end(int index);
-void cg_backend_cuda_graph_launch(int index, void *exec);
-void cg_backend_cuda_graph_destroy(void *exec);
+// The one symbol libcgrad_cuda.so exports.
+#define CG_CUDA_BACKEND_ENTRY "cg_cuda_backend_entry"
+typedef const cg_cuda_backend *(*cg_cuda_backend_entry_fn)(void);
+
+// From core/cuda_plugin.c: the backend, loaded on first call; NULL with the reason when this
+// build has no CUDA backend or the plugin (or the CUDA libraries it needs) cannot be loaded.
+const cg_cuda_backend *cg_cuda_backend_get(char *reason, size_t reason_size);
+// The backend of a build and machine where a GPU was already found; aborts otherwise.
+const cg_cuda_backend *cg_cuda_backend_loaded(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,6 +1,7 @@
 // device_cuda.c: the GPU side of core/device.c: availability, properties, streams, copies,
-// pinned host memory, CUDA Graph capture, and the caching allocator. Built only with the CUDA
-// toolkit; without it core/device_nocuda.c stands in. No kernels here: those are kernels/cuda.
+// pinned host memory, CUDA Graph capture, and the caching allocator. Part of the plugin
+// libcgrad_cuda.so (see device_backend.h), which exports only cg_cuda_backend_entry.
+// No kernels here: those are kernels/cuda.
 #include "device_backend.h"
 #include "device_cuda.h"
 
@@ -28,9 +29,7 @@ cudaStream_t cg_cuda_stream(void) {
     return streams[current_gpu];
 }
 
-bool cg_backend_cuda_built(void) { return true; }
-
-int cg_backend_cuda_count(char *reason, size_t reason_size) {
+static int cuda_count(char *reason, size_t reason_size) {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count); // fails cleanly without a driver or a GPU
     if (err != cudaSuccess) {
@@ -86,7 +85,7 @@ static void release_cached(gpu_pool *pool) {
     pool->count = kept;
 }
 
-void *cg_backend_cuda_alloc(int index, size_t bytes) {
+static void *cuda_alloc(int index, size_t bytes) {
     use_gpu(index);
     gpu_pool *pool = &pools[index];
     size_t size = round_size(bytes);
@@ -134,7 +133,9 @@ void *cg_backend_cuda_alloc(int index, size_t bytes) {
     return pool->blocks[best].ptr;
 }
 
-void cg_backend_cuda_free(int index, void *p) {
+void *cg_cuda_alloc(size_t bytes) { return cuda_alloc(current_gpu < 0 ? 0 : current_gpu, bytes); }
+
+static void cuda_free(int index, void *p) {
     gpu_pool *pool = &pools[index];
     for (int i = 0; i < pool->count; i++) {
         if (pool->blocks[i].ptr == p) {
@@ -147,9 +148,9 @@ void cg_backend_cuda_free(int index, void *p) {
     CG_CHECK(0, "cuda:%d: free of %p, which the allocator never handed out", index, p);
 }
 
-cg_memory_stats cg_backend_cuda_memory_stats(int index) { return pools[index].stats; }
+static cg_memory_stats cuda_memory_stats(int index) { return pools[index].stats; }
 
-void cg_backend_cuda_empty_cache(int index) {
+static void cuda_empty_cache(int index) {
     use_gpu(index);
     CG_CUDA_CHECK(cudaStreamSynchronize(cg_cuda_stream())); // blocks may still be read by queued work
     release_cached(&pools[index]);
@@ -161,7 +162,7 @@ void cg_backend_cuda_empty_cache(int index) {
 // been read (pageable memory) or at once (pinned memory: the caller must not reuse it until
 // the stream has passed the copy).
 
-void cg_backend_cuda_copy(int index, void *dst, const void *src, size_t bytes, int direction) {
+static void cuda_copy(int index, void *dst, const void *src, size_t bytes, int direction) {
     use_gpu(index);
     cudaStream_t s = cg_cuda_stream();
     enum cudaMemcpyKind kind = direction == 0 ? cudaMemcpyHostToDevice
@@ -171,24 +172,24 @@ void cg_backend_cuda_copy(int index, void *dst, const void *src, size_t bytes, i
     if (direction == 1) CG_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
-void cg_backend_cuda_zero(int index, void *p, size_t bytes) {
+static void cuda_zero(int index, void *p, size_t bytes) {
     use_gpu(index);
     CG_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cg_cuda_stream()));
 }
 
-void cg_backend_cuda_synchronize(int index) {
+static void cuda_synchronize(int index) {
     use_gpu(index);
     CG_CUDA_CHECK(cudaStreamSynchronize(cg_cuda_stream()));
 }
 
-void *cg_backend_cuda_host_alloc(int index, size_t bytes) {
+static void *cuda_host_alloc(int index, size_t bytes) {
     use_gpu(index);
     void *p = NULL;
     CG_CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 1));
     return p;
 }
 
-void cg_backend_cuda_host_free(int index, void *p) {
+static void cuda_host_free(int index, void *p) {
     use_gpu(index);
     CG_CUDA_CHECK(cudaFreeHost(p));
 }
@@ -209,7 +210,7 @@ static int fp32_cores_per_sm(int major, int minor) {
     }
 }
 
-cg_status cg_backend_cuda_info(int index, cg_device_info *info) {
+static cg_status cuda_info(int index, cg_device_info *info) {
     use_gpu(index);
     struct cudaDeviceProp prop;
     cudaError_t err = cudaGetDeviceProperties(&prop, index);
@@ -233,14 +234,14 @@ cg_status cg_backend_cuda_info(int index, cg_device_info *info) {
 
 // ---- CUDA Graphs -----------------------------------------------------------------------------
 
-void cg_backend_cuda_capture_begin(int index) {
+static void cuda_capture_begin(int index) {
     use_gpu(index);
     // Thread-local mode: a CUDA call from this thread that is illegal during capture fails
     // loudly instead of being silently left out of the graph.
     CG_CUDA_CHECK(cudaStreamBeginCapture(cg_cuda_stream(), cudaStreamCaptureModeThreadLocal));
 }
 
-void *cg_backend_cuda_capture_end(int index) {
+static void *cuda_capture_end(int index) {
     use_gpu(index);
     cudaGraph_t graph;
     cudaGraphExec_t exec;
@@ -250,9 +251,33 @@ void *cg_backend_cuda_capture_end(int index) {
     return exec;
 }
 
-void cg_backend_cuda_graph_launch(int index, void *exec) {
+static void cuda_graph_launch(int index, void *exec) {
     use_gpu(index);
     CG_CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)exec, cg_cuda_stream()));
 }
 
-void cg_backend_cuda_graph_destroy(void *exec) { CG_CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)exec)); }
+static void cuda_graph_destroy(void *exec) { CG_CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)exec)); }
+
+// ---- the plugin's entry point -------------------------------------------------------------------
+
+__attribute__((visibility("default"))) const cg_cuda_backend *cg_cuda_backend_entry(void) {
+    static const cg_cuda_backend backend = {
+        .count = cuda_count,
+        .alloc = cuda_alloc,
+        .free = cuda_free,
+        .copy = cuda_copy,
+        .zero = cuda_zero,
+        .synchronize = cuda_synchronize,
+        .host_alloc = cuda_host_alloc,
+        .host_free = cuda_host_free,
+        .info = cuda_info,
+        .memory_stats = cuda_memory_stats,
+        .empty_cache = cuda_empty_cache,
+        .capture_begin = cuda_capture_begin,
+        .capture_end = cuda_capture_end,
+        .graph_launch = cuda_graph_launch,
+        .graph_destroy = cuda_graph_destroy,
+        .kernels = cg_cuda_kernel_table,
+    };
+    return &backend;
+}

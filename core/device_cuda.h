@@ -16,6 +16,10 @@ extern "C" {
 cudaStream_t cg_cuda_stream(void);
 // cuBLAS's version, from kernels/cuda/gemm.cu (the only file that calls cuBLAS).
 int cg_cuda_cublas_version(void);
+// Device memory from the caching allocator of device_cuda.c (for the cuBLAS workspace).
+void *cg_cuda_alloc(size_t bytes);
+// The GPU's kernel table, from kernels/cuda/table.cu.
+const struct cg_kernels *cg_cuda_kernel_table(void);
 
 // Abort with file:line and CUDA's own error string when a CUDA call fails.
 #define CG_CUDA_CHECK(call)                                                                            \

@@ -5,7 +5,6 @@
 // cuBLAS from allocating during CUDA Graph capture.
 #include <cublas_v2.h>
 
-#include "../../core/device.h"
 #include "cuda.h"
 
 #define CG_CUBLAS_CHECK(call)                                                                      \
@@ -25,8 +24,7 @@ static cublasHandle_t handle_for_current_gpu(void) {
     if (handles[gpu] == NULL) {
         CG_CUBLAS_CHECK(cublasCreate(&handles[gpu]));
         CG_CUBLAS_CHECK(cublasSetStream(handles[gpu], cg_cuda_stream()));
-        cg_device dev = {CG_CUDA, gpu};
-        void *workspace = cg_device_alloc(dev, CG_CUBLAS_WORKSPACE);
+        void *workspace = cg_cuda_alloc(CG_CUBLAS_WORKSPACE);
         CG_CUBLAS_CHECK(cublasSetWorkspace(handles[gpu], workspace, CG_CUBLAS_WORKSPACE));
     }
     return handles[gpu];

@@ -3,7 +3,7 @@
 
 static cg_kernels table;
 
-extern "C" const cg_kernels *cg_cuda_kernels(void) {
+extern "C" const cg_kernels *cg_cuda_kernel_table(void) {
     if (table.device_name == NULL) {
         table.fill = fill_cuda;
         table.axpy = axpy_cuda;
