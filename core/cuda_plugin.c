@@ -10,14 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const cg_cuda_backend *backend = NULL;
-static char load_error[512] = "";
-
 const cg_cuda_backend *cg_cuda_backend_get(char *reason, size_t reason_size) {
 #ifndef CG_CUDA_PLUGIN
     snprintf(reason, reason_size, "built without CUDA");
     return NULL;
 #else
+    static const cg_cuda_backend *backend = NULL;
+    static char load_error[512] = ""; // set once: a failed load is not retried
     if (backend == NULL && load_error[0] == '\0') {
         const char *path = getenv("CGRAD_CUDA_PLUGIN");
         if (path == NULL || path[0] == '\0') path = CG_CUDA_PLUGIN;
