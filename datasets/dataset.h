@@ -1,20 +1,27 @@
-// dataset.h: a labelled data set held in host memory: samples as f32, labels as i32.
-// Loaders of files (IDX, CIFAR, image folders) and the synthetic generator all produce this.
+// dataset.h: a labelled data set held in host memory. Samples are either f32 features (the
+// synthetic data) or raw u8 pixels (image files, NCHW per sample, 0..255), which the loader
+// scales and normalises on the device as it gathers each batch. Labels are i32 class indices.
+// Loaders of files (idx.h, cifar.h, image_folder.h) and the synthetic generator produce this.
 #ifndef CG_DATASET_H
 #define CG_DATASET_H
 
 #include "../core/common.h"
+#include "../core/dtype.h"
 
 typedef struct {
     int64_t count;           // samples
     int sample_ndim;         // 1 for feature vectors, 3 for (C, H, W) images
     int64_t sample_shape[3];
-    int64_t sample_numel;    // floats per sample
-    float *x;                // count * sample_numel floats, sample after sample
+    int64_t sample_numel;    // values per sample
+    cg_dtype dtype;          // CG_F32: `x` holds the samples; CG_U8: `pixels` does
+    float *x;                // count * sample_numel floats, sample after sample (CG_F32)
+    uint8_t *pixels;         // count * sample_numel bytes, sample after sample, NCHW (CG_U8)
     int32_t *labels;         // count labels in [0, num_classes)
     int num_classes;
+    char **class_names;      // num_classes names ("T-shirt/top", "airplane", "n01443537 goldfish"), or NULL
 } cg_dataset;
 
+// Frees the arrays, the names and d itself. NULL is allowed.
 void cg_dataset_free(cg_dataset *d);
 
 #endif

@@ -11,6 +11,7 @@ cg_dataset *cg_synthetic_binary(int64_t count, int64_t features, uint64_t seed) 
     d->sample_shape[0] = features;
     d->sample_numel = features;
     d->num_classes = 2;
+    d->dtype = CG_F32;
     d->x = cg_xmalloc((size_t)(count * features) * sizeof(float));
     d->labels = cg_xmalloc((size_t)count * sizeof(int32_t));
 
