@@ -37,6 +37,25 @@ typedef struct cg_kernels {
     void (*linear_forward)(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
                            int64_t K);
 
+    // Convolution as im2col + GEMM. col (C*R*S, N*P*Q): row (c, r, s) and column (n, p, q) hold
+    // x[n][c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image. col2im is its
+    // adjoint: every column entry is ADDED back (+=) to the pixel it came from.
+    void (*im2col)(float *col, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                   int64_t stride, int64_t pad, int64_t P, int64_t Q);
+    void (*col2im)(float *dx, const float *col, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                   int64_t stride, int64_t pad, int64_t P, int64_t Q);
+    // The GEMM gives yk (K, N*PQ); the layer's output is y (N, K, PQ) = yk rearranged + bias(K)
+    // (bias may be NULL). And back, for the backward: dyk (K, N*PQ) from dy (N, K, PQ).
+    void (*conv_output_from_gemm)(float *y, const float *yk, const float *bias, int64_t N, int64_t K, int64_t PQ);
+    void (*conv_output_to_gemm)(float *dyk, const float *dy, int64_t N, int64_t K, int64_t PQ);
+    // dbias(K) += sum over n and pq of dy(N, K, PQ)
+    void (*conv_bias_backward)(float *dbias, const float *dy, int64_t N, int64_t K, int64_t PQ);
+    // Max pooling, kernel x kernel windows, stride, no padding: y (N, C, P, Q); argmax holds the
+    // flat index into x of each window's first maximum. Backward: dx[argmax[i]] += dy[i], i < n.
+    void (*max_pool2d_forward)(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                               int64_t kernel, int64_t stride, int64_t P, int64_t Q);
+    void (*max_pool2d_backward)(float *dx, const float *dy, const int32_t *argmax, int64_t n);
+
     // y = a + b, all n elements
     void (*add_forward)(float *y, const float *a, const float *b, int64_t n);
     // y(rows, cols) = x(rows, cols) + bias(cols) broadcast over rows

@@ -2,13 +2,9 @@
 // inputs, makes its output on the tape, calls its device's kernel through cg_kernels_for, and
 // records itself; each backward calls the kernels that accumulate the input gradients.
 // No arithmetic here: that is in kernels/cpu and kernels/cuda.
-#include "ops.h"
-#include "kernels.h"
+#include "ops_internal.h"
 
 #include <stdio.h>
-
-typedef void (*cg_forward_fn)(const cg_kernels *k, cg_node *n);
-typedef void (*cg_backward_fn)(const cg_kernels *k, cg_tape *t, cg_node *n);
 
 typedef struct {
     const char *name;
@@ -17,12 +13,11 @@ typedef struct {
 } cg_op_row;
 
 // A kernel the device lacks is a clear error, never a fallback to another device.
-static void missing_kernel(const char *name, const cg_kernels *k) {
+void cg_op_missing_kernel(const char *name, const cg_kernels *k) {
     CG_CHECK(0, "kernel %s is missing on %s", name, k->device_name);
 }
-#define KERNEL(k, fn) ((k)->fn ? (k)->fn : (missing_kernel(#fn, (k)), (k)->fn))
 
-static float *F(const cg_tensor *t) { return (float *)t->data; }
+#define F cg_f32
 
 // ---- matmul ---------------------------------------------------------------------------------
 // iattr[0] = trans_a, iattr[1] = trans_b; M, N, K from the output and the first input.
@@ -168,6 +163,9 @@ static const cg_op_row cg_op_table[CG_NUM_OPS] = {
     [CG_OP_CROSS_ENTROPY] = {"cross_entropy", cross_entropy_forward, cross_entropy_backward},
     [CG_OP_SUM] = {"sum", sum_forward, sum_backward},
     [CG_OP_SCALE] = {"scale", scale_forward, scale_backward},
+    [CG_OP_CONV2D] = {"conv2d", cg_conv2d_forward, cg_conv2d_backward},
+    [CG_OP_MAX_POOL2D] = {"max_pool2d", cg_max_pool2d_forward, cg_max_pool2d_backward},
+    [CG_OP_RESHAPE] = {"reshape", cg_reshape_forward, cg_reshape_backward},
 };
 
 const char *cg_op_name(int op) {
@@ -188,36 +186,38 @@ const cg_kernels *cg_kernels_for(cg_device device) {
 
 // ---- the shared path of every op ------------------------------------------------------------
 
-static void check_input(const cg_tape *t, const char *op, const cg_tensor *x, cg_dtype dtype) {
+void cg_op_check_input(const cg_tape *t, const char *op, const cg_tensor *x, cg_dtype dtype) {
     char a[16], b[16];
     CG_CHECK(cg_device_equal(x->device, t->device), "%s: input on %s, tape on %s", op,
              cg_device_str(x->device, a, sizeof a), cg_device_str(t->device, b, sizeof b));
     CG_CHECK(x->dtype == dtype, "%s: input is %s, expected %s", op, cg_dtype_name(x->dtype), cg_dtype_name(dtype));
 }
 
-// Make the output, run the forward, and record the node if any input requires a gradient.
+// The shared path of every op: make the output, run the forward on the node's device, and
+// record the node if any input requires a gradient. `node` arrives with op, inputs, attributes
+// and saved tensors filled in.
+cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape) {
+    node->out = cg_arena_tensor(t->arena, CG_F32, ndim, shape);
+    cg_op_table[node->op].forward(cg_kernels_for(t->device), node);
+    bool needs_grad = false;
+    for (int i = 0; i < node->n_in; i++) needs_grad |= node->in[i]->requires_grad;
+    if (t->grad_enabled && needs_grad) {
+        node->out->requires_grad = true;
+        cg_tape_record(t, node);
+    }
+    return node->out;
+}
+
 static cg_tensor *apply(cg_tape *t, cg_op op, int ndim, const int64_t *shape, int n_in, cg_tensor **in,
                         float fattr, int iattr0, int iattr1) {
-    cg_tensor *out = cg_arena_tensor(t->arena, CG_F32, ndim, shape);
-    cg_node local = {.op = op, .out = out, .n_in = n_in, .fattr = {fattr, 0}, .iattr = {iattr0, iattr1}};
-    for (int i = 0; i < n_in; i++) local.in[i] = in[i];
-    cg_op_table[op].forward(cg_kernels_for(t->device), &local);
-
-    bool needs_grad = false;
-    for (int i = 0; i < n_in; i++) needs_grad |= in[i]->requires_grad;
-    if (t->grad_enabled && needs_grad) {
-        cg_node *n = cg_tape_record(t, op, out, n_in, in);
-        n->fattr[0] = fattr;
-        n->iattr[0] = iattr0;
-        n->iattr[1] = iattr1;
-        out->requires_grad = true;
-    }
-    return out;
+    cg_node node = {.op = op, .n_in = n_in, .fattr = {fattr, 0}, .iattr = {iattr0, iattr1}};
+    for (int i = 0; i < n_in; i++) node.in[i] = in[i];
+    return cg_op_apply(t, &node, ndim, shape);
 }
 
 cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool trans_b) {
-    check_input(t, "matmul", a, CG_F32);
-    check_input(t, "matmul", b, CG_F32);
+    cg_op_check_input(t, "matmul", a, CG_F32);
+    cg_op_check_input(t, "matmul", b, CG_F32);
     char sa[64], sb[64];
     CG_CHECK(a->ndim == 2 && b->ndim == 2, "matmul: %s and %s must both be 2-D", cg_shape_str(a, sa, sizeof sa),
              cg_shape_str(b, sb, sizeof sb));
@@ -233,14 +233,14 @@ cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool 
 }
 
 cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias) {
-    check_input(t, "linear", x, CG_F32);
-    check_input(t, "linear", weight, CG_F32);
+    cg_op_check_input(t, "linear", x, CG_F32);
+    cg_op_check_input(t, "linear", weight, CG_F32);
     char sx[64], sw[64], sb[64];
     CG_CHECK(x->ndim == 2 && weight->ndim == 2 && x->shape[1] == weight->shape[1],
              "linear: x %s must be (N, in) and weight %s (out, in)", cg_shape_str(x, sx, sizeof sx),
              cg_shape_str(weight, sw, sizeof sw));
     if (bias) {
-        check_input(t, "linear", bias, CG_F32);
+        cg_op_check_input(t, "linear", bias, CG_F32);
         CG_CHECK(bias->ndim == 1 && bias->shape[0] == weight->shape[0], "linear: bias %s for weight %s",
                  cg_shape_str(bias, sb, sizeof sb), cg_shape_str(weight, sw, sizeof sw));
     }
@@ -250,8 +250,8 @@ cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
 }
 
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {
-    check_input(t, "add", a, CG_F32);
-    check_input(t, "add", b, CG_F32);
+    cg_op_check_input(t, "add", a, CG_F32);
+    cg_op_check_input(t, "add", b, CG_F32);
     bool bias = !cg_same_shape(a, b);
     char sa[64], sb[64];
     CG_CHECK(!bias || (b->ndim == 1 && a->ndim >= 1 && a->shape[a->ndim - 1] == b->shape[0]),
@@ -262,7 +262,7 @@ cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {
 }
 
 static cg_tensor *unary(cg_tape *t, cg_op op, cg_tensor *x, float fattr) {
-    check_input(t, cg_op_name(op), x, CG_F32);
+    cg_op_check_input(t, cg_op_name(op), x, CG_F32);
     return apply(t, op, x->ndim, x->shape, 1, &x, fattr, 0, 0);
 }
 
@@ -271,8 +271,8 @@ cg_tensor *cg_sigmoid(cg_tape *t, cg_tensor *x) { return unary(t, CG_OP_SIGMOID,
 cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s) { return unary(t, CG_OP_SCALE, x, s); }
 
 cg_tensor *cg_bce(cg_tape *t, cg_tensor *p, cg_tensor *targets) {
-    check_input(t, "bce", p, CG_F32);
-    check_input(t, "bce", targets, CG_F32);
+    cg_op_check_input(t, "bce", p, CG_F32);
+    cg_op_check_input(t, "bce", targets, CG_F32);
     char sa[64], sb[64];
     CG_CHECK(p->numel == targets->numel, "bce: probabilities %s and targets %s differ in size",
              cg_shape_str(p, sa, sizeof sa), cg_shape_str(targets, sb, sizeof sb));
@@ -281,8 +281,8 @@ cg_tensor *cg_bce(cg_tape *t, cg_tensor *p, cg_tensor *targets) {
 }
 
 cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels) {
-    check_input(t, "cross_entropy", logits, CG_F32);
-    check_input(t, "cross_entropy", labels, CG_I32);
+    cg_op_check_input(t, "cross_entropy", logits, CG_F32);
+    cg_op_check_input(t, "cross_entropy", labels, CG_I32);
     char sa[64], sb[64];
     CG_CHECK(logits->ndim == 2 && labels->numel == logits->shape[0],
              "cross_entropy: logits %s must be (N, K) and labels %s (N,)", cg_shape_str(logits, sa, sizeof sa),
@@ -292,11 +292,11 @@ cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels) {
 }
 
 cg_tensor *cg_sum(cg_tape *t, cg_tensor *x) {
-    check_input(t, "sum", x, CG_F32);
+    cg_op_check_input(t, "sum", x, CG_F32);
     return apply(t, CG_OP_SUM, 0, NULL, 1, &x, 1.0f, 0, 0);
 }
 
 cg_tensor *cg_mean(cg_tape *t, cg_tensor *x) {
-    check_input(t, "mean", x, CG_F32);
+    cg_op_check_input(t, "mean", x, CG_F32);
     return apply(t, CG_OP_SUM, 0, NULL, 1, &x, 1.0f / (float)x->numel, 0, 0);
 }

@@ -18,6 +18,9 @@ typedef enum {
     CG_OP_CROSS_ENTROPY,
     CG_OP_SUM,
     CG_OP_SCALE,
+    CG_OP_CONV2D,
+    CG_OP_MAX_POOL2D,
+    CG_OP_RESHAPE,
     CG_NUM_OPS
 } cg_op;
 
@@ -50,5 +53,19 @@ cg_tensor *cg_sum(cg_tape *t, cg_tensor *x);
 cg_tensor *cg_mean(cg_tape *t, cg_tensor *x);
 // s * x, elementwise.
 cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s);
+
+// 2-D convolution (cross-correlation, as torch.nn.functional.conv2d): x (N, C, H, W) f32,
+// weight (K, C, R, S) f32, bias (K,) f32 or NULL -> (N, K, P, Q) f32 with
+// P = (H + 2 padding - R) / stride + 1 and Q likewise. Computed as im2col + one GEMM over the
+// whole batch (Chellapilla, Puri, Simard 2006); the columns are kept for the backward.
+cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding);
+// Max pooling over kernel x kernel windows moved by stride, no padding: x (N, C, H, W) f32 ->
+// (N, C, (H - kernel) / stride + 1, (W - kernel) / stride + 1). The gradient goes to the
+// first maximum of each window (as PyTorch).
+cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride);
+// The same values in another shape of the same element count (a copy on the tape).
+cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape);
+// (N, d1, d2, ...) -> (N, d1 * d2 * ...), as torch.flatten(x, 1).
+cg_tensor *cg_flatten(cg_tape *t, cg_tensor *x);
 
 #endif

@@ -23,20 +23,15 @@ void cg_tape_free(cg_tape *t) {
     free(t);
 }
 
-cg_node *cg_tape_record(cg_tape *t, int op, cg_tensor *out, int n_in, cg_tensor *const *in) {
-    CG_CHECK(n_in >= 1 && n_in <= CG_NODE_MAX_INPUTS, "op %s with %d inputs", cg_op_name(op), n_in);
+void cg_tape_record(cg_tape *t, const cg_node *node) {
+    CG_CHECK(node->n_in >= 1 && node->n_in <= CG_NODE_MAX_INPUTS, "op %s with %d inputs", cg_op_name(node->op),
+             node->n_in);
     if (t->count == t->capacity) {
         t->capacity = t->capacity ? 2 * t->capacity : 64;
         t->nodes = realloc(t->nodes, (size_t)t->capacity * sizeof *t->nodes);
         CG_CHECK(t->nodes != NULL, "out of host memory for %d tape nodes", t->capacity);
     }
-    cg_node *n = &t->nodes[t->count++];
-    *n = (cg_node){0};
-    n->op = op;
-    n->out = out;
-    n->n_in = n_in;
-    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
-    return n;
+    t->nodes[t->count++] = *node;
 }
 
 cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {

@@ -16,8 +16,10 @@ typedef struct cg_node {
     cg_tensor *out;
     cg_tensor *in[CG_NODE_MAX_INPUTS];
     int n_in;
-    float fattr[2];                       // op-specific: scale factor, threshold
-    int iattr[2];                         // op-specific: transpose flags
+    float fattr[2];                       // op-specific numbers: scale factor, dropout probability
+    int iattr[4];                         // op-specific integers: transpose flags, stride, padding
+    cg_tensor *saved[2];                  // what the forward keeps for the backward: im2col
+                                          // columns, max-pool arg-max, dropout mask
 } cg_node;
 
 typedef struct cg_tape {
@@ -33,8 +35,8 @@ typedef struct cg_tape {
 cg_tape *cg_tape_new(cg_device device, size_t arena_bytes);
 void cg_tape_free(cg_tape *t);
 
-// Append a node (called by ops.c). Returns it so the op can fill its attributes.
-cg_node *cg_tape_record(cg_tape *t, int op, cg_tensor *out, int n_in, cg_tensor *const *in);
+// Append a copy of a node whose forward has run (called by ops.c).
+void cg_tape_record(cg_tape *t, const cg_node *node);
 
 // Gradients of every recorded tensor with respect to `loss`, a one-element F32 tensor:
 // sets dloss = 1 and calls each node's backward in reverse order. Parameter gradients add up

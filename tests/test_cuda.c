@@ -199,6 +199,66 @@ static void test_losses(cg_rng *r) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
 }
 
+// Integers compared through floats (exact below 2^24).
+static void expect_equal_i32(const char *kernel, twin *t) {
+    int32_t *got = cg_xmalloc((size_t)t->n * sizeof(int32_t));
+    cg_device_copy(cg_cpu(), got, gpu, t->dev, (size_t)t->n * sizeof(int32_t));
+    int64_t bad = -1;
+    for (int64_t i = 0; i < t->n && bad < 0; i++)
+        if (got[i] != ((int32_t *)t->host)[i]) bad = i;
+    if (bad >= 0) {
+        printf("FAIL %-24s element %lld: cpu %d, cuda %d\n", kernel, (long long)bad, ((int32_t *)t->host)[bad], got[bad]);
+        failures++;
+    } else {
+        printf("ok   %-24s %8lld values, identical\n", kernel, (long long)t->n);
+    }
+    free(got);
+}
+
+static void test_conv_and_pool(cg_rng *r) {
+    const int64_t N = 3, C = 4, H = 9, W = 7, R = 3, S = 3, stride = 2, pad = 1, K = 5;
+    const int64_t P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
+    twin x = twin_uniform(r, N * C * H * W, -1, 1), col = twin_new(C * R * S * N * P * Q, sizeof(float));
+    K_CPU->im2col(F(col), F(x), N, C, H, W, R, S, stride, pad, P, Q);
+    K_GPU->im2col(D(col), D(x), N, C, H, W, R, S, stride, pad, P, Q);
+    expect_close("im2col", &col, 0, 0);
+    twin dx = twin_uniform(r, N * C * H * W, -1, 1), dcol = twin_uniform(r, C * R * S * N * P * Q, -1, 1);
+    K_CPU->col2im(F(dx), F(dcol), N, C, H, W, R, S, stride, pad, P, Q);
+    K_GPU->col2im(D(dx), D(dcol), N, C, H, W, R, S, stride, pad, P, Q);
+    expect_close("col2im", &dx, 1e-6, 1e-6);
+
+    twin yk = twin_uniform(r, K * N * P * Q, -1, 1), bias = twin_uniform(r, K, -1, 1);
+    twin y = twin_new(N * K * P * Q, sizeof(float)), back = twin_new(K * N * P * Q, sizeof(float));
+    K_CPU->conv_output_from_gemm(F(y), F(yk), F(bias), N, K, P * Q);
+    K_GPU->conv_output_from_gemm(D(y), D(yk), D(bias), N, K, P * Q);
+    expect_close("conv_output_from_gemm", &y, 1e-7, 1e-7);
+    K_CPU->conv_output_to_gemm(F(back), F(y), N, K, P * Q);
+    K_GPU->conv_output_to_gemm(D(back), D(y), N, K, P * Q);
+    expect_close("conv_output_to_gemm", &back, 0, 0);
+    twin db = twin_uniform(r, K, -1, 1);
+    K_CPU->conv_bias_backward(F(db), F(y), N, K, P * Q);
+    K_GPU->conv_bias_backward(D(db), D(y), N, K, P * Q);
+    expect_close("conv_bias_backward", &db, 1e-5, 1e-5);
+
+    // pooling: 2x2 stride 2, and 3x3 stride 1 (overlapping windows: atomic adds on the GPU)
+    const int64_t kernels[2][2] = {{2, 2}, {3, 1}};
+    for (int v = 0; v < 2; v++) {
+        int64_t kk = kernels[v][0], ss = kernels[v][1], PP = (H - kk) / ss + 1, QQ = (W - kk) / ss + 1;
+        twin py = twin_new(N * C * PP * QQ, sizeof(float)), arg = twin_new(N * C * PP * QQ, sizeof(int32_t));
+        K_CPU->max_pool2d_forward(F(py), FI(arg), F(x), N, C, H, W, kk, ss, PP, QQ);
+        K_GPU->max_pool2d_forward(D(py), DI(arg), D(x), N, C, H, W, kk, ss, PP, QQ);
+        expect_close(v == 0 ? "max_pool2d_forward 2/2" : "max_pool2d_forward 3/1", &py, 0, 0);
+        expect_equal_i32(v == 0 ? "max_pool2d arg-max 2/2" : "max_pool2d arg-max 3/1", &arg);
+        twin pdx = twin_uniform(r, N * C * H * W, -1, 1), pdy = twin_uniform(r, N * C * PP * QQ, -1, 1);
+        K_CPU->max_pool2d_backward(F(pdx), F(pdy), FI(arg), N * C * PP * QQ);
+        K_GPU->max_pool2d_backward(D(pdx), D(pdy), DI(arg), N * C * PP * QQ);
+        expect_close(v == 0 ? "max_pool2d_backward 2/2" : "max_pool2d_backward 3/1", &pdx, 1e-6, 1e-6);
+        twin_free(&py), twin_free(&arg), twin_free(&pdx), twin_free(&pdy);
+    }
+    twin *all[] = {&x, &col, &dx, &dcol, &yk, &bias, &y, &back, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+}
+
 static void test_optimizers(cg_rng *r) {
     const int64_t n = 70001;
     for (int kind = 0; kind < 4; kind++) {
@@ -318,6 +378,7 @@ int main(void) {
     test_elementwise(&r);
     test_gemm(&r);
     test_losses(&r);
+    test_conv_and_pool(&r);
     test_optimizers(&r);
     test_rng_and_gather(&r);
     test_training_agrees();

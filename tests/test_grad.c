@@ -20,11 +20,12 @@ typedef enum {
     PROBABILITY,   // U(0.05, 0.95)
     TARGETS01,     // 0 or 1 (f32), no gradient
     LABELS,        // i32 class indices in [0, shape[1] of input 0), no gradient
+    SPREAD,        // distinct values 0.1 apart, shuffled: a max-pool window has one clear maximum
 } input_kind;
 
 typedef struct {
     int ndim;
-    int64_t shape[2];
+    int64_t shape[4];
     input_kind kind;
     bool requires_grad;
 } input_spec;
@@ -55,6 +56,19 @@ static cg_tensor *build_scale(cg_tape *t, cg_tensor **in) { return cg_scale(t, i
 // The fused layer op: x (N, in), W (out, in), b (out,).
 static cg_tensor *build_linear(cg_tape *t, cg_tensor **in) { return cg_linear(t, in[0], in[1], in[2]); }
 static cg_tensor *build_linear_no_bias(cg_tape *t, cg_tensor **in) { return cg_linear(t, in[0], in[1], NULL); }
+// Image ops, flattened to (N, features) for the weighted loss (which tests reshape as well).
+static cg_tensor *build_conv(cg_tape *t, cg_tensor **in) { return cg_flatten(t, cg_conv2d(t, in[0], in[1], in[2], 1, 1)); }
+static cg_tensor *build_conv_stride2(cg_tape *t, cg_tensor **in) {
+    return cg_flatten(t, cg_conv2d(t, in[0], in[1], in[2], 2, 0));
+}
+static cg_tensor *build_conv_no_bias(cg_tape *t, cg_tensor **in) {
+    return cg_flatten(t, cg_conv2d(t, in[0], in[1], NULL, 1, 2));
+}
+static cg_tensor *build_max_pool(cg_tape *t, cg_tensor **in) { return cg_flatten(t, cg_max_pool2d(t, in[0], 2, 2)); }
+static cg_tensor *build_max_pool_overlap(cg_tape *t, cg_tensor **in) {
+    return cg_flatten(t, cg_max_pool2d(t, in[0], 3, 1));
+}
+static cg_tensor *build_reshape(cg_tape *t, cg_tensor **in) { return cg_reshape(t, in[0], 2, (int64_t[]){6, 2}); }
 // An input used twice: gradients from both uses must add up (backward accumulates).
 static cg_tensor *build_add_self(cg_tape *t, cg_tensor **in) { return cg_add(t, in[0], in[0]); }
 // Two ops in a row, as a layer uses them: relu(x W^T + b).
@@ -66,6 +80,7 @@ static cg_tensor *build_linear_relu(cg_tape *t, cg_tensor **in) {
 // clang-format off
 #define IN2(r, c, kind, grad) {2, {r, c}, kind, grad}
 #define IN1(n, kind, grad) {1, {n, 1}, kind, grad}
+#define IN4(a, b, c, d, kind, grad) {4, {a, b, c, d}, kind, grad}
 
 // Finite-difference step h, then atol and rtol: SMOOTH for ops whose third derivative is small.
 #define SMOOTH 1e-2f, 1e-3, 1e-2
@@ -94,6 +109,15 @@ static const grad_case cases[] = {
     {"sum",                    1, {IN2(3, 4, NORMAL, true)},                           build_sum,       SMOOTH},
     {"mean",                   1, {IN2(3, 4, NORMAL, true)},                           build_mean,      SMOOTH},
     {"scale",                  1, {IN2(3, 4, NORMAL, true)},                           build_scale,     SMOOTH},
+    {"conv2d",                 3, {IN4(2, 3, 5, 4, NORMAL, true), IN4(4, 3, 3, 3, NORMAL, true), IN1(4, NORMAL, true)},
+                                  build_conv,      SMOOTH},
+    {"conv2d stride 2 pad 0",  3, {IN4(2, 2, 7, 6, NORMAL, true), IN4(3, 2, 3, 2, NORMAL, true), IN1(3, NORMAL, true)},
+                                  build_conv_stride2, SMOOTH},
+    {"conv2d no bias pad 2",   2, {IN4(1, 2, 4, 4, NORMAL, true), IN4(2, 2, 3, 3, NORMAL, true)},
+                                  build_conv_no_bias, SMOOTH},
+    {"max_pool2d",             1, {IN4(2, 3, 4, 6, SPREAD, true)},                     build_max_pool,  SMOOTH},
+    {"max_pool2d 3x3 stride 1", 1, {IN4(1, 2, 5, 5, SPREAD, true)},                    build_max_pool_overlap, SMOOTH},
+    {"reshape",                1, {IN2(3, 4, NORMAL, true)},                           build_reshape,   SMOOTH},
     {"linear + relu",          3, {IN2(5, 4, NORMAL, true), IN2(3, 4, NORMAL, true), IN1(3, NORMAL, true)},
                                   build_linear_relu, 1e-3f, 2e-3, 2e-2},
 };
@@ -124,6 +148,12 @@ static void draw_input(const grad_case *c, int i, cg_rng *rng, case_state *s) {
         float *v = cg_xmalloc((size_t)n * sizeof(float));
         if (spec->kind == NORMAL)
             cg_rng_normal(rng, v, n, 0.0f, 1.0f);
+        if (spec->kind == SPREAD) {
+            int32_t *rank = cg_xmalloc((size_t)n * sizeof(int32_t));
+            cg_rng_permutation(rng, rank, n);
+            for (int64_t j = 0; j < n; j++) v[j] = 0.1f * (float)(rank[j] - n / 2);
+            free(rank);
+        }
         for (int64_t j = 0; j < n; j++) {
             if (spec->kind == AWAY_FROM_0)
                 v[j] = (j % 2 ? -1.0f : 1.0f) * (0.2f + 1.3f * u[j]);
@@ -152,8 +182,8 @@ static cg_tensor *case_loss(cg_tape *t, const grad_case *c, case_state *s, cg_rn
     if (s->u == NULL) { // drawn once per case, the same for every evaluation
         s->u = cg_tensor_new(cg_cpu(), CG_F32, 2, (int64_t[]){out->shape[0], 1});
         s->w = cg_tensor_new(cg_cpu(), CG_F32, 2, (int64_t[]){out->shape[1], 1});
-        float host[64];
-        CG_CHECK(out->shape[0] <= 64 && out->shape[1] <= 64, "test_grad: output too large");
+        float host[256];
+        CG_CHECK(out->shape[0] <= 256 && out->shape[1] <= 256, "test_grad: output too large");
         cg_rng_uniform(rng, host, out->shape[0], 0.5f, 1.5f);
         cg_tensor_copy_from_host(s->u, host, out->shape[0]);
         cg_rng_normal(rng, host, out->shape[1], 0.0f, 1.0f);
@@ -265,7 +295,8 @@ static int check_coverage(void) {
         const char *row;
     } rows[] = {{CG_OP_MATMUL, "matmul"},   {CG_OP_LINEAR, "linear"}, {CG_OP_ADD, "add"},    {CG_OP_RELU, "relu"},
                 {CG_OP_SIGMOID, "sigmoid"}, {CG_OP_BCE, "bce"},    {CG_OP_CROSS_ENTROPY, "cross_entropy"},
-                {CG_OP_SUM, "sum"},         {CG_OP_SCALE, "scale"}};
+                {CG_OP_SUM, "sum"},         {CG_OP_SCALE, "scale"}, {CG_OP_CONV2D, "conv2d"},
+                {CG_OP_MAX_POOL2D, "max_pool2d"}, {CG_OP_RESHAPE, "reshape"}};
     int n_rows = (int)(sizeof rows / sizeof rows[0]);
     if (n_rows != CG_NUM_OPS) {
         fprintf(stderr, "FAIL coverage: ops.h has %d ops, this test knows %d; add a row for the new op\n", CG_NUM_OPS,

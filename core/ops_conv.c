@@ -1,0 +1,127 @@
+// ops_conv.c: the image ops of the op table: conv2d, max_pool2d and reshape (flatten).
+// Tensor logic only; the arithmetic is in kernels/cpu/conv.c and kernels/cuda/conv.cu.
+#include "ops_internal.h"
+
+#include <stdio.h>
+
+#define F cg_f32
+
+// ---- conv2d -----------------------------------------------------------------------------------
+// in[0] = x (N, C, H, W), in[1] = W (K, C, R, S), in[2] = b (K,) when n_in == 3.
+// iattr[0] = stride, iattr[1] = padding. saved[0] = columns (C*R*S, N*P*Q), saved[1] = the
+// GEMM's output (K, N*P*Q) before it is rearranged to NCHW.
+
+typedef struct {
+    int64_t N, C, H, W, K, R, S, P, Q, stride, pad;
+} conv_dims;
+
+static conv_dims dims_of(const cg_node *n) {
+    const cg_tensor *x = n->in[0], *w = n->in[1];
+    conv_dims d = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2], w->shape[3],
+                   n->out->shape[2], n->out->shape[3], n->iattr[0], n->iattr[1]};
+    return d;
+}
+
+void cg_conv2d_forward(const cg_kernels *k, cg_node *n) {
+    conv_dims d = dims_of(n);
+    float *col = F(n->saved[0]), *yk = F(n->saved[1]);
+    KERNEL(k, im2col)(col, F(n->in[0]), d.N, d.C, d.H, d.W, d.R, d.S, d.stride, d.pad, d.P, d.Q);
+    // yk (K, N*P*Q) = W (K, C*R*S) col (C*R*S, N*P*Q)
+    k->gemm(false, false, d.K, d.N * d.P * d.Q, d.C * d.R * d.S, 1.0f, F(n->in[1]), col, 0.0f, yk);
+    const float *bias = n->n_in == 3 ? F(n->in[2]) : NULL;
+    KERNEL(k, conv_output_from_gemm)(F(n->out), yk, bias, d.N, d.K, d.P * d.Q);
+}
+
+void cg_conv2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    conv_dims d = dims_of(n);
+    cg_tensor *x = n->in[0], *w = n->in[1];
+    int64_t crs = d.C * d.R * d.S, npq = d.N * d.P * d.Q;
+    // dyk (K, N*P*Q): the output gradient in the GEMM's layout. It reuses saved[1], whose
+    // forward contents are no longer needed.
+    float *dyk = F(n->saved[1]);
+    KERNEL(k, conv_output_to_gemm)(dyk, F(n->out->grad), d.N, d.K, d.P * d.Q);
+    if (w->requires_grad) // dW (K, C*R*S) += dyk col^T
+        k->gemm(false, true, d.K, crs, npq, 1.0f, dyk, F(n->saved[0]), 1.0f, F(cg_tape_grad(t, w)));
+    if (n->n_in == 3 && n->in[2]->requires_grad)
+        KERNEL(k, conv_bias_backward)(F(cg_tape_grad(t, n->in[2])), F(n->out->grad), d.N, d.K, d.P * d.Q);
+    if (x->requires_grad) { // dcol (C*R*S, N*P*Q) = W^T dyk, then added back to the pixels
+        cg_tensor *dcol = cg_arena_tensor(t->arena, CG_F32, 2, (int64_t[]){crs, npq});
+        k->gemm(true, false, crs, npq, d.K, 1.0f, F(w), dyk, 0.0f, F(dcol));
+        KERNEL(k, col2im)(F(cg_tape_grad(t, x)), F(dcol), d.N, d.C, d.H, d.W, d.R, d.S, d.stride, d.pad, d.P, d.Q);
+    }
+}
+
+cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding) {
+    cg_op_check_input(t, "conv2d", x, CG_F32);
+    cg_op_check_input(t, "conv2d", weight, CG_F32);
+    char sx[64], sw[64];
+    CG_CHECK(x->ndim == 4 && weight->ndim == 4 && x->shape[1] == weight->shape[1],
+             "conv2d: x %s must be (N, C, H, W) and weight %s (K, C, R, S) with the same C",
+             cg_shape_str(x, sx, sizeof sx), cg_shape_str(weight, sw, sizeof sw));
+    CG_CHECK(stride >= 1 && padding >= 0, "conv2d: stride %d, padding %d", stride, padding);
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t K = weight->shape[0], R = weight->shape[2], S = weight->shape[3];
+    CG_CHECK(H + 2 * padding >= R && W + 2 * padding >= S, "conv2d: kernel %s larger than the padded input %s",
+             cg_shape_str(weight, sw, sizeof sw), cg_shape_str(x, sx, sizeof sx));
+    int64_t P = (H + 2 * padding - R) / stride + 1, Q = (W + 2 * padding - S) / stride + 1;
+    if (bias) {
+        cg_op_check_input(t, "conv2d", bias, CG_F32);
+        CG_CHECK(bias->numel == K, "conv2d: bias of %lld for %lld filters", (long long)bias->numel, (long long)K);
+    }
+    cg_node node = {.op = CG_OP_CONV2D, .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding}};
+    node.saved[0] = cg_arena_tensor(t->arena, CG_F32, 2, (int64_t[]){C * R * S, N * P * Q});
+    node.saved[1] = cg_arena_tensor(t->arena, CG_F32, 2, (int64_t[]){K, N * P * Q});
+    return cg_op_apply(t, &node, 4, (int64_t[]){N, K, P, Q});
+}
+
+// ---- max_pool2d --------------------------------------------------------------------------------
+// iattr[0] = kernel, iattr[1] = stride; saved[0] = arg-max indices (N, C, P, Q) i32.
+
+void cg_max_pool2d_forward(const cg_kernels *k, cg_node *n) {
+    const cg_tensor *x = n->in[0], *y = n->out;
+    KERNEL(k, max_pool2d_forward)(F(y), (int32_t *)n->saved[0]->data, F(x), x->shape[0], x->shape[1], x->shape[2],
+                                  x->shape[3], n->iattr[0], n->iattr[1], y->shape[2], y->shape[3]);
+}
+
+void cg_max_pool2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    KERNEL(k, max_pool2d_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), (const int32_t *)n->saved[0]->data,
+                                   n->out->numel);
+}
+
+cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
+    cg_op_check_input(t, "max_pool2d", x, CG_F32);
+    char sx[64];
+    CG_CHECK(x->ndim == 4 && kernel >= 1 && stride >= 1 && x->shape[2] >= kernel && x->shape[3] >= kernel,
+             "max_pool2d: x %s must be (N, C, H, W) with H, W >= kernel %d (stride %d)", cg_shape_str(x, sx, sizeof sx),
+             kernel, stride);
+    CG_CHECK(x->numel <= INT32_MAX, "max_pool2d: %lld elements overflow the i32 arg-max", (long long)x->numel);
+    int64_t shape[4] = {x->shape[0], x->shape[1], (x->shape[2] - kernel) / stride + 1,
+                        (x->shape[3] - kernel) / stride + 1};
+    cg_node node = {.op = CG_OP_MAX_POOL2D, .n_in = 1, .in = {x}, .iattr = {kernel, stride}};
+    node.saved[0] = cg_arena_tensor(t->arena, CG_I32, 4, shape);
+    return cg_op_apply(t, &node, 4, shape);
+}
+
+// ---- reshape ----------------------------------------------------------------------------------
+
+void cg_reshape_forward(const cg_kernels *k, cg_node *n) { k->scale(F(n->out), F(n->in[0]), 1.0f, n->out->numel); }
+
+void cg_reshape_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    k->axpy(F(cg_tape_grad(t, n->in[0])), 1.0f, F(n->out->grad), n->out->numel);
+}
+
+cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape) {
+    cg_op_check_input(t, "reshape", x, CG_F32);
+    cg_node node = {.op = CG_OP_RESHAPE, .n_in = 1, .in = {x}};
+    cg_tensor *y = cg_op_apply(t, &node, ndim, shape);
+    char sx[64], sy[64];
+    CG_CHECK(y->numel == x->numel, "reshape %s to %s changes the element count", cg_shape_str(x, sx, sizeof sx),
+             cg_shape_str(y, sy, sizeof sy));
+    return y;
+}
+
+cg_tensor *cg_flatten(cg_tape *t, cg_tensor *x) {
+    CG_CHECK(x->ndim >= 1, "flatten of a scalar");
+    int64_t shape[2] = {x->shape[0], x->numel / x->shape[0]};
+    return cg_reshape(t, x, 2, shape);
+}

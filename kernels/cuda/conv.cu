@@ -1,0 +1,108 @@
+// conv.cu: the GPU kernels of convolution (im2col, col2im, layout moves, bias gradient) and of
+// max pooling, one thread per output element. col2im gathers (each pixel sums the column
+// entries it fed) rather than scattering, so no atomics are needed. CPU twin: kernels/cpu/conv.c.
+#include "cuda.h"
+
+static __global__ void im2col_kernel(float *col, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                                     int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t npq = N * P * Q;
+    GRID_STRIDE(i, C * R * S * npq) {
+        int64_t row = i / npq, column = i % npq;
+        int64_t c = row / (R * S), r = row / S % R, s = row % S;
+        int64_t n = column / (P * Q), p = column / Q % P, q = column % Q;
+        int64_t h = p * stride - pad + r, w = q * stride - pad + s;
+        col[i] = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * C + c) * H + h) * W + w] : 0.0f;
+    }
+}
+
+static __global__ void col2im_kernel(float *dx, const float *col, int64_t N, int64_t C, int64_t H, int64_t W,
+                                     int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t npq = N * P * Q;
+    GRID_STRIDE(i, N * C * H * W) {
+        int64_t n = i / (C * H * W), c = i / (H * W) % C, h = i / W % H, w = i % W;
+        float sum = 0.0f;
+        for (int64_t r = 0; r < R; r++) {
+            int64_t ph = h + pad - r; // = p * stride for the output row p that read this pixel
+            if (ph < 0 || ph % stride != 0 || ph / stride >= P) continue;
+            for (int64_t s = 0; s < S; s++) {
+                int64_t qw = w + pad - s;
+                if (qw < 0 || qw % stride != 0 || qw / stride >= Q) continue;
+                sum += col[((c * R + r) * S + s) * npq + (n * P + ph / stride) * Q + qw / stride];
+            }
+        }
+        dx[i] += sum;
+    }
+}
+
+static __global__ void from_gemm_kernel(float *y, const float *yk, const float *bias, int64_t N, int64_t K,
+                                        int64_t PQ) {
+    GRID_STRIDE(i, N * K * PQ) {
+        int64_t n = i / (K * PQ), k = i / PQ % K, pq = i % PQ;
+        y[i] = yk[(k * N + n) * PQ + pq] + (bias ? bias[k] : 0.0f);
+    }
+}
+
+static __global__ void to_gemm_kernel(float *dyk, const float *dy, int64_t N, int64_t K, int64_t PQ) {
+    GRID_STRIDE(i, N * K * PQ) {
+        int64_t k = i / (N * PQ), n = i / PQ % N, pq = i % PQ;
+        dyk[i] = dy[(n * K + k) * PQ + pq];
+    }
+}
+
+// One block per channel k sums dy over the batch and the positions.
+static __global__ void conv_bias_backward_kernel(float *dbias, const float *dy, int64_t N, int64_t K, int64_t PQ) {
+    int64_t k = blockIdx.x;
+    float part = 0.0f;
+    for (int64_t j = threadIdx.x; j < N * PQ; j += blockDim.x) part += dy[(j / PQ * K + k) * PQ + j % PQ];
+    float total = block_sum(part);
+    if (threadIdx.x == 0) dbias[k] += total;
+}
+
+static __global__ void max_pool_kernel(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H,
+                                       int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    GRID_STRIDE(i, N * C * P * Q) {
+        int64_t plane = i / (P * Q), p = i / Q % P, q = i % Q;
+        const float *in = x + plane * H * W;
+        int64_t best = (p * stride) * W + q * stride;
+        for (int64_t r = 0; r < kernel; r++)
+            for (int64_t s = 0; s < kernel; s++) {
+                int64_t j = (p * stride + r) * W + q * stride + s;
+                if (in[j] > in[best]) best = j; // strict: the first maximum wins, as on the CPU
+            }
+        y[i] = in[best];
+        argmax[i] = (int32_t)(plane * H * W + best);
+    }
+}
+
+// Overlapping windows may send two gradients to one input: add atomically.
+static __global__ void max_pool_backward_kernel(float *dx, const float *dy, const int32_t *argmax, int64_t n) {
+    GRID_STRIDE(i, n) atomicAdd(&dx[argmax[i]], dy[i]);
+}
+
+extern "C" {
+void im2col_cuda(float *col, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                 int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    LAUNCH(im2col_kernel, C * R * S * N * P * Q, col, x, N, C, H, W, R, S, stride, pad, P, Q);
+}
+void col2im_cuda(float *dx, const float *col, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                 int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    LAUNCH(col2im_kernel, N * C * H * W, dx, col, N, C, H, W, R, S, stride, pad, P, Q);
+}
+void conv_output_from_gemm_cuda(float *y, const float *yk, const float *bias, int64_t N, int64_t K, int64_t PQ) {
+    LAUNCH(from_gemm_kernel, N * K * PQ, y, yk, bias, N, K, PQ);
+}
+void conv_output_to_gemm_cuda(float *dyk, const float *dy, int64_t N, int64_t K, int64_t PQ) {
+    LAUNCH(to_gemm_kernel, N * K * PQ, dyk, dy, N, K, PQ);
+}
+void conv_bias_backward_cuda(float *dbias, const float *dy, int64_t N, int64_t K, int64_t PQ) {
+    conv_bias_backward_kernel<<<(unsigned)K, CG_THREADS, 0, cg_cuda_stream()>>>(dbias, dy, N, K, PQ);
+    CG_LAUNCH_CHECK();
+}
+void max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                             int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    LAUNCH(max_pool_kernel, N * C * P * Q, y, argmax, x, N, C, H, W, kernel, stride, P, Q);
+}
+void max_pool2d_backward_cuda(float *dx, const float *dy, const int32_t *argmax, int64_t n) {
+    LAUNCH(max_pool_backward_kernel, n, dx, dy, argmax, n);
+}
+}
