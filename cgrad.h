@@ -16,6 +16,7 @@
 #include "datasets/loader.h"
 #include "datasets/synthetic.h"
 #include "layers/activation.h"
+#include "layers/conv.h"
 #include "layers/linear.h"
 #include "layers/loss.h"
 #include "layers/sequential.h"

@@ -103,6 +103,15 @@ typedef struct cg_kernels {
     void (*gather_batch)(float *x_out, int32_t *labels_out, float *targets_out, const float *x,
                          const int32_t *labels, const int32_t *order, int64_t batch, int64_t sample_numel);
 
+    // The same for images stored as u8 pixels (C, H, W): x_out (batch, C, H, W) =
+    // (pixel / 255 - mean[c]) * inv_std[c]. augment (batch, 3) i32 or NULL: per sample a crop
+    // offset (dy, dx) in [0, 2 pad] into the image padded by `pad` zero pixels on each side, and
+    // a flip flag (mirror left-right first); torchvision's RandomCrop(padding) and
+    // RandomHorizontalFlip.
+    void (*gather_images)(float *x_out, int32_t *labels_out, const uint8_t *pixels, const int32_t *labels,
+                          const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H,
+                          int64_t W, int64_t pad, const float *mean, const float *inv_std);
+
     // Optimizers over the flat parameter block (PyTorch's torch.optim formulas; see core/optim.h).
     // state[0] is the step count, already incremented for this step (first step: 1).
     void (*sgd_step)(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,

@@ -25,18 +25,37 @@ cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, 
     for (int64_t i = 0; i < d->count; i++) l->order[i] = (int32_t)i;
     l->position = d->count; // no epoch started yet
 
-    size_t x_bytes = (size_t)(d->count * d->sample_numel) * sizeof(float);
+    CG_CHECK(d->dtype == CG_F32 || (d->dtype == CG_U8 && d->sample_ndim == 3),
+             "loader: samples must be f32, or u8 images (C, H, W)");
+    bool images = d->dtype == CG_U8;
+    size_t x_bytes = (size_t)(d->count * d->sample_numel) * (images ? 1 : sizeof(float));
     size_t index_bytes = (size_t)d->count * sizeof(int32_t);
-    if (device.type == CG_CPU) {
-        l->x_device = d->x; // already in the CPU's memory
+    if (device.type == CG_CPU) { // already in the CPU's memory
+        l->x_device = d->x;
+        l->pixels_device = d->pixels;
         l->labels_device = d->labels;
         l->order_device = l->order;
     } else {
-        l->x_device = cg_device_alloc(device, x_bytes);
+        void *samples = cg_device_alloc(device, x_bytes);
+        cg_device_copy(device, samples, cg_cpu(), images ? (void *)d->pixels : (void *)d->x, x_bytes);
+        if (images)
+            l->pixels_device = samples;
+        else
+            l->x_device = samples;
         l->labels_device = cg_device_alloc(device, index_bytes);
         l->order_device = cg_device_alloc(device, index_bytes);
-        cg_device_copy(device, l->x_device, cg_cpu(), d->x, x_bytes);
         cg_device_copy(device, l->labels_device, cg_cpu(), d->labels, index_bytes);
+    }
+    if (images) {
+        int64_t C = d->sample_shape[0];
+        l->mean_device = cg_device_alloc(device, (size_t)C * sizeof(float));
+        l->inv_std_device = cg_device_alloc(device, (size_t)C * sizeof(float));
+        float zeros[4] = {0, 0, 0, 0}, ones[4] = {1, 1, 1, 1};
+        CG_CHECK(C <= 4, "loader: images of %lld channels (at most 4)", (long long)C);
+        cg_loader_set_normalization(l, zeros, ones);
+        l->augment_rng = cg_rng_new(seed, CG_STREAM_AUGMENT);
+        l->augment_host = cg_xmalloc((size_t)l->batch_size * 3 * sizeof(int32_t));
+        l->augment_device = cg_device_alloc(device, (size_t)l->batch_size * 3 * sizeof(int32_t));
     }
 
     int64_t B = l->batch_size, shape[4];
@@ -57,9 +76,14 @@ void cg_loader_free(cg_loader *l) {
     if (l == NULL) return;
     if (l->device.type != CG_CPU) {
         cg_device_free(l->device, l->x_device);
+        cg_device_free(l->device, l->pixels_device);
         cg_device_free(l->device, l->labels_device);
         cg_device_free(l->device, l->order_device);
     }
+    cg_device_free(l->device, l->mean_device);
+    cg_device_free(l->device, l->inv_std_device);
+    cg_device_free(l->device, l->augment_device);
+    free(l->augment_host);
     free(l->order);
     cg_tensor_free(l->x_full);
     cg_tensor_free(l->labels_full);
@@ -68,6 +92,41 @@ void cg_loader_free(cg_loader *l) {
     cg_tensor_free(l->labels_tail);
     cg_tensor_free(l->targets_tail);
     free(l);
+}
+
+void cg_loader_set_normalization(cg_loader *l, const float *mean, const float *std) {
+    CG_CHECK(l->data->dtype == CG_U8, "normalisation is for u8 image data sets");
+    int64_t C = l->data->sample_shape[0];
+    float inv_std[4];
+    for (int64_t c = 0; c < C; c++) {
+        CG_CHECK(std[c] > 0.0f, "normalisation: std[%lld] = %g must be > 0", (long long)c, (double)std[c]);
+        inv_std[c] = 1.0f / std[c];
+    }
+    cg_device_copy(l->device, l->mean_device, cg_cpu(), mean, (size_t)C * sizeof(float));
+    cg_device_copy(l->device, l->inv_std_device, cg_cpu(), inv_std, (size_t)C * sizeof(float));
+}
+
+void cg_loader_set_augmentation(cg_loader *l, int crop_padding, bool flip) {
+    CG_CHECK(l->data->dtype == CG_U8 && crop_padding >= 0, "augmentation is for u8 image data sets");
+    l->crop_padding = crop_padding;
+    l->flip = flip;
+}
+
+// Crop offsets and flips for the next batch, drawn on the host and copied to the device.
+static const int32_t *draw_augmentation(cg_loader *l, int64_t batch) {
+    if (l->crop_padding == 0 && !l->flip) return NULL;
+    uint32_t *words = cg_xmalloc((size_t)batch * 3 * sizeof(uint32_t));
+    cg_rng_u32(&l->augment_rng, words, batch * 3);
+    uint32_t span = 2 * (uint32_t)l->crop_padding + 1;
+    for (int64_t i = 0; i < batch; i++) {
+        l->augment_host[3 * i] = (int32_t)(words[3 * i] % span);
+        l->augment_host[3 * i + 1] = (int32_t)(words[3 * i + 1] % span);
+        l->augment_host[3 * i + 2] = l->flip ? (int32_t)(words[3 * i + 2] >> 31) : 0;
+    }
+    free(words);
+    if (l->device.type == CG_CPU) return l->augment_host;
+    cg_device_copy(l->device, l->augment_device, cg_cpu(), l->augment_host, (size_t)batch * 3 * sizeof(int32_t));
+    return l->augment_device;
 }
 
 int64_t cg_loader_num_batches(const cg_loader *l) {
@@ -92,8 +151,14 @@ bool cg_loader_next(cg_loader *l, cg_batch *out) {
     out->labels = full ? l->labels_full : l->labels_tail;
     out->targets = full ? l->targets_full : l->targets_tail;
     out->size = B;
-    cg_kernels_for(l->device)->gather_batch(out->x->data, out->labels->data, out->targets->data, l->x_device,
-                                            l->labels_device, l->order_device + l->position, B, d->sample_numel);
+    const cg_kernels *k = cg_kernels_for(l->device);
+    if (d->dtype == CG_U8)
+        k->gather_images(out->x->data, out->labels->data, l->pixels_device, l->labels_device,
+                         l->order_device + l->position, draw_augmentation(l, B), B, d->sample_shape[0],
+                         d->sample_shape[1], d->sample_shape[2], l->crop_padding, l->mean_device, l->inv_std_device);
+    else
+        k->gather_batch(out->x->data, out->labels->data, out->targets->data, l->x_device, l->labels_device,
+                        l->order_device + l->position, B, d->sample_numel);
     l->position += B;
     return true;
 }

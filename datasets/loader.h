@@ -4,8 +4,9 @@
 // 32 give 31 batches of 32 and one of 8) unless drop_last is set.
 // The data set is copied to the device once and each batch is gathered there by a kernel, so a
 // step moves no data between host and device; batches land in tensors made once, at the same
-// addresses every step (what CUDA Graph replay needs). Not yet: augmentation, data sets larger
-// than device memory.
+// addresses every step (what CUDA Graph replay needs). Image data sets (u8 pixels) are
+// normalised per channel on the way, and can be augmented (random crop with padding, horizontal
+// flip; Philox stream CG_STREAM_AUGMENT). Not yet: data sets larger than device memory.
 #ifndef CG_LOADER_H
 #define CG_LOADER_H
 
@@ -16,7 +17,7 @@
 typedef struct {
     cg_tensor *x;       // (B, sample_shape...) f32 on the loader's device
     cg_tensor *labels;  // (B,) i32, for cross-entropy
-    cg_tensor *targets; // (B,) f32 0/1 copies of the labels, for binary cross-entropy
+    cg_tensor *targets; // (B,) f32 0/1 copies of the labels, for binary cross-entropy (f32 data sets)
     int64_t size;       // B: batch_size, or fewer for the last batch
 } cg_batch;
 
@@ -28,7 +29,13 @@ typedef struct {
     cg_rng rng;
     int32_t *order;        // this epoch's sample order (host)
     int64_t position;      // next index into order
-    float *x_device;       // the data set's samples on the device (the host array on the CPU)
+    float *x_device;       // f32 data sets: the samples on the device (the host array on the CPU)
+    uint8_t *pixels_device; // u8 data sets: the pixels on the device (the host array on the CPU)
+    float *mean_device, *inv_std_device; // per-channel normalisation of u8 images (C floats each)
+    int crop_padding;      // augmentation: random crop of the image padded by this many pixels
+    bool flip;             // augmentation: random left-right flip
+    cg_rng augment_rng;
+    int32_t *augment_host, *augment_device; // (batch_size, 3): crop dy, dx and flip per sample
     int32_t *labels_device;
     int32_t *order_device; // this epoch's order on the device
     cg_tensor *x_full, *labels_full, *targets_full; // full-batch tensors on the device
@@ -39,6 +46,12 @@ typedef struct {
 cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed,
                          cg_device device);
 void cg_loader_free(cg_loader *l);
+// Per-channel normalisation of u8 images: x = (pixel / 255 - mean[c]) / std[c], C values each
+// (the default is mean 0, std 1: pixels scaled to [0, 1]).
+void cg_loader_set_normalization(cg_loader *l, const float *mean, const float *std);
+// Training augmentation of u8 images: a random crop of the image padded with `crop_padding` zero
+// pixels on each side (0: none) and, if flip, a left-right mirror with probability 1/2.
+void cg_loader_set_augmentation(cg_loader *l, int crop_padding, bool flip);
 // Batches per epoch.
 int64_t cg_loader_num_batches(const cg_loader *l);
 // Start an epoch: draws a new order when shuffling and copies it to the device.

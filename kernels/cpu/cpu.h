@@ -46,6 +46,9 @@ void rng_uniform_cpu(float *out, int64_t n, uint64_t seed, uint32_t stream, uint
 void rng_normal_cpu(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float mean, float std);
 void gather_batch_cpu(float *x_out, int32_t *labels_out, float *targets_out, const float *x, const int32_t *labels,
                       const int32_t *order, int64_t batch, int64_t sample_numel);
+void gather_images_cpu(float *x_out, int32_t *labels_out, const uint8_t *pixels, const int32_t *labels,
+                       const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H, int64_t W,
+                       int64_t pad, const float *mean, const float *inv_std);
 void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
                   float dampening, float weight_decay, bool nesterov);
 void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,

@@ -35,6 +35,7 @@ const cg_kernels cg_cpu_kernels = {
     .rng_uniform = rng_uniform_cpu,
     .rng_normal = rng_normal_cpu,
     .gather_batch = gather_batch_cpu,
+    .gather_images = gather_images_cpu,
     .sgd_step = sgd_step_cpu,
     .adam_step = adam_step_cpu,
 };

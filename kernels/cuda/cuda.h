@@ -96,6 +96,9 @@ void rng_uniform_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uin
 void rng_normal_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float mean, float std);
 void gather_batch_cuda(float *x_out, int32_t *labels_out, float *targets_out, const float *x,
                        const int32_t *labels, const int32_t *order, int64_t batch, int64_t sample_numel);
+void gather_images_cuda(float *x_out, int32_t *labels_out, const uint8_t *pixels, const int32_t *labels,
+                        const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H, int64_t W,
+                        int64_t pad, const float *mean, const float *inv_std);
 void sgd_step_cuda(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
                    float dampening, float weight_decay, bool nesterov);
 void adam_step_cuda(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,

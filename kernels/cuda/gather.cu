@@ -21,3 +21,27 @@ extern "C" void gather_batch_cuda(float *x_out, int32_t *labels_out, float *targ
     LAUNCH(gather_kernel, batch * sample_numel, x_out, labels_out, targets_out, x, labels, order, batch,
            sample_numel);
 }
+
+static __global__ void gather_images_kernel(float *x_out, int32_t *labels_out, const uint8_t *pixels,
+                                            const int32_t *labels, const int32_t *order, const int32_t *augment,
+                                            int64_t batch, int64_t C, int64_t H, int64_t W, int64_t pad,
+                                            const float *mean, const float *inv_std) {
+    int64_t numel = C * H * W;
+    GRID_STRIDE(j, batch * numel) {
+        int64_t i = j / numel, c = j / (H * W) % C, h = j / W % H, w = j % W;
+        const uint8_t *src = pixels + (int64_t)order[i] * numel;
+        int64_t dy = augment ? augment[3 * i] : pad, dx = augment ? augment[3 * i + 1] : pad;
+        int64_t sh = h + dy - pad, sw = w + dx - pad;
+        if (augment && augment[3 * i + 2]) sw = W - 1 - sw;
+        float v = (sh >= 0 && sh < H && sw >= 0 && sw < W) ? src[(c * H + sh) * W + sw] / 255.0f : 0.0f;
+        x_out[j] = (v - mean[c]) * inv_std[c];
+        if (j % numel == 0) labels_out[i] = labels[order[i]];
+    }
+}
+
+extern "C" void gather_images_cuda(float *x_out, int32_t *labels_out, const uint8_t *pixels, const int32_t *labels,
+                                   const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H,
+                                   int64_t W, int64_t pad, const float *mean, const float *inv_std) {
+    LAUNCH(gather_images_kernel, batch * C * H * W, x_out, labels_out, pixels, labels, order, augment, batch, C, H, W,
+           pad, mean, inv_std);
+}

@@ -36,6 +36,7 @@ extern "C" const cg_kernels *cg_cuda_kernel_table(void) {
         table.rng_uniform = rng_uniform_cuda;
         table.rng_normal = rng_normal_cuda;
         table.gather_batch = gather_batch_cuda;
+        table.gather_images = gather_images_cuda;
         table.sgd_step = sgd_step_cuda;
         table.adam_step = adam_step_cuda;
         table.device_name = "cuda";
