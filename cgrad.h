@@ -19,6 +19,7 @@
 #include "layers/conv.h"
 #include "layers/linear.h"
 #include "layers/loss.h"
+#include "layers/norm.h"
 #include "layers/sequential.h"
 
 #endif

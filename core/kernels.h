@@ -56,6 +56,24 @@ typedef struct cg_kernels {
                                int64_t kernel, int64_t stride, int64_t P, int64_t Q);
     void (*max_pool2d_backward)(float *dx, const float *dy, const int32_t *argmax, int64_t n);
 
+    // Batch normalisation of x (N, C, HW). stats (2C): the batch mean and 1 / sqrt(var + eps) per
+    // channel, written when training and read by the backward. training: statistics of the
+    // batch, and running_mean / running_var (C) updated with momentum (unbiased variance);
+    // otherwise the running statistics normalise (and stats holds them).
+    void (*batch_norm_forward)(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                               const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                               float momentum, bool training);
+    // dx, dgamma, dbeta += the gradients (any of them may be NULL); x, gamma, stats as forward.
+    void (*batch_norm_backward)(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW,
+                                bool training);
+    // Dropout: mask[i] = 0 with probability p else 1 / (1 - p), from Philox block offset + i / 4
+    // of (seed, stream) as rng_uniform draws it; y = x * mask.
+    void (*dropout_forward)(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
+                            uint32_t stream, uint64_t offset);
+    // y[i] += a[i] * b[i] (dropout's backward: dx += dy * mask)
+    void (*multiply_add)(float *y, const float *a, const float *b, int64_t n);
+
     // y = a + b, all n elements
     void (*add_forward)(float *y, const float *a, const float *b, int64_t n);
     // y(rows, cols) = x(rows, cols) + bias(cols) broadcast over rows

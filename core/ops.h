@@ -21,6 +21,8 @@ typedef enum {
     CG_OP_CONV2D,
     CG_OP_MAX_POOL2D,
     CG_OP_RESHAPE,
+    CG_OP_BATCH_NORM2D,
+    CG_OP_DROPOUT,
     CG_NUM_OPS
 } cg_op;
 
@@ -67,5 +69,16 @@ cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride);
 cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape);
 // (N, d1, d2, ...) -> (N, d1 * d2 * ...), as torch.flatten(x, 1).
 cg_tensor *cg_flatten(cg_tape *t, cg_tensor *x);
+// Batch normalisation over the channels of x (N, C, H, W) f32 (Ioffe and Szegedy 2015), as
+// torch.nn.functional.batch_norm: y = gamma (x - mean) / sqrt(var + eps) + beta per channel.
+// gamma, beta: (C,) f32. training: mean and (biased) var of this batch, and the running
+// statistics (C,) f32 updated in place: running = (1 - momentum) running + momentum batch, the
+// variance unbiased (n / (n - 1)) as PyTorch. Evaluation: the running statistics are used.
+cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
+                           cg_tensor *running_var, bool training, float momentum, float eps);
+// Dropout (Srivastava et al. 2014), as torch.nn.functional.dropout in training mode: each
+// element is zeroed with probability p and the others scaled by 1 / (1 - p). The mask comes
+// from rng (Philox; the same on CPU and GPU), which moves on by (numel + 3) / 4 blocks.
+cg_tensor *cg_dropout(cg_tape *t, cg_tensor *x, float p, cg_rng *rng);
 
 #endif

@@ -1,6 +1,7 @@
 // ops_internal.h: what the op files share (private to core/): the row of the op table, the
 // shared path that runs and records an op, input checks, and the missing-kernel report.
-// ops.c holds the table and the dense ops; ops_conv.c the image ops.
+// ops.c holds the table and the dense ops; ops_conv.c the image ops; ops_norm.c batch norm
+// and dropout.
 #ifndef CG_OPS_INTERNAL_H
 #define CG_OPS_INTERNAL_H
 
@@ -22,12 +23,17 @@ void cg_op_missing_kernel(const char *name, const cg_kernels *k) __attribute__((
 
 static inline float *cg_f32(const cg_tensor *t) { return (float *)t->data; }
 
-// The image ops' rows (ops_conv.c).
+// The rows of ops_conv.c
 void cg_conv2d_forward(const cg_kernels *k, cg_node *n);
 void cg_conv2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
 void cg_max_pool2d_forward(const cg_kernels *k, cg_node *n);
 void cg_max_pool2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
 void cg_reshape_forward(const cg_kernels *k, cg_node *n);
 void cg_reshape_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
+// ops_norm.c
+void cg_batch_norm2d_forward(const cg_kernels *k, cg_node *n);
+void cg_batch_norm2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
+void cg_dropout_forward(const cg_kernels *k, cg_node *n);
+void cg_dropout_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
 
 #endif

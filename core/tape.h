@@ -7,6 +7,7 @@
 #define CG_TAPE_H
 
 #include "arena.h"
+#include "rng.h"
 #include "tensor.h"
 
 #define CG_NODE_MAX_INPUTS 3
@@ -18,8 +19,10 @@ typedef struct cg_node {
     int n_in;
     float fattr[2];                       // op-specific numbers: scale factor, dropout probability
     int iattr[4];                         // op-specific integers: transpose flags, stride, padding
-    cg_tensor *saved[2];                  // what the forward keeps for the backward: im2col
-                                          // columns, max-pool arg-max, dropout mask
+    cg_tensor *saved[3];                  // what the forward keeps for the backward: im2col
+                                          // columns, max-pool arg-max, dropout mask, batch
+                                          // statistics (and batch norm's running statistics)
+    cg_rng rng;                           // dropout: where its mask is drawn from
 } cg_node;
 
 typedef struct cg_tape {

@@ -259,6 +259,38 @@ static void test_conv_and_pool(cg_rng *r) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
 }
 
+static void test_norm_and_dropout(cg_rng *r) {
+    const int64_t N = 5, C = 3, HW = 37;
+    for (int training = 1; training >= 0; training--) {
+        twin x = twin_uniform(r, N * C * HW, -2, 3), gamma = twin_uniform(r, C, 0.5f, 1.5f), beta = twin_uniform(r, C, -1, 1);
+        twin rm = twin_uniform(r, C, -0.5f, 0.5f), rv = twin_uniform(r, C, 0.5f, 2.0f);
+        twin y = twin_new(N * C * HW, sizeof(float)), stats = twin_new(2 * C, sizeof(float));
+        K_CPU->batch_norm_forward(F(y), F(stats), F(rm), F(rv), F(x), F(gamma), F(beta), N, C, HW, 1e-5f, 0.1f, training);
+        K_GPU->batch_norm_forward(D(y), D(stats), D(rm), D(rv), D(x), D(gamma), D(beta), N, C, HW, 1e-5f, 0.1f, training);
+        expect_close(training ? "batch_norm_forward train" : "batch_norm_forward eval", &y, 1e-5, 1e-5);
+        expect_close(training ? "batch_norm running_var" : "batch_norm stats (eval)", training ? &rv : &stats, 1e-5, 1e-5);
+        twin dy = twin_uniform(r, N * C * HW, -1, 1), dx = twin_uniform(r, N * C * HW, -1, 1);
+        twin dg = twin_uniform(r, C, -1, 1), db = twin_uniform(r, C, -1, 1);
+        K_CPU->batch_norm_backward(F(dx), F(dg), F(db), F(dy), F(x), F(gamma), F(stats), N, C, HW, training);
+        K_GPU->batch_norm_backward(D(dx), D(dg), D(db), D(dy), D(x), D(gamma), D(stats), N, C, HW, training);
+        expect_close(training ? "batch_norm_backward dx train" : "batch_norm_backward dx eval", &dx, 1e-5, 1e-4);
+        expect_close("batch_norm_backward dgamma", &dg, 1e-4, 1e-4);
+        expect_close("batch_norm_backward dbeta", &db, 1e-4, 1e-4);
+        twin *all[] = {&x, &gamma, &beta, &rm, &rv, &y, &stats, &dy, &dx, &dg, &db};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+    }
+    const int64_t n = 10001;
+    twin x = twin_uniform(r, n, -1, 1), y = twin_new(n, sizeof(float)), mask = twin_new(n, sizeof(float));
+    K_CPU->dropout_forward(F(y), F(mask), F(x), n, 0.3f, 99, CG_STREAM_DROPOUT, 5);
+    K_GPU->dropout_forward(D(y), D(mask), D(x), n, 0.3f, 99, CG_STREAM_DROPOUT, 5);
+    expect_close("dropout_forward mask", &mask, 0, 0);
+    expect_close("dropout_forward", &y, 0, 1e-7);
+    twin acc = twin_uniform(r, n, -1, 1);
+    K_CPU->multiply_add(F(acc), F(x), F(mask), n), K_GPU->multiply_add(D(acc), D(x), D(mask), n);
+    expect_close("multiply_add", &acc, 1e-7, 1e-6);
+    twin_free(&x), twin_free(&y), twin_free(&mask), twin_free(&acc);
+}
+
 static void test_optimizers(cg_rng *r) {
     const int64_t n = 70001;
     for (int kind = 0; kind < 4; kind++) {
@@ -379,6 +411,7 @@ int main(void) {
     test_gemm(&r);
     test_losses(&r);
     test_conv_and_pool(&r);
+    test_norm_and_dropout(&r);
     test_optimizers(&r);
     test_rng_and_gather(&r);
     test_training_agrees();

@@ -68,6 +68,23 @@ static cg_tensor *build_max_pool(cg_tape *t, cg_tensor **in) { return cg_flatten
 static cg_tensor *build_max_pool_overlap(cg_tape *t, cg_tensor **in) {
     return cg_flatten(t, cg_max_pool2d(t, in[0], 3, 1));
 }
+// Batch norm in training mode: gamma (C,) and beta (C,) are inputs; the running statistics are
+// fixed tensors of this file (updated by every evaluation, which does not change the output).
+static cg_tensor *build_batch_norm(cg_tape *t, cg_tensor **in) {
+    static cg_tensor *running_mean, *running_var;
+    if (running_mean == NULL) {
+        running_mean = cg_tensor_new(cg_cpu(), CG_F32, 1, (int64_t[]){3});
+        running_var = cg_tensor_new(cg_cpu(), CG_F32, 1, (int64_t[]){3});
+        cg_tensor_fill(running_mean, 0.0f);
+        cg_tensor_fill(running_var, 1.0f);
+    }
+    return cg_flatten(t, cg_batch_norm2d(t, in[0], in[1], in[2], running_mean, running_var, true, 0.1f, 1e-5f));
+}
+// Dropout with a generator made afresh for each evaluation: the same mask every time.
+static cg_tensor *build_dropout(cg_tape *t, cg_tensor **in) {
+    cg_rng rng = cg_rng_new(7, CG_STREAM_DROPOUT);
+    return cg_dropout(t, in[0], 0.3f, &rng);
+}
 static cg_tensor *build_reshape(cg_tape *t, cg_tensor **in) { return cg_reshape(t, in[0], 2, (int64_t[]){6, 2}); }
 // An input used twice: gradients from both uses must add up (backward accumulates).
 static cg_tensor *build_add_self(cg_tape *t, cg_tensor **in) { return cg_add(t, in[0], in[0]); }
@@ -117,6 +134,9 @@ static const grad_case cases[] = {
                                   build_conv_no_bias, SMOOTH},
     {"max_pool2d",             1, {IN4(2, 3, 4, 6, SPREAD, true)},                     build_max_pool,  SMOOTH},
     {"max_pool2d 3x3 stride 1", 1, {IN4(1, 2, 5, 5, SPREAD, true)},                    build_max_pool_overlap, SMOOTH},
+    {"batch_norm2d",           3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
+                                  build_batch_norm, 1e-2f, 2e-3, 2e-2},
+    {"dropout",                1, {IN2(6, 5, NORMAL, true)},                           build_dropout,   SMOOTH},
     {"reshape",                1, {IN2(3, 4, NORMAL, true)},                           build_reshape,   SMOOTH},
     {"linear + relu",          3, {IN2(5, 4, NORMAL, true), IN2(3, 4, NORMAL, true), IN1(3, NORMAL, true)},
                                   build_linear_relu, 1e-3f, 2e-3, 2e-2},
@@ -296,7 +316,8 @@ static int check_coverage(void) {
     } rows[] = {{CG_OP_MATMUL, "matmul"},   {CG_OP_LINEAR, "linear"}, {CG_OP_ADD, "add"},    {CG_OP_RELU, "relu"},
                 {CG_OP_SIGMOID, "sigmoid"}, {CG_OP_BCE, "bce"},    {CG_OP_CROSS_ENTROPY, "cross_entropy"},
                 {CG_OP_SUM, "sum"},         {CG_OP_SCALE, "scale"}, {CG_OP_CONV2D, "conv2d"},
-                {CG_OP_MAX_POOL2D, "max_pool2d"}, {CG_OP_RESHAPE, "reshape"}};
+                {CG_OP_MAX_POOL2D, "max_pool2d"}, {CG_OP_RESHAPE, "reshape"},
+                {CG_OP_BATCH_NORM2D, "batch_norm2d"}, {CG_OP_DROPOUT, "dropout"}};
     int n_rows = (int)(sizeof rows / sizeof rows[0]);
     if (n_rows != CG_NUM_OPS) {
         fprintf(stderr, "FAIL coverage: ops.h has %d ops, this test knows %d; add a row for the new op\n", CG_NUM_OPS,

@@ -76,6 +76,14 @@ void conv_bias_backward_cuda(float *dbias, const float *dy, int64_t N, int64_t K
 void max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                              int64_t kernel, int64_t stride, int64_t P, int64_t Q);
 void max_pool2d_backward_cuda(float *dx, const float *dy, const int32_t *argmax, int64_t n);
+void batch_norm_forward_cuda(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                            const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                            float momentum, bool training);
+void batch_norm_backward_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                             const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training);
+void dropout_forward_cuda(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed, uint32_t stream,
+                         uint64_t offset);
+void multiply_add_cuda(float *y, const float *a, const float *b, int64_t n);
 void add_forward_cuda(float *y, const float *a, const float *b, int64_t n);
 void add_bias_forward_cuda(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
 void add_bias_backward_cuda(float *dbias, const float *dy, int64_t rows, int64_t cols);

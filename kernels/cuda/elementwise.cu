@@ -65,3 +65,11 @@ void sigmoid_backward_cuda(float *dx, const float *dy, const float *y, int64_t n
     LAUNCH(sigmoid_backward_kernel, n, dx, dy, y, n);
 }
 }
+
+static __global__ void multiply_add_kernel(float *y, const float *a, const float *b, int64_t n) {
+    GRID_STRIDE(i, n) y[i] += a[i] * b[i];
+}
+
+extern "C" void multiply_add_cuda(float *y, const float *a, const float *b, int64_t n) {
+    LAUNCH(multiply_add_kernel, n, y, a, b, n);
+}

@@ -61,3 +61,24 @@ void rng_normal_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint
     LAUNCH(normal_kernel, (n + 3) / 4, out, n, seed, stream, offset, mean, std);
 }
 }
+
+// Dropout's mask from the same uniform draws as uniform_kernel (lo 0, hi 1).
+static __global__ void dropout_kernel(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
+                                      uint32_t stream, uint64_t offset) {
+    float keep = 1.0f / (1.0f - p);
+    GRID_STRIDE(b, (n + 3) / 4) {
+        uint32_t w[4];
+        block_words(w, seed, stream, offset + (uint64_t)b);
+        for (int j = 0; j < 4 && 4 * b + j < n; j++) {
+            float u = (float)(w[j] >> 8) * (1.0f / 16777216.0f);
+            float m = u >= p ? keep : 0.0f;
+            mask[4 * b + j] = m;
+            y[4 * b + j] = x[4 * b + j] * m;
+        }
+    }
+}
+
+extern "C" void dropout_forward_cuda(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
+                                     uint32_t stream, uint64_t offset) {
+    LAUNCH(dropout_kernel, (n + 3) / 4, y, mask, x, n, p, seed, stream, offset);
+}

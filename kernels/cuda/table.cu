@@ -18,6 +18,10 @@ extern "C" const cg_kernels *cg_cuda_kernel_table(void) {
         table.conv_bias_backward = conv_bias_backward_cuda;
         table.max_pool2d_forward = max_pool2d_forward_cuda;
         table.max_pool2d_backward = max_pool2d_backward_cuda;
+        table.batch_norm_forward = batch_norm_forward_cuda;
+        table.batch_norm_backward = batch_norm_backward_cuda;
+        table.dropout_forward = dropout_forward_cuda;
+        table.multiply_add = multiply_add_cuda;
         table.add_forward = add_forward_cuda;
         table.add_bias_forward = add_bias_forward_cuda;
         table.add_bias_backward = add_bias_backward_cuda;

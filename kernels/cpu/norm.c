@@ -1,0 +1,100 @@
+// norm.c: batch normalisation and dropout on the CPU (formulas in core/ops.h; the batch-norm
+// backward is the usual closed form, e.g. Ioffe and Szegedy 2015, section 3). Per-channel
+// sums in double, channels spread over OpenMP threads when large.
+#include "cpu.h"
+#include "../../core/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static void bn_forward_channel(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                               const float *gamma, const float *beta, int64_t c, int64_t N, int64_t C, int64_t HW,
+                               float eps, float momentum, bool training) {
+    float mean, inv_std;
+    if (training) {
+        double sum = 0.0, sum_sq = 0.0;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < HW; i++) {
+                double v = x[(n * C + c) * HW + i];
+                sum += v;
+                sum_sq += v * v;
+            }
+        double m = (double)(N * HW), mu = sum / m, var = fmax(sum_sq / m - mu * mu, 0.0);
+        mean = (float)mu;
+        inv_std = (float)(1.0 / sqrt(var + eps));
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (float)(var * m / (m - 1.0));
+    } else {
+        mean = running_mean[c];
+        inv_std = 1.0f / sqrtf(running_var[c] + eps);
+    }
+    stats[c] = mean;
+    stats[C + c] = inv_std;
+    float scale = gamma[c] * inv_std, shift = beta[c] - mean * scale;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < HW; i++) y[(n * C + c) * HW + i] = x[(n * C + c) * HW + i] * scale + shift;
+}
+
+void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                            const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                            float momentum, bool training) {
+    bool threads = N * C * HW >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads)
+    for (int64_t c = 0; c < C; c++)
+        bn_forward_channel(y, stats, running_mean, running_var, x, gamma, beta, c, N, C, HW, eps, momentum, training);
+}
+
+static void bn_backward_channel(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                const float *gamma, const float *stats, int64_t c, int64_t N, int64_t C, int64_t HW,
+                                bool training) {
+    float mean = stats[c], inv_std = stats[C + c];
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < HW; i++) {
+            int64_t j = (n * C + c) * HW + i;
+            sum_dy += dy[j];
+            sum_dy_xhat += dy[j] * (x[j] - mean) * inv_std;
+        }
+    if (dgamma) dgamma[c] += (float)sum_dy_xhat;
+    if (dbeta) dbeta[c] += (float)sum_dy;
+    if (dx == NULL) return;
+    float m = (float)(N * HW), g = gamma[c] * inv_std;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < HW; i++) {
+            int64_t j = (n * C + c) * HW + i;
+            if (training) { // dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat))
+                float xhat = (x[j] - mean) * inv_std;
+                dx[j] += g * (dy[j] - (float)sum_dy / m - xhat * (float)sum_dy_xhat / m);
+            } else {
+                dx[j] += g * dy[j]; // the statistics are constants in evaluation
+            }
+        }
+}
+
+void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                             const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
+    bool threads = N * C * HW >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads)
+    for (int64_t c = 0; c < C; c++)
+        bn_backward_channel(dx, dgamma, dbeta, dy, x, gamma, stats, c, N, C, HW, training);
+}
+
+void dropout_forward_cpu(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed, uint32_t stream,
+                         uint64_t offset) {
+    cg_rng r = {seed, stream, offset};
+    cg_rng_uniform(&r, mask, n, 0.0f, 1.0f); // the mask's draws, then kept or dropped
+    float keep = 1.0f / (1.0f - p);
+    for (int64_t i = 0; i < n; i++) {
+        mask[i] = mask[i] >= p ? keep : 0.0f;
+        y[i] = x[i] * mask[i];
+    }
+}
+
+void multiply_add_cpu(float *y, const float *a, const float *b, int64_t n) {
+    if (n < CG_OMP_MIN_WORK) {
+        for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+        return;
+    }
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+}

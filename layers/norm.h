@@ -1,0 +1,27 @@
+// norm.h: BatchNorm2d and Dropout, the layers that behave differently in training and in
+// evaluation (cg_module_set_training switches them), as torch.nn.BatchNorm2d and nn.Dropout.
+#ifndef CG_NORM_H
+#define CG_NORM_H
+
+#include "module.h"
+
+typedef struct {
+    cg_module base;
+    int64_t channels;
+    float momentum, eps;       // PyTorch's defaults: 0.1 and 1e-5
+    cg_tensor *weight, *bias;  // gamma and beta (C,), in the parameter block (init 1 and 0)
+    cg_tensor *running_mean;   // (C,), in the buffer block (init 0)
+    cg_tensor *running_var;    // (C,), in the buffer block (init 1)
+} cg_batch_norm2d_layer;
+
+// Adds "NAME.weight" and "NAME.bias" to params and "NAME.running_mean", "NAME.running_var" to
+// buffers: a second block, saved in checkpoints but not given to the optimizer (an optimizer
+// with weight decay would otherwise shrink the statistics).
+// forward: x (N, channels, H, W) f32 -> same shape; see cg_batch_norm2d.
+cg_module *cg_batch_norm2d_new(cg_params *params, cg_params *buffers, const char *name, int64_t channels);
+
+// forward in training: each element zeroed with probability p, the others scaled by 1 / (1 - p);
+// in evaluation: the input unchanged. The masks come from Philox stream CG_STREAM_DROPOUT of seed.
+cg_module *cg_dropout_new(float p, uint64_t seed);
+
+#endif
