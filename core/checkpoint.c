@@ -565,7 +565,7 @@ static cg_status load(cg_params *p, const char *path, bool allow_extra) {
             st = cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s' is %s, the parameter is F32",
                           path, t->name, e->dtype);
         else if (!same)
-            st = cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s' has shape %s, the parameter %s",
+            st = cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s' has shape %s, the model's parameter is %s",
                           path, t->name, entry_shape_str(e, a, sizeof a), cg_shape_str(t, b, sizeof b));
         e->used = true;
         total += t->numel;
