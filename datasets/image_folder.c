@@ -1,0 +1,623 @@
+// image_folder.c: ImageFolder and TinyImageNet-200 (image_folder.h). Lists the files, fingerprints
+// the list, loads the decoded cache when it matches, else decodes every image (in parallel with
+// OpenMP, through image_decode.c) and writes the cache. No resizing, cropping or augmentation.
+#define _POSIX_C_SOURCE 200809L
+#include "image_folder.h"
+#include "files.h"
+#include "image_decode.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum {
+    MAX_IMAGE_FILE = 64 << 20, // bytes of one image file
+    MAX_DEPTH = 32,            // folder nesting under a class (guards against symbolic-link loops)
+    CACHE_HEADER = 64,         // bytes before the pixels in a cache file
+    CACHE_VERSION = 1,
+};
+static const char CACHE_MAGIC[8] = {'C', 'G', 'R', 'A', 'D', 'I', 'M', 'G'};
+
+// ---- the file list ------------------------------------------------------------------------------
+
+typedef struct {
+    char *path;       // full path (root joined with the rest)
+    size_t name_at;   // path + name_at is the file name (the folder is what comes before)
+    int32_t label;
+    int64_t bytes;    // size on disk
+    int64_t mtime_ns; // modification time, nanoseconds since the epoch
+} entry;
+
+typedef struct {
+    entry *v;
+    int64_t n, cap;
+} entry_list;
+
+static void list_push(entry_list *l, char *path, int32_t label, const struct stat *st) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 1024;
+        entry *grown = realloc(l->v, (size_t)l->cap * sizeof *grown);
+        CG_CHECK(grown != NULL, "out of host memory listing %lld image files", (long long)l->cap);
+        l->v = grown;
+    }
+    const char *slash = strrchr(path, '/');
+    entry *e = &l->v[l->n++];
+    e->path = path;
+    e->name_at = slash ? (size_t)(slash - path) + 1 : 0;
+    e->label = label;
+    e->bytes = (int64_t)st->st_size;
+    e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + (int64_t)st->st_mtim.tv_nsec;
+}
+
+static void list_free(entry_list *l) {
+    for (int64_t i = 0; i < l->n; i++) free(l->v[i].path);
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+// 1: a JPEG or PNG name (.jpg, .jpeg, .png, any case); -1: another image type; 0: not an image.
+static int image_kind(const char *name) {
+    static const char *const supported[] = {".jpg", ".jpeg", ".png"};
+    static const char *const unsupported[] = {".bmp", ".gif",  ".webp", ".tif", ".tiff", ".ppm", ".pgm",
+                                              ".pbm", ".pnm",  ".tga",  ".psd", ".hdr",  ".pic", ".heic",
+                                              ".heif", ".avif", ".jxl", ".jp2", ".ico",  ".exr", ".svg"};
+    const char *dot = strrchr(name, '.');
+    if (dot == NULL) return 0;
+    for (size_t i = 0; i < sizeof supported / sizeof *supported; i++)
+        if (strcasecmp(dot, supported[i]) == 0) return 1;
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
+        if (strcasecmp(dot, unsupported[i]) == 0) return -1;
+    return 0;
+}
+
+static cg_status unsupported_type(const char *path) {
+    return cg_error(CG_ERR_FORMAT, "%s: unsupported image type %s: cgrad decodes JPEG and PNG only", path,
+                    strrchr(path, '.'));
+}
+
+// Orders entries by (folder, file name), as Python's sorted(os.walk(...)) then sorted(files).
+static int by_folder_then_name(const void *pa, const void *pb) {
+    const entry *a = pa, *b = pb;
+    size_t la = a->name_at, lb = b->name_at;
+    int r = memcmp(a->path, b->path, la < lb ? la : lb);
+    if (r != 0) return r;
+    if (la != lb) return la < lb ? -1 : 1;
+    return strcmp(a->path + la, b->path + lb);
+}
+
+// Appends to l the JPEG / PNG files of dir (and, when recurse, of its subfolders), labelled
+// `label`. Names starting with '.' are skipped; another image type is an error.
+static cg_status walk(const char *dir, bool recurse, int depth, int32_t label, entry_list *l) {
+    if (depth > MAX_DEPTH)
+        return cg_error(CG_ERR_FORMAT, "%s: folders nested more than %d deep (a symbolic-link loop?)", dir, MAX_DEPTH);
+    DIR *dp = opendir(dir);
+    if (dp == NULL) return cg_error(CG_ERR_IO, "%s: cannot open the folder: %s", dir, strerror(errno));
+    cg_status s = cg_ok();
+    struct dirent *de;
+    while (s.code == CG_OK && (de = readdir(dp)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char *path = cg_path_join(dir, de->d_name);
+        int kind = image_kind(de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            if (kind != 0) s = cg_error(CG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+            free(path);
+        } else if (S_ISDIR(st.st_mode)) {
+            if (recurse) s = walk(path, true, depth + 1, label, l);
+            free(path);
+        } else if (S_ISREG(st.st_mode) && kind == 1) {
+            list_push(l, path, label, &st); // the list owns path now
+        } else {
+            if (S_ISREG(st.st_mode) && kind == -1) s = unsupported_type(path);
+            free(path);
+        }
+    }
+    closedir(dp);
+    return s;
+}
+
+static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// ---- fingerprint and cache ----------------------------------------------------------------------
+
+typedef struct {
+    uint64_t count, total_bytes, hash;
+    int64_t newest_ns;
+} fingerprint;
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull; // FNV-1a 64-bit prime (Fowler, Noll, Vo)
+    }
+    return h;
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+static uint64_t get_u64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+// What the cache must match: count, total bytes, newest mtime, and a hash of the class names
+// and of every file's path relative to root, label, size and mtime.
+static fingerprint fingerprint_of(const entry_list *l, size_t root_len, char **names, int num_classes) {
+    fingerprint fp = {(uint64_t)l->n, 0, 0xcbf29ce484222325ull, INT64_MIN}; // FNV-1a offset basis
+    for (int c = 0; c < num_classes; c++) fp.hash = fnv1a(fp.hash, names[c], strlen(names[c]) + 1);
+    for (int64_t i = 0; i < l->n; i++) {
+        const entry *e = &l->v[i];
+        fp.hash = fnv1a(fp.hash, e->path + root_len, strlen(e->path + root_len) + 1);
+        uint8_t fields[20];
+        put_u32(fields, (uint32_t)e->label);
+        put_u64(fields + 4, (uint64_t)e->bytes);
+        put_u64(fields + 12, (uint64_t)e->mtime_ns);
+        fp.hash = fnv1a(fp.hash, fields, sizeof fields);
+        fp.total_bytes += (uint64_t)e->bytes;
+        if (e->mtime_ns > fp.newest_ns) fp.newest_ns = e->mtime_ns;
+    }
+    return fp;
+}
+
+// Reads exactly n bytes at the file position; false on error or end of file.
+static bool read_exact(int fd, uint8_t *dst, size_t n) {
+    while (n > 0) {
+        ssize_t got = read(fd, dst, n > (1u << 30) ? (1u << 30) : n);
+        if (got <= 0) {
+            if (got < 0 && errno == EINTR) continue;
+            return false;
+        }
+        dst += got;
+        n -= (size_t)got;
+    }
+    return true;
+}
+
+static bool write_exact(int fd, const uint8_t *src, size_t n) {
+    while (n > 0) {
+        ssize_t put = write(fd, src, n > (1u << 30) ? (1u << 30) : n);
+        if (put <= 0) {
+            if (put < 0 && errno == EINTR) continue;
+            return false;
+        }
+        src += put;
+        n -= (size_t)put;
+    }
+    return true;
+}
+
+// The cached data set when cache_path exists, is whole, and matches fp; NULL otherwise (then the
+// caller decodes). Every size in the header is checked against the file's length first.
+static cg_dataset *cache_read(const char *cache_path, const fingerprint *fp, const entry_list *l, int num_classes) {
+    int fd = open(cache_path, O_RDONLY);
+    if (fd < 0) return NULL;
+    cg_dataset *d = NULL;
+    struct stat st;
+    uint8_t h[CACHE_HEADER];
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < CACHE_HEADER || !read_exact(fd, h, CACHE_HEADER))
+        goto done;
+    uint32_t channels = get_u32(h + 12), height = get_u32(h + 16), width = get_u32(h + 20);
+    uint64_t count = get_u64(h + 24), pixel_bytes = get_u64(h + 56), expect = 0;
+    if (memcmp(h, CACHE_MAGIC, 8) != 0 || get_u32(h + 8) != CACHE_VERSION || channels != 3 || height < 1 ||
+        width < 1 || height > CG_IMAGE_MAX_SIDE || width > CG_IMAGE_MAX_SIDE || count != fp->count ||
+        get_u64(h + 32) != fp->total_bytes || (int64_t)get_u64(h + 40) != fp->newest_ns || get_u64(h + 48) != fp->hash)
+        goto done;
+    if (!cg_mul_u64(count, 3ull * height * width, &expect) || expect != pixel_bytes || expect > SIZE_MAX ||
+        (uint64_t)st.st_size != CACHE_HEADER + expect)
+        goto done;
+    d = cg_dataset_new_images((int64_t)count, 3, height, width, num_classes);
+    if (d == NULL) goto done;
+    if (!read_exact(fd, d->pixels, (size_t)expect)) {
+        cg_dataset_free(d);
+        d = NULL;
+        goto done;
+    }
+    for (int64_t i = 0; i < l->n; i++) d->labels[i] = l->v[i].label;
+done:
+    close(fd);
+    return d;
+}
+
+// Writes d's pixels with fp to cache_path atomically: a temporary file beside it, fsync, rename,
+// fsync of the folder. The caller only warns on failure.
+static cg_status cache_write(const char *cache_path, const char *root, const fingerprint *fp, const cg_dataset *d) {
+    uint8_t h[CACHE_HEADER] = {0};
+    memcpy(h, CACHE_MAGIC, 8);
+    put_u32(h + 8, CACHE_VERSION);
+    put_u32(h + 12, (uint32_t)d->sample_shape[0]);
+    put_u32(h + 16, (uint32_t)d->sample_shape[1]);
+    put_u32(h + 20, (uint32_t)d->sample_shape[2]);
+    put_u64(h + 24, fp->count);
+    put_u64(h + 32, fp->total_bytes);
+    put_u64(h + 40, (uint64_t)fp->newest_ns);
+    put_u64(h + 48, fp->hash);
+    uint64_t pixel_bytes = (uint64_t)d->count * (uint64_t)d->sample_numel;
+    put_u64(h + 56, pixel_bytes);
+
+    size_t tmp_size = strlen(cache_path) + 32;
+    char *tmp = cg_xmalloc(tmp_size);
+    snprintf(tmp, tmp_size, "%s.tmp.%ld", cache_path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        cg_status s = cg_error(CG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return s;
+    }
+    bool ok = write_exact(fd, h, CACHE_HEADER) && write_exact(fd, d->pixels, (size_t)pixel_bytes) && fsync(fd) == 0;
+    int err = errno;
+    if (close(fd) != 0 && ok) {
+        ok = false;
+        err = errno;
+    }
+    if (ok && rename(tmp, cache_path) != 0) {
+        ok = false;
+        err = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        cg_status s = cg_error(CG_ERR_IO, "%s: cannot write: %s", tmp, strerror(err));
+        free(tmp);
+        return s;
+    }
+    free(tmp);
+    int dfd = open(root, O_RDONLY | O_DIRECTORY); // make the rename itself durable
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return cg_ok();
+}
+
+// ---- decoding -----------------------------------------------------------------------------------
+
+// Reads and decodes one image of the expected size into dst (3 * height * width bytes).
+static cg_status decode_one(const entry *e, int width, int height, const char *first_path, uint8_t *dst) {
+    char *data;
+    size_t len;
+    cg_status s = cg_file_read(e->path, MAX_IMAGE_FILE, &data, &len);
+    if (s.code != CG_OK) return s;
+    int w = 0, h = 0;
+    s = cg_image_probe(e->path, (const uint8_t *)data, len, &w, &h);
+    if (s.code == CG_OK && (w != width || h != height))
+        s = cg_error(CG_ERR_FORMAT, "%s: %d x %d pixels, expected %d x %d like %s: every image must have the same "
+                     "size (cgrad does not resize)", e->path, w, h, width, height, first_path);
+    if (s.code == CG_OK) s = cg_image_decode_rgb(e->path, (const uint8_t *)data, len, width, height, dst);
+    free(data);
+    return s;
+}
+
+// Decodes every image of l into a new data set. The first image sets the size; on errors, the
+// one of the lowest index is reported.
+static cg_status decode_all(const entry_list *l, int num_classes, cg_dataset **out) {
+    *out = NULL;
+    char *data;
+    size_t len;
+    cg_status s = cg_file_read(l->v[0].path, MAX_IMAGE_FILE, &data, &len);
+    if (s.code != CG_OK) return s;
+    int width = 0, height = 0;
+    s = cg_image_probe(l->v[0].path, (const uint8_t *)data, len, &width, &height);
+    free(data);
+    if (s.code != CG_OK) return s;
+    uint64_t total = 0;
+    if (!cg_mul_u64((uint64_t)l->n, 3ull * (uint64_t)width * (uint64_t)height, &total) || total > SIZE_MAX / 2)
+        return cg_error(CG_ERR_OOM, "%s: %lld images of 3 x %d x %d do not fit in memory", l->v[0].path,
+                        (long long)l->n, height, width);
+    cg_dataset *d = cg_dataset_new_images(l->n, 3, height, width, num_classes);
+    if (d == NULL)
+        return cg_error(CG_ERR_OOM, "%s: out of host memory for %lld images of 3 x %d x %d (%llu bytes)",
+                        l->v[0].path, (long long)l->n, height, width, (unsigned long long)total);
+
+    const int64_t count = l->n, numel = d->sample_numel;
+    int64_t bad_index = count;
+    cg_status bad = cg_ok();
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < count; i++) {
+        int64_t first_bad;
+#pragma omp atomic read
+        first_bad = bad_index;
+        if (i > first_bad) continue; // an earlier image already failed
+        cg_status si = decode_one(&l->v[i], width, height, l->v[0].path, d->pixels + i * numel);
+        if (si.code != CG_OK) {
+#pragma omp critical(cg_image_folder_error)
+            {
+                if (i < bad_index) {
+                    bad = si;
+#pragma omp atomic write
+                    bad_index = i;
+                }
+            }
+        }
+        d->labels[i] = l->v[i].label;
+    }
+    if (bad.code != CG_OK) {
+        cg_dataset_free(d);
+        return bad;
+    }
+    *out = d;
+    return cg_ok();
+}
+
+// The data set of the listed images: from root/cache_name when it matches, else decoded (and the
+// cache written). Takes the names (freed on error, the data set's on success).
+static cg_status load_listed(const char *root, entry_list *l, char **names, int num_classes, const char *cache_name,
+                             bool use_cache, bool *from_cache, cg_dataset **out) {
+    if (from_cache) *from_cache = false;
+    size_t root_len = strlen(root);
+    if (root_len > 0 && root[root_len - 1] != '/') root_len++; // paths are root + "/" + rest
+    fingerprint fp = fingerprint_of(l, root_len, names, num_classes);
+    char *cache_path = cg_path_join(root, cache_name);
+    cg_dataset *d = use_cache ? cache_read(cache_path, &fp, l, num_classes) : NULL;
+    cg_status s = cg_ok();
+    if (d != NULL) {
+        if (from_cache) *from_cache = true;
+    } else {
+        s = decode_all(l, num_classes, &d);
+        if (s.code == CG_OK && use_cache) {
+            cg_status w = cache_write(cache_path, root, &fp, d);
+            if (w.code != CG_OK)
+                fprintf(stderr, "cgrad: warning: no decoded cache (%s); the next load decodes the images again\n",
+                        w.message);
+        }
+    }
+    free(cache_path);
+    if (s.code != CG_OK) {
+        for (int c = 0; c < num_classes; c++) free(names[c]);
+        free(names);
+        return s;
+    }
+    d->class_names = names;
+    *out = d;
+    return cg_ok();
+}
+
+// ---- ImageFolder --------------------------------------------------------------------------------
+
+cg_status cg_image_folder_load(const char *root, bool use_cache, bool *from_cache, cg_dataset **out) {
+    *out = NULL;
+    if (from_cache) *from_cache = false;
+    DIR *dp = opendir(root);
+    if (dp == NULL) return cg_error(CG_ERR_IO, "%s: cannot open the folder: %s", root, strerror(errno));
+    int num_classes = 0, cap = 16;
+    char **names = cg_xmalloc((size_t)cap * sizeof *names);
+    struct dirent *de;
+    while ((de = readdir(dp)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char *path = cg_path_join(root, de->d_name);
+        bool dir = cg_is_dir(path);
+        free(path);
+        if (!dir) continue;
+        if (num_classes == cap) {
+            cap *= 2;
+            char **grown = realloc(names, (size_t)cap * sizeof *names);
+            CG_CHECK(grown != NULL, "out of host memory listing %d class folders", cap);
+            names = grown;
+        }
+        names[num_classes++] = strdup(de->d_name);
+    }
+    closedir(dp);
+    if (num_classes == 0) {
+        free(names);
+        return cg_error(CG_ERR_FORMAT, "%s: no class folders: expected %s/CLASS/IMAGE.jpg|png (torchvision's "
+                        "ImageFolder layout)", root, root);
+    }
+    qsort(names, (size_t)num_classes, sizeof *names, by_string);
+
+    entry_list l = {0};
+    cg_status s = cg_ok();
+    for (int c = 0; c < num_classes && s.code == CG_OK; c++) {
+        char *dir = cg_path_join(root, names[c]);
+        int64_t start = l.n;
+        s = walk(dir, true, 0, c, &l);
+        if (s.code == CG_OK && l.n == start)
+            s = cg_error(CG_ERR_FORMAT, "%s: no .jpg, .jpeg or .png images in class folder '%s'", dir, names[c]);
+        if (s.code == CG_OK)
+            qsort(l.v + start, (size_t)(l.n - start), sizeof *l.v, by_folder_then_name);
+        free(dir);
+    }
+    if (s.code != CG_OK) {
+        list_free(&l);
+        for (int c = 0; c < num_classes; c++) free(names[c]);
+        free(names);
+        return s;
+    }
+    s = load_listed(root, &l, names, num_classes, ".cgrad-cache.bin", use_cache, from_cache, out);
+    list_free(&l);
+    return s;
+}
+
+// ---- TinyImageNet-200 ---------------------------------------------------------------------------
+
+typedef struct {
+    const char *wnid;
+    int index;
+} wnid_index;
+
+static int by_wnid(const void *a, const void *b) {
+    return strcmp(((const wnid_index *)a)->wnid, ((const wnid_index *)b)->wnid);
+}
+
+// The label of wnid, or -1.
+static int find_wnid(const wnid_index *sorted, int n, const char *wnid) {
+    wnid_index key = {wnid, 0};
+    const wnid_index *hit = bsearch(&key, sorted, (size_t)n, sizeof key, by_wnid);
+    return hit ? hit->index : -1;
+}
+
+// A name is a plain file or folder name: not empty, no '/', not starting with '.', no spaces.
+static bool plain_name(const char *s) {
+    return s[0] != '\0' && s[0] != '.' && strpbrk(s, "/ \t") == NULL;
+}
+
+// "WNID first-synonym" for each wnid, from words.txt ("WNID<TAB>syn, syn, ..." per line); the
+// wnid alone where words.txt is absent or has no line for it.
+static cg_status tiny_names(const char *root, char **wnids, const wnid_index *sorted, int n, char ***out) {
+    char **names = cg_xcalloc((size_t)n, sizeof *names);
+    char *words_path = cg_path_join(root, "words.txt");
+    if (cg_is_file(words_path)) {
+        char *text;
+        size_t len;
+        cg_status s = cg_file_read(words_path, 64u << 20, &text, &len);
+        if (s.code != CG_OK) {
+            free(words_path);
+            free(names);
+            return s;
+        }
+        char *line = text;
+        while (line < text + len) {
+            char *end = memchr(line, '\n', (size_t)(text + len - line));
+            if (end == NULL) end = text + len;
+            *end = '\0';
+            char *tab = strchr(line, '\t');
+            if (tab != NULL) {
+                *tab = '\0';
+                int label = find_wnid(sorted, n, line);
+                if (label >= 0 && names[label] == NULL) {
+                    char *syn = tab + 1;
+                    size_t syn_len = strcspn(syn, ",\r");
+                    names[label] = cg_xmalloc(strlen(line) + syn_len + 2);
+                    sprintf(names[label], "%s %.*s", line, (int)syn_len, syn);
+                }
+            }
+            line = end + 1;
+        }
+        free(text);
+    }
+    free(words_path);
+    for (int i = 0; i < n; i++)
+        if (names[i] == NULL) names[i] = strdup(wnids[i]);
+    *out = names;
+    return cg_ok();
+}
+
+static cg_status tiny_val_list(const char *root, const wnid_index *sorted, int n, entry_list *l) {
+    char *ann_path = cg_path_join(root, "val/val_annotations.txt");
+    char *images = cg_path_join(root, "val/images");
+    char **lines = NULL;
+    int count = 0;
+    cg_status s = cg_read_lines(ann_path, 16u << 20, &lines, &count);
+    if (s.code == CG_OK && count == 0) s = cg_error(CG_ERR_FORMAT, "%s: empty: expected FILE<TAB>WNID lines", ann_path);
+    for (int k = 0; k < count && s.code == CG_OK; k++) {
+        char *tab = strchr(lines[k], '\t');
+        if (tab == NULL) {
+            s = cg_error(CG_ERR_FORMAT, "%s: entry %d: expected FILE<TAB>WNID<TAB>..., found '%.60s'", ann_path, k + 1,
+                         lines[k]);
+            break;
+        }
+        *tab = '\0';
+        char *wnid = tab + 1;
+        wnid[strcspn(wnid, "\t")] = '\0';
+        int label = find_wnid(sorted, n, wnid);
+        if (!plain_name(lines[k]))
+            s = cg_error(CG_ERR_FORMAT, "%s: entry %d: file name '%s' is not a plain file name", ann_path, k + 1,
+                         lines[k]);
+        else if (label < 0)
+            s = cg_error(CG_ERR_FORMAT, "%s: entry %d: class '%s' of %s is not in wnids.txt", ann_path, k + 1, wnid,
+                         lines[k]);
+        if (s.code != CG_OK) break;
+        char *path = cg_path_join(images, lines[k]);
+        struct stat st;
+        int kind = image_kind(lines[k]);
+        errno = 0;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            s = cg_error(CG_ERR_IO, "%s: cannot open (listed in %s, entry %d): %s", path, ann_path, k + 1,
+                         errno ? strerror(errno) : "not a regular file");
+        else if (kind == -1)
+            s = unsupported_type(path);
+        else if (kind == 0)
+            s = cg_error(CG_ERR_FORMAT, "%s: not a .jpg, .jpeg or .png name (listed in %s, entry %d)", path, ann_path,
+                         k + 1);
+        if (s.code != CG_OK) {
+            free(path);
+            break;
+        }
+        list_push(l, path, label, &st);
+    }
+    cg_lines_free(lines, count);
+    free(ann_path);
+    free(images);
+    return s;
+}
+
+cg_status cg_tinyimagenet_load(const char *root, bool train, bool use_cache, bool *from_cache, cg_dataset **out) {
+    *out = NULL;
+    if (from_cache) *from_cache = false;
+    if (!cg_is_dir(root))
+        return cg_error(CG_ERR_IO, "%s: not a folder (expected the extracted tiny-imagenet-200/)", root);
+    char *wnids_path = cg_path_join(root, "wnids.txt");
+    char **wnids = NULL;
+    int n = 0;
+    cg_status s = cg_read_lines(wnids_path, 1u << 20, &wnids, &n);
+    if (s.code == CG_OK && n == 0) s = cg_error(CG_ERR_FORMAT, "%s: empty: expected one WordNet id per line", wnids_path);
+    wnid_index *sorted = cg_xcalloc((size_t)(n > 0 ? n : 1), sizeof *sorted);
+    for (int i = 0; i < n && s.code == CG_OK; i++) {
+        if (!plain_name(wnids[i]))
+            s = cg_error(CG_ERR_FORMAT, "%s: line %d: '%.60s' is not a WordNet id (a plain folder name)", wnids_path,
+                         i + 1, wnids[i]);
+        sorted[i].wnid = wnids[i];
+        sorted[i].index = i;
+    }
+    if (s.code == CG_OK) {
+        qsort(sorted, (size_t)n, sizeof *sorted, by_wnid);
+        for (int i = 1; i < n && s.code == CG_OK; i++)
+            if (strcmp(sorted[i - 1].wnid, sorted[i].wnid) == 0)
+                s = cg_error(CG_ERR_FORMAT, "%s: '%s' appears twice: expected each class once", wnids_path,
+                             sorted[i].wnid);
+    }
+    char **names = NULL;
+    if (s.code == CG_OK) s = tiny_names(root, wnids, sorted, n, &names);
+
+    entry_list l = {0};
+    if (s.code == CG_OK && train) {
+        for (int c = 0; c < n && s.code == CG_OK; c++) {
+            char *cls = cg_path_join(root, "train");
+            char *cls_dir = cg_path_join(cls, wnids[c]);
+            char *dir = cg_path_join(cls_dir, "images");
+            int64_t start = l.n;
+            if (!cg_is_dir(dir))
+                s = cg_error(CG_ERR_IO, "%s: missing: expected the training images of class %s (wnids.txt line %d)",
+                             dir, wnids[c], c + 1);
+            else
+                s = walk(dir, false, 0, c, &l);
+            if (s.code == CG_OK && l.n == start)
+                s = cg_error(CG_ERR_FORMAT, "%s: no .JPEG, .jpg or .png images for class %s", dir, wnids[c]);
+            if (s.code == CG_OK) qsort(l.v + start, (size_t)(l.n - start), sizeof *l.v, by_folder_then_name);
+            free(cls);
+            free(cls_dir);
+            free(dir);
+        }
+    } else if (s.code == CG_OK) {
+        s = tiny_val_list(root, sorted, n, &l);
+    }
+    free(wnids_path);
+    free(sorted);
+    if (s.code == CG_OK) {
+        s = load_listed(root, &l, names, n, train ? ".cgrad-cache-train.bin" : ".cgrad-cache-val.bin", use_cache,
+                        from_cache, out);
+        names = NULL; // load_listed owns them now
+    }
+    if (names != NULL) {
+        for (int c = 0; c < n; c++) free(names[c]);
+        free(names);
+    }
+    list_free(&l);
+    cg_lines_free(wnids, n);
+    return s;
+}
