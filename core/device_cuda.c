@@ -133,7 +133,10 @@ static void *cuda_alloc(int index, size_t bytes) {
     return pool->blocks[best].ptr;
 }
 
+static void cuda_free(int index, void *p);
+
 void *cg_cuda_alloc(size_t bytes) { return cuda_alloc(current_gpu < 0 ? 0 : current_gpu, bytes); }
+void cg_cuda_free(void *p) { cuda_free(current_gpu < 0 ? 0 : current_gpu, p); }
 
 static void cuda_free(int index, void *p) {
     gpu_pool *pool = &pools[index];

@@ -16,8 +16,9 @@ extern "C" {
 cudaStream_t cg_cuda_stream(void);
 // cuBLAS's version, from kernels/cuda/gemm.cu (the only file that calls cuBLAS).
 int cg_cuda_cublas_version(void);
-// Device memory from the caching allocator of device_cuda.c (for the cuBLAS workspace).
+// Device memory of the current GPU from the caching allocator of device_cuda.c (workspaces).
 void *cg_cuda_alloc(size_t bytes);
+void cg_cuda_free(void *p);
 // The GPU's kernel table, from kernels/cuda/table.cu.
 const struct cg_kernels *cg_cuda_kernel_table(void);
 

@@ -37,19 +37,18 @@ typedef struct cg_kernels {
     void (*linear_forward)(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
                            int64_t K);
 
-    // Convolution as im2col + GEMM. col (C*R*S, N*P*Q): row (c, r, s) and column (n, p, q) hold
-    // x[n][c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image. col2im is its
-    // adjoint: every column entry is ADDED back (+=) to the pixel it came from.
-    void (*im2col)(float *col, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                   int64_t stride, int64_t pad, int64_t P, int64_t Q);
-    void (*col2im)(float *dx, const float *col, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                   int64_t stride, int64_t pad, int64_t P, int64_t Q);
-    // The GEMM gives yk (K, N*PQ); the layer's output is y (N, K, PQ) = yk rearranged + bias(K)
-    // (bias may be NULL). And back, for the backward: dyk (K, N*PQ) from dy (N, K, PQ).
-    void (*conv_output_from_gemm)(float *y, const float *yk, const float *bias, int64_t N, int64_t K, int64_t PQ);
-    void (*conv_output_to_gemm)(float *dyk, const float *dy, int64_t N, int64_t K, int64_t PQ);
-    // dbias(K) += sum over n and pq of dy(N, K, PQ)
-    void (*conv_bias_backward)(float *dbias, const float *dy, int64_t N, int64_t K, int64_t PQ);
+    // 2-D convolution (cross-correlation) of x (N, C, H, W) with w (K, C, R, S), stride and zero
+    // padding pad, plus bias (K) or NULL: y (N, K, P, Q). Each device chooses its method: the CPU
+    // runs im2col + GEMM image by image (the columns of one image stay in cache), the GPU im2col
+    // + one GEMM over the batch. Workspace comes from the device's allocator.
+    void (*conv2d_forward)(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C,
+                           int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                           int64_t P, int64_t Q);
+    // dx (N, C, H, W), dw (K, C, R, S), dbias (K) += the gradients from dy (N, K, P, Q); any of
+    // the three may be NULL.
+    void (*conv2d_backward)(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
+                            int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                            int64_t stride, int64_t pad, int64_t P, int64_t Q);
     // Max pooling, kernel x kernel windows, stride, no padding: y (N, C, P, Q); argmax holds the
     // flat index into x of each window's first maximum. Backward: dx[argmax[i]] += dy[i], i < n.
     void (*max_pool2d_forward)(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,

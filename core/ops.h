@@ -58,8 +58,8 @@ cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s);
 
 // 2-D convolution (cross-correlation, as torch.nn.functional.conv2d): x (N, C, H, W) f32,
 // weight (K, C, R, S) f32, bias (K,) f32 or NULL -> (N, K, P, Q) f32 with
-// P = (H + 2 padding - R) / stride + 1 and Q likewise. Computed as im2col + one GEMM over the
-// whole batch (Chellapilla, Puri, Simard 2006); the columns are kept for the backward.
+// P = (H + 2 padding - R) / stride + 1 and Q likewise. Computed as im2col + GEMM (Chellapilla,
+// Puri, Simard 2006): see the conv2d kernels in core/kernels.h.
 cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding);
 // Max pooling over kernel x kernel windows moved by stride, no padding: x (N, C, H, W) f32 ->
 // (N, C, (H - kernel) / stride + 1, (W - kernel) / stride + 1). The gradient goes to the

@@ -8,47 +8,24 @@
 
 // ---- conv2d -----------------------------------------------------------------------------------
 // in[0] = x (N, C, H, W), in[1] = W (K, C, R, S), in[2] = b (K,) when n_in == 3.
-// iattr[0] = stride, iattr[1] = padding. saved[0] = columns (C*R*S, N*P*Q), saved[1] = the
-// GEMM's output (K, N*P*Q) before it is rearranged to NCHW.
+// iattr[0] = stride, iattr[1] = padding.
 
-typedef struct {
-    int64_t N, C, H, W, K, R, S, P, Q, stride, pad;
-} conv_dims;
-
-static conv_dims dims_of(const cg_node *n) {
-    const cg_tensor *x = n->in[0], *w = n->in[1];
-    conv_dims d = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2], w->shape[3],
-                   n->out->shape[2], n->out->shape[3], n->iattr[0], n->iattr[1]};
-    return d;
-}
+#define CONV_DIMS(n)                                                                                          \
+    (n)->in[0]->shape[0], (n)->in[0]->shape[1], (n)->in[0]->shape[2], (n)->in[0]->shape[3], (n)->in[1]->shape[0], \
+        (n)->in[1]->shape[2], (n)->in[1]->shape[3], (int64_t)(n)->iattr[0], (int64_t)(n)->iattr[1],            \
+        (n)->out->shape[2], (n)->out->shape[3]
 
 void cg_conv2d_forward(const cg_kernels *k, cg_node *n) {
-    conv_dims d = dims_of(n);
-    float *col = F(n->saved[0]), *yk = F(n->saved[1]);
-    KERNEL(k, im2col)(col, F(n->in[0]), d.N, d.C, d.H, d.W, d.R, d.S, d.stride, d.pad, d.P, d.Q);
-    // yk (K, N*P*Q) = W (K, C*R*S) col (C*R*S, N*P*Q)
-    k->gemm(false, false, d.K, d.N * d.P * d.Q, d.C * d.R * d.S, 1.0f, F(n->in[1]), col, 0.0f, yk);
     const float *bias = n->n_in == 3 ? F(n->in[2]) : NULL;
-    KERNEL(k, conv_output_from_gemm)(F(n->out), yk, bias, d.N, d.K, d.P * d.Q);
+    KERNEL(k, conv2d_forward)(F(n->out), F(n->in[0]), F(n->in[1]), bias, CONV_DIMS(n));
 }
 
 void cg_conv2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
-    conv_dims d = dims_of(n);
     cg_tensor *x = n->in[0], *w = n->in[1];
-    int64_t crs = d.C * d.R * d.S, npq = d.N * d.P * d.Q;
-    // dyk (K, N*P*Q): the output gradient in the GEMM's layout. It reuses saved[1], whose
-    // forward contents are no longer needed.
-    float *dyk = F(n->saved[1]);
-    KERNEL(k, conv_output_to_gemm)(dyk, F(n->out->grad), d.N, d.K, d.P * d.Q);
-    if (w->requires_grad) // dW (K, C*R*S) += dyk col^T
-        k->gemm(false, true, d.K, crs, npq, 1.0f, dyk, F(n->saved[0]), 1.0f, F(cg_tape_grad(t, w)));
-    if (n->n_in == 3 && n->in[2]->requires_grad)
-        KERNEL(k, conv_bias_backward)(F(cg_tape_grad(t, n->in[2])), F(n->out->grad), d.N, d.K, d.P * d.Q);
-    if (x->requires_grad) { // dcol (C*R*S, N*P*Q) = W^T dyk, then added back to the pixels
-        cg_tensor *dcol = cg_arena_tensor(t->arena, CG_F32, 2, (int64_t[]){crs, npq});
-        k->gemm(true, false, crs, npq, d.K, 1.0f, F(w), dyk, 0.0f, F(dcol));
-        KERNEL(k, col2im)(F(cg_tape_grad(t, x)), F(dcol), d.N, d.C, d.H, d.W, d.R, d.S, d.stride, d.pad, d.P, d.Q);
-    }
+    float *dx = x->requires_grad ? F(cg_tape_grad(t, x)) : NULL;
+    float *dw = w->requires_grad ? F(cg_tape_grad(t, w)) : NULL;
+    float *db = n->n_in == 3 && n->in[2]->requires_grad ? F(cg_tape_grad(t, n->in[2])) : NULL;
+    KERNEL(k, conv2d_backward)(dx, dw, db, F(n->out->grad), F(x), F(w), CONV_DIMS(n));
 }
 
 cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding) {
@@ -68,9 +45,8 @@ cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
         cg_op_check_input(t, "conv2d", bias, CG_F32);
         CG_CHECK(bias->numel == K, "conv2d: bias of %lld for %lld filters", (long long)bias->numel, (long long)K);
     }
+    (void)C, (void)R, (void)S;
     cg_node node = {.op = CG_OP_CONV2D, .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding}};
-    node.saved[0] = cg_arena_tensor(t->arena, CG_F32, 2, (int64_t[]){C * R * S, N * P * Q});
-    node.saved[1] = cg_arena_tensor(t->arena, CG_F32, 2, (int64_t[]){K, N * P * Q});
     return cg_op_apply(t, &node, 4, (int64_t[]){N, K, P, Q});
 }
 

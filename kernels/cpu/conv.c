@@ -1,124 +1,137 @@
-// conv.c: the CPU kernels of convolution (im2col, col2im, layout moves, bias gradient) and of
-// max pooling. The GEMM between im2col and the output is gemm.c's. OpenMP over channels or
-// images, serial when small (see elementwise.c for why).
+// conv.c: convolution (im2col + GEMM, image by image) and max pooling on the CPU. The GEMM is
+// gemm.c's. OpenMP over images or planes, serial when small (see elementwise.c for why).
 #include "cpu.h"
 
-// Rows (c, r, s) of the columns for channels c0 .. c1 - 1.
-static void im2col_channels(float *col, const float *x, int64_t c0, int64_t c1, int64_t N, int64_t C, int64_t H,
-                            int64_t W, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    int64_t npq = N * P * Q;
-    for (int64_t c = c0; c < c1; c++)
+#include <stdlib.h>
+
+// The output columns q whose input column q*stride - pad + s lies inside 0 .. W-1: [*q0, *q1).
+// Inside that range the loops below run without a test per element (and vectorise).
+static void valid_columns(int64_t s, int64_t stride, int64_t pad, int64_t W, int64_t Q, int64_t *q0, int64_t *q1) {
+    int64_t lo = pad - s > 0 ? (pad - s + stride - 1) / stride : 0; // first q with w >= 0
+    int64_t hi = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / stride + 1 : 0; // first q with w >= W
+    *q0 = lo < Q ? lo : Q;
+    *q1 = hi < Q ? hi : Q;
+    if (*q1 < *q0) *q1 = *q0;
+}
+
+// The columns of one image: col (C*R*S, P*Q), row (c, r, s) and column (p, q) holding
+// x[c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image.
+static void im2col_image(float *col, const float *x, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
-                float *row = col + ((c * R + r) * S + s) * npq;
-                for (int64_t n = 0; n < N; n++) {
-                    const float *plane = x + (n * C + c) * H * W;
-                    for (int64_t p = 0; p < P; p++) {
-                        int64_t h = p * stride - pad + r;
-                        float *out = row + (n * P + p) * Q;
-                        if (h < 0 || h >= H) {
-                            for (int64_t q = 0; q < Q; q++) out[q] = 0.0f;
-                            continue;
-                        }
-                        for (int64_t q = 0; q < Q; q++) {
-                            int64_t w = q * stride - pad + s;
-                            out[q] = (w >= 0 && w < W) ? plane[h * W + w] : 0.0f;
-                        }
+                float *row = col + ((c * R + r) * S + s) * P * Q;
+                int64_t q0, q1;
+                valid_columns(s, stride, pad, W, Q, &q0, &q1);
+                for (int64_t p = 0; p < P; p++) {
+                    int64_t h = p * stride - pad + r;
+                    float *out = row + p * Q;
+                    if (h < 0 || h >= H) {
+                        for (int64_t q = 0; q < Q; q++) out[q] = 0.0f;
+                        continue;
                     }
+                    const float *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
+                    for (int64_t q = 0; q < q0; q++) out[q] = 0.0f;
+                    for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
+                    for (int64_t q = q1; q < Q; q++) out[q] = 0.0f;
                 }
             }
 }
 
-void im2col_cpu(float *col, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    if (C * R * S * N * P * Q < CG_OMP_MIN_WORK || C == 1) {
-        im2col_channels(col, x, 0, C, N, C, H, W, R, S, stride, pad, P, Q);
-        return;
-    }
-#pragma omp parallel for
-    for (int64_t c = 0; c < C; c++) im2col_channels(col, x, c, c + 1, N, C, H, W, R, S, stride, pad, P, Q);
-}
-
-// The adjoint for channels c0 .. c1 - 1: different channels touch different pixels, so
-// channels can run on different threads.
-static void col2im_channels(float *dx, const float *col, int64_t c0, int64_t c1, int64_t N, int64_t C, int64_t H,
-                            int64_t W, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    int64_t npq = N * P * Q;
-    for (int64_t c = c0; c < c1; c++)
+// The adjoint: dx[c][h][w] += every column entry that was read from it.
+static void col2im_image(float *dx, const float *col, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
-                const float *row = col + ((c * R + r) * S + s) * npq;
-                for (int64_t n = 0; n < N; n++) {
-                    float *plane = dx + (n * C + c) * H * W;
-                    for (int64_t p = 0; p < P; p++) {
-                        int64_t h = p * stride - pad + r;
-                        if (h < 0 || h >= H) continue;
-                        const float *in = row + (n * P + p) * Q;
-                        for (int64_t q = 0; q < Q; q++) {
-                            int64_t w = q * stride - pad + s;
-                            if (w >= 0 && w < W) plane[h * W + w] += in[q];
-                        }
-                    }
+                const float *row = col + ((c * R + r) * S + s) * P * Q;
+                int64_t q0, q1;
+                valid_columns(s, stride, pad, W, Q, &q0, &q1);
+                for (int64_t p = 0; p < P; p++) {
+                    int64_t h = p * stride - pad + r;
+                    if (h < 0 || h >= H) continue;
+                    float *out = dx + (c * H + h) * W - pad + s;
+                    const float *in = row + p * Q;
+                    for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
                 }
             }
 }
 
-void col2im_cpu(float *dx, const float *col, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    if (C * R * S * N * P * Q < CG_OMP_MIN_WORK || C == 1) {
-        col2im_channels(dx, col, 0, C, N, C, H, W, R, S, stride, pad, P, Q);
-        return;
+// A buffer of at least `floats` floats for this thread, kept between calls.
+static float *scratch(int which, int64_t floats) {
+    static _Thread_local float *buffers[3];
+    static _Thread_local int64_t sizes[3];
+    if (sizes[which] < floats) {
+        free(buffers[which]);
+        buffers[which] = cg_xmalloc((size_t)floats * sizeof(float));
+        sizes[which] = floats;
     }
-#pragma omp parallel for
-    for (int64_t c = 0; c < C; c++) col2im_channels(dx, col, c, c + 1, N, C, H, W, R, S, stride, pad, P, Q);
+    return buffers[which];
 }
 
-static void from_gemm_image(float *y, const float *yk, const float *bias, int64_t n, int64_t N, int64_t K,
-                            int64_t PQ) {
-    for (int64_t k = 0; k < K; k++) {
-        const float *src = yk + (k * N + n) * PQ;
-        float *dst = y + (n * K + k) * PQ;
-        float b = bias ? bias[k] : 0.0f;
-        for (int64_t i = 0; i < PQ; i++) dst[i] = src[i] + b;
-    }
-}
-
-void conv_output_from_gemm_cpu(float *y, const float *yk, const float *bias, int64_t N, int64_t K, int64_t PQ) {
-    if (N * K * PQ < CG_OMP_MIN_WORK) {
-        for (int64_t n = 0; n < N; n++) from_gemm_image(y, yk, bias, n, N, K, PQ);
-        return;
-    }
-#pragma omp parallel for
-    for (int64_t n = 0; n < N; n++) from_gemm_image(y, yk, bias, n, N, K, PQ);
-}
-
-static void to_gemm_image(float *dyk, const float *dy, int64_t n, int64_t N, int64_t K, int64_t PQ) {
-    for (int64_t k = 0; k < K; k++) {
-        const float *src = dy + (n * K + k) * PQ;
-        float *dst = dyk + (k * N + n) * PQ;
-        for (int64_t i = 0; i < PQ; i++) dst[i] = src[i];
+// Image by image: the columns of one image (C*R*S x P*Q floats, 225 KB for the tutorial CNN's
+// second layer) stay in the core's cache between im2col and the GEMM, where a whole batch's
+// columns would stream through memory. Images are shared out over OpenMP threads; inside a
+// parallel region the GEMM runs on its thread alone (OpenBLAS's OpenMP build does so itself).
+void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
+                        int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                        int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q;
+    bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads) schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float *col = scratch(0, crs * pq);
+        float *yn = y + n * K * pq;
+        im2col_image(col, x + n * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+        gemm_cpu(false, false, K, pq, crs, 1.0f, w, col, 0.0f, yn); // y_n (K, PQ) = W (K, CRS) col (CRS, PQ)
+        if (bias)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t i = 0; i < pq; i++) yn[k * pq + i] += bias[k];
     }
 }
 
-void conv_output_to_gemm_cpu(float *dyk, const float *dy, int64_t N, int64_t K, int64_t PQ) {
-    if (N * K * PQ < CG_OMP_MIN_WORK) {
-        for (int64_t n = 0; n < N; n++) to_gemm_image(dyk, dy, n, N, K, PQ);
-        return;
-    }
-#pragma omp parallel for
-    for (int64_t n = 0; n < N; n++) to_gemm_image(dyk, dy, n, N, K, PQ);
-}
-
-void conv_bias_backward_cpu(float *dbias, const float *dy, int64_t N, int64_t K, int64_t PQ) {
-    for (int64_t k = 0; k < K; k++) {
-        double sum = 0.0;
-        for (int64_t n = 0; n < N; n++) {
-            const float *src = dy + (n * K + k) * PQ;
-            float part = 0.0f;
-            for (int64_t i = 0; i < PQ; i++) part += src[i];
-            sum += part;
+// Per image: dW += dy_n col_n^T into the thread's own copy of dW (summed at the end), and
+// dx_n += col2im(W^T dy_n). The columns are computed again rather than kept from the forward:
+// cheaper than storing a batch of them.
+void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
+                         int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                         int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q;
+    if (dbias)
+        for (int64_t k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < pq; i++) sum += dy[(n * K + k) * pq + i];
+            dbias[k] += (float)sum;
         }
-        dbias[k] += (float)sum;
+    if (dx == NULL && dw == NULL) return;
+    bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+#pragma omp parallel if (threads)
+    {
+        float *dw_mine = NULL;
+        if (dw) {
+            dw_mine = scratch(2, K * crs);
+            for (int64_t i = 0; i < K * crs; i++) dw_mine[i] = 0.0f;
+        }
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            const float *dyn = dy + n * K * pq;
+            if (dw) {
+                float *col = scratch(0, crs * pq);
+                im2col_image(col, x + n * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+                gemm_cpu(false, true, K, crs, pq, 1.0f, dyn, col, 1.0f, dw_mine); // dW (K, CRS) += dy_n col^T
+            }
+            if (dx) {
+                float *dcol = scratch(1, crs * pq);
+                gemm_cpu(true, false, crs, pq, K, 1.0f, w, dyn, 0.0f, dcol); // dcol (CRS, PQ) = W^T dy_n
+                col2im_image(dx + n * C * H * W, dcol, C, H, W, R, S, stride, pad, P, Q);
+            }
+        }
+        if (dw) {
+#pragma omp critical
+            for (int64_t i = 0; i < K * crs; i++) dw[i] += dw_mine[i];
+        }
     }
 }
 

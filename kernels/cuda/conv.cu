@@ -1,5 +1,5 @@
-// conv.cu: the GPU kernels of convolution (im2col, col2im, layout moves, bias gradient) and of
-// max pooling, one thread per output element. col2im gathers (each pixel sums the column
+// conv.cu: convolution (im2col + GEMM over the whole batch) and max pooling on the GPU, one
+// thread per output element. col2im gathers (each pixel sums the column
 // entries it fed) rather than scattering, so no atomics are needed. CPU twin: kernels/cpu/conv.c.
 #include "cuda.h"
 
@@ -79,25 +79,47 @@ static __global__ void max_pool_backward_kernel(float *dx, const float *dy, cons
     GRID_STRIDE(i, n) atomicAdd(&dx[argmax[i]], dy[i]);
 }
 
+// Convolution over a whole batch: im2col into col (C*R*S, N*P*Q), one GEMM, a layout move to
+// NCHW. The workspace comes from the caching allocator and goes back to it at once: later
+// work on the same stream runs after these kernels, so reusing the memory is safe.
 extern "C" {
-void im2col_cuda(float *col, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                 int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    LAUNCH(im2col_kernel, C * R * S * N * P * Q, col, x, N, C, H, W, R, S, stride, pad, P, Q);
+void conv2d_forward_cuda(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
+                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                         int64_t Q) {
+    int64_t crs = C * R * S, npq = N * P * Q;
+    float *col = (float *)cg_cuda_alloc((size_t)(crs * npq) * sizeof(float));
+    float *yk = (float *)cg_cuda_alloc((size_t)(K * npq) * sizeof(float));
+    LAUNCH(im2col_kernel, crs * npq, col, x, N, C, H, W, R, S, stride, pad, P, Q);
+    gemm_cuda(false, false, K, npq, crs, 1.0f, w, col, 0.0f, yk); // yk (K, NPQ) = W (K, CRS) col (CRS, NPQ)
+    LAUNCH(from_gemm_kernel, N * K * P * Q, y, yk, bias, N, K, P * Q);
+    cg_cuda_free(col);
+    cg_cuda_free(yk);
 }
-void col2im_cuda(float *dx, const float *col, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                 int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    LAUNCH(col2im_kernel, N * C * H * W, dx, col, N, C, H, W, R, S, stride, pad, P, Q);
+
+void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
+                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                          int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, npq = N * P * Q;
+    if (dbias) {
+        conv_bias_backward_kernel<<<(unsigned)K, CG_THREADS, 0, cg_cuda_stream()>>>(dbias, dy, N, K, P * Q);
+        CG_LAUNCH_CHECK();
+    }
+    if (dx == NULL && dw == NULL) return;
+    float *dyk = (float *)cg_cuda_alloc((size_t)(K * npq) * sizeof(float));
+    float *col = (float *)cg_cuda_alloc((size_t)(crs * npq) * sizeof(float));
+    LAUNCH(to_gemm_kernel, N * K * P * Q, dyk, dy, N, K, P * Q);
+    if (dw) {
+        LAUNCH(im2col_kernel, crs * npq, col, x, N, C, H, W, R, S, stride, pad, P, Q);
+        gemm_cuda(false, true, K, crs, npq, 1.0f, dyk, col, 1.0f, dw); // dW (K, CRS) += dyk col^T
+    }
+    if (dx) {
+        gemm_cuda(true, false, crs, npq, K, 1.0f, w, dyk, 0.0f, col); // dcol (CRS, NPQ) = W^T dyk
+        LAUNCH(col2im_kernel, N * C * H * W, dx, col, N, C, H, W, R, S, stride, pad, P, Q);
+    }
+    cg_cuda_free(dyk);
+    cg_cuda_free(col);
 }
-void conv_output_from_gemm_cuda(float *y, const float *yk, const float *bias, int64_t N, int64_t K, int64_t PQ) {
-    LAUNCH(from_gemm_kernel, N * K * PQ, y, yk, bias, N, K, PQ);
-}
-void conv_output_to_gemm_cuda(float *dyk, const float *dy, int64_t N, int64_t K, int64_t PQ) {
-    LAUNCH(to_gemm_kernel, N * K * PQ, dyk, dy, N, K, PQ);
-}
-void conv_bias_backward_cuda(float *dbias, const float *dy, int64_t N, int64_t K, int64_t PQ) {
-    conv_bias_backward_kernel<<<(unsigned)K, CG_THREADS, 0, cg_cuda_stream()>>>(dbias, dy, N, K, PQ);
-    CG_LAUNCH_CHECK();
-}
+
 void max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                              int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
     LAUNCH(max_pool_kernel, N * C * P * Q, y, argmax, x, N, C, H, W, kernel, stride, P, Q);

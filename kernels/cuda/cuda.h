@@ -66,13 +66,12 @@ void gemm_cuda(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const float *B, float beta, float *C);
 void linear_forward_cuda(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
                          int64_t K);
-void im2col_cuda(float *col, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                 int64_t stride, int64_t pad, int64_t P, int64_t Q);
-void col2im_cuda(float *dx, const float *col, int64_t N, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                 int64_t stride, int64_t pad, int64_t P, int64_t Q);
-void conv_output_from_gemm_cuda(float *y, const float *yk, const float *bias, int64_t N, int64_t K, int64_t PQ);
-void conv_output_to_gemm_cuda(float *dyk, const float *dy, int64_t N, int64_t K, int64_t PQ);
-void conv_bias_backward_cuda(float *dbias, const float *dy, int64_t N, int64_t K, int64_t PQ);
+void conv2d_forward_cuda(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
+                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                         int64_t Q);
+void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
+                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                          int64_t pad, int64_t P, int64_t Q);
 void max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                              int64_t kernel, int64_t stride, int64_t P, int64_t Q);
 void max_pool2d_backward_cuda(float *dx, const float *dy, const int32_t *argmax, int64_t n);

@@ -11,11 +11,8 @@ extern "C" const cg_kernels *cg_cuda_kernel_table(void) {
         table.scale = scale_cuda;
         table.gemm = gemm_cuda;
         table.linear_forward = linear_forward_cuda;
-        table.im2col = im2col_cuda;
-        table.col2im = col2im_cuda;
-        table.conv_output_from_gemm = conv_output_from_gemm_cuda;
-        table.conv_output_to_gemm = conv_output_to_gemm_cuda;
-        table.conv_bias_backward = conv_bias_backward_cuda;
+        table.conv2d_forward = conv2d_forward_cuda;
+        table.conv2d_backward = conv2d_backward_cuda;
         table.max_pool2d_forward = max_pool2d_forward_cuda;
         table.max_pool2d_backward = max_pool2d_backward_cuda;
         table.batch_norm_forward = batch_norm_forward_cuda;
