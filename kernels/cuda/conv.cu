@@ -3,29 +3,33 @@
 // entries it fed) rather than scattering, so no atomics are needed. CPU twin: kernels/cpu/conv.c.
 #include "cuda.h"
 
-static __global__ void im2col_kernel(float *col, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
-                                     int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    int64_t npq = N * P * Q;
-    GRID_STRIDE(i, C * R * S * npq) {
-        int64_t row = i / npq, column = i % npq;
-        int64_t c = row / (R * S), r = row / S % R, s = row % S;
-        int64_t n = column / (P * Q), p = column / Q % P, q = column % Q;
-        int64_t h = p * stride - pad + r, w = q * stride - pad + s;
+// The index arithmetic of these kernels is in 32-bit ints: 64-bit division and remainder are
+// emulated on the GPU and cost several times more. The host wrappers check that sizes fit.
+#define GRID_STRIDE32(i, n) for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += gridDim.x * blockDim.x)
+
+static __global__ void im2col_kernel(float *col, const float *x, int N, int C, int H, int W, int R, int S, int stride,
+                                     int pad, int P, int Q) {
+    int npq = N * P * Q;
+    GRID_STRIDE32(i, C * R * S * npq) {
+        int row = i / npq, column = i - row * npq;
+        int c = row / (R * S), r = row / S % R, s = row % S;
+        int n = column / (P * Q), p = column / Q % P, q = column % Q;
+        int h = p * stride - pad + r, w = q * stride - pad + s;
         col[i] = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * C + c) * H + h) * W + w] : 0.0f;
     }
 }
 
-static __global__ void col2im_kernel(float *dx, const float *col, int64_t N, int64_t C, int64_t H, int64_t W,
-                                     int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    int64_t npq = N * P * Q;
-    GRID_STRIDE(i, N * C * H * W) {
-        int64_t n = i / (C * H * W), c = i / (H * W) % C, h = i / W % H, w = i % W;
+static __global__ void col2im_kernel(float *dx, const float *col, int N, int C, int H, int W, int R, int S, int stride,
+                                     int pad, int P, int Q) {
+    int npq = N * P * Q;
+    GRID_STRIDE32(i, N * C * H * W) {
+        int n = i / (C * H * W), c = i / (H * W) % C, h = i / W % H, w = i % W;
         float sum = 0.0f;
-        for (int64_t r = 0; r < R; r++) {
-            int64_t ph = h + pad - r; // = p * stride for the output row p that read this pixel
+        for (int r = 0; r < R; r++) {
+            int ph = h + pad - r; // = p * stride for the output row p that read this pixel
             if (ph < 0 || ph % stride != 0 || ph / stride >= P) continue;
-            for (int64_t s = 0; s < S; s++) {
-                int64_t qw = w + pad - s;
+            for (int s = 0; s < S; s++) {
+                int qw = w + pad - s;
                 if (qw < 0 || qw % stride != 0 || qw / stride >= Q) continue;
                 sum += col[((c * R + r) * S + s) * npq + (n * P + ph / stride) * Q + qw / stride];
             }
@@ -34,17 +38,16 @@ static __global__ void col2im_kernel(float *dx, const float *col, int64_t N, int
     }
 }
 
-static __global__ void from_gemm_kernel(float *y, const float *yk, const float *bias, int64_t N, int64_t K,
-                                        int64_t PQ) {
-    GRID_STRIDE(i, N * K * PQ) {
-        int64_t n = i / (K * PQ), k = i / PQ % K, pq = i % PQ;
+static __global__ void from_gemm_kernel(float *y, const float *yk, const float *bias, int N, int K, int PQ) {
+    GRID_STRIDE32(i, N * K * PQ) {
+        int n = i / (K * PQ), k = i / PQ % K, pq = i % PQ;
         y[i] = yk[(k * N + n) * PQ + pq] + (bias ? bias[k] : 0.0f);
     }
 }
 
-static __global__ void to_gemm_kernel(float *dyk, const float *dy, int64_t N, int64_t K, int64_t PQ) {
-    GRID_STRIDE(i, N * K * PQ) {
-        int64_t k = i / (N * PQ), n = i / PQ % N, pq = i % PQ;
+static __global__ void to_gemm_kernel(float *dyk, const float *dy, int N, int K, int PQ) {
+    GRID_STRIDE32(i, N * K * PQ) {
+        int k = i / (N * PQ), n = i / PQ % N, pq = i % PQ;
         dyk[i] = dy[(n * K + k) * PQ + pq];
     }
 }
@@ -79,6 +82,12 @@ static __global__ void max_pool_backward_kernel(float *dx, const float *dy, cons
     GRID_STRIDE(i, n) atomicAdd(&dx[argmax[i]], dy[i]);
 }
 
+static void check_int32(int64_t a, int64_t b, int64_t c) {
+    CG_CHECK(a < INT32_MAX && b < INT32_MAX && c < INT32_MAX,
+             "conv2d on the GPU: %lld, %lld, %lld elements do not fit 32-bit indices; use a smaller batch",
+             (long long)a, (long long)b, (long long)c);
+}
+
 // Convolution over a whole batch: im2col into col (C*R*S, N*P*Q), one GEMM, a layout move to
 // NCHW. The workspace comes from the caching allocator and goes back to it at once: later
 // work on the same stream runs after these kernels, so reusing the memory is safe.
@@ -87,6 +96,7 @@ void conv2d_forward_cuda(float *y, const float *x, const float *w, const float *
                          int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                          int64_t Q) {
     int64_t crs = C * R * S, npq = N * P * Q;
+    check_int32(crs * npq, N * C * H * W, K * npq);
     float *col = (float *)cg_cuda_alloc((size_t)(crs * npq) * sizeof(float));
     float *yk = (float *)cg_cuda_alloc((size_t)(K * npq) * sizeof(float));
     LAUNCH(im2col_kernel, crs * npq, col, x, N, C, H, W, R, S, stride, pad, P, Q);
@@ -105,6 +115,7 @@ void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, c
         CG_LAUNCH_CHECK();
     }
     if (dx == NULL && dw == NULL) return;
+    check_int32(crs * npq, N * C * H * W, K * npq);
     float *dyk = (float *)cg_cuda_alloc((size_t)(K * npq) * sizeof(float));
     float *col = (float *)cg_cuda_alloc((size_t)(crs * npq) * sizeof(float));
     LAUNCH(to_gemm_kernel, N * K * P * Q, dyk, dy, N, K, P * Q);

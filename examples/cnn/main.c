@@ -1,0 +1,296 @@
+// cnn: the course's chapter 3 in C: prepare a data set, load it in batches, build a base CNN,
+// train it on the CPU or a GPU, and log loss and accuracy per epoch (train and test) with the
+// wall-clock time, so that plot_curves.py can overlay a CPU run and a GPU run.
+// The tutorial CNN: conv3x3(C,32,pad 1), ReLU, maxpool 2, conv3x3(32,64,pad 1), ReLU, maxpool 2,
+// flatten, Linear(64*H/4*W/4, 128), ReLU, Linear(128, classes); Adam 1e-3, batch 128.
+#include "../../cgrad.h"
+#include "../../core/checkpoint.h"
+#include "../../datasets/cifar.h"
+#include "../../datasets/idx.h"
+#include "../../datasets/image_folder.h"
+#include "../common/cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: cnn [options]\n"
+            "Train the tutorial CNN on an image data set and log loss and accuracy per epoch.\n"
+            "\n"
+            "  --dataset NAME     fashion-mnist (default), mnist, cifar10, cifar100, tinyimagenet or folder\n"
+            "  --data DIR         where the data set is (default /usr/share/datasets/fashion-mnist;\n"
+            "                     tools/download_datasets.sh fetches the others)\n"
+            "  --model NAME       tutorial (default): the two-convolution CNN of the course\n"
+            "  --device DEV       cpu, cuda or cuda:N (default cpu)\n"
+            "  --epochs N         passes over the training set (default 5)\n"
+            "  --batch-size N     images per step (default 128)\n"
+            "  --lr X             learning rate (default 0.001 for adam, 0.01 for sgd)\n"
+            "  --optimizer NAME   adam (default) or sgd\n"
+            "  --seed N           seed of the weights, the shuffle and the augmentation (default 0)\n"
+            "  --threads N        CPU threads (default: OpenMP's choice)\n"
+            "  --limit N          train on the first N training images only\n"
+            "  --augment on|off   random crop (padding 4) and flip; default on for cifar, tinyimagenet, folder\n"
+            "  --log PATH         CSV per epoch: epoch,train_loss,train_accuracy,test_loss,test_accuracy,\n"
+            "                     seconds,images_per_s,device\n"
+            "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names)\n"
+            "  --load PATH        start from weights saved by --save\n"
+            "  --quiet            print only the final test accuracy\n"
+            "  --help             this text\n");
+}
+
+typedef struct {
+    const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path;
+    long epochs, batch_size, seed, threads, limit;
+    double lr;
+    bool sgd, quiet;
+    int augment; // -1: the data set's default
+} options;
+
+static int parse_options(int argc, char **argv, options *o) {
+    *o = (options){.dataset = "fashion-mnist", .model = "tutorial", .device = "cpu", .epochs = 5, .batch_size = 128,
+                   .lr = -1.0, .augment = -1};
+    static const struct option longopts[] = {
+        {"dataset", required_argument, 0, 'D'}, {"data", required_argument, 0, 'd'},
+        {"model", required_argument, 0, 'm'},   {"device", required_argument, 0, 'v'},
+        {"epochs", required_argument, 0, 'e'},  {"batch-size", required_argument, 0, 'b'},
+        {"lr", required_argument, 0, 'l'},      {"optimizer", required_argument, 0, 'o'},
+        {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
+        {"limit", required_argument, 0, 'n'},   {"augment", required_argument, 0, 'a'},
+        {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
+        {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    cg_status s = cg_ok();
+    int c;
+    opterr = 0;
+    while (s.code == CG_OK && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'D': o->dataset = optarg; break;
+        case 'd': o->data = optarg; break;
+        case 'm': o->model = optarg; break;
+        case 'v': o->device = optarg; break;
+        case 'e': s = cg_cli_int("--epochs", optarg, 1, 100000, &o->epochs); break;
+        case 'b': s = cg_cli_int("--batch-size", optarg, 1, 1 << 16, &o->batch_size); break;
+        case 'l': s = cg_cli_float("--lr", optarg, 0.0, 1e3, &o->lr); break;
+        case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
+        case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
+        case 'n': s = cg_cli_int("--limit", optarg, 1, 1L << 30, &o->limit); break;
+        case 'L': o->log_path = optarg; break;
+        case 'S': o->save_path = optarg; break;
+        case 'R': o->load_path = optarg; break;
+        case 'q': o->quiet = true; break;
+        case 'o':
+            if (strcmp(optarg, "adam") && strcmp(optarg, "sgd"))
+                s = cg_error(CG_ERR_ARG, "--optimizer: '%s' is not adam or sgd", optarg);
+            o->sgd = strcmp(optarg, "sgd") == 0;
+            break;
+        case 'a':
+            if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+                s = cg_error(CG_ERR_ARG, "--augment: '%s' is not on or off", optarg);
+            o->augment = strcmp(optarg, "on") == 0;
+            break;
+        case 'h': usage(stdout); return 0;
+        case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
+        default: s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        }
+    }
+    if (s.code == CG_OK && optind < argc) s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (s.code == CG_OK && strcmp(o->model, "tutorial") != 0)
+        s = cg_error(CG_ERR_ARG, "--model: '%s' is not a model (tutorial)", o->model);
+    if (s.code != CG_OK) return cg_cli_fail("cnn", s);
+    if (o->lr < 0) o->lr = o->sgd ? 1e-2 : 1e-3;
+    return -1;
+}
+
+// Each data set: how to load it and its per-channel mean and standard deviation of pixel / 255
+// (the figures torchvision's examples use).
+typedef struct {
+    const char *name;
+    const char *default_dir;
+    float mean[3], std[3];
+    bool augment; // training augmentation by default
+} dataset_info;
+
+static const dataset_info datasets[] = {
+    {"fashion-mnist", "/usr/share/datasets/fashion-mnist", {0.2860f}, {0.3530f}, false},
+    {"mnist", "data/mnist", {0.1307f}, {0.3081f}, false},
+    {"cifar10", "data/cifar-10-batches-bin", {0.4914f, 0.4822f, 0.4465f}, {0.2470f, 0.2435f, 0.2616f}, true},
+    {"cifar100", "data/cifar-100-binary", {0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}, true},
+    {"tinyimagenet", "data/tiny-imagenet-200", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, true},
+    {"folder", NULL, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, true},
+};
+
+static cg_status load_split(const dataset_info *info, const char *dir, bool train, cg_dataset **out) {
+    bool from_cache = false;
+    if (strcmp(info->name, "fashion-mnist") == 0) return cg_idx_load(dir, train, CG_IDX_FASHION_MNIST, out);
+    if (strcmp(info->name, "mnist") == 0) return cg_idx_load(dir, train, CG_IDX_MNIST, out);
+    if (strcmp(info->name, "cifar10") == 0) return cg_cifar10_load(dir, train, out);
+    if (strcmp(info->name, "cifar100") == 0) return cg_cifar100_load(dir, train, false, out);
+    if (strcmp(info->name, "tinyimagenet") == 0) return cg_tinyimagenet_load(dir, train, true, &from_cache, out);
+    // folder: DIR/train and DIR/val (or DIR/test) in the ImageFolder layout
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, train ? "train" : "val");
+    return cg_image_folder_load(path, true, &from_cache, out);
+}
+
+// The tutorial CNN for images (C, H, W) and `classes` classes, parameters named as PyTorch's
+// TutorialCNN in shared/bench/torch_workloads.py names them (c1, c2, f1, f2).
+static cg_module *tutorial_cnn(cg_params *params, int64_t C, int64_t H, int64_t W, int classes, cg_rng *rng) {
+    cg_module *m = cg_sequential_new();
+    cg_sequential_add(m, cg_conv2d_new(params, "c1", C, 32, 3, 1, 1, true, rng));
+    cg_sequential_add(m, cg_relu_new());
+    cg_sequential_add(m, cg_max_pool2d_new(2, 2));
+    cg_sequential_add(m, cg_conv2d_new(params, "c2", 32, 64, 3, 1, 1, true, rng));
+    cg_sequential_add(m, cg_relu_new());
+    cg_sequential_add(m, cg_max_pool2d_new(2, 2));
+    cg_sequential_add(m, cg_flatten_new());
+    cg_sequential_add(m, cg_linear_new(params, "f1", 64 * (H / 4) * (W / 4), 128, true, rng));
+    cg_sequential_add(m, cg_relu_new());
+    cg_sequential_add(m, cg_linear_new(params, "f2", 128, classes, true, rng));
+    return m;
+}
+
+// Mean loss and accuracy over a whole data set, without recording.
+static void evaluate(cg_module *model, cg_tape *tape, cg_loader *loader, cg_metrics *metrics, double *loss,
+                     double *accuracy) {
+    cg_module_set_training(model, false);
+    tape->grad_enabled = false;
+    cg_metrics_reset(metrics);
+    cg_loader_start_epoch(loader);
+    cg_batch batch;
+    int64_t seen = 0;
+    while (cg_loader_next(loader, &batch)) {
+        cg_tensor *logits = cg_module_forward(model, tape, batch.x);
+        cg_metrics_add_loss(metrics, cg_cross_entropy(tape, logits, batch.labels), batch.size);
+        cg_metrics_add_argmax_correct(metrics, logits, batch.labels);
+        cg_tape_clear(tape);
+        seen += batch.size;
+    }
+    cg_metrics_read(metrics, seen, loss, accuracy);
+    tape->grad_enabled = true;
+    cg_module_set_training(model, true);
+}
+
+int main(int argc, char **argv) {
+    options opt;
+    int stop = parse_options(argc, argv, &opt);
+    if (stop >= 0) return stop;
+
+    const dataset_info *info = NULL;
+    for (size_t i = 0; i < sizeof datasets / sizeof datasets[0]; i++)
+        if (strcmp(datasets[i].name, opt.dataset) == 0) info = &datasets[i];
+    if (info == NULL)
+        return cg_cli_fail("cnn", cg_error(CG_ERR_ARG, "--dataset: '%s' is not one of fashion-mnist, mnist, "
+                                                       "cifar10, cifar100, tinyimagenet, folder", opt.dataset));
+    const char *dir = opt.data ? opt.data : info->default_dir;
+    if (dir == NULL) return cg_cli_fail("cnn", cg_error(CG_ERR_ARG, "--dataset folder needs --data DIR"));
+
+    cg_device dev;
+    cg_status s = cg_device_parse(opt.device, &dev);
+    if (s.code != CG_OK) return cg_cli_fail("cnn", s);
+    if (opt.threads > 0) cg_set_num_threads((int)opt.threads);
+    char dev_name[16];
+    cg_device_str(dev, dev_name, sizeof dev_name);
+
+    cg_dataset *train = NULL, *test = NULL;
+    if ((s = load_split(info, dir, true, &train)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if ((s = load_split(info, dir, false, &test)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if (opt.limit > 0 && opt.limit < train->count) train->count = opt.limit; // the first N images
+    int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
+    if (test->sample_shape[0] != C || test->sample_shape[1] != H || test->sample_shape[2] != W)
+        return cg_cli_fail("cnn", cg_error(CG_ERR_FORMAT, "%s: training and test images differ in shape", dir));
+
+    cg_params *params = cg_params_new(dev);
+    cg_rng init = cg_rng_new((uint64_t)opt.seed, CG_STREAM_INIT);
+    cg_module *model = tutorial_cnn(params, C, H, W, train->num_classes, &init);
+    if (opt.load_path && (s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
+
+    // Everything that can fail on input is checked before the log is created.
+    cg_csv_log *log = NULL;
+    if (opt.log_path) {
+        s = cg_csv_log_open(&log, opt.log_path,
+                            "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device");
+        if (s.code != CG_OK) return cg_cli_fail("cnn", s);
+    }
+    if (!opt.quiet)
+        printf("%s: %lld training and %lld test images of %lldx%lldx%lld, %d classes; %lld parameters; %s\n",
+               info->name, (long long)train->count, (long long)test->count, (long long)C, (long long)H, (long long)W,
+               train->num_classes, (long long)cg_params_count(params), dev_name);
+
+    cg_optimizer *optimizer =
+        cg_optimizer_new(params, opt.sgd ? cg_sgd_config((float)opt.lr) : cg_adam_config((float)opt.lr));
+    cg_loader *loader = cg_loader_new(train, opt.batch_size, true, false, (uint64_t)opt.seed, dev);
+    cg_loader *test_loader = cg_loader_new(test, 500, false, false, 0, dev);
+    cg_loader_set_normalization(loader, info->mean, info->std);
+    cg_loader_set_normalization(test_loader, info->mean, info->std);
+    bool augment = opt.augment >= 0 ? opt.augment : info->augment;
+    if (augment) cg_loader_set_augmentation(loader, 4, true);
+    cg_tape *tape = cg_tape_new(dev, 64 << 20);
+    cg_metrics *metrics = cg_metrics_new(dev);
+    cg_progress progress;
+    cg_progress_init(&progress, opt.quiet);
+
+    double start = cg_seconds(), train_seconds = 0.0, test_loss = 0.0, test_accuracy = 0.0;
+    for (long epoch = 1; epoch <= opt.epochs; epoch++) {
+        double epoch_start = cg_seconds();
+        cg_metrics_reset(metrics);
+        cg_loader_start_epoch(loader);
+        cg_batch batch;
+        int64_t step = 0, steps = cg_loader_num_batches(loader);
+        while (cg_loader_next(loader, &batch)) {
+            cg_tensor *logits = cg_module_forward(model, tape, batch.x);   // forward: (B, classes)
+            cg_tensor *loss = cg_cross_entropy(tape, logits, batch.labels); // softmax cross-entropy, mean
+            cg_optimizer_zero_grad(optimizer);
+            cg_tape_backward(tape, loss);
+            cg_optimizer_step(optimizer);
+            cg_metrics_add_loss(metrics, loss, batch.size);
+            cg_metrics_add_argmax_correct(metrics, logits, batch.labels);
+            cg_tape_clear(tape);
+            step++;
+            cg_progress_draw(&progress, "epoch %ld/%ld  step %lld/%lld", epoch, opt.epochs, (long long)step,
+                             (long long)steps);
+        }
+        double train_loss, train_accuracy;
+        cg_metrics_read(metrics, train->count, &train_loss, &train_accuracy); // waits for the device
+        double epoch_seconds = cg_seconds() - epoch_start;
+        train_seconds += epoch_seconds;
+        evaluate(model, tape, test_loader, metrics, &test_loss, &test_accuracy);
+        double images_per_s = (double)train->count / epoch_seconds;
+        double seconds = cg_seconds() - start;
+        if (log) {
+            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%.4f,%.3f,%.1f,%s", epoch, train_loss, train_accuracy,
+                               test_loss, test_accuracy, seconds, images_per_s, dev_name);
+            if (s.code != CG_OK) return cg_cli_fail("cnn", s);
+        }
+        cg_progress_done(&progress);
+        if (!opt.quiet)
+            printf("epoch %ld/%ld  train loss %.4f  accuracy %.4f  |  test loss %.4f  accuracy %.4f  |  %.2f s, "
+                   "%.0f images/s\n",
+                   epoch, opt.epochs, train_loss, train_accuracy, test_loss, test_accuracy, epoch_seconds, images_per_s);
+    }
+    printf("Test accuracy on %s: %.4f\n", dev_name, test_accuracy);
+    if (!opt.quiet)
+        printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs, train_seconds,
+               (double)train->count * opt.epochs / train_seconds);
+    if (opt.save_path) {
+        char epochs[32];
+        snprintf(epochs, sizeof epochs, "%ld", opt.epochs);
+        const char *metadata[] = {"format", "pt", "model", opt.model, "dataset", info->name, "epochs", epochs};
+        if ((s = cg_checkpoint_save(params, opt.save_path, metadata, 4)).code != CG_OK) return cg_cli_fail("cnn", s);
+        if (!opt.quiet) printf("saved %s\n", opt.save_path);
+    }
+
+    cg_csv_log_close(log);
+    cg_metrics_free(metrics);
+    cg_tape_free(tape);
+    cg_loader_free(test_loader);
+    cg_loader_free(loader);
+    cg_optimizer_free(optimizer);
+    cg_module_free(model);
+    cg_params_free(params);
+    cg_dataset_free(train);
+    cg_dataset_free(test);
+    return 0;
+}
