@@ -3,6 +3,7 @@
 #define CGRAD_H
 
 #include "core/arena.h"
+#include "core/checkpoint.h"
 #include "core/common.h"
 #include "core/csv_log.h"
 #include "core/device.h"
@@ -13,6 +14,9 @@
 #include "core/rng.h"
 #include "core/tape.h"
 #include "core/tensor.h"
+#include "datasets/cifar.h"
+#include "datasets/idx.h"
+#include "datasets/image_folder.h"
 #include "datasets/loader.h"
 #include "datasets/synthetic.h"
 #include "layers/activation.h"

@@ -4,10 +4,6 @@
 // The tutorial CNN: conv3x3(C,32,pad 1), ReLU, maxpool 2, conv3x3(32,64,pad 1), ReLU, maxpool 2,
 // flatten, Linear(64*H/4*W/4, 128), ReLU, Linear(128, classes); Adam 1e-3, batch 128.
 #include "../../cgrad.h"
-#include "../../core/checkpoint.h"
-#include "../../datasets/cifar.h"
-#include "../../datasets/idx.h"
-#include "../../datasets/image_folder.h"
 #include "../common/cli.h"
 
 #include <getopt.h>
