@@ -1,11 +1,14 @@
-// conv.cu: convolution (im2col + GEMM over the whole batch) and max pooling on the GPU, one
-// thread per output element. col2im gathers (each pixel sums the column
+// conv.cu: convolution (cuDNN, or im2col + GEMM over the whole batch without it) and max
+// pooling on the GPU, one thread per output element. col2im gathers (each pixel sums the column
 // entries it fed) rather than scattering, so no atomics are needed. CPU twin: kernels/cpu/conv.c.
 #include "cuda.h"
+#include "cudnn_conv.h"
 
 // The index arithmetic of these kernels is in 32-bit ints: 64-bit division and remainder are
 // emulated on the GPU and cost several times more. The host wrappers check that sizes fit.
 #define GRID_STRIDE32(i, n) for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += gridDim.x * blockDim.x)
+
+#ifndef CG_HAVE_CUDNN // im2col + GEMM, when cuDNN is not there
 
 static __global__ void im2col_kernel(float *col, const float *x, int N, int C, int H, int W, int R, int S, int stride,
                                      int pad, int P, int Q) {
@@ -51,15 +54,41 @@ static __global__ void to_gemm_kernel(float *dyk, const float *dy, int N, int K,
         dyk[i] = dy[(n * K + k) * PQ + pq];
     }
 }
+#endif
 
-// One block per channel k sums dy over the batch and the positions.
-static __global__ void conv_bias_backward_kernel(float *dbias, const float *dy, int64_t N, int64_t K, int64_t PQ) {
-    int64_t k = blockIdx.x;
+// The bias gradient in two deterministic passes: block (k, n) sums channel k of image n (PQ
+// contiguous values) into partial[k][n]; then one thread per channel adds its N partials.
+static __global__ void bias_partial_kernel(float *partial, const float *dy, int N, int K, int PQ) {
+    int k = blockIdx.x, n = blockIdx.y;
     float part = 0.0f;
-    for (int64_t j = threadIdx.x; j < N * PQ; j += blockDim.x) part += dy[(j / PQ * K + k) * PQ + j % PQ];
+    for (int i = threadIdx.x; i < PQ; i += blockDim.x) part += dy[(n * K + k) * PQ + i];
     float total = block_sum(part);
-    if (threadIdx.x == 0) dbias[k] += total;
+    if (threadIdx.x == 0) partial[k * N + n] = total;
 }
+
+static __global__ void bias_total_kernel(float *dbias, const float *partial, int N, int K) {
+    GRID_STRIDE32(k, K) {
+        float sum = 0.0f;
+        for (int n = 0; n < N; n++) sum += partial[k * N + n];
+        dbias[k] += sum;
+    }
+}
+
+static void conv_bias_backward(float *dbias, const float *dy, int64_t N, int64_t K, int64_t PQ) {
+    float *partial = (float *)cg_cuda_alloc((size_t)(K * N) * sizeof(float));
+    bias_partial_kernel<<<dim3((unsigned)K, (unsigned)N), CG_THREADS, 0, cg_cuda_stream()>>>(partial, dy, (int)N,
+                                                                                              (int)K, (int)PQ);
+    CG_LAUNCH_CHECK();
+    LAUNCH(bias_total_kernel, K, dbias, partial, (int)N, (int)K);
+    cg_cuda_free(partial);
+}
+
+#ifdef CG_HAVE_CUDNN
+// y (N, K, PQ) += bias[k] (the im2col path adds it while moving to NCHW)
+static __global__ void add_channel_bias_kernel(float *y, const float *bias, int N, int K, int PQ) {
+    GRID_STRIDE32(i, N * K * PQ) y[i] += bias[i / PQ % K];
+}
+#endif
 
 static __global__ void max_pool_kernel(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H,
                                        int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
@@ -88,15 +117,21 @@ static void check_int32(int64_t a, int64_t b, int64_t c) {
              (long long)a, (long long)b, (long long)c);
 }
 
-// Convolution over a whole batch: im2col into col (C*R*S, N*P*Q), one GEMM, a layout move to
-// NCHW. The workspace comes from the caching allocator and goes back to it at once: later
-// work on the same stream runs after these kernels, so reusing the memory is safe.
+// Convolution over a whole batch. With cuDNN (CG_HAVE_CUDNN): its graph API, cudnn_conv.c.
+// Without: im2col into col (C*R*S, N*P*Q), one GEMM, a layout move to NCHW. Workspace comes
+// from the caching allocator and goes back to it at once: later work on the same stream runs
+// after these kernels, so reusing the memory is safe.
 extern "C" {
 void conv2d_forward_cuda(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
                          int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                          int64_t Q) {
     int64_t crs = C * R * S, npq = N * P * Q;
     check_int32(crs * npq, N * C * H * W, K * npq);
+#ifdef CG_HAVE_CUDNN
+    int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
+    cg_cudnn_conv2d_forward(y, x, w, d);
+    if (bias) LAUNCH(add_channel_bias_kernel, N * K * P * Q, y, bias, (int)N, (int)K, (int)(P * Q));
+#else
     float *col = (float *)cg_cuda_alloc((size_t)(crs * npq) * sizeof(float));
     float *yk = (float *)cg_cuda_alloc((size_t)(K * npq) * sizeof(float));
     LAUNCH(im2col_kernel, crs * npq, col, x, N, C, H, W, R, S, stride, pad, P, Q);
@@ -104,18 +139,21 @@ void conv2d_forward_cuda(float *y, const float *x, const float *w, const float *
     LAUNCH(from_gemm_kernel, N * K * P * Q, y, yk, bias, N, K, P * Q);
     cg_cuda_free(col);
     cg_cuda_free(yk);
+#endif
 }
 
 void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                           int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, npq = N * P * Q;
-    if (dbias) {
-        conv_bias_backward_kernel<<<(unsigned)K, CG_THREADS, 0, cg_cuda_stream()>>>(dbias, dy, N, K, P * Q);
-        CG_LAUNCH_CHECK();
-    }
-    if (dx == NULL && dw == NULL) return;
     check_int32(crs * npq, N * C * H * W, K * npq);
+    if (dbias) conv_bias_backward(dbias, dy, N, K, P * Q);
+    if (dx == NULL && dw == NULL) return;
+#ifdef CG_HAVE_CUDNN
+    int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
+    if (dw) cg_cudnn_conv2d_backward_filter(dw, x, dy, d);
+    if (dx) cg_cudnn_conv2d_backward_data(dx, w, dy, d);
+#else
     float *dyk = (float *)cg_cuda_alloc((size_t)(K * npq) * sizeof(float));
     float *col = (float *)cg_cuda_alloc((size_t)(crs * npq) * sizeof(float));
     LAUNCH(to_gemm_kernel, N * K * P * Q, dyk, dy, N, K, P * Q);
@@ -129,6 +167,7 @@ void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, c
     }
     cg_cuda_free(dyk);
     cg_cuda_free(col);
+#endif
 }
 
 void max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
