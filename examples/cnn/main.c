@@ -33,6 +33,7 @@ static void usage(FILE *f) {
             "                     seconds,images_per_s,device\n"
             "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names)\n"
             "  --load PATH        start from weights saved by --save\n"
+            "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
             "  --quiet            print only the final test accuracy\n"
             "  --help             this text\n");
 }
@@ -41,7 +42,7 @@ typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path;
     long epochs, batch_size, seed, threads, limit;
     double lr;
-    bool sgd, quiet;
+    bool sgd, quiet, no_graph;
     int augment; // -1: the data set's default
 } options;
 
@@ -57,6 +58,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"limit", required_argument, 0, 'n'},   {"augment", required_argument, 0, 'a'},
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
+        {"no-graph", no_argument, 0, 'G'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -77,6 +79,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'S': o->save_path = optarg; break;
         case 'R': o->load_path = optarg; break;
         case 'q': o->quiet = true; break;
+        case 'G': o->no_graph = true; break;
         case 'o':
             if (strcmp(optarg, "adam") && strcmp(optarg, "sgd"))
                 s = cg_error(CG_ERR_ARG, "--optimizer: '%s' is not adam or sgd", optarg);
@@ -146,6 +149,26 @@ static cg_module *tutorial_cnn(cg_params *params, int64_t C, int64_t H, int64_t 
     cg_sequential_add(m, cg_relu_new());
     cg_sequential_add(m, cg_linear_new(params, "f2", 128, classes, true, rng));
     return m;
+}
+
+typedef struct {
+    cg_module *model;
+    cg_tape *tape;
+    cg_optimizer *optimizer;
+    cg_metrics *metrics;
+} trainer;
+
+// One training step on a batch already on the device. Everything it does is queued on the
+// device with nothing read back, so on a GPU it can be captured as a CUDA Graph and replayed.
+static void train_step(trainer *tr, const cg_batch *batch) {
+    cg_tensor *logits = cg_module_forward(tr->model, tr->tape, batch->x);   // forward: (B, classes)
+    cg_tensor *loss = cg_cross_entropy(tr->tape, logits, batch->labels);  // softmax cross-entropy, mean
+    cg_optimizer_zero_grad(tr->optimizer);
+    cg_tape_backward(tr->tape, loss);
+    cg_optimizer_step(tr->optimizer);
+    cg_metrics_add_loss(tr->metrics, loss, batch->size);
+    cg_metrics_add_argmax_correct(tr->metrics, logits, batch->labels);
+    cg_tape_clear(tr->tape);
 }
 
 // Mean loss and accuracy over a whole data set, without recording.
@@ -224,7 +247,13 @@ int main(int argc, char **argv) {
     bool augment = opt.augment >= 0 ? opt.augment : info->augment;
     if (augment) cg_loader_set_augmentation(loader, 4, true);
     cg_tape *tape = cg_tape_new(dev, 64 << 20);
+    cg_tape *eval_tape = cg_tape_new(dev, 64 << 20); // its own arena: the training arena never moves
     cg_metrics *metrics = cg_metrics_new(dev);
+    trainer tr = {model, tape, optimizer, metrics};
+    // On a GPU, epoch 1 runs eagerly (it sizes the arena and builds the cuDNN plans); in epoch 2
+    // one step of each batch size is captured as a CUDA Graph and replayed for every later step.
+    // The batch is gathered outside the graph, so each replay trains on the new batch.
+    cg_graph *graph = cg_graph_new(dev);
     cg_progress progress;
     cg_progress_init(&progress, opt.quiet);
 
@@ -236,14 +265,13 @@ int main(int argc, char **argv) {
         cg_batch batch;
         int64_t step = 0, steps = cg_loader_num_batches(loader);
         while (cg_loader_next(loader, &batch)) {
-            cg_tensor *logits = cg_module_forward(model, tape, batch.x);   // forward: (B, classes)
-            cg_tensor *loss = cg_cross_entropy(tape, logits, batch.labels); // softmax cross-entropy, mean
-            cg_optimizer_zero_grad(optimizer);
-            cg_tape_backward(tape, loss);
-            cg_optimizer_step(optimizer);
-            cg_metrics_add_loss(metrics, loss, batch.size);
-            cg_metrics_add_argmax_correct(metrics, logits, batch.labels);
-            cg_tape_clear(tape);
+            if (opt.no_graph || epoch == 1) {
+                train_step(&tr, &batch);
+            } else if (!cg_graph_replay(graph, batch.size)) {
+                cg_graph_begin(graph);
+                train_step(&tr, &batch);
+                cg_graph_end(graph, batch.size);
+            }
             step++;
             cg_progress_draw(&progress, "epoch %ld/%ld  step %lld/%lld", epoch, opt.epochs, (long long)step,
                              (long long)steps);
@@ -252,7 +280,7 @@ int main(int argc, char **argv) {
         cg_metrics_read(metrics, train->count, &train_loss, &train_accuracy); // waits for the device
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
-        evaluate(model, tape, test_loader, metrics, &test_loss, &test_accuracy);
+        evaluate(model, eval_tape, test_loader, metrics, &test_loss, &test_accuracy);
         double images_per_s = (double)train->count / epoch_seconds;
         double seconds = cg_seconds() - start;
         if (log) {
@@ -279,7 +307,9 @@ int main(int argc, char **argv) {
     }
 
     cg_csv_log_close(log);
+    cg_graph_free(graph);
     cg_metrics_free(metrics);
+    cg_tape_free(eval_tape);
     cg_tape_free(tape);
     cg_loader_free(test_loader);
     cg_loader_free(loader);
