@@ -13,6 +13,8 @@
 extern "C" {
 #endif
 
+struct cg_cuda_bench;
+
 typedef struct {
     // Number of GPUs; 0 with the reason (e.g. the driver's error string) written to reason.
     int (*count)(char *reason, size_t reason_size);
@@ -33,6 +35,9 @@ typedef struct {
     void (*graph_launch)(int index, void *exec);
     void (*graph_destroy)(void *exec);
     const cg_kernels *(*kernels)(void);
+    // The benchmark group (core/bench.h, bench_backend.h): timers, number-format conversions,
+    // products in each format, a tuned convolution layer.
+    const struct cg_cuda_bench *(*bench)(void);
 } cg_cuda_backend;
 
 // The one symbol libcgrad_cuda.so exports.

@@ -2,6 +2,7 @@
 // pinned host memory, CUDA Graph capture, and the caching allocator. Part of the plugin
 // libcgrad_cuda.so (see device_backend.h), which exports only cg_cuda_backend_entry.
 // No kernels here: those are kernels/cuda.
+#include "bench_backend.h"
 #include "device_backend.h"
 #include "device_cuda.h"
 
@@ -22,6 +23,8 @@ static void use_gpu(int index) {
         current_gpu = index;
     }
 }
+
+void cg_cuda_use_gpu(int index) { use_gpu(index); }
 
 cudaStream_t cg_cuda_stream(void) {
     if (current_gpu < 0) use_gpu(0);
@@ -281,6 +284,7 @@ __attribute__((visibility("default"))) const cg_cuda_backend *cg_cuda_backend_en
         .graph_launch = cuda_graph_launch,
         .graph_destroy = cuda_graph_destroy,
         .kernels = cg_cuda_kernel_table,
+        .bench = cg_cuda_bench_table,
     };
     return &backend;
 }

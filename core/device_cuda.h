@@ -14,6 +14,8 @@ extern "C" {
 // The stream of the GPU in use (made on first use; not the legacy default stream, which
 // cannot be captured into a CUDA Graph).
 cudaStream_t cg_cuda_stream(void);
+// Make GPU `index` the one this thread's CUDA calls (and cg_cuda_stream) go to.
+void cg_cuda_use_gpu(int index);
 // cuBLAS's version, from kernels/cuda/gemm.cu (the only file that calls cuBLAS).
 int cg_cuda_cublas_version(void);
 // Device memory of the current GPU from the caching allocator of device_cuda.c (workspaces).

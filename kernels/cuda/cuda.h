@@ -4,6 +4,7 @@
 #ifndef CG_KERNELS_CUDA_H
 #define CG_KERNELS_CUDA_H
 
+#include "../../core/bench.h"
 #include "../../core/device_cuda.h"
 #include "../../core/kernels.h"
 
@@ -110,6 +111,9 @@ void sgd_step_cuda(float *p, const float *g, float *momentum_buf, float *state, 
                    float dampening, float weight_decay, bool nesterov);
 void adam_step_cuda(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
                     float beta2, float eps, float weight_decay, bool decoupled_weight_decay);
+// The benchmark's products (core/bench.h: cg_bench_gemm), from gemm.cu.
+cg_status gemm_bench_cuda(cg_bench_precision p, bool trans_b, int64_t M, int64_t N, int64_t K, const void *A,
+                          const void *B, void *C);
 }
 
 #endif

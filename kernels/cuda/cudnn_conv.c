@@ -3,8 +3,12 @@
 // per (direction, shape), built on first use and cached; workspace from the caching allocator.
 // FP32 only, and no engine that rounds to TF32 on Tensor Cores (NVIDIA's "numerical note
 // TENSOR_CORE"), so results stay FP32 as on the CPU. The only file that calls cuDNN.
+// The benchmark (kernels/cuda/bench.cu) also builds plans here for F16 and BF16 data and the
+// NHWC layout, choosing the engine by timing the candidates (cg_cudnn_conv_tune).
 #include <cudnn.h>
+#include <float.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../core/device_cuda.h"
@@ -46,11 +50,19 @@ static cudnnBackendDescriptor_t make(cudnnBackendDescriptorType_t type) {
     return d;
 }
 
-// A 4-D NCHW float tensor with the given unique id.
-static cudnnBackendDescriptor_t tensor(int64_t uid, int64_t n, int64_t c, int64_t h, int64_t w) {
+// A 4-D tensor of `type` with the given unique id. cuDNN always takes the dimensions in the
+// order (n, c, h, w); the strides say how they are laid out: NCHW, or NHWC (channels last).
+static cudnnBackendDescriptor_t tensor(int64_t uid, cudnnDataType_t type, bool nhwc, int64_t n, int64_t c, int64_t h,
+                                       int64_t w) {
     cudnnBackendDescriptor_t t = make(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-    int64_t dims[4] = {n, c, h, w}, strides[4] = {c * h * w, h * w, w, 1}, alignment = 16;
-    cudnnDataType_t type = CUDNN_DATA_FLOAT;
+    int64_t dims[4] = {n, c, h, w}, alignment = 16;
+    int64_t strides[4] = {c * h * w, h * w, w, 1};
+    if (nhwc) {
+        strides[0] = h * w * c;
+        strides[1] = 1;
+        strides[2] = w * c;
+        strides[3] = c;
+    }
     CUDNN_CHECK(cudnnBackendSetAttribute(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type));
     CUDNN_CHECK(cudnnBackendSetAttribute(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims));
     CUDNN_CHECK(cudnnBackendSetAttribute(t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides));
@@ -60,8 +72,9 @@ static cudnnBackendDescriptor_t tensor(int64_t uid, int64_t n, int64_t c, int64_
     return t;
 }
 
-// True when an engine configuration rounds to TF32 or lower precision (what FP32 must not do).
-static bool reduces_precision(cudnnBackendDescriptor_t config) {
+// The numerical notes of an engine configuration, as a bit mask (1 << CUDNN_NUMERICAL_NOTE_...),
+// and its engine's global index (the number cuDNN's logs and the frontend name it by).
+static unsigned engine_notes(cudnnBackendDescriptor_t config, int64_t *index) {
     cudnnBackendDescriptor_t engine = make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
     int64_t count = 0;
     CUDNN_CHECK(cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &count,
@@ -70,26 +83,53 @@ static bool reduces_precision(cudnnBackendDescriptor_t config) {
     int64_t n_notes = 0;
     CUDNN_CHECK(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
                                          CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &n_notes, notes));
-    bool reduced = false;
-    for (int64_t i = 0; i < n_notes; i++)
-        reduced |= notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE || notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS ||
-                   notes[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION;
+    if (index) CUDNN_CHECK(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &count, index));
+    unsigned mask = 0;
+    for (int64_t i = 0; i < n_notes; i++) mask |= 1u << notes[i];
     cudnnBackendDestroyDescriptor(engine);
-    return reduced;
+    return mask;
 }
 
-// Build the execution plan of one convolution: its operation graph, the heuristics' engine
-// configurations in order, the first FP32 one that finalizes.
-static cached_plan *build_plan(direction dir, const int64_t d[11]) {
+// Engines that round FP32 inputs to TF32 or lower, or reduce in lower precision: what FP32 must
+// not do. DOWN_CONVERT_INPUTS alone is what no format may do (PyTorch's filter, Conv_v8.cpp).
+#define NOTE(n) (1u << CUDNN_NUMERICAL_NOTE_##n)
+#define REDUCED_PRECISION_NOTES (NOTE(TENSOR_CORE) | NOTE(DOWN_CONVERT_INPUTS) | NOTE(REDUCED_PRECISION_REDUCTION))
+
+// One convolution: its direction, sizes (N C H W K R S stride pad P Q; C as stored), the stored
+// data type and layout.
+typedef struct {
+    direction dir;
+    const int64_t *d;
+    cudnnDataType_t type;
+    bool nhwc;
+} conv_problem;
+
+// The descriptors of a convolution's operation graph; graph is the one plans are made from.
+typedef struct {
+    cudnnBackendDescriptor_t graph, op, conv, x, w, y;
+} op_graph;
+
+static void destroy_graph(op_graph *g) {
+    cudnnBackendDescriptor_t all[] = {g->graph, g->op, g->conv, g->x, g->w, g->y};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) cudnnBackendDestroyDescriptor(all[i]);
+}
+
+// The operation graph of one convolution. Returns cuDNN's status of finalizing it (an
+// unsupported type or layout shows here); the descriptors are in *g either way.
+static cudnnStatus_t make_graph(const conv_problem *pb, op_graph *g) {
+    const int64_t *d = pb->d;
     int64_t N = d[0], C = d[1], H = d[2], W = d[3], K = d[4], R = d[5], S = d[6], stride = d[7], pad = d[8],
             P = d[9], Q = d[10];
     cudnnHandle_t h = get_handle();
-    cudnnBackendDescriptor_t x = tensor(UID_X, N, C, H, W), w = tensor(UID_W, K, C, R, S), y = tensor(UID_Y, N, K, P, Q);
+    g->x = tensor(UID_X, pb->type, pb->nhwc, N, C, H, W);
+    g->w = tensor(UID_W, pb->type, pb->nhwc, K, C, R, S);
+    g->y = tensor(UID_Y, pb->type, pb->nhwc, N, K, P, Q);
 
-    cudnnBackendDescriptor_t conv = make(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+    g->conv = make(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
     int64_t spatial = 2, pads[2] = {pad, pad}, strides[2] = {stride, stride}, dilations[2] = {1, 1};
-    cudnnDataType_t compute = CUDNN_DATA_FLOAT;
+    cudnnDataType_t compute = CUDNN_DATA_FLOAT; // f32 accumulation for every data type
     cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+    cudnnBackendDescriptor_t conv = g->conv;
     CUDNN_CHECK(cudnnBackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial));
     CUDNN_CHECK(cudnnBackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute));
     CUDNN_CHECK(cudnnBackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode));
@@ -115,70 +155,95 @@ static cached_plan *build_plan(direction dir, const int64_t d[11]) {
         {CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW,
          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC,
          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA}};
-    cudnnBackendDescriptor_t op = make(op_types[dir]);
+    direction dir = pb->dir;
+    g->op = make(op_types[dir]);
     float alpha = 1.0f, beta = dir == DIR_FORWARD ? 0.0f : 1.0f;
-    CUDNN_CHECK(cudnnBackendSetAttribute(op, attrs[dir][0], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
-    CUDNN_CHECK(cudnnBackendSetAttribute(op, attrs[dir][1], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w));
-    CUDNN_CHECK(cudnnBackendSetAttribute(op, attrs[dir][2], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
-    CUDNN_CHECK(cudnnBackendSetAttribute(op, attrs[dir][3], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv));
-    CUDNN_CHECK(cudnnBackendSetAttribute(op, attrs[dir][4], CUDNN_TYPE_FLOAT, 1, &alpha));
-    CUDNN_CHECK(cudnnBackendSetAttribute(op, attrs[dir][5], CUDNN_TYPE_FLOAT, 1, &beta));
-    CUDNN_CHECK(cudnnBackendFinalize(op));
+    CUDNN_CHECK(cudnnBackendSetAttribute(g->op, attrs[dir][0], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g->x));
+    CUDNN_CHECK(cudnnBackendSetAttribute(g->op, attrs[dir][1], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g->w));
+    CUDNN_CHECK(cudnnBackendSetAttribute(g->op, attrs[dir][2], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g->y));
+    CUDNN_CHECK(cudnnBackendSetAttribute(g->op, attrs[dir][3], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv));
+    CUDNN_CHECK(cudnnBackendSetAttribute(g->op, attrs[dir][4], CUDNN_TYPE_FLOAT, 1, &alpha));
+    CUDNN_CHECK(cudnnBackendSetAttribute(g->op, attrs[dir][5], CUDNN_TYPE_FLOAT, 1, &beta));
+    g->graph = make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+    cudnnStatus_t st = cudnnBackendFinalize(g->op);
+    if (st != CUDNN_STATUS_SUCCESS) return st;
+    CUDNN_CHECK(cudnnBackendSetAttribute(g->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g->op));
+    CUDNN_CHECK(cudnnBackendSetAttribute(g->graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h));
+    return cudnnBackendFinalize(g->graph);
+}
 
-    cudnnBackendDescriptor_t graph = make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
-    CUDNN_CHECK(cudnnBackendSetAttribute(graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &op));
-    CUDNN_CHECK(cudnnBackendSetAttribute(graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h));
-    CUDNN_CHECK(cudnnBackendFinalize(graph));
-
-    cudnnBackendDescriptor_t heur = make(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-    cudnnBackendHeurMode_t heur_mode = CUDNN_HEUR_MODE_A;
-    CUDNN_CHECK(cudnnBackendSetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+// The engine configurations cuDNN's heuristics (`mode`) propose for a graph, best first, into
+// configs[0..max) (descriptors the caller made). Returns how many, 0 when the heuristics fail.
+// *heur is the heuristics descriptor, which the caller destroys once done with the configs.
+static int64_t heuristic_configs(cudnnBackendDescriptor_t graph, cudnnBackendHeurMode_t mode,
+                                 cudnnBackendDescriptor_t *configs, int64_t max, cudnnBackendDescriptor_t *heur) {
+    *heur = make(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+    CUDNN_CHECK(cudnnBackendSetAttribute(*heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
                                          &graph));
-    CUDNN_CHECK(cudnnBackendSetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &heur_mode));
-    CUDNN_CHECK(cudnnBackendFinalize(heur));
+    CUDNN_CHECK(cudnnBackendSetAttribute(*heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode));
+    int64_t count = 0;
+    if (cudnnBackendFinalize(*heur) != CUDNN_STATUS_SUCCESS ||
+        cudnnBackendGetAttribute(*heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, max, &count,
+                                 configs) != CUDNN_STATUS_SUCCESS)
+        count = 0;
+    return count < max ? count : max;
+}
+
+// An execution plan for one engine configuration; NULL when the engine cannot run the graph.
+static cudnnBackendDescriptor_t make_plan(cudnnBackendDescriptor_t config) {
+    cudnnHandle_t h = get_handle();
+    cudnnBackendDescriptor_t plan = make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+    CUDNN_CHECK(cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h));
+    CUDNN_CHECK(cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                         &config));
+    if (cudnnBackendFinalize(plan) == CUDNN_STATUS_SUCCESS) return plan;
+    cudnnBackendDestroyDescriptor(plan);
+    return NULL;
+}
+
+static int64_t plan_workspace(cudnnBackendDescriptor_t plan) {
+    int64_t n = 0, bytes = 0;
+    CUDNN_CHECK(cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &bytes));
+    return bytes;
+}
+
+// Build the execution plan of one FP32 NCHW convolution: its operation graph, the heuristics'
+// engine configurations in order, the first FP32 one that finalizes.
+static cached_plan *build_plan(direction dir, const int64_t d[11]) {
+    int64_t N = d[0], C = d[1], H = d[2], W = d[3], K = d[4], R = d[5], S = d[6];
+    conv_problem pb = {dir, d, CUDNN_DATA_FLOAT, false};
+    op_graph g;
+    CUDNN_CHECK(make_graph(&pb, &g));
     enum { MAX_CONFIGS = 32 };
     cudnnBackendDescriptor_t configs[MAX_CONFIGS];
     for (int i = 0; i < MAX_CONFIGS; i++) configs[i] = make(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
-    int64_t n_configs = 0;
-    CUDNN_CHECK(cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                         MAX_CONFIGS, &n_configs, configs));
+    cudnnBackendDescriptor_t heur;
+    int64_t n_configs = heuristic_configs(g.graph, CUDNN_HEUR_MODE_A, configs, MAX_CONFIGS, &heur);
 
     cudnnBackendDescriptor_t plan = NULL;
     for (int64_t i = 0; i < n_configs && plan == NULL; i++) {
-        if (reduces_precision(configs[i])) continue;
-        cudnnBackendDescriptor_t candidate = make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-        CUDNN_CHECK(cudnnBackendSetAttribute(candidate, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h));
-        CUDNN_CHECK(cudnnBackendSetAttribute(candidate, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
-                                             CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &configs[i]));
-        if (cudnnBackendFinalize(candidate) == CUDNN_STATUS_SUCCESS)
-            plan = candidate; // the heuristics list the fastest first
-        else
-            cudnnBackendDestroyDescriptor(candidate);
+        if (engine_notes(configs[i], NULL) & REDUCED_PRECISION_NOTES) continue;
+        plan = make_plan(configs[i]); // the heuristics list the fastest first
     }
     CG_CHECK(plan != NULL, "cuDNN has no FP32 engine for conv2d (direction %d) of x (%lld, %lld, %lld, %lld), "
                            "w (%lld, %lld, %lld, %lld)", (int)dir, (long long)N, (long long)C, (long long)H,
              (long long)W, (long long)K, (long long)C, (long long)R, (long long)S);
     for (int i = 0; i < MAX_CONFIGS; i++) cudnnBackendDestroyDescriptor(configs[i]);
-    cudnnBackendDescriptor_t all[] = {heur, graph, op, conv, x, w, y};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) cudnnBackendDestroyDescriptor(all[i]);
+    cudnnBackendDestroyDescriptor(heur);
+    destroy_graph(&g);
 
     CG_CHECK(plan_count < MAX_PLANS, "more than %d cached cuDNN plans", MAX_PLANS);
     cached_plan *c = &plans[plan_count++];
     c->dir = dir;
     memcpy(c->dims, d, sizeof c->dims);
     c->plan = plan;
-    int64_t n = 0;
-    CUDNN_CHECK(cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n,
-                                         &c->workspace));
+    c->workspace = plan_workspace(plan);
     return c;
 }
 
-static void run(direction dir, const int64_t d[11], void *x, void *w, void *y) {
-    cached_plan *c = NULL;
-    for (int i = 0; i < plan_count && c == NULL; i++)
-        if (plans[i].dir == dir && memcmp(plans[i].dims, d, sizeof plans[i].dims) == 0) c = &plans[i];
-    if (c == NULL) c = build_plan(dir, d);
-    void *workspace = c->workspace > 0 ? cg_cuda_alloc((size_t)c->workspace) : NULL;
+// Run a plan on x, w, y with a workspace from the caching allocator. Returns cuDNN's status.
+static cudnnStatus_t execute(cudnnBackendDescriptor_t plan, int64_t workspace_size, void *x, void *w, void *y) {
+    void *workspace = workspace_size > 0 ? cg_cuda_alloc((size_t)workspace_size) : NULL;
     int64_t uids[3] = {UID_X, UID_W, UID_Y};
     void *pointers[3] = {x, w, y};
     cudnnBackendDescriptor_t pack = make(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
@@ -186,9 +251,18 @@ static void run(direction dir, const int64_t d[11], void *x, void *w, void *y) {
     CUDNN_CHECK(cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, pointers));
     CUDNN_CHECK(cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace));
     CUDNN_CHECK(cudnnBackendFinalize(pack));
-    CUDNN_CHECK(cudnnBackendExecute(get_handle(), c->plan, pack));
+    cudnnStatus_t st = cudnnBackendExecute(get_handle(), plan, pack);
     cudnnBackendDestroyDescriptor(pack);
     if (workspace) cg_cuda_free(workspace); // stream-ordered reuse: see conv.cu
+    return st;
+}
+
+static void run(direction dir, const int64_t d[11], void *x, void *w, void *y) {
+    cached_plan *c = NULL;
+    for (int i = 0; i < plan_count && c == NULL; i++)
+        if (plans[i].dir == dir && memcmp(plans[i].dims, d, sizeof plans[i].dims) == 0) c = &plans[i];
+    if (c == NULL) c = build_plan(dir, d);
+    CUDNN_CHECK(execute(c->plan, c->workspace, x, w, y));
 }
 
 void cg_cudnn_conv2d_forward(float *y, const float *x, const float *w, const int64_t d[11]) {
@@ -204,3 +278,115 @@ void cg_cudnn_conv2d_backward_filter(float *dw, const float *x, const float *dy,
 }
 
 int cg_cudnn_version(void) { return (int)cudnnGetVersion(); }
+
+// ---- tuned plans, for the benchmark --------------------------------------------------------------
+
+struct cg_cudnn_tuned {
+    cudnnBackendDescriptor_t plan;
+    int64_t workspace;
+};
+
+// Every candidate the heuristics list (mode A, then the fallback list) that the format allows is
+// finalized and timed: one untimed run, then TIMED_RUNS runs between two CUDA events. Engines
+// needing more workspace than half the free memory are left out.
+#define MAX_CANDIDATES 32
+#define MAX_TIMED 16
+#define TIMED_RUNS 3
+
+cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allow_reduced, const int64_t d[11], void *x,
+                                   void *w, void *y, char *about, size_t about_size) {
+    CG_CHECK(dir >= CG_CUDNN_FORWARD && dir <= CG_CUDNN_BACKWARD_FILTER, "bad direction %d", dir);
+    cudnnDataType_t type;
+    switch (dtype) {
+    case CG_F32: type = CUDNN_DATA_FLOAT; break;
+    case CG_F16: type = CUDNN_DATA_HALF; break;
+    case CG_BF16: type = CUDNN_DATA_BFLOAT16; break;
+    default: snprintf(about, about_size, "no cuDNN convolution for dtype %d", (int)dtype); return NULL;
+    }
+    const char *type_name = dtype == CG_F32 ? "f32" : dtype == CG_F16 ? "f16" : "bf16";
+    static const direction dirs[3] = {DIR_FORWARD, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER};
+    static const char *const dir_names[3] = {"forward", "backward data", "backward filter"};
+    conv_problem pb = {dirs[dir], d, type, nhwc};
+    op_graph g;
+    cudnnStatus_t st = make_graph(&pb, &g);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        snprintf(about, about_size, "cuDNN cannot describe this %s convolution: %s", dir_names[dir],
+                 cudnnGetErrorString(st));
+        destroy_graph(&g);
+        return NULL;
+    }
+    cudnnBackendDescriptor_t configs[2 * MAX_CANDIDATES], heurs[2];
+    for (int i = 0; i < 2 * MAX_CANDIDATES; i++) configs[i] = make(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+    int64_t n_a = heuristic_configs(g.graph, CUDNN_HEUR_MODE_A, configs, MAX_CANDIDATES, &heurs[0]);
+    int64_t n = n_a + heuristic_configs(g.graph, CUDNN_HEUR_MODE_FALLBACK, configs + n_a, MAX_CANDIDATES, &heurs[1]);
+
+    size_t free_bytes = 0, total_bytes = 0;
+    CG_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    cudaEvent_t start, stop;
+    CG_CUDA_CHECK(cudaEventCreate(&start));
+    CG_CUDA_CHECK(cudaEventCreate(&stop));
+    cudaStream_t stream = cg_cuda_stream();
+    cg_cudnn_tuned *best = NULL;
+    float best_ms = FLT_MAX;
+    int64_t best_index = -1, seen[2 * MAX_CANDIDATES];
+    unsigned best_notes = 0;
+    int timed = 0, n_seen = 0;
+    for (int64_t i = 0; i < n && timed < MAX_TIMED; i++) {
+        int64_t index = -1;
+        unsigned notes = engine_notes(configs[i], &index);
+        bool repeat = false; // the fallback list repeats engines of the first list
+        for (int j = 0; j < n_seen && i >= n_a; j++) repeat |= seen[j] == index;
+        if (repeat) continue;
+        seen[n_seen++] = index;
+        if (notes & NOTE(DOWN_CONVERT_INPUTS)) continue;
+        if (!allow_reduced && (notes & REDUCED_PRECISION_NOTES)) continue;
+        cudnnBackendDescriptor_t plan = make_plan(configs[i]);
+        if (plan == NULL) continue;
+        int64_t workspace = plan_workspace(plan);
+        if ((size_t)workspace > free_bytes / 2 || execute(plan, workspace, x, w, y) != CUDNN_STATUS_SUCCESS) {
+            cudaGetLastError(); // a refused launch leaves an error to clear
+            cudnnBackendDestroyDescriptor(plan);
+            continue;
+        }
+        CG_CUDA_CHECK(cudaEventRecord(start, stream));
+        for (int r = 0; r < TIMED_RUNS; r++) CUDNN_CHECK(execute(plan, workspace, x, w, y));
+        CG_CUDA_CHECK(cudaEventRecord(stop, stream));
+        CG_CUDA_CHECK(cudaEventSynchronize(stop));
+        float ms = 0.0f;
+        CG_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+        ms /= TIMED_RUNS;
+        timed++;
+        if (ms < best_ms) {
+            if (best == NULL) best = cg_xcalloc(1, sizeof *best);
+            else cudnnBackendDestroyDescriptor(best->plan);
+            best->plan = plan;
+            best->workspace = workspace;
+            best_ms = ms;
+            best_index = index;
+            best_notes = notes;
+        } else {
+            cudnnBackendDestroyDescriptor(plan);
+        }
+    }
+    CG_CUDA_CHECK(cudaEventDestroy(start));
+    CG_CUDA_CHECK(cudaEventDestroy(stop));
+    for (int i = 0; i < 2 * MAX_CANDIDATES; i++) cudnnBackendDestroyDescriptor(configs[i]);
+    cudnnBackendDestroyDescriptor(heurs[0]);
+    cudnnBackendDestroyDescriptor(heurs[1]);
+    destroy_graph(&g);
+    if (best == NULL)
+        snprintf(about, about_size, "no cuDNN engine runs this %s %s %s convolution (%lld candidates)", dir_names[dir],
+                 nhwc ? "NHWC" : "NCHW", type_name, (long long)n);
+    else
+        snprintf(about, about_size, "%s: cuDNN engine %lld%s, %.3f ms, fastest of %d timed", dir_names[dir],
+                 (long long)best_index, (best_notes & NOTE(TENSOR_CORE)) ? " (Tensor Cores)" : "", best_ms, timed);
+    return best;
+}
+
+void cg_cudnn_conv_run(cg_cudnn_tuned *t, void *x, void *w, void *y) { CUDNN_CHECK(execute(t->plan, t->workspace, x, w, y)); }
+
+void cg_cudnn_conv_free(cg_cudnn_tuned *t) {
+    if (t == NULL) return;
+    cudnnBackendDestroyDescriptor(t->plan);
+    free(t);
+}

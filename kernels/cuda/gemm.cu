@@ -2,7 +2,8 @@
 // for the rest. cuBLAS is column-major; a row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T, so the
 // operands are passed swapped and nothing is transposed in memory. FP32 math (no TF32): the
 // handle keeps cuBLAS's default math mode. A fixed workspace from the caching allocator keeps
-// cuBLAS from allocating during CUDA Graph capture.
+// cuBLAS from allocating during CUDA Graph capture. Also the benchmark's products in fp32, tf32,
+// fp16, bf16 and int8 (gemm_bench_cuda, for core/bench.h), on a handle of their own.
 #include <cublas_v2.h>
 
 #include "cuda.h"
@@ -93,6 +94,59 @@ void gemm_cuda(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
     int lda = (int)(trans_a ? M : K), ldb = (int)(trans_b ? K : N);
     CG_CUBLAS_CHECK(cublasSgemm(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N,
                                 (int)M, (int)K, &alpha, B, ldb, A, lda, &beta, C, (int)N));
+}
+
+// The benchmark's handle: cuBLAS's default math mode (like PyTorch's defaults, it lets fp16 and
+// bf16 products reduce split sums in their own format), and a 32 MiB workspace, the size PyTorch
+// gives cuBLAS on Hopper (4 MiB before it), so that both libraries may choose the same kernels.
+#define CG_CUBLAS_BENCH_WORKSPACE (32 << 20)
+
+static cublasHandle_t bench_handle_for_current_gpu(void) {
+    static cublasHandle_t handles[16];
+    int gpu = 0;
+    CG_CUDA_CHECK(cudaGetDevice(&gpu));
+    CG_CHECK(gpu >= 0 && gpu < 16, "cuda:%d: at most 16 GPUs", gpu);
+    if (handles[gpu] == NULL) {
+        CG_CUBLAS_CHECK(cublasCreate(&handles[gpu]));
+        CG_CUBLAS_CHECK(cublasSetStream(handles[gpu], cg_cuda_stream()));
+        void *workspace = cg_cuda_alloc(CG_CUBLAS_BENCH_WORKSPACE);
+        CG_CUBLAS_CHECK(cublasSetWorkspace(handles[gpu], workspace, CG_CUBLAS_BENCH_WORKSPACE));
+    }
+    return handles[gpu];
+}
+
+cg_status gemm_bench_cuda(cg_bench_precision p, bool trans_b, int64_t M, int64_t N, int64_t K, const void *A,
+                          const void *B, void *C) {
+    CG_CHECK(M > 0 && N > 0 && K > 0 && M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX,
+             "gemm %lld x %lld x %lld: sizes must be in 1..2^31-1", (long long)M, (long long)N, (long long)K);
+    cudaDataType_t in_type, out_type;
+    cublasComputeType_t compute;
+    switch (p) {
+    case CG_BENCH_FP32: in_type = CUDA_R_32F, out_type = CUDA_R_32F, compute = CUBLAS_COMPUTE_32F; break;
+    case CG_BENCH_TF32: in_type = CUDA_R_32F, out_type = CUDA_R_32F, compute = CUBLAS_COMPUTE_32F_FAST_TF32; break;
+    case CG_BENCH_FP16: in_type = CUDA_R_16F, out_type = CUDA_R_16F, compute = CUBLAS_COMPUTE_32F; break;
+    case CG_BENCH_BF16: in_type = CUDA_R_16BF, out_type = CUDA_R_16BF, compute = CUBLAS_COMPUTE_32F; break;
+    case CG_BENCH_INT8: in_type = CUDA_R_8I, out_type = CUDA_R_32I, compute = CUBLAS_COMPUTE_32I; break;
+    default: CG_CHECK(0, "bad precision %d", (int)p);
+    }
+    // alpha and beta have the compute type: int32 for CUBLAS_COMPUTE_32I, float otherwise.
+    float alpha_f = 1.0f, beta_f = 0.0f;
+    int32_t alpha_i = 1, beta_i = 0;
+    const void *alpha = p == CG_BENCH_INT8 ? (const void *)&alpha_i : (const void *)&alpha_f;
+    const void *beta = p == CG_BENCH_INT8 ? (const void *)&beta_i : (const void *)&beta_f;
+    // Row-major C (M, N) = A op(B) is column-major C^T (N, M) = op(B)^T A^T: B goes first.
+    int ldb = (int)(trans_b ? K : N), lda = (int)K;
+    cublasStatus_t st = cublasGemmEx(bench_handle_for_current_gpu(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N,
+                                     (int)N, (int)M, (int)K, alpha, B, in_type, ldb, A, in_type, lda, beta, C, out_type,
+                                     (int)N, compute, CUBLAS_GEMM_DEFAULT);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_ARCH_MISMATCH || st == CUBLAS_STATUS_INVALID_VALUE) {
+        static const char *const names[] = {"fp32", "tf32", "fp16", "bf16", "int8"};
+        return cg_error(CG_ERR_DEVICE, "cuBLAS cannot run a %s product on this GPU: %s", names[p],
+                        cublasGetStatusString(st));
+    }
+    CG_CUBLAS_CHECK(st);
+    CG_LAUNCH_CHECK();
+    return cg_ok();
 }
 
 int cg_cuda_cublas_version(void) {

@@ -1,0 +1,302 @@
+// test_gpu_benchmark.c: runs the built gpu_benchmark (CGRAD_BIN_DIR/gpu_benchmark).
+//   test_gpu_benchmark        the CPU path: --device cpu --n 256 --iters 2 --batch 2 as a table and
+//                             as JSON (every line an object; a matmul, two conv and the memory
+//                             measurements with sane values; the product checked against double
+//                             precision), the "GPU part skipped" line, --help, refused flags.
+//   test_gpu_benchmark cuda   the GPU path on small sizes: every matmul format and every
+//                             convolution measured (or skipped with a reason where the GPU or
+//                             build cannot), errors within each format's precision. Exit 77
+//                             (skipped) without a GPU.
+// Figures are not judged: a slow machine passes. Only exit statuses, output shape and accuracy.
+#define _POSIX_C_SOURCE 200809L
+#include "../core/device.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int failures = 0;
+static char program[1024];
+static char tmp_dir[256];
+
+static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(const char *what, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "FAIL %s: ", what);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    failures++;
+}
+
+static void read_text(const char *path, char *buf, size_t size) {
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+typedef struct {
+    int exit_code; // -1 when killed by a signal
+    char out[65536], err[8192];
+} run_result;
+
+static run_result result; // large: kept out of the stack
+
+static const run_result *run(const char *args) {
+    char out_path[300], err_path[300], command[4096];
+    snprintf(out_path, sizeof out_path, "%s/stdout", tmp_dir);
+    snprintf(err_path, sizeof err_path, "%s/stderr", tmp_dir);
+    snprintf(command, sizeof command, "'%s' %s >'%s' 2>'%s' </dev/null", program, args, out_path, err_path);
+    int status = system(command);
+    result.exit_code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
+    read_text(out_path, result.out, sizeof result.out);
+    read_text(err_path, result.err, sizeof result.err);
+    return &result;
+}
+
+// Refused: exit status 2 (bad usage) and one stderr line naming `needle`.
+static void expect_refused(const char *args, const char *needle) {
+    const run_result *r = run(args);
+    size_t len = strlen(r->err);
+    if (r->exit_code != 2) fail(args, "exit status %d, expected 2", r->exit_code);
+    if (len == 0 || strchr(r->err, '\n') != r->err + len - 1) fail(args, "stderr is not one line: \"%s\"", r->err);
+    if (strstr(r->err, needle) == NULL) fail(args, "stderr does not name \"%s\": \"%s\"", needle, r->err);
+    if (r->out[0] != '\0') fail(args, "printed on stdout: \"%.200s\"", r->out);
+}
+
+// ---- the JSON lines ------------------------------------------------------------------------------
+
+#define MAX_LINES 64
+static cJSON *lines[MAX_LINES];
+static int n_lines;
+
+static void parse_lines(const char *what, char *out) {
+    for (int i = 0; i < n_lines; i++) cJSON_Delete(lines[i]);
+    n_lines = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        if (j == NULL || !cJSON_IsObject(j)) {
+            fail(what, "not a JSON object: \"%s\"", line);
+            cJSON_Delete(j);
+            continue;
+        }
+        if (n_lines == MAX_LINES) {
+            fail(what, "more than %d lines", MAX_LINES);
+            cJSON_Delete(j);
+            break;
+        }
+        lines[n_lines++] = j;
+    }
+}
+
+static const char *str(const cJSON *j, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double num(const cJSON *j, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1.0;
+}
+
+// The line whose fields equal the given key/value pairs (NULL-terminated), or NULL.
+static const cJSON *find(const char *key, ...) {
+    for (int i = 0; i < n_lines; i++) {
+        va_list ap;
+        va_start(ap, key);
+        bool match = true;
+        for (const char *k = key; k && match; k = va_arg(ap, const char *)) match = strcmp(str(lines[i], k), va_arg(ap, const char *)) == 0;
+        va_end(ap);
+        if (match) return lines[i];
+    }
+    return NULL;
+}
+
+// ---- the CPU path ----------------------------------------------------------------------------------
+
+static const char *cpu_args = "--device cpu --n 256 --iters 2 --batch 2";
+
+static void test_cpu_table(void) {
+    const run_result *r = run(cpu_args);
+    if (r->exit_code != 0) fail(cpu_args, "exit status %d, stderr \"%s\"", r->exit_code, r->err);
+    const char *needles[] = {"GPU part skipped: --device cpu", "Test 1: matrix product, 256 x 256", "Test 2: conv2d",
+                             "Test 3: memory", "  cpu     fp32", "host RAM"};
+    for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
+        if (strstr(r->out, needles[i]) == NULL) fail(cpu_args, "no \"%s\" in the output:\n%s", needles[i], r->out);
+    int skip_lines = 0;
+    for (const char *p = r->out; (p = strstr(p, "GPU part skipped")) != NULL; p++) skip_lines++;
+    if (skip_lines != 1) fail(cpu_args, "%d lines say the GPU part was skipped, expected 1", skip_lines);
+    printf("%s: exit 0, the three tests and one 'GPU part skipped' line\n", cpu_args);
+}
+
+static void test_cpu_json(void) {
+    char args[256];
+    snprintf(args, sizeof args, "%s --json", cpu_args);
+    const run_result *r = run(args);
+    if (r->exit_code != 0) fail(args, "exit status %d, stderr \"%s\"", r->exit_code, r->err);
+    if (strstr(r->err, "GPU part skipped: --device cpu") == NULL)
+        fail(args, "stderr does not say the GPU part was skipped: \"%s\"", r->err);
+    parse_lines(args, result.out);
+    const cJSON *skip = find("workload", "gpu_skipped", NULL);
+    if (skip == NULL || strcmp(str(skip, "reason"), "--device cpu") != 0) fail(args, "no gpu_skipped line with its reason");
+    const cJSON *mm = find("workload", "matmul", "device", "cpu", "dtype", "fp32", NULL);
+    if (mm == NULL) {
+        fail(args, "no CPU fp32 matmul line");
+    } else {
+        if (num(mm, "n") != 256) fail(args, "matmul n %g", num(mm, "n"));
+        if (!(num(mm, "seconds") > 0 && num(mm, "tflops") > 0)) fail(args, "matmul seconds or tflops not positive");
+        double tflops = 2.0 * 256 * 256 * 256 / num(mm, "seconds") / 1e12;
+        if (!(tflops > num(mm, "tflops") * 0.999 && tflops < num(mm, "tflops") * 1.001))
+            fail(args, "tflops %g is not 2 N^3 / seconds (%g)", num(mm, "tflops"), tflops);
+        if (!(num(mm, "max_error") >= 0 && num(mm, "max_error") < 1e-5))
+            fail(args, "fp32 product off: max_error %g", num(mm, "max_error"));
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        const char *m = mode ? "train" : "forward";
+        const cJSON *c = find("workload", "conv", "device", "cpu", "mode", m, NULL);
+        if (c == NULL) {
+            fail(args, "no CPU conv %s line", m);
+            continue;
+        }
+        if (num(c, "iters") != 2 || num(c, "batch") != 2) fail(args, "conv %s: iters %g, batch %g", m, num(c, "iters"), num(c, "batch"));
+        if (!(num(c, "it_per_s") > 0)) fail(args, "conv %s: it_per_s %g", m, num(c, "it_per_s"));
+        if (strcmp(str(c, "dtype"), "fp32") != 0 || strcmp(str(c, "method"), "kernels") != 0)
+            fail(args, "conv %s: dtype %s, method %s", m, str(c, "dtype"), str(c, "method"));
+    }
+    const cJSON *host = find("workload", "memory", "phase", "host", NULL);
+    if (host == NULL || !(num(host, "total_bytes") > 0 && num(host, "peak_rss_bytes") > 0))
+        fail(args, "no host memory line with total and peak resident bytes");
+    printf("%s: %d JSON lines: gpu_skipped, matmul (error %.1e), conv forward and train, memory\n", args, n_lines,
+           mm ? num(mm, "max_error") : -1.0);
+}
+
+static void test_flags(void) {
+    expect_refused("--n 0", "--n");
+    expect_refused("--iters abc", "--iters");
+    expect_refused("--dtypes fp32,fp64", "fp64");
+    expect_refused("--dtypes fp32,fp32", "twice");
+    expect_refused("--conv-dtypes int8", "int8");
+    expect_refused("--tests matmul,speed", "speed");
+    expect_refused("--device tpu", "tpu");
+    expect_refused("--device cpu --no-cpu", "nothing to measure");
+    expect_refused("stray", "stray");
+    const run_result *r = run("--help");
+    if (r->exit_code != 0 || strstr(r->out, "usage: gpu_benchmark") == NULL || r->err[0] != '\0')
+        fail("--help", "exit %d, stdout \"%.100s\", stderr \"%s\"", r->exit_code, r->out, r->err);
+    printf("bad flags refused with exit 2 and one line; --help exits 0\n");
+}
+
+// On a machine without a usable GPU, the default --device cuda runs the CPU side and says why.
+static void test_no_gpu_default(void) {
+    const char *args = "--n 128 --iters 1 --batch 1 --tests matmul";
+    const run_result *r = run(args);
+    if (r->exit_code != 0) fail(args, "exit status %d, stderr \"%s\"", r->exit_code, r->err);
+    const char *line = strstr(r->out, "GPU part skipped: device 'cuda'");
+    if (line == NULL) fail(args, "no 'GPU part skipped' line naming the device:\n%s", r->out);
+    else printf("without a GPU: %.*s\n", (int)strcspn(line, "\n"), line);
+}
+
+// ---- the GPU path ------------------------------------------------------------------------------------
+
+static void test_gpu(void) {
+    const char *args = "--device cuda --no-cpu --n 512 --reps 2 --iters 3 --batch 4 --conv-dtypes fp32,tf32,fp16,bf16 --json";
+    const run_result *r = run(args);
+    if (r->exit_code != 0) fail(args, "exit status %d, stderr \"%s\"", r->exit_code, r->err);
+    parse_lines(args, result.out);
+    // The largest error each format may have (bench.h: the last of its mantissa bits, with room).
+    static const struct {
+        const char *dtype;
+        double max_error;
+        bool may_skip; // formats a GPU or cuBLAS may not offer
+    } formats[] = {{"fp32", 1e-5, false}, {"tf32", 5e-3, false}, {"fp16", 5e-3, false}, {"bf16", 3e-2, true},
+                   {"int8", 0.0, true}};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        const cJSON *m = find("workload", "matmul", "dtype", formats[i].dtype, NULL);
+        if (m == NULL) {
+            fail(args, "no %s matmul line", formats[i].dtype);
+        } else if (str(m, "skipped")[0]) {
+            if (!formats[i].may_skip) fail(args, "%s matmul skipped: %s", formats[i].dtype, str(m, "skipped"));
+            printf("  %s matmul skipped: %s\n", formats[i].dtype, str(m, "skipped"));
+        } else {
+            if (!(num(m, "tflops") > 0)) fail(args, "%s matmul: tflops %g", formats[i].dtype, num(m, "tflops"));
+            if (!(num(m, "max_error") >= 0 && num(m, "max_error") <= formats[i].max_error))
+                fail(args, "%s matmul: max_error %g above %g", formats[i].dtype, num(m, "max_error"), formats[i].max_error);
+            printf("  %s matmul: %.2f TFLOPS, error %.1e\n", formats[i].dtype, num(m, "tflops"), num(m, "max_error"));
+        }
+    }
+    static const char *const conv_rows[][2] = {{"fp32", "kernels"}, {"fp32", "cudnn-tuned"}, {"tf32", "cudnn-tuned"},
+                                               {"fp16", "cudnn-tuned"}, {"bf16", "cudnn-tuned"}};
+    for (size_t i = 0; i < sizeof conv_rows / sizeof conv_rows[0]; i++) {
+        const char *dtype = conv_rows[i][0], *method = conv_rows[i][1];
+        const cJSON *skipped = find("workload", "conv", "dtype", dtype, "method", method, NULL);
+        if (skipped && str(skipped, "skipped")[0]) {
+            // Allowed only where the build has no cuDNN, or the GPU no bf16.
+            if (strstr(str(skipped, "skipped"), "no cuDNN") == NULL && strcmp(dtype, "bf16") != 0)
+                fail(args, "%s %s conv skipped: %s", dtype, method, str(skipped, "skipped"));
+            printf("  %s %s conv skipped: %s\n", dtype, method, str(skipped, "skipped"));
+            continue;
+        }
+        for (int mode = 0; mode < 2; mode++) {
+            const char *m = mode ? "train" : "forward";
+            const cJSON *c = find("workload", "conv", "dtype", dtype, "method", method, "mode", m, NULL);
+            if (c == NULL || !(num(c, "it_per_s") > 0)) fail(args, "no %s %s conv %s line with it_per_s", dtype, method, m);
+            else printf("  %s %s conv %s: %.1f it/s (%s)\n", dtype, method, m, num(c, "it_per_s"), str(c, "about"));
+        }
+    }
+    const cJSON *end = find("workload", "memory", "phase", "after empty_cache", NULL);
+    if (end == NULL || !(num(end, "total_bytes") > 0 && num(end, "peak_bytes") > 0) || num(end, "allocated_bytes") != 0)
+        fail(args, "no 'after empty_cache' memory line with a total, a peak and nothing allocated");
+}
+
+int main(int argc, char **argv) {
+    bool gpu = argc > 1 && strcmp(argv[1], "cuda") == 0;
+    const char *dir = getenv("CGRAD_BIN_DIR");
+#ifdef CGRAD_BIN_DIR
+    if (dir == NULL) dir = CGRAD_BIN_DIR;
+#endif
+    if (dir == NULL) dir = "build";
+    snprintf(program, sizeof program, "%s/gpu_benchmark", dir);
+    if (access(program, X_OK) != 0) {
+        fprintf(stderr, "FAIL: no executable %s (build it first)\n", program);
+        return 1;
+    }
+    if (gpu && cg_cuda_device_count() == 0) {
+        printf("skipped: no GPU here\n");
+        return 77;
+    }
+    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/test_gpu_benchmark.XXXXXX");
+    if (mkdtemp(tmp_dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    if (gpu) {
+        test_gpu();
+    } else {
+        test_cpu_table();
+        test_cpu_json();
+        test_flags();
+        if (cg_cuda_device_count() == 0) test_no_gpu_default();
+    }
+    for (int i = 0; i < n_lines; i++) cJSON_Delete(lines[i]);
+    char path[512];
+    snprintf(path, sizeof path, "%s/stdout", tmp_dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/stderr", tmp_dir);
+    unlink(path);
+    rmdir(tmp_dir);
+    if (failures) {
+        fprintf(stderr, "%d failure(s)\n", failures);
+        return 1;
+    }
+    printf("all passed\n");
+    return 0;
+}
