@@ -3,6 +3,7 @@
 // random 0/1 labels, batch 32 shuffled, 100 epochs; then the accuracy on the whole set at
 // threshold 0.5. The same program runs on the CPU or a GPU (--device) and writes a CSV per epoch.
 #include "../../cgrad.h"
+#include "../../core/monitor.h"
 #include "../common/cli.h"
 
 #include <getopt.h>
@@ -23,6 +24,9 @@ static void usage(FILE *f) {
             "  --seed N           seed of the data, the weights and the shuffle (default 0)\n"
             "  --threads N        CPU threads (default: OpenMP's choice)\n"
             "  --log PATH         write a CSV row per epoch: epoch,loss,accuracy,seconds,device\n"
+            "  --monitor          sample the GPU once a second through NVML (utilisation, memory,\n"
+            "                     temperature, power) and add gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w\n"
+            "                     to the log: each epoch's mean (the latest sample for epochs under 1 s)\n"
             "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
             "  --quiet            print only the final accuracy\n"
             "  --help             this text\n"
@@ -35,7 +39,7 @@ typedef struct {
     const char *device;
     long epochs, batch_size, seed, threads;
     double lr;
-    bool adam, quiet, no_graph;
+    bool adam, quiet, no_graph, monitor;
     const char *log_path;
 } options;
 
@@ -48,7 +52,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"optimizer", required_argument, 0, 'o'}, {"seed", required_argument, 0, 's'},
         {"threads", required_argument, 0, 't'}, {"log", required_argument, 0, 'L'},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
-        {"no-graph", no_argument, 0, 'G'},
+        {"no-graph", no_argument, 0, 'G'},    {"monitor", no_argument, 0, 'M'},
         {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -64,6 +68,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'L': o->log_path = optarg; break;
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
+        case 'M': o->monitor = true; break;
         case 'o':
             if (strcmp(optarg, "sgd") == 0)
                 o->adam = false;
@@ -119,8 +124,18 @@ int main(int argc, char **argv) {
     // Everything is checked before the log is created, so bad input leaves no file behind.
     cg_csv_log *log = NULL;
     if (opt.log_path) {
-        s = cg_csv_log_open(&log, opt.log_path, "epoch,loss,accuracy,seconds,device");
+        s = cg_csv_log_open(&log, opt.log_path,
+                            opt.monitor ? "epoch,loss,accuracy,seconds,device," CG_MONITOR_CSV_HEADER
+                                        : "epoch,loss,accuracy,seconds,device");
         if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
+    }
+    // The GPU's counters, sampled on a thread of their own; without NVML (or on the CPU) one
+    // line says why and the gpu_ columns stay empty.
+    cg_monitor *monitor = NULL;
+    if (opt.monitor) {
+        char why[512];
+        monitor = cg_monitor_start(dev, 1.0, why, sizeof why);
+        if (monitor == NULL) fprintf(stderr, "simple_nn: --monitor: %s; the gpu_ columns stay empty\n", why);
     }
     double start = cg_seconds();
 
@@ -142,9 +157,10 @@ int main(int argc, char **argv) {
     cg_tape *tape = cg_tape_new(dev, 1 << 20);
     cg_metrics *metrics = cg_metrics_new(dev);
     trainer tr = {model, tape, optimizer, metrics};
-    // On a GPU the first epoch runs eagerly (it sizes the arena and warms cuBLAS); the second is
-    // captured whole as a CUDA Graph (every batch's gather and step, on fixed addresses), and
-    // each later epoch is one replay of it. On the CPU every epoch runs eagerly.
+    // On a GPU the first epoch runs eagerly (it sizes the arena and fills the allocator's
+    // cache); the second is captured whole as a CUDA Graph (every batch's gather and step, on
+    // fixed addresses), and each later epoch is one replay of it. The CPU runs every epoch
+    // eagerly.
     cg_graph *graph = cg_graph_new(dev);
     cg_progress progress;
     cg_progress_init(&progress, opt.quiet);
@@ -164,7 +180,13 @@ int main(int argc, char **argv) {
         cg_metrics_read(metrics, data->count, &loss, &accuracy);
         double seconds = cg_seconds() - start;
         if (log) {
-            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%s", epoch, loss, accuracy, seconds, dev_name);
+            char gpu_cells[128] = ""; // ",util,mem,temp,power" with --monitor
+            if (opt.monitor) {
+                cg_monitor_sample sample;
+                if (monitor) sample = cg_monitor_take(monitor);
+                cg_monitor_csv_cells(monitor ? &sample : NULL, gpu_cells, sizeof gpu_cells);
+            }
+            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%s%s", epoch, loss, accuracy, seconds, dev_name, gpu_cells);
             if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
         }
         cg_progress_draw(&progress, "epoch %ld/%ld  loss %.4f  accuracy %.3f  %.2f s", epoch, opt.epochs, loss,
@@ -201,6 +223,7 @@ int main(int argc, char **argv) {
     free(targets);
     cg_tensor_free(x_all);
     cg_tensor_free(y_all);
+    cg_monitor_stop(monitor);
     cg_csv_log_close(log);
     cg_graph_free(graph);
     cg_metrics_free(metrics);
