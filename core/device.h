@@ -61,6 +61,7 @@ typedef struct {
     size_t memory_total, memory_free; // bytes
     int driver_version, runtime_version, cublas_version; // e.g. 13000 for CUDA 13.0
     double peak_fp32_tflops;          // cores x clock x 2 / 1e12; 0 when unknown
+    char pci_bus_id[32];              // "0000:01:00.0" (how NVML finds the same GPU); "" for the CPU
 } cg_device_info;
 
 cg_status cg_device_get_info(cg_device d, cg_device_info *info);

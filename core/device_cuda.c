@@ -233,6 +233,10 @@ static cg_status cuda_info(int index, cg_device_info *info) {
     CG_CUDA_CHECK(cudaDriverGetVersion(&info->driver_version));
     CG_CUDA_CHECK(cudaRuntimeGetVersion(&info->runtime_version));
     info->cublas_version = cg_cuda_cublas_version();
+    if (cudaDeviceGetPCIBusId(info->pci_bus_id, (int)sizeof info->pci_bus_id, index) != cudaSuccess) {
+        cudaGetLastError();
+        info->pci_bus_id[0] = '\0';
+    }
     info->peak_fp32_tflops =
         (double)info->multiprocessors * info->cores_per_multiprocessor * info->clock_ghz * 1e9 * 2.0 / 1e12;
     return cg_ok();

@@ -2,13 +2,17 @@
 """plot_curves.py: training curves from cgrad's CSV logs, several runs overlaid in one PNG.
 
 A 2x2 figure: loss and accuracy against the epoch (top) and against wall-clock seconds (bottom),
-one colour per run, test curves dashed. It reads logs; it does not run or compare anything else.
+one colour per run, test curves dashed. When a log has the GPU columns that --monitor adds
+(gpu_util, gpu_mem_mib, gpu_temp_c, gpu_power_w) with at least one value, two more rows plot
+them against seconds: utilisation, memory, temperature, power (--no-monitor leaves them out).
+It reads logs; it does not run or compare anything else.
 
 Input: CSV files with a header row. Needed columns: epoch, seconds, and at least one of
 loss, train_loss, test_loss, accuracy, train_accuracy, test_accuracy. A device column, when
-present, is shown in the legend. Other columns (images_per_s, ...) are ignored.
-    simple_nn:  epoch,loss,accuracy,seconds,device
-    cnn:        epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device
+present, is shown in the legend. Other columns (images_per_s, ...) are ignored; empty cells
+(a GPU column of a CPU run) are gaps.
+    simple_nn:  epoch,loss,accuracy,seconds,device[,gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w]
+    cnn:        epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device[,gpu_...]
 
 Run it with Debian's interpreter, which has matplotlib:
     /usr/bin/python3 tools/plot_curves.py runs/simple_nn_cpu.csv runs/simple_nn_cuda.csv -o runs/simple_nn.png
@@ -25,6 +29,13 @@ NEEDED = ("epoch", "seconds")
 # Columns drawn on each row of the figure, in legend order; the test_ ones are dashed.
 LOSS_COLUMNS = ("loss", "train_loss", "test_loss")
 ACCURACY_COLUMNS = ("accuracy", "train_accuracy", "test_accuracy")
+# The GPU counters of --monitor (each epoch's mean of NVML samples) and their axis labels.
+MONITOR_COLUMNS = {
+    "gpu_util": "GPU utilisation (%)",
+    "gpu_mem_mib": "GPU memory used (MiB)",
+    "gpu_temp_c": "GPU temperature (C)",
+    "gpu_power_w": "GPU power (W)",
+}
 
 
 class LogError(Exception):
@@ -69,7 +80,8 @@ def read_run(path, name):
     if len(rows) < 2:
         raise LogError(f"{path}: header only, no rows (did the run stop before its first epoch?)")
 
-    index = {c: header.index(c) for c in NEEDED + tuple(plotted)}
+    monitored = [c for c in MONITOR_COLUMNS if c in header]
+    index = {c: header.index(c) for c in NEEDED + tuple(plotted) + tuple(monitored)}
     columns = {c: [] for c in index}
     devices = []
     device_at = header.index("device") if "device" in header else None
@@ -103,7 +115,10 @@ def parse_args(argv):
                    help="legend name of a run, given once per CSV in the same order "
                         "(default: the file name without its extension)")
     p.add_argument("--title", default=None, help="title above the four panels")
-    p.add_argument("--dpi", type=int, default=100, help="resolution of the PNG (default: 100; the figure is 10x7 in)")
+    p.add_argument("--dpi", type=int, default=100,
+                   help="resolution of the PNG (default: 100; the figure is 10x7 in, 10x12 with the GPU rows)")
+    p.add_argument("--no-monitor", action="store_true",
+                   help="leave out the GPU rows even when the logs have gpu_ columns")
     a = p.parse_args(argv)
     if a.label and len(a.label) != len(a.logs):
         p.error(f"--label given {len(a.label)} times for {len(a.logs)} CSV files: give it once per file, or not at all")
@@ -112,12 +127,18 @@ def parse_args(argv):
     return a
 
 
-def draw(runs, output, title, dpi):
+def has_monitor_values(run):
+    """True when the run logged at least one GPU counter (a CPU run's gpu_ columns are empty)."""
+    return any(not math.isnan(v) for c in MONITOR_COLUMNS if c in run.columns for v in run.columns[c])
+
+
+def draw(runs, output, title, dpi, monitor=True):
     import matplotlib
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), squeeze=False)
+    monitor = monitor and any(has_monitor_values(run) for run in runs)
+    fig, axes = plt.subplots(4 if monitor else 2, 2, figsize=(10, 12 if monitor else 7), squeeze=False)
     panels = [  # (row, col, x column, the y columns it may draw, y label)
         (0, 0, "epoch", LOSS_COLUMNS, "loss"),
         (0, 1, "epoch", ACCURACY_COLUMNS, "accuracy"),
@@ -144,6 +165,24 @@ def draw(runs, output, title, dpi):
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, f"no {y_label} column", ha="center", va="center", transform=ax.transAxes)
+    if monitor:  # rows 3 and 4: the GPU counters against time, one line per run that has them
+        for k, (column, y_label) in enumerate(MONITOR_COLUMNS.items()):
+            ax = axes[2 + k // 2][k % 2]
+            for j, run in enumerate(runs):
+                values = run.columns.get(column)
+                if values is None or all(math.isnan(v) for v in values):
+                    continue
+                few = len(values) <= 30
+                ax.plot(run.columns["seconds"], values, color=colours[j % len(colours)], marker="." if few else None,
+                        linewidth=1.5, label=run.label())
+            ax.set_xlabel("wall-clock seconds since start")
+            ax.set_ylabel(y_label)
+            ax.set_title(f"{y_label.split(' (')[0]} vs time (mean per epoch)", fontsize=10)
+            ax.grid(True, alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=8)
+            else:
+                ax.text(0.5, 0.5, f"no {column} values", ha="center", va="center", transform=ax.transAxes)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -167,7 +206,7 @@ def main(argv=None):
               "(Debian: apt install python3-matplotlib)", file=sys.stderr)
         return 1
     try:
-        draw(runs, a.output, a.title, a.dpi)
+        draw(runs, a.output, a.title, a.dpi, monitor=not a.no_monitor)
     except (OSError, ValueError) as e:
         print(f"{PROGRAM}: error: cannot write {a.output}: {e}", file=sys.stderr)
         return 1

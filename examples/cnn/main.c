@@ -4,6 +4,7 @@
 // The tutorial CNN: conv3x3(C,32,pad 1), ReLU, maxpool 2, conv3x3(32,64,pad 1), ReLU, maxpool 2,
 // flatten, Linear(64*H/4*W/4, 128), ReLU, Linear(128, classes); Adam 1e-3, batch 128.
 #include "../../cgrad.h"
+#include "../../core/monitor.h"
 #include "../common/cli.h"
 
 #include <getopt.h>
@@ -31,6 +32,9 @@ static void usage(FILE *f) {
             "  --augment on|off   random crop (padding 4) and flip; default on for cifar, tinyimagenet, folder\n"
             "  --log PATH         CSV per epoch: epoch,train_loss,train_accuracy,test_loss,test_accuracy,\n"
             "                     seconds,images_per_s,device\n"
+            "  --monitor          sample the GPU once a second through NVML (utilisation, memory,\n"
+            "                     temperature, power): shown each epoch, and added to the log as\n"
+            "                     gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w, the epoch's mean\n"
             "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names)\n"
             "  --load PATH        start from weights saved by --save\n"
             "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
@@ -42,7 +46,7 @@ typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path;
     long epochs, batch_size, seed, threads, limit;
     double lr;
-    bool sgd, quiet, no_graph;
+    bool sgd, quiet, no_graph, monitor;
     int augment; // -1: the data set's default
 } options;
 
@@ -58,7 +62,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"limit", required_argument, 0, 'n'},   {"augment", required_argument, 0, 'a'},
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
-        {"no-graph", no_argument, 0, 'G'},
+        {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -80,6 +84,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'R': o->load_path = optarg; break;
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
+        case 'M': o->monitor = true; break;
         case 'o':
             if (strcmp(optarg, "adam") && strcmp(optarg, "sgd"))
                 s = cg_error(CG_ERR_ARG, "--optimizer: '%s' is not adam or sgd", optarg);
@@ -230,8 +235,19 @@ int main(int argc, char **argv) {
     cg_csv_log *log = NULL;
     if (opt.log_path) {
         s = cg_csv_log_open(&log, opt.log_path,
-                            "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device");
+                            opt.monitor ? "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,"
+                                          "device," CG_MONITOR_CSV_HEADER
+                                        : "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,"
+                                          "device");
         if (s.code != CG_OK) return cg_cli_fail("cnn", s);
+    }
+    // The GPU's counters, sampled on a thread of their own; without NVML (or on the CPU) one
+    // line says why and the gpu_ columns stay empty.
+    cg_monitor *monitor = NULL;
+    if (opt.monitor) {
+        char why[512];
+        monitor = cg_monitor_start(dev, 1.0, why, sizeof why);
+        if (monitor == NULL) fprintf(stderr, "cnn: --monitor: %s; the gpu_ columns stay empty\n", why);
     }
     if (!opt.quiet)
         printf("%s: %lld training and %lld test images of %lldx%lldx%lld, %d classes; %lld parameters; %s\n",
@@ -283,16 +299,28 @@ int main(int argc, char **argv) {
         evaluate(model, eval_tape, test_loader, metrics, &test_loss, &test_accuracy);
         double images_per_s = (double)train->count / epoch_seconds;
         double seconds = cg_seconds() - start;
+        char gpu_cells[128] = "", gpu_text[128] = ""; // with --monitor: the epoch's GPU counters
+        if (opt.monitor) {
+            cg_monitor_sample sample;
+            if (monitor) sample = cg_monitor_take(monitor);
+            cg_monitor_csv_cells(monitor ? &sample : NULL, gpu_cells, sizeof gpu_cells);
+            if (monitor) {
+                char counters[96];
+                cg_monitor_describe(&sample, counters, sizeof counters);
+                snprintf(gpu_text, sizeof gpu_text, "  |  %s", counters);
+            }
+        }
         if (log) {
-            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%.4f,%.3f,%.1f,%s", epoch, train_loss, train_accuracy,
-                               test_loss, test_accuracy, seconds, images_per_s, dev_name);
+            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%.4f,%.3f,%.1f,%s%s", epoch, train_loss, train_accuracy,
+                               test_loss, test_accuracy, seconds, images_per_s, dev_name, gpu_cells);
             if (s.code != CG_OK) return cg_cli_fail("cnn", s);
         }
         cg_progress_done(&progress);
         if (!opt.quiet)
             printf("epoch %ld/%ld  train loss %.4f  accuracy %.4f  |  test loss %.4f  accuracy %.4f  |  %.2f s, "
-                   "%.0f images/s\n",
-                   epoch, opt.epochs, train_loss, train_accuracy, test_loss, test_accuracy, epoch_seconds, images_per_s);
+                   "%.0f images/s%s\n",
+                   epoch, opt.epochs, train_loss, train_accuracy, test_loss, test_accuracy, epoch_seconds, images_per_s,
+                   gpu_text);
     }
     printf("Test accuracy on %s: %.4f\n", dev_name, test_accuracy);
     if (!opt.quiet)
@@ -306,6 +334,7 @@ int main(int argc, char **argv) {
         if (!opt.quiet) printf("saved %s\n", opt.save_path);
     }
 
+    cg_monitor_stop(monitor);
     cg_csv_log_close(log);
     cg_graph_free(graph);
     cg_metrics_free(metrics);
