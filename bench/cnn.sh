@@ -8,6 +8,7 @@
 # Run once each, one after the other (never at the same time, so they do not share the cores):
 #   cgrad     BUILD/cnn --device DEV --epochs E --data DATA [--limit N] [--threads T] --log WORK/cgrad.csv
 #   PyTorch   PYTHON TORCH_WORKLOADS cnn --device DEV --epochs E --data DATA [--limit N] [--threads T]
+# (--device cuda:N is passed to both as cuda with CUDA_VISIBLE_DEVICES=N.)
 # Both train the same model (conv3x3 32, pool, conv3x3 64, pool, Linear 128, Linear 10) with Adam
 # 1e-3, batch 128, shuffled, normalised with mean 0.2860 and std 0.3530, no augmentation, and time
 # each epoch's training alone (no evaluation, no data loading). cgrad's CSV gives images/s per
@@ -120,7 +121,16 @@ else
     trap 'rm -rf "$WORK"' EXIT
 fi
 
-COMMON=(--device "$DEVICE" --epochs "$EPOCHS" --data "$DATA")
+# torch_workloads.py synchronises the GPU only when its --device is exactly "cuda", so cuda:N is
+# given to both programs as "cuda" with CUDA_VISIBLE_DEVICES=N.
+RUN_DEVICE=$DEVICE
+case "$DEVICE" in
+cuda:[0-9]*)
+    export CUDA_VISIBLE_DEVICES=${DEVICE#cuda:}
+    RUN_DEVICE=cuda
+    ;;
+esac
+COMMON=(--device "$RUN_DEVICE" --epochs "$EPOCHS" --data "$DATA")
 [ -z "$LIMIT" ] || COMMON+=(--limit "$LIMIT")
 [ -z "$THREADS" ] || COMMON+=(--threads "$THREADS")
 
@@ -161,7 +171,9 @@ fi
 
 CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
 GPU=""
-case "$DEVICE" in cuda*) GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true) ;; esac
+case "$DEVICE" in
+cuda*) GPU=$(nvidia-smi --id="${CUDA_VISIBLE_DEVICES:-0}" --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true) ;;
+esac
 if COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
     git -C "$ROOT" diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT with uncommitted changes"
 else
