@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200112L
 #include "device.h"
 #include "device_backend.h"
+#include "kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +110,7 @@ void cg_device_zero(cg_device d, void *p, size_t bytes) {
     if (d.type == CG_CUDA)
         cuda()->zero(d.index, p, bytes);
     else
-        memset(p, 0, bytes);
+        cg_cpu_kernels.zero(p, bytes); // threads share large ranges
 }
 
 void cg_device_synchronize(cg_device d) {

@@ -23,6 +23,8 @@ typedef struct cg_kernels {
     void (*fill)(float *x, float value, int64_t n);
     // y[i] += alpha * x[i]
     void (*axpy)(float *y, float alpha, const float *x, int64_t n);
+    // bytes of memory at p set to zero
+    void (*zero)(void *p, size_t bytes);
     // x[0] += value (a counter on the device, e.g. the optimizer's step count)
     void (*add_scalar)(float *x, float value);
     // y[i] = alpha * x[i]

@@ -160,6 +160,26 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
 static void max_pool_plane(float *y, int32_t *argmax, const float *x, int64_t plane, int64_t H, int64_t W,
                            int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
     const float *in = x + plane * H * W;
+    if (kernel == 2 && stride == 2) { // the common case, written out: two rows, two columns
+        for (int64_t p = 0; p < P; p++) {
+            const float *top = in + 2 * p * W, *bottom = top + W;
+            float *out = y + (plane * P + p) * Q;
+            int32_t *arg = argmax + (plane * P + p) * Q;
+            for (int64_t q = 0; q < Q; q++) {
+                // The window's four offsets in the plane, scanned in PyTorch's order; the first
+                // maximum wins.
+                int64_t offsets[4] = {2 * p * W + 2 * q, 2 * p * W + 2 * q + 1, (2 * p + 1) * W + 2 * q,
+                                      (2 * p + 1) * W + 2 * q + 1};
+                float values[4] = {top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]};
+                int best = 0;
+                for (int j = 1; j < 4; j++)
+                    if (values[j] > values[best]) best = j;
+                out[q] = values[best];
+                arg[q] = (int32_t)(plane * H * W + offsets[best]);
+            }
+        }
+        return;
+    }
     for (int64_t p = 0; p < P; p++)
         for (int64_t q = 0; q < Q; q++) {
             int64_t best = (p * stride) * W + q * stride;

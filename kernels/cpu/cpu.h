@@ -11,6 +11,7 @@
 void fill_cpu(float *x, float value, int64_t n);
 void axpy_cpu(float *y, float alpha, const float *x, int64_t n);
 void add_scalar_cpu(float *x, float value);
+void zero_cpu(void *p, size_t bytes);
 void scale_cpu(float *y, const float *x, float alpha, int64_t n);
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               const float *B, float beta, float *C);

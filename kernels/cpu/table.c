@@ -6,6 +6,7 @@ const cg_kernels cg_cpu_kernels = {
     .device_name = "cpu",
     .fill = fill_cpu,
     .axpy = axpy_cpu,
+    .zero = zero_cpu,
     .add_scalar = add_scalar_cpu,
     .scale = scale_cpu,
     .gemm = gemm_cpu,

@@ -62,6 +62,7 @@ extern "C" {
 void fill_cuda(float *x, float value, int64_t n);
 void axpy_cuda(float *y, float alpha, const float *x, int64_t n);
 void add_scalar_cuda(float *x, float value);
+void zero_cuda(void *p, size_t bytes);
 void scale_cuda(float *y, const float *x, float alpha, int64_t n);
 void gemm_cuda(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                const float *B, float beta, float *C);

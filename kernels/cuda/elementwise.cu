@@ -73,3 +73,5 @@ static __global__ void multiply_add_kernel(float *y, const float *a, const float
 extern "C" void multiply_add_cuda(float *y, const float *a, const float *b, int64_t n) {
     LAUNCH(multiply_add_kernel, n, y, a, b, n);
 }
+
+extern "C" void zero_cuda(void *p, size_t bytes) { CG_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cg_cuda_stream())); }

@@ -7,6 +7,7 @@ extern "C" const cg_kernels *cg_cuda_kernel_table(void) {
     if (table.device_name == NULL) {
         table.fill = fill_cuda;
         table.axpy = axpy_cuda;
+        table.zero = zero_cuda;
         table.add_scalar = add_scalar_cuda;
         table.scale = scale_cuda;
         table.gemm = gemm_cuda;
