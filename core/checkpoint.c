@@ -618,3 +618,18 @@ cg_status cg_checkpoint_read_metadata(const char *path, const char *key, char *v
     st_close(&sf);
     return st;
 }
+
+cg_status cg_checkpoint_check_writable(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (access(dir, W_OK | X_OK) != 0)
+        return cg_error(CG_ERR_IO, "cannot write checkpoint '%s': directory '%s': %s", path, dir, strerror(errno));
+    return cg_ok();
+}

@@ -32,6 +32,10 @@
 cg_status cg_checkpoint_save(const cg_params *p, const char *path, const char *const *metadata,
                              int n_metadata);
 
+// Whether a checkpoint could be written at path (its directory exists and is writable), so that
+// a program can refuse a bad --save before training rather than after. Errors: CG_ERR_IO.
+cg_status cg_checkpoint_check_writable(const char *path);
+
 // Read path and copy its tensors into p's parameters, matched by name: every parameter of p must
 // be in the file as F32 with the same shape, and every tensor of the file must be a parameter of
 // p. Every rule of the format is checked first (see checkpoint.c), and nothing is copied unless

@@ -79,8 +79,13 @@ void *cg_device_alloc(cg_device d, size_t bytes) {
     if (d.type == CG_CUDA) return cuda()->alloc(d.index, bytes);
     void *p = NULL;
     size_t rounded = (bytes + 63) / 64 * 64;
-    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0)
-        CG_CHECK(0, "out of host memory asking for %zu bytes", bytes);
+    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+        // Not a bug but a request too large for this machine (a batch too large, usually):
+        // say so and stop, as the GPU's allocator does.
+        fprintf(stderr, "cgrad: out of host memory asking for %.1f MiB; try a smaller --batch-size\n",
+                bytes / 1048576.0);
+        exit(EXIT_FAILURE);
+    }
     return p;
 }
 

@@ -33,7 +33,8 @@ bool cg_cuda_built(void);
 // Number of usable GPUs; 0 without the backend or without a driver. Never aborts.
 int cg_cuda_device_count(void);
 
-// Raw memory. cg_device_alloc aborts with a clear message when memory runs out.
+// Raw memory. When memory runs out, cg_device_alloc prints how much was asked for (and, on a
+// GPU, how much is free) with a hint to use a smaller batch, and exits with status 1.
 // CPU memory is 64-byte aligned. bytes may be 0 (returns a valid, unusable pointer).
 void *cg_device_alloc(cg_device d, size_t bytes);
 void cg_device_free(cg_device d, void *p);

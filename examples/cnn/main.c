@@ -19,7 +19,8 @@ static void usage(FILE *f) {
             "\n"
             "  --dataset NAME     fashion-mnist (default), mnist, cifar10, cifar100, tinyimagenet or folder\n"
             "  --data DIR         where the data set is (default /usr/share/datasets/fashion-mnist;\n"
-            "                     tools/download_datasets.sh fetches the others)\n"
+            "                     tools/download_datasets.sh fetches the others; for folder: DIR/train/CLASS/*.png|jpg\n"
+            "                     and DIR/val/CLASS/*.png|jpg with the same classes)\n"
             "  --model NAME       tutorial (default): the two-convolution CNN of the course\n"
             "  --device DEV       cpu, cuda or cuda:N (default cpu)\n"
             "  --epochs N         passes over the training set (default 5)\n"
@@ -133,7 +134,7 @@ static cg_status load_split(const dataset_info *info, const char *dir, bool trai
     if (strcmp(info->name, "cifar10") == 0) return cg_cifar10_load(dir, train, out);
     if (strcmp(info->name, "cifar100") == 0) return cg_cifar100_load(dir, train, false, out);
     if (strcmp(info->name, "tinyimagenet") == 0) return cg_tinyimagenet_load(dir, train, true, &from_cache, out);
-    // folder: DIR/train and DIR/val (or DIR/test) in the ImageFolder layout
+    // folder: DIR/train and DIR/val in the ImageFolder layout
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, train ? "train" : "val");
     return cg_image_folder_load(path, true, &from_cache, out);
@@ -224,14 +225,29 @@ int main(int argc, char **argv) {
     if (opt.limit > 0 && opt.limit < train->count) train->count = opt.limit; // the first N images
     int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
     if (test->sample_shape[0] != C || test->sample_shape[1] != H || test->sample_shape[2] != W)
-        return cg_cli_fail("cnn", cg_error(CG_ERR_FORMAT, "%s: training and test images differ in shape", dir));
+        return cg_cli_fail("cnn", cg_error(CG_ERR_FORMAT, "%s: training images are %lldx%lldx%lld, test images %lldx%lldx%lld",
+                                           dir, (long long)C, (long long)H, (long long)W,
+                                           (long long)test->sample_shape[0], (long long)test->sample_shape[1],
+                                           (long long)test->sample_shape[2]));
+    if (H < 4 || W < 4)
+        return cg_cli_fail("cnn", cg_error(CG_ERR_FORMAT, "%s: images of %lldx%lld are too small for the tutorial CNN "
+                                           "(two 2x2 poolings need at least 4x4)", dir, (long long)H, (long long)W));
+    // The test labels must mean the same classes as the training labels.
+    bool same_classes = test->num_classes == train->num_classes;
+    for (int i = 0; same_classes && train->class_names && test->class_names && i < train->num_classes; i++)
+        same_classes = strcmp(train->class_names[i], test->class_names[i]) == 0;
+    if (!same_classes)
+        return cg_cli_fail("cnn", cg_error(CG_ERR_FORMAT, "%s: the test set's %d classes are not the training set's %d "
+                                           "(same names in the same order needed)", dir, test->num_classes,
+                                           train->num_classes));
 
     cg_params *params = cg_params_new(dev);
     cg_rng init = cg_rng_new((uint64_t)opt.seed, CG_STREAM_INIT);
     cg_module *model = tutorial_cnn(params, C, H, W, train->num_classes, &init);
     if (opt.load_path && (s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
 
-    // Everything that can fail on input is checked before the log is created.
+    // Everything that can fail on input is checked before the log is created and training starts.
+    if (opt.save_path && (s = cg_checkpoint_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
     cg_csv_log *log = NULL;
     if (opt.log_path) {
         s = cg_csv_log_open(&log, opt.log_path,
