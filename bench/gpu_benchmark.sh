@@ -223,7 +223,9 @@ for r in cg:
     if r.get("workload") == "conv" and "skipped" in r:
         print(f"  {r['dtype']:6} {'':8} {r['method']:12} skipped: {r['skipped']}")
 for (dt, method), about in abouts.items():
-    print(f"  {dt} {method}: {about}")
+    error = best(cg, "max_error", workload="conv", dtype=dt, method=method, mode="check")
+    check = f"; check error {error:.1e}" if error is not None else ""
+    print(f"  {dt} {method}: {about}{check}")
 
 mem = [r for r in cg if r.get("workload") == "memory" and r.get("phase") != "host"]
 if mem:

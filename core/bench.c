@@ -204,6 +204,13 @@ static double element(const void *p, cg_dtype t, int64_t i) {
     }
 }
 
+// |got - exact| relative to the size of a sum whose terms' squares add up to `squares`: the
+// larger of |exact| (a sum of terms of one sign) and sqrt(squares) (a sum of random signs).
+static double relative_error(double got, double exact, double squares) {
+    double scale = fmax(fabs(exact), sqrt(squares));
+    return fabs(got - exact) / (scale > 0.0 ? scale : 1.0);
+}
+
 double cg_bench_gemm_check(cg_device d, cg_bench_precision p, bool trans_b, int64_t M, int64_t N, int64_t K,
                            const void *A, const void *B, const void *C, int samples, uint64_t seed) {
     cg_dtype in = cg_bench_input_dtype(p), out = cg_bench_output_dtype(p);
@@ -226,8 +233,7 @@ double cg_bench_gemm_check(cg_device d, cg_bench_precision p, bool trans_b, int6
             exact += term;
             squares += term * term;
         }
-        double scale = sqrt(squares); // the typical size of a sum of K random terms
-        double error = fabs(element(c, out, 0) - exact) / (scale > 0.0 ? scale : 1.0);
+        double error = relative_error(element(c, out, 0), exact, squares);
         if (!(error <= worst)) worst = error; // a NaN result stays NaN
     }
     free(a_row);
@@ -321,6 +327,96 @@ void cg_bench_conv_train_step(cg_bench_conv *c) {
     k->fill(c->dy, 1.0f / (float)ny, ny);                // d mean / dy
     k->conv2d_backward(NULL, c->dw, c->dbias, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
                        s->pad, c->P, c->Q);
+}
+
+// The stored element at flat index i of a device array of dtype t, as a double.
+static double device_element(cg_device d, const void *p, cg_dtype t, int64_t i) {
+    unsigned char buf[8];
+    size_t size = cg_dtype_size(t);
+    cg_device_copy(cg_cpu(), buf, d, (const char *)p + (size_t)i * size, size);
+    return element(buf, t, 0);
+}
+
+double cg_bench_conv_check(cg_bench_conv *c, int samples, uint64_t seed) {
+    const cg_bench_conv_shape *s = &c->s;
+    int64_t N = s->N, C = s->C, H = s->H, W = s->W, K = s->K, R = s->R, S = s->S, P = c->P, Q = c->Q;
+    cg_bench_conv_buffers b;
+    if (c->gpu)
+        gpu_bench()->conv_buffers(c->gpu, &b);
+    else
+        b = (cg_bench_conv_buffers){c->x, c->w, c->bias, c->y, c->dy, c->dw, c->dbias, CG_F32, false, C};
+    int64_t Cs = b.stored_channels;
+    size_t es = cg_dtype_size(b.dtype);
+    int64_t nx = N * Cs * H * W, nw = K * Cs * R * S;
+    void *x = cg_xmalloc((size_t)nx * es), *w = cg_xmalloc((size_t)nw * es), *bias = cg_xmalloc((size_t)K * es);
+    cg_device_copy(cg_cpu(), x, c->device, b.x, (size_t)nx * es);
+    cg_device_copy(cg_cpu(), w, c->device, b.w, (size_t)nw * es);
+    cg_device_copy(cg_cpu(), bias, c->device, b.bias, (size_t)K * es);
+// Flat indices of the stored layouts.
+#define X_AT(n, ch, h, ww) (b.nhwc ? (((n) * H + (h)) * W + (ww)) * Cs + (ch) : (((n) * Cs + (ch)) * H + (h)) * W + (ww))
+#define W_AT(k, ch, r, ss) (b.nhwc ? (((k) * R + (r)) * S + (ss)) * Cs + (ch) : (((k) * Cs + (ch)) * R + (r)) * S + (ss))
+#define Y_AT(n, k, p, q) (b.nhwc ? (((n) * P + (p)) * Q + (q)) * K + (k) : (((n) * K + (k)) * P + (p)) * Q + (q))
+    cg_rng rng = cg_rng_new(seed, CG_STREAM_SHUFFLE);
+    double worst = 0.0;
+
+    // Forward: y(n, k, p, q) = bias(k) + sum over c, r, s of x(n, c, p stride - pad + r, ...) w(k, c, r, s).
+    cg_bench_conv_forward(c);
+    for (int i = 0; i < samples; i++) {
+        uint32_t u[4];
+        cg_rng_u32(&rng, u, 4);
+        int64_t n = u[0] % (uint32_t)N, k = u[1] % (uint32_t)K, p = u[2] % (uint32_t)P, q = u[3] % (uint32_t)Q;
+        double bk = element(bias, b.dtype, k), exact = bk, squares = bk * bk;
+        for (int64_t ch = 0; ch < C; ch++)
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t t = 0; t < S; t++) {
+                    int64_t h = p * s->stride - s->pad + r, ww = q * s->stride - s->pad + t;
+                    if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+                    double term = element(x, b.dtype, X_AT(n, ch, h, ww)) * element(w, b.dtype, W_AT(k, ch, r, t));
+                    exact += term;
+                    squares += term * term;
+                }
+        double e = relative_error(device_element(c->device, b.y, b.dtype, Y_AT(n, k, p, q)), exact, squares);
+        if (!(e <= worst)) worst = e;
+    }
+
+    // One training step from zero gradients: dw(k, c, r, s) = dy x the sum over n, p, q of the
+    // input under the weight; dbias(k) = dy x N P Q (dy is one value everywhere).
+    cg_device_zero(c->device, b.dw, (size_t)nw * es);
+    cg_device_zero(c->device, b.dbias, (size_t)K * es);
+    cg_bench_conv_train_step(c);
+    double dy = device_element(c->device, b.dy, b.dtype, 0);
+    for (int i = 0; i < samples; i++) {
+        uint32_t u[4];
+        cg_rng_u32(&rng, u, 4);
+        int64_t k = u[0] % (uint32_t)K, ch = u[1] % (uint32_t)C, r = u[2] % (uint32_t)R, t = u[3] % (uint32_t)S;
+        double exact = 0.0, squares = 0.0;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t p = 0; p < P; p++) {
+                int64_t h = p * s->stride - s->pad + r;
+                if (h < 0 || h >= H) continue;
+                for (int64_t q = 0; q < Q; q++) {
+                    int64_t ww = q * s->stride - s->pad + t;
+                    if (ww < 0 || ww >= W) continue;
+                    double term = dy * element(x, b.dtype, X_AT(n, ch, h, ww));
+                    exact += term;
+                    squares += term * term;
+                }
+            }
+        double e = relative_error(device_element(c->device, b.dw, b.dtype, W_AT(k, ch, r, t)), exact, squares);
+        if (!(e <= worst)) worst = e;
+    }
+    double npq = (double)(N * P * Q);
+    for (int64_t k = 0; k < K; k++) {
+        double e = relative_error(device_element(c->device, b.dbias, b.dtype, k), dy * npq, dy * dy * npq);
+        if (!(e <= worst)) worst = e;
+    }
+#undef X_AT
+#undef W_AT
+#undef Y_AT
+    free(x);
+    free(w);
+    free(bias);
+    return worst;
 }
 
 const char *cg_bench_conv_about(const cg_bench_conv *c) { return c->about; }

@@ -106,6 +106,16 @@ void cg_bench_conv_forward(cg_bench_conv *c);
 // dbias += the sum of dy over N, P, Q. x is data, so no input gradient is computed (PyTorch's
 // does not compute one either).
 void cg_bench_conv_train_step(cg_bench_conv *c);
+// Checks the layer against a direct convolution computed in double on the host from its stored
+// (rounded) x, weights and bias: one forward pass, `samples` entries of y drawn from seed; then the
+// weight and bias gradients are zeroed, one training step runs, and `samples` entries of dw and
+// every entry of dbias are compared (the loss gradient dy is read back as stored). Returns the
+// largest |got - exact| / max(|exact|, sqrt(sum of the squared terms)): about 1e-6 for fp32, 1e-3
+// for fp16 (y is stored in 16 bits, twice: before and after the bias), 1e-2 for bf16. The bias
+// gradient is a sum of N P Q equal values, the hardest case for f32 accumulation: the CPU kernel,
+// which sums each P x Q plane in f32, is off by 5e-4 there for the course's 224 x 224 images.
+// Leaves one step's gradients in dw and dbias.
+double cg_bench_conv_check(cg_bench_conv *c, int samples, uint64_t seed);
 // One line on how the layer runs: layout, format, method (e.g. the cuDNN engines chosen).
 const char *cg_bench_conv_about(const cg_bench_conv *c);
 void cg_bench_conv_free(cg_bench_conv *c);

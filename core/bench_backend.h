@@ -11,6 +11,15 @@
 extern "C" {
 #endif
 
+// Where a convolution layer keeps its data, for cg_bench_conv_check: device pointers, the
+// stored format and layout (NHWC: x (N, H, W, Cs), w (K, R, S, Cs), y and dy (N, P, Q, K)).
+typedef struct {
+    void *x, *w, *bias, *y, *dy, *dw, *dbias;
+    cg_dtype dtype;
+    bool nhwc;
+    int64_t stored_channels; // Cs: C, or C rounded up to a multiple of 8 in NHWC
+} cg_bench_conv_buffers;
+
 typedef struct cg_cuda_bench {
     // CUDA events on the GPU's stream: a start and a stop event; stop waits for the stop event.
     void *(*timer_new)(int index);
@@ -31,6 +40,7 @@ typedef struct cg_cuda_bench {
                           void **conv, char *about, size_t about_size);
     void (*conv_forward)(void *conv);
     void (*conv_train_step)(void *conv);
+    void (*conv_buffers)(void *conv, cg_bench_conv_buffers *out);
     void (*conv_free)(void *conv);
 } cg_cuda_bench;
 

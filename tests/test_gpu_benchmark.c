@@ -172,11 +172,15 @@ static void test_cpu_json(void) {
         if (strcmp(str(c, "dtype"), "fp32") != 0 || strcmp(str(c, "method"), "kernels") != 0)
             fail(args, "conv %s: dtype %s, method %s", m, str(c, "dtype"), str(c, "method"));
     }
+    // The CPU's bias gradient sums each 224 x 224 plane of equal values in f32: 5e-4 (bench.h).
+    const cJSON *check = find("workload", "conv", "device", "cpu", "mode", "check", NULL);
+    if (check == NULL || !(num(check, "max_error") >= 0 && num(check, "max_error") < 2e-3))
+        fail(args, "CPU conv check: max_error %g", check ? num(check, "max_error") : -1.0);
     const cJSON *host = find("workload", "memory", "phase", "host", NULL);
     if (host == NULL || !(num(host, "total_bytes") > 0 && num(host, "peak_rss_bytes") > 0))
         fail(args, "no host memory line with total and peak resident bytes");
-    printf("%s: %d JSON lines: gpu_skipped, matmul (error %.1e), conv forward and train, memory\n", args, n_lines,
-           mm ? num(mm, "max_error") : -1.0);
+    printf("%s: %d JSON lines: gpu_skipped, matmul (error %.1e), conv forward, train and check (error %.1e), "
+           "memory\n", args, n_lines, mm ? num(mm, "max_error") : -1.0, check ? num(check, "max_error") : -1.0);
 }
 
 static void test_flags(void) {
@@ -233,10 +237,14 @@ static void test_gpu(void) {
             printf("  %s matmul: %.2f TFLOPS, error %.1e\n", formats[i].dtype, num(m, "tflops"), num(m, "max_error"));
         }
     }
-    static const char *const conv_rows[][2] = {{"fp32", "kernels"}, {"fp32", "cudnn-tuned"}, {"tf32", "cudnn-tuned"},
-                                               {"fp16", "cudnn-tuned"}, {"bf16", "cudnn-tuned"}};
+    // Each convolution and the largest error its check may show (bench.h: cg_bench_conv_check).
+    static const struct {
+        const char *dtype, *method;
+        double max_error;
+    } conv_rows[] = {{"fp32", "kernels", 1e-4}, {"fp32", "cudnn-tuned", 1e-4}, {"tf32", "cudnn-tuned", 5e-3},
+                     {"fp16", "cudnn-tuned", 1e-2}, {"bf16", "cudnn-tuned", 5e-2}};
     for (size_t i = 0; i < sizeof conv_rows / sizeof conv_rows[0]; i++) {
-        const char *dtype = conv_rows[i][0], *method = conv_rows[i][1];
+        const char *dtype = conv_rows[i].dtype, *method = conv_rows[i].method;
         const cJSON *skipped = find("workload", "conv", "dtype", dtype, "method", method, NULL);
         if (skipped && str(skipped, "skipped")[0]) {
             // Allowed only where the build has no cuDNN, or the GPU no bf16.
@@ -251,6 +259,12 @@ static void test_gpu(void) {
             if (c == NULL || !(num(c, "it_per_s") > 0)) fail(args, "no %s %s conv %s line with it_per_s", dtype, method, m);
             else printf("  %s %s conv %s: %.1f it/s (%s)\n", dtype, method, m, num(c, "it_per_s"), str(c, "about"));
         }
+        const cJSON *check = find("workload", "conv", "dtype", dtype, "method", method, "mode", "check", NULL);
+        double error = check ? num(check, "max_error") : -1.0;
+        if (!(error >= 0 && error <= conv_rows[i].max_error))
+            fail(args, "%s %s conv check: max_error %g, at most %g expected", dtype, method, error, conv_rows[i].max_error);
+        else
+            printf("  %s %s conv check: error %.1e\n", dtype, method, error);
     }
     const cJSON *end = find("workload", "memory", "phase", "after empty_cache", NULL);
     if (end == NULL || !(num(end, "total_bytes") > 0 && num(end, "peak_bytes") > 0) || num(end, "allocated_bytes") != 0)

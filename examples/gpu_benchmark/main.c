@@ -355,9 +355,18 @@ static void conv_row(cg_device d, cg_bench_precision p, bool tuned, long iters) 
         }
     }
     cg_timer_free(t);
-    if (!opt.json) {
-        printf("  %-7s %-5s %-12s %6ld %12.2f %12.2f %14.0f\n", dev_name, cg_bench_precision_name(p), method, iters,
-               per_s[0], per_s[1], per_s[0] * (double)opt.batch);
+    // Then the layer's numbers against a direct convolution in double (forward, dw, dbias).
+    double error = cg_bench_conv_check(conv, 8, (uint64_t)opt.seed);
+    if (opt.json) {
+        json_begin("conv", d);
+        json_str("dtype", cg_bench_precision_name(p));
+        json_str("method", method);
+        json_str("mode", "check");
+        json_num("max_error", error);
+        json_end();
+    } else {
+        printf("  %-7s %-5s %-12s %6ld %12.2f %12.2f %14.0f %9.1e\n", dev_name, cg_bench_precision_name(p), method,
+               iters, per_s[0], per_s[1], per_s[0] * (double)opt.batch, error);
         printf("      %s\n", cg_bench_conv_about(conv));
     }
     if (d.type == CG_CUDA) {
@@ -378,8 +387,8 @@ static void test_conv(const cg_device *cpu, const cg_device *gpu) {
     if (!opt.json) {
         printf("\nTest 2: conv2d 3 -> 64 channels, 3x3, padding 1, batch %ld of 3 x 224 x 224, with bias\n", opt.batch);
         printf("  forward: y = conv(x) + b; train: forward, loss = mean(y), backward to the weights and bias\n");
-        printf("  %-7s %-5s %-12s %6s %12s %12s %14s\n", "device", "dtype", "method", "iters", "forward it/s",
-               "train it/s", "forward img/s");
+        printf("  %-7s %-5s %-12s %6s %12s %12s %14s %9s\n", "device", "dtype", "method", "iters", "forward it/s",
+               "train it/s", "forward img/s", "error");
     }
     bool fp32 = false;
     for (int i = 0; i < opt.n_conv_dtypes; i++) fp32 |= opt.conv_dtypes[i] == CG_BENCH_FP32;
@@ -389,6 +398,9 @@ static void test_conv(const cg_device *cpu, const cg_device *gpu) {
             if (opt.conv_dtypes[i] == CG_BENCH_FP32) conv_row(*gpu, CG_BENCH_FP32, false, opt.iters); // as cnn trains
             conv_row(*gpu, opt.conv_dtypes[i], true, opt.iters);
         }
+    if (!opt.json)
+        printf("  error: 8 outputs, 8 weight gradients and every bias gradient against a direct convolution in\n"
+               "  double from the stored inputs, relative to the size of each sum (fp16 / bf16 store y in 16 bits)\n");
 }
 
 // ---- test 3: memory ---------------------------------------------------------------------------

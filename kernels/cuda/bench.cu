@@ -55,23 +55,42 @@ __global__ void pack_kernel(T *dst, const float *src, int64_t N, int64_t C, int6
 
 // ---- the kernels around the convolution ---------------------------------------------------------
 
-// y (N, K, PQ) or (N, PQ, K) += bias[k], V values per access: in NCHW a vector lies within one
-// channel's plane (PQ % V == 0), in NHWC it spans V channels (K % V == 0).
+// y (N, K, PQ) += bias[k] (NCHW), V values per access (PQ % V == 0). Block row blockIdx.y walks
+// the planes (n, k), so the channel is worked out once per plane, not once per value; the blocks
+// of a row share out the plane.
 template <typename T, int V>
-__global__ void bias_add_kernel(T *y, const T *bias, int64_t vectors, int64_t K, int64_t PQ, bool nhwc) {
-    vec<T, V> *yv = (vec<T, V> *)y;
-    GRID_STRIDE(i, vectors) {
-        vec<T, V> p = yv[i];
-        int64_t e = i * V;
-        if (nhwc) {
-            int64_t k = e % K;
-            for (int j = 0; j < V; j++) p.v[j] = from_f32<T>(to_f32(p.v[j]) + to_f32(bias[k + j]));
-        } else {
-            float b = to_f32(bias[e / PQ % K]);
-            for (int j = 0; j < V; j++) p.v[j] = from_f32<T>(to_f32(p.v[j]) + b);
+__global__ void bias_add_nchw_kernel(T *y, const T *bias, int64_t planes, int64_t K, int64_t plane_vectors) {
+    for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+        float b = to_f32(bias[plane % K]);
+        vec<T, V> *p = (vec<T, V> *)y + plane * plane_vectors;
+        for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < plane_vectors;
+             i += (int64_t)gridDim.x * blockDim.x) {
+            vec<T, V> v = p[i];
+            for (int j = 0; j < V; j++) v.v[j] = from_f32<T>(to_f32(v.v[j]) + b);
+            p[i] = v;
         }
-        yv[i] = p;
     }
+}
+
+// y (rows, K) += bias (NHWC: K channels side by side), V values per access, G = K / V accesses
+// per row. The grid's stride is a multiple of G, so a thread meets the same V channels at every
+// step: it reads their biases once.
+template <typename T, int V> __global__ void bias_add_nhwc_kernel(T *y, const T *bias, int64_t vectors, int64_t G) {
+    int64_t first = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, stride = (int64_t)gridDim.x * blockDim.x;
+    int64_t k0 = first % G * V;
+    float b[V];
+    for (int j = 0; j < V; j++) b[j] = to_f32(bias[k0 + j]);
+    vec<T, V> *yv = (vec<T, V> *)y;
+    for (int64_t i = first; i < vectors; i += stride) {
+        vec<T, V> v = yv[i];
+        for (int j = 0; j < V; j++) v.v[j] = from_f32<T>(to_f32(v.v[j]) + b[j]);
+        yv[i] = v;
+    }
+}
+
+// Any shape, one value per thread: the fallback of the two above.
+template <typename T> __global__ void bias_add_any_kernel(T *y, const T *bias, int64_t n, int64_t K, int64_t PQ, bool nhwc) {
+    GRID_STRIDE(i, n) y[i] = from_f32<T>(to_f32(y[i]) + to_f32(bias[nhwc ? i % K : i / PQ % K]));
 }
 
 // partial[block] = the sum of this block's share of x, accumulated in f32.
@@ -227,12 +246,19 @@ template <typename T> constexpr int vector_width() { return (int)(16 / sizeof(T)
 template <typename T> void add_bias(gpu_conv *c) {
     int64_t N = c->d[0], K = c->d[4], PQ = c->d[9] * c->d[10], n = N * K * PQ;
     constexpr int V = vector_width<T>();
-    if ((c->nhwc ? K : PQ) % V == 0)
-        bias_add_kernel<T, V><<<cg_blocks(n / V), CG_THREADS, 0, cg_cuda_stream()>>>((T *)c->y, (const T *)c->bias,
-                                                                                   n / V, K, PQ, c->nhwc);
-    else
-        bias_add_kernel<T, 1><<<cg_blocks(n), CG_THREADS, 0, cg_cuda_stream()>>>((T *)c->y, (const T *)c->bias, n, K,
-                                                                               PQ, c->nhwc);
+    cudaStream_t s = cg_cuda_stream();
+    if (!c->nhwc && PQ % V == 0) {
+        int64_t plane_vectors = PQ / V, planes = N * K;
+        dim3 grid((unsigned)((plane_vectors + CG_THREADS - 1) / CG_THREADS), (unsigned)(planes < 65535 ? planes : 65535));
+        bias_add_nchw_kernel<T, V><<<grid, CG_THREADS, 0, s>>>((T *)c->y, (const T *)c->bias, planes, K, plane_vectors);
+    } else if (c->nhwc && K % V == 0 && K / V <= CG_THREADS) {
+        int64_t G = K / V, threads = CG_THREADS / G * G, vectors = n / V; // threads: a multiple of G
+        int64_t blocks = (vectors + threads - 1) / threads;
+        bias_add_nhwc_kernel<T, V><<<(unsigned)(blocks < 65536 ? blocks : 65536), (unsigned)threads, 0, s>>>(
+            (T *)c->y, (const T *)c->bias, vectors, G);
+    } else {
+        bias_add_any_kernel<T><<<cg_blocks(n), CG_THREADS, 0, s>>>((T *)c->y, (const T *)c->bias, n, K, PQ, c->nhwc);
+    }
     CG_LAUNCH_CHECK();
 }
 
@@ -422,12 +448,17 @@ void conv_train_step(void *conv) {
         train_step<float>(c);
 }
 
+void conv_buffers(void *conv, cg_bench_conv_buffers *out) {
+    gpu_conv *c = (gpu_conv *)conv;
+    *out = cg_bench_conv_buffers{c->x, c->w, c->bias, c->y, c->dy, c->dw, c->dbias, c->dtype, c->nhwc, c->d[1]};
+}
+
 } // namespace
 
 extern "C" const cg_cuda_bench *cg_cuda_bench_table(void) {
     static const cg_cuda_bench table = {
-        timer_new, timer_start,     timer_stop, timer_free,      convert_from_f32,
-        gemm,      conv_new,        conv_forward, conv_train_step, conv_free,
+        timer_new, timer_start, timer_stop,      timer_free,   convert_from_f32, gemm,
+        conv_new,  conv_forward, conv_train_step, conv_buffers, conv_free,
     };
     return &table;
 }

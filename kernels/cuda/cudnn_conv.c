@@ -73,8 +73,9 @@ static cudnnBackendDescriptor_t tensor(int64_t uid, cudnnDataType_t type, bool n
 }
 
 // The numerical notes of an engine configuration, as a bit mask (1 << CUDNN_NUMERICAL_NOTE_...),
-// and its engine's global index (the number cuDNN's logs and the frontend name it by).
-static unsigned engine_notes(cudnnBackendDescriptor_t config, int64_t *index) {
+// and, when asked, its engine's global index (the number cuDNN's logs name it by) and whether
+// it compiles its kernel at run time (CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION: seconds to build).
+static unsigned engine_notes(cudnnBackendDescriptor_t config, int64_t *index, bool *runtime_compiled) {
     cudnnBackendDescriptor_t engine = make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
     int64_t count = 0;
     CUDNN_CHECK(cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &count,
@@ -84,6 +85,15 @@ static unsigned engine_notes(cudnnBackendDescriptor_t config, int64_t *index) {
     CUDNN_CHECK(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
                                          CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &n_notes, notes));
     if (index) CUDNN_CHECK(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &count, index));
+    if (runtime_compiled) {
+        cudnnBackendBehaviorNote_t behaviors[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
+        int64_t n_behaviors = 0;
+        *runtime_compiled = false;
+        if (cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
+                                     CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &n_behaviors, behaviors) == CUDNN_STATUS_SUCCESS)
+            for (int64_t i = 0; i < n_behaviors; i++)
+                *runtime_compiled |= behaviors[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
+    }
     unsigned mask = 0;
     for (int64_t i = 0; i < n_notes; i++) mask |= 1u << notes[i];
     cudnnBackendDestroyDescriptor(engine);
@@ -222,7 +232,7 @@ static cached_plan *build_plan(direction dir, const int64_t d[11]) {
 
     cudnnBackendDescriptor_t plan = NULL;
     for (int64_t i = 0; i < n_configs && plan == NULL; i++) {
-        if (engine_notes(configs[i], NULL) & REDUCED_PRECISION_NOTES) continue;
+        if (engine_notes(configs[i], NULL, NULL) & REDUCED_PRECISION_NOTES) continue;
         plan = make_plan(configs[i]); // the heuristics list the fastest first
     }
     CG_CHECK(plan != NULL, "cuDNN has no FP32 engine for conv2d (direction %d) of x (%lld, %lld, %lld, %lld), "
@@ -288,10 +298,13 @@ struct cg_cudnn_tuned {
 
 // Every candidate the heuristics list (mode A, then the fallback list) that the format allows is
 // finalized and timed: one untimed run, then TIMED_RUNS runs between two CUDA events. Engines
-// needing more workspace than half the free memory are left out.
+// needing more workspace than half the free memory are left out, and so are engines that compile
+// their kernel at run time (seconds each) unless no other engine runs. At most MAX_TIMED engines
+// are timed, and no new one once TUNE_SECONDS have passed.
 #define MAX_CANDIDATES 32
 #define MAX_TIMED 16
 #define TIMED_RUNS 3
+#define TUNE_SECONDS 20.0
 
 cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allow_reduced, const int64_t d[11], void *x,
                                    void *w, void *y, char *about, size_t about_size) {
@@ -331,41 +344,49 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
     int64_t best_index = -1, seen[2 * MAX_CANDIDATES];
     unsigned best_notes = 0;
     int timed = 0, n_seen = 0;
-    for (int64_t i = 0; i < n && timed < MAX_TIMED; i++) {
-        int64_t index = -1;
-        unsigned notes = engine_notes(configs[i], &index);
-        bool repeat = false; // the fallback list repeats engines of the first list
-        for (int j = 0; j < n_seen && i >= n_a; j++) repeat |= seen[j] == index;
-        if (repeat) continue;
-        seen[n_seen++] = index;
-        if (notes & NOTE(DOWN_CONVERT_INPUTS)) continue;
-        if (!allow_reduced && (notes & REDUCED_PRECISION_NOTES)) continue;
-        cudnnBackendDescriptor_t plan = make_plan(configs[i]);
-        if (plan == NULL) continue;
-        int64_t workspace = plan_workspace(plan);
-        if ((size_t)workspace > free_bytes / 2 || execute(plan, workspace, x, w, y) != CUDNN_STATUS_SUCCESS) {
-            cudaGetLastError(); // a refused launch leaves an error to clear
-            cudnnBackendDestroyDescriptor(plan);
-            continue;
-        }
-        CG_CUDA_CHECK(cudaEventRecord(start, stream));
-        for (int r = 0; r < TIMED_RUNS; r++) CUDNN_CHECK(execute(plan, workspace, x, w, y));
-        CG_CUDA_CHECK(cudaEventRecord(stop, stream));
-        CG_CUDA_CHECK(cudaEventSynchronize(stop));
-        float ms = 0.0f;
-        CG_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-        ms /= TIMED_RUNS;
-        timed++;
-        if (ms < best_ms) {
-            if (best == NULL) best = cg_xcalloc(1, sizeof *best);
-            else cudnnBackendDestroyDescriptor(best->plan);
-            best->plan = plan;
-            best->workspace = workspace;
-            best_ms = ms;
-            best_index = index;
-            best_notes = notes;
-        } else {
-            cudnnBackendDestroyDescriptor(plan);
+    double started = cg_seconds();
+    // Pass 0: engines with precompiled kernels; pass 1, only when none ran: the runtime-compiled.
+    for (int pass = 0; pass < 2 && best == NULL; pass++) {
+        n_seen = 0;
+        for (int64_t i = 0; i < n && timed < MAX_TIMED && (best == NULL || cg_seconds() - started < TUNE_SECONDS);
+             i++) {
+            int64_t index = -1;
+            bool runtime_compiled = false;
+            unsigned notes = engine_notes(configs[i], &index, &runtime_compiled);
+            bool repeat = false; // the fallback list repeats engines of the first list
+            for (int j = 0; j < n_seen && i >= n_a; j++) repeat |= seen[j] == index;
+            if (repeat) continue;
+            seen[n_seen++] = index;
+            if (runtime_compiled != (pass == 1)) continue;
+            if (notes & NOTE(DOWN_CONVERT_INPUTS)) continue;
+            if (!allow_reduced && (notes & REDUCED_PRECISION_NOTES)) continue;
+            cudnnBackendDescriptor_t plan = make_plan(configs[i]);
+            if (plan == NULL) continue;
+            int64_t workspace = plan_workspace(plan);
+            if ((size_t)workspace > free_bytes / 2 || execute(plan, workspace, x, w, y) != CUDNN_STATUS_SUCCESS) {
+                cudaGetLastError(); // a refused launch leaves an error to clear
+                cudnnBackendDestroyDescriptor(plan);
+                continue;
+            }
+            CG_CUDA_CHECK(cudaEventRecord(start, stream));
+            for (int r = 0; r < TIMED_RUNS; r++) CUDNN_CHECK(execute(plan, workspace, x, w, y));
+            CG_CUDA_CHECK(cudaEventRecord(stop, stream));
+            CG_CUDA_CHECK(cudaEventSynchronize(stop));
+            float ms = 0.0f;
+            CG_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+            ms /= TIMED_RUNS;
+            timed++;
+            if (ms < best_ms) {
+                if (best == NULL) best = cg_xcalloc(1, sizeof *best);
+                else cudnnBackendDestroyDescriptor(best->plan);
+                best->plan = plan;
+                best->workspace = workspace;
+                best_ms = ms;
+                best_index = index;
+                best_notes = notes;
+            } else {
+                cudnnBackendDestroyDescriptor(plan);
+            }
         }
     }
     CG_CUDA_CHECK(cudaEventDestroy(start));
