@@ -299,7 +299,7 @@ cg_status cg_bench_conv_new(cg_device d, cg_bench_precision p, bool tuned, cg_be
     cg_device_zero(d, c->dw, (size_t)nw * sizeof(float));
     cg_device_zero(d, c->dbias, (size_t)s.K * sizeof(float));
     snprintf(c->about, sizeof c->about, "NCHW fp32, the engine's conv2d kernels (%s)",
-             d.type == CG_CUDA ? "what the cnn example trains with" : "im2col + GEMM image by image");
+             d.type == CG_CUDA ? "what the cnn example trains with" : "im2col + GEMM");
     *out = c;
     return cg_ok();
 }
