@@ -267,11 +267,45 @@ static cudnnStatus_t execute(cudnnBackendDescriptor_t plan, int64_t workspace_si
     return st;
 }
 
+struct cg_cudnn_tuned {
+    cudnnBackendDescriptor_t plan;
+    int64_t workspace;
+};
+
+// The plan for a convolution: cached per (direction, shape). A new one is chosen by timing the
+// FP32 engines cuDNN proposes on this very problem (as PyTorch's cudnn.benchmark does), writing
+// into a scratch output so that the backward ones, which add to their output, leave the real
+// gradient alone; the heuristics' first choice if timing finds nothing.
+static cached_plan *plan_for(direction dir, const int64_t d[11], void *x, void *w, void *y) {
+    for (int i = 0; i < plan_count; i++)
+        if (plans[i].dir == dir && memcmp(plans[i].dims, d, sizeof plans[i].dims) == 0) return &plans[i];
+    int64_t N = d[0], C = d[1], H = d[2], W = d[3], K = d[4], R = d[5], S = d[6], P = d[9], Q = d[10];
+    int64_t out_floats = dir == DIR_FORWARD ? N * K * P * Q : dir == DIR_BACKWARD_DATA ? N * C * H * W : K * C * R * S;
+    void *scratch = cg_cuda_alloc((size_t)out_floats * sizeof(float));
+    CG_CUDA_CHECK(cudaMemsetAsync(scratch, 0, (size_t)out_floats * sizeof(float), cg_cuda_stream()));
+    static const int tune_dirs[3] = {CG_CUDNN_FORWARD, CG_CUDNN_BACKWARD_DATA, CG_CUDNN_BACKWARD_FILTER};
+    char about[256];
+    cg_cudnn_tuned *tuned = NULL;
+    if (dir == DIR_FORWARD)
+        tuned = cg_cudnn_conv_tune(tune_dirs[dir], CG_F32, false, false, d, x, w, scratch, about, sizeof about);
+    else if (dir == DIR_BACKWARD_DATA)
+        tuned = cg_cudnn_conv_tune(tune_dirs[dir], CG_F32, false, false, d, scratch, w, y, about, sizeof about);
+    else
+        tuned = cg_cudnn_conv_tune(tune_dirs[dir], CG_F32, false, false, d, x, scratch, y, about, sizeof about);
+    cg_cuda_free(scratch);
+    if (tuned == NULL) return build_plan(dir, d);
+    CG_CHECK(plan_count < MAX_PLANS, "more than %d cached cuDNN plans", MAX_PLANS);
+    cached_plan *c = &plans[plan_count++];
+    c->dir = dir;
+    memcpy(c->dims, d, sizeof c->dims);
+    c->plan = tuned->plan;
+    c->workspace = tuned->workspace;
+    free(tuned); // the plan itself now belongs to the cache
+    return c;
+}
+
 static void run(direction dir, const int64_t d[11], void *x, void *w, void *y) {
-    cached_plan *c = NULL;
-    for (int i = 0; i < plan_count && c == NULL; i++)
-        if (plans[i].dir == dir && memcmp(plans[i].dims, d, sizeof plans[i].dims) == 0) c = &plans[i];
-    if (c == NULL) c = build_plan(dir, d);
+    cached_plan *c = plan_for(dir, d, x, w, y);
     CUDNN_CHECK(execute(c->plan, c->workspace, x, w, y));
 }
 
@@ -290,11 +324,6 @@ void cg_cudnn_conv2d_backward_filter(float *dw, const float *x, const float *dy,
 int cg_cudnn_version(void) { return (int)cudnnGetVersion(); }
 
 // ---- tuned plans, for the benchmark --------------------------------------------------------------
-
-struct cg_cudnn_tuned {
-    cudnnBackendDescriptor_t plan;
-    int64_t workspace;
-};
 
 // Every candidate the heuristics list (mode A, then the fallback list) that the format allows is
 // finalized and timed: one untimed run, then TIMED_RUNS runs between two CUDA events. Engines
