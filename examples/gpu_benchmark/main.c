@@ -163,11 +163,14 @@ static void json_begin(const char *workload, cg_device d) {
         json_string(gpu_name);
     }
 }
+// A number: whole ones (counts, bytes) in full, others to 6 significant digits; NaN as null.
 static void json_num(const char *key, double v) {
-    if (isfinite(v))
-        printf(",\"%s\":%.6g", key, v);
-    else
+    if (!isfinite(v))
         printf(",\"%s\":null", key);
+    else if (v == floor(v) && fabs(v) < 1e15)
+        printf(",\"%s\":%.0f", key, v);
+    else
+        printf(",\"%s\":%.6g", key, v);
 }
 static void json_str(const char *key, const char *v) {
     printf(",\"%s\":", key);
