@@ -166,16 +166,22 @@ static void max_pool_plane(float *y, int32_t *argmax, const float *x, int64_t pl
             float *out = y + (plane * P + p) * Q;
             int32_t *arg = argmax + (plane * P + p) * Q;
             for (int64_t q = 0; q < Q; q++) {
-                // The window's four offsets in the plane, scanned in PyTorch's order; the first
-                // maximum wins.
-                int64_t offsets[4] = {2 * p * W + 2 * q, 2 * p * W + 2 * q + 1, (2 * p + 1) * W + 2 * q,
-                                      (2 * p + 1) * W + 2 * q + 1};
-                float values[4] = {top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]};
-                int best = 0;
-                for (int j = 1; j < 4; j++)
-                    if (values[j] > values[best]) best = j;
-                out[q] = values[best];
-                arg[q] = (int32_t)(plane * H * W + offsets[best]);
+                // The four values in PyTorch's scan order; a later one wins only if larger.
+                // Written as selections, not branches: on real data which one wins is a coin
+                // toss, and mispredicted branches cost more than the comparisons.
+                int64_t best = 2 * p * W + 2 * q;
+                float v = top[2 * q];
+                bool larger = top[2 * q + 1] > v;
+                v = larger ? top[2 * q + 1] : v;
+                best = larger ? 2 * p * W + 2 * q + 1 : best;
+                larger = bottom[2 * q] > v;
+                v = larger ? bottom[2 * q] : v;
+                best = larger ? (2 * p + 1) * W + 2 * q : best;
+                larger = bottom[2 * q + 1] > v;
+                v = larger ? bottom[2 * q + 1] : v;
+                best = larger ? (2 * p + 1) * W + 2 * q + 1 : best;
+                out[q] = v;
+                arg[q] = (int32_t)(plane * H * W + best);
             }
         }
         return;
