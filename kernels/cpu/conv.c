@@ -112,12 +112,9 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     if (dbias) {
 #pragma omp parallel for if (threads)
         for (int64_t k = 0; k < K; k++) { // one channel per thread: its sum over the batch
-            double sum = 0.0;
-            for (int64_t n = 0; n < N; n++) {
-                float part = 0.0f;
-                for (int64_t i = 0; i < pq; i++) part += dy[(n * K + k) * pq + i];
-                sum += part;
-            }
+            double sum = 0.0; // in double: a 224 x 224 plane is 50176 terms
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < pq; i++) sum += dy[(n * K + k) * pq + i];
             dbias[k] += (float)sum;
         }
     }
