@@ -481,7 +481,7 @@ int main(int argc, char **argv) {
         return cg_cli_fail("gpu_benchmark", cg_error(CG_ERR_ARG, "--no-cpu and no GPU (%s): nothing to measure",
                                                      skipped));
 
-    cg_device_info cpu_info, gpu_info;
+    static cg_device_info cpu_info, gpu_info; // static: gpu_name keeps pointing into it
     cg_device_get_info(cpu, &cpu_info);
     if (have_gpu && (s = cg_device_get_info(parsed, &gpu_info)).code != CG_OK) return cg_cli_fail("gpu_benchmark", s);
     if (have_gpu) gpu_name = gpu_info.name;
