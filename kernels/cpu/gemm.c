@@ -1,17 +1,14 @@
 // gemm.c: row-major single-precision matrix multiply on the CPU.
-// Large products go to CBLAS sgemm when CMake found one (CG_HAVE_CBLAS); small ones, and every
-// product in a build without CBLAS, to the engine's own loops below. For the matrices of a
+// Large products go to OpenBLAS's sgemm (blas.c, loaded on first use); small ones, and every
+// product when OpenBLAS is missing, to the engine's own loops below. For the matrices of a
 // small MLP (32 x 20 x 50) the call overhead of a BLAS library costs more than the arithmetic.
-// Also: the once-per-process warning about OpenBLAS running a generic core.
 #include "cpu.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef CG_HAVE_CBLAS
-#include <cblas.h>
-#endif
+#include "blas.h"
 
 // Products with fewer multiply-adds than this use the loops below even when CBLAS is there.
 #define CG_SMALL_GEMM_WORK (128 * 128 * 128)
@@ -133,42 +130,9 @@ static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
     for (int64_t i0 = 0; i0 < M; i0 += MR) gemm_panel(i0, trans_a, M, N, K, alpha, A, bp, ldb, C);
 }
 
-#ifdef CG_HAVE_OPENBLAS
-char *openblas_get_corename(void);
-// Debian's OpenBLAS 0.3.21 does not recognise some recent CPUs and falls back to its generic
-// "Prescott" core, about 5x slower. Tell the user once how to choose the right one.
-static void warn_generic_openblas_core(void) {
-    static int checked = 0;
-    if (checked) return;
-    checked = 1;
-    const char *core = openblas_get_corename();
-    __builtin_cpu_init();
-    bool avx2 = __builtin_cpu_supports("avx2");
-    bool avx512 = __builtin_cpu_supports("avx512f");
-    if (core && (avx2 || avx512) && (strcmp(core, "Prescott") == 0 || strcmp(core, "Core2") == 0 ||
-                                     strcmp(core, "Nehalem") == 0 || strcmp(core, "Atom") == 0 ||
-                                     strcmp(core, "Barcelona") == 0)) {
-        fprintf(stderr,
-                "cgrad: warning: OpenBLAS is running its generic '%s' core on a CPU with %s; matrix products "
-                "will be several times slower. Set OPENBLAS_CORETYPE=%s before running.\n",
-                core, avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
-    }
-}
-#endif
-
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               const float *B, float beta, float *C) {
-#ifdef CG_HAVE_CBLAS
-    if (M * N * K >= CG_SMALL_GEMM_WORK) {
-#ifdef CG_HAVE_OPENBLAS
-        warn_generic_openblas_core();
-#endif
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
-                    (int)N, (int)K, alpha, A, trans_a ? (int)M : (int)K, B, trans_b ? (int)K : (int)N, beta, C,
-                    (int)N);
-        return;
-    }
-#endif
+    if (M * N * K >= CG_SMALL_GEMM_WORK && cg_blas_sgemm(trans_a, trans_b, M, N, K, alpha, A, B, beta, C)) return;
     if (beta == 0.0f)
         memset(C, 0, (size_t)(M * N) * sizeof(float)); // not C *= 0: C may hold NaN garbage
     else if (beta != 1.0f)

@@ -5,18 +5,14 @@
 #include <omp.h>
 #endif
 
-#ifdef CG_HAVE_OPENBLAS
-void openblas_set_num_threads(int n);
-#endif
+#include "blas.h"
 
 void cg_set_num_threads(int n) {
     CG_CHECK(n >= 1, "thread count %d", n);
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-#ifdef CG_HAVE_OPENBLAS
-    openblas_set_num_threads(n);
-#endif
+    cg_blas_set_num_threads(n);
 }
 
 int cg_get_num_threads(void) {
