@@ -1,10 +1,11 @@
 // cudnn_conv.c: convolutions through cuDNN's graph API (the backend descriptors of cuDNN 9;
 // cuDNN 9.19 marks the legacy cudnnConvolutionForward family deprecated). One execution plan
-// per (direction, shape), built on first use and cached; workspace from the caching allocator.
-// FP32 only, and no engine that rounds to TF32 on Tensor Cores (NVIDIA's "numerical note
-// TENSOR_CORE"), so results stay FP32 as on the CPU. The only file that calls cuDNN.
-// The benchmark (kernels/cuda/bench.cu) also builds plans here for F16 and BF16 data and the
-// NHWC layout, choosing the engine by timing the candidates (cg_cudnn_conv_tune).
+// per (direction, shape), chosen on first use by timing the candidate engines on the real
+// problem (cg_cudnn_conv_tune, as PyTorch's cudnn.benchmark), then cached; workspace from the
+// caching allocator. Training uses FP32 engines only, none that rounds to TF32 on Tensor Cores
+// (NVIDIA's "numerical note TENSOR_CORE"), so results stay FP32 as on the CPU. The benchmark
+// (kernels/cuda/bench.cu) also builds plans here for F16 and BF16 data and the NHWC layout.
+// The only file that calls cuDNN.
 #include <cudnn.h>
 #include <float.h>
 #include <stdio.h>

@@ -60,6 +60,17 @@ static __global__ void sum_kernel(float *y, const float *x, float scale, int64_t
     if (threadIdx.x == 0) y[0] = scale * total;
 }
 
+// Large sums in two passes, still in a fixed order: block b adds up its stripe of x into
+// partial[b], then one block adds the partials (sum_kernel above).
+#define SUM_BLOCKS 1024
+static __global__ void sum_partial_kernel(float *partial, const float *x, int64_t n) {
+    float part = 0.0f;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        part += x[i];
+    float total = block_sum(part);
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
+}
+
 static __global__ void sum_backward_kernel(float *dx, const float *dy, float scale, int64_t n) {
     float g = scale * dy[0];
     GRID_STRIDE(i, n) dx[i] += g;
@@ -100,7 +111,17 @@ void cross_entropy_backward_cuda(float *dlogits, const float *dloss, const float
                                  int64_t N, int64_t K) {
     LAUNCH(cross_entropy_backward_kernel, N, dlogits, dloss, logits, labels, N, K);
 }
-void sum_forward_cuda(float *y, const float *x, float scale, int64_t n) { LAUNCH_ONE_BLOCK(sum_kernel, y, x, scale, n); }
+void sum_forward_cuda(float *y, const float *x, float scale, int64_t n) {
+    if (n <= 64 * CG_THREADS) { // a batch's worth: one block is enough
+        LAUNCH_ONE_BLOCK(sum_kernel, y, x, scale, n);
+        return;
+    }
+    float *partial = (float *)cg_cuda_alloc(SUM_BLOCKS * sizeof(float));
+    sum_partial_kernel<<<SUM_BLOCKS, CG_THREADS, 0, cg_cuda_stream()>>>(partial, x, n);
+    CG_LAUNCH_CHECK();
+    LAUNCH_ONE_BLOCK(sum_kernel, y, partial, scale, SUM_BLOCKS);
+    cg_cuda_free(partial);
+}
 void sum_backward_cuda(float *dx, const float *dy, float scale, int64_t n) {
     LAUNCH(sum_backward_kernel, n, dx, dy, scale, n);
 }
