@@ -162,23 +162,23 @@ static void max_pool_plane(float *y, int32_t *argmax, const float *x, int64_t pl
             const float *top = in + 2 * p * W, *bottom = top + W;
             float *out = y + (plane * P + p) * Q;
             int32_t *arg = argmax + (plane * P + p) * Q;
-            for (int64_t q = 0; q < Q; q++) {
-                // The four values in PyTorch's scan order; a later one wins only if larger.
-                // Written as selections, not branches: on real data which one wins is a coin
-                // toss, and mispredicted branches cost more than the comparisons.
-                int64_t best = 2 * p * W + 2 * q;
-                float v = top[2 * q];
-                bool larger = top[2 * q + 1] > v;
-                v = larger ? top[2 * q + 1] : v;
-                best = larger ? 2 * p * W + 2 * q + 1 : best;
-                larger = bottom[2 * q] > v;
-                v = larger ? bottom[2 * q] : v;
-                best = larger ? (2 * p + 1) * W + 2 * q : best;
-                larger = bottom[2 * q + 1] > v;
-                v = larger ? bottom[2 * q + 1] : v;
-                best = larger ? (2 * p + 1) * W + 2 * q + 1 : best;
+            int32_t row = (int32_t)(plane * H * W + 2 * p * W), below = row + (int32_t)W; // flat indices
+            for (int32_t q = 0; q < (int32_t)Q; q++) {
+                // The four values in PyTorch's scan order; a later one wins only if larger. No
+                // branch: on real data which value wins is a coin toss, and a mispredicted
+                // branch costs more than the whole window. `take` is all ones when the new
+                // value wins, and picks its index with bit operations.
+                float candidates[4] = {top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]};
+                int32_t indices[4] = {row + 2 * q, row + 2 * q + 1, below + 2 * q, below + 2 * q + 1};
+                float v = candidates[0];
+                int32_t best = indices[0];
+                for (int j = 1; j < 4; j++) {
+                    int32_t take = -(int32_t)(candidates[j] > v);
+                    best = (best & ~take) | (indices[j] & take);
+                    v = candidates[j] > v ? candidates[j] : v;
+                }
                 out[q] = v;
-                arg[q] = (int32_t)(plane * H * W + best);
+                arg[q] = best;
             }
         }
         return;
