@@ -1,0 +1,96 @@
+// int8_gemm.c: times the CPU int8 GEMM (kernels/cpu/int8_gemm.c, int8 x int8 -> int32) against the
+// engine's fp32 GEMM (kernels/cpu/gemm.c gemm_cpu: OpenBLAS's sgemm for large products when found,
+// its own loops otherwise) on the same C = A B^T shapes. Figures to read, not a test; built only
+// on request: cmake --build build --target bench_int8_gemm, then build/bench_int8_gemm [--threads N].
+// Each time is the best of repeated runs (at least 5, and at least 0.2 s of them).
+#include "../kernels/cpu/cpu.h"
+#include "../kernels/cpu/int8_gemm.h"
+#include "../core/common.h"
+#include "../core/rng.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef struct {
+    int64_t M, N, K;
+    const char *what;
+} shape;
+
+static double best_seconds_int8(int32_t *C, const int8_t *A, const int8_t *B, int64_t M, int64_t N, int64_t K) {
+    double best = 1e30, total = 0;
+    for (int r = 0; r < 5 || total < 0.2; r++) {
+        double t0 = cg_seconds();
+        int8_gemm_cpu(C, A, B, M, N, K);
+        double t = cg_seconds() - t0;
+        total += t;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+static double best_seconds_f32(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K) {
+    double best = 1e30, total = 0;
+    for (int r = 0; r < 5 || total < 0.2; r++) {
+        double t0 = cg_seconds();
+        gemm_cpu(false, true, M, N, K, 1.0f, A, B, 0.0f, C); // C = A B^T, as a Linear layer
+        double t = cg_seconds() - t0;
+        total += t;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--threads") == 0) {
+#ifdef _OPENMP
+        omp_set_num_threads(atoi(argv[2]));
+#endif
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: %s [--threads N]\n", argv[0]);
+        return 2;
+    }
+    const shape shapes[] = {
+        {128, 128, 128, "square"},
+        {512, 512, 512, "square"},
+        {1024, 1024, 1024, "square"},
+        {2048, 2048, 2048, "square"},
+        {4096, 128, 784, "MLP layer 784 -> 128, batch 4096"},
+        {4096, 10, 128, "MLP layer 128 -> 10, batch 4096"},
+        {25088, 64, 288, "conv 32 -> 64, 3x3, as im2col, 32 images of 28x28"},
+    };
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    printf("int8 GEMM (int32 sums) against fp32 GEMM, C (M, N) = A (M, K) B (N, K)^T, %d thread(s)\n", threads);
+    printf("%6s %6s %6s  %10s %10s  %10s %10s  %6s  %s\n", "M", "N", "K", "f32 ms", "GFLOP/s", "int8 ms", "GOP/s",
+           "ratio", "shape");
+    cg_rng rng = cg_rng_new(1, 0);
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
+        float *Af = cg_xmalloc(sizeof(float) * M * K), *Bf = cg_xmalloc(sizeof(float) * N * K);
+        float *Cf = cg_xmalloc(sizeof(float) * M * N);
+        int8_t *A = cg_xmalloc(M * K), *B = cg_xmalloc(N * K);
+        int32_t *C = cg_xmalloc(sizeof(int32_t) * M * N);
+        cg_rng_uniform(&rng, Af, M * K, -1.0f, 1.0f);
+        cg_rng_uniform(&rng, Bf, N * K, -1.0f, 1.0f);
+        for (int64_t i = 0; i < M * K; i++) A[i] = (int8_t)(int32_t)(Af[i] * 127.0f);
+        for (int64_t i = 0; i < N * K; i++) B[i] = (int8_t)(int32_t)(Bf[i] * 127.0f);
+        double tf = best_seconds_f32(Cf, Af, Bf, M, N, K);
+        double ti = best_seconds_int8(C, A, B, M, N, K);
+        double ops = 2.0 * M * N * K;
+        printf("%6lld %6lld %6lld  %10.3f %10.1f  %10.3f %10.1f  %5.2fx  %s\n", (long long)M, (long long)N,
+               (long long)K, tf * 1e3, ops / tf * 1e-9, ti * 1e3, ops / ti * 1e-9, tf / ti, shapes[s].what);
+        free(Af);
+        free(Bf);
+        free(Cf);
+        free(A);
+        free(B);
+        free(C);
+    }
+    return 0;
+}
