@@ -5,15 +5,15 @@
 //
 // Use: dataset_test_begin("test_NAME") first (it makes tmp_root, under $TMPDIR or /tmp), then
 // the checks, then `return dataset_test_end();` (it removes tmp_root and prints the verdict).
-// Each failed check prints "FAIL what: message" and adds one to `failures`; the test goes on.
+// Each failed check is a fail() of check.h: "FAIL what: message", counted; the test goes on.
 // A file the test cannot write or read is not a failure of the loader: the test exits 1 there.
 #ifndef CG_TESTS_DATASET_FILES_H
 #define CG_TESTS_DATASET_FILES_H
 
 #include "../datasets/dataset.h"
+#include "check.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,23 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures = 0;
 static char tmp_root[256];              // this run's temporary folder, made by dataset_test_begin
 static const char *test_program = "";   // the test's name, for its own messages
 
 // ---- checks ---------------------------------------------------------------------------------------
-
-// Print "FAIL what: message" and count it; the test goes on to report every difference.
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
 
 // True when s is OK; otherwise a failure naming the error.
 static bool expect_ok(cg_status s, const char *what) {

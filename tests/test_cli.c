@@ -4,85 +4,39 @@
 #define _POSIX_C_SOURCE 200809L
 #include "../core/device.h"
 
+#include "run_program.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-static int failures = 0;
-static const char *program; // path of simple_nn
-static char tmp_dir[256];   // this run's scratch directory
-
-// Print "FAIL what: message" and count it; the test goes on to report every difference.
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
-
-// The whole of a small file into buf ("" when it cannot be read).
-static void read_text(const char *path, char *buf, size_t size) {
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
 
 static bool exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
 
-typedef struct {
-    int exit_code;  // -1 when killed by a signal
-    char out[8192]; // stdout
-    char err[4096]; // stderr
-} run_result;
-
-// Run `program args` with stdout and stderr in files; args are trusted text written here.
-static run_result run(const char *args) {
-    run_result r;
-    char out_path[512], err_path[512], command[2048];
-    snprintf(out_path, sizeof out_path, "%s/stdout", tmp_dir);
-    snprintf(err_path, sizeof err_path, "%s/stderr", tmp_dir);
-    snprintf(command, sizeof command, "'%s' %s >'%s' 2>'%s' </dev/null", program, args, out_path, err_path);
-    int status = system(command);
-    r.exit_code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
-    read_text(out_path, r.out, sizeof r.out);
-    read_text(err_path, r.err, sizeof r.err);
-    return r;
-}
-
 // A bad invocation: non-zero exit (not a crash), exactly one line on stderr that contains each
 // of the `needles` (NULL-terminated).
 static void expect_refused(const char *args, ...) {
-    run_result r = run(args);
-    if (r.exit_code == 0 || r.exit_code == -1 || r.exit_code >= 128)
-        fail(args, "exit status %d; expected a clean non-zero exit", r.exit_code);
-    size_t len = strlen(r.err);
-    const char *newline = strchr(r.err, '\n');
-    if (len == 0 || newline == NULL || newline != r.err + len - 1)
-        fail(args, "stderr is not exactly one line: \"%s\"", r.err);
+    const run_result *r = run(args);
+    if (r->exit_code == 0 || r->exit_code == -1 || r->exit_code >= 128)
+        fail(args, "exit status %d; expected a clean non-zero exit", r->exit_code);
+    size_t len = strlen(r->err);
+    const char *newline = strchr(r->err, '\n');
+    if (len == 0 || newline == NULL || newline != r->err + len - 1)
+        fail(args, "stderr is not exactly one line: \"%s\"", r->err);
     va_list ap;
     va_start(ap, args);
     for (const char *needle = va_arg(ap, const char *); needle; needle = va_arg(ap, const char *))
-        if (strstr(r.err, needle) == NULL)
-            fail(args, "stderr does not name \"%s\": \"%s\"", needle, r.err);
+        if (strstr(r->err, needle) == NULL)
+            fail(args, "stderr does not name \"%s\": \"%s\"", needle, r->err);
     va_end(ap);
-    if (strstr(r.out, "Epoch") != NULL)
-        fail(args, "trained anyway: \"%s\"", r.out);
-    printf("refused (exit %d): %-44s %s", r.exit_code, args, len ? r.err : "\n");
+    if (strstr(r->out, "Epoch") != NULL)
+        fail(args, "trained anyway: \"%s\"", r->out);
+    printf("refused (exit %d): %-44s %s", r->exit_code, args, len ? r->err : "\n");
 }
 
 static void test_bad_flags(void) {
@@ -112,14 +66,14 @@ static void test_no_log_left_behind(void) {
         if (strcmp(bad[i], "--device cuda") == 0 && cg_cuda_device_count() > 0)
             continue; // it works here
         char path[512], args[1024];
-        snprintf(path, sizeof path, "%s/bad%zu.csv", tmp_dir, i);
+        snprintf(path, sizeof path, "%s/bad%zu.csv", run_dir, i);
         for (int order = 0; order < 2; order++) { // the bad flag before and after --log
             if (order == 0)
                 snprintf(args, sizeof args, "%s --log '%s' --epochs 1", bad[i], path);
             else
                 snprintf(args, sizeof args, "--log '%s' --epochs 1 %s", path, bad[i]);
-            run_result r = run(args);
-            if (r.exit_code == 0)
+            const run_result *r = run(args);
+            if (r->exit_code == 0)
                 fail(args, "exit status 0");
             if (exists(path)) {
                 fail(args, "left %s behind", path);
@@ -141,13 +95,13 @@ static int split_csv(char *line, char **fields, int max) {
 
 static void test_log(void) {
     char path[512], args[1024];
-    snprintf(path, sizeof path, "%s/run.csv", tmp_dir);
+    snprintf(path, sizeof path, "%s/run.csv", run_dir);
     snprintf(args, sizeof args, "--epochs 3 --log '%s' --quiet", path);
-    run_result r = run(args);
-    if (r.exit_code != 0)
-        fail(args, "exit status %d, stderr \"%s\"", r.exit_code, r.err);
-    if (strstr(r.out, "Accuracy") == NULL)
-        fail(args, "no final accuracy on stdout: \"%s\"", r.out);
+    const run_result *r = run(args);
+    if (r->exit_code != 0)
+        fail(args, "exit status %d, stderr \"%s\"", r->exit_code, r->err);
+    if (strstr(r->out, "Accuracy") == NULL)
+        fail(args, "no final accuracy on stdout: \"%s\"", r->out);
     char text[8192];
     read_text(path, text, sizeof text);
     char *save = NULL;
@@ -187,21 +141,21 @@ static void test_log(void) {
 }
 
 static void test_help(void) {
-    run_result r = run("--help");
-    if (r.exit_code != 0)
-        fail("--help", "exit status %d", r.exit_code);
-    if (strstr(r.out, "usage") == NULL || strstr(r.out, "--epochs") == NULL)
-        fail("--help", "stdout lacks the usage text: \"%s\"", r.out);
-    if (r.err[0] != '\0')
-        fail("--help", "wrote to stderr: \"%s\"", r.err);
+    const run_result *r = run("--help");
+    if (r->exit_code != 0)
+        fail("--help", "exit status %d", r->exit_code);
+    if (strstr(r->out, "usage") == NULL || strstr(r->out, "--epochs") == NULL)
+        fail("--help", "stdout lacks the usage text: \"%s\"", r->out);
+    if (r->err[0] != '\0')
+        fail("--help", "wrote to stderr: \"%s\"", r->err);
     printf("--help: exit 0 with the usage text\n");
 }
 
 int main(int argc, char **argv) {
 #ifdef CGRAD_BIN_DIR
-    program = CGRAD_BIN_DIR "/simple_nn";
+    const char *program = CGRAD_BIN_DIR "/simple_nn";
 #else
-    program = "./build/simple_nn";
+    const char *program = "./build/simple_nn";
 #endif
     if (argc > 1)
         program = argv[1];
@@ -209,8 +163,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "FAIL test_cli: no executable at %s (build the simple_nn target first)\n", program);
         return 1;
     }
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/cgrad_test_cli_XXXXXX");
-    if (mkdtemp(tmp_dir) == NULL) {
+    if (!run_begin(program, "/tmp/cgrad_test_cli_XXXXXX")) {
         fprintf(stderr, "FAIL test_cli: cannot make a temporary directory\n");
         return 1;
     }
@@ -218,12 +171,7 @@ int main(int argc, char **argv) {
     test_bad_flags();
     test_no_log_left_behind();
     test_log();
-    char path[512];
-    snprintf(path, sizeof path, "%s/stdout", tmp_dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/stderr", tmp_dir);
-    unlink(path);
-    rmdir(tmp_dir);
+    run_end();
     if (failures) {
         fprintf(stderr, "test_cli: %d failure(s)\n", failures);
         return 1;

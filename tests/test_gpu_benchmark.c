@@ -11,56 +11,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "../core/device.h"
 
+#include "run_program.h"
+
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-static int failures = 0;
-static char program[1024];
-static char tmp_dir[256];
-
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
-
-static void read_text(const char *path, char *buf, size_t size) {
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
-
-typedef struct {
-    int exit_code; // -1 when killed by a signal
-    char out[65536], err[8192];
-} run_result;
-
-static run_result result; // large: kept out of the stack
-
-static const run_result *run(const char *args) {
-    char out_path[300], err_path[300], command[4096];
-    snprintf(out_path, sizeof out_path, "%s/stdout", tmp_dir);
-    snprintf(err_path, sizeof err_path, "%s/stderr", tmp_dir);
-    snprintf(command, sizeof command, "'%s' %s >'%s' 2>'%s' </dev/null", program, args, out_path, err_path);
-    int status = system(command);
-    result.exit_code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
-    read_text(out_path, result.out, sizeof result.out);
-    read_text(err_path, result.err, sizeof result.err);
-    return &result;
-}
 
 // Refused: exit status 2 (bad usage) and one stderr line naming `needle`.
 static void expect_refused(const char *args, const char *needle) {
@@ -145,7 +103,7 @@ static void test_cpu_json(void) {
     if (r->exit_code != 0) fail(args, "exit status %d, stderr \"%s\"", r->exit_code, r->err);
     if (strstr(r->err, "GPU part skipped: --device cpu") == NULL)
         fail(args, "stderr does not say the GPU part was skipped: \"%s\"", r->err);
-    parse_lines(args, result.out);
+    parse_lines(args, run_output.out);
     const cJSON *skip = find("workload", "gpu_skipped", NULL);
     if (skip == NULL || strcmp(str(skip, "reason"), "--device cpu") != 0) fail(args, "no gpu_skipped line with its reason");
     const cJSON *mm = find("workload", "matmul", "device", "cpu", "dtype", "fp32", NULL);
@@ -215,7 +173,7 @@ static void test_gpu(void) {
     const char *args = "--device cuda --no-cpu --n 512 --reps 2 --iters 3 --batch 4 --conv-dtypes fp32,tf32,fp16,bf16 --json";
     const run_result *r = run(args);
     if (r->exit_code != 0) fail(args, "exit status %d, stderr \"%s\"", r->exit_code, r->err);
-    parse_lines(args, result.out);
+    parse_lines(args, run_output.out);
     // The largest error each format may have (bench.h: the last of its mantissa bits, with room).
     static const struct {
         const char *dtype;
@@ -282,6 +240,7 @@ int main(int argc, char **argv) {
     if (dir == NULL) dir = CGRAD_BIN_DIR;
 #endif
     if (dir == NULL) dir = "build";
+    char program[1024];
     snprintf(program, sizeof program, "%s/gpu_benchmark", dir);
     if (access(program, X_OK) != 0) {
         fprintf(stderr, "FAIL: no executable %s (build it first)\n", program);
@@ -291,8 +250,7 @@ int main(int argc, char **argv) {
         printf("skipped: no GPU here\n");
         return 77;
     }
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/test_gpu_benchmark.XXXXXX");
-    if (mkdtemp(tmp_dir) == NULL) {
+    if (!run_begin(program, "/tmp/test_gpu_benchmark.XXXXXX")) {
         perror("mkdtemp");
         return 1;
     }
@@ -305,12 +263,7 @@ int main(int argc, char **argv) {
         if (cg_cuda_device_count() == 0) test_no_gpu_default();
     }
     for (int i = 0; i < n_lines; i++) cJSON_Delete(lines[i]);
-    char path[512];
-    snprintf(path, sizeof path, "%s/stdout", tmp_dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/stderr", tmp_dir);
-    unlink(path);
-    rmdir(tmp_dir);
+    run_end();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;
