@@ -1,6 +1,7 @@
 // reference_fixture.h: reads the PyTorch reference fixtures of tests/reference/ (simple_nn.bin,
-// cnn.bin) and compares cgrad's values with theirs. Header-only (static functions), shared by
-// tests/test_reference.c and tests/test_reference_cnn.c; it makes no fixture and runs no model.
+// cnn.bin), sets a model's parameters to their initial weights, and compares cgrad's values with
+// theirs. Header-only (static functions), shared by tests/test_reference.c and
+// tests/test_reference_cnn.c; it makes no fixture and runs no model.
 //
 // Fixture format (little-endian; make_simple_nn_fixture.py's docstring is the reference):
 //   8 bytes magic "CGREF001", uint32 version (1), uint32 count of arrays, then per array:
@@ -192,6 +193,34 @@ static const ref_array *ref_find(const ref_file *f, const char *name, int64_t nu
     }
     fprintf(stderr, "FAIL fixture has no array '%s'\n", name);
     return NULL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading into a cgrad model
+
+// True when the fixture's array a has t's shape; otherwise false after printing why.
+static bool ref_same_shape(const ref_array *a, const cg_tensor *t) {
+    if (a->ndim == t->ndim && memcmp(a->dims, t->shape, (size_t)a->ndim * sizeof(int64_t)) == 0) return true;
+    char buf[64];
+    fprintf(stderr, "FAIL fixture's %s is not shaped %s\n", a->name, cg_shape_str(t, buf, sizeof buf));
+    return false;
+}
+
+// Overwrite the parameters names[0..n) of params with the fixture's arrays of the same names (the
+// model's initial weights) and zero the gradients. False, after printing why, when the fixture
+// lacks one or shapes it otherwise. A parameter the model lacks is a bug of the test: CG_CHECK
+// stops there, naming `model`.
+static bool ref_set_params(cg_params *params, const char *model, const char *const *names, int n,
+                           const ref_file *f) {
+    for (int i = 0; i < n; i++) {
+        cg_tensor *p = cg_params_find(params, names[i]);
+        CG_CHECK(p != NULL, "%s has no parameter %s", model, names[i]);
+        const ref_array *a = ref_find(f, names[i], p->numel);
+        if (a == NULL || !ref_same_shape(a, p)) return false;
+        cg_tensor_copy_from_host(p, a->data, a->numel);
+    }
+    cg_params_zero_grad(params);
+    return true;
 }
 
 // ---------------------------------------------------------------------------------------------

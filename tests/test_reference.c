@@ -51,20 +51,7 @@ static bool simple_nn_build(simple_nn *s, cg_device dev, const ref_file *f) {
 
 // Overwrite every parameter with the fixture's initial value and zero the gradients.
 static bool simple_nn_reset(simple_nn *s, const ref_file *f) {
-    for (int i = 0; i < 4; i++) {
-        cg_tensor *p = cg_params_find(s->params, param_names[i]);
-        CG_CHECK(p != NULL, "SimpleNN has no parameter %s", param_names[i]);
-        const ref_array *a = ref_find(f, param_names[i], p->numel);
-        if (a == NULL) return false;
-        if (a->ndim != p->ndim || memcmp(a->dims, p->shape, (size_t)a->ndim * sizeof(int64_t)) != 0) {
-            char buf[64];
-            fprintf(stderr, "FAIL fixture's %s is not shaped %s\n", a->name, cg_shape_str(p, buf, sizeof buf));
-            return false;
-        }
-        cg_tensor_copy_from_host(p, a->data, a->numel);
-    }
-    cg_params_zero_grad(s->params);
-    return true;
+    return ref_set_params(s->params, "SimpleNN", param_names, 4, f);
 }
 
 static void simple_nn_free(simple_nn *s) {

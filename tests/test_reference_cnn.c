@@ -51,14 +51,6 @@ typedef struct {
     double forward, gradients, adam, sgd;
 } max_errors;
 
-// True when the fixture array has exactly the tensor's shape; prints why not otherwise.
-static bool same_shape(const ref_array *a, const cg_tensor *t) {
-    if (a->ndim == t->ndim && memcmp(a->dims, t->shape, (size_t)a->ndim * sizeof(int64_t)) == 0) return true;
-    char buf[64];
-    fprintf(stderr, "FAIL fixture's %s is not shaped %s\n", a->name, cg_shape_str(t, buf, sizeof buf));
-    return false;
-}
-
 // Build the CNN on dev with the fixture's batch (the weights come from cnn_reset).
 // False, after printing why, if the fixture lacks the batch or its labels are not class indices.
 static bool cnn_build(tutorial_cnn *s, cg_device dev, const ref_file *f) {
@@ -80,7 +72,7 @@ static bool cnn_build(tutorial_cnn *s, cg_device dev, const ref_file *f) {
     s->tape = cg_tape_new(dev, 4 << 20);
 
     const ref_array *x = ref_find(f, "x", s->x->numel), *labels = ref_find(f, "labels", BATCH);
-    if (x == NULL || labels == NULL || !same_shape(x, s->x)) return false;
+    if (x == NULL || labels == NULL || !ref_same_shape(x, s->x)) return false;
     cg_tensor_copy_from_host(s->x, x->data, x->numel);
     // The format holds only float32: the labels are whole numbers stored as floats.
     int32_t classes[BATCH];
@@ -98,15 +90,7 @@ static bool cnn_build(tutorial_cnn *s, cg_device dev, const ref_file *f) {
 
 // Overwrite every parameter with the fixture's initial value and zero the gradients.
 static bool cnn_reset(tutorial_cnn *s, const ref_file *f) {
-    for (int i = 0; i < NUM_PARAMS; i++) {
-        cg_tensor *p = cg_params_find(s->params, param_names[i]);
-        CG_CHECK(p != NULL, "the CNN has no parameter %s", param_names[i]);
-        const ref_array *a = ref_find(f, param_names[i], p->numel);
-        if (a == NULL || !same_shape(a, p)) return false;
-        cg_tensor_copy_from_host(p, a->data, a->numel);
-    }
-    cg_params_zero_grad(s->params);
-    return true;
+    return ref_set_params(s->params, "the CNN", param_names, NUM_PARAMS, f);
 }
 
 static void cnn_free(tutorial_cnn *s) {
