@@ -41,7 +41,7 @@ typedef struct cg_kernels {
 
     // 2-D convolution (cross-correlation) of x (N, C, H, W) with w (K, C, R, S), stride and zero
     // padding pad, plus bias (K) or NULL: y (N, K, P, Q). Each device chooses its method: the CPU
-    // runs im2col + GEMM image by image (the columns of one image stay in cache), the GPU im2col
+    // runs im2col + GEMM four images at a time (their columns stay in cache), the GPU im2col
     // + one GEMM over the batch. Workspace comes from the device's allocator.
     void (*conv2d_forward)(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C,
                            int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,

@@ -115,7 +115,8 @@ void cg_loader_set_augmentation(cg_loader *l, int crop_padding, bool flip) {
 // Crop offsets and flips for the next batch, drawn on the host and copied to the device.
 static const int32_t *draw_augmentation(cg_loader *l, int64_t batch) {
     if (l->crop_padding == 0 && !l->flip) return NULL;
-    uint32_t *words = cg_xmalloc((size_t)batch * 3 * sizeof(uint32_t));
+    // The raw words land in augment_host and are turned into offsets in place (same size).
+    uint32_t *words = (uint32_t *)l->augment_host;
     cg_rng_u32(&l->augment_rng, words, batch * 3);
     uint32_t span = 2 * (uint32_t)l->crop_padding + 1;
     for (int64_t i = 0; i < batch; i++) {
@@ -123,7 +124,6 @@ static const int32_t *draw_augmentation(cg_loader *l, int64_t batch) {
         l->augment_host[3 * i + 1] = (int32_t)(words[3 * i + 1] % span);
         l->augment_host[3 * i + 2] = l->flip ? (int32_t)(words[3 * i + 2] >> 31) : 0;
     }
-    free(words);
     if (l->device.type == CG_CPU) return l->augment_host;
     cg_device_copy(l->device, l->augment_device, cg_cpu(), l->augment_host, (size_t)batch * 3 * sizeof(int32_t));
     return l->augment_device;

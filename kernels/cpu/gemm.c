@@ -10,7 +10,7 @@
 
 #include "blas.h"
 
-// Products with fewer multiply-adds than this use the loops below even when CBLAS is there.
+// Products with fewer multiply-adds than this use the loops below even when OpenBLAS is there.
 #define CG_SMALL_GEMM_WORK (128 * 128 * 128)
 
 // The register tile: MR rows by NR columns of C are summed in local variables over the whole
