@@ -56,6 +56,20 @@ typedef struct cg_kernels {
     void (*max_pool2d_forward)(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t kernel, int64_t stride, int64_t P, int64_t Q);
     void (*max_pool2d_backward)(float *dx, const float *dy, const int32_t *argmax, int64_t n);
+    // conv2d, bias, ReLU and 2x2 max pooling with stride 2 in one pass (the tutorial CNN's block):
+    // y (N, K, P/2, Q/2) = max_pool2d(relu(conv2d(x, w) + bias)), P x Q the convolution's output;
+    // where (N, K, P/2, Q/2) u8: the position of each window's first maximum, 0 top left, 1 top
+    // right, 2 bottom left, 3 bottom right. y, dx and dw identical to the three ops in a row;
+    // dbias too up to the order of its sum.
+    // Backward: dx, dw, dbias += the gradients from dy (shaped as y), any may be NULL. Optional:
+    // a device without them (NULL) runs the three ops instead (cg_conv2d_relu_max_pool2d).
+    void (*conv2d_relu_pool_forward)(float *y, uint8_t *where, const float *x, const float *w, const float *bias,
+                                     int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                     int64_t stride, int64_t pad, int64_t P, int64_t Q);
+    void (*conv2d_relu_pool_backward)(float *dx, float *dw, float *dbias, const float *dy, const float *y,
+                                      const uint8_t *where, const float *x, const float *w, int64_t N, int64_t C,
+                                      int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                      int64_t pad, int64_t P, int64_t Q);
 
     // Batch normalisation of x (N, C, HW). stats (2C): the batch mean and 1 / sqrt(var + eps) per
     // channel, written when training and read by the backward. training: statistics of the

@@ -168,6 +168,7 @@ static const cg_op_row cg_op_table[CG_NUM_OPS] = {
     [CG_OP_RESHAPE] = {"reshape", cg_reshape_forward, cg_reshape_backward},
     [CG_OP_BATCH_NORM2D] = {"batch_norm2d", cg_batch_norm2d_forward, cg_batch_norm2d_backward},
     [CG_OP_DROPOUT] = {"dropout", cg_dropout_forward, cg_dropout_backward},
+    [CG_OP_CONV2D_RELU_POOL] = {"conv2d_relu_max_pool2d", cg_conv2d_relu_pool_forward, cg_conv2d_relu_pool_backward},
 };
 
 const char *cg_op_name(int op) {

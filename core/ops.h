@@ -23,6 +23,7 @@ typedef enum {
     CG_OP_RESHAPE,
     CG_OP_BATCH_NORM2D,
     CG_OP_DROPOUT,
+    CG_OP_CONV2D_RELU_POOL,
     CG_NUM_OPS
 } cg_op;
 
@@ -65,6 +66,12 @@ cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
 // (N, C, (H - kernel) / stride + 1, (W - kernel) / stride + 1). The gradient goes to the
 // first maximum of each window (as PyTorch).
 cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride);
+// max_pool2d(relu(conv2d(x, weight, bias, stride, padding)), 2, 2), the same values and
+// gradients, as one op where the device has a fused kernel (the CPU: the convolution's output
+// is pooled while in cache, and neither it nor the ReLU's output is stored) and as the three ops
+// elsewhere. x (N, C, H, W) -> (N, K, P / 2, Q / 2), P x Q as conv2d; P, Q >= 2.
+cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride,
+                                     int padding);
 // The same values in another shape of the same element count (a copy on the tape).
 cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape);
 // (N, d1, d2, ...) -> (N, d1 * d2 * ...), as torch.flatten(x, 1).

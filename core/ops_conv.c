@@ -1,5 +1,6 @@
-// ops_conv.c: the image ops of the op table: conv2d, max_pool2d and reshape (flatten).
-// Tensor logic only; the arithmetic is in kernels/cpu/conv.c and kernels/cuda/conv.cu.
+// ops_conv.c: the image ops of the op table: conv2d, max_pool2d, their fused block (conv2d +
+// ReLU + 2x2 max pooling) and reshape (flatten). Tensor logic only; the arithmetic is in
+// kernels/cpu/conv.c and kernels/cuda/conv.cu.
 #include "ops_internal.h"
 
 #include <stdio.h>
@@ -28,7 +29,9 @@ void cg_conv2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     KERNEL(k, conv2d_backward)(dx, dw, db, F(n->out->grad), F(x), F(w), CONV_DIMS(n));
 }
 
-cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding) {
+// Checks conv2d's inputs and gives the output size P x Q.
+static void conv2d_check(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding,
+                         int64_t *P, int64_t *Q) {
     cg_op_check_input(t, "conv2d", x, CG_F32);
     cg_op_check_input(t, "conv2d", weight, CG_F32);
     char sx[64], sw[64];
@@ -40,14 +43,59 @@ cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
     int64_t K = weight->shape[0], R = weight->shape[2], S = weight->shape[3];
     CG_CHECK(H + 2 * padding >= R && W + 2 * padding >= S, "conv2d: kernel %s larger than the padded input %s",
              cg_shape_str(weight, sw, sizeof sw), cg_shape_str(x, sx, sizeof sx));
-    int64_t P = (H + 2 * padding - R) / stride + 1, Q = (W + 2 * padding - S) / stride + 1;
+    *P = (H + 2 * padding - R) / stride + 1, *Q = (W + 2 * padding - S) / stride + 1;
     if (bias) {
         cg_op_check_input(t, "conv2d", bias, CG_F32);
         CG_CHECK(bias->numel == K, "conv2d: bias of %lld for %lld filters", (long long)bias->numel, (long long)K);
     }
-    (void)C, (void)R, (void)S;
+    (void)N, (void)C;
+}
+
+cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding) {
+    int64_t P, Q;
+    conv2d_check(t, x, weight, bias, stride, padding, &P, &Q);
     cg_node node = {.op = CG_OP_CONV2D, .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding}};
-    return cg_op_apply(t, &node, 4, (int64_t[]){N, K, P, Q});
+    return cg_op_apply(t, &node, 4, (int64_t[]){x->shape[0], weight->shape[0], P, Q});
+}
+
+// ---- conv2d + ReLU + 2x2 max pooling ------------------------------------------------------------
+// in[] as conv2d; iattr[0] = stride, iattr[1] = padding, iattr[2], iattr[3] = the convolution's
+// output size P, Q; saved[0] = where (N, K, P/2, Q/2) u8, the position of each window's maximum.
+
+#define FUSED_DIMS(n)                                                                                        \
+    (n)->in[0]->shape[0], (n)->in[0]->shape[1], (n)->in[0]->shape[2], (n)->in[0]->shape[3], (n)->in[1]->shape[0], \
+        (n)->in[1]->shape[2], (n)->in[1]->shape[3], (int64_t)(n)->iattr[0], (int64_t)(n)->iattr[1],            \
+        (int64_t)(n)->iattr[2], (int64_t)(n)->iattr[3]
+
+void cg_conv2d_relu_pool_forward(const cg_kernels *k, cg_node *n) {
+    const float *bias = n->n_in == 3 ? F(n->in[2]) : NULL;
+    KERNEL(k, conv2d_relu_pool_forward)(F(n->out), (uint8_t *)n->saved[0]->data, F(n->in[0]), F(n->in[1]), bias,
+                                        FUSED_DIMS(n));
+}
+
+void cg_conv2d_relu_pool_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    cg_tensor *x = n->in[0], *w = n->in[1];
+    float *dx = x->requires_grad ? F(cg_tape_grad(t, x)) : NULL;
+    float *dw = w->requires_grad ? F(cg_tape_grad(t, w)) : NULL;
+    float *db = n->n_in == 3 && n->in[2]->requires_grad ? F(cg_tape_grad(t, n->in[2])) : NULL;
+    KERNEL(k, conv2d_relu_pool_backward)(dx, dw, db, F(n->out->grad), F(n->out), (const uint8_t *)n->saved[0]->data,
+                                         F(x), F(w), FUSED_DIMS(n));
+}
+
+cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride,
+                                     int padding) {
+    if (cg_kernels_for(t->device)->conv2d_relu_pool_forward == NULL) // this device has no fused kernel
+        return cg_max_pool2d(t, cg_relu(t, cg_conv2d(t, x, weight, bias, stride, padding)), 2, 2);
+    int64_t P, Q;
+    conv2d_check(t, x, weight, bias, stride, padding, &P, &Q);
+    CG_CHECK(P >= 2 && Q >= 2 && P <= INT32_MAX && Q <= INT32_MAX,
+             "conv2d_relu_max_pool2d: a %lld x %lld convolution output has no 2 x 2 window", (long long)P,
+             (long long)Q);
+    int64_t shape[4] = {x->shape[0], weight->shape[0], P / 2, Q / 2};
+    cg_node node = {.op = CG_OP_CONV2D_RELU_POOL, .n_in = bias ? 3 : 2, .in = {x, weight, bias},
+                    .iattr = {stride, padding, (int)P, (int)Q}};
+    node.saved[0] = cg_arena_tensor(t->arena, CG_U8, 4, shape);
+    return cg_op_apply(t, &node, 4, shape);
 }
 
 // ---- max_pool2d --------------------------------------------------------------------------------

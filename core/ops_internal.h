@@ -28,6 +28,8 @@ void cg_conv2d_forward(const cg_kernels *k, cg_node *n);
 void cg_conv2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
 void cg_max_pool2d_forward(const cg_kernels *k, cg_node *n);
 void cg_max_pool2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
+void cg_conv2d_relu_pool_forward(const cg_kernels *k, cg_node *n);
+void cg_conv2d_relu_pool_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
 void cg_reshape_forward(const cg_kernels *k, cg_node *n);
 void cg_reshape_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
 // ops_norm.c

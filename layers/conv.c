@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static cg_tensor *conv_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_conv2d_layer *c = (cg_conv2d_layer *)m;
@@ -43,6 +44,16 @@ typedef struct {
 static cg_tensor *max_pool_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     max_pool_layer *p = (max_pool_layer *)m;
     return cg_max_pool2d(t, x, p->kernel, p->stride);
+}
+
+cg_tensor *cg_conv_relu_pool_forward(cg_module *const *m, int count, cg_tape *t, cg_tensor *x) {
+    if (count < 3 || strcmp(m[0]->kind, "Conv2d") != 0 || strcmp(m[1]->kind, "ReLU") != 0 ||
+        strcmp(m[2]->kind, "MaxPool2d") != 0)
+        return NULL;
+    const cg_conv2d_layer *c = (const cg_conv2d_layer *)m[0];
+    const max_pool_layer *p = (const max_pool_layer *)m[2];
+    if (p->kernel != 2 || p->stride != 2) return NULL;
+    return cg_conv2d_relu_max_pool2d(t, x, c->weight, c->bias, c->stride, c->padding);
 }
 
 cg_module *cg_max_pool2d_new(int kernel, int stride) {

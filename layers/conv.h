@@ -24,4 +24,9 @@ cg_module *cg_max_pool2d_new(int kernel, int stride);
 // forward: (N, d1, ...) -> (N, d1 * ...).
 cg_module *cg_flatten_new(void);
 
+// When m[0], m[1], m[2] (count of them available) are Conv2d, ReLU and MaxPool2d(2, stride 2),
+// runs the three as one op, cg_conv2d_relu_max_pool2d (same values and gradients, less memory
+// traffic), and returns its output; otherwise returns NULL and runs nothing. Sequential uses it.
+cg_tensor *cg_conv_relu_pool_forward(cg_module *const *m, int count, cg_tape *t, cg_tensor *x);
+
 #endif

@@ -10,9 +10,13 @@ typedef struct {
     cg_module base;
     int count;
     cg_module *children[CG_SEQUENTIAL_MAX];
+    bool fuse; // run Conv2d, ReLU, MaxPool2d(2, 2) as one op (cg_conv_relu_pool_forward); default true
 } cg_sequential;
 
 cg_module *cg_sequential_new(void);
+// Fusion on (the default) or off. The results are the same either way; off runs every child
+// as its own op, as a student would write it, e.g. to compare the two.
+void cg_sequential_set_fusion(cg_module *seq, bool fuse);
 // Append a child; the Sequential frees it.
 void cg_sequential_add(cg_module *seq, cg_module *child);
 

@@ -65,6 +65,10 @@ static cg_tensor *build_conv_no_bias(cg_tape *t, cg_tensor **in) {
     return cg_flatten(t, cg_conv2d(t, in[0], in[1], NULL, 1, 2));
 }
 static cg_tensor *build_max_pool(cg_tape *t, cg_tensor **in) { return cg_flatten(t, cg_max_pool2d(t, in[0], 2, 2)); }
+// The fused block, 7 x 5 output: the last row and column fall outside every 2 x 2 window.
+static cg_tensor *build_conv_relu_pool(cg_tape *t, cg_tensor **in) {
+    return cg_flatten(t, cg_conv2d_relu_max_pool2d(t, in[0], in[1], in[2], 1, 1));
+}
 static cg_tensor *build_max_pool_overlap(cg_tape *t, cg_tensor **in) {
     return cg_flatten(t, cg_max_pool2d(t, in[0], 3, 1));
 }
@@ -134,6 +138,8 @@ static const grad_case cases[] = {
                                   build_conv_no_bias, SMOOTH},
     {"max_pool2d",             1, {IN4(2, 3, 4, 6, SPREAD, true)},                     build_max_pool,  SMOOTH},
     {"max_pool2d 3x3 stride 1", 1, {IN4(1, 2, 5, 5, SPREAD, true)},                    build_max_pool_overlap, SMOOTH},
+    {"conv2d_relu_max_pool2d", 3, {IN4(2, 2, 7, 5, NORMAL, true), IN4(3, 2, 3, 3, NORMAL, true), IN1(3, NORMAL, true)},
+                                  build_conv_relu_pool, SMOOTH},
     {"batch_norm2d",           3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
                                   build_batch_norm, 1e-2f, 2e-3, 2e-2},
     {"dropout",                1, {IN2(6, 5, NORMAL, true)},                           build_dropout,   SMOOTH},
@@ -317,7 +323,8 @@ static int check_coverage(void) {
                 {CG_OP_SIGMOID, "sigmoid"}, {CG_OP_BCE, "bce"},    {CG_OP_CROSS_ENTROPY, "cross_entropy"},
                 {CG_OP_SUM, "sum"},         {CG_OP_SCALE, "scale"}, {CG_OP_CONV2D, "conv2d"},
                 {CG_OP_MAX_POOL2D, "max_pool2d"}, {CG_OP_RESHAPE, "reshape"},
-                {CG_OP_BATCH_NORM2D, "batch_norm2d"}, {CG_OP_DROPOUT, "dropout"}};
+                {CG_OP_BATCH_NORM2D, "batch_norm2d"}, {CG_OP_DROPOUT, "dropout"},
+                {CG_OP_CONV2D_RELU_POOL, "conv2d_relu_max_pool2d"}};
     int n_rows = (int)(sizeof rows / sizeof rows[0]);
     if (n_rows != CG_NUM_OPS) {
         fprintf(stderr, "FAIL coverage: ops.h has %d ops, this test knows %d; add a row for the new op\n", CG_NUM_OPS,
@@ -337,9 +344,68 @@ static int check_coverage(void) {
     return bad;
 }
 
+// The fused block against conv2d, relu, max_pool2d in a row: the same output and the same
+// gradients of x and the weights, to the last bit (the fused kernel does the same arithmetic in
+// the same order); the bias gradient, a sum taken in another order, to 1e-6 relative.
+static int check_fused_block(cg_tape *t) {
+    cg_rng rng = cg_rng_new(7, 0);
+    int64_t xs[4] = {5, 3, 9, 8}, ws[4] = {6, 3, 3, 3}, bs[1] = {6};
+    cg_tensor *in[3] = {cg_tensor_new(cg_cpu(), CG_F32, 4, xs), cg_tensor_new(cg_cpu(), CG_F32, 4, ws),
+                        cg_tensor_new(cg_cpu(), CG_F32, 1, bs)};
+    cg_tensor *weights = cg_tensor_new(cg_cpu(), CG_F32, 2, (int64_t[]){6 * 4 * 4, 1});
+    float host[5 * 3 * 9 * 8];
+    for (int i = 0; i < 3; i++) {
+        cg_rng_normal(&rng, host, in[i]->numel, 0.0f, 1.0f);
+        cg_tensor_copy_from_host(in[i], host, in[i]->numel);
+        in[i]->requires_grad = true;
+    }
+    cg_rng_normal(&rng, host, weights->numel, 0.0f, 1.0f);
+    cg_tensor_copy_from_host(weights, host, weights->numel);
+    float *result[2][4]; // [fused][output, dx, dw, db]
+    int64_t sizes[4] = {5 * 6 * 4 * 4, in[0]->numel, in[1]->numel, in[2]->numel};
+    for (int fused = 0; fused < 2; fused++) {
+        t->grad_enabled = true;
+        cg_tensor *y = fused ? cg_conv2d_relu_max_pool2d(t, in[0], in[1], in[2], 1, 1)
+                             : cg_max_pool2d(t, cg_relu(t, cg_conv2d(t, in[0], in[1], in[2], 1, 1)), 2, 2);
+        cg_tensor *flat = cg_reshape(t, y, 2, (int64_t[]){5, 6 * 4 * 4});
+        cg_tape_backward(t, cg_sum(t, cg_matmul(t, flat, weights, false, false)));
+        const cg_tensor *from[4] = {y, in[0]->grad, in[1]->grad, in[2]->grad};
+        for (int i = 0; i < 4; i++) {
+            result[fused][i] = cg_xmalloc((size_t)sizes[i] * sizeof(float));
+            cg_tensor_copy_to_host(result[fused][i], from[i], sizes[i]);
+        }
+        cg_tape_clear(t);
+        for (int i = 0; i < 3; i++) in[i]->grad = NULL;
+    }
+    static const char *what[4] = {"output", "dx", "dw", "dbias"};
+    int bad = 0, positive = 0;
+    for (int64_t j = 0; j < sizes[0]; j++) positive += result[0][0][j] > 0.0f;
+    if (positive == 0 || positive == sizes[0]) {
+        fprintf(stderr, "FAIL fused block: %d of %lld outputs positive; the ReLU is not exercised\n", positive,
+                (long long)sizes[0]);
+        bad++;
+    }
+    for (int i = 0; i < 4; i++) {
+        bool same = i == 3 || memcmp(result[0][i], result[1][i], (size_t)sizes[i] * sizeof(float)) == 0;
+        for (int64_t j = 0; i == 3 && j < sizes[i]; j++) // dbias
+            same &= fabsf(result[0][i][j] - result[1][i][j]) <= 1e-6f * fabsf(result[0][i][j]) + 1e-7f;
+        if (!same) {
+            fprintf(stderr, "FAIL fused block: %s differs from conv2d, relu, max_pool2d in a row\n", what[i]);
+            bad++;
+        }
+        free(result[0][i]);
+        free(result[1][i]);
+    }
+    for (int i = 0; i < 3; i++) cg_tensor_free(in[i]);
+    cg_tensor_free(weights);
+    if (!bad) printf("fused block               output and gradients as the three ops\n");
+    return bad;
+}
+
 int main(void) {
     cg_tape *t = cg_tape_new(cg_cpu(), 1 << 16);
     int bad = check_coverage();
+    bad += check_fused_block(t);
     int n = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < n; i++)
         bad += run_case(&cases[i], t, (uint32_t)(100 + i));

@@ -33,7 +33,10 @@ static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int6
                     }
                     const float *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
                     for (int64_t q = 0; q < q0; q++) out[q] = 0.0f;
-                    for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
+                    if (stride == 1) // the common case: a contiguous copy, which the compiler vectorises
+                        for (int64_t q = q0; q < q1; q++) out[q] = in[q];
+                    else
+                        for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
                     for (int64_t q = q1; q < Q; q++) out[q] = 0.0f;
                 }
             }
@@ -53,7 +56,10 @@ static void col2im_image(float *dx, const float *col, int64_t ld, int64_t C, int
                     if (h < 0 || h >= H) continue;
                     float *out = dx + (c * H + h) * W - pad + s;
                     const float *in = row + p * Q;
-                    for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
+                    if (stride == 1)
+                        for (int64_t q = q0; q < q1; q++) out[q] += in[q];
+                    else
+                        for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
                 }
             }
 }
@@ -78,6 +84,16 @@ static float *scratch(int which, int64_t floats) {
 // thread alone (OpenBLAS's OpenMP build does so itself).
 #define GROUP 4
 
+// Per group: the columns of images n0 .. n0+count-1 into col, then out (K, count*PQ) = W col.
+static void group_forward(float *out, float *col, const float *x, const float *w, int64_t n0, int64_t count,
+                          int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                          int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
+    for (int64_t j = 0; j < count; j++)
+        im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+    gemm_cpu(false, false, K, ld, crs, 1.0f, w, col, 0.0f, out); // out (K, count*PQ) = W (K, CRS) col
+}
+
 void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                         int64_t Q) {
@@ -87,9 +103,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *out = scratch(1, K * ld);
-        for (int64_t j = 0; j < count; j++)
-            im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-        gemm_cpu(false, false, K, ld, crs, 1.0f, w, col, 0.0f, out); // out (K, count*PQ) = W (K, CRS) col
+        group_forward(out, col, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
         for (int64_t j = 0; j < count; j++) // to NCHW, adding the bias
             for (int64_t k = 0; k < K; k++) {
                 float b = bias ? bias[k] : 0.0f;
@@ -100,10 +114,35 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
     }
 }
 
-// Per group: dW += dy_g col_g^T into the thread's own copy of dW (summed at the end), and
-// dx += col2im(W^T dy_g), with dy_g the group's output gradient laid out as (K, count*PQ).
-// The columns are computed again rather than kept from the forward: cheaper than storing a
-// batch of them.
+// Per group, from its output gradient dyg (K, count*PQ): dw_mine += dy_g col_g^T and
+// dx += col2im(W^T dy_g). col is scratch of CRS x count*PQ floats. The columns are computed
+// again rather than kept from the forward: cheaper than storing a batch of them.
+static void group_backward(float *dx, float *dw_mine, float *col, const float *dyg, const float *x, const float *w,
+                           int64_t n0, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                           int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
+    if (dw_mine) {
+        for (int64_t j = 0; j < count; j++)
+            im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+        gemm_cpu(false, true, K, crs, ld, 1.0f, dyg, col, 1.0f, dw_mine); // dW (K, CRS) += dy_g col^T
+    }
+    if (dx) {
+        gemm_cpu(true, false, crs, ld, K, 1.0f, w, dyg, 0.0f, col); // dcol (CRS, count*PQ) = W^T dy_g
+        for (int64_t j = 0; j < count; j++)
+            col2im_image(dx + (n0 + j) * C * H * W, col + j * pq, ld, C, H, W, R, S, stride, pad, P, Q);
+    }
+}
+
+// A thread's own copy of dW, zeroed (scratch 2), or NULL when dW is not wanted. The copies are
+// summed into dW at the end, one thread at a time.
+static float *private_dw(float *dw, int64_t size) {
+    if (!dw) return NULL;
+    float *mine = scratch(2, size);
+    for (int64_t i = 0; i < size; i++) mine[i] = 0.0f;
+    return mine;
+}
+
+// Per group: dy_g, the group's output gradient laid out as (K, count*PQ), then group_backward.
 void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                          int64_t pad, int64_t P, int64_t Q) {
@@ -121,11 +160,7 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     if (dx == NULL && dw == NULL) return;
 #pragma omp parallel if (threads)
     {
-        float *dw_mine = NULL;
-        if (dw) {
-            dw_mine = scratch(2, K * crs);
-            for (int64_t i = 0; i < K * crs; i++) dw_mine[i] = 0.0f;
-        }
+        float *dw_mine = private_dw(dw, K * crs);
 #pragma omp for schedule(static)
         for (int64_t g = 0; g < groups; g++) {
             int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
@@ -136,21 +171,126 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
                     float *dst = dyg + k * ld + j * pq;
                     for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
                 }
-            if (dw) {
-                for (int64_t j = 0; j < count; j++)
-                    im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-                gemm_cpu(false, true, K, crs, ld, 1.0f, dyg, col, 1.0f, dw_mine); // dW (K, CRS) += dy_g col^T
-            }
-            if (dx) {
-                gemm_cpu(true, false, crs, ld, K, 1.0f, w, dyg, 0.0f, col); // dcol (CRS, count*PQ) = W^T dy_g
-                for (int64_t j = 0; j < count; j++)
-                    col2im_image(dx + (n0 + j) * C * H * W, col + j * pq, ld, C, H, W, R, S, stride, pad, P, Q);
-            }
+            group_backward(dx, dw_mine, col, dyg, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
         }
         if (dw) {
 #pragma omp critical
             for (int64_t i = 0; i < K * crs; i++) dw[i] += dw_mine[i];
         }
+    }
+}
+
+// ---- conv2d + bias + ReLU + 2x2 max pooling, fused ------------------------------------------------
+// The tutorial CNN's block. Unfused, the convolution's output, the ReLU's output and their two
+// gradients each make a trip through memory (12.8 MB apiece for the first block at batch 128);
+// fused, the convolution's output of a group of four images is pooled while it is still in the
+// cache, and only the pooled output and a window position per output are stored. The
+// arithmetic is that of conv2d, relu, max_pool2d in a row, in the same order, so the output and
+// the gradients of x and w are identical (the bias gradient is a sum taken in another order):
+// the bias is added before the maximum, the first maximum wins, and max(relu(a)) =
+// relu(max(a)), so the ReLU is applied to the maximum alone.
+
+// One plane of a group's convolution output (P x Q, the bias not yet added) to its pooled plane
+// (P/2 x Q/2): y = max(0, the window's first maximum + bias) and where = its position in the
+// window (0 top left, 1 top right, 2 bottom left, 3 bottom right). Two passes, each a plain
+// loop the compiler vectorises (no branch: which value wins is a coin toss on real data).
+// First the larger of each column's two values in each pair of rows (top wins ties), into
+// col_max and bottom_won, (P/2) x (2 (Q/2)) each, scratch. Then the larger of each pair of
+// columns, over the whole plane at once (its rows follow each other, so the pairs do too): on
+// a tie the window's first maximum in scan order wins, the left one unless it came from the
+// bottom row and the right one from the top (position 1 comes before position 2).
+static void pool_relu_plane(float *y, uint8_t *where, const float *plane, float bias, int64_t P, int64_t Q,
+                            float *col_max, int32_t *bottom_won) {
+    int64_t P2 = P / 2, Q2 = Q / 2;
+    for (int64_t p = 0; p < P2; p++) {
+        const float *top = plane + 2 * p * Q, *bottom = top + Q;
+        float *m = col_max + p * 2 * Q2;
+        int32_t *won = bottom_won + p * 2 * Q2;
+        for (int64_t q = 0; q < 2 * Q2; q++) {
+            float a = top[q] + bias, b = bottom[q] + bias;
+            won[q] = b > a;
+            m[q] = b > a ? b : a;
+        }
+    }
+    for (int64_t i = 0; i < P2 * Q2; i++) {
+        float left = col_max[2 * i], right = col_max[2 * i + 1];
+        int32_t left_at = 2 * bottom_won[2 * i], right_at = 1 + 2 * bottom_won[2 * i + 1];
+        int32_t take_right = (right > left) | ((right == left) & (right_at < left_at));
+        float m = take_right ? right : left;
+        where[i] = (uint8_t)(take_right ? right_at : left_at);
+        y[i] = m > 0.0f ? m : 0.0f;
+    }
+}
+
+void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias,
+                                  int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                  int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
+    bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads) schedule(static)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
+        float *col = scratch(0, crs * ld), *out = scratch(1, K * ld), *col_max = scratch(2, 2 * pooled * 2);
+        group_forward(out, col, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t k = 0; k < K; k++) {
+                int64_t plane = (n0 + j) * K + k;
+                pool_relu_plane(y + plane * pooled, where + plane * pooled, out + k * ld + j * pq,
+                                bias ? bias[k] : 0.0f, P, Q, col_max, (int32_t *)(col_max + 2 * pooled));
+            }
+    }
+}
+
+// The gradient reaches the convolution's output only at each window's maximum, and only where
+// the ReLU let it through (y > 0): dy_g is zero elsewhere. dbias is the sum of those entries,
+// in double, per group then over the groups in order: the same result on any number of threads
+// (it may differ from conv2d_backward's sum, taken in another order, in the last bit).
+void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *y,
+                                   const uint8_t *where, const float *x, const float *w, int64_t N, int64_t C,
+                                   int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                   int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q, Q2 = Q / 2, pooled = (P / 2) * Q2, groups = (N + GROUP - 1) / GROUP;
+    bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+    if (dx == NULL && dw == NULL && dbias == NULL) return;
+    double *bias_sums = dbias ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL; // (groups, K)
+#pragma omp parallel if (threads)
+    {
+        float *dw_mine = private_dw(dw, K * crs);
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < groups; g++) {
+            int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
+            float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
+            for (int64_t i = 0; i < K * ld; i++) dyg[i] = 0.0f;
+            for (int64_t k = 0; k < K; k++) {
+                double sum = 0.0;
+                for (int64_t j = 0; j < count; j++) {
+                    int64_t plane = (n0 + j) * K + k;
+                    const float *g_in = dy + plane * pooled, *y_in = y + plane * pooled;
+                    const uint8_t *at = where + plane * pooled;
+                    float *dst = dyg + k * ld + j * pq;
+                    for (int64_t i = 0; i < pooled; i++) { // no branch: the ReLU's mask is a coin toss
+                        float grad = y_in[i] > 0.0f ? g_in[i] : 0.0f;
+                        dst[(2 * (i / Q2) + (at[i] >> 1)) * Q + 2 * (i % Q2) + (at[i] & 1)] = grad;
+                        sum += grad;
+                    }
+                }
+                if (bias_sums) bias_sums[g * K + k] = sum;
+            }
+            if (dx || dw)
+                group_backward(dx, dw_mine, col, dyg, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
+        }
+        if (dw) {
+#pragma omp critical
+            for (int64_t i = 0; i < K * crs; i++) dw[i] += dw_mine[i];
+        }
+    }
+    if (dbias) {
+        for (int64_t k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t g = 0; g < groups; g++) sum += bias_sums[g * K + k];
+            dbias[k] += (float)sum;
+        }
+        free(bias_sums);
     }
 }
 

@@ -26,6 +26,13 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
 void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                             int64_t kernel, int64_t stride, int64_t P, int64_t Q);
 void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *argmax, int64_t n);
+void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias,
+                                  int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                  int64_t stride, int64_t pad, int64_t P, int64_t Q);
+void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *y,
+                                   const uint8_t *where, const float *x, const float *w, int64_t N, int64_t C,
+                                   int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                   int64_t pad, int64_t P, int64_t Q);
 void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *running_var, const float *x,
                             const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
                             float momentum, bool training);
