@@ -2,6 +2,7 @@
 // gemm.c's. OpenMP over images or planes, serial when small (see elementwise.c for why).
 #include "cpu.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 // The output columns q whose input column q*stride - pad + s lies inside 0 .. W-1: [*q0, *q1).
@@ -14,16 +15,48 @@ static void valid_columns(int64_t s, int64_t stride, int64_t pad, int64_t W, int
     if (*q1 < *q0) *q1 = *q0;
 }
 
+// "Same" convolutions with stride 1 (P == H, Q == W: a 3 x 3 kernel with padding 1, the
+// tutorial's) have a shortcut. Row (c, r, s) of the columns, read as one flat array over (p, q),
+// is plane c of the image shifted by (r - pad) * W + (s - pad) floats, except in the columns q
+// where q - pad + s falls outside the image, which are zero (the flat shift wraps them around
+// to the neighbouring row). So each row is one long copy and a few zeros, instead of P short
+// copies of Q floats, whose loop overhead costs more than the copying.
+static bool same_stride1(int64_t H, int64_t W, int64_t stride, int64_t P, int64_t Q) {
+    return stride == 1 && P == H && Q == W;
+}
+
+// The flat shift of row (r, s) and the range [*a, *b) of flat indices whose source lies in the plane.
+static int64_t same_shift(int64_t r, int64_t s, int64_t pad, int64_t H, int64_t W, int64_t *a, int64_t *b) {
+    int64_t shift = (r - pad) * W + (s - pad);
+    *a = shift < 0 ? -shift : 0;
+    *b = shift > 0 ? H * W - shift : H * W;
+    if (*b < *a) *b = *a;
+    return shift;
+}
+
 // The columns of one image: col (C*R*S rows of P*Q, `ld` floats apart), row (c, r, s) and
 // column (p, q) holding x[c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image.
 static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
                          int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    bool same = same_stride1(H, W, stride, P, Q);
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
                 float *row = col + ((c * R + r) * S + s) * ld;
                 int64_t q0, q1;
                 valid_columns(s, stride, pad, W, Q, &q0, &q1);
+                if (same) {
+                    int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
+                    const float *plane = x + c * H * W;
+                    for (int64_t i = 0; i < a; i++) row[i] = 0.0f;
+                    for (int64_t i = a; i < b; i++) row[i] = plane[i + shift];
+                    for (int64_t i = b; i < P * Q; i++) row[i] = 0.0f;
+                    for (int64_t p = 0; p < P && (q0 > 0 || q1 < Q); p++) { // the wrapped-around columns
+                        for (int64_t q = 0; q < q0; q++) row[p * Q + q] = 0.0f;
+                        for (int64_t q = q1; q < Q; q++) row[p * Q + q] = 0.0f;
+                    }
+                    continue;
+                }
                 for (int64_t p = 0; p < P; p++) {
                     int64_t h = p * stride - pad + r;
                     float *out = row + p * Q;
@@ -33,33 +66,40 @@ static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int6
                     }
                     const float *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
                     for (int64_t q = 0; q < q0; q++) out[q] = 0.0f;
-                    if (stride == 1) // the common case: a contiguous copy, which the compiler vectorises
-                        for (int64_t q = q0; q < q1; q++) out[q] = in[q];
-                    else
-                        for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
+                    for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
                     for (int64_t q = q1; q < Q; q++) out[q] = 0.0f;
                 }
             }
 }
 
-// The adjoint: dx[c][h][w] += every column entry that was read from it.
-static void col2im_image(float *dx, const float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R,
-                         int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+// The adjoint: dx[c][h][w] += every column entry that was read from it. The shortcut zeroes the
+// wrapped-around columns of col first (it is scratch), then adds each row as one flat range;
+// every dx element receives the same terms in the same order as on the general path.
+static void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    bool same = same_stride1(H, W, stride, P, Q);
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
-                const float *row = col + ((c * R + r) * S + s) * ld;
+                float *row = col + ((c * R + r) * S + s) * ld;
                 int64_t q0, q1;
                 valid_columns(s, stride, pad, W, Q, &q0, &q1);
+                if (same) {
+                    for (int64_t p = 0; p < P && (q0 > 0 || q1 < Q); p++) {
+                        for (int64_t q = 0; q < q0; q++) row[p * Q + q] = 0.0f;
+                        for (int64_t q = q1; q < Q; q++) row[p * Q + q] = 0.0f;
+                    }
+                    int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
+                    float *plane = dx + c * H * W;
+                    for (int64_t i = a; i < b; i++) plane[i + shift] += row[i];
+                    continue;
+                }
                 for (int64_t p = 0; p < P; p++) {
                     int64_t h = p * stride - pad + r;
                     if (h < 0 || h >= H) continue;
                     float *out = dx + (c * H + h) * W - pad + s;
                     const float *in = row + p * Q;
-                    if (stride == 1)
-                        for (int64_t q = q0; q < q1; q++) out[q] += in[q];
-                    else
-                        for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
+                    for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
                 }
             }
 }
