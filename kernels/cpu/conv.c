@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 // The output columns q whose input column q*stride - pad + s lies inside 0 .. W-1: [*q0, *q1).
 // Inside that range the loops below run without a test per element (and vectorise).
@@ -34,6 +35,15 @@ static int64_t same_shift(int64_t r, int64_t s, int64_t pad, int64_t H, int64_t 
     return shift;
 }
 
+// Zero the columns q < q0 and q >= q1 of a P x Q plane: column by column, a strided loop (row by
+// row, the compiler would call memset for each one- or two-float run, which costs more).
+static void zero_columns(float *plane, int64_t P, int64_t Q, int64_t q0, int64_t q1) {
+    for (int64_t q = 0; q < q0; q++)
+        for (int64_t p = 0; p < P; p++) plane[p * Q + q] = 0.0f;
+    for (int64_t q = q1; q < Q; q++)
+        for (int64_t p = 0; p < P; p++) plane[p * Q + q] = 0.0f;
+}
+
 // The columns of one image: col (C*R*S rows of P*Q, `ld` floats apart), row (c, r, s) and
 // column (p, q) holding x[c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image.
 static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
@@ -51,10 +61,7 @@ static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int6
                     for (int64_t i = 0; i < a; i++) row[i] = 0.0f;
                     for (int64_t i = a; i < b; i++) row[i] = plane[i + shift];
                     for (int64_t i = b; i < P * Q; i++) row[i] = 0.0f;
-                    for (int64_t p = 0; p < P && (q0 > 0 || q1 < Q); p++) { // the wrapped-around columns
-                        for (int64_t q = 0; q < q0; q++) row[p * Q + q] = 0.0f;
-                        for (int64_t q = q1; q < Q; q++) row[p * Q + q] = 0.0f;
-                    }
+                    zero_columns(row, P, Q, q0, q1); // the wrapped-around columns
                     continue;
                 }
                 for (int64_t p = 0; p < P; p++) {
@@ -85,10 +92,7 @@ static void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H
                 int64_t q0, q1;
                 valid_columns(s, stride, pad, W, Q, &q0, &q1);
                 if (same) {
-                    for (int64_t p = 0; p < P && (q0 > 0 || q1 < Q); p++) {
-                        for (int64_t q = 0; q < q0; q++) row[p * Q + q] = 0.0f;
-                        for (int64_t q = q1; q < Q; q++) row[p * Q + q] = 0.0f;
-                    }
+                    zero_columns(row, P, Q, q0, q1);
                     int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
                     float *plane = dx + c * H * W;
                     for (int64_t i = a; i < b; i++) plane[i + shift] += row[i];
@@ -281,6 +285,26 @@ void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, cons
     }
 }
 
+// One plane of the convolution's output gradient (P x Q) from the pooled gradient dy (P/2 x Q/2):
+// dy where the window's maximum was and the ReLU let it through (y > 0), zero everywhere else.
+// Zeroed first (memset, in cache), then one store per window. Returns the plane's sum.
+static float unpool_plane(float *out, const float *dy, const float *y, const uint8_t *where, int64_t P, int64_t Q) {
+    int64_t P2 = P / 2, Q2 = Q / 2;
+    memset(out, 0, (size_t)(P * Q) * sizeof(float));
+    for (int64_t p = 0; p < P2; p++)
+        for (int64_t q = 0; q < Q2; q++) {
+            int64_t i = p * Q2 + q;
+            float grad = y[i] > 0.0f ? dy[i] : 0.0f; // a store of 0 where the ReLU stopped it: no branch
+            out[(2 * p + (where[i] >> 1)) * Q + 2 * q + (where[i] & 1)] = grad;
+        }
+    // The sum in vector lanes (`omp simd reduction` lets the compiler reorder it; one chain of
+    // dependent additions would cost more than the scatter above).
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < P2 * Q2; i++) sum += y[i] > 0.0f ? dy[i] : 0.0f;
+    return sum;
+}
+
 // The gradient reaches the convolution's output only at each window's maximum, and only where
 // the ReLU let it through (y > 0): dy_g is zero elsewhere. dbias is the sum of those entries,
 // in double, per group then over the groups in order: the same result on any number of threads
@@ -300,19 +324,12 @@ void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, const flo
         for (int64_t g = 0; g < groups; g++) {
             int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
             float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
-            for (int64_t i = 0; i < K * ld; i++) dyg[i] = 0.0f;
             for (int64_t k = 0; k < K; k++) {
                 double sum = 0.0;
                 for (int64_t j = 0; j < count; j++) {
                     int64_t plane = (n0 + j) * K + k;
-                    const float *g_in = dy + plane * pooled, *y_in = y + plane * pooled;
-                    const uint8_t *at = where + plane * pooled;
-                    float *dst = dyg + k * ld + j * pq;
-                    for (int64_t i = 0; i < pooled; i++) { // no branch: the ReLU's mask is a coin toss
-                        float grad = y_in[i] > 0.0f ? g_in[i] : 0.0f;
-                        dst[(2 * (i / Q2) + (at[i] >> 1)) * Q + 2 * (i % Q2) + (at[i] & 1)] = grad;
-                        sum += grad;
-                    }
+                    sum += unpool_plane(dyg + k * ld + j * pq, dy + plane * pooled, y + plane * pooled,
+                                        where + plane * pooled, P, Q);
                 }
                 if (bias_sums) bias_sums[g * K + k] = sum;
             }
