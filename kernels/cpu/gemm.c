@@ -11,7 +11,10 @@
 #include "blas.h"
 
 // Products with fewer multiply-adds than this use the loops below even when OpenBLAS is there.
-#define CG_SMALL_GEMM_WORK (128 * 128 * 128)
+// SimpleNN's largest (32 x 50 x 20 = 32 Ki) stays here, and OpenBLAS is never loaded for it; from
+// 64 x 64 x 32 up OpenBLAS is as fast or faster on one core (the tutorial CNN's first
+// convolution, 32 x 3136 x 9: 20 us against 28 us; its weight gradient 32 x 9 x 3136: 22 against 55).
+#define CG_SMALL_GEMM_WORK (64 * 64 * 32)
 
 // The register tile: MR rows by NR columns of C are summed in local variables over the whole
 // of K and added to C once. 8 x 16 floats are 8 AVX-512 registers (16 with AVX2): enough
