@@ -39,6 +39,8 @@ static void usage(FILE *f) {
             "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names)\n"
             "  --load PATH        start from weights saved by --save\n"
             "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
+            "  --no-fusion        on the CPU, run each Conv2d, ReLU, MaxPool2d as three ops instead of one\n"
+            "                     fused op (the same results, more memory traffic: lesson 03)\n"
             "  --quiet            print only the final test accuracy\n"
             "  --help             this text\n");
 }
@@ -47,7 +49,7 @@ typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path;
     long epochs, batch_size, seed, threads, limit;
     double lr;
-    bool sgd, quiet, no_graph, monitor;
+    bool sgd, quiet, no_graph, monitor, no_fusion;
     int augment; // -1: the data set's default
 } options;
 
@@ -64,6 +66,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
+        {"no-fusion", no_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -85,6 +88,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'R': o->load_path = optarg; break;
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
+        case 'F': o->no_fusion = true; break;
         case 'M': o->monitor = true; break;
         case 'o':
             if (strcmp(optarg, "adam") && strcmp(optarg, "sgd"))
@@ -244,6 +248,7 @@ int main(int argc, char **argv) {
     cg_params *params = cg_params_new(dev);
     cg_rng init = cg_rng_new((uint64_t)opt.seed, CG_STREAM_INIT);
     cg_module *model = tutorial_cnn(params, C, H, W, train->num_classes, &init);
+    if (opt.no_fusion) cg_sequential_set_fusion(model, false);
     if (opt.load_path && (s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
 
     // Everything that can fail on input is checked before the log is created and training starts.
