@@ -1,0 +1,164 @@
+// test_cnn_cli.c: runs the built cnn (CGRAD_BIN_DIR/cnn, or argv[1]) on a small Fashion-MNIST-shaped
+// data set the test writes (plain IDX files): bad flags and a missing data folder exit non-zero
+// with one stderr line naming them; --help lists --no-fusion; one epoch with the fused
+// Conv2d-ReLU-MaxPool2d op and one with --no-fusion log the same losses and accuracies (to 1e-4).
+#define _POSIX_C_SOURCE 200809L
+#include "run_program.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// One IDX file: the magic (0, 0, 8 = u8, ndim), the sizes big-endian, then the bytes.
+static void write_idx(const char *path, int ndim, const uint32_t *sizes, const uint8_t *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        fail(path, "cannot write");
+        return;
+    }
+    uint8_t head[4 + 4 * 3] = {0, 0, 8, (uint8_t)ndim};
+    for (int i = 0; i < ndim; i++) {
+        uint32_t v = sizes[i];
+        uint8_t *p = head + 4 + 4 * i;
+        p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+    }
+    if (fwrite(head, 1, 4 + 4 * (size_t)ndim, f) != 4 + 4 * (size_t)ndim || fwrite(data, 1, n, f) != n)
+        fail(path, "short write");
+    fclose(f);
+}
+
+// count 28 x 28 images whose class (i mod 10) sets which band of rows is bright, plus noise.
+static void write_split(const char *dir, const char *images, const char *labels, uint32_t count) {
+    uint8_t *pixels = malloc((size_t)count * 784), *classes = malloc(count);
+    uint32_t state = 12345u + count;
+    for (uint32_t i = 0; i < count; i++) {
+        classes[i] = (uint8_t)(i % 10);
+        for (int p = 0; p < 784; p++) {
+            state = state * 1664525u + 1013904223u; // a linear congruential generator: any noise will do
+            int band = (p / 28) / 3 == classes[i];
+            pixels[(size_t)i * 784 + p] = (uint8_t)((band ? 160 : 0) + (state >> 26));
+        }
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, images);
+    write_idx(path, 3, (uint32_t[]){count, 28, 28}, pixels, (size_t)count * 784);
+    snprintf(path, sizeof path, "%s/%s", dir, labels);
+    write_idx(path, 1, (uint32_t[]){count}, classes, count);
+    free(pixels);
+    free(classes);
+}
+
+static void expect_refused(const char *args, const char *needle) {
+    const run_result *r = run(args);
+    size_t len = strlen(r->err);
+    const char *newline = strchr(r->err, '\n');
+    if (r->exit_code == 0 || r->exit_code == -1 || r->exit_code >= 128)
+        fail(args, "exit status %d; expected a clean non-zero exit", r->exit_code);
+    else if (len == 0 || newline != r->err + len - 1)
+        fail(args, "stderr is not exactly one line: \"%s\"", r->err);
+    else if (strstr(r->err, needle) == NULL)
+        fail(args, "stderr does not name \"%s\": \"%s\"", needle, r->err);
+    else
+        printf("refused (exit %d): %-40s %s", r->exit_code, args, r->err);
+}
+
+// The log's rows without the seconds and images/s columns (which differ from run to run).
+static void log_without_timing(const char *path, char *out, size_t size) {
+    char text[8192], *save = NULL;
+    read_text(path, text, sizeof text);
+    out[0] = '\0';
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *fields[16], *inner = NULL;
+        int n = 0;
+        for (char *f = strtok_r(line, ",", &inner); f && n < 16; f = strtok_r(NULL, ",", &inner)) fields[n++] = f;
+        for (int i = 0; i < n && i < 5; i++) { // epoch, train loss and accuracy, test loss and accuracy
+            strncat(out, fields[i], size - strlen(out) - 1);
+            strncat(out, ",", size - strlen(out) - 1);
+        }
+        strncat(out, "\n", size - strlen(out) - 1);
+    }
+}
+
+// The same text with every number equal to 1e-4: the bias gradient is the one sum the fused op
+// takes in another order, so the last printed digits may differ after a few steps.
+static bool same_numbers(const char *a, const char *b) {
+    while (*a && *b) {
+        char *end_a, *end_b;
+        double x = strtod(a, &end_a), y = strtod(b, &end_b);
+        if (end_a != a && end_b != b) {
+            if (x - y > 1e-4 || y - x > 1e-4) return false;
+            a = end_a, b = end_b;
+        } else if (*a++ != *b++) {
+            return false;
+        }
+    }
+    return *a == *b;
+}
+
+int main(int argc, char **argv) {
+#ifdef CGRAD_BIN_DIR
+    const char *program = CGRAD_BIN_DIR "/cnn";
+#else
+    const char *program = "./build/cnn";
+#endif
+    if (argc > 1) program = argv[1];
+    if (access(program, X_OK) != 0) {
+        fprintf(stderr, "FAIL test_cnn_cli: no executable at %s (build the cnn target first)\n", program);
+        return 1;
+    }
+    if (!run_begin(program, "/tmp/cgrad_test_cnn_cli_XXXXXX")) {
+        fprintf(stderr, "FAIL test_cnn_cli: cannot make a temporary directory\n");
+        return 1;
+    }
+    write_split(run_dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", 320);
+    write_split(run_dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 100);
+
+    const run_result *r = run("--help");
+    if (r->exit_code != 0 || strstr(r->out, "--no-fusion") == NULL)
+        fail("--help", "exit %d, --no-fusion listed: %s", r->exit_code, strstr(r->out, "--no-fusion") ? "yes" : "no");
+
+    char args[2048];
+    expect_refused("--model resnet", "resnet");
+    expect_refused("--epochs 0", "--epochs");
+    expect_refused("--no-fusion=yes", "--no-fusion");
+    expect_refused("--data /nonexistent-cgrad-dir", "/nonexistent-cgrad-dir");
+
+    // The fused block and the three ops: the same arithmetic, so the same losses and accuracies.
+    char fused[4096], separate[4096], log_path[1100];
+    snprintf(log_path, sizeof log_path, "%s/run.csv", run_dir);
+    snprintf(args, sizeof args, "--data '%s' --epochs 2 --batch-size 32 --threads 1 --quiet --log '%s'", run_dir,
+             log_path);
+    r = run(args);
+    if (r->exit_code != 0) fail("cnn (fused)", "exit %d: %s", r->exit_code, r->err);
+    log_without_timing(log_path, fused, sizeof fused);
+    strncat(args, " --no-fusion", sizeof args - strlen(args) - 1);
+    r = run(args);
+    if (r->exit_code != 0) fail("cnn --no-fusion", "exit %d: %s", r->exit_code, r->err);
+    log_without_timing(log_path, separate, sizeof separate);
+    int rows = 0;
+    for (const char *c = fused; *c; c++) rows += *c == '\n';
+    if (rows != 3) // the header and 2 epochs
+        fail("cnn --log", "%d lines in the log, expected 3:\n%s", rows, fused);
+    else if (!same_numbers(fused, separate))
+        fail("cnn --no-fusion", "the logs differ:\nfused:\n%sseparate:\n%s", fused, separate);
+    else
+        printf("fused and --no-fusion logs agree:\n%s", fused);
+
+    static const char *made[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                                 "t10k-labels-idx1-ubyte", "run.csv"};
+    for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+        char path[1100];
+        snprintf(path, sizeof path, "%s/%s", run_dir, made[i]);
+        unlink(path);
+    }
+    run_end();
+    if (failures) {
+        fprintf(stderr, "test_cnn_cli: %d failure(s)\n", failures);
+        return 1;
+    }
+    printf("test_cnn_cli: all passed\n");
+    return 0;
+}
