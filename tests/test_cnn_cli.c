@@ -1,7 +1,8 @@
 // test_cnn_cli.c: runs the built cnn (CGRAD_BIN_DIR/cnn, or argv[1]) on a small Fashion-MNIST-shaped
 // data set the test writes (plain IDX files): bad flags and a missing data folder exit non-zero
 // with one stderr line naming them; --help lists --no-fusion; one epoch with the fused
-// Conv2d-ReLU-MaxPool2d op and one with --no-fusion log the same losses and accuracies (to 1e-4).
+// Conv2d-ReLU-MaxPool2d op and one with --no-fusion log the same losses and accuracies (to 1e-4);
+// one and two threads log the same digits.
 #define _POSIX_C_SOURCE 200809L
 #include "run_program.h"
 
@@ -146,6 +147,19 @@ int main(int argc, char **argv) {
         fail("cnn --no-fusion", "the logs differ:\nfused:\n%sseparate:\n%s", fused, separate);
     else
         printf("fused and --no-fusion logs agree:\n%s", fused);
+
+    // The same run on two threads: the same numbers to the last printed digit (every sum is taken
+    // in an order that does not depend on the thread count).
+    char two_threads[4096];
+    snprintf(args, sizeof args, "--data '%s' --epochs 2 --batch-size 32 --threads 2 --quiet --log '%s'", run_dir,
+             log_path);
+    r = run(args);
+    if (r->exit_code != 0) fail("cnn --threads 2", "exit %d: %s", r->exit_code, r->err);
+    log_without_timing(log_path, two_threads, sizeof two_threads);
+    if (strcmp(fused, two_threads) != 0)
+        fail("cnn --threads 2", "the log differs from one thread's:\n1 thread:\n%s2 threads:\n%s", fused, two_threads);
+    else
+        printf("--threads 1 and --threads 2 logs identical\n");
 
     static const char *made[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                                  "t10k-labels-idx1-ubyte", "run.csv"};

@@ -143,7 +143,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
                         int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
-#pragma omp parallel for if (threads) schedule(static)
+#pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *out = scratch(1, K * ld);
@@ -158,17 +158,17 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
     }
 }
 
-// Per group, from its output gradient dyg (K, count*PQ): dw_mine += dy_g col_g^T and
+// Per group, from its output gradient dyg (K, count*PQ): dw_group = dy_g col_g^T and
 // dx += col2im(W^T dy_g). col is scratch of CRS x count*PQ floats. The columns are computed
 // again rather than kept from the forward: cheaper than storing a batch of them.
-static void group_backward(float *dx, float *dw_mine, float *col, const float *dyg, const float *x, const float *w,
+static void group_backward(float *dx, float *dw_group, float *col, const float *dyg, const float *x, const float *w,
                            int64_t n0, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                            int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
-    if (dw_mine) {
+    if (dw_group) {
         for (int64_t j = 0; j < count; j++)
             im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-        gemm_cpu(false, true, K, crs, ld, 1.0f, dyg, col, 1.0f, dw_mine); // dW (K, CRS) += dy_g col^T
+        gemm_cpu(false, true, K, crs, ld, 1.0f, dyg, col, 0.0f, dw_group); // dW_g (K, CRS) = dy_g col^T
     }
     if (dx) {
         gemm_cpu(true, false, crs, ld, K, 1.0f, w, dyg, 0.0f, col); // dcol (CRS, count*PQ) = W^T dy_g
@@ -177,13 +177,30 @@ static void group_backward(float *dx, float *dw_mine, float *col, const float *d
     }
 }
 
-// A thread's own copy of dW, zeroed (scratch 2), or NULL when dW is not wanted. The copies are
-// summed into dW at the end, one thread at a time.
-static float *private_dw(float *dw, int64_t size) {
+// The weight gradient of each group goes to its own slice of a buffer (groups x K*CRS floats,
+// kept by the calling thread between calls), and the slices are added to dW in group order at
+// the end: the same sums on any number of threads, and a thread that the system pauses (another
+// program on the core) does not hold the others up, since the groups are handed out
+// dynamically. NULL when dW is not wanted.
+static float *dw_slices(const float *dw, int64_t groups, int64_t size) {
+    static _Thread_local float *buffer;
+    static _Thread_local int64_t capacity;
     if (!dw) return NULL;
-    float *mine = scratch(2, size);
-    for (int64_t i = 0; i < size; i++) mine[i] = 0.0f;
-    return mine;
+    if (capacity < groups * size) {
+        free(buffer);
+        buffer = cg_xmalloc((size_t)(groups * size) * sizeof(float));
+        capacity = groups * size;
+    }
+    return buffer;
+}
+
+static void add_dw_slices(float *dw, const float *slices, int64_t groups, int64_t size, bool threads) {
+#pragma omp parallel for if (threads)
+    for (int64_t i = 0; i < size; i++) {
+        float sum = dw[i];
+        for (int64_t g = 0; g < groups; g++) sum += slices[g * size + i];
+        dw[i] = sum;
+    }
 }
 
 // Per group: dy_g, the group's output gradient laid out as (K, count*PQ), then group_backward.
@@ -202,26 +219,21 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
         }
     }
     if (dx == NULL && dw == NULL) return;
-#pragma omp parallel if (threads)
-    {
-        float *dw_mine = private_dw(dw, K * crs);
-#pragma omp for schedule(static)
-        for (int64_t g = 0; g < groups; g++) {
-            int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
-            float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
-            for (int64_t j = 0; j < count; j++)
-                for (int64_t k = 0; k < K; k++) {
-                    const float *src = dy + ((n0 + j) * K + k) * pq;
-                    float *dst = dyg + k * ld + j * pq;
-                    for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
-                }
-            group_backward(dx, dw_mine, col, dyg, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
-        }
-        if (dw) {
-#pragma omp critical
-            for (int64_t i = 0; i < K * crs; i++) dw[i] += dw_mine[i];
-        }
+    float *slices = dw_slices(dw, groups, K * crs);
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
+        float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t k = 0; k < K; k++) {
+                const float *src = dy + ((n0 + j) * K + k) * pq;
+                float *dst = dyg + k * ld + j * pq;
+                for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
+            }
+        group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, x, w, n0, count, C, H, W, K, R, S,
+                       stride, pad, P, Q);
     }
+    if (dw) add_dw_slices(dw, slices, groups, K * crs, threads);
 }
 
 // ---- conv2d + bias + ReLU + 2x2 max pooling, fused ------------------------------------------------
@@ -271,7 +283,7 @@ void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, cons
                                   int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
-#pragma omp parallel for if (threads) schedule(static)
+#pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *out = scratch(1, K * ld), *col_max = scratch(2, 2 * pooled * 2);
@@ -317,30 +329,25 @@ void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, const flo
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     if (dx == NULL && dw == NULL && dbias == NULL) return;
     double *bias_sums = dbias ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL; // (groups, K)
-#pragma omp parallel if (threads)
-    {
-        float *dw_mine = private_dw(dw, K * crs);
-#pragma omp for schedule(static)
-        for (int64_t g = 0; g < groups; g++) {
-            int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
-            float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
-            for (int64_t k = 0; k < K; k++) {
-                double sum = 0.0;
-                for (int64_t j = 0; j < count; j++) {
-                    int64_t plane = (n0 + j) * K + k;
-                    sum += unpool_plane(dyg + k * ld + j * pq, dy + plane * pooled, y + plane * pooled,
-                                        where + plane * pooled, P, Q);
-                }
-                if (bias_sums) bias_sums[g * K + k] = sum;
+    float *slices = dw_slices(dw, groups, K * crs);
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
+        float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
+        for (int64_t k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t j = 0; j < count; j++) {
+                int64_t plane = (n0 + j) * K + k;
+                sum += unpool_plane(dyg + k * ld + j * pq, dy + plane * pooled, y + plane * pooled,
+                                    where + plane * pooled, P, Q);
             }
-            if (dx || dw)
-                group_backward(dx, dw_mine, col, dyg, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
+            if (bias_sums) bias_sums[g * K + k] = sum;
         }
-        if (dw) {
-#pragma omp critical
-            for (int64_t i = 0; i < K * crs; i++) dw[i] += dw_mine[i];
-        }
+        if (dx || dw)
+            group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, x, w, n0, count, C, H, W, K, R,
+                           S, stride, pad, P, Q);
     }
+    if (dw) add_dw_slices(dw, slices, groups, K * crs, threads);
     if (dbias) {
         for (int64_t k = 0; k < K; k++) {
             double sum = 0.0;
