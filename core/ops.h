@@ -23,12 +23,30 @@ typedef enum {
     CG_OP_RESHAPE,
     CG_OP_BATCH_NORM2D,
     CG_OP_DROPOUT,
+    CG_OP_CAST,
     CG_NUM_OPS
 } cg_op;
 
 const char *cg_op_name(int op);
 // Run node->op's backward (called by cg_tape_backward).
 void cg_op_backward(cg_tape *t, cg_node *node);
+
+// Mixed precision (core/amp.h). With the tape's autocast set to F16 or BF16, as torch.autocast:
+// matmul, linear and conv2d cast their inputs to it (a parameter through its 16-bit copy, see
+// cg_autocast_low) and return 16-bit outputs computed with f32 accumulation; relu, max_pool2d,
+// reshape and flatten keep their input's dtype; every other op casts 16-bit inputs to f32
+// first and computes in f32. With autocast F32 (the default) every op takes and gives f32,
+// except that relu, max_pool2d, reshape and flatten also take a 16-bit tensor.
+
+// x (any shape, F32, F16 or BF16) -> the same values in `dtype` (F32, F16 or BF16), rounded to
+// nearest even (core/half.h); x itself when it has that dtype already. Differentiable: the
+// gradient is cast back to x's dtype and added.
+cg_tensor *cg_cast(cg_tape *t, cg_tensor *x, cg_dtype dtype);
+// x in the tape's autocast dtype: x itself when it has it, a parameter's 16-bit copy (x->low,
+// kept by core/amp.h) when it has one of that dtype, else cg_cast.
+cg_tensor *cg_autocast_low(cg_tape *t, cg_tensor *x);
+// x as f32: x itself, or cg_cast(t, x, CG_F32).
+cg_tensor *cg_autocast_f32(cg_tape *t, cg_tensor *x);
 
 // a: (M, K) f32, or (K, M) if trans_a; b: (K, N) f32, or (N, K) if trans_b -> (M, N) f32.
 // op(a) @ op(b); a Linear layer is matmul(x, W, false, true) with W (out, in) as in PyTorch.

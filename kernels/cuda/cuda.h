@@ -62,6 +62,7 @@ extern "C" {
 void fill_cuda(float *x, float value, int64_t n);
 void axpy_cuda(float *y, float alpha, const float *x, int64_t n);
 void add_scalar_cuda(float *x, float value);
+void add_scalar_unless_cuda(float *x, float value, const float *flag);
 void zero_cuda(void *p, size_t bytes);
 void scale_cuda(float *y, const float *x, float alpha, int64_t n);
 void gemm_cuda(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
@@ -109,9 +110,9 @@ void gather_images_cuda(float *x_out, int32_t *labels_out, const uint8_t *pixels
                         const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H, int64_t W,
                         int64_t pad, const float *mean, const float *inv_std);
 void sgd_step_cuda(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
-                   float dampening, float weight_decay, bool nesterov);
+                   float dampening, float weight_decay, bool nesterov, const float *found_inf);
 void adam_step_cuda(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
-                    float beta2, float eps, float weight_decay, bool decoupled_weight_decay);
+                    float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf);
 // The benchmark's products (core/bench.h: cg_bench_gemm), from gemm.cu.
 cg_status gemm_bench_cuda(cg_bench_precision p, bool trans_b, int64_t M, int64_t N, int64_t K, const void *A,
                           const void *B, void *C);
