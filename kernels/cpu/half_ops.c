@@ -12,8 +12,12 @@
 #include <string.h>
 
 // ---- widening and rounding --------------------------------------------------------------------
+// Large arrays are converted in blocks over the OpenMP threads; the f32 copies come from a few
+// scratch buffers kept between calls (a fresh allocation of megabytes each call would spend
+// more time in page faults than in the conversion). The host calls kernels one at a time, so
+// one set of buffers serves every kernel.
 
-static void widen(float *dst, const void *src, cg_dtype t, int64_t n) {
+static void widen_serial(float *dst, const void *src, cg_dtype t, int64_t n) {
     if (t == CG_F16)
         cg_f16_to_f32_array(dst, (const uint16_t *)src, n);
     else if (t == CG_BF16)
@@ -24,7 +28,18 @@ static void widen(float *dst, const void *src, cg_dtype t, int64_t n) {
         CG_CHECK(0, "cast: dtype %s is not f32, f16 or bf16", cg_dtype_name(t));
 }
 
-static void narrow(void *dst, cg_dtype t, const float *src, int64_t n) {
+static void widen(float *dst, const void *src, cg_dtype t, int64_t n) {
+    size_t size = cg_dtype_size(t);
+    if (n < CG_OMP_MIN_WORK) {
+        widen_serial(dst, src, t, n);
+        return;
+    }
+#pragma omp parallel for
+    for (int64_t b = 0; b < n; b += CG_OMP_MIN_WORK / 4)
+        widen_serial(dst + b, (const char *)src + (size_t)b * size, t, b + CG_OMP_MIN_WORK / 4 < n ? CG_OMP_MIN_WORK / 4 : n - b);
+}
+
+static void narrow_serial(void *dst, cg_dtype t, const float *src, int64_t n) {
     if (t == CG_F16)
         cg_f32_to_f16_array((uint16_t *)dst, src, n);
     else if (t == CG_BF16)
@@ -35,18 +50,41 @@ static void narrow(void *dst, cg_dtype t, const float *src, int64_t n) {
         CG_CHECK(0, "cast: dtype %s is not f32, f16 or bf16", cg_dtype_name(t));
 }
 
-// A new f32 copy of n values of x (NULL when x is NULL). Free with free().
-static float *wide(const void *x, cg_dtype t, int64_t n) {
+static void narrow(void *dst, cg_dtype t, const float *src, int64_t n) {
+    size_t size = cg_dtype_size(t);
+    if (n < CG_OMP_MIN_WORK) {
+        narrow_serial(dst, t, src, n);
+        return;
+    }
+#pragma omp parallel for
+    for (int64_t b = 0; b < n; b += CG_OMP_MIN_WORK / 4)
+        narrow_serial((char *)dst + (size_t)b * size, t, src + b, b + CG_OMP_MIN_WORK / 4 < n ? CG_OMP_MIN_WORK / 4 : n - b);
+}
+
+// Scratch buffer `slot` (0 .. SLOTS-1) with room for n floats; its contents are undefined.
+#define SLOTS 8
+static float *scratch(int slot, int64_t n) {
+    static float *buffers[SLOTS];
+    static int64_t sizes[SLOTS];
+    if (n > sizes[slot]) {
+        free(buffers[slot]);
+        buffers[slot] = cg_xmalloc((size_t)n * sizeof(float));
+        sizes[slot] = n;
+    }
+    return buffers[slot];
+}
+
+// An f32 copy of n values of x in scratch buffer `slot` (NULL when x is NULL).
+static float *wide(int slot, const void *x, cg_dtype t, int64_t n) {
     if (x == NULL) return NULL;
-    float *w = cg_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    float *w = scratch(slot, n > 0 ? n : 1);
     widen(w, x, t, n);
     return w;
 }
 
-// Round an f32 result into its 16-bit home and free it (nothing when home is NULL).
-static void store(void *home, cg_dtype t, float *result, int64_t n) {
+// Round an f32 result into its 16-bit home (nothing when home is NULL).
+static void store(void *home, cg_dtype t, const float *result, int64_t n) {
     if (home) narrow(home, t, result, n);
-    free(result);
 }
 
 void cast_cpu(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
@@ -54,11 +92,11 @@ void cast_cpu(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n,
         widen((float *)y, x, xtype, n);
         return;
     }
-    float *v = wide(x, xtype, n);
+    float *v = wide(0, x, xtype, n);
     if (accumulate) {
-        float *acc = wide(y, ytype, n);
+        float *acc = wide(1, y, ytype, n);
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
         for (int64_t i = 0; i < n; i++) acc[i] += v[i];
-        free(v);
         v = acc;
     }
     store(y, ytype, v, n);
@@ -68,47 +106,43 @@ void cast_cpu(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n,
 
 void gemm_h_cpu(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const void *A, const void *B, float beta, void *C) {
-    float *a = wide(A, dtype, M * K), *b = wide(B, dtype, K * N);
-    float *c = beta != 0.0f ? wide(C, dtype, M * N) : cg_xcalloc((size_t)(M * N), sizeof(float));
+    float *a = wide(0, A, dtype, M * K), *b = wide(1, B, dtype, K * N);
+    float *c = beta != 0.0f ? wide(2, C, dtype, M * N) : scratch(2, M * N);
     gemm_cpu(trans_a, trans_b, M, N, K, alpha, a, b, beta, c);
-    free(a), free(b);
     store(C, dtype, c, M * N);
 }
 
 void linear_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
                           int64_t N, int64_t K) {
-    float *xf = wide(x, dtype, M * K), *wf = wide(w, dtype, N * K), *bf = wide(bias, dtype, N);
-    float *yf = cg_xmalloc((size_t)(M * N) * sizeof(float));
+    float *xf = wide(0, x, dtype, M * K), *wf = wide(1, w, dtype, N * K), *bf = wide(2, bias, dtype, N);
+    float *yf = scratch(3, M * N);
     linear_forward_cpu(yf, xf, wf, bf, M, N, K);
-    free(xf), free(wf), free(bf);
     store(y, dtype, yf, M * N);
 }
 
 void add_bias_backward_h_cpu(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols) {
-    float *dyf = wide(dy, dtype, rows * cols), *db = wide(dbias, dtype, cols);
+    float *dyf = wide(0, dy, dtype, rows * cols), *db = wide(1, dbias, dtype, cols);
     add_bias_backward_cpu(db, dyf, rows, cols);
-    free(dyf);
     store(dbias, dtype, db, cols);
 }
 
 void conv2d_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                           int64_t P, int64_t Q) {
-    float *xf = wide(x, dtype, N * C * H * W), *wf = wide(w, dtype, K * C * R * S), *bf = wide(bias, dtype, K);
-    float *yf = cg_xmalloc((size_t)(N * K * P * Q) * sizeof(float));
+    float *xf = wide(0, x, dtype, N * C * H * W), *wf = wide(1, w, dtype, K * C * R * S), *bf = wide(2, bias, dtype, K);
+    float *yf = scratch(3, N * K * P * Q);
     conv2d_forward_cpu(yf, xf, wf, bf, N, C, H, W, K, R, S, stride, pad, P, Q);
-    free(xf), free(wf), free(bf);
     store(y, dtype, yf, N * K * P * Q);
 }
 
 void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
                            const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                            int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    float *dyf = wide(dy, dtype, N * K * P * Q), *xf = wide(x, dtype, N * C * H * W);
-    float *wf = wide(w, dtype, K * C * R * S);
-    float *dxf = wide(dx, dtype, N * C * H * W), *dwf = wide(dw, dtype, K * C * R * S), *dbf = wide(dbias, dtype, K);
+    float *dyf = wide(0, dy, dtype, N * K * P * Q), *xf = wide(1, x, dtype, N * C * H * W);
+    float *wf = wide(2, w, dtype, K * C * R * S);
+    float *dxf = wide(3, dx, dtype, N * C * H * W), *dwf = wide(4, dw, dtype, K * C * R * S);
+    float *dbf = wide(5, dbias, dtype, K);
     conv2d_backward_cpu(dxf, dwf, dbf, dyf, xf, wf, N, C, H, W, K, R, S, stride, pad, P, Q);
-    free(dyf), free(xf), free(wf);
     store(dx, dtype, dxf, N * C * H * W);
     store(dw, dtype, dwf, K * C * R * S);
     store(dbias, dtype, dbf, K);
@@ -118,9 +152,8 @@ void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, cons
 
 void max_pool2d_forward_h_cpu(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
                               int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
-    float *xf = wide(x, dtype, N * C * H * W), *yf = cg_xmalloc((size_t)(N * C * P * Q) * sizeof(float));
+    float *xf = wide(0, x, dtype, N * C * H * W), *yf = scratch(1, N * C * P * Q);
     max_pool2d_forward_cpu(yf, argmax, xf, N, C, H, W, kernel, stride, P, Q);
-    free(xf);
     store(y, dtype, yf, N * C * P * Q); // a maximum of 16-bit values is one of them: exact
 }
 
@@ -145,9 +178,8 @@ void relu_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t n) {
 }
 
 void relu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n) {
-    float *dxf = wide(dx, dtype, n), *dyf = wide(dy, dtype, n), *yf = wide(y, dtype, n);
+    float *dxf = wide(0, dx, dtype, n), *dyf = wide(1, dy, dtype, n), *yf = wide(2, y, dtype, n);
     relu_backward_cpu(dxf, dyf, yf, n);
-    free(dyf), free(yf);
     store(dx, dtype, dxf, n);
 }
 
@@ -155,9 +187,8 @@ void relu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const void *y
 
 void amp_unscale_check_h_cpu(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n) {
     if (h) {
-        float *hf = wide(h, dtype, n);
+        float *hf = wide(0, h, dtype, n);
         for (int64_t i = 0; i < n; i++) g[i] += hf[i];
-        free(hf);
     }
     float inv_scale = 1.0f / amp[CG_AMP_SCALE];
     amp_unscale_check_cpu(g, &amp[CG_AMP_FOUND_INF], &inv_scale, n);
