@@ -57,7 +57,7 @@ cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool 
 cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias);
 // a + b. b has a's shape, or b: (C,) f32 is added to every row of a: (R, C) (bias broadcast).
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b);
-// max(x, 0), elementwise. Any shape, f32.
+// max(x, 0), elementwise. Any shape, f32, f16 or bf16 (the output has x's dtype).
 cg_tensor *cg_relu(cg_tape *t, cg_tensor *x);
 // 1 / (1 + exp(-x)), elementwise. Any shape, f32.
 cg_tensor *cg_sigmoid(cg_tape *t, cg_tensor *x);
@@ -74,16 +74,19 @@ cg_tensor *cg_mean(cg_tape *t, cg_tensor *x);
 // s * x, elementwise.
 cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s);
 
-// 2-D convolution (cross-correlation, as torch.nn.functional.conv2d): x (N, C, H, W) f32,
+// 2-D convolution (cross-correlation, as torch.nn.functional.conv2d; under autocast all in 16
+// bits with f32 accumulation, see above): x (N, C, H, W) f32,
 // weight (K, C, R, S) f32, bias (K,) f32 or NULL -> (N, K, P, Q) f32 with
 // P = (H + 2 padding - R) / stride + 1 and Q likewise. Computed as im2col + GEMM (Chellapilla,
 // Puri, Simard 2006): see the conv2d kernels in core/kernels.h.
 cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding);
-// Max pooling over kernel x kernel windows moved by stride, no padding: x (N, C, H, W) f32 ->
+// Max pooling over kernel x kernel windows moved by stride, no padding: x (N, C, H, W) f32, f16 or
+// bf16 (the output has x's dtype) ->
 // (N, C, (H - kernel) / stride + 1, (W - kernel) / stride + 1). The gradient goes to the
 // first maximum of each window (as PyTorch).
 cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride);
-// The same values in another shape of the same element count (a copy on the tape).
+// The same values in another shape of the same element count (a copy on the tape); f32, f16 or
+// bf16, kept.
 cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape);
 // (N, d1, d2, ...) -> (N, d1 * d2 * ...), as torch.flatten(x, 1).
 cg_tensor *cg_flatten(cg_tape *t, cg_tensor *x);
