@@ -222,6 +222,7 @@ void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w
                            int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                            int64_t pad, int64_t P, int64_t Q) {
     int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
+    (void)d; // unused without cuDNN
     bool done = false;
 #ifdef CG_HAVE_CUDNN
     done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, (void *)x, (void *)w, y, d);
@@ -241,6 +242,7 @@ void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, con
                             const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                             int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
+    (void)d; // unused without cuDNN
     if (dbias) {
         CG_CHECK(N * P * Q < INT32_MAX && K * N < INT32_MAX, "conv2d bias gradient: sizes overflow 32-bit indices");
         float *partial = (float *)cg_cuda_alloc((size_t)(K * N) * sizeof(float));
