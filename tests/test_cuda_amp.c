@@ -3,7 +3,9 @@
 // on the same 16-bit inputs; then a few fp16 and bf16 training steps of a small CNN on both
 // devices, whose losses must agree. Results are compared in f32: exactly where both devices
 // round the same f32 value (casts, ReLU, pooling), within one or two 16-bit steps where the f32
-// sums are taken in another order (products, convolutions). Without a GPU: skipped (77).
+// sums are taken in another order (products, convolutions). The 16-bit convolutions run twice:
+// NCHW and NHWC with padded channels (CGRAD_CONV16_LAYOUT). Without a GPU: skipped (77).
+#define _POSIX_C_SOURCE 200809L // setenv
 #include "cgrad.h"
 #include "core/half.h"
 #include "core/kernels.h"
@@ -151,9 +153,14 @@ static void test_low_kernels(cg_rng *r, cg_dtype dt) {
         expect_close("add_bias_backward_h", &db, 1e-3 * M, step);
         twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y), twin_free(&db);
     }
-    // convolution (the tutorial CNN's two shapes, small batch) and 2x2 max pooling
-    int64_t shapes[2][5] = {{4, 1, 28, 28, 32}, {4, 32, 14, 14, 64}}; // N C H W K, 3x3, pad 1
-    for (int s = 0; s < 2; s++) {
+}
+
+// Convolutions (the tutorial CNN's two shapes, small batch, and one with channel counts that are
+// not multiples of 8) and 2x2 max pooling, in the layout CGRAD_CONV16_LAYOUT says.
+static void test_conv_h(cg_rng *r, cg_dtype dt) {
+    double step = step_of(dt);
+    int64_t shapes[3][5] = {{4, 1, 28, 28, 32}, {4, 32, 14, 14, 64}, {3, 5, 10, 10, 12}}; // N C H W K, 3x3, pad 1
+    for (int s = 0; s < 3; s++) {
         int64_t N = shapes[s][0], C = shapes[s][1], Hh = shapes[s][2], W = shapes[s][3], K = shapes[s][4];
         twin x = twin_uniform(r, N * C * Hh * W, dt, -1, 1), w = twin_uniform(r, K * C * 9, dt, -0.3f, 0.3f);
         twin b = twin_uniform(r, K, dt, -0.1f, 0.1f), y = twin_new(N * K * Hh * W, dt);
@@ -282,9 +289,17 @@ int main(void) {
     test_cast(&r);
     test_low_kernels(&r, CG_F16);
     test_low_kernels(&r, CG_BF16);
+    const char *layouts[2] = {"nchw", "nhwc"};
+    for (int l = 0; l < 2; l++) {
+        setenv("CGRAD_CONV16_LAYOUT", layouts[l], 1);
+        printf("16-bit convolutions in %s:\n", layouts[l]);
+        test_conv_h(&r, CG_F16);
+        test_conv_h(&r, CG_BF16);
+        test_training(CG_PRECISION_FP16);
+        test_training(CG_PRECISION_BF16);
+    }
+    unsetenv("CGRAD_CONV16_LAYOUT");
     test_scaler_kernels(&r);
-    test_training(CG_PRECISION_FP16);
-    test_training(CG_PRECISION_BF16);
     if (failures) {
         printf("%d mixed-precision CUDA check(s) failed\n", failures);
         return 1;

@@ -1,10 +1,13 @@
 // amp.cu: the GPU's kernels of mixed precision (the _h rows of core/kernels.h, the cast, the
 // loss scaler): fp16 / bf16 data, arithmetic in f32 registers, one rounding (to nearest even)
-// per stored value. Convolutions go to cuDNN with 16-bit data (cudnn_conv.c), or are widened
-// to f32 when cuDNN has no engine for a shape. CPU twins: kernels/cpu/half_ops.c. The 16-bit
+// per stored value. Convolutions go to cuDNN with 16-bit data (cudnn_conv.c), NCHW or NHWC with
+// padded channels (CGRAD_CONV16_LAYOUT), or are widened to f32 when cuDNN has no engine. CPU twins: kernels/cpu/half_ops.c. The 16-bit
 // products are in gemm.cu, beside the cuBLAS handle.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda.h"
 #include "cudnn_conv.h"
@@ -135,6 +138,27 @@ template <typename T> static __global__ void channel_bias_h_kernel(T *y, const T
     GRID_STRIDE(i, N * K * PQ) y[i] = f2h<T>(h2f(y[i]) + h2f(bias[i / PQ % K]));
 }
 
+// NHWC with channel counts padded to multiples of 8, the layout cuDNN's fp16 / bf16 Tensor Core
+// kernels read (16-byte rows of channels). pack: src (N, C, HW) -> dst (Np, HW, Cp), the padding
+// rows and channels zero. unpack: dst (N, C, HW) = (or +=) src (., HW, Cp) without the padding.
+template <typename T>
+static __global__ void pack_nhwc_kernel(T *dst, const T *src, int64_t N, int64_t Np, int64_t C, int64_t Cp, int64_t HW) {
+    GRID_STRIDE(i, Np * HW * Cp) {
+        int64_t c = i % Cp, p = i / Cp % HW, n = i / (Cp * HW);
+        dst[i] = (n < N && c < C) ? src[(n * C + c) * HW + p] : f2h<T>(0.0f);
+    }
+}
+
+template <typename T>
+static __global__ void unpack_nhwc_kernel(T *dst, const T *src, int64_t N, int64_t C, int64_t Cp, int64_t HW,
+                                          bool accumulate) {
+    GRID_STRIDE(i, N * C * HW) {
+        int64_t p = i % HW, c = i / HW % C, n = i / (HW * C);
+        float v = h2f(src[(n * HW + p) * Cp + c]);
+        dst[i] = f2h<T>(accumulate ? h2f(dst[i]) + v : v);
+    }
+}
+
 // ---- the loss scaler -------------------------------------------------------------------------------
 
 // g += h (16-bit, may be NULL); found_inf if any is not finite; g *= 1 / scale. Every thread
@@ -185,6 +209,75 @@ static float *zeroed(int64_t n) {
     return z;
 }
 
+// ---- 16-bit convolutions in NHWC ---------------------------------------------------------------------
+#ifdef CG_HAVE_CUDNN
+
+// The layout 16-bit convolutions run in: NCHW, as the tensors are (the default), or NHWC with the
+// channels padded to multiples of 8 when the environment sets CGRAD_CONV16_LAYOUT=nhwc (read at
+// every call, so that a test can try both): Tensor Core kernels that read NHWC directly, at the
+// price of moving each operand into that layout and back.
+static bool conv16_nhwc(void) {
+    const char *v = getenv("CGRAD_CONV16_LAYOUT");
+    return v != NULL && strcmp(v, "nhwc") == 0;
+}
+
+static int64_t round8(int64_t n) { return (n + 7) / 8 * 8; }
+
+// A new device buffer (caching allocator) holding src (N, C, HW) packed to (Np, HW, Cp).
+static void *packed(cg_dtype dtype, const void *src, int64_t N, int64_t Np, int64_t C, int64_t Cp, int64_t HW) {
+    void *dst = cg_cuda_alloc((size_t)(Np * HW * Cp) * 2);
+    DISPATCH16(dtype, LAUNCH(pack_nhwc_kernel<T>, Np * HW * Cp, (T *)dst, (const T *)src, N, Np, C, Cp, HW));
+    return dst;
+}
+
+static void unpacked(cg_dtype dtype, void *dst, const void *src, int64_t N, int64_t C, int64_t Cp, int64_t HW,
+                     bool accumulate) {
+    DISPATCH16(dtype, LAUNCH(unpack_nhwc_kernel<T>, N * C * HW, (T *)dst, (const T *)src, N, C, Cp, HW, accumulate));
+}
+
+static void *zeroed16(int64_t n) {
+    void *z = cg_cuda_alloc((size_t)n * 2);
+    zero_cuda(z, (size_t)n * 2);
+    return z;
+}
+
+// y (N, K, P, Q) = conv(x, w) through NHWC; false (nothing written) when cuDNN has no engine.
+static bool conv_forward_nhwc(cg_dtype dtype, void *y, const void *x, const void *w, int64_t N, int64_t C, int64_t H,
+                              int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                              int64_t Q) {
+    int64_t Cp = round8(C), Kp = round8(K);
+    int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
+    void *xh = packed(dtype, x, N, N, C, Cp, H * W), *wh = packed(dtype, w, K, Kp, C, Cp, R * S);
+    void *yh = cg_cuda_alloc((size_t)(N * P * Q * Kp) * 2);
+    bool done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, true, xh, wh, yh, dh);
+    if (done) unpacked(dtype, y, yh, N, K, Kp, P * Q, false);
+    cg_cuda_free(xh), cg_cuda_free(wh), cg_cuda_free(yh);
+    return done;
+}
+
+// dx and / or dw += the gradients through NHWC; *data_done / *filter_done say what was done.
+static void conv_backward_nhwc(cg_dtype dtype, void *dx, void *dw, const void *dy, const void *x, const void *w,
+                               int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                               int64_t stride, int64_t pad, int64_t P, int64_t Q, bool *data_done, bool *filter_done) {
+    int64_t Cp = round8(C), Kp = round8(K);
+    int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
+    void *dyh = packed(dtype, dy, N, N, K, Kp, P * Q);
+    if (dw) {
+        void *xh = packed(dtype, x, N, N, C, Cp, H * W), *dwh = zeroed16(Kp * R * S * Cp);
+        *filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, true, xh, dwh, dyh, dh);
+        if (*filter_done) unpacked(dtype, dw, dwh, K, C, Cp, R * S, true);
+        cg_cuda_free(xh), cg_cuda_free(dwh);
+    }
+    if (dx) {
+        void *wh = packed(dtype, w, K, Kp, C, Cp, R * S), *dxh = zeroed16(N * H * W * Cp);
+        *data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, true, dxh, wh, dyh, dh);
+        if (*data_done) unpacked(dtype, dx, dxh, N, C, Cp, H * W, true);
+        cg_cuda_free(wh), cg_cuda_free(dxh);
+    }
+    cg_cuda_free(dyh);
+}
+#endif
+
 extern "C" {
 void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
     if (n <= 0) return;
@@ -221,11 +314,13 @@ void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy, int64
 void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
                            int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                            int64_t pad, int64_t P, int64_t Q) {
-    int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
-    (void)d; // unused without cuDNN
     bool done = false;
 #ifdef CG_HAVE_CUDNN
-    done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, (void *)x, (void *)w, y, d);
+    int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
+    if (conv16_nhwc())
+        done = conv_forward_nhwc(dtype, y, x, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    else
+        done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, false, (void *)x, (void *)w, y, d);
     if (done && bias) DISPATCH16(dtype, LAUNCH(channel_bias_h_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, N, K, P * Q));
 #endif
     if (!done) { // no 16-bit engine (or no cuDNN): f32 on widened copies, rounded once
@@ -241,8 +336,6 @@ void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w
 void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
                             const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                             int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
-    (void)d; // unused without cuDNN
     if (dbias) {
         CG_CHECK(N * P * Q < INT32_MAX && K * N < INT32_MAX, "conv2d bias gradient: sizes overflow 32-bit indices");
         float *partial = (float *)cg_cuda_alloc((size_t)(K * N) * sizeof(float));
@@ -256,8 +349,15 @@ void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, con
     }
     bool filter_done = dw == NULL, data_done = dx == NULL;
 #ifdef CG_HAVE_CUDNN
-    if (!filter_done) filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, (void *)x, dw, (void *)dy, d);
-    if (!data_done) data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, dx, (void *)w, (void *)dy, d);
+    int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
+    if (conv16_nhwc()) {
+        conv_backward_nhwc(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, x, w, N, C, H, W, K, R, S,
+                           stride, pad, P, Q, &data_done, &filter_done);
+    } else {
+        if (!filter_done)
+            filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, false, (void *)x, dw, (void *)dy, d);
+        if (!data_done) data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, false, dx, (void *)w, (void *)dy, d);
+    }
 #endif
     if (filter_done && data_done) return;
     // What cuDNN could not do in 16 bits: f32 on widened copies, added to the 16-bit gradients.
