@@ -28,6 +28,7 @@ PYTHON=${PYTHON:-python3}
 TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/../shared/bench/torch_workloads.py}
 KEEP_DIR=""
 USE_TORCH=yes
+LAYOUT=${CGRAD_CONV16_LAYOUT:-nchw}
 
 usage() {
     cat <<EOF
@@ -46,6 +47,8 @@ and print images/s, test accuracy and the ratios (medians over epochs 2..E).
   --torch-workloads PATH  the PyTorch script (default: \$TORCH_WORKLOADS, else
                           ROOT/../shared/bench/torch_workloads.py)
   --python PATH           interpreter with torch and numpy (default: \$PYTHON, else python3)
+  --conv16-layout L       nchw (default) or nhwc: the layout of cgrad's 16-bit convolutions on the GPU
+                          (exported as CGRAD_CONV16_LAYOUT; nhwc pads the channels to multiples of 8)
   --no-torch              run cgrad only
   --keep DIR              keep every program's output (cgrad_P_B.csv/.out, torch_P_B.jsonl/.err)
   --help                  this text
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
     --torch-workloads) TORCH_WORKLOADS=${2:?--torch-workloads needs a value}; shift 2 ;;
     --python) PYTHON=${2:?--python needs a value}; shift 2 ;;
     --no-torch) USE_TORCH=no; shift ;;
+    --conv16-layout) LAYOUT=${2:?--conv16-layout needs a value}; shift 2 ;;
     --keep) KEEP_DIR=${2:?--keep needs a value}; shift 2 ;;
     --help | -h) usage; exit 0 ;;
     *) echo "precision.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -87,6 +91,7 @@ for p in $PRECISIONS; do
     case "$p" in fp32 | fp16 | bf16) ;; *) die "--precisions: '$p' is not fp32, fp16 or bf16" ;; esac
 done
 case "$DEVICE" in cpu | cuda | cuda:[0-9]*) ;; *) die "--device: '$DEVICE' is not cpu, cuda or cuda:N" ;; esac
+case "$LAYOUT" in nchw | nhwc) export CGRAD_CONV16_LAYOUT=$LAYOUT ;; *) die "--conv16-layout: '$LAYOUT' is not nchw or nhwc" ;; esac
 CNN="$BUILD_DIR/cnn"
 [ -x "$CNN" ] || die "no executable $CNN (build first, or give --build-dir)"
 [ -d "$DATA" ] || die "--data: no folder $DATA"
@@ -177,7 +182,7 @@ fi
 echo
 echo "tutorial CNN, Fashion-MNIST, $EPOCHS epoch(s), $DEVICE; $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: ${CPU:-unknown CPU}, $(nproc) cores${GPU:+; GPU: $GPU}"
-echo "cgrad: $CNN (checkout at $COMMIT)"
+echo "cgrad: $CNN (checkout at $COMMIT); 16-bit convolutions in $LAYOUT"
 [ "$USE_TORCH" = no ] || echo "PyTorch $(cat "$WORK/torch_version.txt" 2>/dev/null || echo '?') ($PYTHON), AMP, channels-last"
 echo "images/s: median over epochs $FROM..$EPOCHS; accuracy: test accuracy after the last epoch"
 echo
