@@ -1,4 +1,5 @@
 // tape.c: recording nodes and walking them backwards. What each op's backward does is in ops.c.
+// Gradients take their tensor's dtype (16 bits for a 16-bit tensor under mixed precision).
 #include "tape.h"
 #include "kernels.h"
 #include "ops.h"
@@ -52,8 +53,9 @@ cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {
 // shares the output's buffer, and add's backward skips it.
 static void prepare_gradients(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
     cg_arena_mark start = cg_arena_get_mark(t->arena);
-    // d loss / d loss = 1. When the loss is the last thing recorded, no backward adds to its
-    // gradient, so it can be the tape's constant one; otherwise a buffer set to 1.
+    // d loss / d loss = the seed: 1 (the tape's constant one), or mixed precision's loss scale.
+    // When the loss is the last thing recorded, no backward adds to its gradient, so it can be
+    // the seed itself; otherwise a buffer set to it.
     bool loss_is_last = t->count > 0 && t->nodes[t->count - 1].out == loss;
     loss->grad = loss_is_last ? seed : cg_arena_tensor(t->arena, CG_F32, loss->ndim, loss->shape);
     for (int i = t->count - 1; i >= 0; i--) {
