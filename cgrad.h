@@ -2,6 +2,7 @@
 #ifndef CGRAD_H
 #define CGRAD_H
 
+#include "core/amp.h"
 #include "core/arena.h"
 #include "core/checkpoint.h"
 #include "core/common.h"

@@ -1,6 +1,7 @@
 // dtype.h: the element types a tensor can hold, their sizes and names.
-// Only F32 and I32 have kernels so far; F16/BF16 (mixed precision), I8 (quantized inference)
-// and U8 (raw images) are listed so that files and headers can name them already.
+// F32 and I32 have every kernel; F16 and BF16 those of mixed precision (core/amp.h: casts,
+// products, convolutions, ReLU, max pooling); I8 (quantized inference) and U8 (raw images) are
+// listed so that files and headers can name them already.
 #ifndef CG_DTYPE_H
 #define CG_DTYPE_H
 

@@ -11,6 +11,7 @@
 #define CG_KERNELS_H
 
 #include "device.h"
+#include "dtype.h"
 
 #ifdef __cplusplus
 extern "C" { // these headers are also read by the CUDA (C++) files
@@ -147,11 +148,61 @@ typedef struct cg_kernels {
 
     // Optimizers over the flat parameter block (PyTorch's torch.optim formulas; see core/optim.h).
     // state[0] is the step count, already incremented for this step (first step: 1).
+    // found_inf: NULL, or one float on the device; when it is not 0 the step changes nothing
+    // (mixed precision skips the steps whose gradients overflowed, core/amp.h).
     void (*sgd_step)(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
-                     float dampening, float weight_decay, bool nesterov);
+                     float dampening, float weight_decay, bool nesterov, const float *found_inf);
     void (*adam_step)(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
-                      float beta2, float eps, float weight_decay, bool decoupled_weight_decay);
+                      float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf);
+    // x[0] += value, unless flag[0] != 0 (the optimizer's step count, not advanced on a skipped step)
+    void (*add_scalar_unless)(float *x, float value, const float *flag);
+
+    // ---- mixed precision (core/amp.h) ------------------------------------------------------------
+    // The kernels ending in _h take 16-bit data: `dtype` is CG_F16 or CG_BF16, and every void
+    // pointer holds n values of it. Products and convolutions accumulate in f32 and round once
+    // when they store (cuBLAS / cuDNN with f32 compute on the GPU; on the CPU the f32 kernel on
+    // widened copies, the result rounded to 16 bits: the same policy with the rounding emulated).
+    // Their meaning is the f32 kernel's of the same name above.
+
+    // y[i] = x[i] converted from xtype to ytype (F32, F16 or BF16; rounding to nearest even as
+    // core/half.h); accumulate: y[i] = y[i] + x[i], summed in f32 and rounded to ytype once.
+    void (*cast)(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate);
+    void (*gemm_h)(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const void *A, const void *B, float beta, void *C);
+    void (*linear_forward_h)(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
+                             int64_t N, int64_t K);
+    void (*add_bias_backward_h)(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols);
+    void (*conv2d_forward_h)(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
+                             int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                             int64_t pad, int64_t P, int64_t Q);
+    void (*conv2d_backward_h)(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
+                              const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                              int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+    void (*max_pool2d_forward_h)(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
+                                 int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q);
+    void (*max_pool2d_backward_h)(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n);
+    void (*relu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n);
+    void (*relu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n);
+
+    // The loss scaler on the device (PyTorch's _amp_foreach_non_finite_check_and_unscale_ and
+    // _amp_update_scale_, aten/src/ATen/native/cuda/AmpKernels.cu). amp[] holds
+    // CG_AMP_STATE floats: see core/amp.h for the slots.
+    // g (n) f32 += h (n) of dtype (NULL: nothing added), then: amp[FOUND_INF] = 1 if any g[i] is
+    // inf or NaN (left as it is otherwise), and g[i] *= 1 / amp[SCALE].
+    void (*amp_unscale_check)(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n);
+    // After the step: the scale rule of core/grad_scaler.h on amp[], reading amp[FOUND_INF].
+    void (*amp_update_scale)(float *amp, float growth_factor, float backoff_factor, int growth_interval);
 } cg_kernels;
+
+// The slots of the loss scaler's state on the device (amp_unscale_check, amp_update_scale).
+enum {
+    CG_AMP_SCALE = 0,     // S, the loss scale (also the gradient the backward starts from)
+    CG_AMP_FOUND_INF = 1, // 1 when this step's gradients hold an inf or NaN, else 0
+    CG_AMP_GROWTH = 2,    // good steps since S last changed
+    CG_AMP_SKIPPED = 3,   // steps skipped so far
+    CG_AMP_STEPS = 4,     // steps so far (applied and skipped)
+    CG_AMP_STATE = 8      // floats of state (room to spare)
+};
 
 // The table of a device. Aborts if the device's backend is not built.
 const cg_kernels *cg_kernels_for(cg_device device);

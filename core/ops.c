@@ -28,10 +28,20 @@ static void mm_dims(const cg_node *n, int64_t *M, int64_t *N, int64_t *K) {
     *K = n->iattr[0] ? n->in[0]->shape[0] : n->in[0]->shape[1];
 }
 
+// The product in the node's dtype: the f32 kernel, or the 16-bit one (f32 accumulation).
+static void gemm_any(const cg_kernels *k, cg_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const void *A, const void *B, float beta, void *C) {
+    if (dt == CG_F32)
+        KERNEL(k, gemm)(ta, tb, M, N, K, alpha, (const float *)A, (const float *)B, beta, (float *)C);
+    else
+        KERNEL(k, gemm_h)(dt, ta, tb, M, N, K, alpha, A, B, beta, C);
+}
+
 static void matmul_forward(const cg_kernels *k, cg_node *n) {
     int64_t M, N, K;
     mm_dims(n, &M, &N, &K);
-    KERNEL(k, gemm)(n->iattr[0], n->iattr[1], M, N, K, 1.0f, F(n->in[0]), F(n->in[1]), 0.0f, F(n->out));
+    gemm_any(k, n->out->dtype, n->iattr[0], n->iattr[1], M, N, K, 1.0f, n->in[0]->data, n->in[1]->data, 0.0f,
+             n->out->data);
 }
 
 static void matmul_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
@@ -39,22 +49,23 @@ static void matmul_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     mm_dims(n, &M, &N, &K);
     bool ta = n->iattr[0], tb = n->iattr[1];
     cg_tensor *a = n->in[0], *b = n->in[1];
-    const float *dc = F(n->out->grad);
+    cg_dtype dt = n->out->dtype; // the inputs' and every gradient's too
+    const void *dc = n->out->grad->data;
     // C = op(A) op(B)  =>  d op(A) = dC op(B)^T,  d op(B) = op(A)^T dC, written for the layout
     // each input is stored in, so that no transposed copy is ever made.
     if (a->requires_grad) {
-        float *da = F(cg_tape_grad(t, a));
+        void *da = cg_tape_grad(t, a)->data;
         if (!ta)
-            k->gemm(false, !tb, M, K, N, 1.0f, dc, F(b), 1.0f, da); // dA(M,K) = dC op(B)^T
+            gemm_any(k, dt, false, !tb, M, K, N, 1.0f, dc, b->data, 1.0f, da); // dA(M,K) = dC op(B)^T
         else
-            k->gemm(tb, true, K, M, N, 1.0f, F(b), dc, 1.0f, da); // dA(K,M) = op(B) dC^T
+            gemm_any(k, dt, tb, true, K, M, N, 1.0f, b->data, dc, 1.0f, da); // dA(K,M) = op(B) dC^T
     }
     if (b->requires_grad) {
-        float *db = F(cg_tape_grad(t, b));
+        void *db = cg_tape_grad(t, b)->data;
         if (!tb)
-            k->gemm(!ta, false, K, N, M, 1.0f, F(a), dc, 1.0f, db); // dB(K,N) = op(A)^T dC
+            gemm_any(k, dt, !ta, false, K, N, M, 1.0f, a->data, dc, 1.0f, db); // dB(K,N) = op(A)^T dC
         else
-            k->gemm(true, ta, N, K, M, 1.0f, dc, F(a), 1.0f, db); // dB(N,K) = dC^T op(A)
+            gemm_any(k, dt, true, ta, N, K, M, 1.0f, dc, a->data, 1.0f, db); // dB(N,K) = dC^T op(A)
     }
 }
 
@@ -63,18 +74,28 @@ static void matmul_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 
 static void linear_forward(const cg_kernels *k, cg_node *n) {
     cg_tensor *x = n->in[0], *w = n->in[1];
-    const float *b = n->n_in == 3 ? F(n->in[2]) : NULL;
-    KERNEL(k, linear_forward)(F(n->out), F(x), F(w), b, x->shape[0], w->shape[0], x->shape[1]);
+    const void *b = n->n_in == 3 ? n->in[2]->data : NULL;
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, linear_forward)(F(n->out), F(x), F(w), (const float *)b, x->shape[0], w->shape[0], x->shape[1]);
+    else
+        KERNEL(k, linear_forward_h)(n->out->dtype, n->out->data, x->data, w->data, b, x->shape[0], w->shape[0],
+                                    x->shape[1]);
 }
 
 static void linear_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0], *w = n->in[1];
     int64_t M = x->shape[0], N = w->shape[0], K = x->shape[1];
-    const float *dy = F(n->out->grad);
-    if (x->requires_grad) k->gemm(false, false, M, K, N, 1.0f, dy, F(w), 1.0f, F(cg_tape_grad(t, x))); // dx = dy W
-    if (w->requires_grad) k->gemm(true, false, N, K, M, 1.0f, dy, F(x), 1.0f, F(cg_tape_grad(t, w))); // dW = dy^T x
-    if (n->n_in == 3 && n->in[2]->requires_grad)
-        KERNEL(k, add_bias_backward)(F(cg_tape_grad(t, n->in[2])), dy, M, N); // db = column sums of dy
+    cg_dtype dt = n->out->dtype;
+    const void *dy = n->out->grad->data;
+    if (x->requires_grad) gemm_any(k, dt, false, false, M, K, N, 1.0f, dy, w->data, 1.0f, cg_tape_grad(t, x)->data); // dx = dy W
+    if (w->requires_grad) gemm_any(k, dt, true, false, N, K, M, 1.0f, dy, x->data, 1.0f, cg_tape_grad(t, w)->data); // dW = dy^T x
+    if (n->n_in == 3 && n->in[2]->requires_grad) { // db = column sums of dy
+        void *db = cg_tape_grad(t, n->in[2])->data;
+        if (dt == CG_F32)
+            KERNEL(k, add_bias_backward)((float *)db, (const float *)dy, M, N);
+        else
+            KERNEL(k, add_bias_backward_h)(dt, db, dy, M, N);
+    }
 }
 
 // ---- add (same shape, or bias over rows) ----------------------------------------------------
@@ -105,10 +126,17 @@ static void add_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 // ---- activations ----------------------------------------------------------------------------
 
 static void relu_forward(const cg_kernels *k, cg_node *n) {
-    KERNEL(k, relu_forward)(F(n->out), F(n->in[0]), n->out->numel);
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, relu_forward)(F(n->out), F(n->in[0]), n->out->numel);
+    else
+        KERNEL(k, relu_forward_h)(n->out->dtype, n->out->data, n->in[0]->data, n->out->numel);
 }
 static void relu_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
-    KERNEL(k, relu_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->out), n->out->numel);
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, relu_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->out), n->out->numel);
+    else
+        KERNEL(k, relu_backward_h)(n->out->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data, n->out->data,
+                                   n->out->numel);
 }
 static void sigmoid_forward(const cg_kernels *k, cg_node *n) {
     KERNEL(k, sigmoid_forward)(F(n->out), F(n->in[0]), n->out->numel);
@@ -169,6 +197,7 @@ static const cg_op_row cg_op_table[CG_NUM_OPS] = {
     [CG_OP_BATCH_NORM2D] = {"batch_norm2d", cg_batch_norm2d_forward, cg_batch_norm2d_backward},
     [CG_OP_DROPOUT] = {"dropout", cg_dropout_forward, cg_dropout_backward},
     [CG_OP_CONV2D_RELU_POOL] = {"conv2d_relu_max_pool2d", cg_conv2d_relu_pool_forward, cg_conv2d_relu_pool_backward},
+    [CG_OP_CAST] = {"cast", cg_cast_forward, cg_cast_backward},
 };
 
 const char *cg_op_name(int op) {
@@ -200,7 +229,7 @@ void cg_op_check_input(const cg_tape *t, const char *op, const cg_tensor *x, cg_
 // record the node if any input requires a gradient. `node` arrives with op, inputs, attributes
 // and saved tensors filled in.
 cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape) {
-    node->out = cg_arena_tensor(t->arena, CG_F32, ndim, shape);
+    node->out = cg_arena_tensor(t->arena, node->dtype, ndim, shape);
     cg_op_table[node->op].forward(cg_kernels_for(t->device), node);
     bool needs_grad = false;
     for (int i = 0; i < node->n_in; i++) needs_grad |= node->in[i]->requires_grad;
@@ -211,6 +240,13 @@ cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape
     return node->out;
 }
 
+static cg_tensor *apply_typed(cg_tape *t, cg_op op, cg_dtype dtype, int ndim, const int64_t *shape, int n_in,
+                              cg_tensor **in, float fattr, int iattr0, int iattr1) {
+    cg_node node = {.op = op, .n_in = n_in, .fattr = {fattr, 0}, .iattr = {iattr0, iattr1}, .dtype = dtype};
+    for (int i = 0; i < n_in; i++) node.in[i] = in[i];
+    return cg_op_apply(t, &node, ndim, shape);
+}
+
 static cg_tensor *apply(cg_tape *t, cg_op op, int ndim, const int64_t *shape, int n_in, cg_tensor **in,
                         float fattr, int iattr0, int iattr1) {
     cg_node node = {.op = op, .n_in = n_in, .fattr = {fattr, 0}, .iattr = {iattr0, iattr1}};
@@ -219,8 +255,10 @@ static cg_tensor *apply(cg_tape *t, cg_op op, int ndim, const int64_t *shape, in
 }
 
 cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool trans_b) {
-    cg_op_check_input(t, "matmul", a, CG_F32);
-    cg_op_check_input(t, "matmul", b, CG_F32);
+    cg_dtype dt = cg_op_compute_dtype(t);
+    a = cg_autocast_low(t, a), b = cg_autocast_low(t, b);
+    cg_op_check_input(t, "matmul", a, dt);
+    cg_op_check_input(t, "matmul", b, dt);
     char sa[64], sb[64];
     CG_CHECK(a->ndim == 2 && b->ndim == 2, "matmul: %s and %s must both be 2-D", cg_shape_str(a, sa, sizeof sa),
              cg_shape_str(b, sb, sizeof sb));
@@ -232,27 +270,31 @@ cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool 
              trans_a ? "^T" : "", cg_shape_str(b, sb, sizeof sb), trans_b ? "^T" : "");
     int64_t shape[2] = {M, N};
     cg_tensor *in[2] = {a, b};
-    return apply(t, CG_OP_MATMUL, 2, shape, 2, in, 0.0f, trans_a, trans_b);
+    return apply_typed(t, CG_OP_MATMUL, dt, 2, shape, 2, in, 0.0f, trans_a, trans_b);
 }
 
 cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias) {
-    cg_op_check_input(t, "linear", x, CG_F32);
-    cg_op_check_input(t, "linear", weight, CG_F32);
+    cg_dtype dt = cg_op_compute_dtype(t);
+    x = cg_autocast_low(t, x), weight = cg_autocast_low(t, weight);
+    if (bias) bias = cg_autocast_low(t, bias);
+    cg_op_check_input(t, "linear", x, dt);
+    cg_op_check_input(t, "linear", weight, dt);
     char sx[64], sw[64], sb[64];
     CG_CHECK(x->ndim == 2 && weight->ndim == 2 && x->shape[1] == weight->shape[1],
              "linear: x %s must be (N, in) and weight %s (out, in)", cg_shape_str(x, sx, sizeof sx),
              cg_shape_str(weight, sw, sizeof sw));
     if (bias) {
-        cg_op_check_input(t, "linear", bias, CG_F32);
+        cg_op_check_input(t, "linear", bias, dt);
         CG_CHECK(bias->ndim == 1 && bias->shape[0] == weight->shape[0], "linear: bias %s for weight %s",
                  cg_shape_str(bias, sb, sizeof sb), cg_shape_str(weight, sw, sizeof sw));
     }
     int64_t shape[2] = {x->shape[0], weight->shape[0]};
     cg_tensor *in[3] = {x, weight, bias};
-    return apply(t, CG_OP_LINEAR, 2, shape, bias ? 3 : 2, in, 0.0f, 0, 0);
+    return apply_typed(t, CG_OP_LINEAR, dt, 2, shape, bias ? 3 : 2, in, 0.0f, 0, 0);
 }
 
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {
+    a = cg_autocast_f32(t, a), b = cg_autocast_f32(t, b);
     cg_op_check_input(t, "add", a, CG_F32);
     cg_op_check_input(t, "add", b, CG_F32);
     bool bias = !cg_same_shape(a, b);
@@ -265,15 +307,23 @@ cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {
 }
 
 static cg_tensor *unary(cg_tape *t, cg_op op, cg_tensor *x, float fattr) {
+    x = cg_autocast_f32(t, x);
     cg_op_check_input(t, cg_op_name(op), x, CG_F32);
     return apply(t, op, x->ndim, x->shape, 1, &x, fattr, 0, 0);
 }
 
-cg_tensor *cg_relu(cg_tape *t, cg_tensor *x) { return unary(t, CG_OP_RELU, x, 0.0f); }
+// ReLU keeps its input's dtype: f32, or 16 bits under autocast (a sign test is exact in any format).
+cg_tensor *cg_relu(cg_tape *t, cg_tensor *x) {
+    CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "relu: input is %s",
+             cg_dtype_name(x->dtype));
+    cg_op_check_input(t, "relu", x, x->dtype);
+    return apply_typed(t, CG_OP_RELU, x->dtype, x->ndim, x->shape, 1, &x, 0.0f, 0, 0);
+}
 cg_tensor *cg_sigmoid(cg_tape *t, cg_tensor *x) { return unary(t, CG_OP_SIGMOID, x, 0.0f); }
 cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s) { return unary(t, CG_OP_SCALE, x, s); }
 
 cg_tensor *cg_bce(cg_tape *t, cg_tensor *p, cg_tensor *targets) {
+    p = cg_autocast_f32(t, p);
     cg_op_check_input(t, "bce", p, CG_F32);
     cg_op_check_input(t, "bce", targets, CG_F32);
     char sa[64], sb[64];
@@ -284,6 +334,7 @@ cg_tensor *cg_bce(cg_tape *t, cg_tensor *p, cg_tensor *targets) {
 }
 
 cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels) {
+    logits = cg_autocast_f32(t, logits);
     cg_op_check_input(t, "cross_entropy", logits, CG_F32);
     cg_op_check_input(t, "cross_entropy", labels, CG_I32);
     char sa[64], sb[64];
@@ -295,11 +346,13 @@ cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels) {
 }
 
 cg_tensor *cg_sum(cg_tape *t, cg_tensor *x) {
+    x = cg_autocast_f32(t, x);
     cg_op_check_input(t, "sum", x, CG_F32);
     return apply(t, CG_OP_SUM, 0, NULL, 1, &x, 1.0f, 0, 0);
 }
 
 cg_tensor *cg_mean(cg_tape *t, cg_tensor *x) {
+    x = cg_autocast_f32(t, x);
     cg_op_check_input(t, "mean", x, CG_F32);
     return apply(t, CG_OP_SUM, 0, NULL, 1, &x, 1.0f / (float)x->numel, 0, 0);
 }

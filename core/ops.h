@@ -24,12 +24,30 @@ typedef enum {
     CG_OP_BATCH_NORM2D,
     CG_OP_DROPOUT,
     CG_OP_CONV2D_RELU_POOL,
+    CG_OP_CAST,
     CG_NUM_OPS
 } cg_op;
 
 const char *cg_op_name(int op);
 // Run node->op's backward (called by cg_tape_backward).
 void cg_op_backward(cg_tape *t, cg_node *node);
+
+// Mixed precision (core/amp.h). With the tape's autocast set to F16 or BF16, as torch.autocast:
+// matmul, linear and conv2d cast their inputs to it (a parameter through its 16-bit copy, see
+// cg_autocast_low) and return 16-bit outputs computed with f32 accumulation; relu, max_pool2d,
+// reshape and flatten keep their input's dtype; every other op casts 16-bit inputs to f32
+// first and computes in f32. With autocast F32 (the default) every op takes and gives f32,
+// except that relu, max_pool2d, reshape and flatten also take a 16-bit tensor.
+
+// x (any shape, F32, F16 or BF16) -> the same values in `dtype` (F32, F16 or BF16), rounded to
+// nearest even (core/half.h); x itself when it has that dtype already. Differentiable: the
+// gradient is cast back to x's dtype and added.
+cg_tensor *cg_cast(cg_tape *t, cg_tensor *x, cg_dtype dtype);
+// x in the tape's autocast dtype: x itself when it has it, a parameter's 16-bit copy (x->low,
+// kept by core/amp.h) when it has one of that dtype, else cg_cast.
+cg_tensor *cg_autocast_low(cg_tape *t, cg_tensor *x);
+// x as f32: x itself, or cg_cast(t, x, CG_F32).
+cg_tensor *cg_autocast_f32(cg_tape *t, cg_tensor *x);
 
 // a: (M, K) f32, or (K, M) if trans_a; b: (K, N) f32, or (N, K) if trans_b -> (M, N) f32.
 // op(a) @ op(b); a Linear layer is matmul(x, W, false, true) with W (out, in) as in PyTorch.
@@ -40,7 +58,7 @@ cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool 
 cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias);
 // a + b. b has a's shape, or b: (C,) f32 is added to every row of a: (R, C) (bias broadcast).
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b);
-// max(x, 0), elementwise. Any shape, f32.
+// max(x, 0), elementwise. Any shape, f32, f16 or bf16 (the output has x's dtype).
 cg_tensor *cg_relu(cg_tape *t, cg_tensor *x);
 // 1 / (1 + exp(-x)), elementwise. Any shape, f32.
 cg_tensor *cg_sigmoid(cg_tape *t, cg_tensor *x);
@@ -57,12 +75,14 @@ cg_tensor *cg_mean(cg_tape *t, cg_tensor *x);
 // s * x, elementwise.
 cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s);
 
-// 2-D convolution (cross-correlation, as torch.nn.functional.conv2d): x (N, C, H, W) f32,
+// 2-D convolution (cross-correlation, as torch.nn.functional.conv2d; under autocast all in 16
+// bits with f32 accumulation, see above): x (N, C, H, W) f32,
 // weight (K, C, R, S) f32, bias (K,) f32 or NULL -> (N, K, P, Q) f32 with
 // P = (H + 2 padding - R) / stride + 1 and Q likewise. Computed as im2col + GEMM (Chellapilla,
 // Puri, Simard 2006): see the conv2d kernels in core/kernels.h.
 cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding);
-// Max pooling over kernel x kernel windows moved by stride, no padding: x (N, C, H, W) f32 ->
+// Max pooling over kernel x kernel windows moved by stride, no padding: x (N, C, H, W) f32, f16 or
+// bf16 (the output has x's dtype) ->
 // (N, C, (H - kernel) / stride + 1, (W - kernel) / stride + 1). The gradient goes to the
 // first maximum of each window (as PyTorch).
 cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride);
@@ -72,7 +92,8 @@ cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride);
 // elsewhere. x (N, C, H, W) -> (N, K, P / 2, Q / 2), P x Q as conv2d; P, Q >= 2.
 cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride,
                                      int padding);
-// The same values in another shape of the same element count (a copy on the tape).
+// The same values in another shape of the same element count (a copy on the tape); f32, f16 or
+// bf16, kept.
 cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape);
 // (N, d1, d2, ...) -> (N, d1 * d2 * ...), as torch.flatten(x, 1).
 cg_tensor *cg_flatten(cg_tape *t, cg_tensor *x);

@@ -16,24 +16,32 @@
         (n)->in[1]->shape[2], (n)->in[1]->shape[3], (int64_t)(n)->iattr[0], (int64_t)(n)->iattr[1],            \
         (n)->out->shape[2], (n)->out->shape[3]
 
+// Every tensor of the node (inputs, output, gradients) has the node's dtype: f32, or 16 bits
+// under autocast (then the _h kernels, f32 accumulation).
 void cg_conv2d_forward(const cg_kernels *k, cg_node *n) {
-    const float *bias = n->n_in == 3 ? F(n->in[2]) : NULL;
-    KERNEL(k, conv2d_forward)(F(n->out), F(n->in[0]), F(n->in[1]), bias, CONV_DIMS(n));
+    const void *bias = n->n_in == 3 ? n->in[2]->data : NULL;
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, conv2d_forward)(F(n->out), F(n->in[0]), F(n->in[1]), (const float *)bias, CONV_DIMS(n));
+    else
+        KERNEL(k, conv2d_forward_h)(n->out->dtype, n->out->data, n->in[0]->data, n->in[1]->data, bias, CONV_DIMS(n));
 }
 
 void cg_conv2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0], *w = n->in[1];
-    float *dx = x->requires_grad ? F(cg_tape_grad(t, x)) : NULL;
-    float *dw = w->requires_grad ? F(cg_tape_grad(t, w)) : NULL;
-    float *db = n->n_in == 3 && n->in[2]->requires_grad ? F(cg_tape_grad(t, n->in[2])) : NULL;
-    KERNEL(k, conv2d_backward)(dx, dw, db, F(n->out->grad), F(x), F(w), CONV_DIMS(n));
+    void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
+    void *dw = w->requires_grad ? cg_tape_grad(t, w)->data : NULL;
+    void *db = n->n_in == 3 && n->in[2]->requires_grad ? cg_tape_grad(t, n->in[2])->data : NULL;
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, conv2d_backward)((float *)dx, (float *)dw, (float *)db, F(n->out->grad), F(x), F(w), CONV_DIMS(n));
+    else
+        KERNEL(k, conv2d_backward_h)(n->out->dtype, dx, dw, db, n->out->grad->data, x->data, w->data, CONV_DIMS(n));
 }
 
-// Checks conv2d's inputs and gives the output size P x Q.
-static void conv2d_check(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding,
-                         int64_t *P, int64_t *Q) {
-    cg_op_check_input(t, "conv2d", x, CG_F32);
-    cg_op_check_input(t, "conv2d", weight, CG_F32);
+// Checks conv2d's inputs, all of dtype dt, and gives the output size P x Q.
+static void conv2d_check(cg_tape *t, cg_dtype dt, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride,
+                         int padding, int64_t *P, int64_t *Q) {
+    cg_op_check_input(t, "conv2d", x, dt);
+    cg_op_check_input(t, "conv2d", weight, dt);
     char sx[64], sw[64];
     CG_CHECK(x->ndim == 4 && weight->ndim == 4 && x->shape[1] == weight->shape[1],
              "conv2d: x %s must be (N, C, H, W) and weight %s (K, C, R, S) with the same C",
@@ -45,16 +53,20 @@ static void conv2d_check(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor 
              cg_shape_str(weight, sw, sizeof sw), cg_shape_str(x, sx, sizeof sx));
     *P = (H + 2 * padding - R) / stride + 1, *Q = (W + 2 * padding - S) / stride + 1;
     if (bias) {
-        cg_op_check_input(t, "conv2d", bias, CG_F32);
+        cg_op_check_input(t, "conv2d", bias, dt);
         CG_CHECK(bias->numel == K, "conv2d: bias of %lld for %lld filters", (long long)bias->numel, (long long)K);
     }
     (void)N, (void)C;
 }
 
 cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding) {
+    cg_dtype dt = cg_op_compute_dtype(t);
+    x = cg_autocast_low(t, x), weight = cg_autocast_low(t, weight);
+    if (bias) bias = cg_autocast_low(t, bias);
     int64_t P, Q;
-    conv2d_check(t, x, weight, bias, stride, padding, &P, &Q);
-    cg_node node = {.op = CG_OP_CONV2D, .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding}};
+    conv2d_check(t, dt, x, weight, bias, stride, padding, &P, &Q);
+    cg_node node = {.op = CG_OP_CONV2D, .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding},
+                    .dtype = dt};
     return cg_op_apply(t, &node, 4, (int64_t[]){x->shape[0], weight->shape[0], P, Q});
 }
 
@@ -84,16 +96,18 @@ void cg_conv2d_relu_pool_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 
 cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride,
                                      int padding) {
-    if (cg_kernels_for(t->device)->conv2d_relu_pool_forward == NULL) // this device has no fused kernel
+    // The three ops where this device has no fused kernel, and in 16 bits (autocast, or 16-bit inputs).
+    if (cg_kernels_for(t->device)->conv2d_relu_pool_forward == NULL || cg_op_compute_dtype(t) != CG_F32 ||
+        x->dtype != CG_F32)
         return cg_max_pool2d(t, cg_relu(t, cg_conv2d(t, x, weight, bias, stride, padding)), 2, 2);
     int64_t P, Q;
-    conv2d_check(t, x, weight, bias, stride, padding, &P, &Q);
+    conv2d_check(t, CG_F32, x, weight, bias, stride, padding, &P, &Q);
     CG_CHECK(P >= 2 && Q >= 2 && P <= INT32_MAX && Q <= INT32_MAX,
              "conv2d_relu_max_pool2d: a %lld x %lld convolution output has no 2 x 2 window", (long long)P,
              (long long)Q);
     int64_t shape[4] = {x->shape[0], weight->shape[0], P / 2, Q / 2};
     cg_node node = {.op = CG_OP_CONV2D_RELU_POOL, .n_in = bias ? 3 : 2, .in = {x, weight, bias},
-                    .iattr = {stride, padding, (int)P, (int)Q}};
+                    .iattr = {stride, padding, (int)P, (int)Q}, .dtype = CG_F32};
     node.saved[0] = cg_arena_tensor(t->arena, CG_U8, 4, shape);
     return cg_op_apply(t, &node, 4, shape);
 }
@@ -101,19 +115,31 @@ cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight
 // ---- max_pool2d --------------------------------------------------------------------------------
 // iattr[0] = kernel, iattr[1] = stride; saved[0] = arg-max indices (N, C, P, Q) i32.
 
+// Max pooling keeps its input's dtype (a maximum is one of the values: exact in any format).
 void cg_max_pool2d_forward(const cg_kernels *k, cg_node *n) {
     const cg_tensor *x = n->in[0], *y = n->out;
-    KERNEL(k, max_pool2d_forward)(F(y), (int32_t *)n->saved[0]->data, F(x), x->shape[0], x->shape[1], x->shape[2],
-                                  x->shape[3], n->iattr[0], n->iattr[1], y->shape[2], y->shape[3]);
+    if (y->dtype == CG_F32)
+        KERNEL(k, max_pool2d_forward)(F(y), (int32_t *)n->saved[0]->data, F(x), x->shape[0], x->shape[1], x->shape[2],
+                                      x->shape[3], n->iattr[0], n->iattr[1], y->shape[2], y->shape[3]);
+    else
+        KERNEL(k, max_pool2d_forward_h)(y->dtype, y->data, (int32_t *)n->saved[0]->data, x->data, x->shape[0],
+                                        x->shape[1], x->shape[2], x->shape[3], n->iattr[0], n->iattr[1], y->shape[2],
+                                        y->shape[3]);
 }
 
 void cg_max_pool2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
-    KERNEL(k, max_pool2d_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), (const int32_t *)n->saved[0]->data,
-                                   n->out->numel);
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, max_pool2d_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad),
+                                       (const int32_t *)n->saved[0]->data, n->out->numel);
+    else
+        KERNEL(k, max_pool2d_backward_h)(n->out->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data,
+                                         (const int32_t *)n->saved[0]->data, n->out->numel);
 }
 
 cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
-    cg_op_check_input(t, "max_pool2d", x, CG_F32);
+    CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "max_pool2d: input is %s",
+             cg_dtype_name(x->dtype));
+    cg_op_check_input(t, "max_pool2d", x, x->dtype);
     char sx[64];
     CG_CHECK(x->ndim == 4 && kernel >= 1 && stride >= 1 && x->shape[2] >= kernel && x->shape[3] >= kernel,
              "max_pool2d: x %s must be (N, C, H, W) with H, W >= kernel %d (stride %d)", cg_shape_str(x, sx, sizeof sx),
@@ -121,22 +147,36 @@ cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
     CG_CHECK(x->numel <= INT32_MAX, "max_pool2d: %lld elements overflow the i32 arg-max", (long long)x->numel);
     int64_t shape[4] = {x->shape[0], x->shape[1], (x->shape[2] - kernel) / stride + 1,
                         (x->shape[3] - kernel) / stride + 1};
-    cg_node node = {.op = CG_OP_MAX_POOL2D, .n_in = 1, .in = {x}, .iattr = {kernel, stride}};
+    cg_node node = {.op = CG_OP_MAX_POOL2D, .n_in = 1, .in = {x}, .iattr = {kernel, stride}, .dtype = x->dtype};
     node.saved[0] = cg_arena_tensor(t->arena, CG_I32, 4, shape);
     return cg_op_apply(t, &node, 4, shape);
 }
 
 // ---- reshape ----------------------------------------------------------------------------------
 
-void cg_reshape_forward(const cg_kernels *k, cg_node *n) { k->scale(F(n->out), F(n->in[0]), 1.0f, n->out->numel); }
+// Reshape keeps its input's dtype; 16-bit values are copied (and their gradient added) by the
+// cast kernel from a dtype to itself.
+void cg_reshape_forward(const cg_kernels *k, cg_node *n) {
+    cg_dtype dt = n->out->dtype;
+    if (dt == CG_F32)
+        k->scale(F(n->out), F(n->in[0]), 1.0f, n->out->numel);
+    else
+        KERNEL(k, cast)(n->out->data, dt, n->in[0]->data, dt, n->out->numel, false);
+}
 
 void cg_reshape_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
-    k->axpy(F(cg_tape_grad(t, n->in[0])), 1.0f, F(n->out->grad), n->out->numel);
+    cg_dtype dt = n->out->dtype;
+    if (dt == CG_F32)
+        k->axpy(F(cg_tape_grad(t, n->in[0])), 1.0f, F(n->out->grad), n->out->numel);
+    else
+        KERNEL(k, cast)(cg_tape_grad(t, n->in[0])->data, dt, n->out->grad->data, dt, n->out->numel, true);
 }
 
 cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape) {
-    cg_op_check_input(t, "reshape", x, CG_F32);
-    cg_node node = {.op = CG_OP_RESHAPE, .n_in = 1, .in = {x}};
+    CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "reshape: input is %s",
+             cg_dtype_name(x->dtype));
+    cg_op_check_input(t, "reshape", x, x->dtype);
+    cg_node node = {.op = CG_OP_RESHAPE, .n_in = 1, .in = {x}, .dtype = x->dtype};
     cg_tensor *y = cg_op_apply(t, &node, ndim, shape);
     char sx[64], sy[64];
     CG_CHECK(y->numel == x->numel, "reshape %s to %s changes the element count", cg_shape_str(x, sx, sizeof sx),

@@ -13,6 +13,7 @@ typedef void (*cg_backward_fn)(const cg_kernels *k, cg_tape *t, cg_node *n);
 
 // Make node->out with the given shape, run the forward, record the node when an input requires
 // a gradient. The node arrives with op, inputs, attributes and saved tensors set.
+// The output's dtype is node->dtype (F32 unless the op set another).
 cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape);
 // Abort unless x is on the tape's device with the given dtype; names the op and both devices.
 void cg_op_check_input(const cg_tape *t, const char *op, const cg_tensor *x, cg_dtype dtype);
@@ -23,7 +24,13 @@ void cg_op_missing_kernel(const char *name, const cg_kernels *k) __attribute__((
 
 static inline float *cg_f32(const cg_tensor *t) { return (float *)t->data; }
 
-// The rows of ops_conv.c
+// The dtype an autocast op (matmul, linear, conv2d) computes in: the tape's autocast type.
+static inline cg_dtype cg_op_compute_dtype(const cg_tape *t) { return t->autocast; }
+
+// The rows of ops_amp.c
+void cg_cast_forward(const cg_kernels *k, cg_node *n);
+void cg_cast_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
+// ops_conv.c
 void cg_conv2d_forward(const cg_kernels *k, cg_node *n);
 void cg_conv2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n);
 void cg_max_pool2d_forward(const cg_kernels *k, cg_node *n);

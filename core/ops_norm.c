@@ -26,6 +26,7 @@ void cg_batch_norm2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 
 cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                            cg_tensor *running_var, bool training, float momentum, float eps) {
+    x = cg_autocast_f32(t, x); // batch statistics in f32 under autocast
     cg_tensor *all[] = {x, gamma, beta, running_mean, running_var};
     for (int i = 0; i < 5; i++) cg_op_check_input(t, "batch_norm2d", all[i], CG_F32);
     char sx[64];
@@ -58,6 +59,7 @@ void cg_dropout_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 }
 
 cg_tensor *cg_dropout(cg_tape *t, cg_tensor *x, float p, cg_rng *rng) {
+    x = cg_autocast_f32(t, x);
     cg_op_check_input(t, "dropout", x, CG_F32);
     CG_CHECK(p >= 0.0f && p < 1.0f, "dropout: probability %g outside [0, 1)", (double)p);
     cg_node node = {.op = CG_OP_DROPOUT, .n_in = 1, .in = {x}, .fattr = {p}, .rng = *rng};

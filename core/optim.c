@@ -60,13 +60,16 @@ void cg_optimizer_step(cg_optimizer *o) {
     CG_CHECK(p->numel == o->numel, "parameters were added after the optimizer was made");
     const cg_kernels *k = cg_kernels_for(p->device);
     const cg_optim_config *c = &o->config;
-    k->add_scalar(o->counter, 1.0f);
+    if (o->found_inf)
+        k->add_scalar_unless(o->counter, 1.0f, o->found_inf);
+    else
+        k->add_scalar(o->counter, 1.0f);
     if (c->kind == CG_OPTIM_SGD)
         k->sgd_step(p->values, p->grads, o->state1, o->counter, p->numel, c->lr, c->momentum, c->dampening,
-                    c->weight_decay, c->nesterov);
+                    c->weight_decay, c->nesterov, o->found_inf);
     else
         k->adam_step(p->values, p->grads, o->state1, o->state2, o->counter, p->numel, c->lr, c->beta1, c->beta2,
-                     c->eps, c->weight_decay, c->kind == CG_OPTIM_ADAMW);
+                     c->eps, c->weight_decay, c->kind == CG_OPTIM_ADAMW, o->found_inf);
 }
 
 void cg_optimizer_zero_grad(cg_optimizer *o) { cg_params_zero_grad(o->params); }

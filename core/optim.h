@@ -37,12 +37,15 @@ typedef struct {
     float *state1;   // SGD momentum buffer, or Adam's m
     float *state2;   // Adam's v (NULL for SGD)
     float *counter;  // one float on the device: the step count (exact up to 2^24 steps)
+    const float *found_inf; // NULL, or a flag on the device: when not 0, the step is skipped
+                            // (set by mixed precision, core/amp.h, to skip overflowed steps)
 } cg_optimizer;
 
 // Errors (CG_CHECK): nesterov without momentum or with dampening, as PyTorch refuses them.
 cg_optimizer *cg_optimizer_new(cg_params *params, cg_optim_config config);
 void cg_optimizer_free(cg_optimizer *o);
-// One update of every parameter from its gradient.
+// One update of every parameter from its gradient; none, and the step count stays, when
+// found_inf is set and the flag it points to is not 0 (read on the device: no host sync).
 void cg_optimizer_step(cg_optimizer *o);
 // Set every gradient to zero.
 void cg_optimizer_zero_grad(cg_optimizer *o);

@@ -1,4 +1,5 @@
 // tape.c: recording nodes and walking them backwards. What each op's backward does is in ops.c.
+// Gradients take their tensor's dtype (16 bits for a 16-bit tensor under mixed precision).
 #include "tape.h"
 #include "kernels.h"
 #include "ops.h"
@@ -10,6 +11,7 @@ cg_tape *cg_tape_new(cg_device device, size_t arena_bytes) {
     t->device = device;
     t->arena = cg_arena_new(device, arena_bytes);
     t->grad_enabled = true;
+    t->autocast = CG_F32;
     t->one = cg_tensor_new(device, CG_F32, 0, NULL);
     cg_tensor_fill(t->one, 1.0f);
     return t;
@@ -37,7 +39,7 @@ void cg_tape_record(cg_tape *t, const cg_node *node) {
 cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {
     CG_CHECK(x->requires_grad, "gradient asked for a tensor that does not require one");
     if (x->grad == NULL) {
-        x->grad = cg_arena_tensor(t->arena, CG_F32, x->ndim, x->shape);
+        x->grad = cg_arena_tensor(t->arena, x->dtype, x->ndim, x->shape);
         cg_device_zero(x->device, x->grad->data, cg_tensor_bytes(x->grad));
     }
     return x->grad;
@@ -49,32 +51,37 @@ cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {
 // a GPU each would be a separate operation). One shortcut: the first input of an add has
 // exactly its output's gradient, so when nothing else has given that input a gradient yet, it
 // shares the output's buffer, and add's backward skips it.
-static void prepare_gradients(cg_tape *t, cg_tensor *loss) {
+static void prepare_gradients(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
     cg_arena_mark start = cg_arena_get_mark(t->arena);
-    // d loss / d loss = 1. When the loss is the last thing recorded, no backward adds to its
-    // gradient, so it can be the tape's constant one; otherwise a buffer set to 1.
+    // d loss / d loss = the seed: 1 (the tape's constant one), or mixed precision's loss scale.
+    // When the loss is the last thing recorded, no backward adds to its gradient, so it can be
+    // the seed itself; otherwise a buffer set to it.
     bool loss_is_last = t->count > 0 && t->nodes[t->count - 1].out == loss;
-    loss->grad = loss_is_last ? t->one : cg_arena_tensor(t->arena, CG_F32, loss->ndim, loss->shape);
+    loss->grad = loss_is_last ? seed : cg_arena_tensor(t->arena, CG_F32, loss->ndim, loss->shape);
     for (int i = t->count - 1; i >= 0; i--) {
         cg_node *n = &t->nodes[i];
         if (n->out->grad == NULL) continue; // no gradient reaches this node
         for (int j = 0; j < n->n_in; j++) {
             cg_tensor *x = n->in[j];
             if (!x->requires_grad || x->grad != NULL) continue;
-            if (n->op == CG_OP_ADD && j == 0 && n->out->grad != t->one) // the constant must stay 1
+            if (n->op == CG_OP_ADD && j == 0 && n->out->grad != seed && x->dtype == n->out->dtype)
                 x->grad = n->out->grad; // same shape: add's first input is never broadcast
-            else
-                x->grad = cg_arena_tensor(t->arena, CG_F32, x->ndim, x->shape);
+            else                        // (and the seed must stay as it is)
+                x->grad = cg_arena_tensor(t->arena, x->dtype, x->ndim, x->shape);
         }
     }
     cg_arena_zero_since(t->arena, start);
-    if (!loss_is_last) cg_kernels_for(t->device)->fill((float *)loss->grad->data, 1.0f, 1);
+    if (!loss_is_last) cg_kernels_for(t->device)->axpy((float *)loss->grad->data, 1.0f, (const float *)seed->data, 1);
 }
 
-void cg_tape_backward(cg_tape *t, cg_tensor *loss) {
+void cg_tape_backward(cg_tape *t, cg_tensor *loss) { cg_tape_backward_seeded(t, loss, t->one); }
+
+void cg_tape_backward_seeded(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
     CG_CHECK(loss->numel == 1 && loss->dtype == CG_F32, "backward needs a one-element f32 loss");
     CG_CHECK(loss->requires_grad, "the loss does not depend on any parameter (was the tape recording?)");
-    prepare_gradients(t, loss);
+    CG_CHECK(seed->numel == 1 && seed->dtype == CG_F32 && cg_device_equal(seed->device, t->device),
+             "backward: the seed must be a one-element f32 tensor on the tape's device");
+    prepare_gradients(t, loss, seed);
     for (int i = t->count - 1; i >= 0; i--) {
         cg_node *n = &t->nodes[i];
         if (n->out->grad == NULL) continue; // nothing flows back through this node

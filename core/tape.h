@@ -19,6 +19,7 @@ typedef struct cg_node {
     int n_in;
     float fattr[2];                       // op-specific numbers: scale factor, dropout probability
     int iattr[4];                         // op-specific integers: transpose flags, stride, padding
+    cg_dtype dtype;                       // the output's dtype (0: F32; 16 bits under autocast)
     cg_tensor *saved[3];                  // what the forward keeps for the backward: im2col
                                           // columns, max-pool arg-max, dropout mask, batch
                                           // statistics (and batch norm's running statistics)
@@ -32,6 +33,9 @@ typedef struct cg_tape {
     int count, capacity;
     bool grad_enabled; // false: ops compute but record nothing (evaluation, like torch.no_grad)
     cg_tensor *one;    // () f32 holding 1: d loss / d loss, made once so no step has to write it
+    cg_dtype autocast; // CG_F32: off. CG_F16 or CG_BF16: matmul, linear and conv2d cast their
+                       // inputs to it and compute in it (f32 accumulation), ReLU and max pooling
+                       // keep it, every other op casts to f32 first (torch.autocast's policy)
 } cg_tape;
 
 // A tape whose arena starts at arena_bytes on `device` (it grows if a step needs more).
@@ -43,8 +47,11 @@ void cg_tape_record(cg_tape *t, const cg_node *node);
 
 // Gradients of every recorded tensor with respect to `loss`, a one-element F32 tensor:
 // sets dloss = 1 and calls each node's backward in reverse order. Parameter gradients add up
-// across calls until cg_params_zero_grad.
+// across calls until cg_params_zero_grad. A tensor's gradient has its dtype.
 void cg_tape_backward(cg_tape *t, cg_tensor *loss);
+// The same with dloss = seed[0] (a () f32 tensor on the tape's device, read there: the loss
+// scale of mixed precision, core/amp.h, so that a captured CUDA Graph uses its current value).
+void cg_tape_backward_seeded(cg_tape *t, cg_tensor *loss, cg_tensor *seed);
 
 // Drop the nodes and reset the arena: every tensor made on this tape is gone.
 void cg_tape_clear(cg_tape *t);

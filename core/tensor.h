@@ -18,7 +18,8 @@ typedef struct cg_tensor {
     cg_dtype dtype;
     cg_device device;
     void *data;                 // numel * cg_dtype_size(dtype) bytes on `device`
-    struct cg_tensor *grad;     // F32, same shape; NULL until backward reaches it
+    struct cg_tensor *grad;     // same shape and dtype (a parameter's: F32); NULL until backward reaches it
+    struct cg_tensor *low;      // a parameter's 16-bit copy under mixed precision (core/amp.h), or NULL
     bool requires_grad;         // parameters, and anything computed from them on a tape
     bool owns_data;             // cg_tensor_free releases data (cg_tensor_new only)
     const char *name;           // parameter name ("fc1.weight") or NULL

@@ -1,6 +1,7 @@
 // test_cli.c: runs the built simple_nn (CGRAD_BIN_DIR/simple_nn, or argv[1]): bad flags and paths
 // exit non-zero with one stderr line naming them and leave no CSV behind; --help exits 0;
-// --epochs 3 --log writes a header and 3 rows of 5 columns. Training results are not checked.
+// --epochs 3 --log writes a header and 3 rows of 5 columns; with --precision 3 more columns (the
+// precision, the loss scale, the skipped steps). Training results are not checked.
 #define _POSIX_C_SOURCE 200809L
 #include "../core/device.h"
 
@@ -56,9 +57,12 @@ static void test_bad_flags(void) {
     else
         printf("skipped: --device cuda works here (a GPU is present)\n");
     expect_refused("--log /nonexistent-dir/x.csv --epochs 1", "/nonexistent-dir/x.csv", (char *)NULL);
+    expect_refused("--precision fp8", "--precision", "fp8", (char *)NULL);
+    expect_refused("--precision", "--precision", (char *)NULL);
+    expect_refused("--loss-scale static:-2", "--loss-scale", "static:-2", (char *)NULL);
+    expect_refused("--loss-scale often", "--loss-scale", "often", (char *)NULL);
 }
 
-// A bad flag together with --log to a writable path: refused, and no file is created.
 static void test_no_log_left_behind(void) {
     static const char *bad[] = {"--epochs abc",   "--lr x",       "--optimizer foo", "--bogus",
                                 "--batch-size 0", "--device tpu", "--device cuda"};
@@ -140,6 +144,39 @@ static void test_log(void) {
     printf("--epochs 3 --log: header and %d rows of 5 columns\n", lines - 1);
 }
 
+// --precision adds precision,loss_scale,skipped_steps to each row: fp16 starts at PyTorch's 65536,
+// bf16 runs unscaled, static:S stays S.
+static void test_precision_log(void) {
+    const char *cases[][3] = {{"--precision fp16", "fp16", "65536"}, {"--precision bf16", "bf16", "1"},
+                              {"--precision fp16 --loss-scale static:1024", "fp16", "1024"}};
+    for (int k = 0; k < 3; k++) {
+        char path[512], args[1024];
+        snprintf(path, sizeof path, "%s/amp.csv", run_dir);
+        snprintf(args, sizeof args, "%s --epochs 2 --log '%s' --quiet", cases[k][0], path);
+        const run_result *r = run(args);
+        if (r->exit_code != 0) fail(args, "exit status %d, stderr \"%s\"", r->exit_code, r->err);
+        char text[8192];
+        read_text(path, text, sizeof text);
+        char *save = NULL;
+        int lines = 0;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), lines++) {
+            if (lines == 0) {
+                if (strcmp(line, "epoch,loss,accuracy,seconds,device,precision,loss_scale,skipped_steps") != 0)
+                    fail(args, "log header \"%s\"", line);
+                continue;
+            }
+            char *f[10];
+            int n = split_csv(line, f, 10);
+            if (n != 8 || strcmp(f[5], cases[k][1]) != 0 || strcmp(f[6], cases[k][2]) != 0 || strcmp(f[7], "0") != 0)
+                fail(args, "row %d: expected %s, scale %s, 0 skipped in 8 columns", lines, cases[k][1], cases[k][2]);
+        }
+        if (lines != 3) fail(args, "%d lines, expected a header and 2 rows", lines);
+        unlink(path);
+        printf("%s: precision, loss scale %s and skipped steps in the log\n", cases[k][0], cases[k][2]);
+    }
+}
+
+// A bad flag together with --log to a writable path: refused, and no file is created.
 static void test_help(void) {
     const run_result *r = run("--help");
     if (r->exit_code != 0)
@@ -171,6 +208,7 @@ int main(int argc, char **argv) {
     test_bad_flags();
     test_no_log_left_behind();
     test_log();
+    test_precision_log();
     run_end();
     if (failures) {
         fprintf(stderr, "test_cli: %d failure(s)\n", failures);

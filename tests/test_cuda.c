@@ -298,14 +298,14 @@ static void test_optimizers(cg_rng *r) {
         for (int step = 1; step <= 3; step++) {
             K_CPU->add_scalar(F(state), 1.0f), K_GPU->add_scalar(D(state), 1.0f);
             if (kind == 0) {
-                K_CPU->sgd_step(F(p), F(g), NULL, F(state), n, 0.1f, 0.0f, 0.0f, 0.0f, false);
-                K_GPU->sgd_step(D(p), D(g), NULL, D(state), n, 0.1f, 0.0f, 0.0f, 0.0f, false);
+                K_CPU->sgd_step(F(p), F(g), NULL, F(state), n, 0.1f, 0.0f, 0.0f, 0.0f, false, NULL);
+                K_GPU->sgd_step(D(p), D(g), NULL, D(state), n, 0.1f, 0.0f, 0.0f, 0.0f, false, NULL);
             } else if (kind == 1) {
-                K_CPU->sgd_step(F(p), F(g), F(m), F(state), n, 0.1f, 0.9f, 0.0f, 1e-2f, true);
-                K_GPU->sgd_step(D(p), D(g), D(m), D(state), n, 0.1f, 0.9f, 0.0f, 1e-2f, true);
+                K_CPU->sgd_step(F(p), F(g), F(m), F(state), n, 0.1f, 0.9f, 0.0f, 1e-2f, true, NULL);
+                K_GPU->sgd_step(D(p), D(g), D(m), D(state), n, 0.1f, 0.9f, 0.0f, 1e-2f, true, NULL);
             } else {
-                K_CPU->adam_step(F(p), F(g), F(m), F(v), F(state), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3);
-                K_GPU->adam_step(D(p), D(g), D(m), D(v), D(state), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3);
+                K_CPU->adam_step(F(p), F(g), F(m), F(v), F(state), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3, NULL);
+                K_GPU->adam_step(D(p), D(g), D(m), D(v), D(state), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3, NULL);
             }
         }
         expect_close(names[kind], &p, 1e-6, 1e-5);

@@ -21,6 +21,7 @@ typedef enum {
     TARGETS01,     // 0 or 1 (f32), no gradient
     LABELS,        // i32 class indices in [0, shape[1] of input 0), no gradient
     SPREAD,        // distinct values 0.1 apart, shuffled: a max-pool window has one clear maximum
+    DYADIC,        // k / 32 in [-2, 2]: exact in fp16 and bf16, and so is x +- 1/32 (cast's step)
 } input_kind;
 
 typedef struct {
@@ -90,6 +91,11 @@ static cg_tensor *build_dropout(cg_tape *t, cg_tensor **in) {
     return cg_dropout(t, in[0], 0.3f, &rng);
 }
 static cg_tensor *build_reshape(cg_tape *t, cg_tensor **in) { return cg_reshape(t, in[0], 2, (int64_t[]){6, 2}); }
+// f32 -> 16 bits -> f32 (two cast nodes); on DYADIC inputs with h = 1/32 the rounding is exact,
+// so the numeric derivative is the loss weight itself. The analytic one went through the 16-bit
+// tensor's gradient, which is 16 bits: rtol half a step, 2^-11 for fp16, 2^-8 for bf16 (+ margin).
+static cg_tensor *build_cast_f16(cg_tape *t, cg_tensor **in) { return cg_cast(t, cg_cast(t, in[0], CG_F16), CG_F32); }
+static cg_tensor *build_cast_bf16(cg_tape *t, cg_tensor **in) { return cg_cast(t, cg_cast(t, in[0], CG_BF16), CG_F32); }
 // An input used twice: gradients from both uses must add up (backward accumulates).
 static cg_tensor *build_add_self(cg_tape *t, cg_tensor **in) { return cg_add(t, in[0], in[0]); }
 // Two ops in a row, as a layer uses them: relu(x W^T + b).
@@ -144,6 +150,8 @@ static const grad_case cases[] = {
                                   build_batch_norm, 1e-2f, 2e-3, 2e-2},
     {"dropout",                1, {IN2(6, 5, NORMAL, true)},                           build_dropout,   SMOOTH},
     {"reshape",                1, {IN2(3, 4, NORMAL, true)},                           build_reshape,   SMOOTH},
+    {"cast",                   1, {IN2(3, 4, DYADIC, true)},                           build_cast_f16,  1.0f / 32, 1e-4, 6e-4},
+    {"cast bf16",              1, {IN2(3, 4, DYADIC, true)},                           build_cast_bf16, 1.0f / 32, 1e-4, 4.5e-3},
     {"linear + relu",          3, {IN2(5, 4, NORMAL, true), IN2(3, 4, NORMAL, true), IN1(3, NORMAL, true)},
                                   build_linear_relu, 1e-3f, 2e-3, 2e-2},
 };
@@ -189,6 +197,8 @@ static void draw_input(const grad_case *c, int i, cg_rng *rng, case_state *s) {
                 v[j] = 0.05f + 0.9f * u[j];
             if (spec->kind == TARGETS01)
                 v[j] = u[j] < 0.5f ? 0.0f : 1.0f;
+            if (spec->kind == DYADIC)
+                v[j] = (float)((int)(u[j] * 129.0f) - 64) / 32.0f;
         }
         s->host[i] = v;
     }
@@ -323,7 +333,7 @@ static int check_coverage(void) {
                 {CG_OP_SIGMOID, "sigmoid"}, {CG_OP_BCE, "bce"},    {CG_OP_CROSS_ENTROPY, "cross_entropy"},
                 {CG_OP_SUM, "sum"},         {CG_OP_SCALE, "scale"}, {CG_OP_CONV2D, "conv2d"},
                 {CG_OP_MAX_POOL2D, "max_pool2d"}, {CG_OP_RESHAPE, "reshape"},
-                {CG_OP_BATCH_NORM2D, "batch_norm2d"}, {CG_OP_DROPOUT, "dropout"},
+                {CG_OP_BATCH_NORM2D, "batch_norm2d"}, {CG_OP_DROPOUT, "dropout"}, {CG_OP_CAST, "cast"},
                 {CG_OP_CONV2D_RELU_POOL, "conv2d_relu_max_pool2d"}};
     int n_rows = (int)(sizeof rows / sizeof rows[0]);
     if (n_rows != CG_NUM_OPS) {

@@ -5,6 +5,9 @@ A 2x2 figure: loss and accuracy against the epoch (top) and against wall-clock s
 one colour per run, test curves dashed. When a log has the GPU columns that --monitor adds
 (gpu_util, gpu_mem_mib, gpu_temp_c, gpu_power_w) with at least one value, two more rows plot
 them against seconds: utilisation, memory, temperature, power (--no-monitor leaves them out).
+When a log has the mixed-precision columns that --precision adds (precision, loss_scale,
+skipped_steps), one more row plots the loss scale (log scale) and the skipped steps per epoch,
+and the precision joins the device in the legend.
 It reads logs; it does not run or compare anything else.
 
 Input: CSV files with a header row. Needed columns: epoch, seconds, and at least one of
@@ -13,6 +16,7 @@ present, is shown in the legend. Other columns (images_per_s, ...) are ignored; 
 (a GPU column of a CPU run) are gaps.
     simple_nn:  epoch,loss,accuracy,seconds,device[,gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w]
     cnn:        epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device[,gpu_...]
+    either, with --precision: ...,device,precision,loss_scale,skipped_steps[,gpu_...]
 
 Run it with Debian's interpreter, which has matplotlib:
     /usr/bin/python3 tools/plot_curves.py runs/simple_nn_cpu.csv runs/simple_nn_cuda.csv -o runs/simple_nn.png
@@ -36,6 +40,8 @@ MONITOR_COLUMNS = {
     "gpu_temp_c": "GPU temperature (C)",
     "gpu_power_w": "GPU power (W)",
 }
+# The loss scaler's columns of --precision (read once an epoch) and their axis labels.
+AMP_COLUMNS = {"loss_scale": "loss scale", "skipped_steps": "skipped steps (total)"}
 
 
 class LogError(Exception):
@@ -80,11 +86,12 @@ def read_run(path, name):
     if len(rows) < 2:
         raise LogError(f"{path}: header only, no rows (did the run stop before its first epoch?)")
 
-    monitored = [c for c in MONITOR_COLUMNS if c in header]
+    monitored = [c for c in MONITOR_COLUMNS if c in header] + [c for c in AMP_COLUMNS if c in header]
     index = {c: header.index(c) for c in NEEDED + tuple(plotted) + tuple(monitored)}
     columns = {c: [] for c in index}
     devices = []
     device_at = header.index("device") if "device" in header else None
+    precision_at = header.index("precision") if "precision" in header else None
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise LogError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
@@ -99,7 +106,9 @@ def read_run(path, name):
             columns[c].append(value)
         if device_at is not None and row[device_at].strip() not in devices:
             devices.append(row[device_at].strip())
-    return Run(path, name, "+".join(d for d in devices if d), columns)
+        if precision_at is not None and row[precision_at].strip() not in devices:
+            devices.append(row[precision_at].strip())
+    return Run(path, name, ", ".join(d for d in devices if d), columns)
 
 
 def parse_args(argv):
@@ -116,7 +125,7 @@ def parse_args(argv):
                         "(default: the file name without its extension)")
     p.add_argument("--title", default=None, help="title above the four panels")
     p.add_argument("--dpi", type=int, default=100,
-                   help="resolution of the PNG (default: 100; the figure is 10x7 in, 10x12 with the GPU rows)")
+                   help="resolution of the PNG (default: 100; the figure is 10 in wide, 3.5 in per row of panels)")
     p.add_argument("--no-monitor", action="store_true",
                    help="leave out the GPU rows even when the logs have gpu_ columns")
     a = p.parse_args(argv)
@@ -138,7 +147,9 @@ def draw(runs, output, title, dpi, monitor=True):
     import matplotlib.pyplot as plt
 
     monitor = monitor and any(has_monitor_values(run) for run in runs)
-    fig, axes = plt.subplots(4 if monitor else 2, 2, figsize=(10, 12 if monitor else 7), squeeze=False)
+    amp = any("loss_scale" in run.columns for run in runs)
+    rows = 2 + (2 if monitor else 0) + (1 if amp else 0)
+    fig, axes = plt.subplots(rows, 2, figsize=(10, 3.5 * rows), squeeze=False)
     panels = [  # (row, col, x column, the y columns it may draw, y label)
         (0, 0, "epoch", LOSS_COLUMNS, "loss"),
         (0, 1, "epoch", ACCURACY_COLUMNS, "accuracy"),
@@ -183,6 +194,23 @@ def draw(runs, output, title, dpi, monitor=True):
                 ax.legend(fontsize=8)
             else:
                 ax.text(0.5, 0.5, f"no {column} values", ha="center", va="center", transform=ax.transAxes)
+    if amp:  # the last row: the loss scale and the skipped steps against the epoch
+        for k, (column, y_label) in enumerate(AMP_COLUMNS.items()):
+            ax = axes[rows - 1][k]
+            for j, run in enumerate(runs):
+                values = run.columns.get(column)
+                if values is None:
+                    continue
+                ax.plot(run.columns["epoch"], values, color=colours[j % len(colours)],
+                        marker="." if len(values) <= 30 else None, linewidth=1.5, label=run.label())
+            if column == "loss_scale":
+                ax.set_yscale("log", base=2)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(y_label)
+            ax.set_title(f"{y_label.split(' (')[0]} vs epoch (read at its end)", fontsize=10)
+            ax.grid(True, alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -38,6 +38,13 @@ static void usage(FILE *f) {
             "                     gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w, the epoch's mean\n"
             "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names)\n"
             "  --load PATH        start from weights saved by --save\n"
+            "  --precision P      fp32 (default), fp16 or bf16: mixed precision as torch.autocast (convolutions\n"
+            "                     and linear layers in 16 bits with f32 accumulation, ReLU and max pooling in\n"
+            "                     16 bits, softmax cross-entropy and Adam in f32 on FP32 master weights; on\n"
+            "                     the CPU the rounding is emulated: same numbers, slower)\n"
+            "  --loss-scale S     dynamic (default for fp16: 65536, x2 after 2000 good steps, x0.5 and the\n"
+            "                     step skipped on inf/NaN), static:S (a fixed scale) or none (default for\n"
+            "                     bf16). With --precision the log gets precision,loss_scale,skipped_steps\n"
             "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
             "  --no-fusion        on the CPU, run each Conv2d, ReLU, MaxPool2d as three ops instead of one\n"
             "                     fused op (the same results, more memory traffic: lesson 03)\n"
@@ -51,6 +58,9 @@ typedef struct {
     double lr;
     bool sgd, quiet, no_graph, monitor, no_fusion;
     int augment; // -1: the data set's default
+    cg_precision precision;
+    bool precision_given, loss_scale_given;
+    cg_grad_scaler_config loss_scale;
 } options;
 
 static int parse_options(int argc, char **argv, options *o) {
@@ -67,6 +77,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
         {"no-fusion", no_argument, 0, 'F'},
+        {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -90,6 +101,8 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'G': o->no_graph = true; break;
         case 'F': o->no_fusion = true; break;
         case 'M': o->monitor = true; break;
+        case 'P': s = cg_precision_parse(optarg, &o->precision), o->precision_given = true; break;
+        case 'C': s = cg_loss_scale_parse(optarg, &o->loss_scale), o->loss_scale_given = true; break;
         case 'o':
             if (strcmp(optarg, "adam") && strcmp(optarg, "sgd"))
                 s = cg_error(CG_ERR_ARG, "--optimizer: '%s' is not adam or sgd", optarg);
@@ -110,6 +123,7 @@ static int parse_options(int argc, char **argv, options *o) {
         s = cg_error(CG_ERR_ARG, "--model: '%s' is not a model (tutorial)", o->model);
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
     if (o->lr < 0) o->lr = o->sgd ? 1e-2 : 1e-3;
+    if (!o->loss_scale_given) o->loss_scale = cg_loss_scale_default(o->precision);
     return -1;
 }
 
@@ -166,16 +180,18 @@ typedef struct {
     cg_tape *tape;
     cg_optimizer *optimizer;
     cg_metrics *metrics;
+    cg_amp *amp; // mixed precision (fp32: plain backward and step)
 } trainer;
 
 // One training step on a batch already on the device. Everything it does is queued on the
 // device with nothing read back, so on a GPU it can be captured as a CUDA Graph and replayed.
 static void train_step(trainer *tr, const cg_batch *batch) {
     cg_tensor *logits = cg_module_forward(tr->model, tr->tape, batch->x);   // forward: (B, classes)
+    logits = cg_autocast_f32(tr->tape, logits);                            // f32 for the loss (no-op in fp32)
     cg_tensor *loss = cg_cross_entropy(tr->tape, logits, batch->labels);  // softmax cross-entropy, mean
     cg_optimizer_zero_grad(tr->optimizer);
-    cg_tape_backward(tr->tape, loss);
-    cg_optimizer_step(tr->optimizer);
+    cg_amp_backward(tr->amp, tr->tape, loss); // scaler.scale(loss).backward()
+    cg_amp_step(tr->amp, tr->optimizer);      // scaler.step(optimizer); scaler.update()
     cg_metrics_add_loss(tr->metrics, loss, batch->size);
     cg_metrics_add_argmax_correct(tr->metrics, logits, batch->labels);
     cg_tape_clear(tr->tape);
@@ -191,7 +207,7 @@ static void evaluate(cg_module *model, cg_tape *tape, cg_loader *loader, cg_metr
     cg_batch batch;
     int64_t seen = 0;
     while (cg_loader_next(loader, &batch)) {
-        cg_tensor *logits = cg_module_forward(model, tape, batch.x);
+        cg_tensor *logits = cg_autocast_f32(tape, cg_module_forward(model, tape, batch.x));
         cg_metrics_add_loss(metrics, cg_cross_entropy(tape, logits, batch.labels), batch.size);
         cg_metrics_add_argmax_correct(metrics, logits, batch.labels);
         cg_tape_clear(tape);
@@ -255,11 +271,12 @@ int main(int argc, char **argv) {
     if (opt.save_path && (s = cg_checkpoint_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
     cg_csv_log *log = NULL;
     if (opt.log_path) {
-        s = cg_csv_log_open(&log, opt.log_path,
-                            opt.monitor ? "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,"
-                                          "device," CG_MONITOR_CSV_HEADER
-                                        : "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,"
-                                          "device");
+        char header[320];
+        snprintf(header, sizeof header,
+                 "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device%s%s",
+                 opt.precision_given ? ",precision,loss_scale,skipped_steps" : "",
+                 opt.monitor ? "," CG_MONITOR_CSV_HEADER : "");
+        s = cg_csv_log_open(&log, opt.log_path, header);
         if (s.code != CG_OK) return cg_cli_fail("cnn", s);
     }
     // The GPU's counters, sampled on a thread of their own; without NVML (or on the CPU) one
@@ -286,7 +303,12 @@ int main(int argc, char **argv) {
     cg_tape *tape = cg_tape_new(dev, 64 << 20);
     cg_tape *eval_tape = cg_tape_new(dev, 64 << 20); // its own arena: the training arena never moves
     cg_metrics *metrics = cg_metrics_new(dev);
-    trainer tr = {model, tape, optimizer, metrics};
+    // Mixed precision: a 16-bit copy of the weights (made now, after --load), the loss scale on
+    // the device, and both tapes computing under the autocast policy.
+    cg_amp *amp = cg_amp_new(params, opt.precision, opt.loss_scale);
+    cg_amp_attach(amp, tape);
+    cg_amp_attach(amp, eval_tape);
+    trainer tr = {model, tape, optimizer, metrics, amp};
     // On a GPU, epoch 1 runs eagerly (it sizes the arena and builds the cuDNN plans); in epoch 2
     // one step of each batch size is captured as a CUDA Graph and replayed for every later step.
     // The batch is gathered outside the graph, so each replay trains on the new batch.
@@ -331,17 +353,27 @@ int main(int argc, char **argv) {
                 snprintf(gpu_text, sizeof gpu_text, "  |  %s", counters);
             }
         }
+        char amp_cells[96] = "", amp_text[96] = ""; // the loss scale, read once an epoch
+        if (opt.precision != CG_PRECISION_FP32 || opt.precision_given) {
+            cg_amp_stats st = cg_amp_read(amp);
+            snprintf(amp_cells, sizeof amp_cells, ",%s,%g,%lld", cg_precision_name(opt.precision), (double)st.scale,
+                     (long long)st.skipped);
+            if (opt.precision != CG_PRECISION_FP32)
+                snprintf(amp_text, sizeof amp_text, "  |  %s, loss scale %g, %lld skipped", cg_precision_name(opt.precision),
+                         (double)st.scale, (long long)st.skipped);
+        }
         if (log) {
-            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%.4f,%.3f,%.1f,%s%s", epoch, train_loss, train_accuracy,
-                               test_loss, test_accuracy, seconds, images_per_s, dev_name, gpu_cells);
+            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%.4f,%.3f,%.1f,%s%s%s", epoch, train_loss, train_accuracy,
+                               test_loss, test_accuracy, seconds, images_per_s, dev_name,
+                               opt.precision_given ? amp_cells : "", gpu_cells);
             if (s.code != CG_OK) return cg_cli_fail("cnn", s);
         }
         cg_progress_done(&progress);
         if (!opt.quiet)
             printf("epoch %ld/%ld  train loss %.4f  accuracy %.4f  |  test loss %.4f  accuracy %.4f  |  %.2f s, "
-                   "%.0f images/s%s\n",
+                   "%.0f images/s%s%s\n",
                    epoch, opt.epochs, train_loss, train_accuracy, test_loss, test_accuracy, epoch_seconds, images_per_s,
-                   gpu_text);
+                   amp_text, gpu_text);
     }
     printf("Test accuracy on %s: %.4f\n", dev_name, test_accuracy);
     if (!opt.quiet)
@@ -363,6 +395,7 @@ int main(int argc, char **argv) {
     cg_tape_free(tape);
     cg_loader_free(test_loader);
     cg_loader_free(loader);
+    cg_amp_free(amp);
     cg_optimizer_free(optimizer);
     cg_module_free(model);
     cg_params_free(params);

@@ -27,6 +27,12 @@ static void usage(FILE *f) {
             "  --monitor          sample the GPU once a second through NVML (utilisation, memory,\n"
             "                     temperature, power) and add gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w\n"
             "                     to the log: each epoch's mean (the latest sample for epochs under 1 s)\n"
+            "  --precision P      fp32 (default), fp16 or bf16: mixed precision as torch.autocast (the\n"
+            "                     linear layers and ReLU in 16 bits with f32 accumulation, sigmoid, loss\n"
+            "                     and SGD in f32 on FP32 master weights; on the CPU the rounding is emulated)\n"
+            "  --loss-scale S     dynamic (default for fp16: 65536, x2 after 2000 good steps, x0.5 and the\n"
+            "                     step skipped on inf/NaN), static:S (a fixed scale) or none (default for\n"
+            "                     bf16). With --precision the log gets precision,loss_scale,skipped_steps\n"
             "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
             "  --quiet            print only the final accuracy\n"
             "  --help             this text\n"
@@ -41,6 +47,10 @@ typedef struct {
     double lr;
     bool adam, quiet, no_graph, monitor;
     const char *log_path;
+    cg_precision precision;
+    bool precision_given;
+    cg_grad_scaler_config loss_scale;
+    bool loss_scale_given;
 } options;
 
 // Fills *o from argv. Returns -1 to go on, or the exit status to stop with.
@@ -53,6 +63,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"threads", required_argument, 0, 't'}, {"log", required_argument, 0, 'L'},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
         {"no-graph", no_argument, 0, 'G'},    {"monitor", no_argument, 0, 'M'},
+        {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'S'},
         {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -69,6 +80,8 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
         case 'M': o->monitor = true; break;
+        case 'P': s = cg_precision_parse(optarg, &o->precision), o->precision_given = true; break;
+        case 'S': s = cg_loss_scale_parse(optarg, &o->loss_scale), o->loss_scale_given = true; break;
         case 'o':
             if (strcmp(optarg, "sgd") == 0)
                 o->adam = false;
@@ -86,6 +99,7 @@ static int parse_options(int argc, char **argv, options *o) {
         s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
     if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
     if (o->lr < 0) o->lr = o->adam ? 1e-3 : 1e-2;
+    if (!o->loss_scale_given) o->loss_scale = cg_loss_scale_default(o->precision);
     return -1;
 }
 
@@ -94,6 +108,7 @@ typedef struct {
     cg_tape *tape;
     cg_optimizer *optimizer;
     cg_metrics *metrics;
+    cg_amp *amp; // mixed precision (fp32: plain backward and step)
 } trainer;
 
 // One training step on a batch: everything it does is queued on the device, with nothing read
@@ -102,8 +117,8 @@ static void train_step(trainer *tr, const cg_batch *batch) {
     cg_tensor *probs = cg_module_forward(tr->model, tr->tape, batch->x); // forward: (B, 1)
     cg_tensor *loss = cg_bce(tr->tape, probs, batch->targets);          // loss: BCE, mean
     cg_optimizer_zero_grad(tr->optimizer);                               // optimizer.zero_grad()
-    cg_tape_backward(tr->tape, loss);                                    // loss.backward()
-    cg_optimizer_step(tr->optimizer);                                    // optimizer.step()
+    cg_amp_backward(tr->amp, tr->tape, loss);                            // scaler.scale(loss).backward()
+    cg_amp_step(tr->amp, tr->optimizer);                                 // scaler.step(opt); scaler.update()
     cg_metrics_add_loss(tr->metrics, loss, batch->size);
     cg_metrics_add_binary_correct(tr->metrics, probs, batch->targets, 0.5f);
     cg_tape_clear(tr->tape);                                             // free the step's tensors
@@ -124,9 +139,11 @@ int main(int argc, char **argv) {
     // Everything is checked before the log is created, so bad input leaves no file behind.
     cg_csv_log *log = NULL;
     if (opt.log_path) {
-        s = cg_csv_log_open(&log, opt.log_path,
-                            opt.monitor ? "epoch,loss,accuracy,seconds,device," CG_MONITOR_CSV_HEADER
-                                        : "epoch,loss,accuracy,seconds,device");
+        char header[256];
+        snprintf(header, sizeof header, "epoch,loss,accuracy,seconds,device%s%s",
+                 opt.precision_given ? ",precision,loss_scale,skipped_steps" : "",
+                 opt.monitor ? "," CG_MONITOR_CSV_HEADER : "");
+        s = cg_csv_log_open(&log, opt.log_path, header);
         if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
     }
     // The GPU's counters, sampled on a thread of their own; without NVML (or on the CPU) one
@@ -156,7 +173,9 @@ int main(int argc, char **argv) {
     cg_loader *loader = cg_loader_new(data, opt.batch_size, true, false, (uint64_t)opt.seed, dev);
     cg_tape *tape = cg_tape_new(dev, 1 << 20);
     cg_metrics *metrics = cg_metrics_new(dev);
-    trainer tr = {model, tape, optimizer, metrics};
+    cg_amp *amp = cg_amp_new(params, opt.precision, opt.loss_scale);
+    cg_amp_attach(amp, tape);
+    trainer tr = {model, tape, optimizer, metrics, amp};
     // On a GPU the first epoch runs eagerly (it sizes the arena and fills the allocator's
     // cache); the second is captured whole as a CUDA Graph (every batch's gather and step, on
     // fixed addresses), and each later epoch is one replay of it. The CPU runs every epoch
@@ -180,13 +199,20 @@ int main(int argc, char **argv) {
         cg_metrics_read(metrics, data->count, &loss, &accuracy);
         double seconds = cg_seconds() - start;
         if (log) {
+            char amp_cells[96] = ""; // ",precision,scale,skipped" with --precision (read once an epoch)
+            if (opt.precision_given) {
+                cg_amp_stats st = cg_amp_read(amp);
+                snprintf(amp_cells, sizeof amp_cells, ",%s,%g,%lld", cg_precision_name(opt.precision), (double)st.scale,
+                         (long long)st.skipped);
+            }
             char gpu_cells[128] = ""; // ",util,mem,temp,power" with --monitor
             if (opt.monitor) {
                 cg_monitor_sample sample;
                 if (monitor) sample = cg_monitor_take(monitor);
                 cg_monitor_csv_cells(monitor ? &sample : NULL, gpu_cells, sizeof gpu_cells);
             }
-            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%s%s", epoch, loss, accuracy, seconds, dev_name, gpu_cells);
+            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%s%s%s", epoch, loss, accuracy, seconds, dev_name, amp_cells,
+                               gpu_cells);
             if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
         }
         cg_progress_draw(&progress, "epoch %ld/%ld  loss %.4f  accuracy %.3f  %.2f s", epoch, opt.epochs, loss,
@@ -215,6 +241,11 @@ int main(int argc, char **argv) {
     double unused, accuracy;
     cg_metrics_read(metrics, data->count, &unused, &accuracy);
     printf("Accuracy on %s: %.4f\n", dev_name, accuracy);
+    if (!opt.quiet && opt.precision != CG_PRECISION_FP32) {
+        cg_amp_stats st = cg_amp_read(amp);
+        printf("Precision %s: loss scale %g at the end, %lld of %lld steps skipped (inf/NaN gradients)\n",
+               cg_precision_name(opt.precision), (double)st.scale, (long long)st.skipped, (long long)st.steps);
+    }
     int64_t steps = opt.epochs * cg_loader_num_batches(loader);
     if (!opt.quiet)
         printf("Training: %ld epochs, %lld steps in %.3f s (%.1f us per step)\n", opt.epochs, (long long)steps,
@@ -229,6 +260,7 @@ int main(int argc, char **argv) {
     cg_metrics_free(metrics);
     cg_tape_free(tape);
     cg_loader_free(loader);
+    cg_amp_free(amp);
     cg_optimizer_free(optimizer);
     cg_module_free(model);
     cg_params_free(params);

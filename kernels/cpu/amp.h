@@ -1,6 +1,6 @@
-// amp.h: CPU kernels of mixed precision (issue 5). So far one: the fused inf / NaN check and
-// unscale of the gradients that the loss scaler (core/grad_scaler.h) needs. Not in the kernel
-// table (core/kernels.h) yet; its CUDA twin and table row come with the GPU side.
+// amp.h: the fused inf / NaN check and unscale of gradients that the loss scaler needs
+// (core/grad_scaler.h, core/amp.h). The kernel table's amp_unscale_check (kernels/cpu/half_ops.c)
+// is built on it; its CUDA twin is kernels/cuda/amp.cu.
 #ifndef CG_KERNELS_CPU_AMP_H
 #define CG_KERNELS_CPU_AMP_H
 

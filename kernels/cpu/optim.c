@@ -19,8 +19,13 @@ static void sgd_range(float *p, const float *g, float *momentum_buf, bool first,
     }
 }
 
+void add_scalar_unless_cpu(float *x, float value, const float *flag) {
+    if (flag[0] == 0.0f) x[0] += value;
+}
+
 void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
-                  float dampening, float weight_decay, bool nesterov) {
+                  float dampening, float weight_decay, bool nesterov, const float *found_inf) {
+    if (found_inf && *found_inf != 0.0f) return; // mixed precision: this step's gradients overflowed
     bool first = state[0] <= 1.0f;
     if (n < CG_OMP_MIN_WORK) {
         sgd_range(p, g, momentum_buf, first, 0, n, lr, momentum, dampening, weight_decay, nesterov);
@@ -49,7 +54,8 @@ static void adam_range(float *p, const float *g, float *m, float *v, int64_t beg
 }
 
 void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
-                   float beta2, float eps, float weight_decay, bool decoupled_weight_decay) {
+                   float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf) {
+    if (found_inf && *found_inf != 0.0f) return; // mixed precision: this step's gradients overflowed
     float t = state[0];
     float bias_correction1 = 1.0f - powf(beta1, t);
     float bias_correction2_sqrt = sqrtf(1.0f - powf(beta2, t));

@@ -109,9 +109,30 @@ void gather_images_cuda(float *x_out, int32_t *labels_out, const uint8_t *pixels
                         const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H, int64_t W,
                         int64_t pad, const float *mean, const float *inv_std);
 void sgd_step_cuda(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
-                   float dampening, float weight_decay, bool nesterov);
+                   float dampening, float weight_decay, bool nesterov, const float *found_inf);
 void adam_step_cuda(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
-                    float beta2, float eps, float weight_decay, bool decoupled_weight_decay);
+                    float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf);
+// Mixed precision (the _h rows of core/kernels.h): gemm.cu and amp.cu.
+void add_scalar_unless_cuda(float *x, float value, const float *flag);
+void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate);
+void gemm_h_cuda(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const void *A, const void *B, float beta, void *C);
+void linear_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
+                           int64_t N, int64_t K);
+void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols);
+void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
+                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                           int64_t pad, int64_t P, int64_t Q);
+void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
+                            const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                            int64_t stride, int64_t pad, int64_t P, int64_t Q);
+void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
+                               int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q);
+void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n);
+void relu_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t n);
+void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n);
+void amp_unscale_check_cuda(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n);
+void amp_update_scale_cuda(float *amp, float growth_factor, float backoff_factor, int growth_interval);
 // The benchmark's products (core/bench.h: cg_bench_gemm), from gemm.cu.
 cg_status gemm_bench_cuda(cg_bench_precision p, bool trans_b, int64_t M, int64_t N, int64_t K, const void *A,
                           const void *B, void *C);

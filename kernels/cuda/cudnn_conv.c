@@ -27,8 +27,10 @@ enum { UID_X = 1, UID_W = 2, UID_Y = 3 };
 
 typedef struct {
     direction dir;
+    cg_dtype dtype;   // of x, w and y: F32, or F16 / BF16 (mixed precision)
+    bool nhwc;        // x (N, H, W, C), w (K, R, S, C), y (N, P, Q, K); else NCHW
     int64_t dims[11]; // N C H W K R S stride pad P Q
-    cudnnBackendDescriptor_t plan;
+    cudnnBackendDescriptor_t plan; // NULL: cuDNN has no engine for it (16-bit only)
     int64_t workspace;
 } cached_plan;
 
@@ -246,6 +248,8 @@ static cached_plan *build_plan(direction dir, const int64_t d[11]) {
     CG_CHECK(plan_count < MAX_PLANS, "more than %d cached cuDNN plans", MAX_PLANS);
     cached_plan *c = &plans[plan_count++];
     c->dir = dir;
+    c->dtype = CG_F32;
+    c->nhwc = false;
     memcpy(c->dims, d, sizeof c->dims);
     c->plan = plan;
     c->workspace = plan_workspace(plan);
@@ -273,32 +277,46 @@ struct cg_cudnn_tuned {
     int64_t workspace;
 };
 
-// The plan for a convolution: cached per (direction, shape). A new one is chosen by timing the
-// FP32 engines cuDNN proposes on this very problem (as PyTorch's cudnn.benchmark does), writing
+// The plan for a convolution: cached per (direction, dtype, shape). A new one is chosen by timing
+// the engines cuDNN proposes on this very problem (as PyTorch's cudnn.benchmark does), writing
 // into a scratch output so that the backward ones, which add to their output, leave the real
-// gradient alone; the heuristics' first choice if timing finds nothing.
-static cached_plan *plan_for(direction dir, const int64_t d[11], void *x, void *w, void *y) {
+// gradient alone. F32: FP32 engines only, the heuristics' first choice if timing finds nothing.
+// F16 / BF16 (mixed precision): Tensor Core engines allowed (f32 accumulation, as the graph's
+// compute type says), none that converts its inputs down; a cached NULL plan when none runs.
+static cached_plan *plan_for(direction dir, cg_dtype dtype, bool nhwc, const int64_t d[11], void *x, void *w,
+                            void *y) {
     for (int i = 0; i < plan_count; i++)
-        if (plans[i].dir == dir && memcmp(plans[i].dims, d, sizeof plans[i].dims) == 0) return &plans[i];
+        if (plans[i].dir == dir && plans[i].dtype == dtype && plans[i].nhwc == nhwc &&
+            memcmp(plans[i].dims, d, sizeof plans[i].dims) == 0)
+            return &plans[i];
     int64_t N = d[0], C = d[1], H = d[2], W = d[3], K = d[4], R = d[5], S = d[6], P = d[9], Q = d[10];
-    int64_t out_floats = dir == DIR_FORWARD ? N * K * P * Q : dir == DIR_BACKWARD_DATA ? N * C * H * W : K * C * R * S;
-    void *scratch = cg_cuda_alloc((size_t)out_floats * sizeof(float));
-    CG_CUDA_CHECK(cudaMemsetAsync(scratch, 0, (size_t)out_floats * sizeof(float), cg_cuda_stream()));
+    int64_t out_values = dir == DIR_FORWARD ? N * K * P * Q : dir == DIR_BACKWARD_DATA ? N * C * H * W : K * C * R * S;
+    size_t out_bytes = (size_t)out_values * (dtype == CG_F32 ? 4 : 2);
+    void *scratch = cg_cuda_alloc(out_bytes);
+    CG_CUDA_CHECK(cudaMemsetAsync(scratch, 0, out_bytes, cg_cuda_stream()));
     static const int tune_dirs[3] = {CG_CUDNN_FORWARD, CG_CUDNN_BACKWARD_DATA, CG_CUDNN_BACKWARD_FILTER};
+    bool low = dtype != CG_F32;
     char about[256];
     cg_cudnn_tuned *tuned = NULL;
     if (dir == DIR_FORWARD)
-        tuned = cg_cudnn_conv_tune(tune_dirs[dir], CG_F32, false, false, d, x, w, scratch, about, sizeof about);
+        tuned = cg_cudnn_conv_tune(tune_dirs[dir], dtype, nhwc, low, d, x, w, scratch, about, sizeof about);
     else if (dir == DIR_BACKWARD_DATA)
-        tuned = cg_cudnn_conv_tune(tune_dirs[dir], CG_F32, false, false, d, scratch, w, y, about, sizeof about);
+        tuned = cg_cudnn_conv_tune(tune_dirs[dir], dtype, nhwc, low, d, scratch, w, y, about, sizeof about);
     else
-        tuned = cg_cudnn_conv_tune(tune_dirs[dir], CG_F32, false, false, d, x, scratch, y, about, sizeof about);
+        tuned = cg_cudnn_conv_tune(tune_dirs[dir], dtype, nhwc, low, d, x, scratch, y, about, sizeof about);
     cg_cuda_free(scratch);
-    if (tuned == NULL) return build_plan(dir, d);
+    if (tuned == NULL && !low) return build_plan(dir, d);
     CG_CHECK(plan_count < MAX_PLANS, "more than %d cached cuDNN plans", MAX_PLANS);
     cached_plan *c = &plans[plan_count++];
     c->dir = dir;
+    c->dtype = dtype;
+    c->nhwc = nhwc;
     memcpy(c->dims, d, sizeof c->dims);
+    if (tuned == NULL) { // 16-bit without an engine: the caller widens to f32
+        c->plan = NULL;
+        c->workspace = 0;
+        return c;
+    }
     c->plan = tuned->plan;
     c->workspace = tuned->workspace;
     free(tuned); // the plan itself now belongs to the cache
@@ -306,8 +324,18 @@ static cached_plan *plan_for(direction dir, const int64_t d[11], void *x, void *
 }
 
 static void run(direction dir, const int64_t d[11], void *x, void *w, void *y) {
-    cached_plan *c = plan_for(dir, d, x, w, y);
+    cached_plan *c = plan_for(dir, CG_F32, false, d, x, w, y);
     CUDNN_CHECK(execute(c->plan, c->workspace, x, w, y));
+}
+
+bool cg_cudnn_conv2d_run16(int which, cg_dtype dtype, bool nhwc, void *x, void *w, void *y, const int64_t d[11]) {
+    static const direction dirs[3] = {DIR_FORWARD, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER};
+    CG_CHECK(which >= CG_CUDNN_FORWARD && which <= CG_CUDNN_BACKWARD_FILTER && (dtype == CG_F16 || dtype == CG_BF16),
+             "cg_cudnn_conv2d_run16: direction %d, dtype %d", which, (int)dtype);
+    cached_plan *c = plan_for(dirs[which], dtype, nhwc, d, x, w, y);
+    if (c->plan == NULL) return false;
+    CUDNN_CHECK(execute(c->plan, c->workspace, x, w, y));
+    return true;
 }
 
 void cg_cudnn_conv2d_forward(float *y, const float *x, const float *w, const int64_t d[11]) {

@@ -18,6 +18,13 @@ void cg_cudnn_conv2d_backward_data(float *dx, const float *w, const float *dy, c
 void cg_cudnn_conv2d_backward_filter(float *dw, const float *x, const float *dy, const int64_t d[11]);
 int cg_cudnn_version(void);
 
+// Mixed precision: one convolution of F16 or BF16 data with f32 accumulation, Tensor Cores
+// allowed, NCHW or NHWC (as cg_cudnn_conv_tune below); direction and x, w, y as
+// cg_cudnn_conv_run (the backward ones add). The plan is tuned on first use and cached per
+// (direction, dtype, layout, shape). Returns false, running nothing, when cuDNN has no engine
+// for it (the caller then computes another way).
+bool cg_cudnn_conv2d_run16(int direction, cg_dtype dtype, bool nhwc, void *x, void *w, void *y, const int64_t d[11]);
+
 // For the benchmark (kernels/cuda/bench.cu): a plan for one convolution of F32, F16 or BF16
 // data, NCHW or NHWC (nhwc: x (N, H, W, C), w (K, R, S, C), y (N, P, Q, K)), d as above with C
 // the stored channel count. The engine is the fastest of the candidates cuDNN's heuristics list,

@@ -5,6 +5,8 @@
 // cuBLAS from allocating during CUDA Graph capture. Also the benchmark's products in fp32, tf32,
 // fp16, bf16 and int8 (gemm_bench_cuda, for core/bench.h), on a handle of their own.
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include "cuda.h"
 
@@ -147,6 +149,79 @@ cg_status gemm_bench_cuda(cg_bench_precision p, bool trans_b, int64_t M, int64_t
     CG_CUBLAS_CHECK(st);
     CG_LAUNCH_CHECK();
     return cg_ok();
+}
+
+} // extern "C"
+
+// ---- mixed precision: 16-bit products with f32 accumulation ------------------------------------------
+
+static __device__ __forceinline__ float wide16(__half v) { return __half2float(v); }
+static __device__ __forceinline__ float wide16(__nv_bfloat16 v) { return __bfloat162float(v); }
+static __device__ __forceinline__ void store16(__half *p, float v) { *p = __float2half_rn(v); }
+static __device__ __forceinline__ void store16(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+// small_gemm_kernel on 16-bit data: the sums in f32, one rounding when C is stored.
+template <typename T>
+static __global__ void small_gemm_h_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                                           const T *A, const T *B, float beta, T *C) {
+    int lane = threadIdx.x % 32;
+    int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
+    int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
+    for (int64_t idx = warp; idx < M * N; idx += warps) {
+        int64_t i = idx / N, j = idx % N;
+        float acc = 0.0f;
+        for (int64_t k = lane; k < K; k += 32) {
+            float a = wide16(trans_a ? A[k * M + i] : A[i * K + k]);
+            float b = wide16(trans_b ? B[j * K + k] : B[k * N + j]);
+            acc += a * b;
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) store16(&C[idx], alpha * acc + (beta == 0.0f ? 0.0f : beta * wide16(C[idx])));
+    }
+}
+
+// y (M, N) = bias broadcast over the rows (16-bit), before a product that adds to it (beta 1):
+// the bias is then added in f32 inside the product, and y rounded once.
+template <typename T> static __global__ void broadcast_rows_kernel(T *y, const T *bias, int64_t M, int64_t N) {
+    GRID_STRIDE(i, M * N) y[i] = bias[i % N];
+}
+
+extern "C" {
+static cudaDataType_t cuda_type16(cg_dtype dtype) {
+    CG_CHECK(dtype == CG_F16 || dtype == CG_BF16, "a 16-bit product with dtype %s", cg_dtype_name(dtype));
+    return dtype == CG_F16 ? CUDA_R_16F : CUDA_R_16BF;
+}
+
+void gemm_h_cuda(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const void *A, const void *B, float beta, void *C) {
+    cudaDataType_t type = cuda_type16(dtype);
+    if (M * N * K < CG_SMALL_GEMM_WORK) {
+        if (dtype == CG_F16)
+            LAUNCH(small_gemm_h_kernel<__half>, 32 * M * N, trans_a, trans_b, M, N, K, alpha, (const __half *)A,
+                   (const __half *)B, beta, (__half *)C);
+        else
+            LAUNCH(small_gemm_h_kernel<__nv_bfloat16>, 32 * M * N, trans_a, trans_b, M, N, K, alpha,
+                   (const __nv_bfloat16 *)A, (const __nv_bfloat16 *)B, beta, (__nv_bfloat16 *)C);
+        return;
+    }
+    // Tensor Cores with f32 accumulation (CUBLAS_COMPUTE_32F): the products of 16-bit values
+    // are exact in f32, their sums are f32, and C is rounded to 16 bits once.
+    cublasHandle_t h = handle_for_current_gpu();
+    int lda = (int)(trans_a ? M : K), ldb = (int)(trans_b ? K : N);
+    CG_CUBLAS_CHECK(cublasGemmEx(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N,
+                                 (int)M, (int)K, &alpha, B, type, ldb, A, type, lda, &beta, C, type, (int)N,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void linear_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
+                           int64_t N, int64_t K) {
+    if (bias) {
+        if (dtype == CG_F16)
+            LAUNCH(broadcast_rows_kernel<__half>, M * N, (__half *)y, (const __half *)bias, M, N);
+        else
+            LAUNCH(broadcast_rows_kernel<__nv_bfloat16>, M * N, (__nv_bfloat16 *)y, (const __nv_bfloat16 *)bias, M, N);
+    }
+    gemm_h_cuda(dtype, false, true, M, N, K, 1.0f, x, w, bias ? 1.0f : 0.0f, y);
 }
 
 int cg_cuda_cublas_version(void) {

@@ -4,7 +4,9 @@
 #include "cuda.h"
 
 static __global__ void sgd_kernel(float *p, const float *g, float *momentum_buf, const float *state, int64_t n,
-                                  float lr, float momentum, float dampening, float weight_decay, bool nesterov) {
+                                  float lr, float momentum, float dampening, float weight_decay, bool nesterov,
+                                  const float *found_inf) {
+    if (found_inf && *found_inf != 0.0f) return; // mixed precision: this step's gradients overflowed
     bool first = state[0] <= 1.0f;
     GRID_STRIDE(i, n) {
         float d = g[i] + weight_decay * p[i];
@@ -19,7 +21,8 @@ static __global__ void sgd_kernel(float *p, const float *g, float *momentum_buf,
 
 static __global__ void adam_kernel(float *p, const float *g, float *m, float *v, const float *state, int64_t n,
                                    float lr, float beta1, float beta2, float eps, float weight_decay,
-                                   bool decoupled_weight_decay) {
+                                   bool decoupled_weight_decay, const float *found_inf) {
+    if (found_inf && *found_inf != 0.0f) return; // mixed precision: this step's gradients overflowed
     float t = state[0];
     float bias_correction1 = 1.0f - powf(beta1, t);
     float bias_correction2_sqrt = sqrtf(1.0f - powf(beta2, t));
@@ -37,13 +40,21 @@ static __global__ void adam_kernel(float *p, const float *g, float *m, float *v,
     }
 }
 
+static __global__ void add_scalar_unless_kernel(float *x, float value, const float *flag) {
+    if (flag[0] == 0.0f) x[0] += value;
+}
+
 extern "C" {
+void add_scalar_unless_cuda(float *x, float value, const float *flag) {
+    LAUNCH(add_scalar_unless_kernel, 1, x, value, flag);
+}
 void sgd_step_cuda(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
-                   float dampening, float weight_decay, bool nesterov) {
-    LAUNCH(sgd_kernel, n, p, g, momentum_buf, state, n, lr, momentum, dampening, weight_decay, nesterov);
+                   float dampening, float weight_decay, bool nesterov, const float *found_inf) {
+    LAUNCH(sgd_kernel, n, p, g, momentum_buf, state, n, lr, momentum, dampening, weight_decay, nesterov, found_inf);
 }
 void adam_step_cuda(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
-                    float beta2, float eps, float weight_decay, bool decoupled_weight_decay) {
-    LAUNCH(adam_kernel, n, p, g, m, v, state, n, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay);
+                    float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf) {
+    LAUNCH(adam_kernel, n, p, g, m, v, state, n, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+           found_inf);
 }
 }

@@ -41,6 +41,19 @@ extern "C" const cg_kernels *cg_cuda_kernel_table(void) {
         table.gather_images = gather_images_cuda;
         table.sgd_step = sgd_step_cuda;
         table.adam_step = adam_step_cuda;
+        table.add_scalar_unless = add_scalar_unless_cuda;
+        table.cast = cast_cuda;
+        table.gemm_h = gemm_h_cuda;
+        table.linear_forward_h = linear_forward_h_cuda;
+        table.add_bias_backward_h = add_bias_backward_h_cuda;
+        table.conv2d_forward_h = conv2d_forward_h_cuda;
+        table.conv2d_backward_h = conv2d_backward_h_cuda;
+        table.max_pool2d_forward_h = max_pool2d_forward_h_cuda;
+        table.max_pool2d_backward_h = max_pool2d_backward_h_cuda;
+        table.relu_forward_h = relu_forward_h_cuda;
+        table.relu_backward_h = relu_backward_h_cuda;
+        table.amp_unscale_check = amp_unscale_check_cuda;
+        table.amp_update_scale = amp_update_scale_cuda;
         table.device_name = "cuda";
     }
     return &table;

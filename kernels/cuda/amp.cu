@@ -1,0 +1,384 @@
+// amp.cu: the GPU's kernels of mixed precision (the _h rows of core/kernels.h, the cast, the
+// loss scaler): fp16 / bf16 data, arithmetic in f32 registers, one rounding (to nearest even)
+// per stored value. Convolutions go to cuDNN with 16-bit data (cudnn_conv.c), NCHW or NHWC with
+// padded channels (CGRAD_CONV16_LAYOUT), or are widened to f32 when cuDNN has no engine. CPU twins: kernels/cpu/half_ops.c. The 16-bit
+// products are in gemm.cu, beside the cuBLAS handle.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda.h"
+#include "cudnn_conv.h"
+
+static __device__ __forceinline__ float h2f(float v) { return v; }
+static __device__ __forceinline__ float h2f(__half v) { return __half2float(v); }
+static __device__ __forceinline__ float h2f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> static __device__ __forceinline__ T f2h(float v);
+template <> __device__ __forceinline__ float f2h<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half f2h<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 f2h<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Run the statement(s) with T the C type of a 16-bit dtype (__half or __nv_bfloat16).
+#define DISPATCH16(dtype, ...)                                                                        \
+    do {                                                                                               \
+        if ((dtype) == CG_F16) {                                                                       \
+            typedef __half T;                                                                          \
+            __VA_ARGS__;                                                                                      \
+        } else if ((dtype) == CG_BF16) {                                                               \
+            typedef __nv_bfloat16 T;                                                                   \
+            __VA_ARGS__;                                                                                      \
+        } else {                                                                                       \
+            CG_CHECK(0, "a 16-bit kernel called with dtype %s", cg_dtype_name(dtype));                 \
+        }                                                                                              \
+    } while (0)
+
+// ---- casts ---------------------------------------------------------------------------------------
+
+template <typename Y, typename X>
+static __global__ void cast_kernel(Y *y, const X *x, int64_t n, bool accumulate) {
+    GRID_STRIDE(i, n) y[i] = f2h<Y>(accumulate ? h2f(y[i]) + h2f(x[i]) : h2f(x[i]));
+}
+
+template <typename Y> static void cast_from(Y *y, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
+    switch (xtype) {
+    case CG_F32: LAUNCH((cast_kernel<Y, float>), n, y, (const float *)x, n, accumulate); break;
+    case CG_F16: LAUNCH((cast_kernel<Y, __half>), n, y, (const __half *)x, n, accumulate); break;
+    case CG_BF16: LAUNCH((cast_kernel<Y, __nv_bfloat16>), n, y, (const __nv_bfloat16 *)x, n, accumulate); break;
+    default: CG_CHECK(0, "cast from %s: only f32, f16 and bf16", cg_dtype_name(xtype));
+    }
+}
+
+// ---- ReLU, max pooling, bias gradients -------------------------------------------------------------
+
+template <typename T> static __global__ void relu_h_kernel(T *y, const T *x, int64_t n) {
+    GRID_STRIDE(i, n) y[i] = h2f(x[i]) > 0.0f ? x[i] : f2h<T>(0.0f);
+}
+
+template <typename T> static __global__ void relu_backward_h_kernel(T *dx, const T *dy, const T *y, int64_t n) {
+    GRID_STRIDE(i, n) if (h2f(y[i]) > 0.0f) dx[i] = f2h<T>(h2f(dx[i]) + h2f(dy[i]));
+}
+
+template <typename T>
+static __global__ void max_pool_h_kernel(T *y, int32_t *argmax, const T *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                                         int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    GRID_STRIDE(i, N * C * P * Q) {
+        int64_t plane = i / (P * Q), p = i / Q % P, q = i % Q;
+        const T *in = x + plane * H * W;
+        int64_t best = (p * stride) * W + q * stride;
+        float best_value = h2f(in[best]);
+        for (int64_t r = 0; r < kernel; r++)
+            for (int64_t s = 0; s < kernel; s++) {
+                int64_t j = (p * stride + r) * W + q * stride + s;
+                float v = h2f(in[j]);
+                if (v > best_value) best = j, best_value = v; // strict: the first maximum wins
+            }
+        y[i] = in[best];
+        argmax[i] = (int32_t)(plane * H * W + best);
+    }
+}
+
+// *p += v for a 16-bit value, atomically: a compare-and-swap loop on the aligned 32-bit word
+// that holds it (overlapping pooling windows may send two gradients to one input). Works on
+// every GPU cgrad builds for, bf16 included.
+template <typename T> static __device__ void atomic_add_16(T *p, float v) {
+    unsigned int *word = (unsigned int *)((size_t)p & ~(size_t)3);
+    bool high = ((size_t)p & 2) != 0;
+    unsigned int old = *word, assumed;
+    do {
+        assumed = old;
+        unsigned short bits = high ? (unsigned short)(assumed >> 16) : (unsigned short)(assumed & 0xffffu);
+        T current;
+        memcpy(&current, &bits, 2);
+        T sum = f2h<T>(h2f(current) + v);
+        unsigned short new_bits;
+        memcpy(&new_bits, &sum, 2);
+        unsigned int updated = high ? (assumed & 0xffffu) | ((unsigned int)new_bits << 16)
+                                    : (assumed & 0xffff0000u) | new_bits;
+        old = atomicCAS(word, assumed, updated);
+    } while (old != assumed);
+}
+
+template <typename T>
+static __global__ void max_pool_backward_h_kernel(T *dx, const T *dy, const int32_t *argmax, int64_t n) {
+    GRID_STRIDE(i, n) atomic_add_16(&dx[argmax[i]], h2f(dy[i]));
+}
+
+// dbias[c] += sum over rows of dy (rows, cols): one thread per column, the sum in f32 (a fixed
+// order: the same result on every run).
+template <typename T> static __global__ void bias_backward_h_kernel(T *dbias, const T *dy, int64_t rows, int64_t cols) {
+    GRID_STRIDE(c, cols) {
+        float sum = 0.0f;
+        for (int64_t r = 0; r < rows; r++) sum += h2f(dy[r * cols + c]);
+        dbias[c] = f2h<T>(h2f(dbias[c]) + sum);
+    }
+}
+
+// Convolution bias, as conv.cu does it in f32: block (k, n) sums channel k of image n into
+// partial[k][n] (f32); then one thread per channel adds its N partials to dbias[k].
+template <typename T> static __global__ void conv_bias_partial_h_kernel(float *partial, const T *dy, int N, int K, int PQ) {
+    int k = blockIdx.x, n = blockIdx.y;
+    float part = 0.0f;
+    for (int i = threadIdx.x; i < PQ; i += blockDim.x) part += h2f(dy[((int64_t)n * K + k) * PQ + i]);
+    float total = block_sum(part);
+    if (threadIdx.x == 0) partial[k * N + n] = total;
+}
+
+template <typename T> static __global__ void conv_bias_total_h_kernel(T *dbias, const float *partial, int N, int K) {
+    GRID_STRIDE(k, K) {
+        float sum = 0.0f;
+        for (int n = 0; n < N; n++) sum += partial[k * N + n];
+        dbias[k] = f2h<T>(h2f(dbias[k]) + sum);
+    }
+}
+
+// y (N, K, PQ) = y + bias[k], rounded once.
+template <typename T> static __global__ void channel_bias_h_kernel(T *y, const T *bias, int64_t N, int64_t K, int64_t PQ) {
+    GRID_STRIDE(i, N * K * PQ) y[i] = f2h<T>(h2f(y[i]) + h2f(bias[i / PQ % K]));
+}
+
+// NHWC with channel counts padded to multiples of 8, the layout cuDNN's fp16 / bf16 Tensor Core
+// kernels read (16-byte rows of channels). pack: src (N, C, HW) -> dst (Np, HW, Cp), the padding
+// rows and channels zero. unpack: dst (N, C, HW) = (or +=) src (., HW, Cp) without the padding.
+template <typename T>
+static __global__ void pack_nhwc_kernel(T *dst, const T *src, int64_t N, int64_t Np, int64_t C, int64_t Cp, int64_t HW) {
+    GRID_STRIDE(i, Np * HW * Cp) {
+        int64_t c = i % Cp, p = i / Cp % HW, n = i / (Cp * HW);
+        dst[i] = (n < N && c < C) ? src[(n * C + c) * HW + p] : f2h<T>(0.0f);
+    }
+}
+
+template <typename T>
+static __global__ void unpack_nhwc_kernel(T *dst, const T *src, int64_t N, int64_t C, int64_t Cp, int64_t HW,
+                                          bool accumulate) {
+    GRID_STRIDE(i, N * C * HW) {
+        int64_t p = i % HW, c = i / HW % C, n = i / (HW * C);
+        float v = h2f(src[(n * HW + p) * Cp + c]);
+        dst[i] = f2h<T>(accumulate ? h2f(dst[i]) + v : v);
+    }
+}
+
+// ---- the loss scaler -------------------------------------------------------------------------------
+
+// g += h (16-bit, may be NULL); found_inf if any is not finite; g *= 1 / scale. Every thread
+// that sees inf / NaN writes the same 1, so no atomic is needed.
+template <typename T>
+static __global__ void unscale_check_kernel(float *g, const T *h, float *amp, int64_t n) {
+    float inv_scale = 1.0f / amp[CG_AMP_SCALE];
+    bool bad = false;
+    GRID_STRIDE(i, n) {
+        float v = g[i] + (h ? h2f(h[i]) : 0.0f);
+        bad |= !isfinite(v);
+        g[i] = inv_scale == 1.0f ? v : v * inv_scale;
+    }
+    if (bad) amp[CG_AMP_FOUND_INF] = 1.0f;
+}
+
+// PyTorch's _amp_update_scale_, one thread.
+static __global__ void update_scale_kernel(float *amp, float growth_factor, float backoff_factor, int growth_interval) {
+    amp[CG_AMP_STEPS] += 1.0f;
+    if (amp[CG_AMP_FOUND_INF] != 0.0f) {
+        amp[CG_AMP_SCALE] *= backoff_factor;
+        amp[CG_AMP_GROWTH] = 0.0f;
+        amp[CG_AMP_SKIPPED] += 1.0f;
+        return;
+    }
+    amp[CG_AMP_GROWTH] += 1.0f;
+    if (amp[CG_AMP_GROWTH] >= (float)growth_interval) {
+        float grown = amp[CG_AMP_SCALE] * growth_factor;
+        if (isfinite(grown)) amp[CG_AMP_SCALE] = grown;
+        amp[CG_AMP_GROWTH] = 0.0f;
+    }
+}
+
+// ---- host wrappers -----------------------------------------------------------------------------------
+
+// A device scratch copy of n values of x widened to f32 (NULL for NULL), from the caching
+// allocator: freed at once after use, which the stream's order makes safe (see conv.cu).
+static float *widened(const void *x, cg_dtype t, int64_t n) {
+    if (x == NULL) return NULL;
+    float *w = (float *)cg_cuda_alloc((size_t)n * sizeof(float));
+    cast_from<float>(w, x, t, n, false);
+    return w;
+}
+
+static float *zeroed(int64_t n) {
+    float *z = (float *)cg_cuda_alloc((size_t)n * sizeof(float));
+    zero_cuda(z, (size_t)n * sizeof(float));
+    return z;
+}
+
+// ---- 16-bit convolutions in NHWC ---------------------------------------------------------------------
+#ifdef CG_HAVE_CUDNN
+
+// The layout 16-bit convolutions run in: NCHW, as the tensors are (the default), or NHWC with the
+// channels padded to multiples of 8 when the environment sets CGRAD_CONV16_LAYOUT=nhwc (read at
+// every call, so that a test can try both): Tensor Core kernels that read NHWC directly, at the
+// price of moving each operand into that layout and back.
+static bool conv16_nhwc(void) {
+    const char *v = getenv("CGRAD_CONV16_LAYOUT");
+    return v != NULL && strcmp(v, "nhwc") == 0;
+}
+
+static int64_t round8(int64_t n) { return (n + 7) / 8 * 8; }
+
+// A new device buffer (caching allocator) holding src (N, C, HW) packed to (Np, HW, Cp).
+static void *packed(cg_dtype dtype, const void *src, int64_t N, int64_t Np, int64_t C, int64_t Cp, int64_t HW) {
+    void *dst = cg_cuda_alloc((size_t)(Np * HW * Cp) * 2);
+    DISPATCH16(dtype, LAUNCH(pack_nhwc_kernel<T>, Np * HW * Cp, (T *)dst, (const T *)src, N, Np, C, Cp, HW));
+    return dst;
+}
+
+static void unpacked(cg_dtype dtype, void *dst, const void *src, int64_t N, int64_t C, int64_t Cp, int64_t HW,
+                     bool accumulate) {
+    DISPATCH16(dtype, LAUNCH(unpack_nhwc_kernel<T>, N * C * HW, (T *)dst, (const T *)src, N, C, Cp, HW, accumulate));
+}
+
+static void *zeroed16(int64_t n) {
+    void *z = cg_cuda_alloc((size_t)n * 2);
+    zero_cuda(z, (size_t)n * 2);
+    return z;
+}
+
+// y (N, K, P, Q) = conv(x, w) through NHWC; false (nothing written) when cuDNN has no engine.
+static bool conv_forward_nhwc(cg_dtype dtype, void *y, const void *x, const void *w, int64_t N, int64_t C, int64_t H,
+                              int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                              int64_t Q) {
+    int64_t Cp = round8(C), Kp = round8(K);
+    int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
+    void *xh = packed(dtype, x, N, N, C, Cp, H * W), *wh = packed(dtype, w, K, Kp, C, Cp, R * S);
+    void *yh = cg_cuda_alloc((size_t)(N * P * Q * Kp) * 2);
+    bool done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, true, xh, wh, yh, dh);
+    if (done) unpacked(dtype, y, yh, N, K, Kp, P * Q, false);
+    cg_cuda_free(xh), cg_cuda_free(wh), cg_cuda_free(yh);
+    return done;
+}
+
+// dx and / or dw += the gradients through NHWC; *data_done / *filter_done say what was done.
+static void conv_backward_nhwc(cg_dtype dtype, void *dx, void *dw, const void *dy, const void *x, const void *w,
+                               int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                               int64_t stride, int64_t pad, int64_t P, int64_t Q, bool *data_done, bool *filter_done) {
+    int64_t Cp = round8(C), Kp = round8(K);
+    int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
+    void *dyh = packed(dtype, dy, N, N, K, Kp, P * Q);
+    if (dw) {
+        void *xh = packed(dtype, x, N, N, C, Cp, H * W), *dwh = zeroed16(Kp * R * S * Cp);
+        *filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, true, xh, dwh, dyh, dh);
+        if (*filter_done) unpacked(dtype, dw, dwh, K, C, Cp, R * S, true);
+        cg_cuda_free(xh), cg_cuda_free(dwh);
+    }
+    if (dx) {
+        void *wh = packed(dtype, w, K, Kp, C, Cp, R * S), *dxh = zeroed16(N * H * W * Cp);
+        *data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, true, dxh, wh, dyh, dh);
+        if (*data_done) unpacked(dtype, dx, dxh, N, C, Cp, H * W, true);
+        cg_cuda_free(wh), cg_cuda_free(dxh);
+    }
+    cg_cuda_free(dyh);
+}
+#endif
+
+extern "C" {
+void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
+    if (n <= 0) return;
+    switch (ytype) {
+    case CG_F32: cast_from<float>((float *)y, x, xtype, n, accumulate); break;
+    case CG_F16: cast_from<__half>((__half *)y, x, xtype, n, accumulate); break;
+    case CG_BF16: cast_from<__nv_bfloat16>((__nv_bfloat16 *)y, x, xtype, n, accumulate); break;
+    default: CG_CHECK(0, "cast to %s: only f32, f16 and bf16", cg_dtype_name(ytype));
+    }
+}
+
+void relu_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t n) {
+    DISPATCH16(dtype, LAUNCH(relu_h_kernel<T>, n, (T *)y, (const T *)x, n));
+}
+
+void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n) {
+    DISPATCH16(dtype, LAUNCH(relu_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)y, n));
+}
+
+void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
+                               int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    DISPATCH16(dtype, LAUNCH(max_pool_h_kernel<T>, N * C * P * Q, (T *)y, argmax, (const T *)x, N, C, H, W, kernel,
+                             stride, P, Q));
+}
+
+void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n) {
+    DISPATCH16(dtype, LAUNCH(max_pool_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, argmax, n));
+}
+
+void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols) {
+    DISPATCH16(dtype, LAUNCH(bias_backward_h_kernel<T>, cols, (T *)dbias, (const T *)dy, rows, cols));
+}
+
+void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
+                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                           int64_t pad, int64_t P, int64_t Q) {
+    bool done = false;
+#ifdef CG_HAVE_CUDNN
+    int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
+    if (conv16_nhwc())
+        done = conv_forward_nhwc(dtype, y, x, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    else
+        done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, false, (void *)x, (void *)w, y, d);
+    if (done && bias) DISPATCH16(dtype, LAUNCH(channel_bias_h_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, N, K, P * Q));
+#endif
+    if (!done) { // no 16-bit engine (or no cuDNN): f32 on widened copies, rounded once
+        float *xf = widened(x, dtype, N * C * H * W), *wf = widened(w, dtype, K * C * R * S);
+        float *bf = widened(bias, dtype, K), *yf = (float *)cg_cuda_alloc((size_t)(N * K * P * Q) * sizeof(float));
+        conv2d_forward_cuda(yf, xf, wf, bf, N, C, H, W, K, R, S, stride, pad, P, Q);
+        cast_cuda(y, dtype, yf, CG_F32, N * K * P * Q, false);
+        cg_cuda_free(xf), cg_cuda_free(wf), cg_cuda_free(yf);
+        if (bf) cg_cuda_free(bf);
+    }
+}
+
+void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
+                            const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                            int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (dbias) {
+        CG_CHECK(N * P * Q < INT32_MAX && K * N < INT32_MAX, "conv2d bias gradient: sizes overflow 32-bit indices");
+        float *partial = (float *)cg_cuda_alloc((size_t)(K * N) * sizeof(float));
+        DISPATCH16(dtype, {
+            conv_bias_partial_h_kernel<T><<<dim3((unsigned)K, (unsigned)N), CG_THREADS, 0, cg_cuda_stream()>>>(
+                partial, (const T *)dy, (int)N, (int)K, (int)(P * Q));
+            CG_LAUNCH_CHECK();
+            LAUNCH(conv_bias_total_h_kernel<T>, K, (T *)dbias, partial, (int)N, (int)K);
+        });
+        cg_cuda_free(partial);
+    }
+    bool filter_done = dw == NULL, data_done = dx == NULL;
+#ifdef CG_HAVE_CUDNN
+    int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
+    if (conv16_nhwc()) {
+        conv_backward_nhwc(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, x, w, N, C, H, W, K, R, S,
+                           stride, pad, P, Q, &data_done, &filter_done);
+    } else {
+        if (!filter_done)
+            filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, false, (void *)x, dw, (void *)dy, d);
+        if (!data_done) data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, false, dx, (void *)w, (void *)dy, d);
+    }
+#endif
+    if (filter_done && data_done) return;
+    // What cuDNN could not do in 16 bits: f32 on widened copies, added to the 16-bit gradients.
+    float *dyf = widened(dy, dtype, N * K * P * Q), *xf = widened(x, dtype, N * C * H * W);
+    float *wf = widened(w, dtype, K * C * R * S);
+    float *dxf = data_done ? NULL : zeroed(N * C * H * W), *dwf = filter_done ? NULL : zeroed(K * C * R * S);
+    conv2d_backward_cuda(dxf, dwf, NULL, dyf, xf, wf, N, C, H, W, K, R, S, stride, pad, P, Q);
+    if (dxf) cast_cuda(dx, dtype, dxf, CG_F32, N * C * H * W, true), cg_cuda_free(dxf);
+    if (dwf) cast_cuda(dw, dtype, dwf, CG_F32, K * C * R * S, true), cg_cuda_free(dwf);
+    cg_cuda_free(dyf), cg_cuda_free(xf), cg_cuda_free(wf);
+}
+
+void amp_unscale_check_cuda(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n) {
+    if (h == NULL)
+        LAUNCH(unscale_check_kernel<__half>, n, g, (const __half *)NULL, amp, n);
+    else
+        DISPATCH16(dtype, LAUNCH(unscale_check_kernel<T>, n, g, (const T *)h, amp, n));
+}
+
+void amp_update_scale_cuda(float *amp, float growth_factor, float backoff_factor, int growth_interval) {
+    update_scale_kernel<<<1, 1, 0, cg_cuda_stream()>>>(amp, growth_factor, backoff_factor, growth_interval);
+    CG_LAUNCH_CHECK();
+}
+}

@@ -1,0 +1,328 @@
+// test_amp.c: mixed precision on the CPU (core/amp.h, the autocast policy of core/ops.h): the
+// cast op's values and gradient (finite differences on values the 16-bit formats hold exactly),
+// autocast ops against f32 ones, the loss scaler wired into real training steps (overflow: the
+// step skipped, the scale halved; growth after growth_interval clean steps, step for step as
+// core/grad_scaler.c's host state machine), and a small deterministic run in which fp16 without
+// loss scaling stalls (its gradients underflow to zero) while fp16 with scaling learns.
+#include "cgrad.h"
+#include "core/half.h"
+#include "core/kernels.h"
+#include "check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cg_tensor *host_tensor(int ndim, const int64_t *shape, const float *values) {
+    cg_tensor *t = cg_tensor_new(cg_cpu(), CG_F32, ndim, shape);
+    memcpy(t->data, values, cg_tensor_bytes(t));
+    return t;
+}
+
+// ---- the cast op -------------------------------------------------------------------------------
+
+static float cast_loss(cg_tape *t, cg_tensor *x, cg_tensor *w, cg_dtype low) {
+    cg_tensor *y = cg_cast(t, cg_cast(t, x, low), CG_F32);
+    return cg_tensor_item(cg_sum(t, cg_matmul(t, y, w, false, false))); // sum(y w)
+}
+
+static void test_cast(cg_dtype low) {
+    const char *name = cg_dtype_name(low);
+    enum { R = 3, C = 8 };
+    float xv[R * C], wv[C];
+    for (int i = 0; i < R * C; i++) xv[i] = (float)((i * 37) % 129 - 64) / 32.0f; // k / 32 in [-2, 2]: exact in both
+    for (int j = 0; j < C; j++) wv[j] = 0.25f * (float)(j - 3);
+    cg_tensor *x = host_tensor(2, (int64_t[]){R, C}, xv), *w = host_tensor(2, (int64_t[]){C, 1}, wv);
+    x->requires_grad = true;
+    cg_tape *t = cg_tape_new(cg_cpu(), 1 << 16);
+
+    // Values: rounding as core/half.h rounds, one value at a time.
+    float odd[4] = {1.0f / 3.0f, 70000.0f, 1e-8f, -2.7182818f};
+    cg_tensor *o = host_tensor(1, (int64_t[]){4}, odd);
+    cg_tensor *o16 = cg_cast(t, o, low);
+    if (o16->dtype != low) fail("cast", "output dtype %s, expected %s", cg_dtype_name(o16->dtype), name);
+    const uint16_t *bits = (const uint16_t *)o16->data;
+    for (int i = 0; i < 4; i++) {
+        uint16_t want = low == CG_F16 ? cg_f32_to_f16(odd[i]) : cg_f32_to_bf16(odd[i]);
+        if (bits[i] != want) fail("cast values", "%s of %g: bits 0x%04x, expected 0x%04x", name, (double)odd[i], bits[i], want);
+    }
+    cg_tape_clear(t);
+
+    // Gradient: the analytic one against central differences with h = 1/32, a step that keeps
+    // every x +- h exact in fp16 and bf16 (so the rounding plays no part).
+    cg_tensor *y16 = cg_cast(t, x, low);
+    cg_tensor *loss = cg_sum(t, cg_matmul(t, cg_cast(t, y16, CG_F32), w, false, false));
+    cg_tape_backward(t, loss);
+    if (y16->grad == NULL || y16->grad->dtype != low)
+        fail("cast gradient dtype", "the %s tensor's gradient is %s", name, y16->grad ? cg_dtype_name(y16->grad->dtype) : "missing");
+    float analytic[R * C];
+    memcpy(analytic, x->grad->data, sizeof analytic);
+    cg_tape_clear(t);
+    x->grad = NULL;
+    t->grad_enabled = false;
+    const float h = 1.0f / 32.0f;
+    float worst = 0.0f;
+    for (int i = 0; i < R * C; i++) {
+        float *v = (float *)x->data, keep = v[i];
+        v[i] = keep + h;
+        float up = cast_loss(t, x, w, low);
+        cg_tape_clear(t);
+        v[i] = keep - h;
+        float down = cast_loss(t, x, w, low);
+        cg_tape_clear(t);
+        v[i] = keep;
+        float numeric = (up - down) / (2 * h);
+        float err = fabsf(numeric - analytic[i]);
+        if (err > worst) worst = err;
+        if (err > 1e-5f) fail("cast gradient", "%s element %d: analytic %g, numeric %g", name, i, (double)analytic[i], (double)numeric);
+    }
+    printf("cast f32 -> %s -> f32: values as core/half.h, gradient against finite differences (worst %.2g)\n", name,
+           (double)worst);
+    cg_tape_free(t);
+    cg_tensor_free(x), cg_tensor_free(w), cg_tensor_free(o);
+}
+
+// ---- autocast ops against f32 ----------------------------------------------------------------------
+
+// The tutorial CNN's layer kinds on a small batch: conv2d, ReLU, max pooling, flatten, linear;
+// outputs and parameter gradients under autocast against f32 (relative to the largest value).
+static void test_autocast_model(cg_precision precision) {
+    cg_dtype low = cg_precision_dtype(precision);
+    const char *name = cg_precision_name(precision);
+    cg_params *params = cg_params_new(cg_cpu());
+    cg_rng init = cg_rng_new(3, CG_STREAM_INIT);
+    cg_module *m = cg_sequential_new();
+    cg_sequential_add(m, cg_conv2d_new(params, "c1", 2, 8, 3, 1, 1, true, &init));
+    cg_sequential_add(m, cg_relu_new());
+    cg_sequential_add(m, cg_max_pool2d_new(2, 2));
+    cg_sequential_add(m, cg_flatten_new());
+    cg_sequential_add(m, cg_linear_new(params, "f1", 8 * 4 * 4, 5, true, &init));
+    int64_t N = 6;
+    float *xv = cg_xmalloc((size_t)(N * 2 * 8 * 8) * sizeof(float));
+    cg_rng data = cg_rng_new(4, CG_STREAM_DATA);
+    cg_rng_normal(&data, xv, N * 2 * 8 * 8, 0.0f, 1.0f);
+    cg_tensor *x = host_tensor(4, (int64_t[]){N, 2, 8, 8}, xv);
+    int32_t labels_v[6] = {0, 1, 2, 3, 4, 0};
+    cg_tensor *labels = cg_tensor_new(cg_cpu(), CG_I32, 1, (int64_t[]){N});
+    memcpy(labels->data, labels_v, sizeof labels_v);
+
+    float *out[2], *grads[2];
+    int64_t n_out = N * 5, n_grad = params->numel;
+    for (int pass = 0; pass < 2; pass++) { // 0: f32, 1: autocast
+        cg_amp *amp = cg_amp_new(params, pass ? precision : CG_PRECISION_FP32, cg_grad_scaler_static_config(1.0f));
+        cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
+        cg_amp_attach(amp, t);
+        cg_tensor *logits = cg_module_forward(m, t, x);
+        if (pass && logits->dtype != low) fail("autocast", "%s: linear output is %s", name, cg_dtype_name(logits->dtype));
+        logits = cg_autocast_f32(t, logits);
+        cg_tensor *loss = cg_cross_entropy(t, logits, labels);
+        cg_params_zero_grad(params);
+        cg_amp_backward(amp, t, loss);
+        out[pass] = cg_xmalloc((size_t)n_out * sizeof(float));
+        memcpy(out[pass], logits->data, (size_t)n_out * sizeof(float));
+        grads[pass] = cg_xmalloc((size_t)n_grad * sizeof(float));
+        memcpy(grads[pass], params->grads, (size_t)n_grad * sizeof(float));
+        cg_tape_free(t);
+        cg_amp_free(amp);
+    }
+    // Compared as ||autocast - f32|| / ||f32|| (Euclidean norms): fp16 keeps 11 significant
+    // bits, bf16 8, and a few roundings of each come on the way. Single elements can differ
+    // more: a convolution output near 0 may change sign once its inputs are rounded (ReLU then
+    // passes or stops its gradient), and two values of a pooling window may round to one.
+    double tol = low == CG_F16 ? 2e-3 : 5e-2; // seen: 5e-4 and 3.1e-2
+    const char *what[2] = {"logits", "parameter gradients"};
+    int64_t counts[2] = {n_out, n_grad};
+    float *pairs[2][2] = {{out[0], out[1]}, {grads[0], grads[1]}};
+    for (int k = 0; k < 2; k++) {
+        double norm = 0, diff = 0;
+        for (int64_t i = 0; i < counts[k]; i++) {
+            norm += (double)pairs[k][0][i] * pairs[k][0][i];
+            diff += ((double)pairs[k][0][i] - pairs[k][1][i]) * ((double)pairs[k][0][i] - pairs[k][1][i]);
+        }
+        double rel = sqrt(diff / norm);
+        if (!(rel <= tol) || norm == 0)
+            fail("autocast", "%s %s: relative difference %.3g against f32, more than %.3g", name, what[k], rel, tol);
+        else
+            printf("autocast %s: %s within %.2g of f32 (relative, Euclidean norm)\n", name, what[k], rel);
+        free(pairs[k][0]), free(pairs[k][1]);
+    }
+    free(xv);
+    cg_tensor_free(x), cg_tensor_free(labels);
+    cg_module_free(m);
+    cg_params_free(params);
+}
+
+// ---- training steps with the loss scaler --------------------------------------------------------
+
+typedef struct {
+    cg_params *params;
+    cg_module *model;
+    cg_optimizer *opt;
+    cg_amp *amp;
+    cg_tape *tape;
+    cg_tensor *x, *targets;
+} run;
+
+// Linear(20, 1) and a sigmoid on the course's random data (the first 64 samples, one batch),
+// BCE (times a factor run_step takes), Adam with eps 1e-12 instead of 1e-8, so that its step
+// does not depend on the gradients' magnitude even when they are about 1e-9.
+// input_factor multiplies the inputs.
+static run run_new(cg_precision precision, cg_grad_scaler_config scaler, float input_factor) {
+    run r;
+    r.params = cg_params_new(cg_cpu());
+    cg_rng init = cg_rng_new(7, CG_STREAM_INIT);
+    r.model = cg_sequential_new();
+    cg_sequential_add(r.model, cg_linear_new(r.params, "fc", 20, 1, true, &init));
+    cg_sequential_add(r.model, cg_sigmoid_new());
+    cg_optim_config oc = cg_adam_config(1e-2f);
+    oc.eps = 1e-12f;
+    r.opt = cg_optimizer_new(r.params, oc);
+    r.amp = cg_amp_new(r.params, precision, scaler);
+    r.tape = cg_tape_new(cg_cpu(), 1 << 20);
+    cg_amp_attach(r.amp, r.tape);
+    cg_dataset *d = cg_synthetic_binary(64, 20, 5);
+    float targets[64];
+    for (int i = 0; i < 64; i++) targets[i] = (float)d->labels[i];
+    for (int64_t i = 0; i < 64 * 20; i++) d->x[i] *= input_factor;
+    r.x = host_tensor(2, (int64_t[]){64, 20}, d->x);
+    r.targets = host_tensor(1, (int64_t[]){64}, targets);
+    cg_dataset_free(d);
+    return r;
+}
+
+static void run_free(run *r) {
+    cg_tensor_free(r->x), cg_tensor_free(r->targets);
+    cg_tape_free(r->tape);
+    cg_amp_free(r->amp);
+    cg_optimizer_free(r->opt);
+    cg_module_free(r->model);
+    cg_params_free(r->params);
+}
+
+// One training step; returns the (unscaled) BCE before the step.
+static float run_step(run *r, float loss_factor) {
+    cg_tensor *p = cg_module_forward(r->model, r->tape, r->x);
+    cg_tensor *bce = cg_bce(r->tape, p, r->targets);
+    float value = cg_tensor_item(bce);
+    cg_tensor *loss = loss_factor == 1.0f ? bce : cg_scale(r->tape, bce, loss_factor);
+    cg_optimizer_zero_grad(r->opt);
+    cg_amp_backward(r->amp, r->tape, loss);
+    cg_amp_step(r->amp, r->opt);
+    cg_tape_clear(r->tape);
+    return value;
+}
+
+static float *params_copy(const run *r) {
+    float *c = cg_xmalloc((size_t)r->params->numel * sizeof(float));
+    memcpy(c, r->params->values, (size_t)r->params->numel * sizeof(float));
+    return c;
+}
+
+static void test_scaler_wired(void) {
+    // Overflow: the loss times 1e4 makes gradients of about 100, times 65536: inf in fp16.
+    run r = run_new(CG_PRECISION_FP16, cg_grad_scaler_default_config(), 1.0f);
+    float *before = params_copy(&r);
+    run_step(&r, 1e4f);
+    cg_amp_stats st = cg_amp_read(r.amp);
+    if (st.scale != 32768.0f || st.skipped != 1 || st.steps != 1)
+        fail("scaler overflow", "scale %g, %lld skipped of %lld: expected 32768, 1 of 1", (double)st.scale,
+             (long long)st.skipped, (long long)st.steps);
+    if (memcmp(before, r.params->values, (size_t)r.params->numel * sizeof(float)) != 0)
+        fail("scaler overflow", "the parameters changed in a skipped step");
+    if (*r.opt->counter != 0.0f) fail("scaler overflow", "Adam's step count is %g after a skipped step", (double)*r.opt->counter);
+    printf("overflow step: skipped, parameters and Adam's step count unchanged, scale 65536 -> %g\n", (double)st.scale);
+    free(before);
+    run_free(&r);
+
+    // Growth and back-off step for step with the host state machine: growth_interval 3, steps
+    // that overflow or not depending on the loss factor (1: clean up to S = 16384; 1e5: inf).
+    cg_grad_scaler_config c = cg_grad_scaler_default_config();
+    c.init_scale = 4096.0f;
+    c.growth_interval = 3;
+    r = run_new(CG_PRECISION_FP16, c, 1.0f);
+    cg_grad_scaler *host = cg_grad_scaler_new(c);
+    const float factors[] = {1, 1, 1, 1, 1e5f, 1, 1, 1, 1, 1, 1};
+    int n_steps = (int)(sizeof factors / sizeof factors[0]);
+    for (int i = 0; i < n_steps; i++) {
+        float *prev = params_copy(&r);
+        run_step(&r, factors[i]);
+        bool changed = memcmp(prev, r.params->values, (size_t)r.params->numel * sizeof(float)) != 0;
+        bool applied = cg_grad_scaler_update(host, factors[i] != 1.0f);
+        st = cg_amp_read(r.amp);
+        if (st.scale != cg_grad_scaler_scale(host) || st.skipped != cg_grad_scaler_skipped(host) || changed != applied)
+            fail("scaler growth", "step %d: device scale %g, %lld skipped, step %s; host %g, %lld, %s", i + 1,
+                 (double)st.scale, (long long)st.skipped, changed ? "applied" : "skipped",
+                 (double)cg_grad_scaler_scale(host), (long long)cg_grad_scaler_skipped(host), applied ? "applied" : "skipped");
+        free(prev);
+    }
+    // 3 clean steps: x2; one clean, one overflow: x0.5; 6 clean: x2 x2.
+    if (st.scale != 16384.0f) fail("scaler growth", "final scale %g, expected 4096 x2 x0.5 x2 x2 = 16384 after 11 steps",
+                                   (double)st.scale);
+    printf("11 steps (growth interval 3, one overflow): scale %g and skipped steps as the host GradScaler\n", (double)st.scale);
+    cg_grad_scaler_free(host);
+    run_free(&r);
+}
+
+// The loss times 1e-7 makes every gradient about 1e-9, below fp16's smallest subnormal (6e-8):
+// without scaling they round to zero and Adam never moves; scaled by 65536 they are 1e-4 and
+// it learns as in f32 (Adam's step does not depend on the gradients' magnitude).
+static void test_stall_and_learn(void) {
+    const int steps = 60;
+    const float factor = 1e-7f;
+    struct {
+        const char *name;
+        cg_precision p;
+        cg_grad_scaler_config s;
+        float first, last;
+    } cases[3] = {{"fp32", CG_PRECISION_FP32, cg_grad_scaler_static_config(1.0f), 0, 0},
+                  {"fp16, no scaling", CG_PRECISION_FP16, cg_grad_scaler_static_config(1.0f), 0, 0},
+                  {"fp16, dynamic scaling", CG_PRECISION_FP16, cg_grad_scaler_default_config(), 0, 0}};
+    for (int k = 0; k < 3; k++) {
+        run r = run_new(cases[k].p, cases[k].s, 1.0f);
+        for (int i = 0; i < steps; i++) {
+            float l = run_step(&r, factor);
+            if (i == 0) cases[k].first = l;
+            cases[k].last = l;
+        }
+        printf("%-22s loss %.6f -> %.6f after %d steps\n", cases[k].name, (double)cases[k].first, (double)cases[k].last,
+               steps);
+        run_free(&r);
+    }
+    if (cases[1].last != cases[1].first) fail("stall", "fp16 without scaling moved: %g -> %g", (double)cases[1].first, (double)cases[1].last);
+    if (!(cases[0].last < cases[0].first - 0.05f)) fail("learn", "fp32 did not learn: %g -> %g", (double)cases[0].first, (double)cases[0].last);
+    if (!(cases[2].last < cases[2].first - 0.05f)) fail("learn", "fp16 with scaling did not learn: %g -> %g", (double)cases[2].first, (double)cases[2].last);
+    if (!(fabsf(cases[2].last - cases[0].last) < 0.01f * cases[0].last))
+        fail("learn", "fp16 with scaling ends at %g, fp32 at %g (more than 1%% apart)", (double)cases[2].last, (double)cases[0].last);
+}
+
+static void test_parse(void) {
+    cg_precision p;
+    cg_grad_scaler_config c;
+    if (cg_precision_parse("bf16", &p).code != CG_OK || p != CG_PRECISION_BF16) fail("parse", "bf16");
+    if (cg_precision_parse("fp8", &p).code == CG_OK) fail("parse", "fp8 accepted");
+    if (cg_loss_scale_parse("static:1024", &c).code != CG_OK || c.dynamic || c.init_scale != 1024.0f) fail("parse", "static:1024");
+    if (cg_loss_scale_parse("dynamic", &c).code != CG_OK || !c.dynamic || c.init_scale != 65536.0f) fail("parse", "dynamic");
+    if (cg_loss_scale_parse("none", &c).code != CG_OK || c.dynamic || c.init_scale != 1.0f) fail("parse", "none");
+    const char *bad[] = {"static:", "static:-1", "static:0", "static:abc", "static:inf", "huge"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (cg_loss_scale_parse(bad[i], &c).code == CG_OK) fail("parse", "'%s' accepted", bad[i]);
+    if (!cg_loss_scale_default(CG_PRECISION_FP16).dynamic || cg_loss_scale_default(CG_PRECISION_BF16).dynamic)
+        fail("parse", "defaults: fp16 dynamic, bf16 none");
+}
+
+int main(void) {
+    test_parse();
+    test_cast(CG_F16);
+    test_cast(CG_BF16);
+    test_autocast_model(CG_PRECISION_FP16);
+    test_autocast_model(CG_PRECISION_BF16);
+    test_scaler_wired();
+    test_stall_and_learn();
+    if (failures) {
+        printf("%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all mixed-precision checks passed\n");
+    return 0;
+}

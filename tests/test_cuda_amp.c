@@ -1,0 +1,309 @@
+// test_cuda_amp.c: every kernel of mixed precision (the _h rows of core/kernels.h, cast, the
+// loss scaler's two, add_scalar_unless, the optimizers' skip) on the GPU against its CPU twin
+// on the same 16-bit inputs; then a few fp16 and bf16 training steps of a small CNN on both
+// devices, whose losses must agree. Results are compared in f32: exactly where both devices
+// round the same f32 value (casts, ReLU, pooling), within one or two 16-bit steps where the f32
+// sums are taken in another order (products, convolutions). The 16-bit convolutions run twice:
+// NCHW and NHWC with padded channels (CGRAD_CONV16_LAYOUT). Without a GPU: skipped (77).
+#define _POSIX_C_SOURCE 200809L // setenv
+#include "cgrad.h"
+#include "core/half.h"
+#include "core/kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+static cg_device gpu;
+static const cg_kernels *K_CPU, *K_GPU;
+
+// A buffer of n values of dtype on both devices.
+typedef struct {
+    int64_t n;
+    cg_dtype dtype;
+    void *host, *dev;
+} twin;
+
+static twin twin_new(int64_t n, cg_dtype dtype) {
+    size_t bytes = (size_t)n * cg_dtype_size(dtype);
+    twin t = {n, dtype, cg_xcalloc((size_t)n, cg_dtype_size(dtype)), cg_device_alloc(gpu, bytes)};
+    cg_device_zero(gpu, t.dev, bytes);
+    return t;
+}
+static void twin_upload(twin *t) {
+    cg_device_copy(gpu, t->dev, cg_cpu(), t->host, (size_t)t->n * cg_dtype_size(t->dtype));
+}
+static void twin_free(twin *t) {
+    free(t->host);
+    cg_device_free(gpu, t->dev);
+}
+
+static void to_dtype(void *dst, cg_dtype t, const float *src, int64_t n) {
+    if (t == CG_F32) memcpy(dst, src, (size_t)n * sizeof(float));
+    else if (t == CG_F16) cg_f32_to_f16_array(dst, src, n);
+    else cg_f32_to_bf16_array(dst, src, n);
+}
+static void to_f32(float *dst, cg_dtype t, const void *src, int64_t n) {
+    if (t == CG_F32) memcpy(dst, src, (size_t)n * sizeof(float));
+    else if (t == CG_F16) cg_f16_to_f32_array(dst, src, n);
+    else cg_bf16_to_f32_array(dst, src, n);
+}
+
+// n values uniform in [lo, hi), rounded to dtype, on both devices.
+static twin twin_uniform(cg_rng *r, int64_t n, cg_dtype dtype, float lo, float hi) {
+    twin t = twin_new(n, dtype);
+    float *v = cg_xmalloc((size_t)n * sizeof(float));
+    cg_rng_uniform(r, v, n, lo, hi);
+    to_dtype(t.host, dtype, v, n);
+    free(v);
+    twin_upload(&t);
+    return t;
+}
+
+// |gpu - cpu| <= atol + rtol |cpu| for every value, compared in f32.
+static void expect_close(const char *kernel, twin *t, double atol, double rtol) {
+    char name[64];
+    snprintf(name, sizeof name, "%s %s", kernel, cg_dtype_name(t->dtype));
+    void *raw = cg_xmalloc((size_t)t->n * cg_dtype_size(t->dtype));
+    cg_device_copy(cg_cpu(), raw, gpu, t->dev, (size_t)t->n * cg_dtype_size(t->dtype));
+    float *got = cg_xmalloc((size_t)t->n * sizeof(float)), *want = cg_xmalloc((size_t)t->n * sizeof(float));
+    to_f32(got, t->dtype, raw, t->n);
+    to_f32(want, t->dtype, t->host, t->n);
+    double worst = 0;
+    int64_t bad = -1;
+    for (int64_t i = 0; i < t->n; i++) {
+        if (got[i] == want[i] || (isnan(got[i]) && isnan(want[i]))) continue; // infinities too
+        double err = fabs((double)got[i] - want[i]);
+        if (!(err <= atol + rtol * fabs(want[i])) && bad < 0) bad = i;
+        if (err > worst) worst = err;
+    }
+    if (bad >= 0) {
+        printf("FAIL %-28s element %lld of %lld: cpu %.9g, cuda %.9g\n", name, (long long)bad, (long long)t->n,
+               (double)want[bad], (double)got[bad]);
+        failures++;
+    } else {
+        printf("ok   %-28s %8lld values, max |cuda - cpu| %.3g\n", name, (long long)t->n, worst);
+    }
+    free(raw), free(got), free(want);
+}
+
+#define H(t) ((t).host)
+#define D(t) ((t).dev)
+
+// One 16-bit step (and a little): the sums differ in order between the devices.
+static double step_of(cg_dtype t) { return t == CG_F16 ? 2.0 / 1024 : 2.0 / 128; }
+
+static void test_cast(cg_rng *r) {
+    const int64_t n = 100003;
+    cg_dtype types[3] = {CG_F32, CG_F16, CG_BF16};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            twin x = twin_uniform(r, n, types[a], -70000.0f, 70000.0f); // fp16 overflows at the ends
+            twin y = twin_uniform(r, n, types[b], -3.0f, 3.0f);
+            char what[48];
+            snprintf(what, sizeof what, "cast from %s", cg_dtype_name(types[a]));
+            K_CPU->cast(H(y), types[b], H(x), types[a], n, false), K_GPU->cast(D(y), types[b], D(x), types[a], n, false);
+            expect_close(what, &y, 0, 0);
+            snprintf(what, sizeof what, "cast-add from %s", cg_dtype_name(types[a]));
+            K_CPU->cast(H(y), types[b], H(x), types[a], n, true), K_GPU->cast(D(y), types[b], D(x), types[a], n, true);
+            expect_close(what, &y, 0, 0);
+            twin_free(&x), twin_free(&y);
+        }
+}
+
+static void test_low_kernels(cg_rng *r, cg_dtype dt) {
+    double step = step_of(dt);
+    // ReLU
+    {
+        const int64_t n = 50021;
+        twin x = twin_uniform(r, n, dt, -2, 2), y = twin_new(n, dt), dy = twin_uniform(r, n, dt, -1, 1);
+        twin dx = twin_uniform(r, n, dt, -1, 1);
+        K_CPU->relu_forward_h(dt, H(y), H(x), n), K_GPU->relu_forward_h(dt, D(y), D(x), n);
+        expect_close("relu_forward_h", &y, 0, 0);
+        K_CPU->relu_backward_h(dt, H(dx), H(dy), H(y), n), K_GPU->relu_backward_h(dt, D(dx), D(dy), D(y), n);
+        expect_close("relu_backward_h", &dx, 0, 0);
+        twin_free(&x), twin_free(&y), twin_free(&dy), twin_free(&dx);
+    }
+    // products, small (the engine's kernel) and large (cuBLAS), all four transpositions
+    int64_t sizes[2][3] = {{32, 50, 20}, {128, 256, 192}};
+    for (int s = 0; s < 2; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+                twin A = twin_uniform(r, M * K, dt, -1, 1), B = twin_uniform(r, K * N, dt, -1, 1);
+                twin C = twin_uniform(r, M * N, dt, -1, 1);
+                K_CPU->gemm_h(dt, ta, tb, M, N, K, 0.5f, H(A), H(B), 1.0f, H(C));
+                K_GPU->gemm_h(dt, ta, tb, M, N, K, 0.5f, D(A), D(B), 1.0f, D(C));
+                char what[48];
+                snprintf(what, sizeof what, "gemm_h %s %c%c", s ? "large" : "small", ta ? 'T' : 'N', tb ? 'T' : 'N');
+                expect_close(what, &C, 1e-3 * sqrt((double)K), step);
+                twin_free(&A), twin_free(&B), twin_free(&C);
+            }
+    // linear (small and large) and the bias gradient
+    for (int s = 0; s < 2; s++) {
+        int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+        twin x = twin_uniform(r, M * K, dt, -1, 1), w = twin_uniform(r, N * K, dt, -1, 1), b = twin_uniform(r, N, dt, -1, 1);
+        twin y = twin_new(M * N, dt), db = twin_uniform(r, N, dt, -1, 1);
+        K_CPU->linear_forward_h(dt, H(y), H(x), H(w), H(b), M, N, K);
+        K_GPU->linear_forward_h(dt, D(y), D(x), D(w), D(b), M, N, K);
+        expect_close(s ? "linear_forward_h large" : "linear_forward_h small", &y, 1e-3 * sqrt((double)K), step);
+        K_CPU->add_bias_backward_h(dt, H(db), H(y), M, N), K_GPU->add_bias_backward_h(dt, D(db), D(y), M, N);
+        expect_close("add_bias_backward_h", &db, 1e-3 * M, step);
+        twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y), twin_free(&db);
+    }
+}
+
+// Convolutions (the tutorial CNN's two shapes, small batch, and one with channel counts that are
+// not multiples of 8) and 2x2 max pooling, in the layout CGRAD_CONV16_LAYOUT says.
+static void test_conv_h(cg_rng *r, cg_dtype dt) {
+    double step = step_of(dt);
+    int64_t shapes[3][5] = {{4, 1, 28, 28, 32}, {4, 32, 14, 14, 64}, {3, 5, 10, 10, 12}}; // N C H W K, 3x3, pad 1
+    for (int s = 0; s < 3; s++) {
+        int64_t N = shapes[s][0], C = shapes[s][1], Hh = shapes[s][2], W = shapes[s][3], K = shapes[s][4];
+        twin x = twin_uniform(r, N * C * Hh * W, dt, -1, 1), w = twin_uniform(r, K * C * 9, dt, -0.3f, 0.3f);
+        twin b = twin_uniform(r, K, dt, -0.1f, 0.1f), y = twin_new(N * K * Hh * W, dt);
+        K_CPU->conv2d_forward_h(dt, H(y), H(x), H(w), H(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+        K_GPU->conv2d_forward_h(dt, D(y), D(x), D(w), D(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+        expect_close("conv2d_forward_h", &y, 1e-3 * sqrt(C * 9.0), step);
+        twin dy = twin_uniform(r, N * K * Hh * W, dt, -1, 1), dx = twin_uniform(r, N * C * Hh * W, dt, -1, 1);
+        twin dw = twin_uniform(r, K * C * 9, dt, -1, 1), db = twin_uniform(r, K, dt, -1, 1);
+        K_CPU->conv2d_backward_h(dt, H(dx), H(dw), H(db), H(dy), H(x), H(w), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+        K_GPU->conv2d_backward_h(dt, D(dx), D(dw), D(db), D(dy), D(x), D(w), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+        expect_close("conv2d_backward_h dx", &dx, 1e-3 * sqrt(K * 9.0), step);
+        expect_close("conv2d_backward_h dw", &dw, 2e-3 * sqrt((double)N * Hh * W), step);
+        expect_close("conv2d_backward_h dbias", &db, 2e-3 * sqrt((double)N * Hh * W), step);
+        // pooling of the convolution's output
+        int64_t P = Hh / 2, Q = W / 2;
+        twin p = twin_new(N * K * P * Q, dt), am = twin_new(N * K * P * Q, CG_I32), dp = twin_uniform(r, N * K * P * Q, dt, -1, 1);
+        twin dyy = twin_uniform(r, N * K * Hh * W, dt, -1, 1);
+        K_CPU->max_pool2d_forward_h(dt, H(p), H(am), H(y), N, K, Hh, W, 2, 2, P, Q);
+        K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(y), N, K, Hh, W, 2, 2, P, Q);
+        // The GPU's y may differ from the CPU's by a rounding: pool the CPU's y on both.
+        cg_device_copy(gpu, D(y), cg_cpu(), H(y), (size_t)y.n * cg_dtype_size(dt));
+        K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(y), N, K, Hh, W, 2, 2, P, Q);
+        expect_close("max_pool2d_forward_h", &p, 0, 0);
+        K_CPU->max_pool2d_backward_h(dt, H(dyy), H(dp), H(am), p.n);
+        K_GPU->max_pool2d_backward_h(dt, D(dyy), D(dp), D(am), p.n);
+        expect_close("max_pool2d_backward_h", &dyy, 0, 0);
+        twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y), twin_free(&dy), twin_free(&dx), twin_free(&dw);
+        twin_free(&db), twin_free(&p), twin_free(&am), twin_free(&dp), twin_free(&dyy);
+    }
+}
+
+static void test_scaler_kernels(cg_rng *r) {
+    const int64_t n = 300007;
+    for (int bad = 0; bad < 2; bad++) {
+        twin g = twin_uniform(r, n, CG_F32, -1000, 1000), h = twin_uniform(r, n, CG_F16, -1000, 1000);
+        if (bad) ((uint16_t *)H(h))[n / 2] = 0x7c00; // +inf in fp16
+        twin_upload(&h);
+        float state[CG_AMP_STATE] = {1024.0f, 0, 5, 2, 7};
+        twin amp = twin_new(CG_AMP_STATE, CG_F32);
+        memcpy(H(amp), state, sizeof state);
+        twin_upload(&amp);
+        K_CPU->amp_unscale_check(H(g), H(h), CG_F16, H(amp), n), K_GPU->amp_unscale_check(D(g), D(h), CG_F16, D(amp), n);
+        if (!bad) expect_close("amp_unscale_check g", &g, 0, 1e-6);
+        expect_close(bad ? "amp_unscale_check inf" : "amp_unscale_check clean", &amp, 0, 0);
+        K_CPU->amp_update_scale(H(amp), 2.0f, 0.5f, 6), K_GPU->amp_update_scale(D(amp), 2.0f, 0.5f, 6);
+        expect_close(bad ? "amp_update_scale back-off" : "amp_update_scale growth", &amp, 0, 0);
+        // The optimizer skips on the flag, and its step count with it.
+        twin p = twin_uniform(r, n, CG_F32, -1, 1), m = twin_new(n, CG_F32), v = twin_new(n, CG_F32);
+        twin count = twin_new(1, CG_F32);
+        float *flag_h = (float *)H(amp) + CG_AMP_FOUND_INF, *flag_d = (float *)D(amp) + CG_AMP_FOUND_INF;
+        K_CPU->add_scalar_unless(H(count), 1.0f, flag_h), K_GPU->add_scalar_unless(D(count), 1.0f, flag_d);
+        expect_close("add_scalar_unless", &count, 0, 0);
+        K_CPU->adam_step(H(p), H(g), H(m), H(v), H(count), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, false, flag_h);
+        K_GPU->adam_step(D(p), D(g), D(m), D(v), D(count), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, false, flag_d);
+        expect_close(bad ? "adam_step skipped" : "adam_step applied", &p, 1e-6, 1e-5);
+        K_CPU->sgd_step(H(p), H(g), NULL, H(count), n, 0.1f, 0.0f, 0.0f, 0.0f, false, flag_h);
+        K_GPU->sgd_step(D(p), D(g), NULL, D(count), n, 0.1f, 0.0f, 0.0f, 0.0f, false, flag_d);
+        expect_close(bad ? "sgd_step skipped" : "sgd_step applied", &p, 1e-5, 1e-5);
+        twin_free(&g), twin_free(&h), twin_free(&amp), twin_free(&p), twin_free(&m), twin_free(&v), twin_free(&count);
+    }
+}
+
+// A small CNN (conv, ReLU, pool, flatten, linear) on random images: 8 steps of Adam under
+// mixed precision on each device, from the same weights and batch; losses within 2 %.
+static void test_training(cg_precision precision) {
+    double losses[2][8];
+    cg_device devs[2] = {cg_cpu(), gpu};
+    for (int d = 0; d < 2; d++) {
+        cg_params *params = cg_params_new(devs[d]);
+        cg_rng init = cg_rng_new(11, CG_STREAM_INIT);
+        cg_module *m = cg_sequential_new();
+        cg_sequential_add(m, cg_conv2d_new(params, "c1", 1, 8, 3, 1, 1, true, &init));
+        cg_sequential_add(m, cg_relu_new());
+        cg_sequential_add(m, cg_max_pool2d_new(2, 2));
+        cg_sequential_add(m, cg_flatten_new());
+        cg_sequential_add(m, cg_linear_new(params, "f1", 8 * 8 * 8, 10, true, &init));
+        cg_optimizer *opt = cg_optimizer_new(params, cg_adam_config(1e-3f));
+        cg_amp *amp = cg_amp_new(params, precision, cg_loss_scale_default(precision));
+        cg_tape *t = cg_tape_new(devs[d], 1 << 22);
+        cg_amp_attach(amp, t);
+        float xv[32 * 256];
+        int32_t lv[32];
+        cg_rng data = cg_rng_new(12, CG_STREAM_DATA);
+        cg_rng_normal(&data, xv, 32 * 256, 0.0f, 1.0f);
+        for (int i = 0; i < 32; i++) lv[i] = i % 10;
+        cg_tensor *x = cg_tensor_new(devs[d], CG_F32, 4, (int64_t[]){32, 1, 16, 16});
+        cg_tensor *labels = cg_tensor_new(devs[d], CG_I32, 1, (int64_t[]){32});
+        cg_tensor_copy_from_host(x, xv, 32 * 256);
+        cg_tensor_copy_from_host(labels, lv, 32);
+        for (int s = 0; s < 8; s++) {
+            cg_tensor *logits = cg_autocast_f32(t, cg_module_forward(m, t, x));
+            cg_tensor *loss = cg_cross_entropy(t, logits, labels);
+            cg_optimizer_zero_grad(opt);
+            cg_amp_backward(amp, t, loss);
+            cg_amp_step(amp, opt);
+            losses[d][s] = cg_tensor_item(loss);
+            cg_tape_clear(t);
+        }
+        cg_tensor_free(x), cg_tensor_free(labels);
+        cg_tape_free(t);
+        cg_amp_free(amp);
+        cg_optimizer_free(opt);
+        cg_module_free(m);
+        cg_params_free(params);
+    }
+    double worst = 0;
+    for (int s = 0; s < 8; s++) worst = fmax(worst, fabs(losses[0][s] - losses[1][s]) / losses[0][s]);
+    if (!(worst < 0.02)) {
+        printf("FAIL training %s: losses cpu %.5f .. %.5f, cuda %.5f .. %.5f (%.3g apart)\n", cg_precision_name(precision),
+               losses[0][0], losses[0][7], losses[1][0], losses[1][7], worst);
+        failures++;
+    } else {
+        printf("ok   training %s, 8 steps: loss %.4f -> %.4f on the CPU, %.4f -> %.4f on the GPU (worst %.2g)\n",
+               cg_precision_name(precision), losses[0][0], losses[0][7], losses[1][0], losses[1][7], worst);
+    }
+}
+
+int main(void) {
+    if (cg_device_parse("cuda", &gpu).code != CG_OK) {
+        printf("skipped: no usable GPU (%s)\n", cg_cuda_built() ? "no GPU found" : "built without CUDA");
+        return 77;
+    }
+    K_CPU = cg_kernels_for(cg_cpu());
+    K_GPU = cg_kernels_for(gpu);
+    cg_rng r = cg_rng_new(43, 0);
+    test_cast(&r);
+    test_low_kernels(&r, CG_F16);
+    test_low_kernels(&r, CG_BF16);
+    const char *layouts[2] = {"nchw", "nhwc"};
+    for (int l = 0; l < 2; l++) {
+        setenv("CGRAD_CONV16_LAYOUT", layouts[l], 1);
+        printf("16-bit convolutions in %s:\n", layouts[l]);
+        test_conv_h(&r, CG_F16);
+        test_conv_h(&r, CG_BF16);
+        test_training(CG_PRECISION_FP16);
+        test_training(CG_PRECISION_BF16);
+    }
+    unsetenv("CGRAD_CONV16_LAYOUT");
+    test_scaler_kernels(&r);
+    if (failures) {
+        printf("%d mixed-precision CUDA check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all mixed-precision CUDA checks passed\n");
+    return 0;
+}
