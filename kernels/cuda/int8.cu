@@ -189,15 +189,11 @@ static bool gemm_cublaslt(int32_t *acc, const int8_t *A, const int8_t *B, int64_
     return ok;
 }
 
-// Whether the int8 GEMM should go through cuBLASLt: on unless CGRAD_INT8_GEMM=dp4a (how the
-// tests compare the two paths).
+// Whether the int8 GEMM should go through cuBLASLt: yes unless the environment variable
+// CGRAD_INT8_GEMM is "dp4a" (how test_quant_cuda compares the two paths; read at every call).
 static bool use_cublaslt(void) {
-    static int choice = -1;
-    if (choice < 0) {
-        const char *e = getenv("CGRAD_INT8_GEMM");
-        choice = !(e && strcmp(e, "dp4a") == 0);
-    }
-    return choice == 1;
+    const char *e = getenv("CGRAD_INT8_GEMM");
+    return !(e && strcmp(e, "dp4a") == 0);
 }
 
 // y (M, Nout) = output stage of A (M, Kp) B (Nout, Kp)^T.
