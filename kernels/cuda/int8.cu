@@ -150,12 +150,15 @@ static cublasLtHandle_t lt_handle(void **workspace) {
 }
 
 // acc (M, Nout) i32 = A (M, Kp) B (Nout, Kp)^T through cuBLASLt; false (nothing queued) when
-// the layout rules are not met or cuBLASLt has no algorithm. Column-major, this is
+// cuBLASLt has no algorithm (cublaslt_layout_ok: the layout rules, 16-byte aligned operands).
+// Column-major, this is
 // acc^T (Nout, M) = B^T... stored as: "A" = B (Kp x Nout, lda Kp) transposed, "B" = A (Kp x M,
 // ldb Kp) as it is, C (Nout x M, ldc Nout): the TN form int8 Tensor Cores take.
+static bool cublaslt_layout_ok(const int8_t *A, const int8_t *B, int64_t Nout, int64_t Kp, int64_t M) {
+    return Nout % 4 == 0 && Kp % 4 == 0 && M <= INT32_MAX && ((uintptr_t)A | (uintptr_t)B) % 16 == 0;
+}
+
 static bool gemm_cublaslt(int32_t *acc, const int8_t *A, const int8_t *B, int64_t M, int64_t Nout, int64_t Kp) {
-    if (Nout % 4 != 0 || Kp % 4 != 0 || M > INT32_MAX || ((uintptr_t)A | (uintptr_t)B | (uintptr_t)acc) % 16 != 0)
-        return false;
     void *workspace = NULL;
     cublasLtHandle_t h = lt_handle(&workspace);
     cublasLtMatmulDesc_t op;
@@ -189,20 +192,29 @@ static bool gemm_cublaslt(int32_t *acc, const int8_t *A, const int8_t *B, int64_
     return ok;
 }
 
-// Whether the int8 GEMM should go through cuBLASLt: yes unless the environment variable
-// CGRAD_INT8_GEMM is "dp4a" (how test_quant_cuda compares the two paths; read at every call).
-static bool use_cublaslt(void) {
+// The GEMM path, from the environment variable CGRAD_INT8_GEMM (read at every call, so that
+// test_quant_cuda can compare the paths): unset, cuBLASLt where its layout rules allow and it
+// offers an algorithm, else dp4a; "dp4a": always dp4a; "cublaslt": as unset, but a shape that
+// meets the layout rules and gets no cuBLASLt algorithm aborts instead of falling back.
+typedef enum { PATH_AUTO, PATH_DP4A, PATH_CUBLASLT } gemm_path;
+
+static gemm_path int8_gemm_path(void) {
     const char *e = getenv("CGRAD_INT8_GEMM");
-    return !(e && strcmp(e, "dp4a") == 0);
+    if (e && strcmp(e, "dp4a") == 0) return PATH_DP4A;
+    if (e && strcmp(e, "cublaslt") == 0) return PATH_CUBLASLT;
+    return PATH_AUTO;
 }
 
 // y (M, Nout) = output stage of A (M, Kp) B (Nout, Kp)^T.
 static void gemm_int8(void *y, const int8_t *A, const int8_t *B, const cg_qoutput *out, int64_t M, int64_t Nout,
                       int64_t Kp) {
     if (M == 0) return;
-    if (use_cublaslt()) {
+    gemm_path path = int8_gemm_path();
+    if (path != PATH_DP4A && cublaslt_layout_ok(A, B, Nout, Kp, M)) {
         int32_t *acc = (int32_t *)cg_cuda_alloc((size_t)(M * Nout) * sizeof(int32_t));
         bool done = gemm_cublaslt(acc, A, B, M, Nout, Kp);
+        CG_CHECK(done || path != PATH_CUBLASLT, "CGRAD_INT8_GEMM=cublaslt: cuBLASLt has no int8 algorithm for "
+                 "(%lld, %lld) x (%lld, %lld)^T", (long long)M, (long long)Kp, (long long)Nout, (long long)Kp);
         if (done) LAUNCH(stage_kernel, M * Nout, y, acc, M, Nout, *out);
         cg_cuda_free(acc); // the caching allocator: reused only by later work on the same stream
         if (done) return;
