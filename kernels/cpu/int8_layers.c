@@ -62,19 +62,32 @@ static void linear_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
 static void im2col_rows_u8(uint8_t *cols, int64_t Kp, const int8_t *x, uint8_t pad_value, int64_t r0, int64_t r1,
                            int64_t H, int64_t W, int64_t C, int64_t R, int64_t S, int64_t stride, int64_t pad,
                            int64_t P, int64_t Q) {
+    int64_t n = r0 / (P * Q), p = r0 / Q % P, q = r0 % Q; // the output pixel of row r0, then counted on
     for (int64_t row = r0; row < r1; row++) {
-        int64_t n = row / (P * Q), p = row / Q % P, q = row % Q;
         uint8_t *dst = cols + (row - r0) * Kp;
-        for (int64_t r = 0; r < R; r++) {
+        int64_t iw0 = q * stride - pad;
+        for (int64_t r = 0; r < R; r++, dst += S * C) {
             int64_t ih = p * stride - pad + r;
-            for (int64_t s = 0; s < S; s++, dst += C) {
-                int64_t iw = q * stride - pad + s;
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) {
-                    memset(dst, pad_value, (size_t)C);
-                    continue;
-                }
-                const int8_t *src = x + ((n * H + ih) * W + iw) * C;
-                for (int64_t c = 0; c < C; c++) dst[c] = (uint8_t)src[c] ^ 0x80u;
+            if (ih < 0 || ih >= H) {
+                memset(dst, pad_value, (size_t)(S * C));
+                continue;
+            }
+            const int8_t *line = x + (n * H + ih) * W * C; // input row ih of image n
+            if (iw0 >= 0 && iw0 + S <= W) {                 // the whole window row is inside: S C bytes
+                for (int64_t k = 0; k < S * C; k++) dst[k] = (uint8_t)line[iw0 * C + k] ^ 0x80u;
+                continue;
+            }
+            for (int64_t s = 0; s < S; s++) {
+                int64_t iw = iw0 + s;
+                for (int64_t c = 0; c < C; c++)
+                    dst[s * C + c] = iw < 0 || iw >= W ? pad_value : (uint8_t)line[iw * C + c] ^ 0x80u;
+            }
+        }
+        if (++q == Q) { // the next output pixel (no division per row)
+            q = 0;
+            if (++p == P) {
+                p = 0;
+                n++;
             }
         }
     }
@@ -110,11 +123,20 @@ static void max_pool2d_int8_cpu(int8_t *y, const int8_t *x, int64_t N, int64_t H
         for (int64_t p = 0; p < P; p++)
             for (int64_t q = 0; q < Q; q++) {
                 int8_t *dst = y + ((n * P + p) * Q + q) * C;
-                for (int64_t c = 0; c < C; c++) dst[c] = -128;
+                const int8_t *top = x + ((n * H + p * stride) * W + q * stride) * C;
+                if (kernel == 2) { // the common 2x2 window: four rows of C bytes, one pass (vpmaxsb)
+                    const int8_t *a = top, *b = top + C, *c = top + W * C, *d = top + W * C + C;
+                    for (int64_t k = 0; k < C; k++) {
+                        int8_t m0 = a[k] > b[k] ? a[k] : b[k], m1 = c[k] > d[k] ? c[k] : d[k];
+                        dst[k] = m0 > m1 ? m0 : m1;
+                    }
+                    continue;
+                }
+                for (int64_t k = 0; k < C; k++) dst[k] = -128;
                 for (int64_t i = 0; i < kernel; i++)
                     for (int64_t j = 0; j < kernel; j++) {
-                        const int8_t *src = x + ((n * H + p * stride + i) * W + q * stride + j) * C;
-                        for (int64_t c = 0; c < C; c++) dst[c] = src[c] > dst[c] ? src[c] : dst[c];
+                        const int8_t *src = top + (i * W + j) * C;
+                        for (int64_t k = 0; k < C; k++) dst[k] = src[k] > dst[k] ? src[k] : dst[k];
                     }
             }
 }
