@@ -81,7 +81,8 @@ void cg_qmodel_convert(cg_qmodel *m);
 cg_tensor *cg_qmodel_forward(cg_qmodel *m, const cg_tensor *x);
 
 // Layer i's output of the last forward (N images) as f32 in NCHW order (PyTorch's), on the host:
-// dequantised, x = scale (q - zero_point). host: N out_c out_h out_w floats.
+// dequantised, x = scale (q - zero_point). host: N out_c out_h out_w floats. (A Flatten's output
+// keeps the NHWC order of the values it flattens: (h, w, c), not PyTorch's (c, h, w).)
 void cg_qmodel_layer_output(const cg_qmodel *m, int i, int64_t N, float *host);
 
 // Runs the fp32 model and the int8 model on x and adds, for each Conv2d / Linear layer, the

@@ -13,7 +13,7 @@
 
 static void quantize_nchw_cpu(int8_t *q, const float *x, int64_t N, int64_t C, int64_t HW, float scale,
                               int32_t zero_point) {
-#pragma omp parallel for schedule(static) if (N * C * HW >= CG_OMP_MIN_WORK)
+#pragma omp parallel for schedule(dynamic, 16) if (N * C * HW >= CG_OMP_MIN_WORK)
     for (int64_t n = 0; n < N; n++)
         for (int64_t c = 0; c < C; c++) {
             const float *xc = x + (n * C + c) * HW;
@@ -45,7 +45,7 @@ static void linear_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
 #pragma omp parallel if (M * Nout * K >= 16 * CG_OMP_MIN_WORK)
     {
         uint8_t *a = cg_xcalloc((size_t)(rows * Kp), 1); // padding columns stay 0
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < blocks; b++) {
             int64_t r0 = b * rows, r1 = r0 + rows < M ? r0 + rows : M;
             for (int64_t r = r0; r < r1; r++)
@@ -105,7 +105,7 @@ static void conv2d_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
 #pragma omp parallel if (M * Kout * K >= 16 * CG_OMP_MIN_WORK)
     {
         uint8_t *cols = cg_xcalloc((size_t)(rows * Kp), 1); // padding columns stay 0
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < blocks; b++) {
             int64_t r0 = b * rows, r1 = r0 + rows < M ? r0 + rows : M;
             im2col_rows_u8(cols, Kp, x, pad_value, r0, r1, H, W, C, R, S, stride, pad, P, Q);
@@ -118,7 +118,7 @@ static void conv2d_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
 
 static void max_pool2d_int8_cpu(int8_t *y, const int8_t *x, int64_t N, int64_t H, int64_t W, int64_t C,
                                 int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
-#pragma omp parallel for schedule(static) if (N * P * Q * C >= CG_OMP_MIN_WORK)
+#pragma omp parallel for schedule(dynamic, 16) if (N * P * Q * C >= CG_OMP_MIN_WORK)
     for (int64_t n = 0; n < N; n++)
         for (int64_t p = 0; p < P; p++)
             for (int64_t q = 0; q < Q; q++) {
