@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
     char ckpt[512], args[1024];
     snprintf(ckpt, sizeof ckpt, "%s/mlp.safetensors", run_dir);
     expect_refused("", "--load", (char *)NULL);
-    expect_refused("--load x --observer median", "--observer", "median", (char *)NULL);
+    expect_refused("--load x --observer median", "--observer", "median", "entropy", (char *)NULL);
     expect_refused("--load x --calib-batches 0", "--calib-batches", (char *)NULL);
     expect_refused("--load x --percentile 40", "--percentile", (char *)NULL);
     expect_refused("--load /nonexistent/m.safetensors", "/nonexistent/m.safetensors", (char *)NULL);

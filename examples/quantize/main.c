@@ -26,7 +26,7 @@ static void usage(FILE *f) {
             "                       data/mnist, data/cifar-10-batches-bin for the others)\n"
             "  --device DEV         cpu, cuda or cuda:N (default cpu)\n"
             "  --calib-batches N    training batches of 128 the activation ranges are calibrated on (default 10)\n"
-            "  --observer NAME      minmax or percentile (default percentile)\n"
+            "  --observer NAME      minmax, percentile or entropy (KL, TensorRT's) (default percentile)\n"
             "  --percentile P       the percentile observer's quantile, in (50, 100] (default 99.99)\n"
             "  --batch-size N       images per forward when timing inference (default 4096)\n"
             "  --reps N             timed forwards per precision; the best is reported (default 5)\n"
@@ -40,12 +40,14 @@ typedef struct {
     const char *load_path, *model, *dataset, *data, *device;
     long calib_batches, batch_size, reps, sqnr_images, threads;
     double percentile;
-    bool minmax, quiet;
+    cg_observer_kind observer;
+    bool quiet;
 } options;
 
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.dataset = "fashion-mnist", .device = "cpu", .calib_batches = 10, .batch_size = 4096, .reps = 5,
-                   .sqnr_images = 1000, .percentile = 99.99};
+                   .sqnr_images = 1000, .percentile = 99.99,
+                   .observer = CG_OBSERVER_PERCENTILE};
     static const struct option longopts[] = {
         {"load", required_argument, 0, 'R'},          {"model", required_argument, 0, 'm'},
         {"dataset", required_argument, 0, 'D'},       {"data", required_argument, 0, 'd'},
@@ -73,9 +75,14 @@ static int parse_options(int argc, char **argv, options *o) {
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'q': o->quiet = true; break;
         case 'o':
-            if (strcmp(optarg, "minmax") && strcmp(optarg, "percentile"))
-                s = cg_error(CG_ERR_ARG, "--observer: '%s' is not minmax or percentile", optarg);
-            o->minmax = strcmp(optarg, "minmax") == 0;
+            if (strcmp(optarg, "minmax") == 0)
+                o->observer = CG_OBSERVER_MINMAX;
+            else if (strcmp(optarg, "percentile") == 0)
+                o->observer = CG_OBSERVER_PERCENTILE;
+            else if (strcmp(optarg, "entropy") == 0)
+                o->observer = CG_OBSERVER_ENTROPY;
+            else
+                s = cg_error(CG_ERR_ARG, "--observer: '%s' is not minmax, percentile or entropy", optarg);
             break;
         case 'h': usage(stdout); return 0;
         case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
@@ -160,7 +167,7 @@ int main(int argc, char **argv) {
     cg_module_set_training(model, false);
 
     cg_qmodel *q = NULL;
-    s = cg_qmodel_new(&q, model, C, H, W, opt.minmax ? CG_OBSERVER_MINMAX : CG_OBSERVER_PERCENTILE, opt.percentile, dev);
+    s = cg_qmodel_new(&q, model, C, H, W, opt.observer, opt.percentile, dev);
     if (s.code != CG_OK) return cg_cli_fail("quantize", s);
 
     cg_tape *tape = cg_tape_new(dev, 64 << 20);
@@ -180,10 +187,15 @@ int main(int argc, char **argv) {
     }
     cg_qmodel_convert(q);
     double calib_seconds = cg_seconds() - t0;
-    if (!opt.quiet)
-        printf("%s, %s model from %s on %s: calibrated on %ld batches of 128 (%s observer%s) in %.2f s\n", info->name,
-               opt.model, opt.load_path, dev_name, batches, opt.minmax ? "min-max" : "percentile",
-               opt.minmax ? "" : (opt.percentile == 99.99 ? " 99.99%" : ""), calib_seconds);
+    if (!opt.quiet) {
+        char observer[64];
+        if (opt.observer == CG_OBSERVER_PERCENTILE)
+            snprintf(observer, sizeof observer, "percentile %g%%", opt.percentile);
+        else
+            snprintf(observer, sizeof observer, "%s", opt.observer == CG_OBSERVER_MINMAX ? "min-max" : "entropy (KL)");
+        printf("%s, %s model from %s on %s: calibrated on %ld batches of 128 (%s observer) in %.2f s\n", info->name,
+               opt.model, opt.load_path, dev_name, batches, observer, calib_seconds);
+    }
 
     // Accuracy on the whole test set.
     cg_loader *test_loader = cg_loader_new(test, 500, false, false, 0, dev);
