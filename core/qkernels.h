@@ -68,6 +68,10 @@ typedef struct cg_qkernels {
     // no padding.
     void (*max_pool2d)(int8_t *y, const int8_t *x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t kernel,
                        int64_t stride, int64_t P, int64_t Q);
+
+    // GPU only (NULL on the CPU): how many int8 products went through cuBLASLt (int8 Tensor
+    // Cores) rather than the dp4a kernel since the plugin was loaded; for tests and curiosity.
+    int64_t (*cublaslt_gemms)(void);
 } cg_qkernels;
 
 // The table of a device; aborts if its backend is not built (as cg_kernels_for).

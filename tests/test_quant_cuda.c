@@ -1,7 +1,7 @@
 // test_quant_cuda.c: the GPU's int8 inference kernels (kernels/cuda/int8.cu) give the SAME bits
 // as the CPU's (core/qkernels.h defines the arithmetic so that they can): input quantisation,
 // int8 max pooling, the int8 fully connected and convolution layers through cuBLASLt and through
-// the dp4a kernel (CGRAD_INT8_GEMM=dp4a), requantised and dequantised, and a whole int8 model
+// the dp4a kernel (CGRAD_INT8_GEMM=dp4a; at least one product must take the cuBLASLt path), requantised and dequantised, and a whole int8 model
 // converted once and run on both devices. Without a GPU it reports itself skipped (77).
 #define _POSIX_C_SOURCE 200112L
 #include "../cgrad.h"
@@ -88,7 +88,11 @@ static void layer_case(cg_rng *rng, int64_t N, int64_t H, int64_t W, int64_t C, 
 }
 
 static void test_layers(const char *gemm) {
-    setenv("CGRAD_INT8_GEMM", gemm, 1); // "cublaslt": cuBLASLt wherever its layout rules allow, or abort
+    if (strcmp(gemm, "dp4a") == 0)
+        setenv("CGRAD_INT8_GEMM", "dp4a", 1);
+    else
+        unsetenv("CGRAD_INT8_GEMM"); // cuBLASLt where its layout rules allow, dp4a elsewhere
+    int64_t before = cg_qkernels_for(gpu)->cublaslt_gemms();
     cg_rng rng = cg_rng_new(71, 0);
     layer_case(&rng, 4, 28, 28, 1, 32, 3, 1, 1, gemm);   // the tutorial CNN's c1
     layer_case(&rng, 3, 14, 14, 32, 64, 3, 1, 1, gemm);  // its c2
@@ -98,6 +102,11 @@ static void test_layers(const char *gemm) {
     layer_case(&rng, 37, 1, 1, 128, 10, 0, 1, 0, gemm);   // its f2
     layer_case(&rng, 5, 1, 1, 37, 33, 0, 1, 0, gemm);     // K not a multiple of 4
     layer_case(&rng, 300, 1, 1, 784, 128, 0, 1, 0, gemm); // the MLP's first layer
+    int64_t through_lt = cg_qkernels_for(gpu)->cublaslt_gemms() - before;
+    printf("%s: %lld of the int8 products went through cuBLASLt\n", gemm, (long long)through_lt);
+    if (strcmp(gemm, "dp4a") == 0 && through_lt != 0) fail("CGRAD_INT8_GEMM=dp4a", "%lld cuBLASLt products", (long long)through_lt);
+    if (strcmp(gemm, "dp4a") != 0 && through_lt == 0)
+        fail("cuBLASLt", "no int8 product went through cuBLASLt (does this GPU have int8 Tensor Cores?)");
 }
 
 static void test_pool_quantize(void) {
@@ -186,7 +195,7 @@ int main(void) {
         return 77;
     }
     gpu = (cg_device){CG_CUDA, 0};
-    test_layers("cublaslt");
+    test_layers("auto");
     test_layers("dp4a");
     test_pool_quantize();
     test_model();

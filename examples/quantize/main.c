@@ -4,6 +4,7 @@
 // accuracy, model size in bytes, inference images/s, and the error of every layer (SQNR).
 // Not here: quantisation-aware training (the course mentions it; cgrad does post-training only).
 #include "../../cgrad.h"
+#include "../../core/qkernels.h"
 #include "../../layers/quantized.h"
 #include "../common/cli.h"
 #include "../common/models.h"
@@ -227,6 +228,10 @@ int main(int argc, char **argv) {
         printf("%-10s %10.4f %14lld %16.0f\n", "int8", acc8, (long long)bytes8, ips8);
         printf("int8 - fp32: %+.2f points; %.2fx smaller; %.2fx the images/s (%s, batch %lld, best of %ld)\n",
                100.0 * (acc8 - acc32), (double)bytes32 / bytes8, ips8 / ips32, dev_name, (long long)bs, opt.reps);
+        const cg_qkernels *qk = cg_qkernels_for(dev);
+        if (qk->cublaslt_gemms) // on a GPU: which int8 product ran
+            printf("int8 products through cuBLASLt (int8 Tensor Cores): %lld; the others through the dp4a kernel\n",
+                   (long long)qk->cublaslt_gemms());
         printf("\nper-layer error on %lld test images (SQNR, dB; higher is better, +6 dB per bit)\n", (long long)sqnr_n);
         printf("%-6s %-11s %-16s %12s %12s %14s %10s\n", "layer", "kind", "output", "weights dB", "output dB",
                "output scale", "zero point");
