@@ -182,7 +182,7 @@ static void test_pool_and_quantize(void) {
 }
 
 // A small CNN with random weights: its int8 twin follows its fp32 outputs closely (SQNR of the
-// logits above 25 dB). A weight permuted wrongly after Flatten would give about 0 dB.
+// logits above 25 dB). A weight permuted wrongly after Flatten gives about 7 dB (tried).
 static void test_small_model(void) {
     cg_params *params = cg_params_new(cg_cpu());
     cg_rng rng = cg_rng_new(64, CG_STREAM_INIT);
