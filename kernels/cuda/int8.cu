@@ -151,9 +151,9 @@ static cublasLtHandle_t lt_handle(void **workspace) {
 
 // acc (M, Nout) i32 = A (M, Kp) B (Nout, Kp)^T through cuBLASLt; false (nothing queued) when
 // cuBLASLt has no algorithm (cublaslt_layout_ok: the layout rules, 16-byte aligned operands).
-// Column-major, this is
-// acc^T (Nout, M) = B^T... stored as: "A" = B (Kp x Nout, lda Kp) transposed, "B" = A (Kp x M,
-// ldb Kp) as it is, C (Nout x M, ldc Nout): the TN form int8 Tensor Cores take.
+// cuBLASLt is column-major: it computes acc^T (Nout, M) = op("A") op("B") with "A" = our B read as
+// (Kp x Nout, lda Kp) and transposed, "B" = our A read as (Kp x M, ldb Kp) as it is, and C read as
+// (Nout x M, ldc Nout): the TN form that int8 Tensor Cores take.
 static bool cublaslt_layout_ok(const int8_t *A, const int8_t *B, int64_t Nout, int64_t Kp, int64_t M) {
     return Nout % 4 == 0 && Kp % 4 == 0 && M <= INT32_MAX && ((uintptr_t)A | (uintptr_t)B) % 16 == 0;
 }
@@ -177,7 +177,7 @@ static bool gemm_cublaslt(int32_t *acc, const int8_t *A, const int8_t *B, int64_
     cublasLtMatmulHeuristicResult_t result;
     int found = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, lc, lc, pref, 1, &result, &found);
-    bool ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    bool ok = st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS;
     if (ok) {
         int32_t alpha = 1, beta = 0;
         st = cublasLtMatmul(h, op, &alpha, B, la, A, lb, &beta, acc, lc, acc, lc, &result.algo, workspace, ws,
