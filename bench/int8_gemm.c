@@ -1,11 +1,13 @@
 // int8_gemm.c: times the CPU int8 GEMM (kernels/cpu/int8_gemm.c, int8 x int8 -> int32) against the
 // engine's fp32 GEMM (kernels/cpu/gemm.c gemm_cpu: OpenBLAS's sgemm for large products when found,
-// its own loops otherwise) on the same C = A B^T shapes. Figures to read, not a test; built only
+// its own loops otherwise) on the same C = A B^T shapes, and the int8 fully connected layer of the
+// quantised models (core/qkernels.h: weights packed for VNNI, output stage fused, int8 out). Figures to read, not a test; built only
 // on request: cmake --build build --target bench_int8_gemm, then build/bench_int8_gemm [--threads N].
 // Each time is the best of repeated runs (at least 5, and at least 0.2 s of them).
 #include "../kernels/cpu/cpu.h"
 #include "../kernels/cpu/int8_gemm.h"
 #include "../core/common.h"
+#include "../core/qkernels.h"
 #include "../core/rng.h"
 
 #include <stdio.h>
@@ -25,6 +27,21 @@ static double best_seconds_int8(int32_t *C, const int8_t *A, const int8_t *B, in
     for (int r = 0; r < 5 || total < 0.2; r++) {
         double t0 = cg_seconds();
         int8_gemm_cpu(C, A, B, M, N, K);
+        double t = cg_seconds() - t0;
+        total += t;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+// The int8 layer: the same product, requantised to int8 with ReLU (the packing of the weights,
+// the shift of the activations and the output stage included).
+static double best_seconds_layer(int8_t *Y, const int8_t *A, const int8_t *B, const cg_qoutput *o, int64_t M,
+                                 int64_t N, int64_t K) {
+    double best = 1e30, total = 0;
+    for (int r = 0; r < 5 || total < 0.2; r++) {
+        double t0 = cg_seconds();
+        cg_cpu_qkernels.linear(Y, A, B, o, M, N, K);
         double t = cg_seconds() - t0;
         total += t;
         best = t < best ? t : best;
@@ -67,8 +84,8 @@ int main(int argc, char **argv) {
     threads = omp_get_max_threads();
 #endif
     printf("int8 GEMM (int32 sums) against fp32 GEMM, C (M, N) = A (M, K) B (N, K)^T, %d thread(s)\n", threads);
-    printf("%6s %6s %6s  %10s %10s  %10s %10s  %6s  %s\n", "M", "N", "K", "f32 ms", "GFLOP/s", "int8 ms", "GOP/s",
-           "ratio", "shape");
+    printf("%6s %6s %6s  %10s %10s  %10s %10s  %6s  %10s %6s  %s\n", "M", "N", "K", "f32 ms", "GFLOP/s", "int8 ms",
+           "GOP/s", "ratio", "layer ms", "ratio", "shape");
     cg_rng rng = cg_rng_new(1, 0);
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
@@ -82,9 +99,19 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < N * K; i++) B[i] = (int8_t)(int32_t)(Bf[i] * 127.0f);
         double tf = best_seconds_f32(Cf, Af, Bf, M, N, K);
         double ti = best_seconds_int8(C, A, B, M, N, K);
+        int8_t *Y = cg_xmalloc((size_t)(M * N));
+        int32_t *offset = cg_xcalloc((size_t)N, sizeof(int32_t));
+        float *mult = cg_xmalloc(sizeof(float) * (size_t)N);
+        for (int64_t j = 0; j < N; j++) mult[j] = 1.0f / (128.0f * 64.0f);
+        cg_qoutput o = {offset, mult, -128, true, false};
+        double tl = best_seconds_layer(Y, A, B, &o, M, N, K); // K is a multiple of 4 in every shape here
         double ops = 2.0 * M * N * K;
-        printf("%6lld %6lld %6lld  %10.3f %10.1f  %10.3f %10.1f  %5.2fx  %s\n", (long long)M, (long long)N,
-               (long long)K, tf * 1e3, ops / tf * 1e-9, ti * 1e3, ops / ti * 1e-9, tf / ti, shapes[s].what);
+        printf("%6lld %6lld %6lld  %10.3f %10.1f  %10.3f %10.1f  %5.2fx  %10.3f %5.2fx  %s\n", (long long)M,
+               (long long)N, (long long)K, tf * 1e3, ops / tf * 1e-9, ti * 1e3, ops / ti * 1e-9, tf / ti, tl * 1e3,
+               tf / tl, shapes[s].what);
+        free(Y);
+        free(offset);
+        free(mult);
         free(Af);
         free(Bf);
         free(Cf);

@@ -14,6 +14,7 @@ extern "C" {
 #endif
 
 struct cg_cuda_bench;
+struct cg_qkernels;
 
 typedef struct {
     // Number of GPUs; 0 with the reason (e.g. the driver's error string) written to reason.
@@ -38,6 +39,8 @@ typedef struct {
     // The benchmark group (core/bench.h, bench_backend.h): timers, number-format conversions,
     // products in each format, a tuned convolution layer.
     const struct cg_cuda_bench *(*bench)(void);
+    // The int8 inference kernels (core/qkernels.h), from kernels/cuda/int8.cu.
+    const struct cg_qkernels *(*quant)(void);
 } cg_cuda_backend;
 
 // The one symbol libcgrad_cuda.so exports.

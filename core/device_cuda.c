@@ -5,6 +5,7 @@
 #include "bench_backend.h"
 #include "device_backend.h"
 #include "device_cuda.h"
+#include "qkernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,6 +290,7 @@ __attribute__((visibility("default"))) const cg_cuda_backend *cg_cuda_backend_en
         .graph_destroy = cuda_graph_destroy,
         .kernels = cg_cuda_kernel_table,
         .bench = cg_cuda_bench_table,
+        .quant = cg_cuda_qkernel_table,
     };
     return &backend;
 }

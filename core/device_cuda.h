@@ -23,6 +23,8 @@ void *cg_cuda_alloc(size_t bytes);
 void cg_cuda_free(void *p);
 // The GPU's kernel table, from kernels/cuda/table.cu.
 const struct cg_kernels *cg_cuda_kernel_table(void);
+// The GPU's int8 inference kernels, from kernels/cuda/int8.cu.
+const struct cg_qkernels *cg_cuda_qkernel_table(void);
 
 // Abort with file:line and CUDA's own error string when a CUDA call fails.
 #define CG_CUDA_CHECK(call)                                                                            \

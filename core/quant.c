@@ -94,8 +94,8 @@ void cg_observer_init(cg_observer *obs, cg_observer_kind kind, double percentile
         obs->percentile = percentile > 0.0 ? percentile : 99.99;
         CG_CHECK(obs->percentile > 50.0 && obs->percentile <= 100.0, "percentile %g is not in (50, 100]",
                  obs->percentile);
-        obs->hist = cg_xcalloc(CG_OBSERVER_BINS, sizeof(int64_t));
     }
+    if (kind != CG_OBSERVER_MINMAX) obs->hist = cg_xcalloc(CG_OBSERVER_BINS, sizeof(int64_t));
 }
 
 void cg_observer_free(cg_observer *obs) {
@@ -120,7 +120,7 @@ void cg_observer_update(cg_observer *obs, const float *x, int64_t n) {
     obs->min = obs->count == 0 ? lo : fminf(obs->min, lo);
     obs->max = obs->count == 0 ? hi : fmaxf(obs->max, hi);
     obs->count += n;
-    if (obs->kind != CG_OBSERVER_PERCENTILE) return;
+    if (obs->kind == CG_OBSERVER_MINMAX) return;
 
     float absmax = fmaxf(fabsf(lo), fabsf(hi));
     CG_CHECK(isfinite(absmax), "observer: the batch holds an infinity");
@@ -149,6 +149,57 @@ static float histogram_quantile(const cg_observer *obs, double q) {
     return obs->range;
 }
 
+// The entropy threshold T (quant.h): the bin edge whose clipped, 128-level histogram Q is closest
+// to the clipped histogram P in Kullback-Leibler divergence.
+#define HALF_BINS (CG_OBSERVER_BINS / 2)
+#define ENTROPY_LEVELS 128
+
+static float entropy_threshold(const cg_observer *obs) {
+    double *a = cg_xmalloc(3 * HALF_BINS * sizeof(double)), *p = a + HALF_BINS, *q = a + 2 * HALF_BINS;
+    for (int k = 0; k < HALF_BINS; k++) // fold: |x| in bin k of [0, range)
+        a[k] = (double)obs->hist[HALF_BINS + k] + (double)obs->hist[HALF_BINS - 1 - k];
+    // The first bin holds every exact zero (half of a ReLU's outputs): zero is exactly representable,
+    // yet the spike would dominate the divergence, so it counts as its neighbour (NVIDIA's
+    // pytorch-quantization entropy calibrator does the same).
+    a[0] = a[1];
+    int last = HALF_BINS; // past the last non-empty bin
+    while (last > 0 && a[last - 1] == 0.0) last--;
+    const double width = obs->range / HALF_BINS;
+    if (last <= ENTROPY_LEVELS) { // fewer bins than levels: nothing to clip
+        free(a);
+        return (float)(last * width);
+    }
+    double beyond = 0.0; // counts in bins i .. last
+    for (int k = ENTROPY_LEVELS; k < last; k++) beyond += a[k];
+    double best_kl = INFINITY;
+    int best = last;
+    for (int i = ENTROPY_LEVELS; i <= last; i++) {
+        // P: bins 0 .. i, the clipped tail added to the last; Q: bins 0 .. i (no tail) merged into
+        // ENTROPY_LEVELS groups, each group's count spread over its bins where P is not zero.
+        double sum_p = 0.0, sum_q = 0.0;
+        for (int k = 0; k < i; k++) p[k] = a[k];
+        p[i - 1] += beyond;
+        for (int j = 0; j < ENTROPY_LEVELS; j++) {
+            int start = (int)((int64_t)j * i / ENTROPY_LEVELS), stop = (int)((int64_t)(j + 1) * i / ENTROPY_LEVELS);
+            double total = 0.0;
+            int used = 0;
+            for (int k = start; k < stop; k++) total += a[k], used += p[k] != 0.0;
+            for (int k = start; k < stop; k++) q[k] = p[k] != 0.0 ? total / used : 0.0;
+        }
+        for (int k = 0; k < i; k++) sum_p += p[k], sum_q += q[k];
+        double kl = 0.0;
+        for (int k = 0; k < i; k++) {
+            if (p[k] == 0.0) continue;
+            double pk = p[k] / sum_p, qk = q[k] / sum_q;
+            kl += pk * log(pk / (qk > 1e-12 ? qk : 1e-12));
+        }
+        if (kl < best_kl) best_kl = kl, best = i;
+        if (i < last) beyond -= a[i];
+    }
+    free(a);
+    return (float)(best * width);
+}
+
 void cg_observer_range(const cg_observer *obs, float *lo, float *hi) {
     if (obs->count == 0) {
         *lo = *hi = 0.0f;
@@ -160,6 +211,10 @@ void cg_observer_range(const cg_observer *obs, float *lo, float *hi) {
         double p = obs->percentile / 100.0;
         *lo = fmaxf(obs->min, fminf(obs->max, histogram_quantile(obs, 1.0 - p)));
         *hi = fmaxf(obs->min, fminf(obs->max, histogram_quantile(obs, p)));
+    } else if (obs->kind == CG_OBSERVER_ENTROPY) {
+        float t = entropy_threshold(obs);
+        *lo = fmaxf(obs->min, fminf(obs->max, -t));
+        *hi = fmaxf(obs->min, fminf(obs->max, t));
     }
 }
 

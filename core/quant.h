@@ -1,5 +1,5 @@
 // quant.h: int8 quantization parameters (affine and symmetric, per tensor and per output channel),
-// quantize / dequantize of float arrays, and the calibration observers (min-max, percentile).
+// quantize / dequantize of float arrays, and the calibration observers (min-max, percentile, entropy).
 // It works on raw host arrays and knows nothing of tensors, modules or devices (issue 6, step 1).
 //
 // The convention (PyTorch's quint8/qint8 "affine" and "symmetric" schemes, torch.ao.quantization):
@@ -72,10 +72,16 @@ void cg_dequantize_per_channel(float *x, const int8_t *q, int64_t channels, int6
 //     its bin: its error is at most one bin width, range / (CG_OBSERVER_BINS / 2), i.e. at most
 //     2 * max|x| / 1024. It is also clamped to the exact [min, max]. (TensorRT's and PyTorch's
 //     HistogramObserver keep a histogram the same way; TensorRT's percentile calibrator reads it.)
-// Entropy (KL) calibration is not written yet.
+//   CG_OBSERVER_ENTROPY: the same histogram, folded to |x| (1024 bins over [0, range)); the range is
+//     [-T, T] (clamped to [min, max]) with the T that minimises the Kullback-Leibler divergence
+//     KL(P || Q) between P, the histogram up to T with everything beyond T added to its last bin,
+//     and Q, the same bins merged into 128 levels (int8's half range) and spread back evenly over
+//     the bins that were not empty. T is tried at every bin edge from 128 bins up. The first bin
+//     (where a ReLU's zeros pile up, exactly representable) counts as its neighbour. (Szymon Migacz,
+//     "8-bit Inference with TensorRT", GTC 2017; MXNet's _get_optimal_threshold.)
 #define CG_OBSERVER_BINS 2048
 
-typedef enum { CG_OBSERVER_MINMAX, CG_OBSERVER_PERCENTILE } cg_observer_kind;
+typedef enum { CG_OBSERVER_MINMAX, CG_OBSERVER_PERCENTILE, CG_OBSERVER_ENTROPY } cg_observer_kind;
 
 typedef struct {
     cg_observer_kind kind;
@@ -83,7 +89,7 @@ typedef struct {
     float min, max;    // exact extremes of everything seen (both kinds)
     int64_t count;     // values seen
     float range;       // the histogram covers [-range, range); 0 before the first non-zero value
-    int64_t *hist;     // CG_OBSERVER_BINS counts (percentile only), owned
+    int64_t *hist;     // CG_OBSERVER_BINS counts (percentile and entropy), owned
 } cg_observer;
 
 // percentile: ignored for CG_OBSERVER_MINMAX; for CG_OBSERVER_PERCENTILE, 0 means 99.99.

@@ -64,6 +64,12 @@ cg_module *cg_max_pool2d_new(int kernel, int stride) {
     return &p->base;
 }
 
+void cg_max_pool2d_config(const cg_module *m, int *kernel, int *stride) {
+    const max_pool_layer *p = (const max_pool_layer *)m;
+    *kernel = p->kernel;
+    *stride = p->stride;
+}
+
 static cg_tensor *flatten_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     (void)m;
     return cg_flatten(t, x);

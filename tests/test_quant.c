@@ -194,6 +194,43 @@ static void test_observers(void) {
     free(x);
 }
 
+// Entropy (KL) calibration. On the standard normal it keeps the bulk and trims the far tail
+// (3 < T < the largest |x|). On a half-normal (a ReLU-like activation) with 0.005 % of outliers at
+// 30 it drops the outliers (T < 8), where min-max would take [0, 30]. (On flat data KL cannot see
+// resolution: merging equal bins loses nothing, so there it keeps the whole range.)
+static void test_entropy_observer(void) {
+    cg_rng rng = cg_rng_new(7, 2);
+    enum { n = 1 << 16 };
+    static float x[n];
+    cg_observer obs;
+    cg_observer_init(&obs, CG_OBSERVER_ENTROPY, 0);
+    for (int b = 0; b < 16; b++) {
+        cg_rng_normal(&rng, x, n, 0.0f, 1.0f);
+        cg_observer_update(&obs, x, n);
+    }
+    float lo, hi;
+    cg_observer_range(&obs, &lo, &hi);
+    float absmax = fmaxf(-obs.min, obs.max);
+    if (!(hi > 3.0f && hi < absmax && lo == -hi))
+        fail("entropy normal", "[%g, %g] (max |x| %g), expected +-T with 3 < T < max |x|", lo, hi, absmax);
+    printf("entropy threshold of N(0, 1): [%.4f, %.4f]; min-max [%.4f, %.4f]\n", lo, hi, obs.min, obs.max);
+    cg_observer_free(&obs);
+
+    cg_observer_init(&obs, CG_OBSERVER_ENTROPY, 0);
+    for (int b = 0; b < 16; b++) {
+        cg_rng_normal(&rng, x, n, 0.0f, 1.0f);
+        for (int i = 0; i < n; i++) x[i] = fabsf(x[i]);
+        if (b == 15)
+            for (int i = 0; i < 50; i++) x[i] = 30.0f;
+        cg_observer_update(&obs, x, n);
+    }
+    cg_observer_range(&obs, &lo, &hi);
+    if (!(hi > 2.0f && hi < 8.0f) || lo != obs.min || obs.max != 30.0f)
+        fail("entropy outliers", "[%g, %g], expected [%g, T] with 2 < T < 8 (max %g)", lo, hi, obs.min, obs.max);
+    printf("entropy threshold of |N(0, 1)| with outliers at 30: [%.4f, %.4f]\n", lo, hi);
+    cg_observer_free(&obs);
+}
+
 // ---- int8 GEMM -----------------------------------------------------------------------------------
 
 static void random_i8(cg_rng *rng, int8_t *x, int64_t n) {
@@ -319,6 +356,7 @@ int main(void) {
     test_saturation_and_rounding();
     test_per_channel();
     test_observers();
+    test_entropy_observer();
     test_int8_gemm();
     test_requantize();
     if (failures) {

@@ -6,6 +6,7 @@
 #include "../../cgrad.h"
 #include "../../core/monitor.h"
 #include "../common/cli.h"
+#include "../common/models.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -21,7 +22,8 @@ static void usage(FILE *f) {
             "  --data DIR         where the data set is (default /usr/share/datasets/fashion-mnist;\n"
             "                     tools/download_datasets.sh fetches the others; for folder: DIR/train/CLASS/*.png|jpg\n"
             "                     and DIR/val/CLASS/*.png|jpg with the same classes)\n"
-            "  --model NAME       tutorial (default): the two-convolution CNN of the course\n"
+            "  --model NAME       tutorial (default): the two-convolution CNN of the course; mlp: flatten,\n"
+            "                     Linear(C*H*W, 128), ReLU, Linear(128, classes) (for examples/quantize)\n"
             "  --device DEV       cpu, cuda or cuda:N (default cpu)\n"
             "  --epochs N         passes over the training set (default 5)\n"
             "  --batch-size N     images per step (default 128)\n"
@@ -119,8 +121,8 @@ static int parse_options(int argc, char **argv, options *o) {
         }
     }
     if (s.code == CG_OK && optind < argc) s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
-    if (s.code == CG_OK && strcmp(o->model, "tutorial") != 0)
-        s = cg_error(CG_ERR_ARG, "--model: '%s' is not a model (tutorial)", o->model);
+    if (s.code == CG_OK && strcmp(o->model, "tutorial") != 0 && strcmp(o->model, "mlp") != 0)
+        s = cg_error(CG_ERR_ARG, "--model: '%s' is not a model (tutorial, mlp)", o->model);
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
     if (o->lr < 0) o->lr = o->sgd ? 1e-2 : 1e-3;
     if (!o->loss_scale_given) o->loss_scale = cg_loss_scale_default(o->precision);
@@ -263,7 +265,12 @@ int main(int argc, char **argv) {
 
     cg_params *params = cg_params_new(dev);
     cg_rng init = cg_rng_new((uint64_t)opt.seed, CG_STREAM_INIT);
-    cg_module *model = tutorial_cnn(params, C, H, W, train->num_classes, &init);
+    cg_module *model = NULL;
+    if (strcmp(opt.model, "mlp") == 0)
+        s = cg_model_new("mlp", params, C, H, W, train->num_classes, &init, &model); // examples/common/models.c
+    else
+        model = tutorial_cnn(params, C, H, W, train->num_classes, &init);
+    if (s.code != CG_OK) return cg_cli_fail("cnn", s);
     if (opt.no_fusion) cg_sequential_set_fusion(model, false);
     if (opt.load_path && (s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
 

@@ -1,0 +1,150 @@
+// int8_layers.c: the CPU's int8 inference kernels (core/qkernels.h): quantising a float batch
+// into NHWC int8, the fully connected and convolution layers over the packed int8 GEMM of
+// int8_packed.c, and int8 max pooling. OpenMP over blocks of rows; each thread builds its
+// block's im2col rows (or shifted input rows) in a buffer that stays in its L2 cache, so no
+// whole-batch column matrix and no int32 matrix is ever written.
+#include "../../core/qkernels.h"
+#include "cpu.h"
+#include "int8_packed.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void quantize_nchw_cpu(int8_t *q, const float *x, int64_t N, int64_t C, int64_t HW, float scale,
+                              int32_t zero_point) {
+#pragma omp parallel for schedule(dynamic, 16) if (N * C * HW >= CG_OMP_MIN_WORK)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *xc = x + (n * C + c) * HW;
+            int8_t *qn = q + n * HW * C + c;
+            for (int64_t i = 0; i < HW; i++) {
+                float v = xc[i] / scale;
+                v = v < -32768.0f ? -32768.0f : v > 32767.0f ? 32767.0f : v;
+                int32_t r = (int32_t)rintf(v) + zero_point;
+                qn[i * C] = (int8_t)(r < -128 ? -128 : r > 127 ? 127 : r);
+            }
+        }
+}
+
+// Rows per block of the GEMM: about 128 KiB of im2col rows (an L2 cache holds them beside the
+// packed weights), a multiple of the 6-row register tile, between 96 and 4096 rows.
+static int64_t block_rows(int64_t Kp) {
+    int64_t rows = (128 << 10) / Kp;
+    rows = rows < 96 ? 96 : rows > 4096 ? 4096 : rows;
+    return rows / 6 * 6;
+}
+
+static void linear_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_qoutput *out, int64_t M,
+                            int64_t Nout, int64_t K) {
+    const int64_t Kp = CG_QK_PAD(K);
+    cg_int8_packed pk;
+    cg_int8_pack(&pk, w, out, Nout, Kp);
+    const int64_t rows = block_rows(Kp), blocks = (M + rows - 1) / rows;
+    const size_t out_size = out->to_float ? sizeof(float) : 1;
+#pragma omp parallel if (M * Nout * K >= 16 * CG_OMP_MIN_WORK)
+    {
+        uint8_t *a = cg_xcalloc((size_t)(rows * Kp), 1); // padding columns stay 0
+#pragma omp for schedule(dynamic)
+        for (int64_t b = 0; b < blocks; b++) {
+            int64_t r0 = b * rows, r1 = r0 + rows < M ? r0 + rows : M;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t k = 0; k < K; k++) a[(r - r0) * Kp + k] = (uint8_t)x[r * K + k] ^ 0x80u; // x + 128
+            cg_int8_gemm_rows((char *)y + r0 * Nout * out_size, Nout, a, r1 - r0, &pk, out);
+        }
+        free(a);
+    }
+    cg_int8_packed_free(&pk);
+}
+
+// im2col of output pixels r0 .. r1 (flat over n, p, q) of an NHWC image batch, as unsigned
+// bytes (x + 128), columns in (r, s, c) order; outside the image the input's zero point.
+static void im2col_rows_u8(uint8_t *cols, int64_t Kp, const int8_t *x, uint8_t pad_value, int64_t r0, int64_t r1,
+                           int64_t H, int64_t W, int64_t C, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                           int64_t P, int64_t Q) {
+    int64_t n = r0 / (P * Q), p = r0 / Q % P, q = r0 % Q; // the output pixel of row r0, then counted on
+    for (int64_t row = r0; row < r1; row++) {
+        uint8_t *dst = cols + (row - r0) * Kp;
+        int64_t iw0 = q * stride - pad;
+        for (int64_t r = 0; r < R; r++, dst += S * C) {
+            int64_t ih = p * stride - pad + r;
+            if (ih < 0 || ih >= H) {
+                memset(dst, pad_value, (size_t)(S * C));
+                continue;
+            }
+            const int8_t *line = x + (n * H + ih) * W * C; // input row ih of image n
+            if (iw0 >= 0 && iw0 + S <= W) {                 // the whole window row is inside: S C bytes
+                for (int64_t k = 0; k < S * C; k++) dst[k] = (uint8_t)line[iw0 * C + k] ^ 0x80u;
+                continue;
+            }
+            for (int64_t s = 0; s < S; s++) {
+                int64_t iw = iw0 + s;
+                for (int64_t c = 0; c < C; c++)
+                    dst[s * C + c] = iw < 0 || iw >= W ? pad_value : (uint8_t)line[iw * C + c] ^ 0x80u;
+            }
+        }
+        if (++q == Q) { // the next output pixel (no division per row)
+            q = 0;
+            if (++p == P) {
+                p = 0;
+                n++;
+            }
+        }
+    }
+}
+
+static void conv2d_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_qoutput *out, int32_t x_zero_point,
+                            int64_t N, int64_t H, int64_t W, int64_t C, int64_t Kout, int64_t R, int64_t S,
+                            int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    const int64_t K = R * S * C, Kp = CG_QK_PAD(K), M = N * P * Q;
+    cg_int8_packed pk;
+    cg_int8_pack(&pk, w, out, Kout, Kp);
+    const int64_t rows = block_rows(Kp), blocks = (M + rows - 1) / rows;
+    const size_t out_size = out->to_float ? sizeof(float) : 1;
+    const uint8_t pad_value = (uint8_t)(x_zero_point + 128);
+#pragma omp parallel if (M * Kout * K >= 16 * CG_OMP_MIN_WORK)
+    {
+        uint8_t *cols = cg_xcalloc((size_t)(rows * Kp), 1); // padding columns stay 0
+#pragma omp for schedule(dynamic)
+        for (int64_t b = 0; b < blocks; b++) {
+            int64_t r0 = b * rows, r1 = r0 + rows < M ? r0 + rows : M;
+            im2col_rows_u8(cols, Kp, x, pad_value, r0, r1, H, W, C, R, S, stride, pad, P, Q);
+            cg_int8_gemm_rows((char *)y + r0 * Kout * out_size, Kout, cols, r1 - r0, &pk, out);
+        }
+        free(cols);
+    }
+    cg_int8_packed_free(&pk);
+}
+
+static void max_pool2d_int8_cpu(int8_t *y, const int8_t *x, int64_t N, int64_t H, int64_t W, int64_t C,
+                                int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+#pragma omp parallel for schedule(dynamic, 16) if (N * P * Q * C >= CG_OMP_MIN_WORK)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t q = 0; q < Q; q++) {
+                int8_t *dst = y + ((n * P + p) * Q + q) * C;
+                const int8_t *top = x + ((n * H + p * stride) * W + q * stride) * C;
+                if (kernel == 2) { // the common 2x2 window: four rows of C bytes, one pass (vpmaxsb)
+                    const int8_t *a = top, *b = top + C, *c = top + W * C, *d = top + W * C + C;
+                    for (int64_t k = 0; k < C; k++) {
+                        int8_t m0 = a[k] > b[k] ? a[k] : b[k], m1 = c[k] > d[k] ? c[k] : d[k];
+                        dst[k] = m0 > m1 ? m0 : m1;
+                    }
+                    continue;
+                }
+                for (int64_t k = 0; k < C; k++) dst[k] = -128;
+                for (int64_t i = 0; i < kernel; i++)
+                    for (int64_t j = 0; j < kernel; j++) {
+                        const int8_t *src = top + (i * W + j) * C;
+                        for (int64_t k = 0; k < C; k++) dst[k] = src[k] > dst[k] ? src[k] : dst[k];
+                    }
+            }
+}
+
+const cg_qkernels cg_cpu_qkernels = {
+    .device_name = "cpu",
+    .quantize_nchw = quantize_nchw_cpu,
+    .linear = linear_int8_cpu,
+    .conv2d = conv2d_int8_cpu,
+    .max_pool2d = max_pool2d_int8_cpu,
+};

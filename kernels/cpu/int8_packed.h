@@ -1,0 +1,31 @@
+// int8_packed.h: the CPU int8 GEMM of the quantised layers (private to kernels/cpu): weights
+// packed for AVX-512 VNNI once per call, activations given as unsigned bytes (int8 + 128), the
+// output stage of core/qkernels.h fused, so that no int32 matrix is ever written to memory.
+// The plain C fallback (no VNNI) computes the same integers.
+#ifndef CG_KERNELS_CPU_INT8_PACKED_H
+#define CG_KERNELS_CPU_INT8_PACKED_H
+
+#include "../../core/qkernels.h"
+
+// Weights packed for the kernel: w (Nout, Kp) i8 -> (Kp / 4, Np, 4) with Np = Nout rounded up
+// to 16, so that one 64-byte load holds 4 consecutive k of 16 output channels (the operand
+// layout of vpdpbusd). offset_u[j] = out->offset[j] - 128 sum_k w[j][k]: the correction for
+// activations shifted to unsigned, sum (x + 128) w - 128 sum w = sum x w (oneDNN and FBGEMM use
+// the same compensation).
+typedef struct {
+    int8_t *b;          // (Kp / 4, Np, 4)
+    int32_t *offset_u;  // (Np,)
+    float *multiplier;  // (Np,), zero past Nout
+    int64_t Nout, Np, Kp;
+} cg_int8_packed;
+
+void cg_int8_pack(cg_int8_packed *p, const int8_t *w, const cg_qoutput *out, int64_t Nout, int64_t Kp);
+void cg_int8_packed_free(cg_int8_packed *p);
+
+// rows of a (rows, Kp) u8 (int8 activations + 128) times the packed weights, through the output
+// stage, into y: (rows, Nout) i8 or f32 (out->to_float) with row stride ldy elements.
+// Single-threaded: the callers share out rows with OpenMP.
+void cg_int8_gemm_rows(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
+                       const cg_qoutput *out);
+
+#endif

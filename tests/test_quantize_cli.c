@@ -1,0 +1,111 @@
+// test_quantize_cli.c: runs the built quantize example (CGRAD_BIN_DIR/quantize): --help exits 0
+// with the usage; bad flags, a missing checkpoint and a checkpoint of another model exit non-zero
+// with one stderr line naming them; and, when the real Fashion-MNIST is installed, a whole run
+// on an MLP checkpoint written here (random weights) prints fp32 and int8 accuracies within
+// 2 points of each other, a size ratio near 4 and both speeds.
+#define _POSIX_C_SOURCE 200809L
+#include "../cgrad.h"
+
+#include "run_program.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void expect_refused(const char *args, ...) {
+    const run_result *r = run(args);
+    if (r->exit_code == 0 || r->exit_code == -1 || r->exit_code >= 128)
+        fail(args, "exit status %d; expected a clean non-zero exit", r->exit_code);
+    size_t len = strlen(r->err);
+    const char *newline = strchr(r->err, '\n');
+    if (len == 0 || newline == NULL || newline != r->err + len - 1)
+        fail(args, "stderr is not exactly one line: \"%s\"", r->err);
+    va_list ap;
+    va_start(ap, args);
+    for (const char *needle = va_arg(ap, const char *); needle; needle = va_arg(ap, const char *))
+        if (strstr(r->err, needle) == NULL) fail(args, "stderr does not name \"%s\": \"%s\"", needle, r->err);
+    va_end(ap);
+    printf("refused (exit %d): %-50s %s", r->exit_code, args, len ? r->err : "\n");
+}
+
+// An MLP checkpoint (fc1 784 -> 128, fc2 128 -> 10) with PyTorch's initial weights, model "mlp".
+static bool write_mlp(const char *path) {
+    cg_params *p = cg_params_new(cg_cpu());
+    cg_rng rng = cg_rng_new(5, CG_STREAM_INIT);
+    cg_module *m = cg_sequential_new();
+    cg_sequential_add(m, cg_flatten_new());
+    cg_sequential_add(m, cg_linear_new(p, "fc1", 784, 128, true, &rng));
+    cg_sequential_add(m, cg_relu_new());
+    cg_sequential_add(m, cg_linear_new(p, "fc2", 128, 10, true, &rng));
+    const char *meta[] = {"format", "pt", "model", "mlp"};
+    cg_status s = cg_checkpoint_save(p, path, meta, 2);
+    cg_module_free(m);
+    cg_params_free(p);
+    if (s.code != CG_OK) fail("write checkpoint", "%s", s.message);
+    return s.code == CG_OK;
+}
+
+int main(int argc, char **argv) {
+#ifdef CGRAD_BIN_DIR
+    const char *program = CGRAD_BIN_DIR "/quantize";
+#else
+    const char *program = "./build/quantize";
+#endif
+    if (argc > 1) program = argv[1];
+    if (access(program, X_OK) != 0) {
+        fprintf(stderr, "FAIL test_quantize_cli: no executable at %s (build the quantize target first)\n", program);
+        return 1;
+    }
+    if (!run_begin(program, "/tmp/cgrad_test_quantize_XXXXXX")) {
+        fprintf(stderr, "FAIL test_quantize_cli: cannot make a temporary directory\n");
+        return 1;
+    }
+    const run_result *r = run("--help");
+    if (r->exit_code != 0 || strstr(r->out, "usage") == NULL || strstr(r->out, "--calib-batches") == NULL)
+        fail("--help", "exit %d, stdout \"%s\"", r->exit_code, r->out);
+
+    char ckpt[512], args[1024];
+    snprintf(ckpt, sizeof ckpt, "%s/mlp.safetensors", run_dir);
+    expect_refused("", "--load", (char *)NULL);
+    expect_refused("--load x --observer median", "--observer", "median", "entropy", (char *)NULL);
+    expect_refused("--load x --calib-batches 0", "--calib-batches", (char *)NULL);
+    expect_refused("--load x --percentile 40", "--percentile", (char *)NULL);
+    expect_refused("--load /nonexistent/m.safetensors", "/nonexistent/m.safetensors", (char *)NULL);
+    if (write_mlp(ckpt)) {
+        snprintf(args, sizeof args, "--load %s --model tutorial", ckpt);
+        expect_refused(args, "c1.weight", (char *)NULL);
+        snprintf(args, sizeof args, "--load %s --model resnet", ckpt);
+        expect_refused(args, "resnet", (char *)NULL);
+        if (access("/usr/share/datasets/fashion-mnist", R_OK) != 0) {
+            printf("SKIP the whole run: /usr/share/datasets/fashion-mnist is absent\n");
+        } else {
+            snprintf(args, sizeof args, "--load %s --calib-batches 2 --batch-size 512 --reps 1 --sqnr-images 200", ckpt);
+            r = run(args);
+            double a32 = -1, a8 = -1, ratio = 0, s32 = 0, s8 = 0;
+            const char *acc = strstr(r->out, "Test accuracy on cpu: ");
+            const char *size = strstr(r->out, "points; ");
+            const char *speed = strstr(r->out, "Inference on cpu, batch 512: ");
+            if (r->exit_code != 0 || !acc || sscanf(acc, "Test accuracy on cpu: fp32 %lf, int8 %lf", &a32, &a8) != 2 ||
+                !size || sscanf(size, "points; %lfx smaller", &ratio) != 1 || !speed ||
+                sscanf(speed, "Inference on cpu, batch 512: fp32 %lf images/s, int8 %lf", &s32, &s8) != 2)
+                fail("whole run", "exit %d, stdout \"%s\", stderr \"%s\"", r->exit_code, r->out, r->err);
+            else if (!(a32 >= 0 && a32 <= 1 && a8 >= a32 - 0.02 && a8 <= a32 + 0.02 && ratio > 3.9 && ratio < 4.0 &&
+                       s32 > 0 && s8 > 0))
+                fail("whole run", "fp32 %.4f, int8 %.4f, %.2fx smaller, %.0f and %.0f images/s", a32, a8, ratio, s32, s8);
+            else
+                printf("whole run: fp32 %.4f, int8 %.4f, %.2fx smaller, %.0f and %.0f images/s\n", a32, a8, ratio, s32, s8);
+            if (strstr(r->out, "fc1    linear+relu") == NULL || strstr(r->out, "fc2    linear ") == NULL)
+                fail("SQNR table", "rows for fc1 and fc2 missing: \"%s\"", r->out);
+        }
+    }
+    unlink(ckpt);
+    run_end();
+    if (failures) {
+        fprintf(stderr, "test_quantize_cli: %d failure(s)\n", failures);
+        return 1;
+    }
+    printf("test_quantize_cli: all passed\n");
+    return 0;
+}
