@@ -4,6 +4,7 @@
 // Conv2d-ReLU-MaxPool2d op and one with --no-fusion log the same losses and accuracies (to 1e-4);
 // one and two threads log the same digits.
 #define _POSIX_C_SOURCE 200809L
+#include "fake_idx.h"
 #include "run_program.h"
 
 #include <stdbool.h>
@@ -12,45 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-// One IDX file: the magic (0, 0, 8 = u8, ndim), the sizes big-endian, then the bytes.
-static void write_idx(const char *path, int ndim, const uint32_t *sizes, const uint8_t *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        fail(path, "cannot write");
-        return;
-    }
-    uint8_t head[4 + 4 * 3] = {0, 0, 8, (uint8_t)ndim};
-    for (int i = 0; i < ndim; i++) {
-        uint32_t v = sizes[i];
-        uint8_t *p = head + 4 + 4 * i;
-        p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
-    }
-    if (fwrite(head, 1, 4 + 4 * (size_t)ndim, f) != 4 + 4 * (size_t)ndim || fwrite(data, 1, n, f) != n)
-        fail(path, "short write");
-    fclose(f);
-}
-
-// count 28 x 28 images whose class (i mod 10) sets which band of rows is bright, plus noise.
-static void write_split(const char *dir, const char *images, const char *labels, uint32_t count) {
-    uint8_t *pixels = malloc((size_t)count * 784), *classes = malloc(count);
-    uint32_t state = 12345u + count;
-    for (uint32_t i = 0; i < count; i++) {
-        classes[i] = (uint8_t)(i % 10);
-        for (int p = 0; p < 784; p++) {
-            state = state * 1664525u + 1013904223u; // a linear congruential generator: any noise will do
-            int band = (p / 28) / 3 == classes[i];
-            pixels[(size_t)i * 784 + p] = (uint8_t)((band ? 160 : 0) + (state >> 26));
-        }
-    }
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, images);
-    write_idx(path, 3, (uint32_t[]){count, 28, 28}, pixels, (size_t)count * 784);
-    snprintf(path, sizeof path, "%s/%s", dir, labels);
-    write_idx(path, 1, (uint32_t[]){count}, classes, count);
-    free(pixels);
-    free(classes);
-}
 
 static void expect_refused(const char *args, const char *needle) {
     const run_result *r = run(args);
@@ -114,8 +76,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "FAIL test_cnn_cli: cannot make a temporary directory\n");
         return 1;
     }
-    write_split(run_dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", 320);
-    write_split(run_dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 100);
+    write_fake_fashion_mnist(run_dir, 320, 100);
 
     const run_result *r = run("--help");
     if (r->exit_code != 0 || strstr(r->out, "--no-fusion") == NULL)
@@ -161,13 +122,8 @@ int main(int argc, char **argv) {
     else
         printf("--threads 1 and --threads 2 logs identical\n");
 
-    static const char *made[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                                 "t10k-labels-idx1-ubyte", "run.csv"};
-    for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
-        char path[1100];
-        snprintf(path, sizeof path, "%s/%s", run_dir, made[i]);
-        unlink(path);
-    }
+    remove_fake_fashion_mnist(run_dir);
+    unlink(log_path);
     run_end();
     if (failures) {
         fprintf(stderr, "test_cnn_cli: %d failure(s)\n", failures);
