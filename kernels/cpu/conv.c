@@ -135,7 +135,8 @@ static void group_forward(float *out, float *col, const float *x, const float *w
     int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
     for (int64_t j = 0; j < count; j++)
         im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-    gemm_cpu(false, false, K, ld, crs, 1.0f, w, col, 0.0f, out); // out (K, count*PQ) = W (K, CRS) col
+    gemm_engine_cpu(false, false, K, ld, crs, 1.0f, w, col, 0.0f, out); // out (K, count*PQ) = W (K, CRS) col
+                                                                          // (the engine's GEMM: see group_backward)
 }
 
 void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
@@ -158,9 +159,12 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
     }
 }
 
-// Per group, from its output gradient dyg (K, count*PQ): dw_group = dy_g col_g^T and
-// dx += col2im(W^T dy_g). col is scratch of CRS x count*PQ floats. The columns are computed
-// again rather than kept from the forward: cheaper than storing a batch of them.
+// Per group, from its output gradient dyg (K, count*PQ): dw_group = (dy_g col_g^T)^T = col_g dy_g^T,
+// (CRS, K), and dx += col2im(W^T dy_g). col is scratch of CRS x count*PQ floats. The columns are
+// computed again rather than kept from the forward: cheaper than storing a batch of them. The
+// three products run on the engine's own GEMM, which reads the columns where im2col wrote them
+// (OpenBLAS would copy them into its own layout first); dW is computed transposed for that reason,
+// with the columns as the left operand (read in place) and dy_g, the smaller, as the one copied.
 static void group_backward(float *dx, float *dw_group, float *col, const float *dyg, const float *x, const float *w,
                            int64_t n0, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                            int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
@@ -168,10 +172,10 @@ static void group_backward(float *dx, float *dw_group, float *col, const float *
     if (dw_group) {
         for (int64_t j = 0; j < count; j++)
             im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-        gemm_cpu(false, true, K, crs, ld, 1.0f, dyg, col, 0.0f, dw_group); // dW_g (K, CRS) = dy_g col^T
+        gemm_engine_cpu(false, true, crs, K, ld, 1.0f, col, dyg, 0.0f, dw_group); // dW_g^T (CRS, K) = col dy_g^T
     }
     if (dx) {
-        gemm_cpu(true, false, crs, ld, K, 1.0f, w, dyg, 0.0f, col); // dcol (CRS, count*PQ) = W^T dy_g
+        gemm_engine_cpu(true, false, crs, ld, K, 1.0f, w, dyg, 0.0f, col); // dcol (CRS, count*PQ) = W^T dy_g
         for (int64_t j = 0; j < count; j++)
             col2im_image(dx + (n0 + j) * C * H * W, col + j * pq, ld, C, H, W, R, S, stride, pad, P, Q);
     }
@@ -194,12 +198,14 @@ static float *dw_slices(const float *dw, int64_t groups, int64_t size) {
     return buffer;
 }
 
-static void add_dw_slices(float *dw, const float *slices, int64_t groups, int64_t size, bool threads) {
-#pragma omp parallel for if (threads)
-    for (int64_t i = 0; i < size; i++) {
-        float sum = dw[i];
-        for (int64_t g = 0; g < groups; g++) sum += slices[g * size + i];
-        dw[i] = sum;
+// dw (K, CRS) += slice 0, then slice 1, ... (each (CRS, K), transposed): slice by slice, and
+// within a slice row by row of dw, so that memory is read in order (the additions into each
+// element stay in group order).
+static void add_dw_slices(float *dw, const float *slices, int64_t groups, int64_t K, int64_t crs) {
+    for (int64_t g = 0; g < groups; g++) {
+        const float *slice = slices + g * K * crs;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t i = 0; i < crs; i++) dw[k * crs + i] += slice[i * K + k];
     }
 }
 
@@ -233,7 +239,7 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
         group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, x, w, n0, count, C, H, W, K, R, S,
                        stride, pad, P, Q);
     }
-    if (dw) add_dw_slices(dw, slices, groups, K * crs, threads);
+    if (dw) add_dw_slices(dw, slices, groups, K, crs);
 }
 
 // ---- conv2d + bias + ReLU + 2x2 max pooling, fused ------------------------------------------------
@@ -299,7 +305,10 @@ void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, cons
 
 // One plane of the convolution's output gradient (P x Q) from the pooled gradient dy (P/2 x Q/2):
 // dy where the window's maximum was and the ReLU let it through (y > 0), zero everywhere else.
-// Zeroed first (memset, in cache), then one store per window. Returns the plane's sum.
+// Zeroed first (memset, in cache), then one store per window: plain scalar code. (Written as
+// vector loops over the rows, a gather per element, it was four times slower: the rows are 14
+// and 28 floats, shorter than the compiler's vector loops, which then run their scalar tails.)
+// Returns the plane's sum.
 static float unpool_plane(float *out, const float *dy, const float *y, const uint8_t *where, int64_t P, int64_t Q) {
     int64_t P2 = P / 2, Q2 = Q / 2;
     memset(out, 0, (size_t)(P * Q) * sizeof(float));
@@ -347,7 +356,7 @@ void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, const flo
             group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, x, w, n0, count, C, H, W, K, R,
                            S, stride, pad, P, Q);
     }
-    if (dw) add_dw_slices(dw, slices, groups, K * crs, threads);
+    if (dw) add_dw_slices(dw, slices, groups, K, crs);
     if (dbias) {
         for (int64_t k = 0; k < K; k++) {
             double sum = 0.0;

@@ -16,6 +16,11 @@ void zero_cpu(void *p, size_t bytes);
 void scale_cpu(float *y, const float *x, float alpha, int64_t n);
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               const float *B, float beta, float *C);
+// gemm_cpu always on the engine's own register-tiled loops, never OpenBLAS: for callers whose B
+// already has the layout those loops read (row-major, N a multiple of 16), which then is not
+// copied at all, where OpenBLAS packs both operands on every call (the convolutions' columns).
+void gemm_engine_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     const float *B, float beta, float *C);
 void linear_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
                         int64_t K);
 void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,

@@ -65,9 +65,10 @@ static void micro_kernel(int64_t K, const float *A, int64_t rs, int64_t ks, int 
     memcpy(tile, acc, sizeof acc);
 }
 
-// Rows i0 .. i0 + MR - 1 of C += alpha * op(A) (packed B).
+// Rows i0 .. i0 + MR - 1 of C += alpha * op(A) (packed B), or C = alpha * op(A) (packed B) when
+// overwrite (beta 0: C is not read, so need not be zeroed first).
 static void gemm_panel(int64_t i0, bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                       const float *bp, int64_t ldb, float *C) {
+                       const float *bp, int64_t ldb, float *C, bool overwrite) {
     int64_t rs = trans_a ? 1 : K, ks = trans_a ? M : 1;
     int mr = (int)(M - i0 < MR ? M - i0 : MR);
     float tile[MR][NR];
@@ -75,7 +76,8 @@ static void gemm_panel(int64_t i0, bool trans_a, int64_t M, int64_t N, int64_t K
         micro_kernel(K, A + i0 * rs, rs, ks, mr, bp + j0, ldb, tile);
         int nr = (int)(N - j0 < NR ? N - j0 : NR);
         for (int r = 0; r < mr; r++)
-            for (int c = 0; c < nr; c++) C[(i0 + r) * N + j0 + c] += alpha * tile[r][c];
+            for (int c = 0; c < nr; c++)
+                C[(i0 + r) * N + j0 + c] = (overwrite ? 0.0f : C[(i0 + r) * N + j0 + c]) + alpha * tile[r][c];
     }
 }
 
@@ -119,31 +121,38 @@ static void gemv_row(bool trans_b, int64_t N, int64_t K, float alpha, const floa
     }
 }
 
-// C(M,N) += alpha * op(A) op(B); for large products threads share out the row panels
-// (OpenMP only then: see elementwise.c).
+// C(M,N) += alpha * op(A) op(B) (= when overwrite); for large products threads share out the row
+// panels (OpenMP only then: see elementwise.c). B is read in place when its rows are already
+// whole tiles (not transposed, N a multiple of NR), packed otherwise.
 static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                       const float *B, float *C) {
+                       const float *B, float *C, bool overwrite) {
     int64_t ldb = (N + NR - 1) / NR * NR;
-    const float *bp = pack_b(trans_b, B, N, K, ldb);
+    const float *bp = !trans_b && N % NR == 0 ? B : pack_b(trans_b, B, N, K, ldb);
     if (M * N * K < 64 * CG_OMP_MIN_WORK) {
-        for (int64_t i0 = 0; i0 < M; i0 += MR) gemm_panel(i0, trans_a, M, N, K, alpha, A, bp, ldb, C);
+        for (int64_t i0 = 0; i0 < M; i0 += MR) gemm_panel(i0, trans_a, M, N, K, alpha, A, bp, ldb, C, overwrite);
         return;
     }
 #pragma omp parallel for
-    for (int64_t i0 = 0; i0 < M; i0 += MR) gemm_panel(i0, trans_a, M, N, K, alpha, A, bp, ldb, C);
+    for (int64_t i0 = 0; i0 < M; i0 += MR) gemm_panel(i0, trans_a, M, N, K, alpha, A, bp, ldb, C, overwrite);
 }
 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               const float *B, float beta, float *C) {
     if (M * N * K >= CG_SMALL_GEMM_WORK && cg_blas_sgemm(trans_a, trans_b, M, N, K, alpha, A, B, beta, C)) return;
-    if (beta == 0.0f)
+    gemm_engine_cpu(trans_a, trans_b, M, N, K, alpha, A, B, beta, C);
+}
+
+void gemm_engine_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     const float *B, float beta, float *C) {
+    bool vector = N == 1 || M == 1;
+    if (beta == 0.0f && vector)
         memset(C, 0, (size_t)(M * N) * sizeof(float)); // not C *= 0: C may hold NaN garbage
-    else if (beta != 1.0f)
+    else if (beta != 0.0f && beta != 1.0f)
         for (int64_t i = 0; i < M * N; i++) C[i] *= beta;
     if (N == 1)
         gemv_column(trans_a, M, K, alpha, A, B, C);
     else if (M == 1)
         gemv_row(trans_b, N, K, alpha, A, B, C);
     else
-        gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, B, C);
+        gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, B, C, beta == 0.0f); // beta 0: tiles overwrite C
 }
