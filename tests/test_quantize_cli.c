@@ -1,8 +1,8 @@
 // test_quantize_cli.c: runs the built quantize example (CGRAD_BIN_DIR/quantize): --help exits 0
 // with the usage; bad flags, a missing checkpoint and a checkpoint of another model exit non-zero
 // with one stderr line naming them; and a whole run on an MLP checkpoint written here (random
-// weights) and a small Fashion-MNIST-shaped data set written here (fake_idx.h) prints fp32 and
-// int8 accuracies within 2 points of each other, a size ratio near 4 and both speeds.
+// weights) and a small Fashion-MNIST-shaped data set written here (fake_idx.h) prints fp32, fp16
+// and int8 accuracies within 2 points of each other, a size ratio near 4 and the speeds.
 #define _POSIX_C_SOURCE 200809L
 #include "../cgrad.h"
 
@@ -98,6 +98,11 @@ int main(int argc, char **argv) {
                 fail("whole run", "fp32 %.4f, int8 %.4f, %.2fx smaller, %.0f and %.0f images/s", a32, a8, ratio, s32, s8);
             else
                 printf("whole run: fp32 %.4f, int8 %.4f, %.2fx smaller, %.0f and %.0f images/s\n", a32, a8, ratio, s32, s8);
+            double a16 = -1, s16 = 0;
+            const char *half = strstr(r->out, "fp16 on cpu: ");
+            if (!half || sscanf(half, "fp16 on cpu: accuracy %lf, %lf images/s", &a16, &s16) != 2 ||
+                !(a16 >= a32 - 0.02 && a16 <= a32 + 0.02 && s16 > 0))
+                fail("fp16 row", "fp16 accuracy %.4f (fp32 %.4f), %.0f images/s: \"%s\"", a16, a32, s16, r->out);
             if (strstr(r->out, "fc1    linear+relu") == NULL || strstr(r->out, "fc2    linear ") == NULL)
                 fail("SQNR table", "rows for fc1 and fc2 missing: \"%s\"", r->out);
         }

@@ -1,7 +1,8 @@
 // quantize: the course's INT8 section on a trained model. Loads an fp32 checkpoint of the tutorial
 // CNN or the MLP (written by `cnn --save`), calibrates the activation ranges on a few training
-// batches, converts the model to int8 (layers/quantized.h) and reports fp32 against int8: test
-// accuracy, model size in bytes, inference images/s, and the error of every layer (SQNR).
+// batches, converts the model to int8 (layers/quantized.h) and reports fp32, fp16 (autocast, lesson
+// 04) and int8: test accuracy, model size in bytes, inference images/s, and the error of every int8
+// layer (SQNR).
 // Not here: quantisation-aware training (the course mentions it; cgrad does post-training only).
 #include "../../cgrad.h"
 #include "../../core/qkernels.h"
@@ -18,7 +19,8 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: quantize --load PATH [options]\n"
-            "Convert a trained fp32 model to int8 (post-training quantisation) and compare the two.\n"
+            "Convert a trained fp32 model to int8 (post-training quantisation) and compare fp32, fp16\n"
+            "(autocast with a 16-bit copy of the weights; emulated on the CPU) and int8.\n"
             "\n"
             "  --load PATH          fp32 weights written by `cnn --save` (required)\n"
             "  --model NAME         tutorial or mlp (default: the checkpoint's \"model\" metadata)\n"
@@ -96,14 +98,16 @@ static int parse_options(int argc, char **argv, options *o) {
     return -1;
 }
 
-// Test accuracy of the fp32 model (int8 == NULL) or of the int8 model over a whole split.
+// Test accuracy of the fp32 model (int8 == NULL; in fp16 when the tape has a 16-bit autocast) or of
+// the int8 model over a whole split.
 static double accuracy(cg_module *fp32, cg_qmodel *int8, cg_tape *tape, cg_loader *loader, cg_metrics *metrics) {
     cg_metrics_reset(metrics);
     cg_loader_start_epoch(loader);
     cg_batch batch;
     int64_t seen = 0;
     while (cg_loader_next(loader, &batch)) {
-        cg_tensor *logits = int8 ? cg_qmodel_forward(int8, batch.x) : cg_module_forward(fp32, tape, batch.x);
+        cg_tensor *logits = int8 ? cg_qmodel_forward(int8, batch.x)
+                                 : cg_autocast_f32(tape, cg_module_forward(fp32, tape, batch.x)); // fp16 logits to f32
         cg_metrics_add_argmax_correct(metrics, logits, batch.labels);
         cg_tape_clear(tape);
         seen += batch.size;
@@ -203,6 +207,14 @@ int main(int argc, char **argv) {
     cg_loader_set_normalization(test_loader, info->mean, info->std);
     double acc32 = accuracy(model, NULL, tape, test_loader, metrics);
     double acc8 = accuracy(model, q, tape, test_loader, metrics);
+    // The same fp32 model in fp16, lesson 04's way: a 16-bit copy of the weights and a tape whose
+    // products and convolutions run in fp16 with f32 sums (on the CPU the rounding is emulated:
+    // accurate, but slower than fp32).
+    cg_amp *amp16 = cg_amp_new(params, CG_PRECISION_FP16, cg_loss_scale_default(CG_PRECISION_FP16));
+    cg_tape *tape16 = cg_tape_new(dev, 64 << 20);
+    tape16->grad_enabled = false;
+    cg_amp_attach(amp16, tape16);
+    double acc16 = accuracy(model, NULL, tape16, test_loader, metrics);
 
     // Per-layer error on the first test images.
     int64_t sqnr_n = opt.sqnr_images < test->count ? opt.sqnr_images : test->count;
@@ -220,11 +232,14 @@ int main(int argc, char **argv) {
     cg_loader_next(speed_loader, &batch);
     double ips32 = images_per_s(model, NULL, tape, batch.x, opt.reps);
     double ips8 = images_per_s(model, q, tape, batch.x, opt.reps);
+    double ips16 = images_per_s(model, NULL, tape16, batch.x, opt.reps);
 
     int64_t bytes32 = cg_qmodel_fp32_bytes(q), bytes8 = cg_qmodel_bytes(q);
     if (!opt.quiet) {
         printf("\n%-10s %10s %14s %16s\n", "precision", "accuracy", "size (bytes)", "images/s");
         printf("%-10s %10.4f %14lld %16.0f\n", "fp32", acc32, (long long)bytes32, ips32);
+        printf("%-10s %10.4f %14lld %16.0f%s\n", "fp16", acc16, (long long)bytes32 / 2, ips16,
+               dev.type == CG_CPU ? "   (16 bits emulated on the CPU)" : "");
         printf("%-10s %10.4f %14lld %16.0f\n", "int8", acc8, (long long)bytes8, ips8);
         printf("int8 - fp32: %+.2f points; %.2fx smaller; %.2fx the images/s (%s, batch %lld, best of %ld)\n",
                100.0 * (acc8 - acc32), (double)bytes32 / bytes8, ips8 / ips32, dev_name, (long long)bs, opt.reps);
@@ -250,6 +265,7 @@ int main(int argc, char **argv) {
     printf("Test accuracy on %s: fp32 %.4f, int8 %.4f\n", dev_name, acc32, acc8);
     printf("Inference on %s, batch %lld: fp32 %.0f images/s, int8 %.0f images/s (%.2fx)\n", dev_name, (long long)bs,
            ips32, ips8, ips8 / ips32);
+    printf("fp16 on %s: accuracy %.4f, %.0f images/s (%.2fx fp32)\n", dev_name, acc16, ips16, ips16 / ips32);
 
     cg_loader_free(speed_loader);
     cg_loader_free(sqnr_loader);
@@ -257,6 +273,8 @@ int main(int argc, char **argv) {
     cg_loader_free(calib);
     cg_metrics_free(metrics);
     cg_tape_free(tape);
+    cg_tape_free(tape16);
+    cg_amp_free(amp16);
     cg_qmodel_free(q);
     cg_module_free(model);
     cg_params_free(params);
