@@ -160,23 +160,6 @@ static cg_status load_split(const dataset_info *info, const char *dir, bool trai
     return cg_image_folder_load(path, true, &from_cache, out);
 }
 
-// The tutorial CNN for images (C, H, W) and `classes` classes, parameters named as PyTorch's
-// TutorialCNN in shared/bench/torch_workloads.py names them (c1, c2, f1, f2).
-static cg_module *tutorial_cnn(cg_params *params, int64_t C, int64_t H, int64_t W, int classes, cg_rng *rng) {
-    cg_module *m = cg_sequential_new();
-    cg_sequential_add(m, cg_conv2d_new(params, "c1", C, 32, 3, 1, 1, true, rng));
-    cg_sequential_add(m, cg_relu_new());
-    cg_sequential_add(m, cg_max_pool2d_new(2, 2));
-    cg_sequential_add(m, cg_conv2d_new(params, "c2", 32, 64, 3, 1, 1, true, rng));
-    cg_sequential_add(m, cg_relu_new());
-    cg_sequential_add(m, cg_max_pool2d_new(2, 2));
-    cg_sequential_add(m, cg_flatten_new());
-    cg_sequential_add(m, cg_linear_new(params, "f1", 64 * (H / 4) * (W / 4), 128, true, rng));
-    cg_sequential_add(m, cg_relu_new());
-    cg_sequential_add(m, cg_linear_new(params, "f2", 128, classes, true, rng));
-    return m;
-}
-
 typedef struct {
     cg_module *model;
     cg_tape *tape;
@@ -265,12 +248,9 @@ int main(int argc, char **argv) {
 
     cg_params *params = cg_params_new(dev);
     cg_rng init = cg_rng_new((uint64_t)opt.seed, CG_STREAM_INIT);
-    cg_module *model = NULL;
-    if (strcmp(opt.model, "mlp") == 0)
-        s = cg_model_new("mlp", params, C, H, W, train->num_classes, &init, &model); // examples/common/models.c
-    else
-        model = tutorial_cnn(params, C, H, W, train->num_classes, &init);
-    if (s.code != CG_OK) return cg_cli_fail("cnn", s);
+    cg_module *model = NULL; // the tutorial CNN or the MLP: examples/common/models.c
+    if ((s = cg_model_new(opt.model, params, C, H, W, train->num_classes, &init, &model)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
     if (opt.no_fusion) cg_sequential_set_fusion(model, false);
     if (opt.load_path && (s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
 
