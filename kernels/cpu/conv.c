@@ -261,7 +261,8 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
 // columns, over the whole plane at once (its rows follow each other, so the pairs do too): on
 // a tie the window's first maximum in scan order wins, the left one unless it came from the
 // bottom row and the right one from the top (position 1 comes before position 2).
-static void pool_relu_plane(float *y, uint8_t *where, const float *plane, float bias, int64_t P, int64_t Q,
+static inline __attribute__((always_inline)) void pool_relu_plane(float *y, uint8_t *where, const float *plane,
+                                                                  float bias, int64_t P, int64_t Q,
                             float *col_max, int32_t *bottom_won) {
     int64_t P2 = P / 2, Q2 = Q / 2;
     for (int64_t p = 0; p < P2; p++) {
@@ -297,8 +298,18 @@ void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, cons
         for (int64_t j = 0; j < count; j++)
             for (int64_t k = 0; k < K; k++) {
                 int64_t plane = (n0 + j) * K + k;
-                pool_relu_plane(y + plane * pooled, where + plane * pooled, out + k * ld + j * pq,
-                                bias ? bias[k] : 0.0f, P, Q, col_max, (int32_t *)(col_max + 2 * pooled));
+                float *yp = y + plane * pooled, *in = out + k * ld + j * pq, b = bias ? bias[k] : 0.0f;
+                uint8_t *at = where + plane * pooled;
+                int32_t *won = (int32_t *)(col_max + 2 * pooled);
+                // The tutorial's two sizes as constants: the loops then have known lengths (28,
+                // 14, 7), which the compiler lays out as whole vectors instead of a vector loop
+                // and a scalar tail. The same function, the same results.
+                if (P == 28 && Q == 28)
+                    pool_relu_plane(yp, at, in, b, 28, 28, col_max, won);
+                else if (P == 14 && Q == 14)
+                    pool_relu_plane(yp, at, in, b, 14, 14, col_max, won);
+                else
+                    pool_relu_plane(yp, at, in, b, P, Q, col_max, won);
             }
     }
 }
@@ -309,7 +320,8 @@ void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, cons
 // vector loops over the rows, a gather per element, it was four times slower: the rows are 14
 // and 28 floats, shorter than the compiler's vector loops, which then run their scalar tails.)
 // Returns the plane's sum.
-static float unpool_plane(float *out, const float *dy, const float *y, const uint8_t *where, int64_t P, int64_t Q) {
+static inline __attribute__((always_inline)) float unpool_plane(float *out, const float *dy, const float *y,
+                                                                const uint8_t *where, int64_t P, int64_t Q) {
     int64_t P2 = P / 2, Q2 = Q / 2;
     memset(out, 0, (size_t)(P * Q) * sizeof(float));
     for (int64_t p = 0; p < P2; p++)
@@ -347,8 +359,15 @@ void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, const flo
             double sum = 0.0;
             for (int64_t j = 0; j < count; j++) {
                 int64_t plane = (n0 + j) * K + k;
-                sum += unpool_plane(dyg + k * ld + j * pq, dy + plane * pooled, y + plane * pooled,
-                                    where + plane * pooled, P, Q);
+                float *o = dyg + k * ld + j * pq;
+                const float *g_in = dy + plane * pooled, *y_in = y + plane * pooled;
+                const uint8_t *at = where + plane * pooled;
+                if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
+                    sum += unpool_plane(o, g_in, y_in, at, 28, 28);
+                else if (P == 14 && Q == 14)
+                    sum += unpool_plane(o, g_in, y_in, at, 14, 14);
+                else
+                    sum += unpool_plane(o, g_in, y_in, at, P, Q);
             }
             if (bias_sums) bias_sums[g * K + k] = sum;
         }
