@@ -1,5 +1,6 @@
-// conv.c: convolution (im2col + GEMM, a few images at a time) and max pooling on the CPU. The GEMM is
-// gemm.c's. OpenMP over images or planes, serial when small (see elementwise.c for why).
+// conv.c: convolution (im2col + GEMM, a few images at a time), max pooling, and the fused
+// conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu).
+// OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
 #include "cpu.h"
 
 #include <stdbool.h>
@@ -124,8 +125,8 @@ static float *scratch(int which, int64_t floats) {
 // one GEMM covers the group. For the tutorial CNN's second layer that is 288 x 784 floats
 // (0.9 MB), which stays in the core's cache between im2col and the GEMM, where a whole batch's
 // columns would stream through memory, and the GEMM is large enough to run near the core's
-// peak. Groups are shared out over OpenMP threads; inside a parallel region the GEMM runs on its
-// thread alone (OpenBLAS's OpenMP build does so itself).
+// peak. Groups are handed out to the OpenMP threads as they free up; inside the parallel region
+// each GEMM runs on its thread alone.
 #define GROUP 4
 
 // Per group: the columns of images n0 .. n0+count-1 into col, then out (K, count*PQ) = W col.
