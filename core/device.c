@@ -127,6 +127,20 @@ void *cg_host_alloc(cg_device d, size_t bytes) {
     return cg_device_alloc(d, bytes);
 }
 
+void *cg_event_new(cg_device d) { return d.type == CG_CUDA ? cuda()->event_new(d.index) : NULL; }
+
+void cg_event_record(cg_device d, void *event) {
+    if (d.type == CG_CUDA) cuda()->event_record(d.index, event);
+}
+
+void cg_event_wait(cg_device d, void *event) {
+    if (d.type == CG_CUDA) cuda()->event_wait(d.index, event);
+}
+
+void cg_event_free(cg_device d, void *event) {
+    if (d.type == CG_CUDA && event) cuda()->event_free(d.index, event);
+}
+
 void cg_host_free(cg_device d, void *p) {
     if (p == NULL) return;
     if (d.type == CG_CUDA)

@@ -50,6 +50,14 @@ void cg_device_synchronize(cg_device d);
 void *cg_host_alloc(cg_device d, size_t bytes);
 void cg_host_free(cg_device d, void *p);
 
+// A marker in d's queue of work (a CUDA event on a GPU; NULL and no-ops on the CPU, where work
+// is done when its call returns): record it after some queued work, and cg_event_wait blocks the
+// calling thread, which may be another thread, until that work is done.
+void *cg_event_new(cg_device d);
+void cg_event_record(cg_device d, void *event);
+void cg_event_wait(cg_device d, void *event);
+void cg_event_free(cg_device d, void *event);
+
 // What a device is. For a GPU: the CUDA device properties; for the CPU: the model name and
 // thread count. Theoretical FP32 peak = FP32 cores x clock x 2 (one FMA is two operations),
 // as course chapter 1 computes it; cores per SM come from NVIDIA's table per architecture.

@@ -27,6 +27,12 @@ typedef struct {
     void (*synchronize)(int index);
     void *(*host_alloc)(int index, size_t bytes); // pinned host memory
     void (*host_free)(int index, void *p);
+    // Events on the GPU's stream: made, recorded after the work queued so far, waited for by the
+    // calling thread (any thread), destroyed.
+    void *(*event_new)(int index);
+    void (*event_record)(int index, void *event);
+    void (*event_wait)(int index, void *event);
+    void (*event_free)(int index, void *event);
     cg_status (*info)(int index, cg_device_info *info);
     cg_memory_stats (*memory_stats)(int index);
     void (*empty_cache)(int index);

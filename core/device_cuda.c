@@ -13,7 +13,7 @@
 
 #define CG_MAX_GPUS 16
 
-static int current_gpu = -1;
+static _Thread_local int current_gpu = -1; // per thread, as cudaSetDevice is
 static cudaStream_t streams[CG_MAX_GPUS];
 
 // Make `index` the GPU that CUDA calls of this thread go to.
@@ -201,6 +201,28 @@ static void cuda_host_free(int index, void *p) {
     CG_CUDA_CHECK(cudaFreeHost(p));
 }
 
+static void *cuda_event_new(int index) {
+    use_gpu(index);
+    cudaEvent_t e;
+    CG_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return e;
+}
+
+static void cuda_event_record(int index, void *event) {
+    use_gpu(index);
+    CG_CUDA_CHECK(cudaEventRecord((cudaEvent_t)event, cg_cuda_stream()));
+}
+
+static void cuda_event_wait(int index, void *event) {
+    use_gpu(index);
+    CG_CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)event));
+}
+
+static void cuda_event_free(int index, void *event) {
+    use_gpu(index);
+    CG_CUDA_CHECK(cudaEventDestroy((cudaEvent_t)event));
+}
+
 // ---- device properties -----------------------------------------------------------------------
 
 // FP32 cores per SM by compute capability (NVIDIA's CUDA C Programming Guide, "Arithmetic
@@ -281,6 +303,10 @@ __attribute__((visibility("default"))) const cg_cuda_backend *cg_cuda_backend_en
         .synchronize = cuda_synchronize,
         .host_alloc = cuda_host_alloc,
         .host_free = cuda_host_free,
+        .event_new = cuda_event_new,
+        .event_record = cuda_event_record,
+        .event_wait = cuda_event_wait,
+        .event_free = cuda_event_free,
         .info = cuda_info,
         .memory_stats = cuda_memory_stats,
         .empty_cache = cuda_empty_cache,

@@ -1,17 +1,49 @@
-// loader.c: shuffling on the host, gathering batches on the device.
+// loader.c: shuffling on the host, gathering batches on the device; or, streaming, gathering them
+// on the host on a background thread into pinned buffers that are copied to the device.
 #include "loader.h"
 #include "../core/kernels.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+// ---- streaming: a background thread fills two pinned buffers in turn ---------------------------
+// Slot b % 2 holds batch b. The thread waits until the slot is free (its previous batch taken, and
+// the device done copying it: the event recorded after the copy), gathers the batch into it with
+// the CPU kernel, and marks it ready; cg_loader_next waits until it is ready, queues the copy to
+// the device, records the event and hands the slot back. While the device trains on batch b, the
+// thread prepares batch b + 1.
+
+typedef enum { SLOT_FREE, SLOT_READY, SLOT_COPYING } slot_state;
+
+typedef struct {
+    float *x;         // pinned host memory, (batch_size, C, H, W)
+    int32_t *labels;  // pinned, (batch_size,)
+    int64_t size;     // samples in it
+    slot_state state; // guarded by the lock
+    void *copied;     // the event recorded after its copy to the device was queued
+} slot;
+
+struct cg_prefetch {
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t lock;
+    pthread_cond_t changed; // a slot changed state, or stop was set
+    bool stop;              // guarded by the lock: end the epoch early
+    slot slots[2];
+    int32_t *augment;       // the thread's augmentation draws, (batch_size, 3)
+    int64_t batches;        // batches of the running epoch
+};
 
 static void batch_shape(const cg_dataset *d, int64_t batch, int64_t *shape) {
     shape[0] = batch;
     for (int i = 0; i < d->sample_ndim; i++) shape[1 + i] = d->sample_shape[i];
 }
 
-cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed,
-                         cg_device device) {
+static void prefetch_init(cg_loader *l);
+
+static cg_loader *loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed,
+                             cg_device device, bool streaming) {
     CG_CHECK(batch_size >= 1 && d->count >= 1, "loader: batch size %lld over %lld samples", (long long)batch_size,
              (long long)d->count);
     cg_loader *l = cg_xcalloc(1, sizeof *l);
@@ -30,7 +62,8 @@ cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, 
     bool images = d->dtype == CG_U8;
     size_t x_bytes = (size_t)(d->count * d->sample_numel) * (images ? 1 : sizeof(float));
     size_t index_bytes = (size_t)d->count * sizeof(int32_t);
-    if (device.type == CG_CPU) { // already in the CPU's memory
+    CG_CHECK(!streaming || images, "loader: only u8 image data sets stream (this one is f32)");
+    if (device.type == CG_CPU || streaming) { // already in the CPU's memory, or left there
         l->x_device = d->x;
         l->pixels_device = d->pixels;
         l->labels_device = d->labels;
@@ -55,7 +88,7 @@ cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, 
         cg_loader_set_normalization(l, zeros, ones);
         l->augment_rng = cg_rng_new(seed, CG_STREAM_AUGMENT);
         l->augment_host = cg_xmalloc((size_t)l->batch_size * 3 * sizeof(int32_t));
-        l->augment_device = cg_device_alloc(device, (size_t)l->batch_size * 3 * sizeof(int32_t));
+        if (!streaming) l->augment_device = cg_device_alloc(device, (size_t)l->batch_size * 3 * sizeof(int32_t));
     }
 
     int64_t B = l->batch_size, shape[4];
@@ -69,12 +102,33 @@ cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, 
         l->labels_tail = cg_tensor_first_rows(l->labels_full, tail);
         l->targets_tail = cg_tensor_first_rows(l->targets_full, tail);
     }
+    if (streaming) prefetch_init(l);
     return l;
 }
 
+cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed,
+                         cg_device device) {
+    return loader_new(d, batch_size, shuffle, drop_last, seed, device, false);
+}
+
+cg_loader *cg_loader_new_streaming(const cg_dataset *d, int64_t batch_size, bool shuffle, bool drop_last,
+                                   uint64_t seed, cg_device device) {
+    return loader_new(d, batch_size, shuffle, drop_last, seed, device, true);
+}
+
+bool cg_loader_should_stream(cg_device d, size_t bytes) {
+    if (d.type == CG_CPU) return false;
+    cg_device_info info;
+    if (cg_device_get_info(d, &info).code != CG_OK) return false;
+    return bytes > info.memory_free / 2;
+}
+
+static void prefetch_free(cg_loader *l);
+
 void cg_loader_free(cg_loader *l) {
     if (l == NULL) return;
-    if (l->device.type != CG_CPU) {
+    if (l->prefetch) prefetch_free(l);
+    if (l->device.type != CG_CPU && l->prefetch == NULL) {
         cg_device_free(l->device, l->x_device);
         cg_device_free(l->device, l->pixels_device);
         cg_device_free(l->device, l->labels_device);
@@ -85,6 +139,7 @@ void cg_loader_free(cg_loader *l) {
     cg_device_free(l->device, l->augment_device);
     free(l->augment_host);
     free(l->order);
+    free(l->prefetch);
     cg_tensor_free(l->x_full);
     cg_tensor_free(l->labels_full);
     cg_tensor_free(l->targets_full);
@@ -101,6 +156,8 @@ void cg_loader_set_normalization(cg_loader *l, const float *mean, const float *s
     for (int64_t c = 0; c < C; c++) {
         CG_CHECK(std[c] > 0.0f, "normalisation: std[%lld] = %g must be > 0", (long long)c, (double)std[c]);
         inv_std[c] = 1.0f / std[c];
+        l->mean_host[c] = mean[c];
+        l->inv_std_host[c] = inv_std[c];
     }
     cg_device_copy(l->device, l->mean_device, cg_cpu(), mean, (size_t)C * sizeof(float));
     cg_device_copy(l->device, l->inv_std_device, cg_cpu(), inv_std, (size_t)C * sizeof(float));
@@ -112,21 +169,124 @@ void cg_loader_set_augmentation(cg_loader *l, int crop_padding, bool flip) {
     l->flip = flip;
 }
 
-// Crop offsets and flips for the next batch, drawn on the host and copied to the device.
-static const int32_t *draw_augmentation(cg_loader *l, int64_t batch) {
+// Crop offsets and flips for the next batch into out (batch, 3), drawn on the host; NULL when
+// the loader does not augment.
+static const int32_t *draw_augmentation_into(cg_loader *l, int32_t *out, int64_t batch) {
     if (l->crop_padding == 0 && !l->flip) return NULL;
-    // The raw words land in augment_host and are turned into offsets in place (same size).
-    uint32_t *words = (uint32_t *)l->augment_host;
+    // The raw words land in out and are turned into offsets in place (same size).
+    uint32_t *words = (uint32_t *)out;
     cg_rng_u32(&l->augment_rng, words, batch * 3);
     uint32_t span = 2 * (uint32_t)l->crop_padding + 1;
     for (int64_t i = 0; i < batch; i++) {
-        l->augment_host[3 * i] = (int32_t)(words[3 * i] % span);
-        l->augment_host[3 * i + 1] = (int32_t)(words[3 * i + 1] % span);
-        l->augment_host[3 * i + 2] = l->flip ? (int32_t)(words[3 * i + 2] >> 31) : 0;
+        out[3 * i] = (int32_t)(words[3 * i] % span);
+        out[3 * i + 1] = (int32_t)(words[3 * i + 1] % span);
+        out[3 * i + 2] = l->flip ? (int32_t)(words[3 * i + 2] >> 31) : 0;
     }
+    return out;
+}
+
+// The same, copied to the device (for the device-side gather).
+static const int32_t *draw_augmentation(cg_loader *l, int64_t batch) {
+    if (draw_augmentation_into(l, l->augment_host, batch) == NULL) return NULL;
     if (l->device.type == CG_CPU) return l->augment_host;
     cg_device_copy(l->device, l->augment_device, cg_cpu(), l->augment_host, (size_t)batch * 3 * sizeof(int32_t));
     return l->augment_device;
+}
+
+// The thread: every batch of the epoch, in order, into slot b % 2 (see the top of the file).
+static void *prefetch_main(void *arg) {
+    cg_loader *l = arg;
+    struct cg_prefetch *f = l->prefetch;
+    const cg_dataset *d = l->data;
+    for (int64_t b = 0; b < f->batches; b++) {
+        slot *s = &f->slots[b % 2];
+        pthread_mutex_lock(&f->lock);
+        while (s->state == SLOT_READY && !f->stop) pthread_cond_wait(&f->changed, &f->lock);
+        bool stop = f->stop, copying = s->state == SLOT_COPYING;
+        pthread_mutex_unlock(&f->lock);
+        if (stop) break;
+        if (copying) cg_event_wait(l->device, s->copied); // the device has read this buffer
+        int64_t first = b * l->batch_size, n = d->count - first < l->batch_size ? d->count - first : l->batch_size;
+        cg_cpu_kernels.gather_images(s->x, s->labels, d->pixels, d->labels, l->order + first,
+                                     draw_augmentation_into(l, f->augment, n), n, d->sample_shape[0],
+                                     d->sample_shape[1], d->sample_shape[2], l->crop_padding, l->mean_host,
+                                     l->inv_std_host);
+        pthread_mutex_lock(&f->lock);
+        s->size = n;
+        s->state = SLOT_READY;
+        pthread_cond_broadcast(&f->changed);
+        pthread_mutex_unlock(&f->lock);
+    }
+    return NULL;
+}
+
+static void prefetch_init(cg_loader *l) {
+    struct cg_prefetch *f = cg_xcalloc(1, sizeof *f);
+    l->prefetch = f;
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->changed, NULL);
+    for (int i = 0; i < 2; i++) {
+        f->slots[i].x = cg_host_alloc(l->device, (size_t)(l->batch_size * l->data->sample_numel) * sizeof(float));
+        f->slots[i].labels = cg_host_alloc(l->device, (size_t)l->batch_size * sizeof(int32_t));
+        f->slots[i].copied = cg_event_new(l->device);
+    }
+    f->augment = cg_xmalloc((size_t)l->batch_size * 3 * sizeof(int32_t));
+}
+
+// Ends the running epoch's thread (at once if it is waiting for a free slot). Batches it had
+// prepared but that were never taken are dropped; a slot still being copied stays so, and the
+// next thread waits for its copy before reusing it.
+static void prefetch_stop(cg_loader *l) {
+    struct cg_prefetch *f = l->prefetch;
+    if (!f->running) return;
+    pthread_mutex_lock(&f->lock);
+    f->stop = true;
+    pthread_cond_broadcast(&f->changed);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(f->thread, NULL);
+    f->running = false;
+    f->stop = false;
+    for (int i = 0; i < 2; i++)
+        if (f->slots[i].state == SLOT_READY) f->slots[i].state = SLOT_FREE;
+}
+
+static void prefetch_start(cg_loader *l) {
+    struct cg_prefetch *f = l->prefetch;
+    f->batches = cg_loader_num_batches(l);
+    CG_CHECK(pthread_create(&f->thread, NULL, prefetch_main, l) == 0, "loader: cannot start the prefetch thread");
+    f->running = true;
+}
+
+static void prefetch_free(cg_loader *l) {
+    struct cg_prefetch *f = l->prefetch;
+    prefetch_stop(l);
+    for (int i = 0; i < 2; i++) {
+        if (f->slots[i].state == SLOT_COPYING) cg_event_wait(l->device, f->slots[i].copied);
+        cg_host_free(l->device, f->slots[i].x);
+        cg_host_free(l->device, f->slots[i].labels);
+        cg_event_free(l->device, f->slots[i].copied);
+    }
+    free(f->augment);
+    pthread_mutex_destroy(&f->lock);
+    pthread_cond_destroy(&f->changed);
+}
+
+// The streaming cg_loader_next: wait for batch `b`'s slot, queue its copy into the batch tensors.
+static void prefetch_take(cg_loader *l, int64_t b, cg_batch *out) {
+    struct cg_prefetch *f = l->prefetch;
+    slot *s = &f->slots[b % 2];
+    pthread_mutex_lock(&f->lock);
+    while (s->state != SLOT_READY) pthread_cond_wait(&f->changed, &f->lock);
+    pthread_mutex_unlock(&f->lock);
+    CG_CHECK(s->size == out->size, "loader: prefetched batch of %lld, expected %lld", (long long)s->size,
+             (long long)out->size);
+    cg_device_copy(l->device, out->x->data, cg_cpu(), s->x, (size_t)(s->size * l->data->sample_numel) * sizeof(float));
+    cg_device_copy(l->device, out->labels->data, cg_cpu(), s->labels, (size_t)s->size * sizeof(int32_t));
+    cg_event_record(l->device, s->copied);
+    pthread_mutex_lock(&f->lock);
+    s->state = SLOT_COPYING;
+    pthread_cond_broadcast(&f->changed);
+    pthread_mutex_unlock(&f->lock);
 }
 
 int64_t cg_loader_num_batches(const cg_loader *l) {
@@ -135,22 +295,32 @@ int64_t cg_loader_num_batches(const cg_loader *l) {
 }
 
 void cg_loader_start_epoch(cg_loader *l) {
+    if (l->prefetch) prefetch_stop(l); // the previous epoch's thread, if it was left before its end
     if (l->shuffle) cg_rng_permutation(&l->rng, l->order, l->data->count);
     if (l->order_device != l->order)
         cg_device_copy(l->device, l->order_device, cg_cpu(), l->order, (size_t)l->data->count * sizeof(int32_t));
     l->position = 0;
+    if (l->prefetch) prefetch_start(l);
 }
 
 bool cg_loader_next(cg_loader *l, cg_batch *out) {
     const cg_dataset *d = l->data;
     int64_t left = d->count - l->position;
-    if (left <= 0 || (l->drop_last && left < l->batch_size)) return false;
+    if (left <= 0 || (l->drop_last && left < l->batch_size)) {
+        if (l->prefetch) prefetch_stop(l); // done: every batch was taken
+        return false;
+    }
     int64_t B = left < l->batch_size ? left : l->batch_size;
     bool full = B == l->batch_size;
     out->x = full ? l->x_full : l->x_tail;
     out->labels = full ? l->labels_full : l->labels_tail;
     out->targets = full ? l->targets_full : l->targets_tail;
     out->size = B;
+    if (l->prefetch) {
+        prefetch_take(l, l->position / l->batch_size, out);
+        l->position += B;
+        return true;
+    }
     const cg_kernels *k = cg_kernels_for(l->device);
     if (d->dtype == CG_U8)
         k->gather_images(out->x->data, out->labels->data, l->pixels_device, l->labels_device,

@@ -6,7 +6,13 @@
 // step moves no data between host and device; batches land in tensors made once, at the same
 // addresses every step (what CUDA Graph replay needs). Image data sets (u8 pixels) are
 // normalised per channel on the way, and can be augmented (random crop with padding, horizontal
-// flip; Philox stream CG_STREAM_AUGMENT). Not yet: data sets larger than device memory.
+// flip; Philox stream CG_STREAM_AUGMENT).
+// A data set of images too large for the device's memory streams instead (cg_loader_new_streaming):
+// the pixels stay in host memory, and a background thread gathers each next batch (normalised
+// and augmented, by the CPU kernel) into one of two pinned host buffers while the device trains
+// on the current one; cg_loader_next copies it asynchronously into the same batch tensors. The
+// batches are the same as the resident loader's. A streaming loader's cg_loader_next must not be
+// captured into a CUDA Graph (the copy reads a host buffer); cnn captures only the step.
 #ifndef CG_LOADER_H
 #define CG_LOADER_H
 
@@ -20,6 +26,8 @@ typedef struct {
     cg_tensor *targets; // (B,) f32 0/1 copies of the labels, for binary cross-entropy (f32 data sets)
     int64_t size;       // B: batch_size, or fewer for the last batch
 } cg_batch;
+
+struct cg_prefetch;
 
 typedef struct {
     const cg_dataset *data;
@@ -40,11 +48,21 @@ typedef struct {
     int32_t *order_device; // this epoch's order on the device
     cg_tensor *x_full, *labels_full, *targets_full; // full-batch tensors on the device
     cg_tensor *x_tail, *labels_tail, *targets_tail; // headers over the same data, last-batch shape
+    float mean_host[4], inv_std_host[4]; // the normalisation, for the host-side gather of streaming
+    struct cg_prefetch *prefetch;        // streaming: the thread and its two buffers; NULL otherwise
 } cg_loader;
 
 // A loader over d (which must outlive it). seed keys the shuffle stream.
 cg_loader *cg_loader_new(const cg_dataset *d, int64_t batch_size, bool shuffle, bool drop_last, uint64_t seed,
                          cg_device device);
+// As cg_loader_new for a data set of u8 images, streaming (above) instead of copying the data set
+// to the device. On the CPU it makes no difference but a thread (the data is in host memory
+// either way); tests use it there. Errors: f32 data sets cannot stream.
+cg_loader *cg_loader_new_streaming(const cg_dataset *d, int64_t batch_size, bool shuffle, bool drop_last,
+                                   uint64_t seed, cg_device device);
+// Whether a data set of `bytes` would not fit comfortably on device d: more than half of the
+// memory free there now (false on the CPU). cnn streams such data sets.
+bool cg_loader_should_stream(cg_device d, size_t bytes);
 void cg_loader_free(cg_loader *l);
 // Per-channel normalisation of u8 images: x = (pixel / 255 - mean[c]) / std[c], C values each
 // (the default is mean 0, std 1: pixels scaled to [0, 1]).

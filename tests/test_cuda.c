@@ -4,6 +4,7 @@
 // devices, whose per-epoch losses must agree. Without a GPU it reports itself skipped (77).
 #include "cgrad.h"
 #include "core/kernels.h"
+#include "datasets/files.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -332,6 +333,65 @@ static void test_rng_and_gather(cg_rng *r) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
 }
 
+// The streaming loader on the GPU (pinned buffers filled by a thread, asynchronous copies, events)
+// against the resident one (the data set on the GPU, gathered by a kernel): the same batches, over
+// three epochs with augmentation, to the rounding of the normalisation (CPU against GPU kernel).
+static void test_streaming_loader(void) {
+    const int64_t count = 300, C = 3, H = 12, W = 10, batch = 64; // 4 full batches and one of 44
+    cg_dataset *d = cg_dataset_new_images(count, C, H, W, 5);
+    cg_rng r = cg_rng_new(11, 0);
+    uint32_t *words = cg_xmalloc((size_t)(count * C * H * W) * sizeof(uint32_t));
+    cg_rng_u32(&r, words, count * C * H * W);
+    for (int64_t i = 0; i < count * C * H * W; i++) d->pixels[i] = (uint8_t)words[i];
+    for (int64_t i = 0; i < count; i++) d->labels[i] = (int32_t)(i % 5);
+    free(words);
+    const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.2f, 0.3f, 0.25f};
+    cg_loader *resident = cg_loader_new(d, batch, true, false, 4, gpu);
+    cg_loader *streaming = cg_loader_new_streaming(d, batch, true, false, 4, gpu);
+    cg_loader *both[2] = {resident, streaming};
+    for (int i = 0; i < 2; i++) {
+        cg_loader_set_normalization(both[i], mean, std);
+        cg_loader_set_augmentation(both[i], 2, true);
+    }
+    float *xa = cg_xmalloc((size_t)(batch * C * H * W) * sizeof(float)), *xb = cg_xmalloc((size_t)(batch * C * H * W) * sizeof(float));
+    int32_t la[64], lb[64];
+    int64_t batches = 0;
+    double worst = 0.0;
+    for (int epoch = 0; epoch < 3; epoch++) {
+        cg_loader_start_epoch(resident), cg_loader_start_epoch(streaming);
+        cg_batch a, b;
+        while (cg_loader_next(resident, &a)) {
+            if (!cg_loader_next(streaming, &b) || a.size != b.size) {
+                printf("FAIL streaming loader: epoch %d, batch %lld missing or of another size\n", epoch,
+                       (long long)batches);
+                failures++;
+                break;
+            }
+            cg_tensor_copy_to_host(xa, a.x, a.size * C * H * W), cg_tensor_copy_to_host(xb, b.x, b.size * C * H * W);
+            cg_device_copy(cg_cpu(), la, gpu, a.labels->data, (size_t)a.size * sizeof(int32_t));
+            cg_device_copy(cg_cpu(), lb, gpu, b.labels->data, (size_t)b.size * sizeof(int32_t));
+            for (int64_t i = 0; i < a.size * C * H * W; i++) {
+                double e = fabs((double)xa[i] - xb[i]);
+                worst = e > worst ? e : worst;
+            }
+            if (memcmp(la, lb, (size_t)a.size * sizeof(int32_t)) != 0)
+                printf("FAIL streaming loader: epoch %d, batch %lld: other labels\n", epoch, (long long)batches),
+                    failures++;
+            batches++;
+        }
+    }
+    if (batches != 15 || worst > 1e-5)
+        printf("FAIL streaming loader: %lld batches (expected 15), largest difference %.3g\n", (long long)batches,
+               worst),
+            failures++;
+    else
+        printf("ok   streaming loader              15 batches over 3 epochs as the resident loader's (max |diff| %.3g)\n",
+               worst);
+    free(xa), free(xb);
+    cg_loader_free(resident), cg_loader_free(streaming);
+    cg_dataset_free(d);
+}
+
 // SimpleNN for a few epochs on each device from the same seed: same weights, same batches, so
 // the per-epoch losses must agree closely (only summation order differs).
 static void train_simple_nn(cg_device dev, int epochs, double *losses, bool use_graph) {
@@ -412,6 +472,7 @@ int main(void) {
     test_norm_and_dropout(&r);
     test_optimizers(&r);
     test_rng_and_gather(&r);
+    test_streaming_loader();
     test_training_agrees();
     cg_memory_stats s = cg_device_memory_stats(gpu);
     printf("allocator: %lld allocations, %lld from the cache, peak %.1f KiB\n", (long long)s.allocations,

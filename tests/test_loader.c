@@ -6,6 +6,8 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include "../datasets/files.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,9 +238,58 @@ static void test_loader(void) {
     cg_dataset_free(d);
 }
 
+// Batches of a streaming loader (background thread, two buffers) against the resident loader's,
+// on the same images: every batch's values and labels equal, over epochs with a short last batch,
+// with normalisation and augmentation (whole epochs: the thread draws its augmentation ahead),
+// and, without augmentation, after an epoch left half way.
+static void test_streaming(void) {
+    const int64_t count = 37, C = 3, H = 5, W = 6, batch = 8;
+    cg_dataset *d = cg_dataset_new_images(count, C, H, W, 4);
+    cg_rng r = cg_rng_new(5, 0);
+    uint32_t words[37 * 90];
+    cg_rng_u32(&r, words, count * C * H * W);
+    for (int64_t i = 0; i < count * C * H * W; i++) d->pixels[i] = (uint8_t)words[i];
+    for (int64_t i = 0; i < count; i++) d->labels[i] = (int32_t)(i % 4);
+    const float mean[3] = {0.4f, 0.5f, 0.6f}, std[3] = {0.2f, 0.25f, 0.3f};
+    for (int augment = 1; augment >= 0; augment--) {
+        cg_loader *resident = cg_loader_new(d, batch, true, false, 9, cg_cpu());
+        cg_loader *streaming = cg_loader_new_streaming(d, batch, true, false, 9, cg_cpu());
+        cg_loader *both[2] = {resident, streaming};
+        for (int i = 0; i < 2; i++) {
+            cg_loader_set_normalization(both[i], mean, std);
+            if (augment) cg_loader_set_augmentation(both[i], 2, true);
+        }
+        int64_t compared = 0;
+        for (int epoch = 0; epoch < 4; epoch++) {
+            bool half = !augment && epoch == 1; // leave this epoch after 2 batches
+            cg_loader_start_epoch(resident), cg_loader_start_epoch(streaming);
+            cg_batch a, b;
+            for (int taken = 0; !(half && taken == 2); taken++) {
+                bool more_a = cg_loader_next(resident, &a), more_b = cg_loader_next(streaming, &b);
+                if (more_a != more_b) {
+                    fail("streaming", "epoch %d: one loader ended before the other", epoch);
+                    break;
+                }
+                if (!more_a) break;
+                if (a.size != b.size || memcmp(a.x->data, b.x->data, (size_t)(a.size * C * H * W) * sizeof(float)) ||
+                    memcmp(a.labels->data, b.labels->data, (size_t)a.size * sizeof(int32_t)))
+                    fail("streaming", "augment %d, epoch %d, batch %d: not the resident loader's batch", augment,
+                         epoch, taken);
+                compared++;
+            }
+        }
+        if (compared != (augment ? 4 * 5 : 3 * 5 + 2))
+            fail("streaming", "augment %d: %lld batches compared", augment, (long long)compared);
+        cg_loader_free(resident);
+        cg_loader_free(streaming);
+    }
+    cg_dataset_free(d);
+}
+
 int main(void) {
     test_synthetic();
     test_loader();
+    test_streaming();
     if (failures) {
         fprintf(stderr, "test_loader: %d failure(s)\n", failures);
         return 1;

@@ -48,6 +48,10 @@ static void usage(FILE *f) {
             "                     step skipped on inf/NaN), static:S (a fixed scale) or none (default for\n"
             "                     bf16). With --precision the log gets precision,loss_scale,skipped_steps\n"
             "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
+            "  --stream           on a GPU, keep the images in host memory and prepare each next batch on a\n"
+            "                     background thread (pinned buffers, asynchronous copies) instead of copying\n"
+            "                     the data set to the GPU; the default for a data set larger than half the\n"
+            "                     GPU's free memory\n"
             "  --no-fusion        on the CPU, run each Conv2d, ReLU, MaxPool2d as three ops instead of one\n"
             "                     fused op (the same results, more memory traffic: lesson 03)\n"
             "  --quiet            print only the final test accuracy\n"
@@ -58,7 +62,7 @@ typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path;
     long epochs, batch_size, seed, threads, limit;
     double lr;
-    bool sgd, quiet, no_graph, monitor, no_fusion;
+    bool sgd, quiet, no_graph, monitor, no_fusion, stream;
     int augment; // -1: the data set's default
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -78,7 +82,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
-        {"no-fusion", no_argument, 0, 'F'},
+        {"no-fusion", no_argument, 0, 'F'},     {"stream", no_argument, 0, 'W'},
         {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cg_status s = cg_ok();
@@ -102,6 +106,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
         case 'F': o->no_fusion = true; break;
+        case 'W': o->stream = true; break;
         case 'M': o->monitor = true; break;
         case 'P': s = cg_precision_parse(optarg, &o->precision), o->precision_given = true; break;
         case 'C': s = cg_loss_scale_parse(optarg, &o->loss_scale), o->loss_scale_given = true; break;
@@ -281,8 +286,16 @@ int main(int argc, char **argv) {
 
     cg_optimizer *optimizer =
         cg_optimizer_new(params, opt.sgd ? cg_sgd_config((float)opt.lr) : cg_adam_config((float)opt.lr));
-    cg_loader *loader = cg_loader_new(train, opt.batch_size, true, false, (uint64_t)opt.seed, dev);
-    cg_loader *test_loader = cg_loader_new(test, 500, false, false, 0, dev);
+    // The data sets on the device, or streamed from host memory (--stream, or too large for the GPU).
+    size_t bytes = (size_t)((train->count + test->count) * train->sample_numel);
+    bool stream = dev.type != CG_CPU && (opt.stream || cg_loader_should_stream(dev, bytes));
+    cg_loader *loader = stream ? cg_loader_new_streaming(train, opt.batch_size, true, false, (uint64_t)opt.seed, dev)
+                               : cg_loader_new(train, opt.batch_size, true, false, (uint64_t)opt.seed, dev);
+    cg_loader *test_loader = stream ? cg_loader_new_streaming(test, 500, false, false, 0, dev)
+                                    : cg_loader_new(test, 500, false, false, 0, dev);
+    if (stream && !opt.quiet)
+        printf("streaming the images from host memory (%.1f MB): a background thread prepares each batch\n",
+               (double)bytes / 1e6);
     cg_loader_set_normalization(loader, info->mean, info->std);
     cg_loader_set_normalization(test_loader, info->mean, info->std);
     bool augment = opt.augment >= 0 ? opt.augment : info->augment;
