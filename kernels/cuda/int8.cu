@@ -42,6 +42,32 @@ static void quantize_nchw_cuda(int8_t *q, const float *x, int64_t N, int64_t C, 
 
 // cols (M, Kp) i8, row = output pixel (n, p, q), columns (r, s, c); outside the image the
 // input's zero point, the padding columns K .. Kp zero.
+// The same, 4 bytes (one 32-bit word) per thread with 32-bit index arithmetic, for sizes that fit
+// in 32 bits (the host checks): one thread per byte with 64-bit divisions spent far more time on
+// the indices than on the copying (the tutorial CNN's second layer has 231 M bytes of columns at
+// batch 4096). Kp is a multiple of 4, cols 4-byte aligned; byte b of a word is column 4 j + b.
+static __global__ void im2col_int8_words_kernel(uint32_t *cols, const int8_t *x, int8_t pad_value, int M, int Kp4,
+                                                int H, int W, int C, int R, int S, int stride, int pad, int P, int Q) {
+    const int K = R * S * C, PQ = P * Q;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < M * Kp4; i += gridDim.x * blockDim.x) {
+        int row = i / Kp4, k0 = (i - row * Kp4) * 4;
+        int n = row / PQ, pq = row - n * PQ, p = pq / Q, q = pq - p * Q;
+        uint32_t word = 0;
+        for (int b = 0; b < 4; b++) {
+            int k = k0 + b;
+            int8_t v = 0;
+            if (k < K) {
+                int rs = k / C, c = k - rs * C, r = rs / S, s = rs - r * S;
+                int ih = p * stride - pad + r, iw = q * stride - pad + s;
+                v = (ih < 0 || ih >= H || iw < 0 || iw >= W) ? pad_value
+                                                             : x[(((int64_t)n * H + ih) * W + iw) * C + c];
+            }
+            word |= (uint32_t)(uint8_t)v << (8 * b);
+        }
+        cols[i] = word;
+    }
+}
+
 static __global__ void im2col_int8_kernel(int8_t *cols, const int8_t *x, int8_t pad_value, int64_t M, int64_t Kp,
                                           int64_t H, int64_t W, int64_t C, int64_t R, int64_t S, int64_t stride,
                                           int64_t pad, int64_t P, int64_t Q) {
@@ -242,7 +268,11 @@ static void conv2d_int8_cuda(void *y, const int8_t *x, const int8_t *w, const cg
                              int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     const int64_t M = N * P * Q, Kp = CG_QK_PAD(R * S * C);
     int8_t *cols = (int8_t *)cg_cuda_alloc((size_t)(M * Kp));
-    LAUNCH(im2col_int8_kernel, M * Kp, cols, x, (int8_t)x_zero_point, M, Kp, H, W, C, R, S, stride, pad, P, Q);
+    if (M * Kp < INT32_MAX && N * H * W < INT32_MAX && Kp % 4 == 0 && (uintptr_t)cols % 4 == 0)
+        LAUNCH(im2col_int8_words_kernel, M * Kp / 4, (uint32_t *)cols, x, (int8_t)x_zero_point, (int)M, (int)(Kp / 4),
+               (int)H, (int)W, (int)C, (int)R, (int)S, (int)stride, (int)pad, (int)P, (int)Q);
+    else
+        LAUNCH(im2col_int8_kernel, M * Kp, cols, x, (int8_t)x_zero_point, M, Kp, H, W, C, R, S, stride, pad, P, Q);
     gemm_int8(y, cols, w, out, M, Kout, Kp);
     cg_cuda_free(cols);
 }
