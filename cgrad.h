@@ -2,15 +2,15 @@
 #ifndef CGRAD_H
 #define CGRAD_H
 
-#include "core/amp.h"
+#include "core/train/amp.h"
 #include "core/arena.h"
-#include "core/checkpoint.h"
+#include "core/train/checkpoint.h"
 #include "core/common.h"
-#include "core/csv_log.h"
+#include "core/train/csv_log.h"
 #include "core/device.h"
-#include "core/metrics.h"
+#include "core/train/metrics.h"
 #include "core/ops.h"
-#include "core/optim.h"
+#include "core/train/optim.h"
 #include "core/params.h"
 #include "core/rng.h"
 #include "core/tape.h"

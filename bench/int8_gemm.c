@@ -4,11 +4,11 @@
 // quantised models (core/qkernels.h: weights packed for VNNI, output stage fused, int8 out). Figures to read, not a test; built only
 // on request: cmake --build build --target bench_int8_gemm, then build/bench_int8_gemm [--threads N].
 // Each time is the best of repeated runs (at least 5, and at least 0.2 s of them).
-#include "../kernels/cpu/cpu.h"
-#include "../kernels/cpu/int8_gemm.h"
-#include "../core/common.h"
-#include "../core/qkernels.h"
-#include "../core/rng.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/int8_gemm.h"
+#include "core/common.h"
+#include "core/quant/qkernels.h"
+#include "core/rng.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 // arena.c: bump allocation from a list of device blocks, plus a host-side pool of tensor headers.
 // Tensor headers are host memory even for GPU tensors: only the data lives on the device.
-#include "arena.h"
+#include "core/arena.h"
 
 #include <stdlib.h>
 

@@ -6,7 +6,7 @@
 #ifndef CG_ARENA_H
 #define CG_ARENA_H
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 typedef struct cg_arena cg_arena;
 

@@ -1,6 +1,6 @@
 // common.c: CG_CHECK's report, cg_status builders, checked host allocation, the clock.
 #define _POSIX_C_SOURCE 199309L
-#include "common.h"
+#include "core/common.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
 // overrides it. Without CG_CUDA_PLUGIN (a build without the CUDA toolkit) every answer is
 // "built without CUDA".
 #define _POSIX_C_SOURCE 200809L
-#include "device_backend.h"
+#include "core/device_backend.h"
 
 #include <dlfcn.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
 // device.c: device names, parsing, and raw memory on the CPU or a GPU.
 // The GPU half goes through the plugin table of device_backend.h: no CUDA header here.
 #define _POSIX_C_SOURCE 200112L
-#include "device.h"
-#include "device_backend.h"
-#include "kernels.h"
+#include "core/device.h"
+#include "core/device_backend.h"
+#include "core/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +115,7 @@ void cg_device_zero(cg_device d, void *p, size_t bytes) {
     if (d.type == CG_CUDA)
         cuda()->zero(d.index, p, bytes);
     else
-        cg_cpu_kernels.zero(p, bytes); // threads share large ranges
+        cg_cpu_kernels()->zero(p, bytes); // threads share large ranges
 }
 
 void cg_device_synchronize(cg_device d) {

@@ -5,7 +5,7 @@
 #ifndef CG_DEVICE_H
 #define CG_DEVICE_H
 
-#include "common.h"
+#include "core/common.h"
 
 #ifdef __cplusplus
 extern "C" { // these headers are also read by the CUDA (C++) files

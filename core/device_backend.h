@@ -6,8 +6,8 @@
 #ifndef CG_DEVICE_BACKEND_H
 #define CG_DEVICE_BACKEND_H
 
-#include "device.h"
-#include "kernels.h"
+#include "core/device.h"
+#include "core/kernels.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,6 +1,6 @@
 // dtype.c: element sizes and names.
-#include "dtype.h"
-#include "common.h"
+#include "core/dtype.h"
+#include "core/common.h"
 
 size_t cg_dtype_size(cg_dtype t) {
     switch (t) {

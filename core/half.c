@@ -9,7 +9,7 @@
 //   E = 0:          (-1)^s * (F / 2^23) * 2^-126               (subnormal, and zero when F = 0)
 // fp16 is the same with 5 exponent bits (bias 15, E = 31 for inf / NaN) and 10 fraction bits;
 // bf16 the same with 8 exponent bits (bias 127) and 7 fraction bits.
-#include "half.h"
+#include "core/half.h"
 
 #include <string.h>
 

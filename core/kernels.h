@@ -10,8 +10,8 @@
 #ifndef CG_KERNELS_H
 #define CG_KERNELS_H
 
-#include "device.h"
-#include "dtype.h"
+#include "core/device.h"
+#include "core/dtype.h"
 
 #ifdef __cplusplus
 extern "C" { // these headers are also read by the CUDA (C++) files
@@ -207,8 +207,9 @@ enum {
 // The table of a device. Aborts if the device's backend is not built.
 const cg_kernels *cg_kernels_for(cg_device device);
 
-// Filled in kernels/cpu/table.c; kernels/cuda provides cg_cuda_kernels() in a CUDA build.
-extern const cg_kernels cg_cpu_kernels;
+// The CPU's table (kernels/cpu/table.c), and the GPU's (through the CUDA plugin, core/cuda_plugin.c;
+// NULL when cgrad was built without CUDA). cg_kernels_for (core/kernels.c) picks one.
+const cg_kernels *cg_cpu_kernels(void);
 const cg_kernels *cg_cuda_kernels(void);
 
 #ifdef __cplusplus

@@ -2,7 +2,7 @@
 // inputs, makes its output on the tape, calls its device's kernel through cg_kernels_for, and
 // records itself; each backward calls the kernels that accumulate the input gradients.
 // No arithmetic here: that is in kernels/cpu and kernels/cuda.
-#include "ops_internal.h"
+#include "core/ops_internal.h"
 
 #include <stdio.h>
 
@@ -207,13 +207,6 @@ const char *cg_op_name(int op) {
 
 void cg_op_backward(cg_tape *t, cg_node *node) {
     cg_op_table[node->op].backward(cg_kernels_for(t->device), t, node);
-}
-
-const cg_kernels *cg_kernels_for(cg_device device) {
-    if (device.type == CG_CPU) return &cg_cpu_kernels;
-    const cg_kernels *k = cg_cuda_kernels();
-    CG_CHECK(k != NULL, "no kernels for cuda:%d: cgrad was built without CUDA", device.index);
-    return k;
 }
 
 // ---- the shared path of every op ------------------------------------------------------------

@@ -6,7 +6,7 @@
 #ifndef CG_OPS_H
 #define CG_OPS_H
 
-#include "tape.h"
+#include "core/tape.h"
 
 typedef enum {
     CG_OP_MATMUL,

@@ -1,7 +1,7 @@
 // ops_conv.c: the image ops of the op table: conv2d, max_pool2d, their fused block (conv2d +
 // ReLU + 2x2 max pooling) and reshape (flatten). Tensor logic only; the arithmetic is in
 // kernels/cpu/conv.c and kernels/cuda/conv.cu.
-#include "ops_internal.h"
+#include "core/ops_internal.h"
 
 #include <stdio.h>
 

@@ -5,8 +5,8 @@
 #ifndef CG_OPS_INTERNAL_H
 #define CG_OPS_INTERNAL_H
 
-#include "kernels.h"
-#include "ops.h"
+#include "core/kernels.h"
+#include "core/ops.h"
 
 typedef void (*cg_forward_fn)(const cg_kernels *k, cg_node *n);
 typedef void (*cg_backward_fn)(const cg_kernels *k, cg_tape *t, cg_node *n);

@@ -1,6 +1,6 @@
 // ops_norm.c: the regularising ops of the op table: batch_norm2d and dropout.
 // Tensor logic only; the arithmetic is in kernels/cpu/norm.c and kernels/cuda/norm.cu.
-#include "ops_internal.h"
+#include "core/ops_internal.h"
 
 #define F cg_f32
 

@@ -1,6 +1,6 @@
 // params.c: the parameter and gradient blocks, grown by doubling while a model is built.
 #define _POSIX_C_SOURCE 200809L
-#include "params.h"
+#include "core/params.h"
 
 #include <stdlib.h>
 #include <string.h>

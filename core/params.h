@@ -5,7 +5,7 @@
 #ifndef CG_PARAMS_H
 #define CG_PARAMS_H
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 #define CG_PARAM_ALIGN 16 // floats (64 bytes): each parameter starts on a 64-byte boundary
 

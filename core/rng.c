@@ -1,7 +1,7 @@
 // rng.c: Philox4x32-10 and the distributions built on it. The constants are those of the
 // paper and of the Random123 library's reference implementation.
-#include "rng.h"
-#include "kernels.h"
+#include "core/rng.h"
+#include "core/kernels.h"
 
 #include <math.h>
 

@@ -6,7 +6,7 @@
 #ifndef CG_RNG_H
 #define CG_RNG_H
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 // The streams cgrad uses, so that drawing more of one never shifts another.
 enum { CG_STREAM_INIT = 0, CG_STREAM_DATA = 1, CG_STREAM_SHUFFLE = 2, CG_STREAM_DROPOUT = 3, CG_STREAM_AUGMENT = 4 };

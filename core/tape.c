@@ -1,8 +1,8 @@
 // tape.c: recording nodes and walking them backwards. What each op's backward does is in ops.c.
 // Gradients take their tensor's dtype (16 bits for a 16-bit tensor under mixed precision).
-#include "tape.h"
-#include "kernels.h"
-#include "ops.h"
+#include "core/tape.h"
+#include "core/kernels.h"
+#include "core/ops.h"
 
 #include <stdlib.h>
 

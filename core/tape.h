@@ -6,9 +6,9 @@
 #ifndef CG_TAPE_H
 #define CG_TAPE_H
 
-#include "arena.h"
-#include "rng.h"
-#include "tensor.h"
+#include "core/arena.h"
+#include "core/rng.h"
+#include "core/tensor.h"
 
 #define CG_NODE_MAX_INPUTS 3
 

@@ -1,7 +1,7 @@
 // tensor.c: creating, filling, copying, reshaping and printing tensors.
 // Arithmetic on tensors lives in ops.c; this file only moves bytes.
-#include "tensor.h"
-#include "kernels.h"
+#include "core/tensor.h"
+#include "core/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,9 +5,9 @@
 #ifndef CG_TENSOR_H
 #define CG_TENSOR_H
 
-#include "common.h"
-#include "device.h"
-#include "dtype.h"
+#include "core/common.h"
+#include "core/device.h"
+#include "core/dtype.h"
 
 #define CG_MAX_DIMS 4
 

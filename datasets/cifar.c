@@ -2,8 +2,8 @@
 // to be a whole number of records before anything is allocated, every label byte is range-checked.
 // No per-channel statistics or augmentation here (the loader does them).
 #define _POSIX_C_SOURCE 200809L
-#include "cifar.h"
-#include "files.h"
+#include "datasets/cifar.h"
+#include "datasets/files.h"
 
 #include <errno.h>
 #include <stdio.h>

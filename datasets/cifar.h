@@ -10,7 +10,7 @@
 #ifndef CG_CIFAR_H
 #define CG_CIFAR_H
 
-#include "dataset.h"
+#include "datasets/dataset.h"
 
 // CIFAR-10 from dir = the extracted cifar-10-batches-bin/ (or its parent, holding it): the
 // training set (train = true) is data_batch_1.bin .. data_batch_5.bin in that order (50000

@@ -1,5 +1,5 @@
 // dataset.c: freeing a data set.
-#include "dataset.h"
+#include "datasets/dataset.h"
 
 #include <stdlib.h>
 

@@ -5,8 +5,8 @@
 #ifndef CG_DATASET_H
 #define CG_DATASET_H
 
-#include "../core/common.h"
-#include "../core/dtype.h"
+#include "core/common.h"
+#include "core/dtype.h"
 
 typedef struct {
     int64_t count;           // samples

@@ -1,7 +1,7 @@
 // files.c: the file helpers of files.h (paths, sizes, bounded whole-file reads, text lines, an
 // image data set allocated without aborting). No format knowledge lives here.
 #define _POSIX_C_SOURCE 200809L
-#include "files.h"
+#include "datasets/files.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -4,7 +4,7 @@
 #ifndef CG_DATASET_FILES_H
 #define CG_DATASET_FILES_H
 
-#include "dataset.h"
+#include "datasets/dataset.h"
 
 // dir + "/" + name, as a new string (free it). No double slash when dir ends with one.
 char *cg_path_join(const char *dir, const char *name);

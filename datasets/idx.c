@@ -2,8 +2,8 @@
 // and plain files alike. Every size in a header is checked against the file's length before
 // anything is allocated from it. Only unsigned-byte IDX files with 3 (images) or 1 (labels) dims.
 #define _POSIX_C_SOURCE 200809L
-#include "idx.h"
-#include "files.h"
+#include "datasets/idx.h"
+#include "datasets/files.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,7 +10,7 @@
 #ifndef CG_IDX_H
 #define CG_IDX_H
 
-#include "dataset.h"
+#include "datasets/dataset.h"
 
 // Which class names the data set gets: MNIST's digits "0".."9", or Fashion-MNIST's
 // "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

@@ -2,7 +2,7 @@
 // also ships a prebuilt libstb, but that one has every decoder (GIF, PSD, HDR, PIC, PNM, TGA,
 // BMP) and the default 2^24-pixel side limit; compiled here, only the JPEG and PNG decoders exist
 // and STBI_MAX_DIMENSIONS is ours. STB_IMAGE_STATIC keeps every stbi_ symbol private to this file.
-#include "image_decode.h"
+#include "datasets/image_decode.h"
 
 #include <stdio.h>
 #include <string.h>

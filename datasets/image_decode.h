@@ -4,7 +4,7 @@
 #ifndef CG_IMAGE_DECODE_H
 #define CG_IMAGE_DECODE_H
 
-#include "../core/common.h"
+#include "core/common.h"
 
 // Largest width or height accepted (STBI_MAX_DIMENSIONS): a bigger header is refused before any
 // pixel memory is allocated.

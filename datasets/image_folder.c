@@ -2,9 +2,9 @@
 // the list, loads the decoded cache when it matches, else decodes every image (in parallel with
 // OpenMP, through image_decode.c) and writes the cache. No resizing, cropping or augmentation.
 #define _POSIX_C_SOURCE 200809L
-#include "image_folder.h"
-#include "files.h"
-#include "image_decode.h"
+#include "datasets/image_folder.h"
+#include "datasets/files.h"
+#include "datasets/image_decode.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -31,7 +31,7 @@
 #ifndef CG_IMAGE_FOLDER_H
 #define CG_IMAGE_FOLDER_H
 
-#include "dataset.h"
+#include "datasets/dataset.h"
 
 // ImageFolder root. *out: (N, 3, H, W) u8 NCHW with H x W the size of the first image, labels i32
 // in [0, classes), class names = the folder names; free with cg_dataset_free. use_cache = false

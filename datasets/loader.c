@@ -1,7 +1,7 @@
 // loader.c: shuffling on the host, gathering batches on the device; or, streaming, gathering them
 // on the host on a background thread into pinned buffers that are copied to the device.
-#include "loader.h"
-#include "../core/kernels.h"
+#include "datasets/loader.h"
+#include "core/kernels.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -207,7 +207,7 @@ static void *prefetch_main(void *arg) {
         if (stop) break;
         if (copying) cg_event_wait(l->device, s->copied); // the device has read this buffer
         int64_t first = b * l->batch_size, n = d->count - first < l->batch_size ? d->count - first : l->batch_size;
-        cg_cpu_kernels.gather_images(s->x, s->labels, d->pixels, d->labels, l->order + first,
+        cg_cpu_kernels()->gather_images(s->x, s->labels, d->pixels, d->labels, l->order + first,
                                      draw_augmentation_into(l, f->augment, n), n, d->sample_shape[0],
                                      d->sample_shape[1], d->sample_shape[2], l->crop_padding, l->mean_host,
                                      l->inv_std_host);

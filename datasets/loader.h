@@ -16,9 +16,9 @@
 #ifndef CG_LOADER_H
 #define CG_LOADER_H
 
-#include "../core/rng.h"
-#include "../core/tensor.h"
-#include "dataset.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "datasets/dataset.h"
 
 typedef struct {
     cg_tensor *x;       // (B, sample_shape...) f32 on the loader's device

@@ -1,6 +1,6 @@
 // synthetic.c: the course's random binary classification data.
-#include "synthetic.h"
-#include "../core/rng.h"
+#include "datasets/synthetic.h"
+#include "core/rng.h"
 
 #include <stdlib.h>
 

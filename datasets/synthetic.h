@@ -5,7 +5,7 @@
 #ifndef CG_SYNTHETIC_H
 #define CG_SYNTHETIC_H
 
-#include "dataset.h"
+#include "datasets/dataset.h"
 
 // count samples of `features` standard-normal floats; labels 0/1 from a second normal draw.
 // Free with cg_dataset_free.

@@ -1,5 +1,5 @@
 // activation.c: ReLU and Sigmoid modules over the relu and sigmoid ops.
-#include "activation.h"
+#include "layers/activation.h"
 
 #include <stdlib.h>
 

@@ -2,7 +2,7 @@
 #ifndef CG_ACTIVATION_H
 #define CG_ACTIVATION_H
 
-#include "module.h"
+#include "layers/module.h"
 
 // forward: any shape f32 -> same shape, max(x, 0).
 cg_module *cg_relu_new(void);

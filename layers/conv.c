@@ -1,6 +1,6 @@
 // conv.c: Conv2d, MaxPool2d and Flatten modules over the conv2d, max_pool2d and reshape ops.
-#include "conv.h"
-#include "linear.h"
+#include "layers/conv.h"
+#include "layers/linear.h"
 
 #include <math.h>
 #include <stdio.h>

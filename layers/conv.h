@@ -2,7 +2,7 @@
 #ifndef CG_CONV_H
 #define CG_CONV_H
 
-#include "module.h"
+#include "layers/module.h"
 
 typedef struct {
     cg_module base;

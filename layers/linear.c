@@ -1,5 +1,5 @@
 // linear.c: nn.Linear: two parameters, a matmul and a bias add.
-#include "linear.h"
+#include "layers/linear.h"
 
 #include <math.h>
 #include <stdio.h>

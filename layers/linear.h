@@ -2,7 +2,7 @@
 #ifndef CG_LINEAR_H
 #define CG_LINEAR_H
 
-#include "module.h"
+#include "layers/module.h"
 
 typedef struct {
     cg_module base;

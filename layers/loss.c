@@ -1,5 +1,5 @@
 // loss.c: dispatch from a criterion to its op.
-#include "loss.h"
+#include "layers/loss.h"
 
 cg_tensor *cg_loss(cg_loss_kind kind, cg_tape *t, cg_tensor *output, cg_tensor *target) {
     switch (kind) {

@@ -3,7 +3,7 @@
 #ifndef CG_LOSS_H
 #define CG_LOSS_H
 
-#include "../core/ops.h"
+#include "core/ops.h"
 
 typedef enum {
     CG_LOSS_BCE,           // output: probabilities (N, 1) or (N,); target: f32 0/1 (N,)

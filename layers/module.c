@@ -1,6 +1,6 @@
 // module.c: calling, switching mode and freeing any module.
-#include "module.h"
-#include "sequential.h"
+#include "layers/module.h"
+#include "layers/sequential.h"
 
 #include <string.h>
 

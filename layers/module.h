@@ -4,9 +4,9 @@
 #ifndef CG_MODULE_H
 #define CG_MODULE_H
 
-#include "../core/ops.h"
-#include "../core/params.h"
-#include "../core/rng.h"
+#include "core/ops.h"
+#include "core/params.h"
+#include "core/rng.h"
 
 typedef struct cg_module cg_module;
 

@@ -1,5 +1,5 @@
 // norm.c: BatchNorm2d and Dropout modules over the batch_norm2d and dropout ops.
-#include "norm.h"
+#include "layers/norm.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
 #ifndef CG_NORM_H
 #define CG_NORM_H
 
-#include "module.h"
+#include "layers/module.h"
 
 typedef struct {
     cg_module base;

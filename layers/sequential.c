@@ -1,7 +1,7 @@
 // sequential.c: a list of modules run in order, with Conv2d, ReLU, MaxPool2d(2) run as one
 // fused op unless fusion is turned off.
-#include "sequential.h"
-#include "conv.h"
+#include "layers/sequential.h"
+#include "layers/conv.h"
 
 #include <stdlib.h>
 

@@ -2,7 +2,7 @@
 #ifndef CG_SEQUENTIAL_H
 #define CG_SEQUENTIAL_H
 
-#include "module.h"
+#include "layers/module.h"
 
 #define CG_SEQUENTIAL_MAX 64
 

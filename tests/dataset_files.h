@@ -10,8 +10,8 @@
 #ifndef CG_TESTS_DATASET_FILES_H
 #define CG_TESTS_DATASET_FILES_H
 
-#include "../datasets/dataset.h"
-#include "check.h"
+#include "datasets/dataset.h"
+#include "tests/check.h"
 
 #include <dirent.h>
 #include <stdbool.h>

@@ -4,7 +4,7 @@
 #ifndef CG_TESTS_FAKE_IDX_H
 #define CG_TESTS_FAKE_IDX_H
 
-#include "check.h"
+#include "tests/check.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -14,7 +14,7 @@
 #ifndef CG_TESTS_REFERENCE_FIXTURE_H
 #define CG_TESTS_REFERENCE_FIXTURE_H
 
-#include "../cgrad.h"
+#include "cgrad.h"
 
 #include <math.h>
 #include <stdio.h>

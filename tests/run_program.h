@@ -8,7 +8,7 @@
 #ifndef CG_TESTS_RUN_PROGRAM_H
 #define CG_TESTS_RUN_PROGRAM_H
 
-#include "check.h"
+#include "tests/check.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
 #include "cgrad.h"
 #include "core/half.h"
 #include "core/kernels.h"
-#include "check.h"
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdio.h>

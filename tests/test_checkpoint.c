@@ -4,8 +4,8 @@
 // files each rejected with a message naming the file. A GPU round trip runs when a GPU is there.
 // `test_checkpoint --export PATH` writes the file tests/reference/check_safetensors.py reads.
 #define _POSIX_C_SOURCE 200809L
-#include "../cgrad.h"
-#include "../core/checkpoint.h"
+#include "cgrad.h"
+#include "core/train/checkpoint.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>

@@ -3,9 +3,9 @@
 // --epochs 3 --log writes a header and 3 rows of 5 columns; with --precision 3 more columns (the
 // precision, the loss scale, the skipped steps). Training results are not checked.
 #define _POSIX_C_SOURCE 200809L
-#include "../core/device.h"
+#include "core/device.h"
 
-#include "run_program.h"
+#include "tests/run_program.h"
 
 #include <stdarg.h>
 #include <stdio.h>

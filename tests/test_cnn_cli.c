@@ -4,8 +4,8 @@
 // Conv2d-ReLU-MaxPool2d op and one with --no-fusion log the same losses and accuracies (to 1e-4);
 // one and two threads log the same digits.
 #define _POSIX_C_SOURCE 200809L
-#include "fake_idx.h"
-#include "run_program.h"
+#include "tests/fake_idx.h"
+#include "tests/run_program.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -4,7 +4,7 @@
 // The programs are CGRAD_BIN_DIR/NAME; the documents are read from the source tree (the test's
 // working directory).
 #define _POSIX_C_SOURCE 200809L
-#include "check.h"
+#include "tests/check.h"
 
 #include <ctype.h>
 #include <dirent.h>

@@ -9,9 +9,9 @@
 //                             (skipped) without a GPU.
 // Figures are not judged: a slow machine passes. Only exit statuses, output shape and accuracy.
 #define _POSIX_C_SOURCE 200809L
-#include "../core/device.h"
+#include "core/device.h"
 
-#include "run_program.h"
+#include "tests/run_program.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>

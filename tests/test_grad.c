@@ -1,8 +1,8 @@
 // test_grad.c: every op of core/ops.h, backward against central finite differences on small random
 // inputs, one row per op in the table below (a new op adds a row). Outputs are weighted down to a
 // scalar loss so every element's gradient counts. CPU only; CPU-vs-CUDA is another test.
-#include "../core/ops.h"
-#include "../core/rng.h"
+#include "core/ops.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <stdio.h>

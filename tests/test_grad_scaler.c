@@ -2,8 +2,8 @@
 // PyTorch's GradScaler rule worked out by hand (growth after exactly 2000 good steps, back-off and
 // skip on inf / NaN, the good-step count starting again, no growth to infinity, static mode),
 // and the CPU kernel that checks gradients for inf / NaN and unscales them (kernels/cpu/amp.h).
-#include "../core/grad_scaler.h"
-#include "../kernels/cpu/amp.h"
+#include "core/train/grad_scaler.h"
+#include "kernels/cpu/amp.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -142,7 +142,7 @@ static void test_unscale_kernel(void) {
     // Small: exact products by a power of two, and the flag left alone when all are finite.
     float g[6] = {65536.0f, -32768.0f, 3.0f, 0.0f, -0.0f, 1e-3f};
     float found = 0.0f, inv = 1.0f / 65536.0f;
-    amp_unscale_check_cpu(g, &found, &inv, 6);
+    unscale_check_cpu(g, &found, &inv, 6);
     const float want[6] = {1.0f, -0.5f, 3.0f / 65536.0f, 0.0f, -0.0f, 1e-3f / 65536.0f};
     for (int i = 0; i < 6; i++)
         if (g[i] != want[i])
@@ -157,7 +157,7 @@ static void test_unscale_kernel(void) {
         h[3] = bad_values[k];
         found = 0.0f;
         float half = 0.5f;
-        amp_unscale_check_cpu(h, &found, &half, 5);
+        unscale_check_cpu(h, &found, &half, 5);
         if (found != 1.0f)
             fail("%g in the gradients: found_inf %g, want 1", (double)bad_values[k], (double)found);
         if (h[0] != 1.0f || h[4] != 16.0f)
@@ -168,7 +168,7 @@ static void test_unscale_kernel(void) {
     // The flag is only ever set: a later clean buffer does not clear it (one flag, many buffers).
     float clean[2] = {1.0f, 2.0f};
     found = 1.0f;
-    amp_unscale_check_cpu(clean, &found, &inv, 2);
+    unscale_check_cpu(clean, &found, &inv, 2);
     if (found != 1.0f)
         fail("a clean buffer cleared found_inf");
 
@@ -176,7 +176,7 @@ static void test_unscale_kernel(void) {
     float same[3] = {1.5f, -0.0f, NAN};
     float one = 1.0f;
     found = 0.0f;
-    amp_unscale_check_cpu(same, &found, &one, 3);
+    unscale_check_cpu(same, &found, &one, 3);
     if (same[0] != 1.5f || !signbit(same[1]) || found != 1.0f)
         fail("inv_scale 1: values changed or NaN missed");
 
@@ -188,18 +188,18 @@ static void test_unscale_kernel(void) {
         big[i] = (float)(i % 1000) * 4.0f;
     found = 0.0f;
     float quarter = 0.25f;
-    amp_unscale_check_cpu(big, &found, &quarter, n);
+    unscale_check_cpu(big, &found, &quarter, n);
     int wrong = 0;
     for (int64_t i = 0; i < n; i++)
         wrong += big[i] != (float)(i % 1000);
     if (wrong || found != 0.0f)
         fail("large clean buffer: %d values wrong, found_inf %g", wrong, (double)found);
     big[n - 1] = INFINITY;
-    amp_unscale_check_cpu(big, &found, &quarter, n);
+    unscale_check_cpu(big, &found, &quarter, n);
     if (found != 1.0f)
         fail("large buffer: the inf in the last element was missed");
     found = 0.0f;
-    amp_unscale_check_cpu(big, &found, &quarter, 0);
+    unscale_check_cpu(big, &found, &quarter, 0);
     if (found != 0.0f)
         fail("n = 0 set found_inf");
     free(big);
@@ -214,7 +214,7 @@ static void test_together(void) {
     for (int i = 0; i < 3; i++)
         scaled[i] = grads[i] * cg_grad_scaler_scale(s);
     float found = 0.0f, inv = cg_grad_scaler_inv_scale(s);
-    amp_unscale_check_cpu(scaled, &found, &inv, 3);
+    unscale_check_cpu(scaled, &found, &inv, 3);
     if (!cg_grad_scaler_update(s, found != 0.0f))
         fail("a clean step was skipped");
     for (int i = 0; i < 3; i++) // times 2^16 and back by 2^-16: exact
@@ -222,7 +222,7 @@ static void test_together(void) {
             fail("gradient %d: %g after scale and unscale, want %g", i, (double)scaled[i], (double)grads[i]);
     scaled[1] = INFINITY;
     found = 0.0f;
-    amp_unscale_check_cpu(scaled, &found, &inv, 3);
+    unscale_check_cpu(scaled, &found, &inv, 3);
     if (cg_grad_scaler_update(s, found != 0.0f))
         fail("a step with an inf gradient was applied");
     expect_scale("after the inf step", s, 32768.0);

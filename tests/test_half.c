@@ -3,7 +3,7 @@
 // a sorted table of every finite value for the nearest (ties to the even pattern), GCC's _Float16
 // type where the compiler has it, and hand-computed cases. Nothing here calls the code under
 // test to make an expected value.
-#include "../core/half.h"
+#include "core/half.h"
 
 #include <float.h>
 #include <math.h>

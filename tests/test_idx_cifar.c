@@ -6,9 +6,9 @@
 // CPU only. ImageFolder and TinyImageNet are tested in test_image_folder.c, the loader that batches
 // these data sets in test_loader.c; the shared helpers are in dataset_files.h.
 #define _POSIX_C_SOURCE 200809L
-#include "../datasets/cifar.h"
-#include "../datasets/idx.h"
-#include "dataset_files.h"
+#include "datasets/cifar.h"
+#include "datasets/idx.h"
+#include "tests/dataset_files.h"
 
 #include <zlib.h>
 

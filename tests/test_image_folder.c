@@ -5,8 +5,8 @@
 // CPU only. IDX and CIFAR are tested in test_idx_cifar.c, the loader that batches these data sets
 // in test_loader.c; the shared helpers are in dataset_files.h.
 #define _POSIX_C_SOURCE 200809L
-#include "../datasets/image_folder.h"
-#include "dataset_files.h"
+#include "datasets/image_folder.h"
+#include "tests/dataset_files.h"
 
 #include <fcntl.h> // AT_FDCWD, for utimensat
 

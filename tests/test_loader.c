@@ -1,12 +1,12 @@
 // test_loader.c: cg_synthetic_binary (balance, determinism) and the loader: 1000 samples in
 // batches of 32 give 31 of 32 and one of 8 (31 with drop_last), each sample once per epoch, a new
 // order each epoch, 0..999 unshuffled. CPU only; file formats are tested elsewhere.
-#include "../datasets/loader.h"
-#include "../datasets/synthetic.h"
+#include "datasets/loader.h"
+#include "datasets/synthetic.h"
 
 #include <math.h>
 #include <stdarg.h>
-#include "../datasets/files.h"
+#include "datasets/files.h"
 
 #include <stdio.h>
 #include <stdlib.h>

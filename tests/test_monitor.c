@@ -4,7 +4,7 @@
 // refusals: the CPU, a missing library. Then simple_nn --monitor --log on the CPU: one stderr
 // line, the four gpu_ columns present and empty. With a real GPU and driver, also one real sample.
 #define _POSIX_C_SOURCE 200809L
-#include "../core/monitor.h"
+#include "core/measure/monitor.h"
 
 #include <math.h>
 #include <stdarg.h>

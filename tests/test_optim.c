@@ -1,7 +1,7 @@
 // test_optim.c: SGD (momentum, dampening, Nesterov, weight decay) and Adam / AdamW over 3 steps,
 // against PyTorch's formulas written out here in double, plus numbers derived by hand. Expected
 // values never come from the engine's kernels; gradients are set by hand, not by backward.
-#include "../core/optim.h"
+#include "core/train/optim.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -3,9 +3,9 @@
 // per-channel parameters, the min-max and percentile observers, the int8 GEMM bit-exact against a
 // naive triple loop, requantisation and dequantisation against a double-precision reference.
 // Not tested here: quantized modules, the GPU (issue 6's later steps).
-#include "../core/quant.h"
-#include "../core/rng.h"
-#include "../kernels/cpu/int8_gemm.h"
+#include "core/quant/quant.h"
+#include "core/rng.h"
+#include "kernels/cpu/int8_gemm.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -4,10 +4,10 @@
 // the dp4a kernel (CGRAD_INT8_GEMM=dp4a; at least one product must take the cuBLASLt path), requantised and dequantised, and a whole int8 model
 // converted once and run on both devices. Without a GPU it reports itself skipped (77).
 #define _POSIX_C_SOURCE 200112L
-#include "../cgrad.h"
-#include "../core/qkernels.h"
-#include "../layers/quantized.h"
-#include "check.h"
+#include "cgrad.h"
+#include "core/quant/qkernels.h"
+#include "core/quant/quantized.h"
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdio.h>

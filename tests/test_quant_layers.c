@@ -4,10 +4,10 @@
 // catches a wrong weight order after Flatten), the layers that cannot be converted, and, when the
 // real Fashion-MNIST is installed, a tutorial CNN trained briefly whose int8 test accuracy must be
 // within a point of its fp32 accuracy. The GPU against the CPU: test_quant_cuda.c.
-#include "../cgrad.h"
-#include "../core/qkernels.h"
-#include "../layers/quantized.h"
-#include "check.h"
+#include "cgrad.h"
+#include "core/quant/qkernels.h"
+#include "core/quant/quantized.h"
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -4,10 +4,10 @@
 // weights) and a small Fashion-MNIST-shaped data set written here (fake_idx.h) prints fp32, fp16
 // and int8 accuracies within 2 points of each other, a size ratio near 4 and the speeds.
 #define _POSIX_C_SOURCE 200809L
-#include "../cgrad.h"
+#include "cgrad.h"
 
-#include "fake_idx.h"
-#include "run_program.h"
+#include "tests/fake_idx.h"
+#include "tests/run_program.h"
 
 #include <stdarg.h>
 #include <stdio.h>

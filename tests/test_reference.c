@@ -9,7 +9,7 @@
 //
 // A value passes when |got - expected| <= tol * max(1, |expected|). Exit 0 when all pass, 1 otherwise
 // (a missing or corrupt fixture included). Runs on the CPU, and on cuda:0 too when a GPU is usable.
-#include "reference_fixture.h" // ref_load, ref_find, compare, compare_tensor, failures
+#include "tests/reference_fixture.h" // ref_load, ref_find, compare, compare_tensor, failures
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
 // A value passes when |got - expected| <= tol * max(1, |expected|) (tests/reference_fixture.h).
 // Exit 0 when all pass, 1 otherwise (a missing or corrupt fixture included). Runs on the CPU, and on
 // the GPU too when cg_device_parse("cuda") accepts it.
-#include "reference_fixture.h" // ref_load, ref_find, compare, compare_tensor, failures
+#include "tests/reference_fixture.h" // ref_load, ref_find, compare, compare_tensor, failures
 
 #include <stdio.h>
 #include <stdlib.h>

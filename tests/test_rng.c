@@ -1,7 +1,7 @@
 // test_rng.c: Philox4x32-10 against Random123's known-answer vectors (tests/kat_vectors), then the
 // distributions on top: uniform, normal, permutation, reproducibility per (seed, stream).
 // Not a statistical test suite (no TestU01): only checks that a wrong formula would fail.
-#include "../core/rng.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <stdarg.h>

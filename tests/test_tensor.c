@@ -2,7 +2,7 @@
 // (alignment, growth, flat high water and repeating addresses over 1000 training steps) and the
 // parameter block (growth, alignment, zero_grad). CPU only; op arithmetic is test_grad.c's.
 #define _POSIX_C_SOURCE 200809L
-#include "../cgrad.h"
+#include "cgrad.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -3,10 +3,10 @@
 // wall-clock time, so that plot_curves.py can overlay a CPU run and a GPU run.
 // The tutorial CNN: conv3x3(C,32,pad 1), ReLU, maxpool 2, conv3x3(32,64,pad 1), ReLU, maxpool 2,
 // flatten, Linear(64*H/4*W/4, 128), ReLU, Linear(128, classes); Adam 1e-3, batch 128.
-#include "../../cgrad.h"
-#include "../../core/monitor.h"
-#include "../common/cli.h"
-#include "../common/models.h"
+#include "cgrad.h"
+#include "core/measure/monitor.h"
+#include "examples/common/cli.h"
+#include "examples/common/models.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 // cli.c: number parsing for flags and the progress line.
 #define _POSIX_C_SOURCE 200809L
-#include "cli.h"
+#include "examples/common/cli.h"
 
 #include <errno.h>
 #include <math.h>

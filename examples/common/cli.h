@@ -3,7 +3,7 @@
 #ifndef CG_CLI_H
 #define CG_CLI_H
 
-#include "../../core/common.h"
+#include "core/common.h"
 
 // Parse a whole decimal integer in [min, max]; "--epochs: 'abc' is not a whole number" otherwise.
 cg_status cg_cli_int(const char *flag, const char *text, long min, long max, long *out);

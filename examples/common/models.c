@@ -1,5 +1,5 @@
 // models.c: the tutorial CNN and the MLP by name, and the data sets of the quantize example.
-#include "models.h"
+#include "examples/common/models.h"
 
 #include <string.h>
 

@@ -4,7 +4,7 @@
 #ifndef CG_EXAMPLES_MODELS_H
 #define CG_EXAMPLES_MODELS_H
 
-#include "../../cgrad.h"
+#include "cgrad.h"
 
 // "tutorial": conv3x3(C,32,pad 1), ReLU, maxpool 2, conv3x3(32,64,pad 1), ReLU, maxpool 2, flatten,
 //   Linear(64 H/4 W/4, 128), ReLU, Linear(128, classes); parameters c1, c2, f1, f2.

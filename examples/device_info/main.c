@@ -2,8 +2,8 @@
 // its name and properties, and the caching allocator's memory figures after creating a tensor,
 // after freeing it and after empty_cache. On a machine without a GPU it describes the CPU and
 // says why no GPU can be used.
-#include "../../cgrad.h"
-#include "../common/cli.h"
+#include "cgrad.h"
+#include "examples/common/cli.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -7,9 +7,9 @@
 // JSON object per measurement with --json. Without a GPU (or with --device cpu) it runs the CPU
 // side and says why the GPU part was skipped. Everything device-specific is in core/bench.h.
 #define _POSIX_C_SOURCE 200809L
-#include "../../cgrad.h"
-#include "../../core/bench.h"
-#include "../common/cli.h"
+#include "cgrad.h"
+#include "core/measure/hw_bench.h"
+#include "examples/common/cli.h"
 
 #include <getopt.h>
 #include <math.h>

@@ -3,9 +3,9 @@
 // range and precision, and the underflow demonstration: a gradient of 1e-8 computed by cgrad's
 // own mixed-precision backward vanishes in fp16, survives with a loss scale, and survives in bf16.
 // It trains nothing; examples/simple_nn and examples/cnn take --precision for that.
-#include "../../cgrad.h"
-#include "../../core/half.h"
-#include "../common/cli.h"
+#include "cgrad.h"
+#include "core/half.h"
+#include "examples/common/cli.h"
 
 #include <float.h>
 #include <getopt.h>

@@ -4,11 +4,11 @@
 // 04) and int8: test accuracy, model size in bytes, inference images/s, and the error of every int8
 // layer (SQNR).
 // Not here: quantisation-aware training (the course mentions it; cgrad does post-training only).
-#include "../../cgrad.h"
-#include "../../core/qkernels.h"
-#include "../../layers/quantized.h"
-#include "../common/cli.h"
-#include "../common/models.h"
+#include "cgrad.h"
+#include "core/quant/qkernels.h"
+#include "core/quant/quantized.h"
+#include "examples/common/cli.h"
+#include "examples/common/models.h"
 
 #include <getopt.h>
 #include <math.h>

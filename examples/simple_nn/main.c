@@ -2,9 +2,9 @@
 // Sigmoid, trained with binary cross-entropy and SGD (lr 0.01) on X = randn(1000, 20) with
 // random 0/1 labels, batch 32 shuffled, 100 epochs; then the accuracy on the whole set at
 // threshold 0.5. The same program runs on the CPU or a GPU (--device) and writes a CSV per epoch.
-#include "../../cgrad.h"
-#include "../../core/monitor.h"
-#include "../common/cli.h"
+#include "cgrad.h"
+#include "core/measure/monitor.h"
+#include "examples/common/cli.h"
 
 #include <getopt.h>
 #include <stdio.h>

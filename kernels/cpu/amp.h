@@ -1,8 +1,10 @@
 // amp.h: the fused inf / NaN check and unscale of gradients that the loss scaler needs
-// (core/grad_scaler.h, core/amp.h). The kernel table's amp_unscale_check (kernels/cpu/half_ops.c)
-// is built on it; its CUDA twin is kernels/cuda/amp.cu.
+// (core/train/grad_scaler.h, core/train/amp.h). The kernel table's amp_unscale_check
+// (kernels/cpu/amp.c, beside its CUDA twin kernels/cuda/amp.cu) is built on it.
 #ifndef CG_KERNELS_CPU_AMP_H
 #define CG_KERNELS_CPU_AMP_H
+
+#include "core/dtype.h"
 
 #include <stdint.h>
 
@@ -17,7 +19,15 @@ extern "C" {
 // check looks at the value before unscaling, and when *inv_scale is 1 the values are left as
 // they are. found_inf and inv_scale are pointers, as the kernel table's scalars are, so that a
 // captured CUDA Graph will read their current values.
-void amp_unscale_check_cpu(float *g, float *found_inf, const float *inv_scale, int64_t n);
+// The emulation's scratch: f32 buffer `slot` (0..7) with room for n floats, its contents undefined;
+// an f32 copy of n values of x (F16 or BF16; F32 copied) in buffer `slot`, NULL when x is NULL;
+// and an f32 result rounded into its 16-bit home (nothing when home is NULL). The 16-bit
+// kernels of amp.c and gemm.c share them.
+float *half_scratch_cpu(int slot, int64_t n);
+float *half_widen_cpu(int slot, const void *x, cg_dtype t, int64_t n);
+void half_store_cpu(void *home, cg_dtype t, const float *result, int64_t n);
+
+void unscale_check_cpu(float *g, float *found_inf, const float *inv_scale, int64_t n);
 
 #ifdef __cplusplus
 }

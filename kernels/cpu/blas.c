@@ -4,7 +4,7 @@
 // large. The build writes the library's path in CG_OPENBLAS_PATH; without it, or when it cannot
 // be loaded, every product uses the engine's own loops (gemm.c).
 #define _GNU_SOURCE // RTLD_DEFAULT
-#include "blas.h"
+#include "kernels/cpu/blas.h"
 
 #include <dlfcn.h>
 #include <stdio.h>

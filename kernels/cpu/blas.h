@@ -2,7 +2,7 @@
 #ifndef CG_KERNELS_CPU_BLAS_H
 #define CG_KERNELS_CPU_BLAS_H
 
-#include "../../core/common.h"
+#include "core/common.h"
 
 // Row-major C(M,N) = alpha op(A) op(B) + beta C through cblas_sgemm; false (nothing done) when
 // no BLAS library could be loaded.

@@ -1,7 +1,7 @@
 // conv.c: convolution (im2col + GEMM, a few images at a time), max pooling, and the fused
 // conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu).
 // OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -286,9 +286,9 @@ static inline __attribute__((always_inline)) void pool_relu_plane(float *y, uint
     }
 }
 
-void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias,
-                                  int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                                  int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+static void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias,
+                                         int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
@@ -343,10 +343,10 @@ static inline __attribute__((always_inline)) float unpool_plane(float *out, cons
 // the ReLU let it through (y > 0): dy_g is zero elsewhere. dbias is the sum of those entries,
 // in double, per group then over the groups in order: the same result on any number of threads
 // (it may differ from conv2d_backward's sum, taken in another order, in the last bit).
-void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *y,
-                                   const uint8_t *where, const float *x, const float *w, int64_t N, int64_t C,
-                                   int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                                   int64_t pad, int64_t P, int64_t Q) {
+static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *y,
+                                          const uint8_t *where, const float *x, const float *w, int64_t N, int64_t C,
+                                          int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                          int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, Q2 = Q / 2, pooled = (P / 2) * Q2, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     if (dx == NULL && dw == NULL && dbias == NULL) return;
@@ -439,7 +439,17 @@ void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, int64_t N
     for (int64_t plane = 0; plane < N * C; plane++) max_pool_plane(y, argmax, x, plane, H, W, kernel, stride, P, Q);
 }
 
-void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *argmax, int64_t n) {
+static void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *argmax, int64_t n) {
     // Serial: with overlapping windows two outputs may add to the same input.
     for (int64_t i = 0; i < n; i++) dx[argmax[i]] += dy[i];
+}
+
+// This file's rows of the CPU kernel table (kernels/cpu/table.c).
+void conv_register_cpu(cg_kernels *k) {
+    k->conv2d_forward = conv2d_forward_cpu;
+    k->conv2d_backward = conv2d_backward_cpu;
+    k->max_pool2d_forward = max_pool2d_forward_cpu;
+    k->max_pool2d_backward = max_pool2d_backward_cpu;
+    k->conv2d_relu_pool_forward = conv2d_relu_pool_forward_cpu;
+    k->conv2d_relu_pool_backward = conv2d_relu_pool_backward_cpu;
 }

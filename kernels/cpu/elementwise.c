@@ -3,12 +3,12 @@
 // CG_OMP_MIN_WORK elements, and under OpenMP above it, because entering even an inactive
 // OpenMP region (`if` clause false) costs a system call in GCC's libgomp, more than a small
 // loop itself (a SimpleNN step runs about 15 of them).
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 #include <string.h>
 
-void fill_cpu(float *x, float value, int64_t n) {
+static void fill_cpu(float *x, float value, int64_t n) {
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) x[i] = value;
         return;
@@ -17,7 +17,7 @@ void fill_cpu(float *x, float value, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = value;
 }
 
-void axpy_cpu(float *y, float alpha, const float *x, int64_t n) {
+static void axpy_cpu(float *y, float alpha, const float *x, int64_t n) {
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
         return;
@@ -26,11 +26,11 @@ void axpy_cpu(float *y, float alpha, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
-void add_scalar_cpu(float *x, float value) { x[0] += value; }
+static void add_scalar_cpu(float *x, float value) { x[0] += value; }
 
 // memset, in slices over the threads when large: zeroing a step's gradient buffers (tens of MB
 // for a CNN) is bound by memory bandwidth, which one core does not fill.
-void zero_cpu(void *p, size_t bytes) {
+static void zero_cpu(void *p, size_t bytes) {
     const size_t slice = 1 << 20;
     if (bytes < 4 * slice) {
         memset(p, 0, bytes);
@@ -44,7 +44,7 @@ void zero_cpu(void *p, size_t bytes) {
     }
 }
 
-void scale_cpu(float *y, const float *x, float alpha, int64_t n) {
+static void scale_cpu(float *y, const float *x, float alpha, int64_t n) {
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i];
         return;
@@ -53,7 +53,7 @@ void scale_cpu(float *y, const float *x, float alpha, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i];
 }
 
-void add_forward_cpu(float *y, const float *a, const float *b, int64_t n) {
+static void add_forward_cpu(float *y, const float *a, const float *b, int64_t n) {
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
         return;
@@ -76,11 +76,6 @@ void add_bias_forward_cpu(float *y, const float *x, const float *bias, int64_t r
     for (int64_t r = 0; r < rows; r++) add_bias_rows(y, x, bias, r, r + 1, cols);
 }
 
-void linear_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
-                        int64_t K) {
-    gemm_cpu(false, true, M, N, K, 1.0f, x, w, 0.0f, y); // y = x W^T
-    if (bias) add_bias_forward_cpu(y, y, bias, M, N);
-}
 
 void add_bias_backward_cpu(float *dbias, const float *dy, int64_t rows, int64_t cols) {
     // Row by row, so that the inner loop runs over contiguous memory.
@@ -91,7 +86,7 @@ void add_bias_backward_cpu(float *dbias, const float *dy, int64_t rows, int64_t 
 static inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
 static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-void relu_forward_cpu(float *y, const float *x, int64_t n) {
+static void relu_forward_cpu(float *y, const float *x, int64_t n) {
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) y[i] = relu(x[i]);
         return;
@@ -109,7 +104,7 @@ void relu_backward_cpu(float *dx, const float *dy, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-void sigmoid_forward_cpu(float *y, const float *x, int64_t n) {
+static void sigmoid_forward_cpu(float *y, const float *x, int64_t n) {
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) y[i] = sigmoid(x[i]);
         return;
@@ -118,11 +113,37 @@ void sigmoid_forward_cpu(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = sigmoid(x[i]);
 }
 
-void sigmoid_backward_cpu(float *dx, const float *dy, const float *y, int64_t n) {
+static void sigmoid_backward_cpu(float *dx, const float *dy, const float *y, int64_t n) {
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
         return;
     }
 #pragma omp parallel for
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+static void multiply_add_cpu(float *y, const float *a, const float *b, int64_t n) {
+    if (n < CG_OMP_MIN_WORK) {
+        for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+        return;
+    }
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+}
+
+// This file's rows of the CPU kernel table (kernels/cpu/table.c).
+void elementwise_register_cpu(cg_kernels *k) {
+    k->fill = fill_cpu;
+    k->axpy = axpy_cpu;
+    k->zero = zero_cpu;
+    k->add_scalar = add_scalar_cpu;
+    k->scale = scale_cpu;
+    k->multiply_add = multiply_add_cpu;
+    k->add_forward = add_forward_cpu;
+    k->add_bias_forward = add_bias_forward_cpu;
+    k->add_bias_backward = add_bias_backward_cpu;
+    k->relu_forward = relu_forward_cpu;
+    k->relu_backward = relu_backward_cpu;
+    k->sigmoid_forward = sigmoid_forward_cpu;
+    k->sigmoid_backward = sigmoid_backward_cpu;
 }

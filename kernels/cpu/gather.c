@@ -1,10 +1,10 @@
 // gather.c: copying a shuffled batch out of a data set held in memory (the loader's kernel).
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <string.h>
 
-void gather_batch_cpu(float *x_out, int32_t *labels_out, float *targets_out, const float *x, const int32_t *labels,
-                      const int32_t *order, int64_t batch, int64_t sample_numel) {
+static void gather_batch_cpu(float *x_out, int32_t *labels_out, float *targets_out, const float *x, const int32_t *labels,
+                             const int32_t *order, int64_t batch, int64_t sample_numel) {
     for (int64_t i = 0; i < batch; i++) {
         int64_t s = order[i];
         memcpy(x_out + i * sample_numel, x + s * sample_numel, (size_t)sample_numel * sizeof(float));
@@ -13,9 +13,9 @@ void gather_batch_cpu(float *x_out, int32_t *labels_out, float *targets_out, con
     }
 }
 
-void gather_images_cpu(float *x_out, int32_t *labels_out, const uint8_t *pixels, const int32_t *labels,
-                       const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H, int64_t W,
-                       int64_t pad, const float *mean, const float *inv_std) {
+static void gather_images_cpu(float *x_out, int32_t *labels_out, const uint8_t *pixels, const int32_t *labels,
+                              const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H, int64_t W,
+                              int64_t pad, const float *mean, const float *inv_std) {
     int64_t numel = C * H * W;
 #pragma omp parallel for if (batch * numel > CG_OMP_MIN_WORK)
     for (int64_t i = 0; i < batch; i++) {
@@ -32,4 +32,10 @@ void gather_images_cpu(float *x_out, int32_t *labels_out, const uint8_t *pixels,
                 }
         labels_out[i] = labels[order[i]];
     }
+}
+
+// This file's rows of the CPU kernel table (kernels/cpu/table.c).
+void gather_register_cpu(cg_kernels *k) {
+    k->gather_batch = gather_batch_cpu;
+    k->gather_images = gather_images_cpu;
 }

@@ -2,13 +2,14 @@
 // Large products go to OpenBLAS's sgemm (blas.c, loaded on first use); small ones, and every
 // product when OpenBLAS is missing, to the engine's own loops below. For the matrices of a
 // small MLP (32 x 20 x 50) the call overhead of a BLAS library costs more than the arithmetic.
-#include "cpu.h"
+#include "kernels/cpu/amp.h"
+#include "kernels/cpu/cpu.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
+#include "kernels/cpu/blas.h"
 
 // Products with fewer multiply-adds than this use the loops below even when OpenBLAS is there.
 // SimpleNN's largest (32 x 50 x 20 = 32 Ki) stays here, and OpenBLAS is never loaded for it; from
@@ -155,4 +156,35 @@ void gemm_engine_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
         gemv_row(trans_b, N, K, alpha, A, B, C);
     else
         gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, B, C, beta == 0.0f); // beta 0: tiles overwrite C
+}
+
+static void linear_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
+                               int64_t K) {
+    gemm_cpu(false, true, M, N, K, 1.0f, x, w, 0.0f, y); // y = x W^T
+    if (bias) add_bias_forward_cpu(y, y, bias, M, N);
+}
+
+void gemm_h_cpu(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const void *A, const void *B, float beta, void *C) {
+    float *a = half_widen_cpu(0, A, dtype, M * K), *b = half_widen_cpu(1, B, dtype, K * N);
+    float *c = beta != 0.0f ? half_widen_cpu(2, C, dtype, M * N) : half_scratch_cpu(2, M * N);
+    gemm_cpu(trans_a, trans_b, M, N, K, alpha, a, b, beta, c);
+    half_store_cpu(C, dtype, c, M * N);
+}
+
+static void linear_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
+                                 int64_t N, int64_t K) {
+    float *xf = half_widen_cpu(0, x, dtype, M * K), *wf = half_widen_cpu(1, w, dtype, N * K), *bf = half_widen_cpu(2, bias, dtype, N);
+    float *yf = half_scratch_cpu(3, M * N);
+    linear_forward_cpu(yf, xf, wf, bf, M, N, K);
+    half_store_cpu(y, dtype, yf, M * N);
+}
+
+
+// This file's rows of the CPU kernel table (kernels/cpu/table.c).
+void gemm_register_cpu(cg_kernels *k) {
+    k->gemm = gemm_cpu;
+    k->linear_forward = linear_forward_cpu;
+    k->gemm_h = gemm_h_cpu;
+    k->linear_forward_h = linear_forward_h_cpu;
 }

@@ -9,13 +9,13 @@
 // bit), and 128 * sum_k B[j][k] is taken off afterwards: sum (a + 128) b - 128 sum b = sum a b.
 // (oneDNN and FBGEMM use the same compensation.) With a signed x signed loop GCC sign-extends to
 // 16 bits and uses vpdpwssd, two products per lane: about half the speed.
-#include "int8_gemm.h"
+#include "kernels/cpu/int8_gemm.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-#include "../../core/common.h"
-#include "cpu.h"
+#include "core/common.h"
+#include "kernels/cpu/cpu.h"
 
 // The register tile: MR rows of A by NR rows of B, MR * NR int32 sums, each one vector of 16
 // lanes while K runs: 16 zmm accumulators of the 32.

@@ -5,13 +5,13 @@
 // lane (the weights' packed layout puts those 4 k of 16 columns in one 64-byte load), 24
 // accumulators in registers and no horizontal sums at the end. Without VNNI, plain loops.
 // Intrinsics are used here because GCC does not find this broadcast form by itself.
-#include "int8_packed.h"
+#include "kernels/cpu/int8_packed.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/common.h"
+#include "core/common.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>

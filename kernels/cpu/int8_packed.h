@@ -5,7 +5,7 @@
 #ifndef CG_KERNELS_CPU_INT8_PACKED_H
 #define CG_KERNELS_CPU_INT8_PACKED_H
 
-#include "../../core/qkernels.h"
+#include "core/quant/qkernels.h"
 
 // Weights packed for the kernel: w (Nout, Kp) i8 -> (Kp / 4, Np, 4) with Np = Nout rounded up
 // to 16, so that one 64-byte load holds 4 consecutive k of 16 output channels (the operand

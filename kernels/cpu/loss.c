@@ -1,7 +1,7 @@
 // loss.c: binary cross-entropy, softmax cross-entropy, sum / mean, and the accuracy counters.
 // Reductions accumulate in double, so that the thread count barely changes the result.
 // Serial below CG_OMP_MIN_WORK elements, for the reason given in elementwise.c.
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 
@@ -11,13 +11,13 @@ static float clamped_log(float x) {
     return l < -100.0f ? -100.0f : l;
 }
 
-void bce_forward_cpu(float *loss, const float *p, const float *t, int64_t n) {
+static void bce_forward_cpu(float *loss, const float *p, const float *t, int64_t n) {
     double total = 0.0;
     for (int64_t i = 0; i < n; i++) total += t[i] * clamped_log(p[i]) + (1.0f - t[i]) * clamped_log(1.0f - p[i]);
     loss[0] = (float)(-total / (double)n);
 }
 
-void bce_backward_cpu(float *dp, const float *dloss, const float *p, const float *t, int64_t n) {
+static void bce_backward_cpu(float *dp, const float *dloss, const float *p, const float *t, int64_t n) {
     // d/dp of -(t log p + (1 - t) log(1 - p)) = (p - t) / (p (1 - p)); PyTorch bounds the
     // denominator below by 1e-12.
     float g = dloss[0] / (float)n;
@@ -37,7 +37,7 @@ static double cross_entropy_row(const float *row, int32_t label, int64_t K) {
     return log(sum) + max - row[label];
 }
 
-void cross_entropy_forward_cpu(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+static void cross_entropy_forward_cpu(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
     double total = 0.0;
     if (N * K < CG_OMP_MIN_WORK) {
         for (int64_t r = 0; r < N; r++) total += cross_entropy_row(logits + r * K, labels[r], K);
@@ -57,8 +57,8 @@ static void cross_entropy_row_backward(float *drow, const float *row, int32_t la
     for (int64_t c = 0; c < K; c++) drow[c] += g * (expf(row[c] - max) / sum - (c == label ? 1.0f : 0.0f));
 }
 
-void cross_entropy_backward_cpu(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
-                                int64_t N, int64_t K) {
+static void cross_entropy_backward_cpu(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
+                                       int64_t N, int64_t K) {
     float g = dloss[0] / (float)N;
     if (N * K < CG_OMP_MIN_WORK) {
         for (int64_t r = 0; r < N; r++) cross_entropy_row_backward(dlogits + r * K, logits + r * K, labels[r], K, g);
@@ -68,7 +68,7 @@ void cross_entropy_backward_cpu(float *dlogits, const float *dloss, const float 
     for (int64_t r = 0; r < N; r++) cross_entropy_row_backward(dlogits + r * K, logits + r * K, labels[r], K, g);
 }
 
-void sum_forward_cpu(float *y, const float *x, float scale, int64_t n) {
+static void sum_forward_cpu(float *y, const float *x, float scale, int64_t n) {
     double total = 0.0;
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) total += x[i];
@@ -79,7 +79,7 @@ void sum_forward_cpu(float *y, const float *x, float scale, int64_t n) {
     y[0] = (float)(scale * total);
 }
 
-void sum_backward_cpu(float *dx, const float *dy, float scale, int64_t n) {
+static void sum_backward_cpu(float *dx, const float *dy, float scale, int64_t n) {
     float g = scale * dy[0];
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) dx[i] += g;
@@ -89,13 +89,13 @@ void sum_backward_cpu(float *dx, const float *dy, float scale, int64_t n) {
     for (int64_t i = 0; i < n; i++) dx[i] += g;
 }
 
-void count_binary_correct_cpu(float *acc, const float *p, const float *t, float threshold, int64_t n) {
+static void count_binary_correct_cpu(float *acc, const float *p, const float *t, float threshold, int64_t n) {
     int64_t correct = 0;
     for (int64_t i = 0; i < n; i++) correct += (p[i] > threshold) == (t[i] > 0.5f);
     acc[0] += (float)correct;
 }
 
-void count_argmax_correct_cpu(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+static void count_argmax_correct_cpu(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
     int64_t correct = 0;
     for (int64_t r = 0; r < N; r++) {
         const float *row = logits + r * K;
@@ -105,4 +105,16 @@ void count_argmax_correct_cpu(float *acc, const float *logits, const int32_t *la
         correct += best == labels[r];
     }
     acc[0] += (float)correct;
+}
+
+// This file's rows of the CPU kernel table (kernels/cpu/table.c).
+void loss_register_cpu(cg_kernels *k) {
+    k->bce_forward = bce_forward_cpu;
+    k->bce_backward = bce_backward_cpu;
+    k->cross_entropy_forward = cross_entropy_forward_cpu;
+    k->cross_entropy_backward = cross_entropy_backward_cpu;
+    k->sum_forward = sum_forward_cpu;
+    k->sum_backward = sum_backward_cpu;
+    k->count_binary_correct = count_binary_correct_cpu;
+    k->count_argmax_correct = count_argmax_correct_cpu;
 }

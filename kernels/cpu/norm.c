@@ -1,8 +1,8 @@
 // norm.c: batch normalisation and dropout on the CPU (formulas in core/ops.h; the batch-norm
 // backward is the usual closed form, e.g. Ioffe and Szegedy 2015, section 3). Per-channel
 // sums in double, channels spread over OpenMP threads when large.
-#include "cpu.h"
-#include "../../core/rng.h"
+#include "kernels/cpu/cpu.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,9 +35,9 @@ static void bn_forward_channel(float *y, float *stats, float *running_mean, floa
         for (int64_t i = 0; i < HW; i++) y[(n * C + c) * HW + i] = x[(n * C + c) * HW + i] * scale + shift;
 }
 
-void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *running_var, const float *x,
-                            const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
-                            float momentum, bool training) {
+static void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                                   const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                                   float momentum, bool training) {
     bool threads = N * C * HW >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads)
     for (int64_t c = 0; c < C; c++)
@@ -71,30 +71,16 @@ static void bn_backward_channel(float *dx, float *dgamma, float *dbeta, const fl
         }
 }
 
-void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                             const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
+static void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                    const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
     bool threads = N * C * HW >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads)
     for (int64_t c = 0; c < C; c++)
         bn_backward_channel(dx, dgamma, dbeta, dy, x, gamma, stats, c, N, C, HW, training);
 }
 
-void dropout_forward_cpu(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed, uint32_t stream,
-                         uint64_t offset) {
-    cg_rng r = {seed, stream, offset};
-    cg_rng_uniform(&r, mask, n, 0.0f, 1.0f); // the mask's draws, then kept or dropped
-    float keep = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < n; i++) {
-        mask[i] = mask[i] >= p ? keep : 0.0f;
-        y[i] = x[i] * mask[i];
-    }
-}
-
-void multiply_add_cpu(float *y, const float *a, const float *b, int64_t n) {
-    if (n < CG_OMP_MIN_WORK) {
-        for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
-        return;
-    }
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+// This file's rows of the CPU kernel table (kernels/cpu/table.c).
+void norm_register_cpu(cg_kernels *k) {
+    k->batch_norm_forward = batch_norm_forward_cpu;
+    k->batch_norm_backward = batch_norm_backward_cpu;
 }

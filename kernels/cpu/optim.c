@@ -1,5 +1,5 @@
 // optim.c: SGD and Adam / AdamW updates over the flat parameter block (formulas in core/optim.h).
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 
@@ -19,12 +19,12 @@ static void sgd_range(float *p, const float *g, float *momentum_buf, bool first,
     }
 }
 
-void add_scalar_unless_cpu(float *x, float value, const float *flag) {
+static void add_scalar_unless_cpu(float *x, float value, const float *flag) {
     if (flag[0] == 0.0f) x[0] += value;
 }
 
-void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
-                  float dampening, float weight_decay, bool nesterov, const float *found_inf) {
+static void sgd_step_cpu(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
+                         float dampening, float weight_decay, bool nesterov, const float *found_inf) {
     if (found_inf && *found_inf != 0.0f) return; // mixed precision: this step's gradients overflowed
     bool first = state[0] <= 1.0f;
     if (n < CG_OMP_MIN_WORK) {
@@ -53,8 +53,8 @@ static void adam_range(float *p, const float *g, float *m, float *v, int64_t beg
     }
 }
 
-void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
-                   float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf) {
+static void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
+                          float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf) {
     if (found_inf && *found_inf != 0.0f) return; // mixed precision: this step's gradients overflowed
     float t = state[0];
     float bias_correction1 = 1.0f - powf(beta1, t);
@@ -69,4 +69,11 @@ void adam_step_cpu(float *p, const float *g, float *m, float *v, float *state, i
     for (int64_t b = 0; b < n; b += CG_OMP_MIN_WORK)
         adam_range(p, g, m, v, b, b + CG_OMP_MIN_WORK < n ? b + CG_OMP_MIN_WORK : n, lr, step_size,
                    bias_correction2_sqrt, beta1, beta2, eps, weight_decay, decoupled_weight_decay);
+}
+
+// This file's rows of the CPU kernel table (kernels/cpu/table.c).
+void optim_register_cpu(cg_kernels *k) {
+    k->sgd_step = sgd_step_cpu;
+    k->adam_step = adam_step_cpu;
+    k->add_scalar_unless = add_scalar_unless_cpu;
 }

@@ -1,58 +1,27 @@
-// table.c: the CPU's row of kernels (see core/kernels.h). Every entry is filled: the CPU is
-// the reference every other device is tested against.
-#include "cpu.h"
+// table.c: the CPU's kernel table (core/kernels.h), built once on first use from the rows each
+// kernel file fills (elementwise.c, gemm.c, ...). Every entry is filled: the CPU is the
+// reference every other device is tested against.
+#include "kernels/cpu/cpu.h"
 
-const cg_kernels cg_cpu_kernels = {
-    .device_name = "cpu",
-    .fill = fill_cpu,
-    .axpy = axpy_cpu,
-    .zero = zero_cpu,
-    .add_scalar = add_scalar_cpu,
-    .scale = scale_cpu,
-    .gemm = gemm_cpu,
-    .linear_forward = linear_forward_cpu,
-    .conv2d_forward = conv2d_forward_cpu,
-    .conv2d_backward = conv2d_backward_cpu,
-    .max_pool2d_forward = max_pool2d_forward_cpu,
-    .max_pool2d_backward = max_pool2d_backward_cpu,
-    .conv2d_relu_pool_forward = conv2d_relu_pool_forward_cpu,
-    .conv2d_relu_pool_backward = conv2d_relu_pool_backward_cpu,
-    .batch_norm_forward = batch_norm_forward_cpu,
-    .batch_norm_backward = batch_norm_backward_cpu,
-    .dropout_forward = dropout_forward_cpu,
-    .multiply_add = multiply_add_cpu,
-    .add_forward = add_forward_cpu,
-    .add_bias_forward = add_bias_forward_cpu,
-    .add_bias_backward = add_bias_backward_cpu,
-    .relu_forward = relu_forward_cpu,
-    .relu_backward = relu_backward_cpu,
-    .sigmoid_forward = sigmoid_forward_cpu,
-    .sigmoid_backward = sigmoid_backward_cpu,
-    .bce_forward = bce_forward_cpu,
-    .bce_backward = bce_backward_cpu,
-    .cross_entropy_forward = cross_entropy_forward_cpu,
-    .cross_entropy_backward = cross_entropy_backward_cpu,
-    .sum_forward = sum_forward_cpu,
-    .sum_backward = sum_backward_cpu,
-    .count_binary_correct = count_binary_correct_cpu,
-    .count_argmax_correct = count_argmax_correct_cpu,
-    .rng_uniform = rng_uniform_cpu,
-    .rng_normal = rng_normal_cpu,
-    .gather_batch = gather_batch_cpu,
-    .gather_images = gather_images_cpu,
-    .sgd_step = sgd_step_cpu,
-    .adam_step = adam_step_cpu,
-    .add_scalar_unless = add_scalar_unless_cpu,
-    .cast = cast_cpu,
-    .gemm_h = gemm_h_cpu,
-    .linear_forward_h = linear_forward_h_cpu,
-    .add_bias_backward_h = add_bias_backward_h_cpu,
-    .conv2d_forward_h = conv2d_forward_h_cpu,
-    .conv2d_backward_h = conv2d_backward_h_cpu,
-    .max_pool2d_forward_h = max_pool2d_forward_h_cpu,
-    .max_pool2d_backward_h = max_pool2d_backward_h_cpu,
-    .relu_forward_h = relu_forward_h_cpu,
-    .relu_backward_h = relu_backward_h_cpu,
-    .amp_unscale_check = amp_unscale_check_h_cpu,
-    .amp_update_scale = amp_update_scale_cpu,
-};
+#include <pthread.h>
+
+static cg_kernels table;
+static pthread_once_t table_built = PTHREAD_ONCE_INIT;
+
+static void build_table(void) {
+    elementwise_register_cpu(&table);
+    gemm_register_cpu(&table);
+    conv_register_cpu(&table);
+    norm_register_cpu(&table);
+    rng_register_cpu(&table);
+    loss_register_cpu(&table);
+    gather_register_cpu(&table);
+    optim_register_cpu(&table);
+    amp_register_cpu(&table);
+    table.device_name = "cpu";
+}
+
+const cg_kernels *cg_cpu_kernels(void) {
+    pthread_once(&table_built, build_table);
+    return &table;
+}

@@ -1,11 +1,11 @@
 // threads.c: how many CPU threads OpenMP loops and the BLAS library use.
-#include "../../core/device.h"
+#include "core/device.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#include "blas.h"
+#include "kernels/cpu/blas.h"
 
 void cg_set_num_threads(int n) {
     CG_CHECK(n >= 1, "thread count %d", n);

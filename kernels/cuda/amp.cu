@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda.h"
-#include "cudnn_conv.h"
+#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cudnn_conv.h"
 
 static __device__ __forceinline__ float h2f(float v) { return v; }
 static __device__ __forceinline__ float h2f(__half v) { return __half2float(v); }
@@ -279,7 +279,7 @@ static void conv_backward_nhwc(cg_dtype dtype, void *dx, void *dw, const void *d
 #endif
 
 extern "C" {
-void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
+static void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
     if (n <= 0) return;
     switch (ytype) {
     case CG_F32: cast_from<float>((float *)y, x, xtype, n, accumulate); break;
@@ -289,31 +289,31 @@ void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n
     }
 }
 
-void relu_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t n) {
+static void relu_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t n) {
     DISPATCH16(dtype, LAUNCH(relu_h_kernel<T>, n, (T *)y, (const T *)x, n));
 }
 
-void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n) {
+static void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n) {
     DISPATCH16(dtype, LAUNCH(relu_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)y, n));
 }
 
-void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
-                               int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+static void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
+                                      int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
     DISPATCH16(dtype, LAUNCH(max_pool_h_kernel<T>, N * C * P * Q, (T *)y, argmax, (const T *)x, N, C, H, W, kernel,
                              stride, P, Q));
 }
 
-void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n) {
+static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n) {
     DISPATCH16(dtype, LAUNCH(max_pool_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, argmax, n));
 }
 
-void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols) {
+static void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols) {
     DISPATCH16(dtype, LAUNCH(bias_backward_h_kernel<T>, cols, (T *)dbias, (const T *)dy, rows, cols));
 }
 
-void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
-                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                           int64_t pad, int64_t P, int64_t Q) {
+static void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
+                                  int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                  int64_t pad, int64_t P, int64_t Q) {
     bool done = false;
 #ifdef CG_HAVE_CUDNN
     int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
@@ -333,9 +333,9 @@ void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w
     }
 }
 
-void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
-                            const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                            int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+static void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
+                                   const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                   int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     if (dbias) {
         CG_CHECK(N * P * Q < INT32_MAX && K * N < INT32_MAX, "conv2d bias gradient: sizes overflow 32-bit indices");
         float *partial = (float *)cg_cuda_alloc((size_t)(K * N) * sizeof(float));
@@ -370,15 +370,29 @@ void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, con
     cg_cuda_free(dyf), cg_cuda_free(xf), cg_cuda_free(wf);
 }
 
-void amp_unscale_check_cuda(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n) {
+static void amp_unscale_check_cuda(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n) {
     if (h == NULL)
         LAUNCH(unscale_check_kernel<__half>, n, g, (const __half *)NULL, amp, n);
     else
         DISPATCH16(dtype, LAUNCH(unscale_check_kernel<T>, n, g, (const T *)h, amp, n));
 }
 
-void amp_update_scale_cuda(float *amp, float growth_factor, float backoff_factor, int growth_interval) {
+static void amp_update_scale_cuda(float *amp, float growth_factor, float backoff_factor, int growth_interval) {
     update_scale_kernel<<<1, 1, 0, cg_cuda_stream()>>>(amp, growth_factor, backoff_factor, growth_interval);
     CG_LAUNCH_CHECK();
 }
+}
+
+// This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
+extern "C" void amp_register_cuda(cg_kernels *k) {
+    k->cast = cast_cuda;
+    k->add_bias_backward_h = add_bias_backward_h_cuda;
+    k->conv2d_forward_h = conv2d_forward_h_cuda;
+    k->conv2d_backward_h = conv2d_backward_h_cuda;
+    k->max_pool2d_forward_h = max_pool2d_forward_h_cuda;
+    k->max_pool2d_backward_h = max_pool2d_backward_h_cuda;
+    k->relu_forward_h = relu_forward_h_cuda;
+    k->relu_backward_h = relu_backward_h_cuda;
+    k->amp_unscale_check = amp_unscale_check_cuda;
+    k->amp_update_scale = amp_update_scale_cuda;
 }

@@ -1,8 +1,8 @@
 // conv.cu: convolution (cuDNN, or im2col + GEMM over the whole batch without it) and max
 // pooling on the GPU, one thread per output element. col2im gathers (each pixel sums the column
 // entries it fed) rather than scattering, so no atomics are needed. CPU twin: kernels/cpu/conv.c.
-#include "cuda.h"
-#include "cudnn_conv.h"
+#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cudnn_conv.h"
 
 // The index arithmetic of these kernels is in 32-bit ints: 64-bit division and remainder are
 // emulated on the GPU and cost several times more. The host wrappers check that sizes fit.
@@ -170,11 +170,19 @@ void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, c
 #endif
 }
 
-void max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
-                             int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+static void max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                                    int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
     LAUNCH(max_pool_kernel, N * C * P * Q, y, argmax, x, N, C, H, W, kernel, stride, P, Q);
 }
-void max_pool2d_backward_cuda(float *dx, const float *dy, const int32_t *argmax, int64_t n) {
+static void max_pool2d_backward_cuda(float *dx, const float *dy, const int32_t *argmax, int64_t n) {
     LAUNCH(max_pool_backward_kernel, n, dx, dy, argmax, n);
 }
+}
+
+// This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
+extern "C" void conv_register_cuda(cg_kernels *k) {
+    k->conv2d_forward = conv2d_forward_cuda;
+    k->conv2d_backward = conv2d_backward_cuda;
+    k->max_pool2d_forward = max_pool2d_forward_cuda;
+    k->max_pool2d_backward = max_pool2d_backward_cuda;
 }

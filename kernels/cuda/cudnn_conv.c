@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/device_cuda.h"
-#include "cudnn_conv.h"
+#include "kernels/cuda/plugin.h"
+#include "kernels/cuda/cudnn_conv.h"
 
 #define CUDNN_CHECK(call)                                                                                     \
     do {                                                                                                      \

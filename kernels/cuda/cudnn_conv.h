@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../../core/dtype.h"
+#include "core/dtype.h"
 
 #ifdef __cplusplus
 extern "C" {

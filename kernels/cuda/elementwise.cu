@@ -1,6 +1,6 @@
 // elementwise.cu: fill, axpy, scale, add, bias add, ReLU and sigmoid on the GPU: one thread
 // per element (grid-stride loops past 65536 blocks). The CPU twins are kernels/cpu/elementwise.c.
-#include "cuda.h"
+#include "kernels/cuda/cuda.h"
 
 static __global__ void fill_kernel(float *x, float value, int64_t n) {
     GRID_STRIDE(i, n) x[i] = value;
@@ -45,23 +45,23 @@ static __global__ void sigmoid_backward_kernel(float *dx, const float *dy, const
 }
 
 extern "C" {
-void fill_cuda(float *x, float value, int64_t n) { LAUNCH(fill_kernel, n, x, value, n); }
-void axpy_cuda(float *y, float alpha, const float *x, int64_t n) { LAUNCH(axpy_kernel, n, y, alpha, x, n); }
-void add_scalar_cuda(float *x, float value) { LAUNCH(add_scalar_kernel, 1, x, value); }
-void scale_cuda(float *y, const float *x, float alpha, int64_t n) { LAUNCH(scale_kernel, n, y, x, alpha, n); }
-void add_forward_cuda(float *y, const float *a, const float *b, int64_t n) { LAUNCH(add_kernel, n, y, a, b, n); }
+static void fill_cuda(float *x, float value, int64_t n) { LAUNCH(fill_kernel, n, x, value, n); }
+static void axpy_cuda(float *y, float alpha, const float *x, int64_t n) { LAUNCH(axpy_kernel, n, y, alpha, x, n); }
+static void add_scalar_cuda(float *x, float value) { LAUNCH(add_scalar_kernel, 1, x, value); }
+static void scale_cuda(float *y, const float *x, float alpha, int64_t n) { LAUNCH(scale_kernel, n, y, x, alpha, n); }
+static void add_forward_cuda(float *y, const float *a, const float *b, int64_t n) { LAUNCH(add_kernel, n, y, a, b, n); }
 void add_bias_forward_cuda(float *y, const float *x, const float *bias, int64_t rows, int64_t cols) {
     LAUNCH(add_bias_kernel, rows * cols, y, x, bias, rows * cols, cols);
 }
-void add_bias_backward_cuda(float *dbias, const float *dy, int64_t rows, int64_t cols) {
+static void add_bias_backward_cuda(float *dbias, const float *dy, int64_t rows, int64_t cols) {
     LAUNCH(add_bias_backward_kernel, 32 * cols, dbias, dy, rows, cols);
 }
-void relu_forward_cuda(float *y, const float *x, int64_t n) { LAUNCH(relu_kernel, n, y, x, n); }
-void relu_backward_cuda(float *dx, const float *dy, const float *y, int64_t n) {
+static void relu_forward_cuda(float *y, const float *x, int64_t n) { LAUNCH(relu_kernel, n, y, x, n); }
+static void relu_backward_cuda(float *dx, const float *dy, const float *y, int64_t n) {
     LAUNCH(relu_backward_kernel, n, dx, dy, y, n);
 }
-void sigmoid_forward_cuda(float *y, const float *x, int64_t n) { LAUNCH(sigmoid_kernel, n, y, x, n); }
-void sigmoid_backward_cuda(float *dx, const float *dy, const float *y, int64_t n) {
+static void sigmoid_forward_cuda(float *y, const float *x, int64_t n) { LAUNCH(sigmoid_kernel, n, y, x, n); }
+static void sigmoid_backward_cuda(float *dx, const float *dy, const float *y, int64_t n) {
     LAUNCH(sigmoid_backward_kernel, n, dx, dy, y, n);
 }
 }
@@ -70,8 +70,25 @@ static __global__ void multiply_add_kernel(float *y, const float *a, const float
     GRID_STRIDE(i, n) y[i] += a[i] * b[i];
 }
 
-extern "C" void multiply_add_cuda(float *y, const float *a, const float *b, int64_t n) {
+static void multiply_add_cuda(float *y, const float *a, const float *b, int64_t n) {
     LAUNCH(multiply_add_kernel, n, y, a, b, n);
 }
 
 extern "C" void zero_cuda(void *p, size_t bytes) { CG_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cg_cuda_stream())); }
+
+// This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
+extern "C" void elementwise_register_cuda(cg_kernels *k) {
+    k->fill = fill_cuda;
+    k->axpy = axpy_cuda;
+    k->zero = zero_cuda;
+    k->add_scalar = add_scalar_cuda;
+    k->scale = scale_cuda;
+    k->multiply_add = multiply_add_cuda;
+    k->add_forward = add_forward_cuda;
+    k->add_bias_forward = add_bias_forward_cuda;
+    k->add_bias_backward = add_bias_backward_cuda;
+    k->relu_forward = relu_forward_cuda;
+    k->relu_backward = relu_backward_cuda;
+    k->sigmoid_forward = sigmoid_forward_cuda;
+    k->sigmoid_backward = sigmoid_backward_cuda;
+}

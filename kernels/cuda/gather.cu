@@ -1,6 +1,6 @@
 // gather.cu: copying a shuffled batch out of a data set held in GPU memory, one thread per
 // float of the batch (CPU twin: kernels/cpu/gather.c).
-#include "cuda.h"
+#include "kernels/cuda/cuda.h"
 
 static __global__ void gather_kernel(float *x_out, int32_t *labels_out, float *targets_out, const float *x,
                                      const int32_t *labels, const int32_t *order, int64_t batch,
@@ -16,7 +16,7 @@ static __global__ void gather_kernel(float *x_out, int32_t *labels_out, float *t
     }
 }
 
-extern "C" void gather_batch_cuda(float *x_out, int32_t *labels_out, float *targets_out, const float *x,
+static void gather_batch_cuda(float *x_out, int32_t *labels_out, float *targets_out, const float *x,
                                   const int32_t *labels, const int32_t *order, int64_t batch, int64_t sample_numel) {
     LAUNCH(gather_kernel, batch * sample_numel, x_out, labels_out, targets_out, x, labels, order, batch,
            sample_numel);
@@ -39,9 +39,15 @@ static __global__ void gather_images_kernel(float *x_out, int32_t *labels_out, c
     }
 }
 
-extern "C" void gather_images_cuda(float *x_out, int32_t *labels_out, const uint8_t *pixels, const int32_t *labels,
+static void gather_images_cuda(float *x_out, int32_t *labels_out, const uint8_t *pixels, const int32_t *labels,
                                    const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H,
                                    int64_t W, int64_t pad, const float *mean, const float *inv_std) {
     LAUNCH(gather_images_kernel, batch * C * H * W, x_out, labels_out, pixels, labels, order, augment, batch, C, H, W,
            pad, mean, inv_std);
+}
+
+// This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
+extern "C" void gather_register_cuda(cg_kernels *k) {
+    k->gather_batch = gather_batch_cuda;
+    k->gather_images = gather_images_cuda;
 }

@@ -8,7 +8,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "cuda.h"
+#include "kernels/cuda/cuda.h"
 
 #define CG_CUBLAS_CHECK(call)                                                                      \
     do {                                                                                           \
@@ -76,8 +76,8 @@ static __global__ void small_linear_kernel(float *y, const float *x, const float
 }
 
 extern "C" {
-void linear_forward_cuda(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
-                         int64_t K) {
+static void linear_forward_cuda(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,
+                                int64_t K) {
     if (M * N * K < CG_SMALL_GEMM_WORK) {
         LAUNCH(small_linear_kernel, 32 * M * N, y, x, w, bias, M, N, K);
         return;
@@ -192,8 +192,8 @@ static cudaDataType_t cuda_type16(cg_dtype dtype) {
     return dtype == CG_F16 ? CUDA_R_16F : CUDA_R_16BF;
 }
 
-void gemm_h_cuda(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                 const void *A, const void *B, float beta, void *C) {
+static void gemm_h_cuda(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                        const void *A, const void *B, float beta, void *C) {
     cudaDataType_t type = cuda_type16(dtype);
     if (M * N * K < CG_SMALL_GEMM_WORK) {
         if (dtype == CG_F16)
@@ -213,8 +213,8 @@ void gemm_h_cuda(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t 
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-void linear_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
-                           int64_t N, int64_t K) {
+static void linear_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
+                                  int64_t N, int64_t K) {
     if (bias) {
         if (dtype == CG_F16)
             LAUNCH(broadcast_rows_kernel<__half>, M * N, (__half *)y, (const __half *)bias, M, N);
@@ -229,4 +229,12 @@ int cg_cuda_cublas_version(void) {
     CG_CUBLAS_CHECK(cublasGetVersion(handle_for_current_gpu(), &version));
     return version;
 }
+}
+
+// This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
+extern "C" void gemm_register_cuda(cg_kernels *k) {
+    k->gemm = gemm_cuda;
+    k->linear_forward = linear_forward_cuda;
+    k->gemm_h = gemm_h_cuda;
+    k->linear_forward_h = linear_forward_h_cuda;
 }

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/qkernels.h"
-#include "cuda.h"
+#include "core/quant/qkernels.h"
+#include "kernels/cuda/cuda.h"
 
 #define CG_CUBLASLT_CHECK(call)                                                                    \
     do {                                                                                           \

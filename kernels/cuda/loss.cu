@@ -1,7 +1,7 @@
 // loss.cu: binary and softmax cross-entropy, sum / mean, and the accuracy counters on the GPU.
 // Results that are one number come from a single block (block_sum in cuda.h): deterministic,
 // and fast enough for the batch-sized inputs they see. CPU twins: kernels/cpu/loss.c.
-#include "cuda.h"
+#include "kernels/cuda/cuda.h"
 
 static __device__ float clamped_log(float x) {
     float l = logf(x);
@@ -98,20 +98,20 @@ static __global__ void count_argmax_kernel(float *acc, const float *logits, cons
 }
 
 extern "C" {
-void bce_forward_cuda(float *loss, const float *p, const float *t, int64_t n) {
+static void bce_forward_cuda(float *loss, const float *p, const float *t, int64_t n) {
     LAUNCH_ONE_BLOCK(bce_kernel, loss, p, t, n);
 }
-void bce_backward_cuda(float *dp, const float *dloss, const float *p, const float *t, int64_t n) {
+static void bce_backward_cuda(float *dp, const float *dloss, const float *p, const float *t, int64_t n) {
     LAUNCH(bce_backward_kernel, n, dp, dloss, p, t, n);
 }
-void cross_entropy_forward_cuda(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+static void cross_entropy_forward_cuda(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
     LAUNCH_ONE_BLOCK(cross_entropy_kernel, loss, logits, labels, N, K);
 }
-void cross_entropy_backward_cuda(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
-                                 int64_t N, int64_t K) {
+static void cross_entropy_backward_cuda(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
+                                        int64_t N, int64_t K) {
     LAUNCH(cross_entropy_backward_kernel, N, dlogits, dloss, logits, labels, N, K);
 }
-void sum_forward_cuda(float *y, const float *x, float scale, int64_t n) {
+static void sum_forward_cuda(float *y, const float *x, float scale, int64_t n) {
     if (n <= 64 * CG_THREADS) { // a batch's worth: one block is enough
         LAUNCH_ONE_BLOCK(sum_kernel, y, x, scale, n);
         return;
@@ -122,13 +122,25 @@ void sum_forward_cuda(float *y, const float *x, float scale, int64_t n) {
     LAUNCH_ONE_BLOCK(sum_kernel, y, partial, scale, SUM_BLOCKS);
     cg_cuda_free(partial);
 }
-void sum_backward_cuda(float *dx, const float *dy, float scale, int64_t n) {
+static void sum_backward_cuda(float *dx, const float *dy, float scale, int64_t n) {
     LAUNCH(sum_backward_kernel, n, dx, dy, scale, n);
 }
-void count_binary_correct_cuda(float *acc, const float *p, const float *t, float threshold, int64_t n) {
+static void count_binary_correct_cuda(float *acc, const float *p, const float *t, float threshold, int64_t n) {
     LAUNCH_ONE_BLOCK(count_binary_kernel, acc, p, t, threshold, n);
 }
-void count_argmax_correct_cuda(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+static void count_argmax_correct_cuda(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
     LAUNCH_ONE_BLOCK(count_argmax_kernel, acc, logits, labels, N, K);
 }
+}
+
+// This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
+extern "C" void loss_register_cuda(cg_kernels *k) {
+    k->bce_forward = bce_forward_cuda;
+    k->bce_backward = bce_backward_cuda;
+    k->cross_entropy_forward = cross_entropy_forward_cuda;
+    k->cross_entropy_backward = cross_entropy_backward_cuda;
+    k->sum_forward = sum_forward_cuda;
+    k->sum_backward = sum_backward_cuda;
+    k->count_binary_correct = count_binary_correct_cuda;
+    k->count_argmax_correct = count_argmax_correct_cuda;
 }

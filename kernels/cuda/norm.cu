@@ -1,6 +1,6 @@
 // norm.cu: batch normalisation on the GPU, one block per channel (its statistics are a block
 // reduction over the batch and the positions). CPU twin: kernels/cpu/norm.c.
-#include "cuda.h"
+#include "kernels/cuda/cuda.h"
 
 static __global__ void bn_forward_kernel(float *y, float *stats, float *running_mean, float *running_var,
                                          const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
@@ -75,17 +75,23 @@ static __global__ void bn_backward_kernel(float *dx, float *dgamma, float *dbeta
 }
 
 extern "C" {
-void batch_norm_forward_cuda(float *y, float *stats, float *running_mean, float *running_var, const float *x,
-                             const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
-                             float momentum, bool training) {
+static void batch_norm_forward_cuda(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                                    const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                                    float momentum, bool training) {
     bn_forward_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(y, stats, running_mean, running_var, x, gamma,
                                                                         beta, N, C, HW, eps, momentum, training);
     CG_LAUNCH_CHECK();
 }
-void batch_norm_backward_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                              const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
+static void batch_norm_backward_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                     const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
     bn_backward_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(dx, dgamma, dbeta, dy, x, gamma, stats, N, C,
                                                                          HW, training);
     CG_LAUNCH_CHECK();
 }
+}
+
+// This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
+extern "C" void norm_register_cuda(cg_kernels *k) {
+    k->batch_norm_forward = batch_norm_forward_cuda;
+    k->batch_norm_backward = batch_norm_backward_cuda;
 }

@@ -1,7 +1,7 @@
 // optim.cu: SGD and Adam / AdamW over the flat parameter block, one thread per parameter
 // (formulas in core/optim.h; CPU twin kernels/cpu/optim.c). The step count is read from device
 // memory so that a captured CUDA Graph replays each step with the right bias correction.
-#include "cuda.h"
+#include "kernels/cuda/cuda.h"
 
 static __global__ void sgd_kernel(float *p, const float *g, float *momentum_buf, const float *state, int64_t n,
                                   float lr, float momentum, float dampening, float weight_decay, bool nesterov,
@@ -45,16 +45,23 @@ static __global__ void add_scalar_unless_kernel(float *x, float value, const flo
 }
 
 extern "C" {
-void add_scalar_unless_cuda(float *x, float value, const float *flag) {
+static void add_scalar_unless_cuda(float *x, float value, const float *flag) {
     LAUNCH(add_scalar_unless_kernel, 1, x, value, flag);
 }
-void sgd_step_cuda(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
-                   float dampening, float weight_decay, bool nesterov, const float *found_inf) {
+static void sgd_step_cuda(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
+                          float dampening, float weight_decay, bool nesterov, const float *found_inf) {
     LAUNCH(sgd_kernel, n, p, g, momentum_buf, state, n, lr, momentum, dampening, weight_decay, nesterov, found_inf);
 }
-void adam_step_cuda(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
-                    float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf) {
+static void adam_step_cuda(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
+                           float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf) {
     LAUNCH(adam_kernel, n, p, g, m, v, state, n, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
            found_inf);
 }
+}
+
+// This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
+extern "C" void optim_register_cuda(cg_kernels *k) {
+    k->sgd_step = sgd_step_cuda;
+    k->adam_step = adam_step_cuda;
+    k->add_scalar_unless = add_scalar_unless_cuda;
 }

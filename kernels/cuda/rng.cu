@@ -1,6 +1,6 @@
 // rng.cu: Philox4x32-10 on the GPU, one thread per 4-value block, bit for bit the generator of
 // core/rng.c (same rounds, constants, counter layout and conversions; normals in double).
-#include "cuda.h"
+#include "kernels/cuda/cuda.h"
 
 static __device__ void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
     for (int round = 0; round < 10; round++) {
@@ -57,7 +57,7 @@ extern "C" {
 void rng_uniform_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float lo, float hi) {
     LAUNCH(uniform_kernel, (n + 3) / 4, out, n, seed, stream, offset, lo, hi);
 }
-void rng_normal_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float mean, float std) {
+static void rng_normal_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float mean, float std) {
     LAUNCH(normal_kernel, (n + 3) / 4, out, n, seed, stream, offset, mean, std);
 }
 }
@@ -78,7 +78,14 @@ static __global__ void dropout_kernel(float *y, float *mask, const float *x, int
     }
 }
 
-extern "C" void dropout_forward_cuda(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
+static void dropout_forward_cuda(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
                                      uint32_t stream, uint64_t offset) {
     LAUNCH(dropout_kernel, (n + 3) / 4, y, mask, x, n, p, seed, stream, offset);
+}
+
+// This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
+extern "C" void rng_register_cuda(cg_kernels *k) {
+    k->dropout_forward = dropout_forward_cuda;
+    k->rng_uniform = rng_uniform_cuda;
+    k->rng_normal = rng_normal_cuda;
 }

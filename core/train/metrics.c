@@ -1,6 +1,6 @@
 // metrics.c: device-side sums of loss and correct predictions.
-#include "metrics.h"
-#include "kernels.h"
+#include "core/train/metrics.h"
+#include "core/kernels.h"
 
 #include <stdlib.h>
 

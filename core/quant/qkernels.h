@@ -23,7 +23,7 @@
 #ifndef CG_QKERNELS_H
 #define CG_QKERNELS_H
 
-#include "device.h"
+#include "core/device.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -3,9 +3,9 @@
 // int8_packed.c, and int8 max pooling. OpenMP over blocks of rows; each thread builds its
 // block's im2col rows (or shifted input rows) in a buffer that stays in its L2 cache, so no
 // whole-batch column matrix and no int32 matrix is ever written.
-#include "../../core/qkernels.h"
-#include "cpu.h"
-#include "int8_packed.h"
+#include "core/quant/qkernels.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/int8_packed.h"
 
 #include <math.h>
 #include <stdlib.h>

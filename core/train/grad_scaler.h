@@ -1,7 +1,7 @@
 // grad_scaler.h: the loss scale of mixed-precision training, PyTorch's GradScaler state machine
 // kept on the host. It does not scale the loss or touch gradients itself: the training step
 // multiplies the loss by cg_grad_scaler_scale(), unscales the gradients and looks for inf / NaN
-// (kernels/cpu/amp.h: amp_unscale_check_cpu), then asks cg_grad_scaler_update whether the
+// (kernels/cpu/amp.h: unscale_check_cpu), then asks cg_grad_scaler_update whether the
 // optimizer may step. Not wired into the examples, the CSV log or the GPU yet (issue 5).
 //
 // Why: fp16's smallest subnormal is 2^-24 (about 6e-8), and many gradients are smaller; they
@@ -24,7 +24,7 @@
 #ifndef CG_GRAD_SCALER_H
 #define CG_GRAD_SCALER_H
 
-#include "common.h"
+#include "core/common.h"
 
 typedef struct {
     float init_scale;     // the first S (> 0, finite)

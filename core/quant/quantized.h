@@ -18,8 +18,8 @@
 #ifndef CG_QUANTIZED_H
 #define CG_QUANTIZED_H
 
-#include "../core/quant.h"
-#include "module.h"
+#include "core/quant/quant.h"
+#include "layers/module.h"
 
 typedef enum { CG_QLAYER_CONV, CG_QLAYER_LINEAR, CG_QLAYER_MAX_POOL, CG_QLAYER_FLATTEN } cg_qlayer_kind;
 

@@ -1,6 +1,6 @@
 // csv_log.c: whole-row writes to a CSV file with POSIX open/write.
 #define _POSIX_C_SOURCE 200809L
-#include "csv_log.h"
+#include "core/train/csv_log.h"
 
 #include <errno.h>
 #include <fcntl.h>

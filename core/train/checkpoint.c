@@ -3,7 +3,7 @@
 // the header with cJSON and checks every rule of the format before copying anything. Only F32
 // tensors are saved or loaded; the other dtypes are known only to check a file's layout.
 #define _POSIX_C_SOURCE 200809L
-#include "checkpoint.h"
+#include "core/train/checkpoint.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

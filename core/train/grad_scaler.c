@@ -1,6 +1,6 @@
 // grad_scaler.c: the loss-scale state machine of core/grad_scaler.h (PyTorch's GradScaler rule).
 // Host only: when the scale moves to the device for CUDA Graphs, this stays the reference.
-#include "grad_scaler.h"
+#include "core/train/grad_scaler.h"
 
 #include <math.h>
 #include <stdlib.h>

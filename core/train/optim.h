@@ -9,7 +9,7 @@
 #ifndef CG_OPTIM_H
 #define CG_OPTIM_H
 
-#include "params.h"
+#include "core/params.h"
 
 typedef enum { CG_OPTIM_SGD, CG_OPTIM_ADAM, CG_OPTIM_ADAMW } cg_optim_kind;
 

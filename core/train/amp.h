@@ -15,9 +15,9 @@
 #ifndef CG_AMP_H
 #define CG_AMP_H
 
-#include "grad_scaler.h"
-#include "optim.h"
-#include "tape.h"
+#include "core/train/grad_scaler.h"
+#include "core/train/optim.h"
+#include "core/tape.h"
 
 typedef enum { CG_PRECISION_FP32 = 0, CG_PRECISION_FP16, CG_PRECISION_BF16 } cg_precision;
 

@@ -13,7 +13,7 @@
 #ifndef CG_CHECKPOINT_H
 #define CG_CHECKPOINT_H
 
-#include "params.h"
+#include "core/params.h"
 
 // The largest header accepted on load, in bytes (the limit of the reference implementation).
 #define CG_CHECKPOINT_MAX_HEADER 100000000

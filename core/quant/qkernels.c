@@ -1,7 +1,7 @@
 // qkernels.c: which table of int8 inference kernels (qkernels.h) serves a device. The GPU's
 // comes from the CUDA plugin (device_backend.h: cg_cuda_backend.quant); no CUDA header here.
-#include "qkernels.h"
-#include "device_backend.h"
+#include "core/quant/qkernels.h"
+#include "core/device_backend.h"
 
 const cg_qkernels *cg_qkernels_for(cg_device device) {
     if (device.type == CG_CPU) return &cg_cpu_qkernels;

@@ -1,8 +1,8 @@
 // amp.c: the master weights' 16-bit copy, the device-side loss scale, and the backward and step
 // of mixed-precision training (core/amp.h). The arithmetic is in the cast and amp_ kernels.
 #define _POSIX_C_SOURCE 200809L
-#include "amp.h"
-#include "kernels.h"
+#include "core/train/amp.h"
+#include "core/kernels.h"
 
 #include <limits.h>
 #include <math.h>

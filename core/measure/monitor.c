@@ -3,7 +3,7 @@
 // Reference Manual (docs.nvidia.com/deploy/nvml-api, "Device Queries") defines them, so that no
 // NVML header or library is needed to build. Nothing here touches CUDA.
 #define _POSIX_C_SOURCE 200809L
-#include "monitor.h"
+#include "core/measure/monitor.h"
 
 #include <dlfcn.h>
 #include <errno.h>

@@ -8,8 +8,8 @@
 #ifndef CG_BENCH_H
 #define CG_BENCH_H
 
-#include "device.h"
-#include "dtype.h"
+#include "core/device.h"
+#include "core/dtype.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -7,7 +7,7 @@
 #ifndef CG_MONITOR_H
 #define CG_MONITOR_H
 
-#include "device.h"
+#include "core/device.h"
 
 // The CSV columns a training log gains with --monitor, and how each is measured:
 //   gpu_util     % of the last sample period (1/6 s to 1 s, the driver's choice) during which

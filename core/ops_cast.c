@@ -1,7 +1,7 @@
 // ops_amp.c: the cast op of mixed precision and the two autocast helpers the other ops call
 // (core/ops.h). Tensor logic only; the conversions are the cast kernels (kernels/cpu/half_ops.c,
 // kernels/cuda/amp.cu), which round to nearest even as core/half.c spells out.
-#include "ops_internal.h"
+#include "core/ops_internal.h"
 
 static bool castable(cg_dtype t) { return t == CG_F32 || t == CG_F16 || t == CG_BF16; }
 

@@ -5,7 +5,7 @@
 #ifndef CG_CSV_LOG_H
 #define CG_CSV_LOG_H
 
-#include "common.h"
+#include "core/common.h"
 
 typedef struct cg_csv_log cg_csv_log;
 

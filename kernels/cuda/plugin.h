@@ -5,7 +5,7 @@
 
 #include <cuda_runtime.h>
 
-#include "common.h"
+#include "core/common.h"
 
 #ifdef __cplusplus
 extern "C" {

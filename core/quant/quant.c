@@ -1,13 +1,13 @@
 // quant.c: int8 quantization parameters, quantize / dequantize, and the calibration observers.
 // Formulas and conventions are in quant.h. Plain loops on host arrays; the int8 GEMM and the
 // requantisation of its int32 sums live in kernels/cpu/int8_gemm.c.
-#include "quant.h"
+#include "core/quant/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "core/common.h"
 
 // round half to even (the default rounding mode), then saturate to [-128, 127]. The float is
 // clamped before the conversion so that huge values and infinities cannot overflow the int.

@@ -1,6 +1,6 @@
 // optim.c: the optimizer objects. The arithmetic is the sgd_step and adam_step kernels.
-#include "optim.h"
-#include "kernels.h"
+#include "core/train/optim.h"
+#include "core/kernels.h"
 
 #include <stdlib.h>
 

@@ -3,11 +3,11 @@
 // CPU half runs the CPU kernel table; the GPU half goes through the plugin's bench group
 // (bench_backend.h), so no CUDA header is needed here. Nothing here decides what to measure or
 // prints anything: that is examples/gpu_benchmark.
-#include "bench.h"
-#include "bench_backend.h"
-#include "device_backend.h"
-#include "kernels.h"
-#include "rng.h"
+#include "core/measure/hw_bench.h"
+#include "core/measure/hw_bench_backend.h"
+#include "core/device_backend.h"
+#include "core/kernels.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -167,7 +167,7 @@ cg_status cg_bench_gemm(cg_device d, cg_bench_precision p, bool trans_b, int64_t
     if (d.type == CG_CUDA) return gpu_bench()->gemm(d.index, p, trans_b, M, N, K, A, B, C);
     if (p != CG_BENCH_FP32)
         return cg_error(CG_ERR_DEVICE, "%s products on the CPU: not available (fp32 only)", cg_bench_precision_name(p));
-    cg_cpu_kernels.gemm(false, trans_b, M, N, K, 1.0f, A, B, 0.0f, C);
+    cg_cpu_kernels()->gemm(false, trans_b, M, N, K, 1.0f, A, B, 0.0f, C);
     return cg_ok();
 }
 

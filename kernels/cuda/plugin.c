@@ -2,10 +2,10 @@
 // pinned host memory, CUDA Graph capture, and the caching allocator. Part of the plugin
 // libcgrad_cuda.so (see device_backend.h), which exports only cg_cuda_backend_entry.
 // No kernels here: those are kernels/cuda.
-#include "bench_backend.h"
-#include "device_backend.h"
-#include "device_cuda.h"
-#include "qkernels.h"
+#include "core/measure/hw_bench_backend.h"
+#include "core/device_backend.h"
+#include "kernels/cuda/plugin.h"
+#include "core/quant/qkernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #ifndef CG_BENCH_BACKEND_H
 #define CG_BENCH_BACKEND_H
 
-#include "bench.h"
+#include "core/measure/hw_bench.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -3,7 +3,7 @@
 #ifndef CG_METRICS_H
 #define CG_METRICS_H
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 // Nothing here is counted on the host, so the adds can be captured into a CUDA Graph and
 // replayed; the caller knows how many samples it fed and passes that to cg_metrics_read.

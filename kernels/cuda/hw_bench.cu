@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/bench_backend.h"
-#include "../../core/rng.h"
-#include "cuda.h"
-#include "cudnn_conv.h"
+#include "core/measure/hw_bench_backend.h"
+#include "core/rng.h"
+#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cudnn_conv.h"
 
 namespace {
 

@@ -1,17 +1,17 @@
 // quantized.c: the int8 twin of a trained fp32 Sequential: planning it from the fp32 layers,
 // calibrating activation ranges, quantising the weights, the int8 forward through the device's
 // int8 kernels (core/qkernels.h), and the error per layer. Formulas in quantized.h and qkernels.h.
-#include "quantized.h"
+#include "core/quant/quantized.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/qkernels.h"
-#include "conv.h"
-#include "linear.h"
-#include "sequential.h"
+#include "core/quant/qkernels.h"
+#include "layers/conv.h"
+#include "layers/linear.h"
+#include "layers/sequential.h"
 
 static bool is_kind(const cg_module *m, const char *kind) { return strcmp(m->kind, kind) == 0; }
 
