@@ -1,20 +1,54 @@
-// ops.c: the op table. The one file that knows both tensors and kernels: each op checks its
-// inputs, makes its output on the tape, calls its device's kernel through cg_kernels_for, and
-// records itself; each backward calls the kernels that accumulate the input gradients.
-// No arithmetic here: that is in kernels/cpu and kernels/cuda.
+// ops.c: the op table (each op's name and autocast policy), the shared path of every op, the
+// cast op of mixed precision, and the dense ops (matmul, linear, add, activations, losses,
+// reductions). Each op checks its inputs, makes its output on the tape, calls its device's
+// kernel through cg_kernels_for, and records itself; each backward calls the kernels that
+// accumulate the input gradients. No arithmetic here: that is in kernels/cpu and kernels/cuda.
+// The image ops are in ops_conv.c, batch norm and dropout in ops_norm.c.
 #include "core/ops_internal.h"
 
 #include <stdio.h>
 
-typedef struct {
-    const char *name;
-    cg_forward_fn forward;
-    cg_backward_fn backward;
-} cg_op_row;
-
 // A kernel the device lacks is a clear error, never a fallback to another device.
 void cg_op_missing_kernel(const char *name, const cg_kernels *k) {
     CG_CHECK(0, "kernel %s is missing on %s", name, k->device_name);
+}
+
+// ---- the op table ----------------------------------------------------------------------------
+// One row per op: its name and its autocast policy (core/ops.h), the one place that says what
+// runs in 16 bits under mixed precision. tests/op_cases.h has a test row for every op.
+typedef struct {
+    const char *name;
+    cg_autocast_policy autocast;
+} op_row;
+
+static const op_row op_table[CG_NUM_OPS] = {
+    [CG_OP_MATMUL] = {"matmul", CG_AUTOCAST_LOW},
+    [CG_OP_LINEAR] = {"linear", CG_AUTOCAST_LOW},
+    [CG_OP_ADD] = {"add", CG_AUTOCAST_F32},
+    [CG_OP_RELU] = {"relu", CG_AUTOCAST_KEEP},
+    [CG_OP_SIGMOID] = {"sigmoid", CG_AUTOCAST_F32},
+    [CG_OP_BCE] = {"bce", CG_AUTOCAST_F32},
+    [CG_OP_CROSS_ENTROPY] = {"cross_entropy", CG_AUTOCAST_F32},
+    [CG_OP_SUM] = {"sum", CG_AUTOCAST_F32},
+    [CG_OP_SCALE] = {"scale", CG_AUTOCAST_F32},
+    [CG_OP_CONV2D] = {"conv2d", CG_AUTOCAST_LOW},
+    [CG_OP_MAX_POOL2D] = {"max_pool2d", CG_AUTOCAST_KEEP},
+    [CG_OP_RESHAPE] = {"reshape", CG_AUTOCAST_KEEP},
+    [CG_OP_BATCH_NORM2D] = {"batch_norm2d", CG_AUTOCAST_F32},
+    [CG_OP_DROPOUT] = {"dropout", CG_AUTOCAST_F32},
+    // Under autocast the fused block runs as its three ops (conv2d LOW, relu and max_pool2d KEEP).
+    [CG_OP_CONV2D_RELU_POOL] = {"conv2d_relu_max_pool2d", CG_AUTOCAST_LOW},
+    [CG_OP_CAST] = {"cast", CG_AUTOCAST_KEEP},
+};
+
+const char *cg_op_name(int op) {
+    CG_CHECK(op >= 0 && op < CG_NUM_OPS && op_table[op].name != NULL, "op %d has no row in the op table", op);
+    return op_table[op].name;
+}
+
+cg_autocast_policy cg_op_autocast(int op) {
+    cg_op_name(op); // checks the row
+    return op_table[op].autocast;
 }
 
 #define F cg_f32
@@ -37,14 +71,14 @@ static void gemm_any(const cg_kernels *k, cg_dtype dt, bool ta, bool tb, int64_t
         KERNEL(k, gemm_h)(dt, ta, tb, M, N, K, alpha, A, B, beta, C);
 }
 
-static void matmul_forward(const cg_kernels *k, cg_node *n) {
+static void matmul_node_forward(const cg_kernels *k, cg_node *n) {
     int64_t M, N, K;
     mm_dims(n, &M, &N, &K);
     gemm_any(k, n->out->dtype, n->iattr[0], n->iattr[1], M, N, K, 1.0f, n->in[0]->data, n->in[1]->data, 0.0f,
              n->out->data);
 }
 
-static void matmul_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void matmul_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     int64_t M, N, K;
     mm_dims(n, &M, &N, &K);
     bool ta = n->iattr[0], tb = n->iattr[1];
@@ -72,7 +106,7 @@ static void matmul_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 // ---- linear: y = x W^T + b ------------------------------------------------------------------
 // in[0] = x (M, K), in[1] = W (N, K), in[2] = b (N,) when n_in == 3.
 
-static void linear_forward(const cg_kernels *k, cg_node *n) {
+static void linear_node_forward(const cg_kernels *k, cg_node *n) {
     cg_tensor *x = n->in[0], *w = n->in[1];
     const void *b = n->n_in == 3 ? n->in[2]->data : NULL;
     if (n->out->dtype == CG_F32)
@@ -82,7 +116,7 @@ static void linear_forward(const cg_kernels *k, cg_node *n) {
                                     x->shape[1]);
 }
 
-static void linear_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void linear_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0], *w = n->in[1];
     int64_t M = x->shape[0], N = w->shape[0], K = x->shape[1];
     cg_dtype dt = n->out->dtype;
@@ -101,7 +135,7 @@ static void linear_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 // ---- add (same shape, or bias over rows) ----------------------------------------------------
 // iattr[0] = 1 when in[1] is a bias broadcast over the rows of in[0].
 
-static void add_forward(const cg_kernels *k, cg_node *n) {
+static void add_node_forward(const cg_kernels *k, cg_node *n) {
     cg_tensor *a = n->in[0], *b = n->in[1];
     if (n->iattr[0])
         KERNEL(k, add_bias_forward)(F(n->out), F(a), F(b), a->numel / b->numel, b->numel);
@@ -109,7 +143,7 @@ static void add_forward(const cg_kernels *k, cg_node *n) {
         KERNEL(k, add_forward)(F(n->out), F(a), F(b), a->numel);
 }
 
-static void add_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void add_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *a = n->in[0], *b = n->in[1];
     const float *dy = F(n->out->grad);
     // a's gradient may be the output's own buffer (see prepare_gradients in tape.c): then it
@@ -125,41 +159,41 @@ static void add_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 
 // ---- activations ----------------------------------------------------------------------------
 
-static void relu_forward(const cg_kernels *k, cg_node *n) {
+static void relu_node_forward(const cg_kernels *k, cg_node *n) {
     if (n->out->dtype == CG_F32)
         KERNEL(k, relu_forward)(F(n->out), F(n->in[0]), n->out->numel);
     else
         KERNEL(k, relu_forward_h)(n->out->dtype, n->out->data, n->in[0]->data, n->out->numel);
 }
-static void relu_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void relu_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     if (n->out->dtype == CG_F32)
         KERNEL(k, relu_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->out), n->out->numel);
     else
         KERNEL(k, relu_backward_h)(n->out->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data, n->out->data,
                                    n->out->numel);
 }
-static void sigmoid_forward(const cg_kernels *k, cg_node *n) {
+static void sigmoid_node_forward(const cg_kernels *k, cg_node *n) {
     KERNEL(k, sigmoid_forward)(F(n->out), F(n->in[0]), n->out->numel);
 }
-static void sigmoid_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void sigmoid_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     KERNEL(k, sigmoid_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->out), n->out->numel);
 }
 
 // ---- losses ---------------------------------------------------------------------------------
 
-static void bce_forward(const cg_kernels *k, cg_node *n) {
+static void bce_node_forward(const cg_kernels *k, cg_node *n) {
     KERNEL(k, bce_forward)(F(n->out), F(n->in[0]), F(n->in[1]), n->in[0]->numel);
 }
-static void bce_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void bce_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     CG_CHECK(!n->in[1]->requires_grad, "bce: no gradient with respect to the targets");
     KERNEL(k, bce_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->in[0]), F(n->in[1]),
                             n->in[0]->numel);
 }
-static void cross_entropy_forward(const cg_kernels *k, cg_node *n) {
+static void cross_entropy_node_forward(const cg_kernels *k, cg_node *n) {
     cg_tensor *x = n->in[0];
     KERNEL(k, cross_entropy_forward)(F(n->out), F(x), (const int32_t *)n->in[1]->data, x->shape[0], x->shape[1]);
 }
-static void cross_entropy_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void cross_entropy_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0];
     KERNEL(k, cross_entropy_backward)(F(cg_tape_grad(t, x)), F(n->out->grad), F(x), (const int32_t *)n->in[1]->data,
                                       x->shape[0], x->shape[1]);
@@ -168,46 +202,19 @@ static void cross_entropy_backward(const cg_kernels *k, cg_tape *t, cg_node *n) 
 // ---- reductions and scale -------------------------------------------------------------------
 // fattr[0] = the factor: 1 for sum, 1/n for mean, s for scale.
 
-static void sum_forward(const cg_kernels *k, cg_node *n) {
+static void sum_node_forward(const cg_kernels *k, cg_node *n) {
     KERNEL(k, sum_forward)(F(n->out), F(n->in[0]), n->fattr[0], n->in[0]->numel);
 }
-static void sum_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void sum_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     KERNEL(k, sum_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), n->fattr[0], n->in[0]->numel);
 }
-static void scale_forward(const cg_kernels *k, cg_node *n) {
+static void scale_node_forward(const cg_kernels *k, cg_node *n) {
     KERNEL(k, scale)(F(n->out), F(n->in[0]), n->fattr[0], n->out->numel);
 }
-static void scale_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void scale_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     k->axpy(F(cg_tape_grad(t, n->in[0])), n->fattr[0], F(n->out->grad), n->out->numel);
 }
 
-static const cg_op_row cg_op_table[CG_NUM_OPS] = {
-    [CG_OP_MATMUL] = {"matmul", matmul_forward, matmul_backward},
-    [CG_OP_LINEAR] = {"linear", linear_forward, linear_backward},
-    [CG_OP_ADD] = {"add", add_forward, add_backward},
-    [CG_OP_RELU] = {"relu", relu_forward, relu_backward},
-    [CG_OP_SIGMOID] = {"sigmoid", sigmoid_forward, sigmoid_backward},
-    [CG_OP_BCE] = {"bce", bce_forward, bce_backward},
-    [CG_OP_CROSS_ENTROPY] = {"cross_entropy", cross_entropy_forward, cross_entropy_backward},
-    [CG_OP_SUM] = {"sum", sum_forward, sum_backward},
-    [CG_OP_SCALE] = {"scale", scale_forward, scale_backward},
-    [CG_OP_CONV2D] = {"conv2d", cg_conv2d_forward, cg_conv2d_backward},
-    [CG_OP_MAX_POOL2D] = {"max_pool2d", cg_max_pool2d_forward, cg_max_pool2d_backward},
-    [CG_OP_RESHAPE] = {"reshape", cg_reshape_forward, cg_reshape_backward},
-    [CG_OP_BATCH_NORM2D] = {"batch_norm2d", cg_batch_norm2d_forward, cg_batch_norm2d_backward},
-    [CG_OP_DROPOUT] = {"dropout", cg_dropout_forward, cg_dropout_backward},
-    [CG_OP_CONV2D_RELU_POOL] = {"conv2d_relu_max_pool2d", cg_conv2d_relu_pool_forward, cg_conv2d_relu_pool_backward},
-    [CG_OP_CAST] = {"cast", cg_cast_forward, cg_cast_backward},
-};
-
-const char *cg_op_name(int op) {
-    CG_CHECK(op >= 0 && op < CG_NUM_OPS, "unknown op %d", op);
-    return cg_op_table[op].name;
-}
-
-void cg_op_backward(cg_tape *t, cg_node *node) {
-    cg_op_table[node->op].backward(cg_kernels_for(t->device), t, node);
-}
 
 // ---- the shared path of every op ------------------------------------------------------------
 
@@ -222,8 +229,10 @@ void cg_op_check_input(const cg_tape *t, const char *op, const cg_tensor *x, cg_
 // record the node if any input requires a gradient. `node` arrives with op, inputs, attributes
 // and saved tensors filled in.
 cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape) {
+    CG_CHECK(node->forward != NULL && node->backward != NULL, "op %s: a node without its functions",
+             cg_op_name(node->op));
     node->out = cg_arena_tensor(t->arena, node->dtype, ndim, shape);
-    cg_op_table[node->op].forward(cg_kernels_for(t->device), node);
+    node->forward(cg_kernels_for(t->device), node);
     bool needs_grad = false;
     for (int i = 0; i < node->n_in; i++) needs_grad |= node->in[i]->requires_grad;
     if (t->grad_enabled && needs_grad) {
@@ -233,23 +242,64 @@ cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape
     return node->out;
 }
 
-static cg_tensor *apply_typed(cg_tape *t, cg_op op, cg_dtype dtype, int ndim, const int64_t *shape, int n_in,
-                              cg_tensor **in, float fattr, int iattr0, int iattr1) {
-    cg_node node = {.op = op, .n_in = n_in, .fattr = {fattr, 0}, .iattr = {iattr0, iattr1}, .dtype = dtype};
+// x as op takes it under the tape's autocast: its column of the op table.
+cg_tensor *cg_op_autocast_input(cg_tape *t, cg_op op, cg_tensor *x) {
+    switch (cg_op_autocast(op)) {
+    case CG_AUTOCAST_LOW: return cg_autocast_low(t, x);
+    case CG_AUTOCAST_F32: return cg_autocast_f32(t, x);
+    case CG_AUTOCAST_KEEP: break;
+    }
+    return x;
+}
+
+// A node of op with its functions, n_in inputs, one float and two integer attributes, then
+// cg_op_apply: the dense ops below all go through here.
+static cg_tensor *apply(cg_tape *t, cg_op op, cg_forward_fn forward, cg_backward_fn backward, cg_dtype dtype,
+                        int ndim, const int64_t *shape, int n_in, cg_tensor **in, float fattr, int iattr0) {
+    cg_node node = {.op = op, .forward = forward, .backward = backward, .n_in = n_in, .fattr = {fattr, 0},
+                    .iattr = {iattr0}, .dtype = dtype};
     for (int i = 0; i < n_in; i++) node.in[i] = in[i];
     return cg_op_apply(t, &node, ndim, shape);
 }
 
-static cg_tensor *apply(cg_tape *t, cg_op op, int ndim, const int64_t *shape, int n_in, cg_tensor **in,
-                        float fattr, int iattr0, int iattr1) {
-    cg_node node = {.op = op, .n_in = n_in, .fattr = {fattr, 0}, .iattr = {iattr0, iattr1}};
-    for (int i = 0; i < n_in; i++) node.in[i] = in[i];
-    return cg_op_apply(t, &node, ndim, shape);
+// ---- cast (mixed precision) -------------------------------------------------------------------
+// in[0] = x; the output has node->dtype. The conversions are the cast kernels
+// (kernels/cpu/amp.c, kernels/cuda/amp.cu), which round to nearest even as core/half.c spells out.
+
+static bool castable(cg_dtype t) { return t == CG_F32 || t == CG_F16 || t == CG_BF16; }
+
+static void cast_node_forward(const cg_kernels *k, cg_node *n) {
+    KERNEL(k, cast)(n->out->data, n->out->dtype, n->in[0]->data, n->in[0]->dtype, n->out->numel, false);
 }
+
+// d x += d y, converted to x's dtype (the derivative of a rounding is taken as 1, as PyTorch's
+// .to() does: autograd sees a cast as the identity).
+static void cast_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    cg_tensor *x = n->in[0];
+    KERNEL(k, cast)(cg_tape_grad(t, x)->data, x->dtype, n->out->grad->data, n->out->dtype, x->numel, true);
+}
+
+cg_tensor *cg_cast(cg_tape *t, cg_tensor *x, cg_dtype dtype) {
+    CG_CHECK(castable(x->dtype) && castable(dtype), "cast: %s to %s (only f32, f16 and bf16)", cg_dtype_name(x->dtype),
+             cg_dtype_name(dtype));
+    if (x->dtype == dtype) return x;
+    cg_op_check_input(t, "cast", x, x->dtype);
+    return apply(t, CG_OP_CAST, cast_node_forward, cast_node_backward, dtype, x->ndim, x->shape, 1, &x, 0.0f, 0);
+}
+
+cg_tensor *cg_autocast_low(cg_tape *t, cg_tensor *x) {
+    if (x->dtype == t->autocast) return x;
+    if (x->low != NULL && x->low->dtype == t->autocast) return x->low; // the parameter's 16-bit copy
+    return cg_cast(t, x, t->autocast);
+}
+
+cg_tensor *cg_autocast_f32(cg_tape *t, cg_tensor *x) { return x->dtype == CG_F32 ? x : cg_cast(t, x, CG_F32); }
+
+// ---- the dense ops ----------------------------------------------------------------------------
 
 cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool trans_b) {
     cg_dtype dt = cg_op_compute_dtype(t);
-    a = cg_autocast_low(t, a), b = cg_autocast_low(t, b);
+    a = cg_op_autocast_input(t, CG_OP_MATMUL, a), b = cg_op_autocast_input(t, CG_OP_MATMUL, b);
     cg_op_check_input(t, "matmul", a, dt);
     cg_op_check_input(t, "matmul", b, dt);
     char sa[64], sb[64];
@@ -261,15 +311,15 @@ cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool 
     int64_t N = trans_b ? b->shape[0] : b->shape[1];
     CG_CHECK(Ka == Kb, "matmul: inner dimensions differ: %s%s x %s%s", cg_shape_str(a, sa, sizeof sa),
              trans_a ? "^T" : "", cg_shape_str(b, sb, sizeof sb), trans_b ? "^T" : "");
-    int64_t shape[2] = {M, N};
-    cg_tensor *in[2] = {a, b};
-    return apply_typed(t, CG_OP_MATMUL, dt, 2, shape, 2, in, 0.0f, trans_a, trans_b);
+    cg_node node = {.op = CG_OP_MATMUL, .forward = matmul_node_forward, .backward = matmul_node_backward, .n_in = 2,
+                    .in = {a, b}, .iattr = {trans_a, trans_b}, .dtype = dt};
+    return cg_op_apply(t, &node, 2, (int64_t[]){M, N});
 }
 
 cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias) {
     cg_dtype dt = cg_op_compute_dtype(t);
-    x = cg_autocast_low(t, x), weight = cg_autocast_low(t, weight);
-    if (bias) bias = cg_autocast_low(t, bias);
+    x = cg_op_autocast_input(t, CG_OP_LINEAR, x), weight = cg_op_autocast_input(t, CG_OP_LINEAR, weight);
+    if (bias) bias = cg_op_autocast_input(t, CG_OP_LINEAR, bias);
     cg_op_check_input(t, "linear", x, dt);
     cg_op_check_input(t, "linear", weight, dt);
     char sx[64], sw[64], sb[64];
@@ -283,11 +333,11 @@ cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
     }
     int64_t shape[2] = {x->shape[0], weight->shape[0]};
     cg_tensor *in[3] = {x, weight, bias};
-    return apply_typed(t, CG_OP_LINEAR, dt, 2, shape, bias ? 3 : 2, in, 0.0f, 0, 0);
+    return apply(t, CG_OP_LINEAR, linear_node_forward, linear_node_backward, dt, 2, shape, bias ? 3 : 2, in, 0.0f, 0);
 }
 
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {
-    a = cg_autocast_f32(t, a), b = cg_autocast_f32(t, b);
+    a = cg_op_autocast_input(t, CG_OP_ADD, a), b = cg_op_autocast_input(t, CG_OP_ADD, b);
     cg_op_check_input(t, "add", a, CG_F32);
     cg_op_check_input(t, "add", b, CG_F32);
     bool bias = !cg_same_shape(a, b);
@@ -295,39 +345,47 @@ cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {
     CG_CHECK(!bias || (b->ndim == 1 && a->ndim >= 1 && a->shape[a->ndim - 1] == b->shape[0]),
              "add: %s + %s: shapes must match, or the second be a bias over the last dimension",
              cg_shape_str(a, sa, sizeof sa), cg_shape_str(b, sb, sizeof sb));
-    cg_tensor *in[2] = {a, b};
-    return apply(t, CG_OP_ADD, a->ndim, a->shape, 2, in, 0.0f, bias, 0);
-}
-
-static cg_tensor *unary(cg_tape *t, cg_op op, cg_tensor *x, float fattr) {
-    x = cg_autocast_f32(t, x);
-    cg_op_check_input(t, cg_op_name(op), x, CG_F32);
-    return apply(t, op, x->ndim, x->shape, 1, &x, fattr, 0, 0);
+    // Same shapes: d a = d y exactly, so the tape may give a the output's gradient buffer.
+    cg_node node = {.op = CG_OP_ADD, .forward = add_node_forward, .backward = add_node_backward, .n_in = 2,
+                    .in = {a, b}, .iattr = {bias}, .in0_grad_is_out_grad = !bias};
+    return cg_op_apply(t, &node, a->ndim, a->shape);
 }
 
 // ReLU keeps its input's dtype: f32, or 16 bits under autocast (a sign test is exact in any format).
 cg_tensor *cg_relu(cg_tape *t, cg_tensor *x) {
     CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "relu: input is %s",
              cg_dtype_name(x->dtype));
+    x = cg_op_autocast_input(t, CG_OP_RELU, x);
     cg_op_check_input(t, "relu", x, x->dtype);
-    return apply_typed(t, CG_OP_RELU, x->dtype, x->ndim, x->shape, 1, &x, 0.0f, 0, 0);
+    return apply(t, CG_OP_RELU, relu_node_forward, relu_node_backward, x->dtype, x->ndim, x->shape, 1, &x, 0.0f, 0);
 }
-cg_tensor *cg_sigmoid(cg_tape *t, cg_tensor *x) { return unary(t, CG_OP_SIGMOID, x, 0.0f); }
-cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s) { return unary(t, CG_OP_SCALE, x, s); }
+
+cg_tensor *cg_sigmoid(cg_tape *t, cg_tensor *x) {
+    x = cg_op_autocast_input(t, CG_OP_SIGMOID, x);
+    cg_op_check_input(t, "sigmoid", x, CG_F32);
+    return apply(t, CG_OP_SIGMOID, sigmoid_node_forward, sigmoid_node_backward, CG_F32, x->ndim, x->shape, 1, &x,
+                 0.0f, 0);
+}
+
+cg_tensor *cg_scale(cg_tape *t, cg_tensor *x, float s) {
+    x = cg_op_autocast_input(t, CG_OP_SCALE, x);
+    cg_op_check_input(t, "scale", x, CG_F32);
+    return apply(t, CG_OP_SCALE, scale_node_forward, scale_node_backward, CG_F32, x->ndim, x->shape, 1, &x, s, 0);
+}
 
 cg_tensor *cg_bce(cg_tape *t, cg_tensor *p, cg_tensor *targets) {
-    p = cg_autocast_f32(t, p);
+    p = cg_op_autocast_input(t, CG_OP_BCE, p);
     cg_op_check_input(t, "bce", p, CG_F32);
     cg_op_check_input(t, "bce", targets, CG_F32);
     char sa[64], sb[64];
     CG_CHECK(p->numel == targets->numel, "bce: probabilities %s and targets %s differ in size",
              cg_shape_str(p, sa, sizeof sa), cg_shape_str(targets, sb, sizeof sb));
     cg_tensor *in[2] = {p, targets};
-    return apply(t, CG_OP_BCE, 0, NULL, 2, in, 0.0f, 0, 0);
+    return apply(t, CG_OP_BCE, bce_node_forward, bce_node_backward, CG_F32, 0, NULL, 2, in, 0.0f, 0);
 }
 
 cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels) {
-    logits = cg_autocast_f32(t, logits);
+    logits = cg_op_autocast_input(t, CG_OP_CROSS_ENTROPY, logits);
     cg_op_check_input(t, "cross_entropy", logits, CG_F32);
     cg_op_check_input(t, "cross_entropy", labels, CG_I32);
     char sa[64], sb[64];
@@ -335,17 +393,17 @@ cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels) {
              "cross_entropy: logits %s must be (N, K) and labels %s (N,)", cg_shape_str(logits, sa, sizeof sa),
              cg_shape_str(labels, sb, sizeof sb));
     cg_tensor *in[2] = {logits, labels};
-    return apply(t, CG_OP_CROSS_ENTROPY, 0, NULL, 2, in, 0.0f, 0, 0);
+    return apply(t, CG_OP_CROSS_ENTROPY, cross_entropy_node_forward, cross_entropy_node_backward, CG_F32, 0, NULL, 2,
+                 in, 0.0f, 0);
 }
 
-cg_tensor *cg_sum(cg_tape *t, cg_tensor *x) {
-    x = cg_autocast_f32(t, x);
-    cg_op_check_input(t, "sum", x, CG_F32);
-    return apply(t, CG_OP_SUM, 0, NULL, 1, &x, 1.0f, 0, 0);
+// sum and mean are one op: the factor fattr[0] is 1 or 1 / n.
+static cg_tensor *sum_scaled(cg_tape *t, cg_tensor *x, const char *what, bool mean) {
+    x = cg_op_autocast_input(t, CG_OP_SUM, x);
+    cg_op_check_input(t, what, x, CG_F32);
+    float factor = mean ? 1.0f / (float)x->numel : 1.0f;
+    return apply(t, CG_OP_SUM, sum_node_forward, sum_node_backward, CG_F32, 0, NULL, 1, &x, factor, 0);
 }
 
-cg_tensor *cg_mean(cg_tape *t, cg_tensor *x) {
-    x = cg_autocast_f32(t, x);
-    cg_op_check_input(t, "mean", x, CG_F32);
-    return apply(t, CG_OP_SUM, 0, NULL, 1, &x, 1.0f / (float)x->numel, 0, 0);
-}
+cg_tensor *cg_sum(cg_tape *t, cg_tensor *x) { return sum_scaled(t, x, "sum", false); }
+cg_tensor *cg_mean(cg_tape *t, cg_tensor *x) { return sum_scaled(t, x, "mean", true); }

@@ -1,8 +1,9 @@
 // ops.h: the differentiable operations. Each takes a tape, computes its output at once in the
 // tape's arena on the tape's device, and records itself when an input requires a gradient.
 // Every input must be on the tape's device (a mismatch aborts, naming both devices).
-// Adding an op: an enum value here, a row in ops.c's table, the kernels (kernels.h), a row in
-// tests/test_grad.c and the CPU-vs-CUDA test, a paragraph in the lesson that uses it.
+// Adding an op: the checklist in the README ("Adding an op"): an enum value and a declaration
+// here, its row of the op table and its node functions (core/ops.c), its kernels (core/kernels.h,
+// kernels/cpu, kernels/cuda), a row in tests/op_cases.h.
 #ifndef CG_OPS_H
 #define CG_OPS_H
 
@@ -28,16 +29,20 @@ typedef enum {
     CG_NUM_OPS
 } cg_op;
 
-const char *cg_op_name(int op);
-// Run node->op's backward (called by cg_tape_backward).
-void cg_op_backward(cg_tape *t, cg_node *node);
+// Mixed precision (core/train/amp.h): what an op does with its inputs when the tape's autocast
+// is F16 or BF16, as torch.autocast. One column of the op table (core/ops.c) says it per op:
+typedef enum {
+    CG_AUTOCAST_LOW,  // inputs cast to the autocast dtype (a parameter through its 16-bit copy,
+                      // cg_autocast_low); 16-bit output computed with f32 accumulation
+    CG_AUTOCAST_KEEP, // the input's dtype is kept (exact in any format: a sign test, a maximum, a copy)
+    CG_AUTOCAST_F32,  // 16-bit inputs cast to f32 first; computed and returned in f32
+} cg_autocast_policy;
+// With autocast F32 (the default) every op takes and gives f32, except that the KEEP ops also
+// take a 16-bit tensor.
 
-// Mixed precision (core/amp.h). With the tape's autocast set to F16 or BF16, as torch.autocast:
-// matmul, linear and conv2d cast their inputs to it (a parameter through its 16-bit copy, see
-// cg_autocast_low) and return 16-bit outputs computed with f32 accumulation; relu, max_pool2d,
-// reshape and flatten keep their input's dtype; every other op casts 16-bit inputs to f32
-// first and computes in f32. With autocast F32 (the default) every op takes and gives f32,
-// except that relu, max_pool2d, reshape and flatten also take a 16-bit tensor.
+// The op table's row of an op: its name and its autocast policy.
+const char *cg_op_name(int op);
+cg_autocast_policy cg_op_autocast(int op);
 
 // x (any shape, F32, F16 or BF16) -> the same values in `dtype` (F32, F16 or BF16), rounded to
 // nearest even (core/half.h); x itself when it has that dtype already. Differentiable: the

@@ -18,7 +18,7 @@
 
 // Every tensor of the node (inputs, output, gradients) has the node's dtype: f32, or 16 bits
 // under autocast (then the _h kernels, f32 accumulation).
-void cg_conv2d_forward(const cg_kernels *k, cg_node *n) {
+static void conv2d_node_forward(const cg_kernels *k, cg_node *n) {
     const void *bias = n->n_in == 3 ? n->in[2]->data : NULL;
     if (n->out->dtype == CG_F32)
         KERNEL(k, conv2d_forward)(F(n->out), F(n->in[0]), F(n->in[1]), (const float *)bias, CONV_DIMS(n));
@@ -26,7 +26,7 @@ void cg_conv2d_forward(const cg_kernels *k, cg_node *n) {
         KERNEL(k, conv2d_forward_h)(n->out->dtype, n->out->data, n->in[0]->data, n->in[1]->data, bias, CONV_DIMS(n));
 }
 
-void cg_conv2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void conv2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0], *w = n->in[1];
     void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
     void *dw = w->requires_grad ? cg_tape_grad(t, w)->data : NULL;
@@ -61,12 +61,12 @@ static void conv2d_check(cg_tape *t, cg_dtype dt, cg_tensor *x, cg_tensor *weigh
 
 cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride, int padding) {
     cg_dtype dt = cg_op_compute_dtype(t);
-    x = cg_autocast_low(t, x), weight = cg_autocast_low(t, weight);
-    if (bias) bias = cg_autocast_low(t, bias);
+    x = cg_op_autocast_input(t, CG_OP_CONV2D, x), weight = cg_op_autocast_input(t, CG_OP_CONV2D, weight);
+    if (bias) bias = cg_op_autocast_input(t, CG_OP_CONV2D, bias);
     int64_t P, Q;
     conv2d_check(t, dt, x, weight, bias, stride, padding, &P, &Q);
-    cg_node node = {.op = CG_OP_CONV2D, .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding},
-                    .dtype = dt};
+    cg_node node = {.op = CG_OP_CONV2D, .forward = conv2d_node_forward, .backward = conv2d_node_backward,
+                    .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding}, .dtype = dt};
     return cg_op_apply(t, &node, 4, (int64_t[]){x->shape[0], weight->shape[0], P, Q});
 }
 
@@ -79,13 +79,13 @@ cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
         (n)->in[1]->shape[2], (n)->in[1]->shape[3], (int64_t)(n)->iattr[0], (int64_t)(n)->iattr[1],            \
         (int64_t)(n)->iattr[2], (int64_t)(n)->iattr[3]
 
-void cg_conv2d_relu_pool_forward(const cg_kernels *k, cg_node *n) {
+static void conv2d_relu_pool_node_forward(const cg_kernels *k, cg_node *n) {
     const float *bias = n->n_in == 3 ? F(n->in[2]) : NULL;
     KERNEL(k, conv2d_relu_pool_forward)(F(n->out), (uint8_t *)n->saved[0]->data, F(n->in[0]), F(n->in[1]), bias,
                                         FUSED_DIMS(n));
 }
 
-void cg_conv2d_relu_pool_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void conv2d_relu_pool_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0], *w = n->in[1];
     float *dx = x->requires_grad ? F(cg_tape_grad(t, x)) : NULL;
     float *dw = w->requires_grad ? F(cg_tape_grad(t, w)) : NULL;
@@ -106,7 +106,8 @@ cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight
              "conv2d_relu_max_pool2d: a %lld x %lld convolution output has no 2 x 2 window", (long long)P,
              (long long)Q);
     int64_t shape[4] = {x->shape[0], weight->shape[0], P / 2, Q / 2};
-    cg_node node = {.op = CG_OP_CONV2D_RELU_POOL, .n_in = bias ? 3 : 2, .in = {x, weight, bias},
+    cg_node node = {.op = CG_OP_CONV2D_RELU_POOL, .forward = conv2d_relu_pool_node_forward,
+                    .backward = conv2d_relu_pool_node_backward, .n_in = bias ? 3 : 2, .in = {x, weight, bias},
                     .iattr = {stride, padding, (int)P, (int)Q}, .dtype = CG_F32};
     node.saved[0] = cg_arena_tensor(t->arena, CG_U8, 4, shape);
     return cg_op_apply(t, &node, 4, shape);
@@ -116,7 +117,7 @@ cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight
 // iattr[0] = kernel, iattr[1] = stride; saved[0] = arg-max indices (N, C, P, Q) i32.
 
 // Max pooling keeps its input's dtype (a maximum is one of the values: exact in any format).
-void cg_max_pool2d_forward(const cg_kernels *k, cg_node *n) {
+static void max_pool2d_node_forward(const cg_kernels *k, cg_node *n) {
     const cg_tensor *x = n->in[0], *y = n->out;
     if (y->dtype == CG_F32)
         KERNEL(k, max_pool2d_forward)(F(y), (int32_t *)n->saved[0]->data, F(x), x->shape[0], x->shape[1], x->shape[2],
@@ -127,7 +128,7 @@ void cg_max_pool2d_forward(const cg_kernels *k, cg_node *n) {
                                         y->shape[3]);
 }
 
-void cg_max_pool2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void max_pool2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     if (n->out->dtype == CG_F32)
         KERNEL(k, max_pool2d_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad),
                                        (const int32_t *)n->saved[0]->data, n->out->numel);
@@ -147,7 +148,8 @@ cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
     CG_CHECK(x->numel <= INT32_MAX, "max_pool2d: %lld elements overflow the i32 arg-max", (long long)x->numel);
     int64_t shape[4] = {x->shape[0], x->shape[1], (x->shape[2] - kernel) / stride + 1,
                         (x->shape[3] - kernel) / stride + 1};
-    cg_node node = {.op = CG_OP_MAX_POOL2D, .n_in = 1, .in = {x}, .iattr = {kernel, stride}, .dtype = x->dtype};
+    cg_node node = {.op = CG_OP_MAX_POOL2D, .forward = max_pool2d_node_forward, .backward = max_pool2d_node_backward,
+                    .n_in = 1, .in = {x}, .iattr = {kernel, stride}, .dtype = x->dtype};
     node.saved[0] = cg_arena_tensor(t->arena, CG_I32, 4, shape);
     return cg_op_apply(t, &node, 4, shape);
 }
@@ -156,7 +158,7 @@ cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
 
 // Reshape keeps its input's dtype; 16-bit values are copied (and their gradient added) by the
 // cast kernel from a dtype to itself.
-void cg_reshape_forward(const cg_kernels *k, cg_node *n) {
+static void reshape_node_forward(const cg_kernels *k, cg_node *n) {
     cg_dtype dt = n->out->dtype;
     if (dt == CG_F32)
         k->scale(F(n->out), F(n->in[0]), 1.0f, n->out->numel);
@@ -164,7 +166,7 @@ void cg_reshape_forward(const cg_kernels *k, cg_node *n) {
         KERNEL(k, cast)(n->out->data, dt, n->in[0]->data, dt, n->out->numel, false);
 }
 
-void cg_reshape_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void reshape_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_dtype dt = n->out->dtype;
     if (dt == CG_F32)
         k->axpy(F(cg_tape_grad(t, n->in[0])), 1.0f, F(n->out->grad), n->out->numel);
@@ -176,7 +178,8 @@ cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape) 
     CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "reshape: input is %s",
              cg_dtype_name(x->dtype));
     cg_op_check_input(t, "reshape", x, x->dtype);
-    cg_node node = {.op = CG_OP_RESHAPE, .n_in = 1, .in = {x}, .dtype = x->dtype};
+    cg_node node = {.op = CG_OP_RESHAPE, .forward = reshape_node_forward, .backward = reshape_node_backward, .n_in = 1,
+                    .in = {x}, .dtype = x->dtype};
     cg_tensor *y = cg_op_apply(t, &node, ndim, shape);
     char sx[64], sy[64];
     CG_CHECK(y->numel == x->numel, "reshape %s to %s changes the element count", cg_shape_str(x, sx, sizeof sx),

@@ -8,14 +8,14 @@
 // in = x (N, C, H, W), gamma (C,), beta (C,); iattr[0] = training; fattr = eps, momentum;
 // saved[0] = stats (2C: mean, inverse std), saved[1] / saved[2] = running mean / variance.
 
-void cg_batch_norm2d_forward(const cg_kernels *k, cg_node *n) {
+static void batch_norm2d_node_forward(const cg_kernels *k, cg_node *n) {
     const cg_tensor *x = n->in[0];
     KERNEL(k, batch_norm_forward)(F(n->out), F(n->saved[0]), F(n->saved[1]), F(n->saved[2]), F(x), F(n->in[1]),
                                   F(n->in[2]), x->shape[0], x->shape[1], x->shape[2] * x->shape[3], n->fattr[0],
                                   n->fattr[1], n->iattr[0]);
 }
 
-void cg_batch_norm2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void batch_norm2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2];
     float *dx = x->requires_grad ? F(cg_tape_grad(t, x)) : NULL;
     float *dgamma = gamma->requires_grad ? F(cg_tape_grad(t, gamma)) : NULL;
@@ -26,7 +26,7 @@ void cg_batch_norm2d_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 
 cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                            cg_tensor *running_var, bool training, float momentum, float eps) {
-    x = cg_autocast_f32(t, x); // batch statistics in f32 under autocast
+    x = cg_op_autocast_input(t, CG_OP_BATCH_NORM2D, x); // batch statistics in f32 under autocast
     cg_tensor *all[] = {x, gamma, beta, running_mean, running_var};
     for (int i = 0; i < 5; i++) cg_op_check_input(t, "batch_norm2d", all[i], CG_F32);
     char sx[64];
@@ -36,7 +36,8 @@ cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor
         CG_CHECK(all[i]->numel == C, "batch_norm2d: a per-channel tensor of %lld values for %lld channels",
                  (long long)all[i]->numel, (long long)C);
     CG_CHECK(!training || x->numel / C > 1, "batch_norm2d: training needs more than one value per channel");
-    cg_node node = {.op = CG_OP_BATCH_NORM2D, .n_in = 3, .in = {x, gamma, beta}, .iattr = {training},
+    cg_node node = {.op = CG_OP_BATCH_NORM2D, .forward = batch_norm2d_node_forward,
+                    .backward = batch_norm2d_node_backward, .n_in = 3, .in = {x, gamma, beta}, .iattr = {training},
                     .fattr = {eps, momentum}};
     node.saved[0] = cg_arena_tensor(t->arena, CG_F32, 1, (int64_t[]){2 * C});
     node.saved[1] = running_mean;
@@ -48,21 +49,22 @@ cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor
 // fattr[0] = p; rng = the generator at the mask's first block; saved[0] = the mask (0 or
 // 1 / (1 - p) per element).
 
-void cg_dropout_forward(const cg_kernels *k, cg_node *n) {
+static void dropout_node_forward(const cg_kernels *k, cg_node *n) {
     const cg_rng *r = &n->rng;
     KERNEL(k, dropout_forward)(F(n->out), F(n->saved[0]), F(n->in[0]), n->out->numel, n->fattr[0], r->seed, r->stream,
                                r->offset);
 }
 
-void cg_dropout_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void dropout_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     KERNEL(k, multiply_add)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->saved[0]), n->out->numel);
 }
 
 cg_tensor *cg_dropout(cg_tape *t, cg_tensor *x, float p, cg_rng *rng) {
-    x = cg_autocast_f32(t, x);
+    x = cg_op_autocast_input(t, CG_OP_DROPOUT, x);
     cg_op_check_input(t, "dropout", x, CG_F32);
     CG_CHECK(p >= 0.0f && p < 1.0f, "dropout: probability %g outside [0, 1)", (double)p);
-    cg_node node = {.op = CG_OP_DROPOUT, .n_in = 1, .in = {x}, .fattr = {p}, .rng = *rng};
+    cg_node node = {.op = CG_OP_DROPOUT, .forward = dropout_node_forward, .backward = dropout_node_backward, .n_in = 1,
+                    .in = {x}, .fattr = {p}, .rng = *rng};
     node.saved[0] = cg_arena_tensor(t->arena, CG_F32, x->ndim, x->shape);
     rng->offset += (uint64_t)(x->numel + 3) / 4; // the blocks this mask uses
     return cg_op_apply(t, &node, x->ndim, x->shape);

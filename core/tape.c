@@ -1,8 +1,8 @@
-// tape.c: recording nodes and walking them backwards. What each op's backward does is in ops.c.
+// tape.c: recording nodes and walking them backwards. Each node carries its op's backward, so
+// the tape knows no op: what each backward does is in the op files (core/ops*.c).
 // Gradients take their tensor's dtype (16 bits for a 16-bit tensor under mixed precision).
 #include "core/tape.h"
 #include "core/kernels.h"
-#include "core/ops.h"
 
 #include <stdlib.h>
 
@@ -26,8 +26,8 @@ void cg_tape_free(cg_tape *t) {
 }
 
 void cg_tape_record(cg_tape *t, const cg_node *node) {
-    CG_CHECK(node->n_in >= 1 && node->n_in <= CG_NODE_MAX_INPUTS, "op %s with %d inputs", cg_op_name(node->op),
-             node->n_in);
+    CG_CHECK(node->n_in >= 1 && node->n_in <= CG_NODE_MAX_INPUTS && node->backward != NULL,
+             "a node of op %d with %d inputs and %s backward", node->op, node->n_in, node->backward ? "a" : "no");
     if (t->count == t->capacity) {
         t->capacity = t->capacity ? 2 * t->capacity : 64;
         t->nodes = realloc(t->nodes, (size_t)t->capacity * sizeof *t->nodes);
@@ -48,9 +48,10 @@ cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {
 // Before any backward kernel runs, give every tensor that will receive a gradient its buffer,
 // walking the nodes in the same reverse order as the backward pass. The buffers are carved out
 // of the arena one after another, so one memset zeroes them all (instead of one per tensor: on
-// a GPU each would be a separate operation). One shortcut: the first input of an add has
-// exactly its output's gradient, so when nothing else has given that input a gradient yet, it
-// shares the output's buffer, and add's backward skips it.
+// a GPU each would be a separate operation). One shortcut: when a node says that its first
+// input's gradient is exactly its output's (in0_grad_is_out_grad: an add of two same-shape
+// tensors) and nothing else has given that input a gradient yet, the two share one buffer, and
+// the op's backward skips it.
 static void prepare_gradients(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
     cg_arena_mark start = cg_arena_get_mark(t->arena);
     // d loss / d loss = the seed: 1 (the tape's constant one), or mixed precision's loss scale.
@@ -64,9 +65,9 @@ static void prepare_gradients(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
         for (int j = 0; j < n->n_in; j++) {
             cg_tensor *x = n->in[j];
             if (!x->requires_grad || x->grad != NULL) continue;
-            if (n->op == CG_OP_ADD && j == 0 && n->out->grad != seed && x->dtype == n->out->dtype)
-                x->grad = n->out->grad; // same shape: add's first input is never broadcast
-            else                        // (and the seed must stay as it is)
+            if (n->in0_grad_is_out_grad && j == 0 && n->out->grad != seed && x->dtype == n->out->dtype)
+                x->grad = n->out->grad; // (the seed must stay as it is)
+            else
                 x->grad = cg_arena_tensor(t->arena, x->dtype, x->ndim, x->shape);
         }
     }
@@ -82,10 +83,11 @@ void cg_tape_backward_seeded(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
     CG_CHECK(seed->numel == 1 && seed->dtype == CG_F32 && cg_device_equal(seed->device, t->device),
              "backward: the seed must be a one-element f32 tensor on the tape's device");
     prepare_gradients(t, loss, seed);
+    const cg_kernels *k = cg_kernels_for(t->device);
     for (int i = t->count - 1; i >= 0; i--) {
         cg_node *n = &t->nodes[i];
         if (n->out->grad == NULL) continue; // nothing flows back through this node
-        cg_op_backward(t, n);
+        n->backward(k, t, n);
     }
 }
 

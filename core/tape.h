@@ -12,8 +12,20 @@
 
 #define CG_NODE_MAX_INPUTS 3
 
+struct cg_kernels;
+struct cg_node;
+struct cg_tape;
+// What an op does with a node (core/ops.c and the other op files): forward computes out from
+// in[] with the device's kernels; backward ADDS the gradients of in[] from out->grad.
+typedef void (*cg_forward_fn)(const struct cg_kernels *k, struct cg_node *n);
+typedef void (*cg_backward_fn)(const struct cg_kernels *k, struct cg_tape *t, struct cg_node *n);
+
 typedef struct cg_node {
-    int op;                               // a cg_op (ops.h)
+    int op;                               // a cg_op (ops.h): its row of the op table
+    cg_forward_fn forward;                // set by the op that makes the node, so that the tape
+    cg_backward_fn backward;              // walks back without knowing any op
+    bool in0_grad_is_out_grad;            // d in[0] = d out exactly (add of two same-shape
+                                          // tensors): the tape may let them share one buffer
     cg_tensor *out;
     cg_tensor *in[CG_NODE_MAX_INPUTS];
     int n_in;
@@ -42,7 +54,7 @@ typedef struct cg_tape {
 cg_tape *cg_tape_new(cg_device device, size_t arena_bytes);
 void cg_tape_free(cg_tape *t);
 
-// Append a copy of a node whose forward has run (called by ops.c).
+// Append a copy of a node whose forward has run (called by cg_op_apply, core/ops.c).
 void cg_tape_record(cg_tape *t, const cg_node *node);
 
 // Gradients of every recorded tensor with respect to `loss`, a one-element F32 tensor:
