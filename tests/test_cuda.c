@@ -1,8 +1,10 @@
-// test_cuda.c: every CUDA kernel against its CPU twin on the same random inputs, through the
-// two kernel tables of core/kernels.h, with a tolerance that grows with the magnitude of the
-// values (|gpu - cpu| <= atol + rtol * |cpu|). Then a whole SimpleNN training run on both
-// devices, whose per-epoch losses must agree. Without a GPU it reports itself skipped (77).
+// test_cuda.c: every op of core/ops.h on the GPU against the CPU (the rows of tests/op_cases.h:
+// output, loss and every input gradient), then every CUDA kernel against its CPU twin on the same
+// random inputs through the two kernel tables of core/kernels.h, with a tolerance that grows with
+// the magnitude of the values (|gpu - cpu| <= atol + rtol * |cpu|), then a whole SimpleNN training
+// run on both devices, whose per-epoch losses must agree. Without a GPU it reports itself skipped (77).
 #include "cgrad.h"
+#include "tests/op_cases.h"
 #include "core/kernels.h"
 #include "datasets/files.h"
 
@@ -80,6 +82,74 @@ static void expect_close(const char *kernel, twin *t, double atol, double rtol) 
 #define D(t) ((float *)(t).dev)
 #define FI(t) ((int32_t *)(t).host)
 #define DI(t) ((int32_t *)(t).dev)
+
+// ---- every op, through the tape, on both devices -------------------------------------------
+
+// A tensor computed on the GPU against its CPU twin, value by value: 1 when one differs, else 0.
+static int compare_tensors(const char *what, const char *name, const cg_tensor *cpu, const cg_tensor *cuda) {
+    int64_t n = cpu->numel;
+    float *want = cg_xmalloc((size_t)n * sizeof(float)), *got = cg_xmalloc((size_t)n * sizeof(float));
+    cg_tensor_copy_to_host(want, cpu, n);
+    cg_tensor_copy_to_host(got, cuda, n);
+    int64_t bad = -1;
+    double worst = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]);
+        if (!(err <= 2e-4 + 1e-3 * fabs(want[i])) && bad < 0) bad = i;
+        if (err > worst) worst = err;
+    }
+    if (bad >= 0)
+        printf("FAIL op %-22s %s element %lld of %lld: cpu %.9g, cuda %.9g\n", name, what, (long long)bad, (long long)n,
+               (double)want[bad], (double)got[bad]);
+    free(want);
+    free(got);
+    return bad >= 0;
+}
+
+// Each row of tests/op_cases.h on the CPU and on the GPU from the same inputs and loss weights:
+// the loss and the gradient of every input that requires one must agree.
+static void test_ops_against_cpu(void) {
+    failures += check_coverage("test_cuda");
+    cg_tape *tc = cg_tape_new(cg_cpu(), 1 << 16), *tg = cg_tape_new(gpu, 1 << 16);
+    int n = (int)(sizeof cases / sizeof cases[0]);
+    for (int i = 0; i < n; i++) {
+        const op_case *c = &cases[i];
+        case_state sc, sg;
+        memset(&sc, 0, sizeof sc);
+        memset(&sg, 0, sizeof sg);
+        cg_rng rc = cg_rng_new(2024, (uint32_t)(100 + i)), rg = rc;
+        for (int j = 0; j < c->n_in; j++) {
+            draw_input(c, j, &rc, &sc, cg_cpu());
+            draw_input(c, j, &rg, &sg, gpu);
+        }
+        cg_tensor *lc = case_loss(tc, c, &sc, &rc), *lg = case_loss(tg, c, &sg, &rg);
+        cg_tape_backward(tc, lc);
+        cg_tape_backward(tg, lg);
+        int bad = compare_tensors("loss", c->name, lc, lg);
+        for (int j = 0; j < c->n_in; j++) {
+            if (!c->in[j].requires_grad) continue;
+            char what[32];
+            snprintf(what, sizeof what, "d input %d", j);
+            if (sc.in[j]->grad == NULL || sg.in[j]->grad == NULL) {
+                printf("FAIL op %-22s %s: no gradient\n", c->name, what);
+                bad++;
+                continue;
+            }
+            bad += compare_tensors(what, c->name, sc.in[j]->grad, sg.in[j]->grad);
+        }
+        if (!bad) printf("ok   op %-22s loss and input gradients agree\n", c->name);
+        failures += bad;
+        cg_tape_clear(tc);
+        cg_tape_clear(tg);
+        for (int j = 0; j < c->n_in; j++) {
+            free(sc.host[j]), free(sg.host[j]);
+            cg_tensor_free(sc.in[j]), cg_tensor_free(sg.in[j]);
+        }
+        cg_tensor_free(sc.u), cg_tensor_free(sc.w), cg_tensor_free(sg.u), cg_tensor_free(sg.w);
+    }
+    cg_tape_free(tc);
+    cg_tape_free(tg);
+}
 
 static void test_elementwise(cg_rng *r) {
     const int64_t n = 100003; // not a multiple of any block size
@@ -465,6 +535,7 @@ int main(void) {
     K_CPU = cg_kernels_for(cg_cpu());
     K_GPU = cg_kernels_for(gpu);
     cg_rng r = cg_rng_new(42, 0);
+    test_ops_against_cpu();
     test_elementwise(&r);
     test_gemm(&r);
     test_losses(&r);
