@@ -236,6 +236,14 @@ static cg_tensor *case_loss(cg_tape *t, const op_case *c, case_state *s, cg_rng 
     return cg_matmul(t, s->u, ow, true, false);            // (1, M) @ (M, 1) -> (1, 1)
 }
 
+// The random stream of a case, from its name (FNV-1a): a case draws the same inputs whatever rows
+// are added before it.
+static uint32_t case_stream(const op_case *c) {
+    uint32_t h = 2166136261u;
+    for (const char *p = c->name; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    return h;
+}
+
 // Every op of the enum has a row in the op table and at least one case here: a new op without
 // its test rows fails both test_grad and test_cuda. Returns the number of ops without one.
 static int check_coverage(const char *test) {

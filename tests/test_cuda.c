@@ -117,7 +117,7 @@ static void test_ops_against_cpu(void) {
         case_state sc, sg;
         memset(&sc, 0, sizeof sc);
         memset(&sg, 0, sizeof sg);
-        cg_rng rc = cg_rng_new(2024, (uint32_t)(100 + i)), rg = rc;
+        cg_rng rc = cg_rng_new(2024, case_stream(c)), rg = rc;
         for (int j = 0; j < c->n_in; j++) {
             draw_input(c, j, &rc, &sc, cg_cpu());
             draw_input(c, j, &rg, &sg, gpu);

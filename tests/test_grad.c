@@ -170,7 +170,7 @@ int main(void) {
     bad += check_fused_block(t);
     int n = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < n; i++)
-        bad += run_case(&cases[i], t, (uint32_t)(100 + i));
+        bad += run_case(&cases[i], t, case_stream(&cases[i]));
     cg_tape_free(t);
     if (bad) {
         fprintf(stderr, "test_grad: %d failure(s)\n", bad);
