@@ -103,6 +103,11 @@ typedef struct cg_kernels {
     // y = 1 / (1 + exp(-x)); dx += dy * y * (1 - y)
     void (*sigmoid_forward)(float *y, const float *x, int64_t n);
     void (*sigmoid_backward)(float *dx, const float *dy, const float *y, int64_t n);
+    // GELU (Hendrycks and Gimpel 2016) as torch.nn.functional.gelu: y = x Phi(x) with
+    // Phi(x) = (1 + erf(x / sqrt(2))) / 2; tanh_approx (PyTorch's approximate='tanh'):
+    // y = x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2. dx += dy * y'(x), from x.
+    void (*gelu_forward)(float *y, const float *x, int64_t n, bool tanh_approx);
+    void (*gelu_backward)(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx);
 
     // Binary cross-entropy, mean over n: loss[0] = -mean(t log p + (1 - t) log(1 - p)), each log
     // clamped to >= -100 as PyTorch's BCELoss does. dp += dloss[0] * (p - t) / max(p (1 - p), 1e-12) / n.

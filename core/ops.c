@@ -39,6 +39,7 @@ static const op_row op_table[CG_NUM_OPS] = {
     // Under autocast the fused block runs as its three ops (conv2d LOW, relu and max_pool2d KEEP).
     [CG_OP_CONV2D_RELU_POOL] = {"conv2d_relu_max_pool2d", CG_AUTOCAST_LOW},
     [CG_OP_CAST] = {"cast", CG_AUTOCAST_KEEP},
+    [CG_OP_GELU] = {"gelu", CG_AUTOCAST_F32},
 };
 
 const char *cg_op_name(int op) {
@@ -407,3 +408,21 @@ static cg_tensor *sum_scaled(cg_tape *t, cg_tensor *x, const char *what, bool me
 
 cg_tensor *cg_sum(cg_tape *t, cg_tensor *x) { return sum_scaled(t, x, "sum", false); }
 cg_tensor *cg_mean(cg_tape *t, cg_tensor *x) { return sum_scaled(t, x, "mean", true); }
+
+// ---- GELU: iattr[0] = 1 for the tanh approximation ---------------------------------------------
+
+static void gelu_node_forward(const cg_kernels *k, cg_node *n) {
+    KERNEL(k, gelu_forward)(F(n->out), F(n->in[0]), n->out->numel, n->iattr[0]);
+}
+static void gelu_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    KERNEL(k, gelu_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->in[0]), n->out->numel, n->iattr[0]);
+}
+
+static cg_tensor *gelu(cg_tape *t, cg_tensor *x, bool tanh_approx) {
+    x = cg_op_autocast_input(t, CG_OP_GELU, x);
+    cg_op_check_input(t, "gelu", x, CG_F32);
+    return apply(t, CG_OP_GELU, gelu_node_forward, gelu_node_backward, CG_F32, x->ndim, x->shape, 1, &x, 0.0f,
+                 tanh_approx);
+}
+cg_tensor *cg_gelu(cg_tape *t, cg_tensor *x) { return gelu(t, x, false); }
+cg_tensor *cg_gelu_tanh(cg_tape *t, cg_tensor *x) { return gelu(t, x, true); }

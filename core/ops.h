@@ -26,6 +26,7 @@ typedef enum {
     CG_OP_DROPOUT,
     CG_OP_CONV2D_RELU_POOL,
     CG_OP_CAST,
+    CG_OP_GELU,
     CG_NUM_OPS
 } cg_op;
 
@@ -113,5 +114,10 @@ cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor
 // element is zeroed with probability p and the others scaled by 1 / (1 - p). The mask comes
 // from rng (Philox; the same on CPU and GPU), which moves on by (numel + 3) / 4 blocks.
 cg_tensor *cg_dropout(cg_tape *t, cg_tensor *x, float p, cg_rng *rng);
+// GELU (Hendrycks and Gimpel 2016), elementwise, any shape f32 -> f32 (under autocast 16-bit
+// inputs are cast to f32): x Phi(x), Phi the standard normal CDF, as torch.nn.functional.gelu(x);
+// cg_gelu_tanh is its tanh approximation, gelu(x, approximate='tanh').
+cg_tensor *cg_gelu(cg_tape *t, cg_tensor *x);
+cg_tensor *cg_gelu_tanh(cg_tape *t, cg_tensor *x);
 
 #endif

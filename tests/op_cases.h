@@ -135,6 +135,8 @@ static const op_case cases[] = {
     {CG_OP_ADD, "add same input twice",   1, {IN2(3, 4, NORMAL, true)},                           NULL, build_add_self,  SMOOTH},
     {CG_OP_RELU, "relu",                   1, {IN2(4, 5, AWAY_FROM_0, true)},                      cg_relu, NULL,   SMOOTH},
     {CG_OP_SIGMOID, "sigmoid",                1, {IN2(4, 5, SIGMOID_RANGE, true)},                    cg_sigmoid, NULL, SMOOTH},
+    {CG_OP_GELU, "gelu",                      1, {IN2(4, 5, SIGMOID_RANGE, true)},                    cg_gelu, NULL,    SMOOTH},
+    {CG_OP_GELU, "gelu tanh",                 1, {IN2(4, 5, SIGMOID_RANGE, true)},                    cg_gelu_tanh, NULL, SMOOTH},
     {CG_OP_BCE, "bce",                    2, {IN2(8, 1, PROBABILITY, true), IN1(8, TARGETS01, false)},
                                   NULL, build_bce, 1e-3f, 1e-3, 2e-2},
     {CG_OP_CROSS_ENTROPY, "cross_entropy",          2, {IN2(4, 5, NORMAL, true), IN1(4, LABELS, false)},

@@ -131,8 +131,34 @@ static void multiply_add_cpu(float *y, const float *a, const float *b, int64_t n
     for (int64_t i = 0; i < n; i++) y[i] += a[i] * b[i];
 }
 
+// GELU (core/kernels.h). The derivative of x Phi(x) is Phi(x) + x phi(x), phi the normal density;
+// of the tanh form, (1 + t) / 2 + x (1 - t^2) c (1 + 3 a x^2) / 2 with t = tanh(c (x + a x^3)).
+#define GELU_C 0.7978845608028654f // sqrt(2 / pi)
+#define GELU_A 0.044715f
+static float gelu_value(float x, bool tanh_approx) {
+    if (tanh_approx) return 0.5f * x * (1.0f + tanhf(GELU_C * (x + GELU_A * x * x * x)));
+    return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+}
+static float gelu_slope(float x, bool tanh_approx) {
+    if (tanh_approx) {
+        float t = tanhf(GELU_C * (x + GELU_A * x * x * x));
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * x * x);
+    }
+    return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * 0.3989422804014327f * expf(-0.5f * x * x);
+}
+static void gelu_forward_cpu(float *y, const float *x, int64_t n, bool tanh_approx) {
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) y[i] = gelu_value(x[i], tanh_approx);
+}
+static void gelu_backward_cpu(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx) {
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * gelu_slope(x[i], tanh_approx);
+}
+
 // This file's rows of the CPU kernel table (kernels/cpu/table.c).
 void elementwise_register_cpu(cg_kernels *k) {
+    k->gelu_forward = gelu_forward_cpu;
+    k->gelu_backward = gelu_backward_cpu;
     k->fill = fill_cpu;
     k->axpy = axpy_cpu;
     k->zero = zero_cpu;

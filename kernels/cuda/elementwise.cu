@@ -76,8 +76,37 @@ static void multiply_add_cuda(float *y, const float *a, const float *b, int64_t 
 
 extern "C" void zero_cuda(void *p, size_t bytes) { CG_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cg_cuda_stream())); }
 
+// GELU (core/kernels.h), the same formulas as kernels/cpu/elementwise.c in single precision.
+#define GELU_C 0.7978845608028654f // sqrt(2 / pi)
+#define GELU_A 0.044715f
+static __device__ float gelu_value(float x, bool tanh_approx) {
+    if (tanh_approx) return 0.5f * x * (1.0f + tanhf(GELU_C * (x + GELU_A * x * x * x)));
+    return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+}
+static __device__ float gelu_slope(float x, bool tanh_approx) {
+    if (tanh_approx) {
+        float t = tanhf(GELU_C * (x + GELU_A * x * x * x));
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * x * x);
+    }
+    return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * 0.3989422804014327f * expf(-0.5f * x * x);
+}
+static __global__ void gelu_kernel(float *y, const float *x, int64_t n, bool tanh_approx) {
+    GRID_STRIDE(i, n) y[i] = gelu_value(x[i], tanh_approx);
+}
+static __global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx) {
+    GRID_STRIDE(i, n) dx[i] += dy[i] * gelu_slope(x[i], tanh_approx);
+}
+static void gelu_forward_cuda(float *y, const float *x, int64_t n, bool tanh_approx) {
+    LAUNCH(gelu_kernel, n, y, x, n, tanh_approx);
+}
+static void gelu_backward_cuda(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx) {
+    LAUNCH(gelu_backward_kernel, n, dx, dy, x, n, tanh_approx);
+}
+
 // This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
 extern "C" void elementwise_register_cuda(cg_kernels *k) {
+    k->gelu_forward = gelu_forward_cuda;
+    k->gelu_backward = gelu_backward_cuda;
     k->fill = fill_cuda;
     k->axpy = axpy_cuda;
     k->zero = zero_cuda;
