@@ -4,6 +4,9 @@
 
 #include "layers/module.h"
 
+// The three kinds (layers/module.h).
+extern const cg_module_type cg_conv2d_type, cg_max_pool2d_type, cg_flatten_type;
+
 typedef struct {
     cg_module base;
     int64_t in_channels, out_channels, kernel_size;
@@ -26,9 +29,5 @@ void cg_max_pool2d_config(const cg_module *m, int *kernel, int *stride);
 // forward: (N, d1, ...) -> (N, d1 * ...).
 cg_module *cg_flatten_new(void);
 
-// When m[0], m[1], m[2] (count of them available) are Conv2d, ReLU and MaxPool2d(2, stride 2),
-// runs the three as one op, cg_conv2d_relu_max_pool2d (same values and gradients, less memory
-// traffic), and returns its output; otherwise returns NULL and runs nothing. Sequential uses it.
-cg_tensor *cg_conv_relu_pool_forward(cg_module *const *m, int count, cg_tape *t, cg_tensor *x);
 
 #endif

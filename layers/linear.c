@@ -7,17 +7,19 @@
 
 void cg_init_uniform(cg_tensor *param, float bound, cg_rng *rng) { cg_rng_fill_uniform(rng, param, -bound, bound); }
 
-static cg_tensor *linear_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
+static cg_tensor *linear_module_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_linear_layer *l = (cg_linear_layer *)m;
     return cg_linear(t, x, l->weight, l->bias); // x (N, in) W^T (in, out) + b
 }
 
 static void linear_free(cg_module *m) { free(m); }
 
+const cg_module_type cg_linear_type = {.name = "Linear", .forward = linear_module_forward, .free = linear_free};
+
 cg_module *cg_linear_new(cg_params *params, const char *name, int64_t in_features, int64_t out_features,
                          bool bias, cg_rng *rng) {
     cg_linear_layer *l = cg_xcalloc(1, sizeof *l);
-    l->base = (cg_module){.kind = "Linear", .forward = linear_forward, .free = linear_free, .training = true};
+    l->base = cg_module_base(&cg_linear_type);
     l->in_features = in_features;
     l->out_features = out_features;
     char key[128];

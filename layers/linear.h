@@ -11,6 +11,9 @@ typedef struct {
     cg_tensor *bias;   // (out_features,), or NULL without bias
 } cg_linear_layer;
 
+// The kind of a Linear module (layers/module.h).
+extern const cg_module_type cg_linear_type;
+
 // Adds "NAME.weight" and "NAME.bias" to params and initialises them as PyTorch's
 // nn.Linear.reset_parameters does: weight ~ kaiming_uniform(a = sqrt(5)), which works out to
 // U(-1/sqrt(in), 1/sqrt(in)); bias ~ U(-1/sqrt(in), 1/sqrt(in)) (torch/nn/modules/linear.py;

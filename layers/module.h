@@ -10,12 +10,25 @@
 
 typedef struct cg_module cg_module;
 
+// What every module of one kind shares: its name and its methods (one constant per kind, e.g.
+// cg_conv2d_type in layers/conv.c). Code that must know a module's kind compares this pointer
+// (cg_module_is), never a string.
+typedef struct {
+    const char *name;                                              // PyTorch's class name: "Linear", "ReLU", ...
+    cg_tensor *(*forward)(cg_module *m, cg_tape *t, cg_tensor *x); // the layer's computation
+    void (*set_children_training)(cg_module *m, bool training);    // a container's children; NULL for a leaf
+    void (*free)(cg_module *m);                                    // releases the module (and its children)
+} cg_module_type;
+
 struct cg_module {
-    const char *kind;                                                // "Linear", "ReLU", ...
-    cg_tensor *(*forward)(cg_module *m, cg_tape *t, cg_tensor *x);   // the layer's computation
-    void (*free)(cg_module *m);                                      // releases the module itself
-    bool training;                                                   // train (true) or eval mode
+    const cg_module_type *type;
+    bool training; // train (true) or eval mode
 };
+
+// Whether m is a module of that kind.
+static inline bool cg_module_is(const cg_module *m, const cg_module_type *type) { return m->type == type; }
+// A module of that kind in training mode, with nothing else set: m->base of a layer's struct.
+static inline cg_module cg_module_base(const cg_module_type *type) { return (cg_module){.type = type, .training = true}; }
 
 // y = m->forward(m, t, x)
 cg_tensor *cg_module_forward(cg_module *m, cg_tape *t, cg_tensor *x);

@@ -4,13 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static cg_tensor *batch_norm_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
+static cg_tensor *batch_norm_module_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_batch_norm2d_layer *b = (cg_batch_norm2d_layer *)m;
     return cg_batch_norm2d(t, x, b->weight, b->bias, b->running_mean, b->running_var, m->training, b->momentum,
                            b->eps);
 }
 
 static void module_free(cg_module *m) { free(m); }
+
+const cg_module_type cg_batch_norm2d_type = {.name = "BatchNorm2d", .forward = batch_norm_module_forward,
+                                             .free = module_free};
 
 static cg_tensor *add_filled(cg_params *block, const char *name, const char *suffix, int64_t n, float value) {
     char key[128];
@@ -22,7 +25,7 @@ static cg_tensor *add_filled(cg_params *block, const char *name, const char *suf
 
 cg_module *cg_batch_norm2d_new(cg_params *params, cg_params *buffers, const char *name, int64_t channels) {
     cg_batch_norm2d_layer *b = cg_xcalloc(1, sizeof *b);
-    b->base = (cg_module){.kind = "BatchNorm2d", .forward = batch_norm_forward, .free = module_free, .training = true};
+    b->base = cg_module_base(&cg_batch_norm2d_type);
     b->channels = channels;
     b->momentum = 0.1f;
     b->eps = 1e-5f;
@@ -41,15 +44,17 @@ typedef struct {
     cg_rng rng;
 } dropout_layer;
 
-static cg_tensor *dropout_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
+static cg_tensor *dropout_module_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     dropout_layer *d = (dropout_layer *)m;
     return m->training && d->p > 0.0f ? cg_dropout(t, x, d->p, &d->rng) : x;
 }
 
+const cg_module_type cg_dropout_type = {.name = "Dropout", .forward = dropout_module_forward, .free = module_free};
+
 cg_module *cg_dropout_new(float p, uint64_t seed) {
     CG_CHECK(p >= 0.0f && p < 1.0f, "Dropout: probability %g outside [0, 1)", (double)p);
     dropout_layer *d = cg_xcalloc(1, sizeof *d);
-    d->base = (cg_module){.kind = "Dropout", .forward = dropout_forward, .free = module_free, .training = true};
+    d->base = cg_module_base(&cg_dropout_type);
     d->p = p;
     d->rng = cg_rng_new(seed, CG_STREAM_DROPOUT);
     return &d->base;

@@ -5,6 +5,9 @@
 
 #include "layers/module.h"
 
+// The two kinds (layers/module.h).
+extern const cg_module_type cg_batch_norm2d_type, cg_dropout_type;
+
 typedef struct {
     cg_module base;
     int64_t channels;

@@ -1,22 +1,28 @@
-// sequential.c: a list of modules run in order, with Conv2d, ReLU, MaxPool2d(2) run as one
-// fused op unless fusion is turned off.
+// sequential.c: a list of modules run in order; the runs that the fusion pass (layers/fusion.c)
+// recognises run as one op, unless fusion is turned off.
 #include "layers/sequential.h"
-#include "layers/conv.h"
+#include "layers/fusion.h"
 
 #include <stdlib.h>
 
 static cg_tensor *sequential_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_sequential *s = (cg_sequential *)m;
     for (int i = 0; i < s->count; i++) {
-        cg_tensor *y = s->fuse ? cg_conv_relu_pool_forward(s->children + i, s->count - i, t, x) : NULL;
-        if (y) { // children i, i+1, i+2 ran as one op
+        int used = 0;
+        cg_tensor *y = s->fuse ? cg_fusion_forward(s->children + i, s->count - i, t, x, &used) : NULL;
+        if (y) { // children i .. i + used - 1 ran as one op
             x = y;
-            i += 2;
+            i += used - 1;
             continue;
         }
         x = cg_module_forward(s->children[i], t, x);
     }
     return x;
+}
+
+static void sequential_set_children_training(cg_module *m, bool training) {
+    cg_sequential *s = (cg_sequential *)m;
+    for (int i = 0; i < s->count; i++) cg_module_set_training(s->children[i], training);
 }
 
 static void sequential_free(cg_module *m) {
@@ -25,10 +31,13 @@ static void sequential_free(cg_module *m) {
     free(s);
 }
 
+const cg_module_type cg_sequential_type = {.name = "Sequential", .forward = sequential_forward,
+                                           .set_children_training = sequential_set_children_training,
+                                           .free = sequential_free};
+
 cg_module *cg_sequential_new(void) {
     cg_sequential *s = cg_xcalloc(1, sizeof *s);
-    s->base = (cg_module){.kind = "Sequential", .forward = sequential_forward, .free = sequential_free,
-                          .training = true};
+    s->base = cg_module_base(&cg_sequential_type);
     s->fuse = true;
     return &s->base;
 }

@@ -10,8 +10,11 @@ typedef struct {
     cg_module base;
     int count;
     cg_module *children[CG_SEQUENTIAL_MAX];
-    bool fuse; // run Conv2d, ReLU, MaxPool2d(2, 2) as one op (cg_conv_relu_pool_forward); default true
+    bool fuse; // run the patterns of layers/fusion.c as one op each; default true
 } cg_sequential;
+
+// The kind of a Sequential (layers/module.h).
+extern const cg_module_type cg_sequential_type;
 
 cg_module *cg_sequential_new(void);
 // Fusion on (the default) or off. The results are the same either way; off runs every child

@@ -11,9 +11,10 @@
 #include "core/quant/qkernels.h"
 #include "layers/conv.h"
 #include "layers/linear.h"
+#include "layers/activation.h"
+#include "layers/norm.h"
 #include "layers/sequential.h"
 
-static bool is_kind(const cg_module *m, const char *kind) { return strcmp(m->kind, kind) == 0; }
 
 // "c1" from the weight's parameter name "c1.weight".
 static void layer_name(char *dst, size_t size, const cg_tensor *weight, const char *fallback) {
@@ -25,7 +26,7 @@ static void layer_name(char *dst, size_t size, const cg_tensor *weight, const ch
 cg_status cg_qmodel_new(cg_qmodel **out, cg_module *fp32, int64_t C, int64_t H, int64_t W, cg_observer_kind kind,
                         double percentile, cg_device device) {
     *out = NULL;
-    if (!is_kind(fp32, "Sequential")) return cg_error(CG_ERR_ARG, "quantise: the model is a %s, not a Sequential", fp32->kind);
+    if (!cg_module_is(fp32, &cg_sequential_type)) return cg_error(CG_ERR_ARG, "quantise: the model is a %s, not a Sequential", fp32->type->name);
     const cg_sequential *seq = (const cg_sequential *)fp32;
     cg_qmodel *m = cg_xcalloc(1, sizeof *m);
     m->device = device;
@@ -42,7 +43,7 @@ cg_status cg_qmodel_new(cg_qmodel **out, cg_module *fp32, int64_t C, int64_t H, 
         memset(L, 0, sizeof *L);
         L->src_index = i;
         L->in_c = c, L->in_h = h, L->in_w = w;
-        if (is_kind(child, "Conv2d")) {
+        if (cg_module_is(child, &cg_conv2d_type)) {
             const cg_conv2d_layer *cv = (const cg_conv2d_layer *)child;
             if (flat || cv->in_channels != c)
                 s = cg_error(CG_ERR_ARG, "quantise: layer %d (Conv2d) takes %lld channels, its input has %lld", i,
@@ -54,7 +55,7 @@ cg_status cg_qmodel_new(cg_qmodel **out, cg_module *fp32, int64_t C, int64_t H, 
             L->out_w = (w + 2 * L->pad - L->kernel) / L->stride + 1;
             L->k_real = c * L->kernel * L->kernel;
             layer_name(L->name, sizeof L->name, cv->weight, "conv");
-        } else if (is_kind(child, "Linear")) {
+        } else if (cg_module_is(child, &cg_linear_type)) {
             const cg_linear_layer *ln = (const cg_linear_layer *)child;
             if (ln->in_features != c * h * w || (!flat && (h != 1 || w != 1)))
                 s = cg_error(CG_ERR_ARG, "quantise: layer %d (Linear) takes %lld features, its input is %lldx%lldx%lld "
@@ -68,7 +69,7 @@ cg_status cg_qmodel_new(cg_qmodel **out, cg_module *fp32, int64_t C, int64_t H, 
             L->k_real = ln->in_features;
             layer_name(L->name, sizeof L->name, ln->weight, "linear");
             flat = false;
-        } else if (is_kind(child, "MaxPool2d")) {
+        } else if (cg_module_is(child, &cg_max_pool2d_type)) {
             int kernel, stride;
             cg_max_pool2d_config(child, &kernel, &stride);
             if (flat || h < kernel || w < kernel)
@@ -78,13 +79,13 @@ cg_status cg_qmodel_new(cg_qmodel **out, cg_module *fp32, int64_t C, int64_t H, 
             L->kernel = kernel, L->stride = stride;
             L->out_c = c, L->out_h = (h - kernel) / stride + 1, L->out_w = (w - kernel) / stride + 1;
             snprintf(L->name, sizeof L->name, "MaxPool2d");
-        } else if (is_kind(child, "Flatten")) {
+        } else if (cg_module_is(child, &cg_flatten_type)) {
             L->kind = CG_QLAYER_FLATTEN;
             if (!flat) fc = c, fh = h, fw = w;
             flat = true;
             L->out_c = c * h * w, L->out_h = 1, L->out_w = 1;
             snprintf(L->name, sizeof L->name, "Flatten");
-        } else if (is_kind(child, "ReLU")) {
+        } else if (cg_module_is(child, &cg_relu_type)) {
             cg_qlayer *prev = m->count > 0 ? &m->layers[m->count - 1] : NULL;
             if (prev == NULL || (prev->kind != CG_QLAYER_CONV && prev->kind != CG_QLAYER_LINEAR) || prev->relu ||
                 prev->src_index != i - 1)
@@ -93,11 +94,11 @@ cg_status cg_qmodel_new(cg_qmodel **out, cg_module *fp32, int64_t C, int64_t H, 
             else
                 prev->relu = true, prev->src_index = i;
             continue;
-        } else if (is_kind(child, "Dropout")) {
+        } else if (cg_module_is(child, &cg_dropout_type)) {
             continue; // the identity at inference
         } else {
             s = cg_error(CG_ERR_ARG, "quantise: layer %d is a %s, which has no int8 version (Conv2d, Linear, "
-                         "ReLU after them, MaxPool2d, Flatten, Dropout)", i, child->kind);
+                         "ReLU after them, MaxPool2d, Flatten, Dropout)", i, child->type->name);
             break;
         }
         if (L->kind == CG_QLAYER_CONV || L->kind == CG_QLAYER_LINEAR) {
