@@ -1,7 +1,7 @@
-// rng.c: Philox4x32-10 and the distributions built on it. The constants are those of the
-// paper and of the Random123 library's reference implementation.
+// rng.c: Philox4x32-10 and the distributions built on it, on the host. The constants are those of
+// the paper and of the Random123 library's reference implementation. Filling a tensor on its
+// device is rng_fill.c (the device's rng kernels compute these same numbers).
 #include "core/rng.h"
-#include "core/kernels.h"
 
 #include <math.h>
 
@@ -95,16 +95,4 @@ void cg_rng_permutation(cg_rng *r, int32_t *out, int64_t n) {
         out[i] = out[j];
         out[j] = tmp;
     }
-}
-
-void cg_rng_fill_uniform(cg_rng *r, cg_tensor *t, float lo, float hi) {
-    CG_CHECK(t->dtype == CG_F32, "random fill of a %s tensor", cg_dtype_name(t->dtype));
-    cg_kernels_for(t->device)->rng_uniform(t->data, t->numel, r->seed, r->stream, r->offset, lo, hi);
-    r->offset += (uint64_t)(t->numel + 3) / 4;
-}
-
-void cg_rng_fill_normal(cg_rng *r, cg_tensor *t, float mean, float std) {
-    CG_CHECK(t->dtype == CG_F32, "random fill of a %s tensor", cg_dtype_name(t->dtype));
-    cg_kernels_for(t->device)->rng_normal(t->data, t->numel, r->seed, r->stream, r->offset, mean, std);
-    r->offset += (uint64_t)(t->numel + 3) / 4;
 }

@@ -22,8 +22,10 @@ extern "C" {
 // The emulation's scratch: f32 buffer `slot` (0..7) with room for n floats, its contents undefined;
 // an f32 copy of n values of x (F16 or BF16; F32 copied) in buffer `slot`, NULL when x is NULL;
 // and an f32 result rounded into its 16-bit home (nothing when home is NULL). The 16-bit
-// kernels of amp.c and gemm.c share them.
+// kernels of amp.c and gemm.c share them (kernels/cpu/half_scratch.c).
 float *half_scratch_cpu(int slot, int64_t n);
+// dst[i] = src[i] (n values of t: F16, BF16 or F32) as f32, over the OpenMP threads when large.
+void half_widen_into_cpu(float *dst, const void *src, cg_dtype t, int64_t n);
 float *half_widen_cpu(int slot, const void *x, cg_dtype t, int64_t n);
 void half_store_cpu(void *home, cg_dtype t, const float *result, int64_t n);
 
