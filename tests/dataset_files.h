@@ -159,12 +159,7 @@ static void dataset_test_begin(const char *program) {
 // Removes tmp_root, prints the verdict and returns the exit status (1 when any check failed).
 static int dataset_test_end(void) {
     remove_tree(tmp_root);
-    if (failures) {
-        fprintf(stderr, "%s: %d failure(s)\n", test_program, failures);
-        return 1;
-    }
-    printf("%s: all passed\n", test_program);
-    return 0;
+    return check_summary(test_program);
 }
 
 #endif

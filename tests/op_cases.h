@@ -8,6 +8,7 @@
 
 #include "core/ops.h"
 #include "core/rng.h"
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -247,18 +248,13 @@ static uint32_t case_stream(const op_case *c) {
 }
 
 // Every op of the enum has a row in the op table and at least one case here: a new op without
-// its test rows fails both test_grad and test_cuda. Returns the number of ops without one.
-static int check_coverage(const char *test) {
-    int missing = 0;
+// its test rows fails both test_grad and test_cuda: one fail() per op without one.
+static void check_coverage(const char *test) {
     for (int op = 0; op < CG_NUM_OPS; op++) {
         bool found = false;
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) found |= (int)cases[c].op == op;
-        if (!found) {
-            fprintf(stderr, "FAIL %s coverage: op %s (%d) has no row in tests/op_cases.h\n", test, cg_op_name(op), op);
-            missing++;
-        }
+        if (!found) fail(test, "coverage: op %s (%d) has no row in tests/op_cases.h", cg_op_name(op), op);
     }
-    return missing;
 }
 
 #endif

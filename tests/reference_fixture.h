@@ -1,7 +1,7 @@
 // reference_fixture.h: reads the PyTorch reference fixtures of tests/reference/ (simple_nn.bin,
 // cnn.bin), sets a model's parameters to their initial weights, and compares cgrad's values with
-// theirs. Header-only (static functions), shared by tests/test_reference.c and
-// tests/test_reference_cnn.c; it makes no fixture and runs no model.
+// theirs, after a model's optimizer steps too. Header-only (static functions), shared by
+// tests/test_reference.c and tests/test_reference_cnn.c; it makes no fixture and builds no model.
 //
 // Fixture format (little-endian; make_simple_nn_fixture.py's docstring is the reference):
 //   8 bytes magic "CGREF001", uint32 version (1), uint32 count of arrays, then per array:
@@ -10,11 +10,12 @@
 // Every length is checked against the bytes left in the file before anything is allocated from it.
 //
 // A value passes when |got - expected| <= tol * max(1, |expected|). Each failed check adds one to
-// `failures`, which the including test reads to choose its exit status.
+// check.h's `failures`, which the including test reads to choose its exit status.
 #ifndef CG_TESTS_REFERENCE_FIXTURE_H
 #define CG_TESTS_REFERENCE_FIXTURE_H
 
 #include "cgrad.h"
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -226,8 +227,6 @@ static bool ref_set_params(cg_params *params, const char *model, const char *con
 // ---------------------------------------------------------------------------------------------
 // Comparing
 
-static int failures = 0; // checks failed so far; each test exits 1 when it is not 0
-
 // Compare n values; print the max error and every mismatch (up to 5), naming array and index.
 // err = |got - expected| / max(1, |expected|). Returns the max error.
 static double compare(const char *label, const float *got, const ref_array *expected, double tol) {
@@ -246,8 +245,7 @@ static double compare(const char *label, const float *got, const ref_array *expe
         if (err > max_err) max_err = err;
     }
     if (bad > 0) {
-        fprintf(stderr, "FAIL %s: %d of %lld values out of tolerance\n", label, bad, (long long)expected->numel);
-        failures++;
+        fail(label, "%d of %lld values out of tolerance", bad, (long long)expected->numel);
     }
     printf("  %-28s max error %.3g  (%lld values)\n", label, max_err, (long long)expected->numel);
     return max_err;
@@ -266,6 +264,40 @@ static double compare_tensor(const char *label, const cg_tensor *t, const ref_fi
     cg_tensor_copy_to_host(host, t, t->numel);
     double max_err = compare(label, host, a, tol);
     free(host);
+    return max_err;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training steps against the fixture
+
+// `steps` steps of an optimizer with `config` on one fixed batch x (zero_grad, forward, the loss
+// against target, backward, step), the loss of each step into losses[steps]; then the losses
+// against the fixture's array "LABEL.losses" (a missing array is a failure). The tape is cleared
+// after each step. Returns the max error of the losses.
+static double ref_train_steps(const char *label, const ref_file *f, cg_module *model, cg_params *params, cg_tape *tape,
+                              cg_tensor *x, cg_tensor *(*loss_fn)(cg_tape *, cg_tensor *, cg_tensor *),
+                              cg_tensor *target, cg_optim_config config, int steps, double tol) {
+    cg_optimizer *opt = cg_optimizer_new(params, config);
+    float *losses = cg_xmalloc((size_t)steps * sizeof(float));
+    for (int step = 0; step < steps; step++) {
+        cg_optimizer_zero_grad(opt);
+        cg_tensor *out = cg_module_forward(model, tape, x);
+        cg_tensor *loss = loss_fn(tape, out, target);
+        cg_tape_backward(tape, loss);
+        cg_optimizer_step(opt);
+        losses[step] = cg_tensor_item(loss);
+        cg_tape_clear(tape);
+    }
+    cg_optimizer_free(opt);
+    char name[64];
+    snprintf(name, sizeof name, "%s.losses", label);
+    const ref_array *expected = ref_find(f, name, steps);
+    double max_err = 0.0;
+    if (expected == NULL)
+        failures++;
+    else
+        max_err = compare(name, losses, expected, tol);
+    free(losses);
     return max_err;
 }
 

@@ -319,10 +319,5 @@ int main(void) {
     test_autocast_model(CG_PRECISION_BF16);
     test_scaler_wired();
     test_stall_and_learn();
-    if (failures) {
-        printf("%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("all mixed-precision checks passed\n");
-    return 0;
+    return check_summary("test_amp");
 }

@@ -6,11 +6,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cgrad.h"
 #include "core/train/checkpoint.h"
+#include "tests/check.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures = 0;
 static char dir[64]; // the test's own temporary directory
-
-// Print "FAIL what: message" and count it; the test goes on to report every problem.
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
 
 static void expect_ok(const char *what, cg_status st) {
     if (st.code != CG_OK) fail(what, "expected success, got error %d: %s", st.code, st.message);
@@ -599,10 +586,5 @@ int main(int argc, char **argv) {
     test_atomic_save();
     test_malformed();
     remove_dir();
-    if (failures) {
-        printf("test_checkpoint: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_checkpoint: all passed\n");
-    return 0;
+    return check_summary("test_checkpoint");
 }

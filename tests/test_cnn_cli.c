@@ -14,20 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static void expect_refused(const char *args, const char *needle) {
-    const run_result *r = run(args);
-    size_t len = strlen(r->err);
-    const char *newline = strchr(r->err, '\n');
-    if (r->exit_code == 0 || r->exit_code == -1 || r->exit_code >= 128)
-        fail(args, "exit status %d; expected a clean non-zero exit", r->exit_code);
-    else if (len == 0 || newline != r->err + len - 1)
-        fail(args, "stderr is not exactly one line: \"%s\"", r->err);
-    else if (strstr(r->err, needle) == NULL)
-        fail(args, "stderr does not name \"%s\": \"%s\"", needle, r->err);
-    else
-        printf("refused (exit %d): %-40s %s", r->exit_code, args, r->err);
-}
-
 // The log's rows without the seconds and images/s columns (which differ from run to run).
 static void log_without_timing(const char *path, char *out, size_t size) {
     char text[8192], *save = NULL;
@@ -62,20 +48,7 @@ static bool same_numbers(const char *a, const char *b) {
 }
 
 int main(int argc, char **argv) {
-#ifdef CGRAD_BIN_DIR
-    const char *program = CGRAD_BIN_DIR "/cnn";
-#else
-    const char *program = "./build/cnn";
-#endif
-    if (argc > 1) program = argv[1];
-    if (access(program, X_OK) != 0) {
-        fprintf(stderr, "FAIL test_cnn_cli: no executable at %s (build the cnn target first)\n", program);
-        return 1;
-    }
-    if (!run_begin(program, "/tmp/cgrad_test_cnn_cli_XXXXXX")) {
-        fprintf(stderr, "FAIL test_cnn_cli: cannot make a temporary directory\n");
-        return 1;
-    }
+    if (!run_begin_program("test_cnn_cli", "cnn", argc, argv)) return 1;
     write_fake_fashion_mnist(run_dir, 320, 100);
 
     const run_result *r = run("--help");
@@ -125,10 +98,5 @@ int main(int argc, char **argv) {
     remove_fake_fashion_mnist(run_dir);
     unlink(log_path);
     run_end();
-    if (failures) {
-        fprintf(stderr, "test_cnn_cli: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_cnn_cli: all passed\n");
-    return 0;
+    return check_summary("test_cnn_cli");
 }

@@ -5,78 +5,13 @@
 // run on both devices, whose per-epoch losses must agree. Without a GPU it reports itself skipped (77).
 #include "cgrad.h"
 #include "tests/op_cases.h"
-#include "core/kernels.h"
+#include "tests/twin.h"
 #include "datasets/files.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0;
-static cg_device gpu;
-static const cg_kernels *K_CPU, *K_GPU;
-
-// ---- buffers that exist on both devices -----------------------------------------------------
-
-typedef struct {
-    int64_t n;
-    size_t elem;
-    void *host; // the CPU kernels work on this
-    void *dev;  // the CUDA kernels on this
-} twin;
-
-static twin twin_new(int64_t n, size_t elem) {
-    twin t = {n, elem, cg_xcalloc((size_t)n, elem), cg_device_alloc(gpu, (size_t)n * elem)};
-    cg_device_zero(gpu, t.dev, (size_t)n * elem);
-    return t;
-}
-static void twin_upload(twin *t) { cg_device_copy(gpu, t->dev, cg_cpu(), t->host, (size_t)t->n * t->elem); }
-static void twin_free(twin *t) {
-    free(t->host);
-    cg_device_free(gpu, t->dev);
-}
-
-// n floats in [lo, hi) on both devices.
-static twin twin_uniform(cg_rng *r, int64_t n, float lo, float hi) {
-    twin t = twin_new(n, sizeof(float));
-    cg_rng_uniform(r, t.host, n, lo, hi);
-    twin_upload(&t);
-    return t;
-}
-
-static twin twin_labels(cg_rng *r, int64_t n, int classes) {
-    twin t = twin_new(n, sizeof(int32_t));
-    uint32_t *w = cg_xmalloc((size_t)n * sizeof(uint32_t));
-    cg_rng_u32(r, w, n);
-    for (int64_t i = 0; i < n; i++) ((int32_t *)t.host)[i] = (int32_t)(w[i] % (uint32_t)classes);
-    free(w);
-    twin_upload(&t);
-    return t;
-}
-
-// Compare the GPU's result with the CPU's.
-static void expect_close(const char *kernel, twin *t, double atol, double rtol) {
-    float *got = cg_xmalloc((size_t)t->n * sizeof(float));
-    cg_device_copy(cg_cpu(), got, gpu, t->dev, (size_t)t->n * sizeof(float));
-    const float *want = t->host;
-    double worst = 0.0;
-    int64_t bad = -1;
-    for (int64_t i = 0; i < t->n; i++) {
-        double err = fabs((double)got[i] - want[i]);
-        double allowed = atol + rtol * fabs(want[i]);
-        if (!(err <= allowed) && bad < 0) bad = i;
-        if (err > worst) worst = err;
-    }
-    if (bad >= 0) {
-        printf("FAIL %-24s element %lld of %lld: cpu %.9g, cuda %.9g\n", kernel, (long long)bad, (long long)t->n,
-               (double)want[bad], (double)got[bad]);
-        failures++;
-    } else {
-        printf("ok   %-24s %8lld values, max |cuda - cpu| %.3g\n", kernel, (long long)t->n, worst);
-    }
-    free(got);
-}
 
 #define F(t) ((float *)(t).host)
 #define D(t) ((float *)(t).dev)
@@ -85,7 +20,8 @@ static void expect_close(const char *kernel, twin *t, double atol, double rtol) 
 
 // ---- every op, through the tape, on both devices -------------------------------------------
 
-// A tensor computed on the GPU against its CPU twin, value by value: 1 when one differs, else 0.
+// A tensor computed on the GPU against its CPU twin, value by value: 1 (and a fail()) when one
+// differs, else 0.
 static int compare_tensors(const char *what, const char *name, const cg_tensor *cpu, const cg_tensor *cuda) {
     int64_t n = cpu->numel;
     float *want = cg_xmalloc((size_t)n * sizeof(float)), *got = cg_xmalloc((size_t)n * sizeof(float));
@@ -99,8 +35,8 @@ static int compare_tensors(const char *what, const char *name, const cg_tensor *
         if (err > worst) worst = err;
     }
     if (bad >= 0)
-        printf("FAIL op %-22s %s element %lld of %lld: cpu %.9g, cuda %.9g\n", name, what, (long long)bad, (long long)n,
-               (double)want[bad], (double)got[bad]);
+        fail(name, "op %s element %lld of %lld: cpu %.9g, cuda %.9g", what, (long long)bad, (long long)n,
+             (double)want[bad], (double)got[bad]);
     free(want);
     free(got);
     return bad >= 0;
@@ -109,7 +45,7 @@ static int compare_tensors(const char *what, const char *name, const cg_tensor *
 // Each row of tests/op_cases.h on the CPU and on the GPU from the same inputs and loss weights:
 // the loss and the gradient of every input that requires one must agree.
 static void test_ops_against_cpu(void) {
-    failures += check_coverage("test_cuda");
+    check_coverage("test_cuda");
     cg_tape *tc = cg_tape_new(cg_cpu(), 1 << 16), *tg = cg_tape_new(gpu, 1 << 16);
     int n = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < n; i++) {
@@ -131,14 +67,13 @@ static void test_ops_against_cpu(void) {
             char what[32];
             snprintf(what, sizeof what, "d input %d", j);
             if (sc.in[j]->grad == NULL || sg.in[j]->grad == NULL) {
-                printf("FAIL op %-22s %s: no gradient\n", c->name, what);
+                fail(c->name, "op %s: no gradient", what);
                 bad++;
                 continue;
             }
             bad += compare_tensors(what, c->name, sc.in[j]->grad, sg.in[j]->grad);
         }
         if (!bad) printf("ok   op %-22s loss and input gradients agree\n", c->name);
-        failures += bad;
         cg_tape_clear(tc);
         cg_tape_clear(tg);
         for (int j = 0; j < c->n_in; j++) {
@@ -153,8 +88,8 @@ static void test_ops_against_cpu(void) {
 
 static void test_elementwise(cg_rng *r) {
     const int64_t n = 100003; // not a multiple of any block size
-    twin a = twin_uniform(r, n, -2, 2), b = twin_uniform(r, n, -2, 2), y = twin_uniform(r, n, -1, 1);
-    twin dy = twin_uniform(r, n, -1, 1);
+    twin a = twin_uniform(r, n, CG_F32, -2, 2), b = twin_uniform(r, n, CG_F32, -2, 2), y = twin_uniform(r, n, CG_F32, -1, 1);
+    twin dy = twin_uniform(r, n, CG_F32, -1, 1);
 
     K_CPU->fill(F(y), 0.25f, n), K_GPU->fill(D(y), 0.25f, n);
     expect_close("fill", &y, 0, 0);
@@ -168,8 +103,8 @@ static void test_elementwise(cg_rng *r) {
     expect_close("add_forward", &y, 1e-7, 1e-6);
 
     int64_t rows = 1001, cols = 97;
-    twin x2 = twin_uniform(r, rows * cols, -1, 1), bias = twin_uniform(r, cols, -1, 1);
-    twin y2 = twin_new(rows * cols, sizeof(float)), dbias = twin_uniform(r, cols, -1, 1);
+    twin x2 = twin_uniform(r, rows * cols, CG_F32, -1, 1), bias = twin_uniform(r, cols, CG_F32, -1, 1);
+    twin y2 = twin_new(rows * cols, CG_F32), dbias = twin_uniform(r, cols, CG_F32, -1, 1);
     K_CPU->add_bias_forward(F(y2), F(x2), F(bias), rows, cols);
     K_GPU->add_bias_forward(D(y2), D(x2), D(bias), rows, cols);
     expect_close("add_bias_forward", &y2, 1e-7, 1e-6);
@@ -177,7 +112,7 @@ static void test_elementwise(cg_rng *r) {
     K_GPU->add_bias_backward(D(dbias), D(x2), rows, cols);
     expect_close("add_bias_backward", &dbias, 1e-4, 1e-5); // sums of 1001 terms in another order
 
-    twin dx = twin_uniform(r, n, -1, 1);
+    twin dx = twin_uniform(r, n, CG_F32, -1, 1);
     K_CPU->relu_forward(F(y), F(a), n), K_GPU->relu_forward(D(y), D(a), n);
     expect_close("relu_forward", &y, 0, 0);
     K_CPU->relu_backward(F(dx), F(dy), F(y), n), K_GPU->relu_backward(D(dx), D(dy), D(y), n);
@@ -198,7 +133,7 @@ static void test_gemm(cg_rng *r) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
-            twin A = twin_uniform(r, M * K, -1, 1), B = twin_uniform(r, K * N, -1, 1), C = twin_uniform(r, M * N, -1, 1);
+            twin A = twin_uniform(r, M * K, CG_F32, -1, 1), B = twin_uniform(r, K * N, CG_F32, -1, 1), C = twin_uniform(r, M * N, CG_F32, -1, 1);
             K_CPU->gemm(ta, tb, M, N, K, 0.5f, F(A), F(B), 1.0f, F(C));
             K_GPU->gemm(ta, tb, M, N, K, 0.5f, D(A), D(B), 1.0f, D(C));
             char name[32];
@@ -211,15 +146,15 @@ static void test_gemm(cg_rng *r) {
     const int64_t lsizes[2][3] = {{32, 50, 20}, {300, 200, 100}};
     for (int s = 0; s < 2; s++) {
         int64_t M = lsizes[s][0], N = lsizes[s][1], K = lsizes[s][2];
-        twin x = twin_uniform(r, M * K, -1, 1), w = twin_uniform(r, N * K, -1, 1), b = twin_uniform(r, N, -1, 1);
-        twin y = twin_new(M * N, sizeof(float));
+        twin x = twin_uniform(r, M * K, CG_F32, -1, 1), w = twin_uniform(r, N * K, CG_F32, -1, 1), b = twin_uniform(r, N, CG_F32, -1, 1);
+        twin y = twin_new(M * N, CG_F32);
         K_CPU->linear_forward(F(y), F(x), F(w), F(b), M, N, K);
         K_GPU->linear_forward(D(y), D(x), D(w), D(b), M, N, K);
         expect_close(s == 0 ? "linear_forward small" : "linear_forward large", &y, 1e-5, 1e-5);
         twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y);
     }
     // beta = 0 must ignore whatever C held, NaN included
-    twin A = twin_uniform(r, 4 * 3, -1, 1), B = twin_uniform(r, 3 * 5, -1, 1), C = twin_new(4 * 5, sizeof(float));
+    twin A = twin_uniform(r, 4 * 3, CG_F32, -1, 1), B = twin_uniform(r, 3 * 5, CG_F32, -1, 1), C = twin_new(4 * 5, CG_F32);
     for (int i = 0; i < 20; i++) F(C)[i] = NAN;
     twin_upload(&C);
     K_CPU->gemm(false, false, 4, 5, 3, 1.0f, F(A), F(B), 0.0f, F(C));
@@ -230,11 +165,11 @@ static void test_gemm(cg_rng *r) {
 
 static void test_losses(cg_rng *r) {
     const int64_t n = 777;
-    twin p = twin_uniform(r, n, 0.02f, 0.98f), t = twin_labels(r, n, 2);
-    twin tf = twin_new(n, sizeof(float));
+    twin p = twin_uniform(r, n, CG_F32, 0.02f, 0.98f), t = twin_labels(r, n, 2);
+    twin tf = twin_new(n, CG_F32);
     for (int64_t i = 0; i < n; i++) F(tf)[i] = (float)FI(t)[i];
     twin_upload(&tf);
-    twin loss = twin_new(1, sizeof(float)), dloss = twin_new(1, sizeof(float)), dp = twin_uniform(r, n, -1, 1);
+    twin loss = twin_new(1, CG_F32), dloss = twin_new(1, CG_F32), dp = twin_uniform(r, n, CG_F32, -1, 1);
     F(dloss)[0] = 0.7f;
     twin_upload(&dloss);
     K_CPU->bce_forward(F(loss), F(p), F(tf), n), K_GPU->bce_forward(D(loss), D(p), D(tf), n);
@@ -243,8 +178,8 @@ static void test_losses(cg_rng *r) {
     expect_close("bce_backward", &dp, 1e-6, 1e-5);
 
     const int64_t N = 300, C = 10;
-    twin logits = twin_uniform(r, N * C, -5, 5), labels = twin_labels(r, N, (int)C);
-    twin dlogits = twin_uniform(r, N * C, -1, 1);
+    twin logits = twin_uniform(r, N * C, CG_F32, -5, 5), labels = twin_labels(r, N, (int)C);
+    twin dlogits = twin_uniform(r, N * C, CG_F32, -1, 1);
     K_CPU->cross_entropy_forward(F(loss), F(logits), FI(labels), N, C);
     K_GPU->cross_entropy_forward(D(loss), D(logits), DI(labels), N, C);
     expect_close("cross_entropy_forward", &loss, 1e-5, 1e-5);
@@ -252,13 +187,13 @@ static void test_losses(cg_rng *r) {
     K_GPU->cross_entropy_backward(D(dlogits), D(dloss), D(logits), DI(labels), N, C);
     expect_close("cross_entropy_backward", &dlogits, 1e-6, 1e-5);
 
-    twin x = twin_uniform(r, 54321, -1, 1), dx = twin_uniform(r, 54321, -1, 1);
+    twin x = twin_uniform(r, 54321, CG_F32, -1, 1), dx = twin_uniform(r, 54321, CG_F32, -1, 1);
     K_CPU->sum_forward(F(loss), F(x), 0.01f, 54321), K_GPU->sum_forward(D(loss), D(x), 0.01f, 54321);
     expect_close("sum_forward", &loss, 1e-4, 1e-5);
     K_CPU->sum_backward(F(dx), F(dloss), 0.01f, 54321), K_GPU->sum_backward(D(dx), D(dloss), 0.01f, 54321);
     expect_close("sum_backward", &dx, 1e-7, 1e-6);
 
-    twin acc = twin_new(1, sizeof(float));
+    twin acc = twin_new(1, CG_F32);
     K_CPU->count_binary_correct(F(acc), F(p), F(tf), 0.5f, n);
     K_GPU->count_binary_correct(D(acc), D(p), D(tf), 0.5f, n);
     expect_close("count_binary_correct", &acc, 0, 0);
@@ -278,8 +213,7 @@ static void expect_equal_i32(const char *kernel, twin *t) {
     for (int64_t i = 0; i < t->n && bad < 0; i++)
         if (got[i] != ((int32_t *)t->host)[i]) bad = i;
     if (bad >= 0) {
-        printf("FAIL %-24s element %lld: cpu %d, cuda %d\n", kernel, (long long)bad, ((int32_t *)t->host)[bad], got[bad]);
-        failures++;
+        fail(kernel, "element %lld: cpu %d, cuda %d", (long long)bad, ((int32_t *)t->host)[bad], got[bad]);
     } else {
         printf("ok   %-24s %8lld values, identical\n", kernel, (long long)t->n);
     }
@@ -294,13 +228,13 @@ static void test_conv_and_pool(cg_rng *r) {
     for (int v = 0; v < 2; v++) {
         int64_t n = shapes[v][0], c = shapes[v][1], stride = shapes[v][2], pad = shapes[v][3];
         int64_t P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - S) / stride + 1;
-        twin x = twin_uniform(r, n * c * H * W, -1, 1), w = twin_uniform(r, K * c * R * S, -1, 1);
-        twin b = twin_uniform(r, K, -1, 1), y = twin_new(n * K * P * Q, sizeof(float));
+        twin x = twin_uniform(r, n * c * H * W, CG_F32, -1, 1), w = twin_uniform(r, K * c * R * S, CG_F32, -1, 1);
+        twin b = twin_uniform(r, K, CG_F32, -1, 1), y = twin_new(n * K * P * Q, CG_F32);
         K_CPU->conv2d_forward(F(y), F(x), F(w), F(b), n, c, H, W, K, R, S, stride, pad, P, Q);
         K_GPU->conv2d_forward(D(y), D(x), D(w), D(b), n, c, H, W, K, R, S, stride, pad, P, Q);
         expect_close(v == 0 ? "conv2d_forward small" : "conv2d_forward batch 64", &y, 1e-5, 1e-5);
-        twin dy = twin_uniform(r, n * K * P * Q, -1, 1), dx = twin_uniform(r, n * c * H * W, -1, 1);
-        twin dw = twin_uniform(r, K * c * R * S, -1, 1), db = twin_uniform(r, K, -1, 1);
+        twin dy = twin_uniform(r, n * K * P * Q, CG_F32, -1, 1), dx = twin_uniform(r, n * c * H * W, CG_F32, -1, 1);
+        twin dw = twin_uniform(r, K * c * R * S, CG_F32, -1, 1), db = twin_uniform(r, K, CG_F32, -1, 1);
         K_CPU->conv2d_backward(F(dx), F(dw), F(db), F(dy), F(x), F(w), n, c, H, W, K, R, S, stride, pad, P, Q);
         K_GPU->conv2d_backward(D(dx), D(dw), D(db), D(dy), D(x), D(w), n, c, H, W, K, R, S, stride, pad, P, Q);
         expect_close("conv2d_backward dx", &dx, 1e-5, 1e-5);
@@ -309,17 +243,17 @@ static void test_conv_and_pool(cg_rng *r) {
         twin *all[] = {&x, &w, &b, &y, &dy, &dx, &dw, &db};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
     }
-    twin x = twin_uniform(r, N * C * H * W, -1, 1);
+    twin x = twin_uniform(r, N * C * H * W, CG_F32, -1, 1);
     // pooling: 2x2 stride 2, and 3x3 stride 1 (overlapping windows: atomic adds on the GPU)
     const int64_t kernels[2][2] = {{2, 2}, {3, 1}};
     for (int v = 0; v < 2; v++) {
         int64_t kk = kernels[v][0], ss = kernels[v][1], PP = (H - kk) / ss + 1, QQ = (W - kk) / ss + 1;
-        twin py = twin_new(N * C * PP * QQ, sizeof(float)), arg = twin_new(N * C * PP * QQ, sizeof(int32_t));
+        twin py = twin_new(N * C * PP * QQ, CG_F32), arg = twin_new(N * C * PP * QQ, CG_I32);
         K_CPU->max_pool2d_forward(F(py), FI(arg), F(x), N, C, H, W, kk, ss, PP, QQ);
         K_GPU->max_pool2d_forward(D(py), DI(arg), D(x), N, C, H, W, kk, ss, PP, QQ);
         expect_close(v == 0 ? "max_pool2d_forward 2/2" : "max_pool2d_forward 3/1", &py, 0, 0);
         expect_equal_i32(v == 0 ? "max_pool2d arg-max 2/2" : "max_pool2d arg-max 3/1", &arg);
-        twin pdx = twin_uniform(r, N * C * H * W, -1, 1), pdy = twin_uniform(r, N * C * PP * QQ, -1, 1);
+        twin pdx = twin_uniform(r, N * C * H * W, CG_F32, -1, 1), pdy = twin_uniform(r, N * C * PP * QQ, CG_F32, -1, 1);
         K_CPU->max_pool2d_backward(F(pdx), F(pdy), FI(arg), N * C * PP * QQ);
         K_GPU->max_pool2d_backward(D(pdx), D(pdy), DI(arg), N * C * PP * QQ);
         expect_close(v == 0 ? "max_pool2d_backward 2/2" : "max_pool2d_backward 3/1", &pdx, 1e-6, 1e-6);
@@ -331,15 +265,15 @@ static void test_conv_and_pool(cg_rng *r) {
 static void test_norm_and_dropout(cg_rng *r) {
     const int64_t N = 5, C = 3, HW = 37;
     for (int training = 1; training >= 0; training--) {
-        twin x = twin_uniform(r, N * C * HW, -2, 3), gamma = twin_uniform(r, C, 0.5f, 1.5f), beta = twin_uniform(r, C, -1, 1);
-        twin rm = twin_uniform(r, C, -0.5f, 0.5f), rv = twin_uniform(r, C, 0.5f, 2.0f);
-        twin y = twin_new(N * C * HW, sizeof(float)), stats = twin_new(2 * C, sizeof(float));
+        twin x = twin_uniform(r, N * C * HW, CG_F32, -2, 3), gamma = twin_uniform(r, C, CG_F32, 0.5f, 1.5f), beta = twin_uniform(r, C, CG_F32, -1, 1);
+        twin rm = twin_uniform(r, C, CG_F32, -0.5f, 0.5f), rv = twin_uniform(r, C, CG_F32, 0.5f, 2.0f);
+        twin y = twin_new(N * C * HW, CG_F32), stats = twin_new(2 * C, CG_F32);
         K_CPU->batch_norm_forward(F(y), F(stats), F(rm), F(rv), F(x), F(gamma), F(beta), N, C, HW, 1e-5f, 0.1f, training);
         K_GPU->batch_norm_forward(D(y), D(stats), D(rm), D(rv), D(x), D(gamma), D(beta), N, C, HW, 1e-5f, 0.1f, training);
         expect_close(training ? "batch_norm_forward train" : "batch_norm_forward eval", &y, 1e-5, 1e-5);
         expect_close(training ? "batch_norm running_var" : "batch_norm stats (eval)", training ? &rv : &stats, 1e-5, 1e-5);
-        twin dy = twin_uniform(r, N * C * HW, -1, 1), dx = twin_uniform(r, N * C * HW, -1, 1);
-        twin dg = twin_uniform(r, C, -1, 1), db = twin_uniform(r, C, -1, 1);
+        twin dy = twin_uniform(r, N * C * HW, CG_F32, -1, 1), dx = twin_uniform(r, N * C * HW, CG_F32, -1, 1);
+        twin dg = twin_uniform(r, C, CG_F32, -1, 1), db = twin_uniform(r, C, CG_F32, -1, 1);
         K_CPU->batch_norm_backward(F(dx), F(dg), F(db), F(dy), F(x), F(gamma), F(stats), N, C, HW, training);
         K_GPU->batch_norm_backward(D(dx), D(dg), D(db), D(dy), D(x), D(gamma), D(stats), N, C, HW, training);
         expect_close(training ? "batch_norm_backward dx train" : "batch_norm_backward dx eval", &dx, 1e-5, 1e-4);
@@ -349,12 +283,12 @@ static void test_norm_and_dropout(cg_rng *r) {
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
     }
     const int64_t n = 10001;
-    twin x = twin_uniform(r, n, -1, 1), y = twin_new(n, sizeof(float)), mask = twin_new(n, sizeof(float));
+    twin x = twin_uniform(r, n, CG_F32, -1, 1), y = twin_new(n, CG_F32), mask = twin_new(n, CG_F32);
     K_CPU->dropout_forward(F(y), F(mask), F(x), n, 0.3f, 99, CG_STREAM_DROPOUT, 5);
     K_GPU->dropout_forward(D(y), D(mask), D(x), n, 0.3f, 99, CG_STREAM_DROPOUT, 5);
     expect_close("dropout_forward mask", &mask, 0, 0);
     expect_close("dropout_forward", &y, 0, 1e-7);
-    twin acc = twin_uniform(r, n, -1, 1);
+    twin acc = twin_uniform(r, n, CG_F32, -1, 1);
     K_CPU->multiply_add(F(acc), F(x), F(mask), n), K_GPU->multiply_add(D(acc), D(x), D(mask), n);
     expect_close("multiply_add", &acc, 1e-7, 1e-6);
     twin_free(&x), twin_free(&y), twin_free(&mask), twin_free(&acc);
@@ -363,8 +297,8 @@ static void test_norm_and_dropout(cg_rng *r) {
 static void test_optimizers(cg_rng *r) {
     const int64_t n = 70001;
     for (int kind = 0; kind < 4; kind++) {
-        twin p = twin_uniform(r, n, -1, 1), g = twin_uniform(r, n, -1, 1);
-        twin m = twin_new(n, sizeof(float)), v = twin_new(n, sizeof(float)), state = twin_new(1, sizeof(float));
+        twin p = twin_uniform(r, n, CG_F32, -1, 1), g = twin_uniform(r, n, CG_F32, -1, 1);
+        twin m = twin_new(n, CG_F32), v = twin_new(n, CG_F32), state = twin_new(1, CG_F32);
         const char *names[] = {"sgd_step", "sgd_step nesterov", "adam_step", "adam_step adamw"};
         for (int step = 1; step <= 3; step++) {
             K_CPU->add_scalar(F(state), 1.0f), K_GPU->add_scalar(D(state), 1.0f);
@@ -386,15 +320,15 @@ static void test_optimizers(cg_rng *r) {
 
 static void test_rng_and_gather(cg_rng *r) {
     const int64_t n = 10002; // not a multiple of 4
-    twin u = twin_new(n, sizeof(float)), z = twin_new(n, sizeof(float));
+    twin u = twin_new(n, CG_F32), z = twin_new(n, CG_F32);
     K_CPU->rng_uniform(F(u), n, 1234, 7, 99, -3.0f, 5.0f), K_GPU->rng_uniform(D(u), n, 1234, 7, 99, -3.0f, 5.0f);
     expect_close("rng_uniform (Philox)", &u, 0, 1e-7);
     K_CPU->rng_normal(F(z), n, 1234, 7, 99, 1.0f, 2.0f), K_GPU->rng_normal(D(z), n, 1234, 7, 99, 1.0f, 2.0f);
     expect_close("rng_normal (Philox)", &z, 1e-6, 1e-6);
 
     const int64_t count = 50, numel = 13, B = 17;
-    twin x = twin_uniform(r, count * numel, -1, 1), labels = twin_labels(r, count, 2), order = twin_labels(r, B, count);
-    twin xo = twin_new(B * numel, sizeof(float)), lo = twin_new(B, sizeof(int32_t)), to = twin_new(B, sizeof(float));
+    twin x = twin_uniform(r, count * numel, CG_F32, -1, 1), labels = twin_labels(r, count, 2), order = twin_labels(r, B, count);
+    twin xo = twin_new(B * numel, CG_F32), lo = twin_new(B, CG_I32), to = twin_new(B, CG_F32);
     K_CPU->gather_batch(F(xo), FI(lo), F(to), F(x), FI(labels), FI(order), B, numel);
     K_GPU->gather_batch(D(xo), DI(lo), D(to), D(x), DI(labels), DI(order), B, numel);
     expect_close("gather_batch x", &xo, 0, 0);
@@ -432,9 +366,7 @@ static void test_streaming_loader(void) {
         cg_batch a, b;
         while (cg_loader_next(resident, &a)) {
             if (!cg_loader_next(streaming, &b) || a.size != b.size) {
-                printf("FAIL streaming loader: epoch %d, batch %lld missing or of another size\n", epoch,
-                       (long long)batches);
-                failures++;
+                fail("streaming loader", "epoch %d, batch %lld missing or of another size", epoch, (long long)batches);
                 break;
             }
             cg_tensor_copy_to_host(xa, a.x, a.size * C * H * W), cg_tensor_copy_to_host(xb, b.x, b.size * C * H * W);
@@ -445,15 +377,12 @@ static void test_streaming_loader(void) {
                 worst = e > worst ? e : worst;
             }
             if (memcmp(la, lb, (size_t)a.size * sizeof(int32_t)) != 0)
-                printf("FAIL streaming loader: epoch %d, batch %lld: other labels\n", epoch, (long long)batches),
-                    failures++;
+                fail("streaming loader", "epoch %d, batch %lld: other labels", epoch, (long long)batches);
             batches++;
         }
     }
     if (batches != 15 || worst > 1e-5)
-        printf("FAIL streaming loader: %lld batches (expected 15), largest difference %.3g\n", (long long)batches,
-               worst),
-            failures++;
+        fail("streaming loader", "%lld batches (expected 15), largest difference %.3g", (long long)batches, worst);
     else
         printf("ok   streaming loader              15 batches over 3 epochs as the resident loader's (max |diff| %.3g)\n",
                worst);
@@ -519,21 +448,15 @@ static void test_training_agrees(void) {
         worst = fmax(worst, fmax(r1, r2));
     }
     if (worst > 1e-4) {
-        printf("FAIL simple_nn losses differ: worst relative difference %.3g (epoch 20: cpu %.7f, cuda %.7f, "
-               "cuda graph %.7f)\n", worst, cpu[EPOCHS - 1], eager[EPOCHS - 1], graphed[EPOCHS - 1]);
-        failures++;
+        fail("simple_nn", "losses differ: worst relative difference %.3g (epoch 20: cpu %.7f, cuda %.7f, "
+             "cuda graph %.7f)", worst, cpu[EPOCHS - 1], eager[EPOCHS - 1], graphed[EPOCHS - 1]);
     } else {
         printf("ok   simple_nn 20 epochs: worst relative loss difference cpu / cuda / cuda graph %.3g\n", worst);
     }
 }
 
 int main(void) {
-    if (cg_device_parse("cuda", &gpu).code != CG_OK) {
-        printf("skipped: no usable GPU (%s)\n", cg_cuda_built() ? "no GPU found" : "built without CUDA");
-        return 77;
-    }
-    K_CPU = cg_kernels_for(cg_cpu());
-    K_GPU = cg_kernels_for(gpu);
+    if (!twin_setup()) return 77;
     cg_rng r = cg_rng_new(42, 0);
     test_ops_against_cpu();
     test_elementwise(&r);
@@ -548,10 +471,5 @@ int main(void) {
     cg_memory_stats s = cg_device_memory_stats(gpu);
     printf("allocator: %lld allocations, %lld from the cache, peak %.1f KiB\n", (long long)s.allocations,
            (long long)s.cache_hits, s.peak_allocated / 1024.0);
-    if (failures) {
-        printf("%d CUDA kernel check(s) failed\n", failures);
-        return 1;
-    }
-    printf("all CUDA kernels agree with the CPU\n");
-    return 0;
+    return check_summary("test_cuda");
 }

@@ -2,7 +2,7 @@
 // inputs, one run per row of tests/op_cases.h (a new op adds its rows there). Outputs are weighted
 // down to a scalar loss so every element's gradient counts. CPU only; test_cuda runs the same rows
 // on the GPU against the CPU.
-#include "tests/op_cases.h"
+#include "tests/op_cases.h" // and tests/check.h
 
 #include <math.h>
 #include <stdio.h>
@@ -32,13 +32,13 @@ static int run_case(const op_case *c, cg_tape *t, uint32_t stream) {
         cg_tensor *x = s.in[i];
         if (!c->in[i].requires_grad) {
             if (x->grad != NULL) {
-                fprintf(stderr, "FAIL %s: input %d does not require a gradient but got one\n", c->name, i);
+                fail(c->name, "input %d does not require a gradient but got one", i);
                 bad++;
             }
             continue;
         }
         if (x->grad == NULL) {
-            fprintf(stderr, "FAIL %s: input %d requires a gradient but backward gave none\n", c->name, i);
+            fail(c->name, "input %d requires a gradient but backward gave none", i);
             bad++;
             continue;
         }
@@ -83,8 +83,8 @@ static int run_case(const op_case *c, cg_tape *t, uint32_t stream) {
                 max_rel = fmax(max_rel, rel);
             checked++;
             if (err > c->atol + c->rtol * fabs(numeric)) {
-                fprintf(stderr, "FAIL %s: input %d index %lld: numeric %.6g, analytic %.6g (error %.3g)\n", c->name, i,
-                        (long long)j, numeric, got, err);
+                fail(c->name, "input %d index %lld: numeric %.6g, analytic %.6g (error %.3g)", i, (long long)j, numeric,
+                     got, err);
                 bad++;
             }
         }
@@ -92,7 +92,7 @@ static int run_case(const op_case *c, cg_tape *t, uint32_t stream) {
     printf("%-24s %3d elements  max abs error %.2e  max rel error %.2e  %s\n", c->name, checked, max_abs, max_rel,
            bad ? "FAILED" : "ok");
     if (checked == 0 && bad == 0) {
-        fprintf(stderr, "FAIL %s: no element was checked\n", c->name);
+        fail(c->name, "no element was checked");
         bad++;
     }
 
@@ -143,8 +143,7 @@ static int check_fused_block(cg_tape *t) {
     int bad = 0, positive = 0;
     for (int64_t j = 0; j < sizes[0]; j++) positive += result[0][0][j] > 0.0f;
     if (positive == 0 || positive == sizes[0]) {
-        fprintf(stderr, "FAIL fused block: %d of %lld outputs positive; the ReLU is not exercised\n", positive,
-                (long long)sizes[0]);
+        fail("fused block", "%d of %lld outputs positive; the ReLU is not exercised", positive, (long long)sizes[0]);
         bad++;
     }
     for (int i = 0; i < 4; i++) {
@@ -152,7 +151,7 @@ static int check_fused_block(cg_tape *t) {
         for (int64_t j = 0; i == 3 && j < sizes[i]; j++) // dbias
             same &= fabsf(result[0][i][j] - result[1][i][j]) <= 1e-6f * fabsf(result[0][i][j]) + 1e-7f;
         if (!same) {
-            fprintf(stderr, "FAIL fused block: %s differs from conv2d, relu, max_pool2d in a row\n", what[i]);
+            fail("fused block", "%s differs from conv2d, relu, max_pool2d in a row", what[i]);
             bad++;
         }
         free(result[0][i]);
@@ -166,16 +165,12 @@ static int check_fused_block(cg_tape *t) {
 
 int main(void) {
     cg_tape *t = cg_tape_new(cg_cpu(), 1 << 16);
-    int bad = check_coverage("test_grad");
-    bad += check_fused_block(t);
+    check_coverage("test_grad");
+    check_fused_block(t);
     int n = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < n; i++)
-        bad += run_case(&cases[i], t, case_stream(&cases[i]));
+        run_case(&cases[i], t, case_stream(&cases[i]));
     cg_tape_free(t);
-    if (bad) {
-        fprintf(stderr, "test_grad: %d failure(s)\n", bad);
-        return 1;
-    }
-    printf("test_grad: %d cases passed\n", n);
-    return 0;
+    printf("test_grad: %d cases run\n", n);
+    return check_summary("test_grad");
 }

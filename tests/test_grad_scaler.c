@@ -4,63 +4,50 @@
 // and the CPU kernel that checks gradients for inf / NaN and unscales them (kernels/cpu/amp.h).
 #include "core/train/grad_scaler.h"
 #include "kernels/cpu/amp.h"
+#include "tests/check.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
-
 static void expect_scale(const char *what, const cg_grad_scaler *s, double want) {
     if ((double)cg_grad_scaler_scale(s) != want)
-        fail("%s: scale %g, want %g", what, (double)cg_grad_scaler_scale(s), want);
+        fail(what, "scale %g, want %g", (double)cg_grad_scaler_scale(s), want);
 }
 
 // n good steps; each must be applied.
 static void good_steps(cg_grad_scaler *s, int n) {
     for (int i = 0; i < n; i++)
         if (!cg_grad_scaler_update(s, false))
-            fail("a step without inf / NaN was skipped (step %lld)", (long long)s->steps);
+            fail("good steps", "a step without inf / NaN was skipped (step %lld)", (long long)s->steps);
 }
 
 static void test_defaults(void) {
     cg_grad_scaler_config c = cg_grad_scaler_default_config();
     if (c.init_scale != 65536.0f || c.growth_factor != 2.0f || c.backoff_factor != 0.5f ||
         c.growth_interval != 2000 || !c.dynamic)
-        fail("default config is not PyTorch's (65536, 2, 0.5, 2000, dynamic)");
+        fail("defaults", "default config is not PyTorch's (65536, 2, 0.5, 2000, dynamic)");
 }
 
 static void test_growth(void) {
     cg_grad_scaler *s = cg_grad_scaler_new(cg_grad_scaler_default_config());
     expect_scale("initial", s, 65536.0);
     if (cg_grad_scaler_inv_scale(s) != 1.0f / 65536.0f)
-        fail("inv_scale %g, want 2^-16", (double)cg_grad_scaler_inv_scale(s));
+        fail("growth", "inv_scale %g, want 2^-16", (double)cg_grad_scaler_inv_scale(s));
     good_steps(s, 1999);
     expect_scale("after 1999 good steps: not yet", s, 65536.0);
     good_steps(s, 1);
     expect_scale("after exactly 2000 good steps: doubled", s, 131072.0);
     if (s->growths != 1 || s->growth_tracker != 0)
-        fail("after the growth: growths %lld (want 1), tracker %d (want 0)", (long long)s->growths,
+        fail("growth", "after the growth: growths %lld (want 1), tracker %d (want 0)", (long long)s->growths,
              s->growth_tracker);
     good_steps(s, 1999);
     expect_scale("1999 more: not yet", s, 131072.0);
     good_steps(s, 1);
     expect_scale("4000 good steps: doubled twice", s, 262144.0);
     if (s->steps != 4000 || s->skipped_steps != 0)
-        fail("steps %lld skipped %lld, want 4000 and 0", (long long)s->steps, (long long)s->skipped_steps);
+        fail("growth", "steps %lld skipped %lld, want 4000 and 0", (long long)s->steps, (long long)s->skipped_steps);
     cg_grad_scaler_free(s);
 }
 
@@ -69,10 +56,10 @@ static void test_backoff_and_reset(void) {
     good_steps(s, 1500);
     // An overflow: the step is skipped, the scale halved, the good-step count starts again.
     if (cg_grad_scaler_update(s, true))
-        fail("a step with inf / NaN was applied");
+        fail("backoff", "a step with inf / NaN was applied");
     expect_scale("after an overflow", s, 32768.0);
     if (s->growth_tracker != 0 || cg_grad_scaler_skipped(s) != 1 || s->backoffs != 1)
-        fail("after an overflow: tracker %d (want 0), skipped %lld (want 1), backoffs %lld (want 1)",
+        fail("backoff", "after an overflow: tracker %d (want 0), skipped %lld (want 1), backoffs %lld (want 1)",
              s->growth_tracker, (long long)cg_grad_scaler_skipped(s), (long long)s->backoffs);
     // The 1500 good steps before it no longer count: 1999 after it are not enough, 2000 are.
     good_steps(s, 1999);
@@ -82,13 +69,13 @@ static void test_backoff_and_reset(void) {
     // Overflows in a row halve each time, and each is skipped.
     for (int i = 0; i < 3; i++)
         if (cg_grad_scaler_update(s, true))
-            fail("overflow %d in a row was applied", i + 1);
+            fail("backoff", "overflow %d in a row was applied", i + 1);
     expect_scale("three overflows in a row", s, 8192.0);
     if (cg_grad_scaler_skipped(s) != 4 || s->steps != 1500 + 1 + 2000 + 3)
-        fail("skipped %lld (want 4), steps %lld (want 3504)", (long long)cg_grad_scaler_skipped(s),
+        fail("backoff", "skipped %lld (want 4), steps %lld (want 3504)", (long long)cg_grad_scaler_skipped(s),
              (long long)s->steps);
     if (cg_grad_scaler_inv_scale(s) != 1.0f / 8192.0f)
-        fail("inv_scale %g, want 2^-13", (double)cg_grad_scaler_inv_scale(s));
+        fail("backoff", "inv_scale %g, want 2^-13", (double)cg_grad_scaler_inv_scale(s));
     cg_grad_scaler_free(s);
 }
 
@@ -101,7 +88,7 @@ static void test_no_growth_to_infinity(void) {
     good_steps(s, 3);
     expect_scale("growth that would overflow float", s, 0x1p127);
     if (s->growths != 0 || s->growth_tracker != 0)
-        fail("no growth expected: growths %lld, tracker %d", (long long)s->growths, s->growth_tracker);
+        fail("no growth to infinity", "no growth expected: growths %lld, tracker %d", (long long)s->growths, s->growth_tracker);
     cg_grad_scaler_free(s);
     // A smaller interval and other factors follow the same rule.
     c = cg_grad_scaler_default_config();
@@ -122,16 +109,16 @@ static void test_static_mode(void) {
     good_steps(s, 5000);
     expect_scale("static after 5000 good steps", s, 128.0);
     if (cg_grad_scaler_update(s, true))
-        fail("static mode: a step with inf / NaN was applied");
+        fail("static mode", "a step with inf / NaN was applied");
     expect_scale("static after an overflow", s, 128.0);
     if (cg_grad_scaler_skipped(s) != 1 || s->growths != 0 || s->backoffs != 0)
-        fail("static mode: skipped %lld (want 1), growths %lld, backoffs %lld (want 0)",
+        fail("static mode", "skipped %lld (want 1), growths %lld, backoffs %lld (want 0)",
              (long long)cg_grad_scaler_skipped(s), (long long)s->growths, (long long)s->backoffs);
     cg_grad_scaler_free(s);
     // Scale 1: no scaling (bf16), still skipping on inf / NaN.
     s = cg_grad_scaler_new(cg_grad_scaler_static_config(1.0f));
     if (cg_grad_scaler_inv_scale(s) != 1.0f || !cg_grad_scaler_update(s, false))
-        fail("static scale 1: inv_scale %g (want 1), a good step must be applied",
+        fail("static mode", "static scale 1: inv_scale %g (want 1), a good step must be applied",
              (double)cg_grad_scaler_inv_scale(s));
     cg_grad_scaler_free(s);
 }
@@ -146,9 +133,9 @@ static void test_unscale_kernel(void) {
     const float want[6] = {1.0f, -0.5f, 3.0f / 65536.0f, 0.0f, -0.0f, 1e-3f / 65536.0f};
     for (int i = 0; i < 6; i++)
         if (g[i] != want[i])
-            fail("unscale g[%d] = %g, want %g", i, (double)g[i], (double)want[i]);
+            fail("unscale kernel", "unscale g[%d] = %g, want %g", i, (double)g[i], (double)want[i]);
     if (found != 0.0f)
-        fail("finite gradients set found_inf to %g", (double)found);
+        fail("unscale kernel", "finite gradients set found_inf to %g", (double)found);
 
     // One inf, or one NaN, anywhere sets the flag; the others are still unscaled.
     const float bad_values[3] = {INFINITY, -INFINITY, NAN};
@@ -159,9 +146,9 @@ static void test_unscale_kernel(void) {
         float half = 0.5f;
         unscale_check_cpu(h, &found, &half, 5);
         if (found != 1.0f)
-            fail("%g in the gradients: found_inf %g, want 1", (double)bad_values[k], (double)found);
+            fail("unscale kernel", "%g in the gradients: found_inf %g, want 1", (double)bad_values[k], (double)found);
         if (h[0] != 1.0f || h[4] != 16.0f)
-            fail("with %g present the finite values were not unscaled (%g, %g)", (double)bad_values[k],
+            fail("unscale kernel", "with %g present the finite values were not unscaled (%g, %g)", (double)bad_values[k],
                  (double)h[0], (double)h[4]);
     }
 
@@ -170,7 +157,7 @@ static void test_unscale_kernel(void) {
     found = 1.0f;
     unscale_check_cpu(clean, &found, &inv, 2);
     if (found != 1.0f)
-        fail("a clean buffer cleared found_inf");
+        fail("unscale kernel", "a clean buffer cleared found_inf");
 
     // inv_scale 1: values untouched (bitwise), NaN still found.
     float same[3] = {1.5f, -0.0f, NAN};
@@ -178,7 +165,7 @@ static void test_unscale_kernel(void) {
     found = 0.0f;
     unscale_check_cpu(same, &found, &one, 3);
     if (same[0] != 1.5f || !signbit(same[1]) || found != 1.0f)
-        fail("inv_scale 1: values changed or NaN missed");
+        fail("unscale kernel", "inv_scale 1: values changed or NaN missed");
 
     // Large (the OpenMP path, several chunks), with the inf in the last element of the last
     // chunk, then a clean run of the same size; n = 0 does nothing.
@@ -193,15 +180,15 @@ static void test_unscale_kernel(void) {
     for (int64_t i = 0; i < n; i++)
         wrong += big[i] != (float)(i % 1000);
     if (wrong || found != 0.0f)
-        fail("large clean buffer: %d values wrong, found_inf %g", wrong, (double)found);
+        fail("unscale kernel", "large clean buffer: %d values wrong, found_inf %g", wrong, (double)found);
     big[n - 1] = INFINITY;
     unscale_check_cpu(big, &found, &quarter, n);
     if (found != 1.0f)
-        fail("large buffer: the inf in the last element was missed");
+        fail("unscale kernel", "large buffer: the inf in the last element was missed");
     found = 0.0f;
     unscale_check_cpu(big, &found, &quarter, 0);
     if (found != 0.0f)
-        fail("n = 0 set found_inf");
+        fail("unscale kernel", "n = 0 set found_inf");
     free(big);
 }
 
@@ -216,15 +203,15 @@ static void test_together(void) {
     float found = 0.0f, inv = cg_grad_scaler_inv_scale(s);
     unscale_check_cpu(scaled, &found, &inv, 3);
     if (!cg_grad_scaler_update(s, found != 0.0f))
-        fail("a clean step was skipped");
+        fail("together", "a clean step was skipped");
     for (int i = 0; i < 3; i++) // times 2^16 and back by 2^-16: exact
         if (scaled[i] != grads[i])
-            fail("gradient %d: %g after scale and unscale, want %g", i, (double)scaled[i], (double)grads[i]);
+            fail("together", "gradient %d: %g after scale and unscale, want %g", i, (double)scaled[i], (double)grads[i]);
     scaled[1] = INFINITY;
     found = 0.0f;
     unscale_check_cpu(scaled, &found, &inv, 3);
     if (cg_grad_scaler_update(s, found != 0.0f))
-        fail("a step with an inf gradient was applied");
+        fail("together", "a step with an inf gradient was applied");
     expect_scale("after the inf step", s, 32768.0);
     cg_grad_scaler_free(s);
 }
@@ -237,10 +224,5 @@ int main(void) {
     test_static_mode();
     test_unscale_kernel();
     test_together();
-    if (failures) {
-        fprintf(stderr, "test_grad_scaler: %d failures\n", failures);
-        return 1;
-    }
-    printf("test_grad_scaler: all passed\n");
-    return 0;
+    return check_summary("test_grad_scaler");
 }

@@ -4,28 +4,13 @@
 // type where the compiler has it, and hand-computed cases. Nothing here calls the code under
 // test to make an expected value.
 #include "core/half.h"
+#include "tests/check.h"
 
 #include <float.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...) {
-    if (failures < 30) { // the first 30 differences are enough to see what is wrong
-        va_list ap;
-        va_start(ap, fmt);
-        fprintf(stderr, "FAIL ");
-        vfprintf(stderr, fmt, ap);
-        fprintf(stderr, "\n");
-        va_end(ap);
-    }
-    failures++;
-}
 
 static uint32_t bits_of(float x) {
     uint32_t u;
@@ -154,16 +139,16 @@ static long checked_f16 = 0, checked_bf16 = 0;
 static void check_float(float x) {
     uint16_t got = cg_f32_to_f16(x), want = reference_round(&f16_table, x);
     if (!same_f16(got, want))
-        fail("f32_to_f16(%.9g = 0x%08X) = 0x%04X, the table says 0x%04X", (double)x, bits_of(x), got, want);
+        fail("rounding", "f32_to_f16(%.9g = 0x%08X) = 0x%04X, the table says 0x%04X", (double)x, bits_of(x), got, want);
 #if HAVE_FLOAT16
     uint16_t gcc = gcc_f32_to_f16(x);
     if (!same_f16(got, gcc))
-        fail("f32_to_f16(%.9g = 0x%08X) = 0x%04X, _Float16 says 0x%04X", (double)x, bits_of(x), got, gcc);
+        fail("rounding", "f32_to_f16(%.9g = 0x%08X) = 0x%04X, _Float16 says 0x%04X", (double)x, bits_of(x), got, gcc);
 #endif
     checked_f16++;
     uint16_t got_b = cg_f32_to_bf16(x), want_b = reference_round(&bf16_table, x);
     if (!same_bf16(got_b, want_b))
-        fail("f32_to_bf16(%.9g = 0x%08X) = 0x%04X, the table says 0x%04X", (double)x, bits_of(x), got_b, want_b);
+        fail("rounding", "f32_to_bf16(%.9g = 0x%08X) = 0x%04X, the table says 0x%04X", (double)x, bits_of(x), got_b, want_b);
     checked_bf16++;
 }
 
@@ -176,23 +161,23 @@ static void test_all_f16_patterns(void) {
         double v = f16_value(h);
         if (f16_is_nan(h)) {
             if (!isnan(f))
-                fail("f16_to_f32(0x%04X) = %g, want a NaN", h, (double)f);
+                fail("fp16 patterns", "f16_to_f32(0x%04X) = %g, want a NaN", h, (double)f);
             // the payload comes back, with the quiet bit set
             uint16_t back = cg_f32_to_f16(f);
             if (back != (h | 0x0200))
-                fail("NaN 0x%04X -> float -> 0x%04X, want 0x%04X", h, back, h | 0x0200);
+                fail("fp16 patterns", "NaN 0x%04X -> float -> 0x%04X, want 0x%04X", h, back, h | 0x0200);
             continue;
         }
         if ((double)f != v || !signbit(f) != !signbit(v))
-            fail("f16_to_f32(0x%04X) = %.10g, want %.10g", h, (double)f, v);
+            fail("fp16 patterns", "f16_to_f32(0x%04X) = %.10g, want %.10g", h, (double)f, v);
 #if HAVE_FLOAT16
         float g = gcc_f16_to_f32(h);
         if (bits_of(f) != bits_of(g))
-            fail("f16_to_f32(0x%04X) = 0x%08X, _Float16 says 0x%08X", h, bits_of(f), bits_of(g));
+            fail("fp16 patterns", "f16_to_f32(0x%04X) = 0x%08X, _Float16 says 0x%08X", h, bits_of(f), bits_of(g));
 #endif
         uint16_t back = cg_f32_to_f16(f);
         if (back != h)
-            fail("fp16 0x%04X -> %.10g -> 0x%04X: not the same pattern", h, (double)f, back);
+            fail("fp16 patterns", "fp16 0x%04X -> %.10g -> 0x%04X: not the same pattern", h, (double)f, back);
     }
 }
 
@@ -203,17 +188,17 @@ static void test_all_bf16_patterns(void) {
         double v = bf16_value(b);
         if (bf16_is_nan(b)) {
             if (!isnan(f))
-                fail("bf16_to_f32(0x%04X) = %g, want a NaN", b, (double)f);
+                fail("bf16 patterns", "bf16_to_f32(0x%04X) = %g, want a NaN", b, (double)f);
             uint16_t back = cg_f32_to_bf16(f);
             if (back != (b | 0x0040))
-                fail("NaN 0x%04X -> float -> 0x%04X, want 0x%04X", b, back, b | 0x0040);
+                fail("bf16 patterns", "NaN 0x%04X -> float -> 0x%04X, want 0x%04X", b, back, b | 0x0040);
             continue;
         }
         if ((double)f != v || !signbit(f) != !signbit(v))
-            fail("bf16_to_f32(0x%04X) = %.10g, want %.10g", b, (double)f, v);
+            fail("bf16 patterns", "bf16_to_f32(0x%04X) = %.10g, want %.10g", b, (double)f, v);
         uint16_t back = cg_f32_to_bf16(f);
         if (back != b)
-            fail("bf16 0x%04X -> %.10g -> 0x%04X: not the same pattern", b, (double)f, back);
+            fail("bf16 patterns", "bf16 0x%04X -> %.10g -> 0x%04X: not the same pattern", b, (double)f, back);
     }
 }
 
@@ -251,13 +236,13 @@ static void test_rounding_sweeps(void) {
 static void expect_f16(const char *what, float x, uint16_t want) {
     uint16_t got = cg_f32_to_f16(x);
     if (!same_f16(got, want))
-        fail("%s: f32_to_f16(%.9g) = 0x%04X, want 0x%04X", what, (double)x, got, want);
+        fail(what, "f32_to_f16(%.9g) = 0x%04X, want 0x%04X", (double)x, got, want);
 }
 
 static void expect_bf16(const char *what, uint32_t x_bits, uint16_t want) {
     uint16_t got = cg_f32_to_bf16(float_of(x_bits));
     if (!same_bf16(got, want))
-        fail("%s: f32_to_bf16(0x%08X) = 0x%04X, want 0x%04X", what, x_bits, got, want);
+        fail(what, "f32_to_bf16(0x%08X) = 0x%04X, want 0x%04X", x_bits, got, want);
 }
 
 static void test_f16_by_hand(void) {
@@ -305,10 +290,10 @@ static void test_f16_by_hand(void) {
     expect_f16("quiet NaN", NAN, 0x7E00);
     uint16_t snan = cg_f32_to_f16(float_of(0x7F800001));
     if (snan != 0x7E00)
-        fail("signalling NaN 0x7F800001 -> 0x%04X, want the quiet NaN 0x7E00", snan);
+        fail("fp16 by hand", "signalling NaN 0x7F800001 -> 0x%04X, want the quiet NaN 0x7E00", snan);
     uint16_t neg_nan = cg_f32_to_f16(float_of(0xFFC00000));
     if (neg_nan != 0xFE00)
-        fail("negative NaN 0xFFC00000 -> 0x%04X, want 0xFE00", neg_nan);
+        fail("fp16 by hand", "negative NaN 0xFFC00000 -> 0x%04X, want 0xFE00", neg_nan);
 
     // fp16 -> float, by hand.
     struct { uint16_t h; double v; } exact[] = {
@@ -321,11 +306,11 @@ static void test_f16_by_hand(void) {
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
         float f = cg_f16_to_f32(exact[i].h);
         if ((double)f != exact[i].v)
-            fail("f16_to_f32(0x%04X) = %.17g, want %.17g", exact[i].h, (double)f, exact[i].v);
+            fail("fp16 by hand", "f16_to_f32(0x%04X) = %.17g, want %.17g", exact[i].h, (double)f, exact[i].v);
     }
     float nz = cg_f16_to_f32(0x8000);
     if (nz != 0.0f || !signbit(nz))
-        fail("f16_to_f32(0x8000) = %g, want -0", (double)nz);
+        fail("fp16 by hand", "f16_to_f32(0x8000) = %g, want -0", (double)nz);
 }
 
 static void test_bf16_by_hand(void) {
@@ -350,10 +335,10 @@ static void test_bf16_by_hand(void) {
     expect_bf16("quiet NaN", 0x7FC00000, 0x7FC0);
     uint16_t snan = cg_f32_to_bf16(float_of(0x7F800001));
     if (snan != 0x7FC0)
-        fail("signalling NaN 0x7F800001 -> 0x%04X, want the quiet NaN 0x7FC0", snan);
+        fail("bf16 by hand", "signalling NaN 0x7F800001 -> 0x%04X, want the quiet NaN 0x7FC0", snan);
     uint16_t neg_snan = cg_f32_to_bf16(float_of(0xFF800001));
     if (neg_snan != 0xFFC0)
-        fail("negative NaN 0xFF800001 -> 0x%04X, want 0xFFC0", neg_snan);
+        fail("bf16 by hand", "negative NaN 0xFF800001 -> 0x%04X, want 0xFFC0", neg_snan);
     expect_bf16("negative zero", 0x80000000, 0x8000);
     expect_bf16("smallest float subnormal", 0x00000001, 0x0000);
     expect_bf16("subnormal tie to zero", 0x00008000, 0x0000);
@@ -362,7 +347,7 @@ static void test_bf16_by_hand(void) {
     expect_bf16("largest subnormal to smallest normal", 0x007FFFFF, 0x0080);
     float one = cg_bf16_to_f32(0x3F80), tenth = cg_bf16_to_f32(0x3DCD);
     if (one != 1.0f || (double)tenth != 0.10009765625)
-        fail("bf16_to_f32: 0x3F80 -> %g (want 1), 0x3DCD -> %.17g (want 0.10009765625)", (double)one,
+        fail("bf16 by hand", "bf16_to_f32: 0x3F80 -> %g (want 1), 0x3DCD -> %.17g (want 0.10009765625)", (double)one,
              (double)tenth);
 }
 
@@ -378,20 +363,21 @@ static void test_arrays(void) {
     cg_f32_to_bf16_array(b, x, N);
     for (int i = 0; i < N; i++) {
         if (h[i] != cg_f32_to_f16(x[i]) || b[i] != cg_f32_to_bf16(x[i]))
-            fail("array conversion of x[%d] = %g differs from the scalar one", i, (double)x[i]);
+            fail("arrays", "array conversion of x[%d] = %g differs from the scalar one", i, (double)x[i]);
     }
     cg_f16_to_f32_array(back, h, N);
     for (int i = 0; i < N; i++)
         if (bits_of(back[i]) != bits_of(cg_f16_to_f32(h[i])))
-            fail("f16_to_f32_array[%d] differs from the scalar one", i);
+            fail("arrays", "f16_to_f32_array[%d] differs from the scalar one", i);
     cg_bf16_to_f32_array(back, b, N);
     for (int i = 0; i < N; i++)
         if (bits_of(back[i]) != bits_of(cg_bf16_to_f32(b[i])))
-            fail("bf16_to_f32_array[%d] differs from the scalar one", i);
+            fail("arrays", "bf16_to_f32_array[%d] differs from the scalar one", i);
     cg_f32_to_f16_array(h, x, 0); // n = 0 does nothing
 }
 
 int main(void) {
+    fail_print_max = 30; // the first 30 differences are enough to see what is wrong
     make_tables();
     test_all_f16_patterns();
     test_all_bf16_patterns();
@@ -404,10 +390,5 @@ int main(void) {
            checked_f16, HAVE_FLOAT16 ? " and against GCC's _Float16" : " (no _Float16 in this compiler)");
     free(f16_table.values);
     free(bf16_table.values);
-    if (failures) {
-        fprintf(stderr, "test_half: %d failures\n", failures);
-        return 1;
-    }
-    printf("test_half: all passed\n");
-    return 0;
+    return check_summary("test_half");
 }

@@ -3,9 +3,9 @@
 // order each epoch, 0..999 unshuffled. CPU only; file formats are tested elsewhere.
 #include "datasets/loader.h"
 #include "datasets/synthetic.h"
+#include "tests/check.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include "datasets/files.h"
 
 #include <stdio.h>
@@ -13,20 +13,6 @@
 #include <string.h>
 
 enum { COUNT = 1000, FEATURES = 20, BATCH = 32 };
-
-static int failures = 0;
-
-// Print "FAIL what: message" and count it; the test goes on to report every difference.
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
 
 // ---- synthetic data ----------------------------------------------------------------------------
 
@@ -290,10 +276,5 @@ int main(void) {
     test_synthetic();
     test_loader();
     test_streaming();
-    if (failures) {
-        fprintf(stderr, "test_loader: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_loader: all passed\n");
-    return 0;
+    return check_summary("test_loader");
 }

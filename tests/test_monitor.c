@@ -5,28 +5,15 @@
 // line, the four gpu_ columns present and empty. With a real GPU and driver, also one real sample.
 #define _POSIX_C_SOURCE 200809L
 #include "core/measure/monitor.h"
+#include "tests/check.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures = 0;
-
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
 
 static void sleep_seconds(double s) {
     struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -162,10 +149,5 @@ int main(void) {
     test_refusals();
     test_simple_nn_log();
     test_real_gpu();
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("all passed\n");
-    return 0;
+    return check_summary("test_monitor");
 }

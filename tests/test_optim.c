@@ -2,28 +2,14 @@
 // against PyTorch's formulas written out here in double, plus numbers derived by hand. Expected
 // values never come from the engine's kernels; gradients are set by hand, not by backward.
 #include "core/train/optim.h"
+#include "tests/check.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define STEPS 3
-
-static int failures = 0;
-
-// Print "FAIL what: message" and count it; the test goes on to report every difference.
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
 
 // ---- the parameter block: two parameters of 5 and 3 floats (each padded to 16) -----------------
 
@@ -291,10 +277,5 @@ int main(void) {
     hand_derived();
     defaults();
     zero_grad();
-    if (failures) {
-        fprintf(stderr, "test_optim: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_optim: all passed\n");
-    return 0;
+    return check_summary("test_optim");
 }

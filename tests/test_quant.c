@@ -6,26 +6,12 @@
 #include "core/quant/quant.h"
 #include "core/rng.h"
 #include "kernels/cpu/int8_gemm.h"
+#include "tests/check.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0;
-
-// Print "FAIL what: message" and count it; the test goes on to report every difference.
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
 
 static void expect_q(const char *what, const int8_t *got, const int *want, int n) {
     for (int i = 0; i < n; i++)
@@ -359,10 +345,5 @@ int main(void) {
     test_entropy_observer();
     test_int8_gemm();
     test_requantize();
-    if (failures) {
-        fprintf(stderr, "test_quant: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_quant: all passed\n");
-    return 0;
+    return check_summary("test_quant");
 }

@@ -199,10 +199,5 @@ int main(void) {
     test_layers("dp4a");
     test_pool_quantize();
     test_model();
-    if (failures) {
-        fprintf(stderr, "test_quant_cuda: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_quant_cuda: all passed\n");
-    return 0;
+    return check_summary("test_quant_cuda");
 }

@@ -333,10 +333,5 @@ int main(void) {
     test_pool_and_quantize();
     test_small_model();
     test_fashion_mnist();
-    if (failures) {
-        fprintf(stderr, "test_quant_layers: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_quant_layers: all passed\n");
-    return 0;
+    return check_summary("test_quant_layers");
 }

@@ -9,27 +9,10 @@
 #include "tests/fake_idx.h"
 #include "tests/run_program.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static void expect_refused(const char *args, ...) {
-    const run_result *r = run(args);
-    if (r->exit_code == 0 || r->exit_code == -1 || r->exit_code >= 128)
-        fail(args, "exit status %d; expected a clean non-zero exit", r->exit_code);
-    size_t len = strlen(r->err);
-    const char *newline = strchr(r->err, '\n');
-    if (len == 0 || newline == NULL || newline != r->err + len - 1)
-        fail(args, "stderr is not exactly one line: \"%s\"", r->err);
-    va_list ap;
-    va_start(ap, args);
-    for (const char *needle = va_arg(ap, const char *); needle; needle = va_arg(ap, const char *))
-        if (strstr(r->err, needle) == NULL) fail(args, "stderr does not name \"%s\": \"%s\"", needle, r->err);
-    va_end(ap);
-    printf("refused (exit %d): %-50s %s", r->exit_code, args, len ? r->err : "\n");
-}
 
 // An MLP checkpoint (fc1 784 -> 128, fc2 128 -> 10) with PyTorch's initial weights, model "mlp".
 static bool write_mlp(const char *path) {
@@ -49,37 +32,24 @@ static bool write_mlp(const char *path) {
 }
 
 int main(int argc, char **argv) {
-#ifdef CGRAD_BIN_DIR
-    const char *program = CGRAD_BIN_DIR "/quantize";
-#else
-    const char *program = "./build/quantize";
-#endif
-    if (argc > 1) program = argv[1];
-    if (access(program, X_OK) != 0) {
-        fprintf(stderr, "FAIL test_quantize_cli: no executable at %s (build the quantize target first)\n", program);
-        return 1;
-    }
-    if (!run_begin(program, "/tmp/cgrad_test_quantize_XXXXXX")) {
-        fprintf(stderr, "FAIL test_quantize_cli: cannot make a temporary directory\n");
-        return 1;
-    }
+    if (!run_begin_program("test_quantize_cli", "quantize", argc, argv)) return 1;
     const run_result *r = run("--help");
     if (r->exit_code != 0 || strstr(r->out, "usage") == NULL || strstr(r->out, "--calib-batches") == NULL)
         fail("--help", "exit %d, stdout \"%s\"", r->exit_code, r->out);
 
     char ckpt[512], args[1024];
     snprintf(ckpt, sizeof ckpt, "%s/mlp.safetensors", run_dir);
-    expect_refused("", "--load", (char *)NULL);
-    expect_refused("--load x --observer median", "--observer", "median", "entropy", (char *)NULL);
-    expect_refused("--load x --calib-batches 0", "--calib-batches", (char *)NULL);
-    expect_refused("--load x --percentile 40", "--percentile", (char *)NULL);
-    expect_refused("--load /nonexistent/m.safetensors", "/nonexistent/m.safetensors", (char *)NULL);
+    expect_refused("", "--load");
+    expect_refused("--load x --observer median", "--observer", "median", "entropy");
+    expect_refused("--load x --calib-batches 0", "--calib-batches");
+    expect_refused("--load x --percentile 40", "--percentile");
+    expect_refused("--load /nonexistent/m.safetensors", "/nonexistent/m.safetensors");
     write_fake_fashion_mnist(run_dir, 512, 1000);
     if (write_mlp(ckpt)) {
         snprintf(args, sizeof args, "--load %s --data %s --model tutorial", ckpt, run_dir);
-        expect_refused(args, "c1.weight", (char *)NULL);
+        expect_refused(args, "c1.weight");
         snprintf(args, sizeof args, "--load %s --data %s --model resnet", ckpt, run_dir);
-        expect_refused(args, "resnet", (char *)NULL);
+        expect_refused(args, "resnet");
         {
             snprintf(args, sizeof args,
                      "--load %s --data %s --calib-batches 2 --batch-size 512 --reps 1 --sqnr-images 200", ckpt,
@@ -110,10 +80,5 @@ int main(int argc, char **argv) {
     unlink(ckpt);
     remove_fake_fashion_mnist(run_dir);
     run_end();
-    if (failures) {
-        fprintf(stderr, "test_quantize_cli: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_quantize_cli: all passed\n");
-    return 0;
+    return check_summary("test_quantize_cli");
 }

@@ -9,7 +9,7 @@
 //
 // A value passes when |got - expected| <= tol * max(1, |expected|). Exit 0 when all pass, 1 otherwise
 // (a missing or corrupt fixture included). Runs on the CPU, and on cuda:0 too when a GPU is usable.
-#include "tests/reference_fixture.h" // ref_load, ref_find, compare, compare_tensor, failures
+#include "tests/reference_fixture.h" // ref_load, ref_find, compare, compare_tensor; fail, failures of check.h
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,26 +87,8 @@ static void check_optimizer(simple_nn *s, const ref_file *f, const char *label, 
         failures++;
         return;
     }
-    cg_optimizer *opt = cg_optimizer_new(s->params, config);
-    float losses[STEPS];
-    for (int step = 0; step < STEPS; step++) {
-        cg_optimizer_zero_grad(opt);
-        cg_tensor *probs = cg_module_forward(s->model, s->tape, s->x);
-        cg_tensor *loss = cg_bce(s->tape, probs, s->y);
-        cg_tape_backward(s->tape, loss);
-        cg_optimizer_step(opt);
-        losses[step] = cg_tensor_item(loss);
-        cg_tape_clear(s->tape);
-    }
-    cg_optimizer_free(opt);
-
+    ref_train_steps(label, f, s->model, s->params, s->tape, s->x, cg_bce, s->y, config, STEPS, tol);
     char name[64];
-    snprintf(name, sizeof name, "%s.losses", label);
-    const ref_array *expected = ref_find(f, name, STEPS);
-    if (expected == NULL)
-        failures++;
-    else
-        compare(name, losses, expected, tol);
     for (int i = 0; i < 4; i++) {
         snprintf(name, sizeof name, "%s.%s", label, param_names[i]);
         compare_tensor(name, cg_params_find(s->params, param_names[i]), f, name, tol);
@@ -147,8 +129,7 @@ static void expect_refused(const unsigned char *bytes, size_t size, const char *
     ref_file f;
     cg_status s = ref_parse(bytes, size, "corrupt.bin", &f);
     if (s.code == CG_OK) {
-        fprintf(stderr, "FAIL a fixture with %s was accepted\n", what);
-        failures++;
+        fail("corrupt fixture", "a fixture with %s was accepted", what);
         ref_free(&f);
     }
 }
@@ -163,8 +144,7 @@ static void check_corrupt_fixtures(const char *path) {
     if (fread(good, 1, (size_t)size, file) != (size_t)size) {
         fclose(file);
         free(good);
-        fprintf(stderr, "FAIL cannot reread %s\n", path);
-        failures++;
+        fail(path, "cannot reread it");
         return;
     }
     fclose(file);
@@ -223,10 +203,5 @@ int main(void) {
     }
     ref_free(&f);
 
-    if (failures > 0) {
-        fprintf(stderr, "test_reference: %d check(s) FAILED\n", failures);
-        return 1;
-    }
-    printf("test_reference: all checks passed\n");
-    return 0;
+    return check_summary("test_reference");
 }

@@ -11,7 +11,7 @@
 // A value passes when |got - expected| <= tol * max(1, |expected|) (tests/reference_fixture.h).
 // Exit 0 when all pass, 1 otherwise (a missing or corrupt fixture included). Runs on the CPU, and on
 // the GPU too when cg_device_parse("cuda") accepts it.
-#include "tests/reference_fixture.h" // ref_load, ref_find, compare, compare_tensor, failures
+#include "tests/reference_fixture.h" // ref_load, ref_find, compare, compare_tensor; fail, failures of check.h
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,27 +130,9 @@ static double check_optimizer(tutorial_cnn *s, const ref_file *f, const char *la
         failures++;
         return 0.0;
     }
-    cg_optimizer *opt = cg_optimizer_new(s->params, config);
-    float losses[STEPS];
-    for (int step = 0; step < STEPS; step++) {
-        cg_optimizer_zero_grad(opt);
-        cg_tensor *logits = cg_module_forward(s->model, s->tape, s->x);
-        cg_tensor *loss = cg_cross_entropy(s->tape, logits, s->labels);
-        cg_tape_backward(s->tape, loss);
-        cg_optimizer_step(opt);
-        losses[step] = cg_tensor_item(loss);
-        cg_tape_clear(s->tape);
-    }
-    cg_optimizer_free(opt);
-
-    double max_err = 0.0;
+    double max_err = ref_train_steps(label, f, s->model, s->params, s->tape, s->x, cg_cross_entropy, s->labels, config,
+                                     STEPS, tol);
     char name[64];
-    snprintf(name, sizeof name, "%s.losses", label);
-    const ref_array *expected = ref_find(f, name, STEPS);
-    if (expected == NULL)
-        failures++;
-    else
-        max_err = compare(name, losses, expected, tol);
     for (int i = 0; i < NUM_PARAMS; i++) {
         snprintf(name, sizeof name, "%s.%s", label, param_names[i]);
         max_err = fmax(max_err, check_tensor(name, cg_params_find(s->params, param_names[i]), f));
@@ -200,10 +182,5 @@ int main(void) {
         printf("GPU checks not run: %s\n", g.message);
     ref_free(&f);
 
-    if (failures > 0) {
-        fprintf(stderr, "test_reference_cnn: %d check(s) FAILED\n", failures);
-        return 1;
-    }
-    printf("test_reference_cnn: all checks passed\n");
-    return 0;
+    return check_summary("test_reference_cnn");
 }

@@ -2,26 +2,12 @@
 // distributions on top: uniform, normal, permutation, reproducibility per (seed, stream).
 // Not a statistical test suite (no TestU01): only checks that a wrong formula would fail.
 #include "core/rng.h"
+#include "tests/check.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0;
-
-// Print "FAIL what: message" and count it; the test goes on to report every difference.
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
 
 // ---- known answers ----------------------------------------------------------------------------
 // Lines "philox4x32 10 CTR[4] KEY[2] EXPECTED[4]" of Random123's tests/kat_vectors.
@@ -276,10 +262,5 @@ int main(void) {
     test_normal();
     test_permutation();
     test_reproducibility();
-    if (failures) {
-        fprintf(stderr, "test_rng: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_rng: all passed\n");
-    return 0;
+    return check_summary("test_rng");
 }

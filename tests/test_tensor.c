@@ -3,27 +3,13 @@
 // parameter block (growth, alignment, zero_grad). CPU only; op arithmetic is test_grad.c's.
 #define _POSIX_C_SOURCE 200809L
 #include "cgrad.h"
+#include "tests/check.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures = 0;
-
-// Print "FAIL what: message" and count it; the test goes on to report every difference.
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    failures++;
-}
 
 static void expect_int(const char *what, long long expected, long long got) {
     if (expected != got)
@@ -432,10 +418,5 @@ int main(void) {
     test_arena_alignment_and_growth();
     test_arena_training_steps();
     test_params();
-    if (failures) {
-        fprintf(stderr, "test_tensor: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_tensor: all passed\n");
-    return 0;
+    return check_summary("test_tensor");
 }
