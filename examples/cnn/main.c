@@ -134,37 +134,6 @@ static int parse_options(int argc, char **argv, options *o) {
     return -1;
 }
 
-// Each data set: how to load it and its per-channel mean and standard deviation of pixel / 255
-// (the figures torchvision's examples use).
-typedef struct {
-    const char *name;
-    const char *default_dir;
-    float mean[3], std[3];
-    bool augment; // training augmentation by default
-} dataset_info;
-
-static const dataset_info datasets[] = {
-    {"fashion-mnist", "/usr/share/datasets/fashion-mnist", {0.2860f}, {0.3530f}, false},
-    {"mnist", "data/mnist", {0.1307f}, {0.3081f}, false},
-    {"cifar10", "data/cifar-10-batches-bin", {0.4914f, 0.4822f, 0.4465f}, {0.2470f, 0.2435f, 0.2616f}, true},
-    {"cifar100", "data/cifar-100-binary", {0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}, true},
-    {"tinyimagenet", "data/tiny-imagenet-200", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, true},
-    {"folder", NULL, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, true},
-};
-
-static cg_status load_split(const dataset_info *info, const char *dir, bool train, cg_dataset **out) {
-    bool from_cache = false;
-    if (strcmp(info->name, "fashion-mnist") == 0) return cg_idx_load(dir, train, CG_IDX_FASHION_MNIST, out);
-    if (strcmp(info->name, "mnist") == 0) return cg_idx_load(dir, train, CG_IDX_MNIST, out);
-    if (strcmp(info->name, "cifar10") == 0) return cg_cifar10_load(dir, train, out);
-    if (strcmp(info->name, "cifar100") == 0) return cg_cifar100_load(dir, train, false, out);
-    if (strcmp(info->name, "tinyimagenet") == 0) return cg_tinyimagenet_load(dir, train, true, &from_cache, out);
-    // folder: DIR/train and DIR/val in the ImageFolder layout
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, train ? "train" : "val");
-    return cg_image_folder_load(path, true, &from_cache, out);
-}
-
 typedef struct {
     cg_module *model;
     cg_tape *tape;
@@ -213,12 +182,10 @@ int main(int argc, char **argv) {
     int stop = parse_options(argc, argv, &opt);
     if (stop >= 0) return stop;
 
-    const dataset_info *info = NULL;
-    for (size_t i = 0; i < sizeof datasets / sizeof datasets[0]; i++)
-        if (strcmp(datasets[i].name, opt.dataset) == 0) info = &datasets[i];
+    const cg_dataset_info *info = cg_dataset_info_find(opt.dataset);
     if (info == NULL)
-        return cg_cli_fail("cnn", cg_error(CG_ERR_ARG, "--dataset: '%s' is not one of fashion-mnist, mnist, "
-                                                       "cifar10, cifar100, tinyimagenet, folder", opt.dataset));
+        return cg_cli_fail("cnn", cg_error(CG_ERR_ARG, "--dataset: '%s' is not one of %s", opt.dataset,
+                                           cg_dataset_info_names()));
     const char *dir = opt.data ? opt.data : info->default_dir;
     if (dir == NULL) return cg_cli_fail("cnn", cg_error(CG_ERR_ARG, "--dataset folder needs --data DIR"));
 
@@ -230,8 +197,8 @@ int main(int argc, char **argv) {
     cg_device_str(dev, dev_name, sizeof dev_name);
 
     cg_dataset *train = NULL, *test = NULL;
-    if ((s = load_split(info, dir, true, &train)).code != CG_OK) return cg_cli_fail("cnn", s);
-    if ((s = load_split(info, dir, false, &test)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if ((s = cg_dataset_info_load(info, dir, true, NULL, &train)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if ((s = cg_dataset_info_load(info, dir, false, NULL, &test)).code != CG_OK) return cg_cli_fail("cnn", s);
     if (opt.limit > 0 && opt.limit < train->count) train->count = opt.limit; // the first N images
     int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
     if (test->sample_shape[0] != C || test->sample_shape[1] != H || test->sample_shape[2] != W)

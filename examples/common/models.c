@@ -42,21 +42,3 @@ cg_status cg_model_new(const char *name, cg_params *params, int64_t C, int64_t H
     }
     return cg_ok();
 }
-
-static const cg_model_dataset datasets[] = {
-    {"fashion-mnist", "/usr/share/datasets/fashion-mnist", {0.2860f}, {0.3530f}},
-    {"mnist", "data/mnist", {0.1307f}, {0.3081f}},
-    {"cifar10", "data/cifar-10-batches-bin", {0.4914f, 0.4822f, 0.4465f}, {0.2470f, 0.2435f, 0.2616f}},
-};
-
-const cg_model_dataset *cg_model_dataset_find(const char *name) {
-    for (size_t i = 0; i < sizeof datasets / sizeof datasets[0]; i++)
-        if (strcmp(datasets[i].name, name) == 0) return &datasets[i];
-    return NULL;
-}
-
-cg_status cg_model_dataset_load(const cg_model_dataset *d, const char *dir, bool train, cg_dataset **out) {
-    if (strcmp(d->name, "fashion-mnist") == 0) return cg_idx_load(dir, train, CG_IDX_FASHION_MNIST, out);
-    if (strcmp(d->name, "mnist") == 0) return cg_idx_load(dir, train, CG_IDX_MNIST, out);
-    return cg_cifar10_load(dir, train, out);
-}

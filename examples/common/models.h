@@ -1,4 +1,4 @@
-// models.h: the image models the examples share by name, and the data sets they read: the
+// models.h: the image models the examples share by name (the data sets are datasets/catalog.h): the
 // course's tutorial CNN and a one-hidden-layer MLP, built with PyTorch's parameter names so that
 // checkpoints written by `cnn --save` load into `quantize`. Not a model zoo.
 #ifndef CG_EXAMPLES_MODELS_H
@@ -13,18 +13,5 @@
 // Errors: CG_ERR_ARG for another name, or images smaller than 4x4 for the tutorial CNN.
 cg_status cg_model_new(const char *name, cg_params *params, int64_t C, int64_t H, int64_t W, int classes, cg_rng *rng,
                        cg_module **out);
-
-// A data set the quantize example reads, its default folder and per-channel normalisation
-// (mean and standard deviation of pixel / 255, the figures torchvision's examples use).
-typedef struct {
-    const char *name;
-    const char *default_dir;
-    float mean[3], std[3];
-} cg_model_dataset;
-
-// fashion-mnist, mnist or cifar10; NULL for another name.
-const cg_model_dataset *cg_model_dataset_find(const char *name);
-// The training or test split. Errors as the loaders' (datasets/idx.h, cifar.h).
-cg_status cg_model_dataset_load(const cg_model_dataset *d, const char *dir, bool train, cg_dataset **out);
 
 #endif

@@ -147,10 +147,10 @@ int main(int argc, char **argv) {
             return cg_cli_fail("quantize", cg_error(CG_ERR_ARG, "%s; say which with --model", s.message));
         opt.model = model_name;
     }
-    const cg_model_dataset *info = cg_model_dataset_find(opt.dataset);
+    const cg_dataset_info *info = cg_dataset_info_find(opt.dataset);
     if (info == NULL)
-        return cg_cli_fail("quantize", cg_error(CG_ERR_ARG, "--dataset: '%s' is not fashion-mnist, mnist or cifar10",
-                                                opt.dataset));
+        return cg_cli_fail("quantize", cg_error(CG_ERR_ARG, "--dataset: '%s' is not one of %s", opt.dataset,
+                                                cg_dataset_info_names()));
     cg_device dev;
     if ((s = cg_device_parse(opt.device, &dev)).code != CG_OK) return cg_cli_fail("quantize", s);
     if (opt.threads > 0) cg_set_num_threads((int)opt.threads);
@@ -159,8 +159,8 @@ int main(int argc, char **argv) {
 
     cg_dataset *train = NULL, *test = NULL;
     const char *dir = opt.data ? opt.data : info->default_dir;
-    if ((s = cg_model_dataset_load(info, dir, true, &train)).code != CG_OK) return cg_cli_fail("quantize", s);
-    if ((s = cg_model_dataset_load(info, dir, false, &test)).code != CG_OK) return cg_cli_fail("quantize", s);
+    if ((s = cg_dataset_info_load(info, dir, true, NULL, &train)).code != CG_OK) return cg_cli_fail("quantize", s);
+    if ((s = cg_dataset_info_load(info, dir, false, NULL, &test)).code != CG_OK) return cg_cli_fail("quantize", s);
     int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
 
     cg_params *params = cg_params_new(dev);
