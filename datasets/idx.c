@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "idx.h"
 #include "files.h"
+#include "../core/safe_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,14 +100,9 @@ static cg_status idx_open(const char *path, int want_ndim, idx_file *f) {
     memset(f, 0, sizeof *f);
     f->path = path;
     f->ndim = want_ndim;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return cg_error(CG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return cg_error(CG_ERR_IO, "%s: not a regular file", path);
-    }
-    f->file_bytes = (int64_t)st.st_size;
+    const char *why = NULL;
+    int fd = cg_open_regular(path, &f->file_bytes, &why); // a named pipe is refused, not waited on
+    if (fd < 0) return cg_error(CG_ERR_IO, "%s: cannot open: %s", path, why);
     uint8_t gzmagic[2] = {0, 0};
     f->compressed = pread(fd, gzmagic, 2, 0) == 2 && gzmagic[0] == 0x1f && gzmagic[1] == 0x8b;
     f->gz = gzdopen(fd, "rb"); // owns fd from here

@@ -5,6 +5,7 @@
 #include "image_folder.h"
 #include "files.h"
 #include "image_decode.h"
+#include "../core/safe_file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -207,7 +208,8 @@ static bool write_exact(int fd, const uint8_t *src, size_t n) {
 // The cached data set when cache_path exists, is whole, and matches fp; NULL otherwise (then the
 // caller decodes). Every size in the header is checked against the file's length first.
 static cg_dataset *cache_read(const char *cache_path, const fingerprint *fp, const entry_list *l, int num_classes) {
-    int fd = open(cache_path, O_RDONLY);
+    const char *why = NULL;
+    int fd = cg_open_regular(cache_path, NULL, &why); // a named pipe there is refused, not waited on
     if (fd < 0) return NULL;
     cg_dataset *d = NULL;
     struct stat st;
@@ -252,10 +254,12 @@ static cg_status cache_write(const char *cache_path, const char *root, const fin
     uint64_t pixel_bytes = (uint64_t)d->count * (uint64_t)d->sample_numel;
     put_u64(h + 56, pixel_bytes);
 
-    size_t tmp_size = strlen(cache_path) + 32;
+    // The temporary file is made new (mkstemp: a file or link planted at its name by someone who
+    // can write in the data folder is never opened), after removing those ended runs left.
+    cg_remove_stale_temps(cache_path);
+    size_t tmp_size = strlen(cache_path) + 64;
     char *tmp = cg_xmalloc(tmp_size);
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", cache_path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fd = cg_temp_create(cache_path, tmp, tmp_size);
     if (fd < 0) {
         cg_status s = cg_error(CG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
         free(tmp);
