@@ -585,6 +585,24 @@ static cg_status load(cg_params *p, const char *path, bool allow_extra) {
         st = read_at(&sf, sf.data_start + e->begin, host + at, cg_tensor_bytes(t), t->name);
         at += t->numel;
     }
+    // Weights that are NaN or infinite come from a run that diverged: refused, naming the tensor,
+    // rather than trained on or quantised (whose integer conversion of NaN is undefined).
+    at = 0;
+    for (int i = 0; i < p->count && st.code == CG_OK; i++) {
+        const cg_tensor *t = p->tensors[i];
+        int64_t bad = 0, first = -1;
+        for (int64_t k = 0; k < t->numel; k++)
+            if (!isfinite(host[at + k])) {
+                if (first < 0) first = k;
+                bad++;
+            }
+        if (bad > 0)
+            st = cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s' holds %lld non-finite value%s (the first, "
+                          "at index %lld, is %s): the run that saved it diverged; refusing its weights",
+                          path, t->name, (long long)bad, bad > 1 ? "s" : "", (long long)first,
+                          isnan(host[at + first]) ? "NaN" : host[at + first] > 0 ? "inf" : "-inf");
+        at += t->numel;
+    }
     at = 0;
     for (int i = 0; i < p->count && st.code == CG_OK; i++) {
         cg_tensor_copy_from_host(p->tensors[i], host + at, p->tensors[i]->numel);

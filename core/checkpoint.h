@@ -52,7 +52,8 @@ cg_status cg_checkpoint_check_writable(const char *path);
 // an object, an entry without dtype / shape / data_offsets or with values of the wrong type,
 // an unknown dtype, offsets outside the data section, tensors that overlap or leave a gap, a byte
 // size that does not match shape x dtype, a name given twice) or that does not fit the model (a
-// parameter missing, another dtype than F32, another shape, a tensor that is not a parameter).
+// parameter missing, another dtype than F32, another shape, a tensor that is not a parameter), or
+// whose weights hold NaN or an infinity (a diverged run's), naming the tensor and the index.
 cg_status cg_checkpoint_load(cg_params *p, const char *path);
 
 // As cg_checkpoint_load, but tensors in the file that are not parameters of p are skipped (as

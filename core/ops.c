@@ -3,6 +3,7 @@
 // records itself; each backward calls the kernels that accumulate the input gradients.
 // No arithmetic here: that is in kernels/cpu and kernels/cuda.
 #include "ops_internal.h"
+#include "anomaly.h"
 
 #include <stdio.h>
 
@@ -207,6 +208,7 @@ const char *cg_op_name(int op) {
 
 void cg_op_backward(cg_tape *t, cg_node *node) {
     cg_op_table[node->op].backward(cg_kernels_for(t->device), t, node);
+    if (cg_anomaly_enabled()) cg_anomaly_after_backward(node, (int)(node - t->nodes) + 1); // core/anomaly.h
 }
 
 const cg_kernels *cg_kernels_for(cg_device device) {
@@ -231,6 +233,7 @@ void cg_op_check_input(const cg_tape *t, const char *op, const cg_tensor *x, cg_
 cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape) {
     node->out = cg_arena_tensor(t->arena, node->dtype, ndim, shape);
     cg_op_table[node->op].forward(cg_kernels_for(t->device), node);
+    if (cg_anomaly_enabled()) cg_anomaly_after_forward(node, t->count + 1); // core/anomaly.h
     bool needs_grad = false;
     for (int i = 0; i < node->n_in; i++) needs_grad |= node->in[i]->requires_grad;
     if (t->grad_enabled && needs_grad) {

@@ -209,6 +209,13 @@ cg_status cg_idx_load_files(const char *images_path, const char *labels_path, cg
         idx_close(&img);
         return s;
     }
+    if (img.dims[0] > CG_DATASET_MAX_COUNT || img.dims[1] > CG_DATASET_MAX_SIDE || img.dims[2] > CG_DATASET_MAX_SIDE) {
+        idx_close(&img);
+        idx_close(&lab);
+        return cg_error(CG_ERR_FORMAT, "%s: %u images of %u x %u: more than cgrad accepts (at most %d images, %d "
+                        "pixels a side)", images_path, img.dims[0], img.dims[1], img.dims[2], CG_DATASET_MAX_COUNT,
+                        CG_DATASET_MAX_SIDE);
+    }
     if (img.dims[0] != lab.dims[0]) {
         idx_close(&img);
         idx_close(&lab);

@@ -320,10 +320,21 @@ static cg_status decode_all(const entry_list *l, int num_classes, cg_dataset **o
     s = cg_image_probe(l->v[0].path, (const uint8_t *)data, len, &width, &height);
     free(data);
     if (s.code != CG_OK) return s;
+    if (l->n > CG_DATASET_MAX_COUNT)
+        return cg_error(CG_ERR_FORMAT, "%s: %lld images, more than the %d cgrad accepts", l->v[0].path, (long long)l->n,
+                        CG_DATASET_MAX_COUNT);
     uint64_t total = 0;
     if (!cg_mul_u64((uint64_t)l->n, 3ull * (uint64_t)width * (uint64_t)height, &total) || total > SIZE_MAX / 2)
         return cg_error(CG_ERR_OOM, "%s: %lld images of 3 x %d x %d do not fit in memory", l->v[0].path,
                         (long long)l->n, height, width);
+    // The limit stated in dataset.h: the decoded pixels must fit in the machine's memory (a folder
+    // of small files declaring large images would otherwise be paged out, then killed).
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t memory = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+    if (total > memory)
+        return cg_error(CG_ERR_OOM, "%s: %lld images of 3 x %d x %d (the size of this first one) need %.1f GiB "
+                        "decoded, more than this machine's %.1f GiB of memory", l->v[0].path, (long long)l->n, height,
+                        width, (double)total / 1073741824.0, (double)memory / 1073741824.0);
     cg_dataset *d = cg_dataset_new_images(l->n, 3, height, width, num_classes);
     if (d == NULL)
         return cg_error(CG_ERR_OOM, "%s: out of host memory for %lld images of 3 x %d x %d (%llu bytes)",
@@ -408,6 +419,10 @@ cg_status cg_image_folder_load(const char *root, bool use_cache, bool *from_cach
         bool dir = cg_is_dir(path);
         free(path);
         if (!dir) continue;
+        if (num_classes > CG_DATASET_MAX_CLASSES) { // counted on, not stored: the refusal below says how many
+            num_classes++;
+            continue;
+        }
         if (num_classes == cap) {
             cap *= 2;
             char **grown = realloc(names, (size_t)cap * sizeof *names);
@@ -417,6 +432,12 @@ cg_status cg_image_folder_load(const char *root, bool use_cache, bool *from_cach
         names[num_classes++] = strdup(de->d_name);
     }
     closedir(dp);
+    if (num_classes > CG_DATASET_MAX_CLASSES) {
+        for (int c = 0; c <= CG_DATASET_MAX_CLASSES; c++) free(names[c]); // the ones stored
+        free(names);
+        return cg_error(CG_ERR_FORMAT, "%s: %d class folders, more than the %d cgrad accepts", root, num_classes,
+                        CG_DATASET_MAX_CLASSES);
+    }
     if (num_classes == 0) {
         free(names);
         return cg_error(CG_ERR_FORMAT, "%s: no class folders: expected %s/CLASS/IMAGE.jpg|png (torchvision's "
@@ -570,6 +591,9 @@ cg_status cg_tinyimagenet_load(const char *root, bool train, bool use_cache, boo
     int n = 0;
     cg_status s = cg_read_lines(wnids_path, 1u << 20, &wnids, &n);
     if (s.code == CG_OK && n == 0) s = cg_error(CG_ERR_FORMAT, "%s: empty: expected one WordNet id per line", wnids_path);
+    if (s.code == CG_OK && n > CG_DATASET_MAX_CLASSES)
+        s = cg_error(CG_ERR_FORMAT, "%s: %d classes, more than the %d cgrad accepts", wnids_path, n,
+                     CG_DATASET_MAX_CLASSES);
     wnid_index *sorted = cg_xcalloc((size_t)(n > 0 ? n : 1), sizeof *sorted);
     for (int i = 0; i < n && s.code == CG_OK; i++) {
         if (!plain_name(wnids[i]))
