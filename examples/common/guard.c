@@ -103,12 +103,12 @@ void cg_guard_record(cg_guard *g) {
 }
 
 // The message of a divergence at `step` of `epoch` (1-based), with anomaly mode's finding.
-static void diverge(cg_guard *g, long epoch, int64_t step, const char *what) {
+static void diverge(cg_guard *g, long epoch, int64_t step, const char *what, bool hint) {
     char anomaly[512] = "";
     const char *lead = "";
     if (cg_anomaly_report(anomaly, sizeof anomaly))
         lead = "; first non-finite value: ";
-    else if (!cg_anomaly_enabled())
+    else if (hint && !cg_anomaly_enabled())
         lead = " (--detect-anomaly names the op it came from)";
     snprintf(g->message, sizeof g->message, "training diverged at epoch %ld, step %lld: %s%s%s", epoch,
              (long long)step, what, lead, anomaly);
@@ -128,7 +128,7 @@ static bool check_slots(cg_guard *g, long epoch, int64_t from, int64_t to) {
         // rest of the epoch; the weights are checked at its end.)
         (void)step_skipped;
         if (g->scaler) return false;
-        diverge(g, epoch, i + 1, isnan(sum) ? "the loss is NaN" : "the loss is infinite");
+        diverge(g, epoch, i + 1, isnan(sum) ? "the loss is NaN" : "the loss is infinite", true);
         return true;
     }
     return false;
@@ -151,7 +151,7 @@ bool cg_guard_should_stop(cg_guard *g, long epoch) {
     // the loss is still finite (a NaN gradient reaches the loss one step later).
     char anomaly[512];
     if (!g->scaler && cg_anomaly_report(anomaly, sizeof anomaly)) {
-        diverge(g, epoch, g->step, "a non-finite value in the step");
+        diverge(g, epoch, g->step, "a non-finite value in the step", true);
         return true;
     }
     return false;
@@ -180,7 +180,10 @@ bool cg_guard_epoch_end(cg_guard *g, long epoch, int64_t steps) {
     read_slots(g, 0, steps);
     if (check_slots(g, epoch, 0, steps)) return false;
     if (g->scaler && steps > 0 && g->host[2 * (steps - 1) + 1] - g->skipped_before >= (float)steps) {
-        diverge(g, epoch, steps, "the loss scaler skipped every step of the epoch (inf or NaN gradients at every scale)");
+        char what[160];
+        snprintf(what, sizeof what, "the loss scaler skipped all %lld steps of the epoch (inf or NaN gradients every "
+                 "time): nothing was learnt", (long long)steps);
+        diverge(g, epoch, steps, what, false);
         return false;
     }
     float *now = cg_xmalloc((size_t)(g->params->numel ? g->params->numel : 1) * sizeof(float));
@@ -188,7 +191,7 @@ bool cg_guard_epoch_end(cg_guard *g, long epoch, int64_t steps) {
     if (!weights_finite(g, now, where, sizeof where)) {
         char what[256];
         snprintf(what, sizeof what, "%s after the epoch's last step", where);
-        diverge(g, epoch, steps, what);
+        diverge(g, epoch, steps, what, true);
         free(now);
         return false;
     }
