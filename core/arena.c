@@ -38,7 +38,8 @@ static size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 // promises less (64 bytes on the CPU), so ask for one alignment more and round the base up.
 static cg_block block_new(cg_device device, size_t size) {
     cg_block b;
-    b.raw = cg_device_alloc(device, size + CG_ARENA_ALIGN);
+    b.raw = cg_device_alloc_for(device, size + CG_ARENA_ALIGN,
+                                "a step's activations (the tape's arena); try a smaller --batch-size");
     b.base = (char *)b.raw + (CG_ARENA_ALIGN - (uintptr_t)b.raw % CG_ARENA_ALIGN) % CG_ARENA_ALIGN;
     b.size = size;
     return b;

@@ -31,9 +31,18 @@ typedef struct {
     char message[512];
 } cg_status;
 
-// Build a status: cg_ok(), or cg_error(code, printf-style message).
+// Build a status: cg_ok(), or cg_error(code, printf-style message). cg_error passes the
+// formatted message through cg_escape, so that a name read from a file (a tensor name, a dtype,
+// a class name) can never put a control character on the user's terminal or break the line.
 cg_status cg_ok(void);
 cg_status cg_error(cg_status_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Copies the text s into out (size bytes, always terminated, cut short if need be) with every
+// byte a terminal could act on written as \xNN: ASCII control characters (0x00-0x1F, 0x7F),
+// bytes that are not valid UTF-8, the C1 controls (U+0080-U+009F) and the bidirectional
+// overrides (U+202A-U+202E, U+2066-U+2069). Printable ASCII and other valid UTF-8 pass as they
+// are. Returns out. For any string that came from a file or a flag before it is printed.
+char *cg_escape(const char *s, char *out, size_t size);
 
 // Allocation that aborts with the size on failure (host memory only).
 void *cg_xmalloc(size_t bytes);

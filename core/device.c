@@ -75,19 +75,24 @@ cg_status cg_device_parse(const char *text, cg_device *out) {
     return cg_ok();
 }
 
-void *cg_device_alloc(cg_device d, size_t bytes) {
+void *cg_device_alloc_for(cg_device d, size_t bytes, const char *what) {
     if (d.type == CG_CUDA) return cuda()->alloc(d.index, bytes);
     void *p = NULL;
     size_t rounded = (bytes + 63) / 64 * 64;
     if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
         // Not a bug but a request too large for this machine (a batch too large, usually):
         // say so and stop, as the GPU's allocator does.
-        fprintf(stderr, "cgrad: out of host memory asking for %.1f MiB; try a smaller --batch-size\n",
-                bytes / 1048576.0);
+        if (what != NULL)
+            fprintf(stderr, "cgrad: out of host memory asking for %.1f MiB for %s\n", bytes / 1048576.0, what);
+        else
+            fprintf(stderr, "cgrad: out of host memory asking for %.1f MiB; try a smaller --batch-size\n",
+                    bytes / 1048576.0);
         exit(EXIT_FAILURE);
     }
     return p;
 }
+
+void *cg_device_alloc(cg_device d, size_t bytes) { return cg_device_alloc_for(d, bytes, NULL); }
 
 void cg_device_free(cg_device d, void *p) {
     if (p == NULL) return;

@@ -37,6 +37,9 @@ int cg_cuda_device_count(void);
 // GPU, how much is free) with a hint to use a smaller batch, and exits with status 1.
 // CPU memory is 64-byte aligned. bytes may be 0 (returns a valid, unusable pointer).
 void *cg_device_alloc(cg_device d, size_t bytes);
+// The same, the message naming what the memory was for ("the parameter block of 1234 floats");
+// on the CPU only (the GPU's allocator prints its own report).
+void *cg_device_alloc_for(cg_device d, size_t bytes, const char *what);
 void cg_device_free(cg_device d, void *p);
 // Copy bytes between any two devices (host<->GPU, GPU<->GPU, host<->host).
 void cg_device_copy(cg_device dst_dev, void *dst, cg_device src_dev, const void *src, size_t bytes);

@@ -234,6 +234,7 @@ cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape
              cg_op_name(node->op));
     node->out = cg_arena_tensor(t->arena, node->dtype, ndim, shape);
     node->forward(cg_kernels_for(t->device), node);
+    if (cg_tape_after_forward) cg_tape_after_forward(node, t->count + 1); // anomaly detection, core/anomaly.h
     bool needs_grad = false;
     for (int i = 0; i < node->n_in; i++) needs_grad |= node->in[i]->requires_grad;
     if (t->grad_enabled && needs_grad) {

@@ -36,8 +36,8 @@ static void repoint(cg_params *p) {
 static void grow_block(cg_params *p, int64_t need) {
     int64_t floats = p->block_floats ? p->block_floats : 1024;
     while (floats < need) floats *= 2;
-    float *values = cg_device_alloc(p->device, (size_t)floats * sizeof(float));
-    float *grads = cg_device_alloc(p->device, (size_t)floats * sizeof(float));
+    float *values = cg_device_alloc_for(p->device, (size_t)floats * sizeof(float), "the model's parameters");
+    float *grads = cg_device_alloc_for(p->device, (size_t)floats * sizeof(float), "the parameters' gradients");
     cg_device_zero(p->device, values, (size_t)floats * sizeof(float));
     cg_device_zero(p->device, grads, (size_t)floats * sizeof(float));
     if (p->values) {

@@ -6,6 +6,8 @@
 
 #include <stdlib.h>
 
+cg_node_hook cg_tape_after_forward = NULL, cg_tape_after_backward = NULL;
+
 cg_tape *cg_tape_new(cg_device device, size_t arena_bytes) {
     cg_tape *t = cg_xcalloc(1, sizeof *t);
     t->device = device;
@@ -88,6 +90,7 @@ void cg_tape_backward_seeded(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
         cg_node *n = &t->nodes[i];
         if (n->out->grad == NULL) continue; // nothing flows back through this node
         n->backward(k, t, n);
+        if (cg_tape_after_backward) cg_tape_after_backward(n, i + 1);
     }
 }
 

@@ -50,6 +50,11 @@ typedef struct cg_tape {
                        // keep it, every other op casts to f32 first (torch.autocast's policy)
 } cg_tape;
 
+// Checks run after every op's forward (by cg_op_apply) and backward (by cg_tape_backward) when set;
+// index is the op's position in the step, from 1. Anomaly detection (core/anomaly.c) sets them.
+typedef void (*cg_node_hook)(const cg_node *node, int index);
+extern cg_node_hook cg_tape_after_forward, cg_tape_after_backward;
+
 // A tape whose arena starts at arena_bytes on `device` (it grows if a step needs more).
 cg_tape *cg_tape_new(cg_device device, size_t arena_bytes);
 void cg_tape_free(cg_tape *t);

@@ -8,6 +8,14 @@
 #include "core/common.h"
 #include "core/dtype.h"
 
+// Limits on what a file may declare, checked by the loaders before anything is allocated from
+// it, each refusal naming the file and the size: samples (the loader's sample indices are 32-bit,
+// as its gather kernels read them), image width or height, classes. The decoded pixels of an
+// image folder must also fit in the machine's physical memory.
+#define CG_DATASET_MAX_COUNT INT32_MAX
+#define CG_DATASET_MAX_SIDE 8192
+#define CG_DATASET_MAX_CLASSES 65536
+
 typedef struct {
     int64_t count;           // samples
     int sample_ndim;         // 1 for feature vectors, 3 for (C, H, W) images

@@ -2,12 +2,14 @@
 // image data set allocated without aborting). No format knowledge lives here.
 #define _POSIX_C_SOURCE 200809L
 #include "datasets/files.h"
+#include "core/safe_file.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 char *cg_path_join(const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
@@ -40,19 +42,22 @@ cg_status cg_file_size(const char *path, int64_t *bytes) {
 cg_status cg_file_read(const char *path, size_t max_bytes, char **data, size_t *len) {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return cg_error(CG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return cg_error(CG_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
+    // Checked to be a regular file before anything is read: a named pipe would block forever.
+    const char *why = NULL;
+    int64_t bytes = 0;
+    int fd = cg_open_regular(path, &bytes, &why);
+    if (fd < 0) return cg_error(CG_ERR_IO, "%s: cannot open: %s", path, why);
+    if ((uint64_t)bytes > max_bytes) {
+        close(fd);
         return cg_error(CG_ERR_FORMAT, "%s: %lld bytes, more than the %zu expected at most for this file", path,
-                        (long long)st.st_size, max_bytes);
+                        (long long)bytes, max_bytes);
     }
-    size_t n = (size_t)st.st_size;
+    FILE *f = fdopen(fd, "rb");
+    if (f == NULL) {
+        close(fd);
+        return cg_error(CG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    size_t n = (size_t)bytes;
     char *buf = malloc(n + 1);
     if (buf == NULL) {
         fclose(f);

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "datasets/idx.h"
 #include "datasets/files.h"
+#include "core/safe_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,14 +100,9 @@ static cg_status idx_open(const char *path, int want_ndim, idx_file *f) {
     memset(f, 0, sizeof *f);
     f->path = path;
     f->ndim = want_ndim;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return cg_error(CG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return cg_error(CG_ERR_IO, "%s: not a regular file", path);
-    }
-    f->file_bytes = (int64_t)st.st_size;
+    const char *why = NULL;
+    int fd = cg_open_regular(path, &f->file_bytes, &why); // a named pipe is refused, not waited on
+    if (fd < 0) return cg_error(CG_ERR_IO, "%s: cannot open: %s", path, why);
     uint8_t gzmagic[2] = {0, 0};
     f->compressed = pread(fd, gzmagic, 2, 0) == 2 && gzmagic[0] == 0x1f && gzmagic[1] == 0x8b;
     f->gz = gzdopen(fd, "rb"); // owns fd from here
@@ -212,6 +208,13 @@ cg_status cg_idx_load_files(const char *images_path, const char *labels_path, cg
     if (s.code != CG_OK) {
         idx_close(&img);
         return s;
+    }
+    if (img.dims[0] > CG_DATASET_MAX_COUNT || img.dims[1] > CG_DATASET_MAX_SIDE || img.dims[2] > CG_DATASET_MAX_SIDE) {
+        idx_close(&img);
+        idx_close(&lab);
+        return cg_error(CG_ERR_FORMAT, "%s: %u images of %u x %u: more than cgrad accepts (at most %d images, %d "
+                        "pixels a side)", images_path, img.dims[0], img.dims[1], img.dims[2], CG_DATASET_MAX_COUNT,
+                        CG_DATASET_MAX_SIDE);
     }
     if (img.dims[0] != lab.dims[0]) {
         idx_close(&img);

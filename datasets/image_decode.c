@@ -5,7 +5,9 @@
 #include "datasets/image_decode.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
@@ -61,11 +63,20 @@ static bool jpeg_has_end(const uint8_t *d, size_t n) {
     return false;
 }
 
-// Walks a JPEG's marker segments (ITU-T T.81, B.1) and checks each Huffman table (DHT): at most
-// 256 codes, and inside its segment. stb_image 2.27 (Debian 12's) writes past its 256-entry
-// tables when a corrupt DHT declares more codes, so such a file must never reach it. Other
-// checks are left to stb_image. Returns NULL when fine, else a reason (offset in *at).
+// Walks a JPEG's marker segments (ITU-T T.81, B.1) and checks what stb_image 2.27 (Debian 12's)
+// trusts the file for, so that such a file never reaches it:
+// - each Huffman table (DHT) holds at most 256 codes inside its segment: stb_image writes past its
+//   256-entry tables otherwise;
+// - every Huffman table a scan (SOS) decodes with, and every quantisation table (DQT) the frame
+//   (SOF) names, was defined before the scan: stb_image keeps its tables in memory it never
+//   clears, so a scan that uses an undefined one reads uninitialised entries as indices (a
+//   progressive JPEG without DHT crashed it);
+// - the frame and scan headers are whole and consistent (components, table numbers 0..3).
+// Other checks are left to stb_image. Returns NULL when fine, else a reason (offset in *at).
 static const char *jpeg_bad_segment(const uint8_t *d, size_t n, size_t *at) {
+    bool dc_defined[4] = {false}, ac_defined[4] = {false}, q_defined[4] = {false};
+    int frame = 0;                   // the SOF marker seen (0xC0..0xCF), 0 before it
+    int ncomp = 0, comp_id[4] = {0}, comp_q[4] = {0};
     size_t pos = 2; // after SOI
     while (pos < n) {
         if (d[pos] != 0xFF) { // garbage where a marker should be: stb_image skips to the next 0xFF
@@ -81,16 +92,67 @@ static const char *jpeg_bad_segment(const uint8_t *d, size_t n, size_t *at) {
         if (pos + 2 > n) return "a marker segment is cut short by the end of the file";
         size_t seg = (size_t)d[pos] << 8 | d[pos + 1];
         if (seg < 2 || pos + seg > n) return "a marker segment's length runs past the end of the file";
+        const uint8_t *body = d + pos + 2;
+        size_t len = seg - 2;
         if (marker == 0xC4) { // DHT: tables of (class/id byte, 16 code counts, the values)
-            size_t p = pos + 2, end = pos + seg;
-            while (p < end) {
-                if (p + 17 > end) return "a Huffman table (DHT) is cut short by its segment's end";
+            size_t p = 0;
+            while (p < len) {
+                if (p + 17 > len) return "a Huffman table (DHT) is cut short by its segment's end";
+                int tc = body[p] >> 4, th = body[p] & 15;
+                if (tc > 1 || th > 3) return "a Huffman table (DHT) has a class above 1 or a number above 3";
                 size_t codes = 0;
-                for (int i = 1; i <= 16; i++) codes += d[p + i];
+                for (int i = 1; i <= 16; i++) codes += body[p + i];
                 if (codes > 256) return "a Huffman table (DHT) declares more than 256 codes";
                 p += 17 + codes;
-                if (p > end) return "a Huffman table (DHT) runs past its segment's end";
+                if (p > len) return "a Huffman table (DHT) runs past its segment's end";
+                if (tc == 0) dc_defined[th] = true;
+                else ac_defined[th] = true;
             }
+        } else if (marker == 0xDB) { // DQT: tables of (precision/id byte, 64 or 128 bytes)
+            size_t p = 0;
+            while (p < len) {
+                int pq = body[p] >> 4, tq = body[p] & 15;
+                if (pq > 1 || tq > 3) return "a quantisation table (DQT) has a precision above 1 or a number above 3";
+                p += 1 + (pq ? 128 : 64);
+                if (p > len) return "a quantisation table (DQT) runs past its segment's end";
+                q_defined[tq] = true;
+            }
+        } else if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+            // SOF: precision, height, width, component count, then (id, sampling, table) each.
+            if (frame != 0) return "a second frame header (SOF)";
+            frame = marker;
+            if (len < 6) return "the frame header (SOF) is cut short";
+            ncomp = body[5];
+            if (ncomp != 1 && ncomp != 3 && ncomp != 4) return "the frame header (SOF) has a component count other than 1, 3 or 4";
+            if (len != 6 + 3 * (size_t)ncomp) return "the frame header's (SOF) length does not match its component count";
+            for (int c = 0; c < ncomp; c++) {
+                comp_id[c] = body[6 + 3 * c];
+                comp_q[c] = body[8 + 3 * c];
+                if (comp_q[c] > 3) return "the frame header (SOF) names a quantisation table above 3";
+            }
+        } else if (marker == 0xDA) { // SOS: component count, (id, DC/AC tables) each, Ss, Se, Ah/Al
+            if (frame == 0) return "a scan (SOS) before the frame header (SOF)";
+            if (len < 1) return "a scan header (SOS) is cut short";
+            int ns = body[0];
+            if (ns < 1 || ns > ncomp || len != 4 + 2 * (size_t)ns)
+                return "a scan header's (SOS) length or component count is wrong";
+            int ss = body[1 + 2 * ns], se = body[2 + 2 * ns], ah = body[3 + 2 * ns] >> 4;
+            bool progressive = frame == 0xC2;
+            for (int k = 0; k < ns; k++) {
+                int id = body[1 + 2 * k], td = body[2 + 2 * k] >> 4, ta = body[2 + 2 * k] & 15;
+                int c = 0;
+                while (c < ncomp && comp_id[c] != id) c++;
+                if (c == ncomp) return "a scan (SOS) names a component the frame header (SOF) does not have";
+                if (td > 3 || ta > 3) return "a scan (SOS) names a Huffman table above 3";
+                if (!q_defined[comp_q[c]]) return "a scan (SOS) comes before the quantisation table (DQT) its component uses";
+                // Baseline scans decode with both tables; progressive DC first scans with the DC
+                // table, AC scans with the AC table (DC refinement scans read raw bits).
+                bool needs_dc = !progressive || (ss == 0 && ah == 0);
+                bool needs_ac = !progressive || ss > 0;
+                if (needs_dc && !dc_defined[td]) return "a scan (SOS) uses a DC Huffman table that no DHT segment defined";
+                if (needs_ac && !ac_defined[ta]) return "a scan (SOS) uses an AC Huffman table that no DHT segment defined";
+            }
+            (void)se;
         }
         pos += seg;
         if (marker == 0xDA) // SOS: skip the entropy-coded data up to the next marker (not FF 00, not RSTn)
@@ -101,6 +163,62 @@ static const char *jpeg_bad_segment(const uint8_t *d, size_t n, size_t *at) {
 }
 
 static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+// Walks a PNG's chunks (PNG specification, 5.3: length, type, data, CRC-32 of type and data) and
+// checks each one: the length inside the file, four letters of type, the CRC (zlib's crc32: a
+// corrupt file is caught here, where stb_image, which reads no CRC, would decode it to garbage),
+// IHDR first, at least one IDAT with data, IEND. *empty_idat says whether a zero-length IDAT
+// chunk is present: stb_image 2.27 does pointer arithmetic on a NULL buffer for one (undefined
+// behaviour), so cg_image_decode_rgb hands it a copy without them. NULL when fine, else a
+// reason (offset in *at).
+static const char *png_bad_chunk(const uint8_t *d, size_t n, size_t *at, bool *empty_idat) {
+    size_t pos = 8;
+    bool data_seen = false;
+    *empty_idat = false;
+    for (int index = 0;; index++) {
+        *at = pos;
+        if (pos == n) return "the file ends without an IEND chunk";
+        if (n - pos < 12) return "a chunk is cut short by the end of the file";
+        uint32_t len = be32(d + pos);
+        const uint8_t *type = d + pos + 4;
+        if (len > 0x7FFFFFFFu) return "a chunk length is above 2^31 - 1";
+        if ((uint64_t)len > (uint64_t)(n - pos - 12)) return "a chunk's length runs past the end of the file";
+        for (int k = 0; k < 4; k++)
+            if (!((type[k] >= 'A' && type[k] <= 'Z') || (type[k] >= 'a' && type[k] <= 'z')))
+                return "a chunk type is not four letters";
+        uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), type, (uInt)len + 4);
+        if (crc != be32(d + pos + 8 + len)) return "a chunk fails its CRC-32 check (corrupt data)";
+        bool ihdr = memcmp(type, "IHDR", 4) == 0;
+        if ((index == 0) != ihdr) return index == 0 ? "the first chunk is not IHDR" : "a second IHDR chunk";
+        if (memcmp(type, "IDAT", 4) == 0) {
+            if (len == 0) *empty_idat = true;
+            else data_seen = true;
+        }
+        pos += 12 + (size_t)len;
+        if (memcmp(type, "IEND", 4) == 0) return data_seen ? NULL : "no IDAT chunk holds image data";
+    }
+}
+
+// A copy of the PNG d[0..n) without its zero-length IDAT chunks (checked by png_bad_chunk first);
+// *out_len its length. Free it.
+static uint8_t *png_without_empty_idat(const uint8_t *d, size_t n, size_t *out_len) {
+    uint8_t *copy = cg_xmalloc(n);
+    memcpy(copy, d, 8);
+    size_t pos = 8, len = 8;
+    while (pos + 12 <= n) {
+        size_t chunk = 12 + (size_t)be32(d + pos);
+        bool skip = chunk == 12 && memcmp(d + pos + 4, "IDAT", 4) == 0;
+        if (!skip) {
+            memcpy(copy + len, d + pos, chunk);
+            len += chunk;
+        }
+        bool end = memcmp(d + pos + 4, "IEND", 4) == 0;
+        pos += chunk;
+        if (end) break;
+    }
+    *out_len = len;
+    return copy;
+}
 
 cg_status cg_image_probe(const char *path, const uint8_t *data, size_t len, int *width, int *height) {
     bool jpeg = is_jpeg(data, len), png = is_png(data, len);
@@ -148,6 +266,12 @@ cg_status cg_image_probe(const char *path, const uint8_t *data, size_t len, int 
     if (w > CG_IMAGE_MAX_SIDE || h > CG_IMAGE_MAX_SIDE)
         return cg_error(CG_ERR_FORMAT, "%s: header says %u x %u pixels: too large, cgrad accepts at most %d per side",
                         path, w, h, CG_IMAGE_MAX_SIDE);
+    if (png) { // after the size: a header edited by hand fails its CRC too, the size says more
+        size_t at = 0;
+        bool empty_idat = false;
+        const char *bad = png_bad_chunk(data, len, &at, &empty_idat);
+        if (bad != NULL) return cg_error(CG_ERR_FORMAT, "%s: corrupt PNG: %s (chunk at byte offset %zu)", path, bad, at);
+    }
     *width = (int)w;
     *height = (int)h;
     return cg_ok();
@@ -157,7 +281,19 @@ cg_status cg_image_decode_rgb(const char *path, const uint8_t *data, size_t len,
                               uint8_t *dst) {
     int w = 0, h = 0, comp = 0;
     const char *kind = is_png(data, len) ? "PNG" : "JPEG";
+    uint8_t *stripped = NULL;
+    if (is_png(data, len)) {
+        size_t at = 0;
+        bool empty_idat = false;
+        const char *bad = png_bad_chunk(data, len, &at, &empty_idat);
+        if (bad != NULL) return cg_error(CG_ERR_FORMAT, "%s: corrupt PNG: %s (chunk at byte offset %zu)", path, bad, at);
+        if (empty_idat) {
+            stripped = png_without_empty_idat(data, len, &len);
+            data = stripped;
+        }
+    }
     uint8_t *rgb = stbi_load_from_memory(data, (int)len, &w, &h, &comp, 3); // req_comp 3: always RGB
+    free(stripped);
     if (rgb == NULL)
         return cg_error(CG_ERR_FORMAT, "%s: corrupt %s: stb_image: %s", path, kind, stbi_failure_reason());
     if (w != width || h != height) {

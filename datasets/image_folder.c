@@ -5,6 +5,7 @@
 #include "datasets/image_folder.h"
 #include "datasets/files.h"
 #include "datasets/image_decode.h"
+#include "core/safe_file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -207,7 +208,8 @@ static bool write_exact(int fd, const uint8_t *src, size_t n) {
 // The cached data set when cache_path exists, is whole, and matches fp; NULL otherwise (then the
 // caller decodes). Every size in the header is checked against the file's length first.
 static cg_dataset *cache_read(const char *cache_path, const fingerprint *fp, const entry_list *l, int num_classes) {
-    int fd = open(cache_path, O_RDONLY);
+    const char *why = NULL;
+    int fd = cg_open_regular(cache_path, NULL, &why); // a named pipe there is refused, not waited on
     if (fd < 0) return NULL;
     cg_dataset *d = NULL;
     struct stat st;
@@ -252,10 +254,12 @@ static cg_status cache_write(const char *cache_path, const char *root, const fin
     uint64_t pixel_bytes = (uint64_t)d->count * (uint64_t)d->sample_numel;
     put_u64(h + 56, pixel_bytes);
 
-    size_t tmp_size = strlen(cache_path) + 32;
+    // The temporary file is made new (mkstemp: a file or link planted at its name by someone who
+    // can write in the data folder is never opened), after removing those ended runs left.
+    cg_remove_stale_temps(cache_path);
+    size_t tmp_size = strlen(cache_path) + 64;
     char *tmp = cg_xmalloc(tmp_size);
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", cache_path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fd = cg_temp_create(cache_path, tmp, tmp_size);
     if (fd < 0) {
         cg_status s = cg_error(CG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
         free(tmp);
@@ -316,10 +320,21 @@ static cg_status decode_all(const entry_list *l, int num_classes, cg_dataset **o
     s = cg_image_probe(l->v[0].path, (const uint8_t *)data, len, &width, &height);
     free(data);
     if (s.code != CG_OK) return s;
+    if (l->n > CG_DATASET_MAX_COUNT)
+        return cg_error(CG_ERR_FORMAT, "%s: %lld images, more than the %d cgrad accepts", l->v[0].path, (long long)l->n,
+                        CG_DATASET_MAX_COUNT);
     uint64_t total = 0;
     if (!cg_mul_u64((uint64_t)l->n, 3ull * (uint64_t)width * (uint64_t)height, &total) || total > SIZE_MAX / 2)
         return cg_error(CG_ERR_OOM, "%s: %lld images of 3 x %d x %d do not fit in memory", l->v[0].path,
                         (long long)l->n, height, width);
+    // The limit stated in dataset.h: the decoded pixels must fit in the machine's memory (a folder
+    // of small files declaring large images would otherwise be paged out, then killed).
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t memory = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+    if (total > memory)
+        return cg_error(CG_ERR_OOM, "%s: %lld images of 3 x %d x %d (the size of this first one) need %.1f GiB "
+                        "decoded, more than this machine's %.1f GiB of memory", l->v[0].path, (long long)l->n, height,
+                        width, (double)total / 1073741824.0, (double)memory / 1073741824.0);
     cg_dataset *d = cg_dataset_new_images(l->n, 3, height, width, num_classes);
     if (d == NULL)
         return cg_error(CG_ERR_OOM, "%s: out of host memory for %lld images of 3 x %d x %d (%llu bytes)",
@@ -404,6 +419,10 @@ cg_status cg_image_folder_load(const char *root, bool use_cache, bool *from_cach
         bool dir = cg_is_dir(path);
         free(path);
         if (!dir) continue;
+        if (num_classes > CG_DATASET_MAX_CLASSES) { // counted on, not stored: the refusal below says how many
+            num_classes++;
+            continue;
+        }
         if (num_classes == cap) {
             cap *= 2;
             char **grown = realloc(names, (size_t)cap * sizeof *names);
@@ -413,6 +432,12 @@ cg_status cg_image_folder_load(const char *root, bool use_cache, bool *from_cach
         names[num_classes++] = strdup(de->d_name);
     }
     closedir(dp);
+    if (num_classes > CG_DATASET_MAX_CLASSES) {
+        for (int c = 0; c <= CG_DATASET_MAX_CLASSES; c++) free(names[c]); // the ones stored
+        free(names);
+        return cg_error(CG_ERR_FORMAT, "%s: %d class folders, more than the %d cgrad accepts", root, num_classes,
+                        CG_DATASET_MAX_CLASSES);
+    }
     if (num_classes == 0) {
         free(names);
         return cg_error(CG_ERR_FORMAT, "%s: no class folders: expected %s/CLASS/IMAGE.jpg|png (torchvision's "
@@ -566,6 +591,9 @@ cg_status cg_tinyimagenet_load(const char *root, bool train, bool use_cache, boo
     int n = 0;
     cg_status s = cg_read_lines(wnids_path, 1u << 20, &wnids, &n);
     if (s.code == CG_OK && n == 0) s = cg_error(CG_ERR_FORMAT, "%s: empty: expected one WordNet id per line", wnids_path);
+    if (s.code == CG_OK && n > CG_DATASET_MAX_CLASSES)
+        s = cg_error(CG_ERR_FORMAT, "%s: %d classes, more than the %d cgrad accepts", wnids_path, n,
+                     CG_DATASET_MAX_CLASSES);
     wnid_index *sorted = cg_xcalloc((size_t)(n > 0 ? n : 1), sizeof *sorted);
     for (int i = 0; i < n && s.code == CG_OK; i++) {
         if (!plain_name(wnids[i]))

@@ -46,6 +46,9 @@ static cg_loader *loader_new(const cg_dataset *d, int64_t batch_size, bool shuff
                              cg_device device, bool streaming) {
     CG_CHECK(batch_size >= 1 && d->count >= 1, "loader: batch size %lld over %lld samples", (long long)batch_size,
              (long long)d->count);
+    // Sample indices are 32-bit (the gather kernels read them so); the loaders refuse larger sets.
+    CG_CHECK(d->count <= CG_DATASET_MAX_COUNT, "loader: %lld samples, more than the %d its 32-bit indices hold",
+             (long long)d->count, CG_DATASET_MAX_COUNT);
     cg_loader *l = cg_xcalloc(1, sizeof *l);
     l->data = d;
     l->device = device;

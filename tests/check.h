@@ -28,7 +28,7 @@ static void fail(const char *what, const char *fmt, ...) {
 
 // The verdict line and the exit status: "NAME: N failure(s)" on stderr and 1 when a check failed,
 // else "NAME: all passed" on stdout and 0. Called once, at the end of main.
-static int check_summary(const char *name) {
+__attribute__((unused)) static int check_summary(const char *name) {
     if (failures) {
         fprintf(stderr, "%s: %d failure(s)\n", name, failures);
         return 1;

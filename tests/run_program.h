@@ -92,7 +92,7 @@ static const char *refusal_stdout_lacks = NULL; // text stdout must not hold; ""
 // A bad invocation `program args`: a clean non-zero exit (not a crash; exactly refusal_exit_code
 // when set), exactly one line on stderr that contains each of the needles (NULL-terminated; the
 // macro below adds the NULL), and stdout as refusal_stdout_lacks says. Each broken rule is a fail().
-static void expect_refused_list(const char *args, ...) {
+__attribute__((unused)) static void expect_refused_list(const char *args, ...) {
     const run_result *r = run(args);
     if (refusal_exit_code != 0 && r->exit_code != refusal_exit_code)
         fail(args, "exit status %d, expected %d", r->exit_code, refusal_exit_code);

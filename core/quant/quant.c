@@ -12,6 +12,7 @@
 // round half to even (the default rounding mode), then saturate to [-128, 127]. The float is
 // clamped before the conversion so that huge values and infinities cannot overflow the int.
 static int8_t saturate_round(float v) {
+    if (isnan(v)) return 0; // converting NaN to an integer is undefined behaviour in C
     v = rintf(v);
     if (v < (float)CG_QMIN) return (int8_t)CG_QMIN;
     if (v > (float)CG_QMAX) return (int8_t)CG_QMAX;
@@ -37,15 +38,23 @@ cg_qparams cg_qparams_symmetric(float absmax) {
     return p;
 }
 
-// min and max of x (n >= 1).
-static void min_max(const float *x, int64_t n, float *lo, float *hi) {
-    float a = x[0], b = x[0];
-    for (int64_t i = 1; i < n; i++) {
+// min and max of the finite values of x (n >= 1); [0, 0] when none is finite. Returns how many
+// values were NaN or infinite (skipped).
+static int64_t min_max(const float *x, int64_t n, float *lo, float *hi) {
+    float a = INFINITY, b = -INFINITY;
+    int64_t skipped = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(x[i])) {
+            skipped++;
+            continue;
+        }
         a = x[i] < a ? x[i] : a;
         b = x[i] > b ? x[i] : b;
     }
+    if (skipped == n) a = b = 0.0f;
     *lo = a;
     *hi = b;
+    return skipped;
 }
 
 cg_qparams cg_qparams_from_data(const float *x, int64_t n, bool symmetric) {
@@ -63,7 +72,8 @@ void cg_qparams_per_channel(cg_qparams *params, const float *x, int64_t channels
 
 int8_t cg_quantize_one(float x, cg_qparams p) {
     // round(x / s), then add the integer zero point (PyTorch's order: quantize_val in
-    // aten/src/ATen/native/quantized/AffineQuantizerBase.cpp).
+    // aten/src/ATen/native/quantized/AffineQuantizerBase.cpp). NaN becomes the zero point.
+    if (isnan(x)) return saturate_round((float)p.zero_point);
     float r = rintf(x / p.scale);
     return saturate_round(r + (float)p.zero_point);
 }
@@ -115,19 +125,20 @@ static void histogram_double(cg_observer *obs) {
 void cg_observer_update(cg_observer *obs, const float *x, int64_t n) {
     if (n <= 0) return;
     float lo, hi;
-    min_max(x, n, &lo, &hi);
-    CG_CHECK(!isnan(lo) && !isnan(hi), "observer: the batch holds NaN");
+    int64_t skipped = min_max(x, n, &lo, &hi);
+    obs->nonfinite += skipped; // counted, never binned: the caller decides what to do about them
+    if (skipped == n) return;
     obs->min = obs->count == 0 ? lo : fminf(obs->min, lo);
     obs->max = obs->count == 0 ? hi : fmaxf(obs->max, hi);
-    obs->count += n;
+    obs->count += n - skipped;
     if (obs->kind == CG_OBSERVER_MINMAX) return;
 
     float absmax = fmaxf(fabsf(lo), fabsf(hi));
-    CG_CHECK(isfinite(absmax), "observer: the batch holds an infinity");
     if (obs->range == 0.0f) obs->range = absmax > 0.0f ? absmax : 1.0f;
     while (absmax > obs->range) histogram_double(obs);
     const float bins_per_unit = (float)CG_OBSERVER_BINS / (2.0f * obs->range);
     for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(x[i])) continue;
         int64_t b = (int64_t)((x[i] + obs->range) * bins_per_unit);
         b = b < 0 ? 0 : b >= CG_OBSERVER_BINS ? CG_OBSERVER_BINS - 1 : b;
         obs->hist[b]++;

@@ -44,6 +44,8 @@ cg_qparams cg_qparams_affine(float min, float max);
 // Symmetric parameters for data in [-absmax, absmax] (absmax >= 0; 0 gives scale 1).
 cg_qparams cg_qparams_symmetric(float absmax);
 // Per tensor, from the data itself: affine (min / max of x) or symmetric (max |x|). x: (n,) f32.
+// NaN and infinite values are left out of the range (quantised, NaN gives the zero point and an
+// infinity saturates: no float-to-integer conversion is ever undefined).
 cg_qparams cg_qparams_from_data(const float *x, int64_t n, bool symmetric);
 // Per output channel: x is (channels, inner) f32 (a Linear weight (out, in), a Conv2d weight
 // (K, C*R*S)); writes channels parameters to params.
@@ -87,7 +89,8 @@ typedef struct {
     cg_observer_kind kind;
     double percentile; // in (50, 100], for CG_OBSERVER_PERCENTILE
     float min, max;    // exact extremes of everything seen (both kinds)
-    int64_t count;     // values seen
+    int64_t count;     // finite values seen
+    int64_t nonfinite; // NaN and infinite values seen (skipped: a diverged model's activations)
     float range;       // the histogram covers [-range, range); 0 before the first non-zero value
     int64_t *hist;     // CG_OBSERVER_BINS counts (percentile and entropy), owned
 } cg_observer;
@@ -95,7 +98,8 @@ typedef struct {
 // percentile: ignored for CG_OBSERVER_MINMAX; for CG_OBSERVER_PERCENTILE, 0 means 99.99.
 void cg_observer_init(cg_observer *obs, cg_observer_kind kind, double percentile);
 void cg_observer_free(cg_observer *obs);
-// Add one batch: x: (n,) f32. NaN is a programmer error (CG_CHECK).
+// Add one batch: x: (n,) f32. NaN and infinite values are not binned but counted in nonfinite,
+// for the caller to refuse the calibration (they come from weights that overflow).
 void cg_observer_update(cg_observer *obs, const float *x, int64_t n);
 // The calibrated range; [0, 0] before any value.
 void cg_observer_range(const cg_observer *obs, float *lo, float *hi);

@@ -4,6 +4,7 @@
 // tensors are saved or loaded; the other dtypes are known only to check a file's layout.
 #define _POSIX_C_SOURCE 200809L
 #include "core/train/checkpoint.h"
+#include "core/safe_file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -162,11 +163,12 @@ cg_status cg_checkpoint_save(const cg_params *p, const char *path, const char *c
     if (header == NULL)
         return cg_error(CG_ERR_OOM, "saving checkpoint '%s': out of memory building the header", path);
 
-    // mkstemp replaces the X's and creates the file, so two writers never share a temporary file.
-    size_t tmp_size = strlen(path) + sizeof ".tmp.XXXXXX";
+    // The temporary file is made new (mkstemp: never through an existing name or link), and the
+    // ones that killed runs left beside path are removed first.
+    cg_remove_stale_temps(path);
+    size_t tmp_size = strlen(path) + 64;
     char *tmp = cg_xmalloc(tmp_size);
-    snprintf(tmp, tmp_size, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
+    int fd = cg_temp_create(path, tmp, tmp_size);
     if (fd < 0) {
         st = cg_error(CG_ERR_IO, "saving checkpoint '%s': cannot create a temporary file '%s': %s",
                       path, tmp, strerror(errno));
@@ -174,7 +176,6 @@ cg_status cg_checkpoint_save(const cg_params *p, const char *path, const char *c
         free(header);
         return st;
     }
-    fchmod(fd, 0644); // mkstemp makes the file private (0600); a checkpoint is ordinary data
     FILE *f = fdopen(fd, "wb");
     if (f == NULL) {
         st = cg_error(CG_ERR_IO, "saving checkpoint '%s': fdopen of '%s': %s", path, tmp,
@@ -444,16 +445,16 @@ static cg_status read_at(const st_file *sf, int64_t offset, void *out, size_t by
 static cg_status st_open(st_file *sf, const char *path) {
     memset(sf, 0, sizeof *sf);
     sf->path = path;
-    sf->f = fopen(path, "rb");
-    if (sf->f == NULL)
+    // Checked to be a regular file before anything is read: a named pipe would block forever.
+    const char *why = NULL;
+    int64_t file_size = 0;
+    int fd = cg_open_regular(path, &file_size, &why);
+    if (fd < 0) return cg_error(CG_ERR_IO, "checkpoint '%s': cannot open: %s", path, why);
+    sf->f = fdopen(fd, "rb");
+    if (sf->f == NULL) {
+        close(fd);
         return cg_error(CG_ERR_IO, "checkpoint '%s': cannot open: %s", path, strerror(errno));
-    struct stat info;
-    if (fstat(fileno(sf->f), &info) != 0 || !S_ISREG(info.st_mode)) {
-        cg_status st = cg_error(CG_ERR_IO, "checkpoint '%s': not a regular file", path);
-        st_close(sf);
-        return st;
     }
-    int64_t file_size = (int64_t)info.st_size;
     if (file_size < 8) {
         st_close(sf);
         return cg_error(CG_ERR_FORMAT, "checkpoint '%s': the file has %lld bytes, fewer than the 8 of "
@@ -584,6 +585,24 @@ static cg_status load(cg_params *p, const char *path, bool allow_extra) {
         st = read_at(&sf, sf.data_start + e->begin, host + at, cg_tensor_bytes(t), t->name);
         at += t->numel;
     }
+    // Weights that are NaN or infinite come from a run that diverged: refused, naming the tensor,
+    // rather than trained on or quantised (whose integer conversion of NaN is undefined).
+    at = 0;
+    for (int i = 0; i < p->count && st.code == CG_OK; i++) {
+        const cg_tensor *t = p->tensors[i];
+        int64_t bad = 0, first = -1;
+        for (int64_t k = 0; k < t->numel; k++)
+            if (!isfinite(host[at + k])) {
+                if (first < 0) first = k;
+                bad++;
+            }
+        if (bad > 0)
+            st = cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s' holds %lld non-finite value%s (the first, "
+                          "at index %lld, is %s): the run that saved it diverged; refusing its weights",
+                          path, t->name, (long long)bad, bad > 1 ? "s" : "", (long long)first,
+                          isnan(host[at + first]) ? "NaN" : host[at + first] > 0 ? "inf" : "-inf");
+        at += t->numel;
+    }
     at = 0;
     for (int i = 0; i < p->count && st.code == CG_OK; i++) {
         cg_tensor_copy_from_host(p->tensors[i], host + at, p->tensors[i]->numel);
@@ -620,16 +639,33 @@ cg_status cg_checkpoint_read_metadata(const char *path, const char *key, char *v
 }
 
 cg_status cg_checkpoint_check_writable(const char *path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    if (access(dir, W_OK | X_OK) != 0)
+    CG_CHECK(path != NULL, "cg_checkpoint_check_writable needs a path");
+    size_t len = strlen(path);
+    if (len == 0) return cg_error(CG_ERR_ARG, "cannot write checkpoint '': the path is empty");
+    if (path[len - 1] == '/')
+        return cg_error(CG_ERR_ARG, "cannot write checkpoint '%s': the path ends with '/': give a file name", path);
+    struct stat info;
+    if (stat(path, &info) == 0 && S_ISDIR(info.st_mode))
+        return cg_error(CG_ERR_ARG, "cannot write checkpoint '%s': it is a directory: give a file name (e.g. "
+                        "%s/model.safetensors)", path, path);
+    // A real attempt, as the save will make it: a new temporary file beside path, removed at once.
+    // It also clears the temporary files that ended runs left there.
+    cg_remove_stale_temps(path);
+    char tmp[4200];
+    int fd = cg_temp_create(path, tmp, sizeof tmp);
+    if (fd < 0) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL)
+            snprintf(dir, sizeof dir, ".");
+        else if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
         return cg_error(CG_ERR_IO, "cannot write checkpoint '%s': directory '%s': %s", path, dir, strerror(errno));
+    }
+    close(fd);
+    unlink(tmp);
     return cg_ok();
 }

@@ -19,9 +19,11 @@
 #define CG_CHECKPOINT_MAX_HEADER 100000000
 
 // Write every parameter of p to path as safetensors, atomically: the file is written to a
-// temporary file in the same directory ("PATH.tmp.XXXXXX"), flushed, fsync'ed, renamed over
-// path, and the directory is fsync'ed. On any error the temporary file is removed and a file
-// already at path is left as it was. Parameters on a GPU are copied to the host first.
+// temporary file in the same directory ("PATH.tmp.PID.XXXXXX", made new: core/safe_file.h),
+// flushed, fsync'ed, renamed over path (a link at path is replaced, never followed), and the
+// directory is fsync'ed. Temporary files of path that ended runs left behind are removed first.
+// On any error the temporary file is removed and a file already at path is left as it was.
+// Parameters on a GPU are copied to the host first.
 // Each parameter is written as "dtype": "F32" under its name ("fc1.weight"), in block order; the
 // header is padded with spaces so that the data section starts on an 8-byte boundary.
 // metadata: n_metadata key/value pairs as 2 * n_metadata strings (key, value, key, value, ...),
@@ -32,8 +34,11 @@
 cg_status cg_checkpoint_save(const cg_params *p, const char *path, const char *const *metadata,
                              int n_metadata);
 
-// Whether a checkpoint could be written at path (its directory exists and is writable), so that
-// a program can refuse a bad --save before training rather than after. Errors: CG_ERR_IO.
+// Whether a checkpoint could be written at path, so that a program can refuse a bad --save
+// before training rather than after: a temporary file is created beside path and removed (and
+// stale ones of ended runs with it). Errors: CG_ERR_ARG for an empty path, one ending in '/', or
+// an existing directory; CG_ERR_IO with the system's reason when the directory is missing or
+// not writable.
 cg_status cg_checkpoint_check_writable(const char *path);
 
 // Read path and copy its tensors into p's parameters, matched by name: every parameter of p must
@@ -47,7 +52,8 @@ cg_status cg_checkpoint_check_writable(const char *path);
 // an object, an entry without dtype / shape / data_offsets or with values of the wrong type,
 // an unknown dtype, offsets outside the data section, tensors that overlap or leave a gap, a byte
 // size that does not match shape x dtype, a name given twice) or that does not fit the model (a
-// parameter missing, another dtype than F32, another shape, a tensor that is not a parameter).
+// parameter missing, another dtype than F32, another shape, a tensor that is not a parameter), or
+// whose weights hold NaN or an infinity (a diverged run's), naming the tensor and the index.
 cg_status cg_checkpoint_load(cg_params *p, const char *path);
 
 // As cg_checkpoint_load, but tensors in the file that are not parameters of p are skipped (as

@@ -1,6 +1,7 @@
 // csv_log.c: whole-row writes to a CSV file with POSIX open/write.
 #define _POSIX_C_SOURCE 200809L
 #include "core/train/csv_log.h"
+#include "core/safe_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +29,11 @@ static cg_status write_all(cg_csv_log *log, const char *text, size_t n) {
 
 cg_status cg_csv_log_open(cg_csv_log **out, const char *path, const char *header) {
     *out = NULL;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    // As a checkpoint is saved: a new file beside path (never through an existing name or link),
+    // renamed over path once the header is in. A link at path is replaced, never written through.
+    cg_remove_stale_temps(path);
+    char tmp[4200];
+    int fd = cg_temp_create(path, tmp, sizeof tmp);
     if (fd < 0) return cg_error(CG_ERR_IO, "cannot write log '%s': %s", path, strerror(errno));
     cg_csv_log *log = cg_xcalloc(1, sizeof *log);
     log->fd = fd;
@@ -36,9 +41,11 @@ cg_status cg_csv_log_open(cg_csv_log **out, const char *path, const char *header
     char line[1024];
     int n = snprintf(line, sizeof line, "%s\n", header);
     cg_status s = write_all(log, line, (size_t)n);
+    if (s.code == CG_OK && rename(tmp, path) != 0)
+        s = cg_error(CG_ERR_IO, "cannot write log '%s': %s", path, strerror(errno));
     if (s.code != CG_OK) {
         cg_csv_log_close(log);
-        unlink(path);
+        unlink(tmp);
         return s;
     }
     *out = log;

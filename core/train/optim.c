@@ -29,7 +29,7 @@ cg_optim_config cg_adamw_config(float lr) {
 }
 
 static float *zeroed(cg_device d, int64_t n) {
-    float *p = cg_device_alloc(d, (size_t)n * sizeof(float));
+    float *p = cg_device_alloc_for(d, (size_t)n * sizeof(float), "the optimizer's state");
     cg_device_zero(d, p, (size_t)n * sizeof(float));
     return p;
 }

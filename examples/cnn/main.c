@@ -7,6 +7,7 @@
 #include "core/measure/monitor.h"
 #include "examples/common/cli.h"
 #include "examples/common/models.h"
+#include "examples/common/guard.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -38,7 +39,9 @@ static void usage(FILE *f) {
             "  --monitor          sample the GPU once a second through NVML (utilisation, memory,\n"
             "                     temperature, power): shown each epoch, and added to the log as\n"
             "                     gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w, the epoch's mean\n"
-            "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names)\n"
+            "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names); also\n"
+            "                     on Ctrl-C or SIGTERM (at a step boundary, then exit 130 or 143) and, if\n"
+            "                     training diverges, the last good epoch's\n"
             "  --load PATH        start from weights saved by --save\n"
             "  --precision P      fp32 (default), fp16 or bf16: mixed precision as torch.autocast (convolutions\n"
             "                     and linear layers in 16 bits with f32 accumulation, ReLU and max pooling in\n"
@@ -54,6 +57,8 @@ static void usage(FILE *f) {
             "                     GPU's free memory\n"
             "  --no-fusion        on the CPU, run each Conv2d, ReLU, MaxPool2d as three ops instead of one\n"
             "                     fused op (the same results, more memory traffic: lesson 03)\n"
+            "  --detect-anomaly   check every op's output and gradients for NaN and inf (slow; no CUDA Graph),\n"
+            "                     so that a diverging run names the first op that made one\n"
             "  --quiet            print only the final test accuracy\n"
             "  --help             this text\n");
 }
@@ -62,7 +67,7 @@ typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path;
     long epochs, batch_size, seed, threads, limit;
     double lr;
-    bool sgd, quiet, no_graph, monitor, no_fusion, stream;
+    bool sgd, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly;
     int augment; // -1: the data set's default
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -84,6 +89,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
         {"no-fusion", no_argument, 0, 'F'},     {"stream", no_argument, 0, 'W'},
         {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
+        {"detect-anomaly", no_argument, 0, 'A'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -91,7 +97,7 @@ static int parse_options(int argc, char **argv, options *o) {
     while (s.code == CG_OK && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
         case 'D': o->dataset = optarg; break;
-        case 'd': o->data = optarg; break;
+        case 'd': s = cg_cli_path("--data", optarg, &o->data); break;
         case 'm': o->model = optarg; break;
         case 'v': o->device = optarg; break;
         case 'e': s = cg_cli_int("--epochs", optarg, 1, 100000, &o->epochs); break;
@@ -100,9 +106,10 @@ static int parse_options(int argc, char **argv, options *o) {
         case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'n': s = cg_cli_int("--limit", optarg, 1, 1L << 30, &o->limit); break;
-        case 'L': o->log_path = optarg; break;
-        case 'S': o->save_path = optarg; break;
-        case 'R': o->load_path = optarg; break;
+        case 'L': s = cg_cli_path("--log", optarg, &o->log_path); break;
+        case 'S': s = cg_cli_path("--save", optarg, &o->save_path); break;
+        case 'R': s = cg_cli_path("--load", optarg, &o->load_path); break;
+        case 'A': o->detect_anomaly = o->no_graph = true; break; // its host checks cannot be captured
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
         case 'F': o->no_fusion = true; break;
@@ -221,6 +228,8 @@ int main(int argc, char **argv) {
     cg_params *params = cg_params_new(dev);
     cg_rng init = cg_rng_new((uint64_t)opt.seed, CG_STREAM_INIT);
     cg_module *model = NULL; // the tutorial CNN or the MLP: examples/common/models.c
+    if ((s = cg_model_check_size(opt.model, C, H, W, train->num_classes, opt.batch_size, dir)).code != CG_OK)
+        return cg_cli_fail("cnn", s); // sizes from the files, bounded before anything is allocated
     if ((s = cg_model_new(opt.model, params, C, H, W, train->num_classes, &init, &model)).code != CG_OK)
         return cg_cli_fail("cnn", s);
     if (opt.no_fusion) cg_sequential_set_fusion(model, false);
@@ -282,15 +291,20 @@ int main(int argc, char **argv) {
     cg_graph *graph = cg_graph_new(dev);
     cg_progress progress;
     cg_progress_init(&progress, opt.quiet);
+    // Divergence and Ctrl-C / SIGTERM: examples/common/guard.h.
+    cg_guard *guard = cg_guard_new("cnn", params, metrics, amp, cg_loader_num_batches(loader), opt.detect_anomaly);
+    cg_guard_catch_signals();
 
     double start = cg_seconds(), train_seconds = 0.0, test_loss = 0.0, test_accuracy = 0.0;
     for (long epoch = 1; epoch <= opt.epochs; epoch++) {
         double epoch_start = cg_seconds();
         cg_metrics_reset(metrics);
         cg_loader_start_epoch(loader);
+        cg_guard_epoch_begin(guard, epoch);
         cg_batch batch;
         int64_t step = 0, steps = cg_loader_num_batches(loader);
         while (cg_loader_next(loader, &batch)) {
+            cg_guard_step_begin(guard);
             if (opt.no_graph || epoch == 1) {
                 train_step(&tr, &batch);
             } else if (!cg_graph_replay(graph, batch.size)) {
@@ -299,8 +313,14 @@ int main(int argc, char **argv) {
                 cg_graph_end(graph, batch.size);
             }
             step++;
+            cg_guard_record(guard);
+            if (cg_guard_should_stop(guard, epoch)) break;
             cg_progress_draw(&progress, "epoch %ld/%ld  step %lld/%lld", epoch, opt.epochs, (long long)step,
                              (long long)steps);
+        }
+        if (!cg_guard_epoch_end(guard, epoch, step)) {
+            cg_progress_done(&progress);
+            break;
         }
         double train_loss, train_accuracy;
         cg_metrics_read(metrics, train->count, &train_loss, &train_accuracy); // waits for the device
@@ -341,18 +361,29 @@ int main(int argc, char **argv) {
                    "%.0f images/s%s%s\n",
                    epoch, opt.epochs, train_loss, train_accuracy, test_loss, test_accuracy, epoch_seconds, images_per_s,
                    amp_text, gpu_text);
+        if (cg_guard_signal()) break; // Ctrl-C during the evaluation: stop before the next epoch
     }
-    printf("Test accuracy on %s: %.4f\n", dev_name, test_accuracy);
-    if (!opt.quiet)
+    int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
+    if (status == 0) printf("Test accuracy on %s: %.4f\n", dev_name, test_accuracy);
+    if (status == 0 && !opt.quiet)
         printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs, train_seconds,
                (double)train->count * opt.epochs / train_seconds);
-    if (opt.save_path) {
+    if (opt.save_path && cg_guard_can_save(guard)) {
         char epochs[32];
-        snprintf(epochs, sizeof epochs, "%ld", opt.epochs);
+        snprintf(epochs, sizeof epochs, "%ld", cg_guard_epochs_done(guard));
         const char *metadata[] = {"format", "pt", "model", opt.model, "dataset", info->name, "epochs", epochs};
         if ((s = cg_checkpoint_save(params, opt.save_path, metadata, 4)).code != CG_OK) return cg_cli_fail("cnn", s);
-        if (!opt.quiet) printf("saved %s\n", opt.save_path);
+        if (status == 1)
+            fprintf(stderr, "cnn: saved %s: the weights of epoch %s, the last good one\n", opt.save_path, epochs);
+        else if (status != 0)
+            fprintf(stderr, "cnn: saved %s: the weights where training stopped\n", opt.save_path);
+        else if (!opt.quiet)
+            printf("saved %s\n", opt.save_path);
+    } else if (opt.save_path) {
+        fprintf(stderr, "cnn: nothing saved to %s (no epoch ended with finite weights); a file there is left as it was\n",
+                opt.save_path);
     }
+    cg_guard_free(guard);
 
     cg_monitor_stop(monitor);
     cg_csv_log_close(log);
@@ -368,5 +399,5 @@ int main(int argc, char **argv) {
     cg_params_free(params);
     cg_dataset_free(train);
     cg_dataset_free(test);
-    return 0;
+    return status;
 }

@@ -31,6 +31,15 @@ cg_status cg_cli_float(const char *flag, const char *text, double min, double ma
     return cg_ok();
 }
 
+cg_status cg_cli_path(const char *flag, const char *text, const char **out) {
+    if (text[0] == '\0') return cg_error(CG_ERR_ARG, "%s: the name is empty", flag);
+    if (text[0] == '-' && text[1] == '-')
+        return cg_error(CG_ERR_ARG, "%s: '%s' looks like a flag, not a file name (write ./%s for a file of that name)",
+                        flag, text, text);
+    *out = text;
+    return cg_ok();
+}
+
 int cg_cli_fail(const char *program, cg_status s) {
     fprintf(stderr, "%s: %s\n", program, s.message);
     return s.code == CG_ERR_ARG ? 2 : 1;

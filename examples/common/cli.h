@@ -10,6 +10,10 @@ cg_status cg_cli_int(const char *flag, const char *text, long min, long max, lon
 // Parse a whole finite number in [min, max].
 cg_status cg_cli_float(const char *flag, const char *text, double min, double max, double *out);
 
+// A file or folder name given to flag: *out = text, unless it is empty or starts with "--" (a
+// flag taken as the value: `--save --quiet` would write a file named --quiet), CG_ERR_ARG then.
+cg_status cg_cli_path(const char *flag, const char *text, const char **out);
+
 // Print "program: message" on stderr and return the exit status 2 (bad usage) or 1 (other).
 int cg_cli_fail(const char *program, cg_status s);
 

@@ -33,14 +33,21 @@ int main(int argc, char **argv) {
         else if (c == 'h') return usage(stdout), 0;
         else return cg_cli_fail("device_info", cg_error(CG_ERR_ARG, "bad option '%s' (see --help)", argv[optind - 1]));
     }
+    if (optind < argc)
+        return cg_cli_fail("device_info", cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]));
+    // A misspelt device is a usage error; "no GPU here" is an answer (below). The CPU is not a GPU.
+    cg_device dev;
+    cg_status s = cg_device_parse(device_text, &dev);
+    if (s.code == CG_ERR_ARG) return cg_cli_fail("device_info", cg_error(CG_ERR_ARG, "--device: %s", s.message));
+    if (s.code == CG_OK && dev.type == CG_CPU)
+        return cg_cli_fail("device_info", cg_error(CG_ERR_ARG, "--device: 'cpu' is not a GPU: give cuda or cuda:N "
+                                                               "(the CPU is described without it)"));
 
     cg_device_info info;
     cg_device_get_info(cg_cpu(), &info);
     printf("CPU: %s, %d OpenMP threads\n", info.name, info.multiprocessors);
     printf("CUDA backend built: %s\n", cg_cuda_built() ? "yes" : "no");
 
-    cg_device dev;
-    cg_status s = cg_device_parse(device_text, &dev);
     printf("torch.cuda.is_available() -> %s\n", s.code == CG_OK ? "True" : "False");
     if (s.code != CG_OK) {
         printf("no GPU: %s\n", s.message);

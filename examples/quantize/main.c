@@ -65,10 +65,10 @@ static int parse_options(int argc, char **argv, options *o) {
     opterr = 0;
     while (s.code == CG_OK && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
-        case 'R': o->load_path = optarg; break;
+        case 'R': s = cg_cli_path("--load", optarg, &o->load_path); break;
         case 'm': o->model = optarg; break;
         case 'D': o->dataset = optarg; break;
-        case 'd': o->data = optarg; break;
+        case 'd': s = cg_cli_path("--data", optarg, &o->data); break;
         case 'v': o->device = optarg; break;
         case 'c': s = cg_cli_int("--calib-batches", optarg, 1, 100000, &o->calib_batches); break;
         case 'p': s = cg_cli_float("--percentile", optarg, 50.000001, 100.0, &o->percentile); break;
@@ -142,9 +142,15 @@ int main(int argc, char **argv) {
     cg_status s;
     char model_name[64] = "";
     if (opt.model == NULL) {
+        // A file that cannot be read is a file error (exit 1); only a missing "model" entry asks for --model.
         s = cg_checkpoint_read_metadata(opt.load_path, "model", model_name, sizeof model_name);
+        if (s.code != CG_OK && s.code != CG_ERR_ARG) return cg_cli_fail("quantize", s);
         if (s.code != CG_OK)
             return cg_cli_fail("quantize", cg_error(CG_ERR_ARG, "%s; say which with --model", s.message));
+        if (strcmp(model_name, "tutorial") != 0 && strcmp(model_name, "mlp") != 0)
+            return cg_cli_fail("quantize", cg_error(CG_ERR_FORMAT, "checkpoint '%s': its metadata names the model "
+                                                    "'%s', not one cgrad builds (tutorial, mlp); say which with --model",
+                                                    opt.load_path, model_name));
         opt.model = model_name;
     }
     const cg_dataset_info *info = cg_dataset_info_find(opt.dataset);
@@ -157,30 +163,36 @@ int main(int argc, char **argv) {
     char dev_name[16];
     cg_device_str(dev, dev_name, sizeof dev_name);
 
+    // Everything below is freed at `done`, on success and on every error (nothing is left to the OS).
+    int status = 0;
     cg_dataset *train = NULL, *test = NULL;
+    cg_params *params = NULL;
+    cg_module *model = NULL;
+    cg_qmodel *q = NULL;
+    cg_tape *tape = NULL, *tape16 = NULL;
+    cg_metrics *metrics = NULL;
+    cg_loader *calib = NULL, *test_loader = NULL, *sqnr_loader = NULL, *speed_loader = NULL;
+    cg_amp *amp16 = NULL;
     const char *dir = opt.data ? opt.data : info->default_dir;
-    if ((s = cg_dataset_info_load(info, dir, true, NULL, &train)).code != CG_OK) return cg_cli_fail("quantize", s);
-    if ((s = cg_dataset_info_load(info, dir, false, NULL, &test)).code != CG_OK) return cg_cli_fail("quantize", s);
+    if ((s = cg_dataset_info_load(info, dir, true, NULL, &train)).code != CG_OK) goto fail;
+    if ((s = cg_dataset_info_load(info, dir, false, NULL, &test)).code != CG_OK) goto fail;
     int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
 
-    cg_params *params = cg_params_new(dev);
+    params = cg_params_new(dev);
     cg_rng init = cg_rng_new(0, CG_STREAM_INIT);
-    cg_module *model = NULL;
-    if ((s = cg_model_new(opt.model, params, C, H, W, train->num_classes, &init, &model)).code != CG_OK)
-        return cg_cli_fail("quantize", s);
-    if ((s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) return cg_cli_fail("quantize", s);
+    if ((s = cg_model_new(opt.model, params, C, H, W, train->num_classes, &init, &model)).code != CG_OK) goto fail;
+    if ((s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) goto fail; // refuses NaN / inf weights
     cg_module_set_training(model, false);
 
-    cg_qmodel *q = NULL;
     s = cg_qmodel_new(&q, model, C, H, W, opt.observer, opt.percentile, dev);
-    if (s.code != CG_OK) return cg_cli_fail("quantize", s);
+    if (s.code != CG_OK) goto fail;
 
-    cg_tape *tape = cg_tape_new(dev, 64 << 20);
+    tape = cg_tape_new(dev, 64 << 20);
     tape->grad_enabled = false;
-    cg_metrics *metrics = cg_metrics_new(dev);
+    metrics = cg_metrics_new(dev);
 
     // Calibration: the first N shuffled training batches of 128.
-    cg_loader *calib = cg_loader_new(train, 128, true, false, 1, dev);
+    calib = cg_loader_new(train, 128, true, false, 1, dev);
     cg_loader_set_normalization(calib, info->mean, info->std);
     cg_loader_start_epoch(calib);
     cg_batch batch;
@@ -189,6 +201,16 @@ int main(int argc, char **argv) {
     while (batches < opt.calib_batches && cg_loader_next(calib, &batch)) {
         cg_qmodel_calibrate(q, tape, batch.x);
         batches++;
+    }
+    // Finite weights can still overflow to infinities on the way through: no range can be taken.
+    for (int i = 0; i < q->count; i++) {
+        int64_t bad = q->layers[i].observer.nonfinite;
+        if (bad > 0) {
+            s = cg_error(CG_ERR_FORMAT, "checkpoint '%s': layer %s gave %lld NaN or infinite outputs during "
+                         "calibration (weights too large): refusing to quantise", opt.load_path, q->layers[i].name,
+                         (long long)bad);
+            goto fail;
+        }
     }
     cg_qmodel_convert(q);
     double calib_seconds = cg_seconds() - t0;
@@ -203,22 +225,22 @@ int main(int argc, char **argv) {
     }
 
     // Accuracy on the whole test set.
-    cg_loader *test_loader = cg_loader_new(test, 500, false, false, 0, dev);
+    test_loader = cg_loader_new(test, 500, false, false, 0, dev);
     cg_loader_set_normalization(test_loader, info->mean, info->std);
     double acc32 = accuracy(model, NULL, tape, test_loader, metrics);
     double acc8 = accuracy(model, q, tape, test_loader, metrics);
     // The same fp32 model in fp16, lesson 04's way: a 16-bit copy of the weights and a tape whose
     // products and convolutions run in fp16 with f32 sums (on the CPU the rounding is emulated:
     // accurate, but slower than fp32).
-    cg_amp *amp16 = cg_amp_new(params, CG_PRECISION_FP16, cg_loss_scale_default(CG_PRECISION_FP16));
-    cg_tape *tape16 = cg_tape_new(dev, 64 << 20);
+    amp16 = cg_amp_new(params, CG_PRECISION_FP16, cg_loss_scale_default(CG_PRECISION_FP16));
+    tape16 = cg_tape_new(dev, 64 << 20);
     tape16->grad_enabled = false;
     cg_amp_attach(amp16, tape16);
     double acc16 = accuracy(model, NULL, tape16, test_loader, metrics);
 
     // Per-layer error on the first test images.
     int64_t sqnr_n = opt.sqnr_images < test->count ? opt.sqnr_images : test->count;
-    cg_loader *sqnr_loader = cg_loader_new(test, sqnr_n < 500 ? sqnr_n : 500, false, false, 0, dev);
+    sqnr_loader = cg_loader_new(test, sqnr_n < 500 ? sqnr_n : 500, false, false, 0, dev);
     cg_loader_set_normalization(sqnr_loader, info->mean, info->std);
     cg_loader_start_epoch(sqnr_loader);
     for (int64_t done = 0; done < sqnr_n && cg_loader_next(sqnr_loader, &batch); done += batch.size)
@@ -226,7 +248,7 @@ int main(int argc, char **argv) {
 
     // Speed: one batch of batch_size test images (fewer if the test set is smaller).
     int64_t bs = opt.batch_size < test->count ? opt.batch_size : test->count;
-    cg_loader *speed_loader = cg_loader_new(test, bs, false, false, 0, dev);
+    speed_loader = cg_loader_new(test, bs, false, false, 0, dev);
     cg_loader_set_normalization(speed_loader, info->mean, info->std);
     cg_loader_start_epoch(speed_loader);
     cg_loader_next(speed_loader, &batch);
@@ -267,6 +289,10 @@ int main(int argc, char **argv) {
            ips32, ips8, ips8 / ips32);
     printf("fp16 on %s: accuracy %.4f, %.0f images/s (%.2fx fp32)\n", dev_name, acc16, ips16, ips16 / ips32);
 
+    goto done;
+fail:
+    status = cg_cli_fail("quantize", s);
+done:
     cg_loader_free(speed_loader);
     cg_loader_free(sqnr_loader);
     cg_loader_free(test_loader);
@@ -280,5 +306,5 @@ int main(int argc, char **argv) {
     cg_params_free(params);
     cg_dataset_free(train);
     cg_dataset_free(test);
-    return 0;
+    return status;
 }

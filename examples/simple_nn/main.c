@@ -5,6 +5,8 @@
 #include "cgrad.h"
 #include "core/measure/monitor.h"
 #include "examples/common/cli.h"
+#include "core/measure/monitor.h"
+#include "examples/common/guard.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -76,7 +78,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'l': s = cg_cli_float("--lr", optarg, 0.0, 1e6, &o->lr); break;
         case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
-        case 'L': o->log_path = optarg; break;
+        case 'L': s = cg_cli_path("--log", optarg, &o->log_path); break;
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
         case 'M': o->monitor = true; break;
@@ -183,18 +185,26 @@ int main(int argc, char **argv) {
     cg_graph *graph = cg_graph_new(dev);
     cg_progress progress;
     cg_progress_init(&progress, opt.quiet);
+    // Divergence and Ctrl-C / SIGTERM (checked once an epoch: on a GPU an epoch is one graph).
+    cg_guard *guard = cg_guard_new("simple_nn", params, metrics, amp, cg_loader_num_batches(loader), false);
+    cg_guard_catch_signals();
 
     double train_start = cg_seconds(); // after the set-up, as PyTorch's own timing of this loop
     for (long epoch = 1; epoch <= opt.epochs; epoch++) {
         cg_loader_start_epoch(loader); // the new order is copied to the device, outside the graph
+        cg_guard_epoch_begin(guard, epoch);
         bool capture = !opt.no_graph && epoch == 2;
         if (opt.no_graph || epoch == 1 || !cg_graph_replay(graph, 0)) {
             if (capture) cg_graph_begin(graph);
             cg_metrics_reset(metrics);
             cg_batch batch;
-            while (cg_loader_next(loader, &batch)) train_step(&tr, &batch);
+            while (cg_loader_next(loader, &batch)) {
+                train_step(&tr, &batch);
+                cg_guard_record(guard); // capturable: a device copy of the loss sum
+            }
             if (capture) cg_graph_end(graph, 0);
         }
+        if (!cg_guard_epoch_end(guard, epoch, cg_loader_num_batches(loader))) break;
         double loss, accuracy;
         cg_metrics_read(metrics, data->count, &loss, &accuracy);
         double seconds = cg_seconds() - start;
@@ -225,6 +235,22 @@ int main(int argc, char **argv) {
     cg_device_synchronize(dev);
     double train_seconds = cg_seconds() - train_start;
     cg_progress_done(&progress);
+    int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
+    cg_guard_free(guard);
+    if (status != 0) {
+        cg_monitor_stop(monitor);
+        cg_csv_log_close(log);
+        cg_graph_free(graph);
+        cg_metrics_free(metrics);
+        cg_tape_free(tape);
+        cg_loader_free(loader);
+        cg_amp_free(amp);
+        cg_optimizer_free(optimizer);
+        cg_module_free(model);
+        cg_params_free(params);
+        cg_dataset_free(data);
+        return status;
+    }
 
     // Accuracy on the whole set, without recording (torch.no_grad()).
     cg_tensor *x_all = cg_tensor_new(dev, CG_F32, 2, (int64_t[]){data->count, 20});
