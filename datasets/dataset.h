@@ -32,4 +32,13 @@ typedef struct {
 // Frees the arrays, the names and d itself. NULL is allowed.
 void cg_dataset_free(cg_dataset *d);
 
+// Keeps a class-balanced subset of n samples of d, in place (what cnn --limit N trains on): the
+// classes take turns, each giving its next sample in data-set order, so every class keeps
+// floor(n / K) or one more (the lower labels take the extra ones), and a class with fewer samples
+// than its share gives all it has while the others make up the rest. The kept samples are the
+// first ones of each class (no random choice: every seed sees the same subset), stored in the
+// order taken: label 0, 1, ..., K-1, 0, 1, ... Nothing changes when n >= d->count.
+// Errors: CG_ERR_ARG for n < 1; CG_ERR_OOM (d unchanged).
+cg_status cg_dataset_keep_balanced(cg_dataset *d, int64_t n);
+
 #endif

@@ -371,22 +371,26 @@ static cg_status decode_all(const entry_list *l, int num_classes, cg_dataset **o
 }
 
 // The data set of the listed images: from root/cache_name when it matches, else decoded (and the
-// cache written). Takes the names (freed on error, the data set's on success).
+// cache written). Takes the names (freed on error, the data set's on success). report->cache and
+// ->cache_path say what happened to the cache.
 static cg_status load_listed(const char *root, entry_list *l, char **names, int num_classes, const char *cache_name,
-                             bool use_cache, bool *from_cache, cg_dataset **out) {
-    if (from_cache) *from_cache = false;
+                             bool use_cache, cg_image_load_report *report, cg_dataset **out) {
     size_t root_len = strlen(root);
     if (root_len > 0 && root[root_len - 1] != '/') root_len++; // paths are root + "/" + rest
     fingerprint fp = fingerprint_of(l, root_len, names, num_classes);
     char *cache_path = cg_path_join(root, cache_name);
+    snprintf(report->cache_path, sizeof report->cache_path, "%s", cache_path);
+    bool had_cache = use_cache && cg_is_file(cache_path); // there but not used: stale or damaged
     cg_dataset *d = use_cache ? cache_read(cache_path, &fp, l, num_classes) : NULL;
     cg_status s = cg_ok();
     if (d != NULL) {
-        if (from_cache) *from_cache = true;
+        report->cache = CG_CACHE_USED;
     } else {
+        report->cache = CG_CACHE_OFF;
         s = decode_all(l, num_classes, &d);
         if (s.code == CG_OK && use_cache) {
             cg_status w = cache_write(cache_path, root, &fp, d);
+            report->cache = w.code != CG_OK ? CG_CACHE_NOT_WRITTEN : had_cache ? CG_CACHE_REBUILT : CG_CACHE_WRITTEN;
             if (w.code != CG_OK)
                 fprintf(stderr, "cgrad: warning: no decoded cache (%s); the next load decodes the images again\n",
                         w.message);
@@ -405,9 +409,8 @@ static cg_status load_listed(const char *root, entry_list *l, char **names, int 
 
 // ---- ImageFolder --------------------------------------------------------------------------------
 
-cg_status cg_image_folder_load(const char *root, bool use_cache, bool *from_cache, cg_dataset **out) {
+static cg_status folder_load(const char *root, bool use_cache, cg_image_load_report *report, cg_dataset **out) {
     *out = NULL;
-    if (from_cache) *from_cache = false;
     DIR *dp = opendir(root);
     if (dp == NULL) return cg_error(CG_ERR_IO, "%s: cannot open the folder: %s", root, strerror(errno));
     int num_classes = 0, cap = 16;
@@ -463,8 +466,15 @@ cg_status cg_image_folder_load(const char *root, bool use_cache, bool *from_cach
         free(names);
         return s;
     }
-    s = load_listed(root, &l, names, num_classes, ".cgrad-cache.bin", use_cache, from_cache, out);
+    s = load_listed(root, &l, names, num_classes, ".cgrad-cache.bin", use_cache, report, out);
     list_free(&l);
+    return s;
+}
+
+cg_status cg_image_folder_load(const char *root, bool use_cache, bool *from_cache, cg_dataset **out) {
+    cg_image_load_report report = {0};
+    cg_status s = folder_load(root, use_cache, &report, out);
+    if (from_cache) *from_cache = s.code == CG_OK && report.cache == CG_CACHE_USED;
     return s;
 }
 
@@ -581,9 +591,9 @@ static cg_status tiny_val_list(const char *root, const wnid_index *sorted, int n
     return s;
 }
 
-cg_status cg_tinyimagenet_load(const char *root, bool train, bool use_cache, bool *from_cache, cg_dataset **out) {
+static cg_status tiny_load(const char *root, bool train, bool use_cache, cg_image_load_report *report,
+                           cg_dataset **out) {
     *out = NULL;
-    if (from_cache) *from_cache = false;
     if (!cg_is_dir(root))
         return cg_error(CG_ERR_IO, "%s: not a folder (expected the extracted tiny-imagenet-200/)", root);
     char *wnids_path = cg_path_join(root, "wnids.txt");
@@ -638,7 +648,7 @@ cg_status cg_tinyimagenet_load(const char *root, bool train, bool use_cache, boo
     free(sorted);
     if (s.code == CG_OK) {
         s = load_listed(root, &l, names, n, train ? ".cgrad-cache-train.bin" : ".cgrad-cache-val.bin", use_cache,
-                        from_cache, out);
+                        report, out);
         names = NULL; // load_listed owns them now
     }
     if (names != NULL) {
@@ -648,4 +658,72 @@ cg_status cg_tinyimagenet_load(const char *root, bool train, bool use_cache, boo
     list_free(&l);
     cg_lines_free(wnids, n);
     return s;
+}
+
+cg_status cg_tinyimagenet_load(const char *root, bool train, bool use_cache, bool *from_cache, cg_dataset **out) {
+    cg_image_load_report report = {0};
+    cg_status s = tiny_load(root, train, use_cache, &report, out);
+    if (from_cache) *from_cache = s.code == CG_OK && report.cache == CG_CACHE_USED;
+    return s;
+}
+
+// ---- one split, with a report -------------------------------------------------------------------
+
+cg_status cg_image_dataset_load(cg_image_layout layout, const char *dir, bool train, bool use_cache,
+                                cg_image_load_report *report, cg_dataset **out) {
+    *out = NULL;
+    cg_image_load_report local;
+    if (report == NULL) report = &local;
+    *report = (cg_image_load_report){.split = train ? "train" : "val", .cache = CG_CACHE_OFF};
+    double start = cg_seconds();
+    cg_status s;
+    if (layout == CG_IMAGE_TINYIMAGENET) {
+        snprintf(report->folder, sizeof report->folder, "%s/%s", dir, report->split);
+        s = tiny_load(dir, train, use_cache, report, out);
+    } else {
+        // The evaluation split: val/ when there is one (torchvision's habit), else test/.
+        char *val = cg_path_join(dir, "val"), *test = cg_path_join(dir, "test");
+        if (!train && !cg_is_dir(val) && cg_is_dir(test)) report->split = "test";
+        char *folder = cg_path_join(dir, report->split);
+        snprintf(report->folder, sizeof report->folder, "%s", folder);
+        if (!cg_is_dir(folder))
+            s = train ? cg_error(CG_ERR_IO, "%s: missing: expected the training images as %s/CLASS/IMAGE.jpg|png", folder,
+                                 folder)
+                      : cg_error(CG_ERR_IO, "%s: neither %s nor %s: expected the evaluation images as "
+                                 "DIR/val/CLASS/IMAGE.jpg|png (or DIR/test/...)", dir, val, test);
+        else
+            s = folder_load(folder, use_cache, report, out);
+        free(val);
+        free(test);
+        free(folder);
+    }
+    report->seconds = cg_seconds() - start;
+    report->images = s.code == CG_OK ? (*out)->count : 0;
+    return s;
+}
+
+void cg_image_load_describe(const cg_image_load_report *r, char *text, size_t size) {
+    if (size == 0) return;
+    char head[1200];
+    snprintf(head, sizeof head, "%s split (%s): %lld image%s", r->split, r->folder, (long long)r->images,
+             r->images == 1 ? "" : "s");
+    switch (r->cache) {
+    case CG_CACHE_USED:
+        snprintf(text, size, "%s from the decoded cache %s in %.2f s", head, r->cache_path, r->seconds);
+        break;
+    case CG_CACHE_WRITTEN:
+        snprintf(text, size, "%s decoded in %.2f s (no decoded cache yet: wrote %s)", head, r->seconds, r->cache_path);
+        break;
+    case CG_CACHE_REBUILT:
+        snprintf(text, size, "%s decoded in %.2f s (the decoded cache no longer matched the files: rewrote %s)", head,
+                 r->seconds, r->cache_path);
+        break;
+    case CG_CACHE_NOT_WRITTEN:
+        snprintf(text, size, "%s decoded in %.2f s (the decoded cache could not be written)", head, r->seconds);
+        break;
+    case CG_CACHE_OFF:
+    default:
+        snprintf(text, size, "%s decoded in %.2f s (decoded cache off)", head, r->seconds);
+        break;
+    }
 }

@@ -51,4 +51,45 @@ cg_status cg_image_folder_load(const char *root, bool use_cache, bool *from_cach
 // naming an id that is not in wnids.txt.
 cg_status cg_tinyimagenet_load(const char *root, bool train, bool use_cache, bool *from_cache, cg_dataset **out);
 
+// ---- one split of an image data set, with what the load did --------------------------------------
+
+typedef enum {
+    CG_IMAGE_SPLITS,       // an ImageFolder per split: DIR/train, and DIR/val (or, without it, DIR/test)
+    CG_IMAGE_TINYIMAGENET, // TinyImageNet-200: DIR/train and DIR/val (cg_tinyimagenet_load)
+} cg_image_layout;
+
+// What happened to the decoded cache during a load.
+typedef enum {
+    CG_CACHE_OFF,         // use_cache false: decoded, nothing read or written
+    CG_CACHE_USED,        // the pixels came from the cache
+    CG_CACHE_WRITTEN,     // there was no cache: decoded, then the cache was written
+    CG_CACHE_REBUILT,     // a cache was there but no longer matched the files (added, removed, renamed,
+                          // touched) or was damaged: decoded, then rewritten
+    CG_CACHE_NOT_WRITTEN, // decoded; the cache could not be written (a warning on stderr says why)
+} cg_image_cache;
+
+typedef struct {
+    const char *split;      // the folder read: "train", "val" or "test"
+    char folder[1024];      // its path (cut short if longer)
+    cg_image_cache cache;
+    char cache_path[1024];  // the cache file (cut short if longer)
+    int64_t images;
+    double seconds;         // wall-clock time of the whole load: listing, fingerprint, cache or decoding
+} cg_image_load_report;
+
+// One split of an image data set, as cnn --dataset folder|tinyimagenet reads it: train = true
+// reads DIR/train; train = false reads DIR/val, or DIR/test when there is no DIR/val (an
+// ImageFolder layout; TinyImageNet's test/ has no labels, so its val/ is always read). *report
+// (may be NULL) says which folder was read, what happened to the decoded cache and how long it
+// took (cg_image_load_describe turns it into a sentence). *out as cg_image_folder_load's.
+// Errors: those of cg_image_folder_load / cg_tinyimagenet_load, and (CG_ERR_IO) for
+// CG_IMAGE_SPLITS a DIR without train/, or without both val/ and test/, naming what was looked for.
+cg_status cg_image_dataset_load(cg_image_layout layout, const char *dir, bool train, bool use_cache,
+                                cg_image_load_report *report, cg_dataset **out);
+
+// One line for the user, no newline: "train split (DIR/train): 101000 images from the decoded cache
+// DIR/.cgrad-cache-train.bin in 1.23 s", "test split (DIR/test): 10000 images decoded in 9.80 s (no
+// decoded cache yet: wrote DIR/test/.cgrad-cache.bin)". Always '\0'-terminated within size bytes.
+void cg_image_load_describe(const cg_image_load_report *report, char *text, size_t size);
+
 #endif

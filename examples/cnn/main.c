@@ -22,7 +22,7 @@ static void usage(FILE *f) {
             "  --dataset NAME     fashion-mnist (default), mnist, cifar10, cifar100, tinyimagenet or folder\n"
             "  --data DIR         where the data set is (default /usr/share/datasets/fashion-mnist;\n"
             "                     tools/download_datasets.sh fetches the others; for folder: DIR/train/CLASS/*.png|jpg\n"
-            "                     and DIR/val/CLASS/*.png|jpg with the same classes)\n"
+            "                     and DIR/val/CLASS/*.png|jpg, or DIR/test/... without val/, with the same classes)\n"
             "  --model NAME       tutorial (default): the two-convolution CNN of the course; mlp: flatten,\n"
             "                     Linear(C*H*W, 128), ReLU, Linear(128, classes) (for examples/quantize)\n"
             "  --device DEV       cpu, cuda or cuda:N (default cpu)\n"
@@ -32,7 +32,8 @@ static void usage(FILE *f) {
             "  --optimizer NAME   adam (default) or sgd\n"
             "  --seed N           seed of the weights, the shuffle and the augmentation (default 0)\n"
             "  --threads N        CPU threads (default: OpenMP's choice)\n"
-            "  --limit N          train on the first N training images only\n"
+            "  --limit N          train on N training images only, class-balanced: the first N/classes of\n"
+            "                     each class (the same subset for every seed)\n"
             "  --augment on|off   random crop (padding 4) and flip; default on for cifar, tinyimagenet, folder\n"
             "  --log PATH         CSV per epoch: epoch,train_loss,train_accuracy,test_loss,test_accuracy,\n"
             "                     seconds,images_per_s,device\n"
@@ -141,6 +142,23 @@ static int parse_options(int argc, char **argv, options *o) {
     return -1;
 }
 
+// Loads one split through the catalog; for image folders (decoded from JPEG / PNG) it says, unless
+// quiet, which folder it read, whether the decoded cache was used, written or rebuilt, and how long
+// the load took.
+static cg_status load_split(const cg_dataset_info *info, const char *dir, bool train, bool quiet, cg_dataset **out) {
+    if (strcmp(info->name, "tinyimagenet") == 0 || strcmp(info->name, "folder") == 0) {
+        // folder: DIR/train, and DIR/val (or DIR/test) in the ImageFolder layout
+        cg_image_load_report report;
+        cg_image_layout layout = strcmp(info->name, "folder") == 0 ? CG_IMAGE_SPLITS : CG_IMAGE_TINYIMAGENET;
+        cg_status s = cg_image_dataset_load(layout, dir, train, true, &report, out);
+        char text[2600];
+        cg_image_load_describe(&report, text, sizeof text);
+        if (s.code == CG_OK && !quiet) printf("%s %s\n", info->name, text);
+        return s;
+    }
+    return cg_dataset_info_load(info, dir, train, NULL, out);
+}
+
 typedef struct {
     cg_module *model;
     cg_tape *tape;
@@ -204,9 +222,10 @@ int main(int argc, char **argv) {
     cg_device_str(dev, dev_name, sizeof dev_name);
 
     cg_dataset *train = NULL, *test = NULL;
-    if ((s = cg_dataset_info_load(info, dir, true, NULL, &train)).code != CG_OK) return cg_cli_fail("cnn", s);
-    if ((s = cg_dataset_info_load(info, dir, false, NULL, &test)).code != CG_OK) return cg_cli_fail("cnn", s);
-    if (opt.limit > 0 && opt.limit < train->count) train->count = opt.limit; // the first N images
+    if ((s = load_split(info, dir, true, opt.quiet, &train)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if ((s = load_split(info, dir, false, opt.quiet, &test)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if (opt.limit > 0 && (s = cg_dataset_keep_balanced(train, opt.limit)).code != CG_OK) // class-balanced
+        return cg_cli_fail("cnn", s);
     int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
     if (test->sample_shape[0] != C || test->sample_shape[1] != H || test->sample_shape[2] != W)
         return cg_cli_fail("cnn", cg_error(CG_ERR_FORMAT, "%s: training images are %lldx%lldx%lld, test images %lldx%lldx%lld",
