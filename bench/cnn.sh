@@ -29,7 +29,7 @@ LIMIT=""
 THREADS=""
 DATA=/usr/share/datasets/fashion-mnist
 PYTHON=${PYTHON:-/usr/bin/python3}
-TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/../shared/bench/torch_workloads.py}
+TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/bench/torch_workloads.py}
 KEEP_DIR=""
 USE_TORCH=yes
 
@@ -47,7 +47,7 @@ images/s, the test accuracies, and cgrad's images/s over PyTorch's (medians over
   --threads N             CPU threads for both (default: each program's own choice)
   --data DIR              the Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist)
   --torch-workloads PATH  the PyTorch script (default: \$TORCH_WORKLOADS, else
-                          ROOT/../shared/bench/torch_workloads.py)
+                          ROOT/bench/torch_workloads.py)
   --python PATH           interpreter with torch and numpy (default: \$PYTHON, else /usr/bin/python3)
   --no-torch              run cgrad only
   --keep DIR              keep both programs' output (cgrad.out, cgrad.csv, torch.jsonl, torch.err)
@@ -121,8 +121,8 @@ else
     trap 'rm -rf "$WORK"' EXIT
 fi
 
-# torch_workloads.py synchronises the GPU only when its --device is exactly "cuda", so cuda:N is
-# given to both programs as "cuda" with CUDA_VISIBLE_DEVICES=N.
+# cuda:N is given to both programs as "cuda" with CUDA_VISIBLE_DEVICES=N, so that both see the
+# same single GPU.
 RUN_DEVICE=$DEVICE
 case "$DEVICE" in
 cuda:[0-9]*)
@@ -180,8 +180,8 @@ else
     COMMIT="no git history"
 fi
 case "$DEVICE" in
-cpu) GOAL=2 GOAL_TEXT="cgrad at least 2x PyTorch's images/s on the CPU (issue 4)" ;;
-*) GOAL=3 GOAL_TEXT="cgrad at least 3x PyTorch's images/s on a GPU (issue 4)" ;;
+cpu) GOAL=2 GOAL_TEXT="cgrad at least 2x PyTorch's images/s on the CPU" ;;
+*) GOAL=3 GOAL_TEXT="cgrad at least 3x PyTorch's images/s on a GPU" ;;
 esac
 if [ "$EPOCHS" -ge 2 ]; then
     FROM=2 MEDIAN_TEXT="median over epochs 2..$EPOCHS (epoch 1, with its warm-up, left out)"

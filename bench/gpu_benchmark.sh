@@ -2,8 +2,8 @@
 # gpu_benchmark.sh: the course's GPU benchmark (chapter 0), cgrad against PyTorch in the same run
 # on the same GPU: the N x N matrix product in fp32, tf32, fp16 and bf16 (TFLOPS), and the
 # convolution 3 -> 64, 3x3, padding 1 on a batch of 3 x 224 x 224 images, forward and
-# forward + backward, in fp32 and fp16 (iterations per second), with the ratios and issue 7's
-# goals. It builds nothing: build cgrad first (cmake -S . -B build && cmake --build build -j2).
+# forward + backward, in fp32 and fp16 (iterations per second), with the ratios and the
+# project's goals. It builds nothing: build cgrad first (cmake -S . -B build && cmake --build build -j2).
 # Figures, not pass/fail: it exits 0 unless a program fails or an option is wrong.
 #
 # Each round runs, one after the other (never at the same time):
@@ -21,7 +21,7 @@
 # channels padded 3 -> 8 for fp16 (bench.h); the training iteration is, on both sides, forward,
 # loss = mean(y), backward to the weights and bias (PyTorch's input needs no gradient). cgrad's
 # own conv2d kernels (what the cnn example trains with) are shown too, against the same PyTorch
-# figure. The goals of issue 7: each product within 3 % of PyTorch or faster (ratio >= 0.97), each
+# figure. The goals: each product within 3 % of PyTorch or faster (ratio >= 0.97), each
 # convolution at least as fast (ratio >= 1).
 set -euo pipefail
 
@@ -36,7 +36,7 @@ ROUNDS=1
 DTYPES=fp32,tf32,fp16,bf16
 CONV_DTYPES=fp32,fp16
 PYTHON=${PYTHON:-/usr/bin/python3}
-TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/../shared/bench/torch_workloads.py}
+TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/bench/torch_workloads.py}
 KEEP_DIR=""
 USE_TORCH=yes
 
@@ -44,7 +44,7 @@ usage() {
     cat <<EOF
 usage: bench/gpu_benchmark.sh [options]
 Run cgrad's gpu_benchmark and PyTorch's matmul and conv workloads on the same GPU, one after the
-other, and print TFLOPS and iterations/s side by side with cgrad / PyTorch and issue 7's goals.
+other, and print TFLOPS and iterations/s side by side with cgrad / PyTorch and the goals.
 
   --build-dir DIR         where gpu_benchmark was built (default: ROOT/build)
   --device DEV            cuda (default), cuda:N (through CUDA_VISIBLE_DEVICES) or cpu (fp32 only:
@@ -55,7 +55,7 @@ other, and print TFLOPS and iterations/s side by side with cgrad / PyTorch and i
   --batch N               convolution batch (default: 128)
   --rounds N              run both N times, alternating, and keep each figure's best (default: 1)
   --torch-workloads PATH  the PyTorch script (default: \$TORCH_WORKLOADS, else
-                          ROOT/../shared/bench/torch_workloads.py)
+                          ROOT/bench/torch_workloads.py)
   --python PATH           interpreter with torch and numpy (default: \$PYTHON, else /usr/bin/python3)
   --no-torch              run cgrad only
   --keep DIR              keep every program's JSON lines in DIR
@@ -98,7 +98,7 @@ whole --rounds "$ROUNDS"
 case "$DEVICE" in
 cuda) ;;
 cuda:[0-9]*)
-    # torch_workloads.py synchronises only when its device is exactly "cuda": choose the GPU here.
+    # Both programs are shown the one GPU through CUDA_VISIBLE_DEVICES and run on "cuda".
     export CUDA_VISIBLE_DEVICES=${DEVICE#cuda:}
     DEVICE=cuda ;;
 cpu) DTYPES=fp32 CONV_DTYPES=fp32 ;;
@@ -241,8 +241,8 @@ if mem:
 
 where = " (they are set for a GPU: on the CPU these are figures only)" if on_cpu else ""
 if checked:
-    print(f"\nIssue 7 goals{where}: {checked - len(misses)} of {checked} met"
+    print(f"\nGoals{where}: {checked - len(misses)} of {checked} met"
           + (f"; not met: {', '.join(misses)}" if misses else ""))
 else:
-    print(f"\nIssue 7 goals{where}: nothing to compare (no PyTorch figures)")
+    print(f"\nGoals{where}: nothing to compare (no PyTorch figures)")
 EOF

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# precision.sh: mixed precision (issue 5) on the tutorial CNN, cgrad against PyTorch AMP in the
+# precision.sh: mixed precision on the tutorial CNN, cgrad against PyTorch AMP in the
 # same run on the same machine: images/s and test accuracy per precision (fp32, fp16, bf16) and
 # per batch size (128 and 512 by default). It builds nothing: build cgrad first (cmake -S . -B
 # build -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build -j). Figures, not pass/fail: it exits
@@ -11,7 +11,7 @@
 # PyTorch's fp16 and bf16 are torch.autocast (fp16 with torch.cuda.amp.GradScaler), channels-last
 # (NHWC) so that cuDNN uses its Tensor Core kernels; cgrad's are --precision (core/amp.h). Both time
 # each epoch's training alone; images/s is the MEDIAN OVER EPOCHS 2..E (epoch 1 carries autotuning
-# and allocation). The goals printed are issue 5's: fp16 and bf16 test accuracy within 0.3 points
+# and allocation). The goals printed: fp16 and bf16 test accuracy within 0.3 points
 # of fp32, cgrad's fp16 at least 3x PyTorch AMP at batch 128, and cgrad's fp16 faster than its own
 # fp32 at batch 512.
 set -euo pipefail
@@ -25,7 +25,7 @@ BATCHES="128 512"
 PRECISIONS="fp32 fp16 bf16"
 DATA=/usr/share/datasets/fashion-mnist
 PYTHON=${PYTHON:-python3}
-TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/../shared/bench/torch_workloads.py}
+TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/bench/torch_workloads.py}
 KEEP_DIR=""
 USE_TORCH=yes
 LAYOUT=${CGRAD_CONV16_LAYOUT:-nchw}
@@ -45,7 +45,7 @@ and print images/s, test accuracy and the ratios (medians over epochs 2..E).
   --limit N               train on the first N training images only (default: all 60000)
   --data DIR              the Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist)
   --torch-workloads PATH  the PyTorch script (default: \$TORCH_WORKLOADS, else
-                          ROOT/../shared/bench/torch_workloads.py)
+                          ROOT/bench/torch_workloads.py)
   --python PATH           interpreter with torch and numpy (default: \$PYTHON, else python3)
   --conv16-layout L       nchw (default) or nhwc: the layout of cgrad's 16-bit convolutions on the GPU
                           (exported as CGRAD_CONV16_LAYOUT; nhwc pads the channels to multiples of 8)
@@ -108,7 +108,7 @@ else
     trap 'rm -rf "$WORK"' EXIT
 fi
 
-# torch_workloads.py synchronises the GPU only when its --device is exactly "cuda".
+# Both programs are shown the one GPU through CUDA_VISIBLE_DEVICES and run on "cuda".
 RUN_DEVICE=$DEVICE
 case "$DEVICE" in
 cuda:[0-9]*)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# quantize.sh: int8 against fp32 inference of a trained model (issue 6), cgrad and PyTorch in the
+# quantize.sh: int8 against fp32 inference of a trained model, cgrad and PyTorch in the
 # same run on the same machine: test accuracy and images/s at batch 4096 for each precision, and
 # the ratios. It builds and trains nothing: build cgrad first, and train a model with
 #   build/cnn --epochs 5 --save /tmp/cnn5.safetensors

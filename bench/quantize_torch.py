@@ -5,7 +5,7 @@ from a cgrad checkpoint, converted with PyTorch's own eager-mode static post-tra
 Linear+ReLU fused, the onednn engine, else qnnpack) after calibrating on the same number of
 training batches of 128; prints one JSON line per precision: test accuracy and inference
 images/s at the given batch (best of --reps forwards after one warm-up), CPU only.
-The torch_workloads.py of shared/bench has no quantisation workload, hence this script."""
+bench/torch_workloads.py has no quantisation workload, hence this script."""
 import argparse
 import gzip
 import json

@@ -21,7 +21,7 @@ BUILD_DIR="$ROOT/build"
 DEVICE=cpu
 RUNS=10
 PYTHON=${PYTHON:-/usr/bin/python3}
-TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/../shared/bench/torch_workloads.py}
+TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/bench/torch_workloads.py}
 KEEP_DIR=""
 USE_HYPERFINE=auto
 USE_TORCH=yes
@@ -36,7 +36,7 @@ program reports its training loop, and print the medians, the minimums and the r
   --device DEV            cpu, cuda or cuda:N, passed to both programs (default: cpu)
   --runs N                timed runs of each command (default: 10)
   --torch-workloads PATH  the PyTorch script (default: \$TORCH_WORKLOADS, else
-                          ROOT/../shared/bench/torch_workloads.py)
+                          ROOT/bench/torch_workloads.py)
   --python PATH           interpreter with torch and numpy (default: \$PYTHON, else /usr/bin/python3)
   --no-torch              time cgrad only
   --keep DIR              keep the raw timings (seconds per run, hyperfine JSON, both programs' output)
@@ -208,12 +208,12 @@ else
 fi
 echo
 
-# The goal depends on the device: on the CPU, cgrad's whole process against PyTorch's loop
-# (issue 2); on a GPU the two training loops (issue 3), because any GPU process spends about
+# The goal depends on the device: on the CPU, cgrad's whole process against PyTorch's loop;
+# on a GPU the two training loops, because any GPU process spends about
 # 0.3 s starting CUDA (driver, context) and stopping it, whatever the engine.
 case "$DEVICE" in
-cpu) GOAL_ROW=whole GOAL_TEXT="cgrad's whole process at least 50x faster than PyTorch's training loop (issue 2)" ;;
-*) GOAL_ROW=loop GOAL_TEXT="cgrad's training loop at least 30x faster than PyTorch's training loop (issue 3)" ;;
+cpu) GOAL_ROW=whole GOAL_TEXT="cgrad's whole process at least 50x faster than PyTorch's training loop" ;;
+*) GOAL_ROW=loop GOAL_TEXT="cgrad's training loop at least 30x faster than PyTorch's training loop" ;;
 esac
 
 if [ "$USE_TORCH" = yes ]; then
