@@ -134,7 +134,11 @@ class Source:
 
 def decode(source, key):
     """The image as 3072 bytes, R plane, G plane, B plane (each 32 x 32 row-major)."""
-    from PIL import Image  # imported here so that --help and --check work without Pillow
+    try:
+        from PIL import Image  # imported here so that --help and --check work without Pillow
+    except ImportError:
+        raise InputError("%s: cannot decode: this Python (%s) has no Pillow (Debian: python3-pil)" %
+                         (source.name(key), sys.executable))
     try:
         with Image.open(io.BytesIO(source.read(key))) as im:
             if im.size != (SIDE, SIDE):
