@@ -57,6 +57,17 @@ typedef struct cg_kernels {
     void (*max_pool2d_forward)(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t kernel, int64_t stride, int64_t P, int64_t Q);
     void (*max_pool2d_backward)(float *dx, const float *dy, const int32_t *argmax, int64_t n);
+    // Average pooling, kernel x kernel windows, stride, no padding: y (N, C, P, Q), each the mean of
+    // its window (torch.nn.functional.avg_pool2d). Backward: each dx += dy / kernel^2 of every
+    // window that covers it (gathered per input element: no atomics, the same sums on every run).
+    void (*avg_pool2d_forward)(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t kernel,
+                               int64_t stride, int64_t P, int64_t Q);
+    void (*avg_pool2d_backward)(float *dx, const float *dy, int64_t N, int64_t C, int64_t H, int64_t W,
+                                int64_t kernel, int64_t stride, int64_t P, int64_t Q);
+    // Global average pooling: y (planes) = the mean of each plane of x (planes, HW) (a (N, C, H, W)
+    // tensor is N C planes), as torch.nn.AdaptiveAvgPool2d(1). Backward: dx += dy / HW.
+    void (*global_avg_pool_forward)(float *y, const float *x, int64_t planes, int64_t HW);
+    void (*global_avg_pool_backward)(float *dx, const float *dy, int64_t planes, int64_t HW);
     // conv2d, bias, ReLU and 2x2 max pooling with stride 2 in one pass (the tutorial CNN's block):
     // y (N, K, P/2, Q/2) = max_pool2d(relu(conv2d(x, w) + bias)), P x Q the convolution's output;
     // where (N, K, P/2, Q/2) u8: the position of each window's first maximum, 0 top left, 1 top
@@ -116,9 +127,13 @@ typedef struct cg_kernels {
 
     // Softmax cross-entropy over int labels, mean over N rows of K logits, log-sum-exp with the
     // row maximum subtracted. dlogits += dloss[0] * (softmax(logits) - onehot(label)) / N.
-    void (*cross_entropy_forward)(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K);
+    // With label smoothing e (PyTorch's label_smoothing): the target is (1 - e) onehot + e / K, so
+    // each row's loss is logsumexp(row) - (1 - e) row[label] - e mean(row), and
+    // dlogits += dloss[0] * (softmax(logits) - (1 - e) onehot(label) - e / K) / N. e = 0: the above.
+    void (*cross_entropy_forward)(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K,
+                                  float smoothing);
     void (*cross_entropy_backward)(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
-                                   int64_t N, int64_t K);
+                                   int64_t N, int64_t K, float smoothing);
 
     // y[0] = scale * sum(x); dx[i] += scale * dy[0]  (sum: scale 1; mean: scale 1/n)
     void (*sum_forward)(float *y, const float *x, float scale, int64_t n);

@@ -40,6 +40,8 @@ static const op_row op_table[CG_NUM_OPS] = {
     [CG_OP_CONV2D_RELU_POOL] = {"conv2d_relu_max_pool2d", CG_AUTOCAST_LOW},
     [CG_OP_CAST] = {"cast", CG_AUTOCAST_KEEP},
     [CG_OP_GELU] = {"gelu", CG_AUTOCAST_F32},
+    [CG_OP_AVG_POOL2D] = {"avg_pool2d", CG_AUTOCAST_F32},
+    [CG_OP_GLOBAL_AVG_POOL] = {"global_avg_pool2d", CG_AUTOCAST_F32},
 };
 
 const char *cg_op_name(int op) {
@@ -192,12 +194,13 @@ static void bce_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 }
 static void cross_entropy_node_forward(const cg_kernels *k, cg_node *n) {
     cg_tensor *x = n->in[0];
-    KERNEL(k, cross_entropy_forward)(F(n->out), F(x), (const int32_t *)n->in[1]->data, x->shape[0], x->shape[1]);
+    KERNEL(k, cross_entropy_forward)(F(n->out), F(x), (const int32_t *)n->in[1]->data, x->shape[0], x->shape[1],
+                                     n->fattr[0]);
 }
 static void cross_entropy_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0];
     KERNEL(k, cross_entropy_backward)(F(cg_tape_grad(t, x)), F(n->out->grad), F(x), (const int32_t *)n->in[1]->data,
-                                      x->shape[0], x->shape[1]);
+                                      x->shape[0], x->shape[1], n->fattr[0]);
 }
 
 // ---- reductions and scale -------------------------------------------------------------------
@@ -387,6 +390,12 @@ cg_tensor *cg_bce(cg_tape *t, cg_tensor *p, cg_tensor *targets) {
 }
 
 cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels) {
+    return cg_cross_entropy_smoothed(t, logits, labels, 0.0f);
+}
+
+cg_tensor *cg_cross_entropy_smoothed(cg_tape *t, cg_tensor *logits, cg_tensor *labels, float label_smoothing) {
+    CG_CHECK(label_smoothing >= 0.0f && label_smoothing <= 1.0f, "cross_entropy: label smoothing %g outside [0, 1]",
+             (double)label_smoothing);
     logits = cg_op_autocast_input(t, CG_OP_CROSS_ENTROPY, logits);
     cg_op_check_input(t, "cross_entropy", logits, CG_F32);
     cg_op_check_input(t, "cross_entropy", labels, CG_I32);
@@ -396,7 +405,7 @@ cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels) {
              cg_shape_str(labels, sb, sizeof sb));
     cg_tensor *in[2] = {logits, labels};
     return apply(t, CG_OP_CROSS_ENTROPY, cross_entropy_node_forward, cross_entropy_node_backward, CG_F32, 0, NULL, 2,
-                 in, 0.0f, 0);
+                 in, label_smoothing, 0);
 }
 
 // sum and mean are one op: the factor fattr[0] is 1 or 1 / n.

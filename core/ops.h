@@ -27,6 +27,8 @@ typedef enum {
     CG_OP_CONV2D_RELU_POOL,
     CG_OP_CAST,
     CG_OP_GELU,
+    CG_OP_AVG_POOL2D,
+    CG_OP_GLOBAL_AVG_POOL,
     CG_NUM_OPS
 } cg_op;
 
@@ -75,6 +77,9 @@ cg_tensor *cg_bce(cg_tape *t, cg_tensor *p, cg_tensor *targets);
 // Softmax cross-entropy: logits (N, K) f32, labels (N,) i32 in [0, K) -> () f32, the mean over
 // rows of logsumexp(logits) - logits[label]. As torch.nn.functional.cross_entropy.
 cg_tensor *cg_cross_entropy(cg_tape *t, cg_tensor *logits, cg_tensor *labels);
+// The same with label smoothing e in [0, 1] (torch.nn.functional.cross_entropy's label_smoothing,
+// Szegedy et al. 2016): the target is (1 - e) onehot(label) + e / K.
+cg_tensor *cg_cross_entropy_smoothed(cg_tape *t, cg_tensor *logits, cg_tensor *labels, float label_smoothing);
 // Sum and mean of all elements -> () f32.
 cg_tensor *cg_sum(cg_tape *t, cg_tensor *x);
 cg_tensor *cg_mean(cg_tape *t, cg_tensor *x);
@@ -98,6 +103,13 @@ cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride);
 // elsewhere. x (N, C, H, W) -> (N, K, P / 2, Q / 2), P x Q as conv2d; P, Q >= 2.
 cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride,
                                      int padding);
+// Average pooling over kernel x kernel windows moved by stride, no padding, as
+// torch.nn.functional.avg_pool2d: x (N, C, H, W) f32 -> (N, C, (H - kernel) / stride + 1,
+// (W - kernel) / stride + 1) f32.
+cg_tensor *cg_avg_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride);
+// Global average pooling, the mean of each channel's plane: x (N, C, H, W) f32 -> (N, C) f32, as
+// torch.nn.AdaptiveAvgPool2d(1) followed by flatten (the head of a ResNet, He et al. 2016).
+cg_tensor *cg_global_avg_pool2d(cg_tape *t, cg_tensor *x);
 // The same values in another shape of the same element count (a copy on the tape); f32, f16 or
 // bf16, kept.
 cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape);

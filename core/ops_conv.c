@@ -192,3 +192,51 @@ cg_tensor *cg_flatten(cg_tape *t, cg_tensor *x) {
     int64_t shape[2] = {x->shape[0], x->numel / x->shape[0]};
     return cg_reshape(t, x, 2, shape);
 }
+
+// ---- average pooling ------------------------------------------------------------------------------
+// avg_pool2d: iattr[0] = kernel, iattr[1] = stride. global_avg_pool2d: the mean of each plane.
+
+#define POOL_DIMS(n)                                                                                          \
+    (n)->in[0]->shape[0], (n)->in[0]->shape[1], (n)->in[0]->shape[2], (n)->in[0]->shape[3], (int64_t)(n)->iattr[0], \
+        (int64_t)(n)->iattr[1], (n)->out->shape[2], (n)->out->shape[3]
+
+static void avg_pool2d_node_forward(const cg_kernels *k, cg_node *n) {
+    KERNEL(k, avg_pool2d_forward)(F(n->out), F(n->in[0]), POOL_DIMS(n));
+}
+static void avg_pool2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    KERNEL(k, avg_pool2d_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), POOL_DIMS(n));
+}
+
+cg_tensor *cg_avg_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
+    x = cg_op_autocast_input(t, CG_OP_AVG_POOL2D, x);
+    cg_op_check_input(t, "avg_pool2d", x, CG_F32);
+    char sx[64];
+    CG_CHECK(x->ndim == 4 && kernel >= 1 && stride >= 1 && x->shape[2] >= kernel && x->shape[3] >= kernel,
+             "avg_pool2d: x %s must be (N, C, H, W) with H, W >= kernel %d (stride %d)", cg_shape_str(x, sx, sizeof sx),
+             kernel, stride);
+    int64_t shape[4] = {x->shape[0], x->shape[1], (x->shape[2] - kernel) / stride + 1,
+                        (x->shape[3] - kernel) / stride + 1};
+    cg_node node = {.op = CG_OP_AVG_POOL2D, .forward = avg_pool2d_node_forward, .backward = avg_pool2d_node_backward,
+                    .n_in = 1, .in = {x}, .iattr = {kernel, stride}};
+    return cg_op_apply(t, &node, 4, shape);
+}
+
+static void global_avg_pool_node_forward(const cg_kernels *k, cg_node *n) {
+    const cg_tensor *x = n->in[0];
+    KERNEL(k, global_avg_pool_forward)(F(n->out), F(x), x->shape[0] * x->shape[1], x->shape[2] * x->shape[3]);
+}
+static void global_avg_pool_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    const cg_tensor *x = n->in[0];
+    KERNEL(k, global_avg_pool_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), x->shape[0] * x->shape[1],
+                                        x->shape[2] * x->shape[3]);
+}
+
+cg_tensor *cg_global_avg_pool2d(cg_tape *t, cg_tensor *x) {
+    x = cg_op_autocast_input(t, CG_OP_GLOBAL_AVG_POOL, x);
+    cg_op_check_input(t, "global_avg_pool2d", x, CG_F32);
+    char sx[64];
+    CG_CHECK(x->ndim == 4, "global_avg_pool2d: x %s must be (N, C, H, W)", cg_shape_str(x, sx, sizeof sx));
+    cg_node node = {.op = CG_OP_GLOBAL_AVG_POOL, .forward = global_avg_pool_node_forward,
+                    .backward = global_avg_pool_node_backward, .n_in = 1, .in = {x}};
+    return cg_op_apply(t, &node, 2, (int64_t[]){x->shape[0], x->shape[1]});
+}

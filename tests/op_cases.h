@@ -71,6 +71,14 @@ static cg_tensor *build_conv_stride2(cg_tape *t, cg_tensor **in) {
 static cg_tensor *build_conv_no_bias(cg_tape *t, cg_tensor **in) {
     return cg_flatten(t, cg_conv2d(t, in[0], in[1], NULL, 1, 2));
 }
+static cg_tensor *build_avg_pool(cg_tape *t, cg_tensor **in) { return cg_flatten(t, cg_avg_pool2d(t, in[0], 2, 2)); }
+static cg_tensor *build_avg_pool_overlap(cg_tape *t, cg_tensor **in) {
+    return cg_flatten(t, cg_avg_pool2d(t, in[0], 3, 2));
+}
+static cg_tensor *build_global_avg_pool(cg_tape *t, cg_tensor **in) { return cg_global_avg_pool2d(t, in[0]); }
+static cg_tensor *build_cross_entropy_smoothed(cg_tape *t, cg_tensor **in) {
+    return cg_cross_entropy_smoothed(t, in[0], in[1], 0.1f);
+}
 static cg_tensor *build_max_pool(cg_tape *t, cg_tensor **in) { return cg_flatten(t, cg_max_pool2d(t, in[0], 2, 2)); }
 // The fused block, 7 x 5 output: the last row and column fall outside every 2 x 2 window.
 static cg_tensor *build_conv_relu_pool(cg_tape *t, cg_tensor **in) {
@@ -137,6 +145,11 @@ static const op_case cases[] = {
     {CG_OP_RELU, "relu",                   1, {IN2(4, 5, AWAY_FROM_0, true)},                      cg_relu, NULL,   SMOOTH},
     {CG_OP_SIGMOID, "sigmoid",                1, {IN2(4, 5, SIGMOID_RANGE, true)},                    cg_sigmoid, NULL, SMOOTH},
     {CG_OP_GELU, "gelu",                      1, {IN2(4, 5, SIGMOID_RANGE, true)},                    cg_gelu, NULL,    SMOOTH},
+    {CG_OP_AVG_POOL2D, "avg_pool2d",          1, {IN4(2, 3, 4, 6, NORMAL, true)},                     NULL, build_avg_pool, SMOOTH},
+    {CG_OP_AVG_POOL2D, "avg_pool2d 3x3 stride 2", 1, {IN4(1, 2, 7, 5, NORMAL, true)},                 NULL, build_avg_pool_overlap, SMOOTH},
+    {CG_OP_GLOBAL_AVG_POOL, "global_avg_pool2d", 1, {IN4(3, 4, 3, 5, NORMAL, true)},                 NULL, build_global_avg_pool, SMOOTH},
+    {CG_OP_CROSS_ENTROPY, "cross_entropy label smoothing", 2, {IN2(4, 5, NORMAL, true), IN1(4, LABELS, false)},
+                                  NULL, build_cross_entropy_smoothed, SMOOTH},
     {CG_OP_GELU, "gelu tanh",                 1, {IN2(4, 5, SIGMOID_RANGE, true)},                    cg_gelu_tanh, NULL, SMOOTH},
     {CG_OP_BCE, "bce",                    2, {IN2(8, 1, PROBABILITY, true), IN1(8, TARGETS01, false)},
                                   NULL, build_bce, 1e-3f, 1e-3, 2e-2},

@@ -180,11 +180,11 @@ static void test_losses(cg_rng *r) {
     const int64_t N = 300, C = 10;
     twin logits = twin_uniform(r, N * C, CG_F32, -5, 5), labels = twin_labels(r, N, (int)C);
     twin dlogits = twin_uniform(r, N * C, CG_F32, -1, 1);
-    K_CPU->cross_entropy_forward(F(loss), F(logits), FI(labels), N, C);
-    K_GPU->cross_entropy_forward(D(loss), D(logits), DI(labels), N, C);
+    K_CPU->cross_entropy_forward(F(loss), F(logits), FI(labels), N, C, 0.1f);
+    K_GPU->cross_entropy_forward(D(loss), D(logits), DI(labels), N, C, 0.1f);
     expect_close("cross_entropy_forward", &loss, 1e-5, 1e-5);
-    K_CPU->cross_entropy_backward(F(dlogits), F(dloss), F(logits), FI(labels), N, C);
-    K_GPU->cross_entropy_backward(D(dlogits), D(dloss), D(logits), DI(labels), N, C);
+    K_CPU->cross_entropy_backward(F(dlogits), F(dloss), F(logits), FI(labels), N, C, 0.1f);
+    K_GPU->cross_entropy_backward(D(dlogits), D(dloss), D(logits), DI(labels), N, C, 0.1f);
     expect_close("cross_entropy_backward", &dlogits, 1e-6, 1e-5);
 
     twin x = twin_uniform(r, 54321, CG_F32, -1, 1), dx = twin_uniform(r, 54321, CG_F32, -1, 1);

@@ -445,7 +445,75 @@ static void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *a
 }
 
 // This file's rows of the CPU kernel table (kernels/cpu/table.c).
+// Average pooling (core/kernels.h). Backward gathers, for each input element, the windows that
+// cover it: rows p with p stride <= h < p stride + kernel, likewise columns.
+static void avg_pool2d_forward_cpu(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                                   int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    float inv = 1.0f / (float)(kernel * kernel);
+#pragma omp parallel for if (N * C * H * W >= CG_OMP_MIN_WORK)
+    for (int64_t plane = 0; plane < N * C; plane++) {
+        const float *xp = x + plane * H * W;
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t q = 0; q < Q; q++) {
+                float sum = 0.0f;
+                for (int64_t i = 0; i < kernel; i++)
+                    for (int64_t j = 0; j < kernel; j++) sum += xp[(p * stride + i) * W + q * stride + j];
+                y[(plane * P + p) * Q + q] = sum * inv;
+            }
+    }
+}
+
+// The windows along one axis that cover position h: [first, last], empty when first > last.
+static void covering(int64_t h, int64_t kernel, int64_t stride, int64_t P, int64_t *first, int64_t *last) {
+    int64_t lo = h - kernel + 1;
+    *first = lo <= 0 ? 0 : (lo + stride - 1) / stride;
+    *last = h / stride < P - 1 ? h / stride : P - 1;
+}
+
+static void avg_pool2d_backward_cpu(float *dx, const float *dy, int64_t N, int64_t C, int64_t H, int64_t W,
+                                    int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    float inv = 1.0f / (float)(kernel * kernel);
+#pragma omp parallel for if (N * C * H * W >= CG_OMP_MIN_WORK)
+    for (int64_t plane = 0; plane < N * C; plane++) {
+        const float *dyp = dy + plane * P * Q;
+        for (int64_t h = 0; h < H; h++) {
+            int64_t p0, p1;
+            covering(h, kernel, stride, P, &p0, &p1);
+            for (int64_t w = 0; w < W; w++) {
+                int64_t q0, q1;
+                covering(w, kernel, stride, Q, &q0, &q1);
+                float sum = 0.0f;
+                for (int64_t p = p0; p <= p1; p++)
+                    for (int64_t q = q0; q <= q1; q++) sum += dyp[p * Q + q];
+                dx[(plane * H + h) * W + w] += sum * inv;
+            }
+        }
+    }
+}
+
+static void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64_t HW) {
+#pragma omp parallel for if (planes * HW >= CG_OMP_MIN_WORK)
+    for (int64_t p = 0; p < planes; p++) {
+        float sum = 0.0f;
+        for (int64_t i = 0; i < HW; i++) sum += x[p * HW + i];
+        y[p] = sum / (float)HW;
+    }
+}
+
+static void global_avg_pool_backward_cpu(float *dx, const float *dy, int64_t planes, int64_t HW) {
+#pragma omp parallel for if (planes * HW >= CG_OMP_MIN_WORK)
+    for (int64_t p = 0; p < planes; p++) {
+        float g = dy[p] / (float)HW;
+        for (int64_t i = 0; i < HW; i++) dx[p * HW + i] += g;
+    }
+}
+
+// This file's rows of the CPU kernel table (kernels/cpu/table.c).
 void conv_register_cpu(cg_kernels *k) {
+    k->avg_pool2d_forward = avg_pool2d_forward_cpu;
+    k->avg_pool2d_backward = avg_pool2d_backward_cpu;
+    k->global_avg_pool_forward = global_avg_pool_forward_cpu;
+    k->global_avg_pool_backward = global_avg_pool_backward_cpu;
     k->conv2d_forward = conv2d_forward_cpu;
     k->conv2d_backward = conv2d_backward_cpu;
     k->max_pool2d_forward = max_pool2d_forward_cpu;

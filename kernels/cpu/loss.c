@@ -28,44 +28,48 @@ static void bce_backward_cpu(float *dp, const float *dloss, const float *p, cons
     }
 }
 
-// logsumexp(row) - row[label], with the row maximum subtracted before exp.
-static double cross_entropy_row(const float *row, int32_t label, int64_t K) {
+// logsumexp(row) - (1 - e) row[label] - e mean(row), with the row maximum subtracted before exp.
+static double cross_entropy_row(const float *row, int32_t label, int64_t K, float e) {
     float max = row[0];
     for (int64_t c = 1; c < K; c++) max = row[c] > max ? row[c] : max;
-    double sum = 0.0;
-    for (int64_t c = 0; c < K; c++) sum += exp((double)row[c] - max);
-    return log(sum) + max - row[label];
+    double sum = 0.0, total = 0.0;
+    for (int64_t c = 0; c < K; c++) sum += exp((double)row[c] - max), total += row[c];
+    double target = e == 0.0f ? row[label] : (1.0 - e) * row[label] + e * total / (double)K;
+    return log(sum) + max - target;
 }
 
-static void cross_entropy_forward_cpu(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+static void cross_entropy_forward_cpu(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K,
+                                      float e) {
     double total = 0.0;
     if (N * K < CG_OMP_MIN_WORK) {
-        for (int64_t r = 0; r < N; r++) total += cross_entropy_row(logits + r * K, labels[r], K);
+        for (int64_t r = 0; r < N; r++) total += cross_entropy_row(logits + r * K, labels[r], K, e);
     } else {
 #pragma omp parallel for reduction(+ : total)
-        for (int64_t r = 0; r < N; r++) total += cross_entropy_row(logits + r * K, labels[r], K);
+        for (int64_t r = 0; r < N; r++) total += cross_entropy_row(logits + r * K, labels[r], K, e);
     }
     loss[0] = (float)(total / (double)N);
 }
 
-// drow += g * (softmax(row) - onehot(label))
-static void cross_entropy_row_backward(float *drow, const float *row, int32_t label, int64_t K, float g) {
+// drow += g * (softmax(row) - (1 - e) onehot(label) - e / K)
+static void cross_entropy_row_backward(float *drow, const float *row, int32_t label, int64_t K, float g, float e) {
     float max = row[0];
     for (int64_t c = 1; c < K; c++) max = row[c] > max ? row[c] : max;
     float sum = 0.0f;
     for (int64_t c = 0; c < K; c++) sum += expf(row[c] - max);
-    for (int64_t c = 0; c < K; c++) drow[c] += g * (expf(row[c] - max) / sum - (c == label ? 1.0f : 0.0f));
+    float hit = 1.0f - e, spread = e / (float)K;
+    for (int64_t c = 0; c < K; c++) drow[c] += g * (expf(row[c] - max) / sum - (c == label ? hit : 0.0f) - spread);
 }
 
 static void cross_entropy_backward_cpu(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
-                                       int64_t N, int64_t K) {
+                                       int64_t N, int64_t K, float e) {
     float g = dloss[0] / (float)N;
     if (N * K < CG_OMP_MIN_WORK) {
-        for (int64_t r = 0; r < N; r++) cross_entropy_row_backward(dlogits + r * K, logits + r * K, labels[r], K, g);
+        for (int64_t r = 0; r < N; r++)
+            cross_entropy_row_backward(dlogits + r * K, logits + r * K, labels[r], K, g, e);
         return;
     }
 #pragma omp parallel for
-    for (int64_t r = 0; r < N; r++) cross_entropy_row_backward(dlogits + r * K, logits + r * K, labels[r], K, g);
+    for (int64_t r = 0; r < N; r++) cross_entropy_row_backward(dlogits + r * K, logits + r * K, labels[r], K, g, e);
 }
 
 static void sum_forward_cpu(float *y, const float *x, float scale, int64_t n) {

@@ -179,8 +179,75 @@ static void max_pool2d_backward_cuda(float *dx, const float *dy, const int32_t *
 }
 }
 
+// Average pooling (core/kernels.h): one thread per output element forward; backward one thread
+// per input element, gathering the windows that cover it (as the CPU, no atomics).
+static __global__ void avg_pool2d_kernel(float *y, const float *x, int64_t NC, int64_t H, int64_t W, int64_t kernel,
+                                         int64_t stride, int64_t P, int64_t Q) {
+    float inv = 1.0f / (float)(kernel * kernel);
+    GRID_STRIDE(o, NC * P * Q) {
+        int64_t q = o % Q, p = (o / Q) % P, plane = o / (P * Q);
+        const float *xp = x + plane * H * W;
+        float sum = 0.0f;
+        for (int64_t i = 0; i < kernel; i++)
+            for (int64_t j = 0; j < kernel; j++) sum += xp[(p * stride + i) * W + q * stride + j];
+        y[o] = sum * inv;
+    }
+}
+
+static __device__ void covering(int64_t h, int64_t kernel, int64_t stride, int64_t P, int64_t *first, int64_t *last) {
+    int64_t lo = h - kernel + 1;
+    *first = lo <= 0 ? 0 : (lo + stride - 1) / stride;
+    *last = h / stride < P - 1 ? h / stride : P - 1;
+}
+
+static __global__ void avg_pool2d_backward_kernel(float *dx, const float *dy, int64_t NC, int64_t H, int64_t W,
+                                                  int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    float inv = 1.0f / (float)(kernel * kernel);
+    GRID_STRIDE(i, NC * H * W) {
+        int64_t w = i % W, h = (i / W) % H, plane = i / (H * W);
+        int64_t p0, p1, q0, q1;
+        covering(h, kernel, stride, P, &p0, &p1);
+        covering(w, kernel, stride, Q, &q0, &q1);
+        float sum = 0.0f;
+        for (int64_t p = p0; p <= p1; p++)
+            for (int64_t q = q0; q <= q1; q++) sum += dy[(plane * P + p) * Q + q];
+        dx[i] += sum * inv;
+    }
+}
+
+static __global__ void global_avg_pool_kernel(float *y, const float *x, int64_t planes, int64_t HW) {
+    GRID_STRIDE(p, planes) {
+        float sum = 0.0f;
+        for (int64_t i = 0; i < HW; i++) sum += x[p * HW + i];
+        y[p] = sum / (float)HW;
+    }
+}
+
+static __global__ void global_avg_pool_backward_kernel(float *dx, const float *dy, int64_t planes, int64_t HW) {
+    GRID_STRIDE(i, planes * HW) dx[i] += dy[i / HW] / (float)HW;
+}
+
+static void avg_pool2d_forward_cuda(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                                    int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    LAUNCH(avg_pool2d_kernel, N * C * P * Q, y, x, N * C, H, W, kernel, stride, P, Q);
+}
+static void avg_pool2d_backward_cuda(float *dx, const float *dy, int64_t N, int64_t C, int64_t H, int64_t W,
+                                     int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    LAUNCH(avg_pool2d_backward_kernel, N * C * H * W, dx, dy, N * C, H, W, kernel, stride, P, Q);
+}
+static void global_avg_pool_forward_cuda(float *y, const float *x, int64_t planes, int64_t HW) {
+    LAUNCH(global_avg_pool_kernel, planes, y, x, planes, HW);
+}
+static void global_avg_pool_backward_cuda(float *dx, const float *dy, int64_t planes, int64_t HW) {
+    LAUNCH(global_avg_pool_backward_kernel, planes * HW, dx, dy, planes, HW);
+}
+
 // This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
 extern "C" void conv_register_cuda(cg_kernels *k) {
+    k->avg_pool2d_forward = avg_pool2d_forward_cuda;
+    k->avg_pool2d_backward = avg_pool2d_backward_cuda;
+    k->global_avg_pool_forward = global_avg_pool_forward_cuda;
+    k->global_avg_pool_backward = global_avg_pool_backward_cuda;
     k->conv2d_forward = conv2d_forward_cuda;
     k->conv2d_backward = conv2d_backward_cuda;
     k->max_pool2d_forward = max_pool2d_forward_cuda;

@@ -25,23 +25,24 @@ static __global__ void bce_backward_kernel(float *dp, const float *dloss, const 
 }
 
 static __global__ void cross_entropy_kernel(float *loss, const float *logits, const int32_t *labels, int64_t N,
-                                            int64_t K) {
+                                            int64_t K, float e) {
     float part = 0.0f;
     for (int64_t r = threadIdx.x; r < N; r += blockDim.x) {
         const float *row = logits + r * K;
         float max = row[0];
         for (int64_t c = 1; c < K; c++) max = fmaxf(max, row[c]);
-        float sum = 0.0f;
-        for (int64_t c = 0; c < K; c++) sum += expf(row[c] - max);
-        part += logf(sum) + max - row[labels[r]];
+        float sum = 0.0f, total = 0.0f;
+        for (int64_t c = 0; c < K; c++) sum += expf(row[c] - max), total += row[c];
+        float target = e == 0.0f ? row[labels[r]] : (1.0f - e) * row[labels[r]] + e * total / (float)K;
+        part += logf(sum) + max - target;
     }
     float total = block_sum(part);
     if (threadIdx.x == 0) loss[0] = total / (float)N;
 }
 
 static __global__ void cross_entropy_backward_kernel(float *dlogits, const float *dloss, const float *logits,
-                                                     const int32_t *labels, int64_t N, int64_t K) {
-    float g = dloss[0] / (float)N;
+                                                     const int32_t *labels, int64_t N, int64_t K, float e) {
+    float g = dloss[0] / (float)N, hit = 1.0f - e, spread = e / (float)K;
     GRID_STRIDE(r, N) {
         const float *row = logits + r * K;
         float max = row[0];
@@ -49,7 +50,7 @@ static __global__ void cross_entropy_backward_kernel(float *dlogits, const float
         float sum = 0.0f;
         for (int64_t c = 0; c < K; c++) sum += expf(row[c] - max);
         for (int64_t c = 0; c < K; c++)
-            dlogits[r * K + c] += g * (expf(row[c] - max) / sum - (c == labels[r] ? 1.0f : 0.0f));
+            dlogits[r * K + c] += g * (expf(row[c] - max) / sum - (c == labels[r] ? hit : 0.0f) - spread);
     }
 }
 
@@ -104,12 +105,13 @@ static void bce_forward_cuda(float *loss, const float *p, const float *t, int64_
 static void bce_backward_cuda(float *dp, const float *dloss, const float *p, const float *t, int64_t n) {
     LAUNCH(bce_backward_kernel, n, dp, dloss, p, t, n);
 }
-static void cross_entropy_forward_cuda(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
-    LAUNCH_ONE_BLOCK(cross_entropy_kernel, loss, logits, labels, N, K);
+static void cross_entropy_forward_cuda(float *loss, const float *logits, const int32_t *labels, int64_t N, int64_t K,
+                                       float e) {
+    LAUNCH_ONE_BLOCK(cross_entropy_kernel, loss, logits, labels, N, K, e);
 }
 static void cross_entropy_backward_cuda(float *dlogits, const float *dloss, const float *logits, const int32_t *labels,
-                                        int64_t N, int64_t K) {
-    LAUNCH(cross_entropy_backward_kernel, N, dlogits, dloss, logits, labels, N, K);
+                                        int64_t N, int64_t K, float e) {
+    LAUNCH(cross_entropy_backward_kernel, N, dlogits, dloss, logits, labels, N, K, e);
 }
 static void sum_forward_cuda(float *y, const float *x, float scale, int64_t n) {
     if (n <= 64 * CG_THREADS) { // a batch's worth: one block is enough
