@@ -4,8 +4,8 @@
 // The tutorial CNN: conv3x3(C,32,pad 1), ReLU, maxpool 2, conv3x3(32,64,pad 1), ReLU, maxpool 2,
 // flatten, Linear(64*H/4*W/4, 128), ReLU, Linear(128, classes); Adam 1e-3, batch 128.
 #include "cgrad.h"
-#include "core/measure/monitor.h"
 #include "examples/common/cli.h"
+#include "examples/common/epoch_log.h"
 #include "examples/common/models.h"
 #include "examples/common/guard.h"
 
@@ -202,6 +202,19 @@ static void evaluate(cg_module *model, cg_tape *tape, cg_loader *loader, cg_metr
     cg_module_set_training(model, true);
 }
 
+// The running mean loss of the epoch for the progress line (read from the device only when drawn).
+typedef struct {
+    cg_metrics *metrics;
+    int64_t images;
+} running_loss;
+
+static double read_running_loss(void *ctx) {
+    running_loss *r = ctx;
+    double loss, accuracy;
+    cg_metrics_read(r->metrics, r->images, &loss, &accuracy);
+    return loss;
+}
+
 int main(int argc, char **argv) {
     options opt;
     int stop = parse_options(argc, argv, &opt);
@@ -256,24 +269,13 @@ int main(int argc, char **argv) {
 
     // Everything that can fail on input is checked before the log is created and training starts.
     if (opt.save_path && (s = cg_checkpoint_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
-    cg_csv_log *log = NULL;
-    if (opt.log_path) {
-        char header[320];
-        snprintf(header, sizeof header,
-                 "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device%s%s",
-                 opt.precision_given ? ",precision,loss_scale,skipped_steps" : "",
-                 opt.monitor ? "," CG_MONITOR_CSV_HEADER : "");
-        s = cg_csv_log_open(&log, opt.log_path, header);
-        if (s.code != CG_OK) return cg_cli_fail("cnn", s);
-    }
-    // The GPU's counters, sampled on a thread of their own; without NVML (or on the CPU) one
-    // line says why and the gpu_ columns stay empty.
-    cg_monitor *monitor = NULL;
-    if (opt.monitor) {
-        char why[512];
-        monitor = cg_monitor_start(dev, 1.0, why, sizeof why);
-        if (monitor == NULL) fprintf(stderr, "cnn: --monitor: %s; the gpu_ columns stay empty\n", why);
-    }
+    // The CSV log (its precision and GPU columns as asked), the GPU monitor and the progress line:
+    // examples/common/epoch_log.h.
+    cg_epoch_log *log = NULL;
+    s = cg_epoch_log_open(&log, "cnn", opt.log_path,
+                          "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device",
+                          opt.precision_given, opt.monitor, dev, opt.quiet);
+    if (s.code != CG_OK) return cg_cli_fail("cnn", s);
     if (!opt.quiet)
         printf("%s: %lld training and %lld test images of %lldx%lldx%lld, %d classes; %lld parameters; %s\n",
                info->name, (long long)train->count, (long long)test->count, (long long)C, (long long)H, (long long)W,
@@ -308,8 +310,6 @@ int main(int argc, char **argv) {
     // one step of each batch size is captured as a CUDA Graph and replayed for every later step.
     // The batch is gathered outside the graph, so each replay trains on the new batch.
     cg_graph *graph = cg_graph_new(dev);
-    cg_progress progress;
-    cg_progress_init(&progress, opt.quiet);
     // Divergence and Ctrl-C / SIGTERM: examples/common/guard.h.
     cg_guard *guard = cg_guard_new("cnn", params, metrics, amp, cg_loader_num_batches(loader), opt.detect_anomaly);
     cg_guard_catch_signals();
@@ -317,11 +317,12 @@ int main(int argc, char **argv) {
     double start = cg_seconds(), train_seconds = 0.0, test_loss = 0.0, test_accuracy = 0.0;
     for (long epoch = 1; epoch <= opt.epochs; epoch++) {
         double epoch_start = cg_seconds();
+        cg_epoch_log_begin(log);
         cg_metrics_reset(metrics);
         cg_loader_start_epoch(loader);
         cg_guard_epoch_begin(guard, epoch);
         cg_batch batch;
-        int64_t step = 0, steps = cg_loader_num_batches(loader);
+        int64_t step = 0, steps = cg_loader_num_batches(loader), images = 0;
         while (cg_loader_next(loader, &batch)) {
             cg_guard_step_begin(guard);
             if (opt.no_graph || epoch == 1) {
@@ -334,11 +335,12 @@ int main(int argc, char **argv) {
             step++;
             cg_guard_record(guard);
             if (cg_guard_should_stop(guard, epoch)) break;
-            cg_progress_draw(&progress, "epoch %ld/%ld  step %lld/%lld", epoch, opt.epochs, (long long)step,
-                             (long long)steps);
+            images += batch.size;
+            running_loss ctx = {metrics, images};
+            cg_epoch_log_progress(log, epoch, opt.epochs, step, steps, images, read_running_loss, &ctx);
         }
         if (!cg_guard_epoch_end(guard, epoch, step)) {
-            cg_progress_done(&progress);
+            cg_epoch_log_end(log, NULL, NULL, opt.precision, NULL, 0);
             break;
         }
         double train_loss, train_accuracy;
@@ -348,38 +350,16 @@ int main(int argc, char **argv) {
         evaluate(model, eval_tape, test_loader, metrics, &test_loss, &test_accuracy);
         double images_per_s = (double)train->count / epoch_seconds;
         double seconds = cg_seconds() - start;
-        char gpu_cells[128] = "", gpu_text[128] = ""; // with --monitor: the epoch's GPU counters
-        if (opt.monitor) {
-            cg_monitor_sample sample;
-            if (monitor) sample = cg_monitor_take(monitor);
-            cg_monitor_csv_cells(monitor ? &sample : NULL, gpu_cells, sizeof gpu_cells);
-            if (monitor) {
-                char counters[96];
-                cg_monitor_describe(&sample, counters, sizeof counters);
-                snprintf(gpu_text, sizeof gpu_text, "  |  %s", counters);
-            }
-        }
-        char amp_cells[96] = "", amp_text[96] = ""; // the loss scale, read once an epoch
-        if (opt.precision != CG_PRECISION_FP32 || opt.precision_given) {
-            cg_amp_stats st = cg_amp_read(amp);
-            snprintf(amp_cells, sizeof amp_cells, ",%s,%g,%lld", cg_precision_name(opt.precision), (double)st.scale,
-                     (long long)st.skipped);
-            if (opt.precision != CG_PRECISION_FP32)
-                snprintf(amp_text, sizeof amp_text, "  |  %s, loss scale %g, %lld skipped", cg_precision_name(opt.precision),
-                         (double)st.scale, (long long)st.skipped);
-        }
-        if (log) {
-            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%.4f,%.3f,%.1f,%s%s%s", epoch, train_loss, train_accuracy,
-                               test_loss, test_accuracy, seconds, images_per_s, dev_name,
-                               opt.precision_given ? amp_cells : "", gpu_cells);
-            if (s.code != CG_OK) return cg_cli_fail("cnn", s);
-        }
-        cg_progress_done(&progress);
+        char cells[256], extra[224];
+        snprintf(cells, sizeof cells, "%ld,%.6f,%.4f,%.6f,%.4f,%.3f,%.1f,%s", epoch, train_loss, train_accuracy,
+                 test_loss, test_accuracy, seconds, images_per_s, dev_name);
+        if ((s = cg_epoch_log_end(log, cells, amp, opt.precision, extra, sizeof extra)).code != CG_OK)
+            return cg_cli_fail("cnn", s);
         if (!opt.quiet)
             printf("epoch %ld/%ld  train loss %.4f  accuracy %.4f  |  test loss %.4f  accuracy %.4f  |  %.2f s, "
                    "%.0f images/s%s%s\n",
                    epoch, opt.epochs, train_loss, train_accuracy, test_loss, test_accuracy, epoch_seconds, images_per_s,
-                   amp_text, gpu_text);
+                   extra, "");
         if (cg_guard_signal()) break; // Ctrl-C during the evaluation: stop before the next epoch
     }
     int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
@@ -404,8 +384,7 @@ int main(int argc, char **argv) {
     }
     cg_guard_free(guard);
 
-    cg_monitor_stop(monitor);
-    cg_csv_log_close(log);
+    cg_epoch_log_close(log);
     cg_graph_free(graph);
     cg_metrics_free(metrics);
     cg_tape_free(eval_tape);

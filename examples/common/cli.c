@@ -64,6 +64,8 @@ void cg_progress_draw(cg_progress *p, const char *fmt, ...) {
     fflush(stderr);
 }
 
+bool cg_progress_due(const cg_progress *p) { return p->enabled && cg_seconds() - p->last_draw >= 0.1; }
+
 void cg_progress_done(cg_progress *p) {
     if (!p->enabled) return;
     fprintf(stderr, "\r\033[K");

@@ -27,5 +27,8 @@ typedef struct {
 void cg_progress_init(cg_progress *p, bool quiet);
 void cg_progress_draw(cg_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cg_progress_done(cg_progress *p);
+// Whether a draw now would show (enabled, and a tenth of a second since the last): so that what
+// costs something to compute for the line (a loss read back from the GPU) is computed only then.
+bool cg_progress_due(const cg_progress *p);
 
 #endif

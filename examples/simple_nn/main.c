@@ -3,9 +3,8 @@
 // random 0/1 labels, batch 32 shuffled, 100 epochs; then the accuracy on the whole set at
 // threshold 0.5. The same program runs on the CPU or a GPU (--device) and writes a CSV per epoch.
 #include "cgrad.h"
-#include "core/measure/monitor.h"
 #include "examples/common/cli.h"
-#include "core/measure/monitor.h"
+#include "examples/common/epoch_log.h"
 #include "examples/common/guard.h"
 
 #include <getopt.h>
@@ -126,6 +125,9 @@ static void train_step(trainer *tr, const cg_batch *batch) {
     cg_tape_clear(tr->tape);                                             // free the step's tensors
 }
 
+// The progress line's loss: the epoch's, already read.
+static double value_of(void *ctx) { return *(const double *)ctx; }
+
 int main(int argc, char **argv) {
     options opt;
     int stop = parse_options(argc, argv, &opt);
@@ -139,23 +141,12 @@ int main(int argc, char **argv) {
     cg_device_str(dev, dev_name, sizeof dev_name);
 
     // Everything is checked before the log is created, so bad input leaves no file behind.
-    cg_csv_log *log = NULL;
-    if (opt.log_path) {
-        char header[256];
-        snprintf(header, sizeof header, "epoch,loss,accuracy,seconds,device%s%s",
-                 opt.precision_given ? ",precision,loss_scale,skipped_steps" : "",
-                 opt.monitor ? "," CG_MONITOR_CSV_HEADER : "");
-        s = cg_csv_log_open(&log, opt.log_path, header);
-        if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
-    }
-    // The GPU's counters, sampled on a thread of their own; without NVML (or on the CPU) one
-    // line says why and the gpu_ columns stay empty.
-    cg_monitor *monitor = NULL;
-    if (opt.monitor) {
-        char why[512];
-        monitor = cg_monitor_start(dev, 1.0, why, sizeof why);
-        if (monitor == NULL) fprintf(stderr, "simple_nn: --monitor: %s; the gpu_ columns stay empty\n", why);
-    }
+    // The CSV log (its precision and GPU columns as asked), the GPU monitor and the progress line:
+    // examples/common/epoch_log.h.
+    cg_epoch_log *log = NULL;
+    s = cg_epoch_log_open(&log, "simple_nn", opt.log_path, "epoch,loss,accuracy,seconds,device", opt.precision_given,
+                          opt.monitor, dev, opt.quiet);
+    if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
     double start = cg_seconds();
 
     // Data: X = randn(1000, 20), y = randn(1000) > 0.
@@ -183,14 +174,13 @@ int main(int argc, char **argv) {
     // fixed addresses), and each later epoch is one replay of it. The CPU runs every epoch
     // eagerly.
     cg_graph *graph = cg_graph_new(dev);
-    cg_progress progress;
-    cg_progress_init(&progress, opt.quiet);
     // Divergence and Ctrl-C / SIGTERM (checked once an epoch: on a GPU an epoch is one graph).
     cg_guard *guard = cg_guard_new("simple_nn", params, metrics, amp, cg_loader_num_batches(loader), false);
     cg_guard_catch_signals();
 
     double train_start = cg_seconds(); // after the set-up, as PyTorch's own timing of this loop
     for (long epoch = 1; epoch <= opt.epochs; epoch++) {
+        cg_epoch_log_begin(log);
         cg_loader_start_epoch(loader); // the new order is copied to the device, outside the graph
         cg_guard_epoch_begin(guard, epoch);
         bool capture = !opt.no_graph && epoch == 2;
@@ -208,38 +198,21 @@ int main(int argc, char **argv) {
         double loss, accuracy;
         cg_metrics_read(metrics, data->count, &loss, &accuracy);
         double seconds = cg_seconds() - start;
-        if (log) {
-            char amp_cells[96] = ""; // ",precision,scale,skipped" with --precision (read once an epoch)
-            if (opt.precision_given) {
-                cg_amp_stats st = cg_amp_read(amp);
-                snprintf(amp_cells, sizeof amp_cells, ",%s,%g,%lld", cg_precision_name(opt.precision), (double)st.scale,
-                         (long long)st.skipped);
-            }
-            char gpu_cells[128] = ""; // ",util,mem,temp,power" with --monitor
-            if (opt.monitor) {
-                cg_monitor_sample sample;
-                if (monitor) sample = cg_monitor_take(monitor);
-                cg_monitor_csv_cells(monitor ? &sample : NULL, gpu_cells, sizeof gpu_cells);
-            }
-            s = cg_csv_log_row(log, "%ld,%.6f,%.4f,%.6f,%s%s%s", epoch, loss, accuracy, seconds, dev_name, amp_cells,
-                               gpu_cells);
-            if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
-        }
-        cg_progress_draw(&progress, "epoch %ld/%ld  loss %.4f  accuracy %.3f  %.2f s", epoch, opt.epochs, loss,
-                         accuracy, seconds);
+        char cells[128];
+        snprintf(cells, sizeof cells, "%ld,%.6f,%.4f,%.6f,%s", epoch, loss, accuracy, seconds, dev_name);
+        if ((s = cg_epoch_log_end(log, cells, amp, opt.precision, NULL, 0)).code != CG_OK)
+            return cg_cli_fail("simple_nn", s);
         if (!opt.quiet && epoch % 10 == 0) {
-            cg_progress_done(&progress);
             printf("Epoch [%ld/%ld], Loss: %.4f\n", epoch, opt.epochs, loss);
         }
+        cg_epoch_log_progress(log, epoch, opt.epochs, 1, 1, data->count, value_of, &loss); // an epoch is one step here
     }
     cg_device_synchronize(dev);
     double train_seconds = cg_seconds() - train_start;
-    cg_progress_done(&progress);
     int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
     cg_guard_free(guard);
     if (status != 0) {
-        cg_monitor_stop(monitor);
-        cg_csv_log_close(log);
+        cg_epoch_log_close(log);
         cg_graph_free(graph);
         cg_metrics_free(metrics);
         cg_tape_free(tape);
@@ -280,8 +253,7 @@ int main(int argc, char **argv) {
     free(targets);
     cg_tensor_free(x_all);
     cg_tensor_free(y_all);
-    cg_monitor_stop(monitor);
-    cg_csv_log_close(log);
+    cg_epoch_log_close(log);
     cg_graph_free(graph);
     cg_metrics_free(metrics);
     cg_tape_free(tape);
