@@ -22,7 +22,9 @@
 // so that one stays off for the whole file.)
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic push
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #include <stb/stb_image.h>
 #pragma GCC diagnostic pop
