@@ -70,7 +70,13 @@ class Block:
         return f"{self.path}:{self.line}"
 
     def parse(self, text):
-        words = shlex.split(text)
+        if text.split()[:1] == ["skip"]:  # free text: apostrophes allowed
+            self.skip = text.strip()[4:].strip() or "no reason given"
+            return
+        try:
+            words = shlex.split(text)
+        except ValueError as e:
+            raise SystemExit(f"{self.where()}: cannot read check directive '{text.strip()}': {e}")
         if not words:
             return
         key, args = words[0], words[1:]
