@@ -82,10 +82,11 @@ void cg_tape_backward_seeded(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
     CG_CHECK(seed->numel == 1 && seed->dtype == CG_F32 && cg_device_equal(seed->device, t->device),
              "backward: the seed must be a one-element f32 tensor on the tape's device");
     prepare_gradients(t, loss, seed);
+    if (t->backward_hook) t->backward_hook(t->backward_hook_ctx, t, t->count);
     for (int i = t->count - 1; i >= 0; i--) {
         cg_node *n = &t->nodes[i];
-        if (n->out->grad == NULL) continue; // nothing flows back through this node
-        cg_op_backward(t, n);
+        if (n->out->grad != NULL) cg_op_backward(t, n); // else nothing flows back through this node
+        if (t->backward_hook) t->backward_hook(t->backward_hook_ctx, t, i);
     }
 }
 

@@ -1,0 +1,47 @@
+// dist_internal.h: the state of a distributed run, shared by core/dist/dist.c (processes, plugins,
+// checks, failures) and core/dist/ddp.c (gradient buckets and the tape's hook). Private to core/dist/.
+#ifndef CG_DIST_INTERNAL_H
+#define CG_DIST_INTERNAL_H
+
+#include "dist.h"
+#include "dist_backend.h"
+
+#include <pthread.h>
+
+struct cg_dist {
+    char program[32];
+    const cg_mpi_backend *mpi;
+    const cg_nccl_backend *nccl; // NULL on the CPU
+    int rank, world, local_rank, local_world;
+    cg_device device;
+    double timeout;      // seconds (CGRAD_DIST_TIMEOUT)
+    size_t bucket_bytes; // CGRAD_DIST_BUCKET_MB
+    pthread_t watchdog;  // on GPUs: polls NCCL's asynchronous errors
+    bool watching;
+    volatile int stop_watching;
+
+    // The model (cg_dist_prepare).
+    cg_params *params;
+    int n_buckets;
+    int64_t *bucket_begin, *bucket_end; // float offsets into the gradient block, bucket 0 the last
+    int *bucket_of;                     // per parameter
+    int *last_use;                      // per parameter, this step: the tape node whose backward
+                                        // writes its gradient last; -1 unused, -2 done
+    int *waiting;                       // per bucket, this step: parameters not final yet
+    int next_bucket;                    // buckets started this step (they start in order)
+    bool overlap;                       // this step's buckets start during the backward pass
+    int64_t steps;                      // gradient syncs so far
+
+    int fault_rank;      // CGRAD_DIST_FAULT: -1 none
+    int64_t fault_step;
+    bool fault_hang;
+};
+
+// A rank failed or stopped answering: print "program: rank R: what" (when reporter is set: one
+// rank speaks for all), stop NCCL, and end the whole job (MPI_Abort). Does not return.
+void cg_dist_fail(cg_dist *d, int reporter, const char *what) __attribute__((noreturn));
+
+// The fault of CGRAD_DIST_FAULT, if this rank has one at this step (ddp.c calls it each step).
+void cg_dist_inject_fault(cg_dist *d);
+
+#endif
