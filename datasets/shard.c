@@ -32,11 +32,15 @@ void cg_shard_indices(int32_t *order, int64_t n, int rank, int world, cg_shard_m
 cg_status cg_loader_shard(cg_loader *l, cg_dist *d, cg_shard_mode mode) {
     if (d == NULL) return cg_ok();
     cg_status s = cg_dist_agree(d, "the number of samples in the data set", l->data->count);
-    if (s.code != CG_OK) return s;
-    l->shard_rank = cg_dist_rank(d);
-    l->shard_world = cg_dist_world(d);
+    if (s.code == CG_OK) cg_loader_set_shard(l, cg_dist_rank(d), cg_dist_world(d), mode);
+    return s;
+}
+
+void cg_loader_set_shard(cg_loader *l, int rank, int world, cg_shard_mode mode) {
+    l->shard_rank = rank;
+    l->shard_world = world;
     l->shard_mode = (int)mode;
-    l->count = cg_shard_count(l->data->count, l->shard_rank, l->shard_world, mode);
+    l->count = cg_shard_count(l->data->count, rank, world, mode);
     // The last batch's tensors (headers over the full batch's first rows) for the new count.
     cg_tensor_free(l->x_tail);
     cg_tensor_free(l->labels_tail);
@@ -48,7 +52,6 @@ cg_status cg_loader_shard(cg_loader *l, cg_dist *d, cg_shard_mode mode) {
         l->labels_tail = cg_tensor_first_rows(l->labels_full, tail);
         l->targets_tail = cg_tensor_first_rows(l->targets_full, tail);
     }
-    return cg_ok();
 }
 
 void cg_loader_shard_epoch(cg_loader *l) {

@@ -25,6 +25,8 @@ void cg_shard_indices(int32_t *order, int64_t n, int rank, int world, cg_shard_m
 // every rank has a data set of the same size (CG_ERR_ARG naming the rank otherwise). Call before
 // the first epoch; cg_loader_num_batches then counts this rank's batches.
 cg_status cg_loader_shard(cg_loader *l, cg_dist *d, cg_shard_mode mode);
+// The same without the check, for a known rank and world size (tests).
+void cg_loader_set_shard(cg_loader *l, int rank, int world, cg_shard_mode mode);
 // Called by cg_loader_start_epoch after it has drawn the epoch's order: keeps this rank's share.
 void cg_loader_shard_epoch(cg_loader *l);
 

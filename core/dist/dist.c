@@ -156,6 +156,9 @@ static cg_status parse_fault(cg_dist *d) {
 // A collective error every rank sees the same way (a different build, model or data set): every
 // rank closes MPI and returns the status; rank 0 alone prints it (the others' stderr is closed).
 static cg_status agreed_failure(cg_dist *d, cg_status s) {
+    // The first rank to exit makes the launcher end the others with SIGTERM: rank 0 must still
+    // print the reason, and every rank is on its way out anyway.
+    signal(SIGTERM, SIG_IGN);
     if (d->rank != 0) {
         FILE *null = freopen("/dev/null", "w", stderr);
         (void)null;
