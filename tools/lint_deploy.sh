@@ -6,7 +6,7 @@
 # 77: a linter is missing (ctest then reports the test skipped).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 PATH="$root/.lint/bin:$PATH"
 python=python3
 [ -x "$root/.lint/bin/python" ] && python="$root/.lint/bin/python"

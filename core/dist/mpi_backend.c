@@ -6,9 +6,11 @@
 #include "dist_backend.h"
 
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_PENDING 64
 #define TAG_QUERY 1
@@ -23,6 +25,7 @@ static int n_pending;
 static long collectives;          // collectives started so far: what a rank answers a query with
 static long query_in, answer_out; // the buffers of the standing receive and of the reply
 static MPI_Request query_request = MPI_REQUEST_NULL;
+static int oversubscribed;        // more ranks on this host than it has cores
 
 static double now(void) {
     struct timespec t;
@@ -126,7 +129,14 @@ static int wait_requests(MPI_Request *requests, int count, const char *what, int
             find_missing(what, reporter, err, err_size);
             return 1;
         }
-        if (t - start > 1e-3) nap(50e-6); // spin for the first millisecond, then let the CPU go
+        // MPI moves a large message on only inside MPI calls, a step at a time: keep calling while
+        // the wait is short (giving the core away between calls when there are more ranks than
+        // cores here, as Open MPI does, so that the others can run); past a second a peer is late
+        // anyway, and a millisecond's nap between calls costs nothing.
+        if (t - start > 1.0)
+            nap(1e-3);
+        else if (oversubscribed)
+            sched_yield();
     }
 }
 
@@ -147,6 +157,7 @@ static int mpi_init(int *rank, int *world, int *local_rank, int *local_world, ch
     MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, my_rank, MPI_INFO_NULL, &local);
     MPI_Comm_rank(local, local_rank);
     MPI_Comm_size(local, local_world);
+    oversubscribed = *local_world > sysconf(_SC_NPROCESSORS_ONLN);
     MPI_Comm_free(&local);
     MPI_Irecv(&query_in, 1, MPI_LONG, MPI_ANY_SOURCE, TAG_QUERY, watch, &query_request);
     *rank = my_rank;
