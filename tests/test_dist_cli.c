@@ -1,7 +1,9 @@
 // test_dist_cli.c: cnn --distributed as a user runs it, on a small Fashion-MNIST-shaped data set the
 // test writes (fake_idx.h), through mpiexec (the one CMake found; --oversubscribe with Open MPI):
-//  - without a launcher: one line naming --distributed and mpirun (also in a build without MPI,
-//    after which the test reports itself skipped, 77);
+//  - without a launcher: one line naming --distributed and mpirun; CGRAD_DIST_WORLD (processes started
+//    without MPI) on the CPU: one line saying GPUs only; tools/launch_local.sh ends the other ranks
+//    when one fails (all three also in a build without MPI, after which the test reports itself
+//    skipped, 77);
 //  - 2 ranks at batch 64 save the weights of one process at batch 128 (within summation order), log
 //    the same losses and accuracies, and only rank 0 prints and writes;
 //  - 3 ranks over a data set they do not divide (padded shares) train and log;
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char cnn[1024];
@@ -129,7 +132,27 @@ int main(int argc, char **argv) {
         fail("--distributed without a launcher", "exit %d, stderr \"%s\"", r->exit_code, r->err);
     else
         printf("without a launcher (exit %d): %s", r->exit_code, r->err);
-    if (!cg_dist_built()) {
+    // Processes started without MPI meet through NCCL: GPUs only.
+    setenv("CGRAD_DIST_WORLD", "2", 1);
+    setenv("CGRAD_DIST_RANK", "0", 1);
+    r = run("--distributed --epochs 1");
+    unsetenv("CGRAD_DIST_WORLD");
+    unsetenv("CGRAD_DIST_RANK");
+    if (r->exit_code != 2 || count_of(r->err, "\n") != 1 || !strstr(r->err, "GPUs only"))
+        fail("CGRAD_DIST_WORLD on the CPU", "exit %d, stderr \"%s\"", r->exit_code, r->err);
+    // tools/launch_local.sh ends the other ranks when one fails, and exits with its status.
+    char command[2048];
+    snprintf(command, sizeof command, "'%s/tools/launch_local.sh' 3 sh -c 'if [ \"$CGRAD_DIST_RANK\" = 1 ]; then "
+             "exit 3; fi; sleep 60' 2>/dev/null", CGRAD_SOURCE_DIR);
+    double start = cg_seconds();
+    int status = system(command);
+    double seconds = cg_seconds() - start;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 3 || seconds > 30)
+        fail("launch_local.sh", "exit %d after %.1f s; expected 3 at once", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+             seconds);
+    else
+        printf("launch_local.sh: rank 1 failed, the others were ended (exit 3 after %.1f s)\n", seconds);
+    if (!cg_dist_has_mpi()) {
         run_end();
         printf("test_dist_cli: skipped the rest: this build has no MPI (libopenmpi-dev, -DCGRAD_DIST=ON)\n");
         return failures ? 1 : 77;

@@ -89,6 +89,7 @@ static void backward_hook(void *ctx, const cg_tape *t, int node) {
 static void make_buckets(cg_dist *d) {
     const cg_params *p = d->params;
     int P = p->count;
+    free(d->bucket_begin), free(d->bucket_end), free(d->bucket_of), free(d->last_use), free(d->waiting);
     d->bucket_begin = cg_xcalloc((size_t)P + 1, sizeof(int64_t));
     d->bucket_end = cg_xcalloc((size_t)P + 1, sizeof(int64_t));
     d->bucket_of = cg_xcalloc((size_t)P + 1, sizeof(int));
@@ -135,7 +136,7 @@ cg_status cg_dist_prepare(cg_dist *d, cg_params *params, cg_tape *tape) {
     char err[512];
     int reporter = 1;
     if (d->nccl) {
-        d->nccl->broadcast(params->values, params->numel);
+        d->nccl->broadcast(params->values, (size_t)params->numel * sizeof(float));
         if (d->nccl->synchronize(d->timeout, err, sizeof err)) cg_dist_fail(d, 1, err);
     } else if (d->mpi->broadcast(params->values, (size_t)params->numel * sizeof(float), 0, &reporter, err, sizeof err)) {
         cg_dist_fail(d, reporter, err);

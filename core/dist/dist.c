@@ -1,11 +1,13 @@
 // dist.c: joining a distributed run: the launcher check, loading the MPI and NCCL plugins, the GPU of
-// each rank, the build check across ranks, host-side collectives, and what happens when a rank fails
-// (one line naming the rank, then the whole job stops: no rank is left waiting). The gradient
-// buckets are in ddp.c. No MPI or NCCL header here: they are reached through dist_backend.h.
+// each rank, the build check across ranks, and what happens when a rank fails (one line naming the
+// rank, then the whole job stops: no rank is left waiting). Two ways in: an MPI launcher (mpirun;
+// the way for several machines and for CPUs), or, on one machine with GPUs and NCCL but no MPI, N
+// processes started by tools/launch_local.sh that meet through a file holding NCCL's id (llm.c
+// offers the same). The host-side collectives are in collectives.c, the gradient buckets in ddp.c.
+// No MPI or NCCL header here: they are reached through dist_backend.h.
 #define _POSIX_C_SOURCE 200809L
 #include "dist_internal.h"
 #include "../device_backend.h"
-#include "../kernels.h"
 
 #include <dlfcn.h>
 #include <signal.h>
@@ -16,12 +18,20 @@
 #include <unistd.h>
 
 static char tag[32] = "";           // "rank R: " once started
-static cg_dist *running = NULL;     // the run, until cg_dist_finish (for the exit handler)
+static cg_dist *running = NULL;     // the run, until it is closed (for the exit handler)
 static volatile sig_atomic_t stopping = 0; // this rank is ending the job itself: stay quiet on SIGTERM
-static char sigterm_line[96];       // written by the SIGTERM handler (no formatting there)
+static char sigterm_line[128];      // written by the SIGTERM handler (no formatting there)
 
-bool cg_dist_built(void) {
+bool cg_dist_has_mpi(void) {
 #ifdef CG_MPI_PLUGIN
+    return true;
+#else
+    return false;
+#endif
+}
+
+bool cg_dist_has_nccl(void) {
+#ifdef CG_NCCL_PLUGIN
     return true;
 #else
     return false;
@@ -43,8 +53,8 @@ void cg_dist_fail(cg_dist *d, int reporter, const char *what) {
         nanosleep(&t, NULL);
     }
     if (d->nccl) d->nccl->abort();
-    d->mpi->abort(1);
-    _exit(1); // MPI_Abort does not return; this is in case it did
+    if (d->mpi) d->mpi->abort(1);
+    _exit(1); // without MPI the launcher ends the others when this process exits
 }
 
 // The launcher ends the other ranks with SIGTERM when one fails (or when the job is cancelled).
@@ -63,7 +73,7 @@ static void at_exit(void) {
     if (running == NULL) return;
     stopping = 1;
     if (running->nccl) running->nccl->abort();
-    running->mpi->abort(1);
+    if (running->mpi) running->mpi->abort(1);
 }
 
 void cg_dist_inject_fault(cg_dist *d) {
@@ -92,6 +102,30 @@ static void *watch_nccl(void *arg) {
 }
 #endif
 
+void cg_dist_close(cg_dist *d) {
+    if (d->watching) {
+        d->stop_watching = 1;
+        pthread_join(d->watchdog, NULL);
+        d->watching = false;
+    }
+    if (d->nccl) d->nccl->finalize();
+    if (d->mpi) d->mpi->finalize();
+    if (d->id_file[0] && d->rank == 0) unlink(d->id_file);
+    running = NULL;
+}
+
+cg_status cg_dist_agreed_failure(cg_dist *d, cg_status s) {
+    // The first rank to exit makes the launcher end the others with SIGTERM: rank 0 must still
+    // print the reason, and every rank is on its way out anyway.
+    signal(SIGTERM, SIG_IGN);
+    if (d->rank != 0) {
+        FILE *null = freopen("/dev/null", "w", stderr);
+        (void)null;
+    }
+    cg_dist_close(d);
+    return s;
+}
+
 // ---- the build hash --------------------------------------------------------------------------------
 
 // FNV-1a (64 bits) of a file's bytes, continuing from h; h unchanged when it cannot be read.
@@ -106,44 +140,49 @@ static uint64_t hash_file(uint64_t h, const char *path) {
     return h;
 }
 
-// ---- plugins ---------------------------------------------------------------------------------------
+// ---- plugins and settings --------------------------------------------------------------------------
 
-static void *load_entry(const char *env, const char *built_path, const char *entry, const char *what, char *err,
-                        size_t err_size) {
-    const char *path = getenv(env);
-    if (path == NULL || path[0] == '\0') path = built_path;
+// The plugin's entry point; its path (the built one, or the environment's) in *path.
+static void *load_entry(const char *env, const char *built_path, const char *entry, const char *what,
+                        const char **path, char *err, size_t err_size) {
+    *path = getenv(env);
+    if (*path == NULL || (*path)[0] == '\0') *path = built_path;
     // RTLD_GLOBAL: Open MPI loads components of its own that look for its symbols.
-    void *handle = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+    void *handle = dlopen(*path, RTLD_NOW | RTLD_GLOBAL);
     if (handle == NULL) {
         snprintf(err, err_size, "cannot load the %s plugin: %s", what, dlerror());
         return NULL;
     }
     void *fn = dlsym(handle, entry);
-    if (fn == NULL) snprintf(err, err_size, "%s has no %s", path, entry);
+    if (fn == NULL) snprintf(err, err_size, "%s has no %s", *path, entry);
     return fn;
 }
 
-static cg_status env_number(const char *name, double fallback, double min, double *out) {
+static cg_status env_number(const char *name, double fallback, double min, double max, double *out) {
     const char *text = getenv(name);
     *out = fallback;
     if (text == NULL || text[0] == '\0') return cg_ok();
     char *end = NULL;
     double v = strtod(text, &end);
-    if (end == text || *end != '\0' || !(v >= min) || v > 1e9)
-        return cg_error(CG_ERR_ARG, "%s: '%s' is not a number >= %g", name, text, min);
+    if (end == text || *end != '\0' || !(v >= min) || v > max)
+        return cg_error(CG_ERR_ARG, "%s: '%s' is not a number from %g to %g", name, text, min, max);
     *out = v;
     return cg_ok();
 }
 
-static cg_status parse_fault(cg_dist *d) {
+static cg_status parse_settings(cg_dist *d) {
+    double bucket_mb = 1.0;
+    cg_status s = env_number("CGRAD_DIST_TIMEOUT", 300.0, 0.1, 1e7, &d->timeout);
+    if (s.code == CG_OK) s = env_number("CGRAD_DIST_BUCKET_MB", 1.0, 0.0, 1e5, &bucket_mb);
+    d->bucket_bytes = (size_t)(bucket_mb * 1048576.0);
     d->fault_rank = -1;
     const char *text = getenv("CGRAD_DIST_FAULT");
-    if (text == NULL || text[0] == '\0') return cg_ok();
+    if (s.code != CG_OK || text == NULL || text[0] == '\0') return s;
     int rank = -1, used = 0;
     long long step = -1;
     char kind[8] = "";
     if (sscanf(text, "%d:%lld:%7[a-z]%n", &rank, &step, kind, &used) != 3 || text[used] != '\0' || rank < 0 ||
-        step < 0 || (strcmp(kind, "kill") && strcmp(kind, "hang")))
+        step < 1 || (strcmp(kind, "kill") && strcmp(kind, "hang")))
         return cg_error(CG_ERR_ARG, "CGRAD_DIST_FAULT: '%s' is not RANK:STEP:kill or RANK:STEP:hang", text);
     d->fault_rank = rank;
     d->fault_step = step;
@@ -151,51 +190,110 @@ static cg_status parse_fault(cg_dist *d) {
     return cg_ok();
 }
 
-// ---- start -------------------------------------------------------------------------------------------
+// ---- the two ways in -------------------------------------------------------------------------------
 
-// A collective error every rank sees the same way (a different build, model or data set): every
-// rank closes MPI and returns the status; rank 0 alone prints it (the others' stderr is closed).
-static cg_status agreed_failure(cg_dist *d, cg_status s) {
-    // The first rank to exit makes the launcher end the others with SIGTERM: rank 0 must still
-    // print the reason, and every rank is on its way out anyway.
-    signal(SIGTERM, SIG_IGN);
-    if (d->rank != 0) {
-        FILE *null = freopen("/dev/null", "w", stderr);
-        (void)null;
+static cg_status join_mpi(cg_dist *d, uint64_t *build) {
+#ifndef CG_MPI_PLUGIN
+    (void)d, (void)build;
+    return cg_error(CG_ERR_ARG, "--distributed: an MPI launcher started this process, but this build has no MPI "
+                    "(install libopenmpi-dev and configure with -DCGRAD_DIST=ON)");
+#else
+    char err[512];
+    const char *path;
+    cg_mpi_backend_entry_fn entry = NULL;
+    *(void **)&entry = load_entry("CGRAD_MPI_PLUGIN", CG_MPI_PLUGIN, CG_MPI_BACKEND_ENTRY, "MPI", &path, err, sizeof err);
+    if (entry == NULL) return cg_error(CG_ERR_DEVICE, "--distributed: %s", err);
+    *build = hash_file(*build, path);
+    d->mpi = entry();
+    if (d->mpi->init(&d->rank, &d->world, &d->local_rank, &d->local_world, err, sizeof err)) {
+        d->mpi = NULL;
+        return cg_error(CG_ERR_DEVICE, "--distributed: %s", err);
     }
-    if (d->watching) {
-        d->stop_watching = 1;
-        pthread_join(d->watchdog, NULL);
-        d->watching = false;
-    }
-    if (d->nccl) d->nccl->finalize();
-    d->mpi->finalize();
-    running = NULL;
-    return s;
+    d->mpi->set_timeout(d->timeout);
+    return cg_ok();
+#endif
 }
 
-typedef struct {
-    uint64_t build; // hash of the executable and the plugins
-    int32_t device; // CG_CPU or CG_CUDA
-    int32_t index;  // the GPU
-} rank_facts;
+// tools/launch_local.sh: CGRAD_DIST_RANK, CGRAD_DIST_WORLD, CGRAD_DIST_ID_FILE (and optionally
+// CGRAD_DIST_LOCAL_RANK) in each process's environment.
+static cg_status join_file(cg_dist *d) {
+    const char *names[] = {"CGRAD_DIST_RANK", "CGRAD_DIST_WORLD"};
+    double v[2];
+    for (int i = 0; i < 2; i++) {
+        if (getenv(names[i]) == NULL) return cg_error(CG_ERR_ARG, "--distributed: CGRAD_DIST_WORLD is set but %s is not", names[i]);
+        cg_status s = env_number(names[i], 0, i, 1 << 20, &v[i]);
+        if (s.code != CG_OK) return s;
+    }
+    d->rank = (int)v[0];
+    d->world = (int)v[1];
+    double local = d->rank;
+    cg_status s = env_number("CGRAD_DIST_LOCAL_RANK", d->rank, 0, 1 << 20, &local);
+    if (s.code != CG_OK) return s;
+    d->local_rank = (int)local;
+    d->local_world = d->world;
+    const char *file = getenv("CGRAD_DIST_ID_FILE");
+    if (d->rank >= d->world || file == NULL || file[0] == '\0')
+        return cg_error(CG_ERR_ARG, "--distributed: CGRAD_DIST_RANK %d of CGRAD_DIST_WORLD %d with CGRAD_DIST_ID_FILE "
+                        "%s: start the processes with tools/launch_local.sh N", d->rank, d->world, file ? file : "unset");
+    snprintf(d->id_file, sizeof d->id_file, "%s", file);
+    return cg_ok();
+}
 
-static cg_status start_nccl(cg_dist *d, char *err, size_t err_size) {
+#ifdef CG_NCCL_PLUGIN
+// NCCL's id from rank 0 to the others: through MPI, or through the file (written whole under another
+// name, then renamed, so that a reader never sees half of it).
+static void share_nccl_id(cg_dist *d, const cg_nccl_backend *nccl, unsigned char *id, size_t size) {
+    char err[512];
+    int reporter = 1;
+    if (d->rank == 0 && nccl->unique_id(id, err, sizeof err)) cg_dist_fail(d, 1, err);
+    if (d->mpi) {
+        if (d->mpi->broadcast(id, size, 0, &reporter, err, sizeof err)) cg_dist_fail(d, reporter, err);
+        return;
+    }
+    if (d->rank == 0) {
+        char tmp[600];
+        snprintf(tmp, sizeof tmp, "%s.part", d->id_file);
+        FILE *f = fopen(tmp, "wb");
+        if (f == NULL || fwrite(id, 1, size, f) != size || fclose(f) != 0 || rename(tmp, d->id_file) != 0) {
+            snprintf(err, sizeof err, "cannot write NCCL's id to %s", d->id_file);
+            cg_dist_fail(d, 1, err);
+        }
+        return;
+    }
+    double deadline = cg_seconds() + d->timeout;
+    for (;;) {
+        FILE *f = fopen(d->id_file, "rb");
+        size_t n = f ? fread(id, 1, size, f) : 0;
+        if (f) fclose(f);
+        if (n == size) return;
+        if (cg_seconds() > deadline) {
+            snprintf(err, sizeof err, "no NCCL id in %s after %g s (did rank 0 start?)", d->id_file, d->timeout);
+            cg_dist_fail(d, 1, err);
+        }
+        struct timespec t = {0, 10 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+}
+
+#endif
+
+static cg_status start_nccl(cg_dist *d, uint64_t *build) {
 #ifndef CG_NCCL_PLUGIN
-    (void)err, (void)err_size;
+    (void)build;
     return cg_error(CG_ERR_ARG, "--distributed on a GPU needs NCCL, and this build has none (the CUDA toolkit's "
-                    "nccl.h and libnccl, or libnccl-dev, when configuring)");
+                    "nccl.h and libnccl, libnccl-dev, or -DNCCL_ROOT=DIR when configuring)");
 #else
+    char err[512];
+    const char *path;
     cg_nccl_backend_entry_fn entry = NULL;
-    *(void **)&entry = load_entry("CGRAD_NCCL_PLUGIN", CG_NCCL_PLUGIN, CG_NCCL_BACKEND_ENTRY, "NCCL", err, err_size);
+    *(void **)&entry = load_entry("CGRAD_NCCL_PLUGIN", CG_NCCL_PLUGIN, CG_NCCL_BACKEND_ENTRY, "NCCL", &path, err, sizeof err);
     if (entry == NULL) cg_dist_fail(d, 1, err); // this rank only: the others must not wait for it
+    *build = hash_file(*build, path);
     const cg_nccl_backend *nccl = entry();
     unsigned char id[128] = {0};
-    int reporter = 1;
-    if (d->rank == 0 && nccl->unique_id(id, err, err_size)) cg_dist_fail(d, 1, err);
-    if (d->mpi->broadcast(id, sizeof id, 0, &reporter, err, err_size)) cg_dist_fail(d, reporter, err);
+    share_nccl_id(d, nccl, id, sizeof id);
     void *stream = cg_cuda_backend_loaded()->stream(d->device.index);
-    if (nccl->init(id, d->world, d->rank, d->device.index, stream, d->timeout, err, err_size)) cg_dist_fail(d, 1, err);
+    if (nccl->init(id, d->world, d->rank, d->device.index, stream, d->timeout, err, sizeof err)) cg_dist_fail(d, 1, err);
     d->nccl = nccl;
     d->stop_watching = 0;
     d->watching = pthread_create(&d->watchdog, NULL, watch_nccl, d) == 0;
@@ -203,36 +301,31 @@ static cg_status start_nccl(cg_dist *d, char *err, size_t err_size) {
 #endif
 }
 
+// ---- start -------------------------------------------------------------------------------------------
+
+typedef struct {
+    uint64_t build; // hash of the executable and the plugins
+    int32_t device; // CG_CPU or CG_CUDA
+    int32_t index;  // the GPU
+} rank_facts;
+
 cg_status cg_dist_start(const char *program, const char *device_text, cg_device *device, cg_dist **out) {
     *out = NULL;
     const char *launchers[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"};
-    bool launched = false;
-    for (size_t i = 0; i < sizeof launchers / sizeof launchers[0]; i++) launched |= getenv(launchers[i]) != NULL;
-    if (!launched)
+    bool by_mpi = false, by_file = getenv("CGRAD_DIST_WORLD") != NULL;
+    for (size_t i = 0; i < sizeof launchers / sizeof launchers[0]; i++) by_mpi |= getenv(launchers[i]) != NULL;
+    if (!by_mpi && !by_file)
         return cg_error(CG_ERR_ARG, "--distributed: no MPI launcher started this process (OMPI_COMM_WORLD_SIZE, "
                         "PMIX_RANK and PMI_RANK are unset): run mpirun -np N %s --distributed ...", program);
-#ifndef CG_MPI_PLUGIN
-    (void)device_text, (void)device;
-    return cg_error(CG_ERR_ARG, "--distributed: this build has no MPI (install libopenmpi-dev and configure with "
-                    "-DCGRAD_DIST=ON)");
-#else
+    if (!by_mpi && device->type != CG_CUDA)
+        return cg_error(CG_ERR_ARG, "--distributed: processes started without MPI (CGRAD_DIST_WORLD) meet through "
+                        "NCCL, on GPUs only: on CPUs run mpirun -np N %s --distributed ...", program);
     cg_dist *d = cg_xcalloc(1, sizeof *d);
     snprintf(d->program, sizeof d->program, "%s", program);
-    double bucket_mb = 1.0;
-    cg_status s = env_number("CGRAD_DIST_TIMEOUT", 300.0, 0.1, &d->timeout);
-    if (s.code == CG_OK) s = env_number("CGRAD_DIST_BUCKET_MB", 1.0, 0.0, &bucket_mb);
-    if (s.code == CG_OK) s = parse_fault(d);
+    uint64_t build = hash_file(0xcbf29ce484222325ULL, "/proc/self/exe");
+    cg_status s = parse_settings(d);
+    if (s.code == CG_OK) s = by_mpi ? join_mpi(d, &build) : join_file(d);
     if (s.code != CG_OK) return free(d), s;
-    d->bucket_bytes = (size_t)(bucket_mb * 1048576.0);
-
-    char err[512];
-    cg_mpi_backend_entry_fn entry = NULL;
-    *(void **)&entry = load_entry("CGRAD_MPI_PLUGIN", CG_MPI_PLUGIN, CG_MPI_BACKEND_ENTRY, "MPI", err, sizeof err);
-    if (entry == NULL) return free(d), cg_error(CG_ERR_DEVICE, "--distributed: %s", err);
-    d->mpi = entry();
-    if (d->mpi->init(&d->rank, &d->world, &d->local_rank, &d->local_world, err, sizeof err))
-        return free(d), cg_error(CG_ERR_DEVICE, "--distributed: %s", err);
-    d->mpi->set_timeout(d->timeout);
     running = d;
     atexit(at_exit);
     snprintf(tag, sizeof tag, "rank %d: ", d->rank);
@@ -253,18 +346,12 @@ cg_status cg_dist_start(const char *program, const char *device_text, cg_device 
         device->index = gpus > 0 ? d->local_rank % gpus : 0;
     }
     d->device = *device;
-    if (device->type == CG_CUDA && (s = start_nccl(d, err, sizeof err)).code != CG_OK) return agreed_failure(d, s);
+    if (device->type == CG_CUDA && (s = start_nccl(d, &build)).code != CG_OK) return cg_dist_agreed_failure(d, s);
 
     // Every rank must run the same build on the same kind of device.
-    rank_facts mine = {hash_file(0xcbf29ce484222325ULL, "/proc/self/exe"), (int32_t)device->type, device->index};
-#ifdef CG_NCCL_PLUGIN
-    if (d->nccl) mine.build = hash_file(mine.build, getenv("CGRAD_NCCL_PLUGIN") ? getenv("CGRAD_NCCL_PLUGIN") : CG_NCCL_PLUGIN);
-#endif
-    mine.build = hash_file(mine.build, getenv("CGRAD_MPI_PLUGIN") ? getenv("CGRAD_MPI_PLUGIN") : CG_MPI_PLUGIN);
+    rank_facts mine = {build, (int32_t)device->type, device->index};
     rank_facts *all = cg_xcalloc((size_t)d->world, sizeof *all);
-    int reporter = 1;
-    if (d->mpi->allgather(&mine, all, sizeof mine, &reporter, err, sizeof err)) cg_dist_fail(d, reporter, err);
-    s = cg_ok();
+    cg_dist_host_allgather(d, &mine, all, sizeof mine);
     for (int r = 1; r < d->world && s.code == CG_OK; r++) {
         if (all[r].device != all[0].device)
             s = cg_error(CG_ERR_ARG, "rank %d trains on the %s, rank 0 on the %s: give every rank the same --device", r,
@@ -275,98 +362,7 @@ cg_status cg_dist_start(const char *program, const char *device_text, cg_device 
                          (unsigned long long)all[0].build);
     }
     free(all);
-    if (s.code != CG_OK) return agreed_failure(d, s);
+    if (s.code != CG_OK) return cg_dist_agreed_failure(d, s);
     *out = d;
     return cg_ok();
-#endif
-}
-
-void cg_dist_describe(const cg_dist *d, char *out, size_t size) {
-    if (d == NULL) {
-        snprintf(out, size, "not distributed");
-        return;
-    }
-    char mpi[256];
-    d->mpi->version(mpi, sizeof mpi);
-    int v = d->nccl ? d->nccl->version() : 0;
-    if (d->nccl)
-        snprintf(out, size, "%d ranks (%d on this host), %s, NCCL %d.%d.%d", d->world, d->local_world, mpi,
-                 v / 10000, v / 100 % 100, v % 100);
-    else
-        snprintf(out, size, "%d ranks (%d on this host), %s", d->world, d->local_world, mpi);
-}
-
-// ---- host-side collectives ---------------------------------------------------------------------------
-
-cg_status cg_dist_agree(cg_dist *d, const char *what, int64_t value) {
-    if (d == NULL) return cg_ok();
-    int64_t *all = cg_xcalloc((size_t)d->world, sizeof *all);
-    char err[512];
-    int reporter = 1;
-    if (d->mpi->allgather(&value, all, sizeof value, &reporter, err, sizeof err)) cg_dist_fail(d, reporter, err);
-    cg_status s = cg_ok();
-    for (int r = 1; r < d->world && s.code == CG_OK; r++)
-        if (all[r] != all[0])
-            s = cg_error(CG_ERR_ARG, "%s: rank %d has %lld, rank 0 %lld: every rank needs the same", what, r,
-                         (long long)all[r], (long long)all[0]);
-    free(all);
-    return s.code == CG_OK ? s : agreed_failure(d, s);
-}
-
-void cg_dist_mean(cg_dist *d, int64_t samples, double *a, double *b) {
-    if (d == NULL) return;
-    double n = (double)samples, sums[3] = {n > 0 ? *a * n : 0.0, n > 0 ? *b * n : 0.0, n};
-    char err[512];
-    int reporter = 1;
-    if (d->mpi->allreduce_f64(sums, 3, 0, &reporter, err, sizeof err)) cg_dist_fail(d, reporter, err);
-    *a = sums[2] > 0 ? sums[0] / sums[2] : 0.0;
-    *b = sums[2] > 0 ? sums[1] / sums[2] : 0.0;
-}
-
-void cg_dist_allreduce(cg_dist *d, float *buf, int64_t n) {
-    if (d == NULL) return;
-    char err[512];
-    int reporter = 1;
-    if (d->nccl) {
-        d->nccl->allreduce_start(buf, n, 0);
-        d->nccl->join();
-        if (d->nccl->synchronize(d->timeout, err, sizeof err)) cg_dist_fail(d, 1, err);
-        return;
-    }
-    if (d->mpi->allreduce_f32_start(buf, n, 0, err, sizeof err) || d->mpi->wait_all(&reporter, err, sizeof err))
-        cg_dist_fail(d, reporter, err);
-    if (d->world > 1) cg_cpu_kernels.scale(buf, buf, 1.0f / (float)d->world, n);
-}
-
-void cg_dist_finish(cg_dist *d) {
-    if (d == NULL) return;
-    char err[512];
-    int reporter = 1;
-    // Data parallelism keeps every rank's weights equal; a difference is a bug worth a line.
-    if (d->params) {
-        size_t bytes = (size_t)d->params->numel * sizeof(float);
-        float *host = cg_xmalloc(bytes ? bytes : 1);
-        cg_device_copy(cg_cpu(), host, d->device, d->params->values, bytes);
-        uint64_t h = 0xcbf29ce484222325ULL, *all = cg_xcalloc((size_t)d->world, sizeof *all);
-        for (size_t i = 0; i < bytes; i++) h = (h ^ ((unsigned char *)host)[i]) * 0x100000001b3ULL;
-        if (d->mpi->allgather(&h, all, sizeof h, &reporter, err, sizeof err)) cg_dist_fail(d, reporter, err);
-        for (int r = 1; r < d->world && d->rank == 0; r++)
-            if (all[r] != all[0])
-                fprintf(stderr, "%s: %swarning: rank %d ends with other weights than rank 0\n", d->program, tag, r);
-        free(all);
-        free(host);
-    }
-    if (d->watching) {
-        d->stop_watching = 1;
-        pthread_join(d->watchdog, NULL);
-    }
-    if (d->nccl) d->nccl->finalize();
-    d->mpi->finalize();
-    running = NULL;
-    free(d->bucket_begin);
-    free(d->bucket_end);
-    free(d->bucket_of);
-    free(d->last_use);
-    free(d->waiting);
-    free(d);
 }

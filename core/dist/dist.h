@@ -1,6 +1,7 @@
 // dist.h: data-parallel training over several processes, as PyTorch's DistributedDataParallel:
 // one process per GPU (or N processes on CPUs) started by an MPI launcher (mpirun -np N program
-// --distributed ...), the same weights on every rank (broadcast from rank 0), each rank training on
+// --distributed ...; or, on one machine with GPUs and no MPI, tools/launch_local.sh N program
+// --distributed ...: the ranks meet through a file holding NCCL's id), the same weights on every rank (broadcast from rank 0), each rank training on
 // its own shard of every batch (datasets/shard.h), and the gradients averaged over the ranks before
 // each optimizer step, bucket by bucket while the backward pass is still running. MPI starts and
 // connects the processes and reduces host (CPU) buffers; NCCL reduces GPU buffers. Both are plugins
@@ -20,7 +21,8 @@
 // Environment: CGRAD_DIST_TIMEOUT (seconds a collective waits before the job is stopped, default
 // 300), CGRAD_DIST_BUCKET_MB (gradient bucket size, default 1), CGRAD_MPI_PLUGIN and
 // CGRAD_NCCL_PLUGIN (the plugins' paths), CGRAD_DIST_FAULT=RANK:STEP:kill|hang (tests: that rank
-// dies or stops answering at that training step).
+// dies or stops answering at its STEP-th gradient sync, from 1); without MPI, tools/launch_local.sh
+// sets CGRAD_DIST_RANK, CGRAD_DIST_WORLD and CGRAD_DIST_ID_FILE (CGRAD_DIST_LOCAL_RANK: the rank).
 #ifndef CG_DIST_H
 #define CG_DIST_H
 
@@ -32,8 +34,10 @@
 
 typedef struct cg_dist cg_dist;
 
-// Whether this build has the MPI plugin (CMake found MPI: CGRAD_DIST=AUTO or ON).
-bool cg_dist_built(void);
+// Whether this build has the MPI plugin (CMake found MPI: CGRAD_DIST=AUTO or ON), and the NCCL
+// plugin (CMake found NCCL with the CUDA backend).
+bool cg_dist_has_mpi(void);
+bool cg_dist_has_nccl(void);
 
 // Join the distributed run this process was started in. program names the messages ("cnn: rank 1:
 // ..."). device is the parsed --device and device_text what was given: a plain "cuda" becomes
@@ -41,8 +45,9 @@ bool cg_dist_built(void);
 // build (a hash of the executable and plugins, all-gathered) on the same kind of device. On ranks
 // other than 0, stdout goes to /dev/null: rank 0 alone prints (and should alone write files).
 // Errors (returned, nothing started): no launcher in the environment (OMPI_COMM_WORLD_SIZE,
-// PMIX_RANK, PMI_RANK unset), a build without MPI, a GPU run in a build without NCCL, a plugin
-// that does not load, a bad CGRAD_DIST_* value; different builds or devices across ranks (every
+// PMIX_RANK, PMI_RANK and CGRAD_DIST_WORLD unset), an MPI launcher and a build without MPI, a GPU
+// run in a build without NCCL, CGRAD_DIST_WORLD on the CPU, a plugin that does not load, a bad
+// CGRAD_DIST_* value; different builds or devices across ranks (every
 // rank returns it, rank 0 alone prints it: the others' stderr is closed).
 cg_status cg_dist_start(const char *program, const char *device_text, cg_device *device, cg_dist **out);
 // This rank (0 when d is NULL) and the number of ranks (1 when d is NULL).

@@ -45,7 +45,7 @@ typedef struct {
 
 // ---- NCCL: GPU buffers ------------------------------------------------------------------------
 // Collectives queued on streams of the GPU, so nothing waits on the host and a training step with
-// its all-reduce is still one CUDA Graph. The gradient reductions run on a communication stream of
+// its all-reduce is still one CUDA Graph. Built whenever CUDA and NCCL are found, with or without MPI. The gradient reductions run on a communication stream of
 // their own: start waits (on the GPU) for the compute stream's work queued so far, join makes the
 // compute stream wait for every reduction started, so that they overlap the rest of the backward.
 typedef struct {
@@ -61,9 +61,14 @@ typedef struct {
     // Average (op 0, ncclAvg) or maximum (op 1) of n floats in place on the communication stream.
     void (*allreduce_start)(float *buf, int64_t n, int op);
     void (*join)(void);
-    // On the compute stream: buf from rank 0 to every rank; the maximum of n floats in place.
-    void (*broadcast)(float *buf, int64_t n);
+    // On the compute stream (device buffers): `bytes` bytes from rank 0 to every rank; the maximum of
+    // n floats in place; every rank's `bytes` bytes of send into recv (rank r's at r * bytes); the
+    // sum (op 0) or maximum (op 1) of n doubles in place. The last two carry the host's collectives
+    // when no MPI started the processes (the file rendezvous of core/dist/dist.c).
+    void (*broadcast)(void *buf, size_t bytes);
     void (*allreduce_max)(float *buf, int64_t n);
+    void (*allgather)(const void *send, void *recv, size_t bytes);
+    void (*allreduce_f64)(double *buf, int64_t n, int op);
     // Wait for the compute stream, within the timeout, watching for NCCL's asynchronous errors.
     int (*synchronize)(double timeout, char *err, size_t err_size);
     // NCCL's asynchronous error (a peer gone, a network error), if any: non-zero with its text.

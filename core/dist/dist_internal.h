@@ -10,8 +10,9 @@
 
 struct cg_dist {
     char program[32];
-    const cg_mpi_backend *mpi;
+    const cg_mpi_backend *mpi;   // NULL when the processes were started without MPI (file rendezvous)
     const cg_nccl_backend *nccl; // NULL on the CPU
+    char id_file[512];           // the file rendezvous: where rank 0 wrote NCCL's id ("" with MPI)
     int rank, world, local_rank, local_world;
     cg_device device;
     double timeout;      // seconds (CGRAD_DIST_TIMEOUT)
@@ -38,8 +39,21 @@ struct cg_dist {
 };
 
 // A rank failed or stopped answering: print "program: rank R: what" (when reporter is set: one
-// rank speaks for all), stop NCCL, and end the whole job (MPI_Abort). Does not return.
+// rank speaks for all), stop NCCL, and end the whole job (MPI_Abort; without MPI this process exits
+// and the launcher ends the others). Does not return.
 void cg_dist_fail(cg_dist *d, int reporter, const char *what) __attribute__((noreturn));
+// A collective error every rank sees the same way (a different build, model or data set): every
+// rank closes the run and returns s; rank 0 alone prints it (the others' stderr is closed).
+cg_status cg_dist_agreed_failure(cg_dist *d, cg_status s);
+// Stop the NCCL watchdog, close NCCL and MPI: the run is over (dist.c).
+void cg_dist_close(cg_dist *d);
+
+// Host-side collectives (collectives.c): through MPI, or, when no MPI started the processes, through
+// NCCL and a buffer on the GPU. They wait at most the timeout; a failure ends the job (cg_dist_fail).
+// all[r * bytes ...] = rank r's `mine`.
+void cg_dist_host_allgather(cg_dist *d, const void *mine, void *all, size_t bytes);
+// n doubles summed over the ranks, in place.
+void cg_dist_host_sum(cg_dist *d, double *buf, int n);
 
 // The fault of CGRAD_DIST_FAULT, if this rank has one at this step (ddp.c calls it each step).
 void cg_dist_inject_fault(cg_dist *d);

@@ -140,9 +140,19 @@ static void nccl_join(void) {
     CUDA_OR_DIE(cudaStreamWaitEvent(compute, reduced, 0));
 }
 
-static void nccl_broadcast(float *buf, int64_t n) {
+static void nccl_broadcast(void *buf, size_t bytes) {
     CUDA_OR_DIE(cudaSetDevice(device));
-    settle(ncclBroadcast(buf, buf, (size_t)n, ncclFloat, 0, comm, compute));
+    settle(ncclBroadcast(buf, buf, bytes, ncclUint8, 0, comm, compute));
+}
+
+static void nccl_allgather(const void *send, void *recv, size_t bytes) {
+    CUDA_OR_DIE(cudaSetDevice(device));
+    settle(ncclAllGather(send, recv, bytes, ncclUint8, comm, compute));
+}
+
+static void nccl_allreduce_f64(double *buf, int64_t n, int op) {
+    CUDA_OR_DIE(cudaSetDevice(device));
+    settle(ncclAllReduce(buf, buf, (size_t)n, ncclDouble, op ? ncclMax : ncclSum, comm, compute));
 }
 
 static void nccl_allreduce_max(float *buf, int64_t n) {
@@ -197,6 +207,8 @@ __attribute__((visibility("default"))) const cg_nccl_backend *cg_nccl_backend_en
         .join = nccl_join,
         .broadcast = nccl_broadcast,
         .allreduce_max = nccl_allreduce_max,
+        .allgather = nccl_allgather,
+        .allreduce_f64 = nccl_allreduce_f64,
         .synchronize = nccl_synchronize,
         .poll = nccl_poll,
         .abort = nccl_abort,
