@@ -243,7 +243,7 @@ static cg_status join_file(cg_dist *d) {
 // NCCL's id from rank 0 to the others: through MPI, or through the file (written whole under another
 // name, then renamed, so that a reader never sees half of it).
 static void share_nccl_id(cg_dist *d, const cg_nccl_backend *nccl, unsigned char *id, size_t size) {
-    char err[512];
+    char err[700]; // room for the file's path
     int reporter = 1;
     if (d->rank == 0 && nccl->unique_id(id, err, sizeof err)) cg_dist_fail(d, 1, err);
     if (d->mpi) {
