@@ -9,6 +9,7 @@
 # Usage: tools/launch_local.sh N PROGRAM [ARGS...]
 #   e.g. tools/launch_local.sh 2 build/cnn --distributed --device cuda --epochs 5
 set -uo pipefail
+set -m # each rank in a process group of its own, so that ending a rank ends what it started too
 if [ $# -lt 2 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: tools/launch_local.sh N PROGRAM [ARGS...]" >&2
     exit 2
@@ -19,7 +20,7 @@ dir=$(mktemp -d)
 pids=()
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -35,7 +36,7 @@ for ((left = n; left > 0; left--)); do
     if [ "$code" != 0 ] && [ "$status" = 0 ]; then
         status=$code
         echo "launch_local.sh: a rank exited with status $code; ending the others" >&2
-        for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+        for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
     fi
 done
 exit "$status"

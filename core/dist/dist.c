@@ -142,6 +142,7 @@ static uint64_t hash_file(uint64_t h, const char *path) {
 
 // ---- plugins and settings --------------------------------------------------------------------------
 
+#if defined(CG_MPI_PLUGIN) || defined(CG_NCCL_PLUGIN)
 // The plugin's entry point; its path (the built one, or the environment's) in *path.
 static void *load_entry(const char *env, const char *built_path, const char *entry, const char *what,
                         const char **path, char *err, size_t err_size) {
@@ -157,6 +158,7 @@ static void *load_entry(const char *env, const char *built_path, const char *ent
     if (fn == NULL) snprintf(err, err_size, "%s has no %s", *path, entry);
     return fn;
 }
+#endif
 
 static cg_status env_number(const char *name, double fallback, double min, double max, double *out) {
     const char *text = getenv(name);

@@ -55,7 +55,8 @@ typedef struct {
     // the others by MPI.
     int (*unique_id)(void *id128, char *err, size_t err_size);
     // Join the world (ncclCommInitRank) on GPU `gpu`, whose compute stream is `stream` (the CUDA
-    // plugin's). Waits at most timeout seconds for the others.
+    // plugin's). When the others have not joined within timeout seconds, it prints one line and
+    // ends the process.
     int (*init)(const void *id128, int world, int rank, int gpu, void *stream, double timeout, char *err,
                 size_t err_size);
     // Average (op 0, ncclAvg) or maximum (op 1) of n floats in place on the communication stream.

@@ -8,10 +8,12 @@
 
 #include <cuda_runtime.h>
 #include <nccl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static ncclComm_t comm;
 static int device = -1;
@@ -80,6 +82,34 @@ static int nccl_poll(char *err, size_t err_size) {
     return 1;
 }
 
+// The initialisation's guard: if the other ranks have not joined when the time is up (one never
+// started, or died first), this process says so and exits, and the launcher ends the others.
+// A blocking communicator is kept for everything else: its calls are queued on the stream when they
+// return, which is what capturing them into a CUDA Graph needs.
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t init_done = PTHREAD_COND_INITIALIZER;
+static int initialised;
+static double init_timeout;
+static int init_rank;
+
+static void *guard_init(void *arg) {
+    (void)arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)init_timeout + 1;
+    pthread_mutex_lock(&init_lock);
+    int rc = 0;
+    while (!initialised && rc == 0) rc = pthread_cond_timedwait(&init_done, &init_lock, &until);
+    int done = initialised;
+    pthread_mutex_unlock(&init_lock);
+    if (!done) {
+        fprintf(stderr, "rank %d: NCCL: the other ranks did not join within %g s (one did not start, or died); "
+                "stopping this rank\n", init_rank, init_timeout);
+        _exit(1);
+    }
+    return NULL;
+}
+
 static int nccl_init(const void *id128, int world, int rank, int gpu, void *stream, double timeout, char *err,
                      size_t err_size) {
     device = gpu;
@@ -91,25 +121,19 @@ static int nccl_init(const void *id128, int world, int rank, int gpu, void *stre
     }
     ncclUniqueId id;
     memcpy(&id, id128, sizeof id);
-    // Non-blocking initialisation, so that a rank that never joins ends in a timeout, not a hang.
-    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-    config.blocking = 0;
-    ncclResult_t r = ncclCommInitRankConfig(&comm, world, id, rank, &config);
-    double deadline = now() + timeout;
-    ncclResult_t state = r;
-    while (r == ncclSuccess || r == ncclInProgress) {
-        ncclCommGetAsyncError(comm, &state);
-        if (state != ncclInProgress) break;
-        if (now() > deadline) {
-            snprintf(err, err_size, "NCCL: the other ranks did not join within %g s", timeout);
-            ncclCommAbort(comm);
-            comm = NULL;
-            return 1;
-        }
-        nap(1e-3);
-    }
-    if (state != ncclSuccess) {
-        snprintf(err, err_size, "ncclCommInitRank: %s (%s)", ncclGetErrorString(state), ncclGetLastError(comm));
+    init_timeout = timeout;
+    init_rank = rank;
+    pthread_t guard;
+    int guarded = pthread_create(&guard, NULL, guard_init, NULL) == 0;
+    ncclResult_t r = ncclCommInitRank(&comm, world, id, rank);
+    pthread_mutex_lock(&init_lock);
+    initialised = 1;
+    pthread_cond_broadcast(&init_done);
+    pthread_mutex_unlock(&init_lock);
+    if (guarded) pthread_join(guard, NULL);
+    if (r != ncclSuccess) {
+        snprintf(err, err_size, "ncclCommInitRank: %s (%s)", ncclGetErrorString(r), ncclGetLastError(comm));
+        comm = NULL;
         return 1;
     }
     if ((e = cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking)) != cudaSuccess ||
@@ -121,11 +145,8 @@ static int nccl_init(const void *id128, int world, int rank, int gpu, void *stre
     return 0;
 }
 
-// The communicator is non-blocking: a call may answer ncclInProgress while it is being queued.
-static void settle(ncclResult_t r) {
-    while (r == ncclInProgress) ncclCommGetAsyncError(comm, &r);
-    NCCL_OR_DIE(r);
-}
+// A queued call's result: anything but success ends the process (the launcher ends the others).
+static void settle(ncclResult_t r) { NCCL_OR_DIE(r); }
 
 static void nccl_allreduce_start(float *buf, int64_t n, int op) {
     CUDA_OR_DIE(cudaSetDevice(device));
@@ -189,8 +210,7 @@ static void nccl_finalize(void) {
     if (comm == NULL) return;
     cudaSetDevice(device);
     cudaStreamSynchronize(side);
-    ncclResult_t r = ncclCommFinalize(comm);
-    while (r == ncclInProgress) ncclCommGetAsyncError(comm, &r);
+    ncclCommFinalize(comm); // waits for the communicator's work (blocking communicator)
     ncclCommDestroy(comm);
     comm = NULL;
     cudaEventDestroy(ready);
