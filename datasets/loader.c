@@ -178,7 +178,10 @@ static const int32_t *draw_augmentation_into(cg_loader *l, int32_t *out, int64_t
     if (l->crop_padding == 0 && !l->flip) return NULL;
     // The raw words land in out and are turned into offsets in place (same size).
     uint32_t *words = (uint32_t *)out;
-    cg_rng_u32(&l->augment_rng, words, batch * 3);
+    if (l->shard_world > 1) // this rank's samples' draws among the whole step's (datasets/shard.h)
+        cg_shard_draw_u32(&l->augment_rng, words, 3, batch, l->shard_rank, l->shard_world);
+    else
+        cg_rng_u32(&l->augment_rng, words, batch * 3);
     uint32_t span = 2 * (uint32_t)l->crop_padding + 1;
     for (int64_t i = 0; i < batch; i++) {
         out[3 * i] = (int32_t)(words[3 * i] % span);

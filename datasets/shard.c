@@ -59,3 +59,12 @@ void cg_loader_shard_epoch(cg_loader *l) {
         for (int64_t i = 0; i < l->data->count; i++) l->order[i] = (int32_t)i;
     cg_shard_indices(l->order, l->data->count, l->shard_rank, l->shard_world, (cg_shard_mode)l->shard_mode);
 }
+
+void cg_shard_draw_u32(cg_rng *r, uint32_t *out, int64_t per_sample, int64_t samples, int rank, int world) {
+    int64_t total = samples * world * per_sample;
+    uint32_t *all = cg_xmalloc((size_t)(total ? total : 1) * sizeof *all);
+    cg_rng_u32(r, all, total); // the same words, in the same order, as one process's step
+    for (int64_t i = 0; i < samples; i++)
+        for (int64_t k = 0; k < per_sample; k++) out[i * per_sample + k] = all[(rank + world * i) * per_sample + k];
+    free(all);
+}

@@ -6,7 +6,8 @@
 // The last, partial step is the same size on every rank: padded with the first positions again
 // (CG_SHARD_PAD, the sampler's default), or cut (CG_SHARD_DROP, its drop_last). Evaluation may
 // instead split unevenly (CG_SHARD_UNEVEN: no sample counted twice; the ranks' counts differ by one
-// at most), since it runs no collective per batch. Not here: the collectives (core/dist/).
+// at most), since it runs no collective per batch. Augmentation's random draws are shared out the
+// same way. Not here: the collectives (core/dist/).
 #ifndef CG_SHARD_H
 #define CG_SHARD_H
 
@@ -29,5 +30,10 @@ cg_status cg_loader_shard(cg_loader *l, cg_dist *d, cg_shard_mode mode);
 void cg_loader_set_shard(cg_loader *l, int rank, int world, cg_shard_mode mode);
 // Called by cg_loader_start_epoch after it has drawn the epoch's order: keeps this rank's share.
 void cg_loader_shard_epoch(cg_loader *l);
+// Random draws for a step of `samples` images on this rank (per_sample words each, e.g. the crop
+// and flip of augmentation): the draws of the whole step (samples x world images, in the order of
+// one process's batch) are made, and this rank's images' words kept, so that N ranks augment
+// every image exactly as one process at N times the batch would. out: samples x per_sample words.
+void cg_shard_draw_u32(cg_rng *r, uint32_t *out, int64_t per_sample, int64_t samples, int rank, int world);
 
 #endif

@@ -5,7 +5,7 @@
 //    when one fails (all three also in a build without MPI, after which the test reports itself
 //    skipped, 77);
 //  - 2 ranks at batch 64 save the weights of one process at batch 128 (within summation order), log
-//    the same losses and accuracies, and only rank 0 prints and writes;
+//    the same losses and accuracies, and only rank 0 prints and writes; the same with augmentation;
 //  - 3 ranks over a data set they do not divide (padded shares) train and log;
 //  - refusals, each a line naming the rank at fault: another build on rank 1 (a copy of cnn with a
 //    byte appended), another model, another data set size;
@@ -193,6 +193,20 @@ int main(int argc, char **argv) {
         fail("the logs", "one process:\n%s2 ranks:\n%s", single_numbers, ddp_numbers);
     else
         printf("the same log (epoch, losses, accuracies), written once:\n%s", ddp_numbers);
+
+    // The same with augmentation (random crops and flips): each rank takes its images' draws.
+    snprintf(args, sizeof args, "--data '%s' --epochs 1 --threads 1 --batch-size 128 --augment on --save '%s'",
+             run_dir, single_ck);
+    int single_exit = run(args)->exit_code;
+    snprintf(args, sizeof args, "--distributed --data '%s' --epochs 1 --threads 1 --batch-size 64 --augment on "
+             "--save '%s'", run_dir, ddp_ck);
+    r = run_mpi(2, args);
+    diff = weight_difference(single_ck, ddp_ck);
+    if (single_exit != 0 || r->exit_code != 0 || diff < 0 || diff > 1e-4)
+        fail("--augment on, 2 ranks against one", "exits %d and %d, weights %g apart: %s", single_exit, r->exit_code,
+             diff, r->err);
+    else
+        printf("with --augment on: weights within %.3g\n", diff);
 
     // 3 ranks over 301 images: shares of 101 (two padded) and uneven shares of the test set.
     snprintf(args, sizeof args, "--distributed --data '%s' --limit 301 --epochs 2 --threads 1 --batch-size 32 --log '%s'",

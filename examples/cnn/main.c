@@ -58,7 +58,8 @@ static void usage(FILE *f) {
             "                     (one process per GPU: --device cuda takes the GPU of the local rank; or N on\n"
             "                     CPUs): same weights everywhere, each rank trains on its share of every epoch\n"
             "                     with --batch-size images per step, gradients averaged over the ranks; rank 0\n"
-            "                     alone prints, logs and saves (lesson 06)\n"
+            "                     alone prints, logs and saves; on one GPU machine without MPI:\n"
+            "                     tools/launch_local.sh N cnn --distributed --device cuda ... (lesson 06)\n"
             "  --quiet            print only the final test accuracy\n"
             "  --help             this text\n");
 }
