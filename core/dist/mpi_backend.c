@@ -4,6 +4,7 @@
 // cg_mpi_backend_entry and calls no cg_ function. Any MPI-3 library: only standard calls.
 #define _POSIX_C_SOURCE 200809L
 #include "dist_backend.h"
+#include "plugin_clock.h"
 
 #include <mpi.h>
 #include <sched.h>
@@ -26,17 +27,6 @@ static long collectives;          // collectives started so far: what a rank ans
 static long query_in, answer_out; // the buffers of the standing receive and of the reply
 static MPI_Request query_request = MPI_REQUEST_NULL;
 static int oversubscribed;        // more ranks on this host than it has cores
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void nap(double seconds) {
-    struct timespec t = {0, (long)(seconds * 1e9)};
-    nanosleep(&t, NULL);
-}
 
 static void mpi_error(int code, const char *what, char *err, size_t err_size) {
     char text[MPI_MAX_ERROR_STRING];
@@ -71,9 +61,9 @@ static void find_missing(const char *what, int *reporter, char *err, size_t err_
         MPI_Isend(&mine, 1, MPI_LONG, r, TAG_QUERY, watch, &queries[r]);
         MPI_Irecv(&answers[r], 1, MPI_LONG, r, TAG_ANSWER, watch, &replies[r]);
     }
-    double grace = timeout_s < 5.0 ? timeout_s : 5.0, end = now() + grace;
+    double grace = timeout_s < 5.0 ? timeout_s : 5.0, end = plugin_now() + grace;
     int answered = 1; // this rank
-    while (now() < end && answered < n) {
+    while (plugin_now() < end && answered < n) {
         serve_queries();
         answered = 1;
         for (int r = 0; r < n; r++) {
@@ -82,7 +72,7 @@ static void find_missing(const char *what, int *reporter, char *err, size_t err_
                 replies[r] == MPI_REQUEST_NULL)
                 answered++;
         }
-        nap(1e-3);
+        plugin_nap(1e-3);
     }
     // Who stayed silent; the lowest rank that answered (or this one) reports.
     char list[256] = "";
@@ -114,7 +104,7 @@ static void find_missing(const char *what, int *reporter, char *err, size_t err_
 // Wait for `count` requests within the timeout, serving queries meanwhile.
 static int wait_requests(MPI_Request *requests, int count, const char *what, int *reporter, char *err,
                          size_t err_size) {
-    double start = now(), deadline = start + timeout_s;
+    double start = plugin_now(), deadline = start + timeout_s;
     for (;;) {
         int done = 0, rc = MPI_Testall(count, requests, &done, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS) {
@@ -124,7 +114,7 @@ static int wait_requests(MPI_Request *requests, int count, const char *what, int
         }
         if (done) return 0;
         serve_queries();
-        double t = now();
+        double t = plugin_now();
         if (t > deadline) {
             find_missing(what, reporter, err, err_size);
             return 1;
@@ -134,7 +124,7 @@ static int wait_requests(MPI_Request *requests, int count, const char *what, int
         // cores here, as Open MPI does, so that the others can run); past a second a peer is late
         // anyway, and a millisecond's nap between calls costs nothing.
         if (t - start > 1.0)
-            nap(1e-3);
+            plugin_nap(1e-3);
         else if (oversubscribed)
             sched_yield();
     }

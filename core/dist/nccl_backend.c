@@ -5,6 +5,7 @@
 // no cg_ function. Every call is queued on a stream and may be captured into a CUDA Graph.
 #define _POSIX_C_SOURCE 200809L
 #include "dist_backend.h"
+#include "plugin_clock.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -21,17 +22,6 @@ static cudaStream_t compute; // the CUDA plugin's stream for this GPU (the train
 static cudaStream_t side;    // the communication stream
 static cudaEvent_t ready;    // recorded on compute: what a reduction must wait for
 static cudaEvent_t reduced;  // recorded on side: what the compute stream waits for at join
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void nap(double seconds) {
-    struct timespec t = {0, (long)(seconds * 1e9)};
-    nanosleep(&t, NULL);
-}
 
 // A CUDA or NCCL error inside a queued call: nothing can be returned from there, so the message
 // names the call and the process stops (the launcher then stops the others).
@@ -183,7 +173,7 @@ static void nccl_allreduce_max(float *buf, int64_t n) {
 
 static int nccl_synchronize(double timeout, char *err, size_t err_size) {
     CUDA_OR_DIE(cudaSetDevice(device));
-    double deadline = now() + timeout;
+    double deadline = plugin_now() + timeout;
     for (;;) {
         cudaError_t e = cudaStreamQuery(compute);
         if (e == cudaSuccess) return 0;
@@ -192,12 +182,12 @@ static int nccl_synchronize(double timeout, char *err, size_t err_size) {
             return 1;
         }
         if (nccl_poll(err, err_size)) return 1;
-        if (now() > deadline) {
+        if (plugin_now() > deadline) {
             snprintf(err, err_size, "the GPU's collectives did not complete within %g s (a rank died or hangs)",
                      timeout);
             return 1;
         }
-        nap(100e-6);
+        plugin_nap(100e-6);
     }
 }
 
