@@ -2,6 +2,7 @@
 // on the host on a background thread into pinned buffers that are copied to the device.
 #include "datasets/loader.h"
 #include "core/kernels.h"
+#include "datasets/shard.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -55,6 +56,8 @@ static cg_loader *loader_new(const cg_dataset *d, int64_t batch_size, bool shuff
     l->batch_size = batch_size < d->count ? batch_size : d->count;
     l->shuffle = shuffle;
     l->drop_last = drop_last;
+    l->count = d->count;
+    l->shard_world = 1;
     l->rng = cg_rng_new(seed, CG_STREAM_SHUFFLE);
     l->order = cg_xmalloc((size_t)d->count * sizeof(int32_t));
     for (int64_t i = 0; i < d->count; i++) l->order[i] = (int32_t)i;
@@ -178,7 +181,10 @@ static const int32_t *draw_augmentation_into(cg_loader *l, int32_t *out, int64_t
     if (l->crop_padding == 0 && !l->flip) return NULL;
     // The raw words land in out and are turned into offsets in place (same size).
     uint32_t *words = (uint32_t *)out;
-    cg_rng_u32(&l->augment_rng, words, batch * 3);
+    if (l->shard_world > 1) // this rank's samples' draws among the whole step's (datasets/shard.h)
+        cg_shard_draw_u32(&l->augment_rng, words, 3, batch, l->shard_rank, l->shard_world);
+    else
+        cg_rng_u32(&l->augment_rng, words, batch * 3);
     uint32_t span = 2 * (uint32_t)l->crop_padding + 1;
     for (int64_t i = 0; i < batch; i++) {
         out[3 * i] = (int32_t)(words[3 * i] % span);
@@ -209,7 +215,7 @@ static void *prefetch_main(void *arg) {
         pthread_mutex_unlock(&f->lock);
         if (stop) break;
         if (copying) cg_event_wait(l->device, s->copied); // the device has read this buffer
-        int64_t first = b * l->batch_size, n = d->count - first < l->batch_size ? d->count - first : l->batch_size;
+        int64_t first = b * l->batch_size, n = l->count - first < l->batch_size ? l->count - first : l->batch_size;
         cg_cpu_kernels()->gather_images(s->x, s->labels, d->pixels, d->labels, l->order + first,
                                      draw_augmentation_into(l, f->augment, n), n, d->sample_shape[0],
                                      d->sample_shape[1], d->sample_shape[2], l->crop_padding, l->mean_host,
@@ -293,22 +299,23 @@ static void prefetch_take(cg_loader *l, int64_t b, cg_batch *out) {
 }
 
 int64_t cg_loader_num_batches(const cg_loader *l) {
-    int64_t n = l->data->count, B = l->batch_size;
+    int64_t n = l->count, B = l->batch_size;
     return l->drop_last ? n / B : (n + B - 1) / B;
 }
 
 void cg_loader_start_epoch(cg_loader *l) {
     if (l->prefetch) prefetch_stop(l); // the previous epoch's thread, if it was left before its end
     if (l->shuffle) cg_rng_permutation(&l->rng, l->order, l->data->count);
+    if (l->shard_world > 1) cg_loader_shard_epoch(l); // this rank's share of the order (datasets/shard.h)
     if (l->order_device != l->order)
-        cg_device_copy(l->device, l->order_device, cg_cpu(), l->order, (size_t)l->data->count * sizeof(int32_t));
+        cg_device_copy(l->device, l->order_device, cg_cpu(), l->order, (size_t)l->count * sizeof(int32_t));
     l->position = 0;
     if (l->prefetch) prefetch_start(l);
 }
 
 bool cg_loader_next(cg_loader *l, cg_batch *out) {
     const cg_dataset *d = l->data;
-    int64_t left = d->count - l->position;
+    int64_t left = l->count - l->position;
     if (left <= 0 || (l->drop_last && left < l->batch_size)) {
         if (l->prefetch) prefetch_stop(l); // done: every batch was taken
         return false;

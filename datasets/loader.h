@@ -34,6 +34,8 @@ typedef struct {
     cg_device device;
     int64_t batch_size;
     bool shuffle, drop_last;
+    int64_t count;         // samples an epoch visits: the data set's, or this rank's share of them
+    int shard_rank, shard_world, shard_mode; // distributed training: datasets/shard.h (0, 1: none)
     cg_rng rng;
     int32_t *order;        // this epoch's sample order (host)
     int64_t position;      // next index into order

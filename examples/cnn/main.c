@@ -60,6 +60,12 @@ static void usage(FILE *f) {
             "                     fused op (the same results, more memory traffic: lesson 03)\n"
             "  --detect-anomaly   check every op's output and gradients for NaN and inf (slow; no CUDA Graph),\n"
             "                     so that a diverging run names the first op that made one\n"
+            "  --distributed      one rank of a data-parallel run started by mpirun -np N cnn --distributed ...\n"
+            "                     (one process per GPU: --device cuda takes the GPU of the local rank; or N on\n"
+            "                     CPUs): same weights everywhere, each rank trains on its share of every epoch\n"
+            "                     with --batch-size images per step, gradients averaged over the ranks; rank 0\n"
+            "                     alone prints, logs and saves; on one GPU machine without MPI:\n"
+            "                     tools/launch_local.sh N cnn --distributed --device cuda ... (lesson 06)\n"
             "  --quiet            print only the final test accuracy\n"
             "  --help             this text\n");
 }
@@ -68,7 +74,7 @@ typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path;
     long epochs, batch_size, seed, threads, limit;
     double lr;
-    bool sgd, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly;
+    bool sgd, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed;
     int augment; // -1: the data set's default
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -91,6 +97,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"no-fusion", no_argument, 0, 'F'},     {"stream", no_argument, 0, 'W'},
         {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
         {"detect-anomaly", no_argument, 0, 'A'},
+        {"distributed", no_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -116,6 +123,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'F': o->no_fusion = true; break;
         case 'W': o->stream = true; break;
         case 'M': o->monitor = true; break;
+        case 'X': o->distributed = true; break;
         case 'P': s = cg_precision_parse(optarg, &o->precision), o->precision_given = true; break;
         case 'C': s = cg_loss_scale_parse(optarg, &o->loss_scale), o->loss_scale_given = true; break;
         case 'o':
@@ -165,6 +173,7 @@ typedef struct {
     cg_optimizer *optimizer;
     cg_metrics *metrics;
     cg_amp *amp; // mixed precision (fp32: plain backward and step)
+    cg_dist *dist; // --distributed (NULL otherwise)
 } trainer;
 
 // One training step on a batch already on the device. Everything it does is queued on the
@@ -175,6 +184,7 @@ static void train_step(trainer *tr, const cg_batch *batch) {
     cg_tensor *loss = cg_cross_entropy(tr->tape, logits, batch->labels);  // softmax cross-entropy, mean
     cg_optimizer_zero_grad(tr->optimizer);
     cg_amp_backward(tr->amp, tr->tape, loss); // scaler.scale(loss).backward()
+    cg_dist_sync_gradients(tr->dist, tr->amp); // --distributed: the average over the ranks
     cg_amp_step(tr->amp, tr->optimizer);      // scaler.step(optimizer); scaler.update()
     cg_metrics_add_loss(tr->metrics, loss, batch->size);
     cg_metrics_add_argmax_correct(tr->metrics, logits, batch->labels);
@@ -230,6 +240,9 @@ int main(int argc, char **argv) {
     cg_device dev;
     cg_status s = cg_device_parse(opt.device, &dev);
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
+    cg_dist *dist = NULL; // --distributed: this process is one rank (core/dist/dist.h)
+    if (opt.distributed && (s = cg_dist_start("cnn", opt.device, &dev, &dist)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if (cg_dist_rank(dist) != 0) opt.log_path = opt.save_path = NULL; // rank 0 alone writes
     if (opt.threads > 0) cg_set_num_threads((int)opt.threads);
     char dev_name[16];
     cg_device_str(dev, dev_name, sizeof dev_name);
@@ -299,13 +312,22 @@ int main(int argc, char **argv) {
     if (augment) cg_loader_set_augmentation(loader, 4, true);
     cg_tape *tape = cg_tape_new(dev, 64 << 20);
     cg_tape *eval_tape = cg_tape_new(dev, 64 << 20); // its own arena: the training arena never moves
+    // --distributed: rank 0's weights everywhere, gradient buckets, each rank's share of the data.
+    if ((s = cg_dist_prepare(dist, params, tape)).code != CG_OK || (s = cg_loader_shard(loader, dist, CG_SHARD_PAD)).code != CG_OK ||
+        (s = cg_loader_shard(test_loader, dist, CG_SHARD_UNEVEN)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
+    if (dist && !opt.quiet) {
+        char text[256];
+        cg_dist_describe(dist, text, sizeof text);
+        printf("distributed: %s; %ld images per step on each rank\n", text, opt.batch_size);
+    }
     cg_metrics *metrics = cg_metrics_new(dev);
     // Mixed precision: a 16-bit copy of the weights (made now, after --load), the loss scale on
     // the device, and both tapes computing under the autocast policy.
     cg_amp *amp = cg_amp_new(params, opt.precision, opt.loss_scale);
     cg_amp_attach(amp, tape);
     cg_amp_attach(amp, eval_tape);
-    trainer tr = {model, tape, optimizer, metrics, amp};
+    trainer tr = {model, tape, optimizer, metrics, amp, dist};
     // On a GPU, epoch 1 runs eagerly (it sizes the arena and builds the cuDNN plans); in epoch 2
     // one step of each batch size is captured as a CUDA Graph and replayed for every later step.
     // The batch is gathered outside the graph, so each replay trains on the new batch.
@@ -344,10 +366,12 @@ int main(int argc, char **argv) {
             break;
         }
         double train_loss, train_accuracy;
-        cg_metrics_read(metrics, train->count, &train_loss, &train_accuracy); // waits for the device
+        cg_metrics_read(metrics, loader->count, &train_loss, &train_accuracy); // waits for the device
+        cg_dist_mean(dist, loader->count, &train_loss, &train_accuracy);      // over every rank
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
         evaluate(model, eval_tape, test_loader, metrics, &test_loss, &test_accuracy);
+        cg_dist_mean(dist, test_loader->count, &test_loss, &test_accuracy);
         double images_per_s = (double)train->count / epoch_seconds;
         double seconds = cg_seconds() - start;
         char cells[256], extra[224];
@@ -382,6 +406,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cnn: nothing saved to %s (no epoch ended with finite weights); a file there is left as it was\n",
                 opt.save_path);
     }
+    cg_dist_finish(dist);
     cg_guard_free(guard);
 
     cg_epoch_log_close(log);
