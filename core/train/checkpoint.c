@@ -443,12 +443,14 @@ static cg_status read_at(const st_file *sf, int64_t offset, void *out, size_t by
 // What a file whose first 8 bytes are `head` is, when it is a format people mistake for
 // safetensors, or NULL. PyTorch's torch.save writes a zip archive holding a pickle (.pt, .pth;
 // "PK\3\4", PyTorch 1.6 and later) or, in its legacy format, a bare pickle (0x80, then the
-// protocol number 2 to 5: the pickle module's PROTO opcode).
+// protocol number 2 to 5: the pickle module's PROTO opcode, then another opcode). A safetensors
+// header length would need more than 4 GB of header to look like either.
 static const char *foreign_format(const unsigned char head[8]) {
     if (memcmp(head, "PK\x03\x04", 4) == 0)
         return "a zip archive (PyTorch's torch.save format, a .pt or .pth file: a pickle in a zip); convert it "
                "in Python with safetensors.torch.save_file(torch.load(FILE), NEW)";
-    if (head[0] == 0x80 && head[1] >= 2 && head[1] <= 5)
+    // A safetensors header of 0x280 bytes starts 80 02 00 too; no pickle opcode is 0x00.
+    if (head[0] == 0x80 && head[1] >= 2 && head[1] <= 5 && head[2] != 0)
         return "a Python pickle (PyTorch's legacy torch.save format); convert it in Python with "
                "safetensors.torch.save_file(torch.load(FILE), NEW)";
     if (memcmp(head, "\x93NUMPY", 6) == 0) return "a NumPy .npy file";

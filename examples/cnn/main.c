@@ -289,7 +289,7 @@ int main(int argc, char **argv) {
     cg_resume_setting(rs, "training images (--limit)", "%lld", (long long)train->count);
     cg_resume_setting(rs, "--batch-size", "%ld", opt.batch_size);
     cg_resume_setting(rs, "--optimizer", "%s", opt.sgd ? "sgd" : "adam");
-    cg_resume_setting(rs, "--lr", "%.9g", (double)(float)opt.lr);
+    cg_resume_setting(rs, "--lr", "%.9g", opt.lr);
     cg_resume_setting(rs, "--seed", "%ld", opt.seed);
     cg_resume_setting(rs, "--precision", "%s", cg_precision_name(opt.precision));
     if (opt.loss_scale.dynamic) cg_resume_setting(rs, "--loss-scale", "dynamic");
