@@ -445,14 +445,18 @@ static cg_status read_at(const st_file *sf, int64_t offset, void *out, size_t by
 // "PK\3\4", PyTorch 1.6 and later) or, in its legacy format, a bare pickle (0x80, then the
 // protocol number 2 to 5: the pickle module's PROTO opcode, then another opcode). A safetensors
 // header length would need more than 4 GB of header to look like either.
-static const char *foreign_format(const unsigned char head[8]) {
-    if (memcmp(head, "PK\x03\x04", 4) == 0)
-        return "a zip archive (PyTorch's torch.save format, a .pt or .pth file: a pickle in a zip); convert it "
-               "in Python with safetensors.torch.save_file(torch.load(FILE), NEW)";
+static const char *foreign_format(const unsigned char head[8], const char **hint) {
+    static const char *convert = "; convert it in Python: safetensors.torch.save_file(torch.load(FILE), NEW)";
+    *hint = "";
+    if (memcmp(head, "PK\x03\x04", 4) == 0) {
+        *hint = convert;
+        return "a zip archive (PyTorch's torch.save format, a .pt or .pth file: a pickle in a zip)";
+    }
     // A safetensors header of 0x280 bytes starts 80 02 00 too; no pickle opcode is 0x00.
-    if (head[0] == 0x80 && head[1] >= 2 && head[1] <= 5 && head[2] != 0)
-        return "a Python pickle (PyTorch's legacy torch.save format); convert it in Python with "
-               "safetensors.torch.save_file(torch.load(FILE), NEW)";
+    if (head[0] == 0x80 && head[1] >= 2 && head[1] <= 5 && head[2] != 0) {
+        *hint = convert;
+        return "a Python pickle (PyTorch's legacy torch.save format)";
+    }
     if (memcmp(head, "\x93NUMPY", 6) == 0) return "a NumPy .npy file";
     if (memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0) return "an HDF5 file (Keras?)";
     return NULL;
@@ -483,10 +487,10 @@ static cg_status st_open(st_file *sf, const char *path) {
     unsigned char size_bytes[8];
     cg_status st = read_at(sf, 0, size_bytes, 8, "the header length");
     if (st.code != CG_OK) { st_close(sf); return st; }
-    const char *foreign = foreign_format(size_bytes);
+    const char *hint = NULL, *foreign = foreign_format(size_bytes, &hint);
     if (foreign != NULL) {
         st_close(sf);
-        return cg_error(CG_ERR_FORMAT, "checkpoint '%s': %s, not a safetensors file", path, foreign);
+        return cg_error(CG_ERR_FORMAT, "checkpoint '%s' is %s, not a safetensors file%s", path, foreign, hint);
     }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | size_bytes[i];
