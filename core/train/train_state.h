@@ -29,6 +29,7 @@
 // Hook for what a training program adds later, e.g. a learning-rate schedule that keeps its state
 // in host numbers: cg_train_state_add_float(s, "schedule.lr", &lr); or in device memory:
 // cg_train_state_add_tensor(s, "schedule.lr", lr_tensor); and its settings with cg_train_state_set.
+// A model with Dropout adds each layer's generator: cg_train_state_add_rng(s, "dropout.1", &rng).
 #ifndef CG_TRAIN_STATE_H
 #define CG_TRAIN_STATE_H
 

@@ -19,8 +19,11 @@
 //   r = cg_resume_new("cnn", params, buffers, model, dataset, classes, C, H, W);
 //   cg_resume_setting(r, "--batch-size", "%ld", batch) ...      (every setting that must not change)
 //   --load: cg_resume_load_weights(r, path);  --resume: cg_resume_check(r, path, epochs, log, &at);
+//   open the log;  cg_resume_continue_log(r, log);   (--resume: the earlier rows again)
 //   ... make the optimizer, loaders, amp, metrics ...;  cg_resume_attach(r, o, amp, loader, metrics);
-//   --resume: cg_resume_restore(r, &at);   then cg_resume_continue_log(r, log) once the log is open
+//   more to save (a schedule's numbers, a model's dropout generators), before the restore:
+//       cg_train_state_add_*(cg_resume_state(r), ...)   (its settings: cg_resume_setting, before the check)
+//   --resume: cg_resume_restore(r, &at);
 //   for (epoch = at.epochs_done + 1; ...) { step = cg_resume_epoch_begin(r, guard, epoch, &images);
 //       ... steps ...; log the epoch;  cg_resume_epoch_end(r, epoch, seconds, save, every, epochs); }
 //   cg_resume_save_final(r, guard, save, status, seconds, quiet);
@@ -87,7 +90,8 @@ void cg_resume_attach(cg_resume *r, cg_optimizer *o, cg_amp *amp, cg_loader *loa
 // all or nothing; amp's 16-bit weights refreshed; *at as cg_resume_check's, with the saved clock.
 // Errors: as cg_train_state_load.
 cg_status cg_resume_restore(cg_resume *r, cg_resume_point *at);
-// After the log is opened (cg_epoch_log_open replaced the file): its kept rows written again.
+// Right after the log is opened (cg_epoch_log_open replaced the file): the rows cg_resume_check
+// kept are written again. Nothing without --resume and --log.
 cg_status cg_resume_continue_log(cg_resume *r, cg_epoch_log *log);
 
 // Starts epoch `epoch`: cg_guard_epoch_begin, the metrics reset, the loader's epoch started (its
