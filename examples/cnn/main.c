@@ -8,6 +8,7 @@
 #include "examples/common/epoch_log.h"
 #include "examples/common/models.h"
 #include "examples/common/guard.h"
+#include "examples/common/resume.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -40,10 +41,22 @@ static void usage(FILE *f) {
             "  --monitor          sample the GPU once a second through NVML (utilisation, memory,\n"
             "                     temperature, power): shown each epoch, and added to the log as\n"
             "                     gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w, the epoch's mean\n"
-            "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names); also\n"
-            "                     on Ctrl-C or SIGTERM (at a step boundary, then exit 130 or 143) and, if\n"
-            "                     training diverges, the last good epoch's\n"
-            "  --load PATH        start from weights saved by --save\n"
+            "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names) and,\n"
+            "                     beside them, PATH.state: the whole training state (weights, optimizer\n"
+            "                     moments and step, loss scale, epoch, step, generators, loader position,\n"
+            "                     the flags below that must not change), each file replaced atomically;\n"
+            "                     also on Ctrl-C or SIGTERM (at a step boundary, then exit 130 or 143) and, if\n"
+            "                     training diverges, the last good epoch's weights (PATH.state left as it was)\n"
+            "  --save-every N     with --save: also save after every N epochs\n"
+            "  --resume PATH      continue the run saved at PATH (reads PATH.state) up to --epochs, as if it\n"
+            "                     had never stopped (same results to the bit on the same device and threads);\n"
+            "                     --model, --dataset, --limit, --batch-size, --optimizer, --lr, --seed,\n"
+            "                     --precision, --loss-scale and --augment must be the saved run's; --log\n"
+            "                     keeps the rows of the epochs it has and goes on\n"
+            "  --load PATH        start a new run from the weights of a safetensors file (cnn's --save, or\n"
+            "                     PyTorch's safetensors.torch.save_file of the same model)\n"
+            "  --eval             evaluate the weights of --load or --resume on the test set (loss and\n"
+            "                     accuracy) without training\n"
             "  --precision P      fp32 (default), fp16 or bf16: mixed precision as torch.autocast (convolutions\n"
             "                     and linear layers in 16 bits with f32 accumulation, ReLU and max pooling in\n"
             "                     16 bits, softmax cross-entropy and Adam in f32 on FP32 master weights; on\n"
@@ -71,10 +84,10 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-    const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path;
-    long epochs, batch_size, seed, threads, limit;
+    const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path, *resume_path;
+    long epochs, batch_size, seed, threads, limit, save_every;
     double lr;
-    bool sgd, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed;
+    bool sgd, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, eval;
     int augment; // -1: the data set's default
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -98,6 +111,8 @@ static int parse_options(int argc, char **argv, options *o) {
         {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
         {"detect-anomaly", no_argument, 0, 'A'},
         {"distributed", no_argument, 0, 'X'},
+        {"resume", required_argument, 0, 'U'},
+        {"save-every", required_argument, 0, 'E'}, {"eval", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -117,6 +132,9 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'L': s = cg_cli_path("--log", optarg, &o->log_path); break;
         case 'S': s = cg_cli_path("--save", optarg, &o->save_path); break;
         case 'R': s = cg_cli_path("--load", optarg, &o->load_path); break;
+        case 'U': s = cg_cli_path("--resume", optarg, &o->resume_path); break;
+        case 'E': s = cg_cli_int("--save-every", optarg, 1, 100000, &o->save_every); break;
+        case 'V': o->eval = true; break;
         case 'A': o->detect_anomaly = o->no_graph = true; break; // its host checks cannot be captured
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
@@ -144,6 +162,8 @@ static int parse_options(int argc, char **argv, options *o) {
     if (s.code == CG_OK && optind < argc) s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
     if (s.code == CG_OK && strcmp(o->model, "tutorial") != 0 && strcmp(o->model, "mlp") != 0)
         s = cg_error(CG_ERR_ARG, "--model: '%s' is not a model (tutorial, mlp)", o->model);
+    if (s.code == CG_OK) s = cg_resume_check_flags(o->load_path, o->resume_path, o->save_path, o->save_every,
+                                                   o->log_path, o->eval);
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
     if (o->lr < 0) o->lr = o->sgd ? 1e-2 : 1e-3;
     if (!o->loss_scale_given) o->loss_scale = cg_loss_scale_default(o->precision);
@@ -278,16 +298,32 @@ int main(int argc, char **argv) {
     if ((s = cg_model_new(opt.model, params, C, H, W, train->num_classes, &init, &model)).code != CG_OK)
         return cg_cli_fail("cnn", s);
     if (opt.no_fusion) cg_sequential_set_fusion(model, false);
-    if (opt.load_path && (s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
+    // --save, --resume and --load (examples/common/resume.h), with the settings a resumed run keeps.
+    cg_resume *rs = cg_resume_new("cnn", params, NULL, opt.model, info->name, train->num_classes, C, H, W);
+    cg_resume_setting(rs, "training images (--limit)", "%lld", (long long)train->count);
+    cg_resume_setting(rs, "--batch-size", "%ld", opt.batch_size);
+    cg_resume_setting(rs, "--optimizer", "%s", opt.sgd ? "sgd" : "adam");
+    cg_resume_setting(rs, "--lr", "%.9g", opt.lr);
+    cg_resume_setting(rs, "--seed", "%ld", opt.seed);
+    cg_resume_setting(rs, "--precision", "%s", cg_precision_name(opt.precision));
+    if (opt.loss_scale.dynamic) cg_resume_setting(rs, "--loss-scale", "dynamic");
+    else cg_resume_setting(rs, "--loss-scale", "static:%.9g", (double)opt.loss_scale.init_scale);
+    cg_resume_setting(rs, "--augment", "%s", (opt.augment >= 0 ? opt.augment : info->augment) ? "on" : "off");
+    if (opt.load_path && (s = cg_resume_load_weights(rs, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
+    cg_resume_point at = {0, 0, 0.0};
+    if (opt.resume_path &&
+        (s = cg_resume_check(rs, opt.resume_path, opt.eval ? 0 : opt.epochs, opt.log_path, &at)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
 
     // Everything that can fail on input is checked before the log is created and training starts.
-    if (opt.save_path && (s = cg_checkpoint_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if (opt.save_path && (s = cg_resume_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
     // The CSV log (its precision and GPU columns as asked), the GPU monitor and the progress line:
     // examples/common/epoch_log.h.
     cg_epoch_log *log = NULL;
     s = cg_epoch_log_open(&log, "cnn", opt.log_path,
                           "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device",
                           opt.precision_given, opt.monitor, dev, opt.quiet);
+    if (s.code == CG_OK) s = cg_resume_continue_log(rs, log); // --resume: the rows of the epochs it has
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
     if (!opt.quiet)
         printf("%s: %lld training and %lld test images of %lldx%lldx%lld, %d classes; %lld parameters; %s\n",
@@ -328,6 +364,20 @@ int main(int argc, char **argv) {
     cg_amp_attach(amp, tape);
     cg_amp_attach(amp, eval_tape);
     trainer tr = {model, tape, optimizer, metrics, amp, dist};
+    // From here on a save holds the optimizer, the loss scale, the loader and the epoch's metrics.
+    cg_resume_attach(rs, optimizer, amp, loader, metrics);
+    if (opt.resume_path && (s = cg_resume_restore(rs, &at)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if (opt.resume_path && !opt.quiet && !opt.eval)
+        printf("resuming %s after epoch %ld%s\n", opt.resume_path, at.epochs_done, at.step ? " and part of the next" : "");
+    if (opt.eval) { // --eval: the test set only
+        double loss, accuracy;
+        evaluate(model, eval_tape, test_loader, metrics, &loss, &accuracy);
+        printf("%s: test loss %.6f  accuracy %.4f  (%lld images)\n", opt.load_path ? opt.load_path : opt.resume_path,
+               loss, accuracy, (long long)test->count);
+        printf("Test accuracy on %s: %.4f\n", dev_name, accuracy);
+        cg_epoch_log_close(log);
+        return 0;
+    }
     // On a GPU, epoch 1 runs eagerly (it sizes the arena and builds the cuDNN plans); in epoch 2
     // one step of each batch size is captured as a CUDA Graph and replayed for every later step.
     // The batch is gathered outside the graph, so each replay trains on the new batch.
@@ -336,18 +386,19 @@ int main(int argc, char **argv) {
     cg_guard *guard = cg_guard_new("cnn", params, metrics, amp, cg_loader_num_batches(loader), opt.detect_anomaly);
     cg_guard_catch_signals();
 
-    double start = cg_seconds(), train_seconds = 0.0, test_loss = 0.0, test_accuracy = 0.0;
-    for (long epoch = 1; epoch <= opt.epochs; epoch++) {
+    // A resumed run's clock goes on from the saved one; its first epoch (two, if it began inside
+    // one) runs eagerly before any capture.
+    double start = cg_seconds() - at.seconds, train_seconds = 0.0, test_loss = 0.0, test_accuracy = 0.0;
+    long first_epoch = at.epochs_done + 1, graph_from = first_epoch + (at.step > 0 ? 2 : 1);
+    for (long epoch = first_epoch; epoch <= opt.epochs; epoch++) {
         double epoch_start = cg_seconds();
         cg_epoch_log_begin(log);
-        cg_metrics_reset(metrics);
-        cg_loader_start_epoch(loader);
-        cg_guard_epoch_begin(guard, epoch);
         cg_batch batch;
-        int64_t step = 0, steps = cg_loader_num_batches(loader), images = 0;
+        int64_t images = 0, step = cg_resume_epoch_begin(rs, guard, epoch, &images); // metrics, loader, guard
+        int64_t steps = cg_loader_num_batches(loader);
         while (cg_loader_next(loader, &batch)) {
             cg_guard_step_begin(guard);
-            if (opt.no_graph || epoch == 1) {
+            if (opt.no_graph || epoch < graph_from) {
                 train_step(&tr, &batch);
             } else if (!cg_graph_replay(graph, batch.size)) {
                 cg_graph_begin(graph);
@@ -384,30 +435,21 @@ int main(int argc, char **argv) {
                    "%.0f images/s%s%s\n",
                    epoch, opt.epochs, train_loss, train_accuracy, test_loss, test_accuracy, epoch_seconds, images_per_s,
                    extra, "");
+        if ((s = cg_resume_epoch_end(rs, epoch, seconds, opt.save_path, opt.save_every, opt.epochs)).code != CG_OK)
+            return cg_cli_fail("cnn", s); // --save-every
         if (cg_guard_signal()) break; // Ctrl-C during the evaluation: stop before the next epoch
     }
     int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
     if (status == 0) printf("Test accuracy on %s: %.4f\n", dev_name, test_accuracy);
     if (status == 0 && !opt.quiet)
-        printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs, train_seconds,
-               (double)train->count * opt.epochs / train_seconds);
-    if (opt.save_path && cg_guard_can_save(guard)) {
-        char epochs[32];
-        snprintf(epochs, sizeof epochs, "%ld", cg_guard_epochs_done(guard));
-        const char *metadata[] = {"format", "pt", "model", opt.model, "dataset", info->name, "epochs", epochs};
-        if ((s = cg_checkpoint_save(params, opt.save_path, metadata, 4)).code != CG_OK) return cg_cli_fail("cnn", s);
-        if (status == 1)
-            fprintf(stderr, "cnn: saved %s: the weights of epoch %s, the last good one\n", opt.save_path, epochs);
-        else if (status != 0)
-            fprintf(stderr, "cnn: saved %s: the weights where training stopped\n", opt.save_path);
-        else if (!opt.quiet)
-            printf("saved %s\n", opt.save_path);
-    } else if (opt.save_path) {
-        fprintf(stderr, "cnn: nothing saved to %s (no epoch ended with finite weights); a file there is left as it was\n",
-                opt.save_path);
-    }
+        printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs - at.epochs_done, train_seconds,
+               (double)train->count * (double)(opt.epochs - at.epochs_done) / train_seconds);
+    // The whole state where training stopped, or the last good epoch's weights (resume.h).
+    if ((s = cg_resume_save_final(rs, guard, opt.save_path, status, cg_seconds() - start, opt.quiet)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
     cg_dist_finish(dist);
     cg_guard_free(guard);
+    cg_resume_free(rs);
 
     cg_epoch_log_close(log);
     cg_graph_free(graph);
