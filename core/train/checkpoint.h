@@ -1,6 +1,8 @@
 // checkpoint.h: save a model's parameter block to a safetensors file and load it back, by name,
 // so that PyTorch reads it with safetensors.torch.load_file and model.load_state_dict.
-// Parameters only: gradients, optimizer state and the tape are not saved.
+// Parameters, and with the _blocks functions other blocks too (a model's buffers: BatchNorm's running
+// statistics); gradients, optimizer state and the tape are not saved. Tensors named
+// "*.num_batches_tracked" of shape () are written as PyTorch writes that buffer, I64.
 //
 // The format (https://github.com/huggingface/safetensors, README "Format"):
 //   bytes 0..7    N, the header's length, an unsigned 64-bit little-endian integer
@@ -34,6 +36,11 @@
 cg_status cg_checkpoint_save(const cg_params *p, const char *path, const char *const *metadata,
                              int n_metadata);
 
+// The same for the tensors of n_blocks blocks (e.g. {params, buffers}), one file, block after block;
+// two tensors of the same name are a CG_ERR_ARG.
+cg_status cg_checkpoint_save_blocks(cg_params *const *blocks, int n_blocks, const char *path,
+                                    const char *const *metadata, int n_metadata);
+
 // Whether a checkpoint could be written at path, so that a program can refuse a bad --save
 // before training rather than after: a temporary file is created beside path and removed (and
 // stale ones of ended runs with it). Errors: CG_ERR_ARG for an empty path, one ending in '/', or
@@ -55,6 +62,10 @@ cg_status cg_checkpoint_check_writable(const char *path);
 // parameter missing, another dtype than F32, another shape, a tensor that is not a parameter), or
 // whose weights hold NaN or an infinity (a diverged run's), naming the tensor and the index.
 cg_status cg_checkpoint_load(cg_params *p, const char *path);
+
+// As cg_checkpoint_load, for the tensors of n_blocks blocks together (e.g. {params, buffers}):
+// every tensor of every block must be in the file, and every tensor of the file in a block.
+cg_status cg_checkpoint_load_blocks(cg_params *const *blocks, int n_blocks, const char *path);
 
 // As cg_checkpoint_load, but tensors in the file that are not parameters of p are skipped (as
 // PyTorch's load_state_dict(strict=False) does for unexpected keys). Every parameter of p must
