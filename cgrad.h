@@ -28,6 +28,9 @@
 #include "layers/linear.h"
 #include "layers/loss.h"
 #include "layers/norm.h"
+#include "layers/pool.h"
+#include "layers/residual.h"
 #include "layers/sequential.h"
+#include "layers/summary.h"
 
 #endif

@@ -1,11 +1,14 @@
 // norm.c: BatchNorm2d and Dropout modules over the batch_norm2d and dropout ops.
 #include "layers/norm.h"
+#include "core/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
 static cg_tensor *batch_norm_module_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_batch_norm2d_layer *b = (cg_batch_norm2d_layer *)m;
+    if (m->training) // num_batches_tracked += 1, on the device (a kernel a CUDA Graph replays)
+        cg_kernels_for(b->num_batches_tracked->device)->add_scalar(b->num_batches_tracked->data, 1.0f);
     return cg_batch_norm2d(t, x, b->weight, b->bias, b->running_mean, b->running_var, m->training, b->momentum,
                            b->eps);
 }
@@ -15,10 +18,11 @@ static void module_free(cg_module *m) { free(m); }
 const cg_module_type cg_batch_norm2d_type = {.name = "BatchNorm2d", .forward = batch_norm_module_forward,
                                              .free = module_free};
 
+// A tensor of n values (n = 0: a scalar, shape ()) called NAME.SUFFIX in block, set to value.
 static cg_tensor *add_filled(cg_params *block, const char *name, const char *suffix, int64_t n, float value) {
-    char key[128];
+    char key[160];
     snprintf(key, sizeof key, "%s.%s", name, suffix);
-    cg_tensor *t = cg_params_add(block, key, 1, &n);
+    cg_tensor *t = cg_params_add(block, key, n > 0 ? 1 : 0, &n);
     cg_tensor_fill(t, value);
     return t;
 }
@@ -33,8 +37,10 @@ cg_module *cg_batch_norm2d_new(cg_params *params, cg_params *buffers, const char
     b->bias = add_filled(params, name, "bias", channels, 0.0f);
     b->running_mean = add_filled(buffers, name, "running_mean", channels, 0.0f);
     b->running_var = add_filled(buffers, name, "running_var", channels, 1.0f);
+    b->num_batches_tracked = add_filled(buffers, name, "num_batches_tracked", 0, 0.0f);
     b->running_mean->requires_grad = false; // statistics, not trained
     b->running_var->requires_grad = false;
+    b->num_batches_tracked->requires_grad = false;
     return &b->base;
 }
 

@@ -15,11 +15,15 @@ typedef struct {
     cg_tensor *weight, *bias;  // gamma and beta (C,), in the parameter block (init 1 and 0)
     cg_tensor *running_mean;   // (C,), in the buffer block (init 0)
     cg_tensor *running_var;    // (C,), in the buffer block (init 1)
+    cg_tensor *num_batches_tracked; // (), in the buffer block: the training-mode forwards so far, counted
+                                    // on the device (an f32, exact up to 2^24; checkpoints write it as
+                                    // PyTorch's int64, core/train/checkpoint.h)
 } cg_batch_norm2d_layer;
 
-// Adds "NAME.weight" and "NAME.bias" to params and "NAME.running_mean", "NAME.running_var" to
-// buffers: a second block, saved in checkpoints but not given to the optimizer (an optimizer
-// with weight decay would otherwise shrink the statistics).
+// Adds "NAME.weight" and "NAME.bias" to params and "NAME.running_mean", "NAME.running_var",
+// "NAME.num_batches_tracked" to buffers: a second block, saved in checkpoints but not given to the
+// optimizer (an optimizer with weight decay would otherwise shrink the statistics). PyTorch's
+// defaults (momentum 0.1, eps 1e-5) can be changed in the returned layer before training.
 // forward: x (N, channels, H, W) f32 -> same shape; see cg_batch_norm2d.
 cg_module *cg_batch_norm2d_new(cg_params *params, cg_params *buffers, const char *name, int64_t channels);
 

@@ -1,7 +1,8 @@
 // reference_fixture.h: reads the PyTorch reference fixtures of tests/reference/ (simple_nn.bin,
-// cnn.bin), sets a model's parameters to their initial weights, and compares cgrad's values with
-// theirs, after a model's optimizer steps too. Header-only (static functions), shared by
-// tests/test_reference.c and tests/test_reference_cnn.c; it makes no fixture and builds no model.
+// cnn.bin, resblock.bin), sets a model's parameters to their initial weights, and compares cgrad's
+// values with theirs, after a model's optimizer steps too. Header-only (static functions), shared by
+// tests/test_reference.c, test_reference_cnn.c and test_reference_resblock.c; it makes no fixture
+// and builds no model.
 //
 // Fixture format (little-endian; make_simple_nn_fixture.py's docstring is the reference):
 //   8 bytes magic "CGREF001", uint32 version (1), uint32 count of arrays, then per array:
@@ -211,7 +212,7 @@ static bool ref_same_shape(const ref_array *a, const cg_tensor *t) {
 // model's initial weights) and zero the gradients. False, after printing why, when the fixture
 // lacks one or shapes it otherwise. A parameter the model lacks is a bug of the test: CG_CHECK
 // stops there, naming `model`.
-static bool ref_set_params(cg_params *params, const char *model, const char *const *names, int n,
+__attribute__((unused)) static bool ref_set_params(cg_params *params, const char *model, const char *const *names, int n,
                            const ref_file *f) {
     for (int i = 0; i < n; i++) {
         cg_tensor *p = cg_params_find(params, names[i]);
@@ -274,7 +275,7 @@ static double compare_tensor(const char *label, const cg_tensor *t, const ref_fi
 // against target, backward, step), the loss of each step into losses[steps]; then the losses
 // against the fixture's array "LABEL.losses" (a missing array is a failure). The tape is cleared
 // after each step. Returns the max error of the losses.
-static double ref_train_steps(const char *label, const ref_file *f, cg_module *model, cg_params *params, cg_tape *tape,
+__attribute__((unused)) static double ref_train_steps(const char *label, const ref_file *f, cg_module *model, cg_params *params, cg_tape *tape,
                               cg_tensor *x, cg_tensor *(*loss_fn)(cg_tape *, cg_tensor *, cg_tensor *),
                               cg_tensor *target, cg_optim_config config, int steps, double tol) {
     cg_optimizer *opt = cg_optimizer_new(params, config);

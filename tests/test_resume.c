@@ -2,8 +2,8 @@
 // a small Fashion-MNIST-shaped data set the test writes (tests/fake_idx.h), on the CPU:
 // - 4 epochs straight and 2 epochs + --resume + 2 end with the same bytes: the weights file, the
 //   data of the state file and its metadata (but the clock), and the log (but the timing columns);
-//   for the tutorial CNN with Adam and augmentation (a last batch shorter than the others), and the
-//   MLP with SGD in fp16 (the loss scaler's state);
+//   for the tutorial CNN with Adam and augmentation (a last batch shorter than the others), the
+//   MLP with SGD in fp16 (the loss scaler's state) and the fast network (BatchNorm's buffers);
 // - a run stopped by SIGTERM inside an epoch, and one killed by SIGKILL after a --save-every save,
 //   resume to the same bytes;
 // - --eval prints the test accuracy the run logged; --load reads the weights alone;
@@ -242,13 +242,14 @@ static void test_eval(const char *flags) {
 // A checkpoint of the tutorial CNN for `classes` classes and images 1 x side x side, with the
 // metadata given (NULL: none, as PyTorch's safetensors.torch.save_file writes it).
 static void write_tutorial(const char *path, int classes, int side, const char *const *metadata, int n) {
-    cg_params *p = cg_params_new(cg_cpu());
+    cg_params *p = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
     cg_rng rng = cg_rng_new(1, CG_STREAM_INIT);
     cg_module *m = NULL;
-    if (cg_model_new("tutorial", p, 1, side, side, classes, &rng, &m).code != CG_OK) fail(path, "cannot build");
+    if (cg_model_new("tutorial", p, buffers, 1, side, side, classes, &rng, &m).code != CG_OK) fail(path, "cannot build");
     if (cg_checkpoint_save(p, path, metadata, n).code != CG_OK) fail(path, "cannot save");
     cg_module_free(m);
     cg_params_free(p);
+    cg_params_free(buffers);
 }
 
 static void test_bad_input(const char *flags) {
@@ -370,6 +371,8 @@ int main(int argc, char **argv) {
     test_bad_input(tutorial);
     // The MLP with SGD in fp16 under a static loss scale: the scaler's steps and the optimizer's count.
     test_same_bytes("the MLP, SGD, fp16", "--model mlp --optimizer sgd --precision fp16 --loss-scale static:256", 3, 1);
+    // The fast network: BatchNorm's running statistics and num_batches_tracked (I64) in the state.
+    test_same_bytes("the fast network, BatchNorm buffers, SGD", "--model fast --optimizer sgd --limit 40", 2, 1);
 
     const char *names[] = {"a.safetensors", "a.safetensors.state", "b.safetensors", "b.safetensors.state",
                            "c.safetensors", "c.safetensors.state", "a.csv", "b.csv", "c.csv", "stderr"};

@@ -1,7 +1,8 @@
 // checkpoint.c: a parameter block to and from safetensors. Saving writes a temporary file and
 // renames it (fsync before and after) so a crash never leaves half a checkpoint; loading parses
 // the header with cJSON and checks every rule of the format before copying anything. Only F32
-// tensors are saved or loaded; the other dtypes are known only to check a file's layout.
+// tensors are saved or loaded (and BatchNorm's step counts as I64); the other dtypes are known only
+// to check a file's layout. A checkpoint is one or more blocks (parameters, buffers) saved as one.
 #define _POSIX_C_SOURCE 200809L
 #include "core/train/checkpoint.h"
 #include "core/safe_file.h"
@@ -43,6 +44,39 @@ static int st_dtype_bytes(const char *name) {
     return 0;
 }
 
+// ---- the tensors of the blocks ------------------------------------------------------------------
+
+// Every tensor of the blocks, in block order.
+typedef struct {
+    cg_tensor **t;
+    int count;
+} tensor_list;
+
+static tensor_list gather(cg_params *const *blocks, int n_blocks) {
+    CG_CHECK(n_blocks >= 1 && blocks != NULL, "a checkpoint needs at least one block");
+    tensor_list l = {NULL, 0};
+    int total = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        CG_CHECK(blocks[b] != NULL, "checkpoint block %d is NULL", b);
+        total += blocks[b]->count;
+    }
+    l.t = cg_xmalloc((size_t)(total + 1) * sizeof *l.t);
+    for (int b = 0; b < n_blocks; b++)
+        for (int i = 0; i < blocks[b]->count; i++) l.t[l.count++] = blocks[b]->tensors[i];
+    return l;
+}
+
+// PyTorch keeps BatchNorm's count of training batches, "NAME.num_batches_tracked", as an int64
+// scalar; cgrad keeps it as an f32 scalar (layers/norm.h). Such a tensor is written as I64, and
+// read from I64 (or F32).
+static bool is_step_count(const cg_tensor *t) {
+    static const char suffix[] = ".num_batches_tracked";
+    size_t n = strlen(t->name), k = sizeof suffix - 1;
+    return t->ndim == 0 && n > k && strcmp(t->name + n - k, suffix) == 0;
+}
+
+static int64_t file_bytes(const cg_tensor *t) { return is_step_count(t) ? 8 : t->numel * (int64_t)sizeof(float); }
+
 // ---- saving ------------------------------------------------------------------------------------
 
 // A JSON number written exactly: cJSON stores numbers as doubles and prints large ones with an
@@ -56,7 +90,7 @@ static cJSON *json_integer(int64_t v) {
 // The header: "__metadata__" first (when there is any), then each parameter in block order with
 // its bytes packed one after another. Returns a malloc'ed, unpadded JSON text, or NULL when
 // cJSON runs out of memory.
-static char *build_header(const cg_params *p, const char *const *metadata, int n_metadata) {
+static char *build_header(const tensor_list *p, const char *const *metadata, int n_metadata) {
     cJSON *root = cJSON_CreateObject();
     if (n_metadata > 0) {
         cJSON *meta = cJSON_AddObjectToObject(root, METADATA_KEY);
@@ -65,15 +99,15 @@ static char *build_header(const cg_params *p, const char *const *metadata, int n
     }
     int64_t offset = 0; // bytes into the data section
     for (int i = 0; i < p->count; i++) {
-        const cg_tensor *t = p->tensors[i];
+        const cg_tensor *t = p->t[i];
         cJSON *entry = cJSON_AddObjectToObject(root, t->name);
-        cJSON_AddStringToObject(entry, "dtype", "F32");
+        cJSON_AddStringToObject(entry, "dtype", is_step_count(t) ? "I64" : "F32");
         cJSON *shape = cJSON_AddArrayToObject(entry, "shape");
         for (int d = 0; d < t->ndim; d++)
             cJSON_AddItemToArray(shape, json_integer(t->shape[d]));
         cJSON *offsets = cJSON_AddArrayToObject(entry, "data_offsets");
         cJSON_AddItemToArray(offsets, json_integer(offset));
-        offset += t->numel * (int64_t)sizeof(float);
+        offset += file_bytes(t);
         cJSON_AddItemToArray(offsets, json_integer(offset));
     }
     char *text = cJSON_PrintUnformatted(root); // NULL if any step above failed to allocate
@@ -82,9 +116,9 @@ static char *build_header(const cg_params *p, const char *const *metadata, int n
 }
 
 // The arguments a caller can get wrong (CG_ERR_ARG); a NULL block or path is a programmer error.
-static cg_status check_save_args(const cg_params *p, const char *path, const char *const *metadata,
+static cg_status check_save_args(const tensor_list *p, const char *path, const char *const *metadata,
                                  int n_metadata) {
-    CG_CHECK(p != NULL && path != NULL, "cg_checkpoint_save needs a parameter block and a path");
+    CG_CHECK(path != NULL, "cg_checkpoint_save needs a path");
     CG_CHECK(n_metadata >= 0 && (n_metadata == 0 || metadata != NULL),
              "n_metadata = %d with metadata %s", n_metadata, metadata ? "given" : "NULL");
     for (int i = 0; i < n_metadata; i++) {
@@ -100,16 +134,21 @@ static cg_status check_save_args(const cg_params *p, const char *path, const cha
                 return cg_error(CG_ERR_ARG, "saving checkpoint '%s': metadata key '%s' given twice",
                                 path, key);
     }
-    for (int i = 0; i < p->count; i++)
-        if (strcmp(p->tensors[i]->name, METADATA_KEY) == 0)
+    for (int i = 0; i < p->count; i++) {
+        if (strcmp(p->t[i]->name, METADATA_KEY) == 0)
             return cg_error(CG_ERR_ARG, "saving checkpoint '%s': a parameter is named '%s', which "
                             "safetensors keeps for metadata", path, METADATA_KEY);
+        for (int j = 0; j < i; j++) // two blocks may not share a name
+            if (strcmp(p->t[i]->name, p->t[j]->name) == 0)
+                return cg_error(CG_ERR_ARG, "saving checkpoint '%s': two tensors are named '%s'", path,
+                                p->t[i]->name);
+    }
     return cg_ok();
 }
 
 // Write the 8-byte length, the header padded with spaces to a multiple of 8 bytes, then every
 // parameter's values. Returns false with errno set when a write fails.
-static bool write_contents(FILE *f, const cg_params *p, const char *header) {
+static bool write_contents(FILE *f, const tensor_list *p, const char *header) {
     size_t length = strlen(header);
     size_t padded = (length + 7) / 8 * 8;
     unsigned char size_bytes[8];
@@ -122,7 +161,7 @@ static bool write_contents(FILE *f, const cg_params *p, const char *header) {
     float *host = NULL; // staging for parameters that live on a GPU
     bool ok = true;
     for (int i = 0; i < p->count && ok; i++) {
-        const cg_tensor *t = p->tensors[i];
+        const cg_tensor *t = p->t[i];
         const float *values = t->data;
         if (t->device.type != CG_CPU) {
             free(host);
@@ -130,7 +169,12 @@ static bool write_contents(FILE *f, const cg_params *p, const char *header) {
             cg_tensor_copy_to_host(host, t, t->numel);
             values = host;
         }
-        ok = fwrite(values, sizeof(float), (size_t)t->numel, f) == (size_t)t->numel;
+        if (is_step_count(t)) {
+            int64_t count = (int64_t)llroundf(values[0]);
+            ok = fwrite(&count, sizeof count, 1, f) == 1;
+        } else {
+            ok = fwrite(values, sizeof(float), (size_t)t->numel, f) == (size_t)t->numel;
+        }
     }
     int saved_errno = errno;
     free(host);
@@ -157,6 +201,22 @@ static int sync_directory(const char *path, char *dir, size_t size) {
 
 cg_status cg_checkpoint_save(const cg_params *p, const char *path, const char *const *metadata,
                              int n_metadata) {
+    CG_CHECK(p != NULL, "cg_checkpoint_save needs a parameter block");
+    cg_params *blocks[1] = {(cg_params *)p}; // only read
+    return cg_checkpoint_save_blocks(blocks, 1, path, metadata, n_metadata);
+}
+
+static cg_status save_list(const tensor_list *p, const char *path, const char *const *metadata, int n_metadata);
+
+cg_status cg_checkpoint_save_blocks(cg_params *const *blocks, int n_blocks, const char *path,
+                                    const char *const *metadata, int n_metadata) {
+    tensor_list list = gather(blocks, n_blocks);
+    cg_status st = save_list(&list, path, metadata, n_metadata);
+    free(list.t);
+    return st;
+}
+
+static cg_status save_list(const tensor_list *p, const char *path, const char *const *metadata, int n_metadata) {
     cg_status st = check_save_args(p, path, metadata, n_metadata);
     if (st.code != CG_OK) return st;
     char *header = build_header(p, metadata, n_metadata);
@@ -570,8 +630,8 @@ static st_entry *st_find(const st_file *sf, const char *name) {
 }
 
 // Match every parameter to its entry, read them all into host memory, and only then copy them in.
-static cg_status load(cg_params *p, const char *path, bool allow_extra) {
-    CG_CHECK(p != NULL && path != NULL, "cg_checkpoint_load needs a parameter block and a path");
+static cg_status load(const tensor_list *p, const char *path, bool allow_extra) {
+    CG_CHECK(path != NULL, "cg_checkpoint_load needs a path");
     st_file sf;
     cg_status st = st_open(&sf, path);
     if (st.code != CG_OK) return st;
@@ -580,7 +640,7 @@ static cg_status load(cg_params *p, const char *path, bool allow_extra) {
     char a[96], b[96];
     int64_t total = 0; // floats over all parameters: each fits in the file, checked above
     for (int i = 0; i < p->count && st.code == CG_OK; i++) {
-        const cg_tensor *t = p->tensors[i];
+        const cg_tensor *t = p->t[i];
         st_entry *e = st_find(&sf, t->name);
         if (e == NULL) {
             st = cg_error(CG_ERR_FORMAT, "checkpoint '%s': parameter '%s' %s is missing from the file",
@@ -589,9 +649,9 @@ static cg_status load(cg_params *p, const char *path, bool allow_extra) {
         }
         bool same = e->ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
-        if (strcmp(e->dtype, "F32") != 0)
-            st = cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s' is %s, the parameter is F32",
-                          path, t->name, e->dtype);
+        if (strcmp(e->dtype, "F32") != 0 && !(is_step_count(t) && strcmp(e->dtype, "I64") == 0))
+            st = cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s' is %s, the parameter is %s",
+                          path, t->name, e->dtype, is_step_count(t) ? "I64 or F32" : "F32");
         else if (!same)
             st = cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s' has shape %s, the model's parameter is %s",
                           path, t->name, entry_shape_str(e, a, sizeof a), cg_shape_str(t, b, sizeof b));
@@ -607,16 +667,22 @@ static cg_status load(cg_params *p, const char *path, bool allow_extra) {
     float *host = st.code == CG_OK ? cg_xmalloc((size_t)total * sizeof(float)) : NULL;
     int64_t at = 0;
     for (int i = 0; i < p->count && st.code == CG_OK; i++) {
-        const cg_tensor *t = p->tensors[i];
+        const cg_tensor *t = p->t[i];
         const st_entry *e = st_find(&sf, t->name);
-        st = read_at(&sf, sf.data_start + e->begin, host + at, cg_tensor_bytes(t), t->name);
+        if (strcmp(e->dtype, "I64") == 0) { // a step count (checked above)
+            int64_t count = 0;
+            st = read_at(&sf, sf.data_start + e->begin, &count, sizeof count, t->name);
+            host[at] = (float)count;
+        } else {
+            st = read_at(&sf, sf.data_start + e->begin, host + at, cg_tensor_bytes(t), t->name);
+        }
         at += t->numel;
     }
     // Weights that are NaN or infinite come from a run that diverged: refused, naming the tensor,
     // rather than trained on or quantised (whose integer conversion of NaN is undefined).
     at = 0;
     for (int i = 0; i < p->count && st.code == CG_OK; i++) {
-        const cg_tensor *t = p->tensors[i];
+        const cg_tensor *t = p->t[i];
         int64_t bad = 0, first = -1;
         for (int64_t k = 0; k < t->numel; k++)
             if (!isfinite(host[at + k])) {
@@ -632,20 +698,33 @@ static cg_status load(cg_params *p, const char *path, bool allow_extra) {
     }
     at = 0;
     for (int i = 0; i < p->count && st.code == CG_OK; i++) {
-        cg_tensor_copy_from_host(p->tensors[i], host + at, p->tensors[i]->numel);
-        at += p->tensors[i]->numel;
+        cg_tensor_copy_from_host(p->t[i], host + at, p->t[i]->numel);
+        at += p->t[i]->numel;
     }
     free(host);
     st_close(&sf);
     return st;
 }
 
+static cg_status load_blocks(cg_params *const *blocks, int n_blocks, const char *path, bool allow_extra) {
+    tensor_list list = gather(blocks, n_blocks);
+    cg_status st = load(&list, path, allow_extra);
+    free(list.t);
+    return st;
+}
+
 cg_status cg_checkpoint_load(cg_params *p, const char *path) {
-    return load(p, path, false);
+    CG_CHECK(p != NULL, "cg_checkpoint_load needs a parameter block");
+    return load_blocks(&p, 1, path, false);
 }
 
 cg_status cg_checkpoint_load_allow_extra(cg_params *p, const char *path) {
-    return load(p, path, true);
+    CG_CHECK(p != NULL, "cg_checkpoint_load needs a parameter block");
+    return load_blocks(&p, 1, path, true);
+}
+
+cg_status cg_checkpoint_load_blocks(cg_params *const *blocks, int n_blocks, const char *path) {
+    return load_blocks(blocks, n_blocks, path, false);
 }
 
 cg_status cg_checkpoint_read_metadata(const char *path, const char *key, char *value, size_t size) {
@@ -695,46 +774,6 @@ cg_status cg_checkpoint_check_writable(const char *path) {
     close(fd);
     unlink(tmp);
     return cg_ok();
-}
-
-// ---- several blocks in one file ------------------------------------------------------------------
-
-// One block that lists the tensors of every block, in block order (only count and tensors are
-// set: what the functions above read). Free view.tensors.
-static cg_params join_blocks(cg_params *const *blocks, int n_blocks) {
-    CG_CHECK(blocks != NULL && n_blocks >= 1, "a checkpoint needs at least one block");
-    cg_params view = {0};
-    int total = 0;
-    for (int b = 0; b < n_blocks; b++) {
-        CG_CHECK(blocks[b] != NULL, "checkpoint block %d is NULL", b);
-        total += blocks[b]->count;
-    }
-    view.device = blocks[0]->device;
-    view.tensors = cg_xmalloc((size_t)(total + 1) * sizeof *view.tensors);
-    for (int b = 0; b < n_blocks; b++)
-        for (int i = 0; i < blocks[b]->count; i++) view.tensors[view.count++] = blocks[b]->tensors[i];
-    return view;
-}
-
-cg_status cg_checkpoint_save_blocks(cg_params *const *blocks, int n_blocks, const char *path,
-                                    const char *const *metadata, int n_metadata) {
-    cg_params view = join_blocks(blocks, n_blocks);
-    cg_status st = cg_ok();
-    for (int i = 0; i < view.count && st.code == CG_OK; i++) // two blocks may not share a name
-        for (int j = 0; j < i && st.code == CG_OK; j++)
-            if (strcmp(view.tensors[i]->name, view.tensors[j]->name) == 0)
-                st = cg_error(CG_ERR_ARG, "saving checkpoint '%s': two tensors are named '%s'", path,
-                              view.tensors[i]->name);
-    if (st.code == CG_OK) st = cg_checkpoint_save(&view, path, metadata, n_metadata);
-    free(view.tensors);
-    return st;
-}
-
-cg_status cg_checkpoint_load_blocks(cg_params *const *blocks, int n_blocks, const char *path) {
-    cg_params view = join_blocks(blocks, n_blocks);
-    cg_status st = load(&view, path, false);
-    free(view.tensors);
-    return st;
 }
 
 cg_status cg_checkpoint_read_all_metadata(const char *path, char ***pairs, int *count) {

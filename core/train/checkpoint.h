@@ -1,7 +1,9 @@
 // checkpoint.h: save a model's parameter block to a safetensors file and load it back, by name,
 // so that PyTorch reads it with safetensors.torch.load_file and model.load_state_dict.
-// Parameters (and other blocks: cg_checkpoint_save_blocks); the optimizer's state, the loss scale
-// and the rest of a training run are saved around these functions by core/train/train_state.h.
+// Parameters, and with the _blocks functions other blocks too (a model's buffers: BatchNorm's running
+// statistics); the optimizer's state, the loss scale and the rest of a training run are saved
+// around these functions by core/train/train_state.h. Tensors named "*.num_batches_tracked" of
+// shape () are written as PyTorch writes that buffer, I64.
 //
 // The format (https://github.com/huggingface/safetensors, README "Format"):
 //   bytes 0..7    N, the header's length, an unsigned 64-bit little-endian integer

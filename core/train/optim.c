@@ -34,6 +34,30 @@ static float *zeroed(cg_device d, int64_t n) {
     return p;
 }
 
+// The runs of the block: consecutive trained parameters with the same weight decay, frozen ones
+// (requires_grad false) left out. With nothing frozen or exempt, one run over the whole block.
+static void make_runs(cg_optimizer *o) {
+    const cg_params *p = o->params;
+    o->run_begin = cg_xmalloc((size_t)(p->count + 1) * sizeof *o->run_begin);
+    o->run_end = cg_xmalloc((size_t)(p->count + 1) * sizeof *o->run_end);
+    o->run_decay = cg_xmalloc((size_t)(p->count + 1) * sizeof *o->run_decay);
+    o->runs = 0;
+    for (int i = 0; i < p->count; i++) {
+        const cg_tensor *t = p->tensors[i];
+        if (!t->requires_grad) continue;
+        float decay = o->config.no_decay_bn_bias && t->ndim <= 1 ? 0.0f : o->config.weight_decay;
+        int64_t begin = p->offsets[i], end = i + 1 < p->count ? p->offsets[i + 1] : p->numel; // with its padding
+        if (o->runs > 0 && o->run_end[o->runs - 1] == begin && o->run_decay[o->runs - 1] == decay) {
+            o->run_end[o->runs - 1] = end;
+        } else {
+            o->run_begin[o->runs] = begin;
+            o->run_end[o->runs] = end;
+            o->run_decay[o->runs] = decay;
+            o->runs++;
+        }
+    }
+}
+
 cg_optimizer *cg_optimizer_new(cg_params *params, cg_optim_config config) {
     if (config.kind == CG_OPTIM_SGD && config.nesterov)
         CG_CHECK(config.momentum > 0 && config.dampening == 0, "nesterov needs momentum > 0 and dampening 0");
@@ -44,6 +68,7 @@ cg_optimizer *cg_optimizer_new(cg_params *params, cg_optim_config config) {
     if (config.kind != CG_OPTIM_SGD || config.momentum != 0) o->state1 = zeroed(params->device, o->numel);
     if (config.kind != CG_OPTIM_SGD) o->state2 = zeroed(params->device, o->numel);
     o->counter = zeroed(params->device, 1);
+    make_runs(o);
     return o;
 }
 
@@ -52,6 +77,9 @@ void cg_optimizer_free(cg_optimizer *o) {
     cg_device_free(o->params->device, o->state1);
     cg_device_free(o->params->device, o->state2);
     cg_device_free(o->params->device, o->counter);
+    free(o->run_begin);
+    free(o->run_end);
+    free(o->run_decay);
     free(o);
 }
 
@@ -64,12 +92,16 @@ void cg_optimizer_step(cg_optimizer *o) {
         k->add_scalar_unless(o->counter, 1.0f, o->found_inf);
     else
         k->add_scalar(o->counter, 1.0f);
-    if (c->kind == CG_OPTIM_SGD)
-        k->sgd_step(p->values, p->grads, o->state1, o->counter, p->numel, c->lr, c->momentum, c->dampening,
-                    c->weight_decay, c->nesterov, o->found_inf);
-    else
-        k->adam_step(p->values, p->grads, o->state1, o->state2, o->counter, p->numel, c->lr, c->beta1, c->beta2,
-                     c->eps, c->weight_decay, c->kind == CG_OPTIM_ADAMW, o->found_inf);
+    for (int r = 0; r < o->runs; r++) {
+        int64_t at = o->run_begin[r], n = o->run_end[r] - at;
+        float *state1 = o->state1 ? o->state1 + at : NULL, *state2 = o->state2 ? o->state2 + at : NULL;
+        if (c->kind == CG_OPTIM_SGD)
+            k->sgd_step(p->values + at, p->grads + at, state1, o->counter, n, c->lr, c->momentum, c->dampening,
+                        o->run_decay[r], c->nesterov, o->found_inf);
+        else
+            k->adam_step(p->values + at, p->grads + at, state1, state2, o->counter, n, c->lr, c->beta1, c->beta2,
+                         c->eps, o->run_decay[r], c->kind == CG_OPTIM_ADAMW, o->found_inf);
+    }
 }
 
 void cg_optimizer_zero_grad(cg_optimizer *o) { cg_params_zero_grad(o->params); }

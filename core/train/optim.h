@@ -6,6 +6,11 @@
 //          v = b2 v + (1 - b2) g^2;  p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 // One kernel call per step over every parameter; the state (momentum or m, v) is allocated on
 // the parameters' device when the optimizer is made. Learning-rate schedules are not built yet.
+// Two exceptions make it one call per run of parameters instead (each run a slice of the block):
+// a parameter with requires_grad false is frozen and never touched (as PyTorch skips a parameter
+// whose .grad is None: no weight decay, no momentum), and no_decay_bn_bias gives weight decay 0
+// to every parameter of at most one dimension (BatchNorm's weights and biases, every bias), as the
+// usual two parameter groups of PyTorch training scripts ([decay: dim > 1], [no decay: dim <= 1]).
 #ifndef CG_OPTIM_H
 #define CG_OPTIM_H
 
@@ -17,6 +22,7 @@ typedef struct {
     cg_optim_kind kind;
     float lr;
     float weight_decay;
+    bool no_decay_bn_bias; // weight decay 0 for parameters of <= 1 dims (BatchNorm, biases)
     // SGD
     float momentum, dampening;
     bool nesterov;
@@ -39,6 +45,10 @@ typedef struct {
     float *counter;  // one float on the device: the step count (exact up to 2^24 steps)
     const float *found_inf; // NULL, or a flag on the device: when not 0, the step is skipped
                             // (set by mixed precision, core/amp.h, to skip overflowed steps)
+    int runs;               // slices of the block updated by one kernel call each (1 when nothing
+    int64_t *run_begin;     // is frozen or exempt): float offsets [run_begin, run_end) and the
+    int64_t *run_end;       // weight decay of each
+    float *run_decay;
 } cg_optimizer;
 
 // Errors (CG_CHECK): nesterov without momentum or with dampening, as PyTorch refuses them.

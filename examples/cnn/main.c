@@ -25,7 +25,10 @@ static void usage(FILE *f) {
             "                     tools/download_datasets.sh fetches the others; for folder: DIR/train/CLASS/*.png|jpg\n"
             "                     and DIR/val/CLASS/*.png|jpg, or DIR/test/... without val/, with the same classes)\n"
             "  --model NAME       tutorial (default): the two-convolution CNN of the course; mlp: flatten,\n"
-            "                     Linear(C*H*W, 128), ReLU, Linear(128, classes) (for examples/quantize)\n"
+            "                     Linear(C*H*W, 128), ReLU, Linear(128, classes) (for examples/quantize);\n"
+            "                     resnet18: ResNet-18, CIFAR form (3x3 stem, no max pool); fast: the small fast\n"
+            "                     CIFAR network after airbench94 (its first layer set from the training images)\n"
+            "  --stem-stride N    resnet18's first convolution: stride 1 (default) or 2 (for 64x64 images)\n"
             "  --device DEV       cpu, cuda or cuda:N (default cpu)\n"
             "  --epochs N         passes over the training set (default 5)\n"
             "  --batch-size N     images per step (default 128)\n"
@@ -50,8 +53,8 @@ static void usage(FILE *f) {
             "  --save-every N     with --save: also save after every N epochs\n"
             "  --resume PATH      continue the run saved at PATH (reads PATH.state) up to --epochs, as if it\n"
             "                     had never stopped (same results to the bit on the same device and threads);\n"
-            "                     --model, --dataset, --limit, --batch-size, --optimizer, --lr, --seed,\n"
-            "                     --precision, --loss-scale and --augment must be the saved run's; --log\n"
+            "                     --model, --stem-stride, --dataset, --limit, --batch-size, --optimizer, --lr,\n"
+            "                     --seed, --precision, --loss-scale and --augment must be the saved run's; --log\n"
             "                     keeps the rows of the epochs it has and goes on\n"
             "  --load PATH        start a new run from the weights of a safetensors file (cnn's --save, or\n"
             "                     PyTorch's safetensors.torch.save_file of the same model)\n"
@@ -85,7 +88,7 @@ static void usage(FILE *f) {
 
 typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path, *resume_path;
-    long epochs, batch_size, seed, threads, limit, save_every;
+    long epochs, batch_size, seed, threads, limit, stem_stride, save_every;
     double lr;
     bool sgd, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, eval;
     int augment; // -1: the data set's default
@@ -109,9 +112,8 @@ static int parse_options(int argc, char **argv, options *o) {
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
         {"no-fusion", no_argument, 0, 'F'},     {"stream", no_argument, 0, 'W'},
         {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
-        {"detect-anomaly", no_argument, 0, 'A'},
-        {"distributed", no_argument, 0, 'X'},
-        {"resume", required_argument, 0, 'U'},
+        {"detect-anomaly", no_argument, 0, 'A'}, {"stem-stride", required_argument, 0, 'T'},
+        {"distributed", no_argument, 0, 'X'}, {"resume", required_argument, 0, 'U'},
         {"save-every", required_argument, 0, 'E'}, {"eval", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     cg_status s = cg_ok();
@@ -129,6 +131,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'n': s = cg_cli_int("--limit", optarg, 1, 1L << 30, &o->limit); break;
+        case 'T': s = cg_cli_int("--stem-stride", optarg, 1, 2, &o->stem_stride); break;
         case 'L': s = cg_cli_path("--log", optarg, &o->log_path); break;
         case 'S': s = cg_cli_path("--save", optarg, &o->save_path); break;
         case 'R': s = cg_cli_path("--load", optarg, &o->load_path); break;
@@ -160,8 +163,8 @@ static int parse_options(int argc, char **argv, options *o) {
         }
     }
     if (s.code == CG_OK && optind < argc) s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
-    if (s.code == CG_OK && strcmp(o->model, "tutorial") != 0 && strcmp(o->model, "mlp") != 0)
-        s = cg_error(CG_ERR_ARG, "--model: '%s' is not a model (tutorial, mlp)", o->model);
+    if (s.code == CG_OK && !cg_model_exists(o->model))
+        s = cg_error(CG_ERR_ARG, "--model: '%s' is not a model (%s)", o->model, CG_MODEL_NAMES);
     if (s.code == CG_OK) s = cg_resume_check_flags(o->load_path, o->resume_path, o->save_path, o->save_every,
                                                    o->log_path, o->eval);
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
@@ -291,16 +294,20 @@ int main(int argc, char **argv) {
                                            train->num_classes));
 
     cg_params *params = cg_params_new(dev);
+    cg_params *buffers = cg_params_new(dev); // BatchNorm's running statistics: saved, not trained
     cg_rng init = cg_rng_new((uint64_t)opt.seed, CG_STREAM_INIT);
-    cg_module *model = NULL; // the tutorial CNN or the MLP: examples/common/models.c
+    cg_module *model = NULL; // tutorial, mlp, resnet18 or fast: examples/common/models.c
     if ((s = cg_model_check_size(opt.model, C, H, W, train->num_classes, opt.batch_size, dir)).code != CG_OK)
         return cg_cli_fail("cnn", s); // sizes from the files, bounded before anything is allocated
-    if ((s = cg_model_new(opt.model, params, C, H, W, train->num_classes, &init, &model)).code != CG_OK)
+    cg_model_options model_options = {.stem_stride = (int)opt.stem_stride};
+    if ((s = cg_model_new_options(opt.model, &model_options, params, buffers, C, H, W, train->num_classes, &init,
+                                  &model)).code != CG_OK)
         return cg_cli_fail("cnn", s);
     if (opt.no_fusion) cg_sequential_set_fusion(model, false);
     // --save, --resume and --load (examples/common/resume.h), with the settings a resumed run keeps.
-    cg_resume *rs = cg_resume_new("cnn", params, NULL, opt.model, info->name, train->num_classes, C, H, W);
+    cg_resume *rs = cg_resume_new("cnn", params, buffers, opt.model, info->name, train->num_classes, C, H, W);
     cg_resume_setting(rs, "training images (--limit)", "%lld", (long long)train->count);
+    cg_resume_setting(rs, "--stem-stride", "%ld", opt.stem_stride);
     cg_resume_setting(rs, "--batch-size", "%ld", opt.batch_size);
     cg_resume_setting(rs, "--optimizer", "%s", opt.sgd ? "sgd" : "adam");
     cg_resume_setting(rs, "--lr", "%.9g", opt.lr);
@@ -314,6 +321,9 @@ int main(int argc, char **argv) {
     if (opt.resume_path &&
         (s = cg_resume_check(rs, opt.resume_path, opt.eval ? 0 : opt.epochs, opt.log_path, &at)).code != CG_OK)
         return cg_cli_fail("cnn", s);
+    if (!opt.load_path && !opt.resume_path &&
+        (s = cg_model_init_from_data(opt.model, params, train, info->mean, info->std)).code != CG_OK)
+        return cg_cli_fail("cnn", s); // the fast network's whitening layer
 
     // Everything that can fail on input is checked before the log is created and training starts.
     if (opt.save_path && (s = cg_resume_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
@@ -329,6 +339,7 @@ int main(int argc, char **argv) {
         printf("%s: %lld training and %lld test images of %lldx%lldx%lld, %d classes; %lld parameters; %s\n",
                info->name, (long long)train->count, (long long)test->count, (long long)C, (long long)H, (long long)W,
                train->num_classes, (long long)cg_params_count(params), dev_name);
+    if (!opt.quiet) cg_model_print_summary(model, C, H, W); // layers, shapes, parameters, FLOPs per image
 
     cg_optimizer *optimizer =
         cg_optimizer_new(params, opt.sgd ? cg_sgd_config((float)opt.lr) : cg_adam_config((float)opt.lr));
@@ -462,6 +473,7 @@ int main(int argc, char **argv) {
     cg_optimizer_free(optimizer);
     cg_module_free(model);
     cg_params_free(params);
+    cg_params_free(buffers);
     cg_dataset_free(train);
     cg_dataset_free(test);
     return status;

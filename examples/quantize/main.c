@@ -166,7 +166,7 @@ int main(int argc, char **argv) {
     // Everything below is freed at `done`, on success and on every error (nothing is left to the OS).
     int status = 0;
     cg_dataset *train = NULL, *test = NULL;
-    cg_params *params = NULL;
+    cg_params *params = NULL, *buffers = NULL;
     cg_module *model = NULL;
     cg_qmodel *q = NULL;
     cg_tape *tape = NULL, *tape16 = NULL;
@@ -179,9 +179,12 @@ int main(int argc, char **argv) {
     int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
 
     params = cg_params_new(dev);
+    buffers = cg_params_new(dev);
     cg_rng init = cg_rng_new(0, CG_STREAM_INIT);
-    if ((s = cg_model_new(opt.model, params, C, H, W, train->num_classes, &init, &model)).code != CG_OK) goto fail;
-    if ((s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) goto fail; // refuses NaN / inf weights
+    if ((s = cg_model_new(opt.model, params, buffers, C, H, W, train->num_classes, &init, &model)).code != CG_OK)
+        goto fail;
+    if ((s = cg_checkpoint_load_blocks((cg_params *[]){params, buffers}, 2, opt.load_path)).code != CG_OK)
+        goto fail; // refuses NaN / inf weights
     cg_module_set_training(model, false);
 
     s = cg_qmodel_new(&q, model, C, H, W, opt.observer, opt.percentile, dev);
@@ -304,6 +307,7 @@ done:
     cg_qmodel_free(q);
     cg_module_free(model);
     cg_params_free(params);
+    cg_params_free(buffers);
     cg_dataset_free(train);
     cg_dataset_free(test);
     return status;

@@ -153,7 +153,9 @@ def main():
     optimizer.step()
     arrays += [("logits", logits), ("loss", loss), ("loss_plain", loss_plain), ("grad.x", x_leaf.grad)]
     named = dict(model.named_parameters())
-    arrays += [("grad." + name, named[name].grad) for name in params]
+    # Copies: zero_grad() and backward() of the later steps write into these same .grad tensors,
+    # and the arrays are only written at the end.
+    arrays += [("grad." + name, named[name].grad.clone()) for name in params]
     arrays += state_arrays(model, "step1.")
     losses = [loss.item()]
 
