@@ -51,13 +51,13 @@ static void write_split(const char *dir, const char *images, const char *labels,
 }
 
 // dir/{train,t10k}-{images-idx3,labels-idx1}-ubyte with train_count and test_count images.
-static void write_fake_fashion_mnist(const char *dir, uint32_t train_count, uint32_t test_count) {
+__attribute__((unused)) static void write_fake_fashion_mnist(const char *dir, uint32_t train_count, uint32_t test_count) {
     write_split(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", train_count);
     write_split(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", test_count);
 }
 
 // Removes what write_fake_fashion_mnist wrote.
-static void remove_fake_fashion_mnist(const char *dir) {
+__attribute__((unused)) static void remove_fake_fashion_mnist(const char *dir) {
     static const char *names[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                                   "t10k-labels-idx1-ubyte"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

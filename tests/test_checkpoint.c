@@ -1,7 +1,8 @@
 // test_checkpoint.c: safetensors checkpoints (core/checkpoint.h): a bit-exact round trip of a
 // SimpleNN parameter block, the saved bytes read back against the format, atomic saves (a failed
 // save leaves no temporary file and the old checkpoint as it was), and malformed or mismatched
-// files each rejected with a message naming the file. A GPU round trip runs when a GPU is there.
+// files each rejected with a message naming the file; two blocks (parameters and buffers) in one
+// file, BatchNorm's num_batches_tracked as PyTorch's I64. A GPU round trip runs when a GPU is there.
 // `test_checkpoint --export PATH` writes the file tests/reference/check_safetensors.py reads.
 #define _POSIX_C_SOURCE 200809L
 #include "cgrad.h"
@@ -563,6 +564,83 @@ static int export_simple_nn(const char *path) {
 }
 
 // Remove the test directory and what is left in it.
+// Two blocks in one file (a model's parameters and its buffers, core/train/checkpoint.h's _blocks
+// functions): a BatchNorm's tensors, with num_batches_tracked written as PyTorch's I64 scalar,
+// read back from it and from an F32 one; a name in both blocks refused; a file lacking the buffers
+// refused by load_blocks.
+static void test_blocks(void) {
+    cg_params *params = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
+    cg_module *bn = cg_batch_norm2d_new(params, buffers, "bn", 3);
+    cg_batch_norm2d_layer *b = (cg_batch_norm2d_layer *)bn;
+    cg_tensor_copy_from_host(b->running_mean, (float[]){0.5f, -1.0f, 2.0f}, 3);
+    cg_tensor_copy_from_host(b->num_batches_tracked, (float[]){1234.0f}, 1);
+    cg_params *blocks[2] = {params, buffers};
+    char path[sizeof dir + 256 + 1];
+    snprintf(path, sizeof path, "%s", in_dir("blocks.safetensors")); // in_dir's buffer is reused below
+    expect_ok("save two blocks", cg_checkpoint_save_blocks(blocks, 2, path, NULL, 0));
+    long size = 0;
+    unsigned char *bytes = read_file(path, &size);
+    if (bytes == NULL || size < 8) {
+        fail("two blocks", "cannot read %s back", path);
+    } else {
+        uint64_t n = 0;
+        for (int i = 7; i >= 0; i--) n = n << 8 | bytes[i];
+        char *header = cg_xcalloc(n + 1, 1);
+        memcpy(header, bytes + 8, n);
+        cJSON *root = cJSON_Parse(header);
+        const cJSON *count = cJSON_GetObjectItemCaseSensitive(root, "bn.num_batches_tracked");
+        const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(count, "dtype");
+        const cJSON *shape = cJSON_GetObjectItemCaseSensitive(count, "shape");
+        const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(count, "data_offsets");
+        if (!cJSON_IsString(dtype) || strcmp(dtype->valuestring, "I64") != 0 || cJSON_GetArraySize(shape) != 0)
+            fail("num_batches_tracked", "not an I64 scalar in the header: %s", header);
+        else {
+            int64_t v = 0;
+            memcpy(&v, bytes + 8 + n + (size_t)cJSON_GetArrayItem(offsets, 0)->valuedouble, 8);
+            if (v != 1234) fail("num_batches_tracked", "the file holds %lld, expected 1234", (long long)v);
+        }
+        if (cJSON_GetArraySize(root) != 5) fail("two blocks", "%d entries in the header, expected 5", cJSON_GetArraySize(root));
+        cJSON_Delete(root);
+        free(header);
+    }
+    free(bytes);
+
+    cg_params *params2 = cg_params_new(cg_cpu()), *buffers2 = cg_params_new(cg_cpu());
+    cg_module *bn2 = cg_batch_norm2d_new(params2, buffers2, "bn", 3);
+    cg_params *blocks2[2] = {params2, buffers2};
+    expect_ok("load two blocks", cg_checkpoint_load_blocks(blocks2, 2, path));
+    if (!same_params(buffers, buffers2) || !same_params(params, params2))
+        fail("two blocks", "loaded values differ from the saved ones");
+    // The count as an F32 scalar (a file of another writer) loads too.
+    write_safetensors(in_dir("f32count.safetensors"), "{\"bn.num_batches_tracked\":{\"dtype\":\"F32\",\"shape\":[],"
+                      "\"data_offsets\":[0,4]}}", 4);
+    cg_params *counts = cg_params_new(cg_cpu());
+    cg_tensor *c = cg_params_add(counts, "bn.num_batches_tracked", 0, NULL);
+    expect_ok("an F32 num_batches_tracked", cg_checkpoint_load(counts, in_dir("f32count.safetensors")));
+    float got = -1;
+    cg_tensor_copy_to_host(&got, c, 1);
+    if (got != 0.0f) fail("an F32 num_batches_tracked", "read %g, expected 0", (double)got);
+    // Parameters alone against the two-block file: its buffers are not parameters.
+    cg_status s = cg_checkpoint_load(params2, path);
+    if (s.code != CG_ERR_FORMAT || strstr(s.message, "is not a parameter") == NULL)
+        fail("parameters alone", "expected a refusal naming a buffer, got %d: %s", s.code, s.message);
+    // A name in both blocks cannot be saved.
+    cg_params *twice = cg_params_new(cg_cpu());
+    cg_params_add(twice, "bn.weight", 1, (int64_t[]){3});
+    cg_params *dup[2] = {params, twice};
+    s = cg_checkpoint_save_blocks(dup, 2, in_dir("dup.safetensors"), NULL, 0);
+    if (s.code != CG_ERR_ARG || strstr(s.message, "bn.weight") == NULL)
+        fail("a name in two blocks", "expected CG_ERR_ARG naming bn.weight, got %d: %s", s.code, s.message);
+    cg_params_free(twice);
+    cg_params_free(counts);
+    cg_module_free(bn2);
+    cg_params_free(params2);
+    cg_params_free(buffers2);
+    cg_module_free(bn);
+    cg_params_free(params);
+    cg_params_free(buffers);
+}
+
 static void remove_dir(void) {
     DIR *d = opendir(dir);
     if (d == NULL) return;
@@ -585,6 +663,7 @@ int main(int argc, char **argv) {
     test_file_format();
     test_atomic_save();
     test_malformed();
+    test_blocks();
     remove_dir();
     return check_summary("test_checkpoint");
 }

@@ -1,6 +1,7 @@
 // test_optim.c: SGD (momentum, dampening, Nesterov, weight decay) and Adam / AdamW over 3 steps,
-// against PyTorch's formulas written out here in double, plus numbers derived by hand. Expected
-// values never come from the engine's kernels; gradients are set by hand, not by backward.
+// against PyTorch's formulas written out here in double, plus numbers derived by hand, and frozen and
+// weight-decay-exempt parameters (requires_grad false, no_decay_bn_bias).
+// Expected values never come from the engine's kernels; gradients are set by hand, not by backward.
 #include "core/train/optim.h"
 #include "tests/check.h"
 
@@ -257,6 +258,42 @@ static void zero_grad(void) {
     cg_params_free(k.params);
 }
 
+// Frozen parameters (requires_grad false) never move, whatever their gradient, weight decay and
+// momentum, as PyTorch skips a parameter whose .grad is None; no_decay_bn_bias leaves parameters of
+// one dimension undecayed and decays the others (PyTorch's two parameter groups).
+static void frozen_and_exempt(void) {
+    cg_params *p = cg_params_new(cg_cpu());
+    cg_tensor *m = cg_params_add(p, "m", 2, (int64_t[]){2, 2});  // a matrix: decayed
+    cg_tensor *v = cg_params_add(p, "v", 1, (int64_t[]){3});     // a vector (bias, BatchNorm): not decayed
+    cg_tensor *f = cg_params_add(p, "f", 1, (int64_t[]){2});     // frozen
+    cg_tensor *g = cg_params_add(p, "g", 2, (int64_t[]){1, 2});  // a matrix after the frozen one: decayed
+    cg_tensor *all[4] = {m, v, f, g};
+    for (int i = 0; i < 4; i++) {
+        float ones[4] = {1, 1, 1, 1};
+        cg_tensor_copy_from_host(all[i], ones, all[i]->numel);
+    }
+    f->requires_grad = false;
+    cg_optim_config c = sgd(0.5f, 0.9f, 0.0f, 0.1f, true);
+    c.no_decay_bn_bias = true;
+    cg_optimizer *o = cg_optimizer_new(p, c);
+    for (int step = 0; step < 3; step++) { // zero gradients: only weight decay can move a parameter
+        cg_optimizer_zero_grad(o);
+        for (int64_t i = 0; i < f->numel; i++) ((float *)f->grad->data)[i] = 5.0f; // ignored: frozen
+        cg_optimizer_step(o);
+    }
+    float got[4];
+    // m and g: each step g = 0.1 p, b = 0.9 b + g, p -= 0.5 (g + 0.9 b): they shrink; v and f stay 1.
+    const char *names[4] = {"m (decayed)", "v (1-dim, exempt)", "f (frozen)", "g (decayed)"};
+    for (int i = 0; i < 4; i++) {
+        cg_tensor_copy_to_host(got, all[i], all[i]->numel);
+        bool moved = got[0] != 1.0f;
+        if (moved != (i == 0 || i == 3)) fail(names[i], "is %g after 3 steps", (double)got[0]);
+    }
+    cg_optimizer_free(o);
+    cg_params_free(p);
+    printf("frozen and exempt parameters: the frozen one and the 1-dim one stay at 1, the matrices decay\n");
+}
+
 int main(void) {
     const optim_case cases[] = {
         {"sgd", sgd(0.1f, 0.0f, 0.0f, 0.0f, false)},
@@ -277,5 +314,6 @@ int main(void) {
     hand_derived();
     defaults();
     zero_grad();
+    frozen_and_exempt();
     return check_summary("test_optim");
 }

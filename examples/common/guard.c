@@ -96,8 +96,22 @@ void cg_guard_epoch_begin(cg_guard *g, long epoch) {
     g->skipped_before = skipped_now(g);
 }
 
+// CGRAD_TEST_SIGNAL=EPOCH:STEP:SIG (tests only): this process sends itself signal SIG when step
+// STEP of epoch EPOCH begins, so that a test interrupts a run at a known place on any machine.
+static void test_signal(const cg_guard *g) {
+    static int parsed = 0;
+    static long at_epoch, at_step;
+    static int sig;
+    if (parsed == 0) {
+        const char *spec = getenv("CGRAD_TEST_SIGNAL");
+        parsed = spec && sscanf(spec, "%ld:%ld:%d", &at_epoch, &at_step, &sig) == 3 ? 1 : -1;
+    }
+    if (parsed == 1 && g->epoch == at_epoch && g->step + 1 == at_step) raise(sig);
+}
+
 void cg_guard_step_begin(cg_guard *g) {
     if (cg_anomaly_enabled()) cg_anomaly_reset();
+    test_signal(g);
 }
 
 void cg_guard_skip_steps(cg_guard *g, int64_t steps) {
