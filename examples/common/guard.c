@@ -32,6 +32,7 @@ struct cg_guard {
     bool initial_good;   // good holds the weights training started from (no epoch yet)
     bool diverged, interrupted_unsafe;
     char message[768];
+    bool warned_static; // the one warning about a static loss scale that skipped a whole epoch
 };
 
 static volatile sig_atomic_t caught = 0;
@@ -222,7 +223,17 @@ bool cg_guard_epoch_end(cg_guard *g, long epoch, int64_t steps) {
     if (steps > g->capacity) steps = g->capacity;
     read_slots(g, 0, steps);
     if (check_slots(g, epoch, 0, steps)) return false;
-    if (g->scaler && steps > 0 && g->host[2 * (steps - 1) + 1] - g->skipped_before >= (float)steps) {
+    // A dynamic scale that skipped every step has halved itself all epoch long: the gradients are not
+    // finite at any scale, which is divergence. A static scale too large skips by the user's choice
+    // (lesson 04), and later batches may fit: one warning, training goes on.
+    bool all_skipped = g->scaler && steps > 0 && g->host[2 * (steps - 1) + 1] - g->skipped_before >= (float)steps;
+    if (all_skipped && !g->amp->scaler.dynamic && !g->warned_static) {
+        fprintf(stderr, "%s: the loss scaler skipped all %lld steps of epoch %ld: the static loss scale %g overflows "
+                "%s (--loss-scale dynamic adapts it)\n", g->program, (long long)steps, epoch,
+                (double)g->amp->scaler.init_scale, cg_precision_name(g->amp->precision));
+        g->warned_static = true;
+    }
+    if (all_skipped && g->amp->scaler.dynamic) {
         char what[160];
         snprintf(what, sizeof what, "the loss scaler skipped all %lld steps of the epoch (inf or NaN gradients every "
                  "time): nothing was learnt", (long long)steps);
