@@ -31,8 +31,9 @@ struct cg_prefetch;
 
 // The flip of the training augmentation: none; each image with probability 1/2 (torchvision's
 // RandomHorizontalFlip); or airbench's alternating flip: a random half of the images (each with
-// probability 1/2, drawn once) flipped in every even epoch (1st, 3rd, ...), the other half in
-// every odd one, so that each image is seen both ways in any two epochs in a row.
+// probability 1/2, drawn once) flipped in the 1st, 3rd, ... epochs, the other half in the 2nd,
+// 4th, ..., so that each image is seen both ways in any two epochs in a row. The epochs are counted
+// by cg_loader_start_epoch (epochs_started).
 typedef enum { CG_FLIP_OFF = 0, CG_FLIP_RANDOM, CG_FLIP_ALTERNATE } cg_flip_mode;
 
 // The training augmentation of u8 images, applied on the device as each batch is gathered
