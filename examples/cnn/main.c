@@ -351,8 +351,6 @@ int main(int argc, char **argv) {
     }
     int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
     if (status == 0) printf("Test accuracy on %s: %.4f\n", dev_name, test_result.top1);
-    if (status == 0 && (s = cg_recipe_write_confusion(&opt.recipe, confusion, test->class_names, opt.quiet)).code != CG_OK)
-        return cg_cli_fail("cnn", s);
     if (status == 0 && !opt.quiet)
         printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs, train_seconds,
                (double)train->count * opt.epochs / train_seconds);
@@ -372,6 +370,9 @@ int main(int argc, char **argv) {
                 opt.save_path);
     }
     cg_guard_free(guard);
+    // The confusion matrix of the last evaluation (after the weights are safe).
+    if (status == 0 && (s = cg_recipe_write_confusion(&opt.recipe, confusion, test->class_names, opt.quiet)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
 
     cg_epoch_log_close(log);
     cg_graph_free(graph);
