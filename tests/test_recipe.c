@@ -402,6 +402,8 @@ static void test_cnn(void) {
     expect_refused(bad, "--warmup", "onecycle");
     snprintf(bad, sizeof bad, "--data '%s' --cutout 8", run_dir);
     expect_refused(bad, "--cutout", "--augment on");
+    snprintf(bad, sizeof bad, "--data '%s' --crop-padding 2 --augment off", run_dir);
+    expect_refused(bad, "--crop-padding", "--augment on");
     snprintf(bad, sizeof bad, "--data '%s' --label-smoothing 1", run_dir);
     expect_refused(bad, "--label-smoothing");
     snprintf(bad, sizeof bad, "--data '%s' --augment on --padding-mode reflect --crop-padding 28", run_dir);

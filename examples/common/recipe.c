@@ -67,6 +67,7 @@ cg_status cg_recipe_option(cg_recipe *r, int code, const char *arg) {
         return s;
     }
     case CG_RECIPE_OPT_CROP_PADDING:
+        r->crop_padding_given = true;
         if ((s = cg_cli_int("--crop-padding", arg, 0, 64, &n)).code == CG_OK) r->aug.crop_padding = (int)n;
         return s;
     case CG_RECIPE_OPT_PADDING_MODE: {
@@ -146,9 +147,13 @@ void cg_recipe_usage(FILE *f) {
 
 cg_status cg_recipe_check_data(const cg_recipe *r, const char *dataset, bool dataset_augments, int64_t H, int64_t W) {
     bool augmenting = r->augment >= 0 ? r->augment == 1 : dataset_augments;
-    if (!augmenting && (r->aug.cutout > 0 || r->aug.reflect || r->aug.flip != CG_FLIP_RANDOM))
-        return cg_error(CG_ERR_ARG, "%s: the training augmentation is off for %s (add --augment on)",
-                        r->aug.cutout > 0 ? "--cutout" : r->aug.reflect ? "--padding-mode" : "--flip", dataset);
+    const char *unused = r->aug.cutout > 0               ? "--cutout"
+                         : r->aug.reflect                ? "--padding-mode"
+                         : r->aug.flip != CG_FLIP_RANDOM ? "--flip"
+                         : r->crop_padding_given         ? "--crop-padding"
+                                                         : NULL;
+    if (!augmenting && unused)
+        return cg_error(CG_ERR_ARG, "%s: the training augmentation is off for %s (add --augment on)", unused, dataset);
     if (augmenting && r->aug.reflect && (r->aug.crop_padding >= H || r->aug.crop_padding >= W))
         return cg_error(CG_ERR_ARG, "--padding-mode reflect: --crop-padding %d must be smaller than the images "
                         "(%lldx%lld)", r->aug.crop_padding, (long long)H, (long long)W);

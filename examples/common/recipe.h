@@ -90,7 +90,7 @@ typedef struct {
     cg_augmentation aug;    // crop padding 4, zeros, flip random, no cutout by default
     bool tta;
     const char *confusion_path;
-    bool momentum_given;
+    bool momentum_given, crop_padding_given;
 } cg_recipe;
 
 // The defaults (above).
