@@ -94,9 +94,14 @@ static void grad_sq_sum_cpu(float *sum_sq, float *partials, const float *g, int6
 #pragma omp parallel for if (chunks > 1)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t end = (c + 1) * CG_OMP_MIN_WORK < n ? (c + 1) * CG_OMP_MIN_WORK : n;
-        double s = 0.0;
-        for (int64_t i = c * CG_OMP_MIN_WORK; i < end; i++) s += (double)g[i] * g[i];
-        part[c] = s;
+        // eight running sums (element i into sum i % 8), added at the end: a fixed order that the
+        // compiler can keep in vector registers
+        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t i = c * CG_OMP_MIN_WORK;
+        for (; i + 8 <= end; i += 8)
+            for (int j = 0; j < 8; j++) s[j] += (double)g[i + j] * g[i + j];
+        for (; i < end; i++) s[i % 8] += (double)g[i] * g[i];
+        part[c] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     }
     double total = 0.0;
     for (int64_t c = 0; c < chunks; c++) total += part[c];
