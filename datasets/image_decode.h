@@ -16,7 +16,11 @@ enum { CG_IMAGE_MAX_SIDE = 8192 };
 // (89 'PNG' 0D 0A 1A 0A) file, with the type it looks like (GIF, BMP, WebP, TIFF...) or its
 // first bytes; a JPEG with no end-of-image marker after its last scan (truncated); a JPEG whose
 // marker segments are cut short or inconsistent, or whose scans use a Huffman or quantisation
-// table the file never defines (stb_image would read its tables uninitialised); a PNG chunk that
+// table the file never defines (stb_image would read its tables uninitialised), or a marker
+// stb_image does not read; a JPEG (baseline or progressive) whose scan data does not decode block
+// by block to its end (a code not in its Huffman table, a
+// block past 64 coefficients, data that stops early or goes on after the last block, restart
+// markers out of order: stb_image would decode it to garbage without a word); a PNG chunk that
 // is cut short or fails its CRC-32, a PNG without IHDR first, image data or IEND; a corrupt
 // header, with stb_image's reason; a side of 0 or above CG_IMAGE_MAX_SIDE.
 cg_status cg_image_probe(const char *path, const uint8_t *data, size_t len, int *width, int *height);

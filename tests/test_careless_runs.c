@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cgrad.h"
 #include "core/kernels.h"
+#include "core/quant/quant.h"
 #include "examples/common/cli.h"
 #include "examples/common/guard.h"
 #include "examples/common/models.h"
@@ -214,8 +215,8 @@ static void test_interruption(void) {
 
 // ---- refusals before training ---------------------------------------------------------------------
 
-// A copy of src with the first float of its data section made NaN.
-static void poison_checkpoint(const char *src, const char *dst) {
+// A copy of src with the first `count` floats of its data section set to `value`.
+static void poison_checkpoint(const char *src, const char *dst, float value, int count) {
     FILE *f = fopen(src, "rb");
     if (!f) {
         fail("poison", "cannot read %s", src);
@@ -226,8 +227,7 @@ static void poison_checkpoint(const char *src, const char *dst) {
     fclose(f);
     uint64_t header = 0;
     for (int i = 7; i >= 0; i--) header = header << 8 | buf[i];
-    uint32_t nan_bits = 0x7FC00000u;
-    memcpy(buf + 8 + header, &nan_bits, 4);
+    for (int i = 0; i < count; i++) memcpy(buf + 8 + header + 4 * (size_t)i, &value, 4);
     f = fopen(dst, "wb");
     fwrite(buf, 1, n, f);
     fclose(f);
@@ -240,7 +240,7 @@ static void test_refusals(void) {
     char *good = in_run_dir("good.safetensors"), *bad = in_run_dir("nan.safetensors");
     snprintf(args, sizeof args, "--data %s --model mlp --epochs 1 --limit 200 --quiet --save %s", run_dir, good);
     if (run(args)->exit_code != 0) fail("train a checkpoint", "%s", run_output.err);
-    poison_checkpoint(good, bad);
+    poison_checkpoint(good, bad, NAN, 1);
     snprintf(args, sizeof args, "--data %s --model mlp --epochs 1 --load %s", run_dir, bad);
     expect_refused_exit(args, 1, "holds 1 non-finite value");
     // --save refused before training, never after it.
@@ -303,6 +303,13 @@ static void test_refusals(void) {
     expect_refused_exit("--load /no/such/model.safetensors", 1, "/no/such/model.safetensors");
     snprintf(args, sizeof args, "--data %s --load %s", run_dir, bad);
     expect_refused_exit(args, 1, "holds 1 non-finite value");
+    // Finite weights so large that the first layer's outputs overflow: calibration sees infinities
+    // (it used to abort on an internal check, exit 134).
+    char *huge = in_run_dir("huge.safetensors");
+    poison_checkpoint(good, huge, -3e38f, 784); // dark pixels (normalised below 0) give +inf
+    snprintf(args, sizeof args, "--data %s --load %s --calib-batches 1", run_dir, huge);
+    expect_refused_exit(args, 1, "NaN or infinite outputs during calibration");
+    unlink(huge);
     cg_params *p = cg_params_new(cg_cpu());
     cg_rng init = cg_rng_new(1, CG_STREAM_INIT);
     cg_module *fc = cg_linear_new(p, "fc", 2, 3, true, &init);
@@ -321,6 +328,23 @@ static void test_refusals(void) {
     expect_refused_exit("--device cpu", 2, "'cpu' is not a GPU");
     expect_refused_exit("--device cuda:x", 2, "unknown device 'cuda:x'");
     expect_refused_exit("stray", 2, "unexpected argument 'stray'");
+
+    // Quantisation never converts NaN to an integer (undefined behaviour in C); observers count
+    // non-finite values instead of aborting.
+    cg_qparams qp = {0.5f, -3};
+    if (cg_quantize_one(NAN, qp) != -3) fail("quantize NaN", "NaN gave %d, expected the zero point -3", cg_quantize_one(NAN, qp));
+    if (cg_quantize_one(INFINITY, qp) != 127 || cg_quantize_one(-INFINITY, qp) != -128)
+        fail("quantize inf", "infinities do not saturate");
+    cg_observer obs;
+    cg_observer_init(&obs, CG_OBSERVER_PERCENTILE, 0);
+    const float values[4] = {1.0f, NAN, INFINITY, -2.0f};
+    cg_observer_update(&obs, values, 4);
+    float lo, hi;
+    cg_observer_range(&obs, &lo, &hi);
+    if (obs.nonfinite != 2 || obs.count != 2 || !(lo >= -2.0f && hi <= 1.0f))
+        fail("observer", "NaN / inf: nonfinite %lld, count %lld, range [%g, %g]", (long long)obs.nonfinite,
+             (long long)obs.count, (double)lo, (double)hi);
+    cg_observer_free(&obs);
 
     // The path check itself.
     const char *out = NULL;

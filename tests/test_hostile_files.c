@@ -129,6 +129,58 @@ static void test_images(void) {
         free(root);
     }
 
+    // Corrupt scan data in a real baseline JPEG (made by Pillow: tests/fuzz/make_seeds.py): stb_image
+    // decodes it to garbage without a word; the scan check refuses it.
+    size_t jlen = 0;
+    uint8_t *good = read_whole("tests/fuzz/corpus/image/seed-baseline.jpg", &jlen);
+    int jw = 0, jh = 0;
+    expect_ok(cg_image_probe("seed-baseline.jpg", good, jlen, &jw, &jh), "a good baseline JPEG");
+    size_t sos = 0;
+    for (size_t i = 0; i + 1 < jlen; i++)
+        if (good[i] == 0xFF && good[i + 1] == 0xDA) sos = i;
+    size_t data = sos + 2 + ((size_t)good[sos + 2] << 8 | good[sos + 3]); // the scan data starts here
+    uint8_t *bad_jpg = malloc(jlen + 8);
+    // (a) 12 bytes cut out of the middle of the scan: its data ends before the last block.
+    size_t cut_at = data + (jlen - 2 - data) / 2;
+    memcpy(bad_jpg, good, cut_at);
+    memcpy(bad_jpg + cut_at, good + cut_at + 12, jlen - cut_at - 12);
+    cg_status js = cg_image_probe("cut.jpg", bad_jpg, jlen - 12, &jw, &jh);
+    if (js.code == CG_OK || (strstr(js.message, "corrupt scan data") == NULL && strstr(js.message, "last block") == NULL))
+        fail("JPEG with scan bytes cut out", "expected a refusal, got: %s", js.code == CG_OK ? "success" : js.message);
+    else
+        printf("  scan bytes cut out: %s\n", js.message);
+    // (b) 5 stray bytes between the scan's last block and the end-of-image marker.
+    memcpy(bad_jpg, good, jlen - 2);
+    memcpy(bad_jpg + jlen - 2, "\x11\x22\x33\x44\x55\xFF\xD9", 7);
+    js = cg_image_probe("stray.jpg", bad_jpg, jlen + 5, &jw, &jh);
+    if (js.code == CG_OK || strstr(js.message, "bytes follow the scan's last block") == NULL)
+        fail("JPEG with stray bytes", "expected a refusal, got: %s", js.code == CG_OK ? "success" : js.message);
+    else
+        printf("  stray bytes: %s\n", js.message);
+    free(bad_jpg);
+    free(good);
+    // The same in a progressive JPEG: its scans are decoded too (stb_image, given a progressive scan
+    // cut short, shifted by negative bit counts).
+    good = read_whole("tests/fuzz/corpus/image/seed-progressive.jpg", &jlen);
+    expect_ok(cg_image_probe("seed-progressive.jpg", good, jlen, &jw, &jh), "a good progressive JPEG");
+    bad_jpg = malloc(jlen);
+    size_t longest = 0; // the middle of the longest scan's data (from its SOS to the next marker)
+    for (size_t i = 0; i + 3 < jlen; i++)
+        if (good[i] == 0xFF && good[i + 1] == 0xDA) {
+            size_t start = i + 2 + ((size_t)good[i + 2] << 8 | good[i + 3]), end = start;
+            while (end + 1 < jlen && !(good[end] == 0xFF && good[end + 1] != 0x00)) end++;
+            if (end - start > longest) longest = end - start, cut_at = start + (end - start) / 2;
+        }
+    memcpy(bad_jpg, good, cut_at);
+    memcpy(bad_jpg + cut_at, good + cut_at + 3, jlen - cut_at - 3);
+    js = cg_image_probe("cut-progressive.jpg", bad_jpg, jlen - 3, &jw, &jh);
+    if (js.code == CG_OK || strstr(js.message, "scan") == NULL)
+        fail("progressive JPEG with scan bytes cut out", "expected a scan data refusal, got: %s",
+             js.code == CG_OK ? "success" : js.message);
+    else printf("  progressive, scan bytes cut out: %s\n", js.message);
+    free(bad_jpg);
+    free(good);
+
     // An empty IDAT chunk (legal) decodes to the right pixels; stb_image alone would do undefined
     // pointer arithmetic on it.
     uint8_t png[4096];

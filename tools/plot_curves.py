@@ -2,7 +2,11 @@
 """plot_curves.py: training curves from cgrad's CSV logs, several runs overlaid in one PNG.
 
 A 2x2 figure: loss and accuracy against the epoch (top) and against wall-clock seconds (bottom),
-one colour per run, test curves dashed (test top-5 accuracy, when logged, dotted). When a log has the GPU columns that --monitor adds
+one colour per run, test curves dashed (test top-5 accuracy, when logged, dotted). The seconds
+axes are logarithmic by default, so that a run 50 times faster than another (a GPU beside a CPU)
+is not squashed against the left edge (--linear-time for plain seconds; --log-x puts the epoch
+axes on a log scale too). The figure always has a title: --title, else one made from the runs'
+names. When a log has the GPU columns that --monitor adds
 (gpu_util, gpu_mem_mib, gpu_temp_c, gpu_power_w) with at least one value, two more rows plot
 them against seconds: utilisation, memory, temperature, power (--no-monitor leaves them out).
 When a log has the mixed-precision columns that --precision adds (precision, loss_scale,
@@ -124,12 +128,19 @@ def parse_args(argv):
     p.add_argument("--label", action="append", default=[], metavar="NAME",
                    help="legend name of a run, given once per CSV in the same order "
                         "(default: the file name without its extension)")
-    p.add_argument("--title", default=None, help="title above the four panels")
+    p.add_argument("--title", default=None,
+                   help="title above the panels (default: the runs' names, e.g. 'simple_nn_cpu (cpu) and simple_nn_cuda (cuda:0)')")
+    p.add_argument("--log-x", action="store_true",
+                   help="logarithmic x axes everywhere, the epoch axes included")
+    p.add_argument("--linear-time", action="store_true",
+                   help="plain (linear) seconds axes instead of the default logarithmic ones")
     p.add_argument("--dpi", type=int, default=100,
                    help="resolution of the PNG (default: 100; the figure is 10 in wide, 3.5 in per row of panels)")
     p.add_argument("--no-monitor", action="store_true",
                    help="leave out the GPU rows even when the logs have gpu_ columns")
     a = p.parse_args(argv)
+    if a.log_x and a.linear_time:
+        p.error("--log-x and --linear-time contradict each other: give one")
     if a.label and len(a.label) != len(a.logs):
         p.error(f"--label given {len(a.label)} times for {len(a.logs)} CSV files: give it once per file, or not at all")
     if a.dpi < 20 or a.dpi > 600:
@@ -142,7 +153,22 @@ def has_monitor_values(run):
     return any(not math.isnan(v) for c in MONITOR_COLUMNS if c in run.columns for v in run.columns[c])
 
 
-def draw(runs, output, title, dpi, monitor=True):
+def default_title(runs):
+    """'Training curves: A (cpu) and B (cuda:0)' from the runs' legend labels."""
+    labels = [run.label() for run in runs]
+    if len(labels) > 3:
+        return f"Training curves: {', '.join(labels[:3])} and {len(labels) - 3} more"
+    joined = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+    return f"Training curves: {joined}"
+
+
+def set_x_scale(ax, x_column, log_x, log_time):
+    """A log x axis for seconds (unless linear_time) or for everything with --log-x."""
+    if (x_column == "seconds" and log_time) or log_x:
+        ax.set_xscale("log")
+
+
+def draw(runs, output, title, dpi, monitor=True, log_x=False, log_time=True):
     import matplotlib
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
@@ -170,7 +196,10 @@ def draw(runs, output, title, dpi, monitor=True):
                 ax.plot(run.columns[x_column], run.columns[y], color=colours[k % len(colours)],
                         linestyle=style, marker="." if few else None,
                         linewidth=1.5, label=run.label() + suffix)
-        ax.set_xlabel("epoch" if x_column == "epoch" else "wall-clock seconds since start")
+        set_x_scale(ax, x_column, log_x, log_time)
+        log_here = ax.get_xscale() == "log"
+        ax.set_xlabel(("epoch" if x_column == "epoch" else "wall-clock seconds since start")
+                      + (" (log scale)" if log_here else ""))
         ax.set_ylabel(y_label)
         ax.set_title(f"{y_label} vs {'epoch' if x_column == 'epoch' else 'time'}", fontsize=10)
         ax.grid(True, alpha=0.3)
@@ -188,7 +217,8 @@ def draw(runs, output, title, dpi, monitor=True):
                 few = len(values) <= 30
                 ax.plot(run.columns["seconds"], values, color=colours[j % len(colours)], marker="." if few else None,
                         linewidth=1.5, label=run.label())
-            ax.set_xlabel("wall-clock seconds since start")
+            set_x_scale(ax, "seconds", log_x, log_time)
+            ax.set_xlabel("wall-clock seconds since start" + (" (log scale)" if ax.get_xscale() == "log" else ""))
             ax.set_ylabel(y_label)
             ax.set_title(f"{y_label.split(' (')[0]} vs time (mean per epoch)", fontsize=10)
             ax.grid(True, alpha=0.3)
@@ -207,14 +237,14 @@ def draw(runs, output, title, dpi, monitor=True):
                         marker="." if len(values) <= 30 else None, linewidth=1.5, label=run.label())
             if column == "loss_scale":
                 ax.set_yscale("log", base=2)
-            ax.set_xlabel("epoch")
+            set_x_scale(ax, "epoch", log_x, log_time)
+            ax.set_xlabel("epoch" + (" (log scale)" if ax.get_xscale() == "log" else ""))
             ax.set_ylabel(y_label)
             ax.set_title(f"{y_label.split(' (')[0]} vs epoch (read at its end)", fontsize=10)
             ax.grid(True, alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle(title or default_title(runs))
     fig.tight_layout()
     fig.savefig(output, dpi=dpi)
     plt.close(fig)
@@ -236,7 +266,7 @@ def main(argv=None):
               "(Debian: apt install python3-matplotlib)", file=sys.stderr)
         return 1
     try:
-        draw(runs, a.output, a.title, a.dpi, monitor=not a.no_monitor)
+        draw(runs, a.output, a.title, a.dpi, monitor=not a.no_monitor, log_x=a.log_x, log_time=not a.linear_time)
     except (OSError, ValueError) as e:
         print(f"{PROGRAM}: error: cannot write {a.output}: {e}", file=sys.stderr)
         return 1

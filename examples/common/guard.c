@@ -20,7 +20,9 @@ struct cg_guard {
     const cg_amp *amp;   // NULL or fp32: no loss scaler
     bool scaler;         // a loss scaler skips the steps whose gradients overflow
     int64_t capacity;    // slots
-    float *slots;        // device: (capacity, 2): running loss sum, skipped steps so far
+    float *slots;        // device: (capacity, 2): running loss sum, then skipped steps so far (with a
+                         // loss scaler) or 1 when the step's gradients held inf / NaN (without)
+    float *state;        // device: CG_AMP_STATE floats for the gradient check without a scaler (scale 1)
     float *host;         // host copy of the slots
     int64_t step;        // slots recorded this epoch (by the host; a replayed graph records on its own)
     long epoch;          // the epoch under way
@@ -60,6 +62,10 @@ cg_guard *cg_guard_new(const char *program, cg_params *params, const cg_metrics 
     g->slots = cg_device_alloc_for(params->device, (size_t)g->capacity * 2 * sizeof(float), "the divergence checks");
     cg_device_zero(params->device, g->slots, (size_t)g->capacity * 2 * sizeof(float));
     g->host = cg_xcalloc((size_t)g->capacity * 2, sizeof(float));
+    float state[CG_AMP_STATE] = {0};
+    state[CG_AMP_SCALE] = 1.0f; // the check multiplies the gradients by 1 / scale: exactly unchanged
+    g->state = cg_device_alloc_for(params->device, sizeof state, "the divergence checks");
+    cg_device_copy(params->device, g->state, cg_cpu(), state, sizeof state);
     cg_anomaly_enable(detect_anomaly);
     // The weights training starts from (initialised or loaded) are the first good ones.
     g->good = cg_xmalloc((size_t)(params->numel ? params->numel : 1) * sizeof(float));
@@ -71,6 +77,7 @@ cg_guard *cg_guard_new(const char *program, cg_params *params, const cg_metrics 
 void cg_guard_free(cg_guard *g) {
     if (g == NULL) return;
     cg_device_free(g->params->device, g->slots);
+    cg_device_free(g->params->device, g->state);
     free(g->host);
     free(g->good);
     free(g);
@@ -98,7 +105,17 @@ void cg_guard_record(cg_guard *g) {
     cg_device d = g->params->device;
     float *slot = g->slots + 2 * g->step;
     cg_device_copy(d, slot, d, g->metrics->sums->data, sizeof(float)); // the running loss sum
-    if (g->scaler) cg_device_copy(d, slot + 1, d, g->amp->state + CG_AMP_SKIPPED, sizeof(float));
+    if (g->scaler) {
+        cg_device_copy(d, slot + 1, d, g->amp->state + CG_AMP_SKIPPED, sizeof(float));
+    } else {
+        // The step's gradients (still in the block until the next zero_grad) checked for inf / NaN
+        // by the loss scaler's kernel at scale 1: a NaN gradient behind a ReLU leaves the loss
+        // finite (cgrad's ReLU maps NaN to 0) while it turns weights into NaN.
+        const cg_kernels *k = cg_kernels_for(d);
+        k->fill(g->state + CG_AMP_FOUND_INF, 0.0f, 1);
+        k->amp_unscale_check(g->params->grads, NULL, CG_F32, g->state, g->params->numel);
+        cg_device_copy(d, slot + 1, d, g->state + CG_AMP_FOUND_INF, sizeof(float));
+    }
     g->step++;
 }
 
@@ -122,6 +139,10 @@ static bool check_slots(cg_guard *g, long epoch, int64_t from, int64_t to) {
         float sum = g->host[2 * i], skipped = g->scaler ? g->host[2 * i + 1] : 0.0f;
         bool step_skipped = g->scaler && skipped > skipped_prev;
         skipped_prev = skipped;
+        if (!g->scaler && g->host[2 * i + 1] != 0.0f && isfinite(sum)) {
+            diverge(g, epoch, i + 1, "a gradient is NaN or infinite", true);
+            return true;
+        }
         if (isfinite(sum)) continue;
         // With a loss scaler, a non-finite loss makes non-finite gradients, so the scaler skips the
         // step and no weight changes: not divergence. (The running sum stays non-finite for the

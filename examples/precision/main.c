@@ -1,25 +1,44 @@
 // precision: the course's chapter 1 number formats in C. Prints the bit layouts of chosen
 // numbers in FP32, FP16 and BF16 (the course's examples among them), a table of each format's
-// range and precision, and the underflow demonstration: a gradient of 1e-8 computed by cgrad's
-// own mixed-precision backward vanishes in fp16, survives with a loss scale, and survives in bf16.
-// It trains nothing; examples/simple_nn and examples/cnn take --precision for that.
+// range and precision, the underflow demonstration (a gradient of 1e-8 computed by cgrad's own
+// mixed-precision backward vanishes in fp16, survives with a loss scale, and survives in bf16),
+// the course's INT8 worked example (what its min/max formula gives, and why its printed integers
+// cannot come from it), and the TFLOPS each format achieves on the device at hand (a matrix
+// product per format: the kernel table on the CPU, fp16/bf16 emulated there; cuBLAS through the
+// benchmark group on a GPU). It trains nothing; examples/simple_nn and examples/cnn take
+// --precision for that.
 #include "cgrad.h"
+#include "core/measure/hw_bench.h"
 #include "core/half.h"
+#include "core/kernels.h"
+#include "core/quant/qkernels.h"
+#include "core/quant/quant.h"
 #include "examples/common/cli.h"
 
 #include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: precision [--device DEV]\n"
-               "Show FP32, FP16 and BF16: bit layouts of chosen numbers, range and precision, and how a\n"
-               "gradient of 1e-8 vanishes in fp16 without loss scaling and survives with it.\n"
+    fprintf(f, "usage: precision [--device DEV] [--part LIST] [--n N]\n"
+               "Show FP32, FP16, BF16 and INT8: bit layouts of chosen numbers, range and precision, how a\n"
+               "gradient of 1e-8 vanishes in fp16 without loss scaling and survives with it, the course's\n"
+               "INT8 worked example, and the TFLOPS each format achieves on the device.\n"
                "\n"
-               "  --device DEV   where the gradient demonstration runs: cpu (default), cuda or cuda:N\n"
-               "  --help         this text\n");
+               "  --device DEV   where parts 3 and 5 run: cpu (default), cuda or cuda:N\n"
+               "  --part LIST    which parts, comma-separated (default 1,2,3,4,5): 1 bit layouts, 2 range\n"
+               "                 and precision, 3 underflow, 4 INT8 worked example, 5 TFLOPS per format\n"
+               "  --n N          matrix size of part 5 (default 1024 on the CPU, 8192 on a GPU)\n"
+               "  --help         this text\n"
+               "\n"
+               "Part 5 times C = A B^T (N x N, 2 N^3 operations) per format, the best of at least 3 runs\n"
+               "and 0.2 s: on the CPU fp32 through the kernel table's gemm (OpenBLAS for large products),\n"
+               "fp16 and bf16 through its 16-bit gemm (emulated: widened to fp32, rounded back) and int8\n"
+               "through the int8 Linear layer (VNNI where the CPU has it; int32 sums, output stage); on a\n"
+               "GPU fp32, tf32, fp16, bf16 and int8 through cuBLAS (the benchmark group of gpu_benchmark).\n");
 }
 
 // "s eeeeeeee fffffff..." for the `bits` low bits of v, split after the sign and the exponent.
@@ -88,7 +107,7 @@ static void ranges(void) {
 }
 
 // One weight w = 0.5 used as y = x w^T with x = 1; loss = 1e-8 * y, so d loss / d w = 1e-8.
-// Through cgrad's mixed-precision backward (core/amp.h): the gradient of the 16-bit copy of w is
+// Through cgrad's mixed-precision backward (core/train/amp.h): the gradient of the 16-bit copy of w is
 // 16 bits; the f32 gradient the optimizer would see is read back.
 static float demo_gradient(cg_device dev, cg_precision p, cg_grad_scaler_config scaler, float *scale) {
     cg_params *params = cg_params_new(dev);
@@ -138,14 +157,224 @@ static void underflow(cg_device dev) {
     printf("\n");
 }
 
+// ---- part 4: the course's INT8 worked example ---------------------------------------------------
+
+static void print_row(const char *label, const double *v, const char *format, const char *note) {
+    printf("  %-22s", label);
+    for (int i = 0; i < 4; i++) printf(format, v[i]);
+    printf("%s\n", note);
+}
+
+static void int8_example(void) {
+    printf("4. INT8: the course's worked example (min/max scaling onto -128..127)\n\n");
+    const float w[4] = {0.8342f, -1.234f, 0.0023f, 2.567f};
+    const float lo = -1.234f, hi = 2.567f;
+    const float scale = (hi - lo) / 255.0f;
+    double row[4];
+    for (int i = 0; i < 4; i++) row[i] = w[i];
+    print_row("weights w", row, "%9.4f", "");
+    printf("  min %.4g, max %.4g: scale = (max - min) / 255 = %.4g / 255 = %.7f\n", (double)lo, (double)hi,
+           (double)(hi - lo), (double)scale);
+    for (int i = 0; i < 4; i++) row[i] = (w[i] - lo) / scale;
+    print_row("(w - min) / scale", row, "%9.2f", "");
+    for (int i = 0; i < 4; i++) row[i] = rintf((w[i] - lo) / scale) - 128.0f;
+    print_row("round(...) - 128", row, "%9.0f", "   what the course's formula gives");
+    const double printed[4] = {56, -128, -111, 127};
+    print_row("the course prints", printed, "%9.0f", "   (not what the formula gives)");
+
+    // The engine's affine parameters for [min, max]: the same scale, its zero point.
+    cg_qparams p = cg_qparams_affine(lo, hi);
+    int8_t q[4];
+    float back[4];
+    cg_quantize(q, w, 4, p);
+    cg_dequantize(back, q, 4, p);
+    printf("  cgrad (cg_qparams_affine): scale %.7f, zero point %d, q = round(w / scale) + zero point\n",
+           (double)p.scale, p.zero_point);
+    for (int i = 0; i < 4; i++) row[i] = q[i];
+    print_row("cgrad's q", row, "%9.0f", "");
+    for (int i = 0; i < 4; i++) row[i] = back[i];
+    print_row("back: scale (q - zp)", row, "%9.4f", "");
+    double worst = 0;
+    for (int i = 0; i < 4; i++) {
+        row[i] = (double)back[i] - (double)w[i];
+        worst = fabs(row[i]) > worst ? fabs(row[i]) : worst;
+    }
+    print_row("error", row, "%+9.4f", "");
+    printf("  largest error %.4f, under half a step (%.4f)\n", worst, 0.5 * (double)p.scale);
+
+    // Why the printed integers cannot come from a min/max scale.
+    int steps = (int)ceilf((w[0] - w[2]) / scale);
+    printf("  The printed integers need another scale: 0.8342 and 0.0023 are %.4f apart, at most %d steps\n"
+           "  at this scale or any larger one, but 56 and -111 are %d apart. Scale 0.005 (1/200) and zero\n"
+           "  point -111 give them, clipping both ends of the range:\n",
+           (double)(w[0] - w[2]), steps, 56 - -111);
+    cg_qparams p200 = {0.005f, -111};
+    cg_quantize(q, w, 4, p200);
+    for (int i = 0; i < 4; i++) row[i] = q[i];
+    print_row("scale 1/200, zp -111", row, "%9.0f", "");
+    printf("  size: 4 weights are %zu bytes in fp32 and %zu in int8, 4 times smaller (the course's 32 bytes\n"
+           "  are 4 numbers of 8 bytes, fp64)\n\n",
+           4 * sizeof(float), 4 * sizeof(int8_t));
+}
+
+// ---- part 5: achieved TFLOPS per format -----------------------------------------------------------
+
+// Runs f(arg) until at least 3 runs and 0.2 s, after one warm-up; the best time, in seconds.
+static double best_time(cg_device d, void (*f)(void *), void *arg) {
+    cg_timer *t = cg_timer_new(d);
+    f(arg); // warm-up: libraries loaded, kernels chosen, memory touched
+    double best = 1e30, total = 0;
+    for (int r = 0; r < 3 || total < 0.2; r++) {
+        cg_timer_start(t);
+        f(arg);
+        double s = cg_timer_stop(t);
+        total += s;
+        best = s < best ? s : best;
+    }
+    cg_timer_free(t);
+    return best;
+}
+
+typedef struct {
+    cg_device d;
+    cg_bench_precision p;
+    cg_dtype half; // CPU 16-bit runs
+    int64_t n;
+    void *A, *B, *C;
+    const cg_qoutput *out; // CPU int8 runs
+} product;
+
+static void run_bench_gemm(void *arg) {
+    product *x = arg;
+    cg_status s = cg_bench_gemm(x->d, x->p, true, x->n, x->n, x->n, x->A, x->B, x->C);
+    CG_CHECK(s.code == CG_OK, "cg_bench_gemm: %s", s.message);
+}
+
+static void run_gemm_h(void *arg) {
+    product *x = arg;
+    cg_kernels_for(x->d)->gemm_h(x->half, false, true, x->n, x->n, x->n, 1.0f, x->A, x->B, 0.0f, x->C);
+}
+
+static void run_int8_linear(void *arg) {
+    product *x = arg;
+    cg_qkernels_for(x->d)->linear(x->C, x->A, x->B, x->out, x->n, x->n, x->n);
+}
+
+static void speed_row(const char *format, const char *what, int64_t n, double seconds, double peak) {
+    double tflops = 2.0 * (double)n * (double)n * (double)n / seconds / 1e12;
+    printf("  %-6s %-46s %6lld %9.4f %9.3f", format, what, (long long)n, seconds, tflops);
+    if (peak > 0)
+        printf(" %8.1f %6.0f %%\n", peak, 100.0 * tflops / peak);
+    else
+        printf(" %8s %8s\n", "n/a", "n/a");
+}
+
+static void speed_cpu(cg_device d, int64_t n) {
+    size_t nn = (size_t)(n * n);
+    float *A = malloc(nn * sizeof(float)), *B = malloc(nn * sizeof(float)), *C = malloc(nn * sizeof(float));
+    CG_CHECK(A && B && C, "out of memory for three %lld x %lld matrices", (long long)n, (long long)n);
+    cg_status s = cg_bench_fill_uniform(d, A, CG_F32, (int64_t)nn, 1);
+    if (s.code == CG_OK) s = cg_bench_fill_uniform(d, B, CG_F32, (int64_t)nn, 2);
+    CG_CHECK(s.code == CG_OK, "cg_bench_fill_uniform: %s", s.message);
+
+    product x = {.d = d, .p = CG_BENCH_FP32, .n = n, .A = A, .B = B, .C = C};
+    speed_row("fp32", "kernel table gemm (OpenBLAS sgemm when large)", n, best_time(d, run_bench_gemm, &x), 0);
+
+    // 16 bits: the same values rounded, multiplied by the kernel table's emulated 16-bit gemm.
+    uint16_t *Ah = malloc(nn * 2), *Bh = malloc(nn * 2), *Ch = malloc(nn * 2);
+    CG_CHECK(Ah && Bh && Ch, "out of memory");
+    const cg_dtype halves[2] = {CG_F16, CG_BF16};
+    for (int h = 0; h < 2; h++) {
+        for (size_t i = 0; i < nn; i++) {
+            Ah[i] = halves[h] == CG_F16 ? cg_f32_to_f16(A[i]) : cg_f32_to_bf16(A[i]);
+            Bh[i] = halves[h] == CG_F16 ? cg_f32_to_f16(B[i]) : cg_f32_to_bf16(B[i]);
+        }
+        product y = {.d = d, .half = halves[h], .n = n, .A = Ah, .B = Bh, .C = Ch};
+        speed_row(h == 0 ? "fp16" : "bf16", "16-bit gemm, emulated: widen, fp32, round", n,
+                  best_time(d, run_gemm_h, &y), 0);
+    }
+    free(Ah), free(Bh), free(Ch);
+
+    // int8: the Linear layer of the quantised models, int8 out (its output stage included).
+    int64_t kp = CG_QK_PAD(n);
+    int8_t *Aq = malloc(nn), *Bq = calloc((size_t)(n * kp), 1), *Cq = malloc(nn);
+    int32_t *offset = calloc((size_t)n, sizeof(int32_t));
+    float *multiplier = malloc((size_t)n * sizeof(float));
+    CG_CHECK(Aq && Bq && Cq && offset && multiplier, "out of memory");
+    for (size_t i = 0; i < nn; i++) Aq[i] = (int8_t)lrintf(127.0f * A[i]);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t k = 0; k < n; k++) Bq[r * kp + k] = (int8_t)lrintf(127.0f * B[r * n + k]);
+    for (int64_t j = 0; j < n; j++) multiplier[j] = 1.0f / (128.0f * (float)n);
+    cg_qoutput out = {.offset = offset, .multiplier = multiplier, .zero_point = 0, .relu = false, .to_float = false};
+    product z = {.d = d, .n = n, .A = Aq, .B = Bq, .C = Cq, .out = &out};
+    speed_row("int8", "int8 Linear layer: int32 sums, output stage", n, best_time(d, run_int8_linear, &z), 0);
+    printf("  (int8: TOPS, integer operations; the CPU has no 16-bit products that cgrad uses: fp16 and\n"
+           "  bf16 are fp32 products plus conversions, so slower than fp32 here, where a GPU is faster)\n");
+    free(Aq), free(Bq), free(Cq), free(offset), free(multiplier);
+    free(A), free(B), free(C);
+}
+
+static void speed_gpu(cg_device d, int64_t n) {
+    cg_device_info info;
+    cg_status s = cg_device_get_info(d, &info);
+    CG_CHECK(s.code == CG_OK, "cg_device_get_info: %s", s.message);
+    const cg_bench_precision formats[5] = {CG_BENCH_FP32, CG_BENCH_TF32, CG_BENCH_FP16, CG_BENCH_BF16, CG_BENCH_INT8};
+    for (int f = 0; f < 5; f++) {
+        cg_bench_precision p = formats[f];
+        size_t in = cg_dtype_size(cg_bench_input_dtype(p)), outb = cg_dtype_size(cg_bench_output_dtype(p));
+        void *A = cg_device_alloc(d, (size_t)(n * n) * in), *B = cg_device_alloc(d, (size_t)(n * n) * in);
+        void *C = cg_device_alloc(d, (size_t)(n * n) * outb);
+        s = cg_bench_fill_uniform(d, A, cg_bench_input_dtype(p), n * n, 1);
+        if (s.code == CG_OK) s = cg_bench_fill_uniform(d, B, cg_bench_input_dtype(p), n * n, 2);
+        product x = {.d = d, .p = p, .n = n, .A = A, .B = B, .C = C};
+        if (s.code == CG_OK) s = cg_bench_gemm(d, p, true, n, n, n, A, B, C); // can this GPU run it?
+        if (s.code != CG_OK) {
+            printf("  %-6s skipped: %s\n", cg_bench_precision_name(p), s.message);
+        } else {
+            const char *basis = NULL;
+            double peak = cg_bench_peak_tflops(&info, p, &basis);
+            speed_row(cg_bench_precision_name(p), "cuBLAS cublasGemmEx (as gpu_benchmark)", n, best_time(d, run_bench_gemm, &x),
+                      peak);
+        }
+        cg_device_free(d, A), cg_device_free(d, B), cg_device_free(d, C);
+    }
+    printf("  (int8: TOPS; peak: FP32 cores x clock x 2 for fp32, the Tensor Core rate of NVIDIA's\n"
+           "  whitepapers for the others, at the maximum clock the driver reports)\n");
+}
+
+static void speed(cg_device d, int64_t n) {
+    char name[16];
+    if (n <= 0) n = d.type == CG_CPU ? 1024 : 8192;
+    printf("5. Achieved TFLOPS per format on %s: C = A B^T, %lld x %lld, 2 N^3 = %.3g TFLOP per product\n\n",
+           cg_device_str(d, name, sizeof name), (long long)n, (long long)n, 2.0 * (double)n * (double)n * (double)n / 1e12);
+    printf("  %-6s %-46s %6s %9s %9s %8s %8s\n", "format", "what runs", "N", "seconds", "TFLOPS", "peak", "of peak");
+    if (d.type == CG_CPU)
+        speed_cpu(d, n);
+    else
+        speed_gpu(d, n);
+    printf("\n");
+}
+
 int main(int argc, char **argv) {
     const char *device = "cpu";
-    static const struct option longopts[] = {{"device", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *parts = "1,2,3,4,5";
+    long long n = 0;
+    static const struct option longopts[] = {{"device", required_argument, 0, 'd'}, {"part", required_argument, 0, 'p'},
+                                             {"n", required_argument, 0, 'n'},      {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
         case 'd': device = optarg; break;
+        case 'p': parts = optarg; break;
+        case 'n': {
+            char *end;
+            n = strtoll(optarg, &end, 10);
+            if (*end || n < 16 || n > 65536)
+                return cg_cli_fail("precision", cg_error(CG_ERR_ARG, "--n: '%s' is not a whole number in 16..65536", optarg));
+            break;
+        }
         case 'h': usage(stdout); return 0;
         case ':': return cg_cli_fail("precision", cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]));
         default: return cg_cli_fail("precision", cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]));
@@ -153,11 +382,22 @@ int main(int argc, char **argv) {
     }
     if (optind < argc)
         return cg_cli_fail("precision", cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]));
+    bool want[6] = {false};
+    for (const char *at = parts; *at;) {
+        char *end;
+        long k = strtol(at, &end, 10);
+        if (end == at || k < 1 || k > 5 || (*end && *end != ','))
+            return cg_cli_fail("precision", cg_error(CG_ERR_ARG, "--part: '%s' is not a list of parts 1 to 5, such as 1,3", parts));
+        want[k] = true;
+        at = *end ? end + 1 : end;
+    }
     cg_device dev;
     cg_status s = cg_device_parse(device, &dev);
     if (s.code != CG_OK) return cg_cli_fail("precision", s);
-    layouts();
-    ranges();
-    underflow(dev);
+    if (want[1]) layouts();
+    if (want[2]) ranges();
+    if (want[3]) underflow(dev);
+    if (want[4]) int8_example();
+    if (want[5]) speed(dev, (int64_t)n);
     return 0;
 }
