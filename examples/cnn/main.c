@@ -34,7 +34,8 @@ static void usage(FILE *f) {
             "  --limit N          train on N training images only, class-balanced: the first N/classes of\n"
             "                     each class (the same subset for every seed)\n"
             "  --log PATH         CSV per epoch: epoch,train_loss,train_accuracy,test_loss,test_accuracy,\n"
-            "                     test_top5,seconds,images_per_s,device,lr (bench/torch_train.py's columns)\n"
+            "                     test_top5,seconds,images_per_s,device,lr (bench/torch_train.py's columns;\n"
+            "                     the top-5 accuracy is printed each epoch too with more than 10 classes)\n"
             "  --monitor          sample the GPU once a second through NVML (utilisation, memory,\n"
             "                     temperature, power): shown each epoch, and added to the log as\n"
             "                     gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w, the epoch's mean\n"
@@ -274,7 +275,7 @@ int main(int argc, char **argv) {
     cg_optimizer *optimizer = recipe->optimizer;
     cg_recipe_augment(&opt.recipe, loader, info->augment);
     cg_confusion *confusion = opt.recipe.confusion_path ? cg_confusion_new(dev, test->num_classes) : NULL;
-    if (!opt.quiet) {
+    if (!opt.quiet && opt.recipe.flags_given > 0) { // the default recipe is the tutorial's: Adam 0.001
         char line[512];
         cg_recipe_describe(recipe, opt.recipe.augment >= 0 ? opt.recipe.augment == 1 : info->augment, line,
                            sizeof line);
@@ -342,11 +343,14 @@ int main(int argc, char **argv) {
                  dev_name, recipe->lr_now);
         if ((s = cg_epoch_log_end(log, cells, amp, opt.precision, extra, sizeof extra)).code != CG_OK)
             return cg_cli_fail("cnn", s);
-        if (!opt.quiet)
-            printf("epoch %ld/%ld  train loss %.4f  accuracy %.4f  |  test loss %.4f  accuracy %.4f  top-5 %.4f  |  "
-                   "%.2f s, %.0f images/s%s%s\n",
-                   epoch, opt.epochs, train_loss, train_accuracy, test_result.loss, test_result.top1, test_result.top5,
+        if (!opt.quiet) {
+            char top5[32] = ""; // shown where it says something: more than 10 classes (always in the log)
+            if (test->num_classes > 10) snprintf(top5, sizeof top5, "  top-5 %.4f", test_result.top5);
+            printf("epoch %ld/%ld  train loss %.4f  accuracy %.4f  |  test loss %.4f  accuracy %.4f%s  |  %.2f s, "
+                   "%.0f images/s%s%s\n",
+                   epoch, opt.epochs, train_loss, train_accuracy, test_result.loss, test_result.top1, top5,
                    epoch_seconds, images_per_s, extra, "");
+        }
         if (cg_guard_signal()) break; // Ctrl-C during the evaluation: stop before the next epoch
     }
     int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)

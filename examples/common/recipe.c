@@ -37,6 +37,7 @@ cg_status cg_recipe_option(cg_recipe *r, int code, const char *arg) {
     long n = 0;
     int choice = 0;
     cg_status s = cg_ok();
+    if (code != CG_RECIPE_OPT_CONFUSION) r->flags_given++;
     switch (code) {
     case CG_RECIPE_OPT_OPTIMIZER: {
         static const char *const names[] = {"adam", "adamw", "sgd"};

@@ -91,6 +91,7 @@ typedef struct {
     bool tta;
     const char *confusion_path;
     bool momentum_given, crop_padding_given;
+    int flags_given; // recipe flags on the command line, --confusion aside
 } cg_recipe;
 
 // The defaults (above).
@@ -125,7 +126,8 @@ cg_recipe_run *cg_recipe_start(const cg_recipe *r, cg_params *params, int64_t st
 void cg_recipe_free(cg_recipe_run *run);
 // The training augmentation on loader, when on (dataset_augments: the data set's default).
 void cg_recipe_augment(const cg_recipe *r, cg_loader *loader, bool dataset_augments);
-// One line: optimizer, weight decay, schedule, loss, clipping, augmentation, TTA.
+// One line: optimizer, weight decay, schedule, loss, clipping, augmentation, TTA (cnn prints it
+// when a recipe flag was given: flags_given).
 void cg_recipe_describe(const cg_recipe_run *run, bool augmenting, char *text, size_t size);
 
 // The learning rate of step `step` (0-based over the run) into the optimizer's device memory.
