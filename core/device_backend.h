@@ -41,6 +41,8 @@ typedef struct {
     void *(*capture_end)(int index);
     void (*graph_launch)(int index, void *exec);
     void (*graph_destroy)(void *exec);
+    // The stream (a cudaStream_t) that GPU `index`'s work is queued on: for NCCL (core/dist/).
+    void *(*stream)(int index);
     const cg_kernels *(*kernels)(void);
     // The benchmark group (core/bench.h, bench_backend.h): timers, number-format conversions,
     // products in each format, a tuned convolution layer.

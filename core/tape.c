@@ -86,11 +86,14 @@ void cg_tape_backward_seeded(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
              "backward: the seed must be a one-element f32 tensor on the tape's device");
     prepare_gradients(t, loss, seed);
     const cg_kernels *k = cg_kernels_for(t->device);
+    if (t->backward_hook) t->backward_hook(t->backward_hook_ctx, t, t->count);
     for (int i = t->count - 1; i >= 0; i--) {
         cg_node *n = &t->nodes[i];
-        if (n->out->grad == NULL) continue; // nothing flows back through this node
-        n->backward(k, t, n);
-        if (cg_tape_after_backward) cg_tape_after_backward(n, i + 1);
+        if (n->out->grad != NULL) { // else nothing flows back through this node
+            n->backward(k, t, n);
+            if (cg_tape_after_backward) cg_tape_after_backward(n, i + 1);
+        }
+        if (t->backward_hook) t->backward_hook(t->backward_hook_ctx, t, i);
     }
 }
 

@@ -48,6 +48,11 @@ typedef struct cg_tape {
     cg_dtype autocast; // CG_F32: off. CG_F16 or CG_BF16: matmul, linear and conv2d cast their
                        // inputs to it and compute in it (f32 accumulation), ReLU and max pooling
                        // keep it, every other op casts to f32 first (torch.autocast's policy)
+    // Called by the backward pass with node == count before the first node, then after each node
+    // (from the last to the first) with its index: data-parallel training starts reducing the
+    // gradients that are final (core/dist/ddp.c). NULL: nobody watches.
+    void (*backward_hook)(void *ctx, const struct cg_tape *t, int node);
+    void *backward_hook_ctx;
 } cg_tape;
 
 // Checks run after every op's forward (by cg_op_apply) and backward (by cg_tape_backward) when set;

@@ -2,6 +2,7 @@
 // on the host on a background thread into pinned buffers that are copied to the device.
 #include "datasets/loader.h"
 #include "core/kernels.h"
+#include "datasets/shard.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -55,6 +56,8 @@ static cg_loader *loader_new(const cg_dataset *d, int64_t batch_size, bool shuff
     l->batch_size = batch_size < d->count ? batch_size : d->count;
     l->shuffle = shuffle;
     l->drop_last = drop_last;
+    l->count = d->count;
+    l->shard_world = 1;
     l->rng = cg_rng_new(seed, CG_STREAM_SHUFFLE);
     l->order = cg_xmalloc((size_t)d->count * sizeof(int32_t));
     for (int64_t i = 0; i < d->count; i++) l->order[i] = (int32_t)i;
@@ -195,6 +198,16 @@ void cg_loader_set_augmentation_full(cg_loader *l, const cg_augmentation *a) {
     }
 }
 
+// `per_sample` random words for each of the batch's `samples` samples, sample after sample; with
+// --distributed, this rank's samples' words among the whole step's (datasets/shard.h), so that N
+// ranks augment every image exactly as one process would.
+static void draw_words(cg_loader *l, uint32_t *words, int64_t per_sample, int64_t samples) {
+    if (l->shard_world > 1)
+        cg_shard_draw_u32(&l->augment_rng, words, per_sample, samples, l->shard_rank, l->shard_world);
+    else
+        cg_rng_u32(&l->augment_rng, words, samples * per_sample);
+}
+
 // The augmentation of the `batch` samples order[0..batch) into out (batch, CG_AUGMENT_FIELDS),
 // drawn on the host from the random words in `words` (batch * 5 of room); NULL when the loader
 // does not augment. Crop offsets and flips take 3 words per sample, as they always have (the same
@@ -203,8 +216,8 @@ static const int32_t *draw_augmentation_into(cg_loader *l, int32_t *out, uint32_
                                              int64_t batch) {
     const cg_augmentation *a = &l->aug;
     if (a->crop_padding == 0 && a->flip == CG_FLIP_OFF && a->cutout == 0) return NULL;
-    cg_rng_u32(&l->augment_rng, words, batch * 3);
-    if (a->cutout > 0) cg_rng_u32(&l->augment_rng, words + batch * 3, batch * 2);
+    draw_words(l, words, 3, batch);
+    if (a->cutout > 0) draw_words(l, words + batch * 3, 2, batch);
     uint32_t span = 2 * (uint32_t)a->crop_padding + 1;
     uint32_t H = (uint32_t)l->data->sample_shape[1], W = (uint32_t)l->data->sample_shape[2];
     int32_t parity = (int32_t)((l->epochs_started - 1) & 1); // 0 in the first epoch
@@ -243,7 +256,7 @@ static void *prefetch_main(void *arg) {
         pthread_mutex_unlock(&f->lock);
         if (stop) break;
         if (copying) cg_event_wait(l->device, s->copied); // the device has read this buffer
-        int64_t first = b * l->batch_size, n = d->count - first < l->batch_size ? d->count - first : l->batch_size;
+        int64_t first = b * l->batch_size, n = l->count - first < l->batch_size ? l->count - first : l->batch_size;
         cg_cpu_kernels()->gather_images(s->x, s->labels, d->pixels, d->labels, l->order + first,
                                         draw_augmentation_into(l, f->augment, l->augment_words, l->order + first, n),
                                         n, d->sample_shape[0], d->sample_shape[1], d->sample_shape[2],
@@ -328,23 +341,29 @@ static void prefetch_take(cg_loader *l, int64_t b, cg_batch *out) {
 }
 
 int64_t cg_loader_num_batches(const cg_loader *l) {
-    int64_t n = l->data->count, B = l->batch_size;
+    int64_t n = l->count, B = l->batch_size;
     return l->drop_last ? n / B : (n + B - 1) / B;
+}
+
+void cg_loader_set_epoch(cg_loader *l, int64_t epoch) {
+    CG_CHECK(epoch >= 1, "loader: epoch %lld (they count from 1)", (long long)epoch);
+    l->epochs_started = epoch - 1;
 }
 
 void cg_loader_start_epoch(cg_loader *l) {
     if (l->prefetch) prefetch_stop(l); // the previous epoch's thread, if it was left before its end
     l->epochs_started++;
     if (l->shuffle) cg_rng_permutation(&l->rng, l->order, l->data->count);
+    if (l->shard_world > 1) cg_loader_shard_epoch(l); // this rank's share of the order (datasets/shard.h)
     if (l->order_device != l->order)
-        cg_device_copy(l->device, l->order_device, cg_cpu(), l->order, (size_t)l->data->count * sizeof(int32_t));
+        cg_device_copy(l->device, l->order_device, cg_cpu(), l->order, (size_t)l->count * sizeof(int32_t));
     l->position = 0;
     if (l->prefetch) prefetch_start(l);
 }
 
 bool cg_loader_next(cg_loader *l, cg_batch *out) {
     const cg_dataset *d = l->data;
-    int64_t left = d->count - l->position;
+    int64_t left = l->count - l->position;
     if (left <= 0 || (l->drop_last && left < l->batch_size)) {
         if (l->prefetch) prefetch_stop(l); // done: every batch was taken
         return false;

@@ -54,6 +54,8 @@ typedef struct {
     cg_device device;
     int64_t batch_size;
     bool shuffle, drop_last;
+    int64_t count;         // samples an epoch visits: the data set's, or this rank's share of them
+    int shard_rank, shard_world, shard_mode; // distributed training: datasets/shard.h (0, 1: none)
     cg_rng rng;
     int32_t *order;        // this epoch's sample order (host)
     int64_t position;      // next index into order
@@ -99,6 +101,9 @@ void cg_loader_set_augmentation(cg_loader *l, int crop_padding, bool flip);
 void cg_loader_set_augmentation_full(cg_loader *l, const cg_augmentation *a);
 // Batches per epoch.
 int64_t cg_loader_num_batches(const cg_loader *l);
+// The next cg_loader_start_epoch starts epoch `epoch` (1-based): what the alternating flip's
+// parity counts, for a run resumed at that epoch (the loader counts its epochs otherwise).
+void cg_loader_set_epoch(cg_loader *l, int64_t epoch);
 // Start an epoch: draws a new order when shuffling and copies it to the device.
 void cg_loader_start_epoch(cg_loader *l);
 // The next batch of this epoch into *out (gathered on the device, asynchronously); false when

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # install_deps.sh: install, with apt-get, the Debian packages cgrad needs and that are missing:
 # a C compiler, CMake, OpenBLAS (CBLAS, the OpenMP build), zlib, stb_image, cJSON, matplotlib for the
-# plots, and Fashion-MNIST (Debian's dataset-fashion-mnist: the CNN examples and the tests on real data).
+# plots, Fashion-MNIST (Debian's dataset-fashion-mnist: the CNN examples and the tests on real data),
+# Open MPI (distributed training and its tests: mpirun -np N cnn --distributed) and python3-venv
+# (tools/install_lint.sh puts the container and manifest linters in a virtual environment).
 # Uses sudo when not run as root. It installs no CUDA toolkit: with one present (nvcc on PATH)
 # the CUDA backend is built too, without one the CPU build is complete on its own.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev libstb-dev libcjson-dev python3-matplotlib
-          dataset-fashion-mnist)
+          dataset-fashion-mnist libopenmpi-dev openmpi-bin python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

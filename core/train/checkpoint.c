@@ -370,7 +370,7 @@ static cg_status parse_entry(const char *path, const cJSON *item, int64_t data_s
                         "before they begin", path, e->name, (long long)e->begin, (long long)e->end);
     if (e->end > data_size)
         return cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s': data_offsets [%lld, %lld] out "
-                        "of range: the data section has %lld bytes", path, e->name,
+                        "of range: the data section has %lld bytes (file truncated?)", path, e->name,
                         (long long)e->begin, (long long)e->end, (long long)data_size);
     if (e->end - e->begin != bytes)
         return cg_error(CG_ERR_FORMAT, "checkpoint '%s': tensor '%s': data_offsets [%lld, %lld] hold "
@@ -440,6 +440,28 @@ static cg_status read_at(const st_file *sf, int64_t offset, void *out, size_t by
     return cg_ok();
 }
 
+// What a file whose first 8 bytes are `head` is, when it is a format people mistake for
+// safetensors, or NULL. PyTorch's torch.save writes a zip archive holding a pickle (.pt, .pth;
+// "PK\3\4", PyTorch 1.6 and later) or, in its legacy format, a bare pickle (0x80, then the
+// protocol number 2 to 5: the pickle module's PROTO opcode, then another opcode). A safetensors
+// header length would need more than 4 GB of header to look like either.
+static const char *foreign_format(const unsigned char head[8], const char **hint) {
+    static const char *convert = "; convert it in Python: safetensors.torch.save_file(torch.load(FILE), NEW)";
+    *hint = "";
+    if (memcmp(head, "PK\x03\x04", 4) == 0) {
+        *hint = convert;
+        return "a zip archive (PyTorch's torch.save format, a .pt or .pth file: a pickle in a zip)";
+    }
+    // A safetensors header of 0x280 bytes starts 80 02 00 too; no pickle opcode is 0x00.
+    if (head[0] == 0x80 && head[1] >= 2 && head[1] <= 5 && head[2] != 0) {
+        *hint = convert;
+        return "a Python pickle (PyTorch's legacy torch.save format)";
+    }
+    if (memcmp(head, "\x93NUMPY", 6) == 0) return "a NumPy .npy file";
+    if (memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0) return "an HDF5 file (Keras?)";
+    return NULL;
+}
+
 // Open path, read and check the header and the layout. On success sf holds the open file and the
 // entries sorted by name; on error sf is closed.
 static cg_status st_open(st_file *sf, const char *path) {
@@ -465,6 +487,11 @@ static cg_status st_open(st_file *sf, const char *path) {
     unsigned char size_bytes[8];
     cg_status st = read_at(sf, 0, size_bytes, 8, "the header length");
     if (st.code != CG_OK) { st_close(sf); return st; }
+    const char *hint = NULL, *foreign = foreign_format(size_bytes, &hint);
+    if (foreign != NULL) {
+        st_close(sf);
+        return cg_error(CG_ERR_FORMAT, "checkpoint '%s' is %s, not a safetensors file%s", path, foreign, hint);
+    }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | size_bytes[i];
     if (n > (uint64_t)(file_size - 8)) {
@@ -668,4 +695,72 @@ cg_status cg_checkpoint_check_writable(const char *path) {
     close(fd);
     unlink(tmp);
     return cg_ok();
+}
+
+// ---- several blocks in one file ------------------------------------------------------------------
+
+// One block that lists the tensors of every block, in block order (only count and tensors are
+// set: what the functions above read). Free view.tensors.
+static cg_params join_blocks(cg_params *const *blocks, int n_blocks) {
+    CG_CHECK(blocks != NULL && n_blocks >= 1, "a checkpoint needs at least one block");
+    cg_params view = {0};
+    int total = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        CG_CHECK(blocks[b] != NULL, "checkpoint block %d is NULL", b);
+        total += blocks[b]->count;
+    }
+    view.device = blocks[0]->device;
+    view.tensors = cg_xmalloc((size_t)(total + 1) * sizeof *view.tensors);
+    for (int b = 0; b < n_blocks; b++)
+        for (int i = 0; i < blocks[b]->count; i++) view.tensors[view.count++] = blocks[b]->tensors[i];
+    return view;
+}
+
+cg_status cg_checkpoint_save_blocks(cg_params *const *blocks, int n_blocks, const char *path,
+                                    const char *const *metadata, int n_metadata) {
+    cg_params view = join_blocks(blocks, n_blocks);
+    cg_status st = cg_ok();
+    for (int i = 0; i < view.count && st.code == CG_OK; i++) // two blocks may not share a name
+        for (int j = 0; j < i && st.code == CG_OK; j++)
+            if (strcmp(view.tensors[i]->name, view.tensors[j]->name) == 0)
+                st = cg_error(CG_ERR_ARG, "saving checkpoint '%s': two tensors are named '%s'", path,
+                              view.tensors[i]->name);
+    if (st.code == CG_OK) st = cg_checkpoint_save(&view, path, metadata, n_metadata);
+    free(view.tensors);
+    return st;
+}
+
+cg_status cg_checkpoint_load_blocks(cg_params *const *blocks, int n_blocks, const char *path) {
+    cg_params view = join_blocks(blocks, n_blocks);
+    cg_status st = load(&view, path, false);
+    free(view.tensors);
+    return st;
+}
+
+cg_status cg_checkpoint_read_all_metadata(const char *path, char ***pairs, int *count) {
+    CG_CHECK(path != NULL && pairs != NULL && count != NULL, "bad arguments");
+    *pairs = NULL;
+    *count = 0;
+    st_file sf;
+    cg_status st = st_open(&sf, path);
+    if (st.code != CG_OK) return st;
+    int n = sf.metadata ? cJSON_GetArraySize(sf.metadata) : 0;
+    char **out = cg_xcalloc((size_t)(2 * n + 1), sizeof *out);
+    int i = 0;
+    for (const cJSON *kv = sf.metadata ? sf.metadata->child : NULL; kv != NULL && i < n; kv = kv->next, i++) {
+        out[2 * i] = cg_xmalloc(strlen(kv->string) + 1);
+        strcpy(out[2 * i], kv->string);
+        out[2 * i + 1] = cg_xmalloc(strlen(kv->valuestring) + 1);
+        strcpy(out[2 * i + 1], kv->valuestring);
+    }
+    st_close(&sf);
+    *pairs = out;
+    *count = i;
+    return cg_ok();
+}
+
+void cg_checkpoint_free_metadata(char **pairs, int count) {
+    if (pairs == NULL) return;
+    for (int i = 0; i < 2 * count; i++) free(pairs[i]);
+    free(pairs);
 }

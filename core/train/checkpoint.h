@@ -1,6 +1,7 @@
 // checkpoint.h: save a model's parameter block to a safetensors file and load it back, by name,
 // so that PyTorch reads it with safetensors.torch.load_file and model.load_state_dict.
-// Parameters only: gradients, optimizer state and the tape are not saved.
+// Parameters (and other blocks: cg_checkpoint_save_blocks); the optimizer's state, the loss scale
+// and the rest of a training run are saved around these functions by core/train/train_state.h.
 //
 // The format (https://github.com/huggingface/safetensors, README "Format"):
 //   bytes 0..7    N, the header's length, an unsigned 64-bit little-endian integer
@@ -34,6 +35,12 @@
 cg_status cg_checkpoint_save(const cg_params *p, const char *path, const char *const *metadata,
                              int n_metadata);
 
+// The same for the tensors of n_blocks blocks (e.g. {params, buffers}, or a training state's
+// tensors: core/train/train_state.h), one file, block after block; two tensors of the same name
+// are a CG_ERR_ARG.
+cg_status cg_checkpoint_save_blocks(cg_params *const *blocks, int n_blocks, const char *path,
+                                    const char *const *metadata, int n_metadata);
+
 // Whether a checkpoint could be written at path, so that a program can refuse a bad --save
 // before training rather than after: a temporary file is created beside path and removed (and
 // stale ones of ended runs with it). Errors: CG_ERR_ARG for an empty path, one ending in '/', or
@@ -53,8 +60,15 @@ cg_status cg_checkpoint_check_writable(const char *path);
 // an unknown dtype, offsets outside the data section, tensors that overlap or leave a gap, a byte
 // size that does not match shape x dtype, a name given twice) or that does not fit the model (a
 // parameter missing, another dtype than F32, another shape, a tensor that is not a parameter), or
-// whose weights hold NaN or an infinity (a diverged run's), naming the tensor and the index.
+// whose weights hold NaN or an infinity (a diverged run's), naming the tensor and the index; a
+// file of another format people take for safetensors (PyTorch's torch.save zip or pickle, NumPy,
+// HDF5) is named as such.
 cg_status cg_checkpoint_load(cg_params *p, const char *path);
+
+// As cg_checkpoint_load, for the tensors of n_blocks blocks together (e.g. {params, buffers}):
+// every tensor of every block must be in the file, and every tensor of the file in a block.
+// All or nothing: on error no block is changed.
+cg_status cg_checkpoint_load_blocks(cg_params *const *blocks, int n_blocks, const char *path);
 
 // As cg_checkpoint_load, but tensors in the file that are not parameters of p are skipped (as
 // PyTorch's load_state_dict(strict=False) does for unexpected keys). Every parameter of p must
@@ -66,5 +80,12 @@ cg_status cg_checkpoint_load_allow_extra(cg_params *p, const char *path);
 // Errors: CG_ERR_IO, CG_ERR_FORMAT as cg_checkpoint_load; CG_ERR_ARG when key is not in the
 // metadata or its value does not fit in size bytes.
 cg_status cg_checkpoint_read_metadata(const char *path, const char *key, char *value, size_t size);
+
+// Every "__metadata__" pair of path's header, in file order: *pairs gets 2 * *count strings (key,
+// value, key, value, ...), each malloc'ed; free them with cg_checkpoint_free_metadata. The whole
+// header is checked as cg_checkpoint_load does; the tensors are not read. A file without metadata
+// gives *count = 0. Errors: CG_ERR_IO, CG_ERR_FORMAT as cg_checkpoint_load.
+cg_status cg_checkpoint_read_all_metadata(const char *path, char ***pairs, int *count);
+void cg_checkpoint_free_metadata(char **pairs, int count);
 
 #endif

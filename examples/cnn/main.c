@@ -9,6 +9,7 @@
 #include "examples/common/models.h"
 #include "examples/common/guard.h"
 #include "examples/common/recipe.h"
+#include "examples/common/resume.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -39,10 +40,22 @@ static void usage(FILE *f) {
             "  --monitor          sample the GPU once a second through NVML (utilisation, memory,\n"
             "                     temperature, power): shown each epoch, and added to the log as\n"
             "                     gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w, the epoch's mean\n"
-            "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names); also\n"
-            "                     on Ctrl-C or SIGTERM (at a step boundary, then exit 130 or 143) and, if\n"
-            "                     training diverges, the last good epoch's\n"
-            "  --load PATH        start from weights saved by --save\n"
+            "  --save PATH        write the trained weights as safetensors (PyTorch's parameter names) and,\n"
+            "                     beside them, PATH.state: the whole training state (weights, optimizer\n"
+            "                     moments and step, loss scale, epoch, step, generators, loader position,\n"
+            "                     the flags below that must not change), each file replaced atomically;\n"
+            "                     also on Ctrl-C or SIGTERM (at a step boundary, then exit 130 or 143) and, if\n"
+            "                     training diverges, the last good epoch's weights (PATH.state left as it was)\n"
+            "  --save-every N     with --save: also save after every N epochs\n"
+            "  --resume PATH      continue the run saved at PATH (reads PATH.state) up to --epochs, as if it\n"
+            "                     had never stopped (same results to the bit on the same device and threads);\n"
+            "                     --model, --dataset, --limit, --batch-size, --seed, --precision,\n"
+            "                     --loss-scale and the recipe's flags below (but --tta and --confusion) must be\n"
+            "                     the saved run's; --log keeps the rows of the epochs it has and goes on\n"
+            "  --load PATH        start a new run from the weights of a safetensors file (cnn's --save, or\n"
+            "                     PyTorch's safetensors.torch.save_file of the same model)\n"
+            "  --eval             evaluate the weights of --load or --resume on the test set (loss, accuracy\n"
+            "                     and top-5; --tta and --confusion apply) without training\n"
             "  --precision P      fp32 (default), fp16 or bf16: mixed precision as torch.autocast (convolutions\n"
             "                     and linear layers in 16 bits with f32 accumulation, ReLU and max pooling in\n"
             "                     16 bits, softmax cross-entropy and Adam in f32 on FP32 master weights; on\n"
@@ -59,6 +72,12 @@ static void usage(FILE *f) {
             "                     fused op (the same results, more memory traffic: lesson 03)\n"
             "  --detect-anomaly   check every op's output and gradients for NaN and inf (slow; no CUDA Graph),\n"
             "                     so that a diverging run names the first op that made one\n"
+            "  --distributed      one rank of a data-parallel run started by mpirun -np N cnn --distributed ...\n"
+            "                     (one process per GPU: --device cuda takes the GPU of the local rank; or N on\n"
+            "                     CPUs): same weights everywhere, each rank trains on its share of every epoch\n"
+            "                     with --batch-size images per step, gradients averaged over the ranks; rank 0\n"
+            "                     alone prints, logs and saves; on one GPU machine without MPI:\n"
+            "                     tools/launch_local.sh N cnn --distributed --device cuda ... (lesson 06)\n"
             "  --quiet            print only the final test accuracy\n"
             "  --help             this text\n"
             "\n");
@@ -66,9 +85,9 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-    const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path;
-    long epochs, batch_size, seed, threads, limit;
-    bool quiet, no_graph, monitor, no_fusion, stream, detect_anomaly;
+    const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path, *resume_path;
+    long epochs, batch_size, seed, threads, limit, save_every;
+    bool quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, eval;
     cg_recipe recipe; // optimizer, schedule, loss, clipping, augmentation, TTA: examples/common/recipe.h
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -90,6 +109,9 @@ static int parse_options(int argc, char **argv, options *o) {
         {"no-fusion", no_argument, 0, 'F'},     {"stream", no_argument, 0, 'W'},
         {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
         {"detect-anomaly", no_argument, 0, 'A'},
+        {"distributed", no_argument, 0, 'X'},
+        {"resume", required_argument, 0, 'U'},
+        {"save-every", required_argument, 0, 'E'}, {"eval", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},          CG_RECIPE_LONGOPTS, {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
@@ -108,12 +130,16 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'L': s = cg_cli_path("--log", optarg, &o->log_path); break;
         case 'S': s = cg_cli_path("--save", optarg, &o->save_path); break;
         case 'R': s = cg_cli_path("--load", optarg, &o->load_path); break;
+        case 'U': s = cg_cli_path("--resume", optarg, &o->resume_path); break;
+        case 'E': s = cg_cli_int("--save-every", optarg, 1, 100000, &o->save_every); break;
+        case 'V': o->eval = true; break;
         case 'A': o->detect_anomaly = o->no_graph = true; break; // its host checks cannot be captured
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
         case 'F': o->no_fusion = true; break;
         case 'W': o->stream = true; break;
         case 'M': o->monitor = true; break;
+        case 'X': o->distributed = true; break;
         case 'P': s = cg_precision_parse(optarg, &o->precision), o->precision_given = true; break;
         case 'C': s = cg_loss_scale_parse(optarg, &o->loss_scale), o->loss_scale_given = true; break;
         case 'h': usage(stdout); return 0;
@@ -128,8 +154,13 @@ static int parse_options(int argc, char **argv, options *o) {
     }
     if (s.code == CG_OK && optind < argc) s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
     if (s.code == CG_OK) s = cg_recipe_finish(&o->recipe);
+    if (s.code == CG_OK && o->distributed && o->recipe.confusion_path)
+        s = cg_error(CG_ERR_ARG, "--confusion: not with --distributed (each rank sees its share of the test set): "
+                     "evaluate the saved weights with --eval --confusion in one process");
     if (s.code == CG_OK && strcmp(o->model, "tutorial") != 0 && strcmp(o->model, "mlp") != 0)
         s = cg_error(CG_ERR_ARG, "--model: '%s' is not a model (tutorial, mlp)", o->model);
+    if (s.code == CG_OK) s = cg_resume_check_flags(o->load_path, o->resume_path, o->save_path, o->save_every,
+                                                   o->log_path, o->eval);
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
     if (!o->loss_scale_given) o->loss_scale = cg_loss_scale_default(o->precision);
     return -1;
@@ -158,6 +189,7 @@ typedef struct {
     cg_optimizer *optimizer;
     cg_metrics *metrics;
     cg_amp *amp; // mixed precision (fp32: plain backward and step)
+    cg_dist *dist; // --distributed (NULL otherwise)
     cg_recipe_run *recipe; // the loss's label smoothing, gradient clipping
 } trainer;
 
@@ -169,6 +201,7 @@ static void train_step(trainer *tr, const cg_batch *batch) {
     cg_tensor *loss = cg_recipe_loss(tr->recipe, tr->tape, logits, batch->labels); // cross-entropy, mean
     cg_optimizer_zero_grad(tr->optimizer);
     cg_amp_backward(tr->amp, tr->tape, loss); // scaler.scale(loss).backward(); scaler.unscale_(optimizer)
+    cg_dist_sync_gradients(tr->dist, tr->amp); // --distributed: the average over the ranks
     cg_recipe_clip(tr->recipe);               // clip_grad_norm_ (when asked), on the device
     cg_amp_step(tr->amp, tr->optimizer);      // scaler.step(optimizer); scaler.update()
     cg_metrics_add_loss(tr->metrics, loss, batch->size);
@@ -204,6 +237,9 @@ int main(int argc, char **argv) {
     cg_device dev;
     cg_status s = cg_device_parse(opt.device, &dev);
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
+    cg_dist *dist = NULL; // --distributed: this process is one rank (core/dist/dist.h)
+    if (opt.distributed && (s = cg_dist_start("cnn", opt.device, &dev, &dist)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if (cg_dist_rank(dist) != 0) opt.log_path = opt.save_path = NULL; // rank 0 alone writes
     if (opt.threads > 0) cg_set_num_threads((int)opt.threads);
     char dev_name[16];
     cg_device_str(dev, dev_name, sizeof dev_name);
@@ -239,10 +275,23 @@ int main(int argc, char **argv) {
     if ((s = cg_model_new(opt.model, params, C, H, W, train->num_classes, &init, &model)).code != CG_OK)
         return cg_cli_fail("cnn", s);
     if (opt.no_fusion) cg_sequential_set_fusion(model, false);
-    if (opt.load_path && (s = cg_checkpoint_load(params, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
+    // --save, --resume and --load (examples/common/resume.h), with the settings a resumed run keeps.
+    cg_resume *rs = cg_resume_new("cnn", params, NULL, opt.model, info->name, train->num_classes, C, H, W);
+    cg_resume_setting(rs, "training images (--limit)", "%lld", (long long)train->count);
+    cg_resume_setting(rs, "--batch-size", "%ld", opt.batch_size);
+    cg_resume_setting(rs, "--seed", "%ld", opt.seed);
+    cg_resume_setting(rs, "--precision", "%s", cg_precision_name(opt.precision));
+    if (opt.loss_scale.dynamic) cg_resume_setting(rs, "--loss-scale", "dynamic");
+    else cg_resume_setting(rs, "--loss-scale", "static:%.9g", (double)opt.loss_scale.init_scale);
+    cg_recipe_settings(&opt.recipe, rs, info->augment, opt.eval ? 0 : opt.epochs); // --optimizer, --lr, ...
+    if (opt.load_path && (s = cg_resume_load_weights(rs, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
+    cg_resume_point at = {0, 0, 0.0};
+    if (opt.resume_path &&
+        (s = cg_resume_check(rs, opt.resume_path, opt.eval ? 0 : opt.epochs, opt.log_path, &at)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
 
     // Everything that can fail on input is checked before the log is created and training starts.
-    if (opt.save_path && (s = cg_checkpoint_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if (opt.save_path && (s = cg_resume_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
     if ((s = cg_recipe_check_data(&opt.recipe, info->name, info->augment, H, W)).code != CG_OK)
         return cg_cli_fail("cnn", s);
     // The CSV log (its precision and GPU columns as asked), the GPU monitor and the progress line:
@@ -252,6 +301,7 @@ int main(int argc, char **argv) {
                           "epoch,train_loss,train_accuracy,test_loss,test_accuracy,test_top5,seconds,images_per_s,"
                           "device,lr",
                           opt.precision_given, opt.monitor, dev, opt.quiet);
+    if (s.code == CG_OK) s = cg_resume_continue_log(rs, log); // --resume: the rows of the epochs it has
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
     if (!opt.quiet)
         printf("%s: %lld training and %lld test images of %lldx%lldx%lld, %d classes; %lld parameters; %s\n",
@@ -283,13 +333,37 @@ int main(int argc, char **argv) {
     }
     cg_tape *tape = cg_tape_new(dev, 64 << 20);
     cg_tape *eval_tape = cg_tape_new(dev, 64 << 20); // its own arena: the training arena never moves
+    // --distributed: rank 0's weights everywhere, gradient buckets, each rank's share of the data.
+    if ((s = cg_dist_prepare(dist, params, tape)).code != CG_OK || (s = cg_loader_shard(loader, dist, CG_SHARD_PAD)).code != CG_OK ||
+        (s = cg_loader_shard(test_loader, dist, CG_SHARD_UNEVEN)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
+    if (dist && !opt.quiet) {
+        char text[256];
+        cg_dist_describe(dist, text, sizeof text);
+        printf("distributed: %s; %ld images per step on each rank\n", text, opt.batch_size);
+    }
     cg_metrics *metrics = cg_metrics_new(dev);
     // Mixed precision: a 16-bit copy of the weights (made now, after --load), the loss scale on
     // the device, and both tapes computing under the autocast policy.
     cg_amp *amp = cg_amp_new(params, opt.precision, opt.loss_scale);
     cg_amp_attach(amp, tape);
     cg_amp_attach(amp, eval_tape);
-    trainer tr = {model, tape, optimizer, metrics, amp, recipe};
+    trainer tr = {model, tape, optimizer, metrics, amp, dist, recipe};
+    // From here on a save holds the optimizer, the loss scale, the loader and the epoch's metrics.
+    cg_resume_attach(rs, optimizer, amp, loader, metrics);
+    if (opt.resume_path && (s = cg_resume_restore(rs, &at)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if (opt.resume_path && !opt.quiet && !opt.eval)
+        printf("resuming %s after epoch %ld%s\n", opt.resume_path, at.epochs_done, at.step ? " and part of the next" : "");
+    if (opt.eval) { // --eval: the test set only (--tta and --confusion apply)
+        cg_eval_result r = cg_recipe_evaluate(recipe, model, eval_tape, test_loader, metrics, confusion);
+        printf("%s: test loss %.6f  accuracy %.4f  top-5 %.4f  (%lld images)\n",
+               opt.load_path ? opt.load_path : opt.resume_path, r.loss, r.top1, r.top5, (long long)test->count);
+        printf("Test accuracy on %s: %.4f\n", dev_name, r.top1);
+        cg_epoch_log_close(log);
+        if ((s = cg_recipe_write_confusion(&opt.recipe, confusion, test->class_names, opt.quiet)).code != CG_OK)
+            return cg_cli_fail("cnn", s);
+        return 0;
+    }
     // On a GPU, epoch 1 runs eagerly (it sizes the arena and builds the cuDNN plans); in epoch 2
     // one step of each batch size is captured as a CUDA Graph and replayed for every later step.
     // The batch is gathered outside the graph, so each replay trains on the new batch.
@@ -298,20 +372,22 @@ int main(int argc, char **argv) {
     cg_guard *guard = cg_guard_new("cnn", params, metrics, amp, cg_loader_num_batches(loader), opt.detect_anomaly);
     cg_guard_catch_signals();
 
-    double start = cg_seconds(), train_seconds = 0.0;
+    // A resumed run's clock goes on from the saved one; its first epoch (two, if it began inside
+    // one) runs eagerly before any capture.
+    double start = cg_seconds() - at.seconds, train_seconds = 0.0;
     cg_eval_result test_result = {0};
-    for (long epoch = 1; epoch <= opt.epochs; epoch++) {
+    long first_epoch = at.epochs_done + 1, graph_from = first_epoch + (at.step > 0 ? 2 : 1);
+    for (long epoch = first_epoch; epoch <= opt.epochs; epoch++) {
         double epoch_start = cg_seconds();
         cg_epoch_log_begin(log);
-        cg_metrics_reset(metrics);
-        cg_loader_start_epoch(loader);
-        cg_guard_epoch_begin(guard, epoch);
         cg_batch batch;
-        int64_t step = 0, steps = cg_loader_num_batches(loader), images = 0;
+        cg_loader_set_epoch(loader, epoch); // the epoch the loader starts next (alternating flips)
+        int64_t images = 0, step = cg_resume_epoch_begin(rs, guard, epoch, &images); // metrics, loader, guard
+        int64_t steps = cg_loader_num_batches(loader);
         while (cg_loader_next(loader, &batch)) {
             cg_guard_step_begin(guard);
             cg_recipe_set_lr(recipe, (epoch - 1) * steps + step); // written to the device, read by the replay
-            if (opt.no_graph || epoch == 1) {
+            if (opt.no_graph || epoch < graph_from) {
                 train_step(&tr, &batch);
             } else if (!cg_graph_replay(graph, batch.size)) {
                 cg_graph_begin(graph);
@@ -330,11 +406,15 @@ int main(int argc, char **argv) {
             break;
         }
         double train_loss, train_accuracy;
-        cg_metrics_read(metrics, train->count, &train_loss, &train_accuracy); // waits for the device
+        cg_metrics_read(metrics, loader->count, &train_loss, &train_accuracy); // waits for the device
+        cg_dist_mean(dist, loader->count, &train_loss, &train_accuracy);      // over every rank
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
         test_result = cg_recipe_evaluate(recipe, model, eval_tape, test_loader, metrics,
                                          epoch == opt.epochs ? confusion : NULL);
+        double top5_unused = 0.0;
+        cg_dist_mean(dist, test_loader->count, &test_result.loss, &test_result.top1);
+        cg_dist_mean(dist, test_loader->count, &test_result.top5, &top5_unused);
         double images_per_s = (double)train->count / epoch_seconds;
         double seconds = cg_seconds() - start;
         char cells[256], extra[224];
@@ -351,29 +431,21 @@ int main(int argc, char **argv) {
                    epoch, opt.epochs, train_loss, train_accuracy, test_result.loss, test_result.top1, top5,
                    epoch_seconds, images_per_s, extra, "");
         }
+        if ((s = cg_resume_epoch_end(rs, epoch, seconds, opt.save_path, opt.save_every, opt.epochs)).code != CG_OK)
+            return cg_cli_fail("cnn", s); // --save-every
         if (cg_guard_signal()) break; // Ctrl-C during the evaluation: stop before the next epoch
     }
     int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
     if (status == 0) printf("Test accuracy on %s: %.4f\n", dev_name, test_result.top1);
     if (status == 0 && !opt.quiet)
-        printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs, train_seconds,
-               (double)train->count * opt.epochs / train_seconds);
-    if (opt.save_path && cg_guard_can_save(guard)) {
-        char epochs[32];
-        snprintf(epochs, sizeof epochs, "%ld", cg_guard_epochs_done(guard));
-        const char *metadata[] = {"format", "pt", "model", opt.model, "dataset", info->name, "epochs", epochs};
-        if ((s = cg_checkpoint_save(params, opt.save_path, metadata, 4)).code != CG_OK) return cg_cli_fail("cnn", s);
-        if (status == 1)
-            fprintf(stderr, "cnn: saved %s: the weights of epoch %s, the last good one\n", opt.save_path, epochs);
-        else if (status != 0)
-            fprintf(stderr, "cnn: saved %s: the weights where training stopped\n", opt.save_path);
-        else if (!opt.quiet)
-            printf("saved %s\n", opt.save_path);
-    } else if (opt.save_path) {
-        fprintf(stderr, "cnn: nothing saved to %s (no epoch ended with finite weights); a file there is left as it was\n",
-                opt.save_path);
-    }
+        printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs - at.epochs_done, train_seconds,
+               (double)train->count * (double)(opt.epochs - at.epochs_done) / train_seconds);
+    // The whole state where training stopped, or the last good epoch's weights (resume.h).
+    if ((s = cg_resume_save_final(rs, guard, opt.save_path, status, cg_seconds() - start, opt.quiet)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
+    cg_dist_finish(dist);
     cg_guard_free(guard);
+    cg_resume_free(rs);
     // The confusion matrix of the last evaluation (after the weights are safe).
     if (status == 0 && (s = cg_recipe_write_confusion(&opt.recipe, confusion, test->class_names, opt.quiet)).code != CG_OK)
         return cg_cli_fail("cnn", s);

@@ -1,6 +1,7 @@
 // cli.c: number parsing for flags and the progress line.
 #define _POSIX_C_SOURCE 200809L
 #include "examples/common/cli.h"
+#include "core/dist/dist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -41,7 +42,7 @@ cg_status cg_cli_path(const char *flag, const char *text, const char **out) {
 }
 
 int cg_cli_fail(const char *program, cg_status s) {
-    fprintf(stderr, "%s: %s\n", program, s.message);
+    fprintf(stderr, "%s: %s%s\n", program, cg_dist_tag(), s.message); // "rank R: " when distributed
     return s.code == CG_ERR_ARG ? 2 : 1;
 }
 

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct cg_epoch_log {
     cg_csv_log *csv;
@@ -14,6 +15,7 @@ struct cg_epoch_log {
     cg_progress progress;
     double start;        // the run's first epoch began
     double epoch_start;  // this epoch began
+    char header[512];    // the CSV's first line
 };
 
 cg_status cg_epoch_log_open(cg_epoch_log **out, const char *program, const char *path, const char *columns,
@@ -26,6 +28,7 @@ cg_status cg_epoch_log_open(cg_epoch_log **out, const char *program, const char 
         char header[512];
         snprintf(header, sizeof header, "%s%s%s", columns, precision_columns ? ",precision,loss_scale,skipped_steps" : "",
                  monitor ? "," CG_MONITOR_CSV_HEADER : "");
+        snprintf(e->header, sizeof e->header, "%s", header);
         cg_status s = cg_csv_log_open(&e->csv, path, header);
         if (s.code != CG_OK) {
             free(e);
@@ -94,8 +97,25 @@ cg_status cg_epoch_log_end(cg_epoch_log *e, const char *own_cells, const cg_amp 
         }
     }
     if (text) snprintf(text, size, "%s%s", amp_text, gpu_text);
-    if (e->csv == NULL) return cg_ok();
+    if (e->csv == NULL || own_cells == NULL) return cg_ok(); // NULL: an epoch cut short has no row
     return cg_csv_log_row(e->csv, "%s%s%s", own_cells, amp_cells, gpu_cells);
+}
+
+cg_status cg_epoch_log_continue(cg_epoch_log *e, const char *program, const char *previous) {
+    if (e->csv == NULL || previous == NULL) return cg_ok();
+    size_t header = strlen(e->header);
+    if (strncmp(previous, e->header, header) != 0 || previous[header] != '\n') {
+        fprintf(stderr, "%s: the log's earlier rows have other columns than this run's; the log starts anew\n", program);
+        return cg_ok();
+    }
+    cg_status s = cg_ok();
+    for (const char *line = previous + header + 1; *line && s.code == CG_OK;) {
+        const char *end = strchr(line, '\n');
+        int len = end ? (int)(end - line) : (int)strlen(line);
+        s = cg_csv_log_row(e->csv, "%.*s", len, line);
+        line += len + (end != NULL);
+    }
+    return s;
 }
 
 void cg_epoch_log_close(cg_epoch_log *e) {

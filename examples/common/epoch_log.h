@@ -27,10 +27,16 @@ void cg_epoch_log_progress(cg_epoch_log *e, long epoch, long epochs, int64_t ste
 void cg_epoch_log_begin(cg_epoch_log *e);
 
 // Ends the epoch: clears the progress line, writes the CSV row (the program's own cells, then the
-// precision and GPU cells; amp may be NULL) and returns in `text` what the console line appends:
+// precision and GPU cells; amp may be NULL; own_cells NULL: an epoch cut short, no row) and returns in `text` what the console line appends:
 // "  |  bf16, loss scale 1, 0 skipped" and "  |  GPU 97 %, ..." as they apply.
 cg_status cg_epoch_log_end(cg_epoch_log *e, const char *own_cells, const cg_amp *amp, cg_precision precision,
                            char *text, size_t size);
+
+// Continues the log of an earlier run that this one resumes (examples/common/resume.h): previous
+// is that log's header line and the rows to keep. When the header is this log's, the rows are
+// written again after it; otherwise (other columns) they are dropped, said in one line on stderr
+// naming program. Nothing happens without a CSV. Errors: the CSV's.
+cg_status cg_epoch_log_continue(cg_epoch_log *e, const char *program, const char *previous);
 
 // Closes the CSV and stops the monitor; NULL does nothing.
 void cg_epoch_log_close(cg_epoch_log *e);

@@ -100,6 +100,14 @@ void cg_guard_step_begin(cg_guard *g) {
     if (cg_anomaly_enabled()) cg_anomaly_reset();
 }
 
+void cg_guard_skip_steps(cg_guard *g, int64_t steps) {
+    if (steps > g->capacity) steps = g->capacity;
+    if (steps > 0) cg_device_zero(g->params->device, g->slots, (size_t)steps * 2 * sizeof(float));
+    g->step = steps > 0 ? steps : 0;
+}
+
+int64_t cg_guard_step(const cg_guard *g) { return g->step; }
+
 void cg_guard_record(cg_guard *g) {
     if (g->step >= g->capacity) return; // more steps than announced: the epoch-end check still sees the weights
     cg_device d = g->params->device;
@@ -252,6 +260,8 @@ bool cg_guard_can_save(const cg_guard *g) {
     if (g->diverged || g->interrupted_unsafe) return !g->initial_good; // the initial weights: nothing learnt
     return true;
 }
+
+bool cg_guard_weights_current(const cg_guard *g) { return !g->diverged && !g->interrupted_unsafe; }
 
 long cg_guard_epochs_done(const cg_guard *g) { return g->good_epochs; }
 

@@ -5,7 +5,8 @@
 // (core/anomaly.h) the line also names the first op whose output or gradient was non-finite.
 // Steps the mixed-precision loss scaler skipped (inf / NaN gradients at too large a scale) are
 // not divergence. Interruption: SIGINT (Ctrl-C) and SIGTERM end training at the next step
-// boundary, so that the program can save and exit 130 / 143 as a shell expects.
+// boundary, so that the program can save (the whole training state: resume.h) and exit 130 / 143
+// as a shell expects.
 // How the checks cost nothing: each step's running loss sum and skipped-step count are copied on
 // the device into one slot of a small buffer (capturable into a CUDA Graph); on the CPU each step
 // is checked at once, on a GPU once an epoch (and each step with --detect-anomaly, which also
@@ -19,7 +20,8 @@
 //                       if (cg_guard_should_stop(g, epoch)) break;        (optional: stop mid-epoch)
 //       if (!cg_guard_epoch_end(g, epoch, steps)) break;
 //   int status = cg_guard_finish(g);   // 0, 1 (diverged), 130 (SIGINT) or 143 (SIGTERM)
-//   if (save_path && cg_guard_can_save(g)) save, with cg_guard_epochs_done(g) epochs;
+//   if (save_path && cg_guard_can_save(g)) save, with cg_guard_epochs_done(g) epochs
+//   (examples/common/resume.h: the whole state when cg_guard_weights_current(g), else weights);
 #ifndef CG_EXAMPLES_GUARD_H
 #define CG_EXAMPLES_GUARD_H
 
@@ -44,6 +46,13 @@ int cg_guard_signal(void);
 // report is cleared).
 void cg_guard_epoch_begin(cg_guard *g, long epoch);
 void cg_guard_step_begin(cg_guard *g);
+// A resumed epoch (examples/common/resume.h) starts after `steps` steps an earlier run trained:
+// their slots become finite zeros and the next cg_guard_record fills slot `steps`. Call it after
+// cg_guard_epoch_begin.
+void cg_guard_skip_steps(cg_guard *g, int64_t steps);
+// Steps recorded in the epoch under way, those skipped by cg_guard_skip_steps included: where
+// training stopped when it was interrupted mid-epoch.
+int64_t cg_guard_step(const cg_guard *g);
 // After each training step: the step's loss sum and skipped count go into its slot, on the device.
 // Nothing is read back, so it may be captured into a CUDA Graph with the step.
 void cg_guard_record(cg_guard *g);
@@ -62,6 +71,10 @@ int cg_guard_finish(cg_guard *g);
 // Whether params now hold weights worth saving: training finished, was interrupted with finite
 // weights, or diverged after at least one good epoch (whose weights are back).
 bool cg_guard_can_save(const cg_guard *g);
+// Whether params hold the weights of the step training stopped at (it finished, or was
+// interrupted with finite weights), so that the rest of the training state (optimizer moments,
+// generators) goes with them; false when cg_guard_finish put the last good epoch's back.
+bool cg_guard_weights_current(const cg_guard *g);
 // Epochs whose weights params hold (all of them when training finished; the good ones otherwise).
 long cg_guard_epochs_done(const cg_guard *g);
 // True when training diverged; the message (one line) is then in cg_guard_message.

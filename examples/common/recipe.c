@@ -146,6 +146,28 @@ void cg_recipe_usage(FILE *f) {
             "                     tools/plot_confusion.py; each class's accuracy is printed too\n");
 }
 
+void cg_recipe_settings(const cg_recipe *r, cg_resume *rs, bool dataset_augments, long epochs) {
+    static const char *const optimizers[] = {"sgd", "adam", "adamw"};
+    static const char *const flips[] = {"off", "random", "alternate"};
+    cg_resume_setting(rs, "--optimizer", "%s", optimizers[r->optimizer]);
+    cg_resume_setting(rs, "--lr", "%.9g", r->lr);
+    cg_resume_setting(rs, "--momentum", "%.9g%s", r->momentum, r->nesterov ? " (--nesterov)" : "");
+    cg_resume_setting(rs, "--weight-decay", "%.9g%s%s", r->weight_decay, r->decoupled ? " (--decoupled-weight-decay)" : "",
+                      r->no_decay_bn_bias ? " (--no-decay-bn-bias)" : "");
+    cg_resume_setting(rs, "--lr-schedule", "%s (--warmup %.9g, --step-size %.9g, --gamma %.9g, --min-lr %.9g)",
+                      cg_schedule_name(r->schedule), r->warmup, r->step_size, r->gamma, r->min_lr);
+    bool by_length = r->schedule == CG_SCHEDULE_COSINE || r->schedule == CG_SCHEDULE_LINEAR ||
+                     r->schedule == CG_SCHEDULE_ONECYCLE;
+    if (by_length && epochs > 0) cg_resume_setting(rs, "--epochs (the schedule's length)", "%ld", epochs);
+    cg_resume_setting(rs, "--label-smoothing", "%.9g", r->label_smoothing);
+    cg_resume_setting(rs, "--clip-grad-norm", "%.9g", r->clip_grad_norm);
+    bool augmenting = r->augment >= 0 ? r->augment == 1 : dataset_augments;
+    cg_resume_setting(rs, "--augment", "%s", augmenting ? "on" : "off");
+    if (augmenting)
+        cg_resume_setting(rs, "--crop-padding", "%d (--padding-mode %s, --flip %s, --cutout %d)", r->aug.crop_padding,
+                          r->aug.reflect ? "reflect" : "zeros", flips[r->aug.flip], r->aug.cutout);
+}
+
 cg_status cg_recipe_check_data(const cg_recipe *r, const char *dataset, bool dataset_augments, int64_t H, int64_t W) {
     bool augmenting = r->augment >= 0 ? r->augment == 1 : dataset_augments;
     const char *unused = r->aug.cutout > 0               ? "--cutout"

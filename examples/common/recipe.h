@@ -18,6 +18,7 @@
 #define CG_EXAMPLES_RECIPE_H
 
 #include "cgrad.h"
+#include "examples/common/resume.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -105,6 +106,12 @@ cg_status cg_recipe_option(cg_recipe *r, int code, const char *arg);
 cg_status cg_recipe_finish(cg_recipe *r);
 // The recipe's lines of --help.
 void cg_recipe_usage(FILE *f);
+
+// The recipe's settings that a resumed run must share (examples/common/resume.h): --optimizer, --lr,
+// --momentum, --nesterov, the weight decay's flags, the schedule's (and, for cosine, linear and
+// onecycle, whose rate depends on the run's length, --epochs: epochs 0 leaves it out, for --eval),
+// --label-smoothing, --clip-grad-norm and the augmentation's. Not --tta and --confusion (evaluation).
+void cg_recipe_settings(const cg_recipe *r, cg_resume *rs, bool dataset_augments, long epochs);
 
 // Against the data: augmentation flags when augmentation is off, reflection padding not smaller
 // than the images, --confusion's path not writable. dataset_augments: the data set's default.

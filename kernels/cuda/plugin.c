@@ -291,6 +291,11 @@ static void cuda_graph_launch(int index, void *exec) {
 
 static void cuda_graph_destroy(void *exec) { CG_CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)exec)); }
 
+static void *cuda_stream(int index) {
+    use_gpu(index);
+    return cg_cuda_stream();
+}
+
 // ---- the plugin's entry point -------------------------------------------------------------------
 
 __attribute__((visibility("default"))) const cg_cuda_backend *cg_cuda_backend_entry(void) {
@@ -314,6 +319,7 @@ __attribute__((visibility("default"))) const cg_cuda_backend *cg_cuda_backend_en
         .capture_end = cuda_capture_end,
         .graph_launch = cuda_graph_launch,
         .graph_destroy = cuda_graph_destroy,
+        .stream = cuda_stream,
         .kernels = cg_cuda_kernel_table,
         .bench = cg_cuda_bench_table,
         .quant = cg_cuda_qkernel_table,
