@@ -144,8 +144,10 @@ TRAIN_IMAGES=$(sed -n 's/^[^:]*: \([0-9][0-9]*\) training and .*/\1/p' "$WORK/cg
 [ -n "$TRAIN_IMAGES" ] || die "no 'N training and M test images' line in $WORK/cgrad.out"
 # Per epoch: "EPOCH SECONDS IMAGES_PER_S TEST_ACCURACY"; the training seconds are the images over
 # the images/s (the CSV's seconds column counts from the start, evaluation included).
-awk -F, -v n="$TRAIN_IMAGES" 'NR > 1 { printf "%d %.4f %.1f %s\n", $1, n / $7, $7, $5 }' "$WORK/cgrad.csv" \
-    >"$WORK/cgrad.txt"
+# The columns are found by name in the header (cnn's log: epoch,...,images_per_s,... as --help says).
+awk -F, -v n="$TRAIN_IMAGES" 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    { ips = $col["images_per_s"]; printf "%d %.4f %.1f %s\n", $col["epoch"], n / ips, ips, $col["test_accuracy"] }' \
+    "$WORK/cgrad.csv" >"$WORK/cgrad.txt"
 [ "$(wc -l <"$WORK/cgrad.txt")" -eq "$EPOCHS" ] || die "expected $EPOCHS rows in $WORK/cgrad.csv"
 
 if [ "$USE_TORCH" = yes ]; then

@@ -139,12 +139,14 @@ for B in $BATCHES; do
             cat "$WORK/cgrad_$tag.out" >&2
             die "cgrad failed: $CNN ${COMMON[*]} --precision $P --batch-size $B"
         }
-        # CSV: epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device,precision,loss_scale,skipped_steps
-        awk -F, 'NR > 1 { print $1, $7, $5 }' "$WORK/cgrad_$tag.csv" >"$WORK/cgrad_$tag.txt"
+        # CSV: epoch,...,test_accuracy,...,images_per_s,...,precision,loss_scale,skipped_steps: by name
+        awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+            { print $col["epoch"], $col["images_per_s"], $col["test_accuracy"], $col["loss_scale"], $col["skipped_steps"] }' \
+            "$WORK/cgrad_$tag.csv" >"$WORK/cgrad_$tag.txt"
         CG_IPS=$(median "$WORK/cgrad_$tag.txt")
         CG_ACC=$(tail -n 1 "$WORK/cgrad_$tag.txt" | cut -d' ' -f3)
-        SCALE=$(tail -n 1 "$WORK/cgrad_$tag.csv" | cut -d, -f10)
-        SKIPPED=$(tail -n 1 "$WORK/cgrad_$tag.csv" | cut -d, -f11)
+        SCALE=$(tail -n 1 "$WORK/cgrad_$tag.txt" | cut -d' ' -f4)
+        SKIPPED=$(tail -n 1 "$WORK/cgrad_$tag.txt" | cut -d' ' -f5)
         PT_IPS=- PT_ACC=-
         if [ "$USE_TORCH" = yes ]; then
             echo "PyTorch: $TORCH_WORKLOADS cnn ${COMMON[*]} --precision $P --batch $B --channels-last ..." >&2

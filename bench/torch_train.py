@@ -23,8 +23,9 @@ turns, each giving its next image in data-set order.
 
 The recipe, with PyTorch's names and defaults (torch.optim, torch.optim.lr_scheduler, F.cross_entropy):
   --optimizer adam|adamw|sgd     Adam(lr 1e-3 default), AdamW, SGD(lr 1e-2 default); --momentum
-                                 (SGD, default 0), --nesterov, --weight-decay (default 0; L2 as
-                                 torch.optim.SGD/Adam add it to the gradient), --decoupled-weight-decay
+                                 (SGD, default 0), --nesterov, --weight-decay (default 0, 0.01 for
+                                 adamw as torch.optim.AdamW; L2 as torch.optim.SGD/Adam add it to
+                                 the gradient), --decoupled-weight-decay
                                  (decay the weights by lr x weight_decay apart from the gradient, as
                                  AdamW; adamw always does), --no-decay-bn-bias (no weight decay for
                                  BatchNorm weights and biases and for every bias: parameters of one dim)
@@ -47,7 +48,8 @@ The recipe, with PyTorch's names and defaults (torch.optim, torch.optim.lr_sched
                                  random crop of the image padded by --crop-padding P pixels (default 4;
                                  --padding-mode zeros|reflect), --flip random|alternate|off (random:
                                  each image with probability 1/2; alternate: airbench's, a random half
-                                 flipped once, then every image flipped on odd epochs), --cutout S
+                                 flipped once, then every image flipped in the 2nd, 4th, ... epochs),
+                                 --cutout S
                                  (a S x S square of zeros after normalisation, centred anywhere in the
                                  image, clipped at the borders: DeVries and Taylor 2017; default 0)
   --tta                          test-time augmentation: the mean of the logits of each test image and
@@ -642,6 +644,9 @@ def train_general(args, train, test, device):
     test_batches = Batches(test, device, mean, std, 500, False, False, None)
     augment = args.augment if args.augment is not None else DATASETS[args.dataset][3]
     if augment:
+        if args.flip == "alternate":  # airbench's: a random half of the images flipped once, for good
+            half = (torch.rand(len(train_batches.labels), generator=gen, device=device) < 0.5).view(-1, 1, 1, 1)
+            train_batches.images = torch.where(half, train_batches.images.flip(3), train_batches.images)
         state = {"epoch": 0}
         def aug(x):
             x = random_crop(x, args.crop_padding, args.padding_mode, gen)
@@ -932,7 +937,7 @@ def parse(argv):
     a("--lr", type=float, default=None, help="default 1e-3 for adam and adamw, 1e-2 for sgd")
     a("--momentum", type=float, default=0.0)
     a("--nesterov", action="store_true")
-    a("--weight-decay", type=float, default=0.0)
+    a("--weight-decay", type=float, default=None, help="default 0 (0.01 for adamw, torch.optim.AdamW's)")
     a("--decoupled-weight-decay", action="store_true")
     a("--no-decay-bn-bias", action="store_true")
     a("--lr-schedule", default="constant", choices=["constant", "step", "cosine", "onecycle", "linear"])
@@ -972,6 +977,8 @@ def parse(argv):
         args.epochs = 5.0
     if args.lr is None:
         args.lr = 1e-2 if args.optimizer == "sgd" else 1e-3
+    if args.weight_decay is None:
+        args.weight_decay = 1e-2 if args.optimizer == "adamw" else 0.0
     if args.augment is not None:
         args.augment = args.augment == "on"
     for name in ("epochs", "lr", "batch_size"):

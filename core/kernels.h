@@ -5,8 +5,8 @@
 //
 // Conventions: pointers live on the table's device; gradient outputs come first and start with
 // d; backward kernels ACCUMULATE (+=) into their gradient outputs; scalars that change from
-// step to step (the loss gradient, the optimizer's step count) are read from device memory,
-// so that a captured CUDA Graph replays them correctly.
+// step to step (the loss gradient, the optimizer's step count and learning rate) are read from
+// device memory, so that a captured CUDA Graph replays them correctly.
 #ifndef CG_KERNELS_H
 #define CG_KERNELS_H
 
@@ -144,6 +144,15 @@ typedef struct cg_kernels {
     void (*count_binary_correct)(float *acc, const float *p, const float *t, float threshold, int64_t n);
     // acc[0] += number of rows whose arg-max equals the label
     void (*count_argmax_correct)(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K);
+    // acc[0] += number of rows whose label is among the k largest logits: rank < k with rank =
+    // #{j : row[j] > row[label]} + #{j < label : row[j] == row[label]} (ties go to the lower
+    // index, as count_argmax_correct's first maximum; k = 1 counts what it counts). Top-5: k = 5.
+    void (*count_topk_correct)(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K,
+                               int64_t k);
+    // counts (K, K) += the confusion matrix of the batch: counts[label * K + argmax(row)] += 1
+    // (row: the true class; column: the predicted one, the first maximum). Integers in floats,
+    // exact up to 2^24 per cell.
+    void (*confusion_add)(float *counts, const float *logits, const int32_t *labels, int64_t N, int64_t K);
 
     // Random numbers: out[0..n) from Philox blocks offset, offset + 1, ... of (seed, stream),
     // four values per block, exactly as cg_rng_uniform / cg_rng_normal compute them on the host.
@@ -158,22 +167,43 @@ typedef struct cg_kernels {
                          const int32_t *labels, const int32_t *order, int64_t batch, int64_t sample_numel);
 
     // The same for images stored as u8 pixels (C, H, W): x_out (batch, C, H, W) =
-    // (pixel / 255 - mean[c]) * inv_std[c]. augment (batch, 3) i32 or NULL: per sample a crop
-    // offset (dy, dx) in [0, 2 pad] into the image padded by `pad` zero pixels on each side, and
-    // a flip flag (mirror left-right first); torchvision's RandomCrop(padding) and
-    // RandomHorizontalFlip.
+    // (pixel / 255 - mean[c]) * inv_std[c]. augment (batch, CG_AUGMENT_FIELDS) i32 or NULL: per
+    // sample a crop offset (dy, dx) in [0, 2 pad] into the image padded by `pad` pixels on each side
+    // (zeros, or when reflect the mirror image without repeating the edge, as torch.nn.functional.pad
+    // mode "reflect"; pad < H and W then), a flip flag (mirror left-right first), and a cutout
+    // centre (cy, cx) in [0, H) x [0, W): with cutout > 0, the output pixels of rows
+    // [cy - cutout/2, cy - cutout/2 + cutout) and columns alike (clipped at the borders) are 0 after
+    // normalisation (DeVries and Taylor 2017). torchvision's RandomCrop(padding, padding_mode)
+    // and RandomHorizontalFlip; airbench's translation is the crop with reflection.
     void (*gather_images)(float *x_out, int32_t *labels_out, const uint8_t *pixels, const int32_t *labels,
                           const int32_t *order, const int32_t *augment, int64_t batch, int64_t C, int64_t H,
-                          int64_t W, int64_t pad, const float *mean, const float *inv_std);
+                          int64_t W, int64_t pad, bool reflect, int64_t cutout, const float *mean,
+                          const float *inv_std);
+    // y (planes, H, W) = x mirrored left-right: y[p, h, w] = x[p, h, W - 1 - w] (test-time
+    // augmentation; y and x must not overlap).
+    void (*flip_images)(float *y, const float *x, int64_t planes, int64_t H, int64_t W);
 
-    // Optimizers over the flat parameter block (PyTorch's torch.optim formulas; see core/optim.h).
-    // state[0] is the step count, already incremented for this step (first step: 1).
+    // Optimizers over the flat parameter block (PyTorch's torch.optim formulas; see core/train/optim.h).
+    // state[0] is the step count, already incremented for this step (first step: 1). lr: one float
+    // on the device, read when the kernel runs, so that a CUDA Graph captured once replays with the
+    // learning rate the host wrote there before each replay (a schedule). decoupled: the weight
+    // decay multiplies p by 1 - lr wd before the update (AdamW's, Loshchilov and Hutter 2019)
+    // instead of adding wd p to the gradient (L2). decay_mask: NULL (every element decays) or n
+    // bytes on the device, element i decaying only where decay_mask[i] != 0.
     // found_inf: NULL, or one float on the device; when it is not 0 the step changes nothing
-    // (mixed precision skips the steps whose gradients overflowed, core/amp.h).
-    void (*sgd_step)(float *p, const float *g, float *momentum_buf, float *state, int64_t n, float lr, float momentum,
-                     float dampening, float weight_decay, bool nesterov, const float *found_inf);
-    void (*adam_step)(float *p, const float *g, float *m, float *v, float *state, int64_t n, float lr, float beta1,
-                      float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const float *found_inf);
+    // (mixed precision skips the steps whose gradients overflowed, core/train/amp.h).
+    void (*sgd_step)(float *p, const float *g, float *momentum_buf, float *state, int64_t n, const float *lr,
+                     float momentum, float dampening, float weight_decay, bool nesterov, bool decoupled,
+                     const uint8_t *decay_mask, const float *found_inf);
+    void (*adam_step)(float *p, const float *g, float *m, float *v, float *state, int64_t n, const float *lr,
+                      float beta1, float beta2, float eps, float weight_decay, bool decoupled,
+                      const uint8_t *decay_mask, const float *found_inf);
+    // Gradient clipping by the global norm (torch.nn.utils.clip_grad_norm_): sum_sq[0] = the sum of
+    // g[i]^2, i < n, in a fixed order (the same bits on every run; partials: CG_NORM_PARTIALS floats
+    // of scratch on the device); then, reading it on the device, g[i] *= min(1, max_norm /
+    // (sqrt(sum_sq[0]) + 1e-6)) in one pass.
+    void (*grad_sq_sum)(float *sum_sq, float *partials, const float *g, int64_t n);
+    void (*clip_by_norm)(float *g, const float *sum_sq, float max_norm, int64_t n);
     // x[0] += value, unless flag[0] != 0 (the optimizer's step count, not advanced on a skipped step)
     void (*add_scalar_unless)(float *x, float value, const float *flag);
 
@@ -213,6 +243,11 @@ typedef struct cg_kernels {
     // After the step: the scale rule of core/grad_scaler.h on amp[], reading amp[FOUND_INF].
     void (*amp_update_scale)(float *amp, float growth_factor, float backoff_factor, int growth_interval);
 } cg_kernels;
+
+// Fields per sample of gather_images' augment array: dy, dx, flip, cutout cy, cutout cx.
+enum { CG_AUGMENT_FIELDS = 5 };
+// Floats of scratch that grad_sq_sum takes (one partial sum per block).
+enum { CG_NORM_PARTIALS = 512 };
 
 // The slots of the loss scaler's state on the device (amp_unscale_check, amp_update_scale).
 enum {

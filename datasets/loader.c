@@ -32,7 +32,7 @@ struct cg_prefetch {
     pthread_cond_t changed; // a slot changed state, or stop was set
     bool stop;              // guarded by the lock: end the epoch early
     slot slots[2];
-    int32_t *augment;       // the thread's augmentation draws, (batch_size, 3)
+    int32_t *augment;       // the thread's augmentation draws, (batch_size, CG_AUGMENT_FIELDS)
     int64_t batches;        // batches of the running epoch
 };
 
@@ -93,8 +93,10 @@ static cg_loader *loader_new(const cg_dataset *d, int64_t batch_size, bool shuff
         CG_CHECK(C <= 4, "loader: images of %lld channels (at most 4)", (long long)C);
         cg_loader_set_normalization(l, zeros, ones);
         l->augment_rng = cg_rng_new(seed, CG_STREAM_AUGMENT);
-        l->augment_host = cg_xmalloc((size_t)l->batch_size * 3 * sizeof(int32_t));
-        if (!streaming) l->augment_device = cg_device_alloc(device, (size_t)l->batch_size * 3 * sizeof(int32_t));
+        l->augment_host = cg_xmalloc((size_t)l->batch_size * CG_AUGMENT_FIELDS * sizeof(int32_t));
+        l->augment_words = cg_xmalloc((size_t)l->batch_size * 5 * sizeof(uint32_t));
+        if (!streaming)
+            l->augment_device = cg_device_alloc(device, (size_t)l->batch_size * CG_AUGMENT_FIELDS * sizeof(int32_t));
     }
 
     int64_t B = l->batch_size, shape[4];
@@ -144,6 +146,8 @@ void cg_loader_free(cg_loader *l) {
     cg_device_free(l->device, l->inv_std_device);
     cg_device_free(l->device, l->augment_device);
     free(l->augment_host);
+    free(l->augment_words);
+    free(l->flip_base);
     free(l->order);
     free(l->prefetch);
     cg_tensor_free(l->x_full);
@@ -170,35 +174,72 @@ void cg_loader_set_normalization(cg_loader *l, const float *mean, const float *s
 }
 
 void cg_loader_set_augmentation(cg_loader *l, int crop_padding, bool flip) {
-    CG_CHECK(l->data->dtype == CG_U8 && crop_padding >= 0, "augmentation is for u8 image data sets");
-    l->crop_padding = crop_padding;
-    l->flip = flip;
+    cg_augmentation a = {.crop_padding = crop_padding, .flip = flip ? CG_FLIP_RANDOM : CG_FLIP_OFF};
+    cg_loader_set_augmentation_full(l, &a);
 }
 
-// Crop offsets and flips for the next batch into out (batch, 3), drawn on the host; NULL when
-// the loader does not augment.
-static const int32_t *draw_augmentation_into(cg_loader *l, int32_t *out, int64_t batch) {
-    if (l->crop_padding == 0 && !l->flip) return NULL;
-    // The raw words land in out and are turned into offsets in place (same size).
-    uint32_t *words = (uint32_t *)out;
-    if (l->shard_world > 1) // this rank's samples' draws among the whole step's (datasets/shard.h)
-        cg_shard_draw_u32(&l->augment_rng, words, 3, batch, l->shard_rank, l->shard_world);
+void cg_loader_set_augmentation_full(cg_loader *l, const cg_augmentation *a) {
+    const cg_dataset *d = l->data;
+    CG_CHECK(d->dtype == CG_U8 && a->crop_padding >= 0 && a->cutout >= 0, "augmentation is for u8 image data sets");
+    CG_CHECK(!a->reflect || (a->crop_padding < d->sample_shape[1] && a->crop_padding < d->sample_shape[2]),
+             "augmentation: reflection padding of %d needs images larger than that (%lldx%lld)", a->crop_padding,
+             (long long)d->sample_shape[1], (long long)d->sample_shape[2]);
+    l->aug = *a;
+    l->crop_padding = a->crop_padding;
+    l->flip = a->flip != CG_FLIP_OFF;
+    free(l->flip_base);
+    l->flip_base = NULL;
+    if (a->flip == CG_FLIP_ALTERNATE) { // each image's half, drawn once, before any batch
+        uint32_t *words = cg_xmalloc((size_t)d->count * sizeof(uint32_t));
+        cg_rng_u32(&l->augment_rng, words, d->count);
+        l->flip_base = cg_xmalloc((size_t)d->count);
+        for (int64_t i = 0; i < d->count; i++) l->flip_base[i] = (uint8_t)(words[i] >> 31);
+        free(words);
+    }
+}
+
+// `per_sample` random words for each of the batch's `samples` samples, sample after sample; with
+// --distributed, this rank's samples' words among the whole step's (datasets/shard.h), so that N
+// ranks augment every image exactly as one process would.
+static void draw_words(cg_loader *l, uint32_t *words, int64_t per_sample, int64_t samples) {
+    if (l->shard_world > 1)
+        cg_shard_draw_u32(&l->augment_rng, words, per_sample, samples, l->shard_rank, l->shard_world);
     else
-        cg_rng_u32(&l->augment_rng, words, batch * 3);
-    uint32_t span = 2 * (uint32_t)l->crop_padding + 1;
+        cg_rng_u32(&l->augment_rng, words, samples * per_sample);
+}
+
+// The augmentation of the `batch` samples order[0..batch) into out (batch, CG_AUGMENT_FIELDS),
+// drawn on the host from the random words in `words` (batch * 5 of room); NULL when the loader
+// does not augment. Crop offsets and flips take 3 words per sample, as they always have (the same
+// draws as before cutout existed); cutout centres 2 more, drawn after them.
+static const int32_t *draw_augmentation_into(cg_loader *l, int32_t *out, uint32_t *words, const int32_t *order,
+                                             int64_t batch) {
+    const cg_augmentation *a = &l->aug;
+    if (a->crop_padding == 0 && a->flip == CG_FLIP_OFF && a->cutout == 0) return NULL;
+    draw_words(l, words, 3, batch);
+    if (a->cutout > 0) draw_words(l, words + batch * 3, 2, batch);
+    uint32_t span = 2 * (uint32_t)a->crop_padding + 1;
+    uint32_t H = (uint32_t)l->data->sample_shape[1], W = (uint32_t)l->data->sample_shape[2];
+    int32_t parity = (int32_t)((l->epochs_started - 1) & 1); // 0 in the first epoch
     for (int64_t i = 0; i < batch; i++) {
-        out[3 * i] = (int32_t)(words[3 * i] % span);
-        out[3 * i + 1] = (int32_t)(words[3 * i + 1] % span);
-        out[3 * i + 2] = l->flip ? (int32_t)(words[3 * i + 2] >> 31) : 0;
+        int32_t *o = out + CG_AUGMENT_FIELDS * i;
+        o[0] = (int32_t)(words[3 * i] % span);
+        o[1] = (int32_t)(words[3 * i + 1] % span);
+        o[2] = a->flip == CG_FLIP_RANDOM      ? (int32_t)(words[3 * i + 2] >> 31)
+               : a->flip == CG_FLIP_ALTERNATE ? (int32_t)l->flip_base[order[i]] ^ parity
+                                              : 0;
+        o[3] = a->cutout > 0 ? (int32_t)(words[3 * batch + 2 * i] % H) : 0;
+        o[4] = a->cutout > 0 ? (int32_t)(words[3 * batch + 2 * i + 1] % W) : 0;
     }
     return out;
 }
 
 // The same, copied to the device (for the device-side gather).
-static const int32_t *draw_augmentation(cg_loader *l, int64_t batch) {
-    if (draw_augmentation_into(l, l->augment_host, batch) == NULL) return NULL;
+static const int32_t *draw_augmentation(cg_loader *l, const int32_t *order, int64_t batch) {
+    if (draw_augmentation_into(l, l->augment_host, l->augment_words, order, batch) == NULL) return NULL;
     if (l->device.type == CG_CPU) return l->augment_host;
-    cg_device_copy(l->device, l->augment_device, cg_cpu(), l->augment_host, (size_t)batch * 3 * sizeof(int32_t));
+    cg_device_copy(l->device, l->augment_device, cg_cpu(), l->augment_host,
+                   (size_t)batch * CG_AUGMENT_FIELDS * sizeof(int32_t));
     return l->augment_device;
 }
 
@@ -217,9 +258,10 @@ static void *prefetch_main(void *arg) {
         if (copying) cg_event_wait(l->device, s->copied); // the device has read this buffer
         int64_t first = b * l->batch_size, n = l->count - first < l->batch_size ? l->count - first : l->batch_size;
         cg_cpu_kernels()->gather_images(s->x, s->labels, d->pixels, d->labels, l->order + first,
-                                     draw_augmentation_into(l, f->augment, n), n, d->sample_shape[0],
-                                     d->sample_shape[1], d->sample_shape[2], l->crop_padding, l->mean_host,
-                                     l->inv_std_host);
+                                        draw_augmentation_into(l, f->augment, l->augment_words, l->order + first, n),
+                                        n, d->sample_shape[0], d->sample_shape[1], d->sample_shape[2],
+                                        l->crop_padding, l->aug.reflect, l->aug.cutout, l->mean_host,
+                                        l->inv_std_host);
         pthread_mutex_lock(&f->lock);
         s->size = n;
         s->state = SLOT_READY;
@@ -239,7 +281,7 @@ static void prefetch_init(cg_loader *l) {
         f->slots[i].labels = cg_host_alloc(l->device, (size_t)l->batch_size * sizeof(int32_t));
         f->slots[i].copied = cg_event_new(l->device);
     }
-    f->augment = cg_xmalloc((size_t)l->batch_size * 3 * sizeof(int32_t));
+    f->augment = cg_xmalloc((size_t)l->batch_size * CG_AUGMENT_FIELDS * sizeof(int32_t));
 }
 
 // Ends the running epoch's thread (at once if it is waiting for a free slot). Batches it had
@@ -303,8 +345,14 @@ int64_t cg_loader_num_batches(const cg_loader *l) {
     return l->drop_last ? n / B : (n + B - 1) / B;
 }
 
+void cg_loader_set_epoch(cg_loader *l, int64_t epoch) {
+    CG_CHECK(epoch >= 1, "loader: epoch %lld (they count from 1)", (long long)epoch);
+    l->epochs_started = epoch - 1;
+}
+
 void cg_loader_start_epoch(cg_loader *l) {
     if (l->prefetch) prefetch_stop(l); // the previous epoch's thread, if it was left before its end
+    l->epochs_started++;
     if (l->shuffle) cg_rng_permutation(&l->rng, l->order, l->data->count);
     if (l->shard_world > 1) cg_loader_shard_epoch(l); // this rank's share of the order (datasets/shard.h)
     if (l->order_device != l->order)
@@ -334,8 +382,9 @@ bool cg_loader_next(cg_loader *l, cg_batch *out) {
     const cg_kernels *k = cg_kernels_for(l->device);
     if (d->dtype == CG_U8)
         k->gather_images(out->x->data, out->labels->data, l->pixels_device, l->labels_device,
-                         l->order_device + l->position, draw_augmentation(l, B), B, d->sample_shape[0],
-                         d->sample_shape[1], d->sample_shape[2], l->crop_padding, l->mean_device, l->inv_std_device);
+                         l->order_device + l->position, draw_augmentation(l, l->order + l->position, B), B,
+                         d->sample_shape[0], d->sample_shape[1], d->sample_shape[2], l->crop_padding, l->aug.reflect,
+                         l->aug.cutout, l->mean_device, l->inv_std_device);
     else
         k->gather_batch(out->x->data, out->labels->data, out->targets->data, l->x_device, l->labels_device,
                         l->order_device + l->position, B, d->sample_numel);

@@ -5,8 +5,8 @@
 // The data set is copied to the device once and each batch is gathered there by a kernel, so a
 // step moves no data between host and device; batches land in tensors made once, at the same
 // addresses every step (what CUDA Graph replay needs). Image data sets (u8 pixels) are
-// normalised per channel on the way, and can be augmented (random crop with padding, horizontal
-// flip; Philox stream CG_STREAM_AUGMENT).
+// normalised per channel on the way, and can be augmented (random crop with zero or reflection
+// padding, horizontal flip, cutout; Philox stream CG_STREAM_AUGMENT).
 // A data set of images too large for the device's memory streams instead (cg_loader_new_streaming):
 // the pixels stay in host memory, and a background thread gathers each next batch (normalised
 // and augmented, by the CPU kernel) into one of two pinned host buffers while the device trains
@@ -29,6 +29,26 @@ typedef struct {
 
 struct cg_prefetch;
 
+// The flip of the training augmentation: none; each image with probability 1/2 (torchvision's
+// RandomHorizontalFlip); or airbench's alternating flip: a random half of the images (each with
+// probability 1/2, drawn once) flipped in the 1st, 3rd, ... epochs, the other half in the 2nd,
+// 4th, ..., so that each image is seen both ways in any two epochs in a row. The epochs are counted
+// by cg_loader_start_epoch (epochs_started).
+typedef enum { CG_FLIP_OFF = 0, CG_FLIP_RANDOM, CG_FLIP_ALTERNATE } cg_flip_mode;
+
+// The training augmentation of u8 images, applied on the device as each batch is gathered
+// (bench/torch_train.py's definitions, in this order): a crop of the image padded by crop_padding
+// pixels on each side (0: none), at a random offset in [0, 2 crop_padding] each way, the padding
+// zeros or (reflect) the image mirrored about its edge (airbench's "translate"); the flip; then a
+// cutout x cutout square set to 0 after normalisation (the channel mean), centred on a random
+// pixel and clipped at the borders (DeVries and Taylor 2017; 0: none).
+typedef struct {
+    int crop_padding;
+    bool reflect;
+    cg_flip_mode flip;
+    int cutout;
+} cg_augmentation;
+
 typedef struct {
     const cg_dataset *data;
     cg_device device;
@@ -43,9 +63,13 @@ typedef struct {
     uint8_t *pixels_device; // u8 data sets: the pixels on the device (the host array on the CPU)
     float *mean_device, *inv_std_device; // per-channel normalisation of u8 images (C floats each)
     int crop_padding;      // augmentation: random crop of the image padded by this many pixels
-    bool flip;             // augmentation: random left-right flip
+    bool flip;             // augmentation: some left-right flip (aug.flip is which)
+    cg_augmentation aug;   // the whole augmentation
+    uint8_t *flip_base;    // CG_FLIP_ALTERNATE: per sample, flipped in even epochs (1) or odd ones (0)
+    int64_t epochs_started; // cg_loader_start_epoch calls so far (the alternating flip's parity)
     cg_rng augment_rng;
-    int32_t *augment_host, *augment_device; // (batch_size, 3): crop dy, dx and flip per sample
+    int32_t *augment_host, *augment_device; // (batch_size, CG_AUGMENT_FIELDS): dy, dx, flip, cy, cx
+    uint32_t *augment_words; // (batch_size, 5): the random words they are made from
     int32_t *labels_device;
     int32_t *order_device; // this epoch's order on the device
     cg_tensor *x_full, *labels_full, *targets_full; // full-batch tensors on the device
@@ -72,8 +96,14 @@ void cg_loader_set_normalization(cg_loader *l, const float *mean, const float *s
 // Training augmentation of u8 images: a random crop of the image padded with `crop_padding` zero
 // pixels on each side (0: none) and, if flip, a left-right mirror with probability 1/2.
 void cg_loader_set_augmentation(cg_loader *l, int crop_padding, bool flip);
+// The whole augmentation (cg_augmentation above). Errors (CG_CHECK): crop_padding or cutout < 0,
+// reflect with crop_padding not smaller than the image's height and width.
+void cg_loader_set_augmentation_full(cg_loader *l, const cg_augmentation *a);
 // Batches per epoch.
 int64_t cg_loader_num_batches(const cg_loader *l);
+// The next cg_loader_start_epoch starts epoch `epoch` (1-based): what the alternating flip's
+// parity counts, for a run resumed at that epoch (the loader counts its epochs otherwise).
+void cg_loader_set_epoch(cg_loader *l, int64_t epoch);
 // Start an epoch: draws a new order when shuffling and copies it to the device.
 void cg_loader_start_epoch(cg_loader *l);
 // The next batch of this epoch into *out (gathered on the device, asynchronously); false when

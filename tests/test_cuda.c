@@ -200,6 +200,16 @@ static void test_losses(cg_rng *r) {
     K_CPU->count_argmax_correct(F(acc), F(logits), FI(labels), N, C);
     K_GPU->count_argmax_correct(D(acc), D(logits), DI(labels), N, C);
     expect_close("count_argmax_correct", &acc, 0, 0);
+    for (int64_t k = 1; k <= 5; k += 4) {
+        K_CPU->count_topk_correct(F(acc), F(logits), FI(labels), N, C, k);
+        K_GPU->count_topk_correct(D(acc), D(logits), DI(labels), N, C, k);
+        expect_close(k == 1 ? "count_topk_correct k 1" : "count_topk_correct k 5", &acc, 0, 0);
+    }
+    twin counts = twin_new(C * C, CG_F32);
+    K_CPU->confusion_add(F(counts), F(logits), FI(labels), N, C);
+    K_GPU->confusion_add(D(counts), D(logits), DI(labels), N, C);
+    expect_close("confusion_add", &counts, 0, 0);
+    twin_free(&counts);
 
     twin *all[] = {&p, &t, &tf, &loss, &dloss, &dp, &logits, &labels, &dlogits, &x, &dx, &acc};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
@@ -296,25 +306,49 @@ static void test_norm_and_dropout(cg_rng *r) {
 
 static void test_optimizers(cg_rng *r) {
     const int64_t n = 70001;
-    for (int kind = 0; kind < 4; kind++) {
+    // Every 7th float spared by the weight-decay mask; the learning rate changed between steps on
+    // both devices (a schedule: the kernels read it from memory).
+    twin mask = twin_new(n, CG_U8), lr = twin_new(1, CG_F32);
+    for (int64_t i = 0; i < n; i++) ((uint8_t *)mask.host)[i] = i % 7 != 0;
+    twin_upload(&mask);
+    for (int kind = 0; kind < 6; kind++) {
         twin p = twin_uniform(r, n, CG_F32, -1, 1), g = twin_uniform(r, n, CG_F32, -1, 1);
         twin m = twin_new(n, CG_F32), v = twin_new(n, CG_F32), state = twin_new(1, CG_F32);
-        const char *names[] = {"sgd_step", "sgd_step nesterov", "adam_step", "adam_step adamw"};
+        const char *names[] = {"sgd_step",         "sgd_step nesterov",         "adam_step", "adam_step adamw",
+                               "sgd_step decoupled masked", "adam_step L2 masked"};
+        const uint8_t *mh = kind >= 4 ? mask.host : NULL, *md = kind >= 4 ? mask.dev : NULL;
         for (int step = 1; step <= 3; step++) {
             K_CPU->add_scalar(F(state), 1.0f), K_GPU->add_scalar(D(state), 1.0f);
+            F(lr)[0] = (kind == 2 || kind == 3 || kind == 5 ? 1e-2f : 0.1f) / (float)step;
+            twin_upload(&lr);
             if (kind == 0) {
-                K_CPU->sgd_step(F(p), F(g), NULL, F(state), n, 0.1f, 0.0f, 0.0f, 0.0f, false, NULL);
-                K_GPU->sgd_step(D(p), D(g), NULL, D(state), n, 0.1f, 0.0f, 0.0f, 0.0f, false, NULL);
-            } else if (kind == 1) {
-                K_CPU->sgd_step(F(p), F(g), F(m), F(state), n, 0.1f, 0.9f, 0.0f, 1e-2f, true, NULL);
-                K_GPU->sgd_step(D(p), D(g), D(m), D(state), n, 0.1f, 0.9f, 0.0f, 1e-2f, true, NULL);
+                K_CPU->sgd_step(F(p), F(g), NULL, F(state), n, F(lr), 0.0f, 0.0f, 0.0f, false, false, NULL, NULL);
+                K_GPU->sgd_step(D(p), D(g), NULL, D(state), n, D(lr), 0.0f, 0.0f, 0.0f, false, false, NULL, NULL);
+            } else if (kind == 1 || kind == 4) {
+                K_CPU->sgd_step(F(p), F(g), F(m), F(state), n, F(lr), 0.9f, 0.0f, 1e-2f, true, kind == 4, mh, NULL);
+                K_GPU->sgd_step(D(p), D(g), D(m), D(state), n, D(lr), 0.9f, 0.0f, 1e-2f, true, kind == 4, md, NULL);
             } else {
-                K_CPU->adam_step(F(p), F(g), F(m), F(v), F(state), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3, NULL);
-                K_GPU->adam_step(D(p), D(g), D(m), D(v), D(state), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3, NULL);
+                K_CPU->adam_step(F(p), F(g), F(m), F(v), F(state), n, F(lr), 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3,
+                                 mh, NULL);
+                K_GPU->adam_step(D(p), D(g), D(m), D(v), D(state), n, D(lr), 0.9f, 0.999f, 1e-8f, 1e-2f, kind == 3,
+                                 md, NULL);
             }
         }
         expect_close(names[kind], &p, 1e-6, 1e-5);
         twin_free(&p), twin_free(&g), twin_free(&m), twin_free(&v), twin_free(&state);
+    }
+    twin_free(&mask), twin_free(&lr);
+    // Gradient clipping: the sum of squares (a GPU tree against the CPU's double sum), then the
+    // scaling, once below the norm (scaled) and once above it (unchanged).
+    for (int v = 0; v < 2; v++) {
+        const int64_t m = v == 0 ? 1000003 : 999;
+        twin g = twin_uniform(r, m, CG_F32, -1, 1), sum = twin_new(1, CG_F32), parts = twin_new(CG_NORM_PARTIALS, CG_F32);
+        K_CPU->grad_sq_sum(F(sum), F(parts), F(g), m), K_GPU->grad_sq_sum(D(sum), D(parts), D(g), m);
+        expect_close(v == 0 ? "grad_sq_sum 1000003" : "grad_sq_sum 999", &sum, 0, 1e-5);
+        float max_norm = v == 0 ? 3.0f : 1e3f;
+        K_CPU->clip_by_norm(F(g), F(sum), max_norm, m), K_GPU->clip_by_norm(D(g), D(sum), max_norm, m);
+        expect_close(v == 0 ? "clip_by_norm (clips)" : "clip_by_norm (leaves)", &g, 1e-7, 1e-5);
+        twin_free(&g), twin_free(&sum), twin_free(&parts);
     }
 }
 
@@ -333,6 +367,36 @@ static void test_rng_and_gather(cg_rng *r) {
     K_GPU->gather_batch(D(xo), DI(lo), D(to), D(x), DI(labels), DI(order), B, numel);
     expect_close("gather_batch x", &xo, 0, 0);
     expect_close("gather_batch targets", &to, 0, 0);
+
+    // Images with every augmentation: crops with zero and reflection padding, flips, cutout.
+    const int64_t N = 9, Ci = 3, H = 11, W = 8, pad = 3, cut = 4;
+    twin pixels = twin_new(count * Ci * H * W, CG_U8), ilabels = twin_labels(r, count, 10), iorder = twin_labels(r, N, count);
+    uint32_t *words = cg_xmalloc((size_t)(count * Ci * H * W) * sizeof(uint32_t));
+    cg_rng_u32(r, words, count * Ci * H * W);
+    for (int64_t i = 0; i < count * Ci * H * W; i++) ((uint8_t *)pixels.host)[i] = (uint8_t)words[i];
+    free(words);
+    twin_upload(&pixels);
+    twin aug = twin_new(N * CG_AUGMENT_FIELDS, CG_I32), mean = twin_new(Ci, CG_F32), inv_std = twin_new(Ci, CG_F32);
+    for (int64_t i = 0; i < N; i++) {
+        int32_t *a = FI(aug) + CG_AUGMENT_FIELDS * i;
+        a[0] = (int32_t)(i % (2 * pad + 1)), a[1] = (int32_t)((3 * i) % (2 * pad + 1)), a[2] = (int32_t)(i % 2);
+        a[3] = (int32_t)((5 * i) % H), a[4] = (int32_t)((7 * i) % W);
+    }
+    for (int c = 0; c < Ci; c++) F(mean)[c] = 0.4f + 0.05f * c, F(inv_std)[c] = 4.0f - c;
+    twin_upload(&aug), twin_upload(&mean), twin_upload(&inv_std);
+    twin xi = twin_new(N * Ci * H * W, CG_F32), li = twin_new(N, CG_I32), xf = twin_new(N * Ci * H * W, CG_F32);
+    for (int reflect = 0; reflect <= 1; reflect++) {
+        K_CPU->gather_images(F(xi), FI(li), pixels.host, FI(ilabels), FI(iorder), FI(aug), N, Ci, H, W, pad, reflect,
+                             cut, F(mean), F(inv_std));
+        K_GPU->gather_images(D(xi), DI(li), pixels.dev, DI(ilabels), DI(iorder), DI(aug), N, Ci, H, W, pad, reflect,
+                             cut, D(mean), D(inv_std));
+        expect_close(reflect ? "gather_images reflect, cutout" : "gather_images zeros, cutout", &xi, 0, 1e-6);
+    }
+    expect_equal_i32("gather_images labels", &li);
+    K_CPU->flip_images(F(xf), F(xi), N * Ci, H, W), K_GPU->flip_images(D(xf), D(xi), N * Ci, H, W);
+    expect_close("flip_images", &xf, 0, 1e-6);
+    twin *images[] = {&pixels, &ilabels, &iorder, &aug, &mean, &inv_std, &xi, &li, &xf};
+    for (size_t i = 0; i < sizeof images / sizeof *images; i++) twin_free(images[i]);
     twin *all[] = {&u, &z, &x, &labels, &order, &xo, &lo, &to};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
 }

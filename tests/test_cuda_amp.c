@@ -141,11 +141,17 @@ static void test_scaler_kernels(cg_rng *r) {
         float *flag_h = (float *)H(amp) + CG_AMP_FOUND_INF, *flag_d = (float *)D(amp) + CG_AMP_FOUND_INF;
         K_CPU->add_scalar_unless(H(count), 1.0f, flag_h), K_GPU->add_scalar_unless(D(count), 1.0f, flag_d);
         expect_close("add_scalar_unless", &count, 0, 0);
-        K_CPU->adam_step(H(p), H(g), H(m), H(v), H(count), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, false, flag_h);
-        K_GPU->adam_step(D(p), D(g), D(m), D(v), D(count), n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, false, flag_d);
+        twin lr = twin_new(1, CG_F32);
+        *(float *)H(lr) = 1e-2f;
+        twin_upload(&lr);
+        K_CPU->adam_step(H(p), H(g), H(m), H(v), H(count), n, H(lr), 0.9f, 0.999f, 1e-8f, 0.0f, false, NULL, flag_h);
+        K_GPU->adam_step(D(p), D(g), D(m), D(v), D(count), n, D(lr), 0.9f, 0.999f, 1e-8f, 0.0f, false, NULL, flag_d);
         expect_close(bad ? "adam_step skipped" : "adam_step applied", &p, 1e-6, 1e-5);
-        K_CPU->sgd_step(H(p), H(g), NULL, H(count), n, 0.1f, 0.0f, 0.0f, 0.0f, false, flag_h);
-        K_GPU->sgd_step(D(p), D(g), NULL, D(count), n, 0.1f, 0.0f, 0.0f, 0.0f, false, flag_d);
+        *(float *)H(lr) = 0.1f;
+        twin_upload(&lr);
+        K_CPU->sgd_step(H(p), H(g), NULL, H(count), n, H(lr), 0.0f, 0.0f, 0.0f, false, false, NULL, flag_h);
+        K_GPU->sgd_step(D(p), D(g), NULL, D(count), n, D(lr), 0.0f, 0.0f, 0.0f, false, false, NULL, flag_d);
+        twin_free(&lr);
         expect_close(bad ? "sgd_step skipped" : "sgd_step applied", &p, 1e-5, 1e-5);
         twin_free(&g), twin_free(&h), twin_free(&amp), twin_free(&p), twin_free(&m), twin_free(&v), twin_free(&count);
     }

@@ -1,7 +1,11 @@
-// test_optim.c: SGD (momentum, dampening, Nesterov, weight decay) and Adam / AdamW over 3 steps,
-// against PyTorch's formulas written out here in double, plus numbers derived by hand, and frozen and
-// weight-decay-exempt parameters (requires_grad false, no_decay_bn_bias).
+// test_optim.c: SGD (momentum, dampening, Nesterov, weight decay L2 or decoupled) and Adam / AdamW
+// over 3 steps, against PyTorch's formulas written out here in double, with a constant learning
+// rate and with one changed before every step (a schedule); plus numbers derived by hand: the
+// weight decay spared to parameters of one dimension, and a kernel call recorded once and
+// replayed (as a CUDA Graph replays it) reading the learning rate written between replays; and
+// frozen parameters (requires_grad false) that never move.
 // Expected values never come from the engine's kernels; gradients are set by hand, not by backward.
+#include "core/kernels.h"
 #include "core/train/optim.h"
 #include "tests/check.h"
 
@@ -65,14 +69,20 @@ typedef struct {
     int t;
 } reference_state;
 
-// torch.optim.SGD, one step:
+// torch.optim.SGD, one step at learning rate lr:
 //   g = grad + wd p;  if momentum: b = g (t = 1) else momentum b + (1 - dampening) g;
 //   g = g + momentum b (nesterov) or b;  p = p - lr g
-static void reference_sgd(reference_state *s, const cg_optim_config *c) {
+// Decoupled weight decay (bench/torch_train.py's, AdamW's rule given to SGD): p = p (1 - lr wd)
+// first, and g = grad.
+static void reference_sgd(reference_state *s, const cg_optim_config *c, double lr) {
     s->t++;
-    double lr = c->lr, mu = c->momentum, damp = c->dampening, wd = c->weight_decay;
+    double mu = c->momentum, damp = c->dampening, wd = c->weight_decay;
     for (int i = 0; i < N_ALL; i++) {
-        double g = gradient_at(i, s->t) + wd * s->p[i];
+        double g = gradient_at(i, s->t);
+        if (c->decoupled_weight_decay)
+            s->p[i] *= 1.0 - lr * wd;
+        else
+            g += wd * s->p[i];
         if (mu != 0.0) {
             s->buf[i] = s->t == 1 ? g : mu * s->buf[i] + (1.0 - damp) * g;
             g = c->nesterov ? g + mu * s->buf[i] : s->buf[i];
@@ -84,13 +94,13 @@ static void reference_sgd(reference_state *s, const cg_optim_config *c) {
 // torch.optim.Adam / AdamW, one step:
 //   Adam: g = grad + wd p;  AdamW: p = p (1 - lr wd);  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
 //   p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-static void reference_adam(reference_state *s, const cg_optim_config *c) {
+static void reference_adam(reference_state *s, const cg_optim_config *c, double lr) {
     s->t++;
-    double lr = c->lr, b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
+    double b1 = c->beta1, b2 = c->beta2, eps = c->eps, wd = c->weight_decay;
     double bc1 = 1.0 - pow(b1, s->t), bc2 = 1.0 - pow(b2, s->t);
     for (int i = 0; i < N_ALL; i++) {
         double g = gradient_at(i, s->t);
-        if (c->kind == CG_OPTIM_ADAMW)
+        if (c->kind == CG_OPTIM_ADAMW || c->decoupled_weight_decay)
             s->p[i] *= 1.0 - lr * wd;
         else
             g += wd * s->p[i];
@@ -105,6 +115,7 @@ static void reference_adam(reference_state *s, const cg_optim_config *c) {
 typedef struct {
     const char *name;
     cg_optim_config config;
+    float lr_by_step[STEPS]; // each step's learning rate (cg_optimizer_set_lr before it); 0: config.lr
 } optim_case;
 
 static cg_optim_config sgd(float lr, float momentum, float dampening, float weight_decay, bool nesterov) {
@@ -134,11 +145,13 @@ static void run_case(const optim_case *oc) {
     double max_err = 0.0;
     for (int t = 1; t <= STEPS; t++) {
         set_gradients(&k, t);
+        float lr = oc->lr_by_step[t - 1] > 0 ? oc->lr_by_step[t - 1] : oc->config.lr;
+        if (oc->lr_by_step[t - 1] > 0) cg_optimizer_set_lr(o, lr);
         cg_optimizer_step(o);
         if (oc->config.kind == CG_OPTIM_SGD)
-            reference_sgd(&ref, &oc->config);
+            reference_sgd(&ref, &oc->config, lr);
         else
-            reference_adam(&ref, &oc->config);
+            reference_adam(&ref, &oc->config, lr);
         float got[N_ALL];
         read_values(&k, got);
         for (int i = 0; i < N_ALL; i++) {
@@ -294,24 +307,117 @@ static void frozen_and_exempt(void) {
     printf("frozen and exempt parameters: the frozen one and the 1-dim one stay at 1, the matrices decay\n");
 }
 
+static cg_optim_config decoupled(cg_optim_config c) {
+    c.decoupled_weight_decay = true;
+    return c;
+}
+
+// Weight decay spared to parameters of one dimension (no_decay_bn_bias): a (2, 2) weight decays,
+// a (2,) bias does not. lr 0.1, wd 0.5, every value 2, gradient 0 (so only the decay moves them):
+//   SGD L2 and SGD / AdamW decoupled: w = 2 - 0.1 (0.5 x 2) = 2 (1 - 0.1 x 0.5) = 1.9; b = 2.
+//   Adam L2: w's gradient is 0.5 x 2 = 1, and Adam's first step is lr sign(g): w = 1.9; b = 2.
+static void decay_exemption(void) {
+    const char *names[] = {"sgd L2", "sgd decoupled", "adam L2", "adamw"};
+    for (int v = 0; v < 4; v++) {
+        cg_params *params = cg_params_new(cg_cpu());
+        cg_tensor *w = cg_params_add(params, "conv.weight", 2, (int64_t[]){2, 2});
+        cg_tensor *b = cg_params_add(params, "bn.bias", 1, (int64_t[]){2});
+        cg_tensor_fill(w, 2.0f), cg_tensor_fill(b, 2.0f);
+        cg_optim_config c = v < 2 ? cg_sgd_config(0.1f) : v == 2 ? cg_adam_config(0.1f) : cg_adamw_config(0.1f);
+        c.weight_decay = 0.5f;
+        c.decoupled_weight_decay = v == 1;
+        c.no_decay_bn_bias = true;
+        cg_optimizer *o = cg_optimizer_new(params, c);
+        cg_optimizer_step(o);
+        float wv[4], bv[2];
+        cg_tensor_copy_to_host(wv, w, 4), cg_tensor_copy_to_host(bv, b, 2);
+        char what[64];
+        snprintf(what, sizeof what, "%s, BatchNorm and biases spared: weight", names[v]);
+        for (int i = 0; i < 4; i++) expect_close(what, 1.9, wv[i], 1e-6);
+        snprintf(what, sizeof what, "%s, BatchNorm and biases spared: bias", names[v]);
+        for (int i = 0; i < 2; i++) expect_close(what, 2.0, bv[i], 0);
+        for (int64_t i = 0; i < params->numel; i++) { // the padding stays zero
+            bool in_w = i >= params->offsets[0] && i < params->offsets[0] + 4;
+            bool in_b = i >= params->offsets[1] && i < params->offsets[1] + 2;
+            if (!in_w && !in_b && params->values[i] != 0.0f) fail(what, "padding float %lld changed", (long long)i);
+        }
+        cg_optimizer_free(o);
+        cg_params_free(params);
+    }
+    printf("weight decay spared to parameters of one dimension: sgd L2 and decoupled, adam, adamw\n");
+}
+
+// A CUDA Graph replays the kernels it captured with the arguments they were launched with: the
+// learning rate's ADDRESS, never its value. Here one sgd_step call is recorded (its arguments
+// kept) and replayed three times on the CPU, the value at that address changed between replays,
+// as cg_optimizer_set_lr changes it between steps: each replay must use the value written last.
+// p0 = 1, gradient 1, no momentum: p = 1 - 0.5 = 0.5, then - 0.25 = 0.25, then - 0.125 = 0.125.
+typedef struct {
+    float *p;
+    const float *g;
+    float *state;
+    int64_t n;
+    const float *lr; // the address the recorded launch reads
+} recorded_sgd;
+
+static void replay(const cg_kernels *k, const recorded_sgd *r) {
+    k->sgd_step(r->p, r->g, NULL, r->state, r->n, r->lr, 0.0f, 0.0f, 0.0f, false, false, NULL, NULL);
+}
+
+static void replay_reads_lr(void) {
+    float p = 1.0f, g = 1.0f, state = 1.0f, lr = 0.5f;
+    recorded_sgd call = {&p, &g, &state, 1, &lr};
+    const cg_kernels *k = cg_kernels_for(cg_cpu());
+    const double expected[3] = {0.5, 0.25, 0.125};
+    for (int t = 0; t < 3; t++) {
+        replay(k, &call);
+        char what[64];
+        snprintf(what, sizeof what, "replay %d reads the new lr", t + 1);
+        expect_close(what, expected[t], p, 0);
+        lr *= 0.5f; // the host writes the next step's rate; the recorded call is not touched
+    }
+    // Through the optimizer: cg_optimizer_set_lr writes the rate the next step reads.
+    cg_params *params = cg_params_new(cg_cpu());
+    cg_tensor *x = cg_params_add(params, "x", 1, (int64_t[]){1});
+    cg_optimizer *o = cg_optimizer_new(params, cg_sgd_config(0.1f));
+    float stored = 0.0f;
+    cg_device_copy(cg_cpu(), &stored, cg_cpu(), o->lr, sizeof stored);
+    if (stored != 0.1f) fail("optimizer lr", "made with 0.1, device holds %g", (double)stored);
+    cg_tensor_fill(x->grad, 1.0f);
+    cg_optimizer_step(o); // x = -0.1
+    cg_optimizer_set_lr(o, 0.01f);
+    cg_optimizer_step(o); // x = -0.11
+    expect_close("cg_optimizer_set_lr", -0.11, cg_tensor_item(x), 1e-7);
+    cg_optimizer_free(o);
+    cg_params_free(params);
+    printf("a recorded sgd_step replayed reads each new learning rate; cg_optimizer_set_lr\n");
+}
+
 int main(void) {
     const optim_case cases[] = {
-        {"sgd", sgd(0.1f, 0.0f, 0.0f, 0.0f, false)},
-        {"sgd momentum", sgd(0.1f, 0.9f, 0.0f, 0.0f, false)},
-        {"sgd momentum dampening", sgd(0.05f, 0.8f, 0.3f, 0.0f, false)},
-        {"sgd nesterov", sgd(0.1f, 0.9f, 0.0f, 0.0f, true)},
-        {"sgd weight decay", sgd(0.1f, 0.0f, 0.0f, 0.1f, false)},
-        {"sgd momentum weight decay", sgd(0.1f, 0.9f, 0.0f, 0.1f, false)},
-        {"sgd nesterov weight decay", sgd(0.1f, 0.5f, 0.0f, 0.2f, true)},
-        {"adam", adam(cg_adam_config(0.01f), 0.9f, 0.999f, 0.0f)},
-        {"adam betas (0.8, 0.99)", adam(cg_adam_config(0.05f), 0.8f, 0.99f, 0.0f)},
-        {"adam weight decay (L2)", adam(cg_adam_config(0.01f), 0.9f, 0.999f, 0.1f)},
-        {"adamw", cg_adamw_config(0.01f)},
-        {"adamw weight decay 0.3", adam(cg_adamw_config(0.05f), 0.9f, 0.999f, 0.3f)},
+        {"sgd", sgd(0.1f, 0.0f, 0.0f, 0.0f, false), {0}},
+        {"sgd momentum", sgd(0.1f, 0.9f, 0.0f, 0.0f, false), {0}},
+        {"sgd momentum dampening", sgd(0.05f, 0.8f, 0.3f, 0.0f, false), {0}},
+        {"sgd nesterov", sgd(0.1f, 0.9f, 0.0f, 0.0f, true), {0}},
+        {"sgd weight decay", sgd(0.1f, 0.0f, 0.0f, 0.1f, false), {0}},
+        {"sgd momentum weight decay", sgd(0.1f, 0.9f, 0.0f, 0.1f, false), {0}},
+        {"sgd nesterov weight decay", sgd(0.1f, 0.5f, 0.0f, 0.2f, true), {0}},
+        {"adam", adam(cg_adam_config(0.01f), 0.9f, 0.999f, 0.0f), {0}},
+        {"adam betas (0.8, 0.99)", adam(cg_adam_config(0.05f), 0.8f, 0.99f, 0.0f), {0}},
+        {"adam weight decay (L2)", adam(cg_adam_config(0.01f), 0.9f, 0.999f, 0.1f), {0}},
+        {"adamw", cg_adamw_config(0.01f), {0}},
+        {"adamw weight decay 0.3", adam(cg_adamw_config(0.05f), 0.9f, 0.999f, 0.3f), {0}},
+        {"sgd decoupled weight decay", decoupled(sgd(0.1f, 0.0f, 0.0f, 0.2f, false)), {0}},
+        {"sgd nesterov decoupled", decoupled(sgd(0.1f, 0.9f, 0.0f, 0.2f, true)), {0}},
+        {"adam decoupled weight decay", decoupled(adam(cg_adam_config(0.01f), 0.9f, 0.999f, 0.1f)), {0}},
+        {"sgd momentum, lr per step", sgd(0.1f, 0.9f, 0.0f, 0.1f, false), {0.02f, 0.1f, 0.05f}},
+        {"adamw, lr per step", adam(cg_adamw_config(0.01f), 0.9f, 0.999f, 0.3f), {0.002f, 0.01f, 0.004f}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);
     hand_derived();
+    decay_exemption();
+    replay_reads_lr();
     defaults();
     zero_grad();
     frozen_and_exempt();

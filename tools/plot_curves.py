@@ -2,10 +2,11 @@
 """plot_curves.py: training curves from cgrad's CSV logs, several runs overlaid in one PNG.
 
 A 2x2 figure: loss and accuracy against the epoch (top) and against wall-clock seconds (bottom),
-one colour per run, test curves dashed. The seconds axes are logarithmic by default, so that a
-run 50 times faster than another (a GPU beside a CPU) is not squashed against the left edge
-(--linear-time for plain seconds; --log-x puts the epoch axes on a log scale too). The figure
-always has a title: --title, else one made from the runs' names. When a log has the GPU columns that --monitor adds
+one colour per run, test curves dashed (test top-5 accuracy, when logged, dotted). The seconds
+axes are logarithmic by default, so that a run 50 times faster than another (a GPU beside a CPU)
+is not squashed against the left edge (--linear-time for plain seconds; --log-x puts the epoch
+axes on a log scale too). The figure always has a title: --title, else one made from the runs'
+names. When a log has the GPU columns that --monitor adds
 (gpu_util, gpu_mem_mib, gpu_temp_c, gpu_power_w) with at least one value, two more rows plot
 them against seconds: utilisation, memory, temperature, power (--no-monitor leaves them out).
 When a log has the mixed-precision columns that --precision adds (precision, loss_scale,
@@ -18,7 +19,8 @@ loss, train_loss, test_loss, accuracy, train_accuracy, test_accuracy. A device c
 present, is shown in the legend. Other columns (images_per_s, ...) are ignored; empty cells
 (a GPU column of a CPU run) are gaps.
     simple_nn:  epoch,loss,accuracy,seconds,device[,gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w]
-    cnn:        epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device[,gpu_...]
+    cnn:        epoch,train_loss,train_accuracy,test_loss,test_accuracy,test_top5,seconds,images_per_s,
+                device,lr[,gpu_...] (logs of older cnn builds, without test_top5 and lr, too)
     either, with --precision: ...,device,precision,loss_scale,skipped_steps[,gpu_...]
 
 Run it with Debian's interpreter, which has matplotlib:
@@ -35,7 +37,7 @@ PROGRAM = "plot_curves"
 NEEDED = ("epoch", "seconds")
 # Columns drawn on each row of the figure, in legend order; the test_ ones are dashed.
 LOSS_COLUMNS = ("loss", "train_loss", "test_loss")
-ACCURACY_COLUMNS = ("accuracy", "train_accuracy", "test_accuracy")
+ACCURACY_COLUMNS = ("accuracy", "train_accuracy", "test_accuracy", "test_top5")
 # The GPU counters of --monitor (each epoch's mean of NVML samples) and their axis labels.
 MONITOR_COLUMNS = {
     "gpu_util": "GPU utilisation (%)",
@@ -188,10 +190,11 @@ def draw(runs, output, title, dpi, monitor=True, log_x=False, log_time=True):
             present = [y for y in y_columns if y in run.columns]
             for y in present:
                 # Name the series only when a run has more than one on this panel (train and test).
-                suffix = "" if len(present) == 1 else " " + y.split("_")[0]
+                suffix = "" if len(present) == 1 else " " + ("test top-5" if y == "test_top5" else y.split("_")[0])
                 few = len(run.columns[x_column]) <= 30
+                style = ":" if y == "test_top5" else "--" if y.startswith("test_") else "-"
                 ax.plot(run.columns[x_column], run.columns[y], color=colours[k % len(colours)],
-                        linestyle="--" if y.startswith("test_") else "-", marker="." if few else None,
+                        linestyle=style, marker="." if few else None,
                         linewidth=1.5, label=run.label() + suffix)
         set_x_scale(ax, x_column, log_x, log_time)
         log_here = ax.get_xscale() == "log"

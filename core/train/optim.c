@@ -1,8 +1,10 @@
-// optim.c: the optimizer objects. The arithmetic is the sgd_step and adam_step kernels.
+// optim.c: the optimizer objects: their state and learning rate on the device, the weight-decay
+// mask. The arithmetic is the sgd_step and adam_step kernels.
 #include "core/train/optim.h"
 #include "core/kernels.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 cg_optim_config cg_sgd_config(float lr) {
     cg_optim_config c = {0};
@@ -68,7 +70,9 @@ cg_optimizer *cg_optimizer_new(cg_params *params, cg_optim_config config) {
     if (config.kind != CG_OPTIM_SGD || config.momentum != 0) o->state1 = zeroed(params->device, o->numel);
     if (config.kind != CG_OPTIM_SGD) o->state2 = zeroed(params->device, o->numel);
     o->counter = zeroed(params->device, 1);
-    make_runs(o);
+    o->lr = cg_device_alloc_for(params->device, sizeof(float), "the learning rate");
+    cg_optimizer_set_lr(o, config.lr);
+    make_runs(o); // frozen parameters left out, and no_decay_bn_bias's exemption, run by run
     return o;
 }
 
@@ -80,6 +84,7 @@ void cg_optimizer_free(cg_optimizer *o) {
     free(o->run_begin);
     free(o->run_end);
     free(o->run_decay);
+    cg_device_free(o->params->device, o->lr);
     free(o);
 }
 
@@ -92,16 +97,24 @@ void cg_optimizer_step(cg_optimizer *o) {
         k->add_scalar_unless(o->counter, 1.0f, o->found_inf);
     else
         k->add_scalar(o->counter, 1.0f);
+    // One kernel call per run (core/train/optim.h); the decay mask of the kernels is not needed
+    // here, since a run has one weight decay.
     for (int r = 0; r < o->runs; r++) {
         int64_t at = o->run_begin[r], n = o->run_end[r] - at;
         float *state1 = o->state1 ? o->state1 + at : NULL, *state2 = o->state2 ? o->state2 + at : NULL;
         if (c->kind == CG_OPTIM_SGD)
-            k->sgd_step(p->values + at, p->grads + at, state1, o->counter, n, c->lr, c->momentum, c->dampening,
-                        o->run_decay[r], c->nesterov, o->found_inf);
+            k->sgd_step(p->values + at, p->grads + at, state1, o->counter, n, o->lr, c->momentum, c->dampening,
+                        o->run_decay[r], c->nesterov, c->decoupled_weight_decay, NULL, o->found_inf);
         else
-            k->adam_step(p->values + at, p->grads + at, state1, state2, o->counter, n, c->lr, c->beta1, c->beta2,
-                         c->eps, o->run_decay[r], c->kind == CG_OPTIM_ADAMW, o->found_inf);
+            k->adam_step(p->values + at, p->grads + at, state1, state2, o->counter, n, o->lr, c->beta1, c->beta2,
+                         c->eps, o->run_decay[r], c->kind == CG_OPTIM_ADAMW || c->decoupled_weight_decay, NULL,
+                         o->found_inf);
     }
 }
 
 void cg_optimizer_zero_grad(cg_optimizer *o) { cg_params_zero_grad(o->params); }
+
+void cg_optimizer_set_lr(cg_optimizer *o, float lr) {
+    o->lr_host = lr;
+    cg_device_copy(o->params->device, o->lr, cg_cpu(), &lr, sizeof lr);
+}

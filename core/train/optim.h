@@ -4,8 +4,13 @@
 //          g = g + momentum * b if nesterov, else g = b (when momentum != 0);  p -= lr * g
 //   Adam:  g = grad + wd * p (Adam) or p *= 1 - lr * wd (AdamW);  m = b1 m + (1 - b1) g;
 //          v = b2 v + (1 - b2) g^2;  p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// Weight decay is L2 (added to the gradient, as torch.optim.SGD and Adam do) or decoupled (p *=
+// 1 - lr * wd before the update, as AdamW; decoupled_weight_decay asks it of SGD and Adam too),
+// and may spare the parameters of one dimension (BatchNorm weights and biases, every bias).
 // One kernel call per step over every parameter; the state (momentum or m, v) is allocated on
-// the parameters' device when the optimizer is made. Learning-rate schedules are not built yet.
+// the parameters' device when the optimizer is made. The learning rate lives on the device too:
+// cg_optimizer_set_lr writes it between steps (a schedule, core/train/schedule.h), and a step
+// captured into a CUDA Graph reads the new value at each replay.
 // Two exceptions make it one call per run of parameters instead (each run a slice of the block):
 // a parameter with requires_grad false is frozen and never touched (as PyTorch skips a parameter
 // whose .grad is None: no weight decay, no momentum), and no_decay_bn_bias gives weight decay 0
@@ -22,12 +27,15 @@ typedef struct {
     cg_optim_kind kind;
     float lr;
     float weight_decay;
-    bool no_decay_bn_bias; // weight decay 0 for parameters of <= 1 dims (BatchNorm, biases)
+    bool no_decay_bn_bias; // weight decay 0 for parameters of <= 1 dims: BatchNorm weights and biases,
+                           // every bias (bench/torch_train.py --no-decay-bn-bias)
     // SGD
     float momentum, dampening;
     bool nesterov;
     // Adam, AdamW
     float beta1, beta2, eps;
+    // weight decay as p *= 1 - lr * wd instead of L2 (always for AdamW)
+    bool decoupled_weight_decay;
 } cg_optim_config;
 
 // PyTorch's defaults: SGD(lr, momentum 0, dampening 0, weight_decay 0, nesterov false);
@@ -43,6 +51,8 @@ typedef struct {
     float *state1;   // SGD momentum buffer, or Adam's m
     float *state2;   // Adam's v (NULL for SGD)
     float *counter;  // one float on the device: the step count (exact up to 2^24 steps)
+    float *lr;       // one float on the device: the learning rate the next step uses
+    float lr_host;   // the value last written there
     const float *found_inf; // NULL, or a flag on the device: when not 0, the step is skipped
                             // (set by mixed precision, core/amp.h, to skip overflowed steps)
     int runs;               // slices of the block updated by one kernel call each (1 when nothing
@@ -59,5 +69,8 @@ void cg_optimizer_free(cg_optimizer *o);
 void cg_optimizer_step(cg_optimizer *o);
 // Set every gradient to zero.
 void cg_optimizer_zero_grad(cg_optimizer *o);
+// The learning rate of the next steps (written to device memory now, in order with the queued
+// work). Not during a CUDA Graph capture: between steps, before the replay that should read it.
+void cg_optimizer_set_lr(cg_optimizer *o, float lr);
 
 #endif

@@ -8,6 +8,7 @@
 #include "examples/common/epoch_log.h"
 #include "examples/common/models.h"
 #include "examples/common/guard.h"
+#include "examples/common/recipe.h"
 #include "examples/common/resume.h"
 
 #include <getopt.h>
@@ -32,15 +33,13 @@ static void usage(FILE *f) {
             "  --device DEV       cpu, cuda or cuda:N (default cpu)\n"
             "  --epochs N         passes over the training set (default 5)\n"
             "  --batch-size N     images per step (default 128)\n"
-            "  --lr X             learning rate (default 0.001 for adam, 0.01 for sgd)\n"
-            "  --optimizer NAME   adam (default) or sgd\n"
             "  --seed N           seed of the weights, the shuffle and the augmentation (default 0)\n"
             "  --threads N        CPU threads (default: OpenMP's choice)\n"
             "  --limit N          train on N training images only, class-balanced: the first N/classes of\n"
             "                     each class (the same subset for every seed)\n"
-            "  --augment on|off   random crop (padding 4) and flip; default on for cifar, tinyimagenet, folder\n"
             "  --log PATH         CSV per epoch: epoch,train_loss,train_accuracy,test_loss,test_accuracy,\n"
-            "                     seconds,images_per_s,device\n"
+            "                     test_top5,seconds,images_per_s,device,lr (bench/torch_train.py's columns;\n"
+            "                     the top-5 accuracy is printed each epoch too with more than 10 classes)\n"
             "  --monitor          sample the GPU once a second through NVML (utilisation, memory,\n"
             "                     temperature, power): shown each epoch, and added to the log as\n"
             "                     gpu_util,gpu_mem_mib,gpu_temp_c,gpu_power_w, the epoch's mean\n"
@@ -53,13 +52,13 @@ static void usage(FILE *f) {
             "  --save-every N     with --save: also save after every N epochs\n"
             "  --resume PATH      continue the run saved at PATH (reads PATH.state) up to --epochs, as if it\n"
             "                     had never stopped (same results to the bit on the same device and threads);\n"
-            "                     --model, --stem-stride, --dataset, --limit, --batch-size, --optimizer, --lr,\n"
-            "                     --seed, --precision, --loss-scale and --augment must be the saved run's; --log\n"
-            "                     keeps the rows of the epochs it has and goes on\n"
+            "                     --model, --stem-stride, --dataset, --limit, --batch-size, --seed, --precision,\n"
+            "                     --loss-scale and the recipe's flags below (but --tta and --confusion) must be\n"
+            "                     the saved run's; --log keeps the rows of the epochs it has and goes on\n"
             "  --load PATH        start a new run from the weights of a safetensors file (cnn's --save, or\n"
             "                     PyTorch's safetensors.torch.save_file of the same model)\n"
-            "  --eval             evaluate the weights of --load or --resume on the test set (loss and\n"
-            "                     accuracy) without training\n"
+            "  --eval             evaluate the weights of --load or --resume on the test set (loss, accuracy\n"
+            "                     and top-5; --tta and --confusion apply) without training\n"
             "  --precision P      fp32 (default), fp16 or bf16: mixed precision as torch.autocast (convolutions\n"
             "                     and linear layers in 16 bits with f32 accumulation, ReLU and max pooling in\n"
             "                     16 bits, softmax cross-entropy and Adam in f32 on FP32 master weights; on\n"
@@ -83,30 +82,30 @@ static void usage(FILE *f) {
             "                     alone prints, logs and saves; on one GPU machine without MPI:\n"
             "                     tools/launch_local.sh N cnn --distributed --device cuda ... (lesson 06)\n"
             "  --quiet            print only the final test accuracy\n"
-            "  --help             this text\n");
+            "  --help             this text\n"
+            "\n");
+    cg_recipe_usage(f);
 }
 
 typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path, *resume_path;
     long epochs, batch_size, seed, threads, limit, stem_stride, save_every;
-    double lr;
-    bool sgd, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, eval;
-    int augment; // -1: the data set's default
+    bool quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, eval;
+    cg_recipe recipe; // optimizer, schedule, loss, clipping, augmentation, TTA: examples/common/recipe.h
     cg_precision precision;
     bool precision_given, loss_scale_given;
     cg_grad_scaler_config loss_scale;
 } options;
 
 static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){.dataset = "fashion-mnist", .model = "tutorial", .device = "cpu", .epochs = 5, .batch_size = 128,
-                   .lr = -1.0, .augment = -1};
+    *o = (options){.dataset = "fashion-mnist", .model = "tutorial", .device = "cpu", .epochs = 5, .batch_size = 128};
+    cg_recipe_init(&o->recipe);
     static const struct option longopts[] = {
         {"dataset", required_argument, 0, 'D'}, {"data", required_argument, 0, 'd'},
         {"model", required_argument, 0, 'm'},   {"device", required_argument, 0, 'v'},
         {"epochs", required_argument, 0, 'e'},  {"batch-size", required_argument, 0, 'b'},
-        {"lr", required_argument, 0, 'l'},      {"optimizer", required_argument, 0, 'o'},
         {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
-        {"limit", required_argument, 0, 'n'},   {"augment", required_argument, 0, 'a'},
+        {"limit", required_argument, 0, 'n'},
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
@@ -115,7 +114,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"detect-anomaly", no_argument, 0, 'A'}, {"stem-stride", required_argument, 0, 'T'},
         {"distributed", no_argument, 0, 'X'}, {"resume", required_argument, 0, 'U'},
         {"save-every", required_argument, 0, 'E'}, {"eval", no_argument, 0, 'V'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},          CG_RECIPE_LONGOPTS, {0, 0, 0, 0}};
     cg_status s = cg_ok();
     int c;
     opterr = 0;
@@ -127,7 +126,6 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'v': o->device = optarg; break;
         case 'e': s = cg_cli_int("--epochs", optarg, 1, 100000, &o->epochs); break;
         case 'b': s = cg_cli_int("--batch-size", optarg, 1, 1 << 16, &o->batch_size); break;
-        case 'l': s = cg_cli_float("--lr", optarg, 0.0, 1e3, &o->lr); break;
         case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'n': s = cg_cli_int("--limit", optarg, 1, 1L << 30, &o->limit); break;
@@ -147,28 +145,26 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'X': o->distributed = true; break;
         case 'P': s = cg_precision_parse(optarg, &o->precision), o->precision_given = true; break;
         case 'C': s = cg_loss_scale_parse(optarg, &o->loss_scale), o->loss_scale_given = true; break;
-        case 'o':
-            if (strcmp(optarg, "adam") && strcmp(optarg, "sgd"))
-                s = cg_error(CG_ERR_ARG, "--optimizer: '%s' is not adam or sgd", optarg);
-            o->sgd = strcmp(optarg, "sgd") == 0;
-            break;
-        case 'a':
-            if (strcmp(optarg, "on") && strcmp(optarg, "off"))
-                s = cg_error(CG_ERR_ARG, "--augment: '%s' is not on or off", optarg);
-            o->augment = strcmp(optarg, "on") == 0;
-            break;
         case 'h': usage(stdout); return 0;
         case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
-        default: s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        default:
+            if (cg_recipe_handles(c))
+                s = cg_recipe_option(&o->recipe, c, optarg);
+            else
+                s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]);
+            break;
         }
     }
     if (s.code == CG_OK && optind < argc) s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (s.code == CG_OK) s = cg_recipe_finish(&o->recipe);
+    if (s.code == CG_OK && o->distributed && o->recipe.confusion_path)
+        s = cg_error(CG_ERR_ARG, "--confusion: not with --distributed (each rank sees its share of the test set): "
+                     "evaluate the saved weights with --eval --confusion in one process");
     if (s.code == CG_OK && !cg_model_exists(o->model))
         s = cg_error(CG_ERR_ARG, "--model: '%s' is not a model (%s)", o->model, CG_MODEL_NAMES);
     if (s.code == CG_OK) s = cg_resume_check_flags(o->load_path, o->resume_path, o->save_path, o->save_every,
                                                    o->log_path, o->eval);
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
-    if (o->lr < 0) o->lr = o->sgd ? 1e-2 : 1e-3;
     if (!o->loss_scale_given) o->loss_scale = cg_loss_scale_default(o->precision);
     return -1;
 }
@@ -197,6 +193,7 @@ typedef struct {
     cg_metrics *metrics;
     cg_amp *amp; // mixed precision (fp32: plain backward and step)
     cg_dist *dist; // --distributed (NULL otherwise)
+    cg_recipe_run *recipe; // the loss's label smoothing, gradient clipping
 } trainer;
 
 // One training step on a batch already on the device. Everything it does is queued on the
@@ -204,35 +201,15 @@ typedef struct {
 static void train_step(trainer *tr, const cg_batch *batch) {
     cg_tensor *logits = cg_module_forward(tr->model, tr->tape, batch->x);   // forward: (B, classes)
     logits = cg_autocast_f32(tr->tape, logits);                            // f32 for the loss (no-op in fp32)
-    cg_tensor *loss = cg_cross_entropy(tr->tape, logits, batch->labels);  // softmax cross-entropy, mean
+    cg_tensor *loss = cg_recipe_loss(tr->recipe, tr->tape, logits, batch->labels); // cross-entropy, mean
     cg_optimizer_zero_grad(tr->optimizer);
-    cg_amp_backward(tr->amp, tr->tape, loss); // scaler.scale(loss).backward()
+    cg_amp_backward(tr->amp, tr->tape, loss); // scaler.scale(loss).backward(); scaler.unscale_(optimizer)
     cg_dist_sync_gradients(tr->dist, tr->amp); // --distributed: the average over the ranks
+    cg_recipe_clip(tr->recipe);               // clip_grad_norm_ (when asked), on the device
     cg_amp_step(tr->amp, tr->optimizer);      // scaler.step(optimizer); scaler.update()
     cg_metrics_add_loss(tr->metrics, loss, batch->size);
     cg_metrics_add_argmax_correct(tr->metrics, logits, batch->labels);
     cg_tape_clear(tr->tape);
-}
-
-// Mean loss and accuracy over a whole data set, without recording.
-static void evaluate(cg_module *model, cg_tape *tape, cg_loader *loader, cg_metrics *metrics, double *loss,
-                     double *accuracy) {
-    cg_module_set_training(model, false);
-    tape->grad_enabled = false;
-    cg_metrics_reset(metrics);
-    cg_loader_start_epoch(loader);
-    cg_batch batch;
-    int64_t seen = 0;
-    while (cg_loader_next(loader, &batch)) {
-        cg_tensor *logits = cg_autocast_f32(tape, cg_module_forward(model, tape, batch.x));
-        cg_metrics_add_loss(metrics, cg_cross_entropy(tape, logits, batch.labels), batch.size);
-        cg_metrics_add_argmax_correct(metrics, logits, batch.labels);
-        cg_tape_clear(tape);
-        seen += batch.size;
-    }
-    cg_metrics_read(metrics, seen, loss, accuracy);
-    tape->grad_enabled = true;
-    cg_module_set_training(model, true);
 }
 
 // The running mean loss of the epoch for the progress line (read from the device only when drawn).
@@ -309,13 +286,11 @@ int main(int argc, char **argv) {
     cg_resume_setting(rs, "training images (--limit)", "%lld", (long long)train->count);
     cg_resume_setting(rs, "--stem-stride", "%ld", opt.stem_stride);
     cg_resume_setting(rs, "--batch-size", "%ld", opt.batch_size);
-    cg_resume_setting(rs, "--optimizer", "%s", opt.sgd ? "sgd" : "adam");
-    cg_resume_setting(rs, "--lr", "%.9g", opt.lr);
     cg_resume_setting(rs, "--seed", "%ld", opt.seed);
     cg_resume_setting(rs, "--precision", "%s", cg_precision_name(opt.precision));
     if (opt.loss_scale.dynamic) cg_resume_setting(rs, "--loss-scale", "dynamic");
     else cg_resume_setting(rs, "--loss-scale", "static:%.9g", (double)opt.loss_scale.init_scale);
-    cg_resume_setting(rs, "--augment", "%s", (opt.augment >= 0 ? opt.augment : info->augment) ? "on" : "off");
+    cg_recipe_settings(&opt.recipe, rs, info->augment, opt.eval ? 0 : opt.epochs); // --optimizer, --lr, ...
     if (opt.load_path && (s = cg_resume_load_weights(rs, opt.load_path)).code != CG_OK) return cg_cli_fail("cnn", s);
     cg_resume_point at = {0, 0, 0.0};
     if (opt.resume_path &&
@@ -327,11 +302,14 @@ int main(int argc, char **argv) {
 
     // Everything that can fail on input is checked before the log is created and training starts.
     if (opt.save_path && (s = cg_resume_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
+    if ((s = cg_recipe_check_data(&opt.recipe, info->name, info->augment, H, W)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
     // The CSV log (its precision and GPU columns as asked), the GPU monitor and the progress line:
     // examples/common/epoch_log.h.
     cg_epoch_log *log = NULL;
     s = cg_epoch_log_open(&log, "cnn", opt.log_path,
-                          "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s,device",
+                          "epoch,train_loss,train_accuracy,test_loss,test_accuracy,test_top5,seconds,images_per_s,"
+                          "device,lr",
                           opt.precision_given, opt.monitor, dev, opt.quiet);
     if (s.code == CG_OK) s = cg_resume_continue_log(rs, log); // --resume: the rows of the epochs it has
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);
@@ -341,8 +319,6 @@ int main(int argc, char **argv) {
                train->num_classes, (long long)cg_params_count(params), dev_name);
     if (!opt.quiet) cg_model_print_summary(model, C, H, W); // layers, shapes, parameters, FLOPs per image
 
-    cg_optimizer *optimizer =
-        cg_optimizer_new(params, opt.sgd ? cg_sgd_config((float)opt.lr) : cg_adam_config((float)opt.lr));
     // The data sets on the device, or streamed from host memory (--stream, or too large for the GPU).
     size_t bytes = (size_t)((train->count + test->count) * train->sample_numel);
     bool stream = dev.type != CG_CPU && (opt.stream || cg_loader_should_stream(dev, bytes));
@@ -355,8 +331,17 @@ int main(int argc, char **argv) {
                (double)bytes / 1e6);
     cg_loader_set_normalization(loader, info->mean, info->std);
     cg_loader_set_normalization(test_loader, info->mean, info->std);
-    bool augment = opt.augment >= 0 ? opt.augment : info->augment;
-    if (augment) cg_loader_set_augmentation(loader, 4, true);
+    // The optimizer, the schedule, clipping and the augmentation: examples/common/recipe.h.
+    cg_recipe_run *recipe = cg_recipe_start(&opt.recipe, params, cg_loader_num_batches(loader), opt.epochs);
+    cg_optimizer *optimizer = recipe->optimizer;
+    cg_recipe_augment(&opt.recipe, loader, info->augment);
+    cg_confusion *confusion = opt.recipe.confusion_path ? cg_confusion_new(dev, test->num_classes) : NULL;
+    if (!opt.quiet && opt.recipe.flags_given > 0) { // the default recipe is the tutorial's: Adam 0.001
+        char line[512];
+        cg_recipe_describe(recipe, opt.recipe.augment >= 0 ? opt.recipe.augment == 1 : info->augment, line,
+                           sizeof line);
+        printf("%s\n", line);
+    }
     cg_tape *tape = cg_tape_new(dev, 64 << 20);
     cg_tape *eval_tape = cg_tape_new(dev, 64 << 20); // its own arena: the training arena never moves
     // --distributed: rank 0's weights everywhere, gradient buckets, each rank's share of the data.
@@ -374,19 +359,20 @@ int main(int argc, char **argv) {
     cg_amp *amp = cg_amp_new(params, opt.precision, opt.loss_scale);
     cg_amp_attach(amp, tape);
     cg_amp_attach(amp, eval_tape);
-    trainer tr = {model, tape, optimizer, metrics, amp, dist};
+    trainer tr = {model, tape, optimizer, metrics, amp, dist, recipe};
     // From here on a save holds the optimizer, the loss scale, the loader and the epoch's metrics.
     cg_resume_attach(rs, optimizer, amp, loader, metrics);
     if (opt.resume_path && (s = cg_resume_restore(rs, &at)).code != CG_OK) return cg_cli_fail("cnn", s);
     if (opt.resume_path && !opt.quiet && !opt.eval)
         printf("resuming %s after epoch %ld%s\n", opt.resume_path, at.epochs_done, at.step ? " and part of the next" : "");
-    if (opt.eval) { // --eval: the test set only
-        double loss, accuracy;
-        evaluate(model, eval_tape, test_loader, metrics, &loss, &accuracy);
-        printf("%s: test loss %.6f  accuracy %.4f  (%lld images)\n", opt.load_path ? opt.load_path : opt.resume_path,
-               loss, accuracy, (long long)test->count);
-        printf("Test accuracy on %s: %.4f\n", dev_name, accuracy);
+    if (opt.eval) { // --eval: the test set only (--tta and --confusion apply)
+        cg_eval_result r = cg_recipe_evaluate(recipe, model, eval_tape, test_loader, metrics, confusion);
+        printf("%s: test loss %.6f  accuracy %.4f  top-5 %.4f  (%lld images)\n",
+               opt.load_path ? opt.load_path : opt.resume_path, r.loss, r.top1, r.top5, (long long)test->count);
+        printf("Test accuracy on %s: %.4f\n", dev_name, r.top1);
         cg_epoch_log_close(log);
+        if ((s = cg_recipe_write_confusion(&opt.recipe, confusion, test->class_names, opt.quiet)).code != CG_OK)
+            return cg_cli_fail("cnn", s);
         return 0;
     }
     // On a GPU, epoch 1 runs eagerly (it sizes the arena and builds the cuDNN plans); in epoch 2
@@ -399,16 +385,19 @@ int main(int argc, char **argv) {
 
     // A resumed run's clock goes on from the saved one; its first epoch (two, if it began inside
     // one) runs eagerly before any capture.
-    double start = cg_seconds() - at.seconds, train_seconds = 0.0, test_loss = 0.0, test_accuracy = 0.0;
+    double start = cg_seconds() - at.seconds, train_seconds = 0.0;
+    cg_eval_result test_result = {0};
     long first_epoch = at.epochs_done + 1, graph_from = first_epoch + (at.step > 0 ? 2 : 1);
     for (long epoch = first_epoch; epoch <= opt.epochs; epoch++) {
         double epoch_start = cg_seconds();
         cg_epoch_log_begin(log);
         cg_batch batch;
+        cg_loader_set_epoch(loader, epoch); // the epoch the loader starts next (alternating flips)
         int64_t images = 0, step = cg_resume_epoch_begin(rs, guard, epoch, &images); // metrics, loader, guard
         int64_t steps = cg_loader_num_batches(loader);
         while (cg_loader_next(loader, &batch)) {
             cg_guard_step_begin(guard);
+            cg_recipe_set_lr(recipe, (epoch - 1) * steps + step); // written to the device, read by the replay
             if (opt.no_graph || epoch < graph_from) {
                 train_step(&tr, &batch);
             } else if (!cg_graph_replay(graph, batch.size)) {
@@ -432,26 +421,33 @@ int main(int argc, char **argv) {
         cg_dist_mean(dist, loader->count, &train_loss, &train_accuracy);      // over every rank
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
-        evaluate(model, eval_tape, test_loader, metrics, &test_loss, &test_accuracy);
-        cg_dist_mean(dist, test_loader->count, &test_loss, &test_accuracy);
+        test_result = cg_recipe_evaluate(recipe, model, eval_tape, test_loader, metrics,
+                                         epoch == opt.epochs ? confusion : NULL);
+        double top5_unused = 0.0;
+        cg_dist_mean(dist, test_loader->count, &test_result.loss, &test_result.top1);
+        cg_dist_mean(dist, test_loader->count, &test_result.top5, &top5_unused);
         double images_per_s = (double)train->count / epoch_seconds;
         double seconds = cg_seconds() - start;
         char cells[256], extra[224];
-        snprintf(cells, sizeof cells, "%ld,%.6f,%.4f,%.6f,%.4f,%.3f,%.1f,%s", epoch, train_loss, train_accuracy,
-                 test_loss, test_accuracy, seconds, images_per_s, dev_name);
+        snprintf(cells, sizeof cells, "%ld,%.6f,%.4f,%.6f,%.4f,%.4f,%.3f,%.1f,%s,%.6g", epoch, train_loss,
+                 train_accuracy, test_result.loss, test_result.top1, test_result.top5, seconds, images_per_s,
+                 dev_name, recipe->lr_now);
         if ((s = cg_epoch_log_end(log, cells, amp, opt.precision, extra, sizeof extra)).code != CG_OK)
             return cg_cli_fail("cnn", s);
-        if (!opt.quiet)
-            printf("epoch %ld/%ld  train loss %.4f  accuracy %.4f  |  test loss %.4f  accuracy %.4f  |  %.2f s, "
+        if (!opt.quiet) {
+            char top5[32] = ""; // shown where it says something: more than 10 classes (always in the log)
+            if (test->num_classes > 10) snprintf(top5, sizeof top5, "  top-5 %.4f", test_result.top5);
+            printf("epoch %ld/%ld  train loss %.4f  accuracy %.4f  |  test loss %.4f  accuracy %.4f%s  |  %.2f s, "
                    "%.0f images/s%s%s\n",
-                   epoch, opt.epochs, train_loss, train_accuracy, test_loss, test_accuracy, epoch_seconds, images_per_s,
-                   extra, "");
+                   epoch, opt.epochs, train_loss, train_accuracy, test_result.loss, test_result.top1, top5,
+                   epoch_seconds, images_per_s, extra, "");
+        }
         if ((s = cg_resume_epoch_end(rs, epoch, seconds, opt.save_path, opt.save_every, opt.epochs)).code != CG_OK)
             return cg_cli_fail("cnn", s); // --save-every
         if (cg_guard_signal()) break; // Ctrl-C during the evaluation: stop before the next epoch
     }
     int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
-    if (status == 0) printf("Test accuracy on %s: %.4f\n", dev_name, test_accuracy);
+    if (status == 0) printf("Test accuracy on %s: %.4f\n", dev_name, test_result.top1);
     if (status == 0 && !opt.quiet)
         printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs - at.epochs_done, train_seconds,
                (double)train->count * (double)(opt.epochs - at.epochs_done) / train_seconds);
@@ -461,6 +457,9 @@ int main(int argc, char **argv) {
     cg_dist_finish(dist);
     cg_guard_free(guard);
     cg_resume_free(rs);
+    // The confusion matrix of the last evaluation (after the weights are safe).
+    if (status == 0 && (s = cg_recipe_write_confusion(&opt.recipe, confusion, test->class_names, opt.quiet)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
 
     cg_epoch_log_close(log);
     cg_graph_free(graph);
@@ -470,7 +469,8 @@ int main(int argc, char **argv) {
     cg_loader_free(test_loader);
     cg_loader_free(loader);
     cg_amp_free(amp);
-    cg_optimizer_free(optimizer);
+    cg_confusion_free(confusion);
+    cg_recipe_free(recipe); // and its optimizer
     cg_module_free(model);
     cg_params_free(params);
     cg_params_free(buffers);

@@ -111,6 +111,32 @@ static void count_argmax_correct_cpu(float *acc, const float *logits, const int3
     acc[0] += (float)correct;
 }
 
+// The rank of the label's logit in its row: how many logits come before it, larger ones and
+// equal ones of a lower index (core/kernels.h, count_topk_correct).
+static int64_t label_rank(const float *row, int64_t K, int64_t label) {
+    float v = row[label];
+    int64_t rank = 0;
+    for (int64_t c = 0; c < K; c++) rank += row[c] > v || (row[c] == v && c < label);
+    return rank;
+}
+
+static void count_topk_correct_cpu(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K,
+                                   int64_t k) {
+    int64_t correct = 0;
+    for (int64_t r = 0; r < N; r++) correct += label_rank(logits + r * K, K, labels[r]) < k;
+    acc[0] += (float)correct;
+}
+
+static void confusion_add_cpu(float *counts, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+    for (int64_t r = 0; r < N; r++) {
+        const float *row = logits + r * K;
+        int64_t best = 0;
+        for (int64_t c = 1; c < K; c++)
+            if (row[c] > row[best]) best = c;
+        counts[labels[r] * K + best] += 1.0f;
+    }
+}
+
 // This file's rows of the CPU kernel table (kernels/cpu/table.c).
 void loss_register_cpu(cg_kernels *k) {
     k->bce_forward = bce_forward_cpu;
@@ -121,4 +147,6 @@ void loss_register_cpu(cg_kernels *k) {
     k->sum_backward = sum_backward_cpu;
     k->count_binary_correct = count_binary_correct_cpu;
     k->count_argmax_correct = count_argmax_correct_cpu;
+    k->count_topk_correct = count_topk_correct_cpu;
+    k->confusion_add = confusion_add_cpu;
 }

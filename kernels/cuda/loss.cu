@@ -98,6 +98,33 @@ static __global__ void count_argmax_kernel(float *acc, const float *logits, cons
     if (threadIdx.x == 0) acc[0] += total;
 }
 
+static __global__ void count_topk_kernel(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K,
+                                         int64_t k) {
+    float part = 0.0f;
+    for (int64_t r = threadIdx.x; r < N; r += blockDim.x) {
+        const float *row = logits + r * K;
+        int64_t label = labels[r], rank = 0;
+        float v = row[label];
+        for (int64_t c = 0; c < K; c++) rank += row[c] > v || (row[c] == v && c < label);
+        part += rank < k;
+    }
+    float total = block_sum(part);
+    if (threadIdx.x == 0) acc[0] += total;
+}
+
+// One thread per row; the counts are whole numbers, so the atomic adds give the same floats in
+// any order.
+static __global__ void confusion_kernel(float *counts, const float *logits, const int32_t *labels, int64_t N,
+                                        int64_t K) {
+    GRID_STRIDE(r, N) {
+        const float *row = logits + r * K;
+        int64_t best = 0;
+        for (int64_t c = 1; c < K; c++)
+            if (row[c] > row[best]) best = c;
+        atomicAdd(&counts[labels[r] * K + best], 1.0f);
+    }
+}
+
 extern "C" {
 static void bce_forward_cuda(float *loss, const float *p, const float *t, int64_t n) {
     LAUNCH_ONE_BLOCK(bce_kernel, loss, p, t, n);
@@ -133,6 +160,13 @@ static void count_binary_correct_cuda(float *acc, const float *p, const float *t
 static void count_argmax_correct_cuda(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
     LAUNCH_ONE_BLOCK(count_argmax_kernel, acc, logits, labels, N, K);
 }
+static void count_topk_correct_cuda(float *acc, const float *logits, const int32_t *labels, int64_t N, int64_t K,
+                                    int64_t k) {
+    LAUNCH_ONE_BLOCK(count_topk_kernel, acc, logits, labels, N, K, k);
+}
+static void confusion_add_cuda(float *counts, const float *logits, const int32_t *labels, int64_t N, int64_t K) {
+    LAUNCH(confusion_kernel, N, counts, logits, labels, N, K);
+}
 }
 
 // This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
@@ -145,4 +179,6 @@ extern "C" void loss_register_cuda(cg_kernels *k) {
     k->sum_backward = sum_backward_cuda;
     k->count_binary_correct = count_binary_correct_cuda;
     k->count_argmax_correct = count_argmax_correct_cuda;
+    k->count_topk_correct = count_topk_correct_cuda;
+    k->confusion_add = confusion_add_cuda;
 }
