@@ -80,7 +80,8 @@ int main(int argc, char **argv) {
     cg_params *params = cg_params_new(cg_cpu());
     cg_rng rng = cg_rng_new(0, CG_STREAM_INIT);
     cg_module *model = NULL;
-    if ((s = cg_model_new("tutorial", params, 1, 28, 28, 10, &rng, &model)).code != CG_OK) return cg_cli_fail("bench_allreduce", s);
+    if ((s = cg_model_new("tutorial", params, NULL, 1, 28, 28, 10, &rng, &model)).code != CG_OK)
+        return cg_cli_fail("bench_allreduce", s);
     int64_t grads = params->numel;
     cg_module_free(model);
     cg_params_free(params);
