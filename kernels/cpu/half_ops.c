@@ -5,6 +5,7 @@
 // in what it keeps: every stored value is what a 16-bit tensor can hold.
 #include "../../core/half.h"
 #include "amp.h"
+#include "bf16_gemm.h"
 #include "cpu.h"
 
 #include <math.h>
@@ -129,6 +130,7 @@ void cast_cpu(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n,
 
 void gemm_h_cpu(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const void *A, const void *B, float beta, void *C) {
+    if (dtype == CG_BF16 && cg_bf16_gemm_hw(trans_a, trans_b, M, N, K, alpha, A, B, beta, C)) return; // bf16_ops.c
     float *a = wide(0, A, dtype, M * K), *b = wide(1, B, dtype, K * N);
     float *c = beta != 0.0f ? wide(2, C, dtype, M * N) : scratch(2, M * N);
     gemm_cpu(trans_a, trans_b, M, N, K, alpha, a, b, beta, c);
@@ -137,6 +139,7 @@ void gemm_h_cpu(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N
 
 void linear_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
                           int64_t N, int64_t K) {
+    if (dtype == CG_BF16 && cg_bf16_linear_forward_hw(y, x, w, bias, M, N, K)) return; // bf16_ops.c
     float *xf = wide(0, x, dtype, M * K), *wf = wide(1, w, dtype, N * K), *bf = wide(2, bias, dtype, N);
     float *yf = scratch(3, M * N);
     linear_forward_cpu(yf, xf, wf, bf, M, N, K);
@@ -152,6 +155,7 @@ void add_bias_backward_h_cpu(cg_dtype dtype, void *dbias, const void *dy, int64_
 void conv2d_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                           int64_t P, int64_t Q) {
+    if (dtype == CG_BF16 && cg_bf16_conv2d_forward_hw(y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
     float *xf = wide(0, x, dtype, N * C * H * W), *wf = wide(1, w, dtype, K * C * R * S), *bf = wide(2, bias, dtype, K);
     float *yf = scratch(3, N * K * P * Q);
     conv2d_forward_cpu(yf, xf, wf, bf, N, C, H, W, K, R, S, stride, pad, P, Q);
@@ -161,6 +165,8 @@ void conv2d_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w,
 void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
                            const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                            int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (dtype == CG_BF16 && cg_bf16_conv2d_backward_hw(dx, dw, dbias, dy, x, w, N, C, H, W, K, R, S, stride, pad, P, Q))
+        return; // bf16_ops.c: on AMX or AVX512-BF16
     float *dyf = wide(0, dy, dtype, N * K * P * Q), *xf = wide(1, x, dtype, N * C * H * W);
     float *wf = wide(2, w, dtype, K * C * R * S);
     float *dxf = wide(3, dx, dtype, N * C * H * W), *dwf = wide(4, dw, dtype, K * C * R * S);

@@ -1,0 +1,251 @@
+// bf16_ops.c: the op table's bf16 products and convolutions (gemm_h, linear_forward_h,
+// conv2d_forward_h, conv2d_backward_h with dtype bf16) on the CPU's bf16 hardware, AMX tiles or
+// AVX512-BF16 (bf16_gemm.c), called by half_ops.c when cg_cpu_bf16() is not the emulated path.
+// The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
+// stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
+// The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
+// fp16 stays emulated (half_ops.c): these CPUs have no fp16 product with fp32 sums.
+#include "bf16_gemm.h"
+#include "cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// Per-thread scratch buffers, kept between calls (as conv.c's): slot `which`, at least n elements.
+#define SLOTS 5
+static void *scratch(int which, int64_t bytes) {
+    static _Thread_local void *buffers[SLOTS];
+    static _Thread_local int64_t sizes[SLOTS];
+    if (sizes[which] < bytes) {
+        free(buffers[which]);
+        buffers[which] = cg_xmalloc((size_t)bytes);
+        sizes[which] = bytes;
+    }
+    return buffers[which];
+}
+static uint16_t *scratch16(int which, int64_t n) { return scratch(which, (n > 0 ? n : 1) * 2); }
+static float *scratch32(int which, int64_t n) { return scratch(which, (n > 0 ? n : 1) * 4); }
+
+static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// ---- products --------------------------------------------------------------------------------
+
+// C = Ap Bp on the OpenMP threads when the product is large (column blocks shared out in pairs,
+// the AMX kernels' unit), else on this thread.
+static void gemm_packed_threads(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M, int64_t N,
+                                int64_t K, cg_cpu_bf16_path path) {
+    int64_t pairs = (N + 31) / 32, step = ((K + 31) / 32) * CG_BF16_BLOCK * 2; // B elements per pair of blocks
+    if (pairs < 2 || M * N * K < 64 * CG_OMP_MIN_WORK) {
+        cg_bf16_gemm_packed(C, ldc, Ap, Bp, M, N, K, path);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < pairs; p++) {
+        int64_t n0 = p * 32, n = N - n0 < 32 ? N - n0 : 32;
+        cg_bf16_gemm_packed(C + n0, ldc, Ap, Bp + p * step, M, n, K, path);
+    }
+}
+
+bool cg_bf16_gemm_hw(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                     const uint16_t *B, float beta, uint16_t *C) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    if (M == 0 || N == 0) return true;
+    uint16_t *Ap = scratch16(0, cg_bf16_packed_size(M, K)), *Bp = scratch16(1, cg_bf16_packed_size(N, K));
+    cg_bf16_pack_a(Ap, A, trans_a ? 1 : K, trans_a ? M : 1, M, K);
+    cg_bf16_pack_b(Bp, B, trans_b ? 1 : N, trans_b ? K : 1, K, N);
+    int64_t ldc = round16(N);
+    float *acc = scratch32(2, round16(M) * ldc);
+    gemm_packed_threads(acc, ldc, Ap, Bp, M, N, K, path);
+    for (int64_t i = 0; i < M; i++) { // C = alpha A B + beta C, as gemm_cpu; C is not read when beta is 0
+        uint16_t *c = C + i * N;
+        const float *a = acc + i * ldc;
+        if (beta == 0.0f)
+            for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(alpha * a[j]);
+        else
+            for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(alpha * a[j] + beta * cg_bf16_widen(c[j]));
+    }
+    return true;
+}
+
+bool cg_bf16_linear_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias, int64_t M,
+                               int64_t N, int64_t K) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    if (M == 0 || N == 0) return true;
+    uint16_t *Ap = scratch16(0, cg_bf16_packed_size(M, K)), *Bp = scratch16(1, cg_bf16_packed_size(N, K));
+    cg_bf16_pack_a(Ap, x, K, 1, M, K);
+    cg_bf16_pack_b(Bp, w, 1, K, K, N); // B (K, N) = W^T: column n is row n of W
+    int64_t ldc = round16(N);
+    float *acc = scratch32(2, round16(M) * ldc);
+    gemm_packed_threads(acc, ldc, Ap, Bp, M, N, K, path);
+    for (int64_t i = 0; i < M; i++) // y = x W^T, then + b (linear_forward_cpu's order)
+        for (int64_t j = 0; j < N; j++)
+            y[i * N + j] = cg_bf16_round(acc[i * ldc + j] + (bias ? cg_bf16_widen(bias[j]) : 0.0f));
+    return true;
+}
+
+// ---- convolutions -------------------------------------------------------------------------------
+// As conv.c: a few images at a time (GROUP), their columns side by side (CRS, GROUP * PQ), one
+// product per group, groups shared out to the threads. Forward: out (K, L) = W (K, CRS) col (CRS, L)
+// with L = count * PQ. Backward: dW^T (CRS, K) = col dy_g^T and dcol (CRS, L) = W^T dy_g, dy_g the
+// group's output gradient as (K, L).
+#define GROUP 4
+
+// The columns of one image in bf16, as conv.c's im2col_image: row (c, r, s), column (p, q) =
+// x[c][p*stride - pad + r][q*stride - pad + s], 0 outside the image; rows `ld` values apart.
+static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t s = 0; s < S; s++) {
+                uint16_t *row = col + ((c * R + r) * S + s) * ld;
+                // The output columns whose input column q*stride - pad + s lies in 0 .. W-1.
+                int64_t q0 = pad - s > 0 ? (pad - s + stride - 1) / stride : 0;
+                int64_t q1 = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / stride + 1 : 0;
+                q0 = q0 < Q ? q0 : Q;
+                q1 = q1 < Q ? q1 : Q;
+                q1 = q1 > q0 ? q1 : q0;
+                for (int64_t p = 0; p < P; p++) {
+                    int64_t h = p * stride - pad + r;
+                    uint16_t *out = row + p * Q;
+                    if (h < 0 || h >= H) {
+                        memset(out, 0, (size_t)Q * sizeof *out);
+                        continue;
+                    }
+                    const uint16_t *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
+                    for (int64_t q = 0; q < q0; q++) out[q] = 0;
+                    if (stride == 1)
+                        memcpy(out + q0, in + q0, (size_t)(q1 - q0) * sizeof *out);
+                    else
+                        for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
+                    for (int64_t q = q1; q < Q; q++) out[q] = 0;
+                }
+            }
+}
+
+bool cg_bf16_conv2d_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias, int64_t N,
+                               int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                               int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
+    uint16_t *Wp = scratch16(0, cg_bf16_packed_size(K, crs)); // the host thread's: read by all
+    cg_bf16_pack_a(Wp, w, crs, 1, K, crs);
+    bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, L = count * pq, ldo = round16(L);
+        uint16_t *col = scratch16(1, crs * L), *colp = scratch16(2, cg_bf16_packed_size(L, crs));
+        float *out = scratch32(3, round16(K) * ldo);
+        for (int64_t j = 0; j < count; j++)
+            im2col_bf16(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+        cg_bf16_pack_b(colp, col, L, 1, crs, L);
+        cg_bf16_gemm_packed(out, ldo, Wp, colp, K, L, crs, path);
+        for (int64_t j = 0; j < count; j++) // to NCHW, adding the bias, rounded to bf16
+            for (int64_t k = 0; k < K; k++) {
+                float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
+                const float *src = out + k * ldo + j * pq;
+                uint16_t *dst = y + ((n0 + j) * K + k) * pq;
+                for (int64_t i = 0; i < pq; i++) dst[i] = cg_bf16_round(src[i] + b);
+            }
+    }
+    return true;
+}
+
+// f32 scratch of the host thread for the backward's accumulators (dx, the dW slices), kept
+// between calls: slot 0 .. 2.
+static float *host_f32(int which, int64_t n) {
+    static float *buffers[3];
+    static int64_t sizes[3];
+    if (sizes[which] < n) {
+        free(buffers[which]);
+        buffers[which] = cg_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+        sizes[which] = n;
+    }
+    return buffers[which];
+}
+
+static void widen_array(float *dst, const uint16_t *src, int64_t n) {
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) dst[i] = cg_bf16_widen(src[i]);
+}
+
+static void round_array(uint16_t *dst, const float *src, int64_t n) {
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) dst[i] = cg_bf16_round(src[i]);
+}
+
+bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy, const uint16_t *x,
+                                const uint16_t *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
+    bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+    if (dbias) { // as conv2d_backward_cpu: each channel's sum in double, added to dbias in f32
+#pragma omp parallel for if (threads)
+        for (int64_t k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < pq; i++) sum += cg_bf16_widen(dy[(n * K + k) * pq + i]);
+            dbias[k] = cg_bf16_round(cg_bf16_widen(dbias[k]) + (float)sum);
+        }
+    }
+    if (dx == NULL && dw == NULL) return true;
+    // dx accumulates in f32 (its old value widened) and is rounded once at the end; each group's
+    // dW^T goes to a slice of its own, added in group order (the same sums on any thread count).
+    float *dxf = dx ? host_f32(0, N * C * H * W) : NULL;
+    float *slices = dw ? host_f32(1, groups * crs * K) : NULL;
+    if (dxf) widen_array(dxf, dx, N * C * H * W);
+    uint16_t *Wtp = NULL;
+    if (dx) { // W^T (CRS, K) packed once, read by every thread
+        Wtp = scratch16(0, cg_bf16_packed_size(crs, K));
+        cg_bf16_pack_a(Wtp, w, 1, crs, crs, K);
+    }
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, L = count * pq;
+        uint16_t *dyg = scratch16(1, K * L);
+        for (int64_t j = 0; j < count; j++)
+            for (int64_t k = 0; k < K; k++)
+                memcpy(dyg + k * L + j * pq, dy + ((n0 + j) * K + k) * pq, (size_t)pq * sizeof *dyg);
+        if (dw) {
+            uint16_t *col = scratch16(2, crs * L), *colp = scratch16(3, cg_bf16_packed_size(crs, L));
+            for (int64_t j = 0; j < count; j++)
+                im2col_bf16(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+            cg_bf16_pack_a(colp, col, L, 1, crs, L);
+            uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L)); // col is packed: its buffer is free
+            cg_bf16_pack_b(dyp, dyg, 1, L, L, K);                      // B (L, K) = dy_g^T
+            int64_t ldc = round16(K);
+            float *acc = scratch32(4, round16(crs) * ldc);
+            cg_bf16_gemm_packed(acc, ldc, colp, dyp, crs, K, L, path);
+            float *slice = slices + g * crs * K;
+            for (int64_t i = 0; i < crs; i++) memcpy(slice + i * K, acc + i * ldc, (size_t)K * sizeof(float));
+        }
+        if (dx) {
+            int64_t ldc = round16(L);
+            uint16_t *dyp = scratch16(2, cg_bf16_packed_size(L, K));
+            cg_bf16_pack_b(dyp, dyg, L, 1, K, L); // B (K, L) = dy_g
+            float *dcol = scratch32(4, round16(crs) * ldc);
+            cg_bf16_gemm_packed(dcol, ldc, Wtp, dyp, crs, L, K, path);
+            for (int64_t j = 0; j < count; j++)
+                conv_col2im_image_cpu(dxf + (n0 + j) * C * H * W, dcol + j * pq, ldc, C, H, W, R, S, stride, pad, P,
+                                      Q);
+        }
+    }
+    if (dw) { // dw (K, CRS) += slice 0, slice 1, ... (each (CRS, K)), in f32, rounded once
+        if (dx) round_array(dx, dxf, N * C * H * W);
+        float *dwf = host_f32(2, K * crs);
+        widen_array(dwf, dw, K * crs);
+        for (int64_t g = 0; g < groups; g++) {
+            const float *slice = slices + g * K * crs;
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t i = 0; i < crs; i++) dwf[k * crs + i] += slice[i * K + k];
+        }
+        round_array(dw, dwf, K * crs);
+    } else if (dx) {
+        round_array(dx, dxf, N * C * H * W);
+    }
+    return true;
+}
