@@ -3,7 +3,9 @@
 // to bf16), through the op table's kernels: gemm_h (every transpose, alpha, beta), linear_forward_h,
 // conv2d_forward_h and conv2d_backward_h (accumulating into old gradients), on odd sizes and the
 // tutorial CNN's and ResNet-18's shapes. Also the branch-free rounding of bf16_gemm.h against
-// core/half.c's. Skipped (77) on a CPU with neither feature.
+// core/half.c's, and the fused conv + ReLU + pooling block in 16 bits against the three ops it
+// replaces (bit for bit, on every path, fp16 and bf16). Skipped (77) on a CPU with neither
+// feature, after the checks that need none.
 //
 // Tolerance: both paths multiply the same bf16 values exactly and sum in fp32; only the order of
 // the sums differs (and the hardware flushes subnormals, which these inputs never produce). Two
@@ -170,8 +172,87 @@ static void test_conv(cg_cpu_bf16_path path) {
     }
 }
 
+static void compare_bits(const char *what, const uint16_t *a, const uint16_t *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (a[i] != b[i]) {
+            fail(what, "element %lld: 0x%04x fused, 0x%04x from the three ops", (long long)i, a[i], b[i]);
+            return;
+        }
+}
+
+// The fused block (conv2d_relu_pool_forward_h / backward_h) against conv2d_forward_h,
+// relu_forward_h, max_pool2d_forward_h and their backwards in a row, in the path set now: the
+// same bits for y, dx and dw; dbias up to the order of its sum (one bf16 step).
+static void test_fused(cg_dtype dt, const char *path_name) {
+    const conv_shape shapes[] = {
+        {5, 3, 9, 9, 7, 3, 3, 1, 1, "odd 9x9 output"},
+        {2, 4, 11, 10, 16, 3, 3, 2, 0, "stride 2"},
+        {4, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
+        {6, 32, 14, 14, 64, 3, 3, 1, 1, "tutorial conv2"},
+    };
+    const cg_kernels *k = &cg_cpu_kernels;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const conv_shape *c = &shapes[s];
+        int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->S) / c->stride + 1;
+        int64_t P2 = P / 2, Q2 = Q / 2;
+        int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->S, ny = c->N * c->K * P * Q;
+        int64_t np = c->N * c->K * P2 * Q2;
+        uint16_t *x = random_bf16(nx), *w = random_bf16(nw), *b = random_bf16(c->K), *dy = random_bf16(np);
+        if (dt == CG_F16) { // the same values as fp16 patterns (all of them fit)
+            uint16_t *all[] = {x, w, b, dy};
+            int64_t sizes[] = {nx, nw, c->K, np};
+            for (int a = 0; a < 4; a++)
+                for (int64_t i = 0; i < sizes[a]; i++) all[a][i] = cg_f32_to_f16(cg_bf16_to_f32(all[a][i]));
+        }
+        uint16_t *dx0 = random_bf16(nx), *dw0 = random_bf16(nw), *db0 = random_bf16(c->K);
+        if (dt == CG_F16) {
+            for (int64_t i = 0; i < nx; i++) dx0[i] = cg_f32_to_f16(cg_bf16_to_f32(dx0[i]));
+            for (int64_t i = 0; i < nw; i++) dw0[i] = cg_f32_to_f16(cg_bf16_to_f32(dw0[i]));
+            for (int64_t i = 0; i < c->K; i++) db0[i] = cg_f32_to_f16(cg_bf16_to_f32(db0[i]));
+        }
+        // The three ops.
+        uint16_t *conv = malloc((size_t)ny * 2), *r = malloc((size_t)ny * 2), *y3 = malloc((size_t)np * 2);
+        int32_t *argmax = malloc((size_t)np * 4);
+        k->conv2d_forward_h(dt, conv, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, P, Q);
+        k->relu_forward_h(dt, r, conv, ny);
+        k->max_pool2d_forward_h(dt, y3, argmax, r, c->N, c->K, P, Q, 2, 2, P2, Q2);
+        uint16_t *dr = calloc((size_t)ny, 2), *dconv = calloc((size_t)ny, 2);
+        uint16_t *dx3 = copy16(dx0, nx), *dw3 = copy16(dw0, nw), *db3 = copy16(db0, c->K);
+        k->max_pool2d_backward_h(dt, dr, dy, argmax, np);
+        k->relu_backward_h(dt, dconv, dr, r, ny);
+        k->conv2d_backward_h(dt, dx3, dw3, db3, dconv, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride,
+                             c->pad, P, Q);
+        // The fused block.
+        uint16_t *yf = malloc((size_t)np * 2);
+        uint8_t *where = malloc((size_t)np);
+        uint16_t *dxf = copy16(dx0, nx), *dwf = copy16(dw0, nw), *dbf = copy16(db0, c->K);
+        k->conv2d_relu_pool_forward_h(dt, yf, where, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride,
+                                      c->pad, P, Q);
+        k->conv2d_relu_pool_backward_h(dt, dxf, dwf, dbf, dy, yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R,
+                                       c->S, c->stride, c->pad, P, Q);
+        char what[160];
+        const char *tn = dt == CG_F16 ? "fp16" : "bf16";
+        snprintf(what, sizeof what, "%s fused %s %s y", path_name, tn, c->name);
+        compare_bits(what, yf, y3, np);
+        snprintf(what, sizeof what, "%s fused %s %s dx", path_name, tn, c->name);
+        compare_bits(what, dxf, dx3, nx);
+        snprintf(what, sizeof what, "%s fused %s %s dw", path_name, tn, c->name);
+        compare_bits(what, dwf, dw3, nw);
+        if (dt == CG_BF16) {
+            snprintf(what, sizeof what, "%s fused %s %s dbias", path_name, tn, c->name);
+            compare(what, dbf, db3, c->K, 1);
+        }
+        free(x), free(w), free(b), free(dy), free(dx0), free(dw0), free(db0), free(conv), free(r), free(y3);
+        free(argmax), free(dr), free(dconv), free(dx3), free(dw3), free(db3), free(yf), free(where), free(dxf);
+        free(dwf), free(dbf);
+    }
+}
+
 int main(void) {
     test_rounding();
+    cg_cpu_bf16_set(CG_BF16_EMULATED);
+    test_fused(CG_F16, "emulated");
+    test_fused(CG_BF16, "emulated");
     cg_cpu_bf16_path paths[2];
     int count = 0;
     if (cg_cpu_has_amx_bf16()) paths[count++] = CG_BF16_AMX;
@@ -186,6 +267,7 @@ int main(void) {
         test_gemm(paths[p]);
         test_linear(paths[p]);
         test_conv(paths[p]);
+        test_fused(CG_BF16, cg_cpu_bf16_name(paths[p]));
         printf("%s against the emulated path: %s\n", cg_cpu_bf16_name(paths[p]), failures ? "differences" : "ok");
     }
     return failures ? 1 : 0;

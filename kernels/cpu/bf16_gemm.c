@@ -35,6 +35,48 @@ void cg_bf16_pack_a(uint16_t *Ap, const uint16_t *A, int64_t rs, int64_t ks, int
         }
 }
 
+#ifdef CG_CPU_MATRIX_KERNELS
+// The packing loops in AVX-512 for the whole blocks (the edges below in plain C). They run only
+// where a bf16 path was found, which cpu_features.c grants only with AVX-512 F, BW and VL.
+#define PACK_TARGET __attribute__((target("avx512f,avx512bw")))
+
+// One block row from two source rows of 16 values each: (b0[c], b1[c]) for c = 0 .. 15.
+static inline __attribute__((always_inline)) PACK_TARGET void interleave_rows(uint16_t *dst, const uint16_t *b0,
+                                                                             const uint16_t *b1) {
+    const __m512i order = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38,
+                                           6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    __m512i lo = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0));
+    __m512i hi = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b1));
+    _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(lo, order, hi));
+}
+
+// A 16 x 16 block of 32-bit words transposed: dst row r (16 words, 64 bytes) = word r of each of
+// the 16 source rows (`ld` uint16 apart). Four rounds of shuffles, as in any 16 x 16 transpose.
+static PACK_TARGET void transpose_words(uint16_t *dst, const uint16_t *src, int64_t ld) {
+    __m512i r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(src + i * ld);
+    for (int i = 0; i < 16; i += 2) { // within 128-bit lanes: words of rows i, i+1 interleaved
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) { // r[g + j], lane L: column 4L + j of rows g .. g+3
+        r[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        r[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        r[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        r[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int j = 0; j < 4; j++) { // gather the four lanes L of column 4L + j
+        __m512i v = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), w = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
+        __m512i v2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+        __m512i w2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+        _mm512_storeu_si512(dst + j * 32, _mm512_shuffle_i32x4(v, v2, 0x88));
+        _mm512_storeu_si512(dst + (8 + j) * 32, _mm512_shuffle_i32x4(v, v2, 0xdd));
+        _mm512_storeu_si512(dst + (4 + j) * 32, _mm512_shuffle_i32x4(w, w2, 0x88));
+        _mm512_storeu_si512(dst + (12 + j) * 32, _mm512_shuffle_i32x4(w, w2, 0xdd));
+    }
+}
+#endif
+
 // B row-major (ns == 1): pairs of rows k, k+1 interleaved, 16 columns per block row. The whole
 // rows are read in order, each pair once.
 static void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
@@ -46,16 +88,24 @@ static void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K,
         for (int64_t nb = 0; nb < NB; nb++) {
             uint16_t *dst = Bp + (nb * KC + kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32;
             int64_t n0 = nb * 16;
-            if (have1 && n0 + 16 <= N) { // the common whole case: a loop the compiler vectorises
+            if (have1 && n0 + 16 <= N) { // the common whole case
+#ifdef CG_CPU_MATRIX_KERNELS
+                interleave_rows(dst, b0 + n0, b1 + n0);
+#else
                 for (int c = 0; c < 16; c++) {
                     dst[2 * c] = b0[n0 + c];
                     dst[2 * c + 1] = b1[n0 + c];
                 }
+#endif
+                continue;
+            }
+            if (!have0) {
+                memset(dst, 0, 32 * sizeof *dst);
                 continue;
             }
             for (int c = 0; c < 16; c++) {
                 bool in = n0 + c < N;
-                dst[2 * c] = have0 && in ? b0[n0 + c] : 0;
+                dst[2 * c] = in ? b0[n0 + c] : 0;
                 dst[2 * c + 1] = have1 && in ? b1[n0 + c] : 0;
             }
         }
@@ -63,32 +113,27 @@ static void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K,
 }
 
 // B transposed (ks == 1, column n of B contiguous): each pair (k, k+1) of a column is one 32-bit
-// word, copied as such.
+// word; a block is a 16 x 16 transpose of words. Block by block, so that its 16 source rows and
+// the 1 KiB it writes stay in the L1 cache.
 static void pack_b_cols(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
-    const int64_t NB = (N + 15) / 16, KC = (K + 31) / 32, whole = K / 2;
+    const int64_t NB = (N + 15) / 16, KC = (K + 31) / 32;
     for (int64_t nb = 0; nb < NB; nb++)
-        for (int c = 0; c < 16; c++) {
-            int64_t n = nb * 16 + c;
-            uint16_t *base = Bp + nb * KC * CG_BF16_BLOCK + 2 * c; // row r of block kc at + kc*512 + r*32
-            if (n >= N) {
-                for (int64_t kp = 0; kp < KC * 16; kp++) {
-                    base[(kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32] = 0;
-                    base[(kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32 + 1] = 0;
-                }
+        for (int64_t kc = 0; kc < KC; kc++) {
+            uint16_t *block = Bp + (nb * KC + kc) * CG_BF16_BLOCK;
+            int64_t n0 = nb * 16, k0 = kc * 32;
+#ifdef CG_CPU_MATRIX_KERNELS
+            if (n0 + 16 <= N && k0 + 32 <= K) {
+                transpose_words(block, B + n0 * ldb + k0, ldb);
                 continue;
             }
-            const uint16_t *col = B + n * ldb;
-            int64_t kp = 0;
-            for (; kp < whole; kp++) {
-                uint32_t pair;
-                memcpy(&pair, col + 2 * kp, sizeof pair);
-                memcpy(base + (kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32, &pair, sizeof pair);
-            }
-            for (; kp < KC * 16; kp++) { // an odd K's last value, then zeros
-                uint16_t *dst = base + (kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32;
-                dst[0] = 2 * kp < K ? col[2 * kp] : 0;
-                dst[1] = 0;
-            }
+#endif
+            for (int r = 0; r < 16; r++)
+                for (int c = 0; c < 16; c++) {
+                    int64_t n = n0 + c, k = k0 + 2 * r;
+                    const uint16_t *col = B + n * ldb;
+                    block[r * 32 + 2 * c] = n < N && k < K ? col[k] : 0;
+                    block[r * 32 + 2 * c + 1] = n < N && k + 1 < K ? col[k + 1] : 0;
+                }
         }
 }
 

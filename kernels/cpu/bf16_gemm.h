@@ -50,6 +50,23 @@ bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, con
                                 const uint16_t *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                 int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
+// The fused block conv2d + bias + ReLU + 2x2 max pooling (conv_pool_h.c's kernels, bf16): the
+// convolution's output of a group of images is rounded, ReLU'd and pooled while in the cache.
+bool cg_bf16_conv2d_relu_pool_forward_hw(uint16_t *y, uint8_t *where, const uint16_t *x, const uint16_t *w,
+                                         const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                                         int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+bool cg_bf16_conv2d_relu_pool_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy,
+                                          const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w,
+                                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                          int64_t stride, int64_t pad, int64_t P, int64_t Q);
+
+// ReLU (on the sign bit) then 2x2 max pooling with stride 2 of one bf16 plane (P x Q) -> y
+// (P/2 x Q/2) and where (the position of each window's first maximum in scan order, 0 .. 3), as
+// relu_forward_h then max_pool2d_forward_h. Scratch: col_max and bottom_won, P/2 * 2 (Q/2) each.
+// Plain C: used by the emulated path too.
+void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane, int64_t P, int64_t Q,
+                             float *col_max, int32_t *bottom_won);
+
 // conv.c's col2im for one image (f32): dx[c][h][w] += every entry of col (C*R*S rows, `ld` floats
 // apart, P*Q columns) that im2col read from there.
 void conv_col2im_image_cpu(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,

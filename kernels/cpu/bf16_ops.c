@@ -12,7 +12,7 @@
 #include <string.h>
 
 // Per-thread scratch buffers, kept between calls (as conv.c's): slot `which`, at least n elements.
-#define SLOTS 5
+#define SLOTS 8
 static void *scratch(int which, int64_t bytes) {
     static _Thread_local void *buffers[SLOTS];
     static _Thread_local int64_t sizes[SLOTS];
@@ -124,32 +124,86 @@ static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C,
             }
 }
 
-bool cg_bf16_conv2d_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias, int64_t N,
-                               int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                               int64_t pad, int64_t P, int64_t Q) {
-    cg_cpu_bf16_path path = cg_cpu_bf16();
-    if (path == CG_BF16_EMULATED) return false;
-    int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
+// ReLU and 2x2 max pooling of one plane of bf16 values (see bf16_gemm.h), in two passes the
+// compiler vectorises (conv.c's pool_relu_plane does the same in f32): first the larger of each
+// column's two values in each pair of rows (the top one on a tie), then the larger of each pair
+// of columns, the right one on a tie only if it comes first in scan order (top right before
+// bottom left). ReLU first, on the sign bit, as relu_forward_h: the maximum is then never negative.
+void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane, int64_t P, int64_t Q,
+                             float *col_max, int32_t *bottom_won) {
+    int64_t P2 = P / 2, Q2 = Q / 2;
+    for (int64_t p = 0; p < P2; p++) {
+        const uint16_t *top = plane + 2 * p * Q, *bottom = top + Q;
+        float *m = col_max + p * 2 * Q2;
+        int32_t *won = bottom_won + p * 2 * Q2;
+        for (int64_t q = 0; q < 2 * Q2; q++) {
+            float a = cg_bf16_widen(top[q] & 0x8000u ? 0 : top[q]);
+            float b = cg_bf16_widen(bottom[q] & 0x8000u ? 0 : bottom[q]);
+            won[q] = b > a;
+            m[q] = b > a ? b : a;
+        }
+    }
+    for (int64_t i = 0; i < P2 * Q2; i++) {
+        float left = col_max[2 * i], right = col_max[2 * i + 1];
+        int32_t left_at = 2 * bottom_won[2 * i], right_at = 1 + 2 * bottom_won[2 * i + 1];
+        int32_t take_right = (right > left) | ((right == left) & (right_at < left_at));
+        float m = take_right ? right : left;
+        uint32_t bits;
+        memcpy(&bits, &m, sizeof bits);
+        where[i] = (uint8_t)(take_right ? right_at : left_at);
+        y[i] = (uint16_t)(bits >> 16); // m is one of the bf16 values: its low 16 bits are zero
+    }
+}
+
+// Forward, optionally with ReLU and pooling (where != NULL: y is the pooled output).
+static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, const uint16_t *x, const uint16_t *w,
+                         const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                         int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
     uint16_t *Wp = scratch16(0, cg_bf16_packed_size(K, crs)); // the host thread's: read by all
     cg_bf16_pack_a(Wp, w, crs, 1, K, crs);
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
-        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, L = count * pq, ldo = round16(L);
-        uint16_t *col = scratch16(1, crs * L), *colp = scratch16(2, cg_bf16_packed_size(L, crs));
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = round16(pq);
+        uint16_t *col = scratch16(1, crs * pq), *colp = scratch16(2, cg_bf16_packed_size(pq, crs));
         float *out = scratch32(3, round16(K) * ldo);
-        for (int64_t j = 0; j < count; j++)
-            im2col_bf16(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-        cg_bf16_pack_b(colp, col, L, 1, crs, L);
-        cg_bf16_gemm_packed(out, ldo, Wp, colp, K, L, crs, path);
-        for (int64_t j = 0; j < count; j++) // to NCHW, adding the bias, rounded to bf16
-            for (int64_t k = 0; k < K; k++) {
+        uint16_t *plane16 = where ? scratch16(5, pq) : NULL;
+        float *col_max = where ? scratch32(6, pooled * 2) : NULL;
+        int32_t *won = where ? (int32_t *)scratch32(7, pooled * 2) : NULL;
+        // One image per product: its output (K, PQ) in f32 stays in the cache for the epilogue.
+        for (int64_t j = 0; j < count; j++) {
+            im2col_bf16(col, pq, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+            cg_bf16_pack_b(colp, col, pq, 1, crs, pq);
+            cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
+            for (int64_t k = 0; k < K; k++) { // to NCHW, adding the bias, rounded to bf16 (then pooled)
                 float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
-                const float *src = out + k * ldo + j * pq;
-                uint16_t *dst = y + ((n0 + j) * K + k) * pq;
+                const float *src = out + k * ldo;
+                int64_t plane = (n0 + j) * K + k;
+                uint16_t *dst = where ? plane16 : y + plane * pq;
                 for (int64_t i = 0; i < pq; i++) dst[i] = cg_bf16_round(src[i] + b);
+                if (where)
+                    cg_bf16_relu_pool_plane(y + plane * pooled, where + plane * pooled, plane16, P, Q, col_max, won);
             }
+        }
     }
+}
+
+bool cg_bf16_conv2d_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias, int64_t N,
+                               int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                               int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    conv_forward(path, y, NULL, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
+    return true;
+}
+
+bool cg_bf16_conv2d_relu_pool_forward_hw(uint16_t *y, uint8_t *where, const uint16_t *x, const uint16_t *w,
+                                         const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                                         int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    conv_forward(path, y, where, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
     return true;
 }
 
@@ -176,14 +230,45 @@ static void round_array(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = cg_bf16_round(src[i]);
 }
 
-bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy, const uint16_t *x,
-                                const uint16_t *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
-                                int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    cg_cpu_bf16_path path = cg_cpu_bf16();
-    if (path == CG_BF16_EMULATED) return false;
+// The group's output gradient dy_g (K, L): copied from dy (N, K, P, Q), or (pooled: y != NULL)
+// built from the pooled gradient as conv_pool_h.c's backward does (at each window's maximum where
+// y > 0, round(0 + dy); zero elsewhere), each channel's sum added to sums[k] when sums is not NULL.
+static void fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where, double *sums,
+                     int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q) {
+    int64_t pq = P * Q, L = count * pq, Q2 = Q / 2, pooled = (P / 2) * Q2;
+    for (int64_t k = 0; k < K; k++) {
+        double sum = 0.0;
+        for (int64_t j = 0; j < count; j++) {
+            uint16_t *out = dyg + k * L + j * pq;
+            int64_t plane = (n0 + j) * K + k;
+            if (!y) {
+                memcpy(out, dy + plane * pq, (size_t)pq * sizeof *out);
+                continue;
+            }
+            memset(out, 0, (size_t)pq * sizeof *out);
+            const uint16_t *g = dy + plane * pooled, *yp = y + plane * pooled;
+            const uint8_t *at = where + plane * pooled;
+            for (int64_t p = 0; p < P / 2; p++)
+                for (int64_t q = 0; q < Q2; q++) {
+                    int64_t i = p * Q2 + q;
+                    if (!(cg_bf16_widen(yp[i]) > 0.0f)) continue;
+                    uint16_t v = cg_bf16_round(0.0f + cg_bf16_widen(g[i]));
+                    out[(2 * p + (at[i] >> 1)) * Q + 2 * q + (at[i] & 1)] = v;
+                    sum += cg_bf16_widen(v);
+                }
+        }
+        if (sums) sums[k] = sum;
+    }
+}
+
+// Backward; y != NULL: the fused block's (dy pooled, y the pooled output, where its positions).
+static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy,
+                          const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w, int64_t N,
+                          int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                          int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
-    if (dbias) { // as conv2d_backward_cpu: each channel's sum in double, added to dbias in f32
+    if (dbias && !y) { // as conv2d_backward_cpu: each channel's sum in double, added to dbias in f32
 #pragma omp parallel for if (threads)
         for (int64_t k = 0; k < K; k++) {
             double sum = 0.0;
@@ -192,7 +277,9 @@ bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, con
             dbias[k] = cg_bf16_round(cg_bf16_widen(dbias[k]) + (float)sum);
         }
     }
-    if (dx == NULL && dw == NULL) return true;
+    // Fused: the bias gradient is the sum of dy_g, taken per group while it is built (groups x K).
+    double *bias_sums = dbias && y ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL;
+    if (dx == NULL && dw == NULL && bias_sums == NULL) return;
     // dx accumulates in f32 (its old value widened) and is rounded once at the end; each group's
     // dW^T goes to a slice of its own, added in group order (the same sums on any thread count).
     float *dxf = dx ? host_f32(0, N * C * H * W) : NULL;
@@ -207,9 +294,7 @@ bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, con
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, L = count * pq;
         uint16_t *dyg = scratch16(1, K * L);
-        for (int64_t j = 0; j < count; j++)
-            for (int64_t k = 0; k < K; k++)
-                memcpy(dyg + k * L + j * pq, dy + ((n0 + j) * K + k) * pq, (size_t)pq * sizeof *dyg);
+        fill_dyg(dyg, dy, y, where, bias_sums ? bias_sums + g * K : NULL, n0, count, K, P, Q);
         if (dw) {
             uint16_t *col = scratch16(2, crs * L), *colp = scratch16(3, cg_bf16_packed_size(crs, L));
             for (int64_t j = 0; j < count; j++)
@@ -223,19 +308,27 @@ bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, con
             float *slice = slices + g * crs * K;
             for (int64_t i = 0; i < crs; i++) memcpy(slice + i * K, acc + i * ldc, (size_t)K * sizeof(float));
         }
-        if (dx) {
-            int64_t ldc = round16(L);
-            uint16_t *dyp = scratch16(2, cg_bf16_packed_size(L, K));
-            cg_bf16_pack_b(dyp, dyg, L, 1, K, L); // B (K, L) = dy_g
+        // dx one image at a time: dcol (CRS, PQ) in f32 is the largest thing written, and it
+        // should stay in the cache until col2im has read it.
+        for (int64_t j = 0; dx && j < count; j++) {
+            int64_t ldc = round16(pq);
+            uint16_t *dyp = scratch16(2, cg_bf16_packed_size(pq, K));
+            cg_bf16_pack_b(dyp, dyg + j * pq, L, 1, K, pq); // B (K, PQ) = image j's columns of dy_g
             float *dcol = scratch32(4, round16(crs) * ldc);
-            cg_bf16_gemm_packed(dcol, ldc, Wtp, dyp, crs, L, K, path);
-            for (int64_t j = 0; j < count; j++)
-                conv_col2im_image_cpu(dxf + (n0 + j) * C * H * W, dcol + j * pq, ldc, C, H, W, R, S, stride, pad, P,
-                                      Q);
+            cg_bf16_gemm_packed(dcol, ldc, Wtp, dyp, crs, pq, K, path);
+            conv_col2im_image_cpu(dxf + (n0 + j) * C * H * W, dcol, ldc, C, H, W, R, S, stride, pad, P, Q);
         }
     }
+    if (bias_sums) {
+        for (int64_t k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t g = 0; g < groups; g++) sum += bias_sums[g * K + k];
+            dbias[k] = cg_bf16_round(cg_bf16_widen(dbias[k]) + (float)sum);
+        }
+        free(bias_sums);
+    }
+    if (dx) round_array(dx, dxf, N * C * H * W);
     if (dw) { // dw (K, CRS) += slice 0, slice 1, ... (each (CRS, K)), in f32, rounded once
-        if (dx) round_array(dx, dxf, N * C * H * W);
         float *dwf = host_f32(2, K * crs);
         widen_array(dwf, dw, K * crs);
         for (int64_t g = 0; g < groups; g++) {
@@ -244,8 +337,24 @@ bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, con
                 for (int64_t i = 0; i < crs; i++) dwf[k * crs + i] += slice[i * K + k];
         }
         round_array(dw, dwf, K * crs);
-    } else if (dx) {
-        round_array(dx, dxf, N * C * H * W);
     }
+}
+
+bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy, const uint16_t *x,
+                                const uint16_t *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    conv_backward(path, dx, dw, dbias, dy, NULL, NULL, x, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    return true;
+}
+
+bool cg_bf16_conv2d_relu_pool_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy,
+                                          const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w,
+                                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                          int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    conv_backward(path, dx, dw, dbias, dy, y, where, x, w, N, C, H, W, K, R, S, stride, pad, P, Q);
     return true;
 }

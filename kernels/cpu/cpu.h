@@ -93,6 +93,14 @@ void max_pool2d_forward_h_cpu(cg_dtype dtype, void *y, int32_t *argmax, const vo
 void max_pool2d_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n);
 void relu_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t n);
 void relu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n);
+// conv_pool_h.c: the fused conv2d + ReLU + 2x2 max pooling block in 16 bits
+void conv2d_relu_pool_forward_h_cpu(cg_dtype dtype, void *y, uint8_t *where, const void *x, const void *w,
+                                    const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                    int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+void conv2d_relu_pool_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *y,
+                                     const uint8_t *where, const void *x, const void *w, int64_t N, int64_t C,
+                                     int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                     int64_t pad, int64_t P, int64_t Q);
 void amp_unscale_check_h_cpu(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n);
 void amp_update_scale_cpu(float *amp, float growth_factor, float backoff_factor, int growth_interval);
 

@@ -53,6 +53,8 @@ const cg_kernels cg_cpu_kernels = {
     .max_pool2d_backward_h = max_pool2d_backward_h_cpu,
     .relu_forward_h = relu_forward_h_cpu,
     .relu_backward_h = relu_backward_h_cpu,
+    .conv2d_relu_pool_forward_h = conv2d_relu_pool_forward_h_cpu,
+    .conv2d_relu_pool_backward_h = conv2d_relu_pool_backward_h_cpu,
     .amp_unscale_check = amp_unscale_check_h_cpu,
     .amp_update_scale = amp_update_scale_cpu,
 };
