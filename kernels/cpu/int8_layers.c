@@ -28,11 +28,12 @@ static void quantize_nchw_cpu(int8_t *q, const float *x, int64_t N, int64_t C, i
 }
 
 // Rows per block of the GEMM: about 128 KiB of im2col rows (an L2 cache holds them beside the
-// packed weights), a multiple of the 6-row register tile, between 96 and 4096 rows.
+// packed weights), a multiple of 96 (the 6-row register tile, the 32-row block of AMX tiles),
+// between 96 and 4032 rows.
 static int64_t block_rows(int64_t Kp) {
     int64_t rows = (128 << 10) / Kp;
     rows = rows < 96 ? 96 : rows > 4096 ? 4096 : rows;
-    return rows / 6 * 6;
+    return rows / 96 * 96;
 }
 
 static void linear_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_qoutput *out, int64_t M,
@@ -44,7 +45,7 @@ static void linear_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
     const size_t out_size = out->to_float ? sizeof(float) : 1;
 #pragma omp parallel if (M * Nout * K >= 16 * CG_OMP_MIN_WORK)
     {
-        uint8_t *a = cg_xcalloc((size_t)(rows * Kp), 1); // padding columns stay 0
+        uint8_t *a = cg_xcalloc((size_t)(rows * Kp) + 64, 1); // padding columns stay 0; 64: int8_packed.h
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < blocks; b++) {
             int64_t r0 = b * rows, r1 = r0 + rows < M ? r0 + rows : M;
@@ -104,7 +105,7 @@ static void conv2d_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
     const uint8_t pad_value = (uint8_t)(x_zero_point + 128);
 #pragma omp parallel if (M * Kout * K >= 16 * CG_OMP_MIN_WORK)
     {
-        uint8_t *cols = cg_xcalloc((size_t)(rows * Kp), 1); // padding columns stay 0
+        uint8_t *cols = cg_xcalloc((size_t)(rows * Kp) + 64, 1); // padding columns stay 0; 64: int8_packed.h
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < blocks; b++) {
             int64_t r0 = b * rows, r1 = r0 + rows < M ? r0 + rows : M;
