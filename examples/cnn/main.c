@@ -209,6 +209,7 @@ static void evaluate(cg_module *model, cg_tape *tape, cg_loader *loader, cg_metr
 }
 
 int main(int argc, char **argv) {
+    cg_threads_setup(argc, argv); // OpenMP's wait policy: may start cnn again (kernels/cpu/threads.c)
     options opt;
     int stop = parse_options(argc, argv, &opt);
     if (stop >= 0) return stop;
@@ -283,6 +284,7 @@ int main(int argc, char **argv) {
         printf("%s: %lld training and %lld test images of %lldx%lldx%lld, %d classes; %lld parameters; %s\n",
                info->name, (long long)train->count, (long long)test->count, (long long)C, (long long)H, (long long)W,
                train->num_classes, (long long)cg_params_count(params), dev_name);
+    if (!opt.quiet && dev.type == CG_CPU) printf("CPU: %s\n", cg_threads_describe());
 
     cg_optimizer *optimizer =
         cg_optimizer_new(params, opt.sgd ? cg_sgd_config((float)opt.lr) : cg_adam_config((float)opt.lr));
