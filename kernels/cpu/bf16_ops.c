@@ -94,8 +94,12 @@ bool cg_bf16_linear_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w
 
 // The columns of one image in bf16, as conv.c's im2col_image: row (c, r, s), column (p, q) =
 // x[c][p*stride - pad + r][q*stride - pad + s], 0 outside the image; rows `ld` values apart.
+// "Same" convolutions with stride 1 (P == H, Q == W) take conv.c's shortcut: row (c, r, s) is
+// plane c shifted by (r - pad) W + (s - pad) values, one long copy, then the columns that the
+// flat shift wrapped around to the neighbouring row are zeroed.
 static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int64_t H, int64_t W, int64_t R,
                         int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    bool same = stride == 1 && P == H && Q == W;
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
@@ -106,6 +110,19 @@ static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C,
                 q0 = q0 < Q ? q0 : Q;
                 q1 = q1 < Q ? q1 : Q;
                 q1 = q1 > q0 ? q1 : q0;
+                if (same) {
+                    int64_t shift = (r - pad) * W + (s - pad), a = shift < 0 ? -shift : 0;
+                    int64_t b = shift > 0 ? H * W - shift : H * W;
+                    b = b > a ? b : a;
+                    memset(row, 0, (size_t)a * sizeof *row);
+                    memcpy(row + a, x + c * H * W + a + shift, (size_t)(b - a) * sizeof *row);
+                    memset(row + b, 0, (size_t)(P * Q - b) * sizeof *row);
+                    for (int64_t p = 0; p < P; p++) { // the wrapped-around columns
+                        for (int64_t q = 0; q < q0; q++) row[p * Q + q] = 0;
+                        for (int64_t q = q1; q < Q; q++) row[p * Q + q] = 0;
+                    }
+                    continue;
+                }
                 for (int64_t p = 0; p < P; p++) {
                     int64_t h = p * stride - pad + r;
                     uint16_t *out = row + p * Q;
@@ -115,10 +132,7 @@ static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C,
                     }
                     const uint16_t *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
                     for (int64_t q = 0; q < q0; q++) out[q] = 0;
-                    if (stride == 1)
-                        memcpy(out + q0, in + q0, (size_t)(q1 - q0) * sizeof *out);
-                    else
-                        for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
+                    for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
                     for (int64_t q = q1; q < Q; q++) out[q] = 0;
                 }
             }
@@ -129,8 +143,9 @@ static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C,
 // column's two values in each pair of rows (the top one on a tie), then the larger of each pair
 // of columns, the right one on a tie only if it comes first in scan order (top right before
 // bottom left). ReLU first, on the sign bit, as relu_forward_h: the maximum is then never negative.
-void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane, int64_t P, int64_t Q,
-                             float *col_max, int32_t *bottom_won) {
+static inline __attribute__((always_inline)) void relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane,
+                                                                  int64_t P, int64_t Q, float *col_max,
+                                                                  int32_t *bottom_won) {
     int64_t P2 = P / 2, Q2 = Q / 2;
     for (int64_t p = 0; p < P2; p++) {
         const uint16_t *top = plane + 2 * p * Q, *bottom = top + Q;
@@ -153,6 +168,18 @@ void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane,
         where[i] = (uint8_t)(take_right ? right_at : left_at);
         y[i] = (uint16_t)(bits >> 16); // m is one of the bf16 values: its low 16 bits are zero
     }
+}
+
+// The tutorial's two sizes as constants (as conv.c does): loops of known lengths, laid out as
+// whole vectors without scalar tails. The same function, the same results.
+void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane, int64_t P, int64_t Q,
+                             float *col_max, int32_t *bottom_won) {
+    if (P == 28 && Q == 28)
+        relu_pool_plane(y, where, plane, 28, 28, col_max, bottom_won);
+    else if (P == 14 && Q == 14)
+        relu_pool_plane(y, where, plane, 14, 14, col_max, bottom_won);
+    else
+        relu_pool_plane(y, where, plane, P, Q, col_max, bottom_won);
 }
 
 // Forward, optionally with ReLU and pooling (where != NULL: y is the pooled output).
@@ -230,12 +257,33 @@ static void round_array(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = cg_bf16_round(src[i]);
 }
 
+// One plane of the convolution's output gradient (P x Q) from the pooled gradient g, the pooled
+// output yp and the window positions at (P/2 x Q/2 each): at each window's maximum where the ReLU
+// let it through (y > 0), round(0 + dy) as conv_pool_h.c's backward; zero elsewhere. As conv.c's
+// unpool_plane: zeroed first (memset, in cache), then one store per window, plain scalar code (a
+// store of 0 where the ReLU stopped it: no branch). Returns the plane's sum, in double.
+static inline __attribute__((always_inline)) double unpool_plane(uint16_t *out, const uint16_t *g,
+                                                                 const uint16_t *yp, const uint8_t *at, int64_t P,
+                                                                 int64_t Q) {
+    int64_t P2 = P / 2, Q2 = Q / 2;
+    memset(out, 0, (size_t)(P * Q) * sizeof *out);
+    double sum = 0.0;
+    for (int64_t p = 0; p < P2; p++)
+        for (int64_t q = 0; q < Q2; q++) {
+            int64_t i = p * Q2 + q;
+            uint16_t v = cg_bf16_widen(yp[i]) > 0.0f ? cg_bf16_round(0.0f + cg_bf16_widen(g[i])) : 0;
+            out[(2 * p + (at[i] >> 1)) * Q + 2 * q + (at[i] & 1)] = v;
+            sum += cg_bf16_widen(v);
+        }
+    return sum;
+}
+
 // The group's output gradient dy_g (K, L): copied from dy (N, K, P, Q), or (pooled: y != NULL)
-// built from the pooled gradient as conv_pool_h.c's backward does (at each window's maximum where
-// y > 0, round(0 + dy); zero elsewhere), each channel's sum added to sums[k] when sums is not NULL.
+// built from the pooled gradient by unpool_plane, each channel's sum put in sums[k] when sums
+// is not NULL.
 static void fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where, double *sums,
                      int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q) {
-    int64_t pq = P * Q, L = count * pq, Q2 = Q / 2, pooled = (P / 2) * Q2;
+    int64_t pq = P * Q, L = count * pq, pooled = (P / 2) * (Q / 2);
     for (int64_t k = 0; k < K; k++) {
         double sum = 0.0;
         for (int64_t j = 0; j < count; j++) {
@@ -245,17 +293,14 @@ static void fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const
                 memcpy(out, dy + plane * pq, (size_t)pq * sizeof *out);
                 continue;
             }
-            memset(out, 0, (size_t)pq * sizeof *out);
             const uint16_t *g = dy + plane * pooled, *yp = y + plane * pooled;
             const uint8_t *at = where + plane * pooled;
-            for (int64_t p = 0; p < P / 2; p++)
-                for (int64_t q = 0; q < Q2; q++) {
-                    int64_t i = p * Q2 + q;
-                    if (!(cg_bf16_widen(yp[i]) > 0.0f)) continue;
-                    uint16_t v = cg_bf16_round(0.0f + cg_bf16_widen(g[i]));
-                    out[(2 * p + (at[i] >> 1)) * Q + 2 * q + (at[i] & 1)] = v;
-                    sum += cg_bf16_widen(v);
-                }
+            if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
+                sum += unpool_plane(out, g, yp, at, 28, 28);
+            else if (P == 14 && Q == 14)
+                sum += unpool_plane(out, g, yp, at, 14, 14);
+            else
+                sum += unpool_plane(out, g, yp, at, P, Q);
         }
         if (sums) sums[k] = sum;
     }

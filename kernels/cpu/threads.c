@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -51,6 +54,11 @@ void cg_threads_setup(int argc, char **argv) {
 #ifdef _OPENMP
     if (getenv("CGRAD_WAIT_POLICY_SET")) { // the second start
         policy_origin = "set by cgrad";
+#ifdef __linux__
+        // Started as /proc/self/exe, the process would be named "exe" (ps, top): its own name back.
+        const char *name = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
+        prctl(PR_SET_NAME, name ? name + 1 : argc > 0 && argv[0] ? argv[0] : "cgrad", 0, 0, 0);
+#endif
         return;
     }
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) {
