@@ -78,8 +78,11 @@ static PACK_TARGET void transpose_words(uint16_t *dst, const uint16_t *src, int6
 #endif
 
 // B row-major (ns == 1): pairs of rows k, k+1 interleaved, 16 columns per block row. The whole
-// rows are read in order, each pair once.
-static void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
+// rows are read in order, each pair once. `whole(dst, b0, b1)` writes a whole block row.
+static inline __attribute__((always_inline)) void pack_b_rows_with(uint16_t *Bp, const uint16_t *B, int64_t ldb,
+                                                                   int64_t K, int64_t N,
+                                                                   void (*whole)(uint16_t *, const uint16_t *,
+                                                                                 const uint16_t *)) {
     const int64_t NB = (N + 15) / 16, KC = (K + 31) / 32, pairs = KC * 16;
     for (int64_t kp = 0; kp < pairs; kp++) {
         int64_t k = 2 * kp;
@@ -89,14 +92,7 @@ static void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K,
             uint16_t *dst = Bp + (nb * KC + kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32;
             int64_t n0 = nb * 16;
             if (have1 && n0 + 16 <= N) { // the common whole case
-#ifdef CG_CPU_MATRIX_KERNELS
-                interleave_rows(dst, b0 + n0, b1 + n0);
-#else
-                for (int c = 0; c < 16; c++) {
-                    dst[2 * c] = b0[n0 + c];
-                    dst[2 * c + 1] = b1[n0 + c];
-                }
-#endif
+                whole(dst, b0 + n0, b1 + n0);
                 continue;
             }
             if (!have0) {
@@ -112,21 +108,40 @@ static void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K,
     }
 }
 
+static inline __attribute__((always_inline)) void interleave_plain(uint16_t *dst, const uint16_t *b0,
+                                                                   const uint16_t *b1) {
+    for (int c = 0; c < 16; c++) {
+        dst[2 * c] = b0[c];
+        dst[2 * c + 1] = b1[c];
+    }
+}
+
+#ifdef CG_CPU_MATRIX_KERNELS
+static PACK_TARGET void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
+    pack_b_rows_with(Bp, B, ldb, K, N, interleave_rows);
+}
+#else
+static void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
+    pack_b_rows_with(Bp, B, ldb, K, N, interleave_plain);
+}
+#endif
+
 // B transposed (ks == 1, column n of B contiguous): each pair (k, k+1) of a column is one 32-bit
 // word; a block is a 16 x 16 transpose of words. Block by block, so that its 16 source rows and
-// the 1 KiB it writes stay in the L1 cache.
-static void pack_b_cols(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
+// the 1 KiB it writes stay in the L1 cache. `whole` transposes a whole block, or is NULL.
+static inline __attribute__((always_inline)) void pack_b_cols_with(uint16_t *Bp, const uint16_t *B, int64_t ldb,
+                                                                   int64_t K, int64_t N,
+                                                                   void (*whole)(uint16_t *, const uint16_t *,
+                                                                                 int64_t)) {
     const int64_t NB = (N + 15) / 16, KC = (K + 31) / 32;
     for (int64_t nb = 0; nb < NB; nb++)
         for (int64_t kc = 0; kc < KC; kc++) {
             uint16_t *block = Bp + (nb * KC + kc) * CG_BF16_BLOCK;
             int64_t n0 = nb * 16, k0 = kc * 32;
-#ifdef CG_CPU_MATRIX_KERNELS
-            if (n0 + 16 <= N && k0 + 32 <= K) {
-                transpose_words(block, B + n0 * ldb + k0, ldb);
+            if (whole && n0 + 16 <= N && k0 + 32 <= K) {
+                whole(block, B + n0 * ldb + k0, ldb);
                 continue;
             }
-#endif
             for (int r = 0; r < 16; r++)
                 for (int c = 0; c < 16; c++) {
                     int64_t n = n0 + c, k = k0 + 2 * r;
@@ -136,6 +151,16 @@ static void pack_b_cols(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K,
                 }
         }
 }
+
+#ifdef CG_CPU_MATRIX_KERNELS
+static PACK_TARGET void pack_b_cols(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
+    pack_b_cols_with(Bp, B, ldb, K, N, transpose_words);
+}
+#else
+static void pack_b_cols(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
+    pack_b_cols_with(Bp, B, ldb, K, N, NULL);
+}
+#endif
 
 void cg_bf16_pack_b(uint16_t *Bp, const uint16_t *B, int64_t ks, int64_t ns, int64_t K, int64_t N) {
     if (ns == 1) {
