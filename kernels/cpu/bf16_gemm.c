@@ -108,19 +108,18 @@ static inline __attribute__((always_inline)) void pack_b_rows_with(uint16_t *Bp,
     }
 }
 
-static inline __attribute__((always_inline)) void interleave_plain(uint16_t *dst, const uint16_t *b0,
-                                                                   const uint16_t *b1) {
+#ifdef CG_CPU_MATRIX_KERNELS
+static PACK_TARGET void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
+    pack_b_rows_with(Bp, B, ldb, K, N, interleave_rows);
+}
+#else
+static void interleave_plain(uint16_t *dst, const uint16_t *b0, const uint16_t *b1) {
     for (int c = 0; c < 16; c++) {
         dst[2 * c] = b0[c];
         dst[2 * c + 1] = b1[c];
     }
 }
 
-#ifdef CG_CPU_MATRIX_KERNELS
-static PACK_TARGET void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
-    pack_b_rows_with(Bp, B, ldb, K, N, interleave_rows);
-}
-#else
 static void pack_b_rows(uint16_t *Bp, const uint16_t *B, int64_t ldb, int64_t K, int64_t N) {
     pack_b_rows_with(Bp, B, ldb, K, N, interleave_plain);
 }
