@@ -40,9 +40,10 @@ int cg_get_num_threads(void) {
 // program holds one of the cores, the spinning thread holds the other, the thread that shares a
 // core with the other program runs at half speed, and every loop waits for it: two threads ran
 // at half the speed of one (lesson 03). Sleeping at once (OMP_WAIT_POLICY=passive) frees the
-// core for whichever thread still has work. Measured on the course's machines, passive loses
-// little or nothing on idle cores and gains up to 3x on a busy one, so cgrad's programs use it
-// unless the environment says otherwise. libgomp reads these variables once, as the program
+// core for whichever thread still has work. Measured with one of two cores taken (lesson 03),
+// two passive threads were as fast as one thread or faster, and up to 3x as fast as two spinning
+// ones; on idle cores a sleeping thread pays a wake-up of a few microseconds per loop. So cnn
+// uses passive unless the environment says otherwise. libgomp reads these variables once, as the program
 // starts, before main: so the program sets the variable and starts itself again (execv of
 // /proc/self/exe, same arguments), once; CGRAD_WAIT_POLICY_SET marks the second start.
 #define CG_WAIT_POLICY "passive"
