@@ -1,6 +1,7 @@
 // bf16_ops.c: the op table's bf16 products and convolutions (gemm_h, linear_forward_h,
-// conv2d_forward_h, conv2d_backward_h with dtype bf16) on the CPU's bf16 hardware, AMX tiles or
-// AVX512-BF16 (bf16_gemm.c), called by half_ops.c when cg_cpu_bf16() is not the emulated path.
+// conv2d_forward_h, conv2d_backward_h with dtype bf16, and the fused conv + ReLU + pooling block
+// of conv_pool_h.c) on the CPU's bf16 hardware, AMX tiles or AVX512-BF16 (bf16_gemm.c), called by
+// half_ops.c and conv_pool_h.c when cg_cpu_bf16() is not the emulated path.
 // The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
 // stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
@@ -86,10 +87,11 @@ bool cg_bf16_linear_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w
 }
 
 // ---- convolutions -------------------------------------------------------------------------------
-// As conv.c: a few images at a time (GROUP), their columns side by side (CRS, GROUP * PQ), one
-// product per group, groups shared out to the threads. Forward: out (K, L) = W (K, CRS) col (CRS, L)
-// with L = count * PQ. Backward: dW^T (CRS, K) = col dy_g^T and dcol (CRS, L) = W^T dy_g, dy_g the
-// group's output gradient as (K, L).
+// As conv.c: a few images at a time (GROUP), groups shared out to the threads. Forward, one image
+// at a time: out (K, PQ) = W (K, CRS) col (CRS, PQ). Backward: the group's columns side by side,
+// (CRS, L) with L = count * PQ, and its output gradient dy_g as (K, L): dW^T (CRS, K) = col dy_g^T
+// over the whole group, then dcol (CRS, PQ) = W^T dy_g one image at a time (each product's f32
+// output then stays in the cache until its epilogue or col2im has read it).
 #define GROUP 4
 
 // The columns of one image in bf16, as conv.c's im2col_image: row (c, r, s), column (p, q) =

@@ -33,6 +33,7 @@ void cg_int8_pack(cg_int8_packed *p, const int8_t *w, const cg_qoutput *out, int
     p->b = cg_xcalloc((size_t)((Kp + 63) / 64 * 64 * p->Np), 1);
     p->offset_u = cg_xcalloc((size_t)p->Np, sizeof(int32_t));
     p->multiplier = cg_xcalloc((size_t)p->Np, sizeof(float));
+    p->amx = cg_cpu_int8() == CG_INT8_AMX; // on the calling thread, before the layer shares out rows
     for (int64_t j = 0; j < Nout; j++) {
         int32_t sum = 0;
         for (int64_t k = 0; k < Kp; k++) {
@@ -131,7 +132,7 @@ void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const i
 
 void cg_int8_gemm_rows(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
                        const cg_qoutput *out) {
-    if (cg_cpu_int8() == CG_INT8_AMX) { // whole blocks of 16 rows on AMX-INT8 tiles, the rest below
+    if (p->amx) { // whole blocks of 16 rows on AMX-INT8 tiles, the rest below
         int64_t done = cg_int8_gemm_rows_amx(y, ldy, a, rows, p, out);
         y = (char *)y + done * ldy * (out->to_float ? sizeof(float) : 1);
         a += done * p->Kp, rows -= done;
@@ -172,7 +173,7 @@ void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const i
 
 void cg_int8_gemm_rows(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
                        const cg_qoutput *out) {
-    if (cg_cpu_int8() == CG_INT8_AMX) { // whole blocks of 16 rows on AMX-INT8 tiles, the rest below
+    if (p->amx) { // whole blocks of 16 rows on AMX-INT8 tiles, the rest below
         int64_t done = cg_int8_gemm_rows_amx(y, ldy, a, rows, p, out);
         y = (char *)y + done * ldy * (out->to_float ? sizeof(float) : 1);
         a += done * p->Kp, rows -= done;

@@ -17,6 +17,7 @@ typedef struct {
     int32_t *offset_u;  // (Np,)
     float *multiplier;  // (Np,), zero past Nout
     int64_t Nout, Np, Kp;
+    bool amx;           // cg_int8_gemm_rows runs whole blocks on AMX-INT8 (cg_cpu_int8(), asked once here)
 } cg_int8_packed;
 
 void cg_int8_pack(cg_int8_packed *p, const int8_t *w, const cg_qoutput *out, int64_t Nout, int64_t Kp);

@@ -40,10 +40,10 @@ int cg_get_num_threads(void) {
 // program holds one of the cores, the spinning thread holds the other, the thread that shares a
 // core with the other program runs at half speed, and every loop waits for it: two threads ran
 // at half the speed of one (lesson 03). Sleeping at once (OMP_WAIT_POLICY=passive) frees the
-// core for whichever thread still has work. Measured with one of two cores taken (lesson 03),
-// two passive threads were as fast as one thread or faster, and up to 3x as fast as two spinning
-// ones; on idle cores a sleeping thread pays a wake-up of a few microseconds per loop. So cnn
-// uses passive unless the environment says otherwise. libgomp reads these variables once, as the program
+// core for whichever thread still has work. Measured on a 2-core Xeon (lesson 03): on idle cores
+// passive lost about 3 % (a wake-up per parallel loop); with one core taken by another program,
+// two passive threads ran at 1.9x one thread and 2.5x two spinning ones, where two spinning
+// threads fell below one. So cnn uses passive unless the environment says otherwise. libgomp reads these variables once, as the program
 // starts, before main: so the program sets the variable and starts itself again (execv of
 // /proc/self/exe, same arguments), once; CGRAD_WAIT_POLICY_SET marks the second start.
 #define CG_WAIT_POLICY "passive"
