@@ -1,10 +1,14 @@
 // int8_gemm.c: times the CPU int8 GEMM (kernels/cpu/int8_gemm.c, int8 x int8 -> int32) against the
 // engine's fp32 GEMM (kernels/cpu/gemm.c gemm_cpu: OpenBLAS's sgemm for large products when found,
 // its own loops otherwise) on the same C = A B^T shapes, and the int8 fully connected layer of the
-// quantised models (core/qkernels.h: weights packed for VNNI, output stage fused, int8 out). Figures to read, not a test; built only
+// quantised models (core/qkernels.h: weights packed for VNNI, output stage fused, int8 out), on VNNI and on AMX-INT8 tiles where present. Figures to read, not a test; built only
 // on request: cmake --build build --target bench_int8_gemm, then build/bench_int8_gemm [--threads N].
-// Each time is the best of repeated runs (at least 5, and at least 0.2 s of them).
+// Each time is the best of repeated runs (at least 5, and at least 0.2 s of them), on the
+// process's CPU time with one thread (other programs on the core then do not count), else on
+// the wall clock. Where the CPU has AMX-INT8, the layer is timed on the VNNI loops and on the
+// tiles (kernels/cpu/int8_amx.c).
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/int8_gemm.h"
 #include "core/common.h"
 #include "core/quant/qkernels.h"
@@ -13,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -22,12 +27,20 @@ typedef struct {
     const char *what;
 } shape;
 
+static bool one_thread = true;
+static double now(void) {
+    if (!one_thread) return cg_seconds();
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 static double best_seconds_int8(int32_t *C, const int8_t *A, const int8_t *B, int64_t M, int64_t N, int64_t K) {
     double best = 1e30, total = 0;
     for (int r = 0; r < 5 || total < 0.2; r++) {
-        double t0 = cg_seconds();
+        double t0 = now();
         int8_gemm_cpu(C, A, B, M, N, K);
-        double t = cg_seconds() - t0;
+        double t = now() - t0;
         total += t;
         best = t < best ? t : best;
     }
@@ -40,9 +53,9 @@ static double best_seconds_layer(int8_t *Y, const int8_t *A, const int8_t *B, co
                                  int64_t N, int64_t K) {
     double best = 1e30, total = 0;
     for (int r = 0; r < 5 || total < 0.2; r++) {
-        double t0 = cg_seconds();
+        double t0 = now();
         cg_cpu_qkernels.linear(Y, A, B, o, M, N, K);
-        double t = cg_seconds() - t0;
+        double t = now() - t0;
         total += t;
         best = t < best ? t : best;
     }
@@ -52,9 +65,9 @@ static double best_seconds_layer(int8_t *Y, const int8_t *A, const int8_t *B, co
 static double best_seconds_f32(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K) {
     double best = 1e30, total = 0;
     for (int r = 0; r < 5 || total < 0.2; r++) {
-        double t0 = cg_seconds();
+        double t0 = now();
         gemm_cpu(false, true, M, N, K, 1.0f, A, B, 0.0f, C); // C = A B^T, as a Linear layer
-        double t = cg_seconds() - t0;
+        double t = now() - t0;
         total += t;
         best = t < best ? t : best;
     }
@@ -83,9 +96,14 @@ int main(int argc, char **argv) {
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
-    printf("int8 GEMM (int32 sums) against fp32 GEMM, C (M, N) = A (M, K) B (N, K)^T, %d thread(s)\n", threads);
-    printf("%6s %6s %6s  %10s %10s  %10s %10s  %6s  %10s %6s  %s\n", "M", "N", "K", "f32 ms", "GFLOP/s", "int8 ms",
-           "GOP/s", "ratio", "layer ms", "ratio", "shape");
+    one_thread = threads == 1;
+    bool amx = cg_cpu_has_amx_int8();
+    printf("int8 GEMM (int32 sums) against fp32 GEMM, C (M, N) = A (M, K) B (N, K)^T, %d thread(s), %s time\n",
+           threads, one_thread ? "CPU" : "wall");
+    printf("%6s %6s %6s  %10s %10s  %10s %10s  %6s  %10s %6s", "M", "N", "K", "f32 ms", "GFLOP/s", "int8 ms",
+           "GOP/s", "ratio", "layer ms", "ratio");
+    if (amx) printf("  %10s %6s", "AMX ms", "ratio");
+    printf("  %s\n", "shape");
     cg_rng rng = cg_rng_new(1, 0);
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
@@ -104,11 +122,17 @@ int main(int argc, char **argv) {
         float *mult = cg_xmalloc(sizeof(float) * (size_t)N);
         for (int64_t j = 0; j < N; j++) mult[j] = 1.0f / (128.0f * 64.0f);
         cg_qoutput o = {offset, mult, -128, true, false};
+        cg_cpu_int8_set(CG_INT8_LOOPS);
         double tl = best_seconds_layer(Y, A, B, &o, M, N, K); // K is a multiple of 4 in every shape here
         double ops = 2.0 * M * N * K;
-        printf("%6lld %6lld %6lld  %10.3f %10.1f  %10.3f %10.1f  %5.2fx  %10.3f %5.2fx  %s\n", (long long)M,
-               (long long)N, (long long)K, tf * 1e3, ops / tf * 1e-9, ti * 1e3, ops / ti * 1e-9, tf / ti, tl * 1e3,
-               tf / tl, shapes[s].what);
+        printf("%6lld %6lld %6lld  %10.3f %10.1f  %10.3f %10.1f  %5.2fx  %10.3f %5.2fx", (long long)M, (long long)N,
+               (long long)K, tf * 1e3, ops / tf * 1e-9, ti * 1e3, ops / ti * 1e-9, tf / ti, tl * 1e3, tf / tl);
+        if (amx) { // the same layer on AMX-INT8 tiles
+            cg_cpu_int8_set(CG_INT8_AMX);
+            double ta = best_seconds_layer(Y, A, B, &o, M, N, K);
+            printf("  %10.3f %5.2fx", ta * 1e3, tf / ta);
+        }
+        printf("  %s\n", shapes[s].what);
         free(Y);
         free(offset);
         free(mult);

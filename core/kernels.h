@@ -233,6 +233,16 @@ typedef struct cg_kernels {
     void (*max_pool2d_backward_h)(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n);
     void (*relu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n);
     void (*relu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n);
+    // The fused block in 16 bits: the values and gradients of conv2d_forward_h (its output rounded
+    // to 16 bits), relu_forward_h and max_pool2d_forward_h(2, 2) in a row, bit for bit, with
+    // `where` as conv2d_relu_pool_forward's. Optional (NULL: the three ops run).
+    void (*conv2d_relu_pool_forward_h)(cg_dtype dtype, void *y, uint8_t *where, const void *x, const void *w,
+                                       const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                                       int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+    void (*conv2d_relu_pool_backward_h)(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy,
+                                        const void *y, const uint8_t *where, const void *x, const void *w, int64_t N,
+                                        int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                        int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
     // The loss scaler on the device (PyTorch's _amp_foreach_non_finite_check_and_unscale_ and
     // _amp_update_scale_, aten/src/ATen/native/cuda/AmpKernels.cu). amp[] holds

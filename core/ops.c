@@ -36,7 +36,8 @@ static const op_row op_table[CG_NUM_OPS] = {
     [CG_OP_RESHAPE] = {"reshape", CG_AUTOCAST_KEEP},
     [CG_OP_BATCH_NORM2D] = {"batch_norm2d", CG_AUTOCAST_F32},
     [CG_OP_DROPOUT] = {"dropout", CG_AUTOCAST_F32},
-    // Under autocast the fused block runs as its three ops (conv2d LOW, relu and max_pool2d KEEP).
+    // Under autocast the fused block computes in 16 bits where the device has its _h kernels (the
+    // CPU), and runs as its three ops elsewhere (conv2d LOW, relu and max_pool2d KEEP).
     [CG_OP_CONV2D_RELU_POOL] = {"conv2d_relu_max_pool2d", CG_AUTOCAST_LOW},
     [CG_OP_CAST] = {"cast", CG_AUTOCAST_KEEP},
     [CG_OP_GELU] = {"gelu", CG_AUTOCAST_F32},

@@ -79,36 +79,53 @@ cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
         (n)->in[1]->shape[2], (n)->in[1]->shape[3], (int64_t)(n)->iattr[0], (int64_t)(n)->iattr[1],            \
         (int64_t)(n)->iattr[2], (int64_t)(n)->iattr[3]
 
+// In f32, or in 16 bits under autocast (the _h kernels: the three ops' values in 16 bits).
 static void conv2d_relu_pool_node_forward(const cg_kernels *k, cg_node *n) {
-    const float *bias = n->n_in == 3 ? F(n->in[2]) : NULL;
-    KERNEL(k, conv2d_relu_pool_forward)(F(n->out), (uint8_t *)n->saved[0]->data, F(n->in[0]), F(n->in[1]), bias,
-                                        FUSED_DIMS(n));
+    const void *bias = n->n_in == 3 ? n->in[2]->data : NULL;
+    uint8_t *where = (uint8_t *)n->saved[0]->data;
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, conv2d_relu_pool_forward)(F(n->out), where, F(n->in[0]), F(n->in[1]), (const float *)bias,
+                                            FUSED_DIMS(n));
+    else
+        KERNEL(k, conv2d_relu_pool_forward_h)(n->out->dtype, n->out->data, where, n->in[0]->data, n->in[1]->data, bias,
+                                              FUSED_DIMS(n));
 }
 
 static void conv2d_relu_pool_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0], *w = n->in[1];
-    float *dx = x->requires_grad ? F(cg_tape_grad(t, x)) : NULL;
-    float *dw = w->requires_grad ? F(cg_tape_grad(t, w)) : NULL;
-    float *db = n->n_in == 3 && n->in[2]->requires_grad ? F(cg_tape_grad(t, n->in[2])) : NULL;
-    KERNEL(k, conv2d_relu_pool_backward)(dx, dw, db, F(n->out->grad), F(n->out), (const uint8_t *)n->saved[0]->data,
-                                         F(x), F(w), FUSED_DIMS(n));
+    void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
+    void *dw = w->requires_grad ? cg_tape_grad(t, w)->data : NULL;
+    void *db = n->n_in == 3 && n->in[2]->requires_grad ? cg_tape_grad(t, n->in[2])->data : NULL;
+    const uint8_t *where = (const uint8_t *)n->saved[0]->data;
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, conv2d_relu_pool_backward)((float *)dx, (float *)dw, (float *)db, F(n->out->grad), F(n->out), where,
+                                             F(x), F(w), FUSED_DIMS(n));
+    else
+        KERNEL(k, conv2d_relu_pool_backward_h)(n->out->dtype, dx, dw, db, n->out->grad->data, n->out->data, where,
+                                               x->data, w->data, FUSED_DIMS(n));
 }
 
 cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride,
                                      int padding) {
-    // The three ops where this device has no fused kernel, and in 16 bits (autocast, or 16-bit inputs).
-    if (cg_kernels_for(t->device)->conv2d_relu_pool_forward == NULL || cg_op_compute_dtype(t) != CG_F32 ||
-        x->dtype != CG_F32)
-        return cg_max_pool2d(t, cg_relu(t, cg_conv2d(t, x, weight, bias, stride, padding)), 2, 2);
+    // The three ops where this device has no fused kernel for the compute dtype, and for 16-bit
+    // inputs outside autocast.
+    const cg_kernels *k = cg_kernels_for(t->device);
+    cg_dtype dt = cg_op_compute_dtype(t);
+    bool fused = dt == CG_F32 ? k->conv2d_relu_pool_forward != NULL && x->dtype == CG_F32
+                              : k->conv2d_relu_pool_forward_h != NULL;
+    if (!fused) return cg_max_pool2d(t, cg_relu(t, cg_conv2d(t, x, weight, bias, stride, padding)), 2, 2);
+    x = cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, x);
+    weight = cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, weight);
+    if (bias) bias = cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, bias);
     int64_t P, Q;
-    conv2d_check(t, CG_F32, x, weight, bias, stride, padding, &P, &Q);
+    conv2d_check(t, dt, x, weight, bias, stride, padding, &P, &Q);
     CG_CHECK(P >= 2 && Q >= 2 && P <= INT32_MAX && Q <= INT32_MAX,
              "conv2d_relu_max_pool2d: a %lld x %lld convolution output has no 2 x 2 window", (long long)P,
              (long long)Q);
     int64_t shape[4] = {x->shape[0], weight->shape[0], P / 2, Q / 2};
     cg_node node = {.op = CG_OP_CONV2D_RELU_POOL, .forward = conv2d_relu_pool_node_forward,
                     .backward = conv2d_relu_pool_node_backward, .n_in = bias ? 3 : 2, .in = {x, weight, bias},
-                    .iattr = {stride, padding, (int)P, (int)Q}, .dtype = CG_F32};
+                    .iattr = {stride, padding, (int)P, (int)Q}, .dtype = dt};
     node.saved[0] = cg_arena_tensor(t->arena, CG_U8, 4, shape);
     return cg_op_apply(t, &node, 4, shape);
 }

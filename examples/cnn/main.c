@@ -226,6 +226,7 @@ static double read_running_loss(void *ctx) {
 }
 
 int main(int argc, char **argv) {
+    cg_threads_setup(argc, argv); // OpenMP's wait policy: may start cnn again (kernels/cpu/threads.c)
     options opt;
     int stop = parse_options(argc, argv, &opt);
     if (stop >= 0) return stop;
@@ -318,6 +319,7 @@ int main(int argc, char **argv) {
                info->name, (long long)train->count, (long long)test->count, (long long)C, (long long)H, (long long)W,
                train->num_classes, (long long)cg_params_count(params), dev_name);
     if (!opt.quiet) cg_model_print_summary(model, C, H, W); // layers, shapes, parameters, FLOPs per image
+    if (!opt.quiet && dev.type == CG_CPU) printf("CPU: %s\n", cg_threads_describe());
 
     // The data sets on the device, or streamed from host memory (--stream, or too large for the GPU).
     size_t bytes = (size_t)((train->count + test->count) * train->sample_numel);

@@ -6,6 +6,7 @@
 // in what it keeps: every stored value is what a 16-bit tensor can hold.
 #include "core/half.h"
 #include "kernels/cpu/amp.h"
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
 
 #include <math.h>
@@ -37,18 +38,21 @@ static void add_bias_backward_h_cpu(cg_dtype dtype, void *dbias, const void *dy,
     half_store_cpu(dbias, dtype, db, cols);
 }
 
-static void conv2d_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
+void conv2d_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
                                  int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                                  int64_t P, int64_t Q) {
+    if (dtype == CG_BF16 && cg_bf16_conv2d_forward_hw(y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
     float *xf = half_widen_cpu(0, x, dtype, N * C * H * W), *wf = half_widen_cpu(1, w, dtype, K * C * R * S), *bf = half_widen_cpu(2, bias, dtype, K);
     float *yf = half_scratch_cpu(3, N * K * P * Q);
     conv2d_forward_cpu(yf, xf, wf, bf, N, C, H, W, K, R, S, stride, pad, P, Q);
     half_store_cpu(y, dtype, yf, N * K * P * Q);
 }
 
-static void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
+void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
                                   const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                   int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (dtype == CG_BF16 && cg_bf16_conv2d_backward_hw(dx, dw, dbias, dy, x, w, N, C, H, W, K, R, S, stride, pad, P, Q))
+        return; // bf16_ops.c: on AMX or AVX512-BF16
     float *dyf = half_widen_cpu(0, dy, dtype, N * K * P * Q), *xf = half_widen_cpu(1, x, dtype, N * C * H * W);
     float *wf = half_widen_cpu(2, w, dtype, K * C * R * S);
     float *dxf = half_widen_cpu(3, dx, dtype, N * C * H * W), *dwf = half_widen_cpu(4, dw, dtype, K * C * R * S);

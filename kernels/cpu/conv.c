@@ -1,6 +1,7 @@
 // conv.c: convolution (im2col + GEMM, a few images at a time), max pooling, and the fused
 // conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu).
 // OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
 
 #include <stdbool.h>
@@ -107,6 +108,12 @@ static void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H
                     for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
                 }
             }
+}
+
+// col2im_image for the bf16 convolutions on bf16 hardware (bf16_ops.c, declared in bf16_gemm.h).
+void conv_col2im_image_cpu(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                           int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    col2im_image(dx, col, ld, C, H, W, R, S, stride, pad, P, Q);
 }
 
 // A buffer of at least `floats` floats for this thread, kept between calls.

@@ -27,7 +27,14 @@ void add_bias_forward_cpu(float *y, const float *x, const float *bias, int64_t r
 void add_bias_backward_cpu(float *dbias, const float *dy, int64_t rows, int64_t cols);
 void relu_backward_cpu(float *dx, const float *dy, const float *y, int64_t n);
 
-// half_ops.c: the 16-bit kernels (f32 arithmetic on widened copies, results rounded to 16 bits)
+// amp.c: the 16-bit convolutions (f32 arithmetic on widened copies, or bf16 hardware), which the
+// fused 16-bit block (conv_pool_h.c) builds on
+void conv2d_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
+                          int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                          int64_t P, int64_t Q);
+void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
+                           const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                           int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
 // Each kernel file fills its own rows of the table (table.c calls them once).
 void elementwise_register_cpu(cg_kernels *k);
@@ -39,5 +46,6 @@ void loss_register_cpu(cg_kernels *k);
 void gather_register_cpu(cg_kernels *k);
 void optim_register_cpu(cg_kernels *k);
 void amp_register_cpu(cg_kernels *k);
+void conv_pool_h_register_cpu(cg_kernels *k); // conv_pool_h.c: the fused block in 16 bits
 
 #endif

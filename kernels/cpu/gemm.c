@@ -3,6 +3,7 @@
 // product when OpenBLAS is missing, to the engine's own loops below. For the matrices of a
 // small MLP (32 x 20 x 50) the call overhead of a BLAS library costs more than the arithmetic.
 #include "kernels/cpu/amp.h"
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
 
 #include <stdio.h>
@@ -17,11 +18,14 @@
 // convolution, 32 x 3136 x 9: 20 us against 28 us; its weight gradient 32 x 9 x 3136: 22 against 55).
 #define CG_SMALL_GEMM_WORK (64 * 64 * 32)
 
-// The register tile: MR rows by NR columns of C are summed in local variables over the whole
-// of K and added to C once. 8 x 16 floats are 8 AVX-512 registers (16 with AVX2): enough
-// independent sums to keep both FMA units busy.
+// The register tile: MR rows by NV x NR columns of C are summed in local variables over the
+// whole of K and added to C once. 8 x 32 floats are 16 AVX-512 registers: per step of k, two
+// loads of B and 8 broadcasts of A feed 16 independent FMAs, enough to keep both FMA units busy
+// (each FMA takes 4 cycles, so 8 must be in flight) with loads to spare. (With 8 x 16, one
+// vector per row, a load came with every FMA and the loads set the pace.)
 #define MR 8
 #define NR 16
+#define NV 2
 
 // A row of NR floats as one value (the GCC / Clang vector extension): one AVX-512 register, or
 // two AVX2 ones. Arithmetic on it is elementwise; a float times a vector broadcasts the float.
@@ -50,32 +54,44 @@ static const float *pack_b(bool trans_b, const float *B, int64_t N, int64_t K, i
     return buffer;
 }
 
-// tile[r][0..NR) = sum over k of a(r, k) * b[k][0..NR), where a(r, k) = A[r * rs + k * ks]
+// tile[r][0 .. nv NR) = sum over k of a(r, k) * b[k][0 .. nv NR), where a(r, k) = A[r * rs + k * ks]
 // (rs, ks: the strides of op(A)). Only rows r < mr exist; the others repeat the last row and
-// are discarded by the caller, so that the loop bounds stay constant.
-static void micro_kernel(int64_t K, const float *A, int64_t rs, int64_t ks, int mr, const float *b, int64_t ldb,
-                         float tile[MR][NR]) {
+// are discarded by the caller, so that the loop bounds stay constant. nv (1 or 2) is a constant
+// at each call site, so that the compiler keeps the sums in registers.
+static inline __attribute__((always_inline)) void micro_kernel(int64_t K, const float *A, int64_t rs, int64_t ks,
+                                                               int mr, const float *b, int64_t ldb,
+                                                               float tile[MR][NV * NR], const int nv) {
     const float *rows[MR];
     for (int r = 0; r < MR; r++) rows[r] = A + (r < mr ? r : mr - 1) * rs;
-    row16 acc[MR] = {0};
+    row16 acc[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = (row16){0};
     for (int64_t k = 0; k < K; k++) {
-        row16 brow;
-        memcpy(&brow, b + k * ldb, sizeof brow); // an unaligned vector load
-        for (int r = 0; r < MR; r++) acc[r] += rows[r][k * ks] * brow;
+        row16 brow[NV];
+        for (int v = 0; v < nv; v++) memcpy(&brow[v], b + k * ldb + v * NR, sizeof brow[v]); // unaligned loads
+        for (int r = 0; r < MR; r++) {
+            float a = rows[r][k * ks];
+            for (int v = 0; v < nv; v++) acc[r][v] += a * brow[v];
+        }
     }
-    memcpy(tile, acc, sizeof acc);
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < nv; v++) memcpy(&tile[r][v * NR], &acc[r][v], sizeof acc[r][v]);
 }
 
 // Rows i0 .. i0 + MR - 1 of C += alpha * op(A) (packed B), or C = alpha * op(A) (packed B) when
-// overwrite (beta 0: C is not read, so need not be zeroed first).
+// overwrite (beta 0: C is not read, so need not be zeroed first). B's rows hold ldb floats, a
+// multiple of NR: tiles of two vectors, and one at the end when ldb is an odd number of vectors.
 static void gemm_panel(int64_t i0, bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        const float *bp, int64_t ldb, float *C, bool overwrite) {
     int64_t rs = trans_a ? 1 : K, ks = trans_a ? M : 1;
     int mr = (int)(M - i0 < MR ? M - i0 : MR);
-    float tile[MR][NR];
-    for (int64_t j0 = 0; j0 < N; j0 += NR) {
-        micro_kernel(K, A + i0 * rs, rs, ks, mr, bp + j0, ldb, tile);
-        int nr = (int)(N - j0 < NR ? N - j0 : NR);
+    float tile[MR][NV * NR];
+    for (int64_t j0 = 0; j0 < N; j0 += NV * NR) {
+        if (ldb - j0 >= NV * NR)
+            micro_kernel(K, A + i0 * rs, rs, ks, mr, bp + j0, ldb, tile, NV);
+        else
+            micro_kernel(K, A + i0 * rs, rs, ks, mr, bp + j0, ldb, tile, 1);
+        int nr = (int)(N - j0 < NV * NR ? N - j0 : NV * NR);
         for (int r = 0; r < mr; r++)
             for (int c = 0; c < nr; c++)
                 C[(i0 + r) * N + j0 + c] = (overwrite ? 0.0f : C[(i0 + r) * N + j0 + c]) + alpha * tile[r][c];
@@ -166,6 +182,7 @@ static void linear_forward_cpu(float *y, const float *x, const float *w, const f
 
 void gemm_h_cpu(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const void *A, const void *B, float beta, void *C) {
+    if (dtype == CG_BF16 && cg_bf16_gemm_hw(trans_a, trans_b, M, N, K, alpha, A, B, beta, C)) return; // bf16_ops.c
     float *a = half_widen_cpu(0, A, dtype, M * K), *b = half_widen_cpu(1, B, dtype, K * N);
     float *c = beta != 0.0f ? half_widen_cpu(2, C, dtype, M * N) : half_scratch_cpu(2, M * N);
     gemm_cpu(trans_a, trans_b, M, N, K, alpha, a, b, beta, c);
@@ -174,6 +191,7 @@ void gemm_h_cpu(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N
 
 static void linear_forward_h_cpu(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
                                  int64_t N, int64_t K) {
+    if (dtype == CG_BF16 && cg_bf16_linear_forward_hw(y, x, w, bias, M, N, K)) return; // bf16_ops.c
     float *xf = half_widen_cpu(0, x, dtype, M * K), *wf = half_widen_cpu(1, w, dtype, N * K), *bf = half_widen_cpu(2, bias, dtype, N);
     float *yf = half_scratch_cpu(3, M * N);
     linear_forward_cpu(yf, xf, wf, bf, M, N, K);

@@ -28,11 +28,12 @@ static void quantize_nchw_cpu(int8_t *q, const float *x, int64_t N, int64_t C, i
 }
 
 // Rows per block of the GEMM: about 128 KiB of im2col rows (an L2 cache holds them beside the
-// packed weights), a multiple of the 6-row register tile, between 96 and 4096 rows.
+// packed weights), a multiple of 96 (the 6-row register tile, the 32-row block of AMX tiles),
+// between 96 and 4032 rows.
 static int64_t block_rows(int64_t Kp) {
     int64_t rows = (128 << 10) / Kp;
     rows = rows < 96 ? 96 : rows > 4096 ? 4096 : rows;
-    return rows / 6 * 6;
+    return rows / 96 * 96;
 }
 
 static void linear_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_qoutput *out, int64_t M,
@@ -44,7 +45,7 @@ static void linear_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
     const size_t out_size = out->to_float ? sizeof(float) : 1;
 #pragma omp parallel if (M * Nout * K >= 16 * CG_OMP_MIN_WORK)
     {
-        uint8_t *a = cg_xcalloc((size_t)(rows * Kp), 1); // padding columns stay 0
+        uint8_t *a = cg_xcalloc((size_t)(rows * Kp) + 64, 1); // padding columns stay 0; 64: int8_packed.h
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < blocks; b++) {
             int64_t r0 = b * rows, r1 = r0 + rows < M ? r0 + rows : M;
@@ -93,6 +94,40 @@ static void im2col_rows_u8(uint8_t *cols, int64_t Kp, const int8_t *x, uint8_t p
     }
 }
 
+// im2col_rows_u8 for narrow window rows (S C <= 16 bytes: the first layer of an MNIST or CIFAR
+// model, where the general loop spends its time on 3- or 9-byte copies): for each output row p
+// the R input rows it reads are laid out once as unsigned bytes with the padding around them
+// (`line`, (W + 2 pad) C bytes each, and 16 of slack), then each output pixel takes 16-byte
+// copies, one per window row, each overwritten past S C bytes by the next. What lands past R S C
+// in a row is left as it is: those columns meet weights that are zero. `lines` has room for
+// R * ((W + 2 pad) C + 16) bytes; cols has 64 bytes of slack past its last row.
+static void im2col_rows_narrow(uint8_t *cols, int64_t Kp, const int8_t *x, uint8_t pad_value, int64_t r0, int64_t r1,
+                               int64_t H, int64_t W, int64_t C, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                               int64_t P, int64_t Q, uint8_t *lines) {
+    const int64_t width = (W + 2 * pad) * C + 16, sc = S * C;
+    int64_t n = r0 / (P * Q), p = r0 / Q % P, q = r0 % Q;
+    bool fresh = true; // the lines are for (n, p)
+    for (int64_t row = r0; row < r1; row++) {
+        if (fresh) {
+            for (int64_t r = 0; r < R; r++) {
+                uint8_t *line = lines + r * width;
+                int64_t ih = p * stride - pad + r;
+                memset(line, pad_value, (size_t)width);
+                if (ih < 0 || ih >= H) continue;
+                const int8_t *src = x + (n * H + ih) * W * C;
+                for (int64_t i = 0; i < W * C; i++) line[pad * C + i] = (uint8_t)src[i] ^ 0x80u;
+            }
+            fresh = false;
+        }
+        uint8_t *dst = cols + (row - r0) * Kp;
+        for (int64_t r = 0; r < R; r++) memcpy(dst + r * sc, lines + r * width + q * stride * C, 16);
+        if (++q == Q) {
+            q = 0, fresh = true;
+            if (++p == P) p = 0, n++;
+        }
+    }
+}
+
 static void conv2d_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_qoutput *out, int32_t x_zero_point,
                             int64_t N, int64_t H, int64_t W, int64_t C, int64_t Kout, int64_t R, int64_t S,
                             int64_t stride, int64_t pad, int64_t P, int64_t Q) {
@@ -104,14 +139,20 @@ static void conv2d_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
     const uint8_t pad_value = (uint8_t)(x_zero_point + 128);
 #pragma omp parallel if (M * Kout * K >= 16 * CG_OMP_MIN_WORK)
     {
-        uint8_t *cols = cg_xcalloc((size_t)(rows * Kp), 1); // padding columns stay 0
+        uint8_t *cols = cg_xcalloc((size_t)(rows * Kp) + 64, 1); // padding columns stay 0; 64: int8_packed.h
+        bool narrow = S * C <= 16;
+        uint8_t *lines = narrow ? cg_xmalloc((size_t)(R * ((W + 2 * pad) * C + 16))) : NULL;
 #pragma omp for schedule(dynamic)
         for (int64_t b = 0; b < blocks; b++) {
             int64_t r0 = b * rows, r1 = r0 + rows < M ? r0 + rows : M;
-            im2col_rows_u8(cols, Kp, x, pad_value, r0, r1, H, W, C, R, S, stride, pad, P, Q);
+            if (narrow)
+                im2col_rows_narrow(cols, Kp, x, pad_value, r0, r1, H, W, C, R, S, stride, pad, P, Q, lines);
+            else
+                im2col_rows_u8(cols, Kp, x, pad_value, r0, r1, H, W, C, R, S, stride, pad, P, Q);
             cg_int8_gemm_rows((char *)y + r0 * Kout * out_size, Kout, cols, r1 - r0, &pk, out);
         }
         free(cols);
+        free(lines);
     }
     cg_int8_packed_free(&pk);
 }

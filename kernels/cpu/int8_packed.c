@@ -3,7 +3,8 @@
 // a register tile of 6 rows x 64 columns: per step of 4 k, each row's 4 bytes are broadcast to
 // all 16 lanes and one vpdpbusd per 16 columns adds the four products u8 x s8 into each int32
 // lane (the weights' packed layout puts those 4 k of 16 columns in one 64-byte load), 24
-// accumulators in registers and no horizontal sums at the end. Without VNNI, plain loops.
+// accumulators in registers and no horizontal sums at the end. Without VNNI, plain loops. Where the
+// CPU has AMX-INT8, whole blocks of 16 rows go to int8_amx.c's tiles first (cpu_features.h).
 // Intrinsics are used here because GCC does not find this broadcast form by itself.
 #include "kernels/cpu/int8_packed.h"
 
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "kernels/cpu/cpu_features.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
@@ -27,9 +29,11 @@ void cg_int8_pack(cg_int8_packed *p, const int8_t *w, const cg_qoutput *out, int
     p->Nout = Nout;
     p->Kp = Kp;
     p->Np = (Nout + 15) / 16 * 16;
-    p->b = cg_xcalloc((size_t)(Kp * p->Np), 1);
+    // Rows of zeros up to a multiple of 64 k: the AMX tiles (int8_amx.c) read whole 64-k chunks.
+    p->b = cg_xcalloc((size_t)((Kp + 63) / 64 * 64 * p->Np), 1);
     p->offset_u = cg_xcalloc((size_t)p->Np, sizeof(int32_t));
     p->multiplier = cg_xcalloc((size_t)p->Np, sizeof(float));
+    p->amx = cg_cpu_int8() == CG_INT8_AMX; // on the calling thread, before the layer shares out rows
     for (int64_t j = 0; j < Nout; j++) {
         int32_t sum = 0;
         for (int64_t k = 0; k < Kp; k++) {
@@ -117,8 +121,22 @@ static void tile_any(void *y, int64_t ldy, int64_t row0, const uint8_t *a, const
     }
 }
 
+// The sums of rows row0 .. row0 + rows - 1, columns j0 .. j0 + ncols - 1 (ncols a multiple of 16)
+// through the output stage (int8_packed.h; int8_amx.c calls it on its tiles' sums).
+void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const int32_t *acc, int64_t ldacc,
+                         int64_t rows, int64_t ncols, const cg_int8_packed *p, const cg_qoutput *out) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t v = 0; v < ncols && j0 + v < p->Nout; v += 16)
+            stage_16(y, ldy, row0 + i, j0 + v, _mm512_loadu_si512(acc + i * ldacc + v), p, out);
+}
+
 void cg_int8_gemm_rows(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
                        const cg_qoutput *out) {
+    if (p->amx) { // whole blocks of 16 rows on AMX-INT8 tiles, the rest below
+        int64_t done = cg_int8_gemm_rows_amx(y, ldy, a, rows, p, out);
+        y = (char *)y + done * ldy * (out->to_float ? sizeof(float) : 1);
+        a += done * p->Kp, rows -= done;
+    }
     for (int64_t i0 = 0; i0 < rows; i0 += MR) {
         int mr = rows - i0 < MR ? (int)(rows - i0) : MR;
         for (int64_t j0 = 0; j0 < p->Nout; j0 += 16 * NV) {
@@ -146,8 +164,20 @@ static inline void stage_one(void *y, int64_t index, int32_t a, float multiplier
 }
 
 
+void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const int32_t *acc, int64_t ldacc,
+                         int64_t rows, int64_t ncols, const cg_int8_packed *p, const cg_qoutput *out) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = j0; j < j0 + ncols && j < p->Nout; j++)
+            stage_one(y, (row0 + i) * ldy + j, acc[i * ldacc + j - j0] + p->offset_u[j], p->multiplier[j], out);
+}
+
 void cg_int8_gemm_rows(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
                        const cg_qoutput *out) {
+    if (p->amx) { // whole blocks of 16 rows on AMX-INT8 tiles, the rest below
+        int64_t done = cg_int8_gemm_rows_amx(y, ldy, a, rows, p, out);
+        y = (char *)y + done * ldy * (out->to_float ? sizeof(float) : 1);
+        a += done * p->Kp, rows -= done;
+    }
     const int64_t Kp = p->Kp, Np = p->Np;
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < p->Nout; j++) {

@@ -18,6 +18,7 @@ static void build_table(void) {
     gather_register_cpu(&table);
     optim_register_cpu(&table);
     amp_register_cpu(&table);
+    conv_pool_h_register_cpu(&table);
     table.device_name = "cpu";
 }
 

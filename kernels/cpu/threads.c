@@ -1,5 +1,16 @@
-// threads.c: how many CPU threads OpenMP loops and the BLAS library use.
+// threads.c: how many CPU threads OpenMP loops and the BLAS library use, and how the threads wait
+// for each other between loops (the wait policy, chosen before OpenMP starts). It does not pin
+// threads to cores.
+#define _GNU_SOURCE // setenv, execv
 #include "core/device.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -21,4 +32,69 @@ int cg_get_num_threads(void) {
 #else
     return 1;
 #endif
+}
+
+// Between two parallel loops, a thread that has finished its share waits for the others. GCC's
+// OpenMP (libgomp) lets it spin, busy, for a while (GOMP_SPINCOUNT, 300000 turns by default)
+// before it sleeps. On cores of its own that saves the microseconds of a wake-up; when another
+// program holds one of the cores, the spinning thread holds the other, the thread that shares a
+// core with the other program runs at half speed, and every loop waits for it: two threads ran
+// at half the speed of one (lesson 03). Sleeping at once (OMP_WAIT_POLICY=passive) frees the
+// core for whichever thread still has work. Measured on a 2-core Xeon (lesson 03): on idle cores
+// passive lost about 3 % (a wake-up per parallel loop); with one core taken by another program,
+// two passive threads ran at 1.9x one thread and 2.5x two spinning ones, where two spinning
+// threads fell below one. So cnn uses passive unless the environment says otherwise. libgomp reads these variables once, as the program
+// starts, before main: so the program sets the variable and starts itself again (execv of
+// /proc/self/exe, same arguments), once; CGRAD_WAIT_POLICY_SET marks the second start.
+#define CG_WAIT_POLICY "passive"
+
+static const char *policy_origin = "OpenMP's default"; // what cg_threads_print says
+
+void cg_threads_setup(int argc, char **argv) {
+    (void)argc;
+#ifdef _OPENMP
+    if (getenv("CGRAD_WAIT_POLICY_SET")) { // the second start
+        policy_origin = "set by cgrad";
+#ifdef __linux__
+        // Started as /proc/self/exe, the process would be named "exe" (ps, top): its own name back.
+        const char *name = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
+        prctl(PR_SET_NAME, name ? name + 1 : argc > 0 && argv[0] ? argv[0] : "cgrad", 0, 0, 0);
+#endif
+        return;
+    }
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) {
+        policy_origin = "from the environment";
+        return;
+    }
+#ifdef __linux__
+    if (setenv("OMP_WAIT_POLICY", CG_WAIT_POLICY, 1) == 0 && setenv("CGRAD_WAIT_POLICY_SET", "1", 1) == 0) {
+        fflush(NULL);
+        execv("/proc/self/exe", argv);
+    }
+    // execv returned: it failed; run on with OpenMP's default (the variables set now are not read).
+    unsetenv("OMP_WAIT_POLICY");
+    unsetenv("CGRAD_WAIT_POLICY_SET");
+#endif
+#else
+    (void)argv;
+#endif
+}
+
+const char *cg_threads_describe(void) {
+    static char text[160];
+    size_t size = sizeof text;
+#ifdef _OPENMP
+    const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    char how[96];
+    if (policy || spin)
+        snprintf(how, sizeof how, "%s%s%s%s", policy ? "OMP_WAIT_POLICY=" : "", policy ? policy : "",
+                 policy && spin ? " " : "", spin ? "GOMP_SPINCOUNT=" : "");
+    if (spin) snprintf(how + strlen(how), sizeof how - strlen(how), "%s", spin);
+    snprintf(text, size, "%d OpenMP thread%s, waiting %s (%s)", cg_get_num_threads(),
+             cg_get_num_threads() == 1 ? "" : "s", policy || spin ? how : "by spinning, then sleeping",
+             policy_origin);
+#else
+    snprintf(text, size, "1 thread (built without OpenMP)");
+#endif
+    return text;
 }

@@ -1,0 +1,345 @@
+#define _POSIX_C_SOURCE 200809L // clock_gettime
+// cpu_peak.c: how close the CPU kernels come to the processor's peak. It measures the clock (a
+// chain of dependent integer additions, one per cycle) and the FMA units (independent AVX-512
+// FMAs per cycle), prints the fp32 peak it assumes, cores x FMA units x 16 lanes x 2 x clock,
+// and the bf16 peaks of AVX512-BF16 and AMX where the CPU has them (measured the same way), then
+// times the tutorial CNN's and ResNet-18's convolutions and products (forward, backward) in fp32
+// and in bf16 and prints GFLOP/s and the fraction of the peak. Figures to read, not a test; built
+// on request: cmake --build build --target bench_cpu_peak, then build/bench_cpu_peak [--threads N]
+// [--quick]. Each time is the best of repeated runs (at least 3, and at least 0.3 s of them).
+// x86-64 only for the peak measurements (elsewhere the kernels are timed, without fractions).
+#include "core/common.h"
+#include "core/device.h"
+#include "core/half.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/cpu_features.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef CG_CPU_MATRIX_KERNELS
+#include <immintrin.h>
+#endif
+
+// The clock the times are read on: this process's CPU time when it runs one thread (time slices
+// that other programs take from the core are then not counted: the machine may be shared), the
+// wall clock with more threads (their CPU times add up).
+static bool use_cpu_time = true;
+static double now(void) {
+    if (!use_cpu_time) return cg_seconds();
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// ---- the processor ------------------------------------------------------------------------------
+
+// Cycles per second: 8 dependent additions per loop iteration take 8 cycles (the loop counter
+// runs beside them); the best of 20 runs of 20 M iterations (another program on the core, or the
+// hypervisor, makes a run slower, never faster). Register operands: recent Intel cores fold
+// chains of additions of small constants at renaming, faster than one per cycle.
+static double measure_clock(void) {
+#ifdef CG_CPU_MATRIX_KERNELS
+    double best = 1e30;
+    const long n = 20000000;
+    for (int r = 0; r < 20; r++) {
+        long x = 0, i = n, one = 1;
+        double t0 = now();
+        __asm__ volatile("1:\n\t"
+                         "add %2, %0\n\tadd %2, %0\n\tadd %2, %0\n\tadd %2, %0\n\t"
+                         "add %2, %0\n\tadd %2, %0\n\tadd %2, %0\n\tadd %2, %0\n\t"
+                         "dec %1\n\tjnz 1b"
+                         : "+r"(x), "+r"(i)
+                         : "r"(one));
+        double t = now() - t0;
+        best = t < best ? t : best;
+    }
+    return 8.0 * (double)n / best;
+#else
+    return 0.0;
+#endif
+}
+
+#ifdef CG_CPU_MATRIX_KERNELS
+// The throughput tests are written in assembly so that the compiler can neither keep the
+// accumulators in memory nor fold the loop: 24 independent accumulators (zmm0-23), enough to
+// cover a 4-cycle latency on two units. Each returns FLOP per second of one core.
+#define ACC24(op)                                                                                              \
+    op " %%zmm30, %%zmm31, %%zmm0\n\t" op " %%zmm30, %%zmm31, %%zmm1\n\t" op " %%zmm30, %%zmm31, %%zmm2\n\t"   \
+    op " %%zmm30, %%zmm31, %%zmm3\n\t" op " %%zmm30, %%zmm31, %%zmm4\n\t" op " %%zmm30, %%zmm31, %%zmm5\n\t"   \
+    op " %%zmm30, %%zmm31, %%zmm6\n\t" op " %%zmm30, %%zmm31, %%zmm7\n\t" op " %%zmm30, %%zmm31, %%zmm8\n\t"   \
+    op " %%zmm30, %%zmm31, %%zmm9\n\t" op " %%zmm30, %%zmm31, %%zmm10\n\t" op " %%zmm30, %%zmm31, %%zmm11\n\t" \
+    op " %%zmm30, %%zmm31, %%zmm12\n\t" op " %%zmm30, %%zmm31, %%zmm13\n\t" op " %%zmm30, %%zmm31, %%zmm14\n\t" \
+    op " %%zmm30, %%zmm31, %%zmm15\n\t" op " %%zmm30, %%zmm31, %%zmm16\n\t" op " %%zmm30, %%zmm31, %%zmm17\n\t" \
+    op " %%zmm30, %%zmm31, %%zmm18\n\t" op " %%zmm30, %%zmm31, %%zmm19\n\t" op " %%zmm30, %%zmm31, %%zmm20\n\t" \
+    op " %%zmm30, %%zmm31, %%zmm21\n\t" op " %%zmm30, %%zmm31, %%zmm22\n\t" op " %%zmm30, %%zmm31, %%zmm23\n\t"
+#define ZMM_CLOBBERS                                                                                         \
+    "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", \
+        "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",    \
+        "xmm30", "xmm31"
+
+__attribute__((target("avx512f"))) static double fma_flops(void) {
+    long n = 10000000;
+    double t0 = now();
+    __asm__ volatile("vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31\n\t"
+                     "1:\n\t" ACC24("vfmadd231ps") "dec %0\n\tjnz 1b"
+                     : "+r"(n)
+                     :
+                     : ZMM_CLOBBERS);
+    double t = now() - t0;
+    return 10000000.0 * 24 * 32 / t; // 16 lanes x 2 FLOP
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static double dpbf16_flops(void) {
+    long n = 10000000;
+    double t0 = now();
+    __asm__ volatile("vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31\n\t"
+                     "1:\n\t" ACC24("vdpbf16ps") "dec %0\n\tjnz 1b"
+                     : "+r"(n)
+                     :
+                     : ZMM_CLOBBERS);
+    double t = now() - t0;
+    return 10000000.0 * 24 * 64 / t; // 16 lanes x 2 products x 2 FLOP
+}
+
+// bf16 FLOP per second of tdpbf16ps: four independent 16 x 16 accumulators, 16 x 16 x 32 x 2 FLOP
+// each. AMX needs Linux's permission, which cg_cpu_has_amx_bf16() asked for.
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+__attribute__((target("amx-tile,amx-bf16"))) static double amx_flops(void) {
+    static uint16_t a[512], b[512];
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+    _tile_loadd(4, a, 64);
+    _tile_loadd(6, b, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const long n = 1000000;
+    double t0 = now();
+    for (long k = 0; k < n; k++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 6);
+        _tile_dpbf16ps(2, 4, 6);
+        _tile_dpbf16ps(3, 4, 6);
+    }
+    double t = now() - t0;
+    _tile_release();
+    return (double)n * 4 * 16384 / t;
+}
+#endif
+
+// ---- timing -------------------------------------------------------------------------------------
+
+typedef void (*run_fn)(void *ctx);
+
+static double best_seconds(run_fn run, void *ctx) {
+    double best = 1e30, total = 0;
+    for (int r = 0; r < 3 || total < 0.3; r++) {
+        double t0 = now();
+        run(ctx);
+        double t = now() - t0;
+        total += t;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+typedef struct {
+    const char *name;
+    int64_t N, C, H, W, K, R, S, stride, pad;
+    bool fused; // conv + ReLU + 2x2 max pooling, the tutorial's block
+} conv_shape;
+
+typedef struct {
+    const conv_shape *s;
+    int64_t P, Q;
+    bool bf16;
+    void *x, *w, *b, *y, *dy, *dx, *dw, *db;
+    uint8_t *where;
+} conv_ctx;
+
+static void conv_forward(void *p) {
+    conv_ctx *c = p;
+    const conv_shape *s = c->s;
+    if (c->bf16 && s->fused)
+        conv2d_relu_pool_forward_h_cpu(CG_BF16, c->y, c->where, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R,
+                                       s->S, s->stride, s->pad, c->P, c->Q);
+    else if (c->bf16)
+        conv2d_forward_h_cpu(CG_BF16, c->y, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
+                             s->pad, c->P, c->Q);
+    else if (s->fused)
+        conv2d_relu_pool_forward_cpu(c->y, c->where, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
+                                     s->stride, s->pad, c->P, c->Q);
+    else
+        conv2d_forward_cpu(c->y, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c->P,
+                           c->Q);
+}
+
+// The backward of a network's layer: dW, db, and dx unless the input is the image (C <= 3).
+static void conv_backward(void *p) {
+    conv_ctx *c = p;
+    const conv_shape *s = c->s;
+    void *dx = s->C > 3 ? c->dx : NULL;
+    if (c->bf16 && s->fused)
+        conv2d_relu_pool_backward_h_cpu(CG_BF16, dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C,
+                                        s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q);
+    else if (c->bf16)
+        conv2d_backward_h_cpu(CG_BF16, dx, c->dw, c->db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
+                              s->stride, s->pad, c->P, c->Q);
+    else if (s->fused)
+        conv2d_relu_pool_backward_cpu(dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C, s->H, s->W,
+                                      s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q);
+    else
+        conv2d_backward_cpu(dx, c->dw, c->db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
+                            s->pad, c->P, c->Q);
+}
+
+static void *random_values(int64_t n, bool bf16) {
+    float *f = cg_xmalloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) f[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    if (!bf16) return f;
+    uint16_t *h = cg_xmalloc((size_t)n * 2);
+    cg_f32_to_bf16_array(h, f, n);
+    free(f);
+    return h;
+}
+
+// One row per direction: GFLOP/s and the fraction of `peak` (GFLOP/s; 0: not known).
+static void time_conv(const conv_shape *s, bool bf16, double peak) {
+    conv_ctx c = {.s = s, .bf16 = bf16};
+    c.P = (s->H + 2 * s->pad - s->R) / s->stride + 1;
+    c.Q = (s->W + 2 * s->pad - s->S) / s->stride + 1;
+    int64_t nx = s->N * s->C * s->H * s->W, nw = s->K * s->C * s->R * s->S, ny = s->N * s->K * c.P * c.Q;
+    int64_t nyo = s->fused ? ny / 4 : ny;
+    c.x = random_values(nx, bf16), c.w = random_values(nw, bf16), c.b = random_values(s->K, bf16);
+    c.y = random_values(ny, bf16), c.dy = random_values(nyo, bf16);
+    c.dx = random_values(nx, bf16), c.dw = random_values(nw, bf16), c.db = random_values(s->K, bf16);
+    c.where = cg_xcalloc((size_t)nyo, 1);
+    double flop = 2.0 * (double)ny * (double)(s->C * s->R * s->S);
+    double tf = best_seconds(conv_forward, &c), tb = best_seconds(conv_backward, &c);
+    double fb = s->C > 3 ? 2 * flop : flop;
+    char frac_f[32] = "", frac_b[32] = "";
+    if (peak > 0) {
+        snprintf(frac_f, sizeof frac_f, "%5.1f %%", 100.0 * flop / tf / 1e9 / peak);
+        snprintf(frac_b, sizeof frac_b, "%5.1f %%", 100.0 * fb / tb / 1e9 / peak);
+    }
+    printf("  %-34s %-5s forward %8.1f GFLOP/s %s   backward %8.1f GFLOP/s %s\n", s->name, bf16 ? "bf16" : "fp32",
+           flop / tf / 1e9, frac_f, fb / tb / 1e9, frac_b);
+    free(c.x), free(c.w), free(c.b), free(c.y), free(c.dy), free(c.dx), free(c.dw), free(c.db), free(c.where);
+}
+
+typedef struct {
+    int64_t M, N, K;
+    float *A, *B, *C;
+} gemm_ctx;
+
+static void gemm_run(void *p) {
+    gemm_ctx *g = p;
+    gemm_cpu(false, true, g->M, g->N, g->K, 1.0f, g->A, g->B, 0.0f, g->C);
+}
+
+int main(int argc, char **argv) {
+    int threads = 0;
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--quick") == 0)
+            quick = true;
+        else {
+            fprintf(stderr, "usage: bench_cpu_peak [--threads N] [--quick]\n");
+            return 2;
+        }
+    }
+    if (threads > 0) cg_set_num_threads(threads);
+    int cores = cg_get_num_threads();
+    // The processor's rates are measured on one thread (CPU time); the kernels on `cores` threads.
+
+    // The clock of the dependent additions is the core's clock running scalar code; AVX-512 and
+    // AMX code may run slower (Intel lowers the clock for heavy vector work), so the peak uses
+    // the clock seen by the FMAs: their measured rate divided by the FLOP per cycle of the units.
+    double clock = measure_clock(), fma = 0, dpbf16 = 0, amx = 0; // per second, one core
+    bool avx512 = false;
+#ifdef CG_CPU_MATRIX_KERNELS
+    __builtin_cpu_init();
+    avx512 = __builtin_cpu_supports("avx512f");
+    for (int r = 0; r < 10; r++) { // the best of 10: another program may take the core for a while
+        double f;
+        if (avx512 && (f = fma_flops()) > fma) fma = f;
+        if (cg_cpu_has_avx512_bf16() && (f = dpbf16_flops()) > dpbf16) dpbf16 = f;
+        if (cg_cpu_has_amx_bf16() && (f = amx_flops()) > amx) amx = f;
+    }
+#endif
+    // Two FMA units do 64 FLOP per cycle; more than 1.4 x 32 per scalar cycle cannot be one unit.
+    int fma_units = clock > 0 && fma / clock > 1.4 * 32 ? 2 : 1;
+    double clock_vec = fma / (fma_units * 32.0);
+    double peak32 = cores * fma_units * 16 * 2 * clock_vec / 1e9;
+    printf("threads %d; scalar clock %.2f GHz (dependent additions, one per cycle, best of 20)\n", cores,
+           clock / 1e9);
+    if (avx512) {
+        printf("AVX-512 FMAs: %.0f GFLOP/s per core measured -> %d FMA unit(s) at %.2f GHz\n", fma / 1e9, fma_units,
+               clock_vec / 1e9);
+        printf("fp32 peak assumed: %d cores x %d FMA units x 16 lanes x 2 FLOP x %.2f GHz = %.0f GFLOP/s\n", cores,
+               fma_units, clock_vec / 1e9, peak32);
+    } else {
+        printf("no AVX-512: the fp32 fractions below are left out\n");
+        peak32 = 0;
+    }
+    if (amx > 0)
+        printf("bf16 AMX (tdpbf16ps): %.0f GFLOP/s per core measured (%.0f FLOP per cycle at %.2f GHz) -> peak %.0f "
+               "GFLOP/s on %d cores\n", amx / 1e9, amx / clock_vec, clock_vec / 1e9, cores * amx / 1e9, cores);
+    if (dpbf16 > 0)
+        printf("bf16 AVX512-BF16 (vdpbf16ps): %.0f GFLOP/s per core measured (%.0f FLOP per cycle) -> peak %.0f "
+               "GFLOP/s on %d cores\n", dpbf16 / 1e9, dpbf16 / clock_vec, cores * dpbf16 / 1e9, cores);
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    use_cpu_time = cores == 1;
+    printf("kernel times: %s\n", use_cpu_time ? "process CPU time (one thread)" : "wall clock");
+    double peak_bf16 = cores * (path == CG_BF16_AMX ? amx : path == CG_BF16_AVX512 ? dpbf16 : 0) / 1e9;
+    printf("fractions: fp32 rows of the fp32 peak, bf16 rows of the peak of the bf16 path in use (%s)\n\n",
+           cg_cpu_bf16_name(path));
+
+    const conv_shape tutorial[] = {
+        {"tutorial conv1+relu+pool 1->32 28x28", 128, 1, 28, 28, 32, 3, 3, 1, 1, true},
+        {"tutorial conv2+relu+pool 32->64 14x14", 128, 32, 14, 14, 64, 3, 3, 1, 1, true},
+    };
+    const conv_shape resnet[] = {
+        {"ResNet-18 conv1 3->64 7x7/2 224", 8, 3, 224, 224, 64, 7, 7, 2, 3, false},
+        {"ResNet-18 layer1 64->64 3x3 56", 8, 64, 56, 56, 64, 3, 3, 1, 1, false},
+        {"ResNet-18 layer2 128->128 3x3 28", 8, 128, 28, 28, 128, 3, 3, 1, 1, false},
+        {"ResNet-18 layer3 256->256 3x3 14", 8, 256, 14, 14, 256, 3, 3, 1, 1, false},
+        {"ResNet-18 layer4 512->512 3x3 7", 8, 512, 7, 7, 512, 3, 3, 1, 1, false},
+    };
+    printf("tutorial CNN, batch 128 (the convolutions with ReLU and pooling fused, as cnn runs them):\n");
+    for (size_t i = 0; i < sizeof tutorial / sizeof tutorial[0]; i++) {
+        time_conv(&tutorial[i], false, peak32);
+        if (path != CG_BF16_EMULATED) time_conv(&tutorial[i], true, peak_bf16);
+    }
+    gemm_ctx g = {.M = 128, .N = 128, .K = 3136};
+    g.A = random_values(g.M * g.K, false), g.B = random_values(g.N * g.K, false), g.C = random_values(g.M * g.N, false);
+    double tg = best_seconds(gemm_run, &g), fg = 2.0 * g.M * g.N * g.K;
+    printf("  %-34s fp32  forward %8.1f GFLOP/s ", "tutorial fc1 128x3136 -> 128", fg / tg / 1e9);
+    if (peak32 > 0) printf("%5.1f %%", 100.0 * fg / tg / 1e9 / peak32);
+    printf("\n");
+    free(g.A), free(g.B), free(g.C);
+    if (!quick) {
+        printf("ResNet-18 convolutions, batch 8, 224 x 224 images (backward: dx, dW and db; conv1: dW, db):\n");
+        for (size_t i = 0; i < sizeof resnet / sizeof resnet[0]; i++) {
+            time_conv(&resnet[i], false, peak32);
+            if (path != CG_BF16_EMULATED) time_conv(&resnet[i], true, peak_bf16);
+        }
+    }
+    return 0;
+}

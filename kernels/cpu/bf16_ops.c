@@ -1,0 +1,407 @@
+// bf16_ops.c: the op table's bf16 products and convolutions (gemm_h, linear_forward_h,
+// conv2d_forward_h, conv2d_backward_h with dtype bf16, and the fused conv + ReLU + pooling block
+// of conv_pool_h.c) on the CPU's bf16 hardware, AMX tiles or AVX512-BF16 (bf16_gemm.c), called by
+// amp.c and conv_pool_h.c when cg_cpu_bf16() is not the emulated path.
+// The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
+// stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
+// The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
+// fp16 stays emulated (amp.c): these CPUs have no fp16 product with fp32 sums.
+#include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// Per-thread scratch buffers, kept between calls (as conv.c's): slot `which`, at least n elements.
+#define SLOTS 8
+static void *scratch(int which, int64_t bytes) {
+    static _Thread_local void *buffers[SLOTS];
+    static _Thread_local int64_t sizes[SLOTS];
+    if (sizes[which] < bytes) {
+        free(buffers[which]);
+        buffers[which] = cg_xmalloc((size_t)bytes);
+        sizes[which] = bytes;
+    }
+    return buffers[which];
+}
+static uint16_t *scratch16(int which, int64_t n) { return scratch(which, (n > 0 ? n : 1) * 2); }
+static float *scratch32(int which, int64_t n) { return scratch(which, (n > 0 ? n : 1) * 4); }
+
+static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// ---- products --------------------------------------------------------------------------------
+
+// C = Ap Bp on the OpenMP threads when the product is large (column blocks shared out in pairs,
+// the AMX kernels' unit), else on this thread.
+static void gemm_packed_threads(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M, int64_t N,
+                                int64_t K, cg_cpu_bf16_path path) {
+    int64_t pairs = (N + 31) / 32, step = ((K + 31) / 32) * CG_BF16_BLOCK * 2; // B elements per pair of blocks
+    if (pairs < 2 || M * N * K < 64 * CG_OMP_MIN_WORK) {
+        cg_bf16_gemm_packed(C, ldc, Ap, Bp, M, N, K, path);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < pairs; p++) {
+        int64_t n0 = p * 32, n = N - n0 < 32 ? N - n0 : 32;
+        cg_bf16_gemm_packed(C + n0, ldc, Ap, Bp + p * step, M, n, K, path);
+    }
+}
+
+bool cg_bf16_gemm_hw(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                     const uint16_t *B, float beta, uint16_t *C) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    if (M == 0 || N == 0) return true;
+    uint16_t *Ap = scratch16(0, cg_bf16_packed_size(M, K)), *Bp = scratch16(1, cg_bf16_packed_size(N, K));
+    cg_bf16_pack_a(Ap, A, trans_a ? 1 : K, trans_a ? M : 1, M, K);
+    cg_bf16_pack_b(Bp, B, trans_b ? 1 : N, trans_b ? K : 1, K, N);
+    int64_t ldc = round16(N);
+    float *acc = scratch32(2, round16(M) * ldc);
+    gemm_packed_threads(acc, ldc, Ap, Bp, M, N, K, path);
+    for (int64_t i = 0; i < M; i++) { // C = alpha A B + beta C, as gemm_cpu; C is not read when beta is 0
+        uint16_t *c = C + i * N;
+        const float *a = acc + i * ldc;
+        if (beta == 0.0f)
+            for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(alpha * a[j]);
+        else
+            for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(alpha * a[j] + beta * cg_bf16_widen(c[j]));
+    }
+    return true;
+}
+
+bool cg_bf16_linear_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias, int64_t M,
+                               int64_t N, int64_t K) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    if (M == 0 || N == 0) return true;
+    uint16_t *Ap = scratch16(0, cg_bf16_packed_size(M, K)), *Bp = scratch16(1, cg_bf16_packed_size(N, K));
+    cg_bf16_pack_a(Ap, x, K, 1, M, K);
+    cg_bf16_pack_b(Bp, w, 1, K, K, N); // B (K, N) = W^T: column n is row n of W
+    int64_t ldc = round16(N);
+    float *acc = scratch32(2, round16(M) * ldc);
+    gemm_packed_threads(acc, ldc, Ap, Bp, M, N, K, path);
+    for (int64_t i = 0; i < M; i++) // y = x W^T, then + b (linear_forward_cpu's order)
+        for (int64_t j = 0; j < N; j++)
+            y[i * N + j] = cg_bf16_round(acc[i * ldc + j] + (bias ? cg_bf16_widen(bias[j]) : 0.0f));
+    return true;
+}
+
+// ---- convolutions -------------------------------------------------------------------------------
+// As conv.c: a few images at a time (GROUP), groups shared out to the threads. Forward, one image
+// at a time: out (K, PQ) = W (K, CRS) col (CRS, PQ). Backward: the group's columns side by side,
+// (CRS, L) with L = count * PQ, and its output gradient dy_g as (K, L): dW^T (CRS, K) = col dy_g^T
+// over the whole group, then dcol (CRS, PQ) = W^T dy_g one image at a time (each product's f32
+// output then stays in the cache until its epilogue or col2im has read it).
+#define GROUP 4
+
+// The columns of one image in bf16, as conv.c's im2col_image: row (c, r, s), column (p, q) =
+// x[c][p*stride - pad + r][q*stride - pad + s], 0 outside the image; rows `ld` values apart.
+// "Same" convolutions with stride 1 (P == H, Q == W) take conv.c's shortcut: row (c, r, s) is
+// plane c shifted by (r - pad) W + (s - pad) values, one long copy, then the columns that the
+// flat shift wrapped around to the neighbouring row are zeroed.
+static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    bool same = stride == 1 && P == H && Q == W;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t s = 0; s < S; s++) {
+                uint16_t *row = col + ((c * R + r) * S + s) * ld;
+                // The output columns whose input column q*stride - pad + s lies in 0 .. W-1.
+                int64_t q0 = pad - s > 0 ? (pad - s + stride - 1) / stride : 0;
+                int64_t q1 = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / stride + 1 : 0;
+                q0 = q0 < Q ? q0 : Q;
+                q1 = q1 < Q ? q1 : Q;
+                q1 = q1 > q0 ? q1 : q0;
+                if (same) {
+                    int64_t shift = (r - pad) * W + (s - pad), a = shift < 0 ? -shift : 0;
+                    int64_t b = shift > 0 ? H * W - shift : H * W;
+                    b = b > a ? b : a;
+                    memset(row, 0, (size_t)a * sizeof *row);
+                    memcpy(row + a, x + c * H * W + a + shift, (size_t)(b - a) * sizeof *row);
+                    memset(row + b, 0, (size_t)(P * Q - b) * sizeof *row);
+                    for (int64_t p = 0; p < P; p++) { // the wrapped-around columns
+                        for (int64_t q = 0; q < q0; q++) row[p * Q + q] = 0;
+                        for (int64_t q = q1; q < Q; q++) row[p * Q + q] = 0;
+                    }
+                    continue;
+                }
+                for (int64_t p = 0; p < P; p++) {
+                    int64_t h = p * stride - pad + r;
+                    uint16_t *out = row + p * Q;
+                    if (h < 0 || h >= H) {
+                        memset(out, 0, (size_t)Q * sizeof *out);
+                        continue;
+                    }
+                    const uint16_t *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
+                    for (int64_t q = 0; q < q0; q++) out[q] = 0;
+                    for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
+                    for (int64_t q = q1; q < Q; q++) out[q] = 0;
+                }
+            }
+}
+
+// ReLU and 2x2 max pooling of one plane of bf16 values (see bf16_gemm.h), in two passes the
+// compiler vectorises (conv.c's pool_relu_plane does the same in f32): first the larger of each
+// column's two values in each pair of rows (the top one on a tie), then the larger of each pair
+// of columns, the right one on a tie only if it comes first in scan order (top right before
+// bottom left). ReLU first, on the sign bit, as relu_forward_h: the maximum is then never negative.
+static inline __attribute__((always_inline)) void relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane,
+                                                                  int64_t P, int64_t Q, float *col_max,
+                                                                  int32_t *bottom_won) {
+    int64_t P2 = P / 2, Q2 = Q / 2;
+    for (int64_t p = 0; p < P2; p++) {
+        const uint16_t *top = plane + 2 * p * Q, *bottom = top + Q;
+        float *m = col_max + p * 2 * Q2;
+        int32_t *won = bottom_won + p * 2 * Q2;
+        for (int64_t q = 0; q < 2 * Q2; q++) {
+            float a = cg_bf16_widen(top[q] & 0x8000u ? 0 : top[q]);
+            float b = cg_bf16_widen(bottom[q] & 0x8000u ? 0 : bottom[q]);
+            won[q] = b > a;
+            m[q] = b > a ? b : a;
+        }
+    }
+    for (int64_t i = 0; i < P2 * Q2; i++) {
+        float left = col_max[2 * i], right = col_max[2 * i + 1];
+        int32_t left_at = 2 * bottom_won[2 * i], right_at = 1 + 2 * bottom_won[2 * i + 1];
+        int32_t take_right = (right > left) | ((right == left) & (right_at < left_at));
+        float m = take_right ? right : left;
+        uint32_t bits;
+        memcpy(&bits, &m, sizeof bits);
+        where[i] = (uint8_t)(take_right ? right_at : left_at);
+        y[i] = (uint16_t)(bits >> 16); // m is one of the bf16 values: its low 16 bits are zero
+    }
+}
+
+// The tutorial's two sizes as constants (as conv.c does): loops of known lengths, laid out as
+// whole vectors without scalar tails. The same function, the same results.
+void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane, int64_t P, int64_t Q,
+                             float *col_max, int32_t *bottom_won) {
+    if (P == 28 && Q == 28)
+        relu_pool_plane(y, where, plane, 28, 28, col_max, bottom_won);
+    else if (P == 14 && Q == 14)
+        relu_pool_plane(y, where, plane, 14, 14, col_max, bottom_won);
+    else
+        relu_pool_plane(y, where, plane, P, Q, col_max, bottom_won);
+}
+
+// Forward, optionally with ReLU and pooling (where != NULL: y is the pooled output).
+static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, const uint16_t *x, const uint16_t *w,
+                         const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                         int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
+    uint16_t *Wp = scratch16(0, cg_bf16_packed_size(K, crs)); // the host thread's: read by all
+    cg_bf16_pack_a(Wp, w, crs, 1, K, crs);
+    bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = round16(pq);
+        uint16_t *col = scratch16(1, crs * pq), *colp = scratch16(2, cg_bf16_packed_size(pq, crs));
+        float *out = scratch32(3, round16(K) * ldo);
+        uint16_t *plane16 = where ? scratch16(5, pq) : NULL;
+        float *col_max = where ? scratch32(6, pooled * 2) : NULL;
+        int32_t *won = where ? (int32_t *)scratch32(7, pooled * 2) : NULL;
+        // One image per product: its output (K, PQ) in f32 stays in the cache for the epilogue.
+        for (int64_t j = 0; j < count; j++) {
+            im2col_bf16(col, pq, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+            cg_bf16_pack_b(colp, col, pq, 1, crs, pq);
+            cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
+            for (int64_t k = 0; k < K; k++) { // to NCHW, adding the bias, rounded to bf16 (then pooled)
+                float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
+                const float *src = out + k * ldo;
+                int64_t plane = (n0 + j) * K + k;
+                uint16_t *dst = where ? plane16 : y + plane * pq;
+                for (int64_t i = 0; i < pq; i++) dst[i] = cg_bf16_round(src[i] + b);
+                if (where)
+                    cg_bf16_relu_pool_plane(y + plane * pooled, where + plane * pooled, plane16, P, Q, col_max, won);
+            }
+        }
+    }
+}
+
+bool cg_bf16_conv2d_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias, int64_t N,
+                               int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                               int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    conv_forward(path, y, NULL, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
+    return true;
+}
+
+bool cg_bf16_conv2d_relu_pool_forward_hw(uint16_t *y, uint8_t *where, const uint16_t *x, const uint16_t *w,
+                                         const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                                         int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    conv_forward(path, y, where, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
+    return true;
+}
+
+// f32 scratch of the host thread for the backward's accumulators (dx, the dW slices), kept
+// between calls: slot 0 .. 2.
+static float *host_f32(int which, int64_t n) {
+    static float *buffers[3];
+    static int64_t sizes[3];
+    if (sizes[which] < n) {
+        free(buffers[which]);
+        buffers[which] = cg_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+        sizes[which] = n;
+    }
+    return buffers[which];
+}
+
+static void widen_array(float *dst, const uint16_t *src, int64_t n) {
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) dst[i] = cg_bf16_widen(src[i]);
+}
+
+static void round_array(uint16_t *dst, const float *src, int64_t n) {
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) dst[i] = cg_bf16_round(src[i]);
+}
+
+// One plane of the convolution's output gradient (P x Q) from the pooled gradient g, the pooled
+// output yp and the window positions at (P/2 x Q/2 each): at each window's maximum where the ReLU
+// let it through (y > 0), round(0 + dy) as conv_pool_h.c's backward; zero elsewhere. As conv.c's
+// unpool_plane: zeroed first (memset, in cache), then one store per window, plain scalar code (a
+// store of 0 where the ReLU stopped it: no branch). Returns the plane's sum, in double.
+static inline __attribute__((always_inline)) double unpool_plane(uint16_t *out, const uint16_t *g,
+                                                                 const uint16_t *yp, const uint8_t *at, int64_t P,
+                                                                 int64_t Q) {
+    int64_t P2 = P / 2, Q2 = Q / 2;
+    memset(out, 0, (size_t)(P * Q) * sizeof *out);
+    double sum = 0.0;
+    for (int64_t p = 0; p < P2; p++)
+        for (int64_t q = 0; q < Q2; q++) {
+            int64_t i = p * Q2 + q;
+            uint16_t v = cg_bf16_widen(yp[i]) > 0.0f ? cg_bf16_round(0.0f + cg_bf16_widen(g[i])) : 0;
+            out[(2 * p + (at[i] >> 1)) * Q + 2 * q + (at[i] & 1)] = v;
+            sum += cg_bf16_widen(v);
+        }
+    return sum;
+}
+
+// The group's output gradient dy_g (K, L): copied from dy (N, K, P, Q), or (pooled: y != NULL)
+// built from the pooled gradient by unpool_plane, each channel's sum put in sums[k] when sums
+// is not NULL.
+static void fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where, double *sums,
+                     int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q) {
+    int64_t pq = P * Q, L = count * pq, pooled = (P / 2) * (Q / 2);
+    for (int64_t k = 0; k < K; k++) {
+        double sum = 0.0;
+        for (int64_t j = 0; j < count; j++) {
+            uint16_t *out = dyg + k * L + j * pq;
+            int64_t plane = (n0 + j) * K + k;
+            if (!y) {
+                memcpy(out, dy + plane * pq, (size_t)pq * sizeof *out);
+                continue;
+            }
+            const uint16_t *g = dy + plane * pooled, *yp = y + plane * pooled;
+            const uint8_t *at = where + plane * pooled;
+            if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
+                sum += unpool_plane(out, g, yp, at, 28, 28);
+            else if (P == 14 && Q == 14)
+                sum += unpool_plane(out, g, yp, at, 14, 14);
+            else
+                sum += unpool_plane(out, g, yp, at, P, Q);
+        }
+        if (sums) sums[k] = sum;
+    }
+}
+
+// Backward; y != NULL: the fused block's (dy pooled, y the pooled output, where its positions).
+static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy,
+                          const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w, int64_t N,
+                          int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                          int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
+    bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+    if (dbias && !y) { // as conv2d_backward_cpu: each channel's sum in double, added to dbias in f32
+#pragma omp parallel for if (threads)
+        for (int64_t k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t i = 0; i < pq; i++) sum += cg_bf16_widen(dy[(n * K + k) * pq + i]);
+            dbias[k] = cg_bf16_round(cg_bf16_widen(dbias[k]) + (float)sum);
+        }
+    }
+    // Fused: the bias gradient is the sum of dy_g, taken per group while it is built (groups x K).
+    double *bias_sums = dbias && y ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL;
+    if (dx == NULL && dw == NULL && bias_sums == NULL) return;
+    // dx accumulates in f32 (its old value widened) and is rounded once at the end; each group's
+    // dW^T goes to a slice of its own, added in group order (the same sums on any thread count).
+    float *dxf = dx ? host_f32(0, N * C * H * W) : NULL;
+    float *slices = dw ? host_f32(1, groups * crs * K) : NULL;
+    if (dxf) widen_array(dxf, dx, N * C * H * W);
+    uint16_t *Wtp = NULL;
+    if (dx) { // W^T (CRS, K) packed once, read by every thread
+        Wtp = scratch16(0, cg_bf16_packed_size(crs, K));
+        cg_bf16_pack_a(Wtp, w, 1, crs, crs, K);
+    }
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, L = count * pq;
+        uint16_t *dyg = scratch16(1, K * L);
+        fill_dyg(dyg, dy, y, where, bias_sums ? bias_sums + g * K : NULL, n0, count, K, P, Q);
+        if (dw) {
+            uint16_t *col = scratch16(2, crs * L), *colp = scratch16(3, cg_bf16_packed_size(crs, L));
+            for (int64_t j = 0; j < count; j++)
+                im2col_bf16(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+            cg_bf16_pack_a(colp, col, L, 1, crs, L);
+            uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L)); // col is packed: its buffer is free
+            cg_bf16_pack_b(dyp, dyg, 1, L, L, K);                      // B (L, K) = dy_g^T
+            int64_t ldc = round16(K);
+            float *acc = scratch32(4, round16(crs) * ldc);
+            cg_bf16_gemm_packed(acc, ldc, colp, dyp, crs, K, L, path);
+            float *slice = slices + g * crs * K;
+            for (int64_t i = 0; i < crs; i++) memcpy(slice + i * K, acc + i * ldc, (size_t)K * sizeof(float));
+        }
+        // dx one image at a time: dcol (CRS, PQ) in f32 is the largest thing written, and it
+        // should stay in the cache until col2im has read it.
+        for (int64_t j = 0; dx && j < count; j++) {
+            int64_t ldc = round16(pq);
+            uint16_t *dyp = scratch16(2, cg_bf16_packed_size(pq, K));
+            cg_bf16_pack_b(dyp, dyg + j * pq, L, 1, K, pq); // B (K, PQ) = image j's columns of dy_g
+            float *dcol = scratch32(4, round16(crs) * ldc);
+            cg_bf16_gemm_packed(dcol, ldc, Wtp, dyp, crs, pq, K, path);
+            conv_col2im_image_cpu(dxf + (n0 + j) * C * H * W, dcol, ldc, C, H, W, R, S, stride, pad, P, Q);
+        }
+    }
+    if (bias_sums) {
+        for (int64_t k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t g = 0; g < groups; g++) sum += bias_sums[g * K + k];
+            dbias[k] = cg_bf16_round(cg_bf16_widen(dbias[k]) + (float)sum);
+        }
+        free(bias_sums);
+    }
+    if (dx) round_array(dx, dxf, N * C * H * W);
+    if (dw) { // dw (K, CRS) += slice 0, slice 1, ... (each (CRS, K)), in f32, rounded once
+        float *dwf = host_f32(2, K * crs);
+        widen_array(dwf, dw, K * crs);
+        for (int64_t g = 0; g < groups; g++) {
+            const float *slice = slices + g * K * crs;
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t i = 0; i < crs; i++) dwf[k * crs + i] += slice[i * K + k];
+        }
+        round_array(dw, dwf, K * crs);
+    }
+}
+
+bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy, const uint16_t *x,
+                                const uint16_t *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    conv_backward(path, dx, dw, dbias, dy, NULL, NULL, x, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    return true;
+}
+
+bool cg_bf16_conv2d_relu_pool_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy,
+                                          const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w,
+                                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                          int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    cg_cpu_bf16_path path = cg_cpu_bf16();
+    if (path == CG_BF16_EMULATED) return false;
+    conv_backward(path, dx, dw, dbias, dy, y, where, x, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    return true;
+}

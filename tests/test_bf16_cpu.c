@@ -1,0 +1,274 @@
+// test_bf16_cpu.c: the CPU's bf16 products and convolutions on bf16 hardware (AMX-BF16 tiles,
+// AVX512-BF16) against the emulated path (f32 arithmetic on widened copies, each result rounded
+// to bf16), through the op table's kernels: gemm_h (every transpose, alpha, beta), linear_forward_h,
+// conv2d_forward_h and conv2d_backward_h (accumulating into old gradients), on odd sizes and the
+// tutorial CNN's and ResNet-18's shapes. Also the branch-free rounding of bf16_gemm.h against
+// core/half.c's, and the fused conv + ReLU + pooling block in 16 bits against the three ops it
+// replaces (bit for bit, on every path, fp16 and bf16). Skipped (77) on a CPU with neither
+// feature, after the checks that need none.
+//
+// Tolerance: both paths multiply the same bf16 values exactly and sum in fp32; only the order of
+// the sums differs (and the hardware flushes subnormals, which these inputs never produce). Two
+// fp32 sums that differ in their last bits can round to neighbouring bf16 values: one bf16 step,
+// at most 2^-7 of the value, plus what the reordering itself can move, K * 2^-23 * max |a| max |b|
+// per product (Higham, Accuracy and Stability of Numerical Algorithms, 3.1), where cancellation
+// leaves a small result.
+#include "core/half.h"
+#include "core/kernels.h"
+#include "core/rng.h"
+#include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/cpu_features.h"
+#include "tests/check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t state = 0x12345678u;
+static float uniform(void) { // [-1, 1), xorshift64*: the test needs no particular generator
+    state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
+    return (float)((state * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
+}
+
+static uint16_t *random_bf16(int64_t n) {
+    uint16_t *v = malloc((size_t)(n > 0 ? n : 1) * 2);
+    for (int64_t i = 0; i < n; i++) v[i] = cg_f32_to_bf16(uniform());
+    return v;
+}
+
+static uint16_t *copy16(const uint16_t *v, int64_t n) {
+    uint16_t *c = malloc((size_t)(n > 0 ? n : 1) * 2);
+    memcpy(c, v, (size_t)n * 2);
+    return c;
+}
+
+// Compares n bf16 values; terms: the length of the sums (their inputs lie in [-1, 1]).
+static void compare(const char *what, const uint16_t *hw, const uint16_t *ref, int64_t n, int64_t terms) {
+    double worst = 0.0;
+    int64_t at = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double a = cg_bf16_to_f32(hw[i]), b = cg_bf16_to_f32(ref[i]);
+        double tol = ldexp(fabs(b), -7) + (double)terms * ldexp(1.0, -23) * 4.0;
+        double excess = fabs(a - b) - tol;
+        if (!(excess <= 0.0) && (at < 0 || excess > worst)) worst = excess, at = i;
+    }
+    if (at >= 0)
+        fail(what, "element %lld: %g on the hardware, %g emulated (beyond the tolerance by %g)", (long long)at,
+             cg_bf16_to_f32(hw[at]), cg_bf16_to_f32(ref[at]), worst);
+}
+
+static void test_rounding(void) {
+    static const uint32_t low[] = {0, 1, 0x7fff, 0x8000, 0x8001, 0xffff, 0x1234, 0xc000};
+    int64_t bad = 0;
+    for (uint32_t high = 0; high < 65536; high++)
+        for (size_t j = 0; j < sizeof low / sizeof low[0]; j++) {
+            uint32_t u = high << 16 | low[j];
+            float x;
+            memcpy(&x, &u, 4);
+            if (cg_bf16_round(x) != cg_f32_to_bf16(x) && bad++ < 5)
+                fail("cg_bf16_round", "pattern 0x%08x: 0x%04x, core/half.c says 0x%04x", u, cg_bf16_round(x),
+                     cg_f32_to_bf16(x));
+        }
+}
+
+static void test_gemm(cg_cpu_bf16_path path) {
+    const int64_t sizes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 33, 65}, {64, 128, 300}, {130, 70, 33}, {128, 3136, 128}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int ab = 0; ab < 2; ab++) {
+                int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+                bool ta = t & 1, tb = t >> 1;
+                float alpha = ab ? 0.5f : 1.0f, beta = ab ? 1.0f : 0.0f;
+                uint16_t *A = random_bf16(M * K), *B = random_bf16(K * N), *C0 = random_bf16(M * N);
+                uint16_t *ref = copy16(C0, M * N), *hw = copy16(C0, M * N);
+                cg_cpu_bf16_set(CG_BF16_EMULATED);
+                cg_cpu_kernels()->gemm_h(CG_BF16, ta, tb, M, N, K, alpha, A, B, beta, ref);
+                cg_cpu_bf16_set(path);
+                cg_cpu_kernels()->gemm_h(CG_BF16, ta, tb, M, N, K, alpha, A, B, beta, hw);
+                char what[128];
+                snprintf(what, sizeof what, "%s gemm_h %lldx%lldx%lld ta %d tb %d alpha %g beta %g",
+                         cg_cpu_bf16_name(path), (long long)M, (long long)N, (long long)K, ta, tb, alpha, beta);
+                compare(what, hw, ref, M * N, K + 1);
+                free(A), free(B), free(C0), free(ref), free(hw);
+            }
+}
+
+static void test_linear(cg_cpu_bf16_path path) {
+    const int64_t sizes[][3] = {{1, 1, 1}, {5, 10, 3}, {128, 128, 3136}, {128, 10, 128}, {33, 17, 49}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+            uint16_t *x = random_bf16(M * K), *w = random_bf16(N * K), *b = with_bias ? random_bf16(N) : NULL;
+            uint16_t *ref = random_bf16(M * N), *hw = random_bf16(M * N); // garbage: must be overwritten
+            cg_cpu_bf16_set(CG_BF16_EMULATED);
+            cg_cpu_kernels()->linear_forward_h(CG_BF16, ref, x, w, b, M, N, K);
+            cg_cpu_bf16_set(path);
+            cg_cpu_kernels()->linear_forward_h(CG_BF16, hw, x, w, b, M, N, K);
+            char what[128];
+            snprintf(what, sizeof what, "%s linear_forward_h %lldx%lldx%lld bias %d", cg_cpu_bf16_name(path),
+                     (long long)M, (long long)N, (long long)K, with_bias);
+            compare(what, hw, ref, M * N, K + 1);
+            free(x), free(w), free(b), free(ref), free(hw);
+        }
+}
+
+typedef struct {
+    int64_t N, C, H, W, K, R, S, stride, pad;
+    const char *name;
+} conv_shape;
+
+static void test_conv(cg_cpu_bf16_path path) {
+    const conv_shape shapes[] = {
+        {5, 3, 9, 9, 7, 3, 3, 1, 1, "odd sizes"},
+        {2, 4, 11, 10, 16, 3, 3, 2, 0, "stride 2, no padding"},
+        {3, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
+        {6, 32, 14, 14, 64, 3, 3, 1, 1, "tutorial conv2"},
+        {2, 8, 8, 8, 5, 1, 1, 1, 0, "1x1"},
+        {2, 3, 32, 32, 64, 7, 7, 2, 3, "ResNet-18 conv1 (32x32)"},
+        {2, 64, 8, 8, 128, 3, 3, 2, 1, "ResNet-18 layer2 downsampling"},
+        {1, 128, 7, 7, 128, 3, 3, 1, 1, "ResNet-18 layer 3x3, 7x7"},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const conv_shape *c = &shapes[s];
+        int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->S) / c->stride + 1;
+        int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->S, ny = c->N * c->K * P * Q;
+        uint16_t *x = random_bf16(nx), *w = random_bf16(nw), *b = random_bf16(c->K), *dy = random_bf16(ny);
+        uint16_t *y_ref = random_bf16(ny), *y_hw = random_bf16(ny);
+        cg_cpu_bf16_set(CG_BF16_EMULATED);
+        cg_cpu_kernels()->conv2d_forward_h(CG_BF16, y_ref, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride,
+                                        c->pad, P, Q);
+        cg_cpu_bf16_set(path);
+        cg_cpu_kernels()->conv2d_forward_h(CG_BF16, y_hw, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride,
+                                        c->pad, P, Q);
+        char what[160];
+        snprintf(what, sizeof what, "%s conv2d_forward_h %s", cg_cpu_bf16_name(path), c->name);
+        compare(what, y_hw, y_ref, ny, c->C * c->R * c->S + 1);
+
+        // Backward, into gradients that already hold values (they accumulate), then without dx.
+        for (int with_dx = 1; with_dx >= 0; with_dx--) {
+            uint16_t *dx0 = random_bf16(nx), *dw0 = random_bf16(nw), *db0 = random_bf16(c->K);
+            uint16_t *dx_ref = copy16(dx0, nx), *dw_ref = copy16(dw0, nw), *db_ref = copy16(db0, c->K);
+            uint16_t *dx_hw = copy16(dx0, nx), *dw_hw = copy16(dw0, nw), *db_hw = copy16(db0, c->K);
+            cg_cpu_bf16_set(CG_BF16_EMULATED);
+            cg_cpu_kernels()->conv2d_backward_h(CG_BF16, with_dx ? dx_ref : NULL, dw_ref, db_ref, dy, x, w, c->N, c->C,
+                                             c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, P, Q);
+            cg_cpu_bf16_set(path);
+            cg_cpu_kernels()->conv2d_backward_h(CG_BF16, with_dx ? dx_hw : NULL, dw_hw, db_hw, dy, x, w, c->N, c->C,
+                                             c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, P, Q);
+            snprintf(what, sizeof what, "%s conv2d_backward_h %s dw%s", cg_cpu_bf16_name(path), c->name,
+                     with_dx ? "" : " (no dx)");
+            compare(what, dw_hw, dw_ref, nw, c->N * P * Q + 1);
+            snprintf(what, sizeof what, "%s conv2d_backward_h %s dbias", cg_cpu_bf16_name(path), c->name);
+            compare(what, db_hw, db_ref, c->K, 1); // the same sums in the same order: equal
+            if (with_dx) {
+                snprintf(what, sizeof what, "%s conv2d_backward_h %s dx", cg_cpu_bf16_name(path), c->name);
+                compare(what, dx_hw, dx_ref, nx, c->K * c->R * c->S + 1);
+            }
+            free(dx0), free(dw0), free(db0), free(dx_ref), free(dw_ref), free(db_ref);
+            free(dx_hw), free(dw_hw), free(db_hw);
+        }
+        free(x), free(w), free(b), free(dy), free(y_ref), free(y_hw);
+    }
+}
+
+static void compare_bits(const char *what, const uint16_t *a, const uint16_t *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (a[i] != b[i]) {
+            fail(what, "element %lld: 0x%04x fused, 0x%04x from the three ops", (long long)i, a[i], b[i]);
+            return;
+        }
+}
+
+// The fused block (conv2d_relu_pool_forward_h / backward_h) against conv2d_forward_h,
+// relu_forward_h, max_pool2d_forward_h and their backwards in a row, in the path set now: the
+// same bits for y, dx and dw; dbias up to the order of its sum (one bf16 step).
+static void test_fused(cg_dtype dt, const char *path_name) {
+    const conv_shape shapes[] = {
+        {5, 3, 9, 9, 7, 3, 3, 1, 1, "odd 9x9 output"},
+        {2, 4, 11, 10, 16, 3, 3, 2, 0, "stride 2"},
+        {4, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
+        {6, 32, 14, 14, 64, 3, 3, 1, 1, "tutorial conv2"},
+    };
+    const cg_kernels *k = cg_cpu_kernels();
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const conv_shape *c = &shapes[s];
+        int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->S) / c->stride + 1;
+        int64_t P2 = P / 2, Q2 = Q / 2;
+        int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->S, ny = c->N * c->K * P * Q;
+        int64_t np = c->N * c->K * P2 * Q2;
+        uint16_t *x = random_bf16(nx), *w = random_bf16(nw), *b = random_bf16(c->K), *dy = random_bf16(np);
+        if (dt == CG_F16) { // the same values as fp16 patterns (all of them fit)
+            uint16_t *all[] = {x, w, b, dy};
+            int64_t sizes[] = {nx, nw, c->K, np};
+            for (int a = 0; a < 4; a++)
+                for (int64_t i = 0; i < sizes[a]; i++) all[a][i] = cg_f32_to_f16(cg_bf16_to_f32(all[a][i]));
+        }
+        uint16_t *dx0 = random_bf16(nx), *dw0 = random_bf16(nw), *db0 = random_bf16(c->K);
+        if (dt == CG_F16) {
+            for (int64_t i = 0; i < nx; i++) dx0[i] = cg_f32_to_f16(cg_bf16_to_f32(dx0[i]));
+            for (int64_t i = 0; i < nw; i++) dw0[i] = cg_f32_to_f16(cg_bf16_to_f32(dw0[i]));
+            for (int64_t i = 0; i < c->K; i++) db0[i] = cg_f32_to_f16(cg_bf16_to_f32(db0[i]));
+        }
+        // The three ops.
+        uint16_t *conv = malloc((size_t)ny * 2), *r = malloc((size_t)ny * 2), *y3 = malloc((size_t)np * 2);
+        int32_t *argmax = malloc((size_t)np * 4);
+        k->conv2d_forward_h(dt, conv, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, P, Q);
+        k->relu_forward_h(dt, r, conv, ny);
+        k->max_pool2d_forward_h(dt, y3, argmax, r, c->N, c->K, P, Q, 2, 2, P2, Q2);
+        uint16_t *dr = calloc((size_t)ny, 2), *dconv = calloc((size_t)ny, 2);
+        uint16_t *dx3 = copy16(dx0, nx), *dw3 = copy16(dw0, nw), *db3 = copy16(db0, c->K);
+        k->max_pool2d_backward_h(dt, dr, dy, argmax, np);
+        k->relu_backward_h(dt, dconv, dr, r, ny);
+        k->conv2d_backward_h(dt, dx3, dw3, db3, dconv, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride,
+                             c->pad, P, Q);
+        // The fused block.
+        uint16_t *yf = malloc((size_t)np * 2);
+        uint8_t *where = malloc((size_t)np);
+        uint16_t *dxf = copy16(dx0, nx), *dwf = copy16(dw0, nw), *dbf = copy16(db0, c->K);
+        k->conv2d_relu_pool_forward_h(dt, yf, where, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride,
+                                      c->pad, P, Q);
+        k->conv2d_relu_pool_backward_h(dt, dxf, dwf, dbf, dy, yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R,
+                                       c->S, c->stride, c->pad, P, Q);
+        char what[160];
+        const char *tn = dt == CG_F16 ? "fp16" : "bf16";
+        snprintf(what, sizeof what, "%s fused %s %s y", path_name, tn, c->name);
+        compare_bits(what, yf, y3, np);
+        snprintf(what, sizeof what, "%s fused %s %s dx", path_name, tn, c->name);
+        compare_bits(what, dxf, dx3, nx);
+        snprintf(what, sizeof what, "%s fused %s %s dw", path_name, tn, c->name);
+        compare_bits(what, dwf, dw3, nw);
+        if (dt == CG_BF16) {
+            snprintf(what, sizeof what, "%s fused %s %s dbias", path_name, tn, c->name);
+            compare(what, dbf, db3, c->K, 1);
+        }
+        free(x), free(w), free(b), free(dy), free(dx0), free(dw0), free(db0), free(conv), free(r), free(y3);
+        free(argmax), free(dr), free(dconv), free(dx3), free(dw3), free(db3), free(yf), free(where), free(dxf);
+        free(dwf), free(dbf);
+    }
+}
+
+int main(void) {
+    test_rounding();
+    cg_cpu_bf16_set(CG_BF16_EMULATED);
+    test_fused(CG_F16, "emulated");
+    test_fused(CG_BF16, "emulated");
+    cg_cpu_bf16_path paths[2];
+    int count = 0;
+    if (cg_cpu_has_amx_bf16()) paths[count++] = CG_BF16_AMX;
+    if (cg_cpu_has_avx512_bf16()) paths[count++] = CG_BF16_AVX512;
+    if (count == 0) {
+        printf("test_bf16_cpu: skipped: this CPU (or system) has neither AMX-BF16 nor AVX512-BF16; the rounding "
+               "was checked (%s)\n", failures ? "FAILED" : "passed");
+        return failures ? 1 : 77;
+    }
+    for (int p = 0; p < count; p++) {
+        if (!cg_cpu_bf16_set(paths[p])) fail("cg_cpu_bf16_set", "refused %s", cg_cpu_bf16_name(paths[p]));
+        test_gemm(paths[p]);
+        test_linear(paths[p]);
+        test_conv(paths[p]);
+        test_fused(CG_BF16, cg_cpu_bf16_name(paths[p]));
+        printf("%s against the emulated path: %s\n", cg_cpu_bf16_name(paths[p]), failures ? "differences" : "ok");
+    }
+    return failures ? 1 : 0;
+}
