@@ -18,6 +18,7 @@
 #include "core/rng.h"
 #include "core/tape.h"
 #include "core/tensor.h"
+#include "kernels/cpu/threads.h"
 #include "datasets/catalog.h"
 #include "datasets/cifar.h"
 #include "datasets/idx.h"

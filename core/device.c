@@ -9,6 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// The threads the CPU's OpenMP loops run on (1 without OpenMP).
+static int omp_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 cg_device cg_cpu(void) {
     cg_device d = {CG_CPU, 0};
     return d;
@@ -179,7 +192,7 @@ cg_status cg_device_get_info(cg_device d, cg_device_info *info) {
     memset(info, 0, sizeof *info);
     if (d.type == CG_CUDA) return cuda()->info(d.index, info);
     cpu_model_name(info->name, sizeof info->name);
-    info->multiprocessors = cg_get_num_threads();
+    info->multiprocessors = omp_threads(); // the OpenMP threads loops run on
     return cg_ok();
 }
 

@@ -2,6 +2,7 @@
 // for each other between loops (the wait policy, chosen before OpenMP starts). It does not pin
 // threads to cores.
 #define _GNU_SOURCE // setenv, execv
+#include "kernels/cpu/threads.h"
 #include "core/device.h"
 
 #include <stdio.h>
