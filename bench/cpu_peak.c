@@ -13,6 +13,7 @@
 #include "core/half.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,13 +176,13 @@ static void conv_forward(void *p) {
     conv_ctx *c = p;
     const conv_shape *s = c->s;
     if (c->bf16 && s->fused)
-        conv2d_relu_pool_forward_h_cpu(CG_BF16, c->y, c->where, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R,
+        cg_cpu_kernels()->conv2d_relu_pool_forward_h(CG_BF16, c->y, c->where, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R,
                                        s->S, s->stride, s->pad, c->P, c->Q);
     else if (c->bf16)
         conv2d_forward_h_cpu(CG_BF16, c->y, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
                              s->pad, c->P, c->Q);
     else if (s->fused)
-        conv2d_relu_pool_forward_cpu(c->y, c->where, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
+        cg_cpu_kernels()->conv2d_relu_pool_forward(c->y, c->where, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
                                      s->stride, s->pad, c->P, c->Q);
     else
         conv2d_forward_cpu(c->y, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c->P,
@@ -194,13 +195,13 @@ static void conv_backward(void *p) {
     const conv_shape *s = c->s;
     void *dx = s->C > 3 ? c->dx : NULL;
     if (c->bf16 && s->fused)
-        conv2d_relu_pool_backward_h_cpu(CG_BF16, dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C,
+        cg_cpu_kernels()->conv2d_relu_pool_backward_h(CG_BF16, dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C,
                                         s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q);
     else if (c->bf16)
         conv2d_backward_h_cpu(CG_BF16, dx, c->dw, c->db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
                               s->stride, s->pad, c->P, c->Q);
     else if (s->fused)
-        conv2d_relu_pool_backward_cpu(dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C, s->H, s->W,
+        cg_cpu_kernels()->conv2d_relu_pool_backward(dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C, s->H, s->W,
                                       s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q);
     else
         conv2d_backward_cpu(dx, c->dw, c->db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,

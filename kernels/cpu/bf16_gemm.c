@@ -8,6 +8,7 @@
 
 #ifdef CG_CPU_MATRIX_KERNELS
 #include <immintrin.h>
+#include <stdlib.h>
 #endif
 
 // ---- packing ----------------------------------------------------------------------------------
@@ -383,3 +384,16 @@ void cg_bf16_gemm_packed(float *C, int64_t ldc, const uint16_t *Ap, const uint16
 }
 
 #endif
+
+// Per-thread scratch buffers, kept between calls (as conv.c's): slot `which`, at least `bytes`.
+#define SLOTS 8
+void *cg_bf16_scratch(int which, int64_t bytes) {
+    static _Thread_local void *buffers[SLOTS];
+    static _Thread_local int64_t sizes[SLOTS];
+    if (sizes[which] < bytes) {
+        free(buffers[which]);
+        buffers[which] = cg_xmalloc((size_t)bytes);
+        sizes[which] = bytes;
+    }
+    return buffers[which];
+}

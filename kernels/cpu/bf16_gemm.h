@@ -88,4 +88,8 @@ static inline float cg_bf16_widen(uint16_t b) {
     return x;
 }
 
+// Per-thread scratch buffers for the bf16 kernels (bf16_products.c, bf16_ops.c), kept between
+// calls: slot which (0..7), at least `bytes` bytes; contents undefined.
+void *cg_bf16_scratch(int which, int64_t bytes);
+
 #endif

@@ -11,6 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+// rows of `a` times the packed weights through the output stage (kernels/cpu/int8_packed.h): whole
+// blocks of 16 rows on the AMX-INT8 tiles where the weights were packed for them (the same bytes),
+// the rest on the VNNI loops. `a` needs 64 bytes of slack past its last row (AMX reads whole
+// 64-byte chunks).
+static void gemm_rows(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
+                      const cg_qoutput *out) {
+    if (p->amx) {
+        int64_t done = cg_int8_gemm_rows_amx(y, ldy, a, rows, p, out);
+        y = (char *)y + done * ldy * (out->to_float ? sizeof(float) : 1);
+        a += done * p->Kp, rows -= done;
+    }
+    cg_int8_gemm_rows_loops(y, ldy, a, rows, p, out);
+}
+
 static void quantize_nchw_cpu(int8_t *q, const float *x, int64_t N, int64_t C, int64_t HW, float scale,
                               int32_t zero_point) {
 #pragma omp parallel for schedule(dynamic, 16) if (N * C * HW >= CG_OMP_MIN_WORK)
@@ -51,7 +65,7 @@ static void linear_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
             int64_t r0 = b * rows, r1 = r0 + rows < M ? r0 + rows : M;
             for (int64_t r = r0; r < r1; r++)
                 for (int64_t k = 0; k < K; k++) a[(r - r0) * Kp + k] = (uint8_t)x[r * K + k] ^ 0x80u; // x + 128
-            cg_int8_gemm_rows((char *)y + r0 * Nout * out_size, Nout, a, r1 - r0, &pk, out);
+            gemm_rows((char *)y + r0 * Nout * out_size, Nout, a, r1 - r0, &pk, out);
         }
         free(a);
     }
@@ -149,7 +163,7 @@ static void conv2d_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_
                 im2col_rows_narrow(cols, Kp, x, pad_value, r0, r1, H, W, C, R, S, stride, pad, P, Q, lines);
             else
                 im2col_rows_u8(cols, Kp, x, pad_value, r0, r1, H, W, C, R, S, stride, pad, P, Q);
-            cg_int8_gemm_rows((char *)y + r0 * Kout * out_size, Kout, cols, r1 - r0, &pk, out);
+            gemm_rows((char *)y + r0 * Kout * out_size, Kout, cols, r1 - r0, &pk, out);
         }
         free(cols);
         free(lines);

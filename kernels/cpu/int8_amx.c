@@ -4,7 +4,7 @@
 // CG_QK_MAX_K). The weights are read where cg_int8_pack put them (its (Kp/4, Np, 4) layout is the
 // AMX B tile's, rows Np * 4 bytes apart), the sums go through the output stage of int8_packed.c,
 // so the int8 (or f32) outputs are those of the VNNI and plain paths bit for bit. Whole blocks of
-// 16 rows only: the caller (cg_int8_gemm_rows) runs the last rows on its own loops.
+// 16 rows only: the caller (kernels/cpu/int8.c) runs the last rows on the VNNI loops.
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/int8_packed.h"
 

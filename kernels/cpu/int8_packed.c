@@ -130,13 +130,8 @@ void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const i
             stage_16(y, ldy, row0 + i, j0 + v, _mm512_loadu_si512(acc + i * ldacc + v), p, out);
 }
 
-void cg_int8_gemm_rows(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
+void cg_int8_gemm_rows_loops(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
                        const cg_qoutput *out) {
-    if (p->amx) { // whole blocks of 16 rows on AMX-INT8 tiles, the rest below
-        int64_t done = cg_int8_gemm_rows_amx(y, ldy, a, rows, p, out);
-        y = (char *)y + done * ldy * (out->to_float ? sizeof(float) : 1);
-        a += done * p->Kp, rows -= done;
-    }
     for (int64_t i0 = 0; i0 < rows; i0 += MR) {
         int mr = rows - i0 < MR ? (int)(rows - i0) : MR;
         for (int64_t j0 = 0; j0 < p->Nout; j0 += 16 * NV) {
@@ -171,13 +166,8 @@ void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const i
             stage_one(y, (row0 + i) * ldy + j, acc[i * ldacc + j - j0] + p->offset_u[j], p->multiplier[j], out);
 }
 
-void cg_int8_gemm_rows(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
+void cg_int8_gemm_rows_loops(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
                        const cg_qoutput *out) {
-    if (p->amx) { // whole blocks of 16 rows on AMX-INT8 tiles, the rest below
-        int64_t done = cg_int8_gemm_rows_amx(y, ldy, a, rows, p, out);
-        y = (char *)y + done * ldy * (out->to_float ? sizeof(float) : 1);
-        a += done * p->Kp, rows -= done;
-    }
     const int64_t Kp = p->Kp, Np = p->Np;
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < p->Nout; j++) {

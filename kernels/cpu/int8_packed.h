@@ -17,7 +17,7 @@ typedef struct {
     int32_t *offset_u;  // (Np,)
     float *multiplier;  // (Np,), zero past Nout
     int64_t Nout, Np, Kp;
-    bool amx;           // cg_int8_gemm_rows runs whole blocks on AMX-INT8 (cg_cpu_int8(), asked once here)
+    bool amx;           // whole blocks run on AMX-INT8 (cg_cpu_int8(), asked once here; kernels/cpu/int8.c)
 } cg_int8_packed;
 
 void cg_int8_pack(cg_int8_packed *p, const int8_t *w, const cg_qoutput *out, int64_t Nout, int64_t Kp);
@@ -25,12 +25,13 @@ void cg_int8_packed_free(cg_int8_packed *p);
 
 // rows of a (rows, Kp) u8 (int8 activations + 128) times the packed weights, through the output
 // stage, into y: (rows, Nout) i8 or f32 (out->to_float) with row stride ldy elements.
-// Single-threaded: the callers share out rows with OpenMP. `a` needs 64 bytes of slack past its
-// last row (the AMX tiles read whole 64-byte chunks).
-void cg_int8_gemm_rows(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
-                       const cg_qoutput *out);
+// Single-threaded: the callers share out rows with OpenMP. On the VNNI (or plain) loops; the int8
+// layers (kernels/cpu/int8.c) first give whole blocks of 16 rows to cg_int8_gemm_rows_amx when
+// p->amx, then the rest to these loops.
+void cg_int8_gemm_rows_loops(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
+                             const cg_qoutput *out);
 
-// int8_amx.c: as cg_int8_gemm_rows for the first rows / 16 * 16 rows on AMX-INT8 tiles; returns
+// int8_amx.c: as cg_int8_gemm_rows_loops for the first rows / 16 * 16 rows on AMX-INT8 tiles; returns
 // how many rows it did (0 when Kp < 64 or rows < 16). `a` must have 64 readable bytes past its
 // last row. Only where cg_cpu_int8() is CG_INT8_AMX.
 int64_t cg_int8_gemm_rows_amx(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
@@ -38,7 +39,7 @@ int64_t cg_int8_gemm_rows_amx(void *y, int64_t ldy, const uint8_t *a, int64_t ro
 
 // The output stage of rows row0 .. row0 + rows - 1, columns j0 .. j0 + ncols - 1 (a multiple of 16;
 // columns from Nout on are not stored) from their int32 sums acc (rows x ncols, ldacc apart,
-// without offset_u): the same operations as cg_int8_gemm_rows applies to its own sums.
+// without offset_u): the same operations as cg_int8_gemm_rows_loops applies to its own sums.
 void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const int32_t *acc, int64_t ldacc,
                          int64_t rows, int64_t ncols, const cg_int8_packed *p, const cg_qoutput *out);
 
