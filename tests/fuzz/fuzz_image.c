@@ -1,4 +1,4 @@
-// fuzz_image.c: the image decode path (datasets/image_decode.c: our JPEG and PNG structure checks,
+// fuzz_image.c: the image decode path (datasets/image_decode.c and jpeg_check.c: our JPEG and PNG structure checks,
 // then stb_image). Input: the bytes of one image file. Images above 2^20 pixels are probed but not
 // decoded, to keep each run fast.
 #include "tests/fuzz/fuzz_common.h"

@@ -1,4 +1,4 @@
-// fuzz_safetensors.c: the checkpoint reader (core/checkpoint.c): the whole file into a small model
+// fuzz_safetensors.c: the checkpoint reader (core/train/checkpoint.c and safetensors_file.c): the whole file into a small model
 // (fc.weight (3, 2), fc.bias (3,)), strictly and with extra tensors allowed, and one metadata
 // value. Input: the bytes of one .safetensors file.
 #include "tests/fuzz/fuzz_common.h"
