@@ -50,11 +50,11 @@ static uint64_t get_u64(const uint8_t *p) {
 
 // What the cache must match: count, total bytes, newest mtime, and a hash of the class names
 // and of every file's path relative to root, label, size and mtime.
-fingerprint fingerprint_of(const entry_list *l, size_t root_len, char **names, int num_classes) {
+fingerprint fingerprint_of(const image_file_list *l, size_t root_len, char **names, int num_classes) {
     fingerprint fp = {(uint64_t)l->n, 0, 0xcbf29ce484222325ull, INT64_MIN}; // FNV-1a offset basis
     for (int c = 0; c < num_classes; c++) fp.hash = fnv1a(fp.hash, names[c], strlen(names[c]) + 1);
     for (int64_t i = 0; i < l->n; i++) {
-        const entry *e = &l->v[i];
+        const image_file *e = &l->v[i];
         fp.hash = fnv1a(fp.hash, e->path + root_len, strlen(e->path + root_len) + 1);
         uint8_t fields[20];
         put_u32(fields, (uint32_t)e->label);
@@ -96,7 +96,7 @@ static bool write_exact(int fd, const uint8_t *src, size_t n) {
 
 // The cached data set when cache_path exists, is whole, and matches fp; NULL otherwise (then the
 // caller decodes). Every size in the header is checked against the file's length first.
-cg_dataset *cache_read(const char *cache_path, const fingerprint *fp, const entry_list *l, int num_classes) {
+cg_dataset *cache_read(const char *cache_path, const fingerprint *fp, const image_file_list *l, int num_classes) {
     const char *why = NULL;
     int fd = cg_open_regular(cache_path, NULL, &why); // a named pipe there is refused, not waited on
     if (fd < 0) return NULL;

@@ -26,15 +26,15 @@ enum {
 // ---- the file list ------------------------------------------------------------------------------
 
 
-static void list_push(entry_list *l, char *path, int32_t label, const struct stat *st) {
+static void list_push(image_file_list *l, char *path, int32_t label, const struct stat *st) {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 1024;
-        entry *grown = realloc(l->v, (size_t)l->cap * sizeof *grown);
+        image_file *grown = realloc(l->v, (size_t)l->cap * sizeof *grown);
         CG_CHECK(grown != NULL, "out of host memory listing %lld image files", (long long)l->cap);
         l->v = grown;
     }
     const char *slash = strrchr(path, '/');
-    entry *e = &l->v[l->n++];
+    image_file *e = &l->v[l->n++];
     e->path = path;
     e->name_at = slash ? (size_t)(slash - path) + 1 : 0;
     e->label = label;
@@ -42,7 +42,7 @@ static void list_push(entry_list *l, char *path, int32_t label, const struct sta
     e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + (int64_t)st->st_mtim.tv_nsec;
 }
 
-static void list_free(entry_list *l) {
+static void list_free(image_file_list *l) {
     for (int64_t i = 0; i < l->n; i++) free(l->v[i].path);
     free(l->v);
     l->v = NULL;
@@ -71,7 +71,7 @@ static cg_status unsupported_type(const char *path) {
 
 // Orders entries by (folder, file name), as Python's sorted(os.walk(...)) then sorted(files).
 static int by_folder_then_name(const void *pa, const void *pb) {
-    const entry *a = pa, *b = pb;
+    const image_file *a = pa, *b = pb;
     size_t la = a->name_at, lb = b->name_at;
     int r = memcmp(a->path, b->path, la < lb ? la : lb);
     if (r != 0) return r;
@@ -81,7 +81,7 @@ static int by_folder_then_name(const void *pa, const void *pb) {
 
 // Appends to l the JPEG / PNG files of dir (and, when recurse, of its subfolders), labelled
 // `label`. Names starting with '.' are skipped; another image type is an error.
-static cg_status walk(const char *dir, bool recurse, int depth, int32_t label, entry_list *l) {
+static cg_status walk(const char *dir, bool recurse, int depth, int32_t label, image_file_list *l) {
     if (depth > MAX_DEPTH)
         return cg_error(CG_ERR_FORMAT, "%s: folders nested more than %d deep (a symbolic-link loop?)", dir, MAX_DEPTH);
     DIR *dp = opendir(dir);
@@ -115,7 +115,7 @@ static int by_string(const void *a, const void *b) { return strcmp(*(char *const
 // ---- decoding -----------------------------------------------------------------------------------
 
 // Reads and decodes one image of the expected size into dst (3 * height * width bytes).
-static cg_status decode_one(const entry *e, int width, int height, const char *first_path, uint8_t *dst) {
+static cg_status decode_one(const image_file *e, int width, int height, const char *first_path, uint8_t *dst) {
     char *data;
     size_t len;
     cg_status s = cg_file_read(e->path, MAX_IMAGE_FILE, &data, &len);
@@ -132,7 +132,7 @@ static cg_status decode_one(const entry *e, int width, int height, const char *f
 
 // Decodes every image of l into a new data set. The first image sets the size; on errors, the
 // one of the lowest index is reported.
-static cg_status decode_all(const entry_list *l, int num_classes, cg_dataset **out) {
+static cg_status decode_all(const image_file_list *l, int num_classes, cg_dataset **out) {
     *out = NULL;
     char *data;
     size_t len;
@@ -195,7 +195,7 @@ static cg_status decode_all(const entry_list *l, int num_classes, cg_dataset **o
 // The data set of the listed images: from root/cache_name when it matches, else decoded (and the
 // cache written). Takes the names (freed on error, the data set's on success). report->cache and
 // ->cache_path say what happened to the cache.
-static cg_status load_listed(const char *root, entry_list *l, char **names, int num_classes, const char *cache_name,
+static cg_status load_listed(const char *root, image_file_list *l, char **names, int num_classes, const char *cache_name,
                              bool use_cache, cg_image_load_report *report, cg_dataset **out) {
     size_t root_len = strlen(root);
     if (root_len > 0 && root[root_len - 1] != '/') root_len++; // paths are root + "/" + rest
@@ -270,7 +270,7 @@ static cg_status folder_load(const char *root, bool use_cache, cg_image_load_rep
     }
     qsort(names, (size_t)num_classes, sizeof *names, by_string);
 
-    entry_list l = {0};
+    image_file_list l = {0};
     cg_status s = cg_ok();
     for (int c = 0; c < num_classes && s.code == CG_OK; c++) {
         char *dir = cg_path_join(root, names[c]);
@@ -364,7 +364,7 @@ static cg_status tiny_names(const char *root, char **wnids, const wnid_index *so
     return cg_ok();
 }
 
-static cg_status tiny_val_list(const char *root, const wnid_index *sorted, int n, entry_list *l) {
+static cg_status tiny_val_list(const char *root, const wnid_index *sorted, int n, image_file_list *l) {
     char *ann_path = cg_path_join(root, "val/val_annotations.txt");
     char *images = cg_path_join(root, "val/images");
     char **lines = NULL;
@@ -444,7 +444,7 @@ static cg_status tiny_load(const char *root, bool train, bool use_cache, cg_imag
     char **names = NULL;
     if (s.code == CG_OK) s = tiny_names(root, wnids, sorted, n, &names);
 
-    entry_list l = {0};
+    image_file_list l = {0};
     if (s.code == CG_OK && train) {
         for (int c = 0; c < n && s.code == CG_OK; c++) {
             char *cls = cg_path_join(root, "train");

@@ -16,12 +16,12 @@ typedef struct {
     int32_t label;
     int64_t bytes;    // size on disk
     int64_t mtime_ns; // modification time, nanoseconds since the epoch
-} entry;
+} image_file;
 
 typedef struct {
-    entry *v;
+    image_file *v;
     int64_t n, cap;
-} entry_list;
+} image_file_list;
 
 // What the cache must match.
 typedef struct {
@@ -30,10 +30,10 @@ typedef struct {
 } fingerprint;
 
 // The fingerprint of list l (its paths relative to the first root_len characters, and the class names).
-fingerprint fingerprint_of(const entry_list *l, size_t root_len, char **names, int num_classes);
+fingerprint fingerprint_of(const image_file_list *l, size_t root_len, char **names, int num_classes);
 // The data set in cache_path when its header matches fp (NULL otherwise, or when it is unreadable:
 // the caller decodes again).
-cg_dataset *cache_read(const char *cache_path, const fingerprint *fp, const entry_list *l, int num_classes);
+cg_dataset *cache_read(const char *cache_path, const fingerprint *fp, const image_file_list *l, int num_classes);
 // Writes d to cache_path atomically (a new temporary file in the folder, renamed; never through a
 // link). Errors: CG_ERR_IO naming the file (the caller goes on without a cache).
 cg_status cache_write(const char *cache_path, const char *root, const fingerprint *fp, const cg_dataset *d);
