@@ -211,48 +211,36 @@ int main(int argc, char **argv) {
     double train_seconds = cg_seconds() - train_start;
     int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
     cg_guard_free(guard);
-    if (status != 0) {
-        cg_epoch_log_close(log);
-        cg_graph_free(graph);
-        cg_metrics_free(metrics);
-        cg_tape_free(tape);
-        cg_loader_free(loader);
-        cg_amp_free(amp);
-        cg_optimizer_free(optimizer);
-        cg_module_free(model);
-        cg_params_free(params);
-        cg_dataset_free(data);
-        return status;
+    if (status == 0) { // a diverged or interrupted run skips this (its line is printed)
+        // Accuracy on the whole set, without recording (torch.no_grad()).
+        cg_tensor *x_all = cg_tensor_new(dev, CG_F32, 2, (int64_t[]){data->count, 20});
+        cg_tensor *y_all = cg_tensor_new(dev, CG_F32, 1, (int64_t[]){data->count});
+        float *targets = cg_xmalloc((size_t)data->count * sizeof(float));
+        for (int64_t i = 0; i < data->count; i++) targets[i] = (float)data->labels[i];
+        cg_tensor_copy_from_host(x_all, data->x, data->count * 20);
+        cg_tensor_copy_from_host(y_all, targets, data->count);
+        cg_module_set_training(model, false);
+        tape->grad_enabled = false;
+        cg_metrics_reset(metrics);
+        cg_tensor *probs = cg_module_forward(model, tape, x_all);
+        cg_metrics_add_binary_correct(metrics, probs, y_all, 0.5f);
+        double unused, accuracy;
+        cg_metrics_read(metrics, data->count, &unused, &accuracy);
+        printf("Accuracy on %s: %.4f\n", dev_name, accuracy);
+        if (!opt.quiet && opt.precision != CG_PRECISION_FP32) {
+            cg_amp_stats st = cg_amp_read(amp);
+            printf("Precision %s: loss scale %g at the end, %lld of %lld steps skipped (inf/NaN gradients)\n",
+                   cg_precision_name(opt.precision), (double)st.scale, (long long)st.skipped, (long long)st.steps);
+        }
+        int64_t steps = opt.epochs * cg_loader_num_batches(loader);
+        if (!opt.quiet)
+            printf("Training: %ld epochs, %lld steps in %.3f s (%.1f us per step)\n", opt.epochs, (long long)steps,
+                   train_seconds, 1e6 * train_seconds / (double)steps);
+        free(targets);
+        cg_tensor_free(x_all);
+        cg_tensor_free(y_all);
     }
 
-    // Accuracy on the whole set, without recording (torch.no_grad()).
-    cg_tensor *x_all = cg_tensor_new(dev, CG_F32, 2, (int64_t[]){data->count, 20});
-    cg_tensor *y_all = cg_tensor_new(dev, CG_F32, 1, (int64_t[]){data->count});
-    float *targets = cg_xmalloc((size_t)data->count * sizeof(float));
-    for (int64_t i = 0; i < data->count; i++) targets[i] = (float)data->labels[i];
-    cg_tensor_copy_from_host(x_all, data->x, data->count * 20);
-    cg_tensor_copy_from_host(y_all, targets, data->count);
-    cg_module_set_training(model, false);
-    tape->grad_enabled = false;
-    cg_metrics_reset(metrics);
-    cg_tensor *probs = cg_module_forward(model, tape, x_all);
-    cg_metrics_add_binary_correct(metrics, probs, y_all, 0.5f);
-    double unused, accuracy;
-    cg_metrics_read(metrics, data->count, &unused, &accuracy);
-    printf("Accuracy on %s: %.4f\n", dev_name, accuracy);
-    if (!opt.quiet && opt.precision != CG_PRECISION_FP32) {
-        cg_amp_stats st = cg_amp_read(amp);
-        printf("Precision %s: loss scale %g at the end, %lld of %lld steps skipped (inf/NaN gradients)\n",
-               cg_precision_name(opt.precision), (double)st.scale, (long long)st.skipped, (long long)st.steps);
-    }
-    int64_t steps = opt.epochs * cg_loader_num_batches(loader);
-    if (!opt.quiet)
-        printf("Training: %ld epochs, %lld steps in %.3f s (%.1f us per step)\n", opt.epochs, (long long)steps,
-               train_seconds, 1e6 * train_seconds / (double)steps);
-
-    free(targets);
-    cg_tensor_free(x_all);
-    cg_tensor_free(y_all);
     cg_epoch_log_close(log);
     cg_graph_free(graph);
     cg_metrics_free(metrics);
@@ -263,5 +251,5 @@ int main(int argc, char **argv) {
     cg_module_free(model);
     cg_params_free(params);
     cg_dataset_free(data);
-    return 0;
+    return status;
 }
