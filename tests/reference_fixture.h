@@ -302,4 +302,26 @@ __attribute__((unused)) static double ref_train_steps(const char *label, const r
     return max_err;
 }
 
+// The main of a fixture test: loads path, runs check on the CPU and, where there is one, on the GPU,
+// and returns the test's exit status (name labels its lines).
+__attribute__((unused)) static int ref_run_on_devices(const char *path, const char *name,
+                                                      void (*check)(cg_device, const ref_file *)) {
+    ref_file f;
+    cg_status s = ref_load(path, &f);
+    if (s.code != CG_OK) {
+        fprintf(stderr, "%s: %s\n", name, s.message);
+        return 1;
+    }
+    printf("fixture %s: %d arrays\n", path, f.count);
+    check(cg_cpu(), &f);
+    cg_device gpu;
+    cg_status g = cg_device_parse("cuda", &gpu);
+    if (g.code == CG_OK)
+        check(gpu, &f);
+    else
+        printf("GPU checks not run: %s\n", g.message);
+    ref_free(&f);
+    return check_summary(name);
+}
+
 #endif

@@ -190,21 +190,4 @@ static void check_device(cg_device dev, const ref_file *f) {
     release(&s);
 }
 
-int main(void) {
-    ref_file f;
-    cg_status s = ref_load(FIXTURE_PATH, &f);
-    if (s.code != CG_OK) {
-        fprintf(stderr, "test_reference_resblock: %s\n", s.message);
-        return 1;
-    }
-    printf("fixture %s: %d arrays\n", FIXTURE_PATH, f.count);
-    check_device(cg_cpu(), &f);
-    cg_device gpu;
-    cg_status g = cg_device_parse("cuda", &gpu);
-    if (g.code == CG_OK)
-        check_device(gpu, &f);
-    else
-        printf("GPU checks not run: %s\n", g.message);
-    ref_free(&f);
-    return check_summary("test_reference_resblock");
-}
+int main(void) { return ref_run_on_devices(FIXTURE_PATH, "test_reference_resblock", check_device); }
