@@ -249,6 +249,24 @@ static BF16_TARGET void gemm_avx512(float *C, int64_t ldc, const uint16_t *Ap, c
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
 
+// The tile configuration of ldtilecfg (Intel SDM vol. 1, 3.2.1 of the AMX chapter): palette 1,
+// then the bytes per row and the rows of each of the 16 (8 used) tiles.
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+
+static AMX_TARGET void amx_begin(void) {
+    amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
 
 // 32 x 32 of C from A blocks a0, a1 and B blocks b0, b1 (KC blocks each, 1 KiB apart).
 static AMX_TARGET void amx_2x2(float *C, int64_t ldc, const uint16_t *a0, const uint16_t *a1, const uint16_t *b0,
@@ -328,7 +346,7 @@ static AMX_TARGET void amx_1x1(float *C, int64_t ldc, const uint16_t *a0, const 
 static AMX_TARGET void gemm_amx(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M, int64_t N,
                                 int64_t K) {
     const int64_t MB = (M + 15) / 16, NB = (N + 15) / 16, KC = (K + 31) / 32, step = KC * CG_BF16_BLOCK;
-    cg_amx_tiles_begin();
+    amx_begin();
     for (int64_t nb = 0; nb < NB; nb += 2) {
         const uint16_t *b0 = Bp + nb * step, *b1 = b0 + step;
         bool two_n = nb + 1 < NB;

@@ -5,7 +5,6 @@
 #include "kernels/cpu/cpu_features.h"
 
 #include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,26 +158,3 @@ const char *cg_cpu_int8_name(cg_cpu_int8_path path) {
     return "plain C loops";
 #endif
 }
-
-#ifdef CG_CPU_MATRIX_KERNELS
-#include <immintrin.h>
-
-// The tile configuration of ldtilecfg (Intel SDM vol. 1, the AMX chapter): palette 1, then the
-// bytes per row and the rows of each of the 16 (8 used) tiles.
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} amx_config;
-
-__attribute__((target("amx-tile"))) void cg_amx_tiles_begin(void) {
-    amx_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
-}
-#endif

@@ -53,12 +53,6 @@ bool cg_cpu_int8_set(cg_cpu_int8_path path);
 const char *cg_cpu_bf16_name(cg_cpu_bf16_path path);
 const char *cg_cpu_int8_name(cg_cpu_int8_path path);
 
-#ifdef CG_CPU_MATRIX_KERNELS
-// Configures the eight AMX tiles the kernels use as 16 rows of 64 bytes each (ldtilecfg), before a
-// product on the tiles (bf16_gemm.c, int8_amx.c); _tile_release gives the state back after it.
-void cg_amx_tiles_begin(void);
-#endif
-
 #ifdef __cplusplus
 }
 #endif

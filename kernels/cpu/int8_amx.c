@@ -17,6 +17,22 @@
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-int8")))
 
+typedef struct { // ldtilecfg's 64 bytes (Intel SDM vol. 1, the AMX chapter): palette 1
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+
+static AMX_TARGET void amx_begin(void) {
+    amx_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
 
 // Tiles: 0-3 the sums of a 32 x 32 block, 4-5 two blocks of 16 rows of activations, 6-7 two
 // blocks of 16 columns of weights. acc receives the sums, 32 ints per row.
@@ -95,7 +111,7 @@ static AMX_TARGET int64_t gemm_rows_amx(void *y, int64_t ldy, const uint8_t *a, 
                                         const cg_qoutput *out) {
     const int64_t Kp = p->Kp, Np = p->Np, chunks = (Kp + 63) / 64, ldb = Np * 4, whole = rows / 16 * 16;
     int32_t acc[32 * 32];
-    cg_amx_tiles_begin();
+    amx_begin();
     for (int64_t i0 = 0; i0 < whole; i0 += 32) {
         bool two_m = i0 + 32 <= whole;
         const uint8_t *ai = a + i0 * Kp;
