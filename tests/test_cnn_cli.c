@@ -2,7 +2,8 @@
 // data set the test writes (plain IDX files): bad flags and a missing data folder exit non-zero
 // with one stderr line naming them; --help lists --no-fusion; one epoch with the fused
 // Conv2d-ReLU-MaxPool2d op and one with --no-fusion log the same losses and accuracies (to 1e-4);
-// one and two threads log the same digits.
+// one and two threads log the same digits; --summary prints the model alone; --limit-test keeps N
+// test images.
 #define _POSIX_C_SOURCE 200809L
 #include "tests/fake_idx.h"
 #include "tests/run_program.h"
@@ -94,6 +95,18 @@ int main(int argc, char **argv) {
         fail("cnn --threads 2", "the log differs from one thread's:\n1 thread:\n%s2 threads:\n%s", fused, two_threads);
     else
         printf("--threads 1 and --threads 2 logs identical\n");
+
+    // --summary: the model's table and exit, nothing trained; --limit-test: N test images, class-balanced.
+    snprintf(args, sizeof args, "--data '%s' --summary", run_dir);
+    r = run(args);
+    if (r->exit_code != 0 || strstr(r->out, "421642 parameters") == NULL || strstr(r->out, "f2 ") == NULL ||
+        strstr(r->out, "epoch") != NULL)
+        fail("cnn --summary", "exit %d, expected the summary alone:\n%s", r->exit_code, r->out);
+    snprintf(args, sizeof args, "--data '%s' --limit-test 30 --limit 64 --epochs 1 --threads 1", run_dir);
+    r = run(args);
+    if (r->exit_code != 0 || strstr(r->out, "64 training and 30 test images") == NULL)
+        fail("cnn --limit-test 30", "exit %d, expected 64 training and 30 test images:\n%s", r->exit_code, r->out);
+    expect_refused("--limit-test 0", "--limit-test");
 
     remove_fake_fashion_mnist(run_dir);
     unlink(log_path);

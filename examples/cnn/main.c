@@ -37,6 +37,9 @@ static void usage(FILE *f) {
             "  --threads N        CPU threads (default: OpenMP's choice)\n"
             "  --limit N          train on N training images only, class-balanced: the first N/classes of\n"
             "                     each class (the same subset for every seed)\n"
+            "  --limit-test N     evaluate on N test images only, class-balanced as --limit (quick tries on\n"
+            "                     a CPU; bench/torch_train.py's --limit-test)\n"
+            "  --summary          print the data set's line and the model's summary, then exit (no training)\n"
             "  --log PATH         CSV per epoch: epoch,train_loss,train_accuracy,test_loss,test_accuracy,\n"
             "                     test_top5,seconds,images_per_s,device,lr (bench/torch_train.py's columns;\n"
             "                     the top-5 accuracy is printed each epoch too with more than 10 classes)\n"
@@ -89,8 +92,8 @@ static void usage(FILE *f) {
 
 typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path, *resume_path;
-    long epochs, batch_size, seed, threads, limit, stem_stride, save_every;
-    bool quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, eval;
+    long epochs, batch_size, seed, threads, limit, limit_test, stem_stride, save_every;
+    bool summary, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, eval;
     cg_recipe recipe; // optimizer, schedule, loss, clipping, augmentation, TTA: examples/common/recipe.h
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -105,7 +108,8 @@ static int parse_options(int argc, char **argv, options *o) {
         {"model", required_argument, 0, 'm'},   {"device", required_argument, 0, 'v'},
         {"epochs", required_argument, 0, 'e'},  {"batch-size", required_argument, 0, 'b'},
         {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
-        {"limit", required_argument, 0, 'n'},
+        {"limit", required_argument, 0, 'n'},   {"limit-test", required_argument, 0, 'k'},
+        {"summary", no_argument, 0, 'Y'},
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
@@ -129,6 +133,8 @@ static int parse_options(int argc, char **argv, options *o) {
         case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'n': s = cg_cli_int("--limit", optarg, 1, 1L << 30, &o->limit); break;
+        case 'k': s = cg_cli_int("--limit-test", optarg, 1, 1L << 30, &o->limit_test); break;
+        case 'Y': o->summary = true; break;
         case 'T': s = cg_cli_int("--stem-stride", optarg, 1, 2, &o->stem_stride); break;
         case 'L': s = cg_cli_path("--log", optarg, &o->log_path); break;
         case 'S': s = cg_cli_path("--save", optarg, &o->save_path); break;
@@ -253,6 +259,8 @@ int main(int argc, char **argv) {
     if ((s = load_split(info, dir, false, opt.quiet, &test)).code != CG_OK) return cg_cli_fail("cnn", s);
     if (opt.limit > 0 && (s = cg_dataset_keep_balanced(train, opt.limit)).code != CG_OK) // class-balanced
         return cg_cli_fail("cnn", s);
+    if (opt.limit_test > 0 && (s = cg_dataset_keep_balanced(test, opt.limit_test)).code != CG_OK)
+        return cg_cli_fail("cnn", s);
     int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
     if (test->sample_shape[0] != C || test->sample_shape[1] != H || test->sample_shape[2] != W)
         return cg_cli_fail("cnn", cg_error(CG_ERR_FORMAT, "%s: training images are %lldx%lldx%lld, test images %lldx%lldx%lld",
@@ -282,6 +290,18 @@ int main(int argc, char **argv) {
                                   &model)).code != CG_OK)
         return cg_cli_fail("cnn", s);
     if (opt.no_fusion) cg_sequential_set_fusion(model, false);
+    if (opt.summary) { // --summary: the model's layers, then exit; nothing trained, loaded or written
+        printf("%s: %lld training and %lld test images of %lldx%lldx%lld, %d classes; %lld parameters\n", info->name,
+               (long long)train->count, (long long)test->count, (long long)C, (long long)H, (long long)W,
+               train->num_classes, (long long)cg_params_count(params));
+        cg_model_print_summary(model, C, H, W);
+        cg_module_free(model);
+        cg_params_free(params);
+        cg_params_free(buffers);
+        cg_dataset_free(train);
+        cg_dataset_free(test);
+        return 0;
+    }
     // --save, --resume and --load (examples/common/resume.h), with the settings a resumed run keeps.
     cg_resume *rs = cg_resume_new("cnn", params, buffers, opt.model, info->name, train->num_classes, C, H, W);
     cg_resume_setting(rs, "training images (--limit)", "%lld", (long long)train->count);
