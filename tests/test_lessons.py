@@ -23,7 +23,9 @@ says more, several directives separated by ";":
                                       `nvidia-smi -L` lists one
   <!-- check: long -->                run only with --long (trains for minutes)
   <!-- check: needs torch -->         not run when /usr/bin/python3 lacks torch (also: matplotlib,
-                                      fashion-mnist: /usr/share/datasets/fashion-mnist)
+                                      fashion-mnist: /usr/share/datasets/fashion-mnist; cifar10:
+                                      data/cifar-10-batches-bin holding the binary files made from
+                                      the public JPEG copy, bench/README.md)
   <!-- check: file runs/move.c -->    not a command: its text is written to that file first
   <!-- check: ignore REGEX -->        lines matching REGEX (Python re.search) are left out on both
                                       sides: machine names, memory sizes, the build's options
@@ -263,7 +265,27 @@ def have(what):
         return subprocess.run(["/usr/bin/python3", "-c", f"import {what}"], capture_output=True).returncode == 0
     if what == "fashion-mnist":
         return os.path.isdir("/usr/share/datasets/fashion-mnist")
+    if what == "cifar10":  # the binary files lesson 07 was run on (bench/README.md, "Real data")
+        return cifar10_is_lessons_copy()
     raise SystemExit(f"unknown need '{what}'")
+
+
+# SHA-256 of test_batch.bin as tools/cifar_jpeg_to_binary.py writes it from the public JPEG copy
+# (bench/README.md): lesson 07's figures come from these pixels, not from the original files.
+CIFAR10_TEST_SHA256 = "2696e48ae3fe74d50ecaacc0b8092b89bf95cd3f6471d079f4cbd39a956c18c3"
+CIFAR10_DIR = "data/cifar-10-batches-bin"  # cnn's default --data for cifar10
+
+
+def cifar10_is_lessons_copy():
+    import hashlib
+    path = os.path.join(CIFAR10_DIR, "test_batch.bin")
+    if not os.path.isfile(path):
+        return False
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest() == CIFAR10_TEST_SHA256
 
 
 def gpu_present():
