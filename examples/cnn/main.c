@@ -109,7 +109,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"epochs", required_argument, 0, 'e'},  {"batch-size", required_argument, 0, 'b'},
         {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
         {"limit", required_argument, 0, 'n'},   {"limit-test", required_argument, 0, 'k'},
-        {"summary", no_argument, 0, 'Y'},
+        {"summary", no_argument, 0, 'Z'},
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
@@ -134,7 +134,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'n': s = cg_cli_int("--limit", optarg, 1, 1L << 30, &o->limit); break;
         case 'k': s = cg_cli_int("--limit-test", optarg, 1, 1L << 30, &o->limit_test); break;
-        case 'Y': o->summary = true; break;
+        case 'Z': o->summary = true; break;
         case 'T': s = cg_cli_int("--stem-stride", optarg, 1, 2, &o->stem_stride); break;
         case 'L': s = cg_cli_path("--log", optarg, &o->log_path); break;
         case 'S': s = cg_cli_path("--save", optarg, &o->save_path); break;
