@@ -272,10 +272,12 @@ enum {
 // The table of a device. Aborts if the device's backend is not built.
 const cg_kernels *cg_kernels_for(cg_device device);
 
-// The CPU's table (kernels/cpu/table.c), and the GPU's (through the CUDA plugin, core/cuda_plugin.c;
-// NULL when cgrad was built without CUDA). cg_kernels_for (core/kernels.c) picks one.
+// The CPU's table (built by kernels/cpu/table.c, which installs it with cg_kernels_install_cpu
+// before main() runs), and the GPU's (through the CUDA plugin, core/cuda_plugin.c; NULL when cgrad
+// was built without CUDA). cg_kernels_for (core/kernels.c) picks one.
 const cg_kernels *cg_cpu_kernels(void);
 const cg_kernels *cg_cuda_kernels(void);
+void cg_kernels_install_cpu(const cg_kernels *table);
 
 #ifdef __cplusplus
 }
