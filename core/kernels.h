@@ -273,8 +273,8 @@ enum {
 const cg_kernels *cg_kernels_for(cg_device device);
 
 // The CPU's table (built by kernels/cpu/table.c, which installs it with cg_kernels_install_cpu
-// before main() runs), and the GPU's (through the CUDA plugin, core/cuda_plugin.c; NULL when cgrad
-// was built without CUDA). cg_kernels_for (core/kernels.c) picks one.
+// before main() runs), and the GPU's (from the CUDA plugin that core/cuda_plugin.c loads; NULL when
+// cgrad was built without CUDA or the plugin cannot be loaded). cg_kernels_for (core/kernels.c) picks one.
 const cg_kernels *cg_cpu_kernels(void);
 const cg_kernels *cg_cuda_kernels(void);
 void cg_kernels_install_cpu(const cg_kernels *table);
