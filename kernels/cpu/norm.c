@@ -99,17 +99,28 @@ static void batch_norm_sums_cpu(double *sums, const float *x, int64_t N, int64_t
     sums[2 * C] = (double)(N * HW);
 }
 
-static void batch_norm_stats_from_sums_cpu(float *batch, float *running_mean, float *running_var, const double *sums,
-                                           int64_t C, float momentum) {
+static void batch_norm_stats_from_sums_cpu(float *stats, float *running_mean, float *running_var, const double *sums,
+                                           int64_t C, float eps, float momentum) {
     double m = sums[2 * C];
     for (int64_t c = 0; c < C; c++) { // as bn_forward_channel in training
         double mu = sums[c] / m, var = fmax(sums[C + c] / m - mu * mu, 0.0);
-        batch[c] = (float)mu;
-        batch[C + c] = (float)var;
+        stats[c] = (float)mu;
+        stats[C + c] = (float)(1.0 / sqrt(var + eps));
         running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * (float)mu;
         running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (float)(var * m / (m - 1.0));
     }
-    batch[2 * C] = (float)m;
+    stats[2 * C] = (float)m;
+}
+
+static void batch_norm_forward_from_stats_cpu(float *y, const float *x, const float *gamma, const float *beta,
+                                              const float *stats, int64_t N, int64_t C, int64_t HW) {
+    bool threads = N * C * HW >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads)
+    for (int64_t c = 0; c < C; c++) {
+        float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale; // as bn_forward_channel
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < HW; i++) y[(n * C + c) * HW + i] = x[(n * C + c) * HW + i] * scale + shift;
+    }
 }
 
 static void batch_norm_backward_sums_cpu(double *sums, const float *dy, const float *x, const float *stats, int64_t N,
@@ -131,9 +142,9 @@ static void batch_norm_backward_sums_cpu(double *sums, const float *dy, const fl
 }
 
 static void batch_norm_backward_from_sums_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                              const float *gamma, const float *stats, const double *sums,
-                                              const float *batch, int64_t N, int64_t C, int64_t HW) {
-    float m = batch[2 * C];
+                                              const float *gamma, const float *stats, const double *sums, int64_t N,
+                                              int64_t C, int64_t HW) {
+    float m = stats[2 * C];
     bool threads = N * C * HW >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads)
     for (int64_t c = 0; c < C; c++) {
@@ -141,12 +152,12 @@ static void batch_norm_backward_from_sums_cpu(float *dx, float *dgamma, float *d
         if (dbeta) dbeta[c] += (float)sums[c];
         if (dx == NULL) continue;
         float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
-        float mean_dy = (float)sums[2 * C + c] / m, mean_dy_xhat = (float)sums[3 * C + c] / m;
+        float sum_dy = (float)sums[2 * C + c], sum_dy_xhat = (float)sums[3 * C + c];
         for (int64_t n = 0; n < N; n++)
-            for (int64_t i = 0; i < HW; i++) {
+            for (int64_t i = 0; i < HW; i++) { // as bn_backward_channel (the same roundings)
                 int64_t j = (n * C + c) * HW + i;
                 float xhat = (x[j] - mean) * inv_std;
-                dx[j] += g * (dy[j] - mean_dy - xhat * mean_dy_xhat);
+                dx[j] += g * (dy[j] - sum_dy / m - xhat * sum_dy_xhat / m);
             }
     }
 }
@@ -157,6 +168,7 @@ void norm_register_cpu(cg_kernels *k) {
     k->batch_norm_backward = batch_norm_backward_cpu;
     k->batch_norm_sums = batch_norm_sums_cpu;
     k->batch_norm_stats_from_sums = batch_norm_stats_from_sums_cpu;
+    k->batch_norm_forward_from_stats = batch_norm_forward_from_stats_cpu;
     k->batch_norm_backward_sums = batch_norm_backward_sums_cpu;
     k->batch_norm_backward_from_sums = batch_norm_backward_from_sums_cpu;
 }

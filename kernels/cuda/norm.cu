@@ -95,16 +95,26 @@ static __global__ void bn_sums_kernel(double *sums, const float *x, int64_t N, i
     }
 }
 
-static __global__ void bn_stats_from_sums_kernel(float *batch, float *running_mean, float *running_var,
-                                                 const double *sums, int64_t C, float momentum) {
+static __global__ void bn_stats_from_sums_kernel(float *stats, float *running_mean, float *running_var,
+                                                 const double *sums, int64_t C, float eps, float momentum) {
     double m = sums[2 * C];
     GRID_STRIDE(c, C) {
         double mu = sums[c] / m, var = fmax(sums[C + c] / m - mu * mu, 0.0);
-        batch[c] = (float)mu;
-        batch[C + c] = (float)var;
+        stats[c] = (float)mu;
+        stats[C + c] = (float)(1.0 / sqrt(var + eps));
         running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * (float)mu;
         running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (float)(var * m / (m - 1.0));
-        if (c == 0) batch[2 * C] = (float)m;
+        if (c == 0) stats[2 * C] = (float)m;
+    }
+}
+
+static __global__ void bn_forward_from_stats_kernel(float *y, const float *x, const float *gamma, const float *beta,
+                                                    const float *stats, int64_t N, int64_t C, int64_t HW) {
+    int64_t c = blockIdx.x;
+    float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
+    for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
+        int64_t i = (j / HW * C + c) * HW + j % HW;
+        y[i] = x[i] * scale + shift;
     }
 }
 
@@ -129,19 +139,18 @@ static __global__ void bn_backward_sums_kernel(double *sums, const float *dy, co
 
 static __global__ void bn_backward_from_sums_kernel(float *dx, float *dgamma, float *dbeta, const float *dy,
                                                     const float *x, const float *gamma, const float *stats,
-                                                    const double *sums, const float *batch, int64_t N, int64_t C,
-                                                    int64_t HW) {
+                                                    const double *sums, int64_t N, int64_t C, int64_t HW) {
     int64_t c = blockIdx.x;
     if (threadIdx.x == 0) {
         if (dgamma) dgamma[c] += (float)sums[C + c];
         if (dbeta) dbeta[c] += (float)sums[c];
     }
     if (dx == NULL) return;
-    float m = batch[2 * C], mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
-    float mean_dy = (float)sums[2 * C + c] / m, mean_dy_xhat = (float)sums[3 * C + c] / m;
+    float m = stats[2 * C], mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
+    float sum_dy = (float)sums[2 * C + c], sum_dy_xhat = (float)sums[3 * C + c];
     for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
         int64_t i = (j / HW * C + c) * HW + j % HW;
-        dx[i] += g * (dy[i] - mean_dy - (x[i] - mean) * inv_std * mean_dy_xhat);
+        dx[i] += g * (dy[i] - sum_dy / m - (x[i] - mean) * inv_std * sum_dy_xhat / m);
     }
 }
 
@@ -163,9 +172,14 @@ static void batch_norm_sums_cuda(double *sums, const float *x, int64_t N, int64_
     bn_sums_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(sums, x, N, C, HW);
     CG_LAUNCH_CHECK();
 }
-static void batch_norm_stats_from_sums_cuda(float *batch, float *running_mean, float *running_var, const double *sums,
-                                            int64_t C, float momentum) {
-    LAUNCH(bn_stats_from_sums_kernel, C, batch, running_mean, running_var, sums, C, momentum);
+static void batch_norm_stats_from_sums_cuda(float *stats, float *running_mean, float *running_var, const double *sums,
+                                            int64_t C, float eps, float momentum) {
+    LAUNCH(bn_stats_from_sums_kernel, C, stats, running_mean, running_var, sums, C, eps, momentum);
+}
+static void batch_norm_forward_from_stats_cuda(float *y, const float *x, const float *gamma, const float *beta,
+                                               const float *stats, int64_t N, int64_t C, int64_t HW) {
+    bn_forward_from_stats_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(y, x, gamma, beta, stats, N, C, HW);
+    CG_LAUNCH_CHECK();
 }
 static void batch_norm_backward_sums_cuda(double *sums, const float *dy, const float *x, const float *stats, int64_t N,
                                           int64_t C, int64_t HW) {
@@ -173,10 +187,10 @@ static void batch_norm_backward_sums_cuda(double *sums, const float *dy, const f
     CG_LAUNCH_CHECK();
 }
 static void batch_norm_backward_from_sums_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                               const float *gamma, const float *stats, const double *sums,
-                                               const float *batch, int64_t N, int64_t C, int64_t HW) {
+                                               const float *gamma, const float *stats, const double *sums, int64_t N,
+                                               int64_t C, int64_t HW) {
     bn_backward_from_sums_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(dx, dgamma, dbeta, dy, x, gamma,
-                                                                                   stats, sums, batch, N, C, HW);
+                                                                                   stats, sums, N, C, HW);
     CG_LAUNCH_CHECK();
 }
 }
@@ -187,6 +201,7 @@ extern "C" void norm_register_cuda(cg_kernels *k) {
     k->batch_norm_backward = batch_norm_backward_cuda;
     k->batch_norm_sums = batch_norm_sums_cuda;
     k->batch_norm_stats_from_sums = batch_norm_stats_from_sums_cuda;
+    k->batch_norm_forward_from_stats = batch_norm_forward_from_stats_cuda;
     k->batch_norm_backward_sums = batch_norm_backward_sums_cuda;
     k->batch_norm_backward_from_sums = batch_norm_backward_from_sums_cuda;
 }
