@@ -10,7 +10,7 @@
 #   PyTorch   PYTHON bench/quantize_torch.py --load CKPT --batch-size B --reps R --calib-batches N [--threads T]
 # Both load the same weights, calibrate on N shuffled training batches of 128, evaluate the
 # whole test set, and time one forward of the first B test images: the best of R after a warm-up.
-# cgrad quantises as layers/quantized.h says (per-channel int8 weights, percentile 99.99 %
+# cgrad quantises as layers/quantize.h and core/quant/quantized.h say (per-channel int8 weights, percentile 99.99 %
 # activations); PyTorch with torch.ao.quantization's eager static scheme (per-channel weights,
 # HistogramObserver activations, fbgemm or onednn). PyTorch's int8 kernels are CPU only: with
 # --device cuda only cgrad runs.

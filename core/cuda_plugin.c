@@ -43,9 +43,3 @@ const cg_cuda_backend *cg_cuda_backend_loaded(void) {
     CG_CHECK(b != NULL, "a GPU was used but the CUDA backend is not available: %s", reason);
     return b;
 }
-
-const cg_kernels *cg_cuda_kernels(void) {
-    char reason[512];
-    const cg_cuda_backend *b = cg_cuda_backend_get(reason, sizeof reason);
-    return b ? b->kernels() : NULL;
-}

@@ -64,7 +64,7 @@ void cg_event_free(cg_device d, void *event);
 // What a device is. For a GPU: the CUDA device properties; for the CPU: the model name and
 // thread count. Theoretical FP32 peak = FP32 cores x clock x 2 (one FMA is two operations),
 // as course chapter 1 computes it; cores per SM come from NVIDIA's table per architecture.
-typedef struct {
+typedef struct cg_device_info {
     char name[256];
     int compute_major, compute_minor; // 0 for the CPU
     int multiprocessors;              // SMs; CPU: threads
@@ -81,7 +81,7 @@ cg_status cg_device_get_info(cg_device d, cg_device_info *info);
 // The caching allocator's figures for a device, in bytes (as torch.cuda.memory_allocated,
 // memory_reserved, max_memory_allocated). allocated: handed out to tensors now; reserved:
 // held from the driver, allocated plus cached free blocks; peak: the most ever allocated.
-typedef struct {
+typedef struct cg_memory_stats {
     size_t allocated, reserved, peak_allocated;
     int64_t allocations, cache_hits; // calls to alloc, and those served from the cache
 } cg_memory_stats;

@@ -1,20 +1,24 @@
-// device_backend.h: what core/device.c asks of the CUDA side (private to core/).
-// The CUDA backend is a plugin, libcgrad_cuda.so (core/device_cuda.c and kernels/cuda/), loaded
+// device_backend.h: what core/device.c and core/kernels.c ask of the CUDA side (private to core/).
+// The CUDA backend is a plugin, libcgrad_cuda.so (kernels/cuda/plugin.c and the kernels beside it), loaded
 // with dlopen the first time a GPU is asked for (core/cuda_plugin.c). A CPU run never loads
 // the CUDA libraries (cuBLAS alone takes about 0.1 s to load), and a binary built with CUDA
 // still runs on a machine without them. Pointers passed here are device pointers of GPU `index`.
 #ifndef CG_DEVICE_BACKEND_H
 #define CG_DEVICE_BACKEND_H
 
-#include "core/device.h"
-#include "core/kernels.h"
+#include "core/common.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-struct cg_cuda_bench;
-struct cg_qkernels;
+// The types the table hands over, by name only: this header sits below device.h and kernels.h,
+// which use it (core/device.c, core/kernels.c), so it includes neither.
+struct cg_device_info;   // core/device.h
+struct cg_memory_stats;  // core/device.h
+struct cg_kernels;       // core/kernels.h
+struct cg_cuda_bench;    // core/measure/hw_bench_backend.h
+struct cg_qkernels;      // core/quant/qkernels.h
 
 typedef struct {
     // Number of GPUs; 0 with the reason (e.g. the driver's error string) written to reason.
@@ -33,8 +37,8 @@ typedef struct {
     void (*event_record)(int index, void *event);
     void (*event_wait)(int index, void *event);
     void (*event_free)(int index, void *event);
-    cg_status (*info)(int index, cg_device_info *info);
-    cg_memory_stats (*memory_stats)(int index);
+    cg_status (*info)(int index, struct cg_device_info *info);
+    struct cg_memory_stats (*memory_stats)(int index);
     void (*empty_cache)(int index);
     // Stream capture into a CUDA Graph: begin, end (returns the instantiated graph), launch, destroy.
     void (*capture_begin)(int index);
@@ -43,7 +47,7 @@ typedef struct {
     void (*graph_destroy)(void *exec);
     // The stream (a cudaStream_t) that GPU `index`'s work is queued on: for NCCL (core/dist/).
     void *(*stream)(int index);
-    const cg_kernels *(*kernels)(void);
+    const struct cg_kernels *(*kernels)(void);
     // The benchmark group (core/bench.h, bench_backend.h): timers, number-format conversions,
     // products in each format, a tuned convolution layer.
     const struct cg_cuda_bench *(*bench)(void);

@@ -94,6 +94,32 @@ typedef struct cg_kernels {
     void (*batch_norm_backward)(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                 const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW,
                                 bool training);
+    // Synchronised batch normalisation (torch.nn.SyncBatchNorm): the training statistics of the
+    // batches of every rank together, in steps around two sums over the ranks (core/ops_norm.c):
+    // batch_norm_sums: sums (2C + 1 doubles) = per channel the sum of x and the sum of x^2 over this
+    // batch (N, C, HW), then the count N HW.
+    void (*batch_norm_sums)(double *sums, const float *x, int64_t N, int64_t C, int64_t HW);
+    // From sums over every rank: stats (2C + 1) = per channel the mean and 1 / sqrt(var + eps), var
+    // the biased variance, then the count m; running_mean / running_var (C) updated with momentum,
+    // the variance unbiased (m / (m - 1)): as batch_norm_forward in training, with the same roundings.
+    void (*batch_norm_stats_from_sums)(float *stats, float *running_mean, float *running_var, const double *sums,
+                                       int64_t C, float eps, float momentum);
+    // y = gamma (x - mean) inv_std + beta per channel, mean and inv_std from stats (as written by
+    // batch_norm_stats_from_sums): the normalisation of batch_norm_forward, the statistics given.
+    void (*batch_norm_forward_from_stats)(float *y, const float *x, const float *gamma, const float *beta,
+                                          const float *stats, int64_t N, int64_t C, int64_t HW);
+    // Backward, first step: sums (4C doubles) = per channel the sum of dy and the sum of dy xhat
+    // (xhat = (x - mean) inv_std, from stats) over this batch, written twice: [0, 2C) stays this
+    // rank's, [2C, 4C) is to be summed over the ranks.
+    void (*batch_norm_backward_sums)(double *sums, const float *dy, const float *x, const float *stats, int64_t N,
+                                     int64_t C, int64_t HW);
+    // Backward, last step: dgamma += this rank's sum of dy xhat, dbeta += this rank's sum of dy
+    // (the gradient all-reduce averages them); dx += gamma inv_std (dy - S_dy / m - xhat S_dyxhat / m)
+    // with S the sums over every rank (sums + 2C) and m = stats[2C], the count over every rank.
+    // Any of dx, dgamma, dbeta may be NULL.
+    void (*batch_norm_backward_from_sums)(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                          const float *gamma, const float *stats, const double *sums, int64_t N,
+                                          int64_t C, int64_t HW);
     // Dropout: mask[i] = 0 with probability p else 1 / (1 - p), from Philox block offset + i / 4
     // of (seed, stream) as rng_uniform draws it; y = x * mask.
     void (*dropout_forward)(float *y, float *mask, const float *x, int64_t n, float p, uint64_t seed,
@@ -272,10 +298,12 @@ enum {
 // The table of a device. Aborts if the device's backend is not built.
 const cg_kernels *cg_kernels_for(cg_device device);
 
-// The CPU's table (kernels/cpu/table.c), and the GPU's (through the CUDA plugin, core/cuda_plugin.c;
-// NULL when cgrad was built without CUDA). cg_kernels_for (core/kernels.c) picks one.
+// The CPU's table (built by kernels/cpu/table.c, which installs it with cg_kernels_install_cpu
+// before main() runs), and the GPU's (from the CUDA plugin that core/cuda_plugin.c loads; NULL when
+// cgrad was built without CUDA or the plugin cannot be loaded). cg_kernels_for (core/kernels.c) picks one.
 const cg_kernels *cg_cpu_kernels(void);
 const cg_kernels *cg_cuda_kernels(void);
+void cg_kernels_install_cpu(const cg_kernels *table);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 // ---- batch_norm2d -----------------------------------------------------------------------------
 // in = x (N, C, H, W), gamma (C,), beta (C,); iattr[0] = training; fattr = eps, momentum;
 // saved[0] = stats (2C: mean, inverse std), saved[1] / saved[2] = running mean / variance.
+// Synchronised over the ranks when the tape says so (core/tape.h: batch_norm_sum): below.
 
 static void batch_norm2d_node_forward(const cg_kernels *k, cg_node *n) {
     const cg_tensor *x = n->in[0];
@@ -24,6 +25,31 @@ static void batch_norm2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node 
                                    x->shape[1], x->shape[2] * x->shape[3], n->iattr[0]);
 }
 
+// ---- synchronised (t->batch_norm_sum set, training) ------------------------------------------------
+// Before the node: this batch's per-channel sums, summed over the ranks, become saved[0] = stats
+// (2C + 1: mean, inverse std, then the count over every rank) and update the running statistics;
+// the node's forward normalises with them. Backward: this rank's sums of dy and dy xhat, a copy
+// summed over the ranks, then dx from those. iattr[1] = 1.
+
+static void batch_norm2d_synced_node_forward(const cg_kernels *k, cg_node *n) {
+    const cg_tensor *x = n->in[0];
+    KERNEL(k, batch_norm_forward_from_stats)(F(n->out), F(x), F(n->in[1]), F(n->in[2]), F(n->saved[0]), x->shape[0],
+                                             x->shape[1], x->shape[2] * x->shape[3]);
+}
+
+static void batch_norm2d_synced_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    cg_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2];
+    int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    double *sums = cg_arena_alloc(t->arena, (size_t)(4 * C) * sizeof(double));
+    KERNEL(k, batch_norm_backward_sums)(sums, F(n->out->grad), F(x), F(n->saved[0]), N, C, HW);
+    if (t->batch_norm_sum) t->batch_norm_sum(t->batch_norm_sum_ctx, sums + 2 * C, 2 * C); // none: one rank
+    float *dx = x->requires_grad ? F(cg_tape_grad(t, x)) : NULL;
+    float *dgamma = gamma->requires_grad ? F(cg_tape_grad(t, gamma)) : NULL;
+    float *dbeta = beta->requires_grad ? F(cg_tape_grad(t, beta)) : NULL;
+    KERNEL(k, batch_norm_backward_from_sums)(dx, dgamma, dbeta, F(n->out->grad), F(x), F(gamma), F(n->saved[0]), sums,
+                                             N, C, HW);
+}
+
 cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                            cg_tensor *running_var, bool training, float momentum, float eps) {
     x = cg_op_autocast_input(t, CG_OP_BATCH_NORM2D, x); // batch statistics in f32 under autocast
@@ -39,9 +65,21 @@ cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor
     cg_node node = {.op = CG_OP_BATCH_NORM2D, .forward = batch_norm2d_node_forward,
                     .backward = batch_norm2d_node_backward, .n_in = 3, .in = {x, gamma, beta}, .iattr = {training},
                     .fattr = {eps, momentum}};
-    node.saved[0] = cg_arena_tensor(t->arena, CG_F32, 1, (int64_t[]){2 * C});
-    node.saved[1] = running_mean;
-    node.saved[2] = running_var;
+    if (!training || t->batch_norm_sum == NULL) {
+        node.saved[0] = cg_arena_tensor(t->arena, CG_F32, 1, (int64_t[]){2 * C});
+        node.saved[1] = running_mean;
+        node.saved[2] = running_var;
+    } else { // the statistics of every rank's batch together
+        const cg_kernels *k = cg_kernels_for(t->device);
+        double *sums = cg_arena_alloc(t->arena, (size_t)(2 * C + 1) * sizeof(double));
+        KERNEL(k, batch_norm_sums)(sums, F(x), x->shape[0], C, x->shape[2] * x->shape[3]);
+        t->batch_norm_sum(t->batch_norm_sum_ctx, sums, 2 * C + 1);
+        node.saved[0] = cg_arena_tensor(t->arena, CG_F32, 1, (int64_t[]){2 * C + 1});
+        KERNEL(k, batch_norm_stats_from_sums)(F(node.saved[0]), F(running_mean), F(running_var), sums, C, eps, momentum);
+        node.forward = batch_norm2d_synced_node_forward;
+        node.backward = batch_norm2d_synced_node_backward;
+        node.iattr[1] = 1;
+    }
     return cg_op_apply(t, &node, 4, x->shape);
 }
 

@@ -53,6 +53,13 @@ typedef struct cg_tape {
     // gradients that are final (core/dist/ddp.c). NULL: nobody watches.
     void (*backward_hook)(void *ctx, const struct cg_tape *t, int node);
     void *backward_hook_ctx;
+    // Synchronised batch norm (--sync-bn, core/dist/sync_bn.c, as torch.nn.SyncBatchNorm): when set,
+    // batch_norm2d in training sums its per-channel sums over every rank through it, once in the
+    // forward and once in the backward: buf holds n doubles on the tape's device, summed in place
+    // (on a GPU queued on its stream, nothing waits on the host). NULL: each process normalises
+    // with its own batch's statistics.
+    void (*batch_norm_sum)(void *ctx, double *buf, int64_t n);
+    void *batch_norm_sum_ctx;
 } cg_tape;
 
 // Checks run after every op's forward (by cg_op_apply) and backward (by cg_tape_backward) when set;

@@ -151,7 +151,7 @@ cg_status cg_image_probe(const char *path, const uint8_t *data, size_t len, int 
             return cg_error(CG_ERR_FORMAT, "%s: truncated JPEG: no end-of-image marker (FF D9) after the last scan; "
                             "the file ends at byte offset %zu", path, len);
         size_t at = 0;
-        const char *bad = jpeg_bad_segment(data, len, &at);
+        const char *bad = jpeg_bad_segment(data, len, CG_IMAGE_MAX_SIDE, &at);
         if (bad != NULL) return cg_error(CG_ERR_FORMAT, "%s: corrupt JPEG: %s (at byte offset %zu)", path, bad, at);
         int iw = 0, ih = 0, comp = 0;
         if (!stbi_info_from_memory(data, (int)len, &iw, &ih, &comp)) {

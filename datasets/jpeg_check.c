@@ -2,7 +2,6 @@
 // every segment's length, the tables each scan uses defined first, and the entropy-coded data
 // decoded block by block (baseline and progressive, ITU-T T.81). Nothing is decoded to pixels here.
 #include "datasets/jpeg_check.h"
-#include "datasets/image_decode.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -315,7 +314,7 @@ static const char *check_scan(const uint8_t *d, size_t n, size_t *pos, const jpe
 //   progressive): a corrupt file is refused instead of decoded to garbage, and stb_image never
 //   runs out of bits inside a block (its bit count then goes negative: undefined shifts).
 // Returns NULL when fine, else a reason (offset in *at).
-const char *jpeg_bad_segment(const uint8_t *d, size_t n, size_t *at) {
+const char *jpeg_bad_segment(const uint8_t *d, size_t n, int max_side, size_t *at) {
     jpeg_huffman *tables = calloc(8, sizeof *tables); // DC 0..3, then AC 0..3
     if (tables == NULL) return "out of memory checking the Huffman tables";
     bool q_defined[4] = {false};
@@ -425,8 +424,8 @@ const char *jpeg_bad_segment(const uint8_t *d, size_t n, size_t *at) {
             }
             // A progressive frame's scans refine one another: what each block already holds is
             // kept, over each component's grid padded to whole MCUs (as stb_image keeps it).
-            if (bad == NULL && frame == 0xC2 && width > 0 && height > 0 && width <= CG_IMAGE_MAX_SIDE &&
-                height <= CG_IMAGE_MAX_SIDE) {
+            if (bad == NULL && frame == 0xC2 && width > 0 && height > 0 && width <= max_side &&
+                height <= max_side) {
                 int hmax = 1, vmax = 1;
                 for (int c = 0; c < ncomp; c++) {
                     hmax = comp_h[c] > hmax ? comp_h[c] : hmax;
@@ -489,9 +488,9 @@ const char *jpeg_bad_segment(const uint8_t *d, size_t n, size_t *at) {
             }
             if (bad != NULL) break;
             pos += seg;
-            // (A frame larger than cgrad accepts is refused by its size; no need to read its scans.)
+            // (A frame larger than max_side is refused by its size; no need to read its scans.)
             bool readable = (frame == 0xC0 || frame == 0xC1 || (frame == 0xC2 && nonzero[0] != NULL)) && width > 0 &&
-                            height > 0 && width <= CG_IMAGE_MAX_SIDE && height <= CG_IMAGE_MAX_SIDE;
+                            height > 0 && width <= max_side && height <= max_side;
             if (readable) {
                 sc.mcus_x = ((int64_t)width + 8 * hmax - 1) / (8 * hmax);
                 sc.mcus_y = ((int64_t)height + 8 * vmax - 1) / (8 * vmax);

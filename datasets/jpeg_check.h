@@ -9,7 +9,8 @@
 #include <stdint.h>
 
 // d[0..n) a JPEG (SOI first). NULL when its segments and scan data are sound, else the reason, with
-// the byte offset where it was found in *at.
-const char *jpeg_bad_segment(const uint8_t *d, size_t n, size_t *at);
+// the byte offset where it was found in *at. The scans of a frame wider or taller than max_side
+// pixels are not read (the caller refuses such an image by its size).
+const char *jpeg_bad_segment(const uint8_t *d, size_t n, int max_side, size_t *at);
 
 #endif

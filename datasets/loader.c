@@ -2,7 +2,6 @@
 // on the host on a background thread into pinned buffers that are copied to the device.
 #include "datasets/loader.h"
 #include "core/kernels.h"
-#include "datasets/shard.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -350,11 +349,18 @@ void cg_loader_set_epoch(cg_loader *l, int64_t epoch) {
     l->epochs_started = epoch - 1;
 }
 
+// After the epoch's order is drawn: keeps this rank's share of it.
+static void shard_epoch(cg_loader *l) {
+    if (!l->shuffle) // the order is the data set's own: start again from it (the last epoch kept a share)
+        for (int64_t i = 0; i < l->data->count; i++) l->order[i] = (int32_t)i;
+    cg_shard_indices(l->order, l->data->count, l->shard_rank, l->shard_world, (cg_shard_mode)l->shard_mode);
+}
+
 void cg_loader_start_epoch(cg_loader *l) {
     if (l->prefetch) prefetch_stop(l); // the previous epoch's thread, if it was left before its end
     l->epochs_started++;
     if (l->shuffle) cg_rng_permutation(&l->rng, l->order, l->data->count);
-    if (l->shard_world > 1) cg_loader_shard_epoch(l); // this rank's share of the order (datasets/shard.h)
+    if (l->shard_world > 1) shard_epoch(l); // this rank's share of the order (datasets/shard.h)
     if (l->order_device != l->order)
         cg_device_copy(l->device, l->order_device, cg_cpu(), l->order, (size_t)l->count * sizeof(int32_t));
     l->position = 0;
@@ -391,3 +397,31 @@ bool cg_loader_next(cg_loader *l, cg_batch *out) {
     l->position += B;
     return true;
 }
+
+// ---- a rank's share (data-parallel training; the arithmetic is datasets/shard.c's) ----------------
+
+cg_status cg_loader_shard(cg_loader *l, cg_dist *d, cg_shard_mode mode) {
+    if (d == NULL) return cg_ok();
+    cg_status s = cg_dist_agree(d, "the number of samples in the data set", l->data->count);
+    if (s.code == CG_OK) cg_loader_set_shard(l, cg_dist_rank(d), cg_dist_world(d), mode);
+    return s;
+}
+
+void cg_loader_set_shard(cg_loader *l, int rank, int world, cg_shard_mode mode) {
+    l->shard_rank = rank;
+    l->shard_world = world;
+    l->shard_mode = (int)mode;
+    l->count = cg_shard_count(l->data->count, rank, world, mode);
+    // The last batch's tensors (headers over the full batch's first rows) for the new count.
+    cg_tensor_free(l->x_tail);
+    cg_tensor_free(l->labels_tail);
+    cg_tensor_free(l->targets_tail);
+    l->x_tail = l->labels_tail = l->targets_tail = NULL;
+    int64_t tail = l->count % l->batch_size;
+    if (tail) {
+        l->x_tail = cg_tensor_first_rows(l->x_full, tail);
+        l->labels_tail = cg_tensor_first_rows(l->labels_full, tail);
+        l->targets_tail = cg_tensor_first_rows(l->targets_full, tail);
+    }
+}
+

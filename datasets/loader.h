@@ -18,7 +18,9 @@
 
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "core/dist/dist.h"
 #include "datasets/dataset.h"
+#include "datasets/shard.h"
 
 typedef struct {
     cg_tensor *x;       // (B, sample_shape...) f32 on the loader's device
@@ -109,5 +111,13 @@ void cg_loader_start_epoch(cg_loader *l);
 // The next batch of this epoch into *out (gathered on the device, asynchronously); false when
 // the epoch is over. The tensors stay valid until the next call.
 bool cg_loader_next(cg_loader *l, cg_batch *out);
+
+// ---- a rank's share of every epoch (data-parallel training, datasets/shard.h) ----
+// Make l visit this rank's share of every epoch (d NULL: the whole data set, as before). Checks that
+// every rank has a data set of the same size (CG_ERR_ARG naming the rank otherwise). Call before
+// the first epoch; cg_loader_num_batches then counts this rank's batches.
+cg_status cg_loader_shard(cg_loader *l, cg_dist *d, cg_shard_mode mode);
+// The same without the check, for a known rank and world size (tests).
+void cg_loader_set_shard(cg_loader *l, int rank, int world, cg_shard_mode mode);
 
 #endif

@@ -1,5 +1,6 @@
-// shard.c: DistributedSampler's index arithmetic, and a loader that visits only its rank's share.
-// Not the permutation (the loader draws it, the same on every rank) nor any communication.
+// shard.c: DistributedSampler's index arithmetic: a rank's share of an epoch's order and of a step's
+// random draws. Not the permutation (the loader draws it, the same on every rank), not the loader's
+// state (datasets/loader.c keeps its rank's share), nor any communication.
 #include "datasets/shard.h"
 
 #include <stdlib.h>
@@ -27,37 +28,6 @@ void cg_shard_indices(int32_t *order, int64_t n, int rank, int world, cg_shard_m
         order[i] = j < n ? order[j] : first[(j % n) % kept];
     }
     free(first);
-}
-
-cg_status cg_loader_shard(cg_loader *l, cg_dist *d, cg_shard_mode mode) {
-    if (d == NULL) return cg_ok();
-    cg_status s = cg_dist_agree(d, "the number of samples in the data set", l->data->count);
-    if (s.code == CG_OK) cg_loader_set_shard(l, cg_dist_rank(d), cg_dist_world(d), mode);
-    return s;
-}
-
-void cg_loader_set_shard(cg_loader *l, int rank, int world, cg_shard_mode mode) {
-    l->shard_rank = rank;
-    l->shard_world = world;
-    l->shard_mode = (int)mode;
-    l->count = cg_shard_count(l->data->count, rank, world, mode);
-    // The last batch's tensors (headers over the full batch's first rows) for the new count.
-    cg_tensor_free(l->x_tail);
-    cg_tensor_free(l->labels_tail);
-    cg_tensor_free(l->targets_tail);
-    l->x_tail = l->labels_tail = l->targets_tail = NULL;
-    int64_t tail = l->count % l->batch_size;
-    if (tail) {
-        l->x_tail = cg_tensor_first_rows(l->x_full, tail);
-        l->labels_tail = cg_tensor_first_rows(l->labels_full, tail);
-        l->targets_tail = cg_tensor_first_rows(l->targets_full, tail);
-    }
-}
-
-void cg_loader_shard_epoch(cg_loader *l) {
-    if (!l->shuffle) // the order is the data set's own: start again from it (the last epoch kept a share)
-        for (int64_t i = 0; i < l->data->count; i++) l->order[i] = (int32_t)i;
-    cg_shard_indices(l->order, l->data->count, l->shard_rank, l->shard_world, (cg_shard_mode)l->shard_mode);
 }
 
 void cg_shard_draw_u32(cg_rng *r, uint32_t *out, int64_t per_sample, int64_t samples, int rank, int world) {

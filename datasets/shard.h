@@ -7,12 +7,12 @@
 // (CG_SHARD_PAD, the sampler's default), or cut (CG_SHARD_DROP, its drop_last). Evaluation may
 // instead split unevenly (CG_SHARD_UNEVEN: no sample counted twice; the ranks' counts differ by one
 // at most), since it runs no collective per batch. Augmentation's random draws are shared out the
-// same way. Not here: the collectives (core/dist/).
+// same way. Not here: the loader's share (cg_loader_shard, datasets/loader.h) and the collectives
+// (core/dist/).
 #ifndef CG_SHARD_H
 #define CG_SHARD_H
 
-#include "core/dist/dist.h"
-#include "datasets/loader.h"
+#include "core/rng.h"
 
 typedef enum { CG_SHARD_PAD = 0, CG_SHARD_DROP, CG_SHARD_UNEVEN } cg_shard_mode;
 
@@ -22,14 +22,6 @@ int64_t cg_shard_count(int64_t n, int rank, int world, cg_shard_mode mode);
 // order[0 .. cg_shard_count(...)). In place.
 void cg_shard_indices(int32_t *order, int64_t n, int rank, int world, cg_shard_mode mode);
 
-// Make l visit this rank's share of every epoch (d NULL: the whole data set, as before). Checks that
-// every rank has a data set of the same size (CG_ERR_ARG naming the rank otherwise). Call before
-// the first epoch; cg_loader_num_batches then counts this rank's batches.
-cg_status cg_loader_shard(cg_loader *l, cg_dist *d, cg_shard_mode mode);
-// The same without the check, for a known rank and world size (tests).
-void cg_loader_set_shard(cg_loader *l, int rank, int world, cg_shard_mode mode);
-// Called by cg_loader_start_epoch after it has drawn the epoch's order: keeps this rank's share.
-void cg_loader_shard_epoch(cg_loader *l);
 // Random draws for a step of `samples` images on this rank (per_sample words each, e.g. the crop
 // and flip of augmentation): the draws of the whole step (samples x world images, in the order of
 // one process's batch) are made, and this rank's images' words kept, so that N ranks augment

@@ -24,7 +24,7 @@ cg_module *cg_conv2d_new(cg_params *params, const char *name, int64_t in_channel
                          int64_t kernel_size, int stride, int padding, bool bias, cg_rng *rng);
 // forward: (N, C, H, W) -> (N, C, (H - kernel) / stride + 1, (W - kernel) / stride + 1).
 cg_module *cg_max_pool2d_new(int kernel, int stride);
-// The window and stride of a MaxPool2d module (for the int8 conversion, layers/quantized.c).
+// The window and stride of a MaxPool2d module (for the int8 conversion, layers/quantize.c).
 void cg_max_pool2d_config(const cg_module *m, int *kernel, int *stride);
 // forward: (N, d1, ...) -> (N, d1 * ...).
 cg_module *cg_flatten_new(void);

@@ -100,6 +100,15 @@ static cg_tensor *build_batch_norm(cg_tape *t, cg_tensor **in) {
     }
     return cg_flatten(t, cg_batch_norm2d(t, in[0], in[1], in[2], running_mean[d], running_var[d], true, 0.1f, 1e-5f));
 }
+// Synchronised batch norm (the steps of --sync-bn) over one rank: the sum over the ranks is the
+// rank's own, so the hook does nothing and the backward finds none (it is removed after the forward).
+static void sum_over_one_rank(void *ctx, double *buf, int64_t n) { (void)ctx, (void)buf, (void)n; }
+static cg_tensor *build_batch_norm_synced(cg_tape *t, cg_tensor **in) {
+    t->batch_norm_sum = sum_over_one_rank;
+    cg_tensor *y = build_batch_norm(t, in);
+    t->batch_norm_sum = NULL;
+    return y;
+}
 // Dropout with a generator made afresh for each evaluation: the same mask every time.
 static cg_tensor *build_dropout(cg_tape *t, cg_tensor **in) {
     cg_rng rng = cg_rng_new(7, CG_STREAM_DROPOUT);
@@ -170,6 +179,8 @@ static const op_case cases[] = {
                                   NULL, build_conv_relu_pool, SMOOTH},
     {CG_OP_BATCH_NORM2D, "batch_norm2d",           3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
                                   NULL, build_batch_norm, 1e-2f, 2e-3, 2e-2},
+    {CG_OP_BATCH_NORM2D, "batch_norm2d synchronised", 3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
+                                  NULL, build_batch_norm_synced, 1e-2f, 2e-3, 2e-2},
     {CG_OP_DROPOUT, "dropout",                1, {IN2(6, 5, NORMAL, true)},                           NULL, build_dropout,   SMOOTH},
     {CG_OP_RESHAPE, "reshape",                1, {IN2(3, 4, NORMAL, true)},                           NULL, build_reshape,   SMOOTH},
     {CG_OP_CAST, "cast",                   1, {IN2(3, 4, DYADIC, true)},                           NULL, build_cast_f16,  1.0f / 32, 1e-4, 6e-4},

@@ -6,6 +6,10 @@
 //    broadcast from rank 0 must replace them), with Adam and with SGD, and compares the weights
 //    with the same model trained in one process at batch 16 x ranks on the same epochs: the same
 //    within summation order (the last, partial step included);
+//  - trains a network with batch norm (conv, BatchNorm2d, ReLU, twice, max pool, Linear) the same
+//    way with SGD: with synchronised batch norm (cg_dist_sync_batch_norm) the weights and the
+//    running statistics are those of one process at batch 16 x ranks (within summation order);
+//    without it the running statistics differ (each rank's own batch);
 //  - averages two numbers over ranks that saw different sample counts (cg_dist_mean);
 //  - trains one fp16 step in which only rank 1's gradients overflow: every rank skips it (the
 //    inf/NaN flag is reduced too), then a finite step leaves the ranks with equal weights.
@@ -68,6 +72,97 @@ static void train(resnet *m, cg_loader *l, cg_optim_config config, cg_dist *d, i
     }
     cg_optimizer_free(o);
     cg_tape_free(t);
+}
+
+// x (N, 1, 8, 8) -> conv 3x3, BatchNorm2d, ReLU, conv 3x3, BatchNorm2d, ReLU, max pool 2, Linear -> (N, 10)
+typedef struct {
+    cg_params *params, *buffers; // buffers: the running statistics
+    cg_module *c1, *bn1, *c2, *bn2, *fc;
+} bn_net;
+
+static bn_net bn_net_new(uint64_t seed) {
+    bn_net m;
+    cg_rng rng = cg_rng_new(seed, CG_STREAM_INIT);
+    m.params = cg_params_new(cg_cpu());
+    m.buffers = cg_params_new(cg_cpu());
+    m.c1 = cg_conv2d_new(m.params, "c1", 1, 8, 3, 1, 1, false, &rng);
+    m.bn1 = cg_batch_norm2d_new(m.params, m.buffers, "bn1", 8);
+    m.c2 = cg_conv2d_new(m.params, "c2", 8, 8, 3, 1, 1, false, &rng);
+    m.bn2 = cg_batch_norm2d_new(m.params, m.buffers, "bn2", 8);
+    m.fc = cg_linear_new(m.params, "fc", 8 * 4 * 4, 10, true, &rng);
+    // gamma away from 1, so that a wrong gamma factor in the backward shows
+    cg_rng_fill_normal(&rng, ((cg_batch_norm2d_layer *)m.bn1)->weight, 1.0f, 0.3f);
+    cg_rng_fill_normal(&rng, ((cg_batch_norm2d_layer *)m.bn2)->weight, 1.0f, 0.3f);
+    return m;
+}
+
+static void bn_net_free(bn_net *m) {
+    cg_module *all[] = {m->c1, m->bn1, m->c2, m->bn2, m->fc};
+    for (int i = 0; i < 5; i++) cg_module_free(all[i]);
+    cg_params_free(m->params);
+    cg_params_free(m->buffers);
+}
+
+static cg_tensor *bn_net_forward(bn_net *m, cg_tape *t, cg_tensor *x) {
+    cg_tensor *h = cg_relu(t, cg_module_forward(m->bn1, t, cg_module_forward(m->c1, t, x)));
+    h = cg_relu(t, cg_module_forward(m->bn2, t, cg_module_forward(m->c2, t, h)));
+    return cg_module_forward(m->fc, t, cg_flatten(t, cg_max_pool2d(t, h, 2, 2)));
+}
+
+// Like train(), on bn_net; with d and sync, batch norm is synchronised over the ranks.
+static void train_bn(bn_net *m, cg_loader *l, cg_dist *d, bool sync, int epochs) {
+    cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
+    cg_optimizer *o = cg_optimizer_new(m->params, cg_sgd_config(0.05f));
+    if (d && cg_dist_prepare(d, m->params, t).code != CG_OK) fail("cg_dist_prepare", "refused the same model");
+    if (sync) cg_dist_sync_batch_norm(d, t);
+    for (int e = 0; e < epochs; e++) {
+        cg_loader_start_epoch(l);
+        cg_batch b;
+        while (cg_loader_next(l, &b)) {
+            cg_tensor *loss = cg_cross_entropy(t, bn_net_forward(m, t, b.x), b.labels);
+            cg_optimizer_zero_grad(o);
+            cg_tape_backward(t, loss);
+            cg_dist_sync_gradients(d, NULL);
+            cg_optimizer_step(o);
+            cg_tape_clear(t);
+        }
+    }
+    cg_optimizer_free(o);
+    cg_tape_free(t);
+}
+
+static double max_difference(const cg_params *a, const cg_params *b);
+
+// Synchronised batch norm against one process with the whole batch; without it, the running
+// statistics must differ (else this check could not fail).
+static void check_sync_batch_norm(cg_dist *d, const cg_dataset *data) {
+    int W = cg_dist_world(d), B = 16;
+    bn_net single = bn_net_new(2), synced = bn_net_new(2 + 1000 * (uint64_t)cg_dist_rank(d)), per_rank = bn_net_new(2);
+    cg_loader *whole = cg_loader_new(data, B * W, true, false, 3, cg_cpu());
+    cg_loader *share = cg_loader_new(data, B, true, false, 3, cg_cpu());
+    if (cg_loader_shard(share, d, CG_SHARD_PAD).code != CG_OK) fail("sync batch norm", "cg_loader_shard refused");
+    train_bn(&single, whole, NULL, false, 2);
+    train_bn(&synced, share, d, true, 2);
+    cg_loader_free(share);
+    share = cg_loader_new(data, B, true, false, 3, cg_cpu());
+    if (cg_loader_shard(share, d, CG_SHARD_PAD).code != CG_OK) fail("sync batch norm", "cg_loader_shard refused");
+    train_bn(&per_rank, share, d, false, 2);
+    double weights = max_difference(single.params, synced.params), stats = max_difference(single.buffers, synced.buffers);
+    double unsynced = max_difference(single.buffers, per_rank.buffers);
+    if (weights > 1e-5 || stats > 1e-5)
+        fail("synchronised batch norm", "rank %d: %d ranks at batch %d end with weights %.3g and running statistics "
+             "%.3g away from one process at batch %d (tolerance 1e-5)", cg_dist_rank(d), W, B, weights, stats, B * W);
+    else
+        printf("batch norm synchronised: %d ranks at batch %d, 2 epochs of 100 samples: weights within %.3g, running "
+               "statistics within %.3g of one process at batch %d\n", W, B, weights, stats, B * W);
+    if (unsynced < 1e-3)
+        fail("batch norm per rank", "rank %d: running statistics %.3g from one process's: each rank's own batch "
+             "should make them differ", cg_dist_rank(d), unsynced);
+    else
+        printf("batch norm per rank (not synchronised): running statistics %.3g away\n", unsynced);
+    cg_loader_free(whole);
+    cg_loader_free(share);
+    bn_net_free(&single), bn_net_free(&synced), bn_net_free(&per_rank);
 }
 
 static double max_difference(const cg_params *a, const cg_params *b) {
@@ -195,6 +290,7 @@ int main(void) {
                        .dtype = CG_F32, .x = x->data, .labels = labels, .num_classes = 10};
     check_equivalence(d, &data, "residual block, Adam", cg_adam_config(1e-3f), 1e-5);
     check_equivalence(d, &data, "residual block, SGD", cg_sgd_config(0.05f), 1e-5);
+    check_sync_batch_norm(d, &data);
     check_mean(d);
     resnet last = check_amp_skip(d);
     cg_tensor_free(x);

@@ -6,6 +6,9 @@
 //    skipped, 77);
 //  - 2 ranks at batch 64 save the weights of one process at batch 128 (within summation order), log
 //    the same losses and accuracies, and only rank 0 prints and writes; the same with augmentation;
+//  - --sync-bn (the fast network, BatchNorm2d after every convolution): 2 ranks at batch 64 save the
+//    weights and running statistics of one process at batch 128 (within summation order); without
+//    it the running statistics differ (each rank's own batch); --sync-bn alone: one line;
 //  - 3 ranks over a data set they do not divide (padded shares) train and log;
 //  - refusals, each a line naming the rank at fault: another build on rank 1 (a copy of cnn with a
 //    byte appended), another model, another data set size;
@@ -15,9 +18,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core/common.h"
 #include "core/dist/dist.h"
+#include "core/train/safetensors_file.h"
 #include "tests/fake_idx.h"
 #include "tests/run_program.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +120,86 @@ static double weight_difference(const char *a_path, const char *b_path) {
     return worst;
 }
 
+// Two safetensors files of the same model, over their F32 tensors that are running statistics
+// (names with "running_") or over the others: the largest absolute difference, and the same
+// relative to the largest magnitude in the first file's tensors (max |a - b| / max |a|, a norm-wise
+// relative difference: near-zero values such as young biases do not blow it up). -1: not comparable.
+typedef struct {
+    double abs, rel;
+} difference;
+
+static difference tensor_difference(const char *a_path, const char *b_path, bool running) {
+    difference worst = {-1.0, -1.0};
+    st_file a, b;
+    cg_status sa = st_open(&a, a_path), sb = st_open(&b, b_path);
+    if (sa.code == CG_OK && sb.code == CG_OK && a.count == b.count) {
+        worst.abs = worst.rel = 0.0;
+        double scale = 0.0;
+        for (int i = 0; i < a.count; i++) {
+            const st_entry *ea = &a.entries[i], *eb = st_find(&b, ea->name);
+            if (eb == NULL || eb->end - eb->begin != ea->end - ea->begin || strcmp(ea->dtype, eb->dtype) != 0) {
+                worst.abs = worst.rel = -1.0;
+                break;
+            }
+            if (strcmp(ea->dtype, "F32") != 0 || (strstr(ea->name, "running_") != NULL) != running) continue;
+            size_t n = (size_t)(ea->end - ea->begin) / 4;
+            float *x = malloc(n * 4 + 4), *y = malloc(n * 4 + 4);
+            if (read_at(&a, a.data_start + ea->begin, x, n * 4, ea->name).code == CG_OK &&
+                read_at(&b, b.data_start + eb->begin, y, n * 4, eb->name).code == CG_OK) {
+                for (size_t j = 0; j < n; j++) {
+                    double e = fabs((double)x[j] - (double)y[j]);
+                    worst.abs = e > worst.abs ? e : worst.abs;
+                    scale = fabs((double)x[j]) > scale ? fabs((double)x[j]) : scale;
+                }
+            }
+            free(x), free(y);
+        }
+        if (worst.abs >= 0) worst.rel = scale > 0 ? worst.abs / scale : (worst.abs > 0 ? 1.0 : 0.0);
+    }
+    st_close(&a), st_close(&b);
+    return worst;
+}
+
+// --sync-bn: the fast network trained by 2 ranks at batch 64 with and without it, against one
+// process at batch 128, for one epoch (steps of 128, 128 and 64 images): within 1e-5 relative
+// (measured: 3e-8 for the weights, 2e-7 for the running statistics).
+static void check_sync_bn(void) {
+    char single[1100], synced[1100], per_rank[1100], args[4096];
+    snprintf(single, sizeof single, "%s/bn_single.safetensors", run_dir);
+    snprintf(synced, sizeof synced, "%s/bn_synced.safetensors", run_dir);
+    snprintf(per_rank, sizeof per_rank, "%s/bn_per_rank.safetensors", run_dir);
+    // SGD, not the default Adam: Adam's first steps move every weight by about lr whatever the size of
+    // its gradient, so a gradient that is zero but for rounding takes a step of either sign.
+    const char *common = "--model fast --optimizer sgd --lr 0.05 --momentum 0.9 --epochs 1 --threads 1 --quiet";
+    snprintf(args, sizeof args, "%s --data '%s' --batch-size 128 --save '%s'", common, run_dir, single);
+    const run_result *r = run(args);
+    if (r->exit_code != 0) fail("--model fast, one process", "exit %d: %s", r->exit_code, r->err);
+    snprintf(args, sizeof args, "--distributed --sync-bn %s --data '%s' --batch-size 64 --save '%s'", common, run_dir,
+             synced);
+    r = run_mpi(2, args);
+    if (r->exit_code != 0) fail("--sync-bn, 2 ranks", "exit %d: %s", r->exit_code, r->err);
+    snprintf(args, sizeof args, "--distributed %s --data '%s' --batch-size 64 --save '%s'", common, run_dir, per_rank);
+    r = run_mpi(2, args);
+    if (r->exit_code != 0) fail("--model fast, 2 ranks without --sync-bn", "exit %d: %s", r->exit_code, r->err);
+    difference weights = tensor_difference(single, synced, false), stats = tensor_difference(single, synced, true);
+    difference unsynced = tensor_difference(single, per_rank, true);
+    if (weights.rel < 0 || weights.rel > 1e-5 || stats.rel < 0 || stats.rel > 1e-5)
+        fail("--sync-bn: 2 ranks at batch 64 against one at 128", "weights %.3g apart (relative %.3g), running "
+             "statistics %.3g (relative %.3g); tolerance 1e-5 relative", weights.abs, weights.rel, stats.abs,
+             stats.rel);
+    else
+        printf("--sync-bn, 2 ranks at batch 64 against one process at batch 128 (fast network, 1 epoch): weights "
+               "within %.3g (relative %.3g), running statistics within %.3g (relative %.3g)\n", weights.abs,
+               weights.rel, stats.abs, stats.rel);
+    if (unsynced.rel < 1e-3)
+        fail("2 ranks without --sync-bn", "running statistics %.3g (relative %.3g) from one process: each rank's "
+             "own batch should make them differ", unsynced.abs, unsynced.rel);
+    else
+        printf("without --sync-bn: running statistics %.3g apart (relative %.3g): each rank's own batch\n",
+               unsynced.abs, unsynced.rel);
+    unlink(single), unlink(synced), unlink(per_rank);
+}
+
 int main(int argc, char **argv) {
 #ifdef CGRAD_BIN_DIR
     snprintf(cnn, sizeof cnn, "%s/cnn", CGRAD_BIN_DIR);
@@ -135,6 +220,9 @@ int main(int argc, char **argv) {
         fail("--distributed without a launcher", "exit %d, stderr \"%s\"", r->exit_code, r->err);
     else
         printf("without a launcher (exit %d): %s", r->exit_code, r->err);
+    r = run("--sync-bn --epochs 1");
+    if (r->exit_code != 2 || count_of(r->err, "\n") != 1 || !strstr(r->err, "--sync-bn: only with --distributed"))
+        fail("--sync-bn without --distributed", "exit %d, stderr \"%s\"", r->exit_code, r->err);
     // Processes started without MPI meet through NCCL: GPUs only.
     setenv("CGRAD_DIST_WORLD", "2", 1);
     setenv("CGRAD_DIST_RANK", "0", 1);
@@ -207,6 +295,8 @@ int main(int argc, char **argv) {
              diff, r->err);
     else
         printf("with --augment on: weights within %.3g\n", diff);
+
+    check_sync_bn();
 
     // 3 ranks over 301 images: shares of 101 (two padded) and uneven shares of the test set.
     snprintf(args, sizeof args, "--distributed --data '%s' --limit 301 --epochs 2 --threads 1 --batch-size 32 --log '%s'",

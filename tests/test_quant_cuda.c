@@ -6,7 +6,7 @@
 #define _POSIX_C_SOURCE 200112L
 #include "cgrad.h"
 #include "core/quant/qkernels.h"
-#include "core/quant/quantized.h"
+#include "layers/quantize.h"
 #include "tests/check.h"
 
 #include <math.h>

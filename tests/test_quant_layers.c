@@ -6,7 +6,7 @@
 // within a point of its fp32 accuracy. The GPU against the CPU: test_quant_cuda.c.
 #include "cgrad.h"
 #include "core/quant/qkernels.h"
-#include "core/quant/quantized.h"
+#include "layers/quantize.h"
 #include "tests/check.h"
 
 #include <math.h>

@@ -3,7 +3,7 @@
 // in-place rewrite equals the definition, and with B per rank the W batches of each step are
 // exactly the positions of one batch of W * B in a single process's epoch. Then a loader with a
 // share visits those samples, epoch after epoch, shuffled or not.
-#include "datasets/shard.h"
+#include "datasets/loader.h"
 #include "tests/check.h"
 
 #include <stdlib.h>

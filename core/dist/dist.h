@@ -6,8 +6,9 @@
 // each optimizer step, bucket by bucket while the backward pass is still running. MPI starts and
 // connects the processes and reduces host (CPU) buffers; NCCL reduces GPU buffers. Both are plugins
 // (core/dist/dist_backend.h) loaded only here, so a run that is not distributed never loads them.
-// Not here: model parallelism, synchronised batch norm (each rank normalises with its own batch's
-// statistics, as DDP without SyncBatchNorm), elastic membership (a rank that fails ends the job).
+// Batch norm: each rank normalises with its own batch's statistics (DDP's default), or, after
+// cg_dist_sync_batch_norm, with those of every rank's batch together (SyncBatchNorm).
+// Not here: model parallelism, elastic membership (a rank that fails ends the job).
 //
 // Every function takes the NULL of a run that is not distributed and then does nothing (rank 0 of 1),
 // so a training loop calls them unconditionally. A training program:
@@ -62,6 +63,15 @@ const char *cg_dist_tag(void);
 // cut into buckets (contiguous ranges, last parameters first, CGRAD_DIST_BUCKET_MB each), and the
 // tape's backward hook starts each bucket's all-reduce as soon as its last gradient is written.
 cg_status cg_dist_prepare(cg_dist *d, cg_params *params, cg_tape *tape);
+// Synchronised batch norm (cnn --sync-bn), as torch.nn.SyncBatchNorm: from now on every
+// batch_norm2d in training on this tape takes its mean and variance over the batches of every
+// rank together (an all-reduce of the per-channel sums, sums of squares and counts), updates the
+// running statistics with them (the same on every rank), and its backward all-reduces the
+// per-channel sums of dy and dy xhat, so that the input gradient is that of one process with the
+// whole batch. Two all-reduces per BatchNorm2d and step: NCCL on GPUs (on the communication
+// stream, after the gradient buckets started before it), MPI on CPUs (blocking). Evaluation
+// (running statistics) is unchanged. Every rank must call it, on its training tape.
+void cg_dist_sync_batch_norm(cg_dist *d, cg_tape *tape);
 // After the backward pass (cg_amp_backward), before the optimizer step: every gradient becomes the
 // average over the ranks. fp32: starts the buckets not started yet and waits for all of them.
 // Mixed precision (amp in fp16/bf16; amp may be NULL): the 16-bit gradients reach the f32 block

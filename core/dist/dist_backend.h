@@ -62,6 +62,11 @@ typedef struct {
     // Average (op 0, ncclAvg) or maximum (op 1) of n floats in place on the communication stream.
     void (*allreduce_start)(float *buf, int64_t n, int op);
     void (*join)(void);
+    // The sum of n doubles in place, queued on the communication stream after the reductions started
+    // so far, and the compute stream waits for it (synchronised batch norm's statistics, in the
+    // forward and in the backward pass): every collective of a step in one order on every rank, as
+    // PyTorch's one NCCL stream per process group.
+    void (*allreduce_sum_f64_joined)(double *buf, int64_t n);
     // On the compute stream (device buffers): `bytes` bytes from rank 0 to every rank; the maximum of
     // n floats in place; every rank's `bytes` bytes of send into recv (rank r's at r * bytes); the
     // sum (op 0) or maximum (op 1) of n doubles in place. The last two carry the host's collectives

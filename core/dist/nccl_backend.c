@@ -1,8 +1,9 @@
 // nccl_backend.c: the NCCL plugin, libcgrad_nccl.so (dist_backend.h): one communicator per
 // process, gradient all-reduces on a communication stream of their own that overlap the backward
-// pass, the weights' broadcast, and NCCL's asynchronous errors. Not the processes' start (MPI does
-// that, and sends NCCL's unique id); no training logic. Exports only cg_nccl_backend_entry and calls
-// no cg_ function. Every call is queued on a stream and may be captured into a CUDA Graph.
+// pass (synchronised batch norm's sums go there too, in order with them), the weights' broadcast,
+// and NCCL's asynchronous errors. Not the processes' start (MPI does that, and sends NCCL's unique
+// id); no training logic. Exports only cg_nccl_backend_entry and calls no cg_ function. Every call
+// is queued on a stream and may be captured into a CUDA Graph.
 #define _POSIX_C_SOURCE 200809L
 #include "core/dist/dist_backend.h"
 #include "core/dist/plugin_clock.h"
@@ -151,6 +152,15 @@ static void nccl_join(void) {
     CUDA_OR_DIE(cudaStreamWaitEvent(compute, reduced, 0));
 }
 
+static void nccl_allreduce_sum_f64_joined(double *buf, int64_t n) {
+    CUDA_OR_DIE(cudaSetDevice(device));
+    CUDA_OR_DIE(cudaEventRecord(ready, compute)); // the sums are written by then
+    CUDA_OR_DIE(cudaStreamWaitEvent(side, ready, 0));
+    settle(ncclAllReduce(buf, buf, (size_t)n, ncclDouble, ncclSum, comm, side));
+    CUDA_OR_DIE(cudaEventRecord(reduced, side));
+    CUDA_OR_DIE(cudaStreamWaitEvent(compute, reduced, 0)); // what follows reads the sums
+}
+
 static void nccl_broadcast(void *buf, size_t bytes) {
     CUDA_OR_DIE(cudaSetDevice(device));
     settle(ncclBroadcast(buf, buf, bytes, ncclUint8, 0, comm, compute));
@@ -215,6 +225,7 @@ __attribute__((visibility("default"))) const cg_nccl_backend *cg_nccl_backend_en
         .init = nccl_init,
         .allreduce_start = nccl_allreduce_start,
         .join = nccl_join,
+        .allreduce_sum_f64_joined = nccl_allreduce_sum_f64_joined,
         .broadcast = nccl_broadcast,
         .allreduce_max = nccl_allreduce_max,
         .allgather = nccl_allgather,

@@ -1,6 +1,7 @@
-// quantized.c: the int8 twin of a trained fp32 Sequential: planning it from the fp32 layers,
-// calibrating activation ranges, quantising the weights, the int8 forward through the device's
-// int8 kernels (core/qkernels.h), and the error per layer. Formulas in quantized.h and qkernels.h.
+// quantized.c: the int8 model (quantized.h): its layers' buffers, the ranges its observers see,
+// quantising the weights, the int8 forward through the device's int8 kernels (core/quant/qkernels.h)
+// and the error per layer. It knows no fp32 module: layers/quantize.c plans the model from a
+// trained Sequential and runs the fp32 layers. Formulas in quantized.h and qkernels.h.
 #include "core/quant/quantized.h"
 
 #include <math.h>
@@ -9,116 +10,14 @@
 #include <string.h>
 
 #include "core/quant/qkernels.h"
-#include "layers/conv.h"
-#include "layers/linear.h"
-#include "layers/activation.h"
-#include "layers/norm.h"
-#include "layers/sequential.h"
 
-
-// "c1" from the weight's parameter name "c1.weight".
-static void layer_name(char *dst, size_t size, const cg_tensor *weight, const char *fallback) {
-    snprintf(dst, size, "%s", weight->name ? weight->name : fallback);
-    char *dot = strrchr(dst, '.');
-    if (dot) *dot = '\0';
-}
-
-cg_status cg_qmodel_new(cg_qmodel **out, cg_module *fp32, int64_t C, int64_t H, int64_t W, cg_observer_kind kind,
-                        double percentile, cg_device device) {
-    *out = NULL;
-    if (!cg_module_is(fp32, &cg_sequential_type)) return cg_error(CG_ERR_ARG, "quantise: the model is a %s, not a Sequential", fp32->type->name);
-    const cg_sequential *seq = (const cg_sequential *)fp32;
+cg_qmodel *cg_qmodel_alloc(int64_t C, int64_t H, int64_t W, cg_observer_kind kind, double percentile,
+                           cg_device device) {
     cg_qmodel *m = cg_xcalloc(1, sizeof *m);
     m->device = device;
-    m->fp32 = fp32;
     m->in_c = C, m->in_h = H, m->in_w = W;
     cg_observer_init(&m->input_observer, kind, percentile);
-    int64_t c = C, h = H, w = W;          // the current activation, per image
-    bool flat = false;                    // after Flatten: (c h w, 1, 1)
-    int64_t fc = 0, fh = 0, fw = 0;       // the shape that was flattened
-    cg_status s = cg_ok();
-    for (int i = 0; i < seq->count && s.code == CG_OK; i++) {
-        cg_module *child = seq->children[i];
-        cg_qlayer *L = &m->layers[m->count];
-        memset(L, 0, sizeof *L);
-        L->src_index = i;
-        L->in_c = c, L->in_h = h, L->in_w = w;
-        if (cg_module_is(child, &cg_conv2d_type)) {
-            const cg_conv2d_layer *cv = (const cg_conv2d_layer *)child;
-            if (flat || cv->in_channels != c)
-                s = cg_error(CG_ERR_ARG, "quantise: layer %d (Conv2d) takes %lld channels, its input has %lld", i,
-                             (long long)cv->in_channels, (long long)(flat ? c * h * w : c));
-            L->kind = CG_QLAYER_CONV;
-            L->kernel = cv->kernel_size, L->stride = cv->stride, L->pad = cv->padding;
-            L->out_c = cv->out_channels;
-            L->out_h = (h + 2 * L->pad - L->kernel) / L->stride + 1;
-            L->out_w = (w + 2 * L->pad - L->kernel) / L->stride + 1;
-            L->k_real = c * L->kernel * L->kernel;
-            layer_name(L->name, sizeof L->name, cv->weight, "conv");
-        } else if (cg_module_is(child, &cg_linear_type)) {
-            const cg_linear_layer *ln = (const cg_linear_layer *)child;
-            if (ln->in_features != c * h * w || (!flat && (h != 1 || w != 1)))
-                s = cg_error(CG_ERR_ARG, "quantise: layer %d (Linear) takes %lld features, its input is %lldx%lldx%lld "
-                             "(a Flatten missing?)", i, (long long)ln->in_features, (long long)c, (long long)h,
-                             (long long)w);
-            L->kind = CG_QLAYER_LINEAR;
-            L->flattened_input = flat;
-            L->flat_c = fc, L->flat_h = fh, L->flat_w = fw;
-            L->in_c = c * h * w, L->in_h = 1, L->in_w = 1;
-            L->out_c = ln->out_features, L->out_h = 1, L->out_w = 1;
-            L->k_real = ln->in_features;
-            layer_name(L->name, sizeof L->name, ln->weight, "linear");
-            flat = false;
-        } else if (cg_module_is(child, &cg_max_pool2d_type)) {
-            int kernel, stride;
-            cg_max_pool2d_config(child, &kernel, &stride);
-            if (flat || h < kernel || w < kernel)
-                s = cg_error(CG_ERR_ARG, "quantise: layer %d (MaxPool2d %d) on a %lldx%lld input", i, kernel,
-                             (long long)h, (long long)w);
-            L->kind = CG_QLAYER_MAX_POOL;
-            L->kernel = kernel, L->stride = stride;
-            L->out_c = c, L->out_h = (h - kernel) / stride + 1, L->out_w = (w - kernel) / stride + 1;
-            snprintf(L->name, sizeof L->name, "MaxPool2d");
-        } else if (cg_module_is(child, &cg_flatten_type)) {
-            L->kind = CG_QLAYER_FLATTEN;
-            if (!flat) fc = c, fh = h, fw = w;
-            flat = true;
-            L->out_c = c * h * w, L->out_h = 1, L->out_w = 1;
-            snprintf(L->name, sizeof L->name, "Flatten");
-        } else if (cg_module_is(child, &cg_relu_type)) {
-            cg_qlayer *prev = m->count > 0 ? &m->layers[m->count - 1] : NULL;
-            if (prev == NULL || (prev->kind != CG_QLAYER_CONV && prev->kind != CG_QLAYER_LINEAR) || prev->relu ||
-                prev->src_index != i - 1)
-                s = cg_error(CG_ERR_ARG, "quantise: layer %d (ReLU) does not follow a Conv2d or Linear, so it "
-                             "cannot be fused", i);
-            else
-                prev->relu = true, prev->src_index = i;
-            continue;
-        } else if (cg_module_is(child, &cg_dropout_type)) {
-            continue; // the identity at inference
-        } else {
-            s = cg_error(CG_ERR_ARG, "quantise: layer %d is a %s, which has no int8 version (Conv2d, Linear, "
-                         "ReLU after them, MaxPool2d, Flatten, Dropout)", i, child->type->name);
-            break;
-        }
-        if (L->kind == CG_QLAYER_CONV || L->kind == CG_QLAYER_LINEAR) {
-            L->fp32 = child;
-            cg_observer_init(&L->observer, kind, percentile);
-        }
-        c = L->out_c, h = L->out_h, w = L->out_w;
-        m->count++;
-    }
-    int last = m->count - 1;
-    if (s.code == CG_OK && (last < 0 || (m->layers[last].kind != CG_QLAYER_CONV && m->layers[last].kind != CG_QLAYER_LINEAR)))
-        s = cg_error(CG_ERR_ARG, "quantise: the model must end with a Conv2d or Linear layer (its logits are "
-                     "dequantised to f32)");
-    if (s.code != CG_OK) {
-        cg_qmodel_free(m);
-        return s;
-    }
-    m->layers[last].to_float = true;
-    *out = m;
-    return cg_ok();
+    return m;
 }
 
 static void free_buffers(cg_qmodel *m) {
@@ -149,18 +48,7 @@ void cg_qmodel_free(cg_qmodel *m) {
     free(m);
 }
 
-// ---- running the fp32 model layer by layer -----------------------------------------------------
-
-// The output of every fp32 child for x (no recording); outs[i] lives in t's arena until cleared.
-static void run_fp32(cg_qmodel *m, cg_tape *t, cg_tensor *x, cg_tensor **outs) {
-    const cg_sequential *seq = (const cg_sequential *)m->fp32;
-    bool was_training = m->fp32->training, grad = t->grad_enabled;
-    cg_module_set_training(m->fp32, false);
-    t->grad_enabled = false;
-    for (int i = 0; i < seq->count; i++) outs[i] = x = cg_module_forward(seq->children[i], t, x);
-    t->grad_enabled = grad;
-    cg_module_set_training(m->fp32, was_training);
-}
+// ---- what the fp32 model's activations show -------------------------------------------------------
 
 // A tensor's values on the host (a new array the caller frees).
 static float *to_host(const cg_tensor *x) {
@@ -169,21 +57,13 @@ static float *to_host(const cg_tensor *x) {
     return h;
 }
 
-void cg_qmodel_calibrate(cg_qmodel *m, cg_tape *t, cg_tensor *x) {
+void cg_qmodel_observe(cg_qmodel *m, int i, const cg_tensor *x) {
     CG_CHECK(!m->converted, "calibrate after convert");
-    cg_tensor *outs[CG_SEQUENTIAL_MAX];
+    CG_CHECK(i >= -1 && i < m->count, "observe: no layer %d", i);
+    cg_observer *o = i < 0 ? &m->input_observer : &m->layers[i].observer;
     float *h = to_host(x);
-    cg_observer_update(&m->input_observer, h, x->numel);
+    cg_observer_update(o, h, x->numel);
     free(h);
-    run_fp32(m, t, x, outs);
-    for (int i = 0; i < m->count; i++) {
-        cg_qlayer *L = &m->layers[i];
-        if (L->kind != CG_QLAYER_CONV && L->kind != CG_QLAYER_LINEAR) continue;
-        h = to_host(outs[L->src_index]);
-        cg_observer_update(&L->observer, h, outs[L->src_index]->numel);
-        free(h);
-    }
-    cg_tape_clear(t);
 }
 
 // ---- conversion ---------------------------------------------------------------------------------
@@ -220,14 +100,7 @@ static float *weight_rows(const cg_qlayer *L, const float *w) {
 }
 
 static void convert_layer(cg_qmodel *m, cg_qlayer *L, cg_qparams in_q) {
-    const cg_tensor *weight, *bias;
-    if (L->kind == CG_QLAYER_CONV) {
-        weight = ((const cg_conv2d_layer *)L->fp32)->weight;
-        bias = ((const cg_conv2d_layer *)L->fp32)->bias;
-    } else {
-        weight = ((const cg_linear_layer *)L->fp32)->weight;
-        bias = ((const cg_linear_layer *)L->fp32)->bias;
-    }
+    const cg_tensor *weight = L->weight, *bias = L->bias;
     const int64_t N = L->out_c, K = L->k_real, Kp = CG_QK_PAD(K);
     float *w = to_host(weight), *rows = weight_rows(L, w);
     float *b = bias ? to_host(bias) : cg_xcalloc((size_t)N, sizeof(float));
@@ -360,26 +233,18 @@ void cg_qmodel_layer_output(const cg_qmodel *m, int i, int64_t N, float *host) {
     free(q);
 }
 
-void cg_qmodel_measure_error(cg_qmodel *m, cg_tape *t, cg_tensor *x) {
-    cg_tensor *outs[CG_SEQUENTIAL_MAX];
-    const int64_t N = x->shape[0];
-    cg_qmodel_forward(m, x);
-    run_fp32(m, t, x, outs);
-    for (int i = 0; i < m->count; i++) {
-        cg_qlayer *L = &m->layers[i];
-        if (L->kind != CG_QLAYER_CONV && L->kind != CG_QLAYER_LINEAR) continue;
-        const cg_tensor *ref = outs[L->src_index];
-        float *want = to_host(ref), *got = cg_xmalloc(sizeof(float) * (size_t)ref->numel);
-        cg_qmodel_layer_output(m, i, N, got);
-        for (int64_t j = 0; j < ref->numel; j++) {
-            double d = (double)want[j] - got[j];
-            L->signal += (double)want[j] * want[j];
-            L->noise += d * d;
-        }
-        free(want);
-        free(got);
+void cg_qmodel_compare(cg_qmodel *m, int i, const cg_tensor *ref) {
+    cg_qlayer *L = &m->layers[i];
+    const int64_t N = ref->shape[0];
+    float *want = to_host(ref), *got = cg_xmalloc(sizeof(float) * (size_t)ref->numel);
+    cg_qmodel_layer_output(m, i, N, got);
+    for (int64_t j = 0; j < ref->numel; j++) {
+        double d = (double)want[j] - got[j];
+        L->signal += (double)want[j] * want[j];
+        L->noise += d * d;
     }
-    cg_tape_clear(t);
+    free(want);
+    free(got);
 }
 
 int64_t cg_qmodel_bytes(const cg_qmodel *m) {

@@ -1,6 +1,8 @@
-// quantized.h: post-training int8 quantisation of a trained fp32 Sequential (issue 6): the
-// quantised model, its calibration over N batches, its int8 forward on the CPU or a GPU, its size
-// and its error per layer. Inference only (no tape, no gradients).
+// quantized.h: post-training int8 quantisation of a trained fp32 Sequential: the quantised model,
+// the ranges its calibration sees, its weights' conversion, its int8 forward on the CPU or a GPU,
+// its size and its error per layer. Inference only (no tape, no gradients). The model is planned
+// from the fp32 layers, calibrated and measured by layers/quantize.h, which knows the layers; this
+// file knows only their weights and shapes.
 //
 // What a model becomes (torch.ao.quantization's "static" post-training scheme, eager mode):
 //   input            x (N, C, H, W) f32 -> int8 NHWC, per-tensor affine (scale, zero point)
@@ -19,7 +21,9 @@
 #define CG_QUANTIZED_H
 
 #include "core/quant/quant.h"
-#include "layers/module.h"
+#include "core/tensor.h"
+
+struct cg_module; // the fp32 Sequential (layers/module.h), read only by layers/quantize.c
 
 typedef enum { CG_QLAYER_CONV, CG_QLAYER_LINEAR, CG_QLAYER_MAX_POOL, CG_QLAYER_FLATTEN } cg_qlayer_kind;
 
@@ -27,7 +31,7 @@ typedef struct {
     cg_qlayer_kind kind;
     char name[64];                 // "c1" (the parameter prefix), "MaxPool2d", "Flatten"
     int src_index;                 // the fp32 child whose output this layer's output stands for
-    cg_module *fp32;               // the fp32 Conv2d / Linear, or NULL
+    const cg_tensor *weight, *bias; // Conv2d / Linear: the fp32 parameters (bias may be NULL), else NULL
     int64_t in_c, in_h, in_w;      // per image, NHWC order in memory (Linear: in_c features, 1 x 1)
     int64_t out_c, out_h, out_w;
     int64_t kernel, stride, pad;   // Conv2d (kernel x kernel), MaxPool2d
@@ -54,24 +58,22 @@ typedef struct {
     int64_t in_c, in_h, in_w;      // the input image
     cg_observer input_observer;
     cg_qparams input_q;
-    cg_module *fp32;               // the Sequential it was made from (not owned)
+    struct cg_module *fp32;        // the Sequential it was made from (not owned)
     int8_t *input;                 // (capacity, H, W, C) i8
     int64_t capacity;              // batch the buffers hold
     cg_tensor *logits, *logits_view; // (capacity, classes) f32 and the last batch's rows
     bool converted;
 } cg_qmodel;
 
-// Plan the quantised twin of fp32 (a Sequential of Conv2d, ReLU, MaxPool2d, Flatten, Linear,
-// Dropout ending in Conv2d or Linear) for images (C, H, W), with observers of `kind`
-// (percentile: 0 means 99.99). Its int8 kernels run on `device`.
-// Errors: CG_ERR_ARG naming the layer that cannot be quantised or a shape that does not fit.
-cg_status cg_qmodel_new(cg_qmodel **out, cg_module *fp32, int64_t C, int64_t H, int64_t W, cg_observer_kind kind,
-                        double percentile, cg_device device);
+// An empty model for images (C, H, W) whose observers are of `kind` (percentile: 0 means 99.99),
+// its int8 kernels on `device`; layers/quantize.c's cg_qmodel_new fills its layers.
+cg_qmodel *cg_qmodel_alloc(int64_t C, int64_t H, int64_t W, cg_observer_kind kind, double percentile,
+                           cg_device device);
 void cg_qmodel_free(cg_qmodel *m);
 
-// One calibration batch: runs the fp32 model on x (N, C, H, W) f32 (on t's device, no
-// recording) and feeds every observer. Call before cg_qmodel_convert.
-void cg_qmodel_calibrate(cg_qmodel *m, cg_tape *t, cg_tensor *x);
+// Feeds the values of x (any shape, f32, any device) to the input's observer (i = -1) or layer i's.
+// Call before cg_qmodel_convert.
+void cg_qmodel_observe(cg_qmodel *m, int i, const cg_tensor *x);
 // Quantise the weights with the calibrated ranges: per output channel symmetric weights,
 // bias_q = round(b / (sx sw)), offset = bias_q - zx sum_k qw, multiplier = sx sw / sy (or sx sw
 // for the last layer), rounded to f32 once (both devices then use the same f32 value).
@@ -85,11 +87,11 @@ cg_tensor *cg_qmodel_forward(cg_qmodel *m, const cg_tensor *x);
 // keeps the NHWC order of the values it flattens: (h, w, c), not PyTorch's (c, h, w).)
 void cg_qmodel_layer_output(const cg_qmodel *m, int i, int64_t N, float *host);
 
-// Runs the fp32 model and the int8 model on x and adds, for each Conv2d / Linear layer, the
-// fp32 output's sum of squares to signal and the squared difference to noise (host doubles).
+// Adds, for layer i after a cg_qmodel_forward of N images, the fp32 reference output ref's (N, ...)
+// sum of squares to the layer's signal and the squared difference to its noise (host doubles).
 // SQNR (dB) = 10 log10(signal / noise) (the quantisation error measure of e.g. TensorRT's and
 // PyTorch's numeric suites).
-void cg_qmodel_measure_error(cg_qmodel *m, cg_tape *t, cg_tensor *x);
+void cg_qmodel_compare(cg_qmodel *m, int i, const cg_tensor *ref);
 
 // Bytes to store the model: int8: int8 weights + int32 biases + one f32 scale per output channel +
 // a scale and zero point per activation; fp32: 4 bytes per parameter.

@@ -84,6 +84,10 @@ static void usage(FILE *f) {
             "                     with --batch-size images per step, gradients averaged over the ranks; rank 0\n"
             "                     alone prints, logs and saves; on one GPU machine without MPI:\n"
             "                     tools/launch_local.sh N cnn --distributed --device cuda ... (lesson 06)\n"
+            "  --sync-bn          with --distributed: BatchNorm2d in training normalises with the mean and\n"
+            "                     variance of all the ranks' batches together (two all-reduces per layer and\n"
+            "                     step, as PyTorch's SyncBatchNorm): the same running statistics on every\n"
+            "                     rank; without it each rank normalises with its own batch's\n"
             "  --quiet            print only the final test accuracy\n"
             "  --help             this text\n"
             "\n");
@@ -93,7 +97,7 @@ static void usage(FILE *f) {
 typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path, *resume_path;
     long epochs, batch_size, seed, threads, limit, limit_test, stem_stride, save_every;
-    bool summary, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, eval;
+    bool summary, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, sync_bn, eval;
     cg_recipe recipe; // optimizer, schedule, loss, clipping, augmentation, TTA: examples/common/recipe.h
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -116,7 +120,8 @@ static int parse_options(int argc, char **argv, options *o) {
         {"no-fusion", no_argument, 0, 'F'},     {"stream", no_argument, 0, 'W'},
         {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
         {"detect-anomaly", no_argument, 0, 'A'}, {"stem-stride", required_argument, 0, 'T'},
-        {"distributed", no_argument, 0, 'X'}, {"resume", required_argument, 0, 'U'},
+        {"distributed", no_argument, 0, 'X'}, {"sync-bn", no_argument, 0, 'Y'},
+        {"resume", required_argument, 0, 'U'},
         {"save-every", required_argument, 0, 'E'}, {"eval", no_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},          CG_RECIPE_LONGOPTS, {0, 0, 0, 0}};
     cg_status s = cg_ok();
@@ -149,6 +154,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'W': o->stream = true; break;
         case 'M': o->monitor = true; break;
         case 'X': o->distributed = true; break;
+        case 'Y': o->sync_bn = true; break;
         case 'P': s = cg_precision_parse(optarg, &o->precision), o->precision_given = true; break;
         case 'C': s = cg_loss_scale_parse(optarg, &o->loss_scale), o->loss_scale_given = true; break;
         case 'h': usage(stdout); return 0;
@@ -163,6 +169,9 @@ static int parse_options(int argc, char **argv, options *o) {
     }
     if (s.code == CG_OK && optind < argc) s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
     if (s.code == CG_OK) s = cg_recipe_finish(&o->recipe);
+    if (s.code == CG_OK && o->sync_bn && !o->distributed)
+        s = cg_error(CG_ERR_ARG, "--sync-bn: only with --distributed (it synchronises batch norm across the ranks "
+                     "of mpirun -np N cnn --distributed ...)");
     if (s.code == CG_OK && o->distributed && o->recipe.confusion_path)
         s = cg_error(CG_ERR_ARG, "--confusion: not with --distributed (each rank sees its share of the test set): "
                      "evaluate the saved weights with --eval --confusion in one process");
@@ -372,10 +381,12 @@ int main(int argc, char **argv) {
     if ((s = cg_dist_prepare(dist, params, tape)).code != CG_OK || (s = cg_loader_shard(loader, dist, CG_SHARD_PAD)).code != CG_OK ||
         (s = cg_loader_shard(test_loader, dist, CG_SHARD_UNEVEN)).code != CG_OK)
         return cg_cli_fail("cnn", s);
+    if (opt.sync_bn) cg_dist_sync_batch_norm(dist, tape); // --sync-bn: batch statistics over every rank
     if (dist && !opt.quiet) {
         char text[256];
         cg_dist_describe(dist, text, sizeof text);
-        printf("distributed: %s; %ld images per step on each rank\n", text, opt.batch_size);
+        printf("distributed: %s; %ld images per step on each rank%s\n", text, opt.batch_size,
+               opt.sync_bn ? ", batch norm synchronised" : "");
     }
     cg_metrics *metrics = cg_metrics_new(dev);
     // Mixed precision: a 16-bit copy of the weights (made now, after --load), the loss scale on

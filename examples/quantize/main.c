@@ -1,12 +1,12 @@
 // quantize: the course's INT8 section on a trained model. Loads an fp32 checkpoint of the tutorial
 // CNN or the MLP (written by `cnn --save`), calibrates the activation ranges on a few training
-// batches, converts the model to int8 (layers/quantized.h) and reports fp32, fp16 (autocast, lesson
+// batches, converts the model to int8 (layers/quantize.h) and reports fp32, fp16 (autocast, lesson
 // 04) and int8: test accuracy, model size in bytes, inference images/s, and the error of every int8
 // layer (SQNR).
 // Not here: quantisation-aware training (the course mentions it; cgrad does post-training only).
 #include "cgrad.h"
 #include "core/quant/qkernels.h"
-#include "core/quant/quantized.h"
+#include "layers/quantize.h"
 #include "examples/common/cli.h"
 #include "examples/common/models.h"
 

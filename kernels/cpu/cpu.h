@@ -36,7 +36,8 @@ void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, cons
                            const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                            int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
-// Each kernel file fills its own rows of the table (table.c calls them once).
+// Each kernel file fills its own rows of the table (table.c calls them once, before main()).
+void cg_cpu_kernels_install(void);
 void elementwise_register_cpu(cg_kernels *k);
 void gemm_register_cpu(cg_kernels *k);
 void conv_register_cpu(cg_kernels *k);

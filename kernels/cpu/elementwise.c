@@ -30,19 +30,8 @@ static void add_scalar_cpu(float *x, float value) { x[0] += value; }
 
 // memset, in slices over the threads when large: zeroing a step's gradient buffers (tens of MB
 // for a CNN) is bound by memory bandwidth, which one core does not fill.
-static void zero_cpu(void *p, size_t bytes) {
-    const size_t slice = 1 << 20;
-    if (bytes < 4 * slice) {
-        memset(p, 0, bytes);
-        return;
-    }
-    int64_t slices = (int64_t)((bytes + slice - 1) / slice);
-#pragma omp parallel for
-    for (int64_t i = 0; i < slices; i++) {
-        size_t begin = (size_t)i * slice, end = begin + slice < bytes ? begin + slice : bytes;
-        memset((char *)p + begin, 0, end - begin);
-    }
-}
+// The CPU's memory zeroing is the device layer's (core/device.c: threads share large ranges).
+static void zero_cpu(void *p, size_t bytes) { cg_device_zero(cg_cpu(), p, bytes); }
 
 static void scale_cpu(float *y, const float *x, float alpha, int64_t n) {
     if (n < CG_OMP_MIN_WORK) {
