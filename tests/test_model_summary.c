@@ -92,7 +92,8 @@ static void check_names(void) {
             fail("tutorial-bn names", "buffer %d is %s, the twin's %s", i, buffers->tensors[i]->name, bn_buffers[i]);
     cg_module_free(model);
     s = cg_model_new("tutorial-bn", params, buffers, 1, 3, 3, 10, &rng, &model);
-    if (s.code != CG_ERR_ARG || strstr(s.message, "3x3") == NULL) fail("tutorial-bn at 3x3", "not refused: %s", s.message);
+    if (s.code != CG_ERR_ARG || strstr(s.message, "3x3") == NULL)
+        fail("tutorial-bn at 3x3", "not refused: %s", s.message);
     cg_params_free(params);
     cg_params_free(buffers);
 

@@ -1,5 +1,6 @@
-// models.c: the tutorial CNN (with or without BatchNorm), the MLP, ResNet-18 and the fast CIFAR network by name, their size
-// limits, the fast network's data-dependent initialisation and the summary cnn prints.
+// models.c: the tutorial CNN (with or without BatchNorm), the MLP, ResNet-18 and the fast CIFAR
+// network by name, their size limits, the fast network's data-dependent initialisation and the
+// summary cnn prints.
 #include "examples/common/models.h"
 #include "examples/common/whitening.h"
 
