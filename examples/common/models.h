@@ -1,7 +1,8 @@
 // models.h: the image models the examples share by name (the data sets are datasets/catalog.h): the
 // course's tutorial CNN (also with BatchNorm), a one-hidden-layer MLP, ResNet-18 and a small fast
 // CIFAR network, built with PyTorch's parameter names so that checkpoints written by `cnn --save`
-// load into `quantize` and into bench/torch_models.py's twins. Not a model zoo.
+// load into bench/torch_models.py's twins (and, the tutorial CNN's and the MLP's, into `quantize`).
+// Not a model zoo.
 #ifndef CG_EXAMPLES_MODELS_H
 #define CG_EXAMPLES_MODELS_H
 
