@@ -6,6 +6,11 @@ use (its checkpoints load here with load_state_dict(strict=True)):
     tutorial   the course's CNN: c1 = Conv2d(C, 32, 3, padding 1), ReLU, max_pool2d 2, c2 =
                Conv2d(32, 64, 3, padding 1), ReLU, max_pool2d 2, flatten, f1 = Linear(64 H/4 W/4,
                128), ReLU, f2 = Linear(128, K). PyTorch's default initialisation.
+    tutorial-bn  the same with BatchNorm after each convolution, as a PyTorch user adds it: c1 =
+               Conv2d(C, 32, 3, padding 1, bias False) (BatchNorm's mean subtraction would cancel a
+               bias), bn1 = BatchNorm2d(32), ReLU, max_pool2d 2, c2 = Conv2d(32, 64, 3, padding 1,
+               bias False), bn2 = BatchNorm2d(64), ReLU, max_pool2d 2, then f1 and f2 as above.
+               BatchNorm with PyTorch's defaults (eps 1e-5, momentum 0.1).
     mlp        flatten, fc1 = Linear(C H W, 128), ReLU, fc2 = Linear(128, K).
     resnet18   He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016), ResNet-18:
                basic blocks [2, 2, 2, 2] of widths 64, 128, 256, 512, in the CIFAR variant: the stem
@@ -44,7 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODELS = ("tutorial", "mlp", "resnet18", "fast")
+MODELS = ("tutorial", "tutorial-bn", "mlp", "resnet18", "fast")
 
 
 # ---- the course's models ---------------------------------------------------------------------------
@@ -62,6 +67,24 @@ class TutorialCNN(nn.Module):
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.c1(x)), 2)
         x = F.max_pool2d(F.relu(self.c2(x)), 2)
+        return self.f2(F.relu(self.f1(x.flatten(1))))
+
+
+class TutorialBN(nn.Module):
+    """The tutorial CNN with BatchNorm: conv3x3(C,32)-BN-ReLU-pool2-conv3x3(32,64)-BN-ReLU-pool2-fc-ReLU-fc."""
+
+    def __init__(self, channels, height, width, classes):
+        super().__init__()
+        self.c1 = nn.Conv2d(channels, 32, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.c2 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.f1 = nn.Linear(64 * (height // 4) * (width // 4), 128)
+        self.f2 = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.c1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.c2(x))), 2)
         return self.f2(F.relu(self.f1(x.flatten(1))))
 
 
@@ -201,6 +224,10 @@ def make_model(name, channels, height, width, classes, stem_stride=1):
         if height < 4 or width < 4:
             raise ValueError("images of %dx%d are too small for the tutorial CNN (two 2x2 poolings)" % (height, width))
         return TutorialCNN(channels, height, width, classes)
+    if name == "tutorial-bn":
+        if height < 4 or width < 4:
+            raise ValueError("images of %dx%d are too small for the tutorial-bn CNN (two 2x2 poolings)" % (height, width))
+        return TutorialBN(channels, height, width, classes)
     if name == "mlp":
         return MLP(channels, height, width, classes)
     if name == "resnet18":
@@ -256,8 +283,9 @@ def format_summary(rows):
 
 if __name__ == "__main__":
     # python3 bench/torch_models.py: the summaries of the models at their usual sizes.
-    for name, shape, classes in (("tutorial", (3, 32, 32), 10), ("resnet18", (3, 32, 32), 10),
-                                 ("resnet18", (3, 64, 64), 200), ("fast", (3, 32, 32), 10)):
+    for name, shape, classes in (("tutorial", (3, 32, 32), 10), ("tutorial-bn", (1, 28, 28), 10),
+                                 ("resnet18", (3, 32, 32), 10), ("resnet18", (3, 64, 64), 200),
+                                 ("fast", (3, 32, 32), 10)):
         print("%s on %s, %d classes" % (name, "x".join(map(str, shape)), classes))
         print(format_summary(summary(make_model(name, *shape, classes), shape)))
         print()

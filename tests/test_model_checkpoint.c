@@ -1,11 +1,11 @@
-// test_model_checkpoint.c: a checkpoint that `cnn --save` writes for --model resnet18 and --model fast
-// loads in PyTorch into bench/torch_models.py's twin with strict names (BatchNorm's running
+// test_model_checkpoint.c: a checkpoint that `cnn --save` writes for --model tutorial-bn, resnet18 and
+// fast loads in PyTorch into bench/torch_models.py's twin with strict names (BatchNorm's running
 // statistics and num_batches_tracked included) and gives there cgrad's own test loss and accuracy;
 // the fast network's whitening layer equals the twin's init_whitening on the same images; and a file
 // PyTorch wrote from the twin's state_dict (I64 num_batches_tracked) loads back with cnn --load.
 // The PyTorch side is tests/reference/check_model_checkpoint.py, run with /usr/bin/python3: without
 // it or without torch the test is skipped (exit 77). Small grey images keep it short: 12 x 12 for
-// ResNet-18 (its stages then run at 12, 6, 3 and 2 pixels), 28 x 28 for the fast network.
+// tutorial-bn and ResNet-18 (its stages then run at 12, 6, 3 and 2 pixels), 28 x 28 for the fast network.
 #define _POSIX_C_SOURCE 200809L
 #include "tests/fake_idx.h"
 #include "tests/run_program.h"
@@ -92,6 +92,7 @@ int main(int argc, char **argv) {
 
     char back[700];
     snprintf(back, sizeof back, "--write-back '%s/twin.safetensors'", run_dir);
+    check_model("tutorial-bn", small, "");
     check_model("resnet18", small, back);
     check_model("fast", large, "");
 

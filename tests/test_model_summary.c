@@ -1,9 +1,10 @@
 // test_model_summary.c: the models of examples/common/models.c against their PyTorch twins'
 // summaries (bench/torch_models.py, `/usr/bin/python3 bench/torch_models.py` with torch 1.13): the
 // total parameters and FLOPs per image, the number of layers with weights and the output shape of
-// the whole model, for tutorial, resnet18 at 32 x 32 and 64 x 64 (with 200 classes; and with
-// --stem-stride 2) and fast; the parameter names of resnet18 and fast are the twins' state_dict
-// keys (first and last of each block); the fast network's frozen weights are marked so.
+// the whole model, for tutorial, tutorial-bn at 28 x 28, resnet18 at 32 x 32 and 64 x 64 (with 200
+// classes; and with --stem-stride 2) and fast; the parameter names of tutorial-bn, resnet18 and fast
+// are the twins' state_dict keys (first and last of each block); the fast network's frozen weights
+// are marked so.
 #include "examples/common/models.h"
 #include "tests/check.h"
 
@@ -21,6 +22,7 @@ typedef struct {
 
 static const expected_summary cases[] = {
     {"tutorial", 3, 32, 32, 10, 1, 545098, 12257792, 4, 0},
+    {"tutorial-bn", 1, 28, 28, 10, 1, 421738, 8482304, 6, 6},
     {"resnet18", 3, 32, 32, 10, 1, 11173962, 1110845440, 41, 60},
     {"resnet18", 3, 64, 64, 200, 1, 11271432, 4443545600, 41, 60},
     // The twin with stem_stride=2 at 64 x 64: the stem's FLOPs at 32 x 32 and the rest CIFAR's.
@@ -70,7 +72,33 @@ static void check_names(void) {
     cg_params *params = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
     cg_rng rng = cg_rng_new(0, CG_STREAM_INIT);
     cg_module *model = NULL;
-    cg_status s = cg_model_new("resnet18", params, buffers, 3, 32, 32, 10, &rng, &model);
+    // tutorial-bn: TutorialBN's state_dict, in its order; the convolutions without bias.
+    cg_status s = cg_model_new("tutorial-bn", params, buffers, 1, 28, 28, 10, &rng, &model);
+    if (s.code != CG_OK) {
+        fail("tutorial-bn", "%s", s.message);
+        return;
+    }
+    const char *bn_names[] = {"c1.weight", "bn1.weight", "bn1.bias", "c2.weight", "bn2.weight", "bn2.bias",
+                              "f1.weight", "f1.bias", "f2.weight", "f2.bias"};
+    const char *bn_buffers[] = {"bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
+                                "bn2.running_mean", "bn2.running_var", "bn2.num_batches_tracked"};
+    if (params->count != 10 || buffers->count != 6)
+        fail("tutorial-bn names", "%d parameters and %d buffers, expected 10 and 6", params->count, buffers->count);
+    for (int i = 0; i < params->count && i < 10; i++)
+        if (strcmp(params->tensors[i]->name, bn_names[i]) != 0)
+            fail("tutorial-bn names", "parameter %d is %s, the twin's %s", i, params->tensors[i]->name, bn_names[i]);
+    for (int i = 0; i < buffers->count && i < 6; i++)
+        if (strcmp(buffers->tensors[i]->name, bn_buffers[i]) != 0)
+            fail("tutorial-bn names", "buffer %d is %s, the twin's %s", i, buffers->tensors[i]->name, bn_buffers[i]);
+    cg_module_free(model);
+    s = cg_model_new("tutorial-bn", params, buffers, 1, 3, 3, 10, &rng, &model);
+    if (s.code != CG_ERR_ARG || strstr(s.message, "3x3") == NULL)
+        fail("tutorial-bn at 3x3", "not refused: %s", s.message);
+    cg_params_free(params);
+    cg_params_free(buffers);
+
+    params = cg_params_new(cg_cpu()), buffers = cg_params_new(cg_cpu());
+    s = cg_model_new("resnet18", params, buffers, 3, 32, 32, 10, &rng, &model);
     if (s.code != CG_OK) {
         fail("resnet18", "%s", s.message);
         return;

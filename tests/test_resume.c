@@ -3,10 +3,12 @@
 // - 4 epochs straight and 2 epochs + --resume + 2 end with the same bytes: the weights file, the
 //   data of the state file and its metadata (but the clock), and the log (but the timing columns);
 //   for the tutorial CNN with Adam and augmentation (a last batch shorter than the others), the
-//   MLP with SGD in fp16 (the loss scaler's state) and the fast network (BatchNorm's buffers);
+//   MLP with SGD in fp16 (the loss scaler's state), the fast network and the tutorial CNN with
+//   BatchNorm (BatchNorm's buffers; the latter's training loss falls, and --eval of its weights
+//   gives the logged accuracy);
 // - a run stopped by SIGTERM inside an epoch, and one killed by SIGKILL after a --save-every save,
 //   resume to the same bytes;
-// - --eval prints the test accuracy the run logged; --load reads the weights alone;
+// - --eval prints the test loss and accuracy the run logged; --load reads the weights alone;
 // - bad input, each refused with one line naming the file and what was wrong and a non-zero exit,
 //   the checkpoint already there left as it was: another model, class count or image shape (with
 //   and without metadata), a truncated file, PyTorch's zip and pickle .pt, a state whose settings
@@ -163,6 +165,23 @@ static int stopped_run(const char *args, int epoch, int step, int sig) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
+// The training loss of the log's last row below its first row's (column 1, train_loss).
+static void expect_loss_falls(const char *what, const char *path) {
+    char text[16384];
+    read_text(path, text, sizeof text);
+    double first = -1, last = -1;
+    int rows = 0;
+    for (const char *line = strchr(text, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+        const char *comma = strchr(line + 1, ',');
+        if (comma == NULL) break;
+        last = strtod(comma + 1, NULL);
+        if (rows++ == 0) first = last;
+    }
+    if (rows < 2 || !(last < first)) fail(what, "the training loss does not fall over %d epochs: %g, then %g", rows,
+                                          first, last);
+    else printf("  training loss %.4f after the first epoch, %.4f after the last\n", first, last);
+}
+
 // ---- the same bytes, straight or resumed --------------------------------------------------------------
 
 static char common[1400]; // the data and the run's settings
@@ -223,10 +242,12 @@ static void test_eval(const char *flags) {
     const char *last = text;
     for (const char *c = text; c[0] && c[1]; c++)
         if (c[0] == '\n') last = c + 1;
-    double logged = -1;
+    double logged = -1, logged_loss = -1; // test_accuracy (column 4) and test_loss (column 3)
     int column = 0;
-    for (const char *c = last; *c && column < 4; c++)
-        if (*c == ',' && ++column == 4) logged = strtod(c + 1, NULL);
+    for (const char *c = last; *c && column < 4; c++) {
+        if (*c == ',' && ++column == 3) logged_loss = strtod(c + 1, NULL);
+        if (*c == ',' && column == 4) logged = strtod(c + 1, NULL);
+    }
     snprintf(args, sizeof args, "%s %s --load %s --eval", common, flags, in_dir("a.safetensors"));
     const run_result *r = run(args);
     const char *at = strstr(r->out, "Test accuracy on cpu: ");
@@ -237,6 +258,11 @@ static void test_eval(const char *flags) {
              r->out, r->err);
     else
         printf("  %s", r->out);
+    // The test loss too (6 decimals in both): BatchNorm's running statistics loaded, not fresh ones.
+    const char *loss_at = strstr(r->out, "test loss ");
+    double loss = loss_at ? strtod(loss_at + strlen("test loss "), NULL) : -2;
+    if (loss - logged_loss > 1.5e-6 || logged_loss - loss > 1.5e-6)
+        fail("--eval", "test loss %.6f, the log's %.6f", loss, logged_loss);
     snprintf(args, sizeof args, "%s %s --resume %s --eval", common, flags, in_dir("a.safetensors"));
     r = run(args);
     at = strstr(r->out, "Test accuracy on cpu: ");
@@ -383,6 +409,14 @@ int main(int argc, char **argv) {
     test_same_bytes("the MLP, SGD, fp16", "--model mlp --optimizer sgd --precision fp16 --loss-scale static:256", 3, 1);
     // The fast network: BatchNorm's running statistics and num_batches_tracked (I64) in the state.
     test_same_bytes("the fast network, BatchNorm buffers, SGD", "--model fast --optimizer sgd --limit 40", 2, 1);
+    // The tutorial CNN with BatchNorm: its buffers in the state, its loss falling, and --eval / --load
+    // of its weights giving the logged accuracy (evaluation reads the running statistics).
+    // Flips alone: a crop would move the bands that tell the test's classes apart.
+    const char *tutorial_bn = "--model tutorial-bn --optimizer sgd --lr 0.01 --momentum 0.9 --augment on "
+                              "--crop-padding 0";
+    test_same_bytes("the tutorial CNN with BatchNorm, SGD", tutorial_bn, 3, 1);
+    expect_loss_falls("the tutorial CNN with BatchNorm", in_dir("a.csv"));
+    test_eval(tutorial_bn);
     // The training recipe: a schedule of the step (its warm-up across the stop; a step schedule, whose
     // rate does not depend on --epochs: cosine, linear and onecycle do, so a run saved with other
     // --epochs is refused), Nesterov momentum, weight decay spared to biases, label smoothing,

@@ -25,7 +25,8 @@ static void usage(FILE *f) {
             "  --data DIR         where the data set is (default /usr/share/datasets/fashion-mnist;\n"
             "                     tools/download_datasets.sh fetches the others; for folder: DIR/train/CLASS/*.png|jpg\n"
             "                     and DIR/val/CLASS/*.png|jpg, or DIR/test/... without val/, with the same classes)\n"
-            "  --model NAME       tutorial (default): the two-convolution CNN of the course; mlp: flatten,\n"
+            "  --model NAME       tutorial (default): the two-convolution CNN of the course; tutorial-bn: the\n"
+            "                     same with BatchNorm2d after each convolution (and no conv bias); mlp: flatten,\n"
             "                     Linear(C*H*W, 128), ReLU, Linear(128, classes) (for examples/quantize);\n"
             "                     resnet18: ResNet-18, CIFAR form (3x3 stem, no max pool); fast: the small fast\n"
             "                     CIFAR network after airbench94 (its first layer set from the training images)\n"
@@ -291,7 +292,7 @@ int main(int argc, char **argv) {
     cg_params *params = cg_params_new(dev);
     cg_params *buffers = cg_params_new(dev); // BatchNorm's running statistics: saved, not trained
     cg_rng init = cg_rng_new((uint64_t)opt.seed, CG_STREAM_INIT);
-    cg_module *model = NULL; // tutorial, mlp, resnet18 or fast: examples/common/models.c
+    cg_module *model = NULL; // tutorial, tutorial-bn, mlp, resnet18 or fast: examples/common/models.c
     if ((s = cg_model_check_size(opt.model, C, H, W, train->num_classes, opt.batch_size, dir)).code != CG_OK)
         return cg_cli_fail("cnn", s); // sizes from the files, bounded before anything is allocated
     cg_model_options model_options = {.stem_stride = (int)opt.stem_stride};

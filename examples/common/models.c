@@ -1,5 +1,6 @@
-// models.c: the tutorial CNN, the MLP, ResNet-18 and the fast CIFAR network by name, their size
-// limits, the fast network's data-dependent initialisation and the summary cnn prints.
+// models.c: the tutorial CNN (with or without BatchNorm), the MLP, ResNet-18 and the fast CIFAR
+// network by name, their size limits, the fast network's data-dependent initialisation and the
+// summary cnn prints.
 #include "examples/common/models.h"
 #include "examples/common/whitening.h"
 
@@ -15,6 +16,26 @@ static cg_module *tutorial(cg_params *params, int64_t C, int64_t H, int64_t W, i
     cg_sequential_add(m, cg_relu_new());
     cg_sequential_add(m, cg_max_pool2d_new(2, 2));
     cg_sequential_add(m, cg_conv2d_new(params, "c2", 32, 64, 3, 1, 1, true, rng));
+    cg_sequential_add(m, cg_relu_new());
+    cg_sequential_add(m, cg_max_pool2d_new(2, 2));
+    cg_sequential_add(m, cg_flatten_new());
+    cg_sequential_add(m, cg_linear_new(params, "f1", 64 * (H / 4) * (W / 4), 128, true, rng));
+    cg_sequential_add(m, cg_relu_new());
+    cg_sequential_add(m, cg_linear_new(params, "f2", 128, classes, true, rng));
+    return m;
+}
+
+// The tutorial CNN with BatchNorm2d after each convolution (whose bias BatchNorm's would cancel, so
+// none), as a PyTorch user adds it: conv, bn, ReLU, pool; the classifier unchanged.
+static cg_module *tutorial_bn(cg_params *params, cg_params *buffers, int64_t C, int64_t H, int64_t W, int classes,
+                              cg_rng *rng) {
+    cg_module *m = cg_sequential_new();
+    cg_sequential_add(m, cg_conv2d_new(params, "c1", C, 32, 3, 1, 1, false, rng));
+    cg_sequential_add(m, cg_batch_norm2d_new(params, buffers, "bn1", 32));
+    cg_sequential_add(m, cg_relu_new());
+    cg_sequential_add(m, cg_max_pool2d_new(2, 2));
+    cg_sequential_add(m, cg_conv2d_new(params, "c2", 32, 64, 3, 1, 1, false, rng));
+    cg_sequential_add(m, cg_batch_norm2d_new(params, buffers, "bn2", 64));
     cg_sequential_add(m, cg_relu_new());
     cg_sequential_add(m, cg_max_pool2d_new(2, 2));
     cg_sequential_add(m, cg_flatten_new());
@@ -148,6 +169,12 @@ static bool model_sizes(const char *name, double C, double H, double W, double K
         *outputs = 2 * 32 * H * W + 32 * (H / 2) * (W / 2) * 3 + 64 * h4 * w4 * 2 + 2 * 128 + K;
         return true;
     }
+    if (strcmp(name, "tutorial-bn") == 0) { // the tutorial's, less the two conv biases, plus 2 x 96 for BatchNorm
+        double h4 = floor(H / 4), w4 = floor(W / 4);
+        *params = 32 * C * 9 + 2 * 32 + 64 * 32 * 9 + 2 * 64 + (64 * h4 * w4 * 128 + 128) + (128 * K + K);
+        *outputs = 3 * 32 * H * W + 32 * (H / 2) * (W / 2) * 4 + 64 * h4 * w4 * 2 + 2 * 128 + K;
+        return true;
+    }
     if (strcmp(name, "mlp") == 0) {
         *params = (C * H * W * 128 + 128) + (128 * K + K);
         *outputs = C * H * W + 2 * 128 + K;
@@ -233,6 +260,11 @@ cg_status cg_model_new_options(const char *name, const cg_model_options *options
             return cg_error(CG_ERR_ARG, "images of %lldx%lld are too small for the tutorial CNN (two 2x2 poolings "
                             "need at least 4x4)", (long long)H, (long long)W);
         *out = tutorial(params, C, H, W, classes, rng);
+    } else if (strcmp(name, "tutorial-bn") == 0) {
+        if (H < 4 || W < 4)
+            return cg_error(CG_ERR_ARG, "images of %lldx%lld are too small for the tutorial-bn CNN (two 2x2 poolings "
+                            "need at least 4x4)", (long long)H, (long long)W);
+        *out = tutorial_bn(params, buffers, C, H, W, classes, rng);
     } else if (strcmp(name, "mlp") == 0) {
         *out = mlp(params, C, H, W, classes, rng);
     } else if (strcmp(name, "resnet18") == 0) {

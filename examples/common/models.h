@@ -1,7 +1,8 @@
 // models.h: the image models the examples share by name (the data sets are datasets/catalog.h): the
-// course's tutorial CNN, a one-hidden-layer MLP, ResNet-18 and a small fast CIFAR network, built with
-// PyTorch's parameter names so that checkpoints written by `cnn --save` load into `quantize` and into
-// bench/torch_models.py's twins. Not a model zoo.
+// course's tutorial CNN (also with BatchNorm), a one-hidden-layer MLP, ResNet-18 and a small fast
+// CIFAR network, built with PyTorch's parameter names so that checkpoints written by `cnn --save`
+// load into bench/torch_models.py's twins (and, the tutorial CNN's and the MLP's, into `quantize`).
+// Not a model zoo.
 #ifndef CG_EXAMPLES_MODELS_H
 #define CG_EXAMPLES_MODELS_H
 
@@ -9,6 +10,10 @@
 
 // "tutorial": conv3x3(C,32,pad 1), ReLU, maxpool 2, conv3x3(32,64,pad 1), ReLU, maxpool 2, flatten,
 //   Linear(64 H/4 W/4, 128), ReLU, Linear(128, classes); parameters c1, c2, f1, f2.
+// "tutorial-bn": the same with BatchNorm2d after each convolution, whose bias it drops (BatchNorm's
+//   mean subtraction would cancel it): c1 = conv3x3(C,32,pad 1,no bias), bn1, ReLU, maxpool 2,
+//   c2 = conv3x3(32,64,pad 1,no bias), bn2, ReLU, maxpool 2, flatten, f1, ReLU, f2. BatchNorm with
+//   PyTorch's defaults (eps 1e-5, momentum 0.1, weight 1, bias 0); bench/torch_models.py's TutorialBN.
 // "mlp": flatten, Linear(C H W, 128), ReLU, Linear(128, classes); parameters fc1, fc2.
 // "resnet18": He et al. 2016's ResNet-18 in its CIFAR form, as bench/torch_models.py's ResNet18: a
 //   3x3 stem convolution (64 channels, stride `stem_stride`, padding 1, no bias), BatchNorm, ReLU, no
@@ -36,7 +41,7 @@ cg_status cg_model_new(const char *name, cg_params *params, cg_params *buffers, 
                        int classes, cg_rng *rng, cg_module **out);
 
 // The names cg_model_new knows, for messages and --help; whether name is one of them.
-#define CG_MODEL_NAMES "tutorial, mlp, resnet18, fast"
+#define CG_MODEL_NAMES "tutorial, tutorial-bn, mlp, resnet18, fast"
 bool cg_model_exists(const char *name);
 
 // Options of cg_model_new_options; zero means the default.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""check_model_checkpoint.py: loads a checkpoint written by `cnn --save` for --model resnet18 or fast
-into bench/torch_models.py's twin with load_state_dict(strict=True) (every name, shape and dtype of
+"""check_model_checkpoint.py: loads a checkpoint written by `cnn --save` for --model tutorial-bn, resnet18
+or fast into bench/torch_models.py's twin with load_state_dict(strict=True) (every name, shape and dtype of
 the state_dict, BatchNorm's running_mean, running_var and num_batches_tracked included), evaluates
 it on the test split of an IDX data set (MNIST's file names and format) and compares the test loss
 and accuracy with the last row of cnn's --log. For the fast network it also compares the whitening
@@ -94,7 +94,7 @@ def load_split(folder, prefix, mean, std):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, choices=("resnet18", "fast"))
+    p.add_argument("--model", required=True, choices=("tutorial-bn", "resnet18", "fast"))
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--log", required=True)
@@ -112,7 +112,10 @@ def main():
         state, reader = read_safetensors(args.checkpoint), "the pure-Python reader"
     test_x, test_y = load_split(args.data, "t10k", args.mean, args.std)
     classes = 10
-    model = torch_models.ResNet18(1, classes) if args.model == "resnet18" else torch_models.FastNet(1, classes)
+    if args.model == "fast":  # make_model wants 32 x 32; the network itself takes 25 to 48 pixels a side
+        model = torch_models.FastNet(1, classes)
+    else:
+        model = torch_models.make_model(args.model, 1, test_x.shape[-1], test_x.shape[-1], classes)
     own = model.state_dict()
     for name, value in own.items():
         if name in state and state[name].dtype != value.dtype:
