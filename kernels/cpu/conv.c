@@ -7,6 +7,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#endif
 
 // The output columns q whose input column q*stride - pad + s lies inside 0 .. W-1: [*q0, *q1).
 // Inside that range the loops below run without a test per element (and vectorise).
@@ -330,25 +333,56 @@ static void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *
 
 // One plane of the convolution's output gradient (P x Q) from the pooled gradient dy (P/2 x Q/2):
 // dy where the window's maximum was and the ReLU let it through (y > 0), zero everywhere else.
-// Zeroed first (memset, in cache), then one store per window: plain scalar code. (Written as
-// vector loops over the rows, a gather per element, it was four times slower: the rows are 14
-// and 28 floats, shorter than the compiler's vector loops, which then run their scalar tails.)
-// Returns the plane's sum.
+// With AVX-512, every element is written, two rows at a time, 8 windows per step: each window's
+// value and position spread to its two columns (a permutation), compared with the column's place
+// in the window; no zeroing first and no scattered stores. Otherwise the plane is zeroed first
+// (memset, in cache), then one store per window: plain scalar code. (Written as plain loops over
+// the rows, the compiler vectorised neither the gather per element nor the comparisons.)
 // When outt is not NULL the same values go to outt[position * ldt] too (the transposed layout
-// that the weight gradient's product reads; zeroed by the caller); out may then be NULL (no dx
-// wanted, so the plain layout is not needed).
+// that the weight gradient's product reads; zeroed by the caller): one scattered store per
+// window. out may then be NULL (no dx wanted, so the plain layout is not needed).
+// Returns the plane's sum.
 static inline __attribute__((always_inline)) float unpool_plane(float *out, float *outt, int64_t ldt, const float *dy,
                                                                 const float *y, const uint8_t *where, int64_t P,
                                                                 int64_t Q) {
     int64_t P2 = P / 2, Q2 = Q / 2;
-    if (out) memset(out, 0, (size_t)(P * Q) * sizeof(float));
-    for (int64_t p = 0; p < P2; p++)
-        for (int64_t q = 0; q < Q2; q++) {
-            int64_t i = p * Q2 + q, at = (2 * p + (where[i] >> 1)) * Q + 2 * q + (where[i] & 1);
-            float grad = y[i] > 0.0f ? dy[i] : 0.0f; // a store of 0 where the ReLU stopped it: no branch
-            if (out) out[at] = grad;
-            if (outt) outt[at * ldt] = grad;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if (out) {
+        const __m512i spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        const __m512i in_top = _mm512_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+        const __m512i in_bottom = _mm512_add_epi32(in_top, _mm512_set1_epi32(2));
+        for (int64_t p = 0; p < P2; p++) {
+            float *top = out + 2 * p * Q, *bottom = top + Q;
+            for (int64_t q0 = 0; q0 < Q2; q0 += 8) {
+                int64_t i = p * Q2 + q0, n = Q2 - q0 < 8 ? Q2 - q0 : 8;
+                __mmask8 m8 = (__mmask8)((1u << n) - 1);
+                __mmask16 m16 = (__mmask16)((1u << (2 * n)) - 1);
+                __m256 g = _mm256_maskz_loadu_ps(m8, dy + i), yv = _mm256_maskz_loadu_ps(m8, y + i);
+                g = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(yv, _mm256_setzero_ps(), _CMP_GT_OQ), g);
+                __m256i at = _mm256_cvtepu8_epi32(_mm_maskz_loadu_epi8(m8, where + i));
+                __m512 g2 = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(g));
+                __m512i at2 = _mm512_permutexvar_epi32(spread, _mm512_castsi256_si512(at));
+                _mm512_mask_storeu_ps(top + 2 * q0, m16, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at2, in_top), g2));
+                _mm512_mask_storeu_ps(bottom + 2 * q0, m16,
+                                      _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at2, in_bottom), g2));
+            }
+            for (int64_t c = 2 * Q2; c < Q; c++) top[c] = bottom[c] = 0.0f; // odd Q: outside every window
         }
+        for (int64_t i = 2 * P2 * Q; i < P * Q; i++) out[i] = 0.0f; // odd P: the last row
+    }
+    if (outt)
+#else
+    if (out) memset(out, 0, (size_t)(P * Q) * sizeof(float));
+#endif
+        for (int64_t p = 0; p < P2; p++)
+            for (int64_t q = 0; q < Q2; q++) {
+                int64_t i = p * Q2 + q, at = (2 * p + (where[i] >> 1)) * Q + 2 * q + (where[i] & 1);
+                float grad = y[i] > 0.0f ? dy[i] : 0.0f; // a store of 0 where the ReLU stopped it: no branch
+#if !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__))
+                if (out) out[at] = grad;
+#endif
+                if (outt) outt[at * ldt] = grad;
+            }
     // The sum in vector lanes (`omp simd reduction` lets the compiler reorder it; one chain of
     // dependent additions would cost more than the scatter above).
     float sum = 0.0f;
