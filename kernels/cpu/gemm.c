@@ -136,7 +136,7 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
 // The tiles of column panel j0 (NV x NR columns, or NR at the end when ldb is an odd number of
 // vectors) for every row panel, over K steps k0 .. k0+kc-1: ap holds those steps of A, packed,
 // or is A + k0 read in place (rows rs floats apart) when rs > 0.
-static void column_panel(int64_t j0, int64_t M, int64_t N, int64_t kc, float alpha, const float *ap, int64_t rs,
+static void gemm_panel(int64_t j0, int64_t M, int64_t N, int64_t kc, float alpha, const float *ap, int64_t rs,
                          const float *b, int64_t ldb, float *C, bool first) {
     int nc = (int)(N - j0 < NV * NR ? N - j0 : NV * NR);
     bool full = ldb - j0 >= NV * NR;
@@ -217,12 +217,12 @@ static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
         if (!in_place) pack_a(ap, A, rs, ks, M, k0, kc);
         if (!threads) {
             for (int64_t j = 0; j < panels; j++)
-                column_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
+                gemm_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
             continue;
         }
 #pragma omp parallel for
         for (int64_t j = 0; j < panels; j++)
-            column_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
+            gemm_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
     }
 }
 
