@@ -108,13 +108,15 @@ static int run_case(const op_case *c, cg_tape *t, uint32_t stream) {
 
 // The fused block against conv2d, relu, max_pool2d in a row: the same output and the same
 // gradients of x and the weights, to the last bit (the fused kernel does the same arithmetic in
-// the same order); the bias gradient, a sum taken in another order, to 1e-6 relative.
-static int check_fused_block(cg_tape *t) {
+// the same order); the bias gradient, a sum taken in another order, to 1e-6 relative. K output
+// channels: 6, and 16, a whole vector, for which the CPU's backward also lays out the output
+// gradient transposed for the weight gradient's product.
+static int check_fused_block(cg_tape *t, int64_t K) {
     cg_rng rng = cg_rng_new(7, 0);
-    int64_t xs[4] = {5, 3, 9, 8}, ws[4] = {6, 3, 3, 3}, bs[1] = {6};
+    int64_t xs[4] = {5, 3, 9, 8}, ws[4] = {K, 3, 3, 3}, bs[1] = {K};
     cg_tensor *in[3] = {cg_tensor_new(cg_cpu(), CG_F32, 4, xs), cg_tensor_new(cg_cpu(), CG_F32, 4, ws),
                         cg_tensor_new(cg_cpu(), CG_F32, 1, bs)};
-    cg_tensor *weights = cg_tensor_new(cg_cpu(), CG_F32, 2, (int64_t[]){6 * 4 * 4, 1});
+    cg_tensor *weights = cg_tensor_new(cg_cpu(), CG_F32, 2, (int64_t[]){K * 4 * 4, 1});
     float host[5 * 3 * 9 * 8];
     for (int i = 0; i < 3; i++) {
         cg_rng_normal(&rng, host, in[i]->numel, 0.0f, 1.0f);
@@ -124,12 +126,12 @@ static int check_fused_block(cg_tape *t) {
     cg_rng_normal(&rng, host, weights->numel, 0.0f, 1.0f);
     cg_tensor_copy_from_host(weights, host, weights->numel);
     float *result[2][4]; // [fused][output, dx, dw, db]
-    int64_t sizes[4] = {5 * 6 * 4 * 4, in[0]->numel, in[1]->numel, in[2]->numel};
+    int64_t sizes[4] = {5 * K * 4 * 4, in[0]->numel, in[1]->numel, in[2]->numel};
     for (int fused = 0; fused < 2; fused++) {
         t->grad_enabled = true;
         cg_tensor *y = fused ? cg_conv2d_relu_max_pool2d(t, in[0], in[1], in[2], 1, 1)
                              : cg_max_pool2d(t, cg_relu(t, cg_conv2d(t, in[0], in[1], in[2], 1, 1)), 2, 2);
-        cg_tensor *flat = cg_reshape(t, y, 2, (int64_t[]){5, 6 * 4 * 4});
+        cg_tensor *flat = cg_reshape(t, y, 2, (int64_t[]){5, K * 4 * 4});
         cg_tape_backward(t, cg_sum(t, cg_matmul(t, flat, weights, false, false)));
         const cg_tensor *from[4] = {y, in[0]->grad, in[1]->grad, in[2]->grad};
         for (int i = 0; i < 4; i++) {
@@ -151,7 +153,8 @@ static int check_fused_block(cg_tape *t) {
         for (int64_t j = 0; i == 3 && j < sizes[i]; j++) // dbias
             same &= fabsf(result[0][i][j] - result[1][i][j]) <= 1e-6f * fabsf(result[0][i][j]) + 1e-7f;
         if (!same) {
-            fail("fused block", "%s differs from conv2d, relu, max_pool2d in a row", what[i]);
+            fail("fused block", "%s differs from conv2d, relu, max_pool2d in a row (%lld channels)", what[i],
+                 (long long)K);
             bad++;
         }
         free(result[0][i]);
@@ -159,14 +162,15 @@ static int check_fused_block(cg_tape *t) {
     }
     for (int i = 0; i < 3; i++) cg_tensor_free(in[i]);
     cg_tensor_free(weights);
-    if (!bad) printf("fused block               output and gradients as the three ops\n");
+    if (!bad) printf("fused block, %2lld channels   output and gradients as the three ops\n", (long long)K);
     return bad;
 }
 
 int main(void) {
     cg_tape *t = cg_tape_new(cg_cpu(), 1 << 16);
     check_coverage("test_grad");
-    check_fused_block(t);
+    check_fused_block(t, 6);
+    check_fused_block(t, 16);
     int n = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < n; i++)
         run_case(&cases[i], t, case_stream(&cases[i]));

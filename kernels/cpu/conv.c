@@ -7,6 +7,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#endif
 
 // The output columns q whose input column q*stride - pad + s lies inside 0 .. W-1: [*q0, *q1).
 // Inside that range the loops below run without a test per element (and vectorise).
@@ -60,9 +63,11 @@ static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int6
                 if (same) {
                     int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
                     const float *plane = x + c * H * W;
-                    for (int64_t i = 0; i < a; i++) row[i] = 0.0f;
-                    for (int64_t i = a; i < b; i++) row[i] = plane[i + shift];
-                    for (int64_t i = b; i < P * Q; i++) row[i] = 0.0f;
+                    // memcpy and memset: the C library's copies use whole AVX-512 registers,
+                    // where the compiler's loop used half ones (its tuning for this CPU)
+                    memset(row, 0, (size_t)a * sizeof(float));
+                    memcpy(row + a, plane + a + shift, (size_t)(b - a) * sizeof(float));
+                    memset(row + b, 0, (size_t)(P * Q - b) * sizeof(float));
                     zero_columns(row, P, Q, q0, q1); // the wrapped-around columns
                     continue;
                 }
@@ -118,8 +123,8 @@ void conv_col2im_image_cpu(float *dx, float *col, int64_t ld, int64_t C, int64_t
 
 // A buffer of at least `floats` floats for this thread, kept between calls.
 static float *scratch(int which, int64_t floats) {
-    static _Thread_local float *buffers[3];
-    static _Thread_local int64_t sizes[3];
+    static _Thread_local float *buffers[4];
+    static _Thread_local int64_t sizes[4];
     if (sizes[which] < floats) {
         free(buffers[which]);
         buffers[which] = cg_xmalloc((size_t)floats * sizeof(float));
@@ -173,14 +178,20 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
 // three products run on the engine's own GEMM, which reads the columns where im2col wrote them
 // (OpenBLAS would copy them into its own layout first); dW is computed transposed for that reason,
 // with the columns as the left operand (read in place) and dy_g, the smaller, as the one copied.
-static void group_backward(float *dx, float *dw_group, float *col, const float *dyg, const float *x, const float *w,
-                           int64_t n0, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
-                           int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+// dygt, when not NULL, is dy_g already transposed, (count*PQ, K): the product for dW then reads it
+// in place instead of transposing dy_g first.
+static void group_backward(float *dx, float *dw_group, float *col, const float *dyg, const float *dygt,
+                           const float *x, const float *w, int64_t n0, int64_t count, int64_t C, int64_t H,
+                           int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                           int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
     if (dw_group) {
         for (int64_t j = 0; j < count; j++)
             im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-        gemm_engine_cpu(false, true, crs, K, ld, 1.0f, col, dyg, 0.0f, dw_group); // dW_g^T (CRS, K) = col dy_g^T
+        if (dygt)
+            gemm_engine_cpu(false, false, crs, K, ld, 1.0f, col, dygt, 0.0f, dw_group); // dW_g^T = col dy_g^T
+        else
+            gemm_engine_cpu(false, true, crs, K, ld, 1.0f, col, dyg, 0.0f, dw_group); // dW_g^T (CRS, K) = col dy_g^T
     }
     if (dx) {
         gemm_engine_cpu(true, false, crs, ld, K, 1.0f, w, dyg, 0.0f, col); // dcol (CRS, count*PQ) = W^T dy_g
@@ -244,8 +255,8 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
                 float *dst = dyg + k * ld + j * pq;
                 for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
             }
-        group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, x, w, n0, count, C, H, W, K, R, S,
-                       stride, pad, P, Q);
+        group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, NULL, x, w, n0, count, C, H, W, K, R,
+                       S, stride, pad, P, Q);
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);
 }
@@ -324,20 +335,56 @@ static void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *
 
 // One plane of the convolution's output gradient (P x Q) from the pooled gradient dy (P/2 x Q/2):
 // dy where the window's maximum was and the ReLU let it through (y > 0), zero everywhere else.
-// Zeroed first (memset, in cache), then one store per window: plain scalar code. (Written as
-// vector loops over the rows, a gather per element, it was four times slower: the rows are 14
-// and 28 floats, shorter than the compiler's vector loops, which then run their scalar tails.)
+// With AVX-512, every element is written, two rows at a time, 8 windows per step: each window's
+// value and position spread to its two columns (a permutation), compared with the column's place
+// in the window; no zeroing first and no scattered stores. Otherwise the plane is zeroed first
+// (memset, in cache), then one store per window: plain scalar code. (Written as plain loops over
+// the rows, the compiler vectorised neither the gather per element nor the comparisons.)
+// When outt is not NULL the same values go to outt[position * ldt] too (the transposed layout
+// that the weight gradient's product reads; zeroed by the caller): one scattered store per
+// window. out may then be NULL (no dx wanted, so the plain layout is not needed).
 // Returns the plane's sum.
-static inline __attribute__((always_inline)) float unpool_plane(float *out, const float *dy, const float *y,
-                                                                const uint8_t *where, int64_t P, int64_t Q) {
+static inline __attribute__((always_inline)) float unpool_plane(float *out, float *outt, int64_t ldt, const float *dy,
+                                                                const float *y, const uint8_t *where, int64_t P,
+                                                                int64_t Q) {
     int64_t P2 = P / 2, Q2 = Q / 2;
-    memset(out, 0, (size_t)(P * Q) * sizeof(float));
-    for (int64_t p = 0; p < P2; p++)
-        for (int64_t q = 0; q < Q2; q++) {
-            int64_t i = p * Q2 + q;
-            float grad = y[i] > 0.0f ? dy[i] : 0.0f; // a store of 0 where the ReLU stopped it: no branch
-            out[(2 * p + (where[i] >> 1)) * Q + 2 * q + (where[i] & 1)] = grad;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if (out) {
+        const __m512i spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        const __m512i in_top = _mm512_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+        const __m512i in_bottom = _mm512_add_epi32(in_top, _mm512_set1_epi32(2));
+        for (int64_t p = 0; p < P2; p++) {
+            float *top = out + 2 * p * Q, *bottom = top + Q;
+            for (int64_t q0 = 0; q0 < Q2; q0 += 8) {
+                int64_t i = p * Q2 + q0, n = Q2 - q0 < 8 ? Q2 - q0 : 8;
+                __mmask8 m8 = (__mmask8)((1u << n) - 1);
+                __mmask16 m16 = (__mmask16)((1u << (2 * n)) - 1);
+                __m256 g = _mm256_maskz_loadu_ps(m8, dy + i), yv = _mm256_maskz_loadu_ps(m8, y + i);
+                g = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(yv, _mm256_setzero_ps(), _CMP_GT_OQ), g);
+                __m256i at = _mm256_cvtepu8_epi32(_mm_maskz_loadu_epi8(m8, where + i));
+                __m512 g2 = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(g));
+                __m512i at2 = _mm512_permutexvar_epi32(spread, _mm512_castsi256_si512(at));
+                _mm512_mask_storeu_ps(top + 2 * q0, m16, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at2, in_top), g2));
+                _mm512_mask_storeu_ps(bottom + 2 * q0, m16,
+                                      _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at2, in_bottom), g2));
+            }
+            for (int64_t c = 2 * Q2; c < Q; c++) top[c] = bottom[c] = 0.0f; // odd Q: outside every window
         }
+        for (int64_t i = 2 * P2 * Q; i < P * Q; i++) out[i] = 0.0f; // odd P: the last row
+    }
+    if (outt)
+#else
+    if (out) memset(out, 0, (size_t)(P * Q) * sizeof(float));
+#endif
+        for (int64_t p = 0; p < P2; p++)
+            for (int64_t q = 0; q < Q2; q++) {
+                int64_t i = p * Q2 + q, at = (2 * p + (where[i] >> 1)) * Q + 2 * q + (where[i] & 1);
+                float grad = y[i] > 0.0f ? dy[i] : 0.0f; // a store of 0 where the ReLU stopped it: no branch
+#if !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__))
+                if (out) out[at] = grad;
+#endif
+                if (outt) outt[at * ldt] = grad;
+            }
     // The sum in vector lanes (`omp simd reduction` lets the compiler reorder it; one chain of
     // dependent additions would cost more than the scatter above).
     float sum = 0.0f;
@@ -363,25 +410,29 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
+        // dy_g transposed too, (count*PQ, K), for dW when K is whole vectors (the GEMM reads it
+        // in place): a scattered store per window here costs less than transposing dy_g there.
+        float *dygt = dw && K % 16 == 0 ? scratch(3, K * ld) : NULL;
+        if (dygt) memset(dygt, 0, (size_t)(K * ld) * sizeof(float));
         for (int64_t k = 0; k < K; k++) {
             double sum = 0.0;
             for (int64_t j = 0; j < count; j++) {
                 int64_t plane = (n0 + j) * K + k;
-                float *o = dyg + k * ld + j * pq;
+                float *o = dx || !dygt ? dyg + k * ld + j * pq : NULL, *ot = dygt ? dygt + j * pq * K + k : NULL;
                 const float *g_in = dy + plane * pooled, *y_in = y + plane * pooled;
                 const uint8_t *at = where + plane * pooled;
                 if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
-                    sum += unpool_plane(o, g_in, y_in, at, 28, 28);
+                    sum += unpool_plane(o, ot, K, g_in, y_in, at, 28, 28);
                 else if (P == 14 && Q == 14)
-                    sum += unpool_plane(o, g_in, y_in, at, 14, 14);
+                    sum += unpool_plane(o, ot, K, g_in, y_in, at, 14, 14);
                 else
-                    sum += unpool_plane(o, g_in, y_in, at, P, Q);
+                    sum += unpool_plane(o, ot, K, g_in, y_in, at, P, Q);
             }
             if (bias_sums) bias_sums[g * K + k] = sum;
         }
         if (dx || dw)
-            group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, x, w, n0, count, C, H, W, K, R,
-                           S, stride, pad, P, Q);
+            group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, n0, count, C, H, W, K,
+                           R, S, stride, pad, P, Q);
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);
     if (dbias) {

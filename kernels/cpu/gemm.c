@@ -18,83 +18,139 @@
 // convolution, 32 x 3136 x 9: 20 us against 28 us; its weight gradient 32 x 9 x 3136: 22 against 55).
 #define CG_SMALL_GEMM_WORK (64 * 64 * 32)
 
-// The register tile: MR rows by NV x NR columns of C are summed in local variables over the
-// whole of K and added to C once. 8 x 32 floats are 16 AVX-512 registers: per step of k, two
-// loads of B and 8 broadcasts of A feed 16 independent FMAs, enough to keep both FMA units busy
-// (each FMA takes 4 cycles, so 8 must be in flight) with loads to spare. (With 8 x 16, one
-// vector per row, a load came with every FMA and the loads set the pace.)
+// The register tile: MR rows by NV x NR columns of C are summed in local variables over a block
+// of K and added to C once per block. With AVX-512, 12 x 32 floats are 24 of the 32 registers:
+// per step of k, two loads of B and 12 broadcasts of A feed 24 independent FMAs, enough to keep
+// both FMA units busy (each FMA takes 4 cycles, so 8 must be in flight) with loads to spare.
+// (8 x 32 ran at 50-57 % of the peak on the tutorial's shapes, 12 x 32 at 61-88 %; 14 x 32 left
+// too few registers for the compiler.) Without AVX-512 the vectors are pairs of AVX2 registers
+// and the tile stays 8 rows.
+#ifdef __AVX512F__
+#define MR 12
+#else
 #define MR 8
+#endif
 #define NR 16
 #define NV 2
+// K is taken KC at a time: a tile's B (KC x 32 floats, 32 KB) then stays in the core's first-level
+// cache while every A panel of the block passes over it, and the packed A block (M x KC) in the
+// second. Each block's sums are added to C in block order, so the result does not depend on the
+// number of threads.
+#define KC 256
 
 // A row of NR floats as one value (the GCC / Clang vector extension): one AVX-512 register, or
 // two AVX2 ones. Arithmetic on it is elementwise; a float times a vector broadcasts the float.
 typedef float row16 __attribute__((vector_size(NR * sizeof(float))));
 
+// A buffer of at least `floats` floats for this thread, kept between calls (0: packed B, 1: packed A).
+static float *buffer(int which, int64_t floats) {
+    static _Thread_local float *buffers[2];
+    static _Thread_local int64_t sizes[2];
+    if (sizes[which] < floats) {
+        free(buffers[which]);
+        buffers[which] = cg_xmalloc((size_t)floats * sizeof(float));
+        sizes[which] = floats;
+    }
+    return buffers[which];
+}
+
 // B is copied into rows of N rounded up to NR floats, zeros in the padding, so that every tile
 // is a full MR x NR tile with constant loop bounds: that is what lets the compiler keep it in
-// registers. The copy costs K x N floats against M x N x K multiply-adds. A is read in place.
-// One buffer per thread, kept between calls.
+// registers. The copy costs K x N floats against M x N x K multiply-adds.
 static const float *pack_b(bool trans_b, const float *B, int64_t N, int64_t K, int64_t ldb) {
-    static _Thread_local float *buffer = NULL;
-    static _Thread_local int64_t capacity = 0;
-    if (capacity < K * ldb) {
-        free(buffer);
-        buffer = cg_xmalloc((size_t)(K * ldb) * sizeof(float));
-        capacity = K * ldb;
-    }
+    float *packed = buffer(0, K * ldb);
     for (int64_t k = 0; k < K; k++) {
-        float *row = buffer + k * ldb;
+        float *row = packed + k * ldb;
         if (trans_b)
             for (int64_t j = 0; j < N; j++) row[j] = B[j * K + k];
         else
             memcpy(row, B + k * N, (size_t)N * sizeof(float));
         for (int64_t j = N; j < ldb; j++) row[j] = 0.0f;
     }
-    return buffer;
+    return packed;
 }
 
-// tile[r][0 .. nv NR) = sum over k of a(r, k) * b[k][0 .. nv NR), where a(r, k) = A[r * rs + k * ks]
-// (rs, ks: the strides of op(A)). Only rows r < mr exist; the others repeat the last row and
-// are discarded by the caller, so that the loop bounds stay constant. nv (1 or 2) is a constant
-// at each call site, so that the compiler keeps the sums in registers.
-static inline __attribute__((always_inline)) void micro_kernel(int64_t K, const float *A, int64_t rs, int64_t ks,
-                                                               int mr, const float *b, int64_t ldb,
-                                                               float tile[MR][NV * NR], const int nv) {
-    const float *rows[MR];
-    for (int r = 0; r < MR; r++) rows[r] = A + (r < mr ? r : mr - 1) * rs;
+// Rows k0 .. k0+kc-1 of op(A) (M x K, strides rs, ks) as panels of MR rows, each kc x MR floats
+// with the MR values of a step of k side by side: the microkernel's broadcasts then read one
+// stream. Rows past M are zeros.
+static void pack_a(float *packed, const float *A, int64_t rs, int64_t ks, int64_t M, int64_t k0, int64_t kc) {
+    for (int64_t i0 = 0; i0 < M; i0 += MR) {
+        float *panel = packed + i0 * kc;
+        int64_t mr = M - i0 < MR ? M - i0 : MR;
+        if (ks == 1) { // rows of A contiguous: MR rows read side by side
+            for (int64_t r = 0; r < mr; r++) {
+                const float *row = A + (i0 + r) * rs + k0;
+                for (int64_t k = 0; k < kc; k++) panel[k * MR + r] = row[k];
+            }
+        } else { // op(A) = A^T: the MR values of a step are contiguous in A
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t r = 0; r < mr; r++) panel[k * MR + r] = A[(k0 + k) * ks + (i0 + r) * rs];
+        }
+        for (int64_t r = mr; r < MR; r++)
+            for (int64_t k = 0; k < kc; k++) panel[k * MR + r] = 0.0f;
+    }
+}
+
+// C[r][0 .. nv NR) (rows r < mr, columns c < nc) = (first ? 0 : C) + alpha * sum over the kc steps
+// of a(r, k) * b[k][..], where a(r, k) is ap[k * MR + r] (packed) or ap[r * rs + k] (A read in
+// place, rows contiguous). nv (1 or 2) and packed are constants at each call site, so that the
+// compiler keeps the sums in registers; a full tile is written straight from them.
+static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const float *ap, int64_t rs,
+                                                               const float *b, int64_t ldb, float *C, int64_t ldc,
+                                                               int mr, int nc, float alpha, bool first, const int nv,
+                                                               const bool packed) {
+    const float *rows[MR]; // unpacked: row r of A at rows[r][k] (rows past mr repeat the last)
+    for (int r = 0; r < MR; r++) rows[r] = ap + (r < mr ? r : mr - 1) * rs;
     row16 acc[MR][NV];
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = (row16){0};
-    for (int64_t k = 0; k < K; k++) {
+    for (int64_t k = 0; k < kc; k++) {
         row16 brow[NV];
         for (int v = 0; v < nv; v++) memcpy(&brow[v], b + k * ldb + v * NR, sizeof brow[v]); // unaligned loads
         for (int r = 0; r < MR; r++) {
-            float a = rows[r][k * ks];
+            float a = packed ? ap[k * MR + r] : rows[r][k];
             for (int v = 0; v < nv; v++) acc[r][v] += a * brow[v];
         }
     }
+    if (mr == MR && nc == nv * NR) {
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < nv; v++) {
+                row16 c;
+                if (first)
+                    c = alpha * acc[r][v];
+                else {
+                    memcpy(&c, C + r * ldc + v * NR, sizeof c);
+                    c += alpha * acc[r][v];
+                }
+                memcpy(C + r * ldc + v * NR, &c, sizeof c);
+            }
+        return;
+    }
+    float tile[MR][NV * NR];
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < nv; v++) memcpy(&tile[r][v * NR], &acc[r][v], sizeof acc[r][v]);
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nc; c++) C[r * ldc + c] = (first ? 0.0f : C[r * ldc + c]) + alpha * tile[r][c];
 }
 
-// Rows i0 .. i0 + MR - 1 of C += alpha * op(A) (packed B), or C = alpha * op(A) (packed B) when
-// overwrite (beta 0: C is not read, so need not be zeroed first). B's rows hold ldb floats, a
-// multiple of NR: tiles of two vectors, and one at the end when ldb is an odd number of vectors.
-static void gemm_panel(int64_t i0, bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                       const float *bp, int64_t ldb, float *C, bool overwrite) {
-    int64_t rs = trans_a ? 1 : K, ks = trans_a ? M : 1;
-    int mr = (int)(M - i0 < MR ? M - i0 : MR);
-    float tile[MR][NV * NR];
-    for (int64_t j0 = 0; j0 < N; j0 += NV * NR) {
-        if (ldb - j0 >= NV * NR)
-            micro_kernel(K, A + i0 * rs, rs, ks, mr, bp + j0, ldb, tile, NV);
+// The tiles of column panel j0 (NV x NR columns, or NR at the end when ldb is an odd number of
+// vectors) for every row panel, over K steps k0 .. k0+kc-1: ap holds those steps of A, packed,
+// or is A + k0 read in place (rows rs floats apart) when rs > 0.
+static void gemm_panel(int64_t j0, int64_t M, int64_t N, int64_t kc, float alpha, const float *ap, int64_t rs,
+                         const float *b, int64_t ldb, float *C, bool first) {
+    int nc = (int)(N - j0 < NV * NR ? N - j0 : NV * NR);
+    bool full = ldb - j0 >= NV * NR;
+    for (int64_t i0 = 0; i0 < M; i0 += MR) {
+        int mr = (int)(M - i0 < MR ? M - i0 : MR);
+        float *c = C + i0 * N + j0;
+        if (rs > 0 && full)
+            micro_kernel(kc, ap + i0 * rs, rs, b + j0, ldb, c, N, mr, nc, alpha, first, NV, false);
+        else if (rs > 0)
+            micro_kernel(kc, ap + i0 * rs, rs, b + j0, ldb, c, N, mr, nc, alpha, first, 1, false);
+        else if (full)
+            micro_kernel(kc, ap + i0 * kc, 0, b + j0, ldb, c, N, mr, nc, alpha, first, NV, true);
         else
-            micro_kernel(K, A + i0 * rs, rs, ks, mr, bp + j0, ldb, tile, 1);
-        int nr = (int)(N - j0 < NV * NR ? N - j0 : NV * NR);
-        for (int r = 0; r < mr; r++)
-            for (int c = 0; c < nr; c++)
-                C[(i0 + r) * N + j0 + c] = (overwrite ? 0.0f : C[(i0 + r) * N + j0 + c]) + alpha * tile[r][c];
+            micro_kernel(kc, ap + i0 * kc, 0, b + j0, ldb, c, N, mr, nc, alpha, first, 1, true);
     }
 }
 
@@ -138,19 +194,36 @@ static void gemv_row(bool trans_b, int64_t N, int64_t K, float alpha, const floa
     }
 }
 
-// C(M,N) += alpha * op(A) op(B) (= when overwrite); for large products threads share out the row
-// panels (OpenMP only then: see elementwise.c). B is read in place when its rows are already
-// whole tiles (not transposed, N a multiple of NR), packed otherwise.
+// C(M,N) += alpha * op(A) op(B) (= when overwrite), K taken KC at a time: the block's rows of A
+// packed (pack_a), then every tile of C. For large products threads share out the column panels
+// of each block (OpenMP only then: see elementwise.c); every tile's sums are taken in the same
+// order on any number of threads. B is read in place when its rows are already whole tiles (not
+// transposed, N a multiple of NR), packed otherwise.
 static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        const float *B, float *C, bool overwrite) {
-    int64_t ldb = (N + NR - 1) / NR * NR;
+    int64_t ldb = (N + NR - 1) / NR * NR, rs = trans_a ? 1 : K, ks = trans_a ? M : 1;
+    int64_t padded_m = (M + MR - 1) / MR * MR, panels = (N + NV * NR - 1) / (NV * NR);
     const float *bp = !trans_b && N % NR == 0 ? B : pack_b(trans_b, B, N, K, ldb);
-    if (M * N * K < 64 * CG_OMP_MIN_WORK) {
-        for (int64_t i0 = 0; i0 < M; i0 += MR) gemm_panel(i0, trans_a, M, N, K, alpha, A, bp, ldb, C, overwrite);
-        return;
-    }
+    bool threads = M * N * K >= 64 * CG_OMP_MIN_WORK && panels > 1;
+    // A is packed when its rows are not contiguous, or when it is read by many column panels;
+    // otherwise (the convolutions' weight gradient: A the columns, N the few output channels) the
+    // copy would cost more than reading MR rows side by side.
+    bool in_place = !trans_a && panels <= 4;
+    float *ap = in_place ? NULL : buffer(1, padded_m * (K < KC ? K : KC));
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        int64_t kc = K - k0 < KC ? K - k0 : KC;
+        bool first = overwrite && k0 == 0;
+        const float *a = in_place ? A + k0 : ap;
+        if (!in_place) pack_a(ap, A, rs, ks, M, k0, kc);
+        if (!threads) {
+            for (int64_t j = 0; j < panels; j++)
+                gemm_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
+            continue;
+        }
 #pragma omp parallel for
-    for (int64_t i0 = 0; i0 < M; i0 += MR) gemm_panel(i0, trans_a, M, N, K, alpha, A, bp, ldb, C, overwrite);
+        for (int64_t j = 0; j < panels; j++)
+            gemm_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
+    }
 }
 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
