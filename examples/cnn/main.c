@@ -39,6 +39,8 @@ static void usage(FILE *f) {
             "  --threads N        CPU threads (default: OpenMP's choice)\n"
             "  --limit N          train on N training images only, class-balanced: the first N/classes of\n"
             "                     each class (the same subset for every seed)\n"
+            "  --limit-test N     evaluate on N test images only, class-balanced the same way (smoke tests on a\n"
+            "                     CPU; bench/torch_train.py --limit-test)\n"
             "  --log PATH         CSV per epoch: epoch,train_loss,train_accuracy,test_loss,test_accuracy,\n"
             "                     test_top5,seconds,images_per_s,device,lr (bench/torch_train.py's columns;\n"
             "                     the top-5 accuracy is printed each epoch too with more than 10 classes)\n"
@@ -91,7 +93,7 @@ static void usage(FILE *f) {
 
 typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path, *resume_path;
-    long epochs, batch_size, seed, threads, limit, stem_stride, save_every;
+    long epochs, batch_size, seed, threads, limit, limit_test, stem_stride, save_every;
     double epochs_fraction; // --epochs as given (a fraction with --recipe airbench94: 9.9 by default)
     bool epochs_given, batch_size_given;
     bool quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, eval;
@@ -109,7 +111,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"model", required_argument, 0, 'm'},   {"device", required_argument, 0, 'v'},
         {"epochs", required_argument, 0, 'e'},  {"batch-size", required_argument, 0, 'b'},
         {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
-        {"limit", required_argument, 0, 'n'},
+        {"limit", required_argument, 0, 'n'}, {"limit-test", required_argument, 0, 'N'},
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
@@ -133,6 +135,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'n': s = cg_cli_int("--limit", optarg, 1, 1L << 30, &o->limit); break;
+        case 'N': s = cg_cli_int("--limit-test", optarg, 1, 1L << 30, &o->limit_test); break;
         case 'T': s = cg_cli_int("--stem-stride", optarg, 1, 2, &o->stem_stride); break;
         case 'L': s = cg_cli_path("--log", optarg, &o->log_path); break;
         case 'S': s = cg_cli_path("--save", optarg, &o->save_path); break;
@@ -270,6 +273,8 @@ int main(int argc, char **argv) {
     if ((s = load_split(info, dir, true, opt.quiet, &train)).code != CG_OK) return cg_cli_fail("cnn", s);
     if ((s = load_split(info, dir, false, opt.quiet, &test)).code != CG_OK) return cg_cli_fail("cnn", s);
     if (opt.limit > 0 && (s = cg_dataset_keep_balanced(train, opt.limit)).code != CG_OK) // class-balanced
+        return cg_cli_fail("cnn", s);
+    if (opt.limit_test > 0 && (s = cg_dataset_keep_balanced(test, opt.limit_test)).code != CG_OK)
         return cg_cli_fail("cnn", s);
     int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
     if (test->sample_shape[0] != C || test->sample_shape[1] != H || test->sample_shape[2] != W)

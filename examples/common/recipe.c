@@ -215,7 +215,7 @@ cg_status cg_recipe_check_data(const cg_recipe *r, const char *dataset, bool dat
                          : r->aug.flip != CG_FLIP_RANDOM ? "--flip"
                          : r->crop_padding_given         ? "--crop-padding"
                                                          : NULL;
-    if (!augmenting && unused)
+    if (!augmenting && unused && !r->airbench94) // airbench94 sets them itself
         return cg_error(CG_ERR_ARG, "%s: the training augmentation is off for %s (add --augment on)", unused, dataset);
     if (augmenting && r->aug.reflect && (r->aug.crop_padding >= H || r->aug.crop_padding >= W))
         return cg_error(CG_ERR_ARG, "--padding-mode reflect: --crop-padding %d must be smaller than the images "
@@ -405,7 +405,7 @@ static cg_tensor *mirror_logits(cg_recipe_run *run, cg_module *model, cg_tape *t
 
 // Level 2 (airbench's infer_mirror_translate): 0.5 m(x) + 0.5 (m(x moved down-right by 1) +
 // m(x moved up-left by 1)) / 2, m the mirror mean above, the edges reflected.
-static cg_tensor *eval_logits(cg_recipe_run *run, cg_module *model, cg_tape *tape, cg_tensor *x) {
+cg_tensor *cg_recipe_eval_logits(cg_recipe_run *run, cg_module *model, cg_tape *tape, cg_tensor *x) {
     cg_tensor *logits = mirror_logits(run, model, tape, x);
     if (run->tta_level < 2) return logits;
     cg_tensor *shifted = scratch_like(&run->shifted, x);
@@ -430,7 +430,7 @@ cg_eval_result cg_recipe_evaluate(cg_recipe_run *run, cg_module *model, cg_tape 
     cg_batch batch;
     int64_t seen = 0;
     while (cg_loader_next(loader, &batch)) {
-        cg_tensor *logits = eval_logits(run, model, tape, batch.x);
+        cg_tensor *logits = cg_recipe_eval_logits(run, model, tape, batch.x);
         cg_metrics_add_loss(metrics, cg_cross_entropy(tape, logits, batch.labels), batch.size);
         cg_metrics_add_argmax_correct(metrics, logits, batch.labels);
         cg_metrics_add_top5_correct(metrics, logits, batch.labels);

@@ -194,6 +194,9 @@ typedef struct {
 // moved by one pixel down-right and 0.25 for it moved up-left (reflected edges), airbench's
 // infer_mirror_translate. confusion (or NULL) gets the counts added. The model is put back in training
 // mode at the end.
+// The evaluation logits (N, K) f32 of a batch x (N, C, H, W) at the run's TTA level (above), in the
+// tape's arena; the model in evaluation mode and recording off are the caller's.
+cg_tensor *cg_recipe_eval_logits(cg_recipe_run *run, cg_module *model, cg_tape *tape, cg_tensor *x);
 cg_eval_result cg_recipe_evaluate(cg_recipe_run *run, cg_module *model, cg_tape *tape, cg_loader *loader,
                                   cg_metrics *metrics, cg_confusion *confusion);
 
