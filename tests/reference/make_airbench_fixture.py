@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """make_airbench_fixture.py: writes tests/reference/airbench.bin, the PyTorch reference that
-tests/test_reference_airbench.c checks cgrad's --recipe airbench94 against: fifteen training steps
+tests/test_reference_airbench.c checks cgrad's --recipe airbench94 against: nine training steps
 of the fast network with airbench 0.1.8's optimizer, schedule, Lookahead and frozen whitening
 bias, then its test-time augmentation. It does not run cgrad. The pieces are the twin's
 (bench/torch_train.py: airbench_optimizer, triangle, Lookahead, lookahead_decays, airbench_tta;
@@ -14,16 +14,17 @@ The run, with augmentation off and no shuffle (the test and this script feed the
     (weights 1, biases 0, running_mean 0, running_var 1);
   - 32 training images and 10 test images of 3 x 32 x 32, pixels from an integer hash, normalised
     with CIFAR-10's mean and std; labels i mod 10;
-  - batch 8 (4 steps per epoch), 3.75 epochs: T = 15 steps, the whitening bias trained in epochs
-    0-2 (steps 1-12) only; the loss is airbench's, the SUM of the per-image cross-entropies with
-    label smoothing 0.2; Lookahead at steps 5, 10 and 15, then decay 1 at step 15.
+  - batch 16 (2 steps per epoch), 4.5 epochs: T = 9 steps, the whitening bias trained in epochs
+    0-2 (steps 1-6) only; the loss is airbench's, the SUM of the per-image cross-entropies with
+    label smoothing 0.2; Lookahead at step 5, then decay 1 at step 9 (the weights become the
+    average of step 5).
 value(i, k) of element i of a tensor whose name's ASCII codes add up to k (BatchNorm's left as made):
   bound x (((i * 7919 + k * 104729) mod 2001) / 1000 - 1), bound = 1 / sqrt(fan_in) (fan_in: the
   product of the dims after the first; 0.5 for the whitening bias), exact in float64 on both sides.
 
 Arrays (format of make_simple_nn_fixture.py, float32): train_x (32, 3, 32, 32), train_y (32,),
-test_x (10, 3, 32, 32), test_y (10,), losses (15,) (each step's SUM loss / batch: the mean that
-cgrad logs), whiten_bias_after_12 (24,), then every float tensor of the final state_dict by its
+test_x (10, 3, 32, 32), test_y (10,), losses (9,) (each step's SUM loss / batch: the mean that
+cgrad logs), whiten_bias_after_6 (24,), then every float tensor of the final state_dict by its
 name (those over 4096 values as NAME.head, the first 4096, and NAME.moments, their sum and sum of
 squares), and tta_logits (10, 10). About 640 KB.
 """
