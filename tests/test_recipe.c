@@ -435,6 +435,17 @@ static void test_cnn(void) {
     expect_refused(bad, "--confusion", "/nonexistent-cgrad-dir/c.csv");
     snprintf(bad, sizeof bad, "--data '%s' --optimizer rmsprop", run_dir);
     expect_refused(bad, "--optimizer", "rmsprop");
+    // --recipe airbench94 sets the recipe itself, for the fast network; fractions of epochs only there.
+    snprintf(bad, sizeof bad, "--data '%s' --model fast --recipe airbench94 --lr 0.1", run_dir);
+    expect_refused(bad, "--recipe airbench94", "--augment");
+    snprintf(bad, sizeof bad, "--data '%s' --recipe airbench94", run_dir);
+    expect_refused(bad, "--recipe airbench94", "--model fast");
+    snprintf(bad, sizeof bad, "--data '%s' --recipe airbench3", run_dir);
+    expect_refused(bad, "--recipe", "airbench3");
+    snprintf(bad, sizeof bad, "--data '%s' --epochs 2.5", run_dir);
+    expect_refused(bad, "--epochs", "2.5");
+    snprintf(bad, sizeof bad, "--data '%s' --model fast --recipe airbench94 --save-every 1 --save '%s/w.st'", run_dir, run_dir);
+    expect_refused(bad, "--recipe airbench94", "--save-every");
 
     unlink(log_path), unlink(confusion_path);
     remove_fake_fashion_mnist(run_dir);
