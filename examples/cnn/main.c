@@ -452,7 +452,8 @@ int main(int argc, char **argv) {
             break;
         }
         double train_loss, train_accuracy;
-        cg_metrics_read(metrics, steps_done ? images : loader->count, &train_loss, &train_accuracy); // waits for the device
+        // the images trained on: airbench94 drops each epoch's last partial batch and cuts the last epoch
+        cg_metrics_read(metrics, drop_last ? images : loader->count, &train_loss, &train_accuracy); // waits for the device
         cg_dist_mean(dist, loader->count, &train_loss, &train_accuracy);      // over every rank
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
@@ -465,7 +466,7 @@ int main(int argc, char **argv) {
         double top5_unused = 0.0;
         cg_dist_mean(dist, test_loader->count, &test_result.loss, &test_result.top1);
         cg_dist_mean(dist, test_loader->count, &test_result.top5, &top5_unused);
-        double images_per_s = (double)train->count / epoch_seconds;
+        double images_per_s = (double)(drop_last ? images : train->count) / epoch_seconds;
         double seconds = cg_seconds() - start;
         char cells[256], extra[224];
         snprintf(cells, sizeof cells, "%ld,%.6f,%.4f,%.6f,%.4f,%.4f,%.3f,%.1f,%s,%.6g", epoch, train_loss,
@@ -494,7 +495,8 @@ int main(int argc, char **argv) {
                whiten_seconds, tta_seconds, test_result.top1, cg_seconds() - process_start);
     if (status == 0 && !opt.quiet)
         printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs - at.epochs_done, train_seconds,
-               (double)train->count * (double)(opt.epochs - at.epochs_done) / train_seconds);
+               (drop_last ? (double)recipe->total_steps * (double)opt.batch_size // airbench94: whole batches
+                          : (double)train->count * (double)(opt.epochs - at.epochs_done)) / train_seconds);
     // The whole state where training stopped, or the last good epoch's weights (resume.h).
     if ((s = cg_resume_save_final(rs, guard, opt.save_path, status, cg_seconds() - start, opt.quiet)).code != CG_OK)
         return cg_cli_fail("cnn", s);
