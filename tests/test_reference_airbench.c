@@ -137,7 +137,7 @@ int main(void) {
             if (step == 6) memcpy(bias_6, bias_now, sizeof bias_6);
             if (step > 6 && memcmp(bias_now, bias_6, sizeof bias_6) != 0)
                 fail("frozen whitening bias", "whiten.bias changed at step %lld (epoch %ld)", (long long)step, epoch);
-            done = cg_recipe_step_end(run, step);
+            done = cg_recipe_step_end(run, step, NULL);
         }
     }
     if (step != STEPS) fail("steps", "stopped after %lld, expected %d", (long long)step, STEPS);

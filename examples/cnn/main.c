@@ -440,7 +440,7 @@ int main(int argc, char **argv) {
                 cg_graph_end(graph, batch.size);
             }
             step++;
-            steps_done = cg_recipe_step_end(recipe, (epoch - 1) * steps + step); // airbench94's Lookahead
+            steps_done = cg_recipe_step_end(recipe, (epoch - 1) * steps + step, amp); // airbench94's Lookahead
             cg_guard_record(guard);
             if (cg_guard_should_stop(guard, epoch)) break;
             images += batch.size;

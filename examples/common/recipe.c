@@ -290,7 +290,7 @@ void cg_recipe_epoch_begin(cg_recipe_run *run, long epoch) {
     cg_optimizer_set_group_lr_scale(run->optimizer, run->whiten_bias_group, trained ? 1.0f : 0.0f);
 }
 
-bool cg_recipe_step_end(cg_recipe_run *run, int64_t steps_done) {
+bool cg_recipe_step_end(cg_recipe_run *run, int64_t steps_done, cg_amp *amp) {
     bool last = steps_done >= run->total_steps;
     if (run->lookahead) {
         if (steps_done % CG_AIRBENCH_LOOKAHEAD_EVERY == 0) {
@@ -300,6 +300,7 @@ bool cg_recipe_step_end(cg_recipe_run *run, int64_t steps_done) {
             cg_lookahead_update(run->lookahead, decay);
         }
         if (last) cg_lookahead_update(run->lookahead, 1.0f); // the weights become the average
+        if (amp && (last || steps_done % CG_AIRBENCH_LOOKAHEAD_EVERY == 0)) cg_amp_refresh(amp); // 16-bit copy
     }
     return last;
 }

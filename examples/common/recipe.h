@@ -177,8 +177,9 @@ void cg_recipe_set_lr(cg_recipe_run *run, int64_t step);
 void cg_recipe_epoch_begin(cg_recipe_run *run, long epoch);
 // After step `steps_done` (1-based over the run) has been queued: airbench94's Lookahead every 5
 // steps (decay 0.95^5 (steps_done / T)^3), and at the last step the weights set to the average.
-// Returns true when the run's steps are done (the caller stops training). Between steps.
-bool cg_recipe_step_end(cg_recipe_run *run, int64_t steps_done);
+// Returns true when the run's steps are done (the caller stops training). Between steps. amp (or
+// NULL): mixed precision's 16-bit weights, cast again from the averaged ones.
+bool cg_recipe_step_end(cg_recipe_run *run, int64_t steps_done, cg_amp *amp);
 // The training loss: softmax cross-entropy with the recipe's label smoothing. logits (N, K) f32.
 cg_tensor *cg_recipe_loss(const cg_recipe_run *run, cg_tape *tape, cg_tensor *logits, cg_tensor *labels);
 // Gradient clipping, when asked: after the backward (and the unscale), before the step.
