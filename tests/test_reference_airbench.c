@@ -1,7 +1,8 @@
 // test_reference_airbench.c: checks cnn's --recipe airbench94 against the PyTorch twin's pieces
 // (bench/torch_train.py) on the CPU, and on the GPU where there is one: nine training steps of
-// the fast network from the same weights on the same batches (augmentation off, no shuffle), with airbench's parameter groups
-// (BatchNorm biases at 64 x the rate), triangle schedule, label smoothing, Lookahead every 5 steps
+// the fast network from the same weights on the same batches (augmentation off, no shuffle), with
+// airbench's parameter groups (BatchNorm biases at 64 x the rate), triangle schedule, label
+// smoothing, Lookahead every 5 steps
 // and at the end, and the whitening bias frozen after 3 epochs; then TTA level 2 on test images.
 // Nine steps (4.5 epochs of 2), the whitening bias frozen from step 7, Lookahead at step 5 and at
 // the end. Everything read from tests/reference/airbench.bin (tests/reference/make_airbench_fixture.py
