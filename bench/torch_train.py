@@ -39,6 +39,8 @@ The recipe, with PyTorch's names and defaults (torch.optim, torch.optim.lr_sched
                                    onecycle  OneCycleLR(max_lr=lr, total_steps=T) with its defaults
                                              (pct_start 0.3, cos annealing, div_factor 25,
                                              final_div_factor 1e4; momentum not cycled)
+                                   triangle  airbench's: lr x 0.2 at t = 0, linearly up to lr at
+                                             P = int(0.23 T), down to lr x 0.07 at T
   --warmup E                     E epochs (a fraction allowed) of linear warm-up: step t < W = E x steps
                                  per epoch runs at lr x (t + 1) / W, and the schedule then runs over
                                  the T - W steps left (not with onecycle, which warms up itself)
@@ -476,6 +478,9 @@ def lr_factor(args, step, total, steps_per_epoch):
         return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * t / T))
     if s == "linear":
         return 1.0 - t / T
+    if s == "triangle":  # the formula of triangle() below, for one step
+        peak = int(0.23 * T)
+        return 0.2 + 0.8 * t / peak if t < peak else 1 + (0.07 - 1) * (t - peak) / max(1, T - peak)
     # onecycle: torch.optim.lr_scheduler.OneCycleLR's two phases, cos annealing
     initial, final = 1 / 25.0, 1 / 25.0 / 1e4
     end1 = 0.3 * T - 1
@@ -966,7 +971,7 @@ def parse(argv):
     a("--weight-decay", type=float, default=None, help="default 0 (0.01 for adamw, torch.optim.AdamW's)")
     a("--decoupled-weight-decay", action="store_true")
     a("--no-decay-bn-bias", action="store_true")
-    a("--lr-schedule", default="constant", choices=["constant", "step", "cosine", "onecycle", "linear"])
+    a("--lr-schedule", default="constant", choices=["constant", "step", "cosine", "onecycle", "linear", "triangle"])
     a("--warmup", type=float, default=0.0, help="epochs of linear warm-up")
     a("--step-size", type=float, default=30.0)
     a("--gamma", type=float, default=0.1)
