@@ -58,6 +58,22 @@ void cg_lookahead_free(cg_lookahead *l) {
     free(l);
 }
 
+void cg_lookahead_set_average(cg_lookahead *l, const cg_tensor *t, const float *host_values) {
+    for (int b = 0; b < 2; b++) {
+        cg_params *p = l->blocks[b];
+        for (int i = 0; p && i < p->count; i++) {
+            if (p->tensors[i] != t) continue;
+            int64_t at = p->offsets[i];
+            bool averaged = false;
+            for (int r = 0; r < l->runs[b]; r++) averaged |= at >= l->run_begin[b][r] && at < l->run_end[b][r];
+            CG_CHECK(averaged, "cg_lookahead_set_average: %s is not averaged", t->name ? t->name : "the tensor");
+            cg_device_copy(p->device, l->ema[b] + at, cg_cpu(), host_values, (size_t)t->numel * sizeof(float));
+            return;
+        }
+    }
+    CG_CHECK(false, "cg_lookahead_set_average: %s is not a tensor of the averaged blocks", t->name ? t->name : "the tensor");
+}
+
 void cg_lookahead_update(cg_lookahead *l, float decay) {
     CG_CHECK(decay >= 0.0f && decay <= 1.0f, "Lookahead decay %g is not in [0, 1]", (double)decay);
     for (int b = 0; b < 2; b++) {

@@ -21,6 +21,10 @@ typedef struct {
 // The average of params' values and buffers' (NULL: none), starting at their values now.
 cg_lookahead *cg_lookahead_new(cg_params *params, cg_params *buffers);
 void cg_lookahead_free(cg_lookahead *l);
+// The average of one tensor of the parameters or buffers set to host values (numel floats), e.g.
+// to start it from the values before a data-dependent init, as airbench does. Errors (CG_CHECK):
+// a tensor of neither block, one left out (num_batches_tracked).
+void cg_lookahead_set_average(cg_lookahead *l, const cg_tensor *t, const float *host_values);
 // ema = decay ema + (1 - decay) values, then values = ema, over both blocks. decay in [0, 1].
 // Not during a CUDA Graph capture (the decay is passed by value).
 void cg_lookahead_update(cg_lookahead *l, float decay);
