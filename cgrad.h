@@ -13,6 +13,7 @@
 #include "core/train/metrics.h"
 #include "core/ops.h"
 #include "core/train/optim.h"
+#include "core/train/lookahead.h"
 #include "core/train/schedule.h"
 #include "core/params.h"
 #include "core/rng.h"

@@ -39,6 +39,8 @@ The recipe, with PyTorch's names and defaults (torch.optim, torch.optim.lr_sched
                                    onecycle  OneCycleLR(max_lr=lr, total_steps=T) with its defaults
                                              (pct_start 0.3, cos annealing, div_factor 25,
                                              final_div_factor 1e4; momentum not cycled)
+                                   triangle  airbench's: lr x 0.2 at t = 0, linearly up to lr at
+                                             P = int(0.23 T), down to lr x 0.07 at T
   --warmup E                     E epochs (a fraction allowed) of linear warm-up: step t < W = E x steps
                                  per epoch runs at lr x (t + 1) / W, and the schedule then runs over
                                  the T - W steps left (not with onecycle, which warms up itself)
@@ -58,7 +60,7 @@ The recipe, with PyTorch's names and defaults (torch.optim, torch.optim.lr_sched
 --recipe airbench94 trains --model fast with airbench94's whole recipe instead (batch 1024, 9.9
 epochs, SGD Nesterov momentum 0.85, lr 11.5 and weight decay 0.0153 per 1024 images, BatchNorm
 biases at 64 times the lr, label smoothing 0.2, a triangular lr schedule (0.2 -> 1 at 23 % -> 0.07),
-Lookahead every 5 steps from epoch 3 with the weights set to the average at each epoch's end,
+Lookahead every 5 steps with the weights set to the average at the end,
 whitening bias trained 3 epochs, flips alternating by epoch, translation by 2 with reflection, TTA
 of flips and 1-pixel translations, fp16 weights with fp32 BatchNorm on a GPU) and reports its
 time as GPU time of the training steps and of the whitening initialisation (train_seconds), and
@@ -476,6 +478,9 @@ def lr_factor(args, step, total, steps_per_epoch):
         return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * t / T))
     if s == "linear":
         return 1.0 - t / T
+    if s == "triangle":  # the formula of triangle() below, for one step
+        peak = int(0.23 * T)
+        return 0.2 + 0.8 * t / peak if t < peak else 1 + (0.07 - 1) * (t - peak) / max(1, T - peak)
     # onecycle: torch.optim.lr_scheduler.OneCycleLR's two phases, cos annealing
     initial, final = 1 / 25.0, 1 / 25.0 / 1e4
     end1 = 0.3 * T - 1
@@ -747,8 +752,8 @@ def train_general(args, train, test, device):
 # ---- training: airbench94's recipe for the fast network -------------------------------------------
 
 AIRBENCH = dict(batch_size=1024, epochs=9.9, lr=11.5, momentum=0.85, weight_decay=0.0153, bias_scaler=64.0,
-                label_smoothing=0.2, whiten_bias_epochs=3, translate=2, ema_start_epochs=3, ema_every=5,
-                ema_decay_base=0.95, ema_decay_pow=3.0)
+                label_smoothing=0.2, whiten_bias_epochs=3, translate=2, ema_every=5, ema_decay_base=0.95,
+                ema_decay_pow=3.0)
 
 
 def triangle(total, start, end, peak):
@@ -761,6 +766,56 @@ def triangle(total, start, end, peak):
         else:
             out.append(1 + (end - 1) * (i - turn) / max(1, total - turn))
     return out
+
+
+def airbench_optimizer(model, batch, hp=AIRBENCH):
+    """airbench 0.1.8's SGD for the SUM of the per-image losses: its lr and weight decay per 1024
+    images in decoupled form made into torch's (kilostep_scale = 1024 (1 + 1 / (1 - momentum))), the
+    BatchNorm biases in a group at bias_scaler x the lr with weight_decay wd / lr_biases."""
+    kilostep_scale = 1024 * (1 + 1 / (1 - hp["momentum"]))
+    lr = hp["lr"] / kilostep_scale
+    wd = hp["weight_decay"] * batch / kilostep_scale
+    lr_bias = lr * hp["bias_scaler"]
+    norm_biases = [p for n, p in model.named_parameters() if "norm" in n and p.requires_grad]
+    others = [p for n, p in model.named_parameters() if "norm" not in n and p.requires_grad]
+    opt = torch.optim.SGD([dict(params=norm_biases, lr=lr_bias, weight_decay=wd / lr_bias),
+                           dict(params=others, lr=lr, weight_decay=wd / lr)], momentum=hp["momentum"], nesterov=True)
+    for g in opt.param_groups:
+        g["base_lr"] = g["lr"]
+    return opt
+
+
+class Lookahead:
+    """airbench 0.1.8's LookaheadState: a copy of the state_dict when made; update(decay) moves every
+    float tensor of it (weights, BatchNorm statistics) to decay ema + (1 - decay) w and sets the
+    model to it."""
+
+    def __init__(self, model):
+        self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model, decay):
+        for k, v in model.state_dict().items():
+            if v.dtype in (torch.float16, torch.float32):
+                self.ema[k].lerp_(v, 1 - decay)
+                v.copy_(self.ema[k])
+
+
+def lookahead_decays(total, hp=AIRBENCH):
+    """airbench's alpha_schedule: 0.95^5 (t / total)^3 for t = 0 .. total, in float32."""
+    return hp["ema_decay_base"] ** hp["ema_every"] * (torch.arange(total + 1) / total) ** hp["ema_decay_pow"]
+
+
+def airbench_tta(model, x):
+    """airbench's infer_mirror_translate (TTA level 2): the mirror mean of x, and of x moved by one
+    pixel each way through a reflection pad."""
+    def mirror(v):
+        return 0.5 * model(v) + 0.5 * model(v.flip(3))
+    logits = mirror(x)
+    p = F.pad(x, (1,) * 4, mode="reflect")
+    h, w = x.shape[2], x.shape[3]
+    shifted = torch.stack([mirror(p[:, :, 0:h, 0:w]), mirror(p[:, :, 2:h + 2, 2:w + 2])]).mean(0)
+    return 0.5 * logits + 0.5 * shifted
 
 
 def airbench_run(args, train, test, device, seed, warmup_only=False):
@@ -793,28 +848,13 @@ def airbench_run(args, train, test, device, seed, warmup_only=False):
     batch = hp["batch_size"]
     steps_per_epoch = len(labels) // batch  # drop_last
     total = math.ceil(steps_per_epoch * hp["epochs"])
-    kilostep_scale = 1024 * (1 + 1 / (1 - hp["momentum"]))
-    lr = hp["lr"] / kilostep_scale
-    wd = hp["weight_decay"] * batch / kilostep_scale
-    lr_bias = lr * hp["bias_scaler"]
-    norm_biases = [p for n, p in model.named_parameters() if "norm" in n and p.requires_grad]
-    others = [p for n, p in model.named_parameters() if "norm" not in n and p.requires_grad]
-    opt = torch.optim.SGD([dict(params=norm_biases, lr=lr_bias, weight_decay=wd / lr_bias),
-                           dict(params=others, lr=lr, weight_decay=wd / lr)], momentum=hp["momentum"], nesterov=True)
-    for g in opt.param_groups:
-        g["base_lr"] = g["lr"]
+    opt = airbench_optimizer(model, batch, hp)
     schedule = triangle(total, 0.2, 0.07, 0.23)
-    # Lookahead: from epoch 3 on, every 5 steps, the weights (and BatchNorm statistics) move to a
-    # running average of themselves whose decay grows as the cube of the progress; at the end of
-    # every epoch they are set to the average.
-    ema = None
-
-    def lookahead(decay):
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                if v.dtype in (torch.float16, torch.float32):
-                    ema[k].lerp_(v, 1 - decay)
-                    v.copy_(ema[k])
+    # Lookahead: every 5 steps the weights (and BatchNorm statistics) move to a running average of
+    # themselves whose decay grows as the cube of the progress; at the last step they become the
+    # average. As airbench, its copy is made from the model before the whitening init.
+    lookahead = Lookahead(model)
+    decays = lookahead_decays(total, hp)
 
     timer = []
     def tick():
@@ -863,15 +903,11 @@ def airbench_run(args, train, test, device, seed, warmup_only=False):
                 g["lr"] = g["base_lr"] * schedule[step]
             opt.step()
             step += 1
-            if epoch >= hp["ema_start_epochs"] and step % hp["ema_every"] == 0:
-                if ema is None:
-                    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    lookahead(hp["ema_decay_base"] ** hp["ema_every"] * (step / total) ** hp["ema_decay_pow"])
+            if step % hp["ema_every"] == 0:
+                lookahead.update(model, decays[step].item())
             if step >= total:
+                lookahead.update(model, 1.0)  # the weights become the running average
                 break
-        if ema is not None:
-            lookahead(1.0)  # the weights become the running average
         tick()
         epoch += 1
     seconds = elapsed()
@@ -886,12 +922,7 @@ def airbench_run(args, train, test, device, seed, warmup_only=False):
             x = test_x[i:i + 2000]
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            def mirror(v):
-                return 0.5 * model(v) + 0.5 * model(v.flip(3))
-            logits = mirror(x)
-            p = F.pad(x, (1,) * 4, mode="reflect")
-            shifted = 0.5 * (mirror(p[:, :, 0:32, 0:32]) + mirror(p[:, :, 2:34, 2:34]))
-            logits = 0.5 * logits + 0.5 * shifted
+            logits = airbench_tta(model, x)
             correct += (logits.argmax(1) == test_y[i:i + 2000]).sum().item()
     tick()
     return correct / len(test_y), seconds, elapsed(), total
@@ -940,7 +971,7 @@ def parse(argv):
     a("--weight-decay", type=float, default=None, help="default 0 (0.01 for adamw, torch.optim.AdamW's)")
     a("--decoupled-weight-decay", action="store_true")
     a("--no-decay-bn-bias", action="store_true")
-    a("--lr-schedule", default="constant", choices=["constant", "step", "cosine", "onecycle", "linear"])
+    a("--lr-schedule", default="constant", choices=["constant", "step", "cosine", "onecycle", "linear", "triangle"])
     a("--warmup", type=float, default=0.0, help="epochs of linear warm-up")
     a("--step-size", type=float, default=30.0)
     a("--gamma", type=float, default=0.1)

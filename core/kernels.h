@@ -208,6 +208,12 @@ typedef struct cg_kernels {
     // y (planes, H, W) = x mirrored left-right: y[p, h, w] = x[p, h, W - 1 - w] (test-time
     // augmentation; y and x must not overlap).
     void (*flip_images)(float *y, const float *x, int64_t planes, int64_t H, int64_t W);
+    // y (planes, H, W) = x moved down by dy rows and right by dx columns, the pixels that come in
+    // mirrored without repeating the edge: y[p, h, w] = x[p, r(h - dy), r(w - dx)], r(-i) = i,
+    // r(H - 1 + i) = H - 1 - i (|dy| < H, |dx| < W). dy = dx = 1 is torch's
+    // F.pad(x, (1,) * 4, "reflect")[:, :, 0:H, 0:W], dy = dx = -1 its [:, :, 2:H + 2, 2:W + 2]
+    // (airbench's test-time translations; y and x must not overlap).
+    void (*shift_images)(float *y, const float *x, int64_t planes, int64_t H, int64_t W, int64_t dy, int64_t dx);
 
     // Optimizers over the flat parameter block (PyTorch's torch.optim formulas; see core/train/optim.h).
     // state[0] is the step count, already incremented for this step (first step: 1). lr: one float

@@ -395,6 +395,10 @@ static void test_rng_and_gather(cg_rng *r) {
     expect_equal_i32("gather_images labels", &li);
     K_CPU->flip_images(F(xf), F(xi), N * Ci, H, W), K_GPU->flip_images(D(xf), D(xi), N * Ci, H, W);
     expect_close("flip_images", &xf, 0, 1e-6);
+    for (int d = -1; d <= 1; d += 2) {
+        K_CPU->shift_images(F(xf), F(xi), N * Ci, H, W, d, d), K_GPU->shift_images(D(xf), D(xi), N * Ci, H, W, d, d);
+        expect_close(d > 0 ? "shift_images down-right" : "shift_images up-left", &xf, 0, 1e-6);
+    }
     twin *images[] = {&pixels, &ilabels, &iorder, &aug, &mean, &inv_std, &xi, &li, &xf};
     for (size_t i = 0; i < sizeof images / sizeof *images; i++) twin_free(images[i]);
     twin *all[] = {&u, &z, &x, &labels, &order, &xo, &lo, &to};

@@ -276,6 +276,26 @@ static void test_augmentation(void) {
                     fail("flip_images", "plane %d row %d column %d", p, h, w);
                     return;
                 }
+    // The translations of airbench's test-time augmentation: torch's F.pad(x, (1,) * 4, "reflect")
+    // cropped at [0:H, 0:W] (dy = dx = 1) and [2:H + 2, 2:W + 2] (dy = dx = -1); the padded image's
+    // row -1 is row 1, its row H is row H - 2.
+    for (int d = -1; d <= 1; d += 2) {
+        cg_kernels_for(cg_cpu())->shift_images(y, x, 2, H, W, d, d);
+        for (int p = 0; p < 2; p++)
+            for (int h = 0; h < H; h++)
+                for (int w = 0; w < W; w++) {
+                    int sh = h - d < 0 ? d - h : h - d > H - 1 ? 2 * (H - 1) - (h - d) : h - d;
+                    int sw = w - d < 0 ? d - w : w - d > W - 1 ? 2 * (W - 1) - (w - d) : w - d;
+                    if (y[(p * H + h) * W + w] != x[(p * H + sh) * W + sw]) {
+                        fail("shift_images", "shift %d: plane %d row %d column %d", d, p, h, w);
+                        return;
+                    }
+                }
+    }
+    if (H > 2) { // one case by hand: shifted down-right, pixel (0, 0) is the original (1, 1)
+        cg_kernels_for(cg_cpu())->shift_images(y, x, 1, H, W, 1, 1);
+        if (y[0] != x[W + 1]) fail("shift_images", "pixel (0, 0) = %g, expected x[1, 1] = %g", y[0], x[W + 1]);
+    }
     cg_dataset_free(d);
 }
 
@@ -415,6 +435,17 @@ static void test_cnn(void) {
     expect_refused(bad, "--confusion", "/nonexistent-cgrad-dir/c.csv");
     snprintf(bad, sizeof bad, "--data '%s' --optimizer rmsprop", run_dir);
     expect_refused(bad, "--optimizer", "rmsprop");
+    // --recipe airbench94 sets the recipe itself, for the fast network; fractions of epochs only there.
+    snprintf(bad, sizeof bad, "--data '%s' --model fast --recipe airbench94 --lr 0.1", run_dir);
+    expect_refused(bad, "--recipe airbench94", "--augment");
+    snprintf(bad, sizeof bad, "--data '%s' --recipe airbench94", run_dir);
+    expect_refused(bad, "--recipe airbench94", "--model fast");
+    snprintf(bad, sizeof bad, "--data '%s' --recipe airbench3", run_dir);
+    expect_refused(bad, "--recipe", "airbench3");
+    snprintf(bad, sizeof bad, "--data '%s' --epochs 2.5", run_dir);
+    expect_refused(bad, "--epochs", "2.5");
+    snprintf(bad, sizeof bad, "--data '%s' --model fast --recipe airbench94 --save-every 1 --save '%s/w.st'", run_dir, run_dir);
+    expect_refused(bad, "--recipe airbench94", "--save-every");
 
     unlink(log_path), unlink(confusion_path);
     remove_fake_fashion_mnist(run_dir);

@@ -91,8 +91,8 @@ static void test_warmup_rounding(void) {
 }
 
 static void test_parse(void) {
-    static const char *names[] = {"constant", "step", "cosine", "linear", "onecycle"};
-    for (int i = 0; i < 5; i++) {
+    static const char *names[] = {"constant", "step", "cosine", "linear", "onecycle", "triangle"};
+    for (int i = 0; i < 6; i++) {
         cg_schedule_kind k;
         cg_status s = cg_schedule_parse(names[i], &k);
         if (s.code != CG_OK || (int)k != i || strcmp(cg_schedule_name(k), names[i]) != 0)
@@ -104,8 +104,27 @@ static void test_parse(void) {
         fail("parse", "a bad name: code %d, '%s'", s.code, s.message);
 }
 
+// airbench94's triangle over its 476 steps (48 per epoch x 9.9, rounded up): 0.2 at step 0, 1 at
+// int(0.23 x 476) = 109, 0.07 at 476; linear in between (airbench 0.1.8's utils.triangle).
+static void test_triangle(void) {
+    cg_schedule s = cg_schedule_new(CG_SCHEDULE_TRIANGLE, 2.0, 476, 48);
+    struct { int64_t t; double factor; } cases[] = {{0, 0.2},
+                                                    {54, 0.2 + 0.8 * 54.0 / 109.0},
+                                                    {109, 1.0},
+                                                    {300, 1.0 - 0.93 * 191.0 / 367.0},
+                                                    {475, 1.0 - 0.93 * 366.0 / 367.0},
+                                                    {476, 0.07}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double got = cg_schedule_factor(&s, cases[i].t);
+        if (fabs(got - cases[i].factor) > 1e-12)
+            fail("triangle", "step %lld: factor %.12g, expected %.12g", (long long)cases[i].t, got, cases[i].factor);
+    }
+    if (fabs(cg_schedule_lr(&s, 109) - 2.0) > 1e-12) fail("triangle", "lr at the peak %g", cg_schedule_lr(&s, 109));
+}
+
 int main(void) {
     test_values();
+    test_triangle();
     test_warmup_rounding();
     test_parse();
     return check_summary("test_schedule");

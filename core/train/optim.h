@@ -16,6 +16,12 @@
 // whose .grad is None: no weight decay, no momentum), and no_decay_bn_bias gives weight decay 0
 // to every parameter of at most one dimension (BatchNorm's weights and biases, every bias), as the
 // usual two parameter groups of PyTorch training scripts ([decay: dim > 1], [no decay: dim <= 1]).
+// Parameter groups, as torch.optim's param_groups: group 0 holds every parameter at first (the rate
+// and weight decay above); cg_optimizer_add_group makes another with its own learning-rate factor
+// and weight decay, cg_optimizer_set_group moves a parameter into it (runs never span two groups).
+// Each group's rate (lr x its factor) is its own float on the device, so a factor changed between
+// steps (0 freezes the group: its parameters keep their values, as a parameter PyTorch skips) is
+// read by a captured CUDA Graph's replay too.
 #ifndef CG_OPTIM_H
 #define CG_OPTIM_H
 
@@ -51,14 +57,19 @@ typedef struct {
     float *state1;   // SGD momentum buffer, or Adam's m
     float *state2;   // Adam's v (NULL for SGD)
     float *counter;  // one float on the device: the step count (exact up to 2^24 steps)
-    float *lr;       // one float on the device: the learning rate the next step uses
-    float lr_host;   // the value last written there
+    float *lr;       // on the device, one float per group: lr x the group's factor (lr[0]: group 0's)
+    float lr_host;   // the learning rate last set (group 0's)
+    int groups;             // parameter groups (1 + those added)
+    float *group_lr_scale;  // host, per group: the factor of the learning rate (group 0: 1)
+    float *group_decay;     // host, per group: its weight decay (group 0: config.weight_decay)
+    int *param_group;       // host, per parameter of params: its group
     const float *found_inf; // NULL, or a flag on the device: when not 0, the step is skipped
                             // (set by mixed precision, core/amp.h, to skip overflowed steps)
     int runs;               // slices of the block updated by one kernel call each (1 when nothing
     int64_t *run_begin;     // is frozen or exempt): float offsets [run_begin, run_end) and the
     int64_t *run_end;       // weight decay of each
     float *run_decay;
+    int *run_group;
 } cg_optimizer;
 
 // Errors (CG_CHECK): nesterov without momentum or with dampening, as PyTorch refuses them.
@@ -72,5 +83,17 @@ void cg_optimizer_zero_grad(cg_optimizer *o);
 // The learning rate of the next steps (written to device memory now, in order with the queued
 // work). Not during a CUDA Graph capture: between steps, before the replay that should read it.
 void cg_optimizer_set_lr(cg_optimizer *o, float lr);
+
+// A new parameter group with learning rate lr x lr_scale and its own weight decay (not subject to
+// no_decay_bn_bias), empty; returns its index. Errors (CG_CHECK): more than 16 groups.
+int cg_optimizer_add_group(cg_optimizer *o, float lr_scale, float weight_decay);
+// Moves parameter `param` (one of params' tensors) into group `group`. Before the first step that
+// a CUDA Graph captures (the runs, one kernel call each, are made again). Errors (CG_CHECK): a
+// tensor that is not a parameter of the block, a group that does not exist.
+void cg_optimizer_set_group(cg_optimizer *o, const cg_tensor *param, int group);
+// The learning-rate factor of a group from the next step on (written to the device now, in order
+// with the queued work; not during a capture). 0 freezes the group's parameters (no weight decay,
+// no change); their momentum goes on being computed but is never applied.
+void cg_optimizer_set_group_lr_scale(cg_optimizer *o, int group, float lr_scale);
 
 #endif

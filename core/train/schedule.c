@@ -6,11 +6,12 @@
 
 #define PI 3.14159265358979323846 // math.pi (M_PI is not C11)
 
-static const char *const names[] = {"constant", "step", "cosine", "linear", "onecycle"};
+static const char *const names[] = {"constant", "step", "cosine", "linear", "onecycle", "triangle"};
 
 cg_schedule cg_schedule_new(cg_schedule_kind kind, double lr, int64_t total_steps, int64_t steps_per_epoch) {
     return (cg_schedule){.kind = kind, .lr = lr, .total_steps = total_steps, .steps_per_epoch = steps_per_epoch,
-                         .warmup_epochs = 0.0, .step_size = 30.0, .gamma = 0.1, .min_lr = 0.0};
+                         .warmup_epochs = 0.0, .step_size = 30.0, .gamma = 0.1, .min_lr = 0.0,
+                         .tri_start = 0.2, .tri_peak = 0.23, .tri_end = 0.07};
 }
 
 cg_status cg_schedule_parse(const char *text, cg_schedule_kind *out) {
@@ -19,7 +20,7 @@ cg_status cg_schedule_parse(const char *text, cg_schedule_kind *out) {
             *out = (cg_schedule_kind)i;
             return cg_ok();
         }
-    return cg_error(CG_ERR_ARG, "--lr-schedule: '%s' is not constant, step, cosine, linear or onecycle", text);
+    return cg_error(CG_ERR_ARG, "--lr-schedule: '%s' is not constant, step, cosine, linear, onecycle or triangle", text);
 }
 
 const char *cg_schedule_name(cg_schedule_kind kind) { return names[kind]; }
@@ -47,6 +48,12 @@ double cg_schedule_factor(const cg_schedule *s, int64_t t) {
         return m + (1.0 - m) * 0.5 * (1.0 + cos(PI * u / U));
     }
     case CG_SCHEDULE_LINEAR: return 1.0 - u / U;
+    case CG_SCHEDULE_TRIANGLE: {
+        double steps = (double)(s->total_steps - warm > 0 ? s->total_steps - warm : 0);
+        double peak = floor(s->tri_peak * steps); // Python's int() of a positive number
+        if (u < peak) return s->tri_start + (1.0 - s->tri_start) * u / peak;
+        return 1.0 + (s->tri_end - 1.0) * (u - peak) / (steps - peak > 1.0 ? steps - peak : 1.0);
+    }
     case CG_SCHEDULE_ONECYCLE: {
         const double initial = 1.0 / 25.0, final = 1.0 / 25.0 / 1e4;
         double end1 = 0.3 * (double)s->total_steps - 1.0, last = (double)s->total_steps - 1.0;

@@ -12,6 +12,7 @@
 #include "examples/common/resume.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,9 @@ static void usage(FILE *f) {
             "                     CIFAR network after airbench94 (its first layer set from the training images)\n"
             "  --stem-stride N    resnet18's first convolution: stride 1 (default) or 2 (for 64x64 images)\n"
             "  --device DEV       cpu, cuda or cuda:N (default cpu)\n"
-            "  --epochs N         passes over the training set (default 5)\n"
-            "  --batch-size N     images per step (default 128)\n"
+            "  --epochs N         passes over the training set (default 5; with --recipe airbench94 9.9, a\n"
+            "                     fraction allowed there: ceil(N x steps per epoch) steps in all)\n"
+            "  --batch-size N     images per step (default 128; 1024 with --recipe airbench94)\n"
             "  --seed N           seed of the weights, the shuffle and the augmentation (default 0)\n"
             "  --threads N        CPU threads (default: OpenMP's choice)\n"
             "  --limit N          train on N training images only, class-balanced: the first N/classes of\n"
@@ -98,6 +100,8 @@ static void usage(FILE *f) {
 typedef struct {
     const char *dataset, *data, *model, *device, *log_path, *save_path, *load_path, *resume_path;
     long epochs, batch_size, seed, threads, limit, limit_test, stem_stride, save_every;
+    double epochs_fraction; // --epochs as given (a fraction with --recipe airbench94: 9.9 by default)
+    bool epochs_given, batch_size_given;
     bool summary, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, sync_bn, eval;
     cg_recipe recipe; // optimizer, schedule, loss, clipping, augmentation, TTA: examples/common/recipe.h
     cg_precision precision;
@@ -134,8 +138,8 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'd': s = cg_cli_path("--data", optarg, &o->data); break;
         case 'm': o->model = optarg; break;
         case 'v': o->device = optarg; break;
-        case 'e': s = cg_cli_int("--epochs", optarg, 1, 100000, &o->epochs); break;
-        case 'b': s = cg_cli_int("--batch-size", optarg, 1, 1 << 16, &o->batch_size); break;
+        case 'e': s = cg_cli_float("--epochs", optarg, 1e-3, 100000, &o->epochs_fraction), o->epochs_given = true; break;
+        case 'b': s = cg_cli_int("--batch-size", optarg, 1, 1 << 16, &o->batch_size), o->batch_size_given = true; break;
         case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'n': s = cg_cli_int("--limit", optarg, 1, 1L << 30, &o->limit); break;
@@ -173,6 +177,19 @@ static int parse_options(int argc, char **argv, options *o) {
     if (s.code == CG_OK && o->sync_bn && !o->distributed)
         s = cg_error(CG_ERR_ARG, "--sync-bn: only with --distributed (it synchronises batch norm across the ranks "
                      "of mpirun -np N cnn --distributed ...)");
+    // --epochs: whole epochs, but for airbench94 (9.9 by default: the last epoch cut short).
+    if (!o->epochs_given) o->epochs_fraction = o->recipe.airbench94 ? CG_AIRBENCH_EPOCHS : 5.0;
+    if (s.code == CG_OK && !o->recipe.airbench94 && o->epochs_fraction != floor(o->epochs_fraction))
+        s = cg_error(CG_ERR_ARG, "--epochs: %g is not a whole number of epochs (a fraction only with --recipe airbench94)",
+                     o->epochs_fraction);
+    o->epochs = (long)ceil(o->epochs_fraction - 1e-9);
+    if (o->recipe.airbench94 && !o->batch_size_given) o->batch_size = CG_AIRBENCH_BATCH;
+    o->recipe.batch_size = o->batch_size;
+    if (s.code == CG_OK && o->recipe.airbench94 && strcmp(o->model, "fast") != 0)
+        s = cg_error(CG_ERR_ARG, "--recipe airbench94: for --model fast (its groups name the fast network's layers)");
+    if (s.code == CG_OK && o->recipe.airbench94 && (o->resume_path || o->save_every || o->distributed))
+        s = cg_error(CG_ERR_ARG, "--recipe airbench94: not with %s (the Lookahead average is not in the saved state; "
+                     "one process)", o->resume_path ? "--resume" : o->save_every ? "--save-every" : "--distributed");
     if (s.code == CG_OK && o->distributed && o->recipe.confusion_path)
         s = cg_error(CG_ERR_ARG, "--confusion: not with --distributed (each rank sees its share of the test set): "
                      "evaluate the saved weights with --eval --confusion in one process");
@@ -243,6 +260,7 @@ static double read_running_loss(void *ctx) {
 
 int main(int argc, char **argv) {
     cg_threads_setup(argc, argv); // OpenMP's wait policy: may start cnn again (kernels/cpu/threads.c)
+    double process_start = cg_seconds();
     options opt;
     int stop = parse_options(argc, argv, &opt);
     if (stop >= 0) return stop;
@@ -327,9 +345,15 @@ int main(int argc, char **argv) {
     if (opt.resume_path &&
         (s = cg_resume_check(rs, opt.resume_path, opt.eval ? 0 : opt.epochs, opt.log_path, &at)).code != CG_OK)
         return cg_cli_fail("cnn", s);
+    // airbench's Lookahead average starts from the model as made, before the whitening init.
+    cg_tensor *whiten = opt.recipe.airbench94 ? cg_params_find(params, "whiten.weight") : NULL;
+    float *whiten_as_made = whiten ? cg_xmalloc((size_t)whiten->numel * sizeof(float)) : NULL;
+    if (whiten) cg_tensor_copy_to_host(whiten_as_made, whiten, whiten->numel);
+    double whiten_start = cg_seconds();
     if (!opt.load_path && !opt.resume_path &&
         (s = cg_model_init_from_data(opt.model, params, train, info->mean, info->std)).code != CG_OK)
         return cg_cli_fail("cnn", s); // the fast network's whitening layer
+    double whiten_seconds = cg_seconds() - whiten_start; // airbench counts it in its training time
 
     // Everything that can fail on input is checked before the log is created and training starts.
     if (opt.save_path && (s = cg_resume_check_writable(opt.save_path)).code != CG_OK) return cg_cli_fail("cnn", s);
@@ -354,8 +378,9 @@ int main(int argc, char **argv) {
     // The data sets on the device, or streamed from host memory (--stream, or too large for the GPU).
     size_t bytes = (size_t)((train->count + test->count) * train->sample_numel);
     bool stream = dev.type != CG_CPU && (opt.stream || cg_loader_should_stream(dev, bytes));
-    cg_loader *loader = stream ? cg_loader_new_streaming(train, opt.batch_size, true, false, (uint64_t)opt.seed, dev)
-                               : cg_loader_new(train, opt.batch_size, true, false, (uint64_t)opt.seed, dev);
+    bool drop_last = opt.recipe.airbench94; // airbench's training loader drops the last partial batch
+    cg_loader *loader = stream ? cg_loader_new_streaming(train, opt.batch_size, true, drop_last, (uint64_t)opt.seed, dev)
+                               : cg_loader_new(train, opt.batch_size, true, drop_last, (uint64_t)opt.seed, dev);
     cg_loader *test_loader = stream ? cg_loader_new_streaming(test, 500, false, false, 0, dev)
                                     : cg_loader_new(test, 500, false, false, 0, dev);
     if (stream && !opt.quiet)
@@ -364,14 +389,20 @@ int main(int argc, char **argv) {
     cg_loader_set_normalization(loader, info->mean, info->std);
     cg_loader_set_normalization(test_loader, info->mean, info->std);
     // The optimizer, the schedule, clipping and the augmentation: examples/common/recipe.h.
-    cg_recipe_run *recipe = cg_recipe_start(&opt.recipe, params, cg_loader_num_batches(loader), opt.epochs);
+    // With airbench94 also the parameter groups and the Lookahead, its average starting from the
+    // weights now but for the whitening layer's, as made (airbench's: its copy of the model is made
+    // before the whitening init; at step 5 of a 9.9-epoch run it weighs 1e-6, of a 2-epoch one 0.19).
+    cg_recipe_run *recipe =
+        cg_recipe_start(&opt.recipe, params, buffers, cg_loader_num_batches(loader), opt.epochs_fraction);
+    if (recipe->lookahead && whiten) cg_lookahead_set_average(recipe->lookahead, whiten, whiten_as_made);
+    free(whiten_as_made);
     cg_optimizer *optimizer = recipe->optimizer;
     cg_recipe_augment(&opt.recipe, loader, info->augment);
     cg_confusion *confusion = opt.recipe.confusion_path ? cg_confusion_new(dev, test->num_classes) : NULL;
     if (!opt.quiet && opt.eval && opt.recipe.tta) // --eval trains nothing: of the recipe, only TTA applies
         printf("evaluation with TTA: the mean of the logits of each test image and of its mirror image\n");
     if (!opt.quiet && !opt.eval && opt.recipe.flags_given > 0) { // the default recipe is the tutorial's: Adam 0.001
-        char line[512];
+        char line[1024];
         cg_recipe_describe(recipe, opt.recipe.augment >= 0 ? opt.recipe.augment == 1 : info->augment, line,
                            sizeof line);
         printf("%s\n", line);
@@ -421,7 +452,8 @@ int main(int argc, char **argv) {
 
     // A resumed run's clock goes on from the saved one; its first epoch (two, if it began inside
     // one) runs eagerly before any capture.
-    double start = cg_seconds() - at.seconds, train_seconds = 0.0;
+    double start = cg_seconds() - at.seconds, train_seconds = 0.0, tta_seconds = 0.0;
+    bool steps_done = false; // airbench94: its ceil(epochs x steps per epoch) steps are done
     cg_eval_result test_result = {0};
     long first_epoch = at.epochs_done + 1, graph_from = first_epoch + (at.step > 0 ? 2 : 1);
     for (long epoch = first_epoch; epoch <= opt.epochs; epoch++) {
@@ -431,7 +463,8 @@ int main(int argc, char **argv) {
         cg_loader_set_epoch(loader, epoch); // the epoch the loader starts next (alternating flips)
         int64_t images = 0, step = cg_resume_epoch_begin(rs, guard, epoch, &images); // metrics, loader, guard
         int64_t steps = cg_loader_num_batches(loader);
-        while (cg_loader_next(loader, &batch)) {
+        cg_recipe_epoch_begin(recipe, epoch); // airbench94: the whitening bias frozen after epoch 3
+        while (!steps_done && cg_loader_next(loader, &batch)) {
             cg_guard_step_begin(guard);
             cg_recipe_set_lr(recipe, (epoch - 1) * steps + step); // written to the device, read by the replay
             if (opt.no_graph || epoch < graph_from) {
@@ -442,6 +475,7 @@ int main(int argc, char **argv) {
                 cg_graph_end(graph, batch.size);
             }
             step++;
+            steps_done = cg_recipe_step_end(recipe, (epoch - 1) * steps + step, amp); // airbench94's Lookahead
             cg_guard_record(guard);
             if (cg_guard_should_stop(guard, epoch)) break;
             images += batch.size;
@@ -453,16 +487,21 @@ int main(int argc, char **argv) {
             break;
         }
         double train_loss, train_accuracy;
-        cg_metrics_read(metrics, loader->count, &train_loss, &train_accuracy); // waits for the device
+        // the images trained on: airbench94 drops each epoch's last partial batch and cuts the last epoch
+        cg_metrics_read(metrics, drop_last ? images : loader->count, &train_loss, &train_accuracy); // waits for the device
         cg_dist_mean(dist, loader->count, &train_loss, &train_accuracy);      // over every rank
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
-        test_result = cg_recipe_evaluate(recipe, model, eval_tape, test_loader, metrics,
-                                         epoch == opt.epochs ? confusion : NULL);
+        bool last = epoch == opt.epochs || steps_done;
+        // airbench94 evaluates the epochs before the last without its TTA, and times the last apart
+        if (opt.recipe.airbench94) recipe->tta_level = last ? opt.recipe.tta_level : 0;
+        double eval_start = cg_seconds();
+        test_result = cg_recipe_evaluate(recipe, model, eval_tape, test_loader, metrics, last ? confusion : NULL);
+        if (last) tta_seconds = cg_seconds() - eval_start;
         double top5_unused = 0.0;
         cg_dist_mean(dist, test_loader->count, &test_result.loss, &test_result.top1);
         cg_dist_mean(dist, test_loader->count, &test_result.top5, &top5_unused);
-        double images_per_s = (double)train->count / epoch_seconds;
+        double images_per_s = (double)(drop_last ? images : train->count) / epoch_seconds;
         double seconds = cg_seconds() - start;
         char cells[256], extra[224];
         snprintf(cells, sizeof cells, "%ld,%.6f,%.4f,%.6f,%.4f,%.4f,%.3f,%.1f,%s,%.6g", epoch, train_loss,
@@ -481,12 +520,18 @@ int main(int argc, char **argv) {
         if ((s = cg_resume_epoch_end(rs, epoch, seconds, opt.save_path, opt.save_every, opt.epochs)).code != CG_OK)
             return cg_cli_fail("cnn", s); // --save-every
         if (cg_guard_signal()) break; // Ctrl-C during the evaluation: stop before the next epoch
+        if (steps_done) break;        // airbench94: its last (partial) epoch is done
     }
     int status = cg_guard_finish(guard); // 0; 1 diverged; 130 / 143 interrupted (the line is printed)
     if (status == 0) printf("Test accuracy on %s: %.4f\n", dev_name, test_result.top1);
+    if (status == 0 && opt.recipe.airbench94) // airbench's timing: training steps and whitening init; TTA apart
+        printf("airbench94: train_seconds %.3f (training steps %.3f + whitening init %.3f), tta_seconds %.3f, "
+               "test accuracy with TTA %.4f, process wall %.2f s\n", train_seconds + whiten_seconds, train_seconds,
+               whiten_seconds, tta_seconds, test_result.top1, cg_seconds() - process_start);
     if (status == 0 && !opt.quiet)
         printf("Training: %ld epochs in %.2f s (%.0f images/s)\n", opt.epochs - at.epochs_done, train_seconds,
-               (double)train->count * (double)(opt.epochs - at.epochs_done) / train_seconds);
+               (drop_last ? (double)recipe->total_steps * (double)opt.batch_size // airbench94: whole batches
+                          : (double)train->count * (double)(opt.epochs - at.epochs_done)) / train_seconds);
     // The whole state where training stopped, or the last good epoch's weights (resume.h).
     if ((s = cg_resume_save_final(rs, guard, opt.save_path, status, cg_seconds() - start, opt.quiet)).code != CG_OK)
         return cg_cli_fail("cnn", s);

@@ -47,6 +47,7 @@ enum {
     CG_RECIPE_OPT_CUTOUT,
     CG_RECIPE_OPT_TTA,
     CG_RECIPE_OPT_CONFUSION,
+    CG_RECIPE_OPT_PRESET,
     CG_RECIPE_OPT_LAST
 };
 
@@ -69,7 +70,8 @@ enum {
         {"crop-padding", required_argument, 0, CG_RECIPE_OPT_CROP_PADDING},                            \
         {"padding-mode", required_argument, 0, CG_RECIPE_OPT_PADDING_MODE},                             \
         {"flip", required_argument, 0, CG_RECIPE_OPT_FLIP}, {"cutout", required_argument, 0, CG_RECIPE_OPT_CUTOUT}, \
-        {"tta", no_argument, 0, CG_RECIPE_OPT_TTA}, {"confusion", required_argument, 0, CG_RECIPE_OPT_CONFUSION}
+        {"tta", no_argument, 0, CG_RECIPE_OPT_TTA}, {"confusion", required_argument, 0, CG_RECIPE_OPT_CONFUSION}, \
+        {"recipe", required_argument, 0, CG_RECIPE_OPT_PRESET}
 
 typedef struct {
     // the optimizer
@@ -90,10 +92,28 @@ typedef struct {
     int augment;            // -1: the data set's default, 0 off, 1 on
     cg_augmentation aug;    // crop padding 4, zeros, flip random, no cutout by default
     bool tta;
+    int tta_level;          // 0 none, 1 mirror (--tta), 2 mirror and 1-pixel translations (airbench94)
     const char *confusion_path;
+    // --recipe airbench94: airbench 0.1.8's whole recipe for the fast network (cg_recipe_usage)
+    bool airbench94;
+    int64_t batch_size;     // images per step: airbench94's rates depend on it (the program sets it)
     bool momentum_given, crop_padding_given;
     int flags_given; // recipe flags on the command line, --confusion aside
+    int other_flags; // of those, the ones --recipe airbench94 sets itself (not --augment, --recipe)
 } cg_recipe;
+
+// airbench 0.1.8's hyperparameters (airbench/lib_airbench94.py), per 1024 images in its
+// "decoupled" form, and the rates of plain SGD with a MEAN loss that they come to.
+#define CG_AIRBENCH_BATCH 1024
+#define CG_AIRBENCH_EPOCHS 9.9
+#define CG_AIRBENCH_LR 11.5
+#define CG_AIRBENCH_MOMENTUM 0.85
+#define CG_AIRBENCH_WEIGHT_DECAY 0.0153
+#define CG_AIRBENCH_BIAS_SCALER 64.0
+#define CG_AIRBENCH_LABEL_SMOOTHING 0.2
+#define CG_AIRBENCH_WHITEN_BIAS_EPOCHS 3
+#define CG_AIRBENCH_TRANSLATE 2
+#define CG_AIRBENCH_LOOKAHEAD_EVERY 5
 
 // The defaults (above).
 void cg_recipe_init(cg_recipe *r);
@@ -126,10 +146,22 @@ typedef struct {
     cg_grad_clipper *clipper; // NULL without --clip-grad-norm
     double lr_now;            // the learning rate of the last cg_recipe_set_lr
     cg_tensor *mirror;        // TTA: the mirrored batch (made at the first evaluation)
+    cg_tensor *shifted;       // TTA level 2: a translated batch
+    int64_t total_steps;      // the run's steps (the schedule's)
+    int tta_level;            // the evaluation's (the recipe's; a program may lower it for the epochs
+                              // before the last, as airbench evaluates them without TTA)
+    // airbench94
+    cg_lookahead *lookahead;
+    int whiten_bias_group;    // the optimizer group of whiten.bias (-1: none)
+    double lr_sgd, decay_sgd; // the rate and L2 weight decay of plain SGD on the mean loss (group 0)
 } cg_recipe_run;
 
-// The optimizer over params, the schedule over epochs x steps_per_epoch steps, the clipper.
-cg_recipe_run *cg_recipe_start(const cg_recipe *r, cg_params *params, int64_t steps_per_epoch, long epochs);
+// The optimizer over params, the schedule over ceil(epochs x steps_per_epoch) steps (a fraction of
+// an epoch with --recipe airbench94 only), the clipper; with airbench94 the parameter groups and
+// the Lookahead over params and buffers (BatchNorm's statistics; NULL: none), started from their
+// values now.
+cg_recipe_run *cg_recipe_start(const cg_recipe *r, cg_params *params, cg_params *buffers, int64_t steps_per_epoch,
+                               double epochs);
 void cg_recipe_free(cg_recipe_run *run);
 // The training augmentation on loader, when on (dataset_augments: the data set's default).
 void cg_recipe_augment(const cg_recipe *r, cg_loader *loader, bool dataset_augments);
@@ -140,6 +172,14 @@ void cg_recipe_describe(const cg_recipe_run *run, bool augmenting, char *text, s
 // The learning rate of step `step` (0-based over the run) into the optimizer's device memory.
 // Between steps, outside any CUDA Graph capture; a replay then reads it.
 void cg_recipe_set_lr(cg_recipe_run *run, int64_t step);
+// At the start of epoch `epoch` (1-based): airbench94 freezes the whitening layer's bias after
+// its first 3 epochs (its group's rate set to 0, on the device). Between steps.
+void cg_recipe_epoch_begin(cg_recipe_run *run, long epoch);
+// After step `steps_done` (1-based over the run) has been queued: airbench94's Lookahead every 5
+// steps (decay 0.95^5 (steps_done / T)^3), and at the last step the weights set to the average.
+// Returns true when the run's steps are done (the caller stops training). Between steps. amp (or
+// NULL): mixed precision's 16-bit weights, cast again from the averaged ones.
+bool cg_recipe_step_end(cg_recipe_run *run, int64_t steps_done, cg_amp *amp);
 // The training loss: softmax cross-entropy with the recipe's label smoothing. logits (N, K) f32.
 cg_tensor *cg_recipe_loss(const cg_recipe_run *run, cg_tape *tape, cg_tensor *logits, cg_tensor *labels);
 // Gradient clipping, when asked: after the backward (and the unscale), before the step.
@@ -151,8 +191,13 @@ typedef struct {
 
 // Mean loss (plain cross-entropy, no smoothing, as the twin reports it), top-1 and top-5 over a
 // whole data set, without recording; with --tta the logits are the mean of those of each image and
-// of its mirror image. confusion (or NULL) gets the counts added. The model is put back in training
+// of its mirror image; at TTA level 2 (airbench94) 0.5 of that plus 0.25 of the same for the image
+// moved by one pixel down-right and 0.25 for it moved up-left (reflected edges), airbench's
+// infer_mirror_translate. confusion (or NULL) gets the counts added. The model is put back in training
 // mode at the end.
+// The evaluation logits (N, K) f32 of a batch x (N, C, H, W) at the run's TTA level (above), in the
+// tape's arena; the model in evaluation mode and recording off are the caller's.
+cg_tensor *cg_recipe_eval_logits(cg_recipe_run *run, cg_module *model, cg_tape *tape, cg_tensor *x);
 cg_eval_result cg_recipe_evaluate(cg_recipe_run *run, cg_module *model, cg_tape *tape, cg_loader *loader,
                                   cg_metrics *metrics, cg_confusion *confusion);
 

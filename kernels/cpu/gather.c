@@ -56,9 +56,18 @@ static void flip_images_cpu(float *y, const float *x, int64_t planes, int64_t H,
         for (int64_t w = 0; w < W; w++) y[r * W + w] = x[r * W + W - 1 - w];
 }
 
+static void shift_images_cpu(float *y, const float *x, int64_t planes, int64_t H, int64_t W, int64_t dy, int64_t dx) {
+#pragma omp parallel for if (planes * H * W > CG_OMP_MIN_WORK)
+    for (int64_t r = 0; r < planes * H; r++) {
+        int64_t p = r / H, h = r % H, sh = reflect_index(h - dy, H);
+        for (int64_t w = 0; w < W; w++) y[r * W + w] = x[(p * H + sh) * W + reflect_index(w - dx, W)];
+    }
+}
+
 // This file's rows of the CPU kernel table (kernels/cpu/table.c).
 void gather_register_cpu(cg_kernels *k) {
     k->gather_batch = gather_batch_cpu;
     k->gather_images = gather_images_cpu;
     k->flip_images = flip_images_cpu;
+    k->shift_images = shift_images_cpu;
 }

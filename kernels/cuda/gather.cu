@@ -74,9 +74,22 @@ static void flip_images_cuda(float *y, const float *x, int64_t planes, int64_t H
     LAUNCH(flip_images_kernel, planes * H * W, y, x, planes, H, W);
 }
 
+static __global__ void shift_images_kernel(float *y, const float *x, int64_t planes, int64_t H, int64_t W, int64_t dy,
+                                           int64_t dx) {
+    GRID_STRIDE(j, planes * H * W) {
+        int64_t w = j % W, h = (j / W) % H, p = j / (W * H);
+        y[j] = x[(p * H + reflect_index(h - dy, H)) * W + reflect_index(w - dx, W)];
+    }
+}
+
+static void shift_images_cuda(float *y, const float *x, int64_t planes, int64_t H, int64_t W, int64_t dy, int64_t dx) {
+    LAUNCH(shift_images_kernel, planes * H * W, y, x, planes, H, W, dy, dx);
+}
+
 // This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
 extern "C" void gather_register_cuda(cg_kernels *k) {
     k->gather_batch = gather_batch_cuda;
     k->gather_images = gather_images_cuda;
     k->flip_images = flip_images_cuda;
+    k->shift_images = shift_images_cuda;
 }
