@@ -21,6 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <pmmintrin.h>
+#include <xmmintrin.h>
+#endif
 
 static void usage(FILE *f) {
     fprintf(f, "usage: precision [--device DEV] [--part LIST] [--n N]\n"
@@ -356,6 +360,12 @@ static void speed(cg_device d, int64_t n) {
 }
 
 int main(int argc, char **argv) {
+#if defined(__x86_64__) || defined(__i386__)
+    // cgrad's CPU kernels flush denormal floats to zero for speed (kernels/cpu/table.c); this program
+    // shows each format's range, its smallest denormal included, so it turns the flush off.
+    _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_OFF);
+    _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_OFF);
+#endif
     const char *device = "cpu";
     const char *parts = "1,2,3,4,5";
     long long n = 0;
