@@ -20,7 +20,7 @@ LIMIT=20000
 REPS=3
 DATA=/usr/share/datasets/fashion-mnist
 PYTHON=${PYTHON:-/usr/bin/python3}
-TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/../shared/bench/torch_workloads.py}
+TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/bench/torch_workloads.py}
 USE_TORCH=yes
 
 usage() {
@@ -36,7 +36,7 @@ print the median training images/s of each and the ratios.
   --reps N                runs of each configuration (default: 3)
   --data DIR              the Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist)
   --torch-workloads PATH  the PyTorch script (default: \$TORCH_WORKLOADS, else
-                          ROOT/../shared/bench/torch_workloads.py)
+                          ROOT/bench/torch_workloads.py)
   --python PATH           interpreter with torch (default: \$PYTHON, else /usr/bin/python3)
   --no-torch              run cgrad only
   --help                  this text

@@ -7,7 +7,7 @@ Run it with Debian's interpreter, the one that has torch (python3-torch 1.13):
 
     /usr/bin/python3 tests/reference/make_cnn_fixture.py [OUTPUT]
 
-The model is the tutorial CNN, as TutorialCNN in ../shared/bench/torch_workloads.py and issue 4:
+The model is the tutorial CNN, as TutorialCNN in bench/torch_workloads.py:
     c1 = Conv2d(C, 32, 3, padding=1), c2 = Conv2d(32, 64, 3, padding=1),
     f1 = Linear(64 * (H/4) * (W/4), 128), f2 = Linear(128, K)
     forward: max_pool2d(relu(c1(x)), 2), max_pool2d(relu(c2(x)), 2), flatten(1), relu(f1(x)), f2(x)
