@@ -2,14 +2,14 @@
 # gpu_checks.sh: what must be checked on a machine with an NVIDIA GPU before GPU work is called
 # done, in one run: the CUDA build, every ctest (the GPU tests run instead of reporting themselves
 # skipped), the lessons' GPU blocks, the tutorial CNN against PyTorch in the same run, a resumed
-# run ending with the same bytes as a straight one, and the cost of a one-rank NCCL run against a
-# run that is not distributed. Each step prints one verdict line; the logs go to OUTDIR.
+# run ending with the same bytes as a straight one, the cost of a one-rank NCCL run against a run
+# that is not distributed, and synchronised batch norm through NCCL on one rank. Each step prints one verdict line; the logs go to OUTDIR.
 #
 # Usage: tools/gpu_checks.sh [--out OUTDIR] [--fmnist DIR] [--arch SM] [--skip STEP,...]
 #   --out DIR      where the logs, CSVs and checkpoints go (default: runs/gpu_checks)
 #   --fmnist DIR   Fashion-MNIST's four .gz files (default /usr/share/datasets/fashion-mnist)
 #   --arch SM      CMAKE_CUDA_ARCHITECTURES (default 90: H100, H200)
-#   --skip LIST    steps left out, among build,ctest,lessons,bench,resume,nccl
+#   --skip LIST    steps left out, among build,ctest,lessons,bench,resume,nccl,syncbn
 # Environment: CMAKE_PREFIX_PATH for libraries outside the system folders (cJSON, stb_image);
 # PYTHON, the interpreter with torch for bench/cnn.sh and the lessons (default python3).
 # Exit status: 0 when every step that ran passed, 1 otherwise.
@@ -121,6 +121,21 @@ if wanted nccl; then
         verdict nccl OK "$line"
     else
         verdict nccl FAIL "$line"
+    fi
+fi
+# --sync-bn through NCCL on one rank: its statistics are computed in double there, so the run is
+# close to the plain one, not equal to the bit: the same test accuracy within 0.01.
+if wanted syncbn; then
+    export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
+    bn=(--device cuda --data "$fmnist" --model tutorial-bn --epochs 2 --limit 12000 --quiet)
+    a=$("$build/cnn" "${bn[@]}" 2>&1 | awk '/^Test accuracy/ { print $NF }')
+    b=$("$root/tools/launch_local.sh" 1 "$build/cnn" --distributed --sync-bn "${bn[@]}" 2> "$out/syncbn.log" |
+        awk '/^Test accuracy/ { print $NF }')
+    line="tutorial-bn, 2 epochs: plain ${a:-none}, one rank with --sync-bn ${b:-none}"
+    if [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; exit !(d < 0.01 && d > -0.01) }'; then
+        verdict syncbn OK "$line"
+    else
+        verdict syncbn FAIL "$line (see $out/syncbn.log)"
     fi
 fi
 exit $failed
