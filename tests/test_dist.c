@@ -46,32 +46,12 @@ static void resnet_free(resnet *m) {
 }
 
 // x (N, 1, 8, 8) -> logits (N, 10)
-static cg_tensor *resnet_forward(resnet *m, cg_tape *t, cg_tensor *x) {
+static cg_tensor *resnet_forward(void *model, cg_tape *t, cg_tensor *x) {
+    resnet *m = model;
     cg_tensor *h = cg_relu(t, cg_module_forward(m->c1, t, x));
     cg_tensor *r = cg_module_forward(m->c3, t, cg_relu(t, cg_module_forward(m->c2, t, h)));
     cg_tensor *y = cg_relu(t, cg_add(t, r, h)); // the skip connection
     return cg_module_forward(m->fc, t, cg_flatten(t, cg_max_pool2d(t, y, 2, 2)));
-}
-
-// `epochs` over loader l; with d, each step's gradients are averaged over the ranks.
-static void train(resnet *m, cg_loader *l, cg_optim_config config, cg_dist *d, int epochs) {
-    cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
-    cg_optimizer *o = cg_optimizer_new(m->params, config);
-    if (d && cg_dist_prepare(d, m->params, t).code != CG_OK) fail("cg_dist_prepare", "refused the same model");
-    for (int e = 0; e < epochs; e++) {
-        cg_loader_start_epoch(l);
-        cg_batch b;
-        while (cg_loader_next(l, &b)) {
-            cg_tensor *loss = cg_cross_entropy(t, resnet_forward(m, t, b.x), b.labels);
-            cg_optimizer_zero_grad(o);
-            cg_tape_backward(t, loss);
-            cg_dist_sync_gradients(d, NULL);
-            cg_optimizer_step(o);
-            cg_tape_clear(t);
-        }
-    }
-    cg_optimizer_free(o);
-    cg_tape_free(t);
 }
 
 // x (N, 1, 8, 8) -> conv 3x3, BatchNorm2d, ReLU, conv 3x3, BatchNorm2d, ReLU, max pool 2, Linear -> (N, 10)
@@ -103,23 +83,28 @@ static void bn_net_free(bn_net *m) {
     cg_params_free(m->buffers);
 }
 
-static cg_tensor *bn_net_forward(bn_net *m, cg_tape *t, cg_tensor *x) {
+static cg_tensor *bn_net_forward(void *model, cg_tape *t, cg_tensor *x) {
+    bn_net *m = model;
     cg_tensor *h = cg_relu(t, cg_module_forward(m->bn1, t, cg_module_forward(m->c1, t, x)));
     h = cg_relu(t, cg_module_forward(m->bn2, t, cg_module_forward(m->c2, t, h)));
     return cg_module_forward(m->fc, t, cg_flatten(t, cg_max_pool2d(t, h, 2, 2)));
 }
 
-// Like train(), on bn_net; with d and sync, batch norm is synchronised over the ranks.
-static void train_bn(bn_net *m, cg_loader *l, cg_dist *d, bool sync, int epochs) {
+// `epochs` over loader l of the model `forward` runs (its parameters `params`), SGD or Adam by
+// `config`; with d, each step's gradients are averaged over the ranks, and with sync_bn its batch
+// norm is synchronised over them too.
+typedef cg_tensor *(*forward_fn)(void *model, cg_tape *t, cg_tensor *x);
+static void train(forward_fn forward, void *model, cg_params *params, cg_loader *l, cg_optim_config config,
+                  cg_dist *d, bool sync_bn, int epochs) {
     cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
-    cg_optimizer *o = cg_optimizer_new(m->params, cg_sgd_config(0.05f));
-    if (d && cg_dist_prepare(d, m->params, t).code != CG_OK) fail("cg_dist_prepare", "refused the same model");
-    if (sync) cg_dist_sync_batch_norm(d, t);
+    cg_optimizer *o = cg_optimizer_new(params, config);
+    if (d && cg_dist_prepare(d, params, t).code != CG_OK) fail("cg_dist_prepare", "refused the same model");
+    if (sync_bn) cg_dist_sync_batch_norm(d, t);
     for (int e = 0; e < epochs; e++) {
         cg_loader_start_epoch(l);
         cg_batch b;
         while (cg_loader_next(l, &b)) {
-            cg_tensor *loss = cg_cross_entropy(t, bn_net_forward(m, t, b.x), b.labels);
+            cg_tensor *loss = cg_cross_entropy(t, forward(model, t, b.x), b.labels);
             cg_optimizer_zero_grad(o);
             cg_tape_backward(t, loss);
             cg_dist_sync_gradients(d, NULL);
@@ -141,12 +126,12 @@ static void check_sync_batch_norm(cg_dist *d, const cg_dataset *data) {
     cg_loader *whole = cg_loader_new(data, B * W, true, false, 3, cg_cpu());
     cg_loader *share = cg_loader_new(data, B, true, false, 3, cg_cpu());
     if (cg_loader_shard(share, d, CG_SHARD_PAD).code != CG_OK) fail("sync batch norm", "cg_loader_shard refused");
-    train_bn(&single, whole, NULL, false, 2);
-    train_bn(&synced, share, d, true, 2);
+    train(bn_net_forward, &single, single.params, whole, cg_sgd_config(0.05f), NULL, false, 2);
+    train(bn_net_forward, &synced, synced.params, share, cg_sgd_config(0.05f), d, true, 2);
     cg_loader_free(share);
     share = cg_loader_new(data, B, true, false, 3, cg_cpu());
     if (cg_loader_shard(share, d, CG_SHARD_PAD).code != CG_OK) fail("sync batch norm", "cg_loader_shard refused");
-    train_bn(&per_rank, share, d, false, 2);
+    train(bn_net_forward, &per_rank, per_rank.params, share, cg_sgd_config(0.05f), d, false, 2);
     double weights = max_difference(single.params, synced.params), stats = max_difference(single.buffers, synced.buffers);
     double unsynced = max_difference(single.buffers, per_rank.buffers);
     if (weights > 1e-5 || stats > 1e-5)
@@ -178,8 +163,8 @@ static void check_equivalence(cg_dist *d, const cg_dataset *data, const char *na
     cg_loader *whole = cg_loader_new(data, B * W, true, false, 3, cg_cpu());
     cg_loader *share = cg_loader_new(data, B, true, false, 3, cg_cpu());
     if (cg_loader_shard(share, d, CG_SHARD_PAD).code != CG_OK) fail(name, "cg_loader_shard refused");
-    train(&single, whole, config, NULL, 2);
-    train(&ddp, share, config, d, 2);
+    train(resnet_forward, &single, single.params, whole, config, NULL, false, 2);
+    train(resnet_forward, &ddp, ddp.params, share, config, d, false, 2);
     double diff = max_difference(single.params, ddp.params);
     if (diff > tolerance)
         fail(name, "rank %d: %d ranks at batch %d end %.3g away from one process at batch %d (tolerance %g)",

@@ -72,30 +72,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_simple_nn_fixture import write_fixture  # noqa: E402  (the shared format)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from torch_models import BasicBlock  # noqa: E402  (the ResNet twin's block: He et al. 2016)
+
 BATCH, C_IN, SIDE, WIDTH, K = 6, 4, 8, 8, 5
 STEPS = 3
 LABEL_SMOOTHING = 0.1
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
-
-
-class BasicBlock(nn.Module):
-    """He et al. 2016's basic block: two 3x3 convolutions with BatchNorm, a shortcut, ReLU."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
 
 
 class TwoBlocks(nn.Module):
