@@ -399,8 +399,9 @@ int main(int argc, char **argv) {
     cg_optimizer *optimizer = recipe->optimizer;
     cg_recipe_augment(&opt.recipe, loader, info->augment);
     cg_confusion *confusion = opt.recipe.confusion_path ? cg_confusion_new(dev, test->num_classes) : NULL;
-    if (!opt.quiet && opt.eval && opt.recipe.tta) // --eval trains nothing: of the recipe, only TTA applies
-        printf("evaluation with TTA: the mean of the logits of each test image and of its mirror image\n");
+    if (!opt.quiet && opt.eval && opt.recipe.tta_level > 0) // --eval trains nothing: of the recipe, only TTA applies
+        printf("evaluation with TTA: the mean of the logits of each test image and of its mirror image%s\n",
+               opt.recipe.tta_level > 1 ? ", and of both shifted by one pixel (airbench94's)" : "");
     if (!opt.quiet && !opt.eval && opt.recipe.flags_given > 0) { // the default recipe is the tutorial's: Adam 0.001
         char line[1024];
         cg_recipe_describe(recipe, opt.recipe.augment >= 0 ? opt.recipe.augment == 1 : info->augment, line,
