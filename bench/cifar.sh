@@ -7,7 +7,7 @@
 #
 # One after the other (never at the same time), RUNS runs each (seeds 0 .. RUNS-1 for cgrad):
 #   cgrad     BUILD/cnn --model fast --dataset cifar10 --data DATA --device DEV --recipe airbench94
-#             --seed S --quiet [--epochs E] [--limit N] [--limit-test N] [--threads T]
+#             --seed S --quiet [--precision P] [--epochs E] [--limit N] [--limit-test N] [--threads T]
 #             its last line: "airbench94: train_seconds T (training steps + whitening init ...),
 #             tta_seconds U, test accuracy with TTA A, process wall W s"
 #   airbench  (--device cuda only) PYTHON with PYTHONPATH=AIRBENCH (the sdist's folder that holds
@@ -49,6 +49,7 @@ and the time ratio cgrad / airbench.
   --build DIR      cgrad's build folder (default build/)
   --airbench DIR   the folder holding the airbench package (default .whl/airbench-0.1.8)
   --epochs E       cgrad's --epochs (default airbench's 9.9; airbench always trains its 9.9)
+  --precision P    cgrad's --precision: fp32 (default), bf16 or fp16 (airbench94 trains in fp16)
   --limit N, --limit-test N, --threads N   passed to cgrad (smoke tests on the CPU)
   --keep DIR       keep the outputs of every run in DIR (default: a temporary folder, removed)
   --help           this text
@@ -63,7 +64,7 @@ while [ $# -gt 0 ]; do
     --data) DATA=${2:?--data needs a value}; shift 2 ;;
     --build) BUILD_DIR=${2:?--build needs a value}; shift 2 ;;
     --airbench) AIRBENCH_DIR=${2:?--airbench needs a value}; shift 2 ;;
-    --epochs|--limit|--limit-test|--threads) EXTRA+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+    --epochs|--limit|--limit-test|--threads|--precision) EXTRA+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     --keep) KEEP_DIR=${2:?--keep needs a value}; shift 2 ;;
     --help|-h) usage; exit 0 ;;
     *) echo "cifar.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
