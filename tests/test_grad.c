@@ -166,11 +166,70 @@ static int check_fused_block(cg_tape *t, int64_t K) {
     return bad;
 }
 
+// A convolution of large planes, which the CPU computes a few output rows at a time (conv.c,
+// forward_rows), against its definition summed in double: every output within float rounding.
+// Two cases: stride 1 with "same" padding (32 x 32, 4 blocks of 8 rows) and a strided 7 x 7 (35
+// output rows: 4 blocks of 8 and one of 3).
+static int check_conv_row_blocks(cg_tape *t, int64_t N, int64_t C, int64_t H, int64_t K, int64_t R, int64_t stride,
+                                 int64_t pad) {
+    cg_rng rng = cg_rng_new(11, 0);
+    int64_t P = (H + 2 * pad - R) / stride + 1, xs[4] = {N, C, H, H}, ws[4] = {K, C, R, R}, bs[1] = {K};
+    cg_tensor *x = cg_tensor_new(cg_cpu(), CG_F32, 4, xs), *w = cg_tensor_new(cg_cpu(), CG_F32, 4, ws),
+              *b = cg_tensor_new(cg_cpu(), CG_F32, 1, bs);
+    float *hx = cg_xmalloc((size_t)x->numel * sizeof(float)), *hw = cg_xmalloc((size_t)w->numel * sizeof(float));
+    float hb[64], *hy = cg_xmalloc((size_t)(N * K * P * P) * sizeof(float));
+    cg_rng_normal(&rng, hx, x->numel, 0.0f, 1.0f);
+    cg_rng_normal(&rng, hw, w->numel, 0.0f, 1.0f);
+    cg_rng_normal(&rng, hb, K, 0.0f, 1.0f);
+    cg_tensor_copy_from_host(x, hx, x->numel);
+    cg_tensor_copy_from_host(w, hw, w->numel);
+    cg_tensor_copy_from_host(b, hb, K);
+    t->grad_enabled = false;
+    cg_tensor *y = cg_conv2d(t, x, w, b, stride, pad);
+    cg_tensor_copy_to_host(hy, y, N * K * P * P);
+    double worst = 0.0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t p = 0; p < P; p++)
+                for (int64_t q = 0; q < P; q++) {
+                    double sum = hb[k], size = fabs(hb[k]);
+                    for (int64_t c = 0; c < C; c++)
+                        for (int64_t r = 0; r < R; r++)
+                            for (int64_t s2 = 0; s2 < R; s2++) {
+                                int64_t h = p * stride - pad + r, v = q * stride - pad + s2;
+                                if (h < 0 || h >= H || v < 0 || v >= H) continue;
+                                double term = (double)hx[((n * C + c) * H + h) * H + v] * hw[((k * C + c) * R + r) * R + s2];
+                                sum += term;
+                                size += fabs(term);
+                            }
+                    double error = fabs(hy[((n * K + k) * P + p) * P + q] - sum) / (size + 1e-30);
+                    if (error > worst) worst = error;
+                }
+    int bad = worst > 1e-6;
+    if (bad)
+        fail("conv2d in blocks of rows", "%lldx%lld, %lldx%lld stride %lld: an output %.2g (relative to the sum of |terms|) "
+             "from its definition", (long long)H, (long long)H, (long long)R, (long long)R, (long long)stride, worst);
+    else
+        printf("conv2d %3lldx%-3lld %lldx%lld stride %lld   as its definition (%.1e)\n", (long long)H, (long long)H,
+               (long long)R, (long long)R, (long long)stride, worst);
+    cg_tape_clear(t);
+    t->grad_enabled = true;
+    free(hx);
+    free(hw);
+    free(hy);
+    cg_tensor_free(x);
+    cg_tensor_free(w);
+    cg_tensor_free(b);
+    return bad;
+}
+
 int main(void) {
     cg_tape *t = cg_tape_new(cg_cpu(), 1 << 16);
     check_coverage("test_grad");
     check_fused_block(t, 6);
     check_fused_block(t, 16);
+    check_conv_row_blocks(t, 2, 16, 32, 8, 3, 1, 1);
+    check_conv_row_blocks(t, 1, 3, 70, 4, 7, 2, 3);
     int n = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < n; i++)
         run_case(&cases[i], t, case_stream(&cases[i]));
