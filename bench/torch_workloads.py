@@ -72,7 +72,8 @@ def pick_device(text):
             raise UsageError(f"--device {text}: this PyTorch ({torch.__version__}) sees no GPU")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UsageError(f"--device {text}: only {torch.cuda.device_count()} GPU(s)")
-        torch.cuda.set_device(dev)
+        if dev.index is not None:  # plain cuda: the current GPU (PyTorch 2.11 refuses set_device without an index)
+            torch.cuda.set_device(dev)
     elif dev.type != "cpu":
         raise UsageError(f"--device: '{text}' is not cpu, cuda or cuda:N")
     return dev
@@ -81,7 +82,7 @@ def pick_device(text):
 def sync(dev):
     """Waits until the device has done the work queued so far (a no-op on the CPU)."""
     if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+        torch.cuda.synchronize()  # the current GPU (CUDA_VISIBLE_DEVICES picks it); PyTorch 2.11 wants an index with a device
 
 
 def set_tf32(on):
