@@ -84,8 +84,10 @@ if wanted bench; then
 fi
 
 # 4 epochs straight against 2, a resume, 2 more: the same weights, byte for byte, and the same log.
+# --deterministic: the same cuDNN algorithms in every process (timed choices may differ between
+# two processes, and with them the roundings: without it two straight runs already differ).
 if wanted resume; then
-    cnn=("$build/cnn" --device cuda --data "$fmnist" --limit 12000 --quiet)
+    cnn=("$build/cnn" --device cuda --data "$fmnist" --limit 12000 --quiet --deterministic)
     rm -f "$out"/resume_*
     "${cnn[@]}" --epochs 4 --save "$out/resume_straight.safetensors" --log "$out/resume_straight.csv" > "$out/resume.log" 2>&1
     "${cnn[@]}" --epochs 2 --save "$out/resume_split.safetensors" --log "$out/resume_split.csv" >> "$out/resume.log" 2>&1

@@ -3,6 +3,7 @@
 // wall-clock time, so that plot_curves.py can overlay a CPU run and a GPU run.
 // The tutorial CNN: conv3x3(C,32,pad 1), ReLU, maxpool 2, conv3x3(32,64,pad 1), ReLU, maxpool 2,
 // flatten, Linear(64*H/4*W/4, 128), ReLU, Linear(128, classes); Adam 1e-3, batch 128.
+#define _POSIX_C_SOURCE 200809L // setenv (--deterministic)
 #include "cgrad.h"
 #include "examples/common/cli.h"
 #include "examples/common/epoch_log.h"
@@ -74,6 +75,10 @@ static void usage(FILE *f) {
             "                     step skipped on inf/NaN), static:S (a fixed scale) or none (default for\n"
             "                     bf16). With --precision the log gets precision,loss_scale,skipped_steps\n"
             "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
+            "  --deterministic    on a GPU, each convolution's cuDNN algorithm is the first deterministic\n"
+            "                     one in cuDNN's order of preference, not the fastest of a timing (as\n"
+            "                     PyTorch's cudnn.deterministic with benchmark off): the same algorithms in\n"
+            "                     every process, for runs that can be repeated to the bit; may be slower\n"
             "  --stream           on a GPU, keep the images in host memory and prepare each next batch on a\n"
             "                     background thread (pinned buffers, asynchronous copies) instead of copying\n"
             "                     the data set to the GPU; the default for a data set larger than half the\n"
@@ -103,7 +108,8 @@ typedef struct {
     long epochs, batch_size, seed, threads, limit, limit_test, stem_stride, save_every;
     double epochs_fraction; // --epochs as given (a fraction with --recipe airbench94: 9.9 by default)
     bool epochs_given, batch_size_given;
-    bool summary, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, sync_bn, eval;
+    bool summary, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, sync_bn, eval,
+        deterministic;
     cg_recipe recipe; // optimizer, schedule, loss, clipping, augmentation, TTA: examples/common/recipe.h
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -123,6 +129,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
+        {"deterministic", no_argument, 0, 'Q'},
         {"no-fusion", no_argument, 0, 'F'},     {"stream", no_argument, 0, 'W'},
         {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
         {"detect-anomaly", no_argument, 0, 'A'}, {"stem-stride", required_argument, 0, 'T'},
@@ -156,6 +163,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'A': o->detect_anomaly = o->no_graph = true; break; // its host checks cannot be captured
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
+        case 'Q': o->deterministic = true; break;
         case 'F': o->no_fusion = true; break;
         case 'W': o->stream = true; break;
         case 'M': o->monitor = true; break;
@@ -273,6 +281,9 @@ int main(int argc, char **argv) {
     const char *dir = opt.data ? opt.data : info->default_dir;
     if (dir == NULL) return cg_cli_fail("cnn", cg_error(CG_ERR_ARG, "--dataset folder needs --data DIR"));
 
+    // --deterministic: read by the CUDA plugin's cuDNN code each time it picks an algorithm
+    // (kernels/cuda/cudnn_conv.c), as PyTorch reads CUBLAS_WORKSPACE_CONFIG
+    if (opt.deterministic) setenv("CGRAD_DETERMINISTIC", "1", 1);
     cg_device dev;
     cg_status s = cg_device_parse(opt.device, &dev);
     if (s.code != CG_OK) return cg_cli_fail("cnn", s);

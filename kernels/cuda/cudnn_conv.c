@@ -106,6 +106,17 @@ static unsigned engine_notes(cudnnBackendDescriptor_t config, int64_t *index, bo
 // Engines that round FP32 inputs to TF32 or lower, or reduce in lower precision: what FP32 must
 // not do. DOWN_CONVERT_INPUTS alone is what no format may do (PyTorch's filter, Conv_v8.cpp).
 #define NOTE(n) (1u << CUDNN_NUMERICAL_NOTE_##n)
+
+// Deterministic choice (CGRAD_DETERMINISTIC=1 in the environment; cnn --deterministic sets it):
+// engines whose results may change from run to run (NONDETERMINISTIC: atomic additions in any
+// order) are left out, and the engine is the first of cuDNN's heuristics that runs, not the
+// fastest of a timing, as PyTorch's torch.backends.cudnn.deterministic = True with benchmark =
+// False. Timing picks by microseconds, so two processes may pick different engines, which round
+// differently: a resumed run would then not end with the straight run's bits.
+static bool deterministic(void) {
+    const char *v = getenv("CGRAD_DETERMINISTIC");
+    return v != NULL && strcmp(v, "1") == 0;
+}
 #define REDUCED_PRECISION_NOTES (NOTE(TENSOR_CORE) | NOTE(DOWN_CONVERT_INPUTS) | NOTE(REDUCED_PRECISION_REDUCTION))
 
 // One convolution: its direction, sizes (N C H W K R S stride pad P Q; C as stored), the stored
@@ -235,7 +246,9 @@ static cached_plan *build_plan(direction dir, const int64_t d[11]) {
 
     cudnnBackendDescriptor_t plan = NULL;
     for (int64_t i = 0; i < n_configs && plan == NULL; i++) {
-        if (engine_notes(configs[i], NULL, NULL) & REDUCED_PRECISION_NOTES) continue;
+        unsigned notes = engine_notes(configs[i], NULL, NULL);
+        if (notes & REDUCED_PRECISION_NOTES) continue;
+        if (deterministic() && (notes & NOTE(NONDETERMINISTIC))) continue;
         plan = make_plan(configs[i]); // the heuristics list the fastest first
     }
     CG_CHECK(plan != NULL, "cuDNN has no FP32 engine for conv2d (direction %d) of x (%lld, %lld, %lld, %lld), "
@@ -402,6 +415,7 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
     int64_t best_index = -1, seen[2 * MAX_CANDIDATES];
     unsigned best_notes = 0;
     int timed = 0, n_seen = 0;
+    bool fixed_order = deterministic();
     double started = cg_seconds();
     // Pass 0: engines with precompiled kernels; pass 1, only when none ran: the runtime-compiled.
     for (int pass = 0; pass < 2 && best == NULL; pass++) {
@@ -418,6 +432,7 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
             if (runtime_compiled != (pass == 1)) continue;
             if (notes & NOTE(DOWN_CONVERT_INPUTS)) continue;
             if (!allow_reduced && (notes & REDUCED_PRECISION_NOTES)) continue;
+            if (fixed_order && (notes & NOTE(NONDETERMINISTIC))) continue;
             cudnnBackendDescriptor_t plan = make_plan(configs[i]);
             if (plan == NULL) continue;
             int64_t workspace = plan_workspace(plan);
@@ -425,6 +440,15 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
                 cudaGetLastError(); // a refused launch leaves an error to clear
                 cudnnBackendDestroyDescriptor(plan);
                 continue;
+            }
+            if (fixed_order) { // the first that runs (see deterministic)
+                best = cg_xcalloc(1, sizeof *best);
+                best->plan = plan;
+                best->workspace = workspace;
+                best_ms = 0.0f;
+                best_index = index;
+                best_notes = notes;
+                break;
             }
             CG_CUDA_CHECK(cudaEventRecord(start, stream));
             for (int r = 0; r < TIMED_RUNS; r++) CUDNN_CHECK(execute(plan, workspace, x, w, y));
@@ -456,6 +480,9 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
     if (best == NULL)
         snprintf(about, about_size, "no cuDNN engine runs this %s %s %s convolution (%lld candidates)", dir_names[dir],
                  nhwc ? "NHWC" : "NCHW", type_name, (long long)n);
+    else if (fixed_order)
+        snprintf(about, about_size, "%s: cuDNN engine %lld%s, the heuristics' first deterministic one", dir_names[dir],
+                 (long long)best_index, (best_notes & NOTE(TENSOR_CORE)) ? " (Tensor Cores)" : "");
     else
         snprintf(about, about_size, "%s: cuDNN engine %lld%s, %.3f ms, fastest of %d timed", dir_names[dir],
                  (long long)best_index, (best_notes & NOTE(TENSOR_CORE)) ? " (Tensor Cores)" : "", best_ms, timed);
