@@ -3,13 +3,17 @@
 # done, in one run: the CUDA build, every ctest (the GPU tests run instead of reporting themselves
 # skipped), the lessons' GPU blocks, the tutorial CNN against PyTorch in the same run, a resumed
 # run ending with the same bytes as a straight one, the cost of a one-rank NCCL run against a run
-# that is not distributed, and synchronised batch norm through NCCL on one rank. Each step prints one verdict line; the logs go to OUTDIR.
+# that is not distributed, and synchronised batch norm through NCCL on one rank; with --cifar, the
+# fast network's recipe against airbench94 (bench/cifar.sh) and ResNet-18 against its PyTorch twin.
+# Each step prints one verdict line; the logs go to OUTDIR.
 #
-# Usage: tools/gpu_checks.sh [--out OUTDIR] [--fmnist DIR] [--arch SM] [--skip STEP,...]
+# Usage: tools/gpu_checks.sh [--out OUTDIR] [--fmnist DIR] [--cifar DIR] [--arch SM] [--skip STEP,...]
 #   --out DIR      where the logs, CSVs and checkpoints go (default: runs/gpu_checks)
 #   --fmnist DIR   Fashion-MNIST's four .gz files (default /usr/share/datasets/fashion-mnist)
+#   --cifar DIR    CIFAR-10's binary files with airbench's train.pt / test.pt (tools/unpack_datasets.sh
+#                  writes them): adds the steps cifar and resnet (default: none, both left out)
 #   --arch SM      CMAKE_CUDA_ARCHITECTURES (default 90: H100, H200)
-#   --skip LIST    steps left out, among build,ctest,lessons,bench,resume,nccl,syncbn
+#   --skip LIST    steps left out, among build,ctest,lessons,bench,resume,nccl,syncbn,cifar,resnet
 # Environment: CMAKE_PREFIX_PATH for libraries outside the system folders (cJSON, stb_image);
 # PYTHON, the interpreter with torch for bench/cnn.sh and the lessons (default python3).
 # Exit status: 0 when every step that ran passed, 1 otherwise.
@@ -17,15 +21,17 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/runs/gpu_checks
 fmnist=/usr/share/datasets/fashion-mnist
+cifar=""
 arch=90
 skip=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --out) out=${2:?--out needs a folder}; shift 2 ;;
     --fmnist) fmnist=${2:?--fmnist needs a folder}; shift 2 ;;
+    --cifar) cifar=${2:?--cifar needs a folder}; shift 2 ;;
     --arch) arch=${2:?--arch needs a value}; shift 2 ;;
     --skip) skip=${2:?--skip needs a list}; shift 2 ;;
-    --help | -h) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --help | -h) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_checks.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -139,5 +145,33 @@ if wanted syncbn; then
     else
         verdict syncbn FAIL "$line (see $out/syncbn.log)"
     fi
+fi
+# CIFAR-10: the fast network's airbench94 recipe in bf16 against airbench94 itself, 5 runs each
+# (bench/cifar.sh; its sdist in .whl/airbench-0.1.8). Figures against the speed issue's goals:
+# accuracy at least airbench's mean, time ratio at most 1.
+if [ -n "$cifar" ] && wanted cifar; then
+    if "$root/bench/cifar.sh" --device cuda --runs 5 --data "$cifar" --build "$build" --precision bf16 \
+        > "$out/cifar.log" 2>&1; then
+        verdict cifar OK "$(grep -E "^time ratio" "$out/cifar.log")"
+    else
+        verdict cifar FAIL "see $out/cifar.log"
+    fi
+fi
+# ResNet-18 on CIFAR-10, 2 epochs, the second epoch's images/s: cgrad bf16 against the twin's
+# eager AMP bf16 channels-last and torch.compile, batch 512 and 128.
+if [ -n "$cifar" ] && wanted resnet; then
+    r18=(--model resnet18 --dataset cifar10 --data "$cifar" --device cuda --epochs 2 --optimizer sgd --lr 0.1
+        --momentum 0.9 --nesterov --weight-decay 5e-4 --precision bf16)
+    second() { sed -n 3p "$1" | cut -d, -f8; } # the CSV's second epoch, images_per_s
+    line="" ok=yes
+    for b in 512 128; do
+        "$build/cnn" "${r18[@]}" --batch-size $b --log "$out/r18_cgrad_$b.csv" > "$out/r18_cgrad_$b.log" 2>&1 || ok=no
+        "$python" "$root/bench/torch_train.py" "${r18[@]}" --batch-size $b --channels-last \
+            --log "$out/r18_eager_$b.csv" > "$out/r18_eager_$b.log" 2>&1 || ok=no
+        "$python" "$root/bench/torch_train.py" "${r18[@]}" --batch-size $b --channels-last --compile \
+            --log "$out/r18_compile_$b.csv" > "$out/r18_compile_$b.log" 2>&1 || ok=no
+        line="$line batch $b: cgrad $(second "$out/r18_cgrad_$b.csv"), eager $(second "$out/r18_eager_$b.csv"), compile $(second "$out/r18_compile_$b.csv") images/s;"
+    done
+    if [ $ok = yes ]; then verdict resnet OK "${line# }"; else verdict resnet FAIL "${line# } (see $out/r18_*.log)"; fi
 fi
 exit $failed
