@@ -3,6 +3,7 @@
 // target attributes, whatever the build's -march, and run only where cpu_features.c found them.
 // No threads here (the callers share out blocks), no rounding of the result (the callers do).
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/threads.h"
 
 #include "core/common.h"
 
@@ -388,12 +389,6 @@ void cg_bf16_gemm_packed(float *C, int64_t ldc, const uint16_t *Ap, const uint16
 // Per-thread scratch buffers, kept between calls (as conv.c's): slot `which`, at least `bytes`.
 #define SLOTS 8
 void *cg_bf16_scratch(int which, int64_t bytes) {
-    static _Thread_local void *buffers[SLOTS];
-    static _Thread_local int64_t sizes[SLOTS];
-    if (sizes[which] < bytes) {
-        free(buffers[which]);
-        buffers[which] = cg_xmalloc((size_t)bytes);
-        sizes[which] = bytes;
-    }
-    return buffers[which];
+    static _Thread_local cg_thread_buffer buffers[SLOTS];
+    return cg_thread_buffer_get(&buffers[which], bytes);
 }

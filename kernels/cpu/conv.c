@@ -3,6 +3,7 @@
 // OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -133,14 +134,8 @@ void conv_col2im_image_cpu(float *dx, float *col, int64_t ld, int64_t C, int64_t
 
 // A buffer of at least `floats` floats for this thread, kept between calls.
 static float *scratch(int which, int64_t floats) {
-    static _Thread_local float *buffers[4];
-    static _Thread_local int64_t sizes[4];
-    if (sizes[which] < floats) {
-        free(buffers[which]);
-        buffers[which] = cg_xmalloc((size_t)floats * sizeof(float));
-        sizes[which] = floats;
-    }
-    return buffers[which];
+    static _Thread_local cg_thread_buffer buffers[4];
+    return cg_thread_buffer_get(&buffers[which], floats * (int64_t)sizeof(float));
 }
 
 // A few images at a time (GROUP): their columns sit side by side, (C*R*S, GROUP*P*Q), so that
@@ -252,15 +247,8 @@ static void group_backward(float *dx, float *dw_group, float *col, const float *
 // program on the core) does not hold the others up, since the groups are handed out
 // dynamically. NULL when dW is not wanted.
 static float *dw_slices(const float *dw, int64_t groups, int64_t size) {
-    static _Thread_local float *buffer;
-    static _Thread_local int64_t capacity;
-    if (!dw) return NULL;
-    if (capacity < groups * size) {
-        free(buffer);
-        buffer = cg_xmalloc((size_t)(groups * size) * sizeof(float));
-        capacity = groups * size;
-    }
-    return buffer;
+    static _Thread_local cg_thread_buffer slices;
+    return dw ? cg_thread_buffer_get(&slices, groups * size * (int64_t)sizeof(float)) : NULL;
 }
 
 // dw (K, CRS) += slice 0, then slice 1, ... (each (CRS, K), transposed): slice by slice, and

@@ -5,6 +5,7 @@
 #include "kernels/cpu/amp.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,14 +45,8 @@ typedef float row16 __attribute__((vector_size(NR * sizeof(float))));
 
 // A buffer of at least `floats` floats for this thread, kept between calls (0: packed B, 1: packed A).
 static float *buffer(int which, int64_t floats) {
-    static _Thread_local float *buffers[2];
-    static _Thread_local int64_t sizes[2];
-    if (sizes[which] < floats) {
-        free(buffers[which]);
-        buffers[which] = cg_xmalloc((size_t)floats * sizeof(float));
-        sizes[which] = floats;
-    }
-    return buffers[which];
+    static _Thread_local cg_thread_buffer buffers[2];
+    return cg_thread_buffer_get(&buffers[which], floats * (int64_t)sizeof(float));
 }
 
 // B is copied into rows of N rounded up to NR floats, zeros in the padding, so that every tile

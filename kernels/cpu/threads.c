@@ -99,3 +99,12 @@ const char *cg_threads_describe(void) {
 #endif
     return text;
 }
+
+void *cg_thread_buffer_get(cg_thread_buffer *b, int64_t bytes) {
+    if (b->bytes < bytes) {
+        free(b->data);
+        b->data = cg_xmalloc((size_t)bytes);
+        b->bytes = bytes;
+    }
+    return b->data;
+}

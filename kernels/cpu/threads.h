@@ -3,6 +3,8 @@
 #ifndef CG_KERNELS_CPU_THREADS_H
 #define CG_KERNELS_CPU_THREADS_H
 
+#include <stdint.h>
+
 // CPU threads for OpenMP loops and the BLAS library (n >= 1). Without a call, OpenMP's default.
 void cg_set_num_threads(int n);
 int cg_get_num_threads(void);
@@ -14,5 +16,16 @@ void cg_threads_setup(int argc, char **argv);
 // One line for the user, e.g. "2 OpenMP threads, waiting OMP_WAIT_POLICY=passive (set by cgrad)"
 // (a static buffer, rewritten by each call).
 const char *cg_threads_describe(void);
+
+// A scratch buffer that a kernel keeps between calls, one per thread: declare it
+// `static _Thread_local cg_thread_buffer b;` (or an array of them, one per use) and ask for it
+// with cg_thread_buffer_get(&b, bytes): the buffer, grown when it is smaller than `bytes` (its
+// contents are then lost), never shrunk. Each kernel file keeps its own, so that a kernel that
+// calls another (a convolution its GEMM) never gets a buffer it is still using.
+typedef struct {
+    void *data;
+    int64_t bytes;
+} cg_thread_buffer;
+void *cg_thread_buffer_get(cg_thread_buffer *b, int64_t bytes);
 
 #endif
