@@ -409,41 +409,33 @@ static void test_cnn(void) {
         printf("cnn with the recipe: onecycle lr 2e-07 at the end, step lr 0.1 then 0.05, augmented runs repeat:\n%s",
                first_log);
 
-    // Bad combinations: one line naming the flag.
+    // Bad combinations: one line naming the flag (and the second needle, where there is one).
+    static const struct {
+        const char *args, *flag, *also;
+    } refused[] = {
+        {"--optimizer sgd --nesterov", "--nesterov", "--momentum"},
+        {"--momentum 0.9", "--momentum", NULL},
+        {"--lr-schedule cosine_annealing", "--lr-schedule", "cosine_annealing"},
+        {"--lr-schedule onecycle --warmup 1", "--warmup", "onecycle"},
+        {"--cutout 8", "--cutout", "--augment on"},
+        {"--crop-padding 2 --augment off", "--crop-padding", "--augment on"},
+        {"--label-smoothing 1", "--label-smoothing", NULL},
+        {"--augment on --padding-mode reflect --crop-padding 28", "--padding-mode", "28"},
+        {"--flip sometimes", "--flip", "sometimes"},
+        {"--clip-grad-norm -1", "--clip-grad-norm", NULL},
+        {"--confusion /nonexistent-cgrad-dir/c.csv", "--confusion", "/nonexistent-cgrad-dir/c.csv"},
+        {"--optimizer rmsprop", "--optimizer", "rmsprop"},
+        // --recipe airbench94 sets the recipe itself, for the fast network; fractions of epochs only there.
+        {"--model fast --recipe airbench94 --lr 0.1", "--recipe airbench94", "--augment"},
+        {"--recipe airbench94", "--recipe airbench94", "--model fast"},
+        {"--recipe airbench3", "--recipe", "airbench3"},
+        {"--epochs 2.5", "--epochs", "2.5"},
+    };
     char bad[1024];
-    snprintf(bad, sizeof bad, "--data '%s' --optimizer sgd --nesterov", run_dir);
-    expect_refused(bad, "--nesterov", "--momentum");
-    snprintf(bad, sizeof bad, "--data '%s' --momentum 0.9", run_dir);
-    expect_refused(bad, "--momentum");
-    snprintf(bad, sizeof bad, "--data '%s' --lr-schedule cosine_annealing", run_dir);
-    expect_refused(bad, "--lr-schedule", "cosine_annealing");
-    snprintf(bad, sizeof bad, "--data '%s' --lr-schedule onecycle --warmup 1", run_dir);
-    expect_refused(bad, "--warmup", "onecycle");
-    snprintf(bad, sizeof bad, "--data '%s' --cutout 8", run_dir);
-    expect_refused(bad, "--cutout", "--augment on");
-    snprintf(bad, sizeof bad, "--data '%s' --crop-padding 2 --augment off", run_dir);
-    expect_refused(bad, "--crop-padding", "--augment on");
-    snprintf(bad, sizeof bad, "--data '%s' --label-smoothing 1", run_dir);
-    expect_refused(bad, "--label-smoothing");
-    snprintf(bad, sizeof bad, "--data '%s' --augment on --padding-mode reflect --crop-padding 28", run_dir);
-    expect_refused(bad, "--padding-mode", "28");
-    snprintf(bad, sizeof bad, "--data '%s' --flip sometimes", run_dir);
-    expect_refused(bad, "--flip", "sometimes");
-    snprintf(bad, sizeof bad, "--data '%s' --clip-grad-norm -1", run_dir);
-    expect_refused(bad, "--clip-grad-norm");
-    snprintf(bad, sizeof bad, "--data '%s' --confusion /nonexistent-cgrad-dir/c.csv", run_dir);
-    expect_refused(bad, "--confusion", "/nonexistent-cgrad-dir/c.csv");
-    snprintf(bad, sizeof bad, "--data '%s' --optimizer rmsprop", run_dir);
-    expect_refused(bad, "--optimizer", "rmsprop");
-    // --recipe airbench94 sets the recipe itself, for the fast network; fractions of epochs only there.
-    snprintf(bad, sizeof bad, "--data '%s' --model fast --recipe airbench94 --lr 0.1", run_dir);
-    expect_refused(bad, "--recipe airbench94", "--augment");
-    snprintf(bad, sizeof bad, "--data '%s' --recipe airbench94", run_dir);
-    expect_refused(bad, "--recipe airbench94", "--model fast");
-    snprintf(bad, sizeof bad, "--data '%s' --recipe airbench3", run_dir);
-    expect_refused(bad, "--recipe", "airbench3");
-    snprintf(bad, sizeof bad, "--data '%s' --epochs 2.5", run_dir);
-    expect_refused(bad, "--epochs", "2.5");
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(bad, sizeof bad, "--data '%s' %s", run_dir, refused[i].args);
+        expect_refused(bad, refused[i].flag, refused[i].also);
+    }
     snprintf(bad, sizeof bad, "--data '%s' --model fast --recipe airbench94 --save-every 1 --save '%s/w.st'", run_dir, run_dir);
     expect_refused(bad, "--recipe airbench94", "--save-every");
 
