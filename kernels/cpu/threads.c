@@ -1,6 +1,6 @@
 // threads.c: how many CPU threads OpenMP loops and the BLAS library use, and how the threads wait
-// for each other between loops (the wait policy, chosen before OpenMP starts). It does not pin
-// threads to cores.
+// for each other between loops (the wait policy, chosen before OpenMP starts), and the scratch
+// buffers each thread keeps for the kernels between calls. It does not pin threads to cores.
 #define _GNU_SOURCE // setenv, execv
 #include "kernels/cpu/threads.h"
 #include "core/device.h"

@@ -1,5 +1,5 @@
-// threads.h: the CPU's threads: how many OpenMP loops and the BLAS library use, and how they wait
-// for each other (kernels/cpu/threads.c, which defines them).
+// threads.h: the CPU's threads: how many OpenMP loops and the BLAS library use, how they wait for
+// each other, and each thread's scratch buffers (kernels/cpu/threads.c, which defines them).
 #ifndef CG_KERNELS_CPU_THREADS_H
 #define CG_KERNELS_CPU_THREADS_H
 
