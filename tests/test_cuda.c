@@ -272,26 +272,64 @@ static void test_conv_and_pool(cg_rng *r) {
     twin_free(&x);
 }
 
-static void test_norm_and_dropout(cg_rng *r) {
-    const int64_t N = 5, C = 3, HW = 37;
-    for (int training = 1; training >= 0; training--) {
-        twin x = twin_uniform(r, N * C * HW, CG_F32, -2, 3), gamma = twin_uniform(r, C, CG_F32, 0.5f, 1.5f), beta = twin_uniform(r, C, CG_F32, -1, 1);
-        twin rm = twin_uniform(r, C, CG_F32, -0.5f, 0.5f), rv = twin_uniform(r, C, CG_F32, 0.5f, 2.0f);
-        twin y = twin_new(N * C * HW, CG_F32), stats = twin_new(2 * C, CG_F32);
-        K_CPU->batch_norm_forward(F(y), F(stats), F(rm), F(rv), F(x), F(gamma), F(beta), N, C, HW, 1e-5f, 0.1f, training);
-        K_GPU->batch_norm_forward(D(y), D(stats), D(rm), D(rv), D(x), D(gamma), D(beta), N, C, HW, 1e-5f, 0.1f, training);
-        expect_close(training ? "batch_norm_forward train" : "batch_norm_forward eval", &y, 1e-5, 1e-5);
-        expect_close(training ? "batch_norm running_var" : "batch_norm stats (eval)", training ? &rv : &stats, 1e-5, 1e-5);
-        twin dy = twin_uniform(r, N * C * HW, CG_F32, -1, 1), dx = twin_uniform(r, N * C * HW, CG_F32, -1, 1);
-        twin dg = twin_uniform(r, C, CG_F32, -1, 1), db = twin_uniform(r, C, CG_F32, -1, 1);
-        K_CPU->batch_norm_backward(F(dx), F(dg), F(db), F(dy), F(x), F(gamma), F(stats), N, C, HW, training);
-        K_GPU->batch_norm_backward(D(dx), D(dg), D(db), D(dy), D(x), D(gamma), D(stats), N, C, HW, training);
-        expect_close(training ? "batch_norm_backward dx train" : "batch_norm_backward dx eval", &dx, 1e-5, 1e-4);
-        expect_close("batch_norm_backward dgamma", &dg, 1e-4, 1e-4);
-        expect_close("batch_norm_backward dbeta", &db, 1e-4, 1e-4);
-        twin *all[] = {&x, &gamma, &beta, &rm, &rv, &y, &stats, &dy, &dx, &dg, &db};
-        for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+// Batch norm on shapes that take each path of the GPU's sums: one block per channel and a few
+// thousand values (5 x 3 x 37), channels cut into many shares of whole images (64 x 16 x 225),
+// planes smaller than a block (9 positions: a thread's steps cross images) and larger (300);
+// then the synchronised form's five steps (one rank: the sums are this rank's).
+static void test_batch_norm(cg_rng *r) {
+    static const int64_t shapes[][3] = {{5, 3, 37}, {64, 16, 225}, {33, 5, 9}, {8, 4, 300}};
+    for (size_t v = 0; v < sizeof shapes / sizeof *shapes; v++) {
+        const int64_t N = shapes[v][0], C = shapes[v][1], HW = shapes[v][2];
+        printf("batch norm, N %lld, C %lld, HW %lld\n", (long long)N, (long long)C, (long long)HW);
+        for (int training = 1; training >= 0; training--) {
+            twin x = twin_uniform(r, N * C * HW, CG_F32, -2, 3), gamma = twin_uniform(r, C, CG_F32, 0.5f, 1.5f), beta = twin_uniform(r, C, CG_F32, -1, 1);
+            twin rm = twin_uniform(r, C, CG_F32, -0.5f, 0.5f), rv = twin_uniform(r, C, CG_F32, 0.5f, 2.0f);
+            twin y = twin_new(N * C * HW, CG_F32), stats = twin_new(2 * C, CG_F32);
+            K_CPU->batch_norm_forward(F(y), F(stats), F(rm), F(rv), F(x), F(gamma), F(beta), N, C, HW, 1e-5f, 0.1f, training);
+            K_GPU->batch_norm_forward(D(y), D(stats), D(rm), D(rv), D(x), D(gamma), D(beta), N, C, HW, 1e-5f, 0.1f, training);
+            expect_close(training ? "batch_norm_forward train" : "batch_norm_forward eval", &y, 1e-5, 1e-5);
+            expect_close(training ? "batch_norm running_var" : "batch_norm stats (eval)", training ? &rv : &stats, 1e-5, 1e-5);
+            if (training) expect_close("batch_norm running_mean", &rm, 1e-6, 1e-5);
+            twin dy = twin_uniform(r, N * C * HW, CG_F32, -1, 1), dx = twin_uniform(r, N * C * HW, CG_F32, -1, 1);
+            twin dg = twin_uniform(r, C, CG_F32, -1, 1), db = twin_uniform(r, C, CG_F32, -1, 1);
+            K_CPU->batch_norm_backward(F(dx), F(dg), F(db), F(dy), F(x), F(gamma), F(stats), N, C, HW, training);
+            K_GPU->batch_norm_backward(D(dx), D(dg), D(db), D(dy), D(x), D(gamma), D(stats), N, C, HW, training);
+            expect_close(training ? "batch_norm_backward dx train" : "batch_norm_backward dx eval", &dx, 1e-5, 1e-4);
+            expect_close("batch_norm_backward dgamma", &dg, 1e-4, 1e-4);
+            expect_close("batch_norm_backward dbeta", &db, 1e-4, 1e-4);
+            twin *all[] = {&x, &gamma, &beta, &rm, &rv, &y, &stats, &dy, &dx, &dg, &db};
+            for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+        }
     }
+    // The synchronised steps; the f64 sums live in f32 twins of twice the length (raw storage,
+    // never compared: what they lead to is).
+    const int64_t N = 64, C = 16, HW = 225;
+    twin x = twin_uniform(r, N * C * HW, CG_F32, -2, 3), gamma = twin_uniform(r, C, CG_F32, 0.5f, 1.5f), beta = twin_uniform(r, C, CG_F32, -1, 1);
+    twin rm = twin_uniform(r, C, CG_F32, -0.5f, 0.5f), rv = twin_uniform(r, C, CG_F32, 0.5f, 2.0f);
+    twin sums = twin_new(2 * (2 * C + 1), CG_F32), stats = twin_new(2 * C + 1, CG_F32), y = twin_new(N * C * HW, CG_F32);
+    K_CPU->batch_norm_sums((double *)sums.host, F(x), N, C, HW);
+    K_GPU->batch_norm_sums((double *)sums.dev, D(x), N, C, HW);
+    K_CPU->batch_norm_stats_from_sums(F(stats), F(rm), F(rv), (double *)sums.host, C, 1e-5f, 0.1f);
+    K_GPU->batch_norm_stats_from_sums(D(stats), D(rm), D(rv), (double *)sums.dev, C, 1e-5f, 0.1f);
+    expect_close("batch_norm_stats_from_sums", &stats, 1e-5, 1e-5);
+    expect_close("batch_norm_stats_from_sums running_var", &rv, 1e-5, 1e-5);
+    K_CPU->batch_norm_forward_from_stats(F(y), F(x), F(gamma), F(beta), F(stats), N, C, HW);
+    K_GPU->batch_norm_forward_from_stats(D(y), D(x), D(gamma), D(beta), D(stats), N, C, HW);
+    expect_close("batch_norm_forward_from_stats", &y, 1e-5, 1e-5);
+    twin dsums = twin_new(2 * 4 * C, CG_F32), dy = twin_uniform(r, N * C * HW, CG_F32, -1, 1);
+    twin dx = twin_uniform(r, N * C * HW, CG_F32, -1, 1), dg = twin_uniform(r, C, CG_F32, -1, 1), db = twin_uniform(r, C, CG_F32, -1, 1);
+    K_CPU->batch_norm_backward_sums((double *)dsums.host, F(dy), F(x), F(stats), N, C, HW);
+    K_GPU->batch_norm_backward_sums((double *)dsums.dev, D(dy), D(x), D(stats), N, C, HW);
+    K_CPU->batch_norm_backward_from_sums(F(dx), F(dg), F(db), F(dy), F(x), F(gamma), F(stats), (double *)dsums.host, N, C, HW);
+    K_GPU->batch_norm_backward_from_sums(D(dx), D(dg), D(db), D(dy), D(x), D(gamma), D(stats), (double *)dsums.dev, N, C, HW);
+    expect_close("batch_norm_backward_from_sums dx", &dx, 1e-5, 1e-4);
+    expect_close("batch_norm_backward_from_sums dgamma", &dg, 1e-4, 1e-4);
+    expect_close("batch_norm_backward_from_sums dbeta", &db, 1e-4, 1e-4);
+    twin *all[] = {&x, &gamma, &beta, &rm, &rv, &sums, &stats, &y, &dsums, &dy, &dx, &dg, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+}
+
+static void test_dropout(cg_rng *r) {
     const int64_t n = 10001;
     twin x = twin_uniform(r, n, CG_F32, -1, 1), y = twin_new(n, CG_F32), mask = twin_new(n, CG_F32);
     K_CPU->dropout_forward(F(y), F(mask), F(x), n, 0.3f, 99, CG_STREAM_DROPOUT, 5);
@@ -531,7 +569,8 @@ int main(void) {
     test_gemm(&r);
     test_losses(&r);
     test_conv_and_pool(&r);
-    test_norm_and_dropout(&r);
+    test_batch_norm(&r);
+    test_dropout(&r);
     test_optimizers(&r);
     test_rng_and_gather(&r);
     test_streaming_loader();

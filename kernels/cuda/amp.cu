@@ -61,21 +61,12 @@ template <typename T> static __global__ void relu_backward_h_kernel(T *dx, const
 }
 
 template <typename T>
-static __global__ void max_pool_h_kernel(T *y, int32_t *argmax, const T *x, int64_t N, int64_t C, int64_t H, int64_t W,
-                                         int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
-    GRID_STRIDE(i, N * C * P * Q) {
-        int64_t plane = i / (P * Q), p = i / Q % P, q = i % Q;
-        const T *in = x + plane * H * W;
-        int64_t best = (p * stride) * W + q * stride;
-        float best_value = h2f(in[best]);
-        for (int64_t r = 0; r < kernel; r++)
-            for (int64_t s = 0; s < kernel; s++) {
-                int64_t j = (p * stride + r) * W + q * stride + s;
-                float v = h2f(in[j]);
-                if (v > best_value) best = j, best_value = v; // strict: the first maximum wins
-            }
-        y[i] = in[best];
-        argmax[i] = (int32_t)(plane * H * W + best);
+static __global__ void max_pool_h_kernel(T *y, int32_t *argmax, const T *x, int n, int H, int W, int kernel, int stride,
+                                         cg_fast_divisor pq, cg_fast_divisor q) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int best = max_pool_window(x, i, H, W, kernel, stride, pq, q);
+        y[i] = x[best];
+        argmax[i] = best;
     }
 }
 
@@ -299,8 +290,11 @@ static void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const
 
 static void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
                                       int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
-    DISPATCH16(dtype, LAUNCH(max_pool_h_kernel<T>, N * C * P * Q, (T *)y, argmax, (const T *)x, N, C, H, W, kernel,
-                             stride, P, Q));
+    CG_CHECK(N * C * H * W < INT32_MAX, "max_pool2d on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
+             (long long)(N * C * H * W));
+    DISPATCH16(dtype, LAUNCH(max_pool_h_kernel<T>, N * C * P * Q, (T *)y, argmax, (const T *)x, (int)(N * C * P * Q),
+                             (int)H, (int)W, (int)kernel, (int)stride, cg_fast_divisor_make((uint32_t)(P * Q)),
+                             cg_fast_divisor_make((uint32_t)Q)));
 }
 
 static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n) {

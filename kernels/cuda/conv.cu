@@ -90,19 +90,12 @@ static __global__ void add_channel_bias_kernel(float *y, const float *bias, int 
 }
 #endif
 
-static __global__ void max_pool_kernel(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H,
-                                       int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
-    GRID_STRIDE(i, N * C * P * Q) {
-        int64_t plane = i / (P * Q), p = i / Q % P, q = i % Q;
-        const float *in = x + plane * H * W;
-        int64_t best = (p * stride) * W + q * stride;
-        for (int64_t r = 0; r < kernel; r++)
-            for (int64_t s = 0; s < kernel; s++) {
-                int64_t j = (p * stride + r) * W + q * stride + s;
-                if (in[j] > in[best]) best = j; // strict: the first maximum wins, as on the CPU
-            }
-        y[i] = in[best];
-        argmax[i] = (int32_t)(plane * H * W + best);
+static __global__ void max_pool_kernel(float *y, int32_t *argmax, const float *x, int n, int H, int W, int kernel,
+                                       int stride, cg_fast_divisor pq, cg_fast_divisor q) {
+    GRID_STRIDE32(i, n) {
+        int best = max_pool_window(x, i, H, W, kernel, stride, pq, q);
+        y[i] = x[best];
+        argmax[i] = best;
     }
 }
 
@@ -172,7 +165,9 @@ void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, c
 
 static void max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                                     int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
-    LAUNCH(max_pool_kernel, N * C * P * Q, y, argmax, x, N, C, H, W, kernel, stride, P, Q);
+    check_int32(N * C * H * W, N * C * P * Q, 0);
+    LAUNCH(max_pool_kernel, N * C * P * Q, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W, (int)kernel, (int)stride,
+           cg_fast_divisor_make((uint32_t)(P * Q)), cg_fast_divisor_make((uint32_t)Q));
 }
 static void max_pool2d_backward_cuda(float *dx, const float *dy, const int32_t *argmax, int64_t n) {
     LAUNCH(max_pool_backward_kernel, n, dx, dy, argmax, n);

@@ -7,6 +7,7 @@
 #include "core/measure/hw_bench.h"
 #include "kernels/cuda/plugin.h"
 #include "core/kernels.h"
+#include "kernels/cuda/fast_divide.h"
 
 #define CG_THREADS 256 // threads per block of elementwise kernels
 
@@ -56,6 +57,25 @@ static __device__ float block_sum(float v) {
         __syncthreads();
     }
     return partial[0];
+}
+
+// Max pooling's window search, shared by the f32 and 16-bit kernels: the flat index in x (N C
+// planes of H x W) of the largest value in the window of output i (N C planes of P x Q, pq = P Q
+// and q = Q as fast divisors), the first one on ties (strict >, as on the CPU).
+template <typename T>
+static __device__ int max_pool_window(const T *x, int i, int H, int W, int kernel, int stride, cg_fast_divisor pq,
+                                      cg_fast_divisor q) {
+    int plane = (int)cg_fast_divide((uint32_t)i, pq), pos = i - plane * (int)pq.divisor;
+    int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * (int)q.divisor;
+    int first = plane * H * W + p * stride * W + col * stride, best = first;
+    float best_value = (float)x[best];
+    for (int r = 0; r < kernel; r++)
+        for (int s = 0; s < kernel; s++) {
+            int j = first + r * W + s;
+            float v = (float)x[j];
+            if (v > best_value) best = j, best_value = v;
+        }
+    return best;
 }
 
 extern "C" {

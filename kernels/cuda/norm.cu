@@ -1,102 +1,230 @@
-// norm.cu: batch normalisation on the GPU, one block per channel (its statistics are a block
-// reduction over the batch and the positions), and the steps of the synchronised form (core/dist
-// sums their per-channel sums over the ranks in between). CPU twin: kernels/cpu/norm.c.
+// norm.cu: batch normalisation on the GPU and the steps of its synchronised form (core/dist sums
+// the per-channel sums over the ranks in between). CPU twin: kernels/cpu/norm.c.
+//
+// Every per-channel sum is taken in two launches, so that the whole GPU works on it and the
+// result is the same on every run:
+//   1. channel_partial_sums: a grid of C x S blocks; block (c, s) sums channel c over its share
+//      of the images (a contiguous run of about N / S of them), in f32, and writes its two sums
+//      to partial[s][c]. S is chosen so that there are a few thousand blocks: one block per
+//      channel (the first version of this file) left most of the GPU idle at 64 channels and
+//      took most of a small CIFAR network's step.
+//   2. a per-channel kernel adds the S partials in f64, in order, and turns them into what the
+//      caller wants (mean and inverse std, the gradients of gamma and beta, the sums to reduce).
+// The elementwise passes (normalise, dx) run over the flat tensor, one thread per element, with
+// the channel of element i, i / HW mod C, found by multiply-high (fast_divide.h).
 #include "kernels/cuda/cuda.h"
+#include "kernels/cuda/fast_divide.h"
 
-static __global__ void bn_forward_kernel(float *y, float *stats, float *running_mean, float *running_var,
-                                         const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                                         int64_t HW, float eps, float momentum, bool training) {
-    int64_t c = blockIdx.x;
-    __shared__ float mean_and_inv_std[2];
-    if (training) {
-        float sum = 0.0f, sum_sq = 0.0f;
-        for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
-            float v = x[(j / HW * C + c) * HW + j % HW];
-            sum += v;
-            sum_sq += v * v;
-        }
-        float total = block_sum(sum);
-        __syncthreads(); // block_sum's shared array is used again just below
-        float total_sq = block_sum(sum_sq);
-        if (threadIdx.x == 0) {
-            float m = (float)(N * HW), mu = total / m, var = fmaxf(total_sq / m - mu * mu, 0.0f);
-            mean_and_inv_std[0] = mu;
-            mean_and_inv_std[1] = rsqrtf(var + eps);
-            running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mu;
-            running_var[c] = (1.0f - momentum) * running_var[c] + momentum * var * m / (m - 1.0f);
-        }
-    } else if (threadIdx.x == 0) {
-        mean_and_inv_std[0] = running_mean[c];
-        mean_and_inv_std[1] = rsqrtf(running_var[c] + eps);
+// What the partial sums add up: the sum of x and of x^2 (the forward's statistics), or the sum
+// of dy and of dy (x - mean) (the backward's; multiplied by inv_std once, in step 2).
+enum { SUMS_OF_X, SUMS_OF_DY };
+
+// Blocks of step 1 along the images: enough for a few thousand blocks in all, no more than the
+// images, and at least 2,048 values per block (fewer are not worth a block).
+static int64_t image_shares(int64_t N, int64_t C, int64_t HW) {
+    int64_t s = (4096 + C - 1) / C;
+    if (s > N) s = N;
+    int64_t by_size = N * HW / 2048;
+    if (s > by_size) s = by_size;
+    return s < 1 ? 1 : s;
+}
+
+// partial[(s C + c) 2 + 0 / 1] = the two sums of channel c over images [s N / S, (s + 1) N / S).
+// The threads walk the block's values (image n, position hw) in steps of blockDim.x without
+// dividing: each step moves step_n images and step_hw positions, carrying one image when the
+// position passes HW.
+template <int what>
+static __global__ void channel_partial_sums(float *partial, const float *a, const float *x, const float *stats,
+                                           int N, int C, int HW) {
+    int c = blockIdx.x, s = blockIdx.y, S = gridDim.y;
+    int n_end = (int)((int64_t)(s + 1) * N / S);
+    int step_n = blockDim.x / HW, step_hw = blockDim.x % HW;
+    int n = (int)((int64_t)s * N / S) + threadIdx.x / HW, hw = threadIdx.x % HW;
+    float mean = what == SUMS_OF_DY ? stats[c] : 0.0f;
+    float sum = 0.0f, sum2 = 0.0f;
+    while (n < n_end) {
+        int64_t i = ((int64_t)n * C + c) * HW + hw;
+        float v = a[i];
+        sum += v;
+        sum2 += what == SUMS_OF_X ? v * v : v * (x[i] - mean);
+        hw += step_hw;
+        n += step_n;
+        if (hw >= HW) hw -= HW, n++;
     }
-    __syncthreads();
-    float mean = mean_and_inv_std[0], inv_std = mean_and_inv_std[1];
+    float total = block_sum(sum);
+    __syncthreads(); // block_sum's shared array is used again just below
+    float total2 = block_sum(sum2);
     if (threadIdx.x == 0) {
-        stats[c] = mean;
-        stats[C + c] = inv_std;
+        partial[((int64_t)s * C + c) * 2] = total;
+        partial[((int64_t)s * C + c) * 2 + 1] = total2;
     }
-    float scale = gamma[c] * inv_std, shift = beta[c] - mean * scale;
-    for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
-        int64_t i = (j / HW * C + c) * HW + j % HW;
+}
+
+// A new device buffer (caching allocator) with step 1's partial sums of `what`; *shares = S.
+template <int what>
+static float *partial_sums(int64_t *shares, const float *a, const float *x, const float *stats, int64_t N,
+                           int64_t C, int64_t HW) {
+    CG_CHECK(N * C * HW < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
+             (long long)(N * C * HW));
+    int64_t S = image_shares(N, C, HW);
+    float *partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
+    channel_partial_sums<what><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
+        partial, a, x, stats, (int)N, (int)C, (int)HW);
+    CG_LAUNCH_CHECK();
+    *shares = S;
+    return partial;
+}
+
+// The two sums of channel c over the S shares, in f64, in order.
+static __device__ void add_shares(double *sum, double *sum2, const float *partial, int64_t S, int64_t C, int64_t c) {
+    double a = 0.0, b = 0.0;
+    for (int64_t s = 0; s < S; s++) {
+        a += partial[(s * C + c) * 2];
+        b += partial[(s * C + c) * 2 + 1];
+    }
+    *sum = a, *sum2 = b;
+}
+
+// ---- step 2 of each sum ------------------------------------------------------------------------
+
+// Training: stats = mean and 1 / sqrt(var + eps) of the batch (biased variance), the running
+// statistics updated with the unbiased one, in the CPU's formulas and roundings.
+static __global__ void batch_stats_kernel(float *stats, float *running_mean, float *running_var, const float *partial,
+                                          int64_t S, int64_t C, double m, float eps, float momentum) {
+    GRID_STRIDE(c, C) {
+        double sum, sum_sq;
+        add_shares(&sum, &sum_sq, partial, S, C, c);
+        double mu = sum / m, var = fmax(sum_sq / m - mu * mu, 0.0);
+        stats[c] = (float)mu;
+        stats[C + c] = (float)(1.0 / sqrt(var + eps));
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * (float)mu;
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (float)(var * m / (m - 1.0));
+    }
+}
+
+// Evaluation: stats from the running statistics.
+static __global__ void running_stats_kernel(float *stats, const float *running_mean, const float *running_var,
+                                            int64_t C, float eps) {
+    GRID_STRIDE(c, C) {
+        stats[c] = running_mean[c];
+        stats[C + c] = 1.0f / sqrtf(running_var[c] + eps);
+    }
+}
+
+// Synchronised form, forward: sums (2C + 1) = the sums of x and x^2, then the count.
+static __global__ void x_sums_kernel(double *sums, const float *partial, int64_t S, int64_t C, double m) {
+    GRID_STRIDE(c, C) {
+        add_shares(&sums[c], &sums[C + c], partial, S, C, c);
+        if (c == 0) sums[2 * C] = m;
+    }
+}
+
+// Backward: totals (2C) = the sums of dy and of dy xhat; dgamma / dbeta += them (either may be NULL).
+// `copy`: the synchronised form's layout, the two sums written twice (4C).
+static __global__ void dy_sums_kernel(double *totals, float *dgamma, float *dbeta, const float *partial,
+                                      const float *stats, int64_t S, int64_t C, bool copy) {
+    GRID_STRIDE(c, C) {
+        double sum_dy, sum_dy_xc;
+        add_shares(&sum_dy, &sum_dy_xc, partial, S, C, c);
+        double sum_dy_xhat = sum_dy_xc * stats[C + c];
+        totals[c] = sum_dy;
+        totals[C + c] = sum_dy_xhat;
+        if (copy) totals[2 * C + c] = sum_dy, totals[3 * C + c] = sum_dy_xhat;
+        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
+        if (dbeta) dbeta[c] += (float)sum_dy;
+    }
+}
+
+static __global__ void add_param_grads_kernel(float *dgamma, float *dbeta, const double *sums, int64_t C) {
+    GRID_STRIDE(c, C) {
+        if (dgamma) dgamma[c] += (float)sums[C + c];
+        if (dbeta) dbeta[c] += (float)sums[c];
+    }
+}
+
+// ---- the elementwise passes ----------------------------------------------------------------------
+
+// y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings).
+static __global__ void normalize_kernel(float *y, const float *x, const float *gamma, const float *beta,
+                                        const float *stats, int n, int C, cg_fast_divisor hw) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
+        float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
         y[i] = x[i] * scale + shift;
     }
 }
 
-static __global__ void bn_backward_kernel(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                          const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW,
-                                          bool training) {
-    int64_t c = blockIdx.x;
-    float mean = stats[c], inv_std = stats[C + c];
-    float part_dy = 0.0f, part_dy_xhat = 0.0f;
-    for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
-        int64_t i = (j / HW * C + c) * HW + j % HW;
-        part_dy += dy[i];
-        part_dy_xhat += dy[i] * (x[i] - mean) * inv_std;
-    }
-    __shared__ float sums[2];
-    float total_dy = block_sum(part_dy);
-    __syncthreads();
-    float total_dy_xhat = block_sum(part_dy_xhat);
-    if (threadIdx.x == 0) {
-        sums[0] = total_dy;
-        sums[1] = total_dy_xhat;
-        if (dgamma) dgamma[c] += total_dy_xhat;
-        if (dbeta) dbeta[c] += total_dy;
-    }
-    __syncthreads();
-    if (dx == NULL) return;
-    float m = (float)(N * HW), g = gamma[c] * inv_std;
-    for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
-        int64_t i = (j / HW * C + c) * HW + j % HW;
-        if (training)
-            dx[i] += g * (dy[i] - sums[0] / m - (x[i] - mean) * inv_std * sums[1] / m);
-        else
+// dx += gamma inv_std (dy - S_dy / m - xhat S_dyxhat / m) in training, gamma inv_std dy otherwise;
+// S from sums (C values of each, f64) over m values per channel.
+static __global__ void dx_kernel(float *dx, const float *dy, const float *x, const float *gamma, const float *stats,
+                                 const double *sums, float m, int n, int C, cg_fast_divisor hw, bool training) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
+        float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
+        if (training) {
+            float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
+            dx[i] += g * (dy[i] - sum_dy / m - (x[i] - mean) * inv_std * sum_dy_xhat / m);
+        } else {
             dx[i] += g * dy[i];
+        }
     }
 }
 
-// ---- synchronised batch norm: the same sums, reduced over the ranks between the steps --------------
-
-static __global__ void bn_sums_kernel(double *sums, const float *x, int64_t N, int64_t C, int64_t HW) {
-    int64_t c = blockIdx.x;
-    float sum = 0.0f, sum_sq = 0.0f;
-    for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
-        float v = x[(j / HW * C + c) * HW + j % HW];
-        sum += v;
-        sum_sq += v * v;
-    }
-    float total = block_sum(sum);
-    __syncthreads();
-    float total_sq = block_sum(sum_sq);
-    if (threadIdx.x == 0) {
-        sums[c] = total;
-        sums[C + c] = total_sq;
-        if (c == 0) sums[2 * C] = (double)(N * HW);
-    }
+static void normalize(float *y, const float *x, const float *gamma, const float *beta, const float *stats, int64_t N,
+                      int64_t C, int64_t HW) {
+    int64_t n = N * C * HW;
+    CG_CHECK(n < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
+             (long long)n);
+    LAUNCH(normalize_kernel, n, y, x, gamma, beta, stats, (int)n, (int)C, cg_fast_divisor_make((uint32_t)HW));
 }
 
-static __global__ void bn_stats_from_sums_kernel(float *stats, float *running_mean, float *running_var,
-                                                 const double *sums, int64_t C, float eps, float momentum) {
+static void input_gradient(float *dx, const float *dy, const float *x, const float *gamma, const float *stats,
+                           const double *sums, float m, int64_t N, int64_t C, int64_t HW, bool training) {
+    int64_t n = N * C * HW;
+    CG_CHECK(n < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
+             (long long)n);
+    LAUNCH(dx_kernel, n, dx, dy, x, gamma, stats, sums, m, (int)n, (int)C, cg_fast_divisor_make((uint32_t)HW),
+           training);
+}
+
+// ---- the table's rows ------------------------------------------------------------------------------
+// Scratch buffers come from the caching allocator and go back to it once their last kernel is
+// queued: the stream's order keeps them alive long enough (as conv.cu's).
+
+extern "C" {
+static void batch_norm_forward_cuda(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                                    const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                                    float momentum, bool training) {
+    if (training) {
+        int64_t S;
+        float *partial = partial_sums<SUMS_OF_X>(&S, x, NULL, NULL, N, C, HW);
+        LAUNCH(batch_stats_kernel, C, stats, running_mean, running_var, partial, S, C, (double)(N * HW), eps, momentum);
+        cg_cuda_free(partial);
+    } else {
+        LAUNCH(running_stats_kernel, C, stats, running_mean, running_var, C, eps);
+    }
+    normalize(y, x, gamma, beta, stats, N, C, HW);
+}
+
+static void batch_norm_backward_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                     const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
+    int64_t S;
+    float *partial = partial_sums<SUMS_OF_DY>(&S, dy, x, stats, N, C, HW);
+    double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
+    LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
+    if (dx) input_gradient(dx, dy, x, gamma, stats, totals, (float)(N * HW), N, C, HW, training);
+    cg_cuda_free(partial), cg_cuda_free(totals);
+}
+
+static void batch_norm_sums_cuda(double *sums, const float *x, int64_t N, int64_t C, int64_t HW) {
+    int64_t S;
+    float *partial = partial_sums<SUMS_OF_X>(&S, x, NULL, NULL, N, C, HW);
+    LAUNCH(x_sums_kernel, C, sums, partial, S, C, (double)(N * HW));
+    cg_cuda_free(partial);
+}
+
+static __global__ void stats_from_sums_kernel(float *stats, float *running_mean, float *running_var, const double *sums,
+                                              int64_t C, float eps, float momentum) {
     double m = sums[2 * C];
     GRID_STRIDE(c, C) {
         double mu = sums[c] / m, var = fmax(sums[C + c] / m - mu * mu, 0.0);
@@ -108,90 +236,46 @@ static __global__ void bn_stats_from_sums_kernel(float *stats, float *running_me
     }
 }
 
-static __global__ void bn_forward_from_stats_kernel(float *y, const float *x, const float *gamma, const float *beta,
-                                                    const float *stats, int64_t N, int64_t C, int64_t HW) {
-    int64_t c = blockIdx.x;
-    float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
-    for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
-        int64_t i = (j / HW * C + c) * HW + j % HW;
-        y[i] = x[i] * scale + shift;
-    }
+static void batch_norm_stats_from_sums_cuda(float *stats, float *running_mean, float *running_var, const double *sums,
+                                            int64_t C, float eps, float momentum) {
+    LAUNCH(stats_from_sums_kernel, C, stats, running_mean, running_var, sums, C, eps, momentum);
 }
 
-static __global__ void bn_backward_sums_kernel(double *sums, const float *dy, const float *x, const float *stats,
-                                               int64_t N, int64_t C, int64_t HW) {
-    int64_t c = blockIdx.x;
-    float mean = stats[c], inv_std = stats[C + c];
-    float part_dy = 0.0f, part_dy_xhat = 0.0f;
-    for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
-        int64_t i = (j / HW * C + c) * HW + j % HW;
-        part_dy += dy[i];
-        part_dy_xhat += dy[i] * (x[i] - mean) * inv_std;
-    }
-    float total_dy = block_sum(part_dy);
-    __syncthreads();
-    float total_dy_xhat = block_sum(part_dy_xhat);
-    if (threadIdx.x == 0) {
-        sums[c] = sums[2 * C + c] = total_dy;
-        sums[C + c] = sums[3 * C + c] = total_dy_xhat;
-    }
+static void batch_norm_forward_from_stats_cuda(float *y, const float *x, const float *gamma, const float *beta,
+                                               const float *stats, int64_t N, int64_t C, int64_t HW) {
+    normalize(y, x, gamma, beta, stats, N, C, HW);
 }
 
-static __global__ void bn_backward_from_sums_kernel(float *dx, float *dgamma, float *dbeta, const float *dy,
-                                                    const float *x, const float *gamma, const float *stats,
-                                                    const double *sums, int64_t N, int64_t C, int64_t HW) {
-    int64_t c = blockIdx.x;
-    if (threadIdx.x == 0) {
-        if (dgamma) dgamma[c] += (float)sums[C + c];
-        if (dbeta) dbeta[c] += (float)sums[c];
-    }
-    if (dx == NULL) return;
-    float m = stats[2 * C], mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
-    float sum_dy = (float)sums[2 * C + c], sum_dy_xhat = (float)sums[3 * C + c];
-    for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
-        int64_t i = (j / HW * C + c) * HW + j % HW;
+static void batch_norm_backward_sums_cuda(double *sums, const float *dy, const float *x, const float *stats, int64_t N,
+                                          int64_t C, int64_t HW) {
+    int64_t S;
+    float *partial = partial_sums<SUMS_OF_DY>(&S, dy, x, stats, N, C, HW);
+    LAUNCH(dy_sums_kernel, C, sums, NULL, NULL, partial, stats, S, C, true);
+    cg_cuda_free(partial);
+}
+
+// The count m over every rank is stats[2C], on the device: the dx kernel reads it there.
+static __global__ void dx_from_sums_kernel(float *dx, const float *dy, const float *x, const float *gamma,
+                                           const float *stats, const double *sums, int n, int C, cg_fast_divisor hw) {
+    float m = stats[2 * C];
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
+        float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
+        float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
         dx[i] += g * (dy[i] - sum_dy / m - (x[i] - mean) * inv_std * sum_dy_xhat / m);
     }
 }
 
-extern "C" {
-static void batch_norm_forward_cuda(float *y, float *stats, float *running_mean, float *running_var, const float *x,
-                                    const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
-                                    float momentum, bool training) {
-    bn_forward_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(y, stats, running_mean, running_var, x, gamma,
-                                                                        beta, N, C, HW, eps, momentum, training);
-    CG_LAUNCH_CHECK();
-}
-static void batch_norm_backward_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                     const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
-    bn_backward_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(dx, dgamma, dbeta, dy, x, gamma, stats, N, C,
-                                                                         HW, training);
-    CG_LAUNCH_CHECK();
-}
-static void batch_norm_sums_cuda(double *sums, const float *x, int64_t N, int64_t C, int64_t HW) {
-    bn_sums_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(sums, x, N, C, HW);
-    CG_LAUNCH_CHECK();
-}
-static void batch_norm_stats_from_sums_cuda(float *stats, float *running_mean, float *running_var, const double *sums,
-                                            int64_t C, float eps, float momentum) {
-    LAUNCH(bn_stats_from_sums_kernel, C, stats, running_mean, running_var, sums, C, eps, momentum);
-}
-static void batch_norm_forward_from_stats_cuda(float *y, const float *x, const float *gamma, const float *beta,
-                                               const float *stats, int64_t N, int64_t C, int64_t HW) {
-    bn_forward_from_stats_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(y, x, gamma, beta, stats, N, C, HW);
-    CG_LAUNCH_CHECK();
-}
-static void batch_norm_backward_sums_cuda(double *sums, const float *dy, const float *x, const float *stats, int64_t N,
-                                          int64_t C, int64_t HW) {
-    bn_backward_sums_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(sums, dy, x, stats, N, C, HW);
-    CG_LAUNCH_CHECK();
-}
 static void batch_norm_backward_from_sums_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                                const float *gamma, const float *stats, const double *sums, int64_t N,
                                                int64_t C, int64_t HW) {
-    bn_backward_from_sums_kernel<<<(unsigned)C, CG_THREADS, 0, cg_cuda_stream()>>>(dx, dgamma, dbeta, dy, x, gamma,
-                                                                                   stats, sums, N, C, HW);
-    CG_LAUNCH_CHECK();
+    LAUNCH(add_param_grads_kernel, C, dgamma, dbeta, sums, C); // this rank's sums: [0, 2C)
+    if (dx == NULL) return;
+    int64_t n = N * C * HW;
+    CG_CHECK(n < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
+             (long long)n);
+    LAUNCH(dx_from_sums_kernel, n, dx, dy, x, gamma, stats, sums + 2 * C, (int)n, (int)C,
+           cg_fast_divisor_make((uint32_t)HW)); // every rank's: [2C, 4C)
 }
 }
 
