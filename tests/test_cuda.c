@@ -273,11 +273,12 @@ static void test_conv_and_pool(cg_rng *r) {
 }
 
 // Batch norm on shapes that take each path of the GPU's sums: one block per channel and a few
-// thousand values (5 x 3 x 37), channels cut into many shares of whole images (64 x 16 x 225),
-// planes smaller than a block (9 positions: a thread's steps cross images) and larger (300);
+// thousand values (5 x 3 x 37), channels cut into shares of whole images (64 x 16 x 225: 7
+// shares), shares of planes smaller than a block (49 and 9 positions: a thread's steps cross
+// images) and planes larger than a block (300);
 // then the synchronised form's five steps (one rank: the sums are this rank's).
 static void test_batch_norm(cg_rng *r) {
-    static const int64_t shapes[][3] = {{5, 3, 37}, {64, 16, 225}, {33, 5, 9}, {8, 4, 300}};
+    static const int64_t shapes[][3] = {{5, 3, 37}, {64, 16, 225}, {512, 8, 49}, {600, 4, 9}, {8, 4, 300}};
     for (size_t v = 0; v < sizeof shapes / sizeof *shapes; v++) {
         const int64_t N = shapes[v][0], C = shapes[v][1], HW = shapes[v][2];
         printf("batch norm, N %lld, C %lld, HW %lld\n", (long long)N, (long long)C, (long long)HW);

@@ -144,10 +144,14 @@ static __global__ void add_param_grads_kernel(float *dgamma, float *dbeta, const
 
 // ---- the elementwise passes ----------------------------------------------------------------------
 
+// for (i = this thread's first element; i < n; i += all threads of the grid), n < 2^31: the
+// index fits the fast divisions (the step is added in 64 bits, so it cannot wrap past n).
+#define FLAT_LOOP(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
 // y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings).
 static __global__ void normalize_kernel(float *y, const float *x, const float *gamma, const float *beta,
                                         const float *stats, int n, int C, cg_fast_divisor hw) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    FLAT_LOOP(i, n) {
         int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
         float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
         y[i] = x[i] * scale + shift;
@@ -158,7 +162,7 @@ static __global__ void normalize_kernel(float *y, const float *x, const float *g
 // S from sums (C values of each, f64) over m values per channel.
 static __global__ void dx_kernel(float *dx, const float *dy, const float *x, const float *gamma, const float *stats,
                                  const double *sums, float m, int n, int C, cg_fast_divisor hw, bool training) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    FLAT_LOOP(i, n) {
         int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
         float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
         if (training) {
@@ -258,7 +262,7 @@ static void batch_norm_backward_sums_cuda(double *sums, const float *dy, const f
 static __global__ void dx_from_sums_kernel(float *dx, const float *dy, const float *x, const float *gamma,
                                            const float *stats, const double *sums, int n, int C, cg_fast_divisor hw) {
     float m = stats[2 * C];
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    FLAT_LOOP(i, n) {
         int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
         float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
         float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
