@@ -265,6 +265,19 @@ typedef struct cg_kernels {
     void (*max_pool2d_backward_h)(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n);
     void (*relu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n);
     void (*relu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n);
+    // Batch normalisation and GELU on 16-bit activations (x, y, dy, dx of dtype), as cuDNN's batch
+    // norm and PyTorch's GELU run under autocast: the statistics and every sum in f32, gamma,
+    // beta, stats, the running statistics and dgamma / dbeta f32 as in batch_norm_forward; each
+    // stored 16-bit value rounded once (y = round(f32 result), dx = round(dx + f32 gradient)).
+    // The same formulas and arguments as the f32 rows.
+    void (*batch_norm_forward_h)(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
+                                 const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                                 int64_t HW, float eps, float momentum, bool training);
+    void (*batch_norm_backward_h)(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
+                                  const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
+                                  int64_t HW, bool training);
+    void (*gelu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx);
+    void (*gelu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx);
     // The fused block in 16 bits: the values and gradients of conv2d_forward_h (its output rounded
     // to 16 bits), relu_forward_h and max_pool2d_forward_h(2, 2) in a row, bit for bit, with
     // `where` as conv2d_relu_pool_forward's. Optional (NULL: the three ops run).

@@ -34,13 +34,13 @@ static const op_row op_table[CG_NUM_OPS] = {
     [CG_OP_CONV2D] = {"conv2d", CG_AUTOCAST_LOW},
     [CG_OP_MAX_POOL2D] = {"max_pool2d", CG_AUTOCAST_KEEP},
     [CG_OP_RESHAPE] = {"reshape", CG_AUTOCAST_KEEP},
-    [CG_OP_BATCH_NORM2D] = {"batch_norm2d", CG_AUTOCAST_F32},
+    [CG_OP_BATCH_NORM2D] = {"batch_norm2d", CG_AUTOCAST_KEEP},
     [CG_OP_DROPOUT] = {"dropout", CG_AUTOCAST_F32},
     // Under autocast the fused block computes in 16 bits where the device has its _h kernels (the
     // CPU), and runs as its three ops elsewhere (conv2d LOW, relu and max_pool2d KEEP).
     [CG_OP_CONV2D_RELU_POOL] = {"conv2d_relu_max_pool2d", CG_AUTOCAST_LOW},
     [CG_OP_CAST] = {"cast", CG_AUTOCAST_KEEP},
-    [CG_OP_GELU] = {"gelu", CG_AUTOCAST_F32},
+    [CG_OP_GELU] = {"gelu", CG_AUTOCAST_KEEP},
     [CG_OP_AVG_POOL2D] = {"avg_pool2d", CG_AUTOCAST_F32},
     [CG_OP_GLOBAL_AVG_POOL] = {"global_avg_pool2d", CG_AUTOCAST_F32},
 };
@@ -423,16 +423,28 @@ cg_tensor *cg_mean(cg_tape *t, cg_tensor *x) { return sum_scaled(t, x, "mean", t
 // ---- GELU: iattr[0] = 1 for the tanh approximation ---------------------------------------------
 
 static void gelu_node_forward(const cg_kernels *k, cg_node *n) {
-    KERNEL(k, gelu_forward)(F(n->out), F(n->in[0]), n->out->numel, n->iattr[0]);
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, gelu_forward)(F(n->out), F(n->in[0]), n->out->numel, n->iattr[0]);
+    else
+        KERNEL(k, gelu_forward_h)(n->out->dtype, n->out->data, n->in[0]->data, n->out->numel, n->iattr[0]);
 }
 static void gelu_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
-    KERNEL(k, gelu_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->in[0]), n->out->numel, n->iattr[0]);
+    if (n->out->dtype == CG_F32)
+        KERNEL(k, gelu_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->in[0]), n->out->numel,
+                                 n->iattr[0]);
+    else
+        KERNEL(k, gelu_backward_h)(n->out->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data,
+                                   n->in[0]->data, n->out->numel, n->iattr[0]);
 }
 
+// GELU keeps its input's dtype, as PyTorch's under autocast (not on its lists: it runs in the
+// dtype it is given): f32, or 16 bits with the arithmetic in f32 and the result rounded once.
 static cg_tensor *gelu(cg_tape *t, cg_tensor *x, bool tanh_approx) {
+    CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "gelu: input is %s",
+             cg_dtype_name(x->dtype));
     x = cg_op_autocast_input(t, CG_OP_GELU, x);
-    cg_op_check_input(t, "gelu", x, CG_F32);
-    return apply(t, CG_OP_GELU, gelu_node_forward, gelu_node_backward, CG_F32, x->ndim, x->shape, 1, &x, 0.0f,
+    cg_op_check_input(t, "gelu", x, x->dtype);
+    return apply(t, CG_OP_GELU, gelu_node_forward, gelu_node_backward, x->dtype, x->ndim, x->shape, 1, &x, 0.0f,
                  tanh_approx);
 }
 cg_tensor *cg_gelu(cg_tape *t, cg_tensor *x) { return gelu(t, x, false); }

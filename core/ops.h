@@ -37,7 +37,9 @@ typedef enum {
 typedef enum {
     CG_AUTOCAST_LOW,  // inputs cast to the autocast dtype (a parameter through its 16-bit copy,
                       // cg_autocast_low); 16-bit output computed with f32 accumulation
-    CG_AUTOCAST_KEEP, // the input's dtype is kept (exact in any format: a sign test, a maximum, a copy)
+    CG_AUTOCAST_KEEP, // the input's dtype is kept: exact in any format (a sign test, a maximum, a
+                      // copy), or computed in f32 and rounded once to it (batch norm and GELU, whose
+                      // statistics and sums stay f32, as cuDNN's and PyTorch's under autocast)
     CG_AUTOCAST_F32,  // 16-bit inputs cast to f32 first; computed and returned in f32
 } cg_autocast_policy;
 // With autocast F32 (the default) every op takes and gives f32, except that the KEEP ops also

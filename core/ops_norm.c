@@ -11,18 +11,30 @@
 
 static void batch_norm2d_node_forward(const cg_kernels *k, cg_node *n) {
     const cg_tensor *x = n->in[0];
-    KERNEL(k, batch_norm_forward)(F(n->out), F(n->saved[0]), F(n->saved[1]), F(n->saved[2]), F(x), F(n->in[1]),
-                                  F(n->in[2]), x->shape[0], x->shape[1], x->shape[2] * x->shape[3], n->fattr[0],
-                                  n->fattr[1], n->iattr[0]);
+    int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    if (x->dtype == CG_F32)
+        KERNEL(k, batch_norm_forward)(F(n->out), F(n->saved[0]), F(n->saved[1]), F(n->saved[2]), F(x), F(n->in[1]),
+                                      F(n->in[2]), N, C, HW, n->fattr[0], n->fattr[1], n->iattr[0]);
+    else
+        KERNEL(k, batch_norm_forward_h)(x->dtype, n->out->data, F(n->saved[0]), F(n->saved[1]), F(n->saved[2]),
+                                        x->data, F(n->in[1]), F(n->in[2]), N, C, HW, n->fattr[0], n->fattr[1],
+                                        n->iattr[0]);
 }
 
 static void batch_norm2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2];
-    float *dx = x->requires_grad ? F(cg_tape_grad(t, x)) : NULL;
+    int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
     float *dgamma = gamma->requires_grad ? F(cg_tape_grad(t, gamma)) : NULL;
     float *dbeta = beta->requires_grad ? F(cg_tape_grad(t, beta)) : NULL;
-    KERNEL(k, batch_norm_backward)(dx, dgamma, dbeta, F(n->out->grad), F(x), F(gamma), F(n->saved[0]), x->shape[0],
-                                   x->shape[1], x->shape[2] * x->shape[3], n->iattr[0]);
+    if (x->dtype == CG_F32) {
+        float *dx = x->requires_grad ? F(cg_tape_grad(t, x)) : NULL;
+        KERNEL(k, batch_norm_backward)(dx, dgamma, dbeta, F(n->out->grad), F(x), F(gamma), F(n->saved[0]), N, C, HW,
+                                       n->iattr[0]);
+    } else {
+        void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
+        KERNEL(k, batch_norm_backward_h)(x->dtype, dx, dgamma, dbeta, n->out->grad->data, x->data, F(gamma),
+                                         F(n->saved[0]), N, C, HW, n->iattr[0]);
+    }
 }
 
 // ---- synchronised (t->batch_norm_sum set, training) ------------------------------------------------
@@ -52,9 +64,15 @@ static void batch_norm2d_synced_node_backward(const cg_kernels *k, cg_tape *t, c
 
 cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                            cg_tensor *running_var, bool training, float momentum, float eps) {
-    x = cg_op_autocast_input(t, CG_OP_BATCH_NORM2D, x); // batch statistics in f32 under autocast
+    // Under autocast x keeps its 16-bit dtype (statistics and sums in f32, the output rounded once,
+    // as cuDNN's batch norm under torch.autocast); the synchronised form works in f32.
+    CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "batch_norm2d: x is %s",
+             cg_dtype_name(x->dtype));
+    x = cg_op_autocast_input(t, CG_OP_BATCH_NORM2D, x);
+    if (training && t->batch_norm_sum != NULL) x = cg_autocast_f32(t, x);
     cg_tensor *all[] = {x, gamma, beta, running_mean, running_var};
-    for (int i = 0; i < 5; i++) cg_op_check_input(t, "batch_norm2d", all[i], CG_F32);
+    cg_op_check_input(t, "batch_norm2d", x, x->dtype);
+    for (int i = 1; i < 5; i++) cg_op_check_input(t, "batch_norm2d", all[i], CG_F32);
     char sx[64];
     CG_CHECK(x->ndim == 4, "batch_norm2d: x %s must be (N, C, H, W)", cg_shape_str(x, sx, sizeof sx));
     int64_t C = x->shape[1];
@@ -63,8 +81,8 @@ cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor
                  (long long)all[i]->numel, (long long)C);
     CG_CHECK(!training || x->numel / C > 1, "batch_norm2d: training needs more than one value per channel");
     cg_node node = {.op = CG_OP_BATCH_NORM2D, .forward = batch_norm2d_node_forward,
-                    .backward = batch_norm2d_node_backward, .n_in = 3, .in = {x, gamma, beta}, .iattr = {training},
-                    .fattr = {eps, momentum}};
+                    .backward = batch_norm2d_node_backward, .dtype = x->dtype, .n_in = 3, .in = {x, gamma, beta},
+                    .iattr = {training}, .fattr = {eps, momentum}};
     if (!training || t->batch_norm_sum == NULL) {
         node.saved[0] = cg_arena_tensor(t->arena, CG_F32, 1, (int64_t[]){2 * C});
         node.saved[1] = running_mean;

@@ -16,6 +16,7 @@
 
 #define H(t) ((t).host)
 #define D(t) ((t).dev)
+#define F(t) ((float *)(t).host) // f32 twins (statistics, parameters) as the CPU kernels take them
 
 // One 16-bit step (and a little): the sums differ in order between the devices.
 static double step_of(cg_dtype t) { return t == CG_F16 ? 2.0 / 1024 : 2.0 / 128; }
@@ -120,6 +121,49 @@ static void test_conv_h(cg_rng *r, cg_dtype dt) {
     }
 }
 
+// Batch norm and GELU on 16-bit activations: the f32 arithmetic agrees to rounding, so each
+// stored value within a step of its CPU twin (a value that lands on a rounding boundary may go
+// either way); statistics and dgamma / dbeta (f32) as the f32 rows of test_cuda.
+static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
+    double step = step_of(dt);
+    static const int64_t shapes[][3] = {{5, 3, 37}, {256, 16, 49}};
+    for (int v = 0; v < 2; v++)
+        for (int training = 1; training >= 0; training--) {
+            const int64_t N = shapes[v][0], C = shapes[v][1], HW = shapes[v][2], n = N * C * HW;
+            twin x = twin_uniform(r, n, dt, -2, 3), y = twin_new(n, dt), stats = twin_new(2 * C, CG_F32);
+            twin gamma = twin_uniform(r, C, CG_F32, 0.5f, 1.5f), beta = twin_uniform(r, C, CG_F32, -1, 1);
+            twin rm = twin_uniform(r, C, CG_F32, -0.5f, 0.5f), rv = twin_uniform(r, C, CG_F32, 0.5f, 2.0f);
+            K_CPU->batch_norm_forward_h(dt, H(y), F(stats), F(rm), F(rv), H(x), F(gamma), F(beta), N, C, HW, 1e-5f,
+                                        0.1f, training);
+            K_GPU->batch_norm_forward_h(dt, D(y), (float *)D(stats), (float *)D(rm), (float *)D(rv), D(x), (float *)D(gamma), (float *)D(beta), N, C, HW, 1e-5f,
+                                        0.1f, training);
+            expect_close(training ? "batch_norm_forward_h train" : "batch_norm_forward_h eval", &y, step, step);
+            expect_close("batch_norm_forward_h stats", &stats, 1e-5, 1e-5);
+            expect_close("batch_norm_forward_h running_var", &rv, 1e-5, 1e-5);
+            twin dy = twin_uniform(r, n, dt, -1, 1), dx = twin_uniform(r, n, dt, -1, 1);
+            twin dg = twin_uniform(r, C, CG_F32, -1, 1), db = twin_uniform(r, C, CG_F32, -1, 1);
+            K_CPU->batch_norm_backward_h(dt, H(dx), F(dg), F(db), H(dy), H(x), F(gamma), F(stats), N, C, HW, training);
+            K_GPU->batch_norm_backward_h(dt, D(dx), (float *)D(dg), (float *)D(db), D(dy), D(x), (float *)D(gamma),
+                                         (float *)D(stats), N, C, HW, training);
+            expect_close(training ? "batch_norm_backward_h dx train" : "batch_norm_backward_h dx eval", &dx, step, step);
+            expect_close("batch_norm_backward_h dgamma", &dg, 1e-3, 1e-4);
+            expect_close("batch_norm_backward_h dbeta", &db, 1e-3, 1e-4);
+            twin *all[] = {&x, &y, &stats, &gamma, &beta, &rm, &rv, &dy, &dx, &dg, &db};
+            for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+        }
+    for (int tanh_approx = 0; tanh_approx < 2; tanh_approx++) {
+        const int64_t n = 50021;
+        twin x = twin_uniform(r, n, dt, -4, 4), y = twin_new(n, dt), dy = twin_uniform(r, n, dt, -1, 1);
+        twin dx = twin_uniform(r, n, dt, -1, 1);
+        K_CPU->gelu_forward_h(dt, H(y), H(x), n, tanh_approx), K_GPU->gelu_forward_h(dt, D(y), D(x), n, tanh_approx);
+        expect_close(tanh_approx ? "gelu_forward_h tanh" : "gelu_forward_h", &y, step * 0.01, step);
+        K_CPU->gelu_backward_h(dt, H(dx), H(dy), H(x), n, tanh_approx);
+        K_GPU->gelu_backward_h(dt, D(dx), D(dy), D(x), n, tanh_approx);
+        expect_close(tanh_approx ? "gelu_backward_h tanh" : "gelu_backward_h", &dx, step * 0.01, step);
+        twin_free(&x), twin_free(&y), twin_free(&dy), twin_free(&dx);
+    }
+}
+
 static void test_scaler_kernels(cg_rng *r) {
     const int64_t n = 300007;
     for (int bad = 0; bad < 2; bad++) {
@@ -218,6 +262,8 @@ int main(void) {
     test_cast(&r);
     test_low_kernels(&r, CG_F16);
     test_low_kernels(&r, CG_BF16);
+    test_norm_gelu_h(&r, CG_F16);
+    test_norm_gelu_h(&r, CG_BF16);
     const char *layouts[2] = {"nchw", "nhwc"};
     for (int l = 0; l < 2; l++) {
         setenv("CGRAD_CONV16_LAYOUT", layouts[l], 1);

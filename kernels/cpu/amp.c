@@ -98,6 +98,42 @@ static void relu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const 
     half_store_cpu(dx, dtype, dxf, n);
 }
 
+// ---- batch norm and GELU -------------------------------------------------------------------------
+// The f32 kernels on widened copies; a gradient is widened with its old value, so that the f32
+// kernel's dx += ... and the rounding make dx = round(dx + gradient), as the GPU's kernels do.
+
+static void batch_norm_forward_h_cpu(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
+                                     const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                                     int64_t HW, float eps, float momentum, bool training) {
+    int64_t n = N * C * HW;
+    float *xf = half_widen_cpu(0, x, dtype, n), *yf = half_scratch_cpu(1, n);
+    batch_norm_forward_cpu(yf, stats, running_mean, running_var, xf, gamma, beta, N, C, HW, eps, momentum, training);
+    half_store_cpu(y, dtype, yf, n);
+}
+
+static void batch_norm_backward_h_cpu(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
+                                      const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
+                                      int64_t HW, bool training) {
+    int64_t n = N * C * HW;
+    float *dyf = half_widen_cpu(0, dy, dtype, n), *xf = half_widen_cpu(1, x, dtype, n);
+    float *dxf = half_widen_cpu(2, dx, dtype, n); // NULL when dx is
+    batch_norm_backward_cpu(dxf, dgamma, dbeta, dyf, xf, gamma, stats, N, C, HW, training);
+    half_store_cpu(dx, dtype, dxf, n);
+}
+
+static void gelu_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx) {
+    float *xf = half_widen_cpu(0, x, dtype, n), *yf = half_scratch_cpu(1, n);
+    gelu_forward_cpu(yf, xf, n, tanh_approx);
+    half_store_cpu(y, dtype, yf, n);
+}
+
+static void gelu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx) {
+    float *dyf = half_widen_cpu(0, dy, dtype, n), *xf = half_widen_cpu(1, x, dtype, n);
+    float *dxf = half_widen_cpu(2, dx, dtype, n);
+    gelu_backward_cpu(dxf, dyf, xf, n, tanh_approx);
+    half_store_cpu(dx, dtype, dxf, n);
+}
+
 // ---- the loss scaler ---------------------------------------------------------------------------
 // One pass over memory instead of two: the check rides along with the multiplication.
 
@@ -166,6 +202,10 @@ void amp_register_cpu(cg_kernels *k) {
     k->max_pool2d_backward_h = max_pool2d_backward_h_cpu;
     k->relu_forward_h = relu_forward_h_cpu;
     k->relu_backward_h = relu_backward_h_cpu;
+    k->batch_norm_forward_h = batch_norm_forward_h_cpu;
+    k->batch_norm_backward_h = batch_norm_backward_h_cpu;
+    k->gelu_forward_h = gelu_forward_h_cpu;
+    k->gelu_backward_h = gelu_backward_h_cpu;
     k->amp_unscale_check = amp_unscale_check_cpu;
     k->amp_update_scale = amp_update_scale_cpu;
 }

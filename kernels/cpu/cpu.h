@@ -26,6 +26,13 @@ void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, int64_t N
 void add_bias_forward_cpu(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
 void add_bias_backward_cpu(float *dbias, const float *dy, int64_t rows, int64_t cols);
 void relu_backward_cpu(float *dx, const float *dy, const float *y, int64_t n);
+void gelu_forward_cpu(float *y, const float *x, int64_t n, bool tanh_approx);
+void gelu_backward_cpu(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx);
+void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                            const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                            float momentum, bool training);
+void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                             const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training);
 
 // amp.c: the 16-bit convolutions (f32 arithmetic on widened copies, or bf16 hardware), which the
 // fused 16-bit block (conv_pool_h.c) builds on

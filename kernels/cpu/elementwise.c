@@ -135,11 +135,11 @@ static float gelu_slope(float x, bool tanh_approx) {
     }
     return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * 0.3989422804014327f * expf(-0.5f * x * x);
 }
-static void gelu_forward_cpu(float *y, const float *x, int64_t n, bool tanh_approx) {
+void gelu_forward_cpu(float *y, const float *x, int64_t n, bool tanh_approx) {
 #pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y[i] = gelu_value(x[i], tanh_approx);
 }
-static void gelu_backward_cpu(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx) {
+void gelu_backward_cpu(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx) {
 #pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * gelu_slope(x[i], tanh_approx);
 }

@@ -36,7 +36,7 @@ static void bn_forward_channel(float *y, float *stats, float *running_mean, floa
         for (int64_t i = 0; i < HW; i++) y[(n * C + c) * HW + i] = x[(n * C + c) * HW + i] * scale + shift;
 }
 
-static void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *running_var, const float *x,
                                    const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
                                    float momentum, bool training) {
     bool threads = N * C * HW >= CG_OMP_MIN_WORK;
@@ -72,7 +72,7 @@ static void bn_backward_channel(float *dx, float *dgamma, float *dbeta, const fl
         }
 }
 
-static void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                     const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
     bool threads = N * C * HW >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads)

@@ -12,28 +12,6 @@
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/cudnn_conv.h"
 
-static __device__ __forceinline__ float h2f(float v) { return v; }
-static __device__ __forceinline__ float h2f(__half v) { return __half2float(v); }
-static __device__ __forceinline__ float h2f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> static __device__ __forceinline__ T f2h(float v);
-template <> __device__ __forceinline__ float f2h<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half f2h<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 f2h<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-// Run the statement(s) with T the C type of a 16-bit dtype (__half or __nv_bfloat16).
-#define DISPATCH16(dtype, ...)                                                                        \
-    do {                                                                                               \
-        if ((dtype) == CG_F16) {                                                                       \
-            typedef __half T;                                                                          \
-            __VA_ARGS__;                                                                                      \
-        } else if ((dtype) == CG_BF16) {                                                               \
-            typedef __nv_bfloat16 T;                                                                   \
-            __VA_ARGS__;                                                                                      \
-        } else {                                                                                       \
-            CG_CHECK(0, "a 16-bit kernel called with dtype %s", cg_dtype_name(dtype));                 \
-        }                                                                                              \
-    } while (0)
-
 // ---- casts ---------------------------------------------------------------------------------------
 
 template <typename Y, typename X>

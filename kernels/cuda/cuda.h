@@ -9,6 +9,9 @@
 #include "core/kernels.h"
 #include "kernels/cuda/fast_divide.h"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #define CG_THREADS 256 // threads per block of elementwise kernels
 
 // Blocks for n elements, one per thread, capped: kernels loop (grid-stride) past the cap.
@@ -59,6 +62,30 @@ static __device__ float block_sum(float v) {
     return partial[0];
 }
 
+// 16-bit values in f32 registers and back: h2f widens (exact), f2h<T> rounds to nearest even
+// (the identity for float, so that one template serves f32 and 16-bit tensors).
+static __device__ __forceinline__ float h2f(float v) { return v; }
+static __device__ __forceinline__ float h2f(__half v) { return __half2float(v); }
+static __device__ __forceinline__ float h2f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> static __device__ __forceinline__ T f2h(float v);
+template <> __device__ __forceinline__ float f2h<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half f2h<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 f2h<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Run the statement(s) with T the C type of a 16-bit dtype (__half or __nv_bfloat16).
+#define DISPATCH16(dtype, ...)                                                                        \
+    do {                                                                                               \
+        if ((dtype) == CG_F16) {                                                                       \
+            typedef __half T;                                                                          \
+            __VA_ARGS__;                                                                                      \
+        } else if ((dtype) == CG_BF16) {                                                               \
+            typedef __nv_bfloat16 T;                                                                   \
+            __VA_ARGS__;                                                                                      \
+        } else {                                                                                       \
+            CG_CHECK(0, "a 16-bit kernel called with dtype %s", cg_dtype_name(dtype));                 \
+        }                                                                                              \
+    } while (0)
+
 // Max pooling's window search, shared by the f32 and 16-bit kernels: the flat index in x (N C
 // planes of H x W) of the largest value in the window of output i (N C planes of P x Q, pq = P Q
 // and q = Q as fast divisors), the first one on ties (strict >, as on the CPU).
@@ -68,11 +95,11 @@ static __device__ int max_pool_window(const T *x, int i, int H, int W, int kerne
     int plane = (int)cg_fast_divide((uint32_t)i, pq), pos = i - plane * (int)pq.divisor;
     int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * (int)q.divisor;
     int first = plane * H * W + p * stride * W + col * stride, best = first;
-    float best_value = (float)x[best];
+    float best_value = h2f(x[best]);
     for (int r = 0; r < kernel; r++)
         for (int s = 0; s < kernel; s++) {
             int j = first + r * W + s;
-            float v = (float)x[j];
+            float v = h2f(x[j]);
             if (v > best_value) best = j, best_value = v;
         }
     return best;

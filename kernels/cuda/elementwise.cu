@@ -90,23 +90,34 @@ static __device__ float gelu_slope(float x, bool tanh_approx) {
     }
     return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * 0.3989422804014327f * expf(-0.5f * x * x);
 }
-static __global__ void gelu_kernel(float *y, const float *x, int64_t n, bool tanh_approx) {
-    GRID_STRIDE(i, n) y[i] = gelu_value(x[i], tanh_approx);
+// One template for f32 and 16-bit tensors (the _h rows): each value widened in registers, the
+// result rounded once when it is stored.
+template <typename T> static __global__ void gelu_kernel(T *y, const T *x, int64_t n, bool tanh_approx) {
+    GRID_STRIDE(i, n) y[i] = f2h<T>(gelu_value(h2f(x[i]), tanh_approx));
 }
-static __global__ void gelu_backward_kernel(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx) {
-    GRID_STRIDE(i, n) dx[i] += dy[i] * gelu_slope(x[i], tanh_approx);
+template <typename T>
+static __global__ void gelu_backward_kernel(T *dx, const T *dy, const T *x, int64_t n, bool tanh_approx) {
+    GRID_STRIDE(i, n) dx[i] = f2h<T>(h2f(dx[i]) + h2f(dy[i]) * gelu_slope(h2f(x[i]), tanh_approx));
 }
 static void gelu_forward_cuda(float *y, const float *x, int64_t n, bool tanh_approx) {
-    LAUNCH(gelu_kernel, n, y, x, n, tanh_approx);
+    LAUNCH(gelu_kernel<float>, n, y, x, n, tanh_approx);
 }
 static void gelu_backward_cuda(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx) {
-    LAUNCH(gelu_backward_kernel, n, dx, dy, x, n, tanh_approx);
+    LAUNCH(gelu_backward_kernel<float>, n, dx, dy, x, n, tanh_approx);
+}
+static void gelu_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx) {
+    DISPATCH16(dtype, LAUNCH(gelu_kernel<T>, n, (T *)y, (const T *)x, n, tanh_approx));
+}
+static void gelu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx) {
+    DISPATCH16(dtype, LAUNCH(gelu_backward_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)x, n, tanh_approx));
 }
 
 // This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
 extern "C" void elementwise_register_cuda(cg_kernels *k) {
     k->gelu_forward = gelu_forward_cuda;
     k->gelu_backward = gelu_backward_cuda;
+    k->gelu_forward_h = gelu_forward_h_cuda;
+    k->gelu_backward_h = gelu_backward_h_cuda;
     k->fill = fill_cuda;
     k->axpy = axpy_cuda;
     k->zero = zero_cuda;

@@ -12,6 +12,8 @@
 //      caller wants (mean and inverse std, the gradients of gamma and beta, the sums to reduce).
 // The elementwise passes (normalise, dx) run over the flat tensor, one thread per element, with
 // the channel of element i, i / HW mod C, found by multiply-high (fast_divide.h).
+// Each kernel is a template on the activations' type: f32, or 16 bits under autocast (the
+// _h rows: values widened in registers, sums in f32, each stored value rounded once).
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/fast_divide.h"
 
@@ -33,9 +35,9 @@ static int64_t image_shares(int64_t N, int64_t C, int64_t HW) {
 // The threads walk the block's values (image n, position hw) in steps of blockDim.x without
 // dividing: each step moves step_n images and step_hw positions, carrying one image when the
 // position passes HW.
-template <int what>
-static __global__ void channel_partial_sums(float *partial, const float *a, const float *x, const float *stats,
-                                           int N, int C, int HW) {
+template <int what, typename T>
+static __global__ void channel_partial_sums(float *partial, const T *a, const T *x, const float *stats, int N, int C,
+                                           int HW) {
     int c = blockIdx.x, s = blockIdx.y, S = gridDim.y;
     int n_end = (int)((int64_t)(s + 1) * N / S);
     int step_n = blockDim.x / HW, step_hw = blockDim.x % HW;
@@ -44,9 +46,9 @@ static __global__ void channel_partial_sums(float *partial, const float *a, cons
     float sum = 0.0f, sum2 = 0.0f;
     while (n < n_end) {
         int64_t i = ((int64_t)n * C + c) * HW + hw;
-        float v = a[i];
+        float v = h2f(a[i]);
         sum += v;
-        sum2 += what == SUMS_OF_X ? v * v : v * (x[i] - mean);
+        sum2 += what == SUMS_OF_X ? v * v : v * (h2f(x[i]) - mean);
         hw += step_hw;
         n += step_n;
         if (hw >= HW) hw -= HW, n++;
@@ -61,14 +63,14 @@ static __global__ void channel_partial_sums(float *partial, const float *a, cons
 }
 
 // A new device buffer (caching allocator) with step 1's partial sums of `what`; *shares = S.
-template <int what>
-static float *partial_sums(int64_t *shares, const float *a, const float *x, const float *stats, int64_t N,
-                           int64_t C, int64_t HW) {
+template <int what, typename T>
+static float *partial_sums(int64_t *shares, const T *a, const T *x, const float *stats, int64_t N, int64_t C,
+                           int64_t HW) {
     CG_CHECK(N * C * HW < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
              (long long)(N * C * HW));
     int64_t S = image_shares(N, C, HW);
     float *partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
-    channel_partial_sums<what><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
+    channel_partial_sums<what, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
         partial, a, x, stats, (int)N, (int)C, (int)HW);
     CG_LAUNCH_CHECK();
     *shares = S;
@@ -149,45 +151,49 @@ static __global__ void add_param_grads_kernel(float *dgamma, float *dbeta, const
 #define FLAT_LOOP(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 // y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings).
-static __global__ void normalize_kernel(float *y, const float *x, const float *gamma, const float *beta,
-                                        const float *stats, int n, int C, cg_fast_divisor hw) {
+template <typename T>
+static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, const float *beta, const float *stats,
+                                        int n, int C, cg_fast_divisor hw) {
     FLAT_LOOP(i, n) {
         int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
         float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
-        y[i] = x[i] * scale + shift;
+        y[i] = f2h<T>(h2f(x[i]) * scale + shift);
     }
 }
 
 // dx += gamma inv_std (dy - S_dy / m - xhat S_dyxhat / m) in training, gamma inv_std dy otherwise;
 // S from sums (C values of each, f64) over m values per channel.
-static __global__ void dx_kernel(float *dx, const float *dy, const float *x, const float *gamma, const float *stats,
+template <typename T>
+static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *stats,
                                  const double *sums, float m, int n, int C, cg_fast_divisor hw, bool training) {
     FLAT_LOOP(i, n) {
         int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
         float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
         if (training) {
             float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
-            dx[i] += g * (dy[i] - sum_dy / m - (x[i] - mean) * inv_std * sum_dy_xhat / m);
+            dx[i] = f2h<T>(h2f(dx[i]) + g * (h2f(dy[i]) - sum_dy / m - (h2f(x[i]) - mean) * inv_std * sum_dy_xhat / m));
         } else {
-            dx[i] += g * dy[i];
+            dx[i] = f2h<T>(h2f(dx[i]) + g * h2f(dy[i]));
         }
     }
 }
 
-static void normalize(float *y, const float *x, const float *gamma, const float *beta, const float *stats, int64_t N,
-                      int64_t C, int64_t HW) {
+template <typename T>
+static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
+                      int64_t HW) {
     int64_t n = N * C * HW;
     CG_CHECK(n < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
              (long long)n);
-    LAUNCH(normalize_kernel, n, y, x, gamma, beta, stats, (int)n, (int)C, cg_fast_divisor_make((uint32_t)HW));
+    LAUNCH(normalize_kernel<T>, n, y, x, gamma, beta, stats, (int)n, (int)C, cg_fast_divisor_make((uint32_t)HW));
 }
 
-static void input_gradient(float *dx, const float *dy, const float *x, const float *gamma, const float *stats,
-                           const double *sums, float m, int64_t N, int64_t C, int64_t HW, bool training) {
+template <typename T>
+static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, const float *stats, const double *sums,
+                           float m, int64_t N, int64_t C, int64_t HW, bool training) {
     int64_t n = N * C * HW;
     CG_CHECK(n < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
              (long long)n);
-    LAUNCH(dx_kernel, n, dx, dy, x, gamma, stats, sums, m, (int)n, (int)C, cg_fast_divisor_make((uint32_t)HW),
+    LAUNCH(dx_kernel<T>, n, dx, dy, x, gamma, stats, sums, m, (int)n, (int)C, cg_fast_divisor_make((uint32_t)HW),
            training);
 }
 
@@ -195,34 +201,61 @@ static void input_gradient(float *dx, const float *dy, const float *x, const flo
 // Scratch buffers come from the caching allocator and go back to it once their last kernel is
 // queued: the stream's order keeps them alive long enough (as conv.cu's).
 
-extern "C" {
-static void batch_norm_forward_cuda(float *y, float *stats, float *running_mean, float *running_var, const float *x,
-                                    const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
-                                    float momentum, bool training) {
+// The forward and backward for f32 (T = float) and 16-bit (T = __half, __nv_bfloat16) tensors.
+template <typename T>
+static void bn_forward(T *y, float *stats, float *running_mean, float *running_var, const T *x, const float *gamma,
+                       const float *beta, int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training) {
     if (training) {
         int64_t S;
-        float *partial = partial_sums<SUMS_OF_X>(&S, x, NULL, NULL, N, C, HW);
+        float *partial = partial_sums<SUMS_OF_X, T>(&S, x, NULL, NULL, N, C, HW);
         LAUNCH(batch_stats_kernel, C, stats, running_mean, running_var, partial, S, C, (double)(N * HW), eps, momentum);
         cg_cuda_free(partial);
     } else {
         LAUNCH(running_stats_kernel, C, stats, running_mean, running_var, C, eps);
     }
-    normalize(y, x, gamma, beta, stats, N, C, HW);
+    normalize<T>(y, x, gamma, beta, stats, N, C, HW);
+}
+
+template <typename T>
+static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T *x, const float *gamma,
+                        const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
+    int64_t S;
+    float *partial = partial_sums<SUMS_OF_DY, T>(&S, dy, x, stats, N, C, HW);
+    double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
+    LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
+    if (dx) input_gradient<T>(dx, dy, x, gamma, stats, totals, (float)(N * HW), N, C, HW, training);
+    cg_cuda_free(partial), cg_cuda_free(totals);
+}
+
+extern "C" {
+static void batch_norm_forward_cuda(float *y, float *stats, float *running_mean, float *running_var, const float *x,
+                                    const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                                    float momentum, bool training) {
+    bn_forward<float>(y, stats, running_mean, running_var, x, gamma, beta, N, C, HW, eps, momentum, training);
 }
 
 static void batch_norm_backward_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                      const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
-    int64_t S;
-    float *partial = partial_sums<SUMS_OF_DY>(&S, dy, x, stats, N, C, HW);
-    double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
-    LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
-    if (dx) input_gradient(dx, dy, x, gamma, stats, totals, (float)(N * HW), N, C, HW, training);
-    cg_cuda_free(partial), cg_cuda_free(totals);
+    bn_backward<float>(dx, dgamma, dbeta, dy, x, gamma, stats, N, C, HW, training);
+}
+
+static void batch_norm_forward_h_cuda(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
+                                      const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                                      int64_t HW, float eps, float momentum, bool training) {
+    DISPATCH16(dtype, bn_forward<T>((T *)y, stats, running_mean, running_var, (const T *)x, gamma, beta, N, C, HW, eps,
+                                    momentum, training));
+}
+
+static void batch_norm_backward_h_cuda(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
+                                       const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
+                                       int64_t HW, bool training) {
+    DISPATCH16(dtype, bn_backward<T>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma, stats, N, C, HW,
+                                     training));
 }
 
 static void batch_norm_sums_cuda(double *sums, const float *x, int64_t N, int64_t C, int64_t HW) {
     int64_t S;
-    float *partial = partial_sums<SUMS_OF_X>(&S, x, NULL, NULL, N, C, HW);
+    float *partial = partial_sums<SUMS_OF_X, float>(&S, x, NULL, NULL, N, C, HW);
     LAUNCH(x_sums_kernel, C, sums, partial, S, C, (double)(N * HW));
     cg_cuda_free(partial);
 }
@@ -247,13 +280,13 @@ static void batch_norm_stats_from_sums_cuda(float *stats, float *running_mean, f
 
 static void batch_norm_forward_from_stats_cuda(float *y, const float *x, const float *gamma, const float *beta,
                                                const float *stats, int64_t N, int64_t C, int64_t HW) {
-    normalize(y, x, gamma, beta, stats, N, C, HW);
+    normalize<float>(y, x, gamma, beta, stats, N, C, HW);
 }
 
 static void batch_norm_backward_sums_cuda(double *sums, const float *dy, const float *x, const float *stats, int64_t N,
                                           int64_t C, int64_t HW) {
     int64_t S;
-    float *partial = partial_sums<SUMS_OF_DY>(&S, dy, x, stats, N, C, HW);
+    float *partial = partial_sums<SUMS_OF_DY, float>(&S, dy, x, stats, N, C, HW);
     LAUNCH(dy_sums_kernel, C, sums, NULL, NULL, partial, stats, S, C, true);
     cg_cuda_free(partial);
 }
@@ -287,6 +320,8 @@ static void batch_norm_backward_from_sums_cuda(float *dx, float *dgamma, float *
 extern "C" void norm_register_cuda(cg_kernels *k) {
     k->batch_norm_forward = batch_norm_forward_cuda;
     k->batch_norm_backward = batch_norm_backward_cuda;
+    k->batch_norm_forward_h = batch_norm_forward_h_cuda;
+    k->batch_norm_backward_h = batch_norm_backward_h_cuda;
     k->batch_norm_sums = batch_norm_sums_cuda;
     k->batch_norm_stats_from_sums = batch_norm_stats_from_sums_cuda;
     k->batch_norm_forward_from_stats = batch_norm_forward_from_stats_cuda;
