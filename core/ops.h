@@ -117,7 +117,8 @@ cg_tensor *cg_global_avg_pool2d(cg_tape *t, cg_tensor *x);
 cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape);
 // (N, d1, d2, ...) -> (N, d1 * d2 * ...), as torch.flatten(x, 1).
 cg_tensor *cg_flatten(cg_tape *t, cg_tensor *x);
-// Batch normalisation over the channels of x (N, C, H, W) f32 (Ioffe and Szegedy 2015), as
+// Batch normalisation over the channels of x (N, C, H, W) f32, or f16 / bf16 under autocast
+// (y then has x's dtype; the statistics and sums are f32 either way) (Ioffe and Szegedy 2015), as
 // torch.nn.functional.batch_norm: y = gamma (x - mean) / sqrt(var + eps) + beta per channel.
 // gamma, beta: (C,) f32. training: mean and (biased) var of this batch, and the running
 // statistics (C,) f32 updated in place: running = (1 - momentum) running + momentum batch, the
@@ -128,8 +129,8 @@ cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor
 // element is zeroed with probability p and the others scaled by 1 / (1 - p). The mask comes
 // from rng (Philox; the same on CPU and GPU), which moves on by (numel + 3) / 4 blocks.
 cg_tensor *cg_dropout(cg_tape *t, cg_tensor *x, float p, cg_rng *rng);
-// GELU (Hendrycks and Gimpel 2016), elementwise, any shape f32 -> f32 (under autocast 16-bit
-// inputs are cast to f32): x Phi(x), Phi the standard normal CDF, as torch.nn.functional.gelu(x);
+// GELU (Hendrycks and Gimpel 2016), elementwise, any shape, y of x's dtype (f32, or f16 / bf16
+// under autocast, computed in f32 and rounded once): x Phi(x), Phi the standard normal CDF, as torch.nn.functional.gelu(x);
 // cg_gelu_tanh is its tanh approximation, gelu(x, approximate='tanh').
 cg_tensor *cg_gelu(cg_tape *t, cg_tensor *x);
 cg_tensor *cg_gelu_tanh(cg_tape *t, cg_tensor *x);
