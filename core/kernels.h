@@ -277,6 +277,9 @@ typedef struct cg_kernels {
                                   const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
                                   int64_t HW, bool training);
     void (*gelu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx);
+    // y = round(a + b), n values of one 16-bit dtype (the residual add under autocast; its
+    // backward is cast with accumulate: each gradient = round(gradient + dy)).
+    void (*add_forward_h)(cg_dtype dtype, void *y, const void *a, const void *b, int64_t n);
     void (*gelu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx);
     // The fused block in 16 bits: the values and gradients of conv2d_forward_h (its output rounded
     // to 16 bits), relu_forward_h and max_pool2d_forward_h(2, 2) in a row, bit for bit, with

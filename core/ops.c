@@ -141,7 +141,9 @@ static void linear_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
 
 static void add_node_forward(const cg_kernels *k, cg_node *n) {
     cg_tensor *a = n->in[0], *b = n->in[1];
-    if (n->iattr[0])
+    if (a->dtype != CG_F32)
+        KERNEL(k, add_forward_h)(a->dtype, n->out->data, a->data, b->data, a->numel);
+    else if (n->iattr[0])
         KERNEL(k, add_bias_forward)(F(n->out), F(a), F(b), a->numel / b->numel, b->numel);
     else
         KERNEL(k, add_forward)(F(n->out), F(a), F(b), a->numel);
@@ -149,6 +151,13 @@ static void add_node_forward(const cg_kernels *k, cg_node *n) {
 
 static void add_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *a = n->in[0], *b = n->in[1];
+    if (a->dtype != CG_F32) { // one 16-bit dtype, one shape: each gradient = round(gradient + dy)
+        cg_dtype dt = a->dtype;
+        if (a->requires_grad && cg_tape_grad(t, a)->data != n->out->grad->data)
+            k->cast(a->grad->data, dt, n->out->grad->data, dt, a->numel, true);
+        if (b->requires_grad) k->cast(cg_tape_grad(t, b)->data, dt, n->out->grad->data, dt, b->numel, true);
+        return;
+    }
     const float *dy = F(n->out->grad);
     // a's gradient may be the output's own buffer (see prepare_gradients in tape.c): then it
     // already holds dy.
@@ -252,7 +261,8 @@ cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape
 cg_tensor *cg_op_autocast_input(cg_tape *t, cg_op op, cg_tensor *x) {
     switch (cg_op_autocast(op)) {
     case CG_AUTOCAST_LOW: return cg_autocast_low(t, x);
-    case CG_AUTOCAST_F32: return cg_autocast_f32(t, x);
+    case CG_AUTOCAST_F32:
+    case CG_AUTOCAST_PROMOTE: return cg_autocast_f32(t, x); // a pair that does not stay in 16 bits
     case CG_AUTOCAST_KEEP: break;
     }
     return x;
@@ -343,17 +353,19 @@ cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
 }
 
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {
-    a = cg_op_autocast_input(t, CG_OP_ADD, a), b = cg_op_autocast_input(t, CG_OP_ADD, b);
-    cg_op_check_input(t, "add", a, CG_F32);
-    cg_op_check_input(t, "add", b, CG_F32);
+    // The op table's PROMOTE: a pair of one 16-bit dtype and one shape stays in it, others go to f32.
+    bool low = a->dtype == b->dtype && (a->dtype == CG_F16 || a->dtype == CG_BF16) && cg_same_shape(a, b);
+    if (!low) a = cg_op_autocast_input(t, CG_OP_ADD, a), b = cg_op_autocast_input(t, CG_OP_ADD, b);
+    cg_op_check_input(t, "add", a, a->dtype);
+    cg_op_check_input(t, "add", b, a->dtype);
     bool bias = !cg_same_shape(a, b);
     char sa[64], sb[64];
     CG_CHECK(!bias || (b->ndim == 1 && a->ndim >= 1 && a->shape[a->ndim - 1] == b->shape[0]),
              "add: %s + %s: shapes must match, or the second be a bias over the last dimension",
              cg_shape_str(a, sa, sizeof sa), cg_shape_str(b, sb, sizeof sb));
     // Same shapes: d a = d y exactly, so the tape may give a the output's gradient buffer.
-    cg_node node = {.op = CG_OP_ADD, .forward = add_node_forward, .backward = add_node_backward, .n_in = 2,
-                    .in = {a, b}, .iattr = {bias}, .in0_grad_is_out_grad = !bias};
+    cg_node node = {.op = CG_OP_ADD, .forward = add_node_forward, .backward = add_node_backward, .dtype = a->dtype,
+                    .n_in = 2, .in = {a, b}, .iattr = {bias}, .in0_grad_is_out_grad = !bias};
     return cg_op_apply(t, &node, a->ndim, a->shape);
 }
 

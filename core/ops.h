@@ -41,6 +41,9 @@ typedef enum {
                       // copy), or computed in f32 and rounded once to it (batch norm and GELU, whose
                       // statistics and sums stay f32, as cuDNN's and PyTorch's under autocast)
     CG_AUTOCAST_F32,  // 16-bit inputs cast to f32 first; computed and returned in f32
+    CG_AUTOCAST_PROMOTE, // two inputs of one 16-bit dtype and one shape stay in it (bf16 + bf16 is
+                         // bf16, as PyTorch's type promotion), computed in f32 and rounded once;
+                         // any other pair as F32 (the residual add: cg_add)
 } cg_autocast_policy;
 // With autocast F32 (the default) every op takes and gives f32, except that the KEEP ops also
 // take a 16-bit tensor.
@@ -67,6 +70,7 @@ cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool 
 // (on a GPU, one kernel instead of two for small layers).
 cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias);
 // a + b. b has a's shape, or b: (C,) f32 is added to every row of a: (R, C) (bias broadcast).
+// f32; a and b of one 16-bit dtype and one shape (a residual add under autocast) give that dtype.
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b);
 // max(x, 0), elementwise. Any shape, f32, f16 or bf16 (the output has x's dtype).
 cg_tensor *cg_relu(cg_tape *t, cg_tensor *x);

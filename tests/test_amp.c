@@ -87,9 +87,10 @@ static void test_cast(cg_dtype low) {
 
 // The tutorial CNN's layer kinds on a small batch: conv2d, ReLU, max pooling, flatten, linear;
 // outputs and parameter gradients under autocast against f32 (relative to the largest value).
-// with_norm: the fast network's kinds instead, conv2d, BatchNorm2d (training), GELU, max pooling,
-// flatten, linear; under autocast batch norm and GELU keep the 16-bit dtype, so that no cast of
-// an activation is on the tape before the logits' (the parameters' 16-bit copies are not ops).
+// with_norm: the fast network's kinds and ResNet's instead, conv2d, BatchNorm2d (training), GELU, a
+// basic block (its residual add), max pooling, flatten, linear; under autocast batch norm, GELU
+// and the add of two 16-bit tensors keep the 16-bit dtype, so that no cast of an activation is on
+// the tape before the logits' (the parameters' 16-bit copies are not ops).
 static void test_autocast_model(cg_precision precision, bool with_norm) {
     cg_dtype low = cg_precision_dtype(precision);
     char name[48];
@@ -101,6 +102,7 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
     if (with_norm) {
         cg_sequential_add(m, cg_batch_norm2d_new(params, buffers, "n1", 8));
         cg_sequential_add(m, cg_gelu_new());
+        cg_sequential_add(m, cg_basic_block_new(params, buffers, "b1", 8, 8, 1, &init)); // the residual add
     } else {
         cg_sequential_add(m, cg_relu_new());
     }
@@ -119,7 +121,10 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
     float *out[2], *grads[2];
     int64_t n_out = N * 5, n_grad = params->numel;
     for (int pass = 0; pass < 2; pass++) { // 0: f32, 1: autocast
-        cg_amp *amp = cg_amp_new(params, pass ? precision : CG_PRECISION_FP32, cg_grad_scaler_static_config(1.0f));
+        // With batch norm the activations' gradients are 16-bit too, and in fp16 they fall below its
+        // normal range (6e-5) without a loss scale: 1024 keeps them there (a power of two: exact).
+        float scale = with_norm ? 1024.0f : 1.0f;
+        cg_amp *amp = cg_amp_new(params, pass ? precision : CG_PRECISION_FP32, cg_grad_scaler_static_config(scale));
         cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
         cg_amp_attach(amp, t);
         cg_tensor *logits = cg_module_forward(m, t, x);
@@ -144,6 +149,10 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
     // more: a convolution output near 0 may change sign once its inputs are rounded (ReLU then
     // passes or stops its gradient), and two values of a pooling window may round to one.
     double tol = low == CG_F16 ? 2e-3 : 5e-2; // seen: 5e-4 and 3.1e-2
+    // With batch norm, its backward (dy less its mean and its projection on xhat) keeps less of a
+    // 16-bit dy's precision, and pooling and ReLU decide on 16-bit values: the parameters far from
+    // the loss carry 2 % (fp16) to 4 % (bf16) of error, those next to it 0.1 % to 0.6 %.
+    if (with_norm) tol = low == CG_F16 ? 3e-2 : 8e-2; // seen: 1.3e-2 and 2.7e-2
     const char *what[2] = {"logits", "parameter gradients"};
     int64_t counts[2] = {n_out, n_grad};
     float *pairs[2][2] = {{out[0], out[1]}, {grads[0], grads[1]}};

@@ -151,6 +151,13 @@ static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
             twin *all[] = {&x, &y, &stats, &gamma, &beta, &rm, &rv, &dy, &dx, &dg, &db};
             for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
         }
+    {
+        const int64_t n = 50021;
+        twin a = twin_uniform(r, n, dt, -4, 4), b = twin_uniform(r, n, dt, -4, 4), y = twin_new(n, dt);
+        K_CPU->add_forward_h(dt, H(y), H(a), H(b), n), K_GPU->add_forward_h(dt, D(y), D(a), D(b), n);
+        expect_close("add_forward_h", &y, 0, 0); // the same f32 sum rounded once on both
+        twin_free(&a), twin_free(&b), twin_free(&y);
+    }
     for (int tanh_approx = 0; tanh_approx < 2; tanh_approx++) {
         const int64_t n = 50021;
         twin x = twin_uniform(r, n, dt, -4, 4), y = twin_new(n, dt), dy = twin_uniform(r, n, dt, -1, 1);

@@ -134,6 +134,13 @@ static void gelu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const 
     half_store_cpu(dx, dtype, dxf, n);
 }
 
+static void add_forward_h_cpu(cg_dtype dtype, void *y, const void *a, const void *b, int64_t n) {
+    float *af = half_widen_cpu(0, a, dtype, n), *bf = half_widen_cpu(1, b, dtype, n);
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) af[i] += bf[i];
+    half_store_cpu(y, dtype, af, n);
+}
+
 // ---- the loss scaler ---------------------------------------------------------------------------
 // One pass over memory instead of two: the check rides along with the multiplication.
 
@@ -206,6 +213,7 @@ void amp_register_cpu(cg_kernels *k) {
     k->batch_norm_backward_h = batch_norm_backward_h_cpu;
     k->gelu_forward_h = gelu_forward_h_cpu;
     k->gelu_backward_h = gelu_backward_h_cpu;
+    k->add_forward_h = add_forward_h_cpu;
     k->amp_unscale_check = amp_unscale_check_cpu;
     k->amp_update_scale = amp_update_scale_cpu;
 }

@@ -30,6 +30,11 @@ template <typename Y> static void cast_from(Y *y, const void *x, cg_dtype xtype,
 
 // ---- ReLU, max pooling, bias gradients -------------------------------------------------------------
 
+// y = round(a + b): the residual add of two 16-bit tensors.
+template <typename T> static __global__ void add_h_kernel(T *y, const T *a, const T *b, int64_t n) {
+    GRID_STRIDE(i, n) y[i] = f2h<T>(h2f(a[i]) + h2f(b[i]));
+}
+
 template <typename T> static __global__ void relu_h_kernel(T *y, const T *x, int64_t n) {
     GRID_STRIDE(i, n) y[i] = h2f(x[i]) > 0.0f ? x[i] : f2h<T>(0.0f);
 }
@@ -262,6 +267,10 @@ static void relu_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t 
     DISPATCH16(dtype, LAUNCH(relu_h_kernel<T>, n, (T *)y, (const T *)x, n));
 }
 
+static void add_forward_h_cuda(cg_dtype dtype, void *y, const void *a, const void *b, int64_t n) {
+    DISPATCH16(dtype, LAUNCH(add_h_kernel<T>, n, (T *)y, (const T *)a, (const T *)b, n));
+}
+
 static void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n) {
     DISPATCH16(dtype, LAUNCH(relu_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)y, n));
 }
@@ -365,6 +374,7 @@ extern "C" void amp_register_cuda(cg_kernels *k) {
     k->max_pool2d_backward_h = max_pool2d_backward_h_cuda;
     k->relu_forward_h = relu_forward_h_cuda;
     k->relu_backward_h = relu_backward_h_cuda;
+    k->add_forward_h = add_forward_h_cuda;
     k->amp_unscale_check = amp_unscale_check_cuda;
     k->amp_update_scale = amp_update_scale_cuda;
 }
