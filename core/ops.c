@@ -305,7 +305,10 @@ cg_tensor *cg_cast(cg_tape *t, cg_tensor *x, cg_dtype dtype) {
 
 cg_tensor *cg_autocast_low(cg_tape *t, cg_tensor *x) {
     if (x->dtype == t->autocast) return x;
-    if (x->low != NULL && x->low->dtype == t->autocast) return x->low; // the parameter's 16-bit copy
+    if (x->low != NULL && x->low->dtype == t->autocast) { // the parameter's 16-bit copy
+        x->low->requires_grad = x->requires_grad; // a frozen parameter's copy gets no gradient either
+        return x->low;
+    }
     return cg_cast(t, x, t->autocast);
 }
 

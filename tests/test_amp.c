@@ -176,6 +176,39 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
     cg_params_free(buffers);
 }
 
+// A frozen parameter (requires_grad false, as the fast network's whitening weights) gets no
+// gradient under autocast either: its 16-bit copy follows it, so the convolution's backward
+// computes no weight gradient (work saved) and the f32 gradient block stays zero there.
+static void test_frozen_under_autocast(void) {
+    cg_params *params = cg_params_new(cg_cpu());
+    cg_rng init = cg_rng_new(5, CG_STREAM_INIT);
+    cg_module *conv = cg_conv2d_new(params, "c1", 2, 4, 3, 1, 1, true, &init);
+    cg_tensor *w = ((cg_conv2d_layer *)conv)->weight;
+    w->requires_grad = false;
+    float xv[2 * 2 * 5 * 5];
+    cg_rng data = cg_rng_new(6, CG_STREAM_DATA);
+    cg_rng_normal(&data, xv, 2 * 2 * 5 * 5, 0.0f, 1.0f);
+    cg_tensor *x = host_tensor(4, (int64_t[]){2, 2, 5, 5}, xv);
+    cg_amp *amp = cg_amp_new(params, CG_PRECISION_BF16, cg_grad_scaler_static_config(1.0f));
+    cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
+    cg_amp_attach(amp, t);
+    cg_tensor *loss = cg_sum(t, cg_autocast_f32(t, cg_module_forward(conv, t, x)));
+    cg_params_zero_grad(params);
+    cg_amp_backward(amp, t, loss);
+    int64_t off = params->offsets[0], nonzero = 0;
+    for (int64_t i = 0; i < w->numel; i++) nonzero += params->grads[off + i] != 0.0f;
+    if (w->low->requires_grad || nonzero)
+        fail("frozen under autocast", "the 16-bit copy %s a gradient; %lld of %lld f32 gradients are not 0",
+             w->low->requires_grad ? "asks for" : "does not ask for", (long long)nonzero, (long long)w->numel);
+    else
+        printf("frozen under autocast: no gradient for the frozen weight\n");
+    cg_tape_free(t);
+    cg_amp_free(amp);
+    cg_tensor_free(x);
+    cg_module_free(conv);
+    cg_params_free(params);
+}
+
 // ---- training steps with the loss scaler --------------------------------------------------------
 
 typedef struct {
@@ -342,6 +375,7 @@ int main(void) {
     test_autocast_model(CG_PRECISION_BF16, false);
     test_autocast_model(CG_PRECISION_FP16, true);
     test_autocast_model(CG_PRECISION_BF16, true);
+    test_frozen_under_autocast();
     test_scaler_wired();
     test_stall_and_learn();
     return check_summary("test_amp");
