@@ -1,7 +1,7 @@
 // amp.cu: the GPU's kernels of mixed precision (the _h rows of core/kernels.h, the cast, the
 // loss scaler): fp16 / bf16 data, arithmetic in f32 registers, one rounding (to nearest even)
 // per stored value. Convolutions go to cuDNN with 16-bit data (cudnn_conv.c), NCHW or NHWC with
-// padded channels (CGRAD_CONV16_LAYOUT), or are widened to f32 when cuDNN has no engine. CPU twins: kernels/cpu/half_ops.c. The 16-bit
+// padded channels (CGRAD_CONV16_LAYOUT), or are widened to f32 when cuDNN has no engine. CPU twins: kernels/cpu/amp.c. The 16-bit
 // products are in gemm.cu, beside the cuBLAS handle.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -41,16 +41,6 @@ template <typename T> static __global__ void relu_h_kernel(T *y, const T *x, int
 
 template <typename T> static __global__ void relu_backward_h_kernel(T *dx, const T *dy, const T *y, int64_t n) {
     GRID_STRIDE(i, n) if (h2f(y[i]) > 0.0f) dx[i] = f2h<T>(h2f(dx[i]) + h2f(dy[i]));
-}
-
-template <typename T>
-static __global__ void max_pool_h_kernel(T *y, int32_t *argmax, const T *x, int n, int H, int W, int kernel, int stride,
-                                         cg_fast_divisor pq, cg_fast_divisor q) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        int best = max_pool_window(x, i, H, W, kernel, stride, pq, q);
-        y[i] = x[best];
-        argmax[i] = best;
-    }
 }
 
 // *p += v for a 16-bit value, atomically: a compare-and-swap loop on the aligned 32-bit word
@@ -277,11 +267,7 @@ static void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const
 
 static void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
                                       int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
-    CG_CHECK(N * C * H * W < INT32_MAX, "max_pool2d on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
-             (long long)(N * C * H * W));
-    DISPATCH16(dtype, LAUNCH(max_pool_h_kernel<T>, N * C * P * Q, (T *)y, argmax, (const T *)x, (int)(N * C * P * Q),
-                             (int)H, (int)W, (int)kernel, (int)stride, cg_fast_divisor_make((uint32_t)(P * Q)),
-                             cg_fast_divisor_make((uint32_t)Q)));
+    DISPATCH16(dtype, max_pool_launch<T>((T *)y, argmax, (const T *)x, N, C, H, W, kernel, stride, P, Q));
 }
 
 static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n) {

@@ -90,15 +90,6 @@ static __global__ void add_channel_bias_kernel(float *y, const float *bias, int 
 }
 #endif
 
-static __global__ void max_pool_kernel(float *y, int32_t *argmax, const float *x, int n, int H, int W, int kernel,
-                                       int stride, cg_fast_divisor pq, cg_fast_divisor q) {
-    GRID_STRIDE32(i, n) {
-        int best = max_pool_window(x, i, H, W, kernel, stride, pq, q);
-        y[i] = x[best];
-        argmax[i] = best;
-    }
-}
-
 // Overlapping windows may send two gradients to one input: add atomically.
 static __global__ void max_pool_backward_kernel(float *dx, const float *dy, const int32_t *argmax, int64_t n) {
     GRID_STRIDE(i, n) atomicAdd(&dx[argmax[i]], dy[i]);
@@ -165,9 +156,7 @@ void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, c
 
 static void max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                                     int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
-    check_int32(N * C * H * W, N * C * P * Q, 0);
-    LAUNCH(max_pool_kernel, N * C * P * Q, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W, (int)kernel, (int)stride,
-           cg_fast_divisor_make((uint32_t)(P * Q)), cg_fast_divisor_make((uint32_t)Q));
+    max_pool_launch<float>(y, argmax, x, N, C, H, W, kernel, stride, P, Q);
 }
 static void max_pool2d_backward_cuda(float *dx, const float *dy, const int32_t *argmax, int64_t n) {
     LAUNCH(max_pool_backward_kernel, n, dx, dy, argmax, n);

@@ -86,23 +86,41 @@ template <> __device__ __forceinline__ __nv_bfloat16 f2h<__nv_bfloat16>(float v)
         }                                                                                              \
     } while (0)
 
-// Max pooling's window search, shared by the f32 and 16-bit kernels: the flat index in x (N C
-// planes of H x W) of the largest value in the window of output i (N C planes of P x Q, pq = P Q
-// and q = Q as fast divisors), the first one on ties (strict >, as on the CPU).
+// The kernels below index in 32 bits (64-bit division is emulated on a GPU and costs several
+// times more): a tensor of n values that does not fit stops the run with this line.
+static inline void cg_cuda_check_int32(const char *op, int64_t n) {
+    CG_CHECK(n < INT32_MAX, "%s on the GPU: %lld values do not fit 32-bit indices; use a smaller batch", op,
+             (long long)n);
+}
+
+// Max pooling, f32 and 16-bit (T) alike: output i (N C planes of P x Q, pq = P Q and q = Q as fast
+// divisors) is the largest value of its window in x (N C planes of H x W), the first one on ties
+// (strict >, as on the CPU); argmax[i] its flat index in x.
 template <typename T>
-static __device__ int max_pool_window(const T *x, int i, int H, int W, int kernel, int stride, cg_fast_divisor pq,
-                                      cg_fast_divisor q) {
-    int plane = (int)cg_fast_divide((uint32_t)i, pq), pos = i - plane * (int)pq.divisor;
-    int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * (int)q.divisor;
-    int first = plane * H * W + p * stride * W + col * stride, best = first;
-    float best_value = h2f(x[best]);
-    for (int r = 0; r < kernel; r++)
-        for (int s = 0; s < kernel; s++) {
-            int j = first + r * W + s;
-            float v = h2f(x[j]);
-            if (v > best_value) best = j, best_value = v;
-        }
-    return best;
+static __global__ void max_pool_kernel(T *y, int32_t *argmax, const T *x, int n, int H, int W, int kernel, int stride,
+                                       cg_fast_divisor pq, cg_fast_divisor q) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int plane = (int)cg_fast_divide((uint32_t)i, pq), pos = i - plane * (int)pq.divisor;
+        int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * (int)q.divisor;
+        int first = plane * H * W + p * stride * W + col * stride, best = first;
+        float best_value = h2f(x[best]);
+        for (int r = 0; r < kernel; r++)
+            for (int s = 0; s < kernel; s++) {
+                int j = first + r * W + s;
+                float v = h2f(x[j]);
+                if (v > best_value) best = j, best_value = v;
+            }
+        y[i] = x[best];
+        argmax[i] = best;
+    }
+}
+
+template <typename T>
+static void max_pool_launch(T *y, int32_t *argmax, const T *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                            int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+    cg_cuda_check_int32("max_pool2d", N * C * H * W);
+    LAUNCH(max_pool_kernel<T>, N * C * P * Q, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W, (int)kernel,
+           (int)stride, cg_fast_divisor_make((uint32_t)(P * Q)), cg_fast_divisor_make((uint32_t)Q));
 }
 
 extern "C" {

@@ -66,8 +66,7 @@ static __global__ void channel_partial_sums(float *partial, const T *a, const T 
 template <int what, typename T>
 static float *partial_sums(int64_t *shares, const T *a, const T *x, const float *stats, int64_t N, int64_t C,
                            int64_t HW) {
-    CG_CHECK(N * C * HW < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
-             (long long)(N * C * HW));
+    cg_cuda_check_int32("batch_norm", N * C * HW);
     int64_t S = image_shares(N, C, HW);
     float *partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
     channel_partial_sums<what, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
@@ -89,18 +88,24 @@ static __device__ void add_shares(double *sum, double *sum2, const float *partia
 
 // ---- step 2 of each sum ------------------------------------------------------------------------
 
-// Training: stats = mean and 1 / sqrt(var + eps) of the batch (biased variance), the running
-// statistics updated with the unbiased one, in the CPU's formulas and roundings.
+// Channel c's stats (mean, 1 / sqrt(var + eps), var biased) from its sums over m values, and its
+// running statistics updated with the unbiased variance, in the CPU's formulas and roundings.
+static __device__ void write_stats(float *stats, float *running_mean, float *running_var, int64_t C, int64_t c,
+                                   double sum, double sum_sq, double m, float eps, float momentum) {
+    double mu = sum / m, var = fmax(sum_sq / m - mu * mu, 0.0);
+    stats[c] = (float)mu;
+    stats[C + c] = (float)(1.0 / sqrt(var + eps));
+    running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * (float)mu;
+    running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (float)(var * m / (m - 1.0));
+}
+
+// Training: the batch's stats and running statistics.
 static __global__ void batch_stats_kernel(float *stats, float *running_mean, float *running_var, const float *partial,
                                           int64_t S, int64_t C, double m, float eps, float momentum) {
     GRID_STRIDE(c, C) {
         double sum, sum_sq;
         add_shares(&sum, &sum_sq, partial, S, C, c);
-        double mu = sum / m, var = fmax(sum_sq / m - mu * mu, 0.0);
-        stats[c] = (float)mu;
-        stats[C + c] = (float)(1.0 / sqrt(var + eps));
-        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * (float)mu;
-        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (float)(var * m / (m - 1.0));
+        write_stats(stats, running_mean, running_var, C, c, sum, sum_sq, m, eps, momentum);
     }
 }
 
@@ -162,10 +167,13 @@ static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, co
 }
 
 // dx += gamma inv_std (dy - S_dy / m - xhat S_dyxhat / m) in training, gamma inv_std dy otherwise;
-// S from sums (C values of each, f64) over m values per channel.
+// S from sums (C values of each, f64) over m values per channel; m_on_device: m is read there
+// instead (the synchronised form's count over every rank, stats[2C], which the host never sees).
 template <typename T>
 static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *stats,
-                                 const double *sums, float m, int n, int C, cg_fast_divisor hw, bool training) {
+                                 const double *sums, float m, const float *m_on_device, int n, int C,
+                                 cg_fast_divisor hw, bool training) {
+    if (m_on_device) m = *m_on_device;
     FLAT_LOOP(i, n) {
         int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
         float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
@@ -182,19 +190,17 @@ template <typename T>
 static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
                       int64_t HW) {
     int64_t n = N * C * HW;
-    CG_CHECK(n < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
-             (long long)n);
+    cg_cuda_check_int32("batch_norm", n);
     LAUNCH(normalize_kernel<T>, n, y, x, gamma, beta, stats, (int)n, (int)C, cg_fast_divisor_make((uint32_t)HW));
 }
 
 template <typename T>
 static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, const float *stats, const double *sums,
-                           float m, int64_t N, int64_t C, int64_t HW, bool training) {
+                           float m, const float *m_on_device, int64_t N, int64_t C, int64_t HW, bool training) {
     int64_t n = N * C * HW;
-    CG_CHECK(n < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
-             (long long)n);
-    LAUNCH(dx_kernel<T>, n, dx, dy, x, gamma, stats, sums, m, (int)n, (int)C, cg_fast_divisor_make((uint32_t)HW),
-           training);
+    cg_cuda_check_int32("batch_norm", n);
+    LAUNCH(dx_kernel<T>, n, dx, dy, x, gamma, stats, sums, m, m_on_device, (int)n, (int)C,
+           cg_fast_divisor_make((uint32_t)HW), training);
 }
 
 // ---- the table's rows ------------------------------------------------------------------------------
@@ -223,7 +229,7 @@ static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T
     float *partial = partial_sums<SUMS_OF_DY, T>(&S, dy, x, stats, N, C, HW);
     double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
     LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
-    if (dx) input_gradient<T>(dx, dy, x, gamma, stats, totals, (float)(N * HW), N, C, HW, training);
+    if (dx) input_gradient<T>(dx, dy, x, gamma, stats, totals, (float)(N * HW), NULL, N, C, HW, training);
     cg_cuda_free(partial), cg_cuda_free(totals);
 }
 
@@ -264,11 +270,7 @@ static __global__ void stats_from_sums_kernel(float *stats, float *running_mean,
                                               int64_t C, float eps, float momentum) {
     double m = sums[2 * C];
     GRID_STRIDE(c, C) {
-        double mu = sums[c] / m, var = fmax(sums[C + c] / m - mu * mu, 0.0);
-        stats[c] = (float)mu;
-        stats[C + c] = (float)(1.0 / sqrt(var + eps));
-        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * (float)mu;
-        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * (float)(var * m / (m - 1.0));
+        write_stats(stats, running_mean, running_var, C, c, sums[c], sums[C + c], m, eps, momentum);
         if (c == 0) stats[2 * C] = (float)m;
     }
 }
@@ -291,28 +293,12 @@ static void batch_norm_backward_sums_cuda(double *sums, const float *dy, const f
     cg_cuda_free(partial);
 }
 
-// The count m over every rank is stats[2C], on the device: the dx kernel reads it there.
-static __global__ void dx_from_sums_kernel(float *dx, const float *dy, const float *x, const float *gamma,
-                                           const float *stats, const double *sums, int n, int C, cg_fast_divisor hw) {
-    float m = stats[2 * C];
-    FLAT_LOOP(i, n) {
-        int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
-        float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
-        float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
-        dx[i] += g * (dy[i] - sum_dy / m - (x[i] - mean) * inv_std * sum_dy_xhat / m);
-    }
-}
-
 static void batch_norm_backward_from_sums_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                                const float *gamma, const float *stats, const double *sums, int64_t N,
                                                int64_t C, int64_t HW) {
     LAUNCH(add_param_grads_kernel, C, dgamma, dbeta, sums, C); // this rank's sums: [0, 2C)
-    if (dx == NULL) return;
-    int64_t n = N * C * HW;
-    CG_CHECK(n < INT32_MAX, "batch_norm on the GPU: %lld values do not fit 32-bit indices; use a smaller batch",
-             (long long)n);
-    LAUNCH(dx_from_sums_kernel, n, dx, dy, x, gamma, stats, sums + 2 * C, (int)n, (int)C,
-           cg_fast_divisor_make((uint32_t)HW)); // every rank's: [2C, 4C)
+    if (dx) // every rank's sums, [2C, 4C), over every rank's count, stats[2C]
+        input_gradient<float>(dx, dy, x, gamma, stats, sums + 2 * C, 0.0f, stats + 2 * C, N, C, HW, true);
 }
 }
 
