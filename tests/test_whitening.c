@@ -64,7 +64,7 @@ int main(void) {
     check_eigen("1 x 1", one, 1);
 
     printf("whitening of 2 x 2 patches of random RGB images:\n");
-    enum { C = 3, H = 10, W = 9, D = C * 4, IMAGES = 20 };
+    enum { C = 3, H = 10, W = 9, D = C * 4, IMAGES = 130 }; // three blocks of the covariance's 50
     double sum[D * D] = {0};
     int64_t patches = 0;
     float *images = malloc(sizeof(float) * IMAGES * C * H * W);
@@ -72,8 +72,32 @@ int main(void) {
         int x = i % W, y = i / W % H;
         images[i] = (float)(sin(0.7 * x + 0.3 * y + i / (H * W)) + 0.5 * uniform(&state));
     }
-    for (int i = 0; i < IMAGES; i++) cg_patch_covariance_add(images + i * C * H * W, C, H, W, 2, sum, &patches);
+    cg_set_num_threads(1);
+    cg_patch_covariance_add(images, IMAGES, C, H, W, 2, sum, &patches);
     if (patches != IMAGES * (H - 1) * (W - 1)) fail("patches", "%lld counted", (long long)patches);
+    // Against the definition: every patch gathered on its own, p p^T added in double.
+    double naive[D * D] = {0}, patch[D];
+    for (int m = 0; m < IMAGES; m++)
+        for (int y = 0; y + 2 <= H; y++)
+            for (int x = 0; x + 2 <= W; x++) {
+                for (int c = 0; c < C; c++)
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 2; j++)
+                            patch[c * 4 + i * 2 + j] = images[((m * C + c) * H + y + i) * W + x + j];
+                for (int r = 0; r < D; r++)
+                    for (int c = 0; c < D; c++) naive[r * D + c] += patch[r] * patch[c];
+            }
+    double sum_error = 0;
+    for (int r = 0; r < D; r++)
+        for (int c = r; c < D; c++) sum_error = fmax(sum_error, fabs(sum[r * D + c] - naive[r * D + c]));
+    if (sum_error > 1e-9) fail("patch covariance", "differs from the patch-by-patch sum by %.3g", sum_error);
+    // The same bits on two threads: the blocks' sums are added in a fixed order.
+    double again[D * D] = {0};
+    int64_t again_patches = 0;
+    cg_set_num_threads(2);
+    cg_patch_covariance_add(images, IMAGES, C, H, W, 2, again, &again_patches);
+    if (memcmp(sum, again, sizeof sum) != 0) fail("patch covariance", "two threads give other bits than one");
+    printf("  patch covariance within %.2g of the patch-by-patch sum; same bits on 1 and 2 threads\n", sum_error);
     cg_tensor *weight = cg_tensor_new(cg_cpu(), CG_F32, 4, (int64_t[]){2 * D, C, 2, 2});
     const float eps = 5e-4f;
     cg_status s = cg_whitening_set(weight, sum, patches, eps);

@@ -293,21 +293,20 @@ cg_status cg_model_init_from_data(const char *name, cg_params *params, const cg_
     int64_t C = train->sample_shape[0], H = train->sample_shape[1], W = train->sample_shape[2];
     int64_t D = C * 4, n = train->count < FAST_WHITEN_SAMPLES ? train->count : FAST_WHITEN_SAMPLES;
     double *sum = cg_xcalloc((size_t)(D * D), sizeof *sum);
-    float *image = cg_xmalloc((size_t)train->sample_numel * sizeof *image);
-    int64_t patches = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (train->dtype == CG_U8) {
-            const uint8_t *pixels = train->pixels + i * train->sample_numel;
-            for (int64_t c = 0; c < C; c++)
-                for (int64_t k = 0; k < H * W; k++)
-                    image[c * H * W + k] = ((float)pixels[c * H * W + k] / 255.0f - mean[c]) / std[c];
-        } else {
-            memcpy(image, train->x + i * train->sample_numel, (size_t)train->sample_numel * sizeof *image);
+    float *images = train->x;
+    if (train->dtype == CG_U8) { // the first n images, normalised as the loader does
+        images = cg_xmalloc((size_t)(n * train->sample_numel) * sizeof *images);
+        const uint8_t *pixels = train->pixels;
+#pragma omp parallel for
+        for (int64_t m = 0; m < n * C; m++) { // plane m: channel m % C of image m / C
+            const float mc = mean[m % C], sc = std[m % C];
+            for (int64_t k = 0; k < H * W; k++) images[m * H * W + k] = ((float)pixels[m * H * W + k] / 255.0f - mc) / sc;
         }
-        cg_patch_covariance_add(image, C, H, W, 2, sum, &patches);
     }
+    int64_t patches = 0;
+    cg_patch_covariance_add(images, n, C, H, W, 2, sum, &patches);
     cg_status s = cg_whitening_set(weight, sum, patches, FAST_WHITEN_EPS);
-    free(image);
+    if (images != train->x) free(images);
     free(sum);
     return s;
 }

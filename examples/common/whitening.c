@@ -74,21 +74,53 @@ int cg_symmetric_eigen(double *a, int n, double *values, double *vectors) {
     return sweeps;
 }
 
-void cg_patch_covariance_add(const float *image, int64_t C, int64_t H, int64_t W, int k, double *sum,
+// Images per block: each block of images sums into its own D x D array, and the blocks' arrays are
+// added in block order at the end, so that the sum has the same bits whatever the thread count.
+#define COVARIANCE_BLOCK 50
+
+void cg_patch_covariance_add(const float *images, int64_t n, int64_t C, int64_t H, int64_t W, int k, double *sum,
                              int64_t *patches) {
-    int64_t D = C * k * k;
-    double patch[64];
-    CG_CHECK(D <= 64 && H >= k && W >= k, "patch covariance: %lld x %d x %d patches of %lld x %lld images", (long long)C,
-             k, k, (long long)H, (long long)W);
-    for (int64_t y = 0; y + k <= H; y++)
-        for (int64_t x = 0; x + k <= W; x++) {
-            for (int64_t c = 0; c < C; c++)
-                for (int i = 0; i < k; i++)
-                    for (int j = 0; j < k; j++) patch[c * k * k + i * k + j] = image[(c * H + y + i) * W + x + j];
-            for (int64_t r = 0; r < D; r++) // the upper triangle; mirrored in cg_whitening_set
-                for (int64_t s = r; s < D; s++) sum[r * D + s] += patch[r] * patch[s];
-            (*patches)++;
+    int64_t D = C * k * k, OH = H - k + 1, OW = W - k + 1, P = OH * OW;
+    CG_CHECK(D <= 64 && H >= k && W >= k && n >= 0, "patch covariance: %lld images of %lld x %d x %d patches of %lld x %lld",
+             (long long)n, (long long)C, k, k, (long long)H, (long long)W);
+    int64_t blocks = (n + COVARIANCE_BLOCK - 1) / COVARIANCE_BLOCK;
+    double *partial = cg_xcalloc((size_t)(blocks * D * D) + 1, sizeof *partial);
+#pragma omp parallel
+    {
+        // rows: the image's patches as a D x P matrix, row r = c k k + i k + j holding pixel (c, y + i,
+        // x + j) of every position (y, x): each entry of the sum is then a dot product of two rows,
+        // contiguous, which the compiler vectorises (products of floats are exact in double).
+        float *rows = cg_xmalloc((size_t)(D * P) * sizeof *rows);
+#pragma omp for schedule(dynamic)
+        for (int64_t b = 0; b < blocks; b++) {
+            double *part = partial + b * D * D;
+            int64_t last = (b + 1) * COVARIANCE_BLOCK < n ? (b + 1) * COVARIANCE_BLOCK : n;
+            for (int64_t m = b * COVARIANCE_BLOCK; m < last; m++) {
+                const float *image = images + m * C * H * W;
+                for (int64_t c = 0; c < C; c++)
+                    for (int i = 0; i < k; i++)
+                        for (int j = 0; j < k; j++) {
+                            float *row = rows + ((c * k + i) * k + j) * P;
+                            for (int64_t y = 0; y < OH; y++)
+                                memcpy(row + y * OW, image + (c * H + y + i) * W + j, (size_t)OW * sizeof *row);
+                        }
+                for (int64_t r = 0; r < D; r++) // the upper triangle; mirrored in cg_whitening_set
+                    for (int64_t s = r; s < D; s++) {
+                        const float *a = rows + r * P, *e = rows + s * P;
+                        double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+                        for (int64_t p = 0; p < P; p++) acc += (double)a[p] * (double)e[p];
+                        part[r * D + s] += acc;
+                    }
+            }
         }
+        free(rows);
+    }
+    for (int64_t b = 0; b < blocks; b++)
+        for (int64_t r = 0; r < D; r++)
+            for (int64_t s = r; s < D; s++) sum[r * D + s] += partial[(b * D + r) * D + s];
+    *patches += n * P;
+    free(partial);
 }
 
 cg_status cg_whitening_set(cg_tensor *weight, const double *sum, int64_t patches, float eps) {

@@ -17,10 +17,11 @@
 // Returns the sweeps taken, or -1 when 100 sweeps were not enough (never seen for symmetric input).
 int cg_symmetric_eigen(double *a, int n, double *values, double *vectors);
 
-// Adds the k x k patches of one image (C, H, W) (every position, stride 1, no padding) to sum
-// ((C k k) x (C k k) doubles, sum of p p^T) and their count to *patches. A patch's element
-// (c, i, j) is at index c k k + i k + j, PyTorch's unfold order.
-void cg_patch_covariance_add(const float *image, int64_t C, int64_t H, int64_t W, int k, double *sum,
+// Adds the k x k patches of n images (n x C x H x W floats, NCHW; every position, stride 1, no
+// padding) to sum ((C k k) x (C k k) doubles, the upper triangle of the sum of p p^T) and their count,
+// n (H - k + 1) (W - k + 1), to *patches. A patch's element (c, i, j) is at index c k k + i k + j,
+// PyTorch's unfold order. Runs on the OpenMP threads; the result has the same bits for any count.
+void cg_patch_covariance_add(const float *images, int64_t n, int64_t C, int64_t H, int64_t W, int k, double *sum,
                              int64_t *patches);
 
 // Sets weight (2 D, C, k, k) with D = C k k from the patch sum and count of cg_patch_covariance_add:
