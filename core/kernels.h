@@ -249,6 +249,11 @@ typedef struct cg_kernels {
     // y[i] = x[i] converted from xtype to ytype (F32, F16 or BF16; rounding to nearest even as
     // core/half.h); accumulate: y[i] = y[i] + x[i], summed in f32 and rounded to ytype once.
     void (*cast)(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate);
+    // The copy between memory formats (cg_to_memory_format): x (N, C, HW) NCHW -> y (N, HW, C)
+    // when to_channels_last, the reverse otherwise; f32, f16 or bf16 (x and y of dtype).
+    // accumulate: y += the copy (16 bits: summed in f32, rounded once), for the backward.
+    void (*memory_format_copy)(cg_dtype dtype, void *y, const void *x, int64_t N, int64_t C, int64_t HW,
+                               bool to_channels_last, bool accumulate);
     void (*gemm_h)(cg_dtype dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const void *A, const void *B, float beta, void *C);
     void (*linear_forward_h)(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t M,
@@ -260,8 +265,20 @@ typedef struct cg_kernels {
     void (*conv2d_backward_h)(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
                               const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                               int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+    // Convolutions with channels-last tensors (core/tensor.h): y_cl / x_cl / dy_cl say whether each
+    // is stored (N, H, W, C) (then dx is stored as x); w, dw (K, C, R, S) as conv2d_forward_h. The
+    // same values as conv2d_forward_h / _backward_h on the tensors in NCHW (GPU: cuDNN's NHWC Tensor
+    // Core kernels read and write them as they are; CPU: copies around the NCHW kernels).
+    void (*conv2d_forward_cl)(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
+                              const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                              int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+    void (*conv2d_backward_cl)(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
+                               const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
+                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+    // channels_last: x and y stored (N, H, W, C) (argmax then indexes x as stored).
     void (*max_pool2d_forward_h)(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
-                                 int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q);
+                                 int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q,
+                                 bool channels_last);
     void (*max_pool2d_backward_h)(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n);
     void (*relu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n);
     void (*relu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n);
@@ -269,13 +286,13 @@ typedef struct cg_kernels {
     // norm and PyTorch's GELU run under autocast: the statistics and every sum in f32, gamma,
     // beta, stats, the running statistics and dgamma / dbeta f32 as in batch_norm_forward; each
     // stored 16-bit value rounded once (y = round(f32 result), dx = round(dx + f32 gradient)).
-    // The same formulas and arguments as the f32 rows.
+    // The same formulas and arguments as the f32 rows; channels_last: x, y, dy, dx stored (N, HW, C).
     void (*batch_norm_forward_h)(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
                                  const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                                 int64_t HW, float eps, float momentum, bool training);
+                                 int64_t HW, float eps, float momentum, bool training, bool channels_last);
     void (*batch_norm_backward_h)(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
                                   const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
-                                  int64_t HW, bool training);
+                                  int64_t HW, bool training, bool channels_last);
     void (*gelu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx);
     // y = round(a + b), n values of one 16-bit dtype (the residual add under autocast; its
     // backward is cast with accumulate: each gradient = round(gradient + dy)).

@@ -7,6 +7,8 @@
 #include "core/ops_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 // A kernel the device lacks is a clear error, never a fallback to another device.
 void cg_op_missing_kernel(const char *name, const cg_kernels *k) {
@@ -14,35 +16,39 @@ void cg_op_missing_kernel(const char *name, const cg_kernels *k) {
 }
 
 // ---- the op table ----------------------------------------------------------------------------
-// One row per op: its name and its autocast policy (core/ops.h), the one place that says what
-// runs in 16 bits under mixed precision. tests/op_cases.h has a test row for every op.
+// One row per op: its name, its autocast policy and its memory-format policy (core/ops.h), the
+// one place that says what runs in 16 bits under mixed precision and what reads channels-last
+// tensors (an op left out of the last column takes NCHW only). tests/op_cases.h has a test row
+// for every op.
 typedef struct {
     const char *name;
     cg_autocast_policy autocast;
+    cg_layout_policy layout;
 } op_row;
 
 static const op_row op_table[CG_NUM_OPS] = {
     [CG_OP_MATMUL] = {"matmul", CG_AUTOCAST_LOW},
     [CG_OP_LINEAR] = {"linear", CG_AUTOCAST_LOW},
-    [CG_OP_ADD] = {"add", CG_AUTOCAST_F32},
-    [CG_OP_RELU] = {"relu", CG_AUTOCAST_KEEP},
+    [CG_OP_ADD] = {"add", CG_AUTOCAST_F32, CG_LAYOUT_ELEMENTWISE},
+    [CG_OP_RELU] = {"relu", CG_AUTOCAST_KEEP, CG_LAYOUT_ELEMENTWISE},
     [CG_OP_SIGMOID] = {"sigmoid", CG_AUTOCAST_F32},
     [CG_OP_BCE] = {"bce", CG_AUTOCAST_F32},
     [CG_OP_CROSS_ENTROPY] = {"cross_entropy", CG_AUTOCAST_F32},
     [CG_OP_SUM] = {"sum", CG_AUTOCAST_F32},
     [CG_OP_SCALE] = {"scale", CG_AUTOCAST_F32},
-    [CG_OP_CONV2D] = {"conv2d", CG_AUTOCAST_LOW},
-    [CG_OP_MAX_POOL2D] = {"max_pool2d", CG_AUTOCAST_KEEP},
+    [CG_OP_CONV2D] = {"conv2d", CG_AUTOCAST_LOW, CG_LAYOUT_OWN},
+    [CG_OP_MAX_POOL2D] = {"max_pool2d", CG_AUTOCAST_KEEP, CG_LAYOUT_OWN},
     [CG_OP_RESHAPE] = {"reshape", CG_AUTOCAST_KEEP},
-    [CG_OP_BATCH_NORM2D] = {"batch_norm2d", CG_AUTOCAST_KEEP},
+    [CG_OP_BATCH_NORM2D] = {"batch_norm2d", CG_AUTOCAST_KEEP, CG_LAYOUT_OWN},
     [CG_OP_DROPOUT] = {"dropout", CG_AUTOCAST_F32},
     // Under autocast the fused block computes in 16 bits where the device has its _h kernels (the
     // CPU), and runs as its three ops elsewhere (conv2d LOW, relu and max_pool2d KEEP).
     [CG_OP_CONV2D_RELU_POOL] = {"conv2d_relu_max_pool2d", CG_AUTOCAST_LOW},
-    [CG_OP_CAST] = {"cast", CG_AUTOCAST_KEEP},
-    [CG_OP_GELU] = {"gelu", CG_AUTOCAST_KEEP},
+    [CG_OP_CAST] = {"cast", CG_AUTOCAST_KEEP, CG_LAYOUT_ELEMENTWISE},
+    [CG_OP_GELU] = {"gelu", CG_AUTOCAST_KEEP, CG_LAYOUT_ELEMENTWISE},
     [CG_OP_AVG_POOL2D] = {"avg_pool2d", CG_AUTOCAST_F32},
     [CG_OP_GLOBAL_AVG_POOL] = {"global_avg_pool2d", CG_AUTOCAST_F32},
+    [CG_OP_MEMORY_FORMAT] = {"to_memory_format", CG_AUTOCAST_KEEP, CG_LAYOUT_OWN},
 };
 
 const char *cg_op_name(int op) {
@@ -53,6 +59,19 @@ const char *cg_op_name(int op) {
 cg_autocast_policy cg_op_autocast(int op) {
     cg_op_name(op); // checks the row
     return op_table[op].autocast;
+}
+
+cg_layout_policy cg_op_layout(int op) {
+    cg_op_name(op);
+    return op_table[op].layout;
+}
+
+bool cg_channels_last_wanted(const cg_tape *t) {
+    const char *v = getenv("CGRAD_CONV16_LAYOUT");
+    if (v != NULL && strcmp(v, "nhwc") == 0) return true;
+    if (v != NULL && strcmp(v, "nchw") == 0) return false;
+    CG_CHECK(v == NULL, "CGRAD_CONV16_LAYOUT=%s: nchw or nhwc", v);
+    return t->device.type == CG_CUDA;
 }
 
 #define F cg_f32
@@ -245,7 +264,19 @@ void cg_op_check_input(const cg_tape *t, const char *op, const cg_tensor *x, cg_
 cg_tensor *cg_op_apply(cg_tape *t, cg_node *node, int ndim, const int64_t *shape) {
     CG_CHECK(node->forward != NULL && node->backward != NULL, "op %s: a node without its functions",
              cg_op_name(node->op));
+    // Channels-last inputs: kept where the op's row says it reads them, else copied to NCHW.
+    cg_layout_policy layout = cg_op_layout(node->op);
+    bool all_last = true, any_last = false;
+    for (int i = 0; i < node->n_in; i++) {
+        bool image = node->in[i]->ndim == 4;
+        any_last |= node->in[i]->channels_last;
+        all_last &= !image || node->in[i]->channels_last;
+    }
+    bool keep = layout == CG_LAYOUT_OWN || (layout == CG_LAYOUT_ELEMENTWISE && all_last);
+    if (any_last && !keep)
+        for (int i = 0; i < node->n_in; i++) node->in[i] = cg_to_memory_format(t, node->in[i], false);
     node->out = cg_arena_tensor(t->arena, node->dtype, ndim, shape);
+    node->out->channels_last = any_last && layout == CG_LAYOUT_ELEMENTWISE && keep; // CG_LAYOUT_OWN: its forward says
     node->forward(cg_kernels_for(t->device), node);
     if (cg_tape_after_forward) cg_tape_after_forward(node, t->count + 1); // anomaly detection, core/anomaly.h
     bool needs_grad = false;

@@ -29,6 +29,7 @@ typedef enum {
     CG_OP_GELU,
     CG_OP_AVG_POOL2D,
     CG_OP_GLOBAL_AVG_POOL,
+    CG_OP_MEMORY_FORMAT,
     CG_NUM_OPS
 } cg_op;
 
@@ -47,6 +48,23 @@ typedef enum {
 } cg_autocast_policy;
 // With autocast F32 (the default) every op takes and gives f32, except that the KEEP ops also
 // take a 16-bit tensor.
+
+// Memory formats (core/tensor.h: channels_last). Under autocast a GPU's 16-bit convolutions write
+// their outputs channels-last (see cg_channels_last_wanted), so that cuDNN's Tensor Core kernels
+// read them as they are, without the transposes NCHW costs them. Another column of the op table
+// says what each op does with a channels-last input:
+typedef enum {
+    CG_LAYOUT_NCHW,        // none taken: such an input is first copied to NCHW (cg_to_memory_format)
+    CG_LAYOUT_ELEMENTWISE, // any: the output is stored as the inputs (an input stored otherwise
+                           // than the others is copied to NCHW first)
+    CG_LAYOUT_OWN,         // the op reads either and says what it writes (conv2d, batch_norm2d,
+                           // max_pool2d in 16 bits; the others copy such an input to NCHW first)
+} cg_layout_policy;
+cg_layout_policy cg_op_layout(int op);
+// Whether the 16-bit convolutions of tape t write channels-last outputs: the environment's
+// CGRAD_CONV16_LAYOUT=nhwc (yes) or nchw (no), read at every call so that a test can try both;
+// unset, yes on a GPU and no on the CPU (whose convolutions are NCHW and would only pay the copies).
+bool cg_channels_last_wanted(const cg_tape *t);
 
 // The op table's row of an op: its name and its autocast policy.
 const char *cg_op_name(int op);
@@ -116,6 +134,11 @@ cg_tensor *cg_avg_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride);
 // Global average pooling, the mean of each channel's plane: x (N, C, H, W) f32 -> (N, C) f32, as
 // torch.nn.AdaptiveAvgPool2d(1) followed by flatten (the head of a ResNet, He et al. 2016).
 cg_tensor *cg_global_avg_pool2d(cg_tape *t, cg_tensor *x);
+// x (N, C, H, W) f32, f16 or bf16 with its values stored channels-last (N, H, W, C) or NCHW, as
+// x.contiguous(memory_format=torch.channels_last or torch.contiguous_format): x itself when it
+// is stored so already (or when H W = 1, where both are the same), else a transposed copy on the
+// tape. The gradient is transposed back.
+cg_tensor *cg_to_memory_format(cg_tape *t, cg_tensor *x, bool channels_last);
 // The same values in another shape of the same element count (a copy on the tape); f32, f16 or
 // bf16, kept.
 cg_tensor *cg_reshape(cg_tape *t, cg_tensor *x, int ndim, const int64_t *shape);

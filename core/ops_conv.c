@@ -1,5 +1,5 @@
 // ops_conv.c: the image ops of the op table: conv2d, max_pool2d, their fused block (conv2d +
-// ReLU + 2x2 max pooling) and reshape (flatten). Tensor logic only; the arithmetic is in
+// ReLU + 2x2 max pooling), reshape (flatten) and the copy between memory formats. Tensor logic only; the arithmetic is in
 // kernels/cpu/conv.c and kernels/cuda/conv.cu.
 #include "core/ops_internal.h"
 
@@ -18,9 +18,15 @@
 
 // Every tensor of the node (inputs, output, gradients) has the node's dtype: f32, or 16 bits
 // under autocast (then the _h kernels, f32 accumulation).
+// iattr[2] = 1: the output is written channels-last (cg_channels_last_wanted); x may be stored
+// either way (16 bits only: the f32 path copies a channels-last x to NCHW first).
 static void conv2d_node_forward(const cg_kernels *k, cg_node *n) {
     const void *bias = n->n_in == 3 ? n->in[2]->data : NULL;
-    if (n->out->dtype == CG_F32)
+    n->out->channels_last = n->iattr[2];
+    if (n->iattr[2] || n->in[0]->channels_last)
+        KERNEL(k, conv2d_forward_cl)(n->out->dtype, n->out->data, n->iattr[2], n->in[0]->data, n->in[0]->channels_last,
+                                     n->in[1]->data, bias, CONV_DIMS(n));
+    else if (n->out->dtype == CG_F32)
         KERNEL(k, conv2d_forward)(F(n->out), F(n->in[0]), F(n->in[1]), (const float *)bias, CONV_DIMS(n));
     else
         KERNEL(k, conv2d_forward_h)(n->out->dtype, n->out->data, n->in[0]->data, n->in[1]->data, bias, CONV_DIMS(n));
@@ -31,7 +37,10 @@ static void conv2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
     void *dw = w->requires_grad ? cg_tape_grad(t, w)->data : NULL;
     void *db = n->n_in == 3 && n->in[2]->requires_grad ? cg_tape_grad(t, n->in[2])->data : NULL;
-    if (n->out->dtype == CG_F32)
+    if (n->out->channels_last || x->channels_last)
+        KERNEL(k, conv2d_backward_cl)(n->out->dtype, dx, dw, db, n->out->grad->data, n->out->channels_last, x->data,
+                                      x->channels_last, w->data, CONV_DIMS(n));
+    else if (n->out->dtype == CG_F32)
         KERNEL(k, conv2d_backward)((float *)dx, (float *)dw, (float *)db, F(n->out->grad), F(x), F(w), CONV_DIMS(n));
     else
         KERNEL(k, conv2d_backward_h)(n->out->dtype, dx, dw, db, n->out->grad->data, x->data, w->data, CONV_DIMS(n));
@@ -65,8 +74,13 @@ cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
     if (bias) bias = cg_op_autocast_input(t, CG_OP_CONV2D, bias);
     int64_t P, Q;
     conv2d_check(t, dt, x, weight, bias, stride, padding, &P, &Q);
+    // Channels-last in 16 bits only, and for an output whose channels fill Tensor Core rows of 8
+    // (a 3-channel input is padded as it is copied; an output is not).
+    bool last = dt != CG_F32 && cg_channels_last_wanted(t) && weight->shape[0] % 8 == 0 && P * Q > 1 &&
+                cg_kernels_for(t->device)->conv2d_forward_cl != NULL;
+    if (dt == CG_F32 || cg_kernels_for(t->device)->conv2d_forward_cl == NULL) x = cg_to_memory_format(t, x, false);
     cg_node node = {.op = CG_OP_CONV2D, .forward = conv2d_node_forward, .backward = conv2d_node_backward,
-                    .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding}, .dtype = dt};
+                    .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding, last}, .dtype = dt};
     return cg_op_apply(t, &node, 4, (int64_t[]){x->shape[0], weight->shape[0], P, Q});
 }
 
@@ -114,7 +128,7 @@ cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight
     bool fused = dt == CG_F32 ? k->conv2d_relu_pool_forward != NULL && x->dtype == CG_F32
                               : k->conv2d_relu_pool_forward_h != NULL;
     if (!fused) return cg_max_pool2d(t, cg_relu(t, cg_conv2d(t, x, weight, bias, stride, padding)), 2, 2);
-    x = cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, x);
+    x = cg_to_memory_format(t, cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, x), false);
     weight = cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, weight);
     if (bias) bias = cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, bias);
     int64_t P, Q;
@@ -133,16 +147,18 @@ cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight
 // ---- max_pool2d --------------------------------------------------------------------------------
 // iattr[0] = kernel, iattr[1] = stride; saved[0] = arg-max indices (N, C, P, Q) i32.
 
-// Max pooling keeps its input's dtype (a maximum is one of the values: exact in any format).
+// Max pooling keeps its input's dtype (a maximum is one of the values: exact in any format) and,
+// in 16 bits, its memory format (the arg-max indices point into x as stored).
 static void max_pool2d_node_forward(const cg_kernels *k, cg_node *n) {
-    const cg_tensor *x = n->in[0], *y = n->out;
+    cg_tensor *x = n->in[0], *y = n->out;
+    y->channels_last = x->channels_last && y->shape[2] * y->shape[3] > 1;
     if (y->dtype == CG_F32)
         KERNEL(k, max_pool2d_forward)(F(y), (int32_t *)n->saved[0]->data, F(x), x->shape[0], x->shape[1], x->shape[2],
                                       x->shape[3], n->iattr[0], n->iattr[1], y->shape[2], y->shape[3]);
     else
         KERNEL(k, max_pool2d_forward_h)(y->dtype, y->data, (int32_t *)n->saved[0]->data, x->data, x->shape[0],
                                         x->shape[1], x->shape[2], x->shape[3], n->iattr[0], n->iattr[1], y->shape[2],
-                                        y->shape[3]);
+                                        y->shape[3], x->channels_last);
 }
 
 static void max_pool2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
@@ -158,6 +174,7 @@ cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
     CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "max_pool2d: input is %s",
              cg_dtype_name(x->dtype));
     cg_op_check_input(t, "max_pool2d", x, x->dtype);
+    if (x->dtype == CG_F32) x = cg_to_memory_format(t, x, false);
     char sx[64];
     CG_CHECK(x->ndim == 4 && kernel >= 1 && stride >= 1 && x->shape[2] >= kernel && x->shape[3] >= kernel,
              "max_pool2d: x %s must be (N, C, H, W) with H, W >= kernel %d (stride %d)", cg_shape_str(x, sx, sizeof sx),
@@ -208,6 +225,38 @@ cg_tensor *cg_flatten(cg_tape *t, cg_tensor *x) {
     CG_CHECK(x->ndim >= 1, "flatten of a scalar");
     int64_t shape[2] = {x->shape[0], x->numel / x->shape[0]};
     return cg_reshape(t, x, 2, shape);
+}
+
+// ---- memory formats ---------------------------------------------------------------------------
+// iattr[0] = 1: to channels-last, 0: to NCHW. One transposing copy each way (the kernel row
+// memory_format_copy); the backward adds the gradient transposed back.
+
+static void memory_format_node_forward(const cg_kernels *k, cg_node *n) {
+    const cg_tensor *x = n->in[0];
+    n->out->channels_last = n->iattr[0];
+    KERNEL(k, memory_format_copy)(x->dtype, n->out->data, x->data, x->shape[0], x->shape[1], x->shape[2] * x->shape[3],
+                                  n->iattr[0], false);
+}
+
+static void memory_format_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    const cg_tensor *x = n->in[0];
+    KERNEL(k, memory_format_copy)(x->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data, x->shape[0],
+                                  x->shape[1], x->shape[2] * x->shape[3], !n->iattr[0], true);
+}
+
+cg_tensor *cg_to_memory_format(cg_tape *t, cg_tensor *x, bool channels_last) {
+    if (x->channels_last == channels_last) return x;
+    if (x->ndim != 4 || x->shape[1] == 1 || x->shape[2] * x->shape[3] == 1) { // the same bytes either way
+        CG_CHECK(!x->channels_last, "to_memory_format: a channels-last tensor that is not (N, C, H, W) with C, H W > 1");
+        return x;
+    }
+    CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "to_memory_format: input is %s",
+             cg_dtype_name(x->dtype));
+    cg_op_check_input(t, "to_memory_format", x, x->dtype);
+    cg_node node = {.op = CG_OP_MEMORY_FORMAT, .forward = memory_format_node_forward,
+                    .backward = memory_format_node_backward, .n_in = 1, .in = {x}, .iattr = {channels_last},
+                    .dtype = x->dtype};
+    return cg_op_apply(t, &node, 4, x->shape);
 }
 
 // ---- average pooling ------------------------------------------------------------------------------

@@ -9,16 +9,18 @@
 // saved[0] = stats (2C: mean, inverse std), saved[1] / saved[2] = running mean / variance.
 // Synchronised over the ranks when the tape says so (core/tape.h: batch_norm_sum): below.
 
+// A 16-bit x may be stored channels-last; y is stored as x (the f32 kernels take NCHW only).
 static void batch_norm2d_node_forward(const cg_kernels *k, cg_node *n) {
     const cg_tensor *x = n->in[0];
     int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    n->out->channels_last = x->channels_last;
     if (x->dtype == CG_F32)
         KERNEL(k, batch_norm_forward)(F(n->out), F(n->saved[0]), F(n->saved[1]), F(n->saved[2]), F(x), F(n->in[1]),
                                       F(n->in[2]), N, C, HW, n->fattr[0], n->fattr[1], n->iattr[0]);
     else
         KERNEL(k, batch_norm_forward_h)(x->dtype, n->out->data, F(n->saved[0]), F(n->saved[1]), F(n->saved[2]),
                                         x->data, F(n->in[1]), F(n->in[2]), N, C, HW, n->fattr[0], n->fattr[1],
-                                        n->iattr[0]);
+                                        n->iattr[0], x->channels_last);
 }
 
 static void batch_norm2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
@@ -33,7 +35,7 @@ static void batch_norm2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node 
     } else {
         void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
         KERNEL(k, batch_norm_backward_h)(x->dtype, dx, dgamma, dbeta, n->out->grad->data, x->data, F(gamma),
-                                         F(n->saved[0]), N, C, HW, n->iattr[0]);
+                                         F(n->saved[0]), N, C, HW, n->iattr[0], x->channels_last);
     }
 }
 
@@ -70,6 +72,7 @@ cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor
              cg_dtype_name(x->dtype));
     x = cg_op_autocast_input(t, CG_OP_BATCH_NORM2D, x);
     if (training && t->batch_norm_sum != NULL) x = cg_autocast_f32(t, x);
+    if (x->dtype == CG_F32) x = cg_to_memory_format(t, x, false);
     cg_tensor *all[] = {x, gamma, beta, running_mean, running_var};
     cg_op_check_input(t, "batch_norm2d", x, x->dtype);
     for (int i = 1; i < 5; i++) cg_op_check_input(t, "batch_norm2d", all[i], CG_F32);

@@ -42,6 +42,7 @@ cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {
     CG_CHECK(x->requires_grad, "gradient asked for a tensor that does not require one");
     if (x->grad == NULL) {
         x->grad = cg_arena_tensor(t->arena, x->dtype, x->ndim, x->shape);
+        x->grad->channels_last = x->channels_last;
         cg_device_zero(x->device, x->grad->data, cg_tensor_bytes(x->grad));
     }
     return x->grad;
@@ -71,6 +72,7 @@ static void prepare_gradients(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
                 x->grad = n->out->grad; // (the seed must stay as it is)
             else
                 x->grad = cg_arena_tensor(t->arena, x->dtype, x->ndim, x->shape);
+            x->grad->channels_last = x->channels_last; // (a shared buffer: the add's output is stored as x)
         }
     }
     cg_arena_zero_since(t->arena, start);

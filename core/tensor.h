@@ -1,6 +1,8 @@
 // tensor.h: the one data structure of cgrad: a contiguous, row-major array of at most 4 dims
 // with a dtype and a device. No strides and no views except reshape, which shares the data.
-// Activations are NCHW. A tensor made here owns its memory; tensors made by a tape live in the
+// Activations are NCHW, but for one exception, channels_last (PyTorch's torch.channels_last): a
+// 4-D tensor whose shape reads (N, C, H, W) while its values are stored (N, H, W, C), as the
+// GPU's Tensor Core convolutions read and write them (core/ops.h says which ops take it). A tensor made here owns its memory; tensors made by a tape live in the
 // tape's arena, and parameters live in a cg_params block (see arena.h, params.h).
 #ifndef CG_TENSOR_H
 #define CG_TENSOR_H
@@ -22,6 +24,7 @@ typedef struct cg_tensor {
     struct cg_tensor *low;      // a parameter's 16-bit copy under mixed precision (core/amp.h), or NULL
     bool requires_grad;         // parameters, and anything computed from them on a tape
     bool owns_data;             // cg_tensor_free releases data (cg_tensor_new only)
+    bool channels_last;         // 4-D, H W > 1: stored (N, H, W, C); a gradient is stored as its tensor
     const char *name;           // parameter name ("fc1.weight") or NULL
 } cg_tensor;
 

@@ -76,6 +76,14 @@ static cg_tensor *build_avg_pool_overlap(cg_tape *t, cg_tensor **in) {
     return cg_flatten(t, cg_avg_pool2d(t, in[0], 3, 2));
 }
 static cg_tensor *build_global_avg_pool(cg_tape *t, cg_tensor **in) { return cg_global_avg_pool2d(t, in[0]); }
+// To channels-last, then flatten, which takes NCHW only: the op layer copies it back first.
+static cg_tensor *build_channels_last(cg_tape *t, cg_tensor **in) {
+    return cg_flatten(t, cg_to_memory_format(t, in[0], true));
+}
+// The same with a ReLU between, which keeps the channels-last format (its output is stored so).
+static cg_tensor *build_channels_last_relu(cg_tape *t, cg_tensor **in) {
+    return cg_flatten(t, cg_relu(t, cg_to_memory_format(t, in[0], true)));
+}
 static cg_tensor *build_cross_entropy_smoothed(cg_tape *t, cg_tensor **in) {
     return cg_cross_entropy_smoothed(t, in[0], in[1], 0.1f);
 }
@@ -157,6 +165,8 @@ static const op_case cases[] = {
     {CG_OP_AVG_POOL2D, "avg_pool2d",          1, {IN4(2, 3, 4, 6, NORMAL, true)},                     NULL, build_avg_pool, SMOOTH},
     {CG_OP_AVG_POOL2D, "avg_pool2d 3x3 stride 2", 1, {IN4(1, 2, 7, 5, NORMAL, true)},                 NULL, build_avg_pool_overlap, SMOOTH},
     {CG_OP_GLOBAL_AVG_POOL, "global_avg_pool2d", 1, {IN4(3, 4, 3, 5, NORMAL, true)},                 NULL, build_global_avg_pool, SMOOTH},
+    {CG_OP_MEMORY_FORMAT, "to_memory_format and back", 1, {IN4(2, 3, 4, 5, NORMAL, true)},            NULL, build_channels_last, SMOOTH},
+    {CG_OP_MEMORY_FORMAT, "to_memory_format, relu, back", 1, {IN4(2, 3, 4, 5, AWAY_FROM_0, true)},    NULL, build_channels_last_relu, SMOOTH},
     {CG_OP_CROSS_ENTROPY, "cross_entropy label smoothing", 2, {IN2(4, 5, NORMAL, true), IN1(4, LABELS, false)},
                                   NULL, build_cross_entropy_smoothed, SMOOTH},
     {CG_OP_GELU, "gelu tanh",                 1, {IN2(4, 5, SIGMOID_RANGE, true)},                    cg_gelu_tanh, NULL, SMOOTH},

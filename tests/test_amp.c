@@ -4,6 +4,7 @@
 // step skipped, the scale halved; growth after growth_interval clean steps, step for step as
 // core/grad_scaler.c's host state machine), and a small deterministic run in which fp16 without
 // loss scaling stalls (its gradients underflow to zero) while fp16 with scaling learns.
+#define _POSIX_C_SOURCE 200809L // setenv
 #include "cgrad.h"
 #include "core/half.h"
 #include "core/kernels.h"
@@ -170,6 +171,87 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
         free(pairs[k][0]), free(pairs[k][1]);
     }
     free(xv);
+    cg_tensor_free(x), cg_tensor_free(labels);
+    cg_module_free(m);
+    cg_params_free(params);
+    cg_params_free(buffers);
+}
+
+// Channels-last (core/tensor.h): the copy stores element (n, c, p) of x (N, C, HW) at (n HW + p) C + c;
+// and the model of test_autocast_model (batch norm, GELU, a basic block) under autocast with its
+// convolutions' outputs stored channels-last (CGRAD_CONV16_LAYOUT=nhwc) gives the same logits and
+// gradients, bit for bit, as with NCHW: the CPU runs its NCHW kernels on copies (kernels/cpu/amp.c).
+// On the tape: channels-last activations, no cast, one copy back to NCHW (before the flatten).
+static void test_channels_last(cg_precision precision) {
+    const char *name = cg_precision_name(precision);
+    {
+        float v[2 * 3 * 20];
+        for (int i = 0; i < 120; i++) v[i] = (float)i;
+        cg_tensor *x = host_tensor(4, (int64_t[]){2, 3, 4, 5}, v);
+        cg_tape *t = cg_tape_new(cg_cpu(), 1 << 16);
+        cg_tensor *y = cg_to_memory_format(t, x, true);
+        const float *yv = y->data;
+        int wrong = 0;
+        for (int n = 0; n < 2; n++)
+            for (int c = 0; c < 3; c++)
+                for (int p = 0; p < 20; p++) wrong += yv[(n * 20 + p) * 3 + c] != v[(n * 3 + c) * 20 + p];
+        if (!y->channels_last || wrong) fail("to_memory_format", "%d of 120 values out of place", wrong);
+        cg_tape_free(t);
+        cg_tensor_free(x);
+    }
+    cg_params *params = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
+    cg_rng init = cg_rng_new(5, CG_STREAM_INIT);
+    cg_module *m = cg_sequential_new();
+    cg_sequential_add(m, cg_conv2d_new(params, "c1", 2, 8, 3, 1, 1, true, &init));
+    cg_sequential_add(m, cg_batch_norm2d_new(params, buffers, "n1", 8));
+    cg_sequential_add(m, cg_gelu_new());
+    cg_sequential_add(m, cg_basic_block_new(params, buffers, "b1", 8, 8, 1, &init));
+    cg_sequential_add(m, cg_max_pool2d_new(2, 2));
+    cg_sequential_add(m, cg_flatten_new());
+    cg_sequential_add(m, cg_linear_new(params, "f1", 8 * 4 * 4, 5, true, &init));
+    int64_t N = 6;
+    float xv[6 * 2 * 8 * 8];
+    cg_rng data = cg_rng_new(6, CG_STREAM_DATA);
+    cg_rng_normal(&data, xv, N * 2 * 8 * 8, 0.0f, 1.0f);
+    cg_tensor *x = host_tensor(4, (int64_t[]){N, 2, 8, 8}, xv);
+    int32_t labels_v[6] = {0, 1, 2, 3, 4, 0};
+    cg_tensor *labels = cg_tensor_new(cg_cpu(), CG_I32, 1, (int64_t[]){N});
+    memcpy(labels->data, labels_v, sizeof labels_v);
+    float out[2][6 * 5], *grads[2];
+    const char *layouts[2] = {"nchw", "nhwc"};
+    for (int pass = 0; pass < 2; pass++) {
+        setenv("CGRAD_CONV16_LAYOUT", layouts[pass], 1);
+        cg_amp *amp = cg_amp_new(params, precision, cg_grad_scaler_static_config(1024.0f));
+        cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
+        cg_amp_attach(amp, t);
+        cg_tensor *logits = cg_module_forward(m, t, x);
+        int last = 0, copies = 0, casts = 0;
+        for (int i = 0; i < t->count; i++) {
+            last += t->nodes[i].out->channels_last;
+            copies += t->nodes[i].op == CG_OP_MEMORY_FORMAT;
+            casts += t->nodes[i].op == CG_OP_CAST;
+        }
+        if (pass == 1 && (last < 8 || copies != 1 || casts != 0))
+            fail("channels-last", "%s: %d channels-last outputs on the tape (expected at least 8), %d copies to NCHW "
+                 "(expected 1), %d casts (expected 0)", name, last, copies, casts);
+        if (pass == 0 && (last || copies)) fail("channels-last", "%s: NCHW asked, %d channels-last outputs", name, last);
+        logits = cg_autocast_f32(t, logits);
+        cg_tensor *loss = cg_cross_entropy(t, logits, labels);
+        cg_params_zero_grad(params);
+        cg_amp_backward(amp, t, loss);
+        memcpy(out[pass], logits->data, sizeof out[pass]);
+        grads[pass] = cg_xmalloc((size_t)params->numel * sizeof(float));
+        memcpy(grads[pass], params->grads, (size_t)params->numel * sizeof(float));
+        cg_tape_free(t);
+        cg_amp_free(amp);
+    }
+    unsetenv("CGRAD_CONV16_LAYOUT");
+    if (memcmp(out[0], out[1], sizeof out[0]) != 0 || memcmp(grads[0], grads[1], (size_t)params->numel * sizeof(float)))
+        fail("channels-last", "%s: logits or gradients differ from NCHW's", name);
+    else
+        printf("channels-last %s: logits and %lld parameter gradients the same bits as NCHW\n", name,
+               (long long)params->numel);
+    free(grads[0]), free(grads[1]);
     cg_tensor_free(x), cg_tensor_free(labels);
     cg_module_free(m);
     cg_params_free(params);
@@ -376,6 +458,8 @@ int main(void) {
     test_autocast_model(CG_PRECISION_FP16, true);
     test_autocast_model(CG_PRECISION_BF16, true);
     test_frozen_under_autocast();
+    test_channels_last(CG_PRECISION_FP16);
+    test_channels_last(CG_PRECISION_BF16);
     test_scaler_wired();
     test_stall_and_learn();
     return check_summary("test_amp");

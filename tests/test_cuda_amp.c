@@ -3,8 +3,10 @@
 // on the same 16-bit inputs; then a few fp16 and bf16 training steps of a small CNN on both
 // devices, whose losses must agree. Results are compared in f32: exactly where both devices
 // round the same f32 value (casts, ReLU, pooling), within one or two 16-bit steps where the f32
-// sums are taken in another order (products, convolutions). The 16-bit convolutions run twice:
-// NCHW and NHWC with padded channels (CGRAD_CONV16_LAYOUT). Without a GPU: skipped (77).
+// sums are taken in another order (products, convolutions). The convolutions, pooling and batch
+// norm run on channels-last tensors too (core/tensor.h), and the training steps with either
+// memory format for the 16-bit convolutions' outputs (CGRAD_CONV16_LAYOUT). Without a GPU:
+// skipped (77).
 #define _POSIX_C_SOURCE 200809L // setenv
 #include "cgrad.h"
 #include "tests/twin.h"
@@ -84,8 +86,69 @@ static void test_low_kernels(cg_rng *r, cg_dtype dt) {
     }
 }
 
+// x (N, C, HW) in NCHW on both devices -> a new twin of it stored channels-last, by each device's
+// memory_format_copy (the two copies must be the same bits).
+static twin channels_last_twin(const twin *x, cg_dtype dt, int64_t N, int64_t C, int64_t HW) {
+    twin y = twin_new(N * C * HW, dt);
+    K_CPU->memory_format_copy(dt, H(y), H(*x), N, C, HW, true, false);
+    K_GPU->memory_format_copy(dt, D(y), D(*x), N, C, HW, true, false);
+    expect_close("memory_format_copy to channels-last", &y, 0, 0);
+    return y;
+}
+
+// Convolutions with channels-last tensors (x, y or both; an operand with a channel count that is
+// not a multiple of 8 stays NCHW), against the CPU, whose results are the NCHW ones transposed.
+static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t Hh, int64_t W, int64_t K) {
+    double step = step_of(dt);
+    int64_t HW = Hh * W;
+    twin x = twin_uniform(r, N * C * HW, dt, -1, 1), w = twin_uniform(r, K * C * 9, dt, -0.3f, 0.3f);
+    twin b = twin_uniform(r, K, dt, -0.1f, 0.1f), xl = channels_last_twin(&x, dt, N, C, HW);
+    for (int x_cl = 0; x_cl < 2; x_cl++)
+        for (int y_cl = 0; y_cl < 2; y_cl++) {
+            if ((!x_cl && !y_cl) || (x_cl && C % 8) || (y_cl && K % 8)) continue;
+            twin *xin = x_cl ? &xl : &x, y = twin_new(N * K * HW, dt);
+            char what[96];
+            snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, x %s, y %s", (long long)C, (long long)K,
+                     x_cl ? "NHWC" : "NCHW", y_cl ? "NHWC" : "NCHW");
+            K_CPU->conv2d_forward_cl(dt, H(y), y_cl, H(*xin), x_cl, H(w), H(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+            K_GPU->conv2d_forward_cl(dt, D(y), y_cl, D(*xin), x_cl, D(w), D(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+            expect_close(what, &y, 1e-3 * sqrt(C * 9.0), step);
+            twin dy = twin_uniform(r, N * K * HW, dt, -1, 1), dx = twin_uniform(r, N * C * HW, dt, -1, 1);
+            twin dw = twin_uniform(r, K * C * 9, dt, -1, 1), db = twin_uniform(r, K, dt, -1, 1);
+            K_CPU->conv2d_backward_cl(dt, H(dx), H(dw), H(db), H(dy), y_cl, H(*xin), x_cl, H(w), N, C, Hh, W, K, 3, 3, 1,
+                                      1, Hh, W);
+            K_GPU->conv2d_backward_cl(dt, D(dx), D(dw), D(db), D(dy), y_cl, D(*xin), x_cl, D(w), N, C, Hh, W, K, 3, 3, 1,
+                                      1, Hh, W);
+            snprintf(what, sizeof what, "conv2d_backward_cl dx, x %s, dy %s", x_cl ? "NHWC" : "NCHW", y_cl ? "NHWC" : "NCHW");
+            expect_close(what, &dx, 1e-3 * sqrt(K * 9.0), step);
+            expect_close("conv2d_backward_cl dw", &dw, 2e-3 * sqrt((double)N * HW), step);
+            expect_close("conv2d_backward_cl dbias", &db, 2e-3 * sqrt((double)N * HW), step);
+            twin_free(&y), twin_free(&dy), twin_free(&dx), twin_free(&dw), twin_free(&db);
+        }
+    // 2x2 max pooling of a channels-last tensor: the same maxima, arg-max indices into x as stored
+    if (C % 8 == 0) {
+        int64_t P = Hh / 2, Q = W / 2;
+        twin p = twin_new(N * C * P * Q, dt), am = twin_new(N * C * P * Q, CG_I32), dxl = twin_uniform(r, N * C * HW, dt, -1, 1);
+        twin dp = twin_uniform(r, N * C * P * Q, dt, -1, 1);
+        K_CPU->max_pool2d_forward_h(dt, H(p), H(am), H(xl), N, C, Hh, W, 2, 2, P, Q, true);
+        K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(xl), N, C, Hh, W, 2, 2, P, Q, true);
+        expect_close("max_pool2d_forward_h channels-last", &p, 0, 0);
+        expect_close("max_pool2d_forward_h channels-last arg-max", &am, 0, 0);
+        K_CPU->max_pool2d_backward_h(dt, H(dxl), H(dp), H(am), p.n);
+        K_GPU->max_pool2d_backward_h(dt, D(dxl), D(dp), D(am), p.n);
+        expect_close("max_pool2d_backward_h channels-last", &dxl, 0, 0);
+        twin_free(&p), twin_free(&am), twin_free(&dxl), twin_free(&dp);
+    }
+    // and back to NCHW, added (the backward of the copy)
+    twin back = twin_uniform(r, N * C * HW, dt, -1, 1);
+    K_CPU->memory_format_copy(dt, H(back), H(xl), N, C, HW, false, true);
+    K_GPU->memory_format_copy(dt, D(back), D(xl), N, C, HW, false, true);
+    expect_close("memory_format_copy to NCHW, added", &back, 0, 0);
+    twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&xl), twin_free(&back);
+}
+
 // Convolutions (the tutorial CNN's two shapes, small batch, and one with channel counts that are
-// not multiples of 8) and 2x2 max pooling, in the layout CGRAD_CONV16_LAYOUT says.
+// not multiples of 8) and 2x2 max pooling, NCHW; then with channels-last tensors.
 static void test_conv_h(cg_rng *r, cg_dtype dt) {
     double step = step_of(dt);
     int64_t shapes[3][5] = {{4, 1, 28, 28, 32}, {4, 32, 14, 14, 64}, {3, 5, 10, 10, 12}}; // N C H W K, 3x3, pad 1
@@ -107,18 +170,20 @@ static void test_conv_h(cg_rng *r, cg_dtype dt) {
         int64_t P = Hh / 2, Q = W / 2;
         twin p = twin_new(N * K * P * Q, dt), am = twin_new(N * K * P * Q, CG_I32), dp = twin_uniform(r, N * K * P * Q, dt, -1, 1);
         twin dyy = twin_uniform(r, N * K * Hh * W, dt, -1, 1);
-        K_CPU->max_pool2d_forward_h(dt, H(p), H(am), H(y), N, K, Hh, W, 2, 2, P, Q);
-        K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(y), N, K, Hh, W, 2, 2, P, Q);
+        K_CPU->max_pool2d_forward_h(dt, H(p), H(am), H(y), N, K, Hh, W, 2, 2, P, Q, false);
+        K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(y), N, K, Hh, W, 2, 2, P, Q, false);
         // The GPU's y may differ from the CPU's by a rounding: pool the CPU's y on both.
         cg_device_copy(gpu, D(y), cg_cpu(), H(y), (size_t)y.n * cg_dtype_size(dt));
-        K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(y), N, K, Hh, W, 2, 2, P, Q);
+        K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(y), N, K, Hh, W, 2, 2, P, Q, false);
         expect_close("max_pool2d_forward_h", &p, 0, 0);
         K_CPU->max_pool2d_backward_h(dt, H(dyy), H(dp), H(am), p.n);
         K_GPU->max_pool2d_backward_h(dt, D(dyy), D(dp), D(am), p.n);
         expect_close("max_pool2d_backward_h", &dyy, 0, 0);
         twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y), twin_free(&dy), twin_free(&dx), twin_free(&dw);
         twin_free(&db), twin_free(&p), twin_free(&am), twin_free(&dp), twin_free(&dyy);
+        test_conv_cl(r, dt, N, C, Hh, W, K);
     }
+    test_conv_cl(r, dt, 4, 3, 12, 12, 24); // the fast network's first layer: 3 channels padded to 8
 }
 
 // Batch norm and GELU on 16-bit activations: the f32 arithmetic agrees to rounding, so each
@@ -126,26 +191,30 @@ static void test_conv_h(cg_rng *r, cg_dtype dt) {
 // either way); statistics and dgamma / dbeta (f32) as the f32 rows of test_cuda.
 static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
     double step = step_of(dt);
-    static const int64_t shapes[][3] = {{5, 3, 37}, {256, 16, 49}};
-    for (int v = 0; v < 2; v++)
+    static const int64_t shapes[][3] = {{5, 3, 37}, {256, 16, 49}, {64, 40, 9}};
+    for (int v = 0; v < 6; v++)
         for (int training = 1; training >= 0; training--) {
-            const int64_t N = shapes[v][0], C = shapes[v][1], HW = shapes[v][2], n = N * C * HW;
+            bool cl = v >= 3; // the same shapes stored channels-last
+            const int64_t N = shapes[v % 3][0], C = shapes[v % 3][1], HW = shapes[v % 3][2], n = N * C * HW;
             twin x = twin_uniform(r, n, dt, -2, 3), y = twin_new(n, dt), stats = twin_new(2 * C, CG_F32);
             twin gamma = twin_uniform(r, C, CG_F32, 0.5f, 1.5f), beta = twin_uniform(r, C, CG_F32, -1, 1);
             twin rm = twin_uniform(r, C, CG_F32, -0.5f, 0.5f), rv = twin_uniform(r, C, CG_F32, 0.5f, 2.0f);
             K_CPU->batch_norm_forward_h(dt, H(y), F(stats), F(rm), F(rv), H(x), F(gamma), F(beta), N, C, HW, 1e-5f,
-                                        0.1f, training);
+                                        0.1f, training, cl);
             K_GPU->batch_norm_forward_h(dt, D(y), (float *)D(stats), (float *)D(rm), (float *)D(rv), D(x), (float *)D(gamma), (float *)D(beta), N, C, HW, 1e-5f,
-                                        0.1f, training);
-            expect_close(training ? "batch_norm_forward_h train" : "batch_norm_forward_h eval", &y, step, step);
+                                        0.1f, training, cl);
+            char what[64];
+            snprintf(what, sizeof what, "batch_norm_forward_h %s%s", training ? "train" : "eval", cl ? " channels-last" : "");
+            expect_close(what, &y, step, step);
             expect_close("batch_norm_forward_h stats", &stats, 1e-5, 1e-5);
             expect_close("batch_norm_forward_h running_var", &rv, 1e-5, 1e-5);
             twin dy = twin_uniform(r, n, dt, -1, 1), dx = twin_uniform(r, n, dt, -1, 1);
             twin dg = twin_uniform(r, C, CG_F32, -1, 1), db = twin_uniform(r, C, CG_F32, -1, 1);
-            K_CPU->batch_norm_backward_h(dt, H(dx), F(dg), F(db), H(dy), H(x), F(gamma), F(stats), N, C, HW, training);
+            K_CPU->batch_norm_backward_h(dt, H(dx), F(dg), F(db), H(dy), H(x), F(gamma), F(stats), N, C, HW, training, cl);
             K_GPU->batch_norm_backward_h(dt, D(dx), (float *)D(dg), (float *)D(db), D(dy), D(x), (float *)D(gamma),
-                                         (float *)D(stats), N, C, HW, training);
-            expect_close(training ? "batch_norm_backward_h dx train" : "batch_norm_backward_h dx eval", &dx, step, step);
+                                         (float *)D(stats), N, C, HW, training, cl);
+            snprintf(what, sizeof what, "batch_norm_backward_h dx %s%s", training ? "train" : "eval", cl ? " channels-last" : "");
+            expect_close(what, &dx, step, step);
             expect_close("batch_norm_backward_h dgamma", &dg, 1e-3, 1e-4);
             expect_close("batch_norm_backward_h dbeta", &db, 1e-3, 1e-4);
             twin *all[] = {&x, &y, &stats, &gamma, &beta, &rm, &rv, &dy, &dx, &dg, &db};
@@ -274,7 +343,7 @@ int main(void) {
     const char *layouts[2] = {"nchw", "nhwc"};
     for (int l = 0; l < 2; l++) {
         setenv("CGRAD_CONV16_LAYOUT", layouts[l], 1);
-        printf("16-bit convolutions in %s:\n", layouts[l]);
+        printf("16-bit convolutions' outputs stored %s:\n", layouts[l]);
         test_conv_h(&r, CG_F16);
         test_conv_h(&r, CG_BF16);
         test_training(CG_PRECISION_FP16);

@@ -28,9 +28,67 @@ static void cast_cpu(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int
     half_store_cpu(y, ytype, v, n);
 }
 
+// ---- memory formats ------------------------------------------------------------------------------
+// The CPU's kernels are NCHW: a channels-last tensor is copied to NCHW, the NCHW kernel runs, and
+// what it writes is copied back. Its results are then those of the same tensors in NCHW, bit for
+// bit, which lets the tests compare the two formats exactly on the CPU (and the GPU against it).
+
+// y = x (N, C, HW) moved between NCHW and (N, HW, C); elements of `size` bytes (2 or 4).
+static void transpose_cpu(void *y, const void *x, size_t size, int64_t N, int64_t C, int64_t HW, bool to_channels_last) {
+#pragma omp parallel for if (N * C * HW >= CG_OMP_MIN_WORK)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t p = 0; p < HW; p++) {
+                int64_t nchw = (n * C + c) * HW + p, nhwc = (n * HW + p) * C + c;
+                int64_t to = to_channels_last ? nhwc : nchw, from = to_channels_last ? nchw : nhwc;
+                memcpy((char *)y + to * size, (const char *)x + from * size, size);
+            }
+}
+
+static void memory_format_copy_cpu(cg_dtype dtype, void *y, const void *x, int64_t N, int64_t C, int64_t HW,
+                                   bool to_channels_last, bool accumulate) {
+    int64_t n = N * C * HW;
+    size_t size = cg_dtype_size(dtype);
+    if (!accumulate) {
+        transpose_cpu(y, x, size, N, C, HW, to_channels_last);
+        return;
+    }
+    float *moved = half_scratch_cpu(8, n), *acc = half_widen_cpu(9, y, dtype, n);
+    transpose_cpu(moved, half_widen_cpu(10, x, dtype, n), sizeof(float), N, C, HW, to_channels_last);
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) acc[i] += moved[i];
+    half_store_cpu(y, dtype, acc, n);
+}
+
+// An f32 copy of x in NCHW, x stored channels-last when cl (scratch `slot` and slot + 8).
+static float *widen_nchw(int slot, const void *x, cg_dtype dtype, int64_t N, int64_t C, int64_t HW, bool cl) {
+    float *v = half_widen_cpu(slot, x, dtype, N * C * HW);
+    if (!cl || v == NULL) return v;
+    float *t = half_scratch_cpu(slot + 8, N * C * HW);
+    transpose_cpu(t, v, sizeof(float), N, C, HW, false);
+    return t;
+}
+
+// v (NCHW f32) rounded into home, stored channels-last when cl (scratch `slot`).
+static void store_from_nchw(int slot, void *home, cg_dtype dtype, float *v, int64_t N, int64_t C, int64_t HW, bool cl) {
+    if (home == NULL) return;
+    if (cl) {
+        float *t = half_scratch_cpu(slot, N * C * HW);
+        transpose_cpu(t, v, sizeof(float), N, C, HW, true);
+        v = t;
+    }
+    half_store_cpu(home, dtype, v, N * C * HW);
+}
+
+// A 16-bit NCHW copy (malloc'd) of x stored channels-last, or x itself.
+static void *copy16_nchw(const void *x, int64_t N, int64_t C, int64_t HW, bool cl) {
+    if (!cl || x == NULL) return (void *)x;
+    void *t = cg_xmalloc((size_t)(N * C * HW) * 2);
+    transpose_cpu(t, x, 2, N, C, HW, false);
+    return t;
+}
+
 // ---- products and convolutions -----------------------------------------------------------------
-
-
 
 static void add_bias_backward_h_cpu(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols) {
     float *dyf = half_widen_cpu(0, dy, dtype, rows * cols), *db = half_widen_cpu(1, dbias, dtype, cols);
@@ -63,12 +121,52 @@ void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, cons
     half_store_cpu(dbias, dtype, dbf, K);
 }
 
+// Through 16-bit NCHW copies of what is stored channels-last (see "memory formats" above).
+static void conv2d_forward_cl_cpu(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
+                                  const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                  int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    void *xn = copy16_nchw(x, N, C, H * W, x_cl), *yn = y_cl ? cg_xmalloc((size_t)(N * K * P * Q) * 2) : y;
+    conv2d_forward_h_cpu(dtype, yn, xn, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
+    if (y_cl) transpose_cpu(y, yn, 2, N, K, P * Q, true), free(yn);
+    if (xn != x) free(xn);
+}
+
+static void conv2d_backward_cl_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
+                                   const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
+                                   int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    void *dyn = copy16_nchw(dy, N, K, P * Q, dy_cl), *xn = copy16_nchw(x, N, C, H * W, x_cl);
+    void *dxn = copy16_nchw(dx, N, C, H * W, x_cl); // dx is stored as x
+    conv2d_backward_h_cpu(dtype, dxn, dw, dbias, dyn, xn, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    if (dxn != dx) transpose_cpu(dx, dxn, 2, N, C, H * W, true), free(dxn);
+    if (dyn != dy) free(dyn);
+    if (xn != x) free(xn);
+}
+
 // ---- pooling and ReLU --------------------------------------------------------------------------
 
 static void max_pool2d_forward_h_cpu(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
-                                     int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+                                     int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q,
+                                     bool channels_last) {
     float *xf = half_widen_cpu(0, x, dtype, N * C * H * W), *yf = half_scratch_cpu(1, N * C * P * Q);
-    max_pool2d_forward_cpu(yf, argmax, xf, N, C, H, W, kernel, stride, P, Q);
+    if (!channels_last) {
+        max_pool2d_forward_cpu(yf, argmax, xf, N, C, H, W, kernel, stride, P, Q);
+    } else { // the same windows in the same scan order, indices into x as stored (N, H, W, C)
+#pragma omp parallel for if (N * C * P * Q >= CG_OMP_MIN_WORK)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t p = 0; p < P; p++)
+                for (int64_t q = 0; q < Q; q++)
+                    for (int64_t c = 0; c < C; c++) {
+                        int64_t best = ((n * H + p * stride) * W + q * stride) * C + c;
+                        for (int64_t r = 0; r < kernel; r++)
+                            for (int64_t s = 0; s < kernel; s++) {
+                                int64_t j = ((n * H + p * stride + r) * W + q * stride + s) * C + c;
+                                if (xf[j] > xf[best]) best = j;
+                            }
+                        int64_t i = ((n * P + p) * Q + q) * C + c;
+                        yf[i] = xf[best];
+                        argmax[i] = (int32_t)best;
+                    }
+    }
     half_store_cpu(y, dtype, yf, N * C * P * Q); // a maximum of 16-bit values is one of them: exact
 }
 
@@ -104,21 +202,19 @@ static void relu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const 
 
 static void batch_norm_forward_h_cpu(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
                                      const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                                     int64_t HW, float eps, float momentum, bool training) {
-    int64_t n = N * C * HW;
-    float *xf = half_widen_cpu(0, x, dtype, n), *yf = half_scratch_cpu(1, n);
+                                     int64_t HW, float eps, float momentum, bool training, bool channels_last) {
+    float *xf = widen_nchw(0, x, dtype, N, C, HW, channels_last), *yf = half_scratch_cpu(1, N * C * HW);
     batch_norm_forward_cpu(yf, stats, running_mean, running_var, xf, gamma, beta, N, C, HW, eps, momentum, training);
-    half_store_cpu(y, dtype, yf, n);
+    store_from_nchw(9, y, dtype, yf, N, C, HW, channels_last);
 }
 
 static void batch_norm_backward_h_cpu(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
                                       const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
-                                      int64_t HW, bool training) {
-    int64_t n = N * C * HW;
-    float *dyf = half_widen_cpu(0, dy, dtype, n), *xf = half_widen_cpu(1, x, dtype, n);
-    float *dxf = half_widen_cpu(2, dx, dtype, n); // NULL when dx is
+                                      int64_t HW, bool training, bool channels_last) {
+    float *dyf = widen_nchw(0, dy, dtype, N, C, HW, channels_last), *xf = widen_nchw(1, x, dtype, N, C, HW, channels_last);
+    float *dxf = widen_nchw(2, dx, dtype, N, C, HW, channels_last); // NULL when dx is
     batch_norm_backward_cpu(dxf, dgamma, dbeta, dyf, xf, gamma, stats, N, C, HW, training);
-    half_store_cpu(dx, dtype, dxf, n);
+    store_from_nchw(3, dx, dtype, dxf, N, C, HW, channels_last);
 }
 
 static void gelu_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx) {
@@ -205,6 +301,9 @@ void amp_register_cpu(cg_kernels *k) {
     k->add_bias_backward_h = add_bias_backward_h_cpu;
     k->conv2d_forward_h = conv2d_forward_h_cpu;
     k->conv2d_backward_h = conv2d_backward_h_cpu;
+    k->conv2d_forward_cl = conv2d_forward_cl_cpu;
+    k->conv2d_backward_cl = conv2d_backward_cl_cpu;
+    k->memory_format_copy = memory_format_copy_cpu;
     k->max_pool2d_forward_h = max_pool2d_forward_h_cpu;
     k->max_pool2d_backward_h = max_pool2d_backward_h_cpu;
     k->relu_forward_h = relu_forward_h_cpu;

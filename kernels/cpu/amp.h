@@ -19,7 +19,7 @@ extern "C" {
 // check looks at the value before unscaling, and when *inv_scale is 1 the values are left as
 // they are. found_inf and inv_scale are pointers, as the kernel table's scalars are, so that a
 // captured CUDA Graph will read their current values.
-// The emulation's scratch: f32 buffer `slot` (0..7) with room for n floats, its contents undefined;
+// The emulation's scratch: f32 buffer `slot` (0..15; 8..15 for channels-last copies) with room for n floats, its contents undefined;
 // an f32 copy of n values of x (F16 or BF16; F32 copied) in buffer `slot`, NULL when x is NULL;
 // and an f32 result rounded into its 16-bit home (nothing when home is NULL). The 16-bit
 // kernels of amp.c and gemm.c share them (kernels/cpu/half_scratch.c).

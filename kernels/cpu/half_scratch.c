@@ -82,7 +82,7 @@ static void narrow(void *dst, cg_dtype t, const float *src, int64_t n) {
 }
 
 // Scratch buffer `slot` (0 .. SLOTS-1) with room for n floats; its contents are undefined.
-#define SLOTS 8
+#define SLOTS 16
 float *half_scratch_cpu(int slot, int64_t n) {
     static float *buffers[SLOTS];
     static int64_t sizes[SLOTS];

@@ -1,8 +1,9 @@
 // amp.cu: the GPU's kernels of mixed precision (the _h rows of core/kernels.h, the cast, the
 // loss scaler): fp16 / bf16 data, arithmetic in f32 registers, one rounding (to nearest even)
-// per stored value. Convolutions go to cuDNN with 16-bit data (cudnn_conv.c), NCHW or NHWC with
-// padded channels (CGRAD_CONV16_LAYOUT), or are widened to f32 when cuDNN has no engine. CPU twins: kernels/cpu/amp.c. The 16-bit
-// products are in gemm.cu, beside the cuBLAS handle.
+// per stored value. Convolutions go to cuDNN with 16-bit data (cudnn_conv.c), NCHW, or NHWC
+// where a tensor is stored channels-last (core/tensor.h; an NCHW operand is then copied to NHWC
+// with its channels padded to multiples of 8), or are widened to f32 when cuDNN has no engine.
+// CPU twins: kernels/cpu/amp.c. The 16-bit products are in gemm.cu, beside the cuBLAS handle.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -102,6 +103,31 @@ template <typename T> static __global__ void channel_bias_h_kernel(T *y, const T
     GRID_STRIDE(i, N * K * PQ) y[i] = f2h<T>(h2f(y[i]) + h2f(bias[i / PQ % K]));
 }
 
+// The same for y stored channels-last (N, PQ, K): the channel of element i is i mod K.
+template <typename T> static __global__ void channel_bias_cl_kernel(T *y, const T *bias, int64_t n, int64_t K) {
+    GRID_STRIDE(i, n) y[i] = f2h<T>(h2f(y[i]) + h2f(bias[i % K]));
+}
+
+// y = (or +=) x moved between NCHW (N, C, HW) and channels-last (N, HW, C), one thread per
+// element of y (T: float, __half or __nv_bfloat16; the sum rounded once).
+template <typename T>
+static __global__ void memory_format_kernel(T *y, const T *x, int n, cg_fast_divisor c, cg_fast_divisor hw,
+                                            bool to_channels_last, bool accumulate) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int from;
+        if (to_channels_last) { // i = (m HW + p) C + k
+            int row = (int)cg_fast_divide((uint32_t)i, c), k = i - row * (int)c.divisor;
+            int m = (int)cg_fast_divide((uint32_t)row, hw), p = row - m * (int)hw.divisor;
+            from = (m * (int)c.divisor + k) * (int)hw.divisor + p;
+        } else { // i = (m C + k) HW + p
+            int plane = (int)cg_fast_divide((uint32_t)i, hw), p = i - plane * (int)hw.divisor;
+            int m = (int)cg_fast_divide((uint32_t)plane, c), k = plane - m * (int)c.divisor;
+            from = (m * (int)hw.divisor + p) * (int)c.divisor + k;
+        }
+        y[i] = accumulate ? f2h<T>(h2f(y[i]) + h2f(x[from])) : x[from];
+    }
+}
+
 // NHWC with channel counts padded to multiples of 8, the layout cuDNN's fp16 / bf16 Tensor Core
 // kernels read (16-byte rows of channels). pack: src (N, C, HW) -> dst (Np, HW, Cp), the padding
 // rows and channels zero. unpack: dst (N, C, HW) = (or +=) src (., HW, Cp) without the padding.
@@ -173,17 +199,14 @@ static float *zeroed(int64_t n) {
     return z;
 }
 
+static void *zeroed16(int64_t n) {
+    void *z = cg_cuda_alloc((size_t)n * 2);
+    zero_cuda(z, (size_t)n * 2);
+    return z;
+}
+
 // ---- 16-bit convolutions in NHWC ---------------------------------------------------------------------
 #ifdef CG_HAVE_CUDNN
-
-// The layout 16-bit convolutions run in: NCHW, as the tensors are (the default), or NHWC with the
-// channels padded to multiples of 8 when the environment sets CGRAD_CONV16_LAYOUT=nhwc (read at
-// every call, so that a test can try both): Tensor Core kernels that read NHWC directly, at the
-// price of moving each operand into that layout and back.
-static bool conv16_nhwc(void) {
-    const char *v = getenv("CGRAD_CONV16_LAYOUT");
-    return v != NULL && strcmp(v, "nhwc") == 0;
-}
 
 static int64_t round8(int64_t n) { return (n + 7) / 8 * 8; }
 
@@ -199,46 +222,52 @@ static void unpacked(cg_dtype dtype, void *dst, const void *src, int64_t N, int6
     DISPATCH16(dtype, LAUNCH(unpack_nhwc_kernel<T>, N * C * HW, (T *)dst, (const T *)src, N, C, Cp, HW, accumulate));
 }
 
-static void *zeroed16(int64_t n) {
-    void *z = cg_cuda_alloc((size_t)n * 2);
-    zero_cuda(z, (size_t)n * 2);
-    return z;
-}
-
-// y (N, K, P, Q) = conv(x, w) through NHWC; false (nothing written) when cuDNN has no engine.
-static bool conv_forward_nhwc(cg_dtype dtype, void *y, const void *x, const void *w, int64_t N, int64_t C, int64_t H,
-                              int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
-                              int64_t Q) {
+// y = conv(x, w) in NHWC, y and x stored channels-last or NCHW (as y_cl, x_cl say): an NCHW
+// operand goes through an NHWC copy with its channels padded to multiples of 8 (channels-last
+// ones have them already: core/ops_conv.c makes them only so), the weights always (their copy is
+// small). False (nothing written) when cuDNN has no engine.
+static bool conv_forward_cl(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w, int64_t N,
+                            int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                            int64_t P, int64_t Q) {
+    CG_CHECK((!x_cl || C % 8 == 0) && (!y_cl || K % 8 == 0), "conv2d: channels-last with %lld -> %lld channels",
+             (long long)C, (long long)K);
     int64_t Cp = round8(C), Kp = round8(K);
     int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
-    void *xh = packed(dtype, x, N, N, C, Cp, H * W), *wh = packed(dtype, w, K, Kp, C, Cp, R * S);
-    void *yh = cg_cuda_alloc((size_t)(N * P * Q * Kp) * 2);
+    void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W), *wh = packed(dtype, w, K, Kp, C, Cp, R * S);
+    void *yh = y_cl ? y : cg_cuda_alloc((size_t)(N * P * Q * Kp) * 2);
     bool done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, true, xh, wh, yh, dh);
-    if (done) unpacked(dtype, y, yh, N, K, Kp, P * Q, false);
-    cg_cuda_free(xh), cg_cuda_free(wh), cg_cuda_free(yh);
+    if (done && !y_cl) unpacked(dtype, y, yh, N, K, Kp, P * Q, false);
+    if (!x_cl) cg_cuda_free(xh);
+    if (!y_cl) cg_cuda_free(yh);
+    cg_cuda_free(wh);
     return done;
 }
 
-// dx and / or dw += the gradients through NHWC; *data_done / *filter_done say what was done.
-static void conv_backward_nhwc(cg_dtype dtype, void *dx, void *dw, const void *dy, const void *x, const void *w,
-                               int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                               int64_t stride, int64_t pad, int64_t P, int64_t Q, bool *data_done, bool *filter_done) {
+// dx and / or dw += the gradients in NHWC, dy and x (and dx) stored as dy_cl, x_cl say;
+// *data_done / *filter_done say what was done.
+static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy, bool dy_cl, const void *x, bool x_cl,
+                             const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                             int64_t stride, int64_t pad, int64_t P, int64_t Q, bool *data_done, bool *filter_done) {
+    CG_CHECK((!x_cl || C % 8 == 0) && (!dy_cl || K % 8 == 0), "conv2d: channels-last with %lld -> %lld channels",
+             (long long)C, (long long)K);
     int64_t Cp = round8(C), Kp = round8(K);
     int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
-    void *dyh = packed(dtype, dy, N, N, K, Kp, P * Q);
+    void *dyh = dy_cl ? (void *)dy : packed(dtype, dy, N, N, K, Kp, P * Q);
     if (dw) {
-        void *xh = packed(dtype, x, N, N, C, Cp, H * W), *dwh = zeroed16(Kp * R * S * Cp);
+        void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W), *dwh = zeroed16(Kp * R * S * Cp);
         *filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, true, xh, dwh, dyh, dh);
         if (*filter_done) unpacked(dtype, dw, dwh, K, C, Cp, R * S, true);
-        cg_cuda_free(xh), cg_cuda_free(dwh);
+        if (!x_cl) cg_cuda_free(xh);
+        cg_cuda_free(dwh);
     }
     if (dx) {
-        void *wh = packed(dtype, w, K, Kp, C, Cp, R * S), *dxh = zeroed16(N * H * W * Cp);
-        *data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, true, dxh, wh, dyh, dh);
-        if (*data_done) unpacked(dtype, dx, dxh, N, C, Cp, H * W, true);
-        cg_cuda_free(wh), cg_cuda_free(dxh);
+        void *wh = packed(dtype, w, K, Kp, C, Cp, R * S), *dxh = x_cl ? dx : zeroed16(N * H * W * Cp);
+        *data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, true, dxh, wh, dyh, dh); // adds to dxh
+        if (*data_done && !x_cl) unpacked(dtype, dx, dxh, N, C, Cp, H * W, true);
+        if (!x_cl) cg_cuda_free(dxh);
+        cg_cuda_free(wh);
     }
-    cg_cuda_free(dyh);
+    if (!dy_cl) cg_cuda_free((void *)dyh);
 }
 #endif
 
@@ -266,8 +295,9 @@ static void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const
 }
 
 static void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
-                                      int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
-    DISPATCH16(dtype, max_pool_launch<T>((T *)y, argmax, (const T *)x, N, C, H, W, kernel, stride, P, Q));
+                                      int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q,
+                                      bool channels_last) {
+    DISPATCH16(dtype, max_pool_launch<T>((T *)y, argmax, (const T *)x, N, C, H, W, kernel, stride, P, Q, channels_last));
 }
 
 static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n) {
@@ -278,16 +308,26 @@ static void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy
     DISPATCH16(dtype, LAUNCH(bias_backward_h_kernel<T>, cols, (T *)dbias, (const T *)dy, rows, cols));
 }
 
+// dbias += the sums of dy (N, K, PQ) over N and PQ (conv_bias_partial_h_kernel, then the totals).
+static void conv_bias_grad_h(cg_dtype dtype, void *dbias, const void *dy, int64_t N, int64_t K, int64_t PQ) {
+    CG_CHECK(N * PQ < INT32_MAX && K * N < INT32_MAX, "conv2d bias gradient: sizes overflow 32-bit indices");
+    float *partial = (float *)cg_cuda_alloc((size_t)(K * N) * sizeof(float));
+    DISPATCH16(dtype, {
+        conv_bias_partial_h_kernel<T><<<dim3((unsigned)K, (unsigned)N), CG_THREADS, 0, cg_cuda_stream()>>>(
+            partial, (const T *)dy, (int)N, (int)K, (int)PQ);
+        CG_LAUNCH_CHECK();
+        LAUNCH(conv_bias_total_h_kernel<T>, K, (T *)dbias, partial, (int)N, (int)K);
+    });
+    cg_cuda_free(partial);
+}
+
 static void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
                                   int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                                   int64_t pad, int64_t P, int64_t Q) {
     bool done = false;
 #ifdef CG_HAVE_CUDNN
     int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
-    if (conv16_nhwc())
-        done = conv_forward_nhwc(dtype, y, x, w, N, C, H, W, K, R, S, stride, pad, P, Q);
-    else
-        done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, false, (void *)x, (void *)w, y, d);
+    done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, false, (void *)x, (void *)w, y, d);
     if (done && bias) DISPATCH16(dtype, LAUNCH(channel_bias_h_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, N, K, P * Q));
 #endif
     if (!done) { // no 16-bit engine (or no cuDNN): f32 on widened copies, rounded once
@@ -303,28 +343,13 @@ static void conv2d_forward_h_cuda(cg_dtype dtype, void *y, const void *x, const 
 static void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *x,
                                    const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                    int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    if (dbias) {
-        CG_CHECK(N * P * Q < INT32_MAX && K * N < INT32_MAX, "conv2d bias gradient: sizes overflow 32-bit indices");
-        float *partial = (float *)cg_cuda_alloc((size_t)(K * N) * sizeof(float));
-        DISPATCH16(dtype, {
-            conv_bias_partial_h_kernel<T><<<dim3((unsigned)K, (unsigned)N), CG_THREADS, 0, cg_cuda_stream()>>>(
-                partial, (const T *)dy, (int)N, (int)K, (int)(P * Q));
-            CG_LAUNCH_CHECK();
-            LAUNCH(conv_bias_total_h_kernel<T>, K, (T *)dbias, partial, (int)N, (int)K);
-        });
-        cg_cuda_free(partial);
-    }
+    if (dbias) conv_bias_grad_h(dtype, dbias, dy, N, K, P * Q);
     bool filter_done = dw == NULL, data_done = dx == NULL;
 #ifdef CG_HAVE_CUDNN
     int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
-    if (conv16_nhwc()) {
-        conv_backward_nhwc(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, x, w, N, C, H, W, K, R, S,
-                           stride, pad, P, Q, &data_done, &filter_done);
-    } else {
-        if (!filter_done)
-            filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, false, (void *)x, dw, (void *)dy, d);
-        if (!data_done) data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, false, dx, (void *)w, (void *)dy, d);
-    }
+    if (!filter_done)
+        filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, false, (void *)x, dw, (void *)dy, d);
+    if (!data_done) data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, false, dx, (void *)w, (void *)dy, d);
 #endif
     if (filter_done && data_done) return;
     // What cuDNN could not do in 16 bits: f32 on widened copies, added to the 16-bit gradients.
@@ -335,6 +360,65 @@ static void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbi
     if (dxf) cast_cuda(dx, dtype, dxf, CG_F32, N * C * H * W, true), cg_cuda_free(dxf);
     if (dwf) cast_cuda(dw, dtype, dwf, CG_F32, K * C * R * S, true), cg_cuda_free(dwf);
     cg_cuda_free(dyf), cg_cuda_free(xf), cg_cuda_free(wf);
+}
+
+static void memory_format_copy_cuda(cg_dtype dtype, void *y, const void *x, int64_t N, int64_t C, int64_t HW,
+                                    bool to_channels_last, bool accumulate) {
+    int64_t n = N * C * HW;
+    cg_cuda_check_int32("to_memory_format", n);
+    cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make((uint32_t)HW);
+    if (dtype == CG_F32)
+        LAUNCH(memory_format_kernel<float>, n, (float *)y, (const float *)x, (int)n, c, hw, to_channels_last, accumulate);
+    else
+        DISPATCH16(dtype, LAUNCH(memory_format_kernel<T>, n, (T *)y, (const T *)x, (int)n, c, hw, to_channels_last,
+                                 accumulate));
+}
+
+// A 16-bit NCHW copy (caching allocator) of x (N, C, HW) stored channels-last, or x itself.
+static void *nchw16(cg_dtype dtype, const void *x, int64_t N, int64_t C, int64_t HW, bool cl) {
+    if (!cl) return (void *)x;
+    void *t = cg_cuda_alloc((size_t)(N * C * HW) * 2);
+    memory_format_copy_cuda(dtype, t, x, N, C, HW, false, false);
+    return t;
+}
+
+static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
+                                   const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                   int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    bool done = false;
+#ifdef CG_HAVE_CUDNN
+    done = conv_forward_cl(dtype, y, y_cl, x, x_cl, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    if (done && bias && y_cl)
+        DISPATCH16(dtype, LAUNCH(channel_bias_cl_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, N * K * P * Q, K));
+    if (done && bias && !y_cl)
+        DISPATCH16(dtype, LAUNCH(channel_bias_h_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, N, K, P * Q));
+#endif
+    if (!done) { // the NCHW path on NCHW copies
+        void *xn = nchw16(dtype, x, N, C, H * W, x_cl), *yn = y_cl ? cg_cuda_alloc((size_t)(N * K * P * Q) * 2) : y;
+        conv2d_forward_h_cuda(dtype, yn, xn, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
+        if (y_cl) memory_format_copy_cuda(dtype, y, yn, N, K, P * Q, true, false), cg_cuda_free(yn);
+        if (x_cl) cg_cuda_free(xn);
+    }
+}
+
+static void conv2d_backward_cl_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
+                                    const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
+                                    int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (dbias && dy_cl) conv_bias_grad_cl_cuda(dtype, dbias, dy, N, K, P * Q);
+    if (dbias && !dy_cl) conv_bias_grad_h(dtype, dbias, dy, N, K, P * Q);
+    bool filter_done = dw == NULL, data_done = dx == NULL;
+#ifdef CG_HAVE_CUDNN
+    conv_backward_cl(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, dy_cl, x, x_cl, w, N, C, H, W, K, R, S,
+                     stride, pad, P, Q, &data_done, &filter_done);
+#endif
+    if (filter_done && data_done) return;
+    // The NCHW path on NCHW copies for what cuDNN could not do here.
+    void *dyn = nchw16(dtype, dy, N, K, P * Q, dy_cl), *xn = nchw16(dtype, x, N, C, H * W, x_cl);
+    void *dxn = data_done ? NULL : x_cl ? zeroed16(N * C * H * W) : dx;
+    conv2d_backward_h_cuda(dtype, dxn, filter_done ? NULL : dw, NULL, dyn, xn, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    if (dxn && x_cl) memory_format_copy_cuda(dtype, dx, dxn, N, C, H * W, true, true), cg_cuda_free(dxn);
+    if (dy_cl) cg_cuda_free(dyn);
+    if (x_cl) cg_cuda_free(xn);
 }
 
 static void amp_unscale_check_cuda(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n) {
@@ -356,6 +440,9 @@ extern "C" void amp_register_cuda(cg_kernels *k) {
     k->add_bias_backward_h = add_bias_backward_h_cuda;
     k->conv2d_forward_h = conv2d_forward_h_cuda;
     k->conv2d_backward_h = conv2d_backward_h_cuda;
+    k->conv2d_forward_cl = conv2d_forward_cl_cuda;
+    k->conv2d_backward_cl = conv2d_backward_cl_cuda;
+    k->memory_format_copy = memory_format_copy_cuda;
     k->max_pool2d_forward_h = max_pool2d_forward_h_cuda;
     k->max_pool2d_backward_h = max_pool2d_backward_h_cuda;
     k->relu_forward_h = relu_forward_h_cuda;

@@ -115,12 +115,39 @@ static __global__ void max_pool_kernel(T *y, int32_t *argmax, const T *x, int n,
     }
 }
 
+// Channels-last x (N, H, W, C) and y (N, P, Q, C): element i of y is (row, k) with row = (m P + p)
+// Q + q; the same windows in the same order as above, argmax indexing x as stored.
+template <typename T>
+static __global__ void max_pool_cl_kernel(T *y, int32_t *argmax, const T *x, int n, int H, int W, int kernel, int stride,
+                                          cg_fast_divisor c, cg_fast_divisor pq, cg_fast_divisor q) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int row = (int)cg_fast_divide((uint32_t)i, c), k = i - row * (int)c.divisor;
+        int m = (int)cg_fast_divide((uint32_t)row, pq), pos = row - m * (int)pq.divisor;
+        int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * (int)q.divisor;
+        int C = (int)c.divisor, first = ((m * H + p * stride) * W + col * stride) * C + k, best = first;
+        float best_value = h2f(x[best]);
+        for (int r = 0; r < kernel; r++)
+            for (int s = 0; s < kernel; s++) {
+                int j = first + (r * W + s) * C;
+                float v = h2f(x[j]);
+                if (v > best_value) best = j, best_value = v;
+            }
+        y[i] = x[best];
+        argmax[i] = best;
+    }
+}
+
 template <typename T>
 static void max_pool_launch(T *y, int32_t *argmax, const T *x, int64_t N, int64_t C, int64_t H, int64_t W,
-                            int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
+                            int64_t kernel, int64_t stride, int64_t P, int64_t Q, bool channels_last = false) {
     cg_cuda_check_int32("max_pool2d", N * C * H * W);
-    LAUNCH(max_pool_kernel<T>, N * C * P * Q, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W, (int)kernel,
-           (int)stride, cg_fast_divisor_make((uint32_t)(P * Q)), cg_fast_divisor_make((uint32_t)Q));
+    if (channels_last)
+        LAUNCH(max_pool_cl_kernel<T>, N * C * P * Q, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W, (int)kernel,
+               (int)stride, cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make((uint32_t)(P * Q)),
+               cg_fast_divisor_make((uint32_t)Q));
+    else
+        LAUNCH(max_pool_kernel<T>, N * C * P * Q, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W, (int)kernel,
+               (int)stride, cg_fast_divisor_make((uint32_t)(P * Q)), cg_fast_divisor_make((uint32_t)Q));
 }
 
 extern "C" {
@@ -134,6 +161,8 @@ void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, c
                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                           int64_t pad, int64_t P, int64_t Q);
 void add_bias_forward_cuda(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
+// dbias (K) += the column sums of dy (N, PQ, K) stored channels-last, 16-bit (norm.cu).
+void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t N, int64_t K, int64_t PQ);
 void rng_uniform_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float lo, float hi);
 // Mixed precision (the _h rows of core/kernels.h): gemm.cu and amp.cu.
 // The benchmark's products (core/bench.h: cg_bench_gemm), from gemm.cu.

@@ -12,6 +12,9 @@
 //      caller wants (mean and inverse std, the gradients of gamma and beta, the sums to reduce).
 // The elementwise passes (normalise, dx) run over the flat tensor, one thread per element, with
 // the channel of element i, i / HW mod C, found by multiply-high (fast_divide.h).
+// 16-bit tensors may be stored channels-last (N, HW, C) (core/tensor.h): step 1 then has its own
+// kernel (a block sums 32 neighbouring channels over a share of the N HW rows), and the channel
+// of element i is i mod C (the same passes with 1 for HW).
 // Each kernel is a template on the activations' type: f32, or 16 bits under autocast (the
 // _h rows: values widened in registers, sums in f32, each stored value rounded once).
 #include "kernels/cuda/cuda.h"
@@ -62,15 +65,59 @@ static __global__ void channel_partial_sums(float *partial, const T *a, const T 
     }
 }
 
+// Channels-last: block (g, s) sums channels [32 g, 32 g + 32) over rows [s R / S, (s + 1) R / S)
+// of the (R = N HW) x C matrix. Thread (tx, ty) takes channel 32 g + tx and rows ty, ty + 8, ...:
+// the 32 lanes of a warp read 32 neighbouring values of one row. The 8 row sums of each channel
+// are then added in shared memory, in order.
+enum { CL_CHANNELS = 32, CL_ROWS = 8 };
+template <int what, typename T>
+static __global__ void channel_partial_sums_cl(float *partial, const T *a, const T *x, const float *stats, int rows,
+                                              int C) {
+    __shared__ float sums[2][CL_ROWS][CL_CHANNELS + 1];
+    int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * CL_CHANNELS + tx, s = blockIdx.y, S = gridDim.y;
+    int r_end = (int)((int64_t)(s + 1) * rows / S);
+    float sum = 0.0f, sum2 = 0.0f;
+    if (c < C) {
+        float mean = what == SUMS_OF_DY ? stats[c] : 0.0f;
+        for (int r = (int)((int64_t)s * rows / S) + ty; r < r_end; r += CL_ROWS) {
+            int64_t i = (int64_t)r * C + c;
+            float v = h2f(a[i]);
+            sum += v;
+            sum2 += what == SUMS_OF_X ? v * v : v * (h2f(x[i]) - mean);
+        }
+    }
+    sums[0][ty][tx] = sum, sums[1][ty][tx] = sum2;
+    __syncthreads();
+    if (ty == 0 && c < C) {
+        float total = 0.0f, total2 = 0.0f;
+        for (int k = 0; k < CL_ROWS; k++) total += sums[0][k][tx], total2 += sums[1][k][tx];
+        partial[((int64_t)s * C + c) * 2] = total;
+        partial[((int64_t)s * C + c) * 2 + 1] = total2;
+    }
+}
+
 // A new device buffer (caching allocator) with step 1's partial sums of `what`; *shares = S.
+// channels_last: a and x stored (N, HW, C).
 template <int what, typename T>
 static float *partial_sums(int64_t *shares, const T *a, const T *x, const float *stats, int64_t N, int64_t C,
-                           int64_t HW) {
+                           int64_t HW, bool channels_last = false) {
     cg_cuda_check_int32("batch_norm", N * C * HW);
-    int64_t S = image_shares(N, C, HW);
-    float *partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
-    channel_partial_sums<what, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
-        partial, a, x, stats, (int)N, (int)C, (int)HW);
+    int64_t S;
+    float *partial;
+    if (!channels_last) {
+        S = image_shares(N, C, HW);
+        partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
+        channel_partial_sums<what, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
+            partial, a, x, stats, (int)N, (int)C, (int)HW);
+    } else { // a few thousand blocks, each over at least 64 rows
+        int64_t groups = (C + CL_CHANNELS - 1) / CL_CHANNELS, rows = N * HW;
+        S = (4096 + groups - 1) / groups;
+        if (S > rows / 64) S = rows / 64;
+        if (S < 1) S = 1;
+        partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
+        channel_partial_sums_cl<what, T><<<dim3((unsigned)groups, (unsigned)S), dim3(CL_CHANNELS, CL_ROWS), 0,
+                                           cg_cuda_stream()>>>(partial, a, x, stats, (int)rows, (int)C);
+    }
     CG_LAUNCH_CHECK();
     *shares = S;
     return partial;
@@ -186,21 +233,24 @@ static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *ga
     }
 }
 
+// channels_last: the channel of element i is i mod C (HW taken as 1 in i / HW mod C).
 template <typename T>
 static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
-                      int64_t HW) {
+                      int64_t HW, bool channels_last = false) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    LAUNCH(normalize_kernel<T>, n, y, x, gamma, beta, stats, (int)n, (int)C, cg_fast_divisor_make((uint32_t)HW));
+    LAUNCH(normalize_kernel<T>, n, y, x, gamma, beta, stats, (int)n, (int)C,
+           cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW));
 }
 
 template <typename T>
 static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, const float *stats, const double *sums,
-                           float m, const float *m_on_device, int64_t N, int64_t C, int64_t HW, bool training) {
+                           float m, const float *m_on_device, int64_t N, int64_t C, int64_t HW, bool training,
+                           bool channels_last = false) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
     LAUNCH(dx_kernel<T>, n, dx, dy, x, gamma, stats, sums, m, m_on_device, (int)n, (int)C,
-           cg_fast_divisor_make((uint32_t)HW), training);
+           cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW), training);
 }
 
 // ---- the table's rows ------------------------------------------------------------------------------
@@ -210,27 +260,40 @@ static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, c
 // The forward and backward for f32 (T = float) and 16-bit (T = __half, __nv_bfloat16) tensors.
 template <typename T>
 static void bn_forward(T *y, float *stats, float *running_mean, float *running_var, const T *x, const float *gamma,
-                       const float *beta, int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training) {
+                       const float *beta, int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
+                       bool channels_last = false) {
     if (training) {
         int64_t S;
-        float *partial = partial_sums<SUMS_OF_X, T>(&S, x, NULL, NULL, N, C, HW);
+        float *partial = partial_sums<SUMS_OF_X, T>(&S, x, NULL, NULL, N, C, HW, channels_last);
         LAUNCH(batch_stats_kernel, C, stats, running_mean, running_var, partial, S, C, (double)(N * HW), eps, momentum);
         cg_cuda_free(partial);
     } else {
         LAUNCH(running_stats_kernel, C, stats, running_mean, running_var, C, eps);
     }
-    normalize<T>(y, x, gamma, beta, stats, N, C, HW);
+    normalize<T>(y, x, gamma, beta, stats, N, C, HW, channels_last);
 }
 
 template <typename T>
 static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T *x, const float *gamma,
-                        const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
+                        const float *stats, int64_t N, int64_t C, int64_t HW, bool training, bool channels_last = false) {
     int64_t S;
-    float *partial = partial_sums<SUMS_OF_DY, T>(&S, dy, x, stats, N, C, HW);
+    float *partial = partial_sums<SUMS_OF_DY, T>(&S, dy, x, stats, N, C, HW, channels_last);
     double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
     LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
-    if (dx) input_gradient<T>(dx, dy, x, gamma, stats, totals, (float)(N * HW), NULL, N, C, HW, training);
+    if (dx)
+        input_gradient<T>(dx, dy, x, gamma, stats, totals, (float)(N * HW), NULL, N, C, HW, training, channels_last);
     cg_cuda_free(partial), cg_cuda_free(totals);
+}
+
+// The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last: dbias[k] =
+// round(dbias[k] + the sum of column k), in f32 then f64 as batch norm's sums (conv_bias_grad_cl_cuda below).
+template <typename T>
+static __global__ void add_bias_grad_kernel(T *dbias, const float *partial, int64_t S, int64_t C) {
+    GRID_STRIDE(c, C) {
+        double sum, unused;
+        add_shares(&sum, &unused, partial, S, C, c);
+        dbias[c] = f2h<T>(h2f(dbias[c]) + (float)sum);
+    }
 }
 
 extern "C" {
@@ -247,16 +310,26 @@ static void batch_norm_backward_cuda(float *dx, float *dgamma, float *dbeta, con
 
 static void batch_norm_forward_h_cuda(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
                                       const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                                      int64_t HW, float eps, float momentum, bool training) {
+                                      int64_t HW, float eps, float momentum, bool training, bool channels_last) {
     DISPATCH16(dtype, bn_forward<T>((T *)y, stats, running_mean, running_var, (const T *)x, gamma, beta, N, C, HW, eps,
-                                    momentum, training));
+                                    momentum, training, channels_last));
 }
 
 static void batch_norm_backward_h_cuda(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
                                        const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
-                                       int64_t HW, bool training) {
+                                       int64_t HW, bool training, bool channels_last) {
     DISPATCH16(dtype, bn_backward<T>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma, stats, N, C, HW,
-                                     training));
+                                     training, channels_last));
+}
+
+// The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last (amp.cu).
+void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t N, int64_t K, int64_t PQ) {
+    DISPATCH16(dtype, {
+        int64_t S;
+        float *partial = partial_sums<SUMS_OF_X, T>(&S, (const T *)dy, NULL, NULL, N, K, PQ, true);
+        LAUNCH(add_bias_grad_kernel<T>, K, (T *)dbias, partial, S, K);
+        cg_cuda_free(partial);
+    });
 }
 
 static void batch_norm_sums_cuda(double *sums, const float *x, int64_t N, int64_t C, int64_t HW) {
