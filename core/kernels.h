@@ -279,7 +279,10 @@ typedef struct cg_kernels {
     void (*max_pool2d_forward_h)(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
                                  int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q,
                                  bool channels_last);
-    void (*max_pool2d_backward_h)(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n);
+    // dx[argmax[i]] = round(dx[argmax[i]] + dy[i]), i < n; overlapping: windows may share an input
+    // (kernel > stride: the GPU then adds atomically), else each input gets one gradient at most.
+    void (*max_pool2d_backward_h)(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n,
+                                  bool overlapping);
     void (*relu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n);
     void (*relu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n);
     // Batch normalisation and GELU on 16-bit activations (x, y, dy, dx of dtype), as cuDNN's batch

@@ -167,7 +167,7 @@ static void max_pool2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n
                                        (const int32_t *)n->saved[0]->data, n->out->numel);
     else
         KERNEL(k, max_pool2d_backward_h)(n->out->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data,
-                                         (const int32_t *)n->saved[0]->data, n->out->numel);
+                                         (const int32_t *)n->saved[0]->data, n->out->numel, n->iattr[0] > n->iattr[1]);
 }
 
 cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {

@@ -218,7 +218,7 @@ static void test_fused(cg_dtype dt, const char *path_name) {
         k->max_pool2d_forward_h(dt, y3, argmax, r, c->N, c->K, P, Q, 2, 2, P2, Q2, false);
         uint16_t *dr = calloc((size_t)ny, 2), *dconv = calloc((size_t)ny, 2);
         uint16_t *dx3 = copy16(dx0, nx), *dw3 = copy16(dw0, nw), *db3 = copy16(db0, c->K);
-        k->max_pool2d_backward_h(dt, dr, dy, argmax, np);
+        k->max_pool2d_backward_h(dt, dr, dy, argmax, np, false);
         k->relu_backward_h(dt, dconv, dr, r, ny);
         k->conv2d_backward_h(dt, dx3, dw3, db3, dconv, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride,
                              c->pad, P, Q);

@@ -134,8 +134,8 @@ static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t H
         K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(xl), N, C, Hh, W, 2, 2, P, Q, true);
         expect_close("max_pool2d_forward_h channels-last", &p, 0, 0);
         expect_close("max_pool2d_forward_h channels-last arg-max", &am, 0, 0);
-        K_CPU->max_pool2d_backward_h(dt, H(dxl), H(dp), H(am), p.n);
-        K_GPU->max_pool2d_backward_h(dt, D(dxl), D(dp), D(am), p.n);
+        K_CPU->max_pool2d_backward_h(dt, H(dxl), H(dp), H(am), p.n, false);
+        K_GPU->max_pool2d_backward_h(dt, D(dxl), D(dp), D(am), p.n, false);
         expect_close("max_pool2d_backward_h channels-last", &dxl, 0, 0);
         twin_free(&p), twin_free(&am), twin_free(&dxl), twin_free(&dp);
     }
@@ -176,9 +176,12 @@ static void test_conv_h(cg_rng *r, cg_dtype dt) {
         cg_device_copy(gpu, D(y), cg_cpu(), H(y), (size_t)y.n * cg_dtype_size(dt));
         K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(y), N, K, Hh, W, 2, 2, P, Q, false);
         expect_close("max_pool2d_forward_h", &p, 0, 0);
-        K_CPU->max_pool2d_backward_h(dt, H(dyy), H(dp), H(am), p.n);
-        K_GPU->max_pool2d_backward_h(dt, D(dyy), D(dp), D(am), p.n);
+        K_CPU->max_pool2d_backward_h(dt, H(dyy), H(dp), H(am), p.n, false);
+        K_GPU->max_pool2d_backward_h(dt, D(dyy), D(dp), D(am), p.n, false);
         expect_close("max_pool2d_backward_h", &dyy, 0, 0);
+        K_CPU->max_pool2d_backward_h(dt, H(dyy), H(dp), H(am), p.n, true); // the atomic path (same windows)
+        K_GPU->max_pool2d_backward_h(dt, D(dyy), D(dp), D(am), p.n, true);
+        expect_close("max_pool2d_backward_h, atomic", &dyy, 0, 0);
         twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y), twin_free(&dy), twin_free(&dx), twin_free(&dw);
         twin_free(&db), twin_free(&p), twin_free(&am), twin_free(&dp), twin_free(&dyy);
         test_conv_cl(r, dt, N, C, Hh, W, K);

@@ -171,7 +171,9 @@ static void max_pool2d_forward_h_cpu(cg_dtype dtype, void *y, int32_t *argmax, c
 }
 
 // dx[argmax[i]] += dy[i] for 16-bit dx: each sum rounded once, as the GPU's 16-bit atomics do.
-static void max_pool2d_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n) {
+static void max_pool2d_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n,
+                                      bool overlapping) {
+    (void)overlapping; // one thread, in order: the same either way
     uint16_t *d = (uint16_t *)dx;
     const uint16_t *g = (const uint16_t *)dy;
     for (int64_t i = 0; i < n; i++) {

@@ -65,9 +65,18 @@ template <typename T> static __device__ void atomic_add_16(T *p, float v) {
     } while (old != assumed);
 }
 
+// Windows that do not overlap (kernel <= stride) send at most one gradient to each input: a plain
+// read-add-store then (the compare-and-swap loop cost as much as the pooling's forward).
 template <typename T>
-static __global__ void max_pool_backward_h_kernel(T *dx, const T *dy, const int32_t *argmax, int64_t n) {
-    GRID_STRIDE(i, n) atomic_add_16(&dx[argmax[i]], h2f(dy[i]));
+static __global__ void max_pool_backward_h_kernel(T *dx, const T *dy, const int32_t *argmax, int64_t n,
+                                                  bool overlapping) {
+    GRID_STRIDE(i, n) {
+        T *p = &dx[argmax[i]];
+        if (overlapping)
+            atomic_add_16(p, h2f(dy[i]));
+        else
+            *p = f2h<T>(h2f(*p) + h2f(dy[i]));
+    }
 }
 
 // dbias[c] += sum over rows of dy (rows, cols): one thread per column, the sum in f32 (a fixed
@@ -103,9 +112,14 @@ template <typename T> static __global__ void channel_bias_h_kernel(T *y, const T
     GRID_STRIDE(i, N * K * PQ) y[i] = f2h<T>(h2f(y[i]) + h2f(bias[i / PQ % K]));
 }
 
-// The same for y stored channels-last (N, PQ, K): the channel of element i is i mod K.
-template <typename T> static __global__ void channel_bias_cl_kernel(T *y, const T *bias, int64_t n, int64_t K) {
-    GRID_STRIDE(i, n) y[i] = f2h<T>(h2f(y[i]) + h2f(bias[i % K]));
+// The same for y stored channels-last (N, PQ, K): the channel of element i is i mod K (by
+// multiply-high: a 64-bit remainder per element took as long as the convolution it follows).
+template <typename T>
+static __global__ void channel_bias_cl_kernel(T *y, const T *bias, int n, cg_fast_divisor k) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int c = i - (int)cg_fast_divide((uint32_t)i, k) * (int)k.divisor;
+        y[i] = f2h<T>(h2f(y[i]) + h2f(bias[c]));
+    }
 }
 
 // y = (or +=) x moved between NCHW (N, C, HW) and channels-last (N, HW, C), one thread per
@@ -300,8 +314,9 @@ static void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, 
     DISPATCH16(dtype, max_pool_launch<T>((T *)y, argmax, (const T *)x, N, C, H, W, kernel, stride, P, Q, channels_last));
 }
 
-static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n) {
-    DISPATCH16(dtype, LAUNCH(max_pool_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, argmax, n));
+static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n,
+                                       bool overlapping) {
+    DISPATCH16(dtype, LAUNCH(max_pool_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, argmax, n, overlapping));
 }
 
 static void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols) {
@@ -388,8 +403,11 @@ static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const voi
     bool done = false;
 #ifdef CG_HAVE_CUDNN
     done = conv_forward_cl(dtype, y, y_cl, x, x_cl, w, N, C, H, W, K, R, S, stride, pad, P, Q);
-    if (done && bias && y_cl)
-        DISPATCH16(dtype, LAUNCH(channel_bias_cl_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, N * K * P * Q, K));
+    if (done && bias && y_cl) {
+        cg_cuda_check_int32("conv2d bias", N * K * P * Q);
+        DISPATCH16(dtype, LAUNCH(channel_bias_cl_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, (int)(N * K * P * Q),
+                                 cg_fast_divisor_make((uint32_t)K)));
+    }
     if (done && bias && !y_cl)
         DISPATCH16(dtype, LAUNCH(channel_bias_h_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, N, K, P * Q));
 #endif

@@ -8,8 +8,11 @@
 //      to partial[s][c]. S is chosen so that there are a few thousand blocks: one block per
 //      channel (the first version of this file) left most of the GPU idle at 64 channels and
 //      took most of a small CIFAR network's step.
-//   2. a per-channel kernel adds the S partials in f64, in order, and turns them into what the
-//      caller wants (mean and inverse std, the gradients of gamma and beta, the sums to reduce).
+//   2. a per-channel kernel adds the S partials in f64 and turns them into what the caller wants
+//      (mean and inverse std, the gradients of gamma and beta, the sums to reduce). One warp per
+//      channel: lane l adds shares l, l + 32, ..., then the 32 lane sums are added in a fixed
+//      tree (the same bits every run). One thread per channel walking all S shares took a third
+//      of the fast network's step once S was in the thousands.
 // The elementwise passes (normalise, dx) run over the flat tensor, one thread per element, with
 // the channel of element i, i / HW mod C, found by multiply-high (fast_divide.h).
 // 16-bit tensors may be stored channels-last (N, HW, C) (core/tensor.h): step 1 then has its own
@@ -109,10 +112,10 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums<what, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
             partial, a, x, stats, (int)N, (int)C, (int)HW);
-    } else { // a few thousand blocks, each over at least 64 rows
+    } else { // about a thousand blocks, each over at least 512 rows (64 per thread)
         int64_t groups = (C + CL_CHANNELS - 1) / CL_CHANNELS, rows = N * HW;
-        S = (4096 + groups - 1) / groups;
-        if (S > rows / 64) S = rows / 64;
+        S = (1024 + groups - 1) / groups;
+        if (S > rows / 512) S = rows / 512;
         if (S < 1) S = 1;
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums_cl<what, T><<<dim3((unsigned)groups, (unsigned)S), dim3(CL_CHANNELS, CL_ROWS), 0,
@@ -123,12 +126,24 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
     return partial;
 }
 
-// The two sums of channel c over the S shares, in f64, in order.
-static __device__ void add_shares(double *sum, double *sum2, const float *partial, int64_t S, int64_t C, int64_t c) {
+// The finalising kernels run one warp per channel: `for (c, lane)` over C channels, lane 0..31
+// (the launch's thread count is 32 C; a warp never straddles two channels).
+#define CHANNEL_WARPS(c, lane, C) \
+    GRID_STRIDE(g_, (C) * 32)     \
+    for (int64_t c = g_ / 32, lane = g_ % 32, once_ = 1; once_; once_ = 0)
+
+// The two sums of channel c over the S shares, in f64: lane l over shares l, l + 32, ..., then
+// a fixed tree over the lanes. Every lane of the warp calls it; lane 0 gets the totals.
+static __device__ void add_shares(double *sum, double *sum2, const float *partial, int64_t S, int64_t C, int64_t c,
+                                  int64_t lane) {
     double a = 0.0, b = 0.0;
-    for (int64_t s = 0; s < S; s++) {
+    for (int64_t s = lane; s < S; s += 32) {
         a += partial[(s * C + c) * 2];
         b += partial[(s * C + c) * 2 + 1];
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+        a += __shfl_down_sync(0xffffffffu, a, offset);
+        b += __shfl_down_sync(0xffffffffu, b, offset);
     }
     *sum = a, *sum2 = b;
 }
@@ -149,10 +164,10 @@ static __device__ void write_stats(float *stats, float *running_mean, float *run
 // Training: the batch's stats and running statistics.
 static __global__ void batch_stats_kernel(float *stats, float *running_mean, float *running_var, const float *partial,
                                           int64_t S, int64_t C, double m, float eps, float momentum) {
-    GRID_STRIDE(c, C) {
+    CHANNEL_WARPS(c, lane, C) {
         double sum, sum_sq;
-        add_shares(&sum, &sum_sq, partial, S, C, c);
-        write_stats(stats, running_mean, running_var, C, c, sum, sum_sq, m, eps, momentum);
+        add_shares(&sum, &sum_sq, partial, S, C, c, lane);
+        if (lane == 0) write_stats(stats, running_mean, running_var, C, c, sum, sum_sq, m, eps, momentum);
     }
 }
 
@@ -167,9 +182,11 @@ static __global__ void running_stats_kernel(float *stats, const float *running_m
 
 // Synchronised form, forward: sums (2C + 1) = the sums of x and x^2, then the count.
 static __global__ void x_sums_kernel(double *sums, const float *partial, int64_t S, int64_t C, double m) {
-    GRID_STRIDE(c, C) {
-        add_shares(&sums[c], &sums[C + c], partial, S, C, c);
-        if (c == 0) sums[2 * C] = m;
+    CHANNEL_WARPS(c, lane, C) {
+        double sum, sum_sq;
+        add_shares(&sum, &sum_sq, partial, S, C, c, lane);
+        if (lane == 0) sums[c] = sum, sums[C + c] = sum_sq;
+        if (c == 0 && lane == 0) sums[2 * C] = m;
     }
 }
 
@@ -177,9 +194,10 @@ static __global__ void x_sums_kernel(double *sums, const float *partial, int64_t
 // `copy`: the synchronised form's layout, the two sums written twice (4C).
 static __global__ void dy_sums_kernel(double *totals, float *dgamma, float *dbeta, const float *partial,
                                       const float *stats, int64_t S, int64_t C, bool copy) {
-    GRID_STRIDE(c, C) {
+    CHANNEL_WARPS(c, lane, C) {
         double sum_dy, sum_dy_xc;
-        add_shares(&sum_dy, &sum_dy_xc, partial, S, C, c);
+        add_shares(&sum_dy, &sum_dy_xc, partial, S, C, c, lane);
+        if (lane != 0) continue;
         double sum_dy_xhat = sum_dy_xc * stats[C + c];
         totals[c] = sum_dy;
         totals[C + c] = sum_dy_xhat;
@@ -265,7 +283,7 @@ static void bn_forward(T *y, float *stats, float *running_mean, float *running_v
     if (training) {
         int64_t S;
         float *partial = partial_sums<SUMS_OF_X, T>(&S, x, NULL, NULL, N, C, HW, channels_last);
-        LAUNCH(batch_stats_kernel, C, stats, running_mean, running_var, partial, S, C, (double)(N * HW), eps, momentum);
+        LAUNCH(batch_stats_kernel, 32 * C, stats, running_mean, running_var, partial, S, C, (double)(N * HW), eps, momentum);
         cg_cuda_free(partial);
     } else {
         LAUNCH(running_stats_kernel, C, stats, running_mean, running_var, C, eps);
@@ -279,7 +297,7 @@ static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T
     int64_t S;
     float *partial = partial_sums<SUMS_OF_DY, T>(&S, dy, x, stats, N, C, HW, channels_last);
     double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
-    LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
+    LAUNCH(dy_sums_kernel, 32 * C, totals, dgamma, dbeta, partial, stats, S, C, false);
     if (dx)
         input_gradient<T>(dx, dy, x, gamma, stats, totals, (float)(N * HW), NULL, N, C, HW, training, channels_last);
     cg_cuda_free(partial), cg_cuda_free(totals);
@@ -289,10 +307,10 @@ static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T
 // round(dbias[k] + the sum of column k), in f32 then f64 as batch norm's sums (conv_bias_grad_cl_cuda below).
 template <typename T>
 static __global__ void add_bias_grad_kernel(T *dbias, const float *partial, int64_t S, int64_t C) {
-    GRID_STRIDE(c, C) {
+    CHANNEL_WARPS(c, lane, C) {
         double sum, unused;
-        add_shares(&sum, &unused, partial, S, C, c);
-        dbias[c] = f2h<T>(h2f(dbias[c]) + (float)sum);
+        add_shares(&sum, &unused, partial, S, C, c, lane);
+        if (lane == 0) dbias[c] = f2h<T>(h2f(dbias[c]) + (float)sum);
     }
 }
 
@@ -327,7 +345,7 @@ void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t
     DISPATCH16(dtype, {
         int64_t S;
         float *partial = partial_sums<SUMS_OF_X, T>(&S, (const T *)dy, NULL, NULL, N, K, PQ, true);
-        LAUNCH(add_bias_grad_kernel<T>, K, (T *)dbias, partial, S, K);
+        LAUNCH(add_bias_grad_kernel<T>, 32 * K, (T *)dbias, partial, S, K);
         cg_cuda_free(partial);
     });
 }
@@ -335,7 +353,7 @@ void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t
 static void batch_norm_sums_cuda(double *sums, const float *x, int64_t N, int64_t C, int64_t HW) {
     int64_t S;
     float *partial = partial_sums<SUMS_OF_X, float>(&S, x, NULL, NULL, N, C, HW);
-    LAUNCH(x_sums_kernel, C, sums, partial, S, C, (double)(N * HW));
+    LAUNCH(x_sums_kernel, 32 * C, sums, partial, S, C, (double)(N * HW));
     cg_cuda_free(partial);
 }
 
@@ -362,7 +380,7 @@ static void batch_norm_backward_sums_cuda(double *sums, const float *dy, const f
                                           int64_t C, int64_t HW) {
     int64_t S;
     float *partial = partial_sums<SUMS_OF_DY, float>(&S, dy, x, stats, N, C, HW);
-    LAUNCH(dy_sums_kernel, C, sums, NULL, NULL, partial, stats, S, C, true);
+    LAUNCH(dy_sums_kernel, 32 * C, sums, NULL, NULL, partial, stats, S, C, true);
     cg_cuda_free(partial);
 }
 
