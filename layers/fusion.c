@@ -4,6 +4,7 @@
 #include "layers/fusion.h"
 #include "layers/activation.h"
 #include "layers/conv.h"
+#include "layers/norm.h"
 
 #include <stddef.h>
 
@@ -19,8 +20,18 @@ static cg_tensor *conv_relu_pool(cg_module *const *m, int count, cg_tape *t, cg_
     return cg_conv2d_relu_max_pool2d(t, x, c->weight, c->bias, c->stride, c->padding);
 }
 
+// BatchNorm2d, GELU: the fast network's.
+static cg_tensor *norm_gelu(cg_module *const *m, int count, cg_tape *t, cg_tensor *x) {
+    if (count < 2 || !cg_module_is(m[0], &cg_batch_norm2d_type) || !cg_module_is(m[1], &cg_gelu_type)) return NULL;
+    const cg_batch_norm2d_layer *b = (const cg_batch_norm2d_layer *)m[0];
+    cg_batch_norm2d_track(m[0]);
+    return cg_batch_norm2d_gelu(t, x, b->weight, b->bias, b->running_mean, b->running_var, m[0]->training, b->momentum,
+                                b->eps);
+}
+
 cg_tensor *cg_fusion_forward(cg_module *const *m, int count, cg_tape *t, cg_tensor *x, int *used) {
     cg_tensor *y = conv_relu_pool(m, count, t, x);
     *used = y ? 3 : 0;
+    if (y == NULL && (y = norm_gelu(m, count, t, x)) != NULL) *used = 2;
     return y;
 }

@@ -5,10 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static cg_tensor *batch_norm_module_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
+void cg_batch_norm2d_track(cg_module *m) {
     cg_batch_norm2d_layer *b = (cg_batch_norm2d_layer *)m;
     if (m->training) // num_batches_tracked += 1, on the device (a kernel a CUDA Graph replays)
         cg_kernels_for(b->num_batches_tracked->device)->add_scalar(b->num_batches_tracked->data, 1.0f);
+}
+
+static cg_tensor *batch_norm_module_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
+    cg_batch_norm2d_layer *b = (cg_batch_norm2d_layer *)m;
+    cg_batch_norm2d_track(m);
     return cg_batch_norm2d(t, x, b->weight, b->bias, b->running_mean, b->running_var, m->training, b->momentum,
                            b->eps);
 }

@@ -96,6 +96,20 @@ static inline void cg_cuda_check_int32(const char *op, int64_t n) {
 // Max pooling, f32 and 16-bit (T) alike: output i (N C planes of P x Q, pq = P Q and q = Q as fast
 // divisors) is the largest value of its window in x (N C planes of H x W), the first one on ties
 // (strict >, as on the CPU); argmax[i] its flat index in x.
+// GELU (core/kernels.h), the same formulas as kernels/cpu/elementwise.c in single precision.
+#define GELU_C 0.7978845608028654f // sqrt(2 / pi)
+#define GELU_A 0.044715f
+static __device__ __forceinline__ float gelu_value(float x, bool tanh_approx) {
+    if (tanh_approx) return 0.5f * x * (1.0f + tanhf(GELU_C * (x + GELU_A * x * x * x)));
+    return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+}
+static __device__ __forceinline__ float gelu_slope(float x, bool tanh_approx) {
+    if (tanh_approx) {
+        float t = tanhf(GELU_C * (x + GELU_A * x * x * x));
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * x * x);
+    }
+    return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * 0.3989422804014327f * expf(-0.5f * x * x);
+}
 template <typename T>
 static __global__ void max_pool_kernel(T *y, int32_t *argmax, const T *x, int n, int H, int W, int kernel, int stride,
                                        cg_fast_divisor pq, cg_fast_divisor q) {

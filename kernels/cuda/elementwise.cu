@@ -76,20 +76,7 @@ static void multiply_add_cuda(float *y, const float *a, const float *b, int64_t 
 
 extern "C" void zero_cuda(void *p, size_t bytes) { CG_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cg_cuda_stream())); }
 
-// GELU (core/kernels.h), the same formulas as kernels/cpu/elementwise.c in single precision.
-#define GELU_C 0.7978845608028654f // sqrt(2 / pi)
-#define GELU_A 0.044715f
-static __device__ float gelu_value(float x, bool tanh_approx) {
-    if (tanh_approx) return 0.5f * x * (1.0f + tanhf(GELU_C * (x + GELU_A * x * x * x)));
-    return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-}
-static __device__ float gelu_slope(float x, bool tanh_approx) {
-    if (tanh_approx) {
-        float t = tanhf(GELU_C * (x + GELU_A * x * x * x));
-        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * x * x);
-    }
-    return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * 0.3989422804014327f * expf(-0.5f * x * x);
-}
+// GELU (core/kernels.h): gelu_value and gelu_slope are in cuda.h (batch norm fuses them too).
 // One template for f32 and 16-bit tensors (the _h rows): each value widened in registers, the
 // result rounded once when it is stored.
 template <typename T> static __global__ void gelu_kernel(T *y, const T *x, int64_t n, bool tanh_approx) {

@@ -24,8 +24,16 @@
 #include "kernels/cuda/fast_divide.h"
 
 // What the partial sums add up: the sum of x and of x^2 (the forward's statistics), or the sum
-// of dy and of dy (x - mean) (the backward's; multiplied by inv_std once, in step 2).
-enum { SUMS_OF_X, SUMS_OF_DY };
+// of dy and of dy (x - mean) (the backward's; multiplied by inv_std once, in step 2), or the same
+// with dy the gradient of GELU's input when a GELU follows the batch norm in one op (dy here is
+// the GELU's output gradient; its input, the batch norm's output, is computed again from x).
+enum { SUMS_OF_X, SUMS_OF_DY, SUMS_OF_DY_GELU };
+
+// The batch norm's output gradient where a GELU follows it: dy times GELU's slope at the batch
+// norm's output x scale + shift (the forward's formula, so the same value).
+template <int what> static __device__ __forceinline__ float bn_output_grad(float dy, float x, float scale, float shift) {
+    return what == SUMS_OF_DY_GELU ? dy * gelu_slope(x * scale + shift, false) : dy;
+}
 
 // Blocks of step 1 along the images: enough for a few thousand blocks in all, no more than the
 // images, and at least 2,048 values per block (fewer are not worth a block).
@@ -41,18 +49,22 @@ static int64_t image_shares(int64_t N, int64_t C, int64_t HW) {
 // The threads walk the block's values (image n, position hw) in steps of blockDim.x without
 // dividing: each step moves step_n images and step_hw positions, carrying one image when the
 // position passes HW.
+// gamma, beta: for SUMS_OF_DY_GELU (else NULL).
 template <int what, typename T>
-static __global__ void channel_partial_sums(float *partial, const T *a, const T *x, const float *stats, int N, int C,
-                                           int HW) {
+static __global__ void channel_partial_sums(float *partial, const T *a, const T *x, const float *stats,
+                                           const float *gamma, const float *beta, int N, int C, int HW) {
     int c = blockIdx.x, s = blockIdx.y, S = gridDim.y;
     int n_end = (int)((int64_t)(s + 1) * N / S);
     int step_n = blockDim.x / HW, step_hw = blockDim.x % HW;
     int n = (int)((int64_t)s * N / S) + threadIdx.x / HW, hw = threadIdx.x % HW;
-    float mean = what == SUMS_OF_DY ? stats[c] : 0.0f;
+    float mean = what != SUMS_OF_X ? stats[c] : 0.0f;
+    float scale = what == SUMS_OF_DY_GELU ? gamma[c] * stats[C + c] : 0.0f;
+    float shift = what == SUMS_OF_DY_GELU ? beta[c] - mean * scale : 0.0f;
     float sum = 0.0f, sum2 = 0.0f;
     while (n < n_end) {
         int64_t i = ((int64_t)n * C + c) * HW + hw;
         float v = h2f(a[i]);
+        if (what != SUMS_OF_X) v = bn_output_grad<what>(v, h2f(x[i]), scale, shift);
         sum += v;
         sum2 += what == SUMS_OF_X ? v * v : v * (h2f(x[i]) - mean);
         hw += step_hw;
@@ -74,17 +86,20 @@ static __global__ void channel_partial_sums(float *partial, const T *a, const T 
 // are then added in shared memory, in order.
 enum { CL_CHANNELS = 32, CL_ROWS = 8 };
 template <int what, typename T>
-static __global__ void channel_partial_sums_cl(float *partial, const T *a, const T *x, const float *stats, int rows,
-                                              int C) {
+static __global__ void channel_partial_sums_cl(float *partial, const T *a, const T *x, const float *stats,
+                                              const float *gamma, const float *beta, int rows, int C) {
     __shared__ float sums[2][CL_ROWS][CL_CHANNELS + 1];
     int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * CL_CHANNELS + tx, s = blockIdx.y, S = gridDim.y;
     int r_end = (int)((int64_t)(s + 1) * rows / S);
     float sum = 0.0f, sum2 = 0.0f;
     if (c < C) {
-        float mean = what == SUMS_OF_DY ? stats[c] : 0.0f;
+        float mean = what != SUMS_OF_X ? stats[c] : 0.0f;
+        float scale = what == SUMS_OF_DY_GELU ? gamma[c] * stats[C + c] : 0.0f;
+        float shift = what == SUMS_OF_DY_GELU ? beta[c] - mean * scale : 0.0f;
         for (int r = (int)((int64_t)s * rows / S) + ty; r < r_end; r += CL_ROWS) {
             int64_t i = (int64_t)r * C + c;
             float v = h2f(a[i]);
+            if (what != SUMS_OF_X) v = bn_output_grad<what>(v, h2f(x[i]), scale, shift);
             sum += v;
             sum2 += what == SUMS_OF_X ? v * v : v * (h2f(x[i]) - mean);
         }
@@ -103,7 +118,8 @@ static __global__ void channel_partial_sums_cl(float *partial, const T *a, const
 // channels_last: a and x stored (N, HW, C).
 template <int what, typename T>
 static float *partial_sums(int64_t *shares, const T *a, const T *x, const float *stats, int64_t N, int64_t C,
-                           int64_t HW, bool channels_last = false) {
+                           int64_t HW, bool channels_last = false, const float *gamma = NULL,
+                           const float *beta = NULL) {
     cg_cuda_check_int32("batch_norm", N * C * HW);
     int64_t S;
     float *partial;
@@ -111,7 +127,7 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         S = image_shares(N, C, HW);
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums<what, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
-            partial, a, x, stats, (int)N, (int)C, (int)HW);
+            partial, a, x, stats, gamma, beta, (int)N, (int)C, (int)HW);
     } else { // about a thousand blocks, each over at least 512 rows (64 per thread)
         int64_t groups = (C + CL_CHANNELS - 1) / CL_CHANNELS, rows = N * HW;
         S = (1024 + groups - 1) / groups;
@@ -119,7 +135,7 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         if (S < 1) S = 1;
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums_cl<what, T><<<dim3((unsigned)groups, (unsigned)S), dim3(CL_CHANNELS, CL_ROWS), 0,
-                                           cg_cuda_stream()>>>(partial, a, x, stats, (int)rows, (int)C);
+                                           cg_cuda_stream()>>>(partial, a, x, stats, gamma, beta, (int)rows, (int)C);
     }
     CG_LAUNCH_CHECK();
     *shares = S;
@@ -220,63 +236,76 @@ static __global__ void add_param_grads_kernel(float *dgamma, float *dbeta, const
 // index fits the fast divisions (the step is added in 64 bits, so it cannot wrap past n).
 #define FLAT_LOOP(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
-// y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings).
-template <typename T>
+// The channel of flat element i: i / HW mod C, both by multiply-high (HW = 1 for channels-last).
+static __device__ __forceinline__ int channel_of(int64_t i, cg_fast_divisor hw, cg_fast_divisor c) {
+    uint32_t q = cg_fast_divide((uint32_t)i, hw);
+    return (int)(q - cg_fast_divide(q, c) * c.divisor);
+}
+
+// y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings);
+// GELU: y = gelu(that), the batch norm's output kept in f32 between the two.
+template <typename T, bool GELU>
 static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, const float *beta, const float *stats,
-                                        int n, int C, cg_fast_divisor hw) {
+                                        int n, cg_fast_divisor channels, cg_fast_divisor hw) {
+    int C = (int)channels.divisor;
     FLAT_LOOP(i, n) {
-        int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
+        int c = channel_of(i, hw, channels);
         float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
-        y[i] = f2h<T>(h2f(x[i]) * scale + shift);
+        float v = h2f(x[i]) * scale + shift;
+        y[i] = f2h<T>(GELU ? gelu_value(v, false) : v);
     }
 }
 
 // dx += gamma inv_std (dy - S_dy / m - xhat S_dyxhat / m) in training, gamma inv_std dy otherwise;
 // S from sums (C values of each, f64) over m values per channel; m_on_device: m is read there
 // instead (the synchronised form's count over every rank, stats[2C], which the host never sees).
-template <typename T>
-static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *stats,
-                                 const double *sums, float m, const float *m_on_device, int n, int C,
-                                 cg_fast_divisor hw, bool training) {
+// GELU: dy is the gradient of a GELU that follows (beta then needed to compute its input again).
+template <typename T, bool GELU>
+static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *beta,
+                                 const float *stats, const double *sums, float m, const float *m_on_device, int n,
+                                 cg_fast_divisor channels, cg_fast_divisor hw, bool training) {
     if (m_on_device) m = *m_on_device;
+    int C = (int)channels.divisor;
     FLAT_LOOP(i, n) {
-        int c = (int)(cg_fast_divide((uint32_t)i, hw) % (uint32_t)C);
-        float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
+        int c = channel_of(i, hw, channels);
+        float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std, xv = h2f(x[i]);
+        float d = GELU ? bn_output_grad<SUMS_OF_DY_GELU>(h2f(dy[i]), xv, g, beta[c] - mean * g) : h2f(dy[i]);
         if (training) {
             float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
-            dx[i] = f2h<T>(h2f(dx[i]) + g * (h2f(dy[i]) - sum_dy / m - (h2f(x[i]) - mean) * inv_std * sum_dy_xhat / m));
+            dx[i] = f2h<T>(h2f(dx[i]) + g * (d - sum_dy / m - (xv - mean) * inv_std * sum_dy_xhat / m));
         } else {
-            dx[i] = f2h<T>(h2f(dx[i]) + g * h2f(dy[i]));
+            dx[i] = f2h<T>(h2f(dx[i]) + g * d);
         }
     }
 }
 
 // channels_last: the channel of element i is i mod C (HW taken as 1 in i / HW mod C).
-template <typename T>
+template <typename T, bool GELU = false>
 static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
                       int64_t HW, bool channels_last = false) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    LAUNCH(normalize_kernel<T>, n, y, x, gamma, beta, stats, (int)n, (int)C,
+    LAUNCH((normalize_kernel<T, GELU>), n, y, x, gamma, beta, stats, (int)n, cg_fast_divisor_make((uint32_t)C),
            cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW));
 }
 
-template <typename T>
-static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, const float *stats, const double *sums,
-                           float m, const float *m_on_device, int64_t N, int64_t C, int64_t HW, bool training,
-                           bool channels_last = false) {
+template <typename T, bool GELU = false>
+static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, const float *beta, const float *stats,
+                           const double *sums, float m, const float *m_on_device, int64_t N, int64_t C, int64_t HW,
+                           bool training, bool channels_last = false) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    LAUNCH(dx_kernel<T>, n, dx, dy, x, gamma, stats, sums, m, m_on_device, (int)n, (int)C,
-           cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW), training);
+    LAUNCH((dx_kernel<T, GELU>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n,
+           cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW), training);
 }
 
 // ---- the table's rows ------------------------------------------------------------------------------
 // Scratch buffers come from the caching allocator and go back to it once their last kernel is
 // queued: the stream's order keeps them alive long enough (as conv.cu's).
 
-// The forward and backward for f32 (T = float) and 16-bit (T = __half, __nv_bfloat16) tensors.
-template <typename T>
+// The forward and backward for f32 (T = float) and 16-bit (T = __half, __nv_bfloat16) tensors;
+// GELU: a GELU after the batch norm in the same passes (y its output, dy its output gradient).
+template <typename T, bool GELU = false>
 static void bn_forward(T *y, float *stats, float *running_mean, float *running_var, const T *x, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
                        bool channels_last = false) {
@@ -288,18 +317,21 @@ static void bn_forward(T *y, float *stats, float *running_mean, float *running_v
     } else {
         LAUNCH(running_stats_kernel, C, stats, running_mean, running_var, C, eps);
     }
-    normalize<T>(y, x, gamma, beta, stats, N, C, HW, channels_last);
+    normalize<T, GELU>(y, x, gamma, beta, stats, N, C, HW, channels_last);
 }
 
-template <typename T>
+template <typename T, bool GELU = false>
 static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T *x, const float *gamma,
-                        const float *stats, int64_t N, int64_t C, int64_t HW, bool training, bool channels_last = false) {
+                        const float *beta, const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
+                        bool channels_last = false) {
     int64_t S;
-    float *partial = partial_sums<SUMS_OF_DY, T>(&S, dy, x, stats, N, C, HW, channels_last);
+    const int what = GELU ? SUMS_OF_DY_GELU : SUMS_OF_DY;
+    float *partial = partial_sums<what, T>(&S, dy, x, stats, N, C, HW, channels_last, gamma, beta);
     double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
     LAUNCH(dy_sums_kernel, 32 * C, totals, dgamma, dbeta, partial, stats, S, C, false);
     if (dx)
-        input_gradient<T>(dx, dy, x, gamma, stats, totals, (float)(N * HW), NULL, N, C, HW, training, channels_last);
+        input_gradient<T, GELU>(dx, dy, x, gamma, beta, stats, totals, (float)(N * HW), NULL, N, C, HW, training,
+                                channels_last);
     cg_cuda_free(partial), cg_cuda_free(totals);
 }
 
@@ -323,7 +355,7 @@ static void batch_norm_forward_cuda(float *y, float *stats, float *running_mean,
 
 static void batch_norm_backward_cuda(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                                      const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
-    bn_backward<float>(dx, dgamma, dbeta, dy, x, gamma, stats, N, C, HW, training);
+    bn_backward<float>(dx, dgamma, dbeta, dy, x, gamma, NULL, stats, N, C, HW, training);
 }
 
 static void batch_norm_forward_h_cuda(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
@@ -336,8 +368,34 @@ static void batch_norm_forward_h_cuda(cg_dtype dtype, void *y, float *stats, flo
 static void batch_norm_backward_h_cuda(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
                                        const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
                                        int64_t HW, bool training, bool channels_last) {
-    DISPATCH16(dtype, bn_backward<T>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma, stats, N, C, HW,
-                                     training, channels_last));
+    DISPATCH16(dtype, bn_backward<T>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma, NULL, stats, N, C,
+                                     HW, training, channels_last));
+}
+
+// Batch norm then GELU (f32, f16 or bf16): the templates above with GELU.
+#define DISPATCH_ANY(dtype, ...)                  \
+    do {                                          \
+        if ((dtype) == CG_F32) {                  \
+            typedef float T;                      \
+            __VA_ARGS__;                          \
+        } else {                                  \
+            DISPATCH16(dtype, __VA_ARGS__);       \
+        }                                         \
+    } while (0)
+
+static void batch_norm_gelu_forward_cuda(cg_dtype dtype, void *y, float *stats, float *running_mean,
+                                         float *running_var, const void *x, const float *gamma, const float *beta,
+                                         int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
+                                         bool channels_last) {
+    DISPATCH_ANY(dtype, (bn_forward<T, true>((T *)y, stats, running_mean, running_var, (const T *)x, gamma, beta, N, C,
+                                             HW, eps, momentum, training, channels_last)));
+}
+
+static void batch_norm_gelu_backward_cuda(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
+                                          const void *x, const float *gamma, const float *beta, const float *stats,
+                                          int64_t N, int64_t C, int64_t HW, bool training, bool channels_last) {
+    DISPATCH_ANY(dtype, (bn_backward<T, true>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma, beta, stats, N,
+                                              C, HW, training, channels_last)));
 }
 
 // The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last (amp.cu).
@@ -389,7 +447,7 @@ static void batch_norm_backward_from_sums_cuda(float *dx, float *dgamma, float *
                                                int64_t C, int64_t HW) {
     LAUNCH(add_param_grads_kernel, C, dgamma, dbeta, sums, C); // this rank's sums: [0, 2C)
     if (dx) // every rank's sums, [2C, 4C), over every rank's count, stats[2C]
-        input_gradient<float>(dx, dy, x, gamma, stats, sums + 2 * C, 0.0f, stats + 2 * C, N, C, HW, true);
+        input_gradient<float>(dx, dy, x, gamma, NULL, stats, sums + 2 * C, 0.0f, stats + 2 * C, N, C, HW, true);
 }
 }
 
@@ -399,6 +457,8 @@ extern "C" void norm_register_cuda(cg_kernels *k) {
     k->batch_norm_backward = batch_norm_backward_cuda;
     k->batch_norm_forward_h = batch_norm_forward_h_cuda;
     k->batch_norm_backward_h = batch_norm_backward_h_cuda;
+    k->batch_norm_gelu_forward = batch_norm_gelu_forward_cuda;
+    k->batch_norm_gelu_backward = batch_norm_gelu_backward_cuda;
     k->batch_norm_sums = batch_norm_sums_cuda;
     k->batch_norm_stats_from_sums = batch_norm_stats_from_sums_cuda;
     k->batch_norm_forward_from_stats = batch_norm_forward_from_stats_cuda;
