@@ -97,8 +97,8 @@ static cg_tensor *build_max_pool_overlap(cg_tape *t, cg_tensor **in) {
 }
 // Batch norm in training mode: gamma (C,) and beta (C,) are inputs; the running statistics are
 // fixed tensors of this file (updated by every evaluation, which does not change the output).
-static cg_tensor *build_batch_norm(cg_tape *t, cg_tensor **in) {
-    static cg_tensor *running_mean[2], *running_var[2]; // one pair per device type
+static cg_tensor *running_mean[2], *running_var[2]; // one pair per device type, 3 channels
+static int running_stats(cg_tape *t) {
     int d = t->device.type == CG_CPU ? 0 : 1;
     if (running_mean[d] == NULL) {
         running_mean[d] = cg_tensor_new(t->device, CG_F32, 1, (int64_t[]){3});
@@ -106,18 +106,15 @@ static cg_tensor *build_batch_norm(cg_tape *t, cg_tensor **in) {
         cg_tensor_fill(running_mean[d], 0.0f);
         cg_tensor_fill(running_var[d], 1.0f);
     }
+    return d;
+}
+static cg_tensor *build_batch_norm(cg_tape *t, cg_tensor **in) {
+    int d = running_stats(t);
     return cg_flatten(t, cg_batch_norm2d(t, in[0], in[1], in[2], running_mean[d], running_var[d], true, 0.1f, 1e-5f));
 }
-// The same followed by GELU in one op; and against the two ops (the same values in f32).
+// The same followed by GELU, in one op.
 static cg_tensor *build_batch_norm_gelu(cg_tape *t, cg_tensor **in) {
-    static cg_tensor *running_mean[2], *running_var[2];
-    int d = t->device.type == CG_CPU ? 0 : 1;
-    if (running_mean[d] == NULL) {
-        running_mean[d] = cg_tensor_new(t->device, CG_F32, 1, (int64_t[]){3});
-        running_var[d] = cg_tensor_new(t->device, CG_F32, 1, (int64_t[]){3});
-        cg_tensor_fill(running_mean[d], 0.0f);
-        cg_tensor_fill(running_var[d], 1.0f);
-    }
+    int d = running_stats(t);
     cg_tensor *y = cg_batch_norm2d_gelu(t, in[0], in[1], in[2], running_mean[d], running_var[d], true, 0.1f, 1e-5f);
     CG_CHECK(t->count == 0 || t->nodes[t->count - 1].op == CG_OP_BATCH_NORM_GELU,
              "batch_norm2d_gelu: ran as two ops");

@@ -86,18 +86,10 @@ static void test_cast(cg_dtype low) {
 
 // ---- autocast ops against f32 ----------------------------------------------------------------------
 
-// The tutorial CNN's layer kinds on a small batch: conv2d, ReLU, max pooling, flatten, linear;
-// outputs and parameter gradients under autocast against f32 (relative to the largest value).
-// with_norm: the fast network's kinds and ResNet's instead, conv2d, BatchNorm2d (training), GELU, a
-// basic block (its residual add), max pooling, flatten, linear; under autocast batch norm, GELU
-// and the add of two 16-bit tensors keep the 16-bit dtype, so that no cast of an activation is on
-// the tape before the logits' (the parameters' 16-bit copies are not ops).
-static void test_autocast_model(cg_precision precision, bool with_norm) {
-    cg_dtype low = cg_precision_dtype(precision);
-    char name[48];
-    snprintf(name, sizeof name, "%s%s", cg_precision_name(precision), with_norm ? " (batch norm, GELU)" : "");
-    cg_params *params = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
-    cg_rng init = cg_rng_new(3, CG_STREAM_INIT);
+// Images (N, 2, 8, 8) -> 5 logits: conv2d 2 -> 8, ReLU (with_norm: BatchNorm2d, GELU and a
+// basic block, whose residual add), 2x2 max pooling, flatten, linear; weights from seed.
+static cg_module *small_model(cg_params *params, cg_params *buffers, bool with_norm, uint64_t seed) {
+    cg_rng init = cg_rng_new(seed, CG_STREAM_INIT);
     cg_module *m = cg_sequential_new();
     cg_sequential_add(m, cg_conv2d_new(params, "c1", 2, 8, 3, 1, 1, true, &init));
     if (with_norm) {
@@ -110,6 +102,21 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
     cg_sequential_add(m, cg_max_pool2d_new(2, 2));
     cg_sequential_add(m, cg_flatten_new());
     cg_sequential_add(m, cg_linear_new(params, "f1", 8 * 4 * 4, 5, true, &init));
+    return m;
+}
+
+// The tutorial CNN's layer kinds on a small batch: conv2d, ReLU, max pooling, flatten, linear;
+// outputs and parameter gradients under autocast against f32 (relative to the largest value).
+// with_norm: the fast network's kinds and ResNet's instead, conv2d, BatchNorm2d (training), GELU, a
+// basic block (its residual add), max pooling, flatten, linear; under autocast batch norm, GELU
+// and the add of two 16-bit tensors keep the 16-bit dtype, so that no cast of an activation is on
+// the tape before the logits' (the parameters' 16-bit copies are not ops).
+static void test_autocast_model(cg_precision precision, bool with_norm) {
+    cg_dtype low = cg_precision_dtype(precision);
+    char name[48];
+    snprintf(name, sizeof name, "%s%s", cg_precision_name(precision), with_norm ? " (batch norm, GELU)" : "");
+    cg_params *params = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
+    cg_module *m = small_model(params, buffers, with_norm, 3);
     int64_t N = 6;
     float *xv = cg_xmalloc((size_t)(N * 2 * 8 * 8) * sizeof(float));
     cg_rng data = cg_rng_new(4, CG_STREAM_DATA);
@@ -200,15 +207,7 @@ static void test_channels_last(cg_precision precision) {
         cg_tensor_free(x);
     }
     cg_params *params = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
-    cg_rng init = cg_rng_new(5, CG_STREAM_INIT);
-    cg_module *m = cg_sequential_new();
-    cg_sequential_add(m, cg_conv2d_new(params, "c1", 2, 8, 3, 1, 1, true, &init));
-    cg_sequential_add(m, cg_batch_norm2d_new(params, buffers, "n1", 8));
-    cg_sequential_add(m, cg_gelu_new());
-    cg_sequential_add(m, cg_basic_block_new(params, buffers, "b1", 8, 8, 1, &init));
-    cg_sequential_add(m, cg_max_pool2d_new(2, 2));
-    cg_sequential_add(m, cg_flatten_new());
-    cg_sequential_add(m, cg_linear_new(params, "f1", 8 * 4 * 4, 5, true, &init));
+    cg_module *m = small_model(params, buffers, true, 5);
     int64_t N = 6;
     float xv[6 * 2 * 8 * 8];
     cg_rng data = cg_rng_new(6, CG_STREAM_DATA);
