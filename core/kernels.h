@@ -17,6 +17,9 @@
 extern "C" { // these headers are also read by the CUDA (C++) files
 #endif
 
+// The activation that a fused batch norm applies to its output (the batch_norm_act rows).
+typedef enum { CG_ACT_GELU = 1, CG_ACT_RELU = 2 } cg_activation;
+
 typedef struct cg_kernels {
     const char *device_name;
 
@@ -296,16 +299,18 @@ typedef struct cg_kernels {
     void (*batch_norm_backward_h)(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
                                   const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
                                   int64_t HW, bool training, bool channels_last);
-    // Batch norm followed by the exact GELU in one op (cg_batch_norm2d_gelu): y = gelu(batch norm
-    // of x), x and y of dtype (f32, f16 or bf16), the batch norm's output kept in f32 between the
-    // two (never stored); the backward takes dy of GELU's output and computes the batch norm's
-    // output again from x, stats, gamma and beta. Otherwise as batch_norm_forward_h / _backward_h.
-    void (*batch_norm_gelu_forward)(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
-                                    const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                                    int64_t HW, float eps, float momentum, bool training, bool channels_last);
-    void (*batch_norm_gelu_backward)(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
-                                     const void *x, const float *gamma, const float *beta, const float *stats,
-                                     int64_t N, int64_t C, int64_t HW, bool training, bool channels_last);
+    // Batch norm followed by an activation in one op (cg_batch_norm2d_gelu, _relu): y = act(batch
+    // norm of x), act the exact GELU or ReLU, x and y of dtype (f32, f16 or bf16), the batch norm's
+    // output kept in f32 between the two (never stored); the backward takes dy of the activation's
+    // output and computes the batch norm's output again from x, stats, gamma and beta. Otherwise
+    // as batch_norm_forward_h / _backward_h.
+    void (*batch_norm_act_forward)(cg_dtype dtype, cg_activation act, void *y, float *stats, float *running_mean,
+                                   float *running_var, const void *x, const float *gamma, const float *beta, int64_t N,
+                                   int64_t C, int64_t HW, float eps, float momentum, bool training, bool channels_last);
+    void (*batch_norm_act_backward)(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta,
+                                    const void *dy, const void *x, const float *gamma, const float *beta,
+                                    const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
+                                    bool channels_last);
     void (*gelu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx);
     // y = round(a + b), n values of one 16-bit dtype (the residual add under autocast; its
     // backward is cast with accumulate: each gradient = round(gradient + dy)).

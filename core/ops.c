@@ -49,7 +49,7 @@ static const op_row op_table[CG_NUM_OPS] = {
     [CG_OP_AVG_POOL2D] = {"avg_pool2d", CG_AUTOCAST_F32},
     [CG_OP_GLOBAL_AVG_POOL] = {"global_avg_pool2d", CG_AUTOCAST_F32},
     [CG_OP_MEMORY_FORMAT] = {"to_memory_format", CG_AUTOCAST_KEEP, CG_LAYOUT_OWN},
-    [CG_OP_BATCH_NORM_GELU] = {"batch_norm2d_gelu", CG_AUTOCAST_KEEP, CG_LAYOUT_OWN},
+    [CG_OP_BATCH_NORM_ACT] = {"batch_norm2d_act", CG_AUTOCAST_KEEP, CG_LAYOUT_OWN},
 };
 
 const char *cg_op_name(int op) {

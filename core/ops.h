@@ -30,7 +30,7 @@ typedef enum {
     CG_OP_AVG_POOL2D,
     CG_OP_GLOBAL_AVG_POOL,
     CG_OP_MEMORY_FORMAT,
-    CG_OP_BATCH_NORM_GELU,
+    CG_OP_BATCH_NORM_ACT,
     CG_NUM_OPS
 } cg_op;
 
@@ -153,12 +153,15 @@ cg_tensor *cg_flatten(cg_tape *t, cg_tensor *x);
 // variance unbiased (n / (n - 1)) as PyTorch. Evaluation: the running statistics are used.
 cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                            cg_tensor *running_var, bool training, float momentum, float eps);
-// cg_gelu(cg_batch_norm2d(...)), the same arguments, as one op where the device has the fused
-// kernels (both devices), so that the batch norm's output is neither stored nor read again: one
-// pass over memory fewer each way (the backward computes it again from x). Its value is kept in
-// f32 between the two, so under autocast the result has one rounding fewer than the two ops'.
-// The synchronised form (t->batch_norm_sum in training) runs as the two ops.
+// cg_gelu(cg_batch_norm2d(...)) and cg_relu(cg_batch_norm2d(...)), the same arguments, as one op
+// where the device has the fused kernels (both devices), so that the batch norm's output is
+// neither stored nor read again: one pass over memory fewer each way (the backward computes it
+// again from x). Its value is kept in f32 between the two, so under autocast the result has one
+// rounding fewer than the two ops'. The synchronised form (t->batch_norm_sum in training) runs as
+// the two ops.
 cg_tensor *cg_batch_norm2d_gelu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
+                                cg_tensor *running_var, bool training, float momentum, float eps);
+cg_tensor *cg_batch_norm2d_relu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                                 cg_tensor *running_var, bool training, float momentum, float eps);
 // Dropout (Srivastava et al. 2014), as torch.nn.functional.dropout in training mode: each
 // element is zeroed with probability p and the others scaled by 1 / (1 - p). The mask comes

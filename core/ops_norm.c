@@ -112,36 +112,52 @@ cg_tensor *cg_batch_norm2d(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor
     return cg_op_apply(t, &node, 4, node.in[0]->shape);
 }
 
-// ---- batch_norm2d_gelu ------------------------------------------------------------------------------
-// As batch_norm2d (in, iattr, fattr, saved), the output GELU's.
+// ---- batch_norm2d_act -------------------------------------------------------------------------------
+// As batch_norm2d (in, iattr, fattr, saved), the output the activation's; iattr[2] = the
+// activation (cg_activation, core/kernels.h).
 
-static void batch_norm_gelu_node_forward(const cg_kernels *k, cg_node *n) {
+static void batch_norm_act_node_forward(const cg_kernels *k, cg_node *n) {
     const cg_tensor *x = n->in[0];
     n->out->channels_last = x->channels_last;
-    KERNEL(k, batch_norm_gelu_forward)(x->dtype, n->out->data, F(n->saved[0]), F(n->saved[1]), F(n->saved[2]), x->data,
-                                       F(n->in[1]), F(n->in[2]), x->shape[0], x->shape[1], x->shape[2] * x->shape[3],
-                                       n->fattr[0], n->fattr[1], n->iattr[0], x->channels_last);
+    KERNEL(k, batch_norm_act_forward)(x->dtype, (cg_activation)n->iattr[2], n->out->data, F(n->saved[0]),
+                                      F(n->saved[1]), F(n->saved[2]), x->data, F(n->in[1]), F(n->in[2]), x->shape[0],
+                                      x->shape[1], x->shape[2] * x->shape[3], n->fattr[0], n->fattr[1], n->iattr[0],
+                                      x->channels_last);
 }
 
-static void batch_norm_gelu_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+static void batch_norm_act_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2];
     void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
     float *dgamma = gamma->requires_grad ? F(cg_tape_grad(t, gamma)) : NULL;
     float *dbeta = beta->requires_grad ? F(cg_tape_grad(t, beta)) : NULL;
-    KERNEL(k, batch_norm_gelu_backward)(x->dtype, dx, dgamma, dbeta, n->out->grad->data, x->data, F(gamma), F(beta),
-                                        F(n->saved[0]), x->shape[0], x->shape[1], x->shape[2] * x->shape[3],
-                                        n->iattr[0], x->channels_last);
+    KERNEL(k, batch_norm_act_backward)(x->dtype, (cg_activation)n->iattr[2], dx, dgamma, dbeta, n->out->grad->data,
+                                       x->data, F(gamma), F(beta), F(n->saved[0]), x->shape[0], x->shape[1],
+                                       x->shape[2] * x->shape[3], n->iattr[0], x->channels_last);
+}
+
+static cg_tensor *batch_norm_act(cg_tape *t, cg_activation act, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta,
+                                 cg_tensor *running_mean, cg_tensor *running_var, bool training, float momentum,
+                                 float eps) {
+    if ((training && t->batch_norm_sum != NULL) || cg_kernels_for(t->device)->batch_norm_act_forward == NULL) {
+        cg_tensor *y = cg_batch_norm2d(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
+        return act == CG_ACT_GELU ? cg_gelu(t, y) : cg_relu(t, y);
+    }
+    cg_node node = batch_norm_node(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
+    node.op = CG_OP_BATCH_NORM_ACT;
+    node.forward = batch_norm_act_node_forward;
+    node.backward = batch_norm_act_node_backward;
+    node.iattr[2] = act;
+    return cg_op_apply(t, &node, 4, node.in[0]->shape);
 }
 
 cg_tensor *cg_batch_norm2d_gelu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                                 cg_tensor *running_var, bool training, float momentum, float eps) {
-    if ((training && t->batch_norm_sum != NULL) || cg_kernels_for(t->device)->batch_norm_gelu_forward == NULL)
-        return cg_gelu(t, cg_batch_norm2d(t, x, gamma, beta, running_mean, running_var, training, momentum, eps));
-    cg_node node = batch_norm_node(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
-    node.op = CG_OP_BATCH_NORM_GELU;
-    node.forward = batch_norm_gelu_node_forward;
-    node.backward = batch_norm_gelu_node_backward;
-    return cg_op_apply(t, &node, 4, node.in[0]->shape);
+    return batch_norm_act(t, CG_ACT_GELU, x, gamma, beta, running_mean, running_var, training, momentum, eps);
+}
+
+cg_tensor *cg_batch_norm2d_relu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
+                                cg_tensor *running_var, bool training, float momentum, float eps) {
+    return batch_norm_act(t, CG_ACT_RELU, x, gamma, beta, running_mean, running_var, training, momentum, eps);
 }
 
 // ---- dropout ----------------------------------------------------------------------------------

@@ -20,18 +20,20 @@ static cg_tensor *conv_relu_pool(cg_module *const *m, int count, cg_tape *t, cg_
     return cg_conv2d_relu_max_pool2d(t, x, c->weight, c->bias, c->stride, c->padding);
 }
 
-// BatchNorm2d, GELU: the fast network's.
-static cg_tensor *norm_gelu(cg_module *const *m, int count, cg_tape *t, cg_tensor *x) {
-    if (count < 2 || !cg_module_is(m[0], &cg_batch_norm2d_type) || !cg_module_is(m[1], &cg_gelu_type)) return NULL;
+// BatchNorm2d, then GELU (the fast network's) or ReLU (ResNet's stem).
+static cg_tensor *norm_activation(cg_module *const *m, int count, cg_tape *t, cg_tensor *x) {
+    if (count < 2 || !cg_module_is(m[0], &cg_batch_norm2d_type)) return NULL;
+    bool gelu = cg_module_is(m[1], &cg_gelu_type), relu = cg_module_is(m[1], &cg_relu_type);
+    if (!gelu && !relu) return NULL;
     const cg_batch_norm2d_layer *b = (const cg_batch_norm2d_layer *)m[0];
     cg_batch_norm2d_track(m[0]);
-    return cg_batch_norm2d_gelu(t, x, b->weight, b->bias, b->running_mean, b->running_var, m[0]->training, b->momentum,
-                                b->eps);
+    return (gelu ? cg_batch_norm2d_gelu : cg_batch_norm2d_relu)(t, x, b->weight, b->bias, b->running_mean,
+                                                               b->running_var, m[0]->training, b->momentum, b->eps);
 }
 
 cg_tensor *cg_fusion_forward(cg_module *const *m, int count, cg_tape *t, cg_tensor *x, int *used) {
     cg_tensor *y = conv_relu_pool(m, count, t, x);
     *used = y ? 3 : 0;
-    if (y == NULL && (y = norm_gelu(m, count, t, x)) != NULL) *used = 2;
+    if (y == NULL && (y = norm_activation(m, count, t, x)) != NULL) *used = 2;
     return y;
 }

@@ -9,6 +9,10 @@ void cg_module_set_training(cg_module *m, bool training) {
     if (m->type->set_children_training) m->type->set_children_training(m, training);
 }
 
+void cg_module_set_fusion(cg_module *m, bool fuse) {
+    if (m->type->set_fusion) m->type->set_fusion(m, fuse);
+}
+
 void cg_module_free(cg_module *m) {
     if (m) m->type->free(m);
 }

@@ -17,6 +17,8 @@ typedef struct {
     const char *name;                                              // PyTorch's class name: "Linear", "ReLU", ...
     cg_tensor *(*forward)(cg_module *m, cg_tape *t, cg_tensor *x); // the layer's computation
     void (*set_children_training)(cg_module *m, bool training);    // a container's children; NULL for a leaf
+    void (*set_fusion)(cg_module *m, bool fuse); // runs of ops as one fused op (on by default) in it and its
+                                                 // children; NULL for a module without any
     void (*free)(cg_module *m);                                    // releases the module (and its children)
 } cg_module_type;
 
@@ -35,6 +37,10 @@ cg_tensor *cg_module_forward(cg_module *m, cg_tape *t, cg_tensor *x);
 // Train or evaluation mode for m and, in a Sequential, every child (matters for dropout and
 // batch norm; the layers of this file behave the same in both).
 void cg_module_set_training(cg_module *m, bool training);
+// Fused ops on (the default) or off in m and every module inside it (layers/fusion.h: the same
+// results with less memory traffic; under autocast a fused batch norm and activation round once
+// fewer). Off, every op of the model runs on its own, as the course writes it.
+void cg_module_set_fusion(cg_module *m, bool fuse);
 void cg_module_free(cg_module *m);
 
 #endif

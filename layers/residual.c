@@ -11,7 +11,15 @@
 
 static cg_tensor *basic_block_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_basic_block *b = (cg_basic_block *)m;
-    cg_tensor *out = cg_relu(t, cg_module_forward(b->bn1, t, cg_module_forward(b->conv1, t, x)));
+    cg_tensor *out = cg_module_forward(b->conv1, t, x);
+    if (b->fuse) { // relu(bn1(out)) as one op
+        const cg_batch_norm2d_layer *n = (const cg_batch_norm2d_layer *)b->bn1;
+        cg_batch_norm2d_track(b->bn1);
+        out = cg_batch_norm2d_relu(t, out, n->weight, n->bias, n->running_mean, n->running_var, b->bn1->training,
+                                   n->momentum, n->eps);
+    } else {
+        out = cg_relu(t, cg_module_forward(b->bn1, t, out));
+    }
     out = cg_module_forward(b->bn2, t, cg_module_forward(b->conv2, t, out));
     cg_tensor *shortcut = b->downsample ? cg_module_forward(b->downsample, t, x) : x;
     return cg_relu(t, cg_add(t, out, shortcut));
@@ -22,6 +30,12 @@ static void basic_block_set_children_training(cg_module *m, bool training) {
     cg_module *children[] = {b->conv1, b->bn1, b->conv2, b->bn2, b->downsample};
     for (int i = 0; i < 5; i++)
         if (children[i]) cg_module_set_training(children[i], training);
+}
+
+static void basic_block_set_fusion(cg_module *m, bool fuse) {
+    cg_basic_block *b = (cg_basic_block *)m;
+    b->fuse = fuse;
+    if (b->downsample) cg_module_set_fusion(b->downsample, fuse);
 }
 
 static void basic_block_free(cg_module *m) {
@@ -36,13 +50,14 @@ static void basic_block_free(cg_module *m) {
 
 const cg_module_type cg_basic_block_type = {.name = "BasicBlock", .forward = basic_block_forward,
                                             .set_children_training = basic_block_set_children_training,
-                                            .free = basic_block_free};
+                                            .set_fusion = basic_block_set_fusion, .free = basic_block_free};
 
 cg_module *cg_basic_block_new(cg_params *params, cg_params *buffers, const char *prefix, int64_t in_channels,
                               int64_t out_channels, int stride, cg_rng *rng) {
     CG_CHECK(stride >= 1, "BasicBlock %s: stride %d", prefix, stride);
     cg_basic_block *b = cg_xcalloc(1, sizeof *b);
     b->base = cg_module_base(&cg_basic_block_type);
+    b->fuse = true;
     char name[160];
     snprintf(name, sizeof name, "%s.conv1", prefix);
     b->conv1 = cg_conv2d_new(params, name, in_channels, out_channels, 3, stride, 1, false, rng);

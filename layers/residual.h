@@ -15,6 +15,7 @@ typedef struct {
     cg_module *conv1, *bn1; // 3x3 stride `stride` padding 1, no bias; BatchNorm2d
     cg_module *conv2, *bn2; // 3x3 stride 1 padding 1, no bias; BatchNorm2d
     cg_module *downsample;  // Sequential(1x1 conv stride `stride` no bias, BatchNorm2d), or NULL: the identity
+    bool fuse;              // bn1 and its ReLU as one op (cg_batch_norm2d_relu); cg_module_set_fusion
 } cg_basic_block;
 
 // A basic block from in_channels to out_channels. The shortcut is the identity when stride is 1

@@ -25,6 +25,12 @@ static void sequential_set_children_training(cg_module *m, bool training) {
     for (int i = 0; i < s->count; i++) cg_module_set_training(s->children[i], training);
 }
 
+static void sequential_set_fusion(cg_module *m, bool fuse) {
+    cg_sequential *s = (cg_sequential *)m;
+    s->fuse = fuse;
+    for (int i = 0; i < s->count; i++) cg_module_set_fusion(s->children[i], fuse);
+}
+
 static void sequential_free(cg_module *m) {
     cg_sequential *s = (cg_sequential *)m;
     for (int i = 0; i < s->count; i++) cg_module_free(s->children[i]);
@@ -33,7 +39,7 @@ static void sequential_free(cg_module *m) {
 
 const cg_module_type cg_sequential_type = {.name = "Sequential", .forward = sequential_forward,
                                            .set_children_training = sequential_set_children_training,
-                                           .free = sequential_free};
+                                           .set_fusion = sequential_set_fusion, .free = sequential_free};
 
 cg_module *cg_sequential_new(void) {
     cg_sequential *s = cg_xcalloc(1, sizeof *s);
@@ -42,7 +48,7 @@ cg_module *cg_sequential_new(void) {
     return &s->base;
 }
 
-void cg_sequential_set_fusion(cg_module *seq, bool fuse) { ((cg_sequential *)seq)->fuse = fuse; }
+void cg_sequential_set_fusion(cg_module *seq, bool fuse) { cg_module_set_fusion(seq, fuse); }
 
 void cg_sequential_add(cg_module *seq, cg_module *child) {
     cg_sequential *s = (cg_sequential *)seq;

@@ -112,14 +112,16 @@ static cg_tensor *build_batch_norm(cg_tape *t, cg_tensor **in) {
     int d = running_stats(t);
     return cg_flatten(t, cg_batch_norm2d(t, in[0], in[1], in[2], running_mean[d], running_var[d], true, 0.1f, 1e-5f));
 }
-// The same followed by GELU, in one op.
-static cg_tensor *build_batch_norm_gelu(cg_tape *t, cg_tensor **in) {
+// The same followed by GELU or ReLU, in one op.
+static cg_tensor *batch_norm_act_case(cg_tape *t, cg_tensor **in, bool gelu) {
     int d = running_stats(t);
-    cg_tensor *y = cg_batch_norm2d_gelu(t, in[0], in[1], in[2], running_mean[d], running_var[d], true, 0.1f, 1e-5f);
-    CG_CHECK(t->count == 0 || t->nodes[t->count - 1].op == CG_OP_BATCH_NORM_GELU,
-             "batch_norm2d_gelu: ran as two ops");
+    cg_tensor *y = (gelu ? cg_batch_norm2d_gelu : cg_batch_norm2d_relu)(t, in[0], in[1], in[2], running_mean[d],
+                                                                        running_var[d], true, 0.1f, 1e-5f);
+    CG_CHECK(t->count == 0 || t->nodes[t->count - 1].op == CG_OP_BATCH_NORM_ACT, "batch_norm2d_act: ran as two ops");
     return cg_flatten(t, y);
 }
+static cg_tensor *build_batch_norm_gelu(cg_tape *t, cg_tensor **in) { return batch_norm_act_case(t, in, true); }
+static cg_tensor *build_batch_norm_relu(cg_tape *t, cg_tensor **in) { return batch_norm_act_case(t, in, false); }
 // Synchronised batch norm (the steps of --sync-bn) over one rank: the sum over the ranks is the
 // rank's own, so the hook does nothing and the backward finds none (it is removed after the forward).
 static void sum_over_one_rank(void *ctx, double *buf, int64_t n) { (void)ctx, (void)buf, (void)n; }
@@ -201,8 +203,10 @@ static const op_case cases[] = {
                                   NULL, build_conv_relu_pool, SMOOTH},
     {CG_OP_BATCH_NORM2D, "batch_norm2d",           3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
                                   NULL, build_batch_norm, 1e-2f, 2e-3, 2e-2},
-    {CG_OP_BATCH_NORM_GELU, "batch_norm2d_gelu",  3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
+    {CG_OP_BATCH_NORM_ACT, "batch_norm2d_gelu",   3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
                                   NULL, build_batch_norm_gelu, 1e-2f, 2e-3, 2e-2},
+    {CG_OP_BATCH_NORM_ACT, "batch_norm2d_relu",   3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
+                                  NULL, build_batch_norm_relu, 1e-2f, 2e-3, 2e-2},
     {CG_OP_BATCH_NORM2D, "batch_norm2d synchronised", 3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
                                   NULL, build_batch_norm_synced, 1e-2f, 2e-3, 2e-2},
     {CG_OP_DROPOUT, "dropout",                1, {IN2(6, 5, NORMAL, true)},                           NULL, build_dropout,   SMOOTH},

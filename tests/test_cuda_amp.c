@@ -220,22 +220,28 @@ static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
             expect_close(what, &dx, step, step);
             expect_close("batch_norm_backward_h dgamma", &dg, 1e-3, 1e-4);
             expect_close("batch_norm_backward_h dbeta", &db, 1e-3, 1e-4);
-            // batch norm and GELU in one op: the same inputs, GELU's output and gradient
-            K_CPU->batch_norm_gelu_forward(dt, H(y), F(stats), F(rm), F(rv), H(x), F(gamma), F(beta), N, C, HW, 1e-5f,
-                                           0.1f, training, cl);
-            K_GPU->batch_norm_gelu_forward(dt, D(y), (float *)D(stats), (float *)D(rm), (float *)D(rv), D(x),
-                                           (float *)D(gamma), (float *)D(beta), N, C, HW, 1e-5f, 0.1f, training, cl);
-            snprintf(what, sizeof what, "batch_norm_gelu_forward %s%s", training ? "train" : "eval", cl ? " channels-last" : "");
-            expect_close(what, &y, step, step);
-            expect_close("batch_norm_gelu_forward stats", &stats, 1e-5, 1e-5);
-            K_CPU->batch_norm_gelu_backward(dt, H(dx), F(dg), F(db), H(dy), H(x), F(gamma), F(beta), F(stats), N, C, HW,
-                                            training, cl);
-            K_GPU->batch_norm_gelu_backward(dt, D(dx), (float *)D(dg), (float *)D(db), D(dy), D(x), (float *)D(gamma),
-                                            (float *)D(beta), (float *)D(stats), N, C, HW, training, cl);
-            snprintf(what, sizeof what, "batch_norm_gelu_backward dx %s%s", training ? "train" : "eval", cl ? " channels-last" : "");
-            expect_close(what, &dx, step, step);
-            expect_close("batch_norm_gelu_backward dgamma", &dg, 1e-3, 1e-4);
-            expect_close("batch_norm_gelu_backward dbeta", &db, 1e-3, 1e-4);
+            // batch norm and an activation in one op: the same inputs, the activation's output and gradient
+            for (cg_activation act = CG_ACT_GELU; act <= CG_ACT_RELU; act++) {
+                const char *name = act == CG_ACT_GELU ? "gelu" : "relu";
+                K_CPU->batch_norm_act_forward(dt, act, H(y), F(stats), F(rm), F(rv), H(x), F(gamma), F(beta), N, C, HW,
+                                              1e-5f, 0.1f, training, cl);
+                K_GPU->batch_norm_act_forward(dt, act, D(y), (float *)D(stats), (float *)D(rm), (float *)D(rv), D(x),
+                                              (float *)D(gamma), (float *)D(beta), N, C, HW, 1e-5f, 0.1f, training, cl);
+                snprintf(what, sizeof what, "batch_norm_%s_forward %s%s", name, training ? "train" : "eval",
+                         cl ? " channels-last" : "");
+                expect_close(what, &y, step, step);
+                expect_close("batch_norm_act_forward stats", &stats, 1e-5, 1e-5);
+                K_CPU->batch_norm_act_backward(dt, act, H(dx), F(dg), F(db), H(dy), H(x), F(gamma), F(beta), F(stats), N,
+                                               C, HW, training, cl);
+                K_GPU->batch_norm_act_backward(dt, act, D(dx), (float *)D(dg), (float *)D(db), D(dy), D(x),
+                                               (float *)D(gamma), (float *)D(beta), (float *)D(stats), N, C, HW, training,
+                                               cl);
+                snprintf(what, sizeof what, "batch_norm_%s_backward dx %s%s", name, training ? "train" : "eval",
+                         cl ? " channels-last" : "");
+                expect_close(what, &dx, step, step);
+                expect_close("batch_norm_act_backward dgamma", &dg, 1e-3, 1e-4);
+                expect_close("batch_norm_act_backward dbeta", &db, 1e-3, 1e-4);
+            }
             twin *all[] = {&x, &y, &stats, &gamma, &beta, &rm, &rv, &dy, &dx, &dg, &db};
             for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
         }

@@ -219,20 +219,23 @@ static void batch_norm_backward_h_cpu(cg_dtype dtype, void *dx, float *dgamma, f
     store_from_nchw(3, dx, dtype, dxf, N, C, HW, channels_last);
 }
 
-// Batch norm then GELU: the f32 kernels on copies, the batch norm's output kept in f32 between
-// them; the backward computes it again from x with the forward's formula (kernels/cpu/norm.c).
-static void batch_norm_gelu_forward_cpu(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
+// Batch norm then GELU or ReLU: the f32 kernels on copies, the batch norm's output kept in f32
+// between them; the backward computes it again from x with the forward's formula (kernels/cpu/norm.c).
+static void batch_norm_act_forward_cpu(cg_dtype dtype, cg_activation act, void *y, float *stats, float *running_mean, float *running_var,
                                         const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
                                         int64_t HW, float eps, float momentum, bool training, bool channels_last) {
     int64_t n = N * C * HW;
     float *xf = widen_nchw(0, x, dtype, N, C, HW, channels_last), *bn = half_scratch_cpu(1, n);
     float *yf = half_scratch_cpu(2, n);
     batch_norm_forward_cpu(bn, stats, running_mean, running_var, xf, gamma, beta, N, C, HW, eps, momentum, training);
-    gelu_forward_cpu(yf, bn, n, false);
+    if (act == CG_ACT_GELU)
+        gelu_forward_cpu(yf, bn, n, false);
+    else
+        relu_forward_cpu(yf, bn, n);
     store_from_nchw(9, y, dtype, yf, N, C, HW, channels_last);
 }
 
-static void batch_norm_gelu_backward_cpu(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
+static void batch_norm_act_backward_cpu(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta, const void *dy,
                                          const void *x, const float *gamma, const float *beta, const float *stats,
                                          int64_t N, int64_t C, int64_t HW, bool training, bool channels_last) {
     int64_t n = N * C * HW;
@@ -246,7 +249,10 @@ static void batch_norm_gelu_backward_cpu(cg_dtype dtype, void *dx, float *dgamma
         for (int64_t i = 0; i < HW; i++) bn[p * HW + i] = xf[p * HW + i] * scale + shift;
     }
     memset(dbn, 0, (size_t)n * sizeof *dbn);
-    gelu_backward_cpu(dbn, dyf, bn, n, false); // the batch norm's output gradient
+    if (act == CG_ACT_GELU) // the batch norm's output gradient
+        gelu_backward_cpu(dbn, dyf, bn, n, false);
+    else
+        relu_backward_cpu(dbn, dyf, bn, n); // (bn > 0 where relu(bn) > 0)
     batch_norm_backward_cpu(dxf, dgamma, dbeta, dbn, xf, gamma, stats, N, C, HW, training);
     store_from_nchw(5, dx, dtype, dxf, N, C, HW, channels_last);
 }
@@ -344,8 +350,8 @@ void amp_register_cpu(cg_kernels *k) {
     k->relu_backward_h = relu_backward_h_cpu;
     k->batch_norm_forward_h = batch_norm_forward_h_cpu;
     k->batch_norm_backward_h = batch_norm_backward_h_cpu;
-    k->batch_norm_gelu_forward = batch_norm_gelu_forward_cpu;
-    k->batch_norm_gelu_backward = batch_norm_gelu_backward_cpu;
+    k->batch_norm_act_forward = batch_norm_act_forward_cpu;
+    k->batch_norm_act_backward = batch_norm_act_backward_cpu;
     k->gelu_forward_h = gelu_forward_h_cpu;
     k->gelu_backward_h = gelu_backward_h_cpu;
     k->add_forward_h = add_forward_h_cpu;

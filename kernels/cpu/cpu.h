@@ -25,6 +25,7 @@ void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, int64_t N
                             int64_t kernel, int64_t stride, int64_t P, int64_t Q);
 void add_bias_forward_cpu(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
 void add_bias_backward_cpu(float *dbias, const float *dy, int64_t rows, int64_t cols);
+void relu_forward_cpu(float *y, const float *x, int64_t n);
 void relu_backward_cpu(float *dx, const float *dy, const float *y, int64_t n);
 void gelu_forward_cpu(float *y, const float *x, int64_t n, bool tanh_approx);
 void gelu_backward_cpu(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx);

@@ -75,7 +75,7 @@ void add_bias_backward_cpu(float *dbias, const float *dy, int64_t rows, int64_t 
 static inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
 static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-static void relu_forward_cpu(float *y, const float *x, int64_t n) {
+void relu_forward_cpu(float *y, const float *x, int64_t n) {
     if (n < CG_OMP_MIN_WORK) {
         for (int64_t i = 0; i < n; i++) y[i] = relu(x[i]);
         return;

@@ -24,15 +24,20 @@
 #include "kernels/cuda/fast_divide.h"
 
 // What the partial sums add up: the sum of x and of x^2 (the forward's statistics), or the sum
-// of dy and of dy (x - mean) (the backward's; multiplied by inv_std once, in step 2), or the same
-// with dy the gradient of GELU's input when a GELU follows the batch norm in one op (dy here is
-// the GELU's output gradient; its input, the batch norm's output, is computed again from x).
-enum { SUMS_OF_X, SUMS_OF_DY, SUMS_OF_DY_GELU };
+// of dy and of dy (x - mean) (the backward's; multiplied by inv_std once, in step 2).
+enum { SUMS_OF_X, SUMS_OF_DY };
 
-// The batch norm's output gradient where a GELU follows it: dy times GELU's slope at the batch
-// norm's output x scale + shift (the forward's formula, so the same value).
-template <int what> static __device__ __forceinline__ float bn_output_grad(float dy, float x, float scale, float shift) {
-    return what == SUMS_OF_DY_GELU ? dy * gelu_slope(x * scale + shift, false) : dy;
+// An activation after the batch norm in the same op (ACT: 0 for none, or a cg_activation): its
+// value, and the batch norm's output gradient dy times its slope at the batch norm's output
+// x scale + shift (the forward's formula, so the same value; dy is then the activation's output
+// gradient, its input computed again from x).
+template <int ACT> static __device__ __forceinline__ float act_value(float v) {
+    return ACT == CG_ACT_GELU ? gelu_value(v, false) : ACT == CG_ACT_RELU ? (v > 0.0f ? v : 0.0f) : v;
+}
+template <int ACT> static __device__ __forceinline__ float bn_output_grad(float dy, float x, float scale, float shift) {
+    if (ACT == 0) return dy;
+    float v = x * scale + shift;
+    return ACT == CG_ACT_GELU ? dy * gelu_slope(v, false) : (v > 0.0f ? dy : 0.0f);
 }
 
 // Blocks of step 1 along the images: enough for a few thousand blocks in all, no more than the
@@ -49,8 +54,8 @@ static int64_t image_shares(int64_t N, int64_t C, int64_t HW) {
 // The threads walk the block's values (image n, position hw) in steps of blockDim.x without
 // dividing: each step moves step_n images and step_hw positions, carrying one image when the
 // position passes HW.
-// gamma, beta: for SUMS_OF_DY_GELU (else NULL).
-template <int what, typename T>
+// gamma, beta: for an activation (ACT != 0; else NULL).
+template <int what, int ACT, typename T>
 static __global__ void channel_partial_sums(float *partial, const T *a, const T *x, const float *stats,
                                            const float *gamma, const float *beta, int N, int C, int HW) {
     int c = blockIdx.x, s = blockIdx.y, S = gridDim.y;
@@ -58,13 +63,13 @@ static __global__ void channel_partial_sums(float *partial, const T *a, const T 
     int step_n = blockDim.x / HW, step_hw = blockDim.x % HW;
     int n = (int)((int64_t)s * N / S) + threadIdx.x / HW, hw = threadIdx.x % HW;
     float mean = what != SUMS_OF_X ? stats[c] : 0.0f;
-    float scale = what == SUMS_OF_DY_GELU ? gamma[c] * stats[C + c] : 0.0f;
-    float shift = what == SUMS_OF_DY_GELU ? beta[c] - mean * scale : 0.0f;
+    float scale = ACT != 0 && what != SUMS_OF_X ? gamma[c] * stats[C + c] : 0.0f;
+    float shift = ACT != 0 && what != SUMS_OF_X ? beta[c] - mean * scale : 0.0f;
     float sum = 0.0f, sum2 = 0.0f;
     while (n < n_end) {
         int64_t i = ((int64_t)n * C + c) * HW + hw;
         float v = h2f(a[i]);
-        if (what != SUMS_OF_X) v = bn_output_grad<what>(v, h2f(x[i]), scale, shift);
+        if (what != SUMS_OF_X) v = bn_output_grad<ACT>(v, h2f(x[i]), scale, shift);
         sum += v;
         sum2 += what == SUMS_OF_X ? v * v : v * (h2f(x[i]) - mean);
         hw += step_hw;
@@ -85,7 +90,7 @@ static __global__ void channel_partial_sums(float *partial, const T *a, const T 
 // the 32 lanes of a warp read 32 neighbouring values of one row. The 8 row sums of each channel
 // are then added in shared memory, in order.
 enum { CL_CHANNELS = 32, CL_ROWS = 8 };
-template <int what, typename T>
+template <int what, int ACT, typename T>
 static __global__ void channel_partial_sums_cl(float *partial, const T *a, const T *x, const float *stats,
                                               const float *gamma, const float *beta, int rows, int C) {
     __shared__ float sums[2][CL_ROWS][CL_CHANNELS + 1];
@@ -94,12 +99,12 @@ static __global__ void channel_partial_sums_cl(float *partial, const T *a, const
     float sum = 0.0f, sum2 = 0.0f;
     if (c < C) {
         float mean = what != SUMS_OF_X ? stats[c] : 0.0f;
-        float scale = what == SUMS_OF_DY_GELU ? gamma[c] * stats[C + c] : 0.0f;
-        float shift = what == SUMS_OF_DY_GELU ? beta[c] - mean * scale : 0.0f;
+        float scale = ACT != 0 && what != SUMS_OF_X ? gamma[c] * stats[C + c] : 0.0f;
+        float shift = ACT != 0 && what != SUMS_OF_X ? beta[c] - mean * scale : 0.0f;
         for (int r = (int)((int64_t)s * rows / S) + ty; r < r_end; r += CL_ROWS) {
             int64_t i = (int64_t)r * C + c;
             float v = h2f(a[i]);
-            if (what != SUMS_OF_X) v = bn_output_grad<what>(v, h2f(x[i]), scale, shift);
+            if (what != SUMS_OF_X) v = bn_output_grad<ACT>(v, h2f(x[i]), scale, shift);
             sum += v;
             sum2 += what == SUMS_OF_X ? v * v : v * (h2f(x[i]) - mean);
         }
@@ -116,7 +121,7 @@ static __global__ void channel_partial_sums_cl(float *partial, const T *a, const
 
 // A new device buffer (caching allocator) with step 1's partial sums of `what`; *shares = S.
 // channels_last: a and x stored (N, HW, C).
-template <int what, typename T>
+template <int what, typename T, int ACT = 0>
 static float *partial_sums(int64_t *shares, const T *a, const T *x, const float *stats, int64_t N, int64_t C,
                            int64_t HW, bool channels_last = false, const float *gamma = NULL,
                            const float *beta = NULL) {
@@ -126,7 +131,7 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
     if (!channels_last) {
         S = image_shares(N, C, HW);
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
-        channel_partial_sums<what, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
+        channel_partial_sums<what, ACT, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
             partial, a, x, stats, gamma, beta, (int)N, (int)C, (int)HW);
     } else { // about a thousand blocks, each over at least 512 rows (64 per thread)
         int64_t groups = (C + CL_CHANNELS - 1) / CL_CHANNELS, rows = N * HW;
@@ -134,7 +139,7 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         if (S > rows / 512) S = rows / 512;
         if (S < 1) S = 1;
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
-        channel_partial_sums_cl<what, T><<<dim3((unsigned)groups, (unsigned)S), dim3(CL_CHANNELS, CL_ROWS), 0,
+        channel_partial_sums_cl<what, ACT, T><<<dim3((unsigned)groups, (unsigned)S), dim3(CL_CHANNELS, CL_ROWS), 0,
                                            cg_cuda_stream()>>>(partial, a, x, stats, gamma, beta, (int)rows, (int)C);
     }
     CG_LAUNCH_CHECK();
@@ -243,8 +248,8 @@ static __device__ __forceinline__ int channel_of(int64_t i, cg_fast_divisor hw, 
 }
 
 // y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings);
-// GELU: y = gelu(that), the batch norm's output kept in f32 between the two.
-template <typename T, bool GELU>
+// ACT: y = the activation of that, the batch norm's output kept in f32 between the two.
+template <typename T, int ACT>
 static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, const float *beta, const float *stats,
                                         int n, cg_fast_divisor channels, cg_fast_divisor hw) {
     int C = (int)channels.divisor;
@@ -252,15 +257,15 @@ static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, co
         int c = channel_of(i, hw, channels);
         float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
         float v = h2f(x[i]) * scale + shift;
-        y[i] = f2h<T>(GELU ? gelu_value(v, false) : v);
+        y[i] = f2h<T>(act_value<ACT>(v));
     }
 }
 
 // dx += gamma inv_std (dy - S_dy / m - xhat S_dyxhat / m) in training, gamma inv_std dy otherwise;
 // S from sums (C values of each, f64) over m values per channel; m_on_device: m is read there
 // instead (the synchronised form's count over every rank, stats[2C], which the host never sees).
-// GELU: dy is the gradient of a GELU that follows (beta then needed to compute its input again).
-template <typename T, bool GELU>
+// ACT: dy is the gradient of an activation that follows (beta then needed to compute its input).
+template <typename T, int ACT>
 static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *beta,
                                  const float *stats, const double *sums, float m, const float *m_on_device, int n,
                                  cg_fast_divisor channels, cg_fast_divisor hw, bool training) {
@@ -269,7 +274,7 @@ static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *ga
     FLAT_LOOP(i, n) {
         int c = channel_of(i, hw, channels);
         float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std, xv = h2f(x[i]);
-        float d = GELU ? bn_output_grad<SUMS_OF_DY_GELU>(h2f(dy[i]), xv, g, beta[c] - mean * g) : h2f(dy[i]);
+        float d = ACT != 0 ? bn_output_grad<ACT>(h2f(dy[i]), xv, g, beta[c] - mean * g) : h2f(dy[i]);
         if (training) {
             float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
             dx[i] = f2h<T>(h2f(dx[i]) + g * (d - sum_dy / m - (xv - mean) * inv_std * sum_dy_xhat / m));
@@ -280,22 +285,22 @@ static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *ga
 }
 
 // channels_last: the channel of element i is i mod C (HW taken as 1 in i / HW mod C).
-template <typename T, bool GELU = false>
+template <typename T, int ACT = 0>
 static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
                       int64_t HW, bool channels_last = false) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    LAUNCH((normalize_kernel<T, GELU>), n, y, x, gamma, beta, stats, (int)n, cg_fast_divisor_make((uint32_t)C),
+    LAUNCH((normalize_kernel<T, ACT>), n, y, x, gamma, beta, stats, (int)n, cg_fast_divisor_make((uint32_t)C),
            cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW));
 }
 
-template <typename T, bool GELU = false>
+template <typename T, int ACT = 0>
 static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, const float *beta, const float *stats,
                            const double *sums, float m, const float *m_on_device, int64_t N, int64_t C, int64_t HW,
                            bool training, bool channels_last = false) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    LAUNCH((dx_kernel<T, GELU>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n,
+    LAUNCH((dx_kernel<T, ACT>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n,
            cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW), training);
 }
 
@@ -304,8 +309,8 @@ static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, c
 // queued: the stream's order keeps them alive long enough (as conv.cu's).
 
 // The forward and backward for f32 (T = float) and 16-bit (T = __half, __nv_bfloat16) tensors;
-// GELU: a GELU after the batch norm in the same passes (y its output, dy its output gradient).
-template <typename T, bool GELU = false>
+// ACT: an activation after the batch norm in the same passes (y its output, dy its output gradient).
+template <typename T, int ACT = 0>
 static void bn_forward(T *y, float *stats, float *running_mean, float *running_var, const T *x, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
                        bool channels_last = false) {
@@ -317,20 +322,19 @@ static void bn_forward(T *y, float *stats, float *running_mean, float *running_v
     } else {
         LAUNCH(running_stats_kernel, C, stats, running_mean, running_var, C, eps);
     }
-    normalize<T, GELU>(y, x, gamma, beta, stats, N, C, HW, channels_last);
+    normalize<T, ACT>(y, x, gamma, beta, stats, N, C, HW, channels_last);
 }
 
-template <typename T, bool GELU = false>
+template <typename T, int ACT = 0>
 static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T *x, const float *gamma,
                         const float *beta, const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
                         bool channels_last = false) {
     int64_t S;
-    const int what = GELU ? SUMS_OF_DY_GELU : SUMS_OF_DY;
-    float *partial = partial_sums<what, T>(&S, dy, x, stats, N, C, HW, channels_last, gamma, beta);
+    float *partial = partial_sums<SUMS_OF_DY, T, ACT>(&S, dy, x, stats, N, C, HW, channels_last, gamma, beta);
     double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
     LAUNCH(dy_sums_kernel, 32 * C, totals, dgamma, dbeta, partial, stats, S, C, false);
     if (dx)
-        input_gradient<T, GELU>(dx, dy, x, gamma, beta, stats, totals, (float)(N * HW), NULL, N, C, HW, training,
+        input_gradient<T, ACT>(dx, dy, x, gamma, beta, stats, totals, (float)(N * HW), NULL, N, C, HW, training,
                                 channels_last);
     cg_cuda_free(partial), cg_cuda_free(totals);
 }
@@ -372,7 +376,7 @@ static void batch_norm_backward_h_cuda(cg_dtype dtype, void *dx, float *dgamma, 
                                      HW, training, channels_last));
 }
 
-// Batch norm then GELU (f32, f16 or bf16): the templates above with GELU.
+// Batch norm then an activation (f32, f16 or bf16): the templates above with ACT.
 #define DISPATCH_ANY(dtype, ...)                  \
     do {                                          \
         if ((dtype) == CG_F32) {                  \
@@ -382,20 +386,33 @@ static void batch_norm_backward_h_cuda(cg_dtype dtype, void *dx, float *dgamma, 
             DISPATCH16(dtype, __VA_ARGS__);       \
         }                                         \
     } while (0)
+#define DISPATCH_ACT(act, ...)                                                                  \
+    do {                                                                                        \
+        CG_CHECK((act) == CG_ACT_GELU || (act) == CG_ACT_RELU, "batch norm: activation %d", (int)(act)); \
+        if ((act) == CG_ACT_GELU) {                                                             \
+            const int ACT = CG_ACT_GELU;                                                        \
+            __VA_ARGS__;                                                                        \
+        } else {                                                                                \
+            const int ACT = CG_ACT_RELU;                                                        \
+            __VA_ARGS__;                                                                        \
+        }                                                                                       \
+    } while (0)
 
-static void batch_norm_gelu_forward_cuda(cg_dtype dtype, void *y, float *stats, float *running_mean,
-                                         float *running_var, const void *x, const float *gamma, const float *beta,
-                                         int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
-                                         bool channels_last) {
-    DISPATCH_ANY(dtype, (bn_forward<T, true>((T *)y, stats, running_mean, running_var, (const T *)x, gamma, beta, N, C,
-                                             HW, eps, momentum, training, channels_last)));
+static void batch_norm_act_forward_cuda(cg_dtype dtype, cg_activation act, void *y, float *stats, float *running_mean,
+                                        float *running_var, const void *x, const float *gamma, const float *beta,
+                                        int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
+                                        bool channels_last) {
+    DISPATCH_ACT(act, DISPATCH_ANY(dtype, (bn_forward<T, ACT>((T *)y, stats, running_mean, running_var, (const T *)x,
+                                                              gamma, beta, N, C, HW, eps, momentum, training,
+                                                              channels_last))));
 }
 
-static void batch_norm_gelu_backward_cuda(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
-                                          const void *x, const float *gamma, const float *beta, const float *stats,
-                                          int64_t N, int64_t C, int64_t HW, bool training, bool channels_last) {
-    DISPATCH_ANY(dtype, (bn_backward<T, true>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma, beta, stats, N,
-                                              C, HW, training, channels_last)));
+static void batch_norm_act_backward_cuda(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta,
+                                         const void *dy, const void *x, const float *gamma, const float *beta,
+                                         const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
+                                         bool channels_last) {
+    DISPATCH_ACT(act, DISPATCH_ANY(dtype, (bn_backward<T, ACT>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma,
+                                                               beta, stats, N, C, HW, training, channels_last))));
 }
 
 // The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last (amp.cu).
@@ -457,8 +474,8 @@ extern "C" void norm_register_cuda(cg_kernels *k) {
     k->batch_norm_backward = batch_norm_backward_cuda;
     k->batch_norm_forward_h = batch_norm_forward_h_cuda;
     k->batch_norm_backward_h = batch_norm_backward_h_cuda;
-    k->batch_norm_gelu_forward = batch_norm_gelu_forward_cuda;
-    k->batch_norm_gelu_backward = batch_norm_gelu_backward_cuda;
+    k->batch_norm_act_forward = batch_norm_act_forward_cuda;
+    k->batch_norm_act_backward = batch_norm_act_backward_cuda;
     k->batch_norm_sums = batch_norm_sums_cuda;
     k->batch_norm_stats_from_sums = batch_norm_stats_from_sums_cuda;
     k->batch_norm_forward_from_stats = batch_norm_forward_from_stats_cuda;
