@@ -221,26 +221,31 @@ static void batch_norm_backward_h_cpu(cg_dtype dtype, void *dx, float *dgamma, f
 
 // Batch norm then GELU or ReLU: the f32 kernels on copies, the batch norm's output kept in f32
 // between them; the backward computes it again from x with the forward's formula (kernels/cpu/norm.c).
-static void batch_norm_act_forward_cpu(cg_dtype dtype, cg_activation act, void *y, float *stats, float *running_mean, float *running_var,
-                                        const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                                        int64_t HW, float eps, float momentum, bool training, bool channels_last) {
+static void batch_norm_act_forward_cpu(cg_dtype dtype, cg_activation act, void *y, float *stats, float *running_mean,
+                                       float *running_var, const void *x, const float *gamma, const float *beta,
+                                       int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
+                                       bool channels_last) {
     int64_t n = N * C * HW;
-    float *xf = widen_nchw(0, x, dtype, N, C, HW, channels_last), *bn = half_scratch_cpu(1, n);
-    float *yf = half_scratch_cpu(2, n);
+    bool direct = dtype == CG_F32 && !channels_last; // f32 NCHW: the tensors themselves, no copies
+    const float *xf = direct ? (const float *)x : widen_nchw(0, x, dtype, N, C, HW, channels_last);
+    float *bn = half_scratch_cpu(1, n), *yf = direct ? (float *)y : half_scratch_cpu(2, n);
     batch_norm_forward_cpu(bn, stats, running_mean, running_var, xf, gamma, beta, N, C, HW, eps, momentum, training);
     if (act == CG_ACT_GELU)
         gelu_forward_cpu(yf, bn, n, false);
     else
         relu_forward_cpu(yf, bn, n);
-    store_from_nchw(9, y, dtype, yf, N, C, HW, channels_last);
+    if (!direct) store_from_nchw(9, y, dtype, yf, N, C, HW, channels_last);
 }
 
-static void batch_norm_act_backward_cpu(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta, const void *dy,
-                                         const void *x, const float *gamma, const float *beta, const float *stats,
-                                         int64_t N, int64_t C, int64_t HW, bool training, bool channels_last) {
+static void batch_norm_act_backward_cpu(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta,
+                                        const void *dy, const void *x, const float *gamma, const float *beta,
+                                        const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
+                                        bool channels_last) {
     int64_t n = N * C * HW;
-    float *dyf = widen_nchw(0, dy, dtype, N, C, HW, channels_last), *xf = widen_nchw(1, x, dtype, N, C, HW, channels_last);
-    float *dxf = widen_nchw(2, dx, dtype, N, C, HW, channels_last); // NULL when dx is
+    bool direct = dtype == CG_F32 && !channels_last;
+    const float *dyf = direct ? (const float *)dy : widen_nchw(0, dy, dtype, N, C, HW, channels_last);
+    const float *xf = direct ? (const float *)x : widen_nchw(1, x, dtype, N, C, HW, channels_last);
+    float *dxf = direct ? (float *)dx : widen_nchw(2, dx, dtype, N, C, HW, channels_last); // NULL when dx is
     float *bn = half_scratch_cpu(3, n), *dbn = half_scratch_cpu(4, n);
 #pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
     for (int64_t p = 0; p < N * C; p++) { // plane p: channel p % C
@@ -254,7 +259,7 @@ static void batch_norm_act_backward_cpu(cg_dtype dtype, cg_activation act, void 
     else
         relu_backward_cpu(dbn, dyf, bn, n); // (bn > 0 where relu(bn) > 0)
     batch_norm_backward_cpu(dxf, dgamma, dbeta, dbn, xf, gamma, stats, N, C, HW, training);
-    store_from_nchw(5, dx, dtype, dxf, N, C, HW, channels_last);
+    if (!direct) store_from_nchw(5, dx, dtype, dxf, N, C, HW, channels_last);
 }
 
 static void gelu_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx) {
