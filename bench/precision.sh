@@ -28,7 +28,7 @@ PYTHON=${PYTHON:-python3}
 TORCH_WORKLOADS=${TORCH_WORKLOADS:-$ROOT/bench/torch_workloads.py}
 KEEP_DIR=""
 USE_TORCH=yes
-LAYOUT=${CGRAD_CONV16_LAYOUT:-nchw}
+LAYOUT=${CGRAD_CONV16_LAYOUT:-}
 
 usage() {
     cat <<EOF
@@ -47,8 +47,8 @@ and print images/s, test accuracy and the ratios (medians over epochs 2..E).
   --torch-workloads PATH  the PyTorch script (default: \$TORCH_WORKLOADS, else
                           ROOT/bench/torch_workloads.py)
   --python PATH           interpreter with torch and numpy (default: \$PYTHON, else python3)
-  --conv16-layout L       nchw (default) or nhwc: the layout of cgrad's 16-bit convolutions on the GPU
-                          (exported as CGRAD_CONV16_LAYOUT; nhwc pads the channels to multiples of 8)
+  --conv16-layout L       nhwc (the GPU's default) or nchw: how cgrad's 16-bit convolutions store their
+                          outputs (exported as CGRAD_CONV16_LAYOUT; nhwc: channels-last activations)
   --no-torch              run cgrad only
   --keep DIR              keep every program's output (cgrad_P_B.csv/.out, torch_P_B.jsonl/.err)
   --help                  this text
@@ -91,7 +91,7 @@ for p in $PRECISIONS; do
     case "$p" in fp32 | fp16 | bf16) ;; *) die "--precisions: '$p' is not fp32, fp16 or bf16" ;; esac
 done
 case "$DEVICE" in cpu | cuda | cuda:[0-9]*) ;; *) die "--device: '$DEVICE' is not cpu, cuda or cuda:N" ;; esac
-case "$LAYOUT" in nchw | nhwc) export CGRAD_CONV16_LAYOUT=$LAYOUT ;; *) die "--conv16-layout: '$LAYOUT' is not nchw or nhwc" ;; esac
+case "$LAYOUT" in "") ;; nchw | nhwc) export CGRAD_CONV16_LAYOUT=$LAYOUT ;; *) die "--conv16-layout: '$LAYOUT' is not nchw or nhwc" ;; esac
 CNN="$BUILD_DIR/cnn"
 [ -x "$CNN" ] || die "no executable $CNN (build first, or give --build-dir)"
 [ -d "$DATA" ] || die "--data: no folder $DATA"
