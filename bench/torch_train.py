@@ -48,7 +48,7 @@ The recipe, with PyTorch's names and defaults (torch.optim, torch.optim.lr_sched
   --clip-grad-norm X             torch.nn.utils.clip_grad_norm_(parameters, X) before each step
   --augment on|off               the training augmentation (default on for cifar, tinyimagenet, folder):
                                  random crop of the image padded by --crop-padding P pixels (default 4;
-                                 --padding-mode zeros|reflect), --flip random|alternate|off (random:
+                                 --padding-mode zeros|reflect; zeros: black pixels, as cnn's), --flip random|alternate|off (random:
                                  each image with probability 1/2; alternate: airbench's, a random half
                                  flipped once, then every image flipped in the 2nd, 4th, ... epochs),
                                  --cutout S
@@ -427,12 +427,19 @@ class Batches:
             yield x, self.labels[idx]
 
 
-def random_crop(x, padding, mode, generator):
-    """Each image cropped back to its size out of a copy padded by `padding` (zeros or reflection)."""
+def random_crop(x, padding, mode, generator, black=None):
+    """Each image cropped back to its size out of a copy padded by `padding` (zeros or reflection).
+    x is normalised; `black` (1, C, 1, 1), the normalised value of a 0 pixel, is what zero padding
+    adds, as cgrad's gather kernel (and torchvision's RandomCrop before Normalize) pads with pixels
+    of 0, not with the normalised 0 (the mean colour)."""
     if padding <= 0:
         return x
     b, c, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4, mode="reflect" if mode == "reflect" else "constant")
+    if mode == "reflect":
+        padded = F.pad(x, (padding,) * 4, mode="reflect")
+    else:
+        base = black if black is not None else torch.zeros(1, c, 1, 1, device=x.device)
+        padded = F.pad(x - base, (padding,) * 4, mode="constant") + base
     dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
     dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # b, h, 1
@@ -653,8 +660,9 @@ def train_general(args, train, test, device):
             half = (torch.rand(len(train_batches.labels), generator=gen, device=device) < 0.5).view(-1, 1, 1, 1)
             train_batches.images = torch.where(half, train_batches.images.flip(3), train_batches.images)
         state = {"epoch": 0}
+        black = train_batches.normalize(torch.zeros(1, c, 1, 1, dtype=torch.uint8, device=device))
         def aug(x):
-            x = random_crop(x, args.crop_padding, args.padding_mode, gen)
+            x = random_crop(x, args.crop_padding, args.padding_mode, gen, black)
             if args.flip == "random":
                 x = random_flip(x, gen)
             elif args.flip == "alternate" and state["epoch"] % 2 == 1:
