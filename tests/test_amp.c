@@ -105,6 +105,18 @@ static cg_module *small_model(cg_params *params, cg_params *buffers, bool with_n
     return m;
 }
 
+// Its input: SMALL_BATCH images (N, 2, 8, 8) drawn N(0, 1) from seed, and their labels.
+#define SMALL_BATCH 6
+static void small_batch(uint64_t seed, cg_tensor **x, cg_tensor **labels) {
+    float xv[SMALL_BATCH * 2 * 8 * 8];
+    cg_rng data = cg_rng_new(seed, CG_STREAM_DATA);
+    cg_rng_normal(&data, xv, SMALL_BATCH * 2 * 8 * 8, 0.0f, 1.0f);
+    *x = host_tensor(4, (int64_t[]){SMALL_BATCH, 2, 8, 8}, xv);
+    int32_t labels_v[SMALL_BATCH] = {0, 1, 2, 3, 4, 0};
+    *labels = cg_tensor_new(cg_cpu(), CG_I32, 1, (int64_t[]){SMALL_BATCH});
+    memcpy((*labels)->data, labels_v, sizeof labels_v);
+}
+
 // The tutorial CNN's layer kinds on a small batch: conv2d, ReLU, max pooling, flatten, linear;
 // outputs and parameter gradients under autocast against f32 (relative to the largest value).
 // with_norm: the fast network's kinds and ResNet's instead, conv2d, BatchNorm2d (training), GELU, a
@@ -117,14 +129,9 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
     snprintf(name, sizeof name, "%s%s", cg_precision_name(precision), with_norm ? " (batch norm, GELU)" : "");
     cg_params *params = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
     cg_module *m = small_model(params, buffers, with_norm, 3);
-    int64_t N = 6;
-    float *xv = cg_xmalloc((size_t)(N * 2 * 8 * 8) * sizeof(float));
-    cg_rng data = cg_rng_new(4, CG_STREAM_DATA);
-    cg_rng_normal(&data, xv, N * 2 * 8 * 8, 0.0f, 1.0f);
-    cg_tensor *x = host_tensor(4, (int64_t[]){N, 2, 8, 8}, xv);
-    int32_t labels_v[6] = {0, 1, 2, 3, 4, 0};
-    cg_tensor *labels = cg_tensor_new(cg_cpu(), CG_I32, 1, (int64_t[]){N});
-    memcpy(labels->data, labels_v, sizeof labels_v);
+    int64_t N = SMALL_BATCH;
+    cg_tensor *x, *labels;
+    small_batch(4, &x, &labels);
 
     float *out[2], *grads[2];
     int64_t n_out = N * 5, n_grad = params->numel;
@@ -177,7 +184,6 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
             printf("autocast %s: %s within %.2g of f32 (relative, Euclidean norm)\n", name, what[k], rel);
         free(pairs[k][0]), free(pairs[k][1]);
     }
-    free(xv);
     cg_tensor_free(x), cg_tensor_free(labels);
     cg_module_free(m);
     cg_params_free(params);
@@ -208,15 +214,9 @@ static void test_channels_last(cg_precision precision) {
     }
     cg_params *params = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
     cg_module *m = small_model(params, buffers, true, 5);
-    int64_t N = 6;
-    float xv[6 * 2 * 8 * 8];
-    cg_rng data = cg_rng_new(6, CG_STREAM_DATA);
-    cg_rng_normal(&data, xv, N * 2 * 8 * 8, 0.0f, 1.0f);
-    cg_tensor *x = host_tensor(4, (int64_t[]){N, 2, 8, 8}, xv);
-    int32_t labels_v[6] = {0, 1, 2, 3, 4, 0};
-    cg_tensor *labels = cg_tensor_new(cg_cpu(), CG_I32, 1, (int64_t[]){N});
-    memcpy(labels->data, labels_v, sizeof labels_v);
-    float out[2][6 * 5], *grads[2];
+    cg_tensor *x, *labels;
+    small_batch(6, &x, &labels);
+    float out[2][SMALL_BATCH * 5], *grads[2];
     const char *layouts[2] = {"nchw", "nhwc"};
     for (int pass = 0; pass < 2; pass++) {
         setenv("CGRAD_CONV16_LAYOUT", layouts[pass], 1);
