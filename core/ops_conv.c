@@ -1,6 +1,6 @@
 // ops_conv.c: the image ops of the op table: conv2d, max_pool2d, their fused block (conv2d +
-// ReLU + 2x2 max pooling), reshape (flatten) and the copy between memory formats. Tensor logic only; the arithmetic is in
-// kernels/cpu/conv.c and kernels/cuda/conv.cu.
+// ReLU + 2x2 max pooling), reshape (flatten) and the copy between memory formats. Tensor logic
+// only; the arithmetic is in kernels/cpu/conv.c and kernels/cuda/conv.cu.
 #include "core/ops_internal.h"
 
 #include <stdio.h>
@@ -128,7 +128,7 @@ cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight
     bool fused = dt == CG_F32 ? k->conv2d_relu_pool_forward != NULL && x->dtype == CG_F32
                               : k->conv2d_relu_pool_forward_h != NULL;
     if (!fused) return cg_max_pool2d(t, cg_relu(t, cg_conv2d(t, x, weight, bias, stride, padding)), 2, 2);
-    x = cg_to_memory_format(t, cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, x), false);
+    x = cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, x); // channels-last: cg_op_apply copies it to NCHW
     weight = cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, weight);
     if (bias) bias = cg_op_autocast_input(t, CG_OP_CONV2D_RELU_POOL, bias);
     int64_t P, Q;

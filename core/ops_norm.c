@@ -65,7 +65,7 @@ static void batch_norm2d_synced_node_backward(const cg_kernels *k, cg_tape *t, c
 }
 
 // The checks of batch_norm2d and its node, ready for cg_op_apply (the synchronised form's
-// statistics already computed): shared with batch_norm2d_gelu below.
+// statistics already computed): shared with batch_norm2d_act below.
 static cg_node batch_norm_node(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                                cg_tensor *running_var, bool training, float momentum, float eps) {
     // Under autocast x keeps its 16-bit dtype (statistics and sums in f32, the output rounded once,

@@ -24,11 +24,7 @@ static cg_tensor *conv_relu_pool(cg_module *const *m, int count, cg_tape *t, cg_
 static cg_tensor *norm_activation(cg_module *const *m, int count, cg_tape *t, cg_tensor *x) {
     if (count < 2 || !cg_module_is(m[0], &cg_batch_norm2d_type)) return NULL;
     bool gelu = cg_module_is(m[1], &cg_gelu_type), relu = cg_module_is(m[1], &cg_relu_type);
-    if (!gelu && !relu) return NULL;
-    const cg_batch_norm2d_layer *b = (const cg_batch_norm2d_layer *)m[0];
-    cg_batch_norm2d_track(m[0]);
-    return (gelu ? cg_batch_norm2d_gelu : cg_batch_norm2d_relu)(t, x, b->weight, b->bias, b->running_mean,
-                                                               b->running_var, m[0]->training, b->momentum, b->eps);
+    return gelu || relu ? cg_batch_norm2d_forward_activated(m[0], t, x, gelu) : NULL;
 }
 
 cg_tensor *cg_fusion_forward(cg_module *const *m, int count, cg_tape *t, cg_tensor *x, int *used) {

@@ -5,17 +5,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void cg_batch_norm2d_track(cg_module *m) {
+// What a training-mode forward does besides the op: num_batches_tracked += 1, on the device (a
+// kernel a CUDA Graph replays).
+static void track(cg_module *m) {
     cg_batch_norm2d_layer *b = (cg_batch_norm2d_layer *)m;
-    if (m->training) // num_batches_tracked += 1, on the device (a kernel a CUDA Graph replays)
-        cg_kernels_for(b->num_batches_tracked->device)->add_scalar(b->num_batches_tracked->data, 1.0f);
+    if (m->training) cg_kernels_for(b->num_batches_tracked->device)->add_scalar(b->num_batches_tracked->data, 1.0f);
 }
 
 static cg_tensor *batch_norm_module_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_batch_norm2d_layer *b = (cg_batch_norm2d_layer *)m;
-    cg_batch_norm2d_track(m);
+    track(m);
     return cg_batch_norm2d(t, x, b->weight, b->bias, b->running_mean, b->running_var, m->training, b->momentum,
                            b->eps);
+}
+
+cg_tensor *cg_batch_norm2d_forward_activated(cg_module *m, cg_tape *t, cg_tensor *x, bool gelu) {
+    cg_batch_norm2d_layer *b = (cg_batch_norm2d_layer *)m;
+    track(m);
+    return (gelu ? cg_batch_norm2d_gelu : cg_batch_norm2d_relu)(t, x, b->weight, b->bias, b->running_mean,
+                                                               b->running_var, m->training, b->momentum, b->eps);
 }
 
 static void module_free(cg_module *m) { free(m); }

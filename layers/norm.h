@@ -27,9 +27,9 @@ typedef struct {
 // forward: x (N, channels, H, W) f32 -> same shape; see cg_batch_norm2d.
 cg_module *cg_batch_norm2d_new(cg_params *params, cg_params *buffers, const char *name, int64_t channels);
 
-// What a training-mode forward of BatchNorm2d m does besides the op: num_batches_tracked += 1 (on
-// the device). For a fused op that runs the layer (layers/fusion.c); nothing in evaluation.
-void cg_batch_norm2d_track(cg_module *m);
+// The forward of BatchNorm2d m followed by GELU (gelu) or ReLU, as one op (cg_batch_norm2d_gelu /
+// _relu), with the layer's bookkeeping: for the fusion pass (layers/fusion.c) and the basic block.
+cg_tensor *cg_batch_norm2d_forward_activated(cg_module *m, cg_tape *t, cg_tensor *x, bool gelu);
 // forward in training: each element zeroed with probability p, the others scaled by 1 / (1 - p);
 // in evaluation: the input unchanged. The masks come from Philox stream CG_STREAM_DROPOUT of seed.
 cg_module *cg_dropout_new(float p, uint64_t seed);

@@ -12,14 +12,8 @@
 static cg_tensor *basic_block_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_basic_block *b = (cg_basic_block *)m;
     cg_tensor *out = cg_module_forward(b->conv1, t, x);
-    if (b->fuse) { // relu(bn1(out)) as one op
-        const cg_batch_norm2d_layer *n = (const cg_batch_norm2d_layer *)b->bn1;
-        cg_batch_norm2d_track(b->bn1);
-        out = cg_batch_norm2d_relu(t, out, n->weight, n->bias, n->running_mean, n->running_var, b->bn1->training,
-                                   n->momentum, n->eps);
-    } else {
-        out = cg_relu(t, cg_module_forward(b->bn1, t, out));
-    }
+    out = b->fuse ? cg_batch_norm2d_forward_activated(b->bn1, t, out, false) // relu(bn1(out)) as one op
+                  : cg_relu(t, cg_module_forward(b->bn1, t, out));
     out = cg_module_forward(b->bn2, t, cg_module_forward(b->conv2, t, out));
     cg_tensor *shortcut = b->downsample ? cg_module_forward(b->downsample, t, x) : x;
     return cg_relu(t, cg_add(t, out, shortcut));

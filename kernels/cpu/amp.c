@@ -247,12 +247,7 @@ static void batch_norm_act_backward_cpu(cg_dtype dtype, cg_activation act, void 
     const float *xf = direct ? (const float *)x : widen_nchw(1, x, dtype, N, C, HW, channels_last);
     float *dxf = direct ? (float *)dx : widen_nchw(2, dx, dtype, N, C, HW, channels_last); // NULL when dx is
     float *bn = half_scratch_cpu(3, n), *dbn = half_scratch_cpu(4, n);
-#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
-    for (int64_t p = 0; p < N * C; p++) { // plane p: channel p % C
-        int64_t c = p % C;
-        float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
-        for (int64_t i = 0; i < HW; i++) bn[p * HW + i] = xf[p * HW + i] * scale + shift;
-    }
+    batch_norm_forward_from_stats_cpu(bn, xf, gamma, beta, stats, N, C, HW); // the batch norm's output again
     memset(dbn, 0, (size_t)n * sizeof *dbn);
     if (act == CG_ACT_GELU) // the batch norm's output gradient
         gelu_backward_cpu(dbn, dyf, bn, n, false);

@@ -34,6 +34,8 @@ void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *
                             float momentum, bool training);
 void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                              const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training);
+void batch_norm_forward_from_stats_cpu(float *y, const float *x, const float *gamma, const float *beta,
+                                       const float *stats, int64_t N, int64_t C, int64_t HW);
 
 // amp.c: the 16-bit convolutions (f32 arithmetic on widened copies, or bf16 hardware), which the
 // fused 16-bit block (conv_pool_h.c) builds on

@@ -112,8 +112,8 @@ static void batch_norm_stats_from_sums_cpu(float *stats, float *running_mean, fl
     stats[2 * C] = (float)m;
 }
 
-static void batch_norm_forward_from_stats_cpu(float *y, const float *x, const float *gamma, const float *beta,
-                                              const float *stats, int64_t N, int64_t C, int64_t HW) {
+void batch_norm_forward_from_stats_cpu(float *y, const float *x, const float *gamma, const float *beta,
+                                       const float *stats, int64_t N, int64_t C, int64_t HW) {
     bool threads = N * C * HW >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads)
     for (int64_t c = 0; c < C; c++) {

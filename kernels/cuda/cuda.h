@@ -93,9 +93,6 @@ static inline void cg_cuda_check_int32(const char *op, int64_t n) {
              (long long)n);
 }
 
-// Max pooling, f32 and 16-bit (T) alike: output i (N C planes of P x Q, pq = P Q and q = Q as fast
-// divisors) is the largest value of its window in x (N C planes of H x W), the first one on ties
-// (strict >, as on the CPU); argmax[i] its flat index in x.
 // GELU (core/kernels.h), the same formulas as kernels/cpu/elementwise.c in single precision.
 #define GELU_C 0.7978845608028654f // sqrt(2 / pi)
 #define GELU_A 0.044715f
@@ -110,20 +107,31 @@ static __device__ __forceinline__ float gelu_slope(float x, bool tanh_approx) {
     }
     return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * 0.3989422804014327f * expf(-0.5f * x * x);
 }
+
+// Max pooling, f32 and 16-bit (T) alike: output i (N C planes of P x Q, pq = P Q and q = Q as fast
+// divisors) is the largest value of its window in x (N C planes of H x W), the first one on ties
+// (strict >, as on the CPU); argmax[i] its flat index in x.
+template <typename T>
+static __device__ __forceinline__ int window_argmax(const T *x, int first, int kernel, int row_step, int col_step) {
+    // The window's values: kernel rows row_step apart, kernel columns col_step apart, from first.
+    int best = first;
+    float best_value = h2f(x[best]);
+    for (int r = 0; r < kernel; r++)
+        for (int s = 0; s < kernel; s++) {
+            int j = first + r * row_step + s * col_step;
+            float v = h2f(x[j]);
+            if (v > best_value) best = j, best_value = v;
+        }
+    return best;
+}
+
 template <typename T>
 static __global__ void max_pool_kernel(T *y, int32_t *argmax, const T *x, int n, int H, int W, int kernel, int stride,
                                        cg_fast_divisor pq, cg_fast_divisor q) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         int plane = (int)cg_fast_divide((uint32_t)i, pq), pos = i - plane * (int)pq.divisor;
         int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * (int)q.divisor;
-        int first = plane * H * W + p * stride * W + col * stride, best = first;
-        float best_value = h2f(x[best]);
-        for (int r = 0; r < kernel; r++)
-            for (int s = 0; s < kernel; s++) {
-                int j = first + r * W + s;
-                float v = h2f(x[j]);
-                if (v > best_value) best = j, best_value = v;
-            }
+        int best = window_argmax(x, plane * H * W + p * stride * W + col * stride, kernel, W, 1);
         y[i] = x[best];
         argmax[i] = best;
     }
@@ -134,18 +142,12 @@ static __global__ void max_pool_kernel(T *y, int32_t *argmax, const T *x, int n,
 template <typename T>
 static __global__ void max_pool_cl_kernel(T *y, int32_t *argmax, const T *x, int n, int H, int W, int kernel, int stride,
                                           cg_fast_divisor c, cg_fast_divisor pq, cg_fast_divisor q) {
+    int C = (int)c.divisor;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        int row = (int)cg_fast_divide((uint32_t)i, c), k = i - row * (int)c.divisor;
+        int row = (int)cg_fast_divide((uint32_t)i, c), k = i - row * C;
         int m = (int)cg_fast_divide((uint32_t)row, pq), pos = row - m * (int)pq.divisor;
         int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * (int)q.divisor;
-        int C = (int)c.divisor, first = ((m * H + p * stride) * W + col * stride) * C + k, best = first;
-        float best_value = h2f(x[best]);
-        for (int r = 0; r < kernel; r++)
-            for (int s = 0; s < kernel; s++) {
-                int j = first + (r * W + s) * C;
-                float v = h2f(x[j]);
-                if (v > best_value) best = j, best_value = v;
-            }
+        int best = window_argmax(x, ((m * H + p * stride) * W + col * stride) * C + k, kernel, W * C, C);
         y[i] = x[best];
         argmax[i] = best;
     }

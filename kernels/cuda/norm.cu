@@ -22,8 +22,7 @@
 // of element i is i mod C (the same passes with 1 for HW).
 // Each kernel is a template on the activations' type: f32, or 16 bits under autocast (the
 // _h rows: values widened in registers, sums in f32, each stored value rounded once).
-#include "kernels/cuda/cuda.h"
-#include "kernels/cuda/fast_divide.h"
+#include "kernels/cuda/cuda.h" // (and fast_divide.h)
 
 // What the partial sums add up: the sum of x and of x^2 (the forward's statistics), or the sum
 // of dy and of dy (x - mean) (the backward's; multiplied by inv_std once, in step 2).
