@@ -94,7 +94,7 @@ void *cg_arena_alloc(cg_arena *a, size_t bytes) {
     return p;
 }
 
-cg_tensor *cg_arena_tensor(cg_arena *a, cg_dtype dtype, int ndim, const int64_t *shape) {
+cg_tensor *cg_arena_tensor_header(cg_arena *a, cg_dtype dtype, int ndim, const int64_t *shape) {
     if (a->slab_used == CG_HEADERS_PER_SLAB) {
         if (a->slab->next == NULL) a->slab->next = cg_xcalloc(1, sizeof *a->slab->next);
         a->slab = a->slab->next;
@@ -105,6 +105,11 @@ cg_tensor *cg_arena_tensor(cg_arena *a, cg_dtype dtype, int ndim, const int64_t 
     cg_tensor_set_shape(t, ndim, shape);
     t->dtype = dtype;
     t->device = a->device;
+    return t;
+}
+
+cg_tensor *cg_arena_tensor(cg_arena *a, cg_dtype dtype, int ndim, const int64_t *shape) {
+    cg_tensor *t = cg_arena_tensor_header(a, dtype, ndim, shape);
     t->data = cg_arena_alloc(a, cg_tensor_bytes(t));
     return t;
 }

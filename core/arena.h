@@ -18,6 +18,9 @@ void cg_arena_free(cg_arena *a);
 void *cg_arena_alloc(cg_arena *a, size_t bytes);
 // A tensor whose header and data both come from the arena; requires_grad false, grad NULL.
 cg_tensor *cg_arena_tensor(cg_arena *a, cg_dtype dtype, int ndim, const int64_t *shape);
+// Its header alone, data NULL: for a buffer placed later with cg_arena_alloc (the tape's
+// unzeroed gradients go after the zeroed ones).
+cg_tensor *cg_arena_tensor_header(cg_arena *a, cg_dtype dtype, int ndim, const int64_t *shape);
 
 // A position in the arena, and a way to zero everything allocated since one: how the tape
 // clears all of a step's gradient buffers with one memset per block (usually one in all).

@@ -275,19 +275,26 @@ typedef struct cg_kernels {
     void (*conv2d_forward_cl)(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
                               const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                               int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+    // accumulate false: dx is written, not added to (its old contents are never read: the tape's
+    // fresh gradients, core/tape.h); the same bits as adding to zeros. Also in the rows below.
     void (*conv2d_backward_cl)(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
                                const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                               bool accumulate);
     // channels_last: x and y stored (N, H, W, C) (argmax then indexes x as stored).
     void (*max_pool2d_forward_h)(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
                                  int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q,
                                  bool channels_last);
-    // dx[argmax[i]] = round(dx[argmax[i]] + dy[i]), i < n; overlapping: windows may share an input
-    // (kernel > stride: the GPU then adds atomically), else each input gets one gradient at most.
-    void (*max_pool2d_backward_h)(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n,
-                                  bool overlapping);
+    // dx[argmax[i]] = round(dx[argmax[i]] + dy[i]) for every i < N C P Q; the sizes and layout of
+    // the forward. Windows that overlap (kernel > stride) may send several gradients to one input
+    // (the GPU then adds atomically); otherwise each input has at most one window, and the GPU
+    // gathers: each input looks up its window's arg-max. accumulate false: dx's inputs that are
+    // no window's maximum are set to zero, the others to round(0 + dy).
+    void (*max_pool2d_backward_h)(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t N,
+                                  int64_t C, int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P,
+                                  int64_t Q, bool channels_last, bool accumulate);
     void (*relu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n);
-    void (*relu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n);
+    void (*relu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n, bool accumulate);
     // Batch normalisation and GELU on 16-bit activations (x, y, dy, dx of dtype), as cuDNN's batch
     // norm and PyTorch's GELU run under autocast: the statistics and every sum in f32, gamma,
     // beta, stats, the running statistics and dgamma / dbeta f32 as in batch_norm_forward; each
@@ -298,7 +305,7 @@ typedef struct cg_kernels {
                                  int64_t HW, float eps, float momentum, bool training, bool channels_last);
     void (*batch_norm_backward_h)(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
                                   const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
-                                  int64_t HW, bool training, bool channels_last);
+                                  int64_t HW, bool training, bool channels_last, bool accumulate);
     // Batch norm followed by an activation in one op (cg_batch_norm2d_gelu, _relu): y = act(batch
     // norm of x), act the exact GELU or ReLU, x and y of dtype (f32, f16 or bf16), the batch norm's
     // output kept in f32 between the two (never stored); the backward takes dy of the activation's
@@ -310,12 +317,13 @@ typedef struct cg_kernels {
     void (*batch_norm_act_backward)(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta,
                                     const void *dy, const void *x, const float *gamma, const float *beta,
                                     const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
-                                    bool channels_last);
+                                    bool channels_last, bool accumulate);
     void (*gelu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx);
     // y = round(a + b), n values of one 16-bit dtype (the residual add under autocast; its
     // backward is cast with accumulate: each gradient = round(gradient + dy)).
     void (*add_forward_h)(cg_dtype dtype, void *y, const void *a, const void *b, int64_t n);
-    void (*gelu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx);
+    void (*gelu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx,
+                            bool accumulate);
     // The fused block in 16 bits: the values and gradients of conv2d_forward_h (its output rounded
     // to 16 bits), relu_forward_h and max_pool2d_forward_h(2, 2) in a row, bit for bit, with
     // `where` as conv2d_relu_pool_forward's. Optional (NULL: the three ops run).

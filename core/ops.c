@@ -203,7 +203,7 @@ static void relu_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
         KERNEL(k, relu_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->out), n->out->numel);
     else
         KERNEL(k, relu_backward_h)(n->out->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data, n->out->data,
-                                   n->out->numel);
+                                   n->out->numel, !n->in0_grad_fresh);
 }
 static void sigmoid_node_forward(const cg_kernels *k, cg_node *n) {
     KERNEL(k, sigmoid_forward)(F(n->out), F(n->in[0]), n->out->numel);
@@ -410,7 +410,10 @@ cg_tensor *cg_relu(cg_tape *t, cg_tensor *x) {
              cg_dtype_name(x->dtype));
     x = cg_op_autocast_input(t, CG_OP_RELU, x);
     cg_op_check_input(t, "relu", x, x->dtype);
-    return apply(t, CG_OP_RELU, relu_node_forward, relu_node_backward, x->dtype, x->ndim, x->shape, 1, &x, 0.0f, 0);
+    // In 16 bits the backward can write a first gradient (core/tape.h: fresh gradients).
+    cg_node node = {.op = CG_OP_RELU, .forward = relu_node_forward, .backward = relu_node_backward, .n_in = 1,
+                    .in = {x}, .dtype = x->dtype, .in0_grad_writable = x->dtype != CG_F32};
+    return cg_op_apply(t, &node, x->ndim, x->shape);
 }
 
 cg_tensor *cg_sigmoid(cg_tape *t, cg_tensor *x) {
@@ -481,7 +484,7 @@ static void gelu_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
                                  n->iattr[0]);
     else
         KERNEL(k, gelu_backward_h)(n->out->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data,
-                                   n->in[0]->data, n->out->numel, n->iattr[0]);
+                                   n->in[0]->data, n->out->numel, n->iattr[0], !n->in0_grad_fresh);
 }
 
 // GELU keeps its input's dtype, as PyTorch's under autocast (not on its lists: it runs in the
@@ -491,8 +494,9 @@ static cg_tensor *gelu(cg_tape *t, cg_tensor *x, bool tanh_approx) {
              cg_dtype_name(x->dtype));
     x = cg_op_autocast_input(t, CG_OP_GELU, x);
     cg_op_check_input(t, "gelu", x, x->dtype);
-    return apply(t, CG_OP_GELU, gelu_node_forward, gelu_node_backward, x->dtype, x->ndim, x->shape, 1, &x, 0.0f,
-                 tanh_approx);
+    cg_node node = {.op = CG_OP_GELU, .forward = gelu_node_forward, .backward = gelu_node_backward, .n_in = 1,
+                    .in = {x}, .iattr = {tanh_approx}, .dtype = x->dtype, .in0_grad_writable = x->dtype != CG_F32};
+    return cg_op_apply(t, &node, x->ndim, x->shape);
 }
 cg_tensor *cg_gelu(cg_tape *t, cg_tensor *x) { return gelu(t, x, false); }
 cg_tensor *cg_gelu_tanh(cg_tape *t, cg_tensor *x) { return gelu(t, x, true); }

@@ -35,7 +35,7 @@ static void batch_norm2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node 
     } else {
         void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
         KERNEL(k, batch_norm_backward_h)(x->dtype, dx, dgamma, dbeta, n->out->grad->data, x->data, F(gamma),
-                                         F(n->saved[0]), N, C, HW, n->iattr[0], x->channels_last);
+                                         F(n->saved[0]), N, C, HW, n->iattr[0], x->channels_last, !n->in0_grad_fresh);
     }
 }
 
@@ -87,7 +87,8 @@ static cg_node batch_norm_node(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_te
     CG_CHECK(!training || x->numel / C > 1, "batch_norm2d: training needs more than one value per channel");
     cg_node node = {.op = CG_OP_BATCH_NORM2D, .forward = batch_norm2d_node_forward,
                     .backward = batch_norm2d_node_backward, .dtype = x->dtype, .n_in = 3, .in = {x, gamma, beta},
-                    .iattr = {training}, .fattr = {eps, momentum}};
+                    .iattr = {training}, .fattr = {eps, momentum},
+                    .in0_grad_writable = x->dtype != CG_F32}; // 16 bits: a first dx is written (core/tape.h)
     if (!training || t->batch_norm_sum == NULL) {
         node.saved[0] = cg_arena_tensor(t->arena, CG_F32, 1, (int64_t[]){2 * C});
         node.saved[1] = running_mean;
@@ -132,7 +133,7 @@ static void batch_norm_act_node_backward(const cg_kernels *k, cg_tape *t, cg_nod
     float *dbeta = beta->requires_grad ? F(cg_tape_grad(t, beta)) : NULL;
     KERNEL(k, batch_norm_act_backward)(x->dtype, (cg_activation)n->iattr[2], dx, dgamma, dbeta, n->out->grad->data,
                                        x->data, F(gamma), F(beta), F(n->saved[0]), x->shape[0], x->shape[1],
-                                       x->shape[2] * x->shape[3], n->iattr[0], x->channels_last);
+                                       x->shape[2] * x->shape[3], n->iattr[0], x->channels_last, !n->in0_grad_fresh);
 }
 
 static cg_tensor *batch_norm_act(cg_tape *t, cg_activation act, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta,
@@ -147,6 +148,7 @@ static cg_tensor *batch_norm_act(cg_tape *t, cg_activation act, cg_tensor *x, cg
     node.forward = batch_norm_act_node_forward;
     node.backward = batch_norm_act_node_backward;
     node.iattr[2] = act;
+    node.in0_grad_writable = true; // every dtype (batch_norm_act_backward's accumulate flag)
     return cg_op_apply(t, &node, 4, node.in[0]->shape);
 }
 

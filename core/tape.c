@@ -5,6 +5,7 @@
 #include "core/kernels.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 cg_node_hook cg_tape_after_forward = NULL, cg_tape_after_backward = NULL;
 
@@ -14,6 +15,8 @@ cg_tape *cg_tape_new(cg_device device, size_t arena_bytes) {
     t->arena = cg_arena_new(device, arena_bytes);
     t->grad_enabled = true;
     t->autocast = CG_F32;
+    const char *fresh = getenv("CGRAD_FRESH_GRADIENTS"); // "0": zero every gradient (to compare)
+    t->fresh_gradients = fresh == NULL || strcmp(fresh, "0") != 0;
     t->one = cg_tensor_new(device, CG_F32, 0, NULL);
     cg_tensor_fill(t->one, 1.0f);
     return t;
@@ -51,10 +54,16 @@ cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {
 // Before any backward kernel runs, give every tensor that will receive a gradient its buffer,
 // walking the nodes in the same reverse order as the backward pass. The buffers are carved out
 // of the arena one after another, so one memset zeroes them all (instead of one per tensor: on
-// a GPU each would be a separate operation). One shortcut: when a node says that its first
-// input's gradient is exactly its output's (in0_grad_is_out_grad: an add of two same-shape
-// tensors) and nothing else has given that input a gradient yet, the two share one buffer, and
-// the op's backward skips it.
+// a GPU each would be a separate operation). Two shortcuts:
+// - when a node says that its first input's gradient is exactly its output's
+//   (in0_grad_is_out_grad: an add of two same-shape tensors) and nothing else has given that
+//   input a gradient yet, the two share one buffer, and the op's backward skips it;
+// - when the node that meets an input first can write its gradient (in0_grad_writable) and the
+//   tape allows it (fresh_gradients), that node's backward is the first to touch the buffer:
+//   it gets a buffer placed after the memset (in0_grad_fresh), which its backward writes. Most
+//   activations have one consumer, so most activation gradients are never zeroed, and their
+//   first backward reads nothing from them (PyTorch's autograd does the same: the first
+//   gradient of a tensor is assigned, the later ones are added).
 static void prepare_gradients(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
     cg_arena_mark start = cg_arena_get_mark(t->arena);
     // d loss / d loss = the seed: 1 (the tape's constant one), or mixed precision's loss scale.
@@ -64,18 +73,27 @@ static void prepare_gradients(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
     loss->grad = loss_is_last ? seed : cg_arena_tensor(t->arena, CG_F32, loss->ndim, loss->shape);
     for (int i = t->count - 1; i >= 0; i--) {
         cg_node *n = &t->nodes[i];
+        n->in0_grad_fresh = false;
         if (n->out->grad == NULL) continue; // no gradient reaches this node
         for (int j = 0; j < n->n_in; j++) {
             cg_tensor *x = n->in[j];
             if (!x->requires_grad || x->grad != NULL) continue;
-            if (n->in0_grad_is_out_grad && j == 0 && n->out->grad != seed && x->dtype == n->out->dtype)
+            if (n->in0_grad_is_out_grad && j == 0 && n->out->grad != seed && x->dtype == n->out->dtype) {
                 x->grad = n->out->grad; // (the seed must stay as it is)
-            else
+            } else if (j == 0 && n->in0_grad_writable && t->fresh_gradients) {
+                x->grad = cg_arena_tensor_header(t->arena, x->dtype, x->ndim, x->shape); // data: below
+                n->in0_grad_fresh = true;
+            } else {
                 x->grad = cg_arena_tensor(t->arena, x->dtype, x->ndim, x->shape);
+            }
             x->grad->channels_last = x->channels_last; // (a shared buffer: the add's output is stored as x)
         }
     }
     cg_arena_zero_since(t->arena, start);
+    for (int i = t->count - 1; i >= 0; i--) {
+        cg_tensor *g = t->nodes[i].in0_grad_fresh ? t->nodes[i].in[0]->grad : NULL;
+        if (g != NULL && g->data == NULL) g->data = cg_arena_alloc(t->arena, cg_tensor_bytes(g));
+    }
     if (!loss_is_last) cg_kernels_for(t->device)->axpy((float *)loss->grad->data, 1.0f, (const float *)seed->data, 1);
 }
 

@@ -257,6 +257,60 @@ static void test_channels_last(cg_precision precision) {
     cg_params_free(buffers);
 }
 
+// Fresh gradients (core/tape.h): the first backward to reach an activation's gradient writes it
+// in a buffer that was never zeroed. The model of test_autocast_model under autocast, in both
+// layouts, with the step's memory first filled with NaNs (all bits set): the logits and every
+// parameter gradient must be the same bits as with every gradient zeroed and added to, and the
+// nodes that write (16-bit batch norm, GELU, pooling, channels-last convolutions) must be there.
+static void test_fresh_gradients(cg_precision precision) {
+    const char *name = cg_precision_name(precision);
+    cg_params *params = cg_params_new(cg_cpu()), *buffers = cg_params_new(cg_cpu());
+    cg_module *m = small_model(params, buffers, true, 7);
+    cg_tensor *x, *labels;
+    small_batch(8, &x, &labels);
+    const char *layouts[2] = {"nchw", "nhwc"};
+    for (int layout = 0; layout < 2; layout++) {
+        setenv("CGRAD_CONV16_LAYOUT", layouts[layout], 1);
+        float out[2][SMALL_BATCH * 5], *grads[2];
+        int fresh_nodes = 0;
+        for (int fresh = 0; fresh < 2; fresh++) {
+            cg_amp *amp = cg_amp_new(params, precision, cg_grad_scaler_static_config(1024.0f));
+            cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
+            memset(cg_arena_alloc(t->arena, 1 << 19), 0xff, 1 << 19); // NaNs where the step will live
+            cg_tape_clear(t);
+            t->fresh_gradients = fresh;
+            cg_amp_attach(amp, t);
+            cg_tensor *logits = cg_autocast_f32(t, cg_module_forward(m, t, x));
+            cg_tensor *loss = cg_cross_entropy(t, logits, labels);
+            cg_params_zero_grad(params);
+            cg_amp_backward(amp, t, loss);
+            for (int i = 0; i < t->count; i++) fresh_nodes += fresh && t->nodes[i].in0_grad_fresh;
+            memcpy(out[fresh], logits->data, sizeof out[fresh]);
+            grads[fresh] = cg_xmalloc((size_t)params->numel * sizeof(float));
+            memcpy(grads[fresh], params->grads, (size_t)params->numel * sizeof(float));
+            cg_tape_free(t);
+            cg_amp_free(amp);
+        }
+        // conv2d (channels-last only), batch norm, GELU, the block's fused batch norm + ReLU and
+        // its second batch norm, pooling: at least 4 in NCHW, 5 channels-last.
+        int expected = layout ? 5 : 4;
+        if (memcmp(out[0], out[1], sizeof out[0]) != 0 || memcmp(grads[0], grads[1], (size_t)params->numel * sizeof(float)))
+            fail("fresh gradients", "%s %s: logits or gradients differ from zeroed gradients'", name, layouts[layout]);
+        else if (fresh_nodes < expected)
+            fail("fresh gradients", "%s %s: %d nodes wrote a fresh gradient, expected at least %d", name,
+                 layouts[layout], fresh_nodes, expected);
+        else
+            printf("fresh gradients %s %s: %d nodes wrote their input's gradient unzeroed; the same bits as zeroed\n",
+                   name, layouts[layout], fresh_nodes);
+        free(grads[0]), free(grads[1]);
+    }
+    unsetenv("CGRAD_CONV16_LAYOUT");
+    cg_tensor_free(x), cg_tensor_free(labels);
+    cg_module_free(m);
+    cg_params_free(params);
+    cg_params_free(buffers);
+}
+
 // A frozen parameter (requires_grad false, as the fast network's whitening weights) gets no
 // gradient under autocast either: its 16-bit copy follows it, so the convolution's backward
 // computes no weight gradient (work saved) and the f32 gradient block stays zero there.
@@ -459,6 +513,8 @@ int main(void) {
     test_frozen_under_autocast();
     test_channels_last(CG_PRECISION_FP16);
     test_channels_last(CG_PRECISION_BF16);
+    test_fresh_gradients(CG_PRECISION_FP16);
+    test_fresh_gradients(CG_PRECISION_BF16);
     test_scaler_wired();
     test_stall_and_learn();
     return check_summary("test_amp");

@@ -216,10 +216,13 @@ static void test_fused(cg_dtype dt, const char *path_name) {
         k->conv2d_forward_h(dt, conv, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, P, Q);
         k->relu_forward_h(dt, r, conv, ny);
         k->max_pool2d_forward_h(dt, y3, argmax, r, c->N, c->K, P, Q, 2, 2, P2, Q2, false);
-        uint16_t *dr = calloc((size_t)ny, 2), *dconv = calloc((size_t)ny, 2);
+        // dr and dconv start as NaN (all bits set): pooling and ReLU write them (accumulate false,
+        // the tape's fresh gradients), so not one of those NaNs may be read.
+        uint16_t *dr = malloc((size_t)ny * 2), *dconv = malloc((size_t)ny * 2);
+        memset(dr, 0xff, (size_t)ny * 2), memset(dconv, 0xff, (size_t)ny * 2);
         uint16_t *dx3 = copy16(dx0, nx), *dw3 = copy16(dw0, nw), *db3 = copy16(db0, c->K);
-        k->max_pool2d_backward_h(dt, dr, dy, argmax, np, false);
-        k->relu_backward_h(dt, dconv, dr, r, ny);
+        k->max_pool2d_backward_h(dt, dr, dy, argmax, c->N, c->K, P, Q, 2, 2, P2, Q2, false, false);
+        k->relu_backward_h(dt, dconv, dr, r, ny, false);
         k->conv2d_backward_h(dt, dx3, dw3, db3, dconv, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride,
                              c->pad, P, Q);
         // The fused block.

@@ -50,8 +50,11 @@ static void test_low_kernels(cg_rng *r, cg_dtype dt) {
         twin dx = twin_uniform(r, n, dt, -1, 1);
         K_CPU->relu_forward_h(dt, H(y), H(x), n), K_GPU->relu_forward_h(dt, D(y), D(x), n);
         expect_close("relu_forward_h", &y, 0, 0);
-        K_CPU->relu_backward_h(dt, H(dx), H(dy), H(y), n), K_GPU->relu_backward_h(dt, D(dx), D(dy), D(y), n);
+        K_CPU->relu_backward_h(dt, H(dx), H(dy), H(y), n, true), K_GPU->relu_backward_h(dt, D(dx), D(dy), D(y), n, true);
         expect_close("relu_backward_h", &dx, 0, 0);
+        twin_poison(&dx); // written, not added to: the tape's fresh gradients
+        K_CPU->relu_backward_h(dt, H(dx), H(dy), H(y), n, false), K_GPU->relu_backward_h(dt, D(dx), D(dy), D(y), n, false);
+        expect_close("relu_backward_h, written", &dx, 0, 0);
         twin_free(&x), twin_free(&y), twin_free(&dy), twin_free(&dx);
     }
     // products, small (the engine's kernel) and large (cuBLAS), all four transpositions
@@ -116,10 +119,18 @@ static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t H
             twin dy = twin_uniform(r, N * K * HW, dt, -1, 1), dx = twin_uniform(r, N * C * HW, dt, -1, 1);
             twin dw = twin_uniform(r, K * C * 9, dt, -1, 1), db = twin_uniform(r, K, dt, -1, 1);
             K_CPU->conv2d_backward_cl(dt, H(dx), H(dw), H(db), H(dy), y_cl, H(*xin), x_cl, H(w), N, C, Hh, W, K, 3, 3, 1,
-                                      1, Hh, W);
+                                      1, Hh, W, true);
             K_GPU->conv2d_backward_cl(dt, D(dx), D(dw), D(db), D(dy), y_cl, D(*xin), x_cl, D(w), N, C, Hh, W, K, 3, 3, 1,
-                                      1, Hh, W);
+                                      1, Hh, W, true);
             snprintf(what, sizeof what, "conv2d_backward_cl dx, x %s, dy %s", x_cl ? "NHWC" : "NCHW", y_cl ? "NHWC" : "NCHW");
+            expect_close(what, &dx, 1e-3 * sqrt(K * 9.0), step);
+            twin_poison(&dx); // dx written (cuDNN's beta 0), the weight gradient not asked for
+            K_CPU->conv2d_backward_cl(dt, H(dx), NULL, NULL, H(dy), y_cl, H(*xin), x_cl, H(w), N, C, Hh, W, K, 3, 3, 1, 1,
+                                      Hh, W, false);
+            K_GPU->conv2d_backward_cl(dt, D(dx), NULL, NULL, D(dy), y_cl, D(*xin), x_cl, D(w), N, C, Hh, W, K, 3, 3, 1, 1,
+                                      Hh, W, false);
+            snprintf(what, sizeof what, "conv2d_backward_cl dx written, x %s, dy %s", x_cl ? "NHWC" : "NCHW",
+                     y_cl ? "NHWC" : "NCHW");
             expect_close(what, &dx, 1e-3 * sqrt(K * 9.0), step);
             expect_close("conv2d_backward_cl dw", &dw, 2e-3 * sqrt((double)N * HW), step);
             expect_close("conv2d_backward_cl dbias", &db, 2e-3 * sqrt((double)N * HW), step);
@@ -134,9 +145,13 @@ static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t H
         K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(xl), N, C, Hh, W, 2, 2, P, Q, true);
         expect_close("max_pool2d_forward_h channels-last", &p, 0, 0);
         expect_close("max_pool2d_forward_h channels-last arg-max", &am, 0, 0);
-        K_CPU->max_pool2d_backward_h(dt, H(dxl), H(dp), H(am), p.n, false);
-        K_GPU->max_pool2d_backward_h(dt, D(dxl), D(dp), D(am), p.n, false);
-        expect_close("max_pool2d_backward_h channels-last", &dxl, 0, 0);
+        for (int acc = 1; acc >= 0; acc--) {
+            if (!acc) twin_poison(&dxl);
+            K_CPU->max_pool2d_backward_h(dt, H(dxl), H(dp), H(am), N, C, Hh, W, 2, 2, P, Q, true, acc);
+            K_GPU->max_pool2d_backward_h(dt, D(dxl), D(dp), D(am), N, C, Hh, W, 2, 2, P, Q, true, acc);
+            expect_close(acc ? "max_pool2d_backward_h channels-last" : "max_pool2d_backward_h channels-last, written",
+                         &dxl, 0, 0);
+        }
         twin_free(&p), twin_free(&am), twin_free(&dxl), twin_free(&dp);
     }
     // and back to NCHW, added (the backward of the copy)
@@ -176,12 +191,31 @@ static void test_conv_h(cg_rng *r, cg_dtype dt) {
         cg_device_copy(gpu, D(y), cg_cpu(), H(y), (size_t)y.n * cg_dtype_size(dt));
         K_GPU->max_pool2d_forward_h(dt, D(p), D(am), D(y), N, K, Hh, W, 2, 2, P, Q, false);
         expect_close("max_pool2d_forward_h", &p, 0, 0);
-        K_CPU->max_pool2d_backward_h(dt, H(dyy), H(dp), H(am), p.n, false);
-        K_GPU->max_pool2d_backward_h(dt, D(dyy), D(dp), D(am), p.n, false);
-        expect_close("max_pool2d_backward_h", &dyy, 0, 0);
-        K_CPU->max_pool2d_backward_h(dt, H(dyy), H(dp), H(am), p.n, true); // the atomic path (same windows)
-        K_GPU->max_pool2d_backward_h(dt, D(dyy), D(dp), D(am), p.n, true);
-        expect_close("max_pool2d_backward_h, atomic", &dyy, 0, 0);
+        for (int acc = 1; acc >= 0; acc--) {
+            if (!acc) twin_poison(&dyy);
+            K_CPU->max_pool2d_backward_h(dt, H(dyy), H(dp), H(am), N, K, Hh, W, 2, 2, P, Q, false, acc);
+            K_GPU->max_pool2d_backward_h(dt, D(dyy), D(dp), D(am), N, K, Hh, W, 2, 2, P, Q, false, acc);
+            expect_close(acc ? "max_pool2d_backward_h" : "max_pool2d_backward_h, written", &dyy, 0, 0);
+        }
+        // 3x3 windows, stride 2: they overlap (the GPU's atomic path); and 1x1 windows, stride 2,
+        // which skip inputs (no window's maximum: zero when written)
+        for (int kernel = 3; kernel >= 1; kernel -= 2) {
+            int64_t P3 = (Hh - kernel) / 2 + 1, Q3 = (W - kernel) / 2 + 1;
+            twin p3 = twin_new(N * K * P3 * Q3, dt), am3 = twin_new(N * K * P3 * Q3, CG_I32);
+            twin dp3 = twin_uniform(r, N * K * P3 * Q3, dt, -1, 1);
+            K_CPU->max_pool2d_forward_h(dt, H(p3), H(am3), H(y), N, K, Hh, W, kernel, 2, P3, Q3, false);
+            K_GPU->max_pool2d_forward_h(dt, D(p3), D(am3), D(y), N, K, Hh, W, kernel, 2, P3, Q3, false);
+            expect_close(kernel == 3 ? "max_pool2d_forward_h 3x3 stride 2" : "max_pool2d_forward_h 1x1 stride 2", &am3, 0, 0);
+            for (int acc = 1; acc >= 0; acc--) {
+                if (!acc) twin_poison(&dyy);
+                K_CPU->max_pool2d_backward_h(dt, H(dyy), H(dp3), H(am3), N, K, Hh, W, kernel, 2, P3, Q3, false, acc);
+                K_GPU->max_pool2d_backward_h(dt, D(dyy), D(dp3), D(am3), N, K, Hh, W, kernel, 2, P3, Q3, false, acc);
+                char what[80];
+                snprintf(what, sizeof what, "max_pool2d_backward_h %dx%d stride 2%s", kernel, kernel, acc ? "" : ", written");
+                expect_close(what, &dyy, kernel == 3 ? step : 0, kernel == 3 ? step : 0); // atomics: any order
+            }
+            twin_free(&p3), twin_free(&am3), twin_free(&dp3);
+        }
         twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y), twin_free(&dy), twin_free(&dx), twin_free(&dw);
         twin_free(&db), twin_free(&p), twin_free(&am), twin_free(&dp), twin_free(&dyy);
         test_conv_cl(r, dt, N, C, Hh, W, K);
@@ -213,10 +247,19 @@ static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
             expect_close("batch_norm_forward_h running_var", &rv, 1e-5, 1e-5);
             twin dy = twin_uniform(r, n, dt, -1, 1), dx = twin_uniform(r, n, dt, -1, 1);
             twin dg = twin_uniform(r, C, CG_F32, -1, 1), db = twin_uniform(r, C, CG_F32, -1, 1);
-            K_CPU->batch_norm_backward_h(dt, H(dx), F(dg), F(db), H(dy), H(x), F(gamma), F(stats), N, C, HW, training, cl);
+            K_CPU->batch_norm_backward_h(dt, H(dx), F(dg), F(db), H(dy), H(x), F(gamma), F(stats), N, C, HW, training, cl,
+                                         true);
             K_GPU->batch_norm_backward_h(dt, D(dx), (float *)D(dg), (float *)D(db), D(dy), D(x), (float *)D(gamma),
-                                         (float *)D(stats), N, C, HW, training, cl);
+                                         (float *)D(stats), N, C, HW, training, cl, true);
             snprintf(what, sizeof what, "batch_norm_backward_h dx %s%s", training ? "train" : "eval", cl ? " channels-last" : "");
+            expect_close(what, &dx, step, step);
+            twin_poison(&dx); // written: nothing of the NaNs may be read
+            K_CPU->batch_norm_backward_h(dt, H(dx), NULL, NULL, H(dy), H(x), F(gamma), F(stats), N, C, HW, training, cl,
+                                         false);
+            K_GPU->batch_norm_backward_h(dt, D(dx), NULL, NULL, D(dy), D(x), (float *)D(gamma), (float *)D(stats), N, C,
+                                         HW, training, cl, false);
+            snprintf(what, sizeof what, "batch_norm_backward_h dx written %s%s", training ? "train" : "eval",
+                     cl ? " channels-last" : "");
             expect_close(what, &dx, step, step);
             expect_close("batch_norm_backward_h dgamma", &dg, 1e-3, 1e-4);
             expect_close("batch_norm_backward_h dbeta", &db, 1e-3, 1e-4);
@@ -231,11 +274,13 @@ static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
                          cl ? " channels-last" : "");
                 expect_close(what, &y, step, step);
                 expect_close("batch_norm_act_forward stats", &stats, 1e-5, 1e-5);
+                bool acc = act == CG_ACT_GELU; // GELU adds to dx, ReLU writes it
+                if (!acc) twin_poison(&dx);
                 K_CPU->batch_norm_act_backward(dt, act, H(dx), F(dg), F(db), H(dy), H(x), F(gamma), F(beta), F(stats), N,
-                                               C, HW, training, cl);
+                                               C, HW, training, cl, acc);
                 K_GPU->batch_norm_act_backward(dt, act, D(dx), (float *)D(dg), (float *)D(db), D(dy), D(x),
                                                (float *)D(gamma), (float *)D(beta), (float *)D(stats), N, C, HW, training,
-                                               cl);
+                                               cl, acc);
                 snprintf(what, sizeof what, "batch_norm_%s_backward dx %s%s", name, training ? "train" : "eval",
                          cl ? " channels-last" : "");
                 expect_close(what, &dx, step, step);
@@ -258,9 +303,13 @@ static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
         twin dx = twin_uniform(r, n, dt, -1, 1);
         K_CPU->gelu_forward_h(dt, H(y), H(x), n, tanh_approx), K_GPU->gelu_forward_h(dt, D(y), D(x), n, tanh_approx);
         expect_close(tanh_approx ? "gelu_forward_h tanh" : "gelu_forward_h", &y, step * 0.01, step);
-        K_CPU->gelu_backward_h(dt, H(dx), H(dy), H(x), n, tanh_approx);
-        K_GPU->gelu_backward_h(dt, D(dx), D(dy), D(x), n, tanh_approx);
+        K_CPU->gelu_backward_h(dt, H(dx), H(dy), H(x), n, tanh_approx, true);
+        K_GPU->gelu_backward_h(dt, D(dx), D(dy), D(x), n, tanh_approx, true);
         expect_close(tanh_approx ? "gelu_backward_h tanh" : "gelu_backward_h", &dx, step * 0.01, step);
+        twin_poison(&dx);
+        K_CPU->gelu_backward_h(dt, H(dx), H(dy), H(x), n, tanh_approx, false);
+        K_GPU->gelu_backward_h(dt, D(dx), D(dy), D(x), n, tanh_approx, false);
+        expect_close(tanh_approx ? "gelu_backward_h tanh, written" : "gelu_backward_h, written", &dx, step * 0.01, step);
         twin_free(&x), twin_free(&y), twin_free(&dy), twin_free(&dx);
     }
 }

@@ -57,6 +57,13 @@ static void twin_upload(twin *t) {
     cg_device_copy(gpu, t->dev, cg_cpu(), t->host, (size_t)t->n * cg_dtype_size(t->dtype));
 }
 
+// Every bit set on both devices (NaN in f32, f16 and bf16): a gradient that a kernel must write
+// without reading (accumulate false); one NaN read shows in its result.
+static __attribute__((unused)) void twin_poison(twin *t) {
+    memset(t->host, 0xff, (size_t)t->n * cg_dtype_size(t->dtype));
+    twin_upload(t);
+}
+
 static void twin_free(twin *t) {
     free(t->host);
     cg_device_free(gpu, t->dev);

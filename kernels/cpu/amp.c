@@ -69,6 +69,17 @@ static float *widen_nchw(int slot, const void *x, cg_dtype dtype, int64_t N, int
     return t;
 }
 
+// A gradient's f32 starting values (NCHW) in scratch `slot`: its old values when the kernel adds
+// to it, zeros when it writes it (accumulate false: its contents are not to be read); NULL when
+// dx is. Adding to zeros gives the bits that writing gives.
+static float *gradient_start(int slot, const void *dx, cg_dtype dtype, int64_t N, int64_t C, int64_t HW, bool cl,
+                             bool accumulate) {
+    if (dx == NULL || accumulate) return widen_nchw(slot, dx, dtype, N, C, HW, cl);
+    float *z = half_scratch_cpu(slot, N * C * HW);
+    memset(z, 0, (size_t)(N * C * HW) * sizeof *z);
+    return z;
+}
+
 // v (NCHW f32) rounded into home, stored channels-last when cl (scratch `slot`).
 static void store_from_nchw(int slot, void *home, cg_dtype dtype, float *v, int64_t N, int64_t C, int64_t HW, bool cl) {
     if (home == NULL) return;
@@ -133,7 +144,9 @@ static void conv2d_forward_cl_cpu(cg_dtype dtype, void *y, bool y_cl, const void
 
 static void conv2d_backward_cl_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
                                    const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                                   int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+                                   int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                                   bool accumulate) {
+    if (dx && !accumulate) memset(dx, 0, (size_t)(N * C * H * W) * 2); // then added to, as the NCHW row does
     void *dyn = copy16_nchw(dy, N, K, P * Q, dy_cl), *xn = copy16_nchw(x, N, C, H * W, x_cl);
     void *dxn = copy16_nchw(dx, N, C, H * W, x_cl); // dx is stored as x
     conv2d_backward_h_cpu(dtype, dxn, dw, dbias, dyn, xn, w, N, C, H, W, K, R, S, stride, pad, P, Q);
@@ -171,9 +184,14 @@ static void max_pool2d_forward_h_cpu(cg_dtype dtype, void *y, int32_t *argmax, c
 }
 
 // dx[argmax[i]] += dy[i] for 16-bit dx: each sum rounded once, as the GPU's 16-bit atomics do.
-static void max_pool2d_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n,
-                                      bool overlapping) {
-    (void)overlapping; // one thread, in order: the same either way
+// One thread, in order: the same for windows that overlap or not, in either layout (argmax
+// indexes x as stored).
+static void max_pool2d_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t N,
+                                      int64_t C, int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P,
+                                      int64_t Q, bool channels_last, bool accumulate) {
+    (void)kernel, (void)stride, (void)channels_last;
+    if (!accumulate) memset(dx, 0, (size_t)(N * C * H * W) * 2);
+    int64_t n = N * C * P * Q;
     uint16_t *d = (uint16_t *)dx;
     const uint16_t *g = (const uint16_t *)dy;
     for (int64_t i = 0; i < n; i++) {
@@ -192,8 +210,8 @@ static void relu_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t n
     for (int64_t i = 0; i < n; i++) out[i] = (in[i] & 0x8000u) ? 0 : in[i];
 }
 
-static void relu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n) {
-    float *dxf = half_widen_cpu(0, dx, dtype, n), *dyf = half_widen_cpu(1, dy, dtype, n), *yf = half_widen_cpu(2, y, dtype, n);
+static void relu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n, bool accumulate) {
+    float *dxf = gradient_start(0, dx, dtype, 1, 1, n, false, accumulate), *dyf = half_widen_cpu(1, dy, dtype, n), *yf = half_widen_cpu(2, y, dtype, n);
     relu_backward_cpu(dxf, dyf, yf, n);
     half_store_cpu(dx, dtype, dxf, n);
 }
@@ -212,9 +230,9 @@ static void batch_norm_forward_h_cpu(cg_dtype dtype, void *y, float *stats, floa
 
 static void batch_norm_backward_h_cpu(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
                                       const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
-                                      int64_t HW, bool training, bool channels_last) {
+                                      int64_t HW, bool training, bool channels_last, bool accumulate) {
     float *dyf = widen_nchw(0, dy, dtype, N, C, HW, channels_last), *xf = widen_nchw(1, x, dtype, N, C, HW, channels_last);
-    float *dxf = widen_nchw(2, dx, dtype, N, C, HW, channels_last); // NULL when dx is
+    float *dxf = gradient_start(2, dx, dtype, N, C, HW, channels_last, accumulate);
     batch_norm_backward_cpu(dxf, dgamma, dbeta, dyf, xf, gamma, stats, N, C, HW, training);
     store_from_nchw(3, dx, dtype, dxf, N, C, HW, channels_last);
 }
@@ -240,12 +258,13 @@ static void batch_norm_act_forward_cpu(cg_dtype dtype, cg_activation act, void *
 static void batch_norm_act_backward_cpu(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta,
                                         const void *dy, const void *x, const float *gamma, const float *beta,
                                         const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
-                                        bool channels_last) {
+                                        bool channels_last, bool accumulate) {
     int64_t n = N * C * HW;
     bool direct = dtype == CG_F32 && !channels_last;
     const float *dyf = direct ? (const float *)dy : widen_nchw(0, dy, dtype, N, C, HW, channels_last);
     const float *xf = direct ? (const float *)x : widen_nchw(1, x, dtype, N, C, HW, channels_last);
-    float *dxf = direct ? (float *)dx : widen_nchw(2, dx, dtype, N, C, HW, channels_last); // NULL when dx is
+    if (direct && dx && !accumulate) memset(dx, 0, (size_t)n * sizeof(float));
+    float *dxf = direct ? (float *)dx : gradient_start(2, dx, dtype, N, C, HW, channels_last, accumulate);
     float *bn = half_scratch_cpu(3, n), *dbn = half_scratch_cpu(4, n);
     batch_norm_forward_from_stats_cpu(bn, xf, gamma, beta, stats, N, C, HW); // the batch norm's output again
     memset(dbn, 0, (size_t)n * sizeof *dbn);
@@ -263,9 +282,10 @@ static void gelu_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t n
     half_store_cpu(y, dtype, yf, n);
 }
 
-static void gelu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx) {
+static void gelu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx,
+                                bool accumulate) {
     float *dyf = half_widen_cpu(0, dy, dtype, n), *xf = half_widen_cpu(1, x, dtype, n);
-    float *dxf = half_widen_cpu(2, dx, dtype, n);
+    float *dxf = gradient_start(2, dx, dtype, 1, 1, n, false, accumulate);
     gelu_backward_cpu(dxf, dyf, xf, n, tanh_approx);
     half_store_cpu(dx, dtype, dxf, n);
 }

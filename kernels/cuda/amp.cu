@@ -40,8 +40,15 @@ template <typename T> static __global__ void relu_h_kernel(T *y, const T *x, int
     GRID_STRIDE(i, n) y[i] = h2f(x[i]) > 0.0f ? x[i] : f2h<T>(0.0f);
 }
 
-template <typename T> static __global__ void relu_backward_h_kernel(T *dx, const T *dy, const T *y, int64_t n) {
-    GRID_STRIDE(i, n) if (h2f(y[i]) > 0.0f) dx[i] = f2h<T>(h2f(dx[i]) + h2f(dy[i]));
+// accumulate false: dx written (+0 where y <= 0), its old values never read.
+template <typename T>
+static __global__ void relu_backward_h_kernel(T *dx, const T *dy, const T *y, int64_t n, bool accumulate) {
+    GRID_STRIDE(i, n) {
+        if (h2f(y[i]) > 0.0f)
+            dx[i] = f2h<T>((accumulate ? h2f(dx[i]) : 0.0f) + h2f(dy[i]));
+        else if (!accumulate)
+            dx[i] = f2h<T>(0.0f);
+    }
 }
 
 // *p += v for a 16-bit value, atomically: a compare-and-swap loop on the aligned 32-bit word
@@ -65,17 +72,39 @@ template <typename T> static __device__ void atomic_add_16(T *p, float v) {
     } while (old != assumed);
 }
 
-// Windows that do not overlap (kernel <= stride) send at most one gradient to each input: a plain
-// read-add-store then (the compare-and-swap loop cost as much as the pooling's forward).
+// Windows that overlap (kernel > stride): each output's gradient goes to its arg-max, atomically.
 template <typename T>
-static __global__ void max_pool_backward_h_kernel(T *dx, const T *dy, const int32_t *argmax, int64_t n,
-                                                  bool overlapping) {
-    GRID_STRIDE(i, n) {
-        T *p = &dx[argmax[i]];
-        if (overlapping)
-            atomic_add_16(p, h2f(dy[i]));
-        else
-            *p = f2h<T>(h2f(*p) + h2f(dy[i]));
+static __global__ void max_pool_scatter_h_kernel(T *dx, const T *dy, const int32_t *argmax, int64_t n) {
+    GRID_STRIDE(i, n) atomic_add_16(&dx[argmax[i]], h2f(dy[i]));
+}
+
+// Windows that do not overlap (kernel <= stride): each input lies in one window at most, so each
+// thread takes an input j, finds its window's output o, and gives j the gradient dy[o] when
+// argmax[o] == j. Every store is coalesced (a scatter to the arg-maxes was not), and when
+// accumulate is false dx is written without being read or zeroed first. x's dimensions (N, C,
+// H, W) or channels-last (N, H, W, C): c, w, h as fast divisors, stride too.
+template <typename T>
+static __global__ void max_pool_gather_h_kernel(T *dx, const T *dy, const int32_t *argmax, int n, cg_fast_divisor c,
+                                                cg_fast_divisor w, cg_fast_divisor h, cg_fast_divisor stride,
+                                                int kernel, int P, int Q, bool channels_last, bool accumulate) {
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < n; j += gridDim.x * blockDim.x) {
+        // j = ((m H + row) W + col) C + k channels-last, ((plane H + row) W + col) NCHW.
+        uint32_t rest = (uint32_t)j, k = 0;
+        if (channels_last) {
+            uint32_t pixel = cg_fast_divide(rest, c);
+            k = rest - pixel * c.divisor, rest = pixel;
+        }
+        uint32_t r1 = cg_fast_divide(rest, w), col = rest - r1 * w.divisor;
+        uint32_t outer = cg_fast_divide(r1, h), row = r1 - outer * h.divisor; // outer: m, or the plane
+        uint32_t p = cg_fast_divide(row, stride), q = cg_fast_divide(col, stride);
+        bool inside = p < (uint32_t)P && q < (uint32_t)Q && row - p * stride.divisor < (uint32_t)kernel &&
+                      col - q * stride.divisor < (uint32_t)kernel;
+        int o = channels_last ? (int)(((outer * P + p) * Q + q) * c.divisor + k) : (int)((outer * P + p) * Q + q);
+        bool hit = inside && argmax[o] == j;
+        if (hit)
+            dx[j] = f2h<T>((accumulate ? h2f(dx[j]) : 0.0f) + h2f(dy[o]));
+        else if (!accumulate)
+            dx[j] = f2h<T>(0.0f);
     }
 }
 
@@ -257,11 +286,12 @@ static bool conv_forward_cl(cg_dtype dtype, void *y, bool y_cl, const void *x, b
     return done;
 }
 
-// dx and / or dw += the gradients in NHWC, dy and x (and dx) stored as dy_cl, x_cl say;
-// *data_done / *filter_done say what was done.
+// dx and / or dw += the gradients in NHWC, dy and x (and dx) stored as dy_cl, x_cl say (dx
+// written instead when accumulate is false); *data_done / *filter_done say what was done.
 static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy, bool dy_cl, const void *x, bool x_cl,
                              const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                             int64_t stride, int64_t pad, int64_t P, int64_t Q, bool *data_done, bool *filter_done) {
+                             int64_t stride, int64_t pad, int64_t P, int64_t Q, bool accumulate, bool *data_done,
+                             bool *filter_done) {
     CG_CHECK((!x_cl || C % 8 == 0) && (!dy_cl || K % 8 == 0), "conv2d: channels-last with %lld -> %lld channels",
              (long long)C, (long long)K);
     int64_t Cp = round8(C), Kp = round8(K);
@@ -275,9 +305,12 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
         cg_cuda_free(dwh);
     }
     if (dx) {
-        void *wh = packed(dtype, w, K, Kp, C, Cp, R * S), *dxh = x_cl ? dx : zeroed16(N * H * W * Cp);
-        *data_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_DATA, dtype, true, dxh, wh, dyh, dh); // adds to dxh
-        if (*data_done && !x_cl) unpacked(dtype, dx, dxh, N, C, Cp, H * W, true);
+        // In place when dx is channels-last (cuDNN adds, or writes: beta 0), else through a copy.
+        bool in_place = x_cl;
+        void *wh = packed(dtype, w, K, Kp, C, Cp, R * S), *dxh = in_place ? dx : cg_cuda_alloc((size_t)(N * H * W * Cp) * 2);
+        *data_done = cg_cudnn_conv2d_run16(in_place && accumulate ? CG_CUDNN_BACKWARD_DATA : CG_CUDNN_BACKWARD_DATA_WRITE,
+                                           dtype, true, dxh, wh, dyh, dh);
+        if (*data_done && !in_place) unpacked(dtype, dx, dxh, N, C, Cp, H * W, accumulate);
         if (!x_cl) cg_cuda_free(dxh);
         cg_cuda_free(wh);
     }
@@ -304,8 +337,8 @@ static void add_forward_h_cuda(cg_dtype dtype, void *y, const void *a, const voi
     DISPATCH16(dtype, LAUNCH(add_h_kernel<T>, n, (T *)y, (const T *)a, (const T *)b, n));
 }
 
-static void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n) {
-    DISPATCH16(dtype, LAUNCH(relu_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)y, n));
+static void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n, bool accumulate) {
+    DISPATCH16(dtype, LAUNCH(relu_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)y, n, accumulate));
 }
 
 static void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
@@ -314,9 +347,20 @@ static void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, 
     DISPATCH16(dtype, max_pool_launch<T>((T *)y, argmax, (const T *)x, N, C, H, W, kernel, stride, P, Q, channels_last));
 }
 
-static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t n,
-                                       bool overlapping) {
-    DISPATCH16(dtype, LAUNCH(max_pool_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, argmax, n, overlapping));
+static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t N,
+                                       int64_t C, int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P,
+                                       int64_t Q, bool channels_last, bool accumulate) {
+    int64_t n_in = N * C * H * W, n_out = N * C * P * Q;
+    cg_cuda_check_int32("max_pool2d", n_in);
+    if (kernel > stride) {
+        if (!accumulate) zero_cuda(dx, (size_t)n_in * 2);
+        DISPATCH16(dtype, LAUNCH(max_pool_scatter_h_kernel<T>, n_out, (T *)dx, (const T *)dy, argmax, n_out));
+        return;
+    }
+    DISPATCH16(dtype, LAUNCH(max_pool_gather_h_kernel<T>, n_in, (T *)dx, (const T *)dy, argmax, (int)n_in,
+                             cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make((uint32_t)W),
+                             cg_fast_divisor_make((uint32_t)H), cg_fast_divisor_make((uint32_t)stride), (int)kernel,
+                             (int)P, (int)Q, channels_last, accumulate));
 }
 
 static void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols) {
@@ -421,15 +465,17 @@ static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const voi
 
 static void conv2d_backward_cl_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
                                     const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                                    int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+                                    int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                                    bool accumulate) {
     if (dbias && dy_cl) conv_bias_grad_cl_cuda(dtype, dbias, dy, N, K, P * Q);
     if (dbias && !dy_cl) conv_bias_grad_h(dtype, dbias, dy, N, K, P * Q);
     bool filter_done = dw == NULL, data_done = dx == NULL;
 #ifdef CG_HAVE_CUDNN
     conv_backward_cl(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, dy_cl, x, x_cl, w, N, C, H, W, K, R, S,
-                     stride, pad, P, Q, &data_done, &filter_done);
+                     stride, pad, P, Q, accumulate, &data_done, &filter_done);
 #endif
     if (filter_done && data_done) return;
+    if (!data_done && !accumulate) zero_cuda(dx, (size_t)(N * C * H * W) * 2); // the path below adds
     // The NCHW path on NCHW copies for what cuDNN could not do here.
     void *dyn = nchw16(dtype, dy, N, K, P * Q, dy_cl), *xn = nchw16(dtype, x, N, C, H * W, x_cl);
     void *dxn = data_done ? NULL : x_cl ? zeroed16(N * C * H * W) : dx;

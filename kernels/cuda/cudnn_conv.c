@@ -27,6 +27,7 @@ enum { UID_X = 1, UID_W = 2, UID_Y = 3 };
 
 typedef struct {
     direction dir;
+    bool overwrite;   // backward data only: dx written (beta 0), not added to
     cg_dtype dtype;   // of x, w and y: F32, or F16 / BF16 (mixed precision)
     bool nhwc;        // x (N, H, W, C), w (K, R, S, C), y (N, P, Q, K); else NCHW
     int64_t dims[11]; // N C H W K R S stride pad P Q
@@ -126,6 +127,7 @@ typedef struct {
     const int64_t *d;
     cudnnDataType_t type;
     bool nhwc;
+    bool overwrite; // a backward one writes its output (beta 0) instead of adding to it
 } conv_problem;
 
 // The descriptors of a convolution's operation graph; graph is the one plans are made from.
@@ -165,7 +167,8 @@ static cudnnStatus_t make_graph(const conv_problem *pb, op_graph *g) {
 
     // The operation: y = conv(x, w); dx = conv_bwd_data(w, dy); dw = conv_bwd_filter(x, dy).
     // The backward ones read and write through the same three ids (dy in UID_Y, dx in UID_X,
-    // dw in UID_W), alpha 1 and beta 1 so that they ADD to the gradient as every backward does.
+    // dw in UID_W), alpha 1 and beta 1 so that they ADD to the gradient as every backward does,
+    // or beta 0 (overwrite) where the gradient is fresh (core/tape.h): never read, never zeroed.
     static const cudnnBackendDescriptorType_t op_types[3] = {CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR,
                                                              CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR,
                                                              CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR};
@@ -181,7 +184,7 @@ static cudnnStatus_t make_graph(const conv_problem *pb, op_graph *g) {
          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA}};
     direction dir = pb->dir;
     g->op = make(op_types[dir]);
-    float alpha = 1.0f, beta = dir == DIR_FORWARD ? 0.0f : 1.0f;
+    float alpha = 1.0f, beta = dir == DIR_FORWARD || pb->overwrite ? 0.0f : 1.0f;
     CUDNN_CHECK(cudnnBackendSetAttribute(g->op, attrs[dir][0], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g->x));
     CUDNN_CHECK(cudnnBackendSetAttribute(g->op, attrs[dir][1], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g->w));
     CUDNN_CHECK(cudnnBackendSetAttribute(g->op, attrs[dir][2], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g->y));
@@ -235,7 +238,7 @@ static int64_t plan_workspace(cudnnBackendDescriptor_t plan) {
 // engine configurations in order, the first FP32 one that finalizes.
 static cached_plan *build_plan(direction dir, const int64_t d[11]) {
     int64_t N = d[0], C = d[1], H = d[2], W = d[3], K = d[4], R = d[5], S = d[6];
-    conv_problem pb = {dir, d, CUDNN_DATA_FLOAT, false};
+    conv_problem pb = {dir, d, CUDNN_DATA_FLOAT, false, false};
     op_graph g;
     CUDNN_CHECK(make_graph(&pb, &g));
     enum { MAX_CONFIGS = 32 };
@@ -296,10 +299,10 @@ struct cg_cudnn_tuned {
 // gradient alone. F32: FP32 engines only, the heuristics' first choice if timing finds nothing.
 // F16 / BF16 (mixed precision): Tensor Core engines allowed (f32 accumulation, as the graph's
 // compute type says), none that converts its inputs down; a cached NULL plan when none runs.
-static cached_plan *plan_for(direction dir, cg_dtype dtype, bool nhwc, const int64_t d[11], void *x, void *w,
-                            void *y) {
+static cached_plan *plan_for(direction dir, bool overwrite, cg_dtype dtype, bool nhwc, const int64_t d[11], void *x,
+                            void *w, void *y) {
     for (int i = 0; i < plan_count; i++)
-        if (plans[i].dir == dir && plans[i].dtype == dtype && plans[i].nhwc == nhwc &&
+        if (plans[i].dir == dir && plans[i].overwrite == overwrite && plans[i].dtype == dtype && plans[i].nhwc == nhwc &&
             memcmp(plans[i].dims, d, sizeof plans[i].dims) == 0)
             return &plans[i];
     int64_t N = d[0], C = d[1], H = d[2], W = d[3], K = d[4], R = d[5], S = d[6], P = d[9], Q = d[10];
@@ -314,7 +317,8 @@ static cached_plan *plan_for(direction dir, cg_dtype dtype, bool nhwc, const int
     if (dir == DIR_FORWARD)
         tuned = cg_cudnn_conv_tune(tune_dirs[dir], dtype, nhwc, low, d, x, w, scratch, about, sizeof about);
     else if (dir == DIR_BACKWARD_DATA)
-        tuned = cg_cudnn_conv_tune(tune_dirs[dir], dtype, nhwc, low, d, scratch, w, y, about, sizeof about);
+        tuned = cg_cudnn_conv_tune(overwrite ? CG_CUDNN_BACKWARD_DATA_WRITE : tune_dirs[dir], dtype, nhwc, low, d,
+                                   scratch, w, y, about, sizeof about);
     else
         tuned = cg_cudnn_conv_tune(tune_dirs[dir], dtype, nhwc, low, d, x, scratch, y, about, sizeof about);
     cg_cuda_free(scratch);
@@ -322,6 +326,7 @@ static cached_plan *plan_for(direction dir, cg_dtype dtype, bool nhwc, const int
     CG_CHECK(plan_count < MAX_PLANS, "more than %d cached cuDNN plans", MAX_PLANS);
     cached_plan *c = &plans[plan_count++];
     c->dir = dir;
+    c->overwrite = overwrite;
     c->dtype = dtype;
     c->nhwc = nhwc;
     memcpy(c->dims, d, sizeof c->dims);
@@ -337,15 +342,15 @@ static cached_plan *plan_for(direction dir, cg_dtype dtype, bool nhwc, const int
 }
 
 static void run(direction dir, const int64_t d[11], void *x, void *w, void *y) {
-    cached_plan *c = plan_for(dir, CG_F32, false, d, x, w, y);
+    cached_plan *c = plan_for(dir, false, CG_F32, false, d, x, w, y);
     CUDNN_CHECK(execute(c->plan, c->workspace, x, w, y));
 }
 
 bool cg_cudnn_conv2d_run16(int which, cg_dtype dtype, bool nhwc, void *x, void *w, void *y, const int64_t d[11]) {
-    static const direction dirs[3] = {DIR_FORWARD, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER};
-    CG_CHECK(which >= CG_CUDNN_FORWARD && which <= CG_CUDNN_BACKWARD_FILTER && (dtype == CG_F16 || dtype == CG_BF16),
+    static const direction dirs[4] = {DIR_FORWARD, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER, DIR_BACKWARD_DATA};
+    CG_CHECK(which >= CG_CUDNN_FORWARD && which <= CG_CUDNN_BACKWARD_DATA_WRITE && (dtype == CG_F16 || dtype == CG_BF16),
              "cg_cudnn_conv2d_run16: direction %d, dtype %d", which, (int)dtype);
-    cached_plan *c = plan_for(dirs[which], dtype, nhwc, d, x, w, y);
+    cached_plan *c = plan_for(dirs[which], which == CG_CUDNN_BACKWARD_DATA_WRITE, dtype, nhwc, d, x, w, y);
     if (c->plan == NULL) return false;
     CUDNN_CHECK(execute(c->plan, c->workspace, x, w, y));
     return true;
@@ -379,7 +384,7 @@ int cg_cudnn_version(void) { return (int)cudnnGetVersion(); }
 
 cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allow_reduced, const int64_t d[11], void *x,
                                    void *w, void *y, char *about, size_t about_size) {
-    CG_CHECK(dir >= CG_CUDNN_FORWARD && dir <= CG_CUDNN_BACKWARD_FILTER, "bad direction %d", dir);
+    CG_CHECK(dir >= CG_CUDNN_FORWARD && dir <= CG_CUDNN_BACKWARD_DATA_WRITE, "bad direction %d", dir);
     cudnnDataType_t type;
     switch (dtype) {
     case CG_F32: type = CUDNN_DATA_FLOAT; break;
@@ -388,9 +393,9 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
     default: snprintf(about, about_size, "no cuDNN convolution for dtype %d", (int)dtype); return NULL;
     }
     const char *type_name = dtype == CG_F32 ? "f32" : dtype == CG_F16 ? "f16" : "bf16";
-    static const direction dirs[3] = {DIR_FORWARD, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER};
-    static const char *const dir_names[3] = {"forward", "backward data", "backward filter"};
-    conv_problem pb = {dirs[dir], d, type, nhwc};
+    static const direction dirs[4] = {DIR_FORWARD, DIR_BACKWARD_DATA, DIR_BACKWARD_FILTER, DIR_BACKWARD_DATA};
+    static const char *const dir_names[4] = {"forward", "backward data", "backward filter", "backward data"};
+    conv_problem pb = {dirs[dir], d, type, nhwc, dir == CG_CUDNN_BACKWARD_DATA_WRITE};
     op_graph g;
     cudnnStatus_t st = make_graph(&pb, &g);
     if (st != CUDNN_STATUS_SUCCESS) {

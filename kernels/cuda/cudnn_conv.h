@@ -20,7 +20,7 @@ int cg_cudnn_version(void);
 
 // Mixed precision: one convolution of F16 or BF16 data with f32 accumulation, Tensor Cores
 // allowed, NCHW or NHWC (as cg_cudnn_conv_tune below); direction and x, w, y as
-// cg_cudnn_conv_run (the backward ones add). The plan is tuned on first use and cached per
+// cg_cudnn_conv_run (the backward ones add, except BACKWARD_DATA_WRITE below). The plan is tuned on first use and cached per
 // (direction, dtype, layout, shape). Returns false, running nothing, when cuDNN has no engine
 // for it (the caller then computes another way).
 bool cg_cudnn_conv2d_run16(int direction, cg_dtype dtype, bool nhwc, void *x, void *w, void *y, const int64_t d[11]);
@@ -32,7 +32,8 @@ bool cg_cudnn_conv2d_run16(int direction, cg_dtype dtype, bool nhwc, void *x, vo
 // PyTorch's cudnn.benchmark = True does. allow_reduced: FP32 data may use TF32 Tensor Cores
 // (tf32); no format may convert its inputs down. Returns NULL when no engine runs it; about gets
 // the chosen engine and its time, or why none.
-enum { CG_CUDNN_FORWARD = 0, CG_CUDNN_BACKWARD_DATA = 1, CG_CUDNN_BACKWARD_FILTER = 2 };
+// BACKWARD_DATA_WRITE: backward data that writes x (cuDNN's beta 0) instead of adding to it.
+enum { CG_CUDNN_FORWARD = 0, CG_CUDNN_BACKWARD_DATA = 1, CG_CUDNN_BACKWARD_FILTER = 2, CG_CUDNN_BACKWARD_DATA_WRITE = 3 };
 typedef struct cg_cudnn_tuned cg_cudnn_tuned;
 cg_cudnn_tuned *cg_cudnn_conv_tune(int direction, cg_dtype dtype, bool nhwc, bool allow_reduced, const int64_t d[11],
                                    void *x, void *w, void *y, char *about, size_t about_size);

@@ -82,21 +82,28 @@ extern "C" void zero_cuda(void *p, size_t bytes) { CG_CUDA_CHECK(cudaMemsetAsync
 template <typename T> static __global__ void gelu_kernel(T *y, const T *x, int64_t n, bool tanh_approx) {
     GRID_STRIDE(i, n) y[i] = f2h<T>(gelu_value(h2f(x[i]), tanh_approx));
 }
+// accumulate false: dx is written, its old values never read (0 + g: the same bits as adding to zeros).
 template <typename T>
-static __global__ void gelu_backward_kernel(T *dx, const T *dy, const T *x, int64_t n, bool tanh_approx) {
-    GRID_STRIDE(i, n) dx[i] = f2h<T>(h2f(dx[i]) + h2f(dy[i]) * gelu_slope(h2f(x[i]), tanh_approx));
+static __global__ void gelu_backward_kernel(T *dx, const T *dy, const T *x, int64_t n, bool tanh_approx,
+                                            bool accumulate) {
+    GRID_STRIDE(i, n) {
+        float old = accumulate ? h2f(dx[i]) : 0.0f;
+        dx[i] = f2h<T>(old + h2f(dy[i]) * gelu_slope(h2f(x[i]), tanh_approx));
+    }
 }
 static void gelu_forward_cuda(float *y, const float *x, int64_t n, bool tanh_approx) {
     LAUNCH(gelu_kernel<float>, n, y, x, n, tanh_approx);
 }
 static void gelu_backward_cuda(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx) {
-    LAUNCH(gelu_backward_kernel<float>, n, dx, dy, x, n, tanh_approx);
+    LAUNCH(gelu_backward_kernel<float>, n, dx, dy, x, n, tanh_approx, true);
 }
 static void gelu_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx) {
     DISPATCH16(dtype, LAUNCH(gelu_kernel<T>, n, (T *)y, (const T *)x, n, tanh_approx));
 }
-static void gelu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx) {
-    DISPATCH16(dtype, LAUNCH(gelu_backward_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)x, n, tanh_approx));
+static void gelu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx,
+                                 bool accumulate) {
+    DISPATCH16(dtype, LAUNCH(gelu_backward_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)x, n, tanh_approx,
+                             accumulate));
 }
 
 // This file's rows of the CUDA kernel table (kernels/cuda/table.cu).

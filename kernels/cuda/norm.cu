@@ -266,21 +266,23 @@ static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, co
 // S from sums (C values of each, f64) over m values per channel; m_on_device: m is read there
 // instead (the synchronised form's count over every rank, stats[2C], which the host never sees).
 // ACT: dy is the gradient of an activation that follows (beta then needed to compute its input).
+// accumulate false: dx is written (0 + g), its old values never read (core/tape.h: fresh gradients).
 template <typename T, int ACT>
 static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *beta,
                                  const float *stats, const double *sums, float m, const float *m_on_device, int n,
-                                 cg_fast_divisor channels, cg_fast_divisor hw, bool training) {
+                                 cg_fast_divisor channels, cg_fast_divisor hw, bool training, bool accumulate) {
     if (m_on_device) m = *m_on_device;
     int C = (int)channels.divisor;
     FLAT_LOOP(i, n) {
         int c = channel_of(i, hw, channels);
         float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std, xv = h2f(x[i]);
         float d = ACT != 0 ? bn_output_grad<ACT>(h2f(dy[i]), xv, g, beta[c] - mean * g) : h2f(dy[i]);
+        float old = accumulate ? h2f(dx[i]) : 0.0f;
         if (training) {
             float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
-            dx[i] = f2h<T>(h2f(dx[i]) + g * (d - sum_dy / m - (xv - mean) * inv_std * sum_dy_xhat / m));
+            dx[i] = f2h<T>(old + g * (d - sum_dy / m - (xv - mean) * inv_std * sum_dy_xhat / m));
         } else {
-            dx[i] = f2h<T>(h2f(dx[i]) + g * d);
+            dx[i] = f2h<T>(old + g * d);
         }
     }
 }
@@ -298,11 +300,12 @@ static void normalize(T *y, const T *x, const float *gamma, const float *beta, c
 template <typename T, int ACT = 0>
 static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, const float *beta, const float *stats,
                            const double *sums, float m, const float *m_on_device, int64_t N, int64_t C, int64_t HW,
-                           bool training, bool channels_last = false) {
+                           bool training, bool channels_last = false, bool accumulate = true) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
     LAUNCH((dx_kernel<T, ACT>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n,
-           cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW), training);
+           cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW), training,
+           accumulate);
 }
 
 // ---- the table's rows ------------------------------------------------------------------------------
@@ -329,14 +332,14 @@ static void bn_forward(T *y, float *stats, float *running_mean, float *running_v
 template <typename T, int ACT = 0>
 static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T *x, const float *gamma,
                         const float *beta, const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
-                        bool channels_last = false) {
+                        bool channels_last = false, bool accumulate = true) {
     int64_t S;
     float *partial = partial_sums<SUMS_OF_DY, T, ACT>(&S, dy, x, stats, N, C, HW, channels_last, gamma, beta);
     double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
     LAUNCH(dy_sums_kernel, 32 * C, totals, dgamma, dbeta, partial, stats, S, C, false);
     if (dx)
         input_gradient<T, ACT>(dx, dy, x, gamma, beta, stats, totals, (float)(N * HW), NULL, N, C, HW, training,
-                                channels_last);
+                                channels_last, accumulate);
     cg_cuda_free(partial), cg_cuda_free(totals);
 }
 
@@ -372,9 +375,9 @@ static void batch_norm_forward_h_cuda(cg_dtype dtype, void *y, float *stats, flo
 
 static void batch_norm_backward_h_cuda(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
                                        const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
-                                       int64_t HW, bool training, bool channels_last) {
+                                       int64_t HW, bool training, bool channels_last, bool accumulate) {
     DISPATCH16(dtype, bn_backward<T>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma, NULL, stats, N, C,
-                                     HW, training, channels_last));
+                                     HW, training, channels_last, accumulate));
 }
 
 // Batch norm then an activation (f32, f16 or bf16): the templates above with ACT.
@@ -411,9 +414,10 @@ static void batch_norm_act_forward_cuda(cg_dtype dtype, cg_activation act, void 
 static void batch_norm_act_backward_cuda(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta,
                                          const void *dy, const void *x, const float *gamma, const float *beta,
                                          const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
-                                         bool channels_last) {
+                                         bool channels_last, bool accumulate) {
     DISPATCH_ACT(act, DISPATCH_ANY(dtype, (bn_backward<T, ACT>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma,
-                                                               beta, stats, N, C, HW, training, channels_last))));
+                                                               beta, stats, N, C, HW, training, channels_last,
+                                                               accumulate))));
 }
 
 // The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last (amp.cu).
