@@ -82,12 +82,14 @@ static __global__ void max_pool_scatter_h_kernel(T *dx, const T *dy, const int32
 // thread takes an input j, finds its window's output o, and gives j the gradient dy[o] when
 // argmax[o] == j. Every store is coalesced (a scatter to the arg-maxes was not), and when
 // accumulate is false dx is written without being read or zeroed first. x's dimensions (N, C,
-// H, W) or channels-last (N, H, W, C): c, w, h as fast divisors, stride too.
-template <typename T>
+// H, W) or channels-last (N, H, W, C): c, w, h as fast divisors, stride too. VEC inputs per
+// thread, channels k .. k + VEC - 1 of one pixel for VEC = 8 (channels-last, C a multiple of 8).
+template <typename T, int VEC>
 static __global__ void max_pool_gather_h_kernel(T *dx, const T *dy, const int32_t *argmax, int n, cg_fast_divisor c,
                                                 cg_fast_divisor w, cg_fast_divisor h, cg_fast_divisor stride,
                                                 int kernel, int P, int Q, bool channels_last, bool accumulate) {
-    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < n; j += gridDim.x * blockDim.x) {
+    for (int v = blockIdx.x * blockDim.x + threadIdx.x; v < n / VEC; v += gridDim.x * blockDim.x) {
+        int j = v * VEC;
         // j = ((m H + row) W + col) C + k channels-last, ((plane H + row) W + col) NCHW.
         uint32_t rest = (uint32_t)j, k = 0;
         if (channels_last) {
@@ -100,11 +102,22 @@ static __global__ void max_pool_gather_h_kernel(T *dx, const T *dy, const int32_
         bool inside = p < (uint32_t)P && q < (uint32_t)Q && row - p * stride.divisor < (uint32_t)kernel &&
                       col - q * stride.divisor < (uint32_t)kernel;
         int o = channels_last ? (int)(((outer * P + p) * Q + q) * c.divisor + k) : (int)((outer * P + p) * Q + q);
-        bool hit = inside && argmax[o] == j;
-        if (hit)
-            dx[j] = f2h<T>((accumulate ? h2f(dx[j]) : 0.0f) + h2f(dy[o]));
-        else if (!accumulate)
-            dx[j] = f2h<T>(0.0f);
+        if (!inside && accumulate) continue;
+        float g[VEC], out[VEC];
+        bool hit[VEC];
+        if (inside) load_vec<VEC>(g, dy + o);
+#pragma unroll
+        for (int l = 0; l < VEC; l++) hit[l] = inside && argmax[o + l] == j + l;
+        if (accumulate) {
+            load_vec<VEC>(out, dx + j);
+        } else {
+#pragma unroll
+            for (int l = 0; l < VEC; l++) out[l] = 0.0f;
+        }
+#pragma unroll
+        for (int l = 0; l < VEC; l++)
+            if (hit[l]) out[l] = out[l] + g[l];
+        store_vec<VEC>(dx + j, out); // (adding nothing stores the same bits back)
     }
 }
 
@@ -143,11 +156,16 @@ template <typename T> static __global__ void channel_bias_h_kernel(T *y, const T
 
 // The same for y stored channels-last (N, PQ, K): the channel of element i is i mod K (by
 // multiply-high: a 64-bit remainder per element took as long as the convolution it follows).
-template <typename T>
+// VEC channels per thread (16-byte loads and stores for VEC = 8, K a multiple of 8).
+template <typename T, int VEC>
 static __global__ void channel_bias_cl_kernel(T *y, const T *bias, int n, cg_fast_divisor k) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        int c = i - (int)cg_fast_divide((uint32_t)i, k) * (int)k.divisor;
-        y[i] = f2h<T>(h2f(y[i]) + h2f(bias[c]));
+    for (int v = blockIdx.x * blockDim.x + threadIdx.x; v < n / VEC; v += gridDim.x * blockDim.x) {
+        int i = v * VEC, c = i - (int)cg_fast_divide((uint32_t)i, k) * (int)k.divisor;
+        float val[VEC];
+        load_vec<VEC>(val, y + i);
+#pragma unroll
+        for (int l = 0; l < VEC; l++) val[l] = val[l] + h2f(bias[c + l]);
+        store_vec<VEC>(y + i, val);
     }
 }
 
@@ -357,10 +375,16 @@ static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy,
         DISPATCH16(dtype, LAUNCH(max_pool_scatter_h_kernel<T>, n_out, (T *)dx, (const T *)dy, argmax, n_out));
         return;
     }
-    DISPATCH16(dtype, LAUNCH(max_pool_gather_h_kernel<T>, n_in, (T *)dx, (const T *)dy, argmax, (int)n_in,
-                             cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make((uint32_t)W),
-                             cg_fast_divisor_make((uint32_t)H), cg_fast_divisor_make((uint32_t)stride), (int)kernel,
-                             (int)P, (int)Q, channels_last, accumulate));
+    cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), w = cg_fast_divisor_make((uint32_t)W);
+    cg_fast_divisor h = cg_fast_divisor_make((uint32_t)H), s = cg_fast_divisor_make((uint32_t)stride);
+    DISPATCH16(dtype, {
+        if (channels_last && vec_width<T>(C, dx, dy, argmax) == 8)
+            LAUNCH((max_pool_gather_h_kernel<T, 8>), n_in / 8, (T *)dx, (const T *)dy, argmax, (int)n_in, c, w, h, s,
+                   (int)kernel, (int)P, (int)Q, true, accumulate);
+        else
+            LAUNCH((max_pool_gather_h_kernel<T, 1>), n_in, (T *)dx, (const T *)dy, argmax, (int)n_in, c, w, h, s,
+                   (int)kernel, (int)P, (int)Q, channels_last, accumulate);
+    });
 }
 
 static void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols) {
@@ -449,8 +473,14 @@ static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const voi
     done = conv_forward_cl(dtype, y, y_cl, x, x_cl, w, N, C, H, W, K, R, S, stride, pad, P, Q);
     if (done && bias && y_cl) {
         cg_cuda_check_int32("conv2d bias", N * K * P * Q);
-        DISPATCH16(dtype, LAUNCH(channel_bias_cl_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, (int)(N * K * P * Q),
-                                 cg_fast_divisor_make((uint32_t)K)));
+        int n = (int)(N * K * P * Q);
+        cg_fast_divisor k = cg_fast_divisor_make((uint32_t)K);
+        DISPATCH16(dtype, {
+            if (vec_width<T>(K, y) == 8)
+                LAUNCH((channel_bias_cl_kernel<T, 8>), n / 8, (T *)y, (const T *)bias, n, k);
+            else
+                LAUNCH((channel_bias_cl_kernel<T, 1>), n, (T *)y, (const T *)bias, n, k);
+        });
     }
     if (done && bias && !y_cl)
         DISPATCH16(dtype, LAUNCH(channel_bias_h_kernel<T>, N * K * P * Q, (T *)y, (const T *)bias, N, K, P * Q));

@@ -72,6 +72,42 @@ template <> __device__ __forceinline__ float f2h<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half f2h<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 f2h<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+// VEC consecutive values of p widened into v, and rounded back. VEC = 8 with 16-bit T is one
+// 16-byte load or store (p 16-byte aligned: arena tensors are, and an offset of a multiple of 8
+// values keeps it): a GPU moves memory fastest in 16-byte pieces per thread, and a kernel that
+// reads one 2-byte value per thread reaches a third of the memory's bandwidth at best.
+// VEC = 1: one value, any T.
+template <int VEC, typename T> static __device__ __forceinline__ void load_vec(float *v, const T *p) {
+    if constexpr (VEC == 8 && sizeof(T) == 2) {
+        uint4 raw = *(const uint4 *)p;
+        const T *h = (const T *)&raw;
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = h2f(h[k]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < VEC; k++) v[k] = h2f(p[k]);
+    }
+}
+template <int VEC, typename T> static __device__ __forceinline__ void store_vec(T *p, const float *v) {
+    if constexpr (VEC == 8 && sizeof(T) == 2) {
+        uint4 raw;
+        T *h = (T *)&raw;
+#pragma unroll
+        for (int k = 0; k < 8; k++) h[k] = f2h<T>(v[k]);
+        *(uint4 *)p = raw;
+    } else {
+#pragma unroll
+        for (int k = 0; k < VEC; k++) p[k] = f2h<T>(v[k]);
+    }
+}
+// 8 for 16-bit values whose rows of `inner` (a multiple of 8: channels-last channels) split
+// into 16-byte pieces and whose tensors all start 16-byte aligned, else 1.
+template <typename T, typename... Ptr> static inline int vec_width(int64_t inner, const Ptr *...tensors) {
+    bool ok = sizeof(T) == 2 && inner % 8 == 0;
+    ((ok = ok && ((uintptr_t)tensors & 15) == 0), ...);
+    return ok ? 8 : 1;
+}
+
 // Run the statement(s) with T the C type of a 16-bit dtype (__half or __nv_bfloat16).
 #define DISPATCH16(dtype, ...)                                                                        \
     do {                                                                                               \
@@ -138,18 +174,32 @@ static __global__ void max_pool_kernel(T *y, int32_t *argmax, const T *x, int n,
 }
 
 // Channels-last x (N, H, W, C) and y (N, P, Q, C): element i of y is (row, k) with row = (m P + p)
-// Q + q; the same windows in the same order as above, argmax indexing x as stored.
-template <typename T>
+// Q + q; the same windows in the same order as above, argmax indexing x as stored. VEC channels
+// per thread (k .. k + VEC - 1, 16-byte loads and stores for VEC = 8: C a multiple of 8).
+template <typename T, int VEC>
 static __global__ void max_pool_cl_kernel(T *y, int32_t *argmax, const T *x, int n, int H, int W, int kernel, int stride,
                                           cg_fast_divisor c, cg_fast_divisor pq, cg_fast_divisor q) {
     int C = (int)c.divisor;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        int row = (int)cg_fast_divide((uint32_t)i, c), k = i - row * C;
+    for (int v = blockIdx.x * blockDim.x + threadIdx.x; v < n / VEC; v += gridDim.x * blockDim.x) {
+        int i = v * VEC, row = (int)cg_fast_divide((uint32_t)i, c), k = i - row * C;
         int m = (int)cg_fast_divide((uint32_t)row, pq), pos = row - m * (int)pq.divisor;
         int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * (int)q.divisor;
-        int best = window_argmax(x, ((m * H + p * stride) * W + col * stride) * C + k, kernel, W * C, C);
-        y[i] = x[best];
-        argmax[i] = best;
+        int first = ((m * H + p * stride) * W + col * stride) * C + k, best[VEC];
+        float best_value[VEC], value[VEC];
+        load_vec<VEC>(best_value, x + first);
+#pragma unroll
+        for (int l = 0; l < VEC; l++) best[l] = first + l;
+        for (int r = 0; r < kernel; r++)
+            for (int s = 0; s < kernel; s++) {
+                int j = first + (r * W + s) * C;
+                load_vec<VEC>(value, x + j);
+#pragma unroll
+                for (int l = 0; l < VEC; l++)
+                    if (value[l] > best_value[l]) best[l] = j + l, best_value[l] = value[l];
+            }
+        store_vec<VEC>(y + i, best_value); // a maximum is one of the values: exact
+#pragma unroll
+        for (int l = 0; l < VEC; l++) argmax[i + l] = best[l];
     }
 }
 
@@ -157,9 +207,13 @@ template <typename T>
 static void max_pool_launch(T *y, int32_t *argmax, const T *x, int64_t N, int64_t C, int64_t H, int64_t W,
                             int64_t kernel, int64_t stride, int64_t P, int64_t Q, bool channels_last = false) {
     cg_cuda_check_int32("max_pool2d", N * C * H * W);
-    if (channels_last)
-        LAUNCH(max_pool_cl_kernel<T>, N * C * P * Q, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W, (int)kernel,
-               (int)stride, cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make((uint32_t)(P * Q)),
+    if (channels_last && vec_width<T>(C, x, y, argmax) == 8)
+        LAUNCH((max_pool_cl_kernel<T, 8>), N * C * P * Q / 8, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W,
+               (int)kernel, (int)stride, cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make((uint32_t)(P * Q)),
+               cg_fast_divisor_make((uint32_t)Q));
+    else if (channels_last)
+        LAUNCH((max_pool_cl_kernel<T, 1>), N * C * P * Q, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W,
+               (int)kernel, (int)stride, cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make((uint32_t)(P * Q)),
                cg_fast_divisor_make((uint32_t)Q));
     else
         LAUNCH(max_pool_kernel<T>, N * C * P * Q, y, argmax, x, (int)(N * C * P * Q), (int)H, (int)W, (int)kernel,

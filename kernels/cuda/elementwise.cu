@@ -79,31 +79,57 @@ extern "C" void zero_cuda(void *p, size_t bytes) { CG_CUDA_CHECK(cudaMemsetAsync
 // GELU (core/kernels.h): gelu_value and gelu_slope are in cuda.h (batch norm fuses them too).
 // One template for f32 and 16-bit tensors (the _h rows): each value widened in registers, the
 // result rounded once when it is stored.
-template <typename T> static __global__ void gelu_kernel(T *y, const T *x, int64_t n, bool tanh_approx) {
-    GRID_STRIDE(i, n) y[i] = f2h<T>(gelu_value(h2f(x[i]), tanh_approx));
+// VEC values per thread (cuda.h: load_vec), n a multiple of VEC.
+template <typename T, int VEC> static __global__ void gelu_kernel(T *y, const T *x, int64_t n, bool tanh_approx) {
+    GRID_STRIDE(v, n / VEC) {
+        float val[VEC];
+        load_vec<VEC>(val, x + v * VEC);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) val[k] = gelu_value(val[k], tanh_approx);
+        store_vec<VEC>(y + v * VEC, val);
+    }
 }
 // accumulate false: dx is written, its old values never read (0 + g: the same bits as adding to zeros).
-template <typename T>
+template <typename T, int VEC>
 static __global__ void gelu_backward_kernel(T *dx, const T *dy, const T *x, int64_t n, bool tanh_approx,
                                             bool accumulate) {
-    GRID_STRIDE(i, n) {
-        float old = accumulate ? h2f(dx[i]) : 0.0f;
-        dx[i] = f2h<T>(old + h2f(dy[i]) * gelu_slope(h2f(x[i]), tanh_approx));
+    GRID_STRIDE(v, n / VEC) {
+        float xv[VEC], g[VEC], out[VEC];
+        load_vec<VEC>(xv, x + v * VEC);
+        load_vec<VEC>(g, dy + v * VEC);
+        if (accumulate) {
+            load_vec<VEC>(out, dx + v * VEC);
+        } else {
+#pragma unroll
+            for (int k = 0; k < VEC; k++) out[k] = 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < VEC; k++) out[k] = out[k] + g[k] * gelu_slope(xv[k], tanh_approx);
+        store_vec<VEC>(dx + v * VEC, out);
     }
 }
 static void gelu_forward_cuda(float *y, const float *x, int64_t n, bool tanh_approx) {
-    LAUNCH(gelu_kernel<float>, n, y, x, n, tanh_approx);
+    LAUNCH((gelu_kernel<float, 1>), n, y, x, n, tanh_approx);
 }
 static void gelu_backward_cuda(float *dx, const float *dy, const float *x, int64_t n, bool tanh_approx) {
-    LAUNCH(gelu_backward_kernel<float>, n, dx, dy, x, n, tanh_approx, true);
+    LAUNCH((gelu_backward_kernel<float, 1>), n, dx, dy, x, n, tanh_approx, true);
 }
 static void gelu_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx) {
-    DISPATCH16(dtype, LAUNCH(gelu_kernel<T>, n, (T *)y, (const T *)x, n, tanh_approx));
+    DISPATCH16(dtype, {
+        if (vec_width<T>(n, x, y) == 8)
+            LAUNCH((gelu_kernel<T, 8>), n / 8, (T *)y, (const T *)x, n, tanh_approx);
+        else
+            LAUNCH((gelu_kernel<T, 1>), n, (T *)y, (const T *)x, n, tanh_approx);
+    });
 }
 static void gelu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *x, int64_t n, bool tanh_approx,
                                  bool accumulate) {
-    DISPATCH16(dtype, LAUNCH(gelu_backward_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)x, n, tanh_approx,
-                             accumulate));
+    DISPATCH16(dtype, {
+        if (vec_width<T>(n, dx, dy, x) == 8)
+            LAUNCH((gelu_backward_kernel<T, 8>), n / 8, (T *)dx, (const T *)dy, (const T *)x, n, tanh_approx, accumulate);
+        else
+            LAUNCH((gelu_backward_kernel<T, 1>), n, (T *)dx, (const T *)dy, (const T *)x, n, tanh_approx, accumulate);
+    });
 }
 
 // This file's rows of the CUDA kernel table (kernels/cuda/table.cu).

@@ -250,15 +250,24 @@ static __device__ __forceinline__ int channel_of(int64_t i, cg_fast_divisor hw, 
 
 // y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings);
 // ACT: y = the activation of that, the batch norm's output kept in f32 between the two.
-template <typename T, int ACT>
+// VEC values per thread (cuda.h: load_vec): VEC = 8 only channels-last with C a multiple of 8,
+// so that the 8 values are channels c .. c + 7 of one pixel.
+template <typename T, int ACT, int VEC>
 static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, const float *beta, const float *stats,
                                         int n, cg_fast_divisor channels, cg_fast_divisor hw) {
     int C = (int)channels.divisor;
-    FLAT_LOOP(i, n) {
-        int c = channel_of(i, hw, channels);
-        float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
-        float v = h2f(x[i]) * scale + shift;
-        y[i] = f2h<T>(act_value<ACT>(v));
+    FLAT_LOOP(v, n / VEC) {
+        int64_t i = v * VEC;
+        int c0 = channel_of(i, hw, channels);
+        float val[VEC];
+        load_vec<VEC>(val, x + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) {
+            int c = c0 + k;
+            float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
+            val[k] = act_value<ACT>(val[k] * scale + shift);
+        }
+        store_vec<VEC>(y + i, val);
     }
 }
 
@@ -267,23 +276,38 @@ static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, co
 // instead (the synchronised form's count over every rank, stats[2C], which the host never sees).
 // ACT: dy is the gradient of an activation that follows (beta then needed to compute its input).
 // accumulate false: dx is written (0 + g), its old values never read (core/tape.h: fresh gradients).
-template <typename T, int ACT>
+// VEC as normalize_kernel's.
+template <typename T, int ACT, int VEC>
 static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *beta,
                                  const float *stats, const double *sums, float m, const float *m_on_device, int n,
                                  cg_fast_divisor channels, cg_fast_divisor hw, bool training, bool accumulate) {
     if (m_on_device) m = *m_on_device;
     int C = (int)channels.divisor;
-    FLAT_LOOP(i, n) {
-        int c = channel_of(i, hw, channels);
-        float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std, xv = h2f(x[i]);
-        float d = ACT != 0 ? bn_output_grad<ACT>(h2f(dy[i]), xv, g, beta[c] - mean * g) : h2f(dy[i]);
-        float old = accumulate ? h2f(dx[i]) : 0.0f;
-        if (training) {
-            float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
-            dx[i] = f2h<T>(old + g * (d - sum_dy / m - (xv - mean) * inv_std * sum_dy_xhat / m));
+    FLAT_LOOP(v, n / VEC) {
+        int64_t i = v * VEC;
+        int c0 = channel_of(i, hw, channels);
+        float xv[VEC], dyv[VEC], out[VEC];
+        load_vec<VEC>(xv, x + i);
+        load_vec<VEC>(dyv, dy + i);
+        if (accumulate) {
+            load_vec<VEC>(out, dx + i);
         } else {
-            dx[i] = f2h<T>(old + g * d);
+#pragma unroll
+            for (int k = 0; k < VEC; k++) out[k] = 0.0f;
         }
+#pragma unroll
+        for (int k = 0; k < VEC; k++) {
+            int c = c0 + k;
+            float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
+            float d = ACT != 0 ? bn_output_grad<ACT>(dyv[k], xv[k], g, beta[c] - mean * g) : dyv[k];
+            if (training) {
+                float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
+                out[k] = out[k] + g * (d - sum_dy / m - (xv[k] - mean) * inv_std * sum_dy_xhat / m);
+            } else {
+                out[k] = out[k] + g * d;
+            }
+        }
+        store_vec<VEC>(dx + i, out);
     }
 }
 
@@ -293,8 +317,11 @@ static void normalize(T *y, const T *x, const float *gamma, const float *beta, c
                       int64_t HW, bool channels_last = false) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    LAUNCH((normalize_kernel<T, ACT>), n, y, x, gamma, beta, stats, (int)n, cg_fast_divisor_make((uint32_t)C),
-           cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW));
+    cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
+    if (channels_last && vec_width<T>(C, x, y) == 8)
+        LAUNCH((normalize_kernel<T, ACT, 8>), n / 8, y, x, gamma, beta, stats, (int)n, c, hw);
+    else
+        LAUNCH((normalize_kernel<T, ACT, 1>), n, y, x, gamma, beta, stats, (int)n, c, hw);
 }
 
 template <typename T, int ACT = 0>
@@ -303,9 +330,13 @@ static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, c
                            bool training, bool channels_last = false, bool accumulate = true) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    LAUNCH((dx_kernel<T, ACT>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n,
-           cg_fast_divisor_make((uint32_t)C), cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW), training,
-           accumulate);
+    cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
+    if (channels_last && vec_width<T>(C, dx, dy, x) == 8)
+        LAUNCH((dx_kernel<T, ACT, 8>), n / 8, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw,
+               training, accumulate);
+    else
+        LAUNCH((dx_kernel<T, ACT, 1>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw, training,
+               accumulate);
 }
 
 // ---- the table's rows ------------------------------------------------------------------------------
