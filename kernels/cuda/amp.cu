@@ -336,6 +336,49 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
 }
 #endif
 
+// A convolution whose input has few channels (a first layer: 1 or 3 colour planes), from NCHW x
+// straight to channels-last y: each thread takes one output pixel and 8 output channels, adds
+// its C R S taps times their weights (all the weights in shared memory, as f32) to the bias in
+// f32, and stores the 8 sums rounded once. cuDNN's Tensor Core engines need the input copied to
+// NHWC with its channels padded to 8 first (5 of 8 channels zeros for an RGB image), and the one
+// cuDNN chose for the fast network's 2 x 2 whitening layer took 4 % of its step, this kernel a
+// small part of that.
+enum { DIRECT_MAX_CHANNELS = 4, DIRECT_MAX_WEIGHTS = 4096 };
+template <typename T>
+static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, const T *bias, int C, int H, int W,
+                                                int K, int R, int S, int stride, int pad, int pieces,
+                                                cg_fast_divisor octets, cg_fast_divisor pq, cg_fast_divisor q) {
+    extern __shared__ float ws[]; // ws[tap K + k] = w[k][tap], tap = (c R + r) S + s
+    int taps = C * R * S, P = (int)pq.divisor / (int)q.divisor, Q = (int)q.divisor;
+    for (int i = threadIdx.x; i < taps * K; i += blockDim.x) {
+        int k = i / taps, tap = i - k * taps;
+        ws[tap * K + k] = h2f(w[i]);
+    }
+    __syncthreads();
+    for (int v = blockIdx.x * blockDim.x + threadIdx.x; v < pieces; v += gridDim.x * blockDim.x) {
+        int pixel = (int)cg_fast_divide((uint32_t)v, octets), k0 = (v - pixel * (int)octets.divisor) * 8;
+        int m = (int)cg_fast_divide((uint32_t)pixel, pq), pos = pixel - m * P * Q;
+        int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * Q;
+        float acc[8];
+#pragma unroll
+        for (int l = 0; l < 8; l++) acc[l] = bias ? h2f(bias[k0 + l]) : 0.0f;
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < R; r++) {
+                int h = p * stride + r - pad;
+                if (h < 0 || h >= H) continue;
+                for (int s = 0; s < S; s++) {
+                    int wc = col * stride + s - pad;
+                    if (wc < 0 || wc >= W) continue;
+                    float xv = h2f(x[((int64_t)(m * C + c) * H + h) * W + wc]);
+                    const float *wk = ws + ((c * R + r) * S + s) * K + k0;
+#pragma unroll
+                    for (int l = 0; l < 8; l++) acc[l] += xv * wk[l];
+                }
+            }
+        store_vec<8>(y + (int64_t)pixel * K + k0, acc);
+    }
+}
+
 extern "C" {
 static void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
     if (n <= 0) return;
@@ -468,6 +511,21 @@ static void *nchw16(cg_dtype dtype, const void *x, int64_t N, int64_t C, int64_t
 static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
                                    const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                    int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (!x_cl && y_cl && C <= DIRECT_MAX_CHANNELS && K % 8 == 0 && C * R * S * K <= DIRECT_MAX_WEIGHTS &&
+        ((uintptr_t)y & 15) == 0) {
+        int64_t pieces = N * P * Q * (K / 8);
+        cg_cuda_check_int32("conv2d", pieces);
+        cg_cuda_check_int32("conv2d", N * C * H * W);
+        unsigned blocks = cg_blocks(pieces) < 2048 ? cg_blocks(pieces) : 2048;
+        DISPATCH16(dtype, {
+            conv_few_channels_kernel<T><<<blocks, CG_THREADS, (size_t)(C * R * S * K) * sizeof(float), cg_cuda_stream()>>>(
+                (T *)y, (const T *)x, (const T *)w, (const T *)bias, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S,
+                (int)stride, (int)pad, (int)pieces, cg_fast_divisor_make((uint32_t)(K / 8)),
+                cg_fast_divisor_make((uint32_t)(P * Q)), cg_fast_divisor_make((uint32_t)Q));
+            CG_LAUNCH_CHECK();
+        });
+        return;
+    }
     bool done = false;
 #ifdef CG_HAVE_CUDNN
     done = conv_forward_cl(dtype, y, y_cl, x, x_cl, w, N, C, H, W, K, R, S, stride, pad, P, Q);

@@ -120,6 +120,55 @@ static __global__ void channel_partial_sums_cl(float *partial, const T *a, const
     }
 }
 
+// The same with 8 channels per thread (16-byte loads; C a multiple of 8, tensors aligned): block
+// (g, s) of GX x GY threads (GX GY = CG_THREADS) sums channels [8 GX g, 8 GX (g + 1)) over rows
+// [s R / S, (s + 1) R / S); thread (tx, ty) takes channels 8 (GX g + tx) .. + 7 and rows ty,
+// ty + GY, ...; then the GY row sums of each channel are added in shared memory, in order. A
+// warp reads 64 bytes of a row per load above, 512 here.
+template <int what, int ACT, typename T>
+static __global__ void channel_partial_sums_cl8(float *partial, const T *a, const T *x, const float *stats,
+                                               const float *gamma, const float *beta, int rows, int C) {
+    __shared__ float sums[2][CG_THREADS * 8];
+    int GX = blockDim.x, GY = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    int c0 = (blockIdx.x * GX + tx) * 8, s = blockIdx.y, S = gridDim.y;
+    int r_end = (int)((int64_t)(s + 1) * rows / S);
+    float sum[8], sum2[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) sum[k] = 0.0f, sum2[k] = 0.0f;
+    if (c0 < C) {
+        float mean[8], scale[8], shift[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            mean[k] = what != SUMS_OF_X ? stats[c0 + k] : 0.0f;
+            scale[k] = ACT != 0 && what != SUMS_OF_X ? gamma[c0 + k] * stats[C + c0 + k] : 0.0f;
+            shift[k] = ACT != 0 && what != SUMS_OF_X ? beta[c0 + k] - mean[k] * scale[k] : 0.0f;
+        }
+        for (int r = (int)((int64_t)s * rows / S) + ty; r < r_end; r += GY) {
+            int64_t i = (int64_t)r * C + c0;
+            float v[8], xv[8];
+            load_vec<8>(v, a + i);
+            if (what != SUMS_OF_X) load_vec<8>(xv, x + i);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                float w = what != SUMS_OF_X ? bn_output_grad<ACT>(v[k], xv[k], scale[k], shift[k]) : v[k];
+                sum[k] += w;
+                sum2[k] += what == SUMS_OF_X ? w * w : w * (xv[k] - mean[k]);
+            }
+        }
+    }
+    int slot = (ty * GX + tx) * 8;
+#pragma unroll
+    for (int k = 0; k < 8; k++) sums[0][slot + k] = sum[k], sums[1][slot + k] = sum2[k];
+    __syncthreads();
+    if (ty == 0 && c0 < C)
+        for (int k = 0; k < 8; k++) {
+            float total = 0.0f, total2 = 0.0f;
+            for (int y = 0; y < GY; y++) total += sums[0][(y * GX + tx) * 8 + k], total2 += sums[1][(y * GX + tx) * 8 + k];
+            partial[((int64_t)s * C + c0 + k) * 2] = total;
+            partial[((int64_t)s * C + c0 + k) * 2 + 1] = total2;
+        }
+}
+
 // A new device buffer (caching allocator) with step 1's partial sums of `what`; *shares = S.
 // channels_last: a and x stored (N, HW, C).
 template <int what, typename T, int ACT = 0>
@@ -134,6 +183,17 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums<what, ACT, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
             partial, a, x, stats, gamma, beta, (int)N, (int)C, (int)HW);
+    } else if (vec_width<T>(C, a, x) == 8) { // as below, 8 channels per thread
+        int64_t octets = C / 8, gx = 1, rows = N * HW;
+        while (gx * 2 <= octets && gx < 32) gx *= 2;
+        int64_t groups = (octets + gx - 1) / gx;
+        S = (1024 + groups - 1) / groups;
+        if (S > rows / 512) S = rows / 512;
+        if (S < 1) S = 1;
+        partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
+        channel_partial_sums_cl8<what, ACT, T><<<dim3((unsigned)groups, (unsigned)S),
+                                                 dim3((unsigned)gx, (unsigned)(CG_THREADS / gx)), 0, cg_cuda_stream()>>>(
+            partial, a, x, stats, gamma, beta, (int)rows, (int)C);
     } else { // about a thousand blocks, each over at least 512 rows (64 per thread)
         int64_t groups = (C + CL_CHANNELS - 1) / CL_CHANNELS, rows = N * HW;
         S = (1024 + groups - 1) / groups;
@@ -251,11 +311,23 @@ static __device__ __forceinline__ int channel_of(int64_t i, cg_fast_divisor hw, 
 // y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings);
 // ACT: y = the activation of that, the batch norm's output kept in f32 between the two.
 // VEC values per thread (cuda.h: load_vec): VEC = 8 only channels-last with C a multiple of 8,
-// so that the 8 values are channels c .. c + 7 of one pixel.
+// so that the 8 values are channels c .. c + 7 of one pixel. Then each block first computes
+// every channel's coefficients into shared memory (C <= CL_SHARED_CHANNELS): eight 4-byte loads
+// of gamma, beta and the statistics per 16-byte piece of x bound the kernel otherwise (measured:
+// 8 values per thread without it ran slower than 1). The same arithmetic either way.
+enum { CL_SHARED_CHANNELS = 1024 };
 template <typename T, int ACT, int VEC>
 static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, const float *beta, const float *stats,
                                         int n, cg_fast_divisor channels, cg_fast_divisor hw) {
+    extern __shared__ float coef[]; // VEC = 8: scale[C], then shift[C]
     int C = (int)channels.divisor;
+    if (VEC > 1) {
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float scale = gamma[c] * stats[C + c];
+            coef[c] = scale, coef[C + c] = beta[c] - stats[c] * scale;
+        }
+        __syncthreads();
+    }
     FLAT_LOOP(v, n / VEC) {
         int64_t i = v * VEC;
         int c0 = channel_of(i, hw, channels);
@@ -264,7 +336,11 @@ static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, co
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
             int c = c0 + k;
-            float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
+            float scale, shift;
+            if (VEC > 1)
+                scale = coef[c], shift = coef[C + c];
+            else
+                scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
             val[k] = act_value<ACT>(val[k] * scale + shift);
         }
         store_vec<VEC>(y + i, val);
@@ -276,13 +352,23 @@ static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, co
 // instead (the synchronised form's count over every rank, stats[2C], which the host never sees).
 // ACT: dy is the gradient of an activation that follows (beta then needed to compute its input).
 // accumulate false: dx is written (0 + g), its old values never read (core/tape.h: fresh gradients).
-// VEC as normalize_kernel's.
+// VEC as normalize_kernel's (its shared coefficients: g, shift, mean, inv_std and the two sums).
 template <typename T, int ACT, int VEC>
 static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *beta,
                                  const float *stats, const double *sums, float m, const float *m_on_device, int n,
                                  cg_fast_divisor channels, cg_fast_divisor hw, bool training, bool accumulate) {
+    extern __shared__ float coef[]; // VEC = 8: six arrays of C
     if (m_on_device) m = *m_on_device;
     int C = (int)channels.divisor;
+    if (VEC > 1) {
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
+            coef[c] = g, coef[C + c] = ACT != 0 ? beta[c] - mean * g : 0.0f, coef[2 * C + c] = mean;
+            coef[3 * C + c] = inv_std;
+            coef[4 * C + c] = training ? (float)sums[c] : 0.0f, coef[5 * C + c] = training ? (float)sums[C + c] : 0.0f;
+        }
+        __syncthreads();
+    }
     FLAT_LOOP(v, n / VEC) {
         int64_t i = v * VEC;
         int c0 = channel_of(i, hw, channels);
@@ -298,10 +384,15 @@ static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *ga
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
             int c = c0 + k;
-            float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
-            float d = ACT != 0 ? bn_output_grad<ACT>(dyv[k], xv[k], g, beta[c] - mean * g) : dyv[k];
+            float mean, inv_std, g, shift = 0.0f;
+            if (VEC > 1)
+                g = coef[c], shift = coef[C + c], mean = coef[2 * C + c], inv_std = coef[3 * C + c];
+            else
+                mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std, shift = ACT != 0 ? beta[c] - mean * g : 0.0f;
+            float d = ACT != 0 ? bn_output_grad<ACT>(dyv[k], xv[k], g, shift) : dyv[k];
             if (training) {
-                float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
+                float sum_dy = VEC > 1 ? coef[4 * C + c] : (float)sums[c];
+                float sum_dy_xhat = VEC > 1 ? coef[5 * C + c] : (float)sums[C + c];
                 out[k] = out[k] + g * (d - sum_dy / m - (xv[k] - mean) * inv_std * sum_dy_xhat / m);
             } else {
                 out[k] = out[k] + g * d;
@@ -311,6 +402,13 @@ static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *ga
     }
 }
 
+// Blocks for the shared-coefficient kernels: each block fills its coefficients once, so no more
+// blocks than the GPU runs at a time (about 8 per multiprocessor), each looping over many pieces.
+static unsigned shared_blocks(int64_t pieces) {
+    unsigned b = cg_blocks(pieces);
+    return b < 1024 ? b : 1024;
+}
+
 // channels_last: the channel of element i is i mod C (HW taken as 1 in i / HW mod C).
 template <typename T, int ACT = 0>
 static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
@@ -318,10 +416,13 @@ static void normalize(T *y, const T *x, const float *gamma, const float *beta, c
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
     cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
-    if (channels_last && vec_width<T>(C, x, y) == 8)
-        LAUNCH((normalize_kernel<T, ACT, 8>), n / 8, y, x, gamma, beta, stats, (int)n, c, hw);
-    else
+    if (channels_last && C <= CL_SHARED_CHANNELS && vec_width<T>(C, x, y) == 8) {
+        normalize_kernel<T, ACT, 8><<<shared_blocks(n / 8), CG_THREADS, 2 * C * sizeof(float), cg_cuda_stream()>>>(
+            y, x, gamma, beta, stats, (int)n, c, hw);
+        CG_LAUNCH_CHECK();
+    } else {
         LAUNCH((normalize_kernel<T, ACT, 1>), n, y, x, gamma, beta, stats, (int)n, c, hw);
+    }
 }
 
 template <typename T, int ACT = 0>
@@ -331,12 +432,14 @@ static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, c
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
     cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
-    if (channels_last && vec_width<T>(C, dx, dy, x) == 8)
-        LAUNCH((dx_kernel<T, ACT, 8>), n / 8, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw,
-               training, accumulate);
-    else
+    if (channels_last && C <= CL_SHARED_CHANNELS && vec_width<T>(C, dx, dy, x) == 8) {
+        dx_kernel<T, ACT, 8><<<shared_blocks(n / 8), CG_THREADS, 6 * C * sizeof(float), cg_cuda_stream()>>>(
+            dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw, training, accumulate);
+        CG_LAUNCH_CHECK();
+    } else {
         LAUNCH((dx_kernel<T, ACT, 1>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw, training,
                accumulate);
+    }
 }
 
 // ---- the table's rows ------------------------------------------------------------------------------
