@@ -183,12 +183,12 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums<what, ACT, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
             partial, a, x, stats, gamma, beta, (int)N, (int)C, (int)HW);
-    } else if (vec_width<T>(C, a, x) == 8) { // as below, 8 channels per thread
-        int64_t octets = C / 8, gx = 1, rows = N * HW;
+    } else if (vec_width<T>(C, a, x) == 8) { // as below, 8 channels per thread: about 2,048 blocks,
+        int64_t octets = C / 8, gx = 1, rows = N * HW; // at least 4 rows per thread
         while (gx * 2 <= octets && gx < 32) gx *= 2;
-        int64_t groups = (octets + gx - 1) / gx;
-        S = (1024 + groups - 1) / groups;
-        if (S > rows / 512) S = rows / 512;
+        int64_t groups = (octets + gx - 1) / gx, gy = CG_THREADS / gx;
+        S = (2048 + groups - 1) / groups;
+        if (S > rows / (4 * gy)) S = rows / (4 * gy);
         if (S < 1) S = 1;
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums_cl8<what, ACT, T><<<dim3((unsigned)groups, (unsigned)S),
@@ -352,20 +352,21 @@ static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, co
 // instead (the synchronised form's count over every rank, stats[2C], which the host never sees).
 // ACT: dy is the gradient of an activation that follows (beta then needed to compute its input).
 // accumulate false: dx is written (0 + g), its old values never read (core/tape.h: fresh gradients).
-// VEC as normalize_kernel's (its shared coefficients: g, shift, mean, inv_std and the two sums).
+// VEC as normalize_kernel's (its shared coefficients: g, shift, mean, S_dy / m, inv_std S_dyxhat / m).
 template <typename T, int ACT, int VEC>
 static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *beta,
                                  const float *stats, const double *sums, float m, const float *m_on_device, int n,
                                  cg_fast_divisor channels, cg_fast_divisor hw, bool training, bool accumulate) {
-    extern __shared__ float coef[]; // VEC = 8: six arrays of C
+    extern __shared__ float coef[]; // VEC = 8: five arrays of C
     if (m_on_device) m = *m_on_device;
     int C = (int)channels.divisor;
     if (VEC > 1) {
         for (int c = threadIdx.x; c < C; c += blockDim.x) {
             float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
             coef[c] = g, coef[C + c] = ACT != 0 ? beta[c] - mean * g : 0.0f, coef[2 * C + c] = mean;
-            coef[3 * C + c] = inv_std;
-            coef[4 * C + c] = training ? (float)sums[c] : 0.0f, coef[5 * C + c] = training ? (float)sums[C + c] : 0.0f;
+            // (the divisions by m once per channel here, not per element: the same formula rounded differently)
+            coef[3 * C + c] = training ? (float)sums[c] / m : 0.0f;
+            coef[4 * C + c] = training ? inv_std * ((float)sums[C + c] / m) : 0.0f;
         }
         __syncthreads();
     }
@@ -384,15 +385,16 @@ static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *ga
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
             int c = c0 + k;
-            float mean, inv_std, g, shift = 0.0f;
-            if (VEC > 1)
-                g = coef[c], shift = coef[C + c], mean = coef[2 * C + c], inv_std = coef[3 * C + c];
-            else
-                mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std, shift = ACT != 0 ? beta[c] - mean * g : 0.0f;
-            float d = ACT != 0 ? bn_output_grad<ACT>(dyv[k], xv[k], g, shift) : dyv[k];
+            if (VEC > 1) {
+                float g = coef[c], mean = coef[2 * C + c];
+                float d = ACT != 0 ? bn_output_grad<ACT>(dyv[k], xv[k], g, coef[C + c]) : dyv[k];
+                out[k] = out[k] + g * (d - coef[3 * C + c] - (xv[k] - mean) * coef[4 * C + c]); // 0s in evaluation
+                continue;
+            }
+            float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
+            float d = ACT != 0 ? bn_output_grad<ACT>(dyv[k], xv[k], g, beta[c] - mean * g) : dyv[k];
             if (training) {
-                float sum_dy = VEC > 1 ? coef[4 * C + c] : (float)sums[c];
-                float sum_dy_xhat = VEC > 1 ? coef[5 * C + c] : (float)sums[C + c];
+                float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
                 out[k] = out[k] + g * (d - sum_dy / m - (xv[k] - mean) * inv_std * sum_dy_xhat / m);
             } else {
                 out[k] = out[k] + g * d;
@@ -433,7 +435,7 @@ static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, c
     cg_cuda_check_int32("batch_norm", n);
     cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
     if (channels_last && C <= CL_SHARED_CHANNELS && vec_width<T>(C, dx, dy, x) == 8) {
-        dx_kernel<T, ACT, 8><<<shared_blocks(n / 8), CG_THREADS, 6 * C * sizeof(float), cg_cuda_stream()>>>(
+        dx_kernel<T, ACT, 8><<<shared_blocks(n / 8), CG_THREADS, 5 * C * sizeof(float), cg_cuda_stream()>>>(
             dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw, training, accumulate);
         CG_LAUNCH_CHECK();
     } else {
