@@ -19,7 +19,10 @@
 // its input computed from x in registers, never stored).
 // 16-bit tensors may be stored channels-last (N, HW, C) (core/tensor.h): step 1 then has its own
 // kernel (a block sums 32 neighbouring channels over a share of the N HW rows), and the channel
-// of element i is i mod C (the same passes with 1 for HW).
+// of element i is i mod C (the same passes with 1 for HW). The elementwise passes read 8 values
+// per thread there (16-byte loads); step 1 does not: a version with 8 channels per thread was
+// slower at the same block count on an H100, and with more blocks step 2 (which walks every
+// share) lost what step 1 gained.
 // Each kernel is a template on the activations' type: f32, or 16 bits under autocast (the
 // _h rows: values widened in registers, sums in f32, each stored value rounded once).
 #include "kernels/cuda/cuda.h" // (and fast_divide.h)
@@ -120,55 +123,6 @@ static __global__ void channel_partial_sums_cl(float *partial, const T *a, const
     }
 }
 
-// The same with 8 channels per thread (16-byte loads; C a multiple of 8, tensors aligned): block
-// (g, s) of GX x GY threads (GX GY = CG_THREADS) sums channels [8 GX g, 8 GX (g + 1)) over rows
-// [s R / S, (s + 1) R / S); thread (tx, ty) takes channels 8 (GX g + tx) .. + 7 and rows ty,
-// ty + GY, ...; then the GY row sums of each channel are added in shared memory, in order. A
-// warp reads 64 bytes of a row per load above, 512 here.
-template <int what, int ACT, typename T>
-static __global__ void channel_partial_sums_cl8(float *partial, const T *a, const T *x, const float *stats,
-                                               const float *gamma, const float *beta, int rows, int C) {
-    __shared__ float sums[2][CG_THREADS * 8];
-    int GX = blockDim.x, GY = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
-    int c0 = (blockIdx.x * GX + tx) * 8, s = blockIdx.y, S = gridDim.y;
-    int r_end = (int)((int64_t)(s + 1) * rows / S);
-    float sum[8], sum2[8];
-#pragma unroll
-    for (int k = 0; k < 8; k++) sum[k] = 0.0f, sum2[k] = 0.0f;
-    if (c0 < C) {
-        float mean[8], scale[8], shift[8];
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            mean[k] = what != SUMS_OF_X ? stats[c0 + k] : 0.0f;
-            scale[k] = ACT != 0 && what != SUMS_OF_X ? gamma[c0 + k] * stats[C + c0 + k] : 0.0f;
-            shift[k] = ACT != 0 && what != SUMS_OF_X ? beta[c0 + k] - mean[k] * scale[k] : 0.0f;
-        }
-        for (int r = (int)((int64_t)s * rows / S) + ty; r < r_end; r += GY) {
-            int64_t i = (int64_t)r * C + c0;
-            float v[8], xv[8];
-            load_vec<8>(v, a + i);
-            if (what != SUMS_OF_X) load_vec<8>(xv, x + i);
-#pragma unroll
-            for (int k = 0; k < 8; k++) {
-                float w = what != SUMS_OF_X ? bn_output_grad<ACT>(v[k], xv[k], scale[k], shift[k]) : v[k];
-                sum[k] += w;
-                sum2[k] += what == SUMS_OF_X ? w * w : w * (xv[k] - mean[k]);
-            }
-        }
-    }
-    int slot = (ty * GX + tx) * 8;
-#pragma unroll
-    for (int k = 0; k < 8; k++) sums[0][slot + k] = sum[k], sums[1][slot + k] = sum2[k];
-    __syncthreads();
-    if (ty == 0 && c0 < C)
-        for (int k = 0; k < 8; k++) {
-            float total = 0.0f, total2 = 0.0f;
-            for (int y = 0; y < GY; y++) total += sums[0][(y * GX + tx) * 8 + k], total2 += sums[1][(y * GX + tx) * 8 + k];
-            partial[((int64_t)s * C + c0 + k) * 2] = total;
-            partial[((int64_t)s * C + c0 + k) * 2 + 1] = total2;
-        }
-}
-
 // A new device buffer (caching allocator) with step 1's partial sums of `what`; *shares = S.
 // channels_last: a and x stored (N, HW, C).
 template <int what, typename T, int ACT = 0>
@@ -183,17 +137,6 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums<what, ACT, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
             partial, a, x, stats, gamma, beta, (int)N, (int)C, (int)HW);
-    } else if (vec_width<T>(C, a, x) == 8) { // as below, 8 channels per thread: about 2,048 blocks,
-        int64_t octets = C / 8, gx = 1, rows = N * HW; // at least 4 rows per thread
-        while (gx * 2 <= octets && gx < 32) gx *= 2;
-        int64_t groups = (octets + gx - 1) / gx, gy = CG_THREADS / gx;
-        S = (2048 + groups - 1) / groups;
-        if (S > rows / (4 * gy)) S = rows / (4 * gy);
-        if (S < 1) S = 1;
-        partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
-        channel_partial_sums_cl8<what, ACT, T><<<dim3((unsigned)groups, (unsigned)S),
-                                                 dim3((unsigned)gx, (unsigned)(CG_THREADS / gx)), 0, cg_cuda_stream()>>>(
-            partial, a, x, stats, gamma, beta, (int)rows, (int)C);
     } else { // about a thousand blocks, each over at least 512 rows (64 per thread)
         int64_t groups = (C + CL_CHANNELS - 1) / CL_CHANNELS, rows = N * HW;
         S = (1024 + groups - 1) / groups;
