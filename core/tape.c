@@ -16,7 +16,9 @@ cg_tape *cg_tape_new(cg_device device, size_t arena_bytes) {
     t->grad_enabled = true;
     t->autocast = CG_F32;
     const char *fresh = getenv("CGRAD_FRESH_GRADIENTS"); // "0": zero every gradient (to compare)
-    t->fresh_gradients = fresh == NULL || strcmp(fresh, "0") != 0;
+    CG_CHECK(fresh == NULL || strcmp(fresh, "0") == 0 || strcmp(fresh, "1") == 0, "CGRAD_FRESH_GRADIENTS=%s: 0 or 1",
+             fresh);
+    t->fresh_gradients = fresh == NULL || strcmp(fresh, "1") == 0;
     t->one = cg_tensor_new(device, CG_F32, 0, NULL);
     cg_tensor_fill(t->one, 1.0f);
     return t;
