@@ -340,9 +340,9 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
 // straight to channels-last y: each thread takes one output pixel and 8 output channels, adds
 // its C R S taps times their weights (all the weights in shared memory, as f32) to the bias in
 // f32, and stores the 8 sums rounded once. cuDNN's Tensor Core engines need the input copied to
-// NHWC with its channels padded to 8 first (5 of 8 channels zeros for an RGB image), and the one
-// cuDNN chose for the fast network's 2 x 2 whitening layer took 4 % of its step, this kernel a
-// small part of that.
+// NHWC with its channels padded to 8 first (5 of 8 channels zeros for an RGB image); for the fast
+// network's 2 x 2 whitening layer the engine cuDNN chose and that copy took 0.217 ms a step on an
+// H100, this kernel 0.106 ms (lesson 08).
 enum { DIRECT_MAX_CHANNELS = 4, DIRECT_MAX_WEIGHTS = 4096 };
 template <typename T>
 static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, const T *bias, int C, int H, int W,
