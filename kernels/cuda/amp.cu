@@ -108,12 +108,7 @@ static __global__ void max_pool_gather_h_kernel(T *dx, const T *dy, const int32_
         if (inside) load_vec<VEC>(g, dy + o);
 #pragma unroll
         for (int l = 0; l < VEC; l++) hit[l] = inside && argmax[o + l] == j + l;
-        if (accumulate) {
-            load_vec<VEC>(out, dx + j);
-        } else {
-#pragma unroll
-            for (int l = 0; l < VEC; l++) out[l] = 0.0f;
-        }
+        gradient_start_vec<VEC>(out, dx + j, accumulate);
 #pragma unroll
         for (int l = 0; l < VEC; l++)
             if (hit[l]) out[l] = out[l] + g[l];

@@ -100,6 +100,17 @@ template <int VEC, typename T> static __device__ __forceinline__ void store_vec(
         for (int k = 0; k < VEC; k++) p[k] = f2h<T>(v[k]);
     }
 }
+// A gradient's VEC starting values: its old ones when the kernel adds to it (accumulate), zeros
+// when it writes it (core/tape.h: fresh gradients; its memory is then never read).
+template <int VEC, typename T>
+static __device__ __forceinline__ void gradient_start_vec(float *v, const T *dx, bool accumulate) {
+    if (accumulate) {
+        load_vec<VEC>(v, dx);
+    } else {
+#pragma unroll
+        for (int k = 0; k < VEC; k++) v[k] = 0.0f;
+    }
+}
 // 8 for 16-bit values whose rows of `inner` (a multiple of 8: channels-last channels) split
 // into 16-byte pieces and whose tensors all start 16-byte aligned, else 1.
 template <typename T, typename... Ptr> static inline int vec_width(int64_t inner, const Ptr *...tensors) {

@@ -97,12 +97,7 @@ static __global__ void gelu_backward_kernel(T *dx, const T *dy, const T *x, int6
         float xv[VEC], g[VEC], out[VEC];
         load_vec<VEC>(xv, x + v * VEC);
         load_vec<VEC>(g, dy + v * VEC);
-        if (accumulate) {
-            load_vec<VEC>(out, dx + v * VEC);
-        } else {
-#pragma unroll
-            for (int k = 0; k < VEC; k++) out[k] = 0.0f;
-        }
+        gradient_start_vec<VEC>(out, dx + v * VEC, accumulate);
 #pragma unroll
         for (int k = 0; k < VEC; k++) out[k] = out[k] + g[k] * gelu_slope(xv[k], tanh_approx);
         store_vec<VEC>(dx + v * VEC, out);

@@ -319,12 +319,7 @@ static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *ga
         float xv[VEC], dyv[VEC], out[VEC];
         load_vec<VEC>(xv, x + i);
         load_vec<VEC>(dyv, dy + i);
-        if (accumulate) {
-            load_vec<VEC>(out, dx + i);
-        } else {
-#pragma unroll
-            for (int k = 0; k < VEC; k++) out[k] = 0.0f;
-        }
+        gradient_start_vec<VEC>(out, dx + i, accumulate);
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
             int c = c0 + k;
