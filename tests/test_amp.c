@@ -271,20 +271,26 @@ static void test_fresh_gradients(cg_precision precision) {
     const char *layouts[2] = {"nchw", "nhwc"};
     for (int layout = 0; layout < 2; layout++) {
         setenv("CGRAD_CONV16_LAYOUT", layouts[layout], 1);
-        float out[2][SMALL_BATCH * 5], *grads[2];
+        // Run 0: every gradient zeroed; 1: fresh gradients in NaN-filled memory; 2: fresh gradients
+        // in an arena of 4 KiB, which the step outgrows many times (its buffers in many blocks).
+        float out[3][SMALL_BATCH * 5], *grads[3];
         int fresh_nodes = 0;
-        for (int fresh = 0; fresh < 2; fresh++) {
+        for (int fresh = 0; fresh < 3; fresh++) {
             cg_amp *amp = cg_amp_new(params, precision, cg_grad_scaler_static_config(1024.0f));
-            cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
-            memset(cg_arena_alloc(t->arena, 1 << 19), 0xff, 1 << 19); // NaNs where the step will live
-            cg_tape_clear(t);
-            t->fresh_gradients = fresh;
+            cg_tape *t = cg_tape_new(cg_cpu(), fresh == 2 ? 4096 : 1 << 20);
+            if (fresh < 2) {
+                memset(cg_arena_alloc(t->arena, 1 << 19), 0xff, 1 << 19); // NaNs where the step will live
+                cg_tape_clear(t);
+            }
+            t->fresh_gradients = fresh > 0;
             cg_amp_attach(amp, t);
             cg_tensor *logits = cg_autocast_f32(t, cg_module_forward(m, t, x));
             cg_tensor *loss = cg_cross_entropy(t, logits, labels);
             cg_params_zero_grad(params);
             cg_amp_backward(amp, t, loss);
-            for (int i = 0; i < t->count; i++) fresh_nodes += fresh && t->nodes[i].in0_grad_fresh;
+            for (int i = 0; i < t->count; i++) fresh_nodes += fresh == 1 && t->nodes[i].in0_grad_fresh;
+            if (fresh == 2 && cg_arena_block_count(t->arena) < 2)
+                fail("fresh gradients", "%s: the 4 KiB arena held the step in one block", name);
             memcpy(out[fresh], logits->data, sizeof out[fresh]);
             grads[fresh] = cg_xmalloc((size_t)params->numel * sizeof(float));
             memcpy(grads[fresh], params->grads, (size_t)params->numel * sizeof(float));
@@ -294,15 +300,18 @@ static void test_fresh_gradients(cg_precision precision) {
         // conv2d (channels-last only), batch norm, GELU, the block's fused batch norm + ReLU and
         // its second batch norm, pooling: at least 4 in NCHW, 5 channels-last.
         int expected = layout ? 5 : 4;
-        if (memcmp(out[0], out[1], sizeof out[0]) != 0 || memcmp(grads[0], grads[1], (size_t)params->numel * sizeof(float)))
+        size_t grad_bytes = (size_t)params->numel * sizeof(float);
+        if (memcmp(out[0], out[1], sizeof out[0]) != 0 || memcmp(grads[0], grads[1], grad_bytes) ||
+            memcmp(out[0], out[2], sizeof out[0]) != 0 || memcmp(grads[0], grads[2], grad_bytes))
             fail("fresh gradients", "%s %s: logits or gradients differ from zeroed gradients'", name, layouts[layout]);
         else if (fresh_nodes < expected)
             fail("fresh gradients", "%s %s: %d nodes wrote a fresh gradient, expected at least %d", name,
                  layouts[layout], fresh_nodes, expected);
         else
-            printf("fresh gradients %s %s: %d nodes wrote their input's gradient unzeroed; the same bits as zeroed\n",
+            printf("fresh gradients %s %s: %d nodes wrote their input's gradient unzeroed; the same bits as zeroed, "
+                   "also across arena blocks\n",
                    name, layouts[layout], fresh_nodes);
-        free(grads[0]), free(grads[1]);
+        free(grads[0]), free(grads[1]), free(grads[2]);
     }
     unsetenv("CGRAD_CONV16_LAYOUT");
     cg_tensor_free(x), cg_tensor_free(labels);
