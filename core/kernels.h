@@ -276,7 +276,8 @@ typedef struct cg_kernels {
                               const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                               int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
     // accumulate false: dx is written, not added to (its old contents are never read: the tape's
-    // fresh gradients, core/tape.h); the same bits as adding to zeros. Also in the rows below.
+    // fresh gradients, core/tape.h); the same values as adding to zeros (the same bits, but for
+    // the sign of a zero where cuDNN writes with beta 0). Also in the rows below.
     void (*conv2d_backward_cl)(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
                                const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,

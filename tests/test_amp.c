@@ -117,6 +117,21 @@ static void small_batch(uint64_t seed, cg_tensor **x, cg_tensor **labels) {
     memcpy((*labels)->data, labels_v, sizeof labels_v);
 }
 
+// The rest of a step of the small model after its forward (logits, 16 bits under autocast): the
+// f32 cross-entropy against labels and amp's backward on tape t; the logits (SMALL_BATCH x 5
+// values) copied to out as f32, and a copy of every parameter gradient returned (to free).
+static float *small_step_backward(cg_tape *t, cg_amp *amp, cg_params *params, cg_tensor *logits, cg_tensor *labels,
+                                  float *out) {
+    logits = cg_autocast_f32(t, logits);
+    cg_tensor *loss = cg_cross_entropy(t, logits, labels);
+    cg_params_zero_grad(params);
+    cg_amp_backward(amp, t, loss);
+    memcpy(out, logits->data, (size_t)logits->numel * sizeof(float));
+    float *grads = cg_xmalloc((size_t)params->numel * sizeof(float));
+    memcpy(grads, params->grads, (size_t)params->numel * sizeof(float));
+    return grads;
+}
+
 // The tutorial CNN's layer kinds on a small batch: conv2d, ReLU, max pooling, flatten, linear;
 // outputs and parameter gradients under autocast against f32 (relative to the largest value).
 // with_norm: the fast network's kinds and ResNet's instead, conv2d, BatchNorm2d (training), GELU, a
@@ -148,14 +163,8 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
         for (int i = 0; i < t->count; i++) casts += t->nodes[i].op == CG_OP_CAST;
         if (pass && casts != 0) // the tape records ops that need gradients: the input's cast is not one
             fail("autocast", "%s: %d casts on the tape before the loss, expected none", name, casts);
-        logits = cg_autocast_f32(t, logits);
-        cg_tensor *loss = cg_cross_entropy(t, logits, labels);
-        cg_params_zero_grad(params);
-        cg_amp_backward(amp, t, loss);
         out[pass] = cg_xmalloc((size_t)n_out * sizeof(float));
-        memcpy(out[pass], logits->data, (size_t)n_out * sizeof(float));
-        grads[pass] = cg_xmalloc((size_t)n_grad * sizeof(float));
-        memcpy(grads[pass], params->grads, (size_t)n_grad * sizeof(float));
+        grads[pass] = small_step_backward(t, amp, params, logits, labels, out[pass]);
         cg_tape_free(t);
         cg_amp_free(amp);
     }
@@ -234,13 +243,7 @@ static void test_channels_last(cg_precision precision) {
             fail("channels-last", "%s: %d channels-last outputs on the tape (expected at least 8), %d copies to NCHW "
                  "(expected 1), %d casts (expected 0)", name, last, copies, casts);
         if (pass == 0 && (last || copies)) fail("channels-last", "%s: NCHW asked, %d channels-last outputs", name, last);
-        logits = cg_autocast_f32(t, logits);
-        cg_tensor *loss = cg_cross_entropy(t, logits, labels);
-        cg_params_zero_grad(params);
-        cg_amp_backward(amp, t, loss);
-        memcpy(out[pass], logits->data, sizeof out[pass]);
-        grads[pass] = cg_xmalloc((size_t)params->numel * sizeof(float));
-        memcpy(grads[pass], params->grads, (size_t)params->numel * sizeof(float));
+        grads[pass] = small_step_backward(t, amp, params, logits, labels, out[pass]);
         cg_tape_free(t);
         cg_amp_free(amp);
     }
@@ -284,16 +287,10 @@ static void test_fresh_gradients(cg_precision precision) {
             }
             t->fresh_gradients = fresh > 0;
             cg_amp_attach(amp, t);
-            cg_tensor *logits = cg_autocast_f32(t, cg_module_forward(m, t, x));
-            cg_tensor *loss = cg_cross_entropy(t, logits, labels);
-            cg_params_zero_grad(params);
-            cg_amp_backward(amp, t, loss);
+            grads[fresh] = small_step_backward(t, amp, params, cg_module_forward(m, t, x), labels, out[fresh]);
             for (int i = 0; i < t->count; i++) fresh_nodes += fresh == 1 && t->nodes[i].in0_grad_fresh;
             if (fresh == 2 && cg_arena_block_count(t->arena) < 2)
                 fail("fresh gradients", "%s: the 4 KiB arena held the step in one block", name);
-            memcpy(out[fresh], logits->data, sizeof out[fresh]);
-            grads[fresh] = cg_xmalloc((size_t)params->numel * sizeof(float));
-            memcpy(grads[fresh], params->grads, (size_t)params->numel * sizeof(float));
             cg_tape_free(t);
             cg_amp_free(amp);
         }

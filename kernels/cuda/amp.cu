@@ -318,12 +318,12 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
         cg_cuda_free(dwh);
     }
     if (dx) {
-        // In place when dx is channels-last (cuDNN adds, or writes: beta 0), else through a copy.
-        bool in_place = x_cl;
-        void *wh = packed(dtype, w, K, Kp, C, Cp, R * S), *dxh = in_place ? dx : cg_cuda_alloc((size_t)(N * H * W * Cp) * 2);
-        *data_done = cg_cudnn_conv2d_run16(in_place && accumulate ? CG_CUDNN_BACKWARD_DATA : CG_CUDNN_BACKWARD_DATA_WRITE,
+        // In place when dx is channels-last (cuDNN adds, or writes: beta 0), else written into an
+        // NHWC copy that is then added to dx, or written.
+        void *wh = packed(dtype, w, K, Kp, C, Cp, R * S), *dxh = x_cl ? dx : cg_cuda_alloc((size_t)(N * H * W * Cp) * 2);
+        *data_done = cg_cudnn_conv2d_run16(x_cl && accumulate ? CG_CUDNN_BACKWARD_DATA : CG_CUDNN_BACKWARD_DATA_WRITE,
                                            dtype, true, dxh, wh, dyh, dh);
-        if (*data_done && !in_place) unpacked(dtype, dx, dxh, N, C, Cp, H * W, accumulate);
+        if (*data_done && !x_cl) unpacked(dtype, dx, dxh, N, C, Cp, H * W, accumulate);
         if (!x_cl) cg_cuda_free(dxh);
         cg_cuda_free(wh);
     }

@@ -13,8 +13,9 @@
 //      channel: lane l adds shares l, l + 32, ..., then the 32 lane sums are added in a fixed
 //      tree (the same bits every run). One thread per channel walking all S shares took a third
 //      of the fast network's step once S was in the thousands.
-// The elementwise passes (normalise, dx) run over the flat tensor, one thread per element, with
-// the channel of element i, i / HW mod C, found by two multiply-highs (fast_divide.h).
+// The elementwise passes (normalise, dx) run over the flat tensor, one thread per element (8 for
+// channels-last, below), with the channel of element i, i / HW mod C, found by two multiply-highs
+// (fast_divide.h).
 // A ReLU or GELU that follows the batch norm may run in the same passes (the batch_norm_act rows:
 // its input computed from x in registers, never stored).
 // 16-bit tensors may be stored channels-last (N, HW, C) (core/tensor.h): step 1 then has its own
