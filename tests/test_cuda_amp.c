@@ -229,11 +229,14 @@ static void test_conv_h(cg_rng *r, cg_dtype dt) {
 // either way); statistics and dgamma / dbeta (f32) as the f32 rows of test_cuda.
 static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
     double step = step_of(dt);
-    static const int64_t shapes[][3] = {{5, 3, 37}, {256, 16, 49}, {64, 40, 9}};
-    for (int v = 0; v < 6; v++)
+    // Channels-last, C = 3 takes the 32-channel kernels, the others 8 channels per thread: one
+    // group of channels per block (16, 40), or two with the second's threads mostly idle (264).
+    static const int64_t shapes[][3] = {{5, 3, 37}, {256, 16, 49}, {64, 40, 9}, {6, 264, 7}};
+    enum { SHAPES = sizeof shapes / sizeof shapes[0] };
+    for (int v = 0; v < 2 * SHAPES; v++)
         for (int training = 1; training >= 0; training--) {
-            bool cl = v >= 3; // the same shapes stored channels-last
-            const int64_t N = shapes[v % 3][0], C = shapes[v % 3][1], HW = shapes[v % 3][2], n = N * C * HW;
+            bool cl = v >= SHAPES; // the same shapes stored channels-last
+            const int64_t N = shapes[v % SHAPES][0], C = shapes[v % SHAPES][1], HW = shapes[v % SHAPES][2], n = N * C * HW;
             twin x = twin_uniform(r, n, dt, -2, 3), y = twin_new(n, dt), stats = twin_new(2 * C, CG_F32);
             twin gamma = twin_uniform(r, C, CG_F32, 0.5f, 1.5f), beta = twin_uniform(r, C, CG_F32, -1, 1);
             twin rm = twin_uniform(r, C, CG_F32, -0.5f, 0.5f), rv = twin_uniform(r, C, CG_F32, 0.5f, 2.0f);

@@ -5,25 +5,23 @@
 // result is the same on every run:
 //   1. channel_partial_sums: a grid of C x S blocks; block (c, s) sums channel c over its share
 //      of the images (a contiguous run of about N / S of them), in f32, and writes its two sums
-//      to partial[s][c]. S is chosen so that there are a few thousand blocks: one block per
+//      to partial[s][which][c]. S is chosen so that there are a few thousand blocks: one block per
 //      channel (the first version of this file) left most of the GPU idle at 64 channels and
 //      took most of a small CIFAR network's step.
 //   2. a per-channel kernel adds the S partials in f64 and turns them into what the caller wants
-//      (mean and inverse std, the gradients of gamma and beta, the sums to reduce). One warp per
-//      channel: lane l adds shares l, l + 32, ..., then the 32 lane sums are added in a fixed
-//      tree (the same bits every run). One thread per channel walking all S shares took a third
-//      of the fast network's step once S was in the thousands.
-// The elementwise passes (normalise, dx) run over the flat tensor, one thread per element (8 for
-// channels-last, below), with the channel of element i, i / HW mod C, found by two multiply-highs
-// (fast_divide.h).
+//      (mean and inverse std, the gradients of gamma and beta, the sums to reduce): a block of
+//      32 x 32 threads per 32 channels, each thread over a few shares, then a fixed tree (the
+//      same bits every run). One thread, then one warp, per channel walking all S shares took a
+//      third of the fast network's step, then 6 to 17 us a call.
+// The elementwise passes (normalise, dx) run over the flat tensor, one thread per element, with
+// the channel of element i, i / HW mod C, found by two multiply-highs (fast_divide.h).
 // A ReLU or GELU that follows the batch norm may run in the same passes (the batch_norm_act rows:
 // its input computed from x in registers, never stored).
-// 16-bit tensors may be stored channels-last (N, HW, C) (core/tensor.h): step 1 then has its own
-// kernel (a block sums 32 neighbouring channels over a share of the N HW rows), and the channel
-// of element i is i mod C (the same passes with 1 for HW). The elementwise passes read 8 values
-// per thread there (16-byte loads); step 1 does not: a version with 8 channels per thread was
-// slower at the same block count on an H100, and with more blocks step 2 (which walks every
-// share) lost what step 1 gained.
+// 16-bit tensors may be stored channels-last (N, HW, C) (core/tensor.h). With C a multiple of 8
+// every pass there runs on one launch shape (channels-last passes, below): a thread owns 8
+// neighbouring channels (one 16-byte piece of a pixel) and walks pixels, so that its channels'
+// coefficients live in its registers, loaded once. Other channel counts take a kernel of 32
+// channels per block for step 1 and the flat passes with 1 for HW (the channel of element i is i mod C).
 // Each kernel is a template on the activations' type: f32, or 16 bits under autocast (the
 // _h rows: values widened in registers, sums in f32, each stored value rounded once).
 #include "kernels/cuda/cuda.h" // (and fast_divide.h)
@@ -55,7 +53,8 @@ static int64_t image_shares(int64_t N, int64_t C, int64_t HW) {
     return s < 1 ? 1 : s;
 }
 
-// partial[(s C + c) 2 + 0 / 1] = the two sums of channel c over images [s N / S, (s + 1) N / S).
+// partial[(2 s + 0 / 1) C + c] = the two sums of channel c over images [s N / S, (s + 1) N / S)
+// (share s's C first sums, then its C second sums: step 2 reads them 32 channels at a time).
 // The threads walk the block's values (image n, position hw) in steps of blockDim.x without
 // dividing: each step moves step_n images and step_hw positions, carrying one image when the
 // position passes HW.
@@ -85,12 +84,12 @@ static __global__ void channel_partial_sums(float *partial, const T *a, const T 
     __syncthreads(); // block_sum's shared array is used again just below
     float total2 = block_sum(sum2);
     if (threadIdx.x == 0) {
-        partial[((int64_t)s * C + c) * 2] = total;
-        partial[((int64_t)s * C + c) * 2 + 1] = total2;
+        partial[(int64_t)s * 2 * C + c] = total;
+        partial[((int64_t)s * 2 + 1) * C + c] = total2;
     }
 }
 
-// Channels-last: block (g, s) sums channels [32 g, 32 g + 32) over rows [s R / S, (s + 1) R / S)
+// Channels-last with C not a multiple of 8: block (g, s) sums channels [32 g, 32 g + 32) over rows [s R / S, (s + 1) R / S)
 // of the (R = N HW) x C matrix. Thread (tx, ty) takes channel 32 g + tx and rows ty, ty + 8, ...:
 // the 32 lanes of a warp read 32 neighbouring values of one row. The 8 row sums of each channel
 // are then added in shared memory, in order.
@@ -119,8 +118,81 @@ static __global__ void channel_partial_sums_cl(float *partial, const T *a, const
     if (ty == 0 && c < C) {
         float total = 0.0f, total2 = 0.0f;
         for (int k = 0; k < CL_ROWS; k++) total += sums[0][k][tx], total2 += sums[1][k][tx];
-        partial[((int64_t)s * C + c) * 2] = total;
-        partial[((int64_t)s * C + c) * 2 + 1] = total2;
+        partial[(int64_t)s * 2 * C + c] = total;
+        partial[((int64_t)s * 2 + 1) * C + c] = total2;
+    }
+}
+
+// ---- channels-last passes: 8 channels per thread -------------------------------------------------
+// For 16-bit tensors stored channels-last with C a multiple of 8 and 16-byte aligned (vec_width):
+// the R = N HW rows (pixels) split into S contiguous shares and the channels into groups of 8 GX;
+// thread (tx, ty) of block (g, s) owns channels c0 = 8 (GX g + tx) .. c0 + 7 and walks rows ty,
+// ty + GY, ... of share s. A warp reads whole 16-byte pieces of neighbouring channels (GX pieces
+// of a row, then the next rows), and since a thread's channels never change, their coefficients
+// (gamma, the statistics, the sums) are loaded once into its registers. (An earlier version walked
+// the flat tensor with a grid-stride loop, so each piece could be any channel: it read the
+// coefficients from shared memory for every piece, eight loads that mostly hit the same banks.)
+struct cl8_shape {
+    dim3 grid, block;
+};
+// About `blocks` blocks (the GPU runs about 8 of 256 threads per multiprocessor at a time), each
+// thread walking at least min_rows rows.
+static cl8_shape cl8_shape_make(int64_t C, int64_t rows, int64_t blocks, int64_t min_rows) {
+    int64_t octets = C / 8, gx = octets < 32 ? octets : 32, gy = CG_THREADS / gx;
+    int64_t groups = (octets + gx - 1) / gx, S = (blocks + groups - 1) / groups;
+    if (S > rows / (min_rows * gy)) S = rows / (min_rows * gy);
+    if (S < 1) S = 1;
+    return {dim3((unsigned)groups, (unsigned)S), dim3((unsigned)gx, (unsigned)gy)};
+}
+// This thread's first channel (c0 >= C: a thread past the last group's channels, with nothing to do).
+#define CL8_FIRST_CHANNEL() (8 * (int)(blockIdx.x * blockDim.x + threadIdx.x))
+// for (r = this thread's rows of its block's share of the R rows)
+#define CL8_ROWS(r, R)                                                                           \
+    for (int r = (int)((int64_t)blockIdx.y * (R) / gridDim.y) + (int)threadIdx.y,                \
+             r_end_ = (int)((int64_t)(blockIdx.y + 1) * (R) / gridDim.y);                         \
+         r < r_end_; r += blockDim.y)
+
+// Step 1: partial[(2 s + 0 / 1) C + c] = the two sums of channel c over share s. Each thread sums
+// its rows; then the GY sums of each channel are added in shared memory, in order of ty.
+template <int what, int ACT, typename T>
+static __global__ void channel_partial_sums_cl8(float *partial, const T *a, const T *x, const float *stats,
+                                               const float *gamma, const float *beta, int rows, int C) {
+    __shared__ float sums[2][CG_THREADS * 8]; // [which][ty (8 GX) + 8 tx + k]
+    int GX = blockDim.x, GY = blockDim.y, width = 8 * GX, c0 = CL8_FIRST_CHANNEL();
+    float sum[8] = {}, sum2[8] = {};
+    if (c0 < C) {
+        float mean[8], scale[8], shift[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            mean[k] = what != SUMS_OF_X ? stats[c0 + k] : 0.0f;
+            scale[k] = ACT != 0 && what != SUMS_OF_X ? gamma[c0 + k] * stats[C + c0 + k] : 0.0f;
+            shift[k] = ACT != 0 && what != SUMS_OF_X ? beta[c0 + k] - mean[k] * scale[k] : 0.0f;
+        }
+        CL8_ROWS(r, rows) {
+            int64_t i = (int64_t)r * C + c0;
+            float v[8], xv[8];
+            load_vec<8>(v, a + i);
+            if (what != SUMS_OF_X) load_vec<8>(xv, x + i);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                float w = what != SUMS_OF_X ? bn_output_grad<ACT>(v[k], xv[k], scale[k], shift[k]) : v[k];
+                sum[k] += w;
+                sum2[k] += what == SUMS_OF_X ? w * w : w * (xv[k] - mean[k]);
+            }
+        }
+    }
+    int slot = threadIdx.y * width + 8 * threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < 8; k++) sums[0][slot + k] = sum[k], sums[1][slot + k] = sum2[k];
+    __syncthreads();
+    // One thread per (which, channel) of the block adds its GY values: consecutive threads read
+    // consecutive channels (no two in one bank).
+    for (int t = threadIdx.y * GX + threadIdx.x; t < 2 * width; t += GX * GY) {
+        int which = t / width, j = t - which * width, c = 8 * (int)blockIdx.x * GX + j;
+        if (c >= C) continue;
+        float total = 0.0f;
+        for (int y = 0; y < GY; y++) total += sums[which][y * width + j];
+        partial[((int64_t)blockIdx.y * 2 + which) * C + c] = total;
     }
 }
 
@@ -138,6 +210,12 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums<what, ACT, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
             partial, a, x, stats, gamma, beta, (int)N, (int)C, (int)HW);
+    } else if (vec_width<T>(C, a, x) == 8) { // about 512 blocks, each thread over at least 8 rows
+        cl8_shape shape = cl8_shape_make(C, N * HW, 512, 8);
+        S = shape.grid.y;
+        partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
+        channel_partial_sums_cl8<what, ACT, T><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
+            partial, a, x, stats, gamma, beta, (int)(N * HW), (int)C);
     } else { // about a thousand blocks, each over at least 512 rows (64 per thread)
         int64_t groups = (C + CL_CHANNELS - 1) / CL_CHANNELS, rows = N * HW;
         S = (1024 + groups - 1) / groups;
@@ -152,27 +230,41 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
     return partial;
 }
 
-// The finalising kernels run one warp per channel: `for (c, lane)` over C channels, lane 0..31
-// (the launch's thread count is 32 C; a warp never straddles two channels).
-#define CHANNEL_WARPS(c, lane, C) \
-    GRID_STRIDE(g_, (C) * 32)     \
-    for (int64_t c = g_ / 32, lane = g_ % 32, once_ = 1; once_; once_ = 0)
-
-// The two sums of channel c over the S shares, in f64: lane l over shares l, l + 32, ..., then
-// a fixed tree over the lanes. Every lane of the warp calls it; lane 0 gets the totals.
-static __device__ void add_shares(double *sum, double *sum2, const float *partial, int64_t S, int64_t C, int64_t c,
-                                  int64_t lane) {
+// Step 2 runs one block of 32 x 32 threads per 32 channels (CHANNEL_TOTALS_LAUNCH): thread
+// (tx, ty) adds shares ty, ty + 32, ... of channel 32 g + tx in f64 (a warp reads 32 neighbouring
+// floats of partial, one 128-byte line), then the 32 sums of each channel are added in a fixed
+// tree in shared memory (the same bits every run). Returns the channel to thread (tx, 0), which
+// gets the totals, and -1 to every other thread; every thread of the block must call it. (One warp
+// per channel, lanes reading shares 2C floats apart, took 6 to 17 us a call on an H100: a chain of
+// dependent loads with most of the GPU idle.)
+enum { TOTALS_ROWS = 32 };
+static __device__ int64_t channel_totals(double *sum, double *sum2, const float *partial, int64_t S, int64_t C) {
+    __shared__ double t[2][TOTALS_ROWS][33];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int64_t c = (int64_t)blockIdx.x * 32 + tx;
     double a = 0.0, b = 0.0;
-    for (int64_t s = lane; s < S; s += 32) {
-        a += partial[(s * C + c) * 2];
-        b += partial[(s * C + c) * 2 + 1];
+    if (c < C) {
+#pragma unroll 4
+        for (int64_t s = ty; s < S; s += TOTALS_ROWS) {
+            a += partial[s * 2 * C + c];
+            b += partial[(s * 2 + 1) * C + c];
+        }
     }
-    for (int offset = 16; offset > 0; offset /= 2) {
-        a += __shfl_down_sync(0xffffffffu, a, offset);
-        b += __shfl_down_sync(0xffffffffu, b, offset);
+    t[0][ty][tx] = a, t[1][ty][tx] = b;
+    __syncthreads();
+    for (int half = TOTALS_ROWS / 2; half > 0; half /= 2) {
+        if (ty < half) t[0][ty][tx] += t[0][ty + half][tx], t[1][ty][tx] += t[1][ty + half][tx];
+        __syncthreads();
     }
-    *sum = a, *sum2 = b;
+    if (ty != 0 || c >= C) return -1;
+    *sum = t[0][0][tx], *sum2 = t[1][0][tx];
+    return c;
 }
+#define CHANNEL_TOTALS_LAUNCH(kernel, C, ...)                                                               \
+    do {                                                                                                    \
+        kernel<<<(unsigned)(((C) + 31) / 32), dim3(32, TOTALS_ROWS), 0, cg_cuda_stream()>>>(__VA_ARGS__);  \
+        CG_LAUNCH_CHECK();                                                                                  \
+    } while (0)
 
 // ---- step 2 of each sum ------------------------------------------------------------------------
 
@@ -190,11 +282,9 @@ static __device__ void write_stats(float *stats, float *running_mean, float *run
 // Training: the batch's stats and running statistics.
 static __global__ void batch_stats_kernel(float *stats, float *running_mean, float *running_var, const float *partial,
                                           int64_t S, int64_t C, double m, float eps, float momentum) {
-    CHANNEL_WARPS(c, lane, C) {
-        double sum, sum_sq;
-        add_shares(&sum, &sum_sq, partial, S, C, c, lane);
-        if (lane == 0) write_stats(stats, running_mean, running_var, C, c, sum, sum_sq, m, eps, momentum);
-    }
+    double sum, sum_sq;
+    int64_t c = channel_totals(&sum, &sum_sq, partial, S, C);
+    if (c >= 0) write_stats(stats, running_mean, running_var, C, c, sum, sum_sq, m, eps, momentum);
 }
 
 // Evaluation: stats from the running statistics.
@@ -208,29 +298,25 @@ static __global__ void running_stats_kernel(float *stats, const float *running_m
 
 // Synchronised form, forward: sums (2C + 1) = the sums of x and x^2, then the count.
 static __global__ void x_sums_kernel(double *sums, const float *partial, int64_t S, int64_t C, double m) {
-    CHANNEL_WARPS(c, lane, C) {
-        double sum, sum_sq;
-        add_shares(&sum, &sum_sq, partial, S, C, c, lane);
-        if (lane == 0) sums[c] = sum, sums[C + c] = sum_sq;
-        if (c == 0 && lane == 0) sums[2 * C] = m;
-    }
+    double sum, sum_sq;
+    int64_t c = channel_totals(&sum, &sum_sq, partial, S, C);
+    if (c >= 0) sums[c] = sum, sums[C + c] = sum_sq;
+    if (c == 0) sums[2 * C] = m;
 }
 
 // Backward: totals (2C) = the sums of dy and of dy xhat; dgamma / dbeta += them (either may be NULL).
 // `copy`: the synchronised form's layout, the two sums written twice (4C).
 static __global__ void dy_sums_kernel(double *totals, float *dgamma, float *dbeta, const float *partial,
                                       const float *stats, int64_t S, int64_t C, bool copy) {
-    CHANNEL_WARPS(c, lane, C) {
-        double sum_dy, sum_dy_xc;
-        add_shares(&sum_dy, &sum_dy_xc, partial, S, C, c, lane);
-        if (lane != 0) continue;
-        double sum_dy_xhat = sum_dy_xc * stats[C + c];
-        totals[c] = sum_dy;
-        totals[C + c] = sum_dy_xhat;
-        if (copy) totals[2 * C + c] = sum_dy, totals[3 * C + c] = sum_dy_xhat;
-        if (dgamma) dgamma[c] += (float)sum_dy_xhat;
-        if (dbeta) dbeta[c] += (float)sum_dy;
-    }
+    double sum_dy, sum_dy_xc;
+    int64_t c = channel_totals(&sum_dy, &sum_dy_xc, partial, S, C);
+    if (c < 0) return;
+    double sum_dy_xhat = sum_dy_xc * stats[C + c];
+    totals[c] = sum_dy;
+    totals[C + c] = sum_dy_xhat;
+    if (copy) totals[2 * C + c] = sum_dy, totals[3 * C + c] = sum_dy_xhat;
+    if (dgamma) dgamma[c] += (float)sum_dy_xhat;
+    if (dbeta) dbeta[c] += (float)sum_dy;
 }
 
 static __global__ void add_param_grads_kernel(float *dgamma, float *dbeta, const double *sums, int64_t C) {
@@ -254,40 +340,34 @@ static __device__ __forceinline__ int channel_of(int64_t i, cg_fast_divisor hw, 
 
 // y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings);
 // ACT: y = the activation of that, the batch norm's output kept in f32 between the two.
-// VEC values per thread (cuda.h: load_vec): VEC = 8 only channels-last with C a multiple of 8,
-// so that the 8 values are channels c .. c + 7 of one pixel. Then each block first computes
-// every channel's coefficients into shared memory (C <= CL_SHARED_CHANNELS): eight 4-byte loads
-// of gamma, beta and the statistics per 16-byte piece of x bound the kernel otherwise (measured:
-// 8 values per thread without it ran slower than 1). The same arithmetic either way.
-enum { CL_SHARED_CHANNELS = 1024 };
-template <typename T, int ACT, int VEC>
+// One value per thread, any layout.
+template <typename T, int ACT>
 static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, const float *beta, const float *stats,
                                         int n, cg_fast_divisor channels, cg_fast_divisor hw) {
-    extern __shared__ float coef[]; // VEC = 8: scale[C], then shift[C]
     int C = (int)channels.divisor;
-    if (VEC > 1) {
-        for (int c = threadIdx.x; c < C; c += blockDim.x) {
-            float scale = gamma[c] * stats[C + c];
-            coef[c] = scale, coef[C + c] = beta[c] - stats[c] * scale;
-        }
-        __syncthreads();
+    FLAT_LOOP(i, n) {
+        int c = channel_of(i, hw, channels);
+        float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
+        y[i] = f2h<T>(act_value<ACT>(h2f(x[i]) * scale + shift));
     }
-    FLAT_LOOP(v, n / VEC) {
-        int64_t i = v * VEC;
-        int c0 = channel_of(i, hw, channels);
-        float val[VEC];
-        load_vec<VEC>(val, x + i);
+}
+
+// The same channels-last, 8 channels per thread (the channels-last passes' shape), R rows.
+template <typename T, int ACT>
+static __global__ void normalize_cl8_kernel(T *y, const T *x, const float *gamma, const float *beta,
+                                            const float *stats, int R, int C) {
+    int c0 = CL8_FIRST_CHANNEL();
+    if (c0 >= C) return;
+    float scale[8], shift[8];
 #pragma unroll
-        for (int k = 0; k < VEC; k++) {
-            int c = c0 + k;
-            float scale, shift;
-            if (VEC > 1)
-                scale = coef[c], shift = coef[C + c];
-            else
-                scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
-            val[k] = act_value<ACT>(val[k] * scale + shift);
-        }
-        store_vec<VEC>(y + i, val);
+    for (int k = 0; k < 8; k++) scale[k] = gamma[c0 + k] * stats[C + c0 + k], shift[k] = beta[c0 + k] - stats[c0 + k] * scale[k];
+    CL8_ROWS(r, R) {
+        int64_t i = (int64_t)r * C + c0;
+        float v[8];
+        load_vec<8>(v, x + i);
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = act_value<ACT>(v[k] * scale[k] + shift[k]);
+        store_vec<8>(y + i, v);
     }
 }
 
@@ -296,74 +376,76 @@ static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, co
 // instead (the synchronised form's count over every rank, stats[2C], which the host never sees).
 // ACT: dy is the gradient of an activation that follows (beta then needed to compute its input).
 // accumulate false: dx is written (0 + g), its old values never read (core/tape.h: fresh gradients).
-// VEC as normalize_kernel's (its shared coefficients: g, shift, mean, S_dy / m, inv_std S_dyxhat / m).
-template <typename T, int ACT, int VEC>
+// Per channel, once: g = gamma inv_std, S_dy / m and inv_std S_dyxhat / m (the divisions by m
+// there, not per element), so that dx = g (dy - S_dy / m - (x - mean) inv_std S_dyxhat / m).
+struct dx_coefficients {
+    float g, shift, mean, dy_mean, dyxhat_mean;
+};
+template <int ACT>
+static __device__ __forceinline__ dx_coefficients dx_coefficients_of(int c, int C, const float *gamma, const float *beta,
+                                                                     const float *stats, const double *sums, float m,
+                                                                     bool training) {
+    float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
+    return {g, ACT != 0 ? beta[c] - mean * g : 0.0f, mean, training ? (float)sums[c] / m : 0.0f,
+            training ? inv_std * ((float)sums[C + c] / m) : 0.0f};
+}
+template <int ACT>
+static __device__ __forceinline__ float dx_value(const dx_coefficients &k, float start, float dy, float x) {
+    float d = ACT != 0 ? bn_output_grad<ACT>(dy, x, k.g, k.shift) : dy;
+    return start + k.g * (d - k.dy_mean - (x - k.mean) * k.dyxhat_mean); // the two means 0 in evaluation
+}
+
+template <typename T, int ACT>
 static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *gamma, const float *beta,
                                  const float *stats, const double *sums, float m, const float *m_on_device, int n,
                                  cg_fast_divisor channels, cg_fast_divisor hw, bool training, bool accumulate) {
-    extern __shared__ float coef[]; // VEC = 8: five arrays of C
     if (m_on_device) m = *m_on_device;
     int C = (int)channels.divisor;
-    if (VEC > 1) {
-        for (int c = threadIdx.x; c < C; c += blockDim.x) {
-            float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
-            coef[c] = g, coef[C + c] = ACT != 0 ? beta[c] - mean * g : 0.0f, coef[2 * C + c] = mean;
-            // (the divisions by m once per channel here, not per element: the same formula rounded differently)
-            coef[3 * C + c] = training ? (float)sums[c] / m : 0.0f;
-            coef[4 * C + c] = training ? inv_std * ((float)sums[C + c] / m) : 0.0f;
-        }
-        __syncthreads();
+    FLAT_LOOP(i, n) {
+        dx_coefficients k = dx_coefficients_of<ACT>(channel_of(i, hw, channels), C, gamma, beta, stats, sums, m, training);
+        dx[i] = f2h<T>(dx_value<ACT>(k, accumulate ? h2f(dx[i]) : 0.0f, h2f(dy[i]), h2f(x[i])));
     }
-    FLAT_LOOP(v, n / VEC) {
-        int64_t i = v * VEC;
-        int c0 = channel_of(i, hw, channels);
-        float xv[VEC], dyv[VEC], out[VEC];
-        load_vec<VEC>(xv, x + i);
-        load_vec<VEC>(dyv, dy + i);
-        gradient_start_vec<VEC>(out, dx + i, accumulate);
+}
+
+// The same channels-last, 8 channels per thread, R rows (dx, dy and x never overlap).
+template <typename T, int ACT>
+static __global__ void dx_cl8_kernel(T *__restrict__ dx, const T *__restrict__ dy, const T *__restrict__ x,
+                                     const float *gamma, const float *beta, const float *stats, const double *sums,
+                                     float m, const float *m_on_device, int R, int C, bool training, bool accumulate) {
+    int c0 = CL8_FIRST_CHANNEL();
+    if (c0 >= C) return;
+    if (m_on_device) m = *m_on_device;
+    dx_coefficients coef[8];
 #pragma unroll
-        for (int k = 0; k < VEC; k++) {
-            int c = c0 + k;
-            if (VEC > 1) {
-                float g = coef[c], mean = coef[2 * C + c];
-                float d = ACT != 0 ? bn_output_grad<ACT>(dyv[k], xv[k], g, coef[C + c]) : dyv[k];
-                out[k] = out[k] + g * (d - coef[3 * C + c] - (xv[k] - mean) * coef[4 * C + c]); // 0s in evaluation
-                continue;
-            }
-            float mean = stats[c], inv_std = stats[C + c], g = gamma[c] * inv_std;
-            float d = ACT != 0 ? bn_output_grad<ACT>(dyv[k], xv[k], g, beta[c] - mean * g) : dyv[k];
-            if (training) {
-                float sum_dy = (float)sums[c], sum_dy_xhat = (float)sums[C + c];
-                out[k] = out[k] + g * (d - sum_dy / m - (xv[k] - mean) * inv_std * sum_dy_xhat / m);
-            } else {
-                out[k] = out[k] + g * d;
-            }
-        }
-        store_vec<VEC>(dx + i, out);
+    for (int k = 0; k < 8; k++) coef[k] = dx_coefficients_of<ACT>(c0 + k, C, gamma, beta, stats, sums, m, training);
+    CL8_ROWS(r, R) {
+        int64_t i = (int64_t)r * C + c0;
+        float xv[8], dyv[8], out[8];
+        load_vec<8>(xv, x + i);
+        load_vec<8>(dyv, dy + i);
+        gradient_start_vec<8>(out, dx + i, accumulate);
+#pragma unroll
+        for (int k = 0; k < 8; k++) out[k] = dx_value<ACT>(coef[k], out[k], dyv[k], xv[k]);
+        store_vec<8>(dx + i, out);
     }
 }
 
-// Blocks for the shared-coefficient kernels: each block fills its coefficients once, so no more
-// blocks than the GPU runs at a time (about 8 per multiprocessor), each looping over many pieces.
-static unsigned shared_blocks(int64_t pieces) {
-    unsigned b = cg_blocks(pieces);
-    return b < 1024 ? b : 1024;
-}
-
-// channels_last: the channel of element i is i mod C (HW taken as 1 in i / HW mod C).
+// The elementwise passes' launches: channels-last with 8 channels per thread where vec_width
+// allows (about 1,024 blocks, at least 2 rows per thread), else one value per thread.
 template <typename T, int ACT = 0>
 static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
                       int64_t HW, bool channels_last = false) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
-    if (channels_last && C <= CL_SHARED_CHANNELS && vec_width<T>(C, x, y) == 8) {
-        normalize_kernel<T, ACT, 8><<<shared_blocks(n / 8), CG_THREADS, 2 * C * sizeof(float), cg_cuda_stream()>>>(
-            y, x, gamma, beta, stats, (int)n, c, hw);
+    if (channels_last && vec_width<T>(C, x, y) == 8) {
+        cl8_shape shape = cl8_shape_make(C, N * HW, 1024, 2);
+        normalize_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(y, x, gamma, beta, stats,
+                                                                                       (int)(N * HW), (int)C);
         CG_LAUNCH_CHECK();
-    } else {
-        LAUNCH((normalize_kernel<T, ACT, 1>), n, y, x, gamma, beta, stats, (int)n, c, hw);
+        return;
     }
+    cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
+    LAUNCH((normalize_kernel<T, ACT>), n, y, x, gamma, beta, stats, (int)n, c, hw);
 }
 
 template <typename T, int ACT = 0>
@@ -372,15 +454,16 @@ static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, c
                            bool training, bool channels_last = false, bool accumulate = true) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
-    if (channels_last && C <= CL_SHARED_CHANNELS && vec_width<T>(C, dx, dy, x) == 8) {
-        dx_kernel<T, ACT, 8><<<shared_blocks(n / 8), CG_THREADS, 5 * C * sizeof(float), cg_cuda_stream()>>>(
-            dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw, training, accumulate);
+    if (channels_last && vec_width<T>(C, dx, dy, x) == 8) {
+        cl8_shape shape = cl8_shape_make(C, N * HW, 1024, 2);
+        dx_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
+            dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)(N * HW), (int)C, training, accumulate);
         CG_LAUNCH_CHECK();
-    } else {
-        LAUNCH((dx_kernel<T, ACT, 1>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw, training,
-               accumulate);
+        return;
     }
+    cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
+    LAUNCH((dx_kernel<T, ACT>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw, training,
+           accumulate);
 }
 
 // ---- the table's rows ------------------------------------------------------------------------------
@@ -396,7 +479,7 @@ static void bn_forward(T *y, float *stats, float *running_mean, float *running_v
     if (training) {
         int64_t S;
         float *partial = partial_sums<SUMS_OF_X, T>(&S, x, NULL, NULL, N, C, HW, channels_last);
-        LAUNCH(batch_stats_kernel, 32 * C, stats, running_mean, running_var, partial, S, C, (double)(N * HW), eps, momentum);
+        CHANNEL_TOTALS_LAUNCH(batch_stats_kernel, C, stats, running_mean, running_var, partial, S, C, (double)(N * HW), eps, momentum);
         cg_cuda_free(partial);
     } else {
         LAUNCH(running_stats_kernel, C, stats, running_mean, running_var, C, eps);
@@ -411,7 +494,7 @@ static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T
     int64_t S;
     float *partial = partial_sums<SUMS_OF_DY, T, ACT>(&S, dy, x, stats, N, C, HW, channels_last, gamma, beta);
     double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
-    LAUNCH(dy_sums_kernel, 32 * C, totals, dgamma, dbeta, partial, stats, S, C, false);
+    CHANNEL_TOTALS_LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
     if (dx)
         input_gradient<T, ACT>(dx, dy, x, gamma, beta, stats, totals, (float)(N * HW), NULL, N, C, HW, training,
                                 channels_last, accumulate);
@@ -422,11 +505,9 @@ static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T
 // round(dbias[k] + the sum of column k), in f32 then f64 as batch norm's sums (conv_bias_grad_cl_cuda below).
 template <typename T>
 static __global__ void add_bias_grad_kernel(T *dbias, const float *partial, int64_t S, int64_t C) {
-    CHANNEL_WARPS(c, lane, C) {
-        double sum, unused;
-        add_shares(&sum, &unused, partial, S, C, c, lane);
-        if (lane == 0) dbias[c] = f2h<T>(h2f(dbias[c]) + (float)sum);
-    }
+    double sum, unused;
+    int64_t c = channel_totals(&sum, &unused, partial, S, C);
+    if (c >= 0) dbias[c] = f2h<T>(h2f(dbias[c]) + (float)sum);
 }
 
 extern "C" {
@@ -500,7 +581,7 @@ void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t
     DISPATCH16(dtype, {
         int64_t S;
         float *partial = partial_sums<SUMS_OF_X, T>(&S, (const T *)dy, NULL, NULL, N, K, PQ, true);
-        LAUNCH(add_bias_grad_kernel<T>, 32 * K, (T *)dbias, partial, S, K);
+        CHANNEL_TOTALS_LAUNCH(add_bias_grad_kernel<T>, K, (T *)dbias, partial, S, K);
         cg_cuda_free(partial);
     });
 }
@@ -508,7 +589,7 @@ void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t
 static void batch_norm_sums_cuda(double *sums, const float *x, int64_t N, int64_t C, int64_t HW) {
     int64_t S;
     float *partial = partial_sums<SUMS_OF_X, float>(&S, x, NULL, NULL, N, C, HW);
-    LAUNCH(x_sums_kernel, 32 * C, sums, partial, S, C, (double)(N * HW));
+    CHANNEL_TOTALS_LAUNCH(x_sums_kernel, C, sums, partial, S, C, (double)(N * HW));
     cg_cuda_free(partial);
 }
 
@@ -535,7 +616,7 @@ static void batch_norm_backward_sums_cuda(double *sums, const float *dy, const f
                                           int64_t C, int64_t HW) {
     int64_t S;
     float *partial = partial_sums<SUMS_OF_DY, float>(&S, dy, x, stats, N, C, HW);
-    LAUNCH(dy_sums_kernel, 32 * C, sums, NULL, NULL, partial, stats, S, C, true);
+    CHANNEL_TOTALS_LAUNCH(dy_sums_kernel, C, sums, NULL, NULL, partial, stats, S, C, true);
     cg_cuda_free(partial);
 }
 
