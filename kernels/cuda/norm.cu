@@ -131,26 +131,56 @@ static __global__ void channel_partial_sums_cl(float *partial, const T *a, const
 // of a row, then the next rows), and since a thread's channels never change, their coefficients
 // (gamma, the statistics, the sums) are loaded once into its registers. (An earlier version walked
 // the flat tensor with a grid-stride loop, so each piece could be any channel: it read the
-// coefficients from shared memory for every piece, eight loads that mostly hit the same banks.)
+// coefficients from shared memory for every piece.)
+// Those registers leave room for 2 or 3 blocks per multiprocessor, so each thread keeps several
+// rows' loads in flight (cl8_rows), and the grid is one wave of blocks: an H100 profile of the
+// first version (one row at a time, 512 or 1,024 blocks) showed a third of the memory's bandwidth
+// used, the kernels waiting on loads, and a second wave of a few blocks at the end.
 struct cl8_shape {
     dim3 grid, block;
 };
-// About `blocks` blocks (the GPU runs about 8 of 256 threads per multiprocessor at a time), each
-// thread walking at least min_rows rows.
-static cl8_shape cl8_shape_make(int64_t C, int64_t rows, int64_t blocks, int64_t min_rows) {
+// As many blocks of `kernel` as the GPU runs at once, each thread walking at least min_rows rows.
+template <typename Kernel> static cl8_shape cl8_shape_make(Kernel kernel, int64_t C, int64_t rows, int64_t min_rows) {
     int64_t octets = C / 8, gx = octets < 32 ? octets : 32, gy = CG_THREADS / gx;
-    int64_t groups = (octets + gx - 1) / gx, S = (blocks + groups - 1) / groups;
+    int dev = 0, sms = 0, per_sm = 0;
+    CG_CUDA_CHECK(cudaGetDevice(&dev));
+    CG_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    CG_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)(gx * gy), 0));
+    int64_t blocks = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
+    int64_t groups = (octets + gx - 1) / gx, S = blocks / groups;
     if (S > rows / (min_rows * gy)) S = rows / (min_rows * gy);
     if (S < 1) S = 1;
     return {dim3((unsigned)groups, (unsigned)S), dim3((unsigned)gx, (unsigned)gy)};
 }
 // This thread's first channel (c0 >= C: a thread past the last group's channels, with nothing to do).
 #define CL8_FIRST_CHANNEL() (8 * (int)(blockIdx.x * blockDim.x + threadIdx.x))
-// for (r = this thread's rows of its block's share of the R rows)
-#define CL8_ROWS(r, R)                                                                           \
-    for (int r = (int)((int64_t)blockIdx.y * (R) / gridDim.y) + (int)threadIdx.y,                \
-             r_end_ = (int)((int64_t)(blockIdx.y + 1) * (R) / gridDim.y);                         \
-         r < r_end_; r += blockDim.y)
+
+// This thread's rows of its block's share of the R rows, CL8_BATCH at a time: load(b, r) for
+// every row r of the batch (b = 0, 1, ...), then use(b, r) for each, so that the batch's loads are
+// all in flight before the first is needed. The 16 bytes of a row stay raw (uint4, four registers)
+// between the two: widened to f32 when used.
+enum { CL8_BATCH = 4 };
+template <typename Load, typename Use> static __device__ __forceinline__ void cl8_rows(int R, Load load, Use use) {
+    int step = (int)blockDim.y, end = (int)((int64_t)(blockIdx.y + 1) * R / gridDim.y);
+    for (int r = (int)((int64_t)blockIdx.y * R / gridDim.y) + (int)threadIdx.y; r < end; r += CL8_BATCH * step) {
+#pragma unroll
+        for (int b = 0; b < CL8_BATCH; b++)
+            if (r + b * step < end) load(b, r + b * step);
+#pragma unroll
+        for (int b = 0; b < CL8_BATCH; b++)
+            if (r + b * step < end) use(b, r + b * step);
+    }
+}
+// Row r's 8 values from channel c0, raw; widened; rounded back (16-bit T only).
+template <typename T> static __device__ __forceinline__ uint4 piece_load(const T *p, int r, int C, int c0) {
+    static_assert(sizeof(T) == 2, "8 values of 16 bits: 16 bytes");
+    return *(const uint4 *)(p + (int64_t)r * C + c0);
+}
+template <typename T> static __device__ __forceinline__ void piece_widen(float *v, uint4 raw) {
+    const T *h = (const T *)&raw;
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = h2f(h[k]);
+}
 
 // Step 1: partial[(2 s + 0 / 1) C + c] = the two sums of channel c over share s. Each thread sums
 // its rows; then the GY sums of each channel are added in shared memory, in order of ty.
@@ -168,18 +198,24 @@ static __global__ void channel_partial_sums_cl8(float *partial, const T *a, cons
             scale[k] = ACT != 0 && what != SUMS_OF_X ? gamma[c0 + k] * stats[C + c0 + k] : 0.0f;
             shift[k] = ACT != 0 && what != SUMS_OF_X ? beta[c0 + k] - mean[k] * scale[k] : 0.0f;
         }
-        CL8_ROWS(r, rows) {
-            int64_t i = (int64_t)r * C + c0;
-            float v[8], xv[8];
-            load_vec<8>(v, a + i);
-            if (what != SUMS_OF_X) load_vec<8>(xv, x + i);
+        uint4 raw_a[CL8_BATCH], raw_x[CL8_BATCH];
+        cl8_rows(
+            rows,
+            [&](int b, int r) {
+                raw_a[b] = piece_load(a, r, C, c0);
+                if (what != SUMS_OF_X) raw_x[b] = piece_load(x, r, C, c0);
+            },
+            [&](int b, int r) {
+                float v[8], xv[8];
+                piece_widen<T>(v, raw_a[b]);
+                if (what != SUMS_OF_X) piece_widen<T>(xv, raw_x[b]);
 #pragma unroll
-            for (int k = 0; k < 8; k++) {
-                float w = what != SUMS_OF_X ? bn_output_grad<ACT>(v[k], xv[k], scale[k], shift[k]) : v[k];
-                sum[k] += w;
-                sum2[k] += what == SUMS_OF_X ? w * w : w * (xv[k] - mean[k]);
-            }
-        }
+                for (int k = 0; k < 8; k++) {
+                    float w = what != SUMS_OF_X ? bn_output_grad<ACT>(v[k], xv[k], scale[k], shift[k]) : v[k];
+                    sum[k] += w;
+                    sum2[k] += what == SUMS_OF_X ? w * w : w * (xv[k] - mean[k]);
+                }
+            });
     }
     int slot = threadIdx.y * width + 8 * threadIdx.x;
 #pragma unroll
@@ -210,12 +246,14 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums<what, ACT, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
             partial, a, x, stats, gamma, beta, (int)N, (int)C, (int)HW);
-    } else if (vec_width<T>(C, a, x) == 8) { // about 512 blocks, each thread over at least 8 rows
-        cl8_shape shape = cl8_shape_make(C, N * HW, 512, 8);
-        S = shape.grid.y;
-        partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
-        channel_partial_sums_cl8<what, ACT, T><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
-            partial, a, x, stats, gamma, beta, (int)(N * HW), (int)C);
+    } else if (vec_width<T>(C, a, x) == 8) { // one wave of blocks, each thread over at least 8 rows
+        if constexpr (sizeof(T) == 2) {
+            cl8_shape shape = cl8_shape_make(channel_partial_sums_cl8<what, ACT, T>, C, N * HW, 8);
+            S = shape.grid.y;
+            partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
+            channel_partial_sums_cl8<what, ACT, T><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
+                partial, a, x, stats, gamma, beta, (int)(N * HW), (int)C);
+        }
     } else { // about a thousand blocks, each over at least 512 rows (64 per thread)
         int64_t groups = (C + CL_CHANNELS - 1) / CL_CHANNELS, rows = N * HW;
         S = (1024 + groups - 1) / groups;
@@ -361,14 +399,16 @@ static __global__ void normalize_cl8_kernel(T *y, const T *x, const float *gamma
     float scale[8], shift[8];
 #pragma unroll
     for (int k = 0; k < 8; k++) scale[k] = gamma[c0 + k] * stats[C + c0 + k], shift[k] = beta[c0 + k] - stats[c0 + k] * scale[k];
-    CL8_ROWS(r, R) {
-        int64_t i = (int64_t)r * C + c0;
-        float v[8];
-        load_vec<8>(v, x + i);
+    uint4 raw[CL8_BATCH];
+    cl8_rows(
+        R, [&](int b, int r) { raw[b] = piece_load(x, r, C, c0); },
+        [&](int b, int r) {
+            float v[8];
+            piece_widen<T>(v, raw[b]);
 #pragma unroll
-        for (int k = 0; k < 8; k++) v[k] = act_value<ACT>(v[k] * scale[k] + shift[k]);
-        store_vec<8>(y + i, v);
-    }
+            for (int k = 0; k < 8; k++) v[k] = act_value<ACT>(v[k] * scale[k] + shift[k]);
+            store_vec<8>(y + (int64_t)r * C + c0, v);
+        });
 }
 
 // dx += gamma inv_std (dy - S_dy / m - xhat S_dyxhat / m) in training, gamma inv_std dy otherwise;
@@ -418,32 +458,40 @@ static __global__ void dx_cl8_kernel(T *__restrict__ dx, const T *__restrict__ d
     dx_coefficients coef[8];
 #pragma unroll
     for (int k = 0; k < 8; k++) coef[k] = dx_coefficients_of<ACT>(c0 + k, C, gamma, beta, stats, sums, m, training);
-    CL8_ROWS(r, R) {
-        int64_t i = (int64_t)r * C + c0;
-        float xv[8], dyv[8], out[8];
-        load_vec<8>(xv, x + i);
-        load_vec<8>(dyv, dy + i);
-        gradient_start_vec<8>(out, dx + i, accumulate);
+    uint4 raw_x[CL8_BATCH], raw_dy[CL8_BATCH];
+    cl8_rows(
+        R,
+        [&](int b, int r) {
+            raw_x[b] = piece_load(x, r, C, c0);
+            raw_dy[b] = piece_load(dy, r, C, c0);
+        },
+        [&](int b, int r) {
+            int64_t i = (int64_t)r * C + c0;
+            float xv[8], dyv[8], out[8];
+            piece_widen<T>(xv, raw_x[b]);
+            piece_widen<T>(dyv, raw_dy[b]);
+            gradient_start_vec<8>(out, dx + i, accumulate);
 #pragma unroll
-        for (int k = 0; k < 8; k++) out[k] = dx_value<ACT>(coef[k], out[k], dyv[k], xv[k]);
-        store_vec<8>(dx + i, out);
-    }
+            for (int k = 0; k < 8; k++) out[k] = dx_value<ACT>(coef[k], out[k], dyv[k], xv[k]);
+            store_vec<8>(dx + i, out);
+        });
 }
 
 // The elementwise passes' launches: channels-last with 8 channels per thread where vec_width
-// allows (about 1,024 blocks, at least 2 rows per thread), else one value per thread.
+// allows (one wave of blocks, at least two batches of rows per thread), else one value per thread.
 template <typename T, int ACT = 0>
 static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
                       int64_t HW, bool channels_last = false) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    if (channels_last && vec_width<T>(C, x, y) == 8) {
-        cl8_shape shape = cl8_shape_make(C, N * HW, 1024, 2);
-        normalize_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(y, x, gamma, beta, stats,
-                                                                                       (int)(N * HW), (int)C);
-        CG_LAUNCH_CHECK();
-        return;
-    }
+    if constexpr (sizeof(T) == 2)
+        if (channels_last && vec_width<T>(C, x, y) == 8) {
+            cl8_shape shape = cl8_shape_make(normalize_cl8_kernel<T, ACT>, C, N * HW, 2 * CL8_BATCH);
+            normalize_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(y, x, gamma, beta, stats,
+                                                                                           (int)(N * HW), (int)C);
+            CG_LAUNCH_CHECK();
+            return;
+        }
     cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
     LAUNCH((normalize_kernel<T, ACT>), n, y, x, gamma, beta, stats, (int)n, c, hw);
 }
@@ -454,13 +502,14 @@ static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, c
                            bool training, bool channels_last = false, bool accumulate = true) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    if (channels_last && vec_width<T>(C, dx, dy, x) == 8) {
-        cl8_shape shape = cl8_shape_make(C, N * HW, 1024, 2);
-        dx_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
-            dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)(N * HW), (int)C, training, accumulate);
-        CG_LAUNCH_CHECK();
-        return;
-    }
+    if constexpr (sizeof(T) == 2)
+        if (channels_last && vec_width<T>(C, dx, dy, x) == 8) {
+            cl8_shape shape = cl8_shape_make(dx_cl8_kernel<T, ACT>, C, N * HW, 2 * CL8_BATCH);
+            dx_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
+                dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)(N * HW), (int)C, training, accumulate);
+            CG_LAUNCH_CHECK();
+            return;
+        }
     cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
     LAUNCH((dx_kernel<T, ACT>), n, dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)n, c, hw, training,
            accumulate);
