@@ -139,8 +139,10 @@ static __global__ void channel_partial_sums_cl(float *partial, const T *a, const
 struct cl8_shape {
     dim3 grid, block;
 };
-// As many blocks of `kernel` as the GPU runs at once, each thread walking at least min_rows rows.
-template <typename Kernel> static cl8_shape cl8_shape_make(Kernel kernel, int64_t C, int64_t rows, int64_t min_rows) {
+enum { CL8_BATCH = 4 }; // rows loaded at once per thread (cl8_rows)
+// As many blocks of `kernel` as the GPU runs at once, fewer where a thread would walk less than a
+// batch of rows: small tensors (ResNet's and the fast network's last layers).
+template <typename Kernel> static cl8_shape cl8_shape_make(Kernel kernel, int64_t C, int64_t rows) {
     int64_t octets = C / 8, gx = octets < 32 ? octets : 32, gy = CG_THREADS / gx;
     int dev = 0, sms = 0, per_sm = 0;
     CG_CUDA_CHECK(cudaGetDevice(&dev));
@@ -148,7 +150,7 @@ template <typename Kernel> static cl8_shape cl8_shape_make(Kernel kernel, int64_
     CG_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, (int)(gx * gy), 0));
     int64_t blocks = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
     int64_t groups = (octets + gx - 1) / gx, S = blocks / groups;
-    if (S > rows / (min_rows * gy)) S = rows / (min_rows * gy);
+    if (S > rows / (CL8_BATCH * gy)) S = rows / (CL8_BATCH * gy);
     if (S < 1) S = 1;
     return {dim3((unsigned)groups, (unsigned)S), dim3((unsigned)gx, (unsigned)gy)};
 }
@@ -159,7 +161,6 @@ template <typename Kernel> static cl8_shape cl8_shape_make(Kernel kernel, int64_
 // every row r of the batch (b = 0, 1, ...), then use(b, r) for each, so that the batch's loads are
 // all in flight before the first is needed. The 16 bytes of a row stay raw (uint4, four registers)
 // between the two: widened to f32 when used.
-enum { CL8_BATCH = 4 };
 template <typename Load, typename Use> static __device__ __forceinline__ void cl8_rows(int R, Load load, Use use) {
     int step = (int)blockDim.y, end = (int)((int64_t)(blockIdx.y + 1) * R / gridDim.y);
     for (int r = (int)((int64_t)blockIdx.y * R / gridDim.y) + (int)threadIdx.y; r < end; r += CL8_BATCH * step) {
@@ -246,9 +247,9 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums<what, ACT, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
             partial, a, x, stats, gamma, beta, (int)N, (int)C, (int)HW);
-    } else if (vec_width<T>(C, a, x) == 8) { // one wave of blocks, each thread over at least 8 rows
+    } else if (vec_width<T>(C, a, x) == 8) { // one wave of blocks
         if constexpr (sizeof(T) == 2) {
-            cl8_shape shape = cl8_shape_make(channel_partial_sums_cl8<what, ACT, T>, C, N * HW, 8);
+            cl8_shape shape = cl8_shape_make(channel_partial_sums_cl8<what, ACT, T>, C, N * HW);
             S = shape.grid.y;
             partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
             channel_partial_sums_cl8<what, ACT, T><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
@@ -478,7 +479,7 @@ static __global__ void dx_cl8_kernel(T *__restrict__ dx, const T *__restrict__ d
 }
 
 // The elementwise passes' launches: channels-last with 8 channels per thread where vec_width
-// allows (one wave of blocks, at least two batches of rows per thread), else one value per thread.
+// allows (one wave of blocks), else one value per thread.
 template <typename T, int ACT = 0>
 static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
                       int64_t HW, bool channels_last = false) {
@@ -486,7 +487,7 @@ static void normalize(T *y, const T *x, const float *gamma, const float *beta, c
     cg_cuda_check_int32("batch_norm", n);
     if constexpr (sizeof(T) == 2)
         if (channels_last && vec_width<T>(C, x, y) == 8) {
-            cl8_shape shape = cl8_shape_make(normalize_cl8_kernel<T, ACT>, C, N * HW, 2 * CL8_BATCH);
+            cl8_shape shape = cl8_shape_make(normalize_cl8_kernel<T, ACT>, C, N * HW);
             normalize_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(y, x, gamma, beta, stats,
                                                                                            (int)(N * HW), (int)C);
             CG_LAUNCH_CHECK();
@@ -504,7 +505,7 @@ static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, c
     cg_cuda_check_int32("batch_norm", n);
     if constexpr (sizeof(T) == 2)
         if (channels_last && vec_width<T>(C, dx, dy, x) == 8) {
-            cl8_shape shape = cl8_shape_make(dx_cl8_kernel<T, ACT>, C, N * HW, 2 * CL8_BATCH);
+            cl8_shape shape = cl8_shape_make(dx_cl8_kernel<T, ACT>, C, N * HW);
             dx_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
                 dx, dy, x, gamma, beta, stats, sums, m, m_on_device, (int)(N * HW), (int)C, training, accumulate);
             CG_LAUNCH_CHECK();
