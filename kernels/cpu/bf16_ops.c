@@ -11,6 +11,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef CG_CPU_MATRIX_KERNELS
+#include <immintrin.h>
+#endif
 
 // Per-thread scratch (bf16_gemm.h: cg_bf16_scratch), slot `which`, at least n elements.
 static uint16_t *scratch16(int which, int64_t n) { return cg_bf16_scratch(which, (n > 0 ? n : 1) * 2); }
@@ -196,6 +199,7 @@ static void round_array(uint16_t *dst, const float *src, int64_t n) {
 // let it through (y > 0), round(0 + dy) as conv_pool_h.c's backward; zero elsewhere. As conv.c's
 // unpool_plane: zeroed first (memset, in cache), then one store per window, plain scalar code (a
 // store of 0 where the ReLU stopped it: no branch). Returns the plane's sum, in double.
+// (The builds with the AVX-512 kernels use unpool_plane_avx512 below instead.)
 static inline __attribute__((always_inline)) double unpool_plane(uint16_t *out, const uint16_t *g,
                                                                  const uint16_t *yp, const uint8_t *at, int64_t P,
                                                                  int64_t Q) {
@@ -212,12 +216,117 @@ static inline __attribute__((always_inline)) double unpool_plane(uint16_t *out, 
     return sum;
 }
 
+#ifdef CG_CPU_MATRIX_KERNELS
+// The AVX-512 forms of this file's plain loops. They run only on the bf16 hardware paths, which
+// cpu_features.c grants only with AVX-512 F, BW and VL; target attributes, as in bf16_gemm.c, so
+// that they are built whatever the build's -march.
+#define VEC_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+// 16 bf16 values (16-bit lanes) -> 16 floats: the pattern in the high half of each 32-bit lane.
+static inline __attribute__((always_inline)) VEC_TARGET __m512 widen16_avx512(__m256i v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
+// cg_bf16_round on 16 floats, the results in the low half of each 32-bit lane: the same
+// integer steps (round to nearest even, a NaN kept as a quiet NaN).
+static inline __attribute__((always_inline)) VEC_TARGET __m512i round16_avx512(__m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    return _mm512_mask_mov_epi32(rounded, nan, quiet);
+}
+
+// unpool_plane with every element of the plane written once, two rows at a time, 16 windows per
+// step (the same idea as conv.c's f32 version, in 16-bit lanes): each window's value and
+// position spread to its two columns (a permutation), compared with the column's place in the
+// window. No zeroing first and no scattered stores, where the scalar loop spent a tenth of the
+// bf16 tutorial CNN's step. The values are the scalar loop's, bit for bit. Their sum goes to 16
+// double lanes (sum[0..1], the window's place in its chunk of 16 deciding the lane) instead of
+// one chain of dependent additions; each term is a bf16 value (8 significant bits), so the
+// double sums are exact unless one plane's gradients span more than about 2^30, where the order
+// could move the last bit of the double.
+static inline __attribute__((always_inline)) VEC_TARGET void unpool_plane_avx512(uint16_t *out, const uint16_t *g,
+                                                                               const uint16_t *yp,
+                                                                               const uint8_t *at, int64_t P,
+                                                                               int64_t Q, __m512d sum[2]) {
+    int64_t P2 = P / 2, Q2 = Q / 2;
+    const __m512i spread = _mm512_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8, 7, 7, 6, 6,
+                                            5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0); // lane 2c and 2c+1: window c
+    const __m512i in_top = _mm512_set_epi16(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0,
+                                            1, 0, 1, 0, 1, 0, 1, 0); // the column's place in the top row: 0, 1
+    const __m512i in_bottom = _mm512_add_epi16(in_top, _mm512_set1_epi16(2)); // in the bottom row: 2, 3
+    for (int64_t p = 0; p < P2; p++) {
+        uint16_t *top = out + 2 * p * Q, *bottom = top + Q;
+        for (int64_t q0 = 0; q0 < Q2; q0 += 16) {
+            int64_t i = p * Q2 + q0, n = Q2 - q0 < 16 ? Q2 - q0 : 16;
+            __mmask16 m16 = (__mmask16)((1u << n) - 1);
+            __mmask32 m32 = (__mmask32)((1ull << (2 * n)) - 1);
+            __m512 gf = widen16_avx512(_mm256_maskz_loadu_epi16(m16, g + i));
+            __m512 yf = widen16_avx512(_mm256_maskz_loadu_epi16(m16, yp + i));
+            __mmask16 open = _mm512_cmp_ps_mask(yf, _mm512_setzero_ps(), _CMP_GT_OQ); // the ReLU let it through
+            __m512i v = _mm512_maskz_mov_epi32(open, round16_avx512(_mm512_add_ps(_mm512_setzero_ps(), gf)));
+            __m512 vf = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+            sum[0] = _mm512_add_pd(sum[0], _mm512_cvtps_pd(_mm512_castps512_ps256(vf)));
+            sum[1] = _mm512_add_pd(sum[1], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vf), 1))));
+            __m512i v2 = _mm512_permutexvar_epi16(spread, _mm512_castsi256_si512(_mm512_cvtepi32_epi16(v)));
+            __m512i at2 = _mm512_permutexvar_epi16(
+                spread, _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_maskz_loadu_epi8(m16, at + i))));
+            _mm512_mask_storeu_epi16(top + 2 * q0, m32, _mm512_maskz_mov_epi16(_mm512_cmpeq_epi16_mask(at2, in_top), v2));
+            _mm512_mask_storeu_epi16(bottom + 2 * q0, m32,
+                                     _mm512_maskz_mov_epi16(_mm512_cmpeq_epi16_mask(at2, in_bottom), v2));
+        }
+        for (int64_t c = 2 * Q2; c < Q; c++) top[c] = bottom[c] = 0; // odd Q: outside every window
+    }
+    for (int64_t i = 2 * P2 * Q; i < P * Q; i++) out[i] = 0; // odd P: the last row
+}
+
+// The 16 lanes of a sum, added in lane order.
+static VEC_TARGET double lanes_sum(const __m512d sum[2]) {
+    double lanes[16], total = 0.0;
+    _mm512_storeu_pd(lanes, sum[0]);
+    _mm512_storeu_pd(lanes + 8, sum[1]);
+    for (int i = 0; i < 16; i++) total += lanes[i];
+    return total;
+}
+
+// fill_dyg's pooled case (below) with unpool_plane_avx512.
+static VEC_TARGET void unpool_group_avx512(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where,
+                                           double *sums, int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q) {
+    int64_t pq = P * Q, L = count * pq, pooled = (P / 2) * (Q / 2);
+    for (int64_t k = 0; k < K; k++) {
+        __m512d sum[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+        for (int64_t j = 0; j < count; j++) {
+            int64_t plane = (n0 + j) * K + k;
+            uint16_t *out = dyg + k * L + j * pq;
+            const uint16_t *g = dy + plane * pooled, *yp = y + plane * pooled;
+            const uint8_t *at = where + plane * pooled;
+            if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
+                unpool_plane_avx512(out, g, yp, at, 28, 28, sum);
+            else if (P == 14 && Q == 14)
+                unpool_plane_avx512(out, g, yp, at, 14, 14, sum);
+            else
+                unpool_plane_avx512(out, g, yp, at, P, Q, sum);
+        }
+        if (sums) sums[k] = lanes_sum(sum);
+    }
+}
+#endif
+
 // The group's output gradient dy_g (K, L): copied from dy (N, K, P, Q), or (pooled: y != NULL)
 // built from the pooled gradient by unpool_plane, each channel's sum put in sums[k] when sums
 // is not NULL.
 static void fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where, double *sums,
                      int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q) {
     int64_t pq = P * Q, L = count * pq, pooled = (P / 2) * (Q / 2);
+#ifdef CG_CPU_MATRIX_KERNELS
+    if (y) { // always, on the paths that reach this file
+        unpool_group_avx512(dyg, dy, y, where, sums, n0, count, K, P, Q);
+        return;
+    }
+#endif
     for (int64_t k = 0; k < K; k++) {
         double sum = 0.0;
         for (int64_t j = 0; j < count; j++) {
