@@ -75,6 +75,30 @@ static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C,
             }
 }
 
+#ifdef CG_CPU_MATRIX_KERNELS
+// The AVX-512 forms of this file's plain loops. They run only on the bf16 hardware paths, which
+// cpu_features.c grants only with AVX-512 F, BW and VL; target attributes, as in bf16_gemm.c, so
+// that they are built whatever the build's -march.
+#define VEC_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+// 16 bf16 values (16-bit lanes) -> 16 floats: the pattern in the high half of each 32-bit lane.
+static inline __attribute__((always_inline)) VEC_TARGET __m512 widen16_avx512(__m256i v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
+// cg_bf16_round on 16 floats, the results in the low half of each 32-bit lane: the same
+// integer steps (round to nearest even, a NaN kept as a quiet NaN).
+static inline __attribute__((always_inline)) VEC_TARGET __m512i round16_avx512(__m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    return _mm512_mask_mov_epi32(rounded, nan, quiet);
+}
+#endif
+
 // ReLU and 2x2 max pooling of one plane of bf16 values (see bf16_gemm.h), in two passes the
 // compiler vectorises (conv.c's pool_relu_plane does the same in f32): first the larger of each
 // column's two values in each pair of rows (the top one on a tie), then the larger of each pair
@@ -119,6 +143,65 @@ void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane,
         relu_pool_plane(y, where, plane, P, Q, col_max, bottom_won);
 }
 
+#ifdef CG_CPU_MATRIX_KERNELS
+// The fused block's epilogue for one output plane in AVX-512, from the product's f32 rows (P x Q,
+// `ld` floats apart) straight to the pooled bf16 plane: bias added and rounded to bf16 (the
+// values conv2d_forward_h stores), ReLU on the sign bit, then each 2x2 window's first maximum in
+// scan order, 16 windows per step. The same bits as the round loop followed by
+// cg_bf16_relu_pool_plane (tests/test_bf16_cpu.c's fused tests compare them with the three ops),
+// without the 16-bit plane in between nor the two passes over f32 copies of it.
+static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_avx512(uint16_t *y, uint8_t *where,
+                                                                                 const float *rows, int64_t ld,
+                                                                                 float bias, int64_t P, int64_t Q) {
+    int64_t P2 = P / 2, Q2 = Q / 2;
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512 b = _mm512_set1_ps(bias);
+    for (int64_t p = 0; p < P2; p++)
+        for (int64_t q0 = 0; q0 < Q2; q0 += 16) {
+            int64_t n = Q2 - q0 < 16 ? Q2 - q0 : 16, i = p * Q2 + q0;
+            // The window's four values as floats (a bf16 pattern in the high half), ReLU'd:
+            // a pattern with the sign bit set is a negative 32-bit integer, and max with 0 makes
+            // it +0, as relu_forward_h does (a -0 or a negative NaN included).
+            __m512i v[4];
+            for (int row = 0; row < 2; row++) {
+                const float *r = rows + (2 * p + row) * ld + 2 * q0;
+                __mmask16 lo = (__mmask16)(n >= 8 ? 0xffff : (1u << (2 * n)) - 1);
+                __mmask16 hi = (__mmask16)(n > 8 ? (1u << (2 * (n - 8))) - 1 : 0);
+                __m512i a = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(lo, r), b));
+                __m512i c = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(hi, r + 16), b));
+                a = _mm512_max_epi32(_mm512_slli_epi32(a, 16), _mm512_setzero_si512());
+                c = _mm512_max_epi32(_mm512_slli_epi32(c, 16), _mm512_setzero_si512());
+                v[2 * row] = _mm512_permutex2var_epi32(a, even, c);    // left column of each window
+                v[2 * row + 1] = _mm512_permutex2var_epi32(a, odd, c); // right column
+            }
+            // Scan order: top left, top right, bottom left, bottom right; a later value wins only
+            // if larger (a NaN never does, and a NaN first stays).
+            __m512 m = _mm512_castsi512_ps(v[0]);
+            __m512i at = _mm512_setzero_si512();
+            for (int c = 1; c < 4; c++) {
+                __mmask16 larger = _mm512_cmp_ps_mask(_mm512_castsi512_ps(v[c]), m, _CMP_GT_OQ);
+                m = _mm512_mask_mov_ps(m, larger, _mm512_castsi512_ps(v[c]));
+                at = _mm512_mask_mov_epi32(at, larger, _mm512_set1_epi32(c));
+            }
+            __mmask16 keep = (__mmask16)((1u << n) - 1);
+            _mm256_mask_storeu_epi16(y + i, keep, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(m), 16)));
+            _mm_mask_storeu_epi8(where + i, keep, _mm512_cvtepi32_epi8(at));
+        }
+}
+
+// The tutorial's sizes as constants (loops of known lengths), as cg_bf16_relu_pool_plane.
+static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *rows, int64_t ld, float bias,
+                                      int64_t P, int64_t Q) {
+    if (P == 28 && Q == 28)
+        bias_relu_pool_avx512(y, where, rows, ld, bias, 28, 28);
+    else if (P == 14 && Q == 14)
+        bias_relu_pool_avx512(y, where, rows, ld, bias, 14, 14);
+    else
+        bias_relu_pool_avx512(y, where, rows, ld, bias, P, Q);
+}
+#endif
+
 // Forward, optionally with ReLU and pooling (where != NULL: y is the pooled output).
 static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, const uint16_t *x, const uint16_t *w,
                          const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
@@ -144,6 +227,12 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
                 float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
                 const float *src = out + k * ldo;
                 int64_t plane = (n0 + j) * K + k;
+#ifdef CG_CPU_MATRIX_KERNELS
+                if (where) { // always AVX-512 on the paths that reach this file
+                    bias_relu_pool(y + plane * pooled, where + plane * pooled, src, Q, b, P, Q);
+                    continue;
+                }
+#endif
                 uint16_t *dst = where ? plane16 : y + plane * pq;
                 for (int64_t i = 0; i < pq; i++) dst[i] = cg_bf16_round(src[i] + b);
                 if (where)
@@ -217,28 +306,6 @@ static inline __attribute__((always_inline)) double unpool_plane(uint16_t *out, 
 }
 
 #ifdef CG_CPU_MATRIX_KERNELS
-// The AVX-512 forms of this file's plain loops. They run only on the bf16 hardware paths, which
-// cpu_features.c grants only with AVX-512 F, BW and VL; target attributes, as in bf16_gemm.c, so
-// that they are built whatever the build's -march.
-#define VEC_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
-
-// 16 bf16 values (16-bit lanes) -> 16 floats: the pattern in the high half of each 32-bit lane.
-static inline __attribute__((always_inline)) VEC_TARGET __m512 widen16_avx512(__m256i v) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
-}
-
-// cg_bf16_round on 16 floats, the results in the low half of each 32-bit lane: the same
-// integer steps (round to nearest even, a NaN kept as a quiet NaN).
-static inline __attribute__((always_inline)) VEC_TARGET __m512i round16_avx512(__m512 x) {
-    __m512i u = _mm512_castps_si512(x);
-    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                            _mm512_set1_epi32(0x7f800000));
-    __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-    return _mm512_mask_mov_epi32(rounded, nan, quiet);
-}
-
 // unpool_plane with every element of the plane written once, two rows at a time, 16 windows per
 // step (the same idea as conv.c's f32 version, in 16-bit lanes): each window's value and
 // position spread to its two columns (a permutation), compared with the column's place in the
