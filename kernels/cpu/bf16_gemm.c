@@ -28,7 +28,9 @@ void cg_bf16_pack_a(uint16_t *Ap, const uint16_t *A, int64_t rs, int64_t ks, int
                     continue;
                 }
                 const uint16_t *src = A + row * rs + k0 * ks;
-                if (ks == 1)
+                if (ks == 1 && kn == 32)
+                    memcpy(dst, src, 32 * sizeof *dst); // a constant size: one 64-byte move, not a call
+                else if (ks == 1)
                     memcpy(dst, src, (size_t)kn * sizeof *dst);
                 else
                     for (int64_t k = 0; k < kn; k++) dst[k] = src[k * ks];
