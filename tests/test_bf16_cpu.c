@@ -172,6 +172,57 @@ static void test_conv(cg_cpu_bf16_path path) {
     }
 }
 
+// "Same" convolutions with stride 1 pack their columns straight from the image (bf16_ops.c's
+// pack_b_same and pack_a_same); any other goes through im2col_bf16 and the packing functions. The
+// same convolution written the other way, the image padded by hand and no padding asked, then
+// has the same columns in the same order: y and dW must agree to the bit.
+static void test_same_packing(cg_cpu_bf16_path path) {
+    const conv_shape shapes[] = {
+        {5, 3, 9, 9, 7, 3, 3, 1, 1, "odd 9x9"},
+        {3, 2, 7, 7, 5, 5, 5, 1, 2, "5x5 kernel on 7x7 (a block row over three images)"},
+        {4, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
+        {6, 32, 14, 14, 64, 3, 3, 1, 1, "tutorial conv2"},
+        {2, 8, 8, 8, 5, 1, 1, 1, 0, "1x1"},
+    };
+    const cg_kernels *k = cg_cpu_kernels();
+    cg_cpu_bf16_set(path);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const conv_shape *c = &shapes[s];
+        int64_t H = c->H, W = c->W, Hp = H + 2 * c->pad, Wp = W + 2 * c->pad;
+        int64_t nx = c->N * c->C * H * W, nxp = c->N * c->C * Hp * Wp, nw = c->K * c->C * c->R * c->S;
+        int64_t ny = c->N * c->K * H * W;
+        uint16_t *x = random_bf16(nx), *w = random_bf16(nw), *b = random_bf16(c->K), *dy = random_bf16(ny);
+        uint16_t *xp = calloc((size_t)nxp, 2); // x with its zero border
+        for (int64_t plane = 0; plane < c->N * c->C; plane++)
+            for (int64_t h = 0; h < H; h++)
+                memcpy(xp + (plane * Hp + h + c->pad) * Wp + c->pad, x + (plane * H + h) * W, (size_t)W * 2);
+        uint16_t *y_same = malloc((size_t)ny * 2), *y_valid = malloc((size_t)ny * 2);
+        k->conv2d_forward_h(CG_BF16, y_same, x, w, b, c->N, c->C, H, W, c->K, c->R, c->S, 1, c->pad, H, W);
+        k->conv2d_forward_h(CG_BF16, y_valid, xp, w, b, c->N, c->C, Hp, Wp, c->K, c->R, c->S, 1, 0, H, W);
+        uint16_t *dw_same = random_bf16(nw), *dw_valid = copy16(dw_same, nw);
+        k->conv2d_backward_h(CG_BF16, NULL, dw_same, NULL, dy, x, w, c->N, c->C, H, W, c->K, c->R, c->S, 1, c->pad, H,
+                             W);
+        k->conv2d_backward_h(CG_BF16, NULL, dw_valid, NULL, dy, xp, w, c->N, c->C, Hp, Wp, c->K, c->R, c->S, 1, 0, H,
+                             W);
+        char what[160];
+        snprintf(what, sizeof what, "%s same-convolution packing %s y", cg_cpu_bf16_name(path), c->name);
+        for (int64_t i = 0; i < ny; i++)
+            if (y_same[i] != y_valid[i]) {
+                fail(what, "element %lld: 0x%04x packed from the image, 0x%04x through im2col", (long long)i,
+                     y_same[i], y_valid[i]);
+                break;
+            }
+        snprintf(what, sizeof what, "%s same-convolution packing %s dw", cg_cpu_bf16_name(path), c->name);
+        for (int64_t i = 0; i < nw; i++)
+            if (dw_same[i] != dw_valid[i]) {
+                fail(what, "element %lld: 0x%04x packed from the image, 0x%04x through im2col", (long long)i,
+                     dw_same[i], dw_valid[i]);
+                break;
+            }
+        free(x), free(w), free(b), free(dy), free(xp), free(y_same), free(y_valid), free(dw_same), free(dw_valid);
+    }
+}
+
 static void compare_bits(const char *what, const uint16_t *a, const uint16_t *b, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         if (a[i] != b[i]) {
@@ -270,6 +321,7 @@ int main(void) {
         test_gemm(paths[p]);
         test_linear(paths[p]);
         test_conv(paths[p]);
+        test_same_packing(paths[p]);
         test_fused(CG_BF16, cg_cpu_bf16_name(paths[p]));
         printf("%s against the emulated path: %s\n", cg_cpu_bf16_name(paths[p]), failures ? "differences" : "ok");
     }

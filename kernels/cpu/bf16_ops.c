@@ -202,6 +202,116 @@ static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *
 }
 #endif
 
+#ifdef CG_CPU_MATRIX_KERNELS
+// Im2col straight into the packed operands (bf16_gemm.h's layouts) for "same" convolutions with
+// stride 1, the tutorial's: the columns are never written out, then read again and copied block
+// by block (im2col_bf16, then cg_bf16_pack_b or cg_bf16_pack_a: a quarter of the bf16 step's
+// time, with a library call per row and per 32 values). Row (c, r, s) of the columns is plane c
+// shifted by (r - pad) W + (s - pad) values, with zeros at the positions whose source lies
+// outside the image; which positions those are depends on (r, s) only, so it is worked out once
+// per call, as a bitset per (r, s), and each run of values is then one masked load (the lanes
+// outside the mask are not read, and are zero).
+
+// Words of one (r, s) bitset over H*W positions: two to spare, so that the 32 bits from any
+// position up to 16 past the last one can be read as two words (bits_at).
+static int64_t valid_words(int64_t H, int64_t W) { return H * W / 64 + 3; }
+
+// bits[(r * S + s) * valid_words(H, W) ...]: bit pos set when column row (r, s) at position pos
+// (p * W + q) reads inside the image, as im2col_bf16's "same" case decides it.
+static void valid_positions(uint64_t *bits, int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad) {
+    int64_t words = valid_words(H, W);
+    memset(bits, 0, (size_t)(R * S * words) * sizeof *bits);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t s = 0; s < S; s++) {
+            uint64_t *b = bits + (r * S + s) * words;
+            int64_t shift = (r - pad) * W + (s - pad), first = shift < 0 ? -shift : 0;
+            int64_t end = shift > 0 ? H * W - shift : H * W; // the flat range whose source is in the plane
+            int64_t q0 = pad - s > 0 ? pad - s : 0, q1 = W + pad - s < W ? W + pad - s : W; // no wrap-around
+            for (int64_t pos = first; pos < end; pos++)
+                if (pos % W >= q0 && pos % W < q1) b[pos / 64] |= 1ull << (pos % 64);
+        }
+}
+
+// The 32 bits of a bitset from position l on (bit i: position l + i).
+static inline uint32_t bits_at(const uint64_t *b, int64_t l) {
+    int64_t w = l / 64, o = l % 64;
+    uint64_t v = b[w] >> o;
+    if (o) v |= b[w + 1] << (64 - o);
+    return (uint32_t)v;
+}
+
+// The address of element i of a plane, where i may lie outside it: a masked load reads only the
+// lanes of its mask, which do lie inside (computed as an integer: C allows no pointer outside
+// its array).
+static inline const void *lane_address(const uint16_t *plane, int64_t i) {
+    return (const void *)((uintptr_t)plane + (uintptr_t)(i * (int64_t)sizeof *plane));
+}
+
+// The forward's B operand, packed: B (C*R*S, H*W) = one image's columns. Pairs of rows k, k+1,
+// 16 positions at a time: two masked loads, interleaved into one row of a block (as
+// cg_bf16_pack_b's interleave_rows).
+static VEC_TARGET void pack_b_same(uint16_t *Bp, const uint16_t *x, const uint64_t *valid, int64_t C, int64_t H,
+                                   int64_t W, int64_t R, int64_t S, int64_t pad) {
+    const __m512i order = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38,
+                                           6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    int64_t HW = H * W, crs = C * R * S, NB = (HW + 15) / 16, KC = (crs + 31) / 32, words = valid_words(H, W);
+    for (int64_t kp = 0; kp < KC * 16; kp++) {
+        const uint16_t *plane[2] = {NULL, NULL};
+        const uint64_t *bits[2] = {NULL, NULL};
+        int64_t shift[2] = {0, 0};
+        for (int e = 0; e < 2; e++) { // rows 2 kp and 2 kp + 1: (c, r, s), or past the last (zeros)
+            int64_t k = 2 * kp + e, rs = k % (R * S);
+            if (k >= crs) continue;
+            plane[e] = x + k / (R * S) * HW;
+            bits[e] = valid + rs * words;
+            shift[e] = (rs / S - pad) * W + (rs % S - pad);
+        }
+        for (int64_t nb = 0; nb < NB; nb++) {
+            __m256i v[2];
+            for (int e = 0; e < 2; e++)
+                v[e] = plane[e] ? _mm256_maskz_loadu_epi16((__mmask16)bits_at(bits[e], nb * 16),
+                                                           lane_address(plane[e], nb * 16 + shift[e]))
+                                : _mm256_setzero_si256();
+            __m512i both = _mm512_permutex2var_epi16(_mm512_castsi256_si512(v[0]), order, _mm512_castsi256_si512(v[1]));
+            _mm512_storeu_si512(Bp + (nb * KC + kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32, both);
+        }
+    }
+}
+
+// The backward's A operand, packed: A (C*R*S, L) = the columns of `count` images side by side
+// (L = count H W; x is the first image). A block row holds 32 positions, which may run from one
+// image into the next: each such run (a segment) is one masked load into its lanes.
+static VEC_TARGET void pack_a_same(uint16_t *Ap, const uint16_t *x, int64_t count, const uint64_t *valid, int64_t C,
+                                   int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad) {
+    int64_t HW = H * W, crs = C * R * S, L = count * HW, MB = (crs + 15) / 16, KC = (L + 31) / 32;
+    int64_t words = valid_words(H, W);
+    for (int64_t kc = 0; kc < KC; kc++) {
+        // The segments of positions kc*32 .. kc*32 + 31: image, first position there, length, first lane.
+        int64_t seg_image[32], seg_at[32], seg_length[32], seg_lane[32], segments = 0;
+        for (int64_t t = kc * 32, lane = 0; lane < 32 && t < L; segments++) {
+            int64_t j = t / HW, l = t % HW, length = HW - l < 32 - lane ? HW - l : 32 - lane;
+            seg_image[segments] = j, seg_at[segments] = l, seg_length[segments] = length, seg_lane[segments] = lane;
+            t += length, lane += length;
+        }
+        for (int64_t mb = 0; mb < MB; mb++) {
+            uint16_t *block = Ap + (mb * KC + kc) * CG_BF16_BLOCK;
+            for (int64_t i = 0; i < 16; i++) {
+                int64_t m = mb * 16 + i, c = m / (R * S), rs = m % (R * S);
+                __m512i v = _mm512_setzero_si512();
+                for (int64_t e = 0; m < crs && e < segments; e++) {
+                    uint32_t run = seg_length[e] == 32 ? 0xffffffffu : (1u << seg_length[e]) - 1;
+                    __mmask32 mask = (__mmask32)((bits_at(valid + rs * words, seg_at[e]) & run) << seg_lane[e]);
+                    const uint16_t *plane = x + (seg_image[e] * C + c) * HW;
+                    int64_t shift = (rs / S - pad) * W + (rs % S - pad);
+                    v = _mm512_mask_loadu_epi16(v, mask, lane_address(plane, seg_at[e] + shift - seg_lane[e]));
+                }
+                _mm512_storeu_si512(block + i * 32, v);
+            }
+        }
+    }
+}
+#endif
+
 // Forward, optionally with ReLU and pooling (where != NULL: y is the pooled output).
 static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, const uint16_t *x, const uint16_t *w,
                          const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
@@ -210,6 +320,13 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     uint16_t *Wp = scratch16(0, cg_bf16_packed_size(K, crs)); // the host thread's: read by all
     cg_bf16_pack_a(Wp, w, crs, 1, K, crs);
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+    uint64_t *valid = NULL; // the "same" convolutions' bitsets (pack_b_same), shared by the threads
+#ifdef CG_CPU_MATRIX_KERNELS
+    if (stride == 1 && P == H && Q == W) {
+        valid = cg_xmalloc((size_t)(R * S * valid_words(H, W)) * sizeof *valid);
+        valid_positions(valid, H, W, R, S, pad);
+    }
+#endif
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = round16(pq);
@@ -220,8 +337,15 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         int32_t *won = where ? (int32_t *)scratch32(7, pooled * 2) : NULL;
         // One image per product: its output (K, PQ) in f32 stays in the cache for the epilogue.
         for (int64_t j = 0; j < count; j++) {
-            im2col_bf16(col, pq, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-            cg_bf16_pack_b(colp, col, pq, 1, crs, pq);
+#ifdef CG_CPU_MATRIX_KERNELS
+            if (valid)
+                pack_b_same(colp, x + (n0 + j) * C * H * W, valid, C, H, W, R, S, pad);
+            else
+#endif
+            {
+                im2col_bf16(col, pq, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+                cg_bf16_pack_b(colp, col, pq, 1, crs, pq);
+            }
             cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
             for (int64_t k = 0; k < K; k++) { // to NCHW, adding the bias, rounded to bf16 (then pooled)
                 float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
@@ -240,6 +364,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
             }
         }
     }
+    free(valid);
 }
 
 bool cg_bf16_conv2d_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias, int64_t N,
@@ -445,16 +570,31 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         Wtp = scratch16(0, cg_bf16_packed_size(crs, K));
         cg_bf16_pack_a(Wtp, w, 1, crs, crs, K);
     }
+    uint64_t *valid = NULL; // as in the forward: pack_a_same's bitsets
+#ifdef CG_CPU_MATRIX_KERNELS
+    if (dw && stride == 1 && P == H && Q == W) {
+        valid = cg_xmalloc((size_t)(R * S * valid_words(H, W)) * sizeof *valid);
+        valid_positions(valid, H, W, R, S, pad);
+    }
+#endif
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, L = count * pq;
         uint16_t *dyg = scratch16(1, K * L);
         fill_dyg(dyg, dy, y, where, bias_sums ? bias_sums + g * K : NULL, n0, count, K, P, Q);
         if (dw) {
-            uint16_t *col = scratch16(2, crs * L), *colp = scratch16(3, cg_bf16_packed_size(crs, L));
-            for (int64_t j = 0; j < count; j++)
-                im2col_bf16(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-            cg_bf16_pack_a(colp, col, L, 1, crs, L);
+            uint16_t *colp = scratch16(3, cg_bf16_packed_size(crs, L));
+#ifdef CG_CPU_MATRIX_KERNELS
+            if (valid)
+                pack_a_same(colp, x + n0 * C * H * W, count, valid, C, H, W, R, S, pad);
+            else
+#endif
+            {
+                uint16_t *col = scratch16(2, crs * L);
+                for (int64_t j = 0; j < count; j++)
+                    im2col_bf16(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+                cg_bf16_pack_a(colp, col, L, 1, crs, L);
+            }
             uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L)); // col is packed: its buffer is free
             cg_bf16_pack_b(dyp, dyg, 1, L, L, K);                      // B (L, K) = dy_g^T
             int64_t ldc = round16(K);
@@ -474,6 +614,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
             conv_col2im_image_cpu(dxf + (n0 + j) * C * H * W, dcol, ldc, C, H, W, R, S, stride, pad, P, Q);
         }
     }
+    free(valid);
     if (bias_sums) {
         for (int64_t k = 0; k < K; k++) {
             double sum = 0.0;
