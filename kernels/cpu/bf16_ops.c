@@ -249,66 +249,92 @@ static inline const void *lane_address(const uint16_t *plane, int64_t i) {
 
 // The forward's B operand, packed: B (C*R*S, H*W) = one image's columns. Pairs of rows k, k+1,
 // 16 positions at a time: two masked loads, interleaved into one row of a block (as
-// cg_bf16_pack_b's interleave_rows).
+// cg_bf16_pack_b's interleave_rows). The masks of row (r, s), one per 16 positions, are looked
+// up rather than cut out of the bitset each time.
 static VEC_TARGET void pack_b_same(uint16_t *Bp, const uint16_t *x, const uint64_t *valid, int64_t C, int64_t H,
                                    int64_t W, int64_t R, int64_t S, int64_t pad) {
     const __m512i order = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38,
                                            6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
     int64_t HW = H * W, crs = C * R * S, NB = (HW + 15) / 16, KC = (crs + 31) / 32, words = valid_words(H, W);
+    // The bitset of row (r, s) read as 16-bit masks, one per block of 16 positions (little-endian).
+    const __mmask16 *masks = (const __mmask16 *)valid;
     for (int64_t kp = 0; kp < KC * 16; kp++) {
         const uint16_t *plane[2] = {NULL, NULL};
-        const uint64_t *bits[2] = {NULL, NULL};
-        int64_t shift[2] = {0, 0};
+        const __mmask16 *mask[2] = {NULL, NULL};
         for (int e = 0; e < 2; e++) { // rows 2 kp and 2 kp + 1: (c, r, s), or past the last (zeros)
             int64_t k = 2 * kp + e, rs = k % (R * S);
             if (k >= crs) continue;
             plane[e] = x + k / (R * S) * HW;
-            bits[e] = valid + rs * words;
-            shift[e] = (rs / S - pad) * W + (rs % S - pad);
+            plane[e] = lane_address(plane[e], (rs / S - pad) * W + (rs % S - pad)); // shifted by (r, s)
+            mask[e] = masks + rs * words * 4;
         }
-        for (int64_t nb = 0; nb < NB; nb++) {
-            __m256i v[2];
-            for (int e = 0; e < 2; e++)
-                v[e] = plane[e] ? _mm256_maskz_loadu_epi16((__mmask16)bits_at(bits[e], nb * 16),
-                                                           lane_address(plane[e], nb * 16 + shift[e]))
-                                : _mm256_setzero_si256();
-            __m512i both = _mm512_permutex2var_epi16(_mm512_castsi256_si512(v[0]), order, _mm512_castsi256_si512(v[1]));
-            _mm512_storeu_si512(Bp + (nb * KC + kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32, both);
-        }
+        uint16_t *dst = Bp + (kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32;
+        if (plane[1]) // the common case: two rows
+            for (int64_t nb = 0; nb < NB; nb++) {
+                __m256i v0 = _mm256_maskz_loadu_epi16(mask[0][nb], lane_address(plane[0], nb * 16));
+                __m256i v1 = _mm256_maskz_loadu_epi16(mask[1][nb], lane_address(plane[1], nb * 16));
+                __m512i both = _mm512_permutex2var_epi16(_mm512_castsi256_si512(v0), order, _mm512_castsi256_si512(v1));
+                _mm512_storeu_si512(dst + nb * KC * CG_BF16_BLOCK, both);
+            }
+        else
+            for (int64_t nb = 0; nb < NB; nb++) {
+                __m256i v0 = plane[0] ? _mm256_maskz_loadu_epi16(mask[0][nb], lane_address(plane[0], nb * 16))
+                                      : _mm256_setzero_si256();
+                __m512i both = _mm512_permutex2var_epi16(_mm512_castsi256_si512(v0), order, _mm512_setzero_si512());
+                _mm512_storeu_si512(dst + nb * KC * CG_BF16_BLOCK, both);
+            }
     }
 }
 
 // The backward's A operand, packed: A (C*R*S, L) = the columns of `count` images side by side
 // (L = count H W; x is the first image). A block row holds 32 positions, which may run from one
-// image into the next: each such run (a segment) is one masked load into its lanes.
+// image into the next: each such run (a segment) is one masked load into its lanes. The segments
+// are the same for every row, and their masks depend on (r, s) only: both are worked out first
+// (in `work`, 5 (L / 32 + count + 1) + R S (L / 32 + count) 64-bit words), then each row of the
+// columns is a tight loop of masked loads, written block by block (row m of block (m/16, kc)).
 static VEC_TARGET void pack_a_same(uint16_t *Ap, const uint16_t *x, int64_t count, const uint64_t *valid, int64_t C,
-                                   int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad) {
-    int64_t HW = H * W, crs = C * R * S, L = count * HW, MB = (crs + 15) / 16, KC = (L + 31) / 32;
-    int64_t words = valid_words(H, W);
+                                   int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad, uint64_t *work) {
+    int64_t HW = H * W, crs = C * R * S, L = count * HW, KC = (L + 31) / 32, words = valid_words(H, W);
+    int64_t most = KC + count; // segments at most: one per block row, one more per image that starts inside one
+    int64_t *first = (int64_t *)work, *offset = first + KC + 1, *at = offset + most, *lane = at + most;
+    uint64_t *runs = (uint64_t *)(lane + most);
+    __mmask32 *masks = (__mmask32 *)(runs + most); // (R S, segments)
+    int64_t segments = 0;
     for (int64_t kc = 0; kc < KC; kc++) {
-        // The segments of positions kc*32 .. kc*32 + 31: image, first position there, length, first lane.
-        int64_t seg_image[32], seg_at[32], seg_length[32], seg_lane[32], segments = 0;
-        for (int64_t t = kc * 32, lane = 0; lane < 32 && t < L; segments++) {
-            int64_t j = t / HW, l = t % HW, length = HW - l < 32 - lane ? HW - l : 32 - lane;
-            seg_image[segments] = j, seg_at[segments] = l, seg_length[segments] = length, seg_lane[segments] = lane;
-            t += length, lane += length;
-        }
-        for (int64_t mb = 0; mb < MB; mb++) {
-            uint16_t *block = Ap + (mb * KC + kc) * CG_BF16_BLOCK;
-            for (int64_t i = 0; i < 16; i++) {
-                int64_t m = mb * 16 + i, c = m / (R * S), rs = m % (R * S);
-                __m512i v = _mm512_setzero_si512();
-                for (int64_t e = 0; m < crs && e < segments; e++) {
-                    uint32_t run = seg_length[e] == 32 ? 0xffffffffu : (1u << seg_length[e]) - 1;
-                    __mmask32 mask = (__mmask32)((bits_at(valid + rs * words, seg_at[e]) & run) << seg_lane[e]);
-                    const uint16_t *plane = x + (seg_image[e] * C + c) * HW;
-                    int64_t shift = (rs / S - pad) * W + (rs % S - pad);
-                    v = _mm512_mask_loadu_epi16(v, mask, lane_address(plane, seg_at[e] + shift - seg_lane[e]));
-                }
-                _mm512_storeu_si512(block + i * 32, v);
-            }
+        first[kc] = segments;
+        for (int64_t t = kc * 32, l0 = 0; l0 < 32 && t < L; segments++) {
+            int64_t j = t / HW, l = t % HW, length = HW - l < 32 - l0 ? HW - l : 32 - l0;
+            offset[segments] = j * C * HW + l - l0; // image j's position l lands in lane l0
+            at[segments] = l, lane[segments] = l0, runs[segments] = length == 32 ? 0xffffffffu : (1u << length) - 1;
+            t += length, l0 += length;
         }
     }
+    first[KC] = segments;
+    for (int64_t rs = 0; rs < R * S; rs++)
+        for (int64_t e = 0; e < segments; e++)
+            masks[rs * segments + e] = (__mmask32)((bits_at(valid + rs * words, at[e]) & runs[e]) << lane[e]);
+    for (int64_t m = 0; m < (crs + 15) / 16 * 16; m++) {
+        uint16_t *row = Ap + m / 16 * KC * CG_BF16_BLOCK + m % 16 * 32;
+        if (m >= crs) { // rows of padding
+            for (int64_t kc = 0; kc < KC; kc++) _mm512_storeu_si512(row + kc * CG_BF16_BLOCK, _mm512_setzero_si512());
+            continue;
+        }
+        int64_t c = m / (R * S), rs = m % (R * S);
+        const uint16_t *plane = lane_address(x + c * HW, (rs / S - pad) * W + (rs % S - pad)); // shifted by (r, s)
+        const __mmask32 *mask = masks + rs * segments;
+        for (int64_t kc = 0; kc < KC; kc++) {
+            __m512i v = _mm512_setzero_si512();
+            for (int64_t e = first[kc]; e < first[kc + 1]; e++)
+                v = _mm512_mask_loadu_epi16(v, mask[e], lane_address(plane, offset[e]));
+            _mm512_storeu_si512(row + kc * CG_BF16_BLOCK, v);
+        }
+    }
+}
+
+// pack_a_same's `work`, in 64-bit words.
+static int64_t pack_a_same_work(int64_t count, int64_t H, int64_t W, int64_t R, int64_t S) {
+    int64_t KC = (count * H * W + 31) / 32, most = KC + count;
+    return KC + 1 + 4 * most + (R * S * most + 1) / 2;
 }
 #endif
 
@@ -586,7 +612,8 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
             uint16_t *colp = scratch16(3, cg_bf16_packed_size(crs, L));
 #ifdef CG_CPU_MATRIX_KERNELS
             if (valid)
-                pack_a_same(colp, x + n0 * C * H * W, count, valid, C, H, W, R, S, pad);
+                pack_a_same(colp, x + n0 * C * H * W, count, valid, C, H, W, R, S, pad,
+                            (uint64_t *)scratch32(5, 2 * pack_a_same_work(count, H, W, R, S)));
             else
 #endif
             {
