@@ -3,6 +3,7 @@
 // even). The kernels themselves are in amp.c (and gemm.c for the products).
 #include "core/half.h"
 #include "kernels/cpu/amp.h"
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
 
 #include <stdlib.h>
@@ -40,8 +41,8 @@ static void f32_to_f16(uint16_t *dst, const float *src, int64_t n) {
 static void widen_serial(float *dst, const void *src, cg_dtype t, int64_t n) {
     if (t == CG_F16)
         f16_to_f32(dst, (const uint16_t *)src, n);
-    else if (t == CG_BF16)
-        cg_bf16_to_f32_array(dst, (const uint16_t *)src, n);
+    else if (t == CG_BF16) // bf16_gemm.h's inline form, which the compiler vectorises (core/half.c's is a call per value)
+        for (int64_t i = 0; i < n; i++) dst[i] = cg_bf16_widen(((const uint16_t *)src)[i]);
     else if (t == CG_F32)
         memcpy(dst, src, (size_t)n * sizeof(float));
     else
@@ -62,8 +63,8 @@ void half_widen_into_cpu(float *dst, const void *src, cg_dtype t, int64_t n) {
 static void narrow_serial(void *dst, cg_dtype t, const float *src, int64_t n) {
     if (t == CG_F16)
         f32_to_f16((uint16_t *)dst, src, n);
-    else if (t == CG_BF16)
-        cg_f32_to_bf16_array((uint16_t *)dst, src, n);
+    else if (t == CG_BF16) // the branch-free rounding of bf16_gemm.h, vectorised (the same bits: test_bf16_cpu)
+        for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = cg_bf16_round(src[i]);
     else if (t == CG_F32)
         memcpy(dst, src, (size_t)n * sizeof(float));
     else
