@@ -652,14 +652,20 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     }
     if (dx) round_array(dx, dxf, N * C * H * W);
     if (dw) { // dw (K, CRS) += slice 0, slice 1, ... (each (CRS, K)), in f32, rounded once
-        float *dwf = host_f32(2, K * crs);
-        widen_array(dwf, dw, K * crs);
-        for (int64_t g = 0; g < groups; g++) {
-            const float *slice = slices + g * K * crs;
-            for (int64_t k = 0; k < K; k++)
-                for (int64_t i = 0; i < crs; i++) dwf[k * crs + i] += slice[i * K + k];
+        // In the slices' layout, dW^T, one row i of CRS at a time: each slice's row is then read
+        // in order (not K floats apart), the rows shared out to the threads; every element still
+        // receives its terms in group order, the same sums on any number of threads.
+        float *dwt = host_f32(2, K * crs);
+#pragma omp parallel for if (threads)
+        for (int64_t i = 0; i < crs; i++) {
+            float *row = dwt + i * K;
+            for (int64_t k = 0; k < K; k++) row[k] = cg_bf16_widen(dw[k * crs + i]);
+            for (int64_t g = 0; g < groups; g++) {
+                const float *slice = slices + g * K * crs + i * K;
+                for (int64_t k = 0; k < K; k++) row[k] += slice[k];
+            }
+            for (int64_t k = 0; k < K; k++) dw[k * crs + i] = cg_bf16_round(row[k]);
         }
-        round_array(dw, dwf, K * crs);
     }
 }
 
