@@ -365,9 +365,13 @@ static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, co
                     int wc = col * stride + s - pad;
                     if (wc < 0 || wc >= W) continue;
                     float xv = h2f(x[((int64_t)(m * C + c) * H + h) * W + wc]);
-                    const float *wk = ws + ((c * R + r) * S + s) * K + k0;
+                    // The tap's 8 weights in two 16-byte loads (K and k0 multiples of 8: aligned),
+                    // not eight 4-byte ones: shared memory serves a warp's load per instruction.
+                    const float4 *wk = (const float4 *)(ws + ((c * R + r) * S + s) * K + k0);
+                    float4 lo = wk[0], hi = wk[1];
+                    const float wv[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
 #pragma unroll
-                    for (int l = 0; l < 8; l++) acc[l] += xv * wk[l];
+                    for (int l = 0; l < 8; l++) acc[l] += xv * wv[l];
                 }
             }
         store_vec<8>(y + (int64_t)pixel * K + k0, acc);
