@@ -101,6 +101,33 @@ static twin channels_last_twin(const twin *x, cg_dtype dt, int64_t N, int64_t C,
 
 // Convolutions with channels-last tensors (x, y or both; an operand with a channel count that is
 // not a multiple of 8 stays NCHW), against the CPU, whose results are the NCHW ones transposed.
+// NCHW inputs of at most 4 channels into channels-last outputs take a direct kernel on the GPU
+// (amp.cu: conv_few_channels_kernel), with its 2 x 2 and 3 x 3 forms unrolled and any other size
+// in a loop: each against the CPU, with strides and padding that put taps outside the image.
+static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
+    static const int64_t cases[][8] = {
+        // N, C, H, W, K, kernel, stride, pad
+        {3, 3, 31, 31, 24, 2, 1, 0}, // the fast network's whitening layer (on a 32 x 32 image: 31 x 31)
+        {2, 3, 10, 12, 64, 3, 1, 1}, // ResNet-18's CIFAR stem
+        {2, 1, 9, 9, 32, 3, 2, 1},   // one colour plane, stride 2
+        {2, 4, 8, 7, 16, 5, 1, 2},   // a size with no unrolled form
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t *c = cases[i];
+        int64_t N = c[0], C = c[1], Hh = c[2], W = c[3], K = c[4], R = c[5], stride = c[6], pad = c[7];
+        int64_t P = (Hh + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - R) / stride + 1;
+        twin x = twin_uniform(r, N * C * Hh * W, dt, -1, 1), w = twin_uniform(r, K * C * R * R, dt, -0.3f, 0.3f);
+        twin b = twin_uniform(r, K, dt, -0.1f, 0.1f), y = twin_new(N * K * P * Q, dt);
+        K_CPU->conv2d_forward_cl(dt, H(y), true, H(x), false, H(w), H(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
+        K_GPU->conv2d_forward_cl(dt, D(y), true, D(x), false, D(w), D(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
+        char what[96];
+        snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, %lldx%lld stride %lld pad %lld, direct", (long long)C,
+                 (long long)K, (long long)R, (long long)R, (long long)stride, (long long)pad);
+        expect_close(what, &y, 1e-3 * sqrt(C * R * R * 1.0), step_of(dt));
+        twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y);
+    }
+}
+
 static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t Hh, int64_t W, int64_t K) {
     double step = step_of(dt);
     int64_t HW = Hh * W;
@@ -222,6 +249,7 @@ static void test_conv_h(cg_rng *r, cg_dtype dt) {
         test_conv_cl(r, dt, N, C, Hh, W, K);
     }
     test_conv_cl(r, dt, 4, 3, 12, 12, 24); // the fast network's first layer: 3 channels padded to 8
+    test_conv_few_channels(r, dt);
 }
 
 // Batch norm and GELU on 16-bit activations: the f32 arithmetic agrees to rounding, so each

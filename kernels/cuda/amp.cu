@@ -339,11 +339,14 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
 // network's 2 x 2 whitening layer the engine cuDNN chose and that copy took 0.217 ms a step on an
 // H100, this kernel 0.106 ms (lesson 08).
 enum { DIRECT_MAX_CHANNELS = 4, DIRECT_MAX_WEIGHTS = 4096 };
-template <typename T>
+// RS: the kernel's side when it is 2 or 3 (R = S = RS known at compile time, so that the loops over
+// the taps unroll and every tap's load of x can be issued before the first is used), 0 for any R, S.
+template <typename T, int RS>
 static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, const T *bias, int C, int H, int W,
                                                 int K, int R, int S, int stride, int pad, int pieces,
                                                 cg_fast_divisor octets, cg_fast_divisor pq, cg_fast_divisor q) {
     extern __shared__ float ws[]; // ws[tap K + k] = w[k][tap], tap = (c R + r) S + s
+    if (RS != 0) R = RS, S = RS;
     int taps = C * R * S, P = (int)pq.divisor / (int)q.divisor, Q = (int)q.divisor;
     for (int i = threadIdx.x; i < taps * K; i += blockDim.x) {
         int k = i / taps, tap = i - k * taps;
@@ -357,14 +360,16 @@ static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, co
         float acc[8];
 #pragma unroll
         for (int l = 0; l < 8; l++) acc[l] = bias ? h2f(bias[k0 + l]) : 0.0f;
-        for (int c = 0; c < C; c++)
-            for (int r = 0; r < R; r++) {
+        for (int c = 0; c < C; c++) {
+            const T *plane = x + (int64_t)(m * C + c) * H * W;
+#pragma unroll
+            for (int r = 0; r < (RS != 0 ? RS : R); r++) {
                 int h = p * stride + r - pad;
-                if (h < 0 || h >= H) continue;
-                for (int s = 0; s < S; s++) {
+#pragma unroll
+                for (int s = 0; s < (RS != 0 ? RS : S); s++) {
                     int wc = col * stride + s - pad;
-                    if (wc < 0 || wc >= W) continue;
-                    float xv = h2f(x[((int64_t)(m * C + c) * H + h) * W + wc]);
+                    // A tap outside the image adds 0 (the padding): its load is skipped, not its FMAs.
+                    float xv = h >= 0 && h < H && wc >= 0 && wc < W ? h2f(plane[h * W + wc]) : 0.0f;
                     // The tap's 8 weights in two 16-byte loads (K and k0 multiples of 8: aligned),
                     // not eight 4-byte ones: shared memory serves a warp's load per instruction.
                     const float4 *wk = (const float4 *)(ws + ((c * R + r) * S + s) * K + k0);
@@ -374,6 +379,7 @@ static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, co
                     for (int l = 0; l < 8; l++) acc[l] += xv * wv[l];
                 }
             }
+        }
         store_vec<8>(y + (int64_t)pixel * K + k0, acc);
     }
 }
@@ -516,13 +522,23 @@ static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const voi
         cg_cuda_check_int32("conv2d", pieces);
         cg_cuda_check_int32("conv2d", N * C * H * W);
         unsigned blocks = cg_blocks(pieces) < 2048 ? cg_blocks(pieces) : 2048;
+        size_t shared = (size_t)(C * R * S * K) * sizeof(float);
+        cg_fast_divisor octets = cg_fast_divisor_make((uint32_t)(K / 8)), pq = cg_fast_divisor_make((uint32_t)(P * Q)),
+                        q = cg_fast_divisor_make((uint32_t)Q);
+#define FEW_CHANNELS(RS)                                                                                             \
+    conv_few_channels_kernel<T, RS><<<blocks, CG_THREADS, shared, cg_cuda_stream()>>>(                                \
+        (T *)y, (const T *)x, (const T *)w, (const T *)bias, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S,          \
+        (int)stride, (int)pad, (int)pieces, octets, pq, q)
         DISPATCH16(dtype, {
-            conv_few_channels_kernel<T><<<blocks, CG_THREADS, (size_t)(C * R * S * K) * sizeof(float), cg_cuda_stream()>>>(
-                (T *)y, (const T *)x, (const T *)w, (const T *)bias, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S,
-                (int)stride, (int)pad, (int)pieces, cg_fast_divisor_make((uint32_t)(K / 8)),
-                cg_fast_divisor_make((uint32_t)(P * Q)), cg_fast_divisor_make((uint32_t)Q));
+            if (R == 2 && S == 2)
+                FEW_CHANNELS(2); // the fast network's whitening layer
+            else if (R == 3 && S == 3)
+                FEW_CHANNELS(3); // ResNet-18's CIFAR stem, the tutorial CNN's first layer
+            else
+                FEW_CHANNELS(0);
             CG_LAUNCH_CHECK();
         });
+#undef FEW_CHANNELS
         return;
     }
     bool done = false;
