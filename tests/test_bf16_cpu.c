@@ -4,7 +4,8 @@
 // conv2d_forward_h and conv2d_backward_h (accumulating into old gradients), on odd sizes and the
 // tutorial CNN's and ResNet-18's shapes. Also the branch-free rounding of bf16_gemm.h against
 // core/half.c's, and the fused conv + ReLU + pooling block in 16 bits against the three ops it
-// replaces (bit for bit, on every path, fp16 and bf16). Skipped (77) on a CPU with neither
+// replaces (bit for bit, on every path, fp16 and bf16), and the large products on one thread and
+// on two (bit for bit). Skipped (77) on a CPU with neither
 // feature, after the checks that need none.
 //
 // Tolerance: both paths multiply the same bf16 values exactly and sum in fp32; only the order of
@@ -18,6 +19,7 @@
 #include "core/rng.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/threads.h"
 #include "tests/check.h"
 
 #include <math.h>
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int threads_at_start = 1; // OpenMP's count as main starts, restored after changing it
 static uint64_t state = 0x12345678u;
 static float uniform(void) { // [-1, 1), xorshift64*: the test needs no particular generator
     state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
@@ -111,6 +114,32 @@ static void test_linear(cg_cpu_bf16_path path) {
             compare(what, hw, ref, M * N, K + 1);
             free(x), free(w), free(b), free(ref), free(hw);
         }
+}
+
+// The large products run packing, product and rounding on the threads (bf16_products.c), the
+// small ones and one thread on one: the same bits either way, on sizes with partial blocks.
+static void test_product_threads(cg_cpu_bf16_path path) {
+    const int64_t sizes[][3] = {{128, 3136, 128}, {130, 2001, 70}, {131, 97, 1500}};
+    cg_cpu_bf16_set(path);
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int t = 0; t < 5; t++) { // t < 4: gemm_h with transposes t & 1, t >> 1; 4: linear_forward_h
+            int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+            uint16_t *A = random_bf16(M * K), *B = random_bf16(K * N), *C0 = random_bf16(M * N), *bias = random_bf16(N);
+            uint16_t *one = copy16(C0, M * N), *two = copy16(C0, M * N);
+            for (int threads = 1; threads <= 2; threads++) {
+                cg_set_num_threads(threads);
+                uint16_t *C = threads == 1 ? one : two;
+                if (t < 4)
+                    cg_cpu_kernels()->gemm_h(CG_BF16, t & 1, t >> 1, M, N, K, 0.5f, A, B, 1.0f, C);
+                else
+                    cg_cpu_kernels()->linear_forward_h(CG_BF16, C, A, B, bias, M, N, K); // B as W (N, K)
+            }
+            if (memcmp(one, two, (size_t)(M * N) * 2) != 0)
+                fail("product threads", "%s %lldx%lldx%lld case %d: 1 and 2 threads differ", cg_cpu_bf16_name(path),
+                     (long long)M, (long long)N, (long long)K, t);
+            free(A), free(B), free(C0), free(bias), free(one), free(two);
+        }
+    cg_set_num_threads(threads_at_start);
 }
 
 typedef struct {
@@ -303,6 +332,7 @@ static void test_fused(cg_dtype dt, const char *path_name) {
 }
 
 int main(void) {
+    threads_at_start = cg_get_num_threads();
     test_rounding();
     cg_cpu_bf16_set(CG_BF16_EMULATED);
     test_fused(CG_F16, "emulated");
@@ -320,6 +350,7 @@ int main(void) {
         if (!cg_cpu_bf16_set(paths[p])) fail("cg_cpu_bf16_set", "refused %s", cg_cpu_bf16_name(paths[p]));
         test_gemm(paths[p]);
         test_linear(paths[p]);
+        test_product_threads(paths[p]);
         test_conv(paths[p]);
         test_same_packing(paths[p]);
         test_fused(CG_BF16, cg_cpu_bf16_name(paths[p]));

@@ -4,6 +4,7 @@
 // rounded to bf16 once (the emulated kernels' policy; the sums run in another order).
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
 
 static uint16_t *scratch16(int which, int64_t n) { return cg_bf16_scratch(which, (n > 0 ? n : 1) * 2); }
 static float *scratch32(int which, int64_t n) { return cg_bf16_scratch(which, (n > 0 ? n : 1) * 4); }
@@ -11,19 +12,69 @@ static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 // ---- products --------------------------------------------------------------------------------
 
-// C = Ap Bp on the OpenMP threads when the product is large (column blocks shared out in pairs,
-// the AMX kernels' unit), else on this thread.
-static void gemm_packed_threads(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M, int64_t N,
-                                int64_t K, cg_cpu_bf16_path path) {
-    int64_t pairs = (N + 31) / 32, step = ((K + 31) / 32) * CG_BF16_BLOCK * 2; // B elements per pair of blocks
-    if (pairs < 2 || M * N * K < 64 * CG_OMP_MIN_WORK) {
-        cg_bf16_gemm_packed(C, ldc, Ap, Bp, M, N, K, path);
+// The whole product on the OpenMP threads when it is large, in one parallel region: both
+// operands packed (A's 16-row blocks and B's 16-column blocks shared out: each block of the
+// packed layouts depends on its own rows or columns only, so a range of them is packed by
+// packing that slice of the matrix), then Ap Bp (column blocks shared out in pairs, the AMX
+// kernels' unit), then each row of C rounded to bf16 (rows shared out). The linear layers'
+// products (128 x 128 x 3136 in the tutorial CNN) used to pack and round on this thread alone,
+// the other one asleep: a fifth of the bf16 step's time ran on one core. Every value is
+// computed as before, by the same code, only on another thread: the same bits.
+// Epilogue: linear (bias, possibly NULL: y = acc + b, linear_forward_cpu's order), else
+// C = alpha acc + beta C (C not read when beta is 0), as gemm_cpu.
+typedef struct {
+    bool linear;
+    const uint16_t *bias;
+    float alpha, beta;
+} epilogue;
+
+static void store_row(uint16_t *c, const float *a, int64_t N, const epilogue *e) {
+    if (e->linear)
+        for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(a[j] + (e->bias ? cg_bf16_widen(e->bias[j]) : 0.0f));
+    else if (e->beta == 0.0f)
+        for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(e->alpha * a[j]);
+    else
+        for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(e->alpha * a[j] + e->beta * cg_bf16_widen(c[j]));
+}
+
+// C (M, N, ldc_out apart) = epilogue(A B), A(i, k) = A[i ars + k aks], B(k, n) = B[k bks + n bns]
+// (cg_bf16_pack_a's and cg_bf16_pack_b's strides).
+static void product(uint16_t *C, const uint16_t *A, int64_t ars, int64_t aks, const uint16_t *B, int64_t bks,
+                    int64_t bns, int64_t M, int64_t N, int64_t K, const epilogue *e, cg_cpu_bf16_path path) {
+    // The host thread's scratch, shared with the others (cg_bf16_scratch's buffers are per thread).
+    uint16_t *Ap = scratch16(0, cg_bf16_packed_size(M, K)), *Bp = scratch16(1, cg_bf16_packed_size(N, K));
+    int64_t ldc = round16(N), KC = (K + 31) / 32, MB = (M + 15) / 16, NB = (N + 15) / 16;
+    float *acc = scratch32(2, round16(M) * ldc);
+    int64_t pairs = (N + 31) / 32, step = KC * CG_BF16_BLOCK * 2; // B elements per pair of blocks
+    const int64_t chunk = 4; // B's column blocks per piece of packing: 64 columns, 128 bytes of a row
+    // Small, or one thread: all on this thread, each operand packed whole (a region with a false
+    // `if` still costs a system call in libgomp).
+    if (pairs < 2 || M * N * K < 64 * CG_OMP_MIN_WORK || cg_get_num_threads() < 2) {
+        cg_bf16_pack_a(Ap, A, ars, aks, M, K);
+        cg_bf16_pack_b(Bp, B, bks, bns, K, N);
+        cg_bf16_gemm_packed(acc, ldc, Ap, Bp, M, N, K, path);
+        for (int64_t i = 0; i < M; i++) store_row(C + i * N, acc + i * ldc, N, e);
         return;
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < pairs; p++) {
-        int64_t n0 = p * 32, n = N - n0 < 32 ? N - n0 : 32;
-        cg_bf16_gemm_packed(C + n0, ldc, Ap, Bp + p * step, M, n, K, path);
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (int64_t mb = 0; mb < MB; mb++) {
+            int64_t m0 = mb * 16, rows = M - m0 < 16 ? M - m0 : 16;
+            cg_bf16_pack_a(Ap + mb * KC * CG_BF16_BLOCK, A + m0 * ars, ars, aks, rows, K);
+        }
+#pragma omp for schedule(static)
+        for (int64_t nb = 0; nb < NB; nb += chunk) {
+            int64_t n0 = nb * 16, cols = N - n0 < chunk * 16 ? N - n0 : chunk * 16;
+            cg_bf16_pack_b(Bp + nb * KC * CG_BF16_BLOCK, B + n0 * bns, bks, bns, K, cols);
+        } // the barrier here: every block packed before any product reads it
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < pairs; p++) {
+            int64_t n0 = p * 32, n = N - n0 < 32 ? N - n0 : 32;
+            cg_bf16_gemm_packed(acc + n0, ldc, Ap, Bp + p * step, M, n, K, path);
+        }
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < M; i++) store_row(C + i * N, acc + i * ldc, N, e);
     }
 }
 
@@ -32,20 +83,8 @@ bool cg_bf16_gemm_hw(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     cg_cpu_bf16_path path = cg_cpu_bf16();
     if (path == CG_BF16_EMULATED) return false;
     if (M == 0 || N == 0) return true;
-    uint16_t *Ap = scratch16(0, cg_bf16_packed_size(M, K)), *Bp = scratch16(1, cg_bf16_packed_size(N, K));
-    cg_bf16_pack_a(Ap, A, trans_a ? 1 : K, trans_a ? M : 1, M, K);
-    cg_bf16_pack_b(Bp, B, trans_b ? 1 : N, trans_b ? K : 1, K, N);
-    int64_t ldc = round16(N);
-    float *acc = scratch32(2, round16(M) * ldc);
-    gemm_packed_threads(acc, ldc, Ap, Bp, M, N, K, path);
-    for (int64_t i = 0; i < M; i++) { // C = alpha A B + beta C, as gemm_cpu; C is not read when beta is 0
-        uint16_t *c = C + i * N;
-        const float *a = acc + i * ldc;
-        if (beta == 0.0f)
-            for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(alpha * a[j]);
-        else
-            for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(alpha * a[j] + beta * cg_bf16_widen(c[j]));
-    }
+    epilogue e = {.linear = false, .bias = NULL, .alpha = alpha, .beta = beta};
+    product(C, A, trans_a ? 1 : K, trans_a ? M : 1, B, trans_b ? 1 : N, trans_b ? K : 1, M, N, K, &e, path);
     return true;
 }
 
@@ -54,15 +93,7 @@ bool cg_bf16_linear_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w
     cg_cpu_bf16_path path = cg_cpu_bf16();
     if (path == CG_BF16_EMULATED) return false;
     if (M == 0 || N == 0) return true;
-    uint16_t *Ap = scratch16(0, cg_bf16_packed_size(M, K)), *Bp = scratch16(1, cg_bf16_packed_size(N, K));
-    cg_bf16_pack_a(Ap, x, K, 1, M, K);
-    cg_bf16_pack_b(Bp, w, 1, K, K, N); // B (K, N) = W^T: column n is row n of W
-    int64_t ldc = round16(N);
-    float *acc = scratch32(2, round16(M) * ldc);
-    gemm_packed_threads(acc, ldc, Ap, Bp, M, N, K, path);
-    for (int64_t i = 0; i < M; i++) // y = x W^T, then + b (linear_forward_cpu's order)
-        for (int64_t j = 0; j < N; j++)
-            y[i * N + j] = cg_bf16_round(acc[i * ldc + j] + (bias ? cg_bf16_widen(bias[j]) : 0.0f));
+    epilogue e = {.linear = true, .bias = bias, .alpha = 1.0f, .beta = 0.0f};
+    product(y, x, K, 1, w, 1, K, M, N, K, &e, path); // y = x W^T (+ b): B (K, N) = W^T, column n is row n of W
     return true;
 }
-
