@@ -330,13 +330,37 @@ void unscale_check_cpu(float *g, float *found_inf, const float *inv_scale, int64
 }
 
 
+// g += h (widened; h is NULL when the gradients are all f32), the check, and the unscale, in one
+// pass over memory shared out to the threads, a piece at a time: h widened into a buffer on the
+// stack (in the L1 cache), added, looked at, multiplied. The per-step call covers the whole flat
+// gradient (the tutorial CNN's 421,642 values), which three loops, two on one thread, went over
+// one after the other. Each value goes through the same operations in the same order: the same
+// bits, and the same verdict (an OR over the pieces).
 static void amp_unscale_check_cpu(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n) {
-    if (h) {
-        float *hf = half_widen_cpu(0, h, dtype, n);
-        for (int64_t i = 0; i < n; i++) g[i] += hf[i];
-    }
+    enum { PIECE = 1024 }; // values widened at a time: 4 KiB of f32
+    const int64_t chunk = 16 * PIECE;
     float inv_scale = 1.0f / amp[CG_AMP_SCALE];
-    unscale_check_cpu(g, &amp[CG_AMP_FOUND_INF], &inv_scale, n);
+    bool unscale = inv_scale != 1.0f; // a scale of 1 (bf16 runs): only look
+    size_t size = h ? cg_dtype_size(dtype) : 0;
+    int bad = 0;
+#pragma omp parallel for reduction(| : bad) if (n >= CG_OMP_MIN_WORK)
+    for (int64_t b = 0; b < n; b += chunk) {
+        float hf[PIECE];
+        int64_t end = b + chunk < n ? b + chunk : n;
+        for (int64_t p = b; p < end; p += PIECE) {
+            int64_t len = end - p < PIECE ? end - p : PIECE;
+            float *v = g + p;
+            if (h) { // a piece this small is widened on this thread (half_widen_into_cpu)
+                half_widen_into_cpu(hf, (const char *)h + (size_t)p * size, dtype, len);
+                for (int64_t i = 0; i < len; i++) v[i] += hf[i];
+            }
+            if (unscale)
+                bad |= unscale_check_range(v, inv_scale, 0, len);
+            else
+                for (int64_t i = 0; i < len; i++) bad |= !isfinite(v[i]);
+        }
+    }
+    if (bad) amp[CG_AMP_FOUND_INF] = 1.0f;
 }
 
 static void amp_update_scale_cpu(float *amp, float growth_factor, float backoff_factor, int growth_interval) {
