@@ -1,5 +1,6 @@
 // test_amp.c: mixed precision on the CPU (core/amp.h, the autocast policy of core/ops.h): the
 // cast op's values and gradient (finite differences on values the 16-bit formats hold exactly),
+// the CPU's cast kernel on large arrays (rounding, and accumulating into f32),
 // autocast ops against f32 ones, the loss scaler wired into real training steps (overflow: the
 // step skipped, the scale halved; growth after growth_interval clean steps, step for step as
 // core/grad_scaler.c's host state machine), and a small deterministic run in which fp16 without
@@ -508,10 +509,35 @@ static void test_parse(void) {
         fail("parse", "defaults: fp16 dynamic, bf16 none");
 }
 
+// The CPU's cast kernel on arrays large enough for its threads and its pieces (an odd length):
+// f32 to 16 bits (rounded straight from the f32 values) against core/half.c, and a 16-bit
+// gradient accumulated into an f32 one against the sum worked out here.
+static void test_cast_kernel(cg_dtype low) {
+    int64_t n = 3 * (1 << 18) + 777;
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) x[i] = (float)((i * 7919) % 100003) / 1024.0f - 48.0f; // not all exact in 16 bits
+    cg_cpu_kernels()->cast(h, low, x, CG_F32, n, false);
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; i++) wrong += h[i] != (low == CG_F16 ? cg_f32_to_f16(x[i]) : cg_f32_to_bf16(x[i]));
+    if (wrong) fail("cast kernel", "f32 to %s: %lld values wrong", cg_dtype_name(low), (long long)wrong);
+    for (int64_t i = 0; i < n; i++) y[i] = (float)(i % 1000) * 0.25f;
+    cg_cpu_kernels()->cast(y, CG_F32, h, low, n, true);
+    wrong = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = low == CG_F16 ? cg_f16_to_f32(h[i]) : cg_bf16_to_f32(h[i]);
+        wrong += y[i] != (float)(i % 1000) * 0.25f + v;
+    }
+    if (wrong) fail("cast kernel", "%s accumulated into f32: %lld values wrong", cg_dtype_name(low), (long long)wrong);
+    free(x), free(y), free(h);
+}
+
 int main(void) {
     test_parse();
     test_cast(CG_F16);
     test_cast(CG_BF16);
+    test_cast_kernel(CG_F16);
+    test_cast_kernel(CG_BF16);
     test_autocast_model(CG_PRECISION_FP16, false);
     test_autocast_model(CG_PRECISION_BF16, false);
     test_autocast_model(CG_PRECISION_FP16, true);

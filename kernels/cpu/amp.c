@@ -13,9 +13,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+// y (f32) += x widened, in chunks over the threads, x widened a piece at a time into a buffer on
+// the stack (in the L1 cache): one pass, where widening x and y into scratch, adding and copying
+// y back took four (three of them copies of y: an f32 "widened" is a memcpy), each its own
+// parallel loop with a wake-up of the other thread. The same sums, y[i] + x[i], the same bits.
+static void accumulate_f32(float *y, const void *x, cg_dtype xtype, int64_t n) {
+    enum { PIECE = 1024 }; // values widened at a time: 4 KiB of f32
+    const int64_t chunk = 16 * PIECE;
+    size_t size = cg_dtype_size(xtype);
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+    for (int64_t b = 0; b < n; b += chunk) {
+        float v[PIECE];
+        int64_t end = b + chunk < n ? b + chunk : n;
+        for (int64_t p = b; p < end; p += PIECE) {
+            int64_t len = end - p < PIECE ? end - p : PIECE;
+            half_widen_into_cpu(v, (const char *)x + (size_t)p * size, xtype, len); // small: on this thread
+            for (int64_t i = 0; i < len; i++) y[p + i] += v[i];
+        }
+    }
+}
+
 static void cast_cpu(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
     if (!accumulate && ytype == CG_F32) {
         half_widen_into_cpu((float *)y, x, xtype, n);
+        return;
+    }
+    if (!accumulate && xtype == CG_F32) { // f32 master weights to 16 bits: rounded straight from x
+        half_store_cpu(y, ytype, (const float *)x, n);
+        return;
+    }
+    if (ytype == CG_F32) { // accumulate: a 16-bit gradient into an f32 one
+        accumulate_f32((float *)y, x, xtype, n);
         return;
     }
     float *v = half_widen_cpu(0, x, xtype, n);
