@@ -1,6 +1,7 @@
 // test_amp.c: mixed precision on the CPU (core/amp.h, the autocast policy of core/ops.h): the
 // cast op's values and gradient (finite differences on values the 16-bit formats hold exactly),
-// the CPU's cast kernel on large arrays (rounding, and accumulating into f32),
+// the CPU's cast kernel on large arrays (rounding, accumulating into f32, and from a 16-bit dtype
+// to itself: reshape's copy and gradient),
 // autocast ops against f32 ones, the loss scaler wired into real training steps (overflow: the
 // step skipped, the scale halved; growth after growth_interval clean steps, step for step as
 // core/grad_scaler.c's host state machine), and a small deterministic run in which fp16 without
@@ -509,9 +510,13 @@ static void test_parse(void) {
         fail("parse", "defaults: fp16 dynamic, bf16 none");
 }
 
+// f32 to and from a 16-bit dtype through core/half.c.
+static uint16_t to16(cg_dtype low, float v) { return low == CG_F16 ? cg_f32_to_f16(v) : cg_f32_to_bf16(v); }
+static float from16(cg_dtype low, uint16_t h) { return low == CG_F16 ? cg_f16_to_f32(h) : cg_bf16_to_f32(h); }
+
 // The CPU's cast kernel on arrays large enough for its threads and its pieces (an odd length):
-// f32 to 16 bits (rounded straight from the f32 values) against core/half.c, and a 16-bit
-// gradient accumulated into an f32 one against the sum worked out here.
+// f32 to 16 bits (rounded straight from the f32 values) against core/half.c, a 16-bit gradient
+// accumulated into an f32 one against the sum worked out here, and 16 bits to the same 16 bits.
 static void test_cast_kernel(cg_dtype low) {
     int64_t n = 3 * (1 << 18) + 777;
     float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
@@ -519,17 +524,27 @@ static void test_cast_kernel(cg_dtype low) {
     for (int64_t i = 0; i < n; i++) x[i] = (float)((i * 7919) % 100003) / 1024.0f - 48.0f; // not all exact in 16 bits
     cg_cpu_kernels()->cast(h, low, x, CG_F32, n, false);
     int64_t wrong = 0;
-    for (int64_t i = 0; i < n; i++) wrong += h[i] != (low == CG_F16 ? cg_f32_to_f16(x[i]) : cg_f32_to_bf16(x[i]));
+    for (int64_t i = 0; i < n; i++) wrong += h[i] != to16(low, x[i]);
     if (wrong) fail("cast kernel", "f32 to %s: %lld values wrong", cg_dtype_name(low), (long long)wrong);
     for (int64_t i = 0; i < n; i++) y[i] = (float)(i % 1000) * 0.25f;
     cg_cpu_kernels()->cast(y, CG_F32, h, low, n, true);
     wrong = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float v = low == CG_F16 ? cg_f16_to_f32(h[i]) : cg_bf16_to_f32(h[i]);
-        wrong += y[i] != (float)(i % 1000) * 0.25f + v;
-    }
+    for (int64_t i = 0; i < n; i++) wrong += y[i] != (float)(i % 1000) * 0.25f + from16(low, h[i]);
     if (wrong) fail("cast kernel", "%s accumulated into f32: %lld values wrong", cg_dtype_name(low), (long long)wrong);
-    free(x), free(y), free(h);
+    // From the 16-bit dtype to itself (reshape's copy and its gradient): a copy, then
+    // round(g + h) into a 16-bit g, against core/half.c.
+    uint16_t *g = malloc(sizeof(uint16_t) * (size_t)n), *copy = malloc(sizeof(uint16_t) * (size_t)n);
+    cg_cpu_kernels()->cast(copy, low, h, low, n, false);
+    if (memcmp(copy, h, sizeof(uint16_t) * (size_t)n) != 0)
+        fail("cast kernel", "%s to itself: not a copy", cg_dtype_name(low));
+    for (int64_t i = 0; i < n; i++) g[i] = to16(low, (float)(i % 1000) * 0.125f);
+    memcpy(copy, g, sizeof(uint16_t) * (size_t)n);
+    cg_cpu_kernels()->cast(g, low, h, low, n, true);
+    wrong = 0;
+    for (int64_t i = 0; i < n; i++) wrong += g[i] != to16(low, from16(low, copy[i]) + from16(low, h[i]));
+    if (wrong)
+        fail("cast kernel", "%s accumulated into itself: %lld values wrong", cg_dtype_name(low), (long long)wrong);
+    free(x), free(y), free(h), free(g), free(copy);
 }
 
 int main(void) {

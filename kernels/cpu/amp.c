@@ -46,14 +46,31 @@ static void cast_cpu(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int
         accumulate_f32((float *)y, x, xtype, n);
         return;
     }
-    float *v = half_widen_cpu(0, x, xtype, n);
-    if (accumulate) {
-        float *acc = half_widen_cpu(1, y, ytype, n);
+    // A 16-bit y from a 16-bit x: reshape's copy of its 16-bit input (core/ops_conv.c: the
+    // tutorial CNN's flatten, 401,408 values) and, accumulating, its gradient. y = round(x) or
+    // round(y + x), both widened: piece by piece through two stack buffers, in one loop over
+    // the threads, where whole-array passes took two loops (copy) and four (accumulate), each a
+    // wake-up of the other thread. The same widening, sum and rounding: the same bits.
+    enum { PIECE = 1024 };
+    const int64_t chunk = 16 * PIECE;
+    size_t xs = cg_dtype_size(xtype), ys = cg_dtype_size(ytype);
 #pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
-        for (int64_t i = 0; i < n; i++) acc[i] += v[i];
-        v = acc;
+    for (int64_t b = 0; b < n; b += chunk) {
+        float v[PIECE], acc[PIECE];
+        int64_t end = b + chunk < n ? b + chunk : n;
+        for (int64_t p = b; p < end; p += PIECE) {
+            int64_t len = end - p < PIECE ? end - p : PIECE;
+            char *home = (char *)y + (size_t)p * ys;
+            half_widen_into_cpu(v, (const char *)x + (size_t)p * xs, xtype, len); // small: on this thread
+            if (accumulate) {
+                half_widen_into_cpu(acc, home, ytype, len);
+                for (int64_t i = 0; i < len; i++) acc[i] += v[i];
+                half_store_cpu(home, ytype, acc, len);
+            } else {
+                half_store_cpu(home, ytype, v, len);
+            }
+        }
     }
-    half_store_cpu(y, ytype, v, n);
 }
 
 // ---- memory formats ------------------------------------------------------------------------------
