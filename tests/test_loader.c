@@ -1,6 +1,8 @@
 // test_loader.c: cg_synthetic_binary (balance, determinism) and the loader: 1000 samples in
 // batches of 32 give 31 of 32 and one of 8 (31 with drop_last), each sample once per epoch, a new
-// order each epoch, 0..999 unshuffled. CPU only; file formats are tested elsewhere.
+// order each epoch, 0..999 unshuffled; the CPU's gather_images without augmentation against its
+// augmenting loop. CPU only; file formats are tested elsewhere.
+#include "core/kernels.h"
 #include "datasets/loader.h"
 #include "datasets/synthetic.h"
 #include "tests/check.h"
@@ -272,8 +274,38 @@ static void test_streaming(void) {
     cg_dataset_free(d);
 }
 
+// The CPU's gather_images without augmentation (its vectorised loop) against the same batch
+// through the augmenting loop with every image left in place (shift pad, no flip, no cutout):
+// the same values, bit for bit, for 1 and 3 channels and a padding.
+static void test_gather_plain(void) {
+    const cg_kernels *k = cg_cpu_kernels();
+    enum { IMAGES = 10, BATCH_OF = 6, H = 7, W = 9 };
+    for (int C = 1; C <= 3; C += 2) {
+        int64_t numel = (int64_t)C * H * W;
+        uint8_t *pixels = malloc((size_t)(IMAGES * numel));
+        for (int64_t i = 0; i < IMAGES * numel; i++) pixels[i] = (uint8_t)(i * 37 % 256);
+        int32_t labels[IMAGES], order[BATCH_OF] = {3, 0, 9, 3, 5, 1}, augment[BATCH_OF * CG_AUGMENT_FIELDS];
+        for (int i = 0; i < IMAGES; i++) labels[i] = i % 4;
+        float mean[3] = {0.5f, 0.25f, 0.125f}, inv_std[3] = {3.0f, 2.5f, 1.0f / 0.3f};
+        int64_t pad = 2;
+        for (int i = 0; i < BATCH_OF; i++) {
+            int32_t *a = augment + i * CG_AUGMENT_FIELDS;
+            a[0] = a[1] = (int32_t)pad, a[2] = a[3] = a[4] = 0; // in place, no flip, no cutout
+        }
+        float *plain = malloc(sizeof(float) * (size_t)(BATCH_OF * numel));
+        float *general = malloc(sizeof(float) * (size_t)(BATCH_OF * numel));
+        int32_t lp[BATCH_OF], lg[BATCH_OF];
+        k->gather_images(plain, lp, pixels, labels, order, NULL, BATCH_OF, C, H, W, pad, false, 0, mean, inv_std);
+        k->gather_images(general, lg, pixels, labels, order, augment, BATCH_OF, C, H, W, pad, false, 0, mean, inv_std);
+        if (memcmp(plain, general, sizeof(float) * (size_t)(BATCH_OF * numel)) != 0 || memcmp(lp, lg, sizeof lp) != 0)
+            fail("gather_images", "%d channel(s): without augmentation, not the in-place augmented values", C);
+        free(pixels), free(plain), free(general);
+    }
+}
+
 int main(void) {
     test_synthetic();
+    test_gather_plain();
     test_loader();
     test_streaming();
     return check_summary("test_loader");
