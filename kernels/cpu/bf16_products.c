@@ -17,9 +17,10 @@ static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 // packed layouts depends on its own rows or columns only, so a range of them is packed by
 // packing that slice of the matrix), then Ap Bp (column blocks shared out in pairs, the AMX
 // kernels' unit), then each row of C rounded to bf16 (rows shared out). The linear layers'
-// products (128 x 128 x 3136 in the tutorial CNN) used to pack and round on this thread alone,
-// the other one asleep: a fifth of the bf16 step's time ran on one core. Every value is
-// computed as before, by the same code, only on another thread: the same bits.
+// products (128 x 128 x 3136 in the tutorial CNN, and its two gradients) used to pack and
+// round on this thread alone while the other slept. Every value is computed as before, by the
+// same code, only on another thread: the same bits (tests/test_bf16_cpu.c compares 1 and 2
+// threads).
 // Epilogue: linear (bias, possibly NULL: y = acc + b, linear_forward_cpu's order), else
 // C = alpha acc + beta C (C not read when beta is 0), as gemm_cpu.
 typedef struct {
@@ -37,7 +38,7 @@ static void store_row(uint16_t *c, const float *a, int64_t N, const epilogue *e)
         for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(e->alpha * a[j] + e->beta * cg_bf16_widen(c[j]));
 }
 
-// C (M, N, ldc_out apart) = epilogue(A B), A(i, k) = A[i ars + k aks], B(k, n) = B[k bks + n bns]
+// C (M, N, row-major) = epilogue(A B), A(i, k) = A[i ars + k aks], B(k, n) = B[k bks + n bns]
 // (cg_bf16_pack_a's and cg_bf16_pack_b's strides).
 static void product(uint16_t *C, const uint16_t *A, int64_t ars, int64_t aks, const uint16_t *B, int64_t bks,
                     int64_t bns, int64_t M, int64_t N, int64_t K, const epilogue *e, cg_cpu_bf16_path path) {
@@ -58,7 +59,7 @@ static void product(uint16_t *C, const uint16_t *A, int64_t ars, int64_t aks, co
     }
 #pragma omp parallel
     {
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(static) nowait // no barrier: B's blocks are packed meanwhile
         for (int64_t mb = 0; mb < MB; mb++) {
             int64_t m0 = mb * 16, rows = M - m0 < 16 ? M - m0 : 16;
             cg_bf16_pack_a(Ap + mb * KC * CG_BF16_BLOCK, A + m0 * ars, ars, aks, rows, K);
