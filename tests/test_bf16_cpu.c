@@ -157,6 +157,9 @@ static void test_conv(cg_cpu_bf16_path path) {
         {2, 3, 32, 32, 64, 7, 7, 2, 3, "ResNet-18 conv1 (32x32)"},
         {2, 64, 8, 8, 128, 3, 3, 2, 1, "ResNet-18 layer2 downsampling"},
         {1, 128, 7, 7, 128, 3, 3, 1, 1, "ResNet-18 layer 3x3, 7x7"},
+        {2, 3, 20, 20, 8, 5, 5, 1, 2, "same 5x5 (shifts past 32 positions)"},
+        {1, 2, 40, 40, 4, 5, 5, 1, 2, "same 5x5, 40x40 (shifts past a bitset word)"},
+        {2, 4, 13, 37, 16, 3, 3, 1, 1, "same 3x3, 13x37 (planes not of whole vectors)"},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const conv_shape *c = &shapes[s];

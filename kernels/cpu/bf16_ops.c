@@ -331,6 +331,62 @@ static VEC_TARGET void pack_a_same(uint16_t *Ap, const uint16_t *x, int64_t coun
     }
 }
 
+// col2im (conv.c's col2im_image: dx += the columns folded back onto the image) for "same"
+// convolutions with stride 1, 16 positions of a plane at a time: the plane's 16 sums are loaded
+// once, the R S rows' values added in (c, r, s) order, and stored once, where col2im_image goes
+// over the plane once per row (nine loads and stores of each sum for a 3 x 3 kernel). Row
+// (r, s) adds its value at i to position i + shift for i in [a, b) (same_shift), after zeroing
+// its columns that wrap around (zero_columns): here the add's lanes are those of [a, b) and
+// the load's those of the bitset `valid` (the same range less the wrapped columns), so the
+// wrapped ones add 0.0, as there. The same additions in the same order: the same bits.
+// The masks depend on (r, s) and the block of 16 positions only: col2im_masks works them out
+// once per call of the backward, masks (R S, ceil(H W / 16)) pairs (add, load), and each row's
+// shift in shifts (R S).
+static VEC_TARGET void col2im_masks(uint16_t *masks, int64_t *shifts, const uint64_t *valid, int64_t H, int64_t W,
+                                    int64_t R, int64_t S, int64_t pad) {
+    int64_t HW = H * W, NB = (HW + 15) / 16, words = valid_words(H, W);
+    for (int64_t rs = 0; rs < R * S; rs++) {
+        int64_t shift = (rs / S - pad) * W + (rs % S - pad), a = shift < 0 ? -shift : 0;
+        int64_t b = shift > 0 ? HW - shift : HW;
+        b = b > a ? b : a;
+        shifts[rs] = shift;
+        const uint64_t *bits = valid + rs * words;
+        for (int64_t nb = 0; nb < NB; nb++) {
+            int64_t o0 = nb * 16, l = o0 - shift; // lane k: position o0 + k, reading row position l + k
+            uint32_t add = 0;
+            for (int k = 0; k < 16; k++) add |= (uint32_t)(l + k >= a && l + k < b) << k;
+            // The bitset's bits l .. l + 15 (none below position 0 or from H W on, where the
+            // bitset's words end).
+            uint32_t load = l >= HW || -l >= 16 ? 0 : l >= 0 ? bits_at(bits, l) : bits_at(bits, 0) << -l;
+            masks[(rs * NB + nb) * 2] = (uint16_t)add;
+            masks[(rs * NB + nb) * 2 + 1] = (uint16_t)(load & add);
+        }
+    }
+}
+
+static VEC_TARGET void col2im_same(float *dx, const float *col, int64_t ld, const uint16_t *masks,
+                                   const int64_t *shifts, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S) {
+    int64_t HW = H * W, NB = (HW + 15) / 16, RS = R * S;
+    for (int64_t c = 0; c < C; c++) {
+        float *plane = dx + c * HW;
+        const float *rows = col + c * RS * ld;
+        for (int64_t nb = 0; nb < NB; nb++) {
+            int64_t o0 = nb * 16, n = HW - o0 < 16 ? HW - o0 : 16;
+            __mmask16 inside = (__mmask16)((1u << n) - 1);
+            __m512 acc = _mm512_maskz_loadu_ps(inside, plane + o0);
+            for (int64_t rs = 0; rs < RS; rs++) {
+                const uint16_t *m = masks + (rs * NB + nb) * 2;
+                const float *row = rows + rs * ld;
+                // Lanes outside the load's mask are not read (their addresses may lie outside the row).
+                const void *src = (const void *)((uintptr_t)row + (uintptr_t)((o0 - shifts[rs]) * (int64_t)sizeof *row));
+                __m512 v = _mm512_maskz_loadu_ps((__mmask16)m[1], src);
+                acc = _mm512_mask_add_ps(acc, (__mmask16)m[0], acc, v);
+            }
+            _mm512_mask_storeu_ps(plane + o0, inside, acc);
+        }
+    }
+}
+
 // pack_a_same's `work`, in 64-bit words.
 static int64_t pack_a_same_work(int64_t count, int64_t H, int64_t W, int64_t R, int64_t S) {
     int64_t KC = (count * H * W + 31) / 32, most = KC + count;
@@ -597,10 +653,17 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         cg_bf16_pack_a(Wtp, w, 1, crs, crs, K);
     }
     uint64_t *valid = NULL; // as in the forward: pack_a_same's bitsets
+    uint16_t *c2i_masks = NULL; // col2im_same's masks and shifts
+    int64_t *c2i_shifts = NULL;
 #ifdef CG_CPU_MATRIX_KERNELS
-    if (dw && stride == 1 && P == H && Q == W) {
+    if ((dw || dx) && stride == 1 && P == H && Q == W) {
         valid = cg_xmalloc((size_t)(R * S * valid_words(H, W)) * sizeof *valid);
         valid_positions(valid, H, W, R, S, pad);
+        if (dx) {
+            c2i_masks = cg_xmalloc((size_t)(R * S * ((H * W + 15) / 16) * 2) * sizeof *c2i_masks);
+            c2i_shifts = cg_xmalloc((size_t)(R * S) * sizeof *c2i_shifts);
+            col2im_masks(c2i_masks, c2i_shifts, valid, H, W, R, S, pad);
+        }
     }
 #endif
 #pragma omp parallel for if (threads) schedule(dynamic)
@@ -638,10 +701,18 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
             cg_bf16_pack_b(dyp, dyg + j * pq, L, 1, K, pq); // B (K, PQ) = image j's columns of dy_g
             float *dcol = scratch32(4, round16(crs) * ldc);
             cg_bf16_gemm_packed(dcol, ldc, Wtp, dyp, crs, pq, K, path);
+#ifdef CG_CPU_MATRIX_KERNELS
+            if (c2i_masks) {
+                col2im_same(dxf + (n0 + j) * C * H * W, dcol, ldc, c2i_masks, c2i_shifts, C, H, W, R, S);
+                continue;
+            }
+#endif
             conv_col2im_image_cpu(dxf + (n0 + j) * C * H * W, dcol, ldc, C, H, W, R, S, stride, pad, P, Q);
         }
     }
     free(valid);
+    free(c2i_masks);
+    free(c2i_shifts);
     if (bias_sums) {
         for (int64_t k = 0; k < K; k++) {
             double sum = 0.0;
