@@ -364,16 +364,19 @@ static VEC_TARGET void col2im_masks(uint16_t *masks, int64_t *shifts, const uint
     }
 }
 
-static VEC_TARGET void col2im_same(float *dx, const float *col, int64_t ld, const uint16_t *masks,
+// dx is the image's bf16 gradient: each sum starts from its old value widened and is rounded
+// to bf16 once, after the last row (conv_backward's dxf, widen_array and round_array, in
+// registers).
+static VEC_TARGET void col2im_same(uint16_t *dx, const float *col, int64_t ld, const uint16_t *masks,
                                    const int64_t *shifts, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S) {
     int64_t HW = H * W, NB = (HW + 15) / 16, RS = R * S;
     for (int64_t c = 0; c < C; c++) {
-        float *plane = dx + c * HW;
+        uint16_t *plane = dx + c * HW;
         const float *rows = col + c * RS * ld;
         for (int64_t nb = 0; nb < NB; nb++) {
             int64_t o0 = nb * 16, n = HW - o0 < 16 ? HW - o0 : 16;
             __mmask16 inside = (__mmask16)((1u << n) - 1);
-            __m512 acc = _mm512_maskz_loadu_ps(inside, plane + o0);
+            __m512 acc = widen16_avx512(_mm256_maskz_loadu_epi16(inside, plane + o0));
             for (int64_t rs = 0; rs < RS; rs++) {
                 const uint16_t *m = masks + (rs * NB + nb) * 2;
                 const float *row = rows + rs * ld;
@@ -382,7 +385,7 @@ static VEC_TARGET void col2im_same(float *dx, const float *col, int64_t ld, cons
                 __m512 v = _mm512_maskz_loadu_ps((__mmask16)m[1], src);
                 acc = _mm512_mask_add_ps(acc, (__mmask16)m[0], acc, v);
             }
-            _mm512_mask_storeu_ps(plane + o0, inside, acc);
+            _mm256_mask_storeu_epi16(plane + o0, inside, _mm512_cvtepi32_epi16(round16_avx512(acc)));
         }
     }
 }
@@ -642,11 +645,9 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     // Fused: the bias gradient is the sum of dy_g, taken per group while it is built (groups x K).
     double *bias_sums = dbias && y ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL;
     if (dx == NULL && dw == NULL && bias_sums == NULL) return;
-    // dx accumulates in f32 (its old value widened) and is rounded once at the end; each group's
-    // dW^T goes to a slice of its own, added in group order (the same sums on any thread count).
-    float *dxf = dx ? host_f32(0, N * C * H * W) : NULL;
+    // Each group's dW^T goes to a slice of its own, added in group order (the same sums on any
+    // thread count).
     float *slices = dw ? host_f32(1, groups * crs * K) : NULL;
-    if (dxf) widen_array(dxf, dx, N * C * H * W);
     uint16_t *Wtp = NULL;
     if (dx) { // W^T (CRS, K) packed once, read by every thread
         Wtp = scratch16(0, cg_bf16_packed_size(crs, K));
@@ -666,6 +667,12 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         }
     }
 #endif
+    // dx accumulates in f32 (its old value widened) and is rounded once at the end: in dxf,
+    // whole, around the loop; or, with col2im_same, in its registers, one image's 16 positions
+    // at a time (each image's dx receives one col2im): no f32 copy of dx, no pass over it
+    // before and after the loop (each another parallel loop, another wake-up of the thread).
+    float *dxf = dx && !c2i_masks ? host_f32(0, N * C * H * W) : NULL;
+    if (dxf) widen_array(dxf, dx, N * C * H * W);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, L = count * pq;
@@ -703,7 +710,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
             cg_bf16_gemm_packed(dcol, ldc, Wtp, dyp, crs, pq, K, path);
 #ifdef CG_CPU_MATRIX_KERNELS
             if (c2i_masks) {
-                col2im_same(dxf + (n0 + j) * C * H * W, dcol, ldc, c2i_masks, c2i_shifts, C, H, W, R, S);
+                col2im_same(dx + (n0 + j) * C * H * W, dcol, ldc, c2i_masks, c2i_shifts, C, H, W, R, S);
                 continue;
             }
 #endif
@@ -721,7 +728,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         }
         free(bias_sums);
     }
-    if (dx) round_array(dx, dxf, N * C * H * W);
+    if (dxf) round_array(dx, dxf, N * C * H * W);
     if (dw) { // dw (K, CRS) += slice 0, slice 1, ... (each (CRS, K)), in f32, rounded once
         // In the slices' layout, dW^T, one row i of CRS at a time: each slice's row is then read
         // in order (not K floats apart), the rows shared out to the threads; every element still
