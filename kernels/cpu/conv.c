@@ -251,16 +251,25 @@ static float *dw_slices(const float *dw, int64_t groups, int64_t size) {
     return dw ? cg_thread_buffer_get(&slices, groups * size * (int64_t)sizeof(float)) : NULL;
 }
 
-// dw (K, CRS) += slice 0, then slice 1, ... (each (CRS, K), transposed): slice by slice, and
-// within a slice row by row of dw, so that memory is read in order (the additions into each
-// element stay in group order).
+// dw (K, CRS) += slice 0, then slice 1, ... (each (CRS, K), transposed), in tiles of TILE x TILE
+// elements: a tile of dw receives every slice's tile in group order (the same additions, in the
+// same order, as slice by slice), so dw is read and written once. Element by element over a whole
+// row of dw, the transposed reads went K floats apart: one cache line and, for K = 512, one
+// memory page per float: ResNet-18's last layer (K = 512, CRS = 4608, batch 8) spent 35 of its 79 ms
+// backward here, on one core. A tile touches TILE lines of each and few pages.
+#define TILE 32
 static void add_dw_slices(float *dw, const float *slices, int64_t groups, int64_t K, int64_t crs) {
-    for (int64_t g = 0; g < groups; g++) {
-        const float *slice = slices + g * K * crs;
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t i = 0; i < crs; i++) dw[k * crs + i] += slice[i * K + k];
-    }
+    for (int64_t i0 = 0; i0 < crs; i0 += TILE)
+        for (int64_t k0 = 0; k0 < K; k0 += TILE) {
+            int64_t i1 = i0 + TILE < crs ? i0 + TILE : crs, k1 = k0 + TILE < K ? k0 + TILE : K;
+            for (int64_t g = 0; g < groups; g++) {
+                const float *slice = slices + g * K * crs;
+                for (int64_t k = k0; k < k1; k++)
+                    for (int64_t i = i0; i < i1; i++) dw[k * crs + i] += slice[i * K + k];
+            }
+        }
 }
+#undef TILE
 
 // Per group: dy_g, the group's output gradient laid out as (K, count*PQ), then group_backward.
 void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
