@@ -204,8 +204,8 @@ static void test_conv(cg_cpu_bf16_path path) {
     }
 }
 
-// "Same" convolutions with stride 1 pack their columns straight from the image (bf16_ops.c's
-// pack_b_same and pack_a_same); any other goes through im2col_bf16 and the packing functions. The
+// "Same" convolutions with stride 1 pack their columns straight from the image (bf16_same.c's
+// cg_bf16_pack_b_same and cg_bf16_pack_a_same); any other goes through im2col_bf16 and the packing functions. The
 // same convolution written the other way, the image padded by hand and no padding asked, then
 // has the same columns in the same order: y and dW must agree to the bit.
 static void test_same_packing(cg_cpu_bf16_path path) {

@@ -1,19 +1,19 @@
 // bf16_ops.c: the op table's bf16 convolutions (conv2d_forward_h, conv2d_backward_h with dtype
 // bf16, and the fused conv + ReLU + pooling block of conv_pool_h.c) on the CPU's bf16 hardware,
 // AMX tiles or AVX512-BF16 (bf16_gemm.c), called by amp.c and conv_pool_h.c when cg_cpu_bf16() is
-// not the emulated path. The products (gemm_h, linear_forward_h) are bf16_products.c.
+// not the emulated path. The products (gemm_h, linear_forward_h) are bf16_products.c; "same"
+// convolutions pack their operands and sum col2im without im2col in bf16_same.c.
 // The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
 // stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
 // fp16 stays emulated (amp.c): these CPUs have no fp16 product with fp32 sums.
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/bf16_same.h"
+#include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/cpu.h"
 
 #include <stdlib.h>
 #include <string.h>
-#ifdef CG_CPU_MATRIX_KERNELS
-#include <immintrin.h>
-#endif
 
 // Per-thread scratch (bf16_gemm.h: cg_bf16_scratch), slot `which`, at least n elements.
 static uint16_t *scratch16(int which, int64_t n) { return cg_bf16_scratch(which, (n > 0 ? n : 1) * 2); }
@@ -75,29 +75,6 @@ static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C,
             }
 }
 
-#ifdef CG_CPU_MATRIX_KERNELS
-// The AVX-512 forms of this file's plain loops. They run only on the bf16 hardware paths, which
-// cpu_features.c grants only with AVX-512 F, BW and VL; target attributes, as in bf16_gemm.c, so
-// that they are built whatever the build's -march.
-#define VEC_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
-
-// 16 bf16 values (16-bit lanes) -> 16 floats: the pattern in the high half of each 32-bit lane.
-static inline __attribute__((always_inline)) VEC_TARGET __m512 widen16_avx512(__m256i v) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
-}
-
-// cg_bf16_round on 16 floats, the results in the low half of each 32-bit lane: the same
-// integer steps (round to nearest even, a NaN kept as a quiet NaN).
-static inline __attribute__((always_inline)) VEC_TARGET __m512i round16_avx512(__m512 x) {
-    __m512i u = _mm512_castps_si512(x);
-    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                            _mm512_set1_epi32(0x7f800000));
-    __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-    return _mm512_mask_mov_epi32(rounded, nan, quiet);
-}
-#endif
 
 // ReLU and 2x2 max pooling of one plane of bf16 values (see bf16_gemm.h), in two passes the
 // compiler vectorises (conv.c's pool_relu_plane does the same in f32): first the larger of each
@@ -202,200 +179,6 @@ static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *
 }
 #endif
 
-#ifdef CG_CPU_MATRIX_KERNELS
-// Im2col straight into the packed operands (bf16_gemm.h's layouts) for "same" convolutions with
-// stride 1, the tutorial's: the columns are never written out, then read again and copied block
-// by block (im2col_bf16, then cg_bf16_pack_b or cg_bf16_pack_a: a quarter of the bf16 step's
-// time, with a library call per row and per 32 values). Row (c, r, s) of the columns is plane c
-// shifted by (r - pad) W + (s - pad) values, with zeros at the positions whose source lies
-// outside the image; which positions those are depends on (r, s) only, so it is worked out once
-// per call, as a bitset per (r, s), and each run of values is then one masked load (the lanes
-// outside the mask are not read, and are zero).
-
-// Words of one (r, s) bitset over H*W positions: two to spare, so that the 32 bits from any
-// position up to 16 past the last one can be read as two words (bits_at).
-static int64_t valid_words(int64_t H, int64_t W) { return H * W / 64 + 3; }
-
-// bits[(r * S + s) * valid_words(H, W) ...]: bit pos set when column row (r, s) at position pos
-// (p * W + q) reads inside the image, as im2col_bf16's "same" case decides it.
-static void valid_positions(uint64_t *bits, int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad) {
-    int64_t words = valid_words(H, W);
-    memset(bits, 0, (size_t)(R * S * words) * sizeof *bits);
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t s = 0; s < S; s++) {
-            uint64_t *b = bits + (r * S + s) * words;
-            int64_t shift = (r - pad) * W + (s - pad), first = shift < 0 ? -shift : 0;
-            int64_t end = shift > 0 ? H * W - shift : H * W; // the flat range whose source is in the plane
-            int64_t q0 = pad - s > 0 ? pad - s : 0, q1 = W + pad - s < W ? W + pad - s : W; // no wrap-around
-            for (int64_t pos = first; pos < end; pos++)
-                if (pos % W >= q0 && pos % W < q1) b[pos / 64] |= 1ull << (pos % 64);
-        }
-}
-
-// The 32 bits of a bitset from position l on (bit i: position l + i).
-static inline uint32_t bits_at(const uint64_t *b, int64_t l) {
-    int64_t w = l / 64, o = l % 64;
-    uint64_t v = b[w] >> o;
-    if (o) v |= b[w + 1] << (64 - o);
-    return (uint32_t)v;
-}
-
-// The address of element i of a plane, where i may lie outside it: a masked load reads only the
-// lanes of its mask, which do lie inside (computed as an integer: C allows no pointer outside
-// its array).
-static inline const void *lane_address(const uint16_t *plane, int64_t i) {
-    return (const void *)((uintptr_t)plane + (uintptr_t)(i * (int64_t)sizeof *plane));
-}
-
-// The forward's B operand, packed: B (C*R*S, H*W) = one image's columns. Pairs of rows k, k+1,
-// 16 positions at a time: two masked loads, interleaved into one row of a block (as
-// cg_bf16_pack_b's interleave_rows). The masks of row (r, s), one per 16 positions, are looked
-// up rather than cut out of the bitset each time.
-static VEC_TARGET void pack_b_same(uint16_t *Bp, const uint16_t *x, const uint64_t *valid, int64_t C, int64_t H,
-                                   int64_t W, int64_t R, int64_t S, int64_t pad) {
-    const __m512i order = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38,
-                                           6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-    int64_t HW = H * W, crs = C * R * S, NB = (HW + 15) / 16, KC = (crs + 31) / 32, words = valid_words(H, W);
-    // The bitset of row (r, s) read as 16-bit masks, one per block of 16 positions (little-endian).
-    const __mmask16 *masks = (const __mmask16 *)valid;
-    for (int64_t kp = 0; kp < KC * 16; kp++) {
-        const uint16_t *plane[2] = {NULL, NULL};
-        const __mmask16 *mask[2] = {NULL, NULL};
-        for (int e = 0; e < 2; e++) { // rows 2 kp and 2 kp + 1: (c, r, s), or past the last (zeros)
-            int64_t k = 2 * kp + e, rs = k % (R * S);
-            if (k >= crs) continue;
-            plane[e] = x + k / (R * S) * HW;
-            plane[e] = lane_address(plane[e], (rs / S - pad) * W + (rs % S - pad)); // shifted by (r, s)
-            mask[e] = masks + rs * words * 4;
-        }
-        uint16_t *dst = Bp + (kp / 16) * CG_BF16_BLOCK + (kp % 16) * 32;
-        if (plane[1]) // the common case: two rows
-            for (int64_t nb = 0; nb < NB; nb++) {
-                __m256i v0 = _mm256_maskz_loadu_epi16(mask[0][nb], lane_address(plane[0], nb * 16));
-                __m256i v1 = _mm256_maskz_loadu_epi16(mask[1][nb], lane_address(plane[1], nb * 16));
-                __m512i both = _mm512_permutex2var_epi16(_mm512_castsi256_si512(v0), order, _mm512_castsi256_si512(v1));
-                _mm512_storeu_si512(dst + nb * KC * CG_BF16_BLOCK, both);
-            }
-        else
-            for (int64_t nb = 0; nb < NB; nb++) {
-                __m256i v0 = plane[0] ? _mm256_maskz_loadu_epi16(mask[0][nb], lane_address(plane[0], nb * 16))
-                                      : _mm256_setzero_si256();
-                __m512i both = _mm512_permutex2var_epi16(_mm512_castsi256_si512(v0), order, _mm512_setzero_si512());
-                _mm512_storeu_si512(dst + nb * KC * CG_BF16_BLOCK, both);
-            }
-    }
-}
-
-// The backward's A operand, packed: A (C*R*S, L) = the columns of `count` images side by side
-// (L = count H W; x is the first image). A block row holds 32 positions, which may run from one
-// image into the next: each such run (a segment) is one masked load into its lanes. The segments
-// are the same for every row, and their masks depend on (r, s) only: both are worked out first
-// (in `work`, 5 (L / 32 + count + 1) + R S (L / 32 + count) 64-bit words), then each row of the
-// columns is a tight loop of masked loads, written block by block (row m of block (m/16, kc)).
-static VEC_TARGET void pack_a_same(uint16_t *Ap, const uint16_t *x, int64_t count, const uint64_t *valid, int64_t C,
-                                   int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad, uint64_t *work) {
-    int64_t HW = H * W, crs = C * R * S, L = count * HW, KC = (L + 31) / 32, words = valid_words(H, W);
-    int64_t most = KC + count; // segments at most: one per block row, one more per image that starts inside one
-    int64_t *first = (int64_t *)work, *offset = first + KC + 1, *at = offset + most, *lane = at + most;
-    uint64_t *runs = (uint64_t *)(lane + most);
-    __mmask32 *masks = (__mmask32 *)(runs + most); // (R S, segments)
-    int64_t segments = 0;
-    for (int64_t kc = 0; kc < KC; kc++) {
-        first[kc] = segments;
-        for (int64_t t = kc * 32, l0 = 0; l0 < 32 && t < L; segments++) {
-            int64_t j = t / HW, l = t % HW, length = HW - l < 32 - l0 ? HW - l : 32 - l0;
-            offset[segments] = j * C * HW + l - l0; // image j's position l lands in lane l0
-            at[segments] = l, lane[segments] = l0, runs[segments] = length == 32 ? 0xffffffffu : (1u << length) - 1;
-            t += length, l0 += length;
-        }
-    }
-    first[KC] = segments;
-    for (int64_t rs = 0; rs < R * S; rs++)
-        for (int64_t e = 0; e < segments; e++)
-            masks[rs * segments + e] = (__mmask32)((bits_at(valid + rs * words, at[e]) & runs[e]) << lane[e]);
-    for (int64_t m = 0; m < (crs + 15) / 16 * 16; m++) {
-        uint16_t *row = Ap + m / 16 * KC * CG_BF16_BLOCK + m % 16 * 32;
-        if (m >= crs) { // rows of padding
-            for (int64_t kc = 0; kc < KC; kc++) _mm512_storeu_si512(row + kc * CG_BF16_BLOCK, _mm512_setzero_si512());
-            continue;
-        }
-        int64_t c = m / (R * S), rs = m % (R * S);
-        const uint16_t *plane = lane_address(x + c * HW, (rs / S - pad) * W + (rs % S - pad)); // shifted by (r, s)
-        const __mmask32 *mask = masks + rs * segments;
-        for (int64_t kc = 0; kc < KC; kc++) {
-            __m512i v = _mm512_setzero_si512();
-            for (int64_t e = first[kc]; e < first[kc + 1]; e++)
-                v = _mm512_mask_loadu_epi16(v, mask[e], lane_address(plane, offset[e]));
-            _mm512_storeu_si512(row + kc * CG_BF16_BLOCK, v);
-        }
-    }
-}
-
-// col2im (conv.c's col2im_image: dx += the columns folded back onto the image) for "same"
-// convolutions with stride 1, 16 positions of a plane at a time: the plane's 16 sums are loaded
-// once, the R S rows' values added in (c, r, s) order, and stored once, where col2im_image goes
-// over the plane once per row (nine loads and stores of each sum for a 3 x 3 kernel). Row
-// (r, s) adds its value at i to position i + shift for i in [a, b) (same_shift), after zeroing
-// its columns that wrap around (zero_columns): here the add's lanes are those of [a, b) and
-// the load's those of the bitset `valid` (the same range less the wrapped columns), so the
-// wrapped ones add 0.0, as there. The same additions in the same order: the same bits.
-// The masks depend on (r, s) and the block of 16 positions only: col2im_masks works them out
-// once per call of the backward, masks (R S, ceil(H W / 16)) pairs (add, load), and each row's
-// shift in shifts (R S).
-static VEC_TARGET void col2im_masks(uint16_t *masks, int64_t *shifts, const uint64_t *valid, int64_t H, int64_t W,
-                                    int64_t R, int64_t S, int64_t pad) {
-    int64_t HW = H * W, NB = (HW + 15) / 16, words = valid_words(H, W);
-    for (int64_t rs = 0; rs < R * S; rs++) {
-        int64_t shift = (rs / S - pad) * W + (rs % S - pad), a = shift < 0 ? -shift : 0;
-        int64_t b = shift > 0 ? HW - shift : HW;
-        b = b > a ? b : a;
-        shifts[rs] = shift;
-        const uint64_t *bits = valid + rs * words;
-        for (int64_t nb = 0; nb < NB; nb++) {
-            int64_t o0 = nb * 16, l = o0 - shift; // lane k: position o0 + k, reading row position l + k
-            uint32_t add = 0;
-            for (int k = 0; k < 16; k++) add |= (uint32_t)(l + k >= a && l + k < b) << k;
-            // The bitset's bits l .. l + 15 (none below position 0 or from H W on, where the
-            // bitset's words end).
-            uint32_t load = l >= HW || -l >= 16 ? 0 : l >= 0 ? bits_at(bits, l) : bits_at(bits, 0) << -l;
-            masks[(rs * NB + nb) * 2] = (uint16_t)add;
-            masks[(rs * NB + nb) * 2 + 1] = (uint16_t)(load & add);
-        }
-    }
-}
-
-// dx is the image's bf16 gradient: each sum starts from its old value widened and is rounded
-// to bf16 once, after the last row (conv_backward's dxf, widen_array and round_array, in
-// registers).
-static VEC_TARGET void col2im_same(uint16_t *dx, const float *col, int64_t ld, const uint16_t *masks,
-                                   const int64_t *shifts, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S) {
-    int64_t HW = H * W, NB = (HW + 15) / 16, RS = R * S;
-    for (int64_t c = 0; c < C; c++) {
-        uint16_t *plane = dx + c * HW;
-        const float *rows = col + c * RS * ld;
-        for (int64_t nb = 0; nb < NB; nb++) {
-            int64_t o0 = nb * 16, n = HW - o0 < 16 ? HW - o0 : 16;
-            __mmask16 inside = (__mmask16)((1u << n) - 1);
-            __m512 acc = widen16_avx512(_mm256_maskz_loadu_epi16(inside, plane + o0));
-            for (int64_t rs = 0; rs < RS; rs++) {
-                const uint16_t *m = masks + (rs * NB + nb) * 2;
-                const float *row = rows + rs * ld;
-                // Lanes outside the load's mask are not read (their addresses may lie outside the row).
-                const void *src = (const void *)((uintptr_t)row + (uintptr_t)((o0 - shifts[rs]) * (int64_t)sizeof *row));
-                __m512 v = _mm512_maskz_loadu_ps((__mmask16)m[1], src);
-                acc = _mm512_mask_add_ps(acc, (__mmask16)m[0], acc, v);
-            }
-            _mm256_mask_storeu_epi16(plane + o0, inside, _mm512_cvtepi32_epi16(round16_avx512(acc)));
-        }
-    }
-}
-
-// pack_a_same's `work`, in 64-bit words.
-static int64_t pack_a_same_work(int64_t count, int64_t H, int64_t W, int64_t R, int64_t S) {
-    int64_t KC = (count * H * W + 31) / 32, most = KC + count;
-    return KC + 1 + 4 * most + (R * S * most + 1) / 2;
-}
-#endif
 
 // Forward, optionally with ReLU and pooling (where != NULL: y is the pooled output).
 static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, const uint16_t *x, const uint16_t *w,
@@ -405,11 +188,11 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     uint16_t *Wp = scratch16(0, cg_bf16_packed_size(K, crs)); // the host thread's: read by all
     cg_bf16_pack_a(Wp, w, crs, 1, K, crs);
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
-    uint64_t *valid = NULL; // the "same" convolutions' bitsets (pack_b_same), shared by the threads
+    uint64_t *valid = NULL; // the "same" convolutions' bitsets (cg_bf16_pack_b_same), shared by the threads
 #ifdef CG_CPU_MATRIX_KERNELS
     if (stride == 1 && P == H && Q == W) {
-        valid = cg_xmalloc((size_t)(R * S * valid_words(H, W)) * sizeof *valid);
-        valid_positions(valid, H, W, R, S, pad);
+        valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
+        cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
     }
 #endif
 #pragma omp parallel for if (threads) schedule(dynamic)
@@ -424,7 +207,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         for (int64_t j = 0; j < count; j++) {
 #ifdef CG_CPU_MATRIX_KERNELS
             if (valid)
-                pack_b_same(colp, x + (n0 + j) * C * H * W, valid, C, H, W, R, S, pad);
+                cg_bf16_pack_b_same(colp, x + (n0 + j) * C * H * W, valid, C, H, W, R, S, pad);
             else
 #endif
             {
@@ -547,11 +330,13 @@ static inline __attribute__((always_inline)) VEC_TARGET void unpool_plane_avx512
             __m512i v = _mm512_maskz_mov_epi32(open, round16_avx512(_mm512_add_ps(_mm512_setzero_ps(), gf)));
             __m512 vf = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
             sum[0] = _mm512_add_pd(sum[0], _mm512_cvtps_pd(_mm512_castps512_ps256(vf)));
-            sum[1] = _mm512_add_pd(sum[1], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vf), 1))));
+            __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vf), 1)); // lanes 8 .. 15
+            sum[1] = _mm512_add_pd(sum[1], _mm512_cvtps_pd(upper));
             __m512i v2 = _mm512_permutexvar_epi16(spread, _mm512_castsi256_si512(_mm512_cvtepi32_epi16(v)));
             __m512i at2 = _mm512_permutexvar_epi16(
                 spread, _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_maskz_loadu_epi8(m16, at + i))));
-            _mm512_mask_storeu_epi16(top + 2 * q0, m32, _mm512_maskz_mov_epi16(_mm512_cmpeq_epi16_mask(at2, in_top), v2));
+            _mm512_mask_storeu_epi16(top + 2 * q0, m32,
+                                     _mm512_maskz_mov_epi16(_mm512_cmpeq_epi16_mask(at2, in_top), v2));
             _mm512_mask_storeu_epi16(bottom + 2 * q0, m32,
                                      _mm512_maskz_mov_epi16(_mm512_cmpeq_epi16_mask(at2, in_bottom), v2));
         }
@@ -653,22 +438,22 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         Wtp = scratch16(0, cg_bf16_packed_size(crs, K));
         cg_bf16_pack_a(Wtp, w, 1, crs, crs, K);
     }
-    uint64_t *valid = NULL; // as in the forward: pack_a_same's bitsets
-    uint16_t *c2i_masks = NULL; // col2im_same's masks and shifts
+    uint64_t *valid = NULL; // as in the forward: cg_bf16_pack_a_same's bitsets
+    uint16_t *c2i_masks = NULL; // cg_bf16_col2im_same's masks and shifts
     int64_t *c2i_shifts = NULL;
 #ifdef CG_CPU_MATRIX_KERNELS
     if ((dw || dx) && stride == 1 && P == H && Q == W) {
-        valid = cg_xmalloc((size_t)(R * S * valid_words(H, W)) * sizeof *valid);
-        valid_positions(valid, H, W, R, S, pad);
+        valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
+        cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
         if (dx) {
             c2i_masks = cg_xmalloc((size_t)(R * S * ((H * W + 15) / 16) * 2) * sizeof *c2i_masks);
             c2i_shifts = cg_xmalloc((size_t)(R * S) * sizeof *c2i_shifts);
-            col2im_masks(c2i_masks, c2i_shifts, valid, H, W, R, S, pad);
+            cg_bf16_col2im_masks(c2i_masks, c2i_shifts, valid, H, W, R, S, pad);
         }
     }
 #endif
     // dx accumulates in f32 (its old value widened) and is rounded once at the end: in dxf,
-    // whole, around the loop; or, with col2im_same, in its registers, one image's 16 positions
+    // whole, around the loop; or, with cg_bf16_col2im_same, in its registers, one image's 16 positions
     // at a time (each image's dx receives one col2im): no f32 copy of dx, no pass over it
     // before and after the loop (each another parallel loop, another wake-up of the thread).
     float *dxf = dx && !c2i_masks ? host_f32(0, N * C * H * W) : NULL;
@@ -682,8 +467,8 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
             uint16_t *colp = scratch16(3, cg_bf16_packed_size(crs, L));
 #ifdef CG_CPU_MATRIX_KERNELS
             if (valid)
-                pack_a_same(colp, x + n0 * C * H * W, count, valid, C, H, W, R, S, pad,
-                            (uint64_t *)scratch32(5, 2 * pack_a_same_work(count, H, W, R, S)));
+                cg_bf16_pack_a_same(colp, x + n0 * C * H * W, count, valid, C, H, W, R, S, pad,
+                            (uint64_t *)scratch32(5, 2 * cg_bf16_pack_a_same_work(count, H, W, R, S)));
             else
 #endif
             {
@@ -710,7 +495,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
             cg_bf16_gemm_packed(dcol, ldc, Wtp, dyp, crs, pq, K, path);
 #ifdef CG_CPU_MATRIX_KERNELS
             if (c2i_masks) {
-                col2im_same(dx + (n0 + j) * C * H * W, dcol, ldc, c2i_masks, c2i_shifts, C, H, W, R, S);
+                cg_bf16_col2im_same(dx + (n0 + j) * C * H * W, dcol, ldc, c2i_masks, c2i_shifts, C, H, W, R, S);
                 continue;
             }
 #endif
