@@ -89,10 +89,10 @@ static __global__ void channel_partial_sums(float *partial, const T *a, const T 
     }
 }
 
-// Channels-last with C not a multiple of 8: block (g, s) sums channels [32 g, 32 g + 32) over rows [s R / S, (s + 1) R / S)
-// of the (R = N HW) x C matrix. Thread (tx, ty) takes channel 32 g + tx and rows ty, ty + 8, ...:
-// the 32 lanes of a warp read 32 neighbouring values of one row. The 8 row sums of each channel
-// are then added in shared memory, in order.
+// Channels-last with C not a multiple of 8: block (g, s) sums channels [32 g, 32 g + 32) over
+// rows [s R / S, (s + 1) R / S) of the (R = N HW) x C matrix. Thread (tx, ty) takes channel
+// 32 g + tx and rows ty, ty + 8, ...: the 32 lanes of a warp read 32 neighbouring values of one
+// row. The 8 row sums of each channel are then added in shared memory, in order.
 enum { CL_CHANNELS = 32, CL_ROWS = 8 };
 template <int what, int ACT, typename T>
 static __global__ void channel_partial_sums_cl(float *partial, const T *a, const T *x, const float *stats,
@@ -240,6 +240,16 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
                            int64_t HW, bool channels_last = false, const float *gamma = NULL,
                            const float *beta = NULL) {
     cg_cuda_check_int32("batch_norm", N * C * HW);
+    if constexpr (sizeof(T) == 2)
+        if (channels_last && vec_width<T>(C, a, x) == 8) { // one wave of blocks
+            cl8_shape shape = cl8_shape_make(channel_partial_sums_cl8<what, ACT, T>, C, N * HW);
+            *shares = shape.grid.y;
+            float *partial = (float *)cg_cuda_alloc((size_t)(*shares * C * 2) * sizeof(float));
+            channel_partial_sums_cl8<what, ACT, T><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
+                partial, a, x, stats, gamma, beta, (int)(N * HW), (int)C);
+            CG_LAUNCH_CHECK();
+            return partial;
+        }
     int64_t S;
     float *partial;
     if (!channels_last) {
@@ -247,15 +257,7 @@ static float *partial_sums(int64_t *shares, const T *a, const T *x, const float 
         partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
         channel_partial_sums<what, ACT, T><<<dim3((unsigned)C, (unsigned)S), CG_THREADS, 0, cg_cuda_stream()>>>(
             partial, a, x, stats, gamma, beta, (int)N, (int)C, (int)HW);
-    } else if (vec_width<T>(C, a, x) == 8) { // one wave of blocks
-        if constexpr (sizeof(T) == 2) {
-            cl8_shape shape = cl8_shape_make(channel_partial_sums_cl8<what, ACT, T>, C, N * HW);
-            S = shape.grid.y;
-            partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
-            channel_partial_sums_cl8<what, ACT, T><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
-                partial, a, x, stats, gamma, beta, (int)(N * HW), (int)C);
-        }
-    } else { // about a thousand blocks, each over at least 512 rows (64 per thread)
+    } else { // channels-last, C not a multiple of 8: about a thousand blocks, each over >= 512 rows
         int64_t groups = (C + CL_CHANNELS - 1) / CL_CHANNELS, rows = N * HW;
         S = (1024 + groups - 1) / groups;
         if (S > rows / 512) S = rows / 512;
@@ -399,7 +401,10 @@ static __global__ void normalize_cl8_kernel(T *y, const T *x, const float *gamma
     if (c0 >= C) return;
     float scale[8], shift[8];
 #pragma unroll
-    for (int k = 0; k < 8; k++) scale[k] = gamma[c0 + k] * stats[C + c0 + k], shift[k] = beta[c0 + k] - stats[c0 + k] * scale[k];
+    for (int k = 0; k < 8; k++) {
+        scale[k] = gamma[c0 + k] * stats[C + c0 + k];
+        shift[k] = beta[c0 + k] - stats[c0 + k] * scale[k];
+    }
     uint4 raw[CL8_BATCH];
     cl8_rows(
         R, [&](int b, int r) { raw[b] = piece_load(x, r, C, c0); },
@@ -443,7 +448,8 @@ static __global__ void dx_kernel(T *dx, const T *dy, const T *x, const float *ga
     if (m_on_device) m = *m_on_device;
     int C = (int)channels.divisor;
     FLAT_LOOP(i, n) {
-        dx_coefficients k = dx_coefficients_of<ACT>(channel_of(i, hw, channels), C, gamma, beta, stats, sums, m, training);
+        int c = channel_of(i, hw, channels);
+        dx_coefficients k = dx_coefficients_of<ACT>(c, C, gamma, beta, stats, sums, m, training);
         dx[i] = f2h<T>(dx_value<ACT>(k, accumulate ? h2f(dx[i]) : 0.0f, h2f(dy[i]), h2f(x[i])));
     }
 }
@@ -529,7 +535,8 @@ static void bn_forward(T *y, float *stats, float *running_mean, float *running_v
     if (training) {
         int64_t S;
         float *partial = partial_sums<SUMS_OF_X, T>(&S, x, NULL, NULL, N, C, HW, channels_last);
-        CHANNEL_TOTALS_LAUNCH(batch_stats_kernel, C, stats, running_mean, running_var, partial, S, C, (double)(N * HW), eps, momentum);
+        CHANNEL_TOTALS_LAUNCH(batch_stats_kernel, C, stats, running_mean, running_var, partial, S, C, (double)(N * HW),
+                              eps, momentum);
         cg_cuda_free(partial);
     } else {
         LAUNCH(running_stats_kernel, C, stats, running_mean, running_var, C, eps);
