@@ -50,6 +50,7 @@ static const op_row op_table[CG_NUM_OPS] = {
     [CG_OP_GLOBAL_AVG_POOL] = {"global_avg_pool2d", CG_AUTOCAST_F32},
     [CG_OP_MEMORY_FORMAT] = {"to_memory_format", CG_AUTOCAST_KEEP, CG_LAYOUT_OWN},
     [CG_OP_BATCH_NORM_ACT] = {"batch_norm2d_act", CG_AUTOCAST_KEEP, CG_LAYOUT_OWN},
+    [CG_OP_BATCH_NORM_ADD_RELU] = {"batch_norm2d_add_relu", CG_AUTOCAST_KEEP, CG_LAYOUT_OWN},
 };
 
 const char *cg_op_name(int op) {
@@ -203,7 +204,7 @@ static void relu_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
         KERNEL(k, relu_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), F(n->out), n->out->numel);
     else
         KERNEL(k, relu_backward_h)(n->out->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data, n->out->data,
-                                   n->out->numel, !n->in0_grad_fresh);
+                                   n->out->numel, !n->grad_fresh[0]);
 }
 static void sigmoid_node_forward(const cg_kernels *k, cg_node *n) {
     KERNEL(k, sigmoid_forward)(F(n->out), F(n->in[0]), n->out->numel);
@@ -412,7 +413,7 @@ cg_tensor *cg_relu(cg_tape *t, cg_tensor *x) {
     cg_op_check_input(t, "relu", x, x->dtype);
     // In 16 bits the backward can write a first gradient (core/tape.h: fresh gradients).
     cg_node node = {.op = CG_OP_RELU, .forward = relu_node_forward, .backward = relu_node_backward, .n_in = 1,
-                    .in = {x}, .dtype = x->dtype, .in0_grad_writable = x->dtype != CG_F32};
+                    .in = {x}, .dtype = x->dtype, .grad_writable = {x->dtype != CG_F32}};
     return cg_op_apply(t, &node, x->ndim, x->shape);
 }
 
@@ -484,7 +485,7 @@ static void gelu_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
                                  n->iattr[0]);
     else
         KERNEL(k, gelu_backward_h)(n->out->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data,
-                                   n->in[0]->data, n->out->numel, n->iattr[0], !n->in0_grad_fresh);
+                                   n->in[0]->data, n->out->numel, n->iattr[0], !n->grad_fresh[0]);
 }
 
 // GELU keeps its input's dtype, as PyTorch's under autocast (not on its lists: it runs in the
@@ -495,7 +496,7 @@ static cg_tensor *gelu(cg_tape *t, cg_tensor *x, bool tanh_approx) {
     x = cg_op_autocast_input(t, CG_OP_GELU, x);
     cg_op_check_input(t, "gelu", x, x->dtype);
     cg_node node = {.op = CG_OP_GELU, .forward = gelu_node_forward, .backward = gelu_node_backward, .n_in = 1,
-                    .in = {x}, .iattr = {tanh_approx}, .dtype = x->dtype, .in0_grad_writable = x->dtype != CG_F32};
+                    .in = {x}, .iattr = {tanh_approx}, .dtype = x->dtype, .grad_writable = {x->dtype != CG_F32}};
     return cg_op_apply(t, &node, x->ndim, x->shape);
 }
 cg_tensor *cg_gelu(cg_tape *t, cg_tensor *x) { return gelu(t, x, false); }

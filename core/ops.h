@@ -31,6 +31,7 @@ typedef enum {
     CG_OP_GLOBAL_AVG_POOL,
     CG_OP_MEMORY_FORMAT,
     CG_OP_BATCH_NORM_ACT,
+    CG_OP_BATCH_NORM_ADD_RELU,
     CG_NUM_OPS
 } cg_op;
 
@@ -163,6 +164,16 @@ cg_tensor *cg_batch_norm2d_gelu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_t
                                 cg_tensor *running_var, bool training, float momentum, float eps);
 cg_tensor *cg_batch_norm2d_relu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                                 cg_tensor *running_var, bool training, float momentum, float eps);
+// cg_relu(cg_add(cg_batch_norm2d(x, ...), z)), the end of a ResNet basic block (He et al. 2016:
+// the second batch norm, the shortcut z added, then ReLU), as one op where the device has the
+// fused kernel (both devices): z (x's shape) of x's dtype, else the three ops run. Forward: one
+// pass reads x and z and writes y (the three ops: three passes, two tensors stored and read
+// again); backward: ReLU's gradient g = dy where y > 0 is written once, as the shortcut's gradient
+// (the first to reach it) and batch norm's output gradient. Under autocast the sum is kept in
+// f32 (one rounding, the three ops' two). The synchronised form runs as the three ops.
+cg_tensor *cg_batch_norm2d_add_relu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta,
+                                    cg_tensor *running_mean, cg_tensor *running_var, cg_tensor *z, bool training,
+                                    float momentum, float eps);
 // Dropout (Srivastava et al. 2014), as torch.nn.functional.dropout in training mode: each
 // element is zeroed with probability p and the others scaled by 1 / (1 - p). The mask comes
 // from rng (Philox; the same on CPU and GPU), which moves on by (numel + 3) / 4 blocks.

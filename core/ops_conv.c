@@ -39,7 +39,7 @@ static void conv2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     void *db = n->n_in == 3 && n->in[2]->requires_grad ? cg_tape_grad(t, n->in[2])->data : NULL;
     if (n->out->channels_last || x->channels_last)
         KERNEL(k, conv2d_backward_cl)(n->out->dtype, dx, dw, db, n->out->grad->data, n->out->channels_last, x->data,
-                                      x->channels_last, w->data, CONV_DIMS(n), !n->in0_grad_fresh);
+                                      x->channels_last, w->data, CONV_DIMS(n), !n->grad_fresh[0]);
     else if (n->out->dtype == CG_F32)
         KERNEL(k, conv2d_backward)((float *)dx, (float *)dw, (float *)db, F(n->out->grad), F(x), F(w), CONV_DIMS(n));
     else
@@ -82,7 +82,7 @@ cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
     // The channels-last rows (16 bits) can write a first gradient of x (core/tape.h: fresh gradients).
     cg_node node = {.op = CG_OP_CONV2D, .forward = conv2d_node_forward, .backward = conv2d_node_backward,
                     .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding, last}, .dtype = dt,
-                    .in0_grad_writable = dt != CG_F32 && (last || x->channels_last)};
+                    .grad_writable = {dt != CG_F32 && (last || x->channels_last)}};
     return cg_op_apply(t, &node, 4, (int64_t[]){x->shape[0], weight->shape[0], P, Q});
 }
 
@@ -172,7 +172,7 @@ static void max_pool2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n
                                          (const int32_t *)n->saved[0]->data, n->in[0]->shape[0], n->in[0]->shape[1],
                                          n->in[0]->shape[2], n->in[0]->shape[3], n->iattr[0], n->iattr[1],
                                          n->out->shape[2], n->out->shape[3], n->in[0]->channels_last,
-                                         !n->in0_grad_fresh);
+                                         !n->grad_fresh[0]);
 }
 
 cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
@@ -189,7 +189,7 @@ cg_tensor *cg_max_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
                         (x->shape[3] - kernel) / stride + 1};
     cg_node node = {.op = CG_OP_MAX_POOL2D, .forward = max_pool2d_node_forward, .backward = max_pool2d_node_backward,
                     .n_in = 1, .in = {x}, .iattr = {kernel, stride}, .dtype = x->dtype,
-                    .in0_grad_writable = x->dtype != CG_F32}; // 16 bits: a first gradient is written (core/tape.h)
+                    .grad_writable = {x->dtype != CG_F32}}; // 16 bits: a first gradient is written (core/tape.h)
     node.saved[0] = cg_arena_tensor(t->arena, CG_I32, 4, shape);
     return cg_op_apply(t, &node, 4, shape);
 }

@@ -35,7 +35,7 @@ static void batch_norm2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node 
     } else {
         void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
         KERNEL(k, batch_norm_backward_h)(x->dtype, dx, dgamma, dbeta, n->out->grad->data, x->data, F(gamma),
-                                         F(n->saved[0]), N, C, HW, n->iattr[0], x->channels_last, !n->in0_grad_fresh);
+                                         F(n->saved[0]), N, C, HW, n->iattr[0], x->channels_last, !n->grad_fresh[0]);
     }
 }
 
@@ -88,7 +88,7 @@ static cg_node batch_norm_node(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_te
     cg_node node = {.op = CG_OP_BATCH_NORM2D, .forward = batch_norm2d_node_forward,
                     .backward = batch_norm2d_node_backward, .dtype = x->dtype, .n_in = 3, .in = {x, gamma, beta},
                     .iattr = {training}, .fattr = {eps, momentum},
-                    .in0_grad_writable = x->dtype != CG_F32}; // 16 bits: a first dx is written (core/tape.h)
+                    .grad_writable = {x->dtype != CG_F32}}; // 16 bits: a first dx is written (core/tape.h)
     if (!training || t->batch_norm_sum == NULL) {
         node.saved[0] = cg_arena_tensor(t->arena, CG_F32, 1, (int64_t[]){2 * C});
         node.saved[1] = running_mean;
@@ -133,7 +133,7 @@ static void batch_norm_act_node_backward(const cg_kernels *k, cg_tape *t, cg_nod
     float *dbeta = beta->requires_grad ? F(cg_tape_grad(t, beta)) : NULL;
     KERNEL(k, batch_norm_act_backward)(x->dtype, (cg_activation)n->iattr[2], dx, dgamma, dbeta, n->out->grad->data,
                                        x->data, F(gamma), F(beta), F(n->saved[0]), x->shape[0], x->shape[1],
-                                       x->shape[2] * x->shape[3], n->iattr[0], x->channels_last, !n->in0_grad_fresh);
+                                       x->shape[2] * x->shape[3], n->iattr[0], x->channels_last, !n->grad_fresh[0]);
 }
 
 static cg_tensor *batch_norm_act(cg_tape *t, cg_activation act, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta,
@@ -148,7 +148,7 @@ static cg_tensor *batch_norm_act(cg_tape *t, cg_activation act, cg_tensor *x, cg
     node.forward = batch_norm_act_node_forward;
     node.backward = batch_norm_act_node_backward;
     node.iattr[2] = act;
-    node.in0_grad_writable = true; // every dtype (batch_norm_act_backward's accumulate flag)
+    node.grad_writable[0] = true; // every dtype (batch_norm_act_backward's accumulate flag)
     return cg_op_apply(t, &node, 4, node.in[0]->shape);
 }
 
@@ -160,6 +160,70 @@ cg_tensor *cg_batch_norm2d_gelu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_t
 cg_tensor *cg_batch_norm2d_relu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta, cg_tensor *running_mean,
                                 cg_tensor *running_var, bool training, float momentum, float eps) {
     return batch_norm_act(t, CG_ACT_RELU, x, gamma, beta, running_mean, running_var, training, momentum, eps);
+}
+
+// ---- batch_norm2d_add_relu --------------------------------------------------------------------------
+// As batch_norm2d (iattr, fattr, saved), in[3] = z, the residual; the output relu(bn(x) + z).
+
+static void batch_norm_add_relu_node_forward(const cg_kernels *k, cg_node *n) {
+    const cg_tensor *x = n->in[0];
+    n->out->channels_last = x->channels_last;
+    KERNEL(k, batch_norm_add_relu_forward)(x->dtype, n->out->data, F(n->saved[0]), F(n->saved[1]), F(n->saved[2]),
+                                           x->data, n->in[3]->data, F(n->in[1]), F(n->in[2]), x->shape[0],
+                                           x->shape[1], x->shape[2] * x->shape[3], n->fattr[0], n->fattr[1],
+                                           n->iattr[0], x->channels_last);
+}
+
+// g = dy where y > 0 (ReLU's gradient, from the output as PyTorch's), which is both z's gradient
+// and the batch norm's output gradient; then batch norm's backward from g. When this node is the
+// first to reach z's gradient (grad_fresh[3]), g is written straight into it; otherwise into a
+// scratch tensor, added to z's gradient after the batch norm's backward (so that, were z also x,
+// a dx written by the batch norm comes first).
+static void batch_norm_add_relu_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
+    cg_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2], *z = n->in[3];
+    int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    cg_dtype dt = x->dtype;
+    bool g_is_dz = z->requires_grad && n->grad_fresh[3];
+    cg_tensor *g = g_is_dz ? cg_tape_grad(t, z) : cg_arena_tensor(t->arena, dt, x->ndim, x->shape);
+    float *dgamma = gamma->requires_grad ? F(cg_tape_grad(t, gamma)) : NULL;
+    float *dbeta = beta->requires_grad ? F(cg_tape_grad(t, beta)) : NULL;
+    void *dx = x->requires_grad ? cg_tape_grad(t, x)->data : NULL;
+    if (dt == CG_F32) { // (f32 gradients are never fresh: g is scratch, zeroed, then added to)
+        k->zero(g->data, cg_tensor_bytes(g));
+        KERNEL(k, relu_backward)(F(g), F(n->out->grad), F(n->out), x->numel);
+        KERNEL(k, batch_norm_backward)(dx, dgamma, dbeta, F(g), F(x), F(gamma), F(n->saved[0]), N, C, HW, n->iattr[0]);
+        if (z->requires_grad) k->axpy(F(cg_tape_grad(t, z)), 1.0f, F(g), x->numel);
+        return;
+    }
+    KERNEL(k, relu_backward_h)(dt, g->data, n->out->grad->data, n->out->data, x->numel, false);
+    KERNEL(k, batch_norm_backward_h)(dt, dx, dgamma, dbeta, g->data, x->data, F(gamma), F(n->saved[0]), N, C, HW,
+                                     n->iattr[0], x->channels_last, !n->grad_fresh[0]);
+    if (z->requires_grad && !g_is_dz) k->cast(z->grad->data, dt, g->data, dt, x->numel, true);
+}
+
+cg_tensor *cg_batch_norm2d_add_relu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta,
+                                    cg_tensor *running_mean, cg_tensor *running_var, cg_tensor *z, bool training,
+                                    float momentum, float eps) {
+    if ((training && t->batch_norm_sum != NULL) || cg_kernels_for(t->device)->batch_norm_add_relu_forward == NULL) {
+        cg_tensor *y = cg_batch_norm2d(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
+        return cg_relu(t, cg_add(t, y, z));
+    }
+    cg_node node = batch_norm_node(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
+    x = node.in[0]; // as the batch norm takes it (autocast, layout); z must have its dtype and shape
+    if (z->dtype != x->dtype || !cg_same_shape(z, x)) {
+        cg_tensor *y = cg_batch_norm2d(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
+        return cg_relu(t, cg_add(t, y, z));
+    }
+    z = cg_to_memory_format(t, z, x->channels_last);
+    cg_op_check_input(t, "batch_norm2d_add_relu", z, x->dtype);
+    node.op = CG_OP_BATCH_NORM_ADD_RELU;
+    node.forward = batch_norm_add_relu_node_forward;
+    node.backward = batch_norm_add_relu_node_backward;
+    node.n_in = 4;
+    node.in[3] = z;
+    // 16 bits: dx and dz may be written (a first gradient), as batch_norm2d's and ReLU's.
+    node.grad_writable[0] = node.grad_writable[3] = x->dtype != CG_F32;
+    return cg_op_apply(t, &node, 4, x->shape);
 }
 
 // ---- dropout ----------------------------------------------------------------------------------

@@ -60,9 +60,9 @@ cg_tensor *cg_tape_grad(cg_tape *t, cg_tensor *x) {
 // - when a node says that its first input's gradient is exactly its output's
 //   (in0_grad_is_out_grad: an add of two same-shape tensors) and nothing else has given that
 //   input a gradient yet, the two share one buffer, and the op's backward skips it;
-// - when the node that meets an input first can write its gradient (in0_grad_writable) and the
+// - when the node that meets an input first can write its gradient (grad_writable) and the
 //   tape allows it (fresh_gradients), that node's backward is the first to touch the buffer:
-//   it gets a buffer placed after the memset (in0_grad_fresh), which its backward writes. Most
+//   it gets a buffer placed after the memset (grad_fresh), which its backward writes. Most
 //   activations have one consumer, so most activation gradients are never zeroed, and their
 //   first backward reads nothing from them (PyTorch's autograd does the same: the first
 //   gradient of a tensor is assigned, the later ones are added).
@@ -75,16 +75,16 @@ static void prepare_gradients(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
     loss->grad = loss_is_last ? seed : cg_arena_tensor(t->arena, CG_F32, loss->ndim, loss->shape);
     for (int i = t->count - 1; i >= 0; i--) {
         cg_node *n = &t->nodes[i];
-        n->in0_grad_fresh = false;
+        for (int j = 0; j < CG_NODE_MAX_INPUTS; j++) n->grad_fresh[j] = false;
         if (n->out->grad == NULL) continue; // no gradient reaches this node
         for (int j = 0; j < n->n_in; j++) {
             cg_tensor *x = n->in[j];
             if (!x->requires_grad || x->grad != NULL) continue;
             if (n->in0_grad_is_out_grad && j == 0 && n->out->grad != seed && x->dtype == n->out->dtype) {
                 x->grad = n->out->grad; // (the seed must stay as it is)
-            } else if (j == 0 && n->in0_grad_writable && t->fresh_gradients) {
+            } else if (n->grad_writable[j] && t->fresh_gradients) {
                 x->grad = cg_arena_tensor_header(t->arena, x->dtype, x->ndim, x->shape); // data: below
-                n->in0_grad_fresh = true;
+                n->grad_fresh[j] = true;
             } else {
                 x->grad = cg_arena_tensor(t->arena, x->dtype, x->ndim, x->shape);
             }
@@ -92,10 +92,11 @@ static void prepare_gradients(cg_tape *t, cg_tensor *loss, cg_tensor *seed) {
         }
     }
     cg_arena_zero_since(t->arena, start);
-    for (int i = t->count - 1; i >= 0; i--) {
-        cg_tensor *g = t->nodes[i].in0_grad_fresh ? t->nodes[i].in[0]->grad : NULL;
-        if (g != NULL && g->data == NULL) g->data = cg_arena_alloc(t->arena, cg_tensor_bytes(g));
-    }
+    for (int i = t->count - 1; i >= 0; i--)
+        for (int j = 0; j < t->nodes[i].n_in; j++) {
+            cg_tensor *g = t->nodes[i].grad_fresh[j] ? t->nodes[i].in[j]->grad : NULL;
+            if (g != NULL && g->data == NULL) g->data = cg_arena_alloc(t->arena, cg_tensor_bytes(g));
+        }
     if (!loss_is_last) cg_kernels_for(t->device)->axpy((float *)loss->grad->data, 1.0f, (const float *)seed->data, 1);
 }
 

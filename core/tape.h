@@ -2,7 +2,7 @@
 // computes its output at once (core/ops.c) and, when an input requires a gradient and the tape
 // records, appends a node. cg_tape_backward walks the nodes in reverse and calls each op's
 // backward, which ACCUMULATES into its inputs' gradients (except the first one to reach a
-// gradient, which may write it: in0_grad_fresh below, as PyTorch's autograd assigns a first
+// gradient, which may write it: grad_fresh below, as PyTorch's autograd assigns a first
 // gradient and adds the later ones). The tape owns the step's arena:
 // outputs and intermediate gradients live there until cg_tape_clear.
 #ifndef CG_TAPE_H
@@ -12,7 +12,7 @@
 #include "core/rng.h"
 #include "core/tensor.h"
 
-#define CG_NODE_MAX_INPUTS 3
+#define CG_NODE_MAX_INPUTS 4 // batch norm + residual add + ReLU: x, gamma, beta, the residual
 
 struct cg_kernels;
 struct cg_node;
@@ -28,10 +28,10 @@ typedef struct cg_node {
     cg_backward_fn backward;              // walks back without knowing any op
     bool in0_grad_is_out_grad;            // d in[0] = d out exactly (add of two same-shape
                                           // tensors): the tape may let them share one buffer
-    bool in0_grad_writable;               // set by the op: its backward can WRITE d in[0] (every
-                                          // element) instead of adding to it, when told so by...
-    bool in0_grad_fresh;                  // ...the tape: this node's backward is the first to
-                                          // reach d in[0], whose buffer was left unzeroed
+    bool grad_writable[CG_NODE_MAX_INPUTS]; // set by the op: its backward can WRITE d in[j] (every
+                                            // element) instead of adding to it, when told so by...
+    bool grad_fresh[CG_NODE_MAX_INPUTS];    // ...the tape: this node's backward is the first to
+                                            // reach d in[j], whose buffer was left unzeroed
     cg_tensor *out;
     cg_tensor *in[CG_NODE_MAX_INPUTS];
     int n_in;
@@ -53,7 +53,7 @@ typedef struct cg_tape {
     cg_tensor *one;    // () f32 holding 1: d loss / d loss, made once so no step has to write it
     bool fresh_gradients; // true (the default): the first backward to reach an activation's
                           // gradient writes it, no memset before and no read of zeros (nodes
-                          // with in0_grad_writable); false: every gradient is zeroed, then added to
+                          // with grad_writable); false: every gradient is zeroed, then added to
                           // (also when the environment has CGRAD_FRESH_GRADIENTS=0)
     cg_dtype autocast; // CG_F32: off. CG_F16 or CG_BF16: matmul, linear and conv2d cast their
                        // inputs to it and compute in it (f32 accumulation), ReLU and max pooling

@@ -26,6 +26,13 @@ cg_tensor *cg_batch_norm2d_forward_activated(cg_module *m, cg_tape *t, cg_tensor
                                                                b->running_var, m->training, b->momentum, b->eps);
 }
 
+cg_tensor *cg_batch_norm2d_forward_add_relu(cg_module *m, cg_tape *t, cg_tensor *x, cg_tensor *z) {
+    cg_batch_norm2d_layer *b = (cg_batch_norm2d_layer *)m;
+    track(m);
+    return cg_batch_norm2d_add_relu(t, x, b->weight, b->bias, b->running_mean, b->running_var, z, m->training,
+                                    b->momentum, b->eps);
+}
+
 static void module_free(cg_module *m) { free(m); }
 
 const cg_module_type cg_batch_norm2d_type = {.name = "BatchNorm2d", .forward = batch_norm_module_forward,

@@ -30,6 +30,9 @@ cg_module *cg_batch_norm2d_new(cg_params *params, cg_params *buffers, const char
 // The forward of BatchNorm2d m followed by GELU (gelu) or ReLU, as one op (cg_batch_norm2d_gelu /
 // _relu), with the layer's bookkeeping: for the fusion pass (layers/fusion.c) and the basic block.
 cg_tensor *cg_batch_norm2d_forward_activated(cg_module *m, cg_tape *t, cg_tensor *x, bool gelu);
+// relu(BatchNorm2d m (x) + z) as one op (cg_batch_norm2d_add_relu), with the layer's bookkeeping:
+// the end of the basic block (layers/residual.c), z its shortcut.
+cg_tensor *cg_batch_norm2d_forward_add_relu(cg_module *m, cg_tape *t, cg_tensor *x, cg_tensor *z);
 // forward in training: each element zeroed with probability p, the others scaled by 1 / (1 - p);
 // in evaluation: the input unchanged. The masks come from Philox stream CG_STREAM_DROPOUT of seed.
 cg_module *cg_dropout_new(float p, uint64_t seed);

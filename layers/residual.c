@@ -1,5 +1,6 @@
 // residual.c: the basic block as a module holding its five (or four) children, over the conv2d,
-// batch_norm2d, relu and add ops. The shortcut's add is the same-shape residual add of cg_add.
+// batch_norm2d, relu and add ops. The shortcut's add is the same-shape residual add of cg_add;
+// with fusion on (the default), bn1 + ReLU and bn2 + the add + ReLU each run as one op.
 #include "layers/residual.h"
 #include "layers/activation.h"
 #include "layers/conv.h"
@@ -14,9 +15,10 @@ static cg_tensor *basic_block_forward(cg_module *m, cg_tape *t, cg_tensor *x) {
     cg_tensor *out = cg_module_forward(b->conv1, t, x);
     out = b->fuse ? cg_batch_norm2d_forward_activated(b->bn1, t, out, false) // relu(bn1(out)) as one op
                   : cg_relu(t, cg_module_forward(b->bn1, t, out));
-    out = cg_module_forward(b->bn2, t, cg_module_forward(b->conv2, t, out));
+    out = cg_module_forward(b->conv2, t, out);
     cg_tensor *shortcut = b->downsample ? cg_module_forward(b->downsample, t, x) : x;
-    return cg_relu(t, cg_add(t, out, shortcut));
+    if (b->fuse) return cg_batch_norm2d_forward_add_relu(b->bn2, t, out, shortcut); // relu(bn2(out) + shortcut)
+    return cg_relu(t, cg_add(t, cg_module_forward(b->bn2, t, out), shortcut));
 }
 
 static void basic_block_set_children_training(cg_module *m, bool training) {

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_INPUTS 3
+#define MAX_INPUTS 4
 
 // How an input is drawn. Values are kept away from kinks (ReLU at 0) and from the ends of
 // BCE's domain (p near 0 or 1), where a finite difference is not a derivative.
@@ -122,6 +122,15 @@ static cg_tensor *batch_norm_act_case(cg_tape *t, cg_tensor **in, bool gelu) {
 }
 static cg_tensor *build_batch_norm_gelu(cg_tape *t, cg_tensor **in) { return batch_norm_act_case(t, in, true); }
 static cg_tensor *build_batch_norm_relu(cg_tape *t, cg_tensor **in) { return batch_norm_act_case(t, in, false); }
+// relu(batch norm of x + z), in one op (the end of a ResNet basic block).
+static cg_tensor *build_batch_norm_add_relu(cg_tape *t, cg_tensor **in) {
+    int d = running_stats(t);
+    cg_tensor *y = cg_batch_norm2d_add_relu(t, in[0], in[1], in[2], running_mean[d], running_var[d], in[3], true, 0.1f,
+                                            1e-5f);
+    CG_CHECK(t->count == 0 || t->nodes[t->count - 1].op == CG_OP_BATCH_NORM_ADD_RELU,
+             "batch_norm2d_add_relu: ran as three ops");
+    return cg_flatten(t, y);
+}
 // Synchronised batch norm (the steps of --sync-bn) over one rank: the sum over the ranks is the
 // rank's own, so the hook does nothing and the backward finds none (it is removed after the forward).
 static void sum_over_one_rank(void *ctx, double *buf, int64_t n) { (void)ctx, (void)buf, (void)n; }
@@ -207,6 +216,8 @@ static const op_case cases[] = {
                                   NULL, build_batch_norm_gelu, 1e-2f, 2e-3, 2e-2},
     {CG_OP_BATCH_NORM_ACT, "batch_norm2d_relu",   3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
                                   NULL, build_batch_norm_relu, 1e-2f, 2e-3, 2e-2},
+    {CG_OP_BATCH_NORM_ADD_RELU, "batch_norm2d_add_relu", 4, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true), IN4(4, 3, 2, 3, NORMAL, true)},
+                                  NULL, build_batch_norm_add_relu, 1e-2f, 2e-3, 2e-2},
     {CG_OP_BATCH_NORM2D, "batch_norm2d synchronised", 3, {IN4(4, 3, 2, 3, NORMAL, true), IN1(3, NORMAL, true), IN1(3, NORMAL, true)},
                                   NULL, build_batch_norm_synced, 1e-2f, 2e-3, 2e-2},
     {CG_OP_DROPOUT, "dropout",                1, {IN2(6, 5, NORMAL, true)},                           NULL, build_dropout,   SMOOTH},

@@ -319,6 +319,18 @@ static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
                 expect_close("batch_norm_act_backward dgamma", &dg, 1e-3, 1e-4);
                 expect_close("batch_norm_act_backward dbeta", &db, 1e-3, 1e-4);
             }
+            // batch norm, a residual add and ReLU in one op (the end of a basic block)
+            twin z = twin_uniform(r, n, dt, -1, 1);
+            K_CPU->batch_norm_add_relu_forward(dt, H(y), F(stats), F(rm), F(rv), H(x), H(z), F(gamma), F(beta), N, C,
+                                               HW, 1e-5f, 0.1f, training, cl);
+            K_GPU->batch_norm_add_relu_forward(dt, D(y), (float *)D(stats), (float *)D(rm), (float *)D(rv), D(x), D(z),
+                                               (float *)D(gamma), (float *)D(beta), N, C, HW, 1e-5f, 0.1f, training,
+                                               cl);
+            snprintf(what, sizeof what, "batch_norm_add_relu_forward %s%s", training ? "train" : "eval",
+                     cl ? " channels-last" : "");
+            expect_close(what, &y, step, step);
+            expect_close("batch_norm_add_relu_forward stats", &stats, 1e-5, 1e-5);
+            twin_free(&z);
             twin *all[] = {&x, &y, &stats, &gamma, &beta, &rm, &rv, &dy, &dx, &dg, &db};
             for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
         }

@@ -284,20 +284,41 @@ static void batch_norm_backward_h_cpu(cg_dtype dtype, void *dx, float *dgamma, f
 
 // Batch norm then GELU or ReLU: the f32 kernels on copies, the batch norm's output kept in f32
 // between them; the backward computes it again from x with the forward's formula (kernels/cpu/norm.c).
-static void batch_norm_act_forward_cpu(cg_dtype dtype, cg_activation act, void *y, float *stats, float *running_mean,
-                                       float *running_var, const void *x, const float *gamma, const float *beta,
-                                       int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
-                                       bool channels_last) {
+// z: a residual added to the batch norm's output before the activation (NULL: none), in f32 too.
+static void batch_norm_act_forward_z(cg_dtype dtype, cg_activation act, void *y, float *stats, float *running_mean,
+                                     float *running_var, const void *x, const void *z, const float *gamma,
+                                     const float *beta, int64_t N, int64_t C, int64_t HW, float eps, float momentum,
+                                     bool training, bool channels_last) {
     int64_t n = N * C * HW;
     bool direct = dtype == CG_F32 && !channels_last; // f32 NCHW: the tensors themselves, no copies
     const float *xf = direct ? (const float *)x : widen_nchw(0, x, dtype, N, C, HW, channels_last);
     float *bn = half_scratch_cpu(1, n), *yf = direct ? (float *)y : half_scratch_cpu(2, n);
     batch_norm_forward_cpu(bn, stats, running_mean, running_var, xf, gamma, beta, N, C, HW, eps, momentum, training);
+    if (z != NULL) {
+        const float *zf = direct ? (const float *)z : widen_nchw(3, z, dtype, N, C, HW, channels_last);
+        for (int64_t i = 0; i < n; i++) bn[i] += zf[i];
+    }
     if (act == CG_ACT_GELU)
         gelu_forward_cpu(yf, bn, n, false);
     else
         relu_forward_cpu(yf, bn, n);
     if (!direct) store_from_nchw(9, y, dtype, yf, N, C, HW, channels_last);
+}
+
+static void batch_norm_act_forward_cpu(cg_dtype dtype, cg_activation act, void *y, float *stats, float *running_mean,
+                                       float *running_var, const void *x, const float *gamma, const float *beta,
+                                       int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
+                                       bool channels_last) {
+    batch_norm_act_forward_z(dtype, act, y, stats, running_mean, running_var, x, NULL, gamma, beta, N, C, HW, eps,
+                             momentum, training, channels_last);
+}
+
+static void batch_norm_add_relu_forward_cpu(cg_dtype dtype, void *y, float *stats, float *running_mean,
+                                            float *running_var, const void *x, const void *z, const float *gamma,
+                                            const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                                            float momentum, bool training, bool channels_last) {
+    batch_norm_act_forward_z(dtype, CG_ACT_RELU, y, stats, running_mean, running_var, x, z, gamma, beta, N, C, HW, eps,
+                             momentum, training, channels_last);
 }
 
 static void batch_norm_act_backward_cpu(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta,
@@ -441,6 +462,7 @@ void amp_register_cpu(cg_kernels *k) {
     k->batch_norm_backward_h = batch_norm_backward_h_cpu;
     k->batch_norm_act_forward = batch_norm_act_forward_cpu;
     k->batch_norm_act_backward = batch_norm_act_backward_cpu;
+    k->batch_norm_add_relu_forward = batch_norm_add_relu_forward_cpu;
     k->gelu_forward_h = gelu_forward_h_cpu;
     k->gelu_backward_h = gelu_backward_h_cpu;
     k->add_forward_h = add_forward_h_cpu;

@@ -13,18 +13,48 @@
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/cudnn_conv.h"
 
+// ---- elementwise kernels: 8 values per thread where they can -------------------------------------
+// Each thread takes VEC neighbouring values, i = VEC p for p < n / VEC: VEC = 8 (one 16-byte
+// piece of each 16-bit tensor) where n is a multiple of 8 and every tensor 16-byte aligned, else
+// 1. One 2-byte value per thread moved about 1.4 TB/s of an H100's 3.35 in ResNet-18's ReLU
+// gradient (an Nsight Compute profile); the same arithmetic on pieces gives the same bits.
+// launch_vec runs k8 (the kernel's VEC = 8 form) over n / 8 threads' worth where vec is 8, else k1.
+template <typename... P, typename... A>
+static void launch_vec(int vec, int64_t n, void (*k8)(P...), void (*k1)(P...), A... args) {
+    if (vec == 8)
+        LAUNCH(k8, n / 8, args...);
+    else
+        LAUNCH(k1, n, args...);
+}
+
 // ---- casts ---------------------------------------------------------------------------------------
 
-template <typename Y, typename X>
+// y = round(x), or round(y + x) when accumulating (a gradient added to another of its dtype).
+template <typename Y, typename X, int VEC>
 static __global__ void cast_kernel(Y *y, const X *x, int64_t n, bool accumulate) {
-    GRID_STRIDE(i, n) y[i] = f2h<Y>(accumulate ? h2f(y[i]) + h2f(x[i]) : h2f(x[i]));
+    GRID_STRIDE(p, n / VEC) {
+        int64_t i = p * VEC;
+        float v[VEC], old[VEC];
+        load_vec<VEC>(v, x + i);
+        if (accumulate) {
+            load_vec<VEC>(old, y + i);
+#pragma unroll
+            for (int k = 0; k < VEC; k++) v[k] = old[k] + v[k];
+        }
+        store_vec<VEC>(y + i, v);
+    }
+}
+template <typename Y, typename X> static void cast_launch(Y *y, const X *x, int64_t n, bool accumulate) {
+    // 8 per thread between 16-bit tensors only (an f32 side would need two 16-byte pieces)
+    int vec = sizeof(X) == 2 && sizeof(Y) == 2 ? vec_width<__half>(n, y, x) : 1;
+    launch_vec(vec, n, cast_kernel<Y, X, 8>, cast_kernel<Y, X, 1>, y, x, n, accumulate);
 }
 
 template <typename Y> static void cast_from(Y *y, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
     switch (xtype) {
-    case CG_F32: LAUNCH((cast_kernel<Y, float>), n, y, (const float *)x, n, accumulate); break;
-    case CG_F16: LAUNCH((cast_kernel<Y, __half>), n, y, (const __half *)x, n, accumulate); break;
-    case CG_BF16: LAUNCH((cast_kernel<Y, __nv_bfloat16>), n, y, (const __nv_bfloat16 *)x, n, accumulate); break;
+    case CG_F32: cast_launch(y, (const float *)x, n, accumulate); break;
+    case CG_F16: cast_launch(y, (const __half *)x, n, accumulate); break;
+    case CG_BF16: cast_launch(y, (const __nv_bfloat16 *)x, n, accumulate); break;
     default: CG_CHECK(0, "cast from %s: only f32, f16 and bf16", cg_dtype_name(xtype));
     }
 }
@@ -32,22 +62,43 @@ template <typename Y> static void cast_from(Y *y, const void *x, cg_dtype xtype,
 // ---- ReLU, max pooling, bias gradients -------------------------------------------------------------
 
 // y = round(a + b): the residual add of two 16-bit tensors.
-template <typename T> static __global__ void add_h_kernel(T *y, const T *a, const T *b, int64_t n) {
-    GRID_STRIDE(i, n) y[i] = f2h<T>(h2f(a[i]) + h2f(b[i]));
+template <typename T, int VEC> static __global__ void add_h_kernel(T *y, const T *a, const T *b, int64_t n) {
+    GRID_STRIDE(p, n / VEC) {
+        int64_t i = p * VEC;
+        float u[VEC], v[VEC];
+        load_vec<VEC>(u, a + i);
+        load_vec<VEC>(v, b + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) u[k] += v[k];
+        store_vec<VEC>(y + i, u);
+    }
 }
 
-template <typename T> static __global__ void relu_h_kernel(T *y, const T *x, int64_t n) {
-    GRID_STRIDE(i, n) y[i] = h2f(x[i]) > 0.0f ? x[i] : f2h<T>(0.0f);
+// y = x where x > 0, else +0 (widening and rounding back a 16-bit value is exact).
+template <typename T, int VEC> static __global__ void relu_h_kernel(T *y, const T *x, int64_t n) {
+    GRID_STRIDE(p, n / VEC) {
+        int64_t i = p * VEC;
+        float v[VEC];
+        load_vec<VEC>(v, x + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) v[k] = v[k] > 0.0f ? v[k] : 0.0f;
+        store_vec<VEC>(y + i, v);
+    }
 }
 
 // accumulate false: dx written (+0 where y <= 0), its old values never read.
-template <typename T>
+template <typename T, int VEC>
 static __global__ void relu_backward_h_kernel(T *dx, const T *dy, const T *y, int64_t n, bool accumulate) {
-    GRID_STRIDE(i, n) {
-        if (h2f(y[i]) > 0.0f)
-            dx[i] = f2h<T>((accumulate ? h2f(dx[i]) : 0.0f) + h2f(dy[i]));
-        else if (!accumulate)
-            dx[i] = f2h<T>(0.0f);
+    GRID_STRIDE(p, n / VEC) {
+        int64_t i = p * VEC;
+        float g[VEC], d[VEC], v[VEC];
+        gradient_start_vec<VEC>(g, dx + i, accumulate); // (where y <= 0 its old value is stored back)
+        load_vec<VEC>(d, dy + i);
+        load_vec<VEC>(v, y + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++)
+            if (v[k] > 0.0f) g[k] += d[k];
+        store_vec<VEC>(dx + i, g);
     }
 }
 
@@ -398,15 +449,18 @@ static void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, in
 }
 
 static void relu_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t n) {
-    DISPATCH16(dtype, LAUNCH(relu_h_kernel<T>, n, (T *)y, (const T *)x, n));
+    DISPATCH16(dtype, launch_vec(vec_width<T>(n, y, x), n, relu_h_kernel<T, 8>, relu_h_kernel<T, 1>, (T *)y,
+                                 (const T *)x, n));
 }
 
 static void add_forward_h_cuda(cg_dtype dtype, void *y, const void *a, const void *b, int64_t n) {
-    DISPATCH16(dtype, LAUNCH(add_h_kernel<T>, n, (T *)y, (const T *)a, (const T *)b, n));
+    DISPATCH16(dtype, launch_vec(vec_width<T>(n, y, a, b), n, add_h_kernel<T, 8>, add_h_kernel<T, 1>, (T *)y,
+                                 (const T *)a, (const T *)b, n));
 }
 
 static void relu_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n, bool accumulate) {
-    DISPATCH16(dtype, LAUNCH(relu_backward_h_kernel<T>, n, (T *)dx, (const T *)dy, (const T *)y, n, accumulate));
+    DISPATCH16(dtype, launch_vec(vec_width<T>(n, dx, dy, y), n, relu_backward_h_kernel<T, 8>,
+                                 relu_backward_h_kernel<T, 1>, (T *)dx, (const T *)dy, (const T *)y, n, accumulate));
 }
 
 static void max_pool2d_forward_h_cuda(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,

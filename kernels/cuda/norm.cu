@@ -16,7 +16,8 @@
 // The elementwise passes (normalise, dx) run over the flat tensor, one thread per element, with
 // the channel of element i, i / HW mod C, found by two multiply-highs (fast_divide.h).
 // A ReLU or GELU that follows the batch norm may run in the same passes (the batch_norm_act rows:
-// its input computed from x in registers, never stored).
+// its input computed from x in registers, never stored), and a residual z added before a ReLU in
+// the normalising pass (the batch_norm_add_relu row: the end of a ResNet basic block).
 // 16-bit tensors may be stored channels-last (N, HW, C) (core/tensor.h). With C a multiple of 8
 // every pass there runs on one launch shape (channels-last passes, below): a thread owns 8
 // neighbouring channels (one 16-byte piece of a pixel) and walks pixels, so that its channels'
@@ -380,22 +381,25 @@ static __device__ __forceinline__ int channel_of(int64_t i, cg_fast_divisor hw, 
 }
 
 // y = x gamma inv_std + (beta - mean gamma inv_std), per channel (the CPU's two roundings);
-// ACT: y = the activation of that, the batch norm's output kept in f32 between the two.
+// ACT: y = the activation of that, the batch norm's output kept in f32 between the two; z (NULL:
+// none): a residual of x's layout added to the batch norm's output before the activation.
 // One value per thread, any layout.
 template <typename T, int ACT>
-static __global__ void normalize_kernel(T *y, const T *x, const float *gamma, const float *beta, const float *stats,
-                                        int n, cg_fast_divisor channels, cg_fast_divisor hw) {
+static __global__ void normalize_kernel(T *y, const T *x, const T *z, const float *gamma, const float *beta,
+                                        const float *stats, int n, cg_fast_divisor channels, cg_fast_divisor hw) {
     int C = (int)channels.divisor;
     FLAT_LOOP(i, n) {
         int c = channel_of(i, hw, channels);
         float scale = gamma[c] * stats[C + c], shift = beta[c] - stats[c] * scale;
-        y[i] = f2h<T>(act_value<ACT>(h2f(x[i]) * scale + shift));
+        float v = h2f(x[i]) * scale + shift;
+        if (z) v += h2f(z[i]);
+        y[i] = f2h<T>(act_value<ACT>(v));
     }
 }
 
 // The same channels-last, 8 channels per thread (the channels-last passes' shape), R rows.
 template <typename T, int ACT>
-static __global__ void normalize_cl8_kernel(T *y, const T *x, const float *gamma, const float *beta,
+static __global__ void normalize_cl8_kernel(T *y, const T *x, const T *z, const float *gamma, const float *beta,
                                             const float *stats, int R, int C) {
     int c0 = CL8_FIRST_CHANNEL();
     if (c0 >= C) return;
@@ -405,14 +409,23 @@ static __global__ void normalize_cl8_kernel(T *y, const T *x, const float *gamma
         scale[k] = gamma[c0 + k] * stats[C + c0 + k];
         shift[k] = beta[c0 + k] - stats[c0 + k] * scale[k];
     }
-    uint4 raw[CL8_BATCH];
+    uint4 raw[CL8_BATCH], raw_z[CL8_BATCH];
     cl8_rows(
-        R, [&](int b, int r) { raw[b] = piece_load(x, r, C, c0); },
+        R,
         [&](int b, int r) {
-            float v[8];
+            raw[b] = piece_load(x, r, C, c0);
+            if (z) raw_z[b] = piece_load(z, r, C, c0);
+        },
+        [&](int b, int r) {
+            float v[8], zv[8];
             piece_widen<T>(v, raw[b]);
+            if (z) piece_widen<T>(zv, raw_z[b]);
 #pragma unroll
-            for (int k = 0; k < 8; k++) v[k] = act_value<ACT>(v[k] * scale[k] + shift[k]);
+            for (int k = 0; k < 8; k++) {
+                v[k] = v[k] * scale[k] + shift[k];
+                if (z) v[k] += zv[k];
+                v[k] = act_value<ACT>(v[k]);
+            }
             store_vec<8>(y + (int64_t)r * C + c0, v);
         });
 }
@@ -486,21 +499,22 @@ static __global__ void dx_cl8_kernel(T *__restrict__ dx, const T *__restrict__ d
 
 // The elementwise passes' launches: channels-last with 8 channels per thread where vec_width
 // allows (one wave of blocks), else one value per thread.
+// z: a residual (NULL: none).
 template <typename T, int ACT = 0>
 static void normalize(T *y, const T *x, const float *gamma, const float *beta, const float *stats, int64_t N, int64_t C,
-                      int64_t HW, bool channels_last = false) {
+                      int64_t HW, bool channels_last = false, const T *z = NULL) {
     int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
     if constexpr (sizeof(T) == 2)
-        if (channels_last && vec_width<T>(C, x, y) == 8) {
+        if (channels_last && vec_width<T>(C, x, y) == 8 && (z == NULL || vec_width<T>(C, z) == 8)) {
             cl8_shape shape = cl8_shape_make(normalize_cl8_kernel<T, ACT>, C, N * HW);
-            normalize_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(y, x, gamma, beta, stats,
-                                                                                           (int)(N * HW), (int)C);
+            normalize_cl8_kernel<T, ACT><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
+                y, x, z, gamma, beta, stats, (int)(N * HW), (int)C);
             CG_LAUNCH_CHECK();
             return;
         }
     cg_fast_divisor c = cg_fast_divisor_make((uint32_t)C), hw = cg_fast_divisor_make(channels_last ? 1u : (uint32_t)HW);
-    LAUNCH((normalize_kernel<T, ACT>), n, y, x, gamma, beta, stats, (int)n, c, hw);
+    LAUNCH((normalize_kernel<T, ACT>), n, y, x, z, gamma, beta, stats, (int)n, c, hw);
 }
 
 template <typename T, int ACT = 0>
@@ -528,10 +542,11 @@ static void input_gradient(T *dx, const T *dy, const T *x, const float *gamma, c
 
 // The forward and backward for f32 (T = float) and 16-bit (T = __half, __nv_bfloat16) tensors;
 // ACT: an activation after the batch norm in the same passes (y its output, dy its output gradient).
+// z: a residual added before the activation (NULL: none).
 template <typename T, int ACT = 0>
 static void bn_forward(T *y, float *stats, float *running_mean, float *running_var, const T *x, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training,
-                       bool channels_last = false) {
+                       bool channels_last = false, const T *z = NULL) {
     if (training) {
         int64_t S;
         float *partial = partial_sums<SUMS_OF_X, T>(&S, x, NULL, NULL, N, C, HW, channels_last);
@@ -541,7 +556,7 @@ static void bn_forward(T *y, float *stats, float *running_mean, float *running_v
     } else {
         LAUNCH(running_stats_kernel, C, stats, running_mean, running_var, C, eps);
     }
-    normalize<T, ACT>(y, x, gamma, beta, stats, N, C, HW, channels_last);
+    normalize<T, ACT>(y, x, gamma, beta, stats, N, C, HW, channels_last, z);
 }
 
 template <typename T, int ACT = 0>
@@ -624,6 +639,15 @@ static void batch_norm_act_forward_cuda(cg_dtype dtype, cg_activation act, void 
                                                               channels_last))));
 }
 
+static void batch_norm_add_relu_forward_cuda(cg_dtype dtype, void *y, float *stats, float *running_mean,
+                                             float *running_var, const void *x, const void *z, const float *gamma,
+                                             const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
+                                             float momentum, bool training, bool channels_last) {
+    DISPATCH_ANY(dtype, (bn_forward<T, CG_ACT_RELU>((T *)y, stats, running_mean, running_var, (const T *)x, gamma,
+                                                    beta, N, C, HW, eps, momentum, training, channels_last,
+                                                    (const T *)z)));
+}
+
 static void batch_norm_act_backward_cuda(cg_dtype dtype, cg_activation act, void *dx, float *dgamma, float *dbeta,
                                          const void *dy, const void *x, const float *gamma, const float *beta,
                                          const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
@@ -694,6 +718,7 @@ extern "C" void norm_register_cuda(cg_kernels *k) {
     k->batch_norm_backward_h = batch_norm_backward_h_cuda;
     k->batch_norm_act_forward = batch_norm_act_forward_cuda;
     k->batch_norm_act_backward = batch_norm_act_backward_cuda;
+    k->batch_norm_add_relu_forward = batch_norm_add_relu_forward_cuda;
     k->batch_norm_sums = batch_norm_sums_cuda;
     k->batch_norm_stats_from_sums = batch_norm_stats_from_sums_cuda;
     k->batch_norm_forward_from_stats = batch_norm_forward_from_stats_cuda;
