@@ -110,7 +110,8 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         {3, 3, 31, 31, 24, 2, 1, 0}, // the fast network's whitening layer (on a 32 x 32 image: 31 x 31)
         {2, 3, 10, 12, 64, 3, 1, 1}, // ResNet-18's CIFAR stem
         {2, 1, 9, 9, 32, 3, 2, 1},   // one colour plane, stride 2
-        {2, 4, 8, 7, 16, 5, 1, 2},   // a size with no unrolled form
+        {2, 4, 8, 7, 16, 5, 1, 2},   // a size with no unrolled form (16 channels: one group of 8 a thread)
+        {2, 3, 6, 5, 48, 3, 1, 1},   // 48 channels: two passes of 24 a thread
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t *c = cases[i];
