@@ -76,13 +76,16 @@ template <> __device__ __forceinline__ __nv_bfloat16 f2h<__nv_bfloat16>(float v)
 // 16-byte load or store (p 16-byte aligned: arena tensors are, and an offset of a multiple of 8
 // values keeps it): a GPU moves memory fastest in 16-byte pieces per thread, and a kernel that
 // reads one 2-byte value per thread reaches a third of the memory's bandwidth at best.
-// VEC = 1: one value, any T.
+// VEC = 8 with float T is two 16-byte loads or stores (p 16-byte aligned). VEC = 1: one value, any T.
 template <int VEC, typename T> static __device__ __forceinline__ void load_vec(float *v, const T *p) {
     if constexpr (VEC == 8 && sizeof(T) == 2) {
         uint4 raw = *(const uint4 *)p;
         const T *h = (const T *)&raw;
 #pragma unroll
         for (int k = 0; k < 8; k++) v[k] = h2f(h[k]);
+    } else if constexpr (VEC == 8 && sizeof(T) == 4) {
+        float4 a = ((const float4 *)p)[0], b = ((const float4 *)p)[1];
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
     } else {
 #pragma unroll
         for (int k = 0; k < VEC; k++) v[k] = h2f(p[k]);
@@ -95,6 +98,9 @@ template <int VEC, typename T> static __device__ __forceinline__ void store_vec(
 #pragma unroll
         for (int k = 0; k < 8; k++) h[k] = f2h<T>(v[k]);
         *(uint4 *)p = raw;
+    } else if constexpr (VEC == 8 && sizeof(T) == 4) {
+        ((float4 *)p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+        ((float4 *)p)[1] = make_float4(v[4], v[5], v[6], v[7]);
     } else {
 #pragma unroll
         for (int k = 0; k < VEC; k++) p[k] = f2h<T>(v[k]);
