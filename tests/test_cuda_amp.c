@@ -112,6 +112,7 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         {2, 1, 9, 9, 32, 3, 2, 1},   // one colour plane, stride 2
         {2, 4, 8, 7, 16, 5, 1, 2},   // a size with no unrolled form (16 channels: one group of 8 a thread)
         {2, 3, 6, 5, 48, 3, 1, 1},   // 48 channels: two passes of 24 a thread
+        {40, 1, 28, 28, 32, 3, 1, 1}, // the tutorial CNN's first layer: 31,360 pixels, many blocks in the weight gradient
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t *c = cases[i];
@@ -125,6 +126,19 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, %lldx%lld stride %lld pad %lld, direct", (long long)C,
                  (long long)K, (long long)R, (long long)R, (long long)stride, (long long)pad);
         expect_close(what, &y, 1e-3 * sqrt(C * R * R * 1.0), step_of(dt));
+        // The weight gradient (conv_direct.cu), added to dw, from dy stored channels-last and NCHW:
+        // a sum over the N P Q pixels, so an f32 sum in another order, then one rounding.
+        for (int dy_cl = 1; dy_cl >= 0; dy_cl--) {
+            twin dy = twin_uniform(r, N * K * P * Q, dt, -1, 1), dw = twin_uniform(r, K * C * R * R, dt, -1, 1);
+            K_CPU->conv2d_backward_cl(dt, NULL, H(dw), NULL, H(dy), dy_cl, H(x), false, H(w), N, C, Hh, W, K, R, R, stride,
+                                      pad, P, Q, true);
+            K_GPU->conv2d_backward_cl(dt, NULL, D(dw), NULL, D(dy), dy_cl, D(x), false, D(w), N, C, Hh, W, K, R, R, stride,
+                                      pad, P, Q, true);
+            snprintf(what, sizeof what, "conv2d_backward_cl dw %lld -> %lld, %lldx%lld, dy %s, direct", (long long)C,
+                     (long long)K, (long long)R, (long long)R, dy_cl ? "channels-last" : "NCHW");
+            expect_close(what, &dw, 1e-4 * sqrt((double)(N * P * Q)), step_of(dt));
+            twin_free(&dy), twin_free(&dw);
+        }
         twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y);
     }
 }

@@ -397,69 +397,6 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
 }
 #endif
 
-// A convolution whose input has few channels (a first layer: 1 or 3 colour planes), from NCHW x
-// straight to channels-last y: each thread takes one output pixel and 8 G output channels at a
-// time, adds its C R S taps times their weights (all the weights in shared memory, as f32) to the
-// bias in f32, and stores the sums rounded once. cuDNN's Tensor Core engines need the input
-// copied to NHWC with its channels padded to 8 first (5 of 8 channels zeros for an RGB image);
-// for the fast network's 2 x 2 whitening layer the engine cuDNN chose and that copy took 0.217 ms
-// a step on an H100, this kernel 0.106 ms, and 0.029 ms once unrolled (RS below; lesson 08).
-// ResNet-18's 3 x 3 stem (3 -> 64 channels, 9 times the work per pixel) still took 0.27 ms a step
-// at batch 512 with one group of 8 channels per thread (G = 1) and a warp's 32 threads spread
-// over 4 pixels and 8 groups: each tap's x value was loaded for 8 FMAs, and the warp's weight
-// loads hit 8 addresses. Now the warp's threads take 32 neighbouring pixels and one group: their
-// x loads are coalesced, their weight loads one broadcast address, and each x value serves 8 G FMAs.
-enum { DIRECT_MAX_CHANNELS = 4, DIRECT_MAX_WEIGHTS = 4096 };
-// RS: the kernel's side when it is 2 or 3 (R = S = RS known at compile time, so that the loops over
-// the taps unroll and every tap's load of x can be issued before the first is used), 0 for any R, S.
-// G: groups of 8 output channels per thread (K a multiple of 8 G), so 8 G sums in registers.
-template <typename T, int RS, int G>
-static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, const T *bias, int C, int H, int W,
-                                                int K, int R, int S, int stride, int pad, int pixels,
-                                                cg_fast_divisor pq, cg_fast_divisor q) {
-    extern __shared__ float ws[]; // ws[tap K + k] = w[k][tap], tap = (c R + r) S + s
-    if (RS != 0) R = RS, S = RS;
-    int taps = C * R * S, P = (int)pq.divisor / (int)q.divisor, Q = (int)q.divisor;
-    for (int i = threadIdx.x; i < taps * K; i += blockDim.x) {
-        int k = i / taps, tap = i - k * taps;
-        ws[tap * K + k] = h2f(w[i]);
-    }
-    __syncthreads();
-    for (int pixel = blockIdx.x * blockDim.x + threadIdx.x; pixel < pixels; pixel += gridDim.x * blockDim.x) {
-        int m = (int)cg_fast_divide((uint32_t)pixel, pq), pos = pixel - m * P * Q;
-        int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * Q;
-        for (int k0 = 0; k0 < K; k0 += 8 * G) {
-            float acc[8 * G];
-#pragma unroll
-            for (int l = 0; l < 8 * G; l++) acc[l] = bias ? h2f(bias[k0 + l]) : 0.0f;
-            for (int c = 0; c < C; c++) {
-                const T *plane = x + (int64_t)(m * C + c) * H * W;
-#pragma unroll
-                for (int r = 0; r < (RS != 0 ? RS : R); r++) {
-                    int h = p * stride + r - pad;
-#pragma unroll
-                    for (int s = 0; s < (RS != 0 ? RS : S); s++) {
-                        int wc = col * stride + s - pad;
-                        // A tap outside the image adds 0 (the padding): its load is skipped, not its FMAs.
-                        float xv = h >= 0 && h < H && wc >= 0 && wc < W ? h2f(plane[h * W + wc]) : 0.0f;
-                        // The tap's weights in 16-byte loads (K and k0 multiples of 8: aligned), not
-                        // 4-byte ones: shared memory serves a warp's load per instruction.
-                        const float4 *wk = (const float4 *)(ws + ((c * R + r) * S + s) * K + k0);
-#pragma unroll
-                        for (int l = 0; l < 2 * G; l++) {
-                            float4 w4 = wk[l];
-                            acc[4 * l] += xv * w4.x, acc[4 * l + 1] += xv * w4.y;
-                            acc[4 * l + 2] += xv * w4.z, acc[4 * l + 3] += xv * w4.w;
-                        }
-                    }
-                }
-            }
-#pragma unroll
-            for (int l = 0; l < G; l++) store_vec<8>(y + (int64_t)pixel * K + k0 + 8 * l, acc + 8 * l);
-        }
-    }
-}
-
 extern "C" {
 static void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate) {
     if (n <= 0) return;
@@ -555,6 +492,7 @@ static void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbi
                                    int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     if (dbias) conv_bias_grad_h(dtype, dbias, dy, N, K, P * Q);
     bool filter_done = dw == NULL, data_done = dx == NULL;
+    if (!filter_done) filter_done = conv_direct_weight_grad(dtype, dw, x, dy, false, N, C, H, W, K, R, S, stride, pad, P, Q);
 #ifdef CG_HAVE_CUDNN
     int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};
     if (!filter_done)
@@ -595,43 +533,8 @@ static void *nchw16(cg_dtype dtype, const void *x, int64_t N, int64_t C, int64_t
 static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
                                    const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                    int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    if (!x_cl && y_cl && C <= DIRECT_MAX_CHANNELS && K % 8 == 0 && C * R * S * K <= DIRECT_MAX_WEIGHTS &&
-        ((uintptr_t)y & 15) == 0) {
-        int64_t pixels = N * P * Q;
-        cg_cuda_check_int32("conv2d", pixels * K);
-        cg_cuda_check_int32("conv2d", N * C * H * W);
-        unsigned blocks = cg_blocks(pixels) < 4096 ? cg_blocks(pixels) : 4096;
-        size_t shared = (size_t)(C * R * S * K) * sizeof(float);
-        cg_fast_divisor pq = cg_fast_divisor_make((uint32_t)(P * Q)), q = cg_fast_divisor_make((uint32_t)Q);
-        // G: as many of the output channels per thread as divide K, up to 32 of them (64 took 140
-        // registers for a 3 x 3 kernel, or spilled under 128)
-        int octets = (int)(K / 8), G = octets % 4 == 0 ? 4 : octets % 3 == 0 ? 3 : 1;
-#define FEW_CHANNELS(RS, G)                                                                                          \
-    conv_few_channels_kernel<T, RS, G><<<blocks, CG_THREADS, shared, cg_cuda_stream()>>>(                             \
-        (T *)y, (const T *)x, (const T *)w, (const T *)bias, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S,          \
-        (int)stride, (int)pad, (int)pixels, pq, q)
-#define FEW_CHANNELS_G(RS)        \
-    do {                          \
-        if (G == 4)               \
-            FEW_CHANNELS(RS, 4);  \
-        else if (G == 3)          \
-            FEW_CHANNELS(RS, 3);  \
-        else                      \
-            FEW_CHANNELS(RS, 1);  \
-    } while (0)
-        DISPATCH16(dtype, {
-            if (R == 2 && S == 2)
-                FEW_CHANNELS_G(2); // the fast network's whitening layer (24 channels: G = 3)
-            else if (R == 3 && S == 3)
-                FEW_CHANNELS_G(3); // ResNet-18's CIFAR stem (64 channels: G = 4, twice), the tutorial CNN's (32)
-            else
-                FEW_CHANNELS_G(0);
-            CG_LAUNCH_CHECK();
-        });
-#undef FEW_CHANNELS_G
-#undef FEW_CHANNELS
-        return;
-    }
+    // A first layer (few input channels): the direct kernel (conv_direct.cu), no NHWC copies.
+    if (!x_cl && y_cl && conv_direct_forward(dtype, y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
     bool done = false;
 #ifdef CG_HAVE_CUDNN
     done = conv_forward_cl(dtype, y, y_cl, x, x_cl, w, N, C, H, W, K, R, S, stride, pad, P, Q);
@@ -664,6 +567,8 @@ static void conv2d_backward_cl_cuda(cg_dtype dtype, void *dx, void *dw, void *db
     if (dbias && dy_cl) conv_bias_grad_cl_cuda(dtype, dbias, dy, N, K, P * Q);
     if (dbias && !dy_cl) conv_bias_grad_h(dtype, dbias, dy, N, K, P * Q);
     bool filter_done = dw == NULL, data_done = dx == NULL;
+    if (!filter_done && !x_cl) // a first layer: the direct kernel (conv_direct.cu)
+        filter_done = conv_direct_weight_grad(dtype, dw, x, dy, dy_cl, N, C, H, W, K, R, S, stride, pad, P, Q);
 #ifdef CG_HAVE_CUDNN
     conv_backward_cl(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, dy_cl, x, x_cl, w, N, C, H, W, K, R, S,
                      stride, pad, P, Q, accumulate, &data_done, &filter_done);

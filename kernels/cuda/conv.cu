@@ -132,6 +132,8 @@ void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, c
     int64_t crs = C * R * S, npq = N * P * Q;
     check_int32(crs * npq, N * C * H * W, K * npq);
     if (dbias) conv_bias_backward(dbias, dy, N, K, P * Q);
+    // A first layer's weight gradient: the direct kernel (conv_direct.cu), faster than cuDNN's FP32 engines there.
+    if (dw && conv_direct_weight_grad(CG_F32, dw, x, dy, false, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
     if (dx == NULL && dw == NULL) return;
 #ifdef CG_HAVE_CUDNN
     int64_t d[11] = {N, C, H, W, K, R, S, stride, pad, P, Q};

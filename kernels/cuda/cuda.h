@@ -248,6 +248,16 @@ void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, c
                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                           int64_t pad, int64_t P, int64_t Q);
 void add_bias_forward_cuda(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
+// A first layer's convolution (C <= 4 input channels, x NCHW) computed directly (conv_direct.cu):
+// the forward (16 bits, y channels-last, K a multiple of 8) and the weight gradient (dtype f32 or
+// 16 bits, dw (K, C, R, S) += ..., dy channels-last or NCHW, K even). False, with nothing done,
+// for other shapes (the caller goes to cuDNN).
+bool conv_direct_forward(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N, int64_t C,
+                         int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                         int64_t Q);
+bool conv_direct_weight_grad(cg_dtype dtype, void *dw, const void *x, const void *dy, bool dy_cl, int64_t N, int64_t C,
+                             int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                             int64_t P, int64_t Q);
 // dbias (K) += the column sums of dy (N, PQ, K) stored channels-last, 16-bit (norm.cu).
 void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t N, int64_t K, int64_t PQ);
 void rng_uniform_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float lo, float hi);

@@ -1,0 +1,258 @@
+// conv_direct.cu: convolutions whose input has few channels (a network's first layer: 1 or 3
+// colour planes, NCHW), computed directly instead of through cuDNN. cuDNN's Tensor Core engines
+// want NHWC with the channels padded to multiples of 8, so an RGB image would first be copied with
+// 5 of its 8 channels zeros, and its engines for such a thin layer use little of the GPU (lesson
+// 08). Two kernels: the forward (16 bits, x NCHW -> y channels-last) and the weight gradient (f32 or
+// 16 bits, dy channels-last or NCHW). The input gradient of a first layer is not needed (the
+// images need none), and other shapes return false: the caller goes to cuDNN. CPU twin: the
+// convolutions of kernels/cpu/conv.c and kernels/cpu/amp.c.
+#include "kernels/cuda/cuda.h"
+
+enum { DIRECT_MAX_CHANNELS = 4, DIRECT_MAX_WEIGHTS = 4096 };
+
+// ---- forward ---------------------------------------------------------------------------------------
+// From NCHW x straight to channels-last y: each thread takes one output pixel and 8 G output channels at a
+// time, adds its C R S taps times their weights (all the weights in shared memory, as f32) to the
+// bias in f32, and stores the sums rounded once. cuDNN's Tensor Core engines need the input
+// copied to NHWC with its channels padded to 8 first (5 of 8 channels zeros for an RGB image);
+// for the fast network's 2 x 2 whitening layer the engine cuDNN chose and that copy took 0.217 ms
+// a step on an H100, this kernel 0.106 ms, and 0.029 ms once unrolled (RS below; lesson 08).
+// ResNet-18's 3 x 3 stem (3 -> 64 channels, 9 times the work per pixel) still took 0.27 ms a step
+// at batch 512 with one group of 8 channels per thread (G = 1) and a warp's 32 threads spread
+// over 4 pixels and 8 groups: each tap's x value was loaded for 8 FMAs, and the warp's weight
+// loads hit 8 addresses. Now the warp's threads take 32 neighbouring pixels and one group: their
+// x loads are coalesced, their weight loads one broadcast address, and each x value serves 8 G FMAs.
+// RS: the kernel's side when it is 2 or 3 (R = S = RS known at compile time, so that the loops over
+// the taps unroll and every tap's load of x can be issued before the first is used), 0 for any R, S.
+// G: groups of 8 output channels per thread (K a multiple of 8 G), so 8 G sums in registers.
+template <typename T, int RS, int G>
+static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, const T *bias, int C, int H, int W,
+                                                int K, int R, int S, int stride, int pad, int pixels,
+                                                cg_fast_divisor pq, cg_fast_divisor q) {
+    extern __shared__ float ws[]; // ws[tap K + k] = w[k][tap], tap = (c R + r) S + s
+    if (RS != 0) R = RS, S = RS;
+    int taps = C * R * S, P = (int)pq.divisor / (int)q.divisor, Q = (int)q.divisor;
+    for (int i = threadIdx.x; i < taps * K; i += blockDim.x) {
+        int k = i / taps, tap = i - k * taps;
+        ws[tap * K + k] = h2f(w[i]);
+    }
+    __syncthreads();
+    for (int pixel = blockIdx.x * blockDim.x + threadIdx.x; pixel < pixels; pixel += gridDim.x * blockDim.x) {
+        int m = (int)cg_fast_divide((uint32_t)pixel, pq), pos = pixel - m * P * Q;
+        int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * Q;
+        for (int k0 = 0; k0 < K; k0 += 8 * G) {
+            float acc[8 * G];
+#pragma unroll
+            for (int l = 0; l < 8 * G; l++) acc[l] = bias ? h2f(bias[k0 + l]) : 0.0f;
+            for (int c = 0; c < C; c++) {
+                const T *plane = x + (int64_t)(m * C + c) * H * W;
+#pragma unroll
+                for (int r = 0; r < (RS != 0 ? RS : R); r++) {
+                    int h = p * stride + r - pad;
+#pragma unroll
+                    for (int s = 0; s < (RS != 0 ? RS : S); s++) {
+                        int wc = col * stride + s - pad;
+                        // A tap outside the image adds 0 (the padding): its load is skipped, not its FMAs.
+                        float xv = h >= 0 && h < H && wc >= 0 && wc < W ? h2f(plane[h * W + wc]) : 0.0f;
+                        // The tap's weights in 16-byte loads (K and k0 multiples of 8: aligned), not
+                        // 4-byte ones: shared memory serves a warp's load per instruction.
+                        const float4 *wk = (const float4 *)(ws + ((c * R + r) * S + s) * K + k0);
+#pragma unroll
+                        for (int l = 0; l < 2 * G; l++) {
+                            float4 w4 = wk[l];
+                            acc[4 * l] += xv * w4.x, acc[4 * l + 1] += xv * w4.y;
+                            acc[4 * l + 2] += xv * w4.z, acc[4 * l + 3] += xv * w4.w;
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int l = 0; l < G; l++) store_vec<8>(y + (int64_t)pixel * K + k0 + 8 * l, acc + 8 * l);
+        }
+    }
+}
+
+extern "C" bool conv_direct_forward(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
+                                    int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                    int64_t pad, int64_t P, int64_t Q) {
+    if (C > DIRECT_MAX_CHANNELS || K % 8 != 0 || C * R * S * K > DIRECT_MAX_WEIGHTS || ((uintptr_t)y & 15) != 0)
+        return false;
+    {
+        int64_t pixels = N * P * Q;
+        cg_cuda_check_int32("conv2d", pixels * K);
+        cg_cuda_check_int32("conv2d", N * C * H * W);
+        unsigned blocks = cg_blocks(pixels) < 4096 ? cg_blocks(pixels) : 4096;
+        size_t shared = (size_t)(C * R * S * K) * sizeof(float);
+        cg_fast_divisor pq = cg_fast_divisor_make((uint32_t)(P * Q)), q = cg_fast_divisor_make((uint32_t)Q);
+        // G: as many of the output channels per thread as divide K, up to 32 of them (64 took 140
+        // registers for a 3 x 3 kernel, or spilled under 128)
+        int octets = (int)(K / 8), G = octets % 4 == 0 ? 4 : octets % 3 == 0 ? 3 : 1;
+#define FEW_CHANNELS(RS, G)                                                                                          \
+    conv_few_channels_kernel<T, RS, G><<<blocks, CG_THREADS, shared, cg_cuda_stream()>>>(                             \
+        (T *)y, (const T *)x, (const T *)w, (const T *)bias, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S,          \
+        (int)stride, (int)pad, (int)pixels, pq, q)
+#define FEW_CHANNELS_G(RS)        \
+    do {                          \
+        if (G == 4)               \
+            FEW_CHANNELS(RS, 4);  \
+        else if (G == 3)          \
+            FEW_CHANNELS(RS, 3);  \
+        else                      \
+            FEW_CHANNELS(RS, 1);  \
+    } while (0)
+        DISPATCH16(dtype, {
+            if (R == 2 && S == 2)
+                FEW_CHANNELS_G(2); // the fast network's whitening layer (24 channels: G = 3)
+            else if (R == 3 && S == 3)
+                FEW_CHANNELS_G(3); // ResNet-18's CIFAR stem (64 channels: G = 4, twice), the tutorial CNN's (32)
+            else
+                FEW_CHANNELS_G(0);
+            CG_LAUNCH_CHECK();
+        });
+#undef FEW_CHANNELS_G
+#undef FEW_CHANNELS
+        return true;
+    }
+}
+
+// ---- weight gradient -------------------------------------------------------------------------------
+// dw[k][tap] += the sum over every output pixel (n, p, q) of dy(n, k, p, q) x(n, tap at (p, q)),
+// tap = (c R + r) S + s: per pixel, the outer product of the K values of dy and the C R S values of
+// x under the filter (its im2col row), added up over the N P Q pixels. cuDNN's engines for this
+// (a K x C R S result from a reduction over all the pixels) ran with 14 to 56 blocks, or rounded x
+// to TF32-free FP32 kernels of their own: the tutorial CNN's first layer took a quarter of its
+// bf16 step, ResNet-18's stem 0.18 ms a step (H100 profiles).
+// Step 1: block b takes its share of the pixels, TILE at a time: it writes their im2col rows and
+// their dy values into shared memory (f32), then each thread adds, for every pixel of its set,
+// the products of 2 neighbouring output channels and 4 neighbouring taps (one 8-byte and one
+// 16-byte shared load for 8 FMAs) into 8 registers. A "job" is one such 2 x 4 piece of dw; when
+// there are fewer jobs than threads, the threads split the tile's pixels into sets, and the sets'
+// sums are added in shared memory, in order. The block writes partial[b][job][8].
+// Step 2: one warp per value of dw adds the B partials (each lane a stride of them, then a fixed
+// tree of shuffles: the same bits every run) and adds the total to dw, rounded once.
+enum { WGRAD_TILE = 32 };
+template <typename T, bool DY_CL>
+static __global__ void wgrad_partial_kernel(float *partial, const T *x, const T *dy, int C, int H, int W, int K,
+                                            int R, int S, int stride, int pad, int pixels, int taps4, int jobs,
+                                            cg_fast_divisor pq, cg_fast_divisor q, cg_fast_divisor rs,
+                                            cg_fast_divisor s_div) {
+    extern __shared__ float sm[]; // sx[WGRAD_TILE][taps4], then sdy[WGRAD_TILE][K]
+    float *sx = sm, *sdy = sm + WGRAD_TILE * taps4;
+    int taps = C * (int)rs.divisor, PQ = (int)pq.divisor, Q = (int)q.divisor;
+    int t = threadIdx.x, job = t % jobs, set = t / jobs, sets = blockDim.x / jobs;
+    int kp = job % (K / 2), tg = job / (K / 2); // channels 2 kp, 2 kp + 1; taps 4 tg .. 4 tg + 3
+    float acc[8] = {};
+    int begin = (int)((int64_t)blockIdx.x * pixels / gridDim.x), end = (int)((int64_t)(blockIdx.x + 1) * pixels / gridDim.x);
+    for (int base = begin; base < end; base += WGRAD_TILE) {
+        int count = min(WGRAD_TILE, end - base);
+        __syncthreads(); // the last tile's values are no longer read
+        // The tile's im2col rows: entry (tap, pixel), pixels fastest so that a warp reads along a row of x.
+        for (int i = t; i < taps4 * WGRAD_TILE; i += blockDim.x) {
+            int tap = i / WGRAD_TILE, j = i % WGRAD_TILE;
+            float v = 0.0f;
+            if (j < count && tap < taps) {
+                int pixel = base + j, m = (int)cg_fast_divide((uint32_t)pixel, pq), pos = pixel - m * PQ;
+                int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * Q;
+                int c = (int)cg_fast_divide((uint32_t)tap, rs), rest = tap - c * (int)rs.divisor;
+                int r = (int)cg_fast_divide((uint32_t)rest, s_div), s = rest - r * (int)s_div.divisor;
+                int h = p * stride + r - pad, w = col * stride + s - pad;
+                if (h >= 0 && h < H && w >= 0 && w < W) v = h2f(x[((int64_t)(m * C + c) * H + h) * W + w]);
+            }
+            sx[j * taps4 + tap] = v;
+        }
+        // The tile's dy: channels-last, a contiguous run of count K values; NCHW, pixels fastest.
+        for (int i = t; i < K * WGRAD_TILE; i += blockDim.x) {
+            int k, j;
+            if (DY_CL)
+                j = i / K, k = i - j * K;
+            else
+                k = i / WGRAD_TILE, j = i % WGRAD_TILE;
+            float v = 0.0f;
+            if (j < count) {
+                int pixel = base + j;
+                if (DY_CL) {
+                    v = h2f(dy[(int64_t)pixel * K + k]);
+                } else {
+                    int m = (int)cg_fast_divide((uint32_t)pixel, pq), pos = pixel - m * PQ;
+                    v = h2f(dy[((int64_t)m * K + k) * PQ + pos]);
+                }
+            }
+            sdy[j * K + k] = v;
+        }
+        __syncthreads();
+        if (set < sets)
+            for (int j = set; j < count; j += sets) {
+                float2 d = *(const float2 *)(sdy + j * K + 2 * kp);
+                float4 v = *(const float4 *)(sx + j * taps4 + 4 * tg);
+                acc[0] += d.x * v.x, acc[1] += d.x * v.y, acc[2] += d.x * v.z, acc[3] += d.x * v.w;
+                acc[4] += d.y * v.x, acc[5] += d.y * v.y, acc[6] += d.y * v.z, acc[7] += d.y * v.w;
+            }
+    }
+    // The sets' sums, added in shared memory in the order of the sets.
+    __syncthreads();
+    if (set < sets)
+        for (int e = 0; e < 8; e++) sm[(set * jobs + job) * 8 + e] = acc[e];
+    __syncthreads();
+    for (int o = t; o < jobs * 8; o += blockDim.x) {
+        float total = 0.0f;
+        for (int k = 0; k < sets; k++) total += sm[k * jobs * 8 + o];
+        partial[(int64_t)blockIdx.x * jobs * 8 + o] = total;
+    }
+}
+
+template <typename T>
+static __global__ void wgrad_total_kernel(T *dw, const float *partial, int blocks, int jobs, int K, int taps) {
+    int o = blockIdx.x, lane = threadIdx.x; // value o of the partials: job o / 8, element o % 8
+    float sum = 0.0f;
+    for (int b = lane; b < blocks; b += 32) sum += partial[(int64_t)b * jobs * 8 + o];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
+    if (lane != 0) return;
+    int job = o / 8, e = o % 8, kp = job % (K / 2), tg = job / (K / 2);
+    int k = 2 * kp + e / 4, tap = 4 * tg + e % 4;
+    if (tap < taps) dw[k * taps + tap] = f2h<T>(h2f(dw[k * taps + tap]) + sum);
+}
+
+extern "C" bool conv_direct_weight_grad(cg_dtype dtype, void *dw, const void *x, const void *dy, bool dy_cl, int64_t N,
+                                        int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                        int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t taps = C * R * S, taps4 = (taps + 3) / 4 * 4, jobs = K / 2 * (taps4 / 4), pixels = N * P * Q;
+    if (C > DIRECT_MAX_CHANNELS || K % 2 != 0 || jobs > CG_THREADS || pixels == 0) return false;
+    cg_cuda_check_int32("conv2d", pixels * K);
+    cg_cuda_check_int32("conv2d", N * C * H * W);
+    // About 256 pixels a block (8 tiles), at most 1,024 blocks: enough to fill the GPU, and step 2
+    // adds at most 1,024 partials per value.
+    int64_t blocks = pixels / 256;
+    blocks = blocks < 1 ? 1 : blocks > 1024 ? 1024 : blocks;
+    size_t tile = (size_t)(WGRAD_TILE * (taps4 + K)), sums = (size_t)(CG_THREADS / jobs * jobs * 8);
+    size_t shared = (tile > sums ? tile : sums) * sizeof(float);
+    float *partial = (float *)cg_cuda_alloc((size_t)(blocks * jobs * 8) * sizeof(float));
+    cg_fast_divisor pq = cg_fast_divisor_make((uint32_t)(P * Q)), q = cg_fast_divisor_make((uint32_t)Q);
+    cg_fast_divisor rs = cg_fast_divisor_make((uint32_t)(R * S)), s = cg_fast_divisor_make((uint32_t)S);
+#define WGRAD(T, DY_CL)                                                                                             \
+    wgrad_partial_kernel<T, DY_CL><<<(unsigned)blocks, CG_THREADS, shared, cg_cuda_stream()>>>(                      \
+        partial, (const T *)x, (const T *)dy, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S, (int)stride, (int)pad, \
+        (int)pixels, (int)taps4, (int)jobs, pq, q, rs, s);                                                          \
+    CG_LAUNCH_CHECK();                                                                                              \
+    wgrad_total_kernel<T><<<(unsigned)(jobs * 8), 32, 0, cg_cuda_stream()>>>((T *)dw, partial, (int)blocks,         \
+                                                                            (int)jobs, (int)K, (int)taps);          \
+    CG_LAUNCH_CHECK()
+    if (dtype == CG_F32) {
+        if (dy_cl) {
+            WGRAD(float, true);
+        } else {
+            WGRAD(float, false);
+        }
+    } else {
+        DISPATCH16(dtype, {
+            if (dy_cl) {
+                WGRAD(T, true);
+            } else {
+                WGRAD(T, false);
+            }
+        });
+    }
+#undef WGRAD
+    cg_cuda_free(partial);
+    return true;
+}
