@@ -102,8 +102,9 @@ static twin channels_last_twin(const twin *x, cg_dtype dt, int64_t N, int64_t C,
 // Convolutions with channels-last tensors (x, y or both; an operand with a channel count that is
 // not a multiple of 8 stays NCHW), against the CPU, whose results are the NCHW ones transposed.
 // NCHW inputs of at most 4 channels into channels-last outputs take a direct kernel on the GPU
-// (amp.cu: conv_few_channels_kernel), with its 2 x 2 and 3 x 3 forms unrolled and any other size
-// in a loop: each against the CPU, with strides and padding that put taps outside the image.
+// (conv_direct.cu: conv_few_channels_kernel), with its 2 x 2 and 3 x 3 forms unrolled and any other
+// size in a loop, and so do their weight gradients (wgrad_partial_kernel): each against the CPU,
+// with strides and padding that put taps outside the image.
 static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
     static const int64_t cases[][8] = {
         // N, C, H, W, K, kernel, stride, pad
