@@ -52,18 +52,28 @@ static float *buffer(int which, int64_t floats) {
 // B is copied into rows of N rounded up to NR floats, zeros in the padding, so that every tile
 // is a full MR x NR tile with constant loop bounds: that is what lets the compiler keep it in
 // registers. The copy costs K x N floats against M x N x K multiply-adds.
+// B stored (N, K) (trans_b) is transposed TK rows of the copy at a time: each row of B gives TK
+// contiguous floats, one to each of TK rows of the copy, whose lines stay in the first-level
+// cache until they are full. Row by row of the copy, every float read came from another row of
+// B, K floats apart: a cache line and often a page per float (the convolutions' weight
+// gradients transpose dy, K = a group's 784 to 50176 positions).
+#define TK 16
 static const float *pack_b(bool trans_b, const float *B, int64_t N, int64_t K, int64_t ldb) {
     float *packed = buffer(0, K * ldb);
-    for (int64_t k = 0; k < K; k++) {
-        float *row = packed + k * ldb;
-        if (trans_b)
-            for (int64_t j = 0; j < N; j++) row[j] = B[j * K + k];
-        else
-            memcpy(row, B + k * N, (size_t)N * sizeof(float));
-        for (int64_t j = N; j < ldb; j++) row[j] = 0.0f;
+    if (trans_b) {
+        for (int64_t k0 = 0; k0 < K; k0 += TK) {
+            int64_t k1 = k0 + TK < K ? k0 + TK : K;
+            for (int64_t j = 0; j < N; j++)
+                for (int64_t k = k0; k < k1; k++) packed[k * ldb + j] = B[j * K + k];
+        }
+    } else {
+        for (int64_t k = 0; k < K; k++) memcpy(packed + k * ldb, B + k * N, (size_t)N * sizeof(float));
     }
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = N; j < ldb; j++) packed[k * ldb + j] = 0.0f;
     return packed;
 }
+#undef TK
 
 // Rows k0 .. k0+kc-1 of op(A) (M x K, strides rs, ks) as panels of MR rows, each kc x MR floats
 // with the MR values of a step of k side by side: the microkernel's broadcasts then read one
