@@ -39,6 +39,16 @@
 // number of threads.
 #define KC 256
 
+// Inside each block of K, M is taken MC rows at a time: the packed A block, MC x KC floats, then
+// stays in the core's second-level cache (2 MB on this Xeon) while every column panel passes
+// over it. Unblocked, the convolutions' backward products with thousands of rows (ResNet-18's
+// last layer: 4608 x 512 x 196 for dW) packed A blocks of 3.6 to 4.7 MB, which came back from
+// the third-level cache once per column panel. Each tile's sums are taken in the same order as
+// unblocked: the results do not change.
+// At most MC rows, split evenly (4608 rows are 5 blocks of 924, not 4 of 960 and one of 768);
+// an M that fits (the forward products' 64 to 512 output channels) stays whole.
+#define MC (80 * MR)
+
 // A row of NR floats as one value (the GCC / Clang vector extension): one AVX-512 register, or
 // two AVX2 ones. Arithmetic on it is elementwise; a float times a vector broadcasts the float.
 typedef float row16 __attribute__((vector_size(NR * sizeof(float))));
@@ -49,28 +59,40 @@ static float *buffer(int which, int64_t floats) {
     return cg_thread_buffer_get(&buffers[which], floats * (int64_t)sizeof(float));
 }
 
-// B is copied into rows of N rounded up to NR floats, zeros in the padding, so that every tile
-// is a full MR x NR tile with constant loop bounds: that is what lets the compiler keep it in
-// registers. The copy costs K x N floats against M x N x K multiply-adds.
+// B is copied column panel by column panel: panel j (columns 32 j .. 32 j + 31, or 16 at the end
+// when N rounds up to an odd number of vectors) holds its K rows of `width` floats one after the
+// other, zeros in the padding past N. Every tile is then a full MR x NR tile with constant loop
+// bounds (that is what lets the compiler keep it in registers), and a panel's block of KC rows is
+// one contiguous run of 32 KB, spread over every set of the first-level cache. Rows of a copy laid
+// out as B is, ldb floats apart, fell into a few of the cache's sets when ldb is a power of two
+// (the weight gradients' 64 to 512 output channels: 512 floats are 2 KB, every row in the same 2
+// of its 64 sets) and evicted each other before the next tile read them again.
+// The copy costs K x N floats against M x N x K multiply-adds.
 // B stored (N, K) (trans_b) is transposed TK rows of the copy at a time: each row of B gives TK
-// contiguous floats, one to each of TK rows of the copy, whose lines stay in the first-level
+// contiguous floats, one to each of TK rows of the panel, whose lines stay in the first-level
 // cache until they are full. Row by row of the copy, every float read came from another row of
 // B, K floats apart: a cache line and often a page per float (the convolutions' weight
 // gradients transpose dy, K = a group's 784 to 50176 positions).
 #define TK 16
 static const float *pack_b(bool trans_b, const float *B, int64_t N, int64_t K, int64_t ldb) {
     float *packed = buffer(0, K * ldb);
-    if (trans_b) {
-        for (int64_t k0 = 0; k0 < K; k0 += TK) {
-            int64_t k1 = k0 + TK < K ? k0 + TK : K;
-            for (int64_t j = 0; j < N; j++)
-                for (int64_t k = k0; k < k1; k++) packed[k * ldb + j] = B[j * K + k];
-        }
-    } else {
-        for (int64_t k = 0; k < K; k++) memcpy(packed + k * ldb, B + k * N, (size_t)N * sizeof(float));
+    for (int64_t j0 = 0; j0 < ldb; j0 += NV * NR) {
+        int64_t width = ldb - j0 < NV * NR ? ldb - j0 : NV * NR, n = N - j0 < width ? N - j0 : width;
+        float *panel = packed + j0 * K;
+        if (trans_b)
+            for (int64_t k0 = 0; k0 < K; k0 += TK) {
+                int64_t k1 = k0 + TK < K ? k0 + TK : K;
+                for (int64_t j = 0; j < n; j++)
+                    for (int64_t k = k0; k < k1; k++) panel[k * width + j] = B[(j0 + j) * K + k];
+            }
+        else if (n == NV * NR) // a whole panel: a copy of constant size, two vector moves per row
+            for (int64_t k = 0; k < K; k++) memcpy(panel + k * width, B + k * N + j0, NV * NR * sizeof(float));
+        else
+            for (int64_t k = 0; k < K; k++) memcpy(panel + k * width, B + k * N + j0, (size_t)n * sizeof(float));
+        if (n < width)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t j = n; j < width; j++) panel[k * width + j] = 0.0f;
     }
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t j = N; j < ldb; j++) packed[k * ldb + j] = 0.0f;
     return packed;
 }
 #undef TK
@@ -152,22 +174,22 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
                                                float *C, bool first, int mr, int nc) {                        \
         float *c = C + i0 * N + j0;                                                                           \
         if (rs > 0)                                                                                           \
-            micro_kernel(kc, ap + i0 * rs, rs, b + j0, ldb, c, N, mr, nc, alpha, first, NVEC, false, ROWS);   \
+            micro_kernel(kc, ap + i0 * rs, rs, b, ldb, c, N, mr, nc, alpha, first, NVEC, false, ROWS);   \
         else                                                                                                  \
-            micro_kernel(kc, ap + i0 * kc, 0, b + j0, ldb, c, N, mr, nc, alpha, first, NVEC, true, ROWS);    \
+            micro_kernel(kc, ap + i0 * kc, 0, b, ldb, c, N, mr, nc, alpha, first, NVEC, true, ROWS);    \
     }
 TILE_FUNCTION(tile_full, MR, NV)       // MR x 32 (12 x 32 with AVX-512)
 TILE_FUNCTION(tile_8_rows, 8, NV)      // the last row panel when M % MR is 5 to 8
 TILE_FUNCTION(tile_4_rows, 4, NV)      // ... 1 to 4
 TILE_FUNCTION(tile_1_vector, MR, 1)    // the last column panel when ldb is an odd number of vectors
 
-// The tiles of column panel j0 (NV x NR columns, or NR at the end when ldb is an odd number of
-// vectors) for every row panel of MR rows, over K steps k0 .. k0+kc-1: ap holds those steps of A,
-// packed, or is A + k0 read in place (rows rs floats apart) when rs > 0.
+// The tiles of column panel j0 (NV x NR columns, or NR at the end when N rounds up to an odd
+// number of vectors: not `full`) for every row panel of MR rows, over K steps k0 .. k0+kc-1: b is
+// the panel's row k0, rows ldb floats apart; ap holds those steps of A, packed, or is A + k0 read
+// in place (rows rs floats apart) when rs > 0.
 static void gemm_panel(int64_t j0, int64_t M, int64_t N, int64_t kc, float alpha, const float *ap, int64_t rs,
-                       const float *b, int64_t ldb, float *C, bool first) {
+                       const float *b, int64_t ldb, bool full, float *C, bool first) {
     int nc = (int)(N - j0 < NV * NR ? N - j0 : NV * NR);
-    bool full = ldb - j0 >= NV * NR;
     for (int64_t i0 = 0; i0 < M; i0 += MR) {
         int mr = (int)(M - i0 < MR ? M - i0 : MR);
         if (!full)
@@ -179,6 +201,15 @@ static void gemm_panel(int64_t j0, int64_t M, int64_t N, int64_t kc, float alpha
         else
             tile_4_rows(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, mr, nc);
     }
+}
+
+// Column panel j of the block k0 .. k0+kc-1: its rows of B, packed (pack_b: `width` floats apart)
+// or read in place (N apart), then gemm_panel.
+static void column_panel(int64_t j, bool packed, const float *bp, int64_t k0, int64_t K, int64_t N, int64_t ldb,
+                         int64_t mc, int64_t kc, float alpha, const float *a, int64_t rs, float *c, bool first) {
+    int64_t j0 = j * NV * NR, width = ldb - j0 < NV * NR ? ldb - j0 : NV * NR;
+    const float *b = packed ? bp + j0 * K + k0 * width : bp + k0 * N + j0;
+    gemm_panel(j0, mc, N, kc, alpha, a, rs, b, packed ? width : N, width == NV * NR, c, first);
 }
 
 // Matrix-vector products (N == 1 or M == 1) gain nothing from tiles, which would pad the
@@ -230,26 +261,33 @@ static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                        const float *B, float *C, bool overwrite) {
     int64_t ldb = (N + NR - 1) / NR * NR, rs = trans_a ? 1 : K, ks = trans_a ? M : 1;
     int64_t padded_m = (M + MR - 1) / MR * MR, panels = (N + NV * NR - 1) / (NV * NR);
-    const float *bp = !trans_b && N % NR == 0 ? B : pack_b(trans_b, B, N, K, ldb);
+    bool packed = trans_b || N % NR != 0;
+    const float *bp = packed ? pack_b(trans_b, B, N, K, ldb) : B;
     bool threads = M * N * K >= 64 * CG_OMP_MIN_WORK && panels > 1;
     // A is packed when its rows are not contiguous, or when it is read by many column panels;
     // otherwise (the convolutions' weight gradient: A the columns, N the few output channels) the
     // copy would cost more than reading MR rows side by side.
     bool in_place = !trans_a && panels <= 4;
-    float *ap = in_place ? NULL : buffer(1, padded_m * (K < KC ? K : KC));
+    int64_t row_panels = padded_m / MR, m_blocks = (padded_m + MC - 1) / MC;
+    int64_t mc_max = (row_panels + m_blocks - 1) / m_blocks * MR; // rows per block
+    float *ap = in_place ? NULL : buffer(1, mc_max * (K < KC ? K : KC));
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kc = K - k0 < KC ? K - k0 : KC;
         bool first = overwrite && k0 == 0;
-        const float *a = in_place ? A + k0 : ap;
-        if (!in_place) pack_a(ap, A, rs, ks, M, k0, kc);
-        if (!threads) {
-            for (int64_t j = 0; j < panels; j++)
-                gemm_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
-            continue;
-        }
+        for (int64_t m0 = 0; m0 < M; m0 += mc_max) { // rows m0 .. m0+mc-1 of op(A) and of C
+            int64_t mc = M - m0 < mc_max ? M - m0 : mc_max;
+            const float *a = in_place ? A + m0 * rs + k0 : ap;
+            float *c = C + m0 * N;
+            if (!in_place) pack_a(ap, A + m0 * rs, rs, ks, mc, k0, kc);
+            if (!threads) {
+                for (int64_t j = 0; j < panels; j++)
+                    column_panel(j, packed, bp, k0, K, N, ldb, mc, kc, alpha, a, in_place ? K : 0, c, first);
+                continue;
+            }
 #pragma omp parallel for
-        for (int64_t j = 0; j < panels; j++)
-            gemm_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
+            for (int64_t j = 0; j < panels; j++)
+                column_panel(j, packed, bp, k0, K, N, ldb, mc, kc, alpha, a, in_place ? K : 0, c, first);
+        }
     }
 }
 
