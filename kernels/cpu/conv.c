@@ -1,5 +1,6 @@
 // conv.c: convolution (im2col + GEMM, a few images at a time), max pooling, and the fused
-// conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu).
+// conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu, or
+// gemm_prepacked_cpu with the weights packed once per call).
 // OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
@@ -138,6 +139,16 @@ static float *scratch(int which, int64_t floats) {
     return cg_thread_buffer_get(&buffers[which], floats * (int64_t)sizeof(float));
 }
 
+// The weights packed once per call for the GEMM (gemm_pack_a_cpu): W for the forward, W^T for
+// the backward's dx, which every group of images and every block of rows then reads as they are.
+// Packed by the calling thread before its threads start, read by all of them.
+static const float *pack_weights(int which, bool trans, int64_t M, int64_t K, const float *w) {
+    static _Thread_local cg_thread_buffer packed[2];
+    float *wp = cg_thread_buffer_get(&packed[which], gemm_packed_a_floats(M, K) * (int64_t)sizeof(float));
+    gemm_pack_a_cpu(wp, trans, M, K, w);
+    return wp;
+}
+
 // A few images at a time (GROUP): their columns sit side by side, (C*R*S, GROUP*P*Q), so that
 // one GEMM covers the group. For the tutorial CNN's second layer that is 288 x 784 floats
 // (0.9 MB), which stays in the core's cache between im2col and the GEMM, where a whole batch's
@@ -147,14 +158,15 @@ static float *scratch(int which, int64_t floats) {
 #define GROUP 4
 
 // Per group: the columns of images n0 .. n0+count-1 into col, then out (K, count*PQ) = W col.
-static void group_forward(float *out, float *col, const float *x, const float *w, int64_t n0, int64_t count,
+static void group_forward(float *out, float *col, const float *x, const float *w, const float *wp, int64_t n0,
+                          int64_t count,
                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                           int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
     for (int64_t j = 0; j < count; j++)
         im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-    gemm_engine_cpu(false, false, K, ld, crs, 1.0f, w, col, 0.0f, out); // out (K, count*PQ) = W (K, CRS) col
-                                                                          // (the engine's GEMM: see group_backward)
+    // out (K, count*PQ) = W (K, CRS) col (the engine's GEMM: see group_backward; wp: W packed)
+    gemm_prepacked_cpu(false, w, wp, false, K, ld, crs, 1.0f, col, 0.0f, out);
 }
 
 // An image whose columns take more than this many floats (512 KB: ResNet-18's 3 x 3 layers on
@@ -180,13 +192,14 @@ static int64_t block_rows(int64_t P, int64_t Q) {
 
 // Rows p0 .. p1-1 of image n's output: their columns, out (K, (p1-p0)*Q) = W col, then to NCHW
 // with the bias. The same sums as the whole image's: each output is the same dot product.
-static void forward_rows(float *y, const float *x, const float *w, const float *bias, int64_t n, int64_t p0,
+static void forward_rows(float *y, const float *x, const float *w, const float *wp, const float *bias, int64_t n,
+                         int64_t p0,
                          int64_t p1, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                          int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, ld = (p1 - p0) * Q;
     float *col = scratch(0, crs * ld), *out = scratch(1, K * ld);
     im2col_rows(col, ld, x + n * C * H * W, C, H, W, R, S, stride, pad, P, Q, p0, p1);
-    gemm_engine_cpu(false, false, K, ld, crs, 1.0f, w, col, 0.0f, out);
+    gemm_prepacked_cpu(false, w, wp, false, K, ld, crs, 1.0f, col, 0.0f, out);
     for (int64_t k = 0; k < K; k++) {
         float b = bias ? bias[k] : 0.0f, *dst = y + (n * K + k) * P * Q + p0 * Q;
         const float *src = out + k * ld;
@@ -198,13 +211,14 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                         int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
+    const float *wp = pack_weights(0, false, K, crs, w);
     if (crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS) { // large images: blocks of rows (COLUMNS_IN_CACHE)
         int64_t rows = block_rows(P, Q), blocks = (P + rows - 1) / rows;
         bool threads = N * blocks > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
         for (int64_t t = 0; t < N * blocks; t++) {
             int64_t n = t / blocks, p0 = t % blocks * rows, p1 = p0 + rows < P ? p0 + rows : P;
-            forward_rows(y, x, w, bias, n, p0, p1, C, H, W, K, R, S, stride, pad, P, Q);
+            forward_rows(y, x, w, wp, bias, n, p0, p1, C, H, W, K, R, S, stride, pad, P, Q);
         }
         return;
     }
@@ -213,7 +227,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *out = scratch(1, K * ld);
-        group_forward(out, col, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
+        group_forward(out, col, x, w, wp, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
         for (int64_t j = 0; j < count; j++) // to NCHW, adding the bias
             for (int64_t k = 0; k < K; k++) {
                 float b = bias ? bias[k] : 0.0f;
@@ -233,7 +247,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
 // dygt, when not NULL, is dy_g already transposed, (count*PQ, K): the product for dW then reads it
 // in place instead of transposing dy_g first.
 static void group_backward(float *dx, float *dw_group, float *col, const float *dyg, const float *dygt,
-                           const float *x, const float *w, int64_t n0, int64_t count, int64_t C, int64_t H,
+                           const float *x, const float *w, const float *wtp, int64_t n0, int64_t count, int64_t C, int64_t H,
                            int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                            int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
@@ -246,7 +260,8 @@ static void group_backward(float *dx, float *dw_group, float *col, const float *
             gemm_engine_cpu(false, true, crs, K, ld, 1.0f, col, dyg, 0.0f, dw_group); // dW_g^T (CRS, K) = col dy_g^T
     }
     if (dx) {
-        gemm_engine_cpu(true, false, crs, ld, K, 1.0f, w, dyg, 0.0f, col); // dcol (CRS, count*PQ) = W^T dy_g
+        // dcol (CRS, count*PQ) = W^T dy_g (wtp: W^T packed)
+        gemm_prepacked_cpu(true, w, wtp, false, crs, ld, K, 1.0f, dyg, 0.0f, col);
         for (int64_t j = 0; j < count; j++)
             col2im_image(dx + (n0 + j) * C * H * W, col + j * pq, ld, C, H, W, R, S, stride, pad, P, Q);
     }
@@ -321,6 +336,7 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     }
     if (dx == NULL && dw == NULL) return;
     float *slices = dw_slices(dw, groups, K * crs);
+    const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
@@ -331,7 +347,7 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
                 float *dst = dyg + k * ld + j * pq;
                 for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
             }
-        group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, NULL, x, w, n0, count, C, H, W, K, R,
+        group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, NULL, x, w, wtp, n0, count, C, H, W, K, R,
                        S, stride, pad, P, Q);
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);
@@ -385,11 +401,12 @@ static void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *
                                          int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+    const float *wp = pack_weights(0, false, K, crs, w);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *out = scratch(1, K * ld), *col_max = scratch(2, 2 * pooled * 2);
-        group_forward(out, col, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
+        group_forward(out, col, x, w, wp, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
         for (int64_t j = 0; j < count; j++)
             for (int64_t k = 0; k < K; k++) {
                 int64_t plane = (n0 + j) * K + k;
@@ -482,6 +499,7 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
     if (dx == NULL && dw == NULL && dbias == NULL) return;
     double *bias_sums = dbias ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL; // (groups, K)
     float *slices = dw_slices(dw, groups, K * crs);
+    const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
@@ -507,7 +525,7 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
             if (bias_sums) bias_sums[g * K + k] = sum;
         }
         if (dx || dw)
-            group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, n0, count, C, H, W, K,
+            group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, wtp, n0, count, C, H, W, K,
                            R, S, stride, pad, P, Q);
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);

@@ -15,6 +15,13 @@ void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 // copied at all, where OpenBLAS packs both operands on every call (the convolutions' columns).
 void gemm_engine_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      const float *B, float beta, float *C);
+// gemm_engine_cpu with op(A) packed ahead by gemm_pack_a_cpu into gemm_packed_a_floats(M, K)
+// floats (A itself is still passed: the matrix-vector products read it): for a matrix that many
+// products share. The same sums, in the same order, as gemm_engine_cpu.
+int64_t gemm_packed_a_floats(int64_t M, int64_t K);
+void gemm_pack_a_cpu(float *packed, bool trans_a, int64_t M, int64_t K, const float *A);
+void gemm_prepacked_cpu(bool trans_a, const float *A, const float *packed_a, bool trans_b, int64_t M, int64_t N,
+                        int64_t K, float alpha, const float *B, float beta, float *C);
 void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                         int64_t Q);
