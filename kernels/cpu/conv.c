@@ -98,12 +98,16 @@ static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int6
     im2col_rows(col, ld, x, C, H, W, R, S, stride, pad, P, Q, 0, P);
 }
 
-// The adjoint: dx[c][h][w] += every column entry that was read from it. The shortcut zeroes the
-// wrapped-around columns of col first (it is scratch), then adds each row as one flat range;
-// every dx element receives the same terms in the same order as on the general path.
-static void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+// The adjoint: dx[c][h][w] += every column entry that was read from it, for the columns of output
+// rows p0 .. p1-1 (col as im2col_rows wrote them). The shortcut zeroes the wrapped-around columns
+// of col first (it is scratch), then adds each row as one flat range; every dx element receives
+// the same terms in the same order as on the general path: row (r, s) after row (r', s') when
+// (r, s) comes later. A block of rows after the block below it gives the same order over the
+// whole image (the terms from rows further down, smaller r, come first): backward_dx_rows.
+static void col2im_rows(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                        int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
     bool same = same_stride1(H, W, stride, P, Q);
+    int64_t first = p0 * Q, count = (p1 - p0) * Q; // the flat range of positions
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
@@ -111,20 +115,27 @@ static void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H
                 int64_t q0, q1;
                 valid_columns(s, stride, pad, W, Q, &q0, &q1);
                 if (same) {
-                    zero_columns(row, P, Q, q0, q1);
+                    zero_columns(row, p1 - p0, Q, q0, q1);
                     int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
+                    a = a > first ? a : first; // the part of [a, b) inside the rows given
+                    b = b < first + count ? b : first + count;
                     float *plane = dx + c * H * W;
-                    for (int64_t i = a; i < b; i++) plane[i + shift] += row[i];
+                    for (int64_t i = a; i < b; i++) plane[i + shift] += row[i - first];
                     continue;
                 }
-                for (int64_t p = 0; p < P; p++) {
+                for (int64_t p = p0; p < p1; p++) {
                     int64_t h = p * stride - pad + r;
                     if (h < 0 || h >= H) continue;
                     float *out = dx + (c * H + h) * W - pad + s;
-                    const float *in = row + p * Q;
+                    const float *in = row + (p - p0) * Q;
                     for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
                 }
             }
+}
+
+static void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    col2im_rows(dx, col, ld, C, H, W, R, S, stride, pad, P, Q, 0, P);
 }
 
 // col2im_image for the bf16 convolutions on bf16 hardware (bf16_ops.c, declared in bf16_gemm.h).
@@ -297,6 +308,24 @@ static void add_dw_slices(float *dw, const float *slices, int64_t groups, int64_
 }
 #undef TILE
 
+// dx of image n from output rows p0 .. p1-1: their columns' gradient, dcol (CRS, (p1-p0)*Q) = W^T
+// dy (wtp: W^T packed), then col2im of those rows. For large images (forward_rows' test): the
+// whole group's dcol (CRS x 4 images' positions: 29 MB for ResNet-18's layer1) went through
+// memory between the product and col2im, and held the product at 40 % of the peak; a block's
+// stays in the second-level cache. Each column of dcol is the same dot products as the whole
+// group's, and taking the blocks from the last rows up adds the same terms into each dx
+// element in the same order as col2im over the whole image: the same bits.
+static void backward_dx_rows(float *dx, const float *dy, const float *w, const float *wtp, int64_t n, int64_t p0,
+                             int64_t p1, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                             int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, ld = (p1 - p0) * Q;
+    float *dcol = scratch(2, crs * ld), *dyr = scratch(3, K * ld);
+    for (int64_t k = 0; k < K; k++) // the block's dy, (K, (p1-p0)*Q)
+        memcpy(dyr + k * ld, dy + (n * K + k) * P * Q + p0 * Q, (size_t)ld * sizeof(float));
+    gemm_prepacked_cpu(true, w, wtp, false, crs, ld, K, 1.0f, dyr, 0.0f, dcol);
+    col2im_rows(dx + n * C * H * W, dcol, ld, C, H, W, R, S, stride, pad, P, Q, p0, p1);
+}
+
 // Channels whose bias sums run side by side (conv2d_backward_cpu).
 #define BIAS_LANES 8
 
@@ -337,6 +366,8 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     if (dx == NULL && dw == NULL) return;
     float *slices = dw_slices(dw, groups, K * crs);
     const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
+    bool by_rows = crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS; // as the forward
+    int64_t rows = block_rows(P, Q);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
@@ -347,8 +378,14 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
                 float *dst = dyg + k * ld + j * pq;
                 for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
             }
-        group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, NULL, x, w, wtp, n0, count, C, H, W, K, R,
-                       S, stride, pad, P, Q);
+        group_backward(by_rows ? NULL : dx, slices ? slices + g * K * crs : NULL, col, dyg, NULL, x, w, wtp, n0,
+                       count, C, H, W, K, R, S, stride, pad, P, Q);
+        if (by_rows && dx) // large images: dx a block of rows at a time, from the last block up
+            for (int64_t n = n0; n < n0 + count; n++)
+                for (int64_t p1 = P; p1 > 0; p1 -= p1 % rows ? p1 % rows : rows) {
+                    int64_t p0 = p1 % rows ? p1 - p1 % rows : p1 - rows;
+                    backward_dx_rows(dx, dy, w, wtp, n, p0, p1, C, H, W, K, R, S, stride, pad, P, Q);
+                }
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);
 }
