@@ -42,22 +42,49 @@ static int64_t same_shift(int64_t r, int64_t s, int64_t pad, int64_t H, int64_t 
     return shift;
 }
 
-// Zero the columns q < q0 and q >= q1 of a P x Q plane: column by column, a strided loop (row by
-// row, the compiler would call memset for each one- or two-float run, which costs more).
-static void zero_columns(float *plane, int64_t P, int64_t Q, int64_t q0, int64_t q1) {
-    for (int64_t q = 0; q < q0; q++)
-        for (int64_t p = 0; p < P; p++) plane[p * Q + q] = 0.0f;
-    for (int64_t q = q1; q < Q; q++)
-        for (int64_t p = 0; p < P; p++) plane[p * Q + q] = 0.0f;
+// Zero the entries of a row of columns (flat positions i0 .. i1-1 of a P x Q plane, at row[i - i0])
+// whose column q is < q0 or >= q1: a few columns per plane row, one at a time (row by row as runs,
+// the compiler would call memset for each one- or two-float run, which costs more).
+static void zero_columns(float *row, int64_t i0, int64_t i1, int64_t Q, int64_t q0, int64_t q1) {
+    if (q0 == 0 && q1 == Q) return;
+    for (int64_t p = i0 / Q; p * Q < i1; p++) {
+        int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q, at = p * Q - i0;
+        for (int64_t q = qa; q < q0 && q < qb; q++) row[at + q] = 0.0f;
+        for (int64_t q = q1 > qa ? q1 : qa; q < qb; q++) row[at + q] = 0.0f;
+    }
 }
 
-// The columns of output rows p0 .. p1-1 of one image: col (C*R*S rows of (p1-p0)*Q, `ld` floats
-// apart), row (c, r, s) and column (p - p0, q) holding x[c][p*stride - pad + r][q*stride - pad + s],
-// or 0 outside the image. im2col_image below takes all P rows.
-static void im2col_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
+// out[q] = in[q * stride] for q < n. Stride 2 (ResNet-18's first layer) in AVX-512: 32 floats
+// loaded, their 16 even ones picked by one permutation; masked loads at the end read nothing
+// past in[2 (n - 1)]. (The compiler's loop moved two floats at a time: a quarter of that
+// layer's time went to its columns.)
+static void copy_strided(float *out, const float *in, int64_t n, int64_t stride) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if (stride == 2) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        int64_t q = 0;
+        for (; q + 16 <= n; q += 16) {
+            int64_t left = 2 * (n - q) - 1; // floats of in that may be read from in + 2 q
+            __m512 lo = _mm512_loadu_ps(in + 2 * q);
+            __m512 hi = left >= 32 ? _mm512_loadu_ps(in + 2 * q + 16)
+                                   : _mm512_maskz_loadu_ps((__mmask16)((1u << (left - 16)) - 1), in + 2 * q + 16);
+            _mm512_storeu_ps(out + q, _mm512_permutex2var_ps(lo, even, hi));
+        }
+        for (; q < n; q++) out[q] = in[2 * q];
+        return;
+    }
+#endif
+    for (int64_t q = 0; q < n; q++) out[q] = in[q * stride];
+}
+
+// The columns of flat output positions i0 .. i1-1 of one image (position p * Q + q): col (C*R*S
+// rows of i1 - i0, `ld` floats apart), row (c, r, s) and column i - i0 holding
+// x[c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image. A span may start and end
+// inside an output row: the weight gradient takes its positions in blocks of the GEMM's block of
+// K (conv2d_backward_cpu). im2col_rows and im2col_image below take whole rows.
+static void im2col_span(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t i0, int64_t i1) {
     bool same = same_stride1(H, W, stride, P, Q);
-    int64_t first = p0 * Q, count = (p1 - p0) * Q; // the flat range of positions
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
@@ -66,31 +93,40 @@ static void im2col_rows(float *col, int64_t ld, const float *x, int64_t C, int64
                 valid_columns(s, stride, pad, W, Q, &q0, &q1);
                 if (same) {
                     int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
-                    a = a > first ? a : first; // the part of [a, b) inside the rows wanted
-                    b = b < first + count ? b : first + count;
+                    a = a > i0 ? a : i0; // the part of [a, b) inside the span
+                    b = b < i1 ? b : i1;
                     if (b < a) b = a;
                     const float *plane = x + c * H * W;
                     // memcpy and memset: the C library's copies use whole AVX-512 registers,
                     // where the compiler's loop used half ones (its tuning for this CPU)
-                    memset(row, 0, (size_t)(a - first) * sizeof(float));
-                    memcpy(row + a - first, plane + a + shift, (size_t)(b - a) * sizeof(float));
-                    memset(row + b - first, 0, (size_t)(first + count - b) * sizeof(float));
-                    zero_columns(row, p1 - p0, Q, q0, q1); // the wrapped-around columns
+                    memset(row, 0, (size_t)(a - i0) * sizeof(float));
+                    memcpy(row + a - i0, plane + a + shift, (size_t)(b - a) * sizeof(float));
+                    memset(row + b - i0, 0, (size_t)(i1 - b) * sizeof(float));
+                    zero_columns(row, i0, i1, Q, q0, q1); // the wrapped-around columns
                     continue;
                 }
-                for (int64_t p = p0; p < p1; p++) {
-                    int64_t h = p * stride - pad + r;
-                    float *out = row + (p - p0) * Q;
+                for (int64_t p = i0 / Q; p * Q < i1; p++) {
+                    // columns qa .. qb-1 of output row p are in the span, at row[at + q]
+                    int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q;
+                    int64_t at = p * Q - i0, h = p * stride - pad + r;
                     if (h < 0 || h >= H) {
-                        for (int64_t q = 0; q < Q; q++) out[q] = 0.0f;
+                        for (int64_t q = qa; q < qb; q++) row[at + q] = 0.0f;
                         continue;
                     }
                     const float *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
-                    for (int64_t q = 0; q < q0; q++) out[q] = 0.0f;
-                    for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
-                    for (int64_t q = q1; q < Q; q++) out[q] = 0.0f;
+                    int64_t lo = q0 > qa ? q0 : qa, hi = q1 < qb ? q1 : qb;
+                    if (hi < lo) hi = lo;
+                    for (int64_t q = qa; q < lo; q++) row[at + q] = 0.0f;
+                    copy_strided(row + at + lo, in + lo * stride, hi - lo, stride);
+                    for (int64_t q = hi; q < qb; q++) row[at + q] = 0.0f;
                 }
             }
+}
+
+// The columns of output rows p0 .. p1-1 of one image.
+static void im2col_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
+    im2col_span(col, ld, x, C, H, W, R, S, stride, pad, P, Q, p0 * Q, p1 * Q);
 }
 
 static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
@@ -115,7 +151,7 @@ static void col2im_rows(float *dx, float *col, int64_t ld, int64_t C, int64_t H,
                 int64_t q0, q1;
                 valid_columns(s, stride, pad, W, Q, &q0, &q1);
                 if (same) {
-                    zero_columns(row, p1 - p0, Q, q0, q1);
+                    zero_columns(row, first, first + count, Q, q0, q1);
                     int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
                     a = a > first ? a : first; // the part of [a, b) inside the rows given
                     b = b < first + count ? b : first + count;

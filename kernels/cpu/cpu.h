@@ -19,6 +19,10 @@ void gemm_engine_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 // floats (A itself is still passed: the matrix-vector products read it): for a matrix that many
 // products share. The same sums, in the same order, as gemm_engine_cpu.
 int64_t gemm_packed_a_floats(int64_t M, int64_t K);
+// The GEMM's block of K (gemm.c): the sums of C over K are taken a block at a time, each block's
+// added to C in order, so a product over K = K1 + K2 (K1 a multiple of it) gives the same bits as
+// the product over K1 then the one over K2 added to it (beta 1).
+#define CG_GEMM_KC 256
 void gemm_pack_a_cpu(float *packed, bool trans_a, int64_t M, int64_t K, const float *A);
 void gemm_prepacked_cpu(bool trans_a, const float *A, const float *packed_a, bool trans_b, int64_t M, int64_t N,
                         int64_t K, float alpha, const float *B, float beta, float *C);

@@ -37,7 +37,7 @@
 // cache while every A panel of the block passes over it, and the packed A block (M x KC) in the
 // second. Each block's sums are added to C in block order, so the result does not depend on the
 // number of threads.
-#define KC 256
+#define KC CG_GEMM_KC
 
 // Inside each block of K, M is taken MC rows at a time: the packed A block, MC x KC floats, then
 // stays in the core's second-level cache (2 MB on this Xeon) while every column panel passes
