@@ -225,6 +225,9 @@ static void group_forward(float *out, float *col, const float *x, const float *w
 #define COLUMNS_IN_CACHE (128 * 1024)
 // Output positions per block of rows: at least this many (the GEMM's columns: 8 of its panels).
 #define ROWS_POSITIONS 256
+// The weight gradient's spans of positions (group_dw_spans): their columns at most this many
+// floats (512 KB) where a whole block of the GEMM's K allows.
+#define DW_SPAN_FLOATS (128 * 1024)
 
 // Output rows per block: at least ROWS_POSITIONS positions, and if a few more rows make it so,
 // a multiple of 16 positions (whole vectors): the GEMM then reads the columns where im2col wrote
@@ -362,6 +365,46 @@ static void backward_dx_rows(float *dx, const float *dy, const float *w, const f
     col2im_rows(dx + n * C * H * W, dcol, ld, C, H, W, R, S, stride, pad, P, Q, p0, p1);
 }
 
+// dy of flat positions i0 .. i1-1 of one image (dy_n: K planes of PQ) transposed: out[(i - i0) K + k]
+// = dy_n[k][i], the layout the weight gradient's product reads in place. 16 channels at a time:
+// each position then writes 64 contiguous bytes, and the 16 planes read stay in the cache.
+static void transpose_dy(float *out, const float *dy_n, int64_t K, int64_t pq, int64_t i0, int64_t i1) {
+    for (int64_t k0 = 0; k0 < K; k0 += 16) {
+        int64_t k1 = k0 + 16 < K ? k0 + 16 : K;
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t k = k0; k < k1; k++) out[(i - i0) * K + k] = dy_n[k * pq + i];
+    }
+}
+
+// A group's weight gradient, dW_g^T (CRS, K) = col_g dy_g^T, a span of DW_SPAN positions at a
+// time (the group's positions in order, a span may cross from one image to the next): the span's
+// columns and its dy transposed, then the product over the span added to the sums so far. The
+// group's whole columns (29 MB for ResNet-18's layer1, 4 x 3136 positions) went through memory
+// between im2col and the product; a span's stay in the second-level cache. The spans are whole
+// blocks of the GEMM's K (CG_GEMM_KC): the product then adds the same blocks in the same order
+// as over the whole group, the same bits.
+static int64_t dw_span(int64_t crs) {
+    int64_t span = (DW_SPAN_FLOATS / crs) / CG_GEMM_KC * CG_GEMM_KC;
+    return span > CG_GEMM_KC ? span : CG_GEMM_KC;
+}
+
+static void group_dw_spans(float *dw_group, const float *x, const float *dy, int64_t n0, int64_t count, int64_t C,
+                           int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                           int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q, ld = count * pq, span = dw_span(crs);
+    float *col = scratch(0, crs * span), *dyt = scratch(1, span * K);
+    for (int64_t f0 = 0; f0 < ld; f0 += span) {
+        int64_t f1 = f0 + span < ld ? f0 + span : ld, n = f1 - f0;
+        for (int64_t f = f0; f < f1;) { // the part of the span in image n0 + f / pq
+            int64_t j = f / pq, i0 = f % pq, i1 = i0 + (f1 - f) < pq ? i0 + (f1 - f) : pq;
+            im2col_span(col + (f - f0), n, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q, i0, i1);
+            transpose_dy(dyt + (f - f0) * K, dy + (n0 + j) * K * pq, K, pq, i0, i1);
+            f += i1 - i0;
+        }
+        gemm_engine_cpu(false, false, crs, K, n, 1.0f, col, dyt, f0 == 0 ? 0.0f : 1.0f, dw_group);
+    }
+}
+
 // Channels whose bias sums run side by side (conv2d_backward_cpu).
 #define BIAS_LANES 8
 
@@ -407,15 +450,22 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
-        float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
-        for (int64_t j = 0; j < count; j++)
-            for (int64_t k = 0; k < K; k++) {
-                const float *src = dy + ((n0 + j) * K + k) * pq;
-                float *dst = dyg + k * ld + j * pq;
-                for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
-            }
-        group_backward(by_rows ? NULL : dx, slices ? slices + g * K * crs : NULL, col, dyg, NULL, x, w, wtp, n0,
-                       count, C, H, W, K, R, S, stride, pad, P, Q);
+        float *dw_group = slices ? slices + g * K * crs : NULL;
+        // dW by spans of positions, unless a product over them would be a matrix-vector product,
+        // whose sums are not taken in blocks of K (one output channel or one input element)
+        bool spans = dw_group && K > 1 && crs > 1;
+        if (spans) group_dw_spans(dw_group, x, dy, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
+        if ((dw_group && !spans) || (dx && !by_rows)) {
+            float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
+            for (int64_t j = 0; j < count; j++)
+                for (int64_t k = 0; k < K; k++) {
+                    const float *src = dy + ((n0 + j) * K + k) * pq;
+                    float *dst = dyg + k * ld + j * pq;
+                    for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
+                }
+            group_backward(by_rows ? NULL : dx, spans ? NULL : dw_group, col, dyg, NULL, x, w, wtp, n0, count, C, H, W,
+                           K, R, S, stride, pad, P, Q);
+        }
         if (by_rows && dx) // large images: dx a block of rows at a time, from the last block up
             for (int64_t n = n0; n < n0 + count; n++)
                 for (int64_t p1 = P; p1 > 0; p1 -= p1 % rows ? p1 % rows : rows) {
