@@ -43,15 +43,30 @@ static int64_t same_shift(int64_t r, int64_t s, int64_t pad, int64_t H, int64_t 
 }
 
 // Zero the entries of a row of columns (flat positions i0 .. i1-1 of a P x Q plane, at row[i - i0])
-// whose column q is < q0 or >= q1: a few columns per plane row, one at a time (row by row as runs,
-// the compiler would call memset for each one- or two-float run, which costs more).
+// whose column q is < q0 or >= q1. Over the whole plane rows of the span, column by column, a
+// strided loop (row by row, the compiler would call memset for each one- or two-float run, and a
+// loop per row costs more than the stores on 7 x 7 to 14 x 14 planes: the tutorial's second
+// convolution ran 20 % slower); the rows the span cuts at either end, entry by entry.
+static void zero_part_row(float *row, int64_t i0, int64_t i1, int64_t p, int64_t Q, int64_t q0, int64_t q1) {
+    int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q, at = p * Q - i0;
+    for (int64_t q = qa; q < q0 && q < qb; q++) row[at + q] = 0.0f;
+    for (int64_t q = q1 > qa ? q1 : qa; q < qb; q++) row[at + q] = 0.0f;
+}
+
 static void zero_columns(float *row, int64_t i0, int64_t i1, int64_t Q, int64_t q0, int64_t q1) {
     if (q0 == 0 && q1 == Q) return;
-    for (int64_t p = i0 / Q; p * Q < i1; p++) {
-        int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q, at = p * Q - i0;
-        for (int64_t q = qa; q < q0 && q < qb; q++) row[at + q] = 0.0f;
-        for (int64_t q = q1 > qa ? q1 : qa; q < qb; q++) row[at + q] = 0.0f;
+    int64_t p0 = (i0 + Q - 1) / Q, p1 = i1 / Q; // the whole rows p0 .. p1-1
+    if (p1 <= p0) { // no whole row: the span lies in one row or across two
+        for (int64_t p = i0 / Q; p * Q < i1; p++) zero_part_row(row, i0, i1, p, Q, q0, q1);
+        return;
     }
+    float *whole = row + (p0 * Q - i0);
+    for (int64_t q = 0; q < q0; q++)
+        for (int64_t p = 0; p < p1 - p0; p++) whole[p * Q + q] = 0.0f;
+    for (int64_t q = q1; q < Q; q++)
+        for (int64_t p = 0; p < p1 - p0; p++) whole[p * Q + q] = 0.0f;
+    if (i0 < p0 * Q) zero_part_row(row, i0, i1, p0 - 1, Q, q0, q1);
+    if (p1 * Q < i1) zero_part_row(row, i0, i1, p1, Q, q0, q1);
 }
 
 // out[q] = in[q * stride] for q < n. Stride 2 (ResNet-18's first layer) in AVX-512: 32 floats

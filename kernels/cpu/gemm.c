@@ -45,6 +45,10 @@
 // last layer: 4608 x 512 x 196 for dW) packed A blocks of 3.6 to 4.7 MB, which came back from
 // the third-level cache once per column panel. Each tile's sums are taken in the same order as
 // unblocked: the results do not change.
+// ... and only for products of at least this many rows: the copy costs about one cycle per
+// float of B, 1/M of the product's time (the tutorial's first convolution, 32 rows of 9 steps,
+// ran 10 % slower with its columns copied).
+#define PACK_B_ROWS 256
 // At most MC rows, split evenly (4608 rows are 5 blocks of 924, not 4 of 960 and one of 768);
 // an M that fits (the forward products' 64 to 512 output channels) stays whole.
 #define MC (80 * MR)
@@ -270,7 +274,7 @@ static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
     // each other before the next row panel reads them again. The weight gradients' B is the
     // transposed dy, K = 64 to 512 output channels wide: ResNet-18's layer4 ran 10 % slower
     // with it read in place.
-    bool packed = trans_b || N % NR != 0 || N % 64 == 0;
+    bool packed = trans_b || N % NR != 0 || (N % 64 == 0 && M >= PACK_B_ROWS);
     const float *bp = packed ? pack_b(trans_b, B, N, K, ldb) : B;
     bool threads = M * N * K >= 64 * CG_OMP_MIN_WORK && panels > 1;
     // A is packed when its rows are not contiguous, or when it is read by many column panels;
