@@ -537,6 +537,7 @@ static inline __attribute__((always_inline)) void pool_relu_plane(float *y, uint
 static void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias,
                                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                          int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (conv1_relu_pool_direct_cpu(y, where, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
     int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     const float *wp = pack_weights(0, false, K, crs, w);
