@@ -2,8 +2,8 @@
 // conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu, or
 // gemm_prepacked_cpu with the weights packed once per call).
 // OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
-#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/im2col.h"
 #include "kernels/cpu/threads.h"
 
 #include <stdbool.h>
@@ -12,188 +12,6 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #endif
-
-// The output columns q whose input column q*stride - pad + s lies inside 0 .. W-1: [*q0, *q1).
-// Inside that range the loops below run without a test per element (and vectorise).
-static void valid_columns(int64_t s, int64_t stride, int64_t pad, int64_t W, int64_t Q, int64_t *q0, int64_t *q1) {
-    int64_t lo = pad - s > 0 ? (pad - s + stride - 1) / stride : 0; // first q with w >= 0
-    int64_t hi = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / stride + 1 : 0; // first q with w >= W
-    *q0 = lo < Q ? lo : Q;
-    *q1 = hi < Q ? hi : Q;
-    if (*q1 < *q0) *q1 = *q0;
-}
-
-// "Same" convolutions with stride 1 (P == H, Q == W: a 3 x 3 kernel with padding 1, the
-// tutorial's) have a shortcut. Row (c, r, s) of the columns, read as one flat array over (p, q),
-// is plane c of the image shifted by (r - pad) * W + (s - pad) floats, except in the columns q
-// where q - pad + s falls outside the image, which are zero (the flat shift wraps them around
-// to the neighbouring row). So each row is one long copy and a few zeros, instead of P short
-// copies of Q floats, whose loop overhead costs more than the copying.
-static bool same_stride1(int64_t H, int64_t W, int64_t stride, int64_t P, int64_t Q) {
-    return stride == 1 && P == H && Q == W;
-}
-
-// The flat shift of row (r, s) and the range [*a, *b) of flat indices whose source lies in the plane.
-static int64_t same_shift(int64_t r, int64_t s, int64_t pad, int64_t H, int64_t W, int64_t *a, int64_t *b) {
-    int64_t shift = (r - pad) * W + (s - pad);
-    *a = shift < 0 ? -shift : 0;
-    *b = shift > 0 ? H * W - shift : H * W;
-    if (*b < *a) *b = *a;
-    return shift;
-}
-
-// Zero the entries of a row of columns (flat positions i0 .. i1-1 of a P x Q plane, at row[i - i0])
-// whose column q is < q0 or >= q1. Over the whole plane rows of the span, column by column, a
-// strided loop (row by row, the compiler would call memset for each one- or two-float run, and a
-// loop per row costs more than the stores on 7 x 7 to 14 x 14 planes: the tutorial's second
-// convolution ran 20 % slower); the rows the span cuts at either end, entry by entry.
-static void zero_part_row(float *row, int64_t i0, int64_t i1, int64_t p, int64_t Q, int64_t q0, int64_t q1) {
-    int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q, at = p * Q - i0;
-    for (int64_t q = qa; q < q0 && q < qb; q++) row[at + q] = 0.0f;
-    for (int64_t q = q1 > qa ? q1 : qa; q < qb; q++) row[at + q] = 0.0f;
-}
-
-static void zero_columns(float *row, int64_t i0, int64_t i1, int64_t Q, int64_t q0, int64_t q1) {
-    if (q0 == 0 && q1 == Q) return;
-    int64_t p0 = (i0 + Q - 1) / Q, p1 = i1 / Q; // the whole rows p0 .. p1-1
-    if (p1 <= p0) { // no whole row: the span lies in one row or across two
-        for (int64_t p = i0 / Q; p * Q < i1; p++) zero_part_row(row, i0, i1, p, Q, q0, q1);
-        return;
-    }
-    float *whole = row + (p0 * Q - i0);
-    for (int64_t q = 0; q < q0; q++)
-        for (int64_t p = 0; p < p1 - p0; p++) whole[p * Q + q] = 0.0f;
-    for (int64_t q = q1; q < Q; q++)
-        for (int64_t p = 0; p < p1 - p0; p++) whole[p * Q + q] = 0.0f;
-    if (i0 < p0 * Q) zero_part_row(row, i0, i1, p0 - 1, Q, q0, q1);
-    if (p1 * Q < i1) zero_part_row(row, i0, i1, p1, Q, q0, q1);
-}
-
-// out[q] = in[q * stride] for q < n. Stride 2 (ResNet-18's first layer) in AVX-512: 32 floats
-// loaded, their 16 even ones picked by one permutation; masked loads at the end read nothing
-// past in[2 (n - 1)]. (The compiler's loop moved two floats at a time: a quarter of that
-// layer's time went to its columns.)
-static void copy_strided(float *out, const float *in, int64_t n, int64_t stride) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-    if (stride == 2) {
-        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        int64_t q = 0;
-        for (; q + 16 <= n; q += 16) {
-            int64_t left = 2 * (n - q) - 1; // floats of in that may be read from in + 2 q
-            __m512 lo = _mm512_loadu_ps(in + 2 * q);
-            __m512 hi = left >= 32 ? _mm512_loadu_ps(in + 2 * q + 16)
-                                   : _mm512_maskz_loadu_ps((__mmask16)((1u << (left - 16)) - 1), in + 2 * q + 16);
-            _mm512_storeu_ps(out + q, _mm512_permutex2var_ps(lo, even, hi));
-        }
-        for (; q < n; q++) out[q] = in[2 * q];
-        return;
-    }
-#endif
-    for (int64_t q = 0; q < n; q++) out[q] = in[q * stride];
-}
-
-// The columns of flat output positions i0 .. i1-1 of one image (position p * Q + q): col (C*R*S
-// rows of i1 - i0, `ld` floats apart), row (c, r, s) and column i - i0 holding
-// x[c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image. A span may start and end
-// inside an output row: the weight gradient takes its positions in blocks of the GEMM's block of
-// K (conv2d_backward_cpu). im2col_rows and im2col_image below take whole rows.
-static void im2col_span(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t i0, int64_t i1) {
-    bool same = same_stride1(H, W, stride, P, Q);
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t s = 0; s < S; s++) {
-                float *row = col + ((c * R + r) * S + s) * ld;
-                int64_t q0, q1;
-                valid_columns(s, stride, pad, W, Q, &q0, &q1);
-                if (same) {
-                    int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
-                    a = a > i0 ? a : i0; // the part of [a, b) inside the span
-                    b = b < i1 ? b : i1;
-                    if (b < a) b = a;
-                    const float *plane = x + c * H * W;
-                    // memcpy and memset: the C library's copies use whole AVX-512 registers,
-                    // where the compiler's loop used half ones (its tuning for this CPU)
-                    memset(row, 0, (size_t)(a - i0) * sizeof(float));
-                    memcpy(row + a - i0, plane + a + shift, (size_t)(b - a) * sizeof(float));
-                    memset(row + b - i0, 0, (size_t)(i1 - b) * sizeof(float));
-                    zero_columns(row, i0, i1, Q, q0, q1); // the wrapped-around columns
-                    continue;
-                }
-                for (int64_t p = i0 / Q; p * Q < i1; p++) {
-                    // columns qa .. qb-1 of output row p are in the span, at row[at + q]
-                    int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q;
-                    int64_t at = p * Q - i0, h = p * stride - pad + r;
-                    if (h < 0 || h >= H) {
-                        for (int64_t q = qa; q < qb; q++) row[at + q] = 0.0f;
-                        continue;
-                    }
-                    const float *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
-                    int64_t lo = q0 > qa ? q0 : qa, hi = q1 < qb ? q1 : qb;
-                    if (hi < lo) hi = lo;
-                    for (int64_t q = qa; q < lo; q++) row[at + q] = 0.0f;
-                    copy_strided(row + at + lo, in + lo * stride, hi - lo, stride);
-                    for (int64_t q = hi; q < qb; q++) row[at + q] = 0.0f;
-                }
-            }
-}
-
-// The columns of output rows p0 .. p1-1 of one image.
-static void im2col_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
-    im2col_span(col, ld, x, C, H, W, R, S, stride, pad, P, Q, p0 * Q, p1 * Q);
-}
-
-static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                         int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    im2col_rows(col, ld, x, C, H, W, R, S, stride, pad, P, Q, 0, P);
-}
-
-// The adjoint: dx[c][h][w] += every column entry that was read from it, for the columns of output
-// rows p0 .. p1-1 (col as im2col_rows wrote them). The shortcut zeroes the wrapped-around columns
-// of col first (it is scratch), then adds each row as one flat range; every dx element receives
-// the same terms in the same order as on the general path: row (r, s) after row (r', s') when
-// (r, s) comes later. A block of rows after the block below it gives the same order over the
-// whole image (the terms from rows further down, smaller r, come first): backward_dx_rows.
-static void col2im_rows(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                        int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
-    bool same = same_stride1(H, W, stride, P, Q);
-    int64_t first = p0 * Q, count = (p1 - p0) * Q; // the flat range of positions
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t s = 0; s < S; s++) {
-                float *row = col + ((c * R + r) * S + s) * ld;
-                int64_t q0, q1;
-                valid_columns(s, stride, pad, W, Q, &q0, &q1);
-                if (same) {
-                    zero_columns(row, first, first + count, Q, q0, q1);
-                    int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
-                    a = a > first ? a : first; // the part of [a, b) inside the rows given
-                    b = b < first + count ? b : first + count;
-                    float *plane = dx + c * H * W;
-                    for (int64_t i = a; i < b; i++) plane[i + shift] += row[i - first];
-                    continue;
-                }
-                for (int64_t p = p0; p < p1; p++) {
-                    int64_t h = p * stride - pad + r;
-                    if (h < 0 || h >= H) continue;
-                    float *out = dx + (c * H + h) * W - pad + s;
-                    const float *in = row + (p - p0) * Q;
-                    for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
-                }
-            }
-}
-
-static void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    col2im_rows(dx, col, ld, C, H, W, R, S, stride, pad, P, Q, 0, P);
-}
-
-// col2im_image for the bf16 convolutions on bf16 hardware (bf16_ops.c, declared in bf16_gemm.h).
-void conv_col2im_image_cpu(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                           int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    col2im_image(dx, col, ld, C, H, W, R, S, stride, pad, P, Q);
-}
 
 // A buffer of at least `floats` floats for this thread, kept between calls.
 static float *scratch(int which, int64_t floats) {
@@ -378,17 +196,6 @@ static void backward_dx_rows(float *dx, const float *dy, const float *w, const f
         memcpy(dyr + k * ld, dy + (n * K + k) * P * Q + p0 * Q, (size_t)ld * sizeof(float));
     gemm_prepacked_cpu(true, w, wtp, false, crs, ld, K, 1.0f, dyr, 0.0f, dcol);
     col2im_rows(dx + n * C * H * W, dcol, ld, C, H, W, R, S, stride, pad, P, Q, p0, p1);
-}
-
-// dy of flat positions i0 .. i1-1 of one image (dy_n: K planes of PQ) transposed: out[(i - i0) K + k]
-// = dy_n[k][i], the layout the weight gradient's product reads in place. 16 channels at a time:
-// each position then writes 64 contiguous bytes, and the 16 planes read stay in the cache.
-static void transpose_dy(float *out, const float *dy_n, int64_t K, int64_t pq, int64_t i0, int64_t i1) {
-    for (int64_t k0 = 0; k0 < K; k0 += 16) {
-        int64_t k1 = k0 + 16 < K ? k0 + 16 : K;
-        for (int64_t i = i0; i < i1; i++)
-            for (int64_t k = k0; k < k1; k++) out[(i - i0) * K + k] = dy_n[k * pq + i];
-    }
 }
 
 // A group's weight gradient, dW_g^T (CRS, K) = col_g dy_g^T, a span of DW_SPAN positions at a
