@@ -451,14 +451,15 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
         // dy_g transposed too, (count*PQ, K), for dW when K is whole vectors (the GEMM reads it
-        // in place): a scattered store per window here costs less than transposing dy_g there.
+        // in place): dy_g written whole by unpool_plane's vector path, then transposed by 16 x 16
+        // tiles, costs less than zeroing dy_g^T and a scattered store per window into it (which
+        // took half of the tutorial's first block's backward).
         float *dygt = dw && K % 16 == 0 ? scratch(3, K * ld) : NULL;
-        if (dygt) memset(dygt, 0, (size_t)(K * ld) * sizeof(float));
         for (int64_t k = 0; k < K; k++) {
             double sum = 0.0;
             for (int64_t j = 0; j < count; j++) {
                 int64_t plane = (n0 + j) * K + k;
-                float *o = dx || !dygt ? dyg + k * ld + j * pq : NULL, *ot = dygt ? dygt + j * pq * K + k : NULL;
+                float *o = dyg + k * ld + j * pq, *ot = NULL;
                 const float *g_in = dy + plane * pooled, *y_in = y + plane * pooled;
                 const uint8_t *at = where + plane * pooled;
                 if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
@@ -470,6 +471,7 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
             }
             if (bias_sums) bias_sums[g * K + k] = sum;
         }
+        if (dygt) transpose_block(dygt, K, dyg, ld, K, ld);
         if (dx || dw)
             group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, wtp, n0, count, C, H, W, K,
                            R, S, stride, pad, P, Q);
