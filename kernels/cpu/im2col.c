@@ -106,8 +106,9 @@ void im2col_span(float *col, int64_t ld, const float *x, int64_t C, int64_t H, i
                 valid_columns(s, stride, pad, W, Q, &q0, &q1);
                 if (same) {
                     int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
-                    a = a > i0 ? a : i0; // the part of [a, b) inside the span
-                    b = b < i1 ? b : i1;
+                    a = a > i0 ? a : i0; // the part of [a, b) inside the span (empty: a = b, both
+                    a = a < i1 ? a : i1; // inside it, since a span may end before the plane's
+                    b = b < i1 ? b : i1; // first valid position)
                     if (b < a) b = a;
                     const float *plane = x + c * H * W;
                     // memcpy and memset: the C library's copies use whole AVX-512 registers,
