@@ -16,7 +16,7 @@
 // A buffer of at least `floats` floats for this thread, kept between calls.
 static float *scratch(int which, int64_t floats) {
     static _Thread_local cg_thread_buffer buffers[4];
-    return cg_thread_buffer_get(&buffers[which], floats * (int64_t)sizeof(float));
+    return cg_thread_floats_aligned(&buffers[which], floats);
 }
 
 // The weights packed once per call for the GEMM (gemm_pack_a_cpu): W for the forward, W^T for
@@ -24,7 +24,7 @@ static float *scratch(int which, int64_t floats) {
 // Packed by the calling thread before its threads start, read by all of them.
 static const float *pack_weights(int which, bool trans, int64_t M, int64_t K, const float *w) {
     static _Thread_local cg_thread_buffer packed[2];
-    float *wp = cg_thread_buffer_get(&packed[which], gemm_packed_a_floats(M, K) * (int64_t)sizeof(float));
+    float *wp = cg_thread_floats_aligned(&packed[which], gemm_packed_a_floats(M, K));
     gemm_pack_a_cpu(wp, trans, M, K, w);
     return wp;
 }
@@ -157,7 +157,7 @@ static void group_backward(float *dx, float *dw_group, float *col, const float *
 // dynamically. NULL when dW is not wanted.
 static float *dw_slices(const float *dw, int64_t groups, int64_t size) {
     static _Thread_local cg_thread_buffer slices;
-    return dw ? cg_thread_buffer_get(&slices, groups * size * (int64_t)sizeof(float)) : NULL;
+    return dw ? cg_thread_floats_aligned(&slices, groups * size) : NULL;
 }
 
 // dw (K, CRS) += slice 0, then slice 1, ... (each (CRS, K), transposed), in tiles of TILE x TILE

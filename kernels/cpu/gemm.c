@@ -64,7 +64,7 @@ typedef float row16 __attribute__((vector_size(NR * sizeof(float))));
 // A buffer of at least `floats` floats for this thread, kept between calls (0: packed B, 1: packed A).
 static float *buffer(int which, int64_t floats) {
     static _Thread_local cg_thread_buffer buffers[2];
-    return cg_thread_buffer_get(&buffers[which], floats * (int64_t)sizeof(float));
+    return cg_thread_floats_aligned(&buffers[which], floats);
 }
 
 // B is copied column panel by column panel: panel j (columns 32 j .. 32 j + 31, or 16 at the end
