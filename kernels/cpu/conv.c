@@ -1,8 +1,9 @@
 // conv.c: convolution (im2col + GEMM, a few images at a time), max pooling, and the fused
-// conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu).
+// conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu, or
+// gemm_prepacked_cpu with the weights packed once per call).
 // OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
-#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/im2col.h"
 #include "kernels/cpu/threads.h"
 
 #include <stdbool.h>
@@ -12,130 +13,20 @@
 #include <immintrin.h>
 #endif
 
-// The output columns q whose input column q*stride - pad + s lies inside 0 .. W-1: [*q0, *q1).
-// Inside that range the loops below run without a test per element (and vectorise).
-static void valid_columns(int64_t s, int64_t stride, int64_t pad, int64_t W, int64_t Q, int64_t *q0, int64_t *q1) {
-    int64_t lo = pad - s > 0 ? (pad - s + stride - 1) / stride : 0; // first q with w >= 0
-    int64_t hi = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / stride + 1 : 0; // first q with w >= W
-    *q0 = lo < Q ? lo : Q;
-    *q1 = hi < Q ? hi : Q;
-    if (*q1 < *q0) *q1 = *q0;
-}
-
-// "Same" convolutions with stride 1 (P == H, Q == W: a 3 x 3 kernel with padding 1, the
-// tutorial's) have a shortcut. Row (c, r, s) of the columns, read as one flat array over (p, q),
-// is plane c of the image shifted by (r - pad) * W + (s - pad) floats, except in the columns q
-// where q - pad + s falls outside the image, which are zero (the flat shift wraps them around
-// to the neighbouring row). So each row is one long copy and a few zeros, instead of P short
-// copies of Q floats, whose loop overhead costs more than the copying.
-static bool same_stride1(int64_t H, int64_t W, int64_t stride, int64_t P, int64_t Q) {
-    return stride == 1 && P == H && Q == W;
-}
-
-// The flat shift of row (r, s) and the range [*a, *b) of flat indices whose source lies in the plane.
-static int64_t same_shift(int64_t r, int64_t s, int64_t pad, int64_t H, int64_t W, int64_t *a, int64_t *b) {
-    int64_t shift = (r - pad) * W + (s - pad);
-    *a = shift < 0 ? -shift : 0;
-    *b = shift > 0 ? H * W - shift : H * W;
-    if (*b < *a) *b = *a;
-    return shift;
-}
-
-// Zero the columns q < q0 and q >= q1 of a P x Q plane: column by column, a strided loop (row by
-// row, the compiler would call memset for each one- or two-float run, which costs more).
-static void zero_columns(float *plane, int64_t P, int64_t Q, int64_t q0, int64_t q1) {
-    for (int64_t q = 0; q < q0; q++)
-        for (int64_t p = 0; p < P; p++) plane[p * Q + q] = 0.0f;
-    for (int64_t q = q1; q < Q; q++)
-        for (int64_t p = 0; p < P; p++) plane[p * Q + q] = 0.0f;
-}
-
-// The columns of output rows p0 .. p1-1 of one image: col (C*R*S rows of (p1-p0)*Q, `ld` floats
-// apart), row (c, r, s) and column (p - p0, q) holding x[c][p*stride - pad + r][q*stride - pad + s],
-// or 0 outside the image. im2col_image below takes all P rows.
-static void im2col_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
-    bool same = same_stride1(H, W, stride, P, Q);
-    int64_t first = p0 * Q, count = (p1 - p0) * Q; // the flat range of positions
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t s = 0; s < S; s++) {
-                float *row = col + ((c * R + r) * S + s) * ld;
-                int64_t q0, q1;
-                valid_columns(s, stride, pad, W, Q, &q0, &q1);
-                if (same) {
-                    int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
-                    a = a > first ? a : first; // the part of [a, b) inside the rows wanted
-                    b = b < first + count ? b : first + count;
-                    if (b < a) b = a;
-                    const float *plane = x + c * H * W;
-                    // memcpy and memset: the C library's copies use whole AVX-512 registers,
-                    // where the compiler's loop used half ones (its tuning for this CPU)
-                    memset(row, 0, (size_t)(a - first) * sizeof(float));
-                    memcpy(row + a - first, plane + a + shift, (size_t)(b - a) * sizeof(float));
-                    memset(row + b - first, 0, (size_t)(first + count - b) * sizeof(float));
-                    zero_columns(row, p1 - p0, Q, q0, q1); // the wrapped-around columns
-                    continue;
-                }
-                for (int64_t p = p0; p < p1; p++) {
-                    int64_t h = p * stride - pad + r;
-                    float *out = row + (p - p0) * Q;
-                    if (h < 0 || h >= H) {
-                        for (int64_t q = 0; q < Q; q++) out[q] = 0.0f;
-                        continue;
-                    }
-                    const float *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
-                    for (int64_t q = 0; q < q0; q++) out[q] = 0.0f;
-                    for (int64_t q = q0; q < q1; q++) out[q] = in[q * stride];
-                    for (int64_t q = q1; q < Q; q++) out[q] = 0.0f;
-                }
-            }
-}
-
-static void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                         int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    im2col_rows(col, ld, x, C, H, W, R, S, stride, pad, P, Q, 0, P);
-}
-
-// The adjoint: dx[c][h][w] += every column entry that was read from it. The shortcut zeroes the
-// wrapped-around columns of col first (it is scratch), then adds each row as one flat range;
-// every dx element receives the same terms in the same order as on the general path.
-static void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    bool same = same_stride1(H, W, stride, P, Q);
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t s = 0; s < S; s++) {
-                float *row = col + ((c * R + r) * S + s) * ld;
-                int64_t q0, q1;
-                valid_columns(s, stride, pad, W, Q, &q0, &q1);
-                if (same) {
-                    zero_columns(row, P, Q, q0, q1);
-                    int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
-                    float *plane = dx + c * H * W;
-                    for (int64_t i = a; i < b; i++) plane[i + shift] += row[i];
-                    continue;
-                }
-                for (int64_t p = 0; p < P; p++) {
-                    int64_t h = p * stride - pad + r;
-                    if (h < 0 || h >= H) continue;
-                    float *out = dx + (c * H + h) * W - pad + s;
-                    const float *in = row + p * Q;
-                    for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
-                }
-            }
-}
-
-// col2im_image for the bf16 convolutions on bf16 hardware (bf16_ops.c, declared in bf16_gemm.h).
-void conv_col2im_image_cpu(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                           int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    col2im_image(dx, col, ld, C, H, W, R, S, stride, pad, P, Q);
-}
-
 // A buffer of at least `floats` floats for this thread, kept between calls.
 static float *scratch(int which, int64_t floats) {
     static _Thread_local cg_thread_buffer buffers[4];
-    return cg_thread_buffer_get(&buffers[which], floats * (int64_t)sizeof(float));
+    return cg_thread_floats_aligned(&buffers[which], floats);
+}
+
+// The weights packed once per call for the GEMM (gemm_pack_a_cpu): W for the forward, W^T for
+// the backward's dx, which every group of images and every block of rows then reads as they are.
+// Packed by the calling thread before its threads start, read by all of them.
+static const float *pack_weights(int which, bool trans, int64_t M, int64_t K, const float *w) {
+    static _Thread_local cg_thread_buffer packed[2];
+    float *wp = cg_thread_floats_aligned(&packed[which], gemm_packed_a_floats(M, K));
+    gemm_pack_a_cpu(wp, trans, M, K, w);
+    return wp;
 }
 
 // A few images at a time (GROUP): their columns sit side by side, (C*R*S, GROUP*P*Q), so that
@@ -147,14 +38,15 @@ static float *scratch(int which, int64_t floats) {
 #define GROUP 4
 
 // Per group: the columns of images n0 .. n0+count-1 into col, then out (K, count*PQ) = W col.
-static void group_forward(float *out, float *col, const float *x, const float *w, int64_t n0, int64_t count,
+static void group_forward(float *out, float *col, const float *x, const float *w, const float *wp, int64_t n0,
+                          int64_t count,
                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                           int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
     for (int64_t j = 0; j < count; j++)
         im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-    gemm_engine_cpu(false, false, K, ld, crs, 1.0f, w, col, 0.0f, out); // out (K, count*PQ) = W (K, CRS) col
-                                                                          // (the engine's GEMM: see group_backward)
+    // out (K, count*PQ) = W (K, CRS) col (the engine's GEMM: see group_backward; wp: W packed)
+    gemm_prepacked_cpu(false, w, wp, false, K, ld, crs, 1.0f, col, 0.0f, out);
 }
 
 // An image whose columns take more than this many floats (512 KB: ResNet-18's 3 x 3 layers on
@@ -166,16 +58,31 @@ static void group_forward(float *out, float *col, const float *x, const float *w
 #define COLUMNS_IN_CACHE (128 * 1024)
 // Output positions per block of rows: at least this many (the GEMM's columns: 8 of its panels).
 #define ROWS_POSITIONS 256
+// The weight gradient's spans of positions (group_dw_spans): their columns at most this many
+// floats (512 KB) where a whole block of the GEMM's K allows.
+#define DW_SPAN_FLOATS (128 * 1024)
+
+// Output rows per block: at least ROWS_POSITIONS positions, and if a few more rows make it so,
+// a multiple of 16 positions (whole vectors): the GEMM then reads the columns where im2col wrote
+// them, where it would otherwise copy them into rows of whole vectors first (ResNet-18's layer1,
+// 56 positions a row: 5 rows are 280 positions, 6 rows 336; the copy took 15 % of its forward).
+static int64_t block_rows(int64_t P, int64_t Q) {
+    int64_t rows = Q >= ROWS_POSITIONS ? 1 : (ROWS_POSITIONS + Q - 1) / Q;
+    for (int64_t r = rows; r < 2 * rows && r <= P; r++)
+        if (r * Q % 16 == 0) return r;
+    return rows;
+}
 
 // Rows p0 .. p1-1 of image n's output: their columns, out (K, (p1-p0)*Q) = W col, then to NCHW
 // with the bias. The same sums as the whole image's: each output is the same dot product.
-static void forward_rows(float *y, const float *x, const float *w, const float *bias, int64_t n, int64_t p0,
+static void forward_rows(float *y, const float *x, const float *w, const float *wp, const float *bias, int64_t n,
+                         int64_t p0,
                          int64_t p1, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                          int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, ld = (p1 - p0) * Q;
     float *col = scratch(0, crs * ld), *out = scratch(1, K * ld);
     im2col_rows(col, ld, x + n * C * H * W, C, H, W, R, S, stride, pad, P, Q, p0, p1);
-    gemm_engine_cpu(false, false, K, ld, crs, 1.0f, w, col, 0.0f, out);
+    gemm_prepacked_cpu(false, w, wp, false, K, ld, crs, 1.0f, col, 0.0f, out);
     for (int64_t k = 0; k < K; k++) {
         float b = bias ? bias[k] : 0.0f, *dst = y + (n * K + k) * P * Q + p0 * Q;
         const float *src = out + k * ld;
@@ -187,13 +94,14 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                         int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
+    const float *wp = pack_weights(0, false, K, crs, w);
     if (crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS) { // large images: blocks of rows (COLUMNS_IN_CACHE)
-        int64_t rows = Q >= ROWS_POSITIONS ? 1 : (ROWS_POSITIONS + Q - 1) / Q, blocks = (P + rows - 1) / rows;
+        int64_t rows = block_rows(P, Q), blocks = (P + rows - 1) / rows;
         bool threads = N * blocks > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
         for (int64_t t = 0; t < N * blocks; t++) {
             int64_t n = t / blocks, p0 = t % blocks * rows, p1 = p0 + rows < P ? p0 + rows : P;
-            forward_rows(y, x, w, bias, n, p0, p1, C, H, W, K, R, S, stride, pad, P, Q);
+            forward_rows(y, x, w, wp, bias, n, p0, p1, C, H, W, K, R, S, stride, pad, P, Q);
         }
         return;
     }
@@ -202,7 +110,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *out = scratch(1, K * ld);
-        group_forward(out, col, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
+        group_forward(out, col, x, w, wp, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
         for (int64_t j = 0; j < count; j++) // to NCHW, adding the bias
             for (int64_t k = 0; k < K; k++) {
                 float b = bias ? bias[k] : 0.0f;
@@ -222,7 +130,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
 // dygt, when not NULL, is dy_g already transposed, (count*PQ, K): the product for dW then reads it
 // in place instead of transposing dy_g first.
 static void group_backward(float *dx, float *dw_group, float *col, const float *dyg, const float *dygt,
-                           const float *x, const float *w, int64_t n0, int64_t count, int64_t C, int64_t H,
+                           const float *x, const float *w, const float *wtp, int64_t n0, int64_t count, int64_t C, int64_t H,
                            int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                            int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
@@ -235,7 +143,8 @@ static void group_backward(float *dx, float *dw_group, float *col, const float *
             gemm_engine_cpu(false, true, crs, K, ld, 1.0f, col, dyg, 0.0f, dw_group); // dW_g^T (CRS, K) = col dy_g^T
     }
     if (dx) {
-        gemm_engine_cpu(true, false, crs, ld, K, 1.0f, w, dyg, 0.0f, col); // dcol (CRS, count*PQ) = W^T dy_g
+        // dcol (CRS, count*PQ) = W^T dy_g (wtp: W^T packed)
+        gemm_prepacked_cpu(true, w, wtp, false, crs, ld, K, 1.0f, dyg, 0.0f, col);
         for (int64_t j = 0; j < count; j++)
             col2im_image(dx + (n0 + j) * C * H * W, col + j * pq, ld, C, H, W, R, S, stride, pad, P, Q);
     }
@@ -248,7 +157,7 @@ static void group_backward(float *dx, float *dw_group, float *col, const float *
 // dynamically. NULL when dW is not wanted.
 static float *dw_slices(const float *dw, int64_t groups, int64_t size) {
     static _Thread_local cg_thread_buffer slices;
-    return dw ? cg_thread_buffer_get(&slices, groups * size * (int64_t)sizeof(float)) : NULL;
+    return dw ? cg_thread_floats_aligned(&slices, groups * size) : NULL;
 }
 
 // dw (K, CRS) += slice 0, then slice 1, ... (each (CRS, K), transposed), in tiles of TILE x TILE
@@ -271,6 +180,56 @@ static void add_dw_slices(float *dw, const float *slices, int64_t groups, int64_
 }
 #undef TILE
 
+// dx of image n from output rows p0 .. p1-1: their columns' gradient, dcol (CRS, (p1-p0)*Q) = W^T
+// dy (wtp: W^T packed), then col2im of those rows. For large images (forward_rows' test): the
+// whole group's dcol (CRS x 4 images' positions: 29 MB for ResNet-18's layer1) went through
+// memory between the product and col2im, and held the product at 40 % of the peak; a block's
+// stays in the second-level cache. Each column of dcol is the same dot products as the whole
+// group's, and taking the blocks from the last rows up adds the same terms into each dx
+// element in the same order as col2im over the whole image: the same bits.
+static void backward_dx_rows(float *dx, const float *dy, const float *w, const float *wtp, int64_t n, int64_t p0,
+                             int64_t p1, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                             int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, ld = (p1 - p0) * Q;
+    float *dcol = scratch(2, crs * ld), *dyr = scratch(3, K * ld);
+    for (int64_t k = 0; k < K; k++) // the block's dy, (K, (p1-p0)*Q)
+        memcpy(dyr + k * ld, dy + (n * K + k) * P * Q + p0 * Q, (size_t)ld * sizeof(float));
+    gemm_prepacked_cpu(true, w, wtp, false, crs, ld, K, 1.0f, dyr, 0.0f, dcol);
+    col2im_rows(dx + n * C * H * W, dcol, ld, C, H, W, R, S, stride, pad, P, Q, p0, p1);
+}
+
+// A group's weight gradient, dW_g^T (CRS, K) = col_g dy_g^T, a span of DW_SPAN positions at a
+// time (the group's positions in order, a span may cross from one image to the next): the span's
+// columns and its dy transposed, then the product over the span added to the sums so far. The
+// group's whole columns (29 MB for ResNet-18's layer1, 4 x 3136 positions) went through memory
+// between im2col and the product; a span's stay in the second-level cache. The spans are whole
+// blocks of the GEMM's K (CG_GEMM_KC): the product then adds the same blocks in the same order
+// as over the whole group, the same bits.
+static int64_t dw_span(int64_t crs) {
+    int64_t span = (DW_SPAN_FLOATS / crs) / CG_GEMM_KC * CG_GEMM_KC;
+    return span > CG_GEMM_KC ? span : CG_GEMM_KC;
+}
+
+static void group_dw_spans(float *dw_group, const float *x, const float *dy, int64_t n0, int64_t count, int64_t C,
+                           int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                           int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q, ld = count * pq, span = dw_span(crs);
+    float *col = scratch(0, crs * span), *dyt = scratch(1, span * K);
+    for (int64_t f0 = 0; f0 < ld; f0 += span) {
+        int64_t f1 = f0 + span < ld ? f0 + span : ld, n = f1 - f0;
+        for (int64_t f = f0; f < f1;) { // the part of the span in image n0 + f / pq
+            int64_t j = f / pq, i0 = f % pq, i1 = i0 + (f1 - f) < pq ? i0 + (f1 - f) : pq;
+            im2col_span(col + (f - f0), n, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q, i0, i1);
+            transpose_dy(dyt + (f - f0) * K, dy + (n0 + j) * K * pq, K, pq, i0, i1);
+            f += i1 - i0;
+        }
+        gemm_engine_cpu(false, false, crs, K, n, 1.0f, col, dyt, f0 == 0 ? 0.0f : 1.0f, dw_group);
+    }
+}
+
+// Channels whose bias sums run side by side (conv2d_backward_cpu).
+#define BIAS_LANES 8
+
 // Per group: dy_g, the group's output gradient laid out as (K, count*PQ), then group_backward.
 void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
@@ -278,28 +237,63 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     if (dbias) {
+        // Each channel's sum over the batch, in double (a 224 x 224 plane is 50176 terms), in
+        // order: one chain of dependent additions per channel. BIAS_LANES channels at a time,
+        // their chains side by side: a lone chain waits the adder's latency (4 cycles) at every
+        // term, and took 17 % of ResNet-18 conv1's backward; eight in flight keep both adders
+        // busy. Each channel's terms are still added one by one in the same order: the same bits.
+        int64_t blocks = (K + BIAS_LANES - 1) / BIAS_LANES;
 #pragma omp parallel for if (threads)
-        for (int64_t k = 0; k < K; k++) { // one channel per thread: its sum over the batch
-            double sum = 0.0; // in double: a 224 x 224 plane is 50176 terms
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t i = 0; i < pq; i++) sum += dy[(n * K + k) * pq + i];
-            dbias[k] += (float)sum;
+        for (int64_t b = 0; b < blocks; b++) {
+            int64_t k0 = b * BIAS_LANES;
+            if (K - k0 < BIAS_LANES) { // the last few channels, one by one
+                for (int64_t k = k0; k < K; k++) {
+                    double sum = 0.0;
+                    for (int64_t n = 0; n < N; n++)
+                        for (int64_t i = 0; i < pq; i++) sum += dy[(n * K + k) * pq + i];
+                    dbias[k] += (float)sum;
+                }
+                continue;
+            }
+            double sum[BIAS_LANES] = {0};
+            for (int64_t n = 0; n < N; n++) {
+                const float *plane = dy + (n * K + k0) * pq; // channel k0 + j at plane[j * pq]
+                for (int64_t i = 0; i < pq; i++)
+                    for (int j = 0; j < BIAS_LANES; j++) sum[j] += plane[j * pq + i];
+            }
+            for (int j = 0; j < BIAS_LANES; j++) dbias[k0 + j] += (float)sum[j];
         }
     }
     if (dx == NULL && dw == NULL) return;
     float *slices = dw_slices(dw, groups, K * crs);
+    const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
+    bool by_rows = crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS; // as the forward
+    int64_t rows = block_rows(P, Q);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
-        float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
-        for (int64_t j = 0; j < count; j++)
-            for (int64_t k = 0; k < K; k++) {
-                const float *src = dy + ((n0 + j) * K + k) * pq;
-                float *dst = dyg + k * ld + j * pq;
-                for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
-            }
-        group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, NULL, x, w, n0, count, C, H, W, K, R,
-                       S, stride, pad, P, Q);
+        float *dw_group = slices ? slices + g * K * crs : NULL;
+        // dW by spans of positions, unless a product over them would be a matrix-vector product,
+        // whose sums are not taken in blocks of K (one output channel or one input element)
+        bool spans = dw_group && K > 1 && crs > 1;
+        if (spans) group_dw_spans(dw_group, x, dy, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
+        if ((dw_group && !spans) || (dx && !by_rows)) {
+            float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
+            for (int64_t j = 0; j < count; j++)
+                for (int64_t k = 0; k < K; k++) {
+                    const float *src = dy + ((n0 + j) * K + k) * pq;
+                    float *dst = dyg + k * ld + j * pq;
+                    for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
+                }
+            group_backward(by_rows ? NULL : dx, spans ? NULL : dw_group, col, dyg, NULL, x, w, wtp, n0, count, C, H, W,
+                           K, R, S, stride, pad, P, Q);
+        }
+        if (by_rows && dx) // large images: dx a block of rows at a time, from the last block up
+            for (int64_t n = n0; n < n0 + count; n++)
+                for (int64_t p1 = P; p1 > 0; p1 -= p1 % rows ? p1 % rows : rows) {
+                    int64_t p0 = p1 % rows ? p1 - p1 % rows : p1 - rows;
+                    backward_dx_rows(dx, dy, w, wtp, n, p0, p1, C, H, W, K, R, S, stride, pad, P, Q);
+                }
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);
 }
@@ -350,13 +344,15 @@ static inline __attribute__((always_inline)) void pool_relu_plane(float *y, uint
 static void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias,
                                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                          int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (conv1_relu_pool_direct_cpu(y, where, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
     int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+    const float *wp = pack_weights(0, false, K, crs, w);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *out = scratch(1, K * ld), *col_max = scratch(2, 2 * pooled * 2);
-        group_forward(out, col, x, w, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
+        group_forward(out, col, x, w, wp, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
         for (int64_t j = 0; j < count; j++)
             for (int64_t k = 0; k < K; k++) {
                 int64_t plane = (n0 + j) * K + k;
@@ -449,19 +445,21 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
     if (dx == NULL && dw == NULL && dbias == NULL) return;
     double *bias_sums = dbias ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL; // (groups, K)
     float *slices = dw_slices(dw, groups, K * crs);
+    const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
         // dy_g transposed too, (count*PQ, K), for dW when K is whole vectors (the GEMM reads it
-        // in place): a scattered store per window here costs less than transposing dy_g there.
+        // in place): dy_g written whole by unpool_plane's vector path, then transposed by 16 x 16
+        // tiles, costs less than zeroing dy_g^T and a scattered store per window into it (which
+        // took half of the tutorial's first block's backward).
         float *dygt = dw && K % 16 == 0 ? scratch(3, K * ld) : NULL;
-        if (dygt) memset(dygt, 0, (size_t)(K * ld) * sizeof(float));
         for (int64_t k = 0; k < K; k++) {
             double sum = 0.0;
             for (int64_t j = 0; j < count; j++) {
                 int64_t plane = (n0 + j) * K + k;
-                float *o = dx || !dygt ? dyg + k * ld + j * pq : NULL, *ot = dygt ? dygt + j * pq * K + k : NULL;
+                float *o = dyg + k * ld + j * pq, *ot = NULL;
                 const float *g_in = dy + plane * pooled, *y_in = y + plane * pooled;
                 const uint8_t *at = where + plane * pooled;
                 if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
@@ -473,8 +471,9 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
             }
             if (bias_sums) bias_sums[g * K + k] = sum;
         }
+        if (dygt) transpose_block(dygt, K, dyg, ld, K, ld);
         if (dx || dw)
-            group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, n0, count, C, H, W, K,
+            group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, wtp, n0, count, C, H, W, K,
                            R, S, stride, pad, P, Q);
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);

@@ -15,6 +15,22 @@ void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 // copied at all, where OpenBLAS packs both operands on every call (the convolutions' columns).
 void gemm_engine_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      const float *B, float beta, float *C);
+// gemm_engine_cpu with op(A) packed ahead by gemm_pack_a_cpu into gemm_packed_a_floats(M, K)
+// floats (A itself is still passed: the matrix-vector products read it): for a matrix that many
+// products share. The same sums, in the same order, as gemm_engine_cpu.
+int64_t gemm_packed_a_floats(int64_t M, int64_t K);
+// The GEMM's block of K (gemm.c): the sums of C over K are taken a block at a time, each block's
+// added to C in order, so a product over K = K1 + K2 (K1 a multiple of it) gives the same bits as
+// the product over K1 then the one over K2 added to it (beta 1).
+#define CG_GEMM_KC 256
+void gemm_pack_a_cpu(float *packed, bool trans_a, int64_t M, int64_t K, const float *A);
+void gemm_prepacked_cpu(bool trans_a, const float *A, const float *packed_a, bool trans_b, int64_t M, int64_t N,
+                        int64_t K, float alpha, const float *B, float beta, float *C);
+// conv_direct.c: the fused conv + bias + ReLU + 2x2 max pooling of a one-channel image, 3 x 3,
+// stride 1, padding 1 (the tutorial's first layer), direct; false (nothing done) for other shapes.
+bool conv1_relu_pool_direct_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias, int64_t N,
+                                int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                int64_t pad, int64_t P, int64_t Q);
 void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                         int64_t Q);

@@ -7,11 +7,15 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cpu/blas.h"
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 // Products with fewer multiply-adds than this use the loops below even when OpenBLAS is there.
 // SimpleNN's largest (32 x 50 x 20 = 32 Ki) stays here, and OpenBLAS is never loaded for it; from
@@ -37,7 +41,21 @@
 // cache while every A panel of the block passes over it, and the packed A block (M x KC) in the
 // second. Each block's sums are added to C in block order, so the result does not depend on the
 // number of threads.
-#define KC 256
+#define KC CG_GEMM_KC
+
+// Inside each block of K, M is taken MC rows at a time: the packed A block, MC x KC floats, then
+// stays in the core's second-level cache (2 MB on this Xeon) while every column panel passes
+// over it. Unblocked, the convolutions' backward products with thousands of rows (ResNet-18's
+// last layer: 4608 x 512 x 196 for dW) packed A blocks of 3.6 to 4.7 MB, which came back from
+// the third-level cache once per column panel. Each tile's sums are taken in the same order as
+// unblocked: the results do not change.
+// ... and only for products of at least this many rows: the copy costs about one cycle per
+// float of B, 1/M of the product's time (the tutorial's first convolution, 32 rows of 9 steps,
+// ran 10 % slower with its columns copied).
+#define PACK_B_ROWS 256
+// At most MC rows, split evenly (4608 rows are 5 blocks of 924, not 4 of 960 and one of 768);
+// an M that fits (the forward products' 64 to 512 output channels) stays whole.
+#define MC (80 * MR)
 
 // A row of NR floats as one value (the GCC / Clang vector extension): one AVX-512 register, or
 // two AVX2 ones. Arithmetic on it is elementwise; a float times a vector broadcasts the float.
@@ -46,23 +64,67 @@ typedef float row16 __attribute__((vector_size(NR * sizeof(float))));
 // A buffer of at least `floats` floats for this thread, kept between calls (0: packed B, 1: packed A).
 static float *buffer(int which, int64_t floats) {
     static _Thread_local cg_thread_buffer buffers[2];
-    return cg_thread_buffer_get(&buffers[which], floats * (int64_t)sizeof(float));
+    return cg_thread_floats_aligned(&buffers[which], floats);
 }
 
-// B is copied into rows of N rounded up to NR floats, zeros in the padding, so that every tile
-// is a full MR x NR tile with constant loop bounds: that is what lets the compiler keep it in
-// registers. The copy costs K x N floats against M x N x K multiply-adds.
+// B is copied column panel by column panel: panel j (columns 32 j .. 32 j + 31, or 16 at the end
+// when N rounds up to an odd number of vectors) holds its K rows of `width` floats one after the
+// other, zeros in the padding past N. Every tile is then a full MR x NR tile with constant loop
+// bounds (that is what lets the compiler keep it in registers), and a panel's block of KC rows is
+// one contiguous run of 32 KB, spread over every set of the first-level cache. Rows of a copy laid
+// out as B is, ldb floats apart, fell into a few of the cache's sets when ldb is a power of two
+// (the weight gradients' 64 to 512 output channels: 512 floats are 2 KB, every row in the same 2
+// of its 64 sets) and evicted each other before the next tile read them again.
+// The copy costs K x N floats against M x N x K multiply-adds.
+// B stored (N, K) (trans_b) is transposed TK rows of the copy at a time: each row of B gives TK
+// contiguous floats, one to each of TK rows of the panel, whose lines stay in the first-level
+// cache until they are full. Row by row of the copy, every float read came from another row of
+// B, K floats apart: a cache line and often a page per float (the convolutions' weight
+// gradients transpose dy, K = a group's 784 to 50176 positions).
+#define TK 16
 static const float *pack_b(bool trans_b, const float *B, int64_t N, int64_t K, int64_t ldb) {
     float *packed = buffer(0, K * ldb);
-    for (int64_t k = 0; k < K; k++) {
-        float *row = packed + k * ldb;
+    for (int64_t j0 = 0; j0 < ldb; j0 += NV * NR) {
+        int64_t width = ldb - j0 < NV * NR ? ldb - j0 : NV * NR, n = N - j0 < width ? N - j0 : width;
+        float *panel = packed + j0 * K;
         if (trans_b)
-            for (int64_t j = 0; j < N; j++) row[j] = B[j * K + k];
+            for (int64_t k0 = 0; k0 < K; k0 += TK) {
+                int64_t k1 = k0 + TK < K ? k0 + TK : K;
+                for (int64_t j = 0; j < n; j++)
+                    for (int64_t k = k0; k < k1; k++) panel[k * width + j] = B[(j0 + j) * K + k];
+            }
+        else if (n == NV * NR) // a whole panel: a copy of constant size, two vector moves per row
+            for (int64_t k = 0; k < K; k++) memcpy(panel + k * width, B + k * N + j0, NV * NR * sizeof(float));
         else
-            memcpy(row, B + k * N, (size_t)N * sizeof(float));
-        for (int64_t j = N; j < ldb; j++) row[j] = 0.0f;
+            for (int64_t k = 0; k < K; k++) memcpy(panel + k * width, B + k * N + j0, (size_t)n * sizeof(float));
+        if (n < width)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t j = n; j < width; j++) panel[k * width + j] = 0.0f;
     }
     return packed;
+}
+#undef TK
+
+// A whole panel of MR rows of A (rows rs floats apart, read from a) to panel[k * MR + r], one step
+// of k at a time: a gather of the step's MR values (one per row) and a store of them side by side.
+// Row by row, the stores went 48 bytes apart, and packing a convolution's weights (ResNet-18's
+// layer4: 512 x 4608) cost 3 to 4 cycles a float, 14 % of its forward. False where AVX-512 is
+// missing, or the rows too far apart for 32-bit offsets: the caller's loop then.
+static bool gather_rows(float *panel, const float *a, int64_t rs, int64_t kc) {
+#if defined(__AVX512F__) && MR == 12
+    if (rs > INT32_MAX / MR) return false;
+    const int s = (int)rs;
+    const __m512i at = _mm512_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s, 8 * s, 9 * s, 10 * s, 11 * s,
+                                         0, 0, 0, 0);
+    const __mmask16 rows = 0x0fff; // the MR lanes in use
+    for (int64_t k = 0; k < kc; k++)
+        _mm512_mask_storeu_ps(panel + k * MR, rows,
+                              _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows, at, a + k, sizeof(float)));
+    return true;
+#else
+    (void)panel, (void)a, (void)rs, (void)kc;
+    return false;
+#endif
 }
 
 // Rows k0 .. k0+kc-1 of op(A) (M x K, strides rs, ks) as panels of MR rows, each kc x MR floats
@@ -72,12 +134,16 @@ static void pack_a(float *packed, const float *A, int64_t rs, int64_t ks, int64_
     for (int64_t i0 = 0; i0 < M; i0 += MR) {
         float *panel = packed + i0 * kc;
         int64_t mr = M - i0 < MR ? M - i0 : MR;
-        if (ks == 1) { // rows of A contiguous: MR rows read side by side
+        if (ks == 1 && mr == MR && gather_rows(panel, A + i0 * rs + k0, rs, kc)) {
+        } else if (ks == 1) { // rows of A contiguous: MR rows read side by side
             for (int64_t r = 0; r < mr; r++) {
                 const float *row = A + (i0 + r) * rs + k0;
                 for (int64_t k = 0; k < kc; k++) panel[k * MR + r] = row[k];
             }
-        } else { // op(A) = A^T: the MR values of a step are contiguous in A
+        } else if (mr == MR) { // op(A) = A^T: the MR values of a step are contiguous in A; a copy
+                               // of constant size (vector moves) where a loop of mr went float by float
+            for (int64_t k = 0; k < kc; k++) memcpy(panel + k * MR, A + (k0 + k) * ks + i0 * rs, MR * sizeof(float));
+        } else {
             for (int64_t k = 0; k < kc; k++)
                 for (int64_t r = 0; r < mr; r++) panel[k * MR + r] = A[(k0 + k) * ks + (i0 + r) * rs];
         }
@@ -142,22 +208,22 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
                                                float *C, bool first, int mr, int nc) {                        \
         float *c = C + i0 * N + j0;                                                                           \
         if (rs > 0)                                                                                           \
-            micro_kernel(kc, ap + i0 * rs, rs, b + j0, ldb, c, N, mr, nc, alpha, first, NVEC, false, ROWS);   \
+            micro_kernel(kc, ap + i0 * rs, rs, b, ldb, c, N, mr, nc, alpha, first, NVEC, false, ROWS);   \
         else                                                                                                  \
-            micro_kernel(kc, ap + i0 * kc, 0, b + j0, ldb, c, N, mr, nc, alpha, first, NVEC, true, ROWS);    \
+            micro_kernel(kc, ap + i0 * kc, 0, b, ldb, c, N, mr, nc, alpha, first, NVEC, true, ROWS);    \
     }
 TILE_FUNCTION(tile_full, MR, NV)       // MR x 32 (12 x 32 with AVX-512)
 TILE_FUNCTION(tile_8_rows, 8, NV)      // the last row panel when M % MR is 5 to 8
 TILE_FUNCTION(tile_4_rows, 4, NV)      // ... 1 to 4
 TILE_FUNCTION(tile_1_vector, MR, 1)    // the last column panel when ldb is an odd number of vectors
 
-// The tiles of column panel j0 (NV x NR columns, or NR at the end when ldb is an odd number of
-// vectors) for every row panel of MR rows, over K steps k0 .. k0+kc-1: ap holds those steps of A,
-// packed, or is A + k0 read in place (rows rs floats apart) when rs > 0.
+// The tiles of column panel j0 (NV x NR columns, or NR at the end when N rounds up to an odd
+// number of vectors: not `full`) for every row panel of MR rows, over K steps k0 .. k0+kc-1: b is
+// the panel's row k0, rows ldb floats apart; ap holds those steps of A, packed, or is A + k0 read
+// in place (rows rs floats apart) when rs > 0.
 static void gemm_panel(int64_t j0, int64_t M, int64_t N, int64_t kc, float alpha, const float *ap, int64_t rs,
-                       const float *b, int64_t ldb, float *C, bool first) {
+                       const float *b, int64_t ldb, bool full, float *C, bool first) {
     int nc = (int)(N - j0 < NV * NR ? N - j0 : NV * NR);
-    bool full = ldb - j0 >= NV * NR;
     for (int64_t i0 = 0; i0 < M; i0 += MR) {
         int mr = (int)(M - i0 < MR ? M - i0 : MR);
         if (!full)
@@ -169,6 +235,15 @@ static void gemm_panel(int64_t j0, int64_t M, int64_t N, int64_t kc, float alpha
         else
             tile_4_rows(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, mr, nc);
     }
+}
+
+// Column panel j of the block k0 .. k0+kc-1: its rows of B, packed (pack_b: `width` floats apart)
+// or read in place (N apart), then gemm_panel.
+static void column_panel(int64_t j, bool packed, const float *bp, int64_t k0, int64_t K, int64_t N, int64_t ldb,
+                         int64_t mc, int64_t kc, float alpha, const float *a, int64_t rs, float *c, bool first) {
+    int64_t j0 = j * NV * NR, width = ldb - j0 < NV * NR ? ldb - j0 : NV * NR;
+    const float *b = packed ? bp + j0 * K + k0 * width : bp + k0 * N + j0;
+    gemm_panel(j0, mc, N, kc, alpha, a, rs, b, packed ? width : N, width == NV * NR, c, first);
 }
 
 // Matrix-vector products (N == 1 or M == 1) gain nothing from tiles, which would pad the
@@ -217,29 +292,42 @@ static void gemv_row(bool trans_b, int64_t N, int64_t K, float alpha, const floa
 // order on any number of threads. B is read in place when its rows are already whole tiles (not
 // transposed, N a multiple of NR), packed otherwise.
 static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                       const float *B, float *C, bool overwrite) {
+                       const float *pre, const float *B, float *C, bool overwrite) {
     int64_t ldb = (N + NR - 1) / NR * NR, rs = trans_a ? 1 : K, ks = trans_a ? M : 1;
     int64_t padded_m = (M + MR - 1) / MR * MR, panels = (N + NV * NR - 1) / (NV * NR);
-    const float *bp = !trans_b && N % NR == 0 ? B : pack_b(trans_b, B, N, K, ldb);
+    // B is copied (pack_b) when its rows are not whole vectors, and when they are a multiple of
+    // 64 floats apart: the rows of a tile's B then fall into a quarter or less of the first-level
+    // cache's 64 sets (64 floats are 4 lines: every 16th set; 512 floats, every 32nd) and evict
+    // each other before the next row panel reads them again. The weight gradients' B is the
+    // transposed dy, K = 64 to 512 output channels wide: ResNet-18's layer4 ran 10 % slower
+    // with it read in place.
+    bool packed = trans_b || N % NR != 0 || (N % 64 == 0 && M >= PACK_B_ROWS);
+    const float *bp = packed ? pack_b(trans_b, B, N, K, ldb) : B;
     bool threads = M * N * K >= 64 * CG_OMP_MIN_WORK && panels > 1;
     // A is packed when its rows are not contiguous, or when it is read by many column panels;
     // otherwise (the convolutions' weight gradient: A the columns, N the few output channels) the
     // copy would cost more than reading MR rows side by side.
-    bool in_place = !trans_a && panels <= 4;
-    float *ap = in_place ? NULL : buffer(1, padded_m * (K < KC ? K : KC));
+    bool in_place = !trans_a && panels <= 4 && pre == NULL;
+    int64_t row_panels = padded_m / MR, m_blocks = (padded_m + MC - 1) / MC;
+    int64_t mc_max = (row_panels + m_blocks - 1) / m_blocks * MR; // rows per block
+    float *ap = in_place || pre ? NULL : buffer(1, mc_max * (K < KC ? K : KC));
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kc = K - k0 < KC ? K - k0 : KC;
         bool first = overwrite && k0 == 0;
-        const float *a = in_place ? A + k0 : ap;
-        if (!in_place) pack_a(ap, A, rs, ks, M, k0, kc);
-        if (!threads) {
-            for (int64_t j = 0; j < panels; j++)
-                gemm_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
-            continue;
-        }
+        for (int64_t m0 = 0; m0 < M; m0 += mc_max) { // rows m0 .. m0+mc-1 of op(A) and of C
+            int64_t mc = M - m0 < mc_max ? M - m0 : mc_max;
+            const float *a = in_place ? A + m0 * rs + k0 : pre ? pre + padded_m * k0 + m0 * kc : ap;
+            float *c = C + m0 * N;
+            if (ap) pack_a(ap, A + m0 * rs, rs, ks, mc, k0, kc);
+            if (!threads) {
+                for (int64_t j = 0; j < panels; j++)
+                    column_panel(j, packed, bp, k0, K, N, ldb, mc, kc, alpha, a, in_place ? K : 0, c, first);
+                continue;
+            }
 #pragma omp parallel for
-        for (int64_t j = 0; j < panels; j++)
-            gemm_panel(j * NV * NR, M, N, kc, alpha, a, in_place ? K : 0, bp + k0 * ldb, ldb, C, first);
+            for (int64_t j = 0; j < panels; j++)
+                column_panel(j, packed, bp, k0, K, N, ldb, mc, kc, alpha, a, in_place ? K : 0, c, first);
+        }
     }
 }
 
@@ -261,7 +349,37 @@ void gemm_engine_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     else if (M == 1)
         gemv_row(trans_b, N, K, alpha, A, B, C);
     else
-        gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, B, C, beta == 0.0f); // beta 0: tiles overwrite C
+        gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, NULL, B, C, beta == 0.0f); // beta 0: tiles overwrite C
+}
+
+// op(A) packed whole, block of K after block of K, each as pack_a lays it out (panel i0 of the
+// block at k0 at padded_m * k0 + i0 * kc), for products that share one A: a convolution's
+// weights, the same for every group of images and every block of rows. Packed in each call, they
+// cost 7 to 20 % of ResNet-18's forward (layer4's 512 x 4608 weights for each group of 4 images
+// of 7 x 7 positions, layer1's for each block of 6 rows).
+int64_t gemm_packed_a_floats(int64_t M, int64_t K) {
+    return (M + MR - 1) / MR * MR * K;
+}
+
+// The blocks of K are shared out among the threads when the copy is large: the caller packs before
+// its threads start on the groups of images, and ResNet-18's layer4 weights (512 x 4608, 9.4 MB,
+// from memory) on one thread left the other waiting for a fifth of the forward.
+void gemm_pack_a_cpu(float *packed, bool trans_a, int64_t M, int64_t K, const float *A) {
+    int64_t padded_m = (M + MR - 1) / MR * MR, rs = trans_a ? 1 : K, ks = trans_a ? M : 1, blocks = (K + KC - 1) / KC;
+#pragma omp parallel for if (M * K >= 4 * CG_OMP_MIN_WORK && blocks > 1)
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t k0 = b * KC;
+        pack_a(packed + padded_m * k0, A, rs, ks, M, k0, K - k0 < KC ? K - k0 : KC);
+    }
+}
+
+void gemm_prepacked_cpu(bool trans_a, const float *A, const float *packed_a, bool trans_b, int64_t M, int64_t N,
+                        int64_t K, float alpha, const float *B, float beta, float *C) {
+    if (N == 1 || M == 1 || (beta != 0.0f && beta != 1.0f)) { // the vector products do not read the copy
+        gemm_engine_cpu(trans_a, trans_b, M, N, K, alpha, A, B, beta, C);
+        return;
+    }
+    gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, packed_a, B, C, beta == 0.0f);
 }
 
 static void linear_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,

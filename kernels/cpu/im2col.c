@@ -1,0 +1,243 @@
+// im2col.c: a convolution's columns (im2col) and their adjoint (col2im) for the f32 CPU kernels,
+// and the transpositions of dy that the weight gradient reads. The convolution drivers are in
+// conv.c; the bf16 ones (bf16_ops.c) take col2im through conv_col2im_image_cpu.
+#include "kernels/cpu/im2col.h"
+
+#include "kernels/cpu/bf16_gemm.h"
+
+#include <stdbool.h>
+#include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#endif
+
+// The output columns q whose input column q*stride - pad + s lies inside 0 .. W-1: [*q0, *q1).
+// Inside that range the loops below run without a test per element (and vectorise).
+static void valid_columns(int64_t s, int64_t stride, int64_t pad, int64_t W, int64_t Q, int64_t *q0, int64_t *q1) {
+    int64_t lo = pad - s > 0 ? (pad - s + stride - 1) / stride : 0; // first q with w >= 0
+    int64_t hi = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / stride + 1 : 0; // first q with w >= W
+    *q0 = lo < Q ? lo : Q;
+    *q1 = hi < Q ? hi : Q;
+    if (*q1 < *q0) *q1 = *q0;
+}
+
+// "Same" convolutions with stride 1 (P == H, Q == W: a 3 x 3 kernel with padding 1, the
+// tutorial's) have a shortcut. Row (c, r, s) of the columns, read as one flat array over (p, q),
+// is plane c of the image shifted by (r - pad) * W + (s - pad) floats, except in the columns q
+// where q - pad + s falls outside the image, which are zero (the flat shift wraps them around
+// to the neighbouring row). So each row is one long copy and a few zeros, instead of P short
+// copies of Q floats, whose loop overhead costs more than the copying.
+static bool same_stride1(int64_t H, int64_t W, int64_t stride, int64_t P, int64_t Q) {
+    return stride == 1 && P == H && Q == W;
+}
+
+// The flat shift of row (r, s) and the range [*a, *b) of flat indices whose source lies in the plane.
+static int64_t same_shift(int64_t r, int64_t s, int64_t pad, int64_t H, int64_t W, int64_t *a, int64_t *b) {
+    int64_t shift = (r - pad) * W + (s - pad);
+    *a = shift < 0 ? -shift : 0;
+    *b = shift > 0 ? H * W - shift : H * W;
+    if (*b < *a) *b = *a;
+    return shift;
+}
+
+// Zero the entries of a row of columns (flat positions i0 .. i1-1 of a P x Q plane, at row[i - i0])
+// whose column q is < q0 or >= q1. Over the whole plane rows of the span, column by column, a
+// strided loop (row by row, the compiler would call memset for each one- or two-float run, and a
+// loop per row costs more than the stores on 7 x 7 to 14 x 14 planes: the tutorial's second
+// convolution ran 20 % slower); the rows the span cuts at either end, entry by entry.
+static void zero_part_row(float *row, int64_t i0, int64_t i1, int64_t p, int64_t Q, int64_t q0, int64_t q1) {
+    int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q, at = p * Q - i0;
+    for (int64_t q = qa; q < q0 && q < qb; q++) row[at + q] = 0.0f;
+    for (int64_t q = q1 > qa ? q1 : qa; q < qb; q++) row[at + q] = 0.0f;
+}
+
+static void zero_columns(float *row, int64_t i0, int64_t i1, int64_t Q, int64_t q0, int64_t q1) {
+    if (q0 == 0 && q1 == Q) return;
+    int64_t p0 = (i0 + Q - 1) / Q, p1 = i1 / Q; // the whole rows p0 .. p1-1
+    if (p1 <= p0) { // no whole row: the span lies in one row or across two
+        for (int64_t p = i0 / Q; p * Q < i1; p++) zero_part_row(row, i0, i1, p, Q, q0, q1);
+        return;
+    }
+    float *whole = row + (p0 * Q - i0);
+    for (int64_t q = 0; q < q0; q++)
+        for (int64_t p = 0; p < p1 - p0; p++) whole[p * Q + q] = 0.0f;
+    for (int64_t q = q1; q < Q; q++)
+        for (int64_t p = 0; p < p1 - p0; p++) whole[p * Q + q] = 0.0f;
+    if (i0 < p0 * Q) zero_part_row(row, i0, i1, p0 - 1, Q, q0, q1);
+    if (p1 * Q < i1) zero_part_row(row, i0, i1, p1, Q, q0, q1);
+}
+
+// out[q] = in[q * stride] for q < n. Stride 2 (ResNet-18's first layer) in AVX-512: 32 floats
+// loaded, their 16 even ones picked by one permutation; masked loads at the end read nothing
+// past in[2 (n - 1)]. (The compiler's loop moved two floats at a time: a quarter of that
+// layer's time went to its columns.)
+static void copy_strided(float *out, const float *in, int64_t n, int64_t stride) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if (stride == 2) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        int64_t q = 0;
+        for (; q + 16 <= n; q += 16) {
+            int64_t left = 2 * (n - q) - 1; // floats of in that may be read from in + 2 q
+            __m512 lo = _mm512_loadu_ps(in + 2 * q);
+            __m512 hi = left >= 32 ? _mm512_loadu_ps(in + 2 * q + 16)
+                                   : _mm512_maskz_loadu_ps((__mmask16)((1u << (left - 16)) - 1), in + 2 * q + 16);
+            _mm512_storeu_ps(out + q, _mm512_permutex2var_ps(lo, even, hi));
+        }
+        for (; q < n; q++) out[q] = in[2 * q];
+        return;
+    }
+#endif
+    for (int64_t q = 0; q < n; q++) out[q] = in[q * stride];
+}
+
+// The columns of flat output positions i0 .. i1-1 of one image (position p * Q + q): col (C*R*S
+// rows of i1 - i0, `ld` floats apart), row (c, r, s) and column i - i0 holding
+// x[c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image. A span may start and end
+// inside an output row: the weight gradient takes its positions in blocks of the GEMM's block of
+// K (conv2d_backward_cpu). im2col_rows and im2col_image below take whole rows.
+void im2col_span(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t i0, int64_t i1) {
+    bool same = same_stride1(H, W, stride, P, Q);
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t s = 0; s < S; s++) {
+                float *row = col + ((c * R + r) * S + s) * ld;
+                int64_t q0, q1;
+                valid_columns(s, stride, pad, W, Q, &q0, &q1);
+                if (same) {
+                    int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
+                    a = a > i0 ? a : i0; // the part of [a, b) inside the span (empty: a = b, both
+                    a = a < i1 ? a : i1; // inside it, since a span may end before the plane's
+                    b = b < i1 ? b : i1; // first valid position)
+                    if (b < a) b = a;
+                    const float *plane = x + c * H * W;
+                    // memcpy and memset: the C library's copies use whole AVX-512 registers,
+                    // where the compiler's loop used half ones (its tuning for this CPU)
+                    memset(row, 0, (size_t)(a - i0) * sizeof(float));
+                    memcpy(row + a - i0, plane + a + shift, (size_t)(b - a) * sizeof(float));
+                    memset(row + b - i0, 0, (size_t)(i1 - b) * sizeof(float));
+                    zero_columns(row, i0, i1, Q, q0, q1); // the wrapped-around columns
+                    continue;
+                }
+                for (int64_t p = i0 / Q; p * Q < i1; p++) {
+                    // columns qa .. qb-1 of output row p are in the span, at row[at + q]
+                    int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q;
+                    int64_t at = p * Q - i0, h = p * stride - pad + r;
+                    if (h < 0 || h >= H) {
+                        for (int64_t q = qa; q < qb; q++) row[at + q] = 0.0f;
+                        continue;
+                    }
+                    const float *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
+                    int64_t lo = q0 > qa ? q0 : qa, hi = q1 < qb ? q1 : qb;
+                    if (hi < lo) hi = lo;
+                    for (int64_t q = qa; q < lo; q++) row[at + q] = 0.0f;
+                    copy_strided(row + at + lo, in + lo * stride, hi - lo, stride);
+                    for (int64_t q = hi; q < qb; q++) row[at + q] = 0.0f;
+                }
+            }
+}
+
+// The columns of output rows p0 .. p1-1 of one image.
+void im2col_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
+    im2col_span(col, ld, x, C, H, W, R, S, stride, pad, P, Q, p0 * Q, p1 * Q);
+}
+
+void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                         int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    im2col_rows(col, ld, x, C, H, W, R, S, stride, pad, P, Q, 0, P);
+}
+
+// The adjoint: dx[c][h][w] += every column entry that was read from it, for the columns of output
+// rows p0 .. p1-1 (col as im2col_rows wrote them). The shortcut zeroes the wrapped-around columns
+// of col first (it is scratch), then adds each row as one flat range; every dx element receives
+// the same terms in the same order as on the general path: row (r, s) after row (r', s') when
+// (r, s) comes later. A block of rows after the block below it gives the same order over the
+// whole image (the terms from rows further down, smaller r, come first): backward_dx_rows.
+void col2im_rows(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                        int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
+    bool same = same_stride1(H, W, stride, P, Q);
+    int64_t first = p0 * Q, count = (p1 - p0) * Q; // the flat range of positions
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t s = 0; s < S; s++) {
+                float *row = col + ((c * R + r) * S + s) * ld;
+                int64_t q0, q1;
+                valid_columns(s, stride, pad, W, Q, &q0, &q1);
+                if (same) {
+                    zero_columns(row, first, first + count, Q, q0, q1);
+                    int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
+                    a = a > first ? a : first; // the part of [a, b) inside the rows given
+                    b = b < first + count ? b : first + count;
+                    float *plane = dx + c * H * W;
+                    for (int64_t i = a; i < b; i++) plane[i + shift] += row[i - first];
+                    continue;
+                }
+                for (int64_t p = p0; p < p1; p++) {
+                    int64_t h = p * stride - pad + r;
+                    if (h < 0 || h >= H) continue;
+                    float *out = dx + (c * H + h) * W - pad + s;
+                    const float *in = row + (p - p0) * Q;
+                    for (int64_t q = q0; q < q1; q++) out[q * stride] += in[q];
+                }
+            }
+}
+
+void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    col2im_rows(dx, col, ld, C, H, W, R, S, stride, pad, P, Q, 0, P);
+}
+
+// col2im_image for the bf16 convolutions on bf16 hardware (bf16_ops.c, declared in bf16_gemm.h).
+void conv_col2im_image_cpu(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                           int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    col2im_image(dx, col, ld, C, H, W, R, S, stride, pad, P, Q);
+}
+
+// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: 16 x 16 tiles in registers (AVX-512:
+// four rounds of shuffles, 64 for 256 floats), the edges float by float. Float by float, a
+// transposition costs about a cycle a float: as much as the tutorial's first convolution's
+// weight-gradient product itself.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+static void transpose_16x16(float *dst, int64_t ldd, const float *src, int64_t lds) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) { // pairs of rows interleaved float by float
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { // ... then two floats at a time: 4 x 4 blocks in each 128-bit lane
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int h = 0; h < 16; h += 8) // 128-bit lanes: even and odd ones of rows 4 apart
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
+            t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) { // ... and of rows 8 apart
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    }
+    for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * ldd, r[i]);
+}
+#endif
+
+void transpose_block(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols) {
+    int64_t r0 = 0, c0 = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    r0 = rows / 16 * 16, c0 = cols / 16 * 16;
+    for (int64_t i = 0; i < r0; i += 16)
+        for (int64_t j = 0; j < c0; j += 16) transpose_16x16(dst + j * ldd + i, ldd, src + i * lds + j, lds);
+#endif
+    for (int64_t i = 0; i < rows; i++) // the edges: rows past r0, and columns past c0 of the others
+        for (int64_t j = i < r0 ? c0 : 0; j < cols; j++) dst[j * ldd + i] = src[i * lds + j];
+}
+
+// dy of flat positions i0 .. i1-1 of one image (dy_n: K planes of PQ) transposed: out[(i - i0) K + k]
+// = dy_n[k][i], the layout the weight gradient's product reads in place.
+void transpose_dy(float *out, const float *dy_n, int64_t K, int64_t pq, int64_t i0, int64_t i1) {
+    transpose_block(out, K, dy_n + i0, pq, K, i1 - i0);
+}

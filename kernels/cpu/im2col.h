@@ -1,0 +1,31 @@
+// im2col.h: the f32 convolutions' columns and their adjoint (kernels/cpu/im2col.c), private to
+// kernels/cpu.
+#ifndef CG_KERNELS_CPU_IM2COL_H
+#define CG_KERNELS_CPU_IM2COL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+// The columns of flat output positions i0 .. i1-1 of one image (position p * Q + q): col (C*R*S
+// rows of i1 - i0, `ld` floats apart), row (c, r, s) and column i - i0 holding
+// x[c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image. A span may start and end
+// inside an output row. im2col_rows takes output rows p0 .. p1-1, im2col_image all P.
+void im2col_span(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                 int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t i0, int64_t i1);
+void im2col_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                 int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1);
+void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                  int64_t stride, int64_t pad, int64_t P, int64_t Q);
+// The adjoint, dx += the columns of output rows p0 .. p1-1 folded back (col is scratch: its
+// wrapped-around columns are zeroed). Each dx element receives its terms in (c, r, s) order; blocks
+// of rows taken from the last one up give the order of the whole image.
+void col2im_rows(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                 int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1);
+void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                  int64_t stride, int64_t pad, int64_t P, int64_t Q);
+// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols.
+void transpose_block(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols);
+// out[(i - i0) K + k] = dy_n[k][i] for the flat positions i0 .. i1-1 of one image's dy (K planes of pq).
+void transpose_dy(float *out, const float *dy_n, int64_t K, int64_t pq, int64_t i0, int64_t i1);
+
+#endif
