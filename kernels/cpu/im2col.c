@@ -96,7 +96,7 @@ static void copy_strided(float *out, const float *in, int64_t n, int64_t stride)
 // inside an output row: the weight gradient takes its positions in blocks of the GEMM's block of
 // K (conv2d_backward_cpu). im2col_rows and im2col_image below take whole rows.
 void im2col_span(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t i0, int64_t i1) {
+                 int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t i0, int64_t i1) {
     bool same = same_stride1(H, W, stride, P, Q);
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
@@ -139,12 +139,12 @@ void im2col_span(float *col, int64_t ld, const float *x, int64_t C, int64_t H, i
 
 // The columns of output rows p0 .. p1-1 of one image.
 void im2col_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
+                 int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
     im2col_span(col, ld, x, C, H, W, R, S, stride, pad, P, Q, p0 * Q, p1 * Q);
 }
 
 void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                         int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+                  int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     im2col_rows(col, ld, x, C, H, W, R, S, stride, pad, P, Q, 0, P);
 }
 
@@ -155,7 +155,7 @@ void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, 
 // (r, s) comes later. A block of rows after the block below it gives the same order over the
 // whole image (the terms from rows further down, smaller r, come first): backward_dx_rows.
 void col2im_rows(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                        int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
+                 int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
     bool same = same_stride1(H, W, stride, P, Q);
     int64_t first = p0 * Q, count = (p1 - p0) * Q; // the flat range of positions
     for (int64_t c = 0; c < C; c++)
@@ -184,7 +184,7 @@ void col2im_rows(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_
 }
 
 void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+                  int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     col2im_rows(dx, col, ld, C, H, W, R, S, stride, pad, P, Q, 0, P);
 }
 
