@@ -160,6 +160,7 @@ static void test_conv(cg_cpu_bf16_path path) {
         {2, 3, 20, 20, 8, 5, 5, 1, 2, "same 5x5 (shifts past 32 positions)"},
         {1, 2, 40, 40, 4, 5, 5, 1, 2, "same 5x5, 40x40 (shifts past a bitset word)"},
         {2, 4, 13, 37, 16, 3, 3, 1, 1, "same 3x3, 13x37 (planes not of whole vectors)"},
+        {3, 1, 9, 13, 7, 3, 3, 1, 1, "one channel 9x13, 7 kernels (direct sums, bf16_direct.c)"},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const conv_shape *c = &shapes[s];
@@ -207,7 +208,8 @@ static void test_conv(cg_cpu_bf16_path path) {
 // "Same" convolutions with stride 1 pack their columns straight from the image (bf16_same.c's
 // cg_bf16_pack_b_same and cg_bf16_pack_a_same); any other goes through im2col_bf16 and the packing functions. The
 // same convolution written the other way, the image padded by hand and no padding asked, then
-// has the same columns in the same order: y and dW must agree to the bit.
+// has the same columns in the same order: y and dW must agree to the bit. One-channel 3 x 3 ones
+// are summed by bf16_direct.c's FMAs in the product's order: their y must agree to the bit too.
 static void test_same_packing(cg_cpu_bf16_path path) {
     const conv_shape shapes[] = {
         {5, 3, 9, 9, 7, 3, 3, 1, 1, "odd 9x9"},
@@ -215,6 +217,8 @@ static void test_same_packing(cg_cpu_bf16_path path) {
         {4, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
         {6, 32, 14, 14, 64, 3, 3, 1, 1, "tutorial conv2"},
         {2, 8, 8, 8, 5, 1, 1, 1, 0, "1x1"},
+        {3, 1, 9, 13, 7, 3, 3, 1, 1, "one channel 9x13, 7 kernels"},
+        {2, 1, 5, 32, 5, 3, 3, 1, 1, "one channel 5x32, 5 kernels"},
     };
     const cg_kernels *k = cg_cpu_kernels();
     cg_cpu_bf16_set(path);
@@ -272,6 +276,7 @@ static void test_fused(cg_dtype dt, const char *path_name) {
         {2, 4, 11, 10, 16, 3, 3, 2, 0, "stride 2"},
         {4, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
         {6, 32, 14, 14, 64, 3, 3, 1, 1, "tutorial conv2"},
+        {3, 1, 9, 13, 7, 3, 3, 1, 1, "one channel 9x13, 7 kernels"},
     };
     const cg_kernels *k = cg_cpu_kernels();
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -334,6 +339,38 @@ static void test_fused(cg_dtype dt, const char *path_name) {
     }
 }
 
+// The convolutions' images are shared out to the threads, each computed alone: conv2d_forward_h
+// and the fused block give the same bits on 1 and 2 threads (the tutorial's first layer, summed
+// by bf16_direct.c, and its second, by the tile product), on a batch large enough for both.
+static void test_conv_threads(cg_cpu_bf16_path path) {
+    const conv_shape shapes[] = {
+        {32, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
+        {16, 32, 14, 14, 64, 3, 3, 1, 1, "tutorial conv2"},
+    };
+    const cg_kernels *k = cg_cpu_kernels();
+    cg_cpu_bf16_set(path);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const conv_shape *c = &shapes[s];
+        int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * 9, ny = c->N * c->K * c->H * c->W, np = ny / 4;
+        uint16_t *x = random_bf16(nx), *w = random_bf16(nw), *b = random_bf16(c->K);
+        uint16_t *y[2], *yp[2];
+        uint8_t *where[2];
+        for (int t = 0; t < 2; t++) {
+            cg_set_num_threads(t + 1);
+            y[t] = malloc((size_t)ny * 2), yp[t] = malloc((size_t)np * 2), where[t] = malloc((size_t)np);
+            k->conv2d_forward_h(CG_BF16, y[t], x, w, b, c->N, c->C, c->H, c->W, c->K, 3, 3, 1, 1, c->H, c->W);
+            k->conv2d_relu_pool_forward_h(CG_BF16, yp[t], where[t], x, w, b, c->N, c->C, c->H, c->W, c->K, 3, 3, 1,
+                                          1, c->H, c->W);
+        }
+        cg_set_num_threads(threads_at_start);
+        if (memcmp(y[0], y[1], (size_t)ny * 2) != 0 || memcmp(yp[0], yp[1], (size_t)np * 2) != 0 ||
+            memcmp(where[0], where[1], (size_t)np) != 0)
+            fail("convolution threads", "%s %s: 1 and 2 threads differ", cg_cpu_bf16_name(path), c->name);
+        free(x), free(w), free(b);
+        for (int t = 0; t < 2; t++) free(y[t]), free(yp[t]), free(where[t]);
+    }
+}
+
 int main(void) {
     threads_at_start = cg_get_num_threads();
     test_rounding();
@@ -356,6 +393,7 @@ int main(void) {
         test_product_threads(paths[p]);
         test_conv(paths[p]);
         test_same_packing(paths[p]);
+        test_conv_threads(paths[p]);
         test_fused(CG_BF16, cg_cpu_bf16_name(paths[p]));
         printf("%s against the emulated path: %s\n", cg_cpu_bf16_name(paths[p]), failures ? "differences" : "ok");
     }

@@ -2,7 +2,8 @@
 // bf16, and the fused conv + ReLU + pooling block of conv_pool_h.c) on the CPU's bf16 hardware,
 // AMX tiles or AVX512-BF16 (bf16_gemm.c), called by amp.c and conv_pool_h.c when cg_cpu_bf16() is
 // not the emulated path. The products (gemm_h, linear_forward_h) are bf16_products.c; "same"
-// convolutions pack their operands and sum col2im without im2col in bf16_same.c.
+// convolutions pack their operands and sum col2im without im2col in bf16_same.c; one-channel 3 x 3
+// ones (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead.
 // The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
 // stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
@@ -189,8 +190,12 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     cg_bf16_pack_a(Wp, w, crs, 1, K, crs);
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     uint64_t *valid = NULL; // the "same" convolutions' bitsets (cg_bf16_pack_b_same), shared by the threads
+    float *wf = NULL; // one-channel 3 x 3 (bf16_direct.c): the weights widened once, shared by the threads
 #ifdef CG_CPU_MATRIX_KERNELS
-    if (stride == 1 && P == H && Q == W) {
+    if (cg_bf16_direct_fits(C, H, W, R, S, stride, pad, P, Q)) {
+        wf = cg_xmalloc((size_t)(K * 9) * sizeof *wf);
+        cg_bf16_direct_weights(wf, w, K, path);
+    } else if (stride == 1 && P == H && Q == W) {
         valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
         cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
     }
@@ -206,7 +211,9 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         // One image per product: its output (K, PQ) in f32 stays in the cache for the epilogue.
         for (int64_t j = 0; j < count; j++) {
 #ifdef CG_CPU_MATRIX_KERNELS
-            if (valid)
+            if (wf) // the same f32 rows, summed by FMAs: no packing, no 9-term reduction padded to 32
+                cg_bf16_direct_sums(out, ldo, x + (n0 + j) * H * W, wf, K, H, W, path);
+            else if (valid)
                 cg_bf16_pack_b_same(colp, x + (n0 + j) * C * H * W, valid, C, H, W, R, S, pad);
             else
 #endif
@@ -214,7 +221,8 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
                 im2col_bf16(col, pq, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
                 cg_bf16_pack_b(colp, col, pq, 1, crs, pq);
             }
-            cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
+            if (!wf) // (the direct sums have written `out` already)
+                cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
             for (int64_t k = 0; k < K; k++) { // to NCHW, adding the bias, rounded to bf16 (then pooled)
                 float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
                 const float *src = out + k * ldo;
@@ -233,6 +241,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         }
     }
     free(valid);
+    free(wf);
 }
 
 bool cg_bf16_conv2d_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias, int64_t N,

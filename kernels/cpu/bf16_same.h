@@ -36,6 +36,16 @@ VEC_TARGET void cg_bf16_col2im_masks(uint16_t *masks, int64_t *shifts, const uin
                                      int64_t R, int64_t S, int64_t pad);
 VEC_TARGET void cg_bf16_col2im_same(uint16_t *dx, const float *col, int64_t ld, const uint16_t *masks,
                                     const int64_t *shifts, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S);
+// One-channel 3 x 3 convolutions, stride 1, padding 1, W <= 32 (the tutorial's first layer),
+// summed directly with FMAs (bf16_direct.c) instead of the tile product: cg_bf16_direct_fits
+// says whether the shape is one; cg_bf16_direct_weights widens the K x 9 bf16 weights to f32 in
+// the order the path sums them (wf, once per call); then out (K rows ld floats apart, each a
+// P x Q plane) = the f32 sums of image x (H x W bf16), the same bits as the path's product.
+bool cg_bf16_direct_fits(int64_t C, int64_t H, int64_t W, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                         int64_t Q);
+void cg_bf16_direct_weights(float *wf, const uint16_t *w, int64_t K, cg_cpu_bf16_path path);
+VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, const float *wf, int64_t K, int64_t H,
+                                    int64_t W, cg_cpu_bf16_path path);
 #endif
 
 #endif
