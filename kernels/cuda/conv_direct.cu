@@ -119,10 +119,11 @@ extern "C" bool conv_direct_forward(cg_dtype dtype, void *y, const void *x, cons
 // dw[k][tap] += the sum over every output pixel (n, p, q) of dy(n, k, p, q) x(n, tap at (p, q)),
 // tap = (c R + r) S + s: per pixel, the outer product of the K values of dy and the C R S values of
 // x under the filter (its im2col row), added up over the N P Q pixels. cuDNN's engines for this
-// (a K x C R S result from a reduction over all the pixels) ran with 14 to 56 blocks, or rounded x
-// to TF32-free FP32 kernels of their own: the tutorial CNN's first layer took a quarter of its
-// bf16 step, ResNet-18's stem 0.18 ms a step (H100 profiles).
-// Step 1: block b takes its share of the pixels, TILE at a time: it writes their im2col rows and
+// small result from a long reduction ran on 14 to 56 blocks in 16 bits (ResNet-18's stem: 0.18 ms
+// a step with the NHWC copies, H100 profile) and, in FP32, an engine that Nsight Compute timed at
+// 428 us a launch for the tutorial's first layer (35 us here; the real step gained 2 to 3 %, the
+// profiler inflating that engine: lesson 08).
+// Step 1: block b takes its share of the pixels, WGRAD_TILE at a time: it writes their im2col rows and
 // their dy values into shared memory (f32), then each thread adds, for every pixel of its set,
 // the products of 2 neighbouring output channels and 4 neighbouring taps (one 8-byte and one
 // 16-byte shared load for 8 FMAs) into 8 registers. A "job" is one such 2 x 4 piece of dw; when
