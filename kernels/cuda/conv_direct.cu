@@ -143,7 +143,8 @@ static __global__ void wgrad_partial_kernel(float *partial, const T *x, const T 
     int t = threadIdx.x, job = t % jobs, set = t / jobs, sets = blockDim.x / jobs;
     int kp = job % (K / 2), tg = job / (K / 2); // channels 2 kp, 2 kp + 1; taps 4 tg .. 4 tg + 3
     float acc[8] = {};
-    int begin = (int)((int64_t)blockIdx.x * pixels / gridDim.x), end = (int)((int64_t)(blockIdx.x + 1) * pixels / gridDim.x);
+    int begin = (int)((int64_t)blockIdx.x * pixels / gridDim.x);
+    int end = (int)((int64_t)(blockIdx.x + 1) * pixels / gridDim.x);
     for (int base = begin; base < end; base += WGRAD_TILE) {
         int count = min(WGRAD_TILE, end - base);
         __syncthreads(); // the last tile's values are no longer read
