@@ -54,7 +54,7 @@ static void cast_cpu(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int
     enum { PIECE = 1024 };
     const int64_t chunk = 16 * PIECE;
     size_t xs = cg_dtype_size(xtype), ys = cg_dtype_size(ytype);
-#pragma omp parallel for if (n >= CG_OMP_MIN_WORK)
+#pragma omp parallel for if (n >= CG_OMP_MIN_WORK) schedule(dynamic) // as adam_step_cpu (cpu.h)
     for (int64_t b = 0; b < n; b += chunk) {
         float v[PIECE], acc[PIECE];
         int64_t end = b + chunk < n ? b + chunk : n;
@@ -409,7 +409,7 @@ static void amp_unscale_check_cpu(float *g, const void *h, cg_dtype dtype, float
     bool unscale = inv_scale != 1.0f; // a scale of 1 (bf16 runs): only look
     size_t size = h ? cg_dtype_size(dtype) : 0;
     int bad = 0;
-#pragma omp parallel for reduction(| : bad) if (n >= CG_OMP_MIN_WORK)
+#pragma omp parallel for reduction(| : bad) if (n >= CG_OMP_MIN_WORK) schedule(dynamic) // as adam_step_cpu
     for (int64_t b = 0; b < n; b += chunk) {
         float hf[PIECE];
         int64_t end = b + chunk < n ? b + chunk : n;

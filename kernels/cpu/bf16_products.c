@@ -16,11 +16,11 @@ static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 // operands packed (A's 16-row blocks and B's 16-column blocks shared out: each block of the
 // packed layouts depends on its own rows or columns only, so a range of them is packed by
 // packing that slice of the matrix), then Ap Bp (column blocks shared out in pairs, the AMX
-// kernels' unit), then each row of C rounded to bf16 (rows shared out). The linear layers'
-// products (128 x 128 x 3136 in the tutorial CNN, and its two gradients) used to pack and
-// round on this thread alone while the other slept. Every value is computed as before, by the
-// same code, only on another thread: the same bits (tests/test_bf16_cpu.c compares 1 and 2
-// threads).
+// kernels' unit), each pair's columns of C rounded to bf16 as soon as they are summed
+// (pair_product). The linear layers' products (128 x 128 x 3136 in the tutorial CNN, and its
+// two gradients) used to pack and round on this thread alone while the other slept. Every
+// value is computed as before, by the same code, only on another thread: the same bits
+// (tests/test_bf16_cpu.c compares 1 and 2 threads).
 // Epilogue: linear (bias, possibly NULL: y = acc + b, linear_forward_cpu's order), else
 // C = alpha acc + beta C (C not read when beta is 0), as gemm_cpu.
 typedef struct {
@@ -29,13 +29,29 @@ typedef struct {
     float alpha, beta;
 } epilogue;
 
-static void store_row(uint16_t *c, const float *a, int64_t N, const epilogue *e) {
+// Columns n0 .. n0 + n - 1 of one row of C from the matching floats of the product, a[0 .. n-1].
+static void store_row(uint16_t *c, const float *a, int64_t n0, int64_t n, const epilogue *e) {
+    c += n0;
     if (e->linear)
-        for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(a[j] + (e->bias ? cg_bf16_widen(e->bias[j]) : 0.0f));
+        for (int64_t j = 0; j < n; j++)
+            c[j] = cg_bf16_round(a[j] + (e->bias ? cg_bf16_widen(e->bias[n0 + j]) : 0.0f));
     else if (e->beta == 0.0f)
-        for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(e->alpha * a[j]);
+        for (int64_t j = 0; j < n; j++) c[j] = cg_bf16_round(e->alpha * a[j]);
     else
-        for (int64_t j = 0; j < N; j++) c[j] = cg_bf16_round(e->alpha * a[j] + e->beta * cg_bf16_widen(c[j]));
+        for (int64_t j = 0; j < n; j++) c[j] = cg_bf16_round(e->alpha * a[j] + e->beta * cg_bf16_widen(c[j]));
+}
+
+// One pair of B's column blocks (columns n0 .. n0 + n - 1, n <= 32) of C: Ap times the pair's
+// packed blocks into `acc` (the calling thread's M x 32 floats, 16 KB for the tutorial's 128
+// rows: they stay in the L1 cache), then rounded into C at once. The rounding used to be a loop
+// of its own over a shared M x N f32 product after the multiplications (1.6 MB for the tutorial
+// CNN's 128 x 3136 gradients): written out to the L2 cache and read back, half of it from the
+// other core's cache (the products shared out by columns, the rounding by rows), and one more
+// barrier. Each element's value is the same (the kernel's sums do not depend on N).
+static void pair_product(uint16_t *C, float *acc, const uint16_t *Ap, const uint16_t *Bp_pair, int64_t M, int64_t N,
+                         int64_t n0, int64_t n, int64_t K, const epilogue *e, cg_cpu_bf16_path path) {
+    cg_bf16_gemm_packed(acc, 32, Ap, Bp_pair, M, n, K, path);
+    for (int64_t i = 0; i < M; i++) store_row(C + i * N, acc + i * 32, n0, n, e);
 }
 
 // C (M, N, row-major) = epilogue(A B), A(i, k) = A[i ars + k aks], B(k, n) = B[k bks + n bns]
@@ -44,8 +60,7 @@ static void product(uint16_t *C, const uint16_t *A, int64_t ars, int64_t aks, co
                     int64_t bns, int64_t M, int64_t N, int64_t K, const epilogue *e, cg_cpu_bf16_path path) {
     // The host thread's scratch, shared with the others (cg_bf16_scratch's buffers are per thread).
     uint16_t *Ap = scratch16(0, cg_bf16_packed_size(M, K)), *Bp = scratch16(1, cg_bf16_packed_size(N, K));
-    int64_t ldc = round16(N), KC = (K + 31) / 32, MB = (M + 15) / 16, NB = (N + 15) / 16;
-    float *acc = scratch32(2, round16(M) * ldc);
+    int64_t KC = (K + 31) / 32, MB = (M + 15) / 16, NB = (N + 15) / 16;
     int64_t pairs = (N + 31) / 32, step = KC * CG_BF16_BLOCK * 2; // B elements per pair of blocks
     const int64_t chunk = 4; // B's column blocks per piece of packing: 64 columns, 128 bytes of a row
     // Small, or one thread: all on this thread, each operand packed whole (a region with a false
@@ -53,8 +68,11 @@ static void product(uint16_t *C, const uint16_t *A, int64_t ars, int64_t aks, co
     if (pairs < 2 || M * N * K < 64 * CG_OMP_MIN_WORK || cg_get_num_threads() < 2) {
         cg_bf16_pack_a(Ap, A, ars, aks, M, K);
         cg_bf16_pack_b(Bp, B, bks, bns, K, N);
-        cg_bf16_gemm_packed(acc, ldc, Ap, Bp, M, N, K, path);
-        for (int64_t i = 0; i < M; i++) store_row(C + i * N, acc + i * ldc, N, e);
+        float *acc = scratch32(2, round16(M) * 32);
+        for (int64_t p = 0; p < pairs; p++) {
+            int64_t n0 = p * 32, n = N - n0 < 32 ? N - n0 : 32;
+            pair_product(C, acc, Ap, Bp + p * step, M, N, n0, n, K, e, path);
+        }
         return;
     }
 #pragma omp parallel
@@ -69,13 +87,12 @@ static void product(uint16_t *C, const uint16_t *A, int64_t ars, int64_t aks, co
             int64_t n0 = nb * 16, cols = N - n0 < chunk * 16 ? N - n0 : chunk * 16;
             cg_bf16_pack_b(Bp + nb * KC * CG_BF16_BLOCK, B + n0 * bns, bks, bns, K, cols);
         } // the barrier here: every block packed before any product reads it
+        float *acc = scratch32(2, round16(M) * 32); // this thread's
 #pragma omp for schedule(static)
         for (int64_t p = 0; p < pairs; p++) {
             int64_t n0 = p * 32, n = N - n0 < 32 ? N - n0 : 32;
-            cg_bf16_gemm_packed(acc + n0, ldc, Ap, Bp + p * step, M, n, K, path);
+            pair_product(C, acc, Ap, Bp + p * step, M, N, n0, n, K, e, path);
         }
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < M; i++) store_row(C + i * N, acc + i * ldc, N, e);
     }
 }
 

@@ -7,6 +7,12 @@
 #include "core/kernels.h"
 
 #define CG_OMP_MIN_WORK (1 << 18)
+// The piece (16 Ki values) of the element-wise passes over a few hundred thousand values (the
+// optimizer's update, the weights' casts) that threads take one at a time (schedule(dynamic)).
+// With the passive wait the other thread starts tens of microseconds late, a good part of such a
+// pass: split in halves up front, the running thread finishes its half and waits; in pieces, it
+// goes on taking them until the other arrives.
+#define CG_DYNAMIC_PIECE (1 << 14)
 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               const float *B, float beta, float *C);

@@ -77,9 +77,10 @@ static void narrow(void *dst, cg_dtype t, const float *src, int64_t n) {
         narrow_serial(dst, t, src, n);
         return;
     }
-#pragma omp parallel for
-    for (int64_t b = 0; b < n; b += CG_OMP_MIN_WORK / 4)
-        narrow_serial((char *)dst + (size_t)b * size, t, src + b, b + CG_OMP_MIN_WORK / 4 < n ? CG_OMP_MIN_WORK / 4 : n - b);
+    // Pieces taken dynamically, as adam_step_cpu's (cpu.h: CG_DYNAMIC_PIECE).
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t b = 0; b < n; b += CG_DYNAMIC_PIECE)
+        narrow_serial((char *)dst + (size_t)b * size, t, src + b, b + CG_DYNAMIC_PIECE < n ? CG_DYNAMIC_PIECE : n - b);
 }
 
 // Scratch buffer `slot` (0 .. SLOTS-1) with room for n floats; its contents are undefined.

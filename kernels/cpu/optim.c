@@ -79,9 +79,11 @@ static void adam_step_cpu(float *p, const float *g, float *m, float *v, float *s
                    decay_mask);
         return;
     }
-#pragma omp parallel for
-    for (int64_t b = 0; b < n; b += CG_OMP_MIN_WORK)
-        adam_range(p, g, m, v, b, b + CG_OMP_MIN_WORK < n ? b + CG_OMP_MIN_WORK : n, lr, step_size,
+    // Pieces of CG_DYNAMIC_PIECE values taken dynamically (cpu.h): the other thread wakes
+    // up late, and the running one takes more pieces meanwhile. Each value's update is its own.
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t b = 0; b < n; b += CG_DYNAMIC_PIECE)
+        adam_range(p, g, m, v, b, b + CG_DYNAMIC_PIECE < n ? b + CG_DYNAMIC_PIECE : n, lr, step_size,
                    bias_correction2_sqrt, beta1, beta2, eps, weight_decay, decoupled, decay_mask);
 }
 
