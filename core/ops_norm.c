@@ -204,13 +204,15 @@ static void batch_norm_add_relu_node_backward(const cg_kernels *k, cg_tape *t, c
 cg_tensor *cg_batch_norm2d_add_relu(cg_tape *t, cg_tensor *x, cg_tensor *gamma, cg_tensor *beta,
                                     cg_tensor *running_mean, cg_tensor *running_var, cg_tensor *z, bool training,
                                     float momentum, float eps) {
-    if ((training && t->batch_norm_sum != NULL) || cg_kernels_for(t->device)->batch_norm_add_relu_forward == NULL) {
-        cg_tensor *y = cg_batch_norm2d(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
-        return cg_relu(t, cg_add(t, y, z));
+    bool fused = !(training && t->batch_norm_sum != NULL) &&
+                 cg_kernels_for(t->device)->batch_norm_add_relu_forward != NULL;
+    cg_node node;
+    if (fused) {
+        node = batch_norm_node(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
+        x = node.in[0]; // as the batch norm takes it (autocast, layout); z must have its dtype and shape
+        fused = z->dtype == x->dtype && cg_same_shape(z, x);
     }
-    cg_node node = batch_norm_node(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
-    x = node.in[0]; // as the batch norm takes it (autocast, layout); z must have its dtype and shape
-    if (z->dtype != x->dtype || !cg_same_shape(z, x)) {
+    if (!fused) { // the three ops (x already cast if the node was made: casting again is a no-op)
         cg_tensor *y = cg_batch_norm2d(t, x, gamma, beta, running_mean, running_var, training, momentum, eps);
         return cg_relu(t, cg_add(t, y, z));
     }

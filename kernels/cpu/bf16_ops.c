@@ -187,7 +187,6 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
                          int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
     uint16_t *Wp = scratch16(0, cg_bf16_packed_size(K, crs)); // the host thread's: read by all
-    cg_bf16_pack_a(Wp, w, crs, 1, K, crs);
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     uint64_t *valid = NULL; // the "same" convolutions' bitsets (cg_bf16_pack_b_same), shared by the threads
     float *wf = NULL; // one-channel 3 x 3 (bf16_direct.c): the weights widened once, shared by the threads
@@ -200,6 +199,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
     }
 #endif
+    if (!wf) cg_bf16_pack_a(Wp, w, crs, 1, K, crs); // the tile product's weights (the direct sums read wf)
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = round16(pq);
