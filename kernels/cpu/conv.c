@@ -2,6 +2,7 @@
 // conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu, or
 // gemm_prepacked_cpu with the weights packed once per call).
 // OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
+#include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/im2col.h"
 #include "kernels/cpu/threads.h"
@@ -264,6 +265,9 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
             for (int j = 0; j < BIAS_LANES; j++) dbias[k0 + j] += (float)sum[j];
         }
     }
+    // Layers with many weights (layer3 and layer4 of ResNet-18): dW split among the threads by
+    // input channels instead of a slice per group (conv_dw.c says why), then dx alone below.
+    if (dw && conv2d_dw_by_channels_cpu(dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
     if (dx == NULL && dw == NULL) return;
     float *slices = dw_slices(dw, groups, K * crs);
     const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;

@@ -1,0 +1,16 @@
+// conv_parts.h: the f32 convolution's special paths that conv.c calls before its general one
+// (im2col + GEMM); private to kernels/cpu. Each returns false, having done nothing, for the shapes
+// it does not take.
+#ifndef CG_KERNELS_CPU_CONV_PARTS_H
+#define CG_KERNELS_CPU_CONV_PARTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+// conv_dw.c: dw (K, C*R*S) += the weight gradient, dy (N, K, P, Q) and x (N, C, H, W), split by
+// input channels among the threads. For layers whose dW has at least 512 Ki floats (ResNet-18's
+// layer3 and layer4); the same bits as conv.c's slices, on any number of threads.
+bool conv2d_dw_by_channels_cpu(float *dw, const float *dy, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+
+#endif
