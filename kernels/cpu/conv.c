@@ -96,6 +96,8 @@ static void forward_rows(float *y, const float *x, const float *w, const float *
 void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                         int64_t Q) {
+    // A first layer (3 channels in, 64 out: ResNet-18's stem) directly, its image read in place (conv_stem.c)
+    if (conv2d_stem_forward_cpu(y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     const float *wp = pack_weights(0, false, K, crs, w);
     if (crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS) { // large images: blocks of rows (COLUMNS_IN_CACHE)
@@ -288,7 +290,9 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     }
     // Layers with many weights (layer3 and layer4 of ResNet-18): dW split among the threads by
     // input channels instead of a slice per group (conv_dw.c says why), then dx alone below.
+    // A first layer's dW directly (conv_stem.c), as its forward.
     if (dw && conv2d_dw_by_channels_cpu(dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
+    if (dw && conv2d_stem_dw_cpu(dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
     if (dx == NULL && dw == NULL) return;
     float *slices = dw_slices(dw, groups, K * crs);
     const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;

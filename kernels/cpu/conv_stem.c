@@ -1,0 +1,213 @@
+// conv_stem.c: a network's first convolution (a 3-channel image, 64 output channels: ResNet-18's
+// 7 x 7 stride-2 stem) as a direct convolution with the output channels in the vector lanes: its
+// forward and its weight gradient. Not dx (the image needs none), nor other shapes (false: conv.c's
+// im2col + GEMM then runs).
+//
+// Why: through im2col and the GEMM each output is a product of only C*R*S = 147 steps, and the
+// columns (147 rows, every input value copied 12 times with a stride-2 gather) cost a third of
+// the GEMM's time: the stem ran at 50 % of the peak, forward and backward. Here the image is read
+// where it is, padded once: for the forward, the 64 output channels of 6 positions are 24 vectors
+// of sums, and each step (c, r, s) adds a broadcast input value times the 4 vectors of that
+// step's 64 weights (9 KB of weights per 16 steps, read from the first-level cache); for dW, the
+// 32 channels of 7 steps (c, r, s .. s + 6) are 14 vectors, and each position adds its dy (32
+// channels, dy transposed a block at a time) times 7 broadcast input values.
+//
+// The same bits as the GEMM: each sum is the same fused multiply-adds in the same order (the
+// forward over c, r, s from zero, one block of the GEMM's K, then the bias; dW over the positions
+// in blocks of CG_GEMM_KC, each block's sum added to the group's, the groups' to dW in order, as
+// conv.c's slices), and the padding's zeros add nothing (x + 0 * w = x for any x the sums reach).
+#include "kernels/cpu/conv_parts.h"
+
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/im2col.h"
+#include "kernels/cpu/threads.h"
+
+#include <string.h>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+
+#define STEM_K 64         // output channels: 4 vectors of 16
+#define STEM_CRS_MAX 160  // steps (c, r, s): the transposed weights (40 KB) fit the first-level cache
+#define STEM_C_MAX 4      // input channels: an image (more channels: the GEMM's products are long enough)
+#define POSITIONS 6       // forward: positions per tile (6 x 4 vectors of sums, 4 of weights: 28 registers)
+#define STEPS 7           // dW: steps per tile (7 x 2 vectors of sums, 2 of dy)
+#define BLOCK 384         // forward: positions per block, transposed to NCHW together (64 tiles; 96 KB: 96
+                          // positions ran at 64 % of the peak, 384 at 69 %: longer runs of each plane written)
+#define GROUP 4           // dW: images per group, as conv.c's slices
+
+static bool stem_shape(int64_t C, int64_t K, int64_t R, int64_t S) {
+    return K == STEM_K && C <= STEM_C_MAX && C * R * S <= STEM_CRS_MAX && C * R * S <= CG_GEMM_KC;
+}
+
+static float *scratch(int which, int64_t floats) {
+    static _Thread_local cg_thread_buffer buffers[4];
+    return cg_thread_floats_aligned(&buffers[which], floats);
+}
+
+// The padded images of the whole batch, made by the calling thread's team and read by all:
+// image n at n * C*Hp*Wp, xp[c][h][w] = x[c][h - pad][w - pad], zero outside. Hp x Wp is what the
+// output positions reach: (P-1) stride + R rows, (Q-1) stride + S columns.
+static float *padded_batch(int64_t floats) {
+    static _Thread_local cg_thread_buffer buffer;
+    return cg_thread_floats_aligned(&buffer, floats);
+}
+
+static void pad_batch(float *xp, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t pad, int64_t Hp,
+                      int64_t Wp, bool threads) {
+#pragma omp parallel for if (threads)
+    for (int64_t plane = 0; plane < N * C; plane++)
+        for (int64_t h = 0; h < Hp; h++) {
+            float *row = xp + (plane * Hp + h) * Wp;
+            int64_t hs = h - pad, left = pad < Wp ? pad : Wp, n = W < Wp - left ? W : Wp - left;
+            if (hs < 0 || hs >= H || n <= 0) {
+                memset(row, 0, (size_t)Wp * sizeof(float));
+                continue;
+            }
+            memset(row, 0, (size_t)left * sizeof(float));
+            memcpy(row + left, x + (plane * H + hs) * W, (size_t)n * sizeof(float));
+            memset(row + left + n, 0, (size_t)(Wp - left - n) * sizeof(float));
+        }
+}
+
+// Where step e = (c, r, s) reads, from a position's top-left corner in the padded image.
+static void step_offsets(int64_t *off, int64_t C, int64_t R, int64_t S, int64_t Hp, int64_t Wp) {
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t s = 0; s < S; s++) off[(c * R + r) * S + s] = (c * Hp + r) * Wp + s;
+}
+
+// Positions i0 .. i1-1 of one image's output (yn: its K planes), xp its padded image, wt the
+// weights transposed (crs, 64). A tile of positions past i1 repeats its first one (not stored).
+static void forward_block(float *yn, const float *xp, const float *wt, const int64_t *off, const float *bias,
+                          int64_t crs, int64_t Wp, int64_t stride, int64_t Q, int64_t pq, int64_t i0, int64_t i1,
+                          float *buf) {
+    __m512 b[4];
+    for (int v = 0; v < 4; v++) b[v] = bias ? _mm512_loadu_ps(bias + 16 * v) : _mm512_setzero_ps();
+    for (int64_t t0 = i0; t0 < i1; t0 += POSITIONS) {
+        const float *px[POSITIONS];
+        for (int t = 0; t < POSITIONS; t++) {
+            int64_t i = t0 + t < i1 ? t0 + t : t0;
+            px[t] = xp + i / Q * stride * Wp + i % Q * stride;
+        }
+        __m512 acc[POSITIONS][4];
+        for (int t = 0; t < POSITIONS; t++)
+            for (int v = 0; v < 4; v++) acc[t][v] = _mm512_setzero_ps();
+        for (int64_t e = 0; e < crs; e++) {
+            __m512 w0 = _mm512_loadu_ps(wt + e * 64), w1 = _mm512_loadu_ps(wt + e * 64 + 16);
+            __m512 w2 = _mm512_loadu_ps(wt + e * 64 + 32), w3 = _mm512_loadu_ps(wt + e * 64 + 48);
+            int64_t o = off[e];
+            for (int t = 0; t < POSITIONS; t++) {
+                __m512 xv = _mm512_set1_ps(px[t][o]);
+                acc[t][0] = _mm512_fmadd_ps(xv, w0, acc[t][0]);
+                acc[t][1] = _mm512_fmadd_ps(xv, w1, acc[t][1]);
+                acc[t][2] = _mm512_fmadd_ps(xv, w2, acc[t][2]);
+                acc[t][3] = _mm512_fmadd_ps(xv, w3, acc[t][3]);
+            }
+        }
+        for (int t = 0; t < POSITIONS && t0 + t < i1; t++)
+            for (int v = 0; v < 4; v++) _mm512_storeu_ps(buf + (t0 + t - i0) * 64 + 16 * v, _mm512_add_ps(acc[t][v], b[v]));
+    }
+    transpose_block(yn + i0, pq, buf, 64, i1 - i0, 64); // (positions, 64) to the 64 planes
+}
+
+bool conv2d_stem_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C,
+                             int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                             int64_t P, int64_t Q) {
+    if (!stem_shape(C, K, R, S)) return false;
+    int64_t crs = C * R * S, pq = P * Q, Hp = (P - 1) * stride + R, Wp = (Q - 1) * stride + S;
+    int64_t blocks = (pq + BLOCK - 1) / BLOCK;
+    bool threads = N * K * pq * crs >= CG_OMP_MIN_WORK;
+    float *xp = padded_batch(N * C * Hp * Wp), *wt = scratch(0, crs * 64);
+    int64_t off[STEM_CRS_MAX];
+    step_offsets(off, C, R, S, Hp, Wp);
+    transpose_block(wt, 64, w, crs, 64, crs); // wt[e][k] = w[k][e]
+    pad_batch(xp, x, N, C, H, W, pad, Hp, Wp, threads);
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t t = 0; t < N * blocks; t++) {
+        int64_t n = t / blocks, i0 = t % blocks * BLOCK, i1 = i0 + BLOCK < pq ? i0 + BLOCK : pq;
+        forward_block(y + n * K * pq, xp + n * C * Hp * Wp, wt, off, bias, crs, Wp, stride, Q, pq, i0, i1,
+                      scratch(1, BLOCK * 64));
+    }
+    return true;
+}
+
+// sum (crs, 64) += the product over one block of n positions: dyt (n, 64) their dy, at[f] where
+// position f's top-left corner is in the padded batch. Steps e0 .. e0+6 of half h (32 channels)
+// a tile; a tile past crs repeats its last step (not stored).
+static void dw_block(float *sum, const float *xp, const float *dyt, const int64_t *at, const int64_t *off, int64_t crs,
+                     int64_t n) {
+    for (int h = 0; h < 2; h++)
+        for (int64_t e0 = 0; e0 < crs; e0 += STEPS) {
+            int64_t o[STEPS];
+            for (int e = 0; e < STEPS; e++) o[e] = off[e0 + e < crs ? e0 + e : crs - 1];
+            __m512 acc[STEPS][2];
+            for (int e = 0; e < STEPS; e++) acc[e][0] = acc[e][1] = _mm512_setzero_ps();
+            for (int64_t f = 0; f < n; f++) {
+                const float *px = xp + at[f];
+                __m512 d0 = _mm512_loadu_ps(dyt + f * 64 + 32 * h), d1 = _mm512_loadu_ps(dyt + f * 64 + 32 * h + 16);
+                for (int e = 0; e < STEPS; e++) {
+                    __m512 xv = _mm512_set1_ps(px[o[e]]);
+                    acc[e][0] = _mm512_fmadd_ps(xv, d0, acc[e][0]);
+                    acc[e][1] = _mm512_fmadd_ps(xv, d1, acc[e][1]);
+                }
+            }
+            for (int e = 0; e < STEPS && e0 + e < crs; e++)
+                for (int v = 0; v < 2; v++) {
+                    float *s = sum + (e0 + e) * 64 + 32 * h + 16 * v;
+                    _mm512_storeu_ps(s, _mm512_add_ps(_mm512_loadu_ps(s), acc[e][v]));
+                }
+        }
+}
+
+bool conv2d_stem_dw_cpu(float *dw, const float *dy, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                        int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (!stem_shape(C, K, R, S) || C * R * S < 2) return false; // (one step: conv.c's matrix-vector product)
+    int64_t crs = C * R * S, pq = P * Q, Hp = (P - 1) * stride + R, Wp = (Q - 1) * stride + S;
+    int64_t groups = (N + GROUP - 1) / GROUP;
+    bool threads = N * K * pq * crs >= CG_OMP_MIN_WORK;
+    float *xp = padded_batch(N * C * Hp * Wp), *sums = scratch(0, groups * crs * 64); // a (crs, 64) sum per group
+    int64_t off[STEM_CRS_MAX];
+    step_offsets(off, C, R, S, Hp, Wp);
+    pad_batch(xp, x, N, C, H, W, pad, Hp, Wp, threads);
+#pragma omp parallel for if (threads && groups > 1) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
+        float *sum = sums + g * crs * 64, *dyt = scratch(1, CG_GEMM_KC * 64);
+        int64_t at[CG_GEMM_KC];
+        memset(sum, 0, (size_t)(crs * 64) * sizeof(float));
+        for (int64_t f0 = 0; f0 < ld; f0 += CG_GEMM_KC) { // the GEMM's blocks of K over the group's positions
+            int64_t f1 = f0 + CG_GEMM_KC < ld ? f0 + CG_GEMM_KC : ld;
+            for (int64_t f = f0; f < f1;) { // the part of the block in image n0 + f / pq
+                int64_t j = f / pq, i0 = f % pq, i1 = i0 + (f1 - f) < pq ? i0 + (f1 - f) : pq;
+                transpose_dy(dyt + (f - f0) * 64, dy + (n0 + j) * K * pq, K, pq, i0, i1);
+                for (int64_t i = i0; i < i1; i++)
+                    at[f - f0 + i - i0] = (n0 + j) * C * Hp * Wp + i / Q * stride * Wp + i % Q * stride;
+                f += i1 - i0;
+            }
+            dw_block(sum, xp, dyt, at, off, crs, f1 - f0);
+        }
+    }
+    for (int64_t g = 0; g < groups; g++) // dW (K, crs) += each group's sum, in group order
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t e = 0; e < crs; e++) dw[k * crs + e] += sums[(g * crs + e) * 64 + k];
+    return true;
+}
+
+#else // without AVX-512: conv.c's im2col + GEMM
+
+bool conv2d_stem_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C,
+                             int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                             int64_t P, int64_t Q) {
+    (void)y, (void)x, (void)w, (void)bias, (void)N, (void)C, (void)H, (void)W, (void)K, (void)R, (void)S;
+    (void)stride, (void)pad, (void)P, (void)Q;
+    return false;
+}
+
+bool conv2d_stem_dw_cpu(float *dw, const float *dy, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                        int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    (void)dw, (void)dy, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K, (void)R, (void)S;
+    (void)stride, (void)pad, (void)P, (void)Q;
+    return false;
+}
+#endif
