@@ -7,10 +7,16 @@
 // difference, even in the last bit, fails. The shapes take every path: the direct one (the
 // tutorial's first layer, an odd size, one output channel), im2col with stride 2 and padding 0,
 // a 5 x 5 kernel, the tutorial's second layer, and ResNet-18's stride-2 stem on a larger image.
+// Then conv2d_forward's y and conv2d_backward's dW, on 1 and 2 threads, against sums written out
+// here in the order the im2col + GEMM path takes them, bit for bit: this covers the paths that
+// replace it for some shapes (kernels/cpu/conv_stem.c: a first layer with at most 4 input and 64
+// output channels; conv_dw.c: dW of at least 512 Ki floats; conv.c: small planes' forward in
+// groups of about 400 positions), on both sides of each one's test.
 #include "core/kernels.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +92,85 @@ static results run(const shape *c, const float *x, const float *w, const float *
 
 static void free_results(results *r) { free(r->y3), free(r->dx3), free(r->dw3), free(r->yf), free(r->dxf), free(r->dwf); }
 
+
+// ---- y and dW against sums in the GEMM's order ------------------------------------------------------
+// The order (kernels/cpu/gemm.c, conv.c): an output is its dot product over (c, r, s) in blocks of
+// CG_GEMM_KC = 256 steps, each block's fused multiply-adds summed from zero and added to the sum of
+// the blocks before; then the bias. dW takes the positions of a group of 4 images (image after
+// image, p, q) in blocks of 256 the same way, and adds the groups' sums to dW in order. Valid where
+// the products are not matrix-vector ones (more than one output channel, position and step).
+#define REF_KC 256
+#define REF_GROUP 4
+
+static float input_at(const shape *c, const float *x, int64_t n, int64_t e, int64_t pos, int64_t Q) {
+    int64_t ch = e / (c->R * c->R), r = e / c->R % c->R, s = e % c->R;
+    int64_t h = pos / Q * c->stride - c->pad + r, w = pos % Q * c->stride - c->pad + s;
+    return h < 0 || h >= c->H || w < 0 || w >= c->W ? 0.0f : x[((n * c->C + ch) * c->H + h) * c->W + w];
+}
+
+static void reference(const shape *c, const float *x, const float *w, const float *b, const float *dy, float *y,
+                      float *dw) {
+    int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
+    int64_t crs = c->C * c->R * c->R, pq = P * Q;
+    for (int64_t n = 0; n < c->N; n++)
+        for (int64_t k = 0; k < c->K; k++)
+            for (int64_t i = 0; i < pq; i++) {
+                float out = 0.0f;
+                for (int64_t e0 = 0; e0 < crs; e0 += REF_KC) {
+                    float acc = 0.0f;
+                    for (int64_t e = e0; e < crs && e < e0 + REF_KC; e++)
+                        acc = fmaf(w[k * crs + e], input_at(c, x, n, e, i, Q), acc);
+                    out += acc;
+                }
+                y[(n * c->K + k) * pq + i] = out + b[k];
+            }
+    float *slice = malloc((size_t)crs * sizeof(float));
+    for (int64_t k = 0; k < c->K; k++)
+        for (int64_t n0 = 0; n0 < c->N; n0 += REF_GROUP) {
+            int64_t ld = (c->N - n0 < REF_GROUP ? c->N - n0 : REF_GROUP) * pq;
+            for (int64_t e = 0; e < crs; e++) {
+                float sum = 0.0f;
+                for (int64_t f0 = 0; f0 < ld; f0 += REF_KC) {
+                    float acc = 0.0f;
+                    for (int64_t f = f0; f < ld && f < f0 + REF_KC; f++) {
+                        int64_t n = n0 + f / pq, i = f % pq;
+                        acc = fmaf(input_at(c, x, n, e, i, Q), dy[(n * c->K + k) * pq + i], acc);
+                    }
+                    sum += acc;
+                }
+                slice[e] = sum;
+            }
+            for (int64_t e = 0; e < crs; e++) dw[k * crs + e] += slice[e];
+        }
+    free(slice);
+}
+
+static void check_order(const shape *c) {
+    const cg_kernels *k = cg_cpu_kernels();
+    int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
+    int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->R, ny = c->N * c->K * P * Q;
+    float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats(c->K), *dy = random_floats(ny);
+    float *dw0 = random_floats(nw), *y_ref = malloc((size_t)ny * sizeof(float)), *dw_ref = copy_floats(dw0, nw);
+    reference(c, x, w, b, dy, y_ref, dw_ref);
+    int threads_at_start = cg_get_num_threads();
+    char what[200];
+    for (int t = 1; t <= 2; t++) {
+        cg_set_num_threads(t);
+        float *y = malloc((size_t)ny * sizeof(float)), *dw = copy_floats(dw0, nw), *dx = calloc((size_t)nx, sizeof(float));
+        k->conv2d_forward(y, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, P, Q);
+        k->conv2d_backward(c->C > 3 ? dx : NULL, dw, NULL, dy, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
+                           c->stride, c->pad, P, Q);
+        snprintf(what, sizeof what, "%s, %d thread(s): y against the GEMM's order", c->name, t);
+        same_bits(what, y, y_ref, ny);
+        snprintf(what, sizeof what, "%s, %d thread(s): dw against the GEMM's order", c->name, t);
+        same_bits(what, dw, dw_ref, nw);
+        free(y), free(dw), free(dx);
+    }
+    cg_set_num_threads(threads_at_start);
+    printf("%-52s y, dw: the GEMM's order, 1 and 2 threads\n", c->name);
+    free(x), free(w), free(b), free(dy), free(dw0), free(y_ref), free(dw_ref);
+}
+
 int main(void) {
     const shape shapes[] = {
         {8, 1, 28, 28, 32, 3, 1, 1, "tutorial conv1 (direct)"},
@@ -131,5 +216,21 @@ int main(void) {
         free_results(&by_threads[0]), free_results(&by_threads[1]);
         free(x), free(w), free(b), free(dy), free(dx0), free(dw0);
     }
+    const shape ordered[] = {
+        {2, 3, 40, 38, 64, 7, 2, 3, "stem 7x7/2, 64 channels (direct)"},
+        {5, 3, 17, 23, 64, 7, 2, 3, "stem, odd 17x23, 5 images (direct)"},
+        {3, 4, 15, 13, 64, 6, 1, 2, "4 channels, 6x6: 144 steps (direct)"},
+        {2, 4, 15, 13, 64, 7, 2, 3, "4 channels, 7x7: 196 steps (GEMM)"},
+        {2, 5, 16, 16, 64, 3, 2, 1, "5 channels (GEMM)"},
+        {2, 3, 20, 20, 48, 7, 2, 3, "48 output channels (GEMM)"},
+        {5, 3700, 7, 10, 16, 3, 1, 1, "dW of 533 Ki floats, groups of 280 (by channels)"},
+        {3, 913, 6, 5, 64, 3, 1, 1, "dW of 526 Ki floats, partial last part (by channels)"},
+        {3, 907, 6, 5, 64, 3, 1, 1, "dW of 522 Ki floats (by channels)"},
+        {3, 900, 6, 5, 64, 3, 1, 1, "dW of 518 Ki floats, 900 channels (by channels)"},
+        {3, 880, 6, 5, 64, 3, 1, 1, "dW of 507 Ki floats (slices)"},
+        {9, 40, 7, 7, 40, 3, 1, 1, "7x7 planes, 9 images: forward groups of 8 and 1"},
+        {6, 20, 3, 5, 33, 3, 2, 1, "2x3 planes, 6 images, 33 channels"},
+    };
+    for (size_t s = 0; s < sizeof ordered / sizeof ordered[0]; s++) check_order(&ordered[s]);
     return check_summary("test_conv_cpu");
 }
