@@ -11,7 +11,9 @@
 // here in the order the im2col + GEMM path takes them, bit for bit: this covers the paths that
 // replace it for some shapes (kernels/cpu/conv_stem.c: a first layer with at most 4 input and 64
 // output channels; conv_dw.c: dW of at least 512 Ki floats; conv.c: small planes' forward in
-// groups of about 400 positions), on both sides of each one's test.
+// groups of about 400 positions), on both sides of each one's test; and conv2d_backward's dx
+// against sums in its order (kernels/cpu/im2col.c: col2im of "same" convolutions in registers,
+// whole images or blocks of rows; the general col2im otherwise).
 #include "core/kernels.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
@@ -145,18 +147,51 @@ static void reference(const shape *c, const float *x, const float *w, const floa
     free(slice);
 }
 
+// dx (given its old values) in the order of conv2d_backward: each column's gradient dcol(c, r, s;
+// p, q) is its dot product over the output channels k in blocks of 256 (as y's), and each dx
+// element receives the columns that read it in (r, s) order (col2im; blocks of output rows taken
+// from the last one up give that order too). The wrapped columns that the "same" shortcut adds
+// as 0.0 change nothing here: the old values are never -0.0.
+static void reference_dx(const shape *c, const float *w, const float *dy, float *dx) {
+    int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
+    int64_t crs = c->C * c->R * c->R, pq = P * Q;
+    for (int64_t n = 0; n < c->N; n++)
+        for (int64_t ch = 0; ch < c->C; ch++)
+            for (int64_t h = 0; h < c->H; h++)
+                for (int64_t x = 0; x < c->W; x++) {
+                    float *out = &dx[((n * c->C + ch) * c->H + h) * c->W + x];
+                    for (int64_t r = 0; r < c->R; r++)
+                        for (int64_t s = 0; s < c->R; s++) {
+                            int64_t ph = h + c->pad - r, qw = x + c->pad - s, e = (ch * c->R + r) * c->R + s;
+                            if (ph < 0 || qw < 0 || ph % c->stride || qw % c->stride) continue;
+                            int64_t p = ph / c->stride, q = qw / c->stride;
+                            if (p >= P || q >= Q) continue;
+                            float term = 0.0f;
+                            for (int64_t k0 = 0; k0 < c->K; k0 += REF_KC) {
+                                float acc = 0.0f;
+                                for (int64_t k = k0; k < c->K && k < k0 + REF_KC; k++)
+                                    acc = fmaf(w[k * crs + e], dy[(n * c->K + k) * pq + p * Q + q], acc);
+                                term += acc;
+                            }
+                            *out += term;
+                        }
+                }
+}
+
 static void check_order(const shape *c) {
     const cg_kernels *k = cg_cpu_kernels();
     int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
     int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->R, ny = c->N * c->K * P * Q;
     float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats(c->K), *dy = random_floats(ny);
     float *dw0 = random_floats(nw), *y_ref = malloc((size_t)ny * sizeof(float)), *dw_ref = copy_floats(dw0, nw);
+    float *dx0 = random_floats(nx), *dx_ref = copy_floats(dx0, nx);
     reference(c, x, w, b, dy, y_ref, dw_ref);
+    if (c->C > 3) reference_dx(c, w, dy, dx_ref);
     int threads_at_start = cg_get_num_threads();
     char what[200];
     for (int t = 1; t <= 2; t++) {
         cg_set_num_threads(t);
-        float *y = malloc((size_t)ny * sizeof(float)), *dw = copy_floats(dw0, nw), *dx = calloc((size_t)nx, sizeof(float));
+        float *y = malloc((size_t)ny * sizeof(float)), *dw = copy_floats(dw0, nw), *dx = copy_floats(dx0, nx);
         k->conv2d_forward(y, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, P, Q);
         k->conv2d_backward(c->C > 3 ? dx : NULL, dw, NULL, dy, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
                            c->stride, c->pad, P, Q);
@@ -164,11 +199,15 @@ static void check_order(const shape *c) {
         same_bits(what, y, y_ref, ny);
         snprintf(what, sizeof what, "%s, %d thread(s): dw against the GEMM's order", c->name, t);
         same_bits(what, dw, dw_ref, nw);
+        if (c->C > 3) {
+            snprintf(what, sizeof what, "%s, %d thread(s): dx against the GEMM's and col2im's order", c->name, t);
+            same_bits(what, dx, dx_ref, nx);
+        }
         free(y), free(dw), free(dx);
     }
     cg_set_num_threads(threads_at_start);
-    printf("%-52s y, dw: the GEMM's order, 1 and 2 threads\n", c->name);
-    free(x), free(w), free(b), free(dy), free(dw0), free(y_ref), free(dw_ref);
+    printf("%-52s y, %sdw: the GEMM's order, 1 and 2 threads\n", c->name, c->C > 3 ? "dx, " : "");
+    free(x), free(w), free(b), free(dy), free(dw0), free(y_ref), free(dw_ref), free(dx0), free(dx_ref);
 }
 
 int main(void) {
@@ -230,6 +269,10 @@ int main(void) {
         {3, 880, 6, 5, 64, 3, 1, 1, "dW of 507 Ki floats (slices)"},
         {9, 40, 7, 7, 40, 3, 1, 1, "7x7 planes, 9 images: forward groups of 8 and 1"},
         {6, 20, 3, 5, 33, 3, 2, 1, "2x3 planes, 6 images, 33 channels"},
+        {6, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2 (col2im in registers, whole image)"},
+        {2, 24, 26, 26, 16, 3, 1, 1, "26x26, 3x3: dx by blocks of 16 and 10 rows"},
+        {2, 12, 27, 25, 16, 5, 1, 2, "27x25, 5x5: dx by blocks of rows"},
+        {2, 6, 9, 11, 8, 3, 1, 2, "3x3, padding 2 (not same: col2im by rows)"},
     };
     for (size_t s = 0; s < sizeof ordered / sizeof ordered[0]; s++) check_order(&ordered[s]);
     return check_summary("test_conv_cpu");

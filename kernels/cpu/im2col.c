@@ -4,8 +4,10 @@
 #include "kernels/cpu/im2col.h"
 
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/threads.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -154,10 +156,103 @@ void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, 
 // the same terms in the same order as on the general path: row (r, s) after row (r', s') when
 // (r, s) comes later. A block of rows after the block below it gives the same order over the
 // whole image (the terms from rows further down, smaller r, come first): backward_dx_rows.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+// The shortcut's rows (r, s) at most this many (a 7 x 7 kernel), for col2im_same's arrays.
+#define SAME_RS_MAX 49
+#define UNROLL 4 // vectors summed side by side (col2im_same)
+
+// The address of element i of a row, where i may lie outside it: a masked load reads only the
+// lanes of its mask, which do lie inside (an integer: C allows no pointer outside its array).
+static inline const float *float_at(const float *row, int64_t i) {
+    return (const float *)((uintptr_t)row + (uintptr_t)(i * (int64_t)sizeof(float)));
+}
+
+// The lanes lo .. hi-1 of 16 (none when hi <= lo).
+static inline __mmask16 lanes(int64_t lo, int64_t hi) {
+    lo = lo > 0 ? lo : 0, hi = hi < 16 ? hi : 16;
+    return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+// The shortcut's col2im, 16 positions of a plane of dx at a time: their sums are loaded once,
+// the R S rows' values added in (r, s) order in a register, and stored once. Row by row (the
+// loop in col2im_rows), every sum was loaded and stored once per row (nine times for a 3 x 3
+// kernel), and each row's loads read what the row before had just stored, shifted by a few
+// floats: the stores, not yet written to the cache, could not pass their values on to loads
+// that straddle two of them, and each such load waited for them. That took 17 % of ResNet-18
+// layer1's dx (1.7 floats a cycle). Row (r, s) still adds its value at i to position i + shift
+// for i in [a, b) (the wrapped columns zeroed first, adding 0.0): the masks are those lanes,
+// worked out once per call (they depend on the row and the vector, not on the channel). The
+// same additions in the same order: the same bits.
+// UNROLL vectors are summed side by side: one vector's nine additions form a chain of dependent
+// ones (4 cycles each), and one at a time the loop ran no faster than row by row. (Prefetching
+// the next channel's part of dx, software or not, made no measurable difference.)
+static void col2im_same(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                        int64_t pad, int64_t Q, int64_t first, int64_t count) {
+    int64_t HW = H * W, RS = R * S, shift[SAME_RS_MAX], lo[SAME_RS_MAX], hi[SAME_RS_MAX], q0[SAME_RS_MAX],
+            q1[SAME_RS_MAX], at[SAME_RS_MAX];
+    int64_t start = HW, end = 0; // the positions of the plane that some row adds to: [start, end)
+    for (int64_t rs = 0; rs < RS; rs++) {
+        int64_t a, b;
+        shift[rs] = same_shift(rs / S, rs % S, pad, H, W, &a, &b);
+        a = a > first ? a : first; // the part of [a, b) inside the rows given
+        b = b < first + count ? b : first + count;
+        lo[rs] = a + shift[rs], hi[rs] = (b > a ? b : a) + shift[rs]; // where the row adds, in the plane
+        if (hi[rs] > lo[rs]) {
+            start = lo[rs] < start ? lo[rs] : start;
+            end = hi[rs] > end ? hi[rs] : end;
+        }
+        at[rs] = rs * ld - shift[rs] - first; // plane position o is row rs's element at[rs] + o (from rows)
+        valid_columns(rs % S, 1, pad, W, Q, &q0[rs], &q1[rs]);
+    }
+    if (end <= start) return;
+    int64_t o0 = start / 16 * 16, vectors = (end - o0 + 15) / 16;
+    static _Thread_local cg_thread_buffer mask_buffer; // per vector: its RS rows' masks, then `inside`
+    __mmask16 *masks = cg_thread_buffer_get(&mask_buffer, vectors * (RS + 1) * (int64_t)sizeof(__mmask16));
+    for (int64_t v = 0; v < vectors; v++) {
+        int64_t o = o0 + 16 * v;
+        for (int64_t rs = 0; rs < RS; rs++) masks[v * (RS + 1) + rs] = lanes(lo[rs] - o, hi[rs] - o);
+        masks[v * (RS + 1) + RS] = lanes(start - o, end - o);
+    }
+    for (int64_t c = 0; c < C; c++) {
+        float *plane = dx + c * HW;
+        const float *rows = col + c * RS * ld;
+        for (int64_t rs = 0; rs < RS; rs++) zero_columns(col + (c * RS + rs) * ld, first, first + count, Q, q0[rs], q1[rs]);
+        int64_t v = 0;
+        for (; v + UNROLL <= vectors; v += UNROLL) { // UNROLL vectors side by side: independent chains
+            __m512 acc[UNROLL];
+            for (int u = 0; u < UNROLL; u++)
+                acc[u] = _mm512_maskz_loadu_ps(masks[(v + u) * (RS + 1) + RS], plane + o0 + 16 * (v + u));
+            for (int64_t rs = 0; rs < RS; rs++)
+                for (int u = 0; u < UNROLL; u++) {
+                    __mmask16 m = masks[(v + u) * (RS + 1) + rs];
+                    acc[u] = _mm512_mask_add_ps(acc[u], m, acc[u],
+                                                _mm512_maskz_loadu_ps(m, float_at(rows, at[rs] + o0 + 16 * (v + u))));
+                }
+            for (int u = 0; u < UNROLL; u++)
+                _mm512_mask_storeu_ps(plane + o0 + 16 * (v + u), masks[(v + u) * (RS + 1) + RS], acc[u]);
+        }
+        for (; v < vectors; v++) {
+            int64_t o = o0 + 16 * v;
+            const __mmask16 *m = masks + v * (RS + 1);
+            __m512 acc = _mm512_maskz_loadu_ps(m[RS], plane + o);
+            for (int64_t rs = 0; rs < RS; rs++)
+                acc = _mm512_mask_add_ps(acc, m[rs], acc, _mm512_maskz_loadu_ps(m[rs], float_at(rows, at[rs] + o)));
+            _mm512_mask_storeu_ps(plane + o, m[RS], acc);
+        }
+    }
+}
+#endif
+
 void col2im_rows(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
                  int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1) {
     bool same = same_stride1(H, W, stride, P, Q);
     int64_t first = p0 * Q, count = (p1 - p0) * Q; // the flat range of positions
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if (same && R * S <= SAME_RS_MAX) {
+        col2im_same(dx, col, ld, C, H, W, R, S, pad, Q, first, count);
+        return;
+    }
+#endif
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
