@@ -13,7 +13,8 @@
 // output channels; conv_dw.c: dW of at least 512 Ki floats; conv.c: small planes' forward in
 // groups of about 400 positions), on both sides of each one's test; and conv2d_backward's dx
 // against sums in its order (kernels/cpu/im2col.c: col2im of "same" convolutions in registers,
-// whole images or blocks of rows; the general col2im otherwise).
+// whole images or blocks of rows; the general col2im otherwise) and db against sums in double in
+// the order of its path (the stem's: by groups of 4 images).
 #include "core/kernels.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
@@ -178,22 +179,53 @@ static void reference_dx(const shape *c, const float *w, const float *dy, float 
                 }
 }
 
+// db (given its old values): each channel's sum in double over the images, then the positions,
+// in order, added to the float. ResNet-18's stem (kernels/cpu/conv_stem.c, with AVX-512: a first
+// layer of at most 4 input channels, 64 output channels, C*R*S <= 160) sums each group of 4
+// images from zero and adds the groups' sums in order instead (`grouped`).
+static void reference_db(const shape *c, const float *dy, float *db, bool grouped) {
+    int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
+    int64_t pq = P * Q, group = grouped ? REF_GROUP : c->N;
+    for (int64_t k = 0; k < c->K; k++) {
+        double total = 0.0;
+        for (int64_t n0 = 0; n0 < c->N; n0 += group) {
+            double sum = 0.0;
+            for (int64_t n = n0; n < c->N && n < n0 + group; n++)
+                for (int64_t i = 0; i < pq; i++) sum += dy[(n * c->K + k) * pq + i];
+            total += sum;
+        }
+        db[k] += (float)total;
+    }
+}
+
+static bool stem_path(const shape *c) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    return c->K == 64 && c->C <= 4 && c->C * c->R * c->R <= 160 && c->C * c->R * c->R > 1;
+#else
+    (void)c;
+    return false;
+#endif
+}
+
 static void check_order(const shape *c) {
     const cg_kernels *k = cg_cpu_kernels();
     int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
     int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->R, ny = c->N * c->K * P * Q;
     float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats(c->K), *dy = random_floats(ny);
     float *dw0 = random_floats(nw), *y_ref = malloc((size_t)ny * sizeof(float)), *dw_ref = copy_floats(dw0, nw);
-    float *dx0 = random_floats(nx), *dx_ref = copy_floats(dx0, nx);
+    float *dx0 = random_floats(nx), *dx_ref = copy_floats(dx0, nx), *db0 = random_floats(c->K);
+    float *db_ref = copy_floats(db0, c->K);
     reference(c, x, w, b, dy, y_ref, dw_ref);
+    reference_db(c, dy, db_ref, stem_path(c));
     if (c->C > 3) reference_dx(c, w, dy, dx_ref);
     int threads_at_start = cg_get_num_threads();
     char what[200];
     for (int t = 1; t <= 2; t++) {
         cg_set_num_threads(t);
         float *y = malloc((size_t)ny * sizeof(float)), *dw = copy_floats(dw0, nw), *dx = copy_floats(dx0, nx);
+        float *db = copy_floats(db0, c->K);
         k->conv2d_forward(y, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, P, Q);
-        k->conv2d_backward(c->C > 3 ? dx : NULL, dw, NULL, dy, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
+        k->conv2d_backward(c->C > 3 ? dx : NULL, dw, db, dy, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
                            c->stride, c->pad, P, Q);
         snprintf(what, sizeof what, "%s, %d thread(s): y against the GEMM's order", c->name, t);
         same_bits(what, y, y_ref, ny);
@@ -203,11 +235,14 @@ static void check_order(const shape *c) {
             snprintf(what, sizeof what, "%s, %d thread(s): dx against the GEMM's and col2im's order", c->name, t);
             same_bits(what, dx, dx_ref, nx);
         }
-        free(y), free(dw), free(dx);
+        snprintf(what, sizeof what, "%s, %d thread(s): db against sums in double in the path's order", c->name, t);
+        same_bits(what, db, db_ref, c->K);
+        free(y), free(dw), free(dx), free(db);
     }
     cg_set_num_threads(threads_at_start);
-    printf("%-52s y, %sdw: the GEMM's order, 1 and 2 threads\n", c->name, c->C > 3 ? "dx, " : "");
-    free(x), free(w), free(b), free(dy), free(dw0), free(y_ref), free(dw_ref), free(dx0), free(dx_ref);
+    printf("%-52s y, %sdw, db: the path's order, 1 and 2 threads\n", c->name, c->C > 3 ? "dx, " : "");
+    free(x), free(w), free(b), free(dy), free(dw0), free(y_ref), free(dw_ref), free(dx0), free(dx_ref), free(db0),
+        free(db_ref);
 }
 
 int main(void) {

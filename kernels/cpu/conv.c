@@ -261,12 +261,15 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
                          int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+    // A first layer's dW directly (conv_stem.c), as its forward, and db from the same reads of dy.
+    if (dw && conv2d_stem_dw_cpu(dw, dbias, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL, dbias = NULL;
     if (dbias) {
         // Each channel's sum over the batch, in double (a 224 x 224 plane is 50176 terms), in
         // order: one chain of dependent additions per channel. BIAS_LANES channels at a time,
         // their chains side by side: a lone chain waits the adder's latency (4 cycles) at every
         // term, and took 17 % of ResNet-18 conv1's backward; eight in flight keep both adders
         // busy. Each channel's terms are still added one by one in the same order: the same bits.
+        // (The stem, above, now sums its db from the dy it reads for dW instead.)
         int64_t blocks = (K + BIAS_LANES - 1) / BIAS_LANES;
 #pragma omp parallel for if (threads)
         for (int64_t b = 0; b < blocks; b++) {
@@ -291,9 +294,7 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     }
     // Layers with many weights (layer3 and layer4 of ResNet-18): dW split among the threads by
     // input channels instead of a slice per group (conv_dw.c says why), then dx alone below.
-    // A first layer's dW directly (conv_stem.c), as its forward.
     if (dw && conv2d_dw_by_channels_cpu(dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
-    if (dw && conv2d_stem_dw_cpu(dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
     if (dx == NULL && dw == NULL) return;
     float *slices = dw_slices(dw, groups, K * crs);
     const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;

@@ -15,11 +15,14 @@ bool conv2d_dw_by_channels_cpu(float *dw, const float *dy, const float *x, int64
 
 // conv_stem.c: a first convolution (at most 4 input channels, 64 output channels, C*R*S <= 160:
 // ResNet-18's 7 x 7 stride-2 stem) as a direct convolution, with AVX-512 only: y (N, K, P, Q) =
-// the convolution + bias; dw += its weight gradient. The same bits as conv.c's general path.
+// the convolution + bias; dw += its weight gradient, and db (when not NULL) += the bias gradient.
+// y and dw: the same bits as conv.c's general path; db: a sum per group of 4 images in double,
+// the groups' added in order (conv.c's sums each channel in one chain: the float may differ
+// in the last bit, rarely), the same on any number of threads.
 bool conv2d_stem_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C,
                              int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                              int64_t P, int64_t Q);
-bool conv2d_stem_dw_cpu(float *dw, const float *dy, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
-                        int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+bool conv2d_stem_dw_cpu(float *dw, float *db, const float *dy, const float *x, int64_t N, int64_t C, int64_t H,
+                        int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
 #endif
