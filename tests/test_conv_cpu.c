@@ -55,15 +55,18 @@ static void same_bits(const char *what, const float *got, const float *want, int
 }
 
 // The results of one shape: the three ops' and the fused block's y, dx, dw (db: the fused block
-// sums it in another order, so it is left out, as core/kernels.h says).
+// sums it in another order, so it is left out, as core/kernels.h says); and the fused backward
+// without dx, as the first layer calls it (dwn, dbn: for a one-channel 3 x 3 image and whole
+// vectors of channels, conv_direct_dw.c's kernel), with the fused db of the call with dx (dbf)
+// to compare it with.
 typedef struct {
-    float *y3, *dx3, *dw3, *yf, *dxf, *dwf;
+    float *y3, *dx3, *dw3, *yf, *dxf, *dwf, *dwn, *dbf, *dbn;
     int64_t ny, nx, nw;
 } results;
 
 // dx0, dw0: the gradients' old values (both paths add to them).
 static results run(const shape *c, const float *x, const float *w, const float *b, const float *dy, const float *dx0,
-                   const float *dw0) {
+                   const float *dw0, const float *db0) {
     const cg_kernels *k = cg_cpu_kernels();
     int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
     int64_t P2 = P / 2, Q2 = Q / 2, conv_n = c->N * c->K * P * Q;
@@ -87,13 +90,20 @@ static results run(const shape *c, const float *x, const float *w, const float *
     uint8_t *where = malloc((size_t)r.ny);
     k->conv2d_relu_pool_forward(r.yf, where, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, P,
                                 Q);
-    k->conv2d_relu_pool_backward(r.dxf, r.dwf, NULL, dy, r.yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
+    r.dbf = copy_floats(db0, c->K);
+    k->conv2d_relu_pool_backward(r.dxf, r.dwf, r.dbf, dy, r.yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
+                                 c->stride, c->pad, P, Q);
+    r.dwn = copy_floats(dw0, r.nw), r.dbn = copy_floats(db0, c->K);
+    k->conv2d_relu_pool_backward(NULL, r.dwn, r.dbn, dy, r.yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
                                  c->stride, c->pad, P, Q);
     free(conv), free(relu), free(argmax), free(drelu), free(dconv), free(where);
     return r;
 }
 
-static void free_results(results *r) { free(r->y3), free(r->dx3), free(r->dw3), free(r->yf), free(r->dxf), free(r->dwf); }
+static void free_results(results *r) {
+    free(r->y3), free(r->dx3), free(r->dw3), free(r->yf), free(r->dxf), free(r->dwf), free(r->dwn), free(r->dbf),
+        free(r->dbn);
+}
 
 
 // ---- y and dW against sums in the GEMM's order ------------------------------------------------------
@@ -250,6 +260,10 @@ int main(void) {
         {8, 1, 28, 28, 32, 3, 1, 1, "tutorial conv1 (direct)"},
         {3, 1, 13, 9, 5, 3, 1, 1, "one channel, odd 13x9, 5 channels (direct)"},
         {2, 1, 30, 32, 1, 3, 1, 1, "one channel, 32 wide, one output channel (direct)"},
+        {6, 1, 13, 9, 48, 3, 1, 1, "one channel, odd 13x9, 48 channels (direct, dW 32 + 16)"},
+        {5, 1, 14, 14, 16, 3, 1, 1, "one channel, 14x14, 16 channels (direct)"},
+        {3, 1, 30, 32, 32, 3, 1, 1, "one channel, 30x32, 32 channels (direct)"},
+        {2, 1, 28, 33, 32, 3, 1, 1, "one channel, 33 wide (im2col)"},
         {6, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2"},
         {4, 3, 11, 10, 7, 3, 2, 0, "stride 2, padding 0"},
         {2, 4, 12, 12, 6, 5, 1, 2, "5x5"},
@@ -261,11 +275,11 @@ int main(void) {
         int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
         int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->R, ny = c->N * c->K * (P / 2) * (Q / 2);
         float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats(c->K), *dy = random_floats(ny);
-        float *dx0 = random_floats(nx), *dw0 = random_floats(nw);
+        float *dx0 = random_floats(nx), *dw0 = random_floats(nw), *db0 = random_floats(c->K);
         results by_threads[2];
         for (int t = 0; t < 2; t++) {
             cg_set_num_threads(t + 1);
-            by_threads[t] = run(c, x, w, b, dy, dx0, dw0);
+            by_threads[t] = run(c, x, w, b, dy, dx0, dw0, db0);
         }
         cg_set_num_threads(threads_at_start);
         char what[160];
@@ -278,6 +292,10 @@ int main(void) {
                 snprintf(what, sizeof what, "%s, %d thread(s): fused %s against the three ops", c->name, t + 1, names[j]);
                 same_bits(what, fused[j], three[j], n[j]);
             }
+            snprintf(what, sizeof what, "%s, %d thread(s): fused dw without dx against the three ops", c->name, t + 1);
+            same_bits(what, r->dwn, r->dw3, r->nw);
+            snprintf(what, sizeof what, "%s, %d thread(s): fused db without dx against with dx", c->name, t + 1);
+            same_bits(what, r->dbn, r->dbf, c->K);
         }
         const float *one[3] = {by_threads[0].yf, by_threads[0].dxf, by_threads[0].dwf};
         const float *two[3] = {by_threads[1].yf, by_threads[1].dxf, by_threads[1].dwf};
@@ -286,9 +304,12 @@ int main(void) {
             snprintf(what, sizeof what, "%s: fused %s on 2 threads against 1", c->name, names[j]);
             same_bits(what, two[j], one[j], n[j]);
         }
-        printf("%-52s y, dx, dw: fused = three ops, 2 threads = 1\n", c->name);
+        snprintf(what, sizeof what, "%s: fused dw, db without dx on 2 threads against 1", c->name);
+        same_bits(what, by_threads[1].dwn, by_threads[0].dwn, n[2]);
+        same_bits(what, by_threads[1].dbn, by_threads[0].dbn, c->K);
+        printf("%-58s y, dx, dw (and dw, db without dx): fused = three ops, 2 threads = 1\n", c->name);
         free_results(&by_threads[0]), free_results(&by_threads[1]);
-        free(x), free(w), free(b), free(dy), free(dx0), free(dw0);
+        free(x), free(w), free(b), free(dy), free(dx0), free(dw0), free(db0);
     }
     const shape ordered[] = {
         {2, 3, 40, 38, 64, 7, 2, 3, "stem 7x7/2, 64 channels (direct)"},

@@ -388,7 +388,9 @@ void cg_bf16_gemm_packed(float *C, int64_t ldc, const uint16_t *Ap, const uint16
 
 #endif
 
-// Per-thread scratch buffers, kept between calls (as conv.c's): slot `which`, at least `bytes`.
+// Per-thread scratch buffers, kept between calls (as conv.c's): slot `which`, at least `bytes`,
+// from a 64-byte boundary (threads.h: cg_thread_buffer; the buffers of malloc cost the tutorial's
+// second convolution a quarter of its speed).
 #define SLOTS 8
 void *cg_bf16_scratch(int which, int64_t bytes) {
     static _Thread_local cg_thread_buffer buffers[SLOTS];

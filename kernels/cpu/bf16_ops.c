@@ -12,6 +12,7 @@
 #include "kernels/cpu/bf16_same.h"
 #include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -263,16 +264,10 @@ bool cg_bf16_conv2d_relu_pool_forward_hw(uint16_t *y, uint8_t *where, const uint
 }
 
 // f32 scratch of the host thread for the backward's accumulators (dx, the dW slices), kept
-// between calls: slot 0 .. 2.
+// between calls: slot 0 .. 2, from a 64-byte boundary (threads.h: cg_thread_buffer).
 static float *host_f32(int which, int64_t n) {
-    static float *buffers[3];
-    static int64_t sizes[3];
-    if (sizes[which] < n) {
-        free(buffers[which]);
-        buffers[which] = cg_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-        sizes[which] = n;
-    }
-    return buffers[which];
+    static cg_thread_buffer buffers[3];
+    return cg_thread_floats_aligned(&buffers[which], n > 0 ? n : 1);
 }
 
 static void widen_array(float *dst, const uint16_t *src, int64_t n) {

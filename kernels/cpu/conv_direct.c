@@ -2,12 +2,23 @@
 // (stride 1, padding 1) with bias, ReLU and 2 x 2 max pooling, as a direct convolution whose
 // pooling is done in registers. Through im2col and the GEMM (conv.c), each output is a product of
 // only 9 steps: the GEMM's tiles spend as long storing their sums as computing them, and the
-// pooling pass then reads the whole convolution output back (with it, 22 % of the peak). Here
-// two output rows are summed in registers and pooled before anything is stored.
+// pooling pass then reads the whole convolution output back (with it, 22 % of the peak).
 // The sums are those of conv.c's path bit for bit: each output starts from zero and adds
 // w[r][s] * x (a fused multiply-add, as the GEMM's tile) in the same order, r then s, with zeros
 // for the padding; then the bias, and the same window maximum, position and ReLU as
 // pool_relu_plane.
+//
+// The vector lanes are 16 pooling windows, in the pooled plane's order (row by row, so a vector
+// may hold the end of one pooled row and the start of the next). The 4 outputs of a window and
+// their 9 taps read the padded image at rows 2 p + i and columns 2 q + c, i and c in 0 .. 3: for
+// each (i, c) the values of all windows form a plane of the pooled plane's shape, a "sub-plane"
+// (i = 2, 3 are i = 0, 1 one pooled row further on: 8 sub-planes, made once per image by
+// de-interleaving the padded rows). One load of a sub-plane serves the 4 outputs that use it,
+// for two channels (weights in registers), and the window's 4 outputs are 4 vectors: the pooling
+// is plain lane-by-lane comparisons and blends. The previous kernel had 32 output columns in the
+// lanes (two rows): its pooling paired neighbouring lanes with 4 cross-lane permutations per
+// channel, and it held 40 % of the peak; its 14-window rows also left 2 lanes of 16 idle, where
+// the flat order leaves 12 of 208 (the last vector of a 196-window plane).
 #include "kernels/cpu/cpu.h"
 
 #include <stdbool.h>
@@ -15,95 +26,152 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 
-// The padded image: row h + 1, column w + 1 hold x[h][w], zeros around. PADDED_W columns: the
-// image's W <= 32, one on each side, and the 16-float reads of the second vector (columns 16 ..
-// 31 and two more for s) inside it.
-#define PADDED_W 48
 #define MAX_H 64
+#define MAX_W 32
+// A sub-plane: (P2 + 1) pooled rows of Q2 windows, and a vector's reach past the last one.
+#define SUB_FLOATS ((MAX_H / 2 + 1) * (MAX_W / 2) + 16)
 
-// The pooled row of output rows h and h + 1 (top t0, t1 and bottom b0, b1: columns 0 .. 15 and 16
-// .. 31, the bias not yet added): y and where, Q2 windows.
-static inline void pool_pair(float *y, uint8_t *where, __m512 t0, __m512 t1, __m512 b0, __m512 b1, float bias,
-                             int64_t Q2) {
-    // Each column's larger value of the two rows (the top one on a tie), and whether the bottom won.
-    const __m512 bv = _mm512_set1_ps(bias);
-    __m512 a0 = _mm512_add_ps(t0, bv), a1 = _mm512_add_ps(t1, bv), c0 = _mm512_add_ps(b0, bv),
-           c1 = _mm512_add_ps(b1, bv);
-    __mmask16 won0 = _mm512_cmp_ps_mask(c0, a0, _CMP_GT_OQ), won1 = _mm512_cmp_ps_mask(c1, a1, _CMP_GT_OQ);
-    __m512 m0 = _mm512_mask_blend_ps(won0, a0, c0), m1 = _mm512_mask_blend_ps(won1, a1, c1);
-    const __m512i one = _mm512_set1_epi32(1);
-    __m512i w0 = _mm512_maskz_mov_epi32(won0, one), w1 = _mm512_maskz_mov_epi32(won1, one);
-    // The windows' left and right columns, 32 columns to 16 windows by two permutations.
+// The 8 sub-planes of image xn (H x W): sub[(i c)][p Q2 + q] = xpad[2 p + i][2 q + c] for i in
+// 0, 1 and c in 0 .. 3, p in 0 .. P2 (one row more: i = 2, 3 read it Q2 further on), xpad the
+// image with a border of zeros. Each padded row gives its even and odd columns by two
+// permutations of two vectors, read from column c - 1 of the image row for c = 0 and 2 (the
+// masked loads put the border's zeros in, and read nothing outside the row): 4 per row, against
+// 9 x 4 multiply-adds per channel and window. Through a padded copy of the image first (memset,
+// a memcpy per row), this took a tenth of the block's time.
+static void make_subplanes(float *sub, const float *xn, int64_t H, int64_t W, int64_t P2, int64_t Q2) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_add_epi32(even, one);
-    __m512 left = _mm512_permutex2var_ps(m0, even, m1), right = _mm512_permutex2var_ps(m0, odd, m1);
-    __m512i left_at = _mm512_permutex2var_epi32(w0, even, w1), right_at = _mm512_permutex2var_epi32(w0, odd, w1);
-    left_at = _mm512_add_epi32(left_at, left_at);                           // 0 top left, 2 bottom left
-    right_at = _mm512_add_epi32(_mm512_add_epi32(right_at, right_at), one); // 1 top right, 3 bottom right
-    // The right one wins if larger, or equal and first in scan order (pool_relu_plane's rule).
-    __mmask16 take_right = _mm512_cmp_ps_mask(right, left, _CMP_GT_OQ) |
-                           (_mm512_cmp_ps_mask(right, left, _CMP_EQ_OQ) & _mm512_cmplt_epi32_mask(right_at, left_at));
-    __m512 m = _mm512_mask_blend_ps(take_right, left, right);
-    __m512i at = _mm512_mask_blend_epi32(take_right, left_at, right_at);
-    __mmask16 valid = (__mmask16)((1u << Q2) - 1);
-    _mm512_mask_storeu_ps(y, valid, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ), m));
-    _mm_mask_storeu_epi8(where, valid, _mm512_cvtepi32_epi8(at));
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    __mmask16 row = (__mmask16)((1u << Q2) - 1);
+    uint64_t cols = ((uint64_t)1 << W) - 1; // the image's columns
+    // Lanes of the two reads from column c - 1 that fall inside the row: c = 0 (column -1 ..) and c = 2 (1 ..)
+    __mmask16 lo[2] = {(__mmask16)(cols << 1), (__mmask16)(cols >> 1)};
+    __mmask16 hi[2] = {(__mmask16)(cols >> 15), (__mmask16)(cols >> 17)};
+    for (int64_t h = 0; h < 2 * P2 + 2; h++) {
+        float *out = sub + (h % 2) * 4 * SUB_FLOATS + h / 2 * Q2;
+        bool inside = h >= 1 && h <= H;
+        const float *in = xn + (h - 1) * W;
+        for (int e = 0; e < 2; e++) {
+            int c = 2 * e;
+            __m512 a = _mm512_setzero_ps(), b = a;
+            if (inside) a = _mm512_maskz_loadu_ps(lo[e], in + c - 1), b = _mm512_maskz_loadu_ps(hi[e], in + c + 15);
+            _mm512_mask_storeu_ps(out + c * SUB_FLOATS, row, _mm512_permutex2var_ps(a, even, b));
+            _mm512_mask_storeu_ps(out + (c + 1) * SUB_FLOATS, row, _mm512_permutex2var_ps(a, odd, b));
+        }
+    }
 }
 
-// Output rows h and h + 1, columns 0 .. 31, of channels k and k + 1 (weights wk, 9 each) when
-// `two`, of k alone otherwise, then their pooled rows (y and where of channel k; the next
-// channel's a plane further, `pooled` apart). Two channels share each row read from the image:
-// one channel's sums took as many loads as multiply-adds, and the loads set the pace.
-static inline void row_pair(float *y, uint8_t *where, int64_t pooled, const float *xp, int64_t h, const float *wk,
-                            const float *bias, int64_t Q2, const bool two) {
-    __m512 t0 = _mm512_setzero_ps(), t1 = t0, b0 = t0, b1 = t0; // channel k: top and bottom rows, two vectors each
-    __m512 u0 = t0, u1 = t0, d0 = t0, d1 = t0;                   // channel k + 1
-    for (int r = 0; r < 3; r++)
-        for (int s = 0; s < 3; s++) {
-            const float *top = xp + (h + r) * PADDED_W + s, *bottom = top + PADDED_W;
-            __m512 x0 = _mm512_loadu_ps(top), x1 = _mm512_loadu_ps(top + 16);
-            __m512 x2 = _mm512_loadu_ps(bottom), x3 = _mm512_loadu_ps(bottom + 16);
-            __m512 wv = _mm512_set1_ps(wk[r * 3 + s]);
-            t0 = _mm512_fmadd_ps(wv, x0, t0);
-            t1 = _mm512_fmadd_ps(wv, x1, t1);
-            b0 = _mm512_fmadd_ps(wv, x2, b0);
-            b1 = _mm512_fmadd_ps(wv, x3, b1);
-            if (two) {
-                __m512 wv2 = _mm512_set1_ps(wk[9 + r * 3 + s]);
-                u0 = _mm512_fmadd_ps(wv2, x0, u0);
-                u1 = _mm512_fmadd_ps(wv2, x1, u1);
-                d0 = _mm512_fmadd_ps(wv2, x2, d0);
-                d1 = _mm512_fmadd_ps(wv2, x3, d1);
+// 16 windows' outputs (top left tl, top right tr, bottom left bl, bottom right br; the bias not
+// yet added) to y and where, the `valid` lanes. pool_relu_plane's comparisons, lane by lane:
+// each column's larger value of the two rows (the top one on a tie), then the right one wins if
+// larger, or equal and first in scan order (position 1 before 2: the right from the top and the
+// left from the bottom). max(m, 0) is m > 0 ? m : 0, pool_relu_plane's ReLU (vmaxps returns its
+// second operand on a tie or a NaN).
+static inline __attribute__((always_inline)) void pool_windows(float *y, uint8_t *where, __m512 tl, __m512 tr,
+                                                               __m512 bl, __m512 br, __m512 bias, __mmask16 valid) {
+    tl = _mm512_add_ps(tl, bias), tr = _mm512_add_ps(tr, bias), bl = _mm512_add_ps(bl, bias);
+    br = _mm512_add_ps(br, bias);
+    __mmask16 won_left = _mm512_cmp_ps_mask(bl, tl, _CMP_GT_OQ), won_right = _mm512_cmp_ps_mask(br, tr, _CMP_GT_OQ);
+    __m512 left = _mm512_mask_blend_ps(won_left, tl, bl), right = _mm512_mask_blend_ps(won_right, tr, br);
+    __mmask16 first = _kandn_mask16(won_right, won_left); // right from the top, left from the bottom
+    __mmask16 take_right = _kor_mask16(_mm512_cmp_ps_mask(right, left, _CMP_GT_OQ),
+                                       _mm512_mask_cmp_ps_mask(first, right, left, _CMP_EQ_OQ));
+    __m512 m = _mm512_mask_blend_ps(take_right, left, right);
+    _mm512_mask_storeu_ps(y, valid, _mm512_max_ps(m, _mm512_setzero_ps()));
+    const __m128i one = _mm_set1_epi8(1);
+    __m128i left_at = _mm_maskz_mov_epi8(won_left, _mm_set1_epi8(2));    // 0 top left, 2 bottom left
+    __m128i right_at = _mm_mask_mov_epi8(one, won_right, _mm_set1_epi8(3)); // 1 top right, 3 bottom right
+    _mm_mask_storeu_epi8(where, valid, _mm_mask_mov_epi8(left_at, take_right, right_at));
+}
+
+// nvec vectors of 16 windows (from window v: the second one's `valid` lanes, the first whole
+// when there are two) of nch channels (weights w[ch][t], biases bias[ch]): the 16 loads of each
+// vector (rows i = 0 .. 3, columns c = 0 .. 3 of its windows) each feed the outputs that use
+// them: output (a, b) of the window takes tap (r, s) = (i - a, c - b), in r-then-s order as i and
+// c go up. 8 nvec nch chains of multiply-adds, 18 weights.
+static inline __attribute__((always_inline)) void windows_block(float *y, uint8_t *where, int64_t pooled,
+                                                                const float *sub, const __m512 w[2][9],
+                                                                const __m512 bias[2], int64_t Q2, int64_t v,
+                                                                __mmask16 valid, const int nch, const int nvec) {
+    // Each sum's first term is a product (vmulps) where conv.c's path adds it to zero by an FMA:
+    // the same value, except -0 for +0 when the product is -0, which every later step treats
+    // alike (added to a nonzero term or to +0, compared, max(m, 0): +0 either way), so y and
+    // `where` keep their bits. From zero, GCC copied a weight into each accumulator first (a
+    // vmovaps per chain): 54 to 57 % of the peak, 58 to 59 % without.
+    __m512 acc[2][2][2][2]; // [channel][vector][a][b]: a and b the window's row and column
+    // Unrolled whole (GCC left these loops rolled: the accumulators then lived in memory)
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+#pragma GCC unroll 2
+            for (int u = 0; u < nvec; u++) {
+                __m512 xv = _mm512_loadu_ps(sub + ((i % 2) * 4 + c) * SUB_FLOATS + (i / 2) * Q2 + v + 16 * u);
+#pragma GCC unroll 2
+                for (int a = 0; a < 2; a++)
+#pragma GCC unroll 2
+                    for (int b = 0; b < 2; b++) {
+                        int r = i - a, s = c - b;
+                        if (r < 0 || r > 2 || s < 0 || s > 2) continue;
+#pragma GCC unroll 2
+                        for (int ch = 0; ch < nch; ch++)
+                            acc[ch][u][a][b] = r == 0 && s == 0 ? _mm512_mul_ps(w[ch][0], xv) // the first term
+                                                                : _mm512_fmadd_ps(w[ch][r * 3 + s], xv, acc[ch][u][a][b]);
+                    }
             }
+    for (int ch = 0; ch < nch; ch++)
+        for (int u = 0; u < nvec; u++)
+            pool_windows(y + ch * pooled + v + 16 * u, where + ch * pooled + v + 16 * u, acc[ch][u][0][0],
+                         acc[ch][u][0][1], acc[ch][u][1][0], acc[ch][u][1][1], bias[ch],
+                         u + 1 < nvec ? (__mmask16)0xffff : valid);
+}
+
+// Channels k and k + 1 (nch = 2) or k alone (weights wk, 9 each) of one image from its
+// sub-planes, two vectors of windows at a time: 16 chains of multiply-adds where one vector gave
+// 8, just the FMA's latency times its two units (the same speed, measured, but with no margin;
+// the second channel's weights are then read from memory, spilled by GCC: 16 accumulators and
+// 18 weights do not fit the 32 registers; the loads have ports to spare).
+static inline __attribute__((always_inline)) void channels(float *y, uint8_t *where, int64_t pooled, const float *sub,
+                                                           const float *wk, const float *bias, int64_t Q2,
+                                                           const int nch) {
+    __m512 w[2][9], b[2];
+    for (int ch = 0; ch < 2; ch++) {
+        for (int t = 0; t < 9; t++) w[ch][t] = _mm512_set1_ps(wk[(ch < nch ? ch : 0) * 9 + t]);
+        b[ch] = _mm512_set1_ps(bias && ch < nch ? bias[ch] : 0.0f);
+    }
+    for (int64_t v = 0; v < pooled; v += 32) {
+        int64_t left = pooled - v - 16; // windows for the second vector
+        if (left > 0) {
+            __mmask16 valid = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            windows_block(y, where, pooled, sub, w, b, Q2, v, valid, nch, 2);
+        } else {
+            __mmask16 valid = (__mmask16)((1u << (pooled - v)) - 1); // pooled - v <= 16
+            if (pooled - v == 16) valid = 0xffff;
+            windows_block(y, where, pooled, sub, w, b, Q2, v, valid, nch, 1);
         }
-    pool_pair(y, where, t0, t1, b0, b1, bias ? bias[0] : 0.0f, Q2);
-    if (two) pool_pair(y + pooled, where + pooled, u0, u1, d0, d1, bias ? bias[1] : 0.0f, Q2);
+    }
 }
 
 bool conv1_relu_pool_direct_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias, int64_t N,
                                 int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                                 int64_t pad, int64_t P, int64_t Q) {
-    if (C != 1 || R != 3 || S != 3 || stride != 1 || pad != 1 || P != H || Q != W || W > 32 || H > MAX_H || P < 2 ||
+    if (C != 1 || R != 3 || S != 3 || stride != 1 || pad != 1 || P != H || Q != W || W > MAX_W || H > MAX_H || P < 2 ||
         Q < 2)
         return false;
     int64_t P2 = P / 2, Q2 = Q / 2, pooled = P2 * Q2;
     bool threads = N > 1 && N * K * P * Q * 9 >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t n = 0; n < N; n++) {
-        float xp[(MAX_H + 2) * PADDED_W];
-        memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof(float));
-        for (int64_t h = 0; h < H; h++) memcpy(xp + (h + 1) * PADDED_W + 1, x + (n * H + h) * W, (size_t)W * sizeof(float));
+        // The sub-planes, and 16 zeros past each one's (P2 + 1) Q2 values (read by the last vector's idle lanes)
+        float sub[8 * SUB_FLOATS] __attribute__((aligned(64)));
+        for (int t = 0; t < 8; t++) _mm512_storeu_ps(sub + t * SUB_FLOATS + (P2 + 1) * Q2, _mm512_setzero_ps());
+        make_subplanes(sub, x + n * H * W, H, W, P2, Q2);
         for (int64_t k = 0; k < K; k += 2) { // two channels at a time (one at the end of an odd K)
             int64_t plane = n * K + k;
             const float *bk = bias ? bias + k : NULL;
-            for (int64_t p = 0; p < P2; p++) {
-                float *yp = y + plane * pooled + p * Q2;
-                uint8_t *at = where + plane * pooled + p * Q2;
-                if (k + 1 < K)
-                    row_pair(yp, at, pooled, xp, 2 * p, w + k * 9, bk, Q2, true);
-                else
-                    row_pair(yp, at, pooled, xp, 2 * p, w + k * 9, bk, Q2, false);
-            }
+            if (k + 1 < K)
+                channels(y + plane * pooled, where + plane * pooled, pooled, sub, w + k * 9, bk, Q2, 2);
+            else
+                channels(y + plane * pooled, where + plane * pooled, pooled, sub, w + k * 9, bk, Q2, 1);
         }
     }
     return true;

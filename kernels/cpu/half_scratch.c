@@ -5,6 +5,7 @@
 #include "kernels/cpu/amp.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -85,15 +86,10 @@ static void narrow(void *dst, cg_dtype t, const float *src, int64_t n) {
 
 // Scratch buffer `slot` (0 .. SLOTS-1) with room for n floats; its contents are undefined.
 #define SLOTS 16
+// From a 64-byte boundary (threads.h: cg_thread_buffer says why).
 float *half_scratch_cpu(int slot, int64_t n) {
-    static float *buffers[SLOTS];
-    static int64_t sizes[SLOTS];
-    if (n > sizes[slot]) {
-        free(buffers[slot]);
-        buffers[slot] = cg_xmalloc((size_t)n * sizeof(float));
-        sizes[slot] = n;
-    }
-    return buffers[slot];
+    static cg_thread_buffer buffers[SLOTS];
+    return cg_thread_floats_aligned(&buffers[slot], n > 0 ? n : 1);
 }
 
 // An f32 copy of n values of x in scratch buffer `slot` (NULL when x is NULL).

@@ -100,10 +100,13 @@ const char *cg_threads_describe(void) {
     return text;
 }
 
+// From a 64-byte boundary (posix_memalign; threads.h says why), the size rounded up to whole lines.
 void *cg_thread_buffer_get(cg_thread_buffer *b, int64_t bytes) {
     if (b->bytes < bytes) {
         free(b->data);
-        b->data = cg_xmalloc((size_t)bytes);
+        size_t rounded = ((size_t)(bytes > 0 ? bytes : 1) + 63) / 64 * 64;
+        b->data = NULL;
+        CG_CHECK(posix_memalign(&b->data, 64, rounded) == 0, "out of host memory asking for %zu bytes", rounded);
         b->bytes = bytes;
     }
     return b->data;

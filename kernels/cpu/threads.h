@@ -22,17 +22,20 @@ const char *cg_threads_describe(void);
 // with cg_thread_buffer_get(&b, bytes): the buffer, grown when it is smaller than `bytes` (its
 // contents are then lost), never shrunk. Each kernel file keeps its own, so that a kernel that
 // calls another (a convolution its GEMM) never gets a buffer it is still using.
+// Every buffer starts on a 64-byte boundary (a cache line). malloc gives 16 bytes, and a kernel's
+// 64-byte loads of a buffer 16, 32 or 48 bytes off each straddle two lines: the tutorial's second
+// convolution lost 10 to 15 % in fp32 in some runs and not in others, and in bf16 (whose scratch
+// was still malloc's) its forward ran at 460 GFLOP/s instead of 630 and its backward at 350 to
+// 450 instead of 550, depending on which buffers earlier kernels had left in the heap (a new
+// first-layer kernel that allocated less moved them and cost the bf16 backward a quarter).
 typedef struct {
     void *data;
     int64_t bytes;
 } cg_thread_buffer;
 void *cg_thread_buffer_get(cg_thread_buffer *b, int64_t bytes);
-// The same as `floats` floats from a 64-byte boundary (a cache line): malloc gives 16 bytes, and
-// the GEMM's 64-byte loads of a buffer 16 bytes off each straddle two lines, which slowed the
-// tutorial's second convolution by 10 to 15 % in some runs and not in others.
+// The same as `floats` floats.
 static inline float *cg_thread_floats_aligned(cg_thread_buffer *b, int64_t floats) {
-    char *p = cg_thread_buffer_get(b, floats * (int64_t)sizeof(float) + 64);
-    return (float *)(p + (64 - (uintptr_t)p % 64) % 64);
+    return cg_thread_buffer_get(b, floats * (int64_t)sizeof(float));
 }
 
 #endif

@@ -1,0 +1,330 @@
+// conv_direct_dw.c: the weight and bias gradients of the tutorial CNN's first block (conv 3 x 3
+// of a one-channel image, stride 1, padding 1, bias, ReLU, 2 x 2 max pooling) straight from the
+// pooled gradient, with the output channels in the vector lanes. No dx (the image needs none):
+// with dx wanted, conv.c's path runs. False (nothing done) for other shapes or without AVX-512.
+//
+// conv.c's path builds, per group of 4 images, the convolution's dense output gradient dy_g
+// (32 x 3136 floats, zero except at each window's maximum), transposes it, writes the columns
+// (im2col, 9 x 3136) and hands them to the GEMM as a product with M = 9 rows: 18.5 % of the
+// peak, most of it spent moving dy_g and the columns through memory. Here each output position
+// broadcasts its 9 padded-input values, and each feeds one FMA per vector of 16 channels into 9 x 2
+// accumulators that stay in registers (18 independent chains: enough to cover the FMA's latency
+// on both units). The position's gradient vector, 32 channels, is the pooled dy transposed to
+// window-major (dyT, 196 x 32 per image), loaded under a mask: a channel's lane is live only
+// where the window's maximum sat at this position (`where`); y > 0 was applied when dyT was made.
+//
+// The sums are the GEMM's, bit for bit (gemm.c's micro_kernel on col (9, 4 PQ) and dy_g^T): each
+// dW^T element of a group is summed over the group's positions in order (image, row, column), a
+// block of CG_GEMM_KC positions at a time, each block's chain of FMAs starting from zero and added
+// to the group's sum (the first one stored); the groups' slices are added to dW in group order.
+// The terms are the same, zeros included (x * 0 where the lane is masked off), in the same order.
+// The work done is the dense convolution's: 9 FMAs per position and channel, zeros and all.
+// Where the time goes (tutorial block, batch 128, one core): the position loop alone runs near
+// the FMA peak; making dyT and the masks (transposes: shuffles, which only port 5 runs) takes
+// about 40 % of the backward. Made in steps between the loop's rows instead, they were slower.
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_num_threads(void) { return 1; }
+#endif
+
+// The padded image: row h + 1, column w + 1 hold x[h][w], zeros around (as conv_direct.c). The
+// taps of position (h, w) are xp[(h + r) PADDED_W + w + s].
+#define PADDED_W 48
+#define MAX_H 64
+#define MAX_W 32
+// Channels per call of the position loop: 2 vectors, 18 accumulators (64 channels would need 36
+// of the 32 registers).
+#define LANES 16
+
+// A buffer of at least `bytes` for this thread, kept between calls.
+static void *scratch(int which, int64_t bytes) {
+    static _Thread_local cg_thread_buffer buffers[3];
+    return cg_thread_floats_aligned(&buffers[which], (bytes + 3) / 4);
+}
+
+// r[i][j] <-> r[j][i], 16 x 16 floats in registers (im2col.c's transpose_16x16, without the
+// loads and stores).
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
+            t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    }
+}
+
+// The 8 vector lanes of conv.c's plane sum (unpool_plane's `omp simd` loop, as GCC lays it out:
+// lane l sums the windows i = l mod 8 in order, the last n mod 8 windows go one after the other
+// into lane 0, then the lanes are added in order to 0): the sums of 16 channels side by side,
+// from the transposed gradient (16 windows of 16 channels, window i0 + j in g[j]). The same
+// additions of the same values (0 where y <= 0) in the same order: db has the same bits as on
+// that path (test_conv_cpu compares them). Summed apart, one plane at a time, the lanes' chain
+// waited on the adder at each step and took a sixth of the backward.
+static inline __attribute__((always_inline)) void sum_lanes(__m512 lanes[8], const __m512 g[16], int64_t i0,
+                                                           int64_t n) {
+    int64_t n8 = n / 8 * 8;
+    if (i0 + 16 <= n8) { // a whole block: constant lanes, kept in registers
+        for (int j = 0; j < 16; j++) lanes[j % 8] = _mm512_add_ps(lanes[j % 8], g[j]);
+        return;
+    }
+    for (int j = 0; j < 16 && i0 + j < n; j++) {
+        int l = i0 + j < n8 ? j % 8 : 0;
+        lanes[l] = _mm512_add_ps(lanes[l], g[j]);
+    }
+}
+
+// 64 windows (i0 ..) of `where` for 32 channels (planes `plane` bytes apart from row; rows past
+// nch: none, 0xff bytes that match no position) transposed to window-major, then compared with
+// the window's positions: masks[i] (32 bits, one per channel) for each position i of the window
+// (corner[win]: the top left one). Three rounds of unpacks inside the 128-bit lanes turn 8
+// channels x 16 windows into 8-byte rows (one window's 8 channels), two more gather the 4 groups
+// of 8 channels, and each window's 32 bytes, doubled, are compared with positions 0 and 1 (then
+// 2 and 3) at once: one 64-bit store for two neighbouring positions. 3.5 shuffles and 2
+// comparisons per window, where widening `where` to 32 bits and 16 x 16 transposes took 18 (a
+// quarter of the backward).
+static void where_masks(uint32_t *masks, const int32_t *corner, int64_t Q, const uint8_t *row, int64_t plane,
+                        int64_t nch, int64_t i0, int64_t valid) {
+    __mmask64 vm = valid >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << valid) - 1;
+    __m512i v[4][8]; // v[group][m], 128-bit lane L: windows 16 L + 2 m and + 1, 8 channels each
+    for (int grp = 0; grp < 4; grp++) {
+        __m512i z[8], p[8], q[8];
+        for (int a = 0; a < 8; a++) {
+            int64_t k = grp * 8 + a;
+            z[a] = k < nch ? _mm512_maskz_loadu_epi8(vm, row + k * plane + i0) : _mm512_set1_epi8(-1);
+        }
+        for (int a = 0; a < 8; a += 2) { // channel pairs: windows 0..7 (p[a]) and 8..15 (p[a + 1]) of each lane
+            p[a] = _mm512_unpacklo_epi8(z[a], z[a + 1]);
+            p[a + 1] = _mm512_unpackhi_epi8(z[a], z[a + 1]);
+        }
+        for (int h = 0; h < 2; h++) // channels 4 h .. 4 h + 3: windows 0-3, 4-7, 8-11, 12-15
+            for (int e = 0; e < 2; e++) {
+                q[4 * h + 2 * e] = _mm512_unpacklo_epi16(p[4 * h + e], p[4 * h + 2 + e]);
+                q[4 * h + 2 * e + 1] = _mm512_unpackhi_epi16(p[4 * h + e], p[4 * h + 2 + e]);
+            }
+        for (int s = 0; s < 4; s++) { // 8 channels: windows 4 s, 4 s + 1 (m = 2 s) and 4 s + 2, 4 s + 3
+            v[grp][2 * s] = _mm512_unpacklo_epi32(q[s], q[4 + s]);
+            v[grp][2 * s + 1] = _mm512_unpackhi_epi32(q[s], q[4 + s]);
+        }
+    }
+    const __m512i lanes01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), lanes23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    const __m512i top = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi8(1), 1); // positions 0 | 1
+    const __m512i bottom = _mm512_add_epi8(top, _mm512_set1_epi8(2));                      // 2 | 3
+    for (int m = 0; m < 8; m++)
+        for (int e = 0; e < 2; e++) { // window 2 m + e of each lane
+            __m512i lo = e ? _mm512_unpackhi_epi64(v[0][m], v[1][m]) : _mm512_unpacklo_epi64(v[0][m], v[1][m]);
+            __m512i hi = e ? _mm512_unpackhi_epi64(v[2][m], v[3][m]) : _mm512_unpacklo_epi64(v[2][m], v[3][m]);
+            __m512i pair[2] = {_mm512_permutex2var_epi64(lo, lanes01, hi),  // windows r, r + 16
+                               _mm512_permutex2var_epi64(lo, lanes23, hi)}; // r + 32, r + 48
+            for (int t = 0; t < 4; t++) {
+                int64_t win = 16 * t + 2 * m + e;
+                if (win >= valid) continue;
+                __m512i both = t % 2 ? _mm512_shuffle_i64x2(pair[t / 2], pair[t / 2], 0xee)
+                                     : _mm512_shuffle_i64x2(pair[t / 2], pair[t / 2], 0x44);
+                uint32_t *at = masks + corner[i0 + win];
+                _store_mask64((__mmask64 *)at, _mm512_cmpeq_epi8_mask(both, top));
+                _store_mask64((__mmask64 *)(at + Q), _mm512_cmpeq_epi8_mask(both, bottom));
+            }
+        }
+}
+
+// Image n's inputs to the position loop: its padded image xp; dyT (wins x K floats: dyT[i K + k]
+// = dy[k][i] where y[k][i] > 0, else 0), transposed 16 channels x 16 windows at a time in
+// registers; for each group of 32 channels, `where` as masks (where_masks: PQ words, 0 at the
+// positions outside every window); and each channel's plane sum into sums[k] (db).
+static void prepare_image(float *xp, float *dyT, uint32_t *masks, const int32_t *corner, double *sums, const float *x,
+                          const float *dy, const float *y, const uint8_t *where, int64_t n, int64_t H, int64_t W,
+                          int64_t K, int64_t P, int64_t Q, int64_t wins) {
+    int64_t P2 = P / 2, Q2 = Q / 2, pooled = P2 * Q2;
+    memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof(float));
+    for (int64_t h = 0; h < H; h++) memcpy(xp + (h + 1) * PADDED_W + 1, x + (n * H + h) * W, (size_t)W * sizeof(float));
+    for (int64_t v = 0; v < K / LANES; v++) {
+        __m512 lanes[8];
+        for (int l = 0; l < 8; l++) lanes[l] = _mm512_setzero_ps();
+        for (int64_t i0 = 0; i0 < wins; i0 += 16) {
+            __mmask16 valid = (__mmask16)(pooled - i0 >= 16 ? 0xffff : pooled > i0 ? (1u << (pooled - i0)) - 1 : 0);
+            __m512 g[16];
+            for (int c = 0; c < 16; c++) {
+                int64_t plane = (n * K + v * LANES + c) * pooled + i0;
+                __m512 yv = _mm512_maskz_loadu_ps(valid, y + plane);
+                g[c] = _mm512_maskz_loadu_ps(_mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ), dy + plane);
+            }
+            transpose16(g);
+            for (int j = 0; j < 16; j++) _mm512_storeu_ps(dyT + (i0 + j) * K + v * LANES, g[j]);
+            sum_lanes(lanes, g, i0, pooled);
+        }
+        __m512 sum = _mm512_add_ps(_mm512_setzero_ps(), lanes[0]);
+        for (int l = 1; l < 8; l++) sum = _mm512_add_ps(sum, lanes[l]);
+        float s16[LANES];
+        _mm512_storeu_ps(s16, sum);
+        for (int c = 0; c < LANES; c++) sums[v * LANES + c] = s16[c];
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += 32) {
+        uint32_t *m = masks + k0 / 32 * P * Q;
+        if (P % 2 || Q % 2) memset(m, 0, (size_t)(P * Q) * sizeof(uint32_t));
+        for (int64_t i0 = 0; i0 < pooled; i0 += 64)
+            where_masks(m, corner, Q, where + (n * K + k0) * pooled, pooled, K - k0 < 32 ? K - k0 : 32, i0,
+                        pooled - i0 < 64 ? pooled - i0 : 64);
+    }
+}
+
+// A 16-bit mask read from memory straight into a mask register (kmovw k, m16: a load). Through
+// _load_mask16 GCC reads it into a general register and moves it over (kmovw k, r32), an
+// instruction for port 5, which the position loop needs for its FMAs.
+static inline __attribute__((always_inline)) __mmask16 load_mask(const uint16_t *m) {
+    __mmask16 k;
+    __asm__("kmovw %1, %0" : "=k"(k) : "m"(*m));
+    return k;
+}
+
+// The inputs of the group a thread will probably take next (this one + the number of threads:
+// the groups are handed out in order), fetched into the second-level cache while this group's
+// positions are summed, two lines per position: dy, y, `where` and x, 3.7 K lines for 4 tutorial
+// images against 3136 positions. Read when that group starts, they came from the third-level
+// cache or memory, 16 planes at a time, and preparing the images waited on them.
+typedef struct {
+    const char *base[4];
+    int64_t lines[4];
+} upcoming;
+
+static void prefetch_lines(const upcoming *u, int64_t l, int64_t n) {
+    for (int a = 0; a < 4 && n > 0; a++) {
+        for (; l < u->lines[a] && n > 0; l++, n--) _mm_prefetch(u->base[a] + 64 * l, _MM_HINT_T1);
+        l -= u->lines[a];
+        if (l < 0) l = 0;
+    }
+}
+
+// The position loop of one group (count images, prepared one after the other: xp every
+// xp_floats, dyT every dyt_floats, masks every mask_words) for channels k0 .. k0 + 16 nv - 1
+// (masks: those of their group of 32): slice[t K + k] (t = r 3 + s: dW^T's layout, as the GEMM
+// leaves it) = the sums of the file's comment. A row of positions at a time: position (h, w) reads
+// xp from row h, column w, its mask at h Q + w, its window's gradient at (h / 2, w / 2).
+static inline __attribute__((always_inline)) void group_positions(float *slice, const float *xp, int64_t xp_floats,
+                                                                  const float *dyT, int64_t dyt_floats,
+                                                                  const uint32_t *masks, int64_t mask_words,
+                                                                  const upcoming *ahead, int64_t count, int64_t P,
+                                                                  int64_t Q, int64_t K, int64_t k0, const int nv) {
+    int64_t pq = P * Q, total = count * pq, Q2 = Q / 2, last = P / 2 - 1;
+    for (int64_t f0 = 0; f0 < total; f0 += CG_GEMM_KC) { // the GEMM's blocks of K
+        int64_t f1 = f0 + CG_GEMM_KC < total ? f0 + CG_GEMM_KC : total;
+        __m512 acc[9][2];
+        for (int t = 0; t < 9; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+        for (int64_t f = f0; f < f1;) { // the block's positions in row h of image j (a block may span rows and images)
+            int64_t j = f / pq, i = f - j * pq, h = i / Q, w0 = i - h * Q, w1 = w0 + (f1 - f) < Q ? w0 + (f1 - f) : Q;
+            int64_t p = h / 2 < last ? h / 2 : last; // rows outside every window: masked off whole
+            const float *xr = xp + j * xp_floats + h * PADDED_W, *gr = dyT + j * dyt_floats + p * Q2 * K + k0;
+            const uint16_t *mr = (const uint16_t *)(masks + j * mask_words + h * Q); // two halves per word
+            if (ahead) prefetch_lines(ahead, 2 * f, 2 * (w1 - w0));
+            for (int64_t w = w0; w < w1; w++) {
+                const float *xq = xr + w, *g = gr + (w >> 1) * K;
+                __m512 g0 = _mm512_maskz_loadu_ps(load_mask(mr + 2 * w), g), g1 = g0;
+                if (nv > 1) g1 = _mm512_maskz_loadu_ps(load_mask(mr + 2 * w + 1), g + LANES);
+                for (int r = 0; r < 3; r++)
+                    for (int s = 0; s < 3; s++) {
+                        __m512 xv = _mm512_set1_ps(xq[r * PADDED_W + s]);
+                        acc[r * 3 + s][0] = _mm512_fmadd_ps(xv, g0, acc[r * 3 + s][0]);
+                        if (nv > 1) acc[r * 3 + s][1] = _mm512_fmadd_ps(xv, g1, acc[r * 3 + s][1]);
+                    }
+            }
+            f += w1 - w0;
+        }
+        for (int t = 0; t < 9; t++)
+            for (int v = 0; v < nv; v++) {
+                float *dst = slice + t * K + k0 + v * LANES;
+                _mm512_storeu_ps(dst, f0 == 0 ? acc[t][v] : _mm512_add_ps(_mm512_loadu_ps(dst), acc[t][v]));
+            }
+    }
+}
+
+bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
+                                   const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                   int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
+    if (C != 1 || R != 3 || S != 3 || stride != 1 || pad != 1 || P != H || Q != W || W > MAX_W || H > MAX_H ||
+        P < 2 || Q < 2 || K % LANES != 0 || K == 0 || N < 1)
+        return false;
+    if (dw == NULL && dbias == NULL) return true;
+    int64_t pq = P * Q, Q2 = Q / 2, pooled = (P / 2) * Q2, groups = (N + group - 1) / group;
+    int64_t wins = (pooled + 63) / 64 * 64, kg = (K + 31) / 32; // windows rounded up to where_masks' blocks
+    int64_t xp_floats = (H + 2) * PADDED_W, dyt_floats = wins * K, mask_words = kg * pq;
+    int32_t corner[MAX_H * MAX_W / 4]; // each window's top left position
+    for (int64_t i = 0; i < pooled; i++) corner[i] = (int32_t)(i / Q2 * 2 * Q + i % Q2 * 2);
+    float *slices = cg_xmalloc((size_t)(groups * 9 * K) * sizeof(float)); // (groups, 9, K): dW^T per group
+    double *sums = cg_xmalloc((size_t)(groups * K) * sizeof(double));    // (groups, K): db per group
+    bool threads = N > 1 && N * K * pq * 9 >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * group, count = N - n0 < group ? N - n0 : group;
+        float *xp = scratch(0, count * xp_floats * (int64_t)sizeof(float));
+        float *dyT = scratch(1, count * dyt_floats * (int64_t)sizeof(float));
+        uint32_t *masks = scratch(2, count * mask_words * (int64_t)sizeof(uint32_t));
+        double image_sums[K];
+        for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
+        for (int64_t j = 0; j < count; j++) {
+            prepare_image(xp + j * xp_floats, dyT + j * dyt_floats, masks + j * mask_words, corner, image_sums, x, dy,
+                          y, where, n0 + j, H, W, K, P, Q, wins);
+            for (int64_t k = 0; k < K; k++) sums[g * K + k] += image_sums[k];
+        }
+        if (dw == NULL) continue;
+        float *slice = slices + g * 9 * K;
+        upcoming next, *ahead = NULL;
+        int64_t m0 = n0 + (int64_t)omp_get_num_threads() * group, mcount = N - m0 < group ? N - m0 : group;
+        if (m0 < N) {
+            int64_t planes = mcount * K * pooled;
+            next = (upcoming){{(const char *)(dy + m0 * K * pooled), (const char *)(y + m0 * K * pooled),
+                               (const char *)(where + m0 * K * pooled), (const char *)(x + m0 * H * W)},
+                              {planes * 4 / 64, planes * 4 / 64, planes / 64, mcount * H * W * 4 / 64}};
+            ahead = &next;
+        }
+        for (int64_t k0 = 0; k0 < K; k0 += 2 * LANES) {
+            const uint32_t *m = masks + k0 / 32 * pq;
+            const upcoming *a = k0 == 0 ? ahead : NULL;
+            if (K - k0 >= 2 * LANES)
+                group_positions(slice, xp, xp_floats, dyT, dyt_floats, m, mask_words, a, count, P, Q, K, k0, 2);
+            else
+                group_positions(slice, xp, xp_floats, dyT, dyt_floats, m, mask_words, a, count, P, Q, K, k0, 1);
+        }
+    }
+    // The slices into dW (K, 9) in group order, and db: conv.c's additions in conv.c's order.
+    if (dw)
+        for (int64_t g = 0; g < groups; g++)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t t = 0; t < 9; t++) dw[k * 9 + t] += slices[(g * 9 + t) * K + k];
+    if (dbias)
+        for (int64_t k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t g = 0; g < groups; g++) sum += sums[g * K + k];
+            dbias[k] += (float)sum;
+        }
+    free(slices), free(sums);
+    return true;
+}
+#else
+bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
+                                   const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                   int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
+    return false; // without AVX-512: conv.c's path
+}
+#endif
