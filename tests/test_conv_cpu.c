@@ -294,6 +294,8 @@ int main(void) {
         {2, 3, 40, 38, 64, 7, 2, 3, "stem 7x7/2, 64 channels (direct)"},
         {5, 3, 17, 23, 64, 7, 2, 3, "stem, odd 17x23, 5 images (direct)"},
         {3, 4, 15, 13, 64, 6, 1, 2, "4 channels, 6x6: 144 steps (direct)"},
+        {2, 1, 20, 18, 64, 5, 1, 2, "one channel, 5x5: 25 steps, dW tiles of 6 + 1 (direct)"},
+        {3, 2, 12, 11, 64, 3, 1, 1, "2 channels, 3x3: 18 steps, 3 dW tiles (direct)"},
         {2, 4, 15, 13, 64, 7, 2, 3, "4 channels, 7x7: 196 steps (GEMM)"},
         {2, 5, 16, 16, 64, 3, 2, 1, "5 channels (GEMM)"},
         {2, 3, 20, 20, 48, 7, 2, 3, "48 output channels (GEMM)"},
