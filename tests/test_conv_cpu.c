@@ -258,7 +258,7 @@ static void check_panels_b(void) {
             panels[j / CG_GEMM_PANEL * CG_GEMM_PANEL * K + k * CG_GEMM_PANEL + j % CG_GEMM_PANEL] = b[k * N + j];
     for (int pass = 0; pass < 2; pass++) {
         gemm_engine_cpu(false, false, M, N, K, 0.5f, a, b, (float)pass, c_ref);
-        gemm_panels_b_cpu(M, N, K, 0.5f, a, panels, (float)pass, c);
+        gemm_panels_b_cpu(false, a, NULL, M, N, K, 0.5f, panels, (float)pass, c);
         same_bits(pass ? "gemm_panels_b_cpu, beta 1" : "gemm_panels_b_cpu, beta 0", c, c_ref, M * N);
     }
     printf("%-52s same bits as gemm_engine_cpu, beta 0 and 1\n", "B in the GEMM's panels");

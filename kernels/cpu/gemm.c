@@ -354,14 +354,16 @@ void gemm_engine_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 }
 
 // B handed over in pack_b's layout (N a multiple of CG_GEMM_PANEL: whole panels), written there
-// by its producer (conv.c's weight gradient: dy transposed straight into the panels, where
-// gemm_engine_cpu copied the transposed dy again, 9 % of ResNet-18 layer1's dW).
-void gemm_panels_b_cpu(int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *panels, float beta,
-                       float *C) {
+// by its producer: conv.c's weight gradient transposes dy straight into the panels, and its dx
+// copies dy's rows into them, where gemm_engine_cpu copied B again (dx: twice, dy's rows to a
+// block, then the block to panels, 7 % of ResNet-18 layer1's dx). packed_a: op(A) packed by
+// gemm_pack_a_cpu, or NULL.
+void gemm_panels_b_cpu(bool trans_a, const float *A, const float *packed_a, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *panels, float beta, float *C) {
     CG_CHECK(M > 1 && N > 1 && N % CG_GEMM_PANEL == 0 && (beta == 0.0f || beta == 1.0f),
              "gemm_panels_b_cpu: M %lld, N %lld, beta %g: needs M, N > 1, N a multiple of %d, beta 0 or 1",
              (long long)M, (long long)N, (double)beta, CG_GEMM_PANEL);
-    gemm_tiled(false, false, M, N, K, alpha, A, NULL, panels, true, C, beta == 0.0f);
+    gemm_tiled(trans_a, false, M, N, K, alpha, A, packed_a, panels, true, C, beta == 0.0f);
 }
 
 // op(A) packed whole, block of K after block of K, each as pack_a lays it out (panel i0 of the
