@@ -16,6 +16,7 @@
 // whole images or blocks of rows; the general col2im otherwise) and db against sums in double in
 // the order of its path (the stem's: by groups of 4 images).
 #include "core/kernels.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
 
@@ -255,7 +256,27 @@ static void check_order(const shape *c) {
         free(db_ref);
 }
 
+// gemm_panels_b_cpu (B handed over in the GEMM's column panels, as the weight gradient's
+// transposed dy is written) against gemm_engine_cpu on the same B laid out by rows: the same bits,
+// over K = 300 (two blocks of the GEMM's K), beta 0 then 1, 96 columns (3 panels).
+static void check_panels_b(void) {
+    const int64_t M = 37, N = 96, K = 300;
+    float *a = random_floats(M * K), *b = random_floats(K * N), *panels = malloc((size_t)(K * N) * sizeof(float));
+    float *c = random_floats(M * N), *c_ref = copy_floats(c, M * N);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < N; j++)
+            panels[j / CG_GEMM_PANEL * CG_GEMM_PANEL * K + k * CG_GEMM_PANEL + j % CG_GEMM_PANEL] = b[k * N + j];
+    for (int pass = 0; pass < 2; pass++) {
+        gemm_engine_cpu(false, false, M, N, K, 0.5f, a, b, (float)pass, c_ref);
+        gemm_panels_b_cpu(false, a, NULL, M, N, K, 0.5f, panels, (float)pass, c);
+        same_bits(pass ? "gemm_panels_b_cpu, beta 1" : "gemm_panels_b_cpu, beta 0", c, c_ref, M * N);
+    }
+    printf("%-52s same bits as gemm_engine_cpu, beta 0 and 1\n", "B in the GEMM's panels");
+    free(a), free(b), free(panels), free(c), free(c_ref);
+}
+
 int main(void) {
+    check_panels_b();
     const shape shapes[] = {
         {8, 1, 28, 28, 32, 3, 1, 1, "tutorial conv1 (direct)"},
         {3, 1, 13, 9, 5, 3, 1, 1, "one channel, odd 13x9, 5 channels (direct)"},
@@ -315,6 +336,8 @@ int main(void) {
         {2, 3, 40, 38, 64, 7, 2, 3, "stem 7x7/2, 64 channels (direct)"},
         {5, 3, 17, 23, 64, 7, 2, 3, "stem, odd 17x23, 5 images (direct)"},
         {3, 4, 15, 13, 64, 6, 1, 2, "4 channels, 6x6: 144 steps (direct)"},
+        {2, 1, 20, 18, 64, 5, 1, 2, "one channel, 5x5: 25 steps, dW tiles of 6 + 1 (direct)"},
+        {3, 2, 12, 11, 64, 3, 1, 1, "2 channels, 3x3: 18 steps, 3 dW tiles (direct)"},
         {2, 4, 15, 13, 64, 7, 2, 3, "4 channels, 7x7: 196 steps (GEMM)"},
         {2, 5, 16, 16, 64, 3, 2, 1, "5 channels (GEMM)"},
         {2, 3, 20, 20, 48, 7, 2, 3, "48 output channels (GEMM)"},

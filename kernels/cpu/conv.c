@@ -205,6 +205,17 @@ static void add_dw_slices(float *dw, const float *slices, int64_t groups, int64_
 }
 #undef TILE
 
+// dx's blocks of rows: as block_rows, but a multiple of 32 positions (whole column panels of the
+// GEMM) where fewer than twice the rows make it so: ResNet-18's layer1, 6 rows of 56 are 336
+// positions, 10 panels and a half one (tile_1_vector, 12 x 16 at half the FMAs per load); 8 rows
+// are 448, 14 whole panels. The block size changes no sum (backward_dx_rows says why).
+static int64_t dx_rows(int64_t P, int64_t Q) {
+    int64_t rows = block_rows(P, Q);
+    for (int64_t r = rows; r < 2 * rows && r <= P; r++)
+        if (r * Q % 32 == 0) return r;
+    return rows;
+}
+
 // dx of image n from output rows p0 .. p1-1: their columns' gradient, dcol (CRS, (p1-p0)*Q) = W^T
 // dy (wtp: W^T packed), then col2im of those rows. For large images (forward_rows' test): the
 // whole group's dcol (CRS x 4 images' positions: 29 MB for ResNet-18's layer1) went through
@@ -217,9 +228,17 @@ static void backward_dx_rows(float *dx, const float *dy, const float *w, const f
                              int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, ld = (p1 - p0) * Q;
     float *dcol = scratch(2, crs * ld), *dyr = scratch(3, K * ld);
-    for (int64_t k = 0; k < K; k++) // the block's dy, (K, (p1-p0)*Q)
-        memcpy(dyr + k * ld, dy + (n * K + k) * P * Q + p0 * Q, (size_t)ld * sizeof(float));
-    gemm_prepacked_cpu(true, w, wtp, false, crs, ld, K, 1.0f, dyr, 0.0f, dcol);
+    const float *dyn = dy + n * K * P * Q + p0 * Q; // channel k's rows at dyn[k * P * Q]
+    if (ld % CG_GEMM_PANEL == 0 && K > 1) { // the block's dy straight into the GEMM's column panels
+        for (int64_t j0 = 0; j0 < ld; j0 += CG_GEMM_PANEL)
+            for (int64_t k = 0; k < K; k++)
+                memcpy(dyr + j0 * K + k * CG_GEMM_PANEL, dyn + k * P * Q + j0, CG_GEMM_PANEL * sizeof(float));
+        gemm_panels_b_cpu(true, w, wtp, crs, ld, K, 1.0f, dyr, 0.0f, dcol);
+    } else {
+        for (int64_t k = 0; k < K; k++) // the block's dy, (K, (p1-p0)*Q)
+            memcpy(dyr + k * ld, dyn + k * P * Q, (size_t)ld * sizeof(float));
+        gemm_prepacked_cpu(true, w, wtp, false, crs, ld, K, 1.0f, dyr, 0.0f, dcol);
+    }
     col2im_rows(dx + n * C * H * W, dcol, ld, C, H, W, R, S, stride, pad, P, Q, p0, p1);
 }
 
@@ -240,15 +259,28 @@ static void group_dw_spans(float *dw_group, const float *x, const float *dy, int
                            int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, ld = count * pq, span = dw_span(crs);
     float *col = scratch(0, crs * span), *dyt = scratch(1, span * K);
+    // dy transposed straight into the GEMM's column panels where the output channels are whole
+    // panels (ResNet-18: 64 to 512), where the GEMM copied the transposed dy into them again
+    // (pack_b: under 1 % of layer1's dW, measured; most of the copying there is im2col's, whose
+    // columns are too large for the first-level cache: made and multiplied 12 rows at a time,
+    // each tile then read its 32 KB of dy from the second-level cache, and dW ran 7 % slower).
+    // Same sums, same bits.
+    bool panels = K % CG_GEMM_PANEL == 0;
     for (int64_t f0 = 0; f0 < ld; f0 += span) {
         int64_t f1 = f0 + span < ld ? f0 + span : ld, n = f1 - f0;
         for (int64_t f = f0; f < f1;) { // the part of the span in image n0 + f / pq
             int64_t j = f / pq, i0 = f % pq, i1 = i0 + (f1 - f) < pq ? i0 + (f1 - f) : pq;
             im2col_span(col + (f - f0), n, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q, i0, i1);
-            transpose_dy(dyt + (f - f0) * K, dy + (n0 + j) * K * pq, K, pq, i0, i1);
+            if (panels)
+                transpose_dy_panels(dyt, n, f - f0, dy + (n0 + j) * K * pq, K, pq, i0, i1);
+            else
+                transpose_dy(dyt + (f - f0) * K, dy + (n0 + j) * K * pq, K, pq, i0, i1);
             f += i1 - i0;
         }
-        gemm_engine_cpu(false, false, crs, K, n, 1.0f, col, dyt, f0 == 0 ? 0.0f : 1.0f, dw_group);
+        if (panels)
+            gemm_panels_b_cpu(false, col, NULL, crs, K, n, 1.0f, dyt, f0 == 0 ? 0.0f : 1.0f, dw_group);
+        else
+            gemm_engine_cpu(false, false, crs, K, n, 1.0f, col, dyt, f0 == 0 ? 0.0f : 1.0f, dw_group);
     }
 }
 
@@ -299,7 +331,7 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     float *slices = dw_slices(dw, groups, K * crs);
     const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
     bool by_rows = crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS; // as the forward
-    int64_t rows = block_rows(P, Q);
+    int64_t rows = dx_rows(P, Q);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;

@@ -32,6 +32,14 @@ int64_t gemm_packed_a_floats(int64_t M, int64_t K);
 void gemm_pack_a_cpu(float *packed, bool trans_a, int64_t M, int64_t K, const float *A);
 void gemm_prepacked_cpu(bool trans_a, const float *A, const float *packed_a, bool trans_b, int64_t M, int64_t N,
                         int64_t K, float alpha, const float *B, float beta, float *C);
+// gemm_prepacked_cpu (B not transposed) with B (K, N) given as the engine copies it: N / 32
+// column panels one after the other, panel j (columns 32 j .. 32 j + 31) its K rows of 32 floats,
+// b[k][32 j + c] at panels[32 j K + 32 k + c]. packed_a may be NULL (op(A) then packed, or read in
+// place, as gemm_engine_cpu does). N a multiple of CG_GEMM_PANEL, M and N > 1, beta 0 or 1 (else
+// an error). The same sums, in the same order, as gemm_engine_cpu.
+#define CG_GEMM_PANEL 32
+void gemm_panels_b_cpu(bool trans_a, const float *A, const float *packed_a, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *panels, float beta, float *C);
 // conv_direct.c: the fused conv + bias + ReLU + 2x2 max pooling of a one-channel image, 3 x 3,
 // stride 1, padding 1 (the tutorial's first layer), direct; false (nothing done) for other shapes.
 bool conv1_relu_pool_direct_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias, int64_t N,

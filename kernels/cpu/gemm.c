@@ -37,6 +37,7 @@
 #endif
 #define NR 16
 #define NV 2
+_Static_assert(NV * NR == CG_GEMM_PANEL, "gemm_panels_b_cpu's callers lay B out in panels of CG_GEMM_PANEL columns");
 // K is taken KC at a time: a tile's B (KC x 32 floats, 32 KB) then stays in the core's first-level
 // cache while every A panel of the block passes over it, and the packed A block (M x KC) in the
 // second. Each block's sums are added to C in block order, so the result does not depend on the
@@ -292,7 +293,7 @@ static void gemv_row(bool trans_b, int64_t N, int64_t K, float alpha, const floa
 // order on any number of threads. B is read in place when its rows are already whole tiles (not
 // transposed, N a multiple of NR), packed otherwise.
 static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                       const float *pre, const float *B, float *C, bool overwrite) {
+                       const float *pre, const float *B, bool b_panels, float *C, bool overwrite) {
     int64_t ldb = (N + NR - 1) / NR * NR, rs = trans_a ? 1 : K, ks = trans_a ? M : 1;
     int64_t padded_m = (M + MR - 1) / MR * MR, panels = (N + NV * NR - 1) / (NV * NR);
     // B is copied (pack_b) when its rows are not whole vectors, and when they are a multiple of
@@ -301,8 +302,8 @@ static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
     // each other before the next row panel reads them again. The weight gradients' B is the
     // transposed dy, K = 64 to 512 output channels wide: ResNet-18's layer4 ran 10 % slower
     // with it read in place.
-    bool packed = trans_b || N % NR != 0 || (N % 64 == 0 && M >= PACK_B_ROWS);
-    const float *bp = packed ? pack_b(trans_b, B, N, K, ldb) : B;
+    bool packed = b_panels || trans_b || N % NR != 0 || (N % 64 == 0 && M >= PACK_B_ROWS);
+    const float *bp = b_panels ? B : packed ? pack_b(trans_b, B, N, K, ldb) : B; // (b_panels: given as pack_b's copy)
     bool threads = M * N * K >= 64 * CG_OMP_MIN_WORK && panels > 1;
     // A is packed when its rows are not contiguous, or when it is read by many column panels;
     // otherwise (the convolutions' weight gradient: A the columns, N the few output channels) the
@@ -349,7 +350,20 @@ void gemm_engine_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     else if (M == 1)
         gemv_row(trans_b, N, K, alpha, A, B, C);
     else
-        gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, NULL, B, C, beta == 0.0f); // beta 0: tiles overwrite C
+        gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, NULL, B, false, C, beta == 0.0f); // beta 0: tiles overwrite C
+}
+
+// B handed over in pack_b's layout (N a multiple of CG_GEMM_PANEL: whole panels), written there
+// by its producer: conv.c's weight gradient transposes dy straight into the panels, and its dx
+// copies dy's rows into them, where the GEMM copied B again (dx: dy's rows to a block, then the
+// block to panels, 7 % of ResNet-18 layer1's dx; now 5 %, one copy from memory). packed_a: op(A)
+// packed by gemm_pack_a_cpu, or NULL.
+void gemm_panels_b_cpu(bool trans_a, const float *A, const float *packed_a, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *panels, float beta, float *C) {
+    CG_CHECK(M > 1 && N > 1 && N % CG_GEMM_PANEL == 0 && (beta == 0.0f || beta == 1.0f),
+             "gemm_panels_b_cpu: M %lld, N %lld, beta %g: needs M, N > 1, N a multiple of %d, beta 0 or 1",
+             (long long)M, (long long)N, (double)beta, CG_GEMM_PANEL);
+    gemm_tiled(trans_a, false, M, N, K, alpha, A, packed_a, panels, true, C, beta == 0.0f);
 }
 
 // op(A) packed whole, block of K after block of K, each as pack_a lays it out (panel i0 of the
@@ -379,7 +393,7 @@ void gemm_prepacked_cpu(bool trans_a, const float *A, const float *packed_a, boo
         gemm_engine_cpu(trans_a, trans_b, M, N, K, alpha, A, B, beta, C);
         return;
     }
-    gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, packed_a, B, C, beta == 0.0f);
+    gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, packed_a, B, false, C, beta == 0.0f);
 }
 
 static void linear_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t M, int64_t N,

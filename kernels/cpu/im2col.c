@@ -4,6 +4,7 @@
 #include "kernels/cpu/im2col.h"
 
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 
 #include <stdbool.h>
@@ -336,4 +337,14 @@ void transpose_block(float *dst, int64_t ldd, const float *src, int64_t lds, int
 // = dy_n[k][i], the layout the weight gradient's product reads in place.
 void transpose_dy(float *out, const float *dy_n, int64_t K, int64_t pq, int64_t i0, int64_t i1) {
     transpose_block(out, K, dy_n + i0, pq, K, i1 - i0);
+}
+
+// The same values laid out as gemm_panels_b_cpu reads its B (K a multiple of CG_GEMM_PANEL): the
+// panel of channels k0 .. k0+31 at out_panels + k0 * ld (ld: the rows of the whole B, the span's
+// positions), position i's 32 values at row i - i0 + row0 of it.
+void transpose_dy_panels(float *out_panels, int64_t ld, int64_t row0, const float *dy_n, int64_t K, int64_t pq,
+                         int64_t i0, int64_t i1) {
+    for (int64_t k0 = 0; k0 < K; k0 += CG_GEMM_PANEL)
+        transpose_block(out_panels + k0 * ld + row0 * CG_GEMM_PANEL, CG_GEMM_PANEL, dy_n + k0 * pq + i0, pq,
+                        CG_GEMM_PANEL, i1 - i0);
 }

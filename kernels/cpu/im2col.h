@@ -27,5 +27,9 @@ void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64
 void transpose_block(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols);
 // out[(i - i0) K + k] = dy_n[k][i] for the flat positions i0 .. i1-1 of one image's dy (K planes of pq).
 void transpose_dy(float *out, const float *dy_n, int64_t K, int64_t pq, int64_t i0, int64_t i1);
+// ... into the column panels of gemm_panels_b_cpu's B (K a multiple of CG_GEMM_PANEL, ld rows in
+// all): out_panels[k0 ld + (row0 + i - i0) CG_GEMM_PANEL + k - k0] = dy_n[k][i], k0 = k's panel.
+void transpose_dy_panels(float *out_panels, int64_t ld, int64_t row0, const float *dy_n, int64_t K, int64_t pq,
+                         int64_t i0, int64_t i1);
 
 #endif
