@@ -10,7 +10,7 @@
 // broadcasts its 9 padded-input values, and each feeds one FMA per vector of 16 channels into 9 x 2
 // accumulators that stay in registers (18 independent chains: enough to cover the FMA's latency
 // on both units). The position's gradient vector, 32 channels, is the pooled dy transposed to
-// window-major (dyT, 196 x 32 per image), loaded under a mask: a channel's lane is live only
+// window-major (dyT, 196 x 32 per image), and each FMA is masked: a channel's lane is live only
 // where the window's maximum sat at this position (`where`); y > 0 was applied when dyT was made.
 //
 // The sums are the GEMM's, bit for bit (gemm.c's micro_kernel on col (9, 4 PQ) and dy_g^T): each
@@ -19,9 +19,9 @@
 // to the group's sum (the first one stored); the groups' slices are added to dW in group order.
 // The terms are the same, zeros included (x * 0 where the lane is masked off), in the same order.
 // The work done is the dense convolution's: 9 FMAs per position and channel, zeros and all.
-// Where the time goes (tutorial block, batch 128, one core): the position loop alone runs near
-// the FMA peak; making dyT and the masks (transposes: shuffles, which only port 5 runs) takes
-// about 40 % of the backward. Made in steps between the loop's rows instead, they were slower.
+// Where the time goes (tutorial block, batch 128, one core): the position loop alone runs at
+// about 75 % of the FMA peak; making dyT and the masks (transposes: shuffles, which only port 5
+// runs) takes about half of the backward. Made in steps between the loop's rows instead, they were slower.
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 
@@ -199,6 +199,27 @@ static inline __attribute__((always_inline)) __mmask16 load_mask(const uint16_t 
     return k;
 }
 
+// Positions e0 .. e1 - 1 of a window's two in a row (xq: the row's padded input at the window's
+// left column, g its gradient, mr the two positions' masks): 9 FMAs per vector of 16 channels,
+// each masked by the position's mask. A masked FMA (the accumulator left as it is in the lanes
+// off) is one instruction; masking the gradient's load instead added one for port 5 per vector
+// and position (12 % of the loop). The sums are the same: x * 0 added to a sum leaves it as it is
+// (a sum that starts from +0 is never -0).
+static inline __attribute__((always_inline)) void position(__m512 acc[9][2], const float *xq, const float *g,
+                                                           const uint16_t *mr, const int e0, const int e1,
+                                                           const int nv) {
+    __m512 g0 = _mm512_loadu_ps(g), g1 = nv > 1 ? _mm512_loadu_ps(g + LANES) : g0;
+    for (int e = e0; e < e1; e++) {
+        __mmask16 m0 = load_mask(mr + 2 * e), m1 = nv > 1 ? load_mask(mr + 2 * e + 1) : 0;
+        for (int r = 0; r < 3; r++)
+            for (int s = 0; s < 3; s++) {
+                __m512 xv = _mm512_set1_ps(xq[r * PADDED_W + s + e]);
+                acc[r * 3 + s][0] = _mm512_mask3_fmadd_ps(xv, g0, acc[r * 3 + s][0], m0);
+                if (nv > 1) acc[r * 3 + s][1] = _mm512_mask3_fmadd_ps(xv, g1, acc[r * 3 + s][1], m1);
+            }
+    }
+}
+
 // The inputs of the group a thread will probably take next (this one + the number of threads:
 // the groups are handed out in order), fetched into the second-level cache while this group's
 // positions are summed, two lines per position: dy, y, `where` and x, 3.7 K lines for 4 tutorial
@@ -238,17 +259,10 @@ static inline __attribute__((always_inline)) void group_positions(float *slice, 
             const float *xr = xp + j * xp_floats + h * PADDED_W, *gr = dyT + j * dyt_floats + p * Q2 * K + k0;
             const uint16_t *mr = (const uint16_t *)(masks + j * mask_words + h * Q); // two halves per word
             if (ahead) prefetch_lines(ahead, 2 * f, 2 * (w1 - w0));
-            for (int64_t w = w0; w < w1; w++) {
-                const float *xq = xr + w, *g = gr + (w >> 1) * K;
-                __m512 g0 = _mm512_maskz_loadu_ps(load_mask(mr + 2 * w), g), g1 = g0;
-                if (nv > 1) g1 = _mm512_maskz_loadu_ps(load_mask(mr + 2 * w + 1), g + LANES);
-                for (int r = 0; r < 3; r++)
-                    for (int s = 0; s < 3; s++) {
-                        __m512 xv = _mm512_set1_ps(xq[r * PADDED_W + s]);
-                        acc[r * 3 + s][0] = _mm512_fmadd_ps(xv, g0, acc[r * 3 + s][0]);
-                        if (nv > 1) acc[r * 3 + s][1] = _mm512_fmadd_ps(xv, g1, acc[r * 3 + s][1]);
-                    }
-            }
+            int64_t w = w0;
+            if (w & 1) position(acc, xr + w - 1, gr + (w >> 1) * K, mr + 2 * w - 2, 1, 1, nv), w++;
+            for (; w + 1 < w1; w += 2) position(acc, xr + w, gr + (w >> 1) * K, mr + 2 * w, 0, 2, nv);
+            if (w < w1) position(acc, xr + w, gr + (w >> 1) * K, mr + 2 * w, 0, 1, nv);
             f += w1 - w0;
         }
         for (int t = 0; t < 9; t++)
@@ -278,7 +292,7 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * group, count = N - n0 < group ? N - n0 : group;
         float *xp = scratch(0, count * xp_floats * (int64_t)sizeof(float));
-        float *dyT = scratch(1, count * dyt_floats * (int64_t)sizeof(float));
+        float *dyT = scratch(1, (count * dyt_floats + K) * (int64_t)sizeof(float)); // + K: position()'s load past the last window (odd Q), masked off
         uint32_t *masks = scratch(2, count * mask_words * (int64_t)sizeof(uint32_t));
         double image_sums[K];
         for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
