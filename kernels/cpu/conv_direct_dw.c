@@ -10,18 +10,20 @@
 // broadcasts its 9 padded-input values, and each feeds one FMA per vector of 16 channels into 9 x 2
 // accumulators that stay in registers (18 independent chains: enough to cover the FMA's latency
 // on both units). The position's gradient vector, 32 channels, is the pooled dy transposed to
-// window-major (dyT, 196 x 32 per image), loaded under a mask: a channel's lane is live only
+// window-major (dyT, 196 x 32 per image), and each FMA is masked: a channel's lane is live only
 // where the window's maximum sat at this position (`where`); y > 0 was applied when dyT was made.
 //
 // The sums are the GEMM's, bit for bit (gemm.c's micro_kernel on col (9, 4 PQ) and dy_g^T): each
 // dW^T element of a group is summed over the group's positions in order (image, row, column), a
 // block of CG_GEMM_KC positions at a time, each block's chain of FMAs starting from zero and added
 // to the group's sum (the first one stored); the groups' slices are added to dW in group order.
-// The terms are the same, zeros included (x * 0 where the lane is masked off), in the same order.
+// The terms are the same in the same order; the GEMM's zero terms (x * 0) are skipped by the
+// masks, which leaves each sum as it is (position()).
 // The work done is the dense convolution's: 9 FMAs per position and channel, zeros and all.
-// Where the time goes (tutorial block, batch 128, one core): the position loop alone runs near
-// the FMA peak; making dyT and the masks (transposes: shuffles, which only port 5 runs) takes
-// about 40 % of the backward. Made in steps between the loop's rows instead, they were slower.
+// Where the time goes (tutorial block, batch 128, one core): the position loop alone runs at
+// about 75 % of the FMA peak; making dyT and the masks (transposes: shuffles, which only port 5
+// runs) takes about half of the backward (0.26 of 0.62 ms: dyT 0.15, masks 0.09 with the inputs
+// in cache; waiting on them, 0.12 more). Made in steps between the loop's rows, they were slower.
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 
@@ -44,6 +46,8 @@ static int omp_get_num_threads(void) { return 1; }
 // Channels per call of the position loop: 2 vectors, 18 accumulators (64 channels would need 36
 // of the 32 registers).
 #define LANES 16
+// At most this many channels (the carried partial sums of a block that spans two images).
+#define MAX_K 256
 
 // A buffer of at least `bytes` for this thread, kept between calls.
 static void *scratch(int which, int64_t bytes) {
@@ -150,7 +154,7 @@ static void where_masks(uint32_t *masks, const int32_t *corner, int64_t Q, const
         }
 }
 
-// Image n's inputs to the position loop: its padded image xp; dyT (wins x K floats: dyT[i K + k]
+// Image n's inputs to the position loop: its padded image xp; dyT (pooled x K floats: dyT[i K + k]
 // = dy[k][i] where y[k][i] > 0, else 0), transposed 16 channels x 16 windows at a time in
 // registers; for each group of 32 channels, `where` as masks (where_masks: PQ words, 0 at the
 // positions outside every window); and each channel's plane sum into sums[k] (db).
@@ -163,7 +167,7 @@ static void prepare_image(float *xp, float *dyT, uint32_t *masks, const int32_t 
     for (int64_t v = 0; v < K / LANES; v++) {
         __m512 lanes[8];
         for (int l = 0; l < 8; l++) lanes[l] = _mm512_setzero_ps();
-        for (int64_t i0 = 0; i0 < wins; i0 += 16) {
+        for (int64_t i0 = 0; i0 < pooled; i0 += 16) { // to the last window (not wins: 3 of 16 blocks for nothing)
             __mmask16 valid = (__mmask16)(pooled - i0 >= 16 ? 0xffff : pooled > i0 ? (1u << (pooled - i0)) - 1 : 0);
             __m512 g[16];
             for (int c = 0; c < 16; c++) {
@@ -184,9 +188,21 @@ static void prepare_image(float *xp, float *dyT, uint32_t *masks, const int32_t 
     for (int64_t k0 = 0; k0 < K; k0 += 32) {
         uint32_t *m = masks + k0 / 32 * P * Q;
         if (P % 2 || Q % 2) memset(m, 0, (size_t)(P * Q) * sizeof(uint32_t));
-        for (int64_t i0 = 0; i0 < pooled; i0 += 64)
-            where_masks(m, corner, Q, where + (n * K + k0) * pooled, pooled, K - k0 < 32 ? K - k0 : 32, i0,
-                        pooled - i0 < 64 ? pooled - i0 : 64);
+        const uint8_t *row = where + (n * K + k0) * pooled;
+        int64_t nch = K - k0 < 32 ? K - k0 : 32;
+        for (int64_t i0 = 0; i0 < pooled; i0 += 64) {
+            if (pooled - i0 >= 16) {
+                where_masks(m, corner, Q, row, pooled, nch, i0, pooled - i0 < 64 ? pooled - i0 : 64);
+                continue;
+            }
+            // A short tail (the tutorial's last 4 windows of 196) bit by bit: where_masks
+            // transposes a whole block of 64 for them (a quarter of its time, for 2 %).
+            for (int64_t i = i0; i < pooled; i++) {
+                uint32_t bits[4] = {0, 0, 0, 0};
+                for (int64_t k = 0; k < nch; k++) bits[row[k * pooled + i] & 3] |= (uint32_t)1 << k;
+                for (int pos = 0; pos < 4; pos++) m[corner[i] + pos / 2 * Q + pos % 2] = bits[pos];
+            }
+        }
     }
 }
 
@@ -197,6 +213,27 @@ static inline __attribute__((always_inline)) __mmask16 load_mask(const uint16_t 
     __mmask16 k;
     __asm__("kmovw %1, %0" : "=k"(k) : "m"(*m));
     return k;
+}
+
+// Positions e0 .. e1 - 1 of a window's two in a row (xq: the row's padded input at the window's
+// left column, g its gradient, mr the two positions' masks): 9 FMAs per vector of 16 channels,
+// each masked by the position's mask. A masked FMA (the accumulator left as it is in the lanes
+// off) is one instruction; masking the gradient's load instead added one for port 5 per vector
+// and position (12 % of the loop). The sums are the same: x * 0 added to a sum leaves it as it is
+// (a sum that starts from +0 is never -0).
+static inline __attribute__((always_inline)) void position(__m512 acc[9][2], const float *xq, const float *g,
+                                                           const uint16_t *mr, const int e0, const int e1,
+                                                           const int nv) {
+    __m512 g0 = _mm512_loadu_ps(g), g1 = nv > 1 ? _mm512_loadu_ps(g + LANES) : g0;
+    for (int e = e0; e < e1; e++) {
+        __mmask16 m0 = load_mask(mr + 2 * e), m1 = nv > 1 ? load_mask(mr + 2 * e + 1) : 0;
+        for (int r = 0; r < 3; r++)
+            for (int s = 0; s < 3; s++) {
+                __m512 xv = _mm512_set1_ps(xq[r * PADDED_W + s + e]);
+                acc[r * 3 + s][0] = _mm512_mask3_fmadd_ps(xv, g0, acc[r * 3 + s][0], m0);
+                if (nv > 1) acc[r * 3 + s][1] = _mm512_mask3_fmadd_ps(xv, g1, acc[r * 3 + s][1], m1);
+            }
+    }
 }
 
 // The inputs of the group a thread will probably take next (this one + the number of threads:
@@ -217,39 +254,40 @@ static void prefetch_lines(const upcoming *u, int64_t l, int64_t n) {
     }
 }
 
-// The position loop of one group (count images, prepared one after the other: xp every
-// xp_floats, dyT every dyt_floats, masks every mask_words) for channels k0 .. k0 + 16 nv - 1
-// (masks: those of their group of 32): slice[t K + k] (t = r 3 + s: dW^T's layout, as the GEMM
-// leaves it) = the sums of the file's comment. A row of positions at a time: position (h, w) reads
-// xp from row h, column w, its mask at h Q + w, its window's gradient at (h / 2, w / 2).
-static inline __attribute__((always_inline)) void group_positions(float *slice, const float *xp, int64_t xp_floats,
-                                                                  const float *dyT, int64_t dyt_floats,
-                                                                  const uint32_t *masks, int64_t mask_words,
-                                                                  const upcoming *ahead, int64_t count, int64_t P,
-                                                                  int64_t Q, int64_t K, int64_t k0, const int nv) {
-    int64_t pq = P * Q, total = count * pq, Q2 = Q / 2, last = P / 2 - 1;
-    for (int64_t f0 = 0; f0 < total; f0 += CG_GEMM_KC) { // the GEMM's blocks of K
+// The position loop over positions fa .. fb - 1 of a group (one image, prepared: xp, dyT, masks)
+// for channels k0 .. k0 + 16 nv - 1 (masks: those of their group of 32): slice[t K + k] (t = r 3
+// + s: dW^T's layout, as the GEMM leaves it) = the sums of the file's comment. A row of positions
+// at a time: position (h, w) reads xp from row h, column w, its mask at h Q + w, its window's
+// gradient at (h / 2, w / 2). A GEMM block that goes on into the next image leaves its partial
+// sums in `carry` (stored and read back as they are: the same chain).
+static inline __attribute__((always_inline)) void group_positions(float *slice, __m512 carry[9][2], const float *xp,
+                                                                  const float *dyT, const uint32_t *masks,
+                                                                  const upcoming *ahead, int64_t fa, int64_t fb,
+                                                                  int64_t total, int64_t P, int64_t Q, int64_t K,
+                                                                  int64_t k0, const int nv) {
+    int64_t pq = P * Q, Q2 = Q / 2, last = P / 2 - 1;
+    for (int64_t f0 = fa / CG_GEMM_KC * CG_GEMM_KC; f0 < fb; f0 += CG_GEMM_KC) { // the GEMM's blocks of K
         int64_t f1 = f0 + CG_GEMM_KC < total ? f0 + CG_GEMM_KC : total;
+        int64_t fs = f0 > fa ? f0 : fa, fe = f1 < fb ? f1 : fb;
         __m512 acc[9][2];
-        for (int t = 0; t < 9; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
-        for (int64_t f = f0; f < f1;) { // the block's positions in row h of image j (a block may span rows and images)
-            int64_t j = f / pq, i = f - j * pq, h = i / Q, w0 = i - h * Q, w1 = w0 + (f1 - f) < Q ? w0 + (f1 - f) : Q;
+        for (int t = 0; t < 9; t++)
+            for (int v = 0; v < 2; v++) acc[t][v] = fs == f0 ? _mm512_setzero_ps() : carry[t][v];
+        for (int64_t f = fs; f < fe;) { // the block's positions in row h (a block may span rows and images)
+            int64_t i = f % pq, h = i / Q, w0 = i - h * Q, w1 = w0 + (fe - f) < Q ? w0 + (fe - f) : Q;
             int64_t p = h / 2 < last ? h / 2 : last; // rows outside every window: masked off whole
-            const float *xr = xp + j * xp_floats + h * PADDED_W, *gr = dyT + j * dyt_floats + p * Q2 * K + k0;
-            const uint16_t *mr = (const uint16_t *)(masks + j * mask_words + h * Q); // two halves per word
+            const float *xr = xp + h * PADDED_W, *gr = dyT + p * Q2 * K + k0;
+            const uint16_t *mr = (const uint16_t *)(masks + h * Q); // two halves per word
             if (ahead) prefetch_lines(ahead, 2 * f, 2 * (w1 - w0));
-            for (int64_t w = w0; w < w1; w++) {
-                const float *xq = xr + w, *g = gr + (w >> 1) * K;
-                __m512 g0 = _mm512_maskz_loadu_ps(load_mask(mr + 2 * w), g), g1 = g0;
-                if (nv > 1) g1 = _mm512_maskz_loadu_ps(load_mask(mr + 2 * w + 1), g + LANES);
-                for (int r = 0; r < 3; r++)
-                    for (int s = 0; s < 3; s++) {
-                        __m512 xv = _mm512_set1_ps(xq[r * PADDED_W + s]);
-                        acc[r * 3 + s][0] = _mm512_fmadd_ps(xv, g0, acc[r * 3 + s][0]);
-                        if (nv > 1) acc[r * 3 + s][1] = _mm512_fmadd_ps(xv, g1, acc[r * 3 + s][1]);
-                    }
-            }
+            int64_t w = w0;
+            if (w & 1) position(acc, xr + w - 1, gr + (w >> 1) * K, mr + 2 * w - 2, 1, 1, nv), w++;
+            for (; w + 1 < w1; w += 2) position(acc, xr + w, gr + (w >> 1) * K, mr + 2 * w, 0, 2, nv);
+            if (w < w1) position(acc, xr + w, gr + (w >> 1) * K, mr + 2 * w, 0, 1, nv);
             f += w1 - w0;
+        }
+        if (fe < f1) {
+            for (int t = 0; t < 9; t++)
+                for (int v = 0; v < 2; v++) carry[t][v] = acc[t][v];
+            continue;
         }
         for (int t = 0; t < 9; t++)
             for (int v = 0; v < nv; v++) {
@@ -263,7 +301,7 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
                                    const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                    int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
     if (C != 1 || R != 3 || S != 3 || stride != 1 || pad != 1 || P != H || Q != W || W > MAX_W || H > MAX_H ||
-        P < 2 || Q < 2 || K % LANES != 0 || K == 0 || N < 1)
+        P < 2 || Q < 2 || K % LANES != 0 || K == 0 || K > MAX_K || N < 1)
         return false;
     if (dw == NULL && dbias == NULL) return true;
     int64_t pq = P * Q, Q2 = Q / 2, pooled = (P / 2) * Q2, groups = (N + group - 1) / group;
@@ -277,17 +315,13 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * group, count = N - n0 < group ? N - n0 : group;
-        float *xp = scratch(0, count * xp_floats * (int64_t)sizeof(float));
-        float *dyT = scratch(1, count * dyt_floats * (int64_t)sizeof(float));
-        uint32_t *masks = scratch(2, count * mask_words * (int64_t)sizeof(uint32_t));
+        // One image at a time, prepared and then summed while its dyT (25 KB), masks and xp are
+        // in the first-level cache: prepared for the group's 4 images first (128 KB), dyT was
+        // written to and read back from the second-level cache, and making it took twice as long.
+        float *xp = scratch(0, xp_floats * (int64_t)sizeof(float));
+        float *dyT = scratch(1, (dyt_floats + K) * (int64_t)sizeof(float)); // + K: position()'s load past the last window (odd Q), masked off
+        uint32_t *masks = scratch(2, mask_words * (int64_t)sizeof(uint32_t));
         double image_sums[K];
-        for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
-        for (int64_t j = 0; j < count; j++) {
-            prepare_image(xp + j * xp_floats, dyT + j * dyt_floats, masks + j * mask_words, corner, image_sums, x, dy,
-                          y, where, n0 + j, H, W, K, P, Q, wins);
-            for (int64_t k = 0; k < K; k++) sums[g * K + k] += image_sums[k];
-        }
-        if (dw == NULL) continue;
         float *slice = slices + g * 9 * K;
         upcoming next, *ahead = NULL;
         int64_t m0 = n0 + (int64_t)omp_get_num_threads() * group, mcount = N - m0 < group ? N - m0 : group;
@@ -298,13 +332,22 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
                               {planes * 4 / 64, planes * 4 / 64, planes / 64, mcount * H * W * 4 / 64}};
             ahead = &next;
         }
-        for (int64_t k0 = 0; k0 < K; k0 += 2 * LANES) {
-            const uint32_t *m = masks + k0 / 32 * pq;
-            const upcoming *a = k0 == 0 ? ahead : NULL;
-            if (K - k0 >= 2 * LANES)
-                group_positions(slice, xp, xp_floats, dyT, dyt_floats, m, mask_words, a, count, P, Q, K, k0, 2);
-            else
-                group_positions(slice, xp, xp_floats, dyT, dyt_floats, m, mask_words, a, count, P, Q, K, k0, 1);
+        __m512 carry[(MAX_K + 31) / 32][9][2];
+        for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
+        for (int64_t j = 0; j < count; j++) {
+            prepare_image(xp, dyT, masks, corner, image_sums, x, dy, y, where, n0 + j, H, W, K, P, Q, wins);
+            for (int64_t k = 0; k < K; k++) sums[g * K + k] += image_sums[k];
+            if (dw == NULL) continue;
+            for (int64_t k0 = 0; k0 < K; k0 += 2 * LANES) {
+                const uint32_t *m = masks + k0 / 32 * pq;
+                const upcoming *a = k0 == 0 ? ahead : NULL;
+                if (K - k0 >= 2 * LANES)
+                    group_positions(slice, carry[k0 / 32], xp, dyT, m, a, j * pq, (j + 1) * pq, count * pq, P, Q, K,
+                                    k0, 2);
+                else
+                    group_positions(slice, carry[k0 / 32], xp, dyT, m, a, j * pq, (j + 1) * pq, count * pq, P, Q, K,
+                                    k0, 1);
+            }
         }
     }
     // The slices into dW (K, 9) in group order, and db: conv.c's additions in conv.c's order.
