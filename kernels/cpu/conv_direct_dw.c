@@ -100,6 +100,14 @@ static inline __attribute__((always_inline)) void sum_lanes(__m512 lanes[8], con
     }
 }
 
+// Two positions' masks (two 32-bit words side by side) stored as one 64-bit mask (kmovq m64, k).
+// The words are 4-byte aligned only: _store_mask64 through a __mmask64 pointer would be an
+// 8-byte-aligned store in C's eyes (undefined behaviour, which the sanitizer build reports);
+// the instruction itself takes any address.
+static inline __attribute__((always_inline)) void store_mask64(uint32_t *at, __mmask64 k) {
+    __asm__("kmovq %1, %0" : "=m"(*(uint64_t(*)[1])at) : "k"(k));
+}
+
 // 64 windows (i0 ..) of `where` for 32 channels (planes `plane` bytes apart from row; rows past
 // nch: none, 0xff bytes that match no position) transposed to window-major, then compared with
 // the window's positions: masks[i] (32 bits, one per channel) for each position i of the window
@@ -148,8 +156,8 @@ static void where_masks(uint32_t *masks, const int32_t *corner, int64_t Q, const
                 __m512i both = t % 2 ? _mm512_shuffle_i64x2(pair[t / 2], pair[t / 2], 0xee)
                                      : _mm512_shuffle_i64x2(pair[t / 2], pair[t / 2], 0x44);
                 uint32_t *at = masks + corner[i0 + win];
-                _store_mask64((__mmask64 *)at, _mm512_cmpeq_epi8_mask(both, top));
-                _store_mask64((__mmask64 *)(at + Q), _mm512_cmpeq_epi8_mask(both, bottom));
+                store_mask64(at, _mm512_cmpeq_epi8_mask(both, top));
+                store_mask64(at + Q, _mm512_cmpeq_epi8_mask(both, bottom));
             }
         }
 }
