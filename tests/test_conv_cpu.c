@@ -11,7 +11,8 @@
 // here in the order the im2col + GEMM path takes them, bit for bit: this covers the paths that
 // replace it for some shapes (kernels/cpu/conv_stem.c: a first layer with at most 4 input and 64
 // output channels; conv_dw.c: dW of at least 512 Ki floats; conv.c: small planes' forward in
-// groups of about 400 positions), on both sides of each one's test; and conv2d_backward's dx
+// groups of about 400 positions, their columns a block of K at a time where C*R*S is over one
+// block: kernels/cpu/conv_small.c), on both sides of each one's test; and conv2d_backward's dx
 // against sums in its order (kernels/cpu/im2col.c: col2im of "same" convolutions in registers,
 // whole images or blocks of rows; the general col2im otherwise) and db against sums in double in
 // the order of its path (the stem's: by groups of 4 images).
@@ -348,6 +349,9 @@ int main(void) {
         {3, 880, 6, 5, 64, 3, 1, 1, "dW of 507 Ki floats (slices)"},
         {9, 40, 7, 7, 40, 3, 1, 1, "7x7 planes, 9 images: forward groups of 8 and 1"},
         {6, 20, 3, 5, 33, 3, 2, 1, "2x3 planes, 6 images, 33 channels"},
+        {8, 60, 7, 7, 20, 3, 1, 1, "7x7, 540 steps: forward by K blocks 256+256+28"},
+        {5, 40, 9, 9, 20, 3, 2, 1, "stride 2, 360 steps: forward by blocks of K"},
+        {4, 300, 5, 5, 16, 1, 1, 0, "1x1, 300 steps: forward by blocks of K"},
         {6, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2 (col2im in registers, whole image)"},
         {2, 24, 26, 26, 16, 3, 1, 1, "26x26, 3x3: dx by blocks of 16 and 10 rows"},
         {2, 12, 27, 25, 16, 5, 1, 2, "27x25, 5x5: dx by blocks of rows"},

@@ -130,12 +130,17 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
         // forward); out has as many columns, the last few unused.
         int64_t n0 = g * fgroup, count = N - n0 < fgroup ? N - n0 : fgroup, used = count * pq;
         int64_t ld = used > 1 ? (used + 15) / 16 * 16 : 1; // (one column: the matrix-vector product, as before)
-        float *col = scratch(0, crs * ld), *out = scratch(1, K * ld);
-        for (int64_t j = 0; j < count; j++)
-            im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-        if (ld > used)
-            for (int64_t i = 0; i < crs; i++) memset(col + i * ld + used, 0, (size_t)(ld - used) * sizeof(float));
-        gemm_prepacked_cpu(false, w, wp, false, K, ld, crs, 1.0f, col, 0.0f, out);
+        float *out = scratch(1, K * ld);
+        // the columns a block of the GEMM's K at a time, kept in the cache (conv_small.c)
+        if (!conv2d_small_product_cpu(out, scratch(0, CG_GEMM_KC * ld), x, w, wp, n0, count, ld, C, H, W, K, R, S,
+                                      stride, pad, P, Q)) {
+            float *col = scratch(0, crs * ld);
+            for (int64_t j = 0; j < count; j++)
+                im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+            if (ld > used)
+                for (int64_t i = 0; i < crs; i++) memset(col + i * ld + used, 0, (size_t)(ld - used) * sizeof(float));
+            gemm_prepacked_cpu(false, w, wp, false, K, ld, crs, 1.0f, col, 0.0f, out);
+        }
         for (int64_t j = 0; j < count; j++) // to NCHW, adding the bias
             for (int64_t k = 0; k < K; k++) {
                 float b = bias ? bias[k] : 0.0f;

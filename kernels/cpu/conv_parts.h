@@ -25,4 +25,12 @@ bool conv2d_stem_forward_cpu(float *y, const float *x, const float *w, const flo
 bool conv2d_stem_dw_cpu(float *dw, float *db, const float *dy, const float *x, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
+// conv_small.c: out (K, ld) = W (K, C*R*S) times the columns of images n0 .. n0+count-1 (count*P*Q
+// positions, zeros up to ld), wp: W packed (gemm_pack_a_cpu); col: scratch of CG_GEMM_KC x ld
+// floats. For C*R*S over one block of the GEMM's K; the same bits as im2col_image and one
+// gemm_prepacked_cpu over all of K.
+bool conv2d_small_product_cpu(float *out, float *col, const float *x, const float *w, const float *wp, int64_t n0,
+                              int64_t count, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                              int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+
 #endif

@@ -93,6 +93,46 @@ static void copy_strided(float *out, const float *in, int64_t n, int64_t stride)
     for (int64_t q = 0; q < n; q++) out[q] = in[q * stride];
 }
 
+// Row (c, r, s) of im2col_span's columns (below), at `row`: the body of im2col_span and im2col_span_rows, inlined
+// into each (so that im2col_span keeps its loops over c, r, s, and the weight gradient's columns
+// their speed).
+static inline __attribute__((always_inline)) void span_row(float *row, bool same, const float *x, int64_t c, int64_t r,
+                                                           int64_t s, int64_t H, int64_t W, int64_t stride,
+                                                           int64_t pad, int64_t Q, int64_t i0, int64_t i1) {
+    int64_t q0, q1;
+    valid_columns(s, stride, pad, W, Q, &q0, &q1);
+    if (same) {
+        int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
+        a = a > i0 ? a : i0; // the part of [a, b) inside the span (empty: a = b, both
+        a = a < i1 ? a : i1; // inside it, since a span may end before the plane's
+        b = b < i1 ? b : i1; // first valid position)
+        if (b < a) b = a;
+        const float *plane = x + c * H * W;
+        // memcpy and memset: the C library's copies use whole AVX-512 registers,
+        // where the compiler's loop used half ones (its tuning for this CPU)
+        memset(row, 0, (size_t)(a - i0) * sizeof(float));
+        memcpy(row + a - i0, plane + a + shift, (size_t)(b - a) * sizeof(float));
+        memset(row + b - i0, 0, (size_t)(i1 - b) * sizeof(float));
+        zero_columns(row, i0, i1, Q, q0, q1); // the wrapped-around columns
+        return;
+    }
+    for (int64_t p = i0 / Q; p * Q < i1; p++) {
+        // columns qa .. qb-1 of output row p are in the span, at row[at + q]
+        int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q;
+        int64_t at = p * Q - i0, h = p * stride - pad + r;
+        if (h < 0 || h >= H) {
+            for (int64_t q = qa; q < qb; q++) row[at + q] = 0.0f;
+            continue;
+        }
+        const float *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
+        int64_t lo = q0 > qa ? q0 : qa, hi = q1 < qb ? q1 : qb;
+        if (hi < lo) hi = lo;
+        for (int64_t q = qa; q < lo; q++) row[at + q] = 0.0f;
+        copy_strided(row + at + lo, in + lo * stride, hi - lo, stride);
+        for (int64_t q = hi; q < qb; q++) row[at + q] = 0.0f;
+    }
+}
+
 // The columns of flat output positions i0 .. i1-1 of one image (position p * Q + q): col (C*R*S
 // rows of i1 - i0, `ld` floats apart), row (c, r, s) and column i - i0 holding
 // x[c][p*stride - pad + r][q*stride - pad + s], or 0 outside the image. A span may start and end
@@ -103,41 +143,19 @@ void im2col_span(float *col, int64_t ld, const float *x, int64_t C, int64_t H, i
     bool same = same_stride1(H, W, stride, P, Q);
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
-            for (int64_t s = 0; s < S; s++) {
-                float *row = col + ((c * R + r) * S + s) * ld;
-                int64_t q0, q1;
-                valid_columns(s, stride, pad, W, Q, &q0, &q1);
-                if (same) {
-                    int64_t a, b, shift = same_shift(r, s, pad, H, W, &a, &b);
-                    a = a > i0 ? a : i0; // the part of [a, b) inside the span (empty: a = b, both
-                    a = a < i1 ? a : i1; // inside it, since a span may end before the plane's
-                    b = b < i1 ? b : i1; // first valid position)
-                    if (b < a) b = a;
-                    const float *plane = x + c * H * W;
-                    // memcpy and memset: the C library's copies use whole AVX-512 registers,
-                    // where the compiler's loop used half ones (its tuning for this CPU)
-                    memset(row, 0, (size_t)(a - i0) * sizeof(float));
-                    memcpy(row + a - i0, plane + a + shift, (size_t)(b - a) * sizeof(float));
-                    memset(row + b - i0, 0, (size_t)(i1 - b) * sizeof(float));
-                    zero_columns(row, i0, i1, Q, q0, q1); // the wrapped-around columns
-                    continue;
-                }
-                for (int64_t p = i0 / Q; p * Q < i1; p++) {
-                    // columns qa .. qb-1 of output row p are in the span, at row[at + q]
-                    int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q;
-                    int64_t at = p * Q - i0, h = p * stride - pad + r;
-                    if (h < 0 || h >= H) {
-                        for (int64_t q = qa; q < qb; q++) row[at + q] = 0.0f;
-                        continue;
-                    }
-                    const float *in = x + (c * H + h) * W - pad + s; // in[q * stride] is x[c][h][w]
-                    int64_t lo = q0 > qa ? q0 : qa, hi = q1 < qb ? q1 : qb;
-                    if (hi < lo) hi = lo;
-                    for (int64_t q = qa; q < lo; q++) row[at + q] = 0.0f;
-                    copy_strided(row + at + lo, in + lo * stride, hi - lo, stride);
-                    for (int64_t q = hi; q < qb; q++) row[at + q] = 0.0f;
-                }
-            }
+            for (int64_t s = 0; s < S; s++)
+                span_row(col + ((c * R + r) * S + s) * ld, same, x, c, r, s, H, W, stride, pad, Q, i0, i1);
+}
+
+// Rows k0 .. k1-1 of those columns (row k = (c * R + r) * S + s at col[(k - k0) * ld]): the
+// forward's small planes make them one block of the GEMM's K at a time (conv_small.c).
+void im2col_span_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                      int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t i0, int64_t i1,
+                      int64_t k0, int64_t k1) {
+    bool same = same_stride1(H, W, stride, P, Q);
+    (void)C; // (the rows give the channels)
+    for (int64_t k = k0; k < k1; k++)
+        span_row(col + (k - k0) * ld, same, x, k / (R * S), k / S % R, k % S, H, W, stride, pad, Q, i0, i1);
 }
 
 // The columns of output rows p0 .. p1-1 of one image.

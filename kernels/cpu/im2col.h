@@ -12,6 +12,10 @@
 // inside an output row. im2col_rows takes output rows p0 .. p1-1, im2col_image all P.
 void im2col_span(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
                  int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t i0, int64_t i1);
+// Rows k0 .. k1-1 of those columns only, at col[(k - k0) * ld].
+void im2col_span_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                      int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t i0, int64_t i1, int64_t k0,
+                      int64_t k1);
 void im2col_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
                  int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1);
 void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
