@@ -11,10 +11,10 @@
 // back. Here rows k0 .. k0+kc-1 of them (one block of the GEMM's K, CG_GEMM_KC rows: 400 KB) are
 // made into col and multiplied at once, while they are still in the cache, and the block's
 // partial product added to out (one core, medians of 5: layer3's forward 151 -> 168 GFLOP/s, 63
-// -> 70 % of the peak; layer4's 146 -> 152, its timings noisier). That is what the GEMM does inside one call: block after block of
-// K in order, the first written (beta 0), each later one added (beta 1), every tile's sums taken
-// the same way; and the packed weights of block k0 lie at wp + padded_M * k0 (gemm_pack_a_cpu):
-// the same bits as one product over all of K.
+// -> 70 % of the peak; layer4's 146 -> 152, its timings noisier). That is what the GEMM does
+// inside one call: block after block of K in order, the first written (beta 0), each later one
+// added (beta 1), every tile's sums taken the same way; and the packed weights of block k0 lie at
+// wp + padded_M * k0 (gemm_pack_a_cpu): the same bits as one product over all of K.
 bool conv2d_small_product_cpu(float *out, float *col, const float *x, const float *w, const float *wp, int64_t n0,
                               int64_t count, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                               int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
