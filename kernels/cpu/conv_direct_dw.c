@@ -141,7 +141,8 @@ static void where_masks(uint32_t *masks, const int32_t *corner, int64_t Q, const
             v[grp][2 * s + 1] = _mm512_unpackhi_epi32(q[s], q[4 + s]);
         }
     }
-    const __m512i lanes01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), lanes23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    const __m512i lanes01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i lanes23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
     const __m512i top = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi8(1), 1); // positions 0 | 1
     const __m512i bottom = _mm512_add_epi8(top, _mm512_set1_epi8(2));                      // 2 | 3
     for (int m = 0; m < 8; m++)
@@ -327,7 +328,8 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
         // in the first-level cache: prepared for the group's 4 images first (128 KB), dyT was
         // written to and read back from the second-level cache, and making it took twice as long.
         float *xp = scratch(0, xp_floats * (int64_t)sizeof(float));
-        float *dyT = scratch(1, (dyt_floats + K) * (int64_t)sizeof(float)); // + K: position()'s load past the last window (odd Q), masked off
+        // + K: position()'s load past the last window (odd Q), masked off
+        float *dyT = scratch(1, (dyt_floats + K) * (int64_t)sizeof(float));
         uint32_t *masks = scratch(2, mask_words * (int64_t)sizeof(uint32_t));
         double image_sums[K];
         float *slice = slices + g * 9 * K;
