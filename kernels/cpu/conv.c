@@ -447,56 +447,52 @@ static void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *
 // in the window; no zeroing first and no scattered stores. Otherwise the plane is zeroed first
 // (memset, in cache), then one store per window: plain scalar code. (Written as plain loops over
 // the rows, the compiler vectorised neither the gather per element nor the comparisons.)
-// When outt is not NULL the same values go to outt[position * ldt] too (the transposed layout
-// that the weight gradient's product reads; zeroed by the caller): one scattered store per
-// window. out may then be NULL (no dx wanted, so the plain layout is not needed).
 // Returns the plane's sum.
-static inline __attribute__((always_inline)) float unpool_plane(float *out, float *outt, int64_t ldt, const float *dy,
-                                                                const float *y, const uint8_t *where, int64_t P,
-                                                                int64_t Q) {
+static inline __attribute__((always_inline)) float unpool_plane(float *out, const float *dy, const float *y,
+                                                                const uint8_t *where, int64_t P, int64_t Q) {
     int64_t P2 = P / 2, Q2 = Q / 2;
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-    if (out) {
-        const __m512i spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-        const __m512i in_top = _mm512_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
-        const __m512i in_bottom = _mm512_add_epi32(in_top, _mm512_set1_epi32(2));
-        for (int64_t p = 0; p < P2; p++) {
-            float *top = out + 2 * p * Q, *bottom = top + Q;
-            for (int64_t q0 = 0; q0 < Q2; q0 += 8) {
-                int64_t i = p * Q2 + q0, n = Q2 - q0 < 8 ? Q2 - q0 : 8;
-                __mmask8 m8 = (__mmask8)((1u << n) - 1);
-                __mmask16 m16 = (__mmask16)((1u << (2 * n)) - 1);
-                __m256 g = _mm256_maskz_loadu_ps(m8, dy + i), yv = _mm256_maskz_loadu_ps(m8, y + i);
-                g = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(yv, _mm256_setzero_ps(), _CMP_GT_OQ), g);
-                __m256i at = _mm256_cvtepu8_epi32(_mm_maskz_loadu_epi8(m8, where + i));
-                __m512 g2 = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(g));
-                __m512i at2 = _mm512_permutexvar_epi32(spread, _mm512_castsi256_si512(at));
-                _mm512_mask_storeu_ps(top + 2 * q0, m16, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at2, in_top), g2));
-                _mm512_mask_storeu_ps(bottom + 2 * q0, m16,
-                                      _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at2, in_bottom), g2));
-            }
-            for (int64_t c = 2 * Q2; c < Q; c++) top[c] = bottom[c] = 0.0f; // odd Q: outside every window
+    const __m512i spread = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i in_top = _mm512_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+    const __m512i in_bottom = _mm512_add_epi32(in_top, _mm512_set1_epi32(2));
+    for (int64_t p = 0; p < P2; p++) {
+        float *top = out + 2 * p * Q, *bottom = top + Q;
+        for (int64_t q0 = 0; q0 < Q2; q0 += 8) {
+            int64_t i = p * Q2 + q0, n = Q2 - q0 < 8 ? Q2 - q0 : 8;
+            __mmask8 m8 = (__mmask8)((1u << n) - 1);
+            __mmask16 m16 = (__mmask16)((1u << (2 * n)) - 1);
+            __m256 g = _mm256_maskz_loadu_ps(m8, dy + i), yv = _mm256_maskz_loadu_ps(m8, y + i);
+            g = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(yv, _mm256_setzero_ps(), _CMP_GT_OQ), g);
+            __m256i at = _mm256_cvtepu8_epi32(_mm_maskz_loadu_epi8(m8, where + i));
+            __m512 g2 = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(g));
+            __m512i at2 = _mm512_permutexvar_epi32(spread, _mm512_castsi256_si512(at));
+            _mm512_mask_storeu_ps(top + 2 * q0, m16, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at2, in_top), g2));
+            _mm512_mask_storeu_ps(bottom + 2 * q0, m16,
+                                  _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at2, in_bottom), g2));
         }
-        for (int64_t i = 2 * P2 * Q; i < P * Q; i++) out[i] = 0.0f; // odd P: the last row
+        for (int64_t c = 2 * Q2; c < Q; c++) top[c] = bottom[c] = 0.0f; // odd Q: outside every window
     }
-    if (outt)
+    for (int64_t i = 2 * P2 * Q; i < P * Q; i++) out[i] = 0.0f; // odd P: the last row
 #else
-    if (out) memset(out, 0, (size_t)(P * Q) * sizeof(float));
+    memset(out, 0, (size_t)(P * Q) * sizeof(float));
+    for (int64_t p = 0; p < P2; p++)
+        for (int64_t q = 0; q < Q2; q++) {
+            int64_t i = p * Q2 + q, at = (2 * p + (where[i] >> 1)) * Q + 2 * q + (where[i] & 1);
+            out[at] = y[i] > 0.0f ? dy[i] : 0.0f; // a store of 0 where the ReLU stopped it: no branch
+        }
 #endif
-        for (int64_t p = 0; p < P2; p++)
-            for (int64_t q = 0; q < Q2; q++) {
-                int64_t i = p * Q2 + q, at = (2 * p + (where[i] >> 1)) * Q + 2 * q + (where[i] & 1);
-                float grad = y[i] > 0.0f ? dy[i] : 0.0f; // a store of 0 where the ReLU stopped it: no branch
-#if !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__))
-                if (out) out[at] = grad;
-#endif
-                if (outt) outt[at * ldt] = grad;
-            }
-    // The sum in vector lanes (`omp simd reduction` lets the compiler reorder it; one chain of
-    // dependent additions would cost more than the scatter above).
+    // The plane's sum in 8 lanes (one chain of dependent additions would cost more than the stores
+    // above): lane l adds windows l, l + 8, ... in order, the last n mod 8 windows go into lane 0,
+    // then the lanes are added in order. Written out rather than left to `omp simd reduction`
+    // (which GCC lays out this way, another compiler perhaps not), because conv_direct_dw.c's
+    // sum_lanes takes the same additions and test_conv_cpu checks db bit for bit across the two.
+    int64_t n = P2 * Q2, n8 = n / 8 * 8;
+    float lanes[8] = {0};
+    for (int64_t i = 0; i < n8; i += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += y[i + l] > 0.0f ? dy[i + l] : 0.0f;
+    for (int64_t i = n8; i < n; i++) lanes[0] += y[i] > 0.0f ? dy[i] : 0.0f;
     float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < P2 * Q2; i++) sum += y[i] > 0.0f ? dy[i] : 0.0f;
+    for (int l = 0; l < 8; l++) sum += lanes[l];
     return sum;
 }
 
@@ -531,15 +527,15 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
             double sum = 0.0;
             for (int64_t j = 0; j < count; j++) {
                 int64_t plane = (n0 + j) * K + k;
-                float *o = dyg + k * ld + j * pq, *ot = NULL;
+                float *o = dyg + k * ld + j * pq;
                 const float *g_in = dy + plane * pooled, *y_in = y + plane * pooled;
                 const uint8_t *at = where + plane * pooled;
                 if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
-                    sum += unpool_plane(o, ot, K, g_in, y_in, at, 28, 28);
+                    sum += unpool_plane(o, g_in, y_in, at, 28, 28);
                 else if (P == 14 && Q == 14)
-                    sum += unpool_plane(o, ot, K, g_in, y_in, at, 14, 14);
+                    sum += unpool_plane(o, g_in, y_in, at, 14, 14);
                 else
-                    sum += unpool_plane(o, ot, K, g_in, y_in, at, P, Q);
+                    sum += unpool_plane(o, g_in, y_in, at, P, Q);
             }
             if (bias_sums) bias_sums[g * K + k] = sum;
         }

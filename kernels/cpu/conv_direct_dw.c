@@ -32,11 +32,6 @@
 #include <string.h>
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
-#ifdef _OPENMP
-#include <omp.h>
-#else
-static int omp_get_num_threads(void) { return 1; }
-#endif
 
 // The padded image: row h + 1, column w + 1 hold x[h][w], zeros around (as conv_direct.c). The
 // taps of position (h, w) are xp[(h + r) PADDED_W + w + s].
@@ -80,9 +75,9 @@ static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
     }
 }
 
-// The 8 vector lanes of conv.c's plane sum (unpool_plane's `omp simd` loop, as GCC lays it out:
-// lane l sums the windows i = l mod 8 in order, the last n mod 8 windows go one after the other
-// into lane 0, then the lanes are added in order to 0): the sums of 16 channels side by side,
+// The 8 lanes of conv.c's plane sum (unpool_plane: lane l sums the windows i = l mod 8 in order,
+// the last n mod 8 windows go one after the other into lane 0, then the lanes are added in order
+// to 0): the sums of 16 channels side by side,
 // from the transposed gradient (16 windows of 16 channels, window i0 + j in g[j]). The same
 // additions of the same values (0 where y <= 0) in the same order: db has the same bits as on
 // that path (test_conv_cpu compares them). Summed apart, one plane at a time, the lanes' chain
@@ -245,24 +240,6 @@ static inline __attribute__((always_inline)) void position(__m512 acc[9][2], con
     }
 }
 
-// The inputs of the group a thread will probably take next (this one + the number of threads:
-// the groups are handed out in order), fetched into the second-level cache while this group's
-// positions are summed, two lines per position: dy, y, `where` and x, 3.7 K lines for 4 tutorial
-// images against 3136 positions. Read when that group starts, they came from the third-level
-// cache or memory, 16 planes at a time, and preparing the images waited on them.
-typedef struct {
-    const char *base[4];
-    int64_t lines[4];
-} upcoming;
-
-static void prefetch_lines(const upcoming *u, int64_t l, int64_t n) {
-    for (int a = 0; a < 4 && n > 0; a++) {
-        for (; l < u->lines[a] && n > 0; l++, n--) _mm_prefetch(u->base[a] + 64 * l, _MM_HINT_T1);
-        l -= u->lines[a];
-        if (l < 0) l = 0;
-    }
-}
-
 // The position loop over positions fa .. fb - 1 of a group (one image, prepared: xp, dyT, masks)
 // for channels k0 .. k0 + 16 nv - 1 (masks: those of their group of 32): slice[t K + k] (t = r 3
 // + s: dW^T's layout, as the GEMM leaves it) = the sums of the file's comment. A row of positions
@@ -270,10 +247,9 @@ static void prefetch_lines(const upcoming *u, int64_t l, int64_t n) {
 // gradient at (h / 2, w / 2). A GEMM block that goes on into the next image leaves its partial
 // sums in `carry` (stored and read back as they are: the same chain).
 static inline __attribute__((always_inline)) void group_positions(float *slice, __m512 carry[9][2], const float *xp,
-                                                                  const float *dyT, const uint32_t *masks,
-                                                                  const upcoming *ahead, int64_t fa, int64_t fb,
-                                                                  int64_t total, int64_t P, int64_t Q, int64_t K,
-                                                                  int64_t k0, const int nv) {
+                                                                  const float *dyT, const uint32_t *masks, int64_t fa,
+                                                                  int64_t fb, int64_t total, int64_t P, int64_t Q,
+                                                                  int64_t K, int64_t k0, const int nv) {
     int64_t pq = P * Q, Q2 = Q / 2, last = P / 2 - 1;
     for (int64_t f0 = fa / CG_GEMM_KC * CG_GEMM_KC; f0 < fb; f0 += CG_GEMM_KC) { // the GEMM's blocks of K
         int64_t f1 = f0 + CG_GEMM_KC < total ? f0 + CG_GEMM_KC : total;
@@ -286,7 +262,6 @@ static inline __attribute__((always_inline)) void group_positions(float *slice, 
             int64_t p = h / 2 < last ? h / 2 : last; // rows outside every window: masked off whole
             const float *xr = xp + h * PADDED_W, *gr = dyT + p * Q2 * K + k0;
             const uint16_t *mr = (const uint16_t *)(masks + h * Q); // two halves per word
-            if (ahead) prefetch_lines(ahead, 2 * f, 2 * (w1 - w0));
             int64_t w = w0;
             if (w & 1) position(acc, xr + w - 1, gr + (w >> 1) * K, mr + 2 * w - 2, 1, 1, nv), w++;
             for (; w + 1 < w1; w += 2) position(acc, xr + w, gr + (w >> 1) * K, mr + 2 * w, 0, 2, nv);
@@ -331,17 +306,8 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
         // + K: position()'s load past the last window (odd Q), masked off
         float *dyT = scratch(1, (dyt_floats + K) * (int64_t)sizeof(float));
         uint32_t *masks = scratch(2, mask_words * (int64_t)sizeof(uint32_t));
-        double image_sums[K];
+        double image_sums[MAX_K];
         float *slice = slices + g * 9 * K;
-        upcoming next, *ahead = NULL;
-        int64_t m0 = n0 + (int64_t)omp_get_num_threads() * group, mcount = N - m0 < group ? N - m0 : group;
-        if (m0 < N) {
-            int64_t planes = mcount * K * pooled;
-            next = (upcoming){{(const char *)(dy + m0 * K * pooled), (const char *)(y + m0 * K * pooled),
-                               (const char *)(where + m0 * K * pooled), (const char *)(x + m0 * H * W)},
-                              {planes * 4 / 64, planes * 4 / 64, planes / 64, mcount * H * W * 4 / 64}};
-            ahead = &next;
-        }
         __m512 carry[(MAX_K + 31) / 32][9][2];
         for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
         for (int64_t j = 0; j < count; j++) {
@@ -350,13 +316,11 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
             if (dw == NULL) continue;
             for (int64_t k0 = 0; k0 < K; k0 += 2 * LANES) {
                 const uint32_t *m = masks + k0 / 32 * pq;
-                const upcoming *a = k0 == 0 ? ahead : NULL;
+                int64_t fa = j * pq, fb = fa + pq;
                 if (K - k0 >= 2 * LANES)
-                    group_positions(slice, carry[k0 / 32], xp, dyT, m, a, j * pq, (j + 1) * pq, count * pq, P, Q, K,
-                                    k0, 2);
+                    group_positions(slice, carry[k0 / 32], xp, dyT, m, fa, fb, count * pq, P, Q, K, k0, 2);
                 else
-                    group_positions(slice, carry[k0 / 32], xp, dyT, m, a, j * pq, (j + 1) * pq, count * pq, P, Q, K,
-                                    k0, 1);
+                    group_positions(slice, carry[k0 / 32], xp, dyT, m, fa, fb, count * pq, P, Q, K, k0, 1);
             }
         }
     }
@@ -378,6 +342,8 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
 bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
                                    const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                    int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
+    (void)dw, (void)dbias, (void)dy, (void)y, (void)where, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K;
+    (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q, (void)group;
     return false; // without AVX-512: conv.c's path
 }
 #endif
