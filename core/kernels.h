@@ -272,16 +272,20 @@ typedef struct cg_kernels {
     // is stored (N, H, W, C) (then dx is stored as x); w, dw (K, C, R, S) as conv2d_forward_h. The
     // same values as conv2d_forward_h / _backward_h on the tensors in NCHW (GPU: cuDNN's NHWC Tensor
     // Core kernels read and write them as they are; CPU: copies around the NCHW kernels).
+    // w_nhwc (may be NULL): room for round8(K) x R x S x round8(C) values of dtype, where the
+    // forward leaves the weights as cuDNN's NHWC kernels read them (KRSC, channels padded to 8)
+    // and the backward reads them back instead of making that copy again (the tape keeps it
+    // between the two: core/ops_conv.c). The CPU ignores it.
     void (*conv2d_forward_cl)(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
-                              const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
-                              int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+                              void *w_nhwc, const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                              int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
     // accumulate false: dx is written, not added to (its old contents are never read: the tape's
     // fresh gradients, core/tape.h); the same values as adding to zeros (the same bits, but for
     // the sign of a zero where cuDNN writes with beta 0). Also in the rows below.
     void (*conv2d_backward_cl)(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
-                               const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
-                               bool accumulate);
+                               const void *x, bool x_cl, const void *w, const void *w_nhwc, int64_t N, int64_t C,
+                               int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                               int64_t P, int64_t Q, bool accumulate);
     // channels_last: x and y stored (N, H, W, C) (argmax then indexes x as stored).
     void (*max_pool2d_forward_h)(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
                                  int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q,

@@ -121,8 +121,8 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         int64_t P = (Hh + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - R) / stride + 1;
         twin x = twin_uniform(r, N * C * Hh * W, dt, -1, 1), w = twin_uniform(r, K * C * R * R, dt, -0.3f, 0.3f);
         twin b = twin_uniform(r, K, dt, -0.1f, 0.1f), y = twin_new(N * K * P * Q, dt);
-        K_CPU->conv2d_forward_cl(dt, H(y), true, H(x), false, H(w), H(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
-        K_GPU->conv2d_forward_cl(dt, D(y), true, D(x), false, D(w), D(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
+        K_CPU->conv2d_forward_cl(dt, H(y), true, H(x), false, H(w), NULL, H(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
+        K_GPU->conv2d_forward_cl(dt, D(y), true, D(x), false, D(w), NULL, D(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
         char what[96];
         snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, %lldx%lld stride %lld pad %lld, direct", (long long)C,
                  (long long)K, (long long)R, (long long)R, (long long)stride, (long long)pad);
@@ -131,10 +131,10 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         // a sum over the N P Q pixels, so an f32 sum in another order, then one rounding.
         for (int dy_cl = 1; dy_cl >= 0; dy_cl--) {
             twin dy = twin_uniform(r, N * K * P * Q, dt, -1, 1), dw = twin_uniform(r, K * C * R * R, dt, -1, 1);
-            K_CPU->conv2d_backward_cl(dt, NULL, H(dw), NULL, H(dy), dy_cl, H(x), false, H(w), N, C, Hh, W, K, R, R, stride,
-                                      pad, P, Q, true);
-            K_GPU->conv2d_backward_cl(dt, NULL, D(dw), NULL, D(dy), dy_cl, D(x), false, D(w), N, C, Hh, W, K, R, R, stride,
-                                      pad, P, Q, true);
+            K_CPU->conv2d_backward_cl(dt, NULL, H(dw), NULL, H(dy), dy_cl, H(x), false, H(w), NULL, N, C, Hh, W, K, R, R,
+                                      stride, pad, P, Q, true);
+            K_GPU->conv2d_backward_cl(dt, NULL, D(dw), NULL, D(dy), dy_cl, D(x), false, D(w), NULL, N, C, Hh, W, K, R, R,
+                                      stride, pad, P, Q, true);
             snprintf(what, sizeof what, "conv2d_backward_cl dw %lld -> %lld, %lldx%lld, dy %s, direct", (long long)C,
                      (long long)K, (long long)R, (long long)R, dy_cl ? "channels-last" : "NCHW");
             expect_close(what, &dw, 1e-4 * sqrt((double)(N * P * Q)), step_of(dt));
@@ -149,6 +149,8 @@ static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t H
     int64_t HW = Hh * W;
     twin x = twin_uniform(r, N * C * HW, dt, -1, 1), w = twin_uniform(r, K * C * 9, dt, -0.3f, 0.3f);
     twin b = twin_uniform(r, K, dt, -0.1f, 0.1f), xl = channels_last_twin(&x, dt, N, C, HW);
+    // Where the GPU's forward leaves its NHWC copy of the weights for the backward (w_nhwc).
+    twin wk = twin_new((K + 7) / 8 * 8 * 9 * ((C + 7) / 8 * 8), dt);
     for (int x_cl = 0; x_cl < 2; x_cl++)
         for (int y_cl = 0; y_cl < 2; y_cl++) {
             if ((!x_cl && !y_cl) || (x_cl && C % 8) || (y_cl && K % 8)) continue;
@@ -156,25 +158,36 @@ static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t H
             char what[96];
             snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, x %s, y %s", (long long)C, (long long)K,
                      x_cl ? "NHWC" : "NCHW", y_cl ? "NHWC" : "NCHW");
-            K_CPU->conv2d_forward_cl(dt, H(y), y_cl, H(*xin), x_cl, H(w), H(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
-            K_GPU->conv2d_forward_cl(dt, D(y), y_cl, D(*xin), x_cl, D(w), D(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+            twin_poison(&wk); // every value of it written by the forward, padding included
+            K_CPU->conv2d_forward_cl(dt, H(y), y_cl, H(*xin), x_cl, H(w), NULL, H(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+            K_GPU->conv2d_forward_cl(dt, D(y), y_cl, D(*xin), x_cl, D(w), D(wk), D(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
             expect_close(what, &y, 1e-3 * sqrt(C * 9.0), step);
             twin dy = twin_uniform(r, N * K * HW, dt, -1, 1), dx = twin_uniform(r, N * C * HW, dt, -1, 1);
             twin dw = twin_uniform(r, K * C * 9, dt, -1, 1), db = twin_uniform(r, K, dt, -1, 1);
-            K_CPU->conv2d_backward_cl(dt, H(dx), H(dw), H(db), H(dy), y_cl, H(*xin), x_cl, H(w), N, C, Hh, W, K, 3, 3, 1,
-                                      1, Hh, W, true);
-            K_GPU->conv2d_backward_cl(dt, D(dx), D(dw), D(db), D(dy), y_cl, D(*xin), x_cl, D(w), N, C, Hh, W, K, 3, 3, 1,
-                                      1, Hh, W, true);
+            K_CPU->conv2d_backward_cl(dt, H(dx), H(dw), H(db), H(dy), y_cl, H(*xin), x_cl, H(w), NULL, N, C, Hh, W, K, 3,
+                                      3, 1, 1, Hh, W, true);
+            K_GPU->conv2d_backward_cl(dt, D(dx), D(dw), D(db), D(dy), y_cl, D(*xin), x_cl, D(w), NULL, N, C, Hh, W, K, 3,
+                                      3, 1, 1, Hh, W, true);
             snprintf(what, sizeof what, "conv2d_backward_cl dx, x %s, dy %s", x_cl ? "NHWC" : "NCHW", y_cl ? "NHWC" : "NCHW");
             expect_close(what, &dx, 1e-3 * sqrt(K * 9.0), step);
             twin_poison(&dx); // dx written (cuDNN's beta 0), the weight gradient not asked for
-            K_CPU->conv2d_backward_cl(dt, H(dx), NULL, NULL, H(dy), y_cl, H(*xin), x_cl, H(w), N, C, Hh, W, K, 3, 3, 1, 1,
-                                      Hh, W, false);
-            K_GPU->conv2d_backward_cl(dt, D(dx), NULL, NULL, D(dy), y_cl, D(*xin), x_cl, D(w), N, C, Hh, W, K, 3, 3, 1, 1,
-                                      Hh, W, false);
+            K_CPU->conv2d_backward_cl(dt, H(dx), NULL, NULL, H(dy), y_cl, H(*xin), x_cl, H(w), NULL, N, C, Hh, W, K, 3, 3,
+                                      1, 1, Hh, W, false);
+            K_GPU->conv2d_backward_cl(dt, D(dx), NULL, NULL, D(dy), y_cl, D(*xin), x_cl, D(w), NULL, N, C, Hh, W, K, 3, 3,
+                                      1, 1, Hh, W, false);
             snprintf(what, sizeof what, "conv2d_backward_cl dx written, x %s, dy %s", x_cl ? "NHWC" : "NCHW",
                      y_cl ? "NHWC" : "NCHW");
             expect_close(what, &dx, 1e-3 * sqrt(K * 9.0), step);
+            // The same dx, bit for bit, from the weights the forward left in w_nhwc.
+            twin dxk = twin_new(N * C * HW, dt);
+            twin_poison(&dxk);
+            K_GPU->conv2d_backward_cl(dt, D(dxk), NULL, NULL, D(dy), y_cl, D(*xin), x_cl, D(w), D(wk), N, C, Hh, W, K, 3,
+                                      3, 1, 1, Hh, W, false);
+            cg_device_copy(cg_cpu(), H(dxk), gpu, D(dx), (size_t)dxk.n * cg_dtype_size(dt)); // want: the dx above
+            snprintf(what, sizeof what, "conv2d_backward_cl dx from w_nhwc, x %s, dy %s", x_cl ? "NHWC" : "NCHW",
+                     y_cl ? "NHWC" : "NCHW");
+            expect_close(what, &dxk, 0, 0);
+            twin_free(&dxk);
             expect_close("conv2d_backward_cl dw", &dw, 2e-3 * sqrt((double)N * HW), step);
             expect_close("conv2d_backward_cl dbias", &db, 2e-3 * sqrt((double)N * HW), step);
             twin_free(&y), twin_free(&dy), twin_free(&dx), twin_free(&dw), twin_free(&db);
@@ -202,7 +215,7 @@ static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t H
     K_CPU->memory_format_copy(dt, H(back), H(xl), N, C, HW, false, true);
     K_GPU->memory_format_copy(dt, D(back), D(xl), N, C, HW, false, true);
     expect_close("memory_format_copy to NCHW, added", &back, 0, 0);
-    twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&xl), twin_free(&back);
+    twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&xl), twin_free(&back), twin_free(&wk);
 }
 
 // Convolutions (the tutorial CNN's two shapes, small batch, and one with channel counts that are

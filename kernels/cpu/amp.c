@@ -179,8 +179,9 @@ void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, cons
 
 // Through 16-bit NCHW copies of what is stored channels-last (see "memory formats" above).
 static void conv2d_forward_cl_cpu(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
-                                  const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
-                                  int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+                                  void *w_nhwc, const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                                  int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    (void)w_nhwc; // the NCHW kernels read w as it is
     void *xn = copy16_nchw(x, N, C, H * W, x_cl), *yn = y_cl ? cg_xmalloc((size_t)(N * K * P * Q) * 2) : y;
     conv2d_forward_h_cpu(dtype, yn, xn, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
     if (y_cl) transpose_cpu(y, yn, 2, N, K, P * Q, true), free(yn);
@@ -188,9 +189,10 @@ static void conv2d_forward_cl_cpu(cg_dtype dtype, void *y, bool y_cl, const void
 }
 
 static void conv2d_backward_cl_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
-                                   const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                                   int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
-                                   bool accumulate) {
+                                   const void *x, bool x_cl, const void *w, const void *w_nhwc, int64_t N, int64_t C,
+                                   int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                                   int64_t P, int64_t Q, bool accumulate) {
+    (void)w_nhwc;
     if (dx && !accumulate) memset(dx, 0, (size_t)(N * C * H * W) * 2); // then added to, as the NCHW row does
     void *dyn = copy16_nchw(dy, N, K, P * Q, dy_cl), *xn = copy16_nchw(x, N, C, H * W, x_cl);
     void *dxn = copy16_nchw(dx, N, C, H * W, x_cl); // dx is stored as x

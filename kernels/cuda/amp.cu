@@ -325,14 +325,26 @@ static void *zeroed16(int64_t n) {
 
 static int64_t round8(int64_t n) { return (n + 7) / 8 * 8; }
 
-// A new device buffer (caching allocator) holding src (N, C, HW) packed to (Np, HW, Cp).
-static void *packed(cg_dtype dtype, const void *src, int64_t N, int64_t Np, int64_t C, int64_t Cp, int64_t HW) {
+// src (N, C, HW) packed to (Np, HW, Cp) into dst, or into a new device buffer (caching
+// allocator) when dst is NULL; returns where.
+static void *packed_into(void *dst, cg_dtype dtype, const void *src, int64_t N, int64_t Np, int64_t C, int64_t Cp,
+                         int64_t HW) {
     int64_t total = Np * HW * Cp;
     cg_cuda_check_int32("conv2d (NHWC copy)", total);
-    void *dst = cg_cuda_alloc((size_t)total * 2);
+    if (dst == NULL) dst = cg_cuda_alloc((size_t)total * 2);
     cg_fast_divisor cp = cg_fast_divisor_make((uint32_t)Cp), hw = cg_fast_divisor_make((uint32_t)HW);
     DISPATCH16(dtype, LAUNCH(pack_nhwc_kernel<T>, total, (T *)dst, (const T *)src, (int)total, (int)N, (int)C, cp, hw));
     return dst;
+}
+
+static void *packed(cg_dtype dtype, const void *src, int64_t N, int64_t Np, int64_t C, int64_t Cp, int64_t HW) {
+    return packed_into(NULL, dtype, src, N, Np, C, Cp, HW);
+}
+
+// The weights (K, C, RS) into w_nhwc as conv_forward_cl packs them, for the backward; for the
+// forward that does not go through cuDNN (a first layer's direct kernel). Nothing when NULL.
+static void keep_weights_nhwc(void *w_nhwc, cg_dtype dtype, const void *w, int64_t K, int64_t C, int64_t RS) {
+    if (w_nhwc) packed_into(w_nhwc, dtype, w, K, round8(K), C, round8(C), RS);
 }
 
 static void unpacked(cg_dtype dtype, void *dst, const void *src, int64_t N, int64_t C, int64_t Cp, int64_t HW,
@@ -347,28 +359,31 @@ static void unpacked(cg_dtype dtype, void *dst, const void *src, int64_t N, int6
 // y = conv(x, w) in NHWC, y and x stored channels-last or NCHW (as y_cl, x_cl say): an NCHW
 // operand goes through an NHWC copy with its channels padded to multiples of 8 (channels-last
 // ones have them already: core/ops_conv.c makes them only so), the weights always (their copy is
-// small). False (nothing written) when cuDNN has no engine.
-static bool conv_forward_cl(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w, int64_t N,
-                            int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
-                            int64_t P, int64_t Q) {
+// small), into w_nhwc when given (kept there for the backward), else a scratch buffer. False
+// (nothing written) when cuDNN has no engine.
+static bool conv_forward_cl(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w, void *w_nhwc,
+                            int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                            int64_t pad, int64_t P, int64_t Q) {
     CG_CHECK((!x_cl || C % 8 == 0) && (!y_cl || K % 8 == 0), "conv2d: channels-last with %lld -> %lld channels",
              (long long)C, (long long)K);
     int64_t Cp = round8(C), Kp = round8(K);
     int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
-    void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W), *wh = packed(dtype, w, K, Kp, C, Cp, R * S);
+    void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W);
+    void *wh = packed_into(w_nhwc, dtype, w, K, Kp, C, Cp, R * S);
     void *yh = y_cl ? y : cg_cuda_alloc((size_t)(N * P * Q * Kp) * 2);
     bool done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, true, xh, wh, yh, dh);
     if (done && !y_cl) unpacked(dtype, y, yh, N, K, Kp, P * Q, false);
     if (!x_cl) cg_cuda_free(xh);
     if (!y_cl) cg_cuda_free(yh);
-    cg_cuda_free(wh);
+    if (wh != w_nhwc) cg_cuda_free(wh);
     return done;
 }
 
 // dx and / or dw += the gradients in NHWC, dy and x (and dx) stored as dy_cl, x_cl say (dx
-// written instead when accumulate is false); *data_done / *filter_done say what was done.
+// written instead when accumulate is false); *data_done / *filter_done say what was done. w_nhwc:
+// the forward's NHWC copy of the weights, or NULL (then made here).
 static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy, bool dy_cl, const void *x, bool x_cl,
-                             const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                             const void *w, const void *w_nhwc, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                              int64_t stride, int64_t pad, int64_t P, int64_t Q, bool accumulate, bool *data_done,
                              bool *filter_done) {
     CG_CHECK((!x_cl || C % 8 == 0) && (!dy_cl || K % 8 == 0), "conv2d: channels-last with %lld -> %lld channels",
@@ -386,15 +401,18 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
     if (dx) {
         // In place when dx is channels-last (cuDNN adds, or writes: beta 0), else written into an
         // NHWC copy that is then added to dx, or written.
-        void *wh = packed(dtype, w, K, Kp, C, Cp, R * S), *dxh = x_cl ? dx : cg_cuda_alloc((size_t)(N * H * W * Cp) * 2);
+        void *wh = w_nhwc ? (void *)w_nhwc : packed(dtype, w, K, Kp, C, Cp, R * S);
+        void *dxh = x_cl ? dx : cg_cuda_alloc((size_t)(N * H * W * Cp) * 2);
         *data_done = cg_cudnn_conv2d_run16(x_cl && accumulate ? CG_CUDNN_BACKWARD_DATA : CG_CUDNN_BACKWARD_DATA_WRITE,
                                            dtype, true, dxh, wh, dyh, dh);
         if (*data_done && !x_cl) unpacked(dtype, dx, dxh, N, C, Cp, H * W, accumulate);
         if (!x_cl) cg_cuda_free(dxh);
-        cg_cuda_free(wh);
+        if (wh != w_nhwc) cg_cuda_free(wh);
     }
     if (!dy_cl) cg_cuda_free((void *)dyh);
 }
+#else
+static void keep_weights_nhwc(void *, cg_dtype, const void *, int64_t, int64_t, int64_t) {} // no NHWC backward
 #endif
 
 extern "C" {
@@ -531,13 +549,17 @@ static void *nchw16(cg_dtype dtype, const void *x, int64_t N, int64_t C, int64_t
 }
 
 static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
-                                   const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
-                                   int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    // A first layer (few input channels): the direct kernel (conv_direct.cu), no NHWC copies.
-    if (!x_cl && y_cl && conv_direct_forward(dtype, y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
+                                   void *w_nhwc, const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                                   int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    // A first layer (few input channels): the direct kernel (conv_direct.cu), no NHWC copies (but
+    // the weights' one for the backward, when asked for).
+    if (!x_cl && y_cl && conv_direct_forward(dtype, y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) {
+        keep_weights_nhwc(w_nhwc, dtype, w, K, C, R * S);
+        return;
+    }
     bool done = false;
 #ifdef CG_HAVE_CUDNN
-    done = conv_forward_cl(dtype, y, y_cl, x, x_cl, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    done = conv_forward_cl(dtype, y, y_cl, x, x_cl, w, w_nhwc, N, C, H, W, K, R, S, stride, pad, P, Q);
     if (done && bias && y_cl) {
         cg_cuda_check_int32("conv2d bias", N * K * P * Q);
         int n = (int)(N * K * P * Q);
@@ -556,22 +578,24 @@ static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const voi
         void *xn = nchw16(dtype, x, N, C, H * W, x_cl), *yn = y_cl ? cg_cuda_alloc((size_t)(N * K * P * Q) * 2) : y;
         conv2d_forward_h_cuda(dtype, yn, xn, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
         if (y_cl) memory_format_copy_cuda(dtype, y, yn, N, K, P * Q, true, false), cg_cuda_free(yn);
-        if (x_cl) cg_cuda_free(xn);
+        if (x_cl) cg_cuda_free(xn); // (w_nhwc: conv_forward_cl packed it before finding no engine)
     }
 }
 
 static void conv2d_backward_cl_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
-                                    const void *x, bool x_cl, const void *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                                    int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
-                                    bool accumulate) {
+                                    const void *x, bool x_cl, const void *w, const void *w_nhwc, int64_t N, int64_t C,
+                                    int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                                    int64_t P, int64_t Q, bool accumulate) {
     if (dbias && dy_cl) conv_bias_grad_cl_cuda(dtype, dbias, dy, N, K, P * Q);
     if (dbias && !dy_cl) conv_bias_grad_h(dtype, dbias, dy, N, K, P * Q);
     bool filter_done = dw == NULL, data_done = dx == NULL;
     if (!filter_done && !x_cl) // a first layer: the direct kernel (conv_direct.cu)
         filter_done = conv_direct_weight_grad(dtype, dw, x, dy, dy_cl, N, C, H, W, K, R, S, stride, pad, P, Q);
-#ifdef CG_HAVE_CUDNN
-    conv_backward_cl(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, dy_cl, x, x_cl, w, N, C, H, W, K, R, S,
-                     stride, pad, P, Q, accumulate, &data_done, &filter_done);
+#ifndef CG_HAVE_CUDNN
+    (void)w_nhwc;
+#else
+    conv_backward_cl(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, dy_cl, x, x_cl, w, w_nhwc, N, C, H, W, K,
+                     R, S, stride, pad, P, Q, accumulate, &data_done, &filter_done);
 #endif
     if (filter_done && data_done) return;
     if (!data_done && !accumulate) zero_cuda(dx, (size_t)(N * C * H * W) * 2); // the path below adds
