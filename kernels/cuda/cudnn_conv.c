@@ -118,6 +118,13 @@ static bool deterministic(void) {
     const char *v = getenv("CGRAD_DETERMINISTIC");
     return v != NULL && strcmp(v, "1") == 0;
 }
+// CGRAD_CUDNN_LOG=1 in the environment: each tuning prints, on stderr, the problem, every engine
+// it timed (cuDNN's global index, microseconds a run) and the one it kept, to see what cuDNN
+// offers for a shape and how far apart its engines are.
+static bool tune_log(void) {
+    const char *v = getenv("CGRAD_CUDNN_LOG");
+    return v != NULL && strcmp(v, "1") == 0;
+}
 #define REDUCED_PRECISION_NOTES (NOTE(TENSOR_CORE) | NOTE(DOWN_CONVERT_INPUTS) | NOTE(REDUCED_PRECISION_REDUCTION))
 
 // One convolution: its direction, sizes (N C H W K R S stride pad P Q; C as stored), the stored
@@ -420,7 +427,12 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
     int64_t best_index = -1, seen[2 * MAX_CANDIDATES];
     unsigned best_notes = 0;
     int timed = 0, n_seen = 0;
-    bool fixed_order = deterministic();
+    bool fixed_order = deterministic(), log = tune_log();
+    if (log)
+        fprintf(stderr, "cuDNN %s %s %s: N %lld C %lld H %lld W %lld K %lld %lldx%lld stride %lld pad %lld, %lld candidates\n",
+                dir_names[dir], nhwc ? "NHWC" : "NCHW", type_name, (long long)d[0], (long long)d[1], (long long)d[2],
+                (long long)d[3], (long long)d[4], (long long)d[5], (long long)d[6], (long long)d[7], (long long)d[8],
+                (long long)n);
     double started = cg_seconds();
     // Pass 0: engines with precompiled kernels; pass 1, only when none ran: the runtime-compiled.
     for (int pass = 0; pass < 2 && best == NULL; pass++) {
@@ -434,16 +446,26 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
             for (int j = 0; j < n_seen && i >= n_a; j++) repeat |= seen[j] == index;
             if (repeat) continue;
             seen[n_seen++] = index;
-            if (runtime_compiled != (pass == 1)) continue;
-            if (notes & NOTE(DOWN_CONVERT_INPUTS)) continue;
-            if (!allow_reduced && (notes & REDUCED_PRECISION_NOTES)) continue;
-            if (fixed_order && (notes & NOTE(NONDETERMINISTIC))) continue;
+            const char *skip = runtime_compiled != (pass == 1) ? (pass == 0 ? "compiled at run time" : NULL)
+                               : (notes & NOTE(DOWN_CONVERT_INPUTS))                         ? "converts its inputs down"
+                               : !allow_reduced && (notes & REDUCED_PRECISION_NOTES)          ? "reduced precision"
+                               : fixed_order && (notes & NOTE(NONDETERMINISTIC))              ? "nondeterministic"
+                                                                                              : NULL;
+            if (runtime_compiled != (pass == 1) || skip) {
+                if (log && skip) fprintf(stderr, "  engine %lld: left out (%s)\n", (long long)index, skip);
+                continue;
+            }
             cudnnBackendDescriptor_t plan = make_plan(configs[i]);
-            if (plan == NULL) continue;
+            if (plan == NULL) {
+                if (log) fprintf(stderr, "  engine %lld: no plan for this graph\n", (long long)index);
+                continue;
+            }
             int64_t workspace = plan_workspace(plan);
             if ((size_t)workspace > free_bytes / 2 || execute(plan, workspace, x, w, y) != CUDNN_STATUS_SUCCESS) {
                 cudaGetLastError(); // a refused launch leaves an error to clear
                 cudnnBackendDestroyDescriptor(plan);
+                if (log) fprintf(stderr, "  engine %lld: does not run (workspace %lld bytes)\n", (long long)index,
+                                 (long long)workspace);
                 continue;
             }
             if (fixed_order) { // the first that runs (see deterministic)
@@ -463,6 +485,8 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
             CG_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
             ms /= TIMED_RUNS;
             timed++;
+            if (log) fprintf(stderr, "  engine %lld%s: %.1f us\n", (long long)index, (notes & NOTE(TENSOR_CORE)) ? " (TC)" : "",
+                             1e3 * ms);
             if (ms < best_ms) {
                 if (best == NULL) best = cg_xcalloc(1, sizeof *best);
                 else cudnnBackendDestroyDescriptor(best->plan);
@@ -482,6 +506,8 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
     cudnnBackendDestroyDescriptor(heurs[0]);
     cudnnBackendDestroyDescriptor(heurs[1]);
     destroy_graph(&g);
+    if (log && timed >= MAX_TIMED) fprintf(stderr, "  (no more: %d engines timed)\n", timed);
+    if (log && best) fprintf(stderr, "  kept engine %lld\n", (long long)best_index);
     if (best == NULL)
         snprintf(about, about_size, "no cuDNN engine runs this %s %s %s convolution (%lld candidates)", dir_names[dir],
                  nhwc ? "NHWC" : "NCHW", type_name, (long long)n);
