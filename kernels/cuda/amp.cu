@@ -383,9 +383,9 @@ static bool conv_forward_cl(cg_dtype dtype, void *y, bool y_cl, const void *x, b
 // written instead when accumulate is false); *data_done / *filter_done say what was done. w_nhwc:
 // the forward's NHWC copy of the weights, or NULL (then made here).
 static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy, bool dy_cl, const void *x, bool x_cl,
-                             const void *w, const void *w_nhwc, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                             int64_t stride, int64_t pad, int64_t P, int64_t Q, bool accumulate, bool *data_done,
-                             bool *filter_done) {
+                             const void *w, const void *w_nhwc, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                             int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, bool accumulate,
+                             bool *data_done, bool *filter_done) {
     CG_CHECK((!x_cl || C % 8 == 0) && (!dy_cl || K % 8 == 0), "conv2d: channels-last with %lld -> %lld channels",
              (long long)C, (long long)K);
     int64_t Cp = round8(C), Kp = round8(K);
