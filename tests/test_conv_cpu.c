@@ -14,8 +14,9 @@
 // groups of about 400 positions, their columns a block of K at a time where C*R*S is over one
 // block: kernels/cpu/conv_small.c), on both sides of each one's test; and conv2d_backward's dx
 // against sums in its order (kernels/cpu/im2col.c: col2im of "same" convolutions in registers,
-// whole images or blocks of rows; the general col2im otherwise) and db against sums in double in
-// the order of its path (the stem's: by groups of 4 images).
+// whole images or blocks of rows; the general col2im otherwise; kernels/cpu/conv_dx.c: small
+// planes' dx a part of the input channels at a time, all of a group's positions in one product)
+// and db against sums in double in the order of its path (the stem's: by groups of 4 images).
 #include "core/kernels.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
@@ -356,6 +357,10 @@ int main(void) {
         {2, 24, 26, 26, 16, 3, 1, 1, "26x26, 3x3: dx by blocks of 16 and 10 rows"},
         {2, 12, 27, 25, 16, 5, 1, 2, "27x25, 5x5: dx by blocks of rows"},
         {2, 6, 9, 11, 8, 3, 1, 2, "3x3, padding 2 (not same: col2im by rows)"},
+        {9, 100, 7, 7, 300, 3, 1, 1, "7x7, 9 images, K 300: dx by channels, 8 + 1"},
+        {5, 700, 14, 14, 20, 1, 2, 0, "1x1 stride 2, 700 channels: dx by channels"},
+        {3, 200, 5, 6, 70, 3, 1, 1, "5x6, 200 channels: dx by channels, last part 8"},
+        {2, 40, 21, 21, 16, 3, 1, 1, "21x21 (441 positions): dx by channels, 1 image"},
     };
     for (size_t s = 0; s < sizeof ordered / sizeof ordered[0]; s++) check_order(&ordered[s]);
     return check_summary("test_conv_cpu");

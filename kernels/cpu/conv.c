@@ -332,10 +332,12 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     // Layers with many weights (layer3 and layer4 of ResNet-18): dW split among the threads by
     // input channels instead of a slice per group (conv_dw.c says why), then dx alone below.
     if (dw && conv2d_dw_by_channels_cpu(dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
+    bool by_rows = crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS; // as the forward
+    // Small planes with many weights (layer3 and layer4): dx by input channels (conv_dx.c)
+    if (dx && !by_rows && conv2d_dx_by_channels_cpu(dx, dy, w, N, C, H, W, K, R, S, stride, pad, P, Q)) dx = NULL;
     if (dx == NULL && dw == NULL) return;
     float *slices = dw_slices(dw, groups, K * crs);
     const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
-    bool by_rows = crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS; // as the forward
     int64_t rows = dx_rows(P, Q);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {

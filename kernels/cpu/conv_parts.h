@@ -13,6 +13,13 @@
 bool conv2d_dw_by_channels_cpu(float *dw, const float *dy, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
+// conv_dx.c: dx (N, C, H, W) += the input gradient, dy (N, K, P, Q) and w (K, C, R, S), split by
+// input channels among the threads. For planes of fewer than 512 positions whose dcol for a
+// group of 4 images would not fit the cache (ResNet-18's layer3 and layer4); the same bits as
+// conv.c's groups, on any number of threads.
+bool conv2d_dx_by_channels_cpu(float *dx, const float *dy, const float *w, int64_t N, int64_t C, int64_t H, int64_t W,
+                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+
 // conv_stem.c: a first convolution (at most 4 input channels, 64 output channels, C*R*S <= 160:
 // ResNet-18's 7 x 7 stride-2 stem) as a direct convolution, with AVX-512 only: y (N, K, P, Q) =
 // the convolution + bias; dw += its weight gradient, and db (when not NULL) += the bias gradient.

@@ -30,13 +30,17 @@ int64_t gemm_packed_a_floats(int64_t M, int64_t K);
 // the product over K1 then the one over K2 added to it (beta 1).
 #define CG_GEMM_KC 256
 void gemm_pack_a_cpu(float *packed, bool trans_a, int64_t M, int64_t K, const float *A);
+// Rows m0 .. m1-1 of op(A) alone, laid out as gemm_pack_a_cpu lays out a matrix of m1 - m0 rows
+// (gemm_packed_a_floats(m1 - m0, K) floats), on the calling thread.
+void gemm_pack_a_rows_cpu(float *packed, bool trans_a, int64_t M, int64_t K, const float *A, int64_t m0, int64_t m1);
 void gemm_prepacked_cpu(bool trans_a, const float *A, const float *packed_a, bool trans_b, int64_t M, int64_t N,
                         int64_t K, float alpha, const float *B, float beta, float *C);
 // gemm_prepacked_cpu (B not transposed) with B (K, N) given as the engine copies it: N / 32
 // column panels one after the other, panel j (columns 32 j .. 32 j + 31) its K rows of 32 floats,
 // b[k][32 j + c] at panels[32 j K + 32 k + c]. packed_a may be NULL (op(A) then packed, or read in
-// place, as gemm_engine_cpu does). N a multiple of CG_GEMM_PANEL, M and N > 1, beta 0 or 1 (else
-// an error). The same sums, in the same order, as gemm_engine_cpu.
+// place, as gemm_engine_cpu does). N a multiple of 16, M and N > 1, beta 0 or 1 (else an error);
+// when N is an odd number of 16s the last panel is 16 columns wide (its rows 16 floats apart).
+// The same sums, in the same order, as gemm_engine_cpu.
 #define CG_GEMM_PANEL 32
 void gemm_panels_b_cpu(bool trans_a, const float *A, const float *packed_a, int64_t M, int64_t N, int64_t K,
                        float alpha, const float *panels, float beta, float *C);
