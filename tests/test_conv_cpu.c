@@ -12,7 +12,8 @@
 // replace it for some shapes (kernels/cpu/conv_stem.c: a first layer with at most 4 input and 64
 // output channels; conv_dw.c: dW of at least 512 Ki floats; conv.c: small planes' forward in
 // groups of about 400 positions, their columns a block of K at a time where C*R*S is over one
-// block: kernels/cpu/conv_small.c), on both sides of each one's test; and conv2d_backward's dx
+// block: kernels/cpu/conv_small.c; the stem's forward with the positions in the lanes for rows of
+// 16 outputs or more: conv_stem_rows.c), on both sides of each one's test; and conv2d_backward's dx
 // against sums in its order (kernels/cpu/im2col.c: col2im of "same" convolutions in registers,
 // whole images or blocks of rows; the general col2im otherwise; kernels/cpu/conv_dx.c: small
 // planes' dx a part of the input channels at a time, all of a group's positions in one product)
@@ -336,6 +337,10 @@ int main(void) {
     }
     const shape ordered[] = {
         {2, 3, 40, 38, 64, 7, 2, 3, "stem 7x7/2, 64 channels (direct)"},
+        {2, 3, 36, 62, 64, 7, 2, 3, "stem 7x7/2, rows of 31 (positions in lanes, masked)"},
+        {3, 3, 32, 32, 64, 3, 1, 1, "CIFAR stem 3x3, 32x32 (positions in lanes)"},
+        {2, 4, 9, 30, 64, 3, 1, 1, "4 channels, rows of 30 (positions in lanes, masked)"},
+        {2, 1, 11, 94, 64, 5, 3, 2, "1 channel, 5x5/3, rows of 32 (positions in lanes)"},
         {5, 3, 17, 23, 64, 7, 2, 3, "stem, odd 17x23, 5 images (direct)"},
         {3, 4, 15, 13, 64, 6, 1, 2, "4 channels, 6x6: 144 steps (direct)"},
         {2, 1, 20, 18, 64, 5, 1, 2, "one channel, 5x5: 25 steps, dW tiles of 6 + 1 (direct)"},

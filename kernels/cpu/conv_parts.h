@@ -32,6 +32,13 @@ bool conv2d_stem_forward_cpu(float *y, const float *x, const float *w, const flo
 bool conv2d_stem_dw_cpu(float *dw, float *db, const float *dy, const float *x, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
+// conv_stem_rows.c: conv2d_stem_forward_cpu's forward for output rows of 16 positions or more (at
+// most an eighth of the last vector's lanes empty), the positions in the vector lanes; AVX-512
+// only. The same bits as conv_stem.c's.
+bool conv2d_stem_rows_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C,
+                                  int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                                  int64_t P, int64_t Q);
+
 // conv_small.c: out (K, ld) = W (K, C*R*S) times the columns of images n0 .. n0+count-1 (count*P*Q
 // positions, zeros up to ld), wp: W packed (gemm_pack_a_cpu); col: scratch of CG_GEMM_KC x ld
 // floats. For C*R*S over one block of the GEMM's K; the same bits as im2col_image and one
