@@ -158,7 +158,9 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
 // (OpenBLAS would copy them into its own layout first); dW is computed transposed for that reason,
 // with the columns as the left operand (read in place) and dy_g, the smaller, as the one copied.
 // dygt, when not NULL, is dy_g already transposed, (count*PQ, K): the product for dW then reads it
-// in place instead of transposing dy_g first.
+// in place instead of transposing dy_g first; in the GEMM's column panels where DY_PANELS (M = crs
+// > 1: no matrix-vector product), gemm_panels_b_cpu's same sums without its copy of them (pack_b).
+#define DY_PANELS(K, crs) ((K) % CG_GEMM_PANEL == 0 && (crs) > 1)
 static void group_backward(float *dx, float *dw_group, float *col, const float *dyg, const float *dygt,
                            const float *x, const float *w, const float *wtp, int64_t n0, int64_t count, int64_t C, int64_t H,
                            int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
@@ -167,8 +169,10 @@ static void group_backward(float *dx, float *dw_group, float *col, const float *
     if (dw_group) {
         for (int64_t j = 0; j < count; j++)
             im2col_image(col + j * pq, ld, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-        if (dygt)
-            gemm_engine_cpu(false, false, crs, K, ld, 1.0f, col, dygt, 0.0f, dw_group); // dW_g^T = col dy_g^T
+        if (dygt && DY_PANELS(K, crs))
+            gemm_panels_b_cpu(false, col, NULL, crs, K, ld, 1.0f, dygt, 0.0f, dw_group); // dW_g^T = col dy_g^T
+        else if (dygt)
+            gemm_engine_cpu(false, false, crs, K, ld, 1.0f, col, dygt, 0.0f, dw_group);
         else
             gemm_engine_cpu(false, true, crs, K, ld, 1.0f, col, dyg, 0.0f, dw_group); // dW_g^T (CRS, K) = col dy_g^T
     }
@@ -541,7 +545,10 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
             }
             if (bias_sums) bias_sums[g * K + k] = sum;
         }
-        if (dygt) transpose_block(dygt, K, dyg, ld, K, ld);
+        if (dygt && DY_PANELS(K, crs))
+            transpose_dy_panels(dygt, ld, 0, dyg, K, ld, 0, ld); // the group as one plane of ld positions
+        else if (dygt)
+            transpose_block(dygt, K, dyg, ld, K, ld);
         if (dx || dw)
             group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, wtp, n0, count, C, H, W, K,
                            R, S, stride, pad, P, Q);
