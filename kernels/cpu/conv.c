@@ -239,9 +239,7 @@ static void backward_dx_rows(float *dx, const float *dy, const float *w, const f
     float *dcol = scratch(2, crs * ld), *dyr = scratch(3, K * ld);
     const float *dyn = dy + n * K * P * Q + p0 * Q; // channel k's rows at dyn[k * P * Q]
     if (ld % CG_GEMM_PANEL == 0 && K > 1) { // the block's dy straight into the GEMM's column panels
-        for (int64_t j0 = 0; j0 < ld; j0 += CG_GEMM_PANEL)
-            for (int64_t k = 0; k < K; k++)
-                memcpy(dyr + j0 * K + k * CG_GEMM_PANEL, dyn + k * P * Q + j0, CG_GEMM_PANEL * sizeof(float));
+        dy_rows_panels(dyr, dy, n, p0 * Q, ld, ld, K, P * Q);
         gemm_panels_b_cpu(true, w, wtp, crs, ld, K, 1.0f, dyr, 0.0f, dcol);
     } else {
         for (int64_t k = 0; k < K; k++) // the block's dy, (K, (p1-p0)*Q)

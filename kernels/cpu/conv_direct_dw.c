@@ -167,14 +167,14 @@ static void where_masks(uint32_t *masks, const int32_t *corner, int64_t Q, const
 // positions outside every window); and each channel's plane sum into sums[k] (db).
 static void prepare_image(float *xp, float *dyT, uint32_t *masks, const int32_t *corner, double *sums, const float *x,
                           const float *dy, const float *y, const uint8_t *where, int64_t n, int64_t H, int64_t W,
-                          int64_t K, int64_t P, int64_t Q, int64_t wins) {
+                          int64_t K, int64_t P, int64_t Q) {
     int64_t P2 = P / 2, Q2 = Q / 2, pooled = P2 * Q2;
     memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof(float));
     for (int64_t h = 0; h < H; h++) memcpy(xp + (h + 1) * PADDED_W + 1, x + (n * H + h) * W, (size_t)W * sizeof(float));
     for (int64_t v = 0; v < K / LANES; v++) {
         __m512 lanes[8];
         for (int l = 0; l < 8; l++) lanes[l] = _mm512_setzero_ps();
-        for (int64_t i0 = 0; i0 < pooled; i0 += 16) { // to the last window (not wins: 3 of 16 blocks for nothing)
+        for (int64_t i0 = 0; i0 < pooled; i0 += 16) { // to the last window (not dyT's rounded-up rows: 3 of 16 blocks for nothing)
             __mmask16 valid = (__mmask16)(pooled - i0 >= 16 ? 0xffff : pooled > i0 ? (1u << (pooled - i0)) - 1 : 0);
             __m512 g[16];
             for (int c = 0; c < 16; c++) {
@@ -332,7 +332,7 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
         __m512 carry[(MAX_K + 31) / 32][9][2];
         for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
         for (int64_t j = 0; j < count; j++) {
-            prepare_image(xp, dyT, masks, corner, image_sums, x, dy, y, where, n0 + j, H, W, K, P, Q, wins);
+            prepare_image(xp, dyT, masks, corner, image_sums, x, dy, y, where, n0 + j, H, W, K, P, Q);
             for (int64_t k = 0; k < K; k++) sums[g * K + k] += image_sums[k];
             if (dw == NULL) continue;
             // The next image's inputs (y, dy, where), asked for a share at each row of this image's

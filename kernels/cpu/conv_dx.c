@@ -50,27 +50,6 @@ static float *panels_buffer(int64_t floats) {
     return cg_thread_floats_aligned(&buffer, floats);
 }
 
-// Group g's dy, (K, ld): column f (image n0 + f / PQ, position f % PQ) for f < used, zeros from
-// used to ld, written straight into panels of 32 columns (16 for the last when ld is an odd number
-// of 16s): panel j0's row k is its K rows' k-th, `width` floats. A panel may cross from one image
-// to the next: its row is copied in pieces, one per image.
-static void dy_panels(float *out, const float *dy, int64_t n0, int64_t used, int64_t ld, int64_t K, int64_t pq) {
-    for (int64_t j0 = 0; j0 < ld; j0 += CG_GEMM_PANEL) {
-        int64_t width = ld - j0 < CG_GEMM_PANEL ? ld - j0 : CG_GEMM_PANEL;
-        for (int64_t k = 0; k < K; k++) {
-            float *row = out + j0 * K + k * width;
-            int64_t f = j0;
-            while (f < j0 + width && f < used) { // the pieces of the row that lie in one image each
-                int64_t n = n0 + f / pq, i = f % pq, end = j0 + width < used ? j0 + width : used;
-                int64_t count = pq - i < end - f ? pq - i : end - f;
-                memcpy(row + (f - j0), dy + (n * K + k) * pq + i, (size_t)count * sizeof(float));
-                f += count;
-            }
-            if (f < j0 + width) memset(row + (f - j0), 0, (size_t)(j0 + width - f) * sizeof(float));
-        }
-    }
-}
-
 bool conv2d_dx_by_channels_cpu(float *dx, const float *dy, const float *w, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q, rs = R * S;
@@ -91,7 +70,7 @@ bool conv2d_dx_by_channels_cpu(float *dx, const float *dy, const float *w, int64
 #pragma omp for schedule(dynamic)
         for (int64_t g = 0; g < groups; g++) {
             int64_t n0 = g * per_group, count = N - n0 < per_group ? N - n0 : per_group;
-            dy_panels(panels + g * K * ld, dy, n0, count * pq, ld, K, pq);
+            dy_rows_panels(panels + g * K * ld, dy, n0, 0, count * pq, ld, K, pq);
         }
 #pragma omp for schedule(dynamic)
         for (int64_t p = 0; p < parts; p++) {

@@ -436,3 +436,32 @@ void transpose_dy_panels(float *out_panels, int64_t ld, int64_t row0, const floa
         transpose_block(out_panels + k0 * ld + row0 * CG_GEMM_PANEL, CG_GEMM_PANEL, dy_n + k0 * pq + i0, pq,
                         CG_GEMM_PANEL, i1 - i0);
 }
+
+// dy's rows, not transposed, as gemm_panels_b_cpu reads its B (K, ld): column f is flat position
+// n0 PQ + i0 + f of dy (image n0 + (i0 + f) / PQ, so a panel may cross from one image to the next:
+// its row is then copied in pieces, one per image) for f < used, zeros from used to ld. Panels of
+// 32 columns (the last 16 wide when ld is an odd number of 16s): panel j0's row k at out + j0 K +
+// k width. dx's products read them in place, where the GEMM would copy B into panels itself.
+void dy_rows_panels(float *out, const float *dy, int64_t n0, int64_t i0, int64_t used, int64_t ld, int64_t K,
+                    int64_t pq) {
+    for (int64_t j0 = 0; j0 < ld; j0 += CG_GEMM_PANEL) {
+        int64_t width = ld - j0 < CG_GEMM_PANEL ? ld - j0 : CG_GEMM_PANEL, i = (i0 + j0) % pq;
+        if (width == CG_GEMM_PANEL && j0 + width <= used && i + width <= pq) { // a whole panel in one image:
+            const float *src = dy + (n0 + (i0 + j0) / pq) * K * pq + i;       // copies of constant size
+            for (int64_t k = 0; k < K; k++)
+                memcpy(out + j0 * K + k * width, src + k * pq, CG_GEMM_PANEL * sizeof(float));
+            continue;
+        }
+        for (int64_t k = 0; k < K; k++) {
+            float *row = out + j0 * K + k * width;
+            int64_t f = j0;
+            while (f < j0 + width && f < used) { // the pieces of the row that lie in one image each
+                int64_t n = n0 + (i0 + f) / pq, at = (i0 + f) % pq, end = j0 + width < used ? j0 + width : used;
+                int64_t count = pq - at < end - f ? pq - at : end - f;
+                memcpy(row + (f - j0), dy + (n * K + k) * pq + at, (size_t)count * sizeof(float));
+                f += count;
+            }
+            if (f < j0 + width) memset(row + (f - j0), 0, (size_t)(j0 + width - f) * sizeof(float));
+        }
+    }
+}

@@ -35,5 +35,10 @@ void transpose_dy(float *out, const float *dy_n, int64_t K, int64_t pq, int64_t 
 // all): out_panels[k0 ld + (row0 + i - i0) CG_GEMM_PANEL + k - k0] = dy_n[k][i], k0 = k's panel.
 void transpose_dy_panels(float *out_panels, int64_t ld, int64_t row0, const float *dy_n, int64_t K, int64_t pq,
                          int64_t i0, int64_t i1);
+// dy's rows (not transposed) into those panels: out[j0 K + k width + f - j0] = dy at flat position
+// n0 PQ + i0 + f of channel k, for f < used, zeros up to ld (a multiple of 16; width 32, or 16 for
+// a last half panel).
+void dy_rows_panels(float *out, const float *dy, int64_t n0, int64_t i0, int64_t used, int64_t ld, int64_t K,
+                    int64_t pq);
 
 #endif
