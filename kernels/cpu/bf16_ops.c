@@ -169,13 +169,62 @@ static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_avx5
         }
 }
 
+// bias_relu_pool_avx512 for planes of at most 16 columns (the tutorial's second block: 14 x 14,
+// 7 windows to a pair of rows). There each step's 16 lanes held one pair of rows' windows, 7 of
+// 16, and rounded a second vector of each row that held nothing. Here a step takes two pairs
+// of rows: each of the four rows is one vector (one rounding), and the windows of pair p fill
+// lanes 0 .. Q2-1, those of pair p + 1 lanes Q2 .. 2 Q2 - 1, which is where they lie in the
+// pooled plane (p Q2 + q): one store of 2 Q2 values. The same values in the same comparisons:
+// the same bits.
+static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_narrow(uint16_t *y, uint8_t *where,
+                                                                                  const float *rows, int64_t ld,
+                                                                                  float bias, int64_t P, int64_t Q) {
+    int64_t P2 = P / 2, Q2 = Q / 2;
+    // Lane l takes column 2 l of the first pair's row (lanes 0 .. 15 of the permutation's first
+    // source) for l < Q2, column 2 (l - Q2) of the second pair's (lanes 16 ..) from there on.
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __mmask16 second = _mm512_cmpge_epi32_mask(lane, _mm512_set1_epi32((int)Q2));
+    __m512i twice = _mm512_add_epi32(lane, lane);
+    const __m512i even = _mm512_mask_sub_epi32(twice, second, twice, _mm512_set1_epi32((int)(2 * Q2 - 16)));
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512 b = _mm512_set1_ps(bias);
+    const __mmask16 row_mask = (__mmask16)((1u << (2 * Q2)) - 1);
+    for (int64_t p = 0; p < P2; p += 2) {
+        int pairs = P2 - p < 2 ? 1 : 2;
+        __m512i v[4];
+        for (int row = 0; row < 2; row++) {
+            __m512i a[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+            for (int t = 0; t < pairs; t++) { // row `row` of pairs p and p + 1
+                const float *r = rows + (2 * (p + t) + row) * ld;
+                a[t] = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(row_mask, r), b));
+                a[t] = _mm512_max_epi32(_mm512_slli_epi32(a[t], 16), _mm512_setzero_si512()); // ReLU, as above
+            }
+            v[2 * row] = _mm512_permutex2var_epi32(a[0], even, a[1]);    // left column of each window
+            v[2 * row + 1] = _mm512_permutex2var_epi32(a[0], odd, a[1]); // right column
+        }
+        __m512 m = _mm512_castsi512_ps(v[0]);
+        __m512i at = _mm512_setzero_si512();
+        for (int c = 1; c < 4; c++) { // scan order, as above
+            __mmask16 larger = _mm512_cmp_ps_mask(_mm512_castsi512_ps(v[c]), m, _CMP_GT_OQ);
+            m = _mm512_mask_mov_ps(m, larger, _mm512_castsi512_ps(v[c]));
+            at = _mm512_mask_mov_epi32(at, larger, _mm512_set1_epi32(c));
+        }
+        __mmask16 keep = (__mmask16)((1u << (pairs * Q2)) - 1);
+        int64_t i = p * Q2;
+        _mm256_mask_storeu_epi16(y + i, keep, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(m), 16)));
+        _mm_mask_storeu_epi8(where + i, keep, _mm512_cvtepi32_epi8(at));
+    }
+}
+
 // The tutorial's sizes as constants (loops of known lengths), as cg_bf16_relu_pool_plane.
 static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *rows, int64_t ld, float bias,
                                       int64_t P, int64_t Q) {
     if (P == 28 && Q == 28)
         bias_relu_pool_avx512(y, where, rows, ld, bias, 28, 28);
     else if (P == 14 && Q == 14)
-        bias_relu_pool_avx512(y, where, rows, ld, bias, 14, 14);
+        bias_relu_pool_narrow(y, where, rows, ld, bias, 14, 14);
+    else if (Q <= 16)
+        bias_relu_pool_narrow(y, where, rows, ld, bias, P, Q);
     else
         bias_relu_pool_avx512(y, where, rows, ld, bias, P, Q);
 }
