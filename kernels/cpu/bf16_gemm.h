@@ -31,7 +31,8 @@ void cg_bf16_pack_a(uint16_t *Ap, const uint16_t *A, int64_t rs, int64_t ks, int
 void cg_bf16_pack_b(uint16_t *Bp, const uint16_t *B, int64_t ks, int64_t ns, int64_t K, int64_t N);
 
 // C = Ap Bp in fp32: C has ceil(M/16)*16 rows of ceil(N/16)*16 floats, ldc floats apart (every
-// tile is stored whole, padding included). path: CG_BF16_AMX or CG_BF16_AVX512. One thread.
+// tile is stored whole, padding included, except that AVX512-BF16 leaves columns 8 .. 15 of a
+// last block of at most 8 columns unwritten). path: CG_BF16_AMX or CG_BF16_AVX512. One thread.
 void cg_bf16_gemm_packed(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M, int64_t N,
                          int64_t K, cg_cpu_bf16_path path);
 
