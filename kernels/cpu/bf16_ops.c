@@ -170,16 +170,22 @@ static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_avx5
 }
 
 // bias_relu_pool_avx512 for planes of at most 16 columns (the tutorial's second block: 14 x 14,
-// 7 windows to a pair of rows). There each step's 16 lanes held one pair of rows' windows, 7 of
-// 16, and rounded a second vector of each row that held nothing. Here a step takes two pairs
-// of rows: each of the four rows is one vector (one rounding), and the windows of pair p fill
-// lanes 0 .. Q2-1, those of pair p + 1 lanes Q2 .. 2 Q2 - 1, which is where they lie in the
-// pooled plane (p Q2 + q): one store of 2 Q2 values. The same values in the same comparisons:
-// the same bits.
+// 7 windows to a pair of rows), for the K planes of one image (plane k: rows out + k ldo, bias
+// bias[k] or 0), the constants set up once. A step takes two pairs of rows: each of the four
+// rows is one vector (one rounding), the windows of pair p fill lanes 0 .. Q2-1, those of pair
+// p + 1 lanes Q2 .. 2 Q2 - 1, which is where they lie in the pooled plane (p Q2 + q): one store
+// of 2 Q2 values. (One pair of rows per step left 9 of 16 lanes empty and rounded a second
+// vector of each row that held nothing.) The same values in the same comparisons: the same bits.
+static inline __attribute__((always_inline)) VEC_TARGET __m512i bias_relu_row(const float *r, __mmask16 mask, __m512 b) {
+    __m512i a = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(mask, r), b));
+    return _mm512_max_epi32(_mm512_slli_epi32(a, 16), _mm512_setzero_si512()); // ReLU, as above
+}
+
 static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_narrow(uint16_t *y, uint8_t *where,
-                                                                                  const float *rows, int64_t ld,
-                                                                                  float bias, int64_t P, int64_t Q) {
-    int64_t P2 = P / 2, Q2 = Q / 2;
+                                                                                  const float *out, int64_t ldo,
+                                                                                  const uint16_t *bias, int64_t K,
+                                                                                  int64_t P, int64_t Q) {
+    int64_t P2 = P / 2, Q2 = Q / 2, pooled = P2 * Q2;
     // Lane l takes column 2 l of the first pair's row (lanes 0 .. 15 of the permutation's first
     // source) for l < Q2, column 2 (l - Q2) of the second pair's (lanes 16 ..) from there on.
     const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -187,46 +193,55 @@ static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_narr
     __m512i twice = _mm512_add_epi32(lane, lane);
     const __m512i even = _mm512_mask_sub_epi32(twice, second, twice, _mm512_set1_epi32((int)(2 * Q2 - 16)));
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    const __m512 b = _mm512_set1_ps(bias);
     const __mmask16 row_mask = (__mmask16)((1u << (2 * Q2)) - 1);
-    for (int64_t p = 0; p < P2; p += 2) {
-        int pairs = P2 - p < 2 ? 1 : 2;
-        __m512i v[4];
-        for (int row = 0; row < 2; row++) {
-            __m512i a[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
-            for (int t = 0; t < pairs; t++) { // row `row` of pairs p and p + 1
-                const float *r = rows + (2 * (p + t) + row) * ld;
-                a[t] = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(row_mask, r), b));
-                a[t] = _mm512_max_epi32(_mm512_slli_epi32(a[t], 16), _mm512_setzero_si512()); // ReLU, as above
+    for (int64_t k = 0; k < K; k++) {
+        const float *rows = out + k * ldo;
+        const __m512 b = _mm512_set1_ps(bias ? cg_bf16_widen(bias[k]) : 0.0f);
+        for (int64_t p = 0; p < P2; p += 2) {
+            bool two = p + 1 < P2; // pairs p and p + 1, or p alone (the second's lanes zeros)
+            __m512i top0 = bias_relu_row(rows + 2 * p * Q, row_mask, b);
+            __m512i bottom0 = bias_relu_row(rows + (2 * p + 1) * Q, row_mask, b);
+            __m512i top1 = two ? bias_relu_row(rows + (2 * p + 2) * Q, row_mask, b) : _mm512_setzero_si512();
+            __m512i bottom1 = two ? bias_relu_row(rows + (2 * p + 3) * Q, row_mask, b) : _mm512_setzero_si512();
+            __m512i v[4] = {_mm512_permutex2var_epi32(top0, even, top1), _mm512_permutex2var_epi32(top0, odd, top1),
+                            _mm512_permutex2var_epi32(bottom0, even, bottom1),
+                            _mm512_permutex2var_epi32(bottom0, odd, bottom1)}; // the window's 4 values
+            __m512 m = _mm512_castsi512_ps(v[0]);
+            __m512i at = _mm512_setzero_si512();
+            for (int c = 1; c < 4; c++) { // scan order, as above
+                __mmask16 larger = _mm512_cmp_ps_mask(_mm512_castsi512_ps(v[c]), m, _CMP_GT_OQ);
+                m = _mm512_mask_mov_ps(m, larger, _mm512_castsi512_ps(v[c]));
+                at = _mm512_mask_mov_epi32(at, larger, _mm512_set1_epi32(c));
             }
-            v[2 * row] = _mm512_permutex2var_epi32(a[0], even, a[1]);    // left column of each window
-            v[2 * row + 1] = _mm512_permutex2var_epi32(a[0], odd, a[1]); // right column
+            __mmask16 keep = (__mmask16)((1u << ((two ? 2 : 1) * Q2)) - 1);
+            int64_t i = k * pooled + p * Q2;
+            _mm256_mask_storeu_epi16(y + i, keep, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(m), 16)));
+            _mm_mask_storeu_epi8(where + i, keep, _mm512_cvtepi32_epi8(at));
         }
-        __m512 m = _mm512_castsi512_ps(v[0]);
-        __m512i at = _mm512_setzero_si512();
-        for (int c = 1; c < 4; c++) { // scan order, as above
-            __mmask16 larger = _mm512_cmp_ps_mask(_mm512_castsi512_ps(v[c]), m, _CMP_GT_OQ);
-            m = _mm512_mask_mov_ps(m, larger, _mm512_castsi512_ps(v[c]));
-            at = _mm512_mask_mov_epi32(at, larger, _mm512_set1_epi32(c));
-        }
-        __mmask16 keep = (__mmask16)((1u << (pairs * Q2)) - 1);
-        int64_t i = p * Q2;
-        _mm256_mask_storeu_epi16(y + i, keep, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(m), 16)));
-        _mm_mask_storeu_epi8(where + i, keep, _mm512_cvtepi32_epi8(at));
     }
 }
 
-// The tutorial's sizes as constants (loops of known lengths), as cg_bf16_relu_pool_plane.
-static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *rows, int64_t ld, float bias,
-                                      int64_t P, int64_t Q) {
-    if (P == 28 && Q == 28)
-        bias_relu_pool_avx512(y, where, rows, ld, bias, 28, 28);
-    else if (P == 14 && Q == 14)
-        bias_relu_pool_narrow(y, where, rows, ld, bias, 14, 14);
-    else if (Q <= 16)
-        bias_relu_pool_narrow(y, where, rows, ld, bias, P, Q);
-    else
-        bias_relu_pool_avx512(y, where, rows, ld, bias, P, Q);
+// The K planes of one image: y and where the image's K pooled planes, plane k's f32 rows at
+// out + k ldo. The tutorial's sizes as constants (loops of known lengths), as
+// cg_bf16_relu_pool_plane.
+static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *out, int64_t ldo,
+                                      const uint16_t *bias, int64_t K, int64_t P, int64_t Q) {
+    int64_t pooled = (P / 2) * (Q / 2);
+    if (P == 14 && Q == 14) {
+        bias_relu_pool_narrow(y, where, out, ldo, bias, K, 14, 14);
+        return;
+    }
+    if (Q <= 16) {
+        bias_relu_pool_narrow(y, where, out, ldo, bias, K, P, Q);
+        return;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
+        if (P == 28 && Q == 28)
+            bias_relu_pool_avx512(y + k * pooled, where + k * pooled, out + k * ldo, 28, b, 28, 28);
+        else
+            bias_relu_pool_avx512(y + k * pooled, where + k * pooled, out + k * ldo, Q, b, P, Q);
+    }
 }
 #endif
 
@@ -273,16 +288,16 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
             }
             if (!wf) // (the direct sums have written `out` already)
                 cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
+#ifdef CG_CPU_MATRIX_KERNELS
+            if (where) { // always AVX-512 on the paths that reach this file
+                bias_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled, out, ldo, bias, K, P, Q);
+                continue;
+            }
+#endif
             for (int64_t k = 0; k < K; k++) { // to NCHW, adding the bias, rounded to bf16 (then pooled)
                 float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
                 const float *src = out + k * ldo;
                 int64_t plane = (n0 + j) * K + k;
-#ifdef CG_CPU_MATRIX_KERNELS
-                if (where) { // always AVX-512 on the paths that reach this file
-                    bias_relu_pool(y + plane * pooled, where + plane * pooled, src, Q, b, P, Q);
-                    continue;
-                }
-#endif
                 uint16_t *dst = where ? plane16 : y + plane * pq;
                 for (int64_t i = 0; i < pq; i++) dst[i] = cg_bf16_round(src[i] + b);
                 if (where)
