@@ -610,24 +610,32 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         uint16_t *dyg = scratch16(1, K * L);
         fill_dyg(dyg, dy, y, where, bias_sums ? bias_sums + g * K : NULL, n0, count, K, P, Q);
         if (dw) {
-            uint16_t *colp = scratch16(3, cg_bf16_packed_size(crs, L));
+            int64_t ldc = round16(K);
+            float *acc = scratch32(4, round16(crs) * ldc);
 #ifdef CG_CPU_MATRIX_KERNELS
-            if (valid)
-                cg_bf16_pack_a_same(colp, x + n0 * C * H * W, count, valid, C, H, W, R, S, pad,
-                            (uint64_t *)scratch32(5, 2 * cg_bf16_pack_a_same_work(count, H, W, R, S)));
-            else
+            if (valid) { // A packed 16 rows at a time into a block row that stays in the L1 cache
+                // (bf16_same.c), each multiplied at once: the same products, row block by row block
+                uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L));
+                cg_bf16_pack_b(dyp, dyg, 1, L, L, K); // B (L, K) = dy_g^T
+                uint64_t *work = (uint64_t *)scratch32(5, 2 * cg_bf16_pack_a_same_work(count, H, W, R, S));
+                cg_bf16_pack_a_same_plan(work, count, valid, C, H, W, R, S);
+                uint16_t *rows = scratch16(3, cg_bf16_packed_size(16, L));
+                for (int64_t m0 = 0; m0 < crs; m0 += 16) {
+                    cg_bf16_pack_a_same(rows, x + n0 * C * H * W, work, m0, m0 + 16, count, C, H, W, R, S, pad);
+                    cg_bf16_gemm_packed(acc + m0 * ldc, ldc, rows, dyp, crs - m0 < 16 ? crs - m0 : 16, K, L, path);
+                }
+            } else
 #endif
             {
+                uint16_t *colp = scratch16(3, cg_bf16_packed_size(crs, L));
                 uint16_t *col = scratch16(2, crs * L);
                 for (int64_t j = 0; j < count; j++)
                     im2col_bf16(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
                 cg_bf16_pack_a(colp, col, L, 1, crs, L);
+                uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L)); // col is packed: its buffer is free
+                cg_bf16_pack_b(dyp, dyg, 1, L, L, K);                      // B (L, K) = dy_g^T
+                cg_bf16_gemm_packed(acc, ldc, colp, dyp, crs, K, L, path);
             }
-            uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L)); // col is packed: its buffer is free
-            cg_bf16_pack_b(dyp, dyg, 1, L, L, K);                      // B (L, K) = dy_g^T
-            int64_t ldc = round16(K);
-            float *acc = scratch32(4, round16(crs) * ldc);
-            cg_bf16_gemm_packed(acc, ldc, colp, dyp, crs, K, L, path);
             if (in_order)
                 for (int64_t i = 0; i < crs; i++)
                     for (int64_t k = 0; k < K; k++) dwt[i * K + k] += acc[i * ldc + k];
