@@ -68,6 +68,14 @@ bool cg_bf16_conv2d_relu_pool_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *
 void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane, int64_t P, int64_t Q,
                              float *col_max, int32_t *bottom_won);
 
+// The fused block's backward, for images n0 .. n0 + count - 1: dy_g (K, L = count P Q, the
+// images side by side) from dy (N, K, P/2, Q/2) pooled, y the pooled output and where its
+// window positions (bf16_unpool.c): each pooled gradient at its window's maximum where the ReLU
+// let it through (y > 0), round(0 + dy) as conv_pool_h.c's backward, zeros elsewhere; sums[k]
+// (when not NULL) the sum of channel k's values, in double. y == NULL: dy (N, K, P, Q) copied.
+void cg_bf16_fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where, double *sums,
+                      int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q);
+
 // conv.c's col2im for one image (f32): dx[c][h][w] += every entry of col (C*R*S rows, `ld` floats
 // apart, P*Q columns) that im2col read from there.
 void conv_col2im_image_cpu(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
