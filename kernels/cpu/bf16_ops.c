@@ -129,10 +129,15 @@ void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane,
 // values conv2d_forward_h stores), ReLU on the sign bit, then each 2x2 window's first maximum in
 // scan order, 16 windows per step. The same bits as the round loop followed by
 // cg_bf16_relu_pool_plane (tests/test_bf16_cpu.c's fused tests compare them with the three ops),
-// without the 16-bit plane in between nor the two passes over f32 copies of it.
+// without the 16-bit plane in between nor the two passes over f32 copies of it. `round` is
+// round16_avx512 or, where the CPU has AVX512-BF16, round16_bf16_avx512 (bf16_vec.h): the same
+// bits; a constant after inlining, called directly.
+typedef __m512i (*round16_fn)(__m512);
+
 static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_avx512(uint16_t *y, uint8_t *where,
                                                                                  const float *rows, int64_t ld,
-                                                                                 float bias, int64_t P, int64_t Q) {
+                                                                                 float bias, int64_t P, int64_t Q,
+                                                                                 round16_fn round) {
     int64_t P2 = P / 2, Q2 = Q / 2;
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -148,8 +153,8 @@ static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_avx5
                 const float *r = rows + (2 * p + row) * ld + 2 * q0;
                 __mmask16 lo = (__mmask16)(n >= 8 ? 0xffff : (1u << (2 * n)) - 1);
                 __mmask16 hi = (__mmask16)(n > 8 ? (1u << (2 * (n - 8))) - 1 : 0);
-                __m512i a = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(lo, r), b));
-                __m512i c = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(hi, r + 16), b));
+                __m512i a = round(_mm512_add_ps(_mm512_maskz_loadu_ps(lo, r), b));
+                __m512i c = round(_mm512_add_ps(_mm512_maskz_loadu_ps(hi, r + 16), b));
                 a = _mm512_max_epi32(_mm512_slli_epi32(a, 16), _mm512_setzero_si512());
                 c = _mm512_max_epi32(_mm512_slli_epi32(c, 16), _mm512_setzero_si512());
                 v[2 * row] = _mm512_permutex2var_epi32(a, even, c);    // left column of each window
@@ -177,15 +182,17 @@ static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_avx5
 // p + 1 lanes Q2 .. 2 Q2 - 1, which is where they lie in the pooled plane (p Q2 + q): one store
 // of 2 Q2 values. (One pair of rows per step left 9 of 16 lanes empty and rounded a second
 // vector of each row that held nothing.) The same values in the same comparisons: the same bits.
-static inline __attribute__((always_inline)) VEC_TARGET __m512i bias_relu_row(const float *r, __mmask16 mask, __m512 b) {
-    __m512i a = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(mask, r), b));
+static inline __attribute__((always_inline)) VEC_TARGET __m512i bias_relu_row(const float *r, __mmask16 mask, __m512 b,
+                                                                             round16_fn round) {
+    __m512i a = round(_mm512_add_ps(_mm512_maskz_loadu_ps(mask, r), b));
     return _mm512_max_epi32(_mm512_slli_epi32(a, 16), _mm512_setzero_si512()); // ReLU, as above
 }
 
 static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_narrow(uint16_t *y, uint8_t *where,
                                                                                   const float *out, int64_t ldo,
                                                                                   const uint16_t *bias, int64_t K,
-                                                                                  int64_t P, int64_t Q) {
+                                                                                  int64_t P, int64_t Q,
+                                                                                  round16_fn round) {
     int64_t P2 = P / 2, Q2 = Q / 2, pooled = P2 * Q2;
     // Lane l takes column 2 l of the first pair's row (lanes 0 .. 15 of the permutation's first
     // source) for l < Q2, column 2 (l - Q2) of the second pair's (lanes 16 ..) from there on.
@@ -200,10 +207,10 @@ static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_narr
         const __m512 b = _mm512_set1_ps(bias ? cg_bf16_widen(bias[k]) : 0.0f);
         for (int64_t p = 0; p < P2; p += 2) {
             bool two = p + 1 < P2; // pairs p and p + 1, or p alone (the second's lanes zeros)
-            __m512i top0 = bias_relu_row(rows + 2 * p * Q, row_mask, b);
-            __m512i bottom0 = bias_relu_row(rows + (2 * p + 1) * Q, row_mask, b);
-            __m512i top1 = two ? bias_relu_row(rows + (2 * p + 2) * Q, row_mask, b) : _mm512_setzero_si512();
-            __m512i bottom1 = two ? bias_relu_row(rows + (2 * p + 3) * Q, row_mask, b) : _mm512_setzero_si512();
+            __m512i top0 = bias_relu_row(rows + 2 * p * Q, row_mask, b, round);
+            __m512i bottom0 = bias_relu_row(rows + (2 * p + 1) * Q, row_mask, b, round);
+            __m512i top1 = two ? bias_relu_row(rows + (2 * p + 2) * Q, row_mask, b, round) : _mm512_setzero_si512();
+            __m512i bottom1 = two ? bias_relu_row(rows + (2 * p + 3) * Q, row_mask, b, round) : _mm512_setzero_si512();
             __m512i v[4] = {_mm512_permutex2var_epi32(top0, even, top1), _mm512_permutex2var_epi32(top0, odd, top1),
                             _mm512_permutex2var_epi32(bottom0, even, bottom1),
                             _mm512_permutex2var_epi32(bottom0, odd, bottom1)}; // the window's 4 values
@@ -225,24 +232,39 @@ static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_narr
 // The K planes of one image: y and where the image's K pooled planes, plane k's f32 rows at
 // out + k ldo. The tutorial's sizes as constants (loops of known lengths), as
 // cg_bf16_relu_pool_plane.
-static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *out, int64_t ldo,
-                                      const uint16_t *bias, int64_t K, int64_t P, int64_t Q) {
+static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_any(uint16_t *y, uint8_t *where,
+                                                                               const float *out, int64_t ldo,
+                                                                               const uint16_t *bias, int64_t K,
+                                                                               int64_t P, int64_t Q, round16_fn round) {
     int64_t pooled = (P / 2) * (Q / 2);
     if (P == 14 && Q == 14) {
-        bias_relu_pool_narrow(y, where, out, ldo, bias, K, 14, 14);
+        bias_relu_pool_narrow(y, where, out, ldo, bias, K, 14, 14, round);
         return;
     }
     if (Q <= 16) {
-        bias_relu_pool_narrow(y, where, out, ldo, bias, K, P, Q);
+        bias_relu_pool_narrow(y, where, out, ldo, bias, K, P, Q, round);
         return;
     }
     for (int64_t k = 0; k < K; k++) {
         float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
         if (P == 28 && Q == 28)
-            bias_relu_pool_avx512(y + k * pooled, where + k * pooled, out + k * ldo, 28, b, 28, 28);
+            bias_relu_pool_avx512(y + k * pooled, where + k * pooled, out + k * ldo, 28, b, 28, 28, round);
         else
-            bias_relu_pool_avx512(y + k * pooled, where + k * pooled, out + k * ldo, Q, b, P, Q);
+            bias_relu_pool_avx512(y + k * pooled, where + k * pooled, out + k * ldo, Q, b, P, Q, round);
     }
+}
+
+static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *out, int64_t ldo,
+                                      const uint16_t *bias, int64_t K, int64_t P, int64_t Q) {
+    bias_relu_pool_any(y, where, out, ldo, bias, K, P, Q, round16_avx512);
+}
+
+// The same on the AVX512-BF16 path, with its rounding instruction (about a fifth faster). (The
+// AMX path keeps round16_avx512: those CPUs need not have AVX512-BF16, and the test of every
+// path then runs both forms.)
+static VEC_BF16_TARGET void bias_relu_pool_bf16(uint16_t *y, uint8_t *where, const float *out, int64_t ldo,
+                                                const uint16_t *bias, int64_t K, int64_t P, int64_t Q) {
+    bias_relu_pool_any(y, where, out, ldo, bias, K, P, Q, round16_bf16_avx512);
 }
 #endif
 
@@ -256,6 +278,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     uint64_t *valid = NULL; // the "same" convolutions' bitsets (cg_bf16_pack_b_same), shared by the threads
     float *wf = NULL; // one-channel 3 x 3 (bf16_direct.c): the weights widened once, shared by the threads
+    bool hw_round = path == CG_BF16_AVX512; // the epilogue's rounding by AVX512-BF16's instruction
 #ifdef CG_CPU_MATRIX_KERNELS
     if (cg_bf16_direct_fits(C, H, W, R, S, stride, pad, P, Q)) {
         wf = cg_xmalloc((size_t)(K * 9) * sizeof *wf);
@@ -291,7 +314,11 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
                 cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
 #ifdef CG_CPU_MATRIX_KERNELS
             if (where) { // always AVX-512 on the paths that reach this file
-                bias_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled, out, ldo, bias, K, P, Q);
+                if (hw_round)
+                    bias_relu_pool_bf16(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled, out, ldo, bias, K, P,
+                                        Q);
+                else
+                    bias_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled, out, ldo, bias, K, P, Q);
                 continue;
             }
 #endif
