@@ -278,8 +278,8 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     uint64_t *valid = NULL; // the "same" convolutions' bitsets (cg_bf16_pack_b_same), shared by the threads
     float *wf = NULL; // one-channel 3 x 3 (bf16_direct.c): the weights widened once, shared by the threads
-    bool hw_round = path == CG_BF16_AVX512; // the epilogue's rounding by AVX512-BF16's instruction
 #ifdef CG_CPU_MATRIX_KERNELS
+    bool hw_round = path == CG_BF16_AVX512; // the epilogue's rounding by AVX512-BF16's instruction
     if (cg_bf16_direct_fits(C, H, W, R, S, stride, pad, P, Q)) {
         wf = cg_xmalloc((size_t)(K * 9) * sizeof *wf);
         cg_bf16_direct_weights(wf, w, K, path);
