@@ -54,12 +54,13 @@ static VEC_TARGET void store_rows_avx512(uint16_t *C, const float *acc, int64_t 
     __mmask16 m[2] = {(__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1), (__mmask16)(n > 16 ? (1u << (n - 16)) - 1 : 0)};
     __m512 alpha = _mm512_set1_ps(e->alpha), beta = _mm512_set1_ps(e->beta), bias[2];
     int kind = e->linear ? 0 : e->beta == 0.0f ? 1 : 2; // read once: the stores below may alias *e
-    for (int h = 0; h < 2; h++)
+    int halves = n > 16 ? 2 : 1; // (no pointer past the row's end is formed)
+    for (int h = 0; h < halves; h++)
         bias[h] = e->linear && e->bias ? widen16_avx512(_mm256_maskz_loadu_epi16(m[h], e->bias + n0 + 16 * h))
                                        : _mm512_setzero_ps();
     for (int64_t i = 0; i < M; i++) {
         uint16_t *c = C + i * N + n0;
-        for (int h = 0; h < 2; h++) {
+        for (int h = 0; h < halves; h++) {
             __m512 a = _mm512_loadu_ps(acc + i * 32 + 16 * h), r;
             if (kind == 0)
                 r = _mm512_add_ps(a, bias[h]);
