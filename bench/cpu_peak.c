@@ -3,10 +3,11 @@
 // chain of dependent integer additions, one per cycle) and the FMA units (independent AVX-512
 // FMAs per cycle), prints the fp32 peak it assumes, cores x FMA units x 16 lanes x 2 x clock,
 // and the bf16 peaks of AVX512-BF16 and AMX where the CPU has them (measured the same way), then
-// times the tutorial CNN's and ResNet-18's convolutions and products (forward, backward) in fp32
-// and in bf16 and prints GFLOP/s and the fraction of the peak. Figures to read, not a test; built
-// on request: cmake --build build --target bench_cpu_peak, then build/bench_cpu_peak [--threads N]
-// [--quick]. Each time is the best of repeated runs (at least 3, and at least 0.3 s of them).
+// times the tutorial CNN's convolutions and first linear layer and ResNet-18's convolutions
+// (forward, backward) in fp32 and in bf16 and prints GFLOP/s and the fraction of the peak.
+// Figures to read, not a test; built on request: cmake --build build --target bench_cpu_peak,
+// then build/bench_cpu_peak [--threads N] [--quick]. Each time is the best of repeated runs (at
+// least 3, and at least 0.3 s of them).
 // x86-64 only for the peak measurements (elsewhere the kernels are timed, without fractions).
 #include "core/common.h"
 #include "core/device.h"
@@ -242,14 +243,49 @@ static void time_conv(const conv_shape *s, bool bf16, double peak) {
     free(c.x), free(c.w), free(c.b), free(c.y), free(c.dy), free(c.dx), free(c.dw), free(c.db), free(c.where);
 }
 
+// A linear layer's products, as the tape runs them (core/ops.c): forward y (M, N) = x (M, K) W^T
+// (W: N x K), backward dx (M, K) += dy W and dW (N, K) += dy^T x, in fp32 (gemm_cpu) or in bf16
+// (the op table's gemm_h, the bf16 hardware's products where the CPU has them).
 typedef struct {
     int64_t M, N, K;
-    float *A, *B, *C;
-} gemm_ctx;
+    bool bf16;
+    void *x, *w, *y, *dy, *dx, *dw;
+} linear_ctx;
 
-static void gemm_run(void *p) {
-    gemm_ctx *g = p;
-    gemm_cpu(false, true, g->M, g->N, g->K, 1.0f, g->A, g->B, 0.0f, g->C);
+static void linear_forward(void *p) {
+    linear_ctx *g = p;
+    if (g->bf16)
+        cg_cpu_kernels()->gemm_h(CG_BF16, false, true, g->M, g->N, g->K, 1.0f, g->x, g->w, 0.0f, g->y);
+    else
+        gemm_cpu(false, true, g->M, g->N, g->K, 1.0f, g->x, g->w, 0.0f, g->y);
+}
+
+static void linear_backward(void *p) {
+    linear_ctx *g = p;
+    if (g->bf16) {
+        cg_cpu_kernels()->gemm_h(CG_BF16, false, false, g->M, g->K, g->N, 1.0f, g->dy, g->w, 1.0f, g->dx);
+        cg_cpu_kernels()->gemm_h(CG_BF16, true, false, g->N, g->K, g->M, 1.0f, g->dy, g->x, 1.0f, g->dw);
+    } else {
+        gemm_cpu(false, false, g->M, g->K, g->N, 1.0f, g->dy, g->w, 1.0f, g->dx);
+        gemm_cpu(true, false, g->N, g->K, g->M, 1.0f, g->dy, g->x, 1.0f, g->dw);
+    }
+}
+
+// One row, as time_conv's: forward and backward GFLOP/s, and the fraction of `peak` (0: not known).
+static void time_linear(const char *name, int64_t M, int64_t N, int64_t K, bool bf16, double peak) {
+    linear_ctx g = {.M = M, .N = N, .K = K, .bf16 = bf16};
+    g.x = random_values(M * K, bf16), g.w = random_values(N * K, bf16), g.y = random_values(M * N, bf16);
+    g.dy = random_values(M * N, bf16), g.dx = random_values(M * K, bf16), g.dw = random_values(N * K, bf16);
+    double flop = 2.0 * (double)M * (double)N * (double)K;
+    double tf = best_seconds(linear_forward, &g), tb = best_seconds(linear_backward, &g);
+    char frac_f[32] = "", frac_b[32] = "";
+    if (peak > 0) {
+        snprintf(frac_f, sizeof frac_f, "%5.1f %%", 100.0 * flop / tf / 1e9 / peak);
+        snprintf(frac_b, sizeof frac_b, "%5.1f %%", 100.0 * 2 * flop / tb / 1e9 / peak);
+    }
+    printf("  %-34s %-5s forward %8.1f GFLOP/s %s   backward %8.1f GFLOP/s %s\n", name, bf16 ? "bf16" : "fp32",
+           flop / tf / 1e9, frac_f, 2 * flop / tb / 1e9, frac_b);
+    free(g.x), free(g.w), free(g.y), free(g.dy), free(g.dx), free(g.dw);
 }
 
 int main(int argc, char **argv) {
@@ -328,13 +364,8 @@ int main(int argc, char **argv) {
         time_conv(&tutorial[i], false, peak32);
         if (path != CG_BF16_EMULATED) time_conv(&tutorial[i], true, peak_bf16);
     }
-    gemm_ctx g = {.M = 128, .N = 128, .K = 3136};
-    g.A = random_values(g.M * g.K, false), g.B = random_values(g.N * g.K, false), g.C = random_values(g.M * g.N, false);
-    double tg = best_seconds(gemm_run, &g), fg = 2.0 * g.M * g.N * g.K;
-    printf("  %-34s fp32  forward %8.1f GFLOP/s ", "tutorial fc1 128x3136 -> 128", fg / tg / 1e9);
-    if (peak32 > 0) printf("%5.1f %%", 100.0 * fg / tg / 1e9 / peak32);
-    printf("\n");
-    free(g.A), free(g.B), free(g.C);
+    time_linear("tutorial fc1 128x3136 -> 128", 128, 128, 3136, false, peak32);
+    if (path != CG_BF16_EMULATED) time_linear("tutorial fc1 128x3136 -> 128", 128, 128, 3136, true, peak_bf16);
     if (!quick) {
         printf("ResNet-18 convolutions, batch 8, 224 x 224 images (backward: dx, dW and db; conv1: dW, db):\n");
         for (size_t i = 0; i < sizeof resnet / sizeof resnet[0]; i++) {

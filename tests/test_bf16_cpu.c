@@ -2,11 +2,11 @@
 // AVX512-BF16) against the emulated path (f32 arithmetic on widened copies, each result rounded
 // to bf16), through the op table's kernels: gemm_h (every transpose, alpha, beta), linear_forward_h,
 // conv2d_forward_h and conv2d_backward_h (accumulating into old gradients), on odd sizes and the
-// tutorial CNN's and ResNet-18's shapes. Also the branch-free rounding of bf16_gemm.h against
-// core/half.c's, and the fused conv + ReLU + pooling block in 16 bits against the three ops it
-// replaces (bit for bit, on every path, fp16 and bf16), and the large products on one thread and
-// on two (bit for bit). Skipped (77) on a CPU with neither
-// feature, after the checks that need none.
+// tutorial CNN's and ResNet-18's shapes. Also the branch-free rounding of bf16_gemm.h, and
+// bf16_vec.h's by the AVX512-BF16 instruction, against core/half.c's, and the fused conv + ReLU
+// + pooling block in 16 bits against the three ops it replaces (bit for bit, on every path, fp16
+// and bf16), and the large products on one thread and on two (bit for bit). Skipped (77) on a
+// CPU with neither feature, after the checks that need none.
 //
 // Tolerance: both paths multiply the same bf16 values exactly and sum in fp32; only the order of
 // the sums differs (and the hardware flushes subnormals, which these inputs never produce). Two
@@ -18,6 +18,7 @@
 #include "core/kernels.h"
 #include "core/rng.h"
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
@@ -74,6 +75,31 @@ static void test_rounding(void) {
                      cg_f32_to_bf16(x));
         }
 }
+
+#ifdef CG_CPU_MATRIX_KERNELS
+// bf16_vec.h's round16_bf16_avx512 (vcvtneps2bf16; a vector holding a denormal by the integer
+// steps) against core/half.c's rounding, on test_rounding's patterns: 16 to a vector (the
+// denormals among them send their vector to the integer steps), then each alone in a vector
+// (the instruction's own result for every pattern but the denormals). Only with AVX512-BF16.
+static VEC_BF16_TARGET void test_rounding_hw(void) {
+    static const uint32_t low[] = {0, 1, 0x7fff, 0x8000, 0x8001, 0xffff, 0x1234, 0xc000};
+    int64_t bad = 0;
+    for (uint32_t high = 0; high < 65536; high += 2) {
+        uint32_t in[16], together[16], alone[16];
+        for (int j = 0; j < 16; j++) in[j] = (high + (uint32_t)(j / 8)) << 16 | low[j % 8];
+        _mm512_storeu_si512(together, round16_bf16_avx512(_mm512_loadu_ps(in)));
+        for (int j = 0; j < 16; j++) {
+            float x;
+            memcpy(&x, &in[j], 4);
+            _mm512_storeu_si512(alone, round16_bf16_avx512(_mm512_set1_ps(x)));
+            uint16_t want = cg_f32_to_bf16(x);
+            if (((uint16_t)together[j] != want || (uint16_t)alone[0] != want) && bad++ < 5)
+                fail("round16_bf16_avx512", "pattern 0x%08x: 0x%04x in a vector, 0x%04x alone, core/half.c says 0x%04x",
+                     in[j], (uint16_t)together[j], (uint16_t)alone[0], want);
+        }
+    }
+}
+#endif
 
 static void test_gemm(cg_cpu_bf16_path path) {
     const int64_t sizes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 33, 65}, {64, 128, 300}, {130, 70, 33}, {128, 3136, 128}};
@@ -381,6 +407,9 @@ int main(void) {
     int count = 0;
     if (cg_cpu_has_amx_bf16()) paths[count++] = CG_BF16_AMX;
     if (cg_cpu_has_avx512_bf16()) paths[count++] = CG_BF16_AVX512;
+#ifdef CG_CPU_MATRIX_KERNELS
+    if (cg_cpu_has_avx512_bf16()) test_rounding_hw();
+#endif
     if (count == 0) {
         printf("test_bf16_cpu: skipped: this CPU (or system) has neither AMX-BF16 nor AVX512-BF16; the rounding "
                "was checked (%s)\n", failures ? "FAILED" : "passed");

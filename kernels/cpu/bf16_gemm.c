@@ -196,7 +196,7 @@ void cg_bf16_pack_b(uint16_t *Bp, const uint16_t *B, int64_t ks, int64_t ns, int
 
 #define AVX_MR 8
 
-#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 static inline __attribute__((always_inline)) BF16_TARGET void avx_tile(float *C, int64_t ldc, const uint16_t *a,
                                                                       const uint16_t *b0, const uint16_t *b1,
@@ -223,21 +223,55 @@ static inline __attribute__((always_inline)) BF16_TARGET void avx_tile(float *C,
         for (int v = 0; v < nv; v++) _mm512_storeu_ps(C + i * ldc + 16 * v, acc[i][v]);
 }
 
+// A last block of B with at most 8 columns (N = 196, an image of 14 x 14 positions, ends with 4):
+// its products on 8 lanes (ymm registers) rather than 16, for `rows` (8 or 16) rows of one A
+// block. Zen 4 runs a 256-bit vdpbf16ps at twice the rate of a 512-bit one, given enough
+// independent sums: 16 rows run 8 lanes at 0.6 of the cost of 16, 8 rows at 0.75. Lanes 0 .. 7
+// of the 16-lane product give the same sums. Columns 8 .. 15 of the block are not stored.
+static inline __attribute__((always_inline)) BF16_TARGET void avx_tile_8_columns(float *C, int64_t ldc,
+                                                                                const uint16_t *a, const uint16_t *b,
+                                                                                int64_t KC, const int rows) {
+    __m256 acc[16];
+    for (int i = 0; i < rows; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t kc = 0; kc < KC; kc++) {
+        const uint16_t *ak = a + kc * CG_BF16_BLOCK, *bk = b + kc * CG_BF16_BLOCK;
+        for (int r = 0; r < 16; r++) {
+            __m256bh bv = (__m256bh)_mm256_loadu_si256((const __m256i *)(bk + r * 32)); // the first 8 columns
+            for (int i = 0; i < rows; i++) {
+                int32_t pair;
+                memcpy(&pair, ak + i * 32 + 2 * r, sizeof pair);
+                acc[i] = _mm256_dpbf16_ps(acc[i], (__m256bh)_mm256_set1_epi32(pair), bv);
+            }
+        }
+    }
+    for (int i = 0; i < rows; i++) _mm256_storeu_ps(C + i * ldc, acc[i]);
+}
+
 static BF16_TARGET void gemm_avx512(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M,
                                     int64_t N, int64_t K) {
     const int64_t MB = (M + 15) / 16, NB = (N + 15) / 16, KC = (K + 31) / 32;
     for (int64_t nb = 0; nb < NB; nb += 2) {
         const uint16_t *b0 = Bp + nb * KC * CG_BF16_BLOCK, *b1 = b0 + KC * CG_BF16_BLOCK;
-        for (int64_t mb = 0; mb < MB; mb++)
-            for (int half = 0; half < 2; half++) {
-                if (mb * 16 + half * 8 >= M) break; // rows of padding only
-                const uint16_t *a = Ap + mb * KC * CG_BF16_BLOCK + half * AVX_MR * 32;
-                float *c = C + (mb * 16 + half * AVX_MR) * ldc + nb * 16;
-                if (nb + 1 < NB)
-                    avx_tile(c, ldc, a, b0, b1, KC, 2);
+        if (nb + 1 == NB && N - nb * 16 <= 8) // a last block of at most 8 columns
+            for (int64_t mb = 0; mb < MB; mb++) {
+                const uint16_t *a = Ap + mb * KC * CG_BF16_BLOCK;
+                float *c = C + mb * 16 * ldc + nb * 16;
+                if (mb * 16 + 8 < M)
+                    avx_tile_8_columns(c, ldc, a, b0, KC, 16);
                 else
-                    avx_tile(c, ldc, a, b0, b1, KC, 1);
+                    avx_tile_8_columns(c, ldc, a, b0, KC, 8); // rows 8 .. 15: padding only
             }
+        else
+            for (int64_t mb = 0; mb < MB; mb++)
+                for (int half = 0; half < 2; half++) {
+                    if (mb * 16 + half * 8 >= M) break; // rows of padding only
+                    const uint16_t *a = Ap + mb * KC * CG_BF16_BLOCK + half * AVX_MR * 32;
+                    float *c = C + (mb * 16 + half * AVX_MR) * ldc + nb * 16;
+                    if (nb + 1 < NB)
+                        avx_tile(c, ldc, a, b0, b1, KC, 2);
+                    else
+                        avx_tile(c, ldc, a, b0, b1, KC, 1);
+                }
         // Rows of padding the tiles above skipped: stored as zeros, as the AMX kernel does.
         for (int64_t row = (M + 7) / 8 * 8; row < MB * 16; row++)
             memset(C + row * ldc + nb * 16, 0, (size_t)(nb + 1 < NB ? 32 : 16) * sizeof(float));

@@ -31,7 +31,8 @@ void cg_bf16_pack_a(uint16_t *Ap, const uint16_t *A, int64_t rs, int64_t ks, int
 void cg_bf16_pack_b(uint16_t *Bp, const uint16_t *B, int64_t ks, int64_t ns, int64_t K, int64_t N);
 
 // C = Ap Bp in fp32: C has ceil(M/16)*16 rows of ceil(N/16)*16 floats, ldc floats apart (every
-// tile is stored whole, padding included). path: CG_BF16_AMX or CG_BF16_AVX512. One thread.
+// tile is stored whole, padding included, except that AVX512-BF16 leaves columns 8 .. 15 of a
+// last block of at most 8 columns unwritten). path: CG_BF16_AMX or CG_BF16_AVX512. One thread.
 void cg_bf16_gemm_packed(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M, int64_t N,
                          int64_t K, cg_cpu_bf16_path path);
 
@@ -66,6 +67,14 @@ bool cg_bf16_conv2d_relu_pool_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *
 // Plain C: used by the emulated path too.
 void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane, int64_t P, int64_t Q,
                              float *col_max, int32_t *bottom_won);
+
+// The fused block's backward, for images n0 .. n0 + count - 1: dy_g (K, L = count P Q, the
+// images side by side) from dy (N, K, P/2, Q/2) pooled, y the pooled output and where its
+// window positions (bf16_unpool.c): each pooled gradient at its window's maximum where the ReLU
+// let it through (y > 0), round(0 + dy) as conv_pool_h.c's backward, zeros elsewhere; sums[k]
+// (when not NULL) the sum of channel k's values, in double. y == NULL: dy (N, K, P, Q) copied.
+void cg_bf16_fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where, double *sums,
+                      int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q);
 
 // conv.c's col2im for one image (f32): dx[c][h][w] += every entry of col (C*R*S rows, `ld` floats
 // apart, P*Q columns) that im2col read from there.

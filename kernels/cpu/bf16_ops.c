@@ -3,7 +3,8 @@
 // AMX tiles or AVX512-BF16 (bf16_gemm.c), called by amp.c and conv_pool_h.c when cg_cpu_bf16() is
 // not the emulated path. The products (gemm_h, linear_forward_h) are bf16_products.c; "same"
 // convolutions pack their operands and sum col2im without im2col in bf16_same.c; one-channel 3 x 3
-// ones (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead.
+// ones (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead;
+// the fused block's unpooling in the backward is bf16_unpool.c.
 // The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
 // stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
@@ -128,10 +129,15 @@ void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane,
 // values conv2d_forward_h stores), ReLU on the sign bit, then each 2x2 window's first maximum in
 // scan order, 16 windows per step. The same bits as the round loop followed by
 // cg_bf16_relu_pool_plane (tests/test_bf16_cpu.c's fused tests compare them with the three ops),
-// without the 16-bit plane in between nor the two passes over f32 copies of it.
+// without the 16-bit plane in between nor the two passes over f32 copies of it. `round` is
+// round16_avx512 or, where the CPU has AVX512-BF16, round16_bf16_avx512 (bf16_vec.h): the same
+// bits; a constant after inlining, called directly.
+typedef __m512i (*round16_fn)(__m512);
+
 static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_avx512(uint16_t *y, uint8_t *where,
                                                                                  const float *rows, int64_t ld,
-                                                                                 float bias, int64_t P, int64_t Q) {
+                                                                                 float bias, int64_t P, int64_t Q,
+                                                                                 round16_fn round) {
     int64_t P2 = P / 2, Q2 = Q / 2;
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -147,8 +153,8 @@ static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_avx5
                 const float *r = rows + (2 * p + row) * ld + 2 * q0;
                 __mmask16 lo = (__mmask16)(n >= 8 ? 0xffff : (1u << (2 * n)) - 1);
                 __mmask16 hi = (__mmask16)(n > 8 ? (1u << (2 * (n - 8))) - 1 : 0);
-                __m512i a = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(lo, r), b));
-                __m512i c = round16_avx512(_mm512_add_ps(_mm512_maskz_loadu_ps(hi, r + 16), b));
+                __m512i a = round(_mm512_add_ps(_mm512_maskz_loadu_ps(lo, r), b));
+                __m512i c = round(_mm512_add_ps(_mm512_maskz_loadu_ps(hi, r + 16), b));
                 a = _mm512_max_epi32(_mm512_slli_epi32(a, 16), _mm512_setzero_si512());
                 c = _mm512_max_epi32(_mm512_slli_epi32(c, 16), _mm512_setzero_si512());
                 v[2 * row] = _mm512_permutex2var_epi32(a, even, c);    // left column of each window
@@ -169,15 +175,96 @@ static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_avx5
         }
 }
 
-// The tutorial's sizes as constants (loops of known lengths), as cg_bf16_relu_pool_plane.
-static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *rows, int64_t ld, float bias,
-                                      int64_t P, int64_t Q) {
-    if (P == 28 && Q == 28)
-        bias_relu_pool_avx512(y, where, rows, ld, bias, 28, 28);
-    else if (P == 14 && Q == 14)
-        bias_relu_pool_avx512(y, where, rows, ld, bias, 14, 14);
-    else
-        bias_relu_pool_avx512(y, where, rows, ld, bias, P, Q);
+// bias_relu_pool_avx512 for planes of at most 16 columns (the tutorial's second block: 14 x 14,
+// 7 windows to a pair of rows), for the K planes of one image (plane k: rows out + k ldo, bias
+// bias[k] or 0), the constants set up once. A step takes two pairs of rows: each of the four
+// rows is one vector (one rounding), the windows of pair p fill lanes 0 .. Q2-1, those of pair
+// p + 1 lanes Q2 .. 2 Q2 - 1, which is where they lie in the pooled plane (p Q2 + q): one store
+// of 2 Q2 values. (One pair of rows per step left 9 of 16 lanes empty and rounded a second
+// vector of each row that held nothing.) The same values in the same comparisons: the same bits.
+static inline __attribute__((always_inline)) VEC_TARGET __m512i bias_relu_row(const float *r, __mmask16 mask, __m512 b,
+                                                                             round16_fn round) {
+    __m512i a = round(_mm512_add_ps(_mm512_maskz_loadu_ps(mask, r), b));
+    return _mm512_max_epi32(_mm512_slli_epi32(a, 16), _mm512_setzero_si512()); // ReLU, as above
+}
+
+static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_narrow(uint16_t *y, uint8_t *where,
+                                                                                  const float *out, int64_t ldo,
+                                                                                  const uint16_t *bias, int64_t K,
+                                                                                  int64_t P, int64_t Q,
+                                                                                  round16_fn round) {
+    int64_t P2 = P / 2, Q2 = Q / 2, pooled = P2 * Q2;
+    // Lane l takes column 2 l of the first pair's row (lanes 0 .. 15 of the permutation's first
+    // source) for l < Q2, column 2 (l - Q2) of the second pair's (lanes 16 ..) from there on.
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __mmask16 second = _mm512_cmpge_epi32_mask(lane, _mm512_set1_epi32((int)Q2));
+    __m512i twice = _mm512_add_epi32(lane, lane);
+    const __m512i even = _mm512_mask_sub_epi32(twice, second, twice, _mm512_set1_epi32((int)(2 * Q2 - 16)));
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __mmask16 row_mask = (__mmask16)((1u << (2 * Q2)) - 1);
+    for (int64_t k = 0; k < K; k++) {
+        const float *rows = out + k * ldo;
+        const __m512 b = _mm512_set1_ps(bias ? cg_bf16_widen(bias[k]) : 0.0f);
+        for (int64_t p = 0; p < P2; p += 2) {
+            bool two = p + 1 < P2; // pairs p and p + 1, or p alone (the second's lanes zeros)
+            __m512i top0 = bias_relu_row(rows + 2 * p * Q, row_mask, b, round);
+            __m512i bottom0 = bias_relu_row(rows + (2 * p + 1) * Q, row_mask, b, round);
+            __m512i top1 = two ? bias_relu_row(rows + (2 * p + 2) * Q, row_mask, b, round) : _mm512_setzero_si512();
+            __m512i bottom1 = two ? bias_relu_row(rows + (2 * p + 3) * Q, row_mask, b, round) : _mm512_setzero_si512();
+            __m512i v[4] = {_mm512_permutex2var_epi32(top0, even, top1), _mm512_permutex2var_epi32(top0, odd, top1),
+                            _mm512_permutex2var_epi32(bottom0, even, bottom1),
+                            _mm512_permutex2var_epi32(bottom0, odd, bottom1)}; // the window's 4 values
+            __m512 m = _mm512_castsi512_ps(v[0]);
+            __m512i at = _mm512_setzero_si512();
+            for (int c = 1; c < 4; c++) { // scan order, as above
+                __mmask16 larger = _mm512_cmp_ps_mask(_mm512_castsi512_ps(v[c]), m, _CMP_GT_OQ);
+                m = _mm512_mask_mov_ps(m, larger, _mm512_castsi512_ps(v[c]));
+                at = _mm512_mask_mov_epi32(at, larger, _mm512_set1_epi32(c));
+            }
+            __mmask16 keep = (__mmask16)((1u << ((two ? 2 : 1) * Q2)) - 1);
+            int64_t i = k * pooled + p * Q2;
+            _mm256_mask_storeu_epi16(y + i, keep, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(m), 16)));
+            _mm_mask_storeu_epi8(where + i, keep, _mm512_cvtepi32_epi8(at));
+        }
+    }
+}
+
+// The K planes of one image: y and where the image's K pooled planes, plane k's f32 rows at
+// out + k ldo. The tutorial's sizes as constants (loops of known lengths), as
+// cg_bf16_relu_pool_plane.
+static inline __attribute__((always_inline)) VEC_TARGET void bias_relu_pool_any(uint16_t *y, uint8_t *where,
+                                                                               const float *out, int64_t ldo,
+                                                                               const uint16_t *bias, int64_t K,
+                                                                               int64_t P, int64_t Q, round16_fn round) {
+    int64_t pooled = (P / 2) * (Q / 2);
+    if (P == 14 && Q == 14) {
+        bias_relu_pool_narrow(y, where, out, ldo, bias, K, 14, 14, round);
+        return;
+    }
+    if (Q <= 16) {
+        bias_relu_pool_narrow(y, where, out, ldo, bias, K, P, Q, round);
+        return;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
+        if (P == 28 && Q == 28)
+            bias_relu_pool_avx512(y + k * pooled, where + k * pooled, out + k * ldo, 28, b, 28, 28, round);
+        else
+            bias_relu_pool_avx512(y + k * pooled, where + k * pooled, out + k * ldo, Q, b, P, Q, round);
+    }
+}
+
+static VEC_TARGET void bias_relu_pool(uint16_t *y, uint8_t *where, const float *out, int64_t ldo,
+                                      const uint16_t *bias, int64_t K, int64_t P, int64_t Q) {
+    bias_relu_pool_any(y, where, out, ldo, bias, K, P, Q, round16_avx512);
+}
+
+// The same on the AVX512-BF16 path, with its rounding instruction (about a fifth faster). (The
+// AMX path keeps round16_avx512: those CPUs need not have AVX512-BF16, and the test of every
+// path then runs both forms.)
+static VEC_BF16_TARGET void bias_relu_pool_bf16(uint16_t *y, uint8_t *where, const float *out, int64_t ldo,
+                                                const uint16_t *bias, int64_t K, int64_t P, int64_t Q) {
+    bias_relu_pool_any(y, where, out, ldo, bias, K, P, Q, round16_bf16_avx512);
 }
 #endif
 
@@ -192,6 +279,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     uint64_t *valid = NULL; // the "same" convolutions' bitsets (cg_bf16_pack_b_same), shared by the threads
     float *wf = NULL; // one-channel 3 x 3 (bf16_direct.c): the weights widened once, shared by the threads
 #ifdef CG_CPU_MATRIX_KERNELS
+    bool hw_round = path == CG_BF16_AVX512; // the epilogue's rounding by AVX512-BF16's instruction
     if (cg_bf16_direct_fits(C, H, W, R, S, stride, pad, P, Q)) {
         wf = cg_xmalloc((size_t)(K * 9) * sizeof *wf);
         cg_bf16_direct_weights(wf, w, K, path);
@@ -224,16 +312,20 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
             }
             if (!wf) // (the direct sums have written `out` already)
                 cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
+#ifdef CG_CPU_MATRIX_KERNELS
+            if (where) { // always AVX-512 on the paths that reach this file
+                if (hw_round)
+                    bias_relu_pool_bf16(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled, out, ldo, bias, K, P,
+                                        Q);
+                else
+                    bias_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled, out, ldo, bias, K, P, Q);
+                continue;
+            }
+#endif
             for (int64_t k = 0; k < K; k++) { // to NCHW, adding the bias, rounded to bf16 (then pooled)
                 float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
                 const float *src = out + k * ldo;
                 int64_t plane = (n0 + j) * K + k;
-#ifdef CG_CPU_MATRIX_KERNELS
-                if (where) { // always AVX-512 on the paths that reach this file
-                    bias_relu_pool(y + plane * pooled, where + plane * pooled, src, Q, b, P, Q);
-                    continue;
-                }
-#endif
                 uint16_t *dst = where ? plane16 : y + plane * pq;
                 for (int64_t i = 0; i < pq; i++) dst[i] = cg_bf16_round(src[i] + b);
                 if (where)
@@ -280,141 +372,6 @@ static void round_array(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = cg_bf16_round(src[i]);
 }
 
-// One plane of the convolution's output gradient (P x Q) from the pooled gradient g, the pooled
-// output yp and the window positions at (P/2 x Q/2 each): at each window's maximum where the ReLU
-// let it through (y > 0), round(0 + dy) as conv_pool_h.c's backward; zero elsewhere. As conv.c's
-// unpool_plane: zeroed first (memset, in cache), then one store per window, plain scalar code (a
-// store of 0 where the ReLU stopped it: no branch). Returns the plane's sum, in double.
-// (The builds with the AVX-512 kernels use unpool_plane_avx512 below instead.)
-static inline __attribute__((always_inline)) double unpool_plane(uint16_t *out, const uint16_t *g,
-                                                                 const uint16_t *yp, const uint8_t *at, int64_t P,
-                                                                 int64_t Q) {
-    int64_t P2 = P / 2, Q2 = Q / 2;
-    memset(out, 0, (size_t)(P * Q) * sizeof *out);
-    double sum = 0.0;
-    for (int64_t p = 0; p < P2; p++)
-        for (int64_t q = 0; q < Q2; q++) {
-            int64_t i = p * Q2 + q;
-            uint16_t v = cg_bf16_widen(yp[i]) > 0.0f ? cg_bf16_round(0.0f + cg_bf16_widen(g[i])) : 0;
-            out[(2 * p + (at[i] >> 1)) * Q + 2 * q + (at[i] & 1)] = v;
-            sum += cg_bf16_widen(v);
-        }
-    return sum;
-}
-
-#ifdef CG_CPU_MATRIX_KERNELS
-// unpool_plane with every element of the plane written once, two rows at a time, 16 windows per
-// step (the same idea as conv.c's f32 version, in 16-bit lanes): each window's value and
-// position spread to its two columns (a permutation), compared with the column's place in the
-// window. No zeroing first and no scattered stores, where the scalar loop spent a tenth of the
-// bf16 tutorial CNN's step. The values are the scalar loop's, bit for bit. Their sum goes to 16
-// double lanes (sum[0..1], the window's place in its chunk of 16 deciding the lane) instead of
-// one chain of dependent additions; each term is a bf16 value (8 significant bits), so the
-// double sums are exact unless one plane's gradients span more than about 2^30, where the order
-// could move the last bit of the double.
-static inline __attribute__((always_inline)) VEC_TARGET void unpool_plane_avx512(uint16_t *out, const uint16_t *g,
-                                                                               const uint16_t *yp,
-                                                                               const uint8_t *at, int64_t P,
-                                                                               int64_t Q, __m512d sum[2]) {
-    int64_t P2 = P / 2, Q2 = Q / 2;
-    const __m512i spread = _mm512_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8, 7, 7, 6, 6,
-                                            5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0); // lane 2c and 2c+1: window c
-    const __m512i in_top = _mm512_set_epi16(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0,
-                                            1, 0, 1, 0, 1, 0, 1, 0); // the column's place in the top row: 0, 1
-    const __m512i in_bottom = _mm512_add_epi16(in_top, _mm512_set1_epi16(2)); // in the bottom row: 2, 3
-    for (int64_t p = 0; p < P2; p++) {
-        uint16_t *top = out + 2 * p * Q, *bottom = top + Q;
-        for (int64_t q0 = 0; q0 < Q2; q0 += 16) {
-            int64_t i = p * Q2 + q0, n = Q2 - q0 < 16 ? Q2 - q0 : 16;
-            __mmask16 m16 = (__mmask16)((1u << n) - 1);
-            __mmask32 m32 = (__mmask32)((1ull << (2 * n)) - 1);
-            __m512 gf = widen16_avx512(_mm256_maskz_loadu_epi16(m16, g + i));
-            __m512 yf = widen16_avx512(_mm256_maskz_loadu_epi16(m16, yp + i));
-            __mmask16 open = _mm512_cmp_ps_mask(yf, _mm512_setzero_ps(), _CMP_GT_OQ); // the ReLU let it through
-            __m512i v = _mm512_maskz_mov_epi32(open, round16_avx512(_mm512_add_ps(_mm512_setzero_ps(), gf)));
-            __m512 vf = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-            sum[0] = _mm512_add_pd(sum[0], _mm512_cvtps_pd(_mm512_castps512_ps256(vf)));
-            __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vf), 1)); // lanes 8 .. 15
-            sum[1] = _mm512_add_pd(sum[1], _mm512_cvtps_pd(upper));
-            __m512i v2 = _mm512_permutexvar_epi16(spread, _mm512_castsi256_si512(_mm512_cvtepi32_epi16(v)));
-            __m512i at2 = _mm512_permutexvar_epi16(
-                spread, _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_maskz_loadu_epi8(m16, at + i))));
-            _mm512_mask_storeu_epi16(top + 2 * q0, m32,
-                                     _mm512_maskz_mov_epi16(_mm512_cmpeq_epi16_mask(at2, in_top), v2));
-            _mm512_mask_storeu_epi16(bottom + 2 * q0, m32,
-                                     _mm512_maskz_mov_epi16(_mm512_cmpeq_epi16_mask(at2, in_bottom), v2));
-        }
-        for (int64_t c = 2 * Q2; c < Q; c++) top[c] = bottom[c] = 0; // odd Q: outside every window
-    }
-    for (int64_t i = 2 * P2 * Q; i < P * Q; i++) out[i] = 0; // odd P: the last row
-}
-
-// The 16 lanes of a sum, added in lane order.
-static VEC_TARGET double lanes_sum(const __m512d sum[2]) {
-    double lanes[16], total = 0.0;
-    _mm512_storeu_pd(lanes, sum[0]);
-    _mm512_storeu_pd(lanes + 8, sum[1]);
-    for (int i = 0; i < 16; i++) total += lanes[i];
-    return total;
-}
-
-// fill_dyg's pooled case (below) with unpool_plane_avx512.
-static VEC_TARGET void unpool_group_avx512(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where,
-                                           double *sums, int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q) {
-    int64_t pq = P * Q, L = count * pq, pooled = (P / 2) * (Q / 2);
-    for (int64_t k = 0; k < K; k++) {
-        __m512d sum[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
-        for (int64_t j = 0; j < count; j++) {
-            int64_t plane = (n0 + j) * K + k;
-            uint16_t *out = dyg + k * L + j * pq;
-            const uint16_t *g = dy + plane * pooled, *yp = y + plane * pooled;
-            const uint8_t *at = where + plane * pooled;
-            if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
-                unpool_plane_avx512(out, g, yp, at, 28, 28, sum);
-            else if (P == 14 && Q == 14)
-                unpool_plane_avx512(out, g, yp, at, 14, 14, sum);
-            else
-                unpool_plane_avx512(out, g, yp, at, P, Q, sum);
-        }
-        if (sums) sums[k] = lanes_sum(sum);
-    }
-}
-#endif
-
-// The group's output gradient dy_g (K, L): copied from dy (N, K, P, Q), or (pooled: y != NULL)
-// built from the pooled gradient by unpool_plane, each channel's sum put in sums[k] when sums
-// is not NULL.
-static void fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where, double *sums,
-                     int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q) {
-    int64_t pq = P * Q, L = count * pq, pooled = (P / 2) * (Q / 2);
-#ifdef CG_CPU_MATRIX_KERNELS
-    if (y) { // always, on the paths that reach this file
-        unpool_group_avx512(dyg, dy, y, where, sums, n0, count, K, P, Q);
-        return;
-    }
-#endif
-    for (int64_t k = 0; k < K; k++) {
-        double sum = 0.0;
-        for (int64_t j = 0; j < count; j++) {
-            uint16_t *out = dyg + k * L + j * pq;
-            int64_t plane = (n0 + j) * K + k;
-            if (!y) {
-                memcpy(out, dy + plane * pq, (size_t)pq * sizeof *out);
-                continue;
-            }
-            const uint16_t *g = dy + plane * pooled, *yp = y + plane * pooled;
-            const uint8_t *at = where + plane * pooled;
-            if (P == 28 && Q == 28) // the tutorial's sizes as constants, as in the forward
-                sum += unpool_plane(out, g, yp, at, 28, 28);
-            else if (P == 14 && Q == 14)
-                sum += unpool_plane(out, g, yp, at, 14, 14);
-            else
-                sum += unpool_plane(out, g, yp, at, P, Q);
-        }
-        if (sums) sums[k] = sum;
-    }
-}
-
 // Backward; y != NULL: the fused block's (dy pooled, y the pooled output, where its positions).
 static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy,
                           const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w, int64_t N,
@@ -435,8 +392,15 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     double *bias_sums = dbias && y ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL;
     if (dx == NULL && dw == NULL && bias_sums == NULL) return;
     // Each group's dW^T goes to a slice of its own, added in group order (the same sums on any
-    // thread count).
-    float *slices = dw ? host_f32(1, groups * crs * K) : NULL;
+    // thread count). On one thread the groups come in order: each is added at once to the
+    // running sums dwt (dW^T, widened first), the same additions in the same order, without
+    // the slices (2.4 MB for the tutorial's second convolution) written out and read back.
+    bool in_order = !threads || cg_get_num_threads() < 2;
+    float *slices = dw && !in_order ? host_f32(1, groups * crs * K) : NULL;
+    float *dwt = dw ? host_f32(2, K * crs) : NULL;
+    if (dw && in_order)
+        for (int64_t i = 0; i < crs; i++)
+            for (int64_t k = 0; k < K; k++) dwt[i * K + k] = cg_bf16_widen(dw[k * crs + i]);
     uint16_t *Wtp = NULL;
     if (dx) { // W^T (CRS, K) packed once, read by every thread
         Wtp = scratch16(0, cg_bf16_packed_size(crs, K));
@@ -466,28 +430,40 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, L = count * pq;
         uint16_t *dyg = scratch16(1, K * L);
-        fill_dyg(dyg, dy, y, where, bias_sums ? bias_sums + g * K : NULL, n0, count, K, P, Q);
+        cg_bf16_fill_dyg(dyg, dy, y, where, bias_sums ? bias_sums + g * K : NULL, n0, count, K, P, Q);
         if (dw) {
-            uint16_t *colp = scratch16(3, cg_bf16_packed_size(crs, L));
+            int64_t ldc = round16(K);
+            float *acc = scratch32(4, round16(crs) * ldc);
 #ifdef CG_CPU_MATRIX_KERNELS
-            if (valid)
-                cg_bf16_pack_a_same(colp, x + n0 * C * H * W, count, valid, C, H, W, R, S, pad,
-                            (uint64_t *)scratch32(5, 2 * cg_bf16_pack_a_same_work(count, H, W, R, S)));
-            else
+            if (valid) { // A packed 16 rows at a time into a block row that stays in the L1 cache
+                // (bf16_same.c), each multiplied at once: the same products, row block by row block
+                uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L));
+                cg_bf16_pack_b(dyp, dyg, 1, L, L, K); // B (L, K) = dy_g^T
+                uint64_t *work = (uint64_t *)scratch32(5, 2 * cg_bf16_pack_a_same_work(count, H, W, R, S));
+                cg_bf16_pack_a_same_plan(work, count, valid, C, H, W, R, S);
+                uint16_t *rows = scratch16(3, cg_bf16_packed_size(16, L));
+                for (int64_t m0 = 0; m0 < crs; m0 += 16) {
+                    cg_bf16_pack_a_same(rows, x + n0 * C * H * W, work, m0, m0 + 16, count, C, H, W, R, S, pad);
+                    cg_bf16_gemm_packed(acc + m0 * ldc, ldc, rows, dyp, crs - m0 < 16 ? crs - m0 : 16, K, L, path);
+                }
+            } else
 #endif
             {
+                uint16_t *colp = scratch16(3, cg_bf16_packed_size(crs, L));
                 uint16_t *col = scratch16(2, crs * L);
                 for (int64_t j = 0; j < count; j++)
                     im2col_bf16(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
                 cg_bf16_pack_a(colp, col, L, 1, crs, L);
+                uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L)); // col is packed: its buffer is free
+                cg_bf16_pack_b(dyp, dyg, 1, L, L, K);                      // B (L, K) = dy_g^T
+                cg_bf16_gemm_packed(acc, ldc, colp, dyp, crs, K, L, path);
             }
-            uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L)); // col is packed: its buffer is free
-            cg_bf16_pack_b(dyp, dyg, 1, L, L, K);                      // B (L, K) = dy_g^T
-            int64_t ldc = round16(K);
-            float *acc = scratch32(4, round16(crs) * ldc);
-            cg_bf16_gemm_packed(acc, ldc, colp, dyp, crs, K, L, path);
-            float *slice = slices + g * crs * K;
-            for (int64_t i = 0; i < crs; i++) memcpy(slice + i * K, acc + i * ldc, (size_t)K * sizeof(float));
+            if (in_order)
+                for (int64_t i = 0; i < crs; i++)
+                    for (int64_t k = 0; k < K; k++) dwt[i * K + k] += acc[i * ldc + k];
+            else
+                for (int64_t i = 0; i < crs; i++)
+                    memcpy(slices + g * crs * K + i * K, acc + i * ldc, (size_t)K * sizeof(float));
         }
         // dx one image at a time: dcol (CRS, PQ) in f32 is the largest thing written, and it
         // should stay in the cache until col2im has read it.
@@ -518,13 +494,15 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         free(bias_sums);
     }
     if (dxf) round_array(dx, dxf, N * C * H * W);
-    if (dw) { // dw (K, CRS) += slice 0, slice 1, ... (each (CRS, K)), in f32, rounded once
+    if (dw && in_order) // the sums are whole: rounded once
+        for (int64_t i = 0; i < crs; i++)
+            for (int64_t k = 0; k < K; k++) dw[k * crs + i] = cg_bf16_round(dwt[i * K + k]);
+    if (dw && !in_order) { // dw (K, CRS) += slice 0, slice 1, ... (each (CRS, K)), in f32, rounded once
         // In the slices' layout, dW^T, one row i of CRS at a time: each slice's row is then read
         // in order (not K floats apart), the rows shared out to the threads; every element still
         // receives its terms in group order, the same sums on any number of threads.
         // On the threads only when there is enough to add: the first convolution's (9 x 32 per
         // group in the tutorial CNN) takes less time than waking the sleeping thread.
-        float *dwt = host_f32(2, K * crs);
 #pragma omp parallel for if (threads && groups * crs * K >= CG_OMP_MIN_WORK)
         for (int64_t i = 0; i < crs; i++) {
             float *row = dwt + i * K;

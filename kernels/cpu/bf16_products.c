@@ -3,6 +3,7 @@
 // is not the emulated path. bf16 values multiplied exactly, sums in fp32, each stored result
 // rounded to bf16 once (the emulated kernels' policy; the sums run in another order).
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 
@@ -41,6 +42,38 @@ static void store_row(uint16_t *c, const float *a, int64_t n0, int64_t n, const 
         for (int64_t j = 0; j < n; j++) c[j] = cg_bf16_round(e->alpha * a[j] + e->beta * cg_bf16_widen(c[j]));
 }
 
+#ifdef CG_CPU_MATRIX_KERNELS
+// store_row for the M rows of a pair (acc: 32 floats a row), 32 columns a step in AVX-512. The
+// compiler's vector loop of store_row spent about 28 cycles a row (its constants set up again
+// for every row, the tails of a loop of unknown length), a sixth of fc1's backward products.
+// The same operations: a + b (a + 0 without bias), alpha a, or alpha a + (beta c) as one FMA,
+// which is how -ffp-contract=fast compiles store_row's expression (gcc 12: the product beta c
+// rounded, then alpha a added to it in one FMA); then round16_avx512, cg_bf16_round's steps.
+static VEC_TARGET void store_rows_avx512(uint16_t *C, const float *acc, int64_t M, int64_t N, int64_t n0, int64_t n,
+                                         const epilogue *e) {
+    __mmask16 m[2] = {(__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1), (__mmask16)(n > 16 ? (1u << (n - 16)) - 1 : 0)};
+    __m512 alpha = _mm512_set1_ps(e->alpha), beta = _mm512_set1_ps(e->beta), bias[2];
+    int kind = e->linear ? 0 : e->beta == 0.0f ? 1 : 2; // read once: the stores below may alias *e
+    int halves = n > 16 ? 2 : 1; // (no pointer past the row's end is formed)
+    for (int h = 0; h < halves; h++)
+        bias[h] = e->linear && e->bias ? widen16_avx512(_mm256_maskz_loadu_epi16(m[h], e->bias + n0 + 16 * h))
+                                       : _mm512_setzero_ps();
+    for (int64_t i = 0; i < M; i++) {
+        uint16_t *c = C + i * N + n0;
+        for (int h = 0; h < halves; h++) {
+            __m512 a = _mm512_loadu_ps(acc + i * 32 + 16 * h), r;
+            if (kind == 0)
+                r = _mm512_add_ps(a, bias[h]);
+            else if (kind == 1)
+                r = _mm512_mul_ps(alpha, a);
+            else
+                r = _mm512_fmadd_ps(alpha, a, _mm512_mul_ps(beta, widen16_avx512(_mm256_maskz_loadu_epi16(m[h], c + 16 * h))));
+            _mm256_mask_storeu_epi16(c + 16 * h, m[h], _mm512_cvtepi32_epi16(round16_avx512(r)));
+        }
+    }
+}
+#endif
+
 // One pair of B's column blocks (columns n0 .. n0 + n - 1, n <= 32) of C: Ap times the pair's
 // packed blocks into `acc` (the calling thread's M x 32 floats, 16 KB for the tutorial's 128
 // rows: they stay in the L1 cache), then rounded into C at once. The rounding used to be a loop
@@ -51,6 +84,10 @@ static void store_row(uint16_t *c, const float *a, int64_t n0, int64_t n, const 
 static void pair_product(uint16_t *C, float *acc, const uint16_t *Ap, const uint16_t *Bp_pair, int64_t M, int64_t N,
                          int64_t n0, int64_t n, int64_t K, const epilogue *e, cg_cpu_bf16_path path) {
     cg_bf16_gemm_packed(acc, 32, Ap, Bp_pair, M, n, K, path);
+#ifdef CG_CPU_MATRIX_KERNELS
+    store_rows_avx512(C, acc, M, N, n0, n, e); // (this file runs only on the AVX-512 bf16 paths)
+    return;
+#endif
     for (int64_t i = 0; i < M; i++) store_row(C + i * N, acc + i * 32, n0, n, e);
 }
 

@@ -86,43 +86,72 @@ VEC_TARGET void cg_bf16_pack_b_same(uint16_t *Bp, const uint16_t *x, const uint6
 // The backward's A operand, packed: A (C*R*S, L) = the columns of `count` images side by side
 // (L = count H W; x is the first image). A block row holds 32 positions, which may run from one
 // image into the next: each such run (a segment) is one masked load into its lanes. The segments
-// are the same for every row, and their masks depend on (r, s) only: both are worked out first
-// (in `work`, 5 (L / 32 + count + 1) + R S (L / 32 + count) 64-bit words), then each row of the
-// columns is a tight loop of masked loads, written block by block (row m of block (m/16, kc)).
-VEC_TARGET void cg_bf16_pack_a_same(uint16_t *Ap, const uint16_t *x, int64_t count, const uint64_t *valid, int64_t C,
-                                   int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad, uint64_t *work) {
-    int64_t HW = H * W, crs = C * R * S, L = count * HW, KC = (L + 31) / 32, words = cg_bf16_same_valid_words(H, W);
-    int64_t most = KC + count; // segments at most: one per block row, one more per image that starts inside one
-    int64_t *first = (int64_t *)work, *offset = first + KC + 1, *at = offset + most, *lane = at + most;
-    uint64_t *runs = (uint64_t *)(lane + most);
-    __mmask32 *masks = (__mmask32 *)(runs + most); // (R S, segments)
+// are the same for every row, and their masks depend on (r, s) only: cg_bf16_pack_a_same_plan
+// works both out (in `work`, 5 (L / 32 + count + 1) + R S (L / 32 + count) 64-bit words), then
+// cg_bf16_pack_a_same packs rows m0 .. m1 - 1, each a tight loop of masked loads, written
+// block by block (row m of block (m/16, kc), Ap pointing at block row m0 / 16). The caller may
+// pack the rows 16 at a time into a small buffer and multiply each block row at once, while it
+// is in the L1 cache, rather than write the whole operand (460 KB for the tutorial's second
+// convolution) out to the L2 cache and read it back.
+// Where segment e of block kc starts (first[kc] .. first[kc + 1] - 1 are kc's), its offset from
+// the image's plane, its position in the image and its first lane, and its lanes (runs).
+typedef struct {
+    int64_t *first, *offset, *at, *lane;
+    uint64_t *runs;
+    __mmask32 *masks; // (R S, segments)
+} same_plan;
+
+static same_plan plan_in(uint64_t *work, int64_t count, int64_t H, int64_t W) {
+    // Segments at most: one per block row, one more per image that starts inside one.
+    int64_t KC = (count * H * W + 31) / 32, most = KC + count;
+    same_plan p;
+    p.first = (int64_t *)work, p.offset = p.first + KC + 1, p.at = p.offset + most, p.lane = p.at + most;
+    p.runs = (uint64_t *)(p.lane + most);
+    p.masks = (__mmask32 *)(p.runs + most);
+    return p;
+}
+
+VEC_TARGET void cg_bf16_pack_a_same_plan(uint64_t *work, int64_t count, const uint64_t *valid, int64_t C, int64_t H,
+                                         int64_t W, int64_t R, int64_t S) {
+    int64_t HW = H * W, L = count * HW, KC = (L + 31) / 32, words = cg_bf16_same_valid_words(H, W);
+    same_plan p = plan_in(work, count, H, W);
     int64_t segments = 0;
     for (int64_t kc = 0; kc < KC; kc++) {
-        first[kc] = segments;
+        p.first[kc] = segments;
         for (int64_t t = kc * 32, l0 = 0; l0 < 32 && t < L; segments++) {
             int64_t j = t / HW, l = t % HW, length = HW - l < 32 - l0 ? HW - l : 32 - l0;
-            offset[segments] = j * C * HW + l - l0; // image j's position l lands in lane l0
-            at[segments] = l, lane[segments] = l0, runs[segments] = length == 32 ? 0xffffffffu : (1u << length) - 1;
+            p.offset[segments] = j * C * HW + l - l0; // image j's position l lands in lane l0
+            p.at[segments] = l, p.lane[segments] = l0;
+            p.runs[segments] = length == 32 ? 0xffffffffu : (1u << length) - 1;
             t += length, l0 += length;
         }
     }
-    first[KC] = segments;
+    p.first[KC] = segments;
     for (int64_t rs = 0; rs < R * S; rs++)
         for (int64_t e = 0; e < segments; e++)
-            masks[rs * segments + e] = (__mmask32)((bits_at(valid + rs * words, at[e]) & runs[e]) << lane[e]);
-    for (int64_t m = 0; m < (crs + 15) / 16 * 16; m++) {
-        uint16_t *row = Ap + m / 16 * KC * CG_BF16_BLOCK + m % 16 * 32;
+            p.masks[rs * segments + e] =
+                (__mmask32)((bits_at(valid + rs * words, p.at[e]) & p.runs[e]) << p.lane[e]);
+}
+
+VEC_TARGET void cg_bf16_pack_a_same(uint16_t *Ap, const uint16_t *x, const uint64_t *work, int64_t m0, int64_t m1,
+                                         int64_t count, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
+                                         int64_t pad) {
+    int64_t HW = H * W, crs = C * R * S, KC = (count * HW + 31) / 32;
+    same_plan p = plan_in((uint64_t *)work, count, H, W);
+    int64_t segments = p.first[KC];
+    for (int64_t m = m0; m < m1; m++) {
+        uint16_t *row = Ap + (m / 16 - m0 / 16) * KC * CG_BF16_BLOCK + m % 16 * 32;
         if (m >= crs) { // rows of padding
             for (int64_t kc = 0; kc < KC; kc++) _mm512_storeu_si512(row + kc * CG_BF16_BLOCK, _mm512_setzero_si512());
             continue;
         }
         int64_t c = m / (R * S), rs = m % (R * S);
         const uint16_t *plane = lane_address(x + c * HW, (rs / S - pad) * W + (rs % S - pad)); // shifted by (r, s)
-        const __mmask32 *mask = masks + rs * segments;
+        const __mmask32 *mask = p.masks + rs * segments;
         for (int64_t kc = 0; kc < KC; kc++) {
             __m512i v = _mm512_setzero_si512();
-            for (int64_t e = first[kc]; e < first[kc + 1]; e++)
-                v = _mm512_mask_loadu_epi16(v, mask[e], lane_address(plane, offset[e]));
+            for (int64_t e = p.first[kc]; e < p.first[kc + 1]; e++)
+                v = _mm512_mask_loadu_epi16(v, mask[e], lane_address(plane, p.offset[e]));
             _mm512_storeu_si512(row + kc * CG_BF16_BLOCK, v);
         }
     }

@@ -25,10 +25,14 @@ void cg_bf16_same_valid_positions(uint64_t *bits, int64_t H, int64_t W, int64_t 
 // The forward's B operand (C R S, H W), packed as cg_bf16_pack_b packs it, from one image.
 VEC_TARGET void cg_bf16_pack_b_same(uint16_t *Bp, const uint16_t *x, const uint64_t *valid, int64_t C, int64_t H,
                                     int64_t W, int64_t R, int64_t S, int64_t pad);
-// The weight gradient's A operand (C R S, count H W), packed as cg_bf16_pack_a packs it; `work`
-// holds cg_bf16_pack_a_same_work(...) 64-bit words.
-VEC_TARGET void cg_bf16_pack_a_same(uint16_t *Ap, const uint16_t *x, int64_t count, const uint64_t *valid, int64_t C,
-                                    int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad, uint64_t *work);
+// The weight gradient's A operand (C R S, count H W), packed as cg_bf16_pack_a packs it, in two
+// steps: the plan, in `work` (cg_bf16_pack_a_same_work(...) 64-bit words), once per group of
+// images; then rows m0 .. m1 - 1 (m0 a multiple of 16; Ap: where block row m0 / 16 goes), as
+// many times as wanted.
+VEC_TARGET void cg_bf16_pack_a_same_plan(uint64_t *work, int64_t count, const uint64_t *valid, int64_t C, int64_t H,
+                                         int64_t W, int64_t R, int64_t S);
+VEC_TARGET void cg_bf16_pack_a_same(uint16_t *Ap, const uint16_t *x, const uint64_t *work, int64_t m0, int64_t m1,
+                                    int64_t count, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad);
 int64_t cg_bf16_pack_a_same_work(int64_t count, int64_t H, int64_t W, int64_t R, int64_t S);
 // col2im's masks (R S x ceil(H W / 16) pairs) and each row's shift (R S), once per backward call;
 // then dx (one image, bf16) = round(dx + the column gradients col (C R S, H W), rows ld apart).
