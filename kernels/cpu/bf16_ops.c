@@ -8,6 +8,7 @@
 // stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
 // fp16 stays emulated (amp.c): these CPUs have no fp16 product with fp32 sums.
+#include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bf16_same.h"
 #include "kernels/cpu/bf16_vec.h"
@@ -212,6 +213,10 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         // One image per product: its output (K, PQ) in f32 stays in the cache for the epilogue.
         for (int64_t j = 0; j < count; j++) {
 #ifdef CG_CPU_MATRIX_KERNELS
+            if (wf && where && cg_bf16_direct_pool_fits(C, H, W, R, S, stride, pad, P, Q) && // bf16_direct.h
+                cg_bf16_direct_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled,
+                                         x + (n0 + j) * H * W, wf, bias, K, H, W, path))
+                continue;
             if (wf) // the same f32 rows, summed by FMAs: no packing, no 9-term reduction padded to 32
                 cg_bf16_direct_sums(out, ldo, x + (n0 + j) * H * W, wf, K, H, W, path);
             else if (valid)

@@ -1,0 +1,26 @@
+// bf16_direct.h: the tutorial CNN's first block (a one-channel 3 x 3 convolution, stride 1,
+// padding 1, with bias, ReLU and 2 x 2 max pooling) on the bf16 hardware paths, without the
+// tile product: the forward in registers (bf16_direct.c) and the weight and bias gradients
+// straight from the pooled gradient (bf16_direct_dw.c). Called by bf16_ops.c; only with
+// CG_CPU_MATRIX_KERNELS, and run only on the AMX and AVX512-BF16 paths.
+#ifndef CG_KERNELS_CPU_BF16_DIRECT_H
+#define CG_KERNELS_CPU_BF16_DIRECT_H
+
+#include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/bf16_vec.h"
+
+#ifdef CG_CPU_MATRIX_KERNELS
+// Whether the fused forward below takes this shape: cg_bf16_direct_fits's (bf16_same.h), with at
+// least one pooling window.
+bool cg_bf16_direct_pool_fits(int64_t C, int64_t H, int64_t W, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                              int64_t P, int64_t Q);
+// One image x (H x W bf16) -> y (K, H/2, W/2) bf16 and where (K, H/2, W/2) bytes (each window's
+// first maximum, 0 .. 3 in scan order), with wf the weights from cg_bf16_direct_weights and bias
+// (K bf16, or NULL): the same bits as cg_bf16_direct_sums followed by bf16_ops.c's epilogue.
+// Returns false, having done nothing, without AVX512-BF16 or when an input lies outside the
+// range that makes its rounding exact (bf16_direct.c): the caller then takes the other path.
+bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const uint16_t *x, const float *wf, const uint16_t *bias,
+                              int64_t K, int64_t H, int64_t W, cg_cpu_bf16_path path);
+#endif
+
+#endif
