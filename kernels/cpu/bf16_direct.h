@@ -21,6 +21,16 @@ bool cg_bf16_direct_pool_fits(int64_t C, int64_t H, int64_t W, int64_t R, int64_
 // range that makes its rounding exact (bf16_direct.c): the caller then takes the other path.
 bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const uint16_t *x, const float *wf, const uint16_t *bias,
                               int64_t K, int64_t H, int64_t W, cg_cpu_bf16_path path);
+// Whether cg_bf16_direct_dw takes this shape (K output channels): a one-channel 3 x 3
+// convolution, stride 1, padding 1, even H and W up to 64 x 32, K a multiple of 16.
+bool cg_bf16_direct_dw_fits(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                            int64_t pad, int64_t P, int64_t Q);
+// The fused block's backward without dx on the AVX512-BF16 path: dw (K, 9) and dbias (K) bf16
+// (either may be NULL) += the gradients from the pooled gradient dy, the pooled output y (both
+// (N, K, H/2, W/2) bf16), the positions `where` and the images x (N, H, W) bf16; images in groups
+// of `group`, as bf16_ops.c's conv_backward: its bits (bf16_direct_dw.c says why).
+void cg_bf16_direct_dw(uint16_t *dw, uint16_t *dbias, const uint16_t *dy, const uint16_t *y, const uint8_t *where,
+                       const uint16_t *x, int64_t N, int64_t H, int64_t W, int64_t K, int64_t group);
 #endif
 
 #endif

@@ -425,6 +425,12 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
                           const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w, int64_t N,
                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                           int64_t P, int64_t Q) {
+#ifdef CG_CPU_MATRIX_KERNELS
+    if (y && !dx && path == CG_BF16_AVX512 && cg_bf16_direct_dw_fits(C, H, W, K, R, S, stride, pad, P, Q)) {
+        cg_bf16_direct_dw(dw, dbias, dy, y, where, x, N, H, W, K, GROUP); // bf16_direct.h: the same bits
+        return;
+    }
+#endif
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     if (dbias && !y) { // as conv2d_backward_cpu: each channel's sum in double, added to dbias in f32
