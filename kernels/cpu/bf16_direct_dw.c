@@ -90,9 +90,12 @@ static inline __attribute__((always_inline)) BF16_TARGET void row_pairs(__m512i 
         __m512 gf = widen16_avx512(_mm256_maskz_loadu_epi16(m, dy + at));
         __m512 yf = widen16_avx512(_mm256_maskz_loadu_epi16(m, y + at));
         __mmask16 open = _mm512_cmp_ps_mask(yf, _mm512_setzero_ps(), _CMP_GT_OQ); // the ReLU let it through
-        __m512i v = _mm512_maskz_mov_epi32(open, round16_avx512(_mm512_add_ps(_mm512_setzero_ps(), gf)));
+        // unpool_plane_avx512's round(0 + dy) is the high half of 0 + dy: dy is a bf16 value, and
+        // so is 0 + dy (dy, +0 for -0, a NaN made quiet, 0 for a subnormal where the flush is on),
+        // which its rounding leaves as it is. vf: the value as f32.
+        __m512 vf = _mm512_maskz_mov_ps(open, _mm512_add_ps(_mm512_setzero_ps(), gf));
+        __m512i v = _mm512_srli_epi32(_mm512_castps_si512(vf), 16);
         if (sums) {
-            __m512 vf = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
             sums[2 * c] = _mm512_add_pd(sums[2 * c], _mm512_cvtps_pd(_mm512_castps512_ps256(vf)));
             __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vf), 1)); // lanes 8 .. 15
             sums[2 * c + 1] = _mm512_add_pd(sums[2 * c + 1], _mm512_cvtps_pd(upper));
@@ -113,12 +116,21 @@ static inline __attribute__((always_inline)) BF16_TARGET void row_pairs(__m512i 
     }
 }
 
+// The next image's gradient, output and positions of channels k0 .. k0 + nch - 1, asked for into
+// the second-level cache a few lines at each pooled row of this image (as conv_direct_dw.c's
+// ask_ahead): its 16 planes of each are read a row at a time, 48 streams that the hardware
+// prefetchers follow badly, and reading them from the third-level cache took a third of the time.
+static inline __attribute__((always_inline)) void ask_ahead(const char *at[3], const char *end[3], int lines) {
+    for (int r = 0; r < 3 && lines > 0; r++)
+        for (; at[r] < end[r] && lines > 0; at[r] += 64, lines--) _mm_prefetch(at[r], _MM_HINT_T1);
+}
+
 // One group of images (n0 ..  n0 + count - 1): its dW^T slice (9, K) f32, the product's sums,
 // when slice is not NULL; each channel's 16 bias lanes in lanes[k] (2 vectors of 8 doubles)
 // when lanes is not NULL.
 static BF16_TARGET void group_dw(float *slice, __m512d *lanes, const uint16_t *dy, const uint16_t *y,
-                                 const uint8_t *where, const uint16_t *x, int64_t n0, int64_t count, int64_t H,
-                                 int64_t W, int64_t K) {
+                                 const uint8_t *where, const uint16_t *x, int64_t N, int64_t n0, int64_t count,
+                                 int64_t H, int64_t W, int64_t K) {
     int64_t P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2;
     uint16_t xp[(MAX_H + 2) * PADDED_W];
     __m512i pairs[2][MAX_W / 2][2]; // [row a][window q][vector]
@@ -128,7 +140,14 @@ static BF16_TARGET void group_dw(float *slice, __m512d *lanes, const uint16_t *d
         __m512 acc[9][2];
         for (int t = 0; t < 9; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
         for (int64_t j = 0; j < count; j++) {
-            int64_t n = n0 + j;
+            int64_t n = n0 + j, first = ((n + 1) * K + k0) * pooled, size = 16 * nv * pooled; // the next image's
+            const char *ahead[3] = {NULL, NULL, NULL}, *end[3] = {NULL, NULL, NULL}; // none after the last
+            if (n + 1 < N) {
+                ahead[0] = (const char *)(dy + first), ahead[1] = (const char *)(y + first);
+                ahead[2] = (const char *)(where + first);
+                end[0] = ahead[0] + size * 2, end[1] = ahead[1] + size * 2, end[2] = ahead[2] + size;
+            }
+            int per_row = (int)((5 * size + 63) / 64 / P2 + 1); // its lines (2 + 2 + 1 bytes a value), a share per row
             memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof *xp);
             for (int64_t h = 0; h < H; h++) memcpy(xp + (h + 1) * PADDED_W + 1, x + (n * H + h) * W, (size_t)W * 2);
             for (int64_t p = 0; p < P2; p++) {
@@ -140,6 +159,7 @@ static BF16_TARGET void group_dw(float *slice, __m512d *lanes, const uint16_t *d
                     for (int a = 0; a < 2; a++)
                         for (int64_t q = 0; q < Q2; q++) pairs[a][q][v] = rows[a][q];
                 }
+                ask_ahead(ahead, end, per_row);
                 if (!slice) continue;
                 for (int a = 0; a < 2; a++) { // position row h = 2 p + a, pairs (h, 2 q), (h, 2 q + 1)
                     const uint16_t *xr = xp + (2 * p + a) * PADDED_W;
@@ -183,8 +203,8 @@ BF16_TARGET void cg_bf16_direct_dw(uint16_t *dw, uint16_t *dbias, const uint16_t
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * group, count = N - n0 < group ? N - n0 : group;
-        group_dw(slices ? slices + g * 9 * K : NULL, lanes ? lanes + g * K * 2 : NULL, dy, y, where, x, n0, count, H,
-                 W, K);
+        group_dw(slices ? slices + g * 9 * K : NULL, lanes ? lanes + g * K * 2 : NULL, dy, y, where, x, N, n0, count,
+                 H, W, K);
     }
     if (dbias) { // as conv_backward: each group's 16 lanes added in order, the groups in order
         for (int64_t k = 0; k < K; k++) {
