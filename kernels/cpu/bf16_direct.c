@@ -124,8 +124,9 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
 // |w|, |bias| in [2^-56, 2^60). Each is then a multiple of 2^-63 (8 significant bits), each product
 // a multiple of 2^-126, and so is each rounded partial sum (exact below 2^24 of these units; above,
 // a multiple of an ulp of at least 2^-102): 0 or at least 2^-126, the smallest normal; and every
-// |term| < 2^120, so no sum reaches 2^125 (no infinity, so no NaN). Otherwise (and without
-// AVX512-BF16) cg_bf16_direct_relu_pool returns false and bf16_ops.c's path runs.
+// |term| < 2^120, so no sum reaches 2^125 (no infinity, so no NaN). The weights and the bias are
+// checked once per call (cg_bf16_direct_pool_ready, with AVX512-BF16), each image by
+// cg_bf16_direct_relu_pool; otherwise bf16_ops.c's path runs.
 //
 // The windows' inputs: output (a, b) of window (p, q) (a, b in 0, 1) takes tap (r, s) from the
 // padded image at row 2 p + a + r, column 2 q + b + s, that is at (2 p + i, 2 q + c) with i = a + r
@@ -139,36 +140,58 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
 #define SUB_FLOATS ((MAX_H / 2 + 1) * (MAX_W / 2) + 16)
 
 // Whether each of n values (bf16 patterns, or f32 when bf16 is false) is 0 or of magnitude in
-// [2^-56, 2^60): with the exponent's bias, 127, the f32 patterns from 71 << 23 up to 187 << 23 (a
-// bf16 pattern is the f32 one's high half). 16 at a time, as f32 patterns.
+// [2^-56, 2^60): with the exponent's bias, 127, the f32 patterns from 71 << 23 up to 187 << 23,
+// the bf16 ones (the high half) from 71 << 7 up to 187 << 7. The value minus the lower end, as
+// an unsigned number, is below the span only inside.
 static VEC_TARGET bool tame(const void *v, int64_t n, bool bf16) {
-    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), lo = _mm512_set1_epi32(71 << 23);
-    const __m512i span = _mm512_set1_epi32((187 - 71) << 23);
+    if (bf16) { // 32 at a time
+        __mmask32 wild = 0;
+        for (int64_t i = 0; i < n; i += 32) {
+            __mmask32 m = n - i >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (n - i)) - 1);
+            __m512i u = _mm512_and_si512(_mm512_maskz_loadu_epi16(m, (const uint16_t *)v + i), _mm512_set1_epi16(0x7fff));
+            __mmask32 outside = _mm512_cmpge_epu16_mask(_mm512_sub_epi16(u, _mm512_set1_epi16(71 << 7)),
+                                                        _mm512_set1_epi16((187 - 71) << 7));
+            wild |= _mm512_mask_test_epi16_mask(outside, u, u); // (and not 0)
+        }
+        return wild == 0;
+    }
     __mmask16 wild = 0;
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = (__mmask16)(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
-        __m512i u = bf16 ? _mm512_castps_si512(widen16_avx512(_mm256_maskz_loadu_epi16(m, (const uint16_t *)v + i)))
-                         : _mm512_maskz_loadu_epi32(m, (const float *)v + i);
-        u = _mm512_and_si512(u, magnitude);
-        // u - lo, as an unsigned number, is below the span only for u in [lo, lo + span)
-        __mmask16 outside = _mm512_cmpge_epu32_mask(_mm512_sub_epi32(u, lo), span);
-        wild |= _mm512_mask_test_epi32_mask(outside, u, u); // (and not 0)
+        __m512i u = _mm512_and_si512(_mm512_maskz_loadu_epi32(m, (const float *)v + i), _mm512_set1_epi32(0x7fffffff));
+        __mmask16 outside = _mm512_cmpge_epu32_mask(_mm512_sub_epi32(u, _mm512_set1_epi32(71 << 23)),
+                                                    _mm512_set1_epi32((187 - 71) << 23));
+        wild |= _mm512_mask_test_epi32_mask(outside, u, u);
     }
     return wild == 0;
 }
 
-// The 8 sub-planes from the padded image xp: sub[(i 4 + c) SUB_FLOATS + p Q2 + q] = xp[2 p + i][2 q + c].
-// Each is every other value of a padded row from column c: two loads and one permutation.
-static VEC_TARGET void make_subplanes(float *sub, const float *xp, int64_t P2, int64_t Q2) {
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+// The 8 sub-planes of image x (H x W bf16): sub[(i 4 + c) SUB_FLOATS + p Q2 + q] = xpad[2 p + i][2 q + c],
+// xpad the image with a border of zeros, so x[2 p + i - 1][2 q + c - 1]. Each padded row: the
+// image row widened (two vectors, columns 0 .. 31), then for each c the columns 2 q + c - 1 picked
+// by one permutation, zero where they fall outside the row (pick[c]: the lanes that do not).
+static VEC_TARGET void make_subplanes(float *sub, const uint16_t *x, int64_t H, int64_t W, int64_t P2, int64_t Q2) {
+    __m512i column[4];
+    __mmask16 pick[4];
+    for (int c = 0; c < 4; c++) {
+        column[c] = _mm512_add_epi32(_mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
+                                     _mm512_set1_epi32(c - 1));
+        pick[c] = 0;
+        for (int64_t q = 0; q < Q2; q++)
+            if (2 * q + c - 1 >= 0 && 2 * q + c - 1 < W) pick[c] |= (__mmask16)(1u << q);
+    }
     __mmask16 row = (__mmask16)((1u << Q2) - 1);
+    __mmask32 cols = W == 32 ? ~(__mmask32)0 : (__mmask32)((1u << W) - 1);
     for (int64_t h = 0; h < 2 * P2 + 2; h++) { // padded row h is row i = h % 2 of pooled row h / 2
         float *out = sub + (h % 2) * 4 * SUB_FLOATS + h / 2 * Q2;
-        const float *in = xp + h * PADDED_W;
-        for (int c = 0; c < 4; c++) {
-            __m512 a = _mm512_loadu_ps(in + c), b = _mm512_loadu_ps(in + c + 16);
-            _mm512_mask_storeu_ps(out + c * SUB_FLOATS, row, _mm512_permutex2var_ps(a, even, b));
+        __m512 a = _mm512_setzero_ps(), b = a;
+        if (h >= 1 && h <= H) { // image row h - 1; the others are the border's zeros
+            __m512i v = _mm512_maskz_loadu_epi16(cols, x + (h - 1) * W);
+            a = widen16_avx512(_mm512_castsi512_si256(v));
+            b = widen16_avx512(_mm512_extracti64x4_epi64(v, 1));
         }
+        for (int c = 0; c < 4; c++)
+            _mm512_mask_storeu_ps(out + c * SUB_FLOATS, row, _mm512_maskz_permutex2var_ps(pick[c], a, column[c], b));
     }
 }
 
@@ -273,19 +296,19 @@ bool cg_bf16_direct_pool_fits(int64_t C, int64_t H, int64_t W, int64_t R, int64_
     return cg_bf16_direct_fits(C, H, W, R, S, stride, pad, P, Q) && P >= 2 && Q >= 2;
 }
 
+bool cg_bf16_direct_pool_ready(const float *wf, const uint16_t *bias, int64_t K) {
+    return cg_cpu_has_avx512_bf16() && tame(wf, K * 9, false) && (bias == NULL || tame(bias, K, true));
+}
+
 BF16_TARGET bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const uint16_t *x, const float *wf,
                                           const uint16_t *bias, int64_t K, int64_t H, int64_t W,
                                           cg_cpu_bf16_path path) {
-    if (!cg_cpu_has_avx512_bf16() || !tame(x, H * W, true) || !tame(wf, K * 9, false) ||
-        (bias && !tame(bias, K, true)))
-        return false;
+    if (!tame(x, H * W, true)) return false;
     int64_t P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2;
-    float xp[(MAX_H + 2) * PADDED_W];
     // The sub-planes, and zeros past each one's (P2 + 1) Q2 values (read by the last vector's idle lanes)
     float sub[8 * SUB_FLOATS] __attribute__((aligned(64)));
-    pad_image(xp, x, H, W);
     for (int t = 0; t < 8; t++) _mm512_storeu_ps(sub + t * SUB_FLOATS + (P2 + 1) * Q2, _mm512_setzero_ps());
-    make_subplanes(sub, xp, P2, Q2);
+    make_subplanes(sub, x, H, W, P2, Q2);
     if (path == CG_BF16_AVX512) // the order as a constant in each copy of the loops
         image_channels(y, where, sub, wf, bias, K, pooled, Q2, 1);
     else

@@ -17,8 +17,10 @@ bool cg_bf16_direct_pool_fits(int64_t C, int64_t H, int64_t W, int64_t R, int64_
 // One image x (H x W bf16) -> y (K, H/2, W/2) bf16 and where (K, H/2, W/2) bytes (each window's
 // first maximum, 0 .. 3 in scan order), with wf the weights from cg_bf16_direct_weights and bias
 // (K bf16, or NULL): the same bits as cg_bf16_direct_sums followed by bf16_ops.c's epilogue.
-// Returns false, having done nothing, without AVX512-BF16 or when an input lies outside the
-// range that makes its rounding exact (bf16_direct.c): the caller then takes the other path.
+// Only where cg_bf16_direct_pool_ready(wf, bias, K) said yes (AVX512-BF16, and the weights and
+// bias in the range that makes its rounding exact: bf16_direct.c), once per call; returns false,
+// having done nothing, when the image is not (the caller then takes the other path).
+bool cg_bf16_direct_pool_ready(const float *wf, const uint16_t *bias, int64_t K);
 bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const uint16_t *x, const float *wf, const uint16_t *bias,
                               int64_t K, int64_t H, int64_t W, cg_cpu_bf16_path path);
 // Whether cg_bf16_direct_dw takes this shape (K output channels): a one-channel 3 x 3

@@ -202,6 +202,11 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     }
 #endif
     if (!wf) cg_bf16_pack_a(Wp, w, crs, 1, K, crs); // the tile product's weights (the direct sums read wf)
+    bool pooled_direct = false; // the fused block in registers (bf16_direct.h)
+#ifdef CG_CPU_MATRIX_KERNELS
+    pooled_direct = wf && where && cg_bf16_direct_pool_fits(C, H, W, R, S, stride, pad, P, Q) &&
+                    cg_bf16_direct_pool_ready(wf, bias, K);
+#endif
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = round16(pq);
@@ -213,10 +218,9 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         // One image per product: its output (K, PQ) in f32 stays in the cache for the epilogue.
         for (int64_t j = 0; j < count; j++) {
 #ifdef CG_CPU_MATRIX_KERNELS
-            if (wf && where && cg_bf16_direct_pool_fits(C, H, W, R, S, stride, pad, P, Q) && // bf16_direct.h
-                cg_bf16_direct_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled,
-                                         x + (n0 + j) * H * W, wf, bias, K, H, W, path))
-                continue;
+            if (pooled_direct && cg_bf16_direct_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled,
+                                                          x + (n0 + j) * H * W, wf, bias, K, H, W, path))
+                continue; // bf16_direct.h: sums, epilogue and pooling in registers
             if (wf) // the same f32 rows, summed by FMAs: no packing, no 9-term reduction padded to 32
                 cg_bf16_direct_sums(out, ldo, x + (n0 + j) * H * W, wf, K, H, W, path);
             else if (valid)
