@@ -17,7 +17,9 @@
 #include "core/half.h"
 #include "core/kernels.h"
 #include "core/rng.h"
+#include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/bf16_same.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
@@ -420,6 +422,48 @@ static void test_conv_threads(cg_cpu_bf16_path path) {
     }
 }
 
+#ifdef CG_CPU_MATRIX_KERNELS
+// bf16_direct.c's fused forward in both sum orders, the AMX one included (its FMAs run on any
+// CPU with AVX512-BF16, AMX or not): against its plane of sums (cg_bf16_direct_sums, in the same
+// order) followed by the plain epilogue, bias, rounding, then cg_bf16_relu_pool_plane.
+static void test_direct_orders(void) {
+    const conv_shape shapes[] = {
+        {2, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
+        {2, 1, 9, 13, 6, 3, 3, 1, 1, "one channel 9x13, 6 kernels"},
+        {1, 1, 32, 32, 5, 3, 3, 1, 1, "one channel 32x32, 5 kernels"},
+    };
+    const cg_cpu_bf16_path paths[2] = {CG_BF16_AMX, CG_BF16_AVX512};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int p = 0; p < 2; p++) {
+            const conv_shape *c = &shapes[s];
+            int64_t H = c->H, W = c->W, K = c->K, P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2;
+            uint16_t *x = random_bf16(H * W), *w = random_bf16(K * 9), *b = random_bf16(K);
+            float *wf = malloc((size_t)(K * 9) * sizeof *wf), *sums = malloc((size_t)(K * H * W) * sizeof *sums);
+            float *col_max = malloc((size_t)(pooled * 2) * sizeof *col_max);
+            int32_t *won = malloc((size_t)(pooled * 2) * sizeof *won);
+            uint16_t *plane = malloc((size_t)(H * W) * 2), *y1 = malloc((size_t)(K * pooled) * 2);
+            uint16_t *y2 = malloc((size_t)(K * pooled) * 2);
+            uint8_t *at1 = malloc((size_t)(K * pooled)), *at2 = malloc((size_t)(K * pooled));
+            cg_bf16_direct_weights(wf, w, K, paths[p]);
+            char what[160];
+            snprintf(what, sizeof what, "bf16_direct.c fused forward, %s order, %s", cg_cpu_bf16_name(paths[p]),
+                     c->name);
+            if (!cg_bf16_direct_pool_ready(wf, b, K) || !cg_bf16_direct_relu_pool(y1, at1, x, wf, b, K, H, W, paths[p]))
+                fail(what, "refused these inputs");
+            cg_bf16_direct_sums(sums, H * W, x, wf, K, H, W, paths[p]);
+            for (int64_t k = 0; k < K; k++) {
+                for (int64_t i = 0; i < H * W; i++)
+                    plane[i] = cg_bf16_round(sums[k * H * W + i] + cg_bf16_widen(b[k]));
+                cg_bf16_relu_pool_plane(y2 + k * pooled, at2 + k * pooled, plane, H, W, col_max, won);
+            }
+            compare_bits(what, y1, y2, K * pooled);
+            if (memcmp(at1, at2, (size_t)(K * pooled)) != 0) fail(what, "the positions differ");
+            free(x), free(w), free(b), free(wf), free(sums), free(col_max), free(won), free(plane), free(y1);
+            free(y2), free(at1), free(at2);
+        }
+}
+#endif
+
 int main(void) {
     threads_at_start = cg_get_num_threads();
     test_rounding();
@@ -444,6 +488,9 @@ int main(void) {
         test_same_packing(paths[p]);
         test_conv_threads(paths[p]);
         test_fused(CG_BF16, cg_cpu_bf16_name(paths[p]));
+#ifdef CG_CPU_MATRIX_KERNELS
+        if (paths[p] == CG_BF16_AVX512) test_direct_orders();
+#endif
         printf("%s against the emulated path: %s\n", cg_cpu_bf16_name(paths[p]), failures ? "differences" : "ok");
     }
     return failures ? 1 : 0;
