@@ -386,8 +386,9 @@ static void test_fused(cg_dtype dt, const char *path_name) {
 }
 
 // The convolutions' images are shared out to the threads, each computed alone: conv2d_forward_h
-// and the fused block (forward, and backward without dx) give the same bits on 1 and 2 threads (the tutorial's first layer, summed
-// by bf16_direct.c, and its second, by the tile product), on a batch large enough for both.
+// and the fused block (forward, and backward without dx) give the same bits on 1 and 2 threads
+// (the tutorial's first layer, summed by bf16_direct.c, and its second, by the tile product), on
+// a batch large enough for both.
 static void test_conv_threads(cg_cpu_bf16_path path) {
     const conv_shape shapes[] = {
         {32, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},

@@ -1,6 +1,8 @@
 // bf16_direct.c: the f32 sums of a one-channel 3 x 3 "same" convolution (stride 1, padding 1:
 // the tutorial CNN's first layer) on the bf16 hardware paths, computed directly with AVX-512
-// FMAs instead of the tile product (bf16_ops.c's conv_forward; declared in bf16_same.h).
+// FMAs instead of the tile product (bf16_ops.c's conv_forward; declared in bf16_same.h), and the
+// same with bias, ReLU and 2 x 2 max pooling in registers (the fused block's forward, below;
+// declared in bf16_direct.h). Not the backward (bf16_direct_dw.c).
 // With one input channel each output is a sum of 9 products: the tile product pads that
 // reduction to 32 (a 16 x 32 tile row of bf16 pairs) and the packing and the f32 rows it writes
 // cost more than the multiplications themselves. Here the image is widened to f32 once (a bf16
@@ -122,11 +124,12 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
 // 16-bit integers, which order non-negative bf16 values as floats do except NaNs. So it runs only
 // where neither can occur, which the inputs' sizes guarantee (tame below): every nonzero |x|,
 // |w|, |bias| in [2^-56, 2^60). Each is then a multiple of 2^-63 (8 significant bits), each product
-// a multiple of 2^-126, and so is each rounded partial sum (exact below 2^24 of these units; above,
-// a multiple of an ulp of at least 2^-102): 0 or at least 2^-126, the smallest normal; and every
-// |term| < 2^120, so no sum reaches 2^125 (no infinity, so no NaN). The weights and the bias are
-// checked once per call (cg_bf16_direct_pool_ready, with AVX512-BF16), each image by
-// cg_bf16_direct_relu_pool; otherwise bf16_ops.c's path runs.
+// a multiple of 2^-126, and so is each rounded partial sum (exact while under 2^24 of these units,
+// 2^-102; above, rounded to a multiple of its ulp, at least 2^-125): 0 or at least 2^-126, the
+// smallest normal; and every |term| < 2^120, so no sum reaches 2^125 (no infinity, so no NaN).
+// The weights and the bias are checked once per call (cg_bf16_direct_pool_ready, with
+// AVX512-BF16), each image by cg_bf16_direct_relu_pool; otherwise bf16_ops.c's path runs. (cgrad
+// flushes subnormal results to zero anyway, kernels/cpu/table.c, but a program may turn that off.)
 //
 // The windows' inputs: output (a, b) of window (p, q) (a, b in 0, 1) takes tap (r, s) from the
 // padded image at row 2 p + a + r, column 2 q + b + s, that is at (2 p + i, 2 q + c) with i = a + r
@@ -148,7 +151,8 @@ static VEC_TARGET bool tame(const void *v, int64_t n, bool bf16) {
         __mmask32 wild = 0;
         for (int64_t i = 0; i < n; i += 32) {
             __mmask32 m = n - i >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (n - i)) - 1);
-            __m512i u = _mm512_and_si512(_mm512_maskz_loadu_epi16(m, (const uint16_t *)v + i), _mm512_set1_epi16(0x7fff));
+            __m512i u = _mm512_maskz_loadu_epi16(m, (const uint16_t *)v + i);
+            u = _mm512_and_si512(u, _mm512_set1_epi16(0x7fff));
             __mmask32 outside = _mm512_cmpge_epu16_mask(_mm512_sub_epi16(u, _mm512_set1_epi16(71 << 7)),
                                                         _mm512_set1_epi16((187 - 71) << 7));
             wild |= _mm512_mask_test_epi16_mask(outside, u, u); // (and not 0)

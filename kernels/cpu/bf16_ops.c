@@ -3,7 +3,8 @@
 // AMX tiles or AVX512-BF16 (bf16_gemm.c), called by amp.c and conv_pool_h.c when cg_cpu_bf16() is
 // not the emulated path. The products (gemm_h, linear_forward_h) are bf16_products.c; "same"
 // convolutions pack their operands and sum col2im without im2col in bf16_same.c; one-channel 3 x 3
-// ones (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead.
+// ones (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead,
+// the fused block's whole forward too, and its backward without dx from bf16_direct_dw.c.
 // The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
 // stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
