@@ -223,6 +223,16 @@ static inline __attribute__((always_inline)) BF16_TARGET void pool_windows(uint1
     _mm256_mask_storeu_epi8(where, valid, at);
 }
 
+// A block whose sums wait in image_channels's buffer for their epilogue: its outputs (from y
+// and where, channel planes `pooled` apart), biases, windows and channels (0: none).
+typedef struct {
+    uint16_t *y;
+    uint8_t *where;
+    __m512 bias[2];
+    __mmask32 valid;
+    int nch;
+} held_block;
+
 // Windows v .. v + 16 nvec - 1 of nch channels (1 or 2; weights wk, 9 each in the path's order,
 // biases bias[ch]), `valid` of them in the image. For each term t, in the path's order
 // (tap_orders[avx]), and each of the 4 outputs (a, b), one load per vector feeds both channels:
@@ -233,7 +243,8 @@ static inline __attribute__((always_inline)) BF16_TARGET void windows_block(uint
                                                                           const float *wk, const __m512 bias[2],
                                                                           int64_t Q2, int64_t v, __mmask32 valid,
                                                                           const int nch, const int nvec,
-                                                                          const int avx) {
+                                                                          const int avx, float *held,
+                                                                          held_block *last) {
     __m512 acc[2][2][4]; // [channel][vector][output]
     for (int ch = 0; ch < 2; ch++)
         for (int u = 0; u < 2; u++)
@@ -264,8 +275,19 @@ static inline __attribute__((always_inline)) BF16_TARGET void windows_block(uint
             }
         }
     }
-    for (int ch = 0; ch < nch; ch++) // (with one vector, the second half's zeros are not stored)
-        pool_windows(y + ch * pooled + v, where + ch * pooled + v, acc[ch][0], acc[ch][1], bias[ch], valid);
+    // The previous block's epilogue, from its sums in `held`, then this block's sums put there
+    // (see image_channels).
+    if (last->nch > 0)
+        for (int ch = 0; ch < last->nch; ch++) {
+            __m512 lo[4], hi[4];
+            for (int o = 0; o < 4; o++) lo[o] = _mm512_load_ps(held + (ch * 8 + o) * 16);
+            for (int o = 0; o < 4; o++) hi[o] = _mm512_load_ps(held + (ch * 8 + 4 + o) * 16);
+            pool_windows(last->y + ch * pooled, last->where + ch * pooled, lo, hi, last->bias[ch], last->valid);
+        }
+    for (int ch = 0; ch < nch; ch++)
+        for (int u = 0; u < nvec; u++)
+            for (int o = 0; o < 4; o++) _mm512_store_ps(held + (ch * 8 + u * 4 + o) * 16, acc[ch][u][o]);
+    *last = (held_block){y + v, where + v, {bias[0], bias[1]}, valid, nch};
 }
 
 // One image, every channel (planes of `pooled` values in y and where), two at a time.
@@ -274,6 +296,11 @@ static inline __attribute__((always_inline)) BF16_TARGET void image_channels(uin
                                                                            const uint16_t *bias, int64_t K,
                                                                            int64_t pooled, int64_t Q2,
                                                                            const int avx) {
+    // Each block's epilogue runs after the next block's sums (held: its 16 vectors of sums, then
+    // the next's), so that it never waits on the FMAs' latency: in program order right after
+    // its own sums, its first steps waited on their last FMAs and held up the next block's.
+    float held[2 * 8 * 16] __attribute__((aligned(64)));
+    held_block last = {NULL, NULL, {_mm512_setzero_ps(), _mm512_setzero_ps()}, 0, 0};
     for (int64_t k = 0; k < K; k += 2) {
         int nch = K - k >= 2 ? 2 : 1;
         __m512 b[2];
@@ -284,14 +311,20 @@ static inline __attribute__((always_inline)) BF16_TARGET void image_channels(uin
             int64_t n = pooled - v < 32 ? pooled - v : 32; // windows in this block
             __mmask32 valid = n == 32 ? ~(__mmask32)0 : (__mmask32)((1u << n) - 1);
             if (n > 16 && nch == 2)
-                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 2, 2, avx);
+                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 2, 2, avx, held, &last);
             else if (n > 16)
-                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 1, 2, avx);
+                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 1, 2, avx, held, &last);
             else if (nch == 2)
-                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 2, 1, avx);
+                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 2, 1, avx, held, &last);
             else
-                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 1, 1, avx);
+                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 1, 1, avx, held, &last);
         }
+    }
+    for (int ch = 0; ch < last.nch; ch++) { // the last block's
+        __m512 lo[4], hi[4];
+        for (int o = 0; o < 4; o++) lo[o] = _mm512_load_ps(held + (ch * 8 + o) * 16);
+        for (int o = 0; o < 4; o++) hi[o] = _mm512_load_ps(held + (ch * 8 + 4 + o) * 16);
+        pool_windows(last.y + ch * pooled, last.where + ch * pooled, lo, hi, last.bias[ch], last.valid);
     }
 }
 
