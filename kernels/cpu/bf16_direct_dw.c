@@ -133,7 +133,7 @@ static BF16_TARGET void group_dw(float *slice, __m512d *lanes, const uint16_t *d
                                  int64_t H, int64_t W, int64_t K) {
     int64_t P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2;
     uint16_t xp[(MAX_H + 2) * PADDED_W];
-    __m512i pairs[2][MAX_W / 2][2]; // [row a][window q][vector]
+    __m512i pairs[2][2][2][MAX_W / 2]; // [pooled row p % 2][vector][row a][window q]
     for (int64_t k = 0; lanes && k < K; k++) lanes[2 * k] = lanes[2 * k + 1] = _mm512_setzero_pd();
     for (int64_t k0 = 0; k0 < K; k0 += 32) { // 32 channels per pass: 18 accumulators
         int nv = K - k0 >= 32 ? 2 : 1;
@@ -150,26 +150,30 @@ static BF16_TARGET void group_dw(float *slice, __m512d *lanes, const uint16_t *d
             int per_row = (int)((5 * size + 63) / 64 / P2 + 1); // its lines (2 + 2 + 1 bytes a value), a share per row
             memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof *xp);
             for (int64_t h = 0; h < H; h++) memcpy(xp + (h + 1) * PADDED_W + 1, x + (n * H + h) * W, (size_t)W * 2);
+            // Row p's pairs are made while row p - 1's products run: in program order between
+            // them (its first vector before the top row's products, its second before the
+            // bottom row's), where the processor overlaps the two. Made just before their own
+            // products, the products waited on them.
+            for (int v = 0; v < nv; v++)
+                row_pairs(pairs[0][v], lanes ? lanes + 2 * (k0 + 16 * v) : NULL, dy, y, where,
+                          (n * K + k0 + 16 * v) * pooled, pooled, Q2);
             for (int64_t p = 0; p < P2; p++) {
-                for (int v = 0; v < nv; v++) {
-                    __m512i rows[2][MAX_W / 2];
-                    int64_t k = k0 + 16 * v;
-                    row_pairs(rows, lanes ? lanes + 2 * k : NULL, dy, y, where, (n * K + k) * pooled + p * Q2, pooled,
-                              Q2);
-                    for (int a = 0; a < 2; a++)
-                        for (int64_t q = 0; q < Q2; q++) pairs[a][q][v] = rows[a][q];
-                }
+                __m512i(*cur)[2][MAX_W / 2] = pairs[p % 2], (*next)[2][MAX_W / 2] = pairs[(p + 1) % 2];
                 ask_ahead(ahead, end, per_row);
-                if (!slice) continue;
                 for (int a = 0; a < 2; a++) { // position row h = 2 p + a, pairs (h, 2 q), (h, 2 q + 1)
+                    int v = a; // the next row's vector v made here
+                    if (p + 1 < P2 && v < nv)
+                        row_pairs(next[v], lanes ? lanes + 2 * (k0 + 16 * v) : NULL, dy, y, where,
+                                  (n * K + k0 + 16 * v) * pooled + (p + 1) * Q2, pooled, Q2);
+                    if (!slice) continue;
                     const uint16_t *xr = xp + (2 * p + a) * PADDED_W;
                     for (int64_t q = 0; q < Q2; q++)
                         for (int t = 0; t < 9; t++) {
                             int32_t pair;
                             memcpy(&pair, xr + (t / 3) * PADDED_W + 2 * q + t % 3, sizeof pair);
                             __m512bh xv = (__m512bh)_mm512_set1_epi32(pair);
-                            acc[t][0] = _mm512_dpbf16_ps(acc[t][0], xv, (__m512bh)pairs[a][q][0]);
-                            if (nv > 1) acc[t][1] = _mm512_dpbf16_ps(acc[t][1], xv, (__m512bh)pairs[a][q][1]);
+                            acc[t][0] = _mm512_dpbf16_ps(acc[t][0], xv, (__m512bh)cur[0][a][q]);
+                            if (nv > 1) acc[t][1] = _mm512_dpbf16_ps(acc[t][1], xv, (__m512bh)cur[1][a][q]);
                         }
                 }
             }
