@@ -26,7 +26,8 @@
 // bias gradient is taken on the way, as unpool_plane_avx512 takes it: the same double lanes (the
 // window's column) in the same order, the same bits. (Tutorial block, batch 128, one core of an
 // AMD EPYC, Zen 4: 55 -> 88 GFLOP/s, where the fp32 backward, conv_direct_dw.c, runs at 68;
-// a third of the time goes to making the pairs, the transposes and the bias lanes.)
+// besides the products, its time goes mostly to making the pairs: the planes' loads, the
+// transposes and the bias lanes, by perf.)
 #include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
