@@ -203,10 +203,9 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     }
 #endif
     if (!wf) cg_bf16_pack_a(Wp, w, crs, 1, K, crs); // the tile product's weights (the direct sums read wf)
-    bool pooled_direct = false; // the fused block in registers (bf16_direct.h)
 #ifdef CG_CPU_MATRIX_KERNELS
-    pooled_direct = wf && where && cg_bf16_direct_pool_fits(C, H, W, R, S, stride, pad, P, Q) &&
-                    cg_bf16_direct_pool_ready(wf, bias, K);
+    bool pooled_direct = wf && where && cg_bf16_direct_pool_fits(C, H, W, R, S, stride, pad, P, Q) &&
+                         cg_bf16_direct_pool_ready(wf, bias, K); // the fused block in registers (bf16_direct.h)
 #endif
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
