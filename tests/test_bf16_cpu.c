@@ -17,8 +17,10 @@
 #include "core/half.h"
 #include "core/kernels.h"
 #include "core/rng.h"
+#include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bf16_vec.h"
+#include "kernels/cpu/bf16_same.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
@@ -27,6 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <pmmintrin.h>
+#include <xmmintrin.h>
+#endif
 
 static int threads_at_start = 1; // OpenMP's count as main starts, restored after changing it
 static uint64_t state = 0x12345678u;
@@ -293,9 +299,15 @@ static void compare_bits(const char *what, const uint16_t *a, const uint16_t *b,
         }
 }
 
+// bf16_direct.c's fast rounding reads subnormal sums as 0, and must leave them to bf16_ops.c's
+// path: this case's x and w are all 2^-66 and it has no bias, so that every sum of the forward is
+// subnormal (with the flush to zero off).
+static const char subnormal_case[] = "tutorial conv1, subnormal sums";
+
 // The fused block (conv2d_relu_pool_forward_h / backward_h) against conv2d_forward_h,
 // relu_forward_h, max_pool2d_forward_h and their backwards in a row, in the path set now: the
-// same bits for y, dx and dw; dbias up to the order of its sum (one bf16 step).
+// same bits for y, dx and dw; dbias up to the order of its sum (one bf16 step). The backward again
+// without dx: the same dw, and dbias as with dx.
 static void test_fused(cg_dtype dt, const char *path_name) {
     const conv_shape shapes[] = {
         {5, 3, 9, 9, 7, 3, 3, 1, 1, "odd 9x9 output"},
@@ -303,6 +315,10 @@ static void test_fused(cg_dtype dt, const char *path_name) {
         {4, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
         {6, 32, 14, 14, 64, 3, 3, 1, 1, "tutorial conv2"},
         {3, 1, 9, 13, 7, 3, 3, 1, 1, "one channel 9x13, 7 kernels"},
+        // bf16_direct_dw.c over 3 groups, the last of one image (the product's k padded), K = 48
+        // (a pass of 32 channels and one of 16); bf16_direct.c's forward with 30 windows a plane
+        {9, 1, 12, 10, 48, 3, 3, 1, 1, "one channel 12x10, 48 kernels, 9 images"},
+        {4, 1, 28, 28, 32, 3, 3, 1, 1, subnormal_case},
     };
     const cg_kernels *k = cg_cpu_kernels();
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -312,6 +328,20 @@ static void test_fused(cg_dtype dt, const char *path_name) {
         int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->S, ny = c->N * c->K * P * Q;
         int64_t np = c->N * c->K * P2 * Q2;
         uint16_t *x = random_bf16(nx), *w = random_bf16(nw), *b = random_bf16(c->K), *dy = random_bf16(np);
+        bool subnormal = c->name == subnormal_case;
+#if defined(__x86_64__) || defined(__i386__)
+        unsigned int csr = _mm_getcsr(); // cgrad flushes subnormals (kernels/cpu/table.c): not here
+        if (subnormal) {
+            cg_set_num_threads(1); // (the other threads keep their own setting)
+            _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_OFF);
+            _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_OFF);
+        }
+#endif
+        if (subnormal) {
+            for (int64_t i = 0; i < nx; i++) x[i] = cg_f32_to_bf16(ldexpf(1.0f, -66));
+            for (int64_t i = 0; i < nw; i++) w[i] = cg_f32_to_bf16(ldexpf(1.0f, -66));
+            for (int64_t i = 0; i < c->K; i++) b[i] = 0;
+        }
         if (dt == CG_F16) { // the same values as fp16 patterns (all of them fit)
             uint16_t *all[] = {x, w, b, dy};
             int64_t sizes[] = {nx, nw, c->K, np};
@@ -347,8 +377,20 @@ static void test_fused(cg_dtype dt, const char *path_name) {
                                       c->pad, P, Q);
         k->conv2d_relu_pool_backward_h(dt, dxf, dwf, dbf, dy, yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R,
                                        c->S, c->stride, c->pad, P, Q);
+        if (subnormal && dt == CG_BF16 && (y3[0] == 0 || y3[0] >= 0x0080))
+            fail("fused subnormal", "the reference's first value 0x%04x is not a subnormal", y3[0]);
+        // Without dx (the first layer's backward: bf16_direct_dw.c on AVX512-BF16): dw as the three
+        // ops', dbias as the fused block's with dx.
+        uint16_t *dwn = copy16(dw0, nw), *dbn = copy16(db0, c->K);
+        k->conv2d_relu_pool_backward_h(dt, NULL, dwn, dbn, dy, yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R,
+                                       c->S, c->stride, c->pad, P, Q);
         char what[160];
         const char *tn = dt == CG_F16 ? "fp16" : "bf16";
+        snprintf(what, sizeof what, "%s fused %s %s dw without dx", path_name, tn, c->name);
+        compare_bits(what, dwn, dw3, nw);
+        snprintf(what, sizeof what, "%s fused %s %s dbias without dx", path_name, tn, c->name);
+        compare_bits(what, dbn, dbf, c->K);
+        free(dwn), free(dbn);
         snprintf(what, sizeof what, "%s fused %s %s y", path_name, tn, c->name);
         compare_bits(what, yf, y3, np);
         snprintf(what, sizeof what, "%s fused %s %s dx", path_name, tn, c->name);
@@ -359,6 +401,10 @@ static void test_fused(cg_dtype dt, const char *path_name) {
             snprintf(what, sizeof what, "%s fused %s %s dbias", path_name, tn, c->name);
             compare(what, dbf, db3, c->K, 1);
         }
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_setcsr(csr);
+#endif
+        cg_set_num_threads(threads_at_start);
         free(x), free(w), free(b), free(dy), free(dx0), free(dw0), free(db0), free(conv), free(r), free(y3);
         free(argmax), free(dr), free(dconv), free(dx3), free(dw3), free(db3), free(yf), free(where), free(dxf);
         free(dwf), free(dbf);
@@ -366,8 +412,9 @@ static void test_fused(cg_dtype dt, const char *path_name) {
 }
 
 // The convolutions' images are shared out to the threads, each computed alone: conv2d_forward_h
-// and the fused block give the same bits on 1 and 2 threads (the tutorial's first layer, summed
-// by bf16_direct.c, and its second, by the tile product), on a batch large enough for both.
+// and the fused block (forward, and backward without dx) give the same bits on 1 and 2 threads
+// (the tutorial's first layer, summed by bf16_direct.c, and its second, by the tile product), on
+// a batch large enough for both.
 static void test_conv_threads(cg_cpu_bf16_path path) {
     const conv_shape shapes[] = {
         {32, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
@@ -378,24 +425,71 @@ static void test_conv_threads(cg_cpu_bf16_path path) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const conv_shape *c = &shapes[s];
         int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * 9, ny = c->N * c->K * c->H * c->W, np = ny / 4;
-        uint16_t *x = random_bf16(nx), *w = random_bf16(nw), *b = random_bf16(c->K);
-        uint16_t *y[2], *yp[2];
+        uint16_t *x = random_bf16(nx), *w = random_bf16(nw), *b = random_bf16(c->K), *dy = random_bf16(np);
+        uint16_t *y[2], *yp[2], *dw[2], *db[2];
         uint8_t *where[2];
         for (int t = 0; t < 2; t++) {
             cg_set_num_threads(t + 1);
             y[t] = malloc((size_t)ny * 2), yp[t] = malloc((size_t)np * 2), where[t] = malloc((size_t)np);
+            dw[t] = calloc((size_t)nw, 2), db[t] = calloc((size_t)c->K, 2);
             k->conv2d_forward_h(CG_BF16, y[t], x, w, b, c->N, c->C, c->H, c->W, c->K, 3, 3, 1, 1, c->H, c->W);
             k->conv2d_relu_pool_forward_h(CG_BF16, yp[t], where[t], x, w, b, c->N, c->C, c->H, c->W, c->K, 3, 3, 1,
                                           1, c->H, c->W);
+            // The backward without dx (the first layer's; bf16_direct_dw.c on AVX512-BF16)
+            k->conv2d_relu_pool_backward_h(CG_BF16, NULL, dw[t], db[t], dy, yp[0], where[0], x, w, c->N, c->C, c->H,
+                                           c->W, c->K, 3, 3, 1, 1, c->H, c->W);
         }
         cg_set_num_threads(threads_at_start);
         if (memcmp(y[0], y[1], (size_t)ny * 2) != 0 || memcmp(yp[0], yp[1], (size_t)np * 2) != 0 ||
-            memcmp(where[0], where[1], (size_t)np) != 0)
+            memcmp(where[0], where[1], (size_t)np) != 0 || memcmp(dw[0], dw[1], (size_t)nw * 2) != 0 ||
+            memcmp(db[0], db[1], (size_t)c->K * 2) != 0)
             fail("convolution threads", "%s %s: 1 and 2 threads differ", cg_cpu_bf16_name(path), c->name);
-        free(x), free(w), free(b);
-        for (int t = 0; t < 2; t++) free(y[t]), free(yp[t]), free(where[t]);
+        free(x), free(w), free(b), free(dy);
+        for (int t = 0; t < 2; t++) free(y[t]), free(yp[t]), free(where[t]), free(dw[t]), free(db[t]);
     }
 }
+
+#ifdef CG_CPU_MATRIX_KERNELS
+// bf16_direct.c's fused forward in both sum orders, the AMX one included (its FMAs run on any
+// CPU with AVX512-BF16, AMX or not): against its plane of sums (cg_bf16_direct_sums, in the same
+// order) followed by the plain epilogue, bias, rounding, then cg_bf16_relu_pool_plane.
+static void test_direct_orders(void) {
+    const conv_shape shapes[] = {
+        {2, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
+        {2, 1, 9, 13, 6, 3, 3, 1, 1, "one channel 9x13, 6 kernels"},
+        {1, 1, 32, 32, 5, 3, 3, 1, 1, "one channel 32x32, 5 kernels"},
+    };
+    const cg_cpu_bf16_path paths[2] = {CG_BF16_AMX, CG_BF16_AVX512};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int p = 0; p < 2; p++) {
+            const conv_shape *c = &shapes[s];
+            int64_t H = c->H, W = c->W, K = c->K, P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2;
+            uint16_t *x = random_bf16(H * W), *w = random_bf16(K * 9), *b = random_bf16(K);
+            float *wf = malloc((size_t)(K * 9) * sizeof *wf), *sums = malloc((size_t)(K * H * W) * sizeof *sums);
+            float *col_max = malloc((size_t)(pooled * 2) * sizeof *col_max);
+            int32_t *won = malloc((size_t)(pooled * 2) * sizeof *won);
+            uint16_t *plane = malloc((size_t)(H * W) * 2), *y1 = malloc((size_t)(K * pooled) * 2);
+            uint16_t *y2 = malloc((size_t)(K * pooled) * 2);
+            uint8_t *at1 = malloc((size_t)(K * pooled)), *at2 = malloc((size_t)(K * pooled));
+            cg_bf16_direct_weights(wf, w, K, paths[p]);
+            char what[160];
+            snprintf(what, sizeof what, "bf16_direct.c fused forward, %s order, %s", cg_cpu_bf16_name(paths[p]),
+                     c->name);
+            if (!cg_bf16_direct_pool_ready(wf, b, K) || !cg_bf16_direct_relu_pool(y1, at1, x, wf, b, K, H, W, paths[p]))
+                fail(what, "refused these inputs");
+            cg_bf16_direct_sums(sums, H * W, x, wf, K, H, W, paths[p]);
+            for (int64_t k = 0; k < K; k++) {
+                for (int64_t i = 0; i < H * W; i++)
+                    plane[i] = cg_bf16_round(sums[k * H * W + i] + cg_bf16_widen(b[k]));
+                cg_bf16_relu_pool_plane(y2 + k * pooled, at2 + k * pooled, plane, H, W, col_max, won);
+            }
+            compare_bits(what, y1, y2, K * pooled);
+            if (memcmp(at1, at2, (size_t)(K * pooled)) != 0) fail(what, "the positions differ");
+            free(x), free(w), free(b), free(wf), free(sums), free(col_max), free(won), free(plane), free(y1);
+            free(y2), free(at1), free(at2);
+        }
+}
+#endif
 
 int main(void) {
     threads_at_start = cg_get_num_threads();
@@ -424,6 +518,9 @@ int main(void) {
         test_same_packing(paths[p]);
         test_conv_threads(paths[p]);
         test_fused(CG_BF16, cg_cpu_bf16_name(paths[p]));
+#ifdef CG_CPU_MATRIX_KERNELS
+        if (paths[p] == CG_BF16_AVX512) test_direct_orders();
+#endif
         printf("%s against the emulated path: %s\n", cg_cpu_bf16_name(paths[p]), failures ? "differences" : "ok");
     }
     return failures ? 1 : 0;

@@ -1,6 +1,8 @@
 // bf16_direct.c: the f32 sums of a one-channel 3 x 3 "same" convolution (stride 1, padding 1:
 // the tutorial CNN's first layer) on the bf16 hardware paths, computed directly with AVX-512
-// FMAs instead of the tile product (bf16_ops.c's conv_forward; declared in bf16_same.h).
+// FMAs instead of the tile product (bf16_ops.c's conv_forward; declared in bf16_same.h), and the
+// same with bias, ReLU and 2 x 2 max pooling in registers (the fused block's forward, below;
+// declared in bf16_direct.h). Not the backward (bf16_direct_dw.c).
 // With one input channel each output is a sum of 9 products: the tile product pads that
 // reduction to 32 (a 16 x 32 tile row of bf16 pairs) and the packing and the f32 rows it writes
 // cost more than the multiplications themselves. Here the image is widened to f32 once (a bf16
@@ -11,6 +13,7 @@
 // product would give (tests/test_bf16_cpu.c's same-packing test compares them). The rows land where the tile product put them (channel k's
 // P x Q plane at out + k ld), and bf16_ops.c's epilogue (bias, rounding, ReLU, pooling) reads
 // them unchanged.
+#include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/bf16_same.h"
 
 #include <string.h>
@@ -30,15 +33,28 @@
 // the second, then the first (Intel's pseudo-code for both). Its last pair is (8, a padding
 // row of zeros): + 0 first leaves the sum as it is (it is never -0: an exact cancellation
 // gives +0), then term 8.
-static const int *tap_order(cg_cpu_bf16_path path) {
-    static const int amx[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8}, avx512[9] = {1, 0, 3, 2, 5, 4, 7, 6, 8};
-    return path == CG_BF16_AVX512 ? avx512 : amx;
-}
+// Row 0: AMX, row 1: AVX512-BF16 (a table at file scope: the fused kernel below reads it with
+// constant indices, which the compiler then folds into its unrolled code).
+static const int tap_orders[2][9] = {{0, 1, 2, 3, 4, 5, 6, 7, 8}, {1, 0, 3, 2, 5, 4, 7, 6, 8}};
+
+static const int *tap_order(cg_cpu_bf16_path path) { return tap_orders[path == CG_BF16_AVX512]; }
 
 void cg_bf16_direct_weights(float *wf, const uint16_t *w, int64_t K, cg_cpu_bf16_path path) {
     const int *order = tap_order(path);
     for (int64_t k = 0; k < K; k++)
         for (int t = 0; t < 9; t++) wf[k * 9 + t] = cg_bf16_widen(w[k * 9 + order[t]]);
+}
+
+// The padded image xp ((H + 2) x PADDED_W f32) from image x (H x W bf16).
+static VEC_TARGET void pad_image(float *xp, const uint16_t *x, int64_t H, int64_t W) {
+    memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof *xp);
+    for (int64_t h = 0; h < H; h++) // widened 16 values at a time (masked: W may be under 16 or 32)
+        for (int64_t w0 = 0; w0 < W; w0 += 16) {
+            int64_t n = W - w0 < 16 ? W - w0 : 16;
+            __mmask16 m = (__mmask16)((1u << n) - 1);
+            __m512 v = widen16_avx512(_mm256_maskz_loadu_epi16(m, x + h * W + w0));
+            _mm512_mask_storeu_ps(xp + (h + 1) * PADDED_W + 1 + w0, m, v);
+        }
 }
 
 bool cg_bf16_direct_fits(int64_t C, int64_t H, int64_t W, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
@@ -72,14 +88,7 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
                                     int64_t W, cg_cpu_bf16_path path) {
     const int *order = tap_order(path);
     float xp[(MAX_H + 2) * PADDED_W];
-    memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof *xp);
-    for (int64_t h = 0; h < H; h++) // widened 16 values at a time (masked: W may be under 16 or 32)
-        for (int64_t w0 = 0; w0 < W; w0 += 16) {
-            int64_t n = W - w0 < 16 ? W - w0 : 16;
-            __mmask16 m = (__mmask16)((1u << n) - 1);
-            __m512 v = widen16_avx512(_mm256_maskz_loadu_epi16(m, x + h * W + w0));
-            _mm512_mask_storeu_ps(xp + (h + 1) * PADDED_W + 1 + w0, m, v);
-        }
+    pad_image(xp, x, H, W);
     // Output columns 0 .. 15 and 16 .. W - 1.
     __mmask16 m0 = (__mmask16)(W >= 16 ? 0xffff : (1u << W) - 1);
     __mmask16 m1 = (__mmask16)(W > 16 ? (1u << (W - 16)) - 1 : 0);
@@ -96,5 +105,254 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
         for (; k + KB <= K; k += KB) row_channels(row + k * ld, ld, xv, wf + k * 9, m0, m1, KB);
         for (; k < K; k++) row_channels(row + k * ld, ld, xv, wf + k * 9, m0, m1, 1); // K not a multiple of KB
     }
+}
+
+// ---- the fused block: sums, bias, rounding, ReLU and pooling in registers ------------------------
+// cg_bf16_direct_sums writes each channel's P x Q plane of f32 sums, and bf16_ops.c's epilogue
+// reads it back to add the bias, round, ReLU and pool: the block ran at half the fp32 block's
+// speed, the epilogue (the plane's trip through the cache, the rounding in integer steps on 16
+// lanes, cross-lane permutations to pair neighbouring columns) taking twice as long as the sums.
+// Here, as in conv_direct.c (the fp32 block), the vector lanes are 16 pooling windows in the
+// pooled plane's order, and a window's 4 outputs are 4 vectors: the epilogue is lane-by-lane
+// work on the sums while they are in registers, 32 windows at a time in 16-bit lanes, and the
+// pooled bf16 values are the only thing stored. (Tutorial block, batch 128, one core of an AMD
+// EPYC, Zen 4: 46 -> 91 GFLOP/s, where the fp32 block, conv_direct.c, runs at 88.)
+//
+// The sums are cg_bf16_direct_sums's: the same products added in the same order (tap_orders),
+// each sum starting from +0. The epilogue rounds with vcvtne2ps2bf16 (AVX512-BF16: two vectors of
+// f32 to one of 32 bf16, round to nearest even), which gives cg_bf16_round's bits for every
+// finite value except the subnormals (it reads them as 0), and compares the rounded values as
+// 16-bit integers, which order non-negative bf16 values as floats do except NaNs. So it runs only
+// where neither can occur, which the inputs' sizes guarantee (tame below): every nonzero |x|,
+// |w|, |bias| in [2^-56, 2^60). Each is then a multiple of 2^-63 (8 significant bits), each product
+// a multiple of 2^-126, and so is each rounded partial sum (exact while under 2^24 of these units,
+// 2^-102; above, rounded to a multiple of its ulp, at least 2^-125): 0 or at least 2^-126, the
+// smallest normal; and every |term| < 2^120, so no sum reaches 2^125 (no infinity, so no NaN).
+// The weights and the bias are checked once per call (cg_bf16_direct_pool_ready, with
+// AVX512-BF16), each image by cg_bf16_direct_relu_pool; otherwise bf16_ops.c's path runs. (cgrad
+// flushes subnormal results to zero anyway, kernels/cpu/table.c, but a program may turn that off.)
+//
+// The windows' inputs: output (a, b) of window (p, q) (a, b in 0, 1) takes tap (r, s) from the
+// padded image at row 2 p + a + r, column 2 q + b + s, that is at (2 p + i, 2 q + c) with i = a + r
+// and c = b + s in 0 .. 3. For each (i, c) the values of all windows form a plane of the pooled
+// plane's shape, a sub-plane; i = 2, 3 are i = 0, 1 one pooled row further on. The 8 sub-planes
+// (i in 0, 1, c in 0 .. 3, with one pooled row more) are made once per image, and one vector load
+// of a sub-plane then gives one term's input for 16 windows.
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define MAX_W 32
+// A sub-plane: (P2 + 1) pooled rows of Q2 windows, and the last vector's reach past its end.
+#define SUB_FLOATS ((MAX_H / 2 + 1) * (MAX_W / 2) + 16)
+
+// Whether each of n values (bf16 patterns, or f32 when bf16 is false) is 0 or of magnitude in
+// [2^-56, 2^60): with the exponent's bias, 127, the f32 patterns from 71 << 23 up to 187 << 23,
+// the bf16 ones (the high half) from 71 << 7 up to 187 << 7. The value minus the lower end, as
+// an unsigned number, is below the span only inside.
+static VEC_TARGET bool tame(const void *v, int64_t n, bool bf16) {
+    if (bf16) { // 32 at a time
+        __mmask32 wild = 0;
+        for (int64_t i = 0; i < n; i += 32) {
+            __mmask32 m = n - i >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (n - i)) - 1);
+            __m512i u = _mm512_maskz_loadu_epi16(m, (const uint16_t *)v + i);
+            u = _mm512_and_si512(u, _mm512_set1_epi16(0x7fff));
+            __mmask32 outside = _mm512_cmpge_epu16_mask(_mm512_sub_epi16(u, _mm512_set1_epi16(71 << 7)),
+                                                        _mm512_set1_epi16((187 - 71) << 7));
+            wild |= _mm512_mask_test_epi16_mask(outside, u, u); // (and not 0)
+        }
+        return wild == 0;
+    }
+    __mmask16 wild = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = (__mmask16)(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+        __m512i u = _mm512_and_si512(_mm512_maskz_loadu_epi32(m, (const float *)v + i), _mm512_set1_epi32(0x7fffffff));
+        __mmask16 outside = _mm512_cmpge_epu32_mask(_mm512_sub_epi32(u, _mm512_set1_epi32(71 << 23)),
+                                                    _mm512_set1_epi32((187 - 71) << 23));
+        wild |= _mm512_mask_test_epi32_mask(outside, u, u);
+    }
+    return wild == 0;
+}
+
+// The 8 sub-planes of image x (H x W bf16): sub[(i 4 + c) SUB_FLOATS + p Q2 + q] = xpad[2 p + i][2 q + c],
+// xpad the image with a border of zeros, so x[2 p + i - 1][2 q + c - 1]. Each padded row: the
+// image row widened (two vectors, columns 0 .. 31), then for each c the columns 2 q + c - 1 picked
+// by one permutation, zero where they fall outside the row (pick[c]: the lanes that do not).
+static VEC_TARGET void make_subplanes(float *sub, const uint16_t *x, int64_t H, int64_t W, int64_t P2, int64_t Q2) {
+    __m512i column[4];
+    __mmask16 pick[4];
+    for (int c = 0; c < 4; c++) {
+        column[c] = _mm512_add_epi32(_mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
+                                     _mm512_set1_epi32(c - 1));
+        pick[c] = 0;
+        for (int64_t q = 0; q < Q2; q++)
+            if (2 * q + c - 1 >= 0 && 2 * q + c - 1 < W) pick[c] |= (__mmask16)(1u << q);
+    }
+    __mmask16 row = (__mmask16)((1u << Q2) - 1);
+    __mmask32 cols = W == 32 ? ~(__mmask32)0 : (__mmask32)((1u << W) - 1);
+    for (int64_t h = 0; h < 2 * P2 + 2; h++) { // padded row h is row i = h % 2 of pooled row h / 2
+        float *out = sub + (h % 2) * 4 * SUB_FLOATS + h / 2 * Q2;
+        __m512 a = _mm512_setzero_ps(), b = a;
+        if (h >= 1 && h <= H) { // image row h - 1; the others are the border's zeros
+            __m512i v = _mm512_maskz_loadu_epi16(cols, x + (h - 1) * W);
+            a = widen16_avx512(_mm512_castsi512_si256(v));
+            b = widen16_avx512(_mm512_extracti64x4_epi64(v, 1));
+        }
+        for (int c = 0; c < 4; c++)
+            _mm512_mask_storeu_ps(out + c * SUB_FLOATS, row, _mm512_maskz_permutex2var_ps(pick[c], a, column[c], b));
+    }
+}
+
+// 32 windows' 4 sums (lo[o]: windows 0 .. 15, hi[o]: 16 .. 31; o = 2 a + b: top left, top right,
+// bottom left, bottom right) to the pooled values y and positions where, the `valid` windows. As
+// bias_relu_pool_avx512 (bf16_ops.c): the bias added in f32, the sum rounded to bf16, ReLU on the
+// sign bit (a bf16 with the sign bit set is a negative 16-bit integer: max with 0 makes it +0),
+// then the first maximum in scan order: a later value wins only if larger.
+static inline __attribute__((always_inline)) BF16_TARGET void pool_windows(uint16_t *y, uint8_t *where,
+                                                                         const __m512 lo[4], const __m512 hi[4],
+                                                                         __m512 bias, __mmask32 valid) {
+    __m512i v[4];
+    for (int o = 0; o < 4; o++) {
+        __m512bh r = _mm512_cvtne2ps_pbh(_mm512_add_ps(hi[o], bias), _mm512_add_ps(lo[o], bias));
+        v[o] = _mm512_max_epi16((__m512i)r, _mm512_setzero_si512());
+    }
+    __m512i m = v[0];
+    __m256i at = _mm256_setzero_si256();
+    for (int o = 1; o < 4; o++) {
+        __mmask32 larger = _mm512_cmpgt_epu16_mask(v[o], m);
+        m = _mm512_mask_mov_epi16(m, larger, v[o]);
+        at = _mm256_mask_mov_epi8(at, larger, _mm256_set1_epi8((char)o));
+    }
+    _mm512_mask_storeu_epi16(y, valid, m);
+    _mm256_mask_storeu_epi8(where, valid, at);
+}
+
+// A block whose sums wait in image_channels's buffer for their epilogue: its outputs (from y
+// and where, channel planes `pooled` apart), biases, windows and channels (0: none).
+typedef struct {
+    uint16_t *y;
+    uint8_t *where;
+    __m512 bias[2];
+    __mmask32 valid;
+    int nch;
+} held_block;
+
+// The epilogue of block b, from its sums in held (pool_windows).
+static inline __attribute__((always_inline)) BF16_TARGET void held_epilogue(const float *held, const held_block *b,
+                                                                          int64_t pooled) {
+    for (int ch = 0; ch < b->nch; ch++) {
+        __m512 lo[4], hi[4];
+        for (int o = 0; o < 4; o++) lo[o] = _mm512_load_ps(held + (ch * 8 + o) * 16);
+        for (int o = 0; o < 4; o++) hi[o] = _mm512_load_ps(held + (ch * 8 + 4 + o) * 16);
+        pool_windows(b->y + ch * pooled, b->where + ch * pooled, lo, hi, b->bias[ch], b->valid);
+    }
+}
+
+// Windows v .. v + 16 nvec - 1 of nch channels (1 or 2; weights wk, 9 each in the path's order,
+// biases bias[ch]), `valid` of them in the image. For each term t, in the path's order
+// (tap_orders[avx]), and each of the 4 outputs (a, b), one load per vector feeds both channels:
+// 4 nch nvec chains of FMAs, 16 with two channels and two vectors, enough to cover the FMA's
+// latency. Each chain starts from +0, as the product's sums.
+static inline __attribute__((always_inline)) BF16_TARGET void windows_block(uint16_t *y, uint8_t *where,
+                                                                          int64_t pooled, const float *sub,
+                                                                          const float *wk, const __m512 bias[2],
+                                                                          int64_t Q2, int64_t v, __mmask32 valid,
+                                                                          const int nch, const int nvec,
+                                                                          const int avx, float *held,
+                                                                          held_block *last) {
+    __m512 acc[2][2][4]; // [channel][vector][output]
+    for (int ch = 0; ch < 2; ch++)
+        for (int u = 0; u < 2; u++)
+            for (int o = 0; o < 4; o++) acc[ch][u][o] = _mm512_setzero_ps();
+    const float *at = sub + v;
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; t++) {
+        int r = tap_orders[avx][t] / 3, s = tap_orders[avx][t] % 3;
+        // The loads' address through an empty asm statement (no instruction): the compiler no
+        // longer knows that they are those of earlier terms, and loads again rather than keeping
+        // all 32 loaded vectors in registers for later, which moved the sums out to the stack.
+        __asm__ volatile("" : "+r"(at));
+#pragma GCC unroll 4
+        for (int o = 0; o < 4; o++) {
+            int i = r + o / 2, c = s + o % 2;
+#pragma GCC unroll 2
+            for (int u = 0; u < nvec; u++) {
+                __m512 xv = _mm512_loadu_ps(at + ((i % 2) * 4 + c) * SUB_FLOATS + (i / 2) * Q2 + 16 * u);
+                __asm__("" : "+v"(xv)); // in a register: one load for both channels (see above)
+#pragma GCC unroll 2
+                for (int ch = 0; ch < nch; ch++) {
+                    __m512 w = _mm512_set1_ps(wk[ch * 9 + t]);
+                    // The first term a product, not an FMA onto +0: the same value but for a -0
+                    // product (-0 where +0 + -0 gives +0), which the rest leaves as it would the
+                    // +0 (an addition, or the bias, -0 + -0, then ReLU: +0 either way).
+                    acc[ch][u][o] = t == 0 ? _mm512_mul_ps(w, xv) : _mm512_fmadd_ps(w, xv, acc[ch][u][o]);
+                }
+            }
+        }
+    }
+    // The previous block's epilogue, from its sums in `held`, then this block's sums put there
+    // (see image_channels).
+    held_epilogue(held, last, pooled);
+    for (int ch = 0; ch < nch; ch++)
+        for (int u = 0; u < nvec; u++)
+            for (int o = 0; o < 4; o++) _mm512_store_ps(held + (ch * 8 + u * 4 + o) * 16, acc[ch][u][o]);
+    *last = (held_block){y + v, where + v, {bias[0], bias[1]}, valid, nch};
+}
+
+// One image, every channel (planes of `pooled` values in y and where), two at a time.
+static inline __attribute__((always_inline)) BF16_TARGET void image_channels(uint16_t *y, uint8_t *where,
+                                                                           const float *sub, const float *wf,
+                                                                           const uint16_t *bias, int64_t K,
+                                                                           int64_t pooled, int64_t Q2,
+                                                                           const int avx) {
+    // Each block's epilogue runs after the next block's sums, from its sums stored in `held`
+    // (16 vectors: [channel][vector][output]), so that it never waits on the FMAs' latency: in
+    // program order right after its own sums, its first steps waited on their last FMAs and held
+    // up the next block's (83 -> 91 GFLOP/s). A block of one vector leaves the second half's
+    // sums as they were (zeros at first), which its epilogue rounds but does not store.
+    float held[2 * 8 * 16] __attribute__((aligned(64))) = {0};
+    held_block last = {NULL, NULL, {_mm512_setzero_ps(), _mm512_setzero_ps()}, 0, 0}; // none yet
+    for (int64_t k = 0; k < K; k += 2) {
+        int nch = K - k >= 2 ? 2 : 1;
+        __m512 b[2];
+        for (int ch = 0; ch < 2; ch++) b[ch] = _mm512_set1_ps(bias && ch < nch ? cg_bf16_widen(bias[k + ch]) : 0.0f);
+        uint16_t *yk = y + k * pooled;
+        uint8_t *wk = where + k * pooled;
+        for (int64_t v = 0; v < pooled; v += 32) {
+            int64_t n = pooled - v < 32 ? pooled - v : 32; // windows in this block
+            __mmask32 valid = n == 32 ? ~(__mmask32)0 : (__mmask32)((1u << n) - 1);
+            if (n > 16 && nch == 2)
+                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 2, 2, avx, held, &last);
+            else if (n > 16)
+                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 1, 2, avx, held, &last);
+            else if (nch == 2)
+                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 2, 1, avx, held, &last);
+            else
+                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 1, 1, avx, held, &last);
+        }
+    }
+    held_epilogue(held, &last, pooled); // the last block's
+}
+
+bool cg_bf16_direct_pool_fits(int64_t C, int64_t H, int64_t W, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                              int64_t P, int64_t Q) {
+    return cg_bf16_direct_fits(C, H, W, R, S, stride, pad, P, Q) && P >= 2 && Q >= 2;
+}
+
+bool cg_bf16_direct_pool_ready(const float *wf, const uint16_t *bias, int64_t K) {
+    return cg_cpu_has_avx512_bf16() && tame(wf, K * 9, false) && (bias == NULL || tame(bias, K, true));
+}
+
+BF16_TARGET bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const uint16_t *x, const float *wf,
+                                          const uint16_t *bias, int64_t K, int64_t H, int64_t W,
+                                          cg_cpu_bf16_path path) {
+    if (!tame(x, H * W, true)) return false;
+    int64_t P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2;
+    // The sub-planes, and zeros past each one's (P2 + 1) Q2 values (read by the last vector's idle lanes)
+    float sub[8 * SUB_FLOATS] __attribute__((aligned(64)));
+    for (int t = 0; t < 8; t++) _mm512_storeu_ps(sub + t * SUB_FLOATS + (P2 + 1) * Q2, _mm512_setzero_ps());
+    make_subplanes(sub, x, H, W, P2, Q2);
+    if (path == CG_BF16_AVX512) // the order as a constant in each copy of the loops
+        image_channels(y, where, sub, wf, bias, K, pooled, Q2, 1);
+    else
+        image_channels(y, where, sub, wf, bias, K, pooled, Q2, 0);
+    return true;
 }
 #endif

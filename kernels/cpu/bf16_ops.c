@@ -3,12 +3,14 @@
 // AMX tiles or AVX512-BF16 (bf16_gemm.c), called by amp.c and conv_pool_h.c when cg_cpu_bf16() is
 // not the emulated path. The products (gemm_h, linear_forward_h) are bf16_products.c; "same"
 // convolutions pack their operands and sum col2im without im2col in bf16_same.c; one-channel 3 x 3
-// ones (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead;
-// the fused block's unpooling in the backward is bf16_unpool.c.
+// ones (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead,
+// the fused block's whole forward too, and its backward without dx from bf16_direct_dw.c; the
+// fused block's unpooling in the other backwards is bf16_unpool.c.
 // The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
 // stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
 // fp16 stays emulated (amp.c): these CPUs have no fp16 product with fp32 sums.
+#include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bf16_same.h"
 #include "kernels/cpu/bf16_vec.h"
@@ -289,6 +291,10 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     }
 #endif
     if (!wf) cg_bf16_pack_a(Wp, w, crs, 1, K, crs); // the tile product's weights (the direct sums read wf)
+#ifdef CG_CPU_MATRIX_KERNELS
+    bool pooled_direct = wf && where && cg_bf16_direct_pool_fits(C, H, W, R, S, stride, pad, P, Q) &&
+                         cg_bf16_direct_pool_ready(wf, bias, K); // the fused block in registers (bf16_direct.h)
+#endif
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = round16(pq);
@@ -300,6 +306,9 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         // One image per product: its output (K, PQ) in f32 stays in the cache for the epilogue.
         for (int64_t j = 0; j < count; j++) {
 #ifdef CG_CPU_MATRIX_KERNELS
+            if (pooled_direct && cg_bf16_direct_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled,
+                                                          x + (n0 + j) * H * W, wf, bias, K, H, W, path))
+                continue; // bf16_direct.h: sums, epilogue and pooling in registers
             if (wf) // the same f32 rows, summed by FMAs: no packing, no 9-term reduction padded to 32
                 cg_bf16_direct_sums(out, ldo, x + (n0 + j) * H * W, wf, K, H, W, path);
             else if (valid)
@@ -377,6 +386,12 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
                           const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w, int64_t N,
                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                           int64_t P, int64_t Q) {
+#ifdef CG_CPU_MATRIX_KERNELS
+    if (y && !dx && path == CG_BF16_AVX512 && cg_bf16_direct_dw_fits(C, H, W, K, R, S, stride, pad, P, Q)) {
+        cg_bf16_direct_dw(dw, dbias, dy, y, where, x, N, H, W, K, GROUP); // bf16_direct.h: the same bits
+        return;
+    }
+#endif
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     if (dbias && !y) { // as conv2d_backward_cpu: each channel's sum in double, added to dbias in f32
