@@ -80,6 +80,7 @@ USE_AIRBENCH=no
 if [ "$DEVICE" != cpu ]; then
     USE_AIRBENCH=yes
     [ -f "$AIRBENCH_DIR/airbench/__init__.py" ] || { echo "cifar.sh: --airbench $AIRBENCH_DIR: no airbench/ package there (carry .whl/)" >&2; exit 2; }
+    AIRBENCH_DIR=$(cd "$AIRBENCH_DIR" && pwd) # absolute: airbench runs from a scratch folder
     for f in train.pt test.pt; do
         [ -f "$DATA/$f" ] || { echo "cifar.sh: $DATA/$f is missing: /usr/bin/python3 tools/cifar_to_airbench.py $DATA" >&2; exit 2; }
     done
@@ -131,7 +132,7 @@ if [ "$USE_AIRBENCH" = yes ]; then
     ln -sfn "$(cd "$DATA" && pwd)" "$WORK/airbench/cifar10"
     GPU_ENV=()
     case "$DEVICE" in cuda:*) GPU_ENV=(env "CUDA_VISIBLE_DEVICES=${DEVICE#cuda:}") ;; esac
-    if ! (cd "$WORK/airbench" && "${GPU_ENV[@]}" env PYTHONPATH="$(cd "$AIRBENCH_DIR" && pwd)${PYTHONPATH:+:$PYTHONPATH}" \
+    if ! (cd "$WORK/airbench" && "${GPU_ENV[@]}" env PYTHONPATH="$AIRBENCH_DIR${PYTHONPATH:+:$PYTHONPATH}" \
         "$PYTHON" - "$RUNS" > "$WORK/airbench.txt" 2>&1) <<'PYEOF'
 import contextlib, io, sys
 import torch
