@@ -1044,6 +1044,10 @@ def main(argv):
             print("%s: --device %s: this torch (%s) sees no GPU" % (PROGRAM, device, torch.__version__), file=sys.stderr)
             return 2
         torch.backends.cudnn.benchmark = True
+        # fp32 means fp32, as in cgrad: PyTorch's default lets cuDNN's convolutions round their
+        # inputs to TF32 on Tensor Cores; autocast's bf16 / fp16 products are unaffected.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     try:
         t = time.perf_counter()
         train, test = load_split(args, True), load_split(args, False)
