@@ -38,6 +38,8 @@
 #include <string.h>
 
 #ifdef CG_CPU_MATRIX_KERNELS
+#include "kernels/cpu/transpose16.h"
+
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 // The padded image in bf16: row h + 1, column w + 1 hold x[h][w], zeros around; a tap's pair of
 // position (h, w) is the 32-bit word at row h + r, column w + s.
@@ -51,31 +53,6 @@ bool cg_bf16_direct_dw_fits(int64_t C, int64_t H, int64_t W, int64_t K, int64_t 
     // every window); channels in whole vectors of 16.
     return C == 1 && R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W && H >= 2 && W >= 2 &&
            H % 2 == 0 && W % 2 == 0 && H <= MAX_H && W <= MAX_W && K >= 16 && K % 16 == 0;
-}
-
-// r[i][j] <-> r[j][i], 16 x 16 32-bit words in registers (as conv_direct_dw.c's transpose16):
-// four rounds of shuffles.
-static inline __attribute__((always_inline)) BF16_TARGET void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-    }
-    for (int h = 0; h < 16; h += 8)
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
-            t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
-        }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
-        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
-    }
 }
 
 // The pairs of dy_g of pooled row p for 16 channels (pooled planes from `plane`, `pooled` values
@@ -106,7 +83,7 @@ static inline __attribute__((always_inline)) BF16_TARGET void row_pairs(__m512i 
         __m512i pos = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, where + at));
         r[c] = _mm512_castsi512_ps(_mm512_or_si512(v, _mm512_slli_epi32(pos, 16)));
     }
-    transpose16(r); // r[q]: window q, channel c in lane c
+    cg_transpose16(r); // r[q]: window q, channel c in lane c
     const __m512i value = _mm512_set1_epi32(0xffff), right = _mm512_set1_epi32(1 << 16);
     const __m512i bottom = _mm512_set1_epi32(2 << 16);
     for (int64_t q = 0; q < Q2; q++) {

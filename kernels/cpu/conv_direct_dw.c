@@ -36,6 +36,8 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 
+#include "kernels/cpu/transpose16.h"
+
 // The padded image: row h + 1, column w + 1 hold x[h][w], zeros around (as conv_direct.c). The
 // taps of position (h, w) are xp[(h + r) PADDED_W + w + s].
 #define PADDED_W 48
@@ -51,31 +53,6 @@
 static void *scratch(int which, int64_t bytes) {
     static _Thread_local cg_thread_buffer buffers[3];
     return cg_thread_floats_aligned(&buffers[which], (bytes + 3) / 4);
-}
-
-// r[i][j] <-> r[j][i], 16 x 16 floats in registers (im2col.c's transpose_16x16, without the
-// loads and stores).
-static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-    }
-    for (int h = 0; h < 16; h += 8)
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
-            t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
-        }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
-        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
-    }
 }
 
 // The 8 lanes of conv.c's plane sum (unpool_plane: lane l sums the windows i = l mod 8 in order,
@@ -182,7 +159,7 @@ static void prepare_image(float *xp, float *dyT, uint32_t *masks, const int32_t 
                 __m512 yv = _mm512_maskz_loadu_ps(valid, y + plane);
                 g[c] = _mm512_maskz_loadu_ps(_mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ), dy + plane);
             }
-            transpose16(g);
+            cg_transpose16(g);
             for (int j = 0; j < 16; j++) _mm512_storeu_ps(dyT + (i0 + j) * K + v * LANES, g[j]);
             sum_lanes(lanes, g, i0, pooled);
         }
