@@ -9,8 +9,9 @@
 // value widened is exact), and each output row of every channel is 9 FMAs per 16 positions on
 // those values: bf16 x bf16 products are exact in f32 (8 + 8 significant bits), so each FMA
 // rounds only the sum, as the hardware's fp32 accumulation does, and the terms are added in the
-// order the path's product adds them (tap_order), each sum starting from +0: the same bits as the
-// product would give (tests/test_bf16_cpu.c's same-packing test compares them). The rows land where the tile product put them (channel k's
+// order the path's product adds them by Intel's pseudo-code (tap_order), each sum starting from
+// +0: almost always the product's bits (AMX tiles gave one sum in 100,352 one bf16 step away on a
+// Xeon: tests/test_bf16_cpu.c's same-packing test holds them to one step). The rows land where the tile product put them (channel k's
 // P x Q plane at out + k ld), and bf16_ops.c's epilogue (bias, rounding, ReLU, pooling) reads
 // them unchanged.
 #include "kernels/cpu/bf16_direct.h"
