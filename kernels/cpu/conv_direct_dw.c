@@ -51,7 +51,7 @@
 
 // A buffer of at least `bytes` for this thread, kept between calls.
 static void *scratch(int which, int64_t bytes) {
-    static _Thread_local cg_thread_buffer buffers[6];
+    static _Thread_local cg_thread_buffer buffers[3];
     return cg_thread_floats_aligned(&buffers[which], (bytes + 3) / 4);
 }
 
@@ -138,92 +138,72 @@ static void where_masks(uint32_t *masks, const int32_t *corner, int64_t Q, const
         }
 }
 
-// The layer's tensors and sizes, as the caller gave them (shapes: conv1_relu_pool_dw_direct_cpu).
-typedef struct {
-    const float *x, *dy, *y;
-    const uint8_t *where;
-    const int32_t *corner; // each window's top left position
-    int64_t H, W, K, P, Q, pooled;
-} layer;
-
-// One image's inputs to the position loop, made in steps (prepare_steps): its padded image xp;
-// dyT (pooled x K floats: dyT[i K + k] = dy[k][i] where y[k][i] > 0, else 0), transposed 16
-// channels x 16 windows at a time in registers; for each group of 32 channels, `where` as masks
-// (where_masks: PQ words, 0 at the positions outside every window); and each channel's plane sum
-// into sums[k] (db).
-typedef struct {
-    float *xp, *dyT;
-    uint32_t *masks;
-    int64_t n;            // the image; -1: none yet
-    int64_t step, steps;  // the next step to take, and how many there are
-    __m512 lanes[8];      // sum_lanes' partial sums of the current 16 channels
-    double sums[MAX_K];
-} prepared;
-
-static void prepare_begin(prepared *pr, const layer *L, int64_t n) {
-    int64_t blocks = (L->pooled + 15) / 16, mask_blocks = (L->pooled + 63) / 64;
-    pr->n = n, pr->step = 0;
-    pr->steps = 1 + L->K / LANES * blocks + (L->K + 31) / 32 * mask_blocks;
-}
-
-// Step `step` of making image pr->n's inputs: 0, the padded image; then for each 16 channels,
-// their 16 windows at a time (dyT and the plane sums); then for each group of 32 channels, the
-// masks of 64 windows at a time. Steps taken in order give the same values, whenever they run.
-static void prepare_step(prepared *pr, const layer *L, int64_t step) {
-    int64_t H = L->H, W = L->W, K = L->K, P = L->P, Q = L->Q, pooled = L->pooled, n = pr->n;
-    int64_t blocks = (pooled + 15) / 16;
-    if (step == 0) {
-        memset(pr->xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof(float));
-        for (int64_t h = 0; h < H; h++)
-            memcpy(pr->xp + (h + 1) * PADDED_W + 1, L->x + (n * H + h) * W, (size_t)W * sizeof(float));
-        return;
-    }
-    step -= 1;
-    if (step < K / LANES * blocks) {
-        int64_t v = step / blocks, i0 = step % blocks * 16; // to the last window (not dyT's rounded-up rows)
-        if (i0 == 0)
-            for (int l = 0; l < 8; l++) pr->lanes[l] = _mm512_setzero_ps();
-        __mmask16 valid = (__mmask16)(pooled - i0 >= 16 ? 0xffff : (1u << (pooled - i0)) - 1);
-        __m512 g[16];
-        for (int c = 0; c < 16; c++) {
-            int64_t plane = (n * K + v * LANES + c) * pooled + i0;
-            __m512 yv = _mm512_maskz_loadu_ps(valid, L->y + plane);
-            g[c] = _mm512_maskz_loadu_ps(_mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ), L->dy + plane);
+// Image n's inputs to the position loop: its padded image xp; dyT (pooled x K floats: dyT[i K + k]
+// = dy[k][i] where y[k][i] > 0, else 0), transposed 16 channels x 16 windows at a time in
+// registers; for each group of 32 channels, `where` as masks (where_masks: PQ words, 0 at the
+// positions outside every window); and each channel's plane sum into sums[k] (db).
+static void prepare_image(float *xp, float *dyT, uint32_t *masks, const int32_t *corner, double *sums, const float *x,
+                          const float *dy, const float *y, const uint8_t *where, int64_t n, int64_t H, int64_t W,
+                          int64_t K, int64_t P, int64_t Q) {
+    int64_t P2 = P / 2, Q2 = Q / 2, pooled = P2 * Q2;
+    memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof(float));
+    for (int64_t h = 0; h < H; h++) memcpy(xp + (h + 1) * PADDED_W + 1, x + (n * H + h) * W, (size_t)W * sizeof(float));
+    for (int64_t v = 0; v < K / LANES; v++) {
+        __m512 lanes[8];
+        for (int l = 0; l < 8; l++) lanes[l] = _mm512_setzero_ps();
+        for (int64_t i0 = 0; i0 < pooled; i0 += 16) { // to the last window (not dyT's rounded-up rows: 3 of 16 blocks for nothing)
+            __mmask16 valid = (__mmask16)(pooled - i0 >= 16 ? 0xffff : pooled > i0 ? (1u << (pooled - i0)) - 1 : 0);
+            __m512 g[16];
+            for (int c = 0; c < 16; c++) {
+                int64_t plane = (n * K + v * LANES + c) * pooled + i0;
+                __m512 yv = _mm512_maskz_loadu_ps(valid, y + plane);
+                g[c] = _mm512_maskz_loadu_ps(_mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ), dy + plane);
+            }
+            cg_transpose16(g);
+            for (int j = 0; j < 16; j++) _mm512_storeu_ps(dyT + (i0 + j) * K + v * LANES, g[j]);
+            sum_lanes(lanes, g, i0, pooled);
         }
-        cg_transpose16(g);
-        for (int j = 0; j < 16; j++) _mm512_storeu_ps(pr->dyT + (i0 + j) * K + v * LANES, g[j]);
-        sum_lanes(pr->lanes, g, i0, pooled);
-        if (i0 + 16 >= pooled) { // the channels' last block: their sums
-            __m512 sum = _mm512_add_ps(_mm512_setzero_ps(), pr->lanes[0]);
-            for (int l = 1; l < 8; l++) sum = _mm512_add_ps(sum, pr->lanes[l]);
-            float s16[LANES];
-            _mm512_storeu_ps(s16, sum);
-            for (int c = 0; c < LANES; c++) pr->sums[v * LANES + c] = s16[c];
+        __m512 sum = _mm512_add_ps(_mm512_setzero_ps(), lanes[0]);
+        for (int l = 1; l < 8; l++) sum = _mm512_add_ps(sum, lanes[l]);
+        float s16[LANES];
+        _mm512_storeu_ps(s16, sum);
+        for (int c = 0; c < LANES; c++) sums[v * LANES + c] = s16[c];
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += 32) {
+        uint32_t *m = masks + k0 / 32 * P * Q;
+        if (P % 2 || Q % 2) memset(m, 0, (size_t)(P * Q) * sizeof(uint32_t));
+        const uint8_t *row = where + (n * K + k0) * pooled;
+        int64_t nch = K - k0 < 32 ? K - k0 : 32;
+        for (int64_t i0 = 0; i0 < pooled; i0 += 64) {
+            if (pooled - i0 >= 16) {
+                where_masks(m, corner, Q, row, pooled, nch, i0, pooled - i0 < 64 ? pooled - i0 : 64);
+                continue;
+            }
+            // A short tail (the tutorial's last 4 windows of 196) bit by bit: where_masks
+            // transposes a whole block of 64 for them (a quarter of its time, for 2 %).
+            for (int64_t i = i0; i < pooled; i++) {
+                uint32_t bits[4] = {0, 0, 0, 0};
+                for (int64_t k = 0; k < nch; k++) bits[row[k * pooled + i] & 3] |= (uint32_t)1 << k;
+                for (int pos = 0; pos < 4; pos++) m[corner[i] + pos / 2 * Q + pos % 2] = bits[pos];
+            }
         }
-        return;
-    }
-    step -= K / LANES * blocks;
-    int64_t mask_blocks = (pooled + 63) / 64, k0 = step / mask_blocks * 32, i0 = step % mask_blocks * 64;
-    uint32_t *m = pr->masks + k0 / 32 * P * Q;
-    if (i0 == 0 && (P % 2 || Q % 2)) memset(m, 0, (size_t)(P * Q) * sizeof(uint32_t));
-    const uint8_t *row = L->where + (n * K + k0) * pooled;
-    int64_t nch = K - k0 < 32 ? K - k0 : 32;
-    if (pooled - i0 >= 16) {
-        where_masks(m, L->corner, Q, row, pooled, nch, i0, pooled - i0 < 64 ? pooled - i0 : 64);
-        return;
-    }
-    // A short tail (the tutorial's last 4 windows of 196) bit by bit: where_masks
-    // transposes a whole block of 64 for them (a quarter of its time, for 2 %).
-    for (int64_t i = i0; i < pooled; i++) {
-        uint32_t bits[4] = {0, 0, 0, 0};
-        for (int64_t k = 0; k < nch; k++) bits[row[k * pooled + i] & 3] |= (uint32_t)1 << k;
-        for (int pos = 0; pos < 4; pos++) m[L->corner[i] + pos / 2 * Q + pos % 2] = bits[pos];
     }
 }
 
-// Up to `count` more steps of pr's image (none once it is made or when there is none).
-static void prepare_steps(prepared *pr, const layer *L, int64_t count) {
-    for (; pr->n >= 0 && pr->step < pr->steps && count > 0; count--) prepare_step(pr, L, pr->step++);
+// The next image's inputs (y, dy: K x pooled floats each, `where`: K x pooled bytes), asked for
+// into the second-level cache a few lines at a time while the position loop of this image runs
+// (its loads leave room for them). Without it, prepare_image read its 56 KB from the third-level
+// cache with 32 planes interleaved, which the hardware prefetchers follow badly: that reading, not
+// the transposes, was the largest part of its time (with the transposes taken out, the backward
+// ran no faster; with dyT not made at all, 38 -> 66 % of the peak).
+typedef struct {
+    const char *at[3], *end[3]; // the three regions still to ask for, each from at to end
+} ahead;
+
+// Up to `lines` more cache lines of the regions, in order.
+static inline __attribute__((always_inline)) void ask_ahead(ahead *a, int lines) {
+    for (int r = 0; r < 3 && lines > 0; r++)
+        for (; a->at[r] < a->end[r] && lines > 0; a->at[r] += 64, lines--) _mm_prefetch(a->at[r], _MM_HINT_T1);
 }
 
 // A 16-bit mask read from memory straight into a mask register (kmovw k, m16: a load). Through
@@ -265,8 +245,8 @@ static inline __attribute__((always_inline)) void position(__m512 acc[9][2], con
 static inline __attribute__((always_inline)) void group_positions(float *slice, __m512 carry[9][2], const float *xp,
                                                                   const float *dyT, const uint32_t *masks, int64_t fa,
                                                                   int64_t fb, int64_t total, int64_t P, int64_t Q,
-                                                                  int64_t K, int64_t k0, const int nv, prepared *next,
-                                                                  const layer *L, int64_t per_row) {
+                                                                  int64_t K, int64_t k0, const int nv, ahead *pf,
+                                                                  int per_row) {
     int64_t pq = P * Q, Q2 = Q / 2, last = P / 2 - 1;
     for (int64_t f0 = fa / CG_GEMM_KC * CG_GEMM_KC; f0 < fb; f0 += CG_GEMM_KC) { // the GEMM's blocks of K
         int64_t f1 = f0 + CG_GEMM_KC < total ? f0 + CG_GEMM_KC : total;
@@ -284,7 +264,7 @@ static inline __attribute__((always_inline)) void group_positions(float *slice, 
             for (; w + 1 < w1; w += 2) position(acc, xr + w, gr + (w >> 1) * K, mr + 2 * w, 0, 2, nv);
             if (w < w1) position(acc, xr + w, gr + (w >> 1) * K, mr + 2 * w, 0, 1, nv);
             f += w1 - w0;
-            prepare_steps(next, L, per_row); // a row's share of the next image's inputs
+            ask_ahead(pf, per_row); // a row's share of the next image's inputs
         }
         if (fe < f1) {
             for (int t = 0; t < 9; t++)
@@ -311,53 +291,46 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
     int64_t xp_floats = (H + 2) * PADDED_W, dyt_floats = wins * K, mask_words = kg * pq;
     int32_t corner[MAX_H * MAX_W / 4]; // each window's top left position
     for (int64_t i = 0; i < pooled; i++) corner[i] = (int32_t)(i / Q2 * 2 * Q + i % Q2 * 2);
-    layer L = {x, dy, y, where, corner, H, W, K, P, Q, pooled};
     float *slices = cg_xmalloc((size_t)(groups * 9 * K) * sizeof(float)); // (groups, 9, K): dW^T per group
     double *sums = cg_xmalloc((size_t)(groups * K) * sizeof(double));    // (groups, K): db per group
     bool threads = N > 1 && N * K * pq * 9 >= CG_OMP_MIN_WORK;
-#pragma omp parallel if (threads)
-    {
-        // Two images' inputs: the one the position loop reads, and the next one, made in steps
-        // between the loop's rows (shuffles and loads, which the FMAs leave room for).
-        prepared both[2];
-        for (int b = 0; b < 2; b++) {
-            both[b].xp = scratch(3 * b, xp_floats * (int64_t)sizeof(float));
-            // + K: position()'s load past the last window (odd Q), masked off
-            both[b].dyT = scratch(3 * b + 1, (dyt_floats + K) * (int64_t)sizeof(float));
-            both[b].masks = scratch(3 * b + 2, mask_words * (int64_t)sizeof(uint32_t));
-            both[b].n = -1;
-        }
-        int cur = 0;
-        // Static: each thread's groups follow one another, so its next image is the one after.
-#pragma omp for schedule(static)
-        for (int64_t g = 0; g < groups; g++) {
-            int64_t n0 = g * group, count = N - n0 < group ? N - n0 : group;
-            float *slice = slices + g * 9 * K;
-            __m512 carry[(MAX_K + 31) / 32][9][2];
-            for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
-            for (int64_t j = 0; j < count; j++) {
-                int64_t n = n0 + j;
-                prepared *pr = &both[cur], *next = &both[1 - cur];
-                if (pr->n != n) prepare_begin(pr, &L, n);
-                prepare_steps(pr, &L, pr->steps); // what is left of it (all of it, unless made ahead)
-                for (int64_t k = 0; k < K; k++) sums[g * K + k] += pr->sums[k];
-                cur = 1 - cur;
-                if (dw == NULL) continue;
-                next->n = -1;
-                if (n + 1 < N) prepare_begin(next, &L, n + 1);
-                // The next image's steps, a share at each row of this image's position loops (kg
-                // of them: one per group of 32 channels), rounded up.
-                int64_t per_row = next->n >= 0 ? next->steps / (P * kg) + 1 : 0;
-                for (int64_t k0 = 0; k0 < K; k0 += 2 * LANES) {
-                    const uint32_t *m = pr->masks + k0 / 32 * pq;
-                    int64_t fa = j * pq, fb = fa + pq;
-                    if (K - k0 >= 2 * LANES)
-                        group_positions(slice, carry[k0 / 32], pr->xp, pr->dyT, m, fa, fb, count * pq, P, Q, K, k0,
-                                        2, next, &L, per_row);
-                    else
-                        group_positions(slice, carry[k0 / 32], pr->xp, pr->dyT, m, fa, fb, count * pq, P, Q, K, k0,
-                                        1, next, &L, per_row);
-                }
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * group, count = N - n0 < group ? N - n0 : group;
+        // One image at a time, prepared and then summed while its dyT (25 KB), masks and xp are
+        // in the first-level cache: prepared for the group's 4 images first (128 KB), dyT was
+        // written to and read back from the second-level cache, and making it took twice as long.
+        float *xp = scratch(0, xp_floats * (int64_t)sizeof(float));
+        // + K: position()'s load past the last window (odd Q), masked off
+        float *dyT = scratch(1, (dyt_floats + K) * (int64_t)sizeof(float));
+        uint32_t *masks = scratch(2, mask_words * (int64_t)sizeof(uint32_t));
+        double image_sums[MAX_K];
+        float *slice = slices + g * 9 * K;
+        __m512 carry[(MAX_K + 31) / 32][9][2];
+        for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
+        for (int64_t j = 0; j < count; j++) {
+            prepare_image(xp, dyT, masks, corner, image_sums, x, dy, y, where, n0 + j, H, W, K, P, Q);
+            for (int64_t k = 0; k < K; k++) sums[g * K + k] += image_sums[k];
+            if (dw == NULL) continue;
+            // The next image's inputs (y, dy, where), asked for a share at each row of this image's
+            // position loops (kg of them: one per group of 32 channels), rounded up.
+            int64_t next = n0 + j + 1, floats = K * pooled, bytes = 2 * floats * (int64_t)sizeof(float) + floats;
+            ahead pf = {{NULL, NULL, NULL}, {NULL, NULL, NULL}}; // nothing to ask for after the last image
+            if (next < N) {
+                const char *ys = (const char *)(y + next * floats), *dys = (const char *)(dy + next * floats);
+                const char *ws = (const char *)(where + next * floats);
+                pf = (ahead){{ys, dys, ws}, {ys + floats * sizeof(float), dys + floats * sizeof(float), ws + floats}};
+            }
+            int per_row = (int)((bytes + 63) / 64 / (P * kg) + 1);
+            for (int64_t k0 = 0; k0 < K; k0 += 2 * LANES) {
+                const uint32_t *m = masks + k0 / 32 * pq;
+                int64_t fa = j * pq, fb = fa + pq;
+                if (K - k0 >= 2 * LANES)
+                    group_positions(slice, carry[k0 / 32], xp, dyT, m, fa, fb, count * pq, P, Q, K, k0, 2, &pf,
+                                    per_row);
+                else
+                    group_positions(slice, carry[k0 / 32], xp, dyT, m, fa, fb, count * pq, P, Q, K, k0, 1, &pf,
+                                    per_row);
             }
         }
     }
