@@ -29,7 +29,8 @@
 // next image's inputs while it runs (ask_ahead): 38 -> 43 % of the peak.
 // On the AMD EPYC (Zen 4, one 512-bit FMA per cycle), the same parts: the position loop alone 79 %
 // of the peak, the whole backward 58 %; the dyT blocks cost about twice what the masks do. The
-// loop's broadcasts were instructions for the vector pipes there (fma_broadcast): 58.4 -> 59.7 %.
+// loop's broadcasts were instructions for the vector pipes there (fma_broadcast): 58.4 -> 59.7 %
+// (58.1 -> 58.7 % in a noisier hour).
 // What did not pay there: making the next image's inputs in steps between the loop's rows (two
 // sets of buffers; as fast at best, slower when other work crowded the third-level cache), and
 // prefetch hints other than T1.
