@@ -243,9 +243,10 @@ static void test_conv(cg_cpu_bf16_path path) {
 // has the same columns in the same order: y and dW must agree to the bit. One-channel 3 x 3 ones
 // are summed by bf16_direct.c's FMAs, in the order Intel's pseudo-code gives the instruction, one
 // rounding per product added: their y is held to the tolerance of `compare` instead of the bit,
-// because the AMX tiles of a Xeon (Sapphire Rapids, 2026-12-06) gave one sum in 100,352 one bf16
-// step away from those FMAs: the tile's own rounding of a pair is not always two roundings in
-// that order, so no FMA sequence is guaranteed to reproduce it.
+// because the AMX tiles of a Xeon (2026-12-06) gave one sum in 100,352 one bf16 step away from
+// those FMAs: a probe there found about 3 % of tdpbf16ps's f32 sums different from every simple
+// model (either order of a pair's products, a pair summed exactly, the whole sum rounded once),
+// so no FMA sequence is known to reproduce the tiles' bits.
 static void test_same_packing(cg_cpu_bf16_path path) {
     const conv_shape shapes[] = {
         {5, 3, 9, 9, 7, 3, 3, 1, 1, "odd 9x9"},
