@@ -141,7 +141,6 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
 // plane's shape, a sub-plane; i = 2, 3 are i = 0, 1 one pooled row further on. The 8 sub-planes
 // (i in 0, 1, c in 0 .. 3, with one pooled row more) are made once per image, and one vector load
 // of a sub-plane then gives one term's input for 16 windows.
-#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define MAX_W 32
 // A sub-plane: (P2 + 1) pooled rows of Q2 windows, and the last vector's reach past its end.
 #define SUB_FLOATS ((MAX_H / 2 + 1) * (MAX_W / 2) + 16)
@@ -208,7 +207,7 @@ static VEC_TARGET void make_subplanes(float *sub, const uint16_t *x, int64_t H, 
 // bias_relu_pool_avx512 (bf16_ops.c): the bias added in f32, the sum rounded to bf16, ReLU on the
 // sign bit (a bf16 with the sign bit set is a negative 16-bit integer: max with 0 makes it +0),
 // then the first maximum in scan order: a later value wins only if larger.
-static inline __attribute__((always_inline)) BF16_TARGET void pool_windows(uint16_t *y, uint8_t *where,
+static inline __attribute__((always_inline)) VEC_BF16_TARGET void pool_windows(uint16_t *y, uint8_t *where,
                                                                          const __m512 lo[4], const __m512 hi[4],
                                                                          __m512 bias, __mmask32 valid) {
     __m512i v[4];
@@ -238,7 +237,7 @@ typedef struct {
 } held_block;
 
 // The epilogue of block b, from its sums in held (pool_windows).
-static inline __attribute__((always_inline)) BF16_TARGET void held_epilogue(const float *held, const held_block *b,
+static inline __attribute__((always_inline)) VEC_BF16_TARGET void held_epilogue(const float *held, const held_block *b,
                                                                           int64_t pooled) {
     for (int ch = 0; ch < b->nch; ch++) {
         __m512 lo[4], hi[4];
@@ -253,7 +252,7 @@ static inline __attribute__((always_inline)) BF16_TARGET void held_epilogue(cons
 // (tap_orders[avx]), and each of the 4 outputs (a, b), one load per vector feeds both channels:
 // 4 nch nvec chains of FMAs, 16 with two channels and two vectors, enough to cover the FMA's
 // latency. Each chain starts from +0, as the product's sums.
-static inline __attribute__((always_inline)) BF16_TARGET void windows_block(uint16_t *y, uint8_t *where,
+static inline __attribute__((always_inline)) VEC_BF16_TARGET void windows_block(uint16_t *y, uint8_t *where,
                                                                           int64_t pooled, const float *sub,
                                                                           const float *wk, const __m512 bias[2],
                                                                           int64_t Q2, int64_t v, __mmask32 valid,
@@ -300,7 +299,7 @@ static inline __attribute__((always_inline)) BF16_TARGET void windows_block(uint
 }
 
 // One image, every channel (planes of `pooled` values in y and where), two at a time.
-static inline __attribute__((always_inline)) BF16_TARGET void image_channels(uint16_t *y, uint8_t *where,
+static inline __attribute__((always_inline)) VEC_BF16_TARGET void image_channels(uint16_t *y, uint8_t *where,
                                                                            const float *sub, const float *wf,
                                                                            const uint16_t *bias, int64_t K,
                                                                            int64_t pooled, int64_t Q2,
@@ -343,7 +342,7 @@ bool cg_bf16_direct_pool_ready(const float *wf, const uint16_t *bias, int64_t K)
     return cg_cpu_has_avx512_bf16() && tame(wf, K * 9, false) && (bias == NULL || tame(bias, K, true));
 }
 
-BF16_TARGET bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const uint16_t *x, const float *wf,
+VEC_BF16_TARGET bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const uint16_t *x, const float *wf,
                                           const uint16_t *bias, int64_t K, int64_t H, int64_t W,
                                           cg_cpu_bf16_path path) {
     if (!tame(x, H * W, true)) return false;

@@ -40,7 +40,6 @@
 #ifdef CG_CPU_MATRIX_KERNELS
 #include "kernels/cpu/transpose16.h"
 
-#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 // The padded image in bf16: row h + 1, column w + 1 hold x[h][w], zeros around; a tap's pair of
 // position (h, w) is the 32-bit word at row h + r, column w + s.
 #define PADDED_W 48
@@ -59,7 +58,7 @@ bool cg_bf16_direct_dw_fits(int64_t C, int64_t H, int64_t W, int64_t K, int64_t 
 // apart): pairs[a][q] for row 2 p + a of window q (q < Q2), each channel's pair in its lane. Each
 // channel's windows first, in the lanes: value v (unpool_plane_avx512's), added to the channel's
 // bias lanes sums[c] when sums is not NULL, and the position, in the high half of the word.
-static inline __attribute__((always_inline)) BF16_TARGET void row_pairs(__m512i pairs[2][MAX_W / 2], __m512d *sums,
+static inline __attribute__((always_inline)) VEC_BF16_TARGET void row_pairs(__m512i pairs[2][MAX_W / 2], __m512d *sums,
                                                                       const uint16_t *dy, const uint16_t *y,
                                                                       const uint8_t *where, int64_t plane,
                                                                       int64_t pooled, int64_t Q2) {
@@ -108,7 +107,7 @@ static inline __attribute__((always_inline)) void ask_ahead(const char *at[3], c
 // One group of images (n0 ..  n0 + count - 1): its dW^T slice (9, K) f32, the product's sums,
 // when slice is not NULL; each channel's 16 bias lanes in lanes[k] (2 vectors of 8 doubles)
 // when lanes is not NULL.
-static BF16_TARGET void group_dw(float *slice, __m512d *lanes, const uint16_t *dy, const uint16_t *y,
+static VEC_BF16_TARGET void group_dw(float *slice, __m512d *lanes, const uint16_t *dy, const uint16_t *y,
                                  const uint8_t *where, const uint16_t *x, int64_t N, int64_t n0, int64_t count,
                                  int64_t H, int64_t W, int64_t K) {
     int64_t P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2;
@@ -172,7 +171,7 @@ static BF16_TARGET void group_dw(float *slice, __m512d *lanes, const uint16_t *d
     }
 }
 
-BF16_TARGET void cg_bf16_direct_dw(uint16_t *dw, uint16_t *dbias, const uint16_t *dy, const uint16_t *y,
+VEC_BF16_TARGET void cg_bf16_direct_dw(uint16_t *dw, uint16_t *dbias, const uint16_t *dy, const uint16_t *y,
                                    const uint8_t *where, const uint16_t *x, int64_t N, int64_t H, int64_t W, int64_t K,
                                    int64_t group) {
     if (dw == NULL && dbias == NULL) return;

@@ -3,6 +3,7 @@
 // target attributes, whatever the build's -march, and run only where cpu_features.c found them.
 // No threads here (the callers share out blocks), no rounding of the result (the callers do).
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/threads.h"
 
 #include "core/common.h"
@@ -196,9 +197,8 @@ void cg_bf16_pack_b(uint16_t *Bp, const uint16_t *B, int64_t ks, int64_t ns, int
 
 #define AVX_MR 8
 
-#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-static inline __attribute__((always_inline)) BF16_TARGET void avx_tile(float *C, int64_t ldc, const uint16_t *a,
+static inline __attribute__((always_inline)) VEC_BF16_TARGET void avx_tile(float *C, int64_t ldc, const uint16_t *a,
                                                                       const uint16_t *b0, const uint16_t *b1,
                                                                       int64_t KC, const int nv) {
     __m512 acc[AVX_MR][2];
@@ -228,7 +228,7 @@ static inline __attribute__((always_inline)) BF16_TARGET void avx_tile(float *C,
 // block. Zen 4 runs a 256-bit vdpbf16ps at twice the rate of a 512-bit one, given enough
 // independent sums: 16 rows run 8 lanes at 0.6 of the cost of 16, 8 rows at 0.75. Lanes 0 .. 7
 // of the 16-lane product give the same sums. Columns 8 .. 15 of the block are not stored.
-static inline __attribute__((always_inline)) BF16_TARGET void avx_tile_8_columns(float *C, int64_t ldc,
+static inline __attribute__((always_inline)) VEC_BF16_TARGET void avx_tile_8_columns(float *C, int64_t ldc,
                                                                                 const uint16_t *a, const uint16_t *b,
                                                                                 int64_t KC, const int rows) {
     __m256 acc[16];
@@ -247,7 +247,7 @@ static inline __attribute__((always_inline)) BF16_TARGET void avx_tile_8_columns
     for (int i = 0; i < rows; i++) _mm256_storeu_ps(C + i * ldc, acc[i]);
 }
 
-static BF16_TARGET void gemm_avx512(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M,
+static VEC_BF16_TARGET void gemm_avx512(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M,
                                     int64_t N, int64_t K) {
     const int64_t MB = (M + 15) / 16, NB = (N + 15) / 16, KC = (K + 31) / 32;
     for (int64_t nb = 0; nb < NB; nb += 2) {

@@ -1,6 +1,6 @@
-// bf16_vec.h: what the bf16 paths' AVX-512 loops share (bf16_ops.c, bf16_same.c): the target
-// attribute, and bf16 <-> f32 on 16 values at a time, the same bits as cg_bf16_widen and
-// cg_bf16_round (bf16_gemm.h).
+// bf16_vec.h: what the bf16 paths' AVX-512 loops share (bf16_gemm.c, bf16_ops.c, bf16_same.c,
+// bf16_direct.c, ...): the target attributes, with and without AVX512-BF16, and bf16 <-> f32 on
+// 16 values at a time, the same bits as cg_bf16_widen and cg_bf16_round (bf16_gemm.h).
 #ifndef CG_KERNELS_CPU_BF16_VEC_H
 #define CG_KERNELS_CPU_BF16_VEC_H
 
