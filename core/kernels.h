@@ -325,12 +325,19 @@ typedef struct cg_kernels {
                                     bool channels_last, bool accumulate);
     // The end of a ResNet basic block in one op (cg_batch_norm2d_add_relu): y = relu(batch norm of
     // x + z), z (the shortcut) of x's dtype, shape and layout, the sum kept in f32 and y rounded once.
-    // Otherwise as batch_norm_act_forward. No backward row: the op's backward is ReLU's
-    // (relu_backward, from y) then batch norm's (batch_norm_backward / _h).
+    // Otherwise as batch_norm_act_forward. Its backward is ReLU's (relu_backward, from y) then
+    // batch norm's (batch_norm_backward / _h), or in 16 bits this row where it exists (NULL on the
+    // CPU): g = dy where y > 0, +0 elsewhere (y the op's output, g of x's dtype, written, the
+    // gradient of both the batch norm's output and z), then batch_norm_backward_h's dx (+=, or
+    // written when !accumulate), dgamma and dbeta from g; the same values as the two rows.
     void (*batch_norm_add_relu_forward)(cg_dtype dtype, void *y, float *stats, float *running_mean,
                                         float *running_var, const void *x, const void *z, const float *gamma,
                                         const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
                                         float momentum, bool training, bool channels_last);
+    void (*batch_norm_add_relu_backward)(cg_dtype dtype, void *dx, void *g, float *dgamma, float *dbeta,
+                                         const void *dy, const void *y, const void *x, const float *gamma,
+                                         const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
+                                         bool channels_last, bool accumulate);
     void (*gelu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx);
     // y = round(a + b), n values of one 16-bit dtype (the residual add under autocast; its
     // backward is cast with accumulate: each gradient = round(gradient + dy)).

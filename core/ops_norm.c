@@ -195,9 +195,15 @@ static void batch_norm_add_relu_node_backward(const cg_kernels *k, cg_tape *t, c
         if (z->requires_grad) k->axpy(F(cg_tape_grad(t, z)), 1.0f, F(g), x->numel);
         return;
     }
-    KERNEL(k, relu_backward_h)(dt, g->data, n->out->grad->data, n->out->data, x->numel, false);
-    KERNEL(k, batch_norm_backward_h)(dt, dx, dgamma, dbeta, g->data, x->data, F(gamma), F(n->saved[0]), N, C, HW,
-                                     n->iattr[0], x->channels_last, !n->grad_fresh[0]);
+    if (k->batch_norm_add_relu_backward) // (the two rows below in fewer passes)
+        k->batch_norm_add_relu_backward(dt, dx, g->data, dgamma, dbeta, n->out->grad->data, n->out->data, x->data,
+                                        F(gamma), F(n->saved[0]), N, C, HW, n->iattr[0], x->channels_last,
+                                        !n->grad_fresh[0]);
+    else {
+        KERNEL(k, relu_backward_h)(dt, g->data, n->out->grad->data, n->out->data, x->numel, false);
+        KERNEL(k, batch_norm_backward_h)(dt, dx, dgamma, dbeta, g->data, x->data, F(gamma), F(n->saved[0]), N, C, HW,
+                                         n->iattr[0], x->channels_last, !n->grad_fresh[0]);
+    }
     if (z->requires_grad && !g_is_dz) k->cast(z->grad->data, dt, g->data, dt, x->numel, true);
 }
 

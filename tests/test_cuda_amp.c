@@ -359,6 +359,33 @@ static void test_norm_gelu_h(cg_rng *r, cg_dtype dt) {
                      cl ? " channels-last" : "");
             expect_close(what, &y, step, step);
             expect_close("batch_norm_add_relu_forward stats", &stats, 1e-5, 1e-5);
+            // Its backward in one row on the GPU (ReLU's gradient g made in the pass that sums it):
+            // the CPU's two rows it replaces (relu_backward_h, then batch_norm_backward_h from g)
+            // within a step, and the GPU's own two rows to the bit. Both sides from the same y and
+            // statistics (the CPU's); g and dx written: poisoned first.
+            twin_upload(&y), twin_upload(&stats);
+            size_t bytes = (size_t)n * cg_dtype_size(dt);
+            twin g = twin_new(n, dt), g2 = twin_new(n, dt), dx2 = twin_new(n, dt);
+            twin_poison(&g), twin_poison(&dx), twin_poison(&g2), twin_poison(&dx2);
+            K_CPU->relu_backward_h(dt, H(g), H(dy), H(y), n, false);
+            K_CPU->batch_norm_backward_h(dt, H(dx), F(dg), F(db), H(g), H(x), F(gamma), F(stats), N, C, HW, training,
+                                         cl, false);
+            K_GPU->batch_norm_add_relu_backward(dt, D(dx), D(g), (float *)D(dg), (float *)D(db), D(dy), D(y), D(x),
+                                                (float *)D(gamma), (float *)D(stats), N, C, HW, training, cl, false);
+            snprintf(what, sizeof what, "batch_norm_add_relu_backward %s%s", training ? "train" : "eval",
+                     cl ? " channels-last" : "");
+            expect_close(what, &g, 0, 0); // ReLU's gradient: dy or +0
+            expect_close("batch_norm_add_relu_backward dx", &dx, step, step);
+            expect_close("batch_norm_add_relu_backward dgamma", &dg, 1e-3, 1e-4);
+            expect_close("batch_norm_add_relu_backward dbeta", &db, 1e-3, 1e-4);
+            K_GPU->relu_backward_h(dt, D(g2), D(dy), D(y), n, false);
+            K_GPU->batch_norm_backward_h(dt, D(dx2), NULL, NULL, D(g2), D(x), (float *)D(gamma), (float *)D(stats), N,
+                                         C, HW, training, cl, false);
+            cg_device_copy(cg_cpu(), g.host, gpu, g2.dev, bytes);
+            cg_device_copy(cg_cpu(), dx.host, gpu, dx2.dev, bytes);
+            expect_close("batch_norm_add_relu_backward g, as the GPU's two rows", &g, 0, 0);
+            expect_close("batch_norm_add_relu_backward dx, as the GPU's two rows", &dx, 0, 0);
+            twin_free(&g), twin_free(&g2), twin_free(&dx2);
             twin_free(&z);
             twin *all[] = {&x, &y, &stats, &gamma, &beta, &rm, &rv, &dy, &dx, &dg, &db};
             for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);

@@ -182,9 +182,14 @@ template <typename T> static __device__ __forceinline__ void piece_widen(float *
 
 // Step 1: partial[(2 s + 0 / 1) C + c] = the two sums of channel c over share s. Each thread sums
 // its rows; then the GY sums of each channel are added in shared memory, in order of ty.
-template <int what, int ACT, typename T>
+// RELU_Y (the end of a basic block, SUMS_OF_DY): a is the gradient of a ReLU's output y, and the
+// summed dy is ReLU's gradient g = dy where y > 0 (+0 elsewhere, relu_backward_h's values), which
+// this pass also writes to g: one pass over dy, y and x instead of ReLU's (dy, y -> g) and then the
+// sums' (g, x). The sums are the same, added in the same order (same launch shape).
+template <int what, int ACT, typename T, bool RELU_Y = false>
 static __global__ void channel_partial_sums_cl8(float *partial, const T *a, const T *x, const float *stats,
-                                               const float *gamma, const float *beta, int rows, int C) {
+                                               const float *gamma, const float *beta, int rows, int C,
+                                               const T *y = nullptr, T *g = nullptr) {
     __shared__ float sums[2][CG_THREADS * 8]; // [which][ty (8 GX) + 8 tx + k]
     int GX = blockDim.x, GY = blockDim.y, width = 8 * GX, c0 = CL8_FIRST_CHANNEL();
     float sum[8] = {}, sum2[8] = {};
@@ -196,17 +201,25 @@ static __global__ void channel_partial_sums_cl8(float *partial, const T *a, cons
             scale[k] = ACT != 0 && what != SUMS_OF_X ? gamma[c0 + k] * stats[C + c0 + k] : 0.0f;
             shift[k] = ACT != 0 && what != SUMS_OF_X ? beta[c0 + k] - mean[k] * scale[k] : 0.0f;
         }
-        uint4 raw_a[CL8_BATCH], raw_x[CL8_BATCH];
+        uint4 raw_a[CL8_BATCH], raw_x[CL8_BATCH], raw_y[RELU_Y ? CL8_BATCH : 1];
         cl8_rows(
             rows,
             [&](int b, int r) {
                 raw_a[b] = piece_load(a, r, C, c0);
                 if (what != SUMS_OF_X) raw_x[b] = piece_load(x, r, C, c0);
+                if constexpr (RELU_Y) raw_y[b] = piece_load(y, r, C, c0);
             },
             [&](int b, int r) {
                 float v[8], xv[8];
                 piece_widen<T>(v, raw_a[b]);
                 if (what != SUMS_OF_X) piece_widen<T>(xv, raw_x[b]);
+                if constexpr (RELU_Y) {
+                    float yv[8];
+                    piece_widen<T>(yv, raw_y[b]);
+#pragma unroll
+                    for (int k = 0; k < 8; k++) v[k] = yv[k] > 0.0f ? 0.0f + v[k] : 0.0f; // (-0 gives +0)
+                    store_vec<8>(g + (int64_t)r * C + c0, v); // exact: 16-bit values
+                }
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
                     float w = what != SUMS_OF_X ? bn_output_grad<ACT>(v[k], xv[k], scale[k], shift[k]) : v[k];

@@ -283,6 +283,41 @@ static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T
     cg_cuda_free(partial), cg_cuda_free(totals);
 }
 
+// The end of a basic block, backward: g = dy where y > 0 (ReLU's gradient from its output y,
+// relu_backward_h's values, written to g), then batch norm's backward from g, as bn_backward.
+// Channels-last with 8 channels a thread, g is made in the pass that takes the sums of g (the
+// launch shape of bn_backward's own, so the same sums): 7 passes over a block's output instead of
+// 8 (ReLU's pass read dy and y and wrote g, then the sums read g again), and one launch fewer.
+template <typename T> static __global__ void relu_grad_kernel(T *g, const T *dy, const T *y, int n) {
+    FLAT_LOOP(i, n) g[i] = f2h<T>(h2f(y[i]) > 0.0f ? 0.0f + h2f(dy[i]) : 0.0f);
+}
+
+template <typename T>
+static void bn_add_relu_backward(T *dx, T *g, float *dgamma, float *dbeta, const T *dy, const T *y, const T *x,
+                                 const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW,
+                                 bool training, bool channels_last, bool accumulate) {
+    int64_t S, n = N * C * HW;
+    float *partial;
+    cg_cuda_check_int32("batch_norm", n);
+    if (channels_last && vec_width<T>(C, g, dy, y, x) == 8) {
+        cl8_shape shape = cl8_shape_make(channel_partial_sums_cl8<SUMS_OF_DY, 0, T>, C, N * HW);
+        S = shape.grid.y;
+        partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
+        channel_partial_sums_cl8<SUMS_OF_DY, 0, T, true><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
+            partial, dy, x, stats, NULL, NULL, (int)(N * HW), (int)C, y, g);
+        CG_LAUNCH_CHECK();
+    } else {
+        LAUNCH(relu_grad_kernel<T>, n, g, dy, y, (int)n);
+        partial = partial_sums<SUMS_OF_DY, T>(&S, g, x, stats, N, C, HW, channels_last);
+    }
+    double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
+    CHANNEL_TOTALS_LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
+    if (dx)
+        input_gradient<T>(dx, g, x, gamma, NULL, stats, totals, (float)(N * HW), NULL, N, C, HW, training,
+                          channels_last, accumulate);
+    cg_cuda_free(partial), cg_cuda_free(totals);
+}
+
 // The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last: dbias[k] =
 // round(dbias[k] + the sum of column k), in f32 then f64 as batch norm's sums (conv_bias_grad_cl_cuda below).
 template <typename T>
@@ -367,6 +402,15 @@ static void batch_norm_act_backward_cuda(cg_dtype dtype, cg_activation act, void
                                                                accumulate))));
 }
 
+static void batch_norm_add_relu_backward_cuda(cg_dtype dtype, void *dx, void *g, float *dgamma, float *dbeta,
+                                              const void *dy, const void *y, const void *x, const float *gamma,
+                                              const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
+                                              bool channels_last, bool accumulate) {
+    DISPATCH16(dtype, bn_add_relu_backward<T>((T *)dx, (T *)g, dgamma, dbeta, (const T *)dy, (const T *)y,
+                                              (const T *)x, gamma, stats, N, C, HW, training, channels_last,
+                                              accumulate));
+}
+
 // The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last (amp.cu).
 void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t N, int64_t K, int64_t PQ) {
     DISPATCH16(dtype, {
@@ -429,6 +473,7 @@ extern "C" void norm_register_cuda(cg_kernels *k) {
     k->batch_norm_act_forward = batch_norm_act_forward_cuda;
     k->batch_norm_act_backward = batch_norm_act_backward_cuda;
     k->batch_norm_add_relu_forward = batch_norm_add_relu_forward_cuda;
+    k->batch_norm_add_relu_backward = batch_norm_add_relu_backward_cuda;
     k->batch_norm_sums = batch_norm_sums_cuda;
     k->batch_norm_stats_from_sums = batch_norm_stats_from_sums_cuda;
     k->batch_norm_forward_from_stats = batch_norm_forward_from_stats_cuda;
