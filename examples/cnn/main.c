@@ -557,6 +557,14 @@ int main(int argc, char **argv) {
                  dev_name, recipe->lr_now);
         if ((s = cg_epoch_log_end(log, cells, amp, opt.precision, extra, sizeof extra)).code != CG_OK)
             return cg_cli_fail("cnn", s);
+        // After an epoch with a probe, the thread count in use: before the epoch line, so that a script
+        // taking the epoch line with `tail -3` still finds it.
+        if (!opt.quiet && tuner.probes > tuner_probes_shown) {
+            char text[160];
+            cg_thread_tuner_describe(&tuner, text, sizeof text);
+            printf("thread tuning: %s\n", text);
+            tuner_probes_shown = tuner.probes;
+        }
         if (!opt.quiet) {
             char top5[32] = ""; // shown where it says something: more than 10 classes (always in the log)
             if (test->num_classes > 10) snprintf(top5, sizeof top5, "  top-5 %.4f", test_result.top5);
@@ -564,12 +572,6 @@ int main(int argc, char **argv) {
                    "%.0f images/s%s%s\n",
                    epoch, opt.epochs, train_loss, train_accuracy, test_result.loss, test_result.top1, top5,
                    epoch_seconds, images_per_s, extra, "");
-        }
-        if (!opt.quiet && tuner.probes > tuner_probes_shown) { // the count in use, when timed this epoch
-            char text[160];
-            cg_thread_tuner_describe(&tuner, text, sizeof text);
-            printf("thread tuning: %s\n", text);
-            tuner_probes_shown = tuner.probes;
         }
         if ((s = cg_resume_epoch_end(rs, epoch, seconds, opt.save_path, opt.save_every, opt.epochs)).code != CG_OK)
             return cg_cli_fail("cnn", s); // --save-every
