@@ -5,9 +5,10 @@
 # ("busy": taskset -c CORE yes, stopped at the end of each turn). It builds nothing: build cgrad
 # first. Figures, not pass/fail: it exits 0 unless a program fails or an option is wrong.
 #
-# Each turn runs every configuration once, idle then busy, the configurations taking turns, so
-# that a change in the machine's load touches them all alike; the figure is the median of REPS
-# turns, in training images/s (cnn's "Training: ... images/s" line):
+# Each turn runs every configuration once, idle then busy, the configurations taking turns (the
+# three thread settings in a rotating order: N-1, N, tuned; then N, tuned, N-1; ...), so that a
+# change in the machine's load touches them all alike; the figure is the median of REPS turns,
+# in training images/s (cnn's "Training: ... images/s" line):
 #   BUILD/cnn --precision P --epochs E --limit N --data DATA --threads T --thread-tuning off
 #   BUILD/cnn --precision P --epochs E --limit N --data DATA [--threads N]                   (tuned)
 set -euo pipefail
@@ -94,7 +95,8 @@ for ((r = 0; r < REPS; r++)); do
             sleep 0.5
         fi
         for p in fp32 bf16; do
-            for m in "${!MODES[@]}"; do
+            for k in 0 1 2; do # the three settings in turn, each turn starting one further
+                m=$(((r + k) % 3))
                 RESULTS[$cond $p $m]="${RESULTS[$cond $p $m]:-} $(run_once "$p" "${MODE_ARGS[$m]}")"
             done
         done

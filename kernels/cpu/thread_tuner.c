@@ -8,9 +8,9 @@
 // short loops (bf16), the waits make it slower than N - 1 threads. Measured on the 2-core AMD
 // EPYC VM with `taskset -c 1 yes` on core 1: fp32 1 thread 3,002 images/s, 2 threads 3,001;
 // bf16 5,943 against 5,239, 12 % slower with 2 (idle, 2 threads are 1.5x to 1.8x faster).
-// Tuned (bench/thread_tuning.sh, medians of 5, images/s): idle as 2 threads (fp32 6,018 against
-// 5,839, bf16 10,724 against 10,616); busy bf16 6,291 against 6,230 (1) and 6,120 (2); busy fp32
-// 3,176 against 3,356 and 3,386, likely the probes' cost where both counts are equal (lesson 03).
+// Tuned (bench/thread_tuning.sh --reps 6 --epochs 2, medians, images/s): idle as 2 threads (fp32
+// 6,011 against 5,544, bf16 10,669 against 10,334); busy within 2 % of 1 thread (fp32 3,254
+// against 3,306 and 3,255 with 2; bf16 6,106 against 6,188 and 5,940): lesson 03.
 //
 // How: every CG_TUNER_CHECK steps it looks at how much CPU time the other programs used
 // (/proc/stat). On a CPU they leave alone, N - 1 threads can only lose (1.5x to 1.8x slower a
