@@ -45,7 +45,8 @@ static world make_world(double load, double ms1, double ms2) {
 }
 
 static void expect_chosen(const cg_thread_tuner *t, int want, const char *what) {
-    if (cg_thread_tuner_chosen(t) != want) fail(what, "kept %d threads, expected %d", cg_thread_tuner_chosen(t), want);
+    int kept = cg_thread_tuner_chosen(t);
+    if (kept != want) fail(what, "kept %d threads, expected %d", kept, want);
 }
 
 // A core taken, one thread faster (the bf16 case): it switches to 1 after its first probe.
@@ -62,7 +63,8 @@ static void test_picks_faster(void) {
         fail("busy, 1 faster", "%ld steps with 2 threads of 100", w.steps_with[2]);
     char text[128];
     cg_thread_tuner_describe(&t, text, sizeof text);
-    if (strstr(text, "1 thread, 8.0 ms a step against 10.0 with 2 (2 probes, 1 change)") == NULL) fail("describe", "'%s'", text);
+    if (strstr(text, "1 thread, 8.0 ms a step against 10.0 with 2 (2 probes, 1 change)") == NULL)
+        fail("describe", "'%s'", text);
 
     // Two threads faster although the CPU is shared: it keeps 2, stopping after two pairs.
     w = make_world(1.0, 15.0, 10.0);
@@ -70,8 +72,8 @@ static void test_picks_faster(void) {
     run(&t, &w, CG_TUNER_WARMUP + 4 * CG_TUNER_WINDOW);
     expect_chosen(&t, 2, "busy, 2 faster");
     if (t.probes != 1 || w.steps_with[1] != 2 * CG_TUNER_WINDOW)
-        fail("busy, 2 faster", "%d probes, %ld steps with 1 thread (expected 1 probe stopped after %d steps)", t.probes,
-             w.steps_with[1], 2 * CG_TUNER_WINDOW);
+        fail("busy, 2 faster", "%d probes, %ld steps with 1 thread (expected 1 probe stopped after %d steps)",
+             t.probes, w.steps_with[1], 2 * CG_TUNER_WINDOW);
 }
 
 // After a switch it probes the other count again within a period; when the other program stops,
@@ -96,7 +98,8 @@ static void test_probes_again(void) {
     tuner_start(&t, &w, 2);
     run(&t, &w, 20000);
     if (t.period != CG_TUNER_PERIOD_MAX) fail("period", "%lld steps after many probes", (long long)t.period);
-    if (w.steps_with[2] > 20000 / 50) fail("period", "%ld of 20000 steps with the slower 2 threads", w.steps_with[2]);
+    if (w.steps_with[2] > 20000 / 50)
+        fail("period", "%ld of 20000 steps with the slower 2 threads", w.steps_with[2]);
 }
 
 // One slow window does not decide, nor one impossibly fast one.

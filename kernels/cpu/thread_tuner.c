@@ -156,8 +156,9 @@ void cg_thread_tuner_report(cg_thread_tuner *t, double seconds, int64_t images) 
 void cg_thread_tuner_describe(const cg_thread_tuner *t, char *text, size_t size) {
     int n = cg_thread_tuner_chosen(t), other = t->counts[1 - t->chosen];
     const char *s = n == 1 ? "" : "s";
+    const char *why = !t->active ? "" : t->busy ? " (probing)" : " (CPU not shared: no probe)";
     if (!t->active || t->probes == 0)
-        snprintf(text, size, "%d thread%s%s", n, s, !t->active ? "" : t->busy ? " (probing)" : " (CPU not shared: no probe)");
+        snprintf(text, size, "%d thread%s%s", n, s, why);
     else
         snprintf(text, size, "%d thread%s, %.1f ms a step against %.1f with %d (%d probe%s, %d change%s)", n, s,
                  t->last_ms[t->chosen], t->last_ms[1 - t->chosen], other, t->probes, t->probes == 1 ? "" : "s",
