@@ -20,6 +20,7 @@
 #include "core/tape.h"
 #include "core/tensor.h"
 #include "kernels/cpu/threads.h"
+#include "kernels/cpu/thread_tuner.h"
 #include "datasets/catalog.h"
 #include "datasets/cifar.h"
 #include "datasets/idx.h"

@@ -7,7 +7,8 @@
 #
 # Each configuration runs REPS times, the configurations taking turns (A B C A B C ...) so that
 # a change in the machine's load touches them all alike; the figure is the median of the runs.
-#   cgrad     BUILD/cnn --precision P --threads T --epochs 1 --limit N --data DATA   (CGRAD_CPU_BF16=path)
+#   cgrad     BUILD/cnn --thread-tuning off --precision P --threads T --epochs 1 --limit N --data DATA
+#             (CGRAD_CPU_BF16=path)
 #   PyTorch   PYTHON TORCH_WORKLOADS cnn --device cpu --precision P --threads T --epochs 1 --limit N --data DATA
 # Both time the epoch's training alone (no evaluation, no loading) and print images/s; PyTorch's
 # bf16 is torch.autocast("cpu", dtype=torch.bfloat16) (oneDNN's bf16 kernels, AMX where present).
@@ -78,6 +79,7 @@ fi
 
 # The configurations: a label and a command printing images/s somewhere in its output.
 LABELS=("cgrad fp32")
+CNN="$CNN --thread-tuning off" # THREADS threads at every step (the tuner: bench/thread_tuning.sh)
 CMDS=("$CNN --precision fp32")
 flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
 case " $flags " in *" amx_bf16 "*) LABELS+=("cgrad bf16 AMX"); CMDS+=("env CGRAD_CPU_BF16=amx $CNN --precision bf16") ;; esac

@@ -2,7 +2,7 @@
 // data set the test writes (plain IDX files): bad flags and a missing data folder exit non-zero
 // with one stderr line naming them; --help lists --no-fusion; one epoch with the fused
 // Conv2d-ReLU-MaxPool2d op and one with --no-fusion log the same losses and accuracies (to 1e-4);
-// one and two threads log the same digits; --summary prints the model alone; --limit-test keeps N
+// one and two threads (--thread-tuning off) log the same digits; --summary prints the model alone; --limit-test keeps N
 // test images.
 #define _POSIX_C_SOURCE 200809L
 #include "tests/fake_idx.h"
@@ -60,6 +60,7 @@ int main(int argc, char **argv) {
     expect_refused("--model resnet", "resnet");
     expect_refused("--epochs 0", "--epochs");
     expect_refused("--no-fusion=yes", "--no-fusion");
+    expect_refused("--thread-tuning maybe", "--thread-tuning", "maybe");
     expect_refused("--data /nonexistent-cgrad-dir", "/nonexistent-cgrad-dir");
 
     // The fused block and the three ops: the same arithmetic, so the same losses and accuracies.
@@ -84,9 +85,11 @@ int main(int argc, char **argv) {
         printf("fused and --no-fusion logs agree:\n%s", fused);
 
     // The same run on two threads: the same numbers to the last printed digit (every sum is taken
-    // in an order that does not depend on the thread count).
+    // in an order that does not depend on the thread count). Tuning off: two threads at every step,
+    // whatever the machine's load (the tuner would otherwise take some steps with one).
     char two_threads[4096];
-    snprintf(args, sizeof args, "--data '%s' --epochs 2 --batch-size 32 --threads 2 --quiet --log '%s'", run_dir,
+    snprintf(args, sizeof args,
+             "--data '%s' --epochs 2 --batch-size 32 --threads 2 --thread-tuning off --quiet --log '%s'", run_dir,
              log_path);
     r = run(args);
     if (r->exit_code != 0) fail("cnn --threads 2", "exit %d: %s", r->exit_code, r->err);

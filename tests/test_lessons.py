@@ -227,12 +227,16 @@ def compare_line(block, want, got):
 # AMX-BF16 tiles ...", "cgrad: int8 on the CPU: ..."): it depends on the CPU the test runs on, so it
 # is left out on both sides of every block.
 HARDWARE_PATH = re.compile(r"^cgrad: (bf16|int8) on the CPU: ")
+# The line cnn prints after an epoch in which its thread tuner timed both thread counts ("thread
+# tuning: 1 thread, ..."): it appears when another program is using the CPU, so it depends on the
+# machine's load while the test runs; left out on both sides too.
+THREAD_TUNING = re.compile(r"^thread tuning: ")
 
 
 def compare(block, expected, actual):
     """None when the output matches the block, else a few lines saying where it does not."""
     keep = lambda line: (line.strip() != "" and not any(p.search(line) for p in block.ignore)
-                         and not HARDWARE_PATH.search(line))
+                         and not HARDWARE_PATH.search(line) and not THREAD_TUNING.search(line))
     want = [l.rstrip() for l in expected if keep(l)]
     got = [l.rstrip() for l in actual if keep(l)]
     i = j = 0

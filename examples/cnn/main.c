@@ -39,6 +39,10 @@ static void usage(FILE *f) {
             "  --batch-size N     images per step (default 128; 1024 with --recipe airbench94)\n"
             "  --seed N           seed of the weights, the shuffle and the augmentation (default 0)\n"
             "  --threads N        CPU threads (default: OpenMP's choice)\n"
+            "  --thread-tuning on|off  on the CPU, run each training step with N threads (--threads) or N-1,\n"
+            "                     whichever ran faster when both were timed while another program was using\n"
+            "                     the CPU; probes again from time to time; the same results either way but\n"
+            "                     for --model mlp in fp32 or fp16 (default on; off: always N; lesson 03)\n"
             "  --limit N          train on N training images only, class-balanced: the first N/classes of\n"
             "                     each class (the same subset for every seed)\n"
             "  --limit-test N     evaluate on N test images only, class-balanced as --limit (quick tries on\n"
@@ -59,8 +63,8 @@ static void usage(FILE *f) {
             "  --save-every N     with --save: also save after every N epochs\n"
             "  --resume PATH      continue the run saved at PATH (reads PATH.state) up to --epochs, as if it\n"
             "                     had never stopped: the same results to the bit on the CPU with the same\n"
-            "                     threads, and on a GPU when both runs use --deterministic (close otherwise:\n"
-            "                     lesson 07);\n"
+            "                     threads (with --model mlp, both runs with --thread-tuning off: lesson 03),\n"
+            "                     and on a GPU when both runs use --deterministic (close otherwise: lesson 07);\n"
             "                     --model, --stem-stride, --dataset, --limit, --batch-size, --seed, --precision,\n"
             "                     --loss-scale and the recipe's flags below (but --tta and --confusion) must be\n"
             "                     the saved run's; --log keeps the rows of the epochs it has and goes on\n"
@@ -119,7 +123,7 @@ typedef struct {
     double epochs_fraction; // --epochs as given (a fraction with --recipe airbench94: 9.9 by default)
     bool epochs_given, batch_size_given;
     bool summary, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, sync_bn, eval,
-        deterministic;
+        deterministic, thread_tuning;
     cg_recipe recipe; // optimizer, schedule, loss, clipping, augmentation, TTA: examples/common/recipe.h
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -127,13 +131,15 @@ typedef struct {
 } options;
 
 static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){.dataset = "fashion-mnist", .model = "tutorial", .device = "cpu", .epochs = 5, .batch_size = 128};
+    *o = (options){.dataset = "fashion-mnist", .model = "tutorial", .device = "cpu", .epochs = 5, .batch_size = 128,
+                  .thread_tuning = true};
     cg_recipe_init(&o->recipe);
     static const struct option longopts[] = {
         {"dataset", required_argument, 0, 'D'}, {"data", required_argument, 0, 'd'},
         {"model", required_argument, 0, 'm'},   {"device", required_argument, 0, 'v'},
         {"epochs", required_argument, 0, 'e'},  {"batch-size", required_argument, 0, 'b'},
         {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
+        {"thread-tuning", required_argument, 0, 'H'},
         {"limit", required_argument, 0, 'n'},   {"limit-test", required_argument, 0, 'k'},
         {"summary", no_argument, 0, 'Z'},
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
@@ -160,6 +166,11 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'b': s = cg_cli_int("--batch-size", optarg, 1, 1 << 16, &o->batch_size), o->batch_size_given = true; break;
         case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &o->threads); break;
+        case 'H':
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+                s = cg_error(CG_ERR_ARG, "--thread-tuning: '%s' is not on or off", optarg);
+            o->thread_tuning = strcmp(optarg, "on") == 0;
+            break;
         case 'n': s = cg_cli_int("--limit", optarg, 1, 1L << 30, &o->limit); break;
         case 'k': s = cg_cli_int("--limit-test", optarg, 1, 1L << 30, &o->limit_test); break;
         case 'Z': o->summary = true; break;
@@ -395,7 +406,16 @@ int main(int argc, char **argv) {
                info->name, (long long)train->count, (long long)test->count, (long long)C, (long long)H, (long long)W,
                train->num_classes, (long long)cg_params_count(params), dev_name);
     if (!opt.quiet) cg_model_print_summary(model, C, H, W); // layers, shapes, parameters, FLOPs per image
-    if (!opt.quiet && dev.type == CG_CPU) printf("CPU: %s\n", cg_threads_describe());
+    // --thread-tuning: each CPU training step with N threads or N - 1, whichever is faster while
+    // another program uses the CPU (kernels/cpu/thread_tuner.c); not on a GPU, nor across ranks.
+    cg_thread_tuner tuner;
+    bool tuning = opt.thread_tuning && dev.type == CG_CPU && !dist && !opt.eval;
+    cg_thread_tuner_init(&tuner, cg_get_num_threads(), tuning);
+    int tuner_probes_shown = 0; // a "thread tuning:" line after each epoch with a probe
+    if (!opt.quiet && dev.type == CG_CPU && tuner.active)
+        printf("CPU: %s; thread tuning on (%d or %d)\n", cg_threads_describe(), tuner.counts[0], tuner.counts[1]);
+    else if (!opt.quiet && dev.type == CG_CPU)
+        printf("CPU: %s; thread tuning off%s\n", cg_threads_describe(), tuning ? " (1 thread)" : "");
 
     // The data sets on the device, or streamed from host memory (--stream, or too large for the GPU).
     size_t bytes = (size_t)((train->count + test->count) * train->sample_numel);
@@ -488,6 +508,9 @@ int main(int argc, char **argv) {
         int64_t steps = cg_loader_num_batches(loader);
         cg_recipe_epoch_begin(recipe, epoch); // airbench94: the whitening bias frozen after epoch 3
         while (!steps_done && cg_loader_next(loader, &batch)) {
+            double step_start = cg_seconds();
+            int threads = tuning ? cg_thread_tuner_next(&tuner) : 0; // --thread-tuning: this step's count
+            if (threads > 0 && threads != cg_get_num_threads()) cg_set_num_threads(threads);
             cg_guard_step_begin(guard);
             cg_recipe_set_lr(recipe, (epoch - 1) * steps + step); // written to the device, read by the replay
             if (opt.no_graph || epoch < graph_from) {
@@ -499,6 +522,7 @@ int main(int argc, char **argv) {
             }
             step++;
             steps_done = cg_recipe_step_end(recipe, (epoch - 1) * steps + step, amp); // airbench94's Lookahead
+            if (tuning) cg_thread_tuner_report(&tuner, cg_seconds() - step_start, batch.size);
             cg_guard_record(guard);
             if (cg_guard_should_stop(guard, epoch)) break;
             images += batch.size;
@@ -515,6 +539,7 @@ int main(int argc, char **argv) {
         cg_dist_mean(dist, loader->count, &train_loss, &train_accuracy);      // over every rank
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
+        if (tuning) cg_set_num_threads(cg_thread_tuner_chosen(&tuner)); // evaluate with the count kept
         bool last = epoch == opt.epochs || steps_done;
         // airbench94 evaluates the epochs before the last without its TTA, and times the last apart
         if (opt.recipe.airbench94) recipe->tta_level = last ? opt.recipe.tta_level : 0;
@@ -532,6 +557,14 @@ int main(int argc, char **argv) {
                  dev_name, recipe->lr_now);
         if ((s = cg_epoch_log_end(log, cells, amp, opt.precision, extra, sizeof extra)).code != CG_OK)
             return cg_cli_fail("cnn", s);
+        // After an epoch with a probe, the thread count in use: before the epoch line, so that a script
+        // taking the epoch line with `tail -3` still finds it.
+        if (!opt.quiet && tuner.probes > tuner_probes_shown) {
+            char text[160];
+            cg_thread_tuner_describe(&tuner, text, sizeof text);
+            printf("thread tuning: %s\n", text);
+            tuner_probes_shown = tuner.probes;
+        }
         if (!opt.quiet) {
             char top5[32] = ""; // shown where it says something: more than 10 classes (always in the log)
             if (test->num_classes > 10) snprintf(top5, sizeof top5, "  top-5 %.4f", test_result.top5);
