@@ -39,10 +39,10 @@ static void usage(FILE *f) {
             "  --batch-size N     images per step (default 128; 1024 with --recipe airbench94)\n"
             "  --seed N           seed of the weights, the shuffle and the augmentation (default 0)\n"
             "  --threads N        CPU threads (default: OpenMP's choice)\n"
-            "  --thread-tuning on|off  on the CPU, run each training step with N threads (--threads) or N-1,\n"
-            "                     whichever ran faster when both were timed while another program was using\n"
-            "                     the CPU; probes again from time to time; the same results either way but\n"
-            "                     for --model mlp in fp32 or fp16 (default on; off: always N; lesson 03)\n"
+            "  --thread-tuning on|off  on the CPU, run each training step's loops with N threads (--threads) or\n"
+            "                     N-1, whichever ran faster when both were timed while another program was\n"
+            "                     using the CPU; probes again from time to time; the same results as with N\n"
+            "                     threads either way (default on; off: always N; lesson 03)\n"
             "  --limit N          train on N training images only, class-balanced: the first N/classes of\n"
             "                     each class (the same subset for every seed)\n"
             "  --limit-test N     evaluate on N test images only, class-balanced as --limit (quick tries on\n"
@@ -63,8 +63,8 @@ static void usage(FILE *f) {
             "  --save-every N     with --save: also save after every N epochs\n"
             "  --resume PATH      continue the run saved at PATH (reads PATH.state) up to --epochs, as if it\n"
             "                     had never stopped: the same results to the bit on the CPU with the same\n"
-            "                     threads (with --model mlp, both runs with --thread-tuning off: lesson 03),\n"
-            "                     and on a GPU when both runs use --deterministic (close otherwise: lesson 07);\n"
+            "                     threads, and on a GPU when both runs use --deterministic (close otherwise:\n"
+            "                     lesson 07);\n"
             "                     --model, --stem-stride, --dataset, --limit, --batch-size, --seed, --precision,\n"
             "                     --loss-scale and the recipe's flags below (but --tta and --confusion) must be\n"
             "                     the saved run's; --log keeps the rows of the epochs it has and goes on\n"
@@ -411,6 +411,7 @@ int main(int argc, char **argv) {
     cg_thread_tuner tuner;
     bool tuning = opt.thread_tuning && dev.type == CG_CPU && !dist && !opt.eval;
     cg_thread_tuner_init(&tuner, cg_get_num_threads(), tuning);
+    if (tuner.active) cg_set_num_threads(tuner.counts[0]); // the BLAS library's count fixed at N (blas.c)
     int tuner_probes_shown = 0; // a "thread tuning:" line after each epoch with a probe
     if (!opt.quiet && dev.type == CG_CPU && tuner.active)
         printf("CPU: %s; thread tuning on (%d or %d)\n", cg_threads_describe(), tuner.counts[0], tuner.counts[1]);
@@ -510,7 +511,7 @@ int main(int argc, char **argv) {
         while (!steps_done && cg_loader_next(loader, &batch)) {
             double step_start = cg_seconds();
             int threads = tuning ? cg_thread_tuner_next(&tuner) : 0; // --thread-tuning: this step's count
-            if (threads > 0 && threads != cg_get_num_threads()) cg_set_num_threads(threads);
+            if (threads > 0 && threads != cg_get_num_threads()) cg_set_loop_threads(threads); // (BLAS keeps N)
             cg_guard_step_begin(guard);
             cg_recipe_set_lr(recipe, (epoch - 1) * steps + step); // written to the device, read by the replay
             if (opt.no_graph || epoch < graph_from) {
@@ -539,7 +540,7 @@ int main(int argc, char **argv) {
         cg_dist_mean(dist, loader->count, &train_loss, &train_accuracy);      // over every rank
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
-        if (tuning) cg_set_num_threads(cg_thread_tuner_chosen(&tuner)); // evaluate with the count kept
+        if (tuning) cg_set_loop_threads(cg_thread_tuner_chosen(&tuner)); // evaluate with the count kept
         bool last = epoch == opt.epochs || steps_done;
         // airbench94 evaluates the epochs before the last without its TTA, and times the last apart
         if (opt.recipe.airbench94) recipe->tta_level = last ? opt.recipe.tta_level : 0;

@@ -9,6 +9,9 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 // cblas_sgemm's C signature (the CBLAS standard, as OpenBLAS declares it in cblas.h).
 typedef void (*sgemm_fn)(int order, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
@@ -62,8 +65,20 @@ bool cg_blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
                    const float *B, float beta, float *C) {
     if (!blas.tried) load();
     if (blas.sgemm == NULL) return false;
+    // Debian's OpenBLAS is built on OpenMP and takes its thread count from the OpenMP loops' at each
+    // call. Its one-thread and threaded drivers cut K into blocks differently for some sizes (K = 784:
+    // other bits), so the product runs with the count set for the library (cg_blas_set_num_threads),
+    // not with the loops' when the thread tuner has moved them (cg_set_loop_threads, threads.h).
+    int loops = 0;
+#ifdef _OPENMP
+    if (blas.threads > 0 && omp_get_max_threads() != blas.threads) loops = omp_get_max_threads();
+    if (loops) omp_set_num_threads(blas.threads);
+#endif
     blas.sgemm(CBLAS_ROW_MAJOR, trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS, trans_b ? CBLAS_TRANS : CBLAS_NO_TRANS, (int)M,
                (int)N, (int)K, alpha, A, trans_a ? (int)M : (int)K, B, trans_b ? (int)K : (int)N, beta, C, (int)N);
+#ifdef _OPENMP
+    if (loops) omp_set_num_threads(loops);
+#endif
     return true;
 }
 

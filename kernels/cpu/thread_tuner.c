@@ -21,9 +21,10 @@
 // pairs when every window of the other count was slower than every window of the kept one. It
 // probes again after a period that doubles while the choice holds, and sooner when the load
 // appears or goes. Switching changes no result: every CPU kernel gives the same bits with any
-// thread count. One exception, found by comparing saved weights: a product large enough for
+// thread count. One exception was found by comparing saved weights: a product large enough for
 // OpenBLAS (fp32) goes through its one-thread or its threaded driver, which cut K into blocks
-// differently for some sizes (`--model mlp`'s first layer, K = 784; lesson 03).
+// differently for some sizes (`--model mlp`'s first layer, K = 784; lesson 03). So the tuner moves
+// only the OpenMP loops (cg_set_loop_threads) and OpenBLAS keeps N (blas.c).
 #define _POSIX_C_SOURCE 200809L // clock_gettime
 #include "kernels/cpu/thread_tuner.h"
 #include "core/common.h"

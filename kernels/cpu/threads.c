@@ -27,6 +27,13 @@ void cg_set_num_threads(int n) {
     cg_blas_set_num_threads(n);
 }
 
+void cg_set_loop_threads(int n) {
+    CG_CHECK(n >= 1, "thread count %d", n);
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+}
+
 int cg_get_num_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
