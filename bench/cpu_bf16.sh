@@ -101,7 +101,7 @@ run_once() {
 declare -a RESULTS
 for ((r = 0; r < REPS; r++)); do
     for i in "${!CMDS[@]}"; do
-        RESULTS[$i]="${RESULTS[$i]:-} $(run_once "${CMDS[$i]}")"
+        RESULTS[$i]="${RESULTS[$i]:-} $(printf '%.0f' "$(run_once "${CMDS[$i]}")")" # (PyTorch's have decimals)
     done
 done
 
