@@ -320,7 +320,9 @@ static void test_bad_input(const char *flags) {
     // A truncated file; PyTorch's torch.save files (a zip since PyTorch 1.6, a bare pickle before).
     write_file(other, before, n_good / 2);
     expect_refused(args, other, "(file truncated?)");
-    write_file(other, "PK\x03\x04\x14\x00\x00\x00\x08\x00archive/data.pkl", 28);
+    // (Two literals: in one, "\x00a" would read as the single byte 0x0a, "a" being a hex digit.)
+    static const char zip_start[] = "PK\x03\x04\x14\x00\x00\x00\x08\x00" "archive/data.pkl";
+    write_file(other, zip_start, sizeof zip_start - 1);
     expect_refused(args, other, "a zip archive (PyTorch's torch.save format");
     write_file(other, "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15);
     expect_refused(args, other, "a Python pickle (PyTorch's legacy torch.save format)");
