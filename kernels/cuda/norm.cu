@@ -269,52 +269,50 @@ static void bn_forward(T *y, float *stats, float *running_mean, float *running_v
     normalize<T, ACT>(y, x, gamma, beta, stats, N, C, HW, channels_last, z);
 }
 
-template <typename T, int ACT = 0>
-static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T *x, const float *gamma,
-                        const float *beta, const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
-                        bool channels_last = false, bool accumulate = true) {
-    int64_t S;
-    float *partial = partial_sums<SUMS_OF_DY, T, ACT>(&S, dy, x, stats, N, C, HW, channels_last, gamma, beta);
-    double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
-    CHANNEL_TOTALS_LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
-    if (dx)
-        input_gradient<T, ACT>(dx, dy, x, gamma, beta, stats, totals, (float)(N * HW), NULL, N, C, HW, training,
-                                channels_last, accumulate);
-    cg_cuda_free(partial), cg_cuda_free(totals);
-}
-
-// The end of a basic block, backward: g = dy where y > 0 (ReLU's gradient from its output y,
-// relu_backward_h's values, written to g), then batch norm's backward from g, as bn_backward.
+// The end of a basic block, backward (bn_backward with relu_y): g = dy where y > 0 (ReLU's gradient
+// from its output y, relu_backward_h's values, written to g), then batch norm's backward from g.
 // Channels-last with 8 channels a thread, g is made in the pass that takes the sums of g (the
-// launch shape of bn_backward's own, so the same sums): 7 passes over a block's output instead of
+// launch shape of the plain sums, so the same sums): 7 passes over a block's output instead of
 // 8 (ReLU's pass read dy and y and wrote g, then the sums read g again), and one launch fewer.
 template <typename T> static __global__ void relu_grad_kernel(T *g, const T *dy, const T *y, int n) {
     FLAT_LOOP(i, n) g[i] = f2h<T>(h2f(y[i]) > 0.0f ? 0.0f + h2f(dy[i]) : 0.0f);
 }
 
+// Step 1 of those sums, g written on the way; *shares = S (as partial_sums).
 template <typename T>
-static void bn_add_relu_backward(T *dx, T *g, float *dgamma, float *dbeta, const T *dy, const T *y, const T *x,
-                                 const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW,
-                                 bool training, bool channels_last, bool accumulate) {
-    int64_t S, n = N * C * HW;
-    float *partial;
+static float *relu_grad_partial_sums(int64_t *shares, T *g, const T *dy, const T *y, const T *x, const float *stats,
+                                     int64_t N, int64_t C, int64_t HW, bool channels_last) {
+    int64_t n = N * C * HW;
     cg_cuda_check_int32("batch_norm", n);
-    if (channels_last && vec_width<T>(C, g, dy, y, x) == 8) {
-        cl8_shape shape = cl8_shape_make(channel_partial_sums_cl8<SUMS_OF_DY, 0, T>, C, N * HW);
-        S = shape.grid.y;
-        partial = (float *)cg_cuda_alloc((size_t)(S * C * 2) * sizeof(float));
-        channel_partial_sums_cl8<SUMS_OF_DY, 0, T, true><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
-            partial, dy, x, stats, NULL, NULL, (int)(N * HW), (int)C, y, g);
-        CG_LAUNCH_CHECK();
-    } else {
-        LAUNCH(relu_grad_kernel<T>, n, g, dy, y, (int)n);
-        partial = partial_sums<SUMS_OF_DY, T>(&S, g, x, stats, N, C, HW, channels_last);
-    }
+    if constexpr (sizeof(T) == 2)
+        if (channels_last && vec_width<T>(C, g, dy, y, x) == 8) {
+            cl8_shape shape = cl8_shape_make(channel_partial_sums_cl8<SUMS_OF_DY, 0, T>, C, N * HW);
+            *shares = shape.grid.y;
+            float *partial = (float *)cg_cuda_alloc((size_t)(*shares * C * 2) * sizeof(float));
+            channel_partial_sums_cl8<SUMS_OF_DY, 0, T, true><<<shape.grid, shape.block, 0, cg_cuda_stream()>>>(
+                partial, dy, x, stats, NULL, NULL, (int)(N * HW), (int)C, y, g);
+            CG_LAUNCH_CHECK();
+            return partial;
+        }
+    LAUNCH(relu_grad_kernel<T>, n, g, dy, y, (int)n); // ReLU's pass, then the sums of g
+    return partial_sums<SUMS_OF_DY, T>(shares, g, x, stats, N, C, HW, channels_last);
+}
+
+// relu_y (NULL: none): dy is the gradient of relu(batch norm's output + z) = relu_y, and g (written)
+// gets ReLU's gradient, from which the rest runs (the end of a basic block: relu_grad_partial_sums).
+template <typename T, int ACT = 0>
+static void bn_backward(T *dx, float *dgamma, float *dbeta, const T *dy, const T *x, const float *gamma,
+                        const float *beta, const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
+                        bool channels_last = false, bool accumulate = true, const T *relu_y = NULL, T *g = NULL) {
+    int64_t S;
+    float *partial = relu_y ? relu_grad_partial_sums<T>(&S, g, dy, relu_y, x, stats, N, C, HW, channels_last)
+                            : partial_sums<SUMS_OF_DY, T, ACT>(&S, dy, x, stats, N, C, HW, channels_last, gamma, beta);
+    if (relu_y) dy = g; // batch norm's output gradient from here on
     double *totals = (double *)cg_cuda_alloc((size_t)(2 * C) * sizeof(double));
     CHANNEL_TOTALS_LAUNCH(dy_sums_kernel, C, totals, dgamma, dbeta, partial, stats, S, C, false);
     if (dx)
-        input_gradient<T>(dx, g, x, gamma, NULL, stats, totals, (float)(N * HW), NULL, N, C, HW, training,
-                          channels_last, accumulate);
+        input_gradient<T, ACT>(dx, dy, x, gamma, beta, stats, totals, (float)(N * HW), NULL, N, C, HW, training,
+                                channels_last, accumulate);
     cg_cuda_free(partial), cg_cuda_free(totals);
 }
 
@@ -406,9 +404,8 @@ static void batch_norm_add_relu_backward_cuda(cg_dtype dtype, void *dx, void *g,
                                               const void *dy, const void *y, const void *x, const float *gamma,
                                               const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
                                               bool channels_last, bool accumulate) {
-    DISPATCH16(dtype, bn_add_relu_backward<T>((T *)dx, (T *)g, dgamma, dbeta, (const T *)dy, (const T *)y,
-                                              (const T *)x, gamma, stats, N, C, HW, training, channels_last,
-                                              accumulate));
+    DISPATCH16(dtype, bn_backward<T>((T *)dx, dgamma, dbeta, (const T *)dy, (const T *)x, gamma, NULL, stats, N, C,
+                                     HW, training, channels_last, accumulate, (const T *)y, (T *)g));
 }
 
 // The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last (amp.cu).
