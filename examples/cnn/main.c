@@ -510,8 +510,8 @@ int main(int argc, char **argv) {
         cg_recipe_epoch_begin(recipe, epoch); // airbench94: the whitening bias frozen after epoch 3
         while (!steps_done && cg_loader_next(loader, &batch)) {
             double step_start = cg_seconds();
-            int threads = tuning ? cg_thread_tuner_next(&tuner) : 0; // --thread-tuning: this step's count
-            if (threads > 0 && threads != cg_get_num_threads()) cg_set_loop_threads(threads); // (BLAS keeps N)
+            int threads = cg_thread_tuner_next(&tuner); // this step's count (N when the tuner is off)
+            if (tuner.active && threads != cg_get_num_threads()) cg_set_loop_threads(threads); // (BLAS keeps N)
             cg_guard_step_begin(guard);
             cg_recipe_set_lr(recipe, (epoch - 1) * steps + step); // written to the device, read by the replay
             if (opt.no_graph || epoch < graph_from) {
@@ -523,7 +523,7 @@ int main(int argc, char **argv) {
             }
             step++;
             steps_done = cg_recipe_step_end(recipe, (epoch - 1) * steps + step, amp); // airbench94's Lookahead
-            if (tuning) cg_thread_tuner_report(&tuner, cg_seconds() - step_start, batch.size);
+            cg_thread_tuner_report(&tuner, cg_seconds() - step_start, batch.size); // (nothing when off)
             cg_guard_record(guard);
             if (cg_guard_should_stop(guard, epoch)) break;
             images += batch.size;
@@ -540,7 +540,7 @@ int main(int argc, char **argv) {
         cg_dist_mean(dist, loader->count, &train_loss, &train_accuracy);      // over every rank
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
-        if (tuning) cg_set_loop_threads(cg_thread_tuner_chosen(&tuner)); // evaluate with the count kept
+        if (tuner.active) cg_set_loop_threads(cg_thread_tuner_chosen(&tuner)); // evaluate with the count kept
         bool last = epoch == opt.epochs || steps_done;
         // airbench94 evaluates the epochs before the last without its TTA, and times the last apart
         if (opt.recipe.airbench94) recipe->tta_level = last ? opt.recipe.tta_level : 0;
