@@ -29,14 +29,23 @@ for ((rank = 0; rank < n; rank++)); do
     CGRAD_DIST_RANK=$rank CGRAD_DIST_WORLD=$n CGRAD_DIST_ID_FILE="$dir/nccl-id" "$@" &
     pids+=("$!")
 done
+# Each rank's end, looked for every 0.1 s (`wait -n` could miss a rank that ended while the later
+# ones were being started, under job control, and then waited for the others: a test saw 60 s).
 status=0
-for ((left = n; left > 0; left--)); do
-    wait -n
-    code=$?
-    if [ "$code" != 0 ] && [ "$status" = 0 ]; then
-        status=$code
-        echo "launch_local.sh: a rank exited with status $code; ending the others" >&2
-        for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
-    fi
+running=("${pids[@]}")
+while [ ${#running[@]} -gt 0 ]; do
+    still=()
+    for pid in "${running[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then still+=("$pid"); continue; fi
+        wait "$pid"
+        code=$?
+        if [ "$code" != 0 ] && [ "$status" = 0 ]; then
+            status=$code
+            echo "launch_local.sh: a rank exited with status $code; ending the others" >&2
+            for other in "${pids[@]}"; do kill -TERM -- "-$other" 2>/dev/null; done
+        fi
+    done
+    running=("${still[@]+"${still[@]}"}")
+    [ ${#running[@]} -gt 0 ] && sleep 0.1
 done
 exit "$status"
