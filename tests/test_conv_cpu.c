@@ -18,7 +18,11 @@
 // whole images or blocks of rows; the general col2im otherwise; kernels/cpu/conv_dx.c: small
 // planes' dx a part of the input channels at a time, all of a group's positions in one product)
 // and db against sums in double in the order of its path (the stem's: by groups of 4 images).
+// Where Winograd's F(2 x 2, 3 x 3) replaces im2col (kernels/cpu/conv_winograd.c: 3 x 3 "same",
+// even sides, 16 channels or more in and out, AVX-512), y and dx against sums in its order, and
+// those against the convolution in double; the fused block there comes from the same tiles.
 #include "core/kernels.h"
+#include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
@@ -221,6 +225,124 @@ static bool stem_path(const shape *c) {
 #endif
 }
 
+// ---- y and dx by Winograd's F(2 x 2, 3 x 3) (kernels/cpu/conv_winograd.c) -------------------------
+// For 3 x 3 "same" convolutions of even sides with at least 16 channels in and out, with AVX-512,
+// conv2d_forward's y and conv2d_backward's dx come from Winograd's tiles: sums in that path's
+// order, written out here as the file's comments give them (the filter's transform G g G^T, the
+// patch's B^T d B rows first, the 16 sums over the input channels as the GEMM takes them, the
+// tile's A^T O A rows first). The file's matrices themselves are checked apart, against the
+// convolution in double (winograd_accuracy).
+
+static void winograd_filter(const float *f, bool turned, float u[16]) {
+    float g[9], t[4][3];
+    for (int i = 0; i < 9; i++) g[i] = turned ? f[8 - i] : f[i];
+    for (int s = 0; s < 3; s++) {
+        t[0][s] = g[s];
+        t[1][s] = 0.5f * (g[s] + g[3 + s] + g[6 + s]);
+        t[2][s] = 0.5f * (g[s] - g[3 + s] + g[6 + s]);
+        t[3][s] = g[6 + s];
+    }
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = t[i][0];
+        u[4 * i + 1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+        u[4 * i + 2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+        u[4 * i + 3] = t[i][2];
+    }
+}
+
+// out (N, Cout, H, W) = the convolution of in (N, Cin, H, W) + bias, or out += it (`add`); the
+// filters: w (Cout, Cin, 3, 3) for the forward, or for dx w (Cin, Cout, 3, 3) turned by 180
+// degrees with its two channel axes swapped (`dx`).
+static void reference_winograd(const float *in, const float *w, const float *bias, float *out, int64_t N, int64_t Cin,
+                               int64_t Cout, int64_t H, int64_t W, bool dx) {
+    float *u = malloc((size_t)(Cout * Cin * 16) * sizeof(float)), *v = malloc((size_t)(Cin * 16) * sizeof(float));
+    for (int64_t o = 0; o < Cout; o++)
+        for (int64_t i = 0; i < Cin; i++)
+            winograd_filter(w + (dx ? i * Cout + o : o * Cin + i) * 9, dx, u + (o * Cin + i) * 16);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t ty = 0; ty < H / 2; ty++)
+            for (int64_t tx = 0; tx < W / 2; tx++) {
+                for (int64_t i = 0; i < Cin; i++) {
+                    float d[4][4], r[4][4];
+                    for (int a = 0; a < 4; a++)
+                        for (int b = 0; b < 4; b++) {
+                            int64_t h = 2 * ty - 1 + a, x = 2 * tx - 1 + b;
+                            d[a][b] = h < 0 || h >= H || x < 0 || x >= W ? 0.0f : in[((n * Cin + i) * H + h) * W + x];
+                        }
+                    for (int b = 0; b < 4; b++) { // B^T d: the rows
+                        r[0][b] = d[0][b] - d[2][b], r[1][b] = d[1][b] + d[2][b];
+                        r[2][b] = d[2][b] - d[1][b], r[3][b] = d[1][b] - d[3][b];
+                    }
+                    float *vi = v + i * 16;
+                    for (int a = 0; a < 4; a++) { // (B^T d) B: the columns
+                        vi[4 * a] = r[a][0] - r[a][2], vi[4 * a + 1] = r[a][1] + r[a][2];
+                        vi[4 * a + 2] = r[a][2] - r[a][1], vi[4 * a + 3] = r[a][1] - r[a][3];
+                    }
+                }
+                for (int64_t o = 0; o < Cout; o++) {
+                    float m[16], s0[4], s1[4];
+                    for (int xi = 0; xi < 16; xi++) {
+                        float sum = 0.0f;
+                        for (int64_t i0 = 0; i0 < Cin; i0 += REF_KC) {
+                            float acc = 0.0f;
+                            for (int64_t i = i0; i < Cin && i < i0 + REF_KC; i++)
+                                acc = fmaf(u[(o * Cin + i) * 16 + xi], v[i * 16 + xi], acc);
+                            sum += acc;
+                        }
+                        m[xi] = sum;
+                    }
+                    for (int b = 0; b < 4; b++) {
+                        s0[b] = m[b] + m[4 + b] + m[8 + b];
+                        s1[b] = m[4 + b] - m[8 + b] - m[12 + b];
+                    }
+                    float y[4] = {s0[0] + s0[1] + s0[2], s0[1] - s0[2] - s0[3], s1[0] + s1[1] + s1[2],
+                                  s1[1] - s1[2] - s1[3]};
+                    for (int e = 0; e < 4; e++) {
+                        float *at = &out[((n * Cout + o) * H + 2 * ty + e / 2) * W + 2 * tx + e % 2];
+                        *at = dx ? *at + y[e] : y[e] + bias[o];
+                    }
+                }
+            }
+    free(u), free(v);
+}
+
+// y (or dx, given its old values) against the convolution in double: within 2e-5 of the sum of
+// its terms' magnitudes (Winograd's transforms add a few roundings; a wrong matrix is off by
+// the terms themselves).
+static void winograd_accuracy(const char *what, const float *got, const float *in, const float *w, const float *base,
+                              int64_t N, int64_t Cin, int64_t Cout, int64_t H, int64_t W, bool dx) {
+    int64_t bad = 0;
+    double worst = 0.0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < Cout; o++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t x = 0; x < W; x++) {
+                    int64_t at = ((n * Cout + o) * H + h) * W + x;
+                    double sum = dx ? base[at] : base[o], size = fabs(sum);
+                    for (int64_t i = 0; i < Cin; i++)
+                        for (int r = 0; r < 3; r++)
+                            for (int s = 0; s < 3; s++) {
+                                // forward: y(h, x) += w[o][i][r][s] in(h - 1 + r, x - 1 + s); dx:
+                                // dx(h, x) += w[i][o][r][s] dy(h + 1 - r, x + 1 - s)
+                                int64_t hh = dx ? h + 1 - r : h - 1 + r, xx = dx ? x + 1 - s : x - 1 + s;
+                                if (hh < 0 || hh >= H || xx < 0 || xx >= W) continue;
+                                double term = (double)w[((dx ? i * Cout + o : o * Cin + i) * 3 + r) * 3 + s] *
+                                              in[((n * Cin + i) * H + hh) * W + xx];
+                                sum += term, size += fabs(term);
+                            }
+                    double err = fabs(got[at] - sum) / size;
+                    worst = err > worst ? err : worst;
+                    bad += err > 2e-5;
+                }
+    if (bad) fail(what, "%lld of %lld outputs off the double convolution by more than 2e-5 of their terms' size (worst %g)",
+                  (long long)bad, (long long)(N * Cout * H * W), worst);
+}
+
+static bool winograd_path(const shape *c) {
+    return conv2d_winograd_takes(c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, c->H + 2 * c->pad - c->R + 1,
+                                 c->W + 2 * c->pad - c->R + 1);
+}
+
 static void check_order(const shape *c) {
     const cg_kernels *k = cg_cpu_kernels();
     int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
@@ -231,7 +353,12 @@ static void check_order(const shape *c) {
     float *db_ref = copy_floats(db0, c->K);
     reference(c, x, w, b, dy, y_ref, dw_ref);
     reference_db(c, dy, db_ref, stem_path(c));
-    if (c->C > 3) reference_dx(c, w, dy, dx_ref);
+    bool winograd = winograd_path(c);
+    if (winograd) {
+        reference_winograd(x, w, b, y_ref, c->N, c->C, c->K, c->H, c->W, false);
+        reference_winograd(dy, w, NULL, dx_ref, c->N, c->K, c->C, c->H, c->W, true);
+    } else if (c->C > 3)
+        reference_dx(c, w, dy, dx_ref);
     int threads_at_start = cg_get_num_threads();
     char what[200];
     for (int t = 1; t <= 2; t++) {
@@ -241,12 +368,20 @@ static void check_order(const shape *c) {
         k->conv2d_forward(y, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, P, Q);
         k->conv2d_backward(c->C > 3 ? dx : NULL, dw, db, dy, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
                            c->stride, c->pad, P, Q);
-        snprintf(what, sizeof what, "%s, %d thread(s): y against the GEMM's order", c->name, t);
+        snprintf(what, sizeof what, "%s, %d thread(s): y against %s order", c->name, t,
+                 winograd ? "Winograd's" : "the GEMM's");
         same_bits(what, y, y_ref, ny);
+        if (winograd && t == 1) {
+            snprintf(what, sizeof what, "%s: Winograd's y against the convolution in double", c->name);
+            winograd_accuracy(what, y, x, w, b, c->N, c->C, c->K, c->H, c->W, false);
+            snprintf(what, sizeof what, "%s: Winograd's dx against the convolution in double", c->name);
+            winograd_accuracy(what, dx_ref, dy, w, dx0, c->N, c->K, c->C, c->H, c->W, true);
+        }
         snprintf(what, sizeof what, "%s, %d thread(s): dw against the GEMM's order", c->name, t);
         same_bits(what, dw, dw_ref, nw);
         if (c->C > 3) {
-            snprintf(what, sizeof what, "%s, %d thread(s): dx against the GEMM's and col2im's order", c->name, t);
+            snprintf(what, sizeof what, "%s, %d thread(s): dx against %s order", c->name, t,
+                     winograd ? "Winograd's" : "the GEMM's and col2im's");
             same_bits(what, dx, dx_ref, nx);
         }
         snprintf(what, sizeof what, "%s, %d thread(s): db against sums in double in the path's order", c->name, t);
@@ -254,7 +389,8 @@ static void check_order(const shape *c) {
         free(y), free(dw), free(dx), free(db);
     }
     cg_set_num_threads(threads_at_start);
-    printf("%-52s y, %sdw, db: the path's order, 1 and 2 threads\n", c->name, c->C > 3 ? "dx, " : "");
+    printf("%-52s y, %sdw, db: the path's order%s, 1 and 2 threads\n", c->name, c->C > 3 ? "dx, " : "",
+           winograd ? " (y, dx: Winograd's, and within 2e-5 of double)" : "");
     free(x), free(w), free(b), free(dy), free(dw0), free(y_ref), free(dw_ref), free(dx0), free(dx_ref), free(db0),
         free(db_ref);
 }
@@ -288,7 +424,8 @@ int main(void) {
         {5, 1, 14, 14, 16, 3, 1, 1, "one channel, 14x14, 16 channels (direct)"},
         {3, 1, 30, 32, 32, 3, 1, 1, "one channel, 30x32, 32 channels (direct)"},
         {2, 1, 28, 33, 32, 3, 1, 1, "one channel, 33 wide (im2col)"},
-        {6, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2"},
+        {6, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2 (Winograd)"},
+        {3, 16, 26, 18, 24, 3, 1, 1, "26x18, 16 -> 24 channels (Winograd, rows of 9 tiles)"},
         {4, 3, 11, 10, 7, 3, 2, 0, "stride 2, padding 0"},
         {2, 4, 12, 12, 6, 5, 1, 2, "5x5"},
         {2, 3, 64, 64, 64, 7, 2, 3, "ResNet-18 stem 7x7 stride 2"},
@@ -358,8 +495,12 @@ int main(void) {
         {8, 60, 7, 7, 20, 3, 1, 1, "7x7, 540 steps: forward by K blocks 256+256+28"},
         {5, 40, 9, 9, 20, 3, 2, 1, "stride 2, 360 steps: forward by blocks of K"},
         {4, 300, 5, 5, 16, 1, 1, 0, "1x1, 300 steps: forward by blocks of K"},
-        {6, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2 (col2im in registers, whole image)"},
-        {2, 24, 26, 26, 16, 3, 1, 1, "26x26, 3x3: dx by blocks of 16 and 10 rows"},
+        {6, 32, 14, 14, 12, 3, 1, 1, "14x14, 12 channels out (col2im in registers, whole image)"},
+        {2, 24, 26, 26, 12, 3, 1, 1, "26x26, 3x3: dx by blocks of 16 and 10 rows"},
+        {6, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2 (Winograd: blocks of 16, 16, 10 rows)"},
+        {3, 20, 26, 10, 24, 3, 1, 1, "26x10, 20 -> 24 channels (Winograd)"},
+        {2, 16, 6, 30, 16, 3, 1, 1, "6x30: rows of 15 tiles (Winograd, chunks of 7, 7, 1)"},
+        {2, 64, 56, 56, 64, 3, 1, 1, "ResNet-18 layer1 56x56 (Winograd)"},
         {2, 12, 27, 25, 16, 5, 1, 2, "27x25, 5x5: dx by blocks of rows"},
         {2, 6, 9, 11, 8, 3, 1, 2, "3x3, padding 2 (not same: col2im by rows)"},
         {9, 100, 7, 7, 300, 3, 1, 1, "7x7, 9 images, K 300: dx by channels, 8 + 1"},

@@ -99,6 +99,8 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
                         int64_t Q) {
     // A first layer (3 channels in, 64 out: ResNet-18's stem) directly, its image read in place (conv_stem.c)
     if (conv2d_stem_forward_cpu(y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
+    // A 3 x 3 "same" convolution of even sides: Winograd's F(2 x 2, 3 x 3) (conv_winograd.c)
+    if (conv2d_winograd_forward_cpu(y, NULL, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     const float *wp = pack_weights(0, false, K, crs, w);
     if (crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS) { // large images: blocks of rows (COLUMNS_IN_CACHE)
@@ -334,6 +336,8 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     // Layers with many weights (layer3 and layer4 of ResNet-18): dW split among the threads by
     // input channels instead of a slice per group (conv_dw.c says why), then dx alone below.
     if (dw && conv2d_dw_by_channels_cpu(dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
+    // dx of a 3 x 3 "same" convolution of even sides by Winograd's F(2 x 2, 3 x 3), as its forward
+    if (dx && conv2d_winograd_dx_cpu(dx, dy, w, N, C, H, W, K, R, S, stride, pad, P, Q)) dx = NULL;
     bool by_rows = crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS; // as the forward
     // Small planes with many weights (layer3 and layer4): dx by input channels (conv_dx.c)
     if (dx && !by_rows && conv2d_dx_by_channels_cpu(dx, dy, w, N, C, H, W, K, R, S, stride, pad, P, Q)) dx = NULL;
@@ -417,6 +421,8 @@ static void conv2d_relu_pool_forward_cpu(float *y, uint8_t *where, const float *
                                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                          int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     if (conv1_relu_pool_direct_cpu(y, where, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
+    // The tutorial's second layer: Winograd's F(2 x 2, 3 x 3), each tile pooled (conv_winograd.c)
+    if (conv2d_winograd_forward_cpu(y, where, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) return;
     int64_t crs = C * R * S, pq = P * Q, pooled = (P / 2) * (Q / 2), groups = (N + GROUP - 1) / GROUP;
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     const float *wp = pack_weights(0, false, K, crs, w);
@@ -517,7 +523,12 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
         return;
     double *bias_sums = dbias ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL; // (groups, K)
     float *slices = dw_slices(dw, groups, K * crs);
-    const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
+    // dx by Winograd's F(2 x 2, 3 x 3) from each group's dy_g where the forward used it (as
+    // conv2d_backward does: the same bits), else by the GEMM and col2im in group_backward
+    const float *wu = dx && conv2d_winograd_takes(C, H, W, K, R, S, stride, pad, P, Q)
+                          ? conv2d_winograd_dx_weights_cpu(w, K, C)
+                          : NULL;
+    const float *wtp = dx && !wu ? pack_weights(1, true, crs, K, w) : NULL;
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
@@ -547,9 +558,10 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
             transpose_dy_panels(dygt, ld, 0, dyg, K, ld, 0, ld); // the group as one plane of ld positions
         else if (dygt)
             transpose_block(dygt, K, dyg, ld, K, ld);
-        if (dx || dw)
-            group_backward(dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, wtp, n0, count, C, H, W, K,
-                           R, S, stride, pad, P, Q);
+        if ((dx && !wu) || dw)
+            group_backward(wu ? NULL : dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, wtp, n0, count,
+                           C, H, W, K, R, S, stride, pad, P, Q);
+        if (wu) conv2d_winograd_dx_images_cpu(dx + n0 * C * H * W, dyg, pq, ld, wu, count, C, H, W, K, false);
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);
     if (dbias) {

@@ -47,4 +47,28 @@ bool conv2d_small_product_cpu(float *out, float *col, const float *x, const floa
                               int64_t count, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                               int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
+// conv_winograd.c: 3 x 3 convolutions of stride 1 and padding 1 with even sides and at least 16
+// channels in and out (the tutorial's second layer; ResNet-18's 56, 28 and 14), by Winograd's
+// F(2 x 2, 3 x 3): 2.25 times fewer multiplications, on the engine's GEMM; AVX-512 only. Not
+// the im2col path's bits (a few units in the last place), but the same on any number of threads
+// and between the fused block and the three ops. conv2d_winograd_takes: whether a shape is one.
+bool conv2d_winograd_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                           int64_t pad, int64_t P, int64_t Q);
+// y (N, K, H, W) = the convolution + bias; or, where `where` is not NULL, the fused block's
+// y (N, K, H/2, W/2) = max(0, the 2 x 2 window's first maximum) and where = its position (conv.c).
+bool conv2d_winograd_forward_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias, int64_t N,
+                                 int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                 int64_t pad, int64_t P, int64_t Q);
+// dx (N, C, H, W) += the input gradient from dy (N, K, H, W) and w (K, C, 3, 3).
+bool conv2d_winograd_dx_cpu(float *dx, const float *dy, const float *w, int64_t N, int64_t C, int64_t H, int64_t W,
+                            int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+// The same in two steps, for conv.c's groups of images: the filters transformed (a buffer of
+// the calling thread, read by all), then dx of `count` images += the input gradient from dy,
+// channel k of image j at dy + j * image_stride + k * channel_stride; `threads`: an OpenMP loop
+// (false inside one).
+const float *conv2d_winograd_dx_weights_cpu(const float *w, int64_t K, int64_t C);
+void conv2d_winograd_dx_images_cpu(float *dx, const float *dy, int64_t image_stride, int64_t channel_stride,
+                                   const float *u, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K,
+                                   bool threads);
+
 #endif

@@ -1,0 +1,354 @@
+// conv_winograd.c: 3 x 3 convolutions of stride 1 and padding 1 ("same") by Winograd's minimal
+// filtering F(2 x 2, 3 x 3) (S. Winograd, "Arithmetic Complexity of Computations", 1980; for
+// convolutional networks A. Lavin and S. Gray, "Fast Algorithms for Convolutional Neural
+// Networks", CVPR 2016). The output is cut into tiles of 2 x 2; a tile reads a 4 x 4 patch d of
+// each input channel, and with g one 3 x 3 filter,
+//
+//     Y (2 x 2) = A^T [ (G g G^T) (.) (B^T d B) ] A        (.) : element by element
+//
+//     B^T = | 1  0 -1  0 |      G = | 1    0    0   |      A^T = | 1  1  1  0 |
+//           | 0  1  1  0 |          | 1/2  1/2  1/2 |            | 0  1 -1 -1 |
+//           | 0 -1  1  0 |          | 1/2 -1/2  1/2 |
+//           | 0  1  0 -1 |          | 0    0    1   |
+//
+// 16 multiplications for 4 outputs, where the direct convolution takes 4 x 9 = 36: 2.25 times
+// fewer. The transforms only add and subtract (G halves). Summed over the C input channels, the
+// 16 element-by-element products of a tile become 16 matrix products, one per position xi of the
+// 4 x 4 transformed patch:
+//
+//     O_xi (K x T) = U_xi (K x C) V_xi (C x T),   U = G g G^T per filter, V = B^T d B per patch
+//
+// over T tiles at a time, and these run on the engine's GEMM (gemm.c), from whose point of view
+// they are ordinary products: the same code that runs the im2col convolution. So a convolution
+// here is: the weights transformed once per call (K x C x 16 values), then for each block of
+// tiles the input transform (into V), the 16 products (into O) and the output transform (O back
+// to 2 x 2 outputs, with the bias, or pooled: the tutorial's conv + ReLU + 2 x 2 max pooling,
+// whose pooling windows are exactly the tiles).
+//
+// The results are not those of the im2col path to the bit (the sums are taken on transformed
+// values: errors of a few units in the last place, as cuDNN's and oneDNN's Winograd kernels),
+// but each output is computed the same way whatever the block, the group of images or the number
+// of threads: the same bits on any number of threads, and the fused block and the three ops
+// (conv2d, relu, max_pool2d) agree to the bit, since both come from the same tiles.
+// AVX-512 only (the transforms are written with its masked loads and stores); other CPUs, and
+// other shapes, keep the im2col path (the functions then return false having done nothing).
+#include "kernels/cpu/conv_parts.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#define CG_WINOGRAD 1
+#endif
+
+// Whether a convolution is one this file computes: 3 x 3, stride 1, padding 1, even sides (whole
+// tiles: the tutorial's 14 x 14, ResNet-18's 56, 28 and 14), and enough channels on both sides
+// for the 16 products to be real matrix products (the one-channel first layer has its direct
+// kernels, conv_direct.c).
+bool conv2d_winograd_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                           int64_t pad, int64_t P, int64_t Q) {
+#ifdef CG_WINOGRAD
+    return R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W && H % 2 == 0 && W % 2 == 0 && H >= 2 &&
+           W >= 2 && C >= 16 && K >= 16;
+#else
+    (void)C, (void)H, (void)W, (void)K, (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q;
+    return false;
+#endif
+}
+
+#ifdef CG_WINOGRAD
+
+// A block's tiles: whole rows of tiles (W/2 tiles each), about BLOCK_TILES of them, so that the
+// block's V (16 x C x T floats) and O (16 x K x T) stay in the core's second-level cache (1 MB on
+// the AMD EPYC, 2 MB on the Xeon): 112 tiles for the tutorial's second layer (32 + 64 channels),
+// 16 rows of 7, 688 KB. Fewer for more channels, at least one row.
+static int64_t block_rows(int64_t C, int64_t K, int64_t W) {
+    int64_t tiles = 10752 / (C + K), per_row = W / 2;
+    tiles = tiles < 32 ? 32 : tiles > 112 ? 112 : tiles;
+    int64_t rows = tiles / per_row;
+    return rows < 1 ? 1 : rows;
+}
+
+// The filters transformed, U_xi = (G g G^T)[xi], laid out for the products: for the forward
+// u[xi][k][c] (K x C, g = w[k][c]); for dx, which convolves dy with the filters turned by 180
+// degrees and input and output channels swapped, u[xi][c][k] (C x K, g = w[k][c] turned).
+// Then each U_xi packed for the GEMM (gemm_pack_a_cpu) after the 16 matrices, in the same
+// buffer; on the calling thread, before the threads start: they all read it.
+static const float *transform_weights(int which, const float *w, int64_t K, int64_t C, bool for_dx) {
+    static _Thread_local cg_thread_buffer buffers[2];
+    int64_t rows = for_dx ? C : K, cols = for_dx ? K : C, per = gemm_packed_a_floats(rows, cols);
+    float *u = cg_thread_floats_aligned(&buffers[which], 16 * (K * C + per)), *up = u + 16 * K * C;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *f = w + (k * C + c) * 9;
+            float g[9], t[4][3];
+            for (int i = 0; i < 9; i++) g[i] = for_dx ? f[8 - i] : f[i]; // turned: g[r][s] = f[2 - r][2 - s]
+            for (int s = 0; s < 3; s++) { // t = G g (4 x 3)
+                t[0][s] = g[s];
+                t[1][s] = 0.5f * (g[s] + g[3 + s] + g[6 + s]);
+                t[2][s] = 0.5f * (g[s] - g[3 + s] + g[6 + s]);
+                t[3][s] = g[6 + s];
+            }
+            float *dst = u + (for_dx ? c * K + k : k * C + c);
+            for (int i = 0; i < 4; i++) { // U = t G^T (4 x 4), row i
+                dst[(4 * i + 0) * K * C] = t[i][0];
+                dst[(4 * i + 1) * K * C] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+                dst[(4 * i + 2) * K * C] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+                dst[(4 * i + 3) * K * C] = t[i][2];
+            }
+        }
+    for (int xi = 0; xi < 16; xi++) gemm_pack_a_cpu(up + xi * per, false, rows, cols, u + xi * K * C);
+    return u;
+}
+
+// A block's 16 matrices V_xi (rows x ld), and the 16 O_xi, follow each other this many floats
+// apart: their rows, and one cache line more. Without it the 16 matrices of 64 x 112 floats are
+// 7 x 4 KB apart, the 16 places that the transforms write (or read) at once fall in the same
+// sets of the first-level cache (which picks a set from an address's bits 6 to 11), 8 ways
+// hold 8 of them, and the dx's input transform took a third longer.
+static int64_t matrix_floats(int64_t rows, int64_t ld) { return rows * ld + 16; }
+
+// The lanes of a vector of 16 columns of the padded image (col0 - 1 .. col0 + 14) that hold a
+// column of the image (0 .. W-1) and belong to the chunk's tiles (2 per tile, and the 2 after).
+static __mmask16 columns_mask(int64_t col0, int64_t W, int64_t tiles) {
+    __mmask16 m = 0;
+    for (int l = 0; l < 2 * tiles + 2; l++) {
+        int64_t col = col0 - 1 + l;
+        if (col >= 0 && col < W) m |= (__mmask16)(1u << l);
+    }
+    return m;
+}
+
+// V[xi][c][j] = (B^T d B)[xi] for the block's tiles j (tile rows r0 .. r1-1, the batch's rows of
+// tiles one after the other: image n = r / (H/2), its tile row r % (H/2)), channel c of the
+// input plane at in + n * image_stride + c * channel_stride (H x W). A chunk of 7 tiles of a row
+// at a time: its 4 rows of 16 padded columns in 4 vectors, the rows combined first (B^T d), then
+// the columns: tile j's 4 columns are lanes 2j .. 2j+3, gathered by permutations into even and
+// odd columns (e = column 2j, o = 2j+1, e1 = 2j+2, o1 = 2j+3) so that the 7 tiles' column
+// transforms run side by side in the lanes: (d B)[.][0..3] = e - e1, o + e1, e1 - o, o - o1.
+static void input_transform(float *V, int64_t ld, const float *in, int64_t image_stride, int64_t channel_stride,
+                            int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
+    // lanes of (low half, high half) = columns 0 .. 15: vpermt2ps's indices (8 + l: the high half's lane l)
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), odd = _mm256_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15);
+    const __m256i even1 = _mm256_setr_epi32(2, 4, 6, 8, 10, 12, 14, 14), odd1 = _mm256_setr_epi32(3, 5, 7, 9, 11, 13, 15, 15);
+    int64_t H2 = H / 2, Q2 = W / 2;
+    // Channel by channel, and in each the block's tiles in order: each of the 16 rows of V that
+    // the channel fills is then written from start to end, 16 streams that stay in the first-
+    // level cache (row by row, every channel's 16 rows were written a piece at a time, 64 KB of
+    // partly written lines for 64 channels, and each store missed: twice the time).
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t n = r / H2, ty = r % H2, j0 = (r - r0) * Q2;
+            const float *plane = in + n * image_stride + c * channel_stride;
+            for (int64_t tx0 = 0; tx0 < Q2; tx0 += 7) {
+                int64_t tiles = Q2 - tx0 < 7 ? Q2 - tx0 : 7;
+                __mmask16 cols = columns_mask(2 * tx0, W, tiles);
+                __mmask8 store = (__mmask8)((1u << tiles) - 1);
+                __m512 d[4];
+                for (int i = 0; i < 4; i++) {
+                    int64_t h = 2 * ty - 1 + i;
+                    // lane l holds column 2 tx0 - 1 + l; lane 0 of the first chunk (column -1)
+                    // is masked off, so the address one float before the row is never read
+                    d[i] = h < 0 || h >= H ? _mm512_setzero_ps()
+                                           : _mm512_maskz_loadu_ps(cols, plane + h * W + 2 * tx0 - 1);
+                }
+                __m512 rows[4] = {_mm512_sub_ps(d[0], d[2]), _mm512_add_ps(d[1], d[2]), _mm512_sub_ps(d[2], d[1]),
+                                  _mm512_sub_ps(d[1], d[3])};
+                for (int i = 0; i < 4; i++) { // the columns in 8 lanes: half the work of 16 on AMD's 256-bit units
+                    __m256 lo = _mm512_castps512_ps256(rows[i]), hi = _mm512_extractf32x8_ps(rows[i], 1);
+                    __m256 e = _mm256_permutex2var_ps(lo, even, hi), o = _mm256_permutex2var_ps(lo, odd, hi);
+                    __m256 e1 = _mm256_permutex2var_ps(lo, even1, hi), o1 = _mm256_permutex2var_ps(lo, odd1, hi);
+                    __m256 v[4] = {_mm256_sub_ps(e, e1), _mm256_add_ps(o, e1), _mm256_sub_ps(e1, o),
+                                   _mm256_sub_ps(o, o1)};
+                    for (int jx = 0; jx < 4; jx++)
+                        _mm256_mask_storeu_ps(V + (4 * i + jx) * matrix_floats(C, ld) + c * ld + j0 + tx0, store,
+                                              v[jx]);
+                }
+            }
+        }
+}
+
+// The 16 products of a block: O_xi (M x ld) = U_xi (M x Kc) V_xi (Kc x ld), u from transform_weights.
+static void products(float *O, const float *V, const float *u, int64_t M, int64_t Kc, int64_t ld) {
+    int64_t per = gemm_packed_a_floats(M, Kc);
+    const float *up = u + 16 * M * Kc;
+    for (int xi = 0; xi < 16; xi++)
+        gemm_prepacked_cpu(false, u + xi * M * Kc, up + xi * per, false, M, ld, Kc, 1.0f, V + xi * matrix_floats(Kc, ld),
+                           0.0f, O + xi * matrix_floats(M, ld));
+}
+
+// The output transform of 8 tiles side by side (lanes; `m` masks the chunk's tiles): Y = A^T O A
+// from O_xi at o + xi * stride, the rows combined first (A^T O), then the columns, each sum in
+// this order.
+typedef struct {
+    __m256 y00, y01, y10, y11;
+} tile_out;
+static inline __attribute__((always_inline)) tile_out output_transform(const float *o, int64_t stride, __mmask8 m) {
+    __m256 v[16];
+    for (int xi = 0; xi < 16; xi++) v[xi] = _mm256_maskz_loadu_ps(m, o + xi * stride);
+    __m256 s0[4], s1[4];
+    for (int b = 0; b < 4; b++) {
+        s0[b] = _mm256_add_ps(_mm256_add_ps(v[b], v[4 + b]), v[8 + b]);
+        s1[b] = _mm256_sub_ps(_mm256_sub_ps(v[4 + b], v[8 + b]), v[12 + b]);
+    }
+    tile_out t;
+    t.y00 = _mm256_add_ps(_mm256_add_ps(s0[0], s0[1]), s0[2]);
+    t.y01 = _mm256_sub_ps(_mm256_sub_ps(s0[1], s0[2]), s0[3]);
+    t.y10 = _mm256_add_ps(_mm256_add_ps(s1[0], s1[1]), s1[2]);
+    t.y11 = _mm256_sub_ps(_mm256_sub_ps(s1[1], s1[2]), s1[3]);
+    return t;
+}
+
+// Two vectors of 8 tiles' left and right outputs as one row of 16 outputs: left0 right0 left1 ...
+static inline __m512 interleave(__m256 left, __m256 right) {
+    const __m512i order = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    return _mm512_permutex2var_ps(_mm512_castps256_ps512(left), order, _mm512_castps256_ps512(right));
+}
+
+// What the output transform does with a block's outputs.
+typedef enum {
+    STORE,     // y (N, K, H, W) = the outputs + bias
+    ADD,       // y += the outputs (dx)
+    RELU_POOL, // y (N, K, H/2, W/2) = max(0, the 2 x 2 window's first maximum + bias), where = its position
+} finish;
+
+// The block's outputs (tile rows r0 .. r1-1, M channels) from O, to the output planes at
+// out + n * image_stride + k * plane (plane: H x W floats, or H/2 x W/2 pooled).
+static void output_block(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld,
+                         const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0, int64_t r1) {
+    int64_t H2 = H / 2, Q2 = W / 2, pooled = H2 * Q2;
+    for (int64_t k = 0; k < M; k++) {
+        __m256 b = _mm256_set1_ps(bias ? bias[k] : 0.0f);
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t n = r / H2, ty = r % H2, j0 = (r - r0) * Q2;
+            for (int64_t tx0 = 0; tx0 < Q2; tx0 += 8) {
+                int64_t tiles = Q2 - tx0 < 8 ? Q2 - tx0 : 8;
+                __mmask8 m = (__mmask8)((1u << tiles) - 1);
+                __mmask16 m2 = (__mmask16)((1u << (2 * tiles)) - 1);
+                tile_out t = output_transform(O + k * ld + j0 + tx0, matrix_floats(M, ld), m);
+                if (how == RELU_POOL) { // pool_relu_plane's choice (conv.c), the same comparisons
+                    __m256 tl = _mm256_add_ps(t.y00, b), tr = _mm256_add_ps(t.y01, b);
+                    __m256 bl = _mm256_add_ps(t.y10, b), br = _mm256_add_ps(t.y11, b);
+                    __mmask8 left_bottom = _mm256_cmp_ps_mask(bl, tl, _CMP_GT_OQ);
+                    __mmask8 right_bottom = _mm256_cmp_ps_mask(br, tr, _CMP_GT_OQ);
+                    __m256 left = _mm256_mask_mov_ps(tl, left_bottom, bl), right = _mm256_mask_mov_ps(tr, right_bottom, br);
+                    __m256i left_at = _mm256_maskz_set1_epi32(left_bottom, 2);
+                    __m256i right_at = _mm256_add_epi32(_mm256_set1_epi32(1), _mm256_maskz_set1_epi32(right_bottom, 2));
+                    __mmask8 take_right = _mm256_cmp_ps_mask(right, left, _CMP_GT_OQ) |
+                                          (_mm256_cmp_ps_mask(right, left, _CMP_EQ_OQ) &
+                                           _mm256_cmplt_epi32_mask(right_at, left_at));
+                    __m256 best = _mm256_mask_mov_ps(left, take_right, right);
+                    __m256i at = _mm256_mask_mov_epi32(left_at, take_right, right_at);
+                    best = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(best, _mm256_setzero_ps(), _CMP_GT_OQ), best);
+                    int64_t i = (n * M + k) * pooled + ty * Q2 + tx0;
+                    _mm256_mask_storeu_ps(out + i, m, best);
+                    _mm_mask_storeu_epi8(where + i, m, _mm256_cvtepi32_epi8(at));
+                    continue;
+                }
+                float *top = out + n * image_stride + k * H * W + 2 * ty * W + 2 * tx0, *bottom = top + W;
+                __m512 upper = interleave(t.y00, t.y01), lower = interleave(t.y10, t.y11);
+                if (how == ADD) {
+                    upper = _mm512_add_ps(_mm512_maskz_loadu_ps(m2, top), upper);
+                    lower = _mm512_add_ps(_mm512_maskz_loadu_ps(m2, bottom), lower);
+                } else {
+                    upper = _mm512_add_ps(upper, _mm512_set1_ps(bias ? bias[k] : 0.0f));
+                    lower = _mm512_add_ps(lower, _mm512_set1_ps(bias ? bias[k] : 0.0f));
+                }
+                _mm512_mask_storeu_ps(top, m2, upper);
+                _mm512_mask_storeu_ps(bottom, m2, lower);
+            }
+        }
+    }
+}
+
+// A block of tile rows r0 .. r1-1 (of the planes at `in`, Cin channels) through the three steps,
+// into the Cout planes at `out`. Each output comes from its tile's values alone, whatever the
+// block: the same bits with any blocks and any number of threads.
+#ifdef WINO_PROF
+uint64_t wino_prof[2][4];
+#endif
+static void block(float *out, uint8_t *where, int64_t out_image, const float *in, int64_t in_image, int64_t in_channel,
+                  const float *u, const float *bias, finish how, int64_t Cin, int64_t Cout, int64_t H, int64_t W,
+                  int64_t r0, int64_t r1) {
+    static _Thread_local cg_thread_buffer buffers[2];
+    int64_t tiles = (r1 - r0) * (W / 2), ld = (tiles + 15) / 16 * 16; // whole vectors: the GEMM reads V in place
+    float *V = cg_thread_floats_aligned(&buffers[0], 16 * matrix_floats(Cin, ld));
+    float *O = cg_thread_floats_aligned(&buffers[1], 16 * matrix_floats(Cout, ld));
+    if (ld > tiles) // the last columns: zeros, not whatever the buffer held (a NaN or a denormal would slow the product)
+        for (int xi = 0; xi < 16; xi++)
+            for (int64_t c = 0; c < Cin; c++)
+                memset(V + xi * matrix_floats(Cin, ld) + c * ld + tiles, 0, (size_t)(ld - tiles) * sizeof(float));
+#ifdef WINO_PROF
+    uint64_t t0 = __rdtsc();
+#endif
+    input_transform(V, ld, in, in_image, in_channel, Cin, H, W, r0, r1);
+#ifdef WINO_PROF
+    uint64_t t1 = __rdtsc();
+#endif
+    products(O, V, u, Cout, Cin, ld);
+#ifdef WINO_PROF
+    uint64_t t2 = __rdtsc();
+#endif
+    output_block(out, where, out_image, O, ld, bias, how, Cout, H, W, r0, r1);
+#ifdef WINO_PROF
+    uint64_t t3 = __rdtsc();
+    int which = how == ADD;
+    wino_prof[which][0] += t1 - t0, wino_prof[which][1] += t2 - t1, wino_prof[which][2] += t3 - t2;
+    wino_prof[which][3] += 2 * Cout * Cin * 16 * (r1 - r0) * (W / 2);
+#endif
+}
+
+#endif
+
+bool conv2d_winograd_forward_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias, int64_t N,
+                                 int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                 int64_t pad, int64_t P, int64_t Q) {
+    if (!conv2d_winograd_takes(C, H, W, K, R, S, stride, pad, P, Q)) return false;
+#ifdef CG_WINOGRAD
+    const float *u = transform_weights(0, w, K, C, false);
+    int64_t rows = block_rows(C, K, W), total = N * (H / 2), blocks = (total + rows - 1) / rows;
+    bool threads = blocks > 1 && N * K * H * W * C * 9 >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t r0 = b * rows, r1 = r0 + rows < total ? r0 + rows : total;
+        block(y, where, K * H * W, x, C * H * W, H * W, u, bias, where ? RELU_POOL : STORE, C, K, H, W, r0, r1);
+    }
+#endif
+    return true;
+}
+
+const float *conv2d_winograd_dx_weights_cpu(const float *w, int64_t K, int64_t C) {
+#ifdef CG_WINOGRAD
+    return transform_weights(1, w, K, C, true);
+#else
+    (void)w, (void)K, (void)C;
+    return NULL;
+#endif
+}
+
+void conv2d_winograd_dx_images_cpu(float *dx, const float *dy, int64_t image_stride, int64_t channel_stride,
+                                   const float *u, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K,
+                                   bool threads) {
+#ifdef CG_WINOGRAD
+    int64_t rows = block_rows(K, C, W), total = count * (H / 2), blocks = (total + rows - 1) / rows;
+#pragma omp parallel for if (threads && blocks > 1) schedule(dynamic)
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t r0 = b * rows, r1 = r0 + rows < total ? r0 + rows : total;
+        block(dx, NULL, C * H * W, dy, image_stride, channel_stride, u, NULL, ADD, K, C, H, W, r0, r1);
+    }
+#else
+    (void)dx, (void)dy, (void)image_stride, (void)channel_stride, (void)u, (void)count, (void)C, (void)H, (void)W,
+        (void)K, (void)threads;
+#endif
+}
+
+bool conv2d_winograd_dx_cpu(float *dx, const float *dy, const float *w, int64_t N, int64_t C, int64_t H, int64_t W,
+                            int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (!conv2d_winograd_takes(C, H, W, K, R, S, stride, pad, P, Q)) return false;
+    conv2d_winograd_dx_images_cpu(dx, dy, K * H * W, H * W, conv2d_winograd_dx_weights_cpu(w, K, C), N, C, H, W, K,
+                                  N * K * H * W * C * 9 >= CG_OMP_MIN_WORK);
+    return true;
+}
