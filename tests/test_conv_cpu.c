@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L // setenv, unsetenv
 // test_conv_cpu.c: the CPU's f32 convolution paths against each other, bit for bit. The fused
 // block (conv2d_relu_pool_forward / _backward: a direct convolution pooled in registers for a
 // one-channel 3 x 3 image, kernels/cpu/conv_direct.c; im2col and the GEMM otherwise) against
@@ -509,5 +510,16 @@ int main(void) {
         {2, 40, 21, 21, 16, 3, 1, 1, "21x21 (441 positions): dx by channels, 1 image"},
     };
     for (size_t s = 0; s < sizeof ordered / sizeof ordered[0]; s++) check_order(&ordered[s]);
+    // CGRAD_CPU_WINOGRAD=0: the same shapes back on im2col and the GEMM, their order to the bit
+    setenv("CGRAD_CPU_WINOGRAD", "0", 1);
+    const shape off[] = {
+        {6, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2, CGRAD_CPU_WINOGRAD=0 (im2col)"},
+        {2, 64, 56, 56, 64, 3, 1, 1, "ResNet-18 layer1, CGRAD_CPU_WINOGRAD=0 (im2col)"},
+    };
+    for (size_t s = 0; s < sizeof off / sizeof off[0]; s++) {
+        if (winograd_path(&off[s])) fail(off[s].name, "still on Winograd's path");
+        check_order(&off[s]);
+    }
+    unsetenv("CGRAD_CPU_WINOGRAD");
     return check_summary("test_conv_cpu");
 }

@@ -38,6 +38,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -48,9 +49,13 @@
 // tiles: the tutorial's 14 x 14, ResNet-18's 56, 28 and 14), and enough channels on both sides
 // for the 16 products to be real matrix products (the one-channel first layer has its direct
 // kernels, conv_direct.c).
+// CGRAD_CPU_WINOGRAD=0 in the environment turns it off (the im2col path's bits, to compare; read
+// at each call, a few nanoseconds beside a convolution's milliseconds).
 bool conv2d_winograd_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                            int64_t pad, int64_t P, int64_t Q) {
 #ifdef CG_WINOGRAD
+    const char *off = getenv("CGRAD_CPU_WINOGRAD");
+    if (off && strcmp(off, "0") == 0) return false;
     return R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W && H % 2 == 0 && W % 2 == 0 && H >= 2 &&
            W >= 2 && C >= 16 && K >= 16;
 #else
