@@ -272,9 +272,6 @@ static void output_block(float *out, uint8_t *where, int64_t image_stride, const
 // A block of tile rows r0 .. r1-1 (of the planes at `in`, Cin channels) through the three steps,
 // into the Cout planes at `out`. Each output comes from its tile's values alone, whatever the
 // block: the same bits with any blocks and any number of threads.
-#ifdef WINO_PROF
-uint64_t wino_prof[2][4];
-#endif
 static void block(float *out, uint8_t *where, int64_t out_image, const float *in, int64_t in_image, int64_t in_channel,
                   const float *u, const float *bias, finish how, int64_t Cin, int64_t Cout, int64_t H, int64_t W,
                   int64_t r0, int64_t r1) {
@@ -286,24 +283,9 @@ static void block(float *out, uint8_t *where, int64_t out_image, const float *in
         for (int xi = 0; xi < 16; xi++)
             for (int64_t c = 0; c < Cin; c++)
                 memset(V + xi * matrix_floats(Cin, ld) + c * ld + tiles, 0, (size_t)(ld - tiles) * sizeof(float));
-#ifdef WINO_PROF
-    uint64_t t0 = __rdtsc();
-#endif
     input_transform(V, ld, in, in_image, in_channel, Cin, H, W, r0, r1);
-#ifdef WINO_PROF
-    uint64_t t1 = __rdtsc();
-#endif
     products(O, V, u, Cout, Cin, ld);
-#ifdef WINO_PROF
-    uint64_t t2 = __rdtsc();
-#endif
     output_block(out, where, out_image, O, ld, bias, how, Cout, H, W, r0, r1);
-#ifdef WINO_PROF
-    uint64_t t3 = __rdtsc();
-    int which = how == ADD;
-    wino_prof[which][0] += t1 - t0, wino_prof[which][1] += t2 - t1, wino_prof[which][2] += t3 - t2;
-    wino_prof[which][3] += 2 * Cout * Cin * 16 * (r1 - r0) * (W / 2);
-#endif
 }
 
 #endif
