@@ -1,7 +1,8 @@
 // conv.c: convolution (im2col + GEMM, a few images at a time), max pooling, and the fused
 // conv + ReLU + 2x2 max pooling block on the CPU. The GEMM is gemm.c's own (gemm_engine_cpu, or
-// gemm_prepacked_cpu with the weights packed once per call). Two shapes leave it for their own
-// kernels (conv_parts.h): a first layer on the image (conv_stem.c) and a large dW (conv_dw.c).
+// gemm_prepacked_cpu with the weights packed once per call). Some shapes leave it for their own
+// kernels (conv_parts.h): a first layer on the image (conv_stem.c), a large dW (conv_dw.c), and
+// the y and dx of 3 x 3 "same" convolutions of even sides (Winograd's algorithm, conv_winograd.c).
 // OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
 #include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
