@@ -118,13 +118,11 @@ static int64_t matrix_floats(int64_t rows, int64_t ld) { return rows * ld + 16; 
 
 // The lanes of a vector of 16 columns of the padded image (col0 - 1 .. col0 + 14) that hold a
 // column of the image (0 .. W-1) and belong to the chunk's tiles (2 per tile, and the 2 after).
-static __mmask16 columns_mask(int64_t col0, int64_t W, int64_t tiles) {
-    __mmask16 m = 0;
-    for (int l = 0; l < 2 * tiles + 2; l++) {
-        int64_t col = col0 - 1 + l;
-        if (col >= 0 && col < W) m |= (__mmask16)(1u << l);
-    }
-    return m;
+// Lane l holds column col0 - 1 + l: lanes lo .. hi-1, lo = 1 where lane 0 is column -1, hi the
+// chunk's 2 tiles + 2 lanes or the image's last column, whichever comes first.
+static inline __mmask16 columns_mask(int64_t col0, int64_t W, int64_t tiles) {
+    int64_t lo = col0 == 0, hi = 2 * tiles + 2 < W - col0 + 1 ? 2 * tiles + 2 : W - col0 + 1;
+    return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
 // V[xi][c][j] = (B^T d B)[xi] for the block's tiles j (tile rows r0 .. r1-1, the batch's rows of
