@@ -90,6 +90,7 @@ void cg_cpu_kernels_install(void);
 void elementwise_register_cpu(cg_kernels *k);
 void gemm_register_cpu(cg_kernels *k);
 void conv_register_cpu(cg_kernels *k);
+void pool_register_cpu(cg_kernels *k);
 void norm_register_cpu(cg_kernels *k);
 void rng_register_cpu(cg_kernels *k);
 void loss_register_cpu(cg_kernels *k);

@@ -33,6 +33,7 @@ __attribute__((constructor)) void cg_cpu_kernels_install(void) {
     elementwise_register_cpu(&table);
     gemm_register_cpu(&table);
     conv_register_cpu(&table);
+    pool_register_cpu(&table);
     norm_register_cpu(&table);
     rng_register_cpu(&table);
     loss_register_cpu(&table);
