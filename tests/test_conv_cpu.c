@@ -70,8 +70,17 @@ static void same_bits(const char *what, const float *got, const float *want, int
 // to compare it with.
 typedef struct {
     float *y3, *dx3, *dw3, *yf, *dxf, *dwf, *dwn, *dbf, *dbn;
+    float *dwr;   // where conv_direct_dw.c takes the backward without dx: dW summed here in its order
+    double *dwd;  // and in double, with each element's sum of its terms' magnitudes in dwd[nw + i]
     int64_t ny, nx, nw;
 } results;
+
+static void reference_window_dw(const shape *c, const float *x, const float *dy, const float *y, const uint8_t *where,
+                                const float *dw0, float *dw, double *dwd);
+static bool window_dw_path(const shape *c) {
+    return conv1_relu_pool_dw_direct_takes(c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad,
+                                           c->H + 2 * c->pad - c->R + 1, c->W + 2 * c->pad - c->R + 1);
+}
 
 // dx0, dw0: the gradients' old values (both paths add to them).
 static results run(const shape *c, const float *x, const float *w, const float *b, const float *dy, const float *dx0,
@@ -105,15 +114,62 @@ static results run(const shape *c, const float *x, const float *w, const float *
     r.dwn = copy_floats(dw0, r.nw), r.dbn = copy_floats(db0, c->K);
     k->conv2d_relu_pool_backward(NULL, r.dwn, r.dbn, dy, r.yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
                                  c->stride, c->pad, P, Q);
+    r.dwr = NULL, r.dwd = NULL;
+    if (window_dw_path(c)) {
+        r.dwr = malloc((size_t)r.nw * sizeof(float)), r.dwd = malloc((size_t)(2 * r.nw) * sizeof(double));
+        reference_window_dw(c, x, dy, r.yf, where, dw0, r.dwr, r.dwd);
+    }
     free(conv), free(relu), free(argmax), free(drelu), free(dconv), free(where);
     return r;
 }
 
 static void free_results(results *r) {
     free(r->y3), free(r->dx3), free(r->dw3), free(r->yf), free(r->dxf), free(r->dwf), free(r->dwn), free(r->dbf),
-        free(r->dbn);
+        free(r->dbn), free(r->dwr), free(r->dwd);
 }
 
+
+// ---- The first block's dW without dx, one term per window (kernels/cpu/conv_direct_dw.c) ----------
+// Each window of channel k sends its gradient (dy where y > 0, else 0) to the position of its
+// maximum (where: 0 top left, 1 top right, 2 bottom left, 3 bottom right), so dW[k][r][s] adds
+// g x xpad[2 p + a + r][2 q + b + s] once per window. The kernel's order: from zero, by fused
+// multiply-adds, window after window (row by row), image after image through a group of 4 images;
+// the groups' sums added to dW in order. Also the same sums in double, and each one's terms'
+// magnitudes (|dW's old value| + the sum of |term|) to measure the float sums against.
+static void reference_window_dw(const shape *c, const float *x, const float *dy, const float *y, const uint8_t *where,
+                                const float *dw0, float *dw, double *dwd) {
+    int64_t P2 = c->H / 2, Q2 = c->W / 2, pooled = P2 * Q2, K = c->K, nw = K * 9;
+    for (int64_t i = 0; i < nw; i++) dw[i] = dw0[i], dwd[i] = dw0[i], dwd[nw + i] = fabs(dw0[i]);
+    for (int64_t n0 = 0; n0 < c->N; n0 += 4)
+        for (int64_t k = 0; k < K; k++)
+            for (int t = 0; t < 9; t++) {
+                float sum = 0.0f;
+                for (int64_t n = n0; n < n0 + 4 && n < c->N; n++)
+                    for (int64_t i = 0; i < pooled; i++) {
+                        int64_t at = (n * K + k) * pooled + i;
+                        float g = y[at] > 0.0f ? dy[at] : 0.0f;
+                        int64_t h = 2 * (i / Q2) + where[at] / 2 + t / 3 - 1, wc = 2 * (i % Q2) + where[at] % 2 + t % 3 - 1;
+                        float xv = h < 0 || h >= c->H || wc < 0 || wc >= c->W ? 0.0f : x[(n * c->H + h) * c->W + wc];
+                        sum = fmaf(g, xv, sum);
+                        dwd[k * 9 + t] += (double)g * xv, dwd[nw + k * 9 + t] += fabs((double)g * xv);
+                    }
+                dw[k * 9 + t] += sum;
+            }
+}
+
+// dW (within 2e-6 of its terms' magnitudes of the sums in double: a sum in float over a few
+// thousand terms; a wrong position or tap is off by the terms themselves).
+static void window_dw_accuracy(const char *what, const float *got, const double *want, int64_t nw) {
+    int64_t bad = 0;
+    double worst = 0.0;
+    for (int64_t i = 0; i < nw; i++) {
+        double err = fabs(got[i] - want[i]) / want[nw + i];
+        worst = err > worst ? err : worst;
+        bad += err > 2e-6;
+    }
+    if (bad) fail(what, "%lld of %lld weights off the sums in double by more than 2e-6 of their terms' size (worst %g)",
+                  (long long)bad, (long long)nw, worst);
+}
 
 // ---- y and dW against sums in the GEMM's order ------------------------------------------------------
 // The order (kernels/cpu/gemm.c, conv.c): an output is its dot product over (c, r, s) in blocks of
@@ -454,8 +510,18 @@ int main(void) {
                 snprintf(what, sizeof what, "%s, %d thread(s): fused %s against the three ops", c->name, t + 1, names[j]);
                 same_bits(what, fused[j], three[j], n[j]);
             }
-            snprintf(what, sizeof what, "%s, %d thread(s): fused dw without dx against the three ops", c->name, t + 1);
-            same_bits(what, r->dwn, r->dw3, r->nw);
+            if (r->dwr) { // one term per window: its own order, then close to the dense sums
+                snprintf(what, sizeof what, "%s, %d thread(s): fused dw without dx against its order", c->name, t + 1);
+                same_bits(what, r->dwn, r->dwr, r->nw);
+                snprintf(what, sizeof what, "%s, %d thread(s): fused dw without dx against double", c->name, t + 1);
+                window_dw_accuracy(what, r->dwn, r->dwd, r->nw);
+                snprintf(what, sizeof what, "%s, %d thread(s): the three ops' dw against double", c->name, t + 1);
+                window_dw_accuracy(what, r->dw3, r->dwd, r->nw);
+            } else {
+                snprintf(what, sizeof what, "%s, %d thread(s): fused dw without dx against the three ops", c->name,
+                         t + 1);
+                same_bits(what, r->dwn, r->dw3, r->nw);
+            }
             snprintf(what, sizeof what, "%s, %d thread(s): fused db without dx against with dx", c->name, t + 1);
             same_bits(what, r->dbn, r->dbf, c->K);
         }
@@ -469,7 +535,8 @@ int main(void) {
         snprintf(what, sizeof what, "%s: fused dw, db without dx on 2 threads against 1", c->name);
         same_bits(what, by_threads[1].dwn, by_threads[0].dwn, n[2]);
         same_bits(what, by_threads[1].dbn, by_threads[0].dbn, c->K);
-        printf("%-58s y, dx, dw (and dw, db without dx): fused = three ops, 2 threads = 1\n", c->name);
+        printf("%-58s y, dx, dw (and %s): fused = three ops, 2 threads = 1\n", c->name,
+               by_threads[0].dwr ? "db without dx; its dw: its order, within 2e-6 of double" : "dw, db without dx");
         free_results(&by_threads[0]), free_results(&by_threads[1]);
         free(x), free(w), free(b), free(dy), free(dx0), free(dw0), free(db0);
     }

@@ -518,7 +518,7 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
     int64_t crs = C * R * S, pq = P * Q, Q2 = Q / 2, pooled = (P / 2) * Q2, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     if (dx == NULL && dw == NULL && dbias == NULL) return;
-    // The first layer (no dx) of a one-channel 3 x 3 image: conv_direct_dw.c, the same sums
+    // The first layer (no dx) of a one-channel 3 x 3 image: conv_direct_dw.c (one term per window)
     if (dx == NULL && conv1_relu_pool_dw_direct_cpu(dw, dbias, dy, y, where, x, N, C, H, W, K, R, S, stride, pad, P, Q,
                                                     GROUP))
         return;

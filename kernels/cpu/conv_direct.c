@@ -22,6 +22,7 @@
 #include "kernels/cpu/cpu.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -61,13 +62,14 @@ static void make_subplanes(float *sub, const float *xn, int64_t H, int64_t W, in
 }
 
 // 16 windows' outputs (top left tl, top right tr, bottom left bl, bottom right br; the bias not
-// yet added) to y and where, the `valid` lanes. pool_relu_plane's comparisons, lane by lane:
+// yet added) to the pooled values and their positions (pool_max), stored to y and where in the
+// `valid` lanes (pool_windows). pool_relu_plane's comparisons, lane by lane:
 // each column's larger value of the two rows (the top one on a tie), then the right one wins if
 // larger, or equal and first in scan order (position 1 before 2: the right from the top and the
 // left from the bottom). max(m, 0) is m > 0 ? m : 0, pool_relu_plane's ReLU (vmaxps returns its
 // second operand on a tie or a NaN).
-static inline __attribute__((always_inline)) void pool_windows(float *y, uint8_t *where, __m512 tl, __m512 tr,
-                                                               __m512 bl, __m512 br, __m512 bias, __mmask16 valid) {
+static inline __attribute__((always_inline)) void pool_max(__m512 tl, __m512 tr, __m512 bl, __m512 br, __m512 bias,
+                                                           __m512 *y, __m128i *where) {
     tl = _mm512_add_ps(tl, bias), tr = _mm512_add_ps(tr, bias), bl = _mm512_add_ps(bl, bias);
     br = _mm512_add_ps(br, bias);
     __mmask16 won_left = _mm512_cmp_ps_mask(bl, tl, _CMP_GT_OQ), won_right = _mm512_cmp_ps_mask(br, tr, _CMP_GT_OQ);
@@ -76,11 +78,20 @@ static inline __attribute__((always_inline)) void pool_windows(float *y, uint8_t
     __mmask16 take_right = _kor_mask16(_mm512_cmp_ps_mask(right, left, _CMP_GT_OQ),
                                        _mm512_mask_cmp_ps_mask(first, right, left, _CMP_EQ_OQ));
     __m512 m = _mm512_mask_blend_ps(take_right, left, right);
-    _mm512_mask_storeu_ps(y, valid, _mm512_max_ps(m, _mm512_setzero_ps()));
+    *y = _mm512_max_ps(m, _mm512_setzero_ps());
     const __m128i one = _mm_set1_epi8(1);
     __m128i left_at = _mm_maskz_mov_epi8(won_left, _mm_set1_epi8(2));    // 0 top left, 2 bottom left
     __m128i right_at = _mm_mask_mov_epi8(one, won_right, _mm_set1_epi8(3)); // 1 top right, 3 bottom right
-    _mm_mask_storeu_epi8(where, valid, _mm_mask_mov_epi8(left_at, take_right, right_at));
+    *where = _mm_mask_mov_epi8(left_at, take_right, right_at);
+}
+
+static inline __attribute__((always_inline)) void pool_windows(float *y, uint8_t *where, __m512 tl, __m512 tr,
+                                                               __m512 bl, __m512 br, __m512 bias, __mmask16 valid) {
+    __m512 m;
+    __m128i at;
+    pool_max(tl, tr, bl, br, bias, &m, &at);
+    _mm512_mask_storeu_ps(y, valid, m);
+    _mm_mask_storeu_epi8(where, valid, at);
 }
 
 // nvec vectors of 16 windows (from window v: the second one's `valid` lanes, the first whole
@@ -132,21 +143,90 @@ static inline __attribute__((always_inline)) void windows_block(float *y, uint8_
 // 18 weights do not fit the 32 registers; the loads have ports to spare).
 static inline __attribute__((always_inline)) void channels(float *y, uint8_t *where, int64_t pooled, const float *sub,
                                                            const float *wk, const float *bias, int64_t Q2,
-                                                           const int nch) {
+                                                           int64_t end, const int nch) {
     __m512 w[2][9], b[2];
     for (int ch = 0; ch < 2; ch++) {
         for (int t = 0; t < 9; t++) w[ch][t] = _mm512_set1_ps(wk[(ch < nch ? ch : 0) * 9 + t]);
         b[ch] = _mm512_set1_ps(bias && ch < nch ? bias[ch] : 0.0f);
     }
-    for (int64_t v = 0; v < pooled; v += 32) {
-        int64_t left = pooled - v - 16; // windows for the second vector
+    for (int64_t v = 0; v < end; v += 32) {
+        int64_t left = end - v - 16; // windows for the second vector
         if (left > 0) {
             __mmask16 valid = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
             windows_block(y, where, pooled, sub, w, b, Q2, v, valid, nch, 2);
         } else {
-            __mmask16 valid = (__mmask16)((1u << (pooled - v)) - 1); // pooled - v <= 16
-            if (pooled - v == 16) valid = 0xffff;
+            __mmask16 valid = (__mmask16)((1u << (end - v)) - 1); // end - v <= 16
+            if (end - v == 16) valid = 0xffff;
             windows_block(y, where, pooled, sub, w, b, Q2, v, valid, nch, 1);
+        }
+    }
+}
+
+// The last rem windows of each plane (from window v0 = pooled - rem; rem <= 8) when they would
+// fill a vector of 16 lanes only partly (the tutorial's 196 windows: 12 whole vectors and one of
+// 4): 16 / span channels share a vector, span lanes each (span = 4 or 8), channel k0 + j in lanes
+// j span .. j span + rem - 1. Each lane computes what it would in its own vector: the same
+// products, sums and comparisons, the same bits. The sub-plane loads read span floats and repeat
+// them across the vector (broadcasts: no work for the vector pipes), the weights and biases differ
+// from lane group to lane group, and the stores go channel by channel. Two such vectors at a time
+// (ng = 2), as windows_block's two vectors, for chains enough to cover the FMA's latency.
+// The weights and biases of tail_windows' vectors, made once per call: for the vector of channels
+// k0 = 16 / span x v .., lanes[v][t][l] = w[k0 + l / span][t] (t = 9: the bias), 0 past K.
+static float (*tail_lanes(const float *w, const float *bias, int64_t K, int span))[10][16] {
+    int per = 16 / span;
+    int64_t vecs = (K + per - 1) / per;
+    float(*lanes)[10][16] = cg_xmalloc((size_t)vecs * sizeof *lanes);
+    for (int64_t v = 0; v < vecs; v++)
+        for (int l = 0; l < 16; l++) {
+            int64_t k = v * per + l / span;
+            for (int t = 0; t < 9; t++) lanes[v][t][l] = k < K ? w[k * 9 + t] : 0.0f;
+            lanes[v][9][l] = bias && k < K ? bias[k] : 0.0f;
+        }
+    return lanes;
+}
+
+static inline __attribute__((always_inline)) void tail_windows(float *y, uint8_t *where, int64_t pooled,
+                                                               const float *sub, const float (*lanes)[10][16],
+                                                               int64_t Q2, int64_t K, int64_t k0, int64_t rem,
+                                                               const int span, const int ng) {
+    const int per = 16 / span; // channels per vector
+    int64_t v0 = pooled - rem;
+    __m512 wv[2][9], bv[2], acc[2][2][2];
+    for (int u = 0; u < ng; u++) {
+        for (int t = 0; t < 9; t++) wv[u][t] = _mm512_loadu_ps(lanes[k0 / per + u][t]);
+        bv[u] = _mm512_loadu_ps(lanes[k0 / per + u][9]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const float *at = sub + ((i % 2) * 4 + c) * SUB_FLOATS + (i / 2) * Q2 + v0;
+            __m512 xv = span == 4 ? _mm512_broadcast_f32x4(_mm_loadu_ps(at))
+                                  : _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd((const double *)at)));
+#pragma GCC unroll 2
+            for (int a = 0; a < 2; a++)
+#pragma GCC unroll 2
+                for (int b = 0; b < 2; b++) {
+                    int r = i - a, s = c - b;
+                    if (r < 0 || r > 2 || s < 0 || s > 2) continue;
+#pragma GCC unroll 2
+                    for (int u = 0; u < ng; u++)
+                        acc[u][a][b] = r == 0 && s == 0 ? _mm512_mul_ps(wv[u][0], xv)
+                                                        : _mm512_fmadd_ps(wv[u][r * 3 + s], xv, acc[u][a][b]);
+                }
+        }
+    for (int u = 0; u < ng; u++) {
+        __m512 m;
+        __m128i pos;
+        pool_max(acc[u][0][0], acc[u][0][1], acc[u][1][0], acc[u][1][1], bv[u], &m, &pos);
+        for (int j = 0; j < per; j++) {
+            int64_t k = k0 + u * per + j;
+            if (k >= K) break;
+            // Lanes j span .. j span + rem - 1 to windows v0 .. v0 + rem - 1 of plane k: the
+            // vector stored from j span elements before them, the other lanes masked off
+            __mmask16 keep = (__mmask16)(((1u << rem) - 1) << (j * span));
+            _mm512_mask_storeu_ps(y + k * pooled + v0 - j * span, keep, m);
+            _mm_mask_storeu_epi8(where + k * pooled + v0 - j * span, keep, pos);
         }
     }
 }
@@ -158,6 +238,10 @@ bool conv1_relu_pool_direct_cpu(float *y, uint8_t *where, const float *x, const 
         Q < 2)
         return false;
     int64_t P2 = P / 2, Q2 = Q / 2, pooled = P2 * Q2;
+    // A last vector of at most 8 windows goes to tail_windows (4 or 8 lanes a channel)
+    int64_t rem = pooled % 16, end = pooled > 16 && rem > 0 && rem <= 8 ? pooled - rem : pooled;
+    int span = rem <= 4 ? 4 : 8;
+    float(*lanes)[10][16] = end < pooled ? tail_lanes(w, bias, K, span) : NULL;
     bool threads = N > 1 && N * K * P * Q * 9 >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t n = 0; n < N; n++) {
@@ -169,11 +253,19 @@ bool conv1_relu_pool_direct_cpu(float *y, uint8_t *where, const float *x, const 
             int64_t plane = n * K + k;
             const float *bk = bias ? bias + k : NULL;
             if (k + 1 < K)
-                channels(y + plane * pooled, where + plane * pooled, pooled, sub, w + k * 9, bk, Q2, 2);
+                channels(y + plane * pooled, where + plane * pooled, pooled, sub, w + k * 9, bk, Q2, end, 2);
             else
-                channels(y + plane * pooled, where + plane * pooled, pooled, sub, w + k * 9, bk, Q2, 1);
+                channels(y + plane * pooled, where + plane * pooled, pooled, sub, w + k * 9, bk, Q2, end, 1);
         }
+        float *yn = y + n * K * pooled;
+        uint8_t *wn = where + n * K * pooled;
+        for (int64_t k = 0; end < pooled && k < K; k += 2 * 16 / span) // the tails, 2 vectors of channels at a time
+            if (span == 4)
+                tail_windows(yn, wn, pooled, sub, lanes, Q2, K, k, pooled - end, 4, k + 16 / span < K ? 2 : 1);
+            else
+                tail_windows(yn, wn, pooled, sub, lanes, Q2, K, k, pooled - end, 8, k + 16 / span < K ? 2 : 1);
     }
+    free(lanes);
     return true;
 }
 #else

@@ -49,8 +49,12 @@ void gemm_panels_b_cpu(bool trans_a, const float *A, const float *packed_a, int6
 bool conv1_relu_pool_direct_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias, int64_t N,
                                 int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                                 int64_t pad, int64_t P, int64_t Q);
-// conv_direct_dw.c: that block's dW and db (no dx) straight from the pooled gradient, with the
-// sums of conv.c's path (groups of `group` images); false (nothing done) for other shapes.
+// conv_direct_dw.c: that block's dW and db (no dx) straight from the pooled gradient, one term
+// per window (its maximum's), in groups of `group` images: dW within a few units of the last place
+// of conv.c's path, db its bits; false (nothing done) for other shapes. _takes: whether it runs
+// for this shape (an AVX-512 build, whole vectors of 16 output channels).
+bool conv1_relu_pool_dw_direct_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                     int64_t pad, int64_t P, int64_t Q);
 bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
                                    const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                    int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group);
