@@ -5,7 +5,9 @@
 // conv2d_forward, relu_forward and max_pool2d_forward and their backwards in a row; and every
 // result on one thread against two. The kernels promise both (core/kernels.h: "y, dx and dw
 // identical to the three ops"; lesson 03: the same bits whatever the thread count), so any
-// difference, even in the last bit, fails. The shapes take every path: the direct one (the
+// difference, even in the last bit, fails. One exception: the first layer's dW without dx,
+// which kernels/cpu/conv_direct_dw.c sums one term per pooling window, is checked bit for bit
+// against sums written in its order, and those against the sums in double. The shapes take every path: the direct one (the
 // tutorial's first layer, an odd size, one output channel), im2col with stride 2 and padding 0,
 // a 5 x 5 kernel, the tutorial's second layer, and ResNet-18's stride-2 stem on a larger image.
 // Then conv2d_forward's y and conv2d_backward's dW, on 1 and 2 threads, against sums written out
