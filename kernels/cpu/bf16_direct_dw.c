@@ -25,9 +25,11 @@
 // 16 channels of a window in a vector, from which the window's two rows of pairs follow. The
 // bias gradient is taken on the way, as unpool_plane_avx512 takes it: the same double lanes (the
 // window's column) in the same order, the same bits. (Tutorial block, batch 128, one core of an
-// AMD EPYC, Zen 4: 55 -> 88 GFLOP/s, where the fp32 backward, conv_direct_dw.c, runs at 68;
+// AMD EPYC, Zen 4: 55 -> 88 GFLOP/s, where the fp32 backward, conv_direct_dw.c, then ran at 68;
 // besides the products, its time goes mostly to making the pairs: the planes' loads, the
-// transposes and the bias lanes, by perf.)
+// transposes and the bias lanes, by perf. The fp32 backward now adds one term per window, not
+// the product's pairs of positions, at 118 GFLOP/s counted as here; this one keeps the pairs, so
+// that dW keeps the product's bits.)
 #include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
