@@ -18,7 +18,8 @@
 // is plain lane-by-lane comparisons and blends. The previous kernel had 32 output columns in the
 // lanes (two rows): its pooling paired neighbouring lanes with 4 cross-lane permutations per
 // channel, and it held 40 % of the peak; its 14-window rows also left 2 lanes of 16 idle, where
-// the flat order leaves 12 of 208 (the last vector of a 196-window plane).
+// the flat order leaves 12 of 208 (the last vector of a 196-window plane); that last vector now
+// holds 4 channels' last 4 windows side by side (tail_windows).
 #include "kernels/cpu/cpu.h"
 
 #include <stdbool.h>
@@ -162,14 +163,6 @@ static inline __attribute__((always_inline)) void channels(float *y, uint8_t *wh
     }
 }
 
-// The last rem windows of each plane (from window v0 = pooled - rem; rem <= 8) when they would
-// fill a vector of 16 lanes only partly (the tutorial's 196 windows: 12 whole vectors and one of
-// 4): 16 / span channels share a vector, span lanes each (span = 4 or 8), channel k0 + j in lanes
-// j span .. j span + rem - 1. Each lane computes what it would in its own vector: the same
-// products, sums and comparisons, the same bits. The sub-plane loads read span floats and repeat
-// them across the vector (broadcasts: no work for the vector pipes), the weights and biases differ
-// from lane group to lane group, and the stores go channel by channel. Two such vectors at a time
-// (ng = 2), as windows_block's two vectors, for chains enough to cover the FMA's latency.
 // The weights and biases of tail_windows' vectors, made once per call: for the vector of channels
 // k0 = 16 / span x v .., lanes[v][t][l] = w[k0 + l / span][t] (t = 9: the bias), 0 past K.
 static float (*tail_lanes(const float *w, const float *bias, int64_t K, int span))[10][16] {
@@ -185,6 +178,14 @@ static float (*tail_lanes(const float *w, const float *bias, int64_t K, int span
     return lanes;
 }
 
+// The last rem windows of each plane (from window v0 = pooled - rem; rem <= 8) when they would
+// fill a vector of 16 lanes only partly (the tutorial's 196 windows: 12 whole vectors and one of
+// 4): 16 / span channels share a vector, span lanes each (span = 4 or 8), channel k0 + j in lanes
+// j span .. j span + rem - 1. Each lane computes what it would in its own vector: the same
+// products, sums and comparisons, the same bits. The sub-plane loads read span floats and repeat
+// them across the vector (broadcasts: no work for the vector pipes), the weights and biases differ
+// from lane group to lane group, and the stores go channel by channel. Two such vectors at a time
+// (ng = 2), as windows_block's two vectors, for chains enough to cover the FMA's latency.
 static inline __attribute__((always_inline)) void tail_windows(float *y, uint8_t *where, int64_t pooled,
                                                                const float *sub, const float (*lanes)[10][16],
                                                                int64_t Q2, int64_t K, int64_t k0, int64_t rem,
