@@ -244,7 +244,7 @@ static void time_conv(const conv_shape *s, bool bf16, double peak) {
     }
     bool winograd = !bf16 && conv2d_winograd_takes(s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c.P, c.Q);
     bool windows = !bf16 && s->fused &&
-                   conv1_relu_pool_dw_direct_takes(s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c.P, c.Q);
+                   conv2d_relu_pool_dw_windows_takes(s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c.P, c.Q);
     printf("  %-34s %-5s forward %8.1f GFLOP/s %s   backward %8.1f GFLOP/s %s%s\n", s->name,
            bf16 ? "bf16" : winograd ? "fp32W" : "fp32", flop / tf / 1e9, frac_f, fb / tb / 1e9, frac_b,
            windows ? " P" : "");

@@ -5,9 +5,10 @@
 // conv2d_forward, relu_forward and max_pool2d_forward and their backwards in a row; and every
 // result on one thread against two. The kernels promise both (core/kernels.h: "y, dx and dw
 // identical to the three ops"; lesson 03: the same bits whatever the thread count), so any
-// difference, even in the last bit, fails. One exception: the first layer's dW without dx,
-// which kernels/cpu/conv_direct_dw.c sums one term per pooling window, is checked bit for bit
-// against sums written in its order, and those against the sums in double. The shapes take every path: the direct one (the
+// difference, even in the last bit, fails. One exception: the fused block's dW of a 3 x 3
+// "same" convolution with whole vectors of output channels, which kernels/cpu/conv_direct_dw.c
+// sums one term per pooling window, is checked bit for bit against sums written in its order,
+// and those against the sums in double. The shapes take every path: the direct one (the
 // tutorial's first layer, an odd size, one output channel), im2col with stride 2 and padding 0,
 // a 5 x 5 kernel, the tutorial's second layer, and ResNet-18's stride-2 stem on a larger image.
 // Then conv2d_forward's y and conv2d_backward's dW, on 1 and 2 threads, against sums written out
@@ -80,8 +81,8 @@ typedef struct {
 static void reference_window_dw(const shape *c, const float *x, const float *dy, const float *y, const uint8_t *where,
                                 const float *dw0, float *dw, double *dwd);
 static bool window_dw_path(const shape *c) {
-    return conv1_relu_pool_dw_direct_takes(c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad,
-                                           c->H + 2 * c->pad - c->R + 1, c->W + 2 * c->pad - c->R + 1);
+    return conv2d_relu_pool_dw_windows_takes(c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad,
+                                             c->H + 2 * c->pad - c->R + 1, c->W + 2 * c->pad - c->R + 1);
 }
 
 // dx0, dw0: the gradients' old values (both paths add to them).
@@ -140,22 +141,24 @@ static void free_results(results *r) {
 // magnitudes (|dW's old value| + the sum of |term|) to measure the float sums against.
 static void reference_window_dw(const shape *c, const float *x, const float *dy, const float *y, const uint8_t *where,
                                 const float *dw0, float *dw, double *dwd) {
-    int64_t P2 = c->H / 2, Q2 = c->W / 2, pooled = P2 * Q2, K = c->K, nw = K * 9;
+    int64_t P2 = c->H / 2, Q2 = c->W / 2, pooled = P2 * Q2, K = c->K, C = c->C, nw = K * C * 9;
     for (int64_t i = 0; i < nw; i++) dw[i] = dw0[i], dwd[i] = dw0[i], dwd[nw + i] = fabs(dw0[i]);
     for (int64_t n0 = 0; n0 < c->N; n0 += 4)
         for (int64_t k = 0; k < K; k++)
-            for (int t = 0; t < 9; t++) {
+            for (int64_t e = 0; e < C * 9; e++) { // input channel e / 9, tap e % 9
+                int64_t ch = e / 9, t = e % 9;
                 float sum = 0.0f;
                 for (int64_t n = n0; n < n0 + 4 && n < c->N; n++)
                     for (int64_t i = 0; i < pooled; i++) {
                         int64_t at = (n * K + k) * pooled + i;
                         float g = y[at] > 0.0f ? dy[at] : 0.0f;
                         int64_t h = 2 * (i / Q2) + where[at] / 2 + t / 3 - 1, wc = 2 * (i % Q2) + where[at] % 2 + t % 3 - 1;
-                        float xv = h < 0 || h >= c->H || wc < 0 || wc >= c->W ? 0.0f : x[(n * c->H + h) * c->W + wc];
+                        float xv = h < 0 || h >= c->H || wc < 0 || wc >= c->W ? 0.0f
+                                                                              : x[((n * C + ch) * c->H + h) * c->W + wc];
                         sum = fmaf(g, xv, sum);
-                        dwd[k * 9 + t] += (double)g * xv, dwd[nw + k * 9 + t] += fabs((double)g * xv);
+                        dwd[k * C * 9 + e] += (double)g * xv, dwd[nw + k * C * 9 + e] += fabs((double)g * xv);
                     }
-                dw[k * 9 + t] += sum;
+                dw[k * C * 9 + e] += sum;
             }
 }
 
@@ -485,6 +488,8 @@ int main(void) {
         {2, 1, 28, 33, 32, 3, 1, 1, "one channel, 33 wide (im2col)"},
         {6, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2 (Winograd)"},
         {3, 16, 26, 18, 24, 3, 1, 1, "26x18, 16 -> 24 channels (Winograd, rows of 9 tiles)"},
+        {3, 5, 13, 9, 48, 3, 1, 1, "odd 13x9, 5 -> 48 channels (dW by windows, 32 + 16)"},
+        {5, 3, 32, 32, 32, 3, 1, 1, "CIFAR's first block, 3 -> 32 channels (dW by windows)"},
         {4, 3, 11, 10, 7, 3, 2, 0, "stride 2, padding 0"},
         {2, 4, 12, 12, 6, 5, 1, 2, "5x5"},
         {2, 3, 64, 64, 64, 7, 2, 3, "ResNet-18 stem 7x7 stride 2"},
@@ -509,6 +514,11 @@ int main(void) {
             const float *fused[3] = {r->yf, r->dxf, r->dwf}, *three[3] = {r->y3, r->dx3, r->dw3};
             int64_t n[3] = {r->ny, r->nx, r->nw};
             for (int j = 0; j < 3; j++) {
+                if (j == 2 && r->dwr) { // dW one term per window (conv_direct_dw.c): its own order
+                    snprintf(what, sizeof what, "%s, %d thread(s): fused dw against its order", c->name, t + 1);
+                    same_bits(what, r->dwf, r->dwr, r->nw);
+                    continue;
+                }
                 snprintf(what, sizeof what, "%s, %d thread(s): fused %s against the three ops", c->name, t + 1, names[j]);
                 same_bits(what, fused[j], three[j], n[j]);
             }
@@ -537,8 +547,10 @@ int main(void) {
         snprintf(what, sizeof what, "%s: fused dw, db without dx on 2 threads against 1", c->name);
         same_bits(what, by_threads[1].dwn, by_threads[0].dwn, n[2]);
         same_bits(what, by_threads[1].dbn, by_threads[0].dbn, c->K);
-        printf("%-58s y, dx, dw (and %s): fused = three ops, 2 threads = 1\n", c->name,
-               by_threads[0].dwr ? "db without dx; its dw: its order, within 2e-6 of double" : "dw, db without dx");
+        printf("%-58s %s, 2 threads = 1\n", c->name,
+               by_threads[0].dwr ? "y, dx (and db without dx): fused = three ops; dw (with and without dx): its order, "
+                                   "within 2e-6 of double"
+                                 : "y, dx, dw (and dw, db without dx): fused = three ops");
         free_results(&by_threads[0]), free_results(&by_threads[1]);
         free(x), free(w), free(b), free(dy), free(dx0), free(dw0), free(db0);
     }

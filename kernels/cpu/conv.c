@@ -518,10 +518,14 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
     int64_t crs = C * R * S, pq = P * Q, Q2 = Q / 2, pooled = (P / 2) * Q2, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     if (dx == NULL && dw == NULL && dbias == NULL) return;
-    // The first layer (no dx) of a one-channel 3 x 3 image: conv_direct_dw.c (one term per window)
-    if (dx == NULL && conv1_relu_pool_dw_direct_cpu(dw, dbias, dy, y, where, x, N, C, H, W, K, R, S, stride, pad, P, Q,
-                                                    GROUP))
-        return;
+    // dW of a 3 x 3 "same" convolution, one term per pooling window (conv_direct_dw.c; with AVX-512
+    // and whole vectors of output channels), and db there too when no dx is wanted (a first layer);
+    // else db and dx below, without dW's columns and product
+    if (dw && conv2d_relu_pool_dw_windows_cpu(dw, dx ? NULL : dbias, dy, y, where, x, N, C, H, W, K, R, S, stride, pad,
+                                              P, Q, GROUP)) {
+        if (dx == NULL) return;
+        dw = NULL;
+    }
     double *bias_sums = dbias ? cg_xmalloc((size_t)(groups * K) * sizeof(double)) : NULL; // (groups, K)
     float *slices = dw_slices(dw, groups, K * crs);
     // dx by Winograd's F(2 x 2, 3 x 3) from each group's dy_g where the forward used it (as

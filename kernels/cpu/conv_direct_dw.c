@@ -43,8 +43,9 @@
 // Channels per call of the window loop: 2 vectors, 18 accumulators (64 channels would need 36
 // of the 32 registers).
 #define LANES 16
-// At most this many channels (the sums carried from image to image through a group).
+// At most this many output channels (image_sums) and input channels.
 #define MAX_K 256
+#define MAX_C 256
 
 // A buffer of at least `bytes` for this thread, kept between calls.
 static void *scratch(int which, int64_t bytes) {
@@ -120,21 +121,26 @@ static void where_bases(uint8_t *bases, const uint8_t *row, int64_t plane, int64
         }
 }
 
-// Image n's inputs to the window loop: its patches (pooled x 16 floats: patches[i 16 + 4 a + b] =
-// xpad[2 p + a][2 q + b], window i = p Q2 + q, xpad the image with a border of zeros, xp its
-// scratch); dyT (pooled x K floats: dyT[i K + k] = dy[k][i] where y[k][i] > 0, else 0), transposed
-// 16 channels x 16 windows at a time in registers; for each group of 32 channels, the bases
-// (where_bases); and each channel's plane sum into sums[k] (db).
+// Image n's inputs to the window loops: its patches, channel by channel (C x pooled x 16 floats:
+// patches[(c pooled + i) 16 + 4 a + b] = xpad[c][2 p + a][2 q + b], window i = p Q2 + q, xpad the
+// image with a border of zeros, xp a channel's scratch); dyT (pooled x K floats: dyT[i K + k] =
+// dy[k][i] where y[k][i] > 0, else 0), transposed 16 channels x 16 windows at a time in
+// registers; for each group of 32 output channels, the bases (where_bases); and each output
+// channel's plane sum into sums[k] (db).
 static void prepare_image(float *patches, float *xp, float *dyT, uint8_t *bases, int64_t wins, double *sums,
-                          const float *x, const float *dy, const float *y, const uint8_t *where, int64_t n, int64_t H,
-                          int64_t W, int64_t K, int64_t P, int64_t Q) {
+                          const float *x, const float *dy, const float *y, const uint8_t *where, int64_t n, int64_t C,
+                          int64_t H, int64_t W, int64_t K, int64_t P, int64_t Q) {
     int64_t P2 = P / 2, Q2 = Q / 2, pooled = P2 * Q2;
-    memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof(float));
-    for (int64_t h = 0; h < H; h++) memcpy(xp + (h + 1) * PADDED_W + 1, x + (n * H + h) * W, (size_t)W * sizeof(float));
-    for (int64_t p = 0; p < P2; p++)
-        for (int64_t q = 0; q < Q2; q++)
-            for (int a = 0; a < 4; a++)
-                _mm_storeu_ps(patches + (p * Q2 + q) * 16 + 4 * a, _mm_loadu_ps(xp + (2 * p + a) * PADDED_W + 2 * q));
+    memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof(float)); // the border stays zero
+    for (int64_t c = 0; c < C; c++) {
+        for (int64_t h = 0; h < H; h++)
+            memcpy(xp + (h + 1) * PADDED_W + 1, x + ((n * C + c) * H + h) * W, (size_t)W * sizeof(float));
+        float *pc = patches + c * pooled * 16;
+        for (int64_t p = 0; p < P2; p++)
+            for (int64_t q = 0; q < Q2; q++)
+                for (int a = 0; a < 4; a++)
+                    _mm_storeu_ps(pc + (p * Q2 + q) * 16 + 4 * a, _mm_loadu_ps(xp + (2 * p + a) * PADDED_W + 2 * q));
+    }
     for (int64_t v = 0; v < K / LANES; v++) {
         __m512 lanes[8];
         for (int l = 0; l < 8; l++) lanes[l] = _mm512_setzero_ps();
@@ -217,44 +223,47 @@ static inline __attribute__((always_inline)) void image_windows(__m512 acc[9][2]
     }
 }
 
-bool conv1_relu_pool_dw_direct_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                                     int64_t pad, int64_t P, int64_t Q) {
-    return C == 1 && R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W && W <= MAX_W && H <= MAX_H &&
-           P >= 2 && Q >= 2 && K % LANES == 0 && K > 0 && K <= MAX_K;
+bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                       int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    return C >= 1 && C <= MAX_C && R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W && W <= MAX_W &&
+           H <= MAX_H && P >= 2 && Q >= 2 && K % LANES == 0 && K > 0 && K <= MAX_K;
 }
 
-bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
-                                   const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
-                                   int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
-    if (!conv1_relu_pool_dw_direct_takes(C, H, W, K, R, S, stride, pad, P, Q) || N < 1) return false;
+bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
+                                     const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                     int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
+    if (!conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q) || N < 1) return false;
     if (dw == NULL && dbias == NULL) return true;
-    int64_t Q2 = Q / 2, P2 = P / 2, pooled = P2 * Q2, groups = (N + group - 1) / group;
+    int64_t Q2 = Q / 2, P2 = P / 2, pooled = P2 * Q2, groups = (N + group - 1) / group, c9 = C * 9;
     int64_t wins = (pooled + 63) / 64 * 64, kg = (K + 31) / 32; // windows rounded up to where_bases' blocks
     int64_t xp_floats = (H + 2) * PADDED_W, dyt_floats = wins * K;
-    float *slices = cg_xmalloc((size_t)(groups * 9 * K) * sizeof(float)); // (groups, 9, K): dW^T per group
-    double *sums = cg_xmalloc((size_t)(groups * K) * sizeof(double));    // (groups, K): db per group
-    bool threads = N > 1 && N * K * P * Q * 9 >= CG_OMP_MIN_WORK;
+    float *slices = cg_xmalloc((size_t)(groups * c9 * K) * sizeof(float)); // (groups, C 9, K): dW^T per group
+    double *sums = cg_xmalloc((size_t)(groups * K) * sizeof(double));     // (groups, K): db per group
+    bool threads = N > 1 && N * K * P * Q * c9 >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * group, count = N - n0 < group ? N - n0 : group;
-        // One image at a time, prepared and then summed while its inputs (25 KB of dyT, 12.5 KB of
-        // patches, 6 KB of bases for the tutorial) are in the first-level cache.
+        // One image at a time, prepared and then summed while its inputs are in the first- or
+        // second-level cache (the tutorial's first block: 25 KB of dyT, 12.5 KB of patches, 6 KB of
+        // bases; its second: 12.5 KB of dyT, 100 KB of patches).
         float *xp = scratch(0, xp_floats * (int64_t)sizeof(float));
         float *dyT = scratch(1, dyt_floats * (int64_t)sizeof(float));
         // + 16 floats: the last window's loads from element 4 r + s reach 10 past its patch
-        float *patches = scratch(2, (pooled * 16 + 16) * (int64_t)sizeof(float));
+        float *patches = scratch(2, (C * pooled * 16 + 16) * (int64_t)sizeof(float));
         uint8_t *bases = scratch(3, kg * wins * 32);
         double image_sums[MAX_K];
-        __m512 acc[(MAX_K + 31) / 32][9][2];
+        // The group's sums, dW^T: slice[(c 9 + t) K + k], carried from image to image (each element
+        // one chain of FMAs: stored and loaded back as it is)
+        float *slice = slices + g * c9 * K;
+        memset(slice, 0, (size_t)(c9 * K) * sizeof(float));
         for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
-        for (int64_t k0 = 0; k0 < K; k0 += 2 * LANES)
-            for (int t = 0; t < 9; t++) acc[k0 / 32][t][0] = acc[k0 / 32][t][1] = _mm512_setzero_ps();
         for (int64_t j = 0; j < count; j++) {
-            prepare_image(patches, xp, dyT, bases, wins, image_sums, x, dy, y, where, n0 + j, H, W, K, P, Q);
+            prepare_image(patches, xp, dyT, bases, wins, image_sums, x, dy, y, where, n0 + j, C, H, W, K, P, Q);
             for (int64_t k = 0; k < K; k++) sums[g * K + k] += image_sums[k];
             if (dw == NULL) continue;
             // The next image's inputs (y, dy, where), asked for a share at each pooled row of this
-            // image's window loops (kg of them: one per group of 32 channels), rounded up.
+            // image's window loops (kg C of them: one per group of 32 output channels and input
+            // channel), rounded up.
             int64_t next = n0 + j + 1, floats = K * pooled, bytes = 2 * floats * (int64_t)sizeof(float) + floats;
             ahead pf = {{NULL, NULL, NULL}, {NULL, NULL, NULL}}; // nothing to ask for after the last image
             if (next < N) {
@@ -262,25 +271,35 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
                 const char *ws = (const char *)(where + next * floats);
                 pf = (ahead){{ys, dys, ws}, {ys + floats * sizeof(float), dys + floats * sizeof(float), ws + floats}};
             }
-            int per_row = (int)((bytes + 63) / 64 / (P2 * kg) + 1);
+            int per_row = (int)((bytes + 63) / 64 / (P2 * kg * C) + 1);
             for (int64_t k0 = 0; k0 < K; k0 += 2 * LANES) {
                 const uint8_t *b = bases + k0 / 32 * wins * 32;
-                if (K - k0 >= 2 * LANES)
-                    image_windows(acc[k0 / 32], patches, dyT, b, pooled, Q2, K, k0, 2, &pf, per_row);
-                else
-                    image_windows(acc[k0 / 32], patches, dyT, b, pooled, Q2, K, k0, 1, &pf, per_row);
+                int nv = K - k0 >= 2 * LANES ? 2 : 1;
+                for (int64_t c = 0; c < C; c++) {
+                    __m512 acc[9][2];
+                    float *at = slice + c * 9 * K + k0;
+                    for (int t = 0; t < 9; t++) {
+                        acc[t][0] = _mm512_loadu_ps(at + t * K);
+                        acc[t][1] = nv > 1 ? _mm512_loadu_ps(at + t * K + LANES) : acc[t][0];
+                    }
+                    const float *pc = patches + c * pooled * 16;
+                    if (nv > 1)
+                        image_windows(acc, pc, dyT, b, pooled, Q2, K, k0, 2, &pf, per_row);
+                    else
+                        image_windows(acc, pc, dyT, b, pooled, Q2, K, k0, 1, &pf, per_row);
+                    for (int t = 0; t < 9; t++) {
+                        _mm512_storeu_ps(at + t * K, acc[t][0]);
+                        if (nv > 1) _mm512_storeu_ps(at + t * K + LANES, acc[t][1]);
+                    }
+                }
             }
         }
-        if (dw == NULL) continue;
-        float *slice = slices + g * 9 * K;
-        for (int64_t k0 = 0; k0 < K; k0 += LANES)
-            for (int t = 0; t < 9; t++) _mm512_storeu_ps(slice + t * K + k0, acc[k0 / 32][t][k0 / LANES % 2]);
     }
-    // The slices into dW (K, 9) in group order, and db: conv.c's additions in conv.c's order.
+    // The slices into dW (K, C, 3, 3) in group order, and db: conv.c's additions in conv.c's order.
     if (dw)
         for (int64_t g = 0; g < groups; g++)
             for (int64_t k = 0; k < K; k++)
-                for (int64_t t = 0; t < 9; t++) dw[k * 9 + t] += slices[(g * 9 + t) * K + k];
+                for (int64_t e = 0; e < c9; e++) dw[k * c9 + e] += slices[(g * c9 + e) * K + k];
     if (dbias)
         for (int64_t k = 0; k < K; k++) {
             double sum = 0.0;
@@ -291,15 +310,15 @@ bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, con
     return true;
 }
 #else
-bool conv1_relu_pool_dw_direct_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                                     int64_t pad, int64_t P, int64_t Q) {
+bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                       int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     (void)C, (void)H, (void)W, (void)K, (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q;
     return false; // without AVX-512: conv.c's path
 }
 
-bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
-                                   const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
-                                   int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
+bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
+                                     const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                     int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
     (void)dw, (void)dbias, (void)dy, (void)y, (void)where, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K;
     (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q, (void)group;
     return false; // without AVX-512: conv.c's path

@@ -49,15 +49,16 @@ void gemm_panels_b_cpu(bool trans_a, const float *A, const float *packed_a, int6
 bool conv1_relu_pool_direct_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias, int64_t N,
                                 int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                                 int64_t pad, int64_t P, int64_t Q);
-// conv_direct_dw.c: that block's dW and db (no dx) straight from the pooled gradient, one term
-// per window (its maximum's), in groups of `group` images: dW within a few units of the last place
-// of conv.c's path, db its bits; false (nothing done) for other shapes. _takes: whether it runs
-// for this shape (an AVX-512 build, whole vectors of 16 output channels).
-bool conv1_relu_pool_dw_direct_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                                     int64_t pad, int64_t P, int64_t Q);
-bool conv1_relu_pool_dw_direct_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
-                                   const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
-                                   int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group);
+// conv_direct_dw.c: dW of a fused conv 3 x 3 (stride 1, padding 1) + bias + ReLU + 2 x 2 max
+// pooling block straight from the pooled gradient, one term per window (its maximum's), in groups
+// of `group` images: within a few units of the last place of the dense product's; and db (its
+// bits) when dbias is not NULL. False (nothing done) for other shapes. _takes: whether it runs
+// for this shape (an AVX-512 build, whole vectors of 16 output channels, at most 256 in and out).
+bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                       int64_t stride, int64_t pad, int64_t P, int64_t Q);
+bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
+                                     const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                     int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group);
 void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                         int64_t Q);
