@@ -5,9 +5,9 @@
 // and the bf16 peaks of AVX512-BF16 and AMX where the CPU has them (measured the same way), then
 // times the tutorial CNN's convolutions and first linear layer and ResNet-18's convolutions
 // (forward, backward) in fp32 and in bf16 and prints GFLOP/s and the fraction of the peak
-// (for the fp32 convolutions that run Winograd's F(2 x 2, 3 x 3), marked fp32W, and the first
-// block's backward, marked P, which sums only the pooling windows' maxima, an effective rate: the
-// dense direct convolution's FLOPs over the time).
+// (for the fp32 convolutions that run Winograd's F(2 x 2, 3 x 3), marked fp32W, and the fused
+// blocks' backward, marked P, whose dW sums only the pooling windows' maxima, an effective rate:
+// the dense direct convolution's FLOPs over the time).
 // Figures to read, not a test; built on request: cmake --build build --target bench_cpu_peak,
 // then build/bench_cpu_peak [--threads N] [--quick]. Each time is the best of repeated runs (at
 // least 3, and at least 0.3 s of them).
@@ -357,8 +357,8 @@ int main(int argc, char **argv) {
            cg_cpu_bf16_name(path));
     printf("fp32W: Winograd's F(2x2, 3x3) for y and dx (dW: im2col and the GEMM); its GFLOP/s count the direct\n"
            "convolution's FLOPs (an effective rate: its products do 2.25x fewer, so it can pass the peak)\n"
-           "P: dW of the first block from each pooling window's maximum only, one term in four (the others\n"
-           "are zero); its GFLOP/s count the dense product's FLOPs (an effective rate, as fp32W)\n\n");
+           "P: the fused block's dW from each pooling window's maximum only, one term in four (the others\n"
+           "are zero); the backward's GFLOP/s count the dense product's FLOPs (an effective rate, as fp32W)\n\n");
 
     const conv_shape tutorial[] = {
         {"tutorial conv1+relu+pool 1->32 28x28", 128, 1, 28, 28, 32, 3, 3, 1, 1, true},

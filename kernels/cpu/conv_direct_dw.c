@@ -1,24 +1,28 @@
-// conv_direct_dw.c: the weight and bias gradients of the tutorial CNN's first block (conv 3 x 3
-// of a one-channel image, stride 1, padding 1, bias, ReLU, 2 x 2 max pooling) straight from the
-// pooled gradient, with the output channels in the vector lanes. No dx (the image needs none):
-// with dx wanted, conv.c's path runs. False (nothing done) for other shapes or without AVX-512.
+// conv_direct_dw.c: the weight gradient of a fused conv 3 x 3 (stride 1, padding 1) + bias + ReLU
+// + 2 x 2 max pooling block (the tutorial CNN's two blocks; CIFAR's first), straight from the
+// pooled gradient, with the output channels in the vector lanes; and its bias gradient, asked for
+// where no dx is wanted (a first layer). dx, when wanted, comes from conv.c's path (which then
+// skips dW's columns and product). False (nothing done) for other shapes or without AVX-512.
 //
 // The convolution's output gradient is zero except at each window's maximum (and there only where
 // the ReLU let it through, y > 0): of a window's 4 positions, one takes the window's gradient g,
-// the others nothing. So dW[k][r][s] = sum over the windows of g[k] x xpad[2 p + a_k + r][2 q + b_k
-// + s], (a_k, b_k) the position of channel k's maximum in window (p, q): 9 multiply-adds per
-// window and channel, where the dense product (conv.c's path: the unpooled gradient, im2col and a
-// GEMM of 9 rows) does 36, three of four of them times zero.
+// the others nothing. So dW[k][c][r][s] = sum over the windows of g[k] x xpad[c][2 p + a_k + r]
+// [2 q + b_k + s], (a_k, b_k) the position of output channel k's maximum in window (p, q): 9
+// multiply-adds per window, input and output channel, where the dense product (the unpooled
+// gradient, im2col and a GEMM) does 36, three of four of them times zero. For the tutorial's
+// second block (32 -> 64 channels) that product was half of the block's backward.
 //
-// The 4 x 4 padded pixels a window's 4 positions and 9 taps read are its "patch", 16 floats in a
-// row (made once per image, shared by all channels). Channel k's tap (r, s) is patch element
-// base_k + 4 r + s, base_k = 4 a_k + b_k (0, 1, 4 or 5). A vector of 16 channels loads the patch
-// from element 4 r + s (16 floats, the patch and what follows it) and picks lane base_k for lane k
-// with one permutation (vpermps, its index vector the 16 bases): then one FMA per tap and vector.
-// The bases are `where` transposed to window-major (where_bases), the gradients the pooled dy,
-// masked by y > 0 and transposed (dyT), as the FMAs need them channel by channel in the lanes.
+// The 4 x 4 padded pixels of input channel c that a window's 4 positions and 9 taps read are its
+// "patch", 16 floats in a row (made once per image, shared by all output channels). Output
+// channel k's tap (r, s) is patch element base_k + 4 r + s, base_k = 4 a_k + b_k (0, 1, 4 or 5).
+// A vector of 16 output channels loads the patch from element 4 r + s (16 floats, the patch and
+// what follows it) and picks lane base_k for lane k with one permutation (vpermps, its index
+// vector the 16 bases): then one FMA per tap and vector. The bases are `where` transposed to
+// window-major (where_bases), the gradients the pooled dy, masked by y > 0 and transposed (dyT),
+// as the FMAs need them channel by channel in the lanes. For each input channel and 32 output
+// channels, 18 sums stay in registers over an image's windows.
 //
-// The order of the sums: each channel's dW element adds its windows' terms by fused multiply-adds,
+// The order of the sums: each dW element adds its windows' terms by fused multiply-adds,
 // window after window (row by row) and image after image through a group of `group` images,
 // starting from zero; the groups' sums are added to dW in group order. Not conv.c's order (the
 // GEMM sums positions in blocks of 256): the results differ from that path's in the last bits,
