@@ -20,7 +20,10 @@
 // vector the 16 bases): then one FMA per tap and vector. The bases are `where` transposed to
 // window-major (where_bases), the gradients the pooled dy, masked by y > 0 and transposed (dyT),
 // as the FMAs need them channel by channel in the lanes. For each input channel and 32 output
-// channels, 18 sums stay in registers over an image's windows.
+// channels, 18 sums stay in registers over an image's windows. With whole vectors of input
+// channels (the second block's 32), they go in the lanes instead (image_by_input_channels): an
+// output channel's maximum is then one position for all of them, its taps rows of the image
+// transposed, and no permutation is needed.
 //
 // The order of the sums: each dW element adds its windows' terms by fused multiply-adds,
 // window after window (row by row) and image after image through a group of `group` images,
@@ -227,6 +230,95 @@ static inline __attribute__((always_inline)) void image_windows(__m512 acc[9][2]
     }
 }
 
+// With whole vectors of input channels (C a multiple of 16) and no db to take, the input channels
+// go in the lanes instead: for output channel k of window i, its maximum's position is one number,
+// and its 9 taps x C input channels are 9 rows of C floats of the image transposed (xT below): 9
+// loads and 9 FMAs per 16 input channels, g[k] broadcast, no permutation. Each dW element gets the
+// same fused multiply-adds in the same order (window after window), so the same bits.
+//
+// Image n's input, padded and position-major: xT[((h + 1) (W + 2) + w + 1) C + c] = x[n][c][h][w],
+// zeros around, by 16 x 16 transposes.
+static void transpose_image(float *xT, const float *xn, int64_t C, int64_t H, int64_t W) {
+    int64_t Wp = W + 2, hw = H * W;
+    memset(xT, 0, (size_t)(Wp * C) * sizeof(float)); // the top and bottom rows of padding
+    memset(xT + (H + 1) * Wp * C, 0, (size_t)(Wp * C) * sizeof(float));
+    for (int64_t h = 1; h <= H; h++) { // the left and right columns
+        memset(xT + h * Wp * C, 0, (size_t)C * sizeof(float));
+        memset(xT + (h * Wp + W + 1) * C, 0, (size_t)C * sizeof(float));
+    }
+    for (int64_t c0 = 0; c0 < C; c0 += LANES)
+        for (int64_t i0 = 0; i0 < hw; i0 += 16) {
+            int64_t n = hw - i0 < 16 ? hw - i0 : 16;
+            __mmask16 valid = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+            __m512 r[16];
+            for (int c = 0; c < 16; c++) r[c] = _mm512_maskz_loadu_ps(valid, xn + (c0 + c) * hw + i0);
+            cg_transpose16(r);
+            for (int64_t j = 0; j < n; j++) {
+                int64_t h = (i0 + j) / W, w = (i0 + j) % W;
+                _mm512_storeu_ps(xT + ((h + 1) * Wp + w + 1) * C + c0, r[j]);
+            }
+        }
+}
+
+// Image n's terms for input channels c0 .. c0 + 16 nv - 1 of every output channel, added to the
+// group's sums sliceT[(k 9 + t) C + c] (corner[i]: window i's top left input in xT; gm: the
+// gradients, dy where y > 0, else 0, (K, pooled)). Two pooled rows of windows at a time for all
+// output channels, the 18 sums of a channel loaded and stored around each: the rows of xT they
+// read (6 x (W + 2) x C floats, 12 KB for the tutorial) stay in the first-level cache, where a
+// channel over the whole image read all of xT (32 KB) again from the second-level cache for
+// each output channel. Each sum still takes its windows in order: the same bits.
+static inline __attribute__((always_inline)) void image_by_input_channels(float *sliceT, const float *xT,
+                                                                          const float *gm, const uint8_t *where,
+                                                                          const int32_t *corner, int64_t n, int64_t C,
+                                                                          int64_t W, int64_t K, int64_t pooled,
+                                                                          int64_t Q2, int64_t c0, const int nv) {
+    int64_t Wp = W + 2, at_pos[4], block = 2 * Q2;
+    for (int pos = 0; pos < 4; pos++) at_pos[pos] = ((pos >> 1) * Wp + (pos & 1)) * C;
+    for (int64_t i0 = 0; i0 < pooled; i0 += block) {
+        int64_t i1 = i0 + block < pooled ? i0 + block : pooled;
+        for (int64_t k = 0; k < K; k++) {
+            __m512 acc[9][2];
+            float *at = sliceT + k * 9 * C + c0;
+            for (int t = 0; t < 9; t++) {
+                acc[t][0] = _mm512_loadu_ps(at + t * C);
+                acc[t][1] = nv > 1 ? _mm512_loadu_ps(at + t * C + LANES) : acc[t][0];
+            }
+            const float *gk = gm + k * pooled;
+            const uint8_t *wk = where + (n * K + k) * pooled;
+            for (int64_t i = i0; i < i1; i++) {
+                __m512 g = _mm512_set1_ps(gk[i]);
+                // The 3 rows of taps, each from a pointer of its own: a tap's column is then a
+                // constant offset (s C + 16 v floats) when C is (one offset per tap, 18, did not fit
+                // the general registers: GCC kept them in vector registers and moved one over per load)
+                const float *row[3];
+                row[0] = xT + corner[i] + at_pos[wk[i] & 3] + c0, row[1] = row[0] + Wp * C, row[2] = row[1] + Wp * C;
+                for (int t = 0; t < 9; t++) {
+                    const float *src = row[t / 3] + (t % 3) * C;
+                    acc[t][0] = _mm512_fmadd_ps(g, _mm512_loadu_ps(src), acc[t][0]);
+                    if (nv > 1) acc[t][1] = _mm512_fmadd_ps(g, _mm512_loadu_ps(src + LANES), acc[t][1]);
+                }
+            }
+            for (int t = 0; t < 9; t++) {
+                _mm512_storeu_ps(at + t * C, acc[t][0]);
+                if (nv > 1) _mm512_storeu_ps(at + t * C + LANES, acc[t][1]);
+            }
+        }
+    }
+}
+
+// Image n's gradients as the FMAs take them: gm[k pooled + i] = dy[n][k][i] where y > 0, else 0
+// (chosen window by window it was a branch on the data, mispredicted about as often as not).
+static void masked_gradients(float *gm, const float *dy, const float *y, int64_t n, int64_t K, int64_t pooled) {
+    for (int64_t k = 0; k < K; k++) {
+        const float *dyk = dy + (n * K + k) * pooled, *yk = y + (n * K + k) * pooled;
+        for (int64_t i0 = 0; i0 < pooled; i0 += 16) {
+            __mmask16 valid = (__mmask16)(pooled - i0 >= 16 ? 0xffff : (1u << (pooled - i0)) - 1);
+            __mmask16 live = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(valid, yk + i0), _mm512_setzero_ps(), _CMP_GT_OQ);
+            _mm512_mask_storeu_ps(gm + k * pooled + i0, valid, _mm512_maskz_loadu_ps(live, dyk + i0));
+        }
+    }
+}
+
 bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                        int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     return C >= 1 && C <= MAX_C && R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W && W <= MAX_W &&
@@ -241,7 +333,9 @@ bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, c
     int64_t Q2 = Q / 2, P2 = P / 2, pooled = P2 * Q2, groups = (N + group - 1) / group, c9 = C * 9;
     int64_t wins = (pooled + 63) / 64 * 64, kg = (K + 31) / 32; // windows rounded up to where_bases' blocks
     int64_t xp_floats = (H + 2) * PADDED_W, dyt_floats = wins * K;
-    float *slices = cg_xmalloc((size_t)(groups * c9 * K) * sizeof(float)); // (groups, C 9, K): dW^T per group
+    // Input channels in the lanes (image_by_input_channels): the slices (groups, K, 9, C); else (groups, C 9, K)
+    bool by_input = C % LANES == 0 && dbias == NULL;
+    float *slices = cg_xmalloc((size_t)(groups * c9 * K) * sizeof(float)); // dW^T per group
     double *sums = cg_xmalloc((size_t)(groups * K) * sizeof(double));     // (groups, K): db per group
     bool threads = N > 1 && N * K * P * Q * c9 >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
@@ -261,6 +355,26 @@ bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, c
         float *slice = slices + g * c9 * K;
         memset(slice, 0, (size_t)(c9 * K) * sizeof(float));
         for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
+        if (by_input) {
+            int32_t corner[MAX_H * MAX_W / 4];
+            for (int64_t i = 0; i < pooled; i++) corner[i] = (int32_t)((2 * (i / Q2) * (W + 2) + 2 * (i % Q2)) * C);
+            float *xT = scratch(2, ((H + 2) * (W + 2) * C) * (int64_t)sizeof(float));
+            float *gm = scratch(1, K * pooled * (int64_t)sizeof(float));
+            for (int64_t j = 0; j < count; j++) {
+                int64_t n = n0 + j;
+                transpose_image(xT, x + n * C * H * W, C, H, W);
+                masked_gradients(gm, dy, y, n, K, pooled);
+                for (int64_t c0 = 0; c0 < C; c0 += 2 * LANES) {
+                    if (C == 32) // the tutorial's second block: the tap offsets become constants
+                        image_by_input_channels(slice, xT, gm, where, corner, n, 32, W, K, pooled, Q2, 0, 2);
+                    else if (C - c0 >= 2 * LANES)
+                        image_by_input_channels(slice, xT, gm, where, corner, n, C, W, K, pooled, Q2, c0, 2);
+                    else
+                        image_by_input_channels(slice, xT, gm, where, corner, n, C, W, K, pooled, Q2, c0, 1);
+                }
+            }
+            continue;
+        }
         for (int64_t j = 0; j < count; j++) {
             prepare_image(patches, xp, dyT, bases, wins, image_sums, x, dy, y, where, n0 + j, C, H, W, K, P, Q);
             for (int64_t k = 0; k < K; k++) sums[g * K + k] += image_sums[k];
@@ -300,7 +414,12 @@ bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, c
         }
     }
     // The slices into dW (K, C, 3, 3) in group order, and db: conv.c's additions in conv.c's order.
-    if (dw)
+    if (dw && by_input)
+        for (int64_t g = 0; g < groups; g++)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t c = 0; c < C; c++)
+                    for (int t = 0; t < 9; t++) dw[k * c9 + c * 9 + t] += slices[g * c9 * K + (k * 9 + t) * C + c];
+    else if (dw)
         for (int64_t g = 0; g < groups; g++)
             for (int64_t k = 0; k < K; k++)
                 for (int64_t e = 0; e < c9; e++) dw[k * c9 + e] += slices[(g * c9 + e) * K + k];
