@@ -230,6 +230,24 @@ static inline __attribute__((always_inline)) void image_windows(__m512 acc[9][2]
     }
 }
 
+// A window loop's 9 x nv sums from the group's slice (tap t's 16 nv values at at + t stride) and back:
+// stored and loaded as they are, so that each stays one chain of FMAs from image to image.
+static inline __attribute__((always_inline)) void load_sums(__m512 acc[9][2], const float *at, int64_t stride,
+                                                            const int nv) {
+    for (int t = 0; t < 9; t++) {
+        acc[t][0] = _mm512_loadu_ps(at + t * stride);
+        acc[t][1] = nv > 1 ? _mm512_loadu_ps(at + t * stride + LANES) : acc[t][0];
+    }
+}
+
+static inline __attribute__((always_inline)) void store_sums(float *at, __m512 acc[9][2], int64_t stride,
+                                                             const int nv) {
+    for (int t = 0; t < 9; t++) {
+        _mm512_storeu_ps(at + t * stride, acc[t][0]);
+        if (nv > 1) _mm512_storeu_ps(at + t * stride + LANES, acc[t][1]);
+    }
+}
+
 // With whole vectors of input channels (C a multiple of 16) and no db to take, the input channels
 // go in the lanes instead: for output channel k of window i, its maximum's position is one number,
 // and its 9 taps x C input channels are 9 rows of C floats of the image transposed (xT below): 9
@@ -279,10 +297,7 @@ static inline __attribute__((always_inline)) void image_by_input_channels(float 
         for (int64_t k = 0; k < K; k++) {
             __m512 acc[9][2];
             float *at = sliceT + k * 9 * C + c0;
-            for (int t = 0; t < 9; t++) {
-                acc[t][0] = _mm512_loadu_ps(at + t * C);
-                acc[t][1] = nv > 1 ? _mm512_loadu_ps(at + t * C + LANES) : acc[t][0];
-            }
+            load_sums(acc, at, C, nv);
             const float *gk = gm + k * pooled;
             const uint8_t *wk = where + (n * K + k) * pooled;
             for (int64_t i = i0; i < i1; i++) {
@@ -298,10 +313,7 @@ static inline __attribute__((always_inline)) void image_by_input_channels(float 
                     if (nv > 1) acc[t][1] = _mm512_fmadd_ps(g, _mm512_loadu_ps(src + LANES), acc[t][1]);
                 }
             }
-            for (int t = 0; t < 9; t++) {
-                _mm512_storeu_ps(at + t * C, acc[t][0]);
-                if (nv > 1) _mm512_storeu_ps(at + t * C + LANES, acc[t][1]);
-            }
+            store_sums(at, acc, C, nv);
         }
     }
 }
@@ -396,19 +408,13 @@ bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, c
                 for (int64_t c = 0; c < C; c++) {
                     __m512 acc[9][2];
                     float *at = slice + c * 9 * K + k0;
-                    for (int t = 0; t < 9; t++) {
-                        acc[t][0] = _mm512_loadu_ps(at + t * K);
-                        acc[t][1] = nv > 1 ? _mm512_loadu_ps(at + t * K + LANES) : acc[t][0];
-                    }
+                    load_sums(acc, at, K, nv);
                     const float *pc = patches + c * pooled * 16;
                     if (nv > 1)
                         image_windows(acc, pc, dyT, b, pooled, Q2, K, k0, 2, &pf, per_row);
                     else
                         image_windows(acc, pc, dyT, b, pooled, Q2, K, k0, 1, &pf, per_row);
-                    for (int t = 0; t < 9; t++) {
-                        _mm512_storeu_ps(at + t * K, acc[t][0]);
-                        if (nv > 1) _mm512_storeu_ps(at + t * K + LANES, acc[t][1]);
-                    }
+                    store_sums(at, acc, K, nv);
                 }
             }
         }
