@@ -116,6 +116,8 @@ static int run_case(const op_case *c, cg_tape *t, uint32_t stream) {
 static int check_fused_block(cg_tape *t, int64_t K) {
     cg_rng rng = cg_rng_new(7, 0);
     int64_t xs[4] = {5, 3, 9, 8}, ws[4] = {K, 3, 3, 3}, bs[1] = {K};
+    // Whether the CPU sums this block's dW one term per pooling window (below)
+    bool dw_windows = conv2d_relu_pool_dw_windows_takes(xs[1], xs[2], xs[3], K, 3, 3, 1, 1, xs[2], xs[3]);
     cg_tensor *in[3] = {cg_tensor_new(cg_cpu(), CG_F32, 4, xs), cg_tensor_new(cg_cpu(), CG_F32, 4, ws),
                         cg_tensor_new(cg_cpu(), CG_F32, 1, bs)};
     cg_tensor *weights = cg_tensor_new(cg_cpu(), CG_F32, 2, (int64_t[]){K * 4 * 4, 1});
@@ -154,7 +156,7 @@ static int check_fused_block(cg_tape *t, int64_t K) {
         // dw: for whole vectors of 16 output channels the CPU sums it one term per pooling window,
         // in an order of its own (kernels/cpu/conv_direct_dw.c; test_conv_cpu checks those bits):
         // within 1e-5 relative there, bit for bit otherwise
-        bool windows = i == 2 && conv2d_relu_pool_dw_windows_takes(3, 9, 8, K, 3, 3, 1, 1, 9, 8);
+        bool windows = i == 2 && dw_windows;
         bool same = i == 3 || windows || memcmp(result[0][i], result[1][i], (size_t)sizes[i] * sizeof(float)) == 0;
         for (int64_t j = 0; windows && j < sizes[i]; j++)
             same &= fabsf(result[0][i][j] - result[1][i][j]) <= 1e-5f * (fabsf(result[0][i][j]) + 1.0f);
@@ -172,7 +174,7 @@ static int check_fused_block(cg_tape *t, int64_t K) {
     cg_tensor_free(weights);
     if (!bad)
         printf("fused block, %2lld channels   output and gradients as the three ops%s\n", (long long)K,
-               conv2d_relu_pool_dw_windows_takes(3, 9, 8, K, 3, 3, 1, 1, 9, 8) ? " (dw within 1e-5)" : "");
+               dw_windows ? " (dw within 1e-5)" : "");
     return bad;
 }
 

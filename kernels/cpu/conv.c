@@ -1,8 +1,11 @@
 // conv.c: convolution (im2col + GEMM, a few images at a time) and the fused conv + ReLU + 2x2 max
-// pooling block on the CPU (the pooling ops alone are pool.c's). The GEMM is gemm.c's own (gemm_engine_cpu, or
-// gemm_prepacked_cpu with the weights packed once per call). Some shapes leave it for their own
-// kernels (conv_parts.h): a first layer on the image (conv_stem.c), a large dW (conv_dw.c), and
-// the y and dx of 3 x 3 "same" convolutions of even sides (Winograd's algorithm, conv_winograd.c).
+// pooling block on the CPU (the pooling ops alone are pool.c's). The GEMM is gemm.c's own
+// (gemm_engine_cpu, or gemm_prepacked_cpu with the weights packed once per call). Some shapes
+// leave it for their own kernels (conv_parts.h): a first layer on the image (conv_stem.c), a
+// large dW (conv_dw.c), the y and dx of 3 x 3 "same" convolutions of even sides (Winograd's
+// algorithm, conv_winograd.c); and, in the fused block, the first layer's forward
+// (conv_direct.c) and the dW of 3 x 3 "same" convolutions from the pooling windows' maxima
+// (conv_direct_dw.c, cpu.h).
 // OpenMP over groups of images or over planes, serial when small (see elementwise.c for why).
 #include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
