@@ -137,7 +137,9 @@ static void free_results(results *r) {
 // maximum (where: 0 top left, 1 top right, 2 bottom left, 3 bottom right), so dW[k][r][s] adds
 // g x xpad[2 p + a + r][2 q + b + s] once per window. The kernel's order: from zero, by fused
 // multiply-adds, window after window (row by row), image after image through a group of 4 images;
-// the groups' sums added to dW in order. Also the same sums in double, and each one's terms'
+// the groups' sums added to dW in order. With one input channel the kernel has 16 windows in its
+// vector lanes: lane l sums the windows i = l mod 16 (in order, image after image), and the 16
+// lane sums are added in lane order from zero. Also the same sums in double, and each one's terms'
 // magnitudes (|dW's old value| + the sum of |term|) to measure the float sums against.
 static void reference_window_dw(const shape *c, const float *x, const float *dy, const float *y, const uint8_t *where,
                                 const float *dw0, float *dw, double *dwd) {
@@ -147,17 +149,24 @@ static void reference_window_dw(const shape *c, const float *x, const float *dy,
         for (int64_t k = 0; k < K; k++)
             for (int64_t e = 0; e < C * 9; e++) { // input channel e / 9, tap e % 9
                 int64_t ch = e / 9, t = e % 9;
-                float sum = 0.0f;
+                int lanes = C == 1 ? 16 : 1;
+                float lane_sum[16] = {0};
+                for (int l = 0; l < lanes; l++)
                 for (int64_t n = n0; n < n0 + 4 && n < c->N; n++)
-                    for (int64_t i = 0; i < pooled; i++) {
+                    for (int64_t i = l; i < pooled; i += lanes) {
                         int64_t at = (n * K + k) * pooled + i;
                         float g = y[at] > 0.0f ? dy[at] : 0.0f;
                         int64_t h = 2 * (i / Q2) + where[at] / 2 + t / 3 - 1, wc = 2 * (i % Q2) + where[at] % 2 + t % 3 - 1;
                         float xv = h < 0 || h >= c->H || wc < 0 || wc >= c->W ? 0.0f
                                                                               : x[((n * C + ch) * c->H + h) * c->W + wc];
-                        sum = fmaf(g, xv, sum);
+                        lane_sum[l] = fmaf(g, xv, lane_sum[l]);
                         dwd[k * C * 9 + e] += (double)g * xv, dwd[nw + k * C * 9 + e] += fabs((double)g * xv);
                     }
+                float sum = lane_sum[0];
+                if (lanes > 1) { // from zero, in lane order
+                    sum = 0.0f;
+                    for (int l = 0; l < lanes; l++) sum += lane_sum[l];
+                }
                 dw[k * C * 9 + e] += sum;
             }
 }

@@ -1,6 +1,7 @@
 // conv_direct_dw.c: the weight gradient of a fused conv 3 x 3 (stride 1, padding 1) + bias + ReLU
 // + 2 x 2 max pooling block (the tutorial CNN's two blocks; CIFAR's first), straight from the
-// pooled gradient, with the output channels in the vector lanes; and its bias gradient, asked for
+// pooled gradient, with output channels, input channels or windows in the vector lanes (below);
+// and its bias gradient, asked for
 // where no dx is wanted (a first layer). dx, when wanted, comes from conv.c's path (which then
 // skips dW's columns and product). False (nothing done) for other shapes or without AVX-512.
 //
@@ -23,14 +24,19 @@
 // channels, 18 sums stay in registers over an image's windows. With whole vectors of input
 // channels (the second block's 32), they go in the lanes instead (image_by_input_channels): an
 // output channel's maximum is then one position for all of them, its taps rows of the image
-// transposed, and no permutation is needed.
+// transposed, and no permutation is needed. With one input channel (the tutorial's first block)
+// the patches' preparation is shared by nothing, and the windows go in the lanes instead
+// (group_by_window_lanes, below): 16 windows of one output channel a vector, their taps chosen
+// from 16 "sub-planes" of the image by two blends.
 //
 // The order of the sums: each dW element adds its windows' terms by fused multiply-adds,
 // window after window (row by row) and image after image through a group of `group` images,
 // starting from zero; the groups' sums are added to dW in group order. Not conv.c's order (the
 // GEMM sums positions in blocks of 256): the results differ from that path's in the last bits,
-// the same on 1 thread or many. tests/test_conv_cpu.c checks them bit for bit against sums written
-// in this order, and against the sums in double. db is conv.c's, bit for bit (sum_lanes).
+// the same on 1 thread or many. With the windows in the lanes, lane l sums the windows i = l mod 16
+// (in order, image after image) and the group's sum is its 16 lanes added in order. tests/
+// test_conv_cpu.c checks them bit for bit against sums written in these orders, and against the
+// sums in double. db is conv.c's, bit for bit (sum_lanes, channel_windows).
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 
@@ -331,6 +337,142 @@ static void masked_gradients(float *gm, const float *dy, const float *y, int64_t
     }
 }
 
+// ---- One input channel (the tutorial's first block): the windows in the lanes -------------------
+// With one input channel the patches' preparation (the transposes of dy and `where`, the patches)
+// is shared by nothing: it cost as much as the window loop. So a vector here holds 16 windows of
+// one output channel, in the pooled plane's order, and dy, y and `where` are read as they lie.
+// Tap (r, s) of a window whose maximum is at (a, b) reads xpad[2 p + a + r][2 q + b + s]: for
+// each (u, v) = (a + r, b + s) in 0 .. 3, the values of all windows form a "sub-plane" (as
+// conv_direct.c's forward), and the tap's vector is one of four sub-planes lane by lane. Two
+// blends choose it: first the column, cur[s] = b ? sub(u, s + 1) : sub(u, s) for each row u,
+// then the row, a ? cur(r + 1) : cur(r). 12 + 9 blends and 9 FMAs per 16 windows and output
+// channel, no permutation and no transpose, where the patches took 9 permutations and 9 FMAs per
+// window and 16 output channels but twice that in preparation. (bench_cpu_peak, the tutorial's
+// first block, one thread: 117 -> 121 GFLOP/s on the AMD EPYC, 99 -> 105 on the Xeon; of its
+// 3.85 us an image on the AMD EPYC, db's sums in conv.c's order take 0.2.)
+
+// Image xn's 16 sub-planes, 16 windows a block: blocks[(blk 16 + u 4 + v) 16 + l] =
+// xpad[2 p + u][2 q + v] for window p Q2 + q = 16 blk + l (xp: a padded copy; the lanes past the
+// last window stay as the caller set them, zero). A pooled row's Q2 <= 16 windows land in one or
+// two blocks: each (u, v) row is gathered from a padded row's even columns (one two-source
+// permutation), rotated to its lanes (one more), and stored under two masks.
+static void window_subplanes(float *blocks, float *xp, const float *xn, int64_t H, int64_t W, int64_t P2,
+                             int64_t Q2) {
+    memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof(float));
+    for (int64_t h = 0; h < H; h++) memcpy(xp + (h + 1) * PADDED_W + 1, xn + h * W, (size_t)W * sizeof(float));
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int64_t p = 0; p < P2; p++) {
+        int64_t i0 = p * Q2, blk = i0 / 16, l0 = i0 % 16;
+        // lane l takes window q = l - l0 (mod 16) of the row: block blk from lane l0, then block blk + 1
+        __m512i rot = _mm512_and_si512(_mm512_sub_epi32(lane, _mm512_set1_epi32((int)l0)), _mm512_set1_epi32(15));
+        uint32_t span = (((uint32_t)1 << Q2) - 1) << l0;
+        __mmask16 first = (__mmask16)span, second = (__mmask16)(span >> 16);
+        for (int u = 0; u < 4; u++)
+            for (int v = 0; v < 4; v++) {
+                const float *in = xp + (2 * p + u) * PADDED_W + v; // columns v, v + 2, ..
+                __m512 row = _mm512_permutex2var_ps(_mm512_loadu_ps(in), even, _mm512_loadu_ps(in + 16));
+                row = _mm512_permutexvar_ps(rot, row);
+                _mm512_mask_storeu_ps(blocks + (blk * 16 + u * 4 + v) * 16, first, row);
+                if (second) _mm512_mask_storeu_ps(blocks + ((blk + 1) * 16 + u * 4 + v) * 16, second, row);
+            }
+    }
+}
+
+// How far ahead (floats) channel_windows asks for the planes it reads: y, dy and `where` run on
+// into the next channels' planes and the next image's, which the hardware's prefetchers, on the AMD
+// EPYC, brought in late (its loads of y and dy held a fifth of the loop's samples without this).
+#define PREFETCH 512
+// Output channel k of one image: its 16-lane sums acc (tap t's lane l: the terms of the windows
+// i = l mod 16, in order, added to what the group's earlier images left) when dw is wanted, and
+// its plane sum for db in conv.c's order (unpool_plane: lane j of 8 sums the windows j mod 8
+// before the last pooled mod 8, which go one after the other into lane 0; then the lanes in order).
+static inline __attribute__((always_inline)) float channel_windows(__m512 acc[9], const float *blocks,
+                                                                   const float *dyk, const float *yk,
+                                                                   const uint8_t *wk, int64_t pooled, const bool dw) {
+    int64_t n8 = pooled / 8 * 8;
+    __m256 lanes = _mm256_setzero_ps();
+    float lane0_tail[16];
+    int64_t tail_from = -1; // the last vector's windows past n8 (from its lane tail_from), added in order below
+    for (int64_t i0 = 0; i0 < pooled; i0 += 16) {
+        _mm_prefetch((const char *)(yk + i0 + PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(dyk + i0 + PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(wk + i0 + PREFETCH), _MM_HINT_T0);
+        __mmask16 valid = pooled - i0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (pooled - i0)) - 1);
+        __mmask16 live = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(valid, yk + i0), _mm512_setzero_ps(), _CMP_GT_OQ);
+        __m512 g = _mm512_maskz_loadu_ps(live, dyk + i0);
+        if (i0 + 16 <= n8) { // windows i0 + j, then i0 + 8 + j into lane j
+            lanes = _mm256_add_ps(lanes, _mm512_castps512_ps256(g));
+            lanes = _mm256_add_ps(lanes, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1)));
+        } else {
+            if (n8 - i0 >= 8) lanes = _mm256_add_ps(lanes, _mm512_castps512_ps256(g));
+            tail_from = n8 - i0;
+            _mm512_storeu_ps(lane0_tail, g);
+        }
+        if (!dw) continue;
+        __m128i at = _mm_maskz_loadu_epi8(valid, wk + i0);
+        __mmask16 right = _mm_test_epi8_mask(at, _mm_set1_epi8(1)), down = _mm_test_epi8_mask(at, _mm_set1_epi8(2));
+        const float *b = blocks + i0 * 16; // this vector's 16 sub-planes
+        __m512 above[3];
+        for (int u = 0; u < 4; u++) {
+            const float *row = b + u * 4 * 16;
+            __m512 s0 = _mm512_loadu_ps(row), s1 = _mm512_loadu_ps(row + 16);
+            __m512 s2 = _mm512_loadu_ps(row + 32), s3 = _mm512_loadu_ps(row + 48);
+            // s1 and s2 serve two blends each: kept in registers, loaded once (GCC otherwise loaded
+            // them again as the blends' memory operands, and the AMD EPYC, one 64-byte load a cycle,
+            // ran a quarter slower)
+            __asm__("" : "+v"(s1), "+v"(s2));
+            __m512 cur[3] = {_mm512_mask_blend_ps(right, s0, s1), _mm512_mask_blend_ps(right, s1, s2),
+                             _mm512_mask_blend_ps(right, s2, s3)};
+            if (u > 0) // taps (u - 1, s): row u - 1, or row u where the maximum is in the bottom row
+                for (int c = 0; c < 3; c++)
+                    acc[(u - 1) * 3 + c] =
+                        _mm512_fmadd_ps(g, _mm512_mask_blend_ps(down, above[c], cur[c]), acc[(u - 1) * 3 + c]);
+            for (int c = 0; c < 3; c++) above[c] = cur[c];
+        }
+    }
+    float l[8];
+    _mm256_storeu_ps(l, lanes);
+    if (tail_from >= 0)
+        for (int64_t j = tail_from; j < pooled % 16; j++) l[0] += lane0_tail[j];
+    float sum = 0.0f;
+    for (int j = 0; j < 8; j++) sum += l[j];
+    return sum;
+}
+
+// One group's images (n0 .. n0 + count - 1): dW^T's slice (9 x K: slice[t K + k]) and each output
+// channel's db sum (sums[k], in double, image after image). The 16 lane sums of each (k, t) go
+// through the group's images and are then added in lane order, from zero.
+static void group_by_window_lanes(float *slice, double *sums, const float *dy, const float *y, const uint8_t *where,
+                                  const float *x, int64_t n0, int64_t count, int64_t H, int64_t W, int64_t K,
+                                  bool dw) {
+    int64_t P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2, vectors = (pooled + 15) / 16;
+    float *xp = scratch(0, (H + 2) * PADDED_W * (int64_t)sizeof(float));
+    float *blocks = scratch(2, vectors * 256 * (int64_t)sizeof(float));
+    float *lane_sums = scratch(1, K * 9 * 16 * (int64_t)sizeof(float));
+    memset(blocks, 0, (size_t)(vectors * 256) * sizeof(float)); // the lanes past the last window stay zero
+    memset(lane_sums, 0, (size_t)(K * 9 * 16) * sizeof(float));
+    for (int64_t n = n0; n < n0 + count; n++) {
+        if (dw) window_subplanes(blocks, xp, x + n * H * W, H, W, P2, Q2);
+        for (int64_t k = 0; k < K; k++) {
+            __m512 acc[9];
+            float *at = lane_sums + k * 9 * 16;
+            for (int t = 0; t < 9; t++) acc[t] = _mm512_loadu_ps(at + 16 * t);
+            int64_t plane = (n * K + k) * pooled;
+            sums[k] += dw ? channel_windows(acc, blocks, dy + plane, y + plane, where + plane, pooled, true)
+                          : channel_windows(acc, blocks, dy + plane, y + plane, where + plane, pooled, false);
+            for (int t = 0; t < 9; t++) _mm512_storeu_ps(at + 16 * t, acc[t]);
+        }
+    }
+    if (dw)
+        for (int64_t k = 0; k < K; k++)
+            for (int t = 0; t < 9; t++) {
+                float sum = 0.0f;
+                for (int l = 0; l < 16; l++) sum += lane_sums[(k * 9 + t) * 16 + l];
+                slice[t * K + k] = sum;
+            }
+}
+
 bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                        int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     return C >= 1 && C <= MAX_C && R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W && W <= MAX_W &&
@@ -367,6 +509,10 @@ bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, c
         float *slice = slices + g * c9 * K;
         memset(slice, 0, (size_t)(c9 * K) * sizeof(float));
         for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
+        if (C == 1) { // the windows in the lanes (above)
+            group_by_window_lanes(slice, sums + g * K, dy, y, where, x, n0, count, H, W, K, dw != NULL);
+            continue;
+        }
         if (by_input) {
             int32_t corner[MAX_H * MAX_W / 4];
             for (int64_t i = 0; i < pooled; i++) corner[i] = (int32_t)((2 * (i / Q2) * (W + 2) + 2 * (i % Q2)) * C);
