@@ -391,6 +391,26 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         cg_bf16_direct_dw(dw, dbias, dy, y, where, x, N, H, W, K, GROUP); // bf16_direct.h: the same bits
         return;
     }
+    // On AMX, a one-channel first layer's dW by FMAs from each pooling window's maximum
+    // (conv_direct_dw.c, its windows in the lanes): the products of bf16 values are exact in f32,
+    // the sums f32, in another order than the tiles' (whose bits no FMA sequence is known to give:
+    // bf16_direct.c). The tile product pads its 9 rows to a tile's 16 and multiplies every
+    // position, three in four of them by zero; db's double sums are exact: the tile path's bits.
+    if (y && !dx && path == CG_BF16_AMX && C == 1 &&
+        conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q)) {
+        float *dwf = dw ? host_f32(2, K * 9) : NULL;
+        double *db_sums = dbias ? cg_xmalloc((size_t)K * sizeof(double)) : NULL;
+        if (dwf) widen_array(dwf, dw, K * 9);
+        if (conv2d_relu_pool_dw_windows_bf16_cpu(dwf, db_sums, dy, y, where, x, N, C, H, W, K, R, S, stride, pad, P,
+                                                 Q, GROUP)) {
+            if (dwf) round_array(dw, dwf, K * 9);
+            for (int64_t k = 0; dbias && k < K; k++)
+                dbias[k] = cg_bf16_round(cg_bf16_widen(dbias[k]) + (float)db_sums[k]);
+            free(db_sums);
+            return;
+        }
+        free(db_sums);
+    }
 #endif
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;

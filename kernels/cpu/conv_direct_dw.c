@@ -351,15 +351,33 @@ static void masked_gradients(float *gm, const float *dy, const float *y, int64_t
 // first block, one thread: 117 -> 121 GFLOP/s on the AMD EPYC, 99 -> 105 on the Xeon; of its
 // 3.85 us an image on the AMD EPYC, db's sums in conv.c's order take 0.2.)
 
+// 16 values from `at` (f32, or bf16 when half: widened, which is exact) in the lanes of m, zeros
+// elsewhere.
+static inline __attribute__((always_inline)) __m512 load16(__mmask16 m, const void *at, const bool half) {
+    if (!half) return _mm512_maskz_loadu_ps(m, at);
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, at));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
 // Image xn's 16 sub-planes, 16 windows a block: blocks[(blk 16 + u 4 + v) 16 + l] =
 // xpad[2 p + u][2 q + v] for window p Q2 + q = 16 blk + l (xp: a padded copy; the lanes past the
 // last window stay as the caller set them, zero). A pooled row's Q2 <= 16 windows land in one or
 // two blocks: each (u, v) row is gathered from a padded row's even columns (one two-source
 // permutation), rotated to its lanes (one more), and stored under two masks.
-static void window_subplanes(float *blocks, float *xp, const float *xn, int64_t H, int64_t W, int64_t P2,
+static void window_subplanes(float *blocks, float *xp, const void *xn, bool half, int64_t H, int64_t W, int64_t P2,
                              int64_t Q2) {
     memset(xp, 0, (size_t)((H + 2) * PADDED_W) * sizeof(float));
-    for (int64_t h = 0; h < H; h++) memcpy(xp + (h + 1) * PADDED_W + 1, xn + h * W, (size_t)W * sizeof(float));
+    for (int64_t h = 0; h < H; h++) {
+        float *row = xp + (h + 1) * PADDED_W + 1;
+        if (!half) {
+            memcpy(row, (const float *)xn + h * W, (size_t)W * sizeof(float));
+            continue;
+        }
+        for (int64_t w0 = 0; w0 < W; w0 += 16) { // bf16 widened (exactly), 16 values at a time
+            __mmask16 m = (__mmask16)(W - w0 >= 16 ? 0xffff : (1u << (W - w0)) - 1);
+            _mm512_mask_storeu_ps(row + w0, m, load16(m, (const uint16_t *)xn + h * W + w0, true));
+        }
+    }
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int64_t p = 0; p < P2; p++) {
@@ -387,25 +405,34 @@ static void window_subplanes(float *blocks, float *xp, const float *xn, int64_t 
 // i = l mod 16, in order, added to what the group's earlier images left) when dw is wanted, and
 // its plane sum for db in conv.c's order (unpool_plane: lane j of 8 sums the windows j mod 8
 // before the last pooled mod 8, which go one after the other into lane 0; then the lanes in order).
-static inline __attribute__((always_inline)) float channel_windows(__m512 acc[9], const float *blocks,
-                                                                   const float *dyk, const float *yk,
-                                                                   const uint8_t *wk, int64_t pooled, const bool dw) {
-    int64_t n8 = pooled / 8 * 8;
+// With bf16 inputs (half) the plane sum is in double instead, every term a bf16 value: exact, so
+// any order gives bf16_ops.c's bits (bf16_unpool.c's double lanes).
+static inline __attribute__((always_inline)) double channel_windows(__m512 acc[9], const float *blocks,
+                                                                    const void *dyk, const void *yk,
+                                                                    const uint8_t *wk, int64_t pooled, const bool dw,
+                                                                    const bool half) {
+    int64_t n8 = pooled / 8 * 8, size = half ? 2 : 4; // bytes a value
+    const char *dyb = dyk, *yb = yk;
     __m256 lanes = _mm256_setzero_ps();
+    __m512d exact[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
     float lane0_tail[16];
     int64_t tail_from = -1; // the last vector's windows past n8 (from its lane tail_from), added in order below
     for (int64_t i0 = 0; i0 < pooled; i0 += 16) {
-        _mm_prefetch((const char *)(yk + i0 + PREFETCH), _MM_HINT_T0);
-        _mm_prefetch((const char *)(dyk + i0 + PREFETCH), _MM_HINT_T0);
+        _mm_prefetch(yb + (i0 + PREFETCH) * size, _MM_HINT_T0);
+        _mm_prefetch(dyb + (i0 + PREFETCH) * size, _MM_HINT_T0);
         _mm_prefetch((const char *)(wk + i0 + PREFETCH), _MM_HINT_T0);
         __mmask16 valid = pooled - i0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (pooled - i0)) - 1);
-        __mmask16 live = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(valid, yk + i0), _mm512_setzero_ps(), _CMP_GT_OQ);
-        __m512 g = _mm512_maskz_loadu_ps(live, dyk + i0);
-        if (i0 + 16 <= n8) { // windows i0 + j, then i0 + 8 + j into lane j
-            lanes = _mm256_add_ps(lanes, _mm512_castps512_ps256(g));
-            lanes = _mm256_add_ps(lanes, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1)));
+        __mmask16 live = _mm512_cmp_ps_mask(load16(valid, yb + i0 * size, half), _mm512_setzero_ps(), _CMP_GT_OQ);
+        __m512 g = load16(live, dyb + i0 * size, half);
+        __m256 low = _mm512_castps512_ps256(g), high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1));
+        if (half) {
+            exact[0] = _mm512_add_pd(exact[0], _mm512_cvtps_pd(low));
+            exact[1] = _mm512_add_pd(exact[1], _mm512_cvtps_pd(high));
+        } else if (i0 + 16 <= n8) { // windows i0 + j, then i0 + 8 + j into lane j
+            lanes = _mm256_add_ps(lanes, low);
+            lanes = _mm256_add_ps(lanes, high);
         } else {
-            if (n8 - i0 >= 8) lanes = _mm256_add_ps(lanes, _mm512_castps512_ps256(g));
+            if (n8 - i0 >= 8) lanes = _mm256_add_ps(lanes, low);
             tail_from = n8 - i0;
             _mm512_storeu_ps(lane0_tail, g);
         }
@@ -431,6 +458,12 @@ static inline __attribute__((always_inline)) float channel_windows(__m512 acc[9]
             for (int c = 0; c < 3; c++) above[c] = cur[c];
         }
     }
+    if (half) {
+        double d[16], sum = 0.0;
+        _mm512_storeu_pd(d, exact[0]), _mm512_storeu_pd(d + 8, exact[1]);
+        for (int j = 0; j < 16; j++) sum += d[j];
+        return sum;
+    }
     float l[8];
     _mm256_storeu_ps(l, lanes);
     if (tail_from >= 0)
@@ -443,9 +476,10 @@ static inline __attribute__((always_inline)) float channel_windows(__m512 acc[9]
 // One group's images (n0 .. n0 + count - 1): dW^T's slice (9 x K: slice[t K + k]) and each output
 // channel's db sum (sums[k], in double, image after image). The 16 lane sums of each (k, t) go
 // through the group's images and are then added in lane order, from zero.
-static void group_by_window_lanes(float *slice, double *sums, const float *dy, const float *y, const uint8_t *where,
-                                  const float *x, int64_t n0, int64_t count, int64_t H, int64_t W, int64_t K,
+static void group_by_window_lanes(float *slice, double *sums, const void *dy, const void *y, const uint8_t *where,
+                                  const void *x, bool half, int64_t n0, int64_t count, int64_t H, int64_t W, int64_t K,
                                   bool dw) {
+    int64_t size = half ? 2 : 4; // bytes a value
     int64_t P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2, vectors = (pooled + 15) / 16;
     float *xp = scratch(0, (H + 2) * PADDED_W * (int64_t)sizeof(float));
     float *blocks = scratch(2, vectors * 256 * (int64_t)sizeof(float));
@@ -453,14 +487,19 @@ static void group_by_window_lanes(float *slice, double *sums, const float *dy, c
     memset(blocks, 0, (size_t)(vectors * 256) * sizeof(float)); // the lanes past the last window stay zero
     memset(lane_sums, 0, (size_t)(K * 9 * 16) * sizeof(float));
     for (int64_t n = n0; n < n0 + count; n++) {
-        if (dw) window_subplanes(blocks, xp, x + n * H * W, H, W, P2, Q2);
+        if (dw) window_subplanes(blocks, xp, (const char *)x + n * H * W * size, half, H, W, P2, Q2);
         for (int64_t k = 0; k < K; k++) {
             __m512 acc[9];
             float *at = lane_sums + k * 9 * 16;
             for (int t = 0; t < 9; t++) acc[t] = _mm512_loadu_ps(at + 16 * t);
             int64_t plane = (n * K + k) * pooled;
-            sums[k] += dw ? channel_windows(acc, blocks, dy + plane, y + plane, where + plane, pooled, true)
-                          : channel_windows(acc, blocks, dy + plane, y + plane, where + plane, pooled, false);
+            const char *dyk = (const char *)dy + plane * size, *yk = (const char *)y + plane * size;
+            if (half)
+                sums[k] += dw ? channel_windows(acc, blocks, dyk, yk, where + plane, pooled, true, true)
+                              : channel_windows(acc, blocks, dyk, yk, where + plane, pooled, false, true);
+            else
+                sums[k] += dw ? channel_windows(acc, blocks, dyk, yk, where + plane, pooled, true, false)
+                              : channel_windows(acc, blocks, dyk, yk, where + plane, pooled, false, false);
             for (int t = 0; t < 9; t++) _mm512_storeu_ps(at + 16 * t, acc[t]);
         }
     }
@@ -479,11 +518,17 @@ bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t 
            H <= MAX_H && P >= 2 && Q >= 2 && K % LANES == 0 && K > 0 && K <= MAX_K;
 }
 
-bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
-                                     const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
-                                     int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
-    if (!conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q) || N < 1) return false;
-    if (dw == NULL && dbias == NULL) return true;
+// The two entries below: dW added to dw (f32) in group order; db either added to dbias in f32
+// (conv.c's) or, with bf16 inputs (half, one input channel only), its exact sums in double
+// returned in db_sums (bf16_ops.c rounds them as its own).
+static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_, const void *y_,
+                       const uint8_t *where, const void *x_, bool half, int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                       int64_t group) {
+    if (!conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q) || N < 1 || (half && C != 1))
+        return false;
+    if (dw == NULL && dbias == NULL && db_sums == NULL) return true;
+    const float *dy = dy_, *y = y_, *x = x_; // (f32 unless half: then only group_by_window_lanes reads them)
     int64_t Q2 = Q / 2, P2 = P / 2, pooled = P2 * Q2, groups = (N + group - 1) / group, c9 = C * 9;
     int64_t wins = (pooled + 63) / 64 * 64, kg = (K + 31) / 32; // windows rounded up to where_bases' blocks
     int64_t xp_floats = (H + 2) * PADDED_W, dyt_floats = wins * K;
@@ -510,7 +555,7 @@ bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, c
         memset(slice, 0, (size_t)(c9 * K) * sizeof(float));
         for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
         if (C == 1) { // the windows in the lanes (above)
-            group_by_window_lanes(slice, sums + g * K, dy, y, where, x, n0, count, H, W, K, dw != NULL);
+            group_by_window_lanes(slice, sums + g * K, dy_, y_, where, x_, half, n0, count, H, W, K, dw != NULL);
             continue;
         }
         if (by_input) {
@@ -575,14 +620,27 @@ bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, c
         for (int64_t g = 0; g < groups; g++)
             for (int64_t k = 0; k < K; k++)
                 for (int64_t e = 0; e < c9; e++) dw[k * c9 + e] += slices[(g * c9 + e) * K + k];
-    if (dbias)
-        for (int64_t k = 0; k < K; k++) {
-            double sum = 0.0;
-            for (int64_t g = 0; g < groups; g++) sum += sums[g * K + k];
-            dbias[k] += (float)sum;
-        }
+    for (int64_t k = 0; (dbias || db_sums) && k < K; k++) {
+        double sum = 0.0;
+        for (int64_t g = 0; g < groups; g++) sum += sums[g * K + k];
+        if (dbias) dbias[k] += (float)sum;
+        if (db_sums) db_sums[k] = sum;
+    }
     free(slices), free(sums);
     return true;
+}
+
+bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
+                                     const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                     int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
+    return windows_dw(dw, dbias, NULL, dy, y, where, x, false, N, C, H, W, K, R, S, stride, pad, P, Q, group);
+}
+
+bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint16_t *dy, const uint16_t *y,
+                                          const uint8_t *where, const uint16_t *x, int64_t N, int64_t C, int64_t H,
+                                          int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                                          int64_t P, int64_t Q, int64_t group) {
+    return windows_dw(dw, NULL, db_sums, dy, y, where, x, true, N, C, H, W, K, R, S, stride, pad, P, Q, group);
 }
 #else
 bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
@@ -597,5 +655,14 @@ bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, c
     (void)dw, (void)dbias, (void)dy, (void)y, (void)where, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K;
     (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q, (void)group;
     return false; // without AVX-512: conv.c's path
+}
+
+bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint16_t *dy, const uint16_t *y,
+                                          const uint8_t *where, const uint16_t *x, int64_t N, int64_t C, int64_t H,
+                                          int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                                          int64_t P, int64_t Q, int64_t group) {
+    (void)dw, (void)db_sums, (void)dy, (void)y, (void)where, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K;
+    (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q, (void)group;
+    return false; // without AVX-512: bf16_ops.c's tile product
 }
 #endif

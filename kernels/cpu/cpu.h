@@ -59,6 +59,13 @@ bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t 
 bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
                                      const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                      int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group);
+// The same with bf16 dy, y and x (N, K, P/2, Q/2; N, 1, H, W: one input channel only), for the bf16
+// path on AMX (bf16_ops.c): dW's f32 sums of the exact products added to dw (f32, K x 9) group by
+// group, and db's sums in double, exact, into db_sums (K; or NULL).
+bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint16_t *dy, const uint16_t *y,
+                                          const uint8_t *where, const uint16_t *x, int64_t N, int64_t C, int64_t H,
+                                          int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                                          int64_t P, int64_t Q, int64_t group);
 void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                         int64_t Q);
