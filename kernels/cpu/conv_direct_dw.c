@@ -540,15 +540,6 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * group, count = N - n0 < group ? N - n0 : group;
-        // One image at a time, prepared and then summed while its inputs are in the first- or
-        // second-level cache (the tutorial's first block: 25 KB of dyT, 12.5 KB of patches, 6 KB of
-        // bases; its second: 12.5 KB of dyT, 100 KB of patches).
-        float *xp = scratch(0, xp_floats * (int64_t)sizeof(float));
-        float *dyT = scratch(1, dyt_floats * (int64_t)sizeof(float));
-        // + 16 floats: the last window's loads from element 4 r + s reach 10 past its patch
-        float *patches = scratch(2, (C * pooled * 16 + 16) * (int64_t)sizeof(float));
-        uint8_t *bases = scratch(3, kg * wins * 32);
-        double image_sums[MAX_K];
         // The group's sums, dW^T: slice[(c 9 + t) K + k], carried from image to image (each element
         // one chain of FMAs: stored and loaded back as it is)
         float *slice = slices + g * c9 * K;
@@ -578,6 +569,15 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
             }
             continue;
         }
+        // The patches: one image at a time, prepared and then summed while its inputs are in the
+        // first- or second-level cache (CIFAR's first block: 32 KB of dyT, 48 KB of patches, 8 KB of
+        // bases).
+        float *xp = scratch(0, xp_floats * (int64_t)sizeof(float));
+        float *dyT = scratch(1, dyt_floats * (int64_t)sizeof(float));
+        // + 16 floats: the last window's loads from element 4 r + s reach 10 past its patch
+        float *patches = scratch(2, (C * pooled * 16 + 16) * (int64_t)sizeof(float));
+        uint8_t *bases = scratch(3, kg * wins * 32);
+        double image_sums[MAX_K];
         for (int64_t j = 0; j < count; j++) {
             prepare_image(patches, xp, dyT, bases, wins, image_sums, x, dy, y, where, n0 + j, C, H, W, K, P, Q);
             for (int64_t k = 0; k < K; k++) sums[g * K + k] += image_sums[k];
