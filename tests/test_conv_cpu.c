@@ -8,7 +8,8 @@
 // difference, even in the last bit, fails. One exception: the fused block's dW of a 3 x 3
 // "same" convolution with whole vectors of output channels, which kernels/cpu/conv_direct_dw.c
 // sums one term per pooling window, is checked bit for bit against sums written in its order,
-// and those against the sums in double. The shapes take every path: the direct one (the
+// and those against the sums in double; and the same kernel's bf16 entry (the first block on
+// AMX) against its f32 entry on the widened values, bit for bit, its db sums exact. The shapes take every path: the direct one (the
 // tutorial's first layer, an odd size, one output channel), im2col with stride 2 and padding 0,
 // a 5 x 5 kernel, the tutorial's second layer, and ResNet-18's stride-2 stem on a larger image.
 // Then conv2d_forward's y and conv2d_backward's dW, on 1 and 2 threads, against sums written out
@@ -25,6 +26,7 @@
 // Where Winograd's F(2 x 2, 3 x 3) replaces im2col (kernels/cpu/conv_winograd.c: 3 x 3 "same",
 // even sides, 16 channels or more in and out, AVX-512), y and dx against sums in its order, and
 // those against the convolution in double; the fused block there comes from the same tiles.
+#include "core/half.h"
 #include "core/kernels.h"
 #include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
@@ -169,6 +171,66 @@ static void reference_window_dw(const shape *c, const float *x, const float *dy,
                 }
                 dw[k * C * 9 + e] += sum;
             }
+}
+
+// ---- The same kernel on bf16 values (the bf16 path's first block on AMX, kernels/cpu/bf16_ops.c) --------
+// conv2d_relu_pool_dw_windows_bf16_cpu reads bf16 dy, y and x and widens them, which is exact:
+// its dW must have the bits of the f32 entry given the widened values, and its db sums, in double
+// over bf16 values, must be exact. The kernel needs AVX-512, not the bf16 hardware, so this runs
+// wherever the f32 window path does (and says so where it does not).
+static float bf16_value(float v) { return cg_bf16_to_f32(cg_f32_to_bf16(v)); }
+
+static void check_bf16_windows(void) {
+    const shape shapes[] = {
+        {8, 1, 28, 28, 32, 3, 1, 1, "tutorial conv1"},
+        {6, 1, 13, 9, 48, 3, 1, 1, "one channel, odd 13x9, 48 channels"},
+        {5, 1, 14, 14, 16, 3, 1, 1, "one channel, 14x14, 16 channels"},
+    };
+    const cg_kernels *k = cg_cpu_kernels();
+    int threads_at_start = cg_get_num_threads();
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const shape *c = &shapes[s];
+        int64_t H = c->H, W = c->W, K = c->K, np = c->N * K * (H / 2) * (W / 2), nx = c->N * H * W, nw = K * 9;
+        if (!conv2d_relu_pool_dw_windows_takes(1, H, W, K, 3, 3, 1, 1, H, W)) {
+            printf("%-58s skipped: no AVX-512 window kernel in this build\n", "bf16 windows");
+            return;
+        }
+        // bf16 values in f32 (x, w, b, dy, dw0), y and `where` from the f32 forward, y made a bf16 value too
+        float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats(K), *dy = random_floats(np);
+        float *dw0 = random_floats(nw), *y = malloc((size_t)np * sizeof(float));
+        uint8_t *where = malloc((size_t)np);
+        float *all[] = {x, w, b, dy, dw0};
+        int64_t sizes[] = {nx, nw, K, np, nw};
+        for (int a = 0; a < 5; a++)
+            for (int64_t i = 0; i < sizes[a]; i++) all[a][i] = bf16_value(all[a][i]);
+        k->conv2d_relu_pool_forward(y, where, x, w, b, c->N, 1, H, W, K, 3, 3, 1, 1, H, W);
+        for (int64_t i = 0; i < np; i++) y[i] = bf16_value(y[i]);
+        uint16_t *xh = malloc((size_t)nx * 2), *dyh = malloc((size_t)np * 2), *yh = malloc((size_t)np * 2);
+        cg_f32_to_bf16_array(xh, x, nx), cg_f32_to_bf16_array(dyh, dy, np), cg_f32_to_bf16_array(yh, y, np);
+        double *exact = calloc((size_t)K, sizeof(double)), *sums = malloc((size_t)K * sizeof(double));
+        for (int64_t i = 0; i < np; i++) exact[i / (np / c->N / K) % K] += y[i] > 0.0f ? (double)dy[i] : 0.0;
+        for (int t = 1; t <= 2; t++) {
+            cg_set_num_threads(t);
+            float *dwf = copy_floats(dw0, nw), *dwh = copy_floats(dw0, nw), *db = calloc((size_t)K, sizeof(float));
+            conv2d_relu_pool_dw_windows_cpu(dwf, db, dy, y, where, x, c->N, 1, H, W, K, 3, 3, 1, 1, H, W, 4);
+            char what[160];
+            snprintf(what, sizeof what, "%s, %d thread(s): bf16 windows' dw against the f32 entry", c->name, t);
+            if (!conv2d_relu_pool_dw_windows_bf16_cpu(dwh, sums, dyh, yh, where, xh, c->N, 1, H, W, K, 3, 3, 1, 1, H,
+                                                      W, 4))
+                fail(what, "refused a shape its f32 entry takes");
+            same_bits(what, dwh, dwf, nw);
+            for (int64_t j = 0; j < K; j++)
+                if (sums[j] != exact[j]) {
+                    fail(what, "db's sum %lld: %.17g, exactly %.17g", (long long)j, sums[j], exact[j]);
+                    break;
+                }
+            free(dwf), free(dwh), free(db);
+        }
+        cg_set_num_threads(threads_at_start);
+        printf("%-58s bf16 windows: dw = the f32 entry's, db exact, 1 and 2 threads\n", c->name);
+        free(x), free(w), free(b), free(dy), free(dw0), free(y), free(where), free(xh), free(dyh), free(yh);
+        free(exact), free(sums);
+    }
 }
 
 // dW (within 2e-6 of its terms' magnitudes of the sums in double: a sum in float over a few
@@ -487,6 +549,7 @@ static void check_panels_b(void) {
 
 int main(void) {
     check_panels_b();
+    check_bf16_windows();
     const shape shapes[] = {
         {8, 1, 28, 28, 32, 3, 1, 1, "tutorial conv1 (direct)"},
         {3, 1, 13, 9, 5, 3, 1, 1, "one channel, odd 13x9, 5 channels (direct)"},
