@@ -76,8 +76,9 @@ typedef struct cg_kernels {
     // where (N, K, P/2, Q/2) u8: the position of each window's first maximum, 0 top left, 1 top
     // right, 2 bottom left, 3 bottom right. y, dx and dw identical to the three ops in a row
     // (but dw of a 3 x 3 "same" convolution with whole vectors of 16 output channels on the CPU
-    // with AVX-512: one term per pooling window, summed in window order, within a few units of the
-    // last place); dbias too up to the order of its sum.
+    // with AVX-512: one term per pooling window, summed window by window, or with one input
+    // channel in 16 lanes of every 16th window, within a few units of the last place); dbias too
+    // up to the order of its sum.
     // Backward: dx, dw, dbias += the gradients from dy (shaped as y), any may be NULL. Optional:
     // a device without them (NULL) runs the three ops instead (cg_conv2d_relu_max_pool2d).
     void (*conv2d_relu_pool_forward)(float *y, uint8_t *where, const float *x, const float *w, const float *bias,

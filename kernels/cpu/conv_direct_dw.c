@@ -37,13 +37,15 @@
 // (in order, image after image) and the group's sum is its 16 lanes added in order. tests/
 // test_conv_cpu.c checks them bit for bit against sums written in these orders, and against the
 // sums in double. db is conv.c's, bit for bit (sum_lanes, channel_windows).
+#include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+// (CG_CPU_MATRIX_KERNELS, a compiler that knows the bf16 instructions: for bf16_vec.h's widening)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(CG_CPU_MATRIX_KERNELS)
 #include <immintrin.h>
 
 #include "kernels/cpu/transpose16.h"
@@ -354,9 +356,7 @@ static void masked_gradients(float *gm, const float *dy, const float *y, int64_t
 // 16 values from `at` (f32, or bf16 when half: widened, which is exact) in the lanes of m, zeros
 // elsewhere.
 static inline __attribute__((always_inline)) __m512 load16(__mmask16 m, const void *at, const bool half) {
-    if (!half) return _mm512_maskz_loadu_ps(m, at);
-    __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, at));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    return half ? widen16_avx512(_mm256_maskz_loadu_epi16(m, at)) : _mm512_maskz_loadu_ps(m, at);
 }
 
 // Image xn's 16 sub-planes, 16 windows a block: blocks[(blk 16 + u 4 + v) 16 + l] =
