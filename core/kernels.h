@@ -301,6 +301,16 @@ typedef struct cg_kernels {
     void (*max_pool2d_backward_h)(cg_dtype dtype, void *dx, const void *dy, const int32_t *argmax, int64_t N,
                                   int64_t C, int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P,
                                   int64_t Q, bool channels_last, bool accumulate);
+    // Global average pooling on 16-bit activations, as PyTorch's adaptive_avg_pool2d(x, 1) runs
+    // under autocast (in x's dtype, the sums in f32): y (N, C) = round(the f32 sum of plane (n, c)
+    // of x, taken in the order of its HW positions, / HW), the bits of global_avg_pool_forward on
+    // x widened, rounded once. channels_last: x (and dx) stored (N, HW, C). Backward: dx =
+    // round(dx + dy / HW) for each of the plane's HW values, the bits of the f32 row's dy / HW
+    // added and rounded; accumulate false: dx written, round(dy / HW), its old contents not read.
+    void (*global_avg_pool_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t N, int64_t C, int64_t HW,
+                                      bool channels_last);
+    void (*global_avg_pool_backward_h)(cg_dtype dtype, void *dx, const void *dy, int64_t N, int64_t C, int64_t HW,
+                                       bool channels_last, bool accumulate);
     void (*relu_forward_h)(cg_dtype dtype, void *y, const void *x, int64_t n);
     void (*relu_backward_h)(cg_dtype dtype, void *dx, const void *dy, const void *y, int64_t n, bool accumulate);
     // Batch normalisation and GELU on 16-bit activations (x, y, dy, dx of dtype), as cuDNN's batch

@@ -300,22 +300,39 @@ cg_tensor *cg_avg_pool2d(cg_tape *t, cg_tensor *x, int kernel, int stride) {
     return cg_op_apply(t, &node, 4, shape);
 }
 
+// Global average pooling keeps a 16-bit input's dtype and memory format, as PyTorch's
+// adaptive_avg_pool2d under autocast: the sums in f32, each mean rounded once (the bits of the
+// f32 op on the input widened, then rounded: its _h rows say so), and in the backward a first
+// gradient is written (core/tape.h). Under autocast ResNet's head so reads its last block's
+// channels-last output as it is, where a cast to f32 and a copy to NCHW came first.
 static void global_avg_pool_node_forward(const cg_kernels *k, cg_node *n) {
     const cg_tensor *x = n->in[0];
-    KERNEL(k, global_avg_pool_forward)(F(n->out), F(x), x->shape[0] * x->shape[1], x->shape[2] * x->shape[3]);
+    if (x->dtype == CG_F32)
+        KERNEL(k, global_avg_pool_forward)(F(n->out), F(x), x->shape[0] * x->shape[1], x->shape[2] * x->shape[3]);
+    else
+        KERNEL(k, global_avg_pool_forward_h)(x->dtype, n->out->data, x->data, x->shape[0], x->shape[1],
+                                             x->shape[2] * x->shape[3], x->channels_last);
 }
 static void global_avg_pool_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     const cg_tensor *x = n->in[0];
-    KERNEL(k, global_avg_pool_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), x->shape[0] * x->shape[1],
-                                        x->shape[2] * x->shape[3]);
+    if (x->dtype == CG_F32)
+        KERNEL(k, global_avg_pool_backward)(F(cg_tape_grad(t, n->in[0])), F(n->out->grad), x->shape[0] * x->shape[1],
+                                            x->shape[2] * x->shape[3]);
+    else
+        KERNEL(k, global_avg_pool_backward_h)(x->dtype, cg_tape_grad(t, n->in[0])->data, n->out->grad->data,
+                                              x->shape[0], x->shape[1], x->shape[2] * x->shape[3], x->channels_last,
+                                              !n->grad_fresh[0]);
 }
 
 cg_tensor *cg_global_avg_pool2d(cg_tape *t, cg_tensor *x) {
-    x = cg_op_autocast_input(t, CG_OP_GLOBAL_AVG_POOL, x);
-    cg_op_check_input(t, "global_avg_pool2d", x, CG_F32);
+    CG_CHECK(x->dtype == CG_F32 || x->dtype == CG_F16 || x->dtype == CG_BF16, "global_avg_pool2d: input is %s",
+             cg_dtype_name(x->dtype));
+    cg_op_check_input(t, "global_avg_pool2d", x, x->dtype);
+    if (x->dtype == CG_F32) x = cg_to_memory_format(t, x, false);
     char sx[64];
     CG_CHECK(x->ndim == 4, "global_avg_pool2d: x %s must be (N, C, H, W)", cg_shape_str(x, sx, sizeof sx));
     cg_node node = {.op = CG_OP_GLOBAL_AVG_POOL, .forward = global_avg_pool_node_forward,
-                    .backward = global_avg_pool_node_backward, .n_in = 1, .in = {x}};
+                    .backward = global_avg_pool_node_backward, .n_in = 1, .in = {x}, .dtype = x->dtype,
+                    .grad_writable = {x->dtype != CG_F32}};
     return cg_op_apply(t, &node, 2, (int64_t[]){x->shape[0], x->shape[1]});
 }

@@ -322,6 +322,51 @@ static void test_fresh_gradients(cg_precision precision) {
     cg_params_free(buffers);
 }
 
+// Global average pooling keeps a 16-bit input's dtype and layout (ResNet's head under autocast):
+// its output, and the gradient it sends back, must be the bits of the f32 op on the input widened
+// with a cast on each side (the path before it kept 16 bits), in NCHW and channels-last; with no
+// cast of its own on the tape. Fresh gradients on (the pooling writes its input's gradient).
+static void test_global_avg_pool_keeps(cg_dtype low) {
+    enum { N = 3, C = 5, HW = 12 };
+    float xv[N * C * HW], wv[C];
+    cg_rng data = cg_rng_new(11, CG_STREAM_DATA);
+    cg_rng_normal(&data, xv, N * C * HW, 0.0f, 1.0f);
+    for (int c = 0; c < C; c++) wv[c] = 0.3f * (float)(c - 2) + 0.1f;
+    cg_tensor *w = host_tensor(2, (int64_t[]){C, 1}, wv);
+    for (int cl = 0; cl < 2; cl++) {
+        uint16_t y_bits[2][N * C];
+        float grads[2][N * C * HW];
+        int casts[2] = {0, 0};
+        for (int path = 0; path < 2; path++) { // 0: the 16-bit op; 1: cast, f32 op, cast
+            cg_tensor *x = host_tensor(4, (int64_t[]){N, C, 3, 4}, xv);
+            x->requires_grad = true;
+            cg_tape *t = cg_tape_new(cg_cpu(), 1 << 16);
+            cg_tensor *x16 = cg_cast(t, x, low);
+            if (cl) x16 = cg_to_memory_format(t, x16, true);
+            int before = t->count;
+            cg_tensor *y = path == 0 ? cg_global_avg_pool2d(t, x16)
+                                     : cg_cast(t, cg_global_avg_pool2d(t, cg_cast(t, x16, CG_F32)), low);
+            for (int i = before; i < t->count; i++) casts[path] += t->nodes[i].op == CG_OP_CAST;
+            if (y->dtype != low) fail("global_avg_pool2d", "%s output is %s", cg_dtype_name(low), cg_dtype_name(y->dtype));
+            memcpy(y_bits[path], y->data, sizeof y_bits[path]);
+            cg_tape_backward(t, cg_sum(t, cg_matmul(t, cg_cast(t, y, CG_F32), w, false, false)));
+            memcpy(grads[path], x->grad->data, sizeof grads[path]);
+            cg_tape_free(t);
+            cg_tensor_free(x);
+        }
+        const char *layout = cl ? "channels-last" : "NCHW";
+        if (casts[0] != 0) fail("global_avg_pool2d", "%s %s: %d casts on the tape", cg_dtype_name(low), layout, casts[0]);
+        if (memcmp(y_bits[0], y_bits[1], sizeof y_bits[0]) != 0)
+            fail("global_avg_pool2d", "%s %s: output bits differ from the f32 op's rounded", cg_dtype_name(low), layout);
+        else if (memcmp(grads[0], grads[1], sizeof grads[0]) != 0)
+            fail("global_avg_pool2d", "%s %s: input gradient differs from the f32 op's", cg_dtype_name(low), layout);
+        else
+            printf("global_avg_pool2d in %s, %s: output and gradient the bits of the f32 op between casts\n",
+                   cg_dtype_name(low), layout);
+    }
+    cg_tensor_free(w);
+}
+
 // A frozen parameter (requires_grad false, as the fast network's whitening weights) gets no
 // gradient under autocast either: its 16-bit copy follows it, so the convolution's backward
 // computes no weight gradient (work saved) and the f32 gradient block stays zero there.
@@ -561,6 +606,8 @@ int main(void) {
     test_autocast_model(CG_PRECISION_FP16, true);
     test_autocast_model(CG_PRECISION_BF16, true);
     test_frozen_under_autocast();
+    test_global_avg_pool_keeps(CG_F16);
+    test_global_avg_pool_keeps(CG_BF16);
     test_channels_last(CG_PRECISION_FP16);
     test_channels_last(CG_PRECISION_BF16);
     test_fresh_gradients(CG_PRECISION_FP16);

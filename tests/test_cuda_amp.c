@@ -89,6 +89,36 @@ static void test_low_kernels(cg_rng *r, cg_dtype dt) {
     }
 }
 
+// Global average pooling in 16 bits, both layouts (ResNet's head: 512 channels of 4 x 4 under
+// autocast; and a plane of 49 values): the same f32 sums in the same order and one rounding on
+// both devices, so the same bits; the backward added to dx and written over a poisoned dx.
+static void test_global_avg_pool_h(cg_rng *r, cg_dtype dt) {
+    static const int64_t shapes[2][3] = {{6, 512, 16}, {5, 24, 49}}; // N, C, HW
+    for (int s = 0; s < 2; s++)
+        for (int cl = 0; cl < 2; cl++) {
+            int64_t N = shapes[s][0], C = shapes[s][1], HW = shapes[s][2];
+            twin x = twin_uniform(r, N * C * HW, dt, -2, 2), y = twin_new(N * C, dt);
+            twin dy = twin_uniform(r, N * C, dt, -1, 1), dx = twin_uniform(r, N * C * HW, dt, -1, 1);
+            char what[80];
+            snprintf(what, sizeof what, "global_avg_pool_forward_h %lld x %lld%s", (long long)C, (long long)HW,
+                     cl ? " channels-last" : "");
+            K_CPU->global_avg_pool_forward_h(dt, H(y), H(x), N, C, HW, cl);
+            K_GPU->global_avg_pool_forward_h(dt, D(y), D(x), N, C, HW, cl);
+            expect_close(what, &y, 0, 0);
+            snprintf(what, sizeof what, "global_avg_pool_backward_h %lld x %lld%s", (long long)C, (long long)HW,
+                     cl ? " channels-last" : "");
+            K_CPU->global_avg_pool_backward_h(dt, H(dx), H(dy), N, C, HW, cl, true);
+            K_GPU->global_avg_pool_backward_h(dt, D(dx), D(dy), N, C, HW, cl, true);
+            expect_close(what, &dx, 0, 0);
+            twin_poison(&dx);
+            K_CPU->global_avg_pool_backward_h(dt, H(dx), H(dy), N, C, HW, cl, false);
+            K_GPU->global_avg_pool_backward_h(dt, D(dx), D(dy), N, C, HW, cl, false);
+            strncat(what, ", written", sizeof what - strlen(what) - 1);
+            expect_close(what, &dx, 0, 0);
+            twin_free(&x), twin_free(&y), twin_free(&dy), twin_free(&dx);
+        }
+}
+
 // x (N, C, HW) in NCHW on both devices -> a new twin of it stored channels-last, by each device's
 // memory_format_copy (the two copies must be the same bits).
 static twin channels_last_twin(const twin *x, cg_dtype dt, int64_t N, int64_t C, int64_t HW) {
@@ -515,6 +545,8 @@ int main(void) {
     test_low_kernels(&r, CG_BF16);
     test_norm_gelu_h(&r, CG_F16);
     test_norm_gelu_h(&r, CG_BF16);
+    test_global_avg_pool_h(&r, CG_F16);
+    test_global_avg_pool_h(&r, CG_BF16);
     const char *layouts[2] = {"nchw", "nhwc"};
     for (int l = 0; l < 2; l++) {
         setenv("CGRAD_CONV16_LAYOUT", layouts[l], 1);

@@ -248,6 +248,23 @@ static void max_pool2d_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, 
     }
 }
 
+// Global average pooling in 16 bits: the f32 kernels on widened NCHW copies (kernels/cpu/pool.c),
+// each stored value rounded once. The gradient starts from dx's old values (or zeros), so that the
+// f32 kernel's dx += dy / HW and the rounding give round(dx + dy / HW), as the GPU's kernel.
+static void global_avg_pool_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t N, int64_t C, int64_t HW,
+                                          bool channels_last) {
+    float *xf = widen_nchw(0, x, dtype, N, C, HW, channels_last), *yf = half_scratch_cpu(1, N * C);
+    global_avg_pool_forward_cpu(yf, xf, N * C, HW);
+    half_store_cpu(y, dtype, yf, N * C);
+}
+
+static void global_avg_pool_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, int64_t N, int64_t C, int64_t HW,
+                                           bool channels_last, bool accumulate) {
+    float *dyf = half_widen_cpu(0, dy, dtype, N * C), *dxf = gradient_start(1, dx, dtype, N, C, HW, channels_last, accumulate);
+    global_avg_pool_backward_cpu(dxf, dyf, N * C, HW);
+    store_from_nchw(2, dx, dtype, dxf, N, C, HW, channels_last);
+}
+
 // ReLU on 16-bit values needs no widening: a value is kept or replaced by +0, and its sign is
 // its top bit in both formats (negative values and -0 become +0).
 static void relu_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t n) {
@@ -458,6 +475,8 @@ void amp_register_cpu(cg_kernels *k) {
     k->memory_format_copy = memory_format_copy_cpu;
     k->max_pool2d_forward_h = max_pool2d_forward_h_cpu;
     k->max_pool2d_backward_h = max_pool2d_backward_h_cpu;
+    k->global_avg_pool_forward_h = global_avg_pool_forward_h_cpu;
+    k->global_avg_pool_backward_h = global_avg_pool_backward_h_cpu;
     k->relu_forward_h = relu_forward_h_cpu;
     k->relu_backward_h = relu_backward_h_cpu;
     k->batch_norm_forward_h = batch_norm_forward_h_cpu;

@@ -74,6 +74,8 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
                          int64_t pad, int64_t P, int64_t Q);
 void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                             int64_t kernel, int64_t stride, int64_t P, int64_t Q);
+void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64_t HW);
+void global_avg_pool_backward_cpu(float *dx, const float *dy, int64_t planes, int64_t HW);
 void add_bias_forward_cpu(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
 void add_bias_backward_cpu(float *dbias, const float *dy, int64_t rows, int64_t cols);
 void relu_forward_cpu(float *y, const float *x, int64_t n);

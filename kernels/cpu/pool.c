@@ -108,7 +108,7 @@ static void avg_pool2d_backward_cpu(float *dx, const float *dy, int64_t N, int64
     }
 }
 
-static void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64_t HW) {
+void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64_t HW) {
 #pragma omp parallel for if (planes * HW >= CG_OMP_MIN_WORK)
     for (int64_t p = 0; p < planes; p++) {
         float sum = 0.0f;
@@ -117,7 +117,7 @@ static void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes
     }
 }
 
-static void global_avg_pool_backward_cpu(float *dx, const float *dy, int64_t planes, int64_t HW) {
+void global_avg_pool_backward_cpu(float *dx, const float *dy, int64_t planes, int64_t HW) {
 #pragma omp parallel for if (planes * HW >= CG_OMP_MIN_WORK)
     for (int64_t p = 0; p < planes; p++) {
         float g = dy[p] / (float)HW;

@@ -213,6 +213,36 @@ static __global__ void global_avg_pool_backward_kernel(float *dx, const float *d
     GRID_STRIDE(i, planes * HW) dx[i] += dy[i / HW] / (float)HW;
 }
 
+// The same on 16-bit activations (core/kernels.h: global_avg_pool_forward_h): one thread per
+// (n, c), its plane's values widened and summed in f32 in the order of their positions, as the
+// f32 kernel above (the same bits), then rounded once. Channels-last, the plane's values lie C
+// apart and neighbouring threads read neighbouring channels: each step of the loop is one
+// coalesced read for the warp. Under autocast this replaces three passes (a cast of the 16-bit
+// activations to f32, a copy to NCHW, the f32 pooling), and three more in the backward.
+template <typename T>
+static __global__ void global_avg_pool_h_kernel(T *y, const T *x, int NC, int C, int HW, bool channels_last) {
+    GRID_STRIDE32(i, NC) {
+        int n = i / C, c = i - n * C;
+        const T *plane = channels_last ? x + n * HW * C + c : x + i * HW;
+        int step = channels_last ? C : 1;
+        float sum = 0.0f;
+        for (int j = 0; j < HW; j++) sum += h2f(plane[j * step]);
+        y[i] = f2h<T>(sum / (float)HW);
+    }
+}
+
+// dx = round(dx + dy / HW), or round(0 + dy / HW) when written (the zeros the CPU adds to: the
+// same bits, a zero's sign included). One thread per value of dx.
+template <typename T>
+static __global__ void global_avg_pool_backward_h_kernel(T *dx, const T *dy, int n, int C, int HW, bool channels_last,
+                                                         bool accumulate) {
+    GRID_STRIDE32(i, n) {
+        int plane = channels_last ? i / (HW * C) * C + i % C : i / HW;
+        float g = h2f(dy[plane]) / (float)HW;
+        dx[i] = f2h<T>((accumulate ? h2f(dx[i]) : 0.0f) + g);
+    }
+}
+
 static void avg_pool2d_forward_cuda(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                                     int64_t kernel, int64_t stride, int64_t P, int64_t Q) {
     LAUNCH(avg_pool2d_kernel, N * C * P * Q, y, x, N * C, H, W, kernel, stride, P, Q);
@@ -228,12 +258,27 @@ static void global_avg_pool_backward_cuda(float *dx, const float *dy, int64_t pl
     LAUNCH(global_avg_pool_backward_kernel, planes * HW, dx, dy, planes, HW);
 }
 
+static void global_avg_pool_forward_h_cuda(cg_dtype dtype, void *y, const void *x, int64_t N, int64_t C, int64_t HW,
+                                           bool channels_last) {
+    cg_cuda_check_int32("global_avg_pool2d", N * C * HW);
+    DISPATCH16(dtype, LAUNCH(global_avg_pool_h_kernel<T>, N * C, (T *)y, (const T *)x, (int)(N * C), (int)C, (int)HW,
+                             channels_last));
+}
+static void global_avg_pool_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, int64_t N, int64_t C,
+                                            int64_t HW, bool channels_last, bool accumulate) {
+    cg_cuda_check_int32("global_avg_pool2d", N * C * HW);
+    DISPATCH16(dtype, LAUNCH(global_avg_pool_backward_h_kernel<T>, N * C * HW, (T *)dx, (const T *)dy, (int)(N * C * HW),
+                             (int)C, (int)HW, channels_last, accumulate));
+}
+
 // This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
 extern "C" void conv_register_cuda(cg_kernels *k) {
     k->avg_pool2d_forward = avg_pool2d_forward_cuda;
     k->avg_pool2d_backward = avg_pool2d_backward_cuda;
     k->global_avg_pool_forward = global_avg_pool_forward_cuda;
     k->global_avg_pool_backward = global_avg_pool_backward_cuda;
+    k->global_avg_pool_forward_h = global_avg_pool_forward_h_cuda;
+    k->global_avg_pool_backward_h = global_avg_pool_backward_h_cuda;
     k->conv2d_forward = conv2d_forward_cuda;
     k->conv2d_backward = conv2d_backward_cuda;
     k->max_pool2d_forward = max_pool2d_forward_cuda;
