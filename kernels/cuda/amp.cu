@@ -167,14 +167,23 @@ static __global__ void max_pool_gather_h_kernel(T *dx, const T *dy, const int32_
     }
 }
 
-// dbias[c] += sum over rows of dy (rows, cols): one thread per column, the sum in f32 (a fixed
-// order: the same result on every run).
+// dbias[c] += sum over rows of dy (rows, cols), in f32 and in a fixed order (the same result on
+// every run): a block of 32 x 32 threads takes 32 columns, thread (x, y) adds rows y, y + 32, ...
+// of column x (a warp reads 32 neighbouring columns of a row), then warp y adds column y's 32
+// partial sums by a fixed tree of shuffles. One thread per column walking every row (the version
+// before) took 51 us for the 10 columns of ResNet-18's head at batch 512 (an H100, profiled):
+// 512 loads one after the other.
 template <typename T> static __global__ void bias_backward_h_kernel(T *dbias, const T *dy, int64_t rows, int64_t cols) {
-    GRID_STRIDE(c, cols) {
-        float sum = 0.0f;
-        for (int64_t r = 0; r < rows; r++) sum += h2f(dy[r * cols + c]);
-        dbias[c] = f2h<T>(h2f(dbias[c]) + sum);
-    }
+    __shared__ float partial[32][33]; // [column][row group], padded against bank conflicts
+    int64_t c = blockIdx.x * 32 + threadIdx.x;
+    float sum = 0.0f;
+    if (c < cols)
+        for (int64_t r = threadIdx.y; r < rows; r += 32) sum += h2f(dy[r * cols + c]);
+    partial[threadIdx.x][threadIdx.y] = sum;
+    __syncthreads();
+    float total = warp_sum(partial[threadIdx.y][threadIdx.x]); // warp y: column y, lane x: row group x
+    c = blockIdx.x * 32 + threadIdx.y;
+    if (threadIdx.x == 0 && c < cols) dbias[c] = f2h<T>(h2f(dbias[c]) + total);
 }
 
 // Convolution bias, as conv.cu does it in f32: block (k, n) sums channel k of image n into
@@ -470,7 +479,11 @@ static void max_pool2d_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy,
 }
 
 static void add_bias_backward_h_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t rows, int64_t cols) {
-    DISPATCH16(dtype, LAUNCH(bias_backward_h_kernel<T>, cols, (T *)dbias, (const T *)dy, rows, cols));
+    unsigned blocks = (unsigned)((cols + 31) / 32);
+    DISPATCH16(dtype, {
+        bias_backward_h_kernel<T><<<blocks, dim3(32, 32), 0, cg_cuda_stream()>>>((T *)dbias, (const T *)dy, rows, cols);
+        CG_LAUNCH_CHECK();
+    });
 }
 
 // dbias += the sums of dy (N, K, PQ) over N and PQ (conv_bias_partial_h_kernel, then the totals).
