@@ -41,8 +41,9 @@ typedef enum {
     CG_AUTOCAST_LOW,  // inputs cast to the autocast dtype (a parameter through its 16-bit copy,
                       // cg_autocast_low); 16-bit output computed with f32 accumulation
     CG_AUTOCAST_KEEP, // the input's dtype is kept: exact in any format (a sign test, a maximum, a
-                      // copy), or computed in f32 and rounded once to it (batch norm and GELU, whose
-                      // statistics and sums stay f32, as cuDNN's and PyTorch's under autocast)
+                      // copy), or computed in f32 and rounded once to it (batch norm, GELU and global
+                      // average pooling, whose statistics and sums stay f32, as cuDNN's and PyTorch's
+                      // under autocast)
     CG_AUTOCAST_F32,  // 16-bit inputs cast to f32 first; computed and returned in f32
     CG_AUTOCAST_PROMOTE, // two inputs of one 16-bit dtype and one shape stay in it (bf16 + bf16 is
                          // bf16, as PyTorch's type promotion), computed in f32 and rounded once;
