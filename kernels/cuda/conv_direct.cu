@@ -11,8 +11,8 @@
 enum { DIRECT_MAX_CHANNELS = 4, DIRECT_MAX_WEIGHTS = 4096 };
 
 // ---- forward ---------------------------------------------------------------------------------------
-// From NCHW x straight to channels-last y: each thread takes one output pixel and 8 G output channels at a
-// time, adds its C R S taps times their weights (all the weights in shared memory, as f32) to the
+// From NCHW x straight to channels-last y: each thread takes PIX output pixels and 8 G output channels at
+// a time, adds its C R S taps times their weights (all the weights in shared memory, as f32) to the
 // bias in f32, and stores the sums rounded once. cuDNN's Tensor Core engines need the input
 // copied to NHWC with its channels padded to 8 first (5 of 8 channels zeros for an RGB image);
 // for the fast network's 2 x 2 whitening layer the engine cuDNN chose and that copy took 0.217 ms
@@ -25,7 +25,12 @@ enum { DIRECT_MAX_CHANNELS = 4, DIRECT_MAX_WEIGHTS = 4096 };
 // RS: the kernel's side when it is 2 or 3 (R = S = RS known at compile time, so that the loops over
 // the taps unroll and every tap's load of x can be issued before the first is used), 0 for any R, S.
 // G: groups of 8 output channels per thread (K a multiple of 8 G), so 8 G sums in registers.
-template <typename T, int RS, int G>
+// PIX: pixels per thread, 32 apart (a warp takes 32 PIX neighbouring pixels): each weight loaded
+// from shared memory serves PIX FMAs. With one pixel a thread (105 us for ResNet-18's stem at
+// batch 512 on an H100, profiled) a tap's eight 16-byte weight loads fed 32 FMAs, and shared
+// memory answers one such load a cycle where the multiprocessor does four warp FMAs: the loads
+// set the pace. Each pixel's sums are taken in the same order whatever PIX: the same bits.
+template <typename T, int RS, int G, int PIX>
 static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, const T *bias, int C, int H, int W,
                                                 int K, int R, int S, int stride, int pad, int pixels,
                                                 cg_fast_divisor pq, cg_fast_divisor q) {
@@ -37,37 +42,60 @@ static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, co
         ws[tap * K + k] = h2f(w[i]);
     }
     __syncthreads();
-    for (int pixel = blockIdx.x * blockDim.x + threadIdx.x; pixel < pixels; pixel += gridDim.x * blockDim.x) {
-        int m = (int)cg_fast_divide((uint32_t)pixel, pq), pos = pixel - m * P * Q;
-        int p = (int)cg_fast_divide((uint32_t)pos, q), col = pos - p * Q;
-        for (int k0 = 0; k0 < K; k0 += 8 * G) {
-            float acc[8 * G];
+    int lane = threadIdx.x % 32, warp = (int)((blockIdx.x * blockDim.x + threadIdx.x) / 32);
+    int warps = (int)(gridDim.x * blockDim.x / 32);
+    for (int base = warp * 32 * PIX; base < pixels; base += warps * 32 * PIX) {
+        int pixel[PIX], m[PIX], p[PIX], col[PIX];
 #pragma unroll
-            for (int l = 0; l < 8 * G; l++) acc[l] = bias ? h2f(bias[k0 + l]) : 0.0f;
+        for (int j = 0; j < PIX; j++) {
+            pixel[j] = base + 32 * j + lane;
+            int in = pixel[j] < pixels ? pixel[j] : pixels - 1; // a pixel past the end computes, stores nothing
+            m[j] = (int)cg_fast_divide((uint32_t)in, pq);
+            int pos = in - m[j] * P * Q;
+            p[j] = (int)cg_fast_divide((uint32_t)pos, q), col[j] = pos - p[j] * Q;
+        }
+        for (int k0 = 0; k0 < K; k0 += 8 * G) {
+            float acc[PIX][8 * G];
+#pragma unroll
+            for (int l = 0; l < 8 * G; l++) {
+                float b = bias ? h2f(bias[k0 + l]) : 0.0f;
+#pragma unroll
+                for (int j = 0; j < PIX; j++) acc[j][l] = b;
+            }
             for (int c = 0; c < C; c++) {
-                const T *plane = x + (int64_t)(m * C + c) * H * W;
 #pragma unroll
                 for (int r = 0; r < (RS != 0 ? RS : R); r++) {
-                    int h = p * stride + r - pad;
 #pragma unroll
                     for (int s = 0; s < (RS != 0 ? RS : S); s++) {
-                        int wc = col * stride + s - pad;
                         // A tap outside the image adds 0 (the padding): its load is skipped, not its FMAs.
-                        float xv = h >= 0 && h < H && wc >= 0 && wc < W ? h2f(plane[h * W + wc]) : 0.0f;
+                        float xv[PIX];
+#pragma unroll
+                        for (int j = 0; j < PIX; j++) {
+                            int h = p[j] * stride + r - pad, wc = col[j] * stride + s - pad;
+                            xv[j] = h >= 0 && h < H && wc >= 0 && wc < W
+                                        ? h2f(x[((int64_t)m[j] * C + c) * H * W + h * W + wc])
+                                        : 0.0f;
+                        }
                         // The tap's weights in 16-byte loads (K and k0 multiples of 8: aligned), not
                         // 4-byte ones: shared memory serves a warp's load per instruction.
                         const float4 *wk = (const float4 *)(ws + ((c * R + r) * S + s) * K + k0);
 #pragma unroll
                         for (int l = 0; l < 2 * G; l++) {
                             float4 w4 = wk[l];
-                            acc[4 * l] += xv * w4.x, acc[4 * l + 1] += xv * w4.y;
-                            acc[4 * l + 2] += xv * w4.z, acc[4 * l + 3] += xv * w4.w;
+#pragma unroll
+                            for (int j = 0; j < PIX; j++) {
+                                acc[j][4 * l] += xv[j] * w4.x, acc[j][4 * l + 1] += xv[j] * w4.y;
+                                acc[j][4 * l + 2] += xv[j] * w4.z, acc[j][4 * l + 3] += xv[j] * w4.w;
+                            }
                         }
                     }
                 }
             }
 #pragma unroll
-            for (int l = 0; l < G; l++) store_vec<8>(y + (int64_t)pixel * K + k0 + 8 * l, acc + 8 * l);
+            for (int j = 0; j < PIX; j++)
+                if (pixel[j] < pixels)
+#pragma unroll
+                    for (int l = 0; l < G; l++) store_vec<8>(y + (int64_t)pixel[j] * K + k0 + 8 * l, acc[j] + 8 * l);
         }
     }
 }
@@ -81,14 +109,18 @@ extern "C" bool conv_direct_forward(cg_dtype dtype, void *y, const void *x, cons
         int64_t pixels = N * P * Q;
         cg_cuda_check_int32("conv2d", pixels * K);
         cg_cuda_check_int32("conv2d", N * C * H * W);
-        unsigned blocks = cg_blocks(pixels) < 4096 ? cg_blocks(pixels) : 4096;
+        // PIX pixels a thread; blocks of 128 threads: the 3 x 3 kernel with 32 channels a thread takes
+        // about 150 registers, so that three such blocks fit on a multiprocessor where one of 256 did.
+        enum { PIX = 2, THREADS = 128 };
+        int64_t groups = (pixels + PIX * THREADS - 1) / (PIX * THREADS);
+        unsigned blocks = groups < 8192 ? (unsigned)groups : 8192;
         size_t shared = (size_t)(C * R * S * K) * sizeof(float);
         cg_fast_divisor pq = cg_fast_divisor_make((uint32_t)(P * Q)), q = cg_fast_divisor_make((uint32_t)Q);
         // G: as many of the output channels per thread as divide K, up to 32 of them (64 took 140
         // registers for a 3 x 3 kernel, or spilled under 128)
         int octets = (int)(K / 8), G = octets % 4 == 0 ? 4 : octets % 3 == 0 ? 3 : 1;
 #define FEW_CHANNELS(RS, G)                                                                                          \
-    conv_few_channels_kernel<T, RS, G><<<blocks, CG_THREADS, shared, cg_cuda_stream()>>>(                             \
+    conv_few_channels_kernel<T, RS, G, PIX><<<blocks, THREADS, shared, cg_cuda_stream()>>>(                             \
         (T *)y, (const T *)x, (const T *)w, (const T *)bias, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S,          \
         (int)stride, (int)pad, (int)pixels, pq, q)
 #define FEW_CHANNELS_G(RS)        \
@@ -215,11 +247,114 @@ static __global__ void wgrad_total_kernel(T *dw, const float *partial, int block
     if (tap < taps) dw[k * taps + tap] = f2h<T>(h2f(dw[k * taps + tap]) + sum);
 }
 
+// The same weight gradient when dy is channels-last (16 bits under autocast: ResNet-18's stem,
+// 3 -> 64 channels, 3 x 3, at batch 512: 524,288 pixels). The kernel above spent most of its time
+// building im2col rows from global memory, with four divisions per value, for tiles of 32 pixels
+// of 8 FMAs each (253 us a step on an H100, profiled, for 1.8 GFLOP). Here a block takes whole
+// images (image b, b + B, ...): it copies the image into shared memory once, padded with zeros,
+// so that a tap of an output pixel is one offset away (tap_offset); then, one output row at a
+// time, it makes the row's im2col tile from shared memory, reads the row's dy (Q K values, one
+// contiguous run), and each thread adds, for every pixel of its set, the products of 4
+// neighbouring output channels and 4 neighbouring taps (two 16-byte shared loads for 16 FMAs)
+// into 16 registers. The sets' sums are added in order, the block writes its partial sums
+// (value-major, partial[value][block]), and wgrad_images_total_kernel adds the blocks' with a warp
+// per value (a fixed tree: the same bits every run). Sums in f32.
+enum { ROW_MAX = 64, SHARED_FLOATS_MAX = 12 * 1024 };
+template <typename T>
+static __global__ void wgrad_images_kernel(float *partial, const T *x, const T *dy, int N, int C, int H, int W, int K,
+                                           int R, int S, int stride, int pad, int P, int Q, int taps4, int jobs) {
+    extern __shared__ float sm[];
+    int Hp = H + 2 * pad, Wp = W + 2 * pad, taps = C * R * S, t = threadIdx.x;
+    float *xs = sm;                                         // the image, padded: [c][Hp][Wp]
+    int *tap_offset = (int *)(xs + (C * Hp * Wp + 3) / 4 * 4); // tap (c, r, s) -> (c Hp + r) Wp + s
+    float *sx = (float *)(tap_offset + taps4);             // the row's im2col tile [q][taps4] (16-byte aligned)
+    float *sdy = sx + Q * taps4;                            // the row's dy [q][K]
+    for (int i = t; i < C * Hp * Wp; i += blockDim.x) xs[i] = 0.0f; // the padding stays zero
+    for (int tap = t; tap < taps4; tap += blockDim.x) {
+        int c = tap / (R * S), r = tap / S % R, s = tap % S;
+        tap_offset[tap] = tap < taps ? (c * Hp + r) * Wp + s : -1;
+    }
+    int job = t % jobs, set = t / jobs, sets = blockDim.x / jobs;
+    int kq = job % (K / 4), tq = job / (K / 4); // channels 4 kq .. 4 kq + 3, taps 4 tq .. 4 tq + 3
+    float acc[16] = {};
+    for (int n = blockIdx.x; n < N; n += gridDim.x) {
+        __syncthreads(); // the last image's values are no longer read
+        for (int i = t; i < C * H * W; i += blockDim.x) {
+            int c = i / (H * W), h = i / W % H, w = i % W;
+            xs[(c * Hp + h + pad) * Wp + w + pad] = h2f(x[(int64_t)n * C * H * W + i]);
+        }
+        for (int p = 0; p < P; p++) {
+            __syncthreads(); // the image is in; the last row's tiles are no longer read
+            for (int i = t; i < Q * taps4; i += blockDim.x) {
+                int q = i / taps4, tap = i - q * taps4, o = tap_offset[tap];
+                sx[i] = o < 0 ? 0.0f : xs[o + p * stride * Wp + q * stride];
+            }
+            const T *row = dy + ((int64_t)n * P + p) * Q * K;
+            for (int i = t; i < Q * K; i += blockDim.x) sdy[i] = h2f(row[i]);
+            __syncthreads();
+            if (set < sets)
+                for (int q = set; q < Q; q += sets) {
+                    float4 d = *(const float4 *)(sdy + q * K + 4 * kq), v = *(const float4 *)(sx + q * taps4 + 4 * tq);
+                    float dk[4] = {d.x, d.y, d.z, d.w}, vt[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                    for (int a = 0; a < 4; a++)
+#pragma unroll
+                        for (int b = 0; b < 4; b++) acc[4 * a + b] += dk[a] * vt[b];
+                }
+        }
+    }
+    // The sets' sums, added in the order of the sets, then this block's partial of each value.
+    __syncthreads();
+    if (set < sets)
+        for (int e = 0; e < 16; e++) sx[(set * jobs + job) * 16 + e] = acc[e];
+    __syncthreads();
+    for (int o = t; o < jobs * 16; o += blockDim.x) {
+        float total = 0.0f;
+        for (int k = 0; k < sets; k++) total += sx[k * jobs * 16 + o];
+        int jb = o / 16, e = o % 16, k = 4 * (jb % (K / 4)) + e / 4, tap = 4 * (jb / (K / 4)) + e % 4;
+        if (tap < taps) partial[(int64_t)(k * taps + tap) * gridDim.x + blockIdx.x] = total;
+    }
+}
+
+template <typename T> static __global__ void wgrad_images_total_kernel(T *dw, const float *partial, int blocks) {
+    int o = blockIdx.x, lane = threadIdx.x; // dw[o], o = k taps + tap
+    float sum = 0.0f;
+    for (int b = lane; b < blocks; b += 32) sum += partial[(int64_t)o * blocks + b];
+    sum = warp_sum(sum);
+    if (lane == 0) dw[o] = f2h<T>(h2f(dw[o]) + sum);
+}
+
+// The shape conditions of wgrad_images_kernel, and its launch; false where they do not hold.
+static bool conv_direct_weight_grad_images(cg_dtype dtype, void *dw, const void *x, const void *dy, int64_t N,
+                                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                           int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t taps = C * R * S, taps4 = (taps + 3) / 4 * 4, jobs = K / 4 * (taps4 / 4);
+    if (dtype == CG_F32 || K % 4 != 0 || jobs == 0 || jobs > CG_THREADS || Q > ROW_MAX) return false;
+    int64_t image = (C * (H + 2 * pad) * (W + 2 * pad) + 3) / 4 * 4, tiles = Q * (taps4 + K);
+    int64_t sums = CG_THREADS / jobs * jobs * 16, floats = image + taps4 + (tiles > sums ? tiles : sums);
+    if (floats > SHARED_FLOATS_MAX) return false;
+    cg_cuda_check_int32("conv2d", N * C * H * W);
+    cg_cuda_check_int32("conv2d", N * P * Q * K);
+    int blocks = N < 256 ? (int)N : 256; // about two blocks a multiprocessor; an image per block and turn
+    float *partial = (float *)cg_cuda_alloc((size_t)(K * taps * blocks) * sizeof(float));
+    DISPATCH16(dtype, {
+        wgrad_images_kernel<T><<<blocks, CG_THREADS, (size_t)floats * sizeof(float), cg_cuda_stream()>>>(
+            partial, (const T *)x, (const T *)dy, (int)N, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S, (int)stride,
+            (int)pad, (int)P, (int)Q, (int)taps4, (int)jobs);
+        CG_LAUNCH_CHECK();
+        wgrad_images_total_kernel<T><<<(unsigned)(K * taps), 32, 0, cg_cuda_stream()>>>((T *)dw, partial, blocks);
+        CG_LAUNCH_CHECK();
+    });
+    cg_cuda_free(partial);
+    return true;
+}
+
 extern "C" bool conv_direct_weight_grad(cg_dtype dtype, void *dw, const void *x, const void *dy, bool dy_cl, int64_t N,
                                         int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t taps = C * R * S, taps4 = (taps + 3) / 4 * 4, jobs = K / 2 * (taps4 / 4), pixels = N * P * Q;
     if (C > DIRECT_MAX_CHANNELS || K % 2 != 0 || jobs > CG_THREADS || pixels == 0) return false;
+    if (dy_cl && conv_direct_weight_grad_images(dtype, dw, x, dy, N, C, H, W, K, R, S, stride, pad, P, Q)) return true;
     cg_cuda_check_int32("conv2d", pixels * K);
     cg_cuda_check_int32("conv2d", N * C * H * W);
     // About 256 pixels a block (8 tiles), at most 1,024 blocks: enough to fill the GPU, and step 2
