@@ -232,14 +232,19 @@ static __global__ void global_avg_pool_h_kernel(T *y, const T *x, int NC, int C,
 }
 
 // dx = round(dx + dy / HW), or round(0 + dy / HW) when written (the zeros the CPU adds to: the
-// same bits, a zero's sign included). One thread per value of dx.
-template <typename T>
+// same bits, a zero's sign included). One thread per VEC values of dx: channels-last with C a
+// multiple of 8, 8 neighbouring channels of one position (16-byte loads and stores); else one.
+template <typename T, int VEC>
 static __global__ void global_avg_pool_backward_h_kernel(T *dx, const T *dy, int n, int C, int HW, bool channels_last,
                                                          bool accumulate) {
-    GRID_STRIDE32(i, n) {
-        int plane = channels_last ? i / (HW * C) * C + i % C : i / HW;
-        float g = h2f(dy[plane]) / (float)HW;
-        dx[i] = f2h<T>((accumulate ? h2f(dx[i]) : 0.0f) + g);
+    GRID_STRIDE32(v, n / VEC) {
+        int i = v * VEC, plane = channels_last ? i / (HW * C) * C + i % C : i / HW; // dy index of value i
+        float g[VEC], d[VEC];
+        load_vec<VEC>(g, dy + plane); // VEC 8: channels plane .. plane + 7 of the same image
+        gradient_start_vec<VEC>(d, dx + i, accumulate);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) d[k] = d[k] + g[k] / (float)HW;
+        store_vec<VEC>(dx + i, d);
     }
 }
 
@@ -267,8 +272,14 @@ static void global_avg_pool_forward_h_cuda(cg_dtype dtype, void *y, const void *
 static void global_avg_pool_backward_h_cuda(cg_dtype dtype, void *dx, const void *dy, int64_t N, int64_t C,
                                             int64_t HW, bool channels_last, bool accumulate) {
     cg_cuda_check_int32("global_avg_pool2d", N * C * HW);
-    DISPATCH16(dtype, LAUNCH(global_avg_pool_backward_h_kernel<T>, N * C * HW, (T *)dx, (const T *)dy, (int)(N * C * HW),
-                             (int)C, (int)HW, channels_last, accumulate));
+    DISPATCH16(dtype, {
+        if (channels_last && vec_width<T>(C, dx, dy) == 8)
+            LAUNCH((global_avg_pool_backward_h_kernel<T, 8>), N * C * HW / 8, (T *)dx, (const T *)dy, (int)(N * C * HW),
+                   (int)C, (int)HW, true, accumulate);
+        else
+            LAUNCH((global_avg_pool_backward_h_kernel<T, 1>), N * C * HW, (T *)dx, (const T *)dy, (int)(N * C * HW),
+                   (int)C, (int)HW, channels_last, accumulate);
+    });
 }
 
 // This file's rows of the CUDA kernel table (kernels/cuda/table.cu).
