@@ -250,9 +250,9 @@ static __global__ void wgrad_total_kernel(T *dw, const float *partial, int block
 // The same weight gradient when dy is channels-last (16 bits under autocast: ResNet-18's stem,
 // 3 -> 64 channels, 3 x 3, at batch 512: 524,288 pixels). The kernel above spent most of its time
 // building im2col rows from global memory, with four divisions per value, for tiles of 32 pixels
-// of 8 FMAs each (253 us a step on an H100, profiled, for 1.8 GFLOP). Here a block takes whole
-// images (image b, b + B, ...): it copies the image into shared memory once, padded with zeros,
-// so that a tap of an output pixel is one offset away (tap_offset); then, one output row at a
+// of 8 FMAs each (253 us a step on an H100, profiled, for 1.8 GFLOP). Here block b takes whole
+// images (b, b + B, ... for B = min(N, 512) blocks): it copies an image into shared memory once,
+// padded with zeros, so that a tap of an output pixel is one offset away (tap_offset); then, one output row at a
 // time, it makes the row's im2col tile from shared memory, reads the row's dy (Q K values, one
 // contiguous run), and each thread adds, for every pixel of its set, the products of 4
 // neighbouring output channels and 4 neighbouring taps (two 16-byte shared loads for 16 FMAs)
@@ -335,7 +335,7 @@ static bool conv_direct_weight_grad_images(cg_dtype dtype, void *dw, const void 
     if (floats > SHARED_FLOATS_MAX) return false;
     cg_cuda_check_int32("conv2d", N * C * H * W);
     cg_cuda_check_int32("conv2d", N * P * Q * K);
-    int blocks = N < 256 ? (int)N : 256; // about two blocks a multiprocessor; an image per block and turn
+    int blocks = N < 512 ? (int)N : 512; // a few blocks a multiprocessor (28 KB each for the stem); an image a turn
     float *partial = (float *)cg_cuda_alloc((size_t)(K * taps * blocks) * sizeof(float));
     DISPATCH16(dtype, {
         wgrad_images_kernel<T><<<blocks, CG_THREADS, (size_t)floats * sizeof(float), cg_cuda_stream()>>>(
