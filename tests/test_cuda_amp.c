@@ -93,8 +93,9 @@ static void test_low_kernels(cg_rng *r, cg_dtype dt) {
 // autocast; and a plane of 49 values): the same f32 sums in the same order and one rounding on
 // both devices, so the same bits; the backward added to dx and written over a poisoned dx.
 static void test_global_avg_pool_h(cg_rng *r, cg_dtype dt) {
-    static const int64_t shapes[2][3] = {{6, 512, 16}, {5, 24, 49}}; // N, C, HW
-    for (int s = 0; s < 2; s++)
+    // N, C, HW; channels-last with C a multiple of 8 takes 8 channels a thread in the backward, C = 20 one
+    static const int64_t shapes[3][3] = {{6, 512, 16}, {5, 24, 49}, {3, 20, 9}};
+    for (int s = 0; s < 3; s++)
         for (int cl = 0; cl < 2; cl++) {
             int64_t N = shapes[s][0], C = shapes[s][1], HW = shapes[s][2];
             twin x = twin_uniform(r, N * C * HW, dt, -2, 2), y = twin_new(N * C, dt);
@@ -133,8 +134,9 @@ static twin channels_last_twin(const twin *x, cg_dtype dt, int64_t N, int64_t C,
 // not a multiple of 8 stays NCHW), against the CPU, whose results are the NCHW ones transposed.
 // NCHW inputs of at most 4 channels into channels-last outputs take a direct kernel on the GPU
 // (conv_direct.cu: conv_few_channels_kernel), with its 2 x 2 and 3 x 3 forms unrolled and any other
-// size in a loop, and so do their weight gradients (wgrad_partial_kernel): each against the CPU,
-// with strides and padding that put taps outside the image.
+// size in a loop, and so do their weight gradients (wgrad_images_kernel from channels-last dy in 16
+// bits, wgrad_partial_kernel otherwise): each against the CPU, with strides and padding that put
+// taps outside the image.
 static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
     static const int64_t cases[][8] = {
         // N, C, H, W, K, kernel, stride, pad
@@ -144,6 +146,7 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         {2, 4, 8, 7, 16, 5, 1, 2},   // a size with no unrolled form (16 channels: one group of 8 a thread)
         {2, 3, 6, 5, 48, 3, 1, 1},   // 48 channels: two passes of 24 a thread
         {40, 1, 28, 28, 32, 3, 1, 1}, // the tutorial CNN's first layer: 31,360 pixels, many blocks in the weight gradient
+        {600, 3, 5, 5, 16, 3, 1, 1},  // more images than the weight gradient's 512 blocks: some blocks take two
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t *c = cases[i];
