@@ -134,8 +134,8 @@ static twin channels_last_twin(const twin *x, cg_dtype dt, int64_t N, int64_t C,
 // not a multiple of 8 stays NCHW), against the CPU, whose results are the NCHW ones transposed.
 // NCHW inputs of at most 4 channels into channels-last outputs take a direct kernel on the GPU
 // (conv_direct.cu: conv_few_channels_kernel), with its 2 x 2 and 3 x 3 forms unrolled and any other
-// size in a loop, and so do their weight gradients (wgrad_images_kernel from channels-last dy in 16
-// bits, wgrad_partial_kernel otherwise): each against the CPU, with strides and padding that put
+// size in a loop, and so do their weight gradients (wgrad_lanes_kernel from channels-last dy in 16
+// bits for 3 x 3 kernels, wgrad_partial_kernel otherwise): each against the CPU, with strides and padding that put
 // taps outside the image.
 static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
     static const int64_t cases[][8] = {
@@ -147,6 +147,7 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         {2, 3, 6, 5, 48, 3, 1, 1},   // 48 channels: two passes of 24 a thread
         {40, 1, 28, 28, 32, 3, 1, 1}, // the tutorial CNN's first layer: 31,360 pixels, many blocks in the weight gradient
         {600, 3, 5, 5, 16, 3, 1, 1},  // more images than the weight gradient's 512 blocks: some blocks take two
+        {3, 2, 7, 9, 8, 3, 1, 0},     // 8 channels (a warp's lanes: 32 pixels), no padding
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t *c = cases[i];

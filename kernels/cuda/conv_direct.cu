@@ -247,102 +247,126 @@ static __global__ void wgrad_total_kernel(T *dw, const float *partial, int block
     if (tap < taps) dw[k * taps + tap] = f2h<T>(h2f(dw[k * taps + tap]) + sum);
 }
 
-// The same weight gradient when dy is channels-last (16 bits under autocast: ResNet-18's stem,
-// 3 -> 64 channels, 3 x 3, at batch 512: 524,288 pixels). The kernel above spent most of its time
-// building im2col rows from global memory, with four divisions per value, for tiles of 32 pixels
-// of 8 FMAs each (253 us a step on an H100, profiled, for 1.8 GFLOP). Here block b takes whole
-// images (b, b + B, ... for B = min(N, 512) blocks): it copies an image into shared memory once,
-// padded with zeros, so that a tap of an output pixel is one offset away (tap_offset); then, one output row at a
-// time, it makes the row's im2col tile from shared memory, reads the row's dy (Q K values, one
-// contiguous run), and each thread adds, for every pixel of its set, the products of 4
-// neighbouring output channels and 4 neighbouring taps (two 16-byte shared loads for 16 FMAs)
-// into 16 registers. The sets' sums are added in order, the block writes its partial sums
-// (value-major, partial[value][block]), and wgrad_images_total_kernel adds the blocks' with a warp
-// per value (a fixed tree: the same bits every run). Sums in f32.
-enum { ROW_MAX = 64, SHARED_FLOATS_MAX = 12 * 1024 };
+// The same weight gradient when dy is channels-last in 16 bits (under autocast: ResNet-18's stem,
+// 3 -> 64 channels, 3 x 3, 524,288 pixels at batch 512) and the kernel is 3 x 3 with K / 8 a
+// divisor of 32. The kernel above spends its time on shared memory: it builds im2col tiles there
+// and reads two operands for every 8 FMAs (253 us a step on an H100, profiled, for 1.8 GFLOP); a
+// version that kept whole images in shared memory and read two operands for 16 FMAs still took
+// 201 us. Here a lane keeps 8 output channels x the 9 taps of one input channel, 72 sums, in
+// registers. For each pixel it loads its 8 values of dy from global memory (one 16-byte load; a
+// warp's lanes read K / 8 such pieces for each of 32 / (K / 8) neighbouring pixels: one contiguous
+// run) and the pixel's 9 inputs from the image in shared memory (padded with zeros: a tap outside
+// the image reads 0), then does 72 FMAs: 9 shared loads for 72 FMAs, so the FMAs set the pace.
+// The loads of dy are issued two pixels ahead of their use (a warp's FMAs for one pixel are too
+// short to hide a load from memory). Warp w takes input channel w mod C and every (warps / C)-th
+// group of pixels of the image; block b takes images b, b + B, ... At the end the lanes of a warp
+// that hold the same channels add their sums by a butterfly of shuffles (a + b = b + a: every lane
+// ends with the same bits), the warps of an input channel add theirs in shared memory in warp
+// order, and the block writes partial[value][b] for wgrad_blocks_total_kernel. Sums in f32; the
+// same bits every run.
+enum { LANES_WARPS = 12, LANES_SHARED_MAX = 12 * 1024 };
 template <typename T>
-static __global__ void wgrad_images_kernel(float *partial, const T *x, const T *dy, int N, int C, int H, int W, int K,
-                                           int R, int S, int stride, int pad, int P, int Q, int taps4, int jobs) {
+static __global__ void __launch_bounds__(32 * LANES_WARPS)
+    wgrad_lanes_kernel(float *partial, const T *x, const T *dy, int N, int C, int H, int W, int K, int stride, int pad,
+                       int P, int Q, cg_fast_divisor q_div) {
     extern __shared__ float sm[];
-    int Hp = H + 2 * pad, Wp = W + 2 * pad, taps = C * R * S, t = threadIdx.x;
-    float *xs = sm;                                         // the image, padded: [c][Hp][Wp]
-    int *tap_offset = (int *)(xs + (C * Hp * Wp + 3) / 4 * 4); // tap (c, r, s) -> (c Hp + r) Wp + s
-    float *sx = (float *)(tap_offset + taps4);             // the row's im2col tile [q][taps4] (16-byte aligned)
-    float *sdy = sx + Q * taps4;                            // the row's dy [q][K]
-    for (int i = t; i < C * Hp * Wp; i += blockDim.x) xs[i] = 0.0f; // the padding stays zero
-    for (int tap = t; tap < taps4; tap += blockDim.x) {
-        int c = tap / (R * S), r = tap / S % R, s = tap % S;
-        tap_offset[tap] = tap < taps ? (c * Hp + r) * Wp + s : -1;
-    }
-    int job = t % jobs, set = t / jobs, sets = blockDim.x / jobs;
-    int kq = job % (K / 4), tq = job / (K / 4); // channels 4 kq .. 4 kq + 3, taps 4 tq .. 4 tq + 3
-    float acc[16] = {};
+    int Hp = H + 2 * pad, Wp = W + 2 * pad, PQ = P * Q, t = threadIdx.x;
+    int kg = K / 8, lane = t % 32, warp = t / 32, c = warp % C, group = warp / C, groups = LANES_WARPS / C;
+    int kgroup = lane % kg, slot = lane / kg, step = groups * (32 / kg); // LANES_WARPS a multiple of C (C <= 4)
+    float acc[8][9];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 9; e++) acc[j][e] = 0.0f;
+    for (int i = t; i < C * Hp * Wp; i += blockDim.x) sm[i] = 0.0f; // the padding stays zero
     for (int n = blockIdx.x; n < N; n += gridDim.x) {
-        __syncthreads(); // the last image's values are no longer read
+        __syncthreads(); // the zeros are written, or the last image is no longer read
         for (int i = t; i < C * H * W; i += blockDim.x) {
-            int c = i / (H * W), h = i / W % H, w = i % W;
-            xs[(c * Hp + h + pad) * Wp + w + pad] = h2f(x[(int64_t)n * C * H * W + i]);
+            int ci = i / (H * W), h = i / W % H, w = i % W;
+            sm[(ci * Hp + h + pad) * Wp + w + pad] = h2f(x[(int64_t)n * C * H * W + i]);
         }
-        for (int p = 0; p < P; p++) {
-            __syncthreads(); // the image is in; the last row's tiles are no longer read
-            for (int i = t; i < Q * taps4; i += blockDim.x) {
-                int q = i / taps4, tap = i - q * taps4, o = tap_offset[tap];
-                sx[i] = o < 0 ? 0.0f : xs[o + p * stride * Wp + q * stride];
-            }
-            const T *row = dy + ((int64_t)n * P + p) * Q * K;
-            for (int i = t; i < Q * K; i += blockDim.x) sdy[i] = h2f(row[i]);
-            __syncthreads();
-            if (set < sets)
-                for (int q = set; q < Q; q += sets) {
-                    float4 d = *(const float4 *)(sdy + q * K + 4 * kq), v = *(const float4 *)(sx + q * taps4 + 4 * tq);
-                    float dk[4] = {d.x, d.y, d.z, d.w}, vt[4] = {v.x, v.y, v.z, v.w};
+        __syncthreads();
+        const T *dyn = dy + (int64_t)n * PQ * K + kgroup * 8;
+        const float *plane = sm + c * Hp * Wp;
+        int pix = group * (32 / kg) + slot;
+        float d0[8], d1[8]; // dy of this pixel and of the next
+        if (pix < PQ) load_vec<8>(d0, dyn + (int64_t)pix * K);
+        if (pix + step < PQ) load_vec<8>(d1, dyn + (int64_t)(pix + step) * K);
+        for (; pix < PQ; pix += step) {
+            float d2[8];
+            if (pix + 2 * step < PQ) load_vec<8>(d2, dyn + (int64_t)(pix + 2 * step) * K);
+            int p = (int)cg_fast_divide((uint32_t)pix, q_div), q = pix - p * Q;
+            const float *xp = plane + p * stride * Wp + q * stride;
 #pragma unroll
-                    for (int a = 0; a < 4; a++)
+            for (int r = 0; r < 3; r++)
 #pragma unroll
-                        for (int b = 0; b < 4; b++) acc[4 * a + b] += dk[a] * vt[b];
+                for (int s = 0; s < 3; s++) {
+                    float v = xp[r * Wp + s];
+#pragma unroll
+                    for (int j = 0; j < 8; j++) acc[j][r * 3 + s] += d0[j] * v;
                 }
+#pragma unroll
+            for (int j = 0; j < 8; j++) d0[j] = d1[j], d1[j] = d2[j];
         }
     }
-    // The sets' sums, added in the order of the sets, then this block's partial of each value.
+    // Lanes kgroup, kgroup + kg, kgroup + 2 kg, ... hold the same 72 values of dw: a butterfly over them.
+    for (int o = kg; o < 32; o *= 2)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 9; e++) acc[j][e] += __shfl_xor_sync(0xffffffffu, acc[j][e], o);
+    __syncthreads(); // the image is no longer read: its shared memory takes the warps' sums
+    float *sums = sm; // [warp][kgroup][8 x 9]
+    if (slot == 0)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 9; e++) sums[(warp * kg + kgroup) * 72 + j * 9 + e] = acc[j][e];
     __syncthreads();
-    if (set < sets)
-        for (int e = 0; e < 16; e++) sx[(set * jobs + job) * 16 + e] = acc[e];
-    __syncthreads();
-    for (int o = t; o < jobs * 16; o += blockDim.x) {
+    int taps = C * 9;
+    for (int o = t; o < K * taps; o += blockDim.x) { // o = k taps + tap, tap = 9 c + 3 r + s
+        int k = o / taps, tap = o - k * taps, ci = tap / 9, e = tap - ci * 9;
         float total = 0.0f;
-        for (int k = 0; k < sets; k++) total += sx[k * jobs * 16 + o];
-        int jb = o / 16, e = o % 16, k = 4 * (jb % (K / 4)) + e / 4, tap = 4 * (jb / (K / 4)) + e % 4;
-        if (tap < taps) partial[(int64_t)(k * taps + tap) * gridDim.x + blockIdx.x] = total;
+        for (int g = 0; g < groups; g++) total += sums[((g * C + ci) * kg + k / 8) * 72 + k % 8 * 9 + e];
+        partial[(int64_t)o * gridDim.x + blockIdx.x] = total;
     }
 }
 
-template <typename T> static __global__ void wgrad_images_total_kernel(T *dw, const float *partial, int blocks) {
-    int o = blockIdx.x, lane = threadIdx.x; // dw[o], o = k taps + tap
+// dw[o] += the sum of the blocks' partial[o][b]: a warp per value, each lane a stride of the
+// blocks, then a fixed tree of shuffles (the same bits every run); rounded once.
+template <typename T> static __global__ void wgrad_blocks_total_kernel(T *dw, const float *partial, int blocks) {
+    int o = blockIdx.x, lane = threadIdx.x;
     float sum = 0.0f;
     for (int b = lane; b < blocks; b += 32) sum += partial[(int64_t)o * blocks + b];
     sum = warp_sum(sum);
     if (lane == 0) dw[o] = f2h<T>(h2f(dw[o]) + sum);
 }
 
-// The shape conditions of wgrad_images_kernel, and its launch; false where they do not hold.
-static bool conv_direct_weight_grad_images(cg_dtype dtype, void *dw, const void *x, const void *dy, int64_t N,
-                                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                                           int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    int64_t taps = C * R * S, taps4 = (taps + 3) / 4 * 4, jobs = K / 4 * (taps4 / 4);
-    if (dtype == CG_F32 || K % 4 != 0 || jobs == 0 || jobs > CG_THREADS || Q > ROW_MAX) return false;
-    int64_t image = (C * (H + 2 * pad) * (W + 2 * pad) + 3) / 4 * 4, tiles = Q * (taps4 + K);
-    int64_t sums = CG_THREADS / jobs * jobs * 16, floats = image + taps4 + (tiles > sums ? tiles : sums);
-    if (floats > SHARED_FLOATS_MAX) return false;
+// The shape conditions of wgrad_lanes_kernel, and its launch; false where they do not hold.
+static bool conv_direct_weight_grad_lanes(cg_dtype dtype, void *dw, const void *x, const void *dy, int64_t N,
+                                          int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                                          int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t kg = K / 8;
+    if (dtype == CG_F32 || R != 3 || S != 3 || K % 8 != 0 || kg == 0 || kg > 32 || 32 % kg != 0 ||
+        LANES_WARPS % C != 0 || (uintptr_t)dy % 16 != 0)
+        return false;
+    int64_t image = C * (H + 2 * pad) * (W + 2 * pad), sums = LANES_WARPS * K * 9;
+    int64_t floats = image > sums ? image : sums;
+    if (floats > LANES_SHARED_MAX) return false;
     cg_cuda_check_int32("conv2d", N * C * H * W);
     cg_cuda_check_int32("conv2d", N * P * Q * K);
-    int blocks = N < 512 ? (int)N : 512; // a few blocks a multiprocessor (28 KB each for the stem); an image a turn
-    float *partial = (float *)cg_cuda_alloc((size_t)(K * taps * blocks) * sizeof(float));
+    // An image a block at a time; one such block (384 threads of 141 registers, sm_90) fits on a
+    // multiprocessor, and 512 of them fill an H100's 132 in four turns.
+    int blocks = N < 512 ? (int)N : 512;
+    int64_t values = K * C * 9;
+    float *partial = (float *)cg_cuda_alloc((size_t)(values * blocks) * sizeof(float));
+    cg_fast_divisor q = cg_fast_divisor_make((uint32_t)Q);
     DISPATCH16(dtype, {
-        wgrad_images_kernel<T><<<blocks, CG_THREADS, (size_t)floats * sizeof(float), cg_cuda_stream()>>>(
-            partial, (const T *)x, (const T *)dy, (int)N, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S, (int)stride,
-            (int)pad, (int)P, (int)Q, (int)taps4, (int)jobs);
+        wgrad_lanes_kernel<T><<<blocks, 32 * LANES_WARPS, (size_t)floats * sizeof(float), cg_cuda_stream()>>>(
+            partial, (const T *)x, (const T *)dy, (int)N, (int)C, (int)H, (int)W, (int)K, (int)stride, (int)pad,
+            (int)P, (int)Q, q);
         CG_LAUNCH_CHECK();
-        wgrad_images_total_kernel<T><<<(unsigned)(K * taps), 32, 0, cg_cuda_stream()>>>((T *)dw, partial, blocks);
+        wgrad_blocks_total_kernel<T><<<(unsigned)values, 32, 0, cg_cuda_stream()>>>((T *)dw, partial, blocks);
         CG_LAUNCH_CHECK();
     });
     cg_cuda_free(partial);
@@ -354,7 +378,7 @@ extern "C" bool conv_direct_weight_grad(cg_dtype dtype, void *dw, const void *x,
                                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t taps = C * R * S, taps4 = (taps + 3) / 4 * 4, jobs = K / 2 * (taps4 / 4), pixels = N * P * Q;
     if (C > DIRECT_MAX_CHANNELS || K % 2 != 0 || jobs > CG_THREADS || pixels == 0) return false;
-    if (dy_cl && conv_direct_weight_grad_images(dtype, dw, x, dy, N, C, H, W, K, R, S, stride, pad, P, Q)) return true;
+    if (dy_cl && conv_direct_weight_grad_lanes(dtype, dw, x, dy, N, C, H, W, K, R, S, stride, pad, P, Q)) return true;
     cg_cuda_check_int32("conv2d", pixels * K);
     cg_cuda_check_int32("conv2d", N * C * H * W);
     // About 256 pixels a block (8 tiles), at most 1,024 blocks: enough to fill the GPU, and step 2
