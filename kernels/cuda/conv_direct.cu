@@ -257,14 +257,15 @@ static __global__ void wgrad_total_kernel(T *dw, const float *partial, int block
 // warp's lanes read K / 8 such pieces for each of 32 / (K / 8) neighbouring pixels: one contiguous
 // run) and the pixel's 9 inputs from the image in shared memory (padded with zeros: a tap outside
 // the image reads 0), then does 72 FMAs: 9 shared loads for 72 FMAs, so the FMAs set the pace.
-// The loads of dy are issued two pixels ahead of their use (a warp's FMAs for one pixel are too
-// short to hide a load from memory). Warp w takes input channel w mod C and every (warps / C)-th
+// The loads of dy are issued AHEAD pixels before their use: with three warps a scheduler (one
+// block a multiprocessor), a load issued one or two pixels ahead still kept the warps waiting half
+// their time (168 us; ncu's warp states: 4.2 of 7.7 cycles between instructions on global loads). Warp w takes input channel w mod C and every (warps / C)-th
 // group of pixels of the image; block b takes images b, b + B, ... At the end the lanes of a warp
 // that hold the same channels add their sums by a butterfly of shuffles (a + b = b + a: every lane
 // ends with the same bits), the warps of an input channel add theirs in shared memory in warp
 // order, and the block writes partial[value][b] for wgrad_blocks_total_kernel. Sums in f32; the
 // same bits every run.
-enum { LANES_WARPS = 12, LANES_SHARED_MAX = 12 * 1024 };
+enum { LANES_WARPS = 12, LANES_SHARED_MAX = 12 * 1024, AHEAD = 4 };
 template <typename T>
 static __global__ void __launch_bounds__(32 * LANES_WARPS)
     wgrad_lanes_kernel(float *partial, const T *x, const T *dy, int N, int C, int H, int W, int K, int stride, int pad,
@@ -289,25 +290,27 @@ static __global__ void __launch_bounds__(32 * LANES_WARPS)
         const T *dyn = dy + (int64_t)n * PQ * K + kgroup * 8;
         const float *plane = sm + c * Hp * Wp;
         int pix = group * (32 / kg) + slot;
-        float d0[8], d1[8]; // dy of this pixel and of the next
-        if (pix < PQ) load_vec<8>(d0, dyn + (int64_t)pix * K);
-        if (pix + step < PQ) load_vec<8>(d1, dyn + (int64_t)(pix + step) * K);
-        for (; pix < PQ; pix += step) {
-            float d2[8];
-            if (pix + 2 * step < PQ) load_vec<8>(d2, dyn + (int64_t)(pix + 2 * step) * K);
-            int p = (int)cg_fast_divide((uint32_t)pix, q_div), q = pix - p * Q;
-            const float *xp = plane + p * stride * Wp + q * stride;
+        float d[AHEAD][8]; // dy of the lane's next AHEAD pixels: d[u] for pixels pix + (u + i AHEAD) step
 #pragma unroll
-            for (int r = 0; r < 3; r++)
+        for (int u = 0; u < AHEAD; u++)
+            if (pix + u * step < PQ) load_vec<8>(d[u], dyn + (int64_t)(pix + u * step) * K);
+        for (; pix < PQ; pix += AHEAD * step)
 #pragma unroll
-                for (int s = 0; s < 3; s++) {
-                    float v = xp[r * Wp + s];
+            for (int u = 0; u < AHEAD; u++) {
+                int at = pix + u * step;
+                if (at >= PQ) break;
+                int p = (int)cg_fast_divide((uint32_t)at, q_div), q = at - p * Q;
+                const float *xp = plane + p * stride * Wp + q * stride;
 #pragma unroll
-                    for (int j = 0; j < 8; j++) acc[j][r * 3 + s] += d0[j] * v;
-                }
+                for (int r = 0; r < 3; r++)
 #pragma unroll
-            for (int j = 0; j < 8; j++) d0[j] = d1[j], d1[j] = d2[j];
-        }
+                    for (int s = 0; s < 3; s++) {
+                        float v = xp[r * Wp + s];
+#pragma unroll
+                        for (int j = 0; j < 8; j++) acc[j][r * 3 + s] += d[u][j] * v;
+                    }
+                if (at + AHEAD * step < PQ) load_vec<8>(d[u], dyn + (int64_t)(at + AHEAD * step) * K);
+            }
     }
     // Lanes kgroup, kgroup + kg, kgroup + 2 kg, ... hold the same 72 values of dw: a butterfly over them.
     for (int o = kg; o < 32; o *= 2)
@@ -355,7 +358,7 @@ static bool conv_direct_weight_grad_lanes(cg_dtype dtype, void *dw, const void *
     if (floats > LANES_SHARED_MAX) return false;
     cg_cuda_check_int32("conv2d", N * C * H * W);
     cg_cuda_check_int32("conv2d", N * P * Q * K);
-    // An image a block at a time; one such block (384 threads of 141 registers, sm_90) fits on a
+    // An image a block at a time; one such block (384 threads of about 160 registers, sm_90) fits on a
     // multiprocessor, and 512 of them fill an H100's 132 in four turns.
     int blocks = N < 512 ? (int)N : 512;
     int64_t values = K * C * 9;
