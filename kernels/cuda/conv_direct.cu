@@ -2,8 +2,9 @@
 // colour planes, NCHW), computed directly instead of through cuDNN. cuDNN's Tensor Core engines
 // want NHWC with the channels padded to multiples of 8, so an RGB image would first be copied with
 // 5 of its 8 channels zeros, and its engines for such a thin layer use little of the GPU (lesson
-// 08). Two kernels: the forward (16 bits, x NCHW -> y channels-last) and the weight gradient (f32 or
-// 16 bits, dy channels-last or NCHW). The input gradient of a first layer is not needed (the
+// 08). The forward (16 bits, x NCHW -> y channels-last) and the weight gradient (f32 or 16 bits, dy
+// channels-last or NCHW; a second kernel for 3 x 3 filters and 16-bit channels-last dy, the form
+// ResNet-18's stem takes under autocast). The input gradient of a first layer is not needed (the
 // images need none), and other shapes return false: the caller goes to cuDNN. CPU twin: the
 // convolutions of kernels/cpu/conv.c and kernels/cpu/amp.c.
 #include "kernels/cuda/cuda.h"
@@ -248,18 +249,20 @@ static __global__ void wgrad_total_kernel(T *dw, const float *partial, int block
 }
 
 // The same weight gradient when dy is channels-last in 16 bits (under autocast: ResNet-18's stem,
-// 3 -> 64 channels, 3 x 3, 524,288 pixels at batch 512) and the kernel is 3 x 3 with K / 8 a
+// 3 -> 64 channels, 3 x 3, 524,288 pixels at batch 512) and the filter is 3 x 3 with K / 8 a
 // divisor of 32. The kernel above spends its time on shared memory: it builds im2col tiles there
-// and reads two operands for every 8 FMAs (253 us a step on an H100, profiled, for 1.8 GFLOP); a
+// and reads two operands for every 8 FMAs (254 us a step on an H100, profiled, for 1.8 GFLOP); a
 // version that kept whole images in shared memory and read two operands for 16 FMAs still took
-// 201 us. Here a lane keeps 8 output channels x the 9 taps of one input channel, 72 sums, in
+// 200 us. Here a lane keeps 8 output channels x the 9 taps of one input channel, 72 sums, in
 // registers. For each pixel it loads its 8 values of dy from global memory (one 16-byte load; a
 // warp's lanes read K / 8 such pieces for each of 32 / (K / 8) neighbouring pixels: one contiguous
 // run) and the pixel's 9 inputs from the image in shared memory (padded with zeros: a tap outside
-// the image reads 0), then does 72 FMAs: 9 shared loads for 72 FMAs, so the FMAs set the pace.
-// The loads of dy are issued AHEAD pixels before their use: with three warps a scheduler (one
-// block a multiprocessor), a load issued one or two pixels ahead still kept the warps waiting half
-// their time (168 us; ncu's warp states: 4.2 of 7.7 cycles between instructions on global loads). Warp w takes input channel w mod C and every (warps / C)-th
+// the image reads 0), then does 72 FMAs: 9 shared loads for 72 FMAs. What sets the pace is the
+// wait for dy: with 160 registers a thread, one block of 12 warps fits on a multiprocessor, three
+// warps a scheduler, too few to hide a load from memory behind the others' FMAs. So the loads
+// are issued AHEAD pixels before their use: one or two ahead, 168 us (ncu's warp states: 4.2 of
+// 7.7 cycles between two instructions waiting on global loads); four ahead, 161 us (H100,
+// ResNet-18's stem at batch 512). Warp w takes input channel w mod C and every (warps / C)-th
 // group of pixels of the image; block b takes images b, b + B, ... At the end the lanes of a warp
 // that hold the same channels add their sums by a butterfly of shuffles (a + b = b + a: every lane
 // ends with the same bits), the warps of an input channel add theirs in shared memory in warp
