@@ -121,7 +121,7 @@ extern "C" bool conv_direct_forward(cg_dtype dtype, void *y, const void *x, cons
         // registers for a 3 x 3 kernel, or spilled under 128)
         int octets = (int)(K / 8), G = octets % 4 == 0 ? 4 : octets % 3 == 0 ? 3 : 1;
 #define FEW_CHANNELS(RS, G)                                                                                          \
-    conv_few_channels_kernel<T, RS, G, PIX><<<blocks, THREADS, shared, cg_cuda_stream()>>>(                             \
+    conv_few_channels_kernel<T, RS, G, PIX><<<blocks, THREADS, shared, cg_cuda_stream()>>>(                          \
         (T *)y, (const T *)x, (const T *)w, (const T *)bias, (int)C, (int)H, (int)W, (int)K, (int)R, (int)S,          \
         (int)stride, (int)pad, (int)pixels, pq, q)
 #define FEW_CHANNELS_G(RS)        \
