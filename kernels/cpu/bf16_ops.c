@@ -411,6 +411,24 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         }
         free(db_sums);
     }
+    // On AVX512-BF16, a fused block's dW with whole vectors of input channels (the tutorial's
+    // second block, 32 -> 64) from each pooling window's maximum, as the f32 path takes it
+    // (conv_direct_dw.c, the input channels in the lanes): 9 multiply-adds per window, input and
+    // output channel, where the dense product below does 36, three of four of them times zero.
+    // Products of bf16 values are exact in f32; the sums are f32, window after window, so not the
+    // dense product's bits (test_bf16_cpu holds them to its tolerance). dx and db then come from
+    // the path below, without dW.
+    if (y && dw && path == CG_BF16_AVX512 && C > 1 && C % 16 == 0 &&
+        conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q)) {
+        int64_t nw = K * C * R * S;
+        float *dwf = host_f32(2, nw);
+        widen_array(dwf, dw, nw);
+        if (conv2d_relu_pool_dw_windows_bf16_cpu(dwf, NULL, dy, y, where, x, N, C, H, W, K, R, S, stride, pad, P, Q,
+                                                 GROUP)) {
+            round_array(dw, dwf, nw);
+            dw = NULL;
+        }
+    }
 #endif
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;

@@ -256,15 +256,22 @@ static inline __attribute__((always_inline)) void store_sums(float *at, __m512 a
     }
 }
 
+// 16 values from `at` (f32, or bf16 when half: widened, which is exact) in the lanes of m, zeros
+// elsewhere.
+static inline __attribute__((always_inline)) __m512 load16(__mmask16 m, const void *at, const bool half) {
+    return half ? widen16_avx512(_mm256_maskz_loadu_epi16(m, at)) : _mm512_maskz_loadu_ps(m, at);
+}
+
 // With whole vectors of input channels (C a multiple of 16) and no db to take, the input channels
 // go in the lanes instead: for output channel k of window i, its maximum's position is one number,
 // and its 9 taps x C input channels are 9 rows of C floats of the image transposed (xT below): 9
 // loads and 9 FMAs per 16 input channels, g[k] broadcast, no permutation. Each dW element gets the
-// same fused multiply-adds in the same order (window after window), so the same bits.
+// same fused multiply-adds in the same order (window after window), so the same bits. bf16 inputs
+// (half) are widened as they are loaded, which is exact: the bits of the f32 path on those values.
 //
 // Image n's input, padded and position-major: xT[((h + 1) (W + 2) + w + 1) C + c] = x[n][c][h][w],
 // zeros around, by 16 x 16 transposes.
-static void transpose_image(float *xT, const float *xn, int64_t C, int64_t H, int64_t W) {
+static void transpose_image(float *xT, const void *xn, bool half, int64_t C, int64_t H, int64_t W) {
     int64_t Wp = W + 2, hw = H * W;
     memset(xT, 0, (size_t)(Wp * C) * sizeof(float)); // the top and bottom rows of padding
     memset(xT + (H + 1) * Wp * C, 0, (size_t)(Wp * C) * sizeof(float));
@@ -277,7 +284,10 @@ static void transpose_image(float *xT, const float *xn, int64_t C, int64_t H, in
             int64_t n = hw - i0 < 16 ? hw - i0 : 16;
             __mmask16 valid = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
             __m512 r[16];
-            for (int c = 0; c < 16; c++) r[c] = _mm512_maskz_loadu_ps(valid, xn + (c0 + c) * hw + i0);
+            for (int c = 0; c < 16; c++) {
+                int64_t at = (c0 + c) * hw + i0;
+                r[c] = load16(valid, half ? (const void *)((const uint16_t *)xn + at) : (const float *)xn + at, half);
+            }
             cg_transpose16(r);
             for (int64_t j = 0; j < n; j++) {
                 int64_t h = (i0 + j) / W, w = (i0 + j) % W;
@@ -328,13 +338,16 @@ static inline __attribute__((always_inline)) void image_by_input_channels(float 
 
 // Image n's gradients as the FMAs take them: gm[k pooled + i] = dy[n][k][i] where y > 0, else 0
 // (chosen window by window it was a branch on the data, mispredicted about as often as not).
-static void masked_gradients(float *gm, const float *dy, const float *y, int64_t n, int64_t K, int64_t pooled) {
+static void masked_gradients(float *gm, const void *dy, const void *y, bool half, int64_t n, int64_t K,
+                             int64_t pooled) {
+    size_t size = half ? 2 : 4; // bytes a value
     for (int64_t k = 0; k < K; k++) {
-        const float *dyk = dy + (n * K + k) * pooled, *yk = y + (n * K + k) * pooled;
+        const char *dyk = (const char *)dy + (n * K + k) * pooled * size;
+        const char *yk = (const char *)y + (n * K + k) * pooled * size;
         for (int64_t i0 = 0; i0 < pooled; i0 += 16) {
             __mmask16 valid = (__mmask16)(pooled - i0 >= 16 ? 0xffff : (1u << (pooled - i0)) - 1);
-            __mmask16 live = _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(valid, yk + i0), _mm512_setzero_ps(), _CMP_GT_OQ);
-            _mm512_mask_storeu_ps(gm + k * pooled + i0, valid, _mm512_maskz_loadu_ps(live, dyk + i0));
+            __mmask16 live = _mm512_cmp_ps_mask(load16(valid, yk + i0 * size, half), _mm512_setzero_ps(), _CMP_GT_OQ);
+            _mm512_mask_storeu_ps(gm + k * pooled + i0, valid, load16(live, dyk + i0 * size, half));
         }
     }
 }
@@ -353,11 +366,6 @@ static void masked_gradients(float *gm, const float *dy, const float *y, int64_t
 // first block, one thread: 117 -> 121 GFLOP/s on the AMD EPYC, 99 -> 105 on the Xeon; of its
 // 3.85 us an image on the AMD EPYC, db's sums in conv.c's order take 0.2.)
 
-// 16 values from `at` (f32, or bf16 when half: widened, which is exact) in the lanes of m, zeros
-// elsewhere.
-static inline __attribute__((always_inline)) __m512 load16(__mmask16 m, const void *at, const bool half) {
-    return half ? widen16_avx512(_mm256_maskz_loadu_epi16(m, at)) : _mm512_maskz_loadu_ps(m, at);
-}
 
 // Image xn's 16 sub-planes, 16 windows a block: blocks[(blk 16 + u 4 + v) 16 + l] =
 // xpad[2 p + u][2 q + v] for window p Q2 + q = 16 blk + l (xp: a padded copy; the lanes past the
@@ -519,16 +527,19 @@ bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t 
 }
 
 // The two entries below: dW added to dw (f32) in group order; db either added to dbias in f32
-// (conv.c's) or, with bf16 inputs (half, one input channel only), its exact sums in double
-// returned in db_sums (bf16_ops.c rounds them as its own).
+// (conv.c's) or, with bf16 inputs (half: one input channel, or whole vectors of them without db),
+// its exact sums in double returned in db_sums (bf16_ops.c rounds them as its own).
 static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_, const void *y_,
                        const uint8_t *where, const void *x_, bool half, int64_t N, int64_t C, int64_t H, int64_t W,
                        int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
                        int64_t group) {
-    if (!conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q) || N < 1 || (half && C != 1))
+    if (!conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q) || N < 1)
         return false;
+    // bf16 inputs: one input channel (its windows in the lanes, db's sums too), or whole vectors of
+    // input channels without db (the input channels in the lanes)
+    if (half && C != 1 && (C % LANES != 0 || db_sums != NULL)) return false;
     if (dw == NULL && dbias == NULL && db_sums == NULL) return true;
-    const float *dy = dy_, *y = y_, *x = x_; // (f32 unless half: then only group_by_window_lanes reads them)
+    const float *dy = dy_, *y = y_, *x = x_; // f32 unless half: then only load16 reads dy_, y_, x_
     int64_t Q2 = Q / 2, P2 = P / 2, pooled = P2 * Q2, groups = (N + group - 1) / group, c9 = C * 9;
     int64_t wins = (pooled + 63) / 64 * 64, kg = (K + 31) / 32; // windows rounded up to where_bases' blocks
     int64_t xp_floats = (H + 2) * PADDED_W, dyt_floats = wins * K;
@@ -556,8 +567,9 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
             float *gm = scratch(1, K * pooled * (int64_t)sizeof(float));
             for (int64_t j = 0; j < count; j++) {
                 int64_t n = n0 + j;
-                transpose_image(xT, x + n * C * H * W, C, H, W);
-                masked_gradients(gm, dy, y, n, K, pooled);
+                int64_t image = n * C * H * W;
+                transpose_image(xT, half ? (const void *)((const uint16_t *)x_ + image) : x + image, half, C, H, W);
+                masked_gradients(gm, dy_, y_, half, n, K, pooled);
                 for (int64_t c0 = 0; c0 < C; c0 += 2 * LANES) {
                     if (C == 32) // the tutorial's second block: the tap offsets become constants
                         image_by_input_channels(slice, xT, gm, where, corner, n, 32, W, K, pooled, Q2, 0, 2);
