@@ -389,14 +389,14 @@ static void test_fused(cg_dtype dt, const char *path_name) {
                                        c->S, c->stride, c->pad, P, Q);
         if (subnormal && dt == CG_BF16 && (y3[0] == 0 || y3[0] >= 0x0080))
             fail("fused subnormal", "the reference's first value 0x%04x is not a subnormal", y3[0]);
-        // Without dx (the first layer's backward: bf16_direct_dw.c on AVX512-BF16): dw as the three
-        // ops', dbias as the fused block's with dx. Where the block's dW comes from the pooling
-        // windows' FMAs (conv_direct_dw.c: on AMX with one input channel, on AVX512-BF16 with
-        // whole vectors of them), its f32 sums of the same exact products are taken in another order
-        // than the product's: within the tolerance of `compare` (one term per window), not the bit.
+        // Without dx (the first layer's backward): dw as the three ops', dbias as the fused block's
+        // with dx. Where the block's dW comes from the pooling windows' FMAs (conv_direct_dw.c: with
+        // one input channel on AMX or AVX512-BF16, with whole vectors of them on AVX512-BF16), its
+        // f32 sums of the same exact products are taken in another order than the product's: within
+        // the tolerance of `compare` (one term per window), not the bit.
         bool windows = dt == CG_BF16 &&
                        conv2d_relu_pool_dw_windows_takes(c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, P, Q) &&
-                       ((cg_cpu_bf16() == CG_BF16_AMX && c->C == 1) ||
+                       (((cg_cpu_bf16() == CG_BF16_AMX || cg_cpu_bf16() == CG_BF16_AVX512) && c->C == 1) ||
                         (cg_cpu_bf16() == CG_BF16_AVX512 && c->C > 1 && c->C % 16 == 0));
         uint16_t *dwn = copy16(dw0, nw), *dbn = copy16(db0, c->K);
         k->conv2d_relu_pool_backward_h(dt, NULL, dwn, dbn, dy, yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R,
@@ -410,6 +410,21 @@ static void test_fused(cg_dtype dt, const char *path_name) {
             compare_bits(what, dwn, dw3, nw);
         snprintf(what, sizeof what, "%s fused %s %s dbias without dx", path_name, tn, c->name);
         compare_bits(what, dbn, dbf, c->K);
+#ifdef CG_CPU_MATRIX_KERNELS
+        // bf16_direct_dw.c, AVX512-BF16's first block where the window kernel is not built: the three
+        // ops' dw and the fused block's dbias, to the bit (called here since the fused block now
+        // takes the windows where both exist).
+        if (dt == CG_BF16 && cg_cpu_bf16() == CG_BF16_AVX512 &&
+            cg_bf16_direct_dw_fits(c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, P, Q)) {
+            uint16_t *dwd = copy16(dw0, nw), *dbd = copy16(db0, c->K);
+            cg_bf16_direct_dw(dwd, dbd, dy, yf, where, x, c->N, c->H, c->W, c->K, 4);
+            snprintf(what, sizeof what, "%s bf16_direct_dw %s dw", path_name, c->name);
+            compare_bits(what, dwd, dw3, nw);
+            snprintf(what, sizeof what, "%s bf16_direct_dw %s dbias", path_name, c->name);
+            compare_bits(what, dbd, dbf, c->K);
+            free(dwd), free(dbd);
+        }
+#endif
         free(dwn), free(dbn);
         snprintf(what, sizeof what, "%s fused %s %s y", path_name, tn, c->name);
         compare_bits(what, yf, y3, np);

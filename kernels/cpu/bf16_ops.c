@@ -387,16 +387,15 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                           int64_t P, int64_t Q) {
 #ifdef CG_CPU_MATRIX_KERNELS
-    if (y && !dx && path == CG_BF16_AVX512 && cg_bf16_direct_dw_fits(C, H, W, K, R, S, stride, pad, P, Q)) {
-        cg_bf16_direct_dw(dw, dbias, dy, y, where, x, N, H, W, K, GROUP); // bf16_direct.h: the same bits
-        return;
-    }
-    // On AMX, a one-channel first layer's dW by FMAs from each pooling window's maximum
-    // (conv_direct_dw.c, its windows in the lanes): the products of bf16 values are exact in f32,
-    // the sums f32, in another order than the tiles' (whose bits no FMA sequence is known to give:
-    // bf16_direct.c). The tile product pads its 9 rows to a tile's 16 and multiplies every
-    // position, three in four of them by zero; db's double sums are exact: the tile path's bits.
-    if (y && !dx && path == CG_BF16_AMX && C == 1 &&
+    // A one-channel first layer's dW by FMAs from each pooling window's maximum (conv_direct_dw.c,
+    // its windows in the lanes): the products of bf16 values are exact in f32, the sums f32, in
+    // another order than the tiles' (whose bits no FMA sequence is known to give: bf16_direct.c)
+    // or the pairs'; db's double sums are exact: the other paths' bits. On AMX the tile product
+    // pads its 9 rows to a tile's 16 and multiplies every position, three in four of them by zero;
+    // on AVX512-BF16, bf16_direct_dw.c's pairs ran this block's backward at 88 GFLOP/s where the
+    // windows run it at 105 (bench_cpu_peak, AMD EPYC). Where the window kernel is not built (no
+    // AVX-512 at compile time), AVX512-BF16 keeps bf16_direct_dw.c (next), the three ops' bits.
+    if (y && !dx && (path == CG_BF16_AMX || path == CG_BF16_AVX512) && C == 1 &&
         conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q)) {
         float *dwf = dw ? host_f32(2, K * 9) : NULL;
         double *db_sums = dbias ? cg_xmalloc((size_t)K * sizeof(double)) : NULL;
@@ -410,6 +409,10 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
             return;
         }
         free(db_sums);
+    }
+    if (y && !dx && path == CG_BF16_AVX512 && cg_bf16_direct_dw_fits(C, H, W, K, R, S, stride, pad, P, Q)) {
+        cg_bf16_direct_dw(dw, dbias, dy, y, where, x, N, H, W, K, GROUP); // bf16_direct.h: the same bits
+        return;
     }
     // On AVX512-BF16, a fused block's dW with whole vectors of input channels (the tutorial's
     // second block, 32 -> 64) from each pooling window's maximum, as the f32 path takes it
