@@ -248,7 +248,7 @@ static void time_conv(const conv_shape *s, bool bf16, double peak) {
     bool windows = s->fused &&
                    conv2d_relu_pool_dw_windows_takes(s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c.P, c.Q) &&
                    (!bf16 || (path == CG_BF16_AVX512 && s->C > 1 && s->C % 16 == 0) ||
-                    (path == CG_BF16_AMX && s->C == 1));
+                    ((path == CG_BF16_AMX || path == CG_BF16_AVX512) && s->C == 1));
     printf("  %-34s %-5s forward %8.1f GFLOP/s %s   backward %8.1f GFLOP/s %s%s\n", s->name,
            bf16 ? "bf16" : winograd ? "fp32W" : "fp32", flop / tf / 1e9, frac_f, fb / tb / 1e9, frac_b,
            windows ? " P" : "");

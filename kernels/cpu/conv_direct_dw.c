@@ -366,7 +366,6 @@ static void masked_gradients(float *gm, const void *dy, const void *y, bool half
 // first block, one thread: 117 -> 121 GFLOP/s on the AMD EPYC, 99 -> 105 on the Xeon; of its
 // 3.85 us an image on the AMD EPYC, db's sums in conv.c's order take 0.2.)
 
-
 // Image xn's 16 sub-planes, 16 windows a block: blocks[(blk 16 + u 4 + v) 16 + l] =
 // xpad[2 p + u][2 q + v] for window p Q2 + q = 16 blk + l (xp: a padded copy; the lanes past the
 // last window stay as the caller set them, zero). A pooled row's Q2 <= 16 windows land in one or
