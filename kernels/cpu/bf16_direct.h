@@ -1,8 +1,9 @@
 // bf16_direct.h: the tutorial CNN's first block (a one-channel 3 x 3 convolution, stride 1,
 // padding 1, with bias, ReLU and 2 x 2 max pooling) on the bf16 hardware paths, without the
 // tile product: the forward in registers (bf16_direct.c) and the weight and bias gradients
-// straight from the pooled gradient (bf16_direct_dw.c). Called by bf16_ops.c; only with
-// CG_CPU_MATRIX_KERNELS, and run only on the AMX and AVX512-BF16 paths.
+// straight from the pooled gradient (bf16_direct_dw.c: AVX512-BF16's, in builds without
+// conv_direct_dw.c's window kernel). Called by bf16_ops.c; only with CG_CPU_MATRIX_KERNELS, and
+// run only on the AMX and AVX512-BF16 paths.
 #ifndef CG_KERNELS_CPU_BF16_DIRECT_H
 #define CG_KERNELS_CPU_BF16_DIRECT_H
 

@@ -4,8 +4,11 @@
 // not the emulated path. The products (gemm_h, linear_forward_h) are bf16_products.c; "same"
 // convolutions pack their operands and sum col2im without im2col in bf16_same.c; one-channel 3 x 3
 // ones (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead,
-// the fused block's whole forward too, and its backward without dx from bf16_direct_dw.c; the
-// fused block's unpooling in the other backwards is bf16_unpool.c.
+// the fused block's whole forward too. The fused block's dW comes from each pooling window's
+// maximum where conv_direct_dw.c's window kernel is built (AVX-512 at compile time): one input
+// channel on AMX and AVX512-BF16, whole vectors of them on AVX512-BF16; else, on AVX512-BF16, a
+// first layer's from bf16_direct_dw.c. The fused block's unpooling in the other backwards is
+// bf16_unpool.c.
 // The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
 // stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
