@@ -20,6 +20,16 @@ extern "C" { // these headers are also read by the CUDA (C++) files
 // The activation that a fused batch norm applies to its output (the batch_norm_act rows).
 typedef enum { CG_ACT_GELU = 1, CG_ACT_RELU = 2 } cg_activation;
 
+// A weight of the parameter block whose 16-bit copy, and that copy's gradient, are stored
+// channels-last (core/train/amp.h): the (K, C, R, S) convolution weight at element `offset` of the
+// block, stored (K, R, S, C) there (rs = r S + s): element (k, c, rs) at offset + (k RS + rs) C + c
+// instead of offset + (k C + c) RS + rs. The GPU's Tensor Core convolutions read and write
+// weights so; the master weights and their f32 gradients stay (K, C, R, S). C, offset and the
+// length K C RS are multiples of 8.
+typedef struct {
+    int64_t offset, K, C, RS;
+} cg_amp_cl_slice;
+
 typedef struct cg_kernels {
     const char *device_name;
 
@@ -272,23 +282,25 @@ typedef struct cg_kernels {
                               const void *w, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                               int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
     // Convolutions with channels-last tensors (core/tensor.h): y_cl / x_cl / dy_cl say whether each
-    // is stored (N, H, W, C) (then dx is stored as x); w, dw (K, C, R, S) as conv2d_forward_h. The
-    // same values as conv2d_forward_h / _backward_h on the tensors in NCHW (GPU: cuDNN's NHWC Tensor
-    // Core kernels read and write them as they are; CPU: copies around the NCHW kernels).
-    // w_nhwc (may be NULL): room for round8(K) x R x S x round8(C) values of dtype, where the
-    // forward leaves the weights as cuDNN's NHWC kernels read them (KRSC, channels padded to 8)
-    // and the backward reads them back instead of making that copy again (the tape keeps it
-    // between the two: core/ops_conv.c). The CPU ignores it.
-    void (*conv2d_forward_cl)(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
+    // is stored (N, H, W, C) (then dx is stored as x); w_cl whether w and dw (K, C, R, S) are stored
+    // (K, R, S, C) (a 16-bit copy of the parameter block's, core/train/amp.h; then C and K are
+    // multiples of 8). The same values as conv2d_forward_h / _backward_h on the tensors in NCHW
+    // (GPU: cuDNN's NHWC Tensor Core kernels read and write them as they are; CPU: copies around
+    // the NCHW kernels).
+    // w_nhwc (may be NULL; unused when w_cl): room for round8(K) x R x S x round8(C) values of
+    // dtype, where the forward leaves the weights as cuDNN's NHWC kernels read them (KRSC, channels
+    // padded to 8) and the backward reads them back instead of making that copy again (the tape
+    // keeps it between the two: core/ops_conv.c). The CPU ignores it.
+    void (*conv2d_forward_cl)(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w, bool w_cl,
                               void *w_nhwc, const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                               int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
     // accumulate false: dx is written, not added to (its old contents are never read: the tape's
     // fresh gradients, core/tape.h); the same values as adding to zeros (the same bits, but for
     // the sign of a zero where cuDNN writes with beta 0). Also in the rows below.
     void (*conv2d_backward_cl)(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
-                               const void *x, bool x_cl, const void *w, const void *w_nhwc, int64_t N, int64_t C,
-                               int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
-                               int64_t P, int64_t Q, bool accumulate);
+                               const void *x, bool x_cl, const void *w, bool w_cl, const void *w_nhwc, int64_t N,
+                               int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                               int64_t pad, int64_t P, int64_t Q, bool accumulate);
     // channels_last: x and y stored (N, H, W, C) (argmax then indexes x as stored).
     void (*max_pool2d_forward_h)(cg_dtype dtype, void *y, int32_t *argmax, const void *x, int64_t N, int64_t C,
                                  int64_t H, int64_t W, int64_t kernel, int64_t stride, int64_t P, int64_t Q,
@@ -373,7 +385,13 @@ typedef struct cg_kernels {
     // CG_AMP_STATE floats: see core/amp.h for the slots.
     // g (n) f32 += h (n) of dtype (NULL: nothing added), then: amp[FOUND_INF] = 1 if any g[i] is
     // inf or NaN (left as it is otherwise), and g[i] *= 1 / amp[SCALE].
-    void (*amp_unscale_check)(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n);
+    // slices, count: where h is stored channels-last (see cg_amp_cl_slice below; NULL, 0: nowhere).
+    void (*amp_unscale_check)(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n,
+                              const cg_amp_cl_slice *slices, int count);
+    // The 16-bit copy of the parameter block (core/train/amp.h): low (n) of dtype = values (n) f32
+    // rounded, the slices' weights stored channels-last, the rest as in values.
+    void (*amp_refresh)(void *low, cg_dtype dtype, const float *values, int64_t n, const cg_amp_cl_slice *slices,
+                        int count);
     // After the step: the scale rule of core/grad_scaler.h on amp[], reading amp[FOUND_INF].
     void (*amp_update_scale)(float *amp, float growth_factor, float backoff_factor, int growth_interval);
 } cg_kernels;

@@ -68,13 +68,15 @@ cg_layout_policy cg_op_layout(int op) {
     return op_table[op].layout;
 }
 
-bool cg_channels_last_wanted(const cg_tape *t) {
+bool cg_channels_last_wanted_on(cg_device device) {
     const char *v = getenv("CGRAD_CONV16_LAYOUT");
     if (v != NULL && strcmp(v, "nhwc") == 0) return true;
     if (v != NULL && strcmp(v, "nchw") == 0) return false;
     CG_CHECK(v == NULL, "CGRAD_CONV16_LAYOUT=%s: nchw or nhwc", v);
-    return t->device.type == CG_CUDA;
+    return device.type == CG_CUDA;
 }
+
+bool cg_channels_last_wanted(const cg_tape *t) { return cg_channels_last_wanted_on(t->device); }
 
 #define F cg_f32
 

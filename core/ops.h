@@ -68,6 +68,8 @@ cg_layout_policy cg_op_layout(int op);
 // CGRAD_CONV16_LAYOUT=nhwc (yes) or nchw (no), read at every call so that a test can try both;
 // unset, yes on a GPU and no on the CPU (whose convolutions are NCHW and would only pay the copies).
 bool cg_channels_last_wanted(const cg_tape *t);
+// The same for any tape on `device` (core/train/amp.h stores its 16-bit weights by it).
+bool cg_channels_last_wanted_on(cg_device device);
 
 // The op table's row of an op: its name and its autocast policy.
 const char *cg_op_name(int op);

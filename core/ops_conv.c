@@ -20,14 +20,18 @@
 // under autocast (then the _h kernels, f32 accumulation).
 // iattr[2] = 1: the output is written channels-last (cg_channels_last_wanted); x may be stored
 // either way (16 bits only: the f32 path copies a channels-last x to NCHW first).
-// saved[0] (GPU, 16 bits, when x needs a gradient; else NULL): the weights as cuDNN's NHWC kernels
-// read them, written by the forward and read by the backward's dx instead of a second copy.
+// The weights may be stored channels-last (K, R, S, C) too (a 16-bit copy of the parameter block
+// on a GPU, core/train/amp.h): then they go to the channels-last kernels only.
+// saved[0] (GPU, 16 bits, when x needs a gradient and the weights are stored (K, C, R, S); else
+// NULL): the weights as cuDNN's NHWC kernels read them, written by the forward and read by the
+// backward's dx instead of a second copy.
 static void conv2d_node_forward(const cg_kernels *k, cg_node *n) {
     const void *bias = n->n_in == 3 ? n->in[2]->data : NULL;
     n->out->channels_last = n->iattr[2];
     if (n->iattr[2] || n->in[0]->channels_last)
         KERNEL(k, conv2d_forward_cl)(n->out->dtype, n->out->data, n->iattr[2], n->in[0]->data, n->in[0]->channels_last,
-                                     n->in[1]->data, n->saved[0] ? n->saved[0]->data : NULL, bias, CONV_DIMS(n));
+                                     n->in[1]->data, n->in[1]->channels_last, n->saved[0] ? n->saved[0]->data : NULL,
+                                     bias, CONV_DIMS(n));
     else if (n->out->dtype == CG_F32)
         KERNEL(k, conv2d_forward)(F(n->out), F(n->in[0]), F(n->in[1]), (const float *)bias, CONV_DIMS(n));
     else
@@ -41,8 +45,8 @@ static void conv2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     void *db = n->n_in == 3 && n->in[2]->requires_grad ? cg_tape_grad(t, n->in[2])->data : NULL;
     if (n->out->channels_last || x->channels_last)
         KERNEL(k, conv2d_backward_cl)(n->out->dtype, dx, dw, db, n->out->grad->data, n->out->channels_last, x->data,
-                                      x->channels_last, w->data, n->saved[0] ? n->saved[0]->data : NULL,
-                                      CONV_DIMS(n), !n->grad_fresh[0]);
+                                      x->channels_last, w->data, w->channels_last,
+                                      n->saved[0] ? n->saved[0]->data : NULL, CONV_DIMS(n), !n->grad_fresh[0]);
     else if (n->out->dtype == CG_F32)
         KERNEL(k, conv2d_backward)((float *)dx, (float *)dw, (float *)db, F(n->out->grad), F(x), F(w), CONV_DIMS(n));
     else
@@ -82,11 +86,14 @@ cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
     bool last = dt != CG_F32 && cg_channels_last_wanted(t) && weight->shape[0] % 8 == 0 && P * Q > 1 &&
                 cg_kernels_for(t->device)->conv2d_forward_cl != NULL;
     if (dt == CG_F32 || cg_kernels_for(t->device)->conv2d_forward_cl == NULL) x = cg_to_memory_format(t, x, false);
+    // Channels-last weights (a GPU's 16-bit copy) only where the channels-last kernels run.
+    if (!last && !x->channels_last) weight = cg_to_memory_format(t, weight, false);
     // The channels-last rows (16 bits) can write a first gradient of x (core/tape.h: fresh gradients).
     cg_node node = {.op = CG_OP_CONV2D, .forward = conv2d_node_forward, .backward = conv2d_node_backward,
                     .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding, last}, .dtype = dt,
                     .grad_writable = {dt != CG_F32 && (last || x->channels_last)}};
-    if ((last || x->channels_last) && t->device.type == CG_CUDA && t->grad_enabled && x->requires_grad) {
+    if ((last || x->channels_last) && !weight->channels_last && t->device.type == CG_CUDA && t->grad_enabled &&
+        x->requires_grad) {
         int64_t n = (weight->shape[0] + 7) / 8 * 8 * weight->shape[2] * weight->shape[3] * ((x->shape[1] + 7) / 8 * 8);
         node.saved[0] = cg_arena_tensor(t->arena, dt, 1, &n);
     }

@@ -205,7 +205,8 @@ static void test_autocast_model(cg_precision precision, bool with_norm) {
 // and the model of test_autocast_model (batch norm, GELU, a basic block) under autocast with its
 // convolutions' outputs stored channels-last (CGRAD_CONV16_LAYOUT=nhwc) gives the same logits and
 // gradients, bit for bit, as with NCHW: the CPU runs its NCHW kernels on copies (kernels/cpu/amp.c).
-// On the tape: channels-last activations, no cast, one copy back to NCHW (before the flatten).
+// On the tape: channels-last activations, no cast, one copy back to NCHW (before the flatten); and
+// the 16-bit copies of the basic block's weights are stored channels-last, their gradients too.
 static void test_channels_last(cg_precision precision) {
     const char *name = cg_precision_name(precision);
     {
@@ -232,6 +233,9 @@ static void test_channels_last(cg_precision precision) {
     for (int pass = 0; pass < 2; pass++) {
         setenv("CGRAD_CONV16_LAYOUT", layouts[pass], 1);
         cg_amp *amp = cg_amp_new(params, precision, cg_grad_scaler_static_config(1024.0f));
+        if (amp->cl_count != 2 * pass) // the basic block's two 8 -> 8 convolutions (core/train/amp.h)
+            fail("channels-last", "%s %s: %d 16-bit weights stored channels-last, expected %d", name, layouts[pass],
+                 amp->cl_count, 2 * pass);
         cg_tape *t = cg_tape_new(cg_cpu(), 1 << 20);
         cg_amp_attach(amp, t);
         cg_tensor *logits = cg_module_forward(m, t, x);

@@ -138,16 +138,18 @@ static twin channels_last_twin(const twin *x, cg_dtype dt, int64_t N, int64_t C,
 // bits for 3 x 3 kernels, wgrad_partial_kernel otherwise): each against the CPU, with strides and padding that put
 // taps outside the image.
 static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
-    static const int64_t cases[][8] = {
-        // N, C, H, W, K, kernel, stride, pad
-        {3, 3, 31, 31, 24, 2, 1, 0}, // the fast network's whitening layer (on a 32 x 32 image: 31 x 31)
-        {2, 3, 10, 12, 64, 3, 1, 1}, // ResNet-18's CIFAR stem
-        {2, 1, 9, 9, 32, 3, 2, 1},   // one colour plane, stride 2
-        {2, 4, 8, 7, 16, 5, 1, 2},   // a size with no unrolled form (16 channels: one group of 8 a thread)
-        {2, 3, 6, 5, 48, 3, 1, 1},   // 48 channels: two passes of 24 a thread
-        {40, 1, 28, 28, 32, 3, 1, 1}, // the tutorial CNN's first layer: 31,360 pixels, many blocks in the weight gradient
-        {600, 3, 5, 5, 16, 3, 1, 1},  // more images than the weight gradient's 512 blocks: some blocks take two
-        {3, 2, 7, 9, 8, 3, 1, 0},     // 8 channels (a warp's lanes: 32 pixels), no padding
+    static const int64_t cases[][9] = {
+        // N, C, H, W, K, kernel, stride, pad, and whether dy NCHW is tested too (its weight gradient direct)
+        {3, 3, 31, 31, 24, 2, 1, 0, 1}, // the fast network's whitening layer (on a 32 x 32 image: 31 x 31)
+        {2, 3, 10, 12, 64, 3, 1, 1, 1}, // ResNet-18's CIFAR stem
+        {2, 1, 9, 9, 32, 3, 2, 1, 1},   // one colour plane, stride 2
+        {2, 4, 8, 7, 16, 5, 1, 2, 1},   // a size with no unrolled form (16 channels: one group of 8 a thread)
+        {2, 3, 6, 5, 48, 3, 1, 1, 1},   // 48 channels: two passes of 24 a thread
+        {40, 1, 28, 28, 32, 3, 1, 1, 1}, // the tutorial CNN's first layer: 31,360 pixels, many blocks in the weight gradient
+        {600, 3, 5, 5, 16, 3, 1, 1, 1},  // more images than the weight gradient's 512 blocks: some blocks take two
+        {3, 2, 7, 9, 8, 3, 1, 0, 1},     // 8 channels (a warp's lanes: 32 pixels), no padding
+        {2, 4, 6, 6, 64, 3, 1, 1, 0},    // 4 -> 64: too many jobs for wgrad_partial_kernel (dy NCHW: cuDNN),
+                                         // the lanes take dy channels-last
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t *c = cases[i];
@@ -155,19 +157,19 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         int64_t P = (Hh + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - R) / stride + 1;
         twin x = twin_uniform(r, N * C * Hh * W, dt, -1, 1), w = twin_uniform(r, K * C * R * R, dt, -0.3f, 0.3f);
         twin b = twin_uniform(r, K, dt, -0.1f, 0.1f), y = twin_new(N * K * P * Q, dt);
-        K_CPU->conv2d_forward_cl(dt, H(y), true, H(x), false, H(w), NULL, H(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
-        K_GPU->conv2d_forward_cl(dt, D(y), true, D(x), false, D(w), NULL, D(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
+        K_CPU->conv2d_forward_cl(dt, H(y), true, H(x), false, H(w), false, NULL, H(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
+        K_GPU->conv2d_forward_cl(dt, D(y), true, D(x), false, D(w), false, NULL, D(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
         char what[96];
         snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, %lldx%lld stride %lld pad %lld, direct", (long long)C,
                  (long long)K, (long long)R, (long long)R, (long long)stride, (long long)pad);
         expect_close(what, &y, 1e-3 * sqrt(C * R * R * 1.0), step_of(dt));
         // The weight gradient (conv_direct.cu), added to dw, from dy stored channels-last and NCHW:
         // a sum over the N P Q pixels, so an f32 sum in another order, then one rounding.
-        for (int dy_cl = 1; dy_cl >= 0; dy_cl--) {
+        for (int dy_cl = 1; dy_cl >= 1 - c[8]; dy_cl--) {
             twin dy = twin_uniform(r, N * K * P * Q, dt, -1, 1), dw = twin_uniform(r, K * C * R * R, dt, -1, 1);
-            K_CPU->conv2d_backward_cl(dt, NULL, H(dw), NULL, H(dy), dy_cl, H(x), false, H(w), NULL, N, C, Hh, W, K, R, R,
+            K_CPU->conv2d_backward_cl(dt, NULL, H(dw), NULL, H(dy), dy_cl, H(x), false, H(w), false, NULL, N, C, Hh, W, K, R, R,
                                       stride, pad, P, Q, true);
-            K_GPU->conv2d_backward_cl(dt, NULL, D(dw), NULL, D(dy), dy_cl, D(x), false, D(w), NULL, N, C, Hh, W, K, R, R,
+            K_GPU->conv2d_backward_cl(dt, NULL, D(dw), NULL, D(dy), dy_cl, D(x), false, D(w), false, NULL, N, C, Hh, W, K, R, R,
                                       stride, pad, P, Q, true);
             snprintf(what, sizeof what, "conv2d_backward_cl dw %lld -> %lld, %lldx%lld, dy %s, direct", (long long)C,
                      (long long)K, (long long)R, (long long)R, dy_cl ? "channels-last" : "NCHW");
@@ -193,21 +195,21 @@ static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t H
             snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, x %s, y %s", (long long)C, (long long)K,
                      x_cl ? "NHWC" : "NCHW", y_cl ? "NHWC" : "NCHW");
             twin_poison(&wk); // every value of it written by the forward, padding included
-            K_CPU->conv2d_forward_cl(dt, H(y), y_cl, H(*xin), x_cl, H(w), NULL, H(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
-            K_GPU->conv2d_forward_cl(dt, D(y), y_cl, D(*xin), x_cl, D(w), D(wk), D(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+            K_CPU->conv2d_forward_cl(dt, H(y), y_cl, H(*xin), x_cl, H(w), false, NULL, H(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
+            K_GPU->conv2d_forward_cl(dt, D(y), y_cl, D(*xin), x_cl, D(w), false, D(wk), D(b), N, C, Hh, W, K, 3, 3, 1, 1, Hh, W);
             expect_close(what, &y, 1e-3 * sqrt(C * 9.0), step);
             twin dy = twin_uniform(r, N * K * HW, dt, -1, 1), dx = twin_uniform(r, N * C * HW, dt, -1, 1);
             twin dw = twin_uniform(r, K * C * 9, dt, -1, 1), db = twin_uniform(r, K, dt, -1, 1);
-            K_CPU->conv2d_backward_cl(dt, H(dx), H(dw), H(db), H(dy), y_cl, H(*xin), x_cl, H(w), NULL, N, C, Hh, W, K, 3,
+            K_CPU->conv2d_backward_cl(dt, H(dx), H(dw), H(db), H(dy), y_cl, H(*xin), x_cl, H(w), false, NULL, N, C, Hh, W, K, 3,
                                       3, 1, 1, Hh, W, true);
-            K_GPU->conv2d_backward_cl(dt, D(dx), D(dw), D(db), D(dy), y_cl, D(*xin), x_cl, D(w), NULL, N, C, Hh, W, K, 3,
+            K_GPU->conv2d_backward_cl(dt, D(dx), D(dw), D(db), D(dy), y_cl, D(*xin), x_cl, D(w), false, NULL, N, C, Hh, W, K, 3,
                                       3, 1, 1, Hh, W, true);
             snprintf(what, sizeof what, "conv2d_backward_cl dx, x %s, dy %s", x_cl ? "NHWC" : "NCHW", y_cl ? "NHWC" : "NCHW");
             expect_close(what, &dx, 1e-3 * sqrt(K * 9.0), step);
             twin_poison(&dx); // dx written (cuDNN's beta 0), the weight gradient not asked for
-            K_CPU->conv2d_backward_cl(dt, H(dx), NULL, NULL, H(dy), y_cl, H(*xin), x_cl, H(w), NULL, N, C, Hh, W, K, 3, 3,
+            K_CPU->conv2d_backward_cl(dt, H(dx), NULL, NULL, H(dy), y_cl, H(*xin), x_cl, H(w), false, NULL, N, C, Hh, W, K, 3, 3,
                                       1, 1, Hh, W, false);
-            K_GPU->conv2d_backward_cl(dt, D(dx), NULL, NULL, D(dy), y_cl, D(*xin), x_cl, D(w), NULL, N, C, Hh, W, K, 3, 3,
+            K_GPU->conv2d_backward_cl(dt, D(dx), NULL, NULL, D(dy), y_cl, D(*xin), x_cl, D(w), false, NULL, N, C, Hh, W, K, 3, 3,
                                       1, 1, Hh, W, false);
             snprintf(what, sizeof what, "conv2d_backward_cl dx written, x %s, dy %s", x_cl ? "NHWC" : "NCHW",
                      y_cl ? "NHWC" : "NCHW");
@@ -215,7 +217,7 @@ static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t H
             // The same dx, bit for bit, from the weights the forward left in w_nhwc.
             twin dxk = twin_new(N * C * HW, dt);
             twin_poison(&dxk);
-            K_GPU->conv2d_backward_cl(dt, D(dxk), NULL, NULL, D(dy), y_cl, D(*xin), x_cl, D(w), D(wk), N, C, Hh, W, K, 3,
+            K_GPU->conv2d_backward_cl(dt, D(dxk), NULL, NULL, D(dy), y_cl, D(*xin), x_cl, D(w), false, D(wk), N, C, Hh, W, K, 3,
                                       3, 1, 1, Hh, W, false);
             cg_device_copy(cg_cpu(), H(dxk), gpu, D(dx), (size_t)dxk.n * cg_dtype_size(dt)); // want: the dx above
             snprintf(what, sizeof what, "conv2d_backward_cl dx from w_nhwc, x %s, dy %s", x_cl ? "NHWC" : "NCHW",
@@ -244,12 +246,75 @@ static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t H
         }
         twin_free(&p), twin_free(&am), twin_free(&dxl), twin_free(&dp);
     }
+    // Weights stored channels-last, (K, R, S, C), as mixed precision keeps its 16-bit copies on a
+    // GPU (core/train/amp.h), dw stored as w: cuDNN reads w and adds to dw in place. On the CPU
+    // (copies around the NCHW kernels) the same bits as with the (K, C, R, S) weights; the GPU
+    // against it.
+    if (C % 8 == 0 && K % 8 == 0) {
+        twin wl = channels_last_twin(&w, dt, K, C, 9);
+        for (int x_cl = 0; x_cl < 2; x_cl++) {
+            twin *xin = x_cl ? &xl : &x, y = twin_new(N * K * HW, dt), y_ref = twin_new(N * K * HW, dt);
+            char what[96];
+            snprintf(what, sizeof what, "conv2d_forward_cl, w channels-last, x %s", x_cl ? "NHWC" : "NCHW");
+            K_CPU->conv2d_forward_cl(dt, H(y_ref), true, H(*xin), x_cl, H(w), false, NULL, H(b), N, C, Hh, W, K, 3, 3, 1,
+                                     1, Hh, W);
+            K_CPU->conv2d_forward_cl(dt, H(y), true, H(*xin), x_cl, H(wl), true, NULL, H(b), N, C, Hh, W, K, 3, 3, 1, 1,
+                                     Hh, W);
+            K_GPU->conv2d_forward_cl(dt, D(y), true, D(*xin), x_cl, D(wl), true, NULL, D(b), N, C, Hh, W, K, 3, 3, 1, 1,
+                                     Hh, W);
+            if (memcmp(H(y), H(y_ref), (size_t)y.n * cg_dtype_size(dt)) != 0)
+                fail(what, "the CPU's y differs from the one with (K, C, R, S) weights");
+            expect_close(what, &y, 1e-3 * sqrt(C * 9.0), step);
+            twin dy = twin_uniform(r, N * K * HW, dt, -1, 1), dx = twin_uniform(r, N * C * HW, dt, -1, 1);
+            twin dw = twin_uniform(r, K * C * 9, dt, -1, 1), dwl = channels_last_twin(&dw, dt, K, C, 9);
+            twin dx_ref = twin_new(N * C * HW, dt), dw_back = twin_new(K * C * 9, dt);
+            memcpy(H(dx_ref), H(dx), (size_t)dx.n * cg_dtype_size(dt));
+            K_CPU->conv2d_backward_cl(dt, H(dx_ref), H(dw), NULL, H(dy), true, H(*xin), x_cl, H(w), false, NULL, N, C, Hh,
+                                      W, K, 3, 3, 1, 1, Hh, W, true);
+            K_CPU->conv2d_backward_cl(dt, H(dx), H(dwl), NULL, H(dy), true, H(*xin), x_cl, H(wl), true, NULL, N, C, Hh, W,
+                                      K, 3, 3, 1, 1, Hh, W, true);
+            K_GPU->conv2d_backward_cl(dt, D(dx), D(dwl), NULL, D(dy), true, D(*xin), x_cl, D(wl), true, NULL, N, C, Hh, W,
+                                      K, 3, 3, 1, 1, Hh, W, true);
+            K_CPU->memory_format_copy(dt, H(dw_back), H(dwl), K, C, 9, false, false);
+            if (memcmp(H(dx), H(dx_ref), (size_t)dx.n * cg_dtype_size(dt)) != 0 ||
+                memcmp(H(dw_back), H(dw), (size_t)dw.n * cg_dtype_size(dt)) != 0)
+                fail(what, "the CPU's dx or dw differs from the ones with (K, C, R, S) weights");
+            snprintf(what, sizeof what, "conv2d_backward_cl dx, w channels-last, x %s", x_cl ? "NHWC" : "NCHW");
+            expect_close(what, &dx, 1e-3 * sqrt(K * 9.0), step);
+            snprintf(what, sizeof what, "conv2d_backward_cl dw channels-last, x %s", x_cl ? "NHWC" : "NCHW");
+            expect_close(what, &dwl, 2e-3 * sqrt((double)N * HW), step);
+            twin_free(&y), twin_free(&y_ref), twin_free(&dy), twin_free(&dx), twin_free(&dw), twin_free(&dwl);
+            twin_free(&dx_ref), twin_free(&dw_back);
+        }
+        twin_free(&wl);
+    }
     // and back to NCHW, added (the backward of the copy)
     twin back = twin_uniform(r, N * C * HW, dt, -1, 1);
     K_CPU->memory_format_copy(dt, H(back), H(xl), N, C, HW, false, true);
     K_GPU->memory_format_copy(dt, D(back), D(xl), N, C, HW, false, true);
     expect_close("memory_format_copy to NCHW, added", &back, 0, 0);
     twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&xl), twin_free(&back), twin_free(&wk);
+}
+
+// A 1 x 1 convolution with stride 2 (a ResNet's shortcut), 16 -> 24 channels, x and y stored
+// channels-last: its (K, C, 1, 1) weights are already (K, 1, 1, C), which the GPU reads and whose
+// gradient it adds to in place, with no copy.
+static void test_conv_1x1_cl(cg_rng *r, cg_dtype dt) {
+    int64_t N = 3, C = 16, Hh = 9, W = 7, K = 24, P = 5, Q = 4;
+    twin x = twin_uniform(r, N * C * Hh * W, dt, -1, 1), w = twin_uniform(r, K * C, dt, -0.3f, 0.3f);
+    twin xl = channels_last_twin(&x, dt, N, C, Hh * W), y = twin_new(N * K * P * Q, dt);
+    K_CPU->conv2d_forward_cl(dt, H(y), true, H(xl), true, H(w), false, NULL, NULL, N, C, Hh, W, K, 1, 1, 2, 0, P, Q);
+    K_GPU->conv2d_forward_cl(dt, D(y), true, D(xl), true, D(w), false, NULL, NULL, N, C, Hh, W, K, 1, 1, 2, 0, P, Q);
+    expect_close("conv2d_forward_cl 1x1 stride 2", &y, 1e-3 * sqrt((double)C), step_of(dt));
+    twin dy = twin_uniform(r, N * K * P * Q, dt, -1, 1), dx = twin_uniform(r, N * C * Hh * W, dt, -1, 1);
+    twin dw = twin_uniform(r, K * C, dt, -1, 1);
+    K_CPU->conv2d_backward_cl(dt, H(dx), H(dw), NULL, H(dy), true, H(xl), true, H(w), false, NULL, N, C, Hh, W, K, 1, 1,
+                              2, 0, P, Q, true);
+    K_GPU->conv2d_backward_cl(dt, D(dx), D(dw), NULL, D(dy), true, D(xl), true, D(w), false, NULL, N, C, Hh, W, K, 1, 1,
+                              2, 0, P, Q, true);
+    expect_close("conv2d_backward_cl 1x1 stride 2 dx", &dx, 1e-3 * sqrt((double)K), step_of(dt));
+    expect_close("conv2d_backward_cl 1x1 stride 2 dw", &dw, 2e-3 * sqrt((double)(N * P * Q)), step_of(dt));
+    twin_free(&x), twin_free(&w), twin_free(&xl), twin_free(&y), twin_free(&dy), twin_free(&dx), twin_free(&dw);
 }
 
 // Convolutions (the tutorial CNN's two shapes, small batch, and one with channel counts that are
@@ -459,7 +524,8 @@ static void test_scaler_kernels(cg_rng *r) {
         twin amp = twin_new(CG_AMP_STATE, CG_F32);
         memcpy(H(amp), state, sizeof state);
         twin_upload(&amp);
-        K_CPU->amp_unscale_check(H(g), H(h), CG_F16, H(amp), n), K_GPU->amp_unscale_check(D(g), D(h), CG_F16, D(amp), n);
+        K_CPU->amp_unscale_check(H(g), H(h), CG_F16, H(amp), n, NULL, 0);
+        K_GPU->amp_unscale_check(D(g), D(h), CG_F16, D(amp), n, NULL, 0);
         if (!bad) expect_close("amp_unscale_check g", &g, 0, 1e-6);
         expect_close(bad ? "amp_unscale_check inf" : "amp_unscale_check clean", &amp, 0, 0);
         K_CPU->amp_update_scale(H(amp), 2.0f, 0.5f, 6), K_GPU->amp_update_scale(D(amp), 2.0f, 0.5f, 6);
@@ -486,7 +552,39 @@ static void test_scaler_kernels(cg_rng *r) {
     }
 }
 
-// A small CNN (conv, ReLU, pool, flatten, linear) on random images: 8 steps of Adam under
+// The 16-bit copy of a parameter block with three weights stored channels-last (core/kernels.h:
+// cg_amp_cl_slice; the first at offset 0, the last ending the block, 8 values between the first
+// two) and the unscale pass reading its gradients through them: the GPU's binary search against
+// the CPU's copies, to the bit; 8 values a thread, then one (5 values more after the last slice).
+static void test_cl_slices(cg_rng *r) {
+    const cg_amp_cl_slice slices[3] = {{0, 16, 8, 9}, {1160, 8, 32, 4}, {2184, 24, 16, 25}};
+    cg_amp_cl_slice *dev = cg_device_alloc(gpu, sizeof slices);
+    cg_device_copy(gpu, dev, cg_cpu(), slices, sizeof slices);
+    for (int by_one = 0; by_one < 2; by_one++)
+        for (int d = 0; d < 2; d++) {
+            cg_dtype dt = d ? CG_BF16 : CG_F16;
+            int64_t n = 2184 + 24 * 16 * 25 + (by_one ? 5 : 0);
+            twin values = twin_uniform(r, n, CG_F32, -100, 100), low = twin_new(n, dt);
+            twin_poison(&low);
+            K_CPU->amp_refresh(H(low), dt, F(values), n, slices, 3);
+            K_GPU->amp_refresh(D(low), dt, (const float *)D(values), n, dev, 3);
+            expect_close(by_one ? "amp_refresh, 3 channels-last slices, by 1" : "amp_refresh, 3 channels-last slices",
+                         &low, 0, 0);
+            twin g = twin_uniform(r, n, CG_F32, -1000, 1000), h = twin_uniform(r, n, dt, -1000, 1000);
+            twin amp = twin_new(CG_AMP_STATE, CG_F32);
+            ((float *)H(amp))[CG_AMP_SCALE] = 8.0f;
+            twin_upload(&amp);
+            K_CPU->amp_unscale_check(F(g), H(h), dt, F(amp), n, slices, 3);
+            K_GPU->amp_unscale_check((float *)D(g), D(h), dt, (float *)D(amp), n, dev, 3);
+            expect_close(by_one ? "amp_unscale_check, 3 channels-last slices, by 1"
+                                : "amp_unscale_check, 3 channels-last slices",
+                         &g, 0, 0);
+            twin_free(&values), twin_free(&low), twin_free(&g), twin_free(&h), twin_free(&amp);
+        }
+    cg_device_free(gpu, dev);
+}
+
+// A small CNN (conv, ReLU, pool, conv, ReLU, flatten, linear) on random images: 8 steps of Adam under
 // mixed precision on each device, from the same weights and batch; losses within 2 %.
 static void test_training(cg_precision precision) {
     double losses[2][8];
@@ -498,8 +596,10 @@ static void test_training(cg_precision precision) {
         cg_sequential_add(m, cg_conv2d_new(params, "c1", 1, 8, 3, 1, 1, true, &init));
         cg_sequential_add(m, cg_relu_new());
         cg_sequential_add(m, cg_max_pool2d_new(2, 2));
+        cg_sequential_add(m, cg_conv2d_new(params, "c2", 8, 16, 3, 1, 1, true, &init)); // 16-bit copy channels-last
+        cg_sequential_add(m, cg_relu_new());                                             // where the layout is
         cg_sequential_add(m, cg_flatten_new());
-        cg_sequential_add(m, cg_linear_new(params, "f1", 8 * 8 * 8, 10, true, &init));
+        cg_sequential_add(m, cg_linear_new(params, "f1", 16 * 8 * 8, 10, true, &init));
         cg_optimizer *opt = cg_optimizer_new(params, cg_adam_config(1e-3f));
         cg_amp *amp = cg_amp_new(params, precision, cg_loss_scale_default(precision));
         cg_tape *t = cg_tape_new(devs[d], 1 << 22);
@@ -557,10 +657,13 @@ int main(void) {
         printf("16-bit convolutions' outputs stored %s:\n", layouts[l]);
         test_conv_h(&r, CG_F16);
         test_conv_h(&r, CG_BF16);
+        test_conv_1x1_cl(&r, CG_F16);
+        test_conv_1x1_cl(&r, CG_BF16);
         test_training(CG_PRECISION_FP16);
         test_training(CG_PRECISION_BF16);
     }
     unsetenv("CGRAD_CONV16_LAYOUT");
     test_scaler_kernels(&r);
+    test_cl_slices(&r);
     return check_summary("test_cuda_amp");
 }

@@ -195,36 +195,78 @@ static void test_unscale_kernel(void) {
     free(big);
 }
 
+// Where element e of a (K, C, RS) weight block lies when its slices are stored channels-last
+// (core/kernels.h: cg_amp_cl_slice): a plain scan, apart from the kernels' binary search.
+static int64_t stored_at(const cg_amp_cl_slice *slices, int count, int64_t e) {
+    for (int i = 0; i < count; i++) {
+        const cg_amp_cl_slice *s = &slices[i];
+        int64_t local = e - s->offset;
+        if (local < 0 || local >= s->K * s->C * s->RS) continue;
+        int64_t k = local / (s->C * s->RS), c = local / s->RS % s->C, rs = local % s->RS;
+        return s->offset + (k * s->RS + rs) * s->C + c;
+    }
+    return e;
+}
+
+// Two weights stored channels-last in a block of n values (and a parameter between them).
+static const cg_amp_cl_slice test_slices[2] = {{104, 16, 8, 9}, {5000, 8, 24, 4}};
+
 // The op table's amp_unscale_check (g += the 16-bit gradients h, then the check and the unscale,
 // in one pass over pieces shared out to the threads): on a large buffer, each value against the
 // sum worked out here, for bf16 and fp16, a scale of 1 (only a look) and of 4, clean and with an
-// inf in the last value.
+// inf in the last value; and with h's two slices stored channels-last.
 static void test_amp_unscale_check(void) {
     int64_t n = 3 * (1 << 18) + 777;
     float *g = malloc(sizeof(float) * (size_t)n), *want = malloc(sizeof(float) * (size_t)n);
     uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n);
-    for (int dt = 0; dt < 2; dt++)
-        for (int scaled = 0; scaled < 2; scaled++)
-            for (int with_inf = 0; with_inf < 2; with_inf++) {
-                cg_dtype dtype = dt ? CG_F16 : CG_BF16;
-                float amp[CG_AMP_STATE] = {0}, inv = scaled ? 0.25f : 1.0f;
-                amp[CG_AMP_SCALE] = scaled ? 4.0f : 1.0f;
-                for (int64_t i = 0; i < n; i++) {
-                    g[i] = (float)(i % 1000) * 0.5f;
-                    float v = (float)(i % 37) - 18.0f; // exact in both 16-bit formats
-                    h[i] = dt ? cg_f32_to_f16(v) : cg_f32_to_bf16(v);
-                    want[i] = (g[i] + v) * inv;
+    for (int cl = 0; cl < 2; cl++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int scaled = 0; scaled < 2; scaled++)
+                for (int with_inf = 0; with_inf < 2; with_inf++) {
+                    cg_dtype dtype = dt ? CG_F16 : CG_BF16;
+                    float amp[CG_AMP_STATE] = {0}, inv = scaled ? 0.25f : 1.0f;
+                    amp[CG_AMP_SCALE] = scaled ? 4.0f : 1.0f;
+                    int count = cl ? 2 : 0;
+                    for (int64_t i = 0; i < n; i++) {
+                        g[i] = (float)(i % 1000) * 0.5f;
+                        float v = (float)(i % 37) - 18.0f; // exact in both 16-bit formats
+                        h[stored_at(test_slices, count, i)] = dt ? cg_f32_to_f16(v) : cg_f32_to_bf16(v);
+                        want[i] = (g[i] + v) * inv;
+                    }
+                    if (with_inf) h[n - 1] = dt ? 0x7c00 : 0x7f80; // +inf in either format
+                    cg_cpu_kernels()->amp_unscale_check(g, h, dtype, amp, n, cl ? test_slices : NULL, count);
+                    int64_t wrong = 0;
+                    for (int64_t i = 0; i < n - 1; i++) wrong += g[i] != want[i];
+                    if (wrong || amp[CG_AMP_FOUND_INF] != (with_inf ? 1.0f : 0.0f))
+                        fail("amp_unscale_check", "%s%s, scale %g, inf %d: %lld values wrong, found_inf %g",
+                             dt ? "fp16" : "bf16", cl ? " channels-last slices" : "", (double)amp[CG_AMP_SCALE],
+                             with_inf, (long long)wrong, (double)amp[CG_AMP_FOUND_INF]);
                 }
-                if (with_inf) h[n - 1] = dt ? 0x7c00 : 0x7f80; // +inf in either format
-                cg_cpu_kernels()->amp_unscale_check(g, h, dtype, amp, n);
-                int64_t wrong = 0;
-                for (int64_t i = 0; i < n - 1; i++) wrong += g[i] != want[i];
-                if (wrong || amp[CG_AMP_FOUND_INF] != (with_inf ? 1.0f : 0.0f))
-                    fail("amp_unscale_check", "%s, scale %g, inf %d: %lld values wrong, found_inf %g",
-                         dt ? "fp16" : "bf16", (double)amp[CG_AMP_SCALE], with_inf, (long long)wrong,
-                         (double)amp[CG_AMP_FOUND_INF]);
-            }
     free(g), free(want), free(h);
+}
+
+// The op table's amp_refresh: the 16-bit copy of a block, each value rounded once, the slices'
+// stored channels-last, the rest in place.
+static void test_amp_refresh(void) {
+    int64_t n = 7001;
+    float *values = malloc(sizeof(float) * (size_t)n);
+    uint16_t *low = malloc(sizeof(uint16_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) values[i] = (float)i * 1.001f - 3000.0f;
+    for (int dt = 0; dt < 2; dt++)
+        for (int cl = 0; cl < 2; cl++) {
+            cg_dtype dtype = dt ? CG_F16 : CG_BF16;
+            int count = cl ? 2 : 0;
+            memset(low, 0xff, sizeof(uint16_t) * (size_t)n);
+            cg_cpu_kernels()->amp_refresh(low, dtype, values, n, cl ? test_slices : NULL, count);
+            int64_t wrong = 0;
+            for (int64_t i = 0; i < n; i++)
+                wrong += low[stored_at(test_slices, count, i)] !=
+                         (dt ? cg_f32_to_f16(values[i]) : cg_f32_to_bf16(values[i]));
+            if (wrong)
+                fail("amp_refresh", "%s%s: %lld of %lld values wrong", dt ? "fp16" : "bf16",
+                     cl ? " channels-last slices" : "", (long long)wrong, (long long)n);
+        }
+    free(values), free(low);
 }
 
 // The pieces together, as a training step will use them: gradients of a scaled loss, unscaled and
@@ -259,6 +301,7 @@ int main(void) {
     test_static_mode();
     test_unscale_kernel();
     test_amp_unscale_check();
+    test_amp_refresh();
     test_together();
     return check_summary("test_grad_scaler");
 }

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core/train/amp.h"
 #include "core/kernels.h"
+#include "core/ops.h"
 
 #include <limits.h>
 #include <math.h>
@@ -52,6 +53,32 @@ cg_grad_scaler_config cg_loss_scale_default(cg_precision p) {
     return p == CG_PRECISION_FP16 ? cg_grad_scaler_default_config() : cg_grad_scaler_static_config(1.0f);
 }
 
+// Which 16-bit weights are stored channels-last (amp.h), their headers marked so, and their
+// slices in a table on the device for the refresh and the unscale pass. In the block's order:
+// the offsets grow with the index (core/params.c), as the kernels' binary search needs.
+static void keep_weights_channels_last(cg_amp *a) {
+    cg_params *params = a->params;
+    if (!cg_channels_last_wanted_on(params->device)) return;
+    cg_amp_cl_slice *slices = cg_xcalloc((size_t)(params->count ? params->count : 1), sizeof *slices);
+    for (int i = 0; i < params->count; i++) {
+        cg_tensor *l = a->low[i];
+        if (l->ndim != 4 || l->shape[0] % 8 != 0 || l->shape[1] % 8 != 0 || l->shape[2] * l->shape[3] < 2 ||
+            l->numel > INT32_MAX)
+            continue;
+        CG_CHECK(params->offsets[i] % 8 == 0 && (a->cl_count == 0 || params->offsets[i] > slices[a->cl_count - 1].offset),
+                 "mixed precision: parameter %s out of order or alignment in the block", l->name ? l->name : "?");
+        slices[a->cl_count++] =
+            (cg_amp_cl_slice){params->offsets[i], l->shape[0], l->shape[1], l->shape[2] * l->shape[3]};
+        l->channels_last = l->grad->channels_last = true;
+    }
+    if (a->cl_count > 0) {
+        size_t bytes = (size_t)a->cl_count * sizeof *slices;
+        a->cl_slices = cg_device_alloc(params->device, bytes);
+        cg_device_copy(params->device, a->cl_slices, cg_cpu(), slices, bytes);
+    }
+    free(slices);
+}
+
 cg_amp *cg_amp_new(cg_params *params, cg_precision precision, cg_grad_scaler_config scaler) {
     cg_amp *a = cg_xcalloc(1, sizeof *a);
     a->precision = precision;
@@ -94,6 +121,7 @@ cg_amp *cg_amp_new(cg_params *params, cg_precision precision, cg_grad_scaler_con
         a->low[i] = l;
         p->low = l;
     }
+    keep_weights_channels_last(a);
     cg_amp_refresh(a);
     return a;
 }
@@ -111,6 +139,7 @@ void cg_amp_free(cg_amp *a) {
     }
     cg_device_free(d, a->low_values);
     cg_device_free(d, a->low_grads);
+    if (a->cl_slices) cg_device_free(d, a->cl_slices);
     cg_device_free(d, a->state);
     free(a->seed);
     free(a);
@@ -121,7 +150,7 @@ void cg_amp_attach(const cg_amp *a, cg_tape *t) { t->autocast = a->dtype; }
 void cg_amp_refresh(cg_amp *a) {
     if (a->dtype == CG_F32) return;
     const cg_kernels *k = cg_kernels_for(a->params->device);
-    k->cast(a->low_values, a->dtype, a->params->values, CG_F32, a->params->numel, false);
+    k->amp_refresh(a->low_values, a->dtype, a->params->values, a->params->numel, a->cl_slices, a->cl_count);
 }
 
 void cg_amp_backward(cg_amp *a, cg_tape *t, cg_tensor *loss) {
@@ -137,7 +166,7 @@ void cg_amp_backward(cg_amp *a, cg_tape *t, cg_tensor *loss) {
     // One pass over the whole block: the 16-bit copies' gradients join the f32 ones (a parameter
     // used in an f32 op, e.g. batch norm's, has its gradient there already), inf / NaN is looked
     // for, and everything is divided by S.
-    k->amp_unscale_check(p->grads, a->low_grads, a->dtype, a->state, p->numel);
+    k->amp_unscale_check(p->grads, a->low_grads, a->dtype, a->state, p->numel, a->cl_slices, a->cl_count);
 }
 
 void cg_amp_step(cg_amp *a, cg_optimizer *o) {

@@ -12,9 +12,17 @@
 //   cg_amp_step(amp, o);               // optimizer step unless inf / NaN; S updated by the rule
 //                                      // of core/grad_scaler.h; 16-bit weights refreshed
 // The scale and the skipped steps are read back with cg_amp_read (once an epoch).
+//
+// Where the 16-bit convolutions run channels-last (a GPU: core/ops.h, cg_channels_last_wanted_on),
+// the copy of each (K, C, R, S) weight with K and C multiples of 8 and R S > 1 is stored
+// (K, R, S, C), the layout cuDNN's Tensor Core kernels read, and so is its gradient in the
+// 16-bit gradient block (core/kernels.h: cg_amp_cl_slice). The refresh writes it so and the
+// unscale pass reads it so, while the master weights and their f32 gradients stay (K, C, R, S):
+// the convolutions then read and write their weights without a copy of their own each step.
 #ifndef CG_AMP_H
 #define CG_AMP_H
 
+#include "core/kernels.h"
 #include "core/train/grad_scaler.h"
 #include "core/train/optim.h"
 #include "core/tape.h"
@@ -41,6 +49,8 @@ typedef struct cg_amp {
     void *low_values;             // device: the 16-bit copy of the whole parameter block
     void *low_grads;              // device: the gradients of the 16-bit copies
     cg_tensor **low;              // one header per parameter (params->tensors[i]->low)
+    cg_amp_cl_slice *cl_slices;   // device: the weights whose copies are stored channels-last, by offset
+    int cl_count;                 // how many (0: none; cl_slices NULL)
     float *state;                 // device: CG_AMP_STATE floats (core/kernels.h: scale, found_inf, ...)
     cg_tensor *seed;              // () f32 header over state[CG_AMP_SCALE]: the backward's dloss
 } cg_amp;

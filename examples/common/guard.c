@@ -136,7 +136,7 @@ void cg_guard_record(cg_guard *g) {
         // finite (cgrad's ReLU maps NaN to 0) while it turns weights into NaN.
         const cg_kernels *k = cg_kernels_for(d);
         k->fill(g->state + CG_AMP_FOUND_INF, 0.0f, 1);
-        k->amp_unscale_check(g->params->grads, NULL, CG_F32, g->state, g->params->numel);
+        k->amp_unscale_check(g->params->grads, NULL, CG_F32, g->state, g->params->numel, NULL, 0);
         cg_device_copy(d, slot + 1, d, g->state + CG_AMP_FOUND_INF, sizeof(float));
     }
     g->step++;

@@ -177,29 +177,36 @@ void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, cons
     half_store_cpu(dbias, dtype, dbf, K);
 }
 
-// Through 16-bit NCHW copies of what is stored channels-last (see "memory formats" above).
+// Through 16-bit NCHW copies of what is stored channels-last (see "memory formats" above); the
+// weights too when w_cl: (K, R, S, C) is the channels-last form of a (K, C, RS) tensor.
 static void conv2d_forward_cl_cpu(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
-                                  void *w_nhwc, const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
-                                  int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+                                  bool w_cl, void *w_nhwc, const void *bias, int64_t N, int64_t C, int64_t H,
+                                  int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                                  int64_t Q) {
     (void)w_nhwc; // the NCHW kernels read w as it is
     void *xn = copy16_nchw(x, N, C, H * W, x_cl), *yn = y_cl ? cg_xmalloc((size_t)(N * K * P * Q) * 2) : y;
-    conv2d_forward_h_cpu(dtype, yn, xn, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
+    void *wn = copy16_nchw(w, K, C, R * S, w_cl);
+    conv2d_forward_h_cpu(dtype, yn, xn, wn, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
     if (y_cl) transpose_cpu(y, yn, 2, N, K, P * Q, true), free(yn);
     if (xn != x) free(xn);
+    if (wn != w) free(wn);
 }
 
 static void conv2d_backward_cl_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
-                                   const void *x, bool x_cl, const void *w, const void *w_nhwc, int64_t N, int64_t C,
-                                   int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
-                                   int64_t P, int64_t Q, bool accumulate) {
+                                   const void *x, bool x_cl, const void *w, bool w_cl, const void *w_nhwc, int64_t N,
+                                   int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                   int64_t pad, int64_t P, int64_t Q, bool accumulate) {
     (void)w_nhwc;
     if (dx && !accumulate) memset(dx, 0, (size_t)(N * C * H * W) * 2); // then added to, as the NCHW row does
     void *dyn = copy16_nchw(dy, N, K, P * Q, dy_cl), *xn = copy16_nchw(x, N, C, H * W, x_cl);
-    void *dxn = copy16_nchw(dx, N, C, H * W, x_cl); // dx is stored as x
-    conv2d_backward_h_cpu(dtype, dxn, dw, dbias, dyn, xn, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    void *dxn = copy16_nchw(dx, N, C, H * W, x_cl); // dx is stored as x, dw as w
+    void *wn = copy16_nchw(w, K, C, R * S, w_cl), *dwn = copy16_nchw(dw, K, C, R * S, w_cl);
+    conv2d_backward_h_cpu(dtype, dxn, dwn, dbias, dyn, xn, wn, N, C, H, W, K, R, S, stride, pad, P, Q);
     if (dxn != dx) transpose_cpu(dx, dxn, 2, N, C, H * W, true), free(dxn);
+    if (dwn != dw) transpose_cpu(dw, dwn, 2, K, C, R * S, true), free(dwn);
     if (dyn != dy) free(dyn);
     if (xn != x) free(xn);
+    if (wn != w) free(wn);
 }
 
 // ---- pooling and ReLU --------------------------------------------------------------------------
@@ -421,7 +428,34 @@ void unscale_check_cpu(float *g, float *found_inf, const float *inv_scale, int64
 // gradient (the tutorial CNN's 421,642 values), which three loops, two on one thread, went over
 // one after the other. Each value goes through the same operations in the same order: the same
 // bits, and the same verdict (an OR over the pieces).
-static void amp_unscale_check_cpu(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n) {
+// The slices of the 16-bit block at `block` (values of `size` bytes) moved between channels-last
+// and (K, C, RS), in place (through a copy of each slice).
+static void transpose_slices(void *block, size_t size, const cg_amp_cl_slice *slices, int count, bool to_cl) {
+    for (int i = 0; i < count; i++) {
+        const cg_amp_cl_slice *s = &slices[i];
+        size_t bytes = (size_t)(s->K * s->C * s->RS) * size;
+        void *at = (char *)block + (size_t)s->offset * size, *copy = cg_xmalloc(bytes);
+        memcpy(copy, at, bytes);
+        transpose_cpu(at, copy, size, s->K, s->C, s->RS, to_cl);
+        free(copy);
+    }
+}
+
+static void amp_refresh_cpu(void *low, cg_dtype dtype, const float *values, int64_t n, const cg_amp_cl_slice *slices,
+                            int count) {
+    cast_cpu(low, dtype, values, CG_F32, n, false);
+    transpose_slices(low, cg_dtype_size(dtype), slices, count, true);
+}
+
+static void amp_unscale_check_cpu(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n,
+                                  const cg_amp_cl_slice *slices, int count) {
+    void *h_nchw = NULL; // h with its channels-last slices put back in (K, C, RS) order
+    if (h && count > 0) {
+        h_nchw = cg_xmalloc((size_t)n * cg_dtype_size(dtype));
+        memcpy(h_nchw, h, (size_t)n * cg_dtype_size(dtype));
+        transpose_slices(h_nchw, cg_dtype_size(dtype), slices, count, false);
+        h = h_nchw;
+    }
     enum { PIECE = 1024 }; // values widened at a time: 4 KiB of f32
     const int64_t chunk = 16 * PIECE;
     float inv_scale = 1.0f / amp[CG_AMP_SCALE];
@@ -446,6 +480,7 @@ static void amp_unscale_check_cpu(float *g, const void *h, cg_dtype dtype, float
         }
     }
     if (bad) amp[CG_AMP_FOUND_INF] = 1.0f;
+    free(h_nchw);
 }
 
 static void amp_update_scale_cpu(float *amp, float growth_factor, float backoff_factor, int growth_interval) {
@@ -488,5 +523,6 @@ void amp_register_cpu(cg_kernels *k) {
     k->gelu_backward_h = gelu_backward_h_cpu;
     k->add_forward_h = add_forward_h_cpu;
     k->amp_unscale_check = amp_unscale_check_cpu;
+    k->amp_refresh = amp_refresh_cpu;
     k->amp_update_scale = amp_update_scale_cpu;
 }

@@ -275,14 +275,49 @@ static __global__ void unpack_nhwc_kernel(T *dst, const T *src, int total, int C
 
 // ---- the loss scaler -------------------------------------------------------------------------------
 
-// g += h (16-bit, may be NULL); found_inf if any is not finite; g *= 1 / scale. Every thread
-// that sees inf / NaN writes the same 1, so no atomic is needed.
+// Element e of the f32 parameter block, (K, C, RS) order, lies at cl_place(e, .., true) in the
+// 16-bit copy, whose element e holds the block's cl_place(e, .., false): e itself but in the
+// channels-last slices (core/kernels.h: cg_amp_cl_slice), found by a binary search on their
+// offsets (sorted; a slice's elements fit 32 bits: core/train/amp.c checks).
+static __device__ int64_t cl_place(int64_t e, const cg_amp_cl_slice *slices, int count, bool to_low) {
+    int lo = 0, hi = count; // -> the first slice that starts after e
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (slices[mid].offset <= e) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == 0) return e;
+    const cg_amp_cl_slice *s = &slices[lo - 1];
+    uint32_t C = (uint32_t)s->C, RS = (uint32_t)s->RS, kernel = C * RS;
+    int64_t local = e - s->offset;
+    if (local >= s->K * kernel) return e; // between two slices
+    uint32_t k = (uint32_t)local / kernel, r = (uint32_t)local - k * kernel;
+    if (to_low) { // (k, c, rs) -> (k, rs, c)
+        uint32_t c = r / RS, rs = r - c * RS;
+        return s->offset + ((int64_t)k * RS + rs) * C + c;
+    }
+    uint32_t rs = r / C, c = r - rs * C; // (k, rs, c) -> (k, c, rs)
+    return s->offset + ((int64_t)k * C + c) * RS + rs;
+}
+
+// low = values rounded to T, element j of low holding the block's cl_place(j, .., false): the
+// writes in order, the reads gathered (a weight's are near each other: in the caches).
 template <typename T>
-static __global__ void unscale_check_kernel(float *g, const T *h, float *amp, int64_t n) {
+static __global__ void amp_refresh_kernel(T *low, const float *values, int64_t n, const cg_amp_cl_slice *slices,
+                                          int count) {
+    GRID_STRIDE(j, n) low[j] = f2h<T>(values[cl_place(j, slices, count, false)]);
+}
+
+// g += h (16-bit, may be NULL, its element for g[i] at cl_place(i, .., true)); found_inf if any is
+// not finite; g *= 1 / scale. Every thread that sees inf / NaN writes the same 1, so no atomic is
+// needed.
+template <typename T>
+static __global__ void unscale_check_kernel(float *g, const T *h, float *amp, int64_t n, const cg_amp_cl_slice *slices,
+                                            int count) {
     float inv_scale = 1.0f / amp[CG_AMP_SCALE];
     bool bad = false;
     GRID_STRIDE(i, n) {
-        float v = g[i] + (h ? h2f(h[i]) : 0.0f);
+        float v = g[i] + (h ? h2f(h[cl_place(i, slices, count, true)]) : 0.0f);
         bad |= !isfinite(v);
         g[i] = inv_scale == 1.0f ? v : v * inv_scale;
     }
@@ -367,56 +402,60 @@ static void unpacked(cg_dtype dtype, void *dst, const void *src, int64_t N, int6
 
 // y = conv(x, w) in NHWC, y and x stored channels-last or NCHW (as y_cl, x_cl say): an NCHW
 // operand goes through an NHWC copy with its channels padded to multiples of 8 (channels-last
-// ones have them already: core/ops_conv.c makes them only so), the weights always (their copy is
-// small), into w_nhwc when given (kept there for the backward), else a scratch buffer. False
-// (nothing written) when cuDNN has no engine.
-static bool conv_forward_cl(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w, void *w_nhwc,
-                            int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                            int64_t pad, int64_t P, int64_t Q) {
-    CG_CHECK((!x_cl || C % 8 == 0) && (!y_cl || K % 8 == 0), "conv2d: channels-last with %lld -> %lld channels",
-             (long long)C, (long long)K);
+// ones have them already: core/ops_conv.c makes them only so). The weights are read as they are
+// when stored channels-last (w_cl: the mixed-precision copy, core/train/amp.h), else copied, into
+// w_nhwc when given (kept there for the backward), else a scratch buffer. False (nothing
+// written) when cuDNN has no engine.
+static bool conv_forward_cl(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w, bool w_cl,
+                            void *w_nhwc, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
+                            int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    CG_CHECK((!x_cl || C % 8 == 0) && (!y_cl || K % 8 == 0) && (!w_cl || (C % 8 == 0 && K % 8 == 0)),
+             "conv2d: channels-last with %lld -> %lld channels", (long long)C, (long long)K);
     int64_t Cp = round8(C), Kp = round8(K);
     int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
     void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W);
-    void *wh = packed_into(w_nhwc, dtype, w, K, Kp, C, Cp, R * S);
+    void *wh = w_cl ? (void *)w : packed_into(w_nhwc, dtype, w, K, Kp, C, Cp, R * S);
     void *yh = y_cl ? y : cg_cuda_alloc((size_t)(N * P * Q * Kp) * 2);
     bool done = cg_cudnn_conv2d_run16(CG_CUDNN_FORWARD, dtype, true, xh, wh, yh, dh);
     if (done && !y_cl) unpacked(dtype, y, yh, N, K, Kp, P * Q, false);
     if (!x_cl) cg_cuda_free(xh);
     if (!y_cl) cg_cuda_free(yh);
-    if (wh != w_nhwc) cg_cuda_free(wh);
+    if (!w_cl && wh != w_nhwc) cg_cuda_free(wh);
     return done;
 }
 
-// dx and / or dw += the gradients in NHWC, dy and x (and dx) stored as dy_cl, x_cl say (dx
-// written instead when accumulate is false); *data_done / *filter_done say what was done. w_nhwc:
-// the forward's NHWC copy of the weights, or NULL (then made here).
+// dx and / or dw += the gradients in NHWC, dy and x (and dx) stored as dy_cl, x_cl say, w and dw
+// as w_cl says (dx written instead when accumulate is false); *data_done / *filter_done say what
+// was done. w_nhwc: the forward's NHWC copy of the weights, or NULL (then made here, unless w_cl).
 static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy, bool dy_cl, const void *x, bool x_cl,
-                             const void *w, const void *w_nhwc, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
-                             int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, bool accumulate,
-                             bool *data_done, bool *filter_done) {
-    CG_CHECK((!x_cl || C % 8 == 0) && (!dy_cl || K % 8 == 0), "conv2d: channels-last with %lld -> %lld channels",
-             (long long)C, (long long)K);
+                             const void *w, bool w_cl, const void *w_nhwc, int64_t N, int64_t C, int64_t H, int64_t W,
+                             int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                             bool accumulate, bool *data_done, bool *filter_done) {
+    CG_CHECK((!x_cl || C % 8 == 0) && (!dy_cl || K % 8 == 0) && (!w_cl || (C % 8 == 0 && K % 8 == 0)),
+             "conv2d: channels-last with %lld -> %lld channels", (long long)C, (long long)K);
     int64_t Cp = round8(C), Kp = round8(K);
     int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
     void *dyh = dy_cl ? (void *)dy : packed(dtype, dy, N, N, K, Kp, P * Q);
     if (dw) {
-        void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W), *dwh = zeroed16(Kp * R * S * Cp);
+        // cuDNN adds to dw (beta 1): in place when it is stored channels-last, else to zeros then
+        // added to dw by the copy back to (K, C, R, S).
+        void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W);
+        void *dwh = w_cl ? dw : zeroed16(Kp * R * S * Cp);
         *filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, true, xh, dwh, dyh, dh);
-        if (*filter_done) unpacked(dtype, dw, dwh, K, C, Cp, R * S, true);
+        if (*filter_done && !w_cl) unpacked(dtype, dw, dwh, K, C, Cp, R * S, true);
         if (!x_cl) cg_cuda_free(xh);
-        cg_cuda_free(dwh);
+        if (!w_cl) cg_cuda_free(dwh);
     }
     if (dx) {
         // In place when dx is channels-last (cuDNN adds, or writes: beta 0), else written into an
         // NHWC copy that is then added to dx, or written.
-        void *wh = w_nhwc ? (void *)w_nhwc : packed(dtype, w, K, Kp, C, Cp, R * S);
+        void *wh = w_cl ? (void *)w : w_nhwc ? (void *)w_nhwc : packed(dtype, w, K, Kp, C, Cp, R * S);
         void *dxh = x_cl ? dx : cg_cuda_alloc((size_t)(N * H * W * Cp) * 2);
         *data_done = cg_cudnn_conv2d_run16(x_cl && accumulate ? CG_CUDNN_BACKWARD_DATA : CG_CUDNN_BACKWARD_DATA_WRITE,
                                            dtype, true, dxh, wh, dyh, dh);
         if (*data_done && !x_cl) unpacked(dtype, dx, dxh, N, C, Cp, H * W, accumulate);
         if (!x_cl) cg_cuda_free(dxh);
-        if (wh != w_nhwc) cg_cuda_free(wh);
+        if (wh != w && wh != w_nhwc) cg_cuda_free(wh);
     }
     if (!dy_cl) cg_cuda_free((void *)dyh);
 }
@@ -562,17 +601,17 @@ static void *nchw16(cg_dtype dtype, const void *x, int64_t N, int64_t C, int64_t
 }
 
 static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w,
-                                   void *w_nhwc, const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
-                                   int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    // A first layer (few input channels): the direct kernel (conv_direct.cu), no NHWC copies (but
-    // the weights' one for the backward, when asked for).
-    if (!x_cl && y_cl && conv_direct_forward(dtype, y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) {
+                                   bool w_cl, void *w_nhwc, const void *bias, int64_t N, int64_t C, int64_t H, int64_t W,
+                                   int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    // A first layer (few input channels, so never w_cl): the direct kernel (conv_direct.cu), no
+    // NHWC copies (but the weights' one for the backward, when asked for).
+    if (!x_cl && y_cl && !w_cl && conv_direct_forward(dtype, y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q)) {
         keep_weights_nhwc(w_nhwc, dtype, w, K, C, R * S);
         return;
     }
     bool done = false;
 #ifdef CG_HAVE_CUDNN
-    done = conv_forward_cl(dtype, y, y_cl, x, x_cl, w, w_nhwc, N, C, H, W, K, R, S, stride, pad, P, Q);
+    done = conv_forward_cl(dtype, y, y_cl, x, x_cl, w, w_cl, w_nhwc, N, C, H, W, K, R, S, stride, pad, P, Q);
     if (done && bias && y_cl) {
         cg_cuda_check_int32("conv2d bias", N * K * P * Q);
         int n = (int)(N * K * P * Q);
@@ -589,43 +628,58 @@ static void conv2d_forward_cl_cuda(cg_dtype dtype, void *y, bool y_cl, const voi
 #endif
     if (!done) { // the NCHW path on NCHW copies
         void *xn = nchw16(dtype, x, N, C, H * W, x_cl), *yn = y_cl ? cg_cuda_alloc((size_t)(N * K * P * Q) * 2) : y;
-        conv2d_forward_h_cuda(dtype, yn, xn, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
+        void *wn = nchw16(dtype, w, K, C, R * S, w_cl);
+        conv2d_forward_h_cuda(dtype, yn, xn, wn, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
         if (y_cl) memory_format_copy_cuda(dtype, y, yn, N, K, P * Q, true, false), cg_cuda_free(yn);
         if (x_cl) cg_cuda_free(xn); // (w_nhwc: conv_forward_cl packed it before finding no engine)
+        if (w_cl) cg_cuda_free(wn);
     }
 }
 
 static void conv2d_backward_cl_cuda(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, bool dy_cl,
-                                    const void *x, bool x_cl, const void *w, const void *w_nhwc, int64_t N, int64_t C,
-                                    int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
-                                    int64_t P, int64_t Q, bool accumulate) {
+                                    const void *x, bool x_cl, const void *w, bool w_cl, const void *w_nhwc, int64_t N,
+                                    int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                    int64_t pad, int64_t P, int64_t Q, bool accumulate) {
     if (dbias && dy_cl) conv_bias_grad_cl_cuda(dtype, dbias, dy, N, K, P * Q);
     if (dbias && !dy_cl) conv_bias_grad_h(dtype, dbias, dy, N, K, P * Q);
     bool filter_done = dw == NULL, data_done = dx == NULL;
-    if (!filter_done && !x_cl) // a first layer: the direct kernel (conv_direct.cu)
+    if (!filter_done && !x_cl && !w_cl) // a first layer: the direct kernel (conv_direct.cu)
         filter_done = conv_direct_weight_grad(dtype, dw, x, dy, dy_cl, N, C, H, W, K, R, S, stride, pad, P, Q);
 #ifndef CG_HAVE_CUDNN
     (void)w_nhwc;
 #else
-    conv_backward_cl(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, dy_cl, x, x_cl, w, w_nhwc, N, C, H, W, K,
-                     R, S, stride, pad, P, Q, accumulate, &data_done, &filter_done);
+    conv_backward_cl(dtype, data_done ? NULL : dx, filter_done ? NULL : dw, dy, dy_cl, x, x_cl, w, w_cl, w_nhwc, N, C,
+                     H, W, K, R, S, stride, pad, P, Q, accumulate, &data_done, &filter_done);
 #endif
     if (filter_done && data_done) return;
     if (!data_done && !accumulate) zero_cuda(dx, (size_t)(N * C * H * W) * 2); // the path below adds
     // The NCHW path on NCHW copies for what cuDNN could not do here.
     void *dyn = nchw16(dtype, dy, N, K, P * Q, dy_cl), *xn = nchw16(dtype, x, N, C, H * W, x_cl);
     void *dxn = data_done ? NULL : x_cl ? zeroed16(N * C * H * W) : dx;
-    conv2d_backward_h_cuda(dtype, dxn, filter_done ? NULL : dw, NULL, dyn, xn, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    void *wn = nchw16(dtype, w, K, C, R * S, w_cl), *dwn = filter_done ? NULL : w_cl ? zeroed16(K * C * R * S) : dw;
+    conv2d_backward_h_cuda(dtype, dxn, dwn, NULL, dyn, xn, wn, N, C, H, W, K, R, S, stride, pad, P, Q);
     if (dxn && x_cl) memory_format_copy_cuda(dtype, dx, dxn, N, C, H * W, true, true), cg_cuda_free(dxn);
+    if (dwn && w_cl) memory_format_copy_cuda(dtype, dw, dwn, K, C, R * S, true, true), cg_cuda_free(dwn);
     if (dy_cl) cg_cuda_free(dyn);
     if (x_cl) cg_cuda_free(xn);
+    if (w_cl) cg_cuda_free(wn);
 }
 
-static void amp_unscale_check_cuda(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n) {
+static void amp_unscale_check_cuda(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n,
+                                   const cg_amp_cl_slice *slices, int count) {
     if (h == NULL)
-        LAUNCH(unscale_check_kernel<__half>, n, g, (const __half *)NULL, amp, n);
+        LAUNCH(unscale_check_kernel<__half>, n, g, (const __half *)NULL, amp, n, slices, 0);
     else
-        DISPATCH16(dtype, LAUNCH(unscale_check_kernel<T>, n, g, (const T *)h, amp, n));
+        DISPATCH16(dtype, LAUNCH(unscale_check_kernel<T>, n, g, (const T *)h, amp, n, slices, count));
+}
+
+static void amp_refresh_cuda(void *low, cg_dtype dtype, const float *values, int64_t n, const cg_amp_cl_slice *slices,
+                             int count) {
+    if (count == 0) { // one cast, vectorised
+        cast_cuda(low, dtype, values, CG_F32, n, false);
+        return;
+    }
+    DISPATCH16(dtype, LAUNCH(amp_refresh_kernel<T>, n, (T *)low, values, n, slices, count));
 }
 
 static void amp_update_scale_cuda(float *amp, float growth_factor, float backoff_factor, int growth_interval) {
@@ -649,5 +703,6 @@ extern "C" void amp_register_cuda(cg_kernels *k) {
     k->relu_backward_h = relu_backward_h_cuda;
     k->add_forward_h = add_forward_h_cuda;
     k->amp_unscale_check = amp_unscale_check_cuda;
+    k->amp_refresh = amp_refresh_cuda;
     k->amp_update_scale = amp_update_scale_cuda;
 }

@@ -353,8 +353,8 @@ static bool conv_direct_weight_grad_lanes(cg_dtype dtype, void *dw, const void *
                                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                           int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t kg = K / 8;
-    if (dtype == CG_F32 || R != 3 || S != 3 || K % 8 != 0 || kg == 0 || kg > 32 || 32 % kg != 0 ||
-        LANES_WARPS % C != 0 || (uintptr_t)dy % 16 != 0)
+    if (dtype == CG_F32 || C > DIRECT_MAX_CHANNELS || R != 3 || S != 3 || K % 8 != 0 || kg == 0 || kg > 32 ||
+        32 % kg != 0 || LANES_WARPS % C != 0 || N * P * Q == 0 || (uintptr_t)dy % 16 != 0)
         return false;
     int64_t image = C * (H + 2 * pad) * (W + 2 * pad), sums = LANES_WARPS * K * 9;
     int64_t floats = image > sums ? image : sums;
@@ -382,9 +382,9 @@ static bool conv_direct_weight_grad_lanes(cg_dtype dtype, void *dw, const void *
 extern "C" bool conv_direct_weight_grad(cg_dtype dtype, void *dw, const void *x, const void *dy, bool dy_cl, int64_t N,
                                         int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (dy_cl && conv_direct_weight_grad_lanes(dtype, dw, x, dy, N, C, H, W, K, R, S, stride, pad, P, Q)) return true;
     int64_t taps = C * R * S, taps4 = (taps + 3) / 4 * 4, jobs = K / 2 * (taps4 / 4), pixels = N * P * Q;
     if (C > DIRECT_MAX_CHANNELS || K % 2 != 0 || jobs > CG_THREADS || pixels == 0) return false;
-    if (dy_cl && conv_direct_weight_grad_lanes(dtype, dw, x, dy, N, C, H, W, K, R, S, stride, pad, P, Q)) return true;
     cg_cuda_check_int32("conv2d", pixels * K);
     cg_cuda_check_int32("conv2d", N * C * H * W);
     // About 256 pixels a block (8 tiles), at most 1,024 blocks: enough to fill the GPU, and step 2
