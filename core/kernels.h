@@ -25,7 +25,7 @@ typedef enum { CG_ACT_GELU = 1, CG_ACT_RELU = 2 } cg_activation;
 // block, stored (K, R, S, C) there (rs = r S + s): element (k, c, rs) at offset + (k RS + rs) C + c
 // instead of offset + (k C + c) RS + rs. The GPU's Tensor Core convolutions read and write
 // weights so; the master weights and their f32 gradients stay (K, C, R, S). C, offset and the
-// length K C RS are multiples of 8.
+// length K C RS are multiples of 8 (the GPU's kernels take 8 values at a time).
 typedef struct {
     int64_t offset, K, C, RS;
 } cg_amp_cl_slice;

@@ -275,51 +275,84 @@ static __global__ void unpack_nhwc_kernel(T *dst, const T *src, int total, int C
 
 // ---- the loss scaler -------------------------------------------------------------------------------
 
-// Element e of the f32 parameter block, (K, C, RS) order, lies at cl_place(e, .., true) in the
-// 16-bit copy, whose element e holds the block's cl_place(e, .., false): e itself but in the
-// channels-last slices (core/kernels.h: cg_amp_cl_slice), found by a binary search on their
-// offsets (sorted; a slice's elements fit 32 bits: core/train/amp.c checks).
-static __device__ int64_t cl_place(int64_t e, const cg_amp_cl_slice *slices, int count, bool to_low) {
+// The channels-last slice (core/kernels.h: cg_amp_cl_slice) that holds element e of the parameter
+// block, or NULL where e lies in none: a binary search on their offsets (sorted).
+static __device__ const cg_amp_cl_slice *slice_of(int64_t e, const cg_amp_cl_slice *slices, int count) {
     int lo = 0, hi = count; // -> the first slice that starts after e
     while (lo < hi) {
         int mid = (lo + hi) / 2;
         if (slices[mid].offset <= e) lo = mid + 1;
         else hi = mid;
     }
-    if (lo == 0) return e;
+    if (lo == 0) return NULL;
     const cg_amp_cl_slice *s = &slices[lo - 1];
-    uint32_t C = (uint32_t)s->C, RS = (uint32_t)s->RS, kernel = C * RS;
-    int64_t local = e - s->offset;
-    if (local >= s->K * kernel) return e; // between two slices
-    uint32_t k = (uint32_t)local / kernel, r = (uint32_t)local - k * kernel;
-    if (to_low) { // (k, c, rs) -> (k, rs, c)
-        uint32_t c = r / RS, rs = r - c * RS;
-        return s->offset + ((int64_t)k * RS + rs) * C + c;
-    }
-    uint32_t rs = r / C, c = r - rs * C; // (k, rs, c) -> (k, c, rs)
-    return s->offset + ((int64_t)k * C + c) * RS + rs;
+    return e - s->offset < s->K * s->C * s->RS ? s : NULL;
 }
 
-// low = values rounded to T, element j of low holding the block's cl_place(j, .., false): the
-// writes in order, the reads gathered (a weight's are near each other: in the caches).
-template <typename T>
+// low = values rounded to T, VEC values a thread (n a multiple of VEC): outside the slices each
+// in its place; in a slice, the thread's VEC values of low, (k, rs, c) .. (k, rs, c + VEC - 1) in
+// (K, RS, C) order, are read from (k, c, rs), RS apart, in the (K, C, R, S) block. The writes in
+// order, the reads gathered (a weight's values are near each other: in the caches). With VEC 8 a
+// thread's values never straddle a slice's edge, nor a row of C (offsets and lengths, and C,
+// multiples of 8), so one search serves them all.
+template <typename T, int VEC>
 static __global__ void amp_refresh_kernel(T *low, const float *values, int64_t n, const cg_amp_cl_slice *slices,
                                           int count) {
-    GRID_STRIDE(j, n) low[j] = f2h<T>(values[cl_place(j, slices, count, false)]);
+    GRID_STRIDE(group, n / VEC) {
+        int64_t j = group * VEC;
+        const cg_amp_cl_slice *s = slice_of(j, slices, count);
+        float v[VEC];
+        if (s == NULL) {
+            load_vec<VEC>(v, values + j);
+        } else {
+            uint32_t C = (uint32_t)s->C, RS = (uint32_t)s->RS, local = (uint32_t)(j - s->offset);
+            uint32_t k = local / (C * RS), r = local - k * C * RS, rs = r / C, c = r - rs * C;
+            const float *from = values + s->offset + ((int64_t)k * C + c) * RS + rs;
+#pragma unroll
+            for (int e = 0; e < VEC; e++) v[e] = from[e * RS];
+        }
+        store_vec<VEC>(low + j, v);
+    }
 }
 
-// g += h (16-bit, may be NULL, its element for g[i] at cl_place(i, .., true)); found_inf if any is
-// not finite; g *= 1 / scale. Every thread that sees inf / NaN writes the same 1, so no atomic is
-// needed.
-template <typename T>
+// g += h (16-bit, may be NULL; in a slice, h's value for g's (k, c, rs) is at (k, rs, c)); found_inf
+// if any is not finite; g *= 1 / scale. VEC values a thread, as amp_refresh_kernel (here the
+// thread's values run through rs, then c, in (K, C, R, S) order). Every thread that sees inf /
+// NaN writes the same 1, so no atomic is needed.
+template <typename T, int VEC>
 static __global__ void unscale_check_kernel(float *g, const T *h, float *amp, int64_t n, const cg_amp_cl_slice *slices,
                                             int count) {
     float inv_scale = 1.0f / amp[CG_AMP_SCALE];
     bool bad = false;
-    GRID_STRIDE(i, n) {
-        float v = g[i] + (h ? h2f(h[cl_place(i, slices, count, true)]) : 0.0f);
-        bad |= !isfinite(v);
-        g[i] = inv_scale == 1.0f ? v : v * inv_scale;
+    GRID_STRIDE(group, n / VEC) {
+        int64_t i = group * VEC;
+        float v[VEC], add[VEC];
+        load_vec<VEC>(v, g + i);
+        if (h) {
+            const cg_amp_cl_slice *s = slice_of(i, slices, count);
+            if (s == NULL) {
+                load_vec<VEC>(add, h + i);
+            } else {
+                uint32_t C = (uint32_t)s->C, RS = (uint32_t)s->RS, local = (uint32_t)(i - s->offset);
+                uint32_t k = local / (C * RS), r = local - k * C * RS, c = r / RS, rs = r - c * RS;
+#pragma unroll
+                for (int e = 0; e < VEC; e++) {
+                    add[e] = h2f(h[s->offset + ((int64_t)k * RS + rs) * C + c]);
+                    if (++rs == RS) { // the next value of (k, c, rs) in (K, C, R, S) order
+                        rs = 0;
+                        if (++c == C) c = 0, k++;
+                    }
+                }
+            }
+#pragma unroll
+            for (int e = 0; e < VEC; e++) v[e] += add[e];
+        }
+#pragma unroll
+        for (int e = 0; e < VEC; e++) {
+            bad |= !isfinite(v[e]);
+            if (inv_scale != 1.0f) v[e] *= inv_scale;
+        }
+        store_vec<VEC>(g + i, v);
     }
     if (bad) amp[CG_AMP_FOUND_INF] = 1.0f;
 }
@@ -411,6 +444,7 @@ static bool conv_forward_cl(cg_dtype dtype, void *y, bool y_cl, const void *x, b
                             int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     CG_CHECK((!x_cl || C % 8 == 0) && (!y_cl || K % 8 == 0) && (!w_cl || (C % 8 == 0 && K % 8 == 0)),
              "conv2d: channels-last with %lld -> %lld channels", (long long)C, (long long)K);
+    w_cl = w_cl || (R * S == 1 && C % 8 == 0 && K % 8 == 0); // (K, C, 1, 1) is (K, 1, 1, C) already
     int64_t Cp = round8(C), Kp = round8(K);
     int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
     void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W);
@@ -433,6 +467,7 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
                              bool accumulate, bool *data_done, bool *filter_done) {
     CG_CHECK((!x_cl || C % 8 == 0) && (!dy_cl || K % 8 == 0) && (!w_cl || (C % 8 == 0 && K % 8 == 0)),
              "conv2d: channels-last with %lld -> %lld channels", (long long)C, (long long)K);
+    w_cl = w_cl || (R * S == 1 && C % 8 == 0 && K % 8 == 0); // (K, C, 1, 1) is (K, 1, 1, C) already
     int64_t Cp = round8(C), Kp = round8(K);
     int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
     void *dyh = dy_cl ? (void *)dy : packed(dtype, dy, N, N, K, Kp, P * Q);
@@ -665,21 +700,29 @@ static void conv2d_backward_cl_cuda(cg_dtype dtype, void *dx, void *dw, void *db
     if (w_cl) cg_cuda_free(wn);
 }
 
+// 8 values a thread where n and the pointers allow 16-byte pieces (the parameter block: always),
+// else 1 (the slices' offsets and lengths are multiples of 8: core/kernels.h).
 static void amp_unscale_check_cuda(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n,
                                    const cg_amp_cl_slice *slices, int count) {
-    if (h == NULL)
-        LAUNCH(unscale_check_kernel<__half>, n, g, (const __half *)NULL, amp, n, slices, 0);
-    else
-        DISPATCH16(dtype, LAUNCH(unscale_check_kernel<T>, n, g, (const T *)h, amp, n, slices, count));
+    bool by8 = n % 8 == 0 && ((uintptr_t)g & 31) == 0 && ((uintptr_t)h & 15) == 0;
+    if (h == NULL) dtype = CG_F16; // (any 16-bit type: nothing is read)
+    DISPATCH16(dtype, {
+        if (by8)
+            LAUNCH((unscale_check_kernel<T, 8>), n / 8, g, (const T *)h, amp, n, slices, count);
+        else
+            LAUNCH((unscale_check_kernel<T, 1>), n, g, (const T *)h, amp, n, slices, count);
+    });
 }
 
 static void amp_refresh_cuda(void *low, cg_dtype dtype, const float *values, int64_t n, const cg_amp_cl_slice *slices,
                              int count) {
-    if (count == 0) { // one cast, vectorised
-        cast_cuda(low, dtype, values, CG_F32, n, false);
-        return;
-    }
-    DISPATCH16(dtype, LAUNCH(amp_refresh_kernel<T>, n, (T *)low, values, n, slices, count));
+    bool by8 = n % 8 == 0 && ((uintptr_t)low & 15) == 0 && ((uintptr_t)values & 31) == 0;
+    DISPATCH16(dtype, {
+        if (by8)
+            LAUNCH((amp_refresh_kernel<T, 8>), n / 8, (T *)low, values, n, slices, count);
+        else
+            LAUNCH((amp_refresh_kernel<T, 1>), n, (T *)low, values, n, slices, count);
+    });
 }
 
 static void amp_update_scale_cuda(float *amp, float growth_factor, float backoff_factor, int growth_interval) {
