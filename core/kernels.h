@@ -385,7 +385,8 @@ typedef struct cg_kernels {
     // CG_AMP_STATE floats: see core/amp.h for the slots.
     // g (n) f32 += h (n) of dtype (NULL: nothing added), then: amp[FOUND_INF] = 1 if any g[i] is
     // inf or NaN (left as it is otherwise), and g[i] *= 1 / amp[SCALE].
-    // slices, count: where h is stored channels-last (see cg_amp_cl_slice below; NULL, 0: nowhere).
+    // slices, count: where h is stored channels-last (cg_amp_cl_slice, at the top of this file;
+    // NULL, 0: nowhere).
     void (*amp_unscale_check)(float *g, const void *h, cg_dtype dtype, float *amp, int64_t n,
                               const cg_amp_cl_slice *slices, int count);
     // The 16-bit copy of the parameter block (core/train/amp.h): low (n) of dtype = values (n) f32
