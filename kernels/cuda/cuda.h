@@ -239,6 +239,8 @@ static void max_pool_launch(T *y, int32_t *argmax, const T *x, int64_t N, int64_
 
 extern "C" {
 void zero_cuda(void *p, size_t bytes);
+// The cast row (core/kernels.h) for the other files' scratch copies (amp.cu).
+void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate);
 void gemm_cuda(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                const float *B, float beta, float *C);
 void conv2d_forward_cuda(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
@@ -261,7 +263,7 @@ bool conv_direct_weight_grad(cg_dtype dtype, void *dw, const void *x, const void
 // dbias (K) += the column sums of dy (N, PQ, K) stored channels-last, 16-bit (norm.cu).
 void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t N, int64_t K, int64_t PQ);
 void rng_uniform_cuda(float *out, int64_t n, uint64_t seed, uint32_t stream, uint64_t offset, float lo, float hi);
-// Mixed precision (the _h rows of core/kernels.h): gemm.cu and amp.cu.
+// Mixed precision (the _h rows of core/kernels.h): gemm.cu, amp.cu and conv16.cu.
 // The benchmark's products (core/bench.h: cg_bench_gemm), from gemm.cu.
 cg_status gemm_bench_cuda(cg_bench_precision p, bool trans_b, int64_t M, int64_t N, int64_t K, const void *A,
                           const void *B, void *C);
@@ -275,6 +277,7 @@ void loss_register_cuda(cg_kernels *k);
 void gather_register_cuda(cg_kernels *k);
 void optim_register_cuda(cg_kernels *k);
 void amp_register_cuda(cg_kernels *k);
+void conv16_register_cuda(cg_kernels *k);
 }
 
 #endif

@@ -408,7 +408,7 @@ static void batch_norm_add_relu_backward_cuda(cg_dtype dtype, void *dx, void *g,
                                      HW, training, channels_last, accumulate, (const T *)y, (T *)g));
 }
 
-// The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last (amp.cu).
+// The bias gradient of a convolution whose dy (N, PQ, K) is stored channels-last (conv16.cu).
 void conv_bias_grad_cl_cuda(cg_dtype dtype, void *dbias, const void *dy, int64_t N, int64_t K, int64_t PQ) {
     DISPATCH16(dtype, {
         int64_t S;

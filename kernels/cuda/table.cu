@@ -15,6 +15,7 @@ extern "C" const cg_kernels *cg_cuda_kernel_table(void) {
         gather_register_cuda(&table);
         optim_register_cuda(&table);
         amp_register_cuda(&table);
+        conv16_register_cuda(&table);
         table.device_name = "cuda";
     }
     return &table;
