@@ -135,21 +135,21 @@ static twin channels_last_twin(const twin *x, cg_dtype dt, int64_t N, int64_t C,
 // NCHW inputs of at most 4 channels into channels-last outputs take a direct kernel on the GPU
 // (conv_direct.cu: conv_few_channels_kernel), with its 2 x 2 and 3 x 3 forms unrolled and any other
 // size in a loop, and so do their weight gradients (wgrad_lanes_kernel from channels-last dy in 16
-// bits for 3 x 3 kernels, wgrad_partial_kernel otherwise): each against the CPU, with strides and padding that put
-// taps outside the image.
+// bits for 3 x 3 kernels, wgrad_partial_kernel otherwise), but for 64 or more 3 x 3 filters (ResNet's
+// stem), which go to cuDNN on copies padded to 8 channels: each against the CPU, with strides and
+// padding that put taps outside the image.
 static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
-    static const int64_t cases[][9] = {
-        // N, C, H, W, K, kernel, stride, pad, and whether dy NCHW is tested too (its weight gradient direct)
-        {3, 3, 31, 31, 24, 2, 1, 0, 1}, // the fast network's whitening layer (on a 32 x 32 image: 31 x 31)
-        {2, 3, 10, 12, 64, 3, 1, 1, 1}, // ResNet-18's CIFAR stem
-        {2, 1, 9, 9, 32, 3, 2, 1, 1},   // one colour plane, stride 2
-        {2, 4, 8, 7, 16, 5, 1, 2, 1},   // a size with no unrolled form (16 channels: one group of 8 a thread)
-        {2, 3, 6, 5, 48, 3, 1, 1, 1},   // 48 channels: two passes of 24 a thread
-        {40, 1, 28, 28, 32, 3, 1, 1, 1}, // the tutorial CNN's first layer: 31,360 pixels, many blocks in the weight gradient
-        {600, 3, 5, 5, 16, 3, 1, 1, 1},  // more images than the weight gradient's 512 blocks: some blocks take two
-        {3, 2, 7, 9, 8, 3, 1, 0, 1},     // 8 channels (a warp's lanes: 32 pixels), no padding
-        {2, 4, 6, 6, 64, 3, 1, 1, 0},    // 4 -> 64: too many jobs for wgrad_partial_kernel (dy NCHW: cuDNN),
-                                         // the lanes take dy channels-last
+    static const int64_t cases[][8] = {
+        // N, C, H, W, K, kernel, stride, pad
+        {3, 3, 31, 31, 24, 2, 1, 0},    // the fast network's whitening layer (on a 32 x 32 image: 31 x 31)
+        {2, 3, 10, 12, 64, 3, 1, 1},    // ResNet-18's CIFAR stem (64 3 x 3 filters: cuDNN, the input padded to 8 channels)
+        {2, 1, 9, 9, 32, 3, 2, 1},      // one colour plane, stride 2
+        {2, 4, 8, 7, 16, 5, 1, 2},      // a size with no unrolled form (16 channels: one group of 8 a thread)
+        {2, 3, 6, 5, 48, 3, 1, 1},      // 48 channels: two passes of 24 a thread
+        {40, 1, 28, 28, 32, 3, 1, 1},   // the tutorial CNN's first layer: 31,360 pixels, many blocks in the weight gradient
+        {600, 3, 5, 5, 16, 3, 1, 1},    // more images than the weight gradient's 512 blocks: some blocks take two
+        {3, 2, 7, 9, 8, 3, 1, 0},       // 8 channels (a warp's lanes: 32 pixels), no padding
+        {2, 4, 6, 6, 64, 3, 1, 1},      // 4 -> 64: cuDNN, as the stem
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t *c = cases[i];
@@ -160,18 +160,19 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         K_CPU->conv2d_forward_cl(dt, H(y), true, H(x), false, H(w), false, NULL, H(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
         K_GPU->conv2d_forward_cl(dt, D(y), true, D(x), false, D(w), false, NULL, D(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
         char what[96];
-        snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, %lldx%lld stride %lld pad %lld, direct", (long long)C,
+        snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, %lldx%lld stride %lld pad %lld, first layer", (long long)C,
                  (long long)K, (long long)R, (long long)R, (long long)stride, (long long)pad);
         expect_close(what, &y, 1e-3 * sqrt(C * R * R * 1.0), step_of(dt));
-        // The weight gradient (conv_direct.cu), added to dw, from dy stored channels-last and NCHW:
-        // a sum over the N P Q pixels, so an f32 sum in another order, then one rounding.
-        for (int dy_cl = 1; dy_cl >= 1 - c[8]; dy_cl--) {
+        // The weight gradient (conv_direct.cu, or cuDNN), added to dw, from dy stored channels-last and
+        // NCHW: a sum over the N P Q pixels, so an f32 sum in another order, then one rounding (cuDNN
+        // adds into a channels-last copy of dw: a sum into zeros then added to dw rounded twice).
+        for (int dy_cl = 1; dy_cl >= 0; dy_cl--) {
             twin dy = twin_uniform(r, N * K * P * Q, dt, -1, 1), dw = twin_uniform(r, K * C * R * R, dt, -1, 1);
             K_CPU->conv2d_backward_cl(dt, NULL, H(dw), NULL, H(dy), dy_cl, H(x), false, H(w), false, NULL, N, C, Hh, W, K, R, R,
                                       stride, pad, P, Q, true);
             K_GPU->conv2d_backward_cl(dt, NULL, D(dw), NULL, D(dy), dy_cl, D(x), false, D(w), false, NULL, N, C, Hh, W, K, R, R,
                                       stride, pad, P, Q, true);
-            snprintf(what, sizeof what, "conv2d_backward_cl dw %lld -> %lld, %lldx%lld, dy %s, direct", (long long)C,
+            snprintf(what, sizeof what, "conv2d_backward_cl dw %lld -> %lld, %lldx%lld, dy %s, first layer", (long long)C,
                      (long long)K, (long long)R, (long long)R, dy_cl ? "channels-last" : "NCHW");
             expect_close(what, &dw, 1e-4 * sqrt((double)(N * P * Q)), step_of(dt));
             twin_free(&dy), twin_free(&dw);

@@ -3,9 +3,9 @@
 // want NHWC with the channels padded to multiples of 8, so an RGB image would first be copied with
 // 5 of its 8 channels zeros, and its engines for such a thin layer use little of the GPU (lesson
 // 08). The forward (16 bits, x NCHW -> y channels-last) and the weight gradient (f32 or 16 bits, dy
-// channels-last or NCHW; a second kernel for 3 x 3 filters and 16-bit channels-last dy, the form
-// ResNet-18's stem takes under autocast). The input gradient of a first layer is not needed (the
-// images need none), and other shapes return false: the caller goes to cuDNN. CPU twin: the
+// channels-last or NCHW; a second kernel for 3 x 3 filters and 16-bit channels-last dy). The input
+// gradient of a first layer is not needed (the images need none), and other shapes return false:
+// the caller goes to cuDNN, as do the shapes where cuDNN is faster (cudnn_wins: ResNet-18's stem). CPU twin: the
 // convolutions of kernels/cpu/conv.c and kernels/cpu/amp.c.
 #include "kernels/cuda/cuda.h"
 
@@ -101,9 +101,24 @@ static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, co
     }
 }
 
+// Where cuDNN wins: a 16-bit first layer with 64 or more filters of 3 x 3 or larger runs faster on
+// cuDNN's Tensor Core engines, its input copied NHWC with the channels padded to 8, than in these
+// kernels. ResNet-18's stem (3 -> 64, 3 x 3, batch 512, bf16, an H100): forward 98.6 us here
+// against 79.2 us, weight gradient 158.6 against 95.4 (the copies not counted: about 3 us each).
+// The fast network's whitening layer (3 -> 24, 2 x 2: 37.5 against 72.8 us forward) and the
+// tutorial CNN's first layer (1 -> 32, 3 x 3, batch 128: 8.2 / 11.8 against 17.7 / 28.1 us) stay here.
+static bool cudnn_wins(cg_dtype dtype, int64_t K, int64_t R, int64_t S) {
+#ifdef CG_HAVE_CUDNN
+    return dtype != CG_F32 && K >= 64 && R * S >= 9;
+#else
+    return false;
+#endif
+}
+
 extern "C" bool conv_direct_forward(cg_dtype dtype, void *y, const void *x, const void *w, const void *bias, int64_t N,
                                     int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                                     int64_t pad, int64_t P, int64_t Q) {
+    if (cudnn_wins(dtype, K, R, S)) return false;
     if (C > DIRECT_MAX_CHANNELS || K % 8 != 0 || C * R * S * K > DIRECT_MAX_WEIGHTS || ((uintptr_t)y & 15) != 0)
         return false;
     {
@@ -137,7 +152,7 @@ extern "C" bool conv_direct_forward(cg_dtype dtype, void *y, const void *x, cons
             if (R == 2 && S == 2)
                 FEW_CHANNELS_G(2); // the fast network's whitening layer (24 channels: G = 3)
             else if (R == 3 && S == 3)
-                FEW_CHANNELS_G(3); // ResNet-18's CIFAR stem (64 channels: G = 4, twice), the tutorial CNN's (32)
+                FEW_CHANNELS_G(3); // the tutorial CNN's first layer (32 channels: G = 4)
             else
                 FEW_CHANNELS_G(0);
             CG_LAUNCH_CHECK();
@@ -248,9 +263,9 @@ static __global__ void wgrad_total_kernel(T *dw, const float *partial, int block
     if (tap < taps) dw[k * taps + tap] = f2h<T>(h2f(dw[k * taps + tap]) + sum);
 }
 
-// The same weight gradient when dy is channels-last in 16 bits (under autocast: ResNet-18's stem,
-// 3 -> 64 channels, 3 x 3, 524,288 pixels at batch 512) and the filter is 3 x 3 with K / 8 a
-// divisor of 32. The kernel above spends its time on shared memory: it builds im2col tiles there
+// The same weight gradient when dy is channels-last in 16 bits and the filter is 3 x 3 with K / 8 a
+// divisor of 32. It was written for ResNet-18's stem under autocast (3 -> 64 channels, 3 x 3,
+// 524,288 pixels at batch 512), which cuDNN now takes (cudnn_wins): the figures below are its. The kernel above spends its time on shared memory: it builds im2col tiles there
 // and reads two operands for every 8 FMAs (254 us a step on an H100, profiled, for 1.8 GFLOP); a
 // version that kept whole images in shared memory and read two operands for 16 FMAs still took
 // 200 us. Here a lane keeps 8 output channels x the 9 taps of one input channel, 72 sums, in
@@ -382,6 +397,7 @@ static bool conv_direct_weight_grad_lanes(cg_dtype dtype, void *dw, const void *
 extern "C" bool conv_direct_weight_grad(cg_dtype dtype, void *dw, const void *x, const void *dy, bool dy_cl, int64_t N,
                                         int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                         int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    if (cudnn_wins(dtype, K, R, S)) return false;
     if (dy_cl && conv_direct_weight_grad_lanes(dtype, dw, x, dy, N, C, H, W, K, R, S, stride, pad, P, Q)) return true;
     int64_t taps = C * R * S, taps4 = (taps + 3) / 4 * 4, jobs = K / 2 * (taps4 / 4), pixels = N * P * Q;
     if (C > DIRECT_MAX_CHANNELS || K % 2 != 0 || jobs > CG_THREADS || pixels == 0) return false;
