@@ -163,9 +163,12 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, %lldx%lld stride %lld pad %lld, first layer", (long long)C,
                  (long long)K, (long long)R, (long long)R, (long long)stride, (long long)pad);
         expect_close(what, &y, 1e-3 * sqrt(C * R * R * 1.0), step_of(dt));
-        // The weight gradient (conv_direct.cu, or cuDNN), added to dw, from dy stored channels-last and
-        // NCHW: a sum over the N P Q pixels, so an f32 sum in another order, then one rounding (cuDNN
-        // adds into a channels-last copy of dw: a sum into zeros then added to dw rounded twice).
+        // The weight gradient, added to dw, from dy stored channels-last and NCHW: a sum over the N P Q
+        // pixels. The direct kernels: an f32 sum in another order, then one rounding. cuDNN (64 or more
+        // 3 x 3 filters, conv_direct.cu's cudnn_wins) adds into a channels-last copy of dw, and some of
+        // its engines round the gradient to 16 bits before adding it: the tolerance of the other
+        // cuDNN convolutions' dw (test_conv_cl).
+        bool cudnn = K >= 64 && R * R >= 9;
         for (int dy_cl = 1; dy_cl >= 0; dy_cl--) {
             twin dy = twin_uniform(r, N * K * P * Q, dt, -1, 1), dw = twin_uniform(r, K * C * R * R, dt, -1, 1);
             K_CPU->conv2d_backward_cl(dt, NULL, H(dw), NULL, H(dy), dy_cl, H(x), false, H(w), false, NULL, N, C, Hh, W, K, R, R,
@@ -174,7 +177,7 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
                                       stride, pad, P, Q, true);
             snprintf(what, sizeof what, "conv2d_backward_cl dw %lld -> %lld, %lldx%lld, dy %s, first layer", (long long)C,
                      (long long)K, (long long)R, (long long)R, dy_cl ? "channels-last" : "NCHW");
-            expect_close(what, &dw, 1e-4 * sqrt((double)(N * P * Q)), step_of(dt));
+            expect_close(what, &dw, (cudnn ? 2e-3 : 1e-4) * sqrt((double)(N * P * Q)), step_of(dt));
             twin_free(&dy), twin_free(&dw);
         }
         twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y);

@@ -219,9 +219,10 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
     int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
     void *dyh = dy_cl ? (void *)dy : packed(dtype, dy, N, N, K, Kp, P * Q);
     if (dw) {
-        // cuDNN adds to dw (beta 1), the sum in f32 rounded once: in place when dw is stored
-        // channels-last, else in a channels-last copy of dw, copied back to (K, C, R, S). (Adding
-        // into zeros and then the result into dw would round twice.)
+        // cuDNN adds to dw (beta 1): in place when dw is stored channels-last, else in a
+        // channels-last copy of dw, copied back to (K, C, R, S). Engines that add in f32 round
+        // once (some round their gradient first); adding into zeros, then that into dw, would
+        // always round twice.
         void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W);
         void *dwh = w_cl ? dw : packed(dtype, dw, K, Kp, C, Cp, R * S);
         *filter_done = cg_cudnn_conv2d_run16(CG_CUDNN_BACKWARD_FILTER, dtype, true, xh, dwh, dyh, dh);
