@@ -5,8 +5,8 @@
 // 08). The forward (16 bits, x NCHW -> y channels-last) and the weight gradient (f32 or 16 bits, dy
 // channels-last or NCHW; a second kernel for 3 x 3 filters and 16-bit channels-last dy). The input
 // gradient of a first layer is not needed (the images need none), and other shapes return false:
-// the caller goes to cuDNN, as do the shapes where cuDNN is faster (cudnn_wins: ResNet-18's stem). CPU twin: the
-// convolutions of kernels/cpu/conv.c and kernels/cpu/amp.c.
+// the caller goes to cuDNN, as do the shapes where cuDNN is faster (cudnn_wins: ResNet-18's
+// stem). CPU twin: the convolutions of kernels/cpu/conv.c and kernels/cpu/amp.c.
 #include "kernels/cuda/cuda.h"
 
 enum { DIRECT_MAX_CHANNELS = 4, DIRECT_MAX_WEIGHTS = 4096 };
@@ -104,7 +104,7 @@ static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, co
 // Where cuDNN wins: a 16-bit first layer with 64 or more filters of 3 x 3 or larger runs faster on
 // cuDNN's Tensor Core engines, its input copied NHWC with the channels padded to 8, than in these
 // kernels. ResNet-18's stem (3 -> 64, 3 x 3, batch 512, bf16, an H100): forward 98.6 us here
-// against 79.2 us, weight gradient 158.6 against 95.4 (the copies not counted: about 3 us each).
+// against 79.2 us, weight gradient 158.6 against 95.4 (the copies into cuDNN's layout not counted).
 // The fast network's whitening layer (3 -> 24, 2 x 2: 37.5 against 72.8 us forward) and the
 // tutorial CNN's first layer (1 -> 32, 3 x 3, batch 128: 8.2 / 11.8 against 17.7 / 28.1 us) stay here.
 static bool cudnn_wins(cg_dtype dtype, int64_t K, int64_t R, int64_t S) {
@@ -265,8 +265,9 @@ static __global__ void wgrad_total_kernel(T *dw, const float *partial, int block
 
 // The same weight gradient when dy is channels-last in 16 bits and the filter is 3 x 3 with K / 8 a
 // divisor of 32. It was written for ResNet-18's stem under autocast (3 -> 64 channels, 3 x 3,
-// 524,288 pixels at batch 512), which cuDNN now takes (cudnn_wins): the figures below are its. The kernel above spends its time on shared memory: it builds im2col tiles there
-// and reads two operands for every 8 FMAs (254 us a step on an H100, profiled, for 1.8 GFLOP); a
+// 524,288 pixels at batch 512), which cuDNN now takes (cudnn_wins): the figures below are its.
+// The kernel above spends its time on shared memory: it builds im2col tiles there and reads two
+// operands for every 8 FMAs (254 us a step on an H100, profiled, for 1.8 GFLOP); a
 // version that kept whole images in shared memory and read two operands for 16 FMAs still took
 // 200 us. Here a lane keeps 8 output channels x the 9 taps of one input channel, 72 sums, in
 // registers. For each pixel it loads its 8 values of dy from global memory (one 16-byte load; a
