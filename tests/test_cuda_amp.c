@@ -137,8 +137,10 @@ static twin channels_last_twin(const twin *x, cg_dtype dt, int64_t N, int64_t C,
 // size in a loop, and so do their weight gradients (wgrad_lanes_kernel from channels-last dy in 16
 // bits for 3 x 3 kernels, wgrad_partial_kernel otherwise), but for 64 or more 3 x 3 filters (ResNet's
 // stem), which go to cuDNN on copies padded to 8 channels: each against the CPU, with strides and
-// padding that put taps outside the image.
-static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
+// padding that put taps outside the image. Then again with CGRAD_FIRST_LAYER=direct, every shape in
+// the direct kernels (ResNet's stem as they ran it before cuDNN took it).
+static void test_conv_few_channels_way(cg_rng *r, cg_dtype dt, const char *way) {
+    if (way) setenv("CGRAD_FIRST_LAYER", way, 1);
     static const int64_t cases[][8] = {
         // N, C, H, W, K, kernel, stride, pad
         {3, 3, 31, 31, 24, 2, 1, 0},    // the fast network's whitening layer (on a 32 x 32 image: 31 x 31)
@@ -160,28 +162,36 @@ static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
         K_CPU->conv2d_forward_cl(dt, H(y), true, H(x), false, H(w), false, NULL, H(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
         K_GPU->conv2d_forward_cl(dt, D(y), true, D(x), false, D(w), false, NULL, D(b), N, C, Hh, W, K, R, R, stride, pad, P, Q);
         char what[96];
-        snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, %lldx%lld stride %lld pad %lld, first layer", (long long)C,
-                 (long long)K, (long long)R, (long long)R, (long long)stride, (long long)pad);
+        snprintf(what, sizeof what, "conv2d_forward_cl %lld -> %lld, %lldx%lld stride %lld pad %lld%s", (long long)C,
+                 (long long)K, (long long)R, (long long)R, (long long)stride, (long long)pad, way ? ", direct" : "");
         expect_close(what, &y, 1e-3 * sqrt(C * R * R * 1.0), step_of(dt));
         // The weight gradient, added to dw, from dy stored channels-last and NCHW: a sum over the N P Q
         // pixels. The direct kernels: an f32 sum in another order, then one rounding. cuDNN (64 or more
         // 3 x 3 filters, conv_direct.cu's cudnn_wins) adds into a channels-last copy of dw, and some of
         // its engines round the gradient to 16 bits before adding it: the tolerance of the other
-        // cuDNN convolutions' dw (test_conv_cl).
-        bool cudnn = K >= 64 && R * R >= 9;
+        // cuDNN convolutions' dw (test_conv_cl). In the direct way, the 64-filter shapes with dy NCHW
+        // may still go to cuDNN (4 -> 64 is more work than wgrad_partial_kernel's block takes).
         for (int dy_cl = 1; dy_cl >= 0; dy_cl--) {
+            bool cudnn = K >= 64 && R * R >= 9 && (!way || !dy_cl);
             twin dy = twin_uniform(r, N * K * P * Q, dt, -1, 1), dw = twin_uniform(r, K * C * R * R, dt, -1, 1);
             K_CPU->conv2d_backward_cl(dt, NULL, H(dw), NULL, H(dy), dy_cl, H(x), false, H(w), false, NULL, N, C, Hh, W, K, R, R,
                                       stride, pad, P, Q, true);
             K_GPU->conv2d_backward_cl(dt, NULL, D(dw), NULL, D(dy), dy_cl, D(x), false, D(w), false, NULL, N, C, Hh, W, K, R, R,
                                       stride, pad, P, Q, true);
-            snprintf(what, sizeof what, "conv2d_backward_cl dw %lld -> %lld, %lldx%lld, dy %s, first layer", (long long)C,
-                     (long long)K, (long long)R, (long long)R, dy_cl ? "channels-last" : "NCHW");
+            snprintf(what, sizeof what, "conv2d_backward_cl dw %lld -> %lld, %lldx%lld, dy %s%s", (long long)C,
+                     (long long)K, (long long)R, (long long)R, dy_cl ? "channels-last" : "NCHW", way ? ", direct" : "");
             expect_close(what, &dw, (cudnn ? 2e-3 : 1e-4) * sqrt((double)(N * P * Q)), step_of(dt));
             twin_free(&dy), twin_free(&dw);
         }
         twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y);
     }
+    if (way) unsetenv("CGRAD_FIRST_LAYER");
+}
+
+static void test_conv_few_channels(cg_rng *r, cg_dtype dt) {
+    cg_rng again = *r; // the same inputs for the second way, and the tests after these draw as before it
+    test_conv_few_channels_way(r, dt, NULL);          // conv_direct.cu's rule
+    test_conv_few_channels_way(&again, dt, "direct"); // every shape in the direct kernels
 }
 
 static void test_conv_cl(cg_rng *r, cg_dtype dt, int64_t N, int64_t C, int64_t Hh, int64_t W, int64_t K) {

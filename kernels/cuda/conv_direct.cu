@@ -9,6 +9,9 @@
 // stem). CPU twin: the convolutions of kernels/cpu/conv.c and kernels/cpu/amp.c.
 #include "kernels/cuda/cuda.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 enum { DIRECT_MAX_CHANNELS = 4, DIRECT_MAX_WEIGHTS = 4096 };
 
 // ---- forward ---------------------------------------------------------------------------------------
@@ -107,9 +110,15 @@ static __global__ void conv_few_channels_kernel(T *y, const T *x, const T *w, co
 // against 79.2 us, weight gradient 158.6 against 95.4 (the copies into cuDNN's layout not counted).
 // The fast network's whitening layer (3 -> 24, 2 x 2: 37.5 against 72.8 us forward) and the
 // tutorial CNN's first layer (1 -> 32, 3 x 3, batch 128: 8.2 / 11.8 against 17.7 / 28.1 us) stay here.
+// CGRAD_FIRST_LAYER=direct or =cudnn in the environment sends every 16-bit first layer one way (to
+// compare: bench/first_layer.c, test_cuda_amp); read at each call, nanoseconds beside a convolution.
 static bool cudnn_wins(cg_dtype dtype, int64_t K, int64_t R, int64_t S) {
 #ifdef CG_HAVE_CUDNN
-    return dtype != CG_F32 && K >= 64 && R * S >= 9;
+    if (dtype == CG_F32) return false;
+    const char *way = getenv("CGRAD_FIRST_LAYER");
+    if (way && strcmp(way, "direct") == 0) return false;
+    if (way && strcmp(way, "cudnn") == 0) return true;
+    return K >= 64 && R * S >= 9;
 #else
     return false;
 #endif
