@@ -12,6 +12,8 @@
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/cudnn_conv.h"
 
+#include <string.h>
+
 // ---- kernels: biases, layouts ---------------------------------------------------------------------
 
 // Convolution bias, as conv.cu does it in f32: block (k, n) sums channel k of image n into
@@ -180,6 +182,18 @@ static void unpacked(cg_dtype dtype, void *dst, const void *src, int64_t N, int6
                              accumulate));
 }
 
+// What both directions check and share: channels-last operands have their channels in eights;
+// returns whether the weights are read as they are (w_cl, or a 1 x 1 filter with its channels in
+// eights: (K, C, 1, 1) is (K, 1, 1, C) already), and fills cuDNN's dimensions, channels padded.
+static bool nhwc_dims(int64_t dh[11], bool x_cl, bool y_cl, bool w_cl, int64_t N, int64_t C, int64_t H, int64_t W,
+                      int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    CG_CHECK((!x_cl || C % 8 == 0) && (!y_cl || K % 8 == 0) && (!w_cl || (C % 8 == 0 && K % 8 == 0)),
+             "conv2d: channels-last with %lld -> %lld channels", (long long)C, (long long)K);
+    int64_t d[11] = {N, round8(C), H, W, round8(K), R, S, stride, pad, P, Q};
+    memcpy(dh, d, sizeof d);
+    return w_cl || (R * S == 1 && C % 8 == 0 && K % 8 == 0);
+}
+
 // y = conv(x, w) in NHWC, y and x stored channels-last or NCHW (as y_cl, x_cl say): an NCHW
 // operand goes through an NHWC copy with its channels padded to multiples of 8 (channels-last
 // ones have them already: core/ops_conv.c makes them only so). The weights are read as they are
@@ -189,11 +203,9 @@ static void unpacked(cg_dtype dtype, void *dst, const void *src, int64_t N, int6
 static bool conv_forward_cl(cg_dtype dtype, void *y, bool y_cl, const void *x, bool x_cl, const void *w, bool w_cl,
                             void *w_nhwc, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                             int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    CG_CHECK((!x_cl || C % 8 == 0) && (!y_cl || K % 8 == 0) && (!w_cl || (C % 8 == 0 && K % 8 == 0)),
-             "conv2d: channels-last with %lld -> %lld channels", (long long)C, (long long)K);
-    w_cl = w_cl || (R * S == 1 && C % 8 == 0 && K % 8 == 0); // (K, C, 1, 1) is (K, 1, 1, C) already
-    int64_t Cp = round8(C), Kp = round8(K);
-    int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
+    int64_t dh[11];
+    w_cl = nhwc_dims(dh, x_cl, y_cl, w_cl, N, C, H, W, K, R, S, stride, pad, P, Q);
+    int64_t Cp = dh[1], Kp = dh[4];
     void *xh = x_cl ? (void *)x : packed(dtype, x, N, N, C, Cp, H * W);
     void *wh = w_cl ? (void *)w : packed_into(w_nhwc, dtype, w, K, Kp, C, Cp, R * S);
     void *yh = y_cl ? y : cg_cuda_alloc((size_t)(N * P * Q * Kp) * 2);
@@ -212,11 +224,9 @@ static void conv_backward_cl(cg_dtype dtype, void *dx, void *dw, const void *dy,
                              const void *w, bool w_cl, const void *w_nhwc, int64_t N, int64_t C, int64_t H, int64_t W,
                              int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
                              bool accumulate, bool *data_done, bool *filter_done) {
-    CG_CHECK((!x_cl || C % 8 == 0) && (!dy_cl || K % 8 == 0) && (!w_cl || (C % 8 == 0 && K % 8 == 0)),
-             "conv2d: channels-last with %lld -> %lld channels", (long long)C, (long long)K);
-    w_cl = w_cl || (R * S == 1 && C % 8 == 0 && K % 8 == 0); // (K, C, 1, 1) is (K, 1, 1, C) already
-    int64_t Cp = round8(C), Kp = round8(K);
-    int64_t dh[11] = {N, Cp, H, W, Kp, R, S, stride, pad, P, Q};
+    int64_t dh[11];
+    w_cl = nhwc_dims(dh, x_cl, dy_cl, w_cl, N, C, H, W, K, R, S, stride, pad, P, Q);
+    int64_t Cp = dh[1], Kp = dh[4];
     void *dyh = dy_cl ? (void *)dy : packed(dtype, dy, N, N, K, Kp, P * Q);
     if (dw) {
         // cuDNN adds to dw (beta 1): in place when dw is stored channels-last, else in a

@@ -239,7 +239,7 @@ static void max_pool_launch(T *y, int32_t *argmax, const T *x, int64_t N, int64_
 
 extern "C" {
 void zero_cuda(void *p, size_t bytes);
-// The cast row (core/kernels.h) for the other files' scratch copies (amp.cu).
+// The cast row (core/kernels.h), from amp.cu, for the other files' scratch copies (conv16.cu).
 void cast_cuda(void *y, cg_dtype ytype, const void *x, cg_dtype xtype, int64_t n, bool accumulate);
 void gemm_cuda(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                const float *B, float beta, float *C);
