@@ -17,6 +17,7 @@
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bf16_same.h"
 #include "kernels/cpu/bf16_vec.h"
+#include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 
@@ -283,9 +284,12 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     uint64_t *valid = NULL; // the "same" convolutions' bitsets (cg_bf16_pack_b_same), shared by the threads
     float *wf = NULL; // one-channel 3 x 3 (bf16_direct.c): the weights widened once, shared by the threads
+    const uint16_t *wu = NULL; // Winograd's transformed filters (conv_winograd.c), shared by the threads
 #ifdef CG_CPU_MATRIX_KERNELS
     bool hw_round = path == CG_BF16_AVX512; // the epilogue's rounding by AVX512-BF16's instruction
-    if (cg_bf16_direct_fits(C, H, W, R, S, stride, pad, P, Q)) {
+    if (conv2d_winograd_bf16_takes(path, C, H, W, K, R, S, stride, pad, P, Q)) {
+        wu = conv2d_winograd_bf16_weights(w, K, C, false);
+    } else if (cg_bf16_direct_fits(C, H, W, R, S, stride, pad, P, Q)) {
         wf = cg_xmalloc((size_t)(K * 9) * sizeof *wf);
         cg_bf16_direct_weights(wf, w, K, path);
     } else if (stride == 1 && P == H && Q == W) {
@@ -293,7 +297,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
     }
 #endif
-    if (!wf) cg_bf16_pack_a(Wp, w, crs, 1, K, crs); // the tile product's weights (the direct sums read wf)
+    if (!wf && !wu) cg_bf16_pack_a(Wp, w, crs, 1, K, crs); // the tile product's weights (the others read wf, wu)
 #ifdef CG_CPU_MATRIX_KERNELS
     bool pooled_direct = wf && where && cg_bf16_direct_pool_fits(C, H, W, R, S, stride, pad, P, Q) &&
                          cg_bf16_direct_pool_ready(wf, bias, K); // the fused block in registers (bf16_direct.h)
@@ -301,18 +305,29 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = round16(pq);
-        uint16_t *col = scratch16(1, crs * pq), *colp = scratch16(2, cg_bf16_packed_size(pq, crs));
-        float *out = scratch32(3, round16(K) * ldo);
+        uint16_t *col = wu ? NULL : scratch16(1, crs * pq), *colp = wu ? NULL : scratch16(2, cg_bf16_packed_size(pq, crs));
+        // Winograd's sums of the whole group at once, image j's K planes at outg + j K PQ (no
+        // padding between rows: ldo = PQ); else one image's product at a time, rows ldo apart
+        float *outg = wu ? scratch32(3, count * K * pq) : NULL, *out = wu ? NULL : scratch32(3, round16(K) * ldo);
+#ifdef CG_CPU_MATRIX_KERNELS
+        if (wu) {
+            conv2d_winograd_bf16_images(outg, x + n0 * C * H * W, C * H * W, H * W, wu, count, C, K, H, W, path);
+            ldo = pq;
+        }
+#endif
         uint16_t *plane16 = where ? scratch16(5, pq) : NULL;
         float *col_max = where ? scratch32(6, pooled * 2) : NULL;
         int32_t *won = where ? (int32_t *)scratch32(7, pooled * 2) : NULL;
         // One image per product: its output (K, PQ) in f32 stays in the cache for the epilogue.
         for (int64_t j = 0; j < count; j++) {
+            if (wu) out = outg + j * K * pq;
 #ifdef CG_CPU_MATRIX_KERNELS
             if (pooled_direct && cg_bf16_direct_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled,
                                                           x + (n0 + j) * H * W, wf, bias, K, H, W, path))
                 continue; // bf16_direct.h: sums, epilogue and pooling in registers
-            if (wf) // the same f32 rows, summed by FMAs: no packing, no 9-term reduction padded to 32
+            if (wu)
+                ; // the group's sums are in outg already
+            else if (wf) // the same f32 rows, summed by FMAs: no packing, no 9-term reduction padded to 32
                 cg_bf16_direct_sums(out, ldo, x + (n0 + j) * H * W, wf, K, H, W, path);
             else if (valid)
                 cg_bf16_pack_b_same(colp, x + (n0 + j) * C * H * W, valid, C, H, W, R, S, pad);
@@ -322,7 +337,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
                 im2col_bf16(col, pq, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
                 cg_bf16_pack_b(colp, col, pq, 1, crs, pq);
             }
-            if (!wf) // (the direct sums have written `out` already)
+            if (!wf && !wu) // (the direct sums and Winograd's have written `out` already)
                 cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
 #ifdef CG_CPU_MATRIX_KERNELS
             if (where) { // always AVX-512 on the paths that reach this file
@@ -460,8 +475,15 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     if (dw && in_order)
         for (int64_t i = 0; i < crs; i++)
             for (int64_t k = 0; k < K; k++) dwt[i * K + k] = cg_bf16_widen(dw[k * crs + i]);
+    // dx of a 3 x 3 "same" convolution by Winograd's tiles on AVX512-BF16, as the forward
+    // (conv_winograd.c): the turned filters transformed once, read by every thread
+    const uint16_t *wdx = NULL;
+#ifdef CG_CPU_MATRIX_KERNELS
+    if (dx && conv2d_winograd_bf16_takes(path, C, H, W, K, R, S, stride, pad, P, Q))
+        wdx = conv2d_winograd_bf16_weights(w, K, C, true);
+#endif
     uint16_t *Wtp = NULL;
-    if (dx) { // W^T (CRS, K) packed once, read by every thread
+    if (dx && !wdx) { // W^T (CRS, K) packed once, read by every thread
         Wtp = scratch16(0, cg_bf16_packed_size(crs, K));
         cg_bf16_pack_a(Wtp, w, 1, crs, crs, K);
     }
@@ -469,10 +491,10 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     uint16_t *c2i_masks = NULL; // cg_bf16_col2im_same's masks and shifts
     int64_t *c2i_shifts = NULL;
 #ifdef CG_CPU_MATRIX_KERNELS
-    if ((dw || dx) && stride == 1 && P == H && Q == W) {
+    if ((dw || (dx && !wdx)) && stride == 1 && P == H && Q == W) {
         valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
         cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
-        if (dx) {
+        if (dx && !wdx) {
             c2i_masks = cg_xmalloc((size_t)(R * S * ((H * W + 15) / 16) * 2) * sizeof *c2i_masks);
             c2i_shifts = cg_xmalloc((size_t)(R * S) * sizeof *c2i_shifts);
             cg_bf16_col2im_masks(c2i_masks, c2i_shifts, valid, H, W, R, S, pad);
@@ -483,7 +505,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     // whole, around the loop; or, with cg_bf16_col2im_same, in its registers, one image's 16 positions
     // at a time (each image's dx receives one col2im): no f32 copy of dx, no pass over it
     // before and after the loop (each another parallel loop, another wake-up of the thread).
-    float *dxf = dx && !c2i_masks ? host_f32(0, N * C * H * W) : NULL;
+    float *dxf = dx && !c2i_masks && !wdx ? host_f32(0, N * C * H * W) : NULL;
     if (dxf) widen_array(dxf, dx, N * C * H * W);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
@@ -524,6 +546,16 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
                 for (int64_t i = 0; i < crs; i++)
                     memcpy(slices + g * crs * K + i * K, acc + i * ldc, (size_t)K * sizeof(float));
         }
+#ifdef CG_CPU_MATRIX_KERNELS
+        if (wdx) { // the group's dx sums in f32 from dy_g (image j's channel k at dyg + k L + j PQ), each
+            // added to its old value and rounded once, as col2im's
+            float *sums = scratch32(4, count * C * H * W);
+            conv2d_winograd_bf16_images(sums, dyg, pq, L, wdx, count, K, C, H, W, path);
+            uint16_t *dxg = dx + n0 * C * H * W;
+            for (int64_t i = 0; i < count * C * H * W; i++) dxg[i] = cg_bf16_round(cg_bf16_widen(dxg[i]) + sums[i]);
+            continue;
+        }
+#endif
         // dx one image at a time: dcol (CRS, PQ) in f32 is the largest thing written, and it
         // should stay in the cache until col2im has read it.
         for (int64_t j = 0; dx && j < count; j++) {

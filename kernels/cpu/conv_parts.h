@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kernels/cpu/cpu_features.h"
+
 // conv_dw.c: dw (K, C*R*S) += the weight gradient, dy (N, K, P, Q) and x (N, C, H, W), split by
 // input channels among the threads. For layers whose dW has at least 512 Ki floats (ResNet-18's
 // layer3 and layer4); the same bits as conv.c's slices, on any number of threads.
@@ -70,5 +72,21 @@ const float *conv2d_winograd_dx_weights_cpu(const float *w, int64_t K, int64_t C
 void conv2d_winograd_dx_images_cpu(float *dx, const float *dy, int64_t image_stride, int64_t channel_stride,
                                    const float *u, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K,
                                    bool threads);
+
+// The same tiles for bf16 convolutions on the AVX512-BF16 path (bf16_ops.c): the transforms in
+// f32 on the widened values, U and V rounded to bf16, the 16 products by vdpbf16ps with f32 sums
+// (bf16_gemm.c), each product of transformed values within 2^-7 of the exact one (U and V are
+// sums, rounded once more). conv2d_winograd_bf16_takes: the shape is one and the path is
+// AVX512-BF16 (the AMX path keeps its dense tiles). _weights: the transformed filters of
+// w (K, C, 3, 3) bf16, packed (the forward's, or dx's turned ones), in a buffer of the calling
+// thread, read by all. _images: out (count, Cout, H, W) f32 = the sums, without bias, of `count`
+// images of Cin bf16 planes, plane c of image j at in + j * image_stride + c * channel_stride;
+// one thread (called inside the callers' loops over groups of images).
+bool conv2d_winograd_bf16_takes(cg_cpu_bf16_path path, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+const uint16_t *conv2d_winograd_bf16_weights(const uint16_t *w, int64_t K, int64_t C, bool for_dx);
+void conv2d_winograd_bf16_images(float *out, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
+                                 const uint16_t *u, int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W,
+                                 cg_cpu_bf16_path path);
 
 #endif

@@ -32,6 +32,7 @@
 // (conv2d, relu, max_pool2d) agree to the bit, since both come from the same tiles.
 // AVX-512 only (the transforms are written with its masked loads and stores); other CPUs, and
 // other shapes, keep the im2col path (the functions then return false having done nothing).
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
@@ -77,6 +78,25 @@ static int64_t block_rows(int64_t C, int64_t K, int64_t W) {
     return rows < 1 ? 1 : rows;
 }
 
+// One filter transformed, u = G g G^T (4 x 4, row by row), g = f or f turned by 180 degrees
+// (g[r][s] = f[2 - r][2 - s]: dx's filters).
+static void filter_transform(const float f[9], bool turned, float u[16]) {
+    float g[9], t[4][3];
+    for (int i = 0; i < 9; i++) g[i] = turned ? f[8 - i] : f[i];
+    for (int s = 0; s < 3; s++) { // t = G g (4 x 3)
+        t[0][s] = g[s];
+        t[1][s] = 0.5f * (g[s] + g[3 + s] + g[6 + s]);
+        t[2][s] = 0.5f * (g[s] - g[3 + s] + g[6 + s]);
+        t[3][s] = g[6 + s];
+    }
+    for (int i = 0; i < 4; i++) { // U = t G^T (4 x 4), row i
+        u[4 * i + 0] = t[i][0];
+        u[4 * i + 1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+        u[4 * i + 2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+        u[4 * i + 3] = t[i][2];
+    }
+}
+
 // The filters transformed, U_xi = (G g G^T)[xi], laid out for the products: for the forward
 // u[xi][k][c] (K x C, g = w[k][c]); for dx, which convolves dy with the filters turned by 180
 // degrees and input and output channels swapped, u[xi][c][k] (C x K, g = w[k][c] turned).
@@ -88,22 +108,10 @@ static const float *transform_weights(int which, const float *w, int64_t K, int6
     float *u = cg_thread_floats_aligned(&buffers[which], 16 * (K * C + per)), *up = u + 16 * K * C;
     for (int64_t k = 0; k < K; k++)
         for (int64_t c = 0; c < C; c++) {
-            const float *f = w + (k * C + c) * 9;
-            float g[9], t[4][3];
-            for (int i = 0; i < 9; i++) g[i] = for_dx ? f[8 - i] : f[i]; // turned: g[r][s] = f[2 - r][2 - s]
-            for (int s = 0; s < 3; s++) { // t = G g (4 x 3)
-                t[0][s] = g[s];
-                t[1][s] = 0.5f * (g[s] + g[3 + s] + g[6 + s]);
-                t[2][s] = 0.5f * (g[s] - g[3 + s] + g[6 + s]);
-                t[3][s] = g[6 + s];
-            }
+            float t[16];
+            filter_transform(w + (k * C + c) * 9, for_dx, t);
             float *dst = u + (for_dx ? c * K + k : k * C + c);
-            for (int i = 0; i < 4; i++) { // U = t G^T (4 x 4), row i
-                dst[(4 * i + 0) * K * C] = t[i][0];
-                dst[(4 * i + 1) * K * C] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                dst[(4 * i + 2) * K * C] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                dst[(4 * i + 3) * K * C] = t[i][2];
-            }
+            for (int xi = 0; xi < 16; xi++) dst[xi * K * C] = t[xi];
         }
     for (int xi = 0; xi < 16; xi++) gemm_pack_a_cpu(up + xi * per, false, rows, cols, u + xi * K * C);
     return u;
@@ -125,18 +133,33 @@ static inline __mmask16 columns_mask(int64_t col0, int64_t W, int64_t tiles) {
     return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
-// V[xi][c][j] = (B^T d B)[xi] for the block's tiles j (tile rows r0 .. r1-1, the batch's rows of
-// tiles one after the other: image n = r / (H/2), its tile row r % (H/2)), channel c of the
-// input plane at in + n * image_stride + c * channel_stride (H x W). A chunk of 7 tiles of a row
-// at a time: its 4 rows of 16 padded columns in 4 vectors, the rows combined first (B^T d), then
-// the columns: tile j's 4 columns are lanes 2j .. 2j+3, gathered by permutations into even and
-// odd columns (e = column 2j, o = 2j+1, e1 = 2j+2, o1 = 2j+3) so that the 7 tiles' column
+// B^T d B for a chunk of up to 7 tiles of a row: d holds its 4 rows of 16 padded columns (lane l:
+// column 2 tx0 - 1 + l), v[xi] lane t tile t's value xi. The rows combined first (B^T d), then
+// the columns: tile t's 4 columns are lanes 2t .. 2t+3, gathered by permutations into even and
+// odd columns (e = column 2t, o = 2t+1, e1 = 2t+2, o1 = 2t+3) so that the 7 tiles' column
 // transforms run side by side in the lanes: (d B)[.][0..3] = e - e1, o + e1, e1 - o, o - o1.
-static void input_transform(float *V, int64_t ld, const float *in, int64_t image_stride, int64_t channel_stride,
-                            int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
+static inline __attribute__((always_inline)) void chunk_transform(const __m512 d[4], __m256 v[16]) {
     // lanes of (low half, high half) = columns 0 .. 15: vpermt2ps's indices (8 + l: the high half's lane l)
     const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), odd = _mm256_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15);
     const __m256i even1 = _mm256_setr_epi32(2, 4, 6, 8, 10, 12, 14, 14), odd1 = _mm256_setr_epi32(3, 5, 7, 9, 11, 13, 15, 15);
+    __m512 rows[4] = {_mm512_sub_ps(d[0], d[2]), _mm512_add_ps(d[1], d[2]), _mm512_sub_ps(d[2], d[1]),
+                      _mm512_sub_ps(d[1], d[3])};
+    for (int i = 0; i < 4; i++) { // the columns in 8 lanes: half the work of 16 on AMD's 256-bit units
+        __m256 lo = _mm512_castps512_ps256(rows[i]), hi = _mm512_extractf32x8_ps(rows[i], 1);
+        __m256 e = _mm256_permutex2var_ps(lo, even, hi), o = _mm256_permutex2var_ps(lo, odd, hi);
+        __m256 e1 = _mm256_permutex2var_ps(lo, even1, hi), o1 = _mm256_permutex2var_ps(lo, odd1, hi);
+        v[4 * i + 0] = _mm256_sub_ps(e, e1);
+        v[4 * i + 1] = _mm256_add_ps(o, e1);
+        v[4 * i + 2] = _mm256_sub_ps(e1, o);
+        v[4 * i + 3] = _mm256_sub_ps(o, o1);
+    }
+}
+
+// V[xi][c][j] = (B^T d B)[xi] for the block's tiles j (tile rows r0 .. r1-1, the batch's rows of
+// tiles one after the other: image n = r / (H/2), its tile row r % (H/2)), channel c of the
+// input plane at in + n * image_stride + c * channel_stride (H x W), a chunk of 7 tiles at a time.
+static void input_transform(float *V, int64_t ld, const float *in, int64_t image_stride, int64_t channel_stride,
+                            int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2;
     // Channel by channel, and in each the block's tiles in order: each of the 16 rows of V that
     // the channel fills is then written from start to end, 16 streams that stay in the first-
@@ -158,18 +181,10 @@ static void input_transform(float *V, int64_t ld, const float *in, int64_t image
                     d[i] = h < 0 || h >= H ? _mm512_setzero_ps()
                                            : _mm512_maskz_loadu_ps(cols, plane + h * W + 2 * tx0 - 1);
                 }
-                __m512 rows[4] = {_mm512_sub_ps(d[0], d[2]), _mm512_add_ps(d[1], d[2]), _mm512_sub_ps(d[2], d[1]),
-                                  _mm512_sub_ps(d[1], d[3])};
-                for (int i = 0; i < 4; i++) { // the columns in 8 lanes: half the work of 16 on AMD's 256-bit units
-                    __m256 lo = _mm512_castps512_ps256(rows[i]), hi = _mm512_extractf32x8_ps(rows[i], 1);
-                    __m256 e = _mm256_permutex2var_ps(lo, even, hi), o = _mm256_permutex2var_ps(lo, odd, hi);
-                    __m256 e1 = _mm256_permutex2var_ps(lo, even1, hi), o1 = _mm256_permutex2var_ps(lo, odd1, hi);
-                    __m256 v[4] = {_mm256_sub_ps(e, e1), _mm256_add_ps(o, e1), _mm256_sub_ps(e1, o),
-                                   _mm256_sub_ps(o, o1)};
-                    for (int jx = 0; jx < 4; jx++)
-                        _mm256_mask_storeu_ps(V + (4 * i + jx) * matrix_floats(C, ld) + c * ld + j0 + tx0, store,
-                                              v[jx]);
-                }
+                __m256 v[16];
+                chunk_transform(d, v);
+                for (int xi = 0; xi < 16; xi++)
+                    _mm256_mask_storeu_ps(V + xi * matrix_floats(C, ld) + c * ld + j0 + tx0, store, v[xi]);
             }
         }
 }
@@ -218,9 +233,10 @@ typedef enum {
     RELU_POOL, // y (N, K, H/2, W/2) = max(0, the 2 x 2 window's first maximum + bias), where = its position
 } finish;
 
-// The block's outputs (tile rows r0 .. r1-1, M channels) from O, to the output planes at
-// out + n * image_stride + k * plane (plane: H x W floats, or H/2 x W/2 pooled).
-static void output_block(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld,
+// The block's outputs (tile rows r0 .. r1-1, M channels) from O (O_xi at O + xi * o_stride, rows
+// ld floats apart), to the output planes at out + n * image_stride + k * plane (plane: H x W
+// floats, or H/2 x W/2 pooled).
+static void output_block(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld, int64_t o_stride,
                          const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2, pooled = H2 * Q2;
     for (int64_t k = 0; k < M; k++) {
@@ -231,7 +247,7 @@ static void output_block(float *out, uint8_t *where, int64_t image_stride, const
                 int64_t tiles = Q2 - tx0 < 8 ? Q2 - tx0 : 8;
                 __mmask8 m = (__mmask8)((1u << tiles) - 1);
                 __mmask16 m2 = (__mmask16)((1u << (2 * tiles)) - 1);
-                tile_out t = output_transform(O + k * ld + j0 + tx0, matrix_floats(M, ld), m);
+                tile_out t = output_transform(O + k * ld + j0 + tx0, o_stride, m);
                 if (how == RELU_POOL) { // pool_relu_plane's choice (conv.c), the same comparisons
                     __m256 tl = _mm256_add_ps(t.y00, b), tr = _mm256_add_ps(t.y01, b);
                     __m256 bl = _mm256_add_ps(t.y10, b), br = _mm256_add_ps(t.y11, b);
@@ -283,7 +299,123 @@ static void block(float *out, uint8_t *where, int64_t out_image, const float *in
                 memset(V + xi * matrix_floats(Cin, ld) + c * ld + tiles, 0, (size_t)(ld - tiles) * sizeof(float));
     input_transform(V, ld, in, in_image, in_channel, Cin, H, W, r0, r1);
     products(O, V, u, Cout, Cin, ld);
-    output_block(out, where, out_image, O, ld, bias, how, Cout, H, W, r0, r1);
+    output_block(out, where, out_image, O, ld, matrix_floats(Cout, ld), bias, how, Cout, H, W, r0, r1);
+}
+
+// ---- bf16: the same tiles on AVX512-BF16 ---------------------------------------------------------
+// For bf16 convolutions (bf16_ops.c) on the AVX512-BF16 path: the transforms in f32 on the
+// widened bf16 values, as above; the transformed filters U and patches V then rounded to bf16
+// and multiplied by the bf16 product (bf16_gemm.c: vdpbf16ps, sums in f32); the output transform
+// in f32 as above. Products of bf16 values are exact in f32, but U and V are sums (B^T d B adds
+// up to four values, G g G^T halves and adds), and rounding them to bf16 costs up to 2^-8 of
+// each: every product of the 16 is within 2^-7 of the exact product of the transformed values.
+// tests/test_bf16_cpu.c holds each output to that bound, summed over its terms.
+
+// The filters of bf16 weights w (K, C, 3, 3) transformed in f32 (filter_transform), rounded to
+// bf16 and each U_xi packed as the product's A operand (cg_bf16_pack_a): forward (K x C) or dx
+// (C x K, turned), 16 packed matrices of cg_bf16_packed_size(rows, cols) each. On the calling
+// thread, read by all.
+static const uint16_t *transform_weights_bf16(const uint16_t *w, int64_t K, int64_t C, bool for_dx) {
+    static _Thread_local cg_thread_buffer buffers[2];
+    int64_t rows = for_dx ? C : K, cols = for_dx ? K : C, per = cg_bf16_packed_size(rows, cols);
+    uint16_t *u = cg_thread_buffer_get(&buffers[for_dx], 2 * 16 * (K * C + per)), *up = u + 16 * K * C;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t c = 0; c < C; c++) {
+            float f[9], t[16];
+            for (int i = 0; i < 9; i++) f[i] = cg_bf16_widen(w[(k * C + c) * 9 + i]);
+            filter_transform(f, for_dx, t);
+            uint16_t *dst = u + (for_dx ? c * K + k : k * C + c);
+            for (int xi = 0; xi < 16; xi++) dst[xi * K * C] = cg_bf16_round(t[xi]);
+        }
+    for (int xi = 0; xi < 16; xi++) cg_bf16_pack_a(up + xi * per, u + xi * K * C, cols, 1, rows, cols);
+    return up;
+}
+
+// One V_xi as the product's B operand (K = C channels, N = the block's tiles): blocks of 32
+// channels x 16 tiles, each 16 rows of pairs (channels 2r, 2r + 1) for the 16 tiles (bf16_gemm.h).
+// Tile j, channel pair p: the 32 bits at pairs_at(V, KC, j, p).
+static inline uint32_t *pairs_at(uint16_t *V, int64_t KC, int64_t j, int64_t p) {
+    return (uint32_t *)(V + ((j / 16) * KC + p / 16) * CG_BF16_BLOCK + (p % 16) * 32) + j % 16;
+}
+
+// input_transform for bf16 planes, into the packed V_xi (at V + xi * v_stride): two channels at a
+// time, each chunk's two vectors of 7 tiles rounded together by vcvtneps2bf16 (round to nearest
+// even; it reads a denormal as zero, an error below 2^-126) and interleaved into 7 pairs by one
+// permutation, stored with a mask; a chunk that crosses a block of 16 tiles is stored in two
+// parts. A last odd channel is paired with zeros. Run only on the AVX512-BF16 path: its target.
+static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void input_transform_bf16(uint16_t *V, int64_t v_stride, const uint16_t *in, int64_t image_stride,
+                                 int64_t channel_stride, int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
+    int64_t H2 = H / 2, Q2 = W / 2, KC = (C + 31) / 32;
+    for (int64_t c = 0; c < C; c += 2)
+        for (int64_t r = r0; r < r1; r++) {
+            int64_t n = r / H2, ty = r % H2, j0 = (r - r0) * Q2;
+            const uint16_t *plane = in + n * image_stride + c * channel_stride;
+            for (int64_t tx0 = 0; tx0 < Q2; tx0 += 7) {
+                int64_t tiles = Q2 - tx0 < 7 ? Q2 - tx0 : 7, j = j0 + tx0;
+                __mmask16 cols = columns_mask(2 * tx0, W, tiles);
+                __m256 v[2][16];
+                for (int e = 0; e < 2; e++) {
+                    __m512 d[4];
+                    for (int i = 0; i < 4; i++) {
+                        int64_t h = 2 * ty - 1 + i;
+                        // as input_transform: lane 0 of the first chunk (column -1) masked off
+                        d[i] = h < 0 || h >= H || c + e >= C
+                                   ? _mm512_setzero_ps()
+                                   : _mm512_castsi512_ps(_mm512_slli_epi32(
+                                         _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(
+                                             cols, plane + e * channel_stride + h * W + 2 * tx0 - 1)),
+                                         16));
+                    }
+                    chunk_transform(d, v[e]);
+                }
+                int64_t first = 16 - j % 16 < tiles ? 16 - j % 16 : tiles; // the tiles in j's block of 16
+                __mmask8 here = (__mmask8)((1u << first) - 1), next = (__mmask8)(((1u << tiles) - 1) & ~here);
+                // lanes 0 .. 7 of the rounded vector: channel c's tiles, 8 .. 15: channel c + 1's
+                const __m256i interleave = _mm256_setr_epi16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+                for (int xi = 0; xi < 16; xi++) {
+                    __m512 both = _mm512_insertf32x8(_mm512_castps256_ps512(v[0][xi]), v[1][xi], 1);
+                    __m256i pairs = _mm256_permutexvar_epi16(interleave, (__m256i)_mm512_cvtneps_pbh(both));
+                    uint32_t *at = pairs_at(V + xi * v_stride, KC, j, c / 2);
+                    _mm256_mask_storeu_epi32(at, here, pairs);
+                    // lanes first .. tiles-1 to the next block's tiles 0, 1, ...: lane l lands at
+                    // block start + l - first (the masked-off lanes are not written)
+                    if (next) _mm256_mask_storeu_epi32(pairs_at(V + xi * v_stride, KC, j + first, c / 2) - first, next, pairs);
+                }
+            }
+        }
+}
+
+// The packed V_xi's padding, zero (a NaN or a denormal there would spoil or slow the product):
+// the tiles past the block's last in its last block of 16, and the channel pairs past C in the
+// last block of 32 channels.
+static void zero_padding_bf16(uint16_t *V, int64_t v_stride, int64_t C, int64_t tiles) {
+    int64_t KC = (C + 31) / 32, NB = (tiles + 15) / 16, pairs = (C + 1) / 2;
+    for (int xi = 0; xi < 16; xi++) {
+        uint16_t *Vx = V + xi * v_stride;
+        if (tiles % 16)
+            for (int64_t p = 0; p < 16 * KC; p++)
+                memset(pairs_at(Vx, KC, tiles, p), 0, (size_t)(16 - tiles % 16) * 4);
+        for (int64_t nb = 0; nb < NB; nb++)
+            for (int64_t p = pairs; p < 16 * KC; p++) memset(pairs_at(Vx, KC, nb * 16, p), 0, 64);
+    }
+}
+
+// block() for bf16 input planes: out (f32) = the outputs of tile rows r0 .. r1-1, no bias.
+static void block_bf16(float *out, int64_t out_image, const uint16_t *in, int64_t in_image, int64_t in_channel,
+                       const uint16_t *u, int64_t Cin, int64_t Cout, int64_t H, int64_t W, int64_t r0, int64_t r1,
+                       cg_cpu_bf16_path path) {
+    static _Thread_local cg_thread_buffer buffers[2];
+    int64_t tiles = (r1 - r0) * (W / 2), ld = (tiles + 15) / 16 * 16;
+    // the 16 V_xi a cache line more than their size apart (matrix_floats), as the 16 O_xi
+    int64_t v_stride = cg_bf16_packed_size(tiles, Cin) + 32, o_stride = matrix_floats((Cout + 15) / 16 * 16, ld);
+    uint16_t *V = cg_thread_buffer_get(&buffers[0], 2 * 16 * v_stride);
+    float *O = cg_thread_floats_aligned(&buffers[1], 16 * o_stride);
+    zero_padding_bf16(V, v_stride, Cin, tiles);
+    input_transform_bf16(V, v_stride, in, in_image, in_channel, Cin, H, W, r0, r1);
+    int64_t per = cg_bf16_packed_size(Cout, Cin);
+    for (int xi = 0; xi < 16; xi++)
+        cg_bf16_gemm_packed(O + xi * o_stride, ld, u + xi * per, V + xi * v_stride, Cout, tiles, Cin, path);
+    output_block(out, NULL, out_image, O, ld, o_stride, NULL, STORE, Cout, H, W, r0, r1);
 }
 
 #endif
@@ -336,4 +468,32 @@ bool conv2d_winograd_dx_cpu(float *dx, const float *dy, const float *w, int64_t 
     conv2d_winograd_dx_images_cpu(dx, dy, K * H * W, H * W, conv2d_winograd_dx_weights_cpu(w, K, C), N, C, H, W, K,
                                   N * K * H * W * C * 9 >= CG_OMP_MIN_WORK);
     return true;
+}
+
+bool conv2d_winograd_bf16_takes(cg_cpu_bf16_path path, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                                int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    return path == CG_BF16_AVX512 && conv2d_winograd_takes(C, H, W, K, R, S, stride, pad, P, Q);
+}
+
+const uint16_t *conv2d_winograd_bf16_weights(const uint16_t *w, int64_t K, int64_t C, bool for_dx) {
+#ifdef CG_WINOGRAD
+    return transform_weights_bf16(w, K, C, for_dx);
+#else
+    (void)w, (void)K, (void)C, (void)for_dx;
+    return NULL;
+#endif
+}
+
+void conv2d_winograd_bf16_images(float *out, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
+                                 const uint16_t *u, int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W,
+                                 cg_cpu_bf16_path path) {
+#ifdef CG_WINOGRAD
+    int64_t rows = block_rows(Cin, Cout, W), total = count * (H / 2);
+    for (int64_t r0 = 0; r0 < total; r0 += rows)
+        block_bf16(out, Cout * H * W, in, image_stride, channel_stride, u, Cin, Cout, H, W, r0,
+                   r0 + rows < total ? r0 + rows : total, path);
+#else
+    (void)out, (void)in, (void)image_stride, (void)channel_stride, (void)u, (void)count, (void)Cin, (void)Cout, (void)H,
+        (void)W, (void)path;
+#endif
 }
