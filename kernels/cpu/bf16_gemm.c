@@ -198,18 +198,20 @@ void cg_bf16_pack_b(uint16_t *Bp, const uint16_t *B, int64_t ks, int64_t ns, int
 #define AVX_MR 8
 
 
+// B's pair rows: row r of block (nb, kc) at b + nb * b_block + (16 kc + r) * b_row (packed
+// blocks: b_row = 32, b_block = KC * CG_BF16_BLOCK; cg_bf16_gemm_pair_rows: b_row = 2 ldb, b_block = 32).
 static inline __attribute__((always_inline)) VEC_BF16_TARGET void avx_tile(float *C, int64_t ldc, const uint16_t *a,
                                                                       const uint16_t *b0, const uint16_t *b1,
-                                                                      int64_t KC, const int nv) {
+                                                                      int64_t KC, const int nv, int64_t b_row) {
     __m512 acc[AVX_MR][2];
     for (int i = 0; i < AVX_MR; i++)
         for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
     for (int64_t kc = 0; kc < KC; kc++) {
         const uint16_t *ak = a + kc * CG_BF16_BLOCK;
-        const uint16_t *bk0 = b0 + kc * CG_BF16_BLOCK, *bk1 = b1 + kc * CG_BF16_BLOCK;
+        const uint16_t *bk0 = b0 + kc * 16 * b_row, *bk1 = b1 + kc * 16 * b_row;
         for (int r = 0; r < 16; r++) {
-            __m512bh bv0 = (__m512bh)_mm512_loadu_si512(bk0 + r * 32);
-            __m512bh bv1 = nv > 1 ? (__m512bh)_mm512_loadu_si512(bk1 + r * 32) : bv0;
+            __m512bh bv0 = (__m512bh)_mm512_loadu_si512(bk0 + r * b_row);
+            __m512bh bv1 = nv > 1 ? (__m512bh)_mm512_loadu_si512(bk1 + r * b_row) : bv0;
             for (int i = 0; i < AVX_MR; i++) {
                 int32_t pair;
                 memcpy(&pair, ak + i * 32 + 2 * r, sizeof pair);
@@ -230,13 +232,14 @@ static inline __attribute__((always_inline)) VEC_BF16_TARGET void avx_tile(float
 // of the 16-lane product give the same sums. Columns 8 .. 15 of the block are not stored.
 static inline __attribute__((always_inline)) VEC_BF16_TARGET void avx_tile_8_columns(float *C, int64_t ldc,
                                                                                 const uint16_t *a, const uint16_t *b,
-                                                                                int64_t KC, const int rows) {
+                                                                                int64_t KC, const int rows,
+                                                                                int64_t b_row) {
     __m256 acc[16];
     for (int i = 0; i < rows; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t kc = 0; kc < KC; kc++) {
-        const uint16_t *ak = a + kc * CG_BF16_BLOCK, *bk = b + kc * CG_BF16_BLOCK;
+        const uint16_t *ak = a + kc * CG_BF16_BLOCK, *bk = b + kc * 16 * b_row;
         for (int r = 0; r < 16; r++) {
-            __m256bh bv = (__m256bh)_mm256_loadu_si256((const __m256i *)(bk + r * 32)); // the first 8 columns
+            __m256bh bv = (__m256bh)_mm256_loadu_si256((const __m256i *)(bk + r * b_row)); // the first 8 columns
             for (int i = 0; i < rows; i++) {
                 int32_t pair;
                 memcpy(&pair, ak + i * 32 + 2 * r, sizeof pair);
@@ -247,19 +250,21 @@ static inline __attribute__((always_inline)) VEC_BF16_TARGET void avx_tile_8_col
     for (int i = 0; i < rows; i++) _mm256_storeu_ps(C + i * ldc, acc[i]);
 }
 
-static VEC_BF16_TARGET void gemm_avx512(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M,
-                                    int64_t N, int64_t K) {
+static inline __attribute__((always_inline)) VEC_BF16_TARGET void gemm_avx512_with(float *C, int64_t ldc,
+                                                                              const uint16_t *Ap, const uint16_t *Bp,
+                                                                              int64_t M, int64_t N, int64_t K,
+                                                                              int64_t b_row, int64_t b_block) {
     const int64_t MB = (M + 15) / 16, NB = (N + 15) / 16, KC = (K + 31) / 32;
     for (int64_t nb = 0; nb < NB; nb += 2) {
-        const uint16_t *b0 = Bp + nb * KC * CG_BF16_BLOCK, *b1 = b0 + KC * CG_BF16_BLOCK;
+        const uint16_t *b0 = Bp + nb * b_block, *b1 = b0 + b_block;
         if (nb + 1 == NB && N - nb * 16 <= 8) // a last block of at most 8 columns
             for (int64_t mb = 0; mb < MB; mb++) {
                 const uint16_t *a = Ap + mb * KC * CG_BF16_BLOCK;
                 float *c = C + mb * 16 * ldc + nb * 16;
                 if (mb * 16 + 8 < M)
-                    avx_tile_8_columns(c, ldc, a, b0, KC, 16);
+                    avx_tile_8_columns(c, ldc, a, b0, KC, 16, b_row);
                 else
-                    avx_tile_8_columns(c, ldc, a, b0, KC, 8); // rows 8 .. 15: padding only
+                    avx_tile_8_columns(c, ldc, a, b0, KC, 8, b_row); // rows 8 .. 15: padding only
             }
         else
             for (int64_t mb = 0; mb < MB; mb++)
@@ -268,14 +273,24 @@ static VEC_BF16_TARGET void gemm_avx512(float *C, int64_t ldc, const uint16_t *A
                     const uint16_t *a = Ap + mb * KC * CG_BF16_BLOCK + half * AVX_MR * 32;
                     float *c = C + (mb * 16 + half * AVX_MR) * ldc + nb * 16;
                     if (nb + 1 < NB)
-                        avx_tile(c, ldc, a, b0, b1, KC, 2);
+                        avx_tile(c, ldc, a, b0, b1, KC, 2, b_row);
                     else
-                        avx_tile(c, ldc, a, b0, b1, KC, 1);
+                        avx_tile(c, ldc, a, b0, b1, KC, 1, b_row);
                 }
         // Rows of padding the tiles above skipped: stored as zeros, as the AMX kernel does.
         for (int64_t row = (M + 7) / 8 * 8; row < MB * 16; row++)
             memset(C + row * ldc + nb * 16, 0, (size_t)(nb + 1 < NB ? 32 : 16) * sizeof(float));
     }
+}
+
+static VEC_BF16_TARGET void gemm_avx512(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M,
+                                    int64_t N, int64_t K) {
+    gemm_avx512_with(C, ldc, Ap, Bp, M, N, K, 32, (K + 31) / 32 * CG_BF16_BLOCK);
+}
+
+static VEC_BF16_TARGET void gemm_avx512_pair_rows(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *B,
+                                              int64_t ldb, int64_t M, int64_t N, int64_t K) {
+    gemm_avx512_with(C, ldc, Ap, B, M, N, K, 2 * ldb, 32);
 }
 
 // ---- AMX-BF16 -----------------------------------------------------------------------------------
@@ -413,7 +428,17 @@ void cg_bf16_gemm_packed(float *C, int64_t ldc, const uint16_t *Ap, const uint16
         gemm_avx512(C, ldc, Ap, Bp, M, N, K);
 }
 
+void cg_bf16_gemm_pair_rows(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *B, int64_t ldb, int64_t M,
+                            int64_t N, int64_t K) {
+    if (M > 0 && N > 0) gemm_avx512_pair_rows(C, ldc, Ap, B, ldb, M, N, K);
+}
+
 #else // a compiler or CPU family without these instructions: never called (cpu_features.c finds none)
+
+void cg_bf16_gemm_pair_rows(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *B, int64_t ldb, int64_t M,
+                            int64_t N, int64_t K) {
+    CG_CHECK(0, "bf16 GEMM on AVX512-BF16: not built into this cgrad");
+}
 
 void cg_bf16_gemm_packed(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M, int64_t N,
                          int64_t K, cg_cpu_bf16_path path) {

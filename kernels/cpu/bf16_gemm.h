@@ -36,6 +36,13 @@ void cg_bf16_pack_b(uint16_t *Bp, const uint16_t *B, int64_t ks, int64_t ns, int
 void cg_bf16_gemm_packed(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *Bp, int64_t M, int64_t N,
                          int64_t K, cg_cpu_bf16_path path);
 
+// The same product on the AVX512-BF16 path with B given as rows of pairs instead of blocks: pair
+// row p (k = 2p, 2p + 1) at B + 2 p ldb, its N pairs side by side (B[2p][n], B[2p+1][n]), ldb >= N
+// pairs (a multiple of 16 padded with zeros past N, as are the pair rows past K up to a multiple
+// of 16). For a B written a row of pairs at a time (conv_winograd.c's bf16 patches). One thread.
+void cg_bf16_gemm_pair_rows(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *B, int64_t ldb, int64_t M,
+                            int64_t N, int64_t K);
+
 // ---- the op table's bf16 kernels on bf16 hardware (bf16_ops.c) --------------------------------
 // Each returns false, having done nothing, when cg_cpu_bf16() is the emulated path; otherwise it
 // has done, for dtype bf16, what the kernel of the same name in core/kernels.h does (gemm_h,

@@ -311,7 +311,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
         float *outg = wu ? scratch32(3, count * K * pq) : NULL, *out = wu ? NULL : scratch32(3, round16(K) * ldo);
 #ifdef CG_CPU_MATRIX_KERNELS
         if (wu) {
-            conv2d_winograd_bf16_images(outg, x + n0 * C * H * W, C * H * W, H * W, wu, count, C, K, H, W, path);
+            conv2d_winograd_bf16_images(outg, x + n0 * C * H * W, C * H * W, H * W, wu, count, C, K, H, W);
             ldo = pq;
         }
 #endif
@@ -550,7 +550,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         if (wdx) { // the group's dx sums in f32 from dy_g (image j's channel k at dyg + k L + j PQ), each
             // added to its old value and rounded once, as col2im's
             float *sums = scratch32(4, count * C * H * W);
-            conv2d_winograd_bf16_images(sums, dyg, pq, L, wdx, count, K, C, H, W, path);
+            conv2d_winograd_bf16_images(sums, dyg, pq, L, wdx, count, K, C, H, W);
             uint16_t *dxg = dx + n0 * C * H * W;
             for (int64_t i = 0; i < count * C * H * W; i++) dxg[i] = cg_bf16_round(cg_bf16_widen(dxg[i]) + sums[i]);
             continue;

@@ -86,7 +86,6 @@ bool conv2d_winograd_bf16_takes(cg_cpu_bf16_path path, int64_t C, int64_t H, int
                                 int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 const uint16_t *conv2d_winograd_bf16_weights(const uint16_t *w, int64_t K, int64_t C, bool for_dx);
 void conv2d_winograd_bf16_images(float *out, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
-                                 const uint16_t *u, int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W,
-                                 cg_cpu_bf16_path path);
+                                 const uint16_t *u, int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W);
 
 #endif

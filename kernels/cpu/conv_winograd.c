@@ -331,28 +331,30 @@ static const uint16_t *transform_weights_bf16(const uint16_t *w, int64_t K, int6
     return up;
 }
 
-// One V_xi as the product's B operand (K = C channels, N = the block's tiles): blocks of 32
-// channels x 16 tiles, each 16 rows of pairs (channels 2r, 2r + 1) for the 16 tiles (bf16_gemm.h).
-// Tile j, channel pair p: the 32 bits at pairs_at(V, KC, j, p).
-static inline uint32_t *pairs_at(uint16_t *V, int64_t KC, int64_t j, int64_t p) {
-    return (uint32_t *)(V + ((j / 16) * KC + p / 16) * CG_BF16_BLOCK + (p % 16) * 32) + j % 16;
-}
+// One V_xi as the product's B operand in rows of pairs (bf16_gemm.h: cg_bf16_gemm_pair_rows):
+// pair row p holds channels 2p and 2p + 1, tile j's pair at 32-bit position j of the row, rows
+// ld pairs apart; 16 KC rows (the channel pairs padded to a multiple of 16).
 
-// input_transform for bf16 planes, into the packed V_xi (at V + xi * v_stride): two channels at a
-// time, each chunk's two vectors of 7 tiles rounded together by vcvtneps2bf16 (round to nearest
-// even; it reads a denormal as zero, an error below 2^-126) and interleaved into 7 pairs by one
-// permutation, stored with a mask; a chunk that crosses a block of 16 tiles is stored in two
-// parts. A last odd channel is paired with zeros. Run only on the AVX512-BF16 path: its target.
-static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void input_transform_bf16(uint16_t *V, int64_t v_stride, const uint16_t *in, int64_t image_stride,
-                                 int64_t channel_stride, int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
-    int64_t H2 = H / 2, Q2 = W / 2, KC = (C + 31) / 32;
+// input_transform for bf16 planes, into V_xi at V + xi * v_stride: two channels at a time, each
+// chunk's two vectors of 7 tiles rounded together by vcvtneps2bf16 (round to nearest even; it
+// reads a denormal as zero, an error below 2^-126), interleaved into 7 pairs by one permutation
+// and stored with a mask, the chunks of a pair row one after the other (16 streams written from
+// start to end, as input_transform's). A last odd channel is paired with zeros. Run only on the
+// AVX512-BF16 path: its target.
+static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void input_transform_bf16(
+    uint16_t *V, int64_t v_stride, int64_t ld, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
+    int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
+    int64_t H2 = H / 2, Q2 = W / 2;
+    // lanes 0 .. 7 of the rounded vector: channel c's tiles, 8 .. 15: channel c + 1's
+    const __m256i interleave = _mm256_setr_epi16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
     for (int64_t c = 0; c < C; c += 2)
         for (int64_t r = r0; r < r1; r++) {
             int64_t n = r / H2, ty = r % H2, j0 = (r - r0) * Q2;
             const uint16_t *plane = in + n * image_stride + c * channel_stride;
             for (int64_t tx0 = 0; tx0 < Q2; tx0 += 7) {
-                int64_t tiles = Q2 - tx0 < 7 ? Q2 - tx0 : 7, j = j0 + tx0;
+                int64_t tiles = Q2 - tx0 < 7 ? Q2 - tx0 : 7;
                 __mmask16 cols = columns_mask(2 * tx0, W, tiles);
+                __mmask8 store = (__mmask8)((1u << tiles) - 1);
                 __m256 v[2][16];
                 for (int e = 0; e < 2; e++) {
                     __m512 d[4];
@@ -368,53 +370,43 @@ static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void inpu
                     }
                     chunk_transform(d, v[e]);
                 }
-                int64_t first = 16 - j % 16 < tiles ? 16 - j % 16 : tiles; // the tiles in j's block of 16
-                __mmask8 here = (__mmask8)((1u << first) - 1), next = (__mmask8)(((1u << tiles) - 1) & ~here);
-                // lanes 0 .. 7 of the rounded vector: channel c's tiles, 8 .. 15: channel c + 1's
-                const __m256i interleave = _mm256_setr_epi16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
                 for (int xi = 0; xi < 16; xi++) {
                     __m512 both = _mm512_insertf32x8(_mm512_castps256_ps512(v[0][xi]), v[1][xi], 1);
                     __m256i pairs = _mm256_permutexvar_epi16(interleave, (__m256i)_mm512_cvtneps_pbh(both));
-                    uint32_t *at = pairs_at(V + xi * v_stride, KC, j, c / 2);
-                    _mm256_mask_storeu_epi32(at, here, pairs);
-                    // lanes first .. tiles-1 to the next block's tiles 0, 1, ...: lane l lands at
-                    // block start + l - first (the masked-off lanes are not written)
-                    if (next) _mm256_mask_storeu_epi32(pairs_at(V + xi * v_stride, KC, j + first, c / 2) - first, next, pairs);
+                    _mm256_mask_storeu_epi32((uint32_t *)(V + xi * v_stride + c * ld) + j0 + tx0, store, pairs);
                 }
             }
         }
 }
 
-// The packed V_xi's padding, zero (a NaN or a denormal there would spoil or slow the product):
-// the tiles past the block's last in its last block of 16, and the channel pairs past C in the
-// last block of 32 channels.
-static void zero_padding_bf16(uint16_t *V, int64_t v_stride, int64_t C, int64_t tiles) {
-    int64_t KC = (C + 31) / 32, NB = (tiles + 15) / 16, pairs = (C + 1) / 2;
-    for (int xi = 0; xi < 16; xi++) {
-        uint16_t *Vx = V + xi * v_stride;
-        if (tiles % 16)
-            for (int64_t p = 0; p < 16 * KC; p++)
-                memset(pairs_at(Vx, KC, tiles, p), 0, (size_t)(16 - tiles % 16) * 4);
-        for (int64_t nb = 0; nb < NB; nb++)
-            for (int64_t p = pairs; p < 16 * KC; p++) memset(pairs_at(Vx, KC, nb * 16, p), 0, 64);
-    }
+// The pair rows' padding, zero (a NaN or a denormal there would spoil or slow the product): the
+// pairs past the block's tiles in each row, and the rows past the channels.
+static void zero_padding_bf16(uint16_t *V, int64_t v_stride, int64_t ld, int64_t C, int64_t tiles) {
+    int64_t rows = (C + 31) / 32 * 16, pairs = (C + 1) / 2;
+    for (int xi = 0; xi < 16; xi++)
+        for (int64_t p = 0; p < rows; p++) {
+            uint32_t *row = (uint32_t *)(V + xi * v_stride + 2 * p * ld);
+            if (p < pairs)
+                memset(row + tiles, 0, (size_t)(ld - tiles) * 4);
+            else
+                memset(row, 0, (size_t)ld * 4);
+        }
 }
 
 // block() for bf16 input planes: out (f32) = the outputs of tile rows r0 .. r1-1, no bias.
 static void block_bf16(float *out, int64_t out_image, const uint16_t *in, int64_t in_image, int64_t in_channel,
-                       const uint16_t *u, int64_t Cin, int64_t Cout, int64_t H, int64_t W, int64_t r0, int64_t r1,
-                       cg_cpu_bf16_path path) {
+                       const uint16_t *u, int64_t Cin, int64_t Cout, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     static _Thread_local cg_thread_buffer buffers[2];
     int64_t tiles = (r1 - r0) * (W / 2), ld = (tiles + 15) / 16 * 16;
     // the 16 V_xi a cache line more than their size apart (matrix_floats), as the 16 O_xi
-    int64_t v_stride = cg_bf16_packed_size(tiles, Cin) + 32, o_stride = matrix_floats((Cout + 15) / 16 * 16, ld);
+    int64_t v_stride = 2 * ld * ((Cin + 31) / 32 * 16) + 32, o_stride = matrix_floats((Cout + 15) / 16 * 16, ld);
     uint16_t *V = cg_thread_buffer_get(&buffers[0], 2 * 16 * v_stride);
     float *O = cg_thread_floats_aligned(&buffers[1], 16 * o_stride);
-    zero_padding_bf16(V, v_stride, Cin, tiles);
-    input_transform_bf16(V, v_stride, in, in_image, in_channel, Cin, H, W, r0, r1);
+    zero_padding_bf16(V, v_stride, ld, Cin, tiles);
+    input_transform_bf16(V, v_stride, ld, in, in_image, in_channel, Cin, H, W, r0, r1);
     int64_t per = cg_bf16_packed_size(Cout, Cin);
     for (int xi = 0; xi < 16; xi++)
-        cg_bf16_gemm_packed(O + xi * o_stride, ld, u + xi * per, V + xi * v_stride, Cout, tiles, Cin, path);
+        cg_bf16_gemm_pair_rows(O + xi * o_stride, ld, u + xi * per, V + xi * v_stride, ld, Cout, tiles, Cin);
     output_block(out, NULL, out_image, O, ld, o_stride, NULL, STORE, Cout, H, W, r0, r1);
 }
 
@@ -485,15 +477,14 @@ const uint16_t *conv2d_winograd_bf16_weights(const uint16_t *w, int64_t K, int64
 }
 
 void conv2d_winograd_bf16_images(float *out, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
-                                 const uint16_t *u, int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W,
-                                 cg_cpu_bf16_path path) {
+                                 const uint16_t *u, int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W) {
 #ifdef CG_WINOGRAD
     int64_t rows = block_rows(Cin, Cout, W), total = count * (H / 2);
     for (int64_t r0 = 0; r0 < total; r0 += rows)
         block_bf16(out, Cout * H * W, in, image_stride, channel_stride, u, Cin, Cout, H, W, r0,
-                   r0 + rows < total ? r0 + rows : total, path);
+                   r0 + rows < total ? r0 + rows : total);
 #else
     (void)out, (void)in, (void)image_stride, (void)channel_stride, (void)u, (void)count, (void)Cin, (void)Cout, (void)H,
-        (void)W, (void)path;
+        (void)W;
 #endif
 }
