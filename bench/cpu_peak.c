@@ -5,7 +5,7 @@
 // and the bf16 peaks of AVX512-BF16 and AMX where the CPU has them (measured the same way), then
 // times the tutorial CNN's convolutions and first linear layer and ResNet-18's convolutions
 // (forward, backward) in fp32 and in bf16 and prints GFLOP/s and the fraction of the peak
-// (for the fp32 convolutions that run Winograd's F(2 x 2, 3 x 3), marked fp32W, and the fused
+// (for the convolutions that run Winograd's F(2 x 2, 3 x 3), marked fp32W and bf16W, and the fused
 // blocks' backward, marked P, whose dW sums only the pooling windows' maxima, an effective rate:
 // the dense direct convolution's FLOPs over the time).
 // Figures to read, not a test; built on request: cmake --build build --target bench_cpu_peak,
@@ -242,15 +242,16 @@ static void time_conv(const conv_shape *s, bool bf16, double peak) {
         snprintf(frac_f, sizeof frac_f, "%5.1f %%", 100.0 * flop / tf / 1e9 / peak);
         snprintf(frac_b, sizeof frac_b, "%5.1f %%", 100.0 * fb / tb / 1e9 / peak);
     }
-    bool winograd = !bf16 && conv2d_winograd_takes(s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c.P, c.Q);
     // dW from the pooling windows (kernels/cpu/bf16_ops.c says where bf16 takes them)
     cg_cpu_bf16_path path = cg_cpu_bf16();
+    bool winograd = bf16 ? conv2d_winograd_bf16_takes(path, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c.P, c.Q)
+                         : conv2d_winograd_takes(s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c.P, c.Q);
     bool windows = s->fused &&
                    conv2d_relu_pool_dw_windows_takes(s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c.P, c.Q) &&
                    (!bf16 || (path == CG_BF16_AVX512 && s->C > 1 && s->C % 16 == 0) ||
                     ((path == CG_BF16_AMX || path == CG_BF16_AVX512) && s->C == 1));
     printf("  %-34s %-5s forward %8.1f GFLOP/s %s   backward %8.1f GFLOP/s %s%s\n", s->name,
-           bf16 ? "bf16" : winograd ? "fp32W" : "fp32", flop / tf / 1e9, frac_f, fb / tb / 1e9, frac_b,
+           bf16 ? (winograd ? "bf16W" : "bf16") : winograd ? "fp32W" : "fp32", flop / tf / 1e9, frac_f, fb / tb / 1e9, frac_b,
            windows ? " P" : "");
     free(c.x), free(c.w), free(c.b), free(c.y), free(c.dy), free(c.dx), free(c.dw), free(c.db), free(c.where);
 }
@@ -359,8 +360,8 @@ int main(int argc, char **argv) {
     double peak_bf16 = cores * (path == CG_BF16_AMX ? amx : path == CG_BF16_AVX512 ? dpbf16 : 0) / 1e9;
     printf("fractions: fp32 rows of the fp32 peak, bf16 rows of the peak of the bf16 path in use (%s)\n",
            cg_cpu_bf16_name(path));
-    printf("fp32W: Winograd's F(2x2, 3x3) for y and dx (dW: im2col and the GEMM); its GFLOP/s count the direct\n"
-           "convolution's FLOPs (an effective rate: its products do 2.25x fewer, so it can pass the peak)\n"
+    printf("fp32W, bf16W: Winograd's F(2x2, 3x3) for y and dx (dW: im2col and the GEMM, or P); their GFLOP/s count\n"
+           "the direct convolution's FLOPs (an effective rate: its products do 2.25x fewer, so it can pass the peak)\n"
            "P: the fused block's dW from each pooling window's maximum only, one term in four (the others\n"
            "are zero); the backward's GFLOP/s count the dense product's FLOPs (an effective rate, as fp32W)\n\n");
 
