@@ -33,6 +33,7 @@
 // AVX-512 only (the transforms are written with its masked loads and stores); other CPUs, and
 // other shapes, keep the im2col path (the functions then return false having done nothing).
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
@@ -44,6 +45,9 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define CG_WINOGRAD 1
+#endif
+#if defined(CG_WINOGRAD) && defined(CG_CPU_MATRIX_KERNELS)
+#define CG_WINOGRAD_BF16 1 // the bf16 tiles need the compiler's AVX512-BF16 intrinsics too (cpu_features.h)
 #endif
 
 // Whether a convolution is one this file computes: 3 x 3, stride 1, padding 1, even sides (whole
@@ -302,6 +306,7 @@ static void block(float *out, uint8_t *where, int64_t out_image, const float *in
     output_block(out, where, out_image, O, ld, matrix_floats(Cout, ld), bias, how, Cout, H, W, r0, r1);
 }
 
+#ifdef CG_WINOGRAD_BF16
 // ---- bf16: the same tiles on AVX512-BF16 ---------------------------------------------------------
 // For bf16 convolutions (bf16_ops.c) on the AVX512-BF16 path: the transforms in f32 on the
 // widened bf16 values, as above; the transformed filters U and patches V then rounded to bf16
@@ -311,23 +316,40 @@ static void block(float *out, uint8_t *where, int64_t out_image, const float *in
 // each: every product of the 16 is within 2^-7 of the exact product of the transformed values.
 // tests/test_bf16_cpu.c holds each output to that bound, summed over its terms.
 
-// The filters of bf16 weights w (K, C, 3, 3) transformed in f32 (filter_transform), rounded to
-// bf16 and each U_xi packed as the product's A operand (cg_bf16_pack_a): forward (K x C) or dx
-// (C x K, turned), 16 packed matrices of cg_bf16_packed_size(rows, cols) each. On the calling
-// thread, read by all.
+// The filters of bf16 weights w (K, C, 3, 3) transformed in f32 (filter_transform's sums), rounded
+// to bf16 and each U_xi packed as the product's A operand (cg_bf16_pack_a): forward (K x C) or dx
+// (C x K, turned), 16 packed matrices of cg_bf16_packed_size(rows, cols) each. The K C filters
+// first laid out tap by tap (g[tap][k C + c], widened), so that the transform runs over whole
+// vectors of filters (a filter at a time, with its 16 scattered stores, took 1.6 % of a training
+// step). On the calling thread, read by all.
 static const uint16_t *transform_weights_bf16(const uint16_t *w, int64_t K, int64_t C, bool for_dx) {
-    static _Thread_local cg_thread_buffer buffers[2];
-    int64_t rows = for_dx ? C : K, cols = for_dx ? K : C, per = cg_bf16_packed_size(rows, cols);
-    uint16_t *u = cg_thread_buffer_get(&buffers[for_dx], 2 * 16 * (K * C + per)), *up = u + 16 * K * C;
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t c = 0; c < C; c++) {
-            float f[9], t[16];
-            for (int i = 0; i < 9; i++) f[i] = cg_bf16_widen(w[(k * C + c) * 9 + i]);
-            filter_transform(f, for_dx, t);
-            uint16_t *dst = u + (for_dx ? c * K + k : k * C + c);
-            for (int xi = 0; xi < 16; xi++) dst[xi * K * C] = cg_bf16_round(t[xi]);
+    static _Thread_local cg_thread_buffer buffers[3];
+    int64_t n = K * C, rows = for_dx ? C : K, cols = for_dx ? K : C, per = cg_bf16_packed_size(rows, cols);
+    float *g = cg_thread_floats_aligned(&buffers[2], 9 * n);
+    for (int64_t j = 0; j < n; j++)
+        for (int i = 0; i < 9; i++) g[(for_dx ? 8 - i : i) * n + j] = cg_bf16_widen(w[j * 9 + i]); // turned for dx
+    uint16_t *u = cg_thread_buffer_get(&buffers[for_dx], 2 * 16 * (n + per)), *up = u + 16 * n;
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (int64_t j = 0; j < n; j += 16) { // u[xi][k C + c] = round((G g G^T)[xi]), filter_transform's sums
+        __mmask16 m = (__mmask16)(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1);
+        __m512 t[4][3];
+        for (int s = 0; s < 3; s++) {
+            __m512 g0 = _mm512_maskz_loadu_ps(m, g + s * n + j), g1 = _mm512_maskz_loadu_ps(m, g + (3 + s) * n + j);
+            __m512 g2 = _mm512_maskz_loadu_ps(m, g + (6 + s) * n + j);
+            t[0][s] = g0, t[3][s] = g2;
+            t[1][s] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g0, g1), g2));
+            t[2][s] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g0, g1), g2));
         }
-    for (int xi = 0; xi < 16; xi++) cg_bf16_pack_a(up + xi * per, u + xi * K * C, cols, 1, rows, cols);
+        for (int i = 0; i < 4; i++) {
+            __m512 v[4] = {t[i][0], _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(t[i][0], t[i][1]), t[i][2])),
+                           _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(t[i][0], t[i][1]), t[i][2])), t[i][2]};
+            for (int e = 0; e < 4; e++) // cg_bf16_round's bits (bf16_vec.h)
+                _mm256_mask_storeu_epi16(u + (4 * i + e) * n + j, m, _mm512_cvtepi32_epi16(round16_avx512(v[e])));
+        }
+    }
+    // forward: A (K x C) = u[xi] row by row; dx: A (C x K), A(c, k) = u[xi][k C + c]
+    for (int xi = 0; xi < 16; xi++)
+        cg_bf16_pack_a(up + xi * per, u + xi * n, for_dx ? 1 : C, for_dx ? C : 1, rows, cols);
     return up;
 }
 
@@ -381,13 +403,16 @@ static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void inpu
 
 // The pair rows' padding, zero (a NaN or a denormal there would spoil or slow the product): the
 // pairs past the block's tiles in each row, and the rows past the channels.
+// One masked store a row where it ends (ld - tiles < 16 pairs): a call to memset each, 768 of them
+// a block for dx of the tutorial's second layer, took 2 % of a training step.
 static void zero_padding_bf16(uint16_t *V, int64_t v_stride, int64_t ld, int64_t C, int64_t tiles) {
     int64_t rows = (C + 31) / 32 * 16, pairs = (C + 1) / 2;
+    __mmask16 end = (__mmask16)((1u << (ld - tiles)) - 1);
     for (int xi = 0; xi < 16; xi++)
         for (int64_t p = 0; p < rows; p++) {
             uint32_t *row = (uint32_t *)(V + xi * v_stride + 2 * p * ld);
             if (p < pairs)
-                memset(row + tiles, 0, (size_t)(ld - tiles) * 4);
+                _mm512_mask_storeu_epi32(row + tiles, end, _mm512_setzero_si512());
             else
                 memset(row, 0, (size_t)ld * 4);
         }
@@ -409,6 +434,7 @@ static void block_bf16(float *out, int64_t out_image, const uint16_t *in, int64_
         cg_bf16_gemm_pair_rows(O + xi * o_stride, ld, u + xi * per, V + xi * v_stride, ld, Cout, tiles, Cin);
     output_block(out, NULL, out_image, O, ld, o_stride, NULL, STORE, Cout, H, W, r0, r1);
 }
+#endif
 
 #endif
 
@@ -467,11 +493,16 @@ bool conv2d_winograd_bf16_takes(cg_cpu_bf16_path path, int64_t C, int64_t H, int
     // Up to 256 channels in and out together: ResNet-18's layer3 (256 + 256) ran slower on the tiles
     // than on the dense product (bench_cpu_peak, AMD EPYC: 195 against 216 GFLOP/s forward), its
     // 16 transformed filters (2 MB) and O past the second-level cache.
+#ifdef CG_WINOGRAD_BF16
     return path == CG_BF16_AVX512 && C + K <= 256 && conv2d_winograd_takes(C, H, W, K, R, S, stride, pad, P, Q);
+#else
+    (void)path, (void)C, (void)H, (void)W, (void)K, (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q;
+    return false;
+#endif
 }
 
 const uint16_t *conv2d_winograd_bf16_weights(const uint16_t *w, int64_t K, int64_t C, bool for_dx) {
-#ifdef CG_WINOGRAD
+#ifdef CG_WINOGRAD_BF16
     return transform_weights_bf16(w, K, C, for_dx);
 #else
     (void)w, (void)K, (void)C, (void)for_dx;
@@ -481,7 +512,7 @@ const uint16_t *conv2d_winograd_bf16_weights(const uint16_t *w, int64_t K, int64
 
 void conv2d_winograd_bf16_images(float *out, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
                                  const uint16_t *u, int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W) {
-#ifdef CG_WINOGRAD
+#ifdef CG_WINOGRAD_BF16
     // Blocks of twice the f32 path's tiles (V in bf16 is half the size): bench_cpu_peak, AMD EPYC,
     // forward 244 -> 250 GFLOP/s on the tutorial's second layer, 278 -> 309 on ResNet-18's layer1
     // (three and four times: no better)
