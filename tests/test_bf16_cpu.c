@@ -434,6 +434,9 @@ static void test_fused(cg_dtype dt, const char *path_name) {
         // bf16_direct_dw.c over 3 groups, the last of one image (the product's k padded), K = 48
         // (a pass of 32 channels and one of 16); bf16_direct.c's forward with 30 windows a plane
         {9, 1, 12, 10, 48, 3, 3, 1, 1, "one channel 12x10, 48 kernels, 9 images"},
+        // AVX512-BF16's dW by pairs of windows over two chunks of 32 input channels, 5 pooled
+        // windows a row (a lone last window in each pair of rows); y and dx on Winograd's tiles
+        {3, 64, 10, 10, 16, 3, 3, 1, 1, "64 -> 16 channels, 10x10"},
         {4, 1, 28, 28, 32, 3, 3, 1, 1, subnormal_case},
     };
     const cg_kernels *k = cg_cpu_kernels();

@@ -444,7 +444,9 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         int64_t nw = K * C * R * S;
         float *dwf = host_f32(2, nw);
         widen_array(dwf, dw, nw);
-        if (conv2d_relu_pool_dw_windows_bf16_cpu(dwf, NULL, dy, y, where, x, N, C, H, W, K, R, S, stride, pad, P, Q,
+        if ((C % 32 == 0 && conv2d_relu_pool_dw_windows_pairs_bf16_cpu(dwf, dy, y, where, x, N, C, H, W, K, R, S,
+                                                                      stride, pad, P, Q, GROUP)) ||
+            conv2d_relu_pool_dw_windows_bf16_cpu(dwf, NULL, dy, y, where, x, N, C, H, W, K, R, S, stride, pad, P, Q,
                                                  GROUP)) {
             round_array(dw, dwf, nw);
             dw = NULL;

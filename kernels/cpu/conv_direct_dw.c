@@ -37,6 +37,7 @@
 // (in order, image after image) and the group's sum is its 16 lanes added in order. tests/
 // test_conv_cpu.c checks them bit for bit against sums written in these orders, and against the
 // sums in double. db is conv.c's, bit for bit (sum_lanes, channel_windows).
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
@@ -336,6 +337,64 @@ static inline __attribute__((always_inline)) void image_by_input_channels(float 
     }
 }
 
+// ---- bf16 on AVX512-BF16: two windows a vdpbf16ps ---------------------------------------------
+// image_by_input_channels with vdpbf16ps: lane c of acc += x_a[c] g_a + x_b[c] g_b for two windows
+// a, b at once, their two gradients a pair broadcast to every lane and their two rows of taps
+// interleaved word by word, 32 input channels of each (unpacklo / unpackhi of two 512-bit loads):
+// 9 of the instruction per two windows and 32 input channels, where the FMAs took 36. The products
+// of bf16 values are exact; the sums are not the FMAs' (a pair is added at once), so not the f32
+// kernel's bits: test_bf16_cpu holds them to its tolerance. unpacklo / unpackhi work inside each
+// 128-bit lane, so xT16 stores each 32 channels in the order that makes their results channels
+// 0 .. 15 and 16 .. 31 (pairs_order). A lone last window pairs with a zero gradient.
+#define PAIRS_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// xT16 (bf16, the positions of xT, 32 channels a chunk reordered): word q 8 + j of a chunk holds
+// channel 4 q + j, word q 8 + 4 + j channel 16 + 4 q + j (q = 0 .. 3, j = 0 .. 3): the 64-bit
+// pieces of channels 0 .. 15 and 16 .. 31 alternated. From xT (f32 holding bf16 values: exact).
+static PAIRS_TARGET void pairs_order(uint16_t *xT16, const float *xT, int64_t positions, int64_t C) {
+    const __m512i alternate = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    for (int64_t p = 0; p < positions; p++)
+        for (int64_t c0 = 0; c0 < C; c0 += 32) {
+            const float *src = xT + p * C + c0;
+            __m256i lo = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(_mm512_loadu_ps(src)), 16));
+            __m256i hi = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(_mm512_loadu_ps(src + 16)), 16));
+            _mm512_storeu_si512(xT16 + p * C + c0, _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), alternate,
+                                                                             _mm512_castsi256_si512(hi)));
+        }
+}
+
+static PAIRS_TARGET void image_by_input_channels_pairs(float *sliceT, const uint16_t *xT16, const uint16_t *gm16,
+                                                       const uint8_t *where, const int32_t *corner, int64_t n,
+                                                       int64_t C, int64_t W, int64_t K, int64_t pooled, int64_t Q2,
+                                                       int64_t c0) {
+    int64_t Wp = W + 2, at_pos[4], block = 2 * Q2;
+    for (int pos = 0; pos < 4; pos++) at_pos[pos] = ((pos >> 1) * Wp + (pos & 1)) * C;
+    for (int64_t i0 = 0; i0 < pooled; i0 += block) {
+        int64_t i1 = i0 + block < pooled ? i0 + block : pooled;
+        for (int64_t k = 0; k < K; k++) {
+            __m512 acc[9][2];
+            float *at = sliceT + k * 9 * C + c0;
+            load_sums(acc, at, C, 2);
+            const uint16_t *gk = gm16 + k * pooled;
+            const uint8_t *wk = where + (n * K + k) * pooled;
+            for (int64_t i = i0; i < i1; i += 2) {
+                bool two = i + 1 < i1;
+                uint32_t pair = (uint32_t)gk[i] | (two ? (uint32_t)gk[i + 1] << 16 : 0u);
+                __m512bh g = (__m512bh)_mm512_set1_epi32((int32_t)pair);
+                const uint16_t *a = xT16 + corner[i] + at_pos[wk[i] & 3] + c0;
+                const uint16_t *b = two ? xT16 + corner[i + 1] + at_pos[wk[i + 1] & 3] + c0 : a;
+                for (int t = 0; t < 9; t++) {
+                    int64_t off = (t / 3) * Wp * C + (t % 3) * C;
+                    __m512i va = _mm512_loadu_si512(a + off), vb = _mm512_loadu_si512(b + off);
+                    acc[t][0] = _mm512_dpbf16_ps(acc[t][0], (__m512bh)_mm512_unpacklo_epi16(va, vb), g);
+                    acc[t][1] = _mm512_dpbf16_ps(acc[t][1], (__m512bh)_mm512_unpackhi_epi16(va, vb), g);
+                }
+            }
+            store_sums(at, acc, C, 2);
+        }
+    }
+}
+
 // Image n's gradients as the FMAs take them: gm[k pooled + i] = dy[n][k][i] where y > 0, else 0
 // (chosen window by window it was a branch on the data, mispredicted about as often as not).
 static void masked_gradients(float *gm, const void *dy, const void *y, bool half, int64_t n, int64_t K,
@@ -529,14 +588,15 @@ bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t 
 // (conv.c's) or, with bf16 inputs (half: one input channel, or whole vectors of them without db),
 // its exact sums in double returned in db_sums (bf16_ops.c rounds them as its own).
 static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_, const void *y_,
-                       const uint8_t *where, const void *x_, bool half, int64_t N, int64_t C, int64_t H, int64_t W,
-                       int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                       const uint8_t *where, const void *x_, bool half, bool pairs, int64_t N, int64_t C, int64_t H,
+                       int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
                        int64_t group) {
     if (!conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q) || N < 1)
         return false;
     // bf16 inputs: one input channel (its windows in the lanes, db's sums too), or whole vectors of
     // input channels without db (the input channels in the lanes)
     if (half && C != 1 && (C % LANES != 0 || db_sums != NULL)) return false;
+    if (pairs && (!half || C % 32 != 0 || db_sums != NULL)) return false; // vdpbf16ps's pairs: 32 channels a step
     if (dw == NULL && dbias == NULL && db_sums == NULL) return true;
     const float *dy = dy_, *y = y_, *x = x_; // f32 unless half: then only load16 reads dy_, y_, x_
     int64_t Q2 = Q / 2, P2 = P / 2, pooled = P2 * Q2, groups = (N + group - 1) / group, c9 = C * 9;
@@ -569,6 +629,15 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
                 int64_t image = n * C * H * W;
                 transpose_image(xT, half ? (const void *)((const uint16_t *)x_ + image) : x + image, half, C, H, W);
                 masked_gradients(gm, dy_, y_, half, n, K, pooled);
+                if (pairs) { // the same inputs back in bf16 (exact), for two windows a vdpbf16ps
+                    uint16_t *xT16 = scratch(3, ((H + 2) * (W + 2) * C) * (int64_t)sizeof(uint16_t));
+                    uint16_t *gm16 = scratch(0, K * pooled * (int64_t)sizeof(uint16_t));
+                    pairs_order(xT16, xT, (H + 2) * (W + 2), C);
+                    for (int64_t i = 0; i < K * pooled; i++) gm16[i] = cg_bf16_round(gm[i]);
+                    for (int64_t c0 = 0; c0 < C; c0 += 32)
+                        image_by_input_channels_pairs(slice, xT16, gm16, where, corner, n, C, W, K, pooled, Q2, c0);
+                    continue;
+                }
                 for (int64_t c0 = 0; c0 < C; c0 += 2 * LANES) {
                     if (C == 32) // the tutorial's second block: the tap offsets become constants
                         image_by_input_channels(slice, xT, gm, where, corner, n, 32, W, K, pooled, Q2, 0, 2);
@@ -644,14 +713,21 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
 bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
                                      const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                      int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group) {
-    return windows_dw(dw, dbias, NULL, dy, y, where, x, false, N, C, H, W, K, R, S, stride, pad, P, Q, group);
+    return windows_dw(dw, dbias, NULL, dy, y, where, x, false, false, N, C, H, W, K, R, S, stride, pad, P, Q, group);
 }
 
 bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint16_t *dy, const uint16_t *y,
                                           const uint8_t *where, const uint16_t *x, int64_t N, int64_t C, int64_t H,
                                           int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                                           int64_t P, int64_t Q, int64_t group) {
-    return windows_dw(dw, NULL, db_sums, dy, y, where, x, true, N, C, H, W, K, R, S, stride, pad, P, Q, group);
+    return windows_dw(dw, NULL, db_sums, dy, y, where, x, true, false, N, C, H, W, K, R, S, stride, pad, P, Q, group);
+}
+
+bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, const uint16_t *dy, const uint16_t *y, const uint8_t *where,
+                                                const uint16_t *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                                                int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                                                int64_t Q, int64_t group) {
+    return windows_dw(dw, NULL, NULL, dy, y, where, x, true, true, N, C, H, W, K, R, S, stride, pad, P, Q, group);
 }
 #else
 bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
@@ -675,5 +751,14 @@ bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint
     (void)dw, (void)db_sums, (void)dy, (void)y, (void)where, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K;
     (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q, (void)group;
     return false; // without AVX-512: bf16_ops.c's tile product
+}
+
+bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, const uint16_t *dy, const uint16_t *y, const uint8_t *where,
+                                                const uint16_t *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                                                int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
+                                                int64_t Q, int64_t group) {
+    (void)dw, (void)dy, (void)y, (void)where, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K;
+    (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q, (void)group;
+    return false; // without AVX-512: the FMAs' kernel or bf16_ops.c's tile product
 }
 #endif
