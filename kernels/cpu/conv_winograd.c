@@ -32,6 +32,8 @@
 // (conv2d, relu, max_pool2d) agree to the bit, since both come from the same tiles.
 // AVX-512 only (the transforms are written with its masked loads and stores); other CPUs, and
 // other shapes, keep the im2col path (the functions then return false having done nothing).
+// The same tiles serve bf16 convolutions on AVX512-BF16 (the section "bf16" below), their
+// transformed values rounded to bf16 for vdpbf16ps.
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/conv_parts.h"
@@ -402,9 +404,9 @@ static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void inpu
 }
 
 // The pair rows' padding, zero (a NaN or a denormal there would spoil or slow the product): the
-// pairs past the block's tiles in each row, and the rows past the channels.
-// One masked store a row where it ends (ld - tiles < 16 pairs): a call to memset each, 768 of them
-// a block for dx of the tutorial's second layer, took 2 % of a training step.
+// pairs past the block's tiles in each row (one masked store a row, ld - tiles < 16 pairs: a call
+// to memset each, 768 of them a block for dx of the tutorial's second layer, took 2 % of a
+// training step), and the rows past the channels.
 static void zero_padding_bf16(uint16_t *V, int64_t v_stride, int64_t ld, int64_t C, int64_t tiles) {
     int64_t rows = (C + 31) / 32 * 16, pairs = (C + 1) / 2;
     __mmask16 end = (__mmask16)((1u << (ld - tiles)) - 1);
