@@ -132,6 +132,38 @@ static void test_gemm(cg_cpu_bf16_path path) {
             }
 }
 
+// cg_bf16_gemm_pair_rows (Winograd's products on AVX512-BF16) reads B as rows of pairs where
+// cg_bf16_gemm_packed reads blocks: the same pairs in the same order, so the same bits, on odd
+// sizes (padding past N and K) and Winograd's (K = 32 and 64 channels, 112 and 90 tiles).
+static void test_pair_rows(void) {
+    const int64_t sizes[][3] = {{17, 33, 65}, {64, 112, 32}, {32, 90, 64}, {20, 5, 17}};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        int64_t M = sizes[t][0], N = sizes[t][1], K = sizes[t][2];
+        int64_t ldb = (N + 15) / 16 * 16, rows = (K + 31) / 32 * 16, ldc = ldb;
+        uint16_t *A = random_bf16(M * K), *B = random_bf16(K * N);
+        uint16_t *Ap = calloc((size_t)cg_bf16_packed_size(M, K), 2), *Bp = calloc((size_t)cg_bf16_packed_size(N, K), 2);
+        uint16_t *B2 = calloc((size_t)(2 * rows * ldb), 2);
+        cg_bf16_pack_a(Ap, A, K, 1, M, K);
+        cg_bf16_pack_b(Bp, B, N, 1, K, N);
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++) B2[(k / 2) * 2 * ldb + 2 * n + k % 2] = B[k * N + n];
+        int64_t crows = (M + 15) / 16 * 16;
+        float *C1 = calloc((size_t)(crows * ldc), sizeof(float)), *C2 = calloc((size_t)(crows * ldc), sizeof(float));
+        cg_bf16_gemm_packed(C1, ldc, Ap, Bp, M, N, K, CG_BF16_AVX512);
+        cg_bf16_gemm_pair_rows(C2, ldc, Ap, B2, ldb, M, N, K);
+        for (int64_t i = 0; i < M * N; i++) {
+            int64_t m = i / N, n = i % N;
+            if (memcmp(&C1[m * ldc + n], &C2[m * ldc + n], sizeof(float)) != 0) {
+                fail("cg_bf16_gemm_pair_rows", "%lld x %lld x %lld: C[%lld][%lld] %g, the packed blocks gave %g",
+                     (long long)M, (long long)N, (long long)K, (long long)m, (long long)n, C2[m * ldc + n],
+                     C1[m * ldc + n]);
+                break;
+            }
+        }
+        free(A), free(B), free(Ap), free(Bp), free(B2), free(C1), free(C2);
+    }
+}
+
 static void test_linear(cg_cpu_bf16_path path) {
     const int64_t sizes[][3] = {{1, 1, 1}, {5, 10, 3}, {128, 128, 3136}, {128, 10, 128}, {33, 17, 49}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
@@ -659,6 +691,7 @@ int main(void) {
     for (int p = 0; p < count; p++) {
         if (!cg_cpu_bf16_set(paths[p])) fail("cg_cpu_bf16_set", "refused %s", cg_cpu_bf16_name(paths[p]));
         test_gemm(paths[p]);
+        if (paths[p] == CG_BF16_AVX512) test_pair_rows();
         test_linear(paths[p]);
         test_product_threads(paths[p]);
         test_conv(paths[p]);
