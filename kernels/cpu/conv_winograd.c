@@ -161,6 +161,31 @@ static inline __attribute__((always_inline)) void chunk_transform(const __m512 d
     }
 }
 
+// chunk_transform for two channels at once, a and b: v[xi] lanes 0 .. 7 channel a's tiles, 8 .. 15
+// channel b's. The same sums lane by lane; each permutation takes its even or odd columns from
+// both channels' rows (one 512-bit vpermt2ps where chunk_transform took a 256-bit one per channel
+// and the extraction of the high half).
+static inline __attribute__((always_inline)) void chunk_transform_two(const __m512 a[4], const __m512 b[4],
+                                                                      __m512 v[16]) {
+    // indices into (a's row, b's row) = lanes 0 .. 15, 16 .. 31
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512i even1 = _mm512_setr_epi32(2, 4, 6, 8, 10, 12, 14, 14, 18, 20, 22, 24, 26, 28, 30, 30);
+    const __m512i odd1 = _mm512_setr_epi32(3, 5, 7, 9, 11, 13, 15, 15, 19, 21, 23, 25, 27, 29, 31, 31);
+    __m512 ra[4] = {_mm512_sub_ps(a[0], a[2]), _mm512_add_ps(a[1], a[2]), _mm512_sub_ps(a[2], a[1]),
+                    _mm512_sub_ps(a[1], a[3])};
+    __m512 rb[4] = {_mm512_sub_ps(b[0], b[2]), _mm512_add_ps(b[1], b[2]), _mm512_sub_ps(b[2], b[1]),
+                    _mm512_sub_ps(b[1], b[3])};
+    for (int i = 0; i < 4; i++) {
+        __m512 e = _mm512_permutex2var_ps(ra[i], even, rb[i]), o = _mm512_permutex2var_ps(ra[i], odd, rb[i]);
+        __m512 e1 = _mm512_permutex2var_ps(ra[i], even1, rb[i]), o1 = _mm512_permutex2var_ps(ra[i], odd1, rb[i]);
+        v[4 * i + 0] = _mm512_sub_ps(e, e1);
+        v[4 * i + 1] = _mm512_add_ps(o, e1);
+        v[4 * i + 2] = _mm512_sub_ps(e1, o);
+        v[4 * i + 3] = _mm512_sub_ps(o, o1);
+    }
+}
+
 // V[xi][c][j] = (B^T d B)[xi] for the block's tiles j (tile rows r0 .. r1-1, the batch's rows of
 // tiles one after the other: image n = r / (H/2), its tile row r % (H/2)), channel c of the
 // input plane at in + n * image_stride + c * channel_stride (H x W), a chunk of 7 tiles at a time.
@@ -359,12 +384,12 @@ static const uint16_t *transform_weights_bf16(const uint16_t *w, int64_t K, int6
 // pair row p holds channels 2p and 2p + 1, tile j's pair at 32-bit position j of the row, rows
 // ld pairs apart; 16 KC rows (the channel pairs padded to a multiple of 16).
 
-// input_transform for bf16 planes, into V_xi at V + xi * v_stride: two channels at a time, each
-// chunk's two vectors of 7 tiles rounded together by vcvtneps2bf16 (round to nearest even; it
-// reads a denormal as zero, an error below 2^-126), interleaved into 7 pairs by one permutation
-// and stored with a mask, the chunks of a pair row one after the other (16 streams written from
-// start to end, as input_transform's). A last odd channel is paired with zeros. Run only on the
-// AVX512-BF16 path: its target.
+// input_transform for bf16 planes, into V_xi at V + xi * v_stride: two channels at a time
+// (chunk_transform_two), each chunk's vector of 2 x 7 tiles rounded by vcvtneps2bf16 (round to
+// nearest even; it reads a denormal as zero, an error below 2^-126), interleaved into 7 pairs by
+// one permutation and stored with a mask, the chunks of a pair row one after the other (16
+// streams written from start to end, as input_transform's). A last odd channel is paired with
+// zeros. Run only on the AVX512-BF16 path: its target.
 static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void input_transform_bf16(
     uint16_t *V, int64_t v_stride, int64_t ld, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
     int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
@@ -379,24 +404,22 @@ static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void inpu
                 int64_t tiles = Q2 - tx0 < 7 ? Q2 - tx0 : 7;
                 __mmask16 cols = columns_mask(2 * tx0, W, tiles);
                 __mmask8 store = (__mmask8)((1u << tiles) - 1);
-                __m256 v[2][16];
-                for (int e = 0; e < 2; e++) {
-                    __m512 d[4];
+                __m512 d[2][4];
+                for (int e = 0; e < 2; e++)
                     for (int i = 0; i < 4; i++) {
                         int64_t h = 2 * ty - 1 + i;
                         // as input_transform: lane 0 of the first chunk (column -1) masked off
-                        d[i] = h < 0 || h >= H || c + e >= C
-                                   ? _mm512_setzero_ps()
-                                   : _mm512_castsi512_ps(_mm512_slli_epi32(
-                                         _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(
-                                             cols, plane + e * channel_stride + h * W + 2 * tx0 - 1)),
-                                         16));
+                        d[e][i] = h < 0 || h >= H || c + e >= C
+                                      ? _mm512_setzero_ps()
+                                      : _mm512_castsi512_ps(_mm512_slli_epi32(
+                                            _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(
+                                                cols, plane + e * channel_stride + h * W + 2 * tx0 - 1)),
+                                            16));
                     }
-                    chunk_transform(d, v[e]);
-                }
+                __m512 v[16];
+                chunk_transform_two(d[0], d[1], v);
                 for (int xi = 0; xi < 16; xi++) {
-                    __m512 both = _mm512_insertf32x8(_mm512_castps256_ps512(v[0][xi]), v[1][xi], 1);
-                    __m256i pairs = _mm256_permutexvar_epi16(interleave, (__m256i)_mm512_cvtneps_pbh(both));
+                    __m256i pairs = _mm256_permutexvar_epi16(interleave, (__m256i)_mm512_cvtneps_pbh(v[xi]));
                     _mm256_mask_storeu_epi32((uint32_t *)(V + xi * v_stride + c * ld) + j0 + tx0, store, pairs);
                 }
             }
