@@ -530,6 +530,20 @@ static void test_fused(cg_dtype dt, const char *path_name) {
                                        c->S, c->stride, c->pad, P, Q);
         if (subnormal && dt == CG_BF16 && (y3[0] == 0 || y3[0] >= 0x0080))
             fail("fused subnormal", "the reference's first value 0x%04x is not a subnormal", y3[0]);
+        // where: the pooling op's first maximum (argmax, a flat index into its input), window by
+        // window, the windows of zeros too (their gradient is masked, so only this sees them)
+        for (int64_t i = 0; i < np; i++) {
+            int64_t plane = i / (P2 * Q2), p = i % (P2 * Q2) / Q2, q = i % Q2;
+            int64_t at = plane * P * Q + (2 * p + where[i] / 2) * Q + 2 * q + where[i] % 2;
+            if (at != argmax[i]) {
+                char what[160];
+                snprintf(what, sizeof what, "%s fused %s %s where", path_name, dt == CG_BF16 ? "bf16" : "fp16",
+                         c->name);
+                fail(what, "window %lld: position %d (input %lld), the pooling op chose input %d", (long long)i,
+                     where[i], (long long)at, argmax[i]);
+                break;
+            }
+        }
         // Without dx (the first layer's backward): dw as the three ops', dbias as the fused block's
         // with dx. Where the block's dW comes from the pooling windows' FMAs (conv_direct_dw.c: with
         // one input channel on AMX or AVX512-BF16, with whole vectors of them on AVX512-BF16), its
