@@ -15,7 +15,7 @@
 // in and out (at most 256 together) come from Winograd's tiles (conv_winograd.c), 2.25 times
 // fewer products of transformed filters and patches, which are sums rounded to bf16 once more
 // (each product within 2^-7 of the exact one: test_bf16_cpu's bound; CGRAD_CPU_WINOGRAD=0 turns
-// them off). There the fused block's dW takes two pooling windows a vdpbf16ps (conv_direct_dw.c).
+// them off). There the fused block's dW takes two pooling windows a vdpbf16ps (conv_direct_dw_channels.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
 // fp16 stays emulated (amp.c): these CPUs have no fp16 product with fp32 sums.
 #include "kernels/cpu/bf16_direct.h"
@@ -310,7 +310,8 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = round16(pq);
-        uint16_t *col = wu ? NULL : scratch16(1, crs * pq), *colp = wu ? NULL : scratch16(2, cg_bf16_packed_size(pq, crs));
+        uint16_t *col = wu ? NULL : scratch16(1, crs * pq);
+        uint16_t *colp = wu ? NULL : scratch16(2, cg_bf16_packed_size(pq, crs));
         // Winograd's sums of the whole group at once, image j's K planes at outg + j K PQ (no
         // padding between rows: ldo = PQ); else one image's product at a time, rows ldo apart
         float *outg = wu ? scratch32(3, count * K * pq) : NULL, *out = wu ? NULL : scratch32(3, round16(K) * ldo);
@@ -410,7 +411,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                           int64_t P, int64_t Q) {
 #ifdef CG_CPU_MATRIX_KERNELS
-    // A one-channel first layer's dW by FMAs from each pooling window's maximum (conv_direct_dw.c,
+    // A one-channel first layer's dW by FMAs from each pooling window's maximum (conv_direct_dw_one_channel.c,
     // its windows in the lanes): the products of bf16 values are exact in f32, the sums f32, in
     // another order than the tiles' (whose bits no FMA sequence is known to give: bf16_direct.c)
     // or the pairs'; db's double sums are exact: the other paths' bits. On AMX the tile product
@@ -439,7 +440,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     }
     // On AVX512-BF16, a fused block's dW with whole vectors of input channels (the tutorial's
     // second block, 32 -> 64) from each pooling window's maximum, as the f32 path takes it
-    // (conv_direct_dw.c, the input channels in the lanes): 9 multiply-adds per window, input and
+    // (conv_direct_dw_channels.c, the input channels in the lanes): 9 multiply-adds per window, input and
     // output channel, where the dense product below does 36, three of four of them times zero.
     // Products of bf16 values are exact in f32; the sums are f32, window after window, so not the
     // dense product's bits (test_bf16_cpu holds them to its tolerance). dx and db then come from

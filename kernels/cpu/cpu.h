@@ -49,7 +49,8 @@ void gemm_panels_b_cpu(bool trans_a, const float *A, const float *packed_a, int6
 bool conv1_relu_pool_direct_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias, int64_t N,
                                 int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                                 int64_t pad, int64_t P, int64_t Q);
-// conv_direct_dw.c: dW of a fused conv 3 x 3 (stride 1, padding 1) + bias + ReLU + 2 x 2 max
+// conv_direct_dw.c (with conv_direct_dw_channels.c and conv_direct_dw_one_channel.c): dW of a
+// fused conv 3 x 3 (stride 1, padding 1) + bias + ReLU + 2 x 2 max
 // pooling block straight from the pooled gradient, one term per window (its maximum's), in groups
 // of `group` images: within a few units of the last place of the dense product's; and db (its
 // bits) when dbias is not NULL. False (nothing done) for other shapes. _takes: whether it runs
@@ -59,9 +60,9 @@ bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t 
 bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,
                                      const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                      int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t group);
-// The same with bf16 dy, y and x (N, K, P/2, Q/2; N, 1, H, W: one input channel only), for the bf16
-// path on AMX (bf16_ops.c): dW's f32 sums of the exact products added to dw (f32, K x 9) group by
-// group, and db's sums in double, exact, into db_sums (K; or NULL).
+// The same with bf16 dy, y and x (N, K, P/2, Q/2; N, C, H, W: one input channel, or whole vectors
+// of them without db), for the bf16 paths (bf16_ops.c): dW's f32 sums of the exact products added
+// to dw (f32, K x C x 9) group by group, and db's sums in double, exact, into db_sums (K; or NULL).
 bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint16_t *dy, const uint16_t *y,
                                           const uint8_t *where, const uint16_t *x, int64_t N, int64_t C, int64_t H,
                                           int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
