@@ -3,7 +3,8 @@
 // AVX512-BF16) against the emulated path (f32 arithmetic on widened copies, each result rounded
 // to bf16), through the op table's kernels: gemm_h (every transpose, alpha, beta), linear_forward_h,
 // conv2d_forward_h and conv2d_backward_h (accumulating into old gradients), on odd sizes and the
-// tutorial CNN's and ResNet-18's shapes. Also the branch-free rounding of bf16_gemm.h, and
+// tutorial CNN's and ResNet-18's shapes, with CGRAD_CPU_WINOGRAD=0 (the dense tiles: Winograd's,
+// on AVX512-BF16, are test_bf16_winograd.c's; the fused block and the threads below run them). Also the branch-free rounding of bf16_gemm.h, and
 // bf16_vec.h's by the AVX512-BF16 instruction, against core/half.c's, and the fused conv + ReLU
 // + pooling block in 16 bits against the three ops it replaces (bit for bit, on every path, fp16
 // and bf16), and the large products on one thread and on two (bit for bit). Skipped (77) on a
@@ -22,7 +23,6 @@
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/bf16_vec.h"
 #include "kernels/cpu/bf16_same.h"
-#include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/threads.h"
@@ -38,25 +38,8 @@
 #endif
 
 static int threads_at_start = 1; // OpenMP's count as main starts, restored after changing it
-static uint64_t state = 0x12345678u;
-static float uniform(void) { // [-1, 1), xorshift64*: the test needs no particular generator
-    state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
-    return (float)((state * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
-}
+#include "tests/bf16_values.h"
 
-static uint16_t *random_bf16(int64_t n) {
-    uint16_t *v = malloc((size_t)(n > 0 ? n : 1) * 2);
-    for (int64_t i = 0; i < n; i++) v[i] = cg_f32_to_bf16(uniform());
-    return v;
-}
-
-static uint16_t *copy16(const uint16_t *v, int64_t n) {
-    uint16_t *c = malloc((size_t)(n > 0 ? n : 1) * 2);
-    memcpy(c, v, (size_t)n * 2);
-    return c;
-}
-
-// Compares n bf16 values; terms: the length of the sums (their inputs lie in [-1, 1]).
 static void compare(const char *what, const uint16_t *hw, const uint16_t *ref, int64_t n, int64_t terms) {
     double worst = 0.0;
     int64_t at = -1;
@@ -132,38 +115,6 @@ static void test_gemm(cg_cpu_bf16_path path) {
             }
 }
 
-// cg_bf16_gemm_pair_rows (Winograd's products on AVX512-BF16) reads B as rows of pairs where
-// cg_bf16_gemm_packed reads blocks: the same pairs in the same order, so the same bits, on odd
-// sizes (padding past N and K) and Winograd's (K = 32 and 64 channels, 112 and 90 tiles).
-static void test_pair_rows(void) {
-    const int64_t sizes[][3] = {{17, 33, 65}, {64, 112, 32}, {32, 90, 64}, {20, 5, 17}};
-    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
-        int64_t M = sizes[t][0], N = sizes[t][1], K = sizes[t][2];
-        int64_t ldb = (N + 15) / 16 * 16, rows = (K + 31) / 32 * 16, ldc = ldb;
-        uint16_t *A = random_bf16(M * K), *B = random_bf16(K * N);
-        uint16_t *Ap = calloc((size_t)cg_bf16_packed_size(M, K), 2), *Bp = calloc((size_t)cg_bf16_packed_size(N, K), 2);
-        uint16_t *B2 = calloc((size_t)(2 * rows * ldb), 2);
-        cg_bf16_pack_a(Ap, A, K, 1, M, K);
-        cg_bf16_pack_b(Bp, B, N, 1, K, N);
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t n = 0; n < N; n++) B2[(k / 2) * 2 * ldb + 2 * n + k % 2] = B[k * N + n];
-        int64_t crows = (M + 15) / 16 * 16;
-        float *C1 = calloc((size_t)(crows * ldc), sizeof(float)), *C2 = calloc((size_t)(crows * ldc), sizeof(float));
-        cg_bf16_gemm_packed(C1, ldc, Ap, Bp, M, N, K, CG_BF16_AVX512);
-        cg_bf16_gemm_pair_rows(C2, ldc, Ap, B2, ldb, M, N, K);
-        for (int64_t i = 0; i < M * N; i++) {
-            int64_t m = i / N, n = i % N;
-            if (memcmp(&C1[m * ldc + n], &C2[m * ldc + n], sizeof(float)) != 0) {
-                fail("cg_bf16_gemm_pair_rows", "%lld x %lld x %lld: C[%lld][%lld] %g, the packed blocks gave %g",
-                     (long long)M, (long long)N, (long long)K, (long long)m, (long long)n, C2[m * ldc + n],
-                     C1[m * ldc + n]);
-                break;
-            }
-        }
-        free(A), free(B), free(Ap), free(Bp), free(B2), free(C1), free(C2);
-    }
-}
-
 static void test_linear(cg_cpu_bf16_path path) {
     const int64_t sizes[][3] = {{1, 1, 1}, {5, 10, 3}, {128, 128, 3136}, {128, 10, 128}, {33, 17, 49}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
@@ -214,96 +165,6 @@ typedef struct {
     const char *name;
 } conv_shape;
 
-// ---- Winograd's tiles in bf16 (kernels/cpu/conv_winograd.c) --------------------------------------
-// On AVX512-BF16, y and dx of 3 x 3 "same" convolutions with at least 16 channels in and out come
-// from Winograd's F(2 x 2, 3 x 3): the transformed filters U = G g G^T and patches V = B^T d B are
-// rounded to bf16 before their products, each product then within 2^-7 (two roundings of 2^-8)
-// of U V. So each output is held, against the convolution in double, to
-//     2^-7 sum over the input channels and the 16 positions xi of |A_e(xi)| |U_xi| |V_xi|
-// (U and V exact, in double; A_e the output transform's weights for output e of the tile), plus one
-// bf16 step of the result (its own rounding) and the f32 sums' reordering. A wrong transform or a
-// misplaced tile is off by the terms themselves, tens of times this.
-
-// The exact transforms (the file's matrices, in double).
-static void exact_filter(const uint16_t *f, bool turned, double u[16]) {
-    double g[9], t[4][3];
-    for (int i = 0; i < 9; i++) g[i] = cg_bf16_to_f32(f[turned ? 8 - i : i]);
-    for (int s = 0; s < 3; s++)
-        t[0][s] = g[s], t[1][s] = 0.5 * (g[s] + g[3 + s] + g[6 + s]), t[2][s] = 0.5 * (g[s] - g[3 + s] + g[6 + s]),
-        t[3][s] = g[6 + s];
-    for (int i = 0; i < 4; i++)
-        u[4 * i] = t[i][0], u[4 * i + 1] = 0.5 * (t[i][0] + t[i][1] + t[i][2]),
-                u[4 * i + 2] = 0.5 * (t[i][0] - t[i][1] + t[i][2]), u[4 * i + 3] = t[i][2];
-}
-
-// got (N, Cout, H, W): y = bias + the convolution of in = x with w (Cout, Cin, 3, 3); or, `dx`,
-// dx = old + the convolution of in = dy with w (Cin, Cout, 3, 3) turned, channels swapped.
-static void winograd_check(const char *what, const uint16_t *got, const uint16_t *in, const uint16_t *w,
-                           const uint16_t *bias, const uint16_t *old, int64_t N, int64_t Cin, int64_t Cout, int64_t H,
-                           int64_t W, bool dx) {
-    static const double at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}}; // A^T, magnitudes used
-    double *u = malloc((size_t)(Cout * Cin * 16) * sizeof(double)), *v = malloc((size_t)(Cin * 16) * sizeof(double));
-    for (int64_t o = 0; o < Cout; o++)
-        for (int64_t i = 0; i < Cin; i++)
-            exact_filter(w + (dx ? i * Cout + o : o * Cin + i) * 9, dx, u + (o * Cin + i) * 16);
-    int64_t bad = 0, first = -1;
-    double worst = 0.0;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t ty = 0; ty < H / 2; ty++)
-            for (int64_t tx = 0; tx < W / 2; tx++) {
-                double d[4][4];
-                for (int64_t i = 0; i < Cin; i++) { // V of every input channel, exactly
-                    for (int a = 0; a < 4; a++)
-                        for (int b = 0; b < 4; b++) {
-                            int64_t h = 2 * ty - 1 + a, x = 2 * tx - 1 + b;
-                            d[a][b] = h < 0 || h >= H || x < 0 || x >= W ? 0.0
-                                                                         : cg_bf16_to_f32(in[((n * Cin + i) * H + h) * W + x]);
-                        }
-                    for (int a = 0; a < 4; a++) {
-                        double r0 = d[0][a] - d[2][a], r1 = d[1][a] + d[2][a], r2 = d[2][a] - d[1][a], r3 = d[1][a] - d[3][a];
-                        double r[4] = {r0, r1, r2, r3};
-                        for (int row = 0; row < 4; row++) d[row][a] = r[row]; // B^T d, column a
-                    }
-                    for (int a = 0; a < 4; a++) {
-                        double *vi = v + i * 16 + 4 * a;
-                        vi[0] = d[a][0] - d[a][2], vi[1] = d[a][1] + d[a][2], vi[2] = d[a][2] - d[a][1],
-                        vi[3] = d[a][1] - d[a][3];
-                    }
-                }
-                for (int64_t o = 0; o < Cout; o++)
-                    for (int e = 0; e < 4; e++) {
-                        int64_t h = 2 * ty + e / 2, x = 2 * tx + e % 2, idx = ((n * Cout + o) * H + h) * W + x;
-                        double exact = dx ? cg_bf16_to_f32(old[idx]) : cg_bf16_to_f32(bias[o]), bound = 0.0, size = fabs(exact);
-                        for (int64_t i = 0; i < Cin; i++) {
-                            const double *ui = u + (o * Cin + i) * 16, *vi = v + i * 16;
-                            for (int xi = 0; xi < 16; xi++) {
-                                double a = at[e / 2][xi / 4] * at[e % 2][xi % 4];
-                                exact += a * ui[xi] * vi[xi];
-                                bound += fabs(a * ui[xi] * vi[xi]);
-                            }
-                            for (int r = 0; r < 3; r++) // the terms' size, for the f32 sums' reordering
-                                for (int s2 = 0; s2 < 3; s2++) {
-                                    int64_t hh = dx ? h + 1 - r : h - 1 + r, xx = dx ? x + 1 - s2 : x - 1 + s2;
-                                    if (hh < 0 || hh >= H || xx < 0 || xx >= W) continue;
-                                    size += fabs((double)cg_bf16_to_f32(w[((dx ? i * Cout + o : o * Cin + i) * 3 + r) * 3 + s2]) *
-                                                 cg_bf16_to_f32(in[((n * Cin + i) * H + hh) * W + xx]));
-                                }
-                        }
-                        double tol = ldexp(bound, -7) * 1.01 + ldexp(fabs(exact), -7) + ldexp(size, -20);
-                        double err = fabs(cg_bf16_to_f32(got[idx]) - exact);
-                        if (err > tol) {
-                            if (first < 0) first = idx;
-                            bad++;
-                        }
-                        worst = err / tol > worst ? err / tol : worst;
-                    }
-            }
-    if (bad)
-        fail(what, "%lld of %lld outputs beyond Winograd's bound (the first at %lld: %g; worst error %.3g of its bound)",
-             (long long)bad, (long long)(N * Cout * H * W), (long long)first, cg_bf16_to_f32(got[first]), worst);
-    free(u), free(v);
-}
-
 static void test_conv(cg_cpu_bf16_path path) {
     const conv_shape shapes[] = {
         {5, 3, 9, 9, 7, 3, 3, 1, 1, "odd sizes"},
@@ -318,12 +179,8 @@ static void test_conv(cg_cpu_bf16_path path) {
         {1, 2, 40, 40, 4, 5, 5, 1, 2, "same 5x5, 40x40 (shifts past a bitset word)"},
         {2, 4, 13, 37, 16, 3, 3, 1, 1, "same 3x3, 13x37 (planes not of whole vectors)"},
         {3, 1, 9, 13, 7, 3, 3, 1, 1, "one channel 9x13, 7 kernels (direct sums, bf16_direct.c)"},
-        // Winograd on AVX512-BF16: odd channel counts (a channel paired with zeros, padded channel
-        // pairs and output rows), rows of 6 tiles that cross blocks of 16, a block of 90 tiles
-        // (its last 6 padding); 56 x 56, rows of 28 tiles, four blocks an image
-        {3, 17, 10, 12, 20, 3, 3, 1, 1, "Winograd 17 -> 20 channels, 10x12"},
-        {2, 16, 56, 56, 16, 3, 3, 1, 1, "Winograd 16 -> 16 channels, 56x56"},
     };
+    setenv("CGRAD_CPU_WINOGRAD", "0", 1); // the dense tiles here; Winograd's: test_bf16_winograd.c
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const conv_shape *c = &shapes[s];
         int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->S) / c->stride + 1;
@@ -338,11 +195,7 @@ static void test_conv(cg_cpu_bf16_path path) {
                                         c->pad, P, Q);
         char what[160];
         snprintf(what, sizeof what, "%s conv2d_forward_h %s", cg_cpu_bf16_name(path), c->name);
-        bool winograd = conv2d_winograd_bf16_takes(path, c->C, c->H, c->W, c->K, c->R, c->S, c->stride, c->pad, P, Q);
-        if (winograd)
-            winograd_check(what, y_hw, x, w, b, NULL, c->N, c->C, c->K, c->H, c->W, false);
-        else
-            compare(what, y_hw, y_ref, ny, c->C * c->R * c->S + 1);
+        compare(what, y_hw, y_ref, ny, c->C * c->R * c->S + 1);
 
         // Backward, into gradients that already hold values (they accumulate), then without dx.
         for (int with_dx = 1; with_dx >= 0; with_dx--) {
@@ -362,16 +215,14 @@ static void test_conv(cg_cpu_bf16_path path) {
             compare(what, db_hw, db_ref, c->K, 1); // the same sums in the same order: equal
             if (with_dx) {
                 snprintf(what, sizeof what, "%s conv2d_backward_h %s dx", cg_cpu_bf16_name(path), c->name);
-                if (winograd)
-                    winograd_check(what, dx_hw, dy, w, NULL, dx0, c->N, c->K, c->C, c->H, c->W, true);
-                else
-                    compare(what, dx_hw, dx_ref, nx, c->K * c->R * c->S + 1);
+                compare(what, dx_hw, dx_ref, nx, c->K * c->R * c->S + 1);
             }
             free(dx0), free(dw0), free(db0), free(dx_ref), free(dw_ref), free(db_ref);
             free(dx_hw), free(dw_hw), free(db_hw);
         }
         free(x), free(w), free(b), free(dy), free(y_ref), free(y_hw);
     }
+    unsetenv("CGRAD_CPU_WINOGRAD");
 }
 
 // "Same" convolutions with stride 1 pack their columns straight from the image (bf16_same.c's
@@ -705,16 +556,9 @@ int main(void) {
     for (int p = 0; p < count; p++) {
         if (!cg_cpu_bf16_set(paths[p])) fail("cg_cpu_bf16_set", "refused %s", cg_cpu_bf16_name(paths[p]));
         test_gemm(paths[p]);
-        if (paths[p] == CG_BF16_AVX512) test_pair_rows();
         test_linear(paths[p]);
         test_product_threads(paths[p]);
         test_conv(paths[p]);
-        if (conv2d_winograd_bf16_takes(paths[p], 32, 14, 14, 64, 3, 3, 1, 1, 14, 14)) {
-            // the dense tiles, which CGRAD_CPU_WINOGRAD=0 brings back, against the emulated path too
-            setenv("CGRAD_CPU_WINOGRAD", "0", 1);
-            test_conv(paths[p]);
-            unsetenv("CGRAD_CPU_WINOGRAD");
-        }
         test_same_packing(paths[p]);
         test_conv_threads(paths[p]);
         test_fused(CG_BF16, cg_cpu_bf16_name(paths[p]));

@@ -14,7 +14,7 @@
 // One exception, on AVX512-BF16: y and dx of 3 x 3 "same" convolutions with 16 or more channels
 // in and out (at most 256 together) come from Winograd's tiles (conv_winograd.c), 2.25 times
 // fewer products of transformed filters and patches, which are sums rounded to bf16 once more
-// (each product within 2^-7 of the exact one: test_bf16_cpu's bound; CGRAD_CPU_WINOGRAD=0 turns
+// (each product within 2^-7 of the exact one: test_bf16_winograd's bound; CGRAD_CPU_WINOGRAD=0 turns
 // them off). There the fused block's dW takes two pooling windows a vdpbf16ps (conv_direct_dw_channels.c).
 // The convolutions read and write bf16 directly: im2col in bf16, no widened copies of x or W.
 // fp16 stays emulated (amp.c): these CPUs have no fp16 product with fp32 sums.

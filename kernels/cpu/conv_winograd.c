@@ -341,7 +341,7 @@ static void block(float *out, uint8_t *where, int64_t out_image, const float *in
 // in f32 as above. Products of bf16 values are exact in f32, but U and V are sums (B^T d B adds
 // up to four values, G g G^T halves and adds), and rounding them to bf16 costs up to 2^-8 of
 // each: every product of the 16 is within 2^-7 of the exact product of the transformed values.
-// tests/test_bf16_cpu.c holds each output to that bound, summed over its terms.
+// tests/test_bf16_winograd.c holds each output to that bound, summed over its terms.
 
 // The filters of bf16 weights w (K, C, 3, 3) transformed in f32 (filter_transform's sums), rounded
 // to bf16 and each U_xi packed as the product's A operand (cg_bf16_pack_a): forward (K x C) or dx
