@@ -1,14 +1,14 @@
 #define _POSIX_C_SOURCE 200809L // setenv, unsetenv
 // test_bf16_cpu.c: the CPU's bf16 products and convolutions on bf16 hardware (AMX-BF16 tiles,
-// AVX512-BF16) against the emulated path (f32 arithmetic on widened copies, each result rounded
-// to bf16), through the op table's kernels: gemm_h (every transpose, alpha, beta), linear_forward_h,
+// AVX512-BF16) against the emulated path (f32 arithmetic on widened copies, each result rounded to
+// bf16), through the op table's kernels: gemm_h (every transpose, alpha, beta), linear_forward_h,
 // conv2d_forward_h and conv2d_backward_h (accumulating into old gradients), on odd sizes and the
-// tutorial CNN's and ResNet-18's shapes, with CGRAD_CPU_WINOGRAD=0 (the dense tiles: Winograd's,
-// on AVX512-BF16, are test_bf16_winograd.c's; the fused block and the threads below run them). Also the branch-free rounding of bf16_gemm.h, and
-// bf16_vec.h's by the AVX512-BF16 instruction, against core/half.c's, and the fused conv + ReLU
-// + pooling block in 16 bits against the three ops it replaces (bit for bit, on every path, fp16
-// and bf16), and the large products on one thread and on two (bit for bit). Skipped (77) on a
-// CPU with neither feature, after the checks that need none.
+// tutorial CNN's and ResNet-18's shapes, with CGRAD_CPU_WINOGRAD=0 (the dense tiles: Winograd's, on
+// AVX512-BF16, are test_bf16_winograd.c's; the fused block and the threads below run them). Also
+// the branch-free rounding of bf16_gemm.h, and bf16_vec.h's by the AVX512-BF16 instruction, against
+// core/half.c's, and the fused conv + ReLU + pooling block in 16 bits against the three ops it
+// replaces (bit for bit, on every path, fp16 and bf16), and the large products on one thread and on
+// two (bit for bit). Skipped (77) on a CPU with neither feature, after the checks that need none.
 //
 // Tolerance: both paths multiply the same bf16 values exactly and sum in fp32; only the order of
 // the sums differs (and the hardware flushes subnormals, which these inputs never produce). Two

@@ -62,12 +62,11 @@ static void winograd_check(const char *what, const uint16_t *got, const uint16_t
                     for (int a = 0; a < 4; a++)
                         for (int b = 0; b < 4; b++) {
                             int64_t h = 2 * ty - 1 + a, x = 2 * tx - 1 + b;
-                            d[a][b] = h < 0 || h >= H || x < 0 || x >= W ? 0.0
-                                                                         : cg_bf16_to_f32(in[((n * Cin + i) * H + h) * W + x]);
+                            bool inside = h >= 0 && h < H && x >= 0 && x < W;
+                            d[a][b] = inside ? cg_bf16_to_f32(in[((n * Cin + i) * H + h) * W + x]) : 0.0;
                         }
                     for (int a = 0; a < 4; a++) {
-                        double r0 = d[0][a] - d[2][a], r1 = d[1][a] + d[2][a], r2 = d[2][a] - d[1][a], r3 = d[1][a] - d[3][a];
-                        double r[4] = {r0, r1, r2, r3};
+                        double r[4] = {d[0][a] - d[2][a], d[1][a] + d[2][a], d[2][a] - d[1][a], d[1][a] - d[3][a]};
                         for (int row = 0; row < 4; row++) d[row][a] = r[row]; // B^T d, column a
                     }
                     for (int a = 0; a < 4; a++) {
@@ -79,7 +78,8 @@ static void winograd_check(const char *what, const uint16_t *got, const uint16_t
                 for (int64_t o = 0; o < Cout; o++)
                     for (int e = 0; e < 4; e++) {
                         int64_t h = 2 * ty + e / 2, x = 2 * tx + e % 2, idx = ((n * Cout + o) * H + h) * W + x;
-                        double exact = dx ? cg_bf16_to_f32(old[idx]) : cg_bf16_to_f32(bias[o]), bound = 0.0, size = fabs(exact);
+                        double exact = dx ? cg_bf16_to_f32(old[idx]) : cg_bf16_to_f32(bias[o]);
+                        double bound = 0.0, size = fabs(exact);
                         for (int64_t i = 0; i < Cin; i++) {
                             const double *ui = u + (o * Cin + i) * 16, *vi = v + i * 16;
                             for (int xi = 0; xi < 16; xi++) {
@@ -91,7 +91,8 @@ static void winograd_check(const char *what, const uint16_t *got, const uint16_t
                                 for (int s2 = 0; s2 < 3; s2++) {
                                     int64_t hh = dx ? h + 1 - r : h - 1 + r, xx = dx ? x + 1 - s2 : x - 1 + s2;
                                     if (hh < 0 || hh >= H || xx < 0 || xx >= W) continue;
-                                    size += fabs((double)cg_bf16_to_f32(w[((dx ? i * Cout + o : o * Cin + i) * 3 + r) * 3 + s2]) *
+                                    int64_t filter = dx ? i * Cout + o : o * Cin + i;
+                                    size += fabs((double)cg_bf16_to_f32(w[(filter * 3 + r) * 3 + s2]) *
                                                  cg_bf16_to_f32(in[((n * Cin + i) * H + hh) * W + xx]));
                                 }
                         }
@@ -105,7 +106,7 @@ static void winograd_check(const char *what, const uint16_t *got, const uint16_t
                     }
             }
     if (bad)
-        fail(what, "%lld of %lld outputs beyond Winograd's bound (the first at %lld: %g; worst error %.3g of its bound)",
+        fail(what, "%lld of %lld outputs beyond Winograd's bound (the first at %lld: %g; worst error %.3g of it)",
              (long long)bad, (long long)(N * Cout * H * W), (long long)first, cg_bf16_to_f32(got[first]), worst);
     free(u), free(v);
 }
