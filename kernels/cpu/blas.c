@@ -94,6 +94,11 @@ bool cg_blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     return true;
 }
 
+const char *cg_blas_core(void) {
+    if (!blas.tried) load();
+    return blas.get_corename ? blas.get_corename() : NULL;
+}
+
 void cg_blas_set_num_threads(int n) {
     blas.threads = n;
     if (blas.set_num_threads) blas.set_num_threads(n);
