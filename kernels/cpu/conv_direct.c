@@ -118,6 +118,11 @@ static inline __attribute__((always_inline)) void windows_block(float *y, uint8_
 #pragma GCC unroll 2
             for (int u = 0; u < nvec; u++) {
                 __m512 xv = _mm512_loadu_ps(sub + ((i % 2) * 4 + c) * SUB_FLOATS + (i / 2) * Q2 + v + 16 * u);
+                // in a register through an empty asm statement (no instruction), loaded once for the
+                // 8 FMAs that use it: GCC otherwise made some of them load it again as their memory
+                // operand, besides the spilled weights; Zen 5, with two 512-bit FMA units, then ran
+                // out of loads (66 -> 71 % of the peak, bench_cpu_peak, 2026-12-06; the same bits)
+                __asm__("" : "+v"(xv));
 #pragma GCC unroll 2
                 for (int a = 0; a < 2; a++)
 #pragma GCC unroll 2
