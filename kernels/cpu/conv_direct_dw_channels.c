@@ -133,6 +133,7 @@ static PAIRS_TARGET void image_by_input_channels_pairs(float *sliceT, const uint
                 for (int t = 0; t < 9; t++) {
                     int64_t off = (t / 3) * Wp * C + (t % 3) * C;
                     __m512i va = _mm512_loadu_si512(a + off), vb = _mm512_loadu_si512(b + off);
+                    __asm__("" : "+v"(va), "+v"(vb)); // loaded once for both unpacks (see above)
                     acc[t][0] = _mm512_dpbf16_ps(acc[t][0], (__m512bh)_mm512_unpacklo_epi16(va, vb), g);
                     acc[t][1] = _mm512_dpbf16_ps(acc[t][1], (__m512bh)_mm512_unpackhi_epi16(va, vb), g);
                 }
