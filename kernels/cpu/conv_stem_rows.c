@@ -102,7 +102,7 @@ static void tiles(float *yn, const float *xn, const float *wt, const int64_t *of
                         // otherwise loaded it again as each of the 4 FMAs' memory operand, 25 loads
                         // a step for 24 FMAs, and Zen 5 (two 512-bit FMA units, two 512-bit loads a
                         // cycle, most of these crossing a cache line) ran the stem at 48 % of its
-                        // peak; loaded once, 78 % (bench_cpu_peak, 2026-12-06)
+                        // peak; loaded once, 85 % (bench_cpu_peak, 2026-12-06; the same bits)
                         __asm__("" : "+v"(xv));
                         for (int j = 0; j < KB; j++) acc[t][j] = _mm512_fmadd_ps(xv, wv[j], acc[t][j]);
                     }
