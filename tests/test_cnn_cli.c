@@ -2,8 +2,8 @@
 // data set the test writes (plain IDX files): bad flags and a missing data folder exit non-zero
 // with one stderr line naming them; --help lists --no-fusion; one epoch with the fused
 // Conv2d-ReLU-MaxPool2d op and one with --no-fusion log the same losses and accuracies (to 1e-4);
-// one and two threads (--thread-tuning off) log the same digits; --summary prints the model alone; --limit-test keeps N
-// test images.
+// one and two threads (--thread-tuning off) log the same digits; a tuned run on two threads saves
+// the weights of a one-thread run; --summary prints the model alone; --limit-test keeps N test images.
 #define _POSIX_C_SOURCE 200809L
 #include "tests/fake_idx.h"
 #include "tests/run_program.h"
@@ -30,6 +30,16 @@ static void log_without_timing(const char *path, char *out, size_t size) {
         }
         strncat(out, "\n", size - strlen(out) - 1);
     }
+}
+
+// Whether two files hold the same bytes (false when either cannot be read).
+static bool same_bytes(const char *path_a, const char *path_b) {
+    FILE *a = fopen(path_a, "rb"), *b = fopen(path_b, "rb");
+    bool same = a != NULL && b != NULL;
+    for (int ca = 0, cb = 0; same && ca != EOF; same = ca == cb) ca = fgetc(a), cb = fgetc(b);
+    if (a) fclose(a);
+    if (b) fclose(b);
+    return same;
 }
 
 // The same text with every number equal to 1e-4: the bias gradient is the one sum the fused op
@@ -98,6 +108,27 @@ int main(int argc, char **argv) {
         fail("cnn --threads 2", "the log differs from one thread's:\n1 thread:\n%s2 threads:\n%s", fused, two_threads);
     else
         printf("--threads 1 and --threads 2 logs identical\n");
+
+    // Tuned (the default on 2 threads): the OpenMP loops take 2 threads or 1 step by step, OpenBLAS
+    // keeps one thread all along (examples/cnn/main.c), so the weights are those of a one-thread
+    // run, byte for byte, even for the mlp's first layer (K = 784), whose product OpenBLAS's
+    // threaded driver sums in another order.
+    char one_path[1100], tuned_path[1100];
+    snprintf(one_path, sizeof one_path, "%s/one.safetensors", run_dir);
+    snprintf(tuned_path, sizeof tuned_path, "%s/tuned.safetensors", run_dir);
+    snprintf(args, sizeof args, "--data '%s' --model mlp --epochs 2 --threads 1 --thread-tuning off --quiet --save '%s'",
+             run_dir, one_path);
+    r = run(args);
+    if (r->exit_code != 0) fail("cnn --model mlp --threads 1", "exit %d: %s", r->exit_code, r->err);
+    snprintf(args, sizeof args, "--data '%s' --model mlp --epochs 2 --threads 2 --quiet --save '%s'", run_dir,
+             tuned_path);
+    r = run(args);
+    if (r->exit_code != 0) fail("cnn --model mlp --threads 2 (tuned)", "exit %d: %s", r->exit_code, r->err);
+    if (!same_bytes(one_path, tuned_path))
+        fail("cnn --model mlp, tuned", "the saved weights differ from a one-thread run's");
+    else
+        printf("--model mlp: tuned on 2 threads, the weights of one thread, byte for byte\n");
+    unlink(one_path), unlink(tuned_path);
 
     // --summary: the model's table and exit, nothing trained; --limit-test: N test images, class-balanced.
     snprintf(args, sizeof args, "--data '%s' --summary", run_dir);

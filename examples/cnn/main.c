@@ -415,7 +415,14 @@ int main(int argc, char **argv) {
     cg_thread_tuner tuner;
     bool tuning = opt.thread_tuning && dev.type == CG_CPU && !dist && !opt.eval;
     cg_thread_tuner_init(&tuner, cg_get_num_threads(), tuning);
-    if (tuner.active) cg_set_num_threads(tuner.counts[0]); // the BLAS library's count fixed at N (blas.c)
+    // The OpenMP loops take N or N - 1 step by step; the BLAS library's products stay on one thread
+    // meanwhile (blas.c): its one-thread and threaded drivers can give other bits, and with another
+    // program on a core its threaded products ran at half speed whatever the loops did (Zen 5 VM,
+    // fp32, one core busy: 6,333 images/s tuned against 10,040 on one thread; lesson 03).
+    if (tuner.active) {
+        cg_set_num_threads(tuner.counts[0]);
+        cg_set_blas_threads(1);
+    }
     int tuner_probes_shown = 0; // a "thread tuning:" line after each epoch with a probe
     if (!opt.quiet && dev.type == CG_CPU && tuner.active)
         printf("CPU: %s; thread tuning on (%d or %d)\n", cg_threads_describe(), tuner.counts[0], tuner.counts[1]);
@@ -515,7 +522,7 @@ int main(int argc, char **argv) {
         while (!steps_done && cg_loader_next(loader, &batch)) {
             double step_start = cg_seconds();
             int threads = cg_thread_tuner_next(&tuner); // this step's count (N when the tuner is off)
-            if (tuner.active && threads != cg_get_num_threads()) cg_set_loop_threads(threads); // (BLAS keeps N)
+            if (tuner.active && threads != cg_get_num_threads()) cg_set_loop_threads(threads); // (BLAS keeps 1)
             cg_guard_step_begin(guard);
             cg_recipe_set_lr(recipe, (epoch - 1) * steps + step); // written to the device, read by the replay
             if (opt.no_graph || epoch < graph_from) {

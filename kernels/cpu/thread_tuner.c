@@ -24,7 +24,10 @@
 // thread count. One exception was found by comparing saved weights: a product large enough for
 // OpenBLAS (fp32) goes through its one-thread or its threaded driver, which cut K into blocks
 // differently for some sizes (`--model mlp`'s first layer, K = 784; lesson 03). So the tuner moves
-// only the OpenMP loops (cg_set_loop_threads) and OpenBLAS keeps N (blas.c).
+// only the OpenMP loops (cg_set_loop_threads), and OpenBLAS runs on one thread for the whole
+// tuned run (cg_set_blas_threads): the bits of a one-thread run. (It first kept N: on the Zen 4
+// VM that cost nothing, but on Zen 5 with one core busy its threaded products ran at half speed
+// whatever the loops did: fp32 tuned 6,333 images/s against 10,040 on one thread.)
 #define _POSIX_C_SOURCE 200809L // clock_gettime
 #include "kernels/cpu/thread_tuner.h"
 #include "core/common.h"

@@ -27,6 +27,11 @@ void cg_set_num_threads(int n) {
     cg_blas_set_num_threads(n);
 }
 
+void cg_set_blas_threads(int n) {
+    CG_CHECK(n >= 1, "thread count %d", n);
+    cg_blas_set_num_threads(n);
+}
+
 void cg_set_loop_threads(int n) {
     CG_CHECK(n >= 1, "thread count %d", n);
 #ifdef _OPENMP
