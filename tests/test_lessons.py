@@ -51,7 +51,9 @@ import sys
 import tempfile
 import time
 
-NUMBER_SIMPLE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# A number, its sign (+ or -) included: a printed difference ("int8 - fp32: -0.14 points") may come
+# out with the other sign within its tolerance.
+NUMBER_SIMPLE = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 TIMING_UNIT = re.compile(r"\s*(?:s\b|ms\b|us\b|images/s|img/s|it/s|TFLOPS|TOPS|GFLOP/s|GFLOPS)")
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 DIRECTIVE = re.compile(r"^\s*<!--\s*check:(.*?)-->\s*$")
