@@ -39,7 +39,7 @@ sys.dont_write_bytecode = True
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent.parent / "bench"))
-from make_simple_nn_fixture import write_fixture  # noqa: E402
+from make_simple_nn_fixture import output_path, write_fixture  # noqa: E402
 import torch_models  # noqa: E402
 import torch_train  # noqa: E402
 
@@ -73,7 +73,7 @@ def set_weights(model):
 
 
 def main():
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "airbench.bin"
+    out = output_path(__doc__, HERE / "airbench.bin")
     torch.set_num_threads(1)
     hp = dict(torch_train.AIRBENCH)
     train_x, test_x = images(N_TRAIN, 0), images(N_TEST, 1000)

@@ -52,7 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_simple_nn_fixture import write_fixture  # noqa: E402  (the shared format)
+from make_simple_nn_fixture import output_path, write_fixture  # noqa: E402  (the shared format)
 
 C, H, W, K = 1, 8, 8, 10
 BATCH = 6
@@ -89,7 +89,7 @@ def train(model, optimizer, x, labels):
 
 
 def main():
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("cnn.bin")
+    out = output_path(__doc__, Path(__file__).with_name("cnn.bin"))
     torch.set_num_threads(1)  # one summation order, so a rerun writes the same bytes
     torch.manual_seed(0)
     model = TutorialCNN(C, H, W, K)

@@ -70,7 +70,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_simple_nn_fixture import write_fixture  # noqa: E402  (the shared format)
+from make_simple_nn_fixture import output_path, write_fixture  # noqa: E402  (the shared format)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from torch_models import BasicBlock  # noqa: E402  (the ResNet twin's block: He et al. 2016)
@@ -104,7 +104,7 @@ def state_arrays(model, prefix):
 
 
 def main():
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("resblock.bin")
+    out = output_path(__doc__, Path(__file__).with_name("resblock.bin"))
     torch.set_num_threads(1)  # one summation order, so a rerun writes the same bytes
     torch.manual_seed(0)
     model = TwoBlocks()

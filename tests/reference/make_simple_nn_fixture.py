@@ -81,6 +81,20 @@ def train(model, optimizer, X, y):
     return torch.tensor(losses, dtype=torch.float32)
 
 
+def output_path(doc, default):
+    """The fixture's path: the one argument, else `default`. --help prints `doc`; an option or a
+    second argument is refused with one line on stderr (exit 2), not taken for a file name."""
+    args = sys.argv[1:]
+    if args in (["-h"], ["--help"]):
+        print(doc)
+        sys.exit(0)
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        print("%s: expected at most one argument, OUTPUT (not %s); see --help"
+              % (Path(sys.argv[0]).name, " ".join(args)), file=sys.stderr)
+        sys.exit(2)
+    return Path(args[0]) if args else default
+
+
 def write_fixture(path, arrays):
     """arrays: list of (name, float32 tensor) written in the format of the module docstring."""
     with open(path, "wb") as f:
@@ -98,7 +112,7 @@ def write_fixture(path, arrays):
 
 
 def main():
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("simple_nn.bin")
+    out = output_path(__doc__, Path(__file__).with_name("simple_nn.bin"))
     torch.set_num_threads(1)  # one summation order, so a rerun writes the same bytes
     torch.manual_seed(0)
     model = SimpleNN()
