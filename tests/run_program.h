@@ -114,6 +114,15 @@ __attribute__((unused)) static void expect_refused_list(const char *args, ...) {
 }
 #define expect_refused(...) expect_refused_list(__VA_ARGS__, (const char *)NULL)
 
+// Removes a checkpoint cnn wrote with --save: the weights at path and the training state beside
+// them (path.state).
+__attribute__((unused)) static void remove_checkpoint(const char *path) {
+    char state[1200];
+    snprintf(state, sizeof state, "%s.state", path);
+    unlink(path);
+    unlink(state);
+}
+
 // Removes run_dir (the test has removed its own files from it).
 static void run_end(void) {
     char path[512];

@@ -85,6 +85,7 @@ static void test_divergence(void) {
         printf("  sgd --lr 50 (exit 1): %s", r->err);
     if (strstr(r->out, "nan") != NULL) fail("sgd --lr 50", "a NaN reached the output: %s", r->out);
     if (!file_holds(old, "an older checkpoint")) fail("sgd --lr 50", "the checkpoint already at --save was replaced");
+    remove_checkpoint(old);
 
     snprintf(args, sizeof args, "--data %s --epochs 3 --optimizer sgd --lr 50 --quiet --detect-anomaly", run_dir);
     r = run(args);
@@ -211,7 +212,7 @@ static void test_interruption(void) {
         if (code != codes[k]) fail(k ? "SIGTERM" : "SIGINT", "exit status %d, expected %d", code, codes[k]);
         else if (s.code != CG_OK) fail(k ? "SIGTERM" : "SIGINT", "no readable checkpoint: %s", s.message);
         else printf("  %s: exit %d, checkpoint saved after %s epochs\n", k ? "SIGTERM" : "SIGINT", code, epochs);
-        unlink(save);
+        remove_checkpoint(save);
         unlink(log);
     }
 }
@@ -324,7 +325,7 @@ static void test_refusals(void) {
     cg_module_free(fc);
     cg_params_free(p);
     unlink(odd);
-    unlink(good);
+    remove_checkpoint(good);
     unlink(bad);
 
     use("device_info");

@@ -36,7 +36,11 @@ static void log_without_timing(const char *path, char *out, size_t size) {
 static bool same_bytes(const char *path_a, const char *path_b) {
     FILE *a = fopen(path_a, "rb"), *b = fopen(path_b, "rb");
     bool same = a != NULL && b != NULL;
-    for (int ca = 0, cb = 0; same && ca != EOF; same = ca == cb) ca = fgetc(a), cb = fgetc(b);
+    int ca = 0;
+    while (same && ca != EOF) { // byte by byte, to the end of both
+        ca = fgetc(a);
+        same = ca == fgetc(b);
+    }
     if (a) fclose(a);
     if (b) fclose(b);
     return same;
@@ -128,7 +132,7 @@ int main(int argc, char **argv) {
         fail("cnn --model mlp, tuned", "the saved weights differ from a one-thread run's");
     else
         printf("--model mlp: tuned on 2 threads, the weights of one thread, byte for byte\n");
-    unlink(one_path), unlink(tuned_path);
+    remove_checkpoint(one_path), remove_checkpoint(tuned_path);
 
     // --summary: the model's table and exit, nothing trained; --limit-test: N test images, class-balanced.
     snprintf(args, sizeof args, "--data '%s' --summary", run_dir);

@@ -104,7 +104,8 @@ int main(int argc, char **argv) {
     if (r->exit_code != 0) fail("cnn --load (PyTorch's file)", "exit %d: %s", r->exit_code, r->err);
     else printf("cnn --load of the twin's file: %s", r->out);
 
-    snprintf(command, sizeof command, "rm -rf '%s' '%s' '%s'/*.safetensors '%s'/*.csv", small, large, run_dir, run_dir);
+    snprintf(command, sizeof command, "rm -rf '%s' '%s' '%s'/*.safetensors '%s'/*.safetensors.state '%s'/*.csv",
+             small, large, run_dir, run_dir, run_dir);
     if (system(command) != 0) fprintf(stderr, "test_model_checkpoint: could not remove %s\n", run_dir);
     run_end();
     return check_summary("test_model_checkpoint");
