@@ -417,8 +417,9 @@ int main(int argc, char **argv) {
     cg_thread_tuner_init(&tuner, cg_get_num_threads(), tuning);
     // The OpenMP loops take N or N - 1 step by step; the BLAS library's products stay on one thread
     // meanwhile (blas.c): its one-thread and threaded drivers can give other bits, and with another
-    // program on a core its threaded products ran at half speed whatever the loops did (Zen 5 VM,
-    // fp32, one core busy: 6,333 images/s tuned against 10,040 on one thread; lesson 03).
+    // program on a core its threaded products wait on that core whatever the loops do (Zen 5 VM,
+    // fp32, one core busy: tuned 9,382 images/s with OpenBLAS on two threads, 10,201 on one, 10,448
+    // with --threads 1; on idle cores the one thread costs 7 %: lesson 03).
     if (tuner.active) {
         cg_set_num_threads(tuner.counts[0]);
         cg_set_blas_threads(1);

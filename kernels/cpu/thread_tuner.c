@@ -26,8 +26,9 @@
 // differently for some sizes (`--model mlp`'s first layer, K = 784; lesson 03). So the tuner moves
 // only the OpenMP loops (cg_set_loop_threads), and OpenBLAS runs on one thread for the whole
 // tuned run (cg_set_blas_threads): the bits of a one-thread run. (It first kept N: on the Zen 4
-// VM that cost nothing, but on Zen 5 with one core busy its threaded products ran at half speed
-// whatever the loops did: fp32 tuned 6,333 images/s against 10,040 on one thread.)
+// VM that cost nothing, but on Zen 5 with one core busy its threaded products waited on that core
+// whatever the loops did: fp32 tuned 9,382 images/s against 10,448 on one thread, 10,201 now; on
+// idle cores the one thread costs 7 %, 17,132 against 18,451.)
 #define _POSIX_C_SOURCE 200809L // clock_gettime
 #include "kernels/cpu/thread_tuner.h"
 #include "core/common.h"
