@@ -114,6 +114,21 @@ __attribute__((unused)) static void expect_refused_list(const char *args, ...) {
 }
 #define expect_refused(...) expect_refused_list(__VA_ARGS__, (const char *)NULL)
 
+// Whether two files hold the same bytes (false when either cannot be read): saved weights of two
+// runs that should agree to the bit.
+__attribute__((unused)) static bool same_bytes(const char *path_a, const char *path_b) {
+    FILE *a = fopen(path_a, "rb"), *b = fopen(path_b, "rb");
+    bool same = a != NULL && b != NULL;
+    int ca = 0;
+    while (same && ca != EOF) { // byte by byte, to the end of both
+        ca = fgetc(a);
+        same = ca == fgetc(b);
+    }
+    if (a) fclose(a);
+    if (b) fclose(b);
+    return same;
+}
+
 // Removes a checkpoint cnn wrote with --save: the weights at path and the training state beside
 // them (path.state).
 __attribute__((unused)) static void remove_checkpoint(const char *path) {

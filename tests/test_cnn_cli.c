@@ -32,20 +32,6 @@ static void log_without_timing(const char *path, char *out, size_t size) {
     }
 }
 
-// Whether two files hold the same bytes (false when either cannot be read).
-static bool same_bytes(const char *path_a, const char *path_b) {
-    FILE *a = fopen(path_a, "rb"), *b = fopen(path_b, "rb");
-    bool same = a != NULL && b != NULL;
-    int ca = 0;
-    while (same && ca != EOF) { // byte by byte, to the end of both
-        ca = fgetc(a);
-        same = ca == fgetc(b);
-    }
-    if (a) fclose(a);
-    if (b) fclose(b);
-    return same;
-}
-
 // The same text with every number equal to 1e-4: the bias gradient is the one sum the fused op
 // takes in another order, so the last printed digits may differ after a few steps.
 static bool same_numbers(const char *a, const char *b) {

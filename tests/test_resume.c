@@ -54,15 +54,6 @@ static void write_file(const char *path, const void *data, size_t size) {
     if (f) fclose(f);
 }
 
-static bool same_bytes(const char *a, const char *b) {
-    size_t na, nb;
-    unsigned char *x = read_file(a, &na), *y = read_file(b, &nb);
-    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 // Two training states: the same data section to the byte, and the same metadata but the clock.
 static void expect_same_state(const char *what, const char *a, const char *b) {
     size_t na, nb;

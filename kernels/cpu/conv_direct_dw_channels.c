@@ -44,6 +44,12 @@ static void transpose_image(float *xT, const void *xn, bool half, int64_t C, int
         }
 }
 
+// Where a window's maximum is in xT from the window's top left input, by its position in the
+// window (0 top left, 1 top right, 2 bottom left, 3 bottom right: `where`), for C channels a position.
+static void maximum_offsets(int64_t at_pos[4], int64_t W, int64_t C) {
+    for (int pos = 0; pos < 4; pos++) at_pos[pos] = ((pos >> 1) * (W + 2) + (pos & 1)) * C;
+}
+
 // Image n's terms for input channels c0 .. c0 + 16 nv - 1 of every output channel, added to the
 // group's sums sliceT[(k 9 + t) C + c] (corner[i]: window i's top left input in xT; gm: the
 // gradients, dy where y > 0, else 0, (K, pooled)). Two pooled rows of windows at a time for all
@@ -57,7 +63,7 @@ static inline __attribute__((always_inline)) void image_by_input_channels(float 
                                                                           int64_t W, int64_t K, int64_t pooled,
                                                                           int64_t Q2, int64_t c0, const int nv) {
     int64_t Wp = W + 2, at_pos[4], block = 2 * Q2;
-    for (int pos = 0; pos < 4; pos++) at_pos[pos] = ((pos >> 1) * Wp + (pos & 1)) * C;
+    maximum_offsets(at_pos, W, C);
     for (int64_t i0 = 0; i0 < pooled; i0 += block) {
         int64_t i1 = i0 + block < pooled ? i0 + block : pooled;
         for (int64_t k = 0; k < K; k++) {
@@ -115,7 +121,7 @@ static PAIRS_TARGET void image_by_input_channels_pairs(float *sliceT, const uint
                                                        int64_t C, int64_t W, int64_t K, int64_t pooled, int64_t Q2,
                                                        int64_t c0) {
     int64_t Wp = W + 2, at_pos[4], block = 2 * Q2;
-    for (int pos = 0; pos < 4; pos++) at_pos[pos] = ((pos >> 1) * Wp + (pos & 1)) * C;
+    maximum_offsets(at_pos, W, C);
     for (int64_t i0 = 0; i0 < pooled; i0 += block) {
         int64_t i1 = i0 + block < pooled ? i0 + block : pooled;
         for (int64_t k = 0; k < K; k++) {
