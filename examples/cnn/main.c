@@ -415,15 +415,6 @@ int main(int argc, char **argv) {
     cg_thread_tuner tuner;
     bool tuning = opt.thread_tuning && dev.type == CG_CPU && !dist && !opt.eval;
     cg_thread_tuner_init(&tuner, cg_get_num_threads(), tuning);
-    // The OpenMP loops take N or N - 1 step by step; the BLAS library's products stay on one thread
-    // meanwhile (blas.c): its one-thread and threaded drivers can give other bits, and with another
-    // program on a core its threaded products wait on that core whatever the loops do (Zen 5 VM,
-    // fp32, one core busy: tuned 9,382 images/s with OpenBLAS on two threads, 10,201 on one, 10,448
-    // with --threads 1; on idle cores the one thread costs 7 %: lesson 03).
-    if (tuner.active) {
-        cg_set_num_threads(tuner.counts[0]);
-        cg_set_blas_threads(1);
-    }
     int tuner_probes_shown = 0; // a "thread tuning:" line after each epoch with a probe
     if (!opt.quiet && dev.type == CG_CPU && tuner.active)
         printf("CPU: %s; thread tuning on (%d or %d)\n", cg_threads_describe(), tuner.counts[0], tuner.counts[1]);
@@ -523,7 +514,7 @@ int main(int argc, char **argv) {
         while (!steps_done && cg_loader_next(loader, &batch)) {
             double step_start = cg_seconds();
             int threads = cg_thread_tuner_next(&tuner); // this step's count (N when the tuner is off)
-            if (tuner.active && threads != cg_get_num_threads()) cg_set_loop_threads(threads); // (BLAS keeps 1)
+            if (tuner.active && threads != cg_get_num_threads()) cg_set_num_threads(threads); // the same bits either way
             cg_guard_step_begin(guard);
             cg_recipe_set_lr(recipe, (epoch - 1) * steps + step); // written to the device, read by the replay
             if (opt.no_graph || epoch < graph_from) {
@@ -552,7 +543,7 @@ int main(int argc, char **argv) {
         cg_dist_mean(dist, loader->count, &train_loss, &train_accuracy);      // over every rank
         double epoch_seconds = cg_seconds() - epoch_start;
         train_seconds += epoch_seconds;
-        if (tuner.active) cg_set_loop_threads(cg_thread_tuner_chosen(&tuner)); // evaluate with the count kept
+        if (tuner.active) cg_set_num_threads(cg_thread_tuner_chosen(&tuner)); // evaluate with the count kept
         bool last = epoch == opt.epochs || steps_done;
         // airbench94 evaluates the epochs before the last without its TTA, and times the last apart
         if (opt.recipe.airbench94) recipe->tta_level = last ? opt.recipe.tta_level : 0;

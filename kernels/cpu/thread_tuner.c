@@ -21,14 +21,11 @@
 // pairs when every window of the other count was slower than every window of the kept one. It
 // probes again after a period that doubles while the choice holds, and sooner when the load
 // appears or goes. Switching changes no result: every CPU kernel gives the same bits with any
-// thread count. One exception was found by comparing saved weights: a product large enough for
-// OpenBLAS (fp32) goes through its one-thread or its threaded driver, which cut K into blocks
-// differently for some sizes (`--model mlp`'s first layer, K = 784; lesson 03). So the tuner moves
-// only the OpenMP loops (cg_set_loop_threads), and OpenBLAS runs on one thread for the whole
-// tuned run (cg_set_blas_threads): the bits of a one-thread run. (It first kept N: on the Zen 4
-// VM that cost nothing, but on Zen 5 with one core busy its threaded products waited on that core
-// whatever the loops did: fp32 tuned 9,382 images/s against 10,448 on one thread, 10,201 now; on
-// idle cores the one thread costs 7 %, 17,132 against 18,451.)
+// thread count. The products large enough for OpenBLAS did not at first (its one-thread and
+// threaded drivers cut K into blocks differently for some sizes: `--model mlp`'s first layer,
+// K = 784), so tuned runs kept OpenBLAS on one thread, which cost 7 % on idle cores (Zen 5 VM,
+// fp32: 17,132 images/s against 18,451). Now OpenBLAS always runs on one thread and cgrad's
+// threads share a product's pieces, which depend on its shape alone (blas.h): lesson 03.
 #define _POSIX_C_SOURCE 200809L // clock_gettime
 #include "kernels/cpu/thread_tuner.h"
 #include "core/common.h"

@@ -1,4 +1,4 @@
-// threads.c: how many CPU threads OpenMP loops and the BLAS library use, and how the threads wait
+// threads.c: how many CPU threads the OpenMP loops use, and how the threads wait
 // for each other between loops (the wait policy, chosen before OpenMP starts), and the scratch
 // buffers each thread keeps for the kernels between calls. It does not pin threads to cores.
 #define _GNU_SOURCE // setenv, execv
@@ -17,22 +17,8 @@
 #include <omp.h>
 #endif
 
-#include "kernels/cpu/blas.h"
 
 void cg_set_num_threads(int n) {
-    CG_CHECK(n >= 1, "thread count %d", n);
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#endif
-    cg_blas_set_num_threads(n);
-}
-
-void cg_set_blas_threads(int n) {
-    CG_CHECK(n >= 1, "thread count %d", n);
-    cg_blas_set_num_threads(n);
-}
-
-void cg_set_loop_threads(int n) {
     CG_CHECK(n >= 1, "thread count %d", n);
 #ifdef _OPENMP
     omp_set_num_threads(n);

@@ -1,21 +1,16 @@
-// threads.h: the CPU's threads: how many OpenMP loops and the BLAS library use, how they wait for
-// each other, and each thread's scratch buffers (kernels/cpu/threads.c, which defines them).
+// threads.h: the CPU's threads: how many the OpenMP loops use, how they wait for each other, and
+// each thread's scratch buffers (kernels/cpu/threads.c, which defines them).
 #ifndef CG_KERNELS_CPU_THREADS_H
 #define CG_KERNELS_CPU_THREADS_H
 
 #include <stdint.h>
 
-// CPU threads for OpenMP loops and the BLAS library (n >= 1). Without a call, OpenMP's default.
+// CPU threads for the OpenMP loops (n >= 1), the BLAS library's products included (OpenBLAS
+// itself runs on one thread; the loops share a product's pieces: blas.h). Every kernel gives the
+// same bits with any count, so the thread tuner may change it between two steps. Without a call,
+// OpenMP's default.
 void cg_set_num_threads(int n);
 int cg_get_num_threads(void);
-// The OpenMP loops' count alone (n >= 1), the BLAS library keeping its own: the thread tuner's
-// switch (kernels/cpu/thread_tuner.c). cgrad's loops give the same bits with any count, OpenBLAS
-// does not (its one-thread and threaded drivers cut some products' K differently).
-void cg_set_loop_threads(int n);
-// The BLAS library's count alone (n >= 1). A tuned run sets it to 1 for the whole run
-// (examples/cnn): its products then never change driver, so the run gives the bits of a run with
-// one thread, and they do not slow down when another program holds a core.
-void cg_set_blas_threads(int n);
 // The wait policy of the OpenMP threads (kernels/cpu/threads.c): call first thing in main. When
 // neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, it sets OMP_WAIT_POLICY=passive (threads
 // sleep as soon as they wait: another program on one of the cores then does not halve the speed)

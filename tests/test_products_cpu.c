@@ -1,0 +1,120 @@
+// test_products_cpu.c: the CPU's matrix products (gemm_cpu: OpenBLAS for the large ones, the
+// engine's loops for the small ones or without OpenBLAS) give the same bits on 1, 2 and 3 threads,
+// and values close to the product in double. A large product runs in pieces that depend on its
+// shape alone (kernels/cpu/blas.h), so its bits cannot depend on the thread count; before, OpenBLAS
+// ran the product on the threads itself and `--model mlp`'s first layer (K = 784) summed in
+// another order on two threads than on one. The shapes are the linear layers of the course's
+// models (the tutorial CNN's 3,136 -> 128 -> 10 and the MLP's 784 -> 128 at batch 128: forward,
+// input gradient, weight gradient) and odd ones whose pieces are not whole tiles, with beta 0 and 1.
+#include "kernels/cpu/blas.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
+#include "tests/check.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    bool trans_a, trans_b;
+    int64_t M, N, K;
+    float beta;
+    int pieces; // what cg_blas_pieces must say: the test covers 1, 2 and 4
+    const char *name;
+} shape;
+
+static uint64_t state = 0x9e3779b97f4a7c15u;
+static float uniform(void) { // [-1, 1), xorshift64*: the test needs no particular generator
+    state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
+    return (float)((state * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
+}
+
+// op(A) (M x K) and op(B) (K x N) as stored: A is K x M when transposed, B is N x K.
+static float a_at(const shape *s, const float *A, int64_t i, int64_t k) {
+    return s->trans_a ? A[k * s->M + i] : A[i * s->K + k];
+}
+static float b_at(const shape *s, const float *B, int64_t k, int64_t j) {
+    return s->trans_b ? B[j * s->K + k] : B[k * s->N + j];
+}
+
+static void check_shape(const shape *s) {
+    const float alpha = 0.5f;
+    int64_t na = s->M * s->K, nb = s->K * s->N, nc = s->M * s->N;
+    float *A = malloc((size_t)na * sizeof(float)), *B = malloc((size_t)nb * sizeof(float));
+    float *C0 = malloc((size_t)nc * sizeof(float)), *C[3];
+    for (int64_t i = 0; i < na; i++) A[i] = uniform();
+    for (int64_t i = 0; i < nb; i++) B[i] = uniform();
+    for (int64_t i = 0; i < nc; i++) C0[i] = uniform();
+    char what[160];
+    snprintf(what, sizeof what, "%s (%lld x %lld x %lld%s%s, beta %g)", s->name, (long long)s->M, (long long)s->N,
+             (long long)s->K, s->trans_a ? ", A transposed" : "", s->trans_b ? ", B transposed" : "", (double)s->beta);
+    int pieces = cg_blas_pieces(s->M, s->N, s->K);
+    if (pieces != s->pieces) fail(what, "cg_blas_pieces says %d, the test expects %d", pieces, s->pieces);
+    int failures_before = failures, threads_at_start = cg_get_num_threads();
+    for (int t = 0; t < 3; t++) {
+        C[t] = malloc((size_t)nc * sizeof(float));
+        memcpy(C[t], C0, (size_t)nc * sizeof(float));
+        cg_set_num_threads(t + 1);
+        gemm_cpu(s->trans_a, s->trans_b, s->M, s->N, s->K, alpha, A, B, s->beta, C[t]);
+        // OpenBLAS's OpenMP build sets OpenMP's count when told its own (blas.c puts it back)
+        if (cg_get_num_threads() != t + 1)
+            fail(what, "%d threads set, %d after the product", t + 1, cg_get_num_threads());
+    }
+    cg_set_num_threads(threads_at_start);
+    for (int t = 1; t < 3; t++)
+        for (int64_t i = 0; i < nc; i++)
+            if (memcmp(&C[t][i], &C[0][i], sizeof(float)) != 0) {
+                fail(what, "%d threads: element %lld (row %lld, column %lld) is %.9g, on 1 thread %.9g", t + 1,
+                     (long long)i, (long long)(i / s->N), (long long)(i % s->N), (double)C[t][i], (double)C[0][i]);
+                break;
+            }
+    // Against the product in double: each value within a few roundings of its terms' magnitudes.
+    double worst = 0.0;
+    for (int64_t i = 0; i < s->M; i++)
+        for (int64_t j = 0; j < s->N; j++) {
+            double sum = 0.0, magnitude = 0.0;
+            for (int64_t k = 0; k < s->K; k++) {
+                double term = (double)a_at(s, A, i, k) * (double)b_at(s, B, k, j);
+                sum += term, magnitude += fabs(term);
+            }
+            double want = alpha * sum + s->beta * (double)C0[i * s->N + j];
+            double scale = alpha * magnitude + fabs(s->beta * (double)C0[i * s->N + j]);
+            double error = fabs((double)C[0][i * s->N + j] - want) / (scale > 0.0 ? scale : 1.0);
+            if (error > worst) worst = error;
+        }
+    if (worst > 1e-5) fail(what, "relative error %.3g against the product in double", worst);
+    if (failures == failures_before)
+        printf("%-72s %d piece%s; 1, 2, 3 threads the same bits; error %.1e\n", what, pieces,
+               pieces == 1 ? "" : "s", worst);
+    free(A), free(B), free(C0);
+    for (int t = 0; t < 3; t++) free(C[t]);
+}
+
+int main(void) {
+    // Loading OpenBLAS (when the build found it) leaves cgrad's thread count as it was: its OpenMP
+    // build's openblas_set_num_threads sets OpenMP's (kernels/cpu/blas.c puts it back).
+    int threads_at_start = cg_get_num_threads();
+    cg_set_num_threads(2);
+    const char *core = cg_blas_core();
+    if (cg_get_num_threads() != 2) fail("loading OpenBLAS", "2 threads set before, %d after", cg_get_num_threads());
+    cg_set_num_threads(threads_at_start);
+    if (core)
+        printf("large products by OpenBLAS, its %s kernels\n", core);
+    else
+        printf("every product by the engine's loops (no OpenBLAS in this build)\n");
+    const shape shapes[] = {
+        {false, true, 128, 128, 3136, 0.0f, 2, "tutorial CNN, first linear layer, forward (y = x W^T)"},
+        {false, false, 128, 3136, 128, 0.0f, 4, "tutorial CNN, first linear layer, dx = dy W"},
+        {true, false, 128, 3136, 128, 1.0f, 4, "tutorial CNN, first linear layer, dW += dy^T x"},
+        {false, true, 128, 10, 128, 0.0f, 1, "tutorial CNN, last layer, forward (one piece)"},
+        {false, false, 128, 64, 128, 1.0f, 1, "one piece, large enough for OpenBLAS's own threads"},
+        {false, true, 128, 128, 784, 0.0f, 2, "MLP, hidden layer, forward (K = 784)"},
+        {true, false, 128, 784, 128, 1.0f, 2, "MLP, hidden layer, dW += dy^T x"},
+        {false, false, 1000, 40, 300, 1.0f, 2, "odd: pieces along M, not whole tiles"},
+        {true, true, 37, 1100, 70, 0.0f, 4, "odd: pieces along N, both transposed"},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
+    return check_summary("test_products_cpu");
+}
