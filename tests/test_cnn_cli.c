@@ -3,8 +3,10 @@
 // with one stderr line naming them; --help lists --no-fusion; one epoch with the fused
 // Conv2d-ReLU-MaxPool2d op and one with --no-fusion log the same losses and accuracies (to 1e-4);
 // one and two threads (--thread-tuning off) log the same digits; the mlp on two threads, tuned and
-// not, saves the weights of a one-thread run; --summary prints the model alone; --limit-test keeps N test images.
+// not, saves the weights of a one-thread run; --summary prints the model alone; --limit-test keeps N test images;
+// the OpenMP wait policy cnn sets (a short spin where the thread tuner runs, passive without it).
 #define _POSIX_C_SOURCE 200809L
+#include "kernels/cpu/threads.h"
 #include "tests/fake_idx.h"
 #include "tests/run_program.h"
 
@@ -137,6 +139,25 @@ int main(int argc, char **argv) {
     if (r->exit_code != 0 || strstr(r->out, "64 training and 30 test images") == NULL)
         fail("cnn --limit-test 30", "exit %d, expected 64 training and 30 test images:\n%s", r->exit_code, r->out);
     expect_refused("--limit-test 0", "--limit-test");
+
+    // The OpenMP wait policy cnn sets (kernels/cpu/threads.c) when the environment sets none:
+    // passive for every run, and a short spin before sleeping where the thread tuner runs.
+    if (getenv("OMP_WAIT_POLICY") == NULL && getenv("GOMP_SPINCOUNT") == NULL) {
+        const char *ways[][2] = {{"", "waiting OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=" CG_TUNED_SPINCOUNT " (set by cgrad)"},
+                                 {"--thread-tuning off", "waiting OMP_WAIT_POLICY=passive (set by cgrad)"}};
+        for (int way = 0; way < 2; way++) {
+            snprintf(args, sizeof args, "--data '%s' --limit-test 30 --limit 64 --epochs 1 --threads 2 %s", run_dir,
+                     ways[way][0]);
+            r = run(args);
+            if (r->exit_code != 0 || strstr(r->out, ways[way][1]) == NULL)
+                fail("cnn's wait policy", "exit %d, expected '%s' with '%s':\n%s", r->exit_code, ways[way][1],
+                     ways[way][0], r->out);
+            else
+                printf("wait policy%s%s: %s\n", *ways[way][0] ? " with " : "", ways[way][0], ways[way][1]);
+        }
+    } else {
+        printf("wait policy: not checked (OMP_WAIT_POLICY or GOMP_SPINCOUNT set in the environment)\n");
+    }
 
     remove_fake_fashion_mnist(run_dir);
     unlink(log_path);

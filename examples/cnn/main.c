@@ -46,7 +46,8 @@ static void usage(FILE *f) {
             "  --thread-tuning on|off  on the CPU, run each training step's loops with N threads (--threads) or\n"
             "                     N-1, whichever ran faster when both were timed while another program was\n"
             "                     using the CPU; probes again from time to time; the results of one\n"
-            "                     thread (default on; off: always N; lesson 03)\n"
+            "                     thread; waiting threads spin briefly, then sleep (default on; off:\n"
+            "                     always N, waiting threads sleep at once; lesson 03)\n"
             "  --limit N          train on N training images only, class-balanced: the first N/classes of\n"
             "                     each class (the same subset for every seed)\n"
             "  --limit-test N     evaluate on N test images only, class-balanced as --limit (quick tries on\n"
@@ -293,11 +294,13 @@ static double read_running_loss(void *ctx) {
 }
 
 int main(int argc, char **argv) {
-    cg_threads_setup(argc, argv); // OpenMP's wait policy: may start cnn again (kernels/cpu/threads.c)
-    double process_start = cg_seconds();
     options opt;
     int stop = parse_options(argc, argv, &opt);
     if (stop >= 0) return stop;
+    // OpenMP's wait policy, a short spin where the thread tuner runs: may start cnn again
+    // (kernels/cpu/threads.c; the options are read again then, nothing else has happened yet)
+    cg_threads_setup(argc, argv, opt.thread_tuning);
+    double process_start = cg_seconds();
 
     const cg_dataset_info *info = cg_dataset_info_find(opt.dataset);
     if (info == NULL)

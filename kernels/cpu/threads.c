@@ -42,15 +42,24 @@ int cg_get_num_threads(void) {
 // core for whichever thread still has work. Measured on a 2-core Xeon (lesson 03): on idle cores
 // passive lost about 3 % (a wake-up per parallel loop); with one core taken by another program,
 // two passive threads ran at 1.9x one thread and 2.5x two spinning ones, where two spinning
-// threads fell below one. So cnn uses passive unless the environment says otherwise. libgomp reads these variables once, as the program
-// starts, before main: so the program sets the variable and starts itself again (execv of
-// /proc/self/exe, same arguments), once; CGRAD_WAIT_POLICY_SET marks the second start.
+// threads fell below one. So cnn sleeps at once unless the environment says otherwise.
+// On a Zen 5 VM the wake-ups cost more: idle, passive threads trained the tutorial CNN 8 to 12 %
+// slower than threads that spin 1,000 turns first (bf16 25,329 against 28,384 images/s, fp32
+// 17,985 against 19,882), and the short spin lost where a core was busy (two fixed threads, bf16
+// 12,107 against 14,422). A tuned run (thread_tuner.c) leaves two threads for one where they lose,
+// and there the short spin lost nothing (a core busy, bf16 15,417 against 15,237 passive and 14,714
+// on one thread; fp32 10,326, 10,259 and 10,361).
+// So a tuned run spins briefly and the others sleep at once; OMP_WAIT_POLICY=passive is set in
+// both cases, for OpenMP runtimes that do not read GOMP_SPINCOUNT (libgomp takes the count over
+// the policy). libgomp reads these variables once, as the program starts, before main: so the
+// program sets them and starts itself again (execv of /proc/self/exe, same arguments), once;
+// CGRAD_WAIT_POLICY_SET marks the second start.
 #define CG_WAIT_POLICY "passive"
 
 static const char *policy_origin = "OpenMP's default"; // what cg_threads_print says
 
-void cg_threads_setup(int argc, char **argv) {
-    (void)argc;
+void cg_threads_setup(int argc, char **argv, bool tuned) {
+    (void)argc, (void)tuned;
 #ifdef _OPENMP
     if (getenv("CGRAD_WAIT_POLICY_SET")) { // the second start
         policy_origin = "set by cgrad";
@@ -66,12 +75,15 @@ void cg_threads_setup(int argc, char **argv) {
         return;
     }
 #ifdef __linux__
-    if (setenv("OMP_WAIT_POLICY", CG_WAIT_POLICY, 1) == 0 && setenv("CGRAD_WAIT_POLICY_SET", "1", 1) == 0) {
+    if (setenv("OMP_WAIT_POLICY", CG_WAIT_POLICY, 1) == 0 &&
+        (!tuned || setenv("GOMP_SPINCOUNT", CG_TUNED_SPINCOUNT, 1) == 0) &&
+        setenv("CGRAD_WAIT_POLICY_SET", "1", 1) == 0) {
         fflush(NULL);
         execv("/proc/self/exe", argv);
     }
     // execv returned: it failed; run on with OpenMP's default (the variables set now are not read).
     unsetenv("OMP_WAIT_POLICY");
+    unsetenv("GOMP_SPINCOUNT");
     unsetenv("CGRAD_WAIT_POLICY_SET");
 #endif
 #else

@@ -3,6 +3,7 @@
 #ifndef CG_KERNELS_CPU_THREADS_H
 #define CG_KERNELS_CPU_THREADS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 // CPU threads for the OpenMP loops (n >= 1), the BLAS library's products included (OpenBLAS
@@ -11,11 +12,16 @@
 // OpenMP's default.
 void cg_set_num_threads(int n);
 int cg_get_num_threads(void);
-// The wait policy of the OpenMP threads (kernels/cpu/threads.c): call first thing in main. When
-// neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, it sets OMP_WAIT_POLICY=passive (threads
-// sleep as soon as they wait: another program on one of the cores then does not halve the speed)
-// and starts the program again with the same arguments, since OpenMP reads it only at start.
-void cg_threads_setup(int argc, char **argv);
+// The wait policy of the OpenMP threads (kernels/cpu/threads.c): call in main before anything
+// starts OpenMP's threads. When neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, it sets
+// OMP_WAIT_POLICY=passive (threads sleep as soon as they wait: another program on one of the cores
+// then does not halve the speed) and, for a run whose thread tuner may move it to fewer threads
+// when other programs slow it (tuned: examples/cnn), GOMP_SPINCOUNT=CG_TUNED_SPINCOUNT as well
+// (GCC's OpenMP then spins that many turns, some microseconds, before it sleeps: a wake-up saved
+// at most parallel loops), and starts the program again with the same arguments, since OpenMP
+// reads them only at start.
+void cg_threads_setup(int argc, char **argv, bool tuned);
+#define CG_TUNED_SPINCOUNT "1000"
 // One line for the user, e.g. "2 OpenMP threads, waiting OMP_WAIT_POLICY=passive (set by cgrad)"
 // (a static buffer, rewritten by each call).
 const char *cg_threads_describe(void);
