@@ -114,6 +114,8 @@ int main(void) {
         {true, false, 128, 784, 128, 1.0f, 2, "MLP, hidden layer, dW += dy^T x"},
         {false, false, 1000, 40, 300, 1.0f, 2, "odd: pieces along M, not whole tiles"},
         {true, true, 37, 1100, 70, 0.0f, 4, "odd: pieces along N, both transposed"},
+        {true, false, 1200, 64, 100, 1.0f, 4, "odd: pieces along M, A transposed"},
+        {false, true, 50, 1500, 60, 0.0f, 4, "odd: pieces along N, B transposed"},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
     return check_summary("test_products_cpu");
