@@ -297,9 +297,10 @@ int main(int argc, char **argv) {
     options opt;
     int stop = parse_options(argc, argv, &opt);
     if (stop >= 0) return stop;
-    // OpenMP's wait policy, a short spin where the thread tuner runs: may start cnn again
-    // (kernels/cpu/threads.c; the options are read again then, nothing else has happened yet)
-    cg_threads_setup(argc, argv, opt.thread_tuning);
+    // OpenMP's wait policy, a short spin where the thread tuner will run (as `tuning` below: on
+    // the CPU, not distributed, training): may start cnn again (kernels/cpu/threads.c; the options
+    // are read again then, nothing else has happened yet)
+    cg_threads_setup(argc, argv, opt.thread_tuning && strcmp(opt.device, "cpu") == 0 && !opt.distributed && !opt.eval);
     double process_start = cg_seconds();
 
     const cg_dataset_info *info = cg_dataset_info_find(opt.dataset);
