@@ -1,5 +1,5 @@
 // bf16_values.h: random bf16 values for the bf16 tests (test_bf16_cpu.c, test_bf16_winograd.c):
-// uniform in [-1, 1), from a xorshift64* of the test's own (no particular generator needed).
+// uniform in [-1, 1) (tests/uniform.h).
 #ifndef CG_TESTS_BF16_VALUES_H
 #define CG_TESTS_BF16_VALUES_H
 
@@ -9,11 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t state = 0x12345678u;
-static float uniform(void) {
-    state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
-    return (float)((state * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
-}
+#define UNIFORM_SEED 0x12345678u
+#include "tests/uniform.h"
 
 static uint16_t *random_bf16(int64_t n) {
     uint16_t *v = malloc((size_t)(n > 0 ? n : 1) * 2);

@@ -32,6 +32,7 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
+#include "tests/uniform.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -44,11 +45,6 @@ typedef struct {
     const char *name;
 } shape;
 
-static uint64_t state = 0x9e3779b97f4a7c15u;
-static float uniform(void) { // [-1, 1), xorshift64*: the test needs no particular generator
-    state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
-    return (float)((state * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
-}
 static float *random_floats(int64_t n) {
     float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
     for (int64_t i = 0; i < n; i++) v[i] = uniform();
@@ -132,7 +128,6 @@ static void free_results(results *r) {
     free(r->y3), free(r->dx3), free(r->dw3), free(r->yf), free(r->dxf), free(r->dwf), free(r->dwn), free(r->dbf),
         free(r->dbn), free(r->dwr), free(r->dwd);
 }
-
 
 // ---- The first block's dW without dx, one term per window (kernels/cpu/conv_direct_dw.c) ----------
 // Each window of channel k sends its gradient (dy where y > 0, else 0) to the position of its

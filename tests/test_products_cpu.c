@@ -10,6 +10,7 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
+#include "tests/uniform.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -24,12 +25,6 @@ typedef struct {
     int pieces; // what cg_blas_pieces must say: the test covers 1, 2 and 4
     const char *name;
 } shape;
-
-static uint64_t state = 0x9e3779b97f4a7c15u;
-static float uniform(void) { // [-1, 1), xorshift64*: the test needs no particular generator
-    state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
-    return (float)((state * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
-}
 
 // op(A) (M x K) and op(B) (K x N) as stored: A is K x M when transposed, B is N x K.
 static float a_at(const shape *s, const float *A, int64_t i, int64_t k) {
