@@ -143,8 +143,9 @@ int main(int argc, char **argv) {
     // The OpenMP wait policy cnn sets (kernels/cpu/threads.c) when the environment sets none:
     // passive for every run, and a short spin before sleeping where the thread tuner runs.
     if (getenv("OMP_WAIT_POLICY") == NULL && getenv("GOMP_SPINCOUNT") == NULL) {
-        const char *ways[][2] = {{"", "waiting OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=" CG_TUNED_SPINCOUNT " (set by cgrad)"},
-                                 {"--thread-tuning off", "waiting OMP_WAIT_POLICY=passive (set by cgrad)"}};
+        const char *ways[][2] = {
+            {"", "waiting OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=" CG_TUNED_SPINCOUNT " (set by cgrad)"},
+            {"--thread-tuning off", "waiting OMP_WAIT_POLICY=passive (set by cgrad)"}};
         for (int way = 0; way < 2; way++) {
             snprintf(args, sizeof args, "--data '%s' --limit-test 30 --limit 64 --epochs 1 --threads 2 %s", run_dir,
                      ways[way][0]);

@@ -518,7 +518,7 @@ int main(int argc, char **argv) {
         while (!steps_done && cg_loader_next(loader, &batch)) {
             double step_start = cg_seconds();
             int threads = cg_thread_tuner_next(&tuner); // this step's count (N when the tuner is off)
-            if (tuner.active && threads != cg_get_num_threads()) cg_set_num_threads(threads); // the same bits either way
+            if (tuner.active && threads != cg_get_num_threads()) cg_set_num_threads(threads); // same bits either way
             cg_guard_step_begin(guard);
             cg_recipe_set_lr(recipe, (epoch - 1) * steps + step); // written to the device, read by the replay
             if (opt.no_graph || epoch < graph_from) {

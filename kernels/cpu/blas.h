@@ -18,10 +18,10 @@ bool cg_blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 // openblas_get_corename, which OPENBLAS_CORETYPE overrides), loading the library if it is not yet;
 // NULL without it.
 const char *cg_blas_core(void);
-// The pieces of an M x N x K product: 1 below CG_BLAS_PIECE_WORK multiply-adds (OpenMP's start
-// would cost more than a second thread gains: the tutorial CNN's last layer, 128 x 10 x 128, ran
-// at 8 GFLOP/s in two pieces on two threads, the second one's wake-up included, against 68 whole), 2, or 4 where the longer side is 1,024 or more.
-// Each piece packs the other operand again: the tutorial's first linear layer (128 x 128 x 3,136)
+// The pieces of an M x N x K product: 1 below CG_BLAS_PIECE_WORK multiply-adds (waking a second
+// thread would cost more than it gains: the tutorial CNN's last layer, 128 x 10 x 128, ran at
+// 8 GFLOP/s in two pieces on two threads against 68 whole), else 2, or 4 where the longer side is
+// 1,024 or more. Each piece packs the other operand again: the tutorial's first linear layer (128 x 128 x 3,136)
 // in two pieces ran 10 % slower on one thread than whole, in four pieces 33 % (Zen 5, SkylakeX
 // kernels); its gradients (128 x 3,136 x 128) lost 1 % in two and 2 % in four.
 int cg_blas_pieces(int64_t M, int64_t N, int64_t K);

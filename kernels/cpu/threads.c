@@ -17,7 +17,6 @@
 #include <omp.h>
 #endif
 
-
 void cg_set_num_threads(int n) {
     CG_CHECK(n >= 1, "thread count %d", n);
 #ifdef _OPENMP
