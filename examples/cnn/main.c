@@ -297,10 +297,12 @@ int main(int argc, char **argv) {
     options opt;
     int stop = parse_options(argc, argv, &opt);
     if (stop >= 0) return stop;
-    // OpenMP's wait policy, a short spin where the thread tuner will run (as `tuning` below: on
-    // the CPU, not distributed, training): may start cnn again (kernels/cpu/threads.c; the options
-    // are read again then, nothing else has happened yet)
-    cg_threads_setup(argc, argv, opt.thread_tuning && strcmp(opt.device, "cpu") == 0 && !opt.distributed && !opt.eval);
+    // --thread-tuning: each CPU training step with N threads or N - 1, whichever is faster while
+    // another program uses the CPU (kernels/cpu/thread_tuner.c); not on a GPU, nor across ranks.
+    bool tuning = opt.thread_tuning && strcmp(opt.device, "cpu") == 0 && !opt.distributed && !opt.eval;
+    // OpenMP's wait policy, a short spin where the tuner runs: may start cnn again
+    // (kernels/cpu/threads.c; the options are read again then, nothing else has happened yet)
+    cg_threads_setup(argc, argv, tuning);
     double process_start = cg_seconds();
 
     const cg_dataset_info *info = cg_dataset_info_find(opt.dataset);
@@ -414,10 +416,7 @@ int main(int argc, char **argv) {
                info->name, (long long)train->count, (long long)test->count, (long long)C, (long long)H, (long long)W,
                train->num_classes, (long long)cg_params_count(params), dev_name);
     if (!opt.quiet) cg_model_print_summary(model, C, H, W); // layers, shapes, parameters, FLOPs per image
-    // --thread-tuning: each CPU training step with N threads or N - 1, whichever is faster while
-    // another program uses the CPU (kernels/cpu/thread_tuner.c); not on a GPU, nor across ranks.
-    cg_thread_tuner tuner;
-    bool tuning = opt.thread_tuning && dev.type == CG_CPU && !dist && !opt.eval;
+    cg_thread_tuner tuner; // (`tuning`: above, where the wait policy is set)
     cg_thread_tuner_init(&tuner, cg_get_num_threads(), tuning);
     int tuner_probes_shown = 0; // a "thread tuning:" line after each epoch with a probe
     if (!opt.quiet && dev.type == CG_CPU && tuner.active)
