@@ -195,20 +195,21 @@ static void conv_forward(void *p) {
                            c->Q);
 }
 
-// The backward of a network's layer: dW, db, and dx unless the input is the image (C <= 3).
+// The backward of a network's layer: dW, db, and dx unless the input is the image (C <= 3). The
+// fused block writes dx, as in training (its tape's first gradient of x: core/tape.h).
 static void conv_backward(void *p) {
     conv_ctx *c = p;
     const conv_shape *s = c->s;
     void *dx = s->C > 3 ? c->dx : NULL;
     if (c->bf16 && s->fused)
         cg_cpu_kernels()->conv2d_relu_pool_backward_h(CG_BF16, dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C,
-                                        s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q);
+                                        s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q, false);
     else if (c->bf16)
         conv2d_backward_h_cpu(CG_BF16, dx, c->dw, c->db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
                               s->stride, s->pad, c->P, c->Q);
     else if (s->fused)
         cg_cpu_kernels()->conv2d_relu_pool_backward(dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C, s->H, s->W,
-                                      s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q);
+                                      s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q, false);
     else
         conv2d_backward_cpu(dx, c->dw, c->db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
                             s->pad, c->P, c->Q);

@@ -89,15 +89,17 @@ typedef struct cg_kernels {
     // with AVX-512: one term per pooling window, summed window by window, or with one input
     // channel in 16 lanes of every 16th window, within a few units of the last place); dbias too
     // up to the order of its sum.
-    // Backward: dx, dw, dbias += the gradients from dy (shaped as y), any may be NULL. Optional:
-    // a device without them (NULL) runs the three ops instead (cg_conv2d_relu_max_pool2d).
+    // Backward: dx, dw, dbias += the gradients from dy (shaped as y), any may be NULL; accumulate
+    // false: dx is written, not added to (its old contents are never read: the tape's fresh
+    // gradients, core/tape.h), the same bits as adding to zeros. Optional: a device without them
+    // (NULL) runs the three ops instead (cg_conv2d_relu_max_pool2d).
     void (*conv2d_relu_pool_forward)(float *y, uint8_t *where, const float *x, const float *w, const float *bias,
                                      int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                      int64_t stride, int64_t pad, int64_t P, int64_t Q);
     void (*conv2d_relu_pool_backward)(float *dx, float *dw, float *dbias, const float *dy, const float *y,
                                       const uint8_t *where, const float *x, const float *w, int64_t N, int64_t C,
                                       int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                                      int64_t pad, int64_t P, int64_t Q);
+                                      int64_t pad, int64_t P, int64_t Q, bool accumulate);
 
     // Batch normalisation of x (N, C, HW). stats (2C): the batch mean and 1 / sqrt(var + eps) per
     // channel, written when training and read by the backward. training: statistics of the
@@ -371,14 +373,14 @@ typedef struct cg_kernels {
                             bool accumulate);
     // The fused block in 16 bits: the values and gradients of conv2d_forward_h (its output rounded
     // to 16 bits), relu_forward_h and max_pool2d_forward_h(2, 2) in a row, bit for bit, with
-    // `where` as conv2d_relu_pool_forward's. Optional (NULL: the three ops run).
+    // `where` as conv2d_relu_pool_forward's; accumulate as there. Optional (NULL: the three ops run).
     void (*conv2d_relu_pool_forward_h)(cg_dtype dtype, void *y, uint8_t *where, const void *x, const void *w,
                                        const void *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                                        int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
     void (*conv2d_relu_pool_backward_h)(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy,
                                         const void *y, const uint8_t *where, const void *x, const void *w, int64_t N,
                                         int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                                        int64_t stride, int64_t pad, int64_t P, int64_t Q);
+                                        int64_t stride, int64_t pad, int64_t P, int64_t Q, bool accumulate);
 
     // The loss scaler on the device (PyTorch's _amp_foreach_non_finite_check_and_unscale_ and
     // _amp_update_scale_, aten/src/ATen/native/cuda/AmpKernels.cu). amp[] holds

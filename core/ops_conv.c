@@ -129,10 +129,10 @@ static void conv2d_relu_pool_node_backward(const cg_kernels *k, cg_tape *t, cg_n
     const uint8_t *where = (const uint8_t *)n->saved[0]->data;
     if (n->out->dtype == CG_F32)
         KERNEL(k, conv2d_relu_pool_backward)((float *)dx, (float *)dw, (float *)db, F(n->out->grad), F(n->out), where,
-                                             F(x), F(w), FUSED_DIMS(n));
+                                             F(x), F(w), FUSED_DIMS(n), !n->grad_fresh[0]);
     else
         KERNEL(k, conv2d_relu_pool_backward_h)(n->out->dtype, dx, dw, db, n->out->grad->data, n->out->data, where,
-                                               x->data, w->data, FUSED_DIMS(n));
+                                               x->data, w->data, FUSED_DIMS(n), !n->grad_fresh[0]);
 }
 
 cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bias, int stride,
@@ -155,7 +155,8 @@ cg_tensor *cg_conv2d_relu_max_pool2d(cg_tape *t, cg_tensor *x, cg_tensor *weight
     int64_t shape[4] = {x->shape[0], weight->shape[0], P / 2, Q / 2};
     cg_node node = {.op = CG_OP_CONV2D_RELU_POOL, .forward = conv2d_relu_pool_node_forward,
                     .backward = conv2d_relu_pool_node_backward, .n_in = bias ? 3 : 2, .in = {x, weight, bias},
-                    .iattr = {stride, padding, (int)P, (int)Q}, .dtype = dt};
+                    .iattr = {stride, padding, (int)P, (int)Q}, .dtype = dt,
+                    .grad_writable = {true}}; // both rows write a first dx (core/tape.h), in every dtype
     node.saved[0] = cg_arena_tensor(t->arena, CG_U8, 4, shape);
     return cg_op_apply(t, &node, 4, shape);
 }

@@ -378,7 +378,23 @@ static void test_fused(cg_dtype dt, const char *path_name) {
         k->conv2d_relu_pool_forward_h(dt, yf, where, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->S, c->stride,
                                       c->pad, P, Q);
         k->conv2d_relu_pool_backward_h(dt, dxf, dwf, dbf, dy, yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R,
-                                       c->S, c->stride, c->pad, P, Q);
+                                       c->S, c->stride, c->pad, P, Q, true);
+        // dx written, not added to (accumulate false, the tape's fresh gradients): into NaNs, the
+        // bits of adding to zeros
+        uint16_t *dxz = calloc((size_t)nx, 2), *dxw = malloc((size_t)nx * 2);
+        for (int64_t i = 0; i < nx; i++) dxw[i] = 0x7fc1; // a quiet NaN in both formats
+        uint16_t *dws = copy16(dw0, nw), *dbs = copy16(db0, c->K);
+        k->conv2d_relu_pool_backward_h(dt, dxz, dws, dbs, dy, yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R,
+                                       c->S, c->stride, c->pad, P, Q, true);
+        k->conv2d_relu_pool_backward_h(dt, dxw, dws, dbs, dy, yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R,
+                                       c->S, c->stride, c->pad, P, Q, false);
+        {
+            char what[160];
+            snprintf(what, sizeof what, "%s fused %s %s dx written (accumulate false) against added to zeros",
+                     path_name, dt == CG_BF16 ? "bf16" : "fp16", c->name);
+            compare_bits(what, dxw, dxz, nx);
+        }
+        free(dxz), free(dxw), free(dws), free(dbs);
         if (subnormal && dt == CG_BF16 && (y3[0] == 0 || y3[0] >= 0x0080))
             fail("fused subnormal", "the reference's first value 0x%04x is not a subnormal", y3[0]);
         // where: the pooling op's first maximum (argmax, a flat index into its input), window by
@@ -406,7 +422,7 @@ static void test_fused(cg_dtype dt, const char *path_name) {
                         (cg_cpu_bf16() == CG_BF16_AVX512 && c->C > 1 && c->C % 16 == 0));
         uint16_t *dwn = copy16(dw0, nw), *dbn = copy16(db0, c->K);
         k->conv2d_relu_pool_backward_h(dt, NULL, dwn, dbn, dy, yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R,
-                                       c->S, c->stride, c->pad, P, Q);
+                                       c->S, c->stride, c->pad, P, Q, true);
         char what[160];
         const char *tn = dt == CG_F16 ? "fp16" : "bf16";
         snprintf(what, sizeof what, "%s fused %s %s dw without dx", path_name, tn, c->name);
@@ -481,7 +497,7 @@ static void test_conv_threads(cg_cpu_bf16_path path) {
                                           1, c->H, c->W);
             // The backward without dx (the first layer's; bf16_direct_dw.c on AVX512-BF16)
             k->conv2d_relu_pool_backward_h(CG_BF16, NULL, dw[t], db[t], dy, yp[0], where[0], x, w, c->N, c->C, c->H,
-                                           c->W, c->K, 3, 3, 1, 1, c->H, c->W);
+                                           c->W, c->K, 3, 3, 1, 1, c->H, c->W, true);
         }
         cg_set_num_threads(threads_at_start);
         if (memcmp(y[0], y[1], (size_t)ny * 2) != 0 || memcmp(yp[0], yp[1], (size_t)np * 2) != 0 ||

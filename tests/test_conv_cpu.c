@@ -71,6 +71,7 @@ static void same_bits(const char *what, const float *got, const float *want, int
 // to compare it with.
 typedef struct {
     float *y3, *dx3, *dw3, *yf, *dxf, *dwf, *dwn, *dbf, *dbn;
+    float *dxz, *dxw; // the fused dx added to zeros, and written into NaNs (accumulate false)
     float *dwr;   // where conv_direct_dw.c takes the backward without dx: dW summed here in its order
     double *dwd;  // and in double, with each element's sum of its terms' magnitudes in dwd[nw + i]
     int64_t ny, nx, nw;
@@ -111,10 +112,20 @@ static results run(const shape *c, const float *x, const float *w, const float *
                                 Q);
     r.dbf = copy_floats(db0, c->K);
     k->conv2d_relu_pool_backward(r.dxf, r.dwf, r.dbf, dy, r.yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
-                                 c->stride, c->pad, P, Q);
+                                 c->stride, c->pad, P, Q, true);
+    // dx written, not added to (accumulate false: the tape's fresh gradients), into NaNs: r.dxw,
+    // to hold to the backward that adds to zeros (r.dxz)
+    r.dxz = calloc((size_t)r.nx, sizeof(float)), r.dxw = malloc((size_t)r.nx * sizeof(float));
+    for (int64_t i = 0; i < r.nx; i++) r.dxw[i] = NAN;
+    float *dws = copy_floats(dw0, r.nw), *dbs = copy_floats(db0, c->K);
+    k->conv2d_relu_pool_backward(r.dxz, dws, dbs, dy, r.yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
+                                 c->stride, c->pad, P, Q, true);
+    k->conv2d_relu_pool_backward(r.dxw, dws, dbs, dy, r.yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
+                                 c->stride, c->pad, P, Q, false);
+    free(dws), free(dbs);
     r.dwn = copy_floats(dw0, r.nw), r.dbn = copy_floats(db0, c->K);
     k->conv2d_relu_pool_backward(NULL, r.dwn, r.dbn, dy, r.yf, where, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
-                                 c->stride, c->pad, P, Q);
+                                 c->stride, c->pad, P, Q, true);
     r.dwr = NULL, r.dwd = NULL;
     if (window_dw_path(c)) {
         r.dwr = malloc((size_t)r.nw * sizeof(float)), r.dwd = malloc((size_t)(2 * r.nw) * sizeof(double));
@@ -126,7 +137,7 @@ static results run(const shape *c, const float *x, const float *w, const float *
 
 static void free_results(results *r) {
     free(r->y3), free(r->dx3), free(r->dw3), free(r->yf), free(r->dxf), free(r->dwf), free(r->dwn), free(r->dbf),
-        free(r->dbn), free(r->dwr), free(r->dwd);
+        free(r->dbn), free(r->dwr), free(r->dwd), free(r->dxz), free(r->dxw);
 }
 
 // ---- The first block's dW without dx, one term per window (kernels/cpu/conv_direct_dw.c) ----------
@@ -609,6 +620,8 @@ int main(void) {
             }
             snprintf(what, sizeof what, "%s, %d thread(s): fused db without dx against with dx", c->name, t + 1);
             same_bits(what, r->dbn, r->dbf, c->K);
+            snprintf(what, sizeof what, "%s, %d thread(s): fused dx written against added to zeros", c->name, t + 1);
+            same_bits(what, r->dxw, r->dxz, r->nx);
         }
         const float *one[3] = {by_threads[0].yf, by_threads[0].dxf, by_threads[0].dwf};
         const float *two[3] = {by_threads[1].yf, by_threads[1].dxf, by_threads[1].dwf};
@@ -622,8 +635,8 @@ int main(void) {
         same_bits(what, by_threads[1].dbn, by_threads[0].dbn, c->K);
         printf("%-58s %s, 2 threads = 1\n", c->name,
                by_threads[0].dwr ? "y, dx (and db without dx): fused = three ops; dw (with and without dx): its order, "
-                                   "within 2e-6 of double"
-                                 : "y, dx, dw (and dw, db without dx): fused = three ops");
+                                   "within 2e-6 of double; dx written = added to zeros"
+                                 : "y, dx, dw (and dw, db without dx): fused = three ops; dx written = added to zeros");
         free_results(&by_threads[0]), free_results(&by_threads[1]);
         free(x), free(w), free(b), free(dy), free(dx0), free(dw0), free(db0);
     }

@@ -60,13 +60,14 @@ bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, con
 
 // The fused block conv2d + bias + ReLU + 2x2 max pooling (conv_pool_h.c's kernels, bf16): the
 // convolution's output of a group of images is rounded, ReLU'd and pooled while in the cache.
+// The backward's accumulate: core/kernels.h's (false: dx written, not added to).
 bool cg_bf16_conv2d_relu_pool_forward_hw(uint16_t *y, uint8_t *where, const uint16_t *x, const uint16_t *w,
                                          const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
                                          int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 bool cg_bf16_conv2d_relu_pool_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy,
                                           const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w,
                                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                                          int64_t stride, int64_t pad, int64_t P, int64_t Q);
+                                          int64_t stride, int64_t pad, int64_t P, int64_t Q, bool accumulate);
 
 // ReLU (on the sign bit) then 2x2 max pooling with stride 2 of one bf16 plane (P x Q) -> y
 // (P/2 x Q/2) and where (the position of each window's first maximum in scan order, 0 .. 3), as

@@ -406,10 +406,12 @@ static void round_array(uint16_t *dst, const float *src, int64_t n) {
 }
 
 // Backward; y != NULL: the fused block's (dy pooled, y the pooled output, where its positions).
+// accumulate false: dx written, its old contents never read (the sums start from 0 where they
+// started from dx's old values: the same bits as adding to zeros).
 static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy,
                           const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w, int64_t N,
                           int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
-                          int64_t P, int64_t Q) {
+                          int64_t P, int64_t Q, bool accumulate) {
 #ifdef CG_CPU_MATRIX_KERNELS
     // A one-channel first layer's dW by FMAs from each pooling window's maximum (conv_direct_dw_one_channel.c,
     // its windows in the lanes): the products of bf16 values are exact in f32, the sums f32, in
@@ -514,10 +516,13 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     // at a time (each image's dx receives one col2im): no f32 copy of dx, no pass over it
     // before and after the loop (each another parallel loop, another wake-up of the thread).
     float *dxf = dx && !c2i_masks && !wdx ? host_f32(0, N * C * H * W) : NULL;
-    if (dxf) widen_array(dxf, dx, N * C * H * W);
+    if (dxf && accumulate) widen_array(dxf, dx, N * C * H * W);
+    else if (dxf) memset(dxf, 0, (size_t)(N * C * H * W) * sizeof *dxf);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, L = count * pq;
+        if (c2i_masks && !accumulate) // cg_bf16_col2im_same adds to dx: its images zeroed first
+            memset(dx + n0 * C * H * W, 0, (size_t)(count * C * H * W) * sizeof *dx);
         uint16_t *dyg = scratch16(1, K * L);
         cg_bf16_fill_dyg(dyg, dy, y, where, bias_sums ? bias_sums + g * K : NULL, n0, count, K, P, Q);
         if (dw) {
@@ -560,7 +565,8 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
             float *sums = scratch32(4, count * C * H * W);
             conv2d_winograd_bf16_images(sums, dyg, pq, L, wdx, count, K, C, H, W);
             uint16_t *dxg = dx + n0 * C * H * W;
-            for (int64_t i = 0; i < count * C * H * W; i++) dxg[i] = cg_bf16_round(cg_bf16_widen(dxg[i]) + sums[i]);
+            for (int64_t i = 0; i < count * C * H * W; i++)
+                dxg[i] = cg_bf16_round((accumulate ? cg_bf16_widen(dxg[i]) : 0.0f) + sums[i]);
             continue;
         }
 #endif
@@ -620,16 +626,16 @@ bool cg_bf16_conv2d_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, con
                                 int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     cg_cpu_bf16_path path = cg_cpu_bf16();
     if (path == CG_BF16_EMULATED) return false;
-    conv_backward(path, dx, dw, dbias, dy, NULL, NULL, x, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    conv_backward(path, dx, dw, dbias, dy, NULL, NULL, x, w, N, C, H, W, K, R, S, stride, pad, P, Q, true);
     return true;
 }
 
 bool cg_bf16_conv2d_relu_pool_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *dbias, const uint16_t *dy,
                                           const uint16_t *y, const uint8_t *where, const uint16_t *x, const uint16_t *w,
                                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                                          int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+                                          int64_t stride, int64_t pad, int64_t P, int64_t Q, bool accumulate) {
     cg_cpu_bf16_path path = cg_cpu_bf16();
     if (path == CG_BF16_EMULATED) return false;
-    conv_backward(path, dx, dw, dbias, dy, y, where, x, w, N, C, H, W, K, R, S, stride, pad, P, Q);
+    conv_backward(path, dx, dw, dbias, dy, y, where, x, w, N, C, H, W, K, R, S, stride, pad, P, Q, accumulate);
     return true;
 }

@@ -514,10 +514,12 @@ static inline __attribute__((always_inline)) float unpool_plane(float *out, cons
 // the ReLU let it through (y > 0): dy_g is zero elsewhere. dbias is the sum of those entries,
 // in double, per group then over the groups in order: the same result on any number of threads
 // (it may differ from conv2d_backward's sum, taken in another order, in the last bit).
+// accumulate false: dx written (Winograd's tiles store it; col2im adds into the group's images
+// zeroed first), never read.
 static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *y,
                                           const uint8_t *where, const float *x, const float *w, int64_t N, int64_t C,
                                           int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                                          int64_t pad, int64_t P, int64_t Q) {
+                                          int64_t pad, int64_t P, int64_t Q, bool accumulate) {
     int64_t crs = C * R * S, pq = P * Q, Q2 = Q / 2, pooled = (P / 2) * Q2, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     if (dx == NULL && dw == NULL && dbias == NULL) return;
@@ -566,10 +568,11 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
             transpose_dy_panels(dygt, ld, 0, dyg, K, ld, 0, ld); // the group as one plane of ld positions
         else if (dygt)
             transpose_block(dygt, K, dyg, ld, K, ld);
+        if (dx && !wu && !accumulate) memset(dx + n0 * C * H * W, 0, (size_t)(count * C * H * W) * sizeof(float));
         if ((dx && !wu) || dw)
             group_backward(wu ? NULL : dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, wtp, n0, count,
                            C, H, W, K, R, S, stride, pad, P, Q);
-        if (wu) conv2d_winograd_dx_images_cpu(dx + n0 * C * H * W, dyg, pq, ld, wu, count, C, H, W, K, false);
+        if (wu) conv2d_winograd_dx_images_cpu(dx + n0 * C * H * W, dyg, pq, ld, wu, count, C, H, W, K, accumulate, false);
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);
     if (dbias) {

@@ -66,12 +66,13 @@ bool conv2d_winograd_dx_cpu(float *dx, const float *dy, const float *w, int64_t 
                             int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 // The same in two steps, for conv.c's groups of images: the filters transformed (a buffer of
 // the calling thread, read by all), then dx of `count` images += the input gradient from dy,
-// channel k of image j at dy + j * image_stride + k * channel_stride; `threads`: an OpenMP loop
-// (false inside one).
+// channel k of image j at dy + j * image_stride + k * channel_stride (accumulate false: dx = the
+// gradient, its old contents not read; the same bits as adding to zeros); `threads`: an OpenMP
+// loop (false inside one).
 const float *conv2d_winograd_dx_weights_cpu(const float *w, int64_t K, int64_t C);
 void conv2d_winograd_dx_images_cpu(float *dx, const float *dy, int64_t image_stride, int64_t channel_stride,
                                    const float *u, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K,
-                                   bool threads);
+                                   bool accumulate, bool threads);
 
 // The same tiles for bf16 convolutions on the AVX512-BF16 path (bf16_ops.c): the transforms in
 // f32 on the widened values, U and V rounded to bf16, the 16 products by vdpbf16ps with f32 sums

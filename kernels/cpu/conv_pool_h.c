@@ -99,14 +99,16 @@ static void conv2d_relu_pool_forward_h_cpu(cg_dtype dtype, void *y, uint8_t *whe
 
 // The convolution's output gradient: at each window's maximum, where the ReLU let it through
 // (y > 0), relu_backward_h's round(0 + dy); zero elsewhere (max_pool2d_backward_h adds dy to a
-// zeroed gradient, relu_backward_h keeps it where y > 0).
+// zeroed gradient, relu_backward_h keeps it where y > 0). accumulate false: dx written (here
+// zeroed, then added to).
 static void conv2d_relu_pool_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, const void *dy, const void *y,
                                      const uint8_t *where, const void *x, const void *w, int64_t N, int64_t C,
                                      int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                                     int64_t pad, int64_t P, int64_t Q) {
+                                     int64_t pad, int64_t P, int64_t Q, bool accumulate) {
     if (dtype == CG_BF16 && cg_bf16_conv2d_relu_pool_backward_hw(dx, dw, dbias, dy, y, where, x, w, N, C, H, W, K, R,
-                                                                  S, stride, pad, P, Q))
+                                                                  S, stride, pad, P, Q, accumulate))
         return; // bf16_ops.c
+    if (dx && !accumulate) memset(dx, 0, (size_t)(N * C * H * W) * sizeof(uint16_t));
     int64_t pq = P * Q, Q2 = Q / 2, pooled = (P / 2) * Q2;
     uint16_t *dconv = conv_buffer(N * K * pq);
     const uint16_t *g = (const uint16_t *)dy, *yv = (const uint16_t *)y;

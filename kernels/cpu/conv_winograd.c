@@ -505,17 +505,20 @@ const float *conv2d_winograd_dx_weights_cpu(const float *w, int64_t K, int64_t C
 
 void conv2d_winograd_dx_images_cpu(float *dx, const float *dy, int64_t image_stride, int64_t channel_stride,
                                    const float *u, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K,
-                                   bool threads) {
+                                   bool accumulate, bool threads) {
 #ifdef CG_WINOGRAD
     int64_t rows = block_rows(K, C, W), total = count * (H / 2), blocks = (total + rows - 1) / rows;
+    // STORE writes each value + 0 (no bias): IEEE addition commutes, so the bits of ADD onto zeros
+    // (-0 included: either way +0), without reading dx
+    finish how = accumulate ? ADD : STORE;
 #pragma omp parallel for if (threads && blocks > 1) schedule(dynamic)
     for (int64_t b = 0; b < blocks; b++) {
         int64_t r0 = b * rows, r1 = r0 + rows < total ? r0 + rows : total;
-        block(dx, NULL, C * H * W, dy, image_stride, channel_stride, u, NULL, ADD, K, C, H, W, r0, r1);
+        block(dx, NULL, C * H * W, dy, image_stride, channel_stride, u, NULL, how, K, C, H, W, r0, r1);
     }
 #else
     (void)dx, (void)dy, (void)image_stride, (void)channel_stride, (void)u, (void)count, (void)C, (void)H, (void)W,
-        (void)K, (void)threads;
+        (void)K, (void)accumulate, (void)threads;
 #endif
 }
 
@@ -523,7 +526,7 @@ bool conv2d_winograd_dx_cpu(float *dx, const float *dy, const float *w, int64_t 
                             int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     if (!conv2d_winograd_takes(C, H, W, K, R, S, stride, pad, P, Q)) return false;
     conv2d_winograd_dx_images_cpu(dx, dy, K * H * W, H * W, conv2d_winograd_dx_weights_cpu(w, K, C), N, C, H, W, K,
-                                  N * K * H * W * C * 9 >= CG_OMP_MIN_WORK);
+                                  true, N * K * H * W * C * 9 >= CG_OMP_MIN_WORK);
     return true;
 }
 
