@@ -46,12 +46,13 @@ static void transpose_image(float *xT, const void *xn, bool half, int64_t C, int
 
 // How many windows a block of image_by_input_channels takes: whole pooled rows, an even number of
 // them (so that the bf16 kernel's pairs are (0, 1), (2, 3) ... of the whole image, whatever the
-// block), as many as keep the padded rows they read (2 per pooled row, and 2 more; 32 channels
-// of each, the slice a call takes, `padded_row_bytes`) within DW_ROWS_BYTES: the first-level cache holds them while every output channel's 18 sums pass over
-// them, and each channel's sums are loaded and stored once a block. 24 KB fit the 32 KB cache of
-// Zen 4 and the 48 KB of Zen 5 and of Intel's Sapphire Rapids; the tutorial's second block then
-// takes 4 pooled rows (28 windows) in f32 and its whole image (49) in bf16, against 2 rows
-// before: the dW kernel's cycles -18 % in f32 and -26 % in bf16 (perf, one Zen 5 thread).
+// block), as many as keep the padded rows they read (2 per pooled row, and 2 more; of each, the
+// 32 channels a call takes, `padded_row_bytes`) within DW_ROWS_BYTES: the first-level cache holds
+// them while every output channel's 18 sums pass over them, and each channel's sums are loaded
+// and stored once a block. 24 KB fit the 32 KB cache of Zen 4 and the 48 KB of Zen 5 and of
+// Intel's Sapphire Rapids; the tutorial's second block then takes 4 pooled rows (28 windows) in
+// f32 and its whole image (49) in bf16, against 2 rows before: the dW kernel's cycles -18 % in f32
+// and -26 % in bf16 (perf, one Zen 5 thread).
 #define DW_ROWS_BYTES (24 * 1024)
 static int64_t block_windows(int64_t padded_row_bytes, int64_t Q2) {
     int64_t rows = (DW_ROWS_BYTES / padded_row_bytes - 2) / 2 / 2 * 2;
