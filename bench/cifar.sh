@@ -49,7 +49,8 @@ and the time ratio cgrad / airbench.
   --data DIR       CIFAR-10 binary files and airbench's train.pt / test.pt (default $DATA)
   --build DIR      cgrad's build folder (default build/)
   --airbench DIR   the folder holding the airbench package (default .whl/airbench-0.1.8)
-  --epochs E       cgrad's --epochs (default airbench's 9.9; airbench always trains its 9.9)
+  --epochs E       cgrad's --epochs (default airbench's 9.9; airbench always trains its 9.9; 10.4:
+                   cgrad's time to airbench94's accuracy, lesson 08)
   --precision P    cgrad's --precision: fp32 (default), bf16 or fp16 (airbench94 trains in fp16)
   --limit N, --limit-test N, --threads N   passed to cgrad (smoke tests on the CPU)
   --keep DIR       keep the outputs of every run in DIR (default: a temporary folder, removed)
