@@ -183,19 +183,10 @@ static void prepare_image(float *patches, float *xp, float *dyT, uint8_t *bases,
 
 // The next image's inputs (y, dy: K x pooled floats each, `where`: K x pooled bytes), asked for
 // into the second-level cache a few lines at a time while the window loop of this image runs
-// (its loads leave room for them). Without it, prepare_image read its 56 KB from the third-level
+// (ahead, conv_direct_dw.h). Without it, prepare_image read its 56 KB from the third-level
 // cache with 32 planes interleaved, which the hardware prefetchers follow badly: that reading, not
 // the transposes, was the largest part of its time (with the transposes taken out, the backward
 // ran no faster; with dyT not made at all, 38 -> 66 % of the peak).
-typedef struct {
-    const char *at[3], *end[3]; // the three regions still to ask for, each from at to end
-} ahead;
-
-// Up to `lines` more cache lines of the regions, in order.
-static inline __attribute__((always_inline)) void ask_ahead(ahead *a, int lines) {
-    for (int r = 0; r < 3 && lines > 0; r++)
-        for (; a->at[r] < a->end[r] && lines > 0; a->at[r] += 64, lines--) _mm_prefetch(a->at[r], _MM_HINT_T1);
-}
 
 // The windows of one image for channels k0 .. k0 + 16 nv - 1 (their group of 32's bases), added to
 // acc: per window, the gradient vectors, the bases widened to 32-bit indices, and per tap one load
@@ -285,7 +276,7 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
             // image's window loops (kg C of them: one per group of 32 output channels and input
             // channel), rounded up.
             int64_t next = n0 + j + 1, floats = K * pooled, bytes = 2 * floats * (int64_t)sizeof(float) + floats;
-            ahead pf = {{NULL, NULL, NULL}, {NULL, NULL, NULL}}; // nothing to ask for after the last image
+            ahead pf = {{NULL}, {NULL}}; // nothing to ask for after the last image
             if (next < N) {
                 const char *ys = (const char *)(y + next * floats), *dys = (const char *)(dy + next * floats);
                 const char *ws = (const char *)(where + next * floats);

@@ -29,6 +29,20 @@
 #define MAX_C 256
 
 
+// The next image's inputs, asked for into the second-level cache a few lines at a time while the
+// window loops of this image run (their loads leave room for them): up to 4 regions, each from
+// at to end (NULL: none). The planes an image's loops read are 32 or 64 interleaved streams,
+// which the hardware prefetchers follow badly.
+typedef struct {
+    const char *at[4], *end[4];
+} ahead;
+
+// Up to `lines` more cache lines of the regions, in order.
+static inline __attribute__((always_inline)) void ask_ahead(ahead *a, int lines) {
+    for (int r = 0; r < 4 && lines > 0; r++)
+        for (; a->at[r] < a->end[r] && lines > 0; a->at[r] += 64, lines--) _mm_prefetch(a->at[r], _MM_HINT_T1);
+}
+
 // A buffer of at least `bytes` for this thread, slot `which` (0 .. 3), kept between calls
 // (conv_direct_dw.c); the three files' loops each use the slots for their own buffers.
 void *conv_dw_scratch(int which, int64_t bytes);

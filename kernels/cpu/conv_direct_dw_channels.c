@@ -76,7 +76,8 @@ static inline __attribute__((always_inline)) void image_by_input_channels(float 
                                                                           const float *gm, const uint8_t *where,
                                                                           const int32_t *corner, int64_t n, int64_t C,
                                                                           int64_t W, int64_t K, int64_t pooled,
-                                                                          int64_t Q2, int64_t c0, const int nv) {
+                                                                          int64_t Q2, int64_t c0, const int nv,
+                                                                          ahead *pf, int per_k) {
     int64_t Wp = W + 2, at_pos[4], block = block_windows(Wp * 2 * LANES * 4, Q2);
     maximum_offsets(at_pos, W, C);
     for (int64_t i0 = 0; i0 < pooled; i0 += block) {
@@ -101,6 +102,7 @@ static inline __attribute__((always_inline)) void image_by_input_channels(float 
                 }
             }
             store_sums(at, acc, C, nv);
+            ask_ahead(pf, per_k);
         }
     }
 }
@@ -134,7 +136,7 @@ static PAIRS_TARGET void pairs_order(uint16_t *xT16, const float *xT, int64_t po
 static PAIRS_TARGET void image_by_input_channels_pairs(float *sliceT, const uint16_t *xT16, const uint16_t *gm16,
                                                        const uint8_t *where, const int32_t *corner, int64_t n,
                                                        int64_t C, int64_t W, int64_t K, int64_t pooled, int64_t Q2,
-                                                       int64_t c0) {
+                                                       int64_t c0, ahead *pf, int per_k) {
     int64_t Wp = W + 2, at_pos[4];
     int64_t block = block_windows(Wp * 32 * 2, Q2);
     maximum_offsets(at_pos, W, C);
@@ -161,6 +163,7 @@ static PAIRS_TARGET void image_by_input_channels_pairs(float *sliceT, const uint
                 }
             }
             store_sums(at, acc, C, 2);
+            ask_ahead(pf, per_k);
         }
     }
 }
@@ -189,27 +192,45 @@ void conv_dw_group_by_input_channels(float *slice, const void *dy, const void *y
     for (int64_t i = 0; i < pooled; i++) corner[i] = (int32_t)((2 * (i / Q2) * (W + 2) + 2 * (i % Q2)) * C);
     float *xT = conv_dw_scratch(2, ((H + 2) * (W + 2) * C) * (int64_t)sizeof(float));
     float *gm = conv_dw_scratch(1, K * pooled * (int64_t)sizeof(float));
+    size_t size = half ? 2 : 4; // bytes a value of x, dy and y
     for (int64_t n = n0; n < n0 + count; n++) {
         int64_t image = n * C * H * W;
         const void *xn = half ? (const void *)((const uint16_t *)x + image) : (const void *)((const float *)x + image);
         transpose_image(xT, xn, half, C, H, W);
         masked_gradients(gm, dy, y, half, n, K, pooled);
+        // The group's next image's x, dy, y and where (ahead, conv_direct_dw.h), a share after each
+        // output channel's window loop: its transpose read x's 32 planes from the third-level cache
+        // (a third of this kernel's samples in bf16, on the loads), as conv_direct_dw.c's did.
+        ahead pf = {{NULL}, {NULL}};
+        int per_k = 0;
+        if (n + 1 < n0 + count) {
+            const char *xs = (const char *)x + (n + 1) * C * H * W * size;
+            const char *dys = (const char *)dy + (n + 1) * K * pooled * size;
+            const char *ys = (const char *)y + (n + 1) * K * pooled * size;
+            const char *ws = (const char *)(where + (n + 1) * K * pooled);
+            pf = (ahead){{xs, dys, ys, ws},
+                         {xs + C * H * W * size, dys + K * pooled * size, ys + K * pooled * size, ws + K * pooled}};
+            // at least K shares an image (one per output channel, more with several blocks or slices
+            // of 32 input channels: then the last ones find nothing left to ask for)
+            int64_t lines = (C * H * W * (int64_t)size + 2 * K * pooled * (int64_t)size + K * pooled) / 64 + 4;
+            per_k = (int)(lines / K + 1);
+        }
         if (pairs) { // the same inputs back in bf16 (exact), for two windows a vdpbf16ps
             uint16_t *xT16 = conv_dw_scratch(3, ((H + 2) * (W + 2) * C) * (int64_t)sizeof(uint16_t));
             uint16_t *gm16 = conv_dw_scratch(0, K * pooled * (int64_t)sizeof(uint16_t));
             pairs_order(xT16, xT, (H + 2) * (W + 2), C);
             for (int64_t i = 0; i < K * pooled; i++) gm16[i] = cg_bf16_round(gm[i]);
             for (int64_t c0 = 0; c0 < C; c0 += 32)
-                image_by_input_channels_pairs(slice, xT16, gm16, where, corner, n, C, W, K, pooled, Q2, c0);
+                image_by_input_channels_pairs(slice, xT16, gm16, where, corner, n, C, W, K, pooled, Q2, c0, &pf, per_k);
             continue;
         }
         for (int64_t c0 = 0; c0 < C; c0 += 2 * LANES) {
             if (C == 32) // the tutorial's second block: the tap offsets become constants
-                image_by_input_channels(slice, xT, gm, where, corner, n, 32, W, K, pooled, Q2, 0, 2);
+                image_by_input_channels(slice, xT, gm, where, corner, n, 32, W, K, pooled, Q2, 0, 2, &pf, per_k);
             else if (C - c0 >= 2 * LANES)
-                image_by_input_channels(slice, xT, gm, where, corner, n, C, W, K, pooled, Q2, c0, 2);
+                image_by_input_channels(slice, xT, gm, where, corner, n, C, W, K, pooled, Q2, c0, 2, &pf, per_k);
             else
-                image_by_input_channels(slice, xT, gm, where, corner, n, C, W, K, pooled, Q2, c0, 1);
+                image_by_input_channels(slice, xT, gm, where, corner, n, C, W, K, pooled, Q2, c0, 1, &pf, per_k);
         }
     }
 }
