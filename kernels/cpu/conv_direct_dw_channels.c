@@ -200,7 +200,7 @@ void conv_dw_group_by_input_channels(float *slice, const void *dy, const void *y
         masked_gradients(gm, dy, y, half, n, K, pooled);
         // The group's next image's x, dy, y and where (ahead, conv_direct_dw.h), a share after each
         // output channel's window loop: its transpose read x's 32 planes from the third-level cache
-        // (a third of this kernel's samples in bf16, on the loads), as conv_direct_dw.c's did.
+        // (an eighth of this kernel's samples in bf16, on those loads), as conv_direct_dw.c's did.
         ahead pf = {{NULL}, {NULL}};
         int per_k = 0;
         if (n + 1 < n0 + count) {
