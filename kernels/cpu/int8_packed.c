@@ -104,7 +104,9 @@ static inline __attribute__((always_inline)) void tile_sums(__m512i acc[MR][NV],
 // with the output stage, GCC kept 12 of the 24 sums on the stack, loading and storing them at
 // every step of k (the output stage's constants, hoisted out of the loop, took the registers):
 // the conv 32 -> 64 layer of bench_int8_gemm ran at 217 G multiply-adds/s, 41 % of a Zen 5 core's
-// vpdpbusd peak (two a cycle).
+// vpdpbusd peak (two a cycle). The sums go to a local array, copied out once at the end: summed
+// through the acc pointer, every vpdpbusd was followed by a store (a vector type may alias
+// anything, so GCC kept acc in memory, as objdump of that version shows).
 static __attribute__((noinline)) void tile_sums_full(__m512i acc[MR][NV], const uint8_t *a, const int8_t *b,
                                                      int64_t Kp, int64_t Np) {
     __m512i s[MR][NV];
