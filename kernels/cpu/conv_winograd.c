@@ -161,30 +161,39 @@ static inline __attribute__((always_inline)) void chunk_transform(const __m512 d
     }
 }
 
-// chunk_transform for two channels at once, a and b: v[xi] lanes 0 .. 7 channel a's tiles, 8 .. 15
-// channel b's. The same sums lane by lane; each permutation takes its even or odd columns from
-// both channels' rows (one 512-bit vpermt2ps where chunk_transform took a 256-bit one per channel
-// and the extraction of the high half).
-static inline __attribute__((always_inline)) void chunk_transform_two(const __m512 a[4], const __m512 b[4],
-                                                                      __m512 v[16]) {
-    // indices into (a's row, b's row) = lanes 0 .. 15, 16 .. 31
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    const __m512i even1 = _mm512_setr_epi32(2, 4, 6, 8, 10, 12, 14, 14, 18, 20, 22, 24, 26, 28, 30, 30);
-    const __m512i odd1 = _mm512_setr_epi32(3, 5, 7, 9, 11, 13, 15, 15, 19, 21, 23, 25, 27, 29, 31, 31);
-    __m512 ra[4] = {_mm512_sub_ps(a[0], a[2]), _mm512_add_ps(a[1], a[2]), _mm512_sub_ps(a[2], a[1]),
-                    _mm512_sub_ps(a[1], a[3])};
-    __m512 rb[4] = {_mm512_sub_ps(b[0], b[2]), _mm512_add_ps(b[1], b[2]), _mm512_sub_ps(b[2], b[1]),
-                    _mm512_sub_ps(b[1], b[3])};
+// chunk_transform for two channels at once, a and b, in pairs: lane 2t + e of each vector channel
+// e's value (a: e = 0, b: e = 1), so that each V_xi leaves in the pair rows of the bf16 product
+// (tile t's pair at 32-bit position t) as it is rounded, with no permutation. The rows come in two
+// vectors, p and q, whose lanes hold the padded columns in unpack's order: vpunpcklwd and
+// vpunpckhwd interleave a's and b's 16-bit values within each 128-bit half, so that after widening
+// lane 2k + e of p holds column k (k = 0 .. 3) and lane 8 + 2k + e column 8 + k, and q the same for
+// columns 4 + k and 12 + k. The same sums lane by lane as chunk_transform; each permutation
+// gathers its even or odd columns from p and q (indices 16 and up: q's lanes).
+#define PAIR_LANE(col, e) ((col) < 4 ? 2 * (col) + (e) : (col) < 8 ? 16 + 2 * ((col) - 4) + (e) \
+                          : (col) < 12 ? 8 + 2 * ((col) - 8) + (e) : 24 + 2 * ((col) - 12) + (e))
+#define PAIR_INDEX(first) /* lanes 2t + e = column 2t + first of channel e; t = 7 (lanes 14, 15) unused */ \
+    _mm512_setr_epi32(PAIR_LANE(first, 0), PAIR_LANE(first, 1), PAIR_LANE(2 + first, 0), PAIR_LANE(2 + first, 1), \
+                      PAIR_LANE(4 + first, 0), PAIR_LANE(4 + first, 1), PAIR_LANE(6 + first, 0), PAIR_LANE(6 + first, 1), \
+                      PAIR_LANE(8 + first, 0), PAIR_LANE(8 + first, 1), PAIR_LANE(10 + first, 0), PAIR_LANE(10 + first, 1), \
+                      PAIR_LANE(12 + first, 0), PAIR_LANE(12 + first, 1), 0, 0)
+static inline __attribute__((always_inline)) void chunk_transform_pairs(const __m512 p[4], const __m512 q[4],
+                                                                        __m512 v[16]) {
+    const __m512i even = PAIR_INDEX(0), odd = PAIR_INDEX(1), even1 = PAIR_INDEX(2), odd1 = PAIR_INDEX(3);
+    __m512 rp[4] = {_mm512_sub_ps(p[0], p[2]), _mm512_add_ps(p[1], p[2]), _mm512_sub_ps(p[2], p[1]),
+                    _mm512_sub_ps(p[1], p[3])};
+    __m512 rq[4] = {_mm512_sub_ps(q[0], q[2]), _mm512_add_ps(q[1], q[2]), _mm512_sub_ps(q[2], q[1]),
+                    _mm512_sub_ps(q[1], q[3])};
     for (int i = 0; i < 4; i++) {
-        __m512 e = _mm512_permutex2var_ps(ra[i], even, rb[i]), o = _mm512_permutex2var_ps(ra[i], odd, rb[i]);
-        __m512 e1 = _mm512_permutex2var_ps(ra[i], even1, rb[i]), o1 = _mm512_permutex2var_ps(ra[i], odd1, rb[i]);
+        __m512 e = _mm512_permutex2var_ps(rp[i], even, rq[i]), o = _mm512_permutex2var_ps(rp[i], odd, rq[i]);
+        __m512 e1 = _mm512_permutex2var_ps(rp[i], even1, rq[i]), o1 = _mm512_permutex2var_ps(rp[i], odd1, rq[i]);
         v[4 * i + 0] = _mm512_sub_ps(e, e1);
         v[4 * i + 1] = _mm512_add_ps(o, e1);
         v[4 * i + 2] = _mm512_sub_ps(e1, o);
         v[4 * i + 3] = _mm512_sub_ps(o, o1);
     }
 }
+#undef PAIR_INDEX
+#undef PAIR_LANE
 
 // The lines of `bytes` bytes from p into the first-level cache, ahead of their use. The input
 // transforms read a block's tile rows channel by channel; the batch's planes, written by the layer
@@ -396,18 +405,17 @@ static const uint16_t *transform_weights_bf16(const uint16_t *w, int64_t K, int6
 // pair row p holds channels 2p and 2p + 1, tile j's pair at 32-bit position j of the row, rows
 // ld pairs apart; 16 KC rows (the channel pairs padded to a multiple of 16).
 
-// input_transform for bf16 planes, into V_xi at V + xi * v_stride: two channels at a time
-// (chunk_transform_two), each chunk's vector of 2 x 7 tiles rounded by vcvtneps2bf16 (round to
-// nearest even; it reads a denormal as zero, an error below 2^-126), interleaved into 7 pairs by
-// one permutation and stored with a mask, the chunks of a pair row one after the other (16
-// streams written from start to end, as input_transform's). A last odd channel is paired with
-// zeros. Run only on the AVX512-BF16 path: its target.
+// input_transform for bf16 planes, into V_xi at V + xi * v_stride: two channels at a time, their
+// rows interleaved value by value as they are loaded (vpunpcklwd, vpunpckhwd) and widened, so that
+// the transform (chunk_transform_pairs) leaves each V_xi's 7 tiles already in pairs: one
+// vcvtneps2bf16 a vector (round to nearest even; it reads a denormal as zero, an error below
+// 2^-126) and a masked store, the chunks of a pair row one after the other (16 streams written
+// from start to end, as input_transform's). A last odd channel is paired with zeros. Run only on
+// the AVX512-BF16 path: its target.
 static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void input_transform_bf16(
     uint16_t *V, int64_t v_stride, int64_t ld, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
     int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2;
-    // lanes 0 .. 7 of the rounded vector: channel c's tiles, 8 .. 15: channel c + 1's
-    const __m256i interleave = _mm256_setr_epi16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
     for (int64_t c = 0; c < C; c += 2)
         for (int64_t r = r0; r < r1; r++) {
             int64_t n = r / H2, ty = r % H2, j0 = (r - r0) * Q2;
@@ -418,24 +426,26 @@ static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void inpu
                 int64_t tiles = Q2 - tx0 < 7 ? Q2 - tx0 : 7;
                 __mmask16 cols = columns_mask(2 * tx0, W, tiles);
                 __mmask8 store = (__mmask8)((1u << tiles) - 1);
-                __m512 d[2][4];
-                for (int e = 0; e < 2; e++)
-                    for (int i = 0; i < 4; i++) {
-                        int64_t h = 2 * ty - 1 + i;
-                        // as input_transform: lane 0 of the first chunk (column -1) masked off
-                        d[e][i] = h < 0 || h >= H || c + e >= C
-                                      ? _mm512_setzero_ps()
-                                      : _mm512_castsi512_ps(_mm512_slli_epi32(
-                                            _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(
-                                                cols, plane + e * channel_stride + h * W + 2 * tx0 - 1)),
-                                            16));
+                __m512 p[4], q[4];
+                for (int i = 0; i < 4; i++) {
+                    int64_t h = 2 * ty - 1 + i;
+                    if (h < 0 || h >= H) {
+                        p[i] = q[i] = _mm512_setzero_ps();
+                        continue;
                     }
-                __m512 v[16];
-                chunk_transform_two(d[0], d[1], v);
-                for (int xi = 0; xi < 16; xi++) {
-                    __m256i pairs = _mm256_permutexvar_epi16(interleave, (__m256i)_mm512_cvtneps_pbh(v[xi]));
-                    _mm256_mask_storeu_epi32((uint32_t *)(V + xi * v_stride + c * ld) + j0 + tx0, store, pairs);
+                    // as input_transform: lane 0 of the first chunk (column -1) masked off
+                    const uint16_t *row = plane + h * W + 2 * tx0 - 1;
+                    __m256i a = _mm256_maskz_loadu_epi16(cols, row);
+                    __m256i b = c + 1 < C ? _mm256_maskz_loadu_epi16(cols, row + channel_stride) : _mm256_setzero_si256();
+                    // bf16 to f32: the 16 bits above 16 zeros
+                    p[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_unpacklo_epi16(a, b)), 16));
+                    q[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_unpackhi_epi16(a, b)), 16));
                 }
+                __m512 v[16];
+                chunk_transform_pairs(p, q, v);
+                for (int xi = 0; xi < 16; xi++)
+                    _mm256_mask_storeu_epi32((uint32_t *)(V + xi * v_stride + c * ld) + j0 + tx0, store,
+                                             (__m256i)_mm512_cvtneps_pbh(v[xi]));
             }
         }
 }
