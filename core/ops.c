@@ -113,20 +113,23 @@ static void matmul_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     cg_dtype dt = n->out->dtype; // the inputs' and every gradient's too
     const void *dc = n->out->grad->data;
     // C = op(A) op(B)  =>  d op(A) = dC op(B)^T,  d op(B) = op(A)^T dC, written for the layout
-    // each input is stored in, so that no transposed copy is ever made.
+    // each input is stored in, so that no transposed copy is ever made. beta 1 adds to a gradient,
+    // beta 0 writes a first one (grad_fresh: the buffer holds no zeros, and is not read).
     if (a->requires_grad) {
         void *da = cg_tape_grad(t, a)->data;
+        float beta = n->grad_fresh[0] ? 0.0f : 1.0f;
         if (!ta)
-            gemm_any(k, dt, false, !tb, M, K, N, 1.0f, dc, b->data, 1.0f, da); // dA(M,K) = dC op(B)^T
+            gemm_any(k, dt, false, !tb, M, K, N, 1.0f, dc, b->data, beta, da); // dA(M,K) = dC op(B)^T
         else
-            gemm_any(k, dt, tb, true, K, M, N, 1.0f, b->data, dc, 1.0f, da); // dA(K,M) = op(B) dC^T
+            gemm_any(k, dt, tb, true, K, M, N, 1.0f, b->data, dc, beta, da); // dA(K,M) = op(B) dC^T
     }
-    if (b->requires_grad) {
+    if (b->requires_grad) { // (when b is a, dA above was the first: grad_fresh[1] is false)
         void *db = cg_tape_grad(t, b)->data;
+        float beta = n->grad_fresh[1] ? 0.0f : 1.0f;
         if (!tb)
-            gemm_any(k, dt, !ta, false, K, N, M, 1.0f, a->data, dc, 1.0f, db); // dB(K,N) = op(A)^T dC
+            gemm_any(k, dt, !ta, false, K, N, M, 1.0f, a->data, dc, beta, db); // dB(K,N) = op(A)^T dC
         else
-            gemm_any(k, dt, true, ta, N, K, M, 1.0f, dc, a->data, 1.0f, db); // dB(N,K) = dC^T op(A)
+            gemm_any(k, dt, true, ta, N, K, M, 1.0f, dc, a->data, beta, db); // dB(N,K) = dC^T op(A)
     }
 }
 
@@ -148,8 +151,13 @@ static void linear_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
     int64_t M = x->shape[0], N = w->shape[0], K = x->shape[1];
     cg_dtype dt = n->out->dtype;
     const void *dy = n->out->grad->data;
-    if (x->requires_grad) gemm_any(k, dt, false, false, M, K, N, 1.0f, dy, w->data, 1.0f, cg_tape_grad(t, x)->data); // dx = dy W
-    if (w->requires_grad) gemm_any(k, dt, true, false, N, K, M, 1.0f, dy, x->data, 1.0f, cg_tape_grad(t, w)->data); // dW = dy^T x
+    // beta 0: a first gradient written (grad_fresh, as matmul's); 1: added
+    if (x->requires_grad)
+        gemm_any(k, dt, false, false, M, K, N, 1.0f, dy, w->data, n->grad_fresh[0] ? 0.0f : 1.0f,
+                 cg_tape_grad(t, x)->data); // dx = dy W
+    if (w->requires_grad)
+        gemm_any(k, dt, true, false, N, K, M, 1.0f, dy, x->data, n->grad_fresh[1] ? 0.0f : 1.0f,
+                 cg_tape_grad(t, w)->data); // dW = dy^T x
     if (n->n_in == 3 && n->in[2]->requires_grad) { // db = column sums of dy
         void *db = cg_tape_grad(t, n->in[2])->data;
         if (dt == CG_F32)
@@ -365,8 +373,9 @@ cg_tensor *cg_matmul(cg_tape *t, cg_tensor *a, cg_tensor *b, bool trans_a, bool 
     int64_t N = trans_b ? b->shape[0] : b->shape[1];
     CG_CHECK(Ka == Kb, "matmul: inner dimensions differ: %s%s x %s%s", cg_shape_str(a, sa, sizeof sa),
              trans_a ? "^T" : "", cg_shape_str(b, sb, sizeof sb), trans_b ? "^T" : "");
+    // Both gradients are products that can be written as well as added (core/tape.h: fresh gradients).
     cg_node node = {.op = CG_OP_MATMUL, .forward = matmul_node_forward, .backward = matmul_node_backward, .n_in = 2,
-                    .in = {a, b}, .iattr = {trans_a, trans_b}, .dtype = dt};
+                    .in = {a, b}, .iattr = {trans_a, trans_b}, .dtype = dt, .grad_writable = {true, true}};
     return cg_op_apply(t, &node, 2, (int64_t[]){M, N});
 }
 
@@ -385,9 +394,11 @@ cg_tensor *cg_linear(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
         CG_CHECK(bias->ndim == 1 && bias->shape[0] == weight->shape[0], "linear: bias %s for weight %s",
                  cg_shape_str(bias, sb, sizeof sb), cg_shape_str(weight, sw, sizeof sw));
     }
-    int64_t shape[2] = {x->shape[0], weight->shape[0]};
-    cg_tensor *in[3] = {x, weight, bias};
-    return apply(t, CG_OP_LINEAR, linear_node_forward, linear_node_backward, dt, 2, shape, bias ? 3 : 2, in, 0.0f, 0);
+    // dx and dW are products that can be written as well as added (core/tape.h: fresh gradients);
+    // the bias's gradient, a column sum, is only added.
+    cg_node node = {.op = CG_OP_LINEAR, .forward = linear_node_forward, .backward = linear_node_backward,
+                    .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .dtype = dt, .grad_writable = {true, true}};
+    return cg_op_apply(t, &node, 2, (int64_t[]){x->shape[0], weight->shape[0]});
 }
 
 cg_tensor *cg_add(cg_tape *t, cg_tensor *a, cg_tensor *b) {
