@@ -120,12 +120,16 @@ elif command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1 | sed 's/^/GPU: /'
 fi
 
+# The median of the numbers on stdin, one a line; nothing when there are none.
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 # The median of the images_per_s column of a --log CSV (cnn's and the twin's share the header)
 # over epochs 2 .. E; empty when the file has no such rows.
 log_median() {
     awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "images_per_s") c = i; next }
-             c && $1 >= 2 { print $c }' "$1" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+             c && $1 >= 2 { print $c }' "$1" | median
 }
 
 # One run: $1 the program (cgrad, eager or compile), $2 precision, $3 batch size, $4 repetition.
@@ -165,8 +169,7 @@ done
 
 # ---- summary: medians over the repetitions, cgrad's over each PyTorch mode's ----------------------
 median_of() { # program precision batch
-    awk -F'\t' -v w="$1" -v p="$2" -v b="$3" '$1 == w && $2 == p && $3 == b { print $5 }' "$WORK/results.tsv" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    awk -F'\t' -v w="$1" -v p="$2" -v b="$3" '$1 == w && $2 == p && $3 == b { print $5 }' "$WORK/results.tsv" | median
 }
 echo
 header=$(printf '%-9s %-6s %14s' precision batch "cgrad img/s")
