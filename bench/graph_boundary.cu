@@ -8,7 +8,7 @@
 // A chain of K = 200 dependent elementwise kernels (x = 1.0001 x + 1 over n floats, 16 bytes a
 // thread) is captured into a graph three ways and replayed 20 times after 3 untimed replays; the
 // time a kernel, CUDA events around the replays, for n from 4,096 floats (a kernel that does
-// almost nothing: the boundary alone) to 64 M (a pass over 512 MB: the memory's bandwidth):
+// almost nothing: the boundary alone) to 64 M (256 MB read and written: the memory's bandwidth):
 //   plain       ordinary launches: the graph's usual edges
 //   pdl early   launched with cudaLaunchAttributeProgrammaticStreamSerialization; each kernel
 //               waits for the one before (griddepcontrol.wait), then at once lets the next one

@@ -142,8 +142,8 @@ run_one() {
     cgrad) cmd=("$CNN" "${common[@]}") ;;
     eager | compile)
         cmd=("$PYTHON" "$TWIN" "${common[@]}")
-        [ "$p" != fp32 ] && cmd+=(--channels-last)
-        [ "$who" = compile ] && cmd+=(--compile) ;;
+        [ "$p" = fp32 ] || cmd+=(--channels-last)
+        [ "$who" = eager ] || cmd+=(--compile) ;;
     esac
     if ! "${cmd[@]}" > "$WORK/$name.out" 2>&1; then
         echo "resnet.sh: $who ($p, batch $b) failed: ${cmd[*]}" >&2

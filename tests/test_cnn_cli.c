@@ -130,8 +130,8 @@ int main(int argc, char **argv) {
     }
     remove_checkpoint(one_path);
 
-    // The tutorial's fused blocks write their input's first gradient instead of adding it to zeros
-    // (core/tape.h's fresh gradients): the weights of a run where the tape zeroes every gradient
+    // The tutorial's fused blocks and linear layers write their input's first gradient instead of
+    // adding it to zeros (core/tape.h's fresh gradients): the weights of a run where the tape zeroes every gradient
     // and every backward adds (CGRAD_FRESH_GRADIENTS=0), byte for byte, in f32 and in bf16.
     const char *precisions[] = {"fp32", "bf16"};
     for (int p = 0; p < 2; p++) {

@@ -78,7 +78,7 @@ static inline __attribute__((always_inline)) void image_by_input_channels(float 
                                                                           int64_t W, int64_t K, int64_t pooled,
                                                                           int64_t Q2, int64_t c0, const int nv,
                                                                           ahead *pf, int per_k) {
-    int64_t Wp = W + 2, at_pos[4], block = block_windows(Wp * 2 * LANES * 4, Q2);
+    int64_t Wp = W + 2, at_pos[4], block = block_windows(Wp * 2 * LANES * (int64_t)sizeof(float), Q2);
     maximum_offsets(at_pos, W, C);
     for (int64_t i0 = 0; i0 < pooled; i0 += block) {
         int64_t i1 = i0 + block < pooled ? i0 + block : pooled;
@@ -137,8 +137,7 @@ static PAIRS_TARGET void image_by_input_channels_pairs(float *sliceT, const uint
                                                        const uint8_t *where, const int32_t *corner, int64_t n,
                                                        int64_t C, int64_t W, int64_t K, int64_t pooled, int64_t Q2,
                                                        int64_t c0, ahead *pf, int per_k) {
-    int64_t Wp = W + 2, at_pos[4];
-    int64_t block = block_windows(Wp * 32 * 2, Q2);
+    int64_t Wp = W + 2, at_pos[4], block = block_windows(Wp * 32 * (int64_t)sizeof(uint16_t), Q2);
     maximum_offsets(at_pos, W, C);
     for (int64_t i0 = 0; i0 < pooled; i0 += block) {
         int64_t i1 = i0 + block < pooled ? i0 + block : pooled;
