@@ -70,6 +70,17 @@ static void test_low_kernels(cg_rng *r, cg_dtype dt) {
                 char what[48];
                 snprintf(what, sizeof what, "gemm_h %s %c%c", s ? "large" : "small", ta ? 'T' : 'N', tb ? 'T' : 'N');
                 expect_close(what, &C, 1e-3 * sqrt((double)K), step);
+                // beta = 0 writes C without reading it (a first gradient): NaNs there must not
+                // come through (0 x NaN is NaN, so a kernel that scaled C by beta would fail), and
+                // here a NaN on both devices is a failure, not an agreement.
+                twin_poison(&C);
+                K_CPU->gemm_h(dt, ta, tb, M, N, K, 1.0f, H(A), H(B), 0.0f, H(C));
+                K_GPU->gemm_h(dt, ta, tb, M, N, K, 1.0f, D(A), D(B), 0.0f, D(C));
+                snprintf(what, sizeof what, "gemm_h %s %c%c beta=0 over NaN", s ? "large" : "small", ta ? 'T' : 'N',
+                         tb ? 'T' : 'N');
+                twin_nonfinite_agree = false;
+                expect_close(what, &C, 1e-3 * sqrt((double)K), step);
+                twin_nonfinite_agree = true;
                 twin_free(&A), twin_free(&B), twin_free(&C);
             }
     // linear (small and large) and the bias gradient
