@@ -9,7 +9,8 @@
 // blocks' backward, marked P, whose dW sums only the pooling windows' maxima, an effective rate:
 // the dense direct convolution's FLOPs over the time).
 // Figures to read, not a test; built on request: cmake --build build --target bench_cpu_peak,
-// then build/bench_cpu_peak [--threads N] [--quick]. Each time is the best of repeated runs (at
+// then build/bench_cpu_peak [--threads N] [--quick] [--rows TEXT] (only the rows whose name
+// contains TEXT, e.g. --rows CIFAR). Each time is the best of repeated runs (at
 // least 3, and at least 0.3 s of them).
 // x86-64 only for the peak measurements (elsewhere the kernels are timed, without fractions).
 #include "core/common.h"
@@ -225,8 +226,13 @@ static void *random_values(int64_t n, bool bf16) {
     return h;
 }
 
+// --rows TEXT: only the rows whose name contains TEXT (NULL: every row).
+static const char *only_rows = NULL;
+static bool row_wanted(const char *name) { return only_rows == NULL || strstr(name, only_rows) != NULL; }
+
 // One row per direction: GFLOP/s and the fraction of `peak` (GFLOP/s; 0: not known).
 static void time_conv(const conv_shape *s, bool bf16, double peak) {
+    if (!row_wanted(s->name)) return;
     conv_ctx c = {.s = s, .bf16 = bf16};
     c.P = (s->H + 2 * s->pad - s->R) / s->stride + 1;
     c.Q = (s->W + 2 * s->pad - s->S) / s->stride + 1;
@@ -288,6 +294,7 @@ static void linear_backward(void *p) {
 
 // One row, as time_conv's: forward and backward GFLOP/s, and the fraction of `peak` (0: not known).
 static void time_linear(const char *name, int64_t M, int64_t N, int64_t K, bool bf16, double peak) {
+    if (!row_wanted(name)) return;
     linear_ctx g = {.M = M, .N = N, .K = K, .bf16 = bf16};
     g.x = random_values(M * K, bf16), g.w = random_values(N * K, bf16), g.y = random_values(M * N, bf16);
     g.dy = random_values(M * N, bf16), g.dx = random_values(M * K, bf16), g.dw = random_values(N * K, bf16);
@@ -311,8 +318,10 @@ int main(int argc, char **argv) {
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--quick") == 0)
             quick = true;
+        else if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc)
+            only_rows = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_cpu_peak [--threads N] [--quick]\n");
+            fprintf(stderr, "usage: bench_cpu_peak [--threads N] [--quick] [--rows TEXT]\n");
             return 2;
         }
     }
@@ -383,6 +392,19 @@ int main(int argc, char **argv) {
         {"ResNet-18 layer3 256->256 3x3 14", 8, 256, 14, 14, 256, 3, 3, 1, 1, false},
         {"ResNet-18 layer4 512->512 3x3 7", 8, 512, 7, 7, 512, 3, 3, 1, 1, false},
     };
+    // The CIFAR form that lessons 07 and 08 train (3 x 3 stem of stride 1, 32 x 32 images): each
+    // stage's 3 x 3 convolution, the stride-2 one that opens it and its 1 x 1 shortcut.
+    const conv_shape resnet_cifar[] = {
+        {"CIFAR stem 3->64 3x3 32", 32, 3, 32, 32, 64, 3, 3, 1, 1, false},
+        {"CIFAR layer1 64->64 3x3 32", 32, 64, 32, 32, 64, 3, 3, 1, 1, false},
+        {"CIFAR layer2.0 64->128 3x3/2 32", 32, 64, 32, 32, 128, 3, 3, 2, 1, false},
+        {"CIFAR layer2 shortcut 64->128 1x1/2", 32, 64, 32, 32, 128, 1, 1, 2, 0, false},
+        {"CIFAR layer2 128->128 3x3 16", 32, 128, 16, 16, 128, 3, 3, 1, 1, false},
+        {"CIFAR layer3.0 128->256 3x3/2 16", 32, 128, 16, 16, 256, 3, 3, 2, 1, false},
+        {"CIFAR layer3 256->256 3x3 8", 32, 256, 8, 8, 256, 3, 3, 1, 1, false},
+        {"CIFAR layer4.0 256->512 3x3/2 8", 32, 256, 8, 8, 512, 3, 3, 2, 1, false},
+        {"CIFAR layer4 512->512 3x3 4", 32, 512, 4, 4, 512, 3, 3, 1, 1, false},
+    };
     printf("tutorial CNN, batch 128 (the convolutions with ReLU and pooling fused, as cnn runs them):\n");
     for (size_t i = 0; i < sizeof tutorial / sizeof tutorial[0]; i++) {
         time_conv(&tutorial[i], false, peak32);
@@ -395,6 +417,11 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < sizeof resnet / sizeof resnet[0]; i++) {
             time_conv(&resnet[i], false, peak32);
             if (path != CG_BF16_EMULATED) time_conv(&resnet[i], true, peak_bf16);
+        }
+        printf("ResNet-18's CIFAR form (lessons 07 and 08), batch 32, 32 x 32 images (backward: dx, dW and db):\n");
+        for (size_t i = 0; i < sizeof resnet_cifar / sizeof resnet_cifar[0]; i++) {
+            time_conv(&resnet_cifar[i], false, peak32);
+            if (path != CG_BF16_EMULATED) time_conv(&resnet_cifar[i], true, peak_bf16);
         }
     }
     return 0;

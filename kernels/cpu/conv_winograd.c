@@ -53,9 +53,12 @@
 #endif
 
 // Whether a convolution is one this file computes: 3 x 3, stride 1, padding 1, even sides (whole
-// tiles: the tutorial's 14 x 14, ResNet-18's 56, 28 and 14), and enough channels on both sides
-// for the 16 products to be real matrix products (the one-channel first layer has its direct
-// kernels, conv_direct.c).
+// tiles: the tutorial's 14 x 14, ResNet-18's 56, 28 and 14), at least 4 x 4 tiles an image, and
+// enough channels on both sides for the 16 products to be real matrix products (the one-channel
+// first layer has its direct kernels, conv_direct.c). Planes of 4 x 4 (ResNet-18's CIFAR layer4:
+// 4 tiles an image, 512 channels) ran slower on the tiles than on the dense product: 103 / 118
+// against 154 / 156 GFLOP/s forward / backward (bench_cpu_peak, one thread, AMD EPYC Zen 5); at
+// 8 x 8 (its layer3) the tiles win, 289 / 231 against 199 / 200.
 // CGRAD_CPU_WINOGRAD=0 in the environment turns it off (the im2col path's bits, to compare; read
 // at each call, a few nanoseconds beside a convolution's milliseconds).
 bool conv2d_winograd_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
@@ -63,8 +66,8 @@ bool conv2d_winograd_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R
 #ifdef CG_WINOGRAD
     const char *off = getenv("CGRAD_CPU_WINOGRAD");
     if (off && strcmp(off, "0") == 0) return false;
-    return R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W && H % 2 == 0 && W % 2 == 0 && H >= 2 &&
-           W >= 2 && C >= 16 && K >= 16;
+    return R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W && H % 2 == 0 && W % 2 == 0 && H >= 8 &&
+           W >= 8 && C >= 16 && K >= 16;
 #else
     (void)C, (void)H, (void)W, (void)K, (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q;
     return false;
