@@ -181,6 +181,11 @@ static void test_conv(cg_cpu_bf16_path path) {
         {1, 2, 40, 40, 4, 5, 5, 1, 2, "same 5x5, 40x40 (shifts past a bitset word)"},
         {2, 4, 13, 37, 16, 3, 3, 1, 1, "same 3x3, 13x37 (planes not of whole vectors)"},
         {3, 1, 9, 13, 7, 3, 3, 1, 1, "one channel 9x13, 7 kernels (direct sums, bf16_direct.c)"},
+        // small planes with many weights: dW and dx by parts of the input channels (bf16_small.c)
+        {40, 128, 8, 8, 128, 3, 3, 1, 1, "8x8, 128 -> 128 (bf16_small.c: 2 spans, 7 groups)"},
+        {4, 256, 8, 8, 128, 3, 3, 2, 1, "stride 2 to 4x4, 256 -> 128 (bf16_small.c)"},
+        {2, 200, 5, 5, 96, 3, 3, 1, 1, "5x5, 200 -> 96 (bf16_small.c: a last part of 8 channels)"},
+        {3, 256, 8, 8, 512, 1, 1, 2, 0, "1x1 stride 2, 256 -> 512 (bf16_small.c: parts of 144 and 112)"},
     };
     setenv("CGRAD_CPU_WINOGRAD", "0", 1); // the dense tiles here; Winograd's: test_bf16_winograd.c
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -476,7 +481,7 @@ static void test_fused(cg_dtype dt, const char *path_name) {
 // The convolutions' images are shared out to the threads, each computed alone: conv2d_forward_h
 // and the fused block (forward, and backward without dx) give the same bits on 1 and 2 threads
 // (the tutorial's first layer, summed by bf16_direct.c, and its second, by the tile product), on
-// a batch large enough for both.
+// a batch large enough for both; and the backward of small planes (bf16_small.c), dx and dW.
 static void test_conv_threads(cg_cpu_bf16_path path) {
     const conv_shape shapes[] = {
         {32, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
@@ -508,6 +513,34 @@ static void test_conv_threads(cg_cpu_bf16_path path) {
             fail("convolution threads", "%s %s: 1 and 2 threads differ", cg_cpu_bf16_name(path), c->name);
         free(x), free(w), free(b), free(dy);
         for (int t = 0; t < 2; t++) free(y[t]), free(yp[t]), free(where[t]), free(dw[t]), free(db[t]);
+    }
+    // The backward of small planes with many weights (bf16_small.c): the threads split the input
+    // channels, each part summed alone, so dW and dx must not depend on their number.
+    const conv_shape small[] = {
+        {40, 128, 8, 8, 128, 3, 3, 1, 1, "8x8, 128 -> 128"},
+        {6, 256, 8, 8, 128, 3, 3, 2, 1, "stride 2 to 4x4, 256 -> 128"},
+    };
+    for (size_t s = 0; s < sizeof small / sizeof small[0]; s++) {
+        const conv_shape *c = &small[s];
+        int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->S) / c->stride + 1;
+        int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->S, ny = c->N * c->K * P * Q;
+        if (!cg_bf16_small_takes(c->C, c->K, c->R, c->S, P, Q)) {
+            fail("convolution threads", "%s: not a small-planes shape (bf16_small.c)", c->name);
+            continue;
+        }
+        uint16_t *x = random_bf16(nx), *w = random_bf16(nw), *dy = random_bf16(ny), *dx0 = random_bf16(nx);
+        uint16_t *dw0 = random_bf16(nw), *dx[2], *dw[2];
+        for (int t = 0; t < 2; t++) {
+            cg_set_num_threads(t + 1);
+            dx[t] = copy16(dx0, nx), dw[t] = copy16(dw0, nw);
+            k->conv2d_backward_h(CG_BF16, dx[t], dw[t], NULL, dy, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->S,
+                                 c->stride, c->pad, P, Q);
+        }
+        cg_set_num_threads(threads_at_start);
+        if (memcmp(dx[0], dx[1], (size_t)nx * 2) != 0 || memcmp(dw[0], dw[1], (size_t)nw * 2) != 0)
+            fail("convolution threads", "%s %s: 1 and 2 threads differ", cg_cpu_bf16_name(path), c->name);
+        free(x), free(w), free(dy), free(dx0), free(dw0);
+        for (int t = 0; t < 2; t++) free(dx[t]), free(dw[t]);
     }
 }
 

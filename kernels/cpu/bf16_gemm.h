@@ -84,6 +84,24 @@ void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane,
 void cg_bf16_fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, const uint8_t *where, double *sums,
                       int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q);
 
+// The columns of one image in bf16: row (c, r, s), column (p, q) = x[c][p stride - pad + r]
+// [q stride - pad + s], 0 outside the image; rows `ld` values apart (bf16_ops.c).
+void cg_bf16_im2col(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                    int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+
+// The backward of convolutions on small planes with many weights (bf16_small.c: ResNet-18's layer3
+// and layer4), a part of the input channels per thread: dW (K, C*R*S) += dy x over the whole batch;
+// dx (N, C, H, W) = its old value if `accumulate` (else 0) + the input gradient. Each rounds once
+// and returns false, having done nothing, where cg_bf16_small_takes says no (dx: also where
+// Winograd's tiles take it) or on the emulated path. Threads: OpenMP, the same sums on any number.
+bool cg_bf16_small_takes(int64_t C, int64_t K, int64_t R, int64_t S, int64_t P, int64_t Q);
+bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, const uint16_t *x, int64_t N,
+                      int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                      int64_t P, int64_t Q);
+bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, const uint16_t *w, int64_t N,
+                      int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                      int64_t P, int64_t Q, bool accumulate);
+
 // conv.c's col2im for one image (f32): dx[c][h][w] += every entry of col (C*R*S rows, `ld` floats
 // apart, P*Q columns) that im2col read from there.
 void conv_col2im_image_cpu(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,

@@ -43,13 +43,14 @@ static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 // output then stays in the cache until its epilogue or col2im has read it).
 #define GROUP 4
 
-// The columns of one image in bf16, as conv.c's im2col_image: row (c, r, s), column (p, q) =
-// x[c][p*stride - pad + r][q*stride - pad + s], 0 outside the image; rows `ld` values apart.
+// The columns of one image in bf16 (bf16_gemm.h), as conv.c's im2col_image: row (c, r, s),
+// column (p, q) = x[c][p*stride - pad + r][q*stride - pad + s], 0 outside the image; rows `ld`
+// values apart.
 // "Same" convolutions with stride 1 (P == H, Q == W) take conv.c's shortcut: row (c, r, s) is
 // plane c shifted by (r - pad) W + (s - pad) values, one long copy, then the columns that the
 // flat shift wrapped around to the neighbouring row are zeroed.
-static void im2col_bf16(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int64_t H, int64_t W, int64_t R,
-                        int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+void cg_bf16_im2col(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int64_t H, int64_t W, int64_t R,
+                    int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     bool same = stride == 1 && P == H && Q == W;
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++)
@@ -340,7 +341,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
             else
 #endif
             {
-                im2col_bf16(col, pq, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+                cg_bf16_im2col(col, pq, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
                 cg_bf16_pack_b(colp, col, pq, 1, crs, pq);
             }
             if (!wf && !wu) // (the direct sums and Winograd's have written `out` already)
@@ -461,6 +462,10 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         }
     }
 #endif
+    // Small planes with many weights (ResNet-18's layer3 and layer4): dW over the whole batch and
+    // dx over groups of images, a part of the input channels at a time (bf16_small.c)
+    if (!y && dw && cg_bf16_small_dw(path, dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
+    if (!y && dx && cg_bf16_small_dx(path, dx, dy, w, N, C, H, W, K, R, S, stride, pad, P, Q, accumulate)) dx = NULL;
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     if (dbias && !y) { // as conv2d_backward_cpu: each channel's sum in double, added to dbias in f32
@@ -546,7 +551,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
                 uint16_t *colp = scratch16(3, cg_bf16_packed_size(crs, L));
                 uint16_t *col = scratch16(2, crs * L);
                 for (int64_t j = 0; j < count; j++)
-                    im2col_bf16(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+                    cg_bf16_im2col(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
                 cg_bf16_pack_a(colp, col, L, 1, crs, L);
                 uint16_t *dyp = scratch16(2, cg_bf16_packed_size(K, L)); // col is packed: its buffer is free
                 cg_bf16_pack_b(dyp, dyg, 1, L, L, K);                      // B (L, K) = dy_g^T

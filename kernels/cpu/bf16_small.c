@@ -1,0 +1,158 @@
+// bf16_small.c: the backward of bf16 convolutions on small planes with many weights (ResNet-18's
+// layer3 and layer4: 8 x 8 and 4 x 4 on CIFAR's images, 7 x 7 on ImageNet's), on the CPU's bf16
+// hardware (bf16_gemm.c). bf16_ops.c's backward calls it before its groups of images.
+//
+// Why: that general path takes the batch 4 images at a time. For dW, each group's product
+// dW^T (C*R*S, K) = col dy^T sums over the group's 4 P Q positions only (64 on CIFAR's layer4)
+// and writes the whole of dW^T in f32 (9.4 MB for layer4), which is then added to the running
+// sums: per group, 128 multiply-adds an element against 12 bytes through memory. For dx it
+// multiplies W^T (C*R*S, K) by one image's dy at a time (16 columns on CIFAR's layer4), streaming
+// the packed W^T (4.7 MB) from memory once per image. So CIFAR's layer4 backward ran at 158
+// GFLOP/s, 30 % of vdpbf16ps's peak (bench_cpu_peak, one thread, AMD EPYC Zen 5).
+//
+// Here, as the f32 path's conv_dw.c and conv_dx.c do, the threads split the input channels:
+// each part is disjoint rows of dW^T and planes of dx, so no slices, and the same sums on any
+// number of threads.
+// - dW: a part's columns (its rows of col) over a span of images, SPAN_POSITIONS positions at
+//   most, times the span's dy^T (packed once, read by every part); the spans' products added in
+//   order in f32, then to dW's old value, rounded once.
+// - dx: a part's rows of W^T (packed by its thread, kept in the cache) times each group's dy
+//   (packed once, about GROUP_COLUMNS positions), folded into the part's planes of dx (col2im)
+//   in f32 and added to dx's old value (or not: `accumulate`), rounded once.
+// Products of bf16 values are exact in f32 and the sums are f32 (autocast's rule); they run in
+// another order than the general path's, so not its bits (tests/test_bf16_cpu.c holds both to
+// its tolerance and checks these against themselves on 1 and 2 threads).
+#include "kernels/cpu/bf16_gemm.h"
+
+#include "core/common.h"
+#include "kernels/cpu/conv_parts.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/threads.h"
+
+#include <string.h>
+
+// Positions per span of dW's products (whole images): dy^T's part of a span for 48 output
+// channels (the product's register tile: bf16_gemm.c) is 48 x 2048 x 2 bytes, 192 KB, and stays
+// in the second-level cache while the part's rows go by.
+#define SPAN_POSITIONS 2048
+// Rows of col (dW) or of W^T (dx) per part: about this many (16 input channels of a 3 x 3
+// kernel), whole input channels.
+#define PART_ROWS 144
+// dx's groups of images: about this many positions (the product's columns), as conv_dx.c.
+#define GROUP_COLUMNS 384
+// Planes of at most this many positions, and convolutions with at least this many weights (a
+// group's f32 dW^T of 512 KB): CIFAR ResNet-18's layer3 and layer4 and their first, strided,
+// convolutions, and layer4's shortcut.
+#define SMALL_POSITIONS 256
+#define SMALL_WEIGHTS (128 * 1024)
+
+static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// This file's buffers, one set per thread (threads.h: each kernel file keeps its own).
+static void *buffer(int which, int64_t bytes) {
+    static _Thread_local cg_thread_buffer buffers[6];
+    return cg_thread_buffer_get(&buffers[which], bytes > 0 ? bytes : 1);
+}
+
+bool cg_bf16_small_takes(int64_t C, int64_t K, int64_t R, int64_t S, int64_t P, int64_t Q) {
+    return P * Q <= SMALL_POSITIONS && K >= 16 && K * C * R * S >= SMALL_WEIGHTS && R * S <= PART_ROWS;
+}
+
+// Input channels per part: about PART_ROWS rows, at least one channel.
+static int64_t part_channels(int64_t R, int64_t S) { return PART_ROWS / (R * S) > 1 ? PART_ROWS / (R * S) : 1; }
+
+bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, const uint16_t *x, int64_t N,
+                      int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                      int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, rs = R * S, pq = P * Q;
+    if (path == CG_BF16_EMULATED || !cg_bf16_small_takes(C, K, R, S, P, Q)) return false;
+    int64_t per_span = SPAN_POSITIONS / pq > 1 ? SPAN_POSITIONS / pq : 1;
+    per_span = per_span < N ? per_span : N;
+    int64_t spans = (N + per_span - 1) / per_span, span_size = cg_bf16_packed_size(K, per_span * pq);
+    int64_t channels = part_channels(R, S), parts = (C + channels - 1) / channels, ldc = round16(K);
+    // Every span's dy^T (positions, K) packed as the product's B, one after the other: made by the
+    // threads before the parts start, read by all of them (the calling thread's buffer).
+    uint16_t *dyt = buffer(0, spans * span_size * (int64_t)sizeof(uint16_t));
+    bool threads = N * K * pq * crs >= CG_OMP_MIN_WORK;
+#pragma omp parallel if (threads)
+    {
+#pragma omp for schedule(dynamic)
+        for (int64_t s = 0; s < spans; s++) {
+            int64_t n0 = s * per_span, count = N - n0 < per_span ? N - n0 : per_span, L = count * pq;
+            uint16_t *dyg = buffer(1, K * L * (int64_t)sizeof(uint16_t)); // (K, L): the span's images side by side
+            cg_bf16_fill_dyg(dyg, dy, NULL, NULL, NULL, n0, count, K, P, Q);
+            cg_bf16_pack_b(dyt + s * span_size, dyg, 1, L, L, K); // B (L, K) = dy_g^T
+        }
+#pragma omp for schedule(dynamic)
+        for (int64_t p = 0; p < parts; p++) {
+            int64_t c0 = p * channels, c1 = c0 + channels < C ? c0 + channels : C, rows = (c1 - c0) * rs;
+            float *sum = buffer(2, round16(rows) * ldc * (int64_t)sizeof(float));
+            float *span_sum = buffer(3, round16(rows) * ldc * (int64_t)sizeof(float));
+            uint16_t *col = buffer(4, rows * per_span * pq * (int64_t)sizeof(uint16_t));
+            uint16_t *colp = buffer(5, cg_bf16_packed_size(rows, per_span * pq) * (int64_t)sizeof(uint16_t));
+            for (int64_t s = 0; s < spans; s++) {
+                int64_t n0 = s * per_span, count = N - n0 < per_span ? N - n0 : per_span, L = count * pq;
+                for (int64_t j = 0; j < count; j++) // the part's rows of the span's columns, (rows, L)
+                    cg_bf16_im2col(col + j * pq, L, x + ((n0 + j) * C + c0) * H * W, c1 - c0, H, W, R, S, stride,
+                                   pad, P, Q);
+                cg_bf16_pack_a(colp, col, L, 1, rows, L);
+                // the first span's product into sum, each later one into span_sum, then added
+                cg_bf16_gemm_packed(s == 0 ? sum : span_sum, ldc, colp, dyt + s * span_size, rows, K, L, path);
+                if (s > 0)
+                    for (int64_t i = 0; i < rows; i++)
+                        for (int64_t k = 0; k < K; k++) sum[i * ldc + k] += span_sum[i * ldc + k];
+            }
+            for (int64_t k = 0; k < K; k++) { // dW (K, CRS): its columns c0 R S .. c1 R S - 1, rounded once
+                uint16_t *row = dw + k * crs + c0 * rs;
+                for (int64_t i = 0; i < rows; i++) row[i] = cg_bf16_round(cg_bf16_widen(row[i]) + sum[i * ldc + k]);
+            }
+        }
+    }
+    return true;
+}
+
+bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, const uint16_t *w, int64_t N,
+                      int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
+                      int64_t P, int64_t Q, bool accumulate) {
+    int64_t crs = C * R * S, rs = R * S, pq = P * Q, hw = H * W;
+    if (path == CG_BF16_EMULATED || !cg_bf16_small_takes(C, K, R, S, P, Q) ||
+        conv2d_winograd_bf16_takes(path, C, H, W, K, R, S, stride, pad, P, Q))
+        return false;
+    int64_t per_group = GROUP_COLUMNS / pq > 1 ? GROUP_COLUMNS / pq : 1;
+    per_group = per_group < N ? per_group : N;
+    int64_t groups = (N + per_group - 1) / per_group, group_size = cg_bf16_packed_size(per_group * pq, K);
+    int64_t channels = part_channels(R, S), parts = (C + channels - 1) / channels, ldc = round16(per_group * pq);
+    // Every group's dy (K, L) packed as the product's B, one after the other (read by every part).
+    uint16_t *dyp = buffer(0, groups * group_size * (int64_t)sizeof(uint16_t));
+    bool threads = N * K * pq * crs >= CG_OMP_MIN_WORK;
+#pragma omp parallel if (threads)
+    {
+#pragma omp for schedule(dynamic)
+        for (int64_t g = 0; g < groups; g++) {
+            int64_t n0 = g * per_group, count = N - n0 < per_group ? N - n0 : per_group, L = count * pq;
+            uint16_t *dyg = buffer(1, K * L * (int64_t)sizeof(uint16_t));
+            cg_bf16_fill_dyg(dyg, dy, NULL, NULL, NULL, n0, count, K, P, Q);
+            cg_bf16_pack_b(dyp + g * group_size, dyg, L, 1, K, L); // B (K, L) = dy_g
+        }
+#pragma omp for schedule(dynamic)
+        for (int64_t p = 0; p < parts; p++) {
+            int64_t c0 = p * channels, c1 = c0 + channels < C ? c0 + channels : C, rows = (c1 - c0) * rs;
+            // the part's rows of W^T: A (i, k) = w[k][c0 R S + i]
+            uint16_t *wtp = buffer(2, cg_bf16_packed_size(rows, K) * (int64_t)sizeof(uint16_t));
+            cg_bf16_pack_a(wtp, w + c0 * rs, 1, crs, rows, K);
+            float *dcol = buffer(3, round16(rows) * ldc * (int64_t)sizeof(float));
+            float *planes = buffer(4, (c1 - c0) * hw * (int64_t)sizeof(float)); // one image's part of dx, in f32
+            for (int64_t g = 0; g < groups; g++) {
+                int64_t n0 = g * per_group, count = N - n0 < per_group ? N - n0 : per_group, L = count * pq;
+                cg_bf16_gemm_packed(dcol, ldc, wtp, dyp + g * group_size, rows, L, K, path); // dcol = W^T dy_g
+                for (int64_t j = 0; j < count; j++) {
+                    uint16_t *dxn = dx + ((n0 + j) * C + c0) * hw;
+                    for (int64_t i = 0; i < (c1 - c0) * hw; i++) planes[i] = accumulate ? cg_bf16_widen(dxn[i]) : 0.0f;
+                    conv_col2im_image_cpu(planes, dcol + j * pq, ldc, c1 - c0, H, W, R, S, stride, pad, P, Q);
+                    for (int64_t i = 0; i < (c1 - c0) * hw; i++) dxn[i] = cg_bf16_round(planes[i]);
+                }
+            }
+        }
+    }
+    return true;
+}
