@@ -89,12 +89,17 @@ void cg_bf16_fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, cons
 void cg_bf16_im2col(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int64_t H, int64_t W, int64_t R,
                     int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
-// The backward of convolutions on small planes with many weights (bf16_small.c: ResNet-18's layer3
-// and layer4), a part of the input channels per thread: dW (K, C*R*S) += dy x over the whole batch;
-// dx (N, C, H, W) = its old value if `accumulate` (else 0) + the input gradient. Each rounds once
-// and returns false, having done nothing, where cg_bf16_small_takes says no (dx: also where
-// Winograd's tiles take it) or on the emulated path. Threads: OpenMP, the same sums on any number.
+// Convolutions on small planes with many weights (bf16_small.c: ResNet-18's layer3 and layer4).
+// The forward of strided ones, y (N, K, P, Q) = W x + bias, groups of images per product: the bits
+// of conv2d_forward_h's other paths. The backward, a part of the input channels per thread: dW
+// (K, C*R*S) += dy x over the whole batch; dx (N, C, H, W) = its old value if `accumulate` (else 0)
+// + the input gradient. Each rounds once and returns false, having done nothing, where
+// cg_bf16_small_takes says no (dx: also where Winograd's tiles take it) or on the emulated path.
+// Threads: OpenMP, the same sums on any number.
 bool cg_bf16_small_takes(int64_t C, int64_t K, int64_t R, int64_t S, int64_t P, int64_t Q);
+bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x, const uint16_t *w,
+                           const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                           int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, const uint16_t *x, int64_t N,
                       int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                       int64_t P, int64_t Q);

@@ -376,6 +376,11 @@ bool cg_bf16_conv2d_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w
                                int64_t pad, int64_t P, int64_t Q) {
     cg_cpu_bf16_path path = cg_cpu_bf16();
     if (path == CG_BF16_EMULATED) return false;
+    // Small planes with many weights (ResNet-18's layer3 and layer4): groups of images a product
+    // (bf16_small.c), unless Winograd's tiles take them
+    if (!conv2d_winograd_bf16_takes(path, C, H, W, K, R, S, stride, pad, P, Q) &&
+        cg_bf16_small_forward(path, y, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q))
+        return true;
     conv_forward(path, y, NULL, x, w, bias, N, C, H, W, K, R, S, stride, pad, P, Q);
     return true;
 }

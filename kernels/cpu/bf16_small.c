@@ -1,8 +1,11 @@
-// bf16_small.c: the backward of bf16 convolutions on small planes with many weights (ResNet-18's
-// layer3 and layer4: 8 x 8 and 4 x 4 on CIFAR's images, 7 x 7 on ImageNet's), on the CPU's bf16
-// hardware (bf16_gemm.c). bf16_ops.c's backward calls it before its groups of images.
+// bf16_small.c: bf16 convolutions on small planes with many weights (ResNet-18's layer3 and
+// layer4: 8 x 8 and 4 x 4 on CIFAR's images, 7 x 7 on ImageNet's), on the CPU's bf16 hardware
+// (bf16_gemm.c). bf16_ops.c's forward and backward call it before their groups of images.
 //
-// Why: that general path takes the batch 4 images at a time. For dW, each group's product
+// Why: those general paths take the batch 4 images at a time, and their products one image at a
+// time where they can, which keeps a large plane's f32 output in the cache. On small planes that
+// makes narrow products: the forward multiplied W (K, C*R*S) by one image's 16 columns on CIFAR's
+// layer4, streaming the packed W (4.7 MB) from memory once per image. For dW, each group's product
 // dW^T (C*R*S, K) = col dy^T sums over the group's 4 P Q positions only (64 on CIFAR's layer4)
 // and writes the whole of dW^T in f32 (9.4 MB for layer4), which is then added to the running
 // sums: per group, 128 multiply-adds an element against 12 bytes through memory. For dx it
@@ -10,7 +13,10 @@
 // the packed W^T (4.7 MB) from memory once per image. So CIFAR's layer4 backward ran at 158
 // GFLOP/s, 30 % of vdpbf16ps's peak (bench_cpu_peak, one thread, AMD EPYC Zen 5).
 //
-// Here, as the f32 path's conv_dw.c and conv_dx.c do, the threads split the input channels:
+// The forward here takes groups of images side by side, about GROUP_COLUMNS positions, one product
+// each (strided convolutions only: see cg_bf16_small_forward): the same sums, so the same bits, as
+// one image at a time (a column's sum does not depend on the columns beside it). For the backward, as the f32 path's conv_dw.c and conv_dx.c do, the
+// threads split the input channels:
 // each part is disjoint rows of dW^T and planes of dx, so no slices, and the same sums on any
 // number of threads.
 // - dW: a part's columns (its rows of col) over a span of images, SPAN_POSITIONS positions at
@@ -38,7 +44,8 @@
 // Rows of col (dW) or of W^T (dx) per part: about this many (16 input channels of a 3 x 3
 // kernel), whole input channels.
 #define PART_ROWS 144
-// dx's groups of images: about this many positions (the product's columns), as conv_dx.c.
+// The forward's and dx's groups of images: about this many positions (the product's columns), as
+// conv_dx.c.
 #define GROUP_COLUMNS 384
 // Planes of at most this many positions, and convolutions with at least this many weights (a
 // group's f32 dW^T of 512 KB): CIFAR ResNet-18's layer3 and layer4 and their first, strided,
@@ -60,6 +67,44 @@ bool cg_bf16_small_takes(int64_t C, int64_t K, int64_t R, int64_t S, int64_t P, 
 
 // Input channels per part: about PART_ROWS rows, at least one channel.
 static int64_t part_channels(int64_t R, int64_t S) { return PART_ROWS / (R * S) > 1 ? PART_ROWS / (R * S) : 1; }
+
+bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x, const uint16_t *w,
+                           const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
+                           int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    int64_t crs = C * R * S, pq = P * Q;
+    // "Same" convolutions of stride 1 keep bf16_ops.c's path, which packs their columns straight
+    // from the image (bf16_same.c): there the groups' im2col and packing of whole groups cost more
+    // than the wider product saved (bench_cpu_peak, one thread, AMD EPYC Zen 5: CIFAR's layer4
+    // forward 291 -> 239 GFLOP/s, layer3 403 -> 351; its strided layer4.0 243 -> 288).
+    bool same = stride == 1 && P == H && Q == W;
+    if (path == CG_BF16_EMULATED || same || !cg_bf16_small_takes(C, K, R, S, P, Q)) return false;
+    int64_t per_group = GROUP_COLUMNS / pq > 1 ? GROUP_COLUMNS / pq : 1;
+    int64_t threads_n = cg_get_num_threads(), per_thread = (N + threads_n - 1) / threads_n;
+    per_group = per_group < per_thread ? per_group : per_thread; // a group for each thread at least
+    int64_t groups = (N + per_group - 1) / per_group, ldo = round16(per_group * pq);
+    uint16_t *wp = buffer(0, cg_bf16_packed_size(K, crs) * (int64_t)sizeof(uint16_t)); // read by every group
+    cg_bf16_pack_a(wp, w, crs, 1, K, crs);
+    bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads) schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * per_group, count = N - n0 < per_group ? N - n0 : per_group, L = count * pq;
+        uint16_t *col = buffer(1, crs * L * (int64_t)sizeof(uint16_t));
+        uint16_t *colp = buffer(2, cg_bf16_packed_size(L, crs) * (int64_t)sizeof(uint16_t));
+        float *out = buffer(3, round16(K) * ldo * (int64_t)sizeof(float));
+        for (int64_t j = 0; j < count; j++) // the group's columns side by side, (C R S, L)
+            cg_bf16_im2col(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+        cg_bf16_pack_b(colp, col, L, 1, crs, L);
+        cg_bf16_gemm_packed(out, ldo, wp, colp, K, L, crs, path); // out (K, L) = W col
+        for (int64_t j = 0; j < count; j++) // to NCHW, adding the bias, rounded to bf16
+            for (int64_t k = 0; k < K; k++) {
+                float b = bias ? cg_bf16_widen(bias[k]) : 0.0f;
+                const float *src = out + k * ldo + j * pq;
+                uint16_t *dst = y + ((n0 + j) * K + k) * pq;
+                for (int64_t i = 0; i < pq; i++) dst[i] = cg_bf16_round(src[i] + b);
+            }
+    }
+    return true;
+}
 
 bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, const uint16_t *x, int64_t N,
                       int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
