@@ -29,6 +29,7 @@
 // another order than the general path's, so not its bits (tests/test_bf16_cpu.c holds both to
 // its tolerance and checks these against themselves on 1 and 2 threads).
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/bf16_same.h"
 
 #include "core/common.h"
 #include "kernels/cpu/conv_parts.h"
@@ -72,12 +73,23 @@ bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x
                            const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                            int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q;
-    // "Same" convolutions of stride 1 keep bf16_ops.c's path, which packs their columns straight
-    // from the image (bf16_same.c): there the groups' im2col and packing of whole groups cost more
-    // than the wider product saved (bench_cpu_peak, one thread, AMD EPYC Zen 5: CIFAR's layer4
-    // forward 291 -> 239 GFLOP/s, layer3 403 -> 351; its strided layer4.0 243 -> 288).
+    // "Same" convolutions of stride 1 pack each image's columns straight from the image
+    // (bf16_same.c), where im2col and packing of the whole group cost more than the wider product
+    // saved (bench_cpu_peak, one thread, AMD EPYC Zen 5: CIFAR's layer4 forward 291 -> 239
+    // GFLOP/s, layer3 403 -> 351). An image whose positions are whole blocks of 16 columns is
+    // then a run of whole blocks of the group's packed B, one after the other.
     bool same = stride == 1 && P == H && Q == W;
-    if (path == CG_BF16_EMULATED || same || !cg_bf16_small_takes(C, K, R, S, P, Q)) return false;
+    if (path == CG_BF16_EMULATED || !cg_bf16_small_takes(C, K, R, S, P, Q)) return false;
+#ifdef CG_CPU_MATRIX_KERNELS
+    uint64_t *valid = NULL;
+    if (same && pq % 16 == 0) {
+        valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
+        cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
+    } else if (same)
+        return false;
+#else
+    if (same) return false;
+#endif
     int64_t per_group = GROUP_COLUMNS / pq > 1 ? GROUP_COLUMNS / pq : 1;
     int64_t threads_n = cg_get_num_threads(), per_thread = (N + threads_n - 1) / threads_n;
     per_group = per_group < per_thread ? per_group : per_thread; // a group for each thread at least
@@ -88,12 +100,21 @@ bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * per_group, count = N - n0 < per_group ? N - n0 : per_group, L = count * pq;
-        uint16_t *col = buffer(1, crs * L * (int64_t)sizeof(uint16_t));
         uint16_t *colp = buffer(2, cg_bf16_packed_size(L, crs) * (int64_t)sizeof(uint16_t));
         float *out = buffer(3, round16(K) * ldo * (int64_t)sizeof(float));
-        for (int64_t j = 0; j < count; j++) // the group's columns side by side, (C R S, L)
-            cg_bf16_im2col(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
-        cg_bf16_pack_b(colp, col, L, 1, crs, L);
+#ifdef CG_CPU_MATRIX_KERNELS
+        if (valid) // each image's blocks of columns, packed from the image
+            for (int64_t j = 0; j < count; j++)
+                cg_bf16_pack_b_same(colp + j * cg_bf16_packed_size(pq, crs), x + (n0 + j) * C * H * W, valid, C, H,
+                                    W, R, S, pad);
+        else
+#endif
+        {
+            uint16_t *col = buffer(1, crs * L * (int64_t)sizeof(uint16_t));
+            for (int64_t j = 0; j < count; j++) // the group's columns side by side, (C R S, L)
+                cg_bf16_im2col(col + j * pq, L, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
+            cg_bf16_pack_b(colp, col, L, 1, crs, L);
+        }
         cg_bf16_gemm_packed(out, ldo, wp, colp, K, L, crs, path); // out (K, L) = W col
         for (int64_t j = 0; j < count; j++) // to NCHW, adding the bias, rounded to bf16
             for (int64_t k = 0; k < K; k++) {
@@ -103,6 +124,9 @@ bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x
                 for (int64_t i = 0; i < pq; i++) dst[i] = cg_bf16_round(src[i] + b);
             }
     }
+#ifdef CG_CPU_MATRIX_KERNELS
+    free(valid);
+#endif
     return true;
 }
 
@@ -118,6 +142,15 @@ bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, c
     // Every span's dy^T (positions, K) packed as the product's B, one after the other: made by the
     // threads before the parts start, read by all of them (the calling thread's buffer).
     uint16_t *dyt = buffer(0, spans * span_size * (int64_t)sizeof(uint16_t));
+    // "Same" convolutions of stride 1: a part's columns packed straight from the images
+    // (bf16_same.c's cg_bf16_pack_a_same), without im2col's copy in between.
+    uint64_t *valid = NULL;
+#ifdef CG_CPU_MATRIX_KERNELS
+    if (stride == 1 && P == H && Q == W) {
+        valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
+        cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
+    }
+#endif
     bool threads = N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel if (threads)
     {
@@ -133,14 +166,24 @@ bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, c
             int64_t c0 = p * channels, c1 = c0 + channels < C ? c0 + channels : C, rows = (c1 - c0) * rs;
             float *sum = buffer(2, round16(rows) * ldc * (int64_t)sizeof(float));
             float *span_sum = buffer(3, round16(rows) * ldc * (int64_t)sizeof(float));
-            uint16_t *col = buffer(4, rows * per_span * pq * (int64_t)sizeof(uint16_t));
             uint16_t *colp = buffer(5, cg_bf16_packed_size(rows, per_span * pq) * (int64_t)sizeof(uint16_t));
             for (int64_t s = 0; s < spans; s++) {
                 int64_t n0 = s * per_span, count = N - n0 < per_span ? N - n0 : per_span, L = count * pq;
-                for (int64_t j = 0; j < count; j++) // the part's rows of the span's columns, (rows, L)
-                    cg_bf16_im2col(col + j * pq, L, x + ((n0 + j) * C + c0) * H * W, c1 - c0, H, W, R, S, stride,
-                                   pad, P, Q);
-                cg_bf16_pack_a(colp, col, L, 1, rows, L);
+#ifdef CG_CPU_MATRIX_KERNELS
+                if (valid) { // rows c0 R S .. of the span's columns (the rows past `rows` in the last block unused)
+                    uint64_t *work = buffer(4, cg_bf16_pack_a_same_work(count, H, W, R, S) * (int64_t)sizeof(uint64_t));
+                    cg_bf16_pack_a_same_plan(work, count, valid, C, H, W, R, S);
+                    cg_bf16_pack_a_same(colp, x + n0 * C * H * W, work, c0 * rs, c0 * rs + rows, count, C, H, W, R, S,
+                                        pad);
+                } else
+#endif
+                {
+                    uint16_t *col = buffer(4, rows * L * (int64_t)sizeof(uint16_t));
+                    for (int64_t j = 0; j < count; j++) // the part's rows of the span's columns, (rows, L)
+                        cg_bf16_im2col(col + j * pq, L, x + ((n0 + j) * C + c0) * H * W, c1 - c0, H, W, R, S, stride,
+                                       pad, P, Q);
+                    cg_bf16_pack_a(colp, col, L, 1, rows, L);
+                }
                 // the first span's product into sum, each later one into span_sum, then added
                 cg_bf16_gemm_packed(s == 0 ? sum : span_sum, ldc, colp, dyt + s * span_size, rows, K, L, path);
                 if (s > 0)
@@ -153,6 +196,7 @@ bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, c
             }
         }
     }
+    free(valid);
     return true;
 }
 
