@@ -294,6 +294,11 @@ static void relu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const 
 static void batch_norm_forward_h_cpu(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
                                      const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,
                                      int64_t HW, float eps, float momentum, bool training, bool channels_last) {
+    if (dtype == CG_BF16 && !channels_last) { // without the copies (norm.c), the same bits
+        batch_norm_forward_bf16_cpu(y, stats, running_mean, running_var, x, NULL, gamma, beta, N, C, HW, eps, momentum,
+                                    training, false);
+        return;
+    }
     float *xf = widen_nchw(0, x, dtype, N, C, HW, channels_last), *yf = half_scratch_cpu(1, N * C * HW);
     batch_norm_forward_cpu(yf, stats, running_mean, running_var, xf, gamma, beta, N, C, HW, eps, momentum, training);
     store_from_nchw(9, y, dtype, yf, N, C, HW, channels_last);
@@ -302,6 +307,11 @@ static void batch_norm_forward_h_cpu(cg_dtype dtype, void *y, float *stats, floa
 static void batch_norm_backward_h_cpu(cg_dtype dtype, void *dx, float *dgamma, float *dbeta, const void *dy,
                                       const void *x, const float *gamma, const float *stats, int64_t N, int64_t C,
                                       int64_t HW, bool training, bool channels_last, bool accumulate) {
+    if (dtype == CG_BF16 && !channels_last) {
+        batch_norm_backward_bf16_cpu(dx, NULL, dgamma, dbeta, dy, NULL, x, gamma, NULL, stats, N, C, HW, training, 0,
+                                     accumulate);
+        return;
+    }
     float *dyf = widen_nchw(0, dy, dtype, N, C, HW, channels_last), *xf = widen_nchw(1, x, dtype, N, C, HW, channels_last);
     float *dxf = gradient_start(2, dx, dtype, N, C, HW, channels_last, accumulate);
     batch_norm_backward_cpu(dxf, dgamma, dbeta, dyf, xf, gamma, stats, N, C, HW, training);
@@ -316,6 +326,11 @@ static void batch_norm_act_forward_z(cg_dtype dtype, cg_activation act, void *y,
                                      const float *beta, int64_t N, int64_t C, int64_t HW, float eps, float momentum,
                                      bool training, bool channels_last) {
     int64_t n = N * C * HW;
+    if (dtype == CG_BF16 && !channels_last && act == CG_ACT_RELU) { // without the copies (norm.c), the same bits
+        batch_norm_forward_bf16_cpu(y, stats, running_mean, running_var, x, z, gamma, beta, N, C, HW, eps, momentum,
+                                    training, true);
+        return;
+    }
     bool direct = dtype == CG_F32 && !channels_last; // f32 NCHW: the tensors themselves, no copies
     const float *xf = direct ? (const float *)x : widen_nchw(0, x, dtype, N, C, HW, channels_last);
     float *bn = half_scratch_cpu(1, n), *yf = direct ? (float *)y : half_scratch_cpu(2, n);
@@ -352,6 +367,11 @@ static void batch_norm_act_backward_cpu(cg_dtype dtype, cg_activation act, void 
                                         const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
                                         bool channels_last, bool accumulate) {
     int64_t n = N * C * HW;
+    if (dtype == CG_BF16 && !channels_last && act == CG_ACT_RELU) {
+        batch_norm_backward_bf16_cpu(dx, NULL, dgamma, dbeta, dy, NULL, x, gamma, beta, stats, N, C, HW, training, 1,
+                                     accumulate);
+        return;
+    }
     bool direct = dtype == CG_F32 && !channels_last;
     const float *dyf = direct ? (const float *)dy : widen_nchw(0, dy, dtype, N, C, HW, channels_last);
     const float *xf = direct ? (const float *)x : widen_nchw(1, x, dtype, N, C, HW, channels_last);
@@ -366,6 +386,22 @@ static void batch_norm_act_backward_cpu(cg_dtype dtype, cg_activation act, void 
         relu_backward_cpu(dbn, dyf, bn, n); // (bn > 0 where relu(bn) > 0)
     batch_norm_backward_cpu(dxf, dgamma, dbeta, dbn, xf, gamma, stats, N, C, HW, training);
     if (!direct) store_from_nchw(5, dx, dtype, dxf, N, C, HW, channels_last);
+}
+
+// The block's end backward (core/kernels.h): bf16 NCHW in two passes without copies (norm.c);
+// otherwise ReLU's row then batch norm's, as the tape runs them where this row is missing.
+static void batch_norm_add_relu_backward_cpu(cg_dtype dtype, void *dx, void *g, float *dgamma, float *dbeta,
+                                             const void *dy, const void *y, const void *x, const float *gamma,
+                                             const float *stats, int64_t N, int64_t C, int64_t HW, bool training,
+                                             bool channels_last, bool accumulate) {
+    if (dtype == CG_BF16 && !channels_last) {
+        batch_norm_backward_bf16_cpu(dx, g, dgamma, dbeta, dy, y, x, gamma, NULL, stats, N, C, HW, training, 2,
+                                     accumulate);
+        return;
+    }
+    relu_backward_h_cpu(dtype, g, dy, y, N * C * HW, false);
+    batch_norm_backward_h_cpu(dtype, dx, dgamma, dbeta, g, x, gamma, stats, N, C, HW, training, channels_last,
+                              accumulate);
 }
 
 static void gelu_forward_h_cpu(cg_dtype dtype, void *y, const void *x, int64_t n, bool tanh_approx) {
@@ -519,6 +555,7 @@ void amp_register_cpu(cg_kernels *k) {
     k->batch_norm_act_forward = batch_norm_act_forward_cpu;
     k->batch_norm_act_backward = batch_norm_act_backward_cpu;
     k->batch_norm_add_relu_forward = batch_norm_add_relu_forward_cpu;
+    k->batch_norm_add_relu_backward = batch_norm_add_relu_backward_cpu;
     k->gelu_forward_h = gelu_forward_h_cpu;
     k->gelu_backward_h = gelu_backward_h_cpu;
     k->add_forward_h = add_forward_h_cpu;

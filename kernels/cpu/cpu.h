@@ -94,6 +94,19 @@ void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *
                             float momentum, bool training);
 void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                              const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training);
+// Batch norm on bf16 NCHW tensors without f32 copies (norm.c): the bits of the f32 kernels on
+// widened copies. Forward: y = round(act(x scale + shift [+ z])), act ReLU when relu (z: a
+// residual, or NULL). Backward: act 0 (y = the batch norm's output), 1 (ReLU after it: its output
+// computed again from x, stats, gamma, beta) or 2 (residual add and ReLU: from y, the block's
+// output, and g_out = the gradient of the batch norm's output, written, when not NULL); dx
+// written (or added to when accumulate), dgamma and dbeta added to.
+void batch_norm_forward_bf16_cpu(uint16_t *y, float *stats, float *running_mean, float *running_var,
+                                 const uint16_t *x, const uint16_t *z, const float *gamma, const float *beta,
+                                 int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training, bool relu);
+void batch_norm_backward_bf16_cpu(uint16_t *dx, uint16_t *g_out, float *dgamma, float *dbeta, const uint16_t *dy,
+                                  const uint16_t *y, const uint16_t *x, const float *gamma, const float *beta,
+                                  const float *stats, int64_t N, int64_t C, int64_t HW, bool training, int act,
+                                  bool accumulate);
 void batch_norm_forward_from_stats_cpu(float *y, const float *x, const float *gamma, const float *beta,
                                        const float *stats, int64_t N, int64_t C, int64_t HW);
 
