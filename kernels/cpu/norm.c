@@ -232,69 +232,53 @@ static void bn_channel_stats(float *stats, float *running_mean, float *running_v
     *shift = beta[c] - mean * *scale;
 }
 
+// One block of channels' forward (block b of lane_blocks): their sums in training, their
+// statistics, then y = x scale + shift, in f32 (bf16 0: z NULL, relu false) or on bf16 values
+// (bf16 1: + z when not NULL, then ReLU when relu, rounded as stored).
+static inline __attribute__((always_inline)) void forward_block(void *y, float *stats, float *running_mean,
+                                                                float *running_var, const void *x, const void *z,
+                                                                const float *gamma, const float *beta, int64_t b,
+                                                                int64_t N, int64_t C, int64_t HW, float eps,
+                                                                float momentum, bool training, const int bf16,
+                                                                bool relu) {
+    int64_t c0 = b * SUM_LANES;
+    int lanes = block_lanes(b, C);
+    double sum[SUM_LANES] = {0}, sum_sq[SUM_LANES] = {0};
+    if (training) stat_sums(sum, sum_sq, x, bf16, c0, lanes, N, C, HW);
+    for (int j = 0; j < lanes; j++) {
+        int64_t c = c0 + j;
+        float scale, shift;
+        bn_channel_stats(stats, running_mean, running_var, gamma, beta, c, N, C, HW, eps, momentum, training, sum[j],
+                         sum_sq[j], &scale, &shift);
+        for (int64_t n = 0; n < N; n++) {
+            int64_t at = (n * C + c) * HW;
+            if (!bf16) {
+                float *yf = (float *)y + at;
+                const float *xf = (const float *)x + at;
+                for (int64_t i = 0; i < HW; i++) yf[i] = xf[i] * scale + shift;
+                continue;
+            }
+            uint16_t *yh = (uint16_t *)y + at;
+            const uint16_t *xh = (const uint16_t *)x + at, *zh = z ? (const uint16_t *)z + at : NULL;
+            for (int64_t i = 0; i < HW; i++) {
+                float v = value_at(xh, i, 1) * scale + shift;
+                if (zh) v += value_at(zh, i, 1);
+                if (relu) v = v > 0.0f ? v : 0.0f;
+                yh[i] = cg_bf16_round(v);
+            }
+        }
+    }
+}
+
 void batch_norm_forward_cpu(float *y, float *stats, float *running_mean, float *running_var, const float *x,
                                    const float *gamma, const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
                                    float momentum, bool training) {
     bool threads = N * C * HW >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads)
-    for (int64_t b = 0; b < lane_blocks(C); b++) {
-        int64_t c0 = b * SUM_LANES;
-        int lanes = block_lanes(b, C);
-        double sum[SUM_LANES] = {0}, sum_sq[SUM_LANES] = {0};
-        if (training) stat_sums(sum, sum_sq, x, false, c0, lanes, N, C, HW);
-        for (int j = 0; j < lanes; j++) {
-            int64_t c = c0 + j;
-            float scale, shift;
-            bn_channel_stats(stats, running_mean, running_var, gamma, beta, c, N, C, HW, eps, momentum, training,
-                             sum[j], sum_sq[j], &scale, &shift);
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t i = 0; i < HW; i++) y[(n * C + c) * HW + i] = x[(n * C + c) * HW + i] * scale + shift;
-        }
-    }
+    for (int64_t b = 0; b < lane_blocks(C); b++)
+        forward_block(y, stats, running_mean, running_var, x, NULL, gamma, beta, b, N, C, HW, eps, momentum, training,
+                      0, false);
 }
-
-static void bn_backward_channel(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                const float *gamma, const float *stats, int64_t c, int64_t N, int64_t C, int64_t HW,
-                                bool training, double sum_dy, double sum_dy_xhat) {
-    float mean = stats[c], inv_std = stats[C + c];
-    if (dgamma) dgamma[c] += (float)sum_dy_xhat;
-    if (dbeta) dbeta[c] += (float)sum_dy;
-    if (dx == NULL) return;
-    float m = (float)(N * HW), g = gamma[c] * inv_std;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < HW; i++) {
-            int64_t j = (n * C + c) * HW + i;
-            if (training) { // dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat))
-                float xhat = (x[j] - mean) * inv_std;
-                dx[j] += g * (dy[j] - (float)sum_dy / m - xhat * (float)sum_dy_xhat / m);
-            } else {
-                dx[j] += g * dy[j]; // the statistics are constants in evaluation
-            }
-        }
-}
-
-void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                    const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
-    bool threads = N * C * HW >= CG_OMP_MIN_WORK;
-#pragma omp parallel for if (threads)
-    for (int64_t b = 0; b < lane_blocks(C); b++) {
-        int64_t c0 = b * SUM_LANES;
-        int lanes = block_lanes(b, C);
-        double sum_dy[SUM_LANES], sum_dy_xhat[SUM_LANES];
-        grad_sums(sum_dy, sum_dy_xhat, dy, x, NULL, stats, NULL, NULL, false, GRAD_DY, c0, lanes, N, C, HW);
-        for (int j = 0; j < lanes; j++)
-            bn_backward_channel(dx, dgamma, dbeta, dy, x, gamma, stats, c0 + j, N, C, HW, training, sum_dy[j],
-                                sum_dy_xhat[j]);
-    }
-}
-
-// ---- bf16, without f32 copies ------------------------------------------------------------------
-// The f32 kernels on widened copies (kernels/cpu/amp.c's emulated path) made a pass to widen each
-// input, one to round each output, and for ReLU and the residual add passes of their own. Here
-// each value is widened as it is read (exact) and rounded as it is stored, the arithmetic the same
-// expressions in the same order as those kernels: the same bits (tests/test_bf16_cpu.c compares
-// them). Two passes forward (the sums; the normalisation, with the add and ReLU), two backward
-// (the sums; dx).
 
 // A thread's buffer of n floats, kept between calls (threads.h).
 static float *row_buffer(int64_t n) {
@@ -302,90 +286,121 @@ static float *row_buffer(int64_t n) {
     return cg_thread_floats_aligned(&buffer, n > 0 ? n : 1);
 }
 
-void batch_norm_forward_bf16_cpu(uint16_t *y, float *stats, float *running_mean, float *running_var,
-                                 const uint16_t *x, const uint16_t *z, const float *gamma, const float *beta,
-                                 int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training, bool relu) {
-    bool threads = N * C * HW >= CG_OMP_MIN_WORK;
-#pragma omp parallel for if (threads)
-    for (int64_t b = 0; b < lane_blocks(C); b++) {
-        int64_t c0 = b * SUM_LANES;
-        int lanes = block_lanes(b, C);
-        double sum[SUM_LANES] = {0}, sum_sq[SUM_LANES] = {0};
-        if (training) stat_sums(sum, sum_sq, x, true, c0, lanes, N, C, HW);
-        for (int j = 0; j < lanes; j++) {
-            int64_t c = c0 + j;
-            float scale, shift;
-            bn_channel_stats(stats, running_mean, running_var, gamma, beta, c, N, C, HW, eps, momentum, training,
-                             sum[j], sum_sq[j], &scale, &shift);
-            for (int64_t n = 0; n < N; n++) {
-                int64_t at = (n * C + c) * HW;
+// One block of channels' backward (block b of lane_blocks): the sums of g (grad_sums' modes),
+// dgamma and dbeta added to, g written to g_out when not NULL, then dx = its old value (or 0 when
+// !accumulate) + gamma inv_std (g - mean(g) - xhat mean(g xhat)) in training, + gamma inv_std g in
+// evaluation (the statistics are constants there). f32 (bf16 0: mode GRAD_DY, dx added to) or bf16
+// (bf16 1: each value widened as read, dx rounded as stored). One plane's g in f32 at a time in a
+// row buffer, then its dx: plain loops, which the compiler vectorises.
+static inline __attribute__((always_inline)) void backward_block(void *dx, uint16_t *g_out, float *dgamma,
+                                                                 float *dbeta, const void *dy, const void *y,
+                                                                 const void *x, const float *gamma, const float *beta,
+                                                                 const float *stats, int64_t b, int64_t N, int64_t C,
+                                                                 int64_t HW, bool training, const int bf16,
+                                                                 const int mode, bool accumulate) {
+    int64_t c0 = b * SUM_LANES;
+    int lanes = block_lanes(b, C);
+    double sum_dy[SUM_LANES], sum_dy_xhat[SUM_LANES];
+    float scale[SUM_LANES] = {0}, shift[SUM_LANES] = {0};
+    for (int j = 0; mode == GRAD_RELU_BN && j < lanes; j++) { // as batch_norm_forward_from_stats_cpu
+        scale[j] = gamma[c0 + j] * stats[C + c0 + j];
+        shift[j] = beta[c0 + j] - stats[c0 + j] * scale[j];
+    }
+    grad_sums(sum_dy, sum_dy_xhat, dy, x, y, stats, scale, shift, bf16, mode, c0, lanes, N, C, HW);
+    for (int j = 0; j < lanes; j++) {
+        int64_t c = c0 + j;
+        float mean = stats[c], inv_std = stats[C + c];
+        if (dgamma) dgamma[c] += (float)sum_dy_xhat[j];
+        if (dbeta) dbeta[c] += (float)sum_dy[j];
+        if (dx == NULL && g_out == NULL) continue;
+        float m = (float)(N * HW), gs = gamma[c] * inv_std;
+        float *row = bf16 ? row_buffer(HW) : NULL;
+        for (int64_t n = 0; n < N; n++) {
+            int64_t at = (n * C + c) * HW;
+            const float *g = bf16 ? row : (const float *)dy + at;
+            if (bf16) {
+                const uint16_t *dyh = (const uint16_t *)dy + at, *xh = (const uint16_t *)x + at;
+                if (mode == GRAD_DY)
+                    for (int64_t i = 0; i < HW; i++) row[i] = grad_at(dyh, xh, NULL, i, 0.0f, 0.0f, 1, GRAD_DY);
+                else if (mode == GRAD_RELU_Y)
+                    for (int64_t i = 0; i < HW; i++)
+                        row[i] = grad_at(dyh, xh, (const uint16_t *)y + at, i, 0.0f, 0.0f, 1, GRAD_RELU_Y);
+                else
+                    for (int64_t i = 0; i < HW; i++) row[i] = grad_at(dyh, xh, NULL, i, scale[j], shift[j], 1, GRAD_RELU_BN);
+            }
+            if (g_out)
+                for (int64_t i = 0; i < HW; i++) g_out[at + i] = cg_bf16_round(g[i]);
+            if (dx == NULL) continue;
+            const void *xp = (const char *)x + at * (bf16 ? 2 : 4);
+            void *dp = (char *)dx + at * (bf16 ? 2 : 4);
+            if (training) { // dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat))
+                float sd = (float)sum_dy[j], sdx = (float)sum_dy_xhat[j];
                 for (int64_t i = 0; i < HW; i++) {
-                    float v = value_at(x + at, i, 1) * scale + shift;
-                    if (z) v += value_at(z + at, i, 1);
-                    if (relu) v = v > 0.0f ? v : 0.0f;
-                    y[at + i] = cg_bf16_round(v);
+                    float d = !bf16 ? ((float *)dp)[i] : accumulate ? value_at(dp, i, 1) : 0.0f;
+                    float xhat = (value_at(xp, i, bf16) - mean) * inv_std;
+                    d += gs * (g[i] - sd / m - xhat * sdx / m);
+                    if (bf16)
+                        ((uint16_t *)dp)[i] = cg_bf16_round(d);
+                    else
+                        ((float *)dp)[i] = d;
+                }
+            } else {
+                for (int64_t i = 0; i < HW; i++) {
+                    float d = !bf16 ? ((float *)dp)[i] : accumulate ? value_at(dp, i, 1) : 0.0f;
+                    d += gs * g[i];
+                    if (bf16)
+                        ((uint16_t *)dp)[i] = cg_bf16_round(d);
+                    else
+                        ((float *)dp)[i] = d;
                 }
             }
         }
     }
 }
 
+void batch_norm_backward_cpu(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                    const float *gamma, const float *stats, int64_t N, int64_t C, int64_t HW, bool training) {
+    bool threads = N * C * HW >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads)
+    for (int64_t b = 0; b < lane_blocks(C); b++)
+        backward_block(dx, NULL, dgamma, dbeta, dy, NULL, x, gamma, NULL, stats, b, N, C, HW, training, 0, GRAD_DY,
+                       true);
+}
+
+// ---- bf16, without f32 copies ------------------------------------------------------------------
+// The f32 kernels on widened copies (kernels/cpu/amp.c's emulated path) made a pass to widen each
+// input, one to round each output, and for ReLU and the residual add passes of their own. Here
+// each value is widened as it is read (exact) and rounded as it is stored, the arithmetic the same
+// expressions in the same order as those kernels: the same bits (tests/test_bf16_norm.c compares
+// them). Two passes forward (the sums; the normalisation, with the add and ReLU), two backward
+// (the sums; dx).
+
+void batch_norm_forward_bf16_cpu(uint16_t *y, float *stats, float *running_mean, float *running_var,
+                                 const uint16_t *x, const uint16_t *z, const float *gamma, const float *beta,
+                                 int64_t N, int64_t C, int64_t HW, float eps, float momentum, bool training, bool relu) {
+    bool threads = N * C * HW >= CG_OMP_MIN_WORK;
+#pragma omp parallel for if (threads)
+    for (int64_t b = 0; b < lane_blocks(C); b++)
+        forward_block(y, stats, running_mean, running_var, x, z, gamma, beta, b, N, C, HW, eps, momentum, training, 1,
+                      relu);
+}
+
 void batch_norm_backward_bf16_cpu(uint16_t *dx, uint16_t *g_out, float *dgamma, float *dbeta, const uint16_t *dy,
                                   const uint16_t *y, const uint16_t *x, const float *gamma, const float *beta,
                                   const float *stats, int64_t N, int64_t C, int64_t HW, bool training, int act,
                                   bool accumulate) {
-    int mode = act == 1 ? GRAD_RELU_BN : act == 2 ? GRAD_RELU_Y : GRAD_DY;
     bool threads = N * C * HW >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads)
     for (int64_t b = 0; b < lane_blocks(C); b++) {
-        int64_t c0 = b * SUM_LANES;
-        int lanes = block_lanes(b, C);
-        double sum_dy[SUM_LANES], sum_dy_xhat[SUM_LANES];
-        float scale[SUM_LANES] = {0}, shift[SUM_LANES] = {0};
-        for (int j = 0; mode == GRAD_RELU_BN && j < lanes; j++) { // as batch_norm_forward_from_stats_cpu
-            scale[j] = gamma[c0 + j] * stats[C + c0 + j];
-            shift[j] = beta[c0 + j] - stats[c0 + j] * scale[j];
-        }
-        grad_sums(sum_dy, sum_dy_xhat, dy, x, y, stats, scale, shift, true, mode, c0, lanes, N, C, HW);
-        for (int j = 0; j < lanes; j++) {
-            int64_t c = c0 + j;
-            float mean = stats[c], inv_std = stats[C + c];
-            if (dgamma) dgamma[c] += (float)sum_dy_xhat[j];
-            if (dbeta) dbeta[c] += (float)sum_dy[j];
-            if (dx == NULL && g_out == NULL) continue;
-            float m = (float)(N * HW), gs = gamma[c] * inv_std;
-            float *g = row_buffer(HW); // one plane's g in f32, then its dx: plain loops, vectorised
-            for (int64_t n = 0; n < N; n++) {
-                int64_t at = (n * C + c) * HW;
-                if (mode == GRAD_DY)
-                    for (int64_t i = 0; i < HW; i++) g[i] = grad_at(dy + at, x + at, NULL, i, 0.0f, 0.0f, 1, GRAD_DY);
-                else if (mode == GRAD_RELU_Y)
-                    for (int64_t i = 0; i < HW; i++) g[i] = grad_at(dy + at, x + at, y + at, i, 0.0f, 0.0f, 1, GRAD_RELU_Y);
-                else
-                    for (int64_t i = 0; i < HW; i++)
-                        g[i] = grad_at(dy + at, x + at, NULL, i, scale[j], shift[j], 1, GRAD_RELU_BN);
-                if (g_out)
-                    for (int64_t i = 0; i < HW; i++) g_out[at + i] = cg_bf16_round(g[i]);
-                if (dx == NULL) continue;
-                uint16_t *d16 = dx + at;
-                const uint16_t *x16 = x + at;
-                if (training) { // as bn_backward_channel, from dx's old value or 0
-                    float sd = (float)sum_dy[j], sdx = (float)sum_dy_xhat[j];
-                    for (int64_t i = 0; i < HW; i++) {
-                        float d = accumulate ? value_at(d16, i, 1) : 0.0f;
-                        float xhat = (value_at(x16, i, 1) - mean) * inv_std;
-                        d += gs * (g[i] - sd / m - xhat * sdx / m);
-                        d16[i] = cg_bf16_round(d);
-                    }
-                } else {
-                    for (int64_t i = 0; i < HW; i++) {
-                        float d = accumulate ? value_at(d16, i, 1) : 0.0f;
-                        d += gs * g[i];
-                        d16[i] = cg_bf16_round(d);
-                    }
-                }
-            }
-        }
+        if (act == 1)
+            backward_block(dx, g_out, dgamma, dbeta, dy, y, x, gamma, beta, stats, b, N, C, HW, training, 1,
+                           GRAD_RELU_BN, accumulate);
+        else if (act == 2)
+            backward_block(dx, g_out, dgamma, dbeta, dy, y, x, gamma, beta, stats, b, N, C, HW, training, 1,
+                           GRAD_RELU_Y, accumulate);
+        else
+            backward_block(dx, g_out, dgamma, dbeta, dy, y, x, gamma, beta, stats, b, N, C, HW, training, 1, GRAD_DY,
+                           accumulate);
     }
 }
 
