@@ -74,10 +74,11 @@ bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x
                            int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     int64_t crs = C * R * S, pq = P * Q;
     // "Same" convolutions of stride 1 pack each image's columns straight from the image
-    // (bf16_same.c), where im2col and packing of the whole group cost more than the wider product
-    // saved (bench_cpu_peak, one thread, AMD EPYC Zen 5: CIFAR's layer4 forward 291 -> 239
-    // GFLOP/s, layer3 403 -> 351). An image whose positions are whole blocks of 16 columns is
-    // then a run of whole blocks of the group's packed B, one after the other.
+    // (bf16_same.c), an image whose positions are whole blocks of 16 columns being a run of whole
+    // blocks of the group's packed B. Through im2col and a packing of the whole group instead,
+    // the wider product lost more than it gained (bench_cpu_peak, one thread, AMD EPYC Zen 5:
+    // CIFAR's layer4 forward 291 -> 239 GFLOP/s, layer3 403 -> 351); packed from the images,
+    // 422 and 456.
     bool same = stride == 1 && P == H && Q == W;
     if (path == CG_BF16_EMULATED || !cg_bf16_small_takes(C, K, R, S, P, Q)) return false;
 #ifdef CG_CPU_MATRIX_KERNELS
