@@ -354,9 +354,9 @@ typedef struct cg_kernels {
     // x + z), z (the shortcut) of x's dtype, shape and layout, the sum kept in f32 and y rounded once.
     // Otherwise as batch_norm_act_forward. Its backward is ReLU's (relu_backward, from y) then
     // batch norm's (batch_norm_backward / _h), or in 16 bits this row where it exists (the CPU's
-    // and the GPU's): g = dy where y > 0, +0 elsewhere (y the op's output, g of x's dtype, written, the
-    // gradient of both the batch norm's output and z), then batch_norm_backward_h's dx (+=, or
-    // written when !accumulate), dgamma and dbeta from g; the same values as the two rows.
+    // and the GPU's): g = dy where y > 0, +0 elsewhere (y the op's output, g of x's dtype,
+    // written, the gradient of both the batch norm's output and z), then batch_norm_backward_h's
+    // dx (+=, or written when !accumulate), dgamma and dbeta from g; the same values as the two rows.
     void (*batch_norm_add_relu_forward)(cg_dtype dtype, void *y, float *stats, float *running_mean,
                                         float *running_var, const void *x, const void *z, const float *gamma,
                                         const float *beta, int64_t N, int64_t C, int64_t HW, float eps,

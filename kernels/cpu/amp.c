@@ -290,6 +290,8 @@ static void relu_backward_h_cpu(cg_dtype dtype, void *dx, const void *dy, const 
 // ---- batch norm and GELU -------------------------------------------------------------------------
 // The f32 kernels on widened copies; a gradient is widened with its old value, so that the f32
 // kernel's dx += ... and the rounding make dx = round(dx + gradient), as the GPU's kernels do.
+// Batch norm on bf16 NCHW tensors (with ReLU, and the block's end) goes to norm.c's kernels
+// instead, which widen as they read and round as they store: the same bits in two passes each way.
 
 static void batch_norm_forward_h_cpu(cg_dtype dtype, void *y, float *stats, float *running_mean, float *running_var,
                                      const void *x, const float *gamma, const float *beta, int64_t N, int64_t C,

@@ -2,8 +2,9 @@
 // bf16, and the fused conv + ReLU + pooling block of conv_pool_h.c) on the CPU's bf16 hardware,
 // AMX tiles or AVX512-BF16 (bf16_gemm.c), called by amp.c and conv_pool_h.c when cg_cpu_bf16() is
 // not the emulated path. The products (gemm_h, linear_forward_h) are bf16_products.c; "same"
-// convolutions pack their operands and sum col2im without im2col in bf16_same.c; one-channel 3 x 3
-// ones (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead,
+// convolutions pack their operands and sum col2im without im2col in bf16_same.c; small planes
+// with many weights (ResNet-18's layer3 and layer4) go to bf16_small.c first; one-channel 3 x 3
+// convolutions (the tutorial's first layer) take their forward sums from bf16_direct.c's FMAs instead,
 // the fused block's whole forward too. The fused block's dW comes from each pooling window's
 // maximum where conv_direct_dw.c's window kernel is built (AVX-512 at compile time): one input
 // channel on AMX and AVX512-BF16, whole vectors of them on AVX512-BF16; else, on AVX512-BF16, a
