@@ -214,6 +214,20 @@ bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, c
     int64_t channels = part_channels(R, S), parts = (C + channels - 1) / channels, ldc = round16(per_group * pq);
     // Every group's dy (K, L) packed as the product's B, one after the other (read by every part).
     uint16_t *dyp = buffer(0, groups * group_size * (int64_t)sizeof(uint16_t));
+    // "Same" convolutions of stride 1 fold their columns back in registers (bf16_same.c's
+    // cg_bf16_col2im_same: from dx's old value, rounded once), without the f32 planes below.
+    uint16_t *masks = NULL;
+    int64_t *shifts = NULL;
+#ifdef CG_CPU_MATRIX_KERNELS
+    if (stride == 1 && P == H && Q == W) {
+        uint64_t *valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
+        cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
+        masks = cg_xmalloc((size_t)(R * S * ((hw + 15) / 16) * 2) * sizeof *masks);
+        shifts = cg_xmalloc((size_t)(R * S) * sizeof *shifts);
+        cg_bf16_col2im_masks(masks, shifts, valid, H, W, R, S, pad);
+        free(valid);
+    }
+#endif
     bool threads = N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel if (threads)
     {
@@ -237,6 +251,13 @@ bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, c
                 cg_bf16_gemm_packed(dcol, ldc, wtp, dyp + g * group_size, rows, L, K, path); // dcol = W^T dy_g
                 for (int64_t j = 0; j < count; j++) {
                     uint16_t *dxn = dx + ((n0 + j) * C + c0) * hw;
+#ifdef CG_CPU_MATRIX_KERNELS
+                    if (masks) {
+                        if (!accumulate) memset(dxn, 0, (size_t)((c1 - c0) * hw) * sizeof *dxn);
+                        cg_bf16_col2im_same(dxn, dcol + j * pq, ldc, masks, shifts, c1 - c0, H, W, R, S);
+                        continue;
+                    }
+#endif
                     for (int64_t i = 0; i < (c1 - c0) * hw; i++) planes[i] = accumulate ? cg_bf16_widen(dxn[i]) : 0.0f;
                     conv_col2im_image_cpu(planes, dcol + j * pq, ldc, c1 - c0, H, W, R, S, stride, pad, P, Q);
                     for (int64_t i = 0; i < (c1 - c0) * hw; i++) dxn[i] = cg_bf16_round(planes[i]);
@@ -244,5 +265,7 @@ bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, c
             }
         }
     }
+    free(masks);
+    free(shifts);
     return true;
 }
