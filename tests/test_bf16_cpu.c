@@ -186,6 +186,7 @@ static void test_conv(cg_cpu_bf16_path path) {
         {4, 256, 8, 8, 128, 3, 3, 2, 1, "stride 2 to 4x4, 256 -> 128 (bf16_small.c)"},
         {2, 200, 5, 5, 96, 3, 3, 1, 1, "5x5, 200 -> 96 (bf16_small.c: a last part of 8 channels)"},
         {3, 256, 8, 8, 512, 1, 1, 2, 0, "1x1 stride 2, 256 -> 512 (bf16_small.c: parts of 144 and 112)"},
+        {2, 64, 6, 6, 96, 5, 5, 1, 2, "same 5x5 on 6x6, 64 -> 96 (bf16_small.c: parts of 125 rows)"},
     };
     setenv("CGRAD_CPU_WINOGRAD", "0", 1); // the dense tiles here; Winograd's: test_bf16_winograd.c
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

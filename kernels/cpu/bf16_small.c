@@ -144,10 +144,12 @@ bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, c
     // threads before the parts start, read by all of them (the calling thread's buffer).
     uint16_t *dyt = buffer(0, spans * span_size * (int64_t)sizeof(uint16_t));
     // "Same" convolutions of stride 1: a part's columns packed straight from the images
-    // (bf16_same.c's cg_bf16_pack_a_same), without im2col's copy in between.
+    // (bf16_same.c's cg_bf16_pack_a_same), without im2col's copy in between, where every part
+    // starts on a block of 16 rows, as that packing asks (3 x 3 and 1 x 1 kernels: parts of 144
+    // rows; a 5 x 5 kernel's parts of 125 rows take im2col).
     uint64_t *valid = NULL;
 #ifdef CG_CPU_MATRIX_KERNELS
-    if (stride == 1 && P == H && Q == W) {
+    if (stride == 1 && P == H && Q == W && channels * rs % 16 == 0) {
         valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
         cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
     }
