@@ -69,6 +69,33 @@ bool cg_bf16_small_takes(int64_t C, int64_t K, int64_t R, int64_t S, int64_t P, 
 // Input channels per part: about PART_ROWS rows, at least one channel.
 static int64_t part_channels(int64_t R, int64_t S) { return PART_ROWS / (R * S) > 1 ? PART_ROWS / (R * S) : 1; }
 
+#ifdef CG_CPU_MATRIX_KERNELS
+// The "same" convolution's bitsets of valid positions (bf16_same.h), malloc'd.
+static uint64_t *same_valid(int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad) {
+    uint64_t *valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
+    cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
+    return valid;
+}
+#endif
+
+// Inside a parallel region, shared out to its threads: for each group of `per` images (the last
+// one shorter), their dy side by side, (K, L), packed as a product's B at dst + g size, dy^T
+// (B (L, K): dW's) when transposed, else dy itself (B (K, L): dx's).
+static void pack_dy_groups(uint16_t *dst, int64_t size, const uint16_t *dy, int64_t per, int64_t N, int64_t K,
+                           int64_t P, int64_t Q, bool transposed) {
+    int64_t groups = (N + per - 1) / per;
+#pragma omp for schedule(dynamic)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t n0 = g * per, count = N - n0 < per ? N - n0 : per, L = count * P * Q;
+        uint16_t *dyg = buffer(1, K * L * (int64_t)sizeof(uint16_t));
+        cg_bf16_fill_dyg(dyg, dy, NULL, NULL, NULL, n0, count, K, P, Q);
+        if (transposed)
+            cg_bf16_pack_b(dst + g * size, dyg, 1, L, L, K);
+        else
+            cg_bf16_pack_b(dst + g * size, dyg, L, 1, K, L);
+    }
+}
+
 bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x, const uint16_t *w,
                            const uint16_t *bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                            int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
@@ -83,10 +110,9 @@ bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x
     if (path == CG_BF16_EMULATED || !cg_bf16_small_takes(C, K, R, S, P, Q)) return false;
 #ifdef CG_CPU_MATRIX_KERNELS
     uint64_t *valid = NULL;
-    if (same && pq % 16 == 0) {
-        valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
-        cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
-    } else if (same)
+    if (same && pq % 16 == 0)
+        valid = same_valid(H, W, R, S, pad);
+    else if (same)
         return false;
 #else
     if (same) return false;
@@ -149,21 +175,12 @@ bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, c
     // rows; a 5 x 5 kernel's parts of 125 rows take im2col).
     uint64_t *valid = NULL;
 #ifdef CG_CPU_MATRIX_KERNELS
-    if (stride == 1 && P == H && Q == W && channels * rs % 16 == 0) {
-        valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
-        cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
-    }
+    if (stride == 1 && P == H && Q == W && channels * rs % 16 == 0) valid = same_valid(H, W, R, S, pad);
 #endif
     bool threads = N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel if (threads)
     {
-#pragma omp for schedule(dynamic)
-        for (int64_t s = 0; s < spans; s++) {
-            int64_t n0 = s * per_span, count = N - n0 < per_span ? N - n0 : per_span, L = count * pq;
-            uint16_t *dyg = buffer(1, K * L * (int64_t)sizeof(uint16_t)); // (K, L): the span's images side by side
-            cg_bf16_fill_dyg(dyg, dy, NULL, NULL, NULL, n0, count, K, P, Q);
-            cg_bf16_pack_b(dyt + s * span_size, dyg, 1, L, L, K); // B (L, K) = dy_g^T
-        }
+        pack_dy_groups(dyt, span_size, dy, per_span, N, K, P, Q, true);
 #pragma omp for schedule(dynamic)
         for (int64_t p = 0; p < parts; p++) {
             int64_t c0 = p * channels, c1 = c0 + channels < C ? c0 + channels : C, rows = (c1 - c0) * rs;
@@ -222,8 +239,7 @@ bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, c
     int64_t *shifts = NULL;
 #ifdef CG_CPU_MATRIX_KERNELS
     if (stride == 1 && P == H && Q == W) {
-        uint64_t *valid = cg_xmalloc((size_t)(R * S * cg_bf16_same_valid_words(H, W)) * sizeof *valid);
-        cg_bf16_same_valid_positions(valid, H, W, R, S, pad);
+        uint64_t *valid = same_valid(H, W, R, S, pad);
         masks = cg_xmalloc((size_t)(R * S * ((hw + 15) / 16) * 2) * sizeof *masks);
         shifts = cg_xmalloc((size_t)(R * S) * sizeof *shifts);
         cg_bf16_col2im_masks(masks, shifts, valid, H, W, R, S, pad);
@@ -233,13 +249,7 @@ bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, c
     bool threads = N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel if (threads)
     {
-#pragma omp for schedule(dynamic)
-        for (int64_t g = 0; g < groups; g++) {
-            int64_t n0 = g * per_group, count = N - n0 < per_group ? N - n0 : per_group, L = count * pq;
-            uint16_t *dyg = buffer(1, K * L * (int64_t)sizeof(uint16_t));
-            cg_bf16_fill_dyg(dyg, dy, NULL, NULL, NULL, n0, count, K, P, Q);
-            cg_bf16_pack_b(dyp + g * group_size, dyg, L, 1, K, L); // B (K, L) = dy_g
-        }
+        pack_dy_groups(dyp, group_size, dy, per_group, N, K, P, Q, false);
 #pragma omp for schedule(dynamic)
         for (int64_t p = 0; p < parts; p++) {
             int64_t c0 = p * channels, c1 = c0 + channels < C ? c0 + channels : C, rows = (c1 - c0) * rs;
