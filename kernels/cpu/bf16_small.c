@@ -8,23 +8,24 @@
 // layer4, streaming the packed W (4.7 MB) from memory once per image. For dW, each group's product
 // dW^T (C*R*S, K) = col dy^T sums over the group's 4 P Q positions only (64 on CIFAR's layer4)
 // and writes the whole of dW^T in f32 (9.4 MB for layer4), which is then added to the running
-// sums: per group, 128 multiply-adds an element against 12 bytes through memory. For dx it
+// sums: per group, 64 multiply-adds an element against 16 bytes through memory. For dx it
 // multiplies W^T (C*R*S, K) by one image's dy at a time (16 columns on CIFAR's layer4), streaming
-// the packed W^T (4.7 MB) from memory once per image. So CIFAR's layer4 backward ran at 158
-// GFLOP/s, 30 % of vdpbf16ps's peak (bench_cpu_peak, one thread, AMD EPYC Zen 5).
+// the packed W^T (4.7 MB) from memory once per image. So CIFAR's layer4 backward ran at 134
+// GFLOP/s, a quarter of vdpbf16ps's peak (bench_cpu_peak, one thread, AMD EPYC Zen 5).
 //
-// The forward here takes groups of images side by side, about GROUP_COLUMNS positions, one product
-// each (strided convolutions only: see cg_bf16_small_forward): the same sums, so the same bits, as
-// one image at a time (a column's sum does not depend on the columns beside it). For the backward, as the f32 path's conv_dw.c and conv_dx.c do, the
-// threads split the input channels:
-// each part is disjoint rows of dW^T and planes of dx, so no slices, and the same sums on any
-// number of threads.
+// The forward here takes groups of images side by side, about GROUP_COLUMNS positions, one
+// product each ("same" convolutions pack each image's columns straight from the image: see
+// cg_bf16_small_forward): the same sums, so the same bits, as one image at a time (a column's sum
+// does not depend on the columns beside it). For the backward, as the f32 path's conv_dw.c and
+// conv_dx.c do, the threads split the input channels: each part is disjoint rows of dW^T and
+// planes of dx, so no slices, and the same sums on any number of threads.
 // - dW: a part's columns (its rows of col) over a span of images, SPAN_POSITIONS positions at
 //   most, times the span's dy^T (packed once, read by every part); the spans' products added in
 //   order in f32, then to dW's old value, rounded once.
 // - dx: a part's rows of W^T (packed by its thread, kept in the cache) times each group's dy
-//   (packed once, about GROUP_COLUMNS positions), folded into the part's planes of dx (col2im)
-//   in f32 and added to dx's old value (or not: `accumulate`), rounded once.
+//   (packed once, about GROUP_COLUMNS positions), folded into the part's planes of dx (col2im;
+//   in registers for "same" convolutions, bf16_same.c) from dx's old value (or 0: `accumulate`),
+//   rounded once.
 // Products of bf16 values are exact in f32 and the sums are f32 (autocast's rule); they run in
 // another order than the general path's, so not its bits (tests/test_bf16_cpu.c holds both to
 // its tolerance and checks these against themselves on 1 and 2 threads).
