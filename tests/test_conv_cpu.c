@@ -673,6 +673,12 @@ int main(void) {
         {2, 6, 9, 11, 8, 3, 1, 2, "3x3, padding 2 (not same: col2im by rows)"},
         {9, 100, 7, 7, 300, 3, 1, 1, "7x7, 9 images, K 300: dx by channels, 8 + 1"},
         {5, 700, 14, 14, 20, 1, 2, 0, "1x1 stride 2, 700 channels: dx by channels"},
+        {5, 40, 10, 10, 20, 3, 2, 1, "stride 2, 10x10, 360 steps: phases, forward by blocks of K"},
+        {3, 8, 12, 40, 16, 3, 2, 1, "stride 2, 12x40: phases of 6x20 (two vectors a row)"},
+        {6, 16, 8, 8, 24, 1, 2, 0, "1x1 stride 2, 8x8 (dx: even lanes)"},
+        {3, 20, 9, 11, 16, 1, 2, 0, "1x1 stride 2, odd 9x11 (dx: even lanes)"},
+        {1, 64, 64, 64, 16, 3, 2, 1, "stride 2, 64x64: phases by blocks of rows"},
+        {4, 128, 16, 16, 256, 3, 2, 1, "CIFAR layer3.0, 128 -> 256, 16x16 stride 2 (phases)"},
         {3, 200, 5, 6, 70, 3, 1, 1, "5x6, 200 channels: dx by channels, last part 8"},
         {2, 40, 21, 21, 16, 3, 1, 1, "21x21 (441 positions): dx by channels, 1 image"},
     };
