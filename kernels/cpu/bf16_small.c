@@ -121,6 +121,7 @@ bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x
     int64_t per_group = GROUP_COLUMNS / pq > 1 ? GROUP_COLUMNS / pq : 1;
     int64_t threads_n = cg_get_num_threads(), per_thread = (N + threads_n - 1) / threads_n;
     per_group = per_group < per_thread ? per_group : per_thread; // a group for each thread at least
+    per_group = cg_even_group(N, per_group);                     // of even sizes (cpu.h)
     int64_t groups = (N + per_group - 1) / per_group, ldo = round16(per_group * pq);
     uint16_t *wp = buffer(0, cg_bf16_packed_size(K, crs) * (int64_t)sizeof(uint16_t)); // read by every group
     cg_bf16_pack_a(wp, w, crs, 1, K, crs);
@@ -228,8 +229,7 @@ bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, c
     if (path == CG_BF16_EMULATED || !cg_bf16_small_takes(C, K, R, S, P, Q) ||
         conv2d_winograd_bf16_takes(path, C, H, W, K, R, S, stride, pad, P, Q))
         return false;
-    int64_t per_group = GROUP_COLUMNS / pq > 1 ? GROUP_COLUMNS / pq : 1;
-    per_group = per_group < N ? per_group : N;
+    int64_t per_group = cg_even_group(N, GROUP_COLUMNS / pq);
     int64_t groups = (N + per_group - 1) / per_group, group_size = cg_bf16_packed_size(per_group * pq, K);
     int64_t channels = part_channels(R, S), parts = (C + channels - 1) / channels, ldc = round16(per_group * pq);
     // Every group's dy (K, L) packed as the product's B, one after the other (read by every part).

@@ -126,7 +126,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
     // summed in another order, only arises with one position: those keep GROUP): the same bits.
     int64_t per_thread = (N + cg_get_num_threads() - 1) / cg_get_num_threads(), fgroup = FORWARD_COLUMNS / pq;
     fgroup = fgroup < per_thread ? fgroup : per_thread;
-    fgroup = fgroup > GROUP && pq > 1 ? fgroup : GROUP;
+    fgroup = fgroup > GROUP && pq > 1 ? cg_even_group(N, fgroup) : GROUP; // (groups of even sizes: cpu.h)
     groups = (N + fgroup - 1) / fgroup;
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)

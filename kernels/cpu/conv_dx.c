@@ -57,8 +57,7 @@ bool conv2d_dx_by_channels_cpu(float *dx, const float *dy, const float *w, int64
     // One position a plane would make the general path's product a matrix-vector product, whose
     // sums are not taken in blocks of K: those keep it, as do products that fit the cache.
     if (pq < 2 || crs < 2 || crs * general_ld <= DCOL_FLOATS_MIN) return false;
-    int64_t per_group = GROUP_COLUMNS / pq > 1 ? GROUP_COLUMNS / pq : 1;
-    per_group = per_group < N ? per_group : N;
+    int64_t per_group = cg_even_group(N, GROUP_COLUMNS / pq);
     int64_t groups = (N + per_group - 1) / per_group;
     int64_t ld = (per_group * pq + 15) / 16 * 16; // columns rounded up to whole vectors (zeros past the positions)
     int64_t channels = PART_ROWS / rs > 1 ? PART_ROWS / rs : 1, parts = (C + channels - 1) / channels;

@@ -14,6 +14,18 @@
 // goes on taking them until the other arrives.
 #define CG_DYNAMIC_PIECE (1 << 14)
 
+// Images per group where a batch of N is taken in groups of at most `most` images: as few groups,
+// of sizes as even as can be (32 images in groups of at most 25 are 16 + 16, not 25 + 7). Groups of
+// small planes side by side make one product's columns (conv.c, conv_dx.c, bf16_small.c): a small
+// last group is a narrow product, a half-used panel of columns at its end (CIFAR's layer4.0,
+// batch 32: 112 positions, 3.5 panels), at a fraction of the GEMM's speed.
+static inline int64_t cg_even_group(int64_t N, int64_t most) {
+    most = most < N ? most : N;
+    most = most > 1 ? most : 1;
+    int64_t groups = (N + most - 1) / most;
+    return (N + groups - 1) / groups;
+}
+
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               const float *B, float beta, float *C);
 // gemm_cpu always on the engine's own register-tiled loops, never OpenBLAS: for callers whose B
