@@ -249,8 +249,13 @@ bool conv2d_stem_dw_cpu(float *dw, float *db, const float *dy, const float *x, i
                 for (int64_t f = h0; f < h1;) { // the part of the part in image n0 + f / pq
                     int64_t j = f / pq, i0 = f % pq, i1 = i0 + (h1 - f) < pq ? i0 + (h1 - f) : pq;
                     transpose_dy(dyt + (f - h0) * 64, dy + (n0 + j) * K * pq, K, pq, i0, i1);
-                    for (int64_t i = i0; i < i1; i++)
-                        at[f - h0 + i - i0] = (n0 + j) * C * Hp * Wp + i / Q * stride * Wp + i % Q * stride;
+                    // each position's corner, its row and column stepped along (a division per
+                    // position, i / Q and i % Q, took about 5 % of CIFAR's stem backward)
+                    int64_t *to = at + (f - h0), image = (n0 + j) * C * Hp * Wp, p = i0 / Q, q = i0 % Q;
+                    for (int64_t i = i0; i < i1; i++) {
+                        *to++ = image + p * stride * Wp + q * stride;
+                        if (++q == Q) q = 0, p++;
+                    }
                     f += i1 - i0;
                 }
                 const float *next = NULL; // where the next part starts in dy, and its floats in that image
