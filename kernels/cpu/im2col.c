@@ -101,11 +101,11 @@ static void copy_strided(float *out, const float *in, int64_t n, int64_t stride)
 // shift, which span_shifted and col2im_shifted below copy with whole vectors where the general
 // path copied every other float, an output row at a time (Q = 4 to 16 floats on CIFAR's planes:
 // 15 to 25 % of those layers' forward and weight gradient).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 static bool phases_stride2(int64_t H, int64_t W, int64_t stride, int64_t P, int64_t Q) {
     return stride == 2 && H == 2 * P && W == 2 * Q;
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 // The shortcut's rows (r, s) at most this many (a 7 x 7 kernel), for the arrays of span_shifted
 // and col2im_shifted.
 #define SAME_RS_MAX 49
@@ -125,7 +125,7 @@ static inline __mmask16 lanes(int64_t lo, int64_t hi) {
 // Row (r, s) of the columns as a shift of one plane of P x Q (the shortcuts above): the plane
 // (0 for a stride-1 "same" convolution, the phase 2a + b for stride 2), the flat shift, and the
 // output columns [q0, q1) whose source column lies inside the plane (outside them the flat shift
-// wraps around to the neighbouring row). Returns the floats of each channel's plane(s) in x.
+// wraps around to the neighbouring row).
 typedef struct {
     int64_t phase, shift, q0, q1;
 } shifted_row;
