@@ -36,6 +36,7 @@ AIRBENCH_DIR="$ROOT/.whl/airbench-0.1.8"
 PYTHON=${PYTHON:-python3}
 EXTRA=()
 KEEP_DIR=""
+TUNING=warm-up
 
 usage() {
     cat <<EOF
@@ -53,6 +54,9 @@ and the time ratio cgrad / airbench.
                    cgrad's time to airbench94's accuracy, lesson 08)
   --precision P    cgrad's --precision: fp32 (default), bf16 or fp16 (airbench94 trains in fp16)
   --limit N, --limit-test N, --threads N   passed to cgrad (smoke tests on the CPU)
+  --tuning WHEN    warm-up (default): cgrad's timed runs take the cuDNN engines its untimed warm-up
+                   run timed (CGRAD_CUDNN_CACHE), as airbench94's runs take the ones its warmup94()
+                   timed (cudnn.benchmark); each: every timed run times its own engines
   --keep DIR       keep the outputs of every run in DIR (default: a temporary folder, removed)
   --help           this text
 Environment: PYTHON (default python3), the interpreter with torch and torchvision for airbench.
@@ -68,12 +72,14 @@ while [ $# -gt 0 ]; do
     --airbench) AIRBENCH_DIR=${2:?--airbench needs a value}; shift 2 ;;
     --epochs|--limit|--limit-test|--threads|--precision) EXTRA+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     --keep) KEEP_DIR=${2:?--keep needs a value}; shift 2 ;;
+    --tuning) TUNING=${2:?--tuning needs a value}; shift 2 ;;
     --help|-h) usage; exit 0 ;;
     *) echo "cifar.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 case "$RUNS" in ''|*[!0-9]*|0) echo "cifar.sh: --runs: '$RUNS' is not a positive whole number" >&2; exit 2 ;; esac
 case "$DEVICE" in cpu|cuda|cuda:[0-9]*) ;; *) echo "cifar.sh: --device: '$DEVICE' is not cpu, cuda or cuda:N" >&2; exit 2 ;; esac
+case "$TUNING" in warm-up|each) ;; *) echo "cifar.sh: --tuning: '$TUNING' is not warm-up or each" >&2; exit 2 ;; esac
 CNN="$BUILD_DIR/cnn"
 [ -x "$CNN" ] || { echo "cifar.sh: $CNN is missing: build cgrad first (cmake --build build)" >&2; exit 2; }
 [ -f "$DATA/data_batch_1.bin" ] || { echo "cifar.sh: --data $DATA: no CIFAR-10 binary files there" >&2; exit 2; }
@@ -95,14 +101,22 @@ else
     trap 'rm -rf "$WORK"' EXIT
 fi
 
-echo "cifar.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), device $DEVICE, $RUNS run(s) each, data $DATA"
+echo "cifar.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), device $DEVICE, $RUNS run(s) each, data $DATA, cuDNN tuning: $TUNING"
 [ "$DEVICE" != cpu ] && command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | sed 's/^/GPU: /'
 
 # ---- cgrad ----------------------------------------------------------------------------------------
 # On a GPU, one short untimed run first, as airbench.warmup94() is for airbench: the first process on
 # a fresh machine reads cuDNN's libraries (over a gigabyte) from disk and wakes the GPU inside its
 # first timed epoch (an H100 on 2026-12-06: 2.313 s of training, against 1.880-1.885 s for the three
-# runs after it). Each timed run is still a new process that tunes its own cuDNN plans.
+# runs after it). With --tuning warm-up it also writes the cuDNN engines it timed for each
+# convolution to a file (CGRAD_CUDNN_CACHE) that the timed runs read, as airbench94's timed runs use
+# the engines its warmup94() timed (PyTorch's cudnn.benchmark keeps them in the process): the timing
+# took about half a second of each run's first epoch (an H100, 2026-12-07: 0.62-0.64 s against
+# 0.14 s for the epochs after it). With --tuning each, every timed run times its own.
+if [ "$TUNING" = warm-up ] && [ "$DEVICE" != cpu ]; then
+    export CGRAD_CUDNN_CACHE="$WORK/cudnn_engines.txt"
+    rm -f "$CGRAD_CUDNN_CACHE"
+fi
 if [ "$DEVICE" != cpu ]; then
     if ! "$CNN" --model fast --dataset cifar10 --data "$DATA" --device "$DEVICE" --recipe airbench94 --quiet \
         "${EXTRA[@]}" --epochs 1 --limit 2048 --limit-test 100 > "$WORK/cgrad_warmup.txt" 2>&1; then

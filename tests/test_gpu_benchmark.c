@@ -5,8 +5,10 @@
 //                             precision), the "GPU part skipped" line, --help, refused flags.
 //   test_gpu_benchmark cuda   the GPU path on small sizes: every matmul format and every
 //                             convolution measured (or skipped with a reason where the GPU or
-//                             build cannot), errors within each format's precision. Exit 77
-//                             (skipped) without a GPU.
+//                             build cannot), errors within each format's precision; then
+//                             CGRAD_CUDNN_CACHE: engines timed and written, read back without
+//                             timing, a bad file ignored and replaced. Exit 77 (skipped) without
+//                             a GPU.
 // Figures are not judged: a slow machine passes. Only exit statuses, output shape and accuracy.
 #define _POSIX_C_SOURCE 200809L
 #include "core/device.h"
@@ -223,6 +225,51 @@ static void test_gpu(void) {
         fail(args, "no 'after empty_cache' memory line with a total, a peak, and nothing cached beyond what is in use");
 }
 
+// CGRAD_CUDNN_CACHE (kernels/cuda/cudnn_conv.c): a first run times cuDNN's engines and writes its
+// choices to the file; a second run of the same problems times none and takes every engine from
+// it, with results as accurate; a file that does not parse is ignored (the engines are timed
+// again) and replaced by one that does. CGRAD_CUDNN_LOG=1 shows which happened, on stderr.
+static void test_cudnn_cache(void) {
+    const char *args = "--device cuda --no-cpu --n 256 --reps 1 --iters 2 --batch 2 --conv-dtypes fp16 --json";
+    char cache[512], text[8192];
+    snprintf(cache, sizeof cache, "%s/cudnn_engines.txt", run_dir);
+    setenv("CGRAD_CUDNN_CACHE", cache, 1);
+    setenv("CGRAD_CUDNN_LOG", "1", 1);
+    for (int pass = 0; pass < 3; pass++) {
+        // pass 0: no file; 1: the file pass 0 wrote; 2: a file that does not parse
+        if (pass == 0) remove(cache);
+        if (pass == 2) {
+            FILE *f = fopen(cache, "w");
+            if (f) fputs("not a problem\nnor\tthis one\n\t12 x\n", f), fclose(f);
+        }
+        const run_result *r = run(args);
+        const char *name = pass == 0 ? "CGRAD_CUDNN_CACHE, no file yet" : pass == 1 ? "CGRAD_CUDNN_CACHE, the file written"
+                                                                                   : "CGRAD_CUDNN_CACHE, a file that does not parse";
+        if (r->exit_code != 0) {
+            fail(name, "exit status %d, stderr \"%s\"", r->exit_code, r->err);
+            continue;
+        }
+        bool timed = strstr(r->err, " us\n") != NULL, cached = strstr(r->err, "(CGRAD_CUDNN_CACHE)") != NULL;
+        if (pass == 1 && (timed || !cached))
+            fail(name, "engines timed again (%s) or none taken from the file (%s):\n%s", timed ? "yes" : "no",
+                 cached ? "some" : "none", r->err);
+        if (pass != 1 && !timed) fail(name, "no engine timed, with no file to take them from:\n%s", r->err);
+        parse_lines(name, run_output.out);
+        const cJSON *check = find("workload", "conv", "dtype", "fp16", "method", "cudnn-tuned", "mode", "check", NULL);
+        double error = check ? num(check, "max_error") : -1.0;
+        if (!(error >= 0 && error <= 1e-2)) fail(name, "fp16 conv check: max_error %g, at most 1e-2 expected", error);
+        read_text(cache, text, sizeof text);
+        int lines = 0;
+        for (const char *s = text; (s = strchr(s, '\t')) != NULL; s++) lines++;
+        if (lines < 2 || strstr(text, "not a problem") != NULL)
+            fail(name, "the file holds %d problems, or still its bad lines:\n%s", lines, text);
+        printf("  %s: %s, %d problems in the file, conv error %.1e\n", name,
+               timed ? "engines timed" : "every engine from the file", lines, error);
+    }
+    unsetenv("CGRAD_CUDNN_CACHE");
+    unsetenv("CGRAD_CUDNN_LOG");
+}
+
 int main(int argc, char **argv) {
     bool gpu = argc > 1 && strcmp(argv[1], "cuda") == 0;
     const char *dir = getenv("CGRAD_BIN_DIR");
@@ -248,6 +295,7 @@ int main(int argc, char **argv) {
     }
     if (gpu) {
         test_gpu();
+        test_cudnn_cache();
     } else {
         test_cpu_table();
         test_cpu_json();

@@ -1,7 +1,8 @@
 // cudnn_conv.c: convolutions through cuDNN's graph API (the backend descriptors of cuDNN 9;
 // cuDNN 9.19 marks the legacy cudnnConvolutionForward family deprecated). One execution plan
 // per (direction, shape), chosen on first use by timing the candidate engines on the real
-// problem (cg_cudnn_conv_tune, as PyTorch's cudnn.benchmark), then cached; workspace from the
+// problem (cg_cudnn_conv_tune, as PyTorch's cudnn.benchmark), then cached (for the process, and
+// with CGRAD_CUDNN_CACHE=PATH the choices in a file for the next processes); workspace from the
 // caching allocator. Training uses FP32 engines only, none that rounds to TF32 on Tensor Cores
 // (NVIDIA's "numerical note TENSOR_CORE"), so results stay FP32 as on the CPU. The benchmark
 // (kernels/cuda/bench.cu) also builds plans here for F16 and BF16 data and the NHWC layout.
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/cuda/plugin.h"
 #include "kernels/cuda/cudnn_conv.h"
@@ -377,6 +379,98 @@ void cg_cudnn_conv2d_backward_filter(float *dw, const float *x, const float *dy,
 
 int cg_cudnn_version(void) { return (int)cudnnGetVersion(); }
 
+// ---- the tuning's choices on disk ----------------------------------------------------------------
+
+// CGRAD_CUDNN_CACHE=PATH in the environment: each problem's choice is written to PATH, and a later
+// process that meets the same problem on the same GPU and cuDNN builds the plan it names instead
+// of timing the candidates again (the timing is most of a short run's first epoch: the fast
+// network's 20 problems, 16 engines each, took about half a second of its 2 s on an H100).
+// PyTorch's cudnn.benchmark keeps its choices for the life of the process, which is why airbench94
+// runs warmup94() before its timed runs; bench/cifar.sh gives cgrad's timed runs the choices of
+// its untimed warm-up run this way. One line per problem: the problem's text (its sizes, format,
+// direction, the GPU, cuDNN's version), a tab, the candidate's position in the heuristics' list
+// and cuDNN's global index of its engine. The file is rewritten whole and renamed into place, so
+// that a crash leaves the old file or the new one; a line that does not parse, or names a
+// candidate whose engine is not the one written, is ignored (the problem is timed again).
+#define CACHE_LINES 256
+#define CACHE_KEY 512
+typedef struct {
+    char key[CACHE_KEY];
+    int64_t candidate, engine;
+} cache_line;
+static cache_line cache[CACHE_LINES];
+static int cache_count = -1; // -1: not read yet
+
+static const char *cache_path(void) {
+    const char *path = getenv("CGRAD_CUDNN_CACHE");
+    return path != NULL && path[0] != '\0' ? path : NULL;
+}
+
+static void cache_read(void) {
+    if (cache_count >= 0) return;
+    cache_count = 0;
+    FILE *f = cache_path() ? fopen(cache_path(), "r") : NULL;
+    if (f == NULL) return;
+    char line[CACHE_KEY + 64];
+    while (cache_count < CACHE_LINES && fgets(line, sizeof line, f)) {
+        char *tab = strchr(line, '\t');
+        long long candidate, engine;
+        if (tab == NULL || tab - line >= CACHE_KEY || sscanf(tab + 1, "%lld %lld", &candidate, &engine) != 2 ||
+            candidate < 0)
+            continue;
+        cache_line *c = &cache[cache_count++];
+        memcpy(c->key, line, (size_t)(tab - line));
+        c->key[tab - line] = '\0';
+        c->candidate = candidate, c->engine = engine;
+    }
+    fclose(f);
+}
+
+static const cache_line *cache_find(const char *key) {
+    cache_read();
+    for (int i = 0; i < cache_count; i++)
+        if (strcmp(cache[i].key, key) == 0) return &cache[i];
+    return NULL;
+}
+
+static void cache_add(const char *key, int64_t candidate, int64_t engine) {
+    const char *path = cache_path();
+    if (path == NULL || cache_count >= CACHE_LINES || strlen(key) >= CACHE_KEY) return;
+    cache_line *c = &cache[cache_count++];
+    snprintf(c->key, sizeof c->key, "%s", key);
+    c->candidate = candidate, c->engine = engine;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) return;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        fprintf(stderr, "cgrad: CGRAD_CUDNN_CACHE: cannot write %s (the choice is kept for this process only)\n", tmp);
+        return;
+    }
+    for (int i = 0; i < cache_count; i++)
+        fprintf(f, "%s\t%lld %lld\n", cache[i].key, (long long)cache[i].candidate, (long long)cache[i].engine);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "cgrad: CGRAD_CUDNN_CACHE: cannot replace %s\n", path);
+        remove(tmp);
+    }
+}
+
+// The problem as a line of the file: what the heuristics' list depends on.
+static void cache_key(char *key, size_t size, int dir, cudnnDataType_t type, bool nhwc, bool allow_reduced,
+                      const int64_t d[11]) {
+    static char gpu[256];
+    if (gpu[0] == '\0') {
+        int device = 0;
+        struct cudaDeviceProp prop;
+        CG_CUDA_CHECK(cudaGetDevice(&device));
+        CG_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+        snprintf(gpu, sizeof gpu, "%.200s sm_%d%d", prop.name, prop.major, prop.minor);
+    }
+    snprintf(key, size, "dir %d type %d %s reduced %d: %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld; %s; cuDNN %d",
+             dir, (int)type, nhwc ? "NHWC" : "NCHW", (int)allow_reduced, (long long)d[0], (long long)d[1],
+             (long long)d[2], (long long)d[3], (long long)d[4], (long long)d[5], (long long)d[6], (long long)d[7],
+             (long long)d[8], (long long)d[9], (long long)d[10], gpu, (int)cudnnGetVersion());
+}
+
 // ---- tuned plans, for the benchmark --------------------------------------------------------------
 
 // Every candidate the heuristics list (mode A, then the fallback list) that the format allows is
@@ -434,6 +528,29 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
                 (long long)d[3], (long long)d[4], (long long)d[5], (long long)d[6], (long long)d[7], (long long)d[8],
                 (long long)n);
     double started = cg_seconds();
+    // A choice made before (CGRAD_CUDNN_CACHE): its candidate, if it is still the engine written and runs
+    char key[CACHE_KEY];
+    bool from_cache = false;
+    int64_t best_candidate = -1;
+    if (!fixed_order && cache_path()) {
+        cache_key(key, sizeof key, dir, type, nhwc, allow_reduced, d);
+        const cache_line *hit = cache_find(key);
+        int64_t index = -1;
+        bool runtime_compiled = false;
+        unsigned notes = hit && hit->candidate < n ? engine_notes(configs[hit->candidate], &index, &runtime_compiled) : 0;
+        cudnnBackendDescriptor_t plan = hit && index == hit->engine ? make_plan(configs[hit->candidate]) : NULL;
+        int64_t workspace = plan ? plan_workspace(plan) : 0;
+        if (plan && (size_t)workspace <= free_bytes / 2 && execute(plan, workspace, x, w, y) == CUDNN_STATUS_SUCCESS) {
+            best = cg_xcalloc(1, sizeof *best);
+            best->plan = plan;
+            best->workspace = workspace;
+            best_ms = 0.0f, best_index = index, best_notes = notes, best_candidate = hit->candidate;
+            from_cache = true;
+        } else if (plan) {
+            cudaGetLastError(); // a refused launch leaves an error to clear
+            cudnnBackendDestroyDescriptor(plan);
+        }
+    }
     // Pass 0: engines with precompiled kernels; pass 1, only when none ran: the runtime-compiled.
     for (int pass = 0; pass < 2 && best == NULL; pass++) {
         n_seen = 0;
@@ -495,6 +612,7 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
                 best_ms = ms;
                 best_index = index;
                 best_notes = notes;
+                best_candidate = i;
             } else {
                 cudnnBackendDestroyDescriptor(plan);
             }
@@ -507,13 +625,17 @@ cg_cudnn_tuned *cg_cudnn_conv_tune(int dir, cg_dtype dtype, bool nhwc, bool allo
     cudnnBackendDestroyDescriptor(heurs[1]);
     destroy_graph(&g);
     if (log && timed >= MAX_TIMED) fprintf(stderr, "  (no more: %d engines timed)\n", timed);
-    if (log && best) fprintf(stderr, "  kept engine %lld\n", (long long)best_index);
+    if (log && best) fprintf(stderr, "  kept engine %lld%s\n", (long long)best_index, from_cache ? " (CGRAD_CUDNN_CACHE)" : "");
+    if (best && !fixed_order && !from_cache && cache_path()) cache_add(key, best_candidate, best_index);
     if (best == NULL)
         snprintf(about, about_size, "no cuDNN engine runs this %s %s %s convolution (%lld candidates)", dir_names[dir],
                  nhwc ? "NHWC" : "NCHW", type_name, (long long)n);
     else if (fixed_order)
         snprintf(about, about_size, "%s: cuDNN engine %lld%s, the heuristics' first deterministic one", dir_names[dir],
                  (long long)best_index, (best_notes & NOTE(TENSOR_CORE)) ? " (Tensor Cores)" : "");
+    else if (from_cache)
+        snprintf(about, about_size, "%s: cuDNN engine %lld%s, timed by an earlier process (CGRAD_CUDNN_CACHE)",
+                 dir_names[dir], (long long)best_index, (best_notes & NOTE(TENSOR_CORE)) ? " (Tensor Cores)" : "");
     else
         snprintf(about, about_size, "%s: cuDNN engine %lld%s, %.3f ms, fastest of %d timed", dir_names[dir],
                  (long long)best_index, (best_notes & NOTE(TENSOR_CORE)) ? " (Tensor Cores)" : "", best_ms, timed);
