@@ -9,6 +9,7 @@
 # program warmed up first on a GPU (cgrad: one short untimed run; airbench: warmup94()):
 #   cgrad     BUILD/cnn --model fast --dataset cifar10 --data DATA --device DEV --recipe airbench94
 #             --seed S --quiet [--precision P] [--epochs E] [--limit N] [--limit-test N] [--threads T]
+#             [--warmup] (with --warmup on, the default, on a GPU: see below)
 #             its last line: "airbench94: train_seconds T (training steps + whitening init ...),
 #             tta_seconds U, test accuracy with TTA A, process wall W s"
 #   airbench  (--device cuda only) PYTHON with PYTHONPATH=AIRBENCH (the sdist's folder that holds
@@ -36,7 +37,7 @@ AIRBENCH_DIR="$ROOT/.whl/airbench-0.1.8"
 PYTHON=${PYTHON:-python3}
 EXTRA=()
 KEEP_DIR=""
-TUNING=warm-up
+WARMUP=on
 
 usage() {
     cat <<EOF
@@ -54,9 +55,10 @@ and the time ratio cgrad / airbench.
                    cgrad's time to airbench94's accuracy, lesson 08)
   --precision P    cgrad's --precision: fp32 (default), bf16 or fp16 (airbench94 trains in fp16)
   --limit N, --limit-test N, --threads N   passed to cgrad (smoke tests on the CPU)
-  --tuning WHEN    warm-up (default): cgrad's timed runs take the cuDNN engines its untimed warm-up
-                   run timed (CGRAD_CUDNN_CACHE), as airbench94's runs take the ones its warmup94()
-                   timed (cudnn.benchmark); each: every timed run times its own engines
+  --warmup on|off  on (default): each cgrad run warms up before its clock starts, as airbench94's
+                   runs do after its warmup94(): cnn --warmup (one untimed step of a throwaway copy
+                   of the model), with the cuDNN engines timed by the untimed warm-up run
+                   (CGRAD_CUDNN_CACHE); off: neither, each run pays its first step's costs
   --keep DIR       keep the outputs of every run in DIR (default: a temporary folder, removed)
   --help           this text
 Environment: PYTHON (default python3), the interpreter with torch and torchvision for airbench.
@@ -72,14 +74,14 @@ while [ $# -gt 0 ]; do
     --airbench) AIRBENCH_DIR=${2:?--airbench needs a value}; shift 2 ;;
     --epochs|--limit|--limit-test|--threads|--precision) EXTRA+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     --keep) KEEP_DIR=${2:?--keep needs a value}; shift 2 ;;
-    --tuning) TUNING=${2:?--tuning needs a value}; shift 2 ;;
+    --warmup) WARMUP=${2:?--warmup needs a value}; shift 2 ;;
     --help|-h) usage; exit 0 ;;
     *) echo "cifar.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 case "$RUNS" in ''|*[!0-9]*|0) echo "cifar.sh: --runs: '$RUNS' is not a positive whole number" >&2; exit 2 ;; esac
 case "$DEVICE" in cpu|cuda|cuda:[0-9]*) ;; *) echo "cifar.sh: --device: '$DEVICE' is not cpu, cuda or cuda:N" >&2; exit 2 ;; esac
-case "$TUNING" in warm-up|each) ;; *) echo "cifar.sh: --tuning: '$TUNING' is not warm-up or each" >&2; exit 2 ;; esac
+case "$WARMUP" in on|off) ;; *) echo "cifar.sh: --warmup: '$WARMUP' is not on or off" >&2; exit 2 ;; esac
 CNN="$BUILD_DIR/cnn"
 [ -x "$CNN" ] || { echo "cifar.sh: $CNN is missing: build cgrad first (cmake --build build)" >&2; exit 2; }
 [ -f "$DATA/data_batch_1.bin" ] || { echo "cifar.sh: --data $DATA: no CIFAR-10 binary files there" >&2; exit 2; }
@@ -101,21 +103,24 @@ else
     trap 'rm -rf "$WORK"' EXIT
 fi
 
-echo "cifar.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), device $DEVICE, $RUNS run(s) each, data $DATA, cuDNN tuning: $TUNING"
+echo "cifar.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), device $DEVICE, $RUNS run(s) each, data $DATA, warm-up: $WARMUP"
 [ "$DEVICE" != cpu ] && command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | sed 's/^/GPU: /'
 
 # ---- cgrad ----------------------------------------------------------------------------------------
 # On a GPU, one short untimed run first, as airbench.warmup94() is for airbench: the first process on
 # a fresh machine reads cuDNN's libraries (over a gigabyte) from disk and wakes the GPU inside its
 # first timed epoch (an H100 on 2026-12-06: 2.313 s of training, against 1.880-1.885 s for the three
-# runs after it). With --tuning warm-up it also writes the cuDNN engines it timed for each
-# convolution to a file (CGRAD_CUDNN_CACHE) that the timed runs read, as airbench94's timed runs use
-# the engines its warmup94() timed (PyTorch's cudnn.benchmark keeps them in the process): the timing
-# took about half a second of each run's first epoch (an H100, 2026-12-07: 0.62-0.64 s against
-# 0.14 s for the epochs after it). With --tuning each, every timed run times its own.
-if [ "$TUNING" = warm-up ] && [ "$DEVICE" != cpu ]; then
+# runs after it). With --warmup on (the default) it also writes the cuDNN engines it timed for
+# each convolution to a file (CGRAD_CUDNN_CACHE) that the timed runs read, and each timed run
+# starts with cnn --warmup: one untimed step of a throwaway copy of the model, which loads the
+# kernels and starts the libraries before the clock does. airbench94's timed runs come after its
+# warmup94(), which does all of that for PyTorch in its process. Without them, a run's first epoch
+# took 0.62-0.64 s against 0.14-0.15 s for each epoch after it (an H100, 2026-12-07).
+WARM=()
+if [ "$WARMUP" = on ] && [ "$DEVICE" != cpu ]; then
     export CGRAD_CUDNN_CACHE="$WORK/cudnn_engines.txt"
     rm -f "$CGRAD_CUDNN_CACHE"
+    WARM=(--warmup)
 fi
 if [ "$DEVICE" != cpu ]; then
     if ! "$CNN" --model fast --dataset cifar10 --data "$DATA" --device "$DEVICE" --recipe airbench94 --quiet \
@@ -129,7 +134,7 @@ fi
 for ((r = 0; r < RUNS; r++)); do
     out="$WORK/cgrad_run$r.txt"
     if ! "$CNN" --model fast --dataset cifar10 --data "$DATA" --device "$DEVICE" --recipe airbench94 --seed "$r" \
-        --quiet "${EXTRA[@]}" > "$out" 2>&1; then
+        --quiet "${EXTRA[@]}" "${WARM[@]}" > "$out" 2>&1; then
         echo "cifar.sh: cgrad run $r failed:" >&2
         tail -5 "$out" >&2
         exit 1
