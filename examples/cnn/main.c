@@ -291,8 +291,8 @@ static void train_step(trainer *tr, const cg_batch *batch) {
 // and the device waited for. The first step of a process pays once for what every later step
 // finds ready: the GPU's kernels loaded on first launch, the cuBLAS and cuDNN handles, cuDNN's
 // engines timed for each convolution (kept for the process by shape), the caching allocator's
-// blocks. On an H100 that was 0.44 s of the fast network's first epoch (0.59 s against 0.15 s
-// for each epoch after it, the engines' timing already taken from CGRAD_CUDNN_CACHE). airbench94
+// blocks. On an H100 that was about 0.45 s of the fast network's first epoch (0.59 to 0.64 s against
+// 0.15 s for each epoch after it, the engines' timing already taken from CGRAD_CUDNN_CACHE). airbench94
 // times its runs after its warmup94() has done the same for PyTorch in its process; with
 // --warmup, cgrad's clock starts after it too. The model trained, its generators, loader and
 // metrics are not touched, so the run's results are those of a run without it.
