@@ -9,7 +9,7 @@
 # program warmed up first on a GPU (cgrad: one short untimed run; airbench: warmup94()):
 #   cgrad     BUILD/cnn --model fast --dataset cifar10 --data DATA --device DEV --recipe airbench94
 #             --seed S --quiet [--precision P] [--epochs E] [--limit N] [--limit-test N] [--threads T]
-#             [--warmup] (with --warmup on, the default, on a GPU: see below)
+#             [--untimed-step] (with --warmup on, the default, on a GPU: see below)
 #             its last line: "airbench94: train_seconds T (training steps + whitening init ...),
 #             tta_seconds U, test accuracy with TTA A, process wall W s"
 #   airbench  (--device cuda only) PYTHON with PYTHONPATH=AIRBENCH (the sdist's folder that holds
@@ -56,7 +56,7 @@ and the time ratio cgrad / airbench.
   --precision P    cgrad's --precision: fp32 (default), bf16 or fp16 (airbench94 trains in fp16)
   --limit N, --limit-test N, --threads N   passed to cgrad (smoke tests on the CPU)
   --warmup on|off  on (default): each cgrad run warms up before its clock starts, as airbench94's
-                   runs do after its warmup94(): cnn --warmup (one untimed step of a throwaway copy
+                   runs do after its warmup94(): cnn --untimed-step (one untimed step of a throwaway copy
                    of the model), with the cuDNN engines timed by the untimed warm-up run
                    (CGRAD_CUDNN_CACHE); off: neither, each run pays its first step's costs
   --keep DIR       keep the outputs of every run in DIR (default: a temporary folder, removed)
@@ -112,7 +112,7 @@ echo "cifar.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), device $DEVICE, $RUNS run(s) e
 # first timed epoch (an H100 on 2026-12-06: 2.313 s of training, against 1.880-1.885 s for the three
 # runs after it). With --warmup on (the default) it also writes the cuDNN engines it timed for
 # each convolution to a file (CGRAD_CUDNN_CACHE) that the timed runs read, and each timed run
-# starts with cnn --warmup: one untimed step of a throwaway copy of the model, which loads the
+# starts with cnn --untimed-step: one untimed step of a throwaway copy of the model, which loads the
 # kernels and starts the libraries before the clock does. airbench94's timed runs come after its
 # warmup94(), which does all of that for PyTorch in its process. Without them, a run's first epoch
 # took 0.62-0.64 s against 0.14-0.15 s for each epoch after it (an H100, 2026-12-07).
@@ -120,7 +120,7 @@ WARM=()
 if [ "$WARMUP" = on ] && [ "$DEVICE" != cpu ]; then
     export CGRAD_CUDNN_CACHE="$WORK/cudnn_engines.txt"
     rm -f "$CGRAD_CUDNN_CACHE"
-    WARM=(--warmup)
+    WARM=(--untimed-step)
 fi
 if [ "$DEVICE" != cpu ]; then
     if ! "$CNN" --model fast --dataset cifar10 --data "$DATA" --device "$DEVICE" --recipe airbench94 --quiet \

@@ -5,7 +5,7 @@
 // one and two threads (--thread-tuning off) log the same digits; the mlp on two threads, tuned and
 // not, saves the weights of a one-thread run; the tutorial in fp32 and bf16 saves the same weights
 // with and without CGRAD_FRESH_GRADIENTS=0 (first gradients written, or zeroed then added);
-// --summary prints the model alone; --limit-test keeps N test images; --warmup changes no digit
+// --summary prints the model alone; --limit-test keeps N test images; --untimed-step changes no digit
 // of the log; the OpenMP wait policy cnn
 // sets (a short spin where the thread tuner runs, passive without it).
 #define _POSIX_C_SOURCE 200809L
@@ -104,18 +104,18 @@ int main(int argc, char **argv) {
     else
         printf("--threads 1 and --threads 2 logs identical\n");
 
-    // --warmup: a throwaway copy of the model takes one step first; the run trained is untouched, so
+    // --untimed-step: a throwaway copy of the model takes one step first; the run trained is untouched, so
     // its log is the one-thread log above to the last digit.
     char warmed[4096];
-    snprintf(args, sizeof args, "--data '%s' --epochs 2 --batch-size 32 --threads 1 --quiet --warmup --log '%s'",
+    snprintf(args, sizeof args, "--data '%s' --epochs 2 --batch-size 32 --threads 1 --quiet --untimed-step --log '%s'",
              run_dir, log_path);
     r = run(args);
-    if (r->exit_code != 0) fail("cnn --warmup", "exit %d: %s", r->exit_code, r->err);
+    if (r->exit_code != 0) fail("cnn --untimed-step", "exit %d: %s", r->exit_code, r->err);
     log_without_timing(log_path, warmed, sizeof warmed);
     if (strcmp(fused, warmed) != 0)
-        fail("cnn --warmup", "the log differs from the run without it:\nwithout:\n%swith:\n%s", fused, warmed);
+        fail("cnn --untimed-step", "the log differs from the run without it:\nwithout:\n%swith:\n%s", fused, warmed);
     else
-        printf("--warmup: the log of the run without it, identical\n");
+        printf("--untimed-step: the log of the run without it, identical\n");
 
     // Two threads, untuned and tuned (the default on 2 threads: 2 threads or 1 step by step): the
     // weights of a one-thread run, byte for byte, even the mlp's first layer (K = 784), whose

@@ -91,7 +91,7 @@ static void usage(FILE *f) {
             "                     step skipped on inf/NaN), static:S (a fixed scale) or none (default for\n"
             "                     bf16). With --precision the log gets precision,loss_scale,skipped_steps\n"
             "  --no-graph         on a GPU, launch every kernel of every step (no CUDA Graph replay)\n"
-            "  --warmup           before the clock starts, one untimed training step of a throwaway copy of\n"
+            "  --untimed-step     before the clock starts, one untimed training step of a throwaway copy of\n"
             "                     the model on a batch of zeros: the kernels loaded, the libraries started,\n"
             "                     cuDNN's engines timed, the memory cache filled, as airbench94's warmup94()\n"
             "                     does for its timed runs; the model trained is untouched (bench/cifar.sh)\n"
@@ -132,7 +132,7 @@ typedef struct {
     double epochs_fraction; // --epochs as given (a fraction with --recipe airbench94: 9.9 by default)
     bool epochs_given, batch_size_given;
     bool summary, quiet, no_graph, monitor, no_fusion, stream, detect_anomaly, distributed, sync_bn, eval,
-        deterministic, thread_tuning, warmup;
+        deterministic, thread_tuning, untimed_step;
     cg_recipe recipe; // optimizer, schedule, loss, clipping, augmentation, TTA: examples/common/recipe.h
     cg_precision precision;
     bool precision_given, loss_scale_given;
@@ -154,7 +154,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"log", required_argument, 0, 'L'},     {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'R'},    {"quiet", no_argument, 0, 'q'},
         {"no-graph", no_argument, 0, 'G'},      {"monitor", no_argument, 0, 'M'},
-        {"warmup", no_argument, 0, 'w'},
+        {"untimed-step", no_argument, 0, 'w'},
         {"deterministic", no_argument, 0, 'Q'},
         {"no-fusion", no_argument, 0, 'F'},     {"stream", no_argument, 0, 'W'},
         {"precision", required_argument, 0, 'P'}, {"loss-scale", required_argument, 0, 'C'},
@@ -194,7 +194,7 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'A': o->detect_anomaly = o->no_graph = true; break; // its host checks cannot be captured
         case 'q': o->quiet = true; break;
         case 'G': o->no_graph = true; break;
-        case 'w': o->warmup = true; break;
+        case 'w': o->untimed_step = true; break;
         case 'Q': o->deterministic = true; break;
         case 'F': o->no_fusion = true; break;
         case 'W': o->stream = true; break;
@@ -286,7 +286,7 @@ static void train_step(trainer *tr, const cg_batch *batch) {
     cg_tape_clear(tr->tape);
 }
 
-// --warmup: one training step of a throwaway copy of the model (its own parameters, optimizer,
+// --untimed-step: one training step of a throwaway copy of the model (its own parameters, optimizer,
 // loss scale, tape and metrics) on a batch of zeros shaped as the real ones, then everything freed
 // and the device waited for. The first step of a process pays once for what every later step
 // finds ready: the GPU's kernels loaded on first launch, the cuBLAS and cuDNN handles, cuDNN's
@@ -294,7 +294,7 @@ static void train_step(trainer *tr, const cg_batch *batch) {
 // blocks. On an H100 that was about 0.45 s of the fast network's first epoch (0.59 to 0.64 s against
 // 0.15 s for each epoch after it, the engines' timing already taken from CGRAD_CUDNN_CACHE). airbench94
 // times its runs after its warmup94() has done the same for PyTorch in its process; with
-// --warmup, cgrad's clock starts after it too. The model trained, its generators, loader and
+// --untimed-step, cgrad's clock starts after it too. The model trained, its generators, loader and
 // metrics are not touched, so the run's results are those of a run without it.
 static void warm_up(const options *opt, cg_device dev, int64_t C, int64_t H, int64_t W, int classes) {
     cg_params *params = cg_params_new(dev), *buffers = cg_params_new(dev);
@@ -302,7 +302,7 @@ static void warm_up(const options *opt, cg_device dev, int64_t C, int64_t H, int
     cg_module *model = NULL;
     cg_model_options model_options = {.stem_stride = (int)opt->stem_stride};
     cg_status s = cg_model_new_options(opt->model, &model_options, params, buffers, C, H, W, classes, &init, &model);
-    CG_CHECK(s.code == CG_OK, "--warmup: %s", s.message); // the same model was just made once
+    CG_CHECK(s.code == CG_OK, "--untimed-step: %s", s.message); // the same model was just made once
     if (opt->no_fusion) cg_sequential_set_fusion(model, false);
     cg_recipe_run *recipe = cg_recipe_start(&opt->recipe, params, buffers, 1, opt->epochs_fraction);
     cg_tape *tape = cg_tape_new(dev, 64 << 20);
@@ -549,7 +549,7 @@ int main(int argc, char **argv) {
     cg_guard *guard = cg_guard_new("cnn", params, metrics, amp, cg_loader_num_batches(loader), opt.detect_anomaly);
     cg_guard_catch_signals();
 
-    if (opt.warmup) warm_up(&opt, dev, C, H, W, train->num_classes); // untimed (above)
+    if (opt.untimed_step) warm_up(&opt, dev, C, H, W, train->num_classes); // untimed (above)
     // A resumed run's clock goes on from the saved one; its first epoch (two, if it began inside
     // one) runs eagerly before any capture.
     double start = cg_seconds() - at.seconds, train_seconds = 0.0, tta_seconds = 0.0;

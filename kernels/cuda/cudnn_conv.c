@@ -385,7 +385,7 @@ int cg_cudnn_version(void) { return (int)cudnnGetVersion(); }
 // process that meets the same problem on the same GPU and cuDNN builds the plan it names instead
 // of timing the candidates again (the fast network's 15 training problems, 16 engines each: 0.59 to
 // 0.64 s for its first epoch with the file against 0.62 to 0.64 s without, on an H100; the rest of that
-// epoch's half second is the first step's other costs, which cnn --warmup takes out of the clock).
+// epoch's half second is the first step's other costs, which cnn --untimed-step takes out of the clock).
 // PyTorch's cudnn.benchmark keeps its choices for the life of the process, which is why airbench94
 // runs warmup94() before its timed runs; bench/cifar.sh gives cgrad's timed runs the choices of
 // its untimed warm-up run this way. One line per problem: the problem's text (its sizes, format,
