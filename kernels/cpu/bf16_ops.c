@@ -49,33 +49,100 @@ static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 // values apart.
 // "Same" convolutions with stride 1 (P == H, Q == W) take conv.c's shortcut: row (c, r, s) is
 // plane c shifted by (r - pad) W + (s - pad) values, one long copy, then the columns that the
-// flat shift wrapped around to the neighbouring row are zeroed.
+// flat shift wrapped around to the neighbouring row are zeroed. Stride 2 with H = 2P, W = 2Q
+// (ResNet-18's downsampling convolutions) takes it too, through the plane's four phases (im2col.c
+// says how): each channel split once into phase (a, b) = x[c][2i + a][2j + b], P x Q values, then
+// row (c, r, s) is phase ((r - pad) mod 2, (s - pad) mod 2) shifted by dr Q + ds. Value by value,
+// every other value of a row, CIFAR's layer2.0 took 52 us an image (its product about 125 us);
+// through the phases 17 us, layer3.0 32 -> 20 us, the 1 x 1 shortcut 5.3 -> 3.6 us. The same values.
+
+// row (P x Q values) = plane (P x Q) shifted by dr rows and ds columns, zeros where the source
+// falls outside it.
+static void shifted_copy(uint16_t *row, const uint16_t *plane, int64_t P, int64_t Q, int64_t dr, int64_t ds) {
+    int64_t shift = dr * Q + ds, a = shift < 0 ? -shift : 0, b = shift > 0 ? P * Q - shift : P * Q;
+    b = b > a ? b : a;
+    memset(row, 0, (size_t)a * sizeof *row);
+    memcpy(row + a, plane + a + shift, (size_t)(b - a) * sizeof *row);
+    memset(row + b, 0, (size_t)(P * Q - b) * sizeof *row);
+    int64_t q0 = -ds > 0 ? -ds : 0, q1 = Q - ds < Q ? Q - ds : Q; // the columns whose source is in the plane
+    q1 = q1 > q0 ? q1 : q0;
+    if (q0 == 0 && q1 == Q) return;
+    for (int64_t p = 0; p < P; p++) { // the wrapped-around columns
+        for (int64_t q = 0; q < q0; q++) row[p * Q + q] = 0;
+        for (int64_t q = q1; q < Q; q++) row[p * Q + q] = 0;
+    }
+}
+
+// The phases of a plane (H x W, both even) that `wanted` names (bit 2a + b) into out (phase (a, b)
+// at out + (2a + b) P Q): each input row's even and odd values picked by one permutation of two
+// registers, 32 of each at a time (value by value, the split cost more than the copies it saves).
+#ifdef CG_CPU_MATRIX_KERNELS
+static inline __mmask32 first_values(int64_t n) { // the lanes 0 .. n-1 of 32 (none when n <= 0)
+    return n <= 0 ? 0 : n >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << n) - 1);
+}
+
+static VEC_TARGET void split_phases16(uint16_t *out, const uint16_t *plane, int64_t H, int64_t W, unsigned wanted) {
+    uint16_t even_at[32], odd_at[32];
+    for (int i = 0; i < 32; i++) even_at[i] = (uint16_t)(2 * i), odd_at[i] = (uint16_t)(2 * i + 1);
+    const __m512i even = _mm512_loadu_si512(even_at), odd = _mm512_loadu_si512(odd_at);
+    int64_t Q = W / 2, PQ = H / 2 * Q;
+    for (int64_t h = 0; h < H; h++) {
+        unsigned a = (unsigned)(h & 1), e_wanted = wanted >> (2 * a) & 1, o_wanted = wanted >> (2 * a + 1) & 1;
+        if (!e_wanted && !o_wanted) continue;
+        const uint16_t *row = plane + h * W;
+        uint16_t *e = out + 2 * a * PQ + (h >> 1) * Q, *o = e + PQ;
+        for (int64_t j = 0; j < Q; j += 32) {
+            // the 2 (Q - j) values left of the row, at most 64: the second load may read none
+            __m512i lo = _mm512_maskz_loadu_epi16(first_values(2 * (Q - j)), row + 2 * j);
+            __m512i hi = _mm512_maskz_loadu_epi16(first_values(2 * (Q - j) - 32),
+                                                  (const void *)((uintptr_t)(row + 2 * j) + 64));
+            __mmask32 n = first_values(Q - j);
+            if (e_wanted) _mm512_mask_storeu_epi16(e + j, n, _mm512_permutex2var_epi16(lo, even, hi));
+            if (o_wanted) _mm512_mask_storeu_epi16(o + j, n, _mm512_permutex2var_epi16(lo, odd, hi));
+        }
+    }
+}
+#endif
+
 void cg_bf16_im2col(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int64_t H, int64_t W, int64_t R,
                     int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    bool same = stride == 1 && P == H && Q == W;
-    for (int64_t c = 0; c < C; c++)
+    // (phases from rows of 8 outputs up: on 4 x 4 outputs, CIFAR's layer4.0, the copies' calls cost
+    // more than the loop below, 28 against 27 us an image)
+    bool same = stride == 1 && P == H && Q == W, phases = stride == 2 && H == 2 * P && W == 2 * Q && Q >= 8;
+    static _Thread_local cg_thread_buffer phase_buffer;
+    uint16_t *split = phases ? cg_thread_buffer_get(&phase_buffer, H * W * (int64_t)sizeof(uint16_t)) : NULL;
+    unsigned wanted = 0; // the phases the rows (r, s) read
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t s = 0; s < S; s++) wanted |= 1u << (2 * ((r - pad) & 1) + ((s - pad) & 1));
+    for (int64_t c = 0; c < C; c++) {
+        const uint16_t *plane = x + c * H * W;
+        if (phases) { // phase (a, b) at split + (2a + b) P Q
+#ifdef CG_CPU_MATRIX_KERNELS
+            split_phases16(split, plane, H, W, wanted); // (the bf16 hardware paths, AVX-512 BW granted)
+#else
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t w = 0; w < W; w++)
+                    split[(2 * (h & 1) + (w & 1)) * P * Q + (h >> 1) * Q + (w >> 1)] = plane[h * W + w];
+#endif
+        }
         for (int64_t r = 0; r < R; r++)
             for (int64_t s = 0; s < S; s++) {
                 uint16_t *row = col + ((c * R + r) * S + s) * ld;
+                if (same) {
+                    shifted_copy(row, plane, P, Q, r - pad, s - pad);
+                    continue;
+                }
+                if (phases) {
+                    int64_t a = (r - pad) & 1, b = (s - pad) & 1;
+                    shifted_copy(row, split + (2 * a + b) * P * Q, P, Q, (r - pad - a) / 2, (s - pad - b) / 2);
+                    continue;
+                }
                 // The output columns whose input column q*stride - pad + s lies in 0 .. W-1.
                 int64_t q0 = pad - s > 0 ? (pad - s + stride - 1) / stride : 0;
                 int64_t q1 = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / stride + 1 : 0;
                 q0 = q0 < Q ? q0 : Q;
                 q1 = q1 < Q ? q1 : Q;
                 q1 = q1 > q0 ? q1 : q0;
-                if (same) {
-                    int64_t shift = (r - pad) * W + (s - pad), a = shift < 0 ? -shift : 0;
-                    int64_t b = shift > 0 ? H * W - shift : H * W;
-                    b = b > a ? b : a;
-                    memset(row, 0, (size_t)a * sizeof *row);
-                    memcpy(row + a, x + c * H * W + a + shift, (size_t)(b - a) * sizeof *row);
-                    memset(row + b, 0, (size_t)(P * Q - b) * sizeof *row);
-                    for (int64_t p = 0; p < P; p++) { // the wrapped-around columns
-                        for (int64_t q = 0; q < q0; q++) row[p * Q + q] = 0;
-                        for (int64_t q = q1; q < Q; q++) row[p * Q + q] = 0;
-                    }
-                    continue;
-                }
                 for (int64_t p = 0; p < P; p++) {
                     int64_t h = p * stride - pad + r;
                     uint16_t *out = row + p * Q;
@@ -89,6 +156,7 @@ void cg_bf16_im2col(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int
                     for (int64_t q = q1; q < Q; q++) out[q] = 0;
                 }
             }
+    }
 }
 
 
