@@ -14,7 +14,7 @@
 // did not (about 3 % of 1,024,000 f32 sums differ from every simple model of tdpbf16ps), so on AMX
 // these sums are within one bf16 step of the tiles', not always their bits (the same-packing test
 // of tests/test_bf16_cpu.c). The rows land where the tile product put them (channel k's
-// P x Q plane at out + k ld), and bf16_ops.c's epilogue (bias, rounding, ReLU, pooling) reads
+// P x Q plane at out + k ld), and bf16_planes.c's epilogue (bias, rounding, ReLU, pooling) reads
 // them unchanged.
 #include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/bf16_same.h"
@@ -111,7 +111,7 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
 }
 
 // ---- the fused block: sums, bias, rounding, ReLU and pooling in registers ------------------------
-// cg_bf16_direct_sums writes each channel's P x Q plane of f32 sums, and bf16_ops.c's epilogue
+// cg_bf16_direct_sums writes each channel's P x Q plane of f32 sums, and bf16_planes.c's epilogue
 // reads it back to add the bias, round, ReLU and pool: the block ran at half the fp32 block's
 // speed, the epilogue (the plane's trip through the cache, the rounding in integer steps on 16
 // lanes, cross-lane permutations to pair neighbouring columns) taking twice as long as the sums.
@@ -204,7 +204,7 @@ static VEC_TARGET void make_subplanes(float *sub, const uint16_t *x, int64_t H, 
 
 // 32 windows' 4 sums (lo[o]: windows 0 .. 15, hi[o]: 16 .. 31; o = 2 a + b: top left, top right,
 // bottom left, bottom right) to the pooled values y and positions where, the `valid` windows. As
-// bias_relu_pool_avx512 (bf16_ops.c): the bias added in f32, the sum rounded to bf16, ReLU on the
+// bias_relu_pool_avx512 (bf16_planes.c): the bias added in f32, the sum rounded to bf16, ReLU on the
 // sign bit (a bf16 with the sign bit set is a negative 16-bit integer: max with 0 makes it +0),
 // then the first maximum in scan order: a later value wins only if larger.
 static inline __attribute__((always_inline)) VEC_BF16_TARGET void pool_windows(uint16_t *y, uint8_t *where,

@@ -17,7 +17,7 @@ bool cg_bf16_direct_pool_fits(int64_t C, int64_t H, int64_t W, int64_t R, int64_
                               int64_t P, int64_t Q);
 // One image x (H x W bf16) -> y (K, H/2, W/2) bf16 and where (K, H/2, W/2) bytes (each window's
 // first maximum, 0 .. 3 in scan order), with wf the weights from cg_bf16_direct_weights and bias
-// (K bf16, or NULL): the same bits as cg_bf16_direct_sums followed by bf16_ops.c's epilogue.
+// (K bf16, or NULL): the same bits as cg_bf16_direct_sums followed by bf16_planes.c's epilogue.
 // Only where cg_bf16_direct_pool_ready(wf, bias, K) said yes (AVX512-BF16, and the weights and
 // bias in the range that makes its rounding exact: bf16_direct.c), once per call; returns false,
 // having done nothing, when the image is not (the caller then takes the other path).

@@ -20,7 +20,7 @@
 // (tests/test_bf16_cpu.c's fused test compares them with the three separate ops).
 //
 // The pairs of dy_g are made per pooled row, 16 channels at a time: in the pooled planes, 16
-// windows of a channel in a vector (its value, as bf16_ops.c's unpool_plane_avx512 computes it:
+// windows of a channel in a vector (its value, as bf16_unpool.c's unpool_plane_avx512 computes it:
 // round(0 + dy) where y > 0, 0 elsewhere; and its position), then a 16 x 16 transpose puts the
 // 16 channels of a window in a vector, from which the window's two rows of pairs follow. The
 // bias gradient is taken on the way, as unpool_plane_avx512 takes it: the same double lanes (the

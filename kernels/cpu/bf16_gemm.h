@@ -75,6 +75,14 @@ bool cg_bf16_conv2d_relu_pool_backward_hw(uint16_t *dx, uint16_t *dw, uint16_t *
 // Plain C: used by the emulated path too.
 void cg_bf16_relu_pool_plane(uint16_t *y, uint8_t *where, const uint16_t *plane, int64_t P, int64_t Q,
                              float *col_max, int32_t *bottom_won);
+// The fused block's epilogue (AVX-512 builds only, CG_CPU_MATRIX_KERNELS; bf16_planes.c): out, the
+// product's f32 rows of K planes (P x Q, `ldo` floats apart), to y (K, P/2, Q/2) and where: bias
+// added and rounded to bf16, ReLU, each 2x2 window's first maximum; the bits of the rounding
+// followed by cg_bf16_relu_pool_plane. _bf16: the same with AVX512-BF16's rounding instruction.
+void cg_bf16_bias_relu_pool(uint16_t *y, uint8_t *where, const float *out, int64_t ldo, const uint16_t *bias,
+                            int64_t K, int64_t P, int64_t Q);
+void cg_bf16_bias_relu_pool_bf16(uint16_t *y, uint8_t *where, const float *out, int64_t ldo, const uint16_t *bias,
+                                 int64_t K, int64_t P, int64_t Q);
 
 // The fused block's backward, for images n0 .. n0 + count - 1: dy_g (K, L = count P Q, the
 // images side by side) from dy (N, K, P/2, Q/2) pooled, y the pooled output and where its
@@ -85,7 +93,7 @@ void cg_bf16_fill_dyg(uint16_t *dyg, const uint16_t *dy, const uint16_t *y, cons
                       int64_t n0, int64_t count, int64_t K, int64_t P, int64_t Q);
 
 // The columns of one image in bf16: row (c, r, s), column (p, q) = x[c][p stride - pad + r]
-// [q stride - pad + s], 0 outside the image; rows `ld` values apart (bf16_ops.c).
+// [q stride - pad + s], 0 outside the image; rows `ld` values apart (bf16_planes.c).
 void cg_bf16_im2col(uint16_t *col, int64_t ld, const uint16_t *x, int64_t C, int64_t H, int64_t W, int64_t R,
                     int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 

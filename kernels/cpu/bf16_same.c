@@ -11,7 +11,7 @@
 int64_t cg_bf16_same_valid_words(int64_t H, int64_t W) { return H * W / 64 + 3; }
 
 // bits[(r * S + s) * cg_bf16_same_valid_words(H, W) ...]: bit pos set when column row (r, s) at
-// position pos (p * W + q) reads inside the image, as bf16_ops.c's im2col_bf16 decides it.
+// position pos (p * W + q) reads inside the image, as bf16_planes.c's cg_bf16_im2col decides it.
 void cg_bf16_same_valid_positions(uint64_t *bits, int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad) {
     int64_t words = cg_bf16_same_valid_words(H, W);
     memset(bits, 0, (size_t)(R * S * words) * sizeof *bits);
