@@ -139,5 +139,8 @@ static inline float cg_bf16_widen(uint16_t b) {
 // Per-thread scratch buffers for the bf16 kernels (bf16_products.c, bf16_ops.c), kept between
 // calls: slot which (0..7), at least `bytes` bytes; contents undefined.
 void *cg_bf16_scratch(int which, int64_t bytes);
+// n rounded up to a whole number of 16s: the products' row and column counts as the tiles and the
+// packed layouts take them.
+static inline int64_t cg_whole16(int64_t n) { return (n + 15) / 16 * 16; }
 
 #endif

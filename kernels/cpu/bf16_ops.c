@@ -34,8 +34,6 @@
 static uint16_t *scratch16(int which, int64_t n) { return cg_bf16_scratch(which, (n > 0 ? n : 1) * 2); }
 static float *scratch32(int which, int64_t n) { return cg_bf16_scratch(which, (n > 0 ? n : 1) * 4); }
 
-static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
-
 // ---- convolutions -------------------------------------------------------------------------------
 // As conv.c: a few images at a time (GROUP), groups shared out to the threads. Forward, one image
 // at a time: out (K, PQ) = W (K, CRS) col (CRS, PQ). Backward: the group's columns side by side,
@@ -75,12 +73,12 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
 #endif
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
-        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = round16(pq);
+        int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = cg_whole16(pq);
         uint16_t *col = wu ? NULL : scratch16(1, crs * pq);
         uint16_t *colp = wu ? NULL : scratch16(2, cg_bf16_packed_size(pq, crs));
         // Winograd's sums of the whole group at once, image j's K planes at outg + j K PQ (no
         // padding between rows: ldo = PQ); else one image's product at a time, rows ldo apart
-        float *outg = wu ? scratch32(3, count * K * pq) : NULL, *out = wu ? NULL : scratch32(3, round16(K) * ldo);
+        float *outg = wu ? scratch32(3, count * K * pq) : NULL, *out = wu ? NULL : scratch32(3, cg_whole16(K) * ldo);
 #ifdef CG_CPU_MATRIX_KERNELS
         if (wu) {
             conv2d_winograd_bf16_images(outg, x + n0 * C * H * W, C * H * W, H * W, wu, count, C, K, H, W);
@@ -301,8 +299,8 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         uint16_t *dyg = scratch16(1, K * L);
         cg_bf16_fill_dyg(dyg, dy, y, where, bias_sums ? bias_sums + g * K : NULL, n0, count, K, P, Q);
         if (dw) {
-            int64_t ldc = round16(K);
-            float *acc = scratch32(4, round16(crs) * ldc);
+            int64_t ldc = cg_whole16(K);
+            float *acc = scratch32(4, cg_whole16(crs) * ldc);
 #ifdef CG_CPU_MATRIX_KERNELS
             if (valid) { // A packed 16 rows at a time into a block row that stays in the L1 cache
                 // (bf16_same.c), each multiplied at once: the same products, row block by row block
@@ -348,10 +346,10 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         // dx one image at a time: dcol (CRS, PQ) in f32 is the largest thing written, and it
         // should stay in the cache until col2im has read it.
         for (int64_t j = 0; dx && j < count; j++) {
-            int64_t ldc = round16(pq);
+            int64_t ldc = cg_whole16(pq);
             uint16_t *dyp = scratch16(2, cg_bf16_packed_size(pq, K));
             cg_bf16_pack_b(dyp, dyg + j * pq, L, 1, K, pq); // B (K, PQ) = image j's columns of dy_g
-            float *dcol = scratch32(4, round16(crs) * ldc);
+            float *dcol = scratch32(4, cg_whole16(crs) * ldc);
             cg_bf16_gemm_packed(dcol, ldc, Wtp, dyp, crs, pq, K, path);
 #ifdef CG_CPU_MATRIX_KERNELS
             if (c2i_masks) {

@@ -9,8 +9,6 @@
 
 static uint16_t *scratch16(int which, int64_t n) { return cg_bf16_scratch(which, (n > 0 ? n : 1) * 2); }
 static float *scratch32(int which, int64_t n) { return cg_bf16_scratch(which, (n > 0 ? n : 1) * 4); }
-static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
-
 // ---- products --------------------------------------------------------------------------------
 
 // The whole product on the OpenMP threads when it is large, in one parallel region: both
@@ -105,7 +103,7 @@ static void product(uint16_t *C, const uint16_t *A, int64_t ars, int64_t aks, co
     if (pairs < 2 || M * N * K < 64 * CG_OMP_MIN_WORK || cg_get_num_threads() < 2) {
         cg_bf16_pack_a(Ap, A, ars, aks, M, K);
         cg_bf16_pack_b(Bp, B, bks, bns, K, N);
-        float *acc = scratch32(2, round16(M) * 32);
+        float *acc = scratch32(2, cg_whole16(M) * 32);
         for (int64_t p = 0; p < pairs; p++) {
             int64_t n0 = p * 32, n = N - n0 < 32 ? N - n0 : 32;
             pair_product(C, acc, Ap, Bp + p * step, M, N, n0, n, K, e, path);
@@ -124,7 +122,7 @@ static void product(uint16_t *C, const uint16_t *A, int64_t ars, int64_t aks, co
             int64_t n0 = nb * 16, cols = N - n0 < chunk * 16 ? N - n0 : chunk * 16;
             cg_bf16_pack_b(Bp + nb * KC * CG_BF16_BLOCK, B + n0 * bns, bks, bns, K, cols);
         } // the barrier here: every block packed before any product reads it
-        float *acc = scratch32(2, round16(M) * 32); // this thread's
+        float *acc = scratch32(2, cg_whole16(M) * 32); // this thread's
 #pragma omp for schedule(static)
         for (int64_t p = 0; p < pairs; p++) {
             int64_t n0 = p * 32, n = N - n0 < 32 ? N - n0 : 32;

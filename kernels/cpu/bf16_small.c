@@ -55,8 +55,6 @@
 #define SMALL_POSITIONS 256
 #define SMALL_WEIGHTS (128 * 1024)
 
-static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
-
 // This file's buffers, one set per thread (threads.h: each kernel file keeps its own).
 static void *buffer(int which, int64_t bytes) {
     static _Thread_local cg_thread_buffer buffers[6];
@@ -122,7 +120,7 @@ bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x
     int64_t threads_n = cg_get_num_threads(), per_thread = (N + threads_n - 1) / threads_n;
     per_group = per_group < per_thread ? per_group : per_thread; // a group for each thread at least
     per_group = cg_even_group(N, per_group);                     // of even sizes (cpu.h)
-    int64_t groups = (N + per_group - 1) / per_group, ldo = round16(per_group * pq);
+    int64_t groups = (N + per_group - 1) / per_group, ldo = cg_whole16(per_group * pq);
     uint16_t *wp = buffer(0, cg_bf16_packed_size(K, crs) * (int64_t)sizeof(uint16_t)); // read by every group
     cg_bf16_pack_a(wp, w, crs, 1, K, crs);
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
@@ -130,7 +128,7 @@ bool cg_bf16_small_forward(cg_cpu_bf16_path path, uint16_t *y, const uint16_t *x
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * per_group, count = N - n0 < per_group ? N - n0 : per_group, L = count * pq;
         uint16_t *colp = buffer(2, cg_bf16_packed_size(L, crs) * (int64_t)sizeof(uint16_t));
-        float *out = buffer(3, round16(K) * ldo * (int64_t)sizeof(float));
+        float *out = buffer(3, cg_whole16(K) * ldo * (int64_t)sizeof(float));
 #ifdef CG_CPU_MATRIX_KERNELS
         if (valid) // each image's blocks of columns, packed from the image
             for (int64_t j = 0; j < count; j++)
@@ -167,7 +165,7 @@ bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, c
     int64_t per_span = SPAN_POSITIONS / pq > 1 ? SPAN_POSITIONS / pq : 1;
     per_span = per_span < N ? per_span : N;
     int64_t spans = (N + per_span - 1) / per_span, span_size = cg_bf16_packed_size(K, per_span * pq);
-    int64_t channels = part_channels(R, S), parts = (C + channels - 1) / channels, ldc = round16(K);
+    int64_t channels = part_channels(R, S), parts = (C + channels - 1) / channels, ldc = cg_whole16(K);
     // Every span's dy^T (positions, K) packed as the product's B, one after the other: made by the
     // threads before the parts start, read by all of them (the calling thread's buffer).
     uint16_t *dyt = buffer(0, spans * span_size * (int64_t)sizeof(uint16_t));
@@ -186,8 +184,8 @@ bool cg_bf16_small_dw(cg_cpu_bf16_path path, uint16_t *dw, const uint16_t *dy, c
 #pragma omp for schedule(dynamic)
         for (int64_t p = 0; p < parts; p++) {
             int64_t c0 = p * channels, c1 = c0 + channels < C ? c0 + channels : C, rows = (c1 - c0) * rs;
-            float *sum = buffer(2, round16(rows) * ldc * (int64_t)sizeof(float));
-            float *span_sum = buffer(3, round16(rows) * ldc * (int64_t)sizeof(float));
+            float *sum = buffer(2, cg_whole16(rows) * ldc * (int64_t)sizeof(float));
+            float *span_sum = buffer(3, cg_whole16(rows) * ldc * (int64_t)sizeof(float));
             uint16_t *colp = buffer(5, cg_bf16_packed_size(rows, per_span * pq) * (int64_t)sizeof(uint16_t));
             for (int64_t s = 0; s < spans; s++) {
                 int64_t n0 = s * per_span, count = N - n0 < per_span ? N - n0 : per_span, L = count * pq;
@@ -231,7 +229,7 @@ bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, c
         return false;
     int64_t per_group = cg_even_group(N, GROUP_COLUMNS / pq);
     int64_t groups = (N + per_group - 1) / per_group, group_size = cg_bf16_packed_size(per_group * pq, K);
-    int64_t channels = part_channels(R, S), parts = (C + channels - 1) / channels, ldc = round16(per_group * pq);
+    int64_t channels = part_channels(R, S), parts = (C + channels - 1) / channels, ldc = cg_whole16(per_group * pq);
     // Every group's dy (K, L) packed as the product's B, one after the other (read by every part).
     uint16_t *dyp = buffer(0, groups * group_size * (int64_t)sizeof(uint16_t));
     // "Same" convolutions of stride 1 fold their columns back in registers (bf16_same.c's
@@ -257,7 +255,7 @@ bool cg_bf16_small_dx(cg_cpu_bf16_path path, uint16_t *dx, const uint16_t *dy, c
             // the part's rows of W^T: A (i, k) = w[k][c0 R S + i]
             uint16_t *wtp = buffer(2, cg_bf16_packed_size(rows, K) * (int64_t)sizeof(uint16_t));
             cg_bf16_pack_a(wtp, w + c0 * rs, 1, crs, rows, K);
-            float *dcol = buffer(3, round16(rows) * ldc * (int64_t)sizeof(float));
+            float *dcol = buffer(3, cg_whole16(rows) * ldc * (int64_t)sizeof(float));
             float *planes = buffer(4, (c1 - c0) * hw * (int64_t)sizeof(float)); // one image's part of dx, in f32
             for (int64_t g = 0; g < groups; g++) {
                 int64_t n0 = g * per_group, count = N - n0 < per_group ? N - n0 : per_group, L = count * pq;
