@@ -18,7 +18,8 @@
 // output channels; conv_dw.c: dW of at least 512 Ki floats; conv.c: small planes' forward in
 // groups of about 400 positions, their columns a block of K at a time where C*R*S is over one
 // block: kernels/cpu/conv_small.c; the stem's forward with the positions in the lanes for rows of
-// 16 outputs or more: conv_stem_rows.c), on both sides of each one's test; and conv2d_backward's dx
+// 16 outputs or more: conv_stem_rows.c; its dW with the positions in the lanes for stride 1 and
+// rows of whole vectors, in that path's order), on both sides of each one's test; and conv2d_backward's dx
 // against sums in its order (kernels/cpu/im2col.c: col2im of "same" convolutions in registers,
 // whole images or blocks of rows; the general col2im otherwise; kernels/cpu/conv_dx.c: small
 // planes' dx a part of the input channels at a time, all of a group's positions in one product)
@@ -268,6 +269,21 @@ static void window_dw_accuracy(const char *what, const float *got, const double 
 #define REF_KC 256
 #define REF_GROUP 4
 
+static bool stem_path(const shape *c) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    return c->K == 64 && c->C <= 4 && c->C * c->R * c->R <= 160 && c->C * c->R * c->R > 1;
+#else
+    (void)c;
+    return false;
+#endif
+}
+
+// ... and its weight gradient with the positions in the lanes: stride 1, rows of whole vectors.
+static bool stem_lanes_path(const shape *c) {
+    int64_t Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
+    return stem_path(c) && c->stride == 1 && Q % 16 == 0;
+}
+
 static float input_at(const shape *c, const float *x, int64_t n, int64_t e, int64_t pos, int64_t Q) {
     int64_t ch = e / (c->R * c->R), r = e / c->R % c->R, s = e % c->R;
     int64_t h = pos / Q * c->stride - c->pad + r, w = pos % Q * c->stride - c->pad + s;
@@ -291,6 +307,23 @@ static void reference(const shape *c, const float *x, const float *w, const floa
                 y[(n * c->K + k) * pq + i] = out + b[k];
             }
     float *slice = malloc((size_t)crs * sizeof(float));
+    if (stem_lanes_path(c)) { // the stride-1 stem's order: 16 lanes (column q % 16), then the lanes in order
+        for (int64_t k = 0; k < c->K; k++)
+            for (int64_t n0 = 0; n0 < c->N; n0 += REF_GROUP) {
+                for (int64_t e = 0; e < crs; e++) {
+                    float lane[16] = {0};
+                    for (int64_t n = n0; n < c->N && n < n0 + REF_GROUP; n++)
+                        for (int64_t i = 0; i < pq; i++)
+                            lane[i % Q % 16] = fmaf(input_at(c, x, n, e, i, Q), dy[(n * c->K + k) * pq + i], lane[i % Q % 16]);
+                    float sum = lane[0];
+                    for (int l = 1; l < 16; l++) sum += lane[l];
+                    slice[e] = sum;
+                }
+                for (int64_t e = 0; e < crs; e++) dw[k * crs + e] += slice[e];
+            }
+        free(slice);
+        return;
+    }
     for (int64_t k = 0; k < c->K; k++)
         for (int64_t n0 = 0; n0 < c->N; n0 += REF_GROUP) {
             int64_t ld = (c->N - n0 < REF_GROUP ? c->N - n0 : REF_GROUP) * pq;
@@ -361,14 +394,6 @@ static void reference_db(const shape *c, const float *dy, float *db, bool groupe
     }
 }
 
-static bool stem_path(const shape *c) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-    return c->K == 64 && c->C <= 4 && c->C * c->R * c->R <= 160 && c->C * c->R * c->R > 1;
-#else
-    (void)c;
-    return false;
-#endif
-}
 
 // ---- y and dx by Winograd's F(2 x 2, 3 x 3) (kernels/cpu/conv_winograd.c) -------------------------
 // For 3 x 3 "same" convolutions of even sides with at least 16 channels in and out, with AVX-512,
@@ -644,6 +669,9 @@ int main(void) {
         {2, 3, 40, 38, 64, 7, 2, 3, "stem 7x7/2, 64 channels (direct)"},
         {2, 3, 36, 62, 64, 7, 2, 3, "stem 7x7/2, rows of 31 (positions in lanes, masked)"},
         {3, 3, 32, 32, 64, 3, 1, 1, "CIFAR stem 3x3, 32x32 (positions in lanes)"},
+        {5, 3, 16, 32, 64, 3, 1, 1, "stem 3x3, 16x32, 5 images (dW in lanes)"},
+        {2, 1, 16, 16, 64, 5, 1, 2, "1 channel 5x5: 25 steps, dW lane tiles 6 + 1"},
+        {3, 4, 8, 16, 64, 3, 1, 1, "4 channels 3x3: 36 steps (dW in lanes)"},
         {2, 4, 9, 30, 64, 3, 1, 1, "4 channels, rows of 30 (positions in lanes, masked)"},
         {2, 1, 11, 94, 64, 5, 3, 2, "1 channel, 5x5/3, rows of 32 (positions in lanes)"},
         {5, 3, 17, 23, 64, 7, 2, 3, "stem, odd 17x23, 5 images (direct)"},
@@ -678,6 +706,9 @@ int main(void) {
         {6, 16, 8, 8, 24, 1, 2, 0, "1x1 stride 2, 8x8 (dx: even lanes)"},
         {3, 20, 9, 11, 16, 1, 2, 0, "1x1 stride 2, odd 9x11 (dx: even lanes)"},
         {1, 64, 64, 64, 16, 3, 2, 1, "stride 2, 64x64: phases by blocks of rows"},
+        {3, 8, 32, 32, 16, 1, 2, 0, "1x1 stride 2, 32x32: each image's product into y"},
+        {3, 40, 32, 32, 12, 3, 2, 1, "stride 2, 32x32, 360 steps: blocks of K, into y"},
+        {4, 512, 20, 20, 16, 1, 2, 0, "1x1 stride 2, 512 channels: dW spans inside rows"},
         {4, 128, 16, 16, 256, 3, 2, 1, "CIFAR layer3.0, 128 -> 256, 16x16 stride 2 (phases)"},
         {3, 200, 5, 6, 70, 3, 1, 1, "5x6, 200 channels: dx by channels, last part 8"},
         {2, 40, 21, 21, 16, 3, 1, 1, "21x21 (441 positions): dx by channels, 1 image"},

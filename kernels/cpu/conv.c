@@ -127,6 +127,12 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
     int64_t per_thread = (N + cg_get_num_threads() - 1) / cg_get_num_threads(), fgroup = FORWARD_COLUMNS / pq;
     fgroup = fgroup < per_thread ? fgroup : per_thread;
     fgroup = fgroup > GROUP && pq > 1 ? cg_even_group(N, fgroup) : GROUP; // (groups of even sizes: cpu.h)
+    // An image of whole column panels, ROWS_POSITIONS or more (CIFAR's 16 x 16 planes: 8 panels of
+    // 32), is a product of its own, written straight into y, where a group's product went to a
+    // buffer and was copied to NCHW after: the copy took 10 % of the layer2 shortcut's forward (1 x 1:
+    // 64 multiply-adds an output). The same dot products: the same bits.
+    bool straight = pq % CG_GEMM_PANEL == 0 && pq >= ROWS_POSITIONS;
+    if (straight) fgroup = 1;
     groups = (N + fgroup - 1) / fgroup;
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
@@ -136,7 +142,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
         // forward); out has as many columns, the last few unused.
         int64_t n0 = g * fgroup, count = N - n0 < fgroup ? N - n0 : fgroup, used = count * pq;
         int64_t ld = used > 1 ? (used + 15) / 16 * 16 : 1; // (one column: the matrix-vector product, as before)
-        float *out = scratch(1, K * ld);
+        float *out = straight ? y + n0 * K * pq : scratch(1, K * ld);
         // the columns a block of the GEMM's K at a time, kept in the cache (conv_small.c)
         if (!conv2d_small_product_cpu(out, scratch(0, CG_GEMM_KC * ld), x, w, wp, n0, count, ld, C, H, W, K, R, S,
                                       stride, pad, P, Q)) {
@@ -146,6 +152,11 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
             if (ld > used)
                 for (int64_t i = 0; i < crs; i++) memset(col + i * ld + used, 0, (size_t)(ld - used) * sizeof(float));
             gemm_prepacked_cpu(false, w, wp, false, K, ld, crs, 1.0f, col, 0.0f, out);
+        }
+        if (straight) { // already in y: the bias added in place, from the cache
+            for (int64_t k = 0; bias && k < K; k++)
+                for (int64_t i = 0; i < pq; i++) out[k * pq + i] += bias[k];
+            continue;
         }
         for (int64_t j = 0; j < count; j++) // to NCHW, adding the bias
             for (int64_t k = 0; k < K; k++) {
@@ -297,8 +308,32 @@ static void group_dw_spans(float *dw_group, const float *x, const float *dy, int
     }
 }
 
-// Channels whose bias sums run side by side (conv2d_backward_cpu).
-#define BIAS_LANES 8
+// db[k] += the sum of channel k of dy over the batch, in double (a 224 x 224 plane is 50176
+// terms): each channel's terms in BIAS_LANES lanes (lane l adds positions i with i % BIAS_LANES
+// == l, image after image), the lanes then added in order. One sum per channel taken a term at a
+// time (a chain of dependent additions, eight channels side by side) ran at about a term a cycle:
+// 0.24 ms of CIFAR's layer2 shortcut backward (batch 32, a tenth of it); in lanes the compiler's
+// vector additions take 16 terms at a time: 0.06 ms. Another order of the same terms, but a
+// double holds 29 more significant bits than a float: sums of floats of like sizes are exact in
+// it, so the order seldom reaches db's float (test_conv_cpu: the same bits as the ordered sum).
+#define BIAS_LANES 16
+
+static void bias_sums(float *dbias, const float *dy, int64_t N, int64_t K, int64_t pq, bool threads) {
+#pragma omp parallel for if (threads)
+    for (int64_t k = 0; k < K; k++) {
+        double lane[BIAS_LANES] = {0};
+        for (int64_t n = 0; n < N; n++) {
+            const float *plane = dy + (n * K + k) * pq;
+            int64_t i = 0;
+            for (; i + BIAS_LANES <= pq; i += BIAS_LANES)
+                for (int l = 0; l < BIAS_LANES; l++) lane[l] += plane[i + l];
+            for (int l = 0; i < pq; i++, l++) lane[l] += plane[i];
+        }
+        double sum = 0.0;
+        for (int l = 0; l < BIAS_LANES; l++) sum += lane[l];
+        dbias[k] += (float)sum;
+    }
+}
 
 // Per group: dy_g, the group's output gradient laid out as (K, count*PQ), then group_backward.
 void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
@@ -308,35 +343,7 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     // A first layer's dW directly (conv_stem.c), as its forward, and db from the same reads of dy.
     if (dw && conv2d_stem_dw_cpu(dw, dbias, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL, dbias = NULL;
-    if (dbias) {
-        // Each channel's sum over the batch, in double (a 224 x 224 plane is 50176 terms), in
-        // order: one chain of dependent additions per channel. BIAS_LANES channels at a time,
-        // their chains side by side: a lone chain waits the adder's latency (4 cycles) at every
-        // term, and took 17 % of ResNet-18 conv1's backward; eight in flight keep both adders
-        // busy. Each channel's terms are still added one by one in the same order: the same bits.
-        // (The stem, above, now sums its db from the dy it reads for dW instead.)
-        int64_t blocks = (K + BIAS_LANES - 1) / BIAS_LANES;
-#pragma omp parallel for if (threads)
-        for (int64_t b = 0; b < blocks; b++) {
-            int64_t k0 = b * BIAS_LANES;
-            if (K - k0 < BIAS_LANES) { // the last few channels, one by one
-                for (int64_t k = k0; k < K; k++) {
-                    double sum = 0.0;
-                    for (int64_t n = 0; n < N; n++)
-                        for (int64_t i = 0; i < pq; i++) sum += dy[(n * K + k) * pq + i];
-                    dbias[k] += (float)sum;
-                }
-                continue;
-            }
-            double sum[BIAS_LANES] = {0};
-            for (int64_t n = 0; n < N; n++) {
-                const float *plane = dy + (n * K + k0) * pq; // channel k0 + j at plane[j * pq]
-                for (int64_t i = 0; i < pq; i++)
-                    for (int j = 0; j < BIAS_LANES; j++) sum[j] += plane[j * pq + i];
-            }
-            for (int j = 0; j < BIAS_LANES; j++) dbias[k0 + j] += (float)sum[j];
-        }
-    }
+    if (dbias) bias_sums(dbias, dy, N, K, pq, threads);
     // Layers with many weights (layer3 and layer4 of ResNet-18): dW split among the threads by
     // input channels instead of a slice per group (conv_dw.c says why), then dx alone below.
     if (dw && conv2d_dw_by_channels_cpu(dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
@@ -357,7 +364,14 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
         // whose sums are not taken in blocks of K (one output channel or one input element)
         bool spans = dw_group && K > 1 && crs > 1;
         if (spans) group_dw_spans(dw_group, x, dy, n0, count, C, H, W, K, R, S, stride, pad, P, Q);
-        if ((dw_group && !spans) || (dx && !by_rows)) {
+        if (dx && !by_rows && !(dw_group && !spans) && ld % CG_GEMM_PANEL == 0 && K > 1) {
+            // dx alone: the group's dy straight into the GEMM's column panels, as backward_dx_rows
+            float *dcol = scratch(0, crs * ld), *dyp = scratch(1, K * ld);
+            dy_rows_panels(dyp, dy, n0, 0, ld, ld, K, pq);
+            gemm_panels_b_cpu(true, w, wtp, crs, ld, K, 1.0f, dyp, 0.0f, dcol);
+            for (int64_t j = 0; j < count; j++)
+                col2im_image(dx + (n0 + j) * C * H * W, dcol + j * pq, ld, C, H, W, R, S, stride, pad, P, Q);
+        } else if ((dw_group && !spans) || (dx && !by_rows)) {
             float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
             for (int64_t j = 0; j < count; j++)
                 for (int64_t k = 0; k < K; k++) {

@@ -222,6 +222,95 @@ static void bias_block(double *bias, const float *dyt, int64_t n) {
     for (int v = 0; v < 8; v++) _mm512_storeu_pd(bias + 8 * v, acc[v]);
 }
 
+// ---- dW of a stride-1 stem with the positions in the lanes (CIFAR's 3 x 3 on 32 x 32) ----------------
+// With stride 1 a row of 16 outputs reads 16 consecutive inputs for every step (c, r, s), and dy's
+// planes hold 16 consecutive positions of a channel: dW[k][e] is then a sum over vectors of dy
+// (channel k, 16 positions) times vectors of x (step e, the same 16 positions shifted), each lane
+// summing its own positions, both read where they lie. The path above needs dy transposed
+// (positions by channels) and each input value broadcast: CIFAR's stem has 27 steps, so each
+// transposed block of dy served 5 tiles where ImageNet's 147 steps give it 25, and the
+// transposition was about a fifth of the backward (56 % of the peak). A tile here is 4 channels
+// by 6 steps, 24 vectors of sums, 4 loads of dy and 6 of x for 24 FMAs, image by image: a tile's
+// 4 planes of dy (16 KB) and the padded image (14 KB) stay in the first-level cache while the 5
+// tiles of steps read them. The sums (16 lanes for each channel and step, 110 KB) wait in `lanes`
+// from one image to the next. The order of the sums: lane l of dW[k][e] adds the positions whose
+// column q has q % 16 == l, image after image and row after row, by fused multiply-adds from
+// zero; the 16 lanes are then added in order (lane 0 first) into the group's sum, and the groups'
+// sums to dW in group order, as above (test_conv_cpu rebuilds that order). db: each channel's dy
+// in 16 lanes of doubles, added in order per group.
+#define LANE_K 4 // output channels per tile
+
+static inline __attribute__((always_inline)) void lanes_tile(const int steps, float *sums, const float *xn,
+                                                             const float *dyn, const int64_t *off, int64_t e0,
+                                                             int64_t crs, int64_t P, int64_t Q, int64_t Wp,
+                                                             bool first) {
+    __m512 acc[LANE_K][STEPS];
+    for (int k = 0; k < LANE_K; k++) // sums: (k, e) at sums + (k crs + e) 16
+        for (int e = 0; e < steps; e++)
+            acc[k][e] = first ? _mm512_setzero_ps() : _mm512_load_ps(sums + ((k * crs) + e0 + e) * 16);
+    const float *xs[STEPS];
+    for (int e = 0; e < steps; e++) xs[e] = xn + off[e0 + e];
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t q = 0; q < Q; q += 16) {
+            __m512 d[LANE_K];
+            for (int k = 0; k < LANE_K; k++) d[k] = _mm512_loadu_ps(dyn + k * P * Q + p * Q + q);
+            for (int e = 0; e < steps; e++) {
+                __m512 xv = _mm512_loadu_ps(xs[e] + p * Wp + q);
+                // in a register, loaded once for the 4 channels (the compiler otherwise folded the
+                // load into each FMA: 24 loads of x where 6 do, and the loads, not the FMAs, set the pace)
+                __asm__("" : "+v"(xv));
+                for (int k = 0; k < LANE_K; k++) acc[k][e] = _mm512_fmadd_ps(xv, d[k], acc[k][e]);
+            }
+        }
+    for (int k = 0; k < LANE_K; k++)
+        for (int e = 0; e < steps; e++) _mm512_store_ps(sums + ((k * crs) + e0 + e) * 16, acc[k][e]);
+}
+
+static void dw_lanes(float *sums, double *bias, const float *dy, const float *xp, int64_t n0, int64_t count,
+                     int64_t C, int64_t K, int64_t crs, const int64_t *off, int64_t P, int64_t Q, int64_t Hp,
+                     int64_t Wp) {
+    static _Thread_local cg_thread_buffer lane_buffer;
+    float *lanes = cg_thread_floats_aligned(&lane_buffer, K * crs * 16);
+    __m512d db[STEM_K][2];
+    for (int64_t k = 0; k < K; k++) db[k][0] = db[k][1] = _mm512_setzero_pd();
+    for (int64_t n = n0; n < n0 + count; n++) {
+        const float *xn = xp + n * C * Hp * Wp;
+        for (int64_t k0 = 0; k0 < K; k0 += LANE_K) {
+            const float *dyn = dy + (n * K + k0) * P * Q;
+            float *at = lanes + k0 * crs * 16;
+            for (int64_t e0 = 0; e0 < crs; e0 += STEPS) {
+                if (crs - e0 >= STEPS)
+                    lanes_tile(STEPS, at, xn, dyn, off, e0, crs, P, Q, Wp, n == n0);
+                else if (crs - e0 == 3)
+                    lanes_tile(3, at, xn, dyn, off, e0, crs, P, Q, Wp, n == n0);
+                else
+                    for (int64_t e = e0; e < crs; e++) lanes_tile(1, at, xn, dyn, off, e, crs, P, Q, Wp, n == n0);
+            }
+            if (bias) // these 4 planes of dy, just read from the first-level cache (8 chains of sums side by side)
+                for (int64_t i = 0; i < P * Q; i += 16)
+                    for (int k = 0; k < LANE_K; k++) {
+                        __m512 d = _mm512_loadu_ps(dyn + k * P * Q + i);
+                        db[k0 + k][0] = _mm512_add_pd(db[k0 + k][0], _mm512_cvtps_pd(_mm512_castps512_ps256(d)));
+                        db[k0 + k][1] = _mm512_add_pd(db[k0 + k][1], _mm512_cvtps_pd(_mm512_extractf32x8_ps(d, 1)));
+                    }
+        }
+    }
+    for (int64_t k = 0; k < K; k++) // the group's sums, (crs, 64) as dw_block leaves them
+        for (int64_t e = 0; e < crs; e++) {
+            const float *l = lanes + (k * crs + e) * 16;
+            float total = l[0];
+            for (int j = 1; j < 16; j++) total += l[j];
+            sums[e * 64 + k] = total;
+        }
+    if (bias)
+        for (int64_t k = 0; k < K; k++) {
+            double l[16], total = 0.0;
+            _mm512_storeu_pd(l, db[k][0]), _mm512_storeu_pd(l + 8, db[k][1]);
+            for (int j = 0; j < 16; j++) total += l[j];
+            bias[k] = total;
+        }
+}
+
 bool conv2d_stem_dw_cpu(float *dw, float *db, const float *dy, const float *x, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
     if (!stem_shape(C, K, R, S) || C * R * S < 2) return false; // (one step: conv.c's matrix-vector product)
@@ -239,6 +328,10 @@ bool conv2d_stem_dw_cpu(float *dw, float *db, const float *dy, const float *x, i
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *sum = sums + g * crs * 64, *dyt = scratch(1, SUB * 64);
         float *part = scratch(2, (crs + STEPS) * 64); // dw_block's sums between its parts
+        if (stride == 1 && Q % 16 == 0) { // the positions in the lanes (dw_lanes)
+            dw_lanes(sum, bias ? bias + g * 64 : NULL, dy, xp, n0, count, C, K, crs, off, P, Q, Hp, Wp);
+            continue;
+        }
         int64_t at[SUB];
         memset(sum, 0, (size_t)(crs * 64) * sizeof(float));
         if (bias) memset(bias + g * 64, 0, 64 * sizeof(double));

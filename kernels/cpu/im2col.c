@@ -263,6 +263,32 @@ static void span_shifted(float *col, int64_t ld, const float *x, int64_t H, int6
         }
     }
 }
+
+// A 1 x 1 convolution of stride 2 without padding (ResNet-18's downsampling shortcut): row c of
+// the columns is phase (0, 0) of plane c, each input row's even floats picked by one permutation
+// of two registers and stored in the columns directly, where span_shifted split the even rows'
+// two phases into a buffer and then copied one of them: CIFAR's layer2 shortcut (batch 32, one
+// Zen 5 core, alternated) forward 0.75 -> 0.69 ms, weight gradient 0.78 -> 0.73 ms. The same values.
+static void span_1x1_stride2(float *col, int64_t ld, const float *x, int64_t H, int64_t W, int64_t Q, int64_t i0,
+                             int64_t i1, int64_t k0, int64_t k1) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int64_t c = k0; c < k1; c++) {
+        float *row = col + (c - k0) * ld - i0; // position i at row[i]
+        if (c + PREFETCH_CHANNELS < k1) // the input rows of a channel further on (span_shifted says why)
+            for (int64_t i = i0 / Q * 2 * W; i < (i1 + Q - 1) / Q * 2 * W; i += 16)
+                __builtin_prefetch(x + (c + PREFETCH_CHANNELS) * H * W + i);
+        for (int64_t p = i0 / Q; p * Q < i1; p++) {
+            const float *in = x + (c * H + 2 * p) * W;
+            int64_t qa = i0 - p * Q > 0 ? i0 - p * Q : 0, qb = i1 - p * Q < Q ? i1 - p * Q : Q;
+            for (int64_t q = qa; q < qb; q += 16) {
+                int64_t n = qb - q < 16 ? qb - q : 16;
+                __m512 lo = _mm512_maskz_loadu_ps(lanes(0, 2 * n), in + 2 * q);
+                __m512 hi = _mm512_maskz_loadu_ps(lanes(0, 2 * n - 16), float_at(in, 2 * q + 16));
+                _mm512_mask_storeu_ps(row + p * Q + q, lanes(0, n), _mm512_permutex2var_ps(lo, even, hi));
+            }
+        }
+    }
+}
 #endif
 
 // Row (c, r, s) of im2col_span's columns (below), at `row`: the body of im2col_span and im2col_span_rows, inlined
@@ -323,6 +349,10 @@ void im2col_span_rows(float *col, int64_t ld, const float *x, int64_t C, int64_t
     bool same = same_stride1(H, W, stride, P, Q);
     (void)C; // (the rows give the channels)
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if (R == 1 && S == 1 && pad == 0 && phases_stride2(H, W, stride, P, Q) && i1 > i0 && k1 > k0) {
+        span_1x1_stride2(col, ld, x, H, W, Q, i0, i1, k0, k1);
+        return;
+    }
     if ((same || phases_stride2(H, W, stride, P, Q)) && R * S <= SAME_RS_MAX && i1 > i0 && k1 > k0) {
         span_shifted(col, ld, x, H, W, R, S, stride, pad, P, Q, i0, i1, k0, k1);
         return;
