@@ -197,7 +197,8 @@ static void conv_forward(void *p) {
 }
 
 // The backward of a network's layer: dW, db, and dx unless the input is the image (C <= 3). The
-// fused block writes dx, as in training (its tape's first gradient of x: core/tape.h).
+// fp32 rows write dx, as in training where dx is x's first gradient (core/tape.h: most
+// activations have one consumer); the bf16 rows without the fused block add to it.
 static void conv_backward(void *p) {
     conv_ctx *c = p;
     const conv_shape *s = c->s;
@@ -213,7 +214,7 @@ static void conv_backward(void *p) {
                                       s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q, false);
     else
         conv2d_backward_cpu(dx, c->dw, c->db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
-                            s->pad, c->P, c->Q);
+                            s->pad, c->P, c->Q, false);
 }
 
 static void *random_values(int64_t n, bool bf16) {

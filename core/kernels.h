@@ -61,10 +61,11 @@ typedef struct cg_kernels {
                            int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                            int64_t P, int64_t Q);
     // dx (N, C, H, W), dw (K, C, R, S), dbias (K) += the gradients from dy (N, K, P, Q); any of
-    // the three may be NULL.
+    // the three may be NULL. accumulate false: dx is written, not added to (its old contents are
+    // never read: the tape's fresh gradients, core/tape.h), the same bits as adding to zeros.
     void (*conv2d_backward)(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
-                            int64_t stride, int64_t pad, int64_t P, int64_t Q);
+                            int64_t stride, int64_t pad, int64_t P, int64_t Q, bool accumulate);
     // Max pooling, kernel x kernel windows, stride, no padding: y (N, C, P, Q); argmax holds the
     // flat index into x of each window's first maximum. Backward: dx[argmax[i]] += dy[i], i < n.
     void (*max_pool2d_forward)(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,

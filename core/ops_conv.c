@@ -48,7 +48,8 @@ static void conv2d_node_backward(const cg_kernels *k, cg_tape *t, cg_node *n) {
                                       x->channels_last, w->data, w->channels_last,
                                       n->saved[0] ? n->saved[0]->data : NULL, CONV_DIMS(n), !n->grad_fresh[0]);
     else if (n->out->dtype == CG_F32)
-        KERNEL(k, conv2d_backward)((float *)dx, (float *)dw, (float *)db, F(n->out->grad), F(x), F(w), CONV_DIMS(n));
+        KERNEL(k, conv2d_backward)((float *)dx, (float *)dw, (float *)db, F(n->out->grad), F(x), F(w), CONV_DIMS(n),
+                                   !n->grad_fresh[0]);
     else
         KERNEL(k, conv2d_backward_h)(n->out->dtype, dx, dw, db, n->out->grad->data, x->data, w->data, CONV_DIMS(n));
 }
@@ -88,10 +89,11 @@ cg_tensor *cg_conv2d(cg_tape *t, cg_tensor *x, cg_tensor *weight, cg_tensor *bia
     if (dt == CG_F32 || cg_kernels_for(t->device)->conv2d_forward_cl == NULL) x = cg_to_memory_format(t, x, false);
     // Channels-last weights (a GPU's 16-bit copy) only where the channels-last kernels run.
     if (!last && !x->channels_last) weight = cg_to_memory_format(t, weight, false);
-    // The channels-last rows (16 bits) can write a first gradient of x (core/tape.h: fresh gradients).
+    // The f32 rows and the channels-last ones (16 bits) can write a first gradient of x (core/tape.h:
+    // fresh gradients); the 16-bit NCHW row adds.
     cg_node node = {.op = CG_OP_CONV2D, .forward = conv2d_node_forward, .backward = conv2d_node_backward,
                     .n_in = bias ? 3 : 2, .in = {x, weight, bias}, .iattr = {stride, padding, last}, .dtype = dt,
-                    .grad_writable = {dt != CG_F32 && (last || x->channels_last)}};
+                    .grad_writable = {dt == CG_F32 || last || x->channels_last}};
     if ((last || x->channels_last) && !weight->channels_last && t->device.type == CG_CUDA && t->grad_enabled &&
         x->requires_grad) {
         int64_t n = (weight->shape[0] + 7) / 8 * 8 * weight->shape[2] * weight->shape[3] * ((x->shape[1] + 7) / 8 * 8);

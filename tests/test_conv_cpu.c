@@ -105,7 +105,7 @@ static results run(const shape *c, const float *x, const float *w, const float *
     r.dx3 = copy_floats(dx0, r.nx), r.dw3 = copy_floats(dw0, r.nw);
     r.dxf = copy_floats(r.dx3, r.nx), r.dwf = copy_floats(r.dw3, r.nw);
     k->conv2d_backward(r.dx3, r.dw3, NULL, dconv, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad,
-                       P, Q);
+                       P, Q, true);
     // The fused block.
     r.yf = malloc((size_t)r.ny * sizeof(float));
     uint8_t *where = malloc((size_t)r.ny);
@@ -529,6 +529,13 @@ static void check_order(const shape *c) {
         reference_winograd(dy, w, NULL, dx_ref, c->N, c->K, c->C, c->H, c->W, true);
     } else if (c->C > 3)
         reference_dx(c, w, dy, dx_ref);
+    // dx written (accumulate false, a first gradient): the bits of adding to zeros, over old values
+    // that must never be read (NaN)
+    float *dx_zero = calloc((size_t)nx, sizeof(float));
+    if (winograd)
+        reference_winograd(dy, w, NULL, dx_zero, c->N, c->K, c->C, c->H, c->W, true);
+    else if (c->C > 3)
+        reference_dx(c, w, dy, dx_zero);
     int threads_at_start = cg_get_num_threads();
     char what[200];
     for (int t = 1; t <= 2; t++) {
@@ -537,7 +544,7 @@ static void check_order(const shape *c) {
         float *db = copy_floats(db0, c->K);
         k->conv2d_forward(y, x, w, b, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, P, Q);
         k->conv2d_backward(c->C > 3 ? dx : NULL, dw, db, dy, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R,
-                           c->stride, c->pad, P, Q);
+                           c->stride, c->pad, P, Q, true);
         snprintf(what, sizeof what, "%s, %d thread(s): y against %s order", c->name, t,
                  winograd ? "Winograd's" : "the GEMM's");
         same_bits(what, y, y_ref, ny);
@@ -553,16 +560,22 @@ static void check_order(const shape *c) {
             snprintf(what, sizeof what, "%s, %d thread(s): dx against %s order", c->name, t,
                      winograd ? "Winograd's" : "the GEMM's and col2im's");
             same_bits(what, dx, dx_ref, nx);
+            for (int64_t i = 0; i < nx; i++) dx[i] = NAN;
+            k->conv2d_backward(dx, NULL, NULL, dy, x, w, c->N, c->C, c->H, c->W, c->K, c->R, c->R, c->stride, c->pad, P,
+                               Q, false);
+            snprintf(what, sizeof what, "%s, %d thread(s): dx written (accumulate false) against added to zeros",
+                     c->name, t);
+            same_bits(what, dx, dx_zero, nx);
         }
         snprintf(what, sizeof what, "%s, %d thread(s): db against sums in double in the path's order", c->name, t);
         same_bits(what, db, db_ref, c->K);
         free(y), free(dw), free(dx), free(db);
     }
     cg_set_num_threads(threads_at_start);
-    printf("%-52s y, %sdw, db: the path's order%s, 1 and 2 threads\n", c->name, c->C > 3 ? "dx, " : "",
+    printf("%-52s y, %sdw, db: the path's order%s, 1 and 2 threads\n", c->name, c->C > 3 ? "dx (added, written), " : "",
            winograd ? " (y, dx: Winograd's, and within 2e-5 of double)" : "");
     free(x), free(w), free(b), free(dy), free(dw0), free(y_ref), free(dw_ref), free(dx0), free(dx_ref), free(db0),
-        free(db_ref);
+        free(db_ref), free(dx_zero);
 }
 
 // gemm_panels_b_cpu (B handed over in the GEMM's column panels, as the weight gradient's

@@ -245,12 +245,18 @@ static void test_conv_and_pool(cg_rng *r) {
         expect_close(v == 0 ? "conv2d_forward small" : "conv2d_forward batch 64", &y, 1e-5, 1e-5);
         twin dy = twin_uniform(r, n * K * P * Q, CG_F32, -1, 1), dx = twin_uniform(r, n * c * H * W, CG_F32, -1, 1);
         twin dw = twin_uniform(r, K * c * R * S, CG_F32, -1, 1), db = twin_uniform(r, K, CG_F32, -1, 1);
-        K_CPU->conv2d_backward(F(dx), F(dw), F(db), F(dy), F(x), F(w), n, c, H, W, K, R, S, stride, pad, P, Q);
-        K_GPU->conv2d_backward(D(dx), D(dw), D(db), D(dy), D(x), D(w), n, c, H, W, K, R, S, stride, pad, P, Q);
+        K_CPU->conv2d_backward(F(dx), F(dw), F(db), F(dy), F(x), F(w), n, c, H, W, K, R, S, stride, pad, P, Q, true);
+        K_GPU->conv2d_backward(D(dx), D(dw), D(db), D(dy), D(x), D(w), n, c, H, W, K, R, S, stride, pad, P, Q, true);
         expect_close("conv2d_backward dx", &dx, 1e-5, 1e-5);
         expect_close("conv2d_backward dw", &dw, 1e-4, 1e-5);
         expect_close("conv2d_backward dbias", &db, 1e-4, 1e-5);
-        twin *all[] = {&x, &w, &b, &y, &dy, &dx, &dw, &db};
+        // accumulate false (a first gradient): dx written over what it held (other values on each side)
+        twin dx1 = twin_uniform(r, n * c * H * W, CG_F32, -1, 1);
+        for (int64_t i = 0; i < n * c * H * W; i++) F(dx1)[i] = 1e30f; // the CPU's old values, never read
+        K_CPU->conv2d_backward(F(dx1), NULL, NULL, F(dy), F(x), F(w), n, c, H, W, K, R, S, stride, pad, P, Q, false);
+        K_GPU->conv2d_backward(D(dx1), NULL, NULL, D(dy), D(x), D(w), n, c, H, W, K, R, S, stride, pad, P, Q, false);
+        expect_close("conv2d_backward dx written (accumulate false)", &dx1, 1e-5, 1e-5);
+        twin *all[] = {&x, &w, &b, &y, &dy, &dx, &dw, &db, &dx1};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
     }
     twin x = twin_uniform(r, N * C * H * W, CG_F32, -1, 1);

@@ -326,7 +326,7 @@ void cg_bench_conv_train_step(cg_bench_conv *c) {
     k->sum_forward(c->loss, c->y, 1.0f / (float)ny, ny); // loss = mean(y)
     k->fill(c->dy, 1.0f / (float)ny, ny);                // d mean / dy
     k->conv2d_backward(NULL, c->dw, c->dbias, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
-                       s->pad, c->P, c->Q);
+                       s->pad, c->P, c->Q, true);
 }
 
 // The stored element at flat index i of a device array of dtype t, as a double.

@@ -171,7 +171,7 @@ void conv2d_backward_h_cpu(cg_dtype dtype, void *dx, void *dw, void *dbias, cons
     float *wf = half_widen_cpu(2, w, dtype, K * C * R * S);
     float *dxf = half_widen_cpu(3, dx, dtype, N * C * H * W), *dwf = half_widen_cpu(4, dw, dtype, K * C * R * S);
     float *dbf = half_widen_cpu(5, dbias, dtype, K);
-    conv2d_backward_cpu(dxf, dwf, dbf, dyf, xf, wf, N, C, H, W, K, R, S, stride, pad, P, Q);
+    conv2d_backward_cpu(dxf, dwf, dbf, dyf, xf, wf, N, C, H, W, K, R, S, stride, pad, P, Q, true);
     half_store_cpu(dx, dtype, dxf, N * C * H * W);
     half_store_cpu(dw, dtype, dwf, K * C * R * S);
     half_store_cpu(dbias, dtype, dbf, K);

@@ -181,7 +181,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
 static void group_backward(float *dx, float *dw_group, float *col, const float *dyg, const float *dygt,
                            const float *x, const float *w, const float *wtp, int64_t n0, int64_t count, int64_t C, int64_t H,
                            int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
-                           int64_t Q) {
+                           int64_t Q, bool write) {
     int64_t crs = C * R * S, pq = P * Q, ld = count * pq;
     if (dw_group) {
         for (int64_t j = 0; j < count; j++)
@@ -197,7 +197,7 @@ static void group_backward(float *dx, float *dw_group, float *col, const float *
         // dcol (CRS, count*PQ) = W^T dy_g (wtp: W^T packed)
         gemm_prepacked_cpu(true, w, wtp, false, crs, ld, K, 1.0f, dyg, 0.0f, col);
         for (int64_t j = 0; j < count; j++)
-            col2im_image(dx + (n0 + j) * C * H * W, col + j * pq, ld, C, H, W, R, S, stride, pad, P, Q);
+            col2im_image(dx + (n0 + j) * C * H * W, col + j * pq, ld, C, H, W, R, S, stride, pad, P, Q, write);
     }
 }
 
@@ -338,7 +338,7 @@ static void bias_sums(float *dbias, const float *dy, int64_t N, int64_t K, int64
 // Per group: dy_g, the group's output gradient laid out as (K, count*PQ), then group_backward.
 void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                         int64_t pad, int64_t P, int64_t Q) {
+                         int64_t pad, int64_t P, int64_t Q, bool accumulate) {
     int64_t crs = C * R * S, pq = P * Q, groups = (N + GROUP - 1) / GROUP;
     bool threads = N > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     // A first layer's dW directly (conv_stem.c), as its forward, and db from the same reads of dy.
@@ -348,10 +348,11 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     // input channels instead of a slice per group (conv_dw.c says why), then dx alone below.
     if (dw && conv2d_dw_by_channels_cpu(dw, dy, x, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;
     // dx of a 3 x 3 "same" convolution of even sides by Winograd's F(2 x 2, 3 x 3), as its forward
-    if (dx && conv2d_winograd_dx_cpu(dx, dy, w, N, C, H, W, K, R, S, stride, pad, P, Q)) dx = NULL;
+    if (dx && conv2d_winograd_dx_cpu(dx, dy, w, N, C, H, W, K, R, S, stride, pad, P, Q, accumulate)) dx = NULL;
     bool by_rows = crs * pq > COLUMNS_IN_CACHE && pq >= 2 * ROWS_POSITIONS; // as the forward
     // Small planes with many weights (layer3 and layer4): dx by input channels (conv_dx.c)
-    if (dx && !by_rows && conv2d_dx_by_channels_cpu(dx, dy, w, N, C, H, W, K, R, S, stride, pad, P, Q)) dx = NULL;
+    if (dx && !by_rows && conv2d_dx_by_channels_cpu(dx, dy, w, N, C, H, W, K, R, S, stride, pad, P, Q, !accumulate))
+        dx = NULL;
     if (dx == NULL && dw == NULL) return;
     float *slices = dw_slices(dw, groups, K * crs);
     const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
@@ -370,7 +371,8 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
             dy_rows_panels(dyp, dy, n0, 0, ld, ld, K, pq);
             gemm_panels_b_cpu(true, w, wtp, crs, ld, K, 1.0f, dyp, 0.0f, dcol);
             for (int64_t j = 0; j < count; j++)
-                col2im_image(dx + (n0 + j) * C * H * W, dcol + j * pq, ld, C, H, W, R, S, stride, pad, P, Q);
+                col2im_image(dx + (n0 + j) * C * H * W, dcol + j * pq, ld, C, H, W, R, S, stride, pad, P, Q,
+                             !accumulate);
         } else if ((dw_group && !spans) || (dx && !by_rows)) {
             float *col = scratch(0, crs * ld), *dyg = scratch(1, K * ld);
             for (int64_t j = 0; j < count; j++)
@@ -380,14 +382,16 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
                     for (int64_t i = 0; i < pq; i++) dst[i] = src[i];
                 }
             group_backward(by_rows ? NULL : dx, spans ? NULL : dw_group, col, dyg, NULL, x, w, wtp, n0, count, C, H, W,
-                           K, R, S, stride, pad, P, Q);
+                           K, R, S, stride, pad, P, Q, !accumulate);
         }
         if (by_rows && dx) // large images: dx a block of rows at a time, from the last block up
-            for (int64_t n = n0; n < n0 + count; n++)
+            for (int64_t n = n0; n < n0 + count; n++) {
+                if (!accumulate) memset(dx + n * C * H * W, 0, (size_t)(C * H * W) * sizeof(float)); // (blocks add)
                 for (int64_t p1 = P; p1 > 0; p1 -= p1 % rows ? p1 % rows : rows) {
                     int64_t p0 = p1 % rows ? p1 - p1 % rows : p1 - rows;
                     backward_dx_rows(dx, dy, w, wtp, n, p0, p1, C, H, W, K, R, S, stride, pad, P, Q);
                 }
+            }
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);
 }
@@ -582,10 +586,9 @@ static void conv2d_relu_pool_backward_cpu(float *dx, float *dw, float *dbias, co
             transpose_dy_panels(dygt, ld, 0, dyg, K, ld, 0, ld); // the group as one plane of ld positions
         else if (dygt)
             transpose_block(dygt, K, dyg, ld, K, ld);
-        if (dx && !wu && !accumulate) memset(dx + n0 * C * H * W, 0, (size_t)(count * C * H * W) * sizeof(float));
         if ((dx && !wu) || dw)
             group_backward(wu ? NULL : dx, slices ? slices + g * K * crs : NULL, col, dyg, dygt, x, w, wtp, n0, count,
-                           C, H, W, K, R, S, stride, pad, P, Q);
+                           C, H, W, K, R, S, stride, pad, P, Q, !accumulate);
         if (wu) conv2d_winograd_dx_images_cpu(dx + n0 * C * H * W, dyg, pq, ld, wu, count, C, H, W, K, accumulate, false);
     }
     if (dw) add_dw_slices(dw, slices, groups, K, crs);

@@ -51,7 +51,8 @@ static float *panels_buffer(int64_t floats) {
 }
 
 bool conv2d_dx_by_channels_cpu(float *dx, const float *dy, const float *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                               bool write) {
     int64_t crs = C * R * S, pq = P * Q, rs = R * S;
     int64_t general_ld = (N < GENERAL_GROUP ? N : GENERAL_GROUP) * pq;
     // One position a plane would make the general path's product a matrix-vector product, whose
@@ -84,7 +85,7 @@ bool conv2d_dx_by_channels_cpu(float *dx, const float *dy, const float *w, int64
                 gemm_panels_b_cpu(true, NULL, wtp, rows, ld, K, 1.0f, panels + g * K * ld, 0.0f, dcol);
                 for (int64_t j = 0; j < count; j++)
                     col2im_image(dx + ((n0 + j) * C + c0) * H * W, dcol + j * pq, ld, c1 - c0, H, W, R, S, stride,
-                                 pad, P, Q);
+                                 pad, P, Q, write); // (each plane of dx from one part: written whole)
             }
         }
     }

@@ -16,11 +16,12 @@ bool conv2d_dw_by_channels_cpu(float *dw, const float *dy, const float *x, int64
                                int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 
 // conv_dx.c: dx (N, C, H, W) += the input gradient, dy (N, K, P, Q) and w (K, C, R, S), split by
-// input channels among the threads. For planes of fewer than 512 positions whose dcol for a
-// group of 4 images would not fit the cache (ResNet-18's layer3 and layer4); the same bits as
-// conv.c's groups, on any number of threads.
+// input channels among the threads (write: dx =, its old values never read). For planes of fewer
+// than 512 positions whose dcol for a group of 4 images would not fit the cache (ResNet-18's
+// layer3 and layer4); the same bits as conv.c's groups, on any number of threads.
 bool conv2d_dx_by_channels_cpu(float *dx, const float *dy, const float *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+                               int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                               bool write);
 
 // conv_stem.c: a first convolution (at most 4 input channels, 64 output channels, C*R*S <= 160:
 // ResNet-18's 7 x 7 stride-2 stem) as a direct convolution, with AVX-512 only: y (N, K, P, Q) =
@@ -61,9 +62,11 @@ bool conv2d_winograd_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R
 bool conv2d_winograd_forward_cpu(float *y, uint8_t *where, const float *x, const float *w, const float *bias, int64_t N,
                                  int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
                                  int64_t pad, int64_t P, int64_t Q);
-// dx (N, C, H, W) += the input gradient from dy (N, K, H, W) and w (K, C, 3, 3).
+// dx (N, C, H, W) += the input gradient from dy (N, K, H, W) and w (K, C, 3, 3) (accumulate
+// false: dx =, its old values never read).
 bool conv2d_winograd_dx_cpu(float *dx, const float *dy, const float *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                            int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
+                            int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                            bool accumulate);
 // The same in two steps, for conv.c's groups of images: the filters transformed (a buffer of
 // the calling thread, read by all), then dx of `count` images += the input gradient from dy,
 // channel k of image j at dy + j * image_stride + k * channel_stride (accumulate false: dx = the

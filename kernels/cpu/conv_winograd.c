@@ -546,10 +546,11 @@ void conv2d_winograd_dx_images_cpu(float *dx, const float *dy, int64_t image_str
 }
 
 bool conv2d_winograd_dx_cpu(float *dx, const float *dy, const float *w, int64_t N, int64_t C, int64_t H, int64_t W,
-                            int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+                            int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q,
+                            bool accumulate) {
     if (!conv2d_winograd_takes(C, H, W, K, R, S, stride, pad, P, Q)) return false;
     conv2d_winograd_dx_images_cpu(dx, dy, K * H * W, H * W, conv2d_winograd_dx_weights_cpu(w, K, C), N, C, H, W, K,
-                                  true, N * K * H * W * C * 9 >= CG_OMP_MIN_WORK);
+                                  accumulate, N * K * H * W * C * 9 >= CG_OMP_MIN_WORK);
     return true;
 }
 

@@ -90,7 +90,7 @@ void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *b
                         int64_t Q);
 void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                          int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                         int64_t pad, int64_t P, int64_t Q);
+                         int64_t pad, int64_t P, int64_t Q, bool accumulate);
 void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                             int64_t kernel, int64_t stride, int64_t P, int64_t Q);
 void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64_t HW);

@@ -28,8 +28,10 @@ void im2col_image(float *col, int64_t ld, const float *x, int64_t C, int64_t H, 
 // of rows taken from the last one up give the order of the whole image.
 void col2im_rows(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
                  int64_t stride, int64_t pad, int64_t P, int64_t Q, int64_t p0, int64_t p1);
+// The whole image's; write: dx written, not added to (a first gradient, core/tape.h: its old values
+// never read), the same bits as adding to zeros.
 void col2im_image(float *dx, float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t R, int64_t S,
-                  int64_t stride, int64_t pad, int64_t P, int64_t Q);
+                  int64_t stride, int64_t pad, int64_t P, int64_t Q, bool write);
 // dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols.
 void transpose_block(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols);
 // out[(i - i0) K + k] = dy_n[k][i] for the flat positions i0 .. i1-1 of one image's dy (K planes of pq).

@@ -128,9 +128,11 @@ void conv2d_forward_cuda(float *y, const float *x, const float *w, const float *
 
 void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                          int64_t pad, int64_t P, int64_t Q) {
+                          int64_t pad, int64_t P, int64_t Q, bool accumulate) {
     int64_t crs = C * R * S, npq = N * P * Q;
     check_int32(crs * npq, N * C * H * W, K * npq);
+    // a first gradient (core/tape.h): zeros, then added to as below (cuDNN's FP32 backward adds)
+    if (dx && !accumulate) zero_cuda(dx, (size_t)(N * C * H * W) * sizeof(float));
     if (dbias) conv_bias_backward(dbias, dy, N, K, P * Q);
     // A first layer's weight gradient: the direct kernel (conv_direct.cu), faster than cuDNN's FP32 engines there.
     if (dw && conv_direct_weight_grad(CG_F32, dw, x, dy, false, N, C, H, W, K, R, S, stride, pad, P, Q)) dw = NULL;

@@ -306,7 +306,7 @@ static void conv2d_backward_h_cuda(cg_dtype dtype, void *dx, void *dw, void *dbi
     float *dyf = widened(dy, dtype, N * K * P * Q), *xf = widened(x, dtype, N * C * H * W);
     float *wf = widened(w, dtype, K * C * R * S);
     float *dxf = data_done ? NULL : zeroed(N * C * H * W), *dwf = filter_done ? NULL : zeroed(K * C * R * S);
-    conv2d_backward_cuda(dxf, dwf, NULL, dyf, xf, wf, N, C, H, W, K, R, S, stride, pad, P, Q);
+    conv2d_backward_cuda(dxf, dwf, NULL, dyf, xf, wf, N, C, H, W, K, R, S, stride, pad, P, Q, true);
     if (dxf) cast_cuda(dx, dtype, dxf, CG_F32, N * C * H * W, true), cg_cuda_free(dxf);
     if (dwf) cast_cuda(dw, dtype, dwf, CG_F32, K * C * R * S, true), cg_cuda_free(dwf);
     cg_cuda_free(dyf), cg_cuda_free(xf), cg_cuda_free(wf);

@@ -248,7 +248,7 @@ void conv2d_forward_cuda(float *y, const float *x, const float *w, const float *
                          int64_t Q);
 void conv2d_backward_cuda(float *dx, float *dw, float *dbias, const float *dy, const float *x, const float *w,
                           int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
-                          int64_t pad, int64_t P, int64_t Q);
+                          int64_t pad, int64_t P, int64_t Q, bool accumulate);
 void add_bias_forward_cuda(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
 // A first layer's convolution (C <= 4 input channels, x NCHW) computed directly (conv_direct.cu):
 // the forward (16 bits, y channels-last, K a multiple of 8) and the weight gradient (dtype f32 or
