@@ -217,11 +217,20 @@ static void conv_backward(void *p) {
                             s->pad, c->P, c->Q, false);
 }
 
+// Buffers start on a cache line (64 bytes), as training's tensors do (the tape's arena aligns them
+// to 256): malloc's large blocks start 16 bytes into a page, so that every row a kernel stores
+// straddled two lines, and the 1 x 1 shortcut's backward ran 2 to 4 % slower than in training.
+static void *aligned_buffer(size_t bytes) {
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+    CG_CHECK(p != NULL, "out of host memory asking for %zu bytes", bytes);
+    return p;
+}
+
 static void *random_values(int64_t n, bool bf16) {
-    float *f = cg_xmalloc((size_t)n * sizeof(float));
+    float *f = aligned_buffer((size_t)n * sizeof(float));
     for (int64_t i = 0; i < n; i++) f[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     if (!bf16) return f;
-    uint16_t *h = cg_xmalloc((size_t)n * 2);
+    uint16_t *h = aligned_buffer((size_t)n * 2);
     cg_f32_to_bf16_array(h, f, n);
     free(f);
     return h;
