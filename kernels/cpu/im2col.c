@@ -493,8 +493,9 @@ static void col2im_shifted(float *dx, float *col, int64_t ld, int64_t C, int64_t
 // col2im_shifted's phases split the even rows and merged them back, 30 % slower than the general
 // loop here (CIFAR's layer2 shortcut, batch 32). The same additions: the same bits. write (a first
 // gradient): each even row stored whole, its odd lanes zeros, and each odd row zeros, dx never
-// read: that layer's backward (dx, dW, db) 2.0 -> 1.7 ms, where loading dx's rows to add to them
-// was a fifth of it.
+// read. That layer's backward (dx, dW, db; one core, alternated) took 2.0 to 2.2 ms adding to dx,
+// its loop waiting on each load of dx, and 1.8 ms writing it; and the adding way also needs the
+// tape to zero dx first.
 static void col2im_1x1_stride2(float *dx, const float *col, int64_t ld, int64_t C, int64_t H, int64_t W, int64_t Q,
                                int64_t p0, int64_t p1, bool write) {
     const __m512i first = _mm512_setr_epi32(0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0);
