@@ -1,4 +1,4 @@
-// uniform.h: uniform floats in [-1, 1) for the kernel tests (test_conv_cpu.c, test_products_cpu.c,
+// uniform.h: uniform floats in [-1, 1) for the kernel tests (conv_check.h, test_products_cpu.c,
 // bf16_values.h), from a xorshift64* (Marsaglia's xorshift, then a multiply by Vigna's constant):
 // the tests need no particular generator, only the same values every run. Each test has its own
 // state; one that wants another sequence defines UNIFORM_SEED before including this file.

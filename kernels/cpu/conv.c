@@ -517,7 +517,7 @@ static inline __attribute__((always_inline)) float unpool_plane(float *out, cons
     // above): lane l adds windows l, l + 8, ... in order, the last n mod 8 windows go into lane 0,
     // then the lanes are added in order. Written out rather than left to `omp simd reduction`
     // (which GCC lays out this way, another compiler perhaps not), because conv_direct_dw.c's
-    // sum_lanes takes the same additions and test_conv_cpu checks db bit for bit across the two.
+    // sum_lanes takes the same additions and test_conv_fused_cpu checks db bit for bit across the two.
     int64_t n = P2 * Q2, n8 = n / 8 * 8;
     float lanes[8] = {0};
     for (int64_t i = 0; i < n8; i += 8)

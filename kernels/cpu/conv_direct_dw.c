@@ -35,7 +35,7 @@
 // GEMM sums positions in blocks of 256): the results differ from that path's in the last bits,
 // the same on 1 thread or many. With the windows in the lanes, lane l sums the windows i = l mod 16
 // (in order, image after image) and the group's sum is its 16 lanes added in order. tests/
-// test_conv_cpu.c checks them bit for bit against sums written in these orders, and against the
+// test_conv_fused_cpu.c checks them bit for bit against sums written in these orders, and against the
 // sums in double. db is conv.c's, bit for bit (sum_lanes, channel_windows).
 #include "kernels/cpu/conv_direct_dw.h"
 #include "kernels/cpu/cpu.h"
@@ -57,7 +57,7 @@ void *conv_dw_scratch(int which, int64_t bytes) {
 // to 0): the sums of 16 channels side by side,
 // from the transposed gradient (16 windows of 16 channels, window i0 + j in g[j]). The same
 // additions of the same values (0 where y <= 0) in the same order: db has the same bits as on
-// that path (test_conv_cpu compares them). Summed apart, one plane at a time, the lanes' chain
+// that path (test_conv_fused_cpu compares them). Summed apart, one plane at a time, the lanes' chain
 // waited on the adder at each step and took a sixth of the backward.
 static inline __attribute__((always_inline)) void sum_lanes(__m512 lanes[8], const __m512 g[16], int64_t i0,
                                                            int64_t n) {
