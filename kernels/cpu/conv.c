@@ -354,13 +354,21 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
     if (dx && !by_rows && conv2d_dx_by_channels_cpu(dx, dy, w, N, C, H, W, K, R, S, stride, pad, P, Q, !accumulate))
         dx = NULL;
     if (dx == NULL && dw == NULL) return;
+    // ResNet's downsampling shortcut (1 x 1, stride 2) on its own kernels (conv_shortcut.c), its
+    // slices of dW (K, CRS) instead of (CRS, K)
+    bool shortcut = !by_rows && conv2d_shortcut_takes(C, H, W, K, R, S, stride, pad, P, Q);
     float *slices = dw_slices(dw, groups, K * crs);
-    const float *wtp = dx ? pack_weights(1, true, crs, K, w) : NULL;
+    const float *wtp = !dx ? NULL : shortcut ? conv2d_shortcut_dx_weights(w, K, C) : pack_weights(1, true, crs, K, w);
     int64_t rows = dx_rows(P, Q);
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ld = count * pq;
         float *dw_group = slices ? slices + g * K * crs : NULL;
+        if (shortcut) {
+            if (dw_group) conv2d_shortcut_dw_group(dw_group, x, dy, n0, count, C, H, W, K, P, Q);
+            if (dx) conv2d_shortcut_dx_group(dx, dy, wtp, n0, count, C, H, W, K, P, Q, !accumulate);
+            continue;
+        }
         // dW by spans of positions, unless a product over them would be a matrix-vector product,
         // whose sums are not taken in blocks of K (one output channel or one input element)
         bool spans = dw_group && K > 1 && crs > 1;
@@ -393,7 +401,11 @@ void conv2d_backward_cpu(float *dx, float *dw, float *dbias, const float *dy, co
                 }
             }
     }
-    if (dw) add_dw_slices(dw, slices, groups, K, crs);
+    if (dw && shortcut) // dw += slice 0, then slice 1, ... (each (K, CRS), as dw)
+        for (int64_t g = 0; g < groups; g++)
+            for (int64_t i = 0; i < K * crs; i++) dw[i] += slices[g * K * crs + i];
+    else if (dw)
+        add_dw_slices(dw, slices, groups, K, crs);
 }
 
 // ---- conv2d + bias + ReLU + 2x2 max pooling, fused ------------------------------------------------

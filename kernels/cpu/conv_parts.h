@@ -42,6 +42,21 @@ bool conv2d_stem_rows_forward_cpu(float *y, const float *x, const float *w, cons
                                   int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                                   int64_t P, int64_t Q);
 
+// conv_shortcut.c: the backward of ResNet's downsampling shortcut (1 x 1, stride 2, no padding,
+// H = 2P, W = 2Q, Q dividing 16, P Q a multiple of 32, C a multiple of 16, K at most one block of
+// the GEMM's K: CIFAR's layer2 and layer3 shortcuts), for conv.c's groups of images; AVX-512
+// only (conv2d_shortcut_takes: false elsewhere). The same bits as conv.c's general path.
+bool conv2d_shortcut_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                           int64_t pad, int64_t P, int64_t Q);
+// slice (K, C) = the weight gradient of images n0 .. n0+count-1 (the transpose of conv.c's slices).
+void conv2d_shortcut_dw_group(float *slice, const float *x, const float *dy, int64_t n0, int64_t count, int64_t C,
+                              int64_t H, int64_t W, int64_t K, int64_t P, int64_t Q);
+// w (K, C) packed for the dx tiles (a buffer of the calling thread, read by all), then dx of images
+// n0 .. n0+count-1 += the input gradient (write: dx =, its old values never read).
+const float *conv2d_shortcut_dx_weights(const float *w, int64_t K, int64_t C);
+void conv2d_shortcut_dx_group(float *dx, const float *dy, const float *wt, int64_t n0, int64_t count, int64_t C,
+                              int64_t H, int64_t W, int64_t K, int64_t P, int64_t Q, bool write);
+
 // conv_small.c: out (K, ld) = W (K, C*R*S) times the columns of images n0 .. n0+count-1 (count*P*Q
 // positions, zeros up to ld), wp: W packed (gemm_pack_a_cpu); col: scratch of CG_GEMM_KC x ld
 // floats. For C*R*S over one block of the GEMM's K; the same bits as im2col_image and one
