@@ -487,7 +487,9 @@ static void col2im_shifted(float *dx, float *col, int64_t ld, int64_t C, int64_t
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-// A 1 x 1 convolution of stride 2 without padding (the downsampling shortcut of ResNet-18), rows
+// A 1 x 1 convolution of stride 2 without padding (the downsampling shortcut of ResNet-18, where
+// conv_shortcut.c does not take it: planes whose output rows do not divide 16, as CIFAR's layer4
+// and ImageNet's; the figures below are CIFAR's layer2 shortcut's, from before it moved there), rows
 // p0 .. p1-1: dx[c][2p][2q] += col[c][p Q + q], each dx element at most one term. 16 values of
 // col spread to the even lanes of two registers of dx's row (the odd lanes add nothing), in place:
 // col2im_shifted's phases split the even rows and merged them back, 30 % slower than the general
