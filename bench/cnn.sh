@@ -54,7 +54,8 @@ images/s, the test accuracies, and cgrad's images/s over PyTorch's (medians over
   --help                  this text
 
 When OPENBLAS_CORETYPE is unset, it is set for both programs to SkylakeX on a CPU with AVX-512
-(Haswell with AVX2 only): Debian's OpenBLAS 0.3.21 may otherwise run its slow generic core.
+(Haswell with AVX2 only): Debian's OpenBLAS 0.3.21 may otherwise run its slow generic core
+(PyTorch's products; cgrad's, with AVX-512, are its own).
 ROOT is the repository holding this script: $ROOT
 EOF
 }

@@ -108,8 +108,8 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
-# OPENBLAS_CORETYPE (the user's, or SkylakeX above) chooses OpenBLAS's kernels for cgrad's fp32
-# linear layers (Haswell's AVX2 kernels run them at half speed on Zen 5): shown, as the figures depend on it.
+# OPENBLAS_CORETYPE (the user's, or SkylakeX above) chooses OpenBLAS's kernels for PyTorch's
+# products (cgrad's, with AVX-512, are its own): shown, as the figures depend on it.
 echo "tutorial CNN, Fashion-MNIST, $LIMIT training images, $THREADS thread(s), median of $REPS; $CPU;" \
      "load $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC')${OPENBLAS_CORETYPE:+; OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}"
 declare -A MED

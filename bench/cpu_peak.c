@@ -169,6 +169,9 @@ typedef struct {
     const char *name;
     int64_t N, C, H, W, K, R, S, stride, pad;
     bool fused; // conv + ReLU + 2x2 max pooling, the tutorial's block
+    bool bias;  // a bias, added forward and summed backward (db): the tutorial's layers have one;
+                // ResNet's convolutions have none (batch norm follows each), so their rows, as
+                // training, neither add one nor sum db (until 2026-12-07 they did both)
 } conv_shape;
 
 typedef struct {
@@ -182,38 +185,39 @@ typedef struct {
 static void conv_forward(void *p) {
     conv_ctx *c = p;
     const conv_shape *s = c->s;
+    void *b = s->bias ? c->b : NULL;
     if (c->bf16 && s->fused)
-        cg_cpu_kernels()->conv2d_relu_pool_forward_h(CG_BF16, c->y, c->where, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R,
+        cg_cpu_kernels()->conv2d_relu_pool_forward_h(CG_BF16, c->y, c->where, c->x, c->w, b, s->N, s->C, s->H, s->W, s->K, s->R,
                                        s->S, s->stride, s->pad, c->P, c->Q);
     else if (c->bf16)
-        conv2d_forward_h_cpu(CG_BF16, c->y, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
+        conv2d_forward_h_cpu(CG_BF16, c->y, c->x, c->w, b, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
                              s->pad, c->P, c->Q);
     else if (s->fused)
-        cg_cpu_kernels()->conv2d_relu_pool_forward(c->y, c->where, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
+        cg_cpu_kernels()->conv2d_relu_pool_forward(c->y, c->where, c->x, c->w, b, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
                                      s->stride, s->pad, c->P, c->Q);
     else
-        conv2d_forward_cpu(c->y, c->x, c->w, c->b, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c->P,
+        conv2d_forward_cpu(c->y, c->x, c->w, b, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c->P,
                            c->Q);
 }
 
-// The backward of a network's layer: dW, db, and dx unless the input is the image (C <= 3). The
+// The backward of a network's layer: dW, db where it has a bias, and dx unless the input is the image (C <= 3). The
 // fp32 rows write dx, as in training where dx is x's first gradient (core/tape.h: most
 // activations have one consumer); the bf16 rows without the fused block add to it.
 static void conv_backward(void *p) {
     conv_ctx *c = p;
     const conv_shape *s = c->s;
-    void *dx = s->C > 3 ? c->dx : NULL;
+    void *dx = s->C > 3 ? c->dx : NULL, *db = s->bias ? c->db : NULL;
     if (c->bf16 && s->fused)
-        cg_cpu_kernels()->conv2d_relu_pool_backward_h(CG_BF16, dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C,
+        cg_cpu_kernels()->conv2d_relu_pool_backward_h(CG_BF16, dx, c->dw, db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C,
                                         s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q, false);
     else if (c->bf16)
-        conv2d_backward_h_cpu(CG_BF16, dx, c->dw, c->db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
+        conv2d_backward_h_cpu(CG_BF16, dx, c->dw, db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
                               s->stride, s->pad, c->P, c->Q);
     else if (s->fused)
-        cg_cpu_kernels()->conv2d_relu_pool_backward(dx, c->dw, c->db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C, s->H, s->W,
+        cg_cpu_kernels()->conv2d_relu_pool_backward(dx, c->dw, db, c->dy, c->y, c->where, c->x, c->w, s->N, s->C, s->H, s->W,
                                       s->K, s->R, s->S, s->stride, s->pad, c->P, c->Q, false);
     else
-        conv2d_backward_cpu(dx, c->dw, c->db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
+        conv2d_backward_cpu(dx, c->dw, db, c->dy, c->x, c->w, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride,
                             s->pad, c->P, c->Q, false);
 }
 
@@ -375,11 +379,15 @@ int main(int argc, char **argv) {
     if (dpbf16 > 0)
         printf("bf16 AVX512-BF16 (vdpbf16ps): %.0f GFLOP/s per core measured (%.0f FLOP per cycle) -> peak %.0f "
                "GFLOP/s on %d cores\n", dpbf16 / 1e9, dpbf16 / clock_vec, cores * dpbf16 / 1e9, cores);
-    // The linear layers' fp32 products are OpenBLAS's: its AVX2 kernels ("Haswell", "Zen") reach
-    // half the peak of a CPU whose two FMA units are 512 bits wide (Zen 5, Xeons).
+#ifdef __AVX512F__
+    // With AVX-512 the linear layers' fp32 products are the engine's (kernels/cpu/gemm.c says why).
+    printf("linear layers' fp32 products: the engine's GEMM (AVX-512; OpenBLAS not used)\n");
+#else
+    // Without it they are OpenBLAS's, whose kernels depend on the CPU it finds (or OPENBLAS_CORETYPE).
     const char *blas_core = cg_blas_core(), *forced = getenv("OPENBLAS_CORETYPE");
     printf("OpenBLAS kernels: %s%s%s%s\n", blas_core ? blas_core : "none (the engine's own loops)",
            forced ? " (OPENBLAS_CORETYPE=" : "", forced ? forced : "", forced ? ")" : "");
+#endif
     cg_cpu_bf16_path path = cg_cpu_bf16();
     use_cpu_time = cores == 1;
     printf("kernel times: %s\n", use_cpu_time ? "process CPU time (one thread)" : "wall clock");
@@ -392,43 +400,43 @@ int main(int argc, char **argv) {
            "are zero); the backward's GFLOP/s count the dense product's FLOPs (an effective rate, as fp32W)\n\n");
 
     const conv_shape tutorial[] = {
-        {"tutorial conv1+relu+pool 1->32 28x28", 128, 1, 28, 28, 32, 3, 3, 1, 1, true},
-        {"tutorial conv2+relu+pool 32->64 14x14", 128, 32, 14, 14, 64, 3, 3, 1, 1, true},
+        {"tutorial conv1+relu+pool 1->32 28x28", 128, 1, 28, 28, 32, 3, 3, 1, 1, true, true},
+        {"tutorial conv2+relu+pool 32->64 14x14", 128, 32, 14, 14, 64, 3, 3, 1, 1, true, true},
     };
     const conv_shape resnet[] = {
-        {"ResNet-18 conv1 3->64 7x7/2 224", 8, 3, 224, 224, 64, 7, 7, 2, 3, false},
-        {"ResNet-18 layer1 64->64 3x3 56", 8, 64, 56, 56, 64, 3, 3, 1, 1, false},
-        {"ResNet-18 layer2 128->128 3x3 28", 8, 128, 28, 28, 128, 3, 3, 1, 1, false},
-        {"ResNet-18 layer3 256->256 3x3 14", 8, 256, 14, 14, 256, 3, 3, 1, 1, false},
-        {"ResNet-18 layer4 512->512 3x3 7", 8, 512, 7, 7, 512, 3, 3, 1, 1, false},
+        {"ResNet-18 conv1 3->64 7x7/2 224", 8, 3, 224, 224, 64, 7, 7, 2, 3, false, false},
+        {"ResNet-18 layer1 64->64 3x3 56", 8, 64, 56, 56, 64, 3, 3, 1, 1, false, false},
+        {"ResNet-18 layer2 128->128 3x3 28", 8, 128, 28, 28, 128, 3, 3, 1, 1, false, false},
+        {"ResNet-18 layer3 256->256 3x3 14", 8, 256, 14, 14, 256, 3, 3, 1, 1, false, false},
+        {"ResNet-18 layer4 512->512 3x3 7", 8, 512, 7, 7, 512, 3, 3, 1, 1, false, false},
     };
     // The CIFAR form that lessons 07 and 08 train (3 x 3 stem of stride 1, 32 x 32 images): each
     // stage's 3 x 3 convolution, the stride-2 one that opens it and its 1 x 1 shortcut.
     const conv_shape resnet_cifar[] = {
-        {"CIFAR stem 3->64 3x3 32", 32, 3, 32, 32, 64, 3, 3, 1, 1, false},
-        {"CIFAR layer1 64->64 3x3 32", 32, 64, 32, 32, 64, 3, 3, 1, 1, false},
-        {"CIFAR layer2.0 64->128 3x3/2 32", 32, 64, 32, 32, 128, 3, 3, 2, 1, false},
-        {"CIFAR layer2 shortcut 64->128 1x1/2", 32, 64, 32, 32, 128, 1, 1, 2, 0, false},
-        {"CIFAR layer2 128->128 3x3 16", 32, 128, 16, 16, 128, 3, 3, 1, 1, false},
-        {"CIFAR layer3.0 128->256 3x3/2 16", 32, 128, 16, 16, 256, 3, 3, 2, 1, false},
-        {"CIFAR layer3 256->256 3x3 8", 32, 256, 8, 8, 256, 3, 3, 1, 1, false},
-        {"CIFAR layer4.0 256->512 3x3/2 8", 32, 256, 8, 8, 512, 3, 3, 2, 1, false},
-        {"CIFAR layer4 512->512 3x3 4", 32, 512, 4, 4, 512, 3, 3, 1, 1, false},
+        {"CIFAR stem 3->64 3x3 32", 32, 3, 32, 32, 64, 3, 3, 1, 1, false, false},
+        {"CIFAR layer1 64->64 3x3 32", 32, 64, 32, 32, 64, 3, 3, 1, 1, false, false},
+        {"CIFAR layer2.0 64->128 3x3/2 32", 32, 64, 32, 32, 128, 3, 3, 2, 1, false, false},
+        {"CIFAR layer2 shortcut 64->128 1x1/2", 32, 64, 32, 32, 128, 1, 1, 2, 0, false, false},
+        {"CIFAR layer2 128->128 3x3 16", 32, 128, 16, 16, 128, 3, 3, 1, 1, false, false},
+        {"CIFAR layer3.0 128->256 3x3/2 16", 32, 128, 16, 16, 256, 3, 3, 2, 1, false, false},
+        {"CIFAR layer3 256->256 3x3 8", 32, 256, 8, 8, 256, 3, 3, 1, 1, false, false},
+        {"CIFAR layer4.0 256->512 3x3/2 8", 32, 256, 8, 8, 512, 3, 3, 2, 1, false, false},
+        {"CIFAR layer4 512->512 3x3 4", 32, 512, 4, 4, 512, 3, 3, 1, 1, false, false},
     };
     printf("tutorial CNN, batch 128 (the convolutions with ReLU and pooling fused, as cnn runs them):\n");
     for (size_t i = 0; i < sizeof tutorial / sizeof tutorial[0]; i++) {
         time_conv(&tutorial[i], false, peak32);
         if (path != CG_BF16_EMULATED) time_conv(&tutorial[i], true, peak_bf16);
     }
-    time_linear("tutorial fc1 128x3136 -> 128", 128, 128, 3136, false, peak32);
+    time_linear("tutorial fc1 128x3136 -> 128", 128, 128, 3136, false, peak32); // (gemm_cpu, as training)
     if (path != CG_BF16_EMULATED) time_linear("tutorial fc1 128x3136 -> 128", 128, 128, 3136, true, peak_bf16);
     if (!quick) {
-        printf("ResNet-18 convolutions, batch 8, 224 x 224 images (backward: dx, dW and db; conv1: dW, db):\n");
+        printf("ResNet-18 convolutions, batch 8, 224 x 224 images, no bias (backward: dx and dW; conv1: dW):\n");
         for (size_t i = 0; i < sizeof resnet / sizeof resnet[0]; i++) {
             time_conv(&resnet[i], false, peak32);
             if (path != CG_BF16_EMULATED) time_conv(&resnet[i], true, peak_bf16);
         }
-        printf("ResNet-18's CIFAR form (lessons 07 and 08), batch 32, 32 x 32 images (backward: dx, dW and db):\n");
+        printf("ResNet-18's CIFAR form (lessons 07 and 08), batch 32, 32 x 32 images, no bias (backward: dx and dW):\n");
         for (size_t i = 0; i < sizeof resnet_cifar / sizeof resnet_cifar[0]; i++) {
             time_conv(&resnet_cifar[i], false, peak32);
             if (path != CG_BF16_EMULATED) time_conv(&resnet_cifar[i], true, peak_bf16);

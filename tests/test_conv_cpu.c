@@ -151,9 +151,7 @@ static void reference_dx(const shape *c, const float *w, const float *dy, float 
 // db (given its old values): each channel's sum in double over the images, then the positions,
 // in order, added to the float. ResNet-18's stem (kernels/cpu/conv_stem.c, with AVX-512: a first
 // layer of at most 4 input channels, 64 output channels, C*R*S <= 160) sums each group of 4
-// images from zero and adds the groups' sums in order instead (`grouped`); its stride-1 form with
-// the positions in the lanes sums a group in 16 lanes of floats (lane q % 16 of column q), image
-// after image and row after row, then the lanes in order, in float.
+// images from zero and adds the groups' sums in order instead (`grouped`).
 static void reference_db(const shape *c, const float *dy, float *db, bool grouped) {
     int64_t P = (c->H + 2 * c->pad - c->R) / c->stride + 1, Q = (c->W + 2 * c->pad - c->R) / c->stride + 1;
     int64_t pq = P * Q, group = grouped ? REF_GROUP : c->N;
@@ -161,17 +159,8 @@ static void reference_db(const shape *c, const float *dy, float *db, bool groupe
         double total = 0.0;
         for (int64_t n0 = 0; n0 < c->N; n0 += group) {
             double sum = 0.0;
-            float lane[16] = {0};
             for (int64_t n = n0; n < c->N && n < n0 + group; n++)
-                for (int64_t i = 0; i < pq; i++) {
-                    sum += dy[(n * c->K + k) * pq + i];
-                    lane[i % Q % 16] += dy[(n * c->K + k) * pq + i];
-                }
-            if (stem_lanes_path(c)) {
-                float lanes = lane[0];
-                for (int l = 1; l < 16; l++) lanes += lane[l];
-                sum = lanes;
-            }
+                for (int64_t i = 0; i < pq; i++) sum += dy[(n * c->K + k) * pq + i];
             total += sum;
         }
         db[k] += (float)total;
@@ -351,7 +340,7 @@ static void check_order(const shape *c) {
                      c->name, t);
             same_bits(what, dx, dx_zero, nx);
         }
-        snprintf(what, sizeof what, "%s, %d thread(s): db against the path's order", c->name, t);
+        snprintf(what, sizeof what, "%s, %d thread(s): db against sums in double in the path's order", c->name, t);
         same_bits(what, db, db_ref, c->K);
         free(y), free(dw), free(dx), free(db);
     }

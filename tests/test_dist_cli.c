@@ -7,7 +7,8 @@
 //  - 2 ranks at batch 64 save the weights of one process at batch 128 (within summation order), log
 //    the same losses and accuracies, and only rank 0 prints and writes; the same with augmentation;
 //  - --sync-bn (the fast network, BatchNorm2d after every convolution): 2 ranks at batch 64 save the
-//    weights and running statistics of one process at batch 128 (within summation order); without
+//    weights and running statistics of one process at batch 128 (within 1e-3: summation order, which
+//    the synthetic images amplify); without
 //    it the running statistics differ (each rank's own batch); --sync-bn alone: one line;
 //  - 3 ranks over a data set they do not divide (padded shares) train and log;
 //  - refusals, each a line naming the rank at fault: another build on rank 1 (a copy of cnn with a
@@ -161,8 +162,12 @@ static difference tensor_difference(const char *a_path, const char *b_path, bool
 }
 
 // --sync-bn: the fast network trained by 2 ranks at batch 64 with and without it, against one
-// process at batch 128, for one epoch (steps of 128, 128 and 64 images): within 1e-5 relative
-// (measured: 3e-8 for the weights, 2e-7 for the running statistics).
+// process at batch 128, for one epoch (steps of 128, 128 and 64 images): within 1e-3 relative,
+// where each rank's own statistics put them 4e-2 apart. The runs differ only by rounding (the
+// classifier's weight gradient summed over 128 images, or over 64 on each rank and then added),
+// but the test's synthetic images amplify it over the 3 steps: the weights 3e-9 apart when
+// OpenBLAS ran the classifier's products, 1.5e-4 with the engine's (one process against another
+// with the other library's products: 1.5e-4 too); on 320 Fashion-MNIST images, within 2e-6.
 static void check_sync_bn(void) {
     char single[1100], synced[1100], per_rank[1100], args[4096];
     snprintf(single, sizeof single, "%s/bn_single.safetensors", run_dir);
@@ -183,15 +188,15 @@ static void check_sync_bn(void) {
     if (r->exit_code != 0) fail("--model fast, 2 ranks without --sync-bn", "exit %d: %s", r->exit_code, r->err);
     difference weights = tensor_difference(single, synced, false), stats = tensor_difference(single, synced, true);
     difference unsynced = tensor_difference(single, per_rank, true);
-    if (weights.rel < 0 || weights.rel > 1e-5 || stats.rel < 0 || stats.rel > 1e-5)
+    if (weights.rel < 0 || weights.rel > 1e-3 || stats.rel < 0 || stats.rel > 1e-3)
         fail("--sync-bn: 2 ranks at batch 64 against one at 128", "weights %.3g apart (relative %.3g), running "
-             "statistics %.3g (relative %.3g); tolerance 1e-5 relative", weights.abs, weights.rel, stats.abs,
+             "statistics %.3g (relative %.3g); tolerance 1e-3 relative", weights.abs, weights.rel, stats.abs,
              stats.rel);
     else
         printf("--sync-bn, 2 ranks at batch 64 against one process at batch 128 (fast network, 1 epoch): weights "
                "within %.3g (relative %.3g), running statistics within %.3g (relative %.3g)\n", weights.abs,
                weights.rel, stats.abs, stats.rel);
-    if (unsynced.rel < 1e-3)
+    if (unsynced.rel < 1e-2)
         fail("2 ranks without --sync-bn", "running statistics %.3g (relative %.3g) from one process: each rank's "
              "own batch should make them differ", unsynced.abs, unsynced.rel);
     else

@@ -1,9 +1,10 @@
-// test_products_cpu.c: the CPU's matrix products (gemm_cpu: OpenBLAS for the large ones, the
-// engine's loops for the small ones or without OpenBLAS) give the same bits on 1, 2 and 3 threads,
-// and values close to the product in double. A large product runs in pieces that depend on its
-// shape alone (kernels/cpu/blas.h), so its bits cannot depend on the thread count; before, OpenBLAS
-// ran the product on the threads itself and `--model mlp`'s first layer (K = 784) summed in
-// another order on two threads than on one. The shapes are the linear layers of the course's
+// test_products_cpu.c: the CPU's matrix products give the same bits on 1, 2 and 3 threads, and
+// values close to the product in double: gemm_cpu (with AVX-512 the engine's loops for every
+// product; without, OpenBLAS for the large ones and the engine's loops for the small ones or
+// without OpenBLAS), and OpenBLAS's own path (cg_blas_sgemm) wherever the build found OpenBLAS.
+// There a large product runs in pieces that depend on its shape alone (kernels/cpu/blas.h), so its
+// bits cannot depend on the thread count; before, OpenBLAS ran the product on the threads itself
+// and `--model mlp`'s first layer (K = 784) summed in another order on two threads than on one. The shapes are the linear layers of the course's
 // models (the tutorial CNN's 3,136 -> 128 -> 10 and the MLP's 784 -> 128 at batch 128: forward,
 // input gradient, weight gradient) and odd ones whose pieces are not whole tiles, with beta 0 and 1.
 #include "kernels/cpu/blas.h"
@@ -34,7 +35,14 @@ static float b_at(const shape *s, const float *B, int64_t k, int64_t j) {
     return s->trans_b ? B[j * s->K + k] : B[k * s->N + j];
 }
 
-static void check_shape(const shape *s) {
+// gemm_cpu, or OpenBLAS's path (false when OpenBLAS is missing)
+static bool product(bool blas, const shape *s, float alpha, const float *A, const float *B, float *C) {
+    if (blas) return cg_blas_sgemm(s->trans_a, s->trans_b, s->M, s->N, s->K, alpha, A, B, s->beta, C);
+    gemm_cpu(s->trans_a, s->trans_b, s->M, s->N, s->K, alpha, A, B, s->beta, C);
+    return true;
+}
+
+static void check_shape(const shape *s, bool blas) {
     const float alpha = 0.5f;
     int64_t na = s->M * s->K, nb = s->K * s->N, nc = s->M * s->N;
     float *A = malloc((size_t)na * sizeof(float)), *B = malloc((size_t)nb * sizeof(float));
@@ -44,8 +52,9 @@ static void check_shape(const shape *s) {
     // beta 0: C is not read (a gradient written fresh holds whatever the arena held): NaNs must vanish
     for (int64_t i = 0; i < nc; i++) C0[i] = s->beta == 0.0f ? NAN : uniform();
     char what[160];
-    snprintf(what, sizeof what, "%s (%lld x %lld x %lld%s%s, beta %g)", s->name, (long long)s->M, (long long)s->N,
-             (long long)s->K, s->trans_a ? ", A transposed" : "", s->trans_b ? ", B transposed" : "", (double)s->beta);
+    snprintf(what, sizeof what, "%s: %s (%lld x %lld x %lld%s%s, beta %g)", blas ? "OpenBLAS" : "gemm_cpu", s->name,
+             (long long)s->M, (long long)s->N, (long long)s->K, s->trans_a ? ", A transposed" : "",
+             s->trans_b ? ", B transposed" : "", (double)s->beta);
     int pieces = cg_blas_pieces(s->M, s->N, s->K);
     if (pieces != s->pieces) fail(what, "cg_blas_pieces says %d, the test expects %d", pieces, s->pieces);
     int failures_before = failures, threads_at_start = cg_get_num_threads();
@@ -53,7 +62,7 @@ static void check_shape(const shape *s) {
         C[t] = malloc((size_t)nc * sizeof(float));
         memcpy(C[t], C0, (size_t)nc * sizeof(float));
         cg_set_num_threads(t + 1);
-        gemm_cpu(s->trans_a, s->trans_b, s->M, s->N, s->K, alpha, A, B, s->beta, C[t]);
+        if (!product(blas, s, alpha, A, B, C[t])) fail(what, "OpenBLAS missing after it was found");
         // OpenBLAS's OpenMP build sets OpenMP's count when told its own (blas.c puts it back)
         if (cg_get_num_threads() != t + 1)
             fail(what, "%d threads set, %d after the product", t + 1, cg_get_num_threads());
@@ -82,8 +91,8 @@ static void check_shape(const shape *s) {
         }
     if (!(worst <= 1e-5)) fail(what, "relative error %.3g against the product in double", worst);
     if (failures == failures_before)
-        printf("%-72s %d piece%s; 1, 2, 3 threads the same bits; error %.1e\n", what, pieces,
-               pieces == 1 ? "" : "s", worst);
+        printf("%-82s %s1, 2, 3 threads the same bits; error %.1e\n", what,
+               !blas ? "" : pieces == 1 ? "1 piece; " : pieces == 2 ? "2 pieces; " : "4 pieces; ", worst);
     free(A), free(B), free(C0);
     for (int t = 0; t < 3; t++) free(C[t]);
 }
@@ -96,10 +105,12 @@ int main(void) {
     const char *core = cg_blas_core();
     if (cg_get_num_threads() != 2) fail("loading OpenBLAS", "2 threads set before, %d after", cg_get_num_threads());
     cg_set_num_threads(threads_at_start);
-    if (core)
-        printf("large products by OpenBLAS, its %s kernels\n", core);
-    else
-        printf("every product by the engine's loops (no OpenBLAS in this build)\n");
+#ifdef __AVX512F__
+    printf("gemm_cpu: every product by the engine's loops (AVX-512)\n");
+#else
+    printf("gemm_cpu: %s\n", core ? "large products by OpenBLAS" : "every product by the engine's loops (no OpenBLAS)");
+#endif
+    if (core) printf("OpenBLAS's path checked too, its %s kernels\n", core);
     const shape shapes[] = {
         {false, true, 128, 128, 3136, 0.0f, 2, "tutorial CNN, first linear layer, forward (y = x W^T)"},
         {false, false, 128, 3136, 128, 0.0f, 4, "tutorial CNN, first linear layer, dx = dy W"},
@@ -113,6 +124,9 @@ int main(void) {
         {true, false, 1200, 64, 100, 1.0f, 4, "odd: pieces along M, A transposed"},
         {false, true, 50, 1500, 60, 0.0f, 4, "odd: pieces along N, B transposed"},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&shapes[i]);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        check_shape(&shapes[i], false);
+        if (core) check_shape(&shapes[i], true);
+    }
     return check_summary("test_products_cpu");
 }

@@ -14,6 +14,7 @@
 #include "core/quant/qkernels.h"
 #include "core/quant/quant.h"
 #include "examples/common/cli.h"
+#include "kernels/cpu/cpu_features.h"
 
 #include <float.h>
 #include <getopt.h>
@@ -39,7 +40,8 @@ static void usage(FILE *f) {
                "  --help         this text\n"
                "\n"
                "Part 5 times C = A B^T (N x N, 2 N^3 operations) per format, the best of at least 3 runs\n"
-               "and 0.2 s: on the CPU fp32 through the kernel table's gemm (OpenBLAS for large products),\n"
+               "and 0.2 s: on the CPU fp32 through the kernel table's gemm (OpenBLAS for large products\n"
+               "without AVX-512),\n"
                "fp16 and bf16 through its 16-bit gemm (emulated: widened to fp32, rounded back) and int8\n"
                "through the int8 Linear layer (VNNI where the CPU has it; int32 sums, output stage); on a\n"
                "GPU fp32, tf32, fp16, bf16 and int8 through cuBLAS (the benchmark group of gpu_benchmark).\n");
@@ -282,9 +284,20 @@ static void speed_cpu(cg_device d, int64_t n) {
     CG_CHECK(s.code == CG_OK, "cg_bench_fill_uniform: %s", s.message);
 
     product x = {.d = d, .p = CG_BENCH_FP32, .n = n, .A = A, .B = B, .C = C};
-    speed_row("fp32", "kernel table gemm (OpenBLAS sgemm when large)", n, best_time(d, run_bench_gemm, &x), 0);
+#ifdef __AVX512F__
+    const char *fp32_what = "kernel table gemm (the engine's own GEMM)"; // (kernels/cpu/gemm.c)
+#else
+    const char *fp32_what = "kernel table gemm (OpenBLAS sgemm when large)";
+#endif
+    speed_row("fp32", fp32_what, n, best_time(d, run_bench_gemm, &x), 0);
 
-    // 16 bits: the same values rounded, multiplied by the kernel table's emulated 16-bit gemm.
+    // 16 bits: the same values rounded, multiplied by the kernel table's 16-bit gemm: fp16 emulated,
+    // bf16 on the CPU's bf16 instructions where it has them (kernels/cpu/cpu_features.h), emulated
+    // otherwise.
+    cg_cpu_bf16_path bf16_path = cg_cpu_bf16();
+    const char *bf16_what = bf16_path == CG_BF16_AMX      ? "16-bit gemm: AMX-BF16 tiles, fp32 sums"
+                            : bf16_path == CG_BF16_AVX512 ? "16-bit gemm: AVX512-BF16, fp32 sums"
+                                                          : "16-bit gemm, emulated: widen, fp32, round";
     uint16_t *Ah = malloc(nn * 2), *Bh = malloc(nn * 2), *Ch = malloc(nn * 2);
     CG_CHECK(Ah && Bh && Ch, "out of memory");
     const cg_dtype halves[2] = {CG_F16, CG_BF16};
@@ -294,7 +307,7 @@ static void speed_cpu(cg_device d, int64_t n) {
             Bh[i] = halves[h] == CG_F16 ? cg_f32_to_f16(B[i]) : cg_f32_to_bf16(B[i]);
         }
         product y = {.d = d, .half = halves[h], .n = n, .A = Ah, .B = Bh, .C = Ch};
-        speed_row(h == 0 ? "fp16" : "bf16", "16-bit gemm, emulated: widen, fp32, round", n,
+        speed_row(h == 0 ? "fp16" : "bf16", h == 0 ? "16-bit gemm, emulated: widen, fp32, round" : bf16_what, n,
                   best_time(d, run_gemm_h, &y), 0);
     }
     free(Ah), free(Bh), free(Ch);
@@ -312,8 +325,12 @@ static void speed_cpu(cg_device d, int64_t n) {
     cg_qoutput out = {.offset = offset, .multiplier = multiplier, .zero_point = 0, .relu = false, .to_float = false};
     product z = {.d = d, .n = n, .A = Aq, .B = Bq, .C = Cq, .out = &out};
     speed_row("int8", "int8 Linear layer: int32 sums, output stage", n, best_time(d, run_int8_linear, &z), 0);
-    printf("  (int8: TOPS, integer operations; the CPU has no 16-bit products that cgrad uses: fp16 and\n"
-           "  bf16 are fp32 products plus conversions, so slower than fp32 here, where a GPU is faster)\n");
+    if (bf16_path == CG_BF16_EMULATED)
+        printf("  (int8: TOPS, integer operations; the CPU has no 16-bit products that cgrad uses: fp16 and\n"
+               "  bf16 are fp32 products plus conversions, so slower than fp32 here, where a GPU is faster)\n");
+    else
+        printf("  (int8: TOPS, integer operations; fp16 is fp32 products plus conversions on the CPU, no faster\n"
+               "  than fp32; bf16 runs on the CPU's bf16 products: twice fp32's multiply-adds an instruction, more on AMX)\n");
     free(Aq), free(Bq), free(Cq), free(offset), free(multiplier);
     free(A), free(B), free(C);
 }

@@ -236,19 +236,18 @@ static void bias_block(double *bias, const float *dyt, int64_t n) {
 // from one image to the next. The order of the sums: lane l of dW[k][e] adds the positions whose
 // column q has q % 16 == l, image after image and row after row, by fused multiply-adds from
 // zero; the 16 lanes are then added in order (lane 0 first) into the group's sum, and the groups'
-// sums to dW in group order, as above (test_conv_cpu rebuilds that order). db: the same 16 lanes
-// in float (lanes_tile_db says how), added in order per group; the groups' sums in double.
+// sums to dW in group order, as above (test_conv_cpu rebuilds that order). db: each channel's dy
+// in 16 lanes of doubles, added in order per group.
 #define LANE_K 4 // output channels per tile
 
-static inline __attribute__((always_inline)) void lanes_tile(const int steps, const bool with_db, float *sums,
-                                                             float *db_lanes, const float *xn, const float *dyn,
-                                                             const int64_t *off, int64_t e0, int64_t crs, int64_t P,
-                                                             int64_t Q, int64_t Wp, bool first) {
-    __m512 acc[LANE_K][STEPS], bias[LANE_K];
+static inline __attribute__((always_inline)) void lanes_tile(const int steps, float *sums, const float *xn,
+                                                             const float *dyn, const int64_t *off, int64_t e0,
+                                                             int64_t crs, int64_t P, int64_t Q, int64_t Wp,
+                                                             bool first) {
+    __m512 acc[LANE_K][STEPS];
     for (int k = 0; k < LANE_K; k++) // sums: (k, e) at sums + (k crs + e) 16
         for (int e = 0; e < steps; e++)
             acc[k][e] = first ? _mm512_setzero_ps() : _mm512_load_ps(sums + ((k * crs) + e0 + e) * 16);
-    for (int k = 0; with_db && k < LANE_K; k++) bias[k] = first ? _mm512_setzero_ps() : _mm512_load_ps(db_lanes + k * 16);
     const float *xs[STEPS];
     for (int e = 0; e < steps; e++) xs[e] = xn + off[e0 + e];
     for (int64_t p = 0; p < P; p++)
@@ -262,64 +261,38 @@ static inline __attribute__((always_inline)) void lanes_tile(const int steps, co
                 __asm__("" : "+v"(xv));
                 for (int k = 0; k < LANE_K; k++) acc[k][e] = _mm512_fmadd_ps(xv, d[k], acc[k][e]);
             }
-            for (int k = 0; with_db && k < LANE_K; k++) bias[k] = _mm512_add_ps(bias[k], d[k]);
         }
     for (int k = 0; k < LANE_K; k++)
         for (int e = 0; e < steps; e++) _mm512_store_ps(sums + ((k * crs) + e0 + e) * 16, acc[k][e]);
-    for (int k = 0; with_db && k < LANE_K; k++) _mm512_store_ps(db_lanes + k * 16, bias[k]);
-}
-
-// db in the same lanes: lane l of channel k sums dy at the columns q with q % 16 == l, image after
-// image and row after row, in float from zero, as dW's sums. The last tile of steps, where it has
-// 3 steps or fewer (CIFAR's 27 are 4 tiles of 6 and one of 3), adds the 4 channels' dy, already in
-// its registers, to 4 more vectors of sums (16 of the 32 registers); where it has 6 steps, a pass
-// of its own over the 4 planes just read makes the same sums. db as 16 lanes of doubles, a pass
-// after the tiles (conversions, extractions, 8 chains of additions), was 14 % of CIFAR's stem
-// backward on a Zen 5 core. A function of its own, so that dW alone (a stem followed by batch
-// norm has no bias) keeps the code it had: with db's pointer inlined into dw_lanes' loops, the
-// 6-step tile's pointers no longer fitted the registers and dW alone ran 8 % slower.
-static __attribute__((noinline)) void lanes_tile_db(float *sums, float *db_lanes, const float *xn, const float *dyn,
-                                                    const int64_t *off, int64_t e0, int64_t crs, int64_t P, int64_t Q,
-                                                    int64_t Wp, bool first) {
-    int64_t left = crs - e0;
-    if (left == 3)
-        lanes_tile(3, true, sums, db_lanes, xn, dyn, off, e0, crs, P, Q, Wp, first);
-    else if (left < STEPS) { // steps one at a time, as dw_lanes takes them, the first with db
-        lanes_tile(1, true, sums, db_lanes, xn, dyn, off, e0, crs, P, Q, Wp, first);
-        for (int64_t e = e0 + 1; e < crs; e++) lanes_tile(1, false, sums, NULL, xn, dyn, off, e, crs, P, Q, Wp, first);
-    } else { // a whole tile of 6, already summed by dw_lanes: db alone
-        for (int k = 0; k < LANE_K; k++) {
-            __m512 b = first ? _mm512_setzero_ps() : _mm512_load_ps(db_lanes + k * 16);
-            for (int64_t i = 0; i < P * Q; i += 16) b = _mm512_add_ps(b, _mm512_loadu_ps(dyn + k * P * Q + i));
-            _mm512_store_ps(db_lanes + k * 16, b);
-        }
-    }
 }
 
 static void dw_lanes(float *sums, double *bias, const float *dy, const float *xp, int64_t n0, int64_t count,
                      int64_t C, int64_t K, int64_t crs, const int64_t *off, int64_t P, int64_t Q, int64_t Hp,
                      int64_t Wp) {
-    static _Thread_local cg_thread_buffer lane_buffer, db_buffer;
+    static _Thread_local cg_thread_buffer lane_buffer;
     float *lanes = cg_thread_floats_aligned(&lane_buffer, K * crs * 16);
-    float *db_lanes = bias ? cg_thread_floats_aligned(&db_buffer, K * 16) : NULL;
-    int64_t last = (crs - 1) / STEPS * STEPS; // the last tile's first step
+    __m512d db[STEM_K][2];
+    for (int64_t k = 0; k < K; k++) db[k][0] = db[k][1] = _mm512_setzero_pd();
     for (int64_t n = n0; n < n0 + count; n++) {
         const float *xn = xp + n * C * Hp * Wp;
         for (int64_t k0 = 0; k0 < K; k0 += LANE_K) {
             const float *dyn = dy + (n * K + k0) * P * Q;
             float *at = lanes + k0 * crs * 16;
             for (int64_t e0 = 0; e0 < crs; e0 += STEPS) {
-                if (bias && e0 == last) { // the last tile with db (lanes_tile_db)
-                    if (crs - e0 == STEPS) lanes_tile(STEPS, false, at, NULL, xn, dyn, off, e0, crs, P, Q, Wp, n == n0);
-                    lanes_tile_db(at, db_lanes + k0 * 16, xn, dyn, off, e0, crs, P, Q, Wp, n == n0);
-                } else if (crs - e0 >= STEPS)
-                    lanes_tile(STEPS, false, at, NULL, xn, dyn, off, e0, crs, P, Q, Wp, n == n0);
+                if (crs - e0 >= STEPS)
+                    lanes_tile(STEPS, at, xn, dyn, off, e0, crs, P, Q, Wp, n == n0);
                 else if (crs - e0 == 3)
-                    lanes_tile(3, false, at, NULL, xn, dyn, off, e0, crs, P, Q, Wp, n == n0);
+                    lanes_tile(3, at, xn, dyn, off, e0, crs, P, Q, Wp, n == n0);
                 else
-                    for (int64_t e = e0; e < crs; e++)
-                        lanes_tile(1, false, at, NULL, xn, dyn, off, e, crs, P, Q, Wp, n == n0);
+                    for (int64_t e = e0; e < crs; e++) lanes_tile(1, at, xn, dyn, off, e, crs, P, Q, Wp, n == n0);
             }
+            if (bias) // these 4 planes of dy, just read from the first-level cache (8 chains of sums side by side)
+                for (int64_t i = 0; i < P * Q; i += 16)
+                    for (int k = 0; k < LANE_K; k++) {
+                        __m512 d = _mm512_loadu_ps(dyn + k * P * Q + i);
+                        db[k0 + k][0] = _mm512_add_pd(db[k0 + k][0], _mm512_cvtps_pd(_mm512_castps512_ps256(d)));
+                        db[k0 + k][1] = _mm512_add_pd(db[k0 + k][1], _mm512_cvtps_pd(_mm512_extractf32x8_ps(d, 1)));
+                    }
         }
     }
     for (int64_t k = 0; k < K; k++) // the group's sums, (crs, 64) as dw_block leaves them
@@ -329,11 +302,11 @@ static void dw_lanes(float *sums, double *bias, const float *dy, const float *xp
             for (int j = 1; j < 16; j++) total += l[j];
             sums[e * 64 + k] = total;
         }
-    if (bias) // the group's db: its 16 lanes added in order, in float (the groups' sums then in double, as above)
+    if (bias)
         for (int64_t k = 0; k < K; k++) {
-            const float *l = db_lanes + k * 16;
-            float total = l[0];
-            for (int j = 1; j < 16; j++) total += l[j];
+            double l[16], total = 0.0;
+            _mm512_storeu_pd(l, db[k][0]), _mm512_storeu_pd(l + 8, db[k][1]);
+            for (int j = 0; j < 16; j++) total += l[j];
             bias[k] = total;
         }
 }
