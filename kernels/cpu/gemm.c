@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "kernels/cpu/blas.h"
 #ifdef __AVX512F__
@@ -420,7 +423,7 @@ static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 // get one or two panels per block of K, a parallel region per block, after B's copy on one
 // thread: rows in pieces instead, one per thread, each piece a product of its own on that thread,
 // which packs B for itself. The tutorial's first linear layer forward (128 x 128 x 3,136: 4
-// panels, 13 blocks of K) ran 0.44 ms on one Zen 5 core and 0.39 on two; in pieces, 0.29. (B
+// panels, 13 blocks of K) ran 0.44 ms on one Zen 5 core and 0.39 on two; in pieces, 0.27-0.29. (B
 // packed once, its panels shared out between the threads, then read by both pieces: 0.39 again,
 // each thread reading the panels the other had just written.) Each row of C is the same sums in
 // any piece (its tile's rows do not change its sums): the same bits on any number of threads.
@@ -428,6 +431,9 @@ static void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 static bool row_pieces(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        const float *B, float beta, float *C) {
     int threads = cg_get_num_threads();
+#ifdef _OPENMP
+    if (omp_in_parallel()) return false; // a product inside a parallel loop (a convolution's group): one thread
+#endif
     int64_t panels = (N + NV * NR - 1) / (NV * NR);
     if (threads < 2 || trans_a || panels > 4 || M < 2 * MR * threads || M * N * K < 64 * CG_OMP_MIN_WORK) return false;
     int64_t tiles = (M + MR - 1) / MR;
