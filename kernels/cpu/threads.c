@@ -5,6 +5,7 @@
 #include "kernels/cpu/threads.h"
 #include "core/device.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,8 +110,31 @@ const char *cg_threads_describe(void) {
     return text;
 }
 
+// Each thread's buffers, a list through their `next`, freed by free_buffers when the thread ends
+// (a POSIX thread-specific key's destructor; the main thread's are freed by the process's end).
+static pthread_key_t buffers_key;
+static pthread_once_t buffers_once = PTHREAD_ONCE_INIT;
+
+static void free_buffers(void *head) {
+    for (cg_thread_buffer *b = head, *next; b != NULL; b = next) {
+        next = b->next;
+        free(b->data);
+        b->data = NULL, b->bytes = 0, b->next = NULL, b->listed = false;
+    }
+}
+
+static void make_buffers_key(void) {
+    CG_CHECK(pthread_key_create(&buffers_key, free_buffers) == 0, "pthread_key_create failed");
+}
+
 // From a 64-byte boundary (posix_memalign; threads.h says why), the size rounded up to whole lines.
 void *cg_thread_buffer_get(cg_thread_buffer *b, int64_t bytes) {
+    if (!b->listed) { // this thread's first use of it: on the thread's list
+        pthread_once(&buffers_once, make_buffers_key);
+        b->next = pthread_getspecific(buffers_key);
+        CG_CHECK(pthread_setspecific(buffers_key, b) == 0, "pthread_setspecific failed");
+        b->listed = true;
+    }
     if (b->bytes < bytes) {
         free(b->data);
         size_t rounded = ((size_t)(bytes > 0 ? bytes : 1) + 63) / 64 * 64;

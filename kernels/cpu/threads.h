@@ -37,9 +37,15 @@ const char *cg_threads_describe(void);
 // was still malloc's) its forward ran at 460 GFLOP/s instead of 630 and its backward at 350 to
 // 450 instead of 550, depending on which buffers earlier kernels had left in the heap (a new
 // first-layer kernel that allocated less moved them and cost the bf16 backward a quarter).
-typedef struct {
+// A thread's buffers are freed when the thread ends: GCC's OpenMP ends the threads a smaller team
+// leaves out (3 threads, then 2: the third ends, and a later team of 3 starts a new one), so that
+// a thread count moving between N and N - 1 (the thread tuner, N >= 3) lost each ended thread's
+// scratch, megabytes a time.
+typedef struct cg_thread_buffer {
     void *data;
     int64_t bytes;
+    struct cg_thread_buffer *next; // the thread's other buffers (threads.c frees them all at its end)
+    bool listed;                   // on this thread's list
 } cg_thread_buffer;
 void *cg_thread_buffer_get(cg_thread_buffer *b, int64_t bytes);
 // The same as `floats` floats.
