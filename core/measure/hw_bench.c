@@ -298,8 +298,13 @@ cg_status cg_bench_conv_new(cg_device d, cg_bench_precision p, bool tuned, cg_be
     k->rng_uniform(c->bias, s.K, seed, CG_STREAM_INIT, (uint64_t)((nw + 3) / 4), -bound, bound);
     cg_device_zero(d, c->dw, (size_t)nw * sizeof(float));
     cg_device_zero(d, c->dbias, (size_t)s.K * sizeof(float));
+#ifdef __AVX512F__
+    const char *cpu_method = "a first layer's direct kernels"; // 3 -> 64 channels: kernels/cpu/conv_stem.c
+#else
+    const char *cpu_method = "im2col + GEMM";
+#endif
     snprintf(c->about, sizeof c->about, "NCHW fp32, the engine's conv2d kernels (%s)",
-             d.type == CG_CUDA ? "what the cnn example trains with" : "im2col + GEMM");
+             d.type == CG_CUDA ? "what the cnn example trains with" : cpu_method);
     *out = c;
     return cg_ok();
 }
