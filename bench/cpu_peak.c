@@ -200,9 +200,9 @@ static void conv_forward(void *p) {
                            c->Q);
 }
 
-// The backward of a network's layer: dW, db where it has a bias, and dx unless the input is the image (C <= 3). The
-// fp32 rows write dx, as in training where dx is x's first gradient (core/tape.h: most
-// activations have one consumer); the bf16 rows without the fused block add to it.
+// The backward of a network's layer: dW, db where it has a bias, and dx unless the input is the
+// image (C <= 3). The fp32 rows write dx, as in training where dx is x's first gradient
+// (core/tape.h: most activations have one consumer); the bf16 rows without the fused block add to it.
 static void conv_backward(void *p) {
     conv_ctx *c = p;
     const conv_shape *s = c->s;

@@ -440,7 +440,8 @@ static bool row_pieces(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 #pragma omp parallel for schedule(static)
     for (int p = 0; p < threads; p++) {
         int64_t lo = tiles * p / threads * MR, hi = p == threads - 1 ? M : tiles * (p + 1) / threads * MR;
-        if (hi > lo) gemm_tiled(false, trans_b, hi - lo, N, K, alpha, A + lo * K, NULL, B, false, C + lo * N, beta == 0.0f);
+        if (hi > lo)
+            gemm_tiled(false, trans_b, hi - lo, N, K, alpha, A + lo * K, NULL, B, false, C + lo * N, beta == 0.0f);
     }
     return true;
 }
