@@ -97,6 +97,42 @@ static void check_shape(const shape *s, bool blas) {
     for (int t = 0; t < 3; t++) free(C[t]);
 }
 
+// Each thread's scratch buffers are freed when the thread ends (kernels/cpu/threads.c): GCC's
+// OpenMP ends the third thread when a team of 3 is followed by one of 2, and a later team of 3
+// starts a new one. Twenty such turns, 4 MB of scratch on each thread: the heap (malloc's arenas
+// and mmapped blocks) must not keep the ended threads' 80 MB.
+#if defined(_OPENMP) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#include <malloc.h>
+static size_t heap_bytes(void) {
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+static void check_thread_buffers(void) {
+    static _Thread_local cg_thread_buffer scratch;
+    const int64_t bytes = 4 << 20;
+    int threads_at_start = cg_get_num_threads();
+    size_t before = 0;
+    for (int turn = 0; turn < 21; turn++) {
+        if (turn == 1) before = heap_bytes(); // (after the first turn: the threads that stay hold theirs)
+        cg_set_num_threads(3);
+#pragma omp parallel
+        memset(cg_thread_buffer_get(&scratch, bytes), 1, (size_t)bytes);
+        cg_set_num_threads(2);
+#pragma omp parallel
+        (void)cg_thread_buffer_get(&scratch, bytes);
+    }
+    cg_set_num_threads(threads_at_start);
+    size_t after = heap_bytes(); // (the last ended thread may still be ending: 16 MB of slack)
+    double grown = after > before ? (double)(after - before) / (1 << 20) : 0.0;
+    if (grown > 16.0)
+        fail("thread buffers", "the heap grew by %.1f MB over 20 turns of 3 then 2 threads (4 MB a thread)", grown);
+    else
+        printf("thread buffers: 20 turns of 3 then 2 threads, 4 MB a thread: the heap grew by %.1f MB\n", grown);
+}
+#else
+static void check_thread_buffers(void) { printf("thread buffers: not checked (needs OpenMP and glibc's mallinfo2)\n"); }
+#endif
+
 int main(void) {
     // Loading OpenBLAS (when the build found it) leaves cgrad's thread count as it was: its OpenMP
     // build's openblas_set_num_threads sets OpenMP's (kernels/cpu/blas.c puts it back).
@@ -128,5 +164,6 @@ int main(void) {
         check_shape(&shapes[i], false);
         if (core) check_shape(&shapes[i], true);
     }
+    check_thread_buffers();
     return check_summary("test_products_cpu");
 }
