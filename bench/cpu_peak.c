@@ -379,15 +379,14 @@ int main(int argc, char **argv) {
     if (dpbf16 > 0)
         printf("bf16 AVX512-BF16 (vdpbf16ps): %.0f GFLOP/s per core measured (%.0f FLOP per cycle) -> peak %.0f "
                "GFLOP/s on %d cores\n", dpbf16 / 1e9, dpbf16 / clock_vec, cores * dpbf16 / 1e9, cores);
-#ifdef __AVX512F__
-    // With AVX-512 the linear layers' fp32 products are the engine's (kernels/cpu/gemm.c says why).
-    printf("linear layers' fp32 products: the engine's GEMM (AVX-512; OpenBLAS not used)\n");
-#else
-    // Without it they are OpenBLAS's, whose kernels depend on the CPU it finds (or OPENBLAS_CORETYPE).
-    const char *blas_core = cg_blas_core(), *forced = getenv("OPENBLAS_CORETYPE");
-    printf("OpenBLAS kernels: %s%s%s%s\n", blas_core ? blas_core : "none (the engine's own loops)",
-           forced ? " (OPENBLAS_CORETYPE=" : "", forced ? forced : "", forced ? ")" : "");
-#endif
+    // The linear layers' fp32 products: the engine's with AVX-512 (kernels/cpu/gemm.c says why), else
+    // OpenBLAS's, whose kernels depend on the CPU it finds (or OPENBLAS_CORETYPE).
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    if (gemm_cpu_uses_openblas())
+        printf("linear layers' fp32 products: OpenBLAS, %s kernels%s%s%s\n", cg_blas_core(),
+               forced ? " (OPENBLAS_CORETYPE=" : "", forced ? forced : "", forced ? ")" : "");
+    else
+        printf("linear layers' fp32 products: the engine's GEMM\n");
     cg_cpu_bf16_path path = cg_cpu_bf16();
     use_cpu_time = cores == 1;
     printf("kernel times: %s\n", use_cpu_time ? "process CPU time (one thread)" : "wall clock");

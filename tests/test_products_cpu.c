@@ -4,8 +4,8 @@
 // without OpenBLAS), and OpenBLAS's own path (cg_blas_sgemm) wherever the build found OpenBLAS.
 // There a large product runs in pieces that depend on its shape alone (kernels/cpu/blas.h), so its
 // bits cannot depend on the thread count; before, OpenBLAS ran the product on the threads itself
-// and `--model mlp`'s first layer (K = 784) summed in another order on two threads than on one. The shapes are the linear layers of the course's
-// models (the tutorial CNN's 3,136 -> 128 -> 10 and the MLP's 784 -> 128 at batch 128: forward,
+// and `--model mlp`'s first layer (K = 784) summed in another order on two threads than on one.
+// The shapes are the linear layers of the course's models (the tutorial CNN's 3,136 -> 128 -> 10 and the MLP's 784 -> 128 at batch 128: forward,
 // input gradient, weight gradient) and odd ones whose pieces are not whole tiles, with beta 0 and 1.
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu.h"
@@ -141,11 +141,7 @@ int main(void) {
     const char *core = cg_blas_core();
     if (cg_get_num_threads() != 2) fail("loading OpenBLAS", "2 threads set before, %d after", cg_get_num_threads());
     cg_set_num_threads(threads_at_start);
-#ifdef __AVX512F__
-    printf("gemm_cpu: every product by the engine's loops (AVX-512)\n");
-#else
-    printf("gemm_cpu: %s\n", core ? "large products by OpenBLAS" : "every product by the engine's loops (no OpenBLAS)");
-#endif
+    printf("gemm_cpu: %s\n", gemm_cpu_uses_openblas() ? "large products by OpenBLAS" : "every product by the engine's loops");
     if (core) printf("OpenBLAS's path checked too, its %s kernels\n", core);
     const shape shapes[] = {
         {false, true, 128, 128, 3136, 0.0f, 2, "tutorial CNN, first linear layer, forward (y = x W^T)"},

@@ -14,6 +14,7 @@
 #include "core/quant/qkernels.h"
 #include "core/quant/quant.h"
 #include "examples/common/cli.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_features.h"
 
 #include <float.h>
@@ -40,10 +41,10 @@ static void usage(FILE *f) {
                "  --help         this text\n"
                "\n"
                "Part 5 times C = A B^T (N x N, 2 N^3 operations) per format, the best of at least 3 runs\n"
-               "and 0.2 s: on the CPU fp32 through the kernel table's gemm (OpenBLAS for large products\n"
-               "without AVX-512),\n"
-               "fp16 and bf16 through its 16-bit gemm (emulated: widened to fp32, rounded back) and int8\n"
-               "through the int8 Linear layer (VNNI where the CPU has it; int32 sums, output stage); on a\n"
+               "and 0.2 s: on the CPU fp32 through the kernel table's gemm (the engine's own, or OpenBLAS for\n"
+               "large products without AVX-512), fp16 and bf16 through its 16-bit gemm (fp16 emulated: widened\n"
+               "to fp32, rounded back; bf16 on AVX512-BF16 or AMX where the CPU has them, emulated otherwise)\n"
+               "and int8 through the int8 Linear layer (VNNI where the CPU has it; int32 sums, output stage); on a\n"
                "GPU fp32, tf32, fp16, bf16 and int8 through cuBLAS (the benchmark group of gpu_benchmark).\n");
 }
 
@@ -284,12 +285,10 @@ static void speed_cpu(cg_device d, int64_t n) {
     CG_CHECK(s.code == CG_OK, "cg_bench_fill_uniform: %s", s.message);
 
     product x = {.d = d, .p = CG_BENCH_FP32, .n = n, .A = A, .B = B, .C = C};
-#ifdef __AVX512F__
-    const char *fp32_what = "kernel table gemm (the engine's own GEMM)"; // (kernels/cpu/gemm.c)
-#else
-    const char *fp32_what = "kernel table gemm (OpenBLAS sgemm when large)";
-#endif
-    speed_row("fp32", fp32_what, n, best_time(d, run_bench_gemm, &x), 0);
+    speed_row("fp32",
+              gemm_cpu_uses_openblas() ? "kernel table gemm (OpenBLAS sgemm when large)"
+                                       : "kernel table gemm (the engine's own GEMM)",
+              n, best_time(d, run_bench_gemm, &x), 0);
 
     // 16 bits: the same values rounded, multiplied by the kernel table's 16-bit gemm: fp16 emulated,
     // bf16 on the CPU's bf16 instructions where it has them (kernels/cpu/cpu_features.h), emulated

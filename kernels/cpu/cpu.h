@@ -28,6 +28,9 @@ static inline int64_t cg_even_group(int64_t N, int64_t most) {
 
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               const float *B, float beta, float *C);
+// Whether gemm_cpu hands its large products to OpenBLAS: never with AVX-512 (the engine's loops
+// take every product: gemm.c says why), else when OpenBLAS could be loaded (the first call loads it).
+bool gemm_cpu_uses_openblas(void);
 // gemm_cpu always on the engine's own register-tiled loops, never OpenBLAS: for callers whose B
 // already has the layout those loops read (row-major, N a multiple of 16), which then is not
 // copied at all, where OpenBLAS packs both operands on every call (the convolutions' columns).

@@ -446,6 +446,14 @@ static bool row_pieces(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
     return true;
 }
 
+bool gemm_cpu_uses_openblas(void) {
+#ifdef __AVX512F__
+    return false;
+#else
+    return cg_blas_core() != NULL;
+#endif
+}
+
 void gemm_cpu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               const float *B, float beta, float *C) {
 #ifndef __AVX512F__
