@@ -549,9 +549,10 @@ static void test_conv_threads(cg_cpu_bf16_path path) {
 }
 
 #ifdef CG_CPU_MATRIX_KERNELS
-// bf16_direct.c's fused forward in both sum orders, the AMX one included (its FMAs run on any
-// CPU with AVX512-BF16, AMX or not): against its plane of sums (cg_bf16_direct_sums, in the same
-// order) followed by the plain epilogue, bias, rounding, then cg_bf16_relu_pool_plane.
+// bf16_direct.c's fused forward in both sum orders, the AMX one included (its vdpbf16ps pairs run
+// on any CPU with AVX512-BF16, AMX or not): against its plane of sums (cg_bf16_direct_sums, FMAs
+// in the same order) followed by the plain epilogue, bias, rounding, then cg_bf16_relu_pool_plane.
+// So the instruction's own order is checked here too, on the CPU the test runs on.
 static void test_direct_orders(void) {
     const conv_shape shapes[] = {
         {2, 1, 28, 28, 32, 3, 3, 1, 1, "tutorial conv1"},
@@ -570,11 +571,13 @@ static void test_direct_orders(void) {
             uint16_t *plane = malloc((size_t)(H * W) * 2), *y1 = malloc((size_t)(K * pooled) * 2);
             uint16_t *y2 = malloc((size_t)(K * pooled) * 2);
             uint8_t *at1 = malloc((size_t)(K * pooled)), *at2 = malloc((size_t)(K * pooled));
+            uint32_t *wp = malloc((size_t)(K * 5) * sizeof *wp);
             cg_bf16_direct_weights(wf, w, K, paths[p]);
+            cg_bf16_direct_pair_weights(wp, wf, K);
             char what[160];
             snprintf(what, sizeof what, "bf16_direct.c fused forward, %s order, %s", cg_cpu_bf16_name(paths[p]),
                      c->name);
-            if (!cg_bf16_direct_pool_ready(wf, b, K) || !cg_bf16_direct_relu_pool(y1, at1, x, wf, b, K, H, W, paths[p]))
+            if (!cg_bf16_direct_pool_ready(wf, b, K) || !cg_bf16_direct_relu_pool(y1, at1, x, wp, b, K, H, W, paths[p]))
                 fail(what, "refused these inputs");
             cg_bf16_direct_sums(sums, H * W, x, wf, K, H, W, paths[p]);
             for (int64_t k = 0; k < K; k++) {
@@ -584,8 +587,8 @@ static void test_direct_orders(void) {
             }
             compare_bits(what, y1, y2, K * pooled);
             if (memcmp(at1, at2, (size_t)(K * pooled)) != 0) fail(what, "the positions differ");
-            free(x), free(w), free(b), free(wf), free(sums), free(col_max), free(won), free(plane), free(y1);
-            free(y2), free(at1), free(at2);
+            free(x), free(w), free(b), free(wf), free(wp), free(sums), free(col_max), free(won), free(plane);
+            free(y1), free(y2), free(at1), free(at2);
         }
 }
 #endif

@@ -9,7 +9,8 @@
 // vectors of output channels, which kernels/cpu/conv_direct_dw.c sums one term per pooling window,
 // is checked bit for bit against sums written in its order, and those against the sums in double;
 // and the same kernel's bf16 entry (the first block on AMX) against its f32 entry on the widened
-// values, bit for bit, its db sums exact. The shapes take every path: the direct one (the
+// values, bit for bit, its db sums exact; its pairs' entry (the first block on AVX512-BF16, two
+// windows a vdpbf16ps) against sums written in its order, where the CPU has the instruction. The shapes take every path: the direct one (the
 // tutorial's first layer, an odd size, one output channel), im2col with stride 2 and padding 0, a
 // 5 x 5 kernel, the tutorial's second layer, and ResNet-18's stride-2 stem on a larger image.
 // conv2d_forward and conv2d_backward alone, against sums in each path's order: test_conv_cpu.c.
@@ -17,6 +18,7 @@
 #include "core/kernels.h"
 #include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/threads.h"
 #include "tests/check.h"
 #include "tests/conv_check.h"
@@ -150,6 +152,40 @@ static void reference_window_dw(const shape *c, const float *x, const float *dy,
 // hardware, so this runs wherever the f32 window path does (and says so where it does not).
 static float bf16_value(float v) { return cg_bf16_to_f32(cg_f32_to_bf16(v)); }
 
+// The pairs' entry's order (conv_direct_dw_one_channel.c, one input channel): in each group of 4
+// images, lane l of tap t sums, image after image, the windows 32 j + 2 l + 1 then 32 j + 2 l for j
+// = 0, 1 .. (each term one rounding, as vdpbf16ps adds a pair: the second product, then the first;
+// windows past the last add 0 x 0), from zero; the group's sum is the 16 lanes added in order from
+// zero, and the groups' sums are added to dW in order. g = dy where y > 0, else 0.
+static void reference_window_pairs_dw(const shape *c, const float *x, const float *dy, const float *y,
+                                      const uint8_t *where, const float *dw0, float *dw) {
+    int64_t Q2 = c->W / 2, pooled = (c->H / 2) * Q2, K = c->K, blocks = (pooled + 31) / 32;
+    for (int64_t i = 0; i < K * 9; i++) dw[i] = dw0[i];
+    for (int64_t n0 = 0; n0 < c->N; n0 += 4)
+        for (int64_t k = 0; k < K; k++)
+            for (int t = 0; t < 9; t++) {
+                float lane[16] = {0};
+                for (int64_t n = n0; n < n0 + 4 && n < c->N; n++)
+                    for (int64_t j = 0; j < blocks; j++)
+                        for (int l = 0; l < 16; l++)
+                            for (int e = 1; e >= 0; e--) {
+                                int64_t i = 32 * j + 2 * l + e;
+                                float g = 0.0f, xv = 0.0f;
+                                if (i < pooled) {
+                                    int64_t at = (n * K + k) * pooled + i;
+                                    g = y[at] > 0.0f ? dy[at] : 0.0f;
+                                    int64_t h = 2 * (i / Q2) + where[at] / 2 + t / 3 - 1;
+                                    int64_t wc = 2 * (i % Q2) + where[at] % 2 + t % 3 - 1;
+                                    if (h >= 0 && h < c->H && wc >= 0 && wc < c->W) xv = x[(n * c->H + h) * c->W + wc];
+                                }
+                                lane[l] = fmaf(xv, g, lane[l]);
+                            }
+                float sum = 0.0f;
+                for (int l = 0; l < 16; l++) sum += lane[l];
+                dw[k * 9 + t] += sum;
+            }
+}
+
 static void check_bf16_windows(void) {
     const shape shapes[] = {
         {8, 1, 28, 28, 32, 3, 1, 1, "tutorial conv1"},
@@ -199,10 +235,29 @@ static void check_bf16_windows(void) {
                     fail(what, "db's sum %lld: %.17g, exactly %.17g", (long long)j, sums[j], exact[j]);
                     break;
                 }
+            if (C == 1 && cg_cpu_has_avx512_bf16()) { // the pairs' entry, in its own order
+                float *dwp = copy_floats(dw0, nw), *want = malloc((size_t)nw * sizeof(float));
+                snprintf(what, sizeof what, "%s, %d thread(s): bf16 window pairs' dw in their order", c->name, t);
+                if (!conv2d_relu_pool_dw_windows_pairs_bf16_cpu(dwp, sums, dyh, yh, where, xh, c->N, C, H, W, K, 3, 3,
+                                                                1, 1, H, W, 4))
+                    fail(what, "refused a one-channel shape");
+                reference_window_pairs_dw(c, x, dy, y, where, dw0, want);
+                same_bits(what, dwp, want, nw);
+                for (int64_t j = 0; j < K; j++)
+                    if (sums[j] != exact[j]) {
+                        fail(what, "db's sum %lld: %.17g, exactly %.17g", (long long)j, sums[j], exact[j]);
+                        break;
+                    }
+                free(dwp), free(want);
+            }
             free(dwf), free(dwh), free(db);
         }
         cg_set_num_threads(threads_at_start);
         printf("%-58s bf16 windows: dw = the f32 entry's%s, 1 and 2 threads\n", c->name, with_db ? ", db exact" : "");
+        if (C == 1)
+            printf("%-58s bf16 window pairs: %s\n", c->name,
+                   cg_cpu_has_avx512_bf16() ? "dw = the sums in their order, db exact, 1 and 2 threads"
+                                            : "skipped (no AVX512-BF16 on this CPU)");
         free(x), free(w), free(b), free(dy), free(dw0), free(y), free(where), free(xh), free(dyh), free(yh);
         free(exact), free(sums);
     }

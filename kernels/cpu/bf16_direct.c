@@ -138,12 +138,21 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
 // The windows' inputs: output (a, b) of window (p, q) (a, b in 0, 1) takes tap (r, s) from the
 // padded image at row 2 p + a + r, column 2 q + b + s, that is at (2 p + i, 2 q + c) with i = a + r
 // and c = b + s in 0 .. 3. For each (i, c) the values of all windows form a plane of the pooled
-// plane's shape, a sub-plane; i = 2, 3 are i = 0, 1 one pooled row further on. The 8 sub-planes
-// (i in 0, 1, c in 0 .. 3, with one pooled row more) are made once per image, and one vector load
-// of a sub-plane then gives one term's input for 16 windows.
+// plane's shape, a sub-plane (16 of them, bf16), made once per image.
+//
+// The sums by vdpbf16ps, two terms an instruction: lane l of acc += x_hi w_hi, then += x_lo w_lo,
+// each product exact in f32 and each addition rounded (Intel's pseudo-code; an AMD EPYC, Zen 5,
+// gave the same bits as those two FMAs on 3,200,000 sums, 2026-12-07). So the 9 terms in the
+// path's order (tap_orders) go in 5 pairs: pair m's high word is term 2 m, its low word term 2 m + 1,
+// and the last pair is term 8 with a zero: the FMAs' order, pair by pair, for either path. For
+// each output o = (a, b) and pair m, a pair plane holds each window's two inputs side by side
+// (32 bits a window): one vector load gives a pair of terms for 16 windows, where the FMAs took
+// two loads and two instructions. 5 instructions a sum instead of 9: the block 153 -> xxx GFLOP/s
+// (bench_cpu_peak, one Zen 5 core).
 #define MAX_W 32
-// A sub-plane: (P2 + 1) pooled rows of Q2 windows, and the last vector's reach past its end.
-#define SUB_FLOATS ((MAX_H / 2 + 1) * (MAX_W / 2) + 16)
+// A plane of windows: every pooled value, then the last vector's reach past its end.
+#define PLANE_MAX ((MAX_H / 2) * (MAX_W / 2) + 16)
+#define PAIRS 5
 
 // Whether each of n values (bf16 patterns, or f32 when bf16 is false) is 0 or of magnitude in
 // [2^-56, 2^60): with the exponent's bias, 127, the f32 patterns from 71 << 23 up to 187 << 23,
@@ -173,33 +182,65 @@ static VEC_TARGET bool tame(const void *v, int64_t n, bool bf16) {
     return wild == 0;
 }
 
-// The 8 sub-planes of image x (H x W bf16): sub[(i 4 + c) SUB_FLOATS + p Q2 + q] = xpad[2 p + i][2 q + c],
-// xpad the image with a border of zeros, so x[2 p + i - 1][2 q + c - 1]. Each padded row: the
-// image row widened (two vectors, columns 0 .. 31), then for each c the columns 2 q + c - 1 picked
-// by one permutation, zero where they fall outside the row (pick[c]: the lanes that do not).
-static VEC_TARGET void make_subplanes(float *sub, const uint16_t *x, int64_t H, int64_t W, int64_t P2, int64_t Q2) {
+// Padded row h is row i = h - 2 p of pooled rows p = (h - i) / 2, i in 0 .. 3: each is stored
+// twice (i and i + 2), from one load of the image row and, for each c, one permutation picking
+// columns 2 q + c - 1 (zero where they fall outside the row: pick[c] the lanes that do not).
+VEC_TARGET void cg_bf16_window_subplanes(uint16_t *sub, int64_t stride, const uint16_t *x, int64_t H, int64_t W) {
+    int64_t P2 = H / 2, Q2 = W / 2;
     __m512i column[4];
-    __mmask16 pick[4];
+    __mmask32 pick[4];
     for (int c = 0; c < 4; c++) {
-        column[c] = _mm512_add_epi32(_mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
-                                     _mm512_set1_epi32(c - 1));
+        column[c] = _mm512_add_epi16(_mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 30, 28, 26, 24,
+                                                      22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
+                                     _mm512_set1_epi16((short)(c - 1)));
         pick[c] = 0;
         for (int64_t q = 0; q < Q2; q++)
-            if (2 * q + c - 1 >= 0 && 2 * q + c - 1 < W) pick[c] |= (__mmask16)(1u << q);
+            if (2 * q + c - 1 >= 0 && 2 * q + c - 1 < W) pick[c] |= (__mmask32)(1u << q);
     }
     __mmask16 row = (__mmask16)((1u << Q2) - 1);
     __mmask32 cols = W == 32 ? ~(__mmask32)0 : (__mmask32)((1u << W) - 1);
-    for (int64_t h = 0; h < 2 * P2 + 2; h++) { // padded row h is row i = h % 2 of pooled row h / 2
-        float *out = sub + (h % 2) * 4 * SUB_FLOATS + h / 2 * Q2;
-        __m512 a = _mm512_setzero_ps(), b = a;
-        if (h >= 1 && h <= H) { // image row h - 1; the others are the border's zeros
-            __m512i v = _mm512_maskz_loadu_epi16(cols, x + (h - 1) * W);
-            a = widen16_avx512(_mm512_castsi512_si256(v));
-            b = widen16_avx512(_mm512_extracti64x4_epi64(v, 1));
+    for (int64_t h = 0; h < 2 * P2 + 2; h++) {
+        __m512i v = _mm512_setzero_si512(); // the border's zeros, unless image row h - 1
+        if (h >= 1 && h <= H) v = _mm512_maskz_loadu_epi16(cols, x + (h - 1) * W);
+        for (int i = (int)(h % 2); i < 4; i += 2) {
+            int64_t p = (h - i) / 2;
+            if (h < i || p >= P2) continue;
+            for (int c = 0; c < 4; c++)
+                _mm256_mask_storeu_epi16(sub + (i * 4 + c) * stride + p * Q2, row,
+                                         _mm512_castsi512_si256(_mm512_maskz_permutexvar_epi16(pick[c], column[c], v)));
         }
-        for (int c = 0; c < 4; c++)
-            _mm512_mask_storeu_ps(out + c * SUB_FLOATS, row, _mm512_maskz_permutex2var_ps(pick[c], a, column[c], b));
     }
+}
+
+// The 20 pair planes from the sub-planes: for output o = (a, b) and pair m, the high 16 bits the
+// input of term order[2 m], the low ones that of term order[2 m + 1] (none for m = 4: zero), each
+// (r, s) read from sub-plane (a + r, b + s). Stored by vectors of 16 windows, the 20 planes' vectors
+// of windows 16 j .. 16 j + 15 side by side: window 16 j + l of plane (o, m) at pairs[((j 4 + o)
+// PAIRS + m) 16 + l]. A block's loads are then one pointer and constant offsets (with a plane
+// after another, the 20 planes' pointers did not fit the registers: each load waited on one from
+// the stack).
+static VEC_TARGET void make_pair_planes(uint32_t *pairs, const uint16_t *sub, int64_t sub_stride, int64_t pooled,
+                                        const int order[9]) {
+    for (int o = 0; o < 4; o++)
+        for (int m = 0; m < PAIRS; m++) {
+            int t_hi = order[2 * m], t_lo = m < 4 ? order[2 * m + 1] : -1;
+            const uint16_t *hi = sub + ((o / 2 + t_hi / 3) * 4 + o % 2 + t_hi % 3) * sub_stride;
+            const uint16_t *lo = t_lo < 0 ? NULL : sub + ((o / 2 + t_lo / 3) * 4 + o % 2 + t_lo % 3) * sub_stride;
+            uint32_t *out = pairs + (o * PAIRS + m) * 16;
+            for (int64_t v = 0; v < pooled; v += 16) {
+                __m512i h = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(hi + v))), 16);
+                if (lo) h = _mm512_or_si512(h, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(lo + v))));
+                _mm512_storeu_si512(out + v * 4 * PAIRS, h);
+            }
+        }
+}
+
+void cg_bf16_direct_pair_weights(uint32_t *wp, const float *wf, int64_t K) {
+    for (int64_t k = 0; k < K; k++)
+        for (int m = 0; m < PAIRS; m++) {
+            uint32_t hi = cg_bf16_round(wf[k * 9 + 2 * m]), lo = m < 4 ? cg_bf16_round(wf[k * 9 + 2 * m + 1]) : 0;
+            wp[k * PAIRS + m] = hi << 16 | lo; // (wf holds bf16 values: the rounding is exact)
+        }
 }
 
 // 32 windows' 4 sums (lo[o]: windows 0 .. 15, hi[o]: 16 .. 31; o = 2 a + b: top left, top right,
@@ -247,47 +288,33 @@ static inline __attribute__((always_inline)) VEC_BF16_TARGET void held_epilogue(
     }
 }
 
-// Windows v .. v + 16 nvec - 1 of nch channels (1 or 2; weights wk, 9 each in the path's order,
-// biases bias[ch]), `valid` of them in the image. For each term t, in the path's order
-// (tap_orders[avx]), and each of the 4 outputs (a, b), one load per vector feeds both channels:
-// 4 nch nvec chains of FMAs, 16 with two channels and two vectors, enough to cover the FMA's
-// latency. Each chain starts from +0, as the product's sums.
+// Windows v .. v + 16 nvec - 1 of nch channels (1 or 2; weight pairs wk, PAIRS each, biases
+// bias[ch]), `valid` of them in the image. For each pair m and each of the 4 outputs (a, b), one
+// load per vector feeds both channels: 4 nch nvec chains of vdpbf16ps, 16 with two channels and
+// two vectors, enough to cover its latency. Each chain starts from +0, as the product's sums.
 static inline __attribute__((always_inline)) VEC_BF16_TARGET void windows_block(uint16_t *y, uint8_t *where,
-                                                                          int64_t pooled, const float *sub,
-                                                                          const float *wk, const __m512 bias[2],
-                                                                          int64_t Q2, int64_t v, __mmask32 valid,
-                                                                          const int nch, const int nvec,
-                                                                          const int avx, float *held,
+                                                                          int64_t pooled, const uint32_t *pairs,
+                                                                          const uint32_t *wk,
+                                                                          const __m512 bias[2], int64_t v,
+                                                                          __mmask32 valid, const int nch,
+                                                                          const int nvec, float *held,
                                                                           held_block *last) {
     __m512 acc[2][2][4]; // [channel][vector][output]
     for (int ch = 0; ch < 2; ch++)
         for (int u = 0; u < 2; u++)
             for (int o = 0; o < 4; o++) acc[ch][u][o] = _mm512_setzero_ps();
-    const float *at = sub + v;
-#pragma GCC unroll 9
-    for (int t = 0; t < 9; t++) {
-        int r = tap_orders[avx][t] / 3, s = tap_orders[avx][t] % 3;
-        // The loads' address through an empty asm statement (no instruction): the compiler no
-        // longer knows that they are those of earlier terms, and loads again rather than keeping
-        // all 32 loaded vectors in registers for later, which moved the sums out to the stack.
-        __asm__ volatile("" : "+r"(at));
+#pragma GCC unroll 5
+    for (int m = 0; m < PAIRS; m++) {
+        __m512bh w[2];
+        for (int ch = 0; ch < nch; ch++) w[ch] = (__m512bh)_mm512_set1_epi32((int)wk[ch * PAIRS + m]);
 #pragma GCC unroll 4
-        for (int o = 0; o < 4; o++) {
-            int i = r + o / 2, c = s + o % 2;
+        for (int o = 0; o < 4; o++)
 #pragma GCC unroll 2
             for (int u = 0; u < nvec; u++) {
-                __m512 xv = _mm512_loadu_ps(at + ((i % 2) * 4 + c) * SUB_FLOATS + (i / 2) * Q2 + 16 * u);
-                __asm__("" : "+v"(xv)); // in a register: one load for both channels (see above)
+                __m512bh xv = (__m512bh)_mm512_load_si512(pairs + ((v / 16 + u) * 4 + o) * PAIRS * 16 + m * 16);
 #pragma GCC unroll 2
-                for (int ch = 0; ch < nch; ch++) {
-                    __m512 w = _mm512_set1_ps(wk[ch * 9 + t]);
-                    // The first term a product, not an FMA onto +0: the same value but for a -0
-                    // product (-0 where +0 + -0 gives +0), which the rest leaves as it would the
-                    // +0 (an addition, or the bias, -0 + -0, then ReLU: +0 either way).
-                    acc[ch][u][o] = t == 0 ? _mm512_mul_ps(w, xv) : _mm512_fmadd_ps(w, xv, acc[ch][u][o]);
-                }
+                for (int ch = 0; ch < nch; ch++) acc[ch][u][o] = _mm512_dpbf16_ps(acc[ch][u][o], xv, w[ch]);
             }
-        }
     }
     // The previous block's epilogue, from its sums in `held`, then this block's sums put there
     // (see image_channels).
@@ -315,13 +342,9 @@ static inline __attribute__((always_inline)) void prefetch_outputs(const uint16_
 }
 
 // One image, every channel (planes of `pooled` values in y and where), two at a time.
-static inline __attribute__((always_inline)) VEC_BF16_TARGET void image_channels(uint16_t *y, uint8_t *where,
-                                                                           const float *sub, const float *wf,
-                                                                           const uint16_t *bias, int64_t K,
-                                                                           int64_t pooled, int64_t Q2,
-                                                                           const int avx) {
+static VEC_BF16_TARGET void image_channels(uint16_t *y, uint8_t *where, const uint32_t *pairs, const uint32_t *wp, const uint16_t *bias, int64_t K, int64_t pooled) {
     // Each block's epilogue runs after the next block's sums, from its sums stored in `held`
-    // (16 vectors: [channel][vector][output]), so that it never waits on the FMAs' latency: in
+    // (16 vectors: [channel][vector][output]), so that it never waits on the sums' latency: in
     // program order right after its own sums, its first steps waited on their last FMAs and held
     // up the next block's (83 -> 91 GFLOP/s). A block of one vector leaves the second half's
     // sums as they were (zeros at first), which its epilogue rounds but does not store.
@@ -335,17 +358,18 @@ static inline __attribute__((always_inline)) VEC_BF16_TARGET void image_channels
         for (int ch = 0; ch < 2; ch++) b[ch] = _mm512_set1_ps(bias && ch < nch ? cg_bf16_widen(bias[k + ch]) : 0.0f);
         uint16_t *yk = y + k * pooled;
         uint8_t *wk = where + k * pooled;
+        const uint32_t *wpk = wp + k * PAIRS;
         for (int64_t v = 0; v < pooled; v += 32) {
             int64_t n = pooled - v < 32 ? pooled - v : 32; // windows in this block
             __mmask32 valid = n == 32 ? ~(__mmask32)0 : (__mmask32)((1u << n) - 1);
             if (n > 16 && nch == 2)
-                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 2, 2, avx, held, &last);
+                windows_block(yk, wk, pooled, pairs, wpk, b, v, valid, 2, 2, held, &last);
             else if (n > 16)
-                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 1, 2, avx, held, &last);
+                windows_block(yk, wk, pooled, pairs, wpk, b, v, valid, 1, 2, held, &last);
             else if (nch == 2)
-                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 2, 1, avx, held, &last);
+                windows_block(yk, wk, pooled, pairs, wpk, b, v, valid, 2, 1, held, &last);
             else
-                windows_block(yk, wk, pooled, sub, wf + k * 9, b, Q2, v, valid, 1, 1, avx, held, &last);
+                windows_block(yk, wk, pooled, pairs, wpk, b, v, valid, 1, 1, held, &last);
         }
     }
     held_epilogue(held, &last, pooled); // the last block's
@@ -360,19 +384,19 @@ bool cg_bf16_direct_pool_ready(const float *wf, const uint16_t *bias, int64_t K)
     return cg_cpu_has_avx512_bf16() && tame(wf, K * 9, false) && (bias == NULL || tame(bias, K, true));
 }
 
-VEC_BF16_TARGET bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const uint16_t *x, const float *wf,
-                                          const uint16_t *bias, int64_t K, int64_t H, int64_t W,
-                                          cg_cpu_bf16_path path) {
+VEC_BF16_TARGET bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const uint16_t *x, const uint32_t *wp,
+                                              const uint16_t *bias, int64_t K, int64_t H, int64_t W,
+                                              cg_cpu_bf16_path path) {
     if (!tame(x, H * W, true)) return false;
-    int64_t P2 = H / 2, Q2 = W / 2, pooled = P2 * Q2;
-    // The sub-planes, and zeros past each one's (P2 + 1) Q2 values (read by the last vector's idle lanes)
-    float sub[8 * SUB_FLOATS] __attribute__((aligned(64)));
-    for (int t = 0; t < 8; t++) _mm512_storeu_ps(sub + t * SUB_FLOATS + (P2 + 1) * Q2, _mm512_setzero_ps());
-    make_subplanes(sub, x, H, W, P2, Q2);
-    if (path == CG_BF16_AVX512) // the order as a constant in each copy of the loops
-        image_channels(y, where, sub, wf, bias, K, pooled, Q2, 1);
-    else
-        image_channels(y, where, sub, wf, bias, K, pooled, Q2, 0);
+    int64_t pooled = (H / 2) * (W / 2), stride = (pooled + 15) / 16 * 16;
+    // The 16 sub-planes, `stride` values apart, and the 20 pair planes: whole vectors, the last
+    // one's lanes past `pooled` zeros (in the sub-planes, which the pair planes copy).
+    uint16_t sub[16 * PLANE_MAX] __attribute__((aligned(64)));
+    uint32_t pairs[4 * PAIRS * PLANE_MAX] __attribute__((aligned(64)));
+    for (int t = 0; t < 16; t++) _mm256_storeu_si256((__m256i *)(sub + t * stride + stride - 16), _mm256_setzero_si256());
+    cg_bf16_window_subplanes(sub, stride, x, H, W);
+    make_pair_planes(pairs, sub, stride, pooled, tap_order(path));
+    image_channels(y, where, pairs, wp, bias, K, pooled);
     return true;
 }
 #endif

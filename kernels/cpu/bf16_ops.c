@@ -53,6 +53,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     bool threads = groups > 1 && N * K * pq * crs >= CG_OMP_MIN_WORK;
     uint64_t *valid = NULL; // the "same" convolutions' bitsets (cg_bf16_pack_b_same), shared by the threads
     float *wf = NULL; // one-channel 3 x 3 (bf16_direct.c): the weights widened once, shared by the threads
+    uint32_t *wp = NULL; // and in pairs, for the fused block
     const uint16_t *wu = NULL; // Winograd's transformed filters (conv_winograd.c), shared by the threads
 #ifdef CG_CPU_MATRIX_KERNELS
     bool hw_round = path == CG_BF16_AVX512; // the epilogue's rounding by AVX512-BF16's instruction
@@ -70,6 +71,10 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
 #ifdef CG_CPU_MATRIX_KERNELS
     bool pooled_direct = wf && where && cg_bf16_direct_pool_fits(C, H, W, R, S, stride, pad, P, Q) &&
                          cg_bf16_direct_pool_ready(wf, bias, K); // the fused block in registers (bf16_direct.h)
+    if (pooled_direct) { // its weights in pairs, for vdpbf16ps
+        wp = cg_xmalloc((size_t)(K * 5) * sizeof *wp);
+        cg_bf16_direct_pair_weights(wp, wf, K);
+    }
 #endif
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
@@ -93,7 +98,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
             if (wu) out = outg + j * K * pq;
 #ifdef CG_CPU_MATRIX_KERNELS
             if (pooled_direct && cg_bf16_direct_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled,
-                                                          x + (n0 + j) * H * W, wf, bias, K, H, W, path))
+                                                          x + (n0 + j) * H * W, wp, bias, K, H, W, path))
                 continue; // bf16_direct.h: sums, epilogue and pooling in registers
             if (wu)
                 ; // the group's sums are in outg already
@@ -132,6 +137,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     }
     free(valid);
     free(wf);
+    free(wp);
 }
 
 bool cg_bf16_conv2d_forward_hw(uint16_t *y, const uint16_t *x, const uint16_t *w, const uint16_t *bias, int64_t N,
@@ -190,13 +196,17 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     // on AVX512-BF16, bf16_direct_dw.c's pairs ran this block's backward at 88 GFLOP/s where the
     // windows run it at 105 (bench_cpu_peak, AMD EPYC). Where the window kernel is not built (no
     // AVX-512 at compile time), AVX512-BF16 keeps bf16_direct_dw.c (next), the three ops' bits.
+    // On AVX512-BF16 the windows go two a vdpbf16ps (the pairs' entry): the block's backward 192
+    // -> xxx GFLOP/s (bench_cpu_peak, one Zen 5 core), where the f32 FMAs ran it slower than fp32.
     if (y && !dx && (path == CG_BF16_AMX || path == CG_BF16_AVX512) && C == 1 &&
         conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q)) {
         float *dwf = dw ? host_f32(2, K * 9) : NULL;
         double *db_sums = dbias ? cg_xmalloc((size_t)K * sizeof(double)) : NULL;
         if (dwf) widen_array(dwf, dw, K * 9);
-        if (conv2d_relu_pool_dw_windows_bf16_cpu(dwf, db_sums, dy, y, where, x, N, C, H, W, K, R, S, stride, pad, P,
-                                                 Q, GROUP)) {
+        if (path == CG_BF16_AVX512 ? conv2d_relu_pool_dw_windows_pairs_bf16_cpu(dwf, db_sums, dy, y, where, x, N, C, H,
+                                                                                W, K, R, S, stride, pad, P, Q, GROUP)
+                                   : conv2d_relu_pool_dw_windows_bf16_cpu(dwf, db_sums, dy, y, where, x, N, C, H, W, K,
+                                                                          R, S, stride, pad, P, Q, GROUP)) {
             if (dwf) round_array(dw, dwf, K * 9);
             for (int64_t k = 0; dbias && k < K; k++)
                 dbias[k] = cg_bf16_round(cg_bf16_widen(dbias[k]) + (float)db_sums[k]);
@@ -221,8 +231,8 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         int64_t nw = K * C * R * S;
         float *dwf = host_f32(2, nw);
         widen_array(dwf, dw, nw);
-        if ((C % 32 == 0 && conv2d_relu_pool_dw_windows_pairs_bf16_cpu(dwf, dy, y, where, x, N, C, H, W, K, R, S,
-                                                                      stride, pad, P, Q, GROUP)) ||
+        if ((C % 32 == 0 && conv2d_relu_pool_dw_windows_pairs_bf16_cpu(dwf, NULL, dy, y, where, x, N, C, H, W, K, R,
+                                                                      S, stride, pad, P, Q, GROUP)) ||
             conv2d_relu_pool_dw_windows_bf16_cpu(dwf, NULL, dy, y, where, x, N, C, H, W, K, R, S, stride, pad, P, Q,
                                                  GROUP)) {
             round_array(dw, dwf, nw);

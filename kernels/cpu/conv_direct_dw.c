@@ -231,7 +231,8 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
     // bf16 inputs: one input channel (its windows in the lanes, db's sums too), or whole vectors of
     // input channels without db (the input channels in the lanes)
     if (half && C != 1 && (C % LANES != 0 || db_sums != NULL)) return false;
-    if (pairs && (!half || C % 32 != 0 || db_sums != NULL)) return false; // vdpbf16ps's pairs: 32 channels a step
+    // vdpbf16ps's pairs: 32 windows a step with one input channel, else 32 input channels (no db)
+    if (pairs && (!half || (C != 1 && (C % 32 != 0 || db_sums != NULL)))) return false;
     if (dw == NULL && dbias == NULL && db_sums == NULL) return true;
     const float *dy = dy_, *y = y_, *x = x_; // f32 unless half: then only load16 reads dy_, y_, x_
     int64_t Q2 = Q / 2, P2 = P / 2, pooled = P2 * Q2, groups = (N + group - 1) / group, c9 = C * 9;
@@ -250,6 +251,10 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
         float *slice = slices + g * c9 * K;
         memset(slice, 0, (size_t)(c9 * K) * sizeof(float));
         for (int64_t k = 0; k < K; k++) sums[g * K + k] = 0.0;
+        if (C == 1 && pairs) { // the windows in the lanes, two a vdpbf16ps (conv_direct_dw_one_channel.c)
+            conv_dw_group_by_window_pairs(slice, sums + g * K, dy_, y_, where, x_, n0, count, H, W, K, dw != NULL);
+            continue;
+        }
         if (C == 1) { // the windows in the lanes (conv_direct_dw_one_channel.c)
             conv_dw_group_by_window_lanes(slice, sums + g * K, dy_, y_, where, x_, half, n0, count, H, W, K,
                                           dw != NULL);
@@ -333,11 +338,11 @@ bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint
     return windows_dw(dw, NULL, db_sums, dy, y, where, x, true, false, N, C, H, W, K, R, S, stride, pad, P, Q, group);
 }
 
-bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, const uint16_t *dy, const uint16_t *y, const uint8_t *where,
-                                                const uint16_t *x, int64_t N, int64_t C, int64_t H, int64_t W,
-                                                int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
-                                                int64_t Q, int64_t group) {
-    return windows_dw(dw, NULL, NULL, dy, y, where, x, true, true, N, C, H, W, K, R, S, stride, pad, P, Q, group);
+bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, double *db_sums, const uint16_t *dy, const uint16_t *y,
+                                                const uint8_t *where, const uint16_t *x, int64_t N, int64_t C,
+                                                int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                                int64_t pad, int64_t P, int64_t Q, int64_t group) {
+    return windows_dw(dw, NULL, db_sums, dy, y, where, x, true, true, N, C, H, W, K, R, S, stride, pad, P, Q, group);
 }
 #else
 bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
@@ -363,11 +368,11 @@ bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint
     return false; // without AVX-512: bf16_ops.c's tile product
 }
 
-bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, const uint16_t *dy, const uint16_t *y, const uint8_t *where,
-                                                const uint16_t *x, int64_t N, int64_t C, int64_t H, int64_t W,
-                                                int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
-                                                int64_t Q, int64_t group) {
-    (void)dw, (void)dy, (void)y, (void)where, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K;
+bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, double *db_sums, const uint16_t *dy, const uint16_t *y,
+                                                const uint8_t *where, const uint16_t *x, int64_t N, int64_t C,
+                                                int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                                int64_t pad, int64_t P, int64_t Q, int64_t group) {
+    (void)dw, (void)db_sums, (void)dy, (void)y, (void)where, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K;
     (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q, (void)group;
     return false; // without AVX-512: the FMAs' kernel or bf16_ops.c's tile product
 }

@@ -84,6 +84,10 @@ void conv_dw_group_by_input_channels(float *slice, const void *dy, const void *y
 void conv_dw_group_by_window_lanes(float *slice, double *sums, const void *dy, const void *y, const uint8_t *where,
                                    const void *x, bool half, int64_t n0, int64_t count, int64_t H, int64_t W, int64_t K,
                                    bool dw);
+//   and with bf16 inputs on AVX512-BF16 (run time), 32 windows a vector, two a vdpbf16ps.
+void conv_dw_group_by_window_pairs(float *slice, double *sums, const uint16_t *dy, const uint16_t *y,
+                                   const uint8_t *where, const uint16_t *x, int64_t n0, int64_t count, int64_t H,
+                                   int64_t W, int64_t K, bool dw);
 #endif
 
 #endif

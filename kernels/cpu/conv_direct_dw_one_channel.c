@@ -1,6 +1,7 @@
 // conv_direct_dw_one_channel.c: the fused block's window dW (conv_direct_dw.c says what it
 // computes and in which order) with one input channel, the tutorial's first block, its windows in
 // the lanes; and its db.
+#include "kernels/cpu/bf16_direct.h"
 #include "kernels/cpu/conv_direct_dw.h"
 #include "kernels/cpu/cpu.h"
 
@@ -162,6 +163,100 @@ void conv_dw_group_by_window_lanes(float *slice, double *sums, const void *dy, c
             else
                 sums[k] += dw ? channel_windows(acc, blocks, dyk, yk, where + plane, pooled, true, false)
                               : channel_windows(acc, blocks, dyk, yk, where + plane, pooled, false, false);
+            for (int t = 0; t < 9; t++) _mm512_storeu_ps(at + 16 * t, acc[t]);
+        }
+    }
+    if (dw)
+        for (int64_t k = 0; k < K; k++)
+            for (int t = 0; t < 9; t++) {
+                float sum = 0.0f;
+                for (int l = 0; l < 16; l++) sum += lane_sums[(k * 9 + t) * 16 + l];
+                slice[t * K + k] = sum;
+            }
+}
+// ---- bf16 on AVX512-BF16: 32 windows a vector, two a vdpbf16ps ---------------------------------
+// The same blends on bf16 values in 16-bit lanes: a vector holds 32 windows in the pooled plane's
+// order, so 32-bit lane l holds windows 2 l and 2 l + 1, side by side as they lie in dy and in the
+// sub-planes (cg_bf16_window_subplanes: no interleaving to do), and `where`'s 32 bytes give the
+// blends' 32-bit masks. One vdpbf16ps a tap then adds, to lane l, window 2 l + 1's term and then
+// window 2 l's (each product exact, each addition rounded): 9 of them and 21 blends per 32 windows
+// where the f32 kernel takes 18 FMAs and 42 blends, and the f32 kernel's db lanes become 32 terms
+// summed in double (exact, as there). Lane l sums windows 32 j + 2 l + 1, 32 j + 2 l for j = 0, 1 ..
+// in order, image after image; the group's sum is its 16 lanes added in order from zero, as the f32
+// kernel's. Not its bits, then (a pair at a time, in another order): test_conv_fused_cpu checks
+// these against sums written in this order, and against the sums in double.
+#define PAIRS_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// Output channel k of one image (dyk, yk, wk: its planes), as channel_windows: the 9 taps' lane
+// sums acc when dw is wanted, and its gradient's plane sum, returned (double, exact).
+static inline __attribute__((always_inline)) PAIRS_TARGET double channel_window_pairs(__m512 acc[9],
+                                                                                    const uint16_t *sub,
+                                                                                    int64_t stride,
+                                                                                    const uint16_t *dyk,
+                                                                                    const uint16_t *yk,
+                                                                                    const uint8_t *wk, int64_t pooled,
+                                                                                    const bool dw) {
+    __m512d exact[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+    for (int64_t i0 = 0; i0 < pooled; i0 += 32) {
+        _mm_prefetch((const char *)(yk + i0 + PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(dyk + i0 + PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(wk + i0 + PREFETCH), _MM_HINT_T0);
+        __mmask32 valid = pooled - i0 >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (pooled - i0)) - 1);
+        // y > 0 as bf16 patterns: 0x0001 (the smallest positive) to 0x7f80 (+infinity), so y - 1 below
+        // 0x7f80 unsigned: not +-0, a negative, or a NaN (the f32 kernel's ordered comparison)
+        __m512i yv = _mm512_maskz_loadu_epi16(valid, yk + i0);
+        __mmask32 live = _mm512_cmplt_epu16_mask(_mm512_sub_epi16(yv, _mm512_set1_epi16(1)), _mm512_set1_epi16(0x7f80));
+        __m512i g = _mm512_maskz_loadu_epi16(live, dyk + i0);
+        __m512 g0 = widen16_avx512(_mm512_castsi512_si256(g)), g1 = widen16_avx512(_mm512_extracti64x4_epi64(g, 1));
+        exact[0] = _mm512_add_pd(exact[0], _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(g0)),
+                                                         _mm512_cvtps_pd(_mm512_extractf32x8_ps(g0, 1))));
+        exact[1] = _mm512_add_pd(exact[1], _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(g1)),
+                                                         _mm512_cvtps_pd(_mm512_extractf32x8_ps(g1, 1))));
+        if (!dw) continue;
+        __m256i at = _mm256_maskz_loadu_epi8(valid, wk + i0);
+        __mmask32 right = _mm256_test_epi8_mask(at, _mm256_set1_epi8(1));
+        __mmask32 down = _mm256_test_epi8_mask(at, _mm256_set1_epi8(2));
+        const uint16_t *b = sub + i0;
+        __m512i above[3];
+        for (int u = 0; u < 4; u++) {
+            const uint16_t *row = b + u * 4 * stride;
+            __m512i s0 = _mm512_loadu_si512(row), s1 = _mm512_loadu_si512(row + stride);
+            __m512i s2 = _mm512_loadu_si512(row + 2 * stride), s3 = _mm512_loadu_si512(row + 3 * stride);
+            __asm__("" : "+v"(s1), "+v"(s2)); // loaded once for their two blends each (as channel_windows)
+            __m512i cur[3] = {_mm512_mask_blend_epi16(right, s0, s1), _mm512_mask_blend_epi16(right, s1, s2),
+                              _mm512_mask_blend_epi16(right, s2, s3)};
+            if (u > 0) // taps (u - 1, s): row u - 1, or row u where the maximum is in the bottom row
+                for (int c = 0; c < 3; c++)
+                    acc[(u - 1) * 3 + c] = _mm512_dpbf16_ps(acc[(u - 1) * 3 + c],
+                                                            (__m512bh)_mm512_mask_blend_epi16(down, above[c], cur[c]),
+                                                            (__m512bh)g);
+            for (int c = 0; c < 3; c++) above[c] = cur[c];
+        }
+    }
+    double d[8], sum = 0.0;
+    _mm512_storeu_pd(d, _mm512_add_pd(exact[0], exact[1]));
+    for (int j = 0; j < 8; j++) sum += d[j];
+    return sum;
+}
+
+PAIRS_TARGET void conv_dw_group_by_window_pairs(float *slice, double *sums, const uint16_t *dy, const uint16_t *y,
+                                                const uint8_t *where, const uint16_t *x, int64_t n0, int64_t count,
+                                                int64_t H, int64_t W, int64_t K, bool dw) {
+    int64_t pooled = (H / 2) * (W / 2), stride = (pooled + 31) / 32 * 32;
+    uint16_t *sub = conv_dw_scratch(2, 16 * stride * (int64_t)sizeof(uint16_t));
+    float *lane_sums = conv_dw_scratch(1, K * 9 * 16 * (int64_t)sizeof(float));
+    // the sub-planes' lanes past the last window: zeros, times the zero gradients there
+    for (int t = 0; t < 16; t++) memset(sub + t * stride + pooled, 0, (size_t)(stride - pooled) * sizeof(uint16_t));
+    memset(lane_sums, 0, (size_t)(K * 9 * 16) * sizeof(float));
+    for (int64_t n = n0; n < n0 + count; n++) {
+        if (dw) cg_bf16_window_subplanes(sub, stride, x + n * H * W, H, W);
+        for (int64_t k = 0; k < K; k++) {
+            __m512 acc[9];
+            float *at = lane_sums + k * 9 * 16;
+            for (int t = 0; t < 9; t++) acc[t] = _mm512_loadu_ps(at + 16 * t);
+            int64_t plane = (n * K + k) * pooled;
+            sums[k] += dw ? channel_window_pairs(acc, sub, stride, dy + plane, y + plane, where + plane, pooled, true)
+                          : channel_window_pairs(acc, sub, stride, dy + plane, y + plane, where + plane, pooled, false);
             for (int t = 0; t < 9; t++) _mm512_storeu_ps(at + 16 * t, acc[t]);
         }
     }

@@ -82,12 +82,13 @@ bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint
                                           const uint8_t *where, const uint16_t *x, int64_t N, int64_t C, int64_t H,
                                           int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                                           int64_t P, int64_t Q, int64_t group);
-// The same without db for whole vectors of 32 input channels, two windows a vdpbf16ps (run only
-// where the CPU has AVX512-BF16): f32 sums of the exact products, a pair of them added at once.
-bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, const uint16_t *dy, const uint16_t *y, const uint8_t *where,
-                                                const uint16_t *x, int64_t N, int64_t C, int64_t H, int64_t W,
-                                                int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
-                                                int64_t Q, int64_t group);
+// The same two windows a vdpbf16ps (run only where the CPU has AVX512-BF16): f32 sums of the exact
+// products, a pair of them added at once; for one input channel (with db, as above) or whole
+// vectors of 32 input channels (db_sums NULL).
+bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, double *db_sums, const uint16_t *dy, const uint16_t *y,
+                                                const uint8_t *where, const uint16_t *x, int64_t N, int64_t C,
+                                                int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,
+                                                int64_t pad, int64_t P, int64_t Q, int64_t group);
 void conv2d_forward_cpu(float *y, const float *x, const float *w, const float *bias, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad, int64_t P,
                         int64_t Q);
