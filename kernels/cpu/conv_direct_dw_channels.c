@@ -134,25 +134,23 @@ static PAIRS_TARGET void pairs_order(uint16_t *xT16, const float *xT, int64_t po
 }
 
 static PAIRS_TARGET void image_by_input_channels_pairs(float *sliceT, const uint16_t *xT16, const uint16_t *gm16,
-                                                       const uint8_t *where, const int32_t *corner, int64_t n,
-                                                       int64_t C, int64_t W, int64_t K, int64_t pooled, int64_t Q2,
-                                                       int64_t c0, ahead *pf, int per_k) {
-    int64_t Wp = W + 2, at_pos[4], block = block_windows(Wp * 32 * (int64_t)sizeof(uint16_t), Q2);
-    maximum_offsets(at_pos, W, C);
+                                                       const int32_t *offs, int64_t C, int64_t W, int64_t K,
+                                                       int64_t pooled, int64_t pooled2, int64_t Q2, int64_t c0,
+                                                       ahead *pf, int per_k) {
+    int64_t Wp = W + 2, block = block_windows(Wp * 32 * (int64_t)sizeof(uint16_t), Q2);
     for (int64_t i0 = 0; i0 < pooled; i0 += block) {
         int64_t i1 = i0 + block < pooled ? i0 + block : pooled;
         for (int64_t k = 0; k < K; k++) {
             __m512 acc[9][2];
             float *at = sliceT + k * 9 * C + c0;
             load_sums(acc, at, C, 2);
-            const uint16_t *gk = gm16 + k * pooled;
-            const uint8_t *wk = where + (n * K + k) * pooled;
-            for (int64_t i = i0; i < i1; i += 2) {
-                bool two = i + 1 < i1;
-                uint32_t pair = (uint32_t)gk[i] | (two ? (uint32_t)gk[i + 1] << 16 : 0u);
+            const uint16_t *gk = gm16 + k * pooled2;
+            const int32_t *ak = offs + k * pooled2;
+            for (int64_t i = i0; i < i1; i += 2) { // (a lone last window: its pair's gradient is 0, its input its own)
+                uint32_t pair;
+                memcpy(&pair, gk + i, sizeof pair); // windows i and i + 1, an even i: one aligned load
                 __m512bh g = (__m512bh)_mm512_set1_epi32((int32_t)pair);
-                const uint16_t *a = xT16 + corner[i] + at_pos[wk[i] & 3] + c0;
-                const uint16_t *b = two ? xT16 + corner[i + 1] + at_pos[wk[i + 1] & 3] + c0 : a;
+                const uint16_t *a = xT16 + ak[i] + c0, *b = xT16 + ak[i + 1] + c0;
                 for (int t = 0; t < 9; t++) {
                     int64_t off = (t / 3) * Wp * C + (t % 3) * C;
                     __m512i va = _mm512_loadu_si512(a + off), vb = _mm512_loadu_si512(b + off);
@@ -183,6 +181,34 @@ static void masked_gradients(float *gm, const void *dy, const void *y, bool half
     }
 }
 
+// The pairs' inputs for image n, each output channel's row of pooled2 (pooled rounded up to even)
+// values: gm16 the gradients as masked_gradients's, in bf16 (dy where y > 0, else 0: y > 0 as bf16
+// patterns, 0x0001 to +infinity 0x7f80, so y - 1 below 0x7f80 unsigned); at the offset in xT16 of
+// each window's maximum, corner[i] + at_pos[where] (offs). A last lone window's partner: gradient 0, the
+// lone window's offset (as the loop took it before: `b = a`). Vector by vector, where one bf16
+// rounding and three loads a window, scalar, took an eighth of this kernel's samples.
+static PAIRS_TARGET void pair_inputs(uint16_t *gm16, int32_t *offs, const uint16_t *dy, const uint16_t *y,
+                                     const uint8_t *where, const int32_t *corner, const int64_t at_pos[4], int64_t n,
+                                     int64_t K, int64_t pooled, int64_t pooled2) {
+    const __m512i offsets = _mm512_setr_epi32((int)at_pos[0], (int)at_pos[1], (int)at_pos[2], (int)at_pos[3], 0, 0, 0,
+                                              0, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int64_t k = 0; k < K; k++) {
+        int64_t plane = (n * K + k) * pooled;
+        for (int64_t i0 = 0; i0 < pooled; i0 += 16) {
+            __mmask16 valid = (__mmask16)(pooled - i0 >= 16 ? 0xffff : (1u << (pooled - i0)) - 1);
+            __m256i yv = _mm256_maskz_loadu_epi16(valid, y + plane + i0);
+            __mmask16 live = _mm256_cmplt_epu16_mask(_mm256_sub_epi16(yv, _mm256_set1_epi16(1)),
+                                                     _mm256_set1_epi16(0x7f80));
+            _mm256_mask_storeu_epi16(gm16 + k * pooled2 + i0, valid, _mm256_maskz_loadu_epi16(live, dy + plane + i0));
+            __m512i w = _mm512_and_si512(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, where + plane + i0)),
+                                         _mm512_set1_epi32(3));
+            __m512i o = _mm512_add_epi32(_mm512_maskz_loadu_epi32(valid, corner + i0), _mm512_permutexvar_epi32(w, offsets));
+            _mm512_mask_storeu_epi32(offs + k * pooled2 + i0, valid, o);
+        }
+        if (pooled2 > pooled) gm16[k * pooled2 + pooled] = 0, offs[k * pooled2 + pooled] = offs[k * pooled2 + pooled - 1];
+    }
+}
+
 void conv_dw_group_by_input_channels(float *slice, const void *dy, const void *y, const uint8_t *where, const void *x,
                                      bool half, bool pairs, int64_t n0, int64_t count, int64_t C, int64_t H, int64_t W,
                                      int64_t K) {
@@ -190,13 +216,14 @@ void conv_dw_group_by_input_channels(float *slice, const void *dy, const void *y
     int32_t corner[MAX_H * MAX_W / 4];
     for (int64_t i = 0; i < pooled; i++) corner[i] = (int32_t)((2 * (i / Q2) * (W + 2) + 2 * (i % Q2)) * C);
     float *xT = conv_dw_scratch(2, ((H + 2) * (W + 2) * C) * (int64_t)sizeof(float));
-    float *gm = conv_dw_scratch(1, K * pooled * (int64_t)sizeof(float));
+    // the f32 gradients (K x pooled), or on the pairs' path the maxima's offsets (K x pooled rounded up to even)
+    float *gm = conv_dw_scratch(1, K * ((pooled + 1) / 2 * 2) * (int64_t)sizeof(float));
     size_t size = half ? 2 : 4; // bytes a value of x, dy and y
     for (int64_t n = n0; n < n0 + count; n++) {
         int64_t image = n * C * H * W;
         const void *xn = half ? (const void *)((const uint16_t *)x + image) : (const void *)((const float *)x + image);
         transpose_image(xT, xn, half, C, H, W);
-        masked_gradients(gm, dy, y, half, n, K, pooled);
+        if (!pairs) masked_gradients(gm, dy, y, half, n, K, pooled);
         // The group's next image's x, dy, y and where (ahead, conv_direct_dw.h), a share after each
         // output channel's window loop: its transpose read x's 32 planes from the third-level cache
         // (an eighth of this kernel's samples in bf16, on those loads), as conv_direct_dw.c's did.
@@ -214,13 +241,16 @@ void conv_dw_group_by_input_channels(float *slice, const void *dy, const void *y
             int64_t lines = (C * H * W * (int64_t)size + 2 * K * pooled * (int64_t)size + K * pooled) / 64 + 4;
             per_k = (int)(lines / K + 1);
         }
-        if (pairs) { // the same inputs back in bf16 (exact), for two windows a vdpbf16ps
+        if (pairs) { // the same inputs in bf16, for two windows a vdpbf16ps
+            int64_t pooled2 = (pooled + 1) / 2 * 2, at_pos[4];
             uint16_t *xT16 = conv_dw_scratch(3, ((H + 2) * (W + 2) * C) * (int64_t)sizeof(uint16_t));
-            uint16_t *gm16 = conv_dw_scratch(0, K * pooled * (int64_t)sizeof(uint16_t));
+            uint16_t *gm16 = conv_dw_scratch(0, K * pooled2 * (int64_t)sizeof(uint16_t));
+            int32_t *offs = (int32_t *)gm; // gm's room: the f32 gradients are not made on this path
+            maximum_offsets(at_pos, W, C);
             pairs_order(xT16, xT, (H + 2) * (W + 2), C);
-            for (int64_t i = 0; i < K * pooled; i++) gm16[i] = cg_bf16_round(gm[i]);
+            pair_inputs(gm16, offs, dy, y, where, corner, at_pos, n, K, pooled, pooled2);
             for (int64_t c0 = 0; c0 < C; c0 += 32)
-                image_by_input_channels_pairs(slice, xT16, gm16, where, corner, n, C, W, K, pooled, Q2, c0, &pf, per_k);
+                image_by_input_channels_pairs(slice, xT16, gm16, offs, C, W, K, pooled, pooled2, Q2, c0, &pf, per_k);
             continue;
         }
         for (int64_t c0 = 0; c0 < C; c0 += 2 * LANES) {
