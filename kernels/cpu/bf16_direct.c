@@ -1,8 +1,9 @@
 // bf16_direct.c: the f32 sums of a one-channel 3 x 3 "same" convolution (stride 1, padding 1:
 // the tutorial CNN's first layer) on the bf16 hardware paths, computed directly with AVX-512
 // FMAs instead of the tile product (bf16_ops.c's conv_forward; declared in bf16_same.h), and the
-// same with bias, ReLU and 2 x 2 max pooling in registers (the fused block's forward, below;
-// declared in bf16_direct.h). Not the backward (bf16_direct_dw.c).
+// same with bias, ReLU and 2 x 2 max pooling in registers (the fused block's forward, below, whose
+// sums are the same additions done two at a time by vdpbf16ps; declared in bf16_direct.h). Not
+// the backward (bf16_direct_dw.c, conv_direct_dw_one_channel.c).
 // With one input channel each output is a sum of 9 products: the tile product pads that
 // reduction to 32 (a 16 x 32 tile row of bf16 pairs) and the packing and the f32 rows it writes
 // cost more than the multiplications themselves. Here the image is widened to f32 once (a bf16
@@ -147,8 +148,9 @@ VEC_TARGET void cg_bf16_direct_sums(float *out, int64_t ld, const uint16_t *x, c
 // and the last pair is term 8 with a zero: the FMAs' order, pair by pair, for either path. For
 // each output o = (a, b) and pair m, a pair plane holds each window's two inputs side by side
 // (32 bits a window): one vector load gives a pair of terms for 16 windows, where the FMAs took
-// two loads and two instructions. 5 instructions a sum instead of 9: the block 153 -> xxx GFLOP/s
-// (bench_cpu_peak, one Zen 5 core).
+// two loads and two instructions. 5 instructions a sum instead of 9: the block's forward 147-156
+// -> 194-198 GFLOP/s (bench_cpu_peak, one Zen 5 core, 2026-12-07; fp32's block: 181-190), the
+// epilogue now as long as the sums.
 #define MAX_W 32
 // A plane of windows: every pooled value, then the last vector's reach past its end.
 #define PLANE_MAX ((MAX_H / 2) * (MAX_W / 2) + 16)

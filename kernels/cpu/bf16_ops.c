@@ -197,7 +197,8 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     // windows run it at 105 (bench_cpu_peak, AMD EPYC). Where the window kernel is not built (no
     // AVX-512 at compile time), AVX512-BF16 keeps bf16_direct_dw.c (next), the three ops' bits.
     // On AVX512-BF16 the windows go two a vdpbf16ps (the pairs' entry): the block's backward 192
-    // -> xxx GFLOP/s (bench_cpu_peak, one Zen 5 core), where the f32 FMAs ran it slower than fp32.
+    // -> 275-282 GFLOP/s (bench_cpu_peak, one Zen 5 core), where the f32 FMAs ran it slower than
+    // fp32's (223-233).
     if (y && !dx && (path == CG_BF16_AMX || path == CG_BF16_AVX512) && C == 1 &&
         conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q)) {
         float *dwf = dw ? host_f32(2, K * 9) : NULL;
