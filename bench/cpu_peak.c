@@ -10,7 +10,7 @@
 // the dense direct convolution's FLOPs over the time).
 // Figures to read, not a test; built on request: cmake --build build --target bench_cpu_peak,
 // then build/bench_cpu_peak [--threads N] [--quick] [--rows TEXT] (only the rows whose name
-// contains TEXT, e.g. --rows CIFAR). Each time is the best of repeated runs (at
+// contains TEXT, e.g. --rows CIFAR; --help says more). Each time is the best of repeated runs (at
 // least 3, and at least 0.3 s of them).
 // x86-64 only for the peak measurements (elsewhere the kernels are timed, without fractions).
 #include "core/common.h"
@@ -21,7 +21,9 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/threads.h"
+#include "examples/common/cli.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,22 +326,43 @@ static void time_linear(const char *name, int64_t M, int64_t N, int64_t K, bool 
     free(g.x), free(g.w), free(g.y), free(g.dy), free(g.dx), free(g.dw);
 }
 
+static void usage(FILE *f) {
+    fprintf(f, "usage: bench_cpu_peak [options]\n"
+               "Measure this CPU's clock, FMA units and fp32 peak (cores x FMA units x 16 lanes x 2 x clock)\n"
+               "and its AVX512-BF16 and AMX rates, then time the tutorial CNN's and ResNet-18's convolutions\n"
+               "and first linear layer, forward and backward, in fp32 and bf16: GFLOP/s and the fraction of\n"
+               "the peak (each time the best of at least 3 runs). Figures to read, not a test.\n"
+               "  --threads N   threads for the kernels (default: OpenMP's; the peak is per core)\n"
+               "  --quick       the tutorial CNN's rows only\n"
+               "  --rows TEXT   only the rows whose name contains TEXT (e.g. CIFAR, layer3)\n"
+               "  --help        this text\n");
+}
+
 int main(int argc, char **argv) {
-    int threads = 0;
+    long threads = 0;
     bool quick = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--quick") == 0)
-            quick = true;
-        else if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc)
-            only_rows = argv[++i];
-        else {
-            fprintf(stderr, "usage: bench_cpu_peak [--threads N] [--quick] [--rows TEXT]\n");
-            return 2;
+    static const struct option longopts[] = {{"threads", required_argument, 0, 't'},
+                                             {"quick", no_argument, 0, 'q'},
+                                             {"rows", required_argument, 0, 'r'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    cg_status s = cg_ok();
+    int c;
+    opterr = 0;
+    while (s.code == CG_OK && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &threads); break;
+        case 'q': quick = true; break;
+        case 'r': only_rows = optarg; break;
+        case 'h': usage(stdout); return 0;
+        case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
+        default: s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
         }
     }
-    if (threads > 0) cg_set_num_threads(threads);
+    if (s.code == CG_OK && optind < argc)
+        s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (s.code != CG_OK) return cg_cli_fail("bench_cpu_peak", s);
+    if (threads > 0) cg_set_num_threads((int)threads);
     int cores = cg_get_num_threads();
     // The processor's rates are measured on one thread (CPU time); the kernels on `cores` threads.
 

@@ -1,6 +1,6 @@
 // int8_gemm.c: times the CPU int8 GEMM (kernels/cpu/int8_gemm.c, int8 x int8 -> int32) against the
-// engine's fp32 GEMM (kernels/cpu/gemm.c gemm_cpu: OpenBLAS's sgemm for large products when found,
-// its own loops otherwise) on the same C = A B^T shapes, and the int8 fully connected layer of the
+// engine's fp32 GEMM (kernels/cpu/gemm.c gemm_cpu: its own loops on a CPU with AVX-512, else
+// OpenBLAS's sgemm for large products when found) on the same C = A B^T shapes, and the int8 fully connected layer of the
 // quantised models (core/qkernels.h: weights packed for VNNI, output stage fused, int8 out), on VNNI and on AMX-INT8 tiles where present. Figures to read, not a test; built only
 // on request: cmake --build build --target bench_int8_gemm, then build/bench_int8_gemm [--threads N].
 // Each time is the best of repeated runs (at least 5, and at least 0.2 s of them), on the
@@ -14,6 +14,9 @@
 #include "core/quant/qkernels.h"
 #include "core/rng.h"
 
+#include "examples/common/cli.h"
+
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,15 +77,37 @@ static double best_seconds_f32(float *C, const float *A, const float *B, int64_t
     return best;
 }
 
+static void usage(FILE *f) {
+    fprintf(f, "usage: bench_int8_gemm [--threads N]\n"
+               "Time the CPU's int8 GEMM (int32 sums) against the fp32 GEMM on the same shapes, and the\n"
+               "quantised fully connected layer (VNNI, and AMX-INT8 tiles where the CPU has them): ms, GOP/s\n"
+               "and the ratios, each the best of at least 5 runs. Figures to read, not a test.\n"
+               "  --threads N   threads (default: OpenMP's)\n"
+               "  --help        this text\n");
+}
+
 int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "--threads") == 0) {
-#ifdef _OPENMP
-        omp_set_num_threads(atoi(argv[2]));
-#endif
-    } else if (argc != 1) {
-        fprintf(stderr, "usage: %s [--threads N]\n", argv[0]);
-        return 2;
+    long want_threads = 0;
+    static const struct option longopts[] = {{"threads", required_argument, 0, 't'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    cg_status st = cg_ok();
+    int c;
+    opterr = 0;
+    while (st.code == CG_OK && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't': st = cg_cli_int("--threads", optarg, 1, 1024, &want_threads); break;
+        case 'h': usage(stdout); return 0;
+        case ':': st = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
+        default: st = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        }
     }
+    if (st.code == CG_OK && optind < argc)
+        st = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (st.code != CG_OK) return cg_cli_fail("bench_int8_gemm", st);
+#ifdef _OPENMP
+    if (want_threads > 0) omp_set_num_threads((int)want_threads);
+#endif
     const shape shapes[] = {
         {128, 128, 128, "square"},
         {512, 512, 512, "square"},
