@@ -1,12 +1,13 @@
 // int8_gemm.c: times the CPU int8 GEMM (kernels/cpu/int8_gemm.c, int8 x int8 -> int32) against the
 // engine's fp32 GEMM (kernels/cpu/gemm.c gemm_cpu: its own loops on a CPU with AVX-512, else
-// OpenBLAS's sgemm for large products when found) on the same C = A B^T shapes, and the int8 fully connected layer of the
-// quantised models (core/qkernels.h: weights packed for VNNI, output stage fused, int8 out), on VNNI and on AMX-INT8 tiles where present. Figures to read, not a test; built only
-// on request: cmake --build build --target bench_int8_gemm, then build/bench_int8_gemm [--threads N].
-// Each time is the best of repeated runs (at least 5, and at least 0.2 s of them), on the
-// process's CPU time with one thread (other programs on the core then do not count), else on
-// the wall clock. Where the CPU has AMX-INT8, the layer is timed on the VNNI loops and on the
-// tiles (kernels/cpu/int8_amx.c).
+// OpenBLAS's sgemm for large products when found) on the same C = A B^T shapes, and the int8
+// fully connected layer of the quantised models (core/qkernels.h: weights packed for VNNI, output
+// stage fused, int8 out), on VNNI and on AMX-INT8 tiles where present. Figures to read, not a
+// test; built only on request: cmake --build build --target bench_int8_gemm, then
+// build/bench_int8_gemm [--threads N] (--help says more). Each time is the best of repeated runs
+// (at least 5, and at least 0.2 s of them), on the process's CPU time with one thread (other
+// programs on the core then do not count), else on the wall clock. Where the CPU has AMX-INT8,
+// the layer is timed on the VNNI loops and on the tiles (kernels/cpu/int8_amx.c).
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/int8_gemm.h"

@@ -10,9 +10,10 @@
 // is checked bit for bit against sums written in its order, and those against the sums in double;
 // and the same kernel's bf16 entry (the first block on AMX) against its f32 entry on the widened
 // values, bit for bit, its db sums exact; its pairs' entry (the first block on AVX512-BF16, two
-// windows a vdpbf16ps) against sums written in its order, where the CPU has the instruction. The shapes take every path: the direct one (the
-// tutorial's first layer, an odd size, one output channel), im2col with stride 2 and padding 0, a
-// 5 x 5 kernel, the tutorial's second layer, and ResNet-18's stride-2 stem on a larger image.
+// windows a vdpbf16ps) against sums written in its order, where the CPU has the instruction. The
+// shapes take every path: the direct one (the tutorial's first layer, an odd size, one output
+// channel), im2col with stride 2 and padding 0, a 5 x 5 kernel, the tutorial's second layer, and
+// ResNet-18's stride-2 stem on a larger image.
 // conv2d_forward and conv2d_backward alone, against sums in each path's order: test_conv_cpu.c.
 #include "core/half.h"
 #include "core/kernels.h"

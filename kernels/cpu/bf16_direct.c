@@ -344,7 +344,8 @@ static inline __attribute__((always_inline)) void prefetch_outputs(const uint16_
 }
 
 // One image, every channel (planes of `pooled` values in y and where), two at a time.
-static VEC_BF16_TARGET void image_channels(uint16_t *y, uint8_t *where, const uint32_t *pairs, const uint32_t *wp, const uint16_t *bias, int64_t K, int64_t pooled) {
+static VEC_BF16_TARGET void image_channels(uint16_t *y, uint8_t *where, const uint32_t *pairs, const uint32_t *wp,
+                                           const uint16_t *bias, int64_t K, int64_t pooled) {
     // Each block's epilogue runs after the next block's sums, from its sums stored in `held`
     // (16 vectors: [channel][vector][output]), so that it never waits on the sums' latency: in
     // program order right after its own sums, its first steps waited on their last FMAs and held
@@ -395,7 +396,8 @@ VEC_BF16_TARGET bool cg_bf16_direct_relu_pool(uint16_t *y, uint8_t *where, const
     // one's lanes past `pooled` zeros (in the sub-planes, which the pair planes copy).
     uint16_t sub[16 * PLANE_MAX] __attribute__((aligned(64)));
     uint32_t pairs[4 * PAIRS * PLANE_MAX] __attribute__((aligned(64)));
-    for (int t = 0; t < 16; t++) _mm256_storeu_si256((__m256i *)(sub + t * stride + stride - 16), _mm256_setzero_si256());
+    for (int t = 0; t < 16; t++)
+        _mm256_storeu_si256((__m256i *)(sub + t * stride + stride - 16), _mm256_setzero_si256());
     cg_bf16_window_subplanes(sub, stride, x, H, W);
     make_pair_planes(pairs, sub, stride, pooled, tap_order(path));
     image_channels(y, where, pairs, wp, bias, K, pooled);

@@ -183,10 +183,10 @@ static void masked_gradients(float *gm, const void *dy, const void *y, bool half
 
 // The pairs' inputs for image n, each output channel's row of pooled2 (pooled rounded up to even)
 // values: gm16 the gradients as masked_gradients's, in bf16 (dy where y > 0, else 0: y > 0 as bf16
-// patterns, 0x0001 to +infinity 0x7f80, so y - 1 below 0x7f80 unsigned); at the offset in xT16 of
-// each window's maximum, corner[i] + at_pos[where] (offs). A last lone window's partner: gradient 0, the
-// lone window's offset (as the loop took it before: `b = a`). Vector by vector, where one bf16
-// rounding and three loads a window, scalar, took an eighth of this kernel's samples.
+// patterns, 0x0001 to +infinity 0x7f80, so y - 1 below 0x7f80 unsigned); offs the offset in xT16 of
+// each window's maximum, corner[i] + at_pos[where]. A last lone window's partner: gradient 0, the
+// lone window's offset (as the loop took it before: `b = a`). Vector by vector, where a scalar
+// rounding and three loads a window took an eighth of this kernel's samples.
 static PAIRS_TARGET void pair_inputs(uint16_t *gm16, int32_t *offs, const uint16_t *dy, const uint16_t *y,
                                      const uint8_t *where, const int32_t *corner, const int64_t at_pos[4], int64_t n,
                                      int64_t K, int64_t pooled, int64_t pooled2) {
@@ -202,10 +202,14 @@ static PAIRS_TARGET void pair_inputs(uint16_t *gm16, int32_t *offs, const uint16
             _mm256_mask_storeu_epi16(gm16 + k * pooled2 + i0, valid, _mm256_maskz_loadu_epi16(live, dy + plane + i0));
             __m512i w = _mm512_and_si512(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, where + plane + i0)),
                                          _mm512_set1_epi32(3));
-            __m512i o = _mm512_add_epi32(_mm512_maskz_loadu_epi32(valid, corner + i0), _mm512_permutexvar_epi32(w, offsets));
+            __m512i o =
+                _mm512_add_epi32(_mm512_maskz_loadu_epi32(valid, corner + i0), _mm512_permutexvar_epi32(w, offsets));
             _mm512_mask_storeu_epi32(offs + k * pooled2 + i0, valid, o);
         }
-        if (pooled2 > pooled) gm16[k * pooled2 + pooled] = 0, offs[k * pooled2 + pooled] = offs[k * pooled2 + pooled - 1];
+        if (pooled2 > pooled) { // a lone last window's partner
+            gm16[k * pooled2 + pooled] = 0;
+            offs[k * pooled2 + pooled] = offs[k * pooled2 + pooled - 1];
+        }
     }
 }
 

@@ -174,14 +174,15 @@ void conv_dw_group_by_window_lanes(float *slice, double *sums, const void *dy, c
                 slice[t * K + k] = sum;
             }
 }
+
 // ---- bf16 on AVX512-BF16: 32 windows a vector, two a vdpbf16ps ---------------------------------
 // The same blends on bf16 values in 16-bit lanes: a vector holds 32 windows in the pooled plane's
 // order, so 32-bit lane l holds windows 2 l and 2 l + 1, side by side as they lie in dy and in the
 // sub-planes (cg_bf16_window_subplanes: no interleaving to do), and `where`'s 32 bytes give the
 // blends' 32-bit masks. One vdpbf16ps a tap then adds, to lane l, window 2 l + 1's term and then
 // window 2 l's (each product exact, each addition rounded): 9 of them and 21 blends per 32 windows
-// where the f32 kernel takes 18 FMAs and 42 blends, and the f32 kernel's db lanes become 32 terms
-// summed in double (exact, as there). Lane l sums windows 32 j + 2 l + 1, 32 j + 2 l for j = 0, 1 ..
+// where the f32 kernel takes 18 FMAs and 42 blends; db adds the 32 gradients of a vector in
+// double, exact, as the f32 kernel does for bf16 inputs. Lane l sums windows 32 j + 2 l + 1, 32 j + 2 l for j = 0, 1 ..
 // in order, image after image; the group's sum is its 16 lanes added in order from zero, as the f32
 // kernel's. Not its bits, then (a pair at a time, in another order): test_conv_fused_cpu checks
 // these against sums written in this order, and against the sums in double.
