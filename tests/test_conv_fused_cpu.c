@@ -8,9 +8,10 @@
 // added to zeros. One exception: the fused block's dW of a 3 x 3 "same" convolution with whole
 // vectors of output channels, which kernels/cpu/conv_direct_dw.c sums one term per pooling window,
 // is checked bit for bit against sums written in its order, and those against the sums in double;
-// and the same kernel's bf16 entry (the first block on AMX) against its f32 entry on the widened
-// values, bit for bit, its db sums exact; its pairs' entry (the first block on AVX512-BF16, two
-// windows a vdpbf16ps) against sums written in its order, where the CPU has the instruction. The
+// and the same kernel's bf16 entry (bf16_ops.c: the first block where the CPU lacks AVX512-BF16,
+// blocks of 16 input channels) against its f32 entry on the widened values, bit for bit, its db
+// sums exact; its pairs' entry (the first block where the CPU has AVX512-BF16, AMX's included:
+// two windows a vdpbf16ps) against sums written in its order, where the CPU has the instruction. The
 // shapes take every path: the direct one (the tutorial's first layer, an odd size, one output
 // channel), im2col with stride 2 and padding 0, a 5 x 5 kernel, the tutorial's second layer, and
 // ResNet-18's stride-2 stem on a larger image.
@@ -145,7 +146,7 @@ static void reference_window_dw(const shape *c, const float *x, const float *dy,
             }
 }
 
-// ---- The same kernel on bf16 values (bf16_ops.c: the first block on AMX, the second on AVX512-BF16) ----
+// ---- The same kernel on bf16 values (bf16_ops.c: the bf16 paths' first and second blocks) ----
 // conv2d_relu_pool_dw_windows_bf16_cpu reads bf16 dy, y and x and widens them, which is exact:
 // its dW must have the bits of the f32 entry given the widened values, and, with one input
 // channel, its db sums, in double over bf16 values, must be exact (with whole vectors of input

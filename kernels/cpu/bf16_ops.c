@@ -196,18 +196,19 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
     // on AVX512-BF16, bf16_direct_dw.c's pairs ran this block's backward at 88 GFLOP/s where the
     // windows run it at 105 (bench_cpu_peak, AMD EPYC). Where the window kernel is not built (no
     // AVX-512 at compile time), AVX512-BF16 keeps bf16_direct_dw.c (next), the three ops' bits.
-    // On AVX512-BF16 the windows go two a vdpbf16ps (the pairs' entry): the block's backward 192
-    // -> 275-282 GFLOP/s (bench_cpu_peak, one Zen 5 core), where the f32 FMAs ran it slower than
-    // fp32's (223-233).
+    // Where the CPU has AVX512-BF16 (every CPU with AMX has it too) the windows go two a vdpbf16ps
+    // (the pairs' entry): the block's backward 192 -> 275-282 GFLOP/s (bench_cpu_peak, one Zen 5
+    // core), where the f32 FMAs ran it slower than fp32's (223-233).
     if (y && !dx && (path == CG_BF16_AMX || path == CG_BF16_AVX512) && C == 1 &&
         conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q)) {
         float *dwf = dw ? host_f32(2, K * 9) : NULL;
         double *db_sums = dbias ? cg_xmalloc((size_t)K * sizeof(double)) : NULL;
         if (dwf) widen_array(dwf, dw, K * 9);
-        if (path == CG_BF16_AVX512 ? conv2d_relu_pool_dw_windows_pairs_bf16_cpu(dwf, db_sums, dy, y, where, x, N, C, H,
-                                                                                W, K, R, S, stride, pad, P, Q, GROUP)
-                                   : conv2d_relu_pool_dw_windows_bf16_cpu(dwf, db_sums, dy, y, where, x, N, C, H, W, K,
-                                                                          R, S, stride, pad, P, Q, GROUP)) {
+        if (cg_cpu_has_avx512_bf16() ? conv2d_relu_pool_dw_windows_pairs_bf16_cpu(dwf, db_sums, dy, y, where, x, N, C,
+                                                                                  H, W, K, R, S, stride, pad, P, Q,
+                                                                                  GROUP)
+                                     : conv2d_relu_pool_dw_windows_bf16_cpu(dwf, db_sums, dy, y, where, x, N, C, H, W,
+                                                                            K, R, S, stride, pad, P, Q, GROUP)) {
             if (dwf) round_array(dw, dwf, K * 9);
             for (int64_t k = 0; dbias && k < K; k++)
                 dbias[k] = cg_bf16_round(cg_bf16_widen(dbias[k]) + (float)db_sums[k]);
