@@ -136,6 +136,16 @@ static inline __attribute__((always_inline)) double channel_windows(__m512 acc[9
     return sum;
 }
 
+// The group's sums: each (k, t)'s 16 lane sums added in lane order from zero, into slice[t K + k].
+static void lanes_into_slice(float *slice, const float *lane_sums, int64_t K) {
+    for (int64_t k = 0; k < K; k++)
+        for (int t = 0; t < 9; t++) {
+            float sum = 0.0f;
+            for (int l = 0; l < 16; l++) sum += lane_sums[(k * 9 + t) * 16 + l];
+            slice[t * K + k] = sum;
+        }
+}
+
 // One group's images (n0 .. n0 + count - 1): dW^T's slice (9 x K: slice[t K + k]) and each output
 // channel's db sum (sums[k], in double, image after image). The 16 lane sums of each (k, t) go
 // through the group's images and are then added in lane order, from zero.
@@ -166,13 +176,7 @@ void conv_dw_group_by_window_lanes(float *slice, double *sums, const void *dy, c
             for (int t = 0; t < 9; t++) _mm512_storeu_ps(at + 16 * t, acc[t]);
         }
     }
-    if (dw)
-        for (int64_t k = 0; k < K; k++)
-            for (int t = 0; t < 9; t++) {
-                float sum = 0.0f;
-                for (int l = 0; l < 16; l++) sum += lane_sums[(k * 9 + t) * 16 + l];
-                slice[t * K + k] = sum;
-            }
+    if (dw) lanes_into_slice(slice, lane_sums, K);
 }
 
 // ---- bf16 on AVX512-BF16: 32 windows a vector, two a vdpbf16ps ---------------------------------
@@ -261,12 +265,6 @@ PAIRS_TARGET void conv_dw_group_by_window_pairs(float *slice, double *sums, cons
             for (int t = 0; t < 9; t++) _mm512_storeu_ps(at + 16 * t, acc[t]);
         }
     }
-    if (dw)
-        for (int64_t k = 0; k < K; k++)
-            for (int t = 0; t < 9; t++) {
-                float sum = 0.0f;
-                for (int l = 0; l < 16; l++) sum += lane_sums[(k * 9 + t) * 16 + l];
-                slice[t * K + k] = sum;
-            }
+    if (dw) lanes_into_slice(slice, lane_sums, K);
 }
 #endif
