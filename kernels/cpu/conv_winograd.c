@@ -285,6 +285,27 @@ static inline __attribute__((always_inline)) tile_out output_transform(const flo
     return t;
 }
 
+// output_transform on 16 tiles: two rows of at most 8 tiles side by side (output_rows_paired).
+typedef struct {
+    __m512 y00, y01, y10, y11;
+} tile_out16;
+static inline __attribute__((always_inline)) tile_out16 output_transform16(const float *o, int64_t stride,
+                                                                         __mmask16 m) {
+    __m512 v[16];
+    for (int xi = 0; xi < 16; xi++) v[xi] = _mm512_maskz_loadu_ps(m, o + xi * stride);
+    __m512 s0[4], s1[4];
+    for (int b = 0; b < 4; b++) {
+        s0[b] = _mm512_add_ps(_mm512_add_ps(v[b], v[4 + b]), v[8 + b]);
+        s1[b] = _mm512_sub_ps(_mm512_sub_ps(v[4 + b], v[8 + b]), v[12 + b]);
+    }
+    tile_out16 t;
+    t.y00 = _mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]);
+    t.y01 = _mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]);
+    t.y10 = _mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]);
+    t.y11 = _mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]);
+    return t;
+}
+
 // Two vectors of 8 tiles' left and right outputs as one row of 16 outputs: left0 right0 left1 ...
 static inline __m512 interleave(__m256 left, __m256 right) {
     const __m512i order = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -301,9 +322,57 @@ typedef enum {
 // The block's outputs (tile rows r0 .. r1-1, M channels) from O (O_xi at O + xi * o_stride, rows
 // ld floats apart), to the output planes at out + n * image_stride + k * plane (plane: H x W
 // floats, or H/2 x W/2 pooled).
+// output_block's STORE and ADD where a tile row has at most 8 tiles (W <= 16: the tutorial's
+// 14 x 14 planes, CIFAR's 16 x 16): the block's tiles lie row after row in O, so rows r and r + 1
+// are 2 Q2 <= 16 consecutive tiles, one vector of 16 lanes, where output_transform's 8 lanes hold
+// one row and leave the rest idle (7 of 8 on the tutorial). Half the loads and half the
+// arithmetic instructions; each lane's sums are output_transform's, and each row's outputs are put
+// together from its own lanes (one permutation for the top outputs, one for the bottom) and added
+// or stored as there: the same bits.
+static void output_rows_paired(float *out, int64_t image_stride, const float *O, int64_t ld, int64_t o_stride,
+                               const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0,
+                               int64_t r1) {
+    int64_t H2 = H / 2, Q2 = W / 2;
+    int32_t at[2][16];
+    for (int e = 0; e < 2; e++) // row e of the pair: output 2 i from lane e Q2 + i of the left outputs, 2 i + 1 of the right
+        for (int i = 0; i < 8; i++) {
+            int lane = i < Q2 ? (int)(e * Q2 + i) : 0;
+            at[e][2 * i] = lane, at[e][2 * i + 1] = 16 + lane;
+        }
+    const __m512i pick[2] = {_mm512_loadu_si512(at[0]), _mm512_loadu_si512(at[1])};
+    const __mmask16 row = (__mmask16)((1u << W) - 1);
+    for (int64_t k = 0; k < M; k++) {
+        __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
+        for (int64_t r = r0; r < r1; r += 2) {
+            int rows = r + 1 < r1 ? 2 : 1;
+            __mmask16 m = (__mmask16)((1u << (rows * Q2)) - 1);
+            tile_out16 t = output_transform16(O + k * ld + (r - r0) * Q2, o_stride, m);
+            for (int e = 0; e < rows; e++) {
+                int64_t n = (r + e) / H2, ty = (r + e) % H2;
+                float *top = out + n * image_stride + k * H * W + 2 * ty * W, *bottom = top + W;
+                __m512 upper = _mm512_permutex2var_ps(t.y00, pick[e], t.y01);
+                __m512 lower = _mm512_permutex2var_ps(t.y10, pick[e], t.y11);
+                if (how == ADD) {
+                    upper = _mm512_add_ps(_mm512_maskz_loadu_ps(row, top), upper);
+                    lower = _mm512_add_ps(_mm512_maskz_loadu_ps(row, bottom), lower);
+                } else {
+                    upper = _mm512_add_ps(upper, b);
+                    lower = _mm512_add_ps(lower, b);
+                }
+                _mm512_mask_storeu_ps(top, row, upper);
+                _mm512_mask_storeu_ps(bottom, row, lower);
+            }
+        }
+    }
+}
+
 static void output_block(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld, int64_t o_stride,
                          const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2, pooled = H2 * Q2;
+    if (how != RELU_POOL && W <= 16) {
+        output_rows_paired(out, image_stride, O, ld, o_stride, bias, how, M, H, W, r0, r1);
+        return;
+    }
     for (int64_t k = 0; k < M; k++) {
         __m256 b = _mm256_set1_ps(bias ? bias[k] : 0.0f);
         for (int64_t r = r0; r < r1; r++) {
