@@ -14,7 +14,7 @@
 // two windows a vdpbf16ps) against sums written in its order, where the CPU has the instruction. The
 // shapes take every path: the direct one (the tutorial's first layer, an odd size, one output
 // channel), im2col with stride 2 and padding 0, a 5 x 5 kernel, the tutorial's second layer, and
-// ResNet-18's stride-2 stem on a larger image.
+// ResNet-18's stride-2 stem on a larger image; and three with x = 0, whose windows all tie.
 // conv2d_forward and conv2d_backward alone, against sums in each path's order: test_conv_cpu.c.
 #include "core/half.h"
 #include "core/kernels.h"
@@ -296,7 +296,13 @@ int main(void) {
         {4, 3, 11, 10, 7, 3, 2, 0, "stride 2, padding 0"},
         {2, 4, 12, 12, 6, 5, 1, 2, "5x5"},
         {2, 3, 64, 64, 64, 7, 2, 3, "ResNet-18 stem 7x7 stride 2"},
+        // With x = 0 every output is its bias: each window's 4 values tie, and the fused block must
+        // take the first (top left), as max_pool2d does (random values almost never tie)
+        {2, 1, 28, 28, 32, 3, 1, 1, "tutorial conv1, x = 0: ties (direct)"},
+        {2, 32, 14, 14, 64, 3, 1, 1, "tutorial conv2, x = 0: ties (Winograd, two rows a vector)"},
+        {2, 16, 26, 18, 24, 3, 1, 1, "26x18, x = 0: ties (Winograd, rows of 9 tiles)"},
     };
+    const size_t ties_from = sizeof shapes / sizeof shapes[0] - 3; // the x = 0 shapes
     int threads_at_start = cg_get_num_threads();
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const shape *c = &shapes[s];
@@ -304,6 +310,7 @@ int main(void) {
         int64_t nx = c->N * c->C * c->H * c->W, nw = c->K * c->C * c->R * c->R, ny = c->N * c->K * (P / 2) * (Q / 2);
         float *x = random_floats(nx), *w = random_floats(nw), *b = random_floats(c->K), *dy = random_floats(ny);
         float *dx0 = random_floats(nx), *dw0 = random_floats(nw), *db0 = random_floats(c->K);
+        if (s >= ties_from) memset(x, 0, (size_t)nx * sizeof *x);
         results by_threads[2];
         for (int t = 0; t < 2; t++) {
             cg_set_num_threads(t + 1);

@@ -322,17 +322,18 @@ typedef enum {
 // The block's outputs (tile rows r0 .. r1-1, M channels) from O (O_xi at O + xi * o_stride, rows
 // ld floats apart), to the output planes at out + n * image_stride + k * plane (plane: H x W
 // floats, or H/2 x W/2 pooled).
-// output_block's STORE and ADD where a tile row has at most 8 tiles (W <= 16: the tutorial's
-// 14 x 14 planes, CIFAR's 16 x 16): the block's tiles lie row after row in O, so rows r and r + 1
-// are 2 Q2 <= 16 consecutive tiles, one vector of 16 lanes, where output_transform's 8 lanes hold
-// one row and leave the rest idle (7 of 8 on the tutorial). Half the loads and half the
-// arithmetic instructions; each lane's sums are output_transform's, and each row's outputs are put
-// together from its own lanes (one permutation for the top outputs, one for the bottom) and added
-// or stored as there: the same bits.
-static void output_rows_paired(float *out, int64_t image_stride, const float *O, int64_t ld, int64_t o_stride,
-                               const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0,
-                               int64_t r1) {
-    int64_t H2 = H / 2, Q2 = W / 2;
+// output_block where a tile row has at most 8 tiles (W <= 16: the tutorial's 14 x 14 planes,
+// CIFAR's 16 x 16): the block's tiles lie row after row in O, so rows r and r + 1 are 2 Q2 <= 16
+// consecutive tiles, one vector of 16 lanes, where output_transform's 8 lanes hold one row and
+// leave the rest idle (7 of 8 on the tutorial). Half the loads and half the arithmetic
+// instructions; each lane's sums are output_transform's, and each lane's finish is output_block's:
+// the same bits. STORE and ADD put each row's outputs together from its own lanes (one permutation
+// for the top outputs, one for the bottom); RELU_POOL's pooled outputs are one per lane, so row e's
+// go out under a mask of its lanes, from the address that puts lane e Q2 at the row's first.
+static void output_rows_paired(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld,
+                               int64_t o_stride, const float *bias, finish how, int64_t M, int64_t H, int64_t W,
+                               int64_t r0, int64_t r1) {
+    int64_t H2 = H / 2, Q2 = W / 2, pooled = H2 * Q2;
     int32_t at[2][16];
     for (int e = 0; e < 2; e++) // row e of the pair: output 2 i from lane e Q2 + i of the left outputs, 2 i + 1 of the right
         for (int i = 0; i < 8; i++) {
@@ -347,6 +348,28 @@ static void output_rows_paired(float *out, int64_t image_stride, const float *O,
             int rows = r + 1 < r1 ? 2 : 1;
             __mmask16 m = (__mmask16)((1u << (rows * Q2)) - 1);
             tile_out16 t = output_transform16(O + k * ld + (r - r0) * Q2, o_stride, m);
+            if (how == RELU_POOL) { // output_block's comparisons, lane by lane
+                __m512 tl = _mm512_add_ps(t.y00, b), tr = _mm512_add_ps(t.y01, b);
+                __m512 bl = _mm512_add_ps(t.y10, b), br = _mm512_add_ps(t.y11, b);
+                __mmask16 left_bottom = _mm512_cmp_ps_mask(bl, tl, _CMP_GT_OQ);
+                __mmask16 right_bottom = _mm512_cmp_ps_mask(br, tr, _CMP_GT_OQ);
+                __m512 left = _mm512_mask_mov_ps(tl, left_bottom, bl), right = _mm512_mask_mov_ps(tr, right_bottom, br);
+                __m512i left_at = _mm512_maskz_set1_epi32(left_bottom, 2);
+                __m512i right_at = _mm512_add_epi32(_mm512_set1_epi32(1), _mm512_maskz_set1_epi32(right_bottom, 2));
+                __mmask16 take_right = _mm512_cmp_ps_mask(right, left, _CMP_GT_OQ) |
+                                       (_mm512_cmp_ps_mask(right, left, _CMP_EQ_OQ) &
+                                        _mm512_cmplt_epi32_mask(right_at, left_at));
+                __m512 best = _mm512_mask_mov_ps(left, take_right, right);
+                __m128i at = _mm512_cvtepi32_epi8(_mm512_mask_mov_epi32(left_at, take_right, right_at));
+                best = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ), best);
+                for (int e = 0; e < rows; e++) {
+                    int64_t n = (r + e) / H2, ty = (r + e) % H2, i = (n * M + k) * pooled + ty * Q2 - e * Q2;
+                    __mmask16 lanes = (__mmask16)(((1u << Q2) - 1) << (e * Q2));
+                    _mm512_mask_storeu_ps(out + i, lanes, best);
+                    _mm_mask_storeu_epi8(where + i, lanes, at);
+                }
+                continue;
+            }
             for (int e = 0; e < rows; e++) {
                 int64_t n = (r + e) / H2, ty = (r + e) % H2;
                 float *top = out + n * image_stride + k * H * W + 2 * ty * W, *bottom = top + W;
@@ -369,8 +392,8 @@ static void output_rows_paired(float *out, int64_t image_stride, const float *O,
 static void output_block(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld, int64_t o_stride,
                          const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2, pooled = H2 * Q2;
-    if (how != RELU_POOL && W <= 16) {
-        output_rows_paired(out, image_stride, O, ld, o_stride, bias, how, M, H, W, r0, r1);
+    if (W <= 16) {
+        output_rows_paired(out, where, image_stride, O, ld, o_stride, bias, how, M, H, W, r0, r1);
         return;
     }
     for (int64_t k = 0; k < M; k++) {
