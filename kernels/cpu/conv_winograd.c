@@ -319,9 +319,6 @@ typedef enum {
     RELU_POOL, // y (N, K, H/2, W/2) = max(0, the 2 x 2 window's first maximum + bias), where = its position
 } finish;
 
-// The block's outputs (tile rows r0 .. r1-1, M channels) from O (O_xi at O + xi * o_stride, rows
-// ld floats apart), to the output planes at out + n * image_stride + k * plane (plane: H x W
-// floats, or H/2 x W/2 pooled).
 // output_block where a tile row has at most 8 tiles (W <= 16: the tutorial's 14 x 14 planes,
 // CIFAR's 16 x 16): the block's tiles lie row after row in O, so rows r and r + 1 are 2 Q2 <= 16
 // consecutive tiles, one vector of 16 lanes, where output_transform's 8 lanes hold one row and
@@ -335,7 +332,7 @@ static void output_rows_paired(float *out, uint8_t *where, int64_t image_stride,
                                int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2, pooled = H2 * Q2;
     int32_t at[2][16];
-    for (int e = 0; e < 2; e++) // row e of the pair: output 2 i from lane e Q2 + i of the left outputs, 2 i + 1 of the right
+    for (int e = 0; e < 2; e++) // row e: output 2 i from lane e Q2 + i of the left outputs, 2 i + 1 of the right
         for (int i = 0; i < 8; i++) {
             int lane = i < Q2 ? (int)(e * Q2 + i) : 0;
             at[e][2 * i] = lane, at[e][2 * i + 1] = 16 + lane;
@@ -353,7 +350,8 @@ static void output_rows_paired(float *out, uint8_t *where, int64_t image_stride,
                 __m512 bl = _mm512_add_ps(t.y10, b), br = _mm512_add_ps(t.y11, b);
                 __mmask16 left_bottom = _mm512_cmp_ps_mask(bl, tl, _CMP_GT_OQ);
                 __mmask16 right_bottom = _mm512_cmp_ps_mask(br, tr, _CMP_GT_OQ);
-                __m512 left = _mm512_mask_mov_ps(tl, left_bottom, bl), right = _mm512_mask_mov_ps(tr, right_bottom, br);
+                __m512 left = _mm512_mask_mov_ps(tl, left_bottom, bl);
+                __m512 right = _mm512_mask_mov_ps(tr, right_bottom, br);
                 __m512i left_at = _mm512_maskz_set1_epi32(left_bottom, 2);
                 __m512i right_at = _mm512_add_epi32(_mm512_set1_epi32(1), _mm512_maskz_set1_epi32(right_bottom, 2));
                 __mmask16 take_right = _mm512_cmp_ps_mask(right, left, _CMP_GT_OQ) |
@@ -389,6 +387,9 @@ static void output_rows_paired(float *out, uint8_t *where, int64_t image_stride,
     }
 }
 
+// The block's outputs (tile rows r0 .. r1-1, M channels) from O (O_xi at O + xi * o_stride, rows
+// ld floats apart), to the output planes at out + n * image_stride + k * plane (plane: H x W
+// floats, or H/2 x W/2 pooled).
 static void output_block(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld, int64_t o_stride,
                          const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2, pooled = H2 * Q2;
