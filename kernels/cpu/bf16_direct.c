@@ -37,8 +37,8 @@
 // the second, then the first (Intel's pseudo-code for both). Its last pair is (8, a padding
 // row of zeros): + 0 first leaves the sum as it is (it is never -0: an exact cancellation
 // gives +0), then term 8.
-// Row 0: AMX, row 1: AVX512-BF16 (a table at file scope: the fused kernel below reads it with
-// constant indices, which the compiler then folds into its unrolled code).
+// Row 0: AMX, row 1: AVX512-BF16 (the fused kernel below pairs the terms in this order: term 2 m
+// and term 2 m + 1 in pair m).
 static const int tap_orders[2][9] = {{0, 1, 2, 3, 4, 5, 6, 7, 8}, {1, 0, 3, 2, 5, 4, 7, 6, 8}};
 
 static const int *tap_order(cg_cpu_bf16_path path) { return tap_orders[path == CG_BF16_AVX512]; }
