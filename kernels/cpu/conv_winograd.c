@@ -263,34 +263,13 @@ static void products(float *O, const float *V, const float *u, int64_t M, int64_
                            0.0f, O + xi * matrix_floats(M, ld));
 }
 
-// The output transform of 8 tiles side by side (lanes; `m` masks the chunk's tiles): Y = A^T O A
+// The output transform of 16 tiles side by side (lanes; `m` masks the vector's tiles): Y = A^T O A
 // from O_xi at o + xi * stride, the rows combined first (A^T O), then the columns, each sum in
 // this order.
 typedef struct {
-    __m256 y00, y01, y10, y11;
-} tile_out;
-static inline __attribute__((always_inline)) tile_out output_transform(const float *o, int64_t stride, __mmask8 m) {
-    __m256 v[16];
-    for (int xi = 0; xi < 16; xi++) v[xi] = _mm256_maskz_loadu_ps(m, o + xi * stride);
-    __m256 s0[4], s1[4];
-    for (int b = 0; b < 4; b++) {
-        s0[b] = _mm256_add_ps(_mm256_add_ps(v[b], v[4 + b]), v[8 + b]);
-        s1[b] = _mm256_sub_ps(_mm256_sub_ps(v[4 + b], v[8 + b]), v[12 + b]);
-    }
-    tile_out t;
-    t.y00 = _mm256_add_ps(_mm256_add_ps(s0[0], s0[1]), s0[2]);
-    t.y01 = _mm256_sub_ps(_mm256_sub_ps(s0[1], s0[2]), s0[3]);
-    t.y10 = _mm256_add_ps(_mm256_add_ps(s1[0], s1[1]), s1[2]);
-    t.y11 = _mm256_sub_ps(_mm256_sub_ps(s1[1], s1[2]), s1[3]);
-    return t;
-}
-
-// output_transform on 16 tiles: two rows of at most 8 tiles side by side (output_rows_paired).
-typedef struct {
     __m512 y00, y01, y10, y11;
-} tile_out16;
-static inline __attribute__((always_inline)) tile_out16 output_transform16(const float *o, int64_t stride,
-                                                                         __mmask16 m) {
+} tile_out;
+static inline __attribute__((always_inline)) tile_out output_transform(const float *o, int64_t stride, __mmask16 m) {
     __m512 v[16];
     for (int xi = 0; xi < 16; xi++) v[xi] = _mm512_maskz_loadu_ps(m, o + xi * stride);
     __m512 s0[4], s1[4];
@@ -298,18 +277,12 @@ static inline __attribute__((always_inline)) tile_out16 output_transform16(const
         s0[b] = _mm512_add_ps(_mm512_add_ps(v[b], v[4 + b]), v[8 + b]);
         s1[b] = _mm512_sub_ps(_mm512_sub_ps(v[4 + b], v[8 + b]), v[12 + b]);
     }
-    tile_out16 t;
+    tile_out t;
     t.y00 = _mm512_add_ps(_mm512_add_ps(s0[0], s0[1]), s0[2]);
     t.y01 = _mm512_sub_ps(_mm512_sub_ps(s0[1], s0[2]), s0[3]);
     t.y10 = _mm512_add_ps(_mm512_add_ps(s1[0], s1[1]), s1[2]);
     t.y11 = _mm512_sub_ps(_mm512_sub_ps(s1[1], s1[2]), s1[3]);
     return t;
-}
-
-// Two vectors of 8 tiles' left and right outputs as one row of 16 outputs: left0 right0 left1 ...
-static inline __m512 interleave(__m256 left, __m256 right) {
-    const __m512i order = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    return _mm512_permutex2var_ps(_mm512_castps256_ps512(left), order, _mm512_castps256_ps512(right));
 }
 
 // What the output transform does with a block's outputs.
@@ -319,125 +292,98 @@ typedef enum {
     RELU_POOL, // y (N, K, H/2, W/2) = max(0, the 2 x 2 window's first maximum + bias), where = its position
 } finish;
 
-// output_block where a tile row has at most 8 tiles (W <= 16: the tutorial's 14 x 14 planes,
-// CIFAR's 16 x 16): the block's tiles lie row after row in O, so rows r and r + 1 are 2 Q2 <= 16
-// consecutive tiles, one vector of 16 lanes, where output_transform's 8 lanes hold one row and
-// leave the rest idle (7 of 8 on the tutorial). Half the loads and half the arithmetic
-// instructions; each lane's sums are output_transform's, and each lane's finish is output_block's:
-// the same bits. STORE and ADD put each row's outputs together from its own lanes (one permutation
-// for the top outputs, one for the bottom); RELU_POOL's pooled outputs are one per lane, so row e's
-// go out under a mask of its lanes, from the address that puts lane e Q2 at the row's first.
-static void output_rows_paired(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld,
-                               int64_t o_stride, const float *bias, finish how, int64_t M, int64_t H, int64_t W,
-                               int64_t r0, int64_t r1) {
-    int64_t H2 = H / 2, Q2 = W / 2, pooled = H2 * Q2;
-    int32_t at[2][16];
-    for (int e = 0; e < 2; e++) // row e: output 2 i from lane e Q2 + i of the left outputs, 2 i + 1 of the right
-        for (int i = 0; i < 8; i++) {
-            int lane = i < Q2 ? (int)(e * Q2 + i) : 0;
-            at[e][2 * i] = lane, at[e][2 * i + 1] = 16 + lane;
+// A run of at most 8 tiles of one tile row in a vector: tiles tx0 .. tx0 + count - 1 of row r, in
+// lanes lane0 .. lane0 + count - 1.
+typedef struct {
+    int64_t r, tx0;
+    int count, lane0;
+} segment;
+
+// The finish of one vector of tiles (t, with bias b) for each of its segments: output_block's
+// modes, lane by lane. STORE and ADD put a segment's outputs together from its own lanes (one
+// permutation for the top outputs, one for the bottom); RELU_POOL's pooled outputs are one per lane,
+// so a segment's go out under a mask of its lanes, from the address that puts lane lane0 at its
+// first window (never before the plane's array: lane0 > 0 only past a segment of count >= lane0
+// tiles that precedes it in the same output array).
+static inline __attribute__((always_inline)) void finish_vector(float *out, uint8_t *where, int64_t image_stride,
+                                                                tile_out t, __m512 b, const segment *sg, int nseg,
+                                                                finish how, int64_t k, int64_t M, int64_t H,
+                                                                int64_t W) {
+    int64_t H2 = H / 2, Q2 = W / 2;
+    if (how == RELU_POOL) { // pool_relu_plane's choice (conv.c), the same comparisons
+        __m512 tl = _mm512_add_ps(t.y00, b), tr = _mm512_add_ps(t.y01, b);
+        __m512 bl = _mm512_add_ps(t.y10, b), br = _mm512_add_ps(t.y11, b);
+        __mmask16 left_bottom = _mm512_cmp_ps_mask(bl, tl, _CMP_GT_OQ);
+        __mmask16 right_bottom = _mm512_cmp_ps_mask(br, tr, _CMP_GT_OQ);
+        __m512 left = _mm512_mask_mov_ps(tl, left_bottom, bl);
+        __m512 right = _mm512_mask_mov_ps(tr, right_bottom, br);
+        __m512i left_at = _mm512_maskz_set1_epi32(left_bottom, 2);
+        __m512i right_at = _mm512_add_epi32(_mm512_set1_epi32(1), _mm512_maskz_set1_epi32(right_bottom, 2));
+        __mmask16 take_right = _mm512_cmp_ps_mask(right, left, _CMP_GT_OQ) |
+                               (_mm512_cmp_ps_mask(right, left, _CMP_EQ_OQ) &
+                                _mm512_cmplt_epi32_mask(right_at, left_at));
+        __m512 best = _mm512_mask_mov_ps(left, take_right, right);
+        __m128i at = _mm512_cvtepi32_epi8(_mm512_mask_mov_epi32(left_at, take_right, right_at));
+        best = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ), best);
+        for (int e = 0; e < nseg; e++) {
+            int64_t n = sg[e].r / H2, ty = sg[e].r % H2;
+            int64_t i = (n * M + k) * H2 * Q2 + ty * Q2 + sg[e].tx0 - sg[e].lane0;
+            __mmask16 lanes = (__mmask16)(((1u << sg[e].count) - 1) << sg[e].lane0);
+            _mm512_mask_storeu_ps(out + i, lanes, best);
+            _mm_mask_storeu_epi8(where + i, lanes, at);
         }
-    const __m512i pick[2] = {_mm512_loadu_si512(at[0]), _mm512_loadu_si512(at[1])};
-    const __mmask16 row = (__mmask16)((1u << W) - 1);
-    for (int64_t k = 0; k < M; k++) {
-        __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
-        for (int64_t r = r0; r < r1; r += 2) {
-            int rows = r + 1 < r1 ? 2 : 1;
-            __mmask16 m = (__mmask16)((1u << (rows * Q2)) - 1);
-            tile_out16 t = output_transform16(O + k * ld + (r - r0) * Q2, o_stride, m);
-            if (how == RELU_POOL) { // output_block's comparisons, lane by lane
-                __m512 tl = _mm512_add_ps(t.y00, b), tr = _mm512_add_ps(t.y01, b);
-                __m512 bl = _mm512_add_ps(t.y10, b), br = _mm512_add_ps(t.y11, b);
-                __mmask16 left_bottom = _mm512_cmp_ps_mask(bl, tl, _CMP_GT_OQ);
-                __mmask16 right_bottom = _mm512_cmp_ps_mask(br, tr, _CMP_GT_OQ);
-                __m512 left = _mm512_mask_mov_ps(tl, left_bottom, bl);
-                __m512 right = _mm512_mask_mov_ps(tr, right_bottom, br);
-                __m512i left_at = _mm512_maskz_set1_epi32(left_bottom, 2);
-                __m512i right_at = _mm512_add_epi32(_mm512_set1_epi32(1), _mm512_maskz_set1_epi32(right_bottom, 2));
-                __mmask16 take_right = _mm512_cmp_ps_mask(right, left, _CMP_GT_OQ) |
-                                       (_mm512_cmp_ps_mask(right, left, _CMP_EQ_OQ) &
-                                        _mm512_cmplt_epi32_mask(right_at, left_at));
-                __m512 best = _mm512_mask_mov_ps(left, take_right, right);
-                __m128i at = _mm512_cvtepi32_epi8(_mm512_mask_mov_epi32(left_at, take_right, right_at));
-                best = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ), best);
-                for (int e = 0; e < rows; e++) {
-                    int64_t n = (r + e) / H2, ty = (r + e) % H2, i = (n * M + k) * pooled + ty * Q2 - e * Q2;
-                    __mmask16 lanes = (__mmask16)(((1u << Q2) - 1) << (e * Q2));
-                    _mm512_mask_storeu_ps(out + i, lanes, best);
-                    _mm_mask_storeu_epi8(where + i, lanes, at);
-                }
-                continue;
-            }
-            for (int e = 0; e < rows; e++) {
-                int64_t n = (r + e) / H2, ty = (r + e) % H2;
-                float *top = out + n * image_stride + k * H * W + 2 * ty * W, *bottom = top + W;
-                __m512 upper = _mm512_permutex2var_ps(t.y00, pick[e], t.y01);
-                __m512 lower = _mm512_permutex2var_ps(t.y10, pick[e], t.y11);
-                if (how == ADD) {
-                    upper = _mm512_add_ps(_mm512_maskz_loadu_ps(row, top), upper);
-                    lower = _mm512_add_ps(_mm512_maskz_loadu_ps(row, bottom), lower);
-                } else {
-                    upper = _mm512_add_ps(upper, b);
-                    lower = _mm512_add_ps(lower, b);
-                }
-                _mm512_mask_storeu_ps(top, row, upper);
-                _mm512_mask_storeu_ps(bottom, row, lower);
-            }
+        return;
+    }
+    // output 2 j of a segment from lane lane0 + j of the left outputs, 2 j + 1 from the right's (16 +)
+    const __m512i order = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    for (int e = 0; e < nseg; e++) {
+        int64_t n = sg[e].r / H2, ty = sg[e].r % H2;
+        float *top = out + n * image_stride + k * H * W + 2 * ty * W + 2 * sg[e].tx0, *bottom = top + W;
+        __mmask16 row = (__mmask16)((1u << (2 * sg[e].count)) - 1);
+        __m512i pick = _mm512_add_epi32(order, _mm512_set1_epi32(sg[e].lane0));
+        __m512 upper = _mm512_permutex2var_ps(t.y00, pick, t.y01);
+        __m512 lower = _mm512_permutex2var_ps(t.y10, pick, t.y11);
+        if (how == ADD) {
+            upper = _mm512_add_ps(_mm512_maskz_loadu_ps(row, top), upper);
+            lower = _mm512_add_ps(_mm512_maskz_loadu_ps(row, bottom), lower);
+        } else {
+            upper = _mm512_add_ps(upper, b);
+            lower = _mm512_add_ps(lower, b);
         }
+        _mm512_mask_storeu_ps(top, row, upper);
+        _mm512_mask_storeu_ps(bottom, row, lower);
     }
 }
 
 // The block's outputs (tile rows r0 .. r1-1, M channels) from O (O_xi at O + xi * o_stride, rows
 // ld floats apart), to the output planes at out + n * image_stride + k * plane (plane: H x W
-// floats, or H/2 x W/2 pooled).
+// floats, or H/2 x W/2 pooled). The block's tiles lie row after row in O, 16 to a vector: where a
+// row has at most 8 tiles (W <= 16: the tutorial's 14 x 14 planes, CIFAR's 16 x 16), two rows
+// share one (rows r and r + 1 are 2 Q2 <= 16 consecutive tiles); a longer row is taken 16 tiles
+// at a time, as two segments of 8. (Taken a row of 8 tiles at a time in 256-bit vectors, Zen 4's
+// width, the tutorial's rows of 7 tiles left 9 of 16 lanes idle: twice the loads and arithmetic
+// instructions.) Each lane's sums and finish are the same whatever the vector: the same bits.
 static void output_block(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld, int64_t o_stride,
                          const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0, int64_t r1) {
-    int64_t H2 = H / 2, Q2 = W / 2, pooled = H2 * Q2;
-    if (W <= 16) {
-        output_rows_paired(out, where, image_stride, O, ld, o_stride, bias, how, M, H, W, r0, r1);
-        return;
-    }
+    int64_t Q2 = W / 2;
     for (int64_t k = 0; k < M; k++) {
-        __m256 b = _mm256_set1_ps(bias ? bias[k] : 0.0f);
-        for (int64_t r = r0; r < r1; r++) {
-            int64_t n = r / H2, ty = r % H2, j0 = (r - r0) * Q2;
-            for (int64_t tx0 = 0; tx0 < Q2; tx0 += 8) {
-                int64_t tiles = Q2 - tx0 < 8 ? Q2 - tx0 : 8;
-                __mmask8 m = (__mmask8)((1u << tiles) - 1);
-                __mmask16 m2 = (__mmask16)((1u << (2 * tiles)) - 1);
-                tile_out t = output_transform(O + k * ld + j0 + tx0, o_stride, m);
-                if (how == RELU_POOL) { // pool_relu_plane's choice (conv.c), the same comparisons
-                    __m256 tl = _mm256_add_ps(t.y00, b), tr = _mm256_add_ps(t.y01, b);
-                    __m256 bl = _mm256_add_ps(t.y10, b), br = _mm256_add_ps(t.y11, b);
-                    __mmask8 left_bottom = _mm256_cmp_ps_mask(bl, tl, _CMP_GT_OQ);
-                    __mmask8 right_bottom = _mm256_cmp_ps_mask(br, tr, _CMP_GT_OQ);
-                    __m256 left = _mm256_mask_mov_ps(tl, left_bottom, bl), right = _mm256_mask_mov_ps(tr, right_bottom, br);
-                    __m256i left_at = _mm256_maskz_set1_epi32(left_bottom, 2);
-                    __m256i right_at = _mm256_add_epi32(_mm256_set1_epi32(1), _mm256_maskz_set1_epi32(right_bottom, 2));
-                    __mmask8 take_right = _mm256_cmp_ps_mask(right, left, _CMP_GT_OQ) |
-                                          (_mm256_cmp_ps_mask(right, left, _CMP_EQ_OQ) &
-                                           _mm256_cmplt_epi32_mask(right_at, left_at));
-                    __m256 best = _mm256_mask_mov_ps(left, take_right, right);
-                    __m256i at = _mm256_mask_mov_epi32(left_at, take_right, right_at);
-                    best = _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(best, _mm256_setzero_ps(), _CMP_GT_OQ), best);
-                    int64_t i = (n * M + k) * pooled + ty * Q2 + tx0;
-                    _mm256_mask_storeu_ps(out + i, m, best);
-                    _mm_mask_storeu_epi8(where + i, m, _mm256_cvtepi32_epi8(at));
-                    continue;
-                }
-                float *top = out + n * image_stride + k * H * W + 2 * ty * W + 2 * tx0, *bottom = top + W;
-                __m512 upper = interleave(t.y00, t.y01), lower = interleave(t.y10, t.y11);
-                if (how == ADD) {
-                    upper = _mm512_add_ps(_mm512_maskz_loadu_ps(m2, top), upper);
-                    lower = _mm512_add_ps(_mm512_maskz_loadu_ps(m2, bottom), lower);
-                } else {
-                    upper = _mm512_add_ps(upper, _mm512_set1_ps(bias ? bias[k] : 0.0f));
-                    lower = _mm512_add_ps(lower, _mm512_set1_ps(bias ? bias[k] : 0.0f));
-                }
-                _mm512_mask_storeu_ps(top, m2, upper);
-                _mm512_mask_storeu_ps(bottom, m2, lower);
+        __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
+        const float *o = O + k * ld;
+        if (Q2 <= 8)
+            for (int64_t r = r0; r < r1; r += 2) {
+                int rows = r + 1 < r1 ? 2 : 1;
+                segment sg[2] = {{r, 0, (int)Q2, 0}, {r + 1, 0, (int)Q2, (int)Q2}};
+                tile_out t = output_transform(o + (r - r0) * Q2, o_stride, (__mmask16)((1u << (rows * Q2)) - 1));
+                finish_vector(out, where, image_stride, t, b, sg, rows, how, k, M, H, W);
             }
-        }
+        else
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t tx0 = 0; tx0 < Q2; tx0 += 16) {
+                    int count = Q2 - tx0 < 16 ? (int)(Q2 - tx0) : 16;
+                    segment sg[2] = {{r, tx0, count < 8 ? count : 8, 0}, {r, tx0 + 8, count - 8, 8}};
+                    tile_out t = output_transform(o + (r - r0) * Q2 + tx0, o_stride, (__mmask16)((1u << count) - 1));
+                    finish_vector(out, where, image_stride, t, b, sg, count > 8 ? 2 : 1, how, k, M, H, W);
+                }
     }
 }
 
