@@ -79,30 +79,25 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
 #pragma omp parallel for if (threads) schedule(dynamic)
     for (int64_t g = 0; g < groups; g++) {
         int64_t n0 = g * GROUP, count = N - n0 < GROUP ? N - n0 : GROUP, ldo = cg_whole16(pq);
-        uint16_t *col = wu ? NULL : scratch16(1, crs * pq);
-        uint16_t *colp = wu ? NULL : scratch16(2, cg_bf16_packed_size(pq, crs));
-        // Winograd's sums of the whole group at once, image j's K planes at outg + j K PQ (no
-        // padding between rows: ldo = PQ); else one image's product at a time, rows ldo apart
-        float *outg = wu ? scratch32(3, count * K * pq) : NULL, *out = wu ? NULL : scratch32(3, cg_whole16(K) * ldo);
 #ifdef CG_CPU_MATRIX_KERNELS
-        if (wu) {
-            conv2d_winograd_bf16_images(outg, x + n0 * C * H * W, C * H * W, H * W, wu, count, C, K, H, W);
-            ldo = pq;
+        if (wu) { // the whole group at once, bias, rounding, ReLU and pooling in Winograd's output transform
+            conv2d_winograd_bf16_images(y + n0 * K * (where ? pooled : pq), where ? where + n0 * K * pooled : NULL,
+                                        bias, false, x + n0 * C * H * W, C * H * W, H * W, wu, count, C, K, H, W);
+            continue;
         }
 #endif
+        uint16_t *col = scratch16(1, crs * pq), *colp = scratch16(2, cg_bf16_packed_size(pq, crs));
+        float *out = scratch32(3, cg_whole16(K) * ldo); // one image's product at a time, rows ldo apart
         uint16_t *plane16 = where ? scratch16(5, pq) : NULL;
         float *col_max = where ? scratch32(6, pooled * 2) : NULL;
         int32_t *won = where ? (int32_t *)scratch32(7, pooled * 2) : NULL;
         // One image per product: its output (K, PQ) in f32 stays in the cache for the epilogue.
         for (int64_t j = 0; j < count; j++) {
-            if (wu) out = outg + j * K * pq;
 #ifdef CG_CPU_MATRIX_KERNELS
             if (pooled_direct && cg_bf16_direct_relu_pool(y + (n0 + j) * K * pooled, where + (n0 + j) * K * pooled,
                                                           x + (n0 + j) * H * W, wp, bias, K, H, W, path))
                 continue; // bf16_direct.h: sums, epilogue and pooling in registers
-            if (wu)
-                ; // the group's sums are in outg already
-            else if (wf) // the same f32 rows, summed by FMAs: no packing, no 9-term reduction padded to 32
+            if (wf) // the same f32 rows, summed by FMAs: no packing, no 9-term reduction padded to 32
                 cg_bf16_direct_sums(out, ldo, x + (n0 + j) * H * W, wf, K, H, W, path);
             else if (valid)
                 cg_bf16_pack_b_same(colp, x + (n0 + j) * C * H * W, valid, C, H, W, R, S, pad);
@@ -112,7 +107,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
                 cg_bf16_im2col(col, pq, x + (n0 + j) * C * H * W, C, H, W, R, S, stride, pad, P, Q);
                 cg_bf16_pack_b(colp, col, pq, 1, crs, pq);
             }
-            if (!wf && !wu) // (the direct sums and Winograd's have written `out` already)
+            if (!wf) // (the direct sums have written `out` already)
                 cg_bf16_gemm_packed(out, ldo, Wp, colp, K, pq, crs, path);
 #ifdef CG_CPU_MATRIX_KERNELS
             if (where) { // always AVX-512 on the paths that reach this file
@@ -355,13 +350,10 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
                     memcpy(slices + g * crs * K + i * K, acc + i * ldc, (size_t)K * sizeof(float));
         }
 #ifdef CG_CPU_MATRIX_KERNELS
-        if (wdx) { // the group's dx sums in f32 from dy_g (image j's channel k at dyg + k L + j PQ), each
-            // added to its old value and rounded once, as col2im's
-            float *sums = scratch32(4, count * C * H * W);
-            conv2d_winograd_bf16_images(sums, dyg, pq, L, wdx, count, K, C, H, W);
-            uint16_t *dxg = dx + n0 * C * H * W;
-            for (int64_t i = 0; i < count * C * H * W; i++)
-                dxg[i] = cg_bf16_round((accumulate ? cg_bf16_widen(dxg[i]) : 0.0f) + sums[i]);
+        if (wdx) { // the group's dx from dy_g (image j's channel k at dyg + k L + j PQ), each sum
+            // added to its old value and rounded once in the output transform, as col2im's
+            conv2d_winograd_bf16_images(dx + n0 * C * H * W, NULL, NULL, accumulate, dyg, pq, L, wdx, count, K, C, H,
+                                        W);
             continue;
         }
 #endif

@@ -98,13 +98,18 @@ void conv2d_winograd_dx_images_cpu(float *dx, const float *dy, int64_t image_str
 // sums, rounded once more). conv2d_winograd_bf16_takes: the shape is one and the path is
 // AVX512-BF16 (the AMX path keeps its dense tiles). _weights: the transformed filters of
 // w (K, C, 3, 3) bf16, packed (the forward's, or dx's turned ones), in a buffer of the calling
-// thread, read by all. _images: out (count, Cout, H, W) f32 = the sums, without bias, of `count`
-// images of Cin bf16 planes, plane c of image j at in + j * image_stride + c * channel_stride;
-// one thread (called inside the callers' loops over groups of images).
+// thread, read by all. _images: the convolution of `count` images of Cin bf16 planes (plane c of
+// image j at in + j * image_stride + c * channel_stride), finished in the output transform, each
+// value rounded to bf16 once: with `where`, y (count, Cout, H/2, W/2) = the 2 x 2 windows' first
+// maxima of max(0, round(sum + bias)) and where their positions (0 top left .. 3 bottom right),
+// as bf16_planes.c's cg_bf16_bias_relu_pool; else y (count, Cout, H, W) = round(sum + bias), or
+// round(y + sum) when accumulate (bias NULL: none); one thread (called inside the callers' loops
+// over groups of images).
 bool conv2d_winograd_bf16_takes(cg_cpu_bf16_path path, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                 int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 const uint16_t *conv2d_winograd_bf16_weights(const uint16_t *w, int64_t K, int64_t C, bool for_dx);
-void conv2d_winograd_bf16_images(float *out, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
-                                 const uint16_t *u, int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W);
+void conv2d_winograd_bf16_images(uint16_t *y, uint8_t *where, const uint16_t *bias, bool accumulate,
+                                 const uint16_t *in, int64_t image_stride, int64_t channel_stride, const uint16_t *u,
+                                 int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W);
 
 #endif

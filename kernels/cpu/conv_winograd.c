@@ -290,26 +290,62 @@ typedef enum {
     STORE,     // y (N, K, H, W) = the outputs + bias
     ADD,       // y += the outputs (dx)
     RELU_POOL, // y (N, K, H/2, W/2) = max(0, the 2 x 2 window's first maximum + bias), where = its position
+    // y in bf16 (uint16_t), for the bf16 convolutions: each value rounded once (cg_bf16_round)
+    STORE_BF16,     // y = round(output + bias)
+    ADD_BF16,       // y = round(y + (output + 0)) (dx onto an older gradient)
+    RELU_POOL_BF16, // y (N, K, H/2, W/2) = the window's first maximum of max(0, round(output + bias))
 } finish;
 
-// A run of at most 8 tiles of one tile row in a vector: tiles tx0 .. tx0 + count - 1 of row r, in
-// lanes lane0 .. lane0 + count - 1.
+// A run of at most 8 tiles of one tile row in a vector: tiles tx0 .. tx0 + count - 1 of tile row ty
+// of image n, in lanes lane0 .. lane0 + count - 1.
 typedef struct {
-    int64_t r, tx0;
+    int64_t n, ty, tx0;
     int count, lane0;
 } segment;
+
+#ifdef CG_WINOGRAD_BF16 // (the _BF16 modes: the bf16 paths only)
+// bf16's ReLU of round(x + b) (bf16_planes.c's bias_relu_row): the rounded pattern in the high
+// half of each lane, read as a float; a pattern with the sign bit set is a negative integer, and
+// the maximum with 0 makes it +0 (a -0 or a negative NaN included).
+static inline __attribute__((always_inline)) __m512 relu_round(__m512 x, __m512 b) {
+    __m512i r = _mm512_slli_epi32(round16_avx512(_mm512_add_ps(x, b)), 16);
+    return _mm512_castsi512_ps(_mm512_max_epi32(r, _mm512_setzero_si512()));
+}
+#endif
 
 // The finish of one vector of tiles (t, with bias b) for each of its segments: output_block's
 // modes, lane by lane. STORE and ADD put a segment's outputs together from its own lanes (one
 // permutation for the top outputs, one for the bottom); RELU_POOL's pooled outputs are one per lane,
 // so a segment's go out under a mask of its lanes, from the address that puts lane lane0 at its
 // first window (never before the plane's array: lane0 > 0 only past a segment of count >= lane0
-// tiles that precedes it in the same output array).
-static inline __attribute__((always_inline)) void finish_vector(float *out, uint8_t *where, int64_t image_stride,
+// tiles that precedes it in the same output array). out: floats, or bf16 values for the _BF16
+// modes (image_stride and the indices count elements either way).
+static inline __attribute__((always_inline)) void finish_vector(void *out, uint8_t *where, int64_t image_stride,
                                                                 tile_out t, __m512 b, const segment *sg, int nseg,
                                                                 finish how, int64_t k, int64_t M, int64_t H,
                                                                 int64_t W) {
     int64_t H2 = H / 2, Q2 = W / 2;
+#ifdef CG_WINOGRAD_BF16
+    if (how == RELU_POOL_BF16) { // bf16_planes.c's bias_relu_pool_narrow: the same values, the same comparisons
+        __m512 v[4] = {relu_round(t.y00, b), relu_round(t.y01, b), relu_round(t.y10, b), relu_round(t.y11, b)};
+        __m512 m = v[0]; // scan order: top left, top right, bottom left, bottom right; a later one wins if larger
+        __m512i at = _mm512_setzero_si512();
+        for (int c = 1; c < 4; c++) {
+            __mmask16 larger = _mm512_cmp_ps_mask(v[c], m, _CMP_GT_OQ);
+            m = _mm512_mask_mov_ps(m, larger, v[c]);
+            at = _mm512_mask_mov_epi32(at, larger, _mm512_set1_epi32(c));
+        }
+        __m256i y16 = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(m), 16));
+        __m128i at8 = _mm512_cvtepi32_epi8(at);
+        for (int e = 0; e < nseg; e++) {
+            int64_t i = (sg[e].n * M + k) * H2 * Q2 + sg[e].ty * Q2 + sg[e].tx0 - sg[e].lane0;
+            __mmask16 lanes = (__mmask16)(((1u << sg[e].count) - 1) << sg[e].lane0);
+            _mm256_mask_storeu_epi16((uint16_t *)out + i, lanes, y16);
+            _mm_mask_storeu_epi8(where + i, lanes, at8);
+        }
+        return;
+    }
+#endif
     if (how == RELU_POOL) { // pool_relu_plane's choice (conv.c), the same comparisons
         __m512 tl = _mm512_add_ps(t.y00, b), tr = _mm512_add_ps(t.y01, b);
         __m512 bl = _mm512_add_ps(t.y10, b), br = _mm512_add_ps(t.y11, b);
@@ -326,10 +362,9 @@ static inline __attribute__((always_inline)) void finish_vector(float *out, uint
         __m128i at = _mm512_cvtepi32_epi8(_mm512_mask_mov_epi32(left_at, take_right, right_at));
         best = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ), best);
         for (int e = 0; e < nseg; e++) {
-            int64_t n = sg[e].r / H2, ty = sg[e].r % H2;
-            int64_t i = (n * M + k) * H2 * Q2 + ty * Q2 + sg[e].tx0 - sg[e].lane0;
+            int64_t i = (sg[e].n * M + k) * H2 * Q2 + sg[e].ty * Q2 + sg[e].tx0 - sg[e].lane0;
             __mmask16 lanes = (__mmask16)(((1u << sg[e].count) - 1) << sg[e].lane0);
-            _mm512_mask_storeu_ps(out + i, lanes, best);
+            _mm512_mask_storeu_ps((float *)out + i, lanes, best);
             _mm_mask_storeu_epi8(where + i, lanes, at);
         }
         return;
@@ -337,12 +372,26 @@ static inline __attribute__((always_inline)) void finish_vector(float *out, uint
     // output 2 j of a segment from lane lane0 + j of the left outputs, 2 j + 1 from the right's (16 +)
     const __m512i order = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     for (int e = 0; e < nseg; e++) {
-        int64_t n = sg[e].r / H2, ty = sg[e].r % H2;
-        float *top = out + n * image_stride + k * H * W + 2 * ty * W + 2 * sg[e].tx0, *bottom = top + W;
+        int64_t at = sg[e].n * image_stride + k * H * W + 2 * sg[e].ty * W + 2 * sg[e].tx0; // its top left output
         __mmask16 row = (__mmask16)((1u << (2 * sg[e].count)) - 1);
         __m512i pick = _mm512_add_epi32(order, _mm512_set1_epi32(sg[e].lane0));
         __m512 upper = _mm512_permutex2var_ps(t.y00, pick, t.y01);
         __m512 lower = _mm512_permutex2var_ps(t.y10, pick, t.y11);
+#ifdef CG_WINOGRAD_BF16
+        if (how == STORE_BF16 || how == ADD_BF16) {
+            uint16_t *top = (uint16_t *)out + at, *bottom = top + W;
+            upper = _mm512_add_ps(upper, b); // b = 0 for ADD_BF16: the f32 sums' +0 (-0 becomes +0)
+            lower = _mm512_add_ps(lower, b);
+            if (how == ADD_BF16) {
+                upper = _mm512_add_ps(widen16_avx512(_mm256_maskz_loadu_epi16(row, top)), upper);
+                lower = _mm512_add_ps(widen16_avx512(_mm256_maskz_loadu_epi16(row, bottom)), lower);
+            }
+            _mm256_mask_storeu_epi16(top, row, _mm512_cvtepi32_epi16(round16_avx512(upper)));
+            _mm256_mask_storeu_epi16(bottom, row, _mm512_cvtepi32_epi16(round16_avx512(lower)));
+            continue;
+        }
+#endif
+        float *top = (float *)out + at, *bottom = top + W;
         if (how == ADD) {
             upper = _mm512_add_ps(_mm512_maskz_loadu_ps(row, top), upper);
             lower = _mm512_add_ps(_mm512_maskz_loadu_ps(row, bottom), lower);
@@ -363,27 +412,34 @@ static inline __attribute__((always_inline)) void finish_vector(float *out, uint
 // at a time, as two segments of 8. (Taken a row of 8 tiles at a time in 256-bit vectors, Zen 4's
 // width, the tutorial's rows of 7 tiles left 9 of 16 lanes idle: twice the loads and arithmetic
 // instructions.) Each lane's sums and finish are the same whatever the vector: the same bits.
-static void output_block(float *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld, int64_t o_stride,
+static void output_block(void *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld, int64_t o_stride,
                          const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0, int64_t r1) {
-    int64_t Q2 = W / 2;
+    int64_t H2 = H / 2, Q2 = W / 2;
     for (int64_t k = 0; k < M; k++) {
         __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
         const float *o = O + k * ld;
+        // tile row r is row ty of image n, counted along (a division per vector took a tenth of
+        // the transform's time)
+        int64_t n = r0 / H2, ty = r0 % H2;
         if (Q2 <= 8)
             for (int64_t r = r0; r < r1; r += 2) {
                 int rows = r + 1 < r1 ? 2 : 1;
-                segment sg[2] = {{r, 0, (int)Q2, 0}, {r + 1, 0, (int)Q2, (int)Q2}};
+                segment sg[2] = {{n, ty, 0, (int)Q2, 0}, {n + (ty + 1 == H2), ty + 1 == H2 ? 0 : ty + 1, 0, (int)Q2,
+                                                        (int)Q2}};
                 tile_out t = output_transform(o + (r - r0) * Q2, o_stride, (__mmask16)((1u << (rows * Q2)) - 1));
                 finish_vector(out, where, image_stride, t, b, sg, rows, how, k, M, H, W);
+                n = sg[1].n + (sg[1].ty + 1 == H2), ty = sg[1].ty + 1 == H2 ? 0 : sg[1].ty + 1;
             }
         else
-            for (int64_t r = r0; r < r1; r++)
+            for (int64_t r = r0; r < r1; r++) {
                 for (int64_t tx0 = 0; tx0 < Q2; tx0 += 16) {
                     int count = Q2 - tx0 < 16 ? (int)(Q2 - tx0) : 16;
-                    segment sg[2] = {{r, tx0, count < 8 ? count : 8, 0}, {r, tx0 + 8, count - 8, 8}};
+                    segment sg[2] = {{n, ty, tx0, count < 8 ? count : 8, 0}, {n, ty, tx0 + 8, count - 8, 8}};
                     tile_out t = output_transform(o + (r - r0) * Q2 + tx0, o_stride, (__mmask16)((1u << count) - 1));
                     finish_vector(out, where, image_stride, t, b, sg, count > 8 ? 2 : 1, how, k, M, H, W);
                 }
+                if (++ty == H2) ty = 0, n++;
+            }
     }
 }
 
@@ -519,9 +575,11 @@ static void zero_padding_bf16(uint16_t *V, int64_t v_stride, int64_t ld, int64_t
         }
 }
 
-// block() for bf16 input planes: out (f32) = the outputs of tile rows r0 .. r1-1, no bias.
-static void block_bf16(float *out, int64_t out_image, const uint16_t *in, int64_t in_image, int64_t in_channel,
-                       const uint16_t *u, int64_t Cin, int64_t Cout, int64_t H, int64_t W, int64_t r0, int64_t r1) {
+// block() for bf16 input planes: the outputs of tile rows r0 .. r1-1 finished as `how` (a _BF16
+// mode) into the bf16 planes at `out`.
+static void block_bf16(uint16_t *out, uint8_t *where, int64_t out_image, const uint16_t *in, int64_t in_image,
+                       int64_t in_channel, const uint16_t *u, const float *bias, finish how, int64_t Cin, int64_t Cout,
+                       int64_t H, int64_t W, int64_t r0, int64_t r1) {
     static _Thread_local cg_thread_buffer buffers[2];
     int64_t tiles = (r1 - r0) * (W / 2), ld = (tiles + 15) / 16 * 16;
     // the 16 V_xi a cache line more than their size apart (matrix_floats), as the 16 O_xi
@@ -533,7 +591,7 @@ static void block_bf16(float *out, int64_t out_image, const uint16_t *in, int64_
     int64_t per = cg_bf16_packed_size(Cout, Cin);
     for (int xi = 0; xi < 16; xi++)
         cg_bf16_gemm_pair_rows(O + xi * o_stride, ld, u + xi * per, V + xi * v_stride, ld, Cout, tiles, Cin);
-    output_block(out, NULL, out_image, O, ld, o_stride, NULL, STORE, Cout, H, W, r0, r1);
+    output_block(out, where, out_image, O, ld, o_stride, bias, how, Cout, H, W, r0, r1);
 }
 #endif
 
@@ -615,18 +673,24 @@ const uint16_t *conv2d_winograd_bf16_weights(const uint16_t *w, int64_t K, int64
 #endif
 }
 
-void conv2d_winograd_bf16_images(float *out, const uint16_t *in, int64_t image_stride, int64_t channel_stride,
-                                 const uint16_t *u, int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W) {
+void conv2d_winograd_bf16_images(uint16_t *y, uint8_t *where, const uint16_t *bias, bool accumulate,
+                                 const uint16_t *in, int64_t image_stride, int64_t channel_stride, const uint16_t *u,
+                                 int64_t count, int64_t Cin, int64_t Cout, int64_t H, int64_t W) {
 #ifdef CG_WINOGRAD_BF16
+    // The bias widened once (bf16 values are exact in f32), for output_block's f32 sums.
+    static _Thread_local cg_thread_buffer bias_buffer;
+    float *b = bias ? cg_thread_floats_aligned(&bias_buffer, Cout) : NULL;
+    for (int64_t k = 0; b && k < Cout; k++) b[k] = cg_bf16_widen(bias[k]);
+    finish how = where ? RELU_POOL_BF16 : accumulate ? ADD_BF16 : STORE_BF16;
     // Blocks of twice the f32 path's tiles (V in bf16 is half the size): bench_cpu_peak, AMD EPYC,
     // forward 244 -> 250 GFLOP/s on the tutorial's second layer, 278 -> 309 on ResNet-18's layer1
     // (three and four times: no better)
     int64_t rows = 2 * block_rows(Cin, Cout, W), total = count * (H / 2);
     for (int64_t r0 = 0; r0 < total; r0 += rows)
-        block_bf16(out, Cout * H * W, in, image_stride, channel_stride, u, Cin, Cout, H, W, r0,
+        block_bf16(y, where, Cout * H * W, in, image_stride, channel_stride, u, b, how, Cin, Cout, H, W, r0,
                    r0 + rows < total ? r0 + rows : total);
 #else
-    (void)out, (void)in, (void)image_stride, (void)channel_stride, (void)u, (void)count, (void)Cin, (void)Cout, (void)H,
-        (void)W;
+    (void)y, (void)where, (void)bias, (void)accumulate, (void)in, (void)image_stride, (void)channel_stride, (void)u,
+        (void)count, (void)Cin, (void)Cout, (void)H, (void)W;
 #endif
 }
