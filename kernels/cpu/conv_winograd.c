@@ -220,8 +220,9 @@ static inline void prefetch_rows(const void *p, int64_t bytes) {
 }
 
 // V[xi][c][j] = (B^T d B)[xi] for the block's tiles j (tile rows r0 .. r1-1, the batch's rows of
-// tiles one after the other: image n = r / (H/2), its tile row r % (H/2)), channel c of the
-// input plane at in + n * image_stride + c * channel_stride (H x W), a chunk of 7 tiles at a time.
+// tiles one after the other: image n = r / (H/2), its tile row ty = r % (H/2), both counted along
+// as r goes, not divided), channel c of the input plane at in + n * image_stride + c *
+// channel_stride (H x W), a chunk of 7 tiles at a time.
 static void input_transform(float *V, int64_t ld, const float *in, int64_t image_stride, int64_t channel_stride,
                             int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2;
@@ -230,8 +231,8 @@ static void input_transform(float *V, int64_t ld, const float *in, int64_t image
     // level cache (row by row, every channel's 16 rows were written a piece at a time, 64 KB of
     // partly written lines for 64 channels, and each store missed: twice the time).
     for (int64_t c = 0; c < C; c++)
-        for (int64_t r = r0; r < r1; r++) {
-            int64_t n = r / H2, ty = r % H2, j0 = (r - r0) * Q2;
+        for (int64_t r = r0, n = r0 / H2, ty = r0 % H2; r < r1; r++, ty = ty + 1 == H2 ? 0 : ty + 1, n += ty == 0) {
+            int64_t j0 = (r - r0) * Q2;
             const float *plane = in + n * image_stride + c * channel_stride;
             if (c + 1 < C) prefetch_rows(plane + channel_stride + 2 * ty * W, 2 * W * (int64_t)sizeof(float));
             for (int64_t tx0 = 0; tx0 < Q2; tx0 += 7) {
@@ -525,8 +526,8 @@ static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void inpu
     int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2;
     for (int64_t c = 0; c < C; c += 2)
-        for (int64_t r = r0; r < r1; r++) {
-            int64_t n = r / H2, ty = r % H2, j0 = (r - r0) * Q2;
+        for (int64_t r = r0, n = r0 / H2, ty = r0 % H2; r < r1; r++, ty = ty + 1 == H2 ? 0 : ty + 1, n += ty == 0) {
+            int64_t j0 = (r - r0) * Q2; // tile row r: row ty of image n, counted along (input_transform)
             const uint16_t *plane = in + n * image_stride + c * channel_stride;
             for (int64_t e = 2; e < 4 && c + e < C; e++) // the next pair's rows (prefetch_rows)
                 prefetch_rows(plane + e * channel_stride + 2 * ty * W, 2 * W * (int64_t)sizeof(uint16_t));
