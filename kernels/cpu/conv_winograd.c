@@ -326,46 +326,46 @@ static inline __attribute__((always_inline)) void finish_vector(void *out, uint8
                                                                 finish how, int64_t k, int64_t M, int64_t H,
                                                                 int64_t W) {
     int64_t H2 = H / 2, Q2 = W / 2;
+    if (how == RELU_POOL || how == RELU_POOL_BF16) {
+        __m512 best; // the pooled outputs, one a lane (in bf16: the pattern in each lane's high half)
+        __m128i at;  // their positions in the window
 #ifdef CG_WINOGRAD_BF16
-    if (how == RELU_POOL_BF16) { // bf16_planes.c's bias_relu_pool_narrow: the same values, the same comparisons
-        __m512 v[4] = {relu_round(t.y00, b), relu_round(t.y01, b), relu_round(t.y10, b), relu_round(t.y11, b)};
-        __m512 m = v[0]; // scan order: top left, top right, bottom left, bottom right; a later one wins if larger
-        __m512i at = _mm512_setzero_si512();
-        for (int c = 1; c < 4; c++) {
-            __mmask16 larger = _mm512_cmp_ps_mask(v[c], m, _CMP_GT_OQ);
-            m = _mm512_mask_mov_ps(m, larger, v[c]);
-            at = _mm512_mask_mov_epi32(at, larger, _mm512_set1_epi32(c));
-        }
-        __m256i y16 = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(m), 16));
-        __m128i at8 = _mm512_cvtepi32_epi8(at);
-        for (int e = 0; e < nseg; e++) {
-            int64_t i = (sg[e].n * M + k) * H2 * Q2 + sg[e].ty * Q2 + sg[e].tx0 - sg[e].lane0;
-            __mmask16 lanes = (__mmask16)(((1u << sg[e].count) - 1) << sg[e].lane0);
-            _mm256_mask_storeu_epi16((uint16_t *)out + i, lanes, y16);
-            _mm_mask_storeu_epi8(where + i, lanes, at8);
-        }
-        return;
-    }
+        if (how == RELU_POOL_BF16) { // bf16_planes.c's bias_relu_pool_narrow: the same values, the same comparisons
+            __m512 v[4] = {relu_round(t.y00, b), relu_round(t.y01, b), relu_round(t.y10, b), relu_round(t.y11, b)};
+            __m512i c_at = _mm512_setzero_si512(); // scan order: top left, top right, bottom left, bottom right;
+            best = v[0];                           // a later one wins if larger
+            for (int c = 1; c < 4; c++) {
+                __mmask16 larger = _mm512_cmp_ps_mask(v[c], best, _CMP_GT_OQ);
+                best = _mm512_mask_mov_ps(best, larger, v[c]);
+                c_at = _mm512_mask_mov_epi32(c_at, larger, _mm512_set1_epi32(c));
+            }
+            at = _mm512_cvtepi32_epi8(c_at);
+        } else
 #endif
-    if (how == RELU_POOL) { // pool_relu_plane's choice (conv.c), the same comparisons
-        __m512 tl = _mm512_add_ps(t.y00, b), tr = _mm512_add_ps(t.y01, b);
-        __m512 bl = _mm512_add_ps(t.y10, b), br = _mm512_add_ps(t.y11, b);
-        __mmask16 left_bottom = _mm512_cmp_ps_mask(bl, tl, _CMP_GT_OQ);
-        __mmask16 right_bottom = _mm512_cmp_ps_mask(br, tr, _CMP_GT_OQ);
-        __m512 left = _mm512_mask_mov_ps(tl, left_bottom, bl);
-        __m512 right = _mm512_mask_mov_ps(tr, right_bottom, br);
-        __m512i left_at = _mm512_maskz_set1_epi32(left_bottom, 2);
-        __m512i right_at = _mm512_add_epi32(_mm512_set1_epi32(1), _mm512_maskz_set1_epi32(right_bottom, 2));
-        __mmask16 take_right = _mm512_cmp_ps_mask(right, left, _CMP_GT_OQ) |
-                               (_mm512_cmp_ps_mask(right, left, _CMP_EQ_OQ) &
-                                _mm512_cmplt_epi32_mask(right_at, left_at));
-        __m512 best = _mm512_mask_mov_ps(left, take_right, right);
-        __m128i at = _mm512_cvtepi32_epi8(_mm512_mask_mov_epi32(left_at, take_right, right_at));
-        best = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ), best);
+        { // pool_relu_plane's choice (conv.c), the same comparisons
+            __m512 tl = _mm512_add_ps(t.y00, b), tr = _mm512_add_ps(t.y01, b);
+            __m512 bl = _mm512_add_ps(t.y10, b), br = _mm512_add_ps(t.y11, b);
+            __mmask16 left_bottom = _mm512_cmp_ps_mask(bl, tl, _CMP_GT_OQ);
+            __mmask16 right_bottom = _mm512_cmp_ps_mask(br, tr, _CMP_GT_OQ);
+            __m512 left = _mm512_mask_mov_ps(tl, left_bottom, bl);
+            __m512 right = _mm512_mask_mov_ps(tr, right_bottom, br);
+            __m512i left_at = _mm512_maskz_set1_epi32(left_bottom, 2);
+            __m512i right_at = _mm512_add_epi32(_mm512_set1_epi32(1), _mm512_maskz_set1_epi32(right_bottom, 2));
+            __mmask16 take_right = _mm512_cmp_ps_mask(right, left, _CMP_GT_OQ) |
+                                   (_mm512_cmp_ps_mask(right, left, _CMP_EQ_OQ) &
+                                    _mm512_cmplt_epi32_mask(right_at, left_at));
+            best = _mm512_mask_mov_ps(left, take_right, right);
+            at = _mm512_cvtepi32_epi8(_mm512_mask_mov_epi32(left_at, take_right, right_at));
+            best = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ), best);
+        }
         for (int e = 0; e < nseg; e++) {
             int64_t i = (sg[e].n * M + k) * H2 * Q2 + sg[e].ty * Q2 + sg[e].tx0 - sg[e].lane0;
             __mmask16 lanes = (__mmask16)(((1u << sg[e].count) - 1) << sg[e].lane0);
-            _mm512_mask_storeu_ps((float *)out + i, lanes, best);
+            if (how == RELU_POOL_BF16)
+                _mm256_mask_storeu_epi16((uint16_t *)out + i, lanes,
+                                         _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(best), 16)));
+            else
+                _mm512_mask_storeu_ps((float *)out + i, lanes, best);
             _mm_mask_storeu_epi8(where + i, lanes, at);
         }
         return;
