@@ -219,6 +219,11 @@ static inline void prefetch_rows(const void *p, int64_t bytes) {
         _mm_prefetch((const char *)p + (at < bytes ? at : bytes - 1), _MM_HINT_T0);
 }
 
+// The tile row after row ty of image n (the batch's rows of tiles one after the other, H2 an image).
+static inline void next_row(int64_t *n, int64_t *ty, int64_t H2) {
+    if (++*ty == H2) *ty = 0, ++*n;
+}
+
 // V[xi][c][j] = (B^T d B)[xi] for the block's tiles j (tile rows r0 .. r1-1, the batch's rows of
 // tiles one after the other: image n = r / (H/2), its tile row ty = r % (H/2), both counted along
 // as r goes, not divided), channel c of the input plane at in + n * image_stride + c *
@@ -231,7 +236,7 @@ static void input_transform(float *V, int64_t ld, const float *in, int64_t image
     // level cache (row by row, every channel's 16 rows were written a piece at a time, 64 KB of
     // partly written lines for 64 channels, and each store missed: twice the time).
     for (int64_t c = 0; c < C; c++)
-        for (int64_t r = r0, n = r0 / H2, ty = r0 % H2; r < r1; r++, ty = ty + 1 == H2 ? 0 : ty + 1, n += ty == 0) {
+        for (int64_t r = r0, n = r0 / H2, ty = r0 % H2; r < r1; r++, next_row(&n, &ty, H2)) {
             int64_t j0 = (r - r0) * Q2;
             const float *plane = in + n * image_stride + c * channel_stride;
             if (c + 1 < C) prefetch_rows(plane + channel_stride + 2 * ty * W, 2 * W * (int64_t)sizeof(float));
@@ -419,17 +424,19 @@ static void output_block(void *out, uint8_t *where, int64_t image_stride, const 
     for (int64_t k = 0; k < M; k++) {
         __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
         const float *o = O + k * ld;
-        // tile row r is row ty of image n, counted along (a division per vector took a tenth of
-        // the transform's time)
+        // tile row r is row ty of image n, counted along (the 64-bit division per vector that found
+        // them stood among the transform's busiest instructions under perf annotate)
         int64_t n = r0 / H2, ty = r0 % H2;
         if (Q2 <= 8)
             for (int64_t r = r0; r < r1; r += 2) {
                 int rows = r + 1 < r1 ? 2 : 1;
-                segment sg[2] = {{n, ty, 0, (int)Q2, 0}, {n + (ty + 1 == H2), ty + 1 == H2 ? 0 : ty + 1, 0, (int)Q2,
-                                                        (int)Q2}};
+                segment sg[2];
+                sg[0] = (segment){n, ty, 0, (int)Q2, 0};
+                next_row(&n, &ty, H2);
+                sg[1] = (segment){n, ty, 0, (int)Q2, (int)Q2};
+                next_row(&n, &ty, H2);
                 tile_out t = output_transform(o + (r - r0) * Q2, o_stride, (__mmask16)((1u << (rows * Q2)) - 1));
                 finish_vector(out, where, image_stride, t, b, sg, rows, how, k, M, H, W);
-                n = sg[1].n + (sg[1].ty + 1 == H2), ty = sg[1].ty + 1 == H2 ? 0 : sg[1].ty + 1;
             }
         else
             for (int64_t r = r0; r < r1; r++) {
@@ -439,7 +446,7 @@ static void output_block(void *out, uint8_t *where, int64_t image_stride, const 
                     tile_out t = output_transform(o + (r - r0) * Q2 + tx0, o_stride, (__mmask16)((1u << count) - 1));
                     finish_vector(out, where, image_stride, t, b, sg, count > 8 ? 2 : 1, how, k, M, H, W);
                 }
-                if (++ty == H2) ty = 0, n++;
+                next_row(&n, &ty, H2);
             }
     }
 }
@@ -526,7 +533,7 @@ static __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void inpu
     int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     int64_t H2 = H / 2, Q2 = W / 2;
     for (int64_t c = 0; c < C; c += 2)
-        for (int64_t r = r0, n = r0 / H2, ty = r0 % H2; r < r1; r++, ty = ty + 1 == H2 ? 0 : ty + 1, n += ty == 0) {
+        for (int64_t r = r0, n = r0 / H2, ty = r0 % H2; r < r1; r++, next_row(&n, &ty, H2)) {
             int64_t j0 = (r - r0) * Q2; // tile row r: row ty of image n, counted along (input_transform)
             const uint16_t *plane = in + n * image_stride + c * channel_stride;
             for (int64_t e = 2; e < 4 && c + e < C; e++) // the next pair's rows (prefetch_rows)
