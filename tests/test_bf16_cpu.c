@@ -331,6 +331,9 @@ static void test_fused(cg_dtype dt, const char *path_name) {
         // AVX512-BF16's dW by pairs of windows over two chunks of 32 input channels, 5 pooled
         // windows a row (a lone last window in each pair of rows); y and dx on Winograd's tiles
         {3, 64, 10, 10, 16, 3, 3, 1, 1, "64 -> 16 channels, 10x10"},
+        // Winograd's pooled bf16 finish on rows of more than 8 tiles (10: a vector's segments of 8
+        // and 2 tiles; the tutorial CNN on 64 x 64 images has rows of 16)
+        {2, 32, 8, 20, 16, 3, 3, 1, 1, "32 -> 16 channels, 8x20"},
         {4, 1, 28, 28, 32, 3, 3, 1, 1, subnormal_case},
     };
     const cg_kernels *k = cg_cpu_kernels();
