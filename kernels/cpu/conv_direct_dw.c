@@ -306,20 +306,23 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
         }
     }
     // The slices into dW (K, C, 3, 3) in group order, and db: conv.c's additions in conv.c's order.
-    // With the input channels in the lanes the slices are (K, 9, C): dW is turned into that layout
-    // once, the groups added to it as whole rows (vectors), and turned back; each element gets the
-    // same additions in the same order as when they went into dW one strided element at a time (a
-    // scalar loop on one thread that took 3 % of a bf16 training step on Zen 5, as much in fp32).
+    // With the input channels in the lanes the slices are (K, 9, C): each output channel's part of
+    // dW is turned into that layout, the groups added to it as whole rows (vectors), and turned
+    // back, the output channels shared out to the threads; each element gets the same additions in
+    // the same order as when they went into dW one strided element at a time (a scalar loop on one
+    // thread that took 3 % of a bf16 training step on Zen 5, as much in fp32).
     if (dw && by_input) {
         float *dwt = cg_xmalloc((size_t)(c9 * K) * sizeof(float)); // dW as (K, 9, C)
-        for (int64_t k = 0; k < K; k++)
+#pragma omp parallel for if (threads)
+        for (int64_t k = 0; k < K; k++) {
+            float *row = dwt + k * c9; // output channel k's 9 C sums, tap by tap
             for (int t = 0; t < 9; t++)
-                for (int64_t c = 0; c < C; c++) dwt[(k * 9 + t) * C + c] = dw[k * c9 + c * 9 + t];
-        for (int64_t g = 0; g < groups; g++)
-            for (int64_t i = 0; i < c9 * K; i++) dwt[i] += slices[g * c9 * K + i];
-        for (int64_t k = 0; k < K; k++)
+                for (int64_t c = 0; c < C; c++) row[t * C + c] = dw[k * c9 + c * 9 + t];
+            for (int64_t g = 0; g < groups; g++)
+                for (int64_t i = 0; i < c9; i++) row[i] += slices[(g * K + k) * c9 + i];
             for (int t = 0; t < 9; t++)
-                for (int64_t c = 0; c < C; c++) dw[k * c9 + c * 9 + t] = dwt[(k * 9 + t) * C + c];
+                for (int64_t c = 0; c < C; c++) dw[k * c9 + c * 9 + t] = row[t * C + c];
+        }
         free(dwt);
     } else if (dw)
         for (int64_t g = 0; g < groups; g++)
