@@ -206,9 +206,11 @@ static PAIRS_TARGET void pair_inputs(uint16_t *gm16, int32_t *offs, const uint16
                 _mm512_add_epi32(_mm512_maskz_loadu_epi32(valid, corner + i0), _mm512_permutexvar_epi32(w, offsets));
             _mm512_mask_storeu_epi32(offs + k * pooled2 + i0, valid, o);
         }
-        if (pooled2 > pooled) { // a lone last window's partner
+        if (pooled2 > pooled) { // a lone last window's partner: its offset from the inputs (read back
+            // from offs, just written by a masked vector store, it waited for that store: 3 % of this
+            // kernel's samples, on that one line)
             gm16[k * pooled2 + pooled] = 0;
-            offs[k * pooled2 + pooled] = offs[k * pooled2 + pooled - 1];
+            offs[k * pooled2 + pooled] = corner[pooled - 1] + (int32_t)at_pos[where[plane + pooled - 1] & 3];
         }
     }
 }
