@@ -97,42 +97,56 @@ static int64_t block_rows(int64_t C, int64_t K, int64_t W) {
     return rows;
 }
 
-// One filter transformed, u = G g G^T (4 x 4, row by row), g = f or f turned by 180 degrees
-// (g[r][s] = f[2 - r][2 - s]: dx's filters).
-static void filter_transform(const float f[9], bool turned, float u[16]) {
-    float g[9], t[4][3];
-    for (int i = 0; i < 9; i++) g[i] = turned ? f[8 - i] : f[i];
-    for (int s = 0; s < 3; s++) { // t = G g (4 x 3)
-        t[0][s] = g[s];
-        t[1][s] = 0.5f * (g[s] + g[3 + s] + g[6 + s]);
-        t[2][s] = 0.5f * (g[s] - g[3 + s] + g[6 + s]);
-        t[3][s] = g[6 + s];
+// Filters j .. j + 15 transformed, U = G g G^T (4 x 4, row by row), from the filters laid out tap
+// by tap (g[tap n + j]; m masks the filters that exist): v[xi] lane l = U[xi] of filter j + l.
+// t = G g (4 x 3), then U = t G^T, each sum in this order.
+static inline __attribute__((always_inline)) void filters_transform(const float *g, int64_t n, int64_t j,
+                                                                    __mmask16 m, __m512 v[16]) {
+    const __m512 half = _mm512_set1_ps(0.5f);
+    __m512 t[4][3];
+    for (int s = 0; s < 3; s++) { // t = G g, column s
+        __m512 g0 = _mm512_maskz_loadu_ps(m, g + s * n + j), g1 = _mm512_maskz_loadu_ps(m, g + (3 + s) * n + j);
+        __m512 g2 = _mm512_maskz_loadu_ps(m, g + (6 + s) * n + j);
+        t[0][s] = g0, t[3][s] = g2;
+        t[1][s] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g0, g1), g2));
+        t[2][s] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g0, g1), g2));
     }
-    for (int i = 0; i < 4; i++) { // U = t G^T (4 x 4), row i
-        u[4 * i + 0] = t[i][0];
-        u[4 * i + 1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-        u[4 * i + 2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-        u[4 * i + 3] = t[i][2];
+    for (int i = 0; i < 4; i++) { // U = t G^T, row i
+        v[4 * i + 0] = t[i][0];
+        v[4 * i + 1] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(t[i][0], t[i][1]), t[i][2]));
+        v[4 * i + 2] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(t[i][0], t[i][1]), t[i][2]));
+        v[4 * i + 3] = t[i][2];
     }
 }
 
 // The filters transformed, U_xi = (G g G^T)[xi], laid out for the products: for the forward
 // u[xi][k][c] (K x C, g = w[k][c]); for dx, which convolves dy with the filters turned by 180
-// degrees and input and output channels swapped, u[xi][c][k] (C x K, g = w[k][c] turned).
+// degrees (g[r][s] = f[2 - r][2 - s]) and input and output channels swapped, u[xi][c][k] (C x K,
+// g = w[k][c] turned). The K C filters are first laid out tap by tap, so that the transform runs
+// over whole vectors of filters (a filter at a time, with its 16 scattered stores, took 1.5 % of
+// an fp32 training step on one Zen 5 core, and on two threads ran on the first one alone).
 // Then each U_xi packed for the GEMM (gemm_pack_a_cpu) after the 16 matrices, in the same
 // buffer; on the calling thread, before the threads start: they all read it.
 static const float *transform_weights(int which, const float *w, int64_t K, int64_t C, bool for_dx) {
-    static _Thread_local cg_thread_buffer buffers[2];
-    int64_t rows = for_dx ? C : K, cols = for_dx ? K : C, per = gemm_packed_a_floats(rows, cols);
-    float *u = cg_thread_floats_aligned(&buffers[which], 16 * (K * C + per)), *up = u + 16 * K * C;
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t c = 0; c < C; c++) {
-            float t[16];
-            filter_transform(w + (k * C + c) * 9, for_dx, t);
-            float *dst = u + (for_dx ? c * K + k : k * C + c);
-            for (int xi = 0; xi < 16; xi++) dst[xi * K * C] = t[xi];
-        }
-    for (int xi = 0; xi < 16; xi++) gemm_pack_a_cpu(up + xi * per, false, rows, cols, u + xi * K * C);
+    static _Thread_local cg_thread_buffer buffers[2], scratch[2];
+    int64_t n = K * C, rows = for_dx ? C : K, cols = for_dx ? K : C, per = gemm_packed_a_floats(rows, cols);
+    float *u = cg_thread_floats_aligned(&buffers[which], 16 * (n + per)), *up = u + 16 * n;
+    float *g = cg_thread_floats_aligned(&scratch[0], 9 * n);
+    for (int64_t j = 0; j < n; j++)
+        for (int i = 0; i < 9; i++) g[(for_dx ? 8 - i : i) * n + j] = w[j * 9 + i]; // turned for dx
+    // u[xi][k C + c], or for dx first in a scratch buffer, then u[xi][c K + k]
+    float *f = for_dx ? cg_thread_floats_aligned(&scratch[1], 16 * n) : u;
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = (__mmask16)(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1);
+        __m512 v[16];
+        filters_transform(g, n, j, m, v);
+        for (int xi = 0; xi < 16; xi++) _mm512_mask_storeu_ps(f + xi * n + j, m, v[xi]);
+    }
+    if (for_dx)
+        for (int xi = 0; xi < 16; xi++)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t c = 0; c < C; c++) u[xi * n + c * K + k] = f[xi * n + k * C + c];
+    for (int xi = 0; xi < 16; xi++) gemm_pack_a_cpu(up + xi * per, false, rows, cols, u + xi * n);
     return u;
 }
 
@@ -480,12 +494,10 @@ static void block(float *out, uint8_t *where, int64_t out_image, const float *in
 // each: every product of the 16 is within 2^-7 of the exact product of the transformed values.
 // tests/test_bf16_winograd.c holds each output to that bound, summed over its terms.
 
-// The filters of bf16 weights w (K, C, 3, 3) transformed in f32 (filter_transform's sums), rounded
-// to bf16 and each U_xi packed as the product's A operand (cg_bf16_pack_a): forward (K x C) or dx
-// (C x K, turned), 16 packed matrices of cg_bf16_packed_size(rows, cols) each. The K C filters
-// first laid out tap by tap (g[tap][k C + c], widened), so that the transform runs over whole
-// vectors of filters (a filter at a time, with its 16 scattered stores, took 1.6 % of a training
-// step). On the calling thread, read by all.
+// The filters of bf16 weights w (K, C, 3, 3) transformed in f32 as transform_weights does (tap by
+// tap, widened, filters_transform's sums), rounded to bf16 and each U_xi packed as the product's A
+// operand (cg_bf16_pack_a): forward (K x C) or dx (C x K, turned), 16 packed matrices of
+// cg_bf16_packed_size(rows, cols) each. On the calling thread, read by all.
 static const uint16_t *transform_weights_bf16(const uint16_t *w, int64_t K, int64_t C, bool for_dx) {
     static _Thread_local cg_thread_buffer buffers[3];
     int64_t n = K * C, rows = for_dx ? C : K, cols = for_dx ? K : C, per = cg_bf16_packed_size(rows, cols);
@@ -493,23 +505,12 @@ static const uint16_t *transform_weights_bf16(const uint16_t *w, int64_t K, int6
     for (int64_t j = 0; j < n; j++)
         for (int i = 0; i < 9; i++) g[(for_dx ? 8 - i : i) * n + j] = cg_bf16_widen(w[j * 9 + i]); // turned for dx
     uint16_t *u = cg_thread_buffer_get(&buffers[for_dx], 2 * 16 * (n + per)), *up = u + 16 * n;
-    const __m512 half = _mm512_set1_ps(0.5f);
-    for (int64_t j = 0; j < n; j += 16) { // u[xi][k C + c] = round((G g G^T)[xi]), filter_transform's sums
+    for (int64_t j = 0; j < n; j += 16) { // u[xi][k C + c] = round((G g G^T)[xi]), the f32 sums of filters_transform
         __mmask16 m = (__mmask16)(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1);
-        __m512 t[4][3];
-        for (int s = 0; s < 3; s++) {
-            __m512 g0 = _mm512_maskz_loadu_ps(m, g + s * n + j), g1 = _mm512_maskz_loadu_ps(m, g + (3 + s) * n + j);
-            __m512 g2 = _mm512_maskz_loadu_ps(m, g + (6 + s) * n + j);
-            t[0][s] = g0, t[3][s] = g2;
-            t[1][s] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(g0, g1), g2));
-            t[2][s] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(g0, g1), g2));
-        }
-        for (int i = 0; i < 4; i++) {
-            __m512 v[4] = {t[i][0], _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(t[i][0], t[i][1]), t[i][2])),
-                           _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(t[i][0], t[i][1]), t[i][2])), t[i][2]};
-            for (int e = 0; e < 4; e++) // cg_bf16_round's bits (bf16_vec.h)
-                _mm256_mask_storeu_epi16(u + (4 * i + e) * n + j, m, _mm512_cvtepi32_epi16(round16_avx512(v[e])));
-        }
+        __m512 v[16];
+        filters_transform(g, n, j, m, v);
+        for (int xi = 0; xi < 16; xi++) // cg_bf16_round's bits (bf16_vec.h)
+            _mm256_mask_storeu_epi16(u + xi * n + j, m, _mm512_cvtepi32_epi16(round16_avx512(v[xi])));
     }
     // forward: A (K x C) = u[xi] row by row; dx: A (C x K), A(c, k) = u[xi][k C + c]
     for (int xi = 0; xi < 16; xi++)
