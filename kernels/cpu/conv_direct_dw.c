@@ -240,7 +240,11 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
     int64_t xp_floats = (H + 2) * PADDED_W, dyt_floats = wins * K;
     // Input channels in the lanes (image_by_input_channels): the slices (groups, K, 9, C); else (groups, C 9, K)
     bool by_input = C % LANES == 0 && dbias == NULL;
-    float *slices = cg_xmalloc((size_t)(groups * c9 * K) * sizeof(float)); // dW^T per group
+    // dW^T per group, in a buffer the calling thread keeps from call to call: allocated at each
+    // call (2.4 MB for the tutorial's second block at batch 128), its pages were mapped and zeroed
+    // by the kernel at each training step (page faults on the first thread alone, under perf)
+    static _Thread_local cg_thread_buffer slices_buffer;
+    float *slices = cg_thread_floats_aligned(&slices_buffer, groups * c9 * K);
     double *sums = cg_xmalloc((size_t)(groups * K) * sizeof(double));     // (groups, K): db per group
     bool threads = N > 1 && N * K * P * Q * c9 >= CG_OMP_MIN_WORK;
 #pragma omp parallel for if (threads) schedule(dynamic)
@@ -334,7 +338,7 @@ static bool windows_dw(float *dw, float *dbias, double *db_sums, const void *dy_
         if (dbias) dbias[k] += (float)sum;
         if (db_sums) db_sums[k] = sum;
     }
-    free(slices), free(sums);
+    free(sums);
     return true;
 }
 
