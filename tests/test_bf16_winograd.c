@@ -1,5 +1,5 @@
-// test_bf16_winograd.c: bf16 convolutions on Winograd's tiles (kernels/cpu/conv_winograd.c, the
-// AVX512-BF16 path), through the op table's conv2d_forward_h and conv2d_backward_h (dx added to
+// test_bf16_winograd.c: bf16 convolutions on Winograd's tiles (kernels/cpu/conv_winograd_bf16.c,
+// the AVX512-BF16 path), through the op table's conv2d_forward_h and conv2d_backward_h (dx added to
 // old gradients): each y and dx against the convolution in double, held to the bound of the
 // tiles' extra rounding (below); and the product that reads their patches as rows of pairs
 // (cg_bf16_gemm_pair_rows) against the packed one, bit for bit. The dense tiles are
@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-// ---- Winograd's tiles in bf16 (kernels/cpu/conv_winograd.c) --------------------------------------
+// ---- Winograd's tiles in bf16 (kernels/cpu/conv_winograd_bf16.c) ---------------------------------
 // On AVX512-BF16, y and dx of 3 x 3 "same" convolutions with at least 16 channels in and out come
 // from Winograd's F(2 x 2, 3 x 3): the transformed filters U = G g G^T and patches V = B^T d B are
 // rounded to bf16 before their products, each product then within 2^-7 (two roundings of 2^-8)

@@ -39,7 +39,7 @@ void cg_bf16_gemm_packed(float *C, int64_t ldc, const uint16_t *Ap, const uint16
 // The same product on the AVX512-BF16 path with B given as rows of pairs instead of blocks: pair
 // row p (k = 2p, 2p + 1) at B + 2 p ldb, its N pairs side by side (B[2p][n], B[2p+1][n]), ldb >= N
 // pairs (a multiple of 16 padded with zeros past N, as are the pair rows past K up to a multiple
-// of 16). For a B written a row of pairs at a time (conv_winograd.c's bf16 patches). One thread.
+// of 16). For a B written a row of pairs at a time (conv_winograd_bf16.c's patches). One thread.
 void cg_bf16_gemm_pair_rows(float *C, int64_t ldc, const uint16_t *Ap, const uint16_t *B, int64_t ldb, int64_t M,
                             int64_t N, int64_t K);
 

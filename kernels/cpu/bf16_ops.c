@@ -13,7 +13,7 @@
 // The same policy as the emulated kernels: bf16 values multiplied exactly, sums in fp32, each
 // stored result rounded to bf16 once; the sums run in another order (tests/test_bf16_cpu.c).
 // One exception, on AVX512-BF16: y and dx of 3 x 3 "same" convolutions with 16 or more channels
-// in and out (at most 256 together) come from Winograd's tiles (conv_winograd.c), 2.25 times
+// in and out (at most 256 together) come from Winograd's tiles (conv_winograd_bf16.c), 2.25 times
 // fewer products of transformed filters and patches, which are sums rounded to bf16 once more
 // (each product within 2^-7 of the exact one: test_bf16_winograd's bound; CGRAD_CPU_WINOGRAD=0 turns
 // them off). There the fused block's dW takes two pooling windows a vdpbf16ps (conv_direct_dw_channels.c).
@@ -54,7 +54,7 @@ static void conv_forward(cg_cpu_bf16_path path, uint16_t *y, uint8_t *where, con
     uint64_t *valid = NULL; // the "same" convolutions' bitsets (cg_bf16_pack_b_same), shared by the threads
     float *wf = NULL; // one-channel 3 x 3 (bf16_direct.c): the weights widened once, shared by the threads
     uint32_t *wp = NULL; // and in pairs, for the fused block
-    const uint16_t *wu = NULL; // Winograd's transformed filters (conv_winograd.c), shared by the threads
+    const uint16_t *wu = NULL; // Winograd's transformed filters (conv_winograd_bf16.c), shared by the threads
 #ifdef CG_CPU_MATRIX_KERNELS
     bool hw_round = path == CG_BF16_AVX512; // the epilogue's rounding by AVX512-BF16's instruction
     if (conv2d_winograd_bf16_takes(path, C, H, W, K, R, S, stride, pad, P, Q)) {
@@ -276,7 +276,7 @@ static void conv_backward(cg_cpu_bf16_path path, uint16_t *dx, uint16_t *dw, uin
         for (int64_t i = 0; i < crs; i++)
             for (int64_t k = 0; k < K; k++) dwt[i * K + k] = cg_bf16_widen(dw[k * crs + i]);
     // dx of a 3 x 3 "same" convolution by Winograd's tiles on AVX512-BF16, as the forward
-    // (conv_winograd.c): the turned filters transformed once, read by every thread
+    // (conv_winograd_bf16.c): the turned filters transformed once, read by every thread
     const uint16_t *wdx = NULL;
 #ifdef CG_CPU_MATRIX_KERNELS
     if (dx && conv2d_winograd_bf16_takes(path, C, H, W, K, R, S, stride, pad, P, Q))

@@ -92,19 +92,19 @@ void conv2d_winograd_dx_images_cpu(float *dx, const float *dy, int64_t image_str
                                    const float *u, int64_t count, int64_t C, int64_t H, int64_t W, int64_t K,
                                    bool accumulate, bool threads);
 
-// The same tiles for bf16 convolutions on the AVX512-BF16 path (bf16_ops.c): the transforms in
-// f32 on the widened values, U and V rounded to bf16, the 16 products by vdpbf16ps with f32 sums
-// (bf16_gemm.c), each product of transformed values within 2^-7 of the exact one (U and V are
-// sums, rounded once more). conv2d_winograd_bf16_takes: the shape is one and the path is
-// AVX512-BF16 (the AMX path keeps its dense tiles). _weights: the transformed filters of
-// w (K, C, 3, 3) bf16, packed (the forward's, or dx's turned ones), in a buffer of the calling
-// thread, read by all. _images: the convolution of `count` images of Cin bf16 planes (plane c of
-// image j at in + j * image_stride + c * channel_stride), finished in the output transform, each
-// value rounded to bf16 once: with `where`, y (count, Cout, H/2, W/2) = the 2 x 2 windows' first
-// maxima of max(0, round(sum + bias)) and where their positions (0 top left .. 3 bottom right),
-// as bf16_planes.c's cg_bf16_bias_relu_pool; else y (count, Cout, H, W) = round(sum + bias), or
-// round(y + sum) when accumulate (bias NULL: none); one thread (called inside the callers' loops
-// over groups of images).
+// The same tiles for bf16 convolutions on the AVX512-BF16 path (conv_winograd_bf16.c, called by
+// bf16_ops.c): the transforms in f32 on the widened values, U and V rounded to bf16, the 16
+// products by vdpbf16ps with f32 sums (bf16_gemm.c), each product of transformed values within 2^-7
+// of the exact one (U and V are sums, rounded once more). conv2d_winograd_bf16_takes: the shape is
+// one and the path is AVX512-BF16 (the AMX path keeps its dense tiles). _weights: the transformed
+// filters of w (K, C, 3, 3) bf16, packed (the forward's, or dx's turned ones), in a buffer of the
+// calling thread, read by all. _images: the convolution of `count` images of Cin bf16 planes (plane
+// c of image j at in + j * image_stride + c * channel_stride), finished in the output transform,
+// each value rounded to bf16 once: with `where`, y (count, Cout, H/2, W/2) = the 2 x 2 windows'
+// first maxima of max(0, round(sum + bias)) and where their positions (0 top left .. 3 bottom
+// right), as bf16_planes.c's cg_bf16_bias_relu_pool; else y (count, Cout, H, W) = round(sum +
+// bias), or round(y + sum) when accumulate (bias NULL: none); one thread (called inside the
+// callers' loops over groups of images).
 bool conv2d_winograd_bf16_takes(cg_cpu_bf16_path path, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R,
                                 int64_t S, int64_t stride, int64_t pad, int64_t P, int64_t Q);
 const uint16_t *conv2d_winograd_bf16_weights(const uint16_t *w, int64_t K, int64_t C, bool for_dx);
