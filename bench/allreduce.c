@@ -65,10 +65,10 @@ int main(int argc, char **argv) {
         case 'b': s = cg_cli_int("--max-bytes", optarg, 4, 1L << 34, &max_bytes); break;
         case 't': s = cg_cli_int("--threads", optarg, 1, 1024, &threads); break;
         case 'h': usage(stdout); return 0;
-        case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
-        default: s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        default: s = cg_cli_option_error(c, argv); break; // a value missing, or an option unknown
         }
     }
+    if (s.code == CG_OK) s = cg_cli_no_operands(argc, argv);
     if (s.code != CG_OK) return cg_cli_fail("bench_allreduce", s);
     if (threads > 0) cg_set_num_threads((int)threads);
     cg_device dev;

@@ -355,12 +355,10 @@ int main(int argc, char **argv) {
         case 'q': quick = true; break;
         case 'r': only_rows = optarg; break;
         case 'h': usage(stdout); return 0;
-        case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
-        default: s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        default: s = cg_cli_option_error(c, argv); break; // a value missing, or an option unknown
         }
     }
-    if (s.code == CG_OK && optind < argc)
-        s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (s.code == CG_OK) s = cg_cli_no_operands(argc, argv);
     if (s.code != CG_OK) return cg_cli_fail("bench_cpu_peak", s);
     if (threads > 0) cg_set_num_threads((int)threads);
     int cores = cg_get_num_threads();

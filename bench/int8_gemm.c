@@ -99,12 +99,10 @@ int main(int argc, char **argv) {
         switch (c) {
         case 't': st = cg_cli_int("--threads", optarg, 1, 1024, &want_threads); break;
         case 'h': usage(stdout); return 0;
-        case ':': st = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
-        default: st = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        default: st = cg_cli_option_error(c, argv); break; // a value missing, or an option unknown
         }
     }
-    if (st.code == CG_OK && optind < argc)
-        st = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (st.code == CG_OK) st = cg_cli_no_operands(argc, argv);
     if (st.code != CG_OK) return cg_cli_fail("bench_int8_gemm", st);
 #ifdef _OPENMP
     if (want_threads > 0) omp_set_num_threads((int)want_threads);

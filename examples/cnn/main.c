@@ -204,16 +204,12 @@ static int parse_options(int argc, char **argv, options *o) {
         case 'P': s = cg_precision_parse(optarg, &o->precision), o->precision_given = true; break;
         case 'C': s = cg_loss_scale_parse(optarg, &o->loss_scale), o->loss_scale_given = true; break;
         case 'h': usage(stdout); return 0;
-        case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
-        default:
-            if (cg_recipe_handles(c))
-                s = cg_recipe_option(&o->recipe, c, optarg);
-            else
-                s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]);
+        default: // the recipe's options, else a value missing or an option unknown
+            s = cg_recipe_handles(c) ? cg_recipe_option(&o->recipe, c, optarg) : cg_cli_option_error(c, argv);
             break;
         }
     }
-    if (s.code == CG_OK && optind < argc) s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (s.code == CG_OK) s = cg_cli_no_operands(argc, argv);
     if (s.code == CG_OK) s = cg_recipe_finish(&o->recipe);
     if (s.code == CG_OK && o->sync_bn && !o->distributed)
         s = cg_error(CG_ERR_ARG, "--sync-bn: only with --distributed (it synchronises batch norm across the ranks "

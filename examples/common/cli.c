@@ -4,6 +4,7 @@
 #include "core/dist/dist.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +39,16 @@ cg_status cg_cli_path(const char *flag, const char *text, const char **out) {
         return cg_error(CG_ERR_ARG, "%s: '%s' looks like a flag, not a file name (write ./%s for a file of that name)",
                         flag, text, text);
     *out = text;
+    return cg_ok();
+}
+
+cg_status cg_cli_option_error(int c, char **argv) {
+    if (c == ':') return cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]);
+    return cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]);
+}
+
+cg_status cg_cli_no_operands(int argc, char **argv) {
+    if (optind < argc) return cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
     return cg_ok();
 }
 

@@ -14,6 +14,13 @@ cg_status cg_cli_float(const char *flag, const char *text, double min, double ma
 // flag taken as the value: `--save --quiet` would write a file named --quiet), CG_ERR_ARG then.
 cg_status cg_cli_path(const char *flag, const char *text, const char **out);
 
+// getopt_long's own errors, for a loop run with opterr = 0 and an optstring starting with ':':
+// c ':' is an option that needs a value and was given none, anything else an option this program
+// does not have; argv[optind - 1] names it ("--epochs needs a value", "unknown option '--fast'").
+cg_status cg_cli_option_error(int c, char **argv);
+// After the options: the first word left, if any, as an error (the programs take no operands).
+cg_status cg_cli_no_operands(int argc, char **argv);
+
 // Print "program: message" on stderr and return the exit status 2 (bad usage) or 1 (other).
 int cg_cli_fail(const char *program, cg_status s);
 

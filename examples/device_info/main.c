@@ -31,10 +31,9 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         if (c == 'd') device_text = optarg;
         else if (c == 'h') return usage(stdout), 0;
-        else return cg_cli_fail("device_info", cg_error(CG_ERR_ARG, "bad option '%s' (see --help)", argv[optind - 1]));
+        else return cg_cli_fail("device_info", cg_cli_option_error(c, argv));
     }
-    if (optind < argc)
-        return cg_cli_fail("device_info", cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]));
+    if (optind < argc) return cg_cli_fail("device_info", cg_cli_no_operands(argc, argv));
     // A misspelt device is a usage error; "no GPU here" is an answer (below). The CPU is not a GPU.
     cg_device dev;
     cg_status s = cg_device_parse(device_text, &dev);

@@ -124,12 +124,10 @@ static int parse_options(int argc, char **argv, options *o) {
         case 's': s = cg_cli_int("--seed", optarg, 0, 0x7fffffffL, &o->seed); break;
         case 'j': o->json = true; break;
         case 'h': usage(stdout); return 0;
-        case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
-        default: s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        default: s = cg_cli_option_error(c, argv); break; // a value missing, or an option unknown
         }
     }
-    if (s.code == CG_OK && optind < argc)
-        s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (s.code == CG_OK) s = cg_cli_no_operands(argc, argv);
     if (s.code != CG_OK) return cg_cli_fail("gpu_benchmark", s);
     if (o->cpu_iters > o->iters) o->cpu_iters = o->iters;
     return -1;

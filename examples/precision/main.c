@@ -402,12 +402,10 @@ int main(int argc, char **argv) {
             break;
         }
         case 'h': usage(stdout); return 0;
-        case ':': return cg_cli_fail("precision", cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]));
-        default: return cg_cli_fail("precision", cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]));
+        default: return cg_cli_fail("precision", cg_cli_option_error(c, argv)); // a value missing, or unknown
         }
     }
-    if (optind < argc)
-        return cg_cli_fail("precision", cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]));
+    if (optind < argc) return cg_cli_fail("precision", cg_cli_no_operands(argc, argv));
     bool want[6] = {false};
     for (const char *at = parts; *at;) {
         char *end;

@@ -88,11 +88,10 @@ static int parse_options(int argc, char **argv, options *o) {
                 s = cg_error(CG_ERR_ARG, "--observer: '%s' is not minmax, percentile or entropy", optarg);
             break;
         case 'h': usage(stdout); return 0;
-        case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
-        default: s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        default: s = cg_cli_option_error(c, argv); break; // a value missing, or an option unknown
         }
     }
-    if (s.code == CG_OK && optind < argc) s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (s.code == CG_OK) s = cg_cli_no_operands(argc, argv);
     if (s.code == CG_OK && o->load_path == NULL) s = cg_error(CG_ERR_ARG, "--load PATH is required (see --help)");
     if (s.code != CG_OK) return cg_cli_fail("quantize", s);
     return -1;

@@ -92,12 +92,10 @@ static int parse_options(int argc, char **argv, options *o) {
                 s = cg_error(CG_ERR_ARG, "--optimizer: '%s' is not sgd or adam", optarg);
             break;
         case 'h': usage(stdout); return 0;
-        case ':': s = cg_error(CG_ERR_ARG, "%s needs a value", argv[optind - 1]); break;
-        default: s = cg_error(CG_ERR_ARG, "unknown option '%s' (see --help)", argv[optind - 1]); break;
+        default: s = cg_cli_option_error(c, argv); break; // a value missing, or an option unknown
         }
     }
-    if (s.code == CG_OK && optind < argc)
-        s = cg_error(CG_ERR_ARG, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (s.code == CG_OK) s = cg_cli_no_operands(argc, argv);
     if (s.code != CG_OK) return cg_cli_fail("simple_nn", s);
     if (o->lr < 0) o->lr = o->adam ? 1e-3 : 1e-2;
     if (!o->loss_scale_given) o->loss_scale = cg_loss_scale_default(o->precision);
