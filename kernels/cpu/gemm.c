@@ -40,12 +40,15 @@
 // per step of k, two loads of B and 12 broadcasts of A feed 24 independent FMAs, enough to keep
 // both FMA units busy (each FMA takes 4 cycles, so 8 must be in flight) with loads to spare.
 // (8 x 32 ran at 50-57 % of the peak on the tutorial's shapes, 12 x 32 at 61-88 %; 14 x 32 left
-// too few registers for the compiler.) Without AVX-512 the vectors are pairs of AVX2 registers
-// and the tile stays 8 rows.
+// too few registers for the compiler.) Without AVX-512 a row of 16 floats is a pair of AVX2
+// registers, and AVX2 has 16 of them: 8 x 32 sums would be 32 registers, so the compiler kept
+// them on the stack and every FMA waited for a load and a store (one Zen 1 core: 2 GFLOP/s, the
+// tutorial CNN at a ninth of PyTorch's speed). There a panel's 32 columns are two tiles of 6 x 16
+// (tile_full below): 12 registers of sums, 2 of B and a broadcast, the usual AVX2 shape.
 #ifdef __AVX512F__
 #define MR 12
 #else
-#define MR 8
+#define MR 6
 #endif
 #define NR 16
 #define NV 2
@@ -73,6 +76,16 @@ _Static_assert(NV * NR == CG_GEMM_PANEL, "gemm_panels_b_cpu's callers lay B out 
 // A row of NR floats as one value (the GCC / Clang vector extension): one AVX-512 register, or
 // two AVX2 ones. Arithmetic on it is elementwise; a float times a vector broadcasts the float.
 typedef float row16 __attribute__((vector_size(NR * sizeof(float))));
+// The tiles' sums are kept in vectors of one register: a row16 without AVX-512, which the compiler
+// lowers as a 64-byte value in memory and moved through general registers piece by piece (the 6 x
+// 16 tile at 5 GFLOP/s on a Zen 1 core), is two of these.
+#ifdef __AVX512F__
+#define VW 16
+#else
+#define VW 8
+#endif
+typedef float vreg __attribute__((vector_size(VW * sizeof(float))));
+#define VPR (NR / VW) // vregs per row16
 
 // A buffer of at least `floats` floats for this thread, kept between calls (0: packed B, 1: packed A).
 static float *buffer(int which, int64_t floats) {
@@ -232,36 +245,37 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
                                                                const bool packed, const int rows, const bool split) {
     const float *arow[MR]; // unpacked: row r of A at arow[r][k] (rows past mr repeat the last)
     for (int r = 0; r < rows; r++) arow[r] = ap + (r < mr ? r : mr - 1) * rs;
-    row16 acc[MR][NV];
+    const int nw = nv * VPR; // vregs per row of the tile
+    vreg acc[MR][NV * VPR];
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < nv; v++) acc[r][v] = (row16){0};
+        for (int v = 0; v < nw; v++) acc[r][v] = (vreg){0};
     for (int64_t k = 0; k < kc; k++) {
-        row16 brow[NV];
-        for (int v = 0; v < nv; v++) memcpy(&brow[v], b + k * ldb + v * NR, sizeof brow[v]); // unaligned loads
+        vreg brow[NV * VPR];
+        for (int v = 0; v < nw; v++) memcpy(&brow[v], b + k * ldb + v * VW, sizeof brow[v]); // unaligned loads
         for (int r = 0; r < rows; r++) {
             float a = packed ? ap[k * MR + r + (split && r >= MR - 8 ? (kc - 1) * MR : 0)] : arow[r][k];
-            for (int v = 0; v < nv; v++) acc[r][v] += a * brow[v];
+            for (int v = 0; v < nw; v++) acc[r][v] += a * brow[v];
         }
     }
     if (nc == nv * NR) {
         for (int r = 0; r < rows; r++) {
             if (r >= mr) break;
-            for (int v = 0; v < nv; v++) {
-                row16 c;
+            for (int v = 0; v < nw; v++) {
+                vreg c;
                 if (first)
                     c = alpha * acc[r][v];
                 else {
-                    memcpy(&c, C + r * ldc + v * NR, sizeof c);
+                    memcpy(&c, C + r * ldc + v * VW, sizeof c);
                     c += alpha * acc[r][v];
                 }
-                memcpy(C + r * ldc + v * NR, &c, sizeof c);
+                memcpy(C + r * ldc + v * VW, &c, sizeof c);
             }
         }
         return;
     }
     float tile[MR][NV * NR];
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < nv; v++) memcpy(&tile[r][v * NR], &acc[r][v], sizeof acc[r][v]);
+        for (int v = 0; v < nw; v++) memcpy(&tile[r][v * VW], &acc[r][v], sizeof acc[r][v]);
     for (int r = 0; r < mr; r++)
         for (int c = 0; c < nc; c++) C[r * ldc + c] = (first ? 0.0f : C[r * ldc + c]) + alpha * tile[r][c];
 }
@@ -279,10 +293,11 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
         else                                                                                                  \
             micro_kernel(kc, ap + i0 * kc, 0, b, ldb, c, N, mr, nc, alpha, first, NVEC, true, ROWS, false);  \
     }
-TILE_FUNCTION(tile_full, MR, NV)       // MR x 32 (12 x 32 with AVX-512)
+TILE_FUNCTION(tile_1_vector, MR, 1)    // the last column panel when ldb is an odd number of vectors
+#ifdef __AVX512F__
+TILE_FUNCTION(tile_full, MR, NV)       // 12 x 32
 TILE_FUNCTION(tile_8_rows, 8, NV)      // the last row panel when M % MR is 5 to 8
 TILE_FUNCTION(tile_4_rows, 4, NV)      // ... 1 to 4
-TILE_FUNCTION(tile_1_vector, MR, 1)    // the last column panel when ldb is an odd number of vectors
 
 // Rows i0 .. i0+mr-1 (mr <= 8) of C from packed A, i0 8 rows into a panel of MR (see gemm_panel):
 // rows 8 .. MR-1 of that panel, then the first rows of the next one.
@@ -291,6 +306,15 @@ static __attribute__((noinline)) void tile_8_split(int64_t i0, int64_t j0, int64
                                                    int mr, int nc) {
     micro_kernel(kc, ap + (i0 - 8) * kc + 8, 0, b, ldb, C + i0 * N + j0, N, mr, nc, alpha, first, NV, true, 8, true);
 }
+#else
+// AVX2: the panel's 32 columns as two tiles of 6 x 16 (see MR), B's second half NR floats on in
+// each row of the panel. Each element of C gets the same sums in the same order as in one tile.
+static void tile_full(int64_t i0, int64_t j0, int64_t N, int64_t kc, float alpha, const float *ap, int64_t rs,
+                      const float *b, int64_t ldb, float *C, bool first, int mr, int nc) {
+    tile_1_vector(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, mr, nc < NR ? nc : NR);
+    if (nc > NR) tile_1_vector(i0, j0 + NR, N, kc, alpha, ap, rs, b + NR, ldb, C, first, mr, nc - NR);
+}
+#endif
 
 // The tiles of column panel j0 (NV x NR columns, or NR at the end when N rounds up to an odd
 // number of vectors: not `full`) for every row panel of MR rows, over K steps k0 .. k0+kc-1: b is
@@ -301,12 +325,17 @@ static void gemm_panel(int64_t j0, int64_t M, int64_t N, int64_t kc, float alpha
     int nc = (int)(N - j0 < NV * NR ? N - j0 : NV * NR);
     for (int64_t i0 = 0; i0 < M; i0 += MR) {
         int mr = (int)(M - i0 < MR ? M - i0 : MR);
+        if (!full) {
+            tile_1_vector(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, mr, nc);
+            continue;
+        }
+#ifdef __AVX512F__
         // A last panel of 1 to 4 rows (64 output channels: 5 panels of 12 and one of 4) and the
         // whole panel before it go as two tiles of 8 rows and of 5 to 8: the 4-row tile's 8 sums
         // took 2 loads of B and 4 of A per 8 FMAs, and ran at half the speed of the others (a
         // product of 64 rows, 288 steps and 784 columns: 107 -> 110 GFLOP/s on one Zen 4 core).
         // Each element of C gets the same sums, taken in the same order, whatever its tile.
-        if (full && MR > 8 && M - i0 > MR && M - i0 <= MR + 4) {
+        if (M - i0 > MR && M - i0 <= MR + 4) {
             tile_8_rows(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, 8, nc);
             if (rs > 0) // A read in place: any 8 rows are a tile
                 tile_8_rows(i0 + 8, j0, N, kc, alpha, ap, rs, b, ldb, C, first, (int)(M - i0 - 8), nc);
@@ -314,14 +343,15 @@ static void gemm_panel(int64_t j0, int64_t M, int64_t N, int64_t kc, float alpha
                 tile_8_split(i0 + 8, j0, N, kc, alpha, ap, b, ldb, C, first, (int)(M - i0 - 8), nc);
             break;
         }
-        if (!full)
-            tile_1_vector(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, mr, nc);
-        else if (mr > 8 || MR <= 8)
+        if (mr > 8)
             tile_full(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, mr, nc);
         else if (mr > 4)
             tile_8_rows(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, mr, nc);
         else
             tile_4_rows(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, mr, nc);
+#else
+        tile_full(i0, j0, N, kc, alpha, ap, rs, b, ldb, C, first, mr, nc);
+#endif
     }
 }
 
