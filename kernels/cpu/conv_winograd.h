@@ -43,13 +43,6 @@ static inline __attribute__((always_inline)) void filters_transform(const float 
     }
 }
 
-// A block's 16 matrices V_xi (rows x ld), and the 16 O_xi, follow each other this many floats
-// apart: their rows, and one cache line more. Without it the 16 matrices of 64 x 112 floats are
-// 7 x 4 KB apart, the 16 places that the transforms write (or read) at once fall in the same
-// sets of the first-level cache (which picks a set from an address's bits 6 to 11), 8 ways
-// hold 8 of them, and the output transform and dx's input transform took 2.2 times as long.
-static int64_t matrix_floats(int64_t rows, int64_t ld) { return rows * ld + 16; }
-
 // The lanes of a vector of 16 columns of the padded image (col0 - 1 .. col0 + 14) that hold a
 // column of the image (0 .. W-1) and belong to the chunk's tiles (2 per tile, and the 2 after).
 // Lane l holds column col0 - 1 + l: lanes lo .. hi-1, lo = 1 where lane 0 is column -1, hi the
@@ -69,6 +62,18 @@ static inline void prefetch_rows(const void *p, int64_t bytes) {
     for (int64_t at = 0; at < bytes + 63; at += 64)
         _mm_prefetch((const char *)p + (at < bytes ? at : bytes - 1), _MM_HINT_T0);
 }
+
+#endif // CG_WINOGRAD
+
+// What follows serves the tiles on any CPU: with AVX-512 the transforms are written in its
+// intrinsics, elsewhere in the compiler's vectors of 8 floats (conv_winograd.c).
+
+// A block's 16 matrices V_xi (rows x ld), and the 16 O_xi, follow each other this many floats
+// apart: their rows, and one cache line more. Without it the 16 matrices of 64 x 112 floats are
+// 7 x 4 KB apart, the 16 places that the transforms write (or read) at once fall in the same
+// sets of the first-level cache (which picks a set from an address's bits 6 to 11), 8 ways
+// hold 8 of them, and the output transform and dx's input transform took 2.2 times as long.
+static inline int64_t matrix_floats(int64_t rows, int64_t ld) { return rows * ld + 16; }
 
 // The tile row after row ty of image n (the batch's rows of tiles one after the other, H2 an image).
 static inline void next_row(int64_t *n, int64_t *ty, int64_t H2) {
@@ -97,7 +102,5 @@ int64_t winograd_block_rows(int64_t C, int64_t K, int64_t W);
 void winograd_output_block(void *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld,
                            int64_t o_stride, const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0,
                            int64_t r1);
-
-#endif
 
 #endif
