@@ -37,6 +37,7 @@
 // (in order, image after image) and the group's sum is its 16 lanes added in order. tests/
 // test_conv_fused_cpu.c checks them bit for bit against sums written in these orders, and against the
 // sums in double. db is conv.c's, bit for bit (sum_lanes, channel_windows).
+#include "core/half.h"
 #include "kernels/cpu/conv_direct_dw.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
@@ -481,9 +482,15 @@ bool conv2d_relu_pool_dw_windows_bf16_cpu(float *dw, double *db_sums, const uint
                                           const uint8_t *where, const uint16_t *x, int64_t N, int64_t C, int64_t H,
                                           int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride, int64_t pad,
                                           int64_t P, int64_t Q, int64_t group) {
-    (void)dw, (void)db_sums, (void)dy, (void)y, (void)where, (void)x, (void)N, (void)C, (void)H, (void)W, (void)K;
-    (void)R, (void)S, (void)stride, (void)pad, (void)P, (void)Q, (void)group;
-    return false; // without AVX-512: bf16_ops.c's tile product
+    // As the AVX-512 entry for input channels without db: the values widened (exact), then the
+    // f32 entry's sums, so its bits.
+    if (!conv2d_relu_pool_dw_windows_takes(C, H, W, K, R, S, stride, pad, P, Q) || N < 1 || db_sums) return false;
+    int64_t pooled = N * K * (P / 2) * (Q / 2), nx = N * C * H * W;
+    float *f = cg_xmalloc((size_t)(2 * pooled + nx) * sizeof(float)), *fy = f + pooled, *fx = fy + pooled;
+    cg_bf16_to_f32_array(f, dy, pooled), cg_bf16_to_f32_array(fy, y, pooled), cg_bf16_to_f32_array(fx, x, nx);
+    if (dw) conv2d_relu_pool_dw_windows_cpu(dw, NULL, f, fy, where, fx, N, C, H, W, K, R, S, stride, pad, P, Q, group);
+    free(f);
+    return true;
 }
 
 bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, double *db_sums, const uint16_t *dy, const uint16_t *y,
