@@ -3,7 +3,8 @@
 // pooled gradient, with output channels (here), input channels or windows in the vector lanes;
 // and its bias gradient, asked for
 // where no dx is wanted (a first layer). dx, when wanted, comes from conv.c's path (which then
-// skips dW's columns and product). False (nothing done) for other shapes or without AVX-512.
+// skips dW's columns and product). False (nothing done) for other shapes; without AVX-512, only
+// whole vectors of 8 input channels, in the compiler's vectors (at the end of this file).
 //
 // The convolution's output gradient is zero except at each window's maximum (and there only where
 // the ReLU let it through, y > 0): of a window's 4 positions, one takes the window's gradient g,

@@ -67,7 +67,8 @@ bool conv2d_small_product_cpu(float *out, float *col, const float *x, const floa
 
 // conv_winograd.c: 3 x 3 convolutions of stride 1 and padding 1 with even sides and at least 16
 // channels in and out (the tutorial's second layer; ResNet-18's 56, 28 and 14), by Winograd's
-// F(2 x 2, 3 x 3): 2.25 times fewer multiplications, on the engine's GEMM; AVX-512 only. Not
+// F(2 x 2, 3 x 3): 2.25 times fewer multiplications, on the engine's GEMM (the transforms in
+// AVX-512, or in the compiler's 8-float vectors without it). Not
 // the im2col path's bits (a few units in the last place), but the same on any number of threads
 // and between the fused block and the three ops. conv2d_winograd_takes: whether a shape is one.
 bool conv2d_winograd_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t stride,

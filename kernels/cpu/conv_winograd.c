@@ -30,8 +30,9 @@
 // but each output is computed the same way whatever the block, the group of images or the number
 // of threads: the same bits on any number of threads, and the fused block and the three ops
 // (conv2d, relu, max_pool2d) agree to the bit, since both come from the same tiles.
-// AVX-512 only (the transforms are written with its masked loads and stores); other CPUs, and
-// other shapes, keep the im2col path (the functions then return false having done nothing).
+// With AVX-512 the transforms are written with its masked loads and stores; on other CPUs with
+// the compiler's vectors of 8 floats (below, "the CPU has no AVX-512"). Other shapes keep the
+// im2col path (the functions then return false having done nothing).
 // The same tiles serve bf16 convolutions on AVX512-BF16 (conv_winograd_bf16.c), their
 // transformed values rounded to bf16 for vdpbf16ps; what the two files share is conv_winograd.h.
 #include "kernels/cpu/bf16_vec.h"

@@ -69,7 +69,8 @@ bool conv1_relu_pool_direct_cpu(float *y, uint8_t *where, const float *x, const 
 // pooling block straight from the pooled gradient, one term per window (its maximum's), in groups
 // of `group` images: within a few units of the last place of the dense product's; and db (its
 // bits) when dbias is not NULL. False (nothing done) for other shapes. _takes: whether it runs
-// for this shape (an AVX-512 build, whole vectors of 16 output channels, at most 256 in and out).
+// for this shape (an AVX-512 build, whole vectors of 16 output channels, at most 256 in and out;
+// without AVX-512, whole vectors of 8 input channels).
 bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                        int64_t stride, int64_t pad, int64_t P, int64_t Q);
 bool conv2d_relu_pool_dw_windows_cpu(float *dw, float *dbias, const float *dy, const float *y, const uint8_t *where,

@@ -5,8 +5,8 @@
 // 0.89 and 1.66; ResNet-18's classifier 1.7x faster forward, 3.3x for dW), and the results no
 // longer depend on which kernel OpenBLAS picks for the CPU it finds (each row of C is also the
 // same sums whatever the number of rows, where OpenBLAS's rows could round differently in a block
-// of another height). Without AVX-512 the tiles are 8 rows of AVX2 pairs, and large products go
-// to OpenBLAS's sgemm (blas.c, loaded on first use); small ones stay here, where a BLAS call's
+// of another height). Without AVX-512 the tiles are 6 x 16 in AVX2 registers (MR below), and
+// large products through gemm_cpu go to OpenBLAS's sgemm (blas.c, loaded on first use); small ones stay here, where a BLAS call's
 // overhead costs more than the arithmetic (a small MLP's 32 x 20 x 50).
 #include "kernels/cpu/amp.h"
 #include "kernels/cpu/bf16_gemm.h"
