@@ -416,13 +416,15 @@ static void input_transform(float *V, int64_t ld, const float *in, int64_t image
     static _Thread_local cg_thread_buffer buffer;
     int64_t H2 = H / 2, Q2 = W / 2, block_tiles = (r1 - r0) * Q2, wp = W + 18; // a padded row: 18 floats from any chunk
     float *padded = cg_thread_floats_aligned(&buffer, 4 * (r1 - r0) * wp);
+    // zeros once: each channel then writes the same places (the image's columns of the rows
+    // inside it), and the others stay zero
+    memset(padded, 0, (size_t)(4 * (r1 - r0) * wp) * sizeof(float));
     for (int64_t c = 0; c < C; c++) {
         for (int64_t r = r0, n = r0 / H2, ty = r0 % H2; r < r1; r++, next_row(&n, &ty, H2)) {
             const float *plane = in + n * image_stride + c * channel_stride;
             for (int i = 0; i < 4; i++) {
                 int64_t h = 2 * ty - 1 + i;
                 float *row = padded + (4 * (r - r0) + i) * wp; // row[1 + x]: column x
-                for (int64_t x = 0; x < wp; x++) row[x] = 0.0f;
                 if (h >= 0 && h < H)
                     for (int64_t x = 0; x < W; x++) row[1 + x] = plane[h * W + x];
             }
