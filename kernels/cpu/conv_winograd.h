@@ -91,6 +91,13 @@ typedef enum {
     RELU_POOL_BF16, // y (N, K, H/2, W/2) = the window's first maximum of max(0, round(output + bias))
 } finish;
 
+// V_xi for a block's tiles (tile rows r0 .. r1-1: the batch's rows of tiles one after the other),
+// V[xi][c][j] = (B^T d B)[xi] of tile j's 4 x 4 patch of input channel c (C channels, planes H x W
+// at in + n * image_stride + c * channel_stride), rows ld floats apart, the 16 matrices
+// matrix_floats(C, ld) apart. conv_winograd.c (AVX-512) or conv_winograd_portable.c.
+void winograd_input_transform(float *V, int64_t ld, const float *in, int64_t image_stride, int64_t channel_stride,
+                              int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1);
+
 // A block's count of tile rows for C input and K output channels of planes W wide (the
 // definition, conv_winograd.c, says how it is chosen).
 int64_t winograd_block_rows(int64_t C, int64_t K, int64_t W);
@@ -98,7 +105,7 @@ int64_t winograd_block_rows(int64_t C, int64_t K, int64_t W);
 // The output transform of a block's tiles (tile rows r0 .. r1-1, M channels) from its 16 products
 // O_xi at O + xi * o_stride (rows ld floats apart), finished as `how` into the planes at out + n *
 // image_stride (floats, or bf16 values for the _BF16 modes; `where` for the pooled ones; bias:
-// M floats, or NULL). conv_winograd.c.
+// M floats, or NULL). conv_winograd.c (AVX-512) or conv_winograd_portable.c (STORE, ADD, RELU_POOL).
 void winograd_output_block(void *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld,
                            int64_t o_stride, const float *bias, finish how, int64_t M, int64_t H, int64_t W, int64_t r0,
                            int64_t r1);
