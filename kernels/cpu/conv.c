@@ -11,6 +11,7 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/im2col.h"
 #include "kernels/cpu/threads.h"
+#include "kernels/cpu/vec8.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -530,13 +531,11 @@ static inline __attribute__((always_inline)) float unpool_plane(float *out, cons
     // then the lanes are added in order. Written out rather than left to `omp simd reduction`
     // (which GCC lays out this way, another compiler perhaps not), because conv_direct_dw.c's
     // sum_lanes takes the same additions and test_conv_fused_cpu checks db bit for bit across the two.
-    // The 8 lanes are one vector of the compiler's (the GCC / Clang vector extension) and dy's
-    // entries are kept by a bit mask where y > 0 (its zeros are +0.0f, as `: 0.0f` gives): written
-    // as `lanes[l] += y[i + l] > 0.0f ? dy[i + l] : 0.0f`, GCC 12 tuned for Zen 1 (-march=native
-    // there) read dy with two masked loads of 4 floats and gave the second the first's mask: wrong
-    // sums (test_grad's fused block caught it).
-    typedef float f8 __attribute__((vector_size(8 * sizeof(float))));
-    typedef int32_t i8 __attribute__((vector_size(8 * sizeof(int32_t))));
+    // The 8 lanes are one vector of the compiler's (vec8.h) and dy's entries are kept by a bit
+    // mask where y > 0 (its zeros are +0.0f, as `: 0.0f` gives): written as `lanes[l] +=
+    // y[i + l] > 0.0f ? dy[i + l] : 0.0f`, GCC 12 tuned for Zen 1 (-march=native there) read dy
+    // with two masked loads of 4 floats and gave the second the first's mask: wrong sums
+    // (test_grad's fused block caught it).
     int64_t n = P2 * Q2, n8 = n / 8 * 8;
     f8 acc = {0};
     for (int64_t i = 0; i < n8; i += 8) {

@@ -42,6 +42,7 @@
 #include "kernels/cpu/conv_direct_dw.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/threads.h"
+#include "kernels/cpu/vec8.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -365,8 +366,7 @@ bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, double *db_sums, cons
 }
 #else // CG_DW_WINDOWS: no AVX-512
 
-// The same dW, one term per window, in the compiler's vectors of 8 floats (the GCC / Clang vector
-// extension: one AVX2 register), for whole vectors of input channels (C a multiple of 8, the
+// The same dW, one term per window, in the compiler's vectors of 8 floats (vec8.h), for whole vectors of input channels (C a multiple of 8, the
 // tutorial's second block): the input channels in the lanes, as conv_direct_dw_channels.c has
 // them. Each image is laid out padded and channels-last (xp[(h + 1) (W + 2) + w + 1][c], zeros
 // around), so that an output channel's tap (r, s) at a window is C consecutive floats. For each
@@ -375,11 +375,10 @@ bool conv2d_relu_pool_dw_windows_pairs_bf16_cpu(float *dw, double *db_sums, cons
 // zero, the order written at the top of this file, so the same bits as there. bf16 stays on its
 // tile product (no AVX512-BF16 here). On one Zen 1 core the dense product this replaces ran at 31
 // GFLOP/s, about the core's peak; here a quarter of its multiply-adds.
-typedef float f8 __attribute__((vector_size(8 * sizeof(float))));
 
 bool conv2d_relu_pool_dw_windows_takes(int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S,
                                        int64_t stride, int64_t pad, int64_t P, int64_t Q) {
-    return C >= 8 && C % 8 == 0 && C <= 1024 && R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W &&
+    return C >= 8 && C % 8 == 0 && R == 3 && S == 3 && stride == 1 && pad == 1 && P == H && Q == W &&
            P >= 2 && Q >= 2 && K >= 1;
 }
 

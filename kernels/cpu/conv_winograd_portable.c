@@ -4,6 +4,7 @@
 // file compiles to nothing (conv_winograd.c has the same two functions in its intrinsics).
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/threads.h"
+#include "kernels/cpu/vec8.h"
 #include "core/common.h"
 
 #include <stdint.h>
@@ -11,14 +12,12 @@
 
 #ifndef CG_WINOGRAD
 
-// The vectors: the GCC / Clang vector extension, 8 floats (one AVX2 register, or two of SSE's), 8
-// tiles of a tile row side by side, each sum taken in the order of conv_winograd.c's AVX-512 code
-// (test_conv_cpu's reference tiles, written in that order, give the same bits on both). Each
-// output is computed the same way whatever the block, the group of images or the number of
-// threads, and the fused block and the three ops agree. On one Zen 1 core (AVX2), the tutorial's second convolution in im2col and the GEMM ran at 31
-// GFLOP/s, about the core's peak; with these tiles it does 2.25 times fewer multiply-adds.
-typedef float f8 __attribute__((vector_size(8 * sizeof(float))));
-typedef int32_t i8 __attribute__((vector_size(8 * sizeof(int32_t))));
+// The vectors (vec8.h): 8 tiles of a tile row side by side, each sum taken in the order of
+// conv_winograd.c's AVX-512 code (test_conv_cpu's reference tiles, written in that order, give
+// the same bits on both). Each output is computed the same way whatever the block, the group of
+// images or the number of threads, and the fused block and the three ops agree. On one Zen 1 core
+// (AVX2), the tutorial's second convolution in im2col and the GEMM ran at 31 GFLOP/s, about the
+// core's peak; with these tiles it does 2.25 times fewer multiply-adds.
 #ifdef __clang__
 #define EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
 #define ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
@@ -27,10 +26,7 @@ typedef int32_t i8 __attribute__((vector_size(8 * sizeof(int32_t))));
 #define ODD8(a, b) __builtin_shuffle(a, b, (i8){1, 3, 5, 7, 9, 11, 13, 15})
 #endif
 
-// Lane by lane, a where m is all ones, b where it is zero.
-static inline f8 select8(i8 m, f8 a, f8 b) { return (f8)((m & (i8)a) | (~m & (i8)b)); }
-
-// As the AVX-512 input_transform: V[xi][c][j] = (B^T d B)[xi], 8 tiles of a tile row at a time.
+// As conv_winograd.c's AVX-512 winograd_input_transform: V[xi][c][j] = (B^T d B)[xi], 8 tiles of a tile row at a time.
 // Channel by channel, the 4 patch rows of each of the block's tile rows are first copied into a
 // padded buffer (a zero before column 0, zeros from column W on, rows outside the image all
 // zeros), so that a chunk's patch rows are plain loads: columns 2t + j of its 8 tiles (t = 0 .. 7)
@@ -91,7 +87,7 @@ void winograd_input_transform(float *V, int64_t ld, const float *in, int64_t ima
     }
 }
 
-// As the AVX-512 winograd_output_block, for STORE, ADD and RELU_POOL (the bf16 modes need
+// As conv_winograd.c's AVX-512 winograd_output_block, for STORE, ADD and RELU_POOL (the bf16 modes need
 // AVX512-BF16), 8 tiles of a tile row at a time: Y = A^T O A, then the finish, with the same
 // comparisons for the pooled maximum.
 void winograd_output_block(void *out, uint8_t *where, int64_t image_stride, const float *O, int64_t ld,

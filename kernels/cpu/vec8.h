@@ -1,0 +1,16 @@
+// vec8.h: vectors of 8 floats and of 8 int32 in the compiler's vector extension (GCC and Clang:
+// one AVX2 register, or two of SSE's), for the kernels that have no AVX-512 code of their own or
+// must not leave a select to the compiler. Arithmetic and comparisons are lane by lane; a
+// comparison gives an i8 of all ones (true) or zeros per lane. Loads and stores go through memcpy.
+#ifndef CG_KERNELS_CPU_VEC8_H
+#define CG_KERNELS_CPU_VEC8_H
+
+#include <stdint.h>
+
+typedef float f8 __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t i8 __attribute__((vector_size(8 * sizeof(int32_t))));
+
+// Lane by lane, a where m is all ones, b where it is zero.
+static inline f8 select8(i8 m, f8 a, f8 b) { return (f8)((m & (i8)a) | (~m & (i8)b)); }
+
+#endif
