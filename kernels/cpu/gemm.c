@@ -6,8 +6,8 @@
 // longer depend on which kernel OpenBLAS picks for the CPU it finds (each row of C is also the
 // same sums whatever the number of rows, where OpenBLAS's rows could round differently in a block
 // of another height). Without AVX-512 the tiles are 6 x 16 in AVX2 registers (MR below), and
-// large products through gemm_cpu go to OpenBLAS's sgemm (blas.c, loaded on first use); small ones stay here, where a BLAS call's
-// overhead costs more than the arithmetic (a small MLP's 32 x 20 x 50).
+// large products through gemm_cpu go to OpenBLAS's sgemm (blas.c, loaded on first use); small
+// ones stay here, where a BLAS call's overhead costs more than the arithmetic (a small MLP's 32 x 20 x 50).
 #include "kernels/cpu/amp.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/cpu.h"
@@ -42,8 +42,8 @@
 // (8 x 32 ran at 50-57 % of the peak on the tutorial's shapes, 12 x 32 at 61-88 %; 14 x 32 left
 // too few registers for the compiler.) Without AVX-512 a row of 16 floats is a pair of AVX2
 // registers, and AVX2 has 16 of them: 8 x 32 sums would be 32 registers, so the compiler kept
-// them on the stack and every FMA waited for a load and a store (one Zen 1 core: 2 GFLOP/s, the
-// tutorial CNN at a ninth of PyTorch's speed). There a panel's 32 columns are two tiles of 6 x 16
+// them on the stack and every FMA waited for a load and a store (with row16 below, one Zen 1
+// core ran the tutorial's second convolution at 2 GFLOP/s, the CNN at a ninth of PyTorch's speed). There a panel's 32 columns are two tiles of 6 x 16
 // (tile_full below): 12 registers of sums, 2 of B and a broadcast, the usual AVX2 shape.
 #ifdef __AVX512F__
 #define MR 12
