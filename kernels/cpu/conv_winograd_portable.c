@@ -26,63 +26,87 @@
 #define ODD8(a, b) __builtin_shuffle(a, b, (i8){1, 3, 5, 7, 9, 11, 13, 15})
 #endif
 
+// Row h of a plane (W floats at p, `readable` floats readable from p on: the rest of the plane) as
+// a padded row's even and odd columns: e[k] = column 2k - 1, o[k] = column 2k, k = 0, 1, ...,
+// zero outside the image. 16 columns at a time: two loads and two shuffles, the lanes past column
+// W - 1 set to zero (they read the next row); where 16 floats would read past the plane, one by one.
+// e[0] and the places past the row are never written here: they stay the zeros they start as.
+static void split_row(float *e, float *o, const float *p, int64_t W, int64_t readable) {
+    for (int64_t x0 = 0; x0 < W; x0 += 16) {
+        if (x0 + 16 > readable) {
+            for (int64_t x = x0; x < W; x++) (x % 2 ? e : o)[(x + 1) / 2] = p[x];
+            return;
+        }
+        f8 a, b;
+        memcpy(&a, p + x0, sizeof a), memcpy(&b, p + x0 + 8, sizeof b);
+        f8 even = EVEN8(a, b), odd = ODD8(a, b); // columns x0 + 2l, x0 + 2l + 1
+        if (x0 + 16 > W) {
+            i8 column = 2 * (i8){0, 1, 2, 3, 4, 5, 6, 7} + (int32_t)x0;
+            even = select8(column < (int32_t)W, even, (f8){0}), odd = select8(column + 1 < (int32_t)W, odd, (f8){0});
+        }
+        memcpy(o + x0 / 2, &even, sizeof even), memcpy(e + x0 / 2 + 1, &odd, sizeof odd);
+    }
+}
+
 // As conv_winograd.c's AVX-512 winograd_input_transform: V[xi][c][j] = (B^T d B)[xi], 8 tiles of a tile row at a time.
-// Channel by channel, the 4 patch rows of each of the block's tile rows are first copied into a
-// padded buffer (a zero before column 0, zeros from column W on, rows outside the image all
-// zeros), so that a chunk's patch rows are plain loads: columns 2t + j of its 8 tiles (t = 0 .. 7)
-// come out of two loads of 8 by two shuffles each. (Copied chunk by chunk right before its loads,
-// each load waited for the stores of the copy: a load across several smaller stores is not
-// forwarded from them.) Each value goes out as a whole vector where the block's tiles go on past
-// the chunk's (the lanes past its tiles land on the next chunk's, written after), else lane by
-// lane: copies of a count known only at run time (memcpy) were calls, a fifth of a training
-// step's time on a Zen 1 core.
+// Channel by channel, each input row that the block's tile rows read is first split once into its
+// padded even and odd columns (split_row; rows outside the image stay zeros), in slots: a tile row
+// reads 4 slots, and the next tile row of the same image its last 2 and 2 more. Columns 2t - 1,
+// 2t, 2t + 1 and 2t + 2 of a chunk's tiles t are then 4 plain loads of 8 per row, e[t], o[t],
+// e[t + 1] and o[t + 1]. (Before, each tile row copied its 4 rows into a padded buffer, float by
+// float, and took the columns out by 16 shuffles: on a Zen 1 core, a seventh of a training step;
+// the tutorial's second convolution's transform, 25 us an image, its dx's 56, now 17 and 36.)
+// Each value goes out as a whole vector where the block's
+// tiles go on past the chunk's (the lanes past its tiles land on the next chunk's, written after),
+// else lane by lane: copies of a count known only at run time (memcpy) were calls.
 void winograd_input_transform(float *V, int64_t ld, const float *in, int64_t image_stride, int64_t channel_stride,
                               int64_t C, int64_t H, int64_t W, int64_t r0, int64_t r1) {
     static _Thread_local cg_thread_buffer buffer;
-    int64_t H2 = H / 2, Q2 = W / 2, block_tiles = (r1 - r0) * Q2, wp = W + 18; // a padded row: 18 floats from any chunk
-    float *padded = cg_thread_floats_aligned(&buffer, 4 * (r1 - r0) * wp);
-    // zeros once: each channel then writes the same places (the image's columns of the rows
-    // inside it), and the others stay zero
-    memset(padded, 0, (size_t)(4 * (r1 - r0) * wp) * sizeof(float));
+    int64_t H2 = H / 2, Q2 = W / 2, block_tiles = (r1 - r0) * Q2;
+    int64_t half = Q2 + 16, slots = 4 * (r1 - r0); // a slot: e, then o, half floats each
+    float *split = cg_thread_floats_aligned(&buffer, slots * 2 * half);
+    memset(split, 0, (size_t)(slots * 2 * half) * sizeof(float)); // the rows outside the image, the padding
     for (int64_t c = 0; c < C; c++) {
-        for (int64_t r = r0, n = r0 / H2, ty = r0 % H2; r < r1; r++, next_row(&n, &ty, H2)) {
+        for (int64_t r = r0, n = r0 / H2, ty = r0 % H2, s = 0; r < r1; r++, next_row(&n, &ty, H2)) {
             const float *plane = in + n * image_stride + c * channel_stride;
-            for (int i = 0; i < 4; i++) {
+            for (int i = r > r0 && ty > 0 ? 2 : 0; i < 4; i++) { // rows the tile row before did not split
                 int64_t h = 2 * ty - 1 + i;
-                float *row = padded + (4 * (r - r0) + i) * wp; // row[1 + x]: column x
-                if (h >= 0 && h < H)
-                    for (int64_t x = 0; x < W; x++) row[1 + x] = plane[h * W + x];
+                if (h >= 0 && h < H) split_row(split + (s + i) * 2 * half, split + (s + i) * 2 * half + half,
+                                               plane + h * W, W, (H - h) * W);
             }
+            s += ty + 1 < H2 ? 2 : 4; // the next tile row's first slot: its image's, or a new one's
         }
-        for (int64_t r = r0; r < r1; r++) {
+        for (int64_t r = r0, ty = r0 % H2, s = 0; r < r1; r++, ty = ty + 1 < H2 ? ty + 1 : 0) {
             int64_t j0 = (r - r0) * Q2;
             for (int64_t tx0 = 0; tx0 < Q2; tx0 += 8) {
                 int64_t tiles = Q2 - tx0 < 8 ? Q2 - tx0 : 8;
                 f8 col[4][4]; // col[i][j] lane t: row i, column j of tile tx0 + t's patch
-                for (int i = 0; i < 4; i++) {
-                    const float *d = padded + (4 * (r - r0) + i) * wp + 2 * tx0; // column 2 tx0 - 1 on
-                    f8 a, b, a2, b2;
-                    memcpy(&a, d, sizeof a), memcpy(&b, d + 8, sizeof b);
-                    memcpy(&a2, d + 2, sizeof a2), memcpy(&b2, d + 10, sizeof b2);
-                    col[i][0] = EVEN8(a, b), col[i][1] = ODD8(a, b), col[i][2] = EVEN8(a2, b2), col[i][3] = ODD8(a2, b2);
+                CG_UNROLL for (int i = 0; i < 4; i++) {
+                    const float *e = split + (s + i) * 2 * half + tx0, *o = e + half;
+                    memcpy(&col[i][0], e, sizeof col[i][0]), memcpy(&col[i][1], o, sizeof col[i][1]);
+                    memcpy(&col[i][2], e + 1, sizeof col[i][2]), memcpy(&col[i][3], o + 1, sizeof col[i][3]);
                 }
-                for (int i = 0; i < 4; i++) {
+                CG_UNROLL for (int i = 0; i < 4; i++) {
                     f8 row[4]; // row i of B^T d, column by column
-                    for (int j = 0; j < 4; j++)
+                    CG_UNROLL for (int j = 0; j < 4; j++)
                         row[j] = i == 0 ? col[0][j] - col[2][j]
                                : i == 1 ? col[1][j] + col[2][j]
                                : i == 2 ? col[2][j] - col[1][j]
                                         : col[1][j] - col[3][j];
                     f8 v[4] = {row[0] - row[2], row[1] + row[2], row[2] - row[1], row[1] - row[3]};
-                    for (int j = 0; j < 4; j++) {
+                    CG_UNROLL for (int j = 0; j < 4; j++) {
                         float *to = V + (4 * i + j) * matrix_floats(C, ld) + c * ld + j0 + tx0;
-                        if (j0 + tx0 + 8 <= block_tiles)
+                        if (j0 + tx0 + 8 <= block_tiles) {
                             memcpy(to, &v[j], sizeof v[j]);
-                        else
-                            for (int t = 0; t < tiles; t++) to[t] = v[j][t];
+                        } else { // through a copy: v read at run-time lanes would keep all of v in memory
+                            float lanes[8];
+                            memcpy(lanes, &v[j], sizeof lanes);
+                            for (int t = 0; t < tiles; t++) to[t] = lanes[t];
+                        }
                     }
                 }
             }
+            s += ty + 1 < H2 ? 2 : 4;
         }
     }
 }

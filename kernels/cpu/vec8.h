@@ -10,6 +10,13 @@
 typedef float f8 __attribute__((vector_size(8 * sizeof(float))));
 typedef int32_t i8 __attribute__((vector_size(8 * sizeof(int32_t))));
 
+// Before a loop of a few steps known at compile time (a tile's rows, a transform's 4 rows): unroll
+// it where the compiler first looks. Small arrays of vectors indexed by such loops (a tile's sums,
+// a patch's columns) then become one variable per element, held in registers; unrolled later,
+// as GCC does by itself, they stayed arrays in memory, stored and loaded around their loops (on a
+// Zen 1 core a 6 x 16 GEMM tile of 32 steps took 486 cycles instead of 413).
+#define CG_UNROLL _Pragma("GCC unroll 16")
+
 // Lane by lane, a where m is all ones, b where it is zero.
 static inline f8 select8(i8 m, f8 a, f8 b) { return (f8)((m & (i8)a) | (~m & (i8)b)); }
 
