@@ -18,13 +18,8 @@
 // images or the number of threads, and the fused block and the three ops agree. On one Zen 1 core
 // (AVX2), the tutorial's second convolution in im2col and the GEMM ran at 31 GFLOP/s, about the
 // core's peak; with these tiles it does 2.25 times fewer multiply-adds.
-#ifdef __clang__
-#define EVEN8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
-#define ODD8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
-#else
-#define EVEN8(a, b) __builtin_shuffle(a, b, (i8){0, 2, 4, 6, 8, 10, 12, 14})
-#define ODD8(a, b) __builtin_shuffle(a, b, (i8){1, 3, 5, 7, 9, 11, 13, 15})
-#endif
+#define EVEN8(a, b) SHUFFLE8(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define ODD8(a, b) SHUFFLE8(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
 
 // Row h of a plane (W floats at p, `readable` floats readable from p on: the rest of the plane) as
 // a padded row's even and odd columns: e[k] = column 2k - 1, o[k] = column 2k, k = 0, 1, ...,

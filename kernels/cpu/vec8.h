@@ -17,6 +17,13 @@ typedef int32_t i8 __attribute__((vector_size(8 * sizeof(int32_t))));
 // Zen 1 core a 6 x 16 GEMM tile of 32 steps took 486 cycles instead of 413).
 #define CG_UNROLL _Pragma("GCC unroll 16")
 
+// The lanes of a and b (0 .. 7 and 8 .. 15) picked by 8 constant indices, one vector of 8.
+#ifdef __clang__
+#define SHUFFLE8(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUFFLE8(a, b, ...) __builtin_shuffle(a, b, (i8){__VA_ARGS__})
+#endif
+
 // Lane by lane, a where m is all ones, b where it is zero.
 static inline f8 select8(i8 m, f8 a, f8 b) { return (f8)((m & (i8)a) | (~m & (i8)b)); }
 
