@@ -1,7 +1,8 @@
 #define _POSIX_C_SOURCE 200809L // clock_gettime
 // cpu_peak.c: how close the CPU kernels come to the processor's peak. It measures the clock (a
 // chain of dependent integer additions, one per cycle) and the FMA units (independent AVX-512
-// FMAs per cycle), prints the fp32 peak it assumes, cores x FMA units x 16 lanes x 2 x clock,
+// FMAs per cycle, or AVX2's without AVX-512), prints the fp32 peak it assumes, cores x FMA units x
+// 16 lanes (8 with AVX2) x 2 x clock,
 // and the bf16 peaks of AVX512-BF16 and AMX where the CPU has them (measured the same way), then
 // times the tutorial CNN's convolutions and first linear layer and ResNet-18's convolutions
 // (forward, backward) in fp32 and in bf16 and prints GFLOP/s and the fraction of the peak
@@ -102,6 +103,27 @@ __attribute__((target("avx512f"))) static double fma_flops(void) {
                      : ZMM_CLOBBERS);
     double t = now() - t0;
     return 10000000.0 * 24 * 32 / t; // 16 lanes x 2 FLOP
+}
+
+// Without AVX-512: 12 independent AVX2 FMAs (ymm0-11; AVX2 has 16 registers), enough for a
+// 5-cycle latency on one 256-bit unit or a 4-cycle one on two.
+#define ACC12(op)                                                                                            \
+    op " %%ymm14, %%ymm15, %%ymm0\n\t" op " %%ymm14, %%ymm15, %%ymm1\n\t" op " %%ymm14, %%ymm15, %%ymm2\n\t"   \
+    op " %%ymm14, %%ymm15, %%ymm3\n\t" op " %%ymm14, %%ymm15, %%ymm4\n\t" op " %%ymm14, %%ymm15, %%ymm5\n\t"   \
+    op " %%ymm14, %%ymm15, %%ymm6\n\t" op " %%ymm14, %%ymm15, %%ymm7\n\t" op " %%ymm14, %%ymm15, %%ymm8\n\t"   \
+    op " %%ymm14, %%ymm15, %%ymm9\n\t" op " %%ymm14, %%ymm15, %%ymm10\n\t" op " %%ymm14, %%ymm15, %%ymm11\n\t"
+
+__attribute__((target("avx2,fma"))) static double fma_flops_avx2(void) {
+    long n = 10000000;
+    double t0 = now();
+    __asm__ volatile("vpxor %%ymm14, %%ymm14, %%ymm14\n\tvpxor %%ymm15, %%ymm15, %%ymm15\n\t"
+                     "1:\n\t" ACC12("vfmadd231ps") "dec %0\n\tjnz 1b\n\tvzeroupper"
+                     : "+r"(n)
+                     :
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+                       "xmm11", "xmm14", "xmm15");
+    double t = now() - t0;
+    return 10000000.0 * 12 * 16 / t; // 8 lanes x 2 FLOP
 }
 
 __attribute__((target("avx512f,avx512bf16"))) static double dpbf16_flops(void) {
@@ -328,7 +350,7 @@ static void time_linear(const char *name, int64_t M, int64_t N, int64_t K, bool 
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_cpu_peak [options]\n"
-               "Measure this CPU's clock, FMA units and fp32 peak (cores x FMA units x 16 lanes x 2 x clock)\n"
+               "Measure this CPU's clock, FMA units and fp32 peak (cores x FMA units x 16 lanes, 8 with AVX2, x 2 x clock)\n"
                "and its AVX512-BF16 and AMX rates, then time the tutorial CNN's and ResNet-18's convolutions\n"
                "and first linear layer, forward and backward, in fp32 and bf16: GFLOP/s and the fraction of\n"
                "the peak (each time the best of at least 3 runs). Figures to read, not a test.\n"
@@ -368,21 +390,26 @@ int main(int argc, char **argv) {
     // AMX code may run slower (Intel lowers the clock for heavy vector work), so the peak uses
     // the clock seen by the FMAs: their measured rate divided by the FLOP per cycle of the units.
     double clock = measure_clock(), fma = 0, dpbf16 = 0, amx = 0; // per second, one core
-    bool avx512 = false;
+    bool avx512 = false, avx2 = false;
 #ifdef CG_CPU_MATRIX_KERNELS
     __builtin_cpu_init();
     avx512 = __builtin_cpu_supports("avx512f");
+    avx2 = !avx512 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     for (int r = 0; r < 10; r++) { // the best of 10: another program may take the core for a while
         double f;
         if (avx512 && (f = fma_flops()) > fma) fma = f;
+        if (avx2 && (f = fma_flops_avx2()) > fma) fma = f;
         if (cg_cpu_has_avx512_bf16() && (f = dpbf16_flops()) > dpbf16) dpbf16 = f;
         if (cg_cpu_has_amx_bf16() && (f = amx_flops()) > amx) amx = f;
     }
 #endif
     // Two FMA units do 64 FLOP per cycle; more than 1.4 x 32 per scalar cycle cannot be one unit.
-    int fma_units = clock > 0 && fma / clock > 1.4 * 32 ? 2 : 1;
-    double clock_vec = fma / (fma_units * 32.0);
-    double peak32 = cores * fma_units * 16 * 2 * clock_vec / 1e9;
+    // The lanes of an FMA: 16 with AVX-512, 8 with AVX2 (whose units count 256-bit FMAs a cycle:
+    // a Zen 1 core's two 128-bit units make one).
+    int lanes = avx512 ? 16 : 8;
+    int fma_units = clock > 0 && fma / clock > 1.4 * 2 * lanes ? 2 : 1;
+    double clock_vec = fma / (fma_units * 2.0 * lanes);
+    double peak32 = cores * fma_units * lanes * 2 * clock_vec / 1e9;
     printf("threads %d; scalar clock %.2f GHz (dependent additions, one per cycle, best of 20)\n", cores,
            clock / 1e9);
     if (avx512) {
@@ -390,8 +417,13 @@ int main(int argc, char **argv) {
                clock_vec / 1e9);
         printf("fp32 peak assumed: %d cores x %d FMA units x 16 lanes x 2 FLOP x %.2f GHz = %.0f GFLOP/s\n", cores,
                fma_units, clock_vec / 1e9, peak32);
+    } else if (avx2) {
+        printf("no AVX-512; AVX2 FMAs: %.0f GFLOP/s per core measured -> %d FMA unit(s) of 256 bits at %.2f GHz\n",
+               fma / 1e9, fma_units, clock_vec / 1e9);
+        printf("fp32 peak assumed: %d cores x %d FMA units x 8 lanes x 2 FLOP x %.2f GHz = %.0f GFLOP/s\n", cores,
+               fma_units, clock_vec / 1e9, peak32);
     } else {
-        printf("no AVX-512: the fp32 fractions below are left out\n");
+        printf("neither AVX-512 nor AVX2: the fp32 fractions below are left out\n");
         peak32 = 0;
     }
     if (amx > 0)
