@@ -233,17 +233,17 @@ static void pack_a(float *packed, const float *A, int64_t rs, int64_t ks, int64_
 
 // C[r][0 .. nv NR) (rows r < mr, columns c < nc) = (first ? 0 : C) + alpha * sum over the kc steps
 // of a(r, k) * b[k][..], where a(r, k) is ap[k * MR + r] (packed) or ap[r * rs + k] (A read in
-// place, rows contiguous). Only the first `rows` rows are summed (MR, or 8 or 4 for the last
-// panel of an M that is not a multiple of MR: the tutorial's 64 output channels are 5 panels of
-// 12 and one of 4, which would otherwise cost a whole panel of FMAs on zeros). rows, nv and
-// packed are constants at each call site, so that the compiler keeps the sums in registers; rows
-// of whole vectors are written straight from them.
+// place, rows contiguous). Only the first `rows` rows are summed (MR, or for the last panel of an
+// M that is not a multiple of MR 8 or 4 with AVX-512, 4 or 2 with AVX2: the tutorial's 64 output
+// channels are 5 panels of 12 and one of 4, which would otherwise cost a whole panel of FMAs on
+// zeros). rows, nv and packed are constants at each call site, so that the compiler keeps the sums
+// in registers; rows of whole vectors are written straight from them.
+// split (packed only): the tile starts 8 rows into a panel of MR, and its rows from MR - 8 on are
+// the first rows of the next panel, (kc - 1) MR floats further on than they would be in this one.
 // The loops over the tile's rows and vectors are unrolled early (CG_UNROLL, vec8.h): the sums are
 // then variables, not an array stored after the loop over k, read back for C and zeroed at each
 // call (the Winograd products of the tutorial's second convolution, 32 steps, on a Zen 1 core:
 // 31 -> 34 GFLOP/s).
-// split (packed only): the tile starts 8 rows into a panel of MR, and its rows from MR - 8 on are
-// the first rows of the next panel, (kc - 1) MR floats further on than they would be in this one.
 static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const float *ap, int64_t rs,
                                                                const float *b, int64_t ldb, float *C, int64_t ldc,
                                                                int mr, int nc, float alpha, bool first, const int nv,

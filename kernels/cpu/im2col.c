@@ -640,7 +640,8 @@ static void transpose_8x8(float *dst, int64_t ldd, const float *src, int64_t lds
         r[i + 2] = SHUFFLE8(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
         r[i + 3] = SHUFFLE8(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
     }
-    CG_UNROLL for (int i = 0; i < 4; i++) { // column i: the first halves of rows 0-3's and 4-7's; column i + 4, the second
+    // column i: the first halves of r[i] (rows 0-3) and r[i + 4] (rows 4-7); column i + 4: their second halves
+    CG_UNROLL for (int i = 0; i < 4; i++) {
         t[i] = SHUFFLE8(r[i], r[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
         t[i + 4] = SHUFFLE8(r[i], r[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
