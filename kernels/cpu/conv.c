@@ -10,6 +10,7 @@
 #include "kernels/cpu/conv_parts.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/im2col.h"
+#include "kernels/cpu/transpose.h"
 #include "kernels/cpu/threads.h"
 #include "kernels/cpu/vec8.h"
 

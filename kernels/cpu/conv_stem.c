@@ -22,6 +22,7 @@
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/im2col.h"
+#include "kernels/cpu/transpose.h"
 #include "kernels/cpu/threads.h"
 
 #include <string.h>

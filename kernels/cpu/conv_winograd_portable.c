@@ -25,7 +25,8 @@
 // a padded row's even and odd columns: e[k] = column 2k - 1, o[k] = column 2k, k = 0, 1, ...,
 // zero outside the image. 16 columns at a time: two loads and two shuffles, the lanes past column
 // W - 1 set to zero (they read the next row); where 16 floats would read past the plane, one by one.
-// e[0] and the places past the row are never written here: they stay the zeros they start as.
+// e[0] is never written here, and the places past the row only with zeros: they stay the zeros
+// the caller starts them as.
 static void split_row(float *e, float *o, const float *p, int64_t W, int64_t readable) {
     for (int64_t x0 = 0; x0 < W; x0 += 16) {
         if (x0 + 16 > readable) {

@@ -1,12 +1,12 @@
 // transpose16.h: a 16 x 16 transpose of 32-bit words held in 16 AVX-512 registers, shared by
-// conv_direct_dw.c (f32 values) and bf16_direct_dw.c (pairs of bf16 values). Only the function:
+// transpose.c, the direct dW kernels (f32 values, or pairs of bf16 values) and others. Only the function:
 // each file includes it under its own AVX-512 guard and decides when it runs.
 #ifndef CG_KERNELS_CPU_TRANSPOSE16_H
 #define CG_KERNELS_CPU_TRANSPOSE16_H
 
 #include <immintrin.h>
 
-// r[i][j] <-> r[j][i] (im2col.c's transpose_16x16 without its loads and stores), in four rounds
+// r[i][j] <-> r[j][i] (transpose.c's transpose_16x16 is this between its loads and stores), in four rounds
 // of shuffles: pairs of 32-bit words, then of 64-bit words, then 128-bit quarters twice. The target
 // attribute lets a file built for any -march inline it into its AVX-512 functions.
 static inline __attribute__((always_inline, target("avx512f"))) void cg_transpose16(__m512 r[16]) {
