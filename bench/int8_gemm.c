@@ -115,6 +115,7 @@ int main(int argc, char **argv) {
         {4096, 128, 784, "MLP layer 784 -> 128, batch 4096"},
         {4096, 10, 128, "MLP layer 128 -> 10, batch 4096"},
         {25088, 64, 288, "conv 32 -> 64, 3x3, as im2col, 32 images of 28x28"},
+        {4096, 128, 3136, "tutorial CNN fc1 3136 -> 128, batch 4096"},
     };
     int threads = 1;
 #ifdef _OPENMP

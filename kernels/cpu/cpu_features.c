@@ -154,6 +154,8 @@ const char *cg_cpu_int8_name(cg_cpu_int8_path path) {
     if (path == CG_INT8_AMX) return "AMX-INT8 tiles (tdpbusd)";
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
     return "AVX512-VNNI (vpdpbusd)";
+#elif defined(__AVX2__)
+    return "AVX2 (vpmaddwd, 16-bit pairs)";
 #else
     return "plain C loops";
 #endif

@@ -27,7 +27,8 @@ extern "C" {
 typedef enum { CG_BF16_EMULATED = 0, CG_BF16_AVX512 = 1, CG_BF16_AMX = 2 } cg_cpu_bf16_path;
 
 // How the int8 layers (core/qkernels.h) multiply: AMX-INT8 tiles (tdpbusd) where present and
-// allowed, else the VNNI or plain loops of int8_packed.c. The integers are the same on every path.
+// allowed, else the VNNI, AVX2 or plain loops of int8_packed.c (whichever the build was compiled
+// for). The integers are the same on every path.
 typedef enum { CG_INT8_LOOPS = 0, CG_INT8_AMX = 1 } cg_cpu_int8_path;
 
 // What the CPU and the operating system offer (cpuid leaf 7, XCR0, and for AMX Linux's
@@ -49,7 +50,7 @@ bool cg_cpu_bf16_set(cg_cpu_bf16_path path);
 bool cg_cpu_int8_set(cg_cpu_int8_path path);
 
 // "emulated (f32 arithmetic, bf16 rounding)", "AVX512-BF16 (vdpbf16ps)", "AMX-BF16 tiles";
-// "AMX-INT8 tiles", "AVX512-VNNI" or "plain C loops".
+// "AMX-INT8 tiles", "AVX512-VNNI", "AVX2" or "plain C loops".
 const char *cg_cpu_bf16_name(cg_cpu_bf16_path path);
 const char *cg_cpu_int8_name(cg_cpu_int8_path path);
 

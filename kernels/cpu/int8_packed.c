@@ -1,11 +1,15 @@
 // int8_packed.c: the int8 GEMM behind the CPU's quantised layers, with packed weights and the
-// output stage (core/qkernels.h) fused. With AVX-512 VNNI (-march=native on a CPU that has it)
-// a register tile of 6 rows x 64 columns: per step of 4 k, each row's 4 bytes are broadcast to
-// all 16 lanes and one vpdpbusd per 16 columns adds the four products u8 x s8 into each int32
-// lane (the weights' packed layout puts those 4 k of 16 columns in one 64-byte load), 24
-// accumulators in registers and no horizontal sums at the end. Without VNNI, plain loops. Where the
-// CPU has AMX-INT8, whole blocks of 16 rows go to int8_amx.c's tiles first (cpu_features.h).
-// Intrinsics are used here because GCC does not find this broadcast form by itself.
+// output stage (core/qkernels.h) fused. Three forms of the same integers, chosen when compiling:
+// - AVX-512 VNNI (-march=native on a CPU that has it): a register tile of 6 rows x 64 columns;
+//   per step of 4 k, each row's 4 bytes are broadcast to all 16 lanes and one vpdpbusd per 16
+//   columns adds the four products u8 x s8 into each int32 lane (the weights' packed layout puts
+//   those 4 k of 16 columns in one 64-byte load), 24 accumulators in registers and no horizontal
+//   sums at the end.
+// - AVX2 without VNNI (AMD Zen 1 to 3, Intel Haswell to Skylake): vpmaddwd on 16-bit numbers,
+//   a tile of 6 rows x 16 columns (below, "AVX2").
+// - Anything else: plain loops GCC vectorises as it can.
+// Where the CPU has AMX-INT8, whole blocks of 16 rows go to int8_amx.c's tiles first
+// (cpu_features.h). Intrinsics are used because GCC does not find these broadcast forms by itself.
 #include "kernels/cpu/int8_packed.h"
 
 #include <math.h>
@@ -18,10 +22,14 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define CG_INT8_VNNI 1
-#endif
-
 #define MR 6  // rows of the register tile
 #define NV 4  // vectors of 16 columns in the register tile
+#elif defined(__AVX2__)
+#include <immintrin.h>
+#define CG_INT8_AVX2 1
+#define MR 6  // rows of the register tile
+#define NV 2  // vectors of 8 columns in the register tile: 16 columns, as Np is a multiple of 16
+#endif
 
 void cg_int8_pack(cg_int8_packed *p, const int8_t *w, const cg_qoutput *out, int64_t Nout, int64_t Kp) {
     CG_CHECK(Kp % 4 == 0 && Kp > 0 && Kp <= CG_QK_MAX_K && Nout > 0, "int8 weights (%lld, %lld): Kp must be a "
@@ -44,10 +52,22 @@ void cg_int8_pack(cg_int8_packed *p, const int8_t *w, const cg_qoutput *out, int
         p->offset_u[j] = out->offset[j] - 128 * sum;
         p->multiplier[j] = out->multiplier[j];
     }
+    p->b16 = NULL;
+#ifdef CG_INT8_AVX2
+    // The same weights as 16-bit numbers in panels of 16 columns, pairs of k: (Np / 16, Kp / 2, 16, 2).
+    // One 32-byte load = 2 k of 8 columns, vpmaddwd's operand layout (AVX2 section below), and a
+    // tile's weights one contiguous stream, 64 bytes a step of k (in the (Kp / 4, Np, 4) layout
+    // they would be Np 4 bytes apart: with Np = 2048 every step in another page, and in the same
+    // few sets of the caches). Columns past Nout stay 0.
+    p->b16 = cg_xcalloc((size_t)(Kp * p->Np), sizeof(int16_t));
+    for (int64_t j = 0; j < Nout; j++)
+        for (int64_t k = 0; k < Kp; k++) p->b16[(j / 16) * Kp * 16 + (k / 2) * 32 + (j % 16) * 2 + k % 2] = w[j * Kp + k];
+#endif
 }
 
 void cg_int8_packed_free(cg_int8_packed *p) {
     free(p->b);
+    free(p->b16);
     free(p->offset_u);
     free(p->multiplier);
     memset(p, 0, sizeof *p);
@@ -171,7 +191,143 @@ void cg_int8_gemm_rows_loops(void *y, int64_t ldy, const uint8_t *a, int64_t row
     }
 }
 
-#else // no VNNI: the same integers from plain loops over the packed layout
+#elif defined(CG_INT8_AVX2)
+
+// AVX2 has no byte dot product. vpmaddubsw (_mm256_maddubs_epi16) multiplies u8 by s8 but adds
+// each pair into a SATURATED int16: 255 x 127 x 2 does not fit, and the sums would differ from the
+// other paths'. vpmaddwd (_mm256_madd_epi16) multiplies 16-bit numbers and adds each pair into an
+// int32 lane, exactly: |255 x 128 x 2| < 2^31. So both sides go to 16 bits, the weights once in
+// cg_int8_pack (b16, pairs of k of 8 columns per 32-byte load), each tile's rows of activations
+// once per row block (a16 below), and a step of 2 k is: per row, its 2 numbers broadcast to all
+// 8 lanes (one 32-bit broadcast), one vpmaddwd per 8 columns, one vpaddd into the sums. Half the
+// multiply-adds per instruction of an 8-bit dot product, the same integers.
+
+// The output stage for 8 sums of columns j .. j + 7 of row `row` (stage_16's operations, 8 lanes);
+// columns past Nout are not stored. offset_u and multiplier hold Np (a multiple of 16) numbers.
+static inline __attribute__((always_inline)) void stage_8(void *y, int64_t ldy, int64_t row, int64_t j, __m256i acc,
+                                                          const cg_int8_packed *p, const cg_qoutput *out) {
+    int64_t valid = p->Nout - j;
+    __m256i a = _mm256_add_epi32(acc, _mm256_loadu_si256((const __m256i *)(p->offset_u + j)));
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_loadu_ps(p->multiplier + j));
+    if (out->to_float) {
+        if (out->relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+        float *dst = (float *)y + row * ldy + j, lanes[8];
+        if (valid >= 8) {
+            _mm256_storeu_ps(dst, v);
+        } else {
+            _mm256_storeu_ps(lanes, v);
+            memcpy(dst, lanes, (size_t)valid * sizeof(float));
+        }
+        return;
+    }
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-32768.0f)), _mm256_set1_ps(32767.0f));
+    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(out->zero_point));
+    q = _mm256_max_epi32(q, _mm256_set1_epi32(out->relu ? out->zero_point : -128));
+    q = _mm256_min_epi32(q, _mm256_set1_epi32(127));
+    // 8 int32 already in [-128, 127] to 8 bytes: the saturating packs change no value.
+    __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    __m128i w8 = _mm_packs_epi16(w16, w16);
+    int8_t *dst = (int8_t *)y + row * ldy + j;
+    if (valid >= 8) {
+        _mm_storel_epi64((__m128i *)dst, w8);
+    } else {
+        int8_t lanes[16];
+        _mm_storeu_si128((__m128i *)lanes, w8);
+        memcpy(dst, lanes, (size_t)valid);
+    }
+}
+
+// The sums of one register tile: rows a16[0 .. mr) (Kp 16-bit numbers each) times the 16 columns
+// of a packed panel b (Kp / 2 steps of 32 numbers), into acc. mr is a constant at each call site.
+static inline __attribute__((always_inline)) void tile_sums(__m256i acc[MR][NV], const int16_t *a16,
+                                                            const int16_t *b, int64_t Kp, const int mr) {
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_si256();
+    for (int64_t k = 0; k < Kp; k += 2) {
+        __m256i bv[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_si256((const __m256i *)(b + v * 16));
+        b += 32;
+#pragma GCC unroll 6
+        for (int i = 0; i < mr; i++) {
+            int32_t two; // row i's numbers k and k + 1, side by side
+            memcpy(&two, a16 + i * Kp + k, 4);
+            __m256i av = _mm256_set1_epi32(two);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(av, bv[v]));
+        }
+    }
+}
+
+// The full tile's sums in a function of their own, into a local array, for the reason given at
+// the VNNI tile_sums_full: the 12 sums, 2 weight vectors and a broadcast then fit the 16 registers.
+static __attribute__((noinline)) void tile_sums_full(__m256i acc[MR][NV], const int16_t *a16, const int16_t *b,
+                                                     int64_t Kp) {
+    __m256i s[MR][NV];
+    tile_sums(s, a16, b, Kp, MR);
+    memcpy(acc, s, sizeof s);
+}
+
+// One register tile through the output stage: rows a16[0 .. mr) times packed columns j0 .. j0 + 16.
+static inline __attribute__((always_inline)) void tile(void *y, int64_t ldy, int64_t row0, const int16_t *a16,
+                                                       const cg_int8_packed *p, int64_t j0, const cg_qoutput *out,
+                                                       const int mr) {
+    __m256i acc[MR][NV];
+    const int16_t *panel = p->b16 + j0 * p->Kp; // (j0 / 16) Kp 16
+    if (mr == MR)
+        tile_sums_full(acc, a16, panel, p->Kp);
+    else
+        tile_sums(acc, a16, panel, p->Kp, mr);
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++)
+            if (j0 + 8 * v < p->Nout) stage_8(y, ldy, row0 + i, j0 + 8 * v, acc[i][v], p, out);
+}
+
+static void tile_any(void *y, int64_t ldy, int64_t row0, const int16_t *a16, const cg_int8_packed *p, int64_t j0,
+                     const cg_qoutput *out, int mr) {
+    switch (mr) {
+    case 1: tile(y, ldy, row0, a16, p, j0, out, 1); break;
+    case 2: tile(y, ldy, row0, a16, p, j0, out, 2); break;
+    case 3: tile(y, ldy, row0, a16, p, j0, out, 3); break;
+    case 4: tile(y, ldy, row0, a16, p, j0, out, 4); break;
+    case 5: tile(y, ldy, row0, a16, p, j0, out, 5); break;
+    default: tile(y, ldy, row0, a16, p, j0, out, 6); break;
+    }
+}
+
+// int8_amx.c's entry; AMX is never chosen in a build without AVX-512, but the symbol must exist.
+void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const int32_t *acc, int64_t ldacc,
+                         int64_t rows, int64_t ncols, const cg_int8_packed *p, const cg_qoutput *out) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t v = 0; v < ncols && j0 + v < p->Nout; v += 8)
+            stage_8(y, ldy, row0 + i, j0 + v, _mm256_loadu_si256((const __m256i *)(acc + i * ldacc + v)), p, out);
+}
+
+void cg_int8_gemm_rows_loops(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
+                             const cg_qoutput *out) {
+    const int64_t Kp = p->Kp;
+    // Columns per pass over the rows: their 16-bit weights (nc Kp 2 bytes) stay in a 256 KiB
+    // share of the L2 cache while every row tile goes by, instead of coming from the L3 cache
+    // or memory once per tile of rows when the weights are larger (N = K = 2048: 8 MiB).
+    int64_t nc = (256 << 10) / (Kp * 2) / 16 * 16;
+    nc = nc < 16 ? 16 : nc;
+    int16_t *a16 = cg_xmalloc((size_t)(MR * Kp) * sizeof(int16_t)); // a tile's rows, 16 bits each
+    for (int64_t jc = 0; jc < p->Nout; jc += nc) {
+        int64_t jc_end = jc + nc < p->Nout ? jc + nc : p->Nout;
+        for (int64_t i0 = 0; i0 < rows; i0 += MR) {
+            int mr = rows - i0 < MR ? (int)(rows - i0) : MR;
+            for (int64_t t = 0; t < mr * Kp; t++) a16[t] = a[i0 * Kp + t]; // read by every column tile
+            for (int64_t j0 = jc; j0 < jc_end; j0 += 16) tile_any(y, ldy, i0, a16, p, j0, out, mr);
+        }
+    }
+    free(a16);
+}
+
+#else // neither VNNI nor AVX2: the same integers from plain loops over the packed layout
 
 // The output stage for one int32 sum (already including offset_u), as core/qkernels.h defines it.
 static inline void stage_one(void *y, int64_t index, int32_t a, float multiplier, const cg_qoutput *out) {
@@ -195,15 +351,24 @@ void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const i
             stage_one(y, (row0 + i) * ldy + j, acc[i * ldacc + j - j0] + p->offset_u[j], p->multiplier[j], out);
 }
 
+// Row by row: the sums of all Np columns side by side, each step of 4 k adding the 4 products
+// of every column (the packed layout's order), a loop over columns the compiler can vectorise.
 void cg_int8_gemm_rows_loops(void *y, int64_t ldy, const uint8_t *a, int64_t rows, const cg_int8_packed *p,
-                       const cg_qoutput *out) {
+                             const cg_qoutput *out) {
     const int64_t Kp = p->Kp, Np = p->Np;
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < p->Nout; j++) {
-            int32_t s = 0;
-            for (int64_t k = 0; k < Kp; k++) s += (int32_t)a[i * Kp + k] * p->b[(k / 4) * Np * 4 + j * 4 + k % 4];
-            stage_one(y, i * ldy + j, s + p->offset_u[j], p->multiplier[j], out);
+    int32_t *s = cg_xmalloc((size_t)Np * sizeof(int32_t));
+    for (int64_t i = 0; i < rows; i++) {
+        memset(s, 0, (size_t)Np * sizeof(int32_t));
+        for (int64_t k = 0; k < Kp; k += 4) {
+            const uint8_t *x = a + i * Kp + k;
+            const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+            const int8_t *b = p->b + (k / 4) * Np * 4;
+            for (int64_t j = 0; j < Np; j++)
+                s[j] += x0 * b[j * 4] + x1 * b[j * 4 + 1] + x2 * b[j * 4 + 2] + x3 * b[j * 4 + 3];
         }
+        for (int64_t j = 0; j < p->Nout; j++) stage_one(y, i * ldy + j, s[j] + p->offset_u[j], p->multiplier[j], out);
+    }
+    free(s);
 }
 
 #endif

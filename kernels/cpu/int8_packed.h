@@ -1,7 +1,7 @@
 // int8_packed.h: the CPU int8 GEMM of the quantised layers (private to kernels/cpu): weights
 // packed for AVX-512 VNNI once per call, activations given as unsigned bytes (int8 + 128), the
 // output stage of core/qkernels.h fused, so that no int32 matrix is ever written to memory.
-// The plain C fallback (no VNNI) computes the same integers.
+// The AVX2 (no VNNI) and plain C loops compute the same integers.
 #ifndef CG_KERNELS_CPU_INT8_PACKED_H
 #define CG_KERNELS_CPU_INT8_PACKED_H
 
@@ -14,6 +14,7 @@
 // the same compensation).
 typedef struct {
     int8_t *b;          // (Kp / 4, Np, 4)
+    int16_t *b16;       // (Np / 16, Kp / 2, 16, 2): the AVX2 loops' copy (int8_packed.c); NULL elsewhere
     int32_t *offset_u;  // (Np,)
     float *multiplier;  // (Np,), zero past Nout
     int64_t Nout, Np, Kp;
