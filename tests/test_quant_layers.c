@@ -97,12 +97,19 @@ static void test_linear(void) {
 
 typedef struct {
     int64_t N, H, W, C, K, R, stride, pad;
+    bool extreme; // inputs and weights only -128 or 127: the largest sums (Winograd's bounds)
 } conv_shape;
 
 static void test_conv(void) {
     cg_rng rng = cg_rng_new(62, 0);
-    const conv_shape shapes[] = {{2, 28, 28, 1, 32, 3, 1, 1}, {3, 14, 14, 32, 64, 3, 1, 1}, {2, 9, 7, 3, 10, 3, 2, 0},
-                                 {1, 5, 5, 5, 17, 5, 1, 2},   {4, 6, 6, 8, 16, 1, 1, 0},    {2, 11, 13, 6, 70, 3, 2, 1}};
+    const conv_shape shapes[] = {
+        {2, 28, 28, 1, 32, 3, 1, 1, false}, {3, 14, 14, 32, 64, 3, 1, 1, false}, {2, 9, 7, 3, 10, 3, 2, 0, false},
+        {1, 5, 5, 5, 17, 5, 1, 2, false},   {4, 6, 6, 8, 16, 1, 1, 0, false},    {2, 11, 13, 6, 70, 3, 2, 1, false},
+        // 3 x 3, stride 1, padding 1, 8 to 404 channels: Winograd's tiles on AVX2 builds (int8_winograd.c):
+        // odd sizes, channels not a multiple of 16, several blocks of tiles and a partial last one, the
+        // channel limit with the largest sums, and one channel past it (im2col again)
+        {2, 7, 9, 9, 20, 3, 1, 1, false},   {5, 13, 11, 16, 24, 3, 1, 1, false}, {1, 4, 5, 404, 16, 3, 1, 1, true},
+        {1, 5, 3, 404, 20, 3, 1, 1, false}, {1, 3, 3, 405, 8, 3, 1, 1, true}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         conv_shape s = shapes[t];
         int64_t P = (s.H + 2 * s.pad - s.R) / s.stride + 1, Q = (s.W + 2 * s.pad - s.R) / s.stride + 1;
@@ -112,6 +119,11 @@ static void test_conv(void) {
         float *mult = malloc(sizeof(float) * s.K);
         random_i8(&rng, x, s.N * s.H * s.W * s.C, -128, 127);
         for (int64_t j = 0; j < s.K; j++) random_i8(&rng, w + j * Kp, Kr, -127, 127);
+        if (s.extreme) {
+            for (int64_t i = 0; i < s.N * s.H * s.W * s.C; i++) x[i] = x[i] < 0 ? -128 : 127;
+            for (int64_t j = 0; j < s.K; j++)
+                for (int64_t k = 0; k < Kr; k++) w[j * Kp + k] = w[j * Kp + k] < 0 ? -128 : 127;
+        }
         random_stage(&rng, offset, mult, s.K, Kr);
         int32_t xz = (int32_t)(t * 53 % 256) - 128; // the input's zero point: the padding value
         for (int mode = 0; mode < 4; mode++) {

@@ -1,4 +1,4 @@
-// int8_layers.c: the CPU's int8 inference kernels (core/qkernels.h): quantising a float batch
+// int8.c: the CPU's int8 inference kernels (core/qkernels.h): quantising a float batch
 // into NHWC int8, the fully connected and convolution layers over the packed int8 GEMM of
 // int8_packed.c, and int8 max pooling. OpenMP over blocks of rows; each thread builds its
 // block's im2col rows (or shifted input rows) in a buffer that stays in its L2 cache, so no
@@ -145,6 +145,11 @@ static void im2col_rows_narrow(uint8_t *cols, int64_t Kp, const int8_t *x, uint8
 static void conv2d_int8_cpu(void *y, const int8_t *x, const int8_t *w, const cg_qoutput *out, int32_t x_zero_point,
                             int64_t N, int64_t H, int64_t W, int64_t C, int64_t Kout, int64_t R, int64_t S,
                             int64_t stride, int64_t pad, int64_t P, int64_t Q) {
+    // 3 x 3, stride 1, padding 1 on AVX2 without VNNI: Winograd's tiles in integers, the same bytes
+    // (int8_winograd.c; it declines the shapes and CPUs it does not serve).
+    if (R == 3 && S == 3 && stride == 1 && pad == 1 &&
+        cg_int8_conv3x3_winograd(y, x, w, out, x_zero_point, N, H, W, C, Kout))
+        return;
     const int64_t K = R * S * C, Kp = CG_QK_PAD(K), M = N * P * Q;
     cg_int8_packed pk;
     cg_int8_pack(&pk, w, out, Kout, Kp);

@@ -24,9 +24,8 @@
 #define CG_INT8_VNNI 1
 #define MR 6  // rows of the register tile
 #define NV 4  // vectors of 16 columns in the register tile
-#elif defined(__AVX2__)
+#elif defined(CG_INT8_AVX2) // int8_packed.h
 #include <immintrin.h>
-#define CG_INT8_AVX2 1
 #define MR 6  // rows of the register tile
 #define NV 2  // vectors of 8 columns in the register tile: 16 columns, as Np is a multiple of 16
 #endif
@@ -61,7 +60,8 @@ void cg_int8_pack(cg_int8_packed *p, const int8_t *w, const cg_qoutput *out, int
     // few sets of the caches). Columns past Nout stay 0.
     p->b16 = cg_xcalloc((size_t)(Kp * p->Np), sizeof(int16_t));
     for (int64_t j = 0; j < Nout; j++)
-        for (int64_t k = 0; k < Kp; k++) p->b16[(j / 16) * Kp * 16 + (k / 2) * 32 + (j % 16) * 2 + k % 2] = w[j * Kp + k];
+        for (int64_t k = 0; k < Kp; k++)
+            p->b16[(j / 16) * Kp * 16 + (k / 2) * 32 + (j % 16) * 2 + k % 2] = w[j * Kp + k];
 #endif
 }
 
@@ -296,6 +296,30 @@ static void tile_any(void *y, int64_t ldy, int64_t row0, const int16_t *a16, con
     case 4: tile(y, ldy, row0, a16, p, j0, out, 4); break;
     case 5: tile(y, ldy, row0, a16, p, j0, out, 5); break;
     default: tile(y, ldy, row0, a16, p, j0, out, 6); break;
+    }
+}
+
+// Raw sums for int8_winograd.c: c (rows, Np) i32, row stride ldc = a16 (rows, K2) i16 times the
+// panels b16 (Np / 16, K2 / 2, 16, 2), K2 even; the same register tiles, no output stage.
+void cg_int8_gemm_i16(int32_t *c, int64_t ldc, const int16_t *a16, int64_t rows, int64_t K2, const int16_t *b16,
+                      int64_t Np) {
+    __m256i acc[MR][NV];
+    for (int64_t i0 = 0; i0 < rows; i0 += MR) {
+        int mr = rows - i0 < MR ? (int)(rows - i0) : MR;
+        for (int64_t j0 = 0; j0 < Np; j0 += 16) {
+            const int16_t *a = a16 + i0 * K2, *panel = b16 + j0 * K2;
+            switch (mr) { // a constant mr for each, so that the sums stay in registers
+            case 6: tile_sums_full(acc, a, panel, K2); break;
+            case 5: tile_sums(acc, a, panel, K2, 5); break;
+            case 4: tile_sums(acc, a, panel, K2, 4); break;
+            case 3: tile_sums(acc, a, panel, K2, 3); break;
+            case 2: tile_sums(acc, a, panel, K2, 2); break;
+            default: tile_sums(acc, a, panel, K2, 1); break;
+            }
+            for (int i = 0; i < mr; i++)
+                for (int v = 0; v < NV; v++)
+                    _mm256_storeu_si256((__m256i *)(c + (i0 + i) * ldc + j0 + 8 * v), acc[i][v]);
+        }
     }
 }
 

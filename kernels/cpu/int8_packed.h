@@ -44,4 +44,21 @@ int64_t cg_int8_gemm_rows_amx(void *y, int64_t ldy, const uint8_t *a, int64_t ro
 void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const int32_t *acc, int64_t ldacc,
                          int64_t rows, int64_t ncols, const cg_int8_packed *p, const cg_qoutput *out);
 
+#if defined(__AVX2__) && !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__))
+// Builds with AVX2 and no VNNI (int8_packed.c's AVX2 loops): 16-bit numbers, exact int32 sums.
+#define CG_INT8_AVX2 1
+// c (rows, Np) i32, rows ldc apart = a16 (rows, K2) i16 times b16 (Np / 16, K2 / 2, 16, 2) i16 (16
+// columns a panel, pairs of k), K2 even, Np a multiple of 16: the AVX2 loops' register tiles
+// without the output stage (int8_winograd.c's 16 products).
+void cg_int8_gemm_i16(int32_t *c, int64_t ldc, const int16_t *a16, int64_t rows, int64_t K2, const int16_t *b16,
+                      int64_t Np);
+#endif
+
+// int8_winograd.c: a 3 x 3 convolution, stride 1, padding 1, by Winograd's F(2 x 2, 3 x 3) in
+// integers, the same bytes as im2col and the GEMM. false (nothing written) where it does not run:
+// builds without CG_INT8_AVX2, fewer than 8 or more than 404 input channels. Arguments as
+// cg_qkernels.conv2d's (core/qkernels.h), P = H and Q = W.
+bool cg_int8_conv3x3_winograd(void *y, const int8_t *x, const int8_t *w, const cg_qoutput *out,
+                              int32_t x_zero_point, int64_t N, int64_t H, int64_t W, int64_t C, int64_t Kout);
+
 #endif
