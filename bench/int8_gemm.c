@@ -66,6 +66,21 @@ static double best_seconds_layer(int8_t *Y, const int8_t *A, const int8_t *B, co
     return best;
 }
 
+// The int8 3 x 3 convolution layer (padding 1) as the quantised models run it: im2col and the
+// packed GEMM, or Winograd's tiles on AVX2 builds without VNNI (kernels/cpu/int8_winograd.c).
+static double best_seconds_conv(int8_t *Y, const int8_t *X, const int8_t *Wt, const cg_qoutput *o, int64_t N,
+                                int64_t H, int64_t W, int64_t C, int64_t Kout) {
+    double best = 1e30, total = 0;
+    for (int r = 0; r < 5 || total < 0.2; r++) {
+        double t0 = now();
+        cg_cpu_qkernels.conv2d(Y, X, Wt, o, 0, N, H, W, C, Kout, 3, 3, 1, 1, H, W);
+        double t = now() - t0;
+        total += t;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
 static double best_seconds_f32(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K) {
     double best = 1e30, total = 0;
     for (int r = 0; r < 5 || total < 0.2; r++) {
@@ -81,8 +96,10 @@ static double best_seconds_f32(float *C, const float *A, const float *B, int64_t
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_int8_gemm [--threads N]\n"
                "Time the CPU's int8 GEMM (int32 sums) against the fp32 GEMM on the same shapes, and the\n"
-               "quantised fully connected layer (VNNI, and AMX-INT8 tiles where the CPU has them): ms, GOP/s\n"
-               "and the ratios, each the best of at least 5 runs. Figures to read, not a test.\n"
+               "quantised fully connected layer (VNNI or AVX2 loops, and AMX-INT8 tiles where the CPU has\n"
+               "them): ms, GOP/s and the ratios, each the best of at least 5 runs; then the int8 3 x 3\n"
+               "convolution layer of the conv row's shape (Winograd's tiles on AVX2 without VNNI). Figures\n"
+               "to read, not a test.\n"
                "  --threads N   threads (default: OpenMP's)\n"
                "  --help        this text\n");
 }
@@ -167,6 +184,25 @@ int main(int argc, char **argv) {
         free(A);
         free(B);
         free(C);
+    }
+    { // the convolution whose im2col product is the "conv 32 -> 64" row, as a whole int8 layer
+        const int64_t N = 32, H = 28, W = 28, C = 32, Kout = 64, Kp = 9 * C; // 288: a multiple of 4
+        int8_t *X = cg_xmalloc((size_t)(N * H * W * C)), *Wt = cg_xmalloc((size_t)(Kout * Kp));
+        int8_t *Y = cg_xmalloc((size_t)(N * H * W * Kout));
+        float *u = cg_xmalloc(sizeof(float) * (size_t)(N * H * W * C));
+        cg_rng_uniform(&rng, u, N * H * W * C, -1.0f, 1.0f);
+        for (int64_t i = 0; i < N * H * W * C; i++) X[i] = (int8_t)(int32_t)(u[i] * 127.0f);
+        for (int64_t i = 0; i < Kout * Kp; i++) Wt[i] = (int8_t)(int32_t)(u[i] * 127.0f);
+        int32_t *offset = cg_xcalloc((size_t)Kout, sizeof(int32_t));
+        float *mult = cg_xmalloc(sizeof(float) * (size_t)Kout);
+        for (int64_t j = 0; j < Kout; j++) mult[j] = 1.0f / (128.0f * 64.0f);
+        cg_qoutput o = {offset, mult, -128, true, false};
+        cg_cpu_int8_set(CG_INT8_LOOPS);
+        double t = best_seconds_conv(Y, X, Wt, &o, N, H, W, C, Kout);
+        printf("int8 conv layer 32 x 28 x 28 x 32 -> 64, 3 x 3, padding 1, through the output stage: %.3f ms, "
+               "%.1f GOP/s counted as im2col's product (%s)\n", t * 1e3, 2.0 * N * H * W * Kout * Kp / t * 1e-9,
+               cg_cpu_int8_name(CG_INT8_LOOPS));
+        free(X), free(Wt), free(Y), free(u), free(offset), free(mult);
     }
     return 0;
 }

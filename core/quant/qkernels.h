@@ -77,7 +77,7 @@ typedef struct cg_qkernels {
 // The table of a device; aborts if its backend is not built (as cg_kernels_for).
 const cg_qkernels *cg_qkernels_for(cg_device device);
 
-// Filled in kernels/cpu/int8_layers.c; the plugin's is kernels/cuda/int8.cu.
+// Filled in kernels/cpu/int8.c; the plugin's is kernels/cuda/int8.cu.
 extern const cg_qkernels cg_cpu_qkernels;
 
 #ifdef __cplusplus

@@ -32,7 +32,7 @@
 
 #ifdef CG_INT8_AVX2
 
-#define TB 48     // tiles per block: V 16 TB C2 int16 and M 16 TB Np int32 stay in the L2 cache
+#define TB 24     // tiles per block: V 16 TB C2 int16 and M 16 TB Np int32 stay in the L2 cache
 #define MAX_C 404 // 9 x 1152 x 512 x C < 2^31 (above)
 
 // U = (2 G) g (2 G)^T of one filter channel: g 3 x 3 (row-major), u 4 x 4.
