@@ -107,9 +107,10 @@ static void test_conv(void) {
         {1, 5, 5, 5, 17, 5, 1, 2, false},   {4, 6, 6, 8, 16, 1, 1, 0, false},    {2, 11, 13, 6, 70, 3, 2, 1, false},
         // 3 x 3, stride 1, padding 1, 8 to 404 channels: Winograd's tiles on AVX2 builds (int8_winograd.c):
         // odd sizes, channels not a multiple of 16, several blocks of tiles and a partial last one, the
-        // channel limit with the largest sums, and one channel past it (im2col again)
+        // channel limit with the largest sums, one channel past it (im2col again), images of 1 x 1 and 1 x 2
         {2, 7, 9, 9, 20, 3, 1, 1, false},   {5, 13, 11, 16, 24, 3, 1, 1, false}, {1, 4, 5, 404, 16, 3, 1, 1, true},
-        {1, 5, 3, 404, 20, 3, 1, 1, false}, {1, 3, 3, 405, 8, 3, 1, 1, true}};
+        {1, 5, 3, 404, 20, 3, 1, 1, false}, {1, 3, 3, 405, 8, 3, 1, 1, true},  {3, 1, 1, 16, 16, 3, 1, 1, false},
+        {2, 1, 2, 24, 40, 3, 1, 1, false}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         conv_shape s = shapes[t];
         int64_t P = (s.H + 2 * s.pad - s.R) / s.stride + 1, Q = (s.W + 2 * s.pad - s.R) / s.stride + 1;
