@@ -270,32 +270,16 @@ static __attribute__((noinline)) void tile_sums_full(__m256i acc[MR][NV], const 
     memcpy(acc, s, sizeof s);
 }
 
-// One register tile through the output stage: rows a16[0 .. mr) times packed columns j0 .. j0 + 16.
-static inline __attribute__((always_inline)) void tile(void *y, int64_t ldy, int64_t row0, const int16_t *a16,
-                                                       const cg_int8_packed *p, int64_t j0, const cg_qoutput *out,
-                                                       const int mr) {
-    __m256i acc[MR][NV];
-    const int16_t *panel = p->b16 + j0 * p->Kp; // (j0 / 16) Kp 16
-    if (mr == MR)
-        tile_sums_full(acc, a16, panel, p->Kp);
-    else
-        tile_sums(acc, a16, panel, p->Kp, mr);
-#pragma GCC unroll 6
-    for (int i = 0; i < mr; i++)
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++)
-            if (j0 + 8 * v < p->Nout) stage_8(y, ldy, row0 + i, j0 + 8 * v, acc[i][v], p, out);
-}
-
-static void tile_any(void *y, int64_t ldy, int64_t row0, const int16_t *a16, const cg_int8_packed *p, int64_t j0,
-                     const cg_qoutput *out, int mr) {
+// The sums of a tile of mr rows (1 .. MR), each size with its own constant so that the sums stay
+// in registers: the raw product for int8_winograd.c and the tiles of cg_int8_gemm_rows_loops.
+static void tile_sums_any(__m256i acc[MR][NV], const int16_t *a16, const int16_t *panel, int64_t K2, int mr) {
     switch (mr) {
-    case 1: tile(y, ldy, row0, a16, p, j0, out, 1); break;
-    case 2: tile(y, ldy, row0, a16, p, j0, out, 2); break;
-    case 3: tile(y, ldy, row0, a16, p, j0, out, 3); break;
-    case 4: tile(y, ldy, row0, a16, p, j0, out, 4); break;
-    case 5: tile(y, ldy, row0, a16, p, j0, out, 5); break;
-    default: tile(y, ldy, row0, a16, p, j0, out, 6); break;
+    case 6: tile_sums_full(acc, a16, panel, K2); break;
+    case 5: tile_sums(acc, a16, panel, K2, 5); break;
+    case 4: tile_sums(acc, a16, panel, K2, 4); break;
+    case 3: tile_sums(acc, a16, panel, K2, 3); break;
+    case 2: tile_sums(acc, a16, panel, K2, 2); break;
+    default: tile_sums(acc, a16, panel, K2, 1); break;
     }
 }
 
@@ -307,15 +291,7 @@ void cg_int8_gemm_i16(int32_t *c, int64_t ldc, const int16_t *a16, int64_t rows,
     for (int64_t i0 = 0; i0 < rows; i0 += MR) {
         int mr = rows - i0 < MR ? (int)(rows - i0) : MR;
         for (int64_t j0 = 0; j0 < Np; j0 += 16) {
-            const int16_t *a = a16 + i0 * K2, *panel = b16 + j0 * K2;
-            switch (mr) { // a constant mr for each, so that the sums stay in registers
-            case 6: tile_sums_full(acc, a, panel, K2); break;
-            case 5: tile_sums(acc, a, panel, K2, 5); break;
-            case 4: tile_sums(acc, a, panel, K2, 4); break;
-            case 3: tile_sums(acc, a, panel, K2, 3); break;
-            case 2: tile_sums(acc, a, panel, K2, 2); break;
-            default: tile_sums(acc, a, panel, K2, 1); break;
-            }
+            tile_sums_any(acc, a16 + i0 * K2, b16 + j0 * K2, K2, mr);
             for (int i = 0; i < mr; i++)
                 for (int v = 0; v < NV; v++)
                     _mm256_storeu_si256((__m256i *)(c + (i0 + i) * ldc + j0 + 8 * v), acc[i][v]);
@@ -323,7 +299,8 @@ void cg_int8_gemm_i16(int32_t *c, int64_t ldc, const int16_t *a16, int64_t rows,
     }
 }
 
-// int8_amx.c's entry; AMX is never chosen in a build without AVX-512, but the symbol must exist.
+// The output stage of sums already in memory: int8_winograd.c's tiles (int8_amx.c's too, in a build
+// with AVX-512).
 void cg_int8_stage_block(void *y, int64_t ldy, int64_t row0, int64_t j0, const int32_t *acc, int64_t ldacc,
                          int64_t rows, int64_t ncols, const cg_int8_packed *p, const cg_qoutput *out) {
     for (int64_t i = 0; i < rows; i++)
@@ -345,7 +322,13 @@ void cg_int8_gemm_rows_loops(void *y, int64_t ldy, const uint8_t *a, int64_t row
         for (int64_t i0 = 0; i0 < rows; i0 += MR) {
             int mr = rows - i0 < MR ? (int)(rows - i0) : MR;
             for (int64_t t = 0; t < mr * Kp; t++) a16[t] = a[i0 * Kp + t]; // read by every column tile
-            for (int64_t j0 = jc; j0 < jc_end; j0 += 16) tile_any(y, ldy, i0, a16, p, j0, out, mr);
+            for (int64_t j0 = jc; j0 < jc_end; j0 += 16) { // a tile's sums, then its output stage
+                __m256i acc[MR][NV];
+                tile_sums_any(acc, a16, p->b16 + j0 * Kp, Kp, mr); // panel j0 / 16: Kp 16 numbers each
+                for (int i = 0; i < mr; i++)
+                    for (int v = 0; v < NV && j0 + 8 * v < p->Nout; v++)
+                        stage_8(y, ldy, i0 + i, j0 + 8 * v, acc[i][v], p, out);
+            }
         }
     }
     free(a16);
